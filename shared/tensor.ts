@@ -22,7 +22,8 @@ export type F32Tensor = Tensor<'float32'>;
 export function elementCount(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new RangeError(`invalid dimension ${d} in shape [${shape.join(', ')}]`);
+    if (!Number.isInteger(d) || d < 0)
+      throw new RangeError(`invalid dimension ${d} in shape [${shape.join(', ')}]`);
     n *= d;
   }
   return n;
@@ -36,7 +37,9 @@ export function makeTensor<D extends TensorDType>(
 ): Tensor<D> {
   const n = elementCount(shape);
   if (data.length !== n) {
-    throw new RangeError(`tensor data has ${data.length} elements but shape [${shape.join(', ')}] needs ${n}`);
+    throw new RangeError(
+      `tensor data has ${data.length} elements but shape [${shape.join(', ')}] needs ${n}`,
+    );
   }
   return { dtype, shape: [...shape], data };
 }
