@@ -1,0 +1,81 @@
+// Command-line parsing shared by every kmoe subcommand: node's parseArgs plus typed, validated
+// conversions whose errors name the flag.
+
+import { parseArgs } from 'node:util';
+import { UsageError } from '../../shared/errors/usage-error.js';
+import type { Device, SessionSettings } from '../../shared/onnx/session.js';
+import { defaultSessionSettings } from '../../shared/onnx/session.js';
+
+export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+
+export interface Parsed {
+  readonly values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  readonly positionals: string[];
+}
+
+export function parse(argv: readonly string[], options: OptionSpec, allowPositionals = false): Parsed {
+  try {
+    const { values, positionals } = parseArgs({ args: [...argv], options, allowPositionals, strict: true });
+    return { values: values as Parsed['values'], positionals };
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+export function str(p: Parsed, name: string): string | undefined {
+  const v = p.values[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new UsageError(`--${name} takes a value`);
+  return v;
+}
+
+export function required(p: Parsed, name: string): string {
+  const v = str(p, name);
+  if (v === undefined || v === '') throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+export function flag(p: Parsed, name: string): boolean {
+  return p.values[name] === true;
+}
+
+export function num(
+  p: Parsed,
+  name: string,
+  fallback: number,
+  check: { min?: number; max?: number; integer?: boolean } = {},
+): number {
+  const raw = str(p, name);
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(v))
+    throw new UsageError(`--${name} must be a number, got '${raw}'`);
+  if (check.integer && !Number.isInteger(v))
+    throw new UsageError(`--${name} must be an integer, got '${raw}'`);
+  if (check.min !== undefined && v < check.min)
+    throw new UsageError(`--${name} must be >= ${check.min}, got ${v}`);
+  if (check.max !== undefined && v > check.max)
+    throw new UsageError(`--${name} must be <= ${check.max}, got ${v}`);
+  return v;
+}
+
+export function optionalNum(p: Parsed, name: string, check: { integer?: boolean } = {}): number | undefined {
+  return str(p, name) === undefined ? undefined : num(p, name, 0, check);
+}
+
+/** Options every model-running command accepts for its compute settings. */
+export const COMPUTE_OPTIONS: OptionSpec = {
+  threads: { type: 'string' },
+  device: { type: 'string' },
+};
+
+export function sessionSettings(p: Parsed): SessionSettings {
+  const d = defaultSessionSettings();
+  const device = str(p, 'device') ?? d.device;
+  if (device !== 'cpu' && device !== 'cuda')
+    throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
+  return {
+    device: device as Device,
+    threads: num(p, 'threads', d.threads, { integer: true, min: 1, max: 256 }),
+  };
+}

@@ -1,0 +1,60 @@
+// Applies routing policies to the router probabilities of one MoE layer for a whole batch. Tokens of
+// different sequences may carry different policies (per-request routing); each policy sees only its
+// own rows and the decisions are merged back into one CSR in row order.
+
+import type { RoutingDecision, RoutingPolicy } from '../../shared/routing/policy.js';
+
+/** Row ranges [start, end) of each item in the compacted token rows, with the item's policy. */
+export interface RoutedSpan {
+  readonly start: number;
+  readonly end: number;
+  readonly policy: RoutingPolicy;
+}
+
+export function routeBatch(
+  layer: number,
+  probs: Float32Array,
+  numTokens: number,
+  numExperts: number,
+  spans: readonly RoutedSpan[],
+): RoutingDecision {
+  const policies = new Set(spans.map((s) => s.policy));
+  if (policies.size === 1) {
+    const [policy] = policies;
+    return policy!.route({ layer, numTokens, numExperts, probs });
+  }
+  const offsets = new Int32Array(numTokens + 1);
+  const parts: { rows: Int32Array; decision: RoutingDecision }[] = [];
+  for (const policy of policies) {
+    const mine = spans.filter((s) => s.policy === policy);
+    const count = mine.reduce((n, s) => n + s.end - s.start, 0);
+    const rows = new Int32Array(count);
+    const sub = new Float32Array(count * numExperts);
+    let r = 0;
+    for (const s of mine) {
+      for (let t = s.start; t < s.end; t++, r++) {
+        rows[r] = t;
+        sub.set(probs.subarray(t * numExperts, (t + 1) * numExperts), r * numExperts);
+      }
+    }
+    const decision = policy.route({ layer, numTokens: count, numExperts, probs: sub });
+    for (let i = 0; i < count; i++) offsets[rows[i]! + 1] = decision.offsets[i + 1]! - decision.offsets[i]!;
+    parts.push({ rows, decision });
+  }
+  for (let t = 0; t < numTokens; t++) offsets[t + 1]! += offsets[t]!;
+  const total = offsets[numTokens]!;
+  const experts = new Int32Array(total);
+  const weights = new Float32Array(total);
+  const entropy = new Float32Array(numTokens);
+  for (const { rows, decision } of parts) {
+    for (let i = 0; i < rows.length; i++) {
+      const t = rows[i]!;
+      const from = decision.offsets[i]!;
+      const k = decision.offsets[i + 1]! - from;
+      experts.set(decision.experts.subarray(from, from + k), offsets[t]!);
+      weights.set(decision.weights.subarray(from, from + k), offsets[t]!);
+      entropy[t] = decision.entropy[i]!;
+    }
+  }
+  return { numTokens, offsets, experts, weights, entropy };
+}

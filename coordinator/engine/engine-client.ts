@@ -1,0 +1,50 @@
+// Main-thread handle on the engine thread: typed calls, nothing else.
+
+import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
+import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
+import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
+import type { EngineSchema } from './engine-protocol.js';
+
+export class EngineClient {
+  private constructor(
+    private readonly thread: ThreadClient<EngineSchema>,
+    readonly info: EngineInfo,
+  ) {}
+
+  static async start(options: EngineOptions): Promise<EngineClient> {
+    const thread = ThreadClient.start<EngineSchema>('engine', import.meta.url, './engine-thread');
+    try {
+      const info = await thread.call('init', options);
+      return new EngineClient(thread, info);
+    } catch (err) {
+      await thread.terminate();
+      throw err;
+    }
+  }
+
+  step(requests: StepRequest[]): Promise<StepResult> {
+    return this.thread.call('step', requests);
+  }
+
+  release(seqIds: string[]): Promise<number> {
+    return this.thread.call('release', seqIds);
+  }
+
+  /** Scores windows of `windowLen` ids laid end to end in `ids` (the buffer is moved, not copied). */
+  score(ids: Uint16Array, windowLen: number, routing?: string): Promise<ScoreResult> {
+    const params = routing === undefined ? { ids, windowLen } : { ids, windowLen, routing };
+    return this.thread.call('score', params, [ids.buffer as ArrayBuffer]);
+  }
+
+  stats(): Promise<RoutingStatsJSON> {
+    return this.thread.call('stats', null);
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.thread.call('close', null);
+    } finally {
+      await this.thread.terminate();
+    }
+  }
+}

@@ -1,0 +1,19 @@
+// The calls the main thread makes on the engine thread.
+
+import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
+import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
+
+export interface ScoreParams {
+  readonly ids: Uint16Array;
+  readonly windowLen: number;
+  readonly routing?: string;
+}
+
+export type EngineSchema = {
+  init: [EngineOptions, EngineInfo];
+  step: [StepRequest[], StepResult];
+  release: [string[], number];
+  score: [ScoreParams, ScoreResult];
+  stats: [null, RoutingStatsJSON];
+  close: [null, null];
+};

@@ -1,0 +1,42 @@
+// Entry point of the engine thread: onnxruntime's run() blocks its thread, so the forward pass lives
+// here and the main thread stays free for I/O (HTTP, sockets, progress output).
+
+import { serveThread } from '../../shared/runtime/thread-rpc.js';
+import { Engine } from './engine.js';
+import type { EngineSchema } from './engine-protocol.js';
+
+let engine: Engine | undefined;
+
+function ready(): Engine {
+  if (!engine) throw new Error('engine thread: init was not called');
+  return engine;
+}
+
+serveThread<EngineSchema>({
+  async init(options) {
+    if (engine) throw new Error('engine thread: init called twice');
+    engine = await Engine.create(options);
+    return { result: engine.info() };
+  },
+  async step(requests) {
+    const result = await ready().step(requests);
+    return { result, transfer: [result.logits.buffer as ArrayBuffer] };
+  },
+  release(seqIds) {
+    const e = ready();
+    let n = 0;
+    for (const id of seqIds) if (e.release(id)) n++;
+    return { result: n };
+  },
+  async score(p) {
+    return { result: await ready().score(p.ids, p.windowLen, p.routing) };
+  },
+  stats() {
+    return { result: ready().stats.toJSON() };
+  },
+  async close() {
+    await engine?.close();
+    engine = undefined;
+    return { result: null };
+  },
+});

@@ -1,0 +1,197 @@
+// The engine: owns the model runner, the KV caches of live sequences and the resolved routing
+// policies. It lives on the engine thread (see engine-thread.ts); everything it does is one step at a
+// time, so it is the single owner of these structures.
+
+import { Checkpoint } from '../../shared/model/checkpoint.js';
+import { ExpertHost } from '../../shared/onnx/expert-host.js';
+import { graphDims } from '../../shared/onnx/mixtral-graphs.js';
+import { expertWeights } from '../../shared/onnx/model-weights.js';
+import type { SessionSettings } from '../../shared/onnx/session.js';
+import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
+import { resolveRouting } from '../../shared/routing/profile.js';
+import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
+import { type ExpertBackend, LocalExpertBackend } from './expert-backend.js';
+import { SequenceKvCache } from './kv-cache.js';
+import { type ForwardItem, ModelRunner } from './model-runner.js';
+
+export interface EngineOptions {
+  readonly modelDir: string;
+  readonly settings: SessionSettings;
+  /** Routing used when a request names none: a spec (`topk:2`) or a profile path; default native top-K. */
+  readonly defaultRouting?: string;
+}
+
+export interface EngineInfo {
+  readonly modelDir: string;
+  readonly modelType: string;
+  readonly fingerprint: string;
+  readonly numLayers: number;
+  readonly numExperts: number;
+  readonly nativeK: number;
+  readonly vocabSize: number;
+  readonly maxPositions: number;
+  readonly eosTokenIds: readonly number[];
+  readonly experts: string;
+  readonly defaultRouting: string;
+}
+
+export interface StepRequest {
+  readonly seqId: string;
+  readonly tokens: readonly number[];
+  /** Spec or profile path; default routing when absent. */
+  readonly routing?: string;
+}
+
+export interface StepResult {
+  /** Logits of each request's last new token, [requests, vocab]. */
+  readonly logits: Float32Array;
+  /** Per request: expert-token activations in this step (all layers). */
+  readonly activations: number[];
+}
+
+export interface ScoreResult {
+  readonly nllSum: number;
+  readonly scored: number;
+  readonly stats: RoutingStatsJSON;
+}
+
+export class Engine {
+  private readonly caches = new Map<string, SequenceKvCache>();
+  private readonly policies = new Map<string, RoutingPolicy>();
+  readonly stats: RoutingStats;
+  private readonly defaultRouting: string;
+
+  private constructor(
+    private readonly ckpt: Checkpoint,
+    private readonly runner: ModelRunner,
+    private readonly options: EngineOptions,
+    private readonly backend: ExpertBackend,
+  ) {
+    this.stats = new RoutingStats(this.routingModel);
+    this.defaultRouting = options.defaultRouting ?? `topk:${runner.config.numExpertsPerTok}`;
+    this.policy(this.defaultRouting);
+  }
+
+  static async create(
+    options: EngineOptions,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<Engine> {
+    const ckpt = await Checkpoint.open(options.modelDir);
+    const c = ckpt.config;
+    const dims = graphDims(c);
+    const all = Array.from({ length: c.numExperts }, (_, e) => e);
+    const total = c.numLayers * c.numExperts + c.numLayers + 2;
+    const host = await ExpertHost.create({
+      dims,
+      numLayers: c.numLayers,
+      experts: all,
+      load: (l, e) => expertWeights(ckpt, l, e),
+      settings: options.settings,
+      onProgress: (done) => onProgress?.(done, total),
+    });
+    const backend = new LocalExpertBackend(host);
+    const base = c.numLayers * c.numExperts;
+    const runner = await ModelRunner.load(ckpt, backend, options.settings, (done) =>
+      onProgress?.(base + done, total),
+    );
+    return new Engine(ckpt, runner, options, backend);
+  }
+
+  get routingModel(): RoutingModel {
+    const c = this.runner.config;
+    return { numLayers: c.numLayers, numExperts: c.numExperts, nativeK: c.numExpertsPerTok };
+  }
+
+  info(): EngineInfo {
+    const c = this.runner.config;
+    return {
+      modelDir: this.options.modelDir,
+      modelType: c.modelType,
+      fingerprint: this.ckpt.fingerprint(),
+      numLayers: c.numLayers,
+      numExperts: c.numExperts,
+      nativeK: c.numExpertsPerTok,
+      vocabSize: c.vocabSize,
+      maxPositions: this.runner.maxPositions,
+      eosTokenIds: c.eosTokenId,
+      experts: this.backend.description,
+      defaultRouting: this.defaultRouting,
+    };
+  }
+
+  /** Resolves (and caches) a routing spec or profile path; throws a RoutingSpecError on bad input. */
+  policy(routing: string | undefined): RoutingPolicy {
+    const key = routing ?? this.defaultRouting;
+    const known = this.policies.get(key);
+    if (known) return known;
+    const resolved = resolveRouting(key, this.routingModel);
+    this.policies.set(key, resolved);
+    return resolved;
+  }
+
+  /** One forward step for several sequences; new sequences are created on first use. */
+  async step(requests: readonly StepRequest[]): Promise<StepResult> {
+    const items: ForwardItem[] = requests.map((r) => {
+      let cache = this.caches.get(r.seqId);
+      if (!cache) {
+        cache = new SequenceKvCache(this.runner.config.numLayers, this.runner.dims.kvWidth);
+        this.caches.set(r.seqId, cache);
+      }
+      if (cache.length + r.tokens.length > this.runner.maxPositions) {
+        throw new RangeError(
+          `sequence ${r.seqId} would reach ${cache.length + r.tokens.length} positions; the model supports ${this.runner.maxPositions}`,
+        );
+      }
+      return { tokens: r.tokens, cache, policy: this.policy(r.routing) };
+    });
+    const fwd = await this.runner.forward(items, [this.stats]);
+    const H = this.runner.dims.hidden;
+    const last = new Float32Array(items.length * H);
+    for (let b = 0; b < items.length; b++) {
+      const row = b * fwd.seqLen + items[b]!.tokens.length - 1;
+      last.set(fwd.hidden.subarray(row * H, (row + 1) * H), b * H);
+    }
+    const logits = await this.runner.logits(last, items.length);
+    return { logits, activations: Array.from(fwd.activations) };
+  }
+
+  release(seqId: string): boolean {
+    return this.caches.delete(seqId);
+  }
+
+  get liveSequences(): number {
+    return this.caches.size;
+  }
+
+  /**
+   * Perplexity scoring of independent windows (no cache kept): position i of each window is scored
+   * for predicting token i+1, so a window of L ids contributes L-1 scored tokens.
+   */
+  async score(ids: Uint16Array, windowLen: number, routing: string | undefined): Promise<ScoreResult> {
+    if (windowLen < 2 || ids.length === 0 || ids.length % windowLen !== 0) {
+      throw new RangeError(`score: ${ids.length} ids do not split into windows of ${windowLen}`);
+    }
+    const W = ids.length / windowLen;
+    const policy = this.policy(routing);
+    const items: ForwardItem[] = [];
+    for (let w = 0; w < W; w++)
+      items.push({ tokens: ids.subarray(w * windowLen, (w + 1) * windowLen), policy });
+    const local = new RoutingStats(this.routingModel);
+    const fwd = await this.runner.forward(items, [local, this.stats]);
+    const targets = new BigInt64Array(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      // The last position of a window has no target inside the window; it is scored against 0 and ignored.
+      targets[i] = (i + 1) % windowLen === 0 ? 0n : BigInt(ids[i + 1]!);
+    }
+    const nll = await this.runner.nll(fwd.hidden, targets);
+    let nllSum = 0;
+    for (let i = 0; i < nll.length; i++) if ((i + 1) % windowLen !== 0) nllSum += nll[i]!;
+    return { nllSum, scored: W * (windowLen - 1), stats: local.toJSON() };
+  }
+
+  async close(): Promise<void> {
+    this.caches.clear();
+    await this.runner.close();
+    await this.ckpt.close();
+  }
+}

@@ -1,0 +1,241 @@
+// The forward pass: embeddings, per-layer dense graph (attention with KV cache + router), routing
+// policy, expert dispatch/combine through an ExpertBackend, and the LM head. Runs on the engine
+// thread; callers batch sequences (padded [B, S]) so each graph is called once per layer per step.
+
+import type { Checkpoint } from '../../shared/model/checkpoint.js';
+import type { ModelConfig } from '../../shared/model/config.js';
+import {
+  buildDenseLayerGraph,
+  buildLogitsGraph,
+  buildNllGraph,
+  type GraphDims,
+  graphDims,
+} from '../../shared/onnx/mixtral-graphs.js';
+import { denseLayerWeights, embeddingWeights, headWeights } from '../../shared/onnx/model-weights.js';
+import { f32Input, f32Output, i64Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
+import type { RoutingPolicy } from '../../shared/routing/policy.js';
+import type { RoutingStats } from '../../shared/routing/stats.js';
+import type { F32Tensor } from '../../shared/tensor.js';
+import { type RoutedSpan, routeBatch } from './batch-routing.js';
+import type { ExpertBackend } from './expert-backend.js';
+import type { SequenceKvCache } from './kv-cache.js';
+import { RopeTable } from './rope.js';
+
+export interface ForwardItem {
+  /** New token ids of this sequence (at least one). */
+  readonly tokens: ArrayLike<number>;
+  /** Cached positions come first; absent = a fresh sequence whose keys/values are not kept. */
+  readonly cache?: SequenceKvCache;
+  readonly policy: RoutingPolicy;
+}
+
+export interface ForwardResult {
+  /** Final hidden states (before the final norm), padded [batch, seqLen, hidden]. */
+  readonly hidden: Float32Array;
+  readonly batch: number;
+  readonly seqLen: number;
+  /** Per item: expert-token activations summed over its tokens and all MoE layers. */
+  readonly activations: Float64Array;
+}
+
+export class ModelRunner {
+  private constructor(
+    readonly config: ModelConfig,
+    readonly dims: GraphDims,
+    private readonly embedding: F32Tensor,
+    private readonly rope: RopeTable,
+    private readonly denseLayers: readonly Session[],
+    private readonly logitsHead: Session,
+    private readonly nllHead: Session,
+    private readonly experts: ExpertBackend,
+  ) {}
+
+  static async load(
+    ckpt: Checkpoint,
+    experts: ExpertBackend,
+    settings: SessionSettings,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<ModelRunner> {
+    const config = ckpt.config;
+    const dims = graphDims(config);
+    const total = config.numLayers + 2;
+    const dense: Session[] = [];
+    for (let l = 0; l < config.numLayers; l++) {
+      const graph = buildDenseLayerGraph(dims, await denseLayerWeights(ckpt, l), l);
+      dense.push(Session.create(`dense layer ${l}`, graph, settings));
+      onProgress?.(l + 1, total);
+    }
+    const head = await headWeights(ckpt);
+    const logitsHead = Session.create('lm head', buildLogitsGraph(dims, head), settings);
+    const nllHead = Session.create('lm head (nll)', buildNllGraph(dims, head), settings);
+    onProgress?.(total - 1, total);
+    const embedding = await embeddingWeights(ckpt);
+    const rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings);
+    onProgress?.(total, total);
+    return new ModelRunner(config, dims, embedding, rope, dense, logitsHead, nllHead, experts);
+  }
+
+  get maxPositions(): number {
+    return this.rope.maxPositions;
+  }
+
+  async forward(items: readonly ForwardItem[], sinks: readonly RoutingStats[] = []): Promise<ForwardResult> {
+    const { hidden: H, kvWidth: W, experts: E } = this.dims;
+    const B = items.length;
+    if (B === 0) throw new RangeError('forward: empty batch');
+    const lens = items.map((it) => it.tokens.length);
+    const pasts = items.map((it) => it.cache?.length ?? 0);
+    const S = Math.max(...lens);
+    const P = Math.max(...pasts);
+    if (Math.min(...lens) < 1) throw new RangeError('forward: every sequence needs at least one new token');
+
+    let hidden: Float32Array = new Float32Array(B * S * H);
+    const half = this.rope.half;
+    const cos = new Float32Array(B * S * half);
+    const sin = new Float32Array(B * S * half);
+    for (let b = 0; b < B; b++) {
+      const toks = items[b]!.tokens;
+      for (let s = 0; s < lens[b]!; s++) {
+        const id = toks[s]!;
+        if (!Number.isInteger(id) || id < 0 || id >= this.dims.vocab) {
+          throw new RangeError(`token id ${id} outside the vocabulary [0, ${this.dims.vocab})`);
+        }
+        hidden.set(this.embedding.data.subarray(id * H, (id + 1) * H), (b * S + s) * H);
+      }
+      this.rope.fill(cos, sin, b * S, pasts[b]!, lens[b]!);
+    }
+    const bias = attentionBias(lens, pasts, S, P);
+
+    // Rows that hold real tokens, in item order; the MoE block only ever sees these.
+    const ragged = lens.some((n) => n !== S);
+    const rows = ragged ? validRows(lens, S) : undefined;
+    const T = rows ? rows.length : B * S;
+    const spans: RoutedSpan[] = [];
+    for (let b = 0, at = 0; b < B; at += lens[b]!, b++) {
+      spans.push({ start: at, end: at + lens[b]!, policy: items[b]!.policy });
+    }
+    const activations = new Float64Array(B);
+
+    const feedsCommon = {
+      cos: f32Input(cos, [B, S, half]),
+      sin: f32Input(sin, [B, S, half]),
+      attn_bias: f32Input(bias, [B, 1, S, P + S]),
+    };
+    for (let l = 0; l < this.denseLayers.length; l++) {
+      const [pastK, pastV] = gatherPast(items, l, P, W);
+      const out = this.denseLayers[l]!.run({
+        ...feedsCommon,
+        hidden: f32Input(hidden, [B, S, H]),
+        past_key: f32Input(pastK, [B, P, W]),
+        past_value: f32Input(pastV, [B, P, W]),
+      });
+      const newK = f32Output(out, 'new_key');
+      const newV = f32Output(out, 'new_value');
+      for (let b = 0; b < B; b++) items[b]!.cache?.write(l, newK, newV, b * S, lens[b]!);
+
+      const residual = f32Output(out, 'hidden_out');
+      const moeIn = rows ? gatherRows(f32Output(out, 'moe_input'), rows, H) : f32Output(out, 'moe_input');
+      const probs = rows
+        ? gatherRows(f32Output(out, 'router_probs'), rows, E)
+        : f32Output(out, 'router_probs');
+      const decision = routeBatch(l, probs, T, E, spans);
+      for (const sink of sinks) sink.record(l, decision);
+      for (let b = 0; b < B; b++) {
+        const sp = spans[b]!;
+        activations[b]! += decision.offsets[sp.end]! - decision.offsets[sp.start]!;
+      }
+      const acc = rows ? gatherRows(residual, rows, H) : residual;
+      await this.experts.compute(l, { dtype: 'float32', shape: [T, H], data: moeIn }, decision, acc);
+      if (rows) scatterRows(acc, rows, H, residual);
+      hidden = residual;
+    }
+    for (let b = 0; b < B; b++) items[b]!.cache?.commit(lens[b]!);
+    return { hidden, batch: B, seqLen: S, activations };
+  }
+
+  /** Logits [n, vocab] for n hidden rows [n, hidden]. */
+  async logits(rows: Float32Array, n: number): Promise<Float32Array> {
+    const out = this.logitsHead.run({ hidden: f32Input(rows, [n, this.dims.hidden]) });
+    return f32Output(out, 'logits');
+  }
+
+  /** -log p(target) for n hidden rows [n, hidden] and their targets. */
+  async nll(rows: Float32Array, targets: BigInt64Array): Promise<Float32Array> {
+    const n = targets.length;
+    const out = this.nllHead.run({
+      hidden: f32Input(rows, [n, this.dims.hidden]),
+      targets: i64Input(targets, [n, 1]),
+    });
+    return f32Output(out, 'nll');
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.denseLayers) s.release();
+    this.logitsHead.release();
+    this.nllHead.release();
+    await this.experts.close();
+  }
+}
+
+/**
+ * Additive attention mask [B, 1, S, P+S]: query s of item b sees its own cached positions (< past_b)
+ * and its new tokens up to itself. Padding query rows see everything so softmax stays finite.
+ */
+function attentionBias(
+  lens: readonly number[],
+  pasts: readonly number[],
+  S: number,
+  P: number,
+): Float32Array {
+  const T = P + S;
+  const bias = new Float32Array(lens.length * S * T);
+  for (let b = 0; b < lens.length; b++) {
+    for (let s = 0; s < lens[b]!; s++) {
+      const row = (b * S + s) * T;
+      bias.fill(Number.NEGATIVE_INFINITY, row + pasts[b]!, row + P);
+      bias.fill(Number.NEGATIVE_INFINITY, row + P + s + 1, row + T);
+    }
+  }
+  return bias;
+}
+
+/** Past keys/values padded to [B, P, W]; a single sequence passes its cache view without copying. */
+function gatherPast(
+  items: readonly ForwardItem[],
+  layer: number,
+  P: number,
+  W: number,
+): [Float32Array, Float32Array] {
+  if (items.length === 1) {
+    const c = items[0]!.cache;
+    return c ? [c.keysOf(layer), c.valuesOf(layer)] : [new Float32Array(0), new Float32Array(0)];
+  }
+  const k = new Float32Array(items.length * P * W);
+  const v = new Float32Array(items.length * P * W);
+  for (let b = 0; b < items.length; b++) {
+    const c = items[b]!.cache;
+    if (!c || c.length === 0) continue;
+    k.set(c.keysOf(layer), b * P * W);
+    v.set(c.valuesOf(layer), b * P * W);
+  }
+  return [k, v];
+}
+
+function validRows(lens: readonly number[], S: number): Int32Array {
+  const rows = new Int32Array(lens.reduce((a, b) => a + b, 0));
+  let r = 0;
+  for (let b = 0; b < lens.length; b++) for (let s = 0; s < lens[b]!; s++) rows[r++] = b * S + s;
+  return rows;
+}
+
+function gatherRows(src: Float32Array, rows: Int32Array, width: number): Float32Array {
+  const dst = new Float32Array(rows.length * width);
+  for (let r = 0; r < rows.length; r++) {
+    dst.set(src.subarray(rows[r]! * width, (rows[r]! + 1) * width), r * width);
+  }
+  return dst;
+}
+
+function scatterRows(src: Float32Array, rows: Int32Array, width: number, dst: Float32Array): void {
+  for (let r = 0; r < rows.length; r++) dst.set(src.subarray(r * width, (r + 1) * width), rows[r]! * width);
+}

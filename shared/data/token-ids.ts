@@ -1,0 +1,79 @@
+// Token-id corpora for evaluation and calibration: little-endian uint16 files (the format of
+// data/eval/*.u16) or text encoded with the model's tokenizer, cut into fixed-length windows.
+
+import fs from 'node:fs/promises';
+import { KmoeError } from '../errors/kmoe-error.js';
+import type { KmoeTokenizer } from '../model/tokenizer.js';
+
+export class CorpusError extends KmoeError {}
+
+export async function readU16Ids(path: string): Promise<Uint16Array> {
+  let buf: Buffer;
+  try {
+    buf = await fs.readFile(path);
+  } catch (err) {
+    throw new CorpusError(`cannot read token ids from ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (buf.byteLength % 2 !== 0) {
+    throw new CorpusError(`${path} has ${buf.byteLength} bytes; a .u16 file holds 2 bytes per token id`);
+  }
+  const ids = new Uint16Array(buf.byteLength / 2);
+  for (let i = 0; i < ids.length; i++) ids[i] = buf.readUInt16LE(i * 2);
+  return ids;
+}
+
+/**
+ * Encodes a long text in pieces of at most `pieceChars` characters cut at line ends — the way the
+ * shipped .u16 files were made — so long documents tokenize in bounded time.
+ */
+export function encodeLongText(tokenizer: KmoeTokenizer, text: string, pieceChars = 4096): Uint16Array {
+  const ids: number[] = [];
+  let at = 0;
+  while (at < text.length) {
+    let end = Math.min(text.length, at + pieceChars);
+    if (end < text.length) {
+      const nl = text.lastIndexOf('\n', end - 1);
+      if (nl >= at) end = nl + 1;
+    }
+    for (const id of tokenizer.encodeRaw(text.slice(at, end))) ids.push(id);
+    at = end;
+  }
+  if (ids.some((id) => id > 0xffff))
+    throw new CorpusError('token ids above 65535 cannot be stored as uint16');
+  return Uint16Array.from(ids);
+}
+
+export async function readTextIds(path: string, tokenizer: KmoeTokenizer): Promise<Uint16Array> {
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (err) {
+    throw new CorpusError(`cannot read text from ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  return encodeLongText(tokenizer, text);
+}
+
+/** A contiguous range of whole windows: [start, end) in window units. */
+export interface WindowRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+/**
+ * Parses `START:END` (window indices, END exclusive, either side may be empty) or `first-half` /
+ * `second-half` (the split used to keep calibration and evaluation data apart).
+ */
+export function parseWindowRange(spec: string | undefined, total: number): WindowRange {
+  if (spec === undefined) return { start: 0, end: total };
+  const half = Math.floor(total / 2);
+  if (spec === 'first-half') return { start: 0, end: half };
+  if (spec === 'second-half') return { start: half, end: total };
+  const m = /^(\d*):(\d*)$/.exec(spec);
+  if (!m) throw new CorpusError(`window range '${spec}' is not START:END, first-half or second-half`);
+  const start = m[1] === '' ? 0 : Number(m[1]);
+  const end = m[2] === '' ? total : Number(m[2]);
+  if (start >= end || end > total) {
+    throw new CorpusError(`window range ${start}:${end} is empty or beyond the ${total} windows available`);
+  }
+  return { start, end };
+}

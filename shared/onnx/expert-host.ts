@@ -1,0 +1,145 @@
+// Hosts a set of experts (every layer) as one onnxruntime session per (layer, expert) and computes,
+// for a batch of tokens, the weighted sum of the experts each token was assigned. The same unit
+// serves the single-process engine and a remote worker; it never knows which policy chose the pairs.
+
+import { KmoeError } from '../errors/kmoe-error.js';
+import type { F32Tensor } from '../tensor.js';
+import { buildExpertGraph, type ExpertWeights, type GraphDims } from './mixtral-graphs.js';
+import { f32Input, f32Output, Session, type SessionSettings } from './session.js';
+
+/** Per token, the (expert, weight) pairs to compute: CSR over tokens. */
+export interface TokenExpertPairs {
+  readonly numTokens: number;
+  readonly offsets: Int32Array; // [numTokens + 1]
+  readonly experts: Int32Array; // [offsets[numTokens]]
+  readonly weights: Float32Array; // [offsets[numTokens]]
+}
+
+export class ExpertNotHeldError extends KmoeError {
+  constructor(layer: number, expert: number, held: readonly number[]) {
+    super(`expert ${expert} of layer ${layer} is not held here (held: ${held.join(', ') || 'none'})`, {
+      hint: 'the placement table sent a token to the wrong host',
+    });
+  }
+}
+
+export type ExpertWeightLoader = (layer: number, expert: number) => Promise<ExpertWeights>;
+
+/** Work done by one compute() call, for accounting. */
+export interface ExpertWork {
+  readonly pairs: number;
+  readonly sessionCalls: number;
+}
+
+export class ExpertHost {
+  private constructor(
+    private readonly dims: GraphDims,
+    readonly experts: readonly number[],
+    private readonly sessions: ReadonlyArray<ReadonlyArray<Session | undefined>>, // [layer][expert]
+  ) {}
+
+  static async create(opts: {
+    dims: GraphDims;
+    numLayers: number;
+    experts: readonly number[];
+    load: ExpertWeightLoader;
+    settings: SessionSettings;
+    onProgress?: (done: number, total: number) => void;
+  }): Promise<ExpertHost> {
+    const { dims, numLayers, experts, load, settings } = opts;
+    const sessions: (Session | undefined)[][] = [];
+    let done = 0;
+    for (let l = 0; l < numLayers; l++) {
+      const row: (Session | undefined)[] = new Array(dims.experts).fill(undefined);
+      for (const e of experts) {
+        const graph = buildExpertGraph(dims, await load(l, e), l, e);
+        row[e] = Session.create(`expert ${e} layer ${l}`, graph, settings);
+        opts.onProgress?.(++done, numLayers * experts.length);
+      }
+      sessions.push(row);
+    }
+    return new ExpertHost(
+      dims,
+      [...experts].sort((a, b) => a - b),
+      sessions,
+    );
+  }
+
+  holds(expert: number): boolean {
+    return this.sessions[0]?.[expert] !== undefined;
+  }
+
+  /**
+   * out[t] (+)= sum over t's pairs of weight * expert(x[t]). Rows of one expert are gathered into
+   * one batch so each expert costs one session call per layer, whatever the number of tokens.
+   * With `accumulate`, results are added into that [n, hidden] buffer (e.g. the residual stream).
+   */
+  async compute(
+    layer: number,
+    x: F32Tensor,
+    pairs: TokenExpertPairs,
+    accumulate?: Float32Array,
+  ): Promise<{ out: F32Tensor; work: ExpertWork }> {
+    const H = this.dims.hidden;
+    const n = pairs.numTokens;
+    if (x.shape.length !== 2 || x.shape[0] !== n || x.shape[1] !== H) {
+      throw new RangeError(`expert input shape [${x.shape.join(', ')}] does not match [${n}, ${H}]`);
+    }
+    const out = accumulate ?? new Float32Array(n * H);
+    if (out.length !== n * H)
+      throw new RangeError(`accumulator has ${out.length} elements, expected ${n * H}`);
+    const layerSessions = this.sessions[layer];
+    if (!layerSessions) throw new RangeError(`layer ${layer} out of range`);
+
+    const E = this.dims.experts;
+    const counts = new Int32Array(E);
+    const total = pairs.offsets[n]!;
+    for (let j = 0; j < total; j++) {
+      const e = pairs.experts[j]!;
+      if (layerSessions[e] === undefined) throw new ExpertNotHeldError(layer, e, this.experts);
+      counts[e]!++;
+    }
+    // Bucket pair indices by expert (counting sort keeps token order within an expert).
+    const starts = new Int32Array(E + 1);
+    for (let e = 0; e < E; e++) starts[e + 1] = starts[e]! + counts[e]!;
+    const fill = starts.slice(0, E);
+    const rowToken = new Int32Array(total);
+    const rowWeight = new Float32Array(total);
+    for (let t = 0; t < n; t++) {
+      for (let j = pairs.offsets[t]!; j < pairs.offsets[t + 1]!; j++) {
+        const slot = fill[pairs.experts[j]!]!++;
+        rowToken[slot] = t;
+        rowWeight[slot] = pairs.weights[j]!;
+      }
+    }
+
+    let sessionCalls = 0;
+    const xs = x.data;
+    for (let e = 0; e < E; e++) {
+      const m = counts[e]!;
+      if (m === 0) continue;
+      const base = starts[e]!;
+      const xe = new Float32Array(m * H);
+      for (let r = 0; r < m; r++) {
+        const t = rowToken[base + r]!;
+        xe.set(xs.subarray(t * H, t * H + H), r * H);
+      }
+      const result = layerSessions[e]!.run({
+        x: f32Input(xe, [m, H]),
+        weight: f32Input(rowWeight.subarray(base, base + m), [m, 1]),
+      });
+      sessionCalls++;
+      const ye = f32Output(result, 'y');
+      for (let r = 0; r < m; r++) {
+        const o = rowToken[base + r]! * H;
+        const y = r * H;
+        for (let i = 0; i < H; i++) out[o + i]! += ye[y + i]!;
+      }
+    }
+    return { out: { dtype: 'float32', shape: [n, H], data: out }, work: { pairs: total, sessionCalls } };
+  }
+
+  release(): void {
+    for (const row of this.sessions) for (const s of row) s?.release();
+  }
+}

@@ -1,0 +1,179 @@
+// ONNX graphs for the Mixtral forward pass, built from the model config: one "dense layer" graph per
+// decoder layer (attention with KV cache + router), one graph per expert FFN, and the LM head.
+// Graphs never see tensor names: callers pass weights already mapped to their roles.
+
+import type { ModelConfig } from '../model/config.js';
+import type { F32Tensor } from '../tensor.js';
+import { GraphBuilder } from './graph-builder.js';
+
+export interface DenseLayerWeights {
+  readonly attnNorm: F32Tensor; // [hidden]
+  readonly qProj: F32Tensor; // [heads*headDim, hidden]
+  readonly kProj: F32Tensor; // [kvHeads*headDim, hidden]
+  readonly vProj: F32Tensor; // [kvHeads*headDim, hidden]
+  readonly oProj: F32Tensor; // [hidden, heads*headDim]
+  readonly moeNorm: F32Tensor; // [hidden]
+  readonly gate: F32Tensor; // [experts, hidden]
+}
+
+export interface ExpertWeights {
+  readonly w1: F32Tensor; // [ffn, hidden] gate projection
+  readonly w2: F32Tensor; // [hidden, ffn] down projection
+  readonly w3: F32Tensor; // [ffn, hidden] up projection
+}
+
+export interface HeadWeights {
+  readonly norm: F32Tensor; // [hidden]
+  readonly lmHead: F32Tensor; // [vocab, hidden]
+}
+
+/** Shape facts the graphs and their callers agree on. */
+export interface GraphDims {
+  readonly hidden: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly kvWidth: number; // kvHeads * headDim
+  readonly experts: number;
+  readonly ffn: number;
+  readonly vocab: number;
+  readonly eps: number;
+}
+
+export function graphDims(c: ModelConfig): GraphDims {
+  return {
+    hidden: c.hiddenSize,
+    heads: c.numHeads,
+    kvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    kvWidth: c.numKvHeads * c.headDim,
+    experts: c.numExperts,
+    ffn: c.intermediateSize,
+    vocab: c.vocabSize,
+    eps: c.rmsNormEps,
+  };
+}
+
+/**
+ * Dense part of one decoder layer for a padded batch [B, S] of new tokens with P cached positions:
+ *   inputs  hidden [B,S,H], cos/sin [B,S,D/2] (rotary tables for each new token's position),
+ *           past_key/past_value [B,P,kvH*D] (already rotated keys), attn_bias [B,1,S,P+S] (additive mask)
+ *   outputs hidden_out = hidden + attention (the residual the MoE output is added to),
+ *           moe_input = RMSNorm(hidden_out), router_probs = softmax(router logits) [B,S,E],
+ *           new_key/new_value [B,S,kvH*D] for the cache.
+ */
+export function buildDenseLayerGraph(dims: GraphDims, w: DenseLayerWeights, layer: number): Uint8Array {
+  const g = new GraphBuilder(`dense_layer_${layer}`);
+  const { hidden, heads, kvHeads, headDim, kvWidth, experts, eps } = dims;
+  const qWidth = heads * headDim;
+  const x = g.input('hidden', 'float32', ['B', 'S', hidden]);
+  const cos = g.input('cos', 'float32', ['B', 'S', headDim / 2]);
+  const sin = g.input('sin', 'float32', ['B', 'S', headDim / 2]);
+  const pastK = g.input('past_key', 'float32', ['B', 'P', kvWidth]);
+  const pastV = g.input('past_value', 'float32', ['B', 'P', kvWidth]);
+  const bias = g.input('attn_bias', 'float32', ['B', 1, 'S', 'T']);
+
+  const normed = g.op('RMSNormalization', [x, g.weight('attn_norm', w.attnNorm)], {
+    axis: -1,
+    epsilon: { float: eps },
+  });
+  // One matmul for q, k and v: the projections are stacked row-wise, transposed once by constant folding.
+  const qkvW = g.op('Transpose', [g.weight('qkv_proj', stackRows([w.qProj, w.kProj, w.vProj]))], {
+    perm: [1, 0],
+  });
+  const qkv = g.op('MatMul', [normed, qkvW]);
+  const [q, k, v] = g.opN('Split', [qkv, g.constI64([qWidth, kvWidth, kvWidth])], 3, { axis: -1 });
+  const qRot = g.op('RotaryEmbedding', [q!, cos, sin], { num_heads: heads, interleaved: 0 });
+  const kRot = g.op('RotaryEmbedding', [k!, cos, sin], { num_heads: kvHeads, interleaved: 0 });
+  const keys = g.op('Concat', [pastK, kRot], { axis: 1 });
+  const values = g.op('Concat', [pastV, v!], { axis: 1 });
+  const attn = g.op('Attention', [qRot, keys, values, bias], { q_num_heads: heads, kv_num_heads: kvHeads });
+  const oW = g.op('Transpose', [g.weight('o_proj', w.oProj)], { perm: [1, 0] });
+  const residual = g.op('Add', [x, g.op('MatMul', [attn, oW])]);
+  const moeIn = g.op('RMSNormalization', [residual, g.weight('moe_norm', w.moeNorm)], {
+    axis: -1,
+    epsilon: { float: eps },
+  });
+  const gateW = g.op('Transpose', [g.weight('gate', w.gate)], { perm: [1, 0] });
+  const probs = g.op('Softmax', [g.op('MatMul', [moeIn, gateW])], { axis: -1 });
+
+  g.output(residual, 'hidden_out', 'float32', ['B', 'S', hidden]);
+  g.output(moeIn, 'moe_input', 'float32', ['B', 'S', hidden]);
+  g.output(probs, 'router_probs', 'float32', ['B', 'S', experts]);
+  g.output(kRot, 'new_key', 'float32', ['B', 'S', kvWidth]);
+  g.output(v!, 'new_value', 'float32', ['B', 'S', kvWidth]);
+  return g.build();
+}
+
+/**
+ * One SwiGLU expert, scaled by the routing weight of each row: y = weight * w2(silu(w1 x) * w3 x).
+ *   inputs x [N,H], weight [N,1]; output y [N,H].
+ */
+export function buildExpertGraph(
+  dims: GraphDims,
+  w: ExpertWeights,
+  layer: number,
+  expert: number,
+): Uint8Array {
+  const g = new GraphBuilder(`expert_${layer}_${expert}`);
+  const x = g.input('x', 'float32', ['N', dims.hidden]);
+  const weight = g.input('weight', 'float32', ['N', 1]);
+  const w13 = g.op('Transpose', [g.weight('w13', stackRows([w.w1, w.w3]))], { perm: [1, 0] });
+  const [a, b] = g.opN('Split', [g.op('MatMul', [x, w13]), g.constI64([dims.ffn, dims.ffn])], 2, {
+    axis: -1,
+  });
+  const act = g.op('Mul', [g.op('Mul', [a!, g.op('Sigmoid', [a!])]), b!]);
+  const w2 = g.op('Transpose', [g.weight('w2', w.w2)], { perm: [1, 0] });
+  const y = g.op('Mul', [g.op('MatMul', [act, w2]), weight]);
+  g.output(y, 'y', 'float32', ['N', dims.hidden]);
+  return g.build();
+}
+
+/** Final norm + LM head on [N,H] rows: logits [N,V]. */
+export function buildLogitsGraph(dims: GraphDims, w: HeadWeights): Uint8Array {
+  const g = new GraphBuilder('lm_head_logits');
+  const x = g.input('hidden', 'float32', ['N', dims.hidden]);
+  g.output(headLogits(g, dims, w, x), 'logits', 'float32', ['N', dims.vocab]);
+  return g.build();
+}
+
+/**
+ * Final norm + LM head + log-softmax, gathered at the target ids: per-row negative log-likelihood
+ * [N]. Scoring inside the graph avoids copying [N, vocab] logits out to JavaScript.
+ */
+export function buildNllGraph(dims: GraphDims, w: HeadWeights): Uint8Array {
+  const g = new GraphBuilder('lm_head_nll');
+  const x = g.input('hidden', 'float32', ['N', dims.hidden]);
+  const targets = g.input('targets', 'int64', ['N', 1]);
+  const logp = g.op('LogSoftmax', [headLogits(g, dims, w, x)], { axis: -1 });
+  const picked = g.op('GatherElements', [logp, targets], { axis: 1 });
+  const nll = g.op('Neg', [g.op('Squeeze', [picked, g.constI64([1])])]);
+  g.output(nll, 'nll', 'float32', ['N']);
+  return g.build();
+}
+
+function headLogits(g: GraphBuilder, dims: GraphDims, w: HeadWeights, x: string): string {
+  const normed = g.op('RMSNormalization', [x, g.weight('final_norm', w.norm)], {
+    axis: -1,
+    epsilon: { float: dims.eps },
+  });
+  const headW = g.op('Transpose', [g.weight('lm_head', w.lmHead)], { perm: [1, 0] });
+  return g.op('MatMul', [normed, headW]);
+}
+
+/** Concatenates [r_i, c] matrices along rows (projections that share an input become one matmul). */
+function stackRows(parts: readonly F32Tensor[]): F32Tensor {
+  const cols = parts[0]!.shape[1]!;
+  let rows = 0;
+  for (const p of parts) {
+    if (p.shape.length !== 2 || p.shape[1] !== cols) throw new RangeError('stackRows: column counts differ');
+    rows += p.shape[0]!;
+  }
+  const data = new Float32Array(rows * cols);
+  let at = 0;
+  for (const p of parts) {
+    data.set(p.data, at);
+    at += p.data.length;
+  }
+  return { dtype: 'float32', shape: [rows, cols], data };
+}

@@ -1,0 +1,108 @@
+// onnxruntime sessions with kmoe's settings, run synchronously through onnxruntime-node's native
+// binding. Must be used off the main thread of any process that also serves network traffic: a run
+// blocks its thread.
+//
+// Why the binding and not InferenceSession.run: the public run() defers every call through
+// setImmediate (one event-loop turn, 15-25 us measured here) and cannot write into caller-owned
+// buffers. A decode step makes ~13 calls, so that turn alone cost ~25% of decode throughput.
+// The binding is the typed object onnxruntime-node itself wraps (dist/binding.d.ts); the package
+// version is pinned exactly in package.json because this is not its public API.
+
+import os from 'node:os';
+import ort from 'onnxruntime-node';
+import { binding, initOrt } from 'onnxruntime-node/dist/binding.js';
+import { DeviceUnavailableError, SessionError } from '../errors/session-error.js';
+
+export type Device = 'cpu' | 'cuda';
+
+export interface SessionSettings {
+  readonly device: Device;
+  /** Intra-op threads per session; sessions run one at a time, so this is the process's compute width. */
+  readonly threads: number;
+}
+
+export function defaultSessionSettings(): SessionSettings {
+  return { device: 'cpu', threads: os.availableParallelism() };
+}
+
+export type Feeds = Record<string, ort.Tensor>;
+export type Outputs = Record<string, ort.Tensor>;
+
+type NativeSession = InstanceType<typeof binding.InferenceSession>;
+
+export class Session {
+  private constructor(
+    readonly graph: string,
+    private readonly native: NativeSession,
+    readonly outputNames: readonly string[],
+  ) {}
+
+  static create(graph: string, model: Uint8Array, settings: SessionSettings): Session {
+    const options: ort.InferenceSession.SessionOptions = {
+      executionProviders: [settings.device],
+      intraOpNumThreads: settings.threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+      // Dozens of small sessions share the cores and run back to back: spinning pool threads of
+      // one session would steal the cores from the next (measured: 2x slower expert GEMMs).
+      extra: { session: { 'intra_op.allow_spinning': '0', 'inter_op.allow_spinning': '0' } },
+    };
+    initOrt();
+    const native = new binding.InferenceSession();
+    try {
+      native.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, options);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (settings.device !== 'cpu' && /ExecutionProvider|shared library|provider/i.test(message)) {
+        throw new DeviceUnavailableError(settings.device, err);
+      }
+      throw new SessionError(graph, `could not be created: ${message}`, err);
+    }
+    return new Session(
+      graph,
+      native,
+      native.outputMetadata.map((m) => m.name),
+    );
+  }
+
+  /**
+   * Runs the graph. Outputs given in `into` are written into those caller-owned tensors (their
+   * shapes must be exact); the others are allocated by onnxruntime.
+   */
+  run(feeds: Feeds, into: Partial<Outputs> = {}): Outputs {
+    // The binding pairs results with output names by position, so every output is fetched in order.
+    const fetches: Record<string, ort.Tensor | null> = {};
+    for (const name of this.outputNames) fetches[name] = into[name] ?? null;
+    let result: Record<string, ort.OnnxValue>;
+    try {
+      result = this.native.run(feeds, fetches, {});
+    } catch (err) {
+      throw new SessionError(
+        this.graph,
+        `run failed: ${err instanceof Error ? err.message : String(err)}`,
+        err,
+      );
+    }
+    const out: Outputs = {};
+    for (const name of this.outputNames) out[name] = into[name] ?? (result[name] as ort.Tensor);
+    return out;
+  }
+
+  release(): void {
+    this.native.dispose();
+  }
+}
+
+export function f32Input(data: Float32Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('float32', data, dims);
+}
+
+export function i64Input(data: BigInt64Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('int64', data, dims);
+}
+
+export function f32Output(out: Outputs, name: string): Float32Array {
+  const t = out[name];
+  if (t?.type !== 'float32') throw new SessionError(name, `missing float32 output '${name}'`);
+  return t.data as Float32Array;
+}

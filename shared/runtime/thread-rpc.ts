@@ -1,0 +1,135 @@
+// Request/response calls between a main thread and a worker_thread that owns onnxruntime sessions.
+// Errors cross the boundary with their name, message and hint; a thread that dies fails every
+// pending call instead of leaving it hanging.
+
+import { type MessagePort, parentPort, type Transferable, type Worker } from 'node:worker_threads';
+import { KmoeError } from '../errors/kmoe-error.js';
+import { startThread } from './entry-points.js';
+
+/** method name -> [params, result] */
+export type RpcSchema = Record<string, [unknown, unknown]>;
+
+type Request = { id: number; method: string; params: unknown };
+type Response =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: { name: string; message: string; hint?: string; stack?: string } };
+
+/** An error raised inside the thread, re-raised in the caller with the same name and hint. */
+export class ThreadCallError extends KmoeError {
+  constructor(
+    readonly remoteName: string,
+    message: string,
+    hint: string | undefined,
+    readonly remoteStack: string | undefined,
+  ) {
+    super(message, hint === undefined ? {} : { hint });
+    this.name = remoteName;
+  }
+}
+
+export class ThreadExitedError extends KmoeError {
+  constructor(what: string, detail: string) {
+    super(`${what} thread stopped: ${detail}`);
+  }
+}
+
+/** What a handler returns: the result plus buffers to move (not copy) to the caller. */
+export interface Reply<R> {
+  readonly result: R;
+  readonly transfer?: readonly Transferable[];
+}
+
+export type Handlers<S extends RpcSchema> = {
+  [K in keyof S]: (params: S[K][0]) => Promise<Reply<S[K][1]>> | Reply<S[K][1]>;
+};
+
+export class ThreadClient<S extends RpcSchema> {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private exited: Error | undefined;
+
+  private constructor(
+    private readonly what: string,
+    private readonly worker: Worker,
+  ) {
+    worker.on('message', (msg: Response) => this.settle(msg));
+    worker.on('error', (err) => this.fail(new ThreadExitedError(what, err.message)));
+    worker.on('exit', (code) => this.fail(new ThreadExitedError(what, `exit code ${code}`)));
+  }
+
+  /** Starts the thread whose script is `relative` (no extension) to the module at `base`. */
+  static start<S extends RpcSchema>(what: string, base: string, relative: string): ThreadClient<S> {
+    return new ThreadClient<S>(what, startThread(base, relative));
+  }
+
+  call<K extends keyof S & string>(
+    method: K,
+    params: S[K][0],
+    transfer: readonly Transferable[] = [],
+  ): Promise<S[K][1]> {
+    if (this.exited) return Promise.reject(this.exited);
+    const id = this.nextId++;
+    return new Promise<S[K][1]>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const req: Request = { id, method, params };
+      this.worker.postMessage(req, [...transfer]);
+    });
+  }
+
+  async terminate(): Promise<void> {
+    this.fail(new ThreadExitedError(this.what, 'terminated'));
+    await this.worker.terminate();
+  }
+
+  private settle(msg: Response): void {
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    this.pending.delete(msg.id);
+    if (msg.ok) p.resolve(msg.result);
+    else p.reject(new ThreadCallError(msg.error.name, msg.error.message, msg.error.hint, msg.error.stack));
+  }
+
+  private fail(err: Error): void {
+    if (!this.exited) this.exited = err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+/** Serves calls on this worker thread's parent port, one at a time, in arrival order. */
+export function serveThread<S extends RpcSchema>(handlers: Handlers<S>): void {
+  const port = parentPort;
+  if (!port) throw new Error('serveThread must run inside a worker_thread');
+  let queue: Promise<void> = Promise.resolve();
+  port.on('message', (req: Request) => {
+    queue = queue.then(() => handle(port, handlers, req));
+  });
+}
+
+async function handle<S extends RpcSchema>(
+  port: MessagePort,
+  handlers: Handlers<S>,
+  req: Request,
+): Promise<void> {
+  const handler = handlers[req.method as keyof S];
+  try {
+    if (!handler) throw new Error(`unknown method ${req.method}`);
+    const reply = await handler(req.params as S[keyof S][0]);
+    const res: Response = { id: req.id, ok: true, result: reply.result };
+    port.postMessage(res, [...(reply.transfer ?? [])]);
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const hint = e instanceof KmoeError ? e.hint : undefined;
+    const res: Response = {
+      id: req.id,
+      ok: false,
+      error: {
+        name: e.name,
+        message: e.message,
+        ...(hint === undefined ? {} : { hint }),
+        ...(e.stack ? { stack: e.stack } : {}),
+      },
+    };
+    port.postMessage(res);
+  }
+}
