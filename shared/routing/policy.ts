@@ -1,0 +1,43 @@
+// The contract between the router (probabilities per token) and dispatch (experts + weights per
+// token): a RoutingPolicy turns one MoE layer's softmax into a CSR list of experts per token.
+
+/** Router output at one MoE layer for a batch: softmax over ALL experts, row-major. */
+export interface RouterProbs {
+  readonly layer: number;
+  readonly numTokens: number;
+  readonly numExperts: number;
+  /** [numTokens, numExperts], each row a softmax over every expert (not logits, not top-k). */
+  readonly probs: Float32Array;
+}
+
+/**
+ * Experts chosen for each token, CSR over tokens: token t uses
+ * experts[offsets[t] .. offsets[t + 1]) in descending probability order (ties: lower expert index first).
+ */
+export interface RoutingDecision {
+  readonly numTokens: number;
+  /** [numTokens + 1], offsets[0] = 0. */
+  readonly offsets: Int32Array;
+  /** [offsets[numTokens]] expert indices. */
+  readonly experts: Int32Array;
+  /** [offsets[numTokens]] combine weights, renormalised over the kept experts: >= 0, sum 1 per token. */
+  readonly weights: Float32Array;
+  /** [numTokens] router entropy in nats over the full softmax (clamped at 0), for statistics. */
+  readonly entropy: Float32Array;
+}
+
+/** What a policy needs to know about the model it routes for. */
+export interface RoutingModel {
+  readonly numLayers: number;
+  readonly numExperts: number;
+  /** Experts per token the model was trained with (Mixtral: 2). */
+  readonly nativeK: number;
+}
+
+export interface RoutingPolicy {
+  /** Canonical spec (`entropy:1,2@1.04`) or, for per-layer profiles a spec cannot express, the profile name. */
+  readonly spec: string;
+  /** Upper bound on experts per token: dispatch can size buffers with numTokens * maxK. */
+  readonly maxK: number;
+  route(input: RouterProbs): RoutingDecision;
+}

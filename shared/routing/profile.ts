@@ -1,0 +1,185 @@
+// Routing profiles: versioned JSON files holding a policy config (per-layer parameters allowed),
+// the model it was calibrated for and how it was made. resolveRouting() is what every `--routing`
+// flag calls: a path ending in .json loads a profile, anything else is parsed as a spec string.
+
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { z } from 'zod';
+import { RoutingConfigError } from '../errors/routing-config-error.js';
+import { RoutingProfileError } from '../errors/routing-profile-error.js';
+import { checkModel } from './policies/policy-kind.js';
+import type { RoutingModel, RoutingPolicy } from './policy.js';
+import { checkPolicyConfig, createRoutingPolicy, policyConfigSchema } from './registry.js';
+import { parseRoutingSpec } from './spec.js';
+
+export const ROUTING_PROFILE_VERSION = 1;
+
+const profileModelSchema = z
+  .object({
+    /** Checkpoint fingerprint; when both sides have one they must match. */
+    fingerprint: z.string().optional(),
+    numLayers: z.number().int().min(1),
+    numExperts: z.number().int().min(1),
+    nativeK: z.number().int().min(1),
+  })
+  .strict();
+
+/** How the profile was made; the named fields are typed, anything else is free-form JSON. */
+const provenanceSchema = z
+  .object({
+    createdAt: z.iso.datetime({ offset: true }).optional(),
+    method: z.string().optional(),
+    data: z.union([z.string(), z.array(z.string())]).optional(),
+    budget: z.number().optional(),
+    avgK: z.number().optional(),
+    ppl: z.number().optional(),
+  })
+  .catchall(z.json());
+
+export const routingProfileSchema = z
+  .object({
+    kmoeRoutingProfile: z.literal(ROUTING_PROFILE_VERSION),
+    policy: policyConfigSchema,
+    model: profileModelSchema.optional(),
+    provenance: provenanceSchema.optional(),
+  })
+  .strict()
+  .superRefine((profile, ctx) => {
+    if (profile.model === undefined) return;
+    // With the model recorded, per-layer lengths and K bounds are checkable without loading it.
+    // Model-free problems were already reported by the policy schema itself.
+    const modelProblems = checkModel(profile.model);
+    const known = new Set(checkPolicyConfig(profile.policy));
+    const problems =
+      modelProblems.length > 0
+        ? modelProblems
+        : checkPolicyConfig(profile.policy, profile.model).filter((p) => !known.has(p));
+    for (const message of problems) ctx.addIssue({ code: 'custom', message, path: ['policy'] });
+  });
+
+export type RoutingProfile = z.infer<typeof routingProfileSchema>;
+export type RoutingProfileModel = z.infer<typeof profileModelSchema>;
+
+export function isProfilePath(arg: string): boolean {
+  return arg.trim().toLowerCase().endsWith('.json');
+}
+
+/** Reads and validates a profile; every failure is a RoutingProfileError naming the file. */
+export function loadRoutingProfile(path: string): RoutingProfile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new RoutingProfileError(`cannot read routing profile ${path}: ${(cause as Error).message}`, {
+      file: path,
+      cause,
+      hint: 'pass an existing profile path, or a spec such as topk:2 (routing specs do not end in .json)',
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new RoutingProfileError(`routing profile ${path} is not valid JSON: ${(cause as Error).message}`, {
+      file: path,
+      cause,
+    });
+  }
+  return parseRoutingProfile(json, path);
+}
+
+/** Validates already-parsed JSON as a profile; `file` names its origin in errors. */
+export function parseRoutingProfile(json: unknown, file: string): RoutingProfile {
+  const version =
+    typeof json === 'object' && json !== null && !Array.isArray(json)
+      ? (json as Record<string, unknown>)['kmoeRoutingProfile']
+      : undefined;
+  if (version === undefined) {
+    throw new RoutingProfileError(`${file} is not a kmoe routing profile: no "kmoeRoutingProfile" field`, {
+      file,
+      hint: `a profile is a JSON object starting {"kmoeRoutingProfile": ${ROUTING_PROFILE_VERSION}, "policy": {...}}`,
+    });
+  }
+  if (version !== ROUTING_PROFILE_VERSION) {
+    throw new RoutingProfileError(
+      `routing profile ${file} has kmoeRoutingProfile ${JSON.stringify(version)}; this kmoe reads version ${ROUTING_PROFILE_VERSION}`,
+      { file, hint: 'use the kmoe release that wrote the profile, or re-run calibration' },
+    );
+  }
+  const result = routingProfileSchema.safeParse(json);
+  if (!result.success) {
+    throw new RoutingProfileError(`routing profile ${file} is invalid:\n${z.prettifyError(result.error)}`, {
+      file,
+    });
+  }
+  return result.data;
+}
+
+/** Validates, then writes atomically (temp file + rename) so readers never see half a profile. */
+export function saveRoutingProfile(path: string, profile: RoutingProfile): void {
+  const result = routingProfileSchema.safeParse(profile);
+  if (!result.success) {
+    throw new RoutingProfileError(
+      `refusing to save invalid routing profile ${path}:\n${z.prettifyError(result.error)}`,
+      {
+        file: path,
+      },
+    );
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  const temp = `${path}.${process.pid}.tmp`;
+  writeFileSync(temp, `${JSON.stringify(result.data, null, 2)}\n`);
+  renameSync(temp, path);
+}
+
+/** Problems that make a profile unusable for the loaded model. */
+function profileModelMismatches(
+  recorded: RoutingProfileModel,
+  model: RoutingModel & { readonly fingerprint?: string },
+): string[] {
+  const problems: string[] = [];
+  for (const field of ['numLayers', 'numExperts', 'nativeK'] as const) {
+    if (recorded[field] !== model[field])
+      problems.push(`${field} is ${recorded[field]} in the profile but ${model[field]} in the model`);
+  }
+  if (
+    recorded.fingerprint !== undefined &&
+    model.fingerprint !== undefined &&
+    recorded.fingerprint !== model.fingerprint
+  ) {
+    problems.push(`fingerprint ${recorded.fingerprint} differs from the model's ${model.fingerprint}`);
+  }
+  return problems;
+}
+
+/**
+ * The routing policy for a `--routing` argument: a profile path (ends in .json) or a spec string.
+ * A profile's policy is named by its canonical spec when it has one, else by the file name.
+ */
+export function resolveRouting(
+  arg: string,
+  model: RoutingModel & { readonly fingerprint?: string },
+): RoutingPolicy {
+  if (!isProfilePath(arg)) return createRoutingPolicy(parseRoutingSpec(arg), model);
+  const path = arg.trim();
+  const profile = loadRoutingProfile(path);
+  if (profile.model !== undefined) {
+    const problems = profileModelMismatches(profile.model, model);
+    if (problems.length > 0) {
+      throw new RoutingProfileError(
+        `routing profile ${path} was made for another model: ${problems.join('; ')}`,
+        { file: path, hint: 'calibrate a profile for this model, or use a spec string' },
+      );
+    }
+  }
+  try {
+    return createRoutingPolicy(profile.policy, model, basename(path));
+  } catch (cause) {
+    if (!(cause instanceof RoutingConfigError)) throw cause;
+    throw new RoutingProfileError(`routing profile ${path} does not fit the model: ${cause.message}`, {
+      file: path,
+      cause,
+      hint: 'calibrate a profile for this model, or use a spec string',
+    });
+  }
+}
