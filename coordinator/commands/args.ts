@@ -3,8 +3,10 @@
 
 import { parseArgs } from 'node:util';
 import { UsageError } from '../../shared/errors/usage-error.js';
+import { loadModelConfig } from '../../shared/model/config.js';
 import type { Device, SessionSettings } from '../../shared/onnx/session.js';
 import { defaultSessionSettings } from '../../shared/onnx/session.js';
+import { resolveRouting } from '../../shared/routing/profile.js';
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 
@@ -78,4 +80,18 @@ export function sessionSettings(p: Parsed): SessionSettings {
     device: device as Device,
     threads: num(p, 'threads', d.threads, { integer: true, min: 1, max: 256 }),
   };
+}
+
+/**
+ * Resolves a --routing argument against the model's config before anything heavy is loaded, so a
+ * typo fails in milliseconds with the spec grammar in the message.
+ */
+export async function checkRouting(modelDir: string, routing: string | undefined): Promise<void> {
+  if (routing === undefined) return;
+  const config = await loadModelConfig(modelDir);
+  resolveRouting(routing, {
+    numLayers: config.numLayers,
+    numExperts: config.numExperts,
+    nativeK: config.numExpertsPerTok,
+  });
 }

@@ -11,7 +11,7 @@ import {
   STANDARD_WINDOW,
   windowCount,
 } from '../evaluation/perplexity.js';
-import { COMPUTE_OPTIONS, flag, num, parse, required, sessionSettings, str } from './args.js';
+import { COMPUTE_OPTIONS, checkRouting, flag, num, parse, required, sessionSettings, str } from './args.js';
 
 export const usage = `kmoe eval --model DIR (--ids FILE.u16 | --text FILE) [options]
 
@@ -58,6 +58,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     throw new UsageError(`the corpus has ${ids.length} ids: fewer than one window of ${windowLen}`);
   const windows = parseWindowRange(str(p, 'windows'), available);
   const routingArg = str(p, 'routing');
+  await checkRouting(modelDir, routingArg);
 
   const engine = await EngineClient.start({
     modelDir,

@@ -4,7 +4,17 @@ import { UsageError } from '../../shared/errors/usage-error.js';
 import { KmoeTokenizer, StreamingDetokenizer } from '../../shared/model/tokenizer.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { GREEDY, Rng, type SamplingParams, sampleToken, validateSampling } from '../sampling.js';
-import { COMPUTE_OPTIONS, flag, num, optionalNum, parse, required, sessionSettings, str } from './args.js';
+import {
+  COMPUTE_OPTIONS,
+  checkRouting,
+  flag,
+  num,
+  optionalNum,
+  parse,
+  required,
+  sessionSettings,
+  str,
+} from './args.js';
 
 export const usage = `kmoe generate --model DIR --prompt TEXT [options]
 
@@ -48,6 +58,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const promptIds = tokenizer.encode(prompt);
   if (promptIds.length === 0) throw new UsageError('the prompt encodes to no tokens');
   const routingArg = str(p, 'routing');
+  await checkRouting(modelDir, routingArg);
   const engine = await EngineClient.start({
     modelDir,
     settings: sessionSettings(p),

@@ -12,7 +12,7 @@ import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
 import { type ExpertBackend, LocalExpertBackend } from './expert-backend.js';
 import { SequenceKvCache } from './kv-cache.js';
-import { type ForwardItem, ModelRunner } from './model-runner.js';
+import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
 
 export interface EngineOptions {
   readonly modelDir: string;
@@ -131,20 +131,37 @@ export class Engine {
 
   /** One forward step for several sequences; new sequences are created on first use. */
   async step(requests: readonly StepRequest[]): Promise<StepResult> {
-    const items: ForwardItem[] = requests.map((r) => {
+    // Validate the whole step before touching any cache, so a bad request leaves no trace.
+    const policies = requests.map((r) => this.policy(r.routing));
+    const seen = new Set<string>();
+    for (const r of requests) {
+      if (seen.has(r.seqId)) throw new RangeError(`sequence ${r.seqId} appears twice in one step`);
+      seen.add(r.seqId);
+      const cached = this.caches.get(r.seqId)?.length ?? 0;
+      if (r.tokens.length === 0) throw new RangeError(`sequence ${r.seqId}: a step needs at least one token`);
+      if (cached + r.tokens.length > this.runner.maxPositions) {
+        throw new RangeError(
+          `sequence ${r.seqId} would reach ${cached + r.tokens.length} positions; the model supports ${this.runner.maxPositions}`,
+        );
+      }
+    }
+    const created: string[] = [];
+    const items: ForwardItem[] = requests.map((r, i) => {
       let cache = this.caches.get(r.seqId);
       if (!cache) {
         cache = new SequenceKvCache(this.runner.config.numLayers, this.runner.dims.kvWidth);
         this.caches.set(r.seqId, cache);
+        created.push(r.seqId);
       }
-      if (cache.length + r.tokens.length > this.runner.maxPositions) {
-        throw new RangeError(
-          `sequence ${r.seqId} would reach ${cache.length + r.tokens.length} positions; the model supports ${this.runner.maxPositions}`,
-        );
-      }
-      return { tokens: r.tokens, cache, policy: this.policy(r.routing) };
+      return { tokens: r.tokens, cache, policy: policies[i]! };
     });
-    const fwd = await this.runner.forward(items, [this.stats]);
+    let fwd: ForwardResult;
+    try {
+      fwd = await this.runner.forward(items, [this.stats]);
+    } catch (err) {
+      for (const id of created) this.caches.delete(id);
+      throw err;
+    }
     const H = this.runner.dims.hidden;
     const last = new Float32Array(items.length * H);
     for (let b = 0; b < items.length; b++) {

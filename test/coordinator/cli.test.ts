@@ -1,0 +1,155 @@
+// The kmoe CLI as a user runs it: real processes, the shipped model and data.
+
+import { describe, expect, it } from 'vitest';
+import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
+import { lastJsonLine, runCli } from '../helpers/cli.js';
+import { greedyCases, MODEL_DIR, perplexityReferences } from '../helpers/paths.js';
+
+describe('kmoe eval', () => {
+  // The reference ran the same procedure in float32: 0.1% is far above fp32 summation noise
+  // (we measure ~1e-7 relative) and far below what any modelling error would cause.
+  it.each(['valid.man.u16', 'valid.docs.u16', 'valid.code.u16'])(
+    'native top-2 perplexity of %s is within 0.1 percent of the reference',
+    async (file) => {
+      const ref = perplexityReferences().find((r) => r.file === file && r.routing === 'topk:2')!;
+      const r = await runCli(['eval', '--model', MODEL_DIR, '--ids', `data/eval/${file}`, '--json'], {
+        timeoutMs: 300_000,
+      });
+      expect(r.stderr).toMatch(/eval \[/);
+      expect(r.code).toBe(0);
+      const json = lastJsonLine(r.stdout);
+      expect(json['tokens']).toBe(ref.tokensScored);
+      expect(Math.abs((json['perplexity'] as number) / ref.ppl - 1)).toBeLessThan(1e-3);
+      expect(json['avgK']).toBe(2);
+      expect(json['savingVsNative']).toBe(0);
+      expect(r.stdout).toMatch(/^perplexity\s+\d+\.\d{4}/m);
+    },
+  );
+
+  it('scores a text file through the tokenizer and a window range', async () => {
+    const r = await runCli([
+      'eval',
+      '--model',
+      MODEL_DIR,
+      '--text',
+      'data/eval/valid.man.txt',
+      '--windows',
+      '0:10',
+      '--routing',
+      'topk:1',
+      '--json',
+    ]);
+    expect(r.code).toBe(0);
+    const json = lastJsonLine(r.stdout);
+    expect(json['windows']).toBe(10);
+    expect(json['tokens']).toBe(10 * 255);
+    expect(json['avgK']).toBe(1);
+    expect(json['savingVsNative']).toBeCloseTo(0.5, 12);
+    expect(json['perplexity']).toBeGreaterThan(10);
+  });
+
+  it('rejects bad usage with a message and exit code 2', async () => {
+    const noSource = await runCli(['eval', '--model', MODEL_DIR]);
+    expect(noSource.code).toBe(2);
+    expect(noSource.stderr).toMatch(/exactly one of --ids or --text/);
+    const badWindow = await runCli([
+      'eval',
+      '--model',
+      MODEL_DIR,
+      '--ids',
+      'data/eval/valid.man.u16',
+      '--window',
+      'x',
+    ]);
+    expect(badWindow.code).toBe(2);
+    expect(badWindow.stderr).toMatch(/--window must be a number/);
+  });
+
+  it('names the problem when the model directory is wrong', async () => {
+    const r = await runCli(['eval', '--model', 'data/eval', '--ids', 'data/eval/valid.man.u16']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: .*config\.json/);
+  });
+
+  it('rejects a bad routing spec before loading the model', async () => {
+    const r = await runCli([
+      'eval',
+      '--model',
+      MODEL_DIR,
+      '--ids',
+      'data/eval/valid.man.u16',
+      '--routing',
+      'topk:0',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/topk/);
+  });
+});
+
+describe('kmoe generate', () => {
+  it('streams the greedy continuation the reference produces', async () => {
+    const c = greedyCases().find((g) => g.name === 'code-fib')!;
+    const tokenizer = await KmoeTokenizer.load(MODEL_DIR);
+    const expected = tokenizer
+      .decode([...c.promptIds, ...c.greedyIds])
+      .slice(tokenizer.decode(c.promptIds).length);
+    const r = await runCli([
+      'generate',
+      '--model',
+      MODEL_DIR,
+      '--prompt',
+      c.prompt,
+      '--max-tokens',
+      '32',
+      '--stats',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${expected}\n`);
+    expect(r.stderr).toMatch(/32 generated, decode [\d.]+ tokens\/s; 2\.000 experts per token/);
+  });
+
+  it('is reproducible with a seed and differs across seeds', async () => {
+    const args = [
+      'generate',
+      '--model',
+      MODEL_DIR,
+      '--prompt',
+      'The',
+      '--max-tokens',
+      '24',
+      '--temperature',
+      '1',
+    ];
+    const a = await runCli([...args, '--seed', '7']);
+    const b = await runCli([...args, '--seed', '7']);
+    const c = await runCli([...args, '--seed', '8']);
+    expect(a.code).toBe(0);
+    expect(a.stdout).toBe(b.stdout);
+    expect(a.stdout).not.toBe(c.stdout);
+  });
+
+  it('rejects invalid sampling parameters', async () => {
+    const r = await runCli(['generate', '--model', MODEL_DIR, '--prompt', 'x', '--top-p', '0']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/top_p must be in \(0, 1\]/);
+  });
+
+  it('fails loudly when CUDA is requested on a host without it', async () => {
+    const r = await runCli(['generate', '--model', MODEL_DIR, '--prompt', 'x', '--device', 'cuda']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/execution provider 'cuda' is not available/);
+    expect(r.stderr).toMatch(/hint: /);
+  });
+});
+
+describe('kmoe', () => {
+  it('lists its commands and rejects unknown ones', async () => {
+    const help = await runCli(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/generate/);
+    expect(help.stdout).toMatch(/eval/);
+    const unknown = await runCli(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command 'frobnicate'/);
+  });
+});

@@ -1,0 +1,110 @@
+// The engine thread end to end: greedy continuations equal the reference's, errors raised inside
+// the thread reach the caller with their name, and sequences are independent.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EngineClient } from '../../../coordinator/engine/engine-client.js';
+import { argmax } from '../../../coordinator/sampling.js';
+import { greedyCases, MODEL_DIR } from '../../helpers/paths.js';
+
+let engine: EngineClient;
+
+beforeAll(async () => {
+  engine = await EngineClient.start({ modelDir: MODEL_DIR, settings: { device: 'cpu', threads: 2 } });
+});
+
+afterAll(async () => {
+  await engine?.close();
+});
+
+async function greedy(seqId: string, prompt: readonly number[], n: number): Promise<number[]> {
+  const out: number[] = [];
+  let step = await engine.step([{ seqId, tokens: [...prompt] }]);
+  while (out.length < n) {
+    const next = argmax(step.logits);
+    out.push(next);
+    step = await engine.step([{ seqId, tokens: [next] }]);
+  }
+  await engine.release([seqId]);
+  return out;
+}
+
+describe('engine thread', () => {
+  it('reports the model it loaded', () => {
+    expect(engine.info).toMatchObject({
+      modelType: 'mixtral',
+      numLayers: 4,
+      numExperts: 8,
+      nativeK: 2,
+      vocabSize: 4096,
+      eosTokenIds: [2],
+      defaultRouting: 'topk:2',
+    });
+    expect(engine.info.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it.each(greedyCases())('greedy continuation of $name equals the reference', async (c) => {
+    expect(await greedy(c.name, c.promptIds, c.greedyIds.length)).toEqual(c.greedyIds);
+  });
+
+  it('batched decode of all reference prompts together gives the same continuations', async () => {
+    const cases = greedyCases();
+    let step = await engine.step(cases.map((c) => ({ seqId: `b-${c.name}`, tokens: c.promptIds })));
+    const outs: number[][] = cases.map(() => []);
+    for (let i = 0; i < 32; i++) {
+      const next = cases.map((_, b) => argmax(step.logits, b * 4096, 4096));
+      for (const [b, t] of next.entries()) outs[b]!.push(t);
+      step = await engine.step(cases.map((c, b) => ({ seqId: `b-${c.name}`, tokens: [next[b]!] })));
+    }
+    expect(outs).toEqual(cases.map((c) => c.greedyIds));
+    expect(await engine.release(cases.map((c) => `b-${c.name}`))).toBe(cases.length);
+  });
+
+  it('counts expert activations per request: native top-2 runs 2 experts per token per layer', async () => {
+    const step = await engine.step([{ seqId: 'count', tokens: [10, 11, 12] }]);
+    expect(step.activations).toEqual([3 * 4 * 2]);
+    await engine.release(['count']);
+  });
+
+  it('applies a per-request routing policy', async () => {
+    const step = await engine.step([
+      { seqId: 'k1', tokens: [10, 11, 12], routing: 'topk:1' },
+      { seqId: 'k3', tokens: [10, 11], routing: 'topk:3' },
+    ]);
+    expect(step.activations).toEqual([3 * 4 * 1, 2 * 4 * 3]);
+    await engine.release(['k1', 'k3']);
+  });
+
+  it('passes errors from the thread with their name and message', async () => {
+    await expect(engine.step([{ seqId: 'bad', tokens: [1], routing: 'entropy:1,2' }])).rejects.toMatchObject({
+      name: 'RoutingSpecError',
+    });
+    await expect(engine.step([{ seqId: 'bad2', tokens: [99999] }])).rejects.toThrow(/outside the vocabulary/);
+    // The engine keeps working after an error.
+    const ok = await engine.step([{ seqId: 'after', tokens: [5] }]);
+    expect(ok.logits.length).toBe(4096);
+  });
+});
+
+describe('engine step validation', () => {
+  it('a rejected step leaves no sequence behind', async () => {
+    await expect(engine.step([{ seqId: 'ghost', tokens: [1, 2], routing: 'nonsense:3' }])).rejects.toThrow();
+    expect(await engine.release(['ghost'])).toBe(0);
+  });
+
+  it('rejects the same sequence twice in one step and an empty token list', async () => {
+    await expect(
+      engine.step([
+        { seqId: 'twice', tokens: [1] },
+        { seqId: 'twice', tokens: [2] },
+      ]),
+    ).rejects.toThrow(/appears twice/);
+    await expect(engine.step([{ seqId: 'empty', tokens: [] }])).rejects.toThrow(/at least one token/);
+  });
+
+  it('refuses to grow a sequence beyond the model context', async () => {
+    const tooLong = new Array(engine.info.maxPositions + 1).fill(5);
+    await expect(engine.step([{ seqId: 'long', tokens: tooLong }])).rejects.toThrow(
+      /positions; the model supports/,
+    );
+  });
+});
