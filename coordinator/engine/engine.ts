@@ -47,6 +47,8 @@ export interface StepResult {
   readonly logits: Float32Array;
   /** Per request: expert-token activations in this step (all layers). */
   readonly activations: number[];
+  /** Per request: bytes its tokens moved to and from remote experts in this step. */
+  readonly bytes: number[];
 }
 
 export interface ScoreResult {
@@ -155,21 +157,42 @@ export class Engine {
       }
       return { tokens: r.tokens, cache, policy: policies[i]! };
     });
-    let fwd: ForwardResult;
+    // Requests with the same number of new tokens share one forward pass (decode steps batch
+    // together); a prefill chunk never pads a batch of single-token decodes up to its length.
+    const groups = new Map<number, number[]>();
+    items.forEach((it, i) => {
+      const g = groups.get(it.tokens.length);
+      if (g) g.push(i);
+      else groups.set(it.tokens.length, [i]);
+    });
+    const V = this.runner.dims.vocab;
+    const H = this.runner.dims.hidden;
+    const logits = new Float32Array(items.length * V);
+    const activations = new Array<number>(items.length).fill(0);
+    const bytes = new Array<number>(items.length).fill(0);
     try {
-      fwd = await this.runner.forward(items, [this.stats]);
+      for (const members of groups.values()) {
+        const fwd: ForwardResult = await this.runner.forward(
+          members.map((i) => items[i]!),
+          [this.stats],
+        );
+        const last = new Float32Array(members.length * H);
+        members.forEach((i, b) => {
+          const row = b * fwd.seqLen + items[i]!.tokens.length - 1;
+          last.set(fwd.hidden.subarray(row * H, (row + 1) * H), b * H);
+          activations[i] = fwd.activations[b]!;
+          bytes[i] = fwd.bytes[b]!;
+        });
+        const groupLogits = await this.runner.logits(last, members.length);
+        members.forEach((i, b) => {
+          logits.set(groupLogits.subarray(b * V, (b + 1) * V), i * V);
+        });
+      }
     } catch (err) {
       for (const id of created) this.caches.delete(id);
       throw err;
     }
-    const H = this.runner.dims.hidden;
-    const last = new Float32Array(items.length * H);
-    for (let b = 0; b < items.length; b++) {
-      const row = b * fwd.seqLen + items[b]!.tokens.length - 1;
-      last.set(fwd.hidden.subarray(row * H, (row + 1) * H), b * H);
-    }
-    const logits = await this.runner.logits(last, items.length);
-    return { logits, activations: Array.from(fwd.activations) };
+    return { logits, activations, bytes };
   }
 
   release(seqId: string): boolean {

@@ -6,8 +6,17 @@ import type { F32Tensor } from '../../shared/tensor.js';
 
 export interface ExpertBackend {
   readonly description: string;
-  /** accumulate[t] += sum over t's pairs of weight * expert_layer(x[t]). */
-  compute(layer: number, x: F32Tensor, pairs: TokenExpertPairs, accumulate: Float32Array): Promise<void>;
+  /**
+   * accumulate[t] += sum over t's pairs of weight * expert_layer(x[t]). A backend that moves data
+   * over the network adds the bytes it sent and received for token t into tokenBytes[t].
+   */
+  compute(
+    layer: number,
+    x: F32Tensor,
+    pairs: TokenExpertPairs,
+    accumulate: Float32Array,
+    tokenBytes: Float64Array,
+  ): Promise<void>;
   close(): Promise<void>;
 }
 

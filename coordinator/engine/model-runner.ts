@@ -36,6 +36,8 @@ export interface ForwardResult {
   readonly seqLen: number;
   /** Per item: expert-token activations summed over its tokens and all MoE layers. */
   readonly activations: Float64Array;
+  /** Per item: bytes the expert backend moved over the network for its tokens (0 when local). */
+  readonly bytes: Float64Array;
 }
 
 export class ModelRunner {
@@ -115,6 +117,8 @@ export class ModelRunner {
       spans.push({ start: at, end: at + lens[b]!, policy: items[b]!.policy });
     }
     const activations = new Float64Array(B);
+    const bytes = new Float64Array(B);
+    const tokenBytes = new Float64Array(T);
 
     const feedsCommon = {
       cos: f32Input(cos, [B, S, half]),
@@ -145,12 +149,21 @@ export class ModelRunner {
         activations[b]! += decision.offsets[sp.end]! - decision.offsets[sp.start]!;
       }
       const acc = rows ? gatherRows(residual, rows, H) : residual;
-      await this.experts.compute(l, { dtype: 'float32', shape: [T, H], data: moeIn }, decision, acc);
+      await this.experts.compute(
+        l,
+        { dtype: 'float32', shape: [T, H], data: moeIn },
+        decision,
+        acc,
+        tokenBytes,
+      );
       if (rows) scatterRows(acc, rows, H, residual);
       hidden = residual;
     }
-    for (let b = 0; b < B; b++) items[b]!.cache?.commit(lens[b]!);
-    return { hidden, batch: B, seqLen: S, activations };
+    for (let b = 0; b < B; b++) {
+      items[b]!.cache?.commit(lens[b]!);
+      for (let t = spans[b]!.start; t < spans[b]!.end; t++) bytes[b]! += tokenBytes[t]!;
+    }
+    return { hidden, batch: B, seqLen: S, activations, bytes };
   }
 
   /** Logits [n, vocab] for n hidden rows [n, hidden]. */
