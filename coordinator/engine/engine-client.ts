@@ -1,5 +1,6 @@
 // Main-thread handle on the engine thread: typed calls, nothing else.
 
+import type { RunTiming } from '../../shared/onnx/session.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
@@ -38,6 +39,11 @@ export class EngineClient {
 
   stats(): Promise<RoutingStatsJSON> {
     return this.thread.call('stats', null);
+  }
+
+  /** Starts (true) or stops (false) timing onnxruntime runs by graph kind; returns the timings so far. */
+  timing(enable: boolean): Promise<Record<string, RunTiming>> {
+    return this.thread.call('timing', enable);
   }
 
   async close(): Promise<void> {

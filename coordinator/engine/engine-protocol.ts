@@ -1,5 +1,6 @@
 // The calls the main thread makes on the engine thread.
 
+import type { RunTiming } from '../../shared/onnx/session.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 
@@ -15,5 +16,7 @@ export type EngineSchema = {
   release: [string[], number];
   score: [ScoreParams, ScoreResult];
   stats: [null, RoutingStatsJSON];
+  /** true: start timing onnxruntime runs (cleared); false: stop. Returns what was collected so far. */
+  timing: [boolean, Record<string, RunTiming>];
   close: [null, null];
 };

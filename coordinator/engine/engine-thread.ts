@@ -1,6 +1,7 @@
 // Entry point of the engine thread: onnxruntime's run() blocks its thread, so the forward pass lives
 // here and the main thread stays free for I/O (HTTP, sockets, progress output).
 
+import { runTimings, setRunTiming } from '../../shared/onnx/session.js';
 import { serveThread } from '../../shared/runtime/thread-rpc.js';
 import { Engine } from './engine.js';
 import type { EngineSchema } from './engine-protocol.js';
@@ -33,6 +34,11 @@ serveThread<EngineSchema>({
   },
   stats() {
     return { result: ready().stats.toJSON() };
+  },
+  timing(enable) {
+    const collected = runTimings();
+    setRunTiming(enable);
+    return { result: collected };
   },
   async close() {
     await engine?.close();

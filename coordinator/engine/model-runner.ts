@@ -64,12 +64,12 @@ export class ModelRunner {
     const dense: Session[] = [];
     for (let l = 0; l < config.numLayers; l++) {
       const graph = buildDenseLayerGraph(dims, await denseLayerWeights(ckpt, l), l);
-      dense.push(Session.create(`dense layer ${l}`, graph, settings));
+      dense.push(Session.create(`dense layer ${l}`, 'dense', graph, settings));
       onProgress?.(l + 1, total);
     }
     const head = await headWeights(ckpt);
-    const logitsHead = Session.create('lm head', buildLogitsGraph(dims, head), settings);
-    const nllHead = Session.create('lm head (nll)', buildNllGraph(dims, head), settings);
+    const logitsHead = Session.create('lm head', 'lm-head', buildLogitsGraph(dims, head), settings);
+    const nllHead = Session.create('lm head (nll)', 'lm-head', buildNllGraph(dims, head), settings);
     onProgress?.(total - 1, total);
     const embedding = await embeddingWeights(ckpt);
     const rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings);

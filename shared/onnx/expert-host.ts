@@ -53,7 +53,7 @@ export class ExpertHost {
       const row: (Session | undefined)[] = new Array(dims.experts).fill(undefined);
       for (const e of experts) {
         const graph = buildExpertGraph(dims, await load(l, e), l, e);
-        row[e] = Session.create(`expert ${e} layer ${l}`, graph, settings);
+        row[e] = Session.create(`expert ${e} layer ${l}`, 'expert', graph, settings);
         opts.onProgress?.(++done, numLayers * experts.length);
       }
       sessions.push(row);

@@ -30,14 +30,35 @@ export type Outputs = Record<string, ort.Tensor>;
 
 type NativeSession = InstanceType<typeof binding.InferenceSession>;
 
+/** Time spent inside onnxruntime per kind of graph, for `kmoe bench` breakdowns (off by default). */
+export interface RunTiming {
+  calls: number;
+  ms: number;
+}
+
+const timings = new Map<string, RunTiming>();
+let timingEnabled = false;
+
+/** Turns per-kind run timing on or off (this thread only) and clears what was collected. */
+export function setRunTiming(enabled: boolean): void {
+  timingEnabled = enabled;
+  timings.clear();
+}
+
+export function runTimings(): Record<string, RunTiming> {
+  return Object.fromEntries([...timings].map(([k, v]) => [k, { ...v }]));
+}
+
 export class Session {
   private constructor(
     readonly graph: string,
+    /** Kind of graph (dense, expert, lm-head...): the key of run timings. */
+    readonly kind: string,
     private readonly native: NativeSession,
     readonly outputNames: readonly string[],
   ) {}
 
-  static create(graph: string, model: Uint8Array, settings: SessionSettings): Session {
+  static create(graph: string, kind: string, model: Uint8Array, settings: SessionSettings): Session {
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: [settings.device],
       intraOpNumThreads: settings.threads,
@@ -60,6 +81,7 @@ export class Session {
     }
     return new Session(
       graph,
+      kind,
       native,
       native.outputMetadata.map((m) => m.name),
     );
