@@ -12,6 +12,7 @@ interface Command {
 const commands: Record<string, Command> = {
   generate: { summary: 'stream a completion for one prompt', load: () => import('./commands/generate.js') },
   eval: { summary: 'perplexity and expert usage on a corpus', load: () => import('./commands/eval.js') },
+  bench: { summary: 'benchmarks that write JSON and figures', load: () => import('./commands/bench.js') },
 };
 
 function topUsage(): string {
@@ -32,7 +33,8 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const mod = await command.load();
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // `bench` forwards --help to the benchmark it names.
+  if (name !== 'bench' && (rest.includes('--help') || rest.includes('-h'))) {
     process.stdout.write(`${mod.usage}\n`);
     return 0;
   }

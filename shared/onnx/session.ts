@@ -96,6 +96,7 @@ export class Session {
     const fetches: Record<string, ort.Tensor | null> = {};
     for (const name of this.outputNames) fetches[name] = into[name] ?? null;
     let result: Record<string, ort.OnnxValue>;
+    const started = timingEnabled ? performance.now() : 0;
     try {
       result = this.native.run(feeds, fetches, {});
     } catch (err) {
@@ -104,6 +105,12 @@ export class Session {
         `run failed: ${err instanceof Error ? err.message : String(err)}`,
         err,
       );
+    }
+    if (timingEnabled) {
+      const t = timings.get(this.kind) ?? { calls: 0, ms: 0 };
+      t.calls++;
+      t.ms += performance.now() - started;
+      timings.set(this.kind, t);
     }
     const out: Outputs = {};
     for (const name of this.outputNames) out[name] = into[name] ?? (result[name] as ort.Tensor);
