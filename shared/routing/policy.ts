@@ -20,7 +20,10 @@ export interface RoutingDecision {
   readonly offsets: Int32Array;
   /** [offsets[numTokens]] expert indices. */
   readonly experts: Int32Array;
-  /** [offsets[numTokens]] combine weights, renormalised over the kept experts: >= 0, sum 1 per token. */
+  /**
+   * [offsets[numTokens]] combine weights, >= 0. Renormalised over the kept experts (sum 1 per token)
+   * for every policy except `skip`, which keeps native top-K weights (sum <= 1) by design.
+   */
   readonly weights: Float32Array;
   /** [numTokens] router entropy in nats over the full softmax (clamped at 0), for statistics. */
   readonly entropy: Float32Array;

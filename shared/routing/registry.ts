@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { entropyKind, entropySchema } from './policies/entropy.js';
 import type { PolicyKind } from './policies/policy-kind.js';
 import { ratioKind, ratioSchema } from './policies/ratio.js';
+import { skipKind, skipSchema } from './policies/skip.js';
 import { topkKind, topkSchema } from './policies/topk.js';
 import { toppKind, toppSchema } from './policies/topp.js';
 import type { RoutingModel, RoutingPolicy } from './policy.js';
@@ -15,6 +16,7 @@ export const policyConfigSchema = z.discriminatedUnion('kind', [
   entropySchema,
   toppSchema,
   ratioSchema,
+  skipSchema,
 ]);
 
 /** A validated policy configuration: what a spec parses to and what a profile stores. */
@@ -27,6 +29,7 @@ const kinds: { readonly [K in PolicyKindName]: PolicyKind<ConfigOf<K>> } = {
   entropy: entropyKind,
   topp: toppKind,
   ratio: ratioKind,
+  skip: skipKind,
 };
 
 /** Policy kinds in the order they are listed to users (the table's order). */

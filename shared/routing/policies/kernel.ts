@@ -1,6 +1,7 @@
 // The loop every top-K-style policy shares: one pass per token computes the router entropy and
 // keeps the policy's maxK most probable experts; the policy only decides K from those; the kept
-// weights are renormalised. Policies subclass SelectingPolicy and implement chooseK.
+// weights are renormalised (a policy may normalise differently, see skip.ts). Policies subclass
+// SelectingPolicy and implement chooseK.
 
 import { RoutingInputError } from '../../errors/routing-input-error.js';
 import type { RouterProbs, RoutingDecision, RoutingModel, RoutingPolicy } from '../policy.js';
@@ -34,6 +35,13 @@ export abstract class SelectingPolicy implements RoutingPolicy {
    * its maxK largest probabilities in descending order.
    */
   protected abstract chooseK(layer: number, entropy: number, top: Float64Array): number;
+
+  /** Divisor of the kept probabilities: their own sum (weights renormalised to sum 1). */
+  protected weightNormaliser(k: number, top: Float64Array): number {
+    let kept = 0;
+    for (let i = 0; i < k; i++) kept += top[i]!;
+    return kept;
+  }
 
   route(input: RouterProbs): RoutingDecision {
     const { layer, numTokens, numExperts, probs } = input;
@@ -76,11 +84,10 @@ export abstract class SelectingPolicy implements RoutingPolicy {
       }
       if (Math.abs(sum - 1) > ROW_SUM_TOLERANCE) throw this.badRow(layer, t, `row sums to ${sum}`);
       const k = this.chooseK(layer, h, topProbs);
-      let kept = 0;
-      for (let i = 0; i < k; i++) kept += topProbs[i]!;
+      const norm = this.weightNormaliser(k, topProbs);
       for (let i = 0; i < k; i++) {
         experts[out] = topExperts[i]!;
-        weights[out] = topProbs[i]! / kept;
+        weights[out] = topProbs[i]! / norm;
         out++;
       }
       offsets[t + 1] = out;

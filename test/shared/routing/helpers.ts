@@ -99,7 +99,10 @@ export function configArb(model: RoutingModel): fc.Arbitrary<PolicyConfig> {
       ([b, kMax]): PolicyConfig =>
         kMax === undefined ? { kind: 'ratio', beta: b } : { kind: 'ratio', beta: b, kMax },
     );
-  return fc.oneof(topk, entropy, topp, ratio);
+  const skip = perLayerOrGlobal(fc.double({ min: 0, max: 1, noNaN: true }), model.numLayers).map(
+    (tau): PolicyConfig => ({ kind: 'skip', tau }),
+  );
+  return fc.oneof(topk, entropy, topp, ratio, skip);
 }
 
 /** The reference rule for K, written straight from the semantics, on a sorted row. */
@@ -134,10 +137,28 @@ function referenceK(
       const beta = at(config.beta);
       return 1 + sorted.slice(1, kMax).filter((p) => p >= beta * sorted[0]!).length;
     }
+    case 'skip': {
+      const native = nativeMass(sorted, model);
+      return 1 + sorted.slice(1, model.nativeK).filter((p) => p >= at(config.tau) * native).length;
+    }
   }
 }
 
-/** Naive router: full sort by (probability desc, index asc), reference K, float64 renormalisation. */
+function nativeMass(sorted: readonly number[], model: RoutingModel): number {
+  return sorted.slice(0, model.nativeK).reduce((a, b) => a + b, 0);
+}
+
+/** What the kept weights are divided by: their own sum, except `skip`, which keeps native weights. */
+export function weightDivisor(
+  config: PolicyConfig,
+  model: RoutingModel,
+  sorted: readonly number[],
+  k: number,
+): number {
+  return config.kind === 'skip' ? nativeMass(sorted, model) : sorted.slice(0, k).reduce((a, b) => a + b, 0);
+}
+
+/** Naive router: full sort by (probability desc, index asc), reference K, float64 normalisation. */
 export function referenceRoute(
   config: PolicyConfig,
   model: RoutingModel,
@@ -156,7 +177,7 @@ export function referenceRoute(
     const order = row.map((_, j) => j).sort((a, b) => row[b]! - row[a]! || a - b);
     const sorted = order.map((j) => row[j]!);
     const k = referenceK(config, model, layer, h, sorted);
-    const kept = sorted.slice(0, k).reduce((a, b) => a + b, 0);
+    const kept = weightDivisor(config, model, sorted, k);
     ks.push(k);
     for (let i = 0; i < k; i++) {
       experts.push(order[i]!);

@@ -57,7 +57,8 @@ describe('routing spec', () => {
           const perLayer =
             (config.kind === 'entropy' && Array.isArray(config.thresholds[0])) ||
             (config.kind === 'topp' && typeof config.p !== 'number') ||
-            (config.kind === 'ratio' && typeof config.beta !== 'number');
+            (config.kind === 'ratio' && typeof config.beta !== 'number') ||
+            (config.kind === 'skip' && typeof config.tau !== 'number');
           if (perLayer) {
             expect(spec).toBeUndefined();
             return;
@@ -88,7 +89,7 @@ describe('routing spec', () => {
   it.each([
     ['', /expected KIND:PARAMETERS/],
     ['topk', /expected KIND:PARAMETERS/],
-    ['mixture:2', /unknown policy kind "mixture" \(known: topk, entropy, topp, ratio\)/],
+    ['mixture:2', /unknown policy kind "mixture" \(known: topk, entropy, topp, ratio, skip\)/],
     ['topk:', /no parameters after "topk:"/],
     ['topk:2.5', /K "2.5" is not an integer/],
     ['topk:0', /k must be an integer >= 1, got 0/],
