@@ -13,8 +13,7 @@ import {
 } from '../../shared/onnx/mixtral-graphs.js';
 import { denseLayerWeights, embeddingWeights, headWeights } from '../../shared/onnx/model-weights.js';
 import { f32Input, f32Output, i64Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
-import type { RoutingPolicy } from '../../shared/routing/policy.js';
-import type { RoutingStats } from '../../shared/routing/stats.js';
+import type { RoutingDecision, RoutingPolicy } from '../../shared/routing/policy.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import { type RoutedSpan, routeBatch } from './batch-routing.js';
 import type { ExpertBackend } from './expert-backend.js';
@@ -27,6 +26,12 @@ export interface ForwardItem {
   /** Cached positions come first; absent = a fresh sequence whose keys/values are not kept. */
   readonly cache?: SequenceKvCache;
   readonly policy: RoutingPolicy;
+}
+
+/** Observes every routing decision of a forward pass (statistics, calibration signals). */
+export interface RoutingSink {
+  /** `probs` are the router probabilities the decision was made from, [numTokens, numExperts]. */
+  record(layer: number, decision: RoutingDecision, probs: Float32Array): void;
 }
 
 export interface ForwardResult {
@@ -81,7 +86,7 @@ export class ModelRunner {
     return this.rope.maxPositions;
   }
 
-  async forward(items: readonly ForwardItem[], sinks: readonly RoutingStats[] = []): Promise<ForwardResult> {
+  async forward(items: readonly ForwardItem[], sinks: readonly RoutingSink[] = []): Promise<ForwardResult> {
     const { hidden: H, kvWidth: W, experts: E } = this.dims;
     const B = items.length;
     if (B === 0) throw new RangeError('forward: empty batch');
@@ -143,7 +148,7 @@ export class ModelRunner {
         ? gatherRows(f32Output(out, 'router_probs'), rows, E)
         : f32Output(out, 'router_probs');
       const decision = routeBatch(l, probs, T, E, spans);
-      for (const sink of sinks) sink.record(l, decision);
+      for (const sink of sinks) sink.record(l, decision, probs);
       for (let b = 0; b < B; b++) {
         const sp = spans[b]!;
         activations[b]! += decision.offsets[sp.end]! - decision.offsets[sp.start]!;

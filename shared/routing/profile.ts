@@ -160,26 +160,56 @@ export function resolveRouting(
   arg: string,
   model: RoutingModel & { readonly fingerprint?: string },
 ): RoutingPolicy {
-  if (!isProfilePath(arg)) return createRoutingPolicy(parseRoutingSpec(arg), model);
-  const path = arg.trim();
-  const profile = loadRoutingProfile(path);
+  const text = arg.trim();
+  if (!isProfilePath(text) && !isInlineProfile(text))
+    return createRoutingPolicy(parseRoutingSpec(text), model);
+  const origin = isInlineProfile(text) ? 'inline routing profile' : text;
+  const profile = isInlineProfile(text) ? parseInlineProfile(text) : loadRoutingProfile(text);
+  const name = isInlineProfile(text) ? inlineName(profile) : basename(text);
   if (profile.model !== undefined) {
     const problems = profileModelMismatches(profile.model, model);
     if (problems.length > 0) {
       throw new RoutingProfileError(
-        `routing profile ${path} was made for another model: ${problems.join('; ')}`,
-        { file: path, hint: 'calibrate a profile for this model, or use a spec string' },
+        `routing profile ${origin} was made for another model: ${problems.join('; ')}`,
+        { file: origin, hint: 'calibrate a profile for this model, or use a spec string' },
       );
     }
   }
   try {
-    return createRoutingPolicy(profile.policy, model, basename(path));
+    return createRoutingPolicy(profile.policy, model, name);
   } catch (cause) {
     if (!(cause instanceof RoutingConfigError)) throw cause;
-    throw new RoutingProfileError(`routing profile ${path} does not fit the model: ${cause.message}`, {
-      file: path,
+    throw new RoutingProfileError(`routing profile ${origin} does not fit the model: ${cause.message}`, {
+      file: origin,
       cause,
       hint: 'calibrate a profile for this model, or use a spec string',
     });
   }
+}
+
+/**
+ * A profile passed as JSON text instead of a path (calibration candidates, per-request routing in
+ * an HTTP body): anything starting with `{`.
+ */
+export function isInlineProfile(arg: string): boolean {
+  return arg.trimStart().startsWith('{');
+}
+
+function parseInlineProfile(text: string): RoutingProfile {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new RoutingProfileError(`inline routing profile is not valid JSON: ${(cause as Error).message}`, {
+      file: 'inline routing profile',
+      cause,
+    });
+  }
+  return parseRoutingProfile(json, 'inline routing profile');
+}
+
+/** An inline profile is named by provenance.name when it has one. */
+function inlineName(profile: RoutingProfile): string {
+  const name = profile.provenance?.['name'];
+  return typeof name === 'string' && name !== '' ? name : 'inline-profile';
 }

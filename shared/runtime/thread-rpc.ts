@@ -11,6 +11,7 @@ export type RpcSchema = Record<string, [unknown, unknown]>;
 
 type Request = { id: number; method: string; params: unknown };
 type Response =
+  | { id: number; progress: { done: number; total: number } }
   | { id: number; ok: true; result: unknown }
   | { id: number; ok: false; error: { name: string; message: string; hint?: string; stack?: string } };
 
@@ -39,13 +40,19 @@ export interface Reply<R> {
   readonly transfer?: readonly Transferable[];
 }
 
+/** Reports progress of a long call to the caller's onProgress. */
+export type ProgressReporter = (done: number, total: number) => void;
+
 export type Handlers<S extends RpcSchema> = {
-  [K in keyof S]: (params: S[K][0]) => Promise<Reply<S[K][1]>> | Reply<S[K][1]>;
+  [K in keyof S]: (params: S[K][0], progress: ProgressReporter) => Promise<Reply<S[K][1]>> | Reply<S[K][1]>;
 };
 
 export class ThreadClient<S extends RpcSchema> {
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void; onProgress: ProgressReporter | undefined }
+  >();
   private exited: Error | undefined;
 
   private constructor(
@@ -66,11 +73,12 @@ export class ThreadClient<S extends RpcSchema> {
     method: K,
     params: S[K][0],
     transfer: readonly Transferable[] = [],
+    onProgress?: ProgressReporter,
   ): Promise<S[K][1]> {
     if (this.exited) return Promise.reject(this.exited);
     const id = this.nextId++;
     return new Promise<S[K][1]>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onProgress });
       const req: Request = { id, method, params };
       this.worker.postMessage(req, [...transfer]);
     });
@@ -84,6 +92,10 @@ export class ThreadClient<S extends RpcSchema> {
   private settle(msg: Response): void {
     const p = this.pending.get(msg.id);
     if (!p) return;
+    if ('progress' in msg) {
+      p.onProgress?.(msg.progress.done, msg.progress.total);
+      return;
+    }
     this.pending.delete(msg.id);
     if (msg.ok) p.resolve(msg.result);
     else p.reject(new ThreadCallError(msg.error.name, msg.error.message, msg.error.hint, msg.error.stack));
@@ -114,7 +126,11 @@ async function handle<S extends RpcSchema>(
   const handler = handlers[req.method as keyof S];
   try {
     if (!handler) throw new Error(`unknown method ${req.method}`);
-    const reply = await handler(req.params as S[keyof S][0]);
+    const progress: ProgressReporter = (done, total) => {
+      const update: Response = { id: req.id, progress: { done, total } };
+      port.postMessage(update);
+    };
+    const reply = await handler(req.params as S[keyof S][0], progress);
     const res: Response = { id: req.id, ok: true, result: reply.result };
     port.postMessage(res, [...(reply.transfer ?? [])]);
   } catch (err) {

@@ -7,8 +7,10 @@ import { greedyCases, MODEL_DIR, perplexityReferences } from '../helpers/paths.j
 
 describe('kmoe eval', () => {
   // The reference ran the same procedure in float32: 0.1% is far above fp32 summation noise
-  // (we measure ~1e-7 relative) and far below what any modelling error would cause.
-  it.each(['valid.man.u16', 'valid.docs.u16', 'valid.code.u16'])(
+  // (we measure ~1e-7 relative) and far below what any modelling error would cause. Every corpus
+  // and policy is checked through the library in evaluation/reference-perplexity.test.ts; here
+  // the command itself runs on the smallest corpus.
+  it.each(['valid.man.u16'])(
     'native top-2 perplexity of %s is within 0.1 percent of the reference',
     async (file) => {
       const ref = perplexityReferences().find((r) => r.file === file && r.routing === 'topk:2')!;

@@ -177,3 +177,28 @@ describe('routing profiles', () => {
     expect(() => readFileSync(path)).toThrow(/ENOENT/);
   });
 });
+
+describe('inline routing profiles', () => {
+  it('resolves a profile given as JSON text, named by provenance.name', () => {
+    const text = JSON.stringify({
+      kmoeRoutingProfile: 1,
+      policy: { kind: 'skip', tau: [0, 0.1, 0.2, 0.3] },
+      provenance: { name: 'candidate-7' },
+    });
+    const policy = resolveRouting(text, TINY_MIXTRAL);
+    expect(policy.spec).toBe('candidate-7');
+    expect(policy.maxK).toBe(2);
+  });
+
+  it('names the problem in a malformed inline profile', () => {
+    expect(() => resolveRouting('{"kmoeRoutingProfile": 1,', TINY_MIXTRAL)).toThrow(
+      /inline routing profile is not valid JSON/,
+    );
+    expect(() =>
+      resolveRouting(
+        JSON.stringify({ kmoeRoutingProfile: 1, policy: { kind: 'skip', tau: [0.1] } }),
+        TINY_MIXTRAL,
+      ),
+    ).toThrow(/tau has 1 per-layer entries but the model has 4 MoE layers/);
+  });
+});
