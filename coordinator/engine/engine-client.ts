@@ -2,7 +2,9 @@
 
 import type { RunTiming } from '../../shared/onnx/session.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
+import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
+import type { RouterSignalTable } from '../calibration/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 import type { EngineSchema } from './engine-protocol.js';
 
@@ -35,6 +37,17 @@ export class EngineClient {
   score(ids: Uint16Array, windowLen: number, routing?: string): Promise<ScoreResult> {
     const params = routing === undefined ? { ids, windowLen } : { ids, windowLen, routing };
     return this.thread.call('score', params, [ids.buffer as ArrayBuffer]);
+  }
+
+  /** Router signal quantiles of windows laid end to end in `ids` (the buffer is moved). */
+  routerSignals(
+    ids: Uint16Array,
+    windowLen: number,
+    routing: string | undefined,
+    onProgress?: ProgressReporter,
+  ): Promise<RouterSignalTable> {
+    const params = routing === undefined ? { ids, windowLen } : { ids, windowLen, routing };
+    return this.thread.call('routerSignals', params, [ids.buffer as ArrayBuffer], onProgress);
   }
 
   stats(): Promise<RoutingStatsJSON> {

@@ -2,6 +2,7 @@
 
 import type { RunTiming } from '../../shared/onnx/session.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
+import type { RouterSignalTable } from '../calibration/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 
 export interface ScoreParams {
@@ -15,6 +16,7 @@ export type EngineSchema = {
   step: [StepRequest[], StepResult];
   release: [string[], number];
   score: [ScoreParams, ScoreResult];
+  routerSignals: [ScoreParams, RouterSignalTable];
   stats: [null, RoutingStatsJSON];
   /** true: start timing onnxruntime runs (cleared); false: stop. Returns what was collected so far. */
   timing: [boolean, Record<string, RunTiming>];

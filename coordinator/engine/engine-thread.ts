@@ -32,6 +32,9 @@ serveThread<EngineSchema>({
   async score(p) {
     return { result: await ready().score(p.ids, p.windowLen, p.routing) };
   },
+  async routerSignals(p, progress) {
+    return { result: await ready().routerSignals(p.ids, p.windowLen, p.routing, progress) };
+  },
   stats() {
     return { result: ready().stats.toJSON() };
   },

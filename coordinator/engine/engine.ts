@@ -10,6 +10,7 @@ import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
+import { RouterSignalRecorder, type RouterSignalTable } from '../calibration/router-signals.js';
 import { type ExpertBackend, LocalExpertBackend } from './expert-backend.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
@@ -227,6 +228,35 @@ export class Engine {
     let nllSum = 0;
     for (let i = 0; i < nll.length; i++) if ((i + 1) % windowLen !== 0) nllSum += nll[i]!;
     return { nllSum, scored: W * (windowLen - 1), stats: local.toJSON() };
+  }
+
+  /**
+   * Router signals of independent windows under `routing` (default native), as per-layer quantile
+   * tables: the input of calibration. Nothing is cached.
+   */
+  async routerSignals(
+    ids: Uint16Array,
+    windowLen: number,
+    routing: string | undefined,
+    onProgress: (done: number, total: number) => void,
+  ): Promise<RouterSignalTable> {
+    if (windowLen < 2 || ids.length === 0 || ids.length % windowLen !== 0) {
+      throw new RangeError(`routerSignals: ${ids.length} ids do not split into windows of ${windowLen}`);
+    }
+    const c = this.runner.config;
+    const recorder = new RouterSignalRecorder(c.numLayers, c.numExperts);
+    const policy = this.policy(routing);
+    const W = ids.length / windowLen;
+    const batch = 4;
+    for (let w = 0; w < W; w += batch) {
+      const items: ForwardItem[] = [];
+      for (let b = w; b < Math.min(W, w + batch); b++) {
+        items.push({ tokens: ids.subarray(b * windowLen, (b + 1) * windowLen), policy });
+      }
+      await this.runner.forward(items, [recorder]);
+      onProgress(Math.min(W, w + batch), W);
+    }
+    return recorder.table();
   }
 
   async close(): Promise<void> {

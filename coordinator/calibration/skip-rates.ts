@@ -1,0 +1,59 @@
+// Every adaptive-K policy calibrated here decides, per token and layer, between K = 1 and the native
+// K = 2 by thresholding one router signal. A per-layer "skip rate" (the fraction of tokens that get
+// K = 1) is therefore a common currency: it maps to each policy's per-layer parameter through the
+// signal's quantile table, and the search and percentile methods work in skip rates.
+
+import type { PolicyConfig } from '../../shared/routing/registry.js';
+import { type RouterSignalTable, type SignalName, signalQuantile } from './router-signals.js';
+
+export const CALIBRATED_POLICIES = ['entropy', 'topp', 'ratio', 'skip'] as const;
+export type CalibratedPolicy = (typeof CALIBRATED_POLICIES)[number];
+
+/** The signal each policy thresholds, and on which side K = 1 lies. */
+const SIGNAL_OF: Record<CalibratedPolicy, { signal: SignalName; lowMeansSkip: boolean }> = {
+  entropy: { signal: 'entropy', lowMeansSkip: true }, // K = 1 when H < threshold
+  topp: { signal: 'p1', lowMeansSkip: false }, // K = 1 when p1 >= P
+  ratio: { signal: 'ratio', lowMeansSkip: true }, // K = 1 when p2 / p1 < beta
+  skip: { signal: 'w2', lowMeansSkip: true }, // K = 1 when p2 / (p1 + p2) < tau
+};
+
+export function isCalibratedPolicy(name: string): name is CalibratedPolicy {
+  return (CALIBRATED_POLICIES as readonly string[]).includes(name);
+}
+
+/** Per-layer threshold on the policy's signal that gives K = 1 to a fraction `rate` of tokens. */
+export function thresholdForRate(
+  policy: CalibratedPolicy,
+  table: RouterSignalTable,
+  layer: number,
+  rate: number,
+): number {
+  const { signal, lowMeansSkip } = SIGNAL_OF[policy];
+  if (rate <= 0) return lowMeansSkip ? 0 : 1;
+  if (rate >= 1) return lowMeansSkip ? Number.POSITIVE_INFINITY : 0;
+  return signalQuantile(table, layer, signal, lowMeansSkip ? rate : 1 - rate);
+}
+
+/** The policy config (per-layer parameters) realising per-layer skip rates. */
+export function policyForRates(
+  policy: CalibratedPolicy,
+  table: RouterSignalTable,
+  rates: readonly number[],
+): PolicyConfig {
+  const t = rates.map((r, l) => thresholdForRate(policy, table, l, r));
+  switch (policy) {
+    case 'entropy':
+      // A threshold of +inf is "always K = 1"; ln E + 1 is above any entropy and stays JSON-safe.
+      return {
+        kind: 'entropy',
+        kValues: [1, 2],
+        thresholds: t.map((x) => [Number.isFinite(x) ? Math.max(x, 1e-6) : 1e3]),
+      };
+    case 'topp':
+      return { kind: 'topp', p: t.map((x) => Math.min(1, Math.max(x, 1e-6))), kMin: 1, kMax: 2 };
+    case 'ratio':
+      return { kind: 'ratio', beta: t.map((x) => Math.min(1, x)) };
+    case 'skip':
+      return { kind: 'skip', tau: t.map((x) => Math.min(1, x)) };
+  }
+}
