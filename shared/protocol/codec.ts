@@ -1,0 +1,342 @@
+// Encoding and decoding of protocol messages on top of frames. Decoding validates everything a
+// peer could get wrong (header schema, section sizes against n * hidden * dtype size, CSR offsets,
+// expert indices, finite weights) and yields typed views into the received bytes.
+
+import { z } from 'zod';
+import { ProtocolError } from '../errors/protocol-error.js';
+import { allocFrame, type DecodedFrame, decodeFrame, frameLayout, sectionView } from './frame.js';
+import {
+  type DispatchRequest,
+  type DispatchResult,
+  type ErrorReply,
+  type ExpertIndexArray,
+  type ExpertIndexDType,
+  expertIndexBytes,
+  type Hello,
+  type Message,
+  type Refuse,
+  type Welcome,
+} from './messages.js';
+import { WIRE_DTYPES, type WireArray, type WireDType, wireElementBytes } from './wire-dtype.js';
+
+/** What the receiver knows about the model, against which sizes and indices are checked. */
+export interface DecodeLimits {
+  readonly maxFrameBytes: number;
+  readonly hidden: number;
+  readonly numExperts: number;
+  readonly numLayers: number;
+}
+
+const u32 = z.number().int().min(0).max(0xffffffff);
+const count = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 31 - 1);
+const wire = z.enum(WIRE_DTYPES);
+
+const schemas = {
+  hello: z.object({
+    type: z.literal('hello'),
+    version: u32,
+    fingerprint: z.string().max(256),
+    client: z.string().max(1024),
+  }),
+  welcome: z.object({
+    type: z.literal('welcome'),
+    version: u32,
+    fingerprint: z.string().max(256),
+    worker: z.string().max(1024),
+    experts: z.array(count).max(1 << 20),
+    numLayers: count,
+    numExperts: count,
+    hidden: count,
+    wire: z.array(wire).min(1),
+    maxFrameBytes: z.number().int().positive(),
+  }),
+  refuse: z.object({
+    type: z.literal('refuse'),
+    version: u32,
+    reason: z.enum(['version', 'model', 'bad-hello']),
+    message: z.string().max(4096),
+  }),
+  dispatch: z.object({
+    type: z.literal('dispatch'),
+    id: u32,
+    layer: count,
+    wire,
+    index: z.enum(['uint8', 'int16', 'int32']),
+    tokens: count.min(1),
+    pairs: count,
+  }),
+  result: z.object({ type: z.literal('result'), id: u32, wire, tokens: count.min(1) }),
+  error: z.object({
+    type: z.literal('error'),
+    id: u32.nullable(),
+    code: z.enum([
+      'bad-frame',
+      'oversize',
+      'bad-header',
+      'bad-section',
+      'bad-value',
+      'unexpected-message',
+      'not-held',
+      'compute-failed',
+    ]),
+    message: z.string().max(4096),
+  }),
+} as const;
+
+type MessageType = keyof typeof schemas;
+
+function parseHeader<T extends MessageType>(
+  type: T,
+  header: Record<string, unknown>,
+): z.infer<(typeof schemas)[T]> {
+  const parsed = schemas[type].safeParse(header);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(header)'}: ${i.message}`);
+    throw new ProtocolError('bad-header', `invalid ${type} header: ${problems.join('; ')}`);
+  }
+  return parsed.data as z.infer<(typeof schemas)[T]>;
+}
+
+function noSections(frame: DecodedFrame, type: string): void {
+  if (frame.sections.length !== 0)
+    throw new ProtocolError(
+      'bad-section',
+      `a ${type} message has no tensor sections, got ${frame.sections.length}`,
+    );
+}
+
+/** Decodes and validates any message. Throws ProtocolError with a code saying what was wrong. */
+export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits): Message {
+  const frame = decodeFrame(bytes, limits.maxFrameBytes);
+  const type = frame.header['type'];
+  switch (type) {
+    case 'hello':
+      noSections(frame, type);
+      return parseHeader(type, frame.header);
+    case 'welcome':
+      noSections(frame, type);
+      return parseHeader(type, frame.header);
+    case 'refuse':
+      noSections(frame, type);
+      return parseHeader(type, frame.header);
+    case 'error':
+      noSections(frame, type);
+      return parseHeader(type, frame.header);
+    case 'dispatch':
+      return decodeDispatch(frame, limits);
+    case 'result':
+      return decodeResult(frame, limits);
+    default:
+      throw new ProtocolError(
+        'bad-header',
+        `unknown message type ${JSON.stringify(type)} (known: ${Object.keys(schemas).join(', ')})`,
+      );
+  }
+}
+
+/** The request id of a frame whose decoding failed, when its header is readable; else null. */
+export function requestIdOf(bytes: Uint8Array, maxFrameBytes: number): number | null {
+  try {
+    const id = decodeFrame(bytes, maxFrameBytes).header['id'];
+    return u32.safeParse(id).success ? (id as number) : null;
+  } catch {
+    return null;
+  }
+}
+
+function sectionSize(frame: DecodedFrame, index: number, expected: number, what: string): Uint8Array {
+  const section = frame.sections[index]!;
+  if (section.byteLength !== expected)
+    throw new ProtocolError(
+      'bad-section',
+      `${what} section is ${section.byteLength} bytes, expected ${expected}`,
+    );
+  return section;
+}
+
+function wireSection(dtype: WireDType, section: Uint8Array, what: string): WireArray {
+  return dtype === 'fp32'
+    ? sectionView(Float32Array, section, what)
+    : sectionView(Uint16Array, section, what);
+}
+
+function decodeDispatch(frame: DecodedFrame, limits: DecodeLimits): DispatchRequest {
+  const h = parseHeader('dispatch', frame.header);
+  const { tokens: n, pairs: p } = h;
+  if (frame.sections.length !== 4)
+    throw new ProtocolError('bad-section', `a dispatch has 4 sections, got ${frame.sections.length}`);
+  if (h.layer >= limits.numLayers)
+    throw new ProtocolError(
+      'bad-value',
+      `layer ${h.layer} is out of range: the model has ${limits.numLayers}`,
+    );
+  const hiddenBytes = n * limits.hidden * wireElementBytes(h.wire);
+  const what = `dispatch ${h.id}`;
+  const hidden = wireSection(
+    h.wire,
+    sectionSize(frame, 0, hiddenBytes, `${what} hidden [${n}, ${limits.hidden}] ${h.wire}`),
+    what,
+  );
+  const offsets = sectionView(Int32Array, sectionSize(frame, 1, (n + 1) * 4, `${what} offsets`), what);
+  const experts = expertView(
+    h.index,
+    sectionSize(frame, 2, p * expertIndexBytes(h.index), `${what} experts`),
+  );
+  const weights = sectionView(Float32Array, sectionSize(frame, 3, p * 4, `${what} weights`), what);
+  if (offsets[0] !== 0 || offsets[n] !== p)
+    throw new ProtocolError(
+      'bad-value',
+      `${what}: offsets must run from 0 to ${p}, got ${offsets[0]}..${offsets[n]}`,
+    );
+  for (let t = 0; t < n; t++) {
+    if (!(offsets[t + 1]! > offsets[t]!))
+      throw new ProtocolError('bad-value', `${what}: token ${t} has no expert pairs (offsets must increase)`);
+  }
+  for (let j = 0; j < p; j++) {
+    const e = experts[j]!;
+    if (e < 0 || e >= limits.numExperts)
+      throw new ProtocolError(
+        'bad-value',
+        `${what}: expert index ${e} is out of range: the model has ${limits.numExperts}`,
+      );
+    if (!Number.isFinite(weights[j]!))
+      throw new ProtocolError(
+        'bad-value',
+        `${what}: weight of pair ${j} is ${weights[j]}, not a finite number`,
+      );
+  }
+  return {
+    type: 'dispatch',
+    id: h.id,
+    layer: h.layer,
+    wire: h.wire,
+    numTokens: n,
+    hidden,
+    offsets,
+    experts,
+    weights,
+  };
+}
+
+function expertView(dtype: ExpertIndexDType, section: Uint8Array): ExpertIndexArray {
+  if (dtype === 'uint8') return section;
+  return dtype === 'int16'
+    ? sectionView(Int16Array, section, 'experts')
+    : sectionView(Int32Array, section, 'experts');
+}
+
+function decodeResult(frame: DecodedFrame, limits: DecodeLimits): DispatchResult {
+  const h = parseHeader('result', frame.header);
+  if (frame.sections.length !== 1)
+    throw new ProtocolError('bad-section', `a result has 1 section, got ${frame.sections.length}`);
+  const bytes = h.tokens * limits.hidden * wireElementBytes(h.wire);
+  const what = `result ${h.id}`;
+  const partial = wireSection(
+    h.wire,
+    sectionSize(frame, 0, bytes, `${what} partial [${h.tokens}, ${limits.hidden}]`),
+    what,
+  );
+  return { type: 'result', id: h.id, wire: h.wire, numTokens: h.tokens, partial };
+}
+
+export function encodeHello(m: Omit<Hello, 'type'>): Uint8Array {
+  return allocFrame({ type: 'hello', ...m }, []).bytes;
+}
+
+export function encodeWelcome(m: Omit<Welcome, 'type'>): Uint8Array {
+  return allocFrame({ type: 'welcome', ...m }, []).bytes;
+}
+
+export function encodeRefuse(m: Omit<Refuse, 'type'>): Uint8Array {
+  return allocFrame({ type: 'refuse', ...m }, []).bytes;
+}
+
+export function encodeErrorReply(m: Omit<ErrorReply, 'type'>): Uint8Array {
+  return allocFrame({ type: 'error', ...m }, []).bytes;
+}
+
+export interface DispatchShape {
+  readonly id: number;
+  readonly layer: number;
+  readonly wire: WireDType;
+  readonly numTokens: number;
+  readonly numPairs: number;
+  readonly hidden: number;
+  readonly index: ExpertIndexDType;
+}
+
+function dispatchHeader(s: DispatchShape): Record<string, unknown> {
+  return {
+    type: 'dispatch',
+    id: s.id,
+    layer: s.layer,
+    wire: s.wire,
+    index: s.index,
+    tokens: s.numTokens,
+    pairs: s.numPairs,
+  };
+}
+
+function dispatchSections(s: DispatchShape): number[] {
+  return [
+    s.numTokens * s.hidden * wireElementBytes(s.wire),
+    (s.numTokens + 1) * 4,
+    s.numPairs * expertIndexBytes(s.index),
+    s.numPairs * 4,
+  ];
+}
+
+export interface DispatchRequestFrame {
+  readonly bytes: Uint8Array;
+  readonly hidden: WireArray;
+  readonly offsets: Int32Array;
+  readonly experts: ExpertIndexArray;
+  readonly weights: Float32Array;
+}
+
+/** A dispatch frame with its header written and sections to fill (views of `bytes`). */
+export function allocDispatchRequest(s: DispatchShape): DispatchRequestFrame {
+  const frame = allocFrame(dispatchHeader(s), dispatchSections(s));
+  const [hidden, offsets, experts, weights] = frame.sections as [
+    Uint8Array,
+    Uint8Array,
+    Uint8Array,
+    Uint8Array,
+  ];
+  return {
+    bytes: frame.bytes,
+    hidden: wireSection(s.wire, hidden, 'hidden'),
+    offsets: sectionView(Int32Array, offsets, 'offsets'),
+    experts: expertView(s.index, experts),
+    weights: sectionView(Float32Array, weights, 'weights'),
+  };
+}
+
+/** Size in bytes of the dispatch frame of this shape, without building it (for accounting). */
+export function dispatchRequestBytes(s: DispatchShape): number {
+  return frameLayout(dispatchHeader(s), dispatchSections(s)).total;
+}
+
+export interface ResultShape {
+  readonly id: number;
+  readonly wire: WireDType;
+  readonly numTokens: number;
+  readonly hidden: number;
+}
+
+function resultHeader(s: ResultShape): Record<string, unknown> {
+  return { type: 'result', id: s.id, wire: s.wire, tokens: s.numTokens };
+}
+
+export function allocDispatchResult(s: ResultShape): { bytes: Uint8Array; partial: WireArray } {
+  const frame = allocFrame(resultHeader(s), [s.numTokens * s.hidden * wireElementBytes(s.wire)]);
+  return { bytes: frame.bytes, partial: wireSection(s.wire, frame.sections[0]!, 'partial') };
+}
+
+export function dispatchResultBytes(s: ResultShape): number {
+  return frameLayout(resultHeader(s), [s.numTokens * s.hidden * wireElementBytes(s.wire)]).total;
+}

@@ -1,0 +1,97 @@
+// The messages coordinator and workers exchange, and the protocol version that names this set.
+// A connection starts with hello -> welcome | refuse; after that the coordinator sends dispatch
+// requests and the worker answers each with a result or an error reply carrying the same id.
+
+import type { ProtocolErrorCode } from '../errors/protocol-error.js';
+import type { WireArray, WireDType } from './wire-dtype.js';
+
+/** Bumped on any change a peer of the previous version would misread; peers must match exactly. */
+export const PROTOCOL_VERSION = 1;
+
+/** Per-pair expert index element type: the smallest that holds every expert index of the model. */
+export type ExpertIndexDType = 'uint8' | 'int16' | 'int32';
+export type ExpertIndexArray = Uint8Array | Int16Array | Int32Array;
+
+export function expertIndexDType(numExperts: number): ExpertIndexDType {
+  return numExperts <= 256 ? 'uint8' : numExperts <= 32768 ? 'int16' : 'int32';
+}
+
+export function expertIndexBytes(dtype: ExpertIndexDType): number {
+  return dtype === 'uint8' ? 1 : dtype === 'int16' ? 2 : 4;
+}
+
+/** Coordinator -> worker, first message of a connection. */
+export interface Hello {
+  readonly type: 'hello';
+  readonly version: number;
+  /** Checkpoint.fingerprint() of the coordinator's model. */
+  readonly fingerprint: string;
+  /** Who is connecting, for the worker's log. */
+  readonly client: string;
+}
+
+/** Worker -> coordinator: the hello was accepted; what this worker holds and accepts. */
+export interface Welcome {
+  readonly type: 'welcome';
+  readonly version: number;
+  readonly fingerprint: string;
+  /** Who answers, for the coordinator's messages (e.g. "pid 1234 on host"). */
+  readonly worker: string;
+  /** Expert indices held for every layer, ascending. */
+  readonly experts: readonly number[];
+  readonly numLayers: number;
+  readonly numExperts: number;
+  readonly hidden: number;
+  readonly wire: readonly WireDType[];
+  /** Largest frame the worker accepts; the coordinator must not send more. */
+  readonly maxFrameBytes: number;
+}
+
+export type RefuseReason = 'version' | 'model' | 'bad-hello';
+
+/** Worker -> coordinator: the hello was refused; the worker closes the connection after it. */
+export interface Refuse {
+  readonly type: 'refuse';
+  readonly version: number;
+  readonly reason: RefuseReason;
+  readonly message: string;
+}
+
+/** Coordinator -> worker: one MoE layer's work for this worker, for a batch. */
+export interface DispatchRequest {
+  readonly type: 'dispatch';
+  readonly id: number;
+  readonly layer: number;
+  readonly wire: WireDType;
+  readonly numTokens: number;
+  /** [numTokens, hidden]: each distinct token's hidden state once. */
+  readonly hidden: WireArray;
+  /** CSR over tokens, [numTokens + 1]. */
+  readonly offsets: Int32Array;
+  /** [offsets[numTokens]] expert per pair. */
+  readonly experts: ExpertIndexArray;
+  /** [offsets[numTokens]] combine weight per pair, fp32. */
+  readonly weights: Float32Array;
+}
+
+/** Worker -> coordinator: per token, the weighted sum of its experts held here. */
+export interface DispatchResult {
+  readonly type: 'result';
+  readonly id: number;
+  readonly wire: WireDType;
+  readonly numTokens: number;
+  /** [numTokens, hidden]. */
+  readonly partial: WireArray;
+}
+
+export type ErrorReplyCode = ProtocolErrorCode | 'compute-failed';
+
+/** Either side: a message could not be handled. id is the request's, null if it could not be read. */
+export interface ErrorReply {
+  readonly type: 'error';
+  readonly id: number | null;
+  readonly code: ErrorReplyCode;
+  readonly message: string;
+}
+
+export type Message = Hello | Welcome | Refuse | DispatchRequest | DispatchResult | ErrorReply;
