@@ -1,0 +1,17 @@
+// Raised when a server cannot listen on the address it was given (port taken, address not local,
+// permission denied). Names the address so the operator can pick another.
+
+import { KmoeError } from './kmoe-error.js';
+
+export class ListenError extends KmoeError {
+  constructor(host: string, port: number, cause: unknown) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    super(`cannot listen on ${host}:${port}: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+      hint:
+        code === 'EADDRINUSE'
+          ? 'another process uses that port: choose another with --port, or --port 0 for any free port'
+          : 'check --host and --port',
+    });
+  }
+}

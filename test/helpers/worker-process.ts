@@ -1,0 +1,71 @@
+// Starts a real `kmoe worker` process on a free loopback port (from TypeScript sources) and waits
+// for its ready line; the handle stops it and keeps its stderr for assertions.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { parseReadyLine } from '../../shared/protocol/ready-line.js';
+import { cliArgv } from '../../shared/runtime/entry-points.js';
+import { MODEL_DIR, ROOT } from './paths.js';
+
+export interface WorkerProcess {
+  readonly url: string;
+  readonly experts: readonly number[];
+  readonly child: ChildProcess;
+  /** Everything the worker wrote to stderr so far. */
+  stderr(): string;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export function startWorker(
+  experts: string,
+  extra: readonly string[] = [],
+  opts: { modelDir?: string; timeoutMs?: number } = {},
+): Promise<WorkerProcess> {
+  const args = [
+    'worker',
+    '--model',
+    opts.modelDir ?? MODEL_DIR,
+    '--experts',
+    experts,
+    '--port',
+    '0',
+    '--threads',
+    '1',
+    ...extra,
+  ];
+  const child = spawn(process.execPath, [...cliArgv(), ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise<WorkerProcess>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`worker ${experts} printed no ready line; stderr:\n${stderr}`));
+    }, opts.timeoutMs ?? 60_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker ${experts} exited with ${code} before it was ready; stderr:\n${stderr}`));
+    });
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const ready = parseReadyLine(line);
+      if (!ready) return;
+      clearTimeout(timer);
+      resolve({
+        url: ready.url,
+        experts: ready.experts,
+        child,
+        stderr: () => stderr,
+        stop: async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+          return exited;
+        },
+      });
+    });
+  });
+}

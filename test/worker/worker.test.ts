@@ -1,0 +1,286 @@
+// A real `kmoe worker` process on loopback: handshake, refusals, validation of every frame with an
+// error reply that leaves the connection and the worker serving, ordering, partial sums equal to
+// an in-process ExpertHost, only the held experts read from disk, CUDA refused loudly.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tensorNames } from '../../shared/model/architecture.js';
+import { Checkpoint } from '../../shared/model/checkpoint.js';
+import { ExpertHost } from '../../shared/onnx/expert-host.js';
+import { graphDims } from '../../shared/onnx/mixtral-graphs.js';
+import { expertWeights } from '../../shared/onnx/model-weights.js';
+import { allocDispatchRequest, type DecodeLimits, encodeHello } from '../../shared/protocol/codec.js';
+import { type Message, PROTOCOL_VERSION } from '../../shared/protocol/messages.js';
+import { fromWire, toWire, type WireDType } from '../../shared/protocol/wire-dtype.js';
+import { runCli } from '../helpers/cli.js';
+import { MODEL_DIR } from '../helpers/paths.js';
+import { RawPeer } from '../helpers/raw-peer.js';
+import { startWorker, type WorkerProcess } from '../helpers/worker-process.js';
+
+const H = 256;
+const limits: DecodeLimits = { maxFrameBytes: 1 << 26, hidden: H, numExperts: 8, numLayers: 4 };
+// A 10 KiB frame limit: 10 tokens of fp32 hidden states (10 KiB + header) are over it, 4 are not.
+const SMALL_FRAME_MB = 10 / 1024;
+
+let worker: WorkerProcess;
+let ckpt: Checkpoint;
+let fingerprint: string;
+let local: ExpertHost;
+
+beforeAll(async () => {
+  ckpt = await Checkpoint.open(MODEL_DIR);
+  fingerprint = ckpt.fingerprint();
+  worker = await startWorker('0-3', ['--max-frame-mb', String(SMALL_FRAME_MB)]);
+  local = await ExpertHost.create({
+    dims: graphDims(ckpt.config),
+    numLayers: 4,
+    experts: [0, 1, 2, 3],
+    load: (l, e) => expertWeights(ckpt, l, e),
+    settings: { device: 'cpu', threads: 1 },
+  });
+});
+
+afterAll(async () => {
+  local?.release();
+  await ckpt?.close();
+  if (worker) expect(await worker.stop()).toBe(0);
+});
+
+async function greeted(): Promise<RawPeer> {
+  const peer = await RawPeer.open(worker.url, limits);
+  peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test' }));
+  const welcome = await peer.next();
+  expect(welcome.type).toBe('welcome');
+  return peer;
+}
+
+interface Job {
+  id: number;
+  layer: number;
+  x: Float32Array;
+  offsets: number[];
+  experts: number[];
+  weights: number[];
+}
+
+function job(id: number, tokens: number, pick: (t: number) => [number, number][], layer = 1): Job {
+  const x = Float32Array.from({ length: tokens * H }, (_, i) => Math.sin(i * 0.37 + id));
+  const offsets = [0];
+  const experts: number[] = [];
+  const weights: number[] = [];
+  for (let t = 0; t < tokens; t++) {
+    for (const [e, w] of pick(t)) {
+      experts.push(e);
+      weights.push(w);
+    }
+    offsets.push(experts.length);
+  }
+  return { id, layer, x, offsets, experts, weights };
+}
+
+function encodeJob(j: Job, wire: WireDType = 'fp32'): Uint8Array {
+  const n = j.offsets.length - 1;
+  const f = allocDispatchRequest({
+    id: j.id,
+    layer: j.layer,
+    wire,
+    numTokens: n,
+    numPairs: j.experts.length,
+    hidden: H,
+    index: 'uint8',
+  });
+  toWire(j.x, wire, f.hidden);
+  f.offsets.set(j.offsets);
+  f.experts.set(j.experts);
+  f.weights.set(j.weights);
+  return f.bytes;
+}
+
+async function expected(j: Job): Promise<Float32Array> {
+  const n = j.offsets.length - 1;
+  const { out } = await local.compute(
+    j.layer,
+    { dtype: 'float32', shape: [n, H], data: j.x },
+    {
+      numTokens: n,
+      offsets: Int32Array.from(j.offsets),
+      experts: Int32Array.from(j.experts),
+      weights: Float32Array.from(j.weights),
+    },
+  );
+  return out.data;
+}
+
+function relErr(a: Float32Array, b: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return diff / scale;
+}
+
+function expectError(m: Message, code: string, id: number | null, message: RegExp): void {
+  expect(m.type).toBe('error');
+  if (m.type !== 'error') return;
+  expect(m.code).toBe(code);
+  expect(m.id).toBe(id);
+  expect(m.message).toMatch(message);
+}
+
+describe('kmoe worker', () => {
+  it('welcomes a coordinator of its model and says what it holds and accepts', async () => {
+    const peer = await RawPeer.open(worker.url, limits);
+    peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test' }));
+    expect(await peer.next()).toMatchObject({
+      type: 'welcome',
+      version: PROTOCOL_VERSION,
+      fingerprint,
+      experts: [0, 1, 2, 3],
+      numLayers: 4,
+      numExperts: 8,
+      hidden: H,
+      wire: ['fp32', 'fp16', 'bf16'],
+      maxFrameBytes: Math.round(SMALL_FRAME_MB * 2 ** 20),
+    });
+    peer.close();
+  });
+
+  it('reads only the weights of its experts', () => {
+    const names = tensorNames('mixtral');
+    let held = 0;
+    for (let l = 0; l < 4; l++) {
+      for (let e = 0; e < 4; e++) {
+        const n = names.expert(l, e);
+        for (const t of [n.w1, n.w2, n.w3]) held += ckpt.info(t).byteLength;
+      }
+    }
+    const m = /\(([\d.]+) MiB of the checkpoint read\)/.exec(worker.stderr());
+    expect(m).not.toBeNull();
+    // Expert tensors plus the two shard headers (~10 KiB); the dense weights would add ~5 MiB.
+    expect(Number(m![1])).toBeCloseTo(held / 2 ** 20, 1);
+  });
+
+  it.each(['fp32', 'bf16'] as const)(
+    'returns per-token partial sums equal to an in-process expert host (%s)',
+    async (wire) => {
+      const peer = await greeted();
+      // Token 0 uses two experts of this worker: sent once, one partial sum back.
+      const j = job(1, 4, (t) =>
+        t === 0
+          ? [
+              [0, 0.6],
+              [3, 0.4],
+            ]
+          : [[t % 4, 1]],
+      );
+      peer.send(encodeJob(j, wire));
+      const reply = await peer.next();
+      expect(reply).toMatchObject({ type: 'result', id: 1, wire, numTokens: 4 });
+      if (reply.type !== 'result') return;
+      // fp32: the same arithmetic in the same order (1e-6 leaves room for thread-count effects);
+      // bf16: input and output each rounded to 8 significant bits, ~2 * 2^-8.
+      expect(relErr(fromWire(reply.partial, wire), await expected(j))).toBeLessThan(
+        wire === 'fp32' ? 1e-6 : 1e-2,
+      );
+      peer.close();
+    },
+  );
+
+  it('answers requests of one connection in order', async () => {
+    const peer = await greeted();
+    const jobs = [10, 11, 12].map((id) => job(id, 2, (t) => [[(id + t) % 4, 1]]));
+    for (const j of jobs) peer.send(encodeJob(j));
+    for (const j of jobs) {
+      const r = await peer.next();
+      expect(r).toMatchObject({ type: 'result', id: j.id });
+      if (r.type === 'result')
+        expect(relErr(fromWire(r.partial, 'fp32'), await expected(j))).toBeLessThan(1e-6);
+    }
+    peer.close();
+  });
+
+  it('refuses another protocol version and closes the connection', async () => {
+    const peer = await RawPeer.open(worker.url, limits);
+    peer.send(encodeHello({ version: PROTOCOL_VERSION + 1, fingerprint, client: 'future' }));
+    const m = await peer.next();
+    expect(m).toMatchObject({ type: 'refuse', reason: 'version' });
+    if (m.type === 'refuse')
+      expect(m.message).toMatch(`protocol version ${PROTOCOL_VERSION + 1} does not match`);
+    expect((await peer.closed).code).toBe(1008);
+    expect(worker.stderr()).toMatch(/refused coordinator .* protocol version/);
+  });
+
+  it('refuses a coordinator running another model', async () => {
+    const peer = await RawPeer.open(worker.url, limits);
+    peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint: '0'.repeat(64), client: 'other' }));
+    const m = await peer.next();
+    expect(m).toMatchObject({ type: 'refuse', reason: 'model' });
+    if (m.type === 'refuse') expect(m.message).toMatch(/model fingerprint 0{16}… differs from this worker's/);
+    expect((await peer.closed).code).toBe(1008);
+    expect(worker.stderr()).toMatch(/refused coordinator .* model fingerprint/);
+  });
+
+  it('refuses a first message that is not a hello', async () => {
+    const peer = await RawPeer.open(worker.url, limits);
+    peer.send(encodeJob(job(1, 1, () => [[0, 1]])));
+    expect(await peer.next()).toMatchObject({ type: 'refuse', reason: 'bad-hello' });
+    expect((await peer.closed).code).toBe(1008);
+  });
+
+  it('answers malformed frames with an error reply and keeps serving the connection', async () => {
+    const peer = await greeted();
+    peer.send(new TextEncoder().encode('definitely not a frame'));
+    expectError(await peer.next(), 'bad-frame', null, /bad magic/);
+    peer.send('a text frame');
+    expectError(await peer.next(), 'bad-frame', null, /text frames are not part of the kmoe protocol/);
+
+    const bad = encodeJob(job(20, 1, () => [[0, 1]]));
+    // Corrupt the weight (last section, last 8 bytes: 4 of weight + 4 of padding) into a NaN.
+    new DataView(bad.buffer).setFloat32(bad.byteLength - 8, Number.NaN, true);
+    peer.send(bad);
+    expectError(await peer.next(), 'bad-value', 20, /weight of pair 0 is NaN/);
+
+    peer.send(encodeJob(job(21, 2, () => [[5, 1]])));
+    expectError(await peer.next(), 'not-held', 21, /experts 5 are not held by this worker \(it holds 0-3\)/);
+
+    const ok = job(22, 2, (t) => [[t, 1]]);
+    peer.send(encodeJob(ok));
+    expect(await peer.next()).toMatchObject({ type: 'result', id: 22, numTokens: 2 });
+    peer.close();
+  });
+
+  it('answers a frame above its size limit with an error reply and keeps serving', async () => {
+    const peer = await greeted();
+    const big = encodeJob(job(30, 10, () => [[1, 1]]));
+    expect(big.byteLength).toBeGreaterThan(SMALL_FRAME_MB * 2 ** 20);
+    peer.send(big);
+    expectError(await peer.next(), 'oversize', null, /exceeds the limit of 10240 bytes/);
+    peer.send(encodeJob(job(31, 4, () => [[1, 1]])));
+    expect(await peer.next()).toMatchObject({ type: 'result', id: 31 });
+    peer.close();
+  });
+
+  it('fails loudly when CUDA is requested on a host without it', async () => {
+    const r = await runCli([
+      'worker',
+      '--model',
+      MODEL_DIR,
+      '--experts',
+      '0',
+      '--port',
+      '0',
+      '--device',
+      'cuda',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/execution provider 'cuda' is not available/);
+    expect(r.stdout).not.toMatch(/ready/);
+  });
+
+  it('rejects experts the model does not have before loading anything', async () => {
+    const r = await runCli(['worker', '--model', MODEL_DIR, '--experts', '6-9', '--port', '0']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/expert 9 does not exist: the model has 8/);
+  });
+});

@@ -1,0 +1,77 @@
+// Entry point of a worker's compute thread: owns the ExpertHost of the worker's experts. Session
+// runs block their thread, so they live here and the network thread stays free to read frames,
+// answer handshakes and reply errors while a batch is being computed.
+
+import { Checkpoint } from '../shared/model/checkpoint.js';
+import { ExpertHost } from '../shared/onnx/expert-host.js';
+import { graphDims } from '../shared/onnx/mixtral-graphs.js';
+import { expertWeights } from '../shared/onnx/model-weights.js';
+import { allocDispatchResult } from '../shared/protocol/codec.js';
+import { fromWire, toWire } from '../shared/protocol/wire-dtype.js';
+import { serveThread } from '../shared/runtime/thread-rpc.js';
+import type { ComputeSchema } from './compute-protocol.js';
+
+let state: { ckpt: Checkpoint; host: ExpertHost; hidden: number } | undefined;
+
+function ready(): NonNullable<typeof state> {
+  if (!state) throw new Error('worker compute thread: init was not called');
+  return state;
+}
+
+serveThread<ComputeSchema>({
+  async init({ modelDir, experts, settings }) {
+    if (state) throw new Error('worker compute thread: init called twice');
+    const ckpt = await Checkpoint.open(modelDir);
+    try {
+      const c = ckpt.config;
+      const dims = graphDims(c);
+      // Only this worker's experts are read: the checkpoint reads tensor data lazily, per tensor.
+      const host = await ExpertHost.create({
+        dims,
+        numLayers: c.numLayers,
+        experts,
+        load: (l, e) => expertWeights(ckpt, l, e),
+        settings,
+      });
+      state = { ckpt, host, hidden: dims.hidden };
+      return {
+        result: {
+          fingerprint: ckpt.fingerprint(),
+          numLayers: c.numLayers,
+          numExperts: c.numExperts,
+          hidden: dims.hidden,
+          experts: host.experts,
+          bytesRead: ckpt.bytesRead,
+        },
+      };
+    } catch (err) {
+      await ckpt.close();
+      throw err;
+    }
+  },
+  async dispatch(req) {
+    const { host, hidden: H } = ready();
+    const n = req.numTokens;
+    const x = fromWire(req.hidden, req.wire);
+    const frame = allocDispatchResult({ id: req.id, wire: req.wire, numTokens: n, hidden: H });
+    // fp32 results are summed straight into the (zero-filled) reply frame; 16-bit ones are summed
+    // in fp32 and rounded once.
+    const sum = req.wire === 'fp32' ? (frame.partial as Float32Array) : new Float32Array(n * H);
+    await host.compute(
+      req.layer,
+      { dtype: 'float32', shape: [n, H], data: x },
+      { numTokens: n, offsets: req.offsets, experts: req.experts, weights: req.weights },
+      sum,
+    );
+    if (req.wire !== 'fp32') toWire(sum, req.wire, frame.partial);
+    return { result: frame.bytes, transfer: [frame.bytes.buffer as ArrayBuffer] };
+  },
+  async close() {
+    if (state) {
+      state.host.release();
+      await state.ckpt.close();
+      state = undefined;
+    }
+    return { result: null };
+  },
+});

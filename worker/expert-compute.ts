@@ -1,0 +1,36 @@
+// The network thread's handle on the compute thread: starts it, loads the experts, forwards
+// validated dispatches and gets back ready-to-send result frames.
+
+import { ThreadClient } from '../shared/runtime/thread-rpc.js';
+import type { ComputeInit, ComputeModel, ComputeRequest, ComputeSchema } from './compute-protocol.js';
+
+export class ExpertCompute {
+  private constructor(
+    private readonly thread: ThreadClient<ComputeSchema>,
+    readonly model: ComputeModel,
+  ) {}
+
+  static async start(init: ComputeInit): Promise<ExpertCompute> {
+    const thread = ThreadClient.start<ComputeSchema>('worker compute', import.meta.url, './compute-thread');
+    try {
+      return new ExpertCompute(thread, await thread.call('init', init));
+    } catch (err) {
+      await thread.terminate();
+      throw err;
+    }
+  }
+
+  /** Moves the request's arrays to the compute thread; returns the result frame. */
+  dispatch(req: ComputeRequest): Promise<Uint8Array> {
+    const buffers = [req.hidden.buffer, req.offsets.buffer, req.experts.buffer, req.weights.buffer];
+    return this.thread.call('dispatch', req, buffers as ArrayBuffer[]);
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.thread.call('close', null);
+    } finally {
+      await this.thread.terminate();
+    }
+  }
+}

@@ -1,0 +1,284 @@
+// A worker's WebSocket server, on the process's main thread: handshake, validation of every frame
+// at the edge, per-connection ordering and backpressure. A bad frame gets an error reply and the
+// connection lives on; only the handshake can end a connection (refused coordinator).
+
+import os from 'node:os';
+import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { ListenError } from '../shared/errors/listen-error.js';
+import { ProtocolError } from '../shared/errors/protocol-error.js';
+import {
+  decodeMessage,
+  encodeErrorReply,
+  encodeRefuse,
+  encodeWelcome,
+  requestIdOf,
+} from '../shared/protocol/codec.js';
+import { formatExpertSet } from '../shared/protocol/expert-set.js';
+import { frameBytes } from '../shared/protocol/frame.js';
+import { type DispatchRequest, type ErrorReplyCode, PROTOCOL_VERSION } from '../shared/protocol/messages.js';
+import { WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
+import type { ComputeRequest } from './compute-protocol.js';
+import type { ExpertCompute } from './expert-compute.js';
+
+/** Default largest accepted frame: a prefill of 16k tokens of hidden 2048 in bf16 fits. */
+export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/**
+ * Frames up to maxFrameBytes are answered; ones up to this multiple are read and refused with an
+ * error reply; beyond it ws closes the connection (1009) without buffering the whole frame.
+ */
+const HARD_LIMIT_FACTOR = 2;
+/** Requests of one connection waiting for the compute thread before the socket stops being read. */
+const MAX_QUEUED = 8;
+/** Unsent reply bytes above which the socket stops being read until the peer catches up. */
+const HIGH_WATER_BYTES = 16 * 1024 * 1024;
+
+export interface WorkerServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly maxFrameBytes: number;
+  readonly compute: ExpertCompute;
+  /** One line per event worth an operator's attention (accepted/refused coordinators, bad frames). */
+  readonly log: (line: string) => void;
+}
+
+export class WorkerServer {
+  private readonly held: Uint8Array;
+
+  private constructor(
+    private readonly wss: WebSocketServer,
+    readonly options: WorkerServerOptions,
+    readonly url: string,
+  ) {
+    const m = options.compute.model;
+    this.held = new Uint8Array(m.numExperts);
+    for (const e of m.experts) this.held[e] = 1;
+    wss.on('connection', (ws, req) => {
+      const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+      new PeerConnection(this, ws, peer).start();
+    });
+  }
+
+  static async start(options: WorkerServerOptions): Promise<WorkerServer> {
+    const wss = new WebSocketServer({
+      host: options.host,
+      port: options.port,
+      maxPayload: options.maxFrameBytes * HARD_LIMIT_FACTOR,
+      perMessageDeflate: false,
+    });
+    await new Promise<void>((resolve, reject) => {
+      wss.once('listening', resolve);
+      wss.once('error', (err) => reject(new ListenError(options.host, options.port, err)));
+    });
+    const address = wss.address();
+    const port = typeof address === 'object' && address !== null ? address.port : options.port;
+    const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+    return new WorkerServer(wss, options, `ws://${host}:${port}`);
+  }
+
+  get experts(): readonly number[] {
+    return this.options.compute.model.experts;
+  }
+
+  holds(expert: number): boolean {
+    return this.held[expert] === 1;
+  }
+
+  /** Stops accepting, closes every connection (1001 going away) and waits for the server to end. */
+  async close(): Promise<void> {
+    for (const ws of this.wss.clients) ws.close(1001, 'worker shutting down');
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+}
+
+class PeerConnection {
+  private greeted = false;
+  private replies: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private draining = false;
+
+  constructor(
+    private readonly server: WorkerServer,
+    private readonly ws: WebSocket,
+    private readonly peer: string,
+  ) {}
+
+  start(): void {
+    this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    // Socket errors (e.g. a frame above the hard limit) close the connection; say why.
+    this.ws.on('error', (err) => this.server.options.log(`connection ${this.peer}: ${err.message}`));
+  }
+
+  private get limits() {
+    const m = this.server.options.compute.model;
+    return {
+      maxFrameBytes: this.server.options.maxFrameBytes,
+      hidden: m.hidden,
+      numExperts: m.numExperts,
+      numLayers: m.numLayers,
+    };
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    const bytes = frameBytes(data);
+    if (!isBinary) {
+      this.enqueue(async () =>
+        errorReply(null, 'bad-frame', 'text frames are not part of the kmoe protocol; send binary frames'),
+      );
+      return;
+    }
+    if (!this.greeted) {
+      this.handshake(bytes);
+      return;
+    }
+    this.enqueue(() => this.handle(bytes));
+  }
+
+  private handshake(bytes: Uint8Array): void {
+    const { compute, log } = this.server.options;
+    const m = compute.model;
+    const refuse = (reason: 'version' | 'model' | 'bad-hello', message: string) => {
+      log(`refused coordinator ${this.peer}: ${message}`);
+      this.ws.send(encodeRefuse({ version: PROTOCOL_VERSION, reason, message }));
+      this.ws.close(1008, reason);
+    };
+    let hello: ReturnType<typeof decodeMessage>;
+    try {
+      hello = decodeMessage(bytes, this.limits);
+    } catch (err) {
+      refuse('bad-hello', `first message is not a valid hello: ${(err as Error).message}`);
+      return;
+    }
+    if (hello.type !== 'hello') {
+      refuse('bad-hello', `first message must be a hello, got a ${hello.type}`);
+      return;
+    }
+    if (hello.version !== PROTOCOL_VERSION) {
+      refuse(
+        'version',
+        `protocol version ${hello.version} does not match this worker's version ${PROTOCOL_VERSION}; run coordinator and workers from the same kmoe release`,
+      );
+      return;
+    }
+    if (hello.fingerprint !== m.fingerprint) {
+      refuse(
+        'model',
+        `model fingerprint ${hello.fingerprint.slice(0, 16)}… differs from this worker's ${m.fingerprint.slice(0, 16)}…; start the worker with the coordinator's --model`,
+      );
+      return;
+    }
+    this.greeted = true;
+    log(`accepted coordinator ${this.peer} (${hello.client})`);
+    this.ws.send(
+      encodeWelcome({
+        version: PROTOCOL_VERSION,
+        fingerprint: m.fingerprint,
+        worker: `pid ${process.pid} on ${os.hostname()}`,
+        experts: [...m.experts],
+        numLayers: m.numLayers,
+        numExperts: m.numExperts,
+        hidden: m.hidden,
+        wire: [...WIRE_DTYPES],
+        maxFrameBytes: this.server.options.maxFrameBytes,
+      }),
+    );
+  }
+
+  /** Replies leave in arrival order, whatever the order their work finishes in. */
+  private enqueue(work: () => Promise<Uint8Array>): void {
+    // A failure here is a bug in this worker, not in the frame; the peer still gets an answer.
+    const reply = work().catch((err: unknown) => {
+      this.server.options.log(`internal error on a frame from ${this.peer}: ${(err as Error).stack ?? err}`);
+      return errorReply(null, 'compute-failed', `internal worker error: ${(err as Error).message}`);
+    });
+    this.queued++;
+    this.flow();
+    this.replies = this.replies.then(async () => {
+      const bytes = await reply;
+      this.queued--;
+      this.send(bytes);
+    });
+  }
+
+  private send(bytes: Uint8Array): void {
+    if (this.ws.readyState !== this.ws.OPEN) {
+      this.flow();
+      return;
+    }
+    this.ws.send(bytes, { binary: true }, () => {
+      if (this.draining && this.ws.bufferedAmount <= HIGH_WATER_BYTES) {
+        this.draining = false;
+        this.flow();
+      }
+    });
+    if (this.ws.bufferedAmount > HIGH_WATER_BYTES) this.draining = true;
+    this.flow();
+  }
+
+  /** Stops reading the socket while too much work is queued or replies are not being taken. */
+  private flow(): void {
+    if (this.queued >= MAX_QUEUED || this.draining) this.ws.pause();
+    else this.ws.resume();
+  }
+
+  private async handle(bytes: Uint8Array): Promise<Uint8Array> {
+    const { compute, log, maxFrameBytes } = this.server.options;
+    let msg: ReturnType<typeof decodeMessage>;
+    try {
+      msg = decodeMessage(bytes, this.limits);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      const id = requestIdOf(bytes, maxFrameBytes);
+      log(`bad frame from ${this.peer}${id === null ? '' : ` (request ${id})`}: ${err.message}`);
+      return errorReply(id, err.code, err.message);
+    }
+    if (msg.type !== 'dispatch') {
+      const id = 'id' in msg ? msg.id : null;
+      return errorReply(
+        id,
+        'unexpected-message',
+        `a worker accepts dispatch requests only, got a ${msg.type}`,
+      );
+    }
+    const missing = this.notHeld(msg);
+    if (missing.length > 0) {
+      return errorReply(
+        msg.id,
+        'not-held',
+        `experts ${formatExpertSet(missing)} are not held by this worker (it holds ${formatExpertSet(this.server.experts)})`,
+      );
+    }
+    try {
+      return await compute.dispatch(ownedCopy(msg));
+    } catch (err) {
+      log(`request ${msg.id} layer ${msg.layer} failed: ${(err as Error).message}`);
+      return errorReply(msg.id, 'compute-failed', (err as Error).message);
+    }
+  }
+
+  private notHeld(msg: DispatchRequest): number[] {
+    const missing = new Set<number>();
+    for (const e of msg.experts) if (!this.server.holds(e)) missing.add(e);
+    return [...missing];
+  }
+}
+
+function errorReply(id: number | null, code: ErrorReplyCode, message: string): Uint8Array {
+  return encodeErrorReply({ id, code, message });
+}
+
+/**
+ * The request's arrays copied into buffers of their own: the received frame may share its memory
+ * with other socket data, and moving (not cloning) them to the compute thread needs sole ownership.
+ */
+function ownedCopy(msg: DispatchRequest): ComputeRequest {
+  return {
+    id: msg.id,
+    layer: msg.layer,
+    wire: msg.wire,
+    numTokens: msg.numTokens,
+    hidden: msg.hidden.slice(),
+    offsets: msg.offsets.slice(),
+    experts: Int32Array.from(msg.experts),
+    weights: msg.weights.slice(),
+  };
+}
