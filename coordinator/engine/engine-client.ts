@@ -2,6 +2,7 @@
 
 import type { RunTiming } from '../../shared/onnx/session.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
+import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
 import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
 import type { RouterSignalTable } from '../calibration/router-signals.js';
@@ -57,6 +58,11 @@ export class EngineClient {
   /** Starts (true) or stops (false) timing onnxruntime runs by graph kind; returns the timings so far. */
   timing(enable: boolean): Promise<Record<string, RunTiming>> {
     return this.thread.call('timing', enable);
+  }
+
+  /** Network accounting of remote experts since start or the last reset (null when experts are local). */
+  dispatchStats(reset = false): Promise<DispatchStatsJSON | null> {
+    return this.thread.call('dispatchStats', reset);
   }
 
   async close(): Promise<void> {

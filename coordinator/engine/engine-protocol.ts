@@ -2,6 +2,7 @@
 
 import type { RunTiming } from '../../shared/onnx/session.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
+import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
 import type { RouterSignalTable } from '../calibration/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 
@@ -20,5 +21,7 @@ export type EngineSchema = {
   stats: [null, RoutingStatsJSON];
   /** true: start timing onnxruntime runs (cleared); false: stop. Returns what was collected so far. */
   timing: [boolean, Record<string, RunTiming>];
+  /** Network accounting of remote experts (null when local); true also starts a new period. */
+  dispatchStats: [boolean, DispatchStatsJSON | null];
   close: [null, null];
 };

@@ -43,6 +43,9 @@ serveThread<EngineSchema>({
     setRunTiming(enable);
     return { result: collected };
   },
+  dispatchStats(reset) {
+    return { result: ready().dispatchStats(reset) };
+  },
   async close() {
     await engine?.close();
     engine = undefined;

@@ -11,15 +11,32 @@ import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
 import { RouterSignalRecorder, type RouterSignalTable } from '../calibration/router-signals.js';
+import type { WireDType } from '../../shared/protocol/wire-dtype.js';
+import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
+import { RemoteExpertBackend } from '../dispatch/remote-expert-backend.js';
 import { type ExpertBackend, LocalExpertBackend } from './expert-backend.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
+
+/** Where the experts run: in this process, or in kmoe worker processes reached over WebSockets. */
+export type ExpertsOption =
+  | { readonly kind: 'local' }
+  | {
+      readonly kind: 'remote';
+      /** ws:// URLs of the workers; together they must hold every expert. */
+      readonly workers: readonly string[];
+      readonly wireDtype: WireDType;
+      /** Per dispatch request (default 30 s). */
+      readonly timeoutMs?: number;
+    };
 
 export interface EngineOptions {
   readonly modelDir: string;
   readonly settings: SessionSettings;
   /** Routing used when a request names none: a spec (`topk:2`) or a profile path; default native top-K. */
   readonly defaultRouting?: string;
+  /** Default local. */
+  readonly experts?: ExpertsOption;
 }
 
 export interface EngineInfo {
@@ -32,7 +49,10 @@ export interface EngineInfo {
   readonly vocabSize: number;
   readonly maxPositions: number;
   readonly eosTokenIds: readonly number[];
+  /** How experts are run, for people: "local experts ..." or "remote experts on 2 workers ...". */
   readonly experts: string;
+  /** The workers and the experts each holds; empty when experts are local. */
+  readonly placement: readonly { readonly url: string; readonly experts: readonly number[] }[];
   readonly defaultRouting: string;
 }
 
@@ -80,24 +100,48 @@ export class Engine {
     onProgress?: (done: number, total: number) => void,
   ): Promise<Engine> {
     const ckpt = await Checkpoint.open(options.modelDir);
-    const c = ckpt.config;
-    const dims = graphDims(c);
-    const all = Array.from({ length: c.numExperts }, (_, e) => e);
-    const total = c.numLayers * c.numExperts + c.numLayers + 2;
-    const host = await ExpertHost.create({
-      dims,
-      numLayers: c.numLayers,
-      experts: all,
-      load: (l, e) => expertWeights(ckpt, l, e),
-      settings: options.settings,
-      onProgress: (done) => onProgress?.(done, total),
-    });
-    const backend = new LocalExpertBackend(host);
-    const base = c.numLayers * c.numExperts;
-    const runner = await ModelRunner.load(ckpt, backend, options.settings, (done) =>
-      onProgress?.(base + done, total),
-    );
-    return new Engine(ckpt, runner, options, backend);
+    let backend: ExpertBackend | undefined;
+    try {
+      const c = ckpt.config;
+      const dims = graphDims(c);
+      const experts = options.experts ?? { kind: 'local' };
+      const base = experts.kind === 'local' ? c.numLayers * c.numExperts : 0;
+      const total = base + c.numLayers + 2;
+      if (experts.kind === 'remote') {
+        backend = await RemoteExpertBackend.connect(
+          {
+            workers: experts.workers,
+            wire: experts.wireDtype,
+            ...(experts.timeoutMs === undefined ? {} : { timeoutMs: experts.timeoutMs }),
+          },
+          {
+            fingerprint: ckpt.fingerprint(),
+            numLayers: c.numLayers,
+            numExperts: c.numExperts,
+            hidden: dims.hidden,
+            nativeK: c.numExpertsPerTok,
+          },
+        );
+      } else {
+        const host = await ExpertHost.create({
+          dims,
+          numLayers: c.numLayers,
+          experts: Array.from({ length: c.numExperts }, (_, e) => e),
+          load: (l, e) => expertWeights(ckpt, l, e),
+          settings: options.settings,
+          onProgress: (done) => onProgress?.(done, total),
+        });
+        backend = new LocalExpertBackend(host);
+      }
+      const runner = await ModelRunner.load(ckpt, backend, options.settings, (done) =>
+        onProgress?.(base + done, total),
+      );
+      return new Engine(ckpt, runner, options, backend);
+    } catch (err) {
+      await backend?.close();
+      await ckpt.close();
+      throw err;
+    }
   }
 
   get routingModel(): RoutingModel {
@@ -118,6 +162,10 @@ export class Engine {
       maxPositions: this.runner.maxPositions,
       eosTokenIds: c.eosTokenId,
       experts: this.backend.description,
+      placement:
+        this.backend instanceof RemoteExpertBackend
+          ? this.backend.placement.workers.map((w) => ({ url: w.url, experts: [...w.experts] }))
+          : [],
       defaultRouting: this.defaultRouting,
     };
   }
@@ -194,6 +242,11 @@ export class Engine {
       throw err;
     }
     return { logits, activations, bytes };
+  }
+
+  /** Network accounting of remote experts since start or the last reset; null when experts are local. */
+  dispatchStats(reset: boolean): DispatchStatsJSON | null {
+    return this.backend instanceof RemoteExpertBackend ? this.backend.dispatchStats(reset) : null;
   }
 
   release(seqId: string): boolean {

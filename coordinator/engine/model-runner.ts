@@ -14,6 +14,7 @@ import {
 import { denseLayerWeights, embeddingWeights, headWeights } from '../../shared/onnx/model-weights.js';
 import { f32Input, f32Output, i64Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
 import type { RoutingDecision, RoutingPolicy } from '../../shared/routing/policy.js';
+import { createRoutingPolicy } from '../../shared/routing/registry.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import { type RoutedSpan, routeBatch } from './batch-routing.js';
 import type { ExpertBackend } from './expert-backend.js';
@@ -46,6 +47,9 @@ export interface ForwardResult {
 }
 
 export class ModelRunner {
+  /** The model's native top-K, routed alongside when the backend accounts against it. */
+  private readonly nativePolicy: RoutingPolicy | undefined;
+
   private constructor(
     readonly config: ModelConfig,
     readonly dims: GraphDims,
@@ -55,7 +59,14 @@ export class ModelRunner {
     private readonly logitsHead: Session,
     private readonly nllHead: Session,
     private readonly experts: ExpertBackend,
-  ) {}
+  ) {
+    this.nativePolicy = experts.wantsNativeBaseline
+      ? createRoutingPolicy(
+          { kind: 'topk', k: config.numExpertsPerTok },
+          { numLayers: config.numLayers, numExperts: config.numExperts, nativeK: config.numExpertsPerTok },
+        )
+      : undefined;
+  }
 
   static async load(
     ckpt: Checkpoint,
@@ -160,6 +171,7 @@ export class ModelRunner {
         decision,
         acc,
         tokenBytes,
+        this.nativeDecision(l, probs, spans, decision),
       );
       if (rows) scatterRows(acc, rows, H, residual);
       hidden = residual;
@@ -169,6 +181,19 @@ export class ModelRunner {
       for (let t = spans[b]!.start; t < spans[b]!.end; t++) bytes[b]! += tokenBytes[t]!;
     }
     return { hidden, batch: B, seqLen: S, activations, bytes };
+  }
+
+  /** Native top-K for the batch when the backend wants it; the decision itself if it already is. */
+  private nativeDecision(
+    layer: number,
+    probs: Float32Array,
+    spans: readonly RoutedSpan[],
+    decision: RoutingDecision,
+  ): RoutingDecision | undefined {
+    const native = this.nativePolicy;
+    if (native === undefined) return undefined;
+    if (spans.every((sp) => sp.policy.spec === native.spec)) return decision;
+    return native.route({ layer, numTokens: decision.numTokens, numExperts: this.dims.experts, probs });
   }
 
   /** Logits [n, vocab] for n hidden rows [n, hidden]. */

@@ -1,0 +1,113 @@
+// Errors the HTTP API answers with. Each carries its status and the OpenAI error fields, so a
+// handler throws and the router turns it into `{error: {message, type, param, code}}`; anything
+// else that reaches the router is a bug and becomes a 500 that does not leak internals. Plus the
+// one error of the API's own load generator (`kmoe bench serve`).
+
+import { KmoeError } from '../../shared/errors/kmoe-error.js';
+
+export interface OpenAIErrorBody {
+  readonly error: {
+    readonly message: string;
+    readonly type: string;
+    readonly param: string | null;
+    readonly code: string | null;
+  };
+}
+
+interface ApiErrorOptions {
+  readonly param?: string | null;
+  readonly code?: string | null;
+  readonly cause?: unknown;
+}
+
+export class ApiError extends KmoeError {
+  readonly param: string | null;
+  readonly code: string | null;
+
+  constructor(
+    readonly status: number,
+    readonly type: string,
+    message: string,
+    options: ApiErrorOptions = {},
+  ) {
+    super(message, options.cause === undefined ? {} : { cause: options.cause });
+    this.param = options.param ?? null;
+    this.code = options.code ?? null;
+  }
+
+  body(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+/** 400: the request cannot be served as written (bad JSON, bad field, prompt too long, ...). */
+export class InvalidRequestError extends ApiError {
+  constructor(message: string, options: ApiErrorOptions = {}) {
+    super(400, 'invalid_request_error', message, options);
+  }
+}
+
+/** 404 / 405: no such endpoint, or the endpoint does not take this method. */
+export class RouteNotFoundError extends ApiError {
+  constructor(method: string, path: string, allowed: readonly string[]) {
+    super(
+      allowed.length === 0 ? 404 : 405,
+      'invalid_request_error',
+      allowed.length === 0
+        ? `no endpoint ${path}; kmoe serves /v1/completions, /v1/chat/completions, /v1/models, /health, /ready and /metrics`
+        : `${path} does not accept ${method}; use ${allowed.join(' or ')}`,
+      { code: allowed.length === 0 ? 'not_found' : 'method_not_allowed' },
+    );
+  }
+}
+
+/** 413: the body is larger than the server reads (a prompt that large could not fit the context anyway). */
+export class PayloadTooLargeError extends ApiError {
+  constructor(limitBytes: number) {
+    super(413, 'invalid_request_error', `request body exceeds ${limitBytes} bytes`, {
+      code: 'payload_too_large',
+    });
+  }
+}
+
+/** 429: the running set and the queue are full; the client should retry later. */
+export class ServerBusyError extends ApiError {
+  constructor(running: number, queued: number) {
+    super(
+      429,
+      'rate_limit_error',
+      `server is at capacity (${running} running and ${queued} queued sequences); retry later`,
+      { code: 'server_busy' },
+    );
+  }
+}
+
+/** 503: the server is shutting down and takes no new work (or it cut a request short at the deadline). */
+export class ShuttingDownError extends ApiError {
+  constructor(message = 'server is shutting down and accepts no new requests') {
+    super(503, 'server_error', message, { code: 'shutting_down' });
+  }
+}
+
+/** 500: a forward step failed; every sequence in that step ends with this error. */
+export class EngineStepError extends ApiError {
+  constructor(detail: string, cause: unknown) {
+    super(500, 'server_error', `the engine failed while generating: ${detail}`, {
+      code: 'engine_error',
+      cause,
+    });
+  }
+}
+
+/** 500 for anything unexpected: the details go to the log under the request id, not to the client. */
+export class InternalServerError extends ApiError {
+  constructor(requestId: string, cause: unknown) {
+    super(500, 'server_error', `internal server error (request id ${requestId}; see the server log)`, {
+      code: 'internal_error',
+      cause,
+    });
+  }
+}
+
+/** `kmoe bench serve`: a request to the server under test failed (HTTP error, error event, cut stream). */
+export class ServeRequestError extends KmoeError {}

@@ -1,0 +1,272 @@
+// Continuous batching: the one owner of every sequence being served. Each iteration builds one
+// engine step with one token for every decoding sequence plus at most one prefill chunk of the
+// oldest sequence still prefilling, so new requests join at step boundaries and a long prompt
+// never stalls the others for more than one chunk.
+
+import type { KmoeTokenizer } from '../../shared/model/tokenizer.js';
+import type { EngineInfo, StepRequest, StepResult } from '../engine/engine.js';
+import { sampleToken } from '../sampling.js';
+import { EngineStepError, InternalServerError, ServerBusyError, ShuttingDownError } from './errors.js';
+import { type GenerationParams, Sequence, type SequenceSink } from './sequence.js';
+
+/** What the scheduler needs from the engine (EngineClient in production). */
+export interface StepEngine {
+  readonly info: Pick<EngineInfo, 'vocabSize' | 'maxPositions' | 'eosTokenIds'>;
+  step(requests: StepRequest[]): Promise<StepResult>;
+  release(seqIds: string[]): Promise<number>;
+}
+
+export interface SchedulerOptions {
+  /** Sequences in the running set (holding KV caches, decoding or prefilling). */
+  readonly maxRunning: number;
+  /** Accepted sequences waiting for a place in the running set; beyond this, 429. */
+  readonly maxQueued: number;
+  /** Prompt tokens per prefill chunk. */
+  readonly prefillChunk: number;
+}
+
+export interface StepReport {
+  readonly seconds: number;
+  readonly decodes: number;
+  readonly prefillTokens: number;
+}
+
+/** Timings and counts the scheduler reports as they happen (metrics, logs). */
+export interface SchedulerObserver {
+  queue(running: number, waiting: number): void;
+  firstToken(seconds: number): void;
+  interToken(seconds: number): void;
+  step(report: StepReport): void;
+  /** A failure that did not come from a request (a failed release, a failed step, a bug). */
+  error(message: string, error: unknown): void;
+}
+
+export interface SequenceHandle {
+  readonly id: string;
+  /** The client went away: stop generating and free the KV cache at the next step boundary. */
+  cancel(): void;
+}
+
+export interface ShutdownReport {
+  /** Sequences cut short at the deadline (each received an error event). */
+  readonly cancelled: number;
+}
+
+interface Planned {
+  readonly seq: Sequence;
+  readonly tokens: number[];
+  readonly prefill: boolean;
+}
+
+export class Scheduler {
+  #waiting: Sequence[] = [];
+  #running: Sequence[] = [];
+  #accepting = true;
+  #stopping = false;
+  #wake: (() => void) | undefined;
+  #idleWaiters: (() => void)[] = [];
+  readonly #eos: ReadonlySet<number>;
+  readonly #loop: Promise<void>;
+
+  constructor(
+    private readonly engine: StepEngine,
+    private readonly tokenizer: KmoeTokenizer,
+    private readonly options: SchedulerOptions,
+    private readonly observer: SchedulerObserver,
+  ) {
+    this.#eos = new Set(engine.info.eosTokenIds);
+    this.#loop = this.#run();
+  }
+
+  get running(): number {
+    return this.#running.length;
+  }
+
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /**
+   * Accepts a generation; events go to `sink` until a finish or error event, which always comes
+   * unless the handle is cancelled.
+   * @throws ShuttingDownError after shutdown() began; ServerBusyError when running set and queue are full.
+   */
+  submit(id: string, params: GenerationParams, sink: SequenceSink): SequenceHandle {
+    if (!this.#accepting) throw new ShuttingDownError();
+    const { maxRunning, maxQueued } = this.options;
+    if (this.#running.length + this.#waiting.length >= maxRunning + maxQueued) {
+      throw new ServerBusyError(this.#running.length, this.#waiting.length);
+    }
+    const seq = new Sequence(
+      id,
+      params,
+      this.tokenizer,
+      { eosTokenIds: this.#eos, maxPositions: this.engine.info.maxPositions },
+      sink,
+    );
+    this.#waiting.push(seq);
+    this.#report();
+    this.#wakeUp();
+    return {
+      id,
+      cancel: () => {
+        if (seq.ended) return;
+        seq.cancel();
+        this.#wakeUp();
+      },
+    };
+  }
+
+  /**
+   * Stops admission, lets accepted sequences finish for up to `graceMs`, then ends the rest with
+   * an error event, releases everything from the engine and stops the loop.
+   */
+  async shutdown(graceMs: number): Promise<ShutdownReport> {
+    this.#accepting = false;
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      this.#whenIdle().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    let cancelled = 0;
+    if (!drained) {
+      const cut = new ShuttingDownError('the server shut down before this request finished');
+      for (const seq of [...this.#waiting, ...this.#running]) {
+        if (seq.ended) continue;
+        seq.fail(cut);
+        cancelled++;
+      }
+    }
+    this.#stopping = true;
+    this.#wakeUp();
+    await this.#loop;
+    return { cancelled };
+  }
+
+  async #run(): Promise<void> {
+    for (;;) {
+      try {
+        await this.#reap();
+        if (this.#stopping && this.#running.length === 0 && this.#waiting.length === 0) return;
+        this.#admit();
+        const plan = this.#plan();
+        if (plan.length === 0) {
+          for (const resolve of this.#idleWaiters.splice(0)) resolve();
+          await new Promise<void>((resolve) => {
+            this.#wake = resolve;
+          });
+          continue;
+        }
+        await this.#step(plan);
+      } catch (err) {
+        // A bug in the loop must not strand requests: end everything in flight with a 500.
+        this.observer.error('scheduler iteration failed', err);
+        for (const seq of [...this.#waiting, ...this.#running]) {
+          seq.fail(new InternalServerError(seq.id, err));
+        }
+      }
+    }
+  }
+
+  /** Drops ended sequences and frees their KV caches before the next step. */
+  async #reap(): Promise<void> {
+    const gone = this.#running.filter((s) => s.ended);
+    this.#running = this.#running.filter((s) => !s.ended);
+    this.#waiting = this.#waiting.filter((s) => !s.ended);
+    const release = gone.filter((s) => s.inEngine);
+    if (release.length > 0) {
+      try {
+        await this.engine.release(release.map((s) => s.id));
+      } catch (err) {
+        this.observer.error(`releasing ${release.length} sequences failed`, err);
+      }
+      for (const s of release) s.inEngine = false;
+    }
+    this.#report();
+  }
+
+  #admit(): void {
+    while (this.#running.length < this.options.maxRunning && this.#waiting.length > 0) {
+      const seq = this.#waiting.shift()!;
+      seq.state = 'prefill';
+      this.#running.push(seq);
+    }
+    this.#report();
+  }
+
+  #plan(): Planned[] {
+    const plan: Planned[] = [];
+    for (const seq of this.#running) {
+      if (seq.state === 'decode') plan.push({ seq, tokens: [seq.nextToken], prefill: false });
+    }
+    // The running set is in admission order, so this is the oldest sequence still prefilling.
+    const prefilling = this.#running.find((s) => s.state === 'prefill');
+    if (prefilling) {
+      const from = prefilling.prefilled;
+      const tokens = prefilling.params.promptIds.slice(from, from + this.options.prefillChunk);
+      plan.push({ seq: prefilling, tokens, prefill: true });
+    }
+    return plan;
+  }
+
+  async #step(plan: readonly Planned[]): Promise<void> {
+    const started = performance.now();
+    let result: StepResult;
+    try {
+      result = await this.engine.step(
+        plan.map((p) => ({ seqId: p.seq.id, tokens: p.tokens, routing: p.seq.params.routing })),
+      );
+    } catch (err) {
+      // The engine dropped the caches it created in this step; sequences it already held are
+      // released when they are reaped.
+      this.observer.error(`engine step of ${plan.length} sequences failed`, err);
+      const error = new EngineStepError(err instanceof Error ? err.message : String(err), err);
+      for (const p of plan) p.seq.fail(error);
+      return;
+    }
+    const now = performance.now();
+    const vocab = this.engine.info.vocabSize;
+    let prefillTokens = 0;
+    plan.forEach((p, i) => {
+      const seq = p.seq;
+      seq.inEngine = true;
+      seq.processed += p.tokens.length;
+      seq.activations += result.activations[i]!;
+      seq.bytes += result.bytes[i]!;
+      if (p.prefill) {
+        prefillTokens += p.tokens.length;
+        seq.prefilled += p.tokens.length;
+      }
+      // Cancelled while the step ran, or a chunk that did not finish the prompt: nothing to sample.
+      if (seq.ended || seq.prefilled < seq.promptLength) return;
+      const token = sampleToken(result.logits, i, vocab, seq.params.sampling, seq.rng);
+      if (seq.lastTokenAt === undefined) this.observer.firstToken((now - seq.submittedAt) / 1000);
+      else this.observer.interToken((now - seq.lastTokenAt) / 1000);
+      seq.lastTokenAt = now;
+      seq.accept(token);
+    });
+    this.observer.step({
+      seconds: (now - started) / 1000,
+      decodes: plan.length - (prefillTokens > 0 ? 1 : 0),
+      prefillTokens,
+    });
+  }
+
+  #whenIdle(): Promise<void> {
+    if (this.#running.length === 0 && this.#waiting.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #report(): void {
+    this.observer.queue(this.#running.length, this.#waiting.length);
+  }
+}
