@@ -1,0 +1,177 @@
+// Network accounting of expert dispatch, per MoE layer and per worker: messages, bytes each way,
+// token-expert pairs and distinct tokens sent. Alongside what was sent, the same batch is costed
+// without same-worker dedup and under the model's native top-K (same router probabilities, same
+// placement rule), so every run reports "bytes vs native top-K" from one set of decisions.
+
+import type { WireDType } from '../../shared/protocol/wire-dtype.js';
+
+export interface WorkerLayerCounters {
+  messages: number;
+  bytesOut: number;
+  bytesIn: number;
+  pairs: number;
+  tokensSent: number;
+}
+
+/** A way of sending the same batch that was costed, not run. */
+export interface VariantCounters {
+  messages: number;
+  /** Both directions. */
+  bytes: number;
+  pairs: number;
+  tokensSent: number;
+}
+
+export interface DispatchLayerJSON {
+  /** Token rows that went through this MoE layer. */
+  tokens: number;
+  /** What was sent, per worker (measured frame sizes). */
+  workers: WorkerLayerCounters[];
+  /** The same decisions with one hidden state per (token, expert) pair, even on a shared worker. */
+  noDedup: VariantCounters;
+  /** The model's native top-K on the same router probabilities, with dedup. */
+  native: VariantCounters;
+  /** Native top-K without dedup: what a per-pair all-to-all moves. */
+  nativeNoDedup: VariantCounters;
+}
+
+export interface DispatchStatsJSON {
+  wire: WireDType;
+  nativeK: number;
+  hidden: number;
+  workers: { url: string; experts: string }[];
+  layers: DispatchLayerJSON[];
+}
+
+export interface DispatchSummary {
+  wire: WireDType;
+  workers: number;
+  /** Token rows summed over layers: the denominator of every per-token-per-layer figure. */
+  tokenLayers: number;
+  messages: number;
+  bytes: number;
+  /** Bytes (both directions) per token per MoE layer, as sent. */
+  bytesPerTokenLayer: number;
+  noDedupBytesPerTokenLayer: number;
+  nativeBytesPerTokenLayer: number;
+  nativeNoDedupBytesPerTokenLayer: number;
+  /** bytes / native bytes (both with dedup). */
+  vsNative: number;
+  /** 1 - bytes / no-dedup bytes: what sending a shared token once saved. */
+  dedupSaving: number;
+  /** Token-expert pairs computed remotely, and under native top-K. */
+  pairs: number;
+  nativePairs: number;
+  /** Hidden states sent (a token counts once per worker it went to). */
+  tokensSent: number;
+  nativeTokensSent: number;
+  perLayer: { tokens: number; bytesPerToken: number; nativeBytesPerToken: number }[];
+  perWorker: ({ url: string; experts: string } & WorkerLayerCounters)[];
+}
+
+const zeroVariant = (): VariantCounters => ({ messages: 0, bytes: 0, pairs: 0, tokensSent: 0 });
+const zeroWorker = (): WorkerLayerCounters => ({
+  messages: 0,
+  bytesOut: 0,
+  bytesIn: 0,
+  pairs: 0,
+  tokensSent: 0,
+});
+
+export class DispatchStats {
+  private readonly layers: DispatchLayerJSON[];
+
+  constructor(
+    private readonly info: Omit<DispatchStatsJSON, 'layers'>,
+    numLayers: number,
+  ) {
+    this.layers = Array.from({ length: numLayers }, () => ({
+      tokens: 0,
+      workers: info.workers.map(zeroWorker),
+      noDedup: zeroVariant(),
+      native: zeroVariant(),
+      nativeNoDedup: zeroVariant(),
+    }));
+  }
+
+  /** One message to a worker and its reply. */
+  recordMessage(layer: number, worker: number, m: Omit<WorkerLayerCounters, 'messages'>): void {
+    const c = this.layerOf(layer).workers[worker]!;
+    c.messages++;
+    c.bytesOut += m.bytesOut;
+    c.bytesIn += m.bytesIn;
+    c.pairs += m.pairs;
+    c.tokensSent += m.tokensSent;
+  }
+
+  /** The layer's token count and the costed variants of the same batch. */
+  recordLayer(
+    layer: number,
+    tokens: number,
+    variants: { noDedup: VariantCounters; native: VariantCounters; nativeNoDedup: VariantCounters },
+  ): void {
+    const l = this.layerOf(layer);
+    l.tokens += tokens;
+    for (const key of ['noDedup', 'native', 'nativeNoDedup'] as const) {
+      const v = variants[key];
+      l[key].messages += v.messages;
+      l[key].bytes += v.bytes;
+      l[key].pairs += v.pairs;
+      l[key].tokensSent += v.tokensSent;
+    }
+  }
+
+  toJSON(): DispatchStatsJSON {
+    return structuredClone({ ...this.info, layers: this.layers });
+  }
+
+  private layerOf(layer: number): DispatchLayerJSON {
+    const l = this.layers[layer];
+    if (!l) throw new RangeError(`dispatch stats: layer ${layer} out of range`);
+    return l;
+  }
+}
+
+export function summarizeDispatch(s: DispatchStatsJSON): DispatchSummary {
+  const sum = (f: (l: DispatchLayerJSON) => number) => s.layers.reduce((a, l) => a + f(l), 0);
+  const sent = (l: DispatchLayerJSON) => l.workers.reduce((a, w) => a + w.bytesOut + w.bytesIn, 0);
+  const tokenLayers = sum((l) => l.tokens);
+  const per = (bytes: number) => (tokenLayers === 0 ? 0 : bytes / tokenLayers);
+  const bytes = sum(sent);
+  const noDedup = sum((l) => l.noDedup.bytes);
+  const native = sum((l) => l.native.bytes);
+  return {
+    wire: s.wire,
+    workers: s.workers.length,
+    tokenLayers,
+    messages: sum((l) => l.workers.reduce((a, w) => a + w.messages, 0)),
+    bytes,
+    bytesPerTokenLayer: per(bytes),
+    noDedupBytesPerTokenLayer: per(noDedup),
+    nativeBytesPerTokenLayer: per(native),
+    nativeNoDedupBytesPerTokenLayer: per(sum((l) => l.nativeNoDedup.bytes)),
+    vsNative: native === 0 ? 0 : bytes / native,
+    dedupSaving: noDedup === 0 ? 0 : 1 - bytes / noDedup,
+    pairs: sum((l) => l.workers.reduce((a, w) => a + w.pairs, 0)),
+    nativePairs: sum((l) => l.native.pairs),
+    tokensSent: sum((l) => l.workers.reduce((a, w) => a + w.tokensSent, 0)),
+    nativeTokensSent: sum((l) => l.native.tokensSent),
+    perLayer: s.layers.map((l) => ({
+      tokens: l.tokens,
+      bytesPerToken: l.tokens === 0 ? 0 : sent(l) / l.tokens,
+      nativeBytesPerToken: l.tokens === 0 ? 0 : l.native.bytes / l.tokens,
+    })),
+    perWorker: s.workers.map((w, i) => {
+      const c = zeroWorker();
+      for (const l of s.layers) {
+        const x = l.workers[i]!;
+        c.messages += x.messages;
+        c.bytesOut += x.bytesOut;
+        c.bytesIn += x.bytesIn;
+        c.pairs += x.pairs;
+        c.tokensSent += x.tokensSent;
+      }
+      return { ...w, ...c };
+    }),
+  };
+}

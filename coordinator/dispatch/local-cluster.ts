@@ -1,0 +1,159 @@
+// Starts kmoe worker processes on this host with the model's experts split between them, waits
+// for their ready lines and stops them again: the embedded cluster of `kmoe local-cluster`,
+// `kmoe bench dispatch`, the tests and (later) `kmoe serve`.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import os from 'node:os';
+import { createInterface } from 'node:readline';
+import { WorkerStartError } from '../../shared/errors/worker-start-error.js';
+import { loadModelConfig } from '../../shared/model/config.js';
+import type { Device } from '../../shared/onnx/session.js';
+import { formatExpertSet, splitExperts } from '../../shared/protocol/expert-set.js';
+import { parseReadyLine } from '../../shared/protocol/ready-line.js';
+import { cliArgv } from '../../shared/runtime/entry-points.js';
+
+export interface LocalClusterOptions {
+  readonly modelDir: string;
+  /** Number of workers, experts split evenly in contiguous ranges; ignored when expertSets is given. */
+  readonly workers?: number;
+  /** Explicit expert sets, one per worker (uneven splits, replicas). */
+  readonly expertSets?: readonly (readonly number[])[];
+  readonly host?: string;
+  /** Worker i listens on portBase + i; default 0 = free ports chosen by the OS. */
+  readonly portBase?: number;
+  /** onnxruntime threads per worker; default: the cores divided between the workers. */
+  readonly threads?: number;
+  readonly device?: Device;
+  readonly maxFrameMb?: number;
+  readonly readyTimeoutMs?: number;
+  /** Each stderr line of worker i. */
+  readonly onLog?: (worker: number, line: string) => void;
+  /** A worker ended while the cluster was running (not through stop()). */
+  readonly onExit?: (worker: LocalWorker, code: number | null, signal: NodeJS.Signals | null) => void;
+}
+
+export interface LocalWorker {
+  readonly index: number;
+  readonly url: string;
+  readonly experts: readonly number[];
+  readonly process: ChildProcess;
+}
+
+export interface LocalCluster {
+  readonly urls: readonly string[];
+  readonly workers: readonly LocalWorker[];
+  /** SIGTERM to every worker, SIGKILL after a grace period; resolves when all have exited. */
+  stop(): Promise<void>;
+}
+
+const DEFAULT_READY_TIMEOUT_MS = 120_000;
+const STOP_GRACE_MS = 5_000;
+const STDERR_TAIL = 20;
+
+export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
+  const config = await loadModelConfig(opts.modelDir);
+  const sets = opts.expertSets ?? splitExperts(config.numExperts, opts.workers ?? 1);
+  const threads = opts.threads ?? Math.max(1, Math.floor(os.availableParallelism() / sets.length));
+  const children: ChildProcess[] = [];
+  let stopping = false;
+  // Workers must not outlive this process, whatever way it ends (a test runner exiting included).
+  const killAll = () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  };
+  process.once('exit', killAll);
+
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    await Promise.all(children.map((c) => stopChild(c)));
+    process.off('exit', killAll);
+  };
+
+  const starts = sets.map((experts, index) => {
+    const args = [
+      ...cliArgv(),
+      'worker',
+      '--model',
+      opts.modelDir,
+      '--experts',
+      formatExpertSet(experts),
+      '--port',
+      String(opts.portBase === undefined || opts.portBase === 0 ? 0 : opts.portBase + index),
+      '--host',
+      opts.host ?? '127.0.0.1',
+      '--threads',
+      String(threads),
+      '--device',
+      opts.device ?? 'cpu',
+      ...(opts.maxFrameMb === undefined ? [] : ['--max-frame-mb', String(opts.maxFrameMb)]),
+    ];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    return waitReady(child, index, experts, opts, () => stopping);
+  });
+  const results = await Promise.allSettled(starts);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) {
+    await stop();
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  const workers = results.map((r) => (r as PromiseFulfilledResult<LocalWorker>).value);
+  return { urls: workers.map((w) => w.url), workers, stop };
+}
+
+function waitReady(
+  child: ChildProcess,
+  index: number,
+  experts: readonly number[],
+  opts: LocalClusterOptions,
+  stopping: () => boolean,
+): Promise<LocalWorker> {
+  const what = `worker ${index} (experts ${formatExpertSet(experts)})`;
+  const tail: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    tail.push(line);
+    if (tail.length > STDERR_TAIL) tail.shift();
+    opts.onLog?.(index, line);
+  });
+  return new Promise<LocalWorker>((resolve, reject) => {
+    let ready: LocalWorker | undefined;
+    const timeoutMs = opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+    const timer = setTimeout(
+      () => reject(new WorkerStartError(`${what} printed no ready line within ${timeoutMs} ms`, tail)),
+      timeoutMs,
+    );
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const r = parseReadyLine(line);
+      if (!r || ready) return;
+      clearTimeout(timer);
+      ready = { index, url: r.url, experts: r.experts, process: child };
+      resolve(ready);
+    });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new WorkerStartError(`${what} could not be started: ${err.message}`, tail));
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (!ready) {
+        // Let the last stderr lines arrive before quoting them.
+        setImmediate(() =>
+          reject(
+            new WorkerStartError(`${what} exited (${signal ?? `code ${code}`}) before it was ready`, tail),
+          ),
+        );
+      } else if (!stopping()) opts.onExit?.(ready, code, signal);
+    });
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}

@@ -1,0 +1,279 @@
+// The coordinator's connection to one worker: WebSocket client, handshake, and request/reply
+// matching by id with a timeout per request, backpressure on the send side and a clear error
+// naming the worker when it refuses, fails, times out or disconnects. Owns its in-flight requests.
+
+import WebSocket, { type RawData } from 'ws';
+import { HandshakeError } from '../../shared/errors/handshake-error.js';
+import { ProtocolError } from '../../shared/errors/protocol-error.js';
+import { type WorkerFailure, WorkerRequestError } from '../../shared/errors/worker-request-error.js';
+import { type DecodeLimits, decodeMessage, encodeHello } from '../../shared/protocol/codec.js';
+import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import { frameBytes } from '../../shared/protocol/frame.js';
+import { type DispatchResult, PROTOCOL_VERSION, type Welcome } from '../../shared/protocol/messages.js';
+import type { WireDType } from '../../shared/protocol/wire-dtype.js';
+
+export interface ConnectOptions {
+  readonly fingerprint: string;
+  readonly wire: WireDType;
+  readonly model: Omit<DecodeLimits, 'maxFrameBytes'>;
+  readonly handshakeTimeoutMs: number;
+  /** Who connects, for the worker's log. */
+  readonly client: string;
+}
+
+/** Unsent request bytes above which the next send waits for the socket to drain. */
+const HIGH_WATER_BYTES = 16 * 1024 * 1024;
+/** The largest frame ws will buffer from a worker; the decoder then applies the worker's own limit. */
+const MAX_PAYLOAD_BYTES = 2 ** 31;
+
+interface Pending {
+  readonly layer: number;
+  readonly resolve: (r: DispatchResult) => void;
+  readonly reject: (e: WorkerRequestError) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+export class WorkerConnection {
+  private readonly pending = new Map<number, Pending>();
+  private down: string | undefined;
+  private drained: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly url: string,
+    private readonly ws: WebSocket,
+    readonly welcome: Welcome,
+    private readonly limits: DecodeLimits,
+  ) {
+    ws.on('message', (data) => this.onMessage(data));
+    ws.on('close', (code, reason) => {
+      const why = reason.length > 0 ? `: ${reason.toString()}` : '';
+      this.failAll('disconnected', `closed the connection (code ${code}${why})`);
+    });
+    // 'close' follows every 'error'; the error only adds the cause to the message.
+    ws.on('error', (err) => {
+      this.down ??= err.message;
+    });
+  }
+
+  /** Connects and completes the handshake, or fails with a HandshakeError naming the worker. */
+  static connect(url: string, opts: ConnectOptions): Promise<WorkerConnection> {
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      maxPayload: MAX_PAYLOAD_BYTES,
+      // Client masking exists so that script in a browser cannot craft bytes a proxy would misread
+      // (RFC 6455 section 10.3). The coordinator is not a browser and writes every byte itself; a
+      // zero key lets ws skip XOR-ing every request byte on both ends (measured: 6% of coordinator
+      // CPU time in a 2-worker eval).
+      generateMask: (mask: Buffer) => mask.fill(0),
+    });
+    return new Promise<WorkerConnection>((resolve, reject) => {
+      let settled = false;
+      const fail = (message: string, hint?: string, cause?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        ws.removeAllListeners();
+        ws.on('error', () => {});
+        ws.terminate();
+        reject(new HandshakeError(url, message, { ...(hint ? { hint } : {}), cause }));
+      };
+      const timer = setTimeout(
+        () => fail(`no handshake within ${opts.handshakeTimeoutMs} ms`, 'is a kmoe worker listening there?'),
+        opts.handshakeTimeoutMs,
+      );
+      ws.once('error', (err) =>
+        fail(`cannot connect: ${err.message}`, 'start it with kmoe worker, or check the URL', err),
+      );
+      ws.once('close', (code) => fail(`closed the connection during the handshake (code ${code})`));
+      ws.once('open', () => {
+        ws.send(
+          encodeHello({ version: PROTOCOL_VERSION, fingerprint: opts.fingerprint, client: opts.client }),
+        );
+      });
+      ws.once('message', (data) => {
+        let msg: ReturnType<typeof decodeMessage>;
+        try {
+          msg = decodeMessage(frameBytes(data), { ...opts.model, maxFrameBytes: 1024 * 1024 });
+        } catch (err) {
+          fail(`answered the hello with an invalid message: ${(err as Error).message}`, undefined, err);
+          return;
+        }
+        if (msg.type === 'refuse') {
+          fail(
+            `refused this coordinator (${msg.reason}): ${msg.message}`,
+            msg.reason === 'model'
+              ? 'start coordinator and workers with the same --model'
+              : 'run coordinator and workers from the same kmoe release',
+          );
+          return;
+        }
+        if (msg.type !== 'welcome') {
+          fail(`answered the hello with a ${msg.type} message`);
+          return;
+        }
+        const problem = welcomeProblem(msg, opts);
+        if (problem) {
+          fail(problem, 'start coordinator and workers with the same --model and kmoe release');
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
+        ws.removeAllListeners();
+        resolve(new WorkerConnection(url, ws, msg, { ...opts.model, maxFrameBytes: msg.maxFrameBytes }));
+      });
+    });
+  }
+
+  get alive(): boolean {
+    return this.down === undefined && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** "ws://host:port (experts 0-3)" for messages. */
+  get label(): string {
+    return `${this.url} (experts ${formatExpertSet(this.welcome.experts)})`;
+  }
+
+  /** Sends a dispatch frame and resolves with the worker's result, or rejects naming the worker. */
+  async request(id: number, layer: number, frame: Uint8Array, timeoutMs: number): Promise<DispatchResult> {
+    if (!this.alive) throw this.error('disconnected', layer, `is not connected (${this.down ?? 'closed'})`);
+    if (frame.byteLength > this.welcome.maxFrameBytes) {
+      throw this.error(
+        'oversize',
+        layer,
+        `accepts frames up to ${this.welcome.maxFrameBytes} bytes, this dispatch needs ${frame.byteLength}`,
+        'use smaller batches, or start the worker with a larger --max-frame-mb',
+      );
+    }
+    const deadline = performance.now() + timeoutMs;
+    if (this.ws.bufferedAmount > HIGH_WATER_BYTES) {
+      await withTimeout(this.drained, timeoutMs, () =>
+        this.error('timeout', layer, `did not take the previous requests within ${timeoutMs} ms`),
+      );
+      if (!this.alive) throw this.error('disconnected', layer, `disconnected (${this.down ?? 'closed'})`);
+    }
+    return new Promise<DispatchResult>((resolve, reject) => {
+      const timer = setTimeout(
+        () => {
+          this.pending.delete(id);
+          reject(this.error('timeout', layer, `sent no result within ${timeoutMs} ms (request ${id})`));
+        },
+        Math.max(0, deadline - performance.now()),
+      );
+      this.pending.set(id, { layer, resolve, reject, timer });
+      this.drained = new Promise<void>((done) => {
+        this.ws.send(frame, { binary: true }, (err) => {
+          done();
+          if (err)
+            this.settle(id, undefined, this.error('disconnected', layer, `send failed: ${err.message}`));
+        });
+      });
+    });
+  }
+
+  /** Gives up on a request (a sibling failed); a late result for it is dropped. */
+  cancel(id: number): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.settle(id, undefined, this.error('cancelled', p.layer, `request ${id} cancelled`));
+  }
+
+  async close(): Promise<void> {
+    this.failAll('cancelled', 'connection closed by the coordinator');
+    if (this.ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      this.ws.once('close', () => resolve());
+      this.ws.close(1000, 'coordinator closing');
+      // A peer that never answers the close handshake must not hold the coordinator up.
+      setTimeout(() => {
+        this.ws.terminate();
+        resolve();
+      }, 1000).unref();
+    });
+  }
+
+  private onMessage(data: RawData): void {
+    let msg: ReturnType<typeof decodeMessage>;
+    try {
+      msg = decodeMessage(frameBytes(data), this.limits);
+    } catch (err) {
+      // A reply that cannot be read cannot be matched to its request: fail them all.
+      const what = err instanceof ProtocolError ? err.message : String(err);
+      this.failAllPending('bad-reply', `sent an invalid frame: ${what}`);
+      return;
+    }
+    if (msg.type === 'result') {
+      this.settle(msg.id, msg);
+    } else if (msg.type === 'error') {
+      const text = `replied with an error (${msg.code}): ${msg.message}`;
+      if (msg.id === null) this.failAllPending('error-reply', text);
+      else {
+        const p = this.pending.get(msg.id);
+        if (p) this.settle(msg.id, undefined, this.error('error-reply', p.layer, text));
+      }
+    } else {
+      this.failAllPending('bad-reply', `sent an unexpected ${msg.type} message`);
+    }
+  }
+
+  private settle(id: number, result: DispatchResult | undefined, error?: WorkerRequestError): void {
+    const p = this.pending.get(id);
+    if (!p) return; // late reply to a request that timed out or was cancelled
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    if (error) p.reject(error);
+    else p.resolve(result!);
+  }
+
+  private failAll(reason: WorkerFailure, why: string): void {
+    this.down ??= why;
+    this.failAllPending(reason, why);
+  }
+
+  private failAllPending(reason: WorkerFailure, why: string): void {
+    for (const [id, p] of [...this.pending]) this.settle(id, undefined, this.error(reason, p.layer, why));
+  }
+
+  private error(reason: WorkerFailure, layer: number, what: string, hint?: string): WorkerRequestError {
+    return new WorkerRequestError(
+      this.url,
+      reason,
+      `worker ${this.label} ${what} (layer ${layer} dispatch)`,
+      {
+        hint:
+          hint ??
+          (reason === 'timeout' || reason === 'disconnected'
+            ? 'check the worker process and its log; a new coordinator is needed to use a restarted worker'
+            : 'see the worker log for details'),
+      },
+    );
+  }
+}
+
+function welcomeProblem(w: Welcome, opts: ConnectOptions): string | undefined {
+  if (w.version !== PROTOCOL_VERSION)
+    return `speaks protocol version ${w.version}, this coordinator ${PROTOCOL_VERSION}`;
+  if (w.fingerprint !== opts.fingerprint)
+    return `serves model ${w.fingerprint.slice(0, 16)}…, this coordinator runs ${opts.fingerprint.slice(0, 16)}…`;
+  const m = opts.model;
+  if (w.numLayers !== m.numLayers || w.numExperts !== m.numExperts || w.hidden !== m.hidden)
+    return `reports ${w.numLayers} layers, ${w.numExperts} experts, hidden ${w.hidden}; the model has ${m.numLayers}, ${m.numExperts}, ${m.hidden}`;
+  if (!w.wire.includes(opts.wire))
+    return `does not accept ${opts.wire} on the wire (accepts ${w.wire.join(', ')})`;
+  return undefined;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
