@@ -13,6 +13,10 @@ const commands: Record<string, Command> = {
   generate: { summary: 'stream a completion for one prompt', load: () => import('./commands/generate.js') },
   eval: { summary: 'perplexity and expert usage on a corpus', load: () => import('./commands/eval.js') },
   worker: { summary: 'host experts for remote coordinators', load: () => import('./commands/worker.js') },
+  'local-cluster': {
+    summary: 'start N expert workers on this host',
+    load: () => import('./commands/local-cluster.js'),
+  },
   bench: { summary: 'benchmarks that write JSON and figures', load: () => import('./commands/bench.js') },
 };
 

@@ -6,7 +6,10 @@ import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { Device, SessionSettings } from '../../shared/onnx/session.js';
 import { defaultSessionSettings } from '../../shared/onnx/session.js';
+import { DEFAULT_WIRE_DTYPE, isWireDType, WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
+import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
+import type { ExpertsOption } from '../engine/engine.js';
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 
@@ -94,4 +97,38 @@ export async function checkRouting(modelDir: string, routing: string | undefined
     numExperts: config.numExperts,
     nativeK: config.numExpertsPerTok,
   });
+}
+
+/** Options of commands that can run the experts on remote workers. */
+export const EXPERT_OPTIONS: OptionSpec = {
+  workers: { type: 'string' },
+  wire: { type: 'string' },
+  'dispatch-timeout': { type: 'string' },
+};
+
+export const EXPERT_OPTIONS_USAGE = `  --workers URLS       comma-separated ws:// URLs of kmoe workers holding the experts (default: local)
+  --wire DTYPE         hidden states on the wire: ${WIRE_DTYPES.join(' | ')} (default ${DEFAULT_WIRE_DTYPE})
+  --dispatch-timeout MS  per worker request (default ${DEFAULT_DISPATCH_TIMEOUT_MS})`;
+
+export function expertsOption(p: Parsed): ExpertsOption {
+  const list = str(p, 'workers');
+  if (list === undefined) {
+    for (const name of ['wire', 'dispatch-timeout']) {
+      if (str(p, name) !== undefined) throw new UsageError(`--${name} needs --workers`);
+    }
+    return { kind: 'local' };
+  }
+  const workers = list
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+  if (workers.length === 0) throw new UsageError('--workers needs at least one ws:// URL');
+  for (const url of workers) {
+    if (!/^wss?:\/\/[^\s/]+/.test(url)) throw new UsageError(`--workers: '${url}' is not a ws:// URL`);
+  }
+  const wire = str(p, 'wire') ?? DEFAULT_WIRE_DTYPE;
+  if (!isWireDType(wire))
+    throw new UsageError(`--wire must be one of ${WIRE_DTYPES.join(', ')}, got '${wire}'`);
+  const timeoutMs = num(p, 'dispatch-timeout', DEFAULT_DISPATCH_TIMEOUT_MS, { integer: true, min: 1 });
+  return { kind: 'remote', workers, wireDtype: wire, timeoutMs };
 }

@@ -4,6 +4,7 @@ import { parseWindowRange, readTextIds, readU16Ids } from '../../shared/data/tok
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import { ProgressBar } from '../../shared/report/progress.js';
+import { type DispatchSummary, summarizeDispatch } from '../dispatch/dispatch-stats.js';
 import { EngineClient } from '../engine/engine-client.js';
 import {
   evaluatePerplexity,
@@ -11,7 +12,19 @@ import {
   STANDARD_WINDOW,
   windowCount,
 } from '../evaluation/perplexity.js';
-import { COMPUTE_OPTIONS, checkRouting, flag, num, parse, required, sessionSettings, str } from './args.js';
+import {
+  COMPUTE_OPTIONS,
+  checkRouting,
+  EXPERT_OPTIONS,
+  EXPERT_OPTIONS_USAGE,
+  expertsOption,
+  flag,
+  num,
+  parse,
+  required,
+  sessionSettings,
+  str,
+} from './args.js';
 
 export const usage = `kmoe eval --model DIR (--ids FILE.u16 | --text FILE) [options]
 
@@ -26,9 +39,11 @@ dropped), no BOS, positions 1..255 of each window scored given the earlier token
   --windows RANGE      START:END window indices, or first-half / second-half (default: all)
   --window N           window length (default 256)
   --batch N            windows per forward pass (default 4)
-  --json               print one JSON object on the last line of stdout
+  --json               print one JSON object on the last line of stdout (with --workers it has
+                       "dispatch": bytes per token per MoE layer, vs native top-K, per worker)
   --threads N          onnxruntime threads (default: all cores)
-  --device cpu|cuda    execution provider (default cpu)`;
+  --device cpu|cuda    execution provider (default cpu)
+${EXPERT_OPTIONS_USAGE}`;
 
 export async function run(argv: readonly string[]): Promise<number> {
   const p = parse(argv, {
@@ -41,6 +56,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     batch: { type: 'string' },
     json: { type: 'boolean' },
     ...COMPUTE_OPTIONS,
+    ...EXPERT_OPTIONS,
   });
   const modelDir = required(p, 'model');
   const idsPath = str(p, 'ids');
@@ -59,13 +75,16 @@ export async function run(argv: readonly string[]): Promise<number> {
   const windows = parseWindowRange(str(p, 'windows'), available);
   const routingArg = str(p, 'routing');
   await checkRouting(modelDir, routingArg);
+  const experts = expertsOption(p);
 
   const engine = await EngineClient.start({
     modelDir,
     settings: sessionSettings(p),
+    experts,
     ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
   });
   let report: PerplexityReport;
+  let dispatch: DispatchSummary | undefined;
   try {
     const bar = new ProgressBar({
       label: 'eval',
@@ -80,15 +99,34 @@ export async function run(argv: readonly string[]): Promise<number> {
       onProgress: (done, _total, ppl) => bar.update(done, `ppl ${ppl.toFixed(3)}`),
     });
     bar.finish(`ppl ${report.perplexity.toFixed(4)}`);
+    const stats = await engine.dispatchStats();
+    dispatch = stats === null ? undefined : summarizeDispatch(stats);
   } finally {
     await engine.close();
   }
   process.stdout.write(formatReport(report, idsPath ?? textPath!));
+  if (dispatch) process.stdout.write(formatDispatch(dispatch));
   if (flag(p, 'json')) {
     const { stats: _stats, ...summary } = report;
-    process.stdout.write(`${JSON.stringify({ corpus: idsPath ?? textPath, ...summary })}\n`);
+    const extra = dispatch === undefined ? {} : { dispatch };
+    process.stdout.write(`${JSON.stringify({ corpus: idsPath ?? textPath, ...summary, ...extra })}\n`);
   }
   return 0;
+}
+
+function formatDispatch(d: DispatchSummary): string {
+  const b = (x: number) => x.toFixed(0);
+  const lines = [
+    `network       ${b(d.bytesPerTokenLayer)} bytes per token per MoE layer (${d.wire} wire, ${d.workers} workers): ` +
+      `${d.vsNative.toFixed(3)}x native top-K's ${b(d.nativeBytesPerTokenLayer)}; ` +
+      `without same-worker dedup ${b(d.noDedupBytesPerTokenLayer)}`,
+    ...d.perWorker.map(
+      (w) =>
+        `  ${w.url} (experts ${w.experts}): ${w.messages} messages, ${(w.bytesOut / 2 ** 20).toFixed(1)} MiB out, ` +
+        `${(w.bytesIn / 2 ** 20).toFixed(1)} MiB in, ${w.pairs} pairs for ${w.tokensSent} tokens`,
+    ),
+  ];
+  return `${lines.join('\n')}\n`;
 }
 
 function formatReport(r: PerplexityReport, corpus: string): string {

@@ -7,6 +7,9 @@ import { GREEDY, Rng, type SamplingParams, sampleToken, validateSampling } from 
 import {
   COMPUTE_OPTIONS,
   checkRouting,
+  EXPERT_OPTIONS,
+  EXPERT_OPTIONS_USAGE,
+  expertsOption,
   flag,
   num,
   optionalNum,
@@ -28,7 +31,8 @@ export const usage = `kmoe generate --model DIR --prompt TEXT [options]
                        (default: the model's native top-K)
   --threads N          onnxruntime threads (default: all cores)
   --device cpu|cuda    execution provider (default cpu; cuda fails loudly if unavailable)
-  --stats              print tokens/s and experts per token to stderr at the end`;
+  --stats              print tokens/s and experts per token (and network bytes) to stderr at the end
+${EXPERT_OPTIONS_USAGE}`;
 
 export async function run(argv: readonly string[]): Promise<number> {
   const p = parse(argv, {
@@ -41,6 +45,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     routing: { type: 'string' },
     stats: { type: 'boolean' },
     ...COMPUTE_OPTIONS,
+    ...EXPERT_OPTIONS,
   });
   const modelDir = required(p, 'model');
   const prompt = str(p, 'prompt');
@@ -59,9 +64,11 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (promptIds.length === 0) throw new UsageError('the prompt encodes to no tokens');
   const routingArg = str(p, 'routing');
   await checkRouting(modelDir, routingArg);
+  const experts = expertsOption(p);
   const engine = await EngineClient.start({
     modelDir,
     settings: sessionSettings(p),
+    experts,
     ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
   });
   try {
@@ -74,6 +81,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     let step = await engine.step([{ seqId: 'generate', tokens: promptIds, routing }]);
     const firstToken = performance.now();
     let activations = step.activations[0]!;
+    let bytes = step.bytes[0]!;
     let generated = 0;
     while (generated < maxTokens) {
       const next = sampleToken(step.logits, 0, info.vocabSize, sampling, rng);
@@ -83,6 +91,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       if (generated === maxTokens || promptIds.length + generated >= info.maxPositions) break;
       step = await engine.step([{ seqId: 'generate', tokens: [next], routing }]);
       activations += step.activations[0]!;
+      bytes += step.bytes[0]!;
     }
     process.stdout.write(`${detok.flush()}\n`);
     if (flag(p, 'stats')) {
@@ -94,6 +103,11 @@ export async function run(argv: readonly string[]): Promise<number> {
           `${generated} generated, decode ${decodeTps.toFixed(1)} tokens/s; ` +
           `${(activations / positions).toFixed(3)} experts per token (routing ${routing})\n`,
       );
+      if (info.placement.length > 0) {
+        process.stderr.write(
+          `network: ${(bytes / positions).toFixed(0)} bytes per token per MoE layer to ${info.placement.length} workers\n`,
+        );
+      }
     }
   } finally {
     await engine.close();

@@ -1,0 +1,180 @@
+// `kmoe local-cluster`, and `kmoe eval` / `kmoe generate` with --workers, as a user runs them:
+// real processes on loopback, always stopped.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
+import { cliArgv } from '../../../shared/runtime/entry-points.js';
+import { lastJsonLine, runCli } from '../../helpers/cli.js';
+import { greedyCases, MODEL_DIR, ROOT } from '../../helpers/paths.js';
+
+interface Cluster {
+  child: ChildProcess;
+  urls: string;
+  pids: number[];
+  stderr: () => string;
+  exit: Promise<number | null>;
+}
+
+function startCluster(workers: number): Promise<Cluster> {
+  const child = spawn(
+    process.execPath,
+    [...cliArgv(), 'local-cluster', '--model', MODEL_DIR, '--workers', String(workers)],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const pids: number[] = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`local-cluster not ready; stderr:\n${stderr}`)), 60_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const pid = /^worker \d+ ws:\/\/\S+ experts \S+ pid (\d+)$/.exec(line);
+      if (pid) pids.push(Number(pid[1]));
+      const ready = /^kmoe local-cluster ready (\S+)$/.exec(line);
+      if (ready) {
+        clearTimeout(timer);
+        resolve({ child, urls: ready[1]!, pids, stderr: () => stderr, exit });
+      }
+    });
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('kmoe local-cluster with eval and generate', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster(2);
+  });
+  afterAll(() => {
+    if (cluster?.child.exitCode === null) cluster.child.kill('SIGKILL');
+  });
+
+  it('starts two workers with the experts split evenly', () => {
+    expect(cluster.urls.split(',')).toHaveLength(2);
+    expect(cluster.pids).toHaveLength(2);
+    expect(cluster.stderr()).toMatch(/\[worker 0\] kmoe worker: loading experts 0-3 of 8/);
+    expect(cluster.stderr()).toMatch(/\[worker 1\] kmoe worker: loading experts 4-7 of 8/);
+  });
+
+  it('kmoe eval --workers reports bytes per token per MoE layer against native top-K', async () => {
+    const r = await runCli([
+      'eval',
+      '--model',
+      MODEL_DIR,
+      '--ids',
+      'data/eval/valid.code.u16',
+      '--windows',
+      '0:8',
+      '--workers',
+      cluster.urls,
+      '--wire',
+      'bf16',
+      '--json',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /^network\s+\d+ bytes per token per MoE layer \(bf16 wire, 2 workers\): 1\.000x native/m,
+    );
+    const json = lastJsonLine(r.stdout);
+    const d = json['dispatch'] as Record<string, unknown>;
+    expect(d['wire']).toBe('bf16');
+    expect(d['workers']).toBe(2);
+    expect(d['tokenLayers']).toBe(8 * 256 * 4);
+    expect(d['vsNative']).toBe(1);
+    // bf16 hidden 256: 512 bytes each way per token visit, a visit per worker a token's experts use.
+    const perToken = d['bytesPerTokenLayer'] as number;
+    expect(perToken).toBeGreaterThan(1024);
+    expect(perToken).toBeLessThan(2 * 1024 + 100);
+    expect(json['perplexity']).toBeGreaterThan(5);
+  });
+
+  it('kmoe generate --workers streams the reference greedy continuation (fp32 wire)', async () => {
+    const c = greedyCases().find((g) => g.name === 'code-fib')!;
+    const tokenizer = await KmoeTokenizer.load(MODEL_DIR);
+    const expected = tokenizer
+      .decode([...c.promptIds, ...c.greedyIds])
+      .slice(tokenizer.decode(c.promptIds).length);
+    const r = await runCli([
+      'generate',
+      '--model',
+      MODEL_DIR,
+      '--prompt',
+      c.prompt,
+      '--max-tokens',
+      '32',
+      '--workers',
+      cluster.urls,
+      '--wire',
+      'fp32',
+      '--stats',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${expected}\n`);
+    expect(r.stderr).toMatch(/network: \d+ bytes per token per MoE layer to 2 workers/);
+  });
+
+  it('stops its workers on SIGTERM and exits 0', async () => {
+    cluster.child.kill('SIGTERM');
+    expect(await cluster.exit).toBe(0);
+    expect(cluster.pids.filter(alive)).toEqual([]);
+  });
+});
+
+describe('kmoe local-cluster when a worker dies', () => {
+  it('reports it, stops the other worker and exits 1', async () => {
+    const cluster = await startCluster(2);
+    try {
+      process.kill(cluster.pids[1]!, 'SIGKILL');
+      expect(await cluster.exit).toBe(1);
+      expect(cluster.stderr()).toMatch(/worker 1 \(ws:\/\/\S+\) exited \(SIGKILL\); stopping the others/);
+      expect(cluster.pids.filter(alive)).toEqual([]);
+    } finally {
+      if (cluster.child.exitCode === null) cluster.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('remote expert flags', () => {
+  it.each([
+    [['--wire', 'fp8', '--workers', 'ws://127.0.0.1:1'], /--wire must be one of fp32, fp16, bf16, got 'fp8'/],
+    [['--wire', 'bf16'], /--wire needs --workers/],
+    [['--workers', 'http://127.0.0.1:1'], /--workers: 'http:\/\/127\.0\.0\.1:1' is not a ws:\/\/ URL/],
+  ])('reject %j with a usage error', async (flags, message) => {
+    const r = await runCli(['eval', '--model', MODEL_DIR, '--ids', 'data/eval/valid.man.u16', ...flags]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('name an unreachable worker', async () => {
+    const r = await runCli([
+      'generate',
+      '--model',
+      MODEL_DIR,
+      '--prompt',
+      'x',
+      '--workers',
+      'ws://127.0.0.1:1',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: worker ws:\/\/127\.0\.0\.1:1: cannot connect/);
+    expect(r.stderr).toMatch(/hint: /);
+  });
+
+  it('local-cluster rejects more workers than experts', async () => {
+    const r = await runCli(['local-cluster', '--model', MODEL_DIR, '--workers', '9']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--workers must be <= 8/);
+  });
+});
