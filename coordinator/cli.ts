@@ -17,6 +17,10 @@ const commands: Record<string, Command> = {
     summary: 'start N expert workers on this host',
     load: () => import('./commands/local-cluster.js'),
   },
+  serve: {
+    summary: 'OpenAI-compatible HTTP server with continuous batching',
+    load: () => import('./commands/serve.js'),
+  },
   bench: { summary: 'benchmarks that write JSON and figures', load: () => import('./commands/bench.js') },
 };
 

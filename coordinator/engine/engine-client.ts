@@ -34,6 +34,11 @@ export class EngineClient {
     return this.thread.call('release', seqIds);
   }
 
+  /** Sequences whose KV cache the engine holds. */
+  sequences(): Promise<number> {
+    return this.thread.call('sequences', null);
+  }
+
   /** Scores windows of `windowLen` ids laid end to end in `ids` (the buffer is moved, not copied). */
   score(ids: Uint16Array, windowLen: number, routing?: string): Promise<ScoreResult> {
     const params = routing === undefined ? { ids, windowLen } : { ids, windowLen, routing };

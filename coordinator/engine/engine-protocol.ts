@@ -16,6 +16,8 @@ export type EngineSchema = {
   init: [EngineOptions, EngineInfo];
   step: [StepRequest[], StepResult];
   release: [string[], number];
+  /** Sequences whose KV cache the engine holds (the server's /health and /metrics report it). */
+  sequences: [null, number];
   score: [ScoreParams, ScoreResult];
   routerSignals: [ScoreParams, RouterSignalTable];
   stats: [null, RoutingStatsJSON];

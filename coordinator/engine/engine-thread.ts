@@ -29,6 +29,9 @@ serveThread<EngineSchema>({
     for (const id of seqIds) if (e.release(id)) n++;
     return { result: n };
   },
+  sequences() {
+    return { result: ready().liveSequences };
+  },
   async score(p) {
     return { result: await ready().score(p.ids, p.windowLen, p.routing) };
   },

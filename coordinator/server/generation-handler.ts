@@ -1,0 +1,180 @@
+// POST /v1/completions and /v1/chat/completions: validate the body, hand the generation to the
+// scheduler, and relay its events as an SSE stream or one JSON response. A client that goes away
+// cancels its sequence, which frees its KV cache at the next step boundary.
+
+import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
+import { InvalidRequestError } from './errors.js';
+import type { GenerationRequestBuilder, PreparedGeneration } from './generation-request.js';
+import { readJsonBody, sendError, sendJson } from './http-io.js';
+import type { ServerMetrics } from './metrics.js';
+import {
+  completeResponse,
+  type Endpoint,
+  finishChunk,
+  type ModelShape,
+  type ResponseContext,
+  responseId,
+  roleChunk,
+  textChunk,
+  usageBody,
+  usageChunk,
+} from './openai-format.js';
+import type { RequestScope } from './router.js';
+import type { Scheduler } from './scheduler.js';
+import { chatRequestSchema, completionRequestSchema } from './schemas.js';
+import type { SequenceEvent, SequenceUsage } from './sequence.js';
+import { SseWriter } from './sse.js';
+
+export interface GenerationDeps {
+  readonly scheduler: Scheduler;
+  readonly builder: GenerationRequestBuilder;
+  readonly metrics: ServerMetrics;
+  readonly model: ModelShape;
+  readonly bodyLimitBytes: number;
+}
+
+export function generationHandler(endpoint: Endpoint, deps: GenerationDeps) {
+  return async (scope: RequestScope): Promise<void> => {
+    const body = await readJsonBody(scope.req, deps.bodyLimitBytes);
+    const prepared =
+      endpoint === 'chat'
+        ? deps.builder.chat(validate(chatRequestSchema, body))
+        : deps.builder.completion(validate(completionRequestSchema, body));
+    // Engine sequence ids must be unique even when clients reuse x-request-id values.
+    const seqId = randomUUID();
+    const ctx: ResponseContext = {
+      endpoint,
+      id: responseId(endpoint, seqId),
+      created: Math.floor(Date.now() / 1000),
+      model: deps.builder.servedModelName,
+    };
+    Object.assign(scope.summary, {
+      seqId,
+      promptTokens: prepared.params.promptIds.length,
+      routing: prepared.routingName,
+      stream: prepared.stream,
+    });
+    await (prepared.stream
+      ? stream(scope, deps, ctx, seqId, prepared)
+      : collect(scope, deps, ctx, seqId, prepared));
+  };
+}
+
+function validate<T>(schema: z.ZodType<T>, body: unknown): T {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new InvalidRequestError('the request body must be a JSON object', { code: 'invalid_json' });
+  }
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const param = issue.path.join('.');
+  if (param === '') throw new InvalidRequestError(issue.message);
+  const named = issue.message.startsWith(String(issue.path[0]));
+  throw new InvalidRequestError(named ? issue.message : `${param}: ${issue.message}`, { param });
+}
+
+/**
+ * Runs one sequence and resolves when its response is complete or its client is gone. `onEvent`
+ * relays events; `onOpen` runs once the scheduler accepted the sequence (a 429 or 503 from submit
+ * rejects before any byte is sent, so the error goes out as a normal JSON response).
+ */
+function run(
+  scope: RequestScope,
+  deps: GenerationDeps,
+  seqId: string,
+  prepared: PreparedGeneration,
+  onEvent: (event: SequenceEvent) => void,
+  onOpen: () => void,
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let settled = false;
+    const settle = (usage: SequenceUsage | undefined): void => {
+      settled = true;
+      if (usage) {
+        Object.assign(scope.summary, { completionTokens: usage.completionTokens });
+        deps.metrics.tokens(usage.promptTokens, usage.completionTokens);
+      }
+      resolve();
+    };
+    const handle = deps.scheduler.submit(seqId, prepared.params, (event) => {
+      if (settled) return;
+      onEvent(event);
+      if (event.kind === 'finish') {
+        scope.summary['finishReason'] = event.reason;
+        settle(event.usage);
+      } else if (event.kind === 'error') {
+        scope.summary['error'] = event.error.message;
+        settle(event.usage);
+      }
+    });
+    scope.res.on('close', () => {
+      if (settled) return;
+      handle.cancel();
+      scope.summary['cancelled'] = 'client disconnected';
+      settle(undefined);
+    });
+    onOpen();
+  });
+}
+
+function stream(
+  scope: RequestScope,
+  deps: GenerationDeps,
+  ctx: ResponseContext,
+  seqId: string,
+  prepared: PreparedGeneration,
+): Promise<void> {
+  const sse = new SseWriter(scope.res);
+  return run(
+    scope,
+    deps,
+    seqId,
+    prepared,
+    (event) => {
+      if (event.kind === 'text') {
+        sse.send(textChunk(ctx, event.text));
+      } else if (event.kind === 'finish') {
+        sse.send(finishChunk(ctx, event.reason));
+        if (prepared.streamUsage) {
+          sse.send(usageChunk(ctx, usageBody(event.usage, deps.model, prepared.routingName)));
+        }
+        sse.end();
+      } else {
+        sse.fail(event.error);
+      }
+    },
+    () => {
+      sse.open();
+      const first = roleChunk(ctx);
+      if (first) sse.send(first);
+    },
+  );
+}
+
+function collect(
+  scope: RequestScope,
+  deps: GenerationDeps,
+  ctx: ResponseContext,
+  seqId: string,
+  prepared: PreparedGeneration,
+): Promise<void> {
+  const parts: string[] = [];
+  return run(
+    scope,
+    deps,
+    seqId,
+    prepared,
+    (event) => {
+      if (event.kind === 'text') {
+        parts.push(event.text);
+      } else if (event.kind === 'finish') {
+        const usage = usageBody(event.usage, deps.model, prepared.routingName);
+        sendJson(scope.res, 200, completeResponse(ctx, parts.join(''), event.reason, usage));
+      } else {
+        sendError(scope.res, event.error);
+      }
+    },
+    () => undefined,
+  );
+}

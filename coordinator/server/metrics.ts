@@ -1,0 +1,234 @@
+// The coordinator's Prometheus registry: routing (selected K and router entropy per layer, expert
+// activations per layer and expert, from the engine's RoutingStats), dispatch to remote workers
+// (bytes by direction and worker, messages), latency (request, time to first token, inter-token)
+// and load (running, queued, live engine sequences).
+
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { RoutingModel } from '../../shared/routing/policy.js';
+import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
+import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
+import { BinnedHistogram, type BinnedSeries } from './binned-histogram.js';
+import type { StepReport } from './scheduler.js';
+
+/** Reads the engine thread's state at scrape time. */
+export interface EngineMetricSources {
+  routingStats(): Promise<RoutingStatsJSON>;
+  /** Null when the experts run in-process. */
+  dispatchStats(): Promise<DispatchStatsJSON | null>;
+  engineSequences(): Promise<number>;
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const TOKEN_GAP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  #routing: RoutingStatsJSON | undefined;
+  #dispatch: DispatchStatsJSON | null = null;
+  #engineSequences = 0;
+  readonly #running: Gauge;
+  readonly #waiting: Gauge;
+  readonly #ttft: Histogram;
+  readonly #itl: Histogram;
+  readonly #stepSeconds: Histogram;
+  readonly #stepDecodes: Histogram;
+  readonly #requestSeconds: Histogram<'endpoint' | 'status'>;
+  readonly #requests: Counter<'endpoint' | 'status'>;
+  readonly #promptTokens: Counter;
+  readonly #completionTokens: Counter;
+
+  constructor(
+    model: RoutingModel,
+    private readonly sources: EngineMetricSources,
+  ) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    const layers = (f: (l: RoutingStatsJSON['layers'][number]) => BinnedSeries): readonly BinnedSeries[] =>
+      this.#routing?.layers.map(f) ?? [];
+    new BinnedHistogram(
+      {
+        name: 'kmoe_routing_selected_k',
+        help: 'Experts selected per token (K) by the routing policy, per MoE layer',
+        labelNames: ['layer'],
+        buckets: Array.from({ length: model.numExperts }, (_, k) => k + 1),
+        registry: this.registry,
+      },
+      () => layers((l) => ({ labels: { layer: String(l.layer) }, counts: l.kHistogram, sum: l.sumK })),
+    );
+    new BinnedHistogram(
+      {
+        name: 'kmoe_router_entropy_nats',
+        help: 'Entropy of the router probabilities per token, per MoE layer',
+        labelNames: ['layer'],
+        buckets: new RoutingStats(model).entropyBinUpperEdges(),
+        registry: this.registry,
+      },
+      () =>
+        layers((l) => ({
+          labels: { layer: String(l.layer) },
+          counts: l.entropyHistogram,
+          sum: l.entropySum,
+        })),
+    );
+    const routing = () => this.#routing;
+    new Counter({
+      name: 'kmoe_expert_token_activations_total',
+      help: 'Tokens routed to each expert, per MoE layer (expert-token activations)',
+      labelNames: ['layer', 'expert'],
+      registers,
+      collect() {
+        this.reset();
+        for (const l of routing()?.layers ?? []) {
+          l.expertTokens.forEach((n, e) => {
+            this.inc({ layer: String(l.layer), expert: String(e) }, n);
+          });
+        }
+      },
+    });
+    const dispatch = () => this.#dispatch;
+    new Counter({
+      name: 'kmoe_dispatch_bytes_total',
+      help: 'Bytes of expert dispatch frames by direction (out = to the worker) and worker',
+      labelNames: ['direction', 'worker'],
+      registers,
+      collect() {
+        this.reset();
+        const d = dispatch();
+        d?.workers.forEach((w, i) => {
+          const out = d.layers.reduce((a, l) => a + (l.workers[i]?.bytesOut ?? 0), 0);
+          const back = d.layers.reduce((a, l) => a + (l.workers[i]?.bytesIn ?? 0), 0);
+          this.inc({ direction: 'out', worker: w.url }, out);
+          this.inc({ direction: 'in', worker: w.url }, back);
+        });
+      },
+    });
+    new Counter({
+      name: 'kmoe_dispatch_messages_total',
+      help: 'Expert dispatch requests sent to each worker (one per worker and MoE layer per forward pass)',
+      labelNames: ['worker'],
+      registers,
+      collect() {
+        this.reset();
+        const d = dispatch();
+        d?.workers.forEach((w, i) => {
+          this.inc(
+            { worker: w.url },
+            d.layers.reduce((a, l) => a + (l.workers[i]?.messages ?? 0), 0),
+          );
+        });
+      },
+    });
+    const engineSequences = () => this.#engineSequences;
+    new Gauge({
+      name: 'kmoe_engine_sequences',
+      help: 'Sequences whose KV cache the engine holds',
+      registers,
+      collect() {
+        this.set(engineSequences());
+      },
+    });
+    this.#running = new Gauge({
+      name: 'kmoe_sequences_running',
+      help: 'Sequences in the running batch',
+      registers,
+    });
+    this.#waiting = new Gauge({
+      name: 'kmoe_sequences_queued',
+      help: 'Accepted sequences waiting for a place in the running batch',
+      registers,
+    });
+    this.#ttft = new Histogram({
+      name: 'kmoe_time_to_first_token_seconds',
+      help: 'Time from accepting a request to sampling its first token (queueing and prefill included)',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#itl = new Histogram({
+      name: 'kmoe_inter_token_latency_seconds',
+      help: 'Time between consecutive sampled tokens of one sequence',
+      buckets: TOKEN_GAP_BUCKETS,
+      registers,
+    });
+    this.#stepSeconds = new Histogram({
+      name: 'kmoe_engine_step_seconds',
+      help: 'Duration of one scheduler step (all decodes plus at most one prefill chunk)',
+      buckets: TOKEN_GAP_BUCKETS,
+      registers,
+    });
+    this.#stepDecodes = new Histogram({
+      name: 'kmoe_engine_step_decode_sequences',
+      help: 'Decoding sequences batched into one scheduler step (they share one dispatch per worker and layer)',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    });
+    this.#requestSeconds = new Histogram({
+      name: 'kmoe_request_duration_seconds',
+      help: 'Time from receiving a request to sending its last byte',
+      labelNames: ['endpoint', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#requests = new Counter({
+      name: 'kmoe_requests_total',
+      help: 'HTTP requests by endpoint and status code',
+      labelNames: ['endpoint', 'status'],
+      registers,
+    });
+    this.#promptTokens = new Counter({
+      name: 'kmoe_prompt_tokens_total',
+      help: 'Prompt tokens of completed requests',
+      registers,
+    });
+    this.#completionTokens = new Counter({
+      name: 'kmoe_completion_tokens_total',
+      help: 'Generated tokens of completed requests',
+      registers,
+    });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text, with routing and dispatch counters and engine sequences read from the engine now. */
+  async render(): Promise<string> {
+    const [routing, dispatch, sequences] = await Promise.all([
+      this.sources.routingStats(),
+      this.sources.dispatchStats(),
+      this.sources.engineSequences(),
+    ]);
+    this.#routing = routing;
+    this.#dispatch = dispatch;
+    this.#engineSequences = sequences;
+    return this.registry.metrics();
+  }
+
+  queue(running: number, waiting: number): void {
+    this.#running.set(running);
+    this.#waiting.set(waiting);
+  }
+
+  firstToken(seconds: number): void {
+    this.#ttft.observe(seconds);
+  }
+
+  interToken(seconds: number): void {
+    this.#itl.observe(seconds);
+  }
+
+  step(report: StepReport): void {
+    this.#stepSeconds.observe(report.seconds);
+    if (report.decodes > 0) this.#stepDecodes.observe(report.decodes);
+  }
+
+  request(endpoint: string, status: number, seconds: number): void {
+    const labels = { endpoint, status: String(status) };
+    this.#requests.inc(labels);
+    this.#requestSeconds.observe(labels, seconds);
+  }
+
+  tokens(prompt: number, completion: number): void {
+    this.#promptTokens.inc(prompt);
+    this.#completionTokens.inc(completion);
+  }
+}

@@ -1,0 +1,82 @@
+// Which routing a request may ask for: any spec string or inline profile (validated against the
+// model before the request is accepted), and profile files only if the server loaded them at
+// start, so an HTTP client can never make the server read a path of its choosing.
+
+import { basename } from 'node:path';
+import { KmoeError } from '../../shared/errors/kmoe-error.js';
+import type { RoutingModel } from '../../shared/routing/policy.js';
+import { isInlineProfile, isProfilePath, resolveRouting } from '../../shared/routing/profile.js';
+import { InvalidRequestError } from './errors.js';
+
+export interface ResolvedRouting {
+  /** What the engine is given: canonical spec, canonical inline JSON or a loaded profile path. */
+  readonly key: string;
+  /** The policy's name for reports: its canonical spec, or the profile's name. */
+  readonly name: string;
+}
+
+const PARAM = 'kmoe.routing';
+
+export class RoutingCatalog {
+  readonly #model: RoutingModel & { readonly fingerprint: string };
+  readonly #profiles: ReadonlyMap<string, ResolvedRouting>;
+  readonly default: ResolvedRouting;
+
+  /**
+   * @param defaultRouting the server's --routing (spec or profile path)
+   * @param profiles extra profile files (--profiles) requests may name by path or file name
+   * @throws the routing errors of resolveRouting for a bad default or profile: a startup failure
+   */
+  constructor(
+    model: RoutingModel & { readonly fingerprint: string },
+    defaultRouting: string,
+    profiles: readonly string[],
+  ) {
+    this.#model = model;
+    const loaded = new Map<string, ResolvedRouting>();
+    for (const path of [defaultRouting, ...profiles].filter(isProfilePath)) {
+      const resolved = { key: path.trim(), name: resolveRouting(path, model).spec };
+      loaded.set(path.trim(), resolved);
+      loaded.set(basename(path.trim()), resolved);
+    }
+    this.#profiles = loaded;
+    this.default = isProfilePath(defaultRouting)
+      ? loaded.get(defaultRouting.trim())!
+      : this.#inline(defaultRouting);
+  }
+
+  /** Names a request may use for loaded profiles (for /v1/models and error messages). */
+  get profileNames(): string[] {
+    return [...new Set([...this.#profiles.values()].map((r) => r.key))];
+  }
+
+  /** @throws InvalidRequestError naming what is wrong with the request's routing. */
+  resolve(requested: string | Record<string, unknown> | undefined): ResolvedRouting {
+    if (requested === undefined) return this.default;
+    if (typeof requested !== 'string') return this.#inline(JSON.stringify(requested));
+    const text = requested.trim();
+    if (isInlineProfile(text) || !isProfilePath(text)) return this.#inline(text);
+    const loaded = this.#profiles.get(text);
+    if (loaded) return loaded;
+    const known = this.profileNames;
+    throw new InvalidRequestError(
+      `routing profile '${text}' is not loaded by this server; ${
+        known.length > 0 ? `loaded profiles: ${known.join(', ')}` : 'it loaded none'
+      } (start kmoe serve with --profiles FILE, or send the profile itself as a JSON object)`,
+      { param: PARAM, code: 'unknown_routing_profile' },
+    );
+  }
+
+  /** A spec or inline profile: validated now; the engine gets a canonical key so equal policies share a cache entry. */
+  #inline(text: string): ResolvedRouting {
+    try {
+      const policy = resolveRouting(text, this.#model);
+      const key = isInlineProfile(text) ? JSON.stringify(JSON.parse(text)) : policy.spec;
+      return { key, name: policy.spec };
+    } catch (err) {
+      if (!(err instanceof KmoeError)) throw err;
+      const hint = err.hint === undefined ? '' : `\n${err.hint}`;
+      throw new InvalidRequestError(`${err.message}${hint}`, { param: PARAM, code: 'invalid_routing' });
+    }
+  }
+}

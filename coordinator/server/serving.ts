@@ -1,0 +1,117 @@
+// Assembles a running server from a loaded engine: tokenizer, routing catalog, scheduler, metrics,
+// routes and the HTTP listener; and takes it down in order (stop admission, drain or cut at the
+// deadline, close the listener, close the engine).
+
+import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
+import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
+import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
+import type { EngineInfo } from '../engine/engine.js';
+import { ApiServer } from './api-server.js';
+import { generationHandler } from './generation-handler.js';
+import { GenerationRequestBuilder } from './generation-request.js';
+import type { Logger } from './logger.js';
+import { ServerMetrics } from './metrics.js';
+import { Router } from './router.js';
+import { RoutingCatalog } from './routing-catalog.js';
+import { Scheduler, type SchedulerOptions, type ShutdownReport, type StepEngine } from './scheduler.js';
+import { type ExpertCoverage, statusEndpoints } from './status-endpoints.js';
+
+/** The engine as the server uses it (EngineClient in production). */
+export interface ServingEngine extends StepEngine {
+  readonly info: EngineInfo;
+  stats(): Promise<RoutingStatsJSON>;
+  dispatchStats(): Promise<DispatchStatsJSON | null>;
+  sequences(): Promise<number>;
+}
+
+export interface ServingOptions extends SchedulerOptions {
+  readonly modelDir: string;
+  readonly host: string;
+  readonly port: number;
+  readonly servedModelName: string;
+  /** Profile files requests may name in kmoe.routing, besides the default routing. */
+  readonly profiles: readonly string[];
+  readonly bodyLimitBytes: number;
+  readonly experts: () => ExpertCoverage;
+}
+
+export interface Serving {
+  readonly url: string;
+  readonly info: EngineInfo;
+  /** Stops admission, drains for up to graceMs, cancels the rest and closes the listener. */
+  shutdown(graceMs: number): Promise<ShutdownReport>;
+}
+
+export async function startServing(
+  engine: ServingEngine,
+  options: ServingOptions,
+  log: Logger,
+): Promise<Serving> {
+  const info = engine.info;
+  const tokenizer = await KmoeTokenizer.load(options.modelDir);
+  const routing = new RoutingCatalog(
+    {
+      numLayers: info.numLayers,
+      numExperts: info.numExperts,
+      nativeK: info.nativeK,
+      fingerprint: info.fingerprint,
+    },
+    info.defaultRouting,
+    options.profiles,
+  );
+  const metrics = new ServerMetrics(info, {
+    routingStats: () => engine.stats(),
+    dispatchStats: () => engine.dispatchStats(),
+    engineSequences: () => engine.sequences(),
+  });
+  const scheduler = new Scheduler(engine, tokenizer, options, {
+    queue: (running, waiting) => metrics.queue(running, waiting),
+    firstToken: (s) => metrics.firstToken(s),
+    interToken: (s) => metrics.interToken(s),
+    step: (report) => metrics.step(report),
+    error: (message, err) => log.error({ err }, message),
+  });
+  const builder = new GenerationRequestBuilder(tokenizer, info, routing, options.servedModelName);
+  const generation = { scheduler, builder, metrics, model: info, bodyLimitBytes: options.bodyLimitBytes };
+  let server: ApiServer | undefined;
+  const status = statusEndpoints({
+    info,
+    servedModelName: options.servedModelName,
+    routing,
+    scheduler,
+    metrics,
+    engineSequences: () => engine.sequences(),
+    experts: options.experts,
+    draining: () => server?.draining ?? false,
+    startedAt: Date.now(),
+  });
+  const router = new Router({
+    '/v1/completions': {
+      name: 'completions',
+      methods: { POST: generationHandler('completions', generation) },
+      generates: true,
+    },
+    '/v1/chat/completions': {
+      name: 'chat',
+      methods: { POST: generationHandler('chat', generation) },
+      generates: true,
+    },
+    '/v1/models': { name: 'models', methods: { GET: status.models } },
+    '/health': { name: 'health', methods: { GET: status.health } },
+    '/ready': { name: 'ready', methods: { GET: status.ready } },
+    '/metrics': { name: 'metrics', methods: { GET: status.metrics } },
+  });
+  server = new ApiServer(router, metrics, log);
+  const api = server;
+  const url = await api.listen(options.host, options.port);
+  return {
+    url,
+    info,
+    async shutdown(graceMs: number): Promise<ShutdownReport> {
+      api.stopAccepting();
+      const report = await scheduler.shutdown(graceMs);
+      await api.close();
+      return report;
+    },
+  };
+}

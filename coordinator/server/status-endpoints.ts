@@ -1,0 +1,83 @@
+// The GET endpoints: /v1/models (what this server serves), /health (the process answers, with
+// live sequence counts for debugging), /ready (able to serve: experts covered, not shutting down)
+// and /metrics (Prometheus text).
+
+import type { EngineInfo } from '../engine/engine.js';
+import { sendJson, sendText } from './http-io.js';
+import type { ServerMetrics } from './metrics.js';
+import { modelList } from './openai-format.js';
+import type { RequestScope, RouteHandler } from './router.js';
+import type { RoutingCatalog } from './routing-catalog.js';
+import type { Scheduler } from './scheduler.js';
+
+/** Where the experts run and whether every expert of every layer has a host right now. */
+export interface ExpertCoverage {
+  readonly description: string;
+  readonly covered: boolean;
+  /** Why not, when not covered (e.g. which worker is unreachable). */
+  readonly detail?: string;
+}
+
+export interface StatusDeps {
+  readonly info: EngineInfo;
+  readonly servedModelName: string;
+  readonly routing: RoutingCatalog;
+  readonly scheduler: Scheduler;
+  readonly metrics: ServerMetrics;
+  readonly engineSequences: () => Promise<number>;
+  readonly experts: () => ExpertCoverage;
+  readonly draining: () => boolean;
+  readonly startedAt: number;
+}
+
+export interface StatusHandlers {
+  readonly models: RouteHandler;
+  readonly health: RouteHandler;
+  readonly ready: RouteHandler;
+  readonly metrics: RouteHandler;
+}
+
+export function statusEndpoints(deps: StatusDeps): StatusHandlers {
+  return {
+    models: async ({ res }: RequestScope) => {
+      sendJson(
+        res,
+        200,
+        modelList(deps.servedModelName, Math.floor(deps.startedAt / 1000), {
+          kmoe: {
+            model_type: deps.info.modelType,
+            context_length: deps.info.maxPositions,
+            num_layers: deps.info.numLayers,
+            num_experts: deps.info.numExperts,
+            native_k: deps.info.nativeK,
+            default_routing: deps.routing.default.name,
+            profiles: deps.routing.profileNames,
+          },
+        }),
+      );
+    },
+    health: async ({ res }: RequestScope) => {
+      sendJson(res, 200, {
+        status: deps.draining() ? 'draining' : 'ok',
+        sequences: {
+          running: deps.scheduler.running,
+          queued: deps.scheduler.waiting,
+          engine: await deps.engineSequences(),
+        },
+      });
+    },
+    ready: async ({ res }: RequestScope) => {
+      const experts = deps.experts();
+      const draining = deps.draining();
+      const ready = experts.covered && !draining;
+      sendJson(res, ready ? 200 : 503, {
+        status: ready ? 'ready' : 'not_ready',
+        ...(draining ? { reason: 'shutting down' } : {}),
+        experts,
+      });
+    },
+    metrics: async ({ res }: RequestScope) => {
+      sendText(res, 200, deps.metrics.contentType, await deps.metrics.render());
+    },
+  };
+}

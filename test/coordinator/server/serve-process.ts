@@ -1,0 +1,54 @@
+// Starts a real `kmoe serve` child process on a free loopback port for tests, waits for its URL
+// line, and stops it (SIGTERM, then SIGKILL if it hangs) so no test leaves a server behind.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { cliArgv } from '../../../shared/runtime/entry-points.js';
+import { MODEL_DIR, ROOT } from '../../helpers/paths.js';
+
+export interface ServeProcess {
+  readonly url: string;
+  readonly child: ChildProcess;
+  /** Everything the server logged to stderr so far (pino JSON lines). */
+  stderr(): string;
+  /** Resolves with the exit code once the process has ended. */
+  readonly exited: Promise<number | null>;
+  /** SIGTERM, waits for the exit (SIGKILL after `timeoutMs`), returns the exit code. */
+  stop(timeoutMs?: number): Promise<number | null>;
+}
+
+export function startServe(args: readonly string[], model = MODEL_DIR): Promise<ServeProcess> {
+  const child = spawn(
+    process.execPath,
+    [...cliArgv(), 'serve', '--model', model, '--port', '0', '--threads', '1', ...args],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const stop = async (timeoutMs = 30_000): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`kmoe serve printed no URL within 60 s; stderr:\n${stderr}`));
+    }, 60_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const m = /^kmoe serve listening on (http:\/\/\S+)$/.exec(line);
+      if (!m) return;
+      clearTimeout(timer);
+      resolve({ url: m[1]!, child, stderr: () => stderr, exited, stop });
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`kmoe serve exited with ${code} before listening; stderr:\n${stderr}`));
+    });
+  });
+}

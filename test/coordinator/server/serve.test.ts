@@ -1,0 +1,414 @@
+// `kmoe serve` end to end with the official `openai` client on loopback: completions streamed and
+// whole, greedy output against the reference (= `kmoe generate`), sampling, stop strings,
+// per-request routing and usage, 16 concurrent streams against their solo outputs, client
+// disconnects, every bad-input case, and the status endpoints and metrics.
+
+import { readFileSync } from 'node:fs';
+import OpenAI from 'openai';
+import type {
+  CompletionCreateParamsNonStreaming,
+  CompletionCreateParamsStreaming,
+} from 'openai/resources/completions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Usage } from '../../../coordinator/server/openai-format.js';
+import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
+import { runCli } from '../../helpers/cli.js';
+import { EVAL_DIR, greedyCases, MODEL_DIR } from '../../helpers/paths.js';
+import { type ServeProcess, startServe } from './serve-process.js';
+
+const MODEL = 'tiny-mixtral';
+
+let server: ServeProcess;
+let client: OpenAI;
+let tokenizer: KmoeTokenizer;
+
+beforeAll(async () => {
+  server = await startServe(['--workers', '0']);
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  tokenizer = await KmoeTokenizer.load(MODEL_DIR);
+});
+
+afterAll(async () => {
+  expect(await server?.stop()).toBe(0);
+});
+
+type KmoeFields = { kmoe?: { routing?: string | object; ignore_eos?: boolean } };
+
+function complete(params: Omit<CompletionCreateParamsNonStreaming, 'model'> & KmoeFields) {
+  return client.completions.create({ model: MODEL, ...params } as CompletionCreateParamsNonStreaming);
+}
+
+/** Streams a completion; returns the text, finish reason, usage chunk and number of text chunks. */
+async function streamed(params: Omit<CompletionCreateParamsStreaming, 'model' | 'stream'> & KmoeFields) {
+  const stream = await client.completions.create({
+    model: MODEL,
+    stream: true,
+    stream_options: { include_usage: true },
+    ...params,
+  } as CompletionCreateParamsStreaming);
+  let text = '';
+  let finish: string | null = null;
+  let usage: Usage | undefined;
+  let chunks = 0;
+  for await (const chunk of stream) {
+    const choice = chunk.choices[0];
+    if (choice) {
+      text += choice.text;
+      chunks++;
+      finish = choice.finish_reason ?? finish;
+    }
+    if (chunk.usage) usage = chunk.usage as unknown as Usage;
+  }
+  return { text, finish, usage, chunks };
+}
+
+function usageOf(u: unknown): Usage {
+  return u as Usage;
+}
+
+/** What the reference's greedy ids decode to after the prompt (what `kmoe generate` prints). */
+function referenceText(c: { promptIds: number[]; greedyIds: number[] }): string {
+  return tokenizer.decode([...c.promptIds, ...c.greedyIds]).slice(tokenizer.decode(c.promptIds).length);
+}
+
+async function health(): Promise<{
+  status: string;
+  sequences: { running: number; queued: number; engine: number };
+}> {
+  return (await fetch(`${server.url}/health`)).json() as Promise<{
+    status: string;
+    sequences: { running: number; queued: number; engine: number };
+  }>;
+}
+
+/** One series' current value from /metrics. */
+async function metric(series: string): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  if (line === undefined) throw new Error(`no series ${series} in /metrics`);
+  return Number(line.slice(series.length + 1));
+}
+
+async function idle(): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const h = await health();
+    if (h.sequences.running === 0 && h.sequences.queued === 0 && h.sequences.engine === 0) return;
+    if (Date.now() > deadline) throw new Error(`server not idle: ${JSON.stringify(h)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('status endpoints', () => {
+  it('lists the served model with its context and routing', async () => {
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toEqual([MODEL]);
+    expect(models.data[0]).toMatchObject({
+      object: 'model',
+      kmoe: { context_length: 4096, num_experts: 8, native_k: 2, default_routing: 'topk:2' },
+    });
+  });
+
+  it('answers /health and /ready, and echoes or creates request ids', async () => {
+    expect(await health()).toEqual({ status: 'ok', sequences: { running: 0, queued: 0, engine: 0 } });
+    const ready = await fetch(`${server.url}/ready`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: 'ready', experts: { covered: true } });
+    const echoed = await fetch(`${server.url}/health`, { headers: { 'x-request-id': 'trace-42' } });
+    expect(echoed.headers.get('x-request-id')).toBe('trace-42');
+    const created = await fetch(`${server.url}/health`);
+    expect(created.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+describe('completions', () => {
+  it.each(greedyCases())('greedy completion of $name equals the reference continuation', async (c) => {
+    const res = await complete({ prompt: c.prompt, max_tokens: c.greedyIds.length, temperature: 0 });
+    expect(res.choices[0]!.text).toBe(referenceText(c));
+    expect(res.choices[0]!.finish_reason).toBe('length');
+    const usage = usageOf(res.usage);
+    expect(usage).toMatchObject({
+      prompt_tokens: c.promptIds.length,
+      completion_tokens: c.greedyIds.length,
+      total_tokens: c.promptIds.length + c.greedyIds.length,
+      kmoe: { avg_k: 2, saving_vs_native: 0, bytes_dispatched: 0, routing: 'topk:2' },
+    });
+    // Every token but the last sampled one went through the model, 4 layers, 2 experts each.
+    const processed = c.promptIds.length + c.greedyIds.length - 1;
+    expect(usage.kmoe.processed_tokens).toBe(processed);
+    expect(usage.kmoe.expert_activations).toBe(processed * 4 * 2);
+  });
+
+  it('prints what `kmoe generate` prints for the same prompt', async () => {
+    const c = greedyCases()[1]!;
+    const cli = await runCli(['generate', '--model', MODEL_DIR, '--prompt', c.prompt, '--max-tokens', '32']);
+    expect(cli.code).toBe(0);
+    const res = await complete({ prompt: c.prompt, max_tokens: 32, temperature: 0 });
+    expect(`${res.choices[0]!.text}\n`).toBe(cli.stdout);
+  });
+
+  it('streams the same text in chunks, with usage when asked', async () => {
+    const c = greedyCases()[0]!;
+    const s = await streamed({ prompt: c.prompt, max_tokens: 32, temperature: 0 });
+    expect(s.text).toBe(referenceText(c));
+    expect(s.finish).toBe('length');
+    expect(s.chunks).toBeGreaterThan(10);
+    expect(s.usage).toMatchObject({ completion_tokens: 32, kmoe: { avg_k: 2 } });
+  });
+
+  it('takes a prompt as token ids', async () => {
+    const c = greedyCases()[2]!;
+    const res = await complete({ prompt: c.promptIds, max_tokens: 32, temperature: 0 });
+    expect(res.choices[0]!.text).toBe(referenceText(c));
+  });
+
+  it('samples reproducibly with a seed', async () => {
+    const ask = (seed: number) =>
+      complete({ prompt: 'The', max_tokens: 24, temperature: 1, top_p: 0.9, seed });
+    const [a, b, other] = await Promise.all([ask(7), ask(7), ask(8)]);
+    expect(a.choices[0]!.text).toBe(b.choices[0]!.text);
+    expect(a.choices[0]!.text).not.toBe(other.choices[0]!.text);
+  });
+
+  it('cuts the text before a stop string and reports finish_reason stop', async () => {
+    const c = greedyCases()[0]!;
+    const full = referenceText(c);
+    const stop = 'def ';
+    const expected = full.slice(0, full.indexOf(stop));
+    const whole = await complete({ prompt: c.prompt, max_tokens: 32, temperature: 0, stop: [stop, 'never'] });
+    expect(whole.choices[0]!.text).toBe(expected);
+    expect(whole.choices[0]!.finish_reason).toBe('stop');
+    const s = await streamed({ prompt: c.prompt, max_tokens: 32, temperature: 0, stop });
+    expect(s.text).toBe(expected);
+    expect(s.finish).toBe('stop');
+  });
+
+  it('routes each request with its own policy and reports experts per token against native', async () => {
+    const prompt = greedyCases()[0]!.prompt;
+    const [k1, entropy, inline, native] = await Promise.all([
+      complete({ prompt, max_tokens: 8, temperature: 0, kmoe: { routing: 'topk:1' } }),
+      complete({ prompt, max_tokens: 8, temperature: 0, kmoe: { routing: 'entropy:1,2@1.4' } }),
+      complete({
+        prompt,
+        max_tokens: 8,
+        temperature: 0,
+        kmoe: { routing: { kmoeRoutingProfile: 1, policy: { kind: 'topk', k: 1 } } },
+      }),
+      complete({ prompt, max_tokens: 8, temperature: 0 }),
+    ]);
+    expect(usageOf(k1.usage).kmoe).toMatchObject({ avg_k: 1, saving_vs_native: 0.5, routing: 'topk:1' });
+    expect(usageOf(inline.usage).kmoe).toMatchObject({ avg_k: 1, routing: 'topk:1' });
+    expect(inline.choices[0]!.text).toBe(k1.choices[0]!.text);
+    const e = usageOf(entropy.usage).kmoe;
+    expect(e.routing).toBe('entropy:1,2@1.4');
+    expect(e.avg_k).toBeGreaterThan(1);
+    expect(e.avg_k).toBeLessThan(2);
+    expect(e.expert_activations).toBe(Math.round(e.avg_k * e.processed_tokens * 4));
+    expect(e.saving_vs_native).toBeCloseTo(1 - e.avg_k / 2, 12);
+    expect(usageOf(native.usage).kmoe.avg_k).toBe(2);
+  });
+
+  it('gives 16 concurrent streams the text each gets alone, long prompts prefilled in chunks', async () => {
+    const docs = readFileSync(`${EVAL_DIR}/valid.docs.txt`, 'utf8');
+    const code = readFileSync(`${EVAL_DIR}/valid.code.txt`, 'utf8');
+    const prompts = [
+      ...greedyCases().map((c) => c.prompt),
+      // Up to ~900 characters: several prefill chunks of 64 tokens.
+      ...Array.from({ length: 6 }, (_, i) => docs.slice(3000 * i, 3000 * i + 80 + 150 * i)),
+      ...Array.from({ length: 6 }, (_, i) => code.slice(5000 * i, 5000 * i + 60 + 160 * i)),
+    ];
+    expect(prompts).toHaveLength(16);
+    expect(Math.max(...prompts.map((p) => tokenizer.encode(p).length))).toBeGreaterThan(128);
+    const alone: string[] = [];
+    for (const prompt of prompts) {
+      alone.push((await complete({ prompt, max_tokens: 24, temperature: 0 })).choices[0]!.text);
+    }
+    const batchedBefore = await metric('kmoe_engine_step_decode_sequences_bucket{le="8"}');
+    const stepsBefore = await metric('kmoe_engine_step_decode_sequences_count');
+    const together = await Promise.all(
+      prompts.map((prompt) => streamed({ prompt, max_tokens: 24, temperature: 0 })),
+    );
+    expect(together.map((s) => s.text)).toEqual(alone);
+    for (const s of together) expect(s.usage?.completion_tokens).toBeGreaterThan(0);
+    await idle();
+    // They really ran together: steps with more than 8 decoding sequences happened.
+    const steps = (await metric('kmoe_engine_step_decode_sequences_count')) - stepsBefore;
+    const small = (await metric('kmoe_engine_step_decode_sequences_bucket{le="8"}')) - batchedBefore;
+    expect(steps - small).toBeGreaterThan(5);
+  });
+
+  it('cancels a stream whose client disconnects and frees its KV cache', async () => {
+    const stream = await client.completions.create({
+      model: MODEL,
+      prompt: 'The',
+      max_tokens: 3000,
+      temperature: 0,
+      stream: true,
+      kmoe: { ignore_eos: true },
+    } as CompletionCreateParamsStreaming);
+    let chunks = 0;
+    for await (const _ of stream) {
+      if (++chunks === 5) break;
+    }
+    stream.controller.abort();
+    await idle();
+    expect(server.stderr()).toMatch(/"cancelled":"client disconnected"/);
+  });
+});
+
+describe('bad requests get OpenAI-style 400s that name the problem', () => {
+  const post = async (path: string, body: string) => {
+    const res = await fetch(`${server.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    return { status: res.status, body: (await res.json()) as { error: Record<string, unknown> } };
+  };
+  const base = { model: MODEL, prompt: 'def f():', max_tokens: 4 };
+  const cases: [string, Record<string, unknown>, RegExp, string | null][] = [
+    [
+      'unknown model',
+      { ...base, model: 'gpt-4' },
+      /model 'gpt-4' is not served here; this server serves 'tiny-mixtral'/,
+      'model',
+    ],
+    ['missing model', { prompt: 'x' }, /model is required/, 'model'],
+    [
+      'prompt longer than the context',
+      { ...base, prompt: Array.from({ length: 4096 }, () => 13) },
+      /prompt is 4096 tokens; this model's context is 4096 positions/,
+      'prompt',
+    ],
+    ['max_tokens 0', { ...base, max_tokens: 0 }, /max_tokens must be at least 1, got 0/, 'max_tokens'],
+    ['fractional max_tokens', { ...base, max_tokens: 2.5 }, /max_tokens must be an integer/, 'max_tokens'],
+    [
+      'max_tokens past the context',
+      { ...base, max_tokens: 5000 },
+      /max_tokens is 5000, but the prompt's \d+ tokens leave room for at most \d+/,
+      'max_tokens',
+    ],
+    [
+      'temperature out of range',
+      { ...base, temperature: 3 },
+      /temperature must be in \[0, 2\], got 3/,
+      'temperature',
+    ],
+    ['top_p 0', { ...base, top_p: 0 }, /top_p must be in \(0, 1\], got 0/, 'top_p'],
+    ['top_p as a string', { ...base, top_p: 'high' }, /top_p must be a number/, 'top_p'],
+    ['seed not an integer', { ...base, seed: 1.5 }, /seed must be an integer/, 'seed'],
+    ['empty stop string', { ...base, stop: [''] }, /stop strings must not be empty/, 'stop.0'],
+    ['n > 1', { ...base, n: 2 }, /does not support n other than 1/, 'n'],
+    ['logprobs', { ...base, logprobs: 3 }, /does not support logprobs/, 'logprobs'],
+    ['bad routing spec', { ...base, kmoe: { routing: 'topk:9' } }, /topk/, 'kmoe.routing'],
+    [
+      'unknown routing kind',
+      { ...base, kmoe: { routing: 'magic:1' } },
+      /unknown policy kind "magic"/,
+      'kmoe.routing',
+    ],
+    [
+      'profile the server did not load',
+      { ...base, kmoe: { routing: '/etc/passwd.json' } },
+      /is not loaded by this server/,
+      'kmoe.routing',
+    ],
+    ['unknown kmoe field', { ...base, kmoe: { turbo: true } }, /Unrecognized key/, 'kmoe'],
+    ['several prompts', { ...base, prompt: ['a', 'b'] }, /kmoe takes one prompt per request/, 'prompt'],
+    ['empty prompt', { ...base, prompt: '' }, /prompt encodes to no tokens/, 'prompt'],
+    [
+      'token id out of the vocabulary',
+      { ...base, prompt: [1, 99999] },
+      /token id 99999 is outside the vocabulary/,
+      'prompt',
+    ],
+  ];
+
+  it.each(cases)('%s', async (_, body, message, param) => {
+    const r = await post('/v1/completions', JSON.stringify(body));
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatchObject({ type: 'invalid_request_error', param });
+    expect(r.body.error['message']).toMatch(message);
+  });
+
+  it('malformed JSON, a non-object body and an empty body', async () => {
+    for (const [body, message] of [
+      ['{"model": ', /not valid JSON/],
+      ['[1, 2]', /must be a JSON object/],
+      ['', /body is empty/],
+    ] as const) {
+      const r = await post('/v1/completions', body);
+      expect(r.status).toBe(400);
+      expect(r.body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json' });
+      expect(r.body.error['message']).toMatch(message);
+    }
+  });
+
+  it('chat without a chat template in the model', async () => {
+    const err = await client.chat.completions
+      .create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    const e = err as InstanceType<typeof OpenAI.BadRequestError>;
+    expect(e.code).toBe('chat_template_missing');
+    expect(e.message).toMatch(/no chat template.*use \/v1\/completions/);
+  });
+
+  it('the openai client raises them as BadRequestError with code and param', async () => {
+    const err = await complete({ prompt: 'x', temperature: -1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('temperature');
+  });
+
+  it('unknown paths are 404 and wrong methods 405, with error bodies', async () => {
+    const missing = await fetch(`${server.url}/v2/everything`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: { message: string } }).error.message).toMatch(/no endpoint/);
+    const method = await fetch(`${server.url}/v1/completions`);
+    expect(method.status).toBe(405);
+    expect(((await method.json()) as { error: { message: string } }).error.message).toMatch(/use POST/);
+  });
+
+  it('leaves the server healthy and serving', async () => {
+    await idle();
+    const res = await complete({ prompt: greedyCases()[0]!.prompt, max_tokens: 4, temperature: 0 });
+    expect(res.choices[0]!.text.length).toBeGreaterThan(0);
+  });
+});
+
+describe('metrics', () => {
+  it('exports routing, latency and load metrics in Prometheus text', async () => {
+    await complete({ prompt: 'The', max_tokens: 4, temperature: 0, kmoe: { routing: 'topk:1' } });
+    const res = await fetch(`${server.url}/metrics`);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    const text = await res.text();
+    const value = (series: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      if (line === undefined) throw new Error(`no series ${series} in /metrics`);
+      return Number(line.slice(series.length + 1));
+    };
+    // Every layer routed tokens; the topk:1 request put some in the K=1 bucket.
+    for (let layer = 0; layer < 4; layer++) {
+      expect(value(`kmoe_routing_selected_k_bucket{layer="${layer}",le="1"}`)).toBeGreaterThan(0);
+      expect(value(`kmoe_routing_selected_k_count{layer="${layer}"}`)).toBe(
+        value(`kmoe_routing_selected_k_bucket{layer="${layer}",le="+Inf"}`),
+      );
+      expect(value(`kmoe_router_entropy_nats_count{layer="${layer}"}`)).toBe(
+        value(`kmoe_routing_selected_k_count{layer="${layer}"}`),
+      );
+    }
+    let activations = 0;
+    for (let e = 0; e < 8; e++)
+      activations += value(`kmoe_expert_token_activations_total{layer="0",expert="${e}"}`);
+    expect(activations).toBe(value('kmoe_routing_selected_k_sum{layer="0"}'));
+    expect(value('kmoe_time_to_first_token_seconds_count')).toBeGreaterThan(10);
+    expect(value('kmoe_inter_token_latency_seconds_count')).toBeGreaterThan(100);
+    expect(value('kmoe_request_duration_seconds_count{endpoint="completions",status="400"}')).toBeGreaterThan(
+      10,
+    );
+    expect(value('kmoe_sequences_running')).toBe(0);
+    expect(value('kmoe_sequences_queued')).toBe(0);
+    expect(value('kmoe_engine_sequences')).toBe(0);
+    expect(text).toMatch(/^# TYPE kmoe_routing_selected_k histogram$/m);
+  });
+});

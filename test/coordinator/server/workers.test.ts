@@ -1,0 +1,88 @@
+// `kmoe serve` with its default embedded cluster: two local worker processes holding half the
+// experts each, reached over WebSockets. Greedy output equals the reference (fp32 on the wire),
+// dispatch bytes show up in usage and /metrics, and shutdown stops the workers it started.
+
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import type { Usage } from '../../../coordinator/server/openai-format.js';
+import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
+import { greedyCases, MODEL_DIR } from '../../helpers/paths.js';
+import { type ServeProcess, startServe } from './serve-process.js';
+
+let server: ServeProcess;
+let client: OpenAI;
+
+beforeAll(async () => {
+  // No --workers: the default is two local worker processes.
+  server = await startServe(['--wire', 'fp32']);
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** Whether something still accepts WebSocket connections at `url`. */
+function reachable(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.once('open', () => {
+      ws.close();
+      resolve(true);
+    });
+    ws.once('error', () => resolve(false));
+  });
+}
+
+describe('kmoe serve with local workers', () => {
+  it('reports the two workers as covering every expert', async () => {
+    const ready = (await (await fetch(`${server.url}/ready`)).json()) as {
+      status: string;
+      experts: { description: string; covered: boolean };
+    };
+    expect(ready.status).toBe('ready');
+    expect(ready.experts.description).toMatch(/remote experts on 2 workers .*: 0-3; .*: 4-7\), fp32 wire/);
+  });
+
+  it('generates the reference greedy text with experts on the workers', async () => {
+    const tokenizer = await KmoeTokenizer.load(MODEL_DIR);
+    const cases = greedyCases();
+    const results = await Promise.all(
+      cases.map((c) =>
+        client.completions.create({
+          model: 'tiny-mixtral',
+          prompt: c.prompt,
+          max_tokens: 32,
+          temperature: 0,
+        }),
+      ),
+    );
+    results.forEach((res, i) => {
+      const c = cases[i]!;
+      const expected = tokenizer
+        .decode([...c.promptIds, ...c.greedyIds])
+        .slice(tokenizer.decode(c.promptIds).length);
+      expect(res.choices[0]!.text).toBe(expected);
+      const usage = res.usage as unknown as Usage;
+      expect(usage.kmoe.avg_k).toBe(2);
+      expect(usage.kmoe.bytes_dispatched).toBeGreaterThan(0);
+    });
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const series = metrics.split('\n').filter((l) => l.startsWith('kmoe_dispatch_bytes_total{'));
+    expect(series).toHaveLength(4);
+    for (const line of series) {
+      expect(line).toMatch(/direction="(in|out)",worker="ws:\/\/127\.0\.0\.1:\d+"/);
+      expect(Number(line.split(' ')[1])).toBeGreaterThan(0);
+    }
+  });
+
+  it('stops the workers it started on SIGTERM', async () => {
+    const ready = (await (await fetch(`${server.url}/ready`)).json()) as { experts: { description: string } };
+    const urls = [...ready.experts.description.matchAll(/ws:\/\/[\d.]+:\d+/g)].map((m) => m[0]);
+    expect(urls).toHaveLength(2);
+    for (const url of urls) expect(await reachable(url)).toBe(true);
+    expect(await server.stop()).toBe(0);
+    for (const url of urls) expect(await reachable(url)).toBe(false);
+  });
+});
