@@ -17,6 +17,10 @@ const commands: Record<string, Command> = {
     summary: 'start N expert workers on this host',
     load: () => import('./commands/local-cluster.js'),
   },
+  calibrate: {
+    summary: 'write a routing profile (theory, percentile or quality-constrained)',
+    load: () => import('./commands/calibrate.js'),
+  },
   serve: {
     summary: 'OpenAI-compatible HTTP server with continuous batching',
     load: () => import('./commands/serve.js'),

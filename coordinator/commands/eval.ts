@@ -1,5 +1,7 @@
 // `kmoe eval`: perplexity and expert usage of a routing policy on a corpus.
 
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { parseWindowRange, readTextIds, readU16Ids } from '../../shared/data/token-ids.js';
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
@@ -12,6 +14,7 @@ import {
   STANDARD_WINDOW,
   windowCount,
 } from '../evaluation/perplexity.js';
+import { defaultSweep, runSweep, sweepChart } from '../evaluation/sweep.js';
 import {
   COMPUTE_OPTIONS,
   checkRouting,
@@ -20,6 +23,7 @@ import {
   expertsOption,
   flag,
   num,
+  type Parsed,
   parse,
   required,
   sessionSettings,
@@ -39,6 +43,9 @@ dropped), no BOS, positions 1..255 of each window scored given the earlier token
   --windows RANGE      START:END window indices, or first-half / second-half (default: all)
   --window N           window length (default 256)
   --batch N            windows per forward pass (default 4)
+  --sweep              evaluate fixed K=1 and K=native plus sweeps of entropy, top-p, ratio and skip
+                       (and any --routing profiles, comma-separated) and draw the Pareto chart
+  --chart FILE         with --sweep: SVG chart path (default bench-results/pareto.svg)
   --json               print one JSON object on the last line of stdout (with --workers it has
                        "dispatch": bytes per token per MoE layer, vs native top-K, per worker)
   --threads N          onnxruntime threads (default: all cores)
@@ -55,6 +62,8 @@ export async function run(argv: readonly string[]): Promise<number> {
     window: { type: 'string' },
     batch: { type: 'string' },
     json: { type: 'boolean' },
+    sweep: { type: 'boolean' },
+    chart: { type: 'string' },
     ...COMPUTE_OPTIONS,
     ...EXPERT_OPTIONS,
   });
@@ -74,6 +83,14 @@ export async function run(argv: readonly string[]): Promise<number> {
     throw new UsageError(`the corpus has ${ids.length} ids: fewer than one window of ${windowLen}`);
   const windows = parseWindowRange(str(p, 'windows'), available);
   const routingArg = str(p, 'routing');
+  if (flag(p, 'sweep')) {
+    return sweep(
+      p,
+      modelDir,
+      ids.subarray(windows.start * windowLen, windows.end * windowLen),
+      idsPath ?? textPath!,
+    );
+  }
   await checkRouting(modelDir, routingArg);
   const experts = expertsOption(p);
 
@@ -145,4 +162,49 @@ function formatReport(r: PerplexityReport, corpus: string): string {
     `throughput    ${r.tokensPerSecond.toFixed(0)} tokens/s (${r.seconds.toFixed(1)} s)`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+async function sweep(p: Parsed, modelDir: string, ids: Uint16Array, corpus: string): Promise<number> {
+  const extra = (str(p, 'routing') ?? '').split(',').filter((r) => r !== '');
+  for (const r of extra) await checkRouting(modelDir, r);
+  const chart = str(p, 'chart') ?? 'bench-results/pareto.svg';
+  const engine = await EngineClient.start({ modelDir, settings: sessionSettings(p) });
+  try {
+    const series = defaultSweep(engine.info.nativeK);
+    if (extra.length > 0) series.push({ name: 'calibrated profiles', routings: extra });
+    const total = series.reduce((n, s) => n + s.routings.length, 0);
+    const bar = new ProgressBar({ label: 'sweep', total, unit: 'evaluations' });
+    const result = await runSweep(engine, ids, series, (done, _t, pt) =>
+      bar.update(done, `${pt.routing} ppl ${pt.perplexity.toFixed(3)} avgK ${pt.avgK.toFixed(3)}`),
+    );
+    bar.finish();
+    const lines = [
+      `corpus ${corpus}, ${ids.length / STANDARD_WINDOW} windows; native ${result.native.routing} perplexity ${result.native.perplexity.toFixed(4)}`,
+      '| policy | routing | avg K | saving vs native | perplexity | increase |',
+      '|---|---|---|---|---|---|',
+      ...result.points.map(
+        (pt) =>
+          `| ${pt.series} | ${pt.routing} | ${pt.avgK.toFixed(3)} | ${(pt.savingVsNative * 100).toFixed(1)}% | ${pt.perplexity.toFixed(4)} | ${(pt.pplIncrease * 100).toFixed(2)}% |`,
+      ),
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+    await fs.mkdir(path.dirname(chart), { recursive: true });
+    await fs.writeFile(
+      chart,
+      sweepChart(`Routing frontier: ${path.basename(corpus)}`, result.native.perplexity, result.points),
+    );
+    const json = chart.replace(/\.svg$/, '') + '.json';
+    await fs.writeFile(
+      json,
+      `${JSON.stringify({ corpus, windows: ids.length / STANDARD_WINDOW, nativePerplexity: result.native.perplexity, points: result.points }, null, 2)}\n`,
+    );
+    process.stdout.write(`wrote ${chart} and ${json}\n`);
+    if (flag(p, 'json'))
+      process.stdout.write(
+        `${JSON.stringify({ corpus, nativePerplexity: result.native.perplexity, points: result.points })}\n`,
+      );
+  } finally {
+    await engine.close();
+  }
+  return 0;
 }

@@ -46,7 +46,15 @@ export function routeBatch(
   const experts = new Int32Array(total);
   const weights = new Float32Array(total);
   const entropy = new Float32Array(numTokens);
+  const withPrior = parts.find((p) => p.decision.prior !== undefined);
+  const width = withPrior ? withPrior.decision.prior!.length / withPrior.rows.length : 0;
+  const prior = withPrior ? new Float32Array(numTokens * width) : undefined;
   for (const { rows, decision } of parts) {
+    if (prior && decision.prior) {
+      for (let i = 0; i < rows.length; i++) {
+        prior.set(decision.prior.subarray(i * width, (i + 1) * width), rows[i]! * width);
+      }
+    }
     for (let i = 0; i < rows.length; i++) {
       const t = rows[i]!;
       const from = decision.offsets[i]!;
@@ -56,5 +64,5 @@ export function routeBatch(
       entropy[t] = decision.entropy[i]!;
     }
   }
-  return { numTokens, offsets, experts, weights, entropy };
+  return prior ? { numTokens, offsets, experts, weights, entropy, prior } : { numTokens, offsets, experts, weights, entropy };
 }

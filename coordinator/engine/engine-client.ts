@@ -1,6 +1,7 @@
 // Main-thread handle on the engine thread: typed calls, nothing else.
 
 import type { RunTiming } from '../../shared/onnx/session.js';
+import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
@@ -45,15 +46,22 @@ export class EngineClient {
     return this.thread.call('score', params, [ids.buffer as ArrayBuffer]);
   }
 
-  /** Router signal quantiles of windows laid end to end in `ids` (the buffer is moved). */
+  /**
+   * Router signal quantiles (and, if asked, every expert's mean output) of windows laid end to end
+   * in `ids` (the buffer is moved).
+   */
   routerSignals(
     ids: Uint16Array,
     windowLen: number,
-    routing: string | undefined,
-    onProgress?: ProgressReporter,
-  ): Promise<RouterSignalTable> {
-    const params = routing === undefined ? { ids, windowLen } : { ids, windowLen, routing };
-    return this.thread.call('routerSignals', params, [ids.buffer as ArrayBuffer], onProgress);
+    options: { routing?: string; expertMeans: boolean; onProgress?: ProgressReporter },
+  ): Promise<{ table: RouterSignalTable; expertMeans?: ExpertMeansJSON }> {
+    const params = {
+      ids,
+      windowLen,
+      expertMeans: options.expertMeans,
+      ...(options.routing === undefined ? {} : { routing: options.routing }),
+    };
+    return this.thread.call('routerSignals', params, [ids.buffer as ArrayBuffer], options.onProgress);
   }
 
   stats(): Promise<RoutingStatsJSON> {

@@ -36,7 +36,7 @@ serveThread<EngineSchema>({
     return { result: await ready().score(p.ids, p.windowLen, p.routing) };
   },
   async routerSignals(p, progress) {
-    return { result: await ready().routerSignals(p.ids, p.windowLen, p.routing, progress) };
+    return { result: await ready().routerSignals(p.ids, p.windowLen, p.routing, p.expertMeans, progress) };
   },
   stats() {
     return { result: ready().stats.toJSON() };

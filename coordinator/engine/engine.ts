@@ -11,7 +11,9 @@ import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
+import { ExpertMeanProbe } from '../calibration/expert-mean-probe.js';
 import { RouterSignalRecorder, type RouterSignalTable } from '../calibration/router-signals.js';
+import { type ExpertMeansJSON, encodeExpertMeans } from '../../shared/routing/expert-means.js';
 import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
 import { RemoteExpertBackend } from '../dispatch/remote-expert-backend.js';
 import { type ExpertBackend, LocalExpertBackend } from './expert-backend.js';
@@ -285,19 +287,24 @@ export class Engine {
 
   /**
    * Router signals of independent windows under `routing` (default native), as per-layer quantile
-   * tables: the input of calibration. Nothing is cached.
+   * tables, and optionally every expert's mean output: the inputs of calibration. Nothing is cached.
    */
   async routerSignals(
     ids: Uint16Array,
     windowLen: number,
     routing: string | undefined,
+    expertMeans: boolean,
     onProgress: (done: number, total: number) => void,
-  ): Promise<RouterSignalTable> {
+  ): Promise<{ table: RouterSignalTable; expertMeans?: ExpertMeansJSON }> {
     if (windowLen < 2 || ids.length === 0 || ids.length % windowLen !== 0) {
       throw new RangeError(`routerSignals: ${ids.length} ids do not split into windows of ${windowLen}`);
     }
     const c = this.runner.config;
     const recorder = new RouterSignalRecorder(c.numLayers, c.numExperts);
+    const probe = expertMeans
+      ? new ExpertMeanProbe(this.backend, c.numLayers, c.numExperts, c.hiddenSize)
+      : undefined;
+    const runner = probe ? this.runner.withExperts(probe) : this.runner;
     const policy = this.policy(routing);
     const W = ids.length / windowLen;
     const batch = 4;
@@ -306,10 +313,11 @@ export class Engine {
       for (let b = w; b < Math.min(W, w + batch); b++) {
         items.push({ tokens: ids.subarray(b * windowLen, (b + 1) * windowLen), policy });
       }
-      await this.runner.forward(items, [recorder]);
+      await runner.forward(items, [recorder]);
       onProgress(Math.min(W, w + batch), W);
     }
-    return recorder.table();
+    const table = recorder.table();
+    return probe ? { table, expertMeans: encodeExpertMeans(probe.means()) } : { table };
   }
 
   async close(): Promise<void> {

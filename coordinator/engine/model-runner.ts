@@ -93,6 +93,20 @@ export class ModelRunner {
     return new ModelRunner(config, dims, embedding, rope, dense, logitsHead, nllHead, experts);
   }
 
+  /** The same model (sessions shared) sending its expert work to another backend. */
+  withExperts(experts: ExpertBackend): ModelRunner {
+    return new ModelRunner(
+      this.config,
+      this.dims,
+      this.embedding,
+      this.rope,
+      this.denseLayers,
+      this.logitsHead,
+      this.nllHead,
+      experts,
+    );
+  }
+
   get maxPositions(): number {
     return this.rope.maxPositions;
   }
@@ -165,6 +179,7 @@ export class ModelRunner {
         activations[b]! += decision.offsets[sp.end]! - decision.offsets[sp.start]!;
       }
       const acc = rows ? gatherRows(residual, rows, H) : residual;
+      if (decision.prior) addInto(acc, decision.prior);
       await this.experts.compute(
         l,
         { dtype: 'float32', shape: [T, H], data: moeIn },
@@ -262,6 +277,11 @@ function gatherPast(
     v.set(c.valuesOf(layer), b * P * W);
   }
   return [k, v];
+}
+
+function addInto(dst: Float32Array, src: Float32Array): void {
+  if (src.length !== dst.length) throw new RangeError(`routing prior has ${src.length} values, expected ${dst.length}`);
+  for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
 }
 
 function validRows(lens: readonly number[], S: number): Int32Array {

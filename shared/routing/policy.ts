@@ -27,6 +27,12 @@ export interface RoutingDecision {
   readonly weights: Float32Array;
   /** [numTokens] router entropy in nats over the full softmax (clamped at 0), for statistics. */
   readonly entropy: Float32Array;
+  /**
+   * [numTokens, hidden], optional: a calibrated estimate of what the experts this policy skipped
+   * would have added (their mean output times their native weight). The combine step adds it to
+   * the MoE output; it costs no expert call and crosses no network.
+   */
+  readonly prior?: Float32Array;
 }
 
 /** What a policy needs to know about the model it routes for. */

@@ -1,5 +1,7 @@
 // The kmoe CLI as a user runs it: real processes, the shipped model and data.
 
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import { lastJsonLine, runCli } from '../helpers/cli.js';
@@ -153,5 +155,34 @@ describe('kmoe', () => {
     const unknown = await runCli(['frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown command 'frobnicate'/);
+  });
+});
+
+describe('kmoe bench model', () => {
+  it('measures prefill and decode and writes them as JSON with the time split by graph kind', async () => {
+    const out = `${tmpdir()}/kmoe-bench-model-${process.pid}.json`;
+    const r = await runCli([
+      'bench',
+      'model',
+      '--model',
+      MODEL_DIR,
+      '--windows',
+      '2',
+      '--decode-tokens',
+      '8',
+      '--repeats',
+      '1',
+      '--out',
+      out,
+    ]);
+    expect(r.code).toBe(0);
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    expect(json.prefill.batch4.tokensPerSecond).toBeGreaterThan(0);
+    expect(json.decode.tokens).toBe(8);
+    expect(json.decode.tokensPerSecond).toBeGreaterThan(0);
+    expect(Object.keys(json.decode.breakdown.onnxruntime).sort()).toEqual(['dense', 'expert', 'lm-head']);
+    expect(json.machine.cores).toBeGreaterThan(0);
+    expect(r.stdout).toMatch(/\| decode, 1 sequence \|/);
+    rmSync(out);
   });
 });

@@ -2,6 +2,7 @@
 // native output minus the skipped terms.
 
 import { describe, expect, it } from 'vitest';
+import { encodeExpertMeans } from '../../../shared/routing/expert-means.js';
 import { createRoutingPolicy } from '../../../shared/routing/registry.js';
 import { parseRoutingSpec } from '../../../shared/routing/spec.js';
 import { routerInput, TINY_MIXTRAL, tokenSlice } from './helpers.js';
@@ -48,5 +49,34 @@ describe('skip policy', () => {
     expect(createRoutingPolicy(parseRoutingSpec('skip:0.25'), TINY_MIXTRAL).spec).toBe('skip:0.25');
     expect(() => parseRoutingSpec('skip:1.5')).toThrow(/tau = 1.5 must be in \[0, 1\]/);
     expect(() => parseRoutingSpec('skip:x')).toThrow(/TAU/);
+  });
+});
+
+describe('skip policy with expert means', () => {
+  const H = 3;
+  const means = new Float32Array(4 * 8 * H);
+  // Expert 1 of layer 2 has mean output [1, 2, 3]; everything else is 0.
+  means.set([1, 2, 3], (2 * 8 + 1) * H);
+  const expertMeans = encodeExpertMeans({ layers: 4, experts: 8, hidden: H, data: means });
+
+  it('adds native weight x mean output of each skipped expert as the prior, nothing for kept ones', () => {
+    const policy = createRoutingPolicy({ kind: 'skip', tau: 0.3, expertMeans }, TINY_MIXTRAL, 'm');
+    // Token 0 skips expert 1 (native weight 0.2 / 0.7); token 1 keeps it (0.35 / 0.75 > 0.3).
+    const probs = Float32Array.from([
+      0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0, 0, 0.4, 0.35, 0.05, 0.05, 0.05, 0.05, 0.05, 0,
+    ]);
+    const d = policy.route(routerInput(2, 8, probs));
+    expect(tokenSlice(d, 0).experts).toEqual([0]);
+    expect(tokenSlice(d, 1).experts).toEqual([0, 1]);
+    const w = Math.fround(0.2) / (Math.fround(0.5) + Math.fround(0.2));
+    expect(Array.from(d.prior!.subarray(0, H))).toEqual([1, 2, 3].map((m) => Math.fround(w * m)));
+    expect(Array.from(d.prior!.subarray(H, 2 * H))).toEqual([0, 0, 0]);
+  });
+
+  it('rejects means that do not fit the model', () => {
+    const wrong = encodeExpertMeans({ layers: 2, experts: 8, hidden: H, data: new Float32Array(2 * 8 * H) });
+    expect(() => createRoutingPolicy({ kind: 'skip', tau: 0.3, expertMeans: wrong }, TINY_MIXTRAL)).toThrow(
+      /expertMeans covers 2 layers x 8 experts; the model has 4 x 8/,
+    );
   });
 });

@@ -1,0 +1,143 @@
+// Data-driven calibration (percentile and quality methods) as a library: collect router signals on
+// the calibration corpus, choose per-layer skip rates, verify on every calibration window, and return
+// the profile with its provenance. `kmoe calibrate` and `kmoe bench adaptive-k` both call this.
+
+import { UsageError } from '../../shared/errors/usage-error.js';
+import type { RoutingProfile } from '../../shared/routing/profile.js';
+import type { PolicyConfig } from '../../shared/routing/registry.js';
+import type { EngineClient } from '../engine/engine-client.js';
+import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { type Corpus, describeCorpus, spreadWindows } from './corpus.js';
+import { inlineProfile, profileModel, qualitySearch, type SearchPoint } from './quality-search.js';
+import { type CalibratedPolicy, policyForRates } from './skip-rates.js';
+
+export type CalibrationMethod =
+  | { readonly kind: 'percentile'; readonly targetAvgK: number }
+  | {
+      readonly kind: 'quality';
+      /** Relative perplexity increase allowed over native top-K. */
+      readonly budget: number;
+      readonly searchWindows: number;
+      readonly step: number;
+    };
+
+export interface CalibrationOptions {
+  readonly policy: CalibratedPolicy;
+  readonly method: CalibrationMethod;
+  readonly corpus: Corpus;
+  /** Skip profiles: replace skipped experts by their calibrated mean output. */
+  readonly expertMeans: boolean;
+  readonly name: string;
+  readonly command: string;
+  readonly onPhase?: (
+    phase: 'signals' | 'search' | 'verify',
+    done: number,
+    total: number,
+    note?: string,
+  ) => void;
+}
+
+export async function calibrate(engine: EngineClient, o: CalibrationOptions): Promise<RoutingProfile> {
+  const info = engine.info;
+  if (info.nativeK !== 2) {
+    throw new UsageError(
+      `calibration chooses K between 1 and a native K of 2; this model's native K is ${info.nativeK}`,
+    );
+  }
+  const native = `topk:${info.nativeK}`;
+  const signals = await engine.routerSignals(o.corpus.ids.slice(), STANDARD_WINDOW, {
+    routing: native,
+    expertMeans: o.expertMeans && o.policy === 'skip',
+    onProgress: (done, total) => o.onPhase?.('signals', done, total),
+  });
+  const configFor = (rates: readonly number[]): PolicyConfig => {
+    const c = policyForRates(o.policy, signals.table, rates);
+    return c.kind === 'skip' && signals.expertMeans ? { ...c, expertMeans: signals.expertMeans } : c;
+  };
+
+  // Candidates, most experts saved first: one for percentile; for quality the accepted points of
+  // the search walked backwards, because the search measures on a subset and the budget must hold
+  // on every calibration window.
+  let candidates: number[][];
+  let provenance: Record<string, unknown>;
+  const m = o.method;
+  if (m.kind === 'percentile') {
+    const rate = info.nativeK - m.targetAvgK;
+    candidates = [new Array<number>(info.numLayers).fill(rate)];
+    provenance = { targetAvgK: m.targetAvgK };
+  } else {
+    const searchIds = spreadWindows(o.corpus, m.searchWindows);
+    // Upper bound: each round raises one layer by one step, after a round of numLayers trials.
+    const maxEvaluations = 1 + info.numLayers * info.numLayers * Math.ceil(1 / m.step) + info.numLayers * 2;
+    const result = await qualitySearch(engine, {
+      configFor,
+      ids: searchIds,
+      windowLen: STANDARD_WINDOW,
+      budget: m.budget,
+      step: m.step,
+      minStep: m.step / 4,
+      onEvaluation: (n, best: SearchPoint, base: SearchPoint) =>
+        o.onPhase?.(
+          'search',
+          n,
+          maxEvaluations,
+          `best avgK ${best.avgK.toFixed(3)} ppl +${((best.perplexity / base.perplexity - 1) * 100).toFixed(2)}%`,
+        ),
+    });
+    candidates = result.path.map((pt) => pt.rates).reverse();
+    provenance = {
+      budget: m.budget,
+      searchWindows: searchIds.length / STANDARD_WINDOW,
+      step: m.step,
+      evaluations: result.evaluations,
+      search: {
+        nativePpl: result.base.perplexity,
+        path: result.path.map((pt) => ({ rates: pt.rates, ppl: pt.perplexity, avgK: pt.avgK })),
+      },
+    };
+  }
+
+  const nativeReport = await evaluatePerplexity(engine, o.corpus.ids, { routing: native });
+  let backoffs = 0;
+  for (const [i, rates] of candidates.entries()) {
+    const config = configFor(rates);
+    const report = await evaluatePerplexity(engine, o.corpus.ids, { routing: inlineProfile(config, o.name) });
+    const increase = report.perplexity / nativeReport.perplexity - 1;
+    o.onPhase?.(
+      'verify',
+      i + 1,
+      candidates.length,
+      `avgK ${report.avgK.toFixed(3)} ppl +${(increase * 100).toFixed(2)}%`,
+    );
+    // The search path ends at native routing, always within budget, so some candidate is taken.
+    if (m.kind === 'percentile' || increase <= m.budget || i === candidates.length - 1) {
+      return {
+        kmoeRoutingProfile: 1,
+        policy: config,
+        model: profileModel(
+          { numLayers: info.numLayers, numExperts: info.numExperts, nativeK: info.nativeK },
+          info.fingerprint,
+        ),
+        provenance: {
+          name: o.name,
+          createdAt: new Date().toISOString(),
+          method: m.kind,
+          data: describeCorpus(o.corpus),
+          avgK: report.avgK,
+          ppl: report.perplexity,
+          nativePpl: nativeReport.perplexity,
+          pplIncrease: increase,
+          savingVsNative: report.savingVsNative,
+          avgKPerLayer: report.avgKPerLayer,
+          skipRates: rates,
+          expertMeans: signals.expertMeans !== undefined,
+          command: o.command,
+          backoffs,
+          ...provenance,
+        } as RoutingProfile['provenance'],
+      };
+    }
+    backoffs++;
+  }
+  throw new Error('calibration produced no candidate');
+}

@@ -1,0 +1,189 @@
+// `kmoe bench adaptive-k`: the README's adaptive-K experiment in one command. Calibrates every
+// policy with the quality method on the first half of valid.docs + valid.code, then reports each
+// profile on data calibration never saw — the second halves and valid.man (a domain absent from
+// training) — next to the frontier of global rules, with a Pareto chart.
+
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError } from '../../shared/errors/usage-error.js';
+import { ProgressBar } from '../../shared/report/progress.js';
+import { saveRoutingProfile } from '../../shared/routing/profile.js';
+import { machineInfo } from '../../shared/runtime/machine.js';
+import { calibrate } from '../calibration/calibrate.js';
+import { type Corpus, loadCorpus } from '../calibration/corpus.js';
+import { CALIBRATED_POLICIES, type CalibratedPolicy, isCalibratedPolicy } from '../calibration/skip-rates.js';
+import { EngineClient } from '../engine/engine-client.js';
+import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { defaultSweep, runSweep, type SweepPoint, sweepChart } from '../evaluation/sweep.js';
+import { COMPUTE_OPTIONS, num, parse, required, sessionSettings, str } from './args.js';
+
+export const usage = `kmoe bench adaptive-k --model DIR [options]
+
+  --model DIR          checkpoint directory
+  --policies LIST      policies to calibrate (default ${CALIBRATED_POLICIES.join(',')})
+  --budget PCT         perplexity budget over native top-K, percent (default 1)
+  --search-windows N   windows per quality-search evaluation (default 256)
+  --step S             skip-rate step of the search (default 0.1)
+  --profiles DIR       where calibrated profiles are written (default profiles)
+  --out DIR            JSON, markdown table and chart (default bench-results/adaptive-k)
+  --threads N          onnxruntime threads`;
+
+const CAL = ['data/eval/valid.docs.u16', 'data/eval/valid.code.u16'];
+const MAN = ['data/eval/valid.man.u16'];
+
+interface Row {
+  readonly policy: string;
+  readonly profile: string;
+  readonly calibration: { avgK: number; pplIncrease: number };
+  readonly test: Measured;
+  readonly man: Measured;
+}
+
+interface Measured {
+  readonly avgK: number;
+  readonly saving: number;
+  readonly perplexity: number;
+  readonly pplIncrease: number;
+}
+
+export async function run(argv: readonly string[]): Promise<number> {
+  const p = parse(argv, {
+    model: { type: 'string' },
+    policies: { type: 'string' },
+    budget: { type: 'string' },
+    'search-windows': { type: 'string' },
+    step: { type: 'string' },
+    profiles: { type: 'string' },
+    out: { type: 'string' },
+    ...COMPUTE_OPTIONS,
+  });
+  const modelDir = required(p, 'model');
+  const policies = (str(p, 'policies') ?? CALIBRATED_POLICIES.join(',')).split(',');
+  for (const policy of policies) {
+    if (!isCalibratedPolicy(policy)) throw new UsageError(`unknown policy '${policy}' in --policies`);
+  }
+  const budget = num(p, 'budget', 1, { min: 0, max: 100 }) / 100;
+  const searchWindows = num(p, 'search-windows', 256, { integer: true, min: 1 });
+  const step = num(p, 'step', 0.1, { min: 0.01, max: 1 });
+  const profilesDir = str(p, 'profiles') ?? 'profiles';
+  const outDir = str(p, 'out') ?? 'bench-results/adaptive-k';
+
+  const cal = await loadCorpus(CAL, 'first-half', STANDARD_WINDOW);
+  const test = await loadCorpus(CAL, 'second-half', STANDARD_WINDOW);
+  const man = await loadCorpus(MAN, undefined, STANDARD_WINDOW);
+  const engine = await EngineClient.start({ modelDir, settings: sessionSettings(p) });
+  try {
+    const nativeK = engine.info.nativeK;
+    const nativeTest = await evaluatePerplexity(engine, test.ids, { routing: `topk:${nativeK}` });
+    const nativeMan = await evaluatePerplexity(engine, man.ids, { routing: `topk:${nativeK}` });
+    const measure = async (corpus: Corpus, routing: string, nativePpl: number): Promise<Measured> => {
+      const r = await evaluatePerplexity(engine, corpus.ids, { routing });
+      return {
+        avgK: r.avgK,
+        saving: r.savingVsNative,
+        perplexity: r.perplexity,
+        pplIncrease: r.perplexity / nativePpl - 1,
+      };
+    };
+
+    const rows: Row[] = [];
+    for (const policy of policies as CalibratedPolicy[]) {
+      const name = `${policy}-quality-${Math.round(budget * 1000) / 10}pct`;
+      const file = path.join(profilesDir, `${name}.json`);
+      const bar = new ProgressBar({ label: `calibrate ${policy}`, total: 3, unit: 'phases' });
+      const profile = await calibrate(engine, {
+        policy,
+        method: { kind: 'quality', budget, searchWindows, step },
+        corpus: cal,
+        expertMeans: true,
+        name,
+        command: `kmoe bench adaptive-k ${argv.join(' ')}`,
+        onPhase: (phase, done, total, note) =>
+          bar.update(
+            ['signals', 'search', 'verify'].indexOf(phase),
+            `${phase} ${done}/${total} ${note ?? ''}`,
+          ),
+      });
+      bar.finish();
+      saveRoutingProfile(file, profile);
+      const prov = profile.provenance!;
+      rows.push({
+        policy,
+        profile: file,
+        calibration: { avgK: prov.avgK!, pplIncrease: prov['pplIncrease'] as number },
+        test: await measure(test, file, nativeTest.perplexity),
+        man: await measure(man, file, nativeMan.perplexity),
+      });
+    }
+
+    const series = defaultSweep(nativeK);
+    series.push({ name: 'calibrated (quality, per layer)', routings: rows.map((r) => r.profile) });
+    const total = series.reduce((n, s) => n + s.routings.length, 0);
+    const sweepBar = new ProgressBar({ label: 'frontier (test half)', total, unit: 'evaluations' });
+    const sweep = await runSweep(engine, test.ids, series, (done) => sweepBar.update(done));
+    sweepBar.finish();
+
+    await fs.mkdir(outDir, { recursive: true });
+    const chart = path.join(outDir, 'pareto-test-half.svg');
+    await fs.writeFile(
+      chart,
+      sweepChart(
+        'Perplexity vs experts per token, docs+code second halves (unseen)',
+        sweep.native.perplexity,
+        sweep.points,
+      ),
+    );
+    const result = {
+      benchmark: 'adaptive-k',
+      command: `kmoe bench adaptive-k ${argv.join(' ')}`.trim(),
+      machine: machineInfo(),
+      budget,
+      calibration: cal.parts,
+      test: test.parts,
+      man: man.parts,
+      native: { test: nativeTest.perplexity, man: nativeMan.perplexity },
+      rows,
+      frontier: sweep.points,
+    };
+    await fs.writeFile(path.join(outDir, 'adaptive-k.json'), `${JSON.stringify(result, null, 2)}\n`);
+    const table = formatTable(rows, sweep.points, budget);
+    await fs.writeFile(path.join(outDir, 'adaptive-k.md'), table);
+    process.stdout.write(`${table}wrote ${outDir}/adaptive-k.json, adaptive-k.md and ${chart}\n`);
+  } finally {
+    await engine.close();
+  }
+  return 0;
+}
+
+function formatTable(rows: readonly Row[], frontier: readonly SweepPoint[], budget: number): string {
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  const inc = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(2)}%`;
+  const lines = [
+    `Calibrated per-layer profiles (quality method, budget ${pct(budget)} on the calibration half):`,
+    '',
+    '| policy | profile | calibration half: avg K / ppl | unseen docs+code half: avg K / saving / ppl | valid.man (unseen domain): avg K / saving / ppl |',
+    '|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.policy} | ${r.profile} | ${r.calibration.avgK.toFixed(3)} / ${inc(r.calibration.pplIncrease)} | ` +
+        `${r.test.avgK.toFixed(3)} / ${pct(r.test.saving)} / ${inc(r.test.pplIncrease)} | ` +
+        `${r.man.avgK.toFixed(3)} / ${pct(r.man.saving)} / ${inc(r.man.pplIncrease)} |`,
+    ),
+    '',
+    'Best global rule of each family within the same budget on the unseen half (no calibration):',
+    '',
+    '| family | rule | avg K | saving | ppl |',
+    '|---|---|---|---|---|',
+  ];
+  for (const family of new Set(frontier.map((f) => f.series))) {
+    if (family === 'fixed K' || family.startsWith('calibrated')) continue;
+    const ok = frontier.filter((f) => f.series === family && f.pplIncrease <= budget);
+    const best = ok.sort((a, b) => a.avgK - b.avgK)[0];
+    lines.push(
+      best
+        ? `| ${family} | ${best.routing} | ${best.avgK.toFixed(3)} | ${pct(best.savingVsNative)} | ${inc(best.pplIncrease)} |`
+        : `| ${family} | none of the swept rules is within budget | | | |`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,164 @@
+// `kmoe calibrate` end to end on a small slice of the calibration half, and the profiles it writes
+// used by `kmoe eval`: each method's promise is checked on real forward passes.
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadRoutingProfile } from '../../../shared/routing/profile.js';
+import { lastJsonLine, runCli } from '../../helpers/cli.js';
+import { MODEL_DIR } from '../../helpers/paths.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-calibrate-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const DATA = ['--ids', 'data/eval/valid.docs.u16,data/eval/valid.code.u16', '--windows', '0:12'];
+
+describe('kmoe calibrate', () => {
+  it('theory: entropy thresholds alpha * ln N', async () => {
+    const out = path.join(dir, 'theory.json');
+    const r = await runCli([
+      'calibrate',
+      '--model',
+      MODEL_DIR,
+      '--method',
+      'theory',
+      '--policy',
+      'entropy',
+      '--alpha',
+      '0.5',
+      '--out',
+      out,
+    ]);
+    expect(r.code).toBe(0);
+    const profile = loadRoutingProfile(out);
+    expect(profile.policy).toEqual({ kind: 'entropy', kValues: [1, 2], thresholds: [0.5 * Math.log(8)] });
+    expect(profile.provenance?.method).toBe('theory');
+  });
+
+  it('percentile: hits the target average K on its calibration data', async () => {
+    const out = path.join(dir, 'pct.json');
+    const r = await runCli([
+      'calibrate',
+      '--model',
+      MODEL_DIR,
+      '--method',
+      'percentile',
+      '--policy',
+      'ratio',
+      '--target-avg-k',
+      '1.6',
+      ...DATA,
+      '--out',
+      out,
+    ]);
+    expect(r.code).toBe(0);
+    const profile = loadRoutingProfile(out);
+    expect(profile.policy.kind).toBe('ratio');
+    expect(Math.abs(profile.provenance!.avgK! - 1.6)).toBeLessThan(0.02);
+    expect(profile.model?.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    const ev = await runCli([
+      'eval',
+      '--model',
+      MODEL_DIR,
+      '--ids',
+      'data/eval/valid.docs.u16',
+      '--windows',
+      '0:12',
+      '--routing',
+      out,
+      '--json',
+    ]);
+    expect(ev.code).toBe(0);
+    expect(Math.abs((lastJsonLine(ev.stdout)['avgK'] as number) - 1.6)).toBeLessThan(0.05);
+  });
+
+  it('quality: stays within the perplexity budget on the calibration windows and saves experts', async () => {
+    const out = path.join(dir, 'quality.json');
+    const r = await runCli([
+      'calibrate',
+      '--model',
+      MODEL_DIR,
+      '--method',
+      'quality',
+      '--policy',
+      'skip',
+      '--budget',
+      '2',
+      '--step',
+      '0.25',
+      '--search-windows',
+      '24',
+      ...DATA,
+      '--out',
+      out,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/search \[/);
+    const profile = loadRoutingProfile(out);
+    const prov = profile.provenance!;
+    expect(prov['pplIncrease'] as number).toBeLessThanOrEqual(0.02);
+    expect(prov.avgK!).toBeLessThan(2);
+    expect(profile.policy.kind).toBe('skip');
+    // Skip profiles carry the calibrated expert means that stand in for skipped experts.
+    expect(JSON.parse(readFileSync(out, 'utf8')).policy.expertMeans.shape).toEqual([4, 8, 256]);
+  });
+
+  it('rejects a policy it cannot calibrate and a missing target', async () => {
+    const bad = await runCli([
+      'calibrate',
+      '--model',
+      MODEL_DIR,
+      '--method',
+      'percentile',
+      '--policy',
+      'topk',
+      '--out',
+      path.join(dir, 'x.json'),
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--policy must be one of entropy, topp, ratio, skip/);
+    const noTarget = await runCli([
+      'calibrate',
+      '--model',
+      MODEL_DIR,
+      '--method',
+      'percentile',
+      '--policy',
+      'skip',
+      '--out',
+      path.join(dir, 'y.json'),
+    ]);
+    expect(noTarget.code).toBe(2);
+    expect(noTarget.stderr).toMatch(/--target-avg-k is required/);
+  });
+});
+
+describe('kmoe eval --sweep', () => {
+  it('evaluates every policy family and writes the Pareto chart and its data', async () => {
+    const chart = path.join(dir, 'pareto.svg');
+    const r = await runCli([
+      'eval',
+      '--model',
+      MODEL_DIR,
+      '--ids',
+      'data/eval/valid.man.u16',
+      '--windows',
+      '0:6',
+      '--sweep',
+      '--chart',
+      chart,
+    ]);
+    expect(r.code).toBe(0);
+    const data = JSON.parse(readFileSync(chart.replace(/\.svg$/, '.json'), 'utf8')) as {
+      points: { series: string; avgK: number }[];
+    };
+    expect(new Set(data.points.map((p) => p.series))).toEqual(
+      new Set(['fixed K', 'entropy', 'top-p', 'ratio', 'skip']),
+    );
+    expect(data.points.find((p) => p.series === 'fixed K' && p.avgK === 1)).toBeDefined();
+    const svg = readFileSync(chart, 'utf8');
+    expect(svg).toMatch(/^<\?xml/);
+    expect(svg).toMatch(/average experts per token/);
+    expect(r.stdout).toMatch(/\| skip \| skip:0.2 \|/);
+  });
+});
