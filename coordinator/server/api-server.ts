@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ListenError } from '../../shared/errors/listen-error.js';
 import { ApiError, InternalServerError, ShuttingDownError } from './errors.js';
 import { sendError } from './http-io.js';
 import type { Logger } from './logger.js';
@@ -31,12 +32,13 @@ export class ApiServer {
     return this.#draining;
   }
 
-  /** Listens and returns the base URL (port 0 picks a free port). */
+  /** Listens and returns the base URL (port 0 picks a free port); @throws ListenError */
   listen(host: string, port: number): Promise<string> {
     return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
+      const fail = (err: unknown) => reject(new ListenError(host, port, err));
+      this.#server.once('error', fail);
       this.#server.listen(port, host, () => {
-        this.#server.off('error', reject);
+        this.#server.off('error', fail);
         const address = this.#server.address() as AddressInfo;
         const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
         resolve(`http://${shown}:${address.port}`);

@@ -109,6 +109,14 @@ describe('status endpoints', () => {
     });
   });
 
+  it('names the address when a second server cannot listen on the same port', async () => {
+    const port = new URL(server.url).port;
+    const r = await runCli(['serve', '--model', MODEL_DIR, '--workers', '0', '--port', port]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    expect(r.stderr).toMatch(/hint: .*--port 0/);
+  });
+
   it('answers /health and /ready, and echoes or creates request ids', async () => {
     expect(await health()).toEqual({ status: 'ok', sequences: { running: 0, queued: 0, engine: 0 } });
     const ready = await fetch(`${server.url}/ready`);
