@@ -9,6 +9,7 @@ interface Benchmark {
 
 const benchmarks: Record<string, Benchmark> = {
   model: { summary: 'prefill and decode throughput of one process', load: () => import('./bench-model.js') },
+  serve: { summary: 'load generator against a running kmoe serve', load: () => import('./bench-serve.js') },
 };
 
 export const usage = `kmoe bench <benchmark> [options]

@@ -1,0 +1,364 @@
+// `kmoe bench serve`: a load generator against a running `kmoe serve`. For each concurrency level
+// it runs the same streamed requests under each routing policy (native top-K first, as the
+// baseline) and reports output tokens/s, time to first token and inter-token latency, as JSON, an
+// SVG chart and a markdown table with ratios against the baseline.
+
+import { readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { UsageError } from '../../shared/errors/usage-error.js';
+import { median, quantile } from '../../shared/report/quantiles.js';
+import { renderLineChart } from '../../shared/report/svg-chart.js';
+import { isProfilePath } from '../../shared/routing/profile.js';
+import { projectRoot } from '../../shared/runtime/entry-points.js';
+import { machineInfo } from '../../shared/runtime/machine.js';
+import { ServeRequestError } from '../server/errors.js';
+import { num, parse, required, str } from './args.js';
+import { type StreamTiming, streamCompletion } from './bench-serve-client.js';
+
+export const usage = `kmoe bench serve --url URL [options]
+
+Load generator against a running kmoe serve. For each concurrency level, each routing policy runs
+the same --requests streamed completions (greedy, fixed length through kmoe.ignore_eos) with
+--concurrency of them in flight; policies of one level run back to back so they share the
+machine's state, and every pair runs --repeats times in alternating order. Reports output tokens/s
+(median over runs), time to first token and inter-token latency (p50, p99 over all requests).
+
+  --url URL              server base URL, e.g. http://127.0.0.1:8000
+  --concurrency LIST     comma-separated levels (default 1,4,16)
+  --requests N           requests per run (default: 2 x concurrency, at least 8)
+  --max-tokens N         tokens generated per request (default 64)
+  --prompt-chars N       prompt length in characters; slices of data/eval docs and code (default 400)
+  --routing LIST         comma-separated policies, the first being the baseline: spec strings, or
+                         routing profile .json files (sent inline in the request)
+                         (default: topk:<native K>,entropy:1,2@1.04)
+  --out FILE             JSON results (default bench-results/serve.json)
+  --chart FILE           SVG chart (default bench-results/serve.svg)
+  --repeats N            runs of each (level, policy) pair (default 3)
+  --timeout S            per request (default 300)`;
+
+interface Policy {
+  readonly label: string;
+  readonly routing: string | object;
+}
+
+interface LevelResult {
+  readonly routing: string;
+  readonly concurrency: number;
+  readonly runs: number;
+  /** Requests over all runs. */
+  readonly requests: number;
+  readonly errors: string[];
+  readonly completionTokens: number;
+  /** Median over runs of (tokens generated / wall time of the run). */
+  readonly outputTokensPerSecond: number;
+  readonly outputTokensPerSecondRuns: number[];
+  readonly ttftMs: { readonly p50: number; readonly p99: number };
+  readonly itlMs: { readonly p50: number; readonly p99: number };
+  /** Experts per token per layer over the level's requests, from the usage extension. */
+  readonly avgK: number;
+}
+
+export async function run(argv: readonly string[]): Promise<number> {
+  const p = parse(argv, {
+    url: { type: 'string' },
+    concurrency: { type: 'string' },
+    requests: { type: 'string' },
+    'max-tokens': { type: 'string' },
+    'prompt-chars': { type: 'string' },
+    routing: { type: 'string' },
+    out: { type: 'string' },
+    chart: { type: 'string' },
+    timeout: { type: 'string' },
+    repeats: { type: 'string' },
+  });
+  const url = required(p, 'url').replace(/\/+$/, '');
+  const levels = (str(p, 'concurrency') ?? '1,4,16').split(',').map((s) => {
+    const n = Number(s.trim());
+    if (!Number.isInteger(n) || n < 1)
+      throw new UsageError(`--concurrency takes positive integers, got '${s}'`);
+    return n;
+  });
+  const fixedRequests =
+    str(p, 'requests') === undefined ? undefined : num(p, 'requests', 8, { integer: true, min: 1 });
+  const maxTokens = num(p, 'max-tokens', 64, { integer: true, min: 2 });
+  const promptChars = num(p, 'prompt-chars', 400, { integer: true, min: 1 });
+  const timeoutMs = num(p, 'timeout', 300, { min: 1 }) * 1000;
+  const repeats = num(p, 'repeats', 3, { integer: true, min: 1 });
+  const out = str(p, 'out') ?? 'bench-results/serve.json';
+  const chartPath = str(p, 'chart') ?? 'bench-results/serve.svg';
+
+  const server = await describeServer(url);
+  // Other work on the machine moves absolute numbers; the load averages say how much there was.
+  const loadAtStart = os.loadavg();
+  const policies = splitRoutingList(str(p, 'routing') ?? `topk:${server.nativeK},entropy:1,2@1.04`).map(
+    policy,
+  );
+  if (policies.length < 2)
+    throw new UsageError('--routing needs a baseline and at least one policy to compare');
+  const requestsFor = (c: number) => fixedRequests ?? Math.max(8, 2 * c);
+  const prompts = evalPrompts(Math.max(...levels.map(requestsFor)), promptChars);
+
+  // Warm-up, not measured: the server resolves each policy once and its first steps (JIT,
+  // onnxruntime arenas) are slower; without this the first policy measured would pay for it.
+  for (const pol of policies) {
+    for (const prompt of prompts.slice(0, 2)) {
+      await streamCompletion({
+        url,
+        model: server.model,
+        prompt,
+        maxTokens,
+        routing: pol.routing,
+        timeoutMs,
+      });
+    }
+  }
+  const results: LevelResult[] = [];
+  for (const concurrency of levels) {
+    const runs = new Map<string, Run[]>(policies.map((pol) => [pol.label, []]));
+    for (let r = 0; r < repeats; r++) {
+      // Alternate the order so neither policy always runs first (or always after the other).
+      for (const pol of r % 2 === 0 ? policies : [...policies].reverse()) {
+        process.stderr.write(
+          `bench serve: concurrency ${concurrency}, ${pol.label}, run ${r + 1}/${repeats}\n`,
+        );
+        runs
+          .get(pol.label)!
+          .push(
+            await runLoad(
+              { url, model: server.model, maxTokens, timeoutMs, routing: pol.routing },
+              concurrency,
+              prompts.slice(0, requestsFor(concurrency)),
+            ),
+          );
+      }
+    }
+    for (const pol of policies)
+      results.push(summarize(pol.label, concurrency, runs.get(pol.label)!, server.nativeK));
+  }
+
+  const baseline = policies[0]!.label;
+  const ratios = results
+    .filter((r) => r.routing !== baseline)
+    .map((r) => {
+      const base = results.find((b) => b.routing === baseline && b.concurrency === r.concurrency)!;
+      return {
+        routing: r.routing,
+        concurrency: r.concurrency,
+        throughputVsBaseline: r.outputTokensPerSecond / base.outputTokensPerSecond,
+        ttftP50VsBaseline: r.ttftMs.p50 / base.ttftMs.p50,
+        itlP50VsBaseline: r.itlMs.p50 / base.itlMs.p50,
+      };
+    });
+  const report = {
+    benchmark: 'serve',
+    command: `kmoe bench serve ${argv.join(' ')}`.trim(),
+    machine: machineInfo(),
+    loadAverage1m: { start: loadAtStart[0], end: os.loadavg()[0] },
+    server,
+    maxTokens,
+    promptChars,
+    repeats,
+    baseline,
+    results,
+    ratios,
+  };
+  await fs.mkdir(path.dirname(out), { recursive: true });
+  await fs.writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
+  await fs.mkdir(path.dirname(chartPath), { recursive: true });
+  await fs.writeFile(chartPath, chart(results, policies, server.model));
+  process.stdout.write(`${table(results, baseline)}\nwrote ${out} and ${chartPath}\n`);
+  const failed = results.reduce((n, r) => n + r.errors.length, 0);
+  if (failed > 0) process.stderr.write(`bench serve: ${failed} requests failed; see "errors" in ${out}\n`);
+  return failed > 0 ? 1 : 0;
+}
+
+interface ServerDescription {
+  readonly model: string;
+  readonly nativeK: number;
+  readonly numLayers: number;
+  readonly experts: string;
+}
+
+async function describeServer(url: string): Promise<ServerDescription> {
+  const get = async (p: string): Promise<unknown> => {
+    const res = await fetch(`${url}${p}`, { signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
+      throw new ServeRequestError(
+        `cannot reach ${url}${p}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    });
+    if (!res.ok) throw new ServeRequestError(`GET ${url}${p}: HTTP ${res.status}`);
+    return res.json();
+  };
+  const models = (await get('/v1/models')) as {
+    data?: { id: string; kmoe?: { native_k: number; num_layers: number } }[];
+  };
+  const model = models.data?.[0];
+  if (!model?.kmoe)
+    throw new ServeRequestError(`${url} is not a kmoe server (no kmoe section in /v1/models)`);
+  const ready = (await get('/ready')) as { experts?: { description?: string } };
+  return {
+    model: model.id,
+    nativeK: model.kmoe.native_k,
+    numLayers: model.kmoe.num_layers,
+    experts: ready.experts?.description ?? 'unknown',
+  };
+}
+
+/**
+ * Splits "topk:2,entropy:1,2@1.04,best.json" at the commas that start a new policy: specs have
+ * commas of their own, so a piece that does not start a spec (KIND:) or name a .json file belongs
+ * to the previous one.
+ */
+export function splitRoutingList(list: string): string[] {
+  const out: string[] = [];
+  for (const piece of list.split(',').map((s) => s.trim())) {
+    if (piece === '') continue;
+    const starts = /^[a-z]+:/.test(piece) || isProfilePath(piece);
+    if (starts || out.length === 0) out.push(piece);
+    else out[out.length - 1] += `,${piece}`;
+  }
+  return out;
+}
+
+function policy(arg: string): Policy {
+  if (!isProfilePath(arg)) return { label: arg, routing: arg };
+  // Sent inline, so the server needs no copy of the file.
+  const json = JSON.parse(readFileSync(arg, 'utf8')) as object;
+  return { label: path.basename(arg), routing: json };
+}
+
+/** Slices of the eval corpora, alternating docs and code, starting at line boundaries. */
+function evalPrompts(count: number, chars: number): string[] {
+  const root = projectRoot();
+  const sources = ['valid.docs.txt', 'valid.code.txt'].map((f) =>
+    readFileSync(path.join(root, 'data/eval', f), 'utf8'),
+  );
+  return Array.from({ length: count }, (_, i) => {
+    const text = sources[i % 2]!;
+    // Spread over the corpus with a stride co-prime to typical file lengths.
+    const at = (i * 104_729) % Math.max(1, text.length - chars);
+    const start = text.indexOf('\n', at) + 1;
+    return text.slice(start, start + chars);
+  });
+}
+
+/** One pass of a level: its requests with `concurrency` in flight. */
+interface Run {
+  readonly timings: StreamTiming[];
+  readonly errors: string[];
+  readonly wallSeconds: number;
+}
+
+async function runLoad(
+  base: { url: string; model: string; maxTokens: number; timeoutMs: number; routing: string | object },
+  concurrency: number,
+  prompts: readonly string[],
+): Promise<Run> {
+  const timings: StreamTiming[] = [];
+  const errors: string[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < prompts.length) {
+        const prompt = prompts[next++]!;
+        try {
+          timings.push(await streamCompletion({ ...base, prompt }));
+        } catch (err) {
+          errors.push(err instanceof Error ? err.message : String(err));
+        }
+      }
+    }),
+  );
+  if (timings.length === 0) throw new ServeRequestError(`every request failed; first error: ${errors[0]}`);
+  return { timings, errors, wallSeconds: (Math.max(...timings.map((t) => t.endedAt)) - started) / 1000 };
+}
+
+/** Throughput is the median over runs; latency quantiles pool every request of every run. */
+function summarize(routing: string, concurrency: number, runs: readonly Run[], nativeK: number): LevelResult {
+  const timings = runs.flatMap((r) => r.timings);
+  const ttft = timings.map((t) => t.ttftMs);
+  const gaps = timings.flatMap((t) => t.gapsMs);
+  const activations = timings.reduce((a, t) => a + t.activations, 0);
+  const native = timings.reduce((a, t) => a + t.nativeActivations, 0);
+  const rates = runs.map((r) => r.timings.reduce((a, t) => a + t.completionTokens, 0) / r.wallSeconds);
+  return {
+    routing,
+    concurrency,
+    runs: runs.length,
+    requests: timings.length + runs.reduce((a, r) => a + r.errors.length, 0),
+    errors: runs.flatMap((r) => r.errors),
+    completionTokens: timings.reduce((a, t) => a + t.completionTokens, 0),
+    outputTokensPerSecond: median(rates),
+    outputTokensPerSecondRuns: rates,
+    ttftMs: { p50: quantile(ttft, 0.5), p99: quantile(ttft, 0.99) },
+    itlMs: gaps.length === 0 ? { p50: 0, p99: 0 } : { p50: quantile(gaps, 0.5), p99: quantile(gaps, 0.99) },
+    avgK: native === 0 ? 0 : (activations / native) * nativeK,
+  };
+}
+
+const PANEL = { width: 720, height: 400 } as const;
+
+/** Three panels stacked in one SVG: throughput, time to first token, inter-token latency. */
+function chart(results: readonly LevelResult[], policies: readonly Policy[], model: string): string {
+  const of = (pol: Policy) => results.filter((r) => r.routing === pol.label);
+  const latency = (title: string, pick: (r: LevelResult) => { p50: number; p99: number }) =>
+    renderLineChart({
+      ...PANEL,
+      title,
+      xLabel: 'concurrent streams',
+      yLabel: 'milliseconds (p50 solid, p99 dashed)',
+      xLog: true,
+      yLog: true,
+      series: policies.flatMap((pol) => [
+        { name: `${pol.label} p50`, points: of(pol).map((r) => ({ x: r.concurrency, y: pick(r).p50 })) },
+        {
+          name: `${pol.label} p99`,
+          dashed: true,
+          points: of(pol).map((r) => ({ x: r.concurrency, y: pick(r).p99 })),
+        },
+      ]),
+    });
+  const panels = [
+    renderLineChart({
+      ...PANEL,
+      title: `kmoe serve (${model}): output tokens/s`,
+      xLabel: 'concurrent streams',
+      yLabel: 'output tokens / s (median of runs)',
+      xLog: true,
+      series: policies.map((pol) => ({
+        name: pol.label,
+        points: of(pol).map((r) => ({
+          x: r.concurrency,
+          y: r.outputTokensPerSecond,
+          label: `K ${r.avgK.toFixed(2)}`,
+        })),
+      })),
+    }),
+    latency('time to first token', (r) => r.ttftMs),
+    latency('inter-token latency', (r) => r.itlMs),
+  ];
+  // Each panel is a complete SVG document: nested <svg> elements placed one under the other.
+  const body = panels
+    .map((svg, i) => svg.replace(/^<\?xml[^>]*>\s*/, '').replace('<svg ', `<svg y="${i * PANEL.height}" `))
+    .join('\n');
+  const height = PANEL.height * panels.length;
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="${PANEL.width}" height="${height}" viewBox="0 0 ${PANEL.width} ${height}">\n${body}\n</svg>\n`;
+}
+
+function table(results: readonly LevelResult[], baseline: string): string {
+  const f = (v: number, d = 1) => v.toFixed(d);
+  const rows = results.map((r) => {
+    const base = results.find((b) => b.routing === baseline && b.concurrency === r.concurrency)!;
+    const ratio =
+      r.routing === baseline ? '1.00x' : `${f(r.outputTokensPerSecond / base.outputTokensPerSecond, 2)}x`;
+    return `| ${r.concurrency} | ${r.routing} | ${f(r.avgK, 2)} | ${f(r.outputTokensPerSecond, 0)} | ${ratio} | ${f(r.ttftMs.p50)} | ${f(r.ttftMs.p99)} | ${f(r.itlMs.p50, 2)} | ${f(r.itlMs.p99, 2)} |`;
+  });
+  return [
+    '| concurrency | routing | avg K | output tok/s | vs baseline | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}

@@ -1,0 +1,106 @@
+// `kmoe bench serve` against a real server: it measures every (concurrency, policy) pair, sends
+// profile files inline, and writes the JSON, the chart and the table.
+
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { splitRoutingList } from '../../../coordinator/commands/bench-serve.js';
+import { runCli } from '../../helpers/cli.js';
+import { type ServeProcess, startServe } from './serve-process.js';
+
+let server: ServeProcess;
+let dir: string;
+
+beforeAll(async () => {
+  server = await startServe(['--workers', '0']);
+  dir = mkdtempSync(join(tmpdir(), 'kmoe-bench-serve-'));
+});
+
+afterAll(async () => {
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('kmoe bench serve', () => {
+  it('splits policy lists at the commas that start a new policy', () => {
+    expect(splitRoutingList('topk:2,entropy:1,2@1.04, p/best.json,topp:0.7@1-2')).toEqual([
+      'topk:2',
+      'entropy:1,2@1.04',
+      'p/best.json',
+      'topp:0.7@1-2',
+    ]);
+  });
+
+  it('measures each concurrency and policy and writes JSON, chart and table', async () => {
+    const profile = join(dir, 'k1.json');
+    writeFileSync(profile, JSON.stringify({ kmoeRoutingProfile: 1, policy: { kind: 'topk', k: 1 } }));
+    const out = join(dir, 'serve.json');
+    const chart = join(dir, 'serve.svg');
+    const r = await runCli([
+      'bench',
+      'serve',
+      '--url',
+      server.url,
+      '--concurrency',
+      '1,2',
+      '--requests',
+      '3',
+      '--max-tokens',
+      '6',
+      '--repeats',
+      '2',
+      '--routing',
+      `topk:2,${profile}`,
+      '--out',
+      out,
+      '--chart',
+      chart,
+    ]);
+    expect(r.stderr).not.toMatch(/failed/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^\| concurrency \| routing \| avg K \| output tok\/s \| vs baseline \|/m);
+    const json = JSON.parse(readFileSync(out, 'utf8')) as {
+      baseline: string;
+      results: {
+        routing: string;
+        concurrency: number;
+        runs: number;
+        requests: number;
+        completionTokens: number;
+        outputTokensPerSecondRuns: number[];
+        avgK: number;
+        errors: string[];
+      }[];
+      ratios: { routing: string; concurrency: number; throughputVsBaseline: number }[];
+    };
+    expect(json.baseline).toBe('topk:2');
+    expect(json.results.map((x) => [x.concurrency, x.routing])).toEqual([
+      [1, 'topk:2'],
+      [1, 'k1.json'],
+      [2, 'topk:2'],
+      [2, 'k1.json'],
+    ]);
+    for (const x of json.results) {
+      // Two runs of 3 requests; ignore_eos keeps every request at max_tokens, so policies decode
+      // the same amount.
+      expect(x).toMatchObject({ runs: 2, requests: 6, completionTokens: 6 * 6 });
+      expect(x.outputTokensPerSecondRuns).toHaveLength(2);
+      expect(x.errors).toEqual([]);
+      expect(x.avgK).toBe(x.routing === 'topk:2' ? 2 : 1);
+    }
+    expect(json.ratios.map((x) => x.routing)).toEqual(['k1.json', 'k1.json']);
+    for (const x of json.ratios) expect(x.throughputVsBaseline).toBeGreaterThan(0);
+    const svg = readFileSync(chart, 'utf8');
+    expect(svg).toMatch(/<svg[\s>]/);
+    expect(svg.trimEnd()).toMatch(/<\/svg>$/);
+    expect(svg).toMatch(/k1\.json p99/);
+    expect(svg.match(/<svg /g)).toHaveLength(4);
+  });
+
+  it('fails with a message when no kmoe server answers', async () => {
+    const r = await runCli(['bench', 'serve', '--url', 'http://127.0.0.1:9', '--out', join(dir, 'x.json')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:9\/v1\/models/);
+  });
+});
