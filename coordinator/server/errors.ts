@@ -89,6 +89,15 @@ export class ShuttingDownError extends ApiError {
   }
 }
 
+/** 503: some experts have no live worker (a local worker exited), so no forward pass can complete. */
+export class ExpertsUnavailableError extends ApiError {
+  constructor(detail: string) {
+    super(503, 'server_error', `experts are not covered, so the model cannot run: ${detail}`, {
+      code: 'experts_unavailable',
+    });
+  }
+}
+
 /** 500: a forward step failed; every sequence in that step ends with this error. */
 export class EngineStepError extends ApiError {
   constructor(detail: string, cause: unknown) {

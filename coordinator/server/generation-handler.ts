@@ -4,7 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
-import { InvalidRequestError } from './errors.js';
+import { ExpertsUnavailableError, InvalidRequestError } from './errors.js';
 import type { GenerationRequestBuilder, PreparedGeneration } from './generation-request.js';
 import { readJsonBody, sendError, sendJson } from './http-io.js';
 import type { ServerMetrics } from './metrics.js';
@@ -25,6 +25,7 @@ import type { Scheduler } from './scheduler.js';
 import { chatRequestSchema, completionRequestSchema } from './schemas.js';
 import type { SequenceEvent, SequenceUsage } from './sequence.js';
 import { SseWriter } from './sse.js';
+import type { ExpertCoverage } from './status-endpoints.js';
 
 export interface GenerationDeps {
   readonly scheduler: Scheduler;
@@ -32,6 +33,7 @@ export interface GenerationDeps {
   readonly metrics: ServerMetrics;
   readonly model: ModelShape;
   readonly bodyLimitBytes: number;
+  readonly experts: () => ExpertCoverage;
 }
 
 export function generationHandler(endpoint: Endpoint, deps: GenerationDeps) {
@@ -41,6 +43,9 @@ export function generationHandler(endpoint: Endpoint, deps: GenerationDeps) {
       endpoint === 'chat'
         ? deps.builder.chat(validate(chatRequestSchema, body))
         : deps.builder.completion(validate(completionRequestSchema, body));
+    const experts = deps.experts();
+    // Refused up front: every step would fail anyway, and 503 tells clients to retry elsewhere.
+    if (!experts.covered) throw new ExpertsUnavailableError(experts.detail ?? experts.description);
     // Engine sequence ids must be unique even when clients reuse x-request-id values.
     const seqId = randomUUID();
     const ctx: ResponseContext = {

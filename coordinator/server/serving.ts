@@ -72,7 +72,14 @@ export async function startServing(
     error: (message, err) => log.error({ err }, message),
   });
   const builder = new GenerationRequestBuilder(tokenizer, info, routing, options.servedModelName);
-  const generation = { scheduler, builder, metrics, model: info, bodyLimitBytes: options.bodyLimitBytes };
+  const generation = {
+    scheduler,
+    builder,
+    metrics,
+    model: info,
+    bodyLimitBytes: options.bodyLimitBytes,
+    experts: options.experts,
+  };
   let server: ApiServer | undefined;
   const status = statusEndpoints({
     info,

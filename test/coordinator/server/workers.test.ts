@@ -1,7 +1,9 @@
 // `kmoe serve` with its default embedded cluster: two local worker processes holding half the
 // experts each, reached over WebSockets. Greedy output equals the reference (fp32 on the wire),
-// dispatch bytes show up in usage and /metrics, and shutdown stops the workers it started.
+// dispatch bytes show up in usage and /metrics, a dead worker makes the server unready (503),
+// and shutdown stops the workers it started.
 
+import { execFileSync } from 'node:child_process';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -77,11 +79,49 @@ describe('kmoe serve with local workers', () => {
     }
   });
 
+  it('turns unready and refuses generation with 503 when a worker dies', async () => {
+    const before = (await (await fetch(`${server.url}/ready`)).json()) as {
+      experts: { description: string };
+    };
+    // The workers are the server's child processes; kill one the way a crash would.
+    const children = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(server.child.pid)], {
+      encoding: 'utf8',
+    })
+      .split('\n')
+      .filter((line) => / worker --model /.test(line))
+      .map((line) => Number(line.trim().split(/\s+/)[0]));
+    expect(children).toHaveLength(2);
+    process.kill(children[0]!, 'SIGKILL');
+    let ready = await fetch(`${server.url}/ready`);
+    for (const deadline = Date.now() + 10_000; ready.status === 200 && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      ready = await fetch(`${server.url}/ready`);
+    }
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({
+      status: 'not_ready',
+      experts: {
+        covered: false,
+        detail: expect.stringMatching(/worker \d \(ws:\/\/.*\) exited \(SIGKILL\)/),
+      },
+    });
+    const err = await client.completions
+      .create({ model: 'tiny-mixtral', prompt: 'x', max_tokens: 2 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+    expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('experts_unavailable');
+    // Status endpoints keep answering and the description still names both workers.
+    expect(before.experts.description).toMatch(/2 workers/);
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  });
+
   it('stops the workers it started on SIGTERM', async () => {
     const ready = (await (await fetch(`${server.url}/ready`)).json()) as { experts: { description: string } };
     const urls = [...ready.experts.description.matchAll(/ws:\/\/[\d.]+:\d+/g)].map((m) => m[0]);
     expect(urls).toHaveLength(2);
-    for (const url of urls) expect(await reachable(url)).toBe(true);
+    // Worker 0 was killed above; the other is still up until the server stops it.
+    expect((await Promise.all(urls.map(reachable))).filter(Boolean)).toHaveLength(1);
     expect(await server.stop()).toBe(0);
     for (const url of urls) expect(await reachable(url)).toBe(false);
   });
