@@ -98,6 +98,11 @@ export async function run(argv: readonly string[]): Promise<number> {
   for (const profile of profiles) await checkRouting(modelDir, profile);
   const config = await loadModelConfig(modelDir);
   const workers = workersArg(p, config.numExperts);
+  if (workers.kind === 'count' && workers.n === 0) {
+    for (const name of ['wire', 'dispatch-timeout']) {
+      if (str(p, name) !== undefined) throw new UsageError(`--${name} has no effect with --workers 0`);
+    }
+  }
   const wire = str(p, 'wire') ?? DEFAULT_WIRE_DTYPE;
   if (!isWireDType(wire))
     throw new UsageError(`--wire must be one of ${WIRE_DTYPES.join(', ')}, got '${wire}'`);
