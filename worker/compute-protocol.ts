@@ -1,7 +1,6 @@
 // The calls a worker's network thread makes on its compute thread.
 
 import type { SessionSettings } from '../shared/onnx/session.js';
-import type { WireArray, WireDType } from '../shared/protocol/wire-dtype.js';
 
 export interface ComputeInit {
   readonly modelDir: string;
@@ -20,16 +19,13 @@ export interface ComputeModel {
   readonly bytesRead: number;
 }
 
-/** A validated dispatch, with every array in its own buffer so it can be moved, not copied. */
+/**
+ * A dispatch frame the network thread has validated, in a buffer of its own (moved, not copied,
+ * to the compute thread), with the limits it was validated against.
+ */
 export interface ComputeRequest {
-  readonly id: number;
-  readonly layer: number;
-  readonly wire: WireDType;
-  readonly numTokens: number;
-  readonly hidden: WireArray;
-  readonly offsets: Int32Array;
-  readonly experts: Int32Array;
-  readonly weights: Float32Array;
+  readonly frame: Uint8Array;
+  readonly maxFrameBytes: number;
 }
 
 export type ComputeSchema = {

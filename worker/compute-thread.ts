@@ -6,12 +6,22 @@ import { Checkpoint } from '../shared/model/checkpoint.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
 import { graphDims } from '../shared/onnx/mixtral-graphs.js';
 import { expertWeights } from '../shared/onnx/model-weights.js';
-import { allocDispatchResult } from '../shared/protocol/codec.js';
+import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
 import { fromWire, toWire } from '../shared/protocol/wire-dtype.js';
 import { serveThread } from '../shared/runtime/thread-rpc.js';
 import type { ComputeSchema } from './compute-protocol.js';
 
-let state: { ckpt: Checkpoint; host: ExpertHost; hidden: number } | undefined;
+let state:
+  | { ckpt: Checkpoint; host: ExpertHost; hidden: number; limits: Omit<DecodeLimits, 'maxFrameBytes'> }
+  | undefined;
+
+// fp32 scratch reused across requests (they are served one at a time): widened inputs, sums.
+const scratches: Float32Array[] = [new Float32Array(0), new Float32Array(0)];
+
+function scratch(slot: 0 | 1, n: number): Float32Array {
+  if (scratches[slot]!.length < n) scratches[slot] = new Float32Array(n);
+  return scratches[slot]!.subarray(0, n);
+}
 
 function ready(): NonNullable<typeof state> {
   if (!state) throw new Error('worker compute thread: init was not called');
@@ -33,7 +43,12 @@ serveThread<ComputeSchema>({
         load: (l, e) => expertWeights(ckpt, l, e),
         settings,
       });
-      state = { ckpt, host, hidden: dims.hidden };
+      state = {
+        ckpt,
+        host,
+        hidden: dims.hidden,
+        limits: { hidden: dims.hidden, numExperts: c.numExperts, numLayers: c.numLayers },
+      };
       return {
         result: {
           fingerprint: ckpt.fingerprint(),
@@ -49,22 +64,30 @@ serveThread<ComputeSchema>({
       throw err;
     }
   },
-  async dispatch(req) {
-    const { host, hidden: H } = ready();
+  async dispatch({ frame, maxFrameBytes }) {
+    const { host, hidden: H, limits } = ready();
+    // Validated by the network thread already; decoding again only rebuilds the views here.
+    const req = decodeMessage(frame, { ...limits, maxFrameBytes });
+    if (req.type !== 'dispatch') throw new Error(`compute thread got a ${req.type} message`);
     const n = req.numTokens;
-    const x = fromWire(req.hidden, req.wire);
-    const frame = allocDispatchResult({ id: req.id, wire: req.wire, numTokens: n, hidden: H });
+    const x = fromWire(req.hidden, req.wire, req.wire === 'fp32' ? undefined : scratch(0, n * H));
+    const result = allocDispatchResult({ id: req.id, wire: req.wire, numTokens: n, hidden: H });
     // fp32 results are summed straight into the (zero-filled) reply frame; 16-bit ones are summed
     // in fp32 and rounded once.
-    const sum = req.wire === 'fp32' ? (frame.partial as Float32Array) : new Float32Array(n * H);
+    const sum = req.wire === 'fp32' ? (result.partial as Float32Array) : scratch(1, n * H).fill(0);
     await host.compute(
       req.layer,
       { dtype: 'float32', shape: [n, H], data: x },
-      { numTokens: n, offsets: req.offsets, experts: req.experts, weights: req.weights },
+      {
+        numTokens: n,
+        offsets: req.offsets,
+        experts: req.experts instanceof Int32Array ? req.experts : Int32Array.from(req.experts),
+        weights: req.weights,
+      },
       sum,
     );
-    if (req.wire !== 'fp32') toWire(sum, req.wire, frame.partial);
-    return { result: frame.bytes, transfer: [frame.bytes.buffer as ArrayBuffer] };
+    if (req.wire !== 'fp32') toWire(sum, req.wire, result.partial);
+    return { result: result.bytes, transfer: [result.bytes.buffer as ArrayBuffer] };
   },
   async close() {
     if (state) {

@@ -20,10 +20,9 @@ export class ExpertCompute {
     }
   }
 
-  /** Moves the request's arrays to the compute thread; returns the result frame. */
+  /** Moves the request frame to the compute thread; returns the result frame. */
   dispatch(req: ComputeRequest): Promise<Uint8Array> {
-    const buffers = [req.hidden.buffer, req.offsets.buffer, req.experts.buffer, req.weights.buffer];
-    return this.thread.call('dispatch', req, buffers as ArrayBuffer[]);
+    return this.thread.call('dispatch', req, [req.frame.buffer as ArrayBuffer]);
   }
 
   async close(): Promise<void> {

@@ -17,7 +17,6 @@ import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import { frameBytes } from '../shared/protocol/frame.js';
 import { type DispatchRequest, type ErrorReplyCode, PROTOCOL_VERSION } from '../shared/protocol/messages.js';
 import { WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
-import type { ComputeRequest } from './compute-protocol.js';
 import type { ExpertCompute } from './expert-compute.js';
 
 /** Default largest accepted frame: a prefill of 16k tokens of hidden 2048 in bf16 fits. */
@@ -248,7 +247,7 @@ class PeerConnection {
       );
     }
     try {
-      return await compute.dispatch(ownedCopy(msg));
+      return await compute.dispatch({ frame: owned(bytes), maxFrameBytes });
     } catch (err) {
       log(`request ${msg.id} layer ${msg.layer} failed: ${(err as Error).message}`);
       return errorReply(msg.id, 'compute-failed', (err as Error).message);
@@ -267,18 +266,12 @@ function errorReply(id: number | null, code: ErrorReplyCode, message: string): U
 }
 
 /**
- * The request's arrays copied into buffers of their own: the received frame may share its memory
- * with other socket data, and moving (not cloning) them to the compute thread needs sole ownership.
+ * The frame in a buffer of its own, which moving it to the compute thread requires. A frame that
+ * spanned several socket reads already is (ws joins them into a fresh buffer); a small one that
+ * shares its memory with other socket data is copied.
  */
-function ownedCopy(msg: DispatchRequest): ComputeRequest {
-  return {
-    id: msg.id,
-    layer: msg.layer,
-    wire: msg.wire,
-    numTokens: msg.numTokens,
-    hidden: msg.hidden.slice(),
-    offsets: msg.offsets.slice(),
-    experts: Int32Array.from(msg.experts),
-    weights: msg.weights.slice(),
-  };
+function owned(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? bytes
+    : new Uint8Array(bytes);
 }

@@ -50,6 +50,7 @@ export class RemoteExpertBackend implements ExpertBackend {
   readonly wantsNativeBaseline = true;
   private stats: DispatchStats;
   private nextId = 0;
+  private scratch = new Float32Array(0);
   private readonly index: ExpertIndexDType;
   private readonly timeoutMs: number;
 
@@ -156,7 +157,7 @@ export class RemoteExpertBackend implements ExpertBackend {
           `worker ${this.connections[s.worker]!.label} answered ${r.numTokens} ${r.wire} rows for ${n} ${this.wire} tokens (layer ${layer} dispatch)`,
         );
       }
-      addRows(accumulate, fromWire(r.partial, r.wire), s.tokens, H);
+      addRows(accumulate, fromWire(r.partial, r.wire, this.widened(r.partial.length)), s.tokens, H);
       const bytesOut = frames[i]!.byteLength;
       const bytesIn = this.resultBytes(firstId + s.worker, n);
       const perToken = (bytesOut + bytesIn) / n;
@@ -182,6 +183,13 @@ export class RemoteExpertBackend implements ExpertBackend {
     await Promise.all(this.connections.map((c) => c.close()));
   }
 
+  /** fp32 scratch for widening 16-bit partial sums (one reply is combined at a time). */
+  private widened(n: number): Float32Array | undefined {
+    if (this.wire === 'fp32') return undefined;
+    if (this.scratch.length < n) this.scratch = new Float32Array(n);
+    return this.scratch.subarray(0, n);
+  }
+
   private freshStats(): DispatchStats {
     return new DispatchStats(
       {
@@ -204,7 +212,10 @@ export class RemoteExpertBackend implements ExpertBackend {
 
   private encode(layer: number, id: number, s: WorkerShare, x: Float32Array): Uint8Array {
     const H = this.model.hidden;
-    const frame = allocDispatchRequest(this.shape(id, layer, s.tokens.length, s.experts.length));
+    const frame = allocDispatchRequest(
+      this.shape(id, layer, s.tokens.length, s.experts.length),
+      this.connections[s.worker]!.frameAllocator,
+    );
     for (let row = 0; row < s.tokens.length; row++) {
       const t = s.tokens[row]!;
       toWire(x.subarray(t * H, (t + 1) * H), this.wire, frame.hidden.subarray(row * H, (row + 1) * H));

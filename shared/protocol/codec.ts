@@ -4,7 +4,14 @@
 
 import { z } from 'zod';
 import { ProtocolError } from '../errors/protocol-error.js';
-import { allocFrame, type DecodedFrame, decodeFrame, frameLayout, sectionView } from './frame.js';
+import {
+  allocFrame,
+  type DecodedFrame,
+  decodeFrame,
+  type FrameAllocator,
+  frameLayout,
+  sectionView,
+} from './frame.js';
 import {
   type DispatchRequest,
   type DispatchResult,
@@ -299,8 +306,8 @@ export interface DispatchRequestFrame {
 }
 
 /** A dispatch frame with its header written and sections to fill (views of `bytes`). */
-export function allocDispatchRequest(s: DispatchShape): DispatchRequestFrame {
-  const frame = allocFrame(dispatchHeader(s), dispatchSections(s));
+export function allocDispatchRequest(s: DispatchShape, alloc?: FrameAllocator): DispatchRequestFrame {
+  const frame = allocFrame(dispatchHeader(s), dispatchSections(s), alloc);
   const [hidden, offsets, experts, weights] = frame.sections as [
     Uint8Array,
     Uint8Array,

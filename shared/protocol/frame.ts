@@ -53,17 +53,28 @@ export function frameLayout(header: Record<string, unknown>, sectionBytes: reado
 }
 
 export interface EncodedFrame {
-  /** The whole frame, in its own ArrayBuffer (so it can be transferred to another thread). */
+  /** The whole frame (in its own ArrayBuffer with the default allocator, so it can be transferred). */
   readonly bytes: Uint8Array;
   /** Zero-filled sections to write tensors into, views of `bytes`. */
   readonly sections: Uint8Array[];
 }
 
+/** Gives `n` zero-filled bytes starting 8-byte aligned, e.g. from a buffer reused between frames. */
+export type FrameAllocator = (n: number) => Uint8Array;
+
+const freshBytes: FrameAllocator = (n) => new Uint8Array(n);
+
 /** Allocates a frame and writes its prefix and header; the caller fills the sections. */
-export function allocFrame(header: Record<string, unknown>, sectionBytes: readonly number[]): EncodedFrame {
+export function allocFrame(
+  header: Record<string, unknown>,
+  sectionBytes: readonly number[],
+  alloc: FrameAllocator = freshBytes,
+): EncodedFrame {
   const layout = frameLayout(header, sectionBytes);
-  const bytes = new Uint8Array(layout.total);
-  const view = new DataView(bytes.buffer);
+  const bytes = alloc(layout.total);
+  if (bytes.byteLength !== layout.total || bytes.byteOffset % FRAME_ALIGN !== 0)
+    throw new RangeError(`frame allocator gave ${bytes.byteLength} bytes at offset ${bytes.byteOffset}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   view.setUint32(0, FRAME_MAGIC, true);
   view.setUint32(4, layout.header.byteLength, true);
   bytes.set(layout.header, FRAME_PREFIX_BYTES);

@@ -91,6 +91,24 @@ describe('frames', () => {
     expect(Array.from(msg.weights)).toEqual([0.75, 0.25, 1, 0.5, 0.5]);
   });
 
+  it('builds a frame in a reused buffer, zeroing what the last frame left there', () => {
+    const reused = new ArrayBuffer(4096);
+    new Uint8Array(reused).fill(0xab);
+    const alloc = (n: number) => new Uint8Array(reused, 0, n).fill(0);
+    const f = allocDispatchRequest(
+      { id: 3, layer: 0, wire: 'bf16', numTokens: 1, numPairs: 1, hidden: H, index: 'uint8' },
+      alloc,
+    );
+    expect(f.bytes.buffer).toBe(reused);
+    f.offsets.set([0, 1]);
+    f.experts.set([2]);
+    f.weights.set([1]);
+    const msg = decodeMessage(f.bytes, limits);
+    expect(msg).toMatchObject({ type: 'dispatch', id: 3, numTokens: 1 });
+    if (msg.type === 'dispatch') expect(Array.from(msg.hidden)).toEqual(new Array(H).fill(0));
+    expect(() => allocFrame({ type: 'x' }, [3], (n) => new Uint8Array(n + 1))).toThrow(/allocator gave/);
+  });
+
   it('round-trips arbitrary section lengths', () => {
     fc.assert(
       fc.property(
