@@ -9,6 +9,10 @@ interface Benchmark {
 
 const benchmarks: Record<string, Benchmark> = {
   model: { summary: 'prefill and decode throughput of one process', load: () => import('./bench-model.js') },
+  dispatch: {
+    summary: 'network bytes per token of expert parallelism, vs native top-K',
+    load: () => import('./bench-dispatch.js'),
+  },
   serve: { summary: 'load generator against a running kmoe serve', load: () => import('./bench-serve.js') },
 };
 

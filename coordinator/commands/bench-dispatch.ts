@@ -1,0 +1,248 @@
+// `kmoe bench dispatch`: network bytes per token per MoE layer of expert parallelism on local
+// clusters of 2 and 4 workers, for native top-K and adaptive-K routings, fp32 and bf16 on the
+// wire, with and without same-worker dedup; plus eval throughput against the same model in one
+// process. Writes JSON and an SVG bar chart; prints a markdown table.
+
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
+import { UsageError } from '../../shared/errors/usage-error.js';
+import { loadModelConfig } from '../../shared/model/config.js';
+import { DEFAULT_WIRE_DTYPE, isWireDType, type WireDType } from '../../shared/protocol/wire-dtype.js';
+import { renderBarChart } from '../../shared/report/svg-chart.js';
+import { machineInfo } from '../../shared/runtime/machine.js';
+import { type DispatchSummary, summarizeDispatch } from '../dispatch/dispatch-stats.js';
+import { startLocalCluster } from '../dispatch/local-cluster.js';
+import { EngineClient } from '../engine/engine-client.js';
+import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
+import { checkRouting, parse, required, sessionSettings, str } from './args.js';
+
+/** The adaptive-K specs the README compares against native top-K. */
+const ADAPTIVE_SPECS = ['entropy:1,2@1.04', 'topp:0.7@1-2', 'ratio:0.3'];
+
+export const usage = `kmoe bench dispatch --model DIR [options]
+
+Runs perplexity windows of --ids through local clusters of each --workers size (experts split
+evenly, one process per worker) with each --wire dtype and each routing, and reports network
+bytes per token per MoE layer (both directions, frame headers included): as sent (same-worker
+dedup), without dedup (one hidden state per token-expert pair, costed from the same decisions),
+and native top-K's on the same router probabilities. Also eval throughput vs one process.
+
+  --model DIR          checkpoint directory
+  --ids FILE.u16       corpus (default data/eval/valid.code.u16)
+  --windows RANGE      START:END windows of 256 ids (default 0:100)
+  --workers LIST       cluster sizes, comma-separated (default 2,4)
+  --wire LIST          wire dtypes, comma-separated (default fp32,bf16)
+  --routing SPEC|FILE  an extra routing (spec or profile JSON) to compare; repeatable. Always run:
+                       native top-K, ${ADAPTIVE_SPECS.join(', ')}
+  --out FILE           JSON results (default bench-results/dispatch.json)
+  --svg FILE           bar chart for the default wire dtype, ${DEFAULT_WIRE_DTYPE} (else the first one run)
+                       (default bench-results/dispatch.svg)
+  --threads N          onnxruntime threads of the coordinator (default: all cores)`;
+
+interface Row {
+  readonly routing: string;
+  readonly workers: number;
+  readonly wire: WireDType;
+  readonly avgK: number;
+  readonly perplexity: number;
+  readonly tokensPerSecond: number;
+  readonly dispatch: DispatchSummary;
+}
+
+export async function run(argv: readonly string[]): Promise<number> {
+  const p = parse(argv, {
+    model: { type: 'string' },
+    ids: { type: 'string' },
+    windows: { type: 'string' },
+    workers: { type: 'string' },
+    wire: { type: 'string' },
+    routing: { type: 'string', multiple: true },
+    out: { type: 'string' },
+    svg: { type: 'string' },
+    threads: { type: 'string' },
+  });
+  const modelDir = required(p, 'model');
+  const idsPath = str(p, 'ids') ?? 'data/eval/valid.code.u16';
+  const out = str(p, 'out') ?? 'bench-results/dispatch.json';
+  const svg = str(p, 'svg') ?? 'bench-results/dispatch.svg';
+  const config = await loadModelConfig(modelDir);
+  const sizes = list(str(p, 'workers') ?? '2,4').map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1 || n > config.numExperts)
+      throw new UsageError(`--workers: '${s}' is not a worker count in 1..${config.numExperts}`);
+    return n;
+  });
+  const wires = list(str(p, 'wire') ?? 'fp32,bf16').map((w) => {
+    if (!isWireDType(w)) throw new UsageError(`--wire: '${w}' is not fp32, fp16 or bf16`);
+    return w;
+  });
+  const native = `topk:${config.numExpertsPerTok}`;
+  const extra = (p.values['routing'] as string[] | undefined) ?? [];
+  const routings = [native, ...ADAPTIVE_SPECS, ...extra];
+  for (const r of extra) await checkRouting(modelDir, r);
+  const ids = await readU16Ids(idsPath);
+  const windows = parseWindowRange(str(p, 'windows') ?? '0:100', windowCount(ids));
+  const settings = sessionSettings(p);
+  const log = (line: string) => process.stderr.write(`bench dispatch: ${line}\n`);
+
+  // Throughput baseline: the same windows, native routing, experts in this process.
+  const local = await EngineClient.start({ modelDir, settings });
+  let localTokensPerSecond: number;
+  try {
+    await evaluatePerplexity(local, ids, { windows: { start: windows.start, end: windows.start + 4 } });
+    localTokensPerSecond = (await evaluatePerplexity(local, ids, { windows, routing: native }))
+      .tokensPerSecond;
+  } finally {
+    await local.close();
+  }
+  log(`one process: ${localTokensPerSecond.toFixed(0)} tokens/s`);
+
+  const rows: Row[] = [];
+  for (const n of sizes) {
+    const cluster = await startLocalCluster({ modelDir, workers: n });
+    try {
+      for (const wire of wires) {
+        const engine = await EngineClient.start({
+          modelDir,
+          settings,
+          experts: { kind: 'remote', workers: cluster.urls, wireDtype: wire },
+        });
+        try {
+          await evaluatePerplexity(engine, ids, {
+            windows: { start: windows.start, end: windows.start + 4 },
+          });
+          for (const routing of routings) {
+            await engine.dispatchStats(true);
+            const r = await evaluatePerplexity(engine, ids, { windows, routing });
+            const stats = await engine.dispatchStats(true);
+            if (stats === null) throw new Error('remote engine returned no dispatch accounting');
+            const dispatch = summarizeDispatch(stats);
+            rows.push({
+              routing: r.routing,
+              workers: n,
+              wire,
+              avgK: r.avgK,
+              perplexity: r.perplexity,
+              tokensPerSecond: r.tokensPerSecond,
+              dispatch,
+            });
+            log(
+              `${n} workers, ${wire}, ${r.routing}: ${dispatch.bytesPerTokenLayer.toFixed(0)} bytes/token/layer ` +
+                `(${dispatch.vsNative.toFixed(3)}x native), ${r.tokensPerSecond.toFixed(0)} tokens/s`,
+            );
+          }
+        } finally {
+          await engine.close();
+        }
+      }
+    } finally {
+      await cluster.stop();
+    }
+  }
+
+  const result = {
+    benchmark: 'dispatch',
+    command: `kmoe bench dispatch ${argv.join(' ')}`.trim(),
+    machine: machineInfo(),
+    model: modelDir,
+    corpus: idsPath,
+    windows: {
+      ...windows,
+      windowLen: STANDARD_WINDOW,
+      tokens: (windows.end - windows.start) * STANDARD_WINDOW,
+    },
+    hidden: config.hiddenSize,
+    nativeK: config.numExpertsPerTok,
+    localTokensPerSecond,
+    rows,
+  };
+  await fs.mkdir(path.dirname(out), { recursive: true });
+  await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
+  await fs.mkdir(path.dirname(svg), { recursive: true });
+  const chartWire = wires.includes(DEFAULT_WIRE_DTYPE) ? DEFAULT_WIRE_DTYPE : wires[0]!;
+  await fs.writeFile(svg, chart(rows, routings, sizes, chartWire, path.basename(idsPath)));
+  process.stdout.write(table(rows, sizes, wires, native, localTokensPerSecond));
+  process.stdout.write(`wrote ${out} and ${svg}\n`);
+  return 0;
+}
+
+function list(s: string): string[] {
+  return s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
+}
+
+/** Rows: routings. Columns: per (workers, wire), bytes with dedup and without, and the ratio to native. */
+function table(
+  rows: readonly Row[],
+  sizes: number[],
+  wires: WireDType[],
+  native: string,
+  localTps: number,
+): string {
+  const configs = sizes.flatMap((n) => wires.map((wire) => ({ n, wire })));
+  const find = (routing: string, n: number, wire: WireDType) =>
+    rows.find((r) => r.routing === routing && r.workers === n && r.wire === wire);
+  const routings = [...new Set(rows.map((r) => r.routing))];
+  const head = configs.flatMap((c) => [`${c.n} workers ${c.wire}`, `${c.n}w ${c.wire} no dedup`]);
+  const lines = [
+    `Bytes per token per MoE layer (both directions), x = ratio to native ${native} with dedup, same workers and wire`,
+    '',
+    `| routing | avg K | ${head.join(' | ')} |`,
+    `|---|---|${head.map(() => '---|').join('')}`,
+  ];
+  for (const routing of routings) {
+    const cells: string[] = [];
+    let avgK = 0;
+    for (const c of configs) {
+      const r = find(routing, c.n, c.wire);
+      const base = find(native, c.n, c.wire);
+      if (!r || !base) {
+        cells.push('n/a', 'n/a');
+        continue;
+      }
+      avgK = r.avgK;
+      const ref = base.dispatch.bytesPerTokenLayer;
+      const fmt = (b: number) => `${b.toFixed(0)} (${(b / ref).toFixed(2)}x)`;
+      cells.push(fmt(r.dispatch.bytesPerTokenLayer), fmt(r.dispatch.noDedupBytesPerTokenLayer));
+    }
+    lines.push(`| ${routing} | ${avgK.toFixed(3)} | ${cells.join(' | ')} |`);
+  }
+  lines.push('', `Eval throughput, ${native} (one process: ${localTps.toFixed(0)} tokens/s)`, '');
+  lines.push('| workers | wire | tokens/s | vs one process |', '|---|---|---|---|');
+  for (const c of configs) {
+    const r = find(native, c.n, c.wire);
+    if (r)
+      lines.push(
+        `| ${c.n} | ${c.wire} | ${r.tokensPerSecond.toFixed(0)} | ${(r.tokensPerSecond / localTps).toFixed(2)}x |`,
+      );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function chart(
+  rows: readonly Row[],
+  routings: string[],
+  sizes: number[],
+  wire: WireDType,
+  corpus: string,
+): string {
+  const labels = [...new Set(rows.map((r) => r.routing))];
+  const value = (routing: string, n: number, dedup: boolean) => {
+    const r = rows.find((x) => x.routing === routing && x.workers === n && x.wire === wire);
+    if (!r) return null;
+    return dedup ? r.dispatch.bytesPerTokenLayer : r.dispatch.noDedupBytesPerTokenLayer;
+  };
+  return renderBarChart({
+    title: `Network bytes per token per MoE layer, ${wire} wire (${corpus})`,
+    yLabel: 'bytes per token per MoE layer',
+    categories: labels.length > 0 ? labels : routings,
+    series: sizes.flatMap((n) => [
+      { name: `${n} workers`, values: labels.map((l) => value(l, n, true)) },
+      { name: `${n} workers, no dedup`, values: labels.map((l) => value(l, n, false)) },
+    ]),
+    valueLabels: true,
+  });
+}
