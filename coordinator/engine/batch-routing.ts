@@ -64,5 +64,7 @@ export function routeBatch(
       entropy[t] = decision.entropy[i]!;
     }
   }
-  return prior ? { numTokens, offsets, experts, weights, entropy, prior } : { numTokens, offsets, experts, weights, entropy };
+  return prior
+    ? { numTokens, offsets, experts, weights, entropy, prior }
+    : { numTokens, offsets, experts, weights, entropy };
 }

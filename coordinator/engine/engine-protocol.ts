@@ -1,8 +1,8 @@
 // The calls the main thread makes on the engine thread.
 
 import type { RunTiming } from '../../shared/onnx/session.js';
-import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
+import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { RouterSignalTable } from '../calibration/router-signals.js';
 import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
@@ -20,7 +20,10 @@ export type EngineSchema = {
   /** Sequences whose KV cache the engine holds (the server's /health and /metrics report it). */
   sequences: [null, number];
   score: [ScoreParams, ScoreResult];
-  routerSignals: [ScoreParams & { readonly expertMeans: boolean }, { table: RouterSignalTable; expertMeans?: ExpertMeansJSON }];
+  routerSignals: [
+    ScoreParams & { readonly expertMeans: boolean },
+    { table: RouterSignalTable; expertMeans?: ExpertMeansJSON },
+  ];
   stats: [null, RoutingStatsJSON];
   /** true: start timing onnxruntime runs (cleared); false: stop. Returns what was collected so far. */
   timing: [boolean, Record<string, RunTiming>];

@@ -280,7 +280,8 @@ function gatherPast(
 }
 
 function addInto(dst: Float32Array, src: Float32Array): void {
-  if (src.length !== dst.length) throw new RangeError(`routing prior has ${src.length} values, expected ${dst.length}`);
+  if (src.length !== dst.length)
+    throw new RangeError(`routing prior has ${src.length} values, expected ${dst.length}`);
   for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
 }
 

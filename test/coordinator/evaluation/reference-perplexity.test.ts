@@ -25,14 +25,17 @@ afterAll(async () => {
 });
 
 describe('perplexity and average K against the reference', () => {
-  it.each(perplexityReferences().map((r) => [`${r.file} ${r.routing}`, r] as const))('%s', async (_name, ref) => {
-    const report = await evaluatePerplexity(engine, corpora.get(ref.file)!, { routing: ref.routing });
-    expect(report.tokens).toBe(ref.tokensScored);
-    expect(Math.abs(report.perplexity / ref.ppl - 1)).toBeLessThan(1e-3);
-    expect(Math.abs(report.avgK - ref.avgK)).toBeLessThan(1e-3);
-    report.avgKPerLayer.forEach((k, layer) => {
-      expect(Math.abs(k - ref.avgKPerLayer[String(layer)]!)).toBeLessThan(1e-3);
-    });
-    expect(report.savingVsNative).toBeCloseTo(1 - ref.avgK / 2, 3);
-  });
+  it.each(perplexityReferences().map((r) => [`${r.file} ${r.routing}`, r] as const))(
+    '%s',
+    async (_name, ref) => {
+      const report = await evaluatePerplexity(engine, corpora.get(ref.file)!, { routing: ref.routing });
+      expect(report.tokens).toBe(ref.tokensScored);
+      expect(Math.abs(report.perplexity / ref.ppl - 1)).toBeLessThan(1e-3);
+      expect(Math.abs(report.avgK - ref.avgK)).toBeLessThan(1e-3);
+      report.avgKPerLayer.forEach((k, layer) => {
+        expect(Math.abs(k - ref.avgKPerLayer[String(layer)]!)).toBeLessThan(1e-3);
+      });
+      expect(report.savingVsNative).toBeCloseTo(1 - ref.avgK / 2, 3);
+    },
+  );
 });
