@@ -80,6 +80,9 @@ export interface ScoreResult {
   readonly stats: RoutingStatsJSON;
 }
 
+/** Distinct routing policies kept resolved; a Map iterates in insertion order, oldest first. */
+const POLICY_CACHE_SIZE = 64;
+
 export class Engine {
   private readonly caches = new Map<string, SequenceKvCache>();
   private readonly policies = new Map<string, RoutingPolicy>();
@@ -172,13 +175,22 @@ export class Engine {
     };
   }
 
-  /** Resolves (and caches) a routing spec or profile path; throws a RoutingSpecError on bad input. */
+  /**
+   * Resolves a routing spec, profile path or inline profile; throws a RoutingSpecError on bad input.
+   * Resolved policies are cached, least recently used first out: clients and calibration searches
+   * can send any number of distinct routings, so the cache must stay bounded.
+   */
   policy(routing: string | undefined): RoutingPolicy {
     const key = routing ?? this.defaultRouting;
     const known = this.policies.get(key);
-    if (known) return known;
+    if (known) {
+      this.policies.delete(key);
+      this.policies.set(key, known);
+      return known;
+    }
     const resolved = resolveRouting(key, this.routingModel);
     this.policies.set(key, resolved);
+    if (this.policies.size > POLICY_CACHE_SIZE) this.policies.delete(this.policies.keys().next().value!);
     return resolved;
   }
 

@@ -108,3 +108,17 @@ describe('engine step validation', () => {
     );
   });
 });
+
+describe('routing policy cache', () => {
+  it('stays usable after more distinct routings than it keeps', async () => {
+    for (let i = 0; i < 70; i++) {
+      const step = await engine.step([
+        { seqId: `p${i}`, tokens: [5, 6], routing: `skip:${(i / 200).toFixed(3)}` },
+      ]);
+      expect(step.logits.length).toBe(4096);
+    }
+    expect(await engine.release(Array.from({ length: 70 }, (_, i) => `p${i}`))).toBe(70);
+    const again = await engine.step([{ seqId: 'again', tokens: [5, 6], routing: 'skip:0' }]);
+    expect(again.activations).toEqual([2 * 4 * 2]);
+  });
+});
