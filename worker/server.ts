@@ -105,6 +105,9 @@ class PeerConnection {
     this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     // Socket errors (e.g. a frame above the hard limit) close the connection; say why.
     this.ws.on('error', (err) => this.server.options.log(`connection ${this.peer}: ${err.message}`));
+    this.ws.on('close', (code) => {
+      if (this.greeted) this.server.options.log(`coordinator ${this.peer} disconnected (code ${code})`);
+    });
   }
 
   private get limits() {

@@ -244,5 +244,7 @@ function chart(
       { name: `${n} workers, no dedup`, values: labels.map((l) => value(l, n, false)) },
     ]),
     valueLabels: true,
+    // Room for four labelled bars per routing.
+    width: 900,
   });
 }
