@@ -9,7 +9,7 @@ import { ExpertCompute } from '../../worker/expert-compute.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from '../../worker/server.js';
 import { COMPUTE_OPTIONS, num, parse, required, sessionSettings, str } from './args.js';
 
-export const DEFAULT_WORKER_PORT = 7070;
+const DEFAULT_WORKER_PORT = 7070;
 
 export const usage = `kmoe worker --model DIR --experts SET [options]
 

@@ -43,10 +43,6 @@ export class PlacementTable {
     return new PlacementTable(workers, numExperts, holders);
   }
 
-  holdersOf(expert: number): readonly number[] {
-    return this.holders[expert] ?? [];
-  }
-
   /** "ws://a: 0-3; ws://b: 4-7" */
   describe(): string {
     return this.workers.map((w) => `${w.url}: ${formatExpertSet(w.experts)}`).join('; ');

@@ -28,7 +28,7 @@ if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
-export function align8(n: number): number {
+function align8(n: number): number {
   return Math.ceil(n / FRAME_ALIGN) * FRAME_ALIGN;
 }
 
