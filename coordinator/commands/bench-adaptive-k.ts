@@ -117,7 +117,8 @@ export async function run(argv: readonly string[]): Promise<number> {
     }
 
     const series = defaultSweep(nativeK);
-    series.push({ name: 'calibrated (quality, per layer)', routings: rows.map((r) => r.profile) });
+    // One series per profile: they are separate points, not a curve.
+    for (const r of rows) series.push({ name: `calibrated ${r.policy}`, routings: [r.profile] });
     const total = series.reduce((n, s) => n + s.routings.length, 0);
     const sweepBar = new ProgressBar({ label: 'frontier (test half)', total, unit: 'evaluations' });
     const sweep = await runSweep(engine, test.ids, series, (done) => sweepBar.update(done));
