@@ -59,3 +59,11 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
+
+/** The text a reference greedy continuation decodes to after its prompt (what `kmoe generate` prints). */
+export function referenceGreedyText(
+  tokenizer: { decode(ids: readonly number[]): string },
+  c: Pick<GreedyCase, 'promptIds' | 'greedyIds'>,
+): string {
+  return tokenizer.decode([...c.promptIds, ...c.greedyIds]).slice(tokenizer.decode(c.promptIds).length);
+}

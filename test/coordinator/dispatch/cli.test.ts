@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { cliArgv } from '../../../shared/runtime/entry-points.js';
 import { lastJsonLine, runCli } from '../../helpers/cli.js';
-import { greedyCases, MODEL_DIR, ROOT } from '../../helpers/paths.js';
+import { greedyCases, MODEL_DIR, ROOT, referenceGreedyText } from '../../helpers/paths.js';
 
 interface Cluster {
   child: ChildProcess;
@@ -103,9 +103,7 @@ describe('kmoe local-cluster with eval and generate', () => {
   it('kmoe generate --workers streams the reference greedy continuation (fp32 wire)', async () => {
     const c = greedyCases().find((g) => g.name === 'code-fib')!;
     const tokenizer = await KmoeTokenizer.load(MODEL_DIR);
-    const expected = tokenizer
-      .decode([...c.promptIds, ...c.greedyIds])
-      .slice(tokenizer.decode(c.promptIds).length);
+    const expected = referenceGreedyText(tokenizer, c);
     const r = await runCli([
       'generate',
       '--model',

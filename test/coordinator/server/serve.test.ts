@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Usage } from '../../../coordinator/server/openai-format.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { runCli } from '../../helpers/cli.js';
-import { EVAL_DIR, greedyCases, MODEL_DIR } from '../../helpers/paths.js';
+import { EVAL_DIR, greedyCases, MODEL_DIR, referenceGreedyText } from '../../helpers/paths.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 const MODEL = 'tiny-mixtral';
@@ -64,11 +64,6 @@ async function streamed(params: Omit<CompletionCreateParamsStreaming, 'model' | 
 
 function usageOf(u: unknown): Usage {
   return u as Usage;
-}
-
-/** What the reference's greedy ids decode to after the prompt (what `kmoe generate` prints). */
-function referenceText(c: { promptIds: number[]; greedyIds: number[] }): string {
-  return tokenizer.decode([...c.promptIds, ...c.greedyIds]).slice(tokenizer.decode(c.promptIds).length);
 }
 
 async function health(): Promise<{
@@ -132,7 +127,7 @@ describe('status endpoints', () => {
 describe('completions', () => {
   it.each(greedyCases())('greedy completion of $name equals the reference continuation', async (c) => {
     const res = await complete({ prompt: c.prompt, max_tokens: c.greedyIds.length, temperature: 0 });
-    expect(res.choices[0]!.text).toBe(referenceText(c));
+    expect(res.choices[0]!.text).toBe(referenceGreedyText(tokenizer, c));
     expect(res.choices[0]!.finish_reason).toBe('length');
     const usage = usageOf(res.usage);
     expect(usage).toMatchObject({
@@ -158,7 +153,7 @@ describe('completions', () => {
   it('streams the same text in chunks, with usage when asked', async () => {
     const c = greedyCases()[0]!;
     const s = await streamed({ prompt: c.prompt, max_tokens: 32, temperature: 0 });
-    expect(s.text).toBe(referenceText(c));
+    expect(s.text).toBe(referenceGreedyText(tokenizer, c));
     expect(s.finish).toBe('length');
     expect(s.chunks).toBeGreaterThan(10);
     expect(s.usage).toMatchObject({ completion_tokens: 32, kmoe: { avg_k: 2 } });
@@ -167,7 +162,7 @@ describe('completions', () => {
   it('takes a prompt as token ids', async () => {
     const c = greedyCases()[2]!;
     const res = await complete({ prompt: c.promptIds, max_tokens: 32, temperature: 0 });
-    expect(res.choices[0]!.text).toBe(referenceText(c));
+    expect(res.choices[0]!.text).toBe(referenceGreedyText(tokenizer, c));
   });
 
   it('samples reproducibly with a seed', async () => {
@@ -180,7 +175,7 @@ describe('completions', () => {
 
   it('cuts the text before a stop string and reports finish_reason stop', async () => {
     const c = greedyCases()[0]!;
-    const full = referenceText(c);
+    const full = referenceGreedyText(tokenizer, c);
     const stop = 'def ';
     const expected = full.slice(0, full.indexOf(stop));
     const whole = await complete({ prompt: c.prompt, max_tokens: 32, temperature: 0, stop: [stop, 'never'] });

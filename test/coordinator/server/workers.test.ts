@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { Usage } from '../../../coordinator/server/openai-format.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
-import { greedyCases, MODEL_DIR } from '../../helpers/paths.js';
+import { greedyCases, MODEL_DIR, referenceGreedyText } from '../../helpers/paths.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 let server: ServeProcess;
@@ -62,9 +62,7 @@ describe('kmoe serve with local workers', () => {
     );
     results.forEach((res, i) => {
       const c = cases[i]!;
-      const expected = tokenizer
-        .decode([...c.promptIds, ...c.greedyIds])
-        .slice(tokenizer.decode(c.promptIds).length);
+      const expected = referenceGreedyText(tokenizer, c);
       expect(res.choices[0]!.text).toBe(expected);
       const usage = res.usage as unknown as Usage;
       expect(usage.kmoe.avg_k).toBe(2);
