@@ -1,7 +1,9 @@
 // A worker's WebSocket server, on the process's main thread: handshake, validation of every frame
 // at the edge, per-connection ordering and backpressure. A bad frame gets an error reply and the
-// connection lives on; only the handshake can end a connection (refused coordinator).
+// connection lives on; only the handshake can end a connection (refused coordinator). Plain HTTP on
+// the same port answers GET /metrics (Prometheus) and GET /health.
 
+import http from 'node:http';
 import os from 'node:os';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { ListenError } from '../shared/errors/listen-error.js';
@@ -18,6 +20,7 @@ import { frameBytes } from '../shared/protocol/frame.js';
 import { type DispatchRequest, type ErrorReplyCode, PROTOCOL_VERSION } from '../shared/protocol/messages.js';
 import { WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
 import type { ExpertCompute } from './expert-compute.js';
+import { dispatchShape, WorkerMetrics } from './metrics.js';
 
 /** Default largest accepted frame: a prefill of 16k tokens of hidden 2048 in bf16 fits. */
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
@@ -44,8 +47,10 @@ export class WorkerServer {
   private readonly held: Uint8Array;
 
   private constructor(
+    private readonly httpServer: http.Server,
     private readonly wss: WebSocketServer,
     readonly options: WorkerServerOptions,
+    readonly metrics: WorkerMetrics,
     readonly url: string,
   ) {
     const m = options.compute.model;
@@ -58,20 +63,28 @@ export class WorkerServer {
   }
 
   static async start(options: WorkerServerOptions): Promise<WorkerServer> {
+    const metrics = new WorkerMetrics();
+    const experts = options.compute.model.experts;
+    const httpServer = http.createServer((req, res) => {
+      serveHttp(req, res, metrics, experts).catch((err: unknown) => {
+        options.log(`HTTP ${req.method} ${req.url} failed: ${(err as Error).message}`);
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+    });
     const wss = new WebSocketServer({
-      host: options.host,
-      port: options.port,
+      server: httpServer,
       maxPayload: options.maxFrameBytes * HARD_LIMIT_FACTOR,
       perMessageDeflate: false,
     });
     await new Promise<void>((resolve, reject) => {
-      wss.once('listening', resolve);
-      wss.once('error', (err) => reject(new ListenError(options.host, options.port, err)));
+      httpServer.once('error', (err) => reject(new ListenError(options.host, options.port, err)));
+      httpServer.listen(options.port, options.host, resolve);
     });
-    const address = wss.address();
+    const address = httpServer.address();
     const port = typeof address === 'object' && address !== null ? address.port : options.port;
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-    return new WorkerServer(wss, options, `ws://${host}:${port}`);
+    return new WorkerServer(httpServer, wss, options, metrics, `ws://${host}:${port}`);
   }
 
   get experts(): readonly number[] {
@@ -86,6 +99,36 @@ export class WorkerServer {
   async close(): Promise<void> {
     for (const ws of this.wss.clients) ws.close(1001, 'worker shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    // Idle keep-alive connections of metrics scrapers would hold the listener open.
+    this.httpServer.closeIdleConnections();
+    await new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+  }
+}
+
+/** The plain-HTTP side of the port: scrapes and liveness probes. */
+async function serveHttp(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  metrics: WorkerMetrics,
+  experts: readonly number[],
+): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0];
+  const reply = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
+    res.writeHead(status, { 'content-type': type, ...headers });
+    res.end(body);
+  };
+  const json = (status: number, body: unknown, headers?: Record<string, string>) =>
+    reply(status, 'application/json', JSON.stringify(body), headers);
+  if (path !== '/metrics' && path !== '/health') {
+    json(404, {
+      error: `no ${path} here: a kmoe worker serves WebSocket dispatch, GET /metrics and GET /health`,
+    });
+  } else if (req.method !== 'GET' && req.method !== 'HEAD') {
+    json(405, { error: `${path} takes GET, not ${req.method}` }, { allow: 'GET, HEAD' });
+  } else if (path === '/metrics') {
+    reply(200, metrics.contentType, await metrics.render());
+  } else {
+    json(200, { status: 'ok', experts: formatExpertSet(experts) });
   }
 }
 
@@ -106,7 +149,9 @@ class PeerConnection {
     // Socket errors (e.g. a frame above the hard limit) close the connection; say why.
     this.ws.on('error', (err) => this.server.options.log(`connection ${this.peer}: ${err.message}`));
     this.ws.on('close', (code) => {
-      if (this.greeted) this.server.options.log(`coordinator ${this.peer} disconnected (code ${code})`);
+      if (!this.greeted) return;
+      this.server.metrics.coordinators(-1);
+      this.server.options.log(`coordinator ${this.peer} disconnected (code ${code})`);
     });
   }
 
@@ -122,9 +167,14 @@ class PeerConnection {
 
   private onMessage(data: RawData, isBinary: boolean): void {
     const bytes = frameBytes(data);
+    this.server.metrics.bytes('in', bytes.byteLength);
     if (!isBinary) {
       this.enqueue(async () =>
-        errorReply(null, 'bad-frame', 'text frames are not part of the kmoe protocol; send binary frames'),
+        this.errorReply(
+          null,
+          'bad-frame',
+          'text frames are not part of the kmoe protocol; send binary frames',
+        ),
       );
       return;
     }
@@ -140,7 +190,7 @@ class PeerConnection {
     const m = compute.model;
     const refuse = (reason: 'version' | 'model' | 'bad-hello', message: string) => {
       log(`refused coordinator ${this.peer}: ${message}`);
-      this.ws.send(encodeRefuse({ version: PROTOCOL_VERSION, reason, message }));
+      this.sendFrame(encodeRefuse({ version: PROTOCOL_VERSION, reason, message }));
       this.ws.close(1008, reason);
     };
     let hello: ReturnType<typeof decodeMessage>;
@@ -169,8 +219,9 @@ class PeerConnection {
       return;
     }
     this.greeted = true;
+    this.server.metrics.coordinators(1);
     log(`accepted coordinator ${this.peer} (${hello.client})`);
-    this.ws.send(
+    this.sendFrame(
       encodeWelcome({
         version: PROTOCOL_VERSION,
         fingerprint: m.fingerprint,
@@ -190,7 +241,7 @@ class PeerConnection {
     // A failure here is a bug in this worker, not in the frame; the peer still gets an answer.
     const reply = work().catch((err: unknown) => {
       this.server.options.log(`internal error on a frame from ${this.peer}: ${(err as Error).stack ?? err}`);
-      return errorReply(null, 'compute-failed', `internal worker error: ${(err as Error).message}`);
+      return this.errorReply(null, 'compute-failed', `internal worker error: ${(err as Error).message}`);
     });
     this.queued++;
     this.flow();
@@ -206,7 +257,7 @@ class PeerConnection {
       this.flow();
       return;
     }
-    this.ws.send(bytes, { binary: true }, () => {
+    this.sendFrame(bytes, () => {
       if (this.draining && this.ws.bufferedAmount <= HIGH_WATER_BYTES) {
         this.draining = false;
         this.flow();
@@ -216,6 +267,16 @@ class PeerConnection {
     this.flow();
   }
 
+  private sendFrame(bytes: Uint8Array, sent?: () => void): void {
+    this.server.metrics.bytes('out', bytes.byteLength);
+    this.ws.send(bytes, { binary: true }, sent);
+  }
+
+  private errorReply(id: number | null, code: ErrorReplyCode, message: string): Uint8Array {
+    this.server.metrics.failed(code);
+    return encodeErrorReply({ id, code, message });
+  }
+
   /** Stops reading the socket while too much work is queued or replies are not being taken. */
   private flow(): void {
     if (this.queued >= MAX_QUEUED || this.draining) this.ws.pause();
@@ -223,6 +284,7 @@ class PeerConnection {
   }
 
   private async handle(bytes: Uint8Array): Promise<Uint8Array> {
+    const received = performance.now();
     const { compute, log, maxFrameBytes } = this.server.options;
     let msg: ReturnType<typeof decodeMessage>;
     try {
@@ -231,11 +293,11 @@ class PeerConnection {
       if (!(err instanceof ProtocolError)) throw err;
       const id = requestIdOf(bytes, maxFrameBytes);
       log(`bad frame from ${this.peer}${id === null ? '' : ` (request ${id})`}: ${err.message}`);
-      return errorReply(id, err.code, err.message);
+      return this.errorReply(id, err.code, err.message);
     }
     if (msg.type !== 'dispatch') {
       const id = 'id' in msg ? msg.id : null;
-      return errorReply(
+      return this.errorReply(
         id,
         'unexpected-message',
         `a worker accepts dispatch requests only, got a ${msg.type}`,
@@ -243,17 +305,21 @@ class PeerConnection {
     }
     const missing = this.notHeld(msg);
     if (missing.length > 0) {
-      return errorReply(
+      return this.errorReply(
         msg.id,
         'not-held',
         `experts ${formatExpertSet(missing)} are not held by this worker (it holds ${formatExpertSet(this.server.experts)})`,
       );
     }
+    // The frame's memory moves to the compute thread: read what the metrics need first.
+    const shape = dispatchShape(msg, compute.model.numExperts);
     try {
-      return await compute.dispatch({ frame: owned(bytes), maxFrameBytes });
+      const result = await compute.dispatch({ frame: owned(bytes), maxFrameBytes });
+      this.server.metrics.served(shape, (performance.now() - received) / 1000);
+      return result;
     } catch (err) {
       log(`request ${msg.id} layer ${msg.layer} failed: ${(err as Error).message}`);
-      return errorReply(msg.id, 'compute-failed', (err as Error).message);
+      return this.errorReply(msg.id, 'compute-failed', (err as Error).message);
     }
   }
 
@@ -262,10 +328,6 @@ class PeerConnection {
     for (const e of msg.experts) if (!this.server.holds(e)) missing.add(e);
     return [...missing];
   }
-}
-
-function errorReply(id: number | null, code: ErrorReplyCode, message: string): Uint8Array {
-  return encodeErrorReply({ id, code, message });
 }
 
 /**

@@ -140,7 +140,8 @@ function formatDispatch(d: DispatchSummary): string {
     ...d.perWorker.map(
       (w) =>
         `  ${w.url} (experts ${w.experts}): ${w.messages} messages, ${(w.bytesOut / 2 ** 20).toFixed(1)} MiB out, ` +
-        `${(w.bytesIn / 2 ** 20).toFixed(1)} MiB in, ${w.pairs} pairs for ${w.tokensSent} tokens`,
+        `${(w.bytesIn / 2 ** 20).toFixed(1)} MiB in, ${w.pairs} pairs for ${w.tokensSent} tokens, ` +
+        `mean round trip ${w.meanRoundTripMs.toFixed(2)} ms`,
     ),
   ];
   return `${lines.join('\n')}\n`;

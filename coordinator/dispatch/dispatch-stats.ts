@@ -35,12 +35,28 @@ export interface DispatchLayerJSON {
   nativeNoDedup: VariantCounters;
 }
 
+/**
+ * Upper bounds (seconds) of the round-trip-time bins: from the coordinator handing a request to
+ * the socket to its reply being decoded, so it includes queueing on both ends and the compute.
+ */
+export const ROUND_TRIP_BUCKETS_SECONDS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+export interface RoundTripJSON {
+  /** counts[i]: round trips in (bounds[i-1], bounds[i]]; one more entry for those above the last bound. */
+  counts: number[];
+  sumSeconds: number;
+}
+
 export interface DispatchStatsJSON {
   wire: WireDType;
   nativeK: number;
   hidden: number;
   workers: { url: string; experts: string }[];
   layers: DispatchLayerJSON[];
+  /** Per worker, completed request round trips (all layers). */
+  roundTrips: RoundTripJSON[];
 }
 
 export interface DispatchSummary {
@@ -66,7 +82,7 @@ export interface DispatchSummary {
   tokensSent: number;
   nativeTokensSent: number;
   perLayer: { tokens: number; bytesPerToken: number; nativeBytesPerToken: number }[];
-  perWorker: ({ url: string; experts: string } & WorkerLayerCounters)[];
+  perWorker: ({ url: string; experts: string; meanRoundTripMs: number } & WorkerLayerCounters)[];
 }
 
 const zeroVariant = (): VariantCounters => ({ messages: 0, bytes: 0, pairs: 0, tokensSent: 0 });
@@ -80,11 +96,16 @@ const zeroWorker = (): WorkerLayerCounters => ({
 
 export class DispatchStats {
   private readonly layers: DispatchLayerJSON[];
+  private readonly roundTrips: RoundTripJSON[];
 
   constructor(
-    private readonly info: Omit<DispatchStatsJSON, 'layers'>,
+    private readonly info: Omit<DispatchStatsJSON, 'layers' | 'roundTrips'>,
     numLayers: number,
   ) {
+    this.roundTrips = info.workers.map(() => ({
+      counts: new Array<number>(ROUND_TRIP_BUCKETS_SECONDS.length + 1).fill(0),
+      sumSeconds: 0,
+    }));
     this.layers = Array.from({ length: numLayers }, () => ({
       tokens: 0,
       workers: info.workers.map(zeroWorker),
@@ -94,9 +115,16 @@ export class DispatchStats {
     }));
   }
 
-  /** One message to a worker and its reply. */
-  recordMessage(layer: number, worker: number, m: Omit<WorkerLayerCounters, 'messages'>): void {
+  /** One message to a worker and its reply, which took `seconds` to come back. */
+  recordMessage(
+    layer: number,
+    worker: number,
+    m: Omit<WorkerLayerCounters, 'messages'> & { seconds: number },
+  ): void {
     const c = this.layerOf(layer).workers[worker]!;
+    const rt = this.roundTrips[worker]!;
+    rt.counts[binOf(m.seconds)]!++;
+    rt.sumSeconds += m.seconds;
     c.messages++;
     c.bytesOut += m.bytesOut;
     c.bytesIn += m.bytesIn;
@@ -122,7 +150,7 @@ export class DispatchStats {
   }
 
   toJSON(): DispatchStatsJSON {
-    return structuredClone({ ...this.info, layers: this.layers });
+    return structuredClone({ ...this.info, layers: this.layers, roundTrips: this.roundTrips });
   }
 
   private layerOf(layer: number): DispatchLayerJSON {
@@ -171,7 +199,15 @@ export function summarizeDispatch(s: DispatchStatsJSON): DispatchSummary {
         c.pairs += x.pairs;
         c.tokensSent += x.tokensSent;
       }
-      return { ...w, ...c };
+      const rt = s.roundTrips[i]!;
+      const trips = rt.counts.reduce((a, n) => a + n, 0);
+      return { ...w, ...c, meanRoundTripMs: trips === 0 ? 0 : (1000 * rt.sumSeconds) / trips };
     }),
   };
+}
+
+/** Index of the round-trip bin holding `seconds` (the extra last bin takes anything above). */
+function binOf(seconds: number): number {
+  const i = ROUND_TRIP_BUCKETS_SECONDS.findIndex((le) => seconds <= le);
+  return i === -1 ? ROUND_TRIP_BUCKETS_SECONDS.length : i;
 }

@@ -134,8 +134,13 @@ export class RemoteExpertBackend implements ExpertBackend {
     this.nextId += W;
 
     const frames = shares.map((s) => this.encode(layer, firstId + s.worker, s, x.data));
+    const sentAt = performance.now();
+    const seconds = new Float64Array(shares.length);
     const inflight = shares.map((s, i) =>
-      this.connections[s.worker]!.request(firstId + s.worker, layer, frames[i]!, this.timeoutMs),
+      this.connections[s.worker]!.request(firstId + s.worker, layer, frames[i]!, this.timeoutMs).then((r) => {
+        seconds[i] = (performance.now() - sentAt) / 1000;
+        return r;
+      }),
     );
     let results: DispatchResult[];
     try {
@@ -167,6 +172,7 @@ export class RemoteExpertBackend implements ExpertBackend {
         bytesIn,
         pairs: s.experts.length,
         tokensSent: n,
+        seconds: seconds[i]!,
       });
     });
     this.stats.recordLayer(layer, pairs.numTokens, this.costVariants(layer, firstId, pairs, native, live));

@@ -6,7 +6,11 @@ import { Histogram, type Registry } from 'prom-client';
 
 export interface BinnedSeries {
   readonly labels: Readonly<Record<string, string>>;
-  /** counts[i] = observations in (upperBounds[i-1], upperBounds[i]]; the last bin also takes anything above. */
+  /**
+   * counts[i] = observations in (upperBounds[i-1], upperBounds[i]]. With as many counts as bounds
+   * the last bin also takes anything above (bounded quantities); one more count is the overflow,
+   * which only the +Inf bucket includes.
+   */
   readonly counts: readonly number[];
   readonly sum: number;
 }
@@ -46,7 +50,7 @@ export class BinnedHistogram<T extends string> extends Histogram<T> {
   #data(): HistogramData<T> {
     const values: HistogramData<T>['values'] = [];
     for (const s of this.source()) {
-      if (s.counts.length !== this.#bounds.length) {
+      if (s.counts.length !== this.#bounds.length && s.counts.length !== this.#bounds.length + 1) {
         throw new RangeError(`${this.#name}: ${s.counts.length} counts for ${this.#bounds.length} buckets`);
       }
       const labels = s.labels as HistogramData<T>['values'][number]['labels'];
@@ -55,6 +59,7 @@ export class BinnedHistogram<T extends string> extends Histogram<T> {
         cumulative += s.counts[i]!;
         values.push({ metricName: `${this.#name}_bucket`, labels: { ...labels, le }, value: cumulative });
       });
+      cumulative += s.counts[this.#bounds.length] ?? 0;
       values.push({
         metricName: `${this.#name}_bucket`,
         labels: { ...labels, le: '+Inf' },

@@ -1,12 +1,12 @@
 // The coordinator's Prometheus registry: routing (selected K and router entropy per layer, expert
 // activations per layer and expert, from the engine's RoutingStats), dispatch to remote workers
-// (bytes by direction and worker, messages), latency (request, time to first token, inter-token)
-// and load (running, queued, live engine sequences).
+// (bytes by direction and worker, messages, round-trip time per worker), latency (request, time to
+// first token, inter-token) and load (running, queued, live engine sequences).
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { RoutingModel } from '../../shared/routing/policy.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
-import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
+import { type DispatchStatsJSON, ROUND_TRIP_BUCKETS_SECONDS } from '../dispatch/dispatch-stats.js';
 import { BinnedHistogram, type BinnedSeries } from './binned-histogram.js';
 import type { StepReport } from './scheduler.js';
 
@@ -118,6 +118,21 @@ export class ServerMetrics {
         });
       },
     });
+    new BinnedHistogram(
+      {
+        name: 'kmoe_worker_round_trip_seconds',
+        help: 'Time from sending an expert dispatch request to a worker to decoding its reply (network, queueing and compute)',
+        labelNames: ['worker'],
+        buckets: [...ROUND_TRIP_BUCKETS_SECONDS],
+        registry: this.registry,
+      },
+      () =>
+        this.#dispatch?.workers.map((w, i) => ({
+          labels: { worker: w.url },
+          counts: this.#dispatch!.roundTrips[i]!.counts,
+          sum: this.#dispatch!.roundTrips[i]!.sumSeconds,
+        })) ?? [],
+    );
     const engineSequences = () => this.#engineSequences;
     new Gauge({
       name: 'kmoe_engine_sequences',

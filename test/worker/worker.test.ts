@@ -13,6 +13,7 @@ import { type Message, PROTOCOL_VERSION } from '../../shared/protocol/messages.j
 import { fromWire, toWire, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { runCli } from '../helpers/cli.js';
 import { MODEL_DIR } from '../helpers/paths.js';
+import { type Scrape, scrape } from '../helpers/prometheus.js';
 import { RawPeer } from '../helpers/raw-peer.js';
 import { startWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
@@ -118,6 +119,15 @@ function relErr(a: Float32Array, b: Float32Array): number {
     scale = Math.max(scale, Math.abs(b[i]!));
   }
   return diff / scale;
+}
+
+/** A labelled counter prom-client has not created yet reads as zero. */
+function tryScrape(s: Scrape, series: string): number {
+  try {
+    return s(series);
+  } catch {
+    return 0;
+  }
 }
 
 function expectError(m: Message, code: string, id: number | null, message: RegExp): void {
@@ -259,6 +269,59 @@ describe('kmoe worker', () => {
     peer.send(encodeJob(job(31, 4, () => [[1, 1]])));
     expect(await peer.next()).toMatchObject({ type: 'result', id: 31 });
     peer.close();
+  });
+
+  it('counts requests, activations and bytes in its /metrics, and answers /health', async () => {
+    const http = worker.url.replace(/^ws:/, 'http:');
+    const scrapedBefore = await scrape(`${http}/metrics`);
+    const peer = await greeted();
+    const j = job(40, 3, (t) =>
+      t === 0
+        ? [
+            [0, 0.5],
+            [1, 0.5],
+          ]
+        : [[t + 1, 1]],
+    ); // layer 1: expert 0 once, 1 once, 2 once, 3 once
+    const frame = encodeJob(j);
+    peer.send(frame);
+    expect(await peer.next()).toMatchObject({ type: 'result', id: 40 });
+    peer.send(encodeJob(job(41, 1, () => [[6, 1]])));
+    expectError(await peer.next(), 'not-held', 41, /not held/);
+    const scrapedAfter = await scrape(`${http}/metrics`);
+    const delta = (series: string, missingIsZero = false) => {
+      const b = missingIsZero ? tryScrape(scrapedBefore, series) : scrapedBefore(series);
+      return scrapedAfter(series) - b;
+    };
+    expect(delta('kmoe_worker_requests_total{outcome="ok"}')).toBe(1);
+    expect(delta('kmoe_worker_requests_total{outcome="not-held"}', true)).toBe(1);
+    expect(delta('kmoe_worker_request_seconds_count')).toBe(1);
+    expect(delta('kmoe_worker_tokens_total{layer="1"}')).toBe(3);
+    for (const e of [0, 1, 2, 3])
+      expect(delta(`kmoe_worker_expert_token_activations_total{layer="1",expert="${e}"}`)).toBe(1);
+    expect(scrapedAfter('kmoe_worker_coordinators')).toBeGreaterThanOrEqual(1);
+    // In: the hello and both requests; the reply sizes are the worker's to choose.
+    expect(delta('kmoe_worker_bytes_total{direction="in"}')).toBeGreaterThan(frame.byteLength);
+    expect(delta('kmoe_worker_bytes_total{direction="out"}')).toBeGreaterThan(3 * H * 4);
+    peer.close();
+    await peer.closed;
+    // Every test's peer has closed: the gauge comes back to zero once the worker saw the closes.
+    let connected = scrapedAfter('kmoe_worker_coordinators');
+    for (const deadline = Date.now() + 10_000; connected > 0 && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      connected = (await scrape(`${http}/metrics`))('kmoe_worker_coordinators');
+    }
+    expect(connected).toBe(0);
+
+    const health = await fetch(`${http}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok', experts: '0-3' });
+    const missing = await fetch(`${http}/v1/models`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: string }).error).toMatch(/GET \/metrics and GET \/health/);
+    const post = await fetch(`${http}/metrics`, { method: 'POST' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, HEAD');
   });
 
   it('fails loudly when CUDA is requested on a host without it', async () => {

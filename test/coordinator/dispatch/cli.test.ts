@@ -98,6 +98,14 @@ describe('kmoe local-cluster with eval and generate', () => {
     expect(perToken).toBeGreaterThan(1024);
     expect(perToken).toBeLessThan(2 * 1024 + 100);
     expect(json['perplexity']).toBeGreaterThan(5);
+    // One request per worker per MoE layer of each forward pass, every one answered and timed.
+    const perWorker = d['perWorker'] as { messages: number; meanRoundTripMs: number }[];
+    for (const w of perWorker) {
+      expect(w.messages).toBeGreaterThan(0);
+      expect(w.messages % 4).toBe(0);
+      expect(w.meanRoundTripMs).toBeGreaterThan(0);
+    }
+    expect(r.stdout).toMatch(/\(experts 0-3\): \d+ messages, .* mean round trip \d+\.\d\d ms$/m);
   });
 
   it('kmoe generate --workers streams the reference greedy continuation (fp32 wire)', async () => {

@@ -5,7 +5,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { planDispatch, shareSizes } from '../../../coordinator/dispatch/dispatch-plan.js';
-import { DispatchStats, summarizeDispatch } from '../../../coordinator/dispatch/dispatch-stats.js';
+import {
+  DispatchStats,
+  ROUND_TRIP_BUCKETS_SECONDS,
+  summarizeDispatch,
+} from '../../../coordinator/dispatch/dispatch-stats.js';
 import { PlacementTable } from '../../../coordinator/dispatch/placement.js';
 import { PlacementError } from '../../../shared/errors/placement-error.js';
 import type { TokenExpertPairs } from '../../../shared/onnx/expert-host.js';
@@ -157,8 +161,9 @@ describe('dispatch accounting', () => {
       },
       2,
     );
-    stats.recordMessage(0, 0, { bytesOut: 300, bytesIn: 100, pairs: 6, tokensSent: 4 });
-    stats.recordMessage(0, 1, { bytesOut: 200, bytesIn: 100, pairs: 2, tokensSent: 2 });
+    stats.recordMessage(0, 0, { bytesOut: 300, bytesIn: 100, pairs: 6, tokensSent: 4, seconds: 0.002 });
+    stats.recordMessage(0, 1, { bytesOut: 200, bytesIn: 100, pairs: 2, tokensSent: 2, seconds: 0.004 });
+    stats.recordMessage(1, 1, { bytesOut: 0, bytesIn: 0, pairs: 0, tokensSent: 0, seconds: 60 });
     stats.recordLayer(0, 5, {
       noDedup: { messages: 2, bytes: 1000, pairs: 8, tokensSent: 8 },
       native: { messages: 2, bytes: 1400, pairs: 10, tokensSent: 7 },
@@ -179,5 +184,14 @@ describe('dispatch accounting', () => {
     expect(s.dedupSaving).toBeCloseTo(0.3, 12);
     expect(s.perWorker.map((x) => x.bytesOut)).toEqual([300, 200]);
     expect(s.perLayer[0]).toEqual({ tokens: 5, bytesPerToken: 140, nativeBytesPerToken: 280 });
+    expect(s.perWorker[0]!.meanRoundTripMs).toBeCloseTo(2, 12);
+    expect(s.perWorker[1]!.meanRoundTripMs).toBeCloseTo(30_002, 9);
+    // Round trips land in the bin of the first bound at or above them; beyond the last, the extra bin.
+    const rt = stats.toJSON().roundTrips;
+    const bin = (seconds: number) => ROUND_TRIP_BUCKETS_SECONDS.indexOf(seconds);
+    expect(rt[0]!.counts[bin(0.0025)]).toBe(1);
+    expect(rt[1]!.counts[bin(0.005)]).toBe(1);
+    expect(rt[1]!.counts[ROUND_TRIP_BUCKETS_SECONDS.length]).toBe(1);
+    expect(rt.map((r) => r.counts.reduce((a, n) => a + n, 0))).toEqual([1, 2]);
   });
 });

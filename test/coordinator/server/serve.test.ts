@@ -14,6 +14,7 @@ import type { Usage } from '../../../coordinator/server/openai-format.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { runCli } from '../../helpers/cli.js';
 import { EVAL_DIR, greedyCases, MODEL_DIR, referenceGreedyText } from '../../helpers/paths.js';
+import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 const MODEL = 'tiny-mixtral';
@@ -78,10 +79,7 @@ async function health(): Promise<{
 
 /** One series' current value from /metrics. */
 async function metric(series: string): Promise<number> {
-  const text = await (await fetch(`${server.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  if (line === undefined) throw new Error(`no series ${series} in /metrics`);
-  return Number(line.slice(series.length + 1));
+  return (await scrape(`${server.url}/metrics`))(series);
 }
 
 async function idle(): Promise<void> {
@@ -385,11 +383,7 @@ describe('metrics', () => {
     const res = await fetch(`${server.url}/metrics`);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     const text = await res.text();
-    const value = (series: string) => {
-      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-      if (line === undefined) throw new Error(`no series ${series} in /metrics`);
-      return Number(line.slice(series.length + 1));
-    };
+    const value = parseScrape(text);
     // Every layer routed tokens; the topk:1 request put some in the K=1 bucket.
     for (let layer = 0; layer < 4; layer++) {
       expect(value(`kmoe_routing_selected_k_bucket{layer="${layer}",le="1"}`)).toBeGreaterThan(0);

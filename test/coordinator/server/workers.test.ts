@@ -10,6 +10,7 @@ import { WebSocket } from 'ws';
 import type { Usage } from '../../../coordinator/server/openai-format.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { greedyCases, MODEL_DIR, referenceGreedyText } from '../../helpers/paths.js';
+import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 let server: ServeProcess;
@@ -75,6 +76,52 @@ describe('kmoe serve with local workers', () => {
       expect(line).toMatch(/direction="(in|out)",worker="ws:\/\/127\.0\.0\.1:\d+"/);
       expect(Number(line.split(' ')[1])).toBeGreaterThan(0);
     }
+  });
+
+  it('exports round trips per worker, and each worker exports what it computed', async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const coordinator = parseScrape(text);
+    const urls = [...new Set([...text.matchAll(/worker="(ws:\/\/[^"]+)"/g)].map((m) => m[1]!))];
+    expect(urls).toHaveLength(2);
+    const heldSets: string[] = [];
+    for (const url of urls) {
+      const label = `worker="${url}"`;
+      const messages = coordinator(`kmoe_dispatch_messages_total{${label}}`);
+      expect(messages).toBeGreaterThan(0);
+      // Every completed request was timed.
+      expect(coordinator(`kmoe_worker_round_trip_seconds_count{${label}}`)).toBe(messages);
+      expect(coordinator(`kmoe_worker_round_trip_seconds_bucket{${label},le="+Inf"}`)).toBe(messages);
+      expect(coordinator(`kmoe_worker_round_trip_seconds_sum{${label}}`)).toBeGreaterThan(0);
+
+      // The worker's own account of the same traffic, on its WebSocket port.
+      const http = url.replace(/^ws:/, 'http:');
+      const health = (await (await fetch(`${http}/health`)).json()) as { status: string; experts: string };
+      expect(health.status).toBe('ok');
+      heldSets.push(health.experts);
+      const held = health.experts === '0-3' ? [0, 1, 2, 3] : [4, 5, 6, 7];
+      const worker = await scrape(`${http}/metrics`);
+      expect(worker('kmoe_worker_requests_total{outcome="ok"}')).toBe(messages);
+      expect(worker('kmoe_worker_request_seconds_count')).toBe(messages);
+      expect(worker('kmoe_worker_coordinators')).toBe(1);
+      // Every token-expert activation the router chose for an expert held here was computed here.
+      let computed = 0;
+      for (let layer = 0; layer < 4; layer++) {
+        for (const e of held) {
+          const routed = coordinator(`kmoe_expert_token_activations_total{layer="${layer}",expert="${e}"}`);
+          if (routed === 0) continue;
+          expect(worker(`kmoe_worker_expert_token_activations_total{layer="${layer}",expert="${e}"}`)).toBe(
+            routed,
+          );
+          computed += routed;
+        }
+      }
+      expect(computed).toBeGreaterThan(0);
+      // The coordinator counts dispatch frames; the worker also counts the handshake.
+      expect(worker('kmoe_worker_bytes_total{direction="in"}')).toBeGreaterThan(
+        coordinator(`kmoe_dispatch_bytes_total{direction="out",${label}}`),
+      );
+    }
+    expect(heldSets.sort()).toEqual(['0-3', '4-7']);
   });
 
   it('turns unready and refuses generation with 503 when a worker dies', async () => {

@@ -1,0 +1,107 @@
+// A worker's Prometheus registry, served at GET /metrics on its WebSocket port: dispatch requests
+// by outcome, their service time on this worker, hidden states and expert-token activations per
+// (layer, expert) computed here, frame bytes each way, and connected coordinators.
+
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { DispatchRequest, ErrorReplyCode } from '../shared/protocol/messages.js';
+
+/** Service-time bins: a decode step of a few tokens takes ~0.1 ms here, a 16k-token prefill seconds. */
+const SERVICE_BUCKETS_SECONDS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+/** What a request was, read before its frame moves to the compute thread. */
+export interface DispatchShape {
+  readonly layer: number;
+  readonly tokens: number;
+  /** Token rows per expert of the model. */
+  readonly expertTokens: Uint32Array;
+}
+
+export function dispatchShape(msg: DispatchRequest, numExperts: number): DispatchShape {
+  const expertTokens = new Uint32Array(numExperts);
+  for (const e of msg.experts) expertTokens[e]!++;
+  return { layer: msg.layer, tokens: msg.numTokens, expertTokens };
+}
+
+export class WorkerMetrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<'outcome'>;
+  readonly #serviceSeconds: Histogram;
+  readonly #tokens: Counter<'layer'>;
+  readonly #activations: Counter<'layer' | 'expert'>;
+  readonly #bytes: Counter<'direction'>;
+  readonly #coordinators: Gauge;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.#requests = new Counter({
+      name: 'kmoe_worker_requests_total',
+      help: 'Frames received from coordinators after the handshake, by outcome (ok or the error-reply code)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.#serviceSeconds = new Histogram({
+      name: 'kmoe_worker_request_seconds',
+      help: 'Time from receiving a dispatch request to its result frame being ready (queueing behind earlier requests of the connection and expert compute)',
+      buckets: SERVICE_BUCKETS_SECONDS,
+      registers,
+    });
+    this.#tokens = new Counter({
+      name: 'kmoe_worker_tokens_total',
+      help: 'Hidden states received in dispatch requests answered ok, per MoE layer',
+      labelNames: ['layer'],
+      registers,
+    });
+    this.#activations = new Counter({
+      name: 'kmoe_worker_expert_token_activations_total',
+      help: 'Token rows computed per expert held here, per MoE layer',
+      labelNames: ['layer', 'expert'],
+      registers,
+    });
+    this.#bytes = new Counter({
+      name: 'kmoe_worker_bytes_total',
+      help: 'WebSocket frame bytes by direction (in = from coordinators), handshakes included',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.#coordinators = new Gauge({
+      name: 'kmoe_worker_coordinators',
+      help: 'Coordinators connected and past the handshake',
+      registers,
+    });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  bytes(direction: 'in' | 'out', n: number): void {
+    this.#bytes.inc({ direction }, n);
+  }
+
+  coordinators(delta: 1 | -1): void {
+    this.#coordinators.inc(delta);
+  }
+
+  /** A frame answered with an error reply. */
+  failed(code: ErrorReplyCode): void {
+    this.#requests.inc({ outcome: code });
+  }
+
+  /** A dispatch request answered with its result. */
+  served(shape: DispatchShape, seconds: number): void {
+    this.#requests.inc({ outcome: 'ok' });
+    this.#serviceSeconds.observe(seconds);
+    const layer = String(shape.layer);
+    this.#tokens.inc({ layer }, shape.tokens);
+    shape.expertTokens.forEach((n, e) => {
+      if (n > 0) this.#activations.inc({ layer, expert: String(e) }, n);
+    });
+  }
+}
