@@ -62,12 +62,16 @@ export async function run(argv: readonly string[]): Promise<number> {
   log(`loaded in ${((performance.now() - started) / 1000).toFixed(1)} s (${mb} MiB of the checkpoint read)`);
   process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts })}\n`);
 
-  const signal = await new Promise<string>((resolve) => {
+  const reason = await new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
+    // Started by local-cluster or serve: the IPC channel closes when that parent dies, however it
+    // died (even SIGKILL), so an orphaned worker does not keep its port and memory.
+    process.once('disconnect', () => resolve('parent process exited'));
   });
-  log(`${signal}: closing`);
+  log(`${reason}: closing`);
   await server.close();
   await compute.close();
+  if (process.connected) process.disconnect();
   return 0;
 }

@@ -86,7 +86,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       opts.device ?? 'cpu',
       ...(opts.maxFrameMb === undefined ? [] : ['--max-frame-mb', String(opts.maxFrameMb)]),
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The IPC channel is the worker's lifeline: it exits when this process goes away.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     children.push(child);
     return waitReady(child, index, experts, opts, () => stopping);
   });

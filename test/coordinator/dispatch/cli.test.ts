@@ -138,6 +138,18 @@ describe('kmoe local-cluster with eval and generate', () => {
   });
 });
 
+describe('kmoe local-cluster killed outright', () => {
+  it('takes its workers with it', async () => {
+    const cluster = await startCluster(2);
+    expect(cluster.pids.filter(alive)).toHaveLength(2);
+    cluster.child.kill('SIGKILL');
+    await cluster.exit;
+    const deadline = Date.now() + 15_000;
+    while (cluster.pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(cluster.pids.filter(alive)).toEqual([]);
+  });
+});
+
 describe('kmoe local-cluster when a worker dies', () => {
   it('reports it, stops the other worker and exits 1', async () => {
     const cluster = await startCluster(2);
