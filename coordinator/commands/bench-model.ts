@@ -8,6 +8,7 @@ import type { RunTiming } from '../../shared/onnx/session.js';
 import { median } from '../../shared/report/quantiles.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { EngineClient } from '../engine/engine-client.js';
+import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { argmax } from '../sampling.js';
 import { COMPUTE_OPTIONS, num, parse, required, sessionSettings, str } from './args.js';
@@ -16,7 +17,9 @@ export const usage = `kmoe bench model --model DIR [options]
 
 Prefill: perplexity windows of 256 tokens from --ids (batch 1 and 4 windows per pass).
 Decode: one sequence, greedy, --decode-tokens tokens after a 16-token prompt.
-Each measured --repeats times after a warm-up; medians reported. Writes JSON to --out.
+Each measured --repeats times after a warm-up; medians reported. Then one single-token expert
+call timed with its weights cache-resident (the same expert over and over) and rotating through
+every expert of every layer, as decode does. Writes JSON to --out.
 
   --model DIR          checkpoint directory
   --ids FILE.u16       corpus (default data/eval/valid.docs.u16)
@@ -100,6 +103,9 @@ export async function run(argv: readonly string[]): Promise<number> {
       return performance.now() - t;
     });
 
+    process.stderr.write('bench model: expert calls...\n');
+    const expertCalls = await probeExpertCalls(modelDir, settings, 4000);
+
     // Figures for llama.cpp on the same weights and machine, as stated in the foundation issue
     // (2 threads); kmoe cannot run llama.cpp here, so these are quoted, not measured by this command.
     const llamaCpp = {
@@ -128,6 +134,7 @@ export async function run(argv: readonly string[]): Promise<number> {
         samples: decodeRates,
         breakdown: decodeBreakdown,
       },
+      expertCalls,
       llamaCpp,
       ratios: {
         prefillVsLlamaCpp: prefill4.tokensPerSecond / llamaCpp.prefillTokensPerSecond,
@@ -147,6 +154,10 @@ export async function run(argv: readonly string[]): Promise<number> {
         prefillBreakdown,
         windows * STANDARD_WINDOW,
       ),
+    );
+    process.stdout.write(
+      `expert call, 1 token: ${expertCalls.sameExpertMicros.toFixed(1)} us with its ${expertCalls.expertMiB.toFixed(1)} MiB of weights in cache, ` +
+        `${expertCalls.rotatingMicros.toFixed(1)} us rotating through all ${expertCalls.allExpertsMiB.toFixed(0)} MiB of expert weights\n`,
     );
     process.stdout.write(`wrote ${out}\n`);
   } finally {

@@ -181,6 +181,14 @@ describe('kmoe bench model', () => {
     expect(Object.keys(json.decode.breakdown.onnxruntime).sort()).toEqual(['dense', 'expert', 'lm-head']);
     expect(json.machine.cores).toBeGreaterThan(0);
     expect(r.stdout).toMatch(/\| decode, 1 sequence \|/);
+    // 3 x 256 x 512 fp32 per expert; 8 experts x 4 layers.
+    expect(json.expertCalls.expertMiB).toBeCloseTo(1.5, 6);
+    expect(json.expertCalls.allExpertsMiB).toBeCloseTo(48, 6);
+    expect(json.expertCalls.sameExpertMicros).toBeGreaterThan(0);
+    expect(json.expertCalls.rotatingMicros).toBeGreaterThan(0);
+    expect(r.stdout).toMatch(
+      /^expert call, 1 token: [\d.]+ us with its 1\.5 MiB .* all 48 MiB of expert weights$/m,
+    );
     rmSync(out);
   });
 });
