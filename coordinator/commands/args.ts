@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
+import { EXPERT_WEIGHT_FORMATS, type ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device, SessionSettings } from '../../shared/onnx/session.js';
 import { defaultSessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, isWireDType, WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
@@ -72,6 +73,7 @@ export function optionalNum(p: Parsed, name: string, check: { integer?: boolean 
 export const COMPUTE_OPTIONS: OptionSpec = {
   threads: { type: 'string' },
   device: { type: 'string' },
+  'expert-weights': { type: 'string' },
 };
 
 export function sessionSettings(p: Parsed): SessionSettings {
@@ -79,9 +81,14 @@ export function sessionSettings(p: Parsed): SessionSettings {
   const device = str(p, 'device') ?? d.device;
   if (device !== 'cpu' && device !== 'cuda')
     throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
+  const format = str(p, 'expert-weights') ?? 'fp32';
+  if (!(EXPERT_WEIGHT_FORMATS as readonly string[]).includes(format)) {
+    throw new UsageError(`--expert-weights must be ${EXPERT_WEIGHT_FORMATS.join(' or ')}, got '${format}'`);
+  }
   return {
     device: device as Device,
     threads: num(p, 'threads', d.threads, { integer: true, min: 1, max: 256 }),
+    expertWeights: format as ExpertWeightFormat,
   };
 }
 
@@ -123,6 +130,11 @@ export function expertsOption(p: Parsed): ExpertsOption {
     .map((u) => u.trim())
     .filter((u) => u !== '');
   if (workers.length === 0) throw new UsageError('--workers needs at least one ws:// URL');
+  if (str(p, 'expert-weights') !== undefined) {
+    throw new UsageError(
+      '--expert-weights applies where the experts run: with --workers URLS, start each `kmoe worker` with it',
+    );
+  }
   for (const url of workers) {
     if (!/^wss?:\/\/[^\s/]+/.test(url)) throw new UsageError(`--workers: '${url}' is not a ws:// URL`);
   }

@@ -27,7 +27,8 @@ every expert of every layer, as decode does. Writes JSON to --out.
   --decode-tokens N    tokens per decode measurement (default 256)
   --repeats N          measurements per figure (default 5)
   --out FILE           JSON output (default bench-results/model.json)
-  --threads N          onnxruntime threads (default: all cores)`;
+  --threads N          onnxruntime threads (default: all cores)
+  --expert-weights F   fp32 (default) or int8`;
 
 interface Breakdown {
   readonly wallMs: number;
@@ -119,6 +120,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       machine: machineInfo(),
       model: engine.info.modelDir,
       threads: settings.threads,
+      expertWeights: settings.expertWeights ?? 'fp32',
       corpus: idsPath,
       prefill: {
         windows,

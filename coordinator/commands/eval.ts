@@ -50,6 +50,7 @@ dropped), no BOS, positions 1..255 of each window scored given the earlier token
                        "dispatch": bytes per token per MoE layer, vs native top-K, per worker)
   --threads N          onnxruntime threads (default: all cores)
   --device cpu|cuda    execution provider (default cpu)
+  --expert-weights F   fp32 (default) or int8: blockwise 8-bit expert weights, faster decode, approximate
 ${EXPERT_OPTIONS_USAGE}`;
 
 export async function run(argv: readonly string[]): Promise<number> {

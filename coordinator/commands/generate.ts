@@ -31,6 +31,7 @@ export const usage = `kmoe generate --model DIR --prompt TEXT [options]
                        (default: the model's native top-K)
   --threads N          onnxruntime threads (default: all cores)
   --device cpu|cuda    execution provider (default cpu; cuda fails loudly if unavailable)
+  --expert-weights F   fp32 (default) or int8: blockwise 8-bit expert weights, faster decode, approximate
   --stats              print tokens/s and experts per token (and network bytes) to stderr at the end
 ${EXPERT_OPTIONS_USAGE}`;
 

@@ -19,7 +19,8 @@ Workers accept every wire dtype; the coordinator picks one with --wire.
   --port-base P        worker i listens on P + i (default: free ports)
   --host ADDR          address to listen on (default 127.0.0.1)
   --threads N          onnxruntime threads per worker (default: cores / N, at least 1)
-  --device cpu|cuda    execution provider of the workers (default cpu)`;
+  --device cpu|cuda    execution provider of the workers (default cpu)
+  --expert-weights F   fp32 (default) or int8: blockwise 8-bit expert weights, faster decode, approximate`;
 
 export async function run(argv: readonly string[]): Promise<number> {
   const p = parse(argv, {
@@ -50,6 +51,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     ...(host === undefined ? {} : { host }),
     ...(str(p, 'threads') === undefined ? {} : { threads: settings.threads }),
     device: settings.device,
+    expertWeights: settings.expertWeights ?? 'fp32',
     onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
     onExit: (w, code, signal) => crashed(`worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`),
   });

@@ -46,7 +46,9 @@ OpenAI-compatible API (POST /v1/completions, /v1/chat/completions; GET /v1/model
   --shutdown-timeout S     seconds in-flight requests get to finish on SIGTERM (default 10)
   --log-level LEVEL        ${LOG_LEVELS.join(' | ')} (default info); JSON lines on stderr
   --threads N              onnxruntime threads of the coordinator (default: all cores)
-  --device cpu|cuda        execution provider (default cpu)`;
+  --device cpu|cuda        execution provider (default cpu)
+  --expert-weights F       fp32 (default) or int8: how the experts compute, in the local workers
+                           or in-process (remote workers take it on their own command line)`;
 
 /** The largest body read: a prompt as long as any supported context fits easily. */
 const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
@@ -98,6 +100,11 @@ export async function run(argv: readonly string[]): Promise<number> {
   for (const profile of profiles) await checkRouting(modelDir, profile);
   const config = await loadModelConfig(modelDir);
   const workers = workersArg(p, config.numExperts);
+  if (workers.kind === 'urls' && str(p, 'expert-weights') !== undefined) {
+    throw new UsageError(
+      '--expert-weights applies where the experts run: with --workers URLS, start each `kmoe worker` with it',
+    );
+  }
   if (workers.kind === 'count' && workers.n === 0) {
     for (const name of ['wire', 'dispatch-timeout']) {
       if (str(p, name) !== undefined) throw new UsageError(`--${name} has no effect with --workers 0`);
@@ -116,6 +123,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       modelDir,
       workers: workers.n,
       device: settings.device,
+      expertWeights: settings.expertWeights ?? 'fp32',
       onLog: (worker, line) => log.info({ worker }, line),
       onExit: (w, code, signal) => {
         lostWorker = `worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`;

@@ -23,7 +23,8 @@ on stdout once it accepts connections.
   --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for other hosts)
   --max-frame-mb N     largest request accepted, in MiB (default ${DEFAULT_MAX_FRAME_BYTES / 2 ** 20})
   --threads N          onnxruntime threads (default: all cores)
-  --device cpu|cuda    execution provider (default cpu; cuda fails loudly if unavailable)`;
+  --device cpu|cuda    execution provider (default cpu; cuda fails loudly if unavailable)
+  --expert-weights F   fp32 (default) or int8: blockwise 8-bit expert weights, faster decode, approximate`;
 
 export async function run(argv: readonly string[]): Promise<number> {
   const p = parse(argv, {

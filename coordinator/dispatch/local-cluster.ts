@@ -7,6 +7,7 @@ import os from 'node:os';
 import { createInterface } from 'node:readline';
 import { WorkerStartError } from '../../shared/errors/worker-start-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
+import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { formatExpertSet, splitExperts } from '../../shared/protocol/expert-set.js';
 import { parseReadyLine } from '../../shared/protocol/ready-line.js';
@@ -24,6 +25,7 @@ export interface LocalClusterOptions {
   /** onnxruntime threads per worker; default: the cores divided between the workers. */
   readonly threads?: number;
   readonly device?: Device;
+  readonly expertWeights?: ExpertWeightFormat;
   readonly maxFrameMb?: number;
   readonly readyTimeoutMs?: number;
   /** Each stderr line of worker i. */
@@ -84,6 +86,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       String(threads),
       '--device',
       opts.device ?? 'cpu',
+      '--expert-weights',
+      opts.expertWeights ?? 'fp32',
       ...(opts.maxFrameMb === undefined ? [] : ['--max-frame-mb', String(opts.maxFrameMb)]),
     ];
     // The IPC channel is the worker's lifeline: it exits when this process goes away.

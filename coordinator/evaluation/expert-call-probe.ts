@@ -4,12 +4,13 @@
 
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../shared/onnx/expert-host.js';
+import { INT8_BLOCK } from '../../shared/onnx/int8-weights.js';
 import { graphDims } from '../../shared/onnx/mixtral-graphs.js';
 import { expertWeights } from '../../shared/onnx/model-weights.js';
 import { runTimings, type SessionSettings, setRunTiming } from '../../shared/onnx/session.js';
 
 export interface ExpertCallProbe {
-  /** fp32 weight bytes of one expert (w1, w3, w2), and of every expert of every layer. */
+  /** Weight bytes of one expert (w1, w3, w2) in the format computed, and of every expert of every layer. */
   readonly expertMiB: number;
   readonly allExpertsMiB: number;
   /** Mean µs per call: the same expert again and again. */
@@ -67,7 +68,9 @@ export async function probeExpertCalls(
     };
     const sameExpertMicros = await timed(() => [0, 0]);
     const rotatingMicros = await timed((i) => [Math.floor(i / E) % c.numLayers, i % E]);
-    const expertBytes = 3 * dims.hidden * dims.ffn * 4;
+    // int8: one byte per weight plus an fp32 scale per block.
+    const bytesPerWeight = settings.expertWeights === 'int8' ? 1 + 4 / INT8_BLOCK : 4;
+    const expertBytes = 3 * dims.hidden * dims.ffn * bytesPerWeight;
     return {
       expertMiB: expertBytes / 2 ** 20,
       allExpertsMiB: (expertBytes * E * c.numLayers) / 2 ** 20,

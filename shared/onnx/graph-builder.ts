@@ -6,7 +6,15 @@ import type { F32Tensor } from '../tensor.js';
 
 const { onnx } = protoPkg;
 
-export const ElemType = { float32: 1, int32: 6, int64: 7, bool: 9, float16: 10, bfloat16: 16 } as const;
+export const ElemType = {
+  float32: 1,
+  uint8: 2,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+  bfloat16: 16,
+} as const;
 export type ElemTypeName = keyof typeof ElemType;
 
 /** A dimension: a fixed size or a symbolic name shared between inputs and outputs. */
@@ -56,6 +64,18 @@ export class GraphBuilder {
       rawData: new Uint8Array(t.buffer, t.byteOffset, t.byteLength),
     });
     return name;
+  }
+
+  /** An initializer of raw uint8 values (quantized weights). */
+  bytes(name: string, data: Uint8Array, dims: readonly number[]): string {
+    this.claim(name);
+    this.initializers.push({ name, dims: [...dims], dataType: ElemType.uint8, rawData: data });
+    return name;
+  }
+
+  /** An fp32 initializer from a bare array (e.g. quantization scales). */
+  floats(name: string, data: Float32Array, dims: readonly number[]): string {
+    return this.weight(name, { dtype: 'float32', shape: dims, data });
   }
 
   constF32(values: readonly number[], dims: readonly number[] = [values.length]): string {

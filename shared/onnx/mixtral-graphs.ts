@@ -4,7 +4,9 @@
 
 import type { ModelConfig } from '../model/config.js';
 import type { F32Tensor } from '../tensor.js';
+import type { ExpertWeightFormat } from './expert-weight-format.js';
 import { GraphBuilder } from './graph-builder.js';
+import { type Int8BlockWeights, quantizeInt8Blockwise } from './int8-weights.js';
 
 export interface DenseLayerWeights {
   readonly attnNorm: F32Tensor; // [hidden]
@@ -114,10 +116,19 @@ export function buildExpertGraph(
   w: ExpertWeights,
   layer: number,
   expert: number,
+  format: ExpertWeightFormat = 'fp32',
 ): Uint8Array {
   const g = new GraphBuilder(`expert_${layer}_${expert}`);
   const x = g.input('x', 'float32', ['N', dims.hidden]);
   const weight = g.input('weight', 'float32', ['N', 1]);
+  if (format === 'int8') {
+    const gate = matMulInt8(g, 'w1', x, quantizeInt8Blockwise(w.w1));
+    const up = matMulInt8(g, 'w3', x, quantizeInt8Blockwise(w.w3));
+    const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+    const y = g.op('Mul', [matMulInt8(g, 'w2', act, quantizeInt8Blockwise(w.w2)), weight]);
+    g.output(y, 'y', 'float32', ['N', dims.hidden]);
+    return g.build();
+  }
   const w13 = g.op('Transpose', [g.weight('w13', stackRows([w.w1, w.w3]))], { perm: [1, 0] });
   const [a, b] = g.opN('Split', [g.op('MatMul', [x, w13]), g.constI64([dims.ffn, dims.ffn])], 2, {
     axis: -1,
@@ -127,6 +138,26 @@ export function buildExpertGraph(
   const y = g.op('Mul', [g.op('MatMul', [act, w2]), weight]);
   g.output(y, 'y', 'float32', ['N', dims.hidden]);
   return g.build();
+}
+
+/**
+ * x [N, k] times the transpose of the quantized [n, k] matrix: com.microsoft MatMulNBits with
+ * accuracy_level 4, which also quantizes x per block and computes in int8 (measured on the demo
+ * experts, 1 thread: 22 µs per single-token expert call against 65 µs in fp32, and ten times
+ * slower than fp32 with the fp32-compute level 0).
+ */
+function matMulInt8(g: GraphBuilder, name: string, x: string, w: Int8BlockWeights): string {
+  const blocks = w.k / w.block;
+  return g.op(
+    'MatMulNBits',
+    [
+      x,
+      g.bytes(`${name}_q`, w.q, [w.n, blocks, w.block]),
+      g.floats(`${name}_scales`, w.scales, [w.n * blocks]),
+    ],
+    { K: w.k, N: w.n, bits: 8, block_size: w.block, accuracy_level: 4 },
+    'com.microsoft',
+  );
 }
 
 /** Final norm + LM head on [N,H] rows: logits [N,V]. */

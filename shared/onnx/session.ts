@@ -12,6 +12,7 @@ import os from 'node:os';
 import ort from 'onnxruntime-node';
 import { binding, initOrt } from 'onnxruntime-node/dist/binding.js';
 import { DeviceUnavailableError, SessionError } from '../errors/session-error.js';
+import type { ExpertWeightFormat } from './expert-weight-format.js';
 
 export type Device = 'cpu' | 'cuda';
 
@@ -19,6 +20,8 @@ export interface SessionSettings {
   readonly device: Device;
   /** Intra-op threads per session; sessions run one at a time, so this is the process's compute width. */
   readonly threads: number;
+  /** How the expert FFNs of this process compute (default fp32); see ExpertWeightFormat. */
+  readonly expertWeights?: ExpertWeightFormat;
 }
 
 export function defaultSessionSettings(): SessionSettings {

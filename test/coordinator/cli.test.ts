@@ -7,6 +7,13 @@ import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import { lastJsonLine, runCli } from '../helpers/cli.js';
 import { greedyCases, MODEL_DIR, perplexityReferences, referenceGreedyText } from '../helpers/paths.js';
 
+/** `kmoe eval` of valid.man with extra arguments. */
+function evalMan(extra: readonly string[]) {
+  return runCli(['eval', '--model', MODEL_DIR, '--ids', 'data/eval/valid.man.u16', ...extra], {
+    timeoutMs: 300_000,
+  });
+}
+
 describe('kmoe eval', () => {
   // The reference ran the same procedure in float32: 0.1% is far above fp32 summation noise
   // (we measure ~1e-7 relative) and far below what any modelling error would cause. Every corpus
@@ -29,6 +36,25 @@ describe('kmoe eval', () => {
       expect(r.stdout).toMatch(/^perplexity\s+\d+\.\d{4}/m);
     },
   );
+
+  it('with --expert-weights int8 stays within 0.1 percent of the reference perplexity', async () => {
+    // Measured: valid.man +0.012%, valid.code +0.010%, valid.docs +0.003% over fp32 experts.
+    const ref = perplexityReferences().find((r) => r.file === 'valid.man.u16' && r.routing === 'topk:2')!;
+    const r = await evalMan(['--expert-weights', 'int8', '--json']);
+    expect(r.code).toBe(0);
+    const ppl = lastJsonLine(r.stdout)['perplexity'] as number;
+    expect(ppl).not.toBe(ref.ppl);
+    expect(Math.abs(ppl / ref.ppl - 1)).toBeLessThan(1e-3);
+  });
+
+  it('rejects an unknown --expert-weights, and --expert-weights with remote workers', async () => {
+    const bad = await evalMan(['--expert-weights', 'int4']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--expert-weights must be fp32 or int8, got 'int4'/);
+    const remote = await evalMan(['--workers', 'ws://127.0.0.1:1', '--expert-weights', 'int8']);
+    expect(remote.code).toBe(2);
+    expect(remote.stderr).toMatch(/--expert-weights applies where the experts run/);
+  });
 
   it('scores a text file through the tokenizer and a window range', async () => {
     const r = await runCli([

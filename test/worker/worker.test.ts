@@ -96,9 +96,9 @@ function encodeJob(j: Job, wire: WireDType = 'fp32'): Uint8Array {
   return f.bytes;
 }
 
-async function expected(j: Job): Promise<Float32Array> {
+async function expected(j: Job, host: ExpertHost = local): Promise<Float32Array> {
   const n = j.offsets.length - 1;
-  const { out } = await local.compute(
+  const { out } = await host.compute(
     j.layer,
     { dtype: 'float32', shape: [n, H], data: j.x },
     {
@@ -339,6 +339,35 @@ describe('kmoe worker', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/execution provider 'cuda' is not available/);
     expect(r.stdout).not.toMatch(/ready/);
+  });
+
+  it('computes with int8 expert weights when started with --expert-weights int8', async () => {
+    const int8Worker = await startWorker('0-3', ['--expert-weights', 'int8']);
+    const int8Local = await ExpertHost.create({
+      dims: graphDims(ckpt.config),
+      numLayers: 4,
+      experts: [0, 1, 2, 3],
+      load: (l, e) => expertWeights(ckpt, l, e),
+      settings: { device: 'cpu', threads: 1, expertWeights: 'int8' },
+    });
+    try {
+      const peer = await RawPeer.open(int8Worker.url, limits);
+      peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test' }));
+      expect((await peer.next()).type).toBe('welcome');
+      const j = job(50, 4, (t) => [[t % 4, 1]]);
+      peer.send(encodeJob(j));
+      const reply = await peer.next();
+      expect(reply).toMatchObject({ type: 'result', id: 50 });
+      if (reply.type !== 'result') return;
+      const got = fromWire(reply.partial, 'fp32');
+      // Same int8 graphs in both places; and not the fp32 result.
+      expect(relErr(got, await expected(j, int8Local))).toBeLessThan(1e-6);
+      expect(relErr(got, await expected(j))).toBeGreaterThan(1e-4);
+      peer.close();
+    } finally {
+      int8Local.release();
+      expect(await int8Worker.stop()).toBe(0);
+    }
   });
 
   it('rejects experts the model does not have before loading anything', async () => {
