@@ -142,9 +142,9 @@ export function buildExpertGraph(
 
 /**
  * x [N, k] times the transpose of the quantized [n, k] matrix: com.microsoft MatMulNBits with
- * accuracy_level 4, which also quantizes x per block and computes in int8 (measured on the demo
- * experts, 1 thread: 22 µs per single-token expert call against 65 µs in fp32, and ten times
- * slower than fp32 with the fp32-compute level 0).
+ * accuracy_level 4, which also quantizes x per block and computes in int8. The fp32-compute
+ * level 0 was ten times slower than fp32 MatMul on the demo experts; level 4 is what makes int8
+ * faster (`kmoe bench model --expert-weights int8` times the expert calls).
  */
 function matMulInt8(g: GraphBuilder, name: string, x: string, w: Int8BlockWeights): string {
   const blocks = w.k / w.block;
