@@ -362,6 +362,7 @@ describe('kmoe worker', () => {
       const got = fromWire(reply.partial, 'fp32');
       // Same int8 graphs in both places; and not the fp32 result.
       expect(relErr(got, await expected(j, int8Local))).toBeLessThan(1e-6);
+      expect(int8Worker.stderr()).toMatch(/loading experts 0-3 of 8 \(4 layers, int8 weights\)/);
       expect(relErr(got, await expected(j))).toBeGreaterThan(1e-4);
       peer.close();
     } finally {
