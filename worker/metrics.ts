@@ -3,12 +3,11 @@
 // (layer, expert) computed here, frame bytes each way, and connected coordinators.
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { DispatchRequest, ErrorReplyCode } from '../shared/protocol/messages.js';
-
-/** Service-time bins: a decode step of a few tokens takes ~0.1 ms here, a 16k-token prefill seconds. */
-const SERVICE_BUCKETS_SECONDS = [
-  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-];
+import {
+  DISPATCH_LATENCY_BUCKETS_SECONDS,
+  type DispatchRequest,
+  type ErrorReplyCode,
+} from '../shared/protocol/messages.js';
 
 /** What a request was, read before its frame moves to the compute thread. */
 export interface DispatchShape {
@@ -45,7 +44,7 @@ export class WorkerMetrics {
     this.#serviceSeconds = new Histogram({
       name: 'kmoe_worker_request_seconds',
       help: 'Time from receiving a dispatch request to its result frame being ready (queueing behind earlier requests of the connection and expert compute)',
-      buckets: SERVICE_BUCKETS_SECONDS,
+      buckets: [...DISPATCH_LATENCY_BUCKETS_SECONDS],
       registers,
     });
     this.#tokens = new Counter({

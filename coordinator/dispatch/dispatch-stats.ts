@@ -3,6 +3,7 @@
 // without same-worker dedup and under the model's native top-K (same router probabilities, same
 // placement rule), so every run reports "bytes vs native top-K" from one set of decisions.
 
+import { DISPATCH_LATENCY_BUCKETS_SECONDS } from '../../shared/protocol/messages.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 
 export interface WorkerLayerCounters {
@@ -36,15 +37,14 @@ export interface DispatchLayerJSON {
 }
 
 /**
- * Upper bounds (seconds) of the round-trip-time bins: from the coordinator handing a request to
- * the socket to its reply being decoded, so it includes queueing on both ends and the compute.
+ * Round trips of requests to one worker: from handing a request to the socket to its reply being
+ * decoded, so queueing on both ends and the compute included.
  */
-export const ROUND_TRIP_BUCKETS_SECONDS: readonly number[] = [
-  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-];
-
 export interface RoundTripJSON {
-  /** counts[i]: round trips in (bounds[i-1], bounds[i]]; one more entry for those above the last bound. */
+  /**
+   * counts[i]: round trips in (bounds[i-1], bounds[i]] of DISPATCH_LATENCY_BUCKETS_SECONDS; one
+   * more entry for those above the last bound.
+   */
   counts: number[];
   sumSeconds: number;
 }
@@ -103,7 +103,7 @@ export class DispatchStats {
     numLayers: number,
   ) {
     this.roundTrips = info.workers.map(() => ({
-      counts: new Array<number>(ROUND_TRIP_BUCKETS_SECONDS.length + 1).fill(0),
+      counts: new Array<number>(DISPATCH_LATENCY_BUCKETS_SECONDS.length + 1).fill(0),
       sumSeconds: 0,
     }));
     this.layers = Array.from({ length: numLayers }, () => ({
@@ -208,6 +208,6 @@ export function summarizeDispatch(s: DispatchStatsJSON): DispatchSummary {
 
 /** Index of the round-trip bin holding `seconds` (the extra last bin takes anything above). */
 function binOf(seconds: number): number {
-  const i = ROUND_TRIP_BUCKETS_SECONDS.findIndex((le) => seconds <= le);
-  return i === -1 ? ROUND_TRIP_BUCKETS_SECONDS.length : i;
+  const i = DISPATCH_LATENCY_BUCKETS_SECONDS.findIndex((le) => seconds <= le);
+  return i === -1 ? DISPATCH_LATENCY_BUCKETS_SECONDS.length : i;
 }

@@ -4,9 +4,10 @@
 // first token, inter-token) and load (running, queued, live engine sequences).
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { DISPATCH_LATENCY_BUCKETS_SECONDS } from '../../shared/protocol/messages.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
-import { type DispatchStatsJSON, ROUND_TRIP_BUCKETS_SECONDS } from '../dispatch/dispatch-stats.js';
+import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
 import { BinnedHistogram, type BinnedSeries } from './binned-histogram.js';
 import type { StepReport } from './scheduler.js';
 
@@ -123,7 +124,7 @@ export class ServerMetrics {
         name: 'kmoe_worker_round_trip_seconds',
         help: 'Time from sending an expert dispatch request to a worker to decoding its reply (network, queueing and compute)',
         labelNames: ['worker'],
-        buckets: [...ROUND_TRIP_BUCKETS_SECONDS],
+        buckets: [...DISPATCH_LATENCY_BUCKETS_SECONDS],
         registry: this.registry,
       },
       () =>

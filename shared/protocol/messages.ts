@@ -57,6 +57,15 @@ export interface Refuse {
   readonly message: string;
 }
 
+/**
+ * Upper bounds (seconds) of the latency bins of a dispatch request, shared by the worker's
+ * service-time histogram and the coordinator's round-trip histogram so the two compare bin by
+ * bin: a decode step of a few tokens takes ~0.1 ms, a long prefill seconds.
+ */
+export const DISPATCH_LATENCY_BUCKETS_SECONDS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
 /** Coordinator -> worker: one MoE layer's work for this worker, for a batch. */
 export interface DispatchRequest {
   readonly type: 'dispatch';

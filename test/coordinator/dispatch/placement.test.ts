@@ -5,14 +5,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { planDispatch, shareSizes } from '../../../coordinator/dispatch/dispatch-plan.js';
-import {
-  DispatchStats,
-  ROUND_TRIP_BUCKETS_SECONDS,
-  summarizeDispatch,
-} from '../../../coordinator/dispatch/dispatch-stats.js';
+import { DispatchStats, summarizeDispatch } from '../../../coordinator/dispatch/dispatch-stats.js';
 import { PlacementTable } from '../../../coordinator/dispatch/placement.js';
 import { PlacementError } from '../../../shared/errors/placement-error.js';
 import type { TokenExpertPairs } from '../../../shared/onnx/expert-host.js';
+import { DISPATCH_LATENCY_BUCKETS_SECONDS } from '../../../shared/protocol/messages.js';
 
 const w = (url: string, experts: number[]) => ({ url, experts });
 
@@ -188,10 +185,10 @@ describe('dispatch accounting', () => {
     expect(s.perWorker[1]!.meanRoundTripMs).toBeCloseTo(30_002, 9);
     // Round trips land in the bin of the first bound at or above them; beyond the last, the extra bin.
     const rt = stats.toJSON().roundTrips;
-    const bin = (seconds: number) => ROUND_TRIP_BUCKETS_SECONDS.indexOf(seconds);
+    const bin = (seconds: number) => DISPATCH_LATENCY_BUCKETS_SECONDS.indexOf(seconds);
     expect(rt[0]!.counts[bin(0.0025)]).toBe(1);
     expect(rt[1]!.counts[bin(0.005)]).toBe(1);
-    expect(rt[1]!.counts[ROUND_TRIP_BUCKETS_SECONDS.length]).toBe(1);
+    expect(rt[1]!.counts[DISPATCH_LATENCY_BUCKETS_SECONDS.length]).toBe(1);
     expect(rt.map((r) => r.counts.reduce((a, n) => a + n, 0))).toEqual([1, 2]);
   });
 });
