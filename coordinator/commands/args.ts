@@ -81,7 +81,7 @@ export function sessionSettings(p: Parsed): SessionSettings {
   const device = str(p, 'device') ?? d.device;
   if (device !== 'cpu' && device !== 'cuda')
     throw new UsageError(`--device must be cpu or cuda, got '${device}'`);
-  const format = str(p, 'expert-weights') ?? 'fp32';
+  const format = str(p, 'expert-weights') ?? d.expertWeights;
   if (!(EXPERT_WEIGHT_FORMATS as readonly string[]).includes(format)) {
     throw new UsageError(`--expert-weights must be ${EXPERT_WEIGHT_FORMATS.join(' or ')}, got '${format}'`);
   }
@@ -117,6 +117,15 @@ export const EXPERT_OPTIONS_USAGE = `  --workers URLS       comma-separated ws:/
   --wire DTYPE         hidden states on the wire: ${WIRE_DTYPES.join(' | ')} (default ${DEFAULT_WIRE_DTYPE})
   --dispatch-timeout MS  per worker request (default ${DEFAULT_DISPATCH_TIMEOUT_MS})`;
 
+/** --expert-weights acts where the experts run; remote workers take it on their own command line. */
+export function rejectExpertWeightsWithRemoteWorkers(p: Parsed): void {
+  if (str(p, 'expert-weights') !== undefined) {
+    throw new UsageError(
+      '--expert-weights applies where the experts run: with --workers URLS, start each `kmoe worker` with it',
+    );
+  }
+}
+
 export function expertsOption(p: Parsed): ExpertsOption {
   const list = str(p, 'workers');
   if (list === undefined) {
@@ -130,11 +139,7 @@ export function expertsOption(p: Parsed): ExpertsOption {
     .map((u) => u.trim())
     .filter((u) => u !== '');
   if (workers.length === 0) throw new UsageError('--workers needs at least one ws:// URL');
-  if (str(p, 'expert-weights') !== undefined) {
-    throw new UsageError(
-      '--expert-weights applies where the experts run: with --workers URLS, start each `kmoe worker` with it',
-    );
-  }
+  rejectExpertWeightsWithRemoteWorkers(p);
   for (const url of workers) {
     if (!/^wss?:\/\/[^\s/]+/.test(url)) throw new UsageError(`--workers: '${url}' is not a ws:// URL`);
   }

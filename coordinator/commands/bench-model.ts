@@ -120,7 +120,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       machine: machineInfo(),
       model: engine.info.modelDir,
       threads: settings.threads,
-      expertWeights: settings.expertWeights ?? 'fp32',
+      expertWeights: settings.expertWeights,
       corpus: idsPath,
       prefill: {
         windows,

@@ -51,7 +51,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     ...(host === undefined ? {} : { host }),
     ...(str(p, 'threads') === undefined ? {} : { threads: settings.threads }),
     device: settings.device,
-    expertWeights: settings.expertWeights ?? 'fp32',
+    expertWeights: settings.expertWeights,
     onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
     onExit: (w, code, signal) => crashed(`worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`),
   });

@@ -19,6 +19,7 @@ import {
   num,
   type Parsed,
   parse,
+  rejectExpertWeightsWithRemoteWorkers,
   required,
   sessionSettings,
   str,
@@ -100,11 +101,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   for (const profile of profiles) await checkRouting(modelDir, profile);
   const config = await loadModelConfig(modelDir);
   const workers = workersArg(p, config.numExperts);
-  if (workers.kind === 'urls' && str(p, 'expert-weights') !== undefined) {
-    throw new UsageError(
-      '--expert-weights applies where the experts run: with --workers URLS, start each `kmoe worker` with it',
-    );
-  }
+  if (workers.kind === 'urls') rejectExpertWeightsWithRemoteWorkers(p);
   if (workers.kind === 'count' && workers.n === 0) {
     for (const name of ['wire', 'dispatch-timeout']) {
       if (str(p, name) !== undefined) throw new UsageError(`--${name} has no effect with --workers 0`);
@@ -123,7 +120,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       modelDir,
       workers: workers.n,
       device: settings.device,
-      expertWeights: settings.expertWeights ?? 'fp32',
+      expertWeights: settings.expertWeights,
       onLog: (worker, line) => log.info({ worker }, line),
       onExit: (w, code, signal) => {
         lostWorker = `worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`;

@@ -49,7 +49,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const log = (line: string) => process.stderr.write(`kmoe worker: ${line}\n`);
   const started = performance.now();
   log(
-    `loading experts ${formatExpertSet(experts)} of ${config.numExperts} (${config.numLayers} layers, ${settings.expertWeights ?? 'fp32'} weights) from ${modelDir}`,
+    `loading experts ${formatExpertSet(experts)} of ${config.numExperts} (${config.numLayers} layers, ${settings.expertWeights} weights) from ${modelDir}`,
   );
   const compute = await ExpertCompute.start({ modelDir, experts, settings });
   let server: WorkerServer;

@@ -4,7 +4,7 @@
 
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../shared/onnx/expert-host.js';
-import { INT8_BLOCK } from '../../shared/onnx/int8-weights.js';
+import { EXPERT_WEIGHT_BYTES } from '../../shared/onnx/expert-weight-format.js';
 import { graphDims } from '../../shared/onnx/mixtral-graphs.js';
 import { expertWeights } from '../../shared/onnx/model-weights.js';
 import { runTimings, type SessionSettings, setRunTiming } from '../../shared/onnx/session.js';
@@ -68,9 +68,7 @@ export async function probeExpertCalls(
     };
     const sameExpertMicros = await timed(() => [0, 0]);
     const rotatingMicros = await timed((i) => [Math.floor(i / E) % c.numLayers, i % E]);
-    // int8: one byte per weight plus an fp32 scale per block.
-    const bytesPerWeight = settings.expertWeights === 'int8' ? 1 + 4 / INT8_BLOCK : 4;
-    const expertBytes = 3 * dims.hidden * dims.ffn * bytesPerWeight;
+    const expertBytes = 3 * dims.hidden * dims.ffn * EXPERT_WEIGHT_BYTES[settings.expertWeights];
     return {
       expertMiB: expertBytes / 2 ** 20,
       allExpertsMiB: (expertBytes * E * c.numLayers) / 2 ** 20,

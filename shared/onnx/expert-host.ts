@@ -52,7 +52,7 @@ export class ExpertHost {
     for (let l = 0; l < numLayers; l++) {
       const row: (Session | undefined)[] = new Array(dims.experts).fill(undefined);
       for (const e of experts) {
-        const graph = buildExpertGraph(dims, await load(l, e), l, e, settings.expertWeights ?? 'fp32');
+        const graph = buildExpertGraph(dims, await load(l, e), l, e, settings.expertWeights);
         row[e] = Session.create(`expert ${e} layer ${l}`, 'expert', graph, settings);
         opts.onProgress?.(++done, numLayers * experts.length);
       }

@@ -3,5 +3,13 @@
 // int8 GEMMs: single-token expert calls about 3x faster on CPU, expert outputs within ~2e-2
 // relative of fp32; opt-in, its perplexity cost is measured in the README).
 
+import { INT8_BLOCK } from './int8-weights.js';
+
 export type ExpertWeightFormat = 'fp32' | 'int8';
 export const EXPERT_WEIGHT_FORMATS: readonly ExpertWeightFormat[] = ['fp32', 'int8'];
+
+/** Bytes a weight takes in memory: int8 is one byte plus its share of the block's fp32 scale. */
+export const EXPERT_WEIGHT_BYTES: Readonly<Record<ExpertWeightFormat, number>> = {
+  fp32: 4,
+  int8: 1 + 4 / INT8_BLOCK,
+};

@@ -116,7 +116,7 @@ export function buildExpertGraph(
   w: ExpertWeights,
   layer: number,
   expert: number,
-  format: ExpertWeightFormat = 'fp32',
+  format: ExpertWeightFormat,
 ): Uint8Array {
   const g = new GraphBuilder(`expert_${layer}_${expert}`);
   const x = g.input('x', 'float32', ['N', dims.hidden]);

@@ -20,12 +20,12 @@ export interface SessionSettings {
   readonly device: Device;
   /** Intra-op threads per session; sessions run one at a time, so this is the process's compute width. */
   readonly threads: number;
-  /** How the expert FFNs of this process compute (default fp32); see ExpertWeightFormat. */
-  readonly expertWeights?: ExpertWeightFormat;
+  /** How the expert FFNs of this process compute; see ExpertWeightFormat. */
+  readonly expertWeights: ExpertWeightFormat;
 }
 
 export function defaultSessionSettings(): SessionSettings {
-  return { device: 'cpu', threads: os.availableParallelism() };
+  return { device: 'cpu', threads: os.availableParallelism(), expertWeights: 'fp32' };
 }
 
 export type Feeds = Record<string, ort.Tensor>;

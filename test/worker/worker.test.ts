@@ -36,7 +36,7 @@ beforeAll(async () => {
     numLayers: 4,
     experts: [0, 1, 2, 3],
     load: (l, e) => expertWeights(ckpt, l, e),
-    settings: { device: 'cpu', threads: 1 },
+    settings: { device: 'cpu', threads: 1, expertWeights: 'fp32' },
   });
 });
 
@@ -46,8 +46,8 @@ afterAll(async () => {
   if (worker) expect(await worker.stop()).toBe(0);
 });
 
-async function greeted(): Promise<RawPeer> {
-  const peer = await RawPeer.open(worker.url, limits);
+async function greeted(url = worker.url): Promise<RawPeer> {
+  const peer = await RawPeer.open(url, limits);
   peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test' }));
   const welcome = await peer.next();
   expect(welcome.type).toBe('welcome');
@@ -351,9 +351,7 @@ describe('kmoe worker', () => {
       settings: { device: 'cpu', threads: 1, expertWeights: 'int8' },
     });
     try {
-      const peer = await RawPeer.open(int8Worker.url, limits);
-      peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test' }));
-      expect((await peer.next()).type).toBe('welcome');
+      const peer = await greeted(int8Worker.url);
       const j = job(50, 4, (t) => [[t % 4, 1]]);
       peer.send(encodeJob(j));
       const reply = await peer.next();

@@ -24,7 +24,7 @@ import type { WireDType } from '../../../shared/protocol/wire-dtype.js';
 import { EVAL_DIR, MODEL_DIR, referenceCases } from '../../helpers/paths.js';
 import { startWorker } from '../../helpers/worker-process.js';
 
-const settings = { device: 'cpu' as const, threads: 2 };
+const settings = { device: 'cpu' as const, threads: 2, expertWeights: 'fp32' as const };
 // One pool of workers serves every placement below (a worker accepts many coordinators).
 const POOL = ['0-7', '0-3', '4-7', '0-1', '2-3', '4-5', '6-7', '0-4', '5-7', '3-7'];
 const PLACEMENTS: Record<string, string[]> = {

@@ -9,7 +9,10 @@ import { greedyCases, MODEL_DIR } from '../../helpers/paths.js';
 let engine: EngineClient;
 
 beforeAll(async () => {
-  engine = await EngineClient.start({ modelDir: MODEL_DIR, settings: { device: 'cpu', threads: 2 } });
+  engine = await EngineClient.start({
+    modelDir: MODEL_DIR,
+    settings: { device: 'cpu', threads: 2, expertWeights: 'fp32' },
+  });
 });
 
 afterAll(async () => {

@@ -15,7 +15,7 @@ import { resolveRouting } from '../../../shared/routing/profile.js';
 import { MODEL_DIR, maxAbsDiff, referenceCases, referenceLogits } from '../../helpers/paths.js';
 
 const TOLERANCE = 1e-3;
-const settings = { device: 'cpu' as const, threads: 2 };
+const settings = { device: 'cpu' as const, threads: 2, expertWeights: 'fp32' as const };
 let ckpt: Checkpoint;
 let runner: ModelRunner;
 const native = () => resolveRouting('topk:2', { numLayers: 4, numExperts: 8, nativeK: 2 });

@@ -14,7 +14,10 @@ let engine: EngineClient;
 const corpora = new Map<string, Uint16Array>();
 
 beforeAll(async () => {
-  engine = await EngineClient.start({ modelDir: MODEL_DIR, settings: { device: 'cpu', threads: 2 } });
+  engine = await EngineClient.start({
+    modelDir: MODEL_DIR,
+    settings: { device: 'cpu', threads: 2, expertWeights: 'fp32' },
+  });
   for (const r of perplexityReferences()) {
     if (!corpora.has(r.file)) corpora.set(r.file, await readU16Ids(`${EVAL_DIR}/${r.file}`));
   }

@@ -82,7 +82,11 @@ describe('int8 expert graphs on the demo model', () => {
         settings: { device: 'cpu', threads: 2, expertWeights: format },
       });
     }
-    runner = await ModelRunner.load(ckpt, new LocalExpertBackend(hosts.int8!), { device: 'cpu', threads: 2 });
+    runner = await ModelRunner.load(ckpt, new LocalExpertBackend(hosts.int8!), {
+      device: 'cpu',
+      threads: 2,
+      expertWeights: 'fp32',
+    });
   });
 
   afterAll(async () => {
