@@ -22,7 +22,6 @@ interface ApiErrorOptions {
 
 export class ApiError extends KmoeError {
   readonly param: string | null;
-  readonly code: string | null;
 
   constructor(
     readonly status: number,
@@ -30,9 +29,11 @@ export class ApiError extends KmoeError {
     message: string,
     options: ApiErrorOptions = {},
   ) {
-    super(message, options.cause === undefined ? {} : { cause: options.cause });
+    super(message, {
+      ...(options.cause === undefined ? {} : { cause: options.cause }),
+      ...(options.code ? { code: options.code } : {}),
+    });
     this.param = options.param ?? null;
-    this.code = options.code ?? null;
   }
 
   body(): OpenAIErrorBody {

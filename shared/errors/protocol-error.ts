@@ -14,10 +14,9 @@ export type ProtocolErrorCode =
   | 'not-held';
 
 export class ProtocolError extends KmoeError {
-  readonly code: ProtocolErrorCode;
+  declare readonly code: ProtocolErrorCode;
 
   constructor(code: ProtocolErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super(message, options);
-    this.code = code;
+    super(message, { ...options, code });
   }
 }

@@ -3,7 +3,7 @@
 // pending call instead of leaving it hanging.
 
 import { type MessagePort, parentPort, type Transferable, type Worker } from 'node:worker_threads';
-import { KmoeError } from '../errors/kmoe-error.js';
+import { KmoeError, type SerializedKmoeError } from '../errors/kmoe-error.js';
 import { startThread } from './entry-points.js';
 
 /** method name -> [params, result] */
@@ -13,18 +13,25 @@ type Request = { id: number; method: string; params: unknown };
 type Response =
   | { id: number; progress: { done: number; total: number } }
   | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: { name: string; message: string; hint?: string; stack?: string } };
+  | { id: number; ok: false; error: SerializedKmoeError };
 
-/** An error raised inside the thread, re-raised in the caller with the same name and hint. */
+/**
+ * An error raised inside the thread, re-raised in the caller with the same name, code, details and
+ * hint, so callers map it (an API status, an exit code) exactly as they would the original.
+ */
 export class ThreadCallError extends KmoeError {
-  constructor(
-    readonly remoteName: string,
-    message: string,
-    hint: string | undefined,
-    readonly remoteStack: string | undefined,
-  ) {
-    super(message, hint === undefined ? {} : { hint });
-    this.name = remoteName;
+  readonly remoteName: string;
+  readonly remoteStack: string | undefined;
+
+  constructor(remote: SerializedKmoeError) {
+    super(remote.message, {
+      ...(remote.hint === undefined ? {} : { hint: remote.hint }),
+      code: remote.code,
+      details: remote.details,
+    });
+    this.name = remote.name;
+    this.remoteName = remote.name;
+    this.remoteStack = remote.stack;
   }
 }
 
@@ -98,7 +105,7 @@ export class ThreadClient<S extends RpcSchema> {
     }
     this.pending.delete(msg.id);
     if (msg.ok) p.resolve(msg.result);
-    else p.reject(new ThreadCallError(msg.error.name, msg.error.message, msg.error.hint, msg.error.stack));
+    else p.reject(new ThreadCallError(msg.error));
   }
 
   private fail(err: Error): void {
@@ -135,17 +142,18 @@ async function handle<S extends RpcSchema>(
     port.postMessage(res, [...(reply.transfer ?? [])]);
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
-    const hint = e instanceof KmoeError ? e.hint : undefined;
-    const res: Response = {
-      id: req.id,
-      ok: false,
-      error: {
-        name: e.name,
-        message: e.message,
-        ...(hint === undefined ? {} : { hint }),
-        ...(e.stack ? { stack: e.stack } : {}),
-      },
-    };
+    // Non-kmoe errors (a RangeError from a bad step, a bug) keep their name; their code says so.
+    const error: SerializedKmoeError =
+      e instanceof KmoeError
+        ? e.serialize()
+        : {
+            name: e.name,
+            code: 'internal',
+            message: e.message,
+            details: {},
+            ...(e.stack ? { stack: e.stack } : {}),
+          };
+    const res: Response = { id: req.id, ok: false, error };
     port.postMessage(res);
   }
 }
