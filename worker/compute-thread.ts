@@ -4,8 +4,6 @@
 
 import { Checkpoint } from '../shared/model/checkpoint.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
-import { graphDims } from '../shared/onnx/mixtral-graphs.js';
-import { expertWeights } from '../shared/onnx/model-weights.js';
 import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
 import { fromWire, toWire } from '../shared/protocol/wire-dtype.js';
 import { serveThread } from '../shared/runtime/thread-rpc.js';
@@ -34,13 +32,13 @@ serveThread<ComputeSchema>({
     const ckpt = await Checkpoint.open(modelDir);
     try {
       const c = ckpt.config;
-      const dims = graphDims(c);
+      const dims = ckpt.family.graphDims(c);
       // Only this worker's experts are read: the checkpoint reads tensor data lazily, per tensor.
       const host = await ExpertHost.create({
         dims,
         numLayers: c.numLayers,
         experts,
-        load: (l, e) => expertWeights(ckpt, l, e),
+        graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
         settings,
       });
       state = {

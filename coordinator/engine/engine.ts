@@ -4,8 +4,6 @@
 
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../shared/onnx/expert-host.js';
-import { graphDims } from '../../shared/onnx/mixtral-graphs.js';
-import { expertWeights } from '../../shared/onnx/model-weights.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { type ExpertMeansJSON, encodeExpertMeans } from '../../shared/routing/expert-means.js';
@@ -108,7 +106,7 @@ export class Engine {
     let backend: ExpertBackend | undefined;
     try {
       const c = ckpt.config;
-      const dims = graphDims(c);
+      const dims = ckpt.family.graphDims(c);
       const experts = options.experts ?? { kind: 'local' };
       const base = experts.kind === 'local' ? c.numLayers * c.numExperts : 0;
       const total = base + c.numLayers + 2;
@@ -132,7 +130,7 @@ export class Engine {
           dims,
           numLayers: c.numLayers,
           experts: Array.from({ length: c.numExperts }, (_, e) => e),
-          load: (l, e) => expertWeights(ckpt, l, e),
+          graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
           settings: options.settings,
           onProgress: (done) => onProgress?.(done, total),
         });

@@ -2,16 +2,8 @@
 // policy, expert dispatch/combine through an ExpertBackend, and the LM head. Runs on the engine
 // thread; callers batch sequences (padded [B, S]) so each graph is called once per layer per step.
 
+import type { GraphDims, ModelConfig } from '../../shared/families/family.js';
 import type { Checkpoint } from '../../shared/model/checkpoint.js';
-import type { ModelConfig } from '../../shared/model/config.js';
-import {
-  buildDenseLayerGraph,
-  buildLogitsGraph,
-  buildNllGraph,
-  type GraphDims,
-  graphDims,
-} from '../../shared/onnx/mixtral-graphs.js';
-import { denseLayerWeights, embeddingWeights, headWeights } from '../../shared/onnx/model-weights.js';
 import { f32Input, f32Output, i64Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
 import type { RoutingDecision, RoutingPolicy } from '../../shared/routing/policy.js';
 import { createRoutingPolicy } from '../../shared/routing/registry.js';
@@ -75,19 +67,20 @@ export class ModelRunner {
     onProgress?: (done: number, total: number) => void,
   ): Promise<ModelRunner> {
     const config = ckpt.config;
-    const dims = graphDims(config);
+    const family = ckpt.family;
+    const dims = family.graphDims(config);
     const total = config.numLayers + 2;
     const dense: Session[] = [];
     for (let l = 0; l < config.numLayers; l++) {
-      const graph = buildDenseLayerGraph(dims, await denseLayerWeights(ckpt, l), l);
+      const graph = await family.denseLayerGraph(ckpt, l);
       dense.push(Session.create(`dense layer ${l}`, 'dense', graph, settings));
       onProgress?.(l + 1, total);
     }
-    const head = await headWeights(ckpt);
-    const logitsHead = Session.create('lm head', 'lm-head', buildLogitsGraph(dims, head), settings);
-    const nllHead = Session.create('lm head (nll)', 'lm-head', buildNllGraph(dims, head), settings);
+    const head = await family.headGraphs(ckpt);
+    const logitsHead = Session.create('lm head', 'lm-head', head.logits, settings);
+    const nllHead = Session.create('lm head (nll)', 'lm-head', head.nll, settings);
     onProgress?.(total - 1, total);
-    const embedding = await embeddingWeights(ckpt);
+    const embedding = await family.embedding(ckpt);
     const rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings);
     onProgress?.(total, total);
     return new ModelRunner(config, dims, embedding, rope, dense, logitsHead, nllHead, experts);

@@ -5,8 +5,6 @@
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../shared/onnx/expert-host.js';
 import { EXPERT_WEIGHT_BYTES } from '../../shared/onnx/expert-weight-format.js';
-import { graphDims } from '../../shared/onnx/mixtral-graphs.js';
-import { expertWeights } from '../../shared/onnx/model-weights.js';
 import { runTimings, type SessionSettings, setRunTiming } from '../../shared/onnx/session.js';
 
 export interface ExpertCallProbe {
@@ -29,13 +27,13 @@ export async function probeExpertCalls(
   let host: ExpertHost | undefined;
   try {
     const c = ckpt.config;
-    const dims = graphDims(c);
+    const dims = ckpt.family.graphDims(c);
     const all = Array.from({ length: c.numExperts }, (_, e) => e);
     host = await ExpertHost.create({
       dims,
       numLayers: c.numLayers,
       experts: all,
-      load: (l, e) => expertWeights(ckpt, l, e),
+      graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
       settings,
     });
     const x = {

@@ -3,7 +3,7 @@
 // stop strings and the routing policy. Every refusal is a 400 naming the field at fault.
 
 import { randomInt } from 'node:crypto';
-import { ChatTemplateError, ChatTemplateMissingError } from '../../shared/errors/tokenizer-error.js';
+import { ChatTemplateError, ChatTemplateMissingError } from '../../shared/model/errors.js';
 import type { ChatMessage, KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import type { EngineInfo } from '../engine/engine.js';
 import { InvalidRequestError } from './errors.js';

@@ -1,16 +1,18 @@
 // A Hugging Face checkpoint directory as one object: validated config, every tensor by name
 // across shards (headers checked at open, data read lazily per tensor), shape checks against
-// the architecture table, and a fingerprint that two processes compare to know they hold the same model.
+// the model family's tensor table, and a fingerprint that two processes compare to know they hold the same model.
 
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { bf16ToF32, f16ToF32 } from '../dtype.js';
-import { CheckpointError } from '../errors/checkpoint-error.js';
+import type { ModelFamily } from '../families/family.js';
+import { familyOf } from '../families/registry.js';
+import type { TensorSpec } from '../families/tensor-table.js';
 import { type F32Tensor, f32 } from '../tensor.js';
-import { type TensorSpec, tensorSpecs } from './architecture.js';
 import { type ModelConfig, readModelConfigFile } from './config.js';
+import { CheckpointError } from './errors.js';
 import { type SafetensorsDType, SafetensorsFile, type StoredTensor } from './safetensors.js';
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
@@ -36,6 +38,8 @@ const MAX_LISTED = 20;
 export class Checkpoint {
   readonly dir: string;
   readonly config: ModelConfig;
+  /** The family its config.json names: tensor table, graphs, layer plan. */
+  readonly family: ModelFamily;
 
   readonly #rawConfig: unknown;
   readonly #files: readonly SafetensorsFile[];
@@ -52,10 +56,11 @@ export class Checkpoint {
   ) {
     this.dir = dir;
     this.config = config;
+    this.family = familyOf(config);
     this.#rawConfig = rawConfig;
     this.#files = files;
     this.#tensors = tensors;
-    this.#specs = new Map(tensorSpecs(config).map((s) => [s.name, s]));
+    this.#specs = new Map(this.family.tensorSpecs(config).map((s) => [s.name, s]));
   }
 
   /**

@@ -5,8 +5,8 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { z } from 'zod';
-import { SafetensorsError } from '../errors/safetensors-error.js';
 import { elementCount, makeTensor, type Tensor } from '../tensor.js';
+import { SafetensorsError } from './errors.js';
 
 /** The storage dtypes kmoe loads, with their element size and the tensor dtype they become. */
 export const SAFETENSORS_DTYPES = {

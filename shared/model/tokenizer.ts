@@ -12,7 +12,7 @@ import {
   ChatTemplateMissingError,
   DetokenizerFinishedError,
   TokenizerLoadError,
-} from '../errors/tokenizer-error.js';
+} from './errors.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';

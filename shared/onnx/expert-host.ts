@@ -2,9 +2,9 @@
 // for a batch of tokens, the weighted sum of the experts each token was assigned. The same unit
 // serves the single-process engine and a remote worker; it never knows which policy chose the pairs.
 
-import { KmoeError } from '../errors/kmoe-error.js';
 import type { F32Tensor } from '../tensor.js';
-import { buildExpertGraph, type ExpertWeights, type GraphDims } from './mixtral-graphs.js';
+import { ExpertNotHeldError } from './errors.js';
+import type { ExpertWeightFormat } from './expert-weight-format.js';
 import { f32Input, f32Output, Session, type SessionSettings } from './session.js';
 
 /** Per token, the (expert, weight) pairs to compute: CSR over tokens. */
@@ -15,15 +15,22 @@ export interface TokenExpertPairs {
   readonly weights: Float32Array; // [offsets[numTokens]]
 }
 
-export class ExpertNotHeldError extends KmoeError {
-  constructor(layer: number, expert: number, held: readonly number[]) {
-    super(`expert ${expert} of layer ${layer} is not held here (held: ${held.join(', ') || 'none'})`, {
-      hint: 'the placement table sent a token to the wrong host',
-    });
-  }
-}
+/**
+ * The serialized ONNX graph of one expert (inputs x [N,H], weight [N,1]; output y [N,H]) with its
+ * weights in `format`. The model family builds it (`family.expertGraph`); the host only runs it.
+ */
+export type ExpertGraphSource = (
+  layer: number,
+  expert: number,
+  format: ExpertWeightFormat,
+) => Promise<Uint8Array>;
 
-export type ExpertWeightLoader = (layer: number, expert: number) => Promise<ExpertWeights>;
+/** The sizes the host needs (a family's GraphDims has them). */
+export interface ExpertHostDims {
+  readonly hidden: number;
+  /** Routed experts per layer. */
+  readonly experts: number;
+}
 
 /** Work done by one compute() call, for accounting. */
 export interface ExpertWork {
@@ -33,27 +40,27 @@ export interface ExpertWork {
 
 export class ExpertHost {
   private constructor(
-    private readonly dims: GraphDims,
+    private readonly dims: ExpertHostDims,
     readonly experts: readonly number[],
     private readonly sessions: ReadonlyArray<ReadonlyArray<Session | undefined>>, // [layer][expert]
   ) {}
 
   static async create(opts: {
-    dims: GraphDims;
+    dims: ExpertHostDims;
     numLayers: number;
     experts: readonly number[];
-    load: ExpertWeightLoader;
+    graph: ExpertGraphSource;
     settings: SessionSettings;
     onProgress?: (done: number, total: number) => void;
   }): Promise<ExpertHost> {
-    const { dims, numLayers, experts, load, settings } = opts;
+    const { dims, numLayers, experts, graph, settings } = opts;
     const sessions: (Session | undefined)[][] = [];
     let done = 0;
     for (let l = 0; l < numLayers; l++) {
       const row: (Session | undefined)[] = new Array(dims.experts).fill(undefined);
       for (const e of experts) {
-        const graph = buildExpertGraph(dims, await load(l, e), l, e, settings.expertWeights);
-        row[e] = Session.create(`expert ${e} layer ${l}`, 'expert', graph, settings);
+        const bytes = await graph(l, e, settings.expertWeights);
+        row[e] = Session.create(`expert ${e} layer ${l}`, 'expert', bytes, settings);
         opts.onProgress?.(++done, numLayers * experts.length);
       }
       sessions.push(row);

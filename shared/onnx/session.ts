@@ -11,7 +11,7 @@
 import os from 'node:os';
 import ort from 'onnxruntime-node';
 import { binding, initOrt } from 'onnxruntime-node/dist/binding.js';
-import { DeviceUnavailableError, SessionError } from '../errors/session-error.js';
+import { DeviceUnavailableError, SessionError } from './errors.js';
 import type { ExpertWeightFormat } from './expert-weight-format.js';
 
 export type Device = 'cpu' | 'cuda';

@@ -3,11 +3,8 @@
 // an in-process ExpertHost, only the held experts read from disk, CUDA refused loudly.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tensorNames } from '../../shared/model/architecture.js';
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../shared/onnx/expert-host.js';
-import { graphDims } from '../../shared/onnx/mixtral-graphs.js';
-import { expertWeights } from '../../shared/onnx/model-weights.js';
 import { allocDispatchRequest, type DecodeLimits, encodeHello } from '../../shared/protocol/codec.js';
 import { type Message, PROTOCOL_VERSION } from '../../shared/protocol/messages.js';
 import { fromWire, toWire, type WireDType } from '../../shared/protocol/wire-dtype.js';
@@ -32,10 +29,10 @@ beforeAll(async () => {
   fingerprint = ckpt.fingerprint();
   worker = await startWorker('0-3', ['--max-frame-mb', String(SMALL_FRAME_MB)]);
   local = await ExpertHost.create({
-    dims: graphDims(ckpt.config),
+    dims: ckpt.family.graphDims(ckpt.config),
     numLayers: 4,
     experts: [0, 1, 2, 3],
-    load: (l, e) => expertWeights(ckpt, l, e),
+    graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
     settings: { device: 'cpu', threads: 1, expertWeights: 'fp32' },
   });
 });
@@ -157,7 +154,7 @@ describe('kmoe worker', () => {
   });
 
   it('reads only the weights of its experts', () => {
-    const names = tensorNames('mixtral');
+    const names = ckpt.family.tensorNames;
     let held = 0;
     for (let l = 0; l < 4; l++) {
       for (let e = 0; e < 4; e++) {
@@ -344,10 +341,10 @@ describe('kmoe worker', () => {
   it('computes with int8 expert weights when started with --expert-weights int8', async () => {
     const int8Worker = await startWorker('0-3', ['--expert-weights', 'int8']);
     const int8Local = await ExpertHost.create({
-      dims: graphDims(ckpt.config),
+      dims: ckpt.family.graphDims(ckpt.config),
       numLayers: 4,
       experts: [0, 1, 2, 3],
-      load: (l, e) => expertWeights(ckpt, l, e),
+      graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
       settings: { device: 'cpu', threads: 1, expertWeights: 'int8' },
     });
     try {

@@ -9,8 +9,6 @@ import { SequenceKvCache } from '../../../coordinator/engine/kv-cache.js';
 import { ModelRunner } from '../../../coordinator/engine/model-runner.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../../shared/onnx/expert-host.js';
-import { graphDims } from '../../../shared/onnx/mixtral-graphs.js';
-import { expertWeights } from '../../../shared/onnx/model-weights.js';
 import { resolveRouting } from '../../../shared/routing/profile.js';
 import { MODEL_DIR, maxAbsDiff, referenceCases, referenceLogits } from '../../helpers/paths.js';
 
@@ -24,10 +22,10 @@ beforeAll(async () => {
   ckpt = await Checkpoint.open(MODEL_DIR);
   const c = ckpt.config;
   const host = await ExpertHost.create({
-    dims: graphDims(c),
+    dims: ckpt.family.graphDims(c),
     numLayers: c.numLayers,
     experts: [0, 1, 2, 3, 4, 5, 6, 7],
-    load: (l, e) => expertWeights(ckpt, l, e),
+    graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
     settings,
   });
   runner = await ModelRunner.load(ckpt, new LocalExpertBackend(host), settings);

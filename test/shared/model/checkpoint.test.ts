@@ -2,11 +2,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { f32ToF16 } from '../../../shared/dtype.js';
-import { CheckpointError } from '../../../shared/errors/checkpoint-error.js';
-import { SafetensorsError } from '../../../shared/errors/safetensors-error.js';
-import { tensorNames, tensorSpecs } from '../../../shared/model/architecture.js';
+import { modelFamily } from '../../../shared/families/registry.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { parseModelConfig } from '../../../shared/model/config.js';
+import { CheckpointError, SafetensorsError } from '../../../shared/model/errors.js';
 import {
   bytesOf,
   copyDemoFile,
@@ -102,7 +101,7 @@ describe('Checkpoint: the demo model (sharded bf16)', () => {
       expect(gate.data[8 * 256 - 1]).toBe(-0.01458740234375);
       expect(sum(gate.data)).toBeCloseTo(-0.2302248477935791, 12);
 
-      const w2 = await ckpt.readF32(tensorNames('mixtral').expert(3, 7).w2, [256, 512]);
+      const w2 = await ckpt.readF32(modelFamily('mixtral').tensorNames.expert(3, 7).w2, [256, 512]);
       expect(Array.from(w2.data.subarray(0, 4))).toEqual([
         0.0146484375, 0.06396484375, 0.006378173828125, 0.04296875,
       ]);
@@ -131,7 +130,7 @@ describe('Checkpoint: the demo model (sharded bf16)', () => {
     expect(headers).toBe(7456 + 7768);
     await withCheckpoint(DEMO_DIR, async (ckpt) => {
       expect(ckpt.bytesRead).toBe(headers);
-      const names = tensorNames(ckpt.config.modelType);
+      const names = ckpt.family.tensorNames;
       let expected = headers;
       for (let l = 0; l < ckpt.config.numLayers; l++) {
         for (const e of [0, 1]) {
@@ -341,7 +340,8 @@ describe('Checkpoint: a single-file checkpoint with tied embeddings', () => {
   async function writeTiny(): Promise<void> {
     await writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
     const parsed = parseModelConfig(config, 'tiny config');
-    const tensors: RawTensor[] = tensorSpecs(parsed)
+    const tensors: RawTensor[] = modelFamily(parsed.modelType)
+      .tensorSpecs(parsed)
       .filter((s) => s.required)
       .map((s, k) => {
         const n = s.shape.reduce((a, b) => a * b, 1);

@@ -2,7 +2,7 @@ import { readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { f32ToBf16, f32ToF16 } from '../../../shared/dtype.js';
-import { SafetensorsError } from '../../../shared/errors/safetensors-error.js';
+import { SafetensorsError } from '../../../shared/model/errors.js';
 import { SafetensorsFile } from '../../../shared/model/safetensors.js';
 import {
   bytesOf,

@@ -13,7 +13,7 @@ import {
   ChatTemplateMissingError,
   DetokenizerFinishedError,
   TokenizerLoadError,
-} from '../../../shared/errors/tokenizer-error.js';
+} from '../../../shared/model/errors.js';
 import { KmoeTokenizer, StreamingDetokenizer } from '../../../shared/model/tokenizer.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));

@@ -9,8 +9,6 @@ import { ModelRunner } from '../../../coordinator/engine/model-runner.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../../shared/onnx/expert-host.js';
 import { dequantizeInt8Blockwise, quantizeInt8Blockwise } from '../../../shared/onnx/int8-weights.js';
-import { graphDims } from '../../../shared/onnx/mixtral-graphs.js';
-import { expertWeights } from '../../../shared/onnx/model-weights.js';
 import { resolveRouting } from '../../../shared/routing/profile.js';
 import { f32 } from '../../../shared/tensor.js';
 import { MODEL_DIR, maxAbsDiff, referenceCases, referenceLogits } from '../../helpers/paths.js';
@@ -75,10 +73,10 @@ describe('int8 expert graphs on the demo model', () => {
     const c = ckpt.config;
     for (const format of ['fp32', 'int8'] as const) {
       hosts[format] = await ExpertHost.create({
-        dims: graphDims(c),
+        dims: ckpt.family.graphDims(c),
         numLayers: c.numLayers,
         experts: [0, 1, 2, 3, 4, 5, 6, 7],
-        load: (l, e) => expertWeights(ckpt, l, e),
+        graph: (l, e, f) => ckpt.family.expertGraph(ckpt, l, e, f),
         settings: { device: 'cpu', threads: 2, expertWeights: format },
       });
     }

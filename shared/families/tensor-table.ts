@@ -1,16 +1,8 @@
-// The one table of architecture knowledge: which Hugging Face tensor name plays which role in
-// each supported model family, and what shape each role has for a given config. Nothing else in
-// kmoe spells a tensor name (the same idea as llama.cpp's llama-arch.cpp).
+// The roles tensors play in kmoe's graphs and the machinery that turns a family's name templates and
+// shapes into concrete tensor names and specs. Each family's table (e.g. mixtral/tensors.ts) is the
+// only place that spells its Hugging Face tensor names (the idea of llama.cpp's llama-arch.cpp).
 
-import type { ModelConfig } from './config.js';
-
-/** Model families kmoe can load, by their config.json `model_type`. */
-export const SUPPORTED_MODEL_TYPES = ['mixtral'] as const;
-export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
-
-export function isSupportedModelType(value: string): value is ModelType {
-  return (SUPPORTED_MODEL_TYPES as readonly string[]).includes(value);
-}
+import type { ModelConfig } from './family.js';
 
 /** Tensors that exist once per model. `output` is the LM head. */
 export type GlobalRole = 'tokenEmbd' | 'outputNorm' | 'output';
@@ -25,38 +17,12 @@ export type ExpertRole = 'w1' | 'w2' | 'w3';
 
 export type TensorRole = GlobalRole | LayerRole | ExpertRole;
 
-/** Name templates: `{l}` is the layer index, `{e}` the expert index. */
-interface ArchitectureRow {
+/** Name templates of one family: `{l}` is the layer index, `{e}` the expert index. */
+export interface TensorNameTemplates {
   readonly global: Readonly<Record<GlobalRole, string>>;
   readonly layer: Readonly<Record<LayerRole, string>>;
   readonly expert: Readonly<Record<ExpertRole, string>>;
 }
-
-// Adding qwen2_moe or olmoe means adding a row here (plus any new roles they need, such as
-// qwen2_moe's shared expert or q/k/v biases) and a config parser in config.ts.
-const ARCHITECTURES: Readonly<Record<ModelType, ArchitectureRow>> = {
-  mixtral: {
-    global: {
-      tokenEmbd: 'model.embed_tokens.weight',
-      outputNorm: 'model.norm.weight',
-      output: 'lm_head.weight',
-    },
-    layer: {
-      attnNorm: 'model.layers.{l}.input_layernorm.weight',
-      attnQ: 'model.layers.{l}.self_attn.q_proj.weight',
-      attnK: 'model.layers.{l}.self_attn.k_proj.weight',
-      attnV: 'model.layers.{l}.self_attn.v_proj.weight',
-      attnOut: 'model.layers.{l}.self_attn.o_proj.weight',
-      ffnNorm: 'model.layers.{l}.post_attention_layernorm.weight',
-      router: 'model.layers.{l}.block_sparse_moe.gate.weight',
-    },
-    expert: {
-      w1: 'model.layers.{l}.block_sparse_moe.experts.{e}.w1.weight',
-      w2: 'model.layers.{l}.block_sparse_moe.experts.{e}.w2.weight',
-      w3: 'model.layers.{l}.block_sparse_moe.experts.{e}.w3.weight',
-    },
-  },
-};
 
 export interface TensorNames {
   readonly global: Readonly<Record<GlobalRole, string>>;
@@ -64,58 +30,10 @@ export interface TensorNames {
   expert(l: number, e: number): Readonly<Record<ExpertRole, string>>;
 }
 
-/** Tensor names for one model family; `tensorNames('mixtral').expert(0, 3).w1`. */
-export function tensorNames(modelType: ModelType): TensorNames {
-  const row = ARCHITECTURES[modelType];
-  return {
-    global: row.global,
-    layer: (l) => fill(row.layer, { l: checkIndex('layer', l) }),
-    expert: (l, e) => fill(row.expert, { l: checkIndex('layer', l), e: checkIndex('expert', e) }),
-  };
-}
-
 export interface ExpectedShapes {
   readonly global: Readonly<Record<GlobalRole, readonly number[]>>;
   readonly layer: Readonly<Record<LayerRole, readonly number[]>>;
   readonly expert: Readonly<Record<ExpertRole, readonly number[]>>;
-}
-
-/**
- * Shape of every role for a config. Projections are stored as PyTorch nn.Linear weights,
- * [out_features, in_features], which is what the checkpoint holds and what the graph builder
- * must transpose for a MatMul.
- */
-export function expectedShapes(config: ModelConfig): ExpectedShapes {
-  const {
-    hiddenSize: h,
-    intermediateSize: ffn,
-    numHeads,
-    numKvHeads,
-    headDim,
-    numExperts,
-    vocabSize,
-  } = config;
-  return {
-    global: {
-      tokenEmbd: [vocabSize, h],
-      outputNorm: [h],
-      output: [vocabSize, h],
-    },
-    layer: {
-      attnNorm: [h],
-      attnQ: [numHeads * headDim, h],
-      attnK: [numKvHeads * headDim, h],
-      attnV: [numKvHeads * headDim, h],
-      attnOut: [h, numHeads * headDim],
-      ffnNorm: [h],
-      router: [numExperts, h],
-    },
-    expert: {
-      w1: [ffn, h],
-      w2: [h, ffn],
-      w3: [ffn, h],
-    },
-  };
 }
 
 export interface TensorSpec {
@@ -131,10 +49,20 @@ export interface TensorSpec {
   readonly expert?: number;
 }
 
-/** Every tensor the architecture defines for this config, globals first, then layer by layer. */
-export function tensorSpecs(config: ModelConfig): TensorSpec[] {
-  const names = tensorNames(config.modelType);
-  const shapes = expectedShapes(config);
+export function tensorNamesFrom(templates: TensorNameTemplates): TensorNames {
+  return {
+    global: templates.global,
+    layer: (l) => fill(templates.layer, { l: checkIndex('layer', l) }),
+    expert: (l, e) => fill(templates.expert, { l: checkIndex('layer', l), e: checkIndex('expert', e) }),
+  };
+}
+
+/** Every tensor for this config, globals first, then layer by layer (layer tensors, then experts). */
+export function tensorSpecsFrom(
+  names: TensorNames,
+  shapes: ExpectedShapes,
+  config: ModelConfig,
+): TensorSpec[] {
   const specs: TensorSpec[] = [];
   for (const role of keysOf(shapes.global)) {
     const required = !(role === 'output' && config.tieWordEmbeddings);

@@ -1,6 +1,6 @@
-// Errors from creating or running onnxruntime sessions.
+// Errors from creating or running onnxruntime sessions and from hosting experts in them.
 
-import { KmoeError } from './kmoe-error.js';
+import { KmoeError } from '../errors/kmoe-error.js';
 
 /** The requested execution provider cannot be used here; kmoe never falls back to another one. */
 export class DeviceUnavailableError extends KmoeError {
@@ -16,6 +16,7 @@ export class DeviceUnavailableError extends KmoeError {
             ? 'install onnxruntime-node with its CUDA provider (see README "GPU hosts") on a host with an NVIDIA GPU and CUDA 12, or use --device cpu'
             : 'use --device cpu',
         cause,
+        details: { device },
       },
     );
   }
@@ -27,6 +28,20 @@ export class SessionError extends KmoeError {
     message: string,
     cause?: unknown,
   ) {
-    super(`onnxruntime session '${graph}': ${message}`, { cause });
+    super(`onnxruntime session '${graph}': ${message}`, { cause, details: { graph } });
+  }
+}
+
+/** A token was sent to an expert this host does not hold. */
+export class ExpertNotHeldError extends KmoeError {
+  constructor(
+    readonly layer: number,
+    readonly expert: number,
+    held: readonly number[],
+  ) {
+    super(`expert ${expert} of layer ${layer} is not held here (held: ${held.join(', ') || 'none'})`, {
+      hint: 'the placement table sent a token to the wrong host',
+      details: { layer, expert, held },
+    });
   }
 }

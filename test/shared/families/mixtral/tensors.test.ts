@@ -1,16 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import {
-  expectedShapes,
-  isSupportedModelType,
-  SUPPORTED_MODEL_TYPES,
-  tensorNames,
-  tensorSpecs,
-} from '../../../shared/model/architecture.js';
-import { loadModelConfig, type ModelConfig } from '../../../shared/model/config.js';
-import { DEMO_DIR, DEMO_INDEX, demoJson } from './fixtures.js';
+import { mixtralFamily } from '../../../../shared/families/mixtral/family.js';
+import { loadModelConfig, type ModelConfig } from '../../../../shared/model/config.js';
+import { DEMO_DIR, DEMO_INDEX, demoJson } from '../../model/fixtures.js';
+
+const { expectedShapes, tensorSpecs } = mixtralFamily;
 
 describe('tensorNames (mixtral)', () => {
-  const names = tensorNames('mixtral');
+  const names = mixtralFamily.tensorNames;
 
   it('spells the global tensors as Hugging Face does', () => {
     expect(names.global).toEqual({
@@ -43,12 +39,6 @@ describe('tensorNames (mixtral)', () => {
   it('rejects negative or fractional indices', () => {
     expect(() => names.layer(-1)).toThrow('layer index must be an integer >= 0, got -1');
     expect(() => names.expert(0, 1.5)).toThrow('expert index must be an integer >= 0, got 1.5');
-  });
-
-  it('knows exactly the supported families', () => {
-    expect(SUPPORTED_MODEL_TYPES).toEqual(['mixtral']);
-    expect(isSupportedModelType('mixtral')).toBe(true);
-    expect(isSupportedModelType('llama')).toBe(false);
   });
 });
 

@@ -2,11 +2,11 @@
 // decoder layer (attention with KV cache + router), one graph per expert FFN, and the LM head.
 // Graphs never see tensor names: callers pass weights already mapped to their roles.
 
-import type { ModelConfig } from '../model/config.js';
-import type { F32Tensor } from '../tensor.js';
-import type { ExpertWeightFormat } from './expert-weight-format.js';
-import { GraphBuilder } from './graph-builder.js';
-import { type Int8BlockWeights, quantizeInt8Blockwise } from './int8-weights.js';
+import type { ExpertWeightFormat } from '../../onnx/expert-weight-format.js';
+import { GraphBuilder } from '../../onnx/graph-builder.js';
+import { type Int8BlockWeights, quantizeInt8Blockwise } from '../../onnx/int8-weights.js';
+import type { F32Tensor } from '../../tensor.js';
+import type { GraphDims, ModelConfig } from '../family.js';
 
 export interface DenseLayerWeights {
   readonly attnNorm: F32Tensor; // [hidden]
@@ -29,20 +29,7 @@ export interface HeadWeights {
   readonly lmHead: F32Tensor; // [vocab, hidden]
 }
 
-/** Shape facts the graphs and their callers agree on. */
-export interface GraphDims {
-  readonly hidden: number;
-  readonly heads: number;
-  readonly kvHeads: number;
-  readonly headDim: number;
-  readonly kvWidth: number; // kvHeads * headDim
-  readonly experts: number;
-  readonly ffn: number;
-  readonly vocab: number;
-  readonly eps: number;
-}
-
-export function graphDims(c: ModelConfig): GraphDims {
+export function mixtralGraphDims(c: ModelConfig): GraphDims {
   return {
     hidden: c.hiddenSize,
     heads: c.numHeads,

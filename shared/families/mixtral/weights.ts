@@ -1,0 +1,40 @@
+// Reads a Mixtral checkpoint's tensors into the roles the graphs take, through the tensor table:
+// the only bridge between tensor names and graph code.
+
+import type { F32Tensor } from '../../tensor.js';
+import type { TensorSource } from '../family.js';
+import type { DenseLayerWeights, ExpertWeights, HeadWeights } from './graphs.js';
+import { mixtralTensorNames as names } from './tensors.js';
+
+export async function denseLayerWeights(source: TensorSource, layer: number): Promise<DenseLayerWeights> {
+  const n = names.layer(layer);
+  return {
+    attnNorm: await source.readF32(n.attnNorm),
+    qProj: await source.readF32(n.attnQ),
+    kProj: await source.readF32(n.attnK),
+    vProj: await source.readF32(n.attnV),
+    oProj: await source.readF32(n.attnOut),
+    moeNorm: await source.readF32(n.ffnNorm),
+    gate: await source.readF32(n.router),
+  };
+}
+
+export async function expertWeights(
+  source: TensorSource,
+  layer: number,
+  expert: number,
+): Promise<ExpertWeights> {
+  const n = names.expert(layer, expert);
+  return { w1: await source.readF32(n.w1), w2: await source.readF32(n.w2), w3: await source.readF32(n.w3) };
+}
+
+export async function embeddingWeights(source: TensorSource): Promise<F32Tensor> {
+  return source.readF32(names.global.tokenEmbd);
+}
+
+export async function headWeights(source: TensorSource): Promise<HeadWeights> {
+  const g = names.global;
+  // Tied embeddings: Hugging Face leaves lm_head out of the checkpoint and reuses the embedding.
+  const lmHead = source.config.tieWordEmbeddings && !source.has(g.output) ? g.tokenEmbd : g.output;
+  return { norm: await source.readF32(g.outputNorm), lmHead: await source.readF32(lmHead) };
+}
