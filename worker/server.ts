@@ -6,7 +6,7 @@
 import http from 'node:http';
 import os from 'node:os';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
-import { ListenError } from '../shared/errors/listen-error.js';
+import { ListenError } from '../shared/runtime/errors.js';
 import { ProtocolError } from '../shared/errors/protocol-error.js';
 import {
   decodeMessage,
