@@ -1,6 +1,7 @@
 // The kmoe CLI as a user runs it: real processes, the shipped model and data.
 
 import { readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
@@ -343,6 +344,24 @@ describe('kmoe', () => {
     const r = await runCli([...command.split(' '), '--help']);
     expect(r.code).toBe(0);
     for (const flag of flags) expect(r.stdout).toMatch(new RegExp(`^  ${flag} `, 'm'));
+  });
+});
+
+describe('kmoe serve on a taken port', () => {
+  it('fails before it starts workers or loads the model', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const r = await runCli(['serve', '--model', MODEL_DIR, '--port', String(port)]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+      expect(r.stderr).toMatch(/hint: .*--port 0/);
+      // The default is 2 local workers: the check ran before any was started.
+      expect(r.stderr).not.toMatch(/starting local expert workers|kmoe worker: loading/);
+    } finally {
+      taken.close();
+    }
   });
 });
 
