@@ -38,14 +38,24 @@ function version(): string {
 export function helpPointer(cmd: Command): string {
   const names: string[] = [];
   for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
-  return `Run '${names.join(' ')} --help' for usage.`;
+  return cmd.parent === null
+    ? `Run '${names.join(' ')} --help' for the commands.`
+    : `Run '${names.join(' ')} --help' for usage.`;
 }
 
 /** A subcommand that points at its own --help after a usage error instead of printing it. */
 function sub(parent: Command, name: string, summary: string): Command {
   const cmd = parent.command(name).summary(summary).description(summary);
-  cmd.showHelpAfterError(helpPointer(cmd));
-  return cmd;
+  return pointToHelp(cmd);
+}
+
+/** Commander's own usage errors, like kmoe's: `kmoe eval: error: ...` and the --help pointer. */
+function pointToHelp(cmd: Command): Command {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return cmd
+    .showHelpAfterError(helpPointer(cmd))
+    .configureOutput({ outputError: (message, write) => write(`${names.join(' ')}: ${message}`) });
 }
 
 /** The command line after the command's own name(s), recorded in outputs' provenance. */
@@ -78,8 +88,8 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
   const program = new Command('kmoe')
     .description('kmoe — expert-parallel MoE inference with adaptive K')
     .version(version(), '-V, --version', 'print the kmoe version')
-    .exitOverride()
-    .showHelpAfterError("Run 'kmoe --help' for the commands.");
+    .exitOverride();
+  pointToHelp(program);
 
   // ---- generate ----
   const generate = sub(program, 'generate', 'stream a completion for one prompt')

@@ -111,7 +111,7 @@ describe('kmoe eval', () => {
     const unknown = await runCli(['eval', '--model', MODEL_DIR, '--bogus']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr.trim().split('\n')).toEqual([
-      "error: unknown option '--bogus'",
+      "kmoe eval: error: unknown option '--bogus'",
       "Run 'kmoe eval --help' for usage.",
     ]);
   });
