@@ -6,7 +6,6 @@
 import http from 'node:http';
 import os from 'node:os';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
-import { ListenError } from '../shared/errors/listen-error.js';
 import { ProtocolError } from '../shared/errors/protocol-error.js';
 import {
   decodeMessage,
@@ -19,6 +18,7 @@ import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import { frameBytes } from '../shared/protocol/frame.js';
 import { type DispatchRequest, type ErrorReplyCode, PROTOCOL_VERSION } from '../shared/protocol/messages.js';
 import { WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
+import { ListenError } from '../shared/runtime/errors.js';
 import type { ExpertCompute } from './expert-compute.js';
 import { dispatchShape, WorkerMetrics } from './metrics.js';
 

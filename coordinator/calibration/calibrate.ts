@@ -2,12 +2,12 @@
 // the calibration corpus, choose per-layer skip rates, verify on every calibration window, and return
 // the profile with its provenance. `kmoe calibrate` and `kmoe bench adaptive-k` both call this.
 
-import { UsageError } from '../../shared/errors/usage-error.js';
 import type { RoutingProfile } from '../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { type Corpus, describeCorpus, spreadWindows } from './corpus.js';
+import { CalibrationError } from './errors.js';
 import { inlineProfile, profileModel, qualitySearch, type SearchPoint } from './quality-search.js';
 import { type CalibratedPolicy, policyForRates } from './skip-rates.js';
 
@@ -40,8 +40,9 @@ export interface CalibrationOptions {
 export async function calibrate(engine: EngineClient, o: CalibrationOptions): Promise<RoutingProfile> {
   const info = engine.info;
   if (info.nativeK !== 2) {
-    throw new UsageError(
+    throw new CalibrationError(
       `calibration chooses K between 1 and a native K of 2; this model's native K is ${info.nativeK}`,
+      { code: 'calibration_native_k', details: { nativeK: info.nativeK } },
     );
   }
   const native = `topk:${info.nativeK}`;

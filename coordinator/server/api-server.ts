@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ListenError } from '../../shared/errors/listen-error.js';
+import { ListenError } from '../../shared/runtime/errors.js';
 import { ApiError, InternalServerError, ShuttingDownError } from './errors.js';
 import { sendError } from './http-io.js';
 import type { Logger } from './logger.js';

@@ -71,6 +71,11 @@ export class Session {
       // one session would steal the cores from the next (measured: 2x slower expert GEMMs).
       extra: { session: { 'intra_op.allow_spinning': '0', 'inter_op.allow_spinning': '0' } },
     };
+    // Without CUDA, onnxruntime's default logger prints a raw native error about a missing shared
+    // library before loadModel throws; kmoe reports the same failure as DeviceUnavailableError
+    // with a hint, so for a non-CPU device the native log keeps fatal messages only (onnxruntime
+    // takes the level when it first initialises in the process).
+    if (settings.device !== 'cpu') ort.env.logLevel = 'fatal';
     initOrt();
     const native = new binding.InferenceSession();
     try {

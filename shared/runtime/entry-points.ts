@@ -23,7 +23,7 @@ export function startThread(base: string, relative: string): Worker {
 /** argv (after `node`) that starts the kmoe CLI, e.g. for spawning worker processes. */
 export function cliArgv(): string[] {
   const here = import.meta.url;
-  const cli = fileURLToPath(new URL(`../../coordinator/cli${fromSource(here) ? '.ts' : '.js'}`, here));
+  const cli = fileURLToPath(new URL(`../../coordinator/cli/main${fromSource(here) ? '.ts' : '.js'}`, here));
   return fromSource(here) ? ['--import', 'tsx', cli] : [cli];
 }
 

@@ -84,7 +84,7 @@ describe('kmoe local-cluster with eval and generate', () => {
       '--json',
     ]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(
+    expect(r.stderr).toMatch(
       /^network\s+\d+ bytes per token per MoE layer \(bf16 wire, 2 workers\): 1\.000x native/m,
     );
     const json = lastJsonLine(r.stdout);
@@ -105,7 +105,7 @@ describe('kmoe local-cluster with eval and generate', () => {
       expect(w.messages % 4).toBe(0);
       expect(w.meanRoundTripMs).toBeGreaterThan(0);
     }
-    expect(r.stdout).toMatch(/\(experts 0-3\): \d+ messages, .* mean round trip \d+\.\d\d ms$/m);
+    expect(r.stderr).toMatch(/\(experts 0-3\): \d+ messages, .* mean round trip \d+\.\d\d ms$/m);
   });
 
   it('kmoe generate --workers streams the reference greedy continuation (fp32 wire)', async () => {
@@ -164,11 +164,41 @@ describe('kmoe local-cluster when a worker dies', () => {
   });
 });
 
+describe('--workers N on generate', () => {
+  it('starts N local worker processes, streams the reference greedy text, and stops them', async () => {
+    const c = greedyCases().find((g) => g.name === 'code-fib')!;
+    const tokenizer = await KmoeTokenizer.load(MODEL_DIR);
+    const expected = referenceGreedyText(tokenizer, { ...c, greedyIds: c.greedyIds.slice(0, 16) });
+    const r = await runCli([
+      'generate',
+      '--model',
+      MODEL_DIR,
+      '--prompt',
+      c.prompt,
+      '--max-tokens',
+      '16',
+      '--workers',
+      '2',
+      '--wire',
+      'fp32',
+      '--stats',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${expected}\n`);
+    expect(r.stderr).toMatch(/\[worker 0\] kmoe worker: loading experts 0-3 of 8/);
+    expect(r.stderr).toMatch(/network: \d+ bytes per token per MoE layer to 2 workers/);
+  });
+});
+
 describe('remote expert flags', () => {
   it.each([
     [['--wire', 'fp8', '--workers', 'ws://127.0.0.1:1'], /--wire must be one of fp32, fp16, bf16, got 'fp8'/],
     [['--wire', 'bf16'], /--wire needs --workers/],
-    [['--workers', 'http://127.0.0.1:1'], /--workers: 'http:\/\/127\.0\.0\.1:1' is not a ws:\/\/ URL/],
+    [
+      ['--workers', 'http://127.0.0.1:1'],
+      /--workers: 'http:\/\/127\.0\.0\.1:1' is neither a worker count nor a ws:\/\/ URL/,
+    ],
+    [['--workers', '9'], /--workers 9 exceeds the model's 8 experts/],
   ])('reject %j with a usage error', async (flags, message) => {
     const r = await runCli(['eval', '--model', MODEL_DIR, '--ids', 'data/eval/valid.man.u16', ...flags]);
     expect(r.code).toBe(2);
@@ -193,6 +223,6 @@ describe('remote expert flags', () => {
   it('local-cluster rejects more workers than experts', async () => {
     const r = await runCli(['local-cluster', '--model', MODEL_DIR, '--workers', '9']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--workers must be <= 8/);
+    expect(r.stderr).toMatch(/--workers 9 exceeds the model's 8 experts/);
   });
 });

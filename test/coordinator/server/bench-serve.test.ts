@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { splitRoutingList } from '../../../coordinator/commands/bench-serve.js';
+import { splitRoutingList } from '../../../coordinator/cli/options.js';
 import { runCli } from '../../helpers/cli.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 

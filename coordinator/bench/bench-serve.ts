@@ -7,36 +7,29 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { UsageError } from '../../shared/errors/usage-error.js';
 import { median, quantile } from '../../shared/report/quantiles.js';
 import { renderLineChart } from '../../shared/report/svg-chart.js';
 import { isProfilePath } from '../../shared/routing/profile.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { ServeRequestError } from '../server/errors.js';
-import { num, parse, required, str } from './args.js';
 import { type StreamTiming, streamCompletion } from './bench-serve-client.js';
 
-export const usage = `kmoe bench serve --url URL [options]
-
-Load generator against a running kmoe serve. For each concurrency level, each routing policy runs
-the same --requests streamed completions (greedy, fixed length through kmoe.ignore_eos) with
---concurrency of them in flight; policies of one level run back to back so they share the
-machine's state, and every pair runs --repeats times in alternating order. Reports output tokens/s
-(median over runs), time to first token and inter-token latency (p50, p99 over all requests).
-
-  --url URL              server base URL, e.g. http://127.0.0.1:8000
-  --concurrency LIST     comma-separated levels (default 1,4,16)
-  --requests N           requests per run (default: 2 x concurrency, at least 8)
-  --max-tokens N         tokens generated per request (default 64)
-  --prompt-chars N       prompt length in characters; slices of data/eval docs and code (default 400)
-  --routing LIST         comma-separated policies, the first being the baseline: spec strings, or
-                         routing profile .json files (sent inline in the request)
-                         (default: topk:<native K>,entropy:1,2@1.04)
-  --out FILE             JSON results (default bench-results/serve.json)
-  --chart FILE           SVG chart (default bench-results/serve.svg)
-  --repeats N            runs of each (level, policy) pair (default 3)
-  --timeout S            per request (default 300)`;
+export interface BenchServeOptions {
+  readonly url: string;
+  readonly concurrency: readonly number[];
+  /** Requests per run; default 2 x concurrency, at least 8. */
+  readonly requests?: number;
+  readonly maxTokens: number;
+  readonly promptChars: number;
+  /** Policies, the first being the baseline (default: native top-K and entropy:1,2@1.04). */
+  readonly routing?: readonly string[];
+  readonly out: string;
+  readonly chart: string;
+  readonly repeats: number;
+  /** Per request, seconds. */
+  readonly timeout: number;
+}
 
 interface Policy {
   readonly label: string;
@@ -60,43 +53,18 @@ interface LevelResult {
   readonly avgK: number;
 }
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const p = parse(argv, {
-    url: { type: 'string' },
-    concurrency: { type: 'string' },
-    requests: { type: 'string' },
-    'max-tokens': { type: 'string' },
-    'prompt-chars': { type: 'string' },
-    routing: { type: 'string' },
-    out: { type: 'string' },
-    chart: { type: 'string' },
-    timeout: { type: 'string' },
-    repeats: { type: 'string' },
-  });
-  const url = required(p, 'url').replace(/\/+$/, '');
-  const levels = (str(p, 'concurrency') ?? '1,4,16').split(',').map((s) => {
-    const n = Number(s.trim());
-    if (!Number.isInteger(n) || n < 1)
-      throw new UsageError(`--concurrency takes positive integers, got '${s}'`);
-    return n;
-  });
-  const fixedRequests =
-    str(p, 'requests') === undefined ? undefined : num(p, 'requests', 8, { integer: true, min: 1 });
-  const maxTokens = num(p, 'max-tokens', 64, { integer: true, min: 2 });
-  const promptChars = num(p, 'prompt-chars', 400, { integer: true, min: 1 });
-  const timeoutMs = num(p, 'timeout', 300, { min: 1 }) * 1000;
-  const repeats = num(p, 'repeats', 3, { integer: true, min: 1 });
-  const out = str(p, 'out') ?? 'bench-results/serve.json';
-  const chartPath = str(p, 'chart') ?? 'bench-results/serve.svg';
+export async function run(o: BenchServeOptions, argv: readonly string[]): Promise<number> {
+  const url = o.url.replace(/\/+$/, '');
+  const levels = o.concurrency;
+  const fixedRequests = o.requests;
+  const { maxTokens, promptChars, repeats, out } = o;
+  const timeoutMs = o.timeout * 1000;
+  const chartPath = o.chart;
 
   const server = await describeServer(url);
   // Other work on the machine moves absolute numbers; the load averages say how much there was.
   const loadAtStart = os.loadavg();
-  const policies = splitRoutingList(str(p, 'routing') ?? `topk:${server.nativeK},entropy:1,2@1.04`).map(
-    policy,
-  );
-  if (policies.length < 2)
-    throw new UsageError('--routing needs a baseline and at least one policy to compare');
+  const policies = (o.routing ?? [`topk:${server.nativeK}`, 'entropy:1,2@1.04']).map(policy);
   const requestsFor = (c: number) => fixedRequests ?? Math.max(8, 2 * c);
   const prompts = evalPrompts(Math.max(...levels.map(requestsFor)), promptChars);
 
@@ -204,22 +172,6 @@ async function describeServer(url: string): Promise<ServerDescription> {
     numLayers: model.kmoe.num_layers,
     experts: ready.experts?.description ?? 'unknown',
   };
-}
-
-/**
- * Splits "topk:2,entropy:1,2@1.04,best.json" at the commas that start a new policy: specs have
- * commas of their own, so a piece that does not start a spec (KIND:) or name a .json file belongs
- * to the previous one.
- */
-export function splitRoutingList(list: string): string[] {
-  const out: string[] = [];
-  for (const piece of list.split(',').map((s) => s.trim())) {
-    if (piece === '') continue;
-    const starts = /^[a-z]+:/.test(piece) || isProfilePath(piece);
-    if (starts || out.length === 0) out.push(piece);
-    else out[out.length - 1] += `,${piece}`;
-  }
-  return out;
 }
 
 function policy(arg: string): Policy {

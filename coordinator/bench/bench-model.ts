@@ -3,32 +3,25 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { readU16Ids } from '../../shared/data/token-ids.js';
-import type { RunTiming } from '../../shared/onnx/session.js';
+import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
+import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
 import { median } from '../../shared/report/quantiles.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
-import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
 import { argmax } from '../sampling.js';
-import { COMPUTE_OPTIONS, num, parse, required, sessionSettings, str } from './args.js';
 
-export const usage = `kmoe bench model --model DIR [options]
-
-Prefill: perplexity windows of 256 tokens from --ids (batch 1 and 4 windows per pass).
-Decode: one sequence, greedy, --decode-tokens tokens after a 16-token prompt.
-Each measured --repeats times after a warm-up; medians reported. Then one single-token expert
-call timed with its weights cache-resident (the same expert over and over) and rotating through
-every expert of every layer, as decode does. Writes JSON to --out.
-
-  --model DIR          checkpoint directory
-  --ids FILE.u16       corpus (default data/eval/valid.docs.u16)
-  --windows N          windows per prefill measurement (default 64)
-  --decode-tokens N    tokens per decode measurement (default 256)
-  --repeats N          measurements per figure (default 5)
-  --out FILE           JSON output (default bench-results/model.json)
-  --threads N          onnxruntime threads (default: all cores)
-  --expert-weights F   fp32 (default) or int8`;
+export interface BenchModelOptions {
+  readonly model: string;
+  readonly settings: SessionSettings;
+  readonly ids: string;
+  /** START:END windows of the corpus each prefill measurement runs. */
+  readonly windows: string;
+  readonly decodeTokens: number;
+  readonly repeats: number;
+  readonly out: string;
+}
 
 interface Breakdown {
   readonly wallMs: number;
@@ -37,27 +30,13 @@ interface Breakdown {
   readonly otherMs: number;
 }
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const p = parse(argv, {
-    model: { type: 'string' },
-    ids: { type: 'string' },
-    windows: { type: 'string' },
-    'decode-tokens': { type: 'string' },
-    repeats: { type: 'string' },
-    out: { type: 'string' },
-    ...COMPUTE_OPTIONS,
-  });
-  const modelDir = required(p, 'model');
-  const idsPath = str(p, 'ids') ?? 'data/eval/valid.docs.u16';
-  const windows = num(p, 'windows', 64, { integer: true, min: 1 });
-  const decodeTokens = num(p, 'decode-tokens', 256, { integer: true, min: 2 });
-  const repeats = num(p, 'repeats', 5, { integer: true, min: 1 });
-  const out = str(p, 'out') ?? 'bench-results/model.json';
-  const settings = sessionSettings(p);
+export async function run(o: BenchModelOptions, argv: readonly string[]): Promise<number> {
+  const { model: modelDir, ids: idsPath, decodeTokens, repeats, out } = o;
+  const { settings } = o;
   const ids = await readU16Ids(idsPath);
-  const prefillIds = ids.subarray(0, windows * STANDARD_WINDOW);
-  if (prefillIds.length < windows * STANDARD_WINDOW)
-    throw new RangeError(`${idsPath} has fewer than ${windows} windows`);
+  const range = parseWindowRange(o.windows, windowCount(ids));
+  const windows = range.end - range.start;
+  const prefillIds = ids.subarray(range.start * STANDARD_WINDOW, range.end * STANDARD_WINDOW);
 
   const engine = await EngineClient.start({ modelDir, settings });
   try {
@@ -73,7 +52,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       return { tokensPerSecond: median(rates), samples: rates };
     };
     const decodeOnce = async (seq: string): Promise<{ tps: number; wallMs: number }> => {
-      let step = await engine.step([{ seqId: seq, tokens: Array.from(ids.subarray(0, 16)) }]);
+      let step = await engine.step([{ seqId: seq, tokens: Array.from(prefillIds.subarray(0, 16)) }]);
       const started = performance.now();
       for (let i = 0; i < decodeTokens; i++) {
         step = await engine.step([{ seqId: seq, tokens: [argmax(step.logits)] }]);

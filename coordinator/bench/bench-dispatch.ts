@@ -6,39 +6,35 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
-import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
-import { DEFAULT_WIRE_DTYPE, isWireDType, type WireDType } from '../../shared/protocol/wire-dtype.js';
+import type { SessionSettings } from '../../shared/onnx/session.js';
+import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { renderBarChart } from '../../shared/report/svg-chart.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { type DispatchSummary, summarizeDispatch } from '../dispatch/dispatch-stats.js';
 import { startLocalCluster } from '../dispatch/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
-import { checkRouting, parse, required, sessionSettings, str } from './args.js';
+import { BenchConfigError } from './errors.js';
 
 /** The adaptive-K specs the README compares against native top-K. */
 const ADAPTIVE_SPECS = ['entropy:1,2@1.04', 'topp:0.7@1-2', 'ratio:0.3'];
 
-export const usage = `kmoe bench dispatch --model DIR [options]
-
-Runs perplexity windows of --ids through local clusters of each --workers size (experts split
-evenly, one process per worker) with each --wire dtype and each routing, and reports network
-bytes per token per MoE layer (both directions, frame headers included): as sent (same-worker
-dedup), without dedup (one hidden state per token-expert pair, costed from the same decisions),
-and native top-K's on the same router probabilities. Also eval throughput vs one process.
-
-  --model DIR          checkpoint directory
-  --ids FILE.u16       corpus (default data/eval/valid.code.u16)
-  --windows RANGE      START:END windows of 256 ids (default 0:100)
-  --workers LIST       cluster sizes, comma-separated (default 2,4)
-  --wire LIST          wire dtypes, comma-separated (default fp32,bf16)
-  --routing SPEC|FILE  an extra routing (spec or profile JSON) to compare; repeatable. Always run:
-                       native top-K, ${ADAPTIVE_SPECS.join(', ')}
-  --out FILE           JSON results (default bench-results/dispatch.json)
-  --svg FILE           bar chart for the default wire dtype, ${DEFAULT_WIRE_DTYPE} (else the first one run)
-                       (default bench-results/dispatch.svg)
-  --threads N          onnxruntime threads of the coordinator (default: all cores)`;
+export interface BenchDispatchOptions {
+  readonly model: string;
+  readonly settings: SessionSettings;
+  readonly ids: string;
+  /** START:END windows of the corpus. */
+  readonly windows: string;
+  /** Local cluster sizes (worker counts) to run. */
+  readonly clusterSizes: readonly number[];
+  readonly wireDtypes: readonly WireDType[];
+  /** Extra policies (specs or profile files) besides native top-K and ADAPTIVE_SPECS; checked by the caller. */
+  readonly routing?: readonly string[];
+  readonly out: string;
+  /** SVG bar chart for the default wire dtype (else the first one run). */
+  readonly chart: string;
+}
 
 interface Row {
   readonly routing: string;
@@ -50,40 +46,22 @@ interface Row {
   readonly dispatch: DispatchSummary;
 }
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const p = parse(argv, {
-    model: { type: 'string' },
-    ids: { type: 'string' },
-    windows: { type: 'string' },
-    workers: { type: 'string' },
-    wire: { type: 'string' },
-    routing: { type: 'string', multiple: true },
-    out: { type: 'string' },
-    svg: { type: 'string' },
-    threads: { type: 'string' },
-  });
-  const modelDir = required(p, 'model');
-  const idsPath = str(p, 'ids') ?? 'data/eval/valid.code.u16';
-  const out = str(p, 'out') ?? 'bench-results/dispatch.json';
-  const svg = str(p, 'svg') ?? 'bench-results/dispatch.svg';
+export async function run(o: BenchDispatchOptions, argv: readonly string[]): Promise<number> {
+  const { model: modelDir, ids: idsPath, out, chart: svg, settings } = o;
   const config = await loadModelConfig(modelDir);
-  const sizes = list(str(p, 'workers') ?? '2,4').map((s) => {
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < 1 || n > config.numExperts)
-      throw new UsageError(`--workers: '${s}' is not a worker count in 1..${config.numExperts}`);
-    return n;
-  });
-  const wires = list(str(p, 'wire') ?? 'fp32,bf16').map((w) => {
-    if (!isWireDType(w)) throw new UsageError(`--wire: '${w}' is not fp32, fp16 or bf16`);
-    return w;
-  });
+  const sizes = [...o.clusterSizes];
+  for (const n of sizes) {
+    if (n > config.numExperts) {
+      throw new BenchConfigError(
+        `--cluster-sizes: ${n} workers exceed the model's ${config.numExperts} experts`,
+      );
+    }
+  }
+  const wires = [...o.wireDtypes];
   const native = `topk:${config.numExpertsPerTok}`;
-  const extra = (p.values['routing'] as string[] | undefined) ?? [];
-  const routings = [native, ...ADAPTIVE_SPECS, ...extra];
-  for (const r of extra) await checkRouting(modelDir, r);
+  const routings = [native, ...ADAPTIVE_SPECS, ...(o.routing ?? [])];
   const ids = await readU16Ids(idsPath);
-  const windows = parseWindowRange(str(p, 'windows') ?? '0:100', windowCount(ids));
-  const settings = sessionSettings(p);
+  const windows = parseWindowRange(o.windows, windowCount(ids));
   const log = (line: string) => process.stderr.write(`bench dispatch: ${line}\n`);
 
   // Throughput baseline: the same windows, native routing, experts in this process.
@@ -165,13 +143,6 @@ export async function run(argv: readonly string[]): Promise<number> {
   process.stdout.write(table(rows, sizes, wires, native, localTokensPerSecond));
   process.stdout.write(`wrote ${out} and ${svg}\n`);
   return 0;
-}
-
-function list(s: string): string[] {
-  return s
-    .split(',')
-    .map((x) => x.trim())
-    .filter((x) => x !== '');
 }
 
 /** Rows: routings. Columns: per (workers, wire), bytes with dedup and without, and the ratio to native. */

@@ -1,11 +1,18 @@
 // The kmoe CLI as a user runs it: real processes, the shipped model and data.
 
 import { readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
-import { lastJsonLine, runCli } from '../helpers/cli.js';
-import { greedyCases, MODEL_DIR, perplexityReferences, referenceGreedyText } from '../helpers/paths.js';
+import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
+import { lastJsonLine, runCli } from '../../helpers/cli.js';
+import {
+  greedyCases,
+  MODEL_DIR,
+  perplexityReferences,
+  ROOT,
+  referenceGreedyText,
+} from '../../helpers/paths.js';
 
 /** `kmoe eval` of valid.man with extra arguments. */
 function evalMan(extra: readonly string[]) {
@@ -33,7 +40,10 @@ describe('kmoe eval', () => {
       expect(Math.abs((json['perplexity'] as number) / ref.ppl - 1)).toBeLessThan(1e-3);
       expect(json['avgK']).toBe(2);
       expect(json['savingVsNative']).toBe(0);
-      expect(r.stdout).toMatch(/^perplexity\s+\d+\.\d{4}/m);
+      // With --json, stdout is exactly one JSON object; the human report goes to stderr.
+      expect(JSON.parse(r.stdout)).toEqual(json);
+      expect(r.stderr).toMatch(/^perplexity\s+\d+\.\d{4}/m);
+      expect(r.stdout).not.toMatch(/^perplexity/m);
     },
   );
 
@@ -93,12 +103,30 @@ describe('kmoe eval', () => {
     ]);
     expect(badWindow.code).toBe(2);
     expect(badWindow.stderr).toMatch(/--window must be a number/);
+    // The error and one line pointing at --help, not the whole help.
+    expect(badWindow.stderr.trim().split('\n')).toEqual([
+      "kmoe eval: error: --window must be a number, got 'x'",
+      "Run 'kmoe eval --help' for usage.",
+    ]);
+    const unknown = await runCli(['eval', '--model', MODEL_DIR, '--bogus']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.trim().split('\n')).toEqual([
+      "kmoe eval: error: unknown option '--bogus'",
+      "Run 'kmoe eval --help' for usage.",
+    ]);
   });
 
   it('names the problem when the model directory is wrong', async () => {
     const r = await runCli(['eval', '--model', 'data/eval', '--ids', 'data/eval/valid.man.u16']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error: .*config\.json/);
+    // A path that does not exist, or is a file, is named as such before anything is read.
+    const missing = await runCli(['eval', '--model', 'no/such/model', '--ids', 'data/eval/valid.man.u16']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^kmoe eval: error: model directory not found: no\/such\/model$/m);
+    const file = await runCli(['generate', '--model', 'package.json', '--prompt', 'x']);
+    expect(file.code).toBe(2);
+    expect(file.stderr).toMatch(/--model package\.json is not a directory/);
   });
 
   it('rejects a bad routing spec before loading the model', async () => {
@@ -167,6 +195,9 @@ describe('kmoe generate', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/execution provider 'cuda' is not available/);
     expect(r.stderr).toMatch(/hint: /);
+    // kmoe's message comes first: onnxruntime's own native log line is not printed.
+    expect(r.stderr).not.toMatch(/onnxruntime_src|\[E:onnxruntime/);
+    expect(r.stderr).toMatch(/^kmoe generate: error: /);
   });
 });
 
@@ -179,6 +210,158 @@ describe('kmoe', () => {
     const unknown = await runCli(['frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown command 'frobnicate'/);
+    expect(unknown.stderr).toMatch(/Run 'kmoe --help' for the commands\./);
+  });
+
+  it('prints its version', async () => {
+    const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string };
+    const r = await runCli(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${pkg.version}\n`);
+  });
+
+  it('lists the benchmarks with bench --help', async () => {
+    const r = await runCli(['bench', '--help']);
+    expect(r.code).toBe(0);
+    for (const name of ['model', 'dispatch', 'serve', 'adaptive-k'])
+      expect(r.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
+  });
+
+  // The README's command table names these options; each command's --help must list them.
+  it.each([
+    [
+      'generate',
+      [
+        '--model',
+        '--prompt',
+        '--max-tokens',
+        '--temperature',
+        '--top-p',
+        '--seed',
+        '--routing',
+        '--stats',
+        '--workers',
+        '--wire',
+        '--dispatch-timeout',
+        '--threads',
+        '--device',
+        '--expert-weights',
+      ],
+    ],
+    [
+      'eval',
+      [
+        '--model',
+        '--ids',
+        '--text',
+        '--routing',
+        '--windows',
+        '--window',
+        '--batch',
+        '--sweep',
+        '--chart',
+        '--json',
+        '--workers',
+        '--wire',
+        '--dispatch-timeout',
+        '--threads',
+        '--device',
+        '--expert-weights',
+      ],
+    ],
+    [
+      'calibrate',
+      [
+        '--model',
+        '--method',
+        '--policy',
+        '--out',
+        '--ids',
+        '--windows',
+        '--alpha',
+        '--k-values',
+        '--target-avg-k',
+        '--budget',
+        '--search-windows',
+        '--step',
+        '--expert-means',
+        '--threads',
+        '--device',
+        '--expert-weights',
+      ],
+    ],
+    [
+      'bench model',
+      [
+        '--model',
+        '--ids',
+        '--windows',
+        '--decode-tokens',
+        '--repeats',
+        '--out',
+        '--threads',
+        '--device',
+        '--expert-weights',
+      ],
+    ],
+    [
+      'bench dispatch',
+      [
+        '--model',
+        '--ids',
+        '--windows',
+        '--cluster-sizes',
+        '--wire-dtypes',
+        '--routing',
+        '--out',
+        '--chart',
+        '--threads',
+      ],
+    ],
+    [
+      'serve',
+      [
+        '--model',
+        '--host',
+        '--port',
+        '--workers',
+        '--wire',
+        '--dispatch-timeout',
+        '--routing',
+        '--profiles',
+        '--max-running',
+        '--max-queued',
+        '--prefill-chunk',
+        '--served-model-name',
+        '--shutdown-timeout',
+        '--log-level',
+        '--threads',
+        '--device',
+        '--expert-weights',
+      ],
+    ],
+  ] as const)('%s --help lists its options', async (command, flags) => {
+    const r = await runCli([...command.split(' '), '--help']);
+    expect(r.code).toBe(0);
+    for (const flag of flags) expect(r.stdout).toMatch(new RegExp(`^  ${flag} `, 'm'));
+  });
+});
+
+describe('kmoe serve on a taken port', () => {
+  it('fails before it starts workers or loads the model', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const r = await runCli(['serve', '--model', MODEL_DIR, '--port', String(port)]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+      expect(r.stderr).toMatch(/hint: .*--port 0/);
+      // The default is 2 local workers: the check ran before any was started.
+      expect(r.stderr).not.toMatch(/starting local expert workers|kmoe worker: loading/);
+    } finally {
+      taken.close();
+    }
   });
 });
 
@@ -191,7 +374,7 @@ describe('kmoe bench model', () => {
       '--model',
       MODEL_DIR,
       '--windows',
-      '2',
+      '0:2',
       '--decode-tokens',
       '8',
       '--repeats',

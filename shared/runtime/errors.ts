@@ -1,8 +1,11 @@
-// Raised when a server cannot listen on the address it was given (port taken, address not local,
-// permission denied). Names the address so the operator can pick another.
+// Errors of the process runtime shared by coordinator and worker servers.
 
-import { KmoeError } from './kmoe-error.js';
+import { KmoeError } from '../errors/kmoe-error.js';
 
+/**
+ * A server cannot listen on the address it was given (port taken, address not local, permission
+ * denied). Names the address so the operator can pick another.
+ */
 export class ListenError extends KmoeError {
   constructor(host: string, port: number, cause: unknown) {
     const code = (cause as NodeJS.ErrnoException | undefined)?.code;
@@ -12,6 +15,7 @@ export class ListenError extends KmoeError {
         code === 'EADDRINUSE'
           ? 'another process uses that port: choose another with --port, or --port 0 for any free port'
           : 'check --host and --port',
+      details: { host, port, ...(code === undefined ? {} : { errno: code }) },
     });
   }
 }

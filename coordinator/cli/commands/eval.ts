@@ -1,80 +1,57 @@
-// `kmoe eval`: perplexity and expert usage of a routing policy on a corpus.
+// `kmoe eval`: perplexity and expert usage of a routing policy on a corpus. With --json, stdout
+// carries only the JSON object; the human-readable report goes to stderr.
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { parseWindowRange, readTextIds, readU16Ids } from '../../shared/data/token-ids.js';
-import { UsageError } from '../../shared/errors/usage-error.js';
-import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
-import { ProgressBar } from '../../shared/report/progress.js';
-import { type DispatchSummary, summarizeDispatch } from '../dispatch/dispatch-stats.js';
-import { EngineClient } from '../engine/engine-client.js';
+import { parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
+import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
+import { ProgressBar } from '../../../shared/report/progress.js';
+import { type DispatchSummary, summarizeDispatch } from '../../dispatch/dispatch-stats.js';
+import { EngineClient } from '../../engine/engine-client.js';
 import {
   evaluatePerplexity,
   type PerplexityReport,
   STANDARD_WINDOW,
   windowCount,
-} from '../evaluation/perplexity.js';
-import { defaultSweep, runSweep, sweepChart } from '../evaluation/sweep.js';
-import {
-  COMPUTE_OPTIONS,
-  checkRouting,
-  EXPERT_OPTIONS,
-  EXPERT_OPTIONS_USAGE,
-  expertsOption,
-  flag,
-  num,
-  type Parsed,
-  parse,
-  required,
-  sessionSettings,
-  str,
-} from './args.js';
+} from '../../evaluation/perplexity.js';
+import { defaultSweep, runSweep, sweepChart } from '../../evaluation/sweep.js';
+import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
+import { type ComputeOptions, type ExpertPlacementOptions, singleIds, singleRouting } from '../options.js';
+import { UsageError } from '../usage-error.js';
 
-export const usage = `kmoe eval --model DIR (--ids FILE.u16 | --text FILE) [options]
+export interface EvalOptions extends ComputeOptions, ExpertPlacementOptions {
+  readonly model: string;
+  readonly ids?: string[];
+  readonly text?: string;
+  readonly routing?: string[];
+  readonly windows?: string;
+  readonly window: number;
+  readonly batch: number;
+  readonly sweep?: boolean;
+  readonly chart: string;
+  readonly json?: boolean;
+}
 
-Perplexity by the standard procedure: non-overlapping windows of 256 ids (trailing partial window
-dropped), no BOS, positions 1..255 of each window scored given the earlier tokens of the window.
-
-  --model DIR          checkpoint directory
-  --ids FILE.u16       token ids, little-endian uint16 (e.g. data/eval/valid.code.u16)
-  --text FILE          UTF-8 text, encoded with the model's tokenizer in pieces cut at line ends
-  --routing SPEC|FILE  topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | profile.json
-                       (default: the model's native top-K)
-  --windows RANGE      START:END window indices, or first-half / second-half (default: all)
-  --window N           window length (default 256)
-  --batch N            windows per forward pass (default 4)
-  --sweep              evaluate fixed K=1 and K=native plus sweeps of entropy, top-p, ratio and skip
-                       (and any --routing profiles, comma-separated) and draw the Pareto chart
-  --chart FILE         with --sweep: SVG chart path (default bench-results/pareto.svg)
-  --json               print one JSON object on the last line of stdout (with --workers it has
-                       "dispatch": bytes per token per MoE layer, vs native top-K, per worker)
-  --threads N          onnxruntime threads (default: all cores)
-  --device cpu|cuda    execution provider (default cpu)
-  --expert-weights F   fp32 (default) or int8: blockwise 8-bit expert weights, faster decode, approximate
-${EXPERT_OPTIONS_USAGE}`;
-
-export async function run(argv: readonly string[]): Promise<number> {
-  const p = parse(argv, {
-    model: { type: 'string' },
-    ids: { type: 'string' },
-    text: { type: 'string' },
-    routing: { type: 'string' },
-    windows: { type: 'string' },
-    window: { type: 'string' },
-    batch: { type: 'string' },
-    json: { type: 'boolean' },
-    sweep: { type: 'boolean' },
-    chart: { type: 'string' },
-    ...COMPUTE_OPTIONS,
-    ...EXPERT_OPTIONS,
-  });
-  const modelDir = required(p, 'model');
-  const idsPath = str(p, 'ids');
-  const textPath = str(p, 'text');
+export async function run(o: EvalOptions): Promise<number> {
+  const modelDir = o.model;
+  const idsPath = singleIds(o.ids);
+  const textPath = o.text;
   if ((idsPath === undefined) === (textPath === undefined))
     throw new UsageError('give exactly one of --ids or --text');
-  const windowLen = num(p, 'window', STANDARD_WINDOW, { integer: true, min: 2 });
-  const batchWindows = num(p, 'batch', 4, { integer: true, min: 1, max: 64 });
+  const windowLen = o.window;
+  const batchWindows = o.batch;
+  const corpus = idsPath ?? textPath!;
+  // With --json, stdout is the JSON object alone: the human report goes to stderr.
+  const human = o.json ? process.stderr : process.stdout;
+  if (o.sweep) {
+    for (const flag of ['workers', 'wire', 'dispatchTimeout'] as const) {
+      if (o[flag] !== undefined)
+        throw new UsageError('--sweep runs the experts in this process: drop --workers');
+    }
+  } else {
+    await checkRouting(modelDir, singleRouting(o.routing));
+    await checkPlacement(modelDir, o.workers ?? { kind: 'count', n: 0 }, o);
+  }
   const ids =
     idsPath !== undefined
       ? await readU16Ids(idsPath)
@@ -82,52 +59,51 @@ export async function run(argv: readonly string[]): Promise<number> {
   const available = windowCount(ids, windowLen);
   if (available === 0)
     throw new UsageError(`the corpus has ${ids.length} ids: fewer than one window of ${windowLen}`);
-  const windows = parseWindowRange(str(p, 'windows'), available);
-  const routingArg = str(p, 'routing');
-  if (flag(p, 'sweep')) {
-    return sweep(
-      p,
-      modelDir,
-      ids.subarray(windows.start * windowLen, windows.end * windowLen),
-      idsPath ?? textPath!,
-    );
+  const windows = parseWindowRange(o.windows, available);
+  if (o.sweep) {
+    return sweep(o, ids.subarray(windows.start * windowLen, windows.end * windowLen), corpus, human);
   }
-  await checkRouting(modelDir, routingArg);
-  const experts = expertsOption(p);
-
-  const engine = await EngineClient.start({
-    modelDir,
-    settings: sessionSettings(p),
-    experts,
-    ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
+  const routingArg = singleRouting(o.routing);
+  const settings = sessionSettings(o);
+  const placed = await placeExperts(modelDir, o.workers ?? { kind: 'count', n: 0 }, o, settings, {
+    onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
   });
   let report: PerplexityReport;
   let dispatch: DispatchSummary | undefined;
+  let engine: EngineClient | undefined;
   try {
+    engine = await EngineClient.start({
+      modelDir,
+      settings,
+      experts: placed.experts,
+      ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
+    });
     const bar = new ProgressBar({
       label: 'eval',
       total: windows.end - windows.start,
       unit: 'windows',
       rate: { unit: 'tok', perItem: windowLen },
     });
-    report = await evaluatePerplexity(engine, ids, {
+    const running = engine;
+    report = await evaluatePerplexity(running, ids, {
       windowLen,
       batchWindows,
       windows,
       onProgress: (done, _total, ppl) => bar.update(done, `ppl ${ppl.toFixed(3)}`),
     });
     bar.finish(`ppl ${report.perplexity.toFixed(4)}`);
-    const stats = await engine.dispatchStats();
+    const stats = await running.dispatchStats();
     dispatch = stats === null ? undefined : summarizeDispatch(stats);
   } finally {
-    await engine.close();
+    await engine?.close();
+    await placed.cluster?.stop();
   }
-  process.stdout.write(formatReport(report, idsPath ?? textPath!));
-  if (dispatch) process.stdout.write(formatDispatch(dispatch));
-  if (flag(p, 'json')) {
+  human.write(formatReport(report, corpus));
+  if (dispatch) human.write(formatDispatch(dispatch));
+  if (o.json) {
     const { stats: _stats, ...summary } = report;
     const extra = dispatch === undefined ? {} : { dispatch };
-    process.stdout.write(`${JSON.stringify({ corpus: idsPath ?? textPath, ...summary, ...extra })}\n`);
+    process.stdout.write(`${JSON.stringify({ corpus, ...summary, ...extra })}\n`);
   }
   return 0;
 }
@@ -166,11 +142,17 @@ function formatReport(r: PerplexityReport, corpus: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function sweep(p: Parsed, modelDir: string, ids: Uint16Array, corpus: string): Promise<number> {
-  const extra = (str(p, 'routing') ?? '').split(',').filter((r) => r !== '');
+async function sweep(
+  o: EvalOptions,
+  ids: Uint16Array,
+  corpus: string,
+  human: NodeJS.WritableStream,
+): Promise<number> {
+  const modelDir = o.model;
+  const extra = o.routing ?? [];
   for (const r of extra) await checkRouting(modelDir, r);
-  const chart = str(p, 'chart') ?? 'bench-results/pareto.svg';
-  const engine = await EngineClient.start({ modelDir, settings: sessionSettings(p) });
+  const chart = o.chart;
+  const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
   try {
     const series = defaultSweep(engine.info.nativeK);
     if (extra.length > 0) series.push({ name: 'calibrated profiles', routings: extra });
@@ -189,7 +171,7 @@ async function sweep(p: Parsed, modelDir: string, ids: Uint16Array, corpus: stri
           `| ${pt.series} | ${pt.routing} | ${pt.avgK.toFixed(3)} | ${(pt.savingVsNative * 100).toFixed(1)}% | ${pt.perplexity.toFixed(4)} | ${(pt.pplIncrease * 100).toFixed(2)}% |`,
       ),
     ];
-    process.stdout.write(`${lines.join('\n')}\n`);
+    human.write(`${lines.join('\n')}\n`);
     await fs.mkdir(path.dirname(chart), { recursive: true });
     await fs.writeFile(
       chart,
@@ -200,8 +182,8 @@ async function sweep(p: Parsed, modelDir: string, ids: Uint16Array, corpus: stri
       json,
       `${JSON.stringify({ corpus, windows: ids.length / STANDARD_WINDOW, nativePerplexity: result.native.perplexity, points: result.points }, null, 2)}\n`,
     );
-    process.stdout.write(`wrote ${chart} and ${json}\n`);
-    if (flag(p, 'json'))
+    human.write(`wrote ${chart} and ${json}\n`);
+    if (o.json)
       process.stdout.write(
         `${JSON.stringify({ corpus, nativePerplexity: result.native.perplexity, points: result.points })}\n`,
       );

@@ -5,28 +5,30 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../../shared/errors/usage-error.js';
+import type { SessionSettings } from '../../shared/onnx/session.js';
 import { ProgressBar } from '../../shared/report/progress.js';
 import { saveRoutingProfile } from '../../shared/routing/profile.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { calibrate } from '../calibration/calibrate.js';
 import { type Corpus, loadCorpus } from '../calibration/corpus.js';
-import { CALIBRATED_POLICIES, type CalibratedPolicy, isCalibratedPolicy } from '../calibration/skip-rates.js';
+import type { CalibratedPolicy } from '../calibration/skip-rates.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { defaultSweep, runSweep, type SweepPoint, sweepChart } from '../evaluation/sweep.js';
-import { COMPUTE_OPTIONS, num, parse, required, sessionSettings, str } from './args.js';
 
-export const usage = `kmoe bench adaptive-k --model DIR [options]
-
-  --model DIR          checkpoint directory
-  --policies LIST      policies to calibrate (default ${CALIBRATED_POLICIES.join(',')})
-  --budget PCT         perplexity budget over native top-K, percent (default 1)
-  --search-windows N   windows per quality-search evaluation (default 256)
-  --step S             skip-rate step of the search (default 0.1)
-  --profiles DIR       where calibrated profiles are written (default profiles)
-  --out DIR            JSON, markdown table and chart (default bench-results/adaptive-k)
-  --threads N          onnxruntime threads`;
+export interface BenchAdaptiveKOptions {
+  readonly model: string;
+  readonly settings: SessionSettings;
+  readonly policies: readonly CalibratedPolicy[];
+  /** Perplexity budget over native top-K, percent. */
+  readonly budget: number;
+  readonly searchWindows: number;
+  readonly step: number;
+  /** Where calibrated profiles are written. */
+  readonly profilesDir: string;
+  /** JSON, markdown table and chart. */
+  readonly outDir: string;
+}
 
 const CAL = ['data/eval/valid.docs.u16', 'data/eval/valid.code.u16'];
 const MAN = ['data/eval/valid.man.u16'];
@@ -46,32 +48,14 @@ interface Measured {
   readonly pplIncrease: number;
 }
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const p = parse(argv, {
-    model: { type: 'string' },
-    policies: { type: 'string' },
-    budget: { type: 'string' },
-    'search-windows': { type: 'string' },
-    step: { type: 'string' },
-    profiles: { type: 'string' },
-    out: { type: 'string' },
-    ...COMPUTE_OPTIONS,
-  });
-  const modelDir = required(p, 'model');
-  const policies = (str(p, 'policies') ?? CALIBRATED_POLICIES.join(',')).split(',');
-  for (const policy of policies) {
-    if (!isCalibratedPolicy(policy)) throw new UsageError(`unknown policy '${policy}' in --policies`);
-  }
-  const budget = num(p, 'budget', 1, { min: 0, max: 100 }) / 100;
-  const searchWindows = num(p, 'search-windows', 256, { integer: true, min: 1 });
-  const step = num(p, 'step', 0.1, { min: 0.01, max: 1 });
-  const profilesDir = str(p, 'profiles') ?? 'profiles';
-  const outDir = str(p, 'out') ?? 'bench-results/adaptive-k';
+export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Promise<number> {
+  const { model: modelDir, policies, searchWindows, step, profilesDir, outDir } = o;
+  const budget = o.budget / 100;
 
   const cal = await loadCorpus(CAL, 'first-half', STANDARD_WINDOW);
   const test = await loadCorpus(CAL, 'second-half', STANDARD_WINDOW);
   const man = await loadCorpus(MAN, undefined, STANDARD_WINDOW);
-  const engine = await EngineClient.start({ modelDir, settings: sessionSettings(p) });
+  const engine = await EngineClient.start({ modelDir, settings: o.settings });
   try {
     const nativeK = engine.info.nativeK;
     const nativeTest = await evaluatePerplexity(engine, test.ids, { routing: `topk:${nativeK}` });
@@ -87,7 +71,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     };
 
     const rows: Row[] = [];
-    for (const policy of policies as CalibratedPolicy[]) {
+    for (const policy of policies) {
       const name = `${policy}-quality-${Math.round(budget * 1000) / 10}pct`;
       const file = path.join(profilesDir, `${name}.json`);
       const bar = new ProgressBar({ label: `calibrate ${policy}`, total: 3, unit: 'phases' });

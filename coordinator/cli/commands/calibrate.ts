@@ -1,0 +1,124 @@
+// `kmoe calibrate`: write a routing profile from router statistics of calibration text, by theory
+// (entropy thresholds alpha * ln N), percentile (per-layer thresholds hitting a target average K) or
+// quality (fewest experts within a perplexity budget, measured with real reduced-K forward passes).
+
+import path from 'node:path';
+import { loadModelConfig } from '../../../shared/model/config.js';
+import { ProgressBar } from '../../../shared/report/progress.js';
+import { type RoutingProfile, saveRoutingProfile } from '../../../shared/routing/profile.js';
+import type { PolicyConfig } from '../../../shared/routing/registry.js';
+import { calibrate } from '../../calibration/calibrate.js';
+import { loadCorpus } from '../../calibration/corpus.js';
+import type { CalibratedPolicy } from '../../calibration/skip-rates.js';
+import { EngineClient } from '../../engine/engine-client.js';
+import { STANDARD_WINDOW } from '../../evaluation/perplexity.js';
+import { sessionSettings } from '../experts.js';
+import type { ComputeOptions } from '../options.js';
+import { UsageError } from '../usage-error.js';
+
+export const DEFAULT_CALIBRATION_IDS = ['data/eval/valid.docs.u16', 'data/eval/valid.code.u16'];
+
+export type CalibrationMethodName = 'theory' | 'percentile' | 'quality';
+
+export interface CalibrateOptions extends ComputeOptions {
+  readonly model: string;
+  readonly method: CalibrationMethodName;
+  readonly policy: CalibratedPolicy;
+  readonly out: string;
+  readonly ids: string[];
+  readonly windows: string;
+  readonly alpha: number[];
+  readonly kValues: number[];
+  readonly targetAvgK?: number;
+  readonly budget: number;
+  readonly searchWindows: number;
+  readonly step: number;
+  readonly expertMeans: 'on' | 'off';
+}
+
+/** `argv`: the command line as given, recorded in the profile's provenance. */
+export async function run(o: CalibrateOptions, argv: readonly string[]): Promise<number> {
+  const { model: modelDir, method, policy, out } = o;
+  if (method === 'theory') return theory(o);
+  const corpus = await loadCorpus(o.ids, o.windows, STANDARD_WINDOW);
+  const targetAvgK = method === 'percentile' ? o.targetAvgK : undefined;
+  if (method === 'percentile' && targetAvgK === undefined) throw new UsageError('--target-avg-k is required');
+  const budget = o.budget / 100;
+  const { searchWindows, step } = o;
+
+  const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
+  try {
+    const name = path.basename(out).replace(/\.json$/, '');
+    const bars = new Map<string, ProgressBar>();
+    const profile = await calibrate(engine, {
+      policy,
+      method:
+        method === 'percentile'
+          ? { kind: 'percentile', targetAvgK: targetAvgK! }
+          : { kind: 'quality', budget, searchWindows, step },
+      corpus,
+      expertMeans: o.expertMeans === 'on',
+      name,
+      command: `kmoe calibrate ${argv.join(' ')}`,
+      onPhase: (phase, done, total, note) => {
+        let bar = bars.get(phase);
+        if (!bar) {
+          for (const other of bars.values()) other.finish();
+          bar = new ProgressBar({
+            label: phase,
+            total,
+            unit: phase === 'signals' ? 'windows' : 'evaluations',
+          });
+          bars.set(phase, bar);
+        }
+        bar.update(done, note);
+      },
+    });
+    for (const bar of bars.values()) bar.finish();
+    saveRoutingProfile(out, profile);
+    const prov = profile.provenance!;
+    process.stdout.write(
+      `${out}: ${policy} (${method}) on ${corpus.windows} calibration windows: avg K ${prov.avgK!.toFixed(3)} ` +
+        `(saving ${((1 - prov.avgK! / engine.info.nativeK) * 100).toFixed(1)}% vs native), perplexity ` +
+        `${prov.ppl!.toFixed(4)} vs native ${(prov['nativePpl'] as number).toFixed(4)} ` +
+        `(+${((prov['pplIncrease'] as number) * 100).toFixed(2)}%)\n`,
+    );
+  } finally {
+    await engine.close();
+  }
+  return 0;
+}
+
+async function theory(o: CalibrateOptions): Promise<number> {
+  const { model: modelDir, policy, out } = o;
+  if (policy !== 'entropy')
+    throw new UsageError('--method theory defines entropy thresholds: use --policy entropy');
+  const config = await loadModelConfig(modelDir);
+  const kValues = o.kValues;
+  const alphas = o.alpha;
+  if (alphas.length !== kValues.length - 1) {
+    throw new UsageError(`--alpha takes one value fewer than --k-values (${kValues.length} K values)`);
+  }
+  const lnN = Math.log(config.numExperts);
+  const policyConfig: PolicyConfig = { kind: 'entropy', kValues, thresholds: alphas.map((a) => a * lnN) };
+  const profile: RoutingProfile = {
+    kmoeRoutingProfile: 1,
+    policy: policyConfig,
+    model: { numLayers: config.numLayers, numExperts: config.numExperts, nativeK: config.numExpertsPerTok },
+    provenance: {
+      name: out
+        .split('/')
+        .pop()!
+        .replace(/\.json$/, ''),
+      createdAt: new Date().toISOString(),
+      method: 'theory',
+      alpha: alphas,
+      command: `kmoe calibrate --method theory`,
+    },
+  };
+  saveRoutingProfile(out, profile);
+  process.stdout.write(
+    `${out}: entropy thresholds ${alphas.map((a) => (a * lnN).toFixed(4)).join(', ')} nats (alpha x ln ${config.numExperts})\n`,
+  );
+  return 0;
+}

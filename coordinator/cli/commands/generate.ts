@@ -1,0 +1,89 @@
+// `kmoe generate`: stream a completion for one prompt to stdout.
+
+import { KmoeTokenizer, StreamingDetokenizer } from '../../../shared/model/tokenizer.js';
+import { EngineClient } from '../../engine/engine-client.js';
+import { Rng, type SamplingParams, sampleToken, validateSampling } from '../../sampling.js';
+import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
+import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
+import { UsageError } from '../usage-error.js';
+
+export interface GenerateOptions extends ComputeOptions, ExpertPlacementOptions {
+  readonly model: string;
+  readonly prompt: string;
+  readonly maxTokens: number;
+  readonly temperature: number;
+  readonly topP: number;
+  readonly seed: number;
+  readonly routing?: string[];
+  readonly stats?: boolean;
+}
+
+export async function run(o: GenerateOptions): Promise<number> {
+  const modelDir = o.model;
+  const maxTokens = o.maxTokens;
+  const sampling: SamplingParams = { temperature: o.temperature, topP: o.topP, seed: o.seed };
+  const bad = validateSampling(sampling);
+  if (bad) throw new UsageError(bad);
+  const routingArg = singleRouting(o.routing);
+  await checkRouting(modelDir, routingArg);
+  const workers = o.workers ?? { kind: 'count', n: 0 };
+  await checkPlacement(modelDir, workers, o);
+  const settings = sessionSettings(o);
+
+  const tokenizer = await KmoeTokenizer.load(modelDir);
+  const promptIds = tokenizer.encode(o.prompt);
+  if (promptIds.length === 0) throw new UsageError('the prompt encodes to no tokens');
+  const placed = await placeExperts(modelDir, workers, o, settings, {
+    onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
+  });
+  let engine: EngineClient | undefined;
+  try {
+    engine = await EngineClient.start({
+      modelDir,
+      settings,
+      experts: placed.experts,
+      ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
+    });
+    const info = engine.info;
+    const routing = info.defaultRouting;
+    const eos = new Set(info.eosTokenIds);
+    const rng = new Rng(sampling.seed ?? 0);
+    const detok = new StreamingDetokenizer(tokenizer, promptIds);
+    const started = performance.now();
+    let step = await engine.step([{ seqId: 'generate', tokens: promptIds, routing }]);
+    const firstToken = performance.now();
+    let activations = step.activations[0]!;
+    let bytes = step.bytes[0]!;
+    let generated = 0;
+    while (generated < maxTokens) {
+      const next = sampleToken(step.logits, 0, info.vocabSize, sampling, rng);
+      if (eos.has(next)) break;
+      generated++;
+      process.stdout.write(detok.push(next));
+      if (generated === maxTokens || promptIds.length + generated >= info.maxPositions) break;
+      step = await engine.step([{ seqId: 'generate', tokens: [next], routing }]);
+      activations += step.activations[0]!;
+      bytes += step.bytes[0]!;
+    }
+    process.stdout.write(`${detok.flush()}\n`);
+    if (o.stats) {
+      const done = performance.now();
+      const decodeTps = generated > 1 ? ((generated - 1) / (done - firstToken)) * 1000 : 0;
+      const positions = (promptIds.length + Math.max(0, generated - 1)) * info.numLayers;
+      process.stderr.write(
+        `prompt ${promptIds.length} tokens in ${(firstToken - started).toFixed(1)} ms; ` +
+          `${generated} generated, decode ${decodeTps.toFixed(1)} tokens/s; ` +
+          `${(activations / positions).toFixed(3)} experts per token (routing ${routing})\n`,
+      );
+      if (info.placement.length > 0) {
+        process.stderr.write(
+          `network: ${(bytes / positions).toFixed(0)} bytes per token per MoE layer to ${info.placement.length} workers\n`,
+        );
+      }
+    }
+  } finally {
+    await engine?.close();
+    await placed.cluster?.stop();
+  }
+  return 0;
+}

@@ -1,0 +1,63 @@
+// `kmoe local-cluster`: N expert workers on this host, experts split evenly, in the foreground
+// until SIGINT/SIGTERM. Prints the worker URLs to pass to --workers.
+
+import { loadModelConfig } from '../../../shared/model/config.js';
+import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { startLocalCluster } from '../../dispatch/local-cluster.js';
+import type { ComputeOptions, WorkersArg } from '../options.js';
+import { UsageError } from '../usage-error.js';
+
+export interface LocalClusterOptions extends ComputeOptions {
+  readonly model: string;
+  readonly workers: WorkersArg;
+  readonly portBase?: number;
+  readonly host?: string;
+}
+
+export async function run(o: LocalClusterOptions): Promise<number> {
+  const modelDir = o.model;
+  if (o.workers.kind !== 'count' || o.workers.n < 1) {
+    throw new UsageError('local-cluster starts the workers: --workers takes a count of at least 1');
+  }
+  const n = o.workers.n;
+  const config = await loadModelConfig(modelDir);
+  if (n > config.numExperts)
+    throw new UsageError(`--workers ${n} exceeds the model's ${config.numExperts} experts`);
+  const { portBase, host } = o;
+  if (portBase !== undefined && (portBase < 1 || portBase + n - 1 > 65535))
+    throw new UsageError(`--port-base ${portBase} leaves no room for ${n} ports below 65536`);
+
+  let crashed: (why: string) => void = () => {};
+  const crash = new Promise<string>((resolve) => {
+    crashed = resolve;
+  });
+  const cluster = await startLocalCluster({
+    modelDir,
+    workers: n,
+    ...(portBase === undefined ? {} : { portBase }),
+    ...(host === undefined ? {} : { host }),
+    ...(o.threads === undefined ? {} : { threads: o.threads }),
+    ...(o.device === undefined ? {} : { device: o.device }),
+    ...(o.expertWeights === undefined ? {} : { expertWeights: o.expertWeights }),
+    onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
+    onExit: (w, code, signal) => crashed(`worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`),
+  });
+  for (const w of cluster.workers) {
+    process.stdout.write(
+      `worker ${w.index} ${w.url} experts ${formatExpertSet(w.experts)} pid ${w.process.pid}\n`,
+    );
+  }
+  process.stdout.write(`kmoe local-cluster ready ${cluster.urls.join(',')}\n`);
+
+  const ended = await Promise.race([
+    crash.then((why) => ({ crash: why })),
+    new Promise<{ signal: string }>((resolve) => {
+      process.once('SIGTERM', () => resolve({ signal: 'SIGTERM' }));
+      process.once('SIGINT', () => resolve({ signal: 'SIGINT' }));
+    }),
+  ]);
+  if ('crash' in ended) process.stderr.write(`kmoe local-cluster: ${ended.crash}; stopping the others\n`);
+  else process.stderr.write(`kmoe local-cluster: ${ended.signal}: stopping the workers\n`);
+  await cluster.stop();
+  return 'crash' in ended ? 1 : 0;
+}

@@ -1,0 +1,114 @@
+// `kmoe serve`: the OpenAI-compatible HTTP server. Starts local expert workers (or connects to
+// remote ones, or runs experts in-process), the engine and the continuous-batching scheduler,
+// prints the URL, and shuts down gracefully on SIGTERM/SIGINT.
+
+import { basename, resolve } from 'node:path';
+import { checkCanListen } from '../../../shared/runtime/port.js';
+import { EngineClient } from '../../engine/engine-client.js';
+import { createLogger, type LogLevel } from '../../server/logger.js';
+import { startServing } from '../../server/serving.js';
+import type { ExpertCoverage } from '../../server/status-endpoints.js';
+import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
+import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
+
+export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
+  readonly model: string;
+  readonly host: string;
+  readonly port: number;
+  readonly routing?: string[];
+  readonly profiles?: string[];
+  readonly maxRunning: number;
+  readonly maxQueued: number;
+  readonly prefillChunk: number;
+  readonly servedModelName?: string;
+  readonly shutdownTimeout: number;
+  readonly logLevel: LogLevel;
+}
+
+/** The largest body read: a prompt as long as any supported context fits easily. */
+const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
+
+/** Local worker processes when --workers is not given. */
+export const DEFAULT_SERVE_WORKERS = 2;
+
+export async function run(o: ServeOptions): Promise<number> {
+  const modelDir = o.model;
+  // Listen for signals from the start: a SIGTERM during startup shuts down right after it
+  // instead of killing the process with its worker processes orphaned.
+  const stop = new Promise<NodeJS.Signals>((resolveSignal) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => resolveSignal(signal));
+  });
+  const { host, port, maxRunning, maxQueued, prefillChunk } = o;
+  const graceMs = o.shutdownTimeout * 1000;
+  const servedModelName = o.servedModelName ?? basename(resolve(modelDir));
+  const settings = sessionSettings(o);
+  const log = createLogger(o.logLevel);
+  const routingArg = singleRouting(o.routing);
+  const profiles = o.profiles ?? [];
+  // Bad routing, placement or a taken port fail here, in milliseconds, before workers or the
+  // engine start.
+  await checkRouting(modelDir, routingArg);
+  for (const profile of profiles) await checkRouting(modelDir, profile);
+  const workers = o.workers ?? { kind: 'count', n: DEFAULT_SERVE_WORKERS };
+  await checkPlacement(modelDir, workers, o);
+  await checkCanListen(host, port);
+
+  let lostWorker: string | undefined;
+  if (workers.kind === 'count' && workers.n > 0)
+    log.info({ workers: workers.n }, 'starting local expert workers');
+  const placed = await placeExperts(modelDir, workers, o, settings, {
+    onLog: (worker, line) => log.info({ worker }, line),
+    onExit: (w, code, signal) => {
+      lostWorker = `worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`;
+      log.error(
+        { worker: w.index, code, signal },
+        'a local expert worker exited; experts are no longer covered',
+      );
+    },
+  });
+  const { cluster, experts } = placed;
+
+  let engine: EngineClient | undefined;
+  try {
+    engine = await EngineClient.start({
+      modelDir,
+      settings,
+      experts,
+      ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
+    });
+    const description = engine.info.experts;
+    const serving = await startServing(
+      engine,
+      {
+        modelDir,
+        host,
+        port,
+        servedModelName,
+        profiles,
+        maxRunning,
+        maxQueued,
+        prefillChunk,
+        bodyLimitBytes: BODY_LIMIT_BYTES,
+        experts: (): ExpertCoverage =>
+          lostWorker === undefined
+            ? { description, covered: true }
+            : { description, covered: false, detail: lostWorker },
+      },
+      log,
+    );
+    log.info(
+      { url: serving.url, model: servedModelName, experts: description, routing: engine.info.defaultRouting },
+      'serving',
+    );
+    process.stdout.write(`kmoe serve listening on ${serving.url}\n`);
+    const signal = await stop;
+    log.info({ signal, graceMs }, 'shutting down: no new requests, draining in-flight ones');
+    const report = await serving.shutdown(graceMs);
+    log.info({ cancelled: report.cancelled }, 'drained');
+  } finally {
+    await engine?.close();
+    await cluster?.stop();
+  }
+  log.info('stopped');
+  return 0;
+}

@@ -1,0 +1,100 @@
+// What the commands that run a model share: session settings from the compute options, the early
+// routing check, and --workers turned into a place for the experts (in this process, local worker
+// processes this command starts and stops, or running workers at ws:// URLs).
+
+import { loadModelConfig } from '../../shared/model/config.js';
+import { defaultSessionSettings, type SessionSettings } from '../../shared/onnx/session.js';
+import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
+import { resolveRouting } from '../../shared/routing/profile.js';
+import { type LocalCluster, type LocalWorker, startLocalCluster } from '../dispatch/local-cluster.js';
+import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
+import type { ExpertsOption } from '../engine/engine.js';
+import type { ComputeOptions, ExpertPlacementOptions, WorkersArg } from './options.js';
+import { UsageError } from './usage-error.js';
+
+export function sessionSettings(o: ComputeOptions): SessionSettings {
+  const d = defaultSessionSettings();
+  return {
+    device: o.device ?? d.device,
+    threads: o.threads ?? d.threads,
+    expertWeights: o.expertWeights ?? d.expertWeights,
+  };
+}
+
+/**
+ * Resolves a --routing policy against the model's config before anything heavy is loaded, so a
+ * typo fails in milliseconds with the spec grammar in the message.
+ */
+export async function checkRouting(modelDir: string, routing: string | undefined): Promise<void> {
+  if (routing === undefined) return;
+  const config = await loadModelConfig(modelDir);
+  resolveRouting(routing, {
+    numLayers: config.numLayers,
+    numExperts: config.numExperts,
+    nativeK: config.numExpertsPerTok,
+  });
+}
+
+/** Checks --workers / --wire / --dispatch-timeout / --expert-weights together, before any start. */
+export async function checkPlacement(
+  modelDir: string,
+  workers: WorkersArg,
+  o: ExpertPlacementOptions & ComputeOptions,
+): Promise<void> {
+  if (workers.kind === 'count') {
+    const { numExperts } = await loadModelConfig(modelDir);
+    if (workers.n > numExperts) {
+      throw new UsageError(`--workers ${workers.n} exceeds the model's ${numExperts} experts`);
+    }
+    if (workers.n === 0) {
+      for (const [flag, value] of [
+        ['--wire', o.wire],
+        ['--dispatch-timeout', o.dispatchTimeout],
+      ] as const) {
+        if (value !== undefined) {
+          throw new UsageError(`${flag} needs --workers (N local worker processes or ws:// URLs)`);
+        }
+      }
+    }
+  } else if (o.expertWeights !== undefined) {
+    throw new UsageError(
+      '--expert-weights applies where the experts run: with --workers URLS, start each `kmoe worker` with it',
+    );
+  }
+}
+
+export interface PlacedExperts {
+  readonly experts: ExpertsOption;
+  /** The local worker processes this command started; the command stops them. */
+  readonly cluster?: LocalCluster;
+}
+
+/** Starts local workers if --workers asks for them; call checkPlacement first. */
+export async function placeExperts(
+  modelDir: string,
+  workers: WorkersArg,
+  o: ExpertPlacementOptions,
+  settings: SessionSettings,
+  events: {
+    readonly onLog: (worker: number, line: string) => void;
+    readonly onExit?: (w: LocalWorker, code: number | null, signal: NodeJS.Signals | null) => void;
+  },
+): Promise<PlacedExperts> {
+  if (workers.kind === 'count' && workers.n === 0) return { experts: { kind: 'local' } };
+  const remote = (urls: readonly string[]): ExpertsOption => ({
+    kind: 'remote',
+    workers: urls,
+    wireDtype: o.wire ?? DEFAULT_WIRE_DTYPE,
+    timeoutMs: o.dispatchTimeout ?? DEFAULT_DISPATCH_TIMEOUT_MS,
+  });
+  if (workers.kind === 'urls') return { experts: remote(workers.urls) };
+  const cluster = await startLocalCluster({
+    modelDir,
+    workers: workers.n,
+    device: settings.device,
+    expertWeights: settings.expertWeights,
+    onLog: events.onLog,
+    ...(events.onExit === undefined ? {} : { onExit: events.onExit }),
+  });
+  return { experts: remote(cluster.urls), cluster };
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// The `kmoe` binary: parses the command line (program.ts), runs the command, and maps what it
+// throws to a message and an exit code: usage errors -> the error and a pointer to --help, exit 2;
+// KmoeError -> the message and its hint, exit 1; anything else -> the stack, exit 1.
+
+import { type Command, CommanderError } from 'commander';
+import { KmoeError } from '../../shared/errors/kmoe-error.js';
+import { buildProgram, helpPointer, type Outcome } from './program.js';
+import { UsageError } from './usage-error.js';
+
+/** Commander's own exits that are not errors. */
+const CLEAN_EXITS = new Set(['commander.helpDisplayed', 'commander.version']);
+
+/** The deepest command named on the command line, for messages and the --help pointer. */
+function commandOf(program: Command, argv: readonly string[]): Command {
+  let cmd = program;
+  for (const token of argv) {
+    if (token.startsWith('-')) continue;
+    const next = cmd.commands.find((c) => c.name() === token);
+    if (!next) break;
+    cmd = next;
+  }
+  return cmd;
+}
+
+function label(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const outcome: Outcome = { code: 0 };
+  const program = buildProgram(argv, outcome);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return outcome.code;
+  } catch (err) {
+    // Commander has already printed its message (and the --help pointer).
+    if (err instanceof CommanderError) return CLEAN_EXITS.has(err.code) ? 0 : 2;
+    const cmd = commandOf(program, argv);
+    if (err instanceof UsageError) {
+      process.stderr.write(`${label(cmd)}: error: ${err.message}\n${helpPointer(cmd)}\n`);
+      return 2;
+    }
+    if (err instanceof KmoeError) {
+      process.stderr.write(`${label(cmd)}: error: ${err.message}\n`);
+      if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(
+      `kmoe: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,234 @@
+// Every kmoe command-line option, defined once: one flag name has one meaning and one parser in
+// every command that takes it. Parsers turn text into typed values and throw UsageError naming the
+// flag; commands receive the typed values. Nothing here loads onnxruntime, so `--help` stays fast.
+
+import { statSync } from 'node:fs';
+import { Option } from 'commander';
+import { EXPERT_WEIGHT_FORMATS, type ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
+import type { Device } from '../../shared/onnx/session.js';
+import {
+  DEFAULT_WIRE_DTYPE,
+  isWireDType,
+  WIRE_DTYPES,
+  type WireDType,
+} from '../../shared/protocol/wire-dtype.js';
+import { isProfilePath } from '../../shared/routing/profile.js';
+import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
+import { LOG_LEVELS, type LogLevel } from '../server/logger.js';
+import { UsageError } from './usage-error.js';
+
+// ---- parsers -------------------------------------------------------------------------------
+
+interface Range {
+  readonly min?: number;
+  readonly max?: number;
+}
+
+function checkRange(flag: string, raw: string, v: number, r: Range): number {
+  if (r.min !== undefined && v < r.min) throw new UsageError(`${flag} must be >= ${r.min}, got ${raw}`);
+  if (r.max !== undefined && v > r.max) throw new UsageError(`${flag} must be <= ${r.max}, got ${raw}`);
+  return v;
+}
+
+export function parseNumber(flag: string, r: Range = {}): (raw: string) => number {
+  return (raw) => {
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(v))
+      throw new UsageError(`${flag} must be a number, got '${raw}'`);
+    return checkRange(flag, raw, v, r);
+  };
+}
+
+export function parseInteger(flag: string, r: Range = {}): (raw: string) => number {
+  return (raw) => {
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(v))
+      throw new UsageError(`${flag} must be a number, got '${raw}'`);
+    if (!Number.isInteger(v)) throw new UsageError(`${flag} must be an integer, got '${raw}'`);
+    return checkRange(flag, raw, v, r);
+  };
+}
+
+export function parseChoice<T extends string>(flag: string, choices: readonly T[]): (raw: string) => T {
+  return (raw) => {
+    if (!(choices as readonly string[]).includes(raw)) {
+      const allowed = choices.length === 2 ? choices.join(' or ') : `one of ${choices.join(', ')}`;
+      throw new UsageError(`${flag} must be ${allowed}, got '${raw}'`);
+    }
+    return raw as T;
+  };
+}
+
+/** Comma-separated items, empty ones dropped; each parsed by `item`. */
+export function parseList<T>(flag: string, item: (raw: string) => T): (raw: string) => T[] {
+  return (raw) => {
+    const items = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    if (items.length === 0) throw new UsageError(`${flag} needs at least one value`);
+    return items.map(item);
+  };
+}
+
+function parseModelDir(raw: string): string {
+  let isDir: boolean;
+  try {
+    isDir = statSync(raw).isDirectory();
+  } catch {
+    throw new UsageError(`model directory not found: ${raw}`);
+  }
+  if (!isDir) throw new UsageError(`--model ${raw} is not a directory`);
+  return raw;
+}
+
+/**
+ * Routing policies are spec strings (which contain commas: `entropy:1,2@1.04`) or profile files,
+ * so a comma starts a new policy only where a spec prefix (`name:`) or a profile path follows.
+ */
+export function splitRoutingList(list: string): string[] {
+  const out: string[] = [];
+  for (const piece of list.split(',').map((s) => s.trim())) {
+    if (piece === '') continue;
+    const starts = /^[a-z]+:/.test(piece) || isProfilePath(piece);
+    if (starts || out.length === 0) out.push(piece);
+    else out[out.length - 1] += `,${piece}`;
+  }
+  return out;
+}
+
+function collectRouting(raw: string, previous: string[] | undefined): string[] {
+  const policies = splitRoutingList(raw);
+  if (policies.length === 0) throw new UsageError('--routing needs a spec or a profile file');
+  return [...(previous ?? []), ...policies];
+}
+
+/** `--workers`: N local worker processes started by the command, or ws:// URLs of running ones. */
+export type WorkersArg =
+  | { readonly kind: 'count'; readonly n: number }
+  | { readonly kind: 'urls'; readonly urls: readonly string[] };
+
+export function parseWorkers(raw: string): WorkersArg {
+  const value = raw.trim();
+  if (/^\d+$/.test(value)) return { kind: 'count', n: Number(value) };
+  const urls = value
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+  if (urls.length === 0) throw new UsageError('--workers takes a count or ws:// URLs');
+  for (const url of urls) {
+    if (!/^wss?:\/\/[^\s/]+/.test(url)) {
+      throw new UsageError(`--workers: '${url}' is neither a worker count nor a ws:// URL`);
+    }
+  }
+  return { kind: 'urls', urls };
+}
+
+function parseWire(raw: string): WireDType {
+  if (!isWireDType(raw))
+    throw new UsageError(`--wire must be one of ${WIRE_DTYPES.join(', ')}, got '${raw}'`);
+  return raw;
+}
+
+// ---- typed values ------------------------------------------------------------------------
+
+/** Compute options of every command that runs model graphs; undefined = the session default. */
+export interface ComputeOptions {
+  readonly threads?: number;
+  readonly device?: Device;
+  readonly expertWeights?: ExpertWeightFormat;
+}
+
+/** Where the experts run: --workers, --wire, --dispatch-timeout. */
+export interface ExpertPlacementOptions {
+  readonly workers?: WorkersArg;
+  readonly wire?: WireDType;
+  readonly dispatchTimeout?: number;
+}
+
+// ---- option definitions -------------------------------------------------------------------
+// Factories, because commander binds an Option object to one command.
+
+const ROUTING_GRAMMAR =
+  'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:RATE | profile.json';
+
+export const opt = {
+  model: () =>
+    new Option('--model <dir>', 'checkpoint directory (config.json, *.safetensors, tokenizer.json)')
+      .argParser(parseModelDir)
+      .makeOptionMandatory(),
+  threads: (description = 'onnxruntime threads (default: all cores)') =>
+    new Option('--threads <n>', description).argParser(parseInteger('--threads', { min: 1, max: 256 })),
+  device: () =>
+    new Option(
+      '--device <device>',
+      'execution provider: cpu | cuda (default: cpu; cuda fails loudly if unavailable)',
+    ).argParser(parseChoice<Device>('--device', ['cpu', 'cuda'])),
+  expertWeights: () =>
+    new Option(
+      '--expert-weights <format>',
+      `how the experts compute where they run: ${EXPERT_WEIGHT_FORMATS.join(' | ')} (default: fp32; int8 = ` +
+        'blockwise 8-bit weights, faster decode, approximate)',
+    ).argParser(parseChoice('--expert-weights', EXPERT_WEIGHT_FORMATS)),
+  workers: (defaultText: string) =>
+    new Option(
+      '--workers <n|urls>',
+      `where the experts run: N local worker processes started by this command (experts split evenly; ` +
+        `0 = in this process), or comma-separated ws:// URLs of running kmoe workers (default: ${defaultText})`,
+    ).argParser(parseWorkers),
+  wire: () =>
+    new Option(
+      '--wire <dtype>',
+      `hidden states on the wire to workers: ${WIRE_DTYPES.join(' | ')} (default: ${DEFAULT_WIRE_DTYPE})`,
+    ).argParser(parseWire),
+  dispatchTimeout: () =>
+    new Option(
+      '--dispatch-timeout <ms>',
+      `per worker request, milliseconds (default: ${DEFAULT_DISPATCH_TIMEOUT_MS})`,
+    ).argParser(parseInteger('--dispatch-timeout', { min: 1 })),
+  routing: (description = "routing policy (default: the model's native top-K)") =>
+    new Option('--routing <policy>', `${description}: ${ROUTING_GRAMMAR}`).argParser(collectRouting),
+  ids: (description: string) =>
+    new Option('--ids <files>', description).argParser(parseList('--ids', (s) => s)),
+  windows: (description: string) => new Option('--windows <range>', description),
+  out: (description: string) => new Option('--out <file>', description),
+  chart: (description: string) => new Option('--chart <file>', description),
+  host: (description = 'address to listen on (default: 127.0.0.1; 0.0.0.0 for other hosts)') =>
+    new Option('--host <addr>', description),
+  port: (description: string) =>
+    new Option('--port <port>', description).argParser(parseInteger('--port', { min: 0, max: 65535 })),
+  maxTokens: (description = 'tokens to generate') =>
+    new Option('--max-tokens <n>', description).argParser(parseInteger('--max-tokens', { min: 1 })),
+  budget: () =>
+    new Option('--budget <pct>', 'allowed perplexity increase over native top-K, percent').argParser(
+      parseNumber('--budget', { min: 0, max: 100 }),
+    ),
+  searchWindows: () =>
+    new Option('--search-windows <n>', 'windows (spread over the data) each search step measures').argParser(
+      parseInteger('--search-windows', { min: 1 }),
+    ),
+  step: () =>
+    new Option('--step <s>', 'skip-rate step per layer of the quality search').argParser(
+      parseNumber('--step', { min: 0.01, max: 1 }),
+    ),
+  logLevel: () =>
+    new Option('--log-level <level>', `${LOG_LEVELS.join(' | ')}; JSON lines on stderr`).argParser(
+      parseChoice<LogLevel>('--log-level', LOG_LEVELS),
+    ),
+};
+
+/** The --routing values of a command that runs one policy. */
+export function singleRouting(routing: readonly string[] | undefined): string | undefined {
+  if (routing === undefined) return undefined;
+  if (routing.length > 1) {
+    throw new UsageError(`--routing takes one policy here, got ${routing.length}: ${routing.join(' ; ')}`);
+  }
+  return routing[0];
+}
+
+/** The --ids value of a command that reads one corpus. */
+export function singleIds(ids: readonly string[] | undefined): string | undefined {
+  if (ids === undefined) return undefined;
+  if (ids.length > 1) throw new UsageError(`--ids takes one file here, got ${ids.length}`);
+  return ids[0];
+}

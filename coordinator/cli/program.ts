@@ -1,0 +1,501 @@
+// The kmoe command tree: every command and benchmark with its options (from options.ts) and help
+// text. Implementations are imported only when their command runs, so `kmoe --help` and usage
+// errors never load onnxruntime or a model.
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
+import { projectRoot } from '../../shared/runtime/entry-points.js';
+import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
+import { STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { GREEDY } from '../sampling.js';
+import {
+  type ComputeOptions,
+  opt,
+  parseChoice,
+  parseInteger,
+  parseList,
+  parseNumber,
+  parseWorkers,
+  singleIds,
+} from './options.js';
+import { UsageError } from './usage-error.js';
+
+/** The exit code the command that ran returned (commander discards action results). */
+export interface Outcome {
+  code: number;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+/** `kmoe eval --help` etc.: the one line a usage error ends with. */
+export function helpPointer(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return cmd.parent === null
+    ? `Run '${names.join(' ')} --help' for the commands.`
+    : `Run '${names.join(' ')} --help' for usage.`;
+}
+
+/** A subcommand that points at its own --help after a usage error instead of printing it. */
+function sub(parent: Command, name: string, summary: string): Command {
+  const cmd = parent.command(name).summary(summary).description(summary);
+  return pointToHelp(cmd);
+}
+
+/** Commander's own usage errors, like kmoe's: `kmoe eval: error: ...` and the --help pointer. */
+function pointToHelp(cmd: Command): Command {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return cmd
+    .showHelpAfterError(helpPointer(cmd))
+    .configureOutput({ outputError: (message, write) => write(`${names.join(' ')}: ${message}`) });
+}
+
+/** The command line after the command's own name(s), recorded in outputs' provenance. */
+function argsAfter(argv: readonly string[], cmd: Command): string[] {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  let i = 0;
+  for (const name of names) i = argv.indexOf(name, i) + 1;
+  return argv.slice(i);
+}
+
+/** A benchmark's options as parsed: compute options in place of the session settings they make. */
+type BenchCli<O> = Omit<O, 'settings'> & ComputeOptions;
+
+type Run<O> = (options: O, argv: readonly string[]) => Promise<number>;
+
+function action<O>(
+  cmd: Command,
+  argv: readonly string[],
+  outcome: Outcome,
+  load: () => Promise<Run<O>>,
+): void {
+  cmd.action(async (options: O) => {
+    const run = await load();
+    outcome.code = await run(options, argsAfter(argv, cmd));
+  });
+}
+
+export function buildProgram(argv: readonly string[], outcome: Outcome): Command {
+  const program = new Command('kmoe')
+    .description('kmoe — expert-parallel MoE inference with adaptive K')
+    .version(version(), '-V, --version', 'print the kmoe version')
+    .exitOverride();
+  pointToHelp(program);
+
+  // ---- generate ----
+  const generate = sub(program, 'generate', 'stream a completion for one prompt')
+    .addOption(opt.model())
+    .addOption(
+      new Option(
+        '--prompt <text>',
+        'prompt text (the tokenizer adds BOS if its config says so)',
+      ).makeOptionMandatory(),
+    )
+    .addOption(opt.maxTokens().default(64))
+    .addOption(
+      new Option('--temperature <t>', '0 = greedy')
+        .argParser(parseNumber('--temperature'))
+        .default(GREEDY.temperature),
+    )
+    .addOption(
+      new Option('--top-p <p>', 'nucleus sampling mass')
+        .argParser(parseNumber('--top-p'))
+        .default(GREEDY.topP),
+    )
+    .addOption(new Option('--seed <n>', 'sampling seed').argParser(parseInteger('--seed')).default(0))
+    .addOption(opt.routing())
+    .addOption(
+      new Option('--stats', 'print tokens/s and experts per token (and network bytes) to stderr at the end'),
+    )
+    .addOption(opt.workers('0'))
+    .addOption(opt.wire())
+    .addOption(opt.dispatchTimeout())
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights());
+  action(generate, argv, outcome, async () => (await import('./commands/generate.js')).run);
+
+  // ---- eval ----
+  const evalCmd = sub(program, 'eval', 'perplexity and expert usage on a corpus')
+    .addOption(opt.model())
+    .addOption(opt.ids('token ids, little-endian uint16 (e.g. data/eval/valid.code.u16)'))
+    .addOption(
+      new Option(
+        '--text <file>',
+        "UTF-8 text, encoded with the model's tokenizer in pieces cut at line ends",
+      ),
+    )
+    .addOption(
+      opt.routing(
+        "routing policy (default: the model's native top-K; with --sweep: extra policies, repeatable)",
+      ),
+    )
+    .addOption(opt.windows('START:END window indices, or first-half / second-half (default: all)'))
+    .addOption(
+      new Option('--window <n>', 'window length')
+        .argParser(parseInteger('--window', { min: 2 }))
+        .default(STANDARD_WINDOW),
+    )
+    .addOption(
+      new Option('--batch <n>', 'windows per forward pass')
+        .argParser(parseInteger('--batch', { min: 1, max: 64 }))
+        .default(4),
+    )
+    .addOption(
+      new Option(
+        '--sweep',
+        'evaluate fixed K=1 and K=native plus sweeps of entropy, top-p, ratio and skip (and any --routing ' +
+          'profiles) and draw the Pareto chart; experts in this process',
+      ),
+    )
+    .addOption(opt.chart('with --sweep: SVG chart path').default('bench-results/pareto.svg'))
+    .addOption(
+      new Option(
+        '--json',
+        'print only one JSON object on stdout (the report goes to stderr); with --workers it has "dispatch": ' +
+          'bytes per token per MoE layer, vs native top-K, per worker',
+      ),
+    )
+    .addOption(opt.workers('0'))
+    .addOption(opt.wire())
+    .addOption(opt.dispatchTimeout())
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights())
+    .addHelpText(
+      'after',
+      `\nPerplexity by the standard procedure: non-overlapping windows of ${STANDARD_WINDOW} ids (trailing partial\n` +
+        'window dropped), no BOS, positions 1..255 of each window scored given the earlier tokens of the window.',
+    );
+  action(evalCmd, argv, outcome, async () => (await import('./commands/eval.js')).run);
+
+  // ---- worker ----
+  const worker = sub(program, 'worker', 'host experts for remote coordinators')
+    .addOption(opt.model())
+    .addOption(
+      new Option('--experts <set>', 'expert indices and ranges, e.g. 0-3 or 0,2,5-7').makeOptionMandatory(),
+    )
+    .addOption(opt.port('port to listen on; 0 = any free port, shown in the ready line').default(7070))
+    .addOption(opt.host().default('127.0.0.1'))
+    .addOption(
+      new Option('--max-frame-mb <n>', 'largest request accepted, in MiB')
+        .argParser(parseNumber('--max-frame-mb', { min: 0.001, max: 2048 }))
+        .default(64),
+    )
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights())
+    .addHelpText(
+      'after',
+      '\nPrints "kmoe worker ready ws://HOST:PORT experts SET" on stdout once it accepts connections.\n' +
+        'Coordinators connect with --workers ws://HOST:PORT,...',
+    );
+  action(worker, argv, outcome, async () => {
+    const [{ run }, { sessionSettings }] = await Promise.all([
+      import('../../worker/command.js'),
+      import('./experts.js'),
+    ]);
+    return (
+      o: { model: string; experts: string; host: string; port: number; maxFrameMb: number } & ComputeOptions,
+    ) => run({ ...o, settings: sessionSettings(o) });
+  });
+
+  // ---- local-cluster ----
+  const localCluster = sub(program, 'local-cluster', 'start N expert workers on this host')
+    .addOption(opt.model())
+    .addOption(
+      new Option('--workers <n>', 'number of worker processes (1 .. number of experts)')
+        .argParser(parseWorkers)
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--port-base <port>', 'worker i listens on PORT + i (default: free ports)').argParser(
+        parseInteger('--port-base', { min: 1, max: 65535 }),
+      ),
+    )
+    .addOption(opt.host())
+    .addOption(opt.threads('onnxruntime threads per worker (default: cores / N, at least 1)'))
+    .addOption(opt.device())
+    .addOption(opt.expertWeights())
+    .addHelpText(
+      'after',
+      '\nPrints "kmoe local-cluster ready URL,URL,..." once all workers accept connections; pass that list\n' +
+        'to --workers of generate, eval or serve. Workers accept every wire dtype.',
+    );
+  action(localCluster, argv, outcome, async () => (await import('./commands/local-cluster.js')).run);
+
+  // ---- calibrate ----
+  const calibrate = sub(
+    program,
+    'calibrate',
+    'write a routing profile (theory, percentile or quality-constrained)',
+  )
+    .addOption(opt.model())
+    .addOption(
+      new Option(
+        '--method <m>',
+        'theory: entropy thresholds alpha_i * ln(N), no data; percentile: per-layer thresholds giving every ' +
+          'layer the target average K; quality: fewest experts per token within a perplexity budget',
+      )
+        .argParser(parseChoice('--method', ['theory', 'percentile', 'quality'] as const))
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--policy <p>', `${CALIBRATED_POLICIES.join(' | ')} (theory: entropy only)`)
+        .argParser(parseChoice<CalibratedPolicy>('--policy', CALIBRATED_POLICIES))
+        .makeOptionMandatory(),
+    )
+    .addOption(opt.out('profile to write').makeOptionMandatory())
+    .addOption(
+      opt
+        .ids('comma-separated .u16 corpora')
+        .default(['data/eval/valid.docs.u16', 'data/eval/valid.code.u16']),
+    )
+    .addOption(opt.windows('window range within each file').default('first-half'))
+    .addOption(
+      new Option('--alpha <a,...>', 'theory: threshold multipliers, one fewer than --k-values')
+        .argParser(parseList('--alpha', parseNumber('--alpha', { min: Number.MIN_VALUE })))
+        .default([0.5]),
+    )
+    .addOption(
+      new Option('--k-values <k,...>', 'theory: K values')
+        .argParser(parseList('--k-values', parseInteger('--k-values', { min: 1 })))
+        .default([1, 2]),
+    )
+    .addOption(
+      new Option('--target-avg-k <k>', 'percentile: average experts per token to hit (1..2)').argParser(
+        parseNumber('--target-avg-k', { min: 1, max: 2 }),
+      ),
+    )
+    .addOption(opt.budget().default(1))
+    .addOption(opt.searchWindows().default(256))
+    .addOption(opt.step().default(0.1))
+    .addOption(
+      new Option(
+        '--expert-means <on|off>',
+        'skip: replace each skipped expert by its calibrated mean output times its native weight',
+      )
+        .argParser(parseChoice('--expert-means', ['on', 'off'] as const))
+        .default('on'),
+    )
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights())
+    .addHelpText(
+      'after',
+      '\nWrites a versioned routing profile (JSON) that records how it was made. By default calibration uses\n' +
+        'the FIRST half of each file, so the second half stays unseen for kmoe eval --windows second-half.',
+    );
+  action(calibrate, argv, outcome, async () => (await import('./commands/calibrate.js')).run);
+
+  // ---- serve ----
+  const serve = sub(program, 'serve', 'OpenAI-compatible HTTP server with continuous batching')
+    .addOption(opt.model())
+    .addOption(opt.host('listen address').default('127.0.0.1'))
+    .addOption(opt.port('listen port; 0 picks a free one').default(8000))
+    .addOption(opt.workers('2'))
+    .addOption(opt.wire())
+    .addOption(opt.dispatchTimeout())
+    .addOption(opt.routing("default routing policy (default: the model's native top-K)"))
+    .addOption(
+      new Option(
+        '--profiles <files>',
+        'comma-separated routing profiles requests may name in kmoe.routing',
+      ).argParser(parseList('--profiles', (s) => s)),
+    )
+    .addOption(
+      new Option('--max-running <n>', 'sequences decoding or prefilling at once')
+        .argParser(parseInteger('--max-running', { min: 1 }))
+        .default(16),
+    )
+    .addOption(
+      new Option('--max-queued <n>', 'accepted sequences waiting beyond those; then 429')
+        .argParser(parseInteger('--max-queued', { min: 0 }))
+        .default(64),
+    )
+    .addOption(
+      new Option('--prefill-chunk <n>', 'prompt tokens per prefill chunk')
+        .argParser(parseInteger('--prefill-chunk', { min: 1 }))
+        .default(64),
+    )
+    .addOption(
+      new Option(
+        '--served-model-name <name>',
+        "the model name clients send (default: the model directory's name)",
+      ),
+    )
+    .addOption(
+      new Option('--shutdown-timeout <s>', 'seconds in-flight requests get to finish on SIGTERM')
+        .argParser(parseNumber('--shutdown-timeout', { min: 0 }))
+        .default(10),
+    )
+    .addOption(opt.logLevel().default('info'))
+    .addOption(opt.threads('onnxruntime threads of the coordinator (default: all cores)'))
+    .addOption(opt.device())
+    .addOption(opt.expertWeights())
+    .addHelpText(
+      'after',
+      '\nPOST /v1/completions, /v1/chat/completions; GET /v1/models, /health, /ready, /metrics.\n' +
+        'Prints "kmoe serve listening on http://HOST:PORT" on stdout when ready.',
+    );
+  action(serve, argv, outcome, async () => (await import('./commands/serve.js')).run);
+
+  addBenchmarks(program, argv, outcome);
+  return program;
+}
+
+function addBenchmarks(program: Command, argv: readonly string[], outcome: Outcome): void {
+  const bench = sub(program, 'bench', 'benchmarks that write JSON and figures');
+
+  const model = sub(bench, 'model', 'prefill and decode throughput of one process')
+    .addOption(opt.model())
+    .addOption(opt.ids('corpus').default(['data/eval/valid.docs.u16']))
+    .addOption(opt.windows('START:END windows of the corpus each prefill measurement runs').default('0:64'))
+    .addOption(
+      new Option('--decode-tokens <n>', 'tokens per decode measurement')
+        .argParser(parseInteger('--decode-tokens', { min: 2 }))
+        .default(256),
+    )
+    .addOption(
+      new Option('--repeats <n>', 'measurements per figure')
+        .argParser(parseInteger('--repeats', { min: 1 }))
+        .default(5),
+    )
+    .addOption(opt.out('JSON output').default('bench-results/model.json'))
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights())
+    .addHelpText(
+      'after',
+      '\nPrefill: perplexity windows (batch 1 and 4 windows per pass). Decode: one sequence, greedy, after a\n' +
+        '16-token prompt. Medians of --repeats measurements after a warm-up, then single-token expert calls.',
+    );
+  action(model, argv, outcome, async () => {
+    const [{ run }, { sessionSettings }] = await Promise.all([
+      import('../bench/bench-model.js'),
+      import('./experts.js'),
+    ]);
+    return (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) =>
+      run({ ...o, ids: singleIds(o.ids)!, settings: sessionSettings(o) }, args);
+  });
+
+  const dispatch = sub(bench, 'dispatch', 'network bytes per token of expert parallelism, vs native top-K')
+    .addOption(opt.model())
+    .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16']))
+    .addOption(opt.windows('START:END windows').default('0:100'))
+    .addOption(
+      new Option('--cluster-sizes <n,...>', 'local clusters to run: worker counts, comma-separated')
+        .argParser(parseList('--cluster-sizes', parseInteger('--cluster-sizes', { min: 1 })))
+        .default([2, 4]),
+    )
+    .addOption(
+      new Option('--wire-dtypes <dtypes>', 'wire dtypes to compare, comma-separated')
+        .argParser(parseList('--wire-dtypes', parseChoice('--wire-dtypes', WIRE_DTYPES)))
+        .default(['fp32', 'bf16']),
+    )
+    .addOption(
+      opt.routing(
+        'an extra policy to compare, repeatable (native top-K and three adaptive specs always run)',
+      ),
+    )
+    .addOption(opt.out('JSON results').default('bench-results/dispatch.json'))
+    .addOption(opt.chart('SVG bar chart for the default wire dtype').default('bench-results/dispatch.svg'))
+    .addOption(opt.threads('onnxruntime threads of the coordinator (default: all cores)'));
+  action(dispatch, argv, outcome, async () => {
+    const [{ run }, { checkRouting, sessionSettings }] = await Promise.all([
+      import('../bench/bench-dispatch.js'),
+      import('./experts.js'),
+    ]);
+    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
+      for (const r of o.routing ?? []) await checkRouting(o.model, r);
+      return run({ ...o, ids: singleIds(o.ids)!, settings: sessionSettings(o) }, args);
+    };
+  });
+
+  const serve = sub(bench, 'serve', 'load generator against a running kmoe serve')
+    .addOption(new Option('--url <url>', 'server base URL, e.g. http://127.0.0.1:8000').makeOptionMandatory())
+    .addOption(
+      new Option('--concurrency <n,...>', 'concurrency levels, comma-separated')
+        .argParser(parseList('--concurrency', parseInteger('--concurrency', { min: 1 })))
+        .default([1, 4, 16]),
+    )
+    .addOption(
+      new Option('--requests <n>', 'requests per run (default: 2 x concurrency, at least 8)').argParser(
+        parseInteger('--requests', { min: 1 }),
+      ),
+    )
+    .addOption(opt.maxTokens('tokens generated per request').default(64))
+    .addOption(
+      new Option('--prompt-chars <n>', 'prompt length in characters; slices of data/eval docs and code')
+        .argParser(parseInteger('--prompt-chars', { min: 1 }))
+        .default(400),
+    )
+    .addOption(
+      opt.routing(
+        'policies to compare, comma-separated or repeated, the first being the baseline (profile files are sent ' +
+          'inline; default: topk:<native K>,entropy:1,2@1.04)',
+      ),
+    )
+    .addOption(opt.out('JSON results').default('bench-results/serve.json'))
+    .addOption(opt.chart('SVG chart').default('bench-results/serve.svg'))
+    .addOption(
+      new Option('--repeats <n>', 'runs of each (level, policy) pair')
+        .argParser(parseInteger('--repeats', { min: 1 }))
+        .default(3),
+    )
+    .addOption(
+      new Option('--timeout <s>', 'per request, seconds')
+        .argParser(parseNumber('--timeout', { min: 1 }))
+        .default(300),
+    );
+  action(serve, argv, outcome, async () => {
+    const { run } = await import('../bench/bench-serve.js');
+    return (o: Parameters<typeof run>[0], args) => {
+      if (o.routing !== undefined && o.routing.length < 2) {
+        throw new UsageError('--routing needs a baseline and at least one policy to compare');
+      }
+      return run(o, args);
+    };
+  });
+
+  const adaptiveK = sub(
+    bench,
+    'adaptive-k',
+    'calibrate every policy, report on unseen data, draw the frontier',
+  )
+    .addOption(opt.model())
+    .addOption(
+      new Option('--policies <list>', 'policies to calibrate, comma-separated')
+        .argParser(parseList('--policies', parseChoice<CalibratedPolicy>('--policies', CALIBRATED_POLICIES)))
+        .default([...CALIBRATED_POLICIES]),
+    )
+    .addOption(opt.budget().default(1))
+    .addOption(opt.searchWindows().default(256))
+    .addOption(opt.step().default(0.1))
+    .addOption(
+      new Option('--profiles-dir <dir>', 'where calibrated profiles are written').default('profiles'),
+    )
+    .addOption(
+      new Option('--out-dir <dir>', 'JSON, markdown table and chart').default('bench-results/adaptive-k'),
+    )
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights());
+  action(adaptiveK, argv, outcome, async () => {
+    const [{ run }, { sessionSettings }] = await Promise.all([
+      import('../bench/bench-adaptive-k.js'),
+      import('./experts.js'),
+    ]);
+    return (o: BenchCli<Parameters<typeof run>[0]>, args) =>
+      run({ ...o, settings: sessionSettings(o) }, args);
+  });
+}
