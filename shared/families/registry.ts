@@ -4,8 +4,11 @@
 import { quoteList, UnsupportedModelTypeError } from './errors.js';
 import type { ModelConfig, ModelFamily } from './family.js';
 import { mixtralFamily } from './mixtral/family.js';
+import { olmoeFamily } from './olmoe/family.js';
+import { qwen2MoeFamily } from './qwen2-moe/family.js';
+import { qwen3MoeFamily } from './qwen3-moe/family.js';
 
-const FAMILIES: readonly ModelFamily[] = [mixtralFamily];
+const FAMILIES: readonly ModelFamily[] = [mixtralFamily, qwen2MoeFamily, qwen3MoeFamily, olmoeFamily];
 
 const BY_TYPE: ReadonlyMap<string, ModelFamily> = new Map(FAMILIES.map((f) => [f.modelType, f]));
 
