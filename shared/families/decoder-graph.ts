@@ -49,6 +49,8 @@ export interface MlaWeights {
   readonly nopeDim: number;
   readonly ropeDim: number;
   readonly vDim: number;
+  /** Rotate interleaved pairs (DeepSeek's layout, rope_interleave) or rotate-half halves. */
+  readonly interleaved: boolean;
   /** Attention score scale (1/sqrt(nope+rope), times YaRN's mscale^2 where that applies). */
   readonly scale: number;
 }
@@ -109,7 +111,8 @@ export function buildDecoderLayerGraph(dims: GraphDims, w: DecoderLayerWeights, 
   }
 
   const logits = linear(g, 'router', ffnIn, tail.router);
-  const scores = g.op(tail.gate === 'softmax' ? 'Softmax' : 'Sigmoid', [logits], { axis: -1 });
+  const scores =
+    tail.gate === 'softmax' ? g.op('Softmax', [logits], { axis: -1 }) : g.op('Sigmoid', [logits]);
   let out = residual;
   if (tail.shared !== undefined) {
     let shared = swiGlu(g, 'shared', ffnIn, tail.shared);
@@ -219,7 +222,7 @@ function mla(
   const qPeRot = g.op(
     'RotaryEmbedding',
     [g.op('Reshape', [qPe, g.constI64([0, 0, heads * ropeDim])]), rope.cos, rope.sin],
-    { num_heads: heads, interleaved: 1 },
+    { num_heads: heads, interleaved: w.interleaved ? 1 : 0 },
   );
   const qFull = g.op('Concat', [qNope, g.op('Reshape', [qPeRot, g.constI64([0, 0, heads, ropeDim])])], {
     axis: -1,
@@ -239,7 +242,10 @@ function mla(
     { axis: -1 },
   ) as [string, string];
   // One rope key per token, shared by every head.
-  const kPeRot = g.op('RotaryEmbedding', [kPe, rope.cos, rope.sin], { num_heads: 1, interleaved: 1 });
+  const kPeRot = g.op('RotaryEmbedding', [kPe, rope.cos, rope.sin], {
+    num_heads: 1,
+    interleaved: w.interleaved ? 1 : 0,
+  });
   const kPeHeads = g.op('Expand', [
     g.op('Unsqueeze', [kPeRot, g.constI64([2])]),
     g.constI64([1, 1, heads, 1]),

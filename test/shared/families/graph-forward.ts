@@ -103,7 +103,7 @@ export class GraphForward {
     const S = tokens.length;
     const P = this.length;
     let x = new Float32Array(S * H);
-    tokens.forEach((id, s) => x.set(this.embedding.subarray(id * H, (id + 1) * H), s * H));
+    for (let s = 0; s < S; s++) x.set(this.embedding.subarray(tokens[s]! * H, (tokens[s]! + 1) * H), s * H);
     const half = dims.ropeDim / 2;
     const cos = new Float32Array(S * half);
     const sin = new Float32Array(S * half);

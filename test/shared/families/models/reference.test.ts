@@ -3,21 +3,13 @@
 // computes for the tiny checkpoints: logits within 1e-3 for prefill and token-by-token decode,
 // routing traces identical, greedy continuations identical.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { GraphForward, maxAbsDiff, referenceCases, referenceGreedy } from '../graph-forward.js';
 
-const MODELS = ['tiny-qwen2-moe', 'tiny-qwen3-moe', 'tiny-olmoe'] as const;
+const MODELS = ['tiny-qwen2-moe', 'tiny-qwen3-moe', 'tiny-olmoe', 'tiny-deepseek-v3'] as const;
 const TOL = 1e-3;
 
 describe.each(MODELS)('%s through its family graphs', (model) => {
-  let forward: GraphForward;
-  beforeAll(async () => {
-    forward = await GraphForward.open(model);
-  });
-  afterAll(async () => {
-    await forward.close();
-  });
-
   it('prefill: logits within 1e-3 of transformers and the routing trace identical', async () => {
     for (const c of await referenceCases(model)) {
       const f = await GraphForward.open(model);
