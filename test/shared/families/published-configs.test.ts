@@ -40,5 +40,12 @@ describe('published configs', () => {
       ffn: 14336,
     });
     expect(config.ropeTheta).toBe(1e6);
+    // Mistral's published sizes: 46.7B parameters, 12.9B active per token (2 of 8 experts).
+    const specs = family.tensorSpecs(config);
+    const count = (ss: typeof specs) => ss.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+    const total = count(specs);
+    const perExpert = count(specs.filter((s) => s.expert !== undefined)) / (32 * 8);
+    expect((total / 1e9).toFixed(1)).toBe('46.7');
+    expect(((total - 32 * 6 * perExpert) / 1e9).toFixed(1)).toBe('12.9');
   });
 });

@@ -30,14 +30,16 @@ function configError(obj: Record<string, unknown>): ModelConfigError {
   throw new Error('expected the config to be rejected');
 }
 
+// Parameter counts as each model's README states them (transformers' count: DeepSeek's
+// e_score_correction_bias is a buffer there, 16 values in each of the 2 MoE layers, so it is added).
 const MODELS = [
-  ['tiny-qwen2-moe', qwen2MoeFamily],
-  ['tiny-qwen3-moe', qwen3MoeFamily],
-  ['tiny-olmoe', olmoeFamily],
-  ['tiny-deepseek-v3', deepseekV3Family],
+  ['tiny-qwen2-moe', qwen2MoeFamily, 1_343_680],
+  ['tiny-qwen3-moe', qwen3MoeFamily, 1_194_624],
+  ['tiny-olmoe', olmoeFamily, 1_344_000],
+  ['tiny-deepseek-v3', deepseekV3Family, 846_512 + 2 * 16],
 ] as const;
 
-describe.each(MODELS)('%s checkpoint', (model, family) => {
+describe.each(MODELS)('%s checkpoint', (model, family, parameters) => {
   it('opens through its family with every tensor matched to a role of the right shape', async () => {
     const ckpt = await Checkpoint.open(path.join(MODELS_DIR, model));
     try {
@@ -48,6 +50,7 @@ describe.each(MODELS)('%s checkpoint', (model, family) => {
       // Nothing in the checkpoint is left unexplained, nothing in the table is missing.
       expect(specs.map((s) => s.name).sort()).toEqual(ckpt.names());
       for (const s of specs) expect(ckpt.info(s.name).shape, s.name).toEqual(s.shape);
+      expect(specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)).toBe(parameters);
     } finally {
       await ckpt.close();
     }
