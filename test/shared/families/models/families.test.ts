@@ -198,6 +198,41 @@ describe('deepseek_v3', () => {
     expect(configError({ ...raw, num_experts_per_tok: 9 }).field).toBe('num_experts_per_tok');
   });
 
+  it('reads the deepseek_v2 variant: softmax router, greedy top-K, no correction bias, plain q projection', async () => {
+    const raw = await rawConfig('tiny-deepseek-v3');
+    const v2 = {
+      ...raw,
+      model_type: 'deepseek_v2',
+      scoring_func: 'softmax',
+      topk_method: 'greedy',
+      q_lora_rank: null,
+      norm_topk_prob: false,
+      routed_scaling_factor: 1,
+    };
+    const config = parseModelConfig(v2, 'c');
+    const family = modelFamily('deepseek_v2');
+    expect(family.layerPlan(config)[1]).toEqual({
+      kind: 'moe',
+      numExperts: 16,
+      nativeK: 4,
+      gate: 'softmax',
+      renormalize: false,
+      sharedExperts: 1,
+      routedScalingFactor: 1,
+    });
+    const layer1 = family.tensorSpecs(config).filter((s) => s.layer === 1 && s.expert === undefined);
+    expect(layer1.map((s) => s.role)).toContain('attnQ');
+    expect(layer1.map((s) => s.role)).not.toContain('routerBias');
+    expect(layer1.find((s) => s.role === 'attnQ')?.shape).toEqual([4 * 48, 64]);
+    // group_limited_greedy keeps the groups, scored by their best expert.
+    const grouped = parseModelConfig({ ...v2, topk_method: 'group_limited_greedy' }, 'c');
+    expect(family.layerPlan(grouped)[1]).toMatchObject({ groups: { numGroups: 4, topKGroups: 2 } });
+    expect(configError({ ...v2, topk_method: 'noaux_tc' }).field).toBe('topk_method');
+    expect(() => deepseekV3Family.ownConfig(config)).toThrow(
+      'the deepseek_v3 family was given a config of model_type "deepseek_v2"',
+    );
+  });
+
   it('refuses to build graphs for a RoPE scaling it does not compute, naming the field', async () => {
     const ckpt = await Checkpoint.open(path.join(MODELS_DIR, 'tiny-deepseek-v3'));
     try {
