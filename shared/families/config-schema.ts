@@ -54,3 +54,64 @@ function valueAt(obj: unknown, keys: readonly PropertyKey[]): unknown {
   }
   return cur;
 }
+
+/**
+ * `rope_parameters` as transformers >= 5 writes it (the top-level `rope_theta` of 4.x configs is
+ * read beside it). Only the default (unscaled) RoPE is computed by kmoe's graphs; other types are
+ * parsed so configs validate, and refused when graphs are built.
+ */
+export const ropeParameters = z
+  .object({
+    rope_theta: positiveNumber.optional(),
+    rope_type: z.string({ error: 'expected a string' }).optional(),
+  })
+  .loose();
+
+/** `rope_scaling` of 4.x configs: null, or an object naming its `type` / `rope_type`. */
+export const ropeScaling = z
+  .object({
+    type: z.string({ error: 'expected a string' }).optional(),
+    rope_type: z.string({ error: 'expected a string' }).optional(),
+  })
+  .loose()
+  .nullish();
+
+/** The RoPE variant a config asks for: 'default' (plain), or the scaling type it names (e.g. 'yarn'). */
+export function ropeTypeOf(
+  scaling: { type?: string | undefined; rope_type?: string | undefined } | null | undefined,
+  parameters: { rope_type?: string | undefined } | undefined,
+): string {
+  return scaling?.rope_type ?? scaling?.type ?? parameters?.rope_type ?? 'default';
+}
+
+/** Common consistency checks on attention and token-id fields; `fail` names the field. */
+export function checkCommonFields(
+  c: {
+    readonly num_attention_heads: number;
+    readonly num_key_value_heads: number;
+    readonly vocab_size: number;
+    readonly bos_token_id?: number | null | undefined;
+    readonly eos_token_id: number | readonly number[];
+  },
+  fail: (field: string, message: string) => never,
+): number[] {
+  if (c.num_attention_heads % c.num_key_value_heads !== 0) {
+    fail(
+      'num_key_value_heads',
+      `num_attention_heads ${c.num_attention_heads} is not divisible by num_key_value_heads ` +
+        `${c.num_key_value_heads}: grouped-query attention needs a whole number of query heads per key/value head`,
+    );
+  }
+  const eos = typeof c.eos_token_id === 'number' ? [c.eos_token_id] : [...c.eos_token_id];
+  const bos = c.bos_token_id == null ? [] : [c.bos_token_id];
+  for (const [field, ids] of [
+    ['bos_token_id', bos],
+    ['eos_token_id', eos],
+  ] as const) {
+    for (const id of ids) {
+      if (id >= c.vocab_size)
+        fail(field, `${field} ${id} is outside the vocabulary (vocab_size ${c.vocab_size})`);
+    }
+  }
+  return eos;
+}

@@ -46,3 +46,16 @@ export class FamilyMismatchError extends KmoeError {
 export function quoteList(items: readonly string[]): string {
   return items.map((t) => JSON.stringify(t)).join(', ');
 }
+
+/**
+ * A valid config asks for something the family's graphs do not compute yet (e.g. a RoPE scaling):
+ * kmoe can read and size the model but not run it. Names the config.json field.
+ */
+export class FamilyFeatureError extends KmoeError {
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
+    super(message, { details: { field } });
+  }
+}

@@ -5,7 +5,7 @@
 import type { ExpertWeightFormat } from '../onnx/expert-weight-format.js';
 import type { F32Tensor } from '../tensor.js';
 import type { LayerPlan } from './layer-plan.js';
-import type { ExpectedShapes, TensorNames, TensorSpec } from './tensor-table.js';
+import type { AnyExpectedShapes, AnyTensorNames, TensorSpec } from './tensor-table.js';
 
 /** The dtype the checkpoint was saved in, as config.json states it (informational: tensors carry their own). */
 export type TorchDtype = 'bfloat16' | 'float16' | 'float32';
@@ -32,7 +32,8 @@ export interface ModelConfig {
   readonly rmsNormEps: number;
   readonly ropeTheta: number;
   readonly maxPositionEmbeddings: number;
-  readonly bosTokenId: number;
+  /** Null when config.json gives none (some families' configs say null). */
+  readonly bosTokenId: number | null;
   readonly eosTokenId: readonly number[];
   readonly tieWordEmbeddings: boolean;
   /** Sliding-window attention span, or null for full attention. */
@@ -47,7 +48,21 @@ export interface GraphDims {
   readonly heads: number;
   readonly kvHeads: number;
   readonly headDim: number;
-  readonly kvWidth: number; // kvHeads * headDim
+  /**
+   * Width of both KV-cache rows when they are equal (kvHeads * headDim); for a family where they
+   * differ (DeepSeek MLA) it is keyWidth, and an engine must use keyWidth / valueWidth.
+   */
+  readonly kvWidth: number;
+  /** Width of one cached key row (past_key / new_key): kvHeads * headDim, or MLA's heads * (nope + rope). */
+  readonly keyWidth: number;
+  /** Width of one cached value row (past_value / new_value): kvHeads * headDim, or MLA's heads * v_head_dim. */
+  readonly valueWidth: number;
+  /**
+   * Rotary dimensions per head: the cos/sin inputs are [B,S,ropeDim/2], cos/sin of position *
+   * ropeTheta^(-2i/ropeDim). headDim for rotate-half families; MLA's qk_rope_head_dim (interleaved
+   * pairs inside the graph: the tables are the same).
+   */
+  readonly ropeDim: number;
   readonly experts: number;
   readonly ffn: number;
   readonly vocab: number;
@@ -72,12 +87,23 @@ export interface HeadGraphs {
 
 /**
  * One model family. Graph methods read the weights they need from `source` by the family's tensor
- * names and return serialized ONNX models with these fixed interfaces:
- * - dense layer (one per decoder layer), for a padded batch [B, S] with P cached positions:
- *   inputs hidden [B,S,H], cos/sin [B,S,D/2], past_key/past_value [B,P,kvH*D], attn_bias [B,1,S,P+S];
- *   outputs hidden_out (residual after attention), moe_input (normed), router_probs [B,S,E],
- *   new_key/new_value [B,S,kvH*D].
- * - expert: inputs x [N,H], weight [N,1]; output y [N,H] = weight * expert(x).
+ * names and return serialized ONNX models with these fixed interfaces (widths from GraphDims):
+ * - dense layer (one per decoder layer, whatever its LayerPlan kind), for a padded batch [B, S] with
+ *   P cached positions:
+ *   inputs hidden [B,S,H], cos/sin [B,S,ropeDim/2], past_key [B,P,keyWidth], past_value
+ *   [B,P,valueWidth], attn_bias [B,1,S,P+S]; outputs new_key [B,S,keyWidth], new_value
+ *   [B,S,valueWidth], and
+ *   - for an MoE layer: hidden_out = residual after attention + the shared experts' output (if the
+ *     layer has any, gated as the family gates them): what the routed experts' weighted outputs are
+ *     added to; moe_input [B,S,H] (the normed input of the routed experts); router_probs [B,S,E], the
+ *     scores the routing weights are taken from (`gate` softmax: probabilities over all experts;
+ *     `gate` sigmoid: sigmoid of the router logits); and, only when the layer plan has
+ *     `selectionBias`, router_select [B,S,E] = router_probs + the router's correction bias, the
+ *     scores that rank experts and groups (weights still come from router_probs).
+ *   - for a dense layer: hidden_out = the layer's complete output (attention and FFN residuals); no
+ *     moe_input / router outputs.
+ * - expert: inputs x [N,H], weight [N,1]; output y [N,H] = weight * expert(x). The weight is the
+ *   final routing weight: any renormalisation and routedScalingFactor are applied by routing.
  */
 export interface ModelFamily<C extends ModelConfig = ModelConfig> {
   /** The config.json `model_type` this family loads. */
@@ -92,11 +118,14 @@ export interface ModelFamily<C extends ModelConfig = ModelConfig> {
   /** What each decoder layer is (MoE with its gate and shared experts, or dense), in layer order. */
   layerPlan(config: ModelConfig): LayerPlan;
   graphDims(config: ModelConfig): GraphDims;
-  /** Hugging Face tensor names per role (`tensorNames.expert(0, 3).w1`). */
-  readonly tensorNames: TensorNames;
+  /** Hugging Face tensor names per role (`tensorNames.expert(0, 3).w1`); layer roles vary by family. */
+  readonly tensorNames: AnyTensorNames;
   /** The shape of every role for a config ([out, in] for projections, as nn.Linear stores them). */
-  expectedShapes(config: ModelConfig): ExpectedShapes;
-  /** Every tensor the checkpoint must (or may) hold for this config, globals first, then by layer. */
+  expectedShapes(config: ModelConfig): AnyExpectedShapes;
+  /**
+   * Every tensor the checkpoint must (or may) hold for this config, globals first, then by layer
+   * (a dense layer lists its FFN and no router or experts).
+   */
   tensorSpecs(config: ModelConfig): TensorSpec[];
   denseLayerGraph(source: TensorSource, layer: number): Promise<Uint8Array>;
   expertGraph(

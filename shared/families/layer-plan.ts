@@ -14,14 +14,29 @@ export interface MoeLayerPlan {
   readonly gate: GateKind;
   /** Whether the native rule renormalises the kept experts' scores to sum 1. */
   readonly renormalize: boolean;
-  /** Always-computed experts beside the routed ones (Qwen2-MoE, DeepSeek-V3); 0 for Mixtral. */
+  /**
+   * Always-computed experts beside the routed ones (Qwen2-MoE, DeepSeek-V3); 0 for Mixtral. They run
+   * inside the layer graph (their gated output is part of hidden_out) and are not activations.
+   */
   readonly sharedExperts: number;
-  /** Group-limited routing (DeepSeek-V3): pick topKGroups of numGroups groups first. */
+  /**
+   * True when experts are ranked by the gate's scores plus a learned correction bias (DeepSeek-V3
+   * e_score_correction_bias): the layer graph then also outputs router_select = router_probs + bias,
+   * which chooses groups and experts, while the weights still come from router_probs. Absent = false.
+   */
+  readonly selectionBias?: boolean;
+  /**
+   * Group-limited routing (DeepSeek-V2/V3): experts form numGroups groups of consecutive ids; keep the
+   * topKGroups best groups (a group's score: its best selection score for a softmax gate, the sum of
+   * its two best for a sigmoid gate with selectionBias, as transformers does), then take the top-K
+   * among their experts.
+   */
   readonly groups?: { readonly numGroups: number; readonly topKGroups: number };
   /** Multiplier on the routed experts' combined output (DeepSeek-V3 routed_scaling_factor); 1 otherwise. */
   readonly routedScalingFactor: number;
 }
 
+/** A layer with a dense FFN (DeepSeek's first_k_dense_replace layers, Qwen's mlp_only_layers). */
 export interface DenseLayerPlan {
   readonly kind: 'dense';
 }

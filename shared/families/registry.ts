@@ -1,11 +1,22 @@
 // The one registry of model families, keyed by config.json `model_type`. Adding a family means
 // adding it to FAMILIES; nothing outside shared/families names a family.
 
+import { deepseekV2Family, deepseekV3Family } from './deepseek/family.js';
 import { quoteList, UnsupportedModelTypeError } from './errors.js';
 import type { ModelConfig, ModelFamily } from './family.js';
 import { mixtralFamily } from './mixtral/family.js';
+import { olmoeFamily } from './olmoe/family.js';
+import { qwen2MoeFamily } from './qwen2-moe/family.js';
+import { qwen3MoeFamily } from './qwen3-moe/family.js';
 
-const FAMILIES: readonly ModelFamily[] = [mixtralFamily];
+const FAMILIES: readonly ModelFamily[] = [
+  mixtralFamily,
+  qwen2MoeFamily,
+  qwen3MoeFamily,
+  olmoeFamily,
+  deepseekV3Family,
+  deepseekV2Family,
+];
 
 const BY_TYPE: ReadonlyMap<string, ModelFamily> = new Map(FAMILIES.map((f) => [f.modelType, f]));
 

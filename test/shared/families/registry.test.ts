@@ -16,7 +16,14 @@ import { DEMO_DIR } from '../model/fixtures.js';
 
 describe('the family registry', () => {
   it('knows exactly the supported families', () => {
-    expect(SUPPORTED_MODEL_TYPES).toEqual(['mixtral']);
+    expect(SUPPORTED_MODEL_TYPES).toEqual([
+      'mixtral',
+      'qwen2_moe',
+      'qwen3_moe',
+      'olmoe',
+      'deepseek_v3',
+      'deepseek_v2',
+    ]);
     expect(modelFamily('mixtral')).toBe(mixtralFamily);
     expect(findModelFamily('llama')).toBeUndefined();
   });
@@ -24,22 +31,24 @@ describe('the family registry', () => {
   it('rejects an unsupported model_type with a typed error naming the supported ones', () => {
     let caught: unknown;
     try {
-      modelFamily('qwen2_moe');
+      modelFamily('llama');
     } catch (err) {
       caught = err;
     }
     expect(caught).toBeInstanceOf(UnsupportedModelTypeError);
     const err = caught as UnsupportedModelTypeError;
-    expect(err.message).toBe('model_type "qwen2_moe" is not supported (supported model types: "mixtral")');
+    expect(err.message).toBe(
+      'model_type "llama" is not supported (supported model types: "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3", "deepseek_v2")',
+    );
     expect(err.code).toBe('unsupported_model_type');
-    expect(err.details).toEqual({ modelType: 'qwen2_moe', supported: ['mixtral'] });
+    expect(err.details).toEqual({ modelType: 'llama', supported: [...SUPPORTED_MODEL_TYPES] });
     expect(err.serialize().details).toEqual(err.details);
   });
 
   it("finds a config's family by its modelType", async () => {
     const config = await loadModelConfig(DEMO_DIR);
     expect(familyOf(config)).toBe(mixtralFamily);
-    expect(() => familyOf({ ...config, modelType: 'olmoe' })).toThrow(UnsupportedModelTypeError);
+    expect(() => familyOf({ ...config, modelType: 'llama' })).toThrow(UnsupportedModelTypeError);
   });
 });
 
@@ -70,6 +79,9 @@ describe('the mixtral family', () => {
       kvHeads: 4,
       headDim: 32,
       kvWidth: 128,
+      keyWidth: 128,
+      valueWidth: 128,
+      ropeDim: 32,
       experts: 8,
       ffn: 512,
       vocab: 4096,

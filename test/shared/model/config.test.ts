@@ -49,7 +49,7 @@ describe('parseModelConfig', () => {
     const err = parseError(edited({ model_type: 'llama' }));
     expect(err.field).toBe('model_type');
     expect(err.message).toBe(
-      `${SOURCE}: field "model_type" is "llama", which kmoe does not support (supported model types: "mixtral")`,
+      `${SOURCE}: field "model_type" is "llama", which kmoe does not support (supported model types: "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3", "deepseek_v2")`,
     );
   });
 

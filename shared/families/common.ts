@@ -1,0 +1,84 @@
+// Pieces every family after Mixtral shares: graph dimensions of grouped-query attention, reading
+// the routed experts, the LM head and the embedding through a family's tensor names, and the
+// expert / head graphs (the same math as Mixtral's, so Mixtral's builders are reused).
+
+import type { ExpertWeightFormat } from '../onnx/expert-weight-format.js';
+import type { F32Tensor } from '../tensor.js';
+import type { SwiGluWeights } from './decoder-graph.js';
+import { FamilyFeatureError } from './errors.js';
+import type { GraphDims, HeadGraphs, ModelConfig, TensorSource } from './family.js';
+import { buildExpertGraph, buildLogitsGraph, buildNllGraph } from './mixtral/graphs.js';
+import type { LayerRole, TensorNames } from './tensor-table.js';
+
+/** GraphDims of grouped-query attention over whole heads, rotate-half RoPE on all headDim values. */
+export function gqaGraphDims(c: ModelConfig): GraphDims {
+  const kvWidth = c.numKvHeads * c.headDim;
+  return {
+    hidden: c.hiddenSize,
+    heads: c.numHeads,
+    kvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    kvWidth,
+    keyWidth: kvWidth,
+    valueWidth: kvWidth,
+    ropeDim: c.headDim,
+    experts: c.numExperts,
+    ffn: c.intermediateSize,
+    vocab: c.vocabSize,
+    eps: c.rmsNormEps,
+  };
+}
+
+/** Reads three roles of a SwiGLU (gate w1, down w2, up w3) by their names. */
+export async function readSwiGlu(
+  source: TensorSource,
+  names: { readonly w1: string; readonly w2: string; readonly w3: string },
+): Promise<SwiGluWeights> {
+  return {
+    w1: await source.readF32(names.w1),
+    w2: await source.readF32(names.w2),
+    w3: await source.readF32(names.w3),
+  };
+}
+
+export async function familyExpertGraph<L extends LayerRole>(
+  names: TensorNames<L>,
+  dims: GraphDims,
+  source: TensorSource,
+  layer: number,
+  expert: number,
+  format: ExpertWeightFormat,
+): Promise<Uint8Array> {
+  const w = await readSwiGlu(source, names.expert(layer, expert));
+  return buildExpertGraph(dims, w, layer, expert, format);
+}
+
+export async function familyHeadGraphs<L extends LayerRole>(
+  names: TensorNames<L>,
+  dims: GraphDims,
+  source: TensorSource,
+): Promise<HeadGraphs> {
+  const g = names.global;
+  // Tied embeddings: Hugging Face leaves lm_head out of the checkpoint and reuses the embedding.
+  const lmHead = source.config.tieWordEmbeddings && !source.has(g.output) ? g.tokenEmbd : g.output;
+  const head = { norm: await source.readF32(g.outputNorm), lmHead: await source.readF32(lmHead) };
+  return { logits: buildLogitsGraph(dims, head), nll: buildNllGraph(dims, head) };
+}
+
+export function familyEmbedding<L extends LayerRole>(
+  names: TensorNames<L>,
+  source: TensorSource,
+): Promise<F32Tensor> {
+  return source.readF32(names.global.tokenEmbd);
+}
+
+/** Graphs compute plain RoPE only; a config asking for a scaled variant is refused at graph time. */
+export function requireDefaultRope(modelType: string, ropeType: string): void {
+  if (ropeType !== 'default') {
+    throw new FamilyFeatureError(
+      `${modelType}: RoPE scaling "${ropeType}" (config.json rope_scaling / rope_parameters) is not implemented yet; ` +
+        'kmoe validates and sizes this config but cannot run it',
+      'rope_scaling',
+    );
+  }
+}
