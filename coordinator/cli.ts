@@ -25,6 +25,14 @@ const commands: Record<string, Command> = {
     summary: 'OpenAI-compatible HTTP server with continuous batching',
     load: () => import('./commands/serve.js'),
   },
+  synth: {
+    summary: 'write a checkpoint shaped like Mixtral 8x22B/8x7B with random weights',
+    load: () => import('./commands/synth.js'),
+  },
+  plan: {
+    summary: 'memory per worker and a placement that fits, from config and index',
+    load: () => import('./commands/plan.js'),
+  },
   bench: { summary: 'benchmarks that write JSON and figures', load: () => import('./commands/bench.js') },
 };
 

@@ -129,9 +129,9 @@ export function planMemory(req: PlanRequest): MemoryPlan {
   const problems: string[] = [];
   const expertFormat = effectiveFormat(req.device, req.expertWeights, 'expert', notes);
   const denseFormat = effectiveFormat(req.device, req.denseWeights, 'dense', notes);
-  if (!IMPLEMENTED_EXPERT_FORMATS.includes(req.expertWeights)) {
+  if (!IMPLEMENTED_EXPERT_FORMATS.includes(expertFormat)) {
     notes.push(
-      `kmoe workers compute in ${IMPLEMENTED_EXPERT_FORMATS.join(' and ')} today; ${req.expertWeights} is a planning figure (issue 12)`,
+      `kmoe workers compute in ${IMPLEMENTED_EXPERT_FORMATS.join(' and ')} today; ${expertFormat} is a planning figure (issue 12)`,
     );
   }
 
