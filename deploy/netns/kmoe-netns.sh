@@ -38,6 +38,9 @@ options of run:
                          worker index, {addr} by its address
   --coordinator-cmd CMD  shell command run in the coordinator namespace
   --rtt-count N          round trips measured per worker (default 20; 0 skips the RTT)
+  --wait-port P          after starting the worker commands, wait until every worker accepts
+                         TCP connections on port P before the coordinator command starts
+  --wait-timeout S       seconds to wait for that (default 600: loading large experts is slow)
   --keep-going SECONDS   with no --coordinator-cmd: keep the network up this long (default 0)
 
 Commands see KMOE_NETNS_INDEX (workers), KMOE_NETNS_ADDR, KMOE_NETNS_COORDINATOR_ADDR,
@@ -125,7 +128,7 @@ limit_link() {
 
 # ---------------------------------------------------------------- run
 run() {
-  WORKERS=2 RATE=unlimited NAME="kmoe$$" SUBNET=10.213.0 WORKER_CMD="" COORD_CMD="" RTT_COUNT=20 KEEP=0
+  WORKERS=2 RATE=unlimited NAME="kmoe$$" SUBNET=10.213.0 WORKER_CMD="" COORD_CMD="" RTT_COUNT=20 KEEP=0 WAIT_PORT="" WAIT_TIMEOUT=600
   while (($# > 0)); do
     case $1 in
       --workers) WORKERS=${2:?--workers needs a value}; shift 2 ;;
@@ -136,6 +139,8 @@ run() {
       --coordinator-cmd) COORD_CMD=${2?--coordinator-cmd needs a value}; shift 2 ;;
       --rtt-count) RTT_COUNT=${2:?--rtt-count needs a value}; shift 2 ;;
       --keep-going) KEEP=${2:?--keep-going needs a value}; shift 2 ;;
+      --wait-port) WAIT_PORT=${2:?--wait-port needs a value}; shift 2 ;;
+      --wait-timeout) WAIT_TIMEOUT=${2:?--wait-timeout needs a value}; shift 2 ;;
       -h | --help) usage; exit 0 ;;
       *) say "unknown option '$1'"; usage >&2; exit 2 ;;
     esac
@@ -143,6 +148,8 @@ run() {
   [[ $WORKERS =~ ^[0-9]+$ ]] && ((WORKERS >= 1 && WORKERS <= 64)) || { say "--workers must be 1..64"; exit 2; }
   [[ $RTT_COUNT =~ ^[0-9]+$ ]] || { say "--rtt-count must be an integer >= 0"; exit 2; }
   [[ $KEEP =~ ^[0-9]+$ ]] || { say "--keep-going must be whole seconds"; exit 2; }
+  [[ -z $WAIT_PORT || $WAIT_PORT =~ ^[0-9]+$ ]] || { say "--wait-port must be a port number"; exit 2; }
+  [[ $WAIT_TIMEOUT =~ ^[0-9]+$ ]] && ((WAIT_TIMEOUT > 0)) || { say "--wait-timeout must be whole seconds > 0"; exit 2; }
   [[ $NAME =~ ^[a-z0-9]{1,10}$ ]] || { say "--name must be 1-10 characters of [a-z0-9]"; exit 2; }
   [[ $RATE == unlimited || $RATE =~ ^[0-9]+(\.[0-9]+)?([kmg]bit|[kmg]bps|bit|bps)$ ]] ||
     { say "--rate must be like 100mbit, 1gbit or unlimited, got '$RATE'"; exit 2; }
@@ -196,6 +203,13 @@ run() {
       cmd=${cmd//\{addr\}/${worker_addr[i]}}
       start_bg "${worker_ns[i]}" "$cmd" "${env_common[@]}" KMOE_NETNS_INDEX="$i" KMOE_NETNS_ADDR="${worker_addr[i]}"
     done
+  fi
+  if [[ -n $WAIT_PORT ]]; then
+    for ((i = 0; i < WORKERS; i++)); do
+      ip netns exec "$coord" node "$PROBE" wait --host "${worker_addr[i]}" --port "$WAIT_PORT" --timeout "$WAIT_TIMEOUT" ||
+        die "worker $i (${worker_addr[i]}:$WAIT_PORT) did not accept connections within ${WAIT_TIMEOUT}s"
+    done
+    say "all workers accept connections on port $WAIT_PORT"
   fi
   local status=0
   if [[ -n $COORD_CMD ]]; then

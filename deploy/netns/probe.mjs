@@ -1,9 +1,10 @@
 // Network probes for kmoe-netns.sh, on Node built-ins only (no ping/iperf on most hosts):
 //   echo --port P                 TCP echo server (for rtt)
 //   rtt --host H --port P [--count N]   round trips of 1-byte messages, TCP_NODELAY; prints JSON ms
-//   sink --port P                 accepts one connection, discards it, prints JSON bytes/s, exits
+//   sink --port P                 receives one transfer, discards it, prints JSON bytes/s, exits
 //   send --host H --port P --bytes N    sends N bytes as fast as TCP allows; prints JSON bytes/s
-// Clients retry connecting for up to 10 s so servers started a moment earlier are found.
+//   wait --host H --port P [--timeout S] exits 0 once H:P accepts a connection, 1 after S seconds
+// Clients retry connecting for up to 10 s (wait: --timeout) so servers started a moment earlier are found.
 
 import net from 'node:net';
 import { parseArgs } from 'node:util';
@@ -15,6 +16,7 @@ const { positionals, values } = parseArgs({
     port: { type: 'string' },
     count: { type: 'string', default: '20' },
     bytes: { type: 'string' },
+    timeout: { type: 'string', default: '10' },
   },
 });
 const mode = positionals[0];
@@ -26,8 +28,8 @@ function fail(message) {
   process.exit(2);
 }
 
-async function connect(host) {
-  const deadline = Date.now() + 10_000;
+async function connect(host, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       return await new Promise((resolve, reject) => {
@@ -81,6 +83,11 @@ if (mode === 'echo') {
       bytes += d.length;
     });
     s.on('end', () => {
+      // A connection that sent nothing is a readiness check (wait mode), not the transfer.
+      if (bytes === 0) {
+        s.end();
+        return;
+      }
       const seconds = Number(process.hrtime.bigint() - (t0 ?? process.hrtime.bigint())) / 1e9;
       process.stdout.write(
         `${JSON.stringify({ role: 'sink', bytes, seconds, mbit_per_s: (bytes * 8) / seconds / 1e6 })}\n`,
@@ -110,6 +117,12 @@ if (mode === 'echo') {
   process.stdout.write(
     `${JSON.stringify({ role: 'send', bytes: total, seconds, mbit_per_s: (total * 8) / seconds / 1e6 })}\n`,
   );
+} else if (mode === 'wait') {
+  const seconds = Number(values.timeout);
+  if (!(seconds > 0)) fail('--timeout must be a number of seconds > 0');
+  const s = await connect(values.host, seconds * 1000).catch(() => undefined);
+  if (s === undefined) process.exit(1);
+  s.destroy();
 } else {
-  fail(`unknown mode '${mode ?? ''}' (echo | rtt | sink | send)`);
+  fail(`unknown mode '${mode ?? ''}' (echo | rtt | sink | send | wait)`);
 }

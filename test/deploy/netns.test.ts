@@ -87,10 +87,13 @@ describe.skipIf(!canRun)('kmoe-netns.sh on this host', () => {
       '5',
       '--worker-cmd',
       `exec node ${PROBE} sink --port 5201`,
+      '--wait-port',
+      '5201',
       '--coordinator-cmd',
       `node ${PROBE} send --host $KMOE_NETNS_WORKER_ADDRS --port 5201 --bytes 6000000`,
     ]);
     expect(r.stderr).toMatch(new RegExp(`worker 0 ${n}-w0 10\\.213\\.0\\.10`));
+    expect(r.stderr).toMatch(/all workers accept connections on port 5201/);
     expect(r.code).toBe(0);
     const rtt = /rtt worker=0 method=(tcp|icmp) min_ms=([\d.]+)/.exec(r.stdout);
     expect(rtt).not.toBeNull();
