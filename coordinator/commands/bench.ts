@@ -14,6 +14,10 @@ const benchmarks: Record<string, Benchmark> = {
     load: () => import('./bench-dispatch.js'),
   },
   serve: { summary: 'load generator against a running kmoe serve', load: () => import('./bench-serve.js') },
+  expert: {
+    summary: "one real-size expert vs this machine's GEMM peak and bandwidth",
+    load: () => import('./bench-expert.js'),
+  },
   'adaptive-k': {
     summary: 'calibrate every policy, report on unseen data, draw the frontier',
     load: () => import('./bench-adaptive-k.js'),
