@@ -63,8 +63,12 @@ export async function run(argv: readonly string[]): Promise<number> {
     shardBytes,
     sparse,
     onProgress: (pr) => {
-      bar ??= new ProgressBar({ label: 'synth', total: pr.totalBytes, unit: 'B' });
-      bar.update(pr.bytesWritten, pr.shard);
+      bar ??= new ProgressBar({
+        label: 'synth',
+        total: Math.max(1, Math.ceil(pr.totalBytes / 2 ** 20)),
+        unit: 'MiB',
+      });
+      bar.update(Math.floor(pr.bytesWritten / 2 ** 20), pr.shard);
     },
   });
   bar?.finish();
