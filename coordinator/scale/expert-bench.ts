@@ -3,13 +3,15 @@
 // peak and memory bandwidth measured by onnxruntime in the same run, so ratios are comparable.
 
 import { bf16ToF32 } from '../../shared/dtype.js';
-import { tensorNames } from '../../shared/model/architecture.js';
+import type { ModelConfig, TensorSource } from '../../shared/families/family.js';
+import { familyOf, modelFamily } from '../../shared/families/registry.js';
+import type { ExpertRole } from '../../shared/families/tensor-table.js';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import { EXPERT_WEIGHT_BYTES } from '../../shared/onnx/expert-weight-format.js';
 import { GraphBuilder } from '../../shared/onnx/graph-builder.js';
-import { buildExpertGraph, type ExpertWeights, type GraphDims } from '../../shared/onnx/mixtral-graphs.js';
 import { f32Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
 import type { F32Tensor } from '../../shared/tensor.js';
+import { ExpertBenchError } from './errors.js';
 import { synthValues } from './prng.js';
 
 export interface ExpertShape {
@@ -70,18 +72,79 @@ export function expertWeightBytes(shape: ExpertShape, format: ExpertWeightFormat
   return 3 * shape.hidden * shape.ffn * EXPERT_WEIGHT_BYTES[format];
 }
 
-/** Seeded weights of expert 0 of layer 0, the values `kmoe synth` would write for that seed. */
-export function synthExpertWeights(shape: ExpertShape, seed: number): ExpertWeights {
-  const names = tensorNames('mixtral').expert(0, 0);
-  const mat = (name: string, rows: number, cols: number): F32Tensor => ({
-    dtype: 'float32',
-    shape: [rows, cols],
-    data: bf16ToF32(synthValues(seed, name, rows * cols)),
+/** The family whose expert graph is measured: the shapes `kmoe synth` writes are Mixtral's. */
+const BENCH_MODEL_TYPE = 'mixtral';
+
+/**
+ * A one-layer, one-expert config of the bench family with this expert shape (one head, a two-id
+ * vocabulary): all an expert graph needs, parsed by the family like any config.json.
+ */
+export function expertBenchConfig(shape: ExpertShape): ModelConfig {
+  return modelFamily(BENCH_MODEL_TYPE).parseConfig({
+    model_type: BENCH_MODEL_TYPE,
+    hidden_size: shape.hidden,
+    intermediate_size: shape.ffn,
+    num_hidden_layers: 1,
+    num_attention_heads: 1,
+    num_key_value_heads: 1,
+    num_local_experts: 1,
+    num_experts_per_tok: 1,
+    vocab_size: 2,
+    rms_norm_eps: 1e-5,
+    max_position_embeddings: 1,
+    bos_token_id: 0,
+    eos_token_id: 1,
   });
+}
+
+/** Seeded weights of expert 0 of layer 0, the values `kmoe synth` would write for that seed. */
+export function synthExpertWeights(shape: ExpertShape, seed: number): Record<ExpertRole, F32Tensor> {
+  const config = expertBenchConfig(shape);
+  const family = familyOf(config);
+  const names = family.tensorNames.expert(0, 0);
+  const shapes = family.expectedShapes(config).expert;
+  const mat = (role: ExpertRole): F32Tensor => {
+    const dims = shapes[role];
+    return {
+      dtype: 'float32',
+      shape: [...dims],
+      data: bf16ToF32(
+        synthValues(
+          seed,
+          names[role],
+          dims.reduce((a, b) => a * b, 1),
+        ),
+      ),
+    };
+  };
+  return { w1: mat('w1'), w2: mat('w2'), w3: mat('w3') };
+}
+
+/** Expert 0 of layer 0 with `synthExpertWeights`, as the family's expert graph reads it. */
+function synthExpertSource(shape: ExpertShape, seed: number): TensorSource {
+  const config = expertBenchConfig(shape);
+  const names = familyOf(config).tensorNames.expert(0, 0);
+  const roleOf = new Map<string, ExpertRole>(
+    (Object.keys(names) as ExpertRole[]).map((role) => [names[role], role]),
+  );
+  let weights: Record<ExpertRole, F32Tensor> | undefined;
   return {
-    w1: mat(names.w1, shape.ffn, shape.hidden),
-    w2: mat(names.w2, shape.hidden, shape.ffn),
-    w3: mat(names.w3, shape.ffn, shape.hidden),
+    config,
+    has: (name) => roleOf.has(name),
+    async readF32(name, expectShape) {
+      const role = roleOf.get(name);
+      if (role === undefined)
+        throw new ExpertBenchError(`bench expert: no synthetic tensor ${name}`, {
+          details: { tensor: name },
+        });
+      weights ??= synthExpertWeights(shape, seed);
+      const t = weights[role];
+      if (expectShape !== undefined && expectShape.join(',') !== t.shape.join(','))
+        throw new ExpertBenchError(`bench expert: ${name} is [${t.shape}], expected [${expectShape}]`, {
+          details: { tensor: name },
+        });
+      return t;
+    },
   };
 }
 
@@ -94,24 +157,14 @@ export async function runExpertBench(opts: ExpertBenchOptions): Promise<ExpertBe
   say(`memory bandwidth: ReduceSum over ${(opts.bandwidthBytes / 2 ** 20).toFixed(0)} MiB`);
   const bandwidth = measureBandwidth(opts);
 
-  const dims: GraphDims = {
-    hidden: shape.hidden,
-    heads: 1,
-    kvHeads: 1,
-    headDim: shape.hidden,
-    kvWidth: shape.hidden,
-    experts: 1,
-    ffn: shape.ffn,
-    vocab: 1,
-    eps: 1e-5,
-  };
+  const family = modelFamily(BENCH_MODEL_TYPE);
   const points: ExpertPoint[] = [];
   for (const format of opts.formats) {
     say(`${format} expert ${shape.hidden} x ${shape.ffn}: building the graph`);
     let session: Session;
     {
       // Scoped so the fp32 weights and serialized graph can be collected before timing starts.
-      const graph = buildExpertGraph(dims, synthExpertWeights(shape, opts.seed), 0, 0, format);
+      const graph = await family.expertGraph(synthExpertSource(shape, opts.seed), 0, 0, format);
       session = Session.create(`bench expert ${format}`, 'expert', graph, {
         ...settings,
         expertWeights: format,

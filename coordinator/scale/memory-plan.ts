@@ -2,14 +2,22 @@
 // of workers (or an explicit placement), weight formats and context lengths, with no tensor data
 // read. Pure functions; reading config.json and the index lives in plan-input.ts.
 
-import { tensorSpecs } from '../../shared/model/architecture.js';
+import { familyOf } from '../../shared/families/registry.js';
 import type { ModelConfig } from '../../shared/model/config.js';
 import { INT8_BLOCK } from '../../shared/onnx/int8-weights.js';
 import { splitExperts } from '../../shared/protocol/expert-set.js';
 import { PlanError } from './errors.js';
+import { fmtBytes, type KvDType, type PlanDevice, type PlanWeightFormat } from './units.js';
 
-export const PLAN_WEIGHT_FORMATS = ['fp32', 'bf16', 'fp16', 'int8', 'int4'] as const;
-export type PlanWeightFormat = (typeof PLAN_WEIGHT_FORMATS)[number];
+export {
+  fmtBytes,
+  KV_DTYPES,
+  type KvDType,
+  PLAN_WEIGHT_FORMATS,
+  type PlanDevice,
+  type PlanWeightFormat,
+  parseByteSize,
+} from './units.js';
 
 /** Block of the weight-only formats: one fp32 scale per 32 weights, as kmoe's int8 and MatMulNBits use. */
 export const QUANT_BLOCK = INT8_BLOCK;
@@ -26,11 +34,7 @@ export const WEIGHT_BYTES: Readonly<Record<PlanWeightFormat, number>> = {
 /** Formats kmoe's expert host computes in today; the others are planned (issue 12). */
 export const IMPLEMENTED_EXPERT_FORMATS: readonly PlanWeightFormat[] = ['fp32', 'int8'];
 
-export const KV_DTYPES = ['fp32', 'bf16', 'fp16'] as const;
-export type KvDType = (typeof KV_DTYPES)[number];
 export const KV_BYTES: Readonly<Record<KvDType, number>> = { fp32: 4, bf16: 2, fp16: 2 };
-
-export type PlanDevice = 'cpu' | 'cuda';
 
 /** Parameter counts of a model, from its config through the architecture table. */
 export interface ModelShape {
@@ -48,7 +52,7 @@ export interface ModelShape {
 export function modelShape(config: ModelConfig, present?: (name: string) => boolean): ModelShape {
   let expertParams = 0;
   let denseParams = 0;
-  for (const spec of tensorSpecs(config)) {
+  for (const spec of familyOf(config).tensorSpecs(config)) {
     // A tied LM head is absent from the checkpoint and shares the embedding's memory.
     if (!spec.required && present !== undefined && !present(spec.name)) continue;
     if (!spec.required && present === undefined) continue;
@@ -248,23 +252,6 @@ function checkPlacement(placement: readonly (readonly number[])[], numExperts: n
     throw new PlanError(`experts ${missing.join(', ')} are held by no worker of the placement`, {
       details: { missing },
     });
-}
-
-/** "80GiB", "80 GB", "512MiB", "1e9" -> bytes (GB = 10^9, GiB = 2^30). */
-export function parseByteSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([KMGT]i?B|B)?\s*$/i.exec(text);
-  if (!m) throw new PlanError(`'${text}' is not a size: write e.g. 80GiB, 24GB, 512MiB or a byte count`);
-  const value = Number(m[1]);
-  const unit = (m[2] ?? 'B').toUpperCase();
-  const powers: Record<string, number> = { K: 1, M: 2, G: 3, T: 4 };
-  const bytes = unit === 'B' ? value : value * (unit.includes('I') ? 1024 : 1000) ** powers[unit[0]!]!;
-  return Math.round(bytes);
-}
-
-/** Bytes as GiB with two decimals (MiB below 1 GiB). */
-export function fmtBytes(bytes: number): string {
-  if (Math.abs(bytes) < 2 ** 30) return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 }
 
 /** The plan as a person reads it. */

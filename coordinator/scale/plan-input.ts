@@ -5,7 +5,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { tensorSpecs } from '../../shared/model/architecture.js';
+import { familyOf } from '../../shared/families/registry.js';
 import { INDEX_FILE_NAME, SINGLE_FILE_NAME } from '../../shared/model/checkpoint.js';
 import { loadModelConfig, type ModelConfig } from '../../shared/model/config.js';
 import { SAFETENSORS_DTYPES, SafetensorsFile } from '../../shared/model/safetensors.js';
@@ -75,7 +75,8 @@ export async function readPlanModel(dir: string): Promise<PlanModel> {
     });
   }
 
-  const missing = tensorSpecs(config)
+  const missing = familyOf(config)
+    .tensorSpecs(config)
     .filter((s) => s.required && !names.has(s.name))
     .map((s) => s.name);
   if (missing.length > 0) {

@@ -2,7 +2,8 @@
 // byte budget (the rule of huggingface_hub's split_torch_state_dict_into_shards), shard file names,
 // safetensors headers and the model.safetensors.index.json. Pure: no file is touched here.
 
-import type { TensorSpec } from '../../shared/model/architecture.js';
+import type { TensorSpec } from '../../shared/families/tensor-table.js';
+import { SynthError } from './errors.js';
 
 /** transformers' default max_shard_size, "5GB" (decimal, as huggingface_hub parses it). */
 export const DEFAULT_SHARD_BYTES = 5_000_000_000;
@@ -76,7 +77,9 @@ export function shardFileName(index: number, count: number): string {
  */
 export function layoutCheckpoint(specs: readonly TensorSpec[], shardBytes: number): CheckpointLayout {
   if (!Number.isSafeInteger(shardBytes) || shardBytes < 1)
-    throw new RangeError(`shard size must be a positive integer number of bytes, got ${shardBytes}`);
+    throw new SynthError(`shard size must be a positive integer number of bytes, got ${shardBytes}`, {
+      details: { shardBytes },
+    });
   const groups: TensorSpec[][] = [];
   let current: TensorSpec[] = [];
   let currentBytes = 0;

@@ -4,7 +4,7 @@
 
 import { mkdir, open, readdir, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { tensorSpecs } from '../../shared/model/architecture.js';
+import { familyOf } from '../../shared/families/registry.js';
 import { INDEX_FILE_NAME } from '../../shared/model/checkpoint.js';
 import { CONFIG_FILE_NAME, loadModelConfig, type ModelConfig } from '../../shared/model/config.js';
 import { SynthError } from './errors.js';
@@ -57,7 +57,10 @@ export async function writeSyntheticCheckpoint(opts: SynthOptions): Promise<Synt
   await writeFile(path.join(outDir, CONFIG_FILE_NAME), `${JSON.stringify(opts.config, null, 2)}\n`);
   // Read back through the loader's own entry point: a config it would reject is never written around.
   const config = await loadModelConfig(outDir);
-  const layout = layoutCheckpoint(tensorSpecs(config), opts.shardBytes ?? DEFAULT_SHARD_BYTES);
+  const layout = layoutCheckpoint(
+    familyOf(config).tensorSpecs(config),
+    opts.shardBytes ?? DEFAULT_SHARD_BYTES,
+  );
   const sparse = opts.sparse ?? false;
   const toWrite = sparse ? sparseBytes(layout) : layout.totalSize;
   await checkFreeSpace(outDir, toWrite, sparse);

@@ -1,66 +1,34 @@
 // `kmoe synth`: write a checkpoint with a real model's layout and shapes and random weights.
-// Thin: options are parsed here, the work is coordinator/scale/synth.ts.
+// Orchestration only: the options arrive parsed (program.ts), the work is coordinator/scale/synth.ts.
 
-import { UsageError } from '../../shared/errors/usage-error.js';
-import { ProgressBar } from '../../shared/report/progress.js';
-import { fmtBytes, parseByteSize } from '../scale/memory-plan.js';
-import { isSynthPreset, presetConfig, SYNTH_PRESETS } from '../scale/presets.js';
-import { DEFAULT_SHARD_BYTES } from '../scale/shard-layout.js';
-import { writeSyntheticCheckpoint } from '../scale/synth.js';
-import { flag, num, parse, required, str } from './args.js';
+import { ProgressBar } from '../../../shared/report/progress.js';
+import { presetConfig, type SynthPreset } from '../../scale/presets.js';
+import { DEFAULT_SHARD_BYTES } from '../../scale/shard-layout.js';
+import { writeSyntheticCheckpoint } from '../../scale/synth.js';
+import { fmtBytes } from '../../scale/units.js';
+import { UsageError } from '../usage-error.js';
 
-export const usage = `kmoe synth --like MODEL --layers L --out DIR [options]
+export interface SynthOptions {
+  readonly like: SynthPreset;
+  readonly layers: number;
+  readonly out: string;
+  readonly seed: number;
+  readonly shardSize?: number;
+  readonly sparse?: boolean;
+}
 
-Writes a checkpoint in the exact Hugging Face layout of MODEL: its config.json (with
-num_hidden_layers = L), bf16 tensors with the real names and shapes, sharded with a
-model.safetensors.index.json, seeded random weights (uniform, std 0.02; norms 1) and a minimal
-byte-fallback tokenizer.json with exactly vocab_size ids (the real tokenizer is not available here).
-Sizes in bf16: Mixtral 8x22B 5.0 GB per layer + 0.8 GB embeddings and LM head (L=1: 5.8 GB);
-8x7B 2.9 GB per layer + 0.5 GB (L=1: 3.4 GB).
-
-  --like MODEL         ${SYNTH_PRESETS.join(' | ')}
-  --layers L           decoder layers to write (1 .. the real model's count)
-  --out DIR            new or empty directory
-  --seed S             weight seed (default 0); the same seed gives the same bytes
-  --shard-size SIZE    shard budget, e.g. 5GB, 512MiB (default ${DEFAULT_SHARD_BYTES / 1e9}GB, as transformers)
-  --sparse             layout only: headers, index and norms; matrices are holes of sparse files
-                       (zeros, no disk space): for loader and plan checks, not for running`;
-
-export async function run(argv: readonly string[]): Promise<number> {
-  const p = parse(argv, {
-    like: { type: 'string' },
-    layers: { type: 'string' },
-    out: { type: 'string' },
-    seed: { type: 'string' },
-    'shard-size': { type: 'string' },
-    sparse: { type: 'boolean' },
-  });
-  const like = required(p, 'like');
-  if (!isSynthPreset(like))
-    throw new UsageError(`--like must be one of ${SYNTH_PRESETS.join(', ')}, got '${like}'`);
-  if (str(p, 'layers') === undefined) throw new UsageError('--layers is required');
+export async function run(o: SynthOptions): Promise<number> {
+  const { like, layers, out: outDir, seed } = o;
   const maxLayers = presetConfig(like)['num_hidden_layers'] as number;
-  const layers = num(p, 'layers', 1, { integer: true, min: 1, max: maxLayers });
-  const outDir = required(p, 'out');
-  const seed = num(p, 'seed', 0, { integer: true, min: 0, max: 2 ** 32 - 1 });
-  const shardArg = str(p, 'shard-size');
-  let shardBytes = DEFAULT_SHARD_BYTES;
-  if (shardArg !== undefined) {
-    try {
-      shardBytes = parseByteSize(shardArg);
-    } catch (err) {
-      throw new UsageError(`--shard-size: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    if (shardBytes < 1) throw new UsageError('--shard-size must be at least 1 byte');
-  }
-  const sparse = flag(p, 'sparse');
+  if (layers > maxLayers) throw new UsageError(`--layers must be <= ${maxLayers} for ${like}, got ${layers}`);
+  const sparse = o.sparse ?? false;
 
   let bar: ProgressBar | undefined;
   const result = await writeSyntheticCheckpoint({
     config: presetConfig(like, layers),
     outDir,
     seed,
-    shardBytes,
+    shardBytes: o.shardSize ?? DEFAULT_SHARD_BYTES,
     sparse,
     onProgress: (pr) => {
       bar ??= new ProgressBar({

@@ -81,18 +81,15 @@ describe('kmoe synth and kmoe plan', () => {
     ]);
     expect(a.code).toBe(2);
     expect(a.stderr).toMatch(/--layers must be <= 32/);
-    const b = await runCli([
-      'plan',
-      '--model',
-      path.join(dir, 'none'),
-      '--workers',
-      '2',
-      '--expert-weights',
-      'int3',
-    ]);
+    const b = await runCli(['plan', '--model', dir, '--workers', '2', '--expert-weights', 'int3']);
     expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/--expert-weights must be one of fp32, bf16, fp16, int8, int4/);
-    const c = await runCli(['plan', '--model', path.join(dir, 'none'), '--workers', '2']);
+    // --model is checked as in every command: a missing directory is a usage error ...
+    const missing = await runCli(['plan', '--model', path.join(dir, 'none'), '--workers', '2']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/model directory not found/);
+    // ... a directory without a config.json is the model's error.
+    const c = await runCli(['plan', '--model', dir, '--workers', '2']);
     expect(c.code).toBe(1);
     expect(c.stderr).toMatch(/cannot read the model config/);
   });

@@ -9,7 +9,7 @@ import { presetConfig } from '../../../coordinator/scale/presets.js';
 import { synthValues } from '../../../coordinator/scale/prng.js';
 import { writeSyntheticCheckpoint } from '../../../coordinator/scale/synth.js';
 import { bf16ToF32 } from '../../../shared/dtype.js';
-import { tensorNames } from '../../../shared/model/architecture.js';
+import { modelFamily } from '../../../shared/families/registry.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { allocDispatchRequest, encodeHello } from '../../../shared/protocol/codec.js';
 import { PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
@@ -56,7 +56,7 @@ afterAll(async () => {
 
 /** y = weight * W2 (silu(W1 x) * W3 x), in float64 from the bf16 values the checkpoint holds. */
 function directExpert(layer: number, expert: number, x: Float32Array, weight: number): Float64Array {
-  const n = tensorNames('mixtral').expert(layer, expert);
+  const n = modelFamily('mixtral').tensorNames.expert(layer, expert);
   const w1 = bf16ToF32(synthValues(SEED, n.w1, FFN * H)); // [FFN, H]
   const w2 = bf16ToF32(synthValues(SEED, n.w2, H * FFN)); // [H, FFN]
   const w3 = bf16ToF32(synthValues(SEED, n.w3, FFN * H)); // [FFN, H]

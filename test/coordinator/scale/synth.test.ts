@@ -11,7 +11,6 @@ import { SYNTH_STD, synthValues } from '../../../coordinator/scale/prng.js';
 import { DEFAULT_SHARD_BYTES } from '../../../coordinator/scale/shard-layout.js';
 import { writeSyntheticCheckpoint } from '../../../coordinator/scale/synth.js';
 import { bf16ToF32 } from '../../../shared/dtype.js';
-import { tensorSpecs } from '../../../shared/model/architecture.js';
 import { Checkpoint, INDEX_FILE_NAME } from '../../../shared/model/checkpoint.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
@@ -86,7 +85,7 @@ describe('kmoe synth', () => {
     };
     await withCheckpoint(out, async (ckpt) => {
       ckpt.validateArchitecture();
-      const specs = tensorSpecs(ckpt.config);
+      const specs = ckpt.family.tensorSpecs(ckpt.config);
       expect(ckpt.names()).toEqual(specs.map((s) => s.name).sort());
       expect(Object.keys(index.weight_map)).toEqual(ckpt.names());
       let total = 0;
