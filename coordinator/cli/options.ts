@@ -14,6 +14,14 @@ import {
 } from '../../shared/protocol/wire-dtype.js';
 import { isProfilePath } from '../../shared/routing/profile.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
+import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
+import {
+  KV_DTYPES,
+  type KvDType,
+  PLAN_WEIGHT_FORMATS,
+  type PlanWeightFormat,
+  parseByteSize,
+} from '../scale/units.js';
 import { LOG_LEVELS, type LogLevel } from '../server/logger.js';
 import { UsageError } from './usage-error.js';
 
@@ -68,6 +76,19 @@ export function parseList<T>(flag: string, item: (raw: string) => T): (raw: stri
       .filter((s) => s !== '');
     if (items.length === 0) throw new UsageError(`${flag} needs at least one value`);
     return items.map(item);
+  };
+}
+
+/** A byte size as people write it: 80GiB, 24GB, 512MiB or a byte count. */
+export function parseSize(flag: string, r: Range = {}): (raw: string) => number {
+  return (raw) => {
+    let bytes: number;
+    try {
+      bytes = parseByteSize(raw);
+    } catch (err) {
+      throw new UsageError(`${flag}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return checkRange(flag, raw, bytes, r);
   };
 }
 
@@ -159,11 +180,8 @@ export const opt = {
       .makeOptionMandatory(),
   threads: (description = 'onnxruntime threads (default: all cores)') =>
     new Option('--threads <n>', description).argParser(parseInteger('--threads', { min: 1, max: 256 })),
-  device: () =>
-    new Option(
-      '--device <device>',
-      'execution provider: cpu | cuda (default: cpu; cuda fails loudly if unavailable)',
-    ).argParser(parseChoice<Device>('--device', ['cpu', 'cuda'])),
+  device: (description = 'execution provider: cpu | cuda (default: cpu; cuda fails loudly if unavailable)') =>
+    new Option('--device <device>', description).argParser(parseChoice<Device>('--device', ['cpu', 'cuda'])),
   expertWeights: () =>
     new Option(
       '--expert-weights <format>',
@@ -191,7 +209,7 @@ export const opt = {
   ids: (description: string) =>
     new Option('--ids <files>', description).argParser(parseList('--ids', (s) => s)),
   windows: (description: string) => new Option('--windows <range>', description),
-  out: (description: string) => new Option('--out <file>', description),
+  out: (description: string, value = 'file') => new Option(`--out <${value}>`, description),
   chart: (description: string) => new Option('--chart <file>', description),
   host: (description = 'address to listen on (default: 127.0.0.1; 0.0.0.0 for other hosts)') =>
     new Option('--host <addr>', description),
@@ -210,6 +228,23 @@ export const opt = {
   step: () =>
     new Option('--step <s>', 'skip-rate step per layer of the quality search').argParser(
       parseNumber('--step', { min: 0.01, max: 1 }),
+    ),
+  like: (description: string) =>
+    new Option('--like <model>', `${description}: ${SYNTH_PRESETS.join(' | ')}`).argParser(
+      parseChoice<SynthPreset>('--like', SYNTH_PRESETS),
+    ),
+  weightSeed: () =>
+    new Option('--seed <n>', 'seed of the synthetic weights; the same seed gives the same bytes').argParser(
+      parseInteger('--seed', { min: 0, max: 2 ** 32 - 1 }),
+    ),
+  /** kmoe plan: formats to price, beyond those kmoe computes in (`--expert-weights` of the runtime). */
+  plannedWeights: (flag: '--expert-weights' | '--dense-weights', description: string) =>
+    new Option(`${flag} <format>`, `${description}: ${PLAN_WEIGHT_FORMATS.join(' | ')}`).argParser(
+      parseChoice<PlanWeightFormat>(flag, PLAN_WEIGHT_FORMATS),
+    ),
+  kvDtype: () =>
+    new Option('--kv-dtype <dtype>', `KV cache dtype: ${KV_DTYPES.join(' | ')}`).argParser(
+      parseChoice<KvDType>('--kv-dtype', KV_DTYPES),
     ),
   logLevel: () =>
     new Option('--log-level <level>', `${LOG_LEVELS.join(' | ')}; JSON lines on stderr`).argParser(

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
+import { EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
 import { WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
@@ -17,6 +18,7 @@ import {
   parseInteger,
   parseList,
   parseNumber,
+  parseSize,
   parseWorkers,
   singleIds,
 } from './options.js';
@@ -349,8 +351,111 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     );
   action(serve, argv, outcome, async () => (await import('./commands/serve.js')).run);
 
+  addScaleTools(program, argv, outcome);
   addBenchmarks(program, argv, outcome);
   return program;
+}
+
+/** `kmoe synth` and `kmoe plan`: real model sizes without the real weights (docs/scale.md). */
+function addScaleTools(program: Command, argv: readonly string[], outcome: Outcome): void {
+  const synth = sub(program, 'synth', 'write a checkpoint shaped like Mixtral 8x22B/8x7B with random weights')
+    .addOption(opt.like('the real model whose layout and shapes to write').makeOptionMandatory())
+    .addOption(
+      new Option('--layers <n>', "decoder layers to write (1 .. the real model's count)")
+        .argParser(parseInteger('--layers', { min: 1 }))
+        .makeOptionMandatory(),
+    )
+    .addOption(opt.out('new or empty directory', 'dir').makeOptionMandatory())
+    .addOption(opt.weightSeed().default(0))
+    .addOption(
+      new Option(
+        '--shard-size <size>',
+        "shard budget, e.g. 5GB, 512MiB (default: 5GB, transformers' max_shard_size)",
+      ).argParser(parseSize('--shard-size', { min: 1 })),
+    )
+    .addOption(
+      new Option(
+        '--sparse',
+        'layout only: headers, index and norms; matrices are holes of sparse files (zeros, no disk space): ' +
+          'for loader and plan checks, not for running',
+      ),
+    )
+    .addHelpText(
+      'after',
+      '\nWrites the exact Hugging Face layout of the model: its config.json (with num_hidden_layers = --layers),\n' +
+        'bf16 tensors with the real names and shapes, sharded with a model.safetensors.index.json, seeded random\n' +
+        'weights (uniform, std 0.02; norms 1) and a minimal byte-fallback tokenizer.json with exactly vocab_size\n' +
+        'ids. Sizes in bf16: 8x22B 5.0 GB per layer + 0.8 GB embeddings and LM head (1 layer: 5.8 GB);\n' +
+        '8x7B 2.9 GB per layer + 0.5 GB (1 layer: 3.4 GB).',
+    );
+  action(synth, argv, outcome, async () => (await import('./commands/synth.js')).run);
+
+  const plan = sub(program, 'plan', 'memory per worker and a placement that fits, from config and index')
+    .addOption(opt.model())
+    .addOption(
+      new Option('--workers <n>', 'expert workers, experts split evenly in contiguous ranges').argParser(
+        parseInteger('--workers', { min: 1 }),
+      ),
+    )
+    .addOption(
+      new Option(
+        '--placement <sets>',
+        "explicit expert sets per worker, e.g. '0-3;4-7' or '0-4;3-7' (replicas allowed)",
+      ),
+    )
+    .addOption(
+      opt
+        .device('where the experts run: cpu | cuda; on cpu, bf16/fp16 weights are widened to fp32')
+        .default('cuda'),
+    )
+    .addOption(
+      new Option(
+        '--memory <size>',
+        'memory of each device, e.g. 80GiB, 24GB (default: report sizes only)',
+      ).argParser(parseSize('--memory', { min: 1 })),
+    )
+    .addOption(
+      opt
+        .plannedWeights(
+          '--expert-weights',
+          'format of the expert weights (kmoe computes in fp32 and int8 today)',
+        )
+        .default('bf16'),
+    )
+    .addOption(
+      opt
+        .plannedWeights(
+          '--dense-weights',
+          "format of the coordinator's weights (fp32 is what kmoe does today)",
+        )
+        .default('fp32'),
+    )
+    .addOption(opt.kvDtype().default('fp32'))
+    .addOption(
+      new Option('--context <n,...>', 'context lengths (default: max_position_embeddings)').argParser(
+        parseList('--context', parseInteger('--context', { min: 1 })),
+      ),
+    )
+    .addOption(
+      new Option('--batch <n,...>', 'batch sizes (sequences decoded at once)')
+        .argParser(parseList('--batch', parseInteger('--batch', { min: 1 })))
+        .default([1]),
+    )
+    .addOption(
+      new Option(
+        '--reserve <size>',
+        'per process on top of weights and KV: runtime, arenas, activations (an allowance, not a measurement)',
+      )
+        .argParser(parseSize('--reserve', { min: 0 }))
+        .default(2 ** 30, '1GiB'),
+    )
+    .addOption(new Option('--json', 'print the plan as one JSON object'))
+    .addHelpText(
+      'after',
+      '\nReads config.json and the tensor index (no weights). Give --workers or --placement. Exit status 0 when\n' +
+        'everything fits (or no --memory is given), 3 when something does not fit.',
+    );
+  action(plan, argv, outcome, async () => (await import('./commands/plan.js')).run);
 }
 
 function addBenchmarks(program: Command, argv: readonly string[], outcome: Outcome): void {
@@ -464,6 +569,84 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         throw new UsageError('--routing needs a baseline and at least one policy to compare');
       }
       return run(o, args);
+    };
+  });
+
+  const expert = sub(bench, 'expert', "one real-size expert vs this machine's GEMM peak and bandwidth")
+    .addOption(opt.like('the model whose expert shape to time').default('mixtral-8x22b'))
+    .addOption(
+      new Option('--hidden <n>', "override the model's hidden size (a multiple of 32)").argParser(
+        parseInteger('--hidden', { min: 32 }),
+      ),
+    )
+    .addOption(
+      new Option('--ffn <n>', "override the expert's FFN size (a multiple of 32)").argParser(
+        parseInteger('--ffn', { min: 32 }),
+      ),
+    )
+    .addOption(
+      new Option('--formats <list>', 'expert weight formats to time, comma-separated')
+        .argParser(parseList('--formats', parseChoice('--formats', EXPERT_WEIGHT_FORMATS)))
+        .default([...EXPERT_WEIGHT_FORMATS]),
+    )
+    .addOption(
+      new Option('--batches <n,...>', 'token batches, comma-separated')
+        .argParser(parseList('--batches', parseInteger('--batches', { min: 1 })))
+        .default([1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),
+    )
+    .addOption(
+      new Option('--seconds <s>', 'time budget per point, at least 3 timed calls')
+        .argParser(parseNumber('--seconds', { min: 0 }))
+        .default(2),
+    )
+    .addOption(
+      new Option('--peak <m,k,n>', 'the GEMM of the peak measurement, [M,K] x [K,N] fp32')
+        .argParser(parseList('--peak', parseInteger('--peak', { min: 1 })))
+        .default([1024, 4096, 4096]),
+    )
+    .addOption(
+      new Option('--bandwidth-mib <n>', 'MiB streamed by the bandwidth probe')
+        .argParser(parseInteger('--bandwidth-mib', { min: 1 }))
+        .default(1024),
+    )
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.weightSeed().default(0))
+    .addOption(opt.out('JSON results').default('bench-results/expert.json'))
+    .addOption(opt.chart('SVG chart: GFLOP/s vs batch with the peak').default('bench-results/expert.svg'))
+    .addHelpText(
+      'after',
+      "\nTimes one SwiGLU expert of the model's shape (seeded synthetic weights, kmoe's own expert graph) for each\n" +
+        'token batch and format: tokens/s, GFLOP/s (6 x batch x hidden x ffn per call) and weight bytes read per\n' +
+        "second, each as a fraction of this machine's fp32 GEMM peak and memory bandwidth measured in the same\n" +
+        'run. Memory: an 8x22B expert is 1.2 GB in fp32, plus about 4 GB while its graph is built.',
+    );
+  action(expert, argv, outcome, async () => {
+    const [{ run }, { presetConfig }] = await Promise.all([
+      import('../bench/bench-expert.js'),
+      import('../scale/presets.js'),
+    ]);
+    type Cli = Omit<Parameters<typeof run>[0], 'shape' | 'peak'> & {
+      like: Parameters<typeof presetConfig>[0];
+      hidden?: number;
+      ffn?: number;
+      peak: number[];
+    };
+    return (o: Cli, args) => {
+      const preset = presetConfig(o.like);
+      const shape = {
+        hidden: o.hidden ?? (preset['hidden_size'] as number),
+        ffn: o.ffn ?? (preset['intermediate_size'] as number),
+      };
+      // The int8 format quantizes rows in blocks of 32 columns.
+      if (shape.hidden % 32 !== 0 || shape.ffn % 32 !== 0)
+        throw new UsageError(
+          `--hidden and --ffn must be multiples of 32, got ${shape.hidden} and ${shape.ffn}`,
+        );
+      const [m, k, n, ...more] = o.peak;
+      if (n === undefined || more.length > 0) throw new UsageError('--peak takes three integers M,K,N');
+      const like = o.hidden === undefined && o.ffn === undefined ? o.like : 'custom shape';
+      return run({ ...o, like, shape, peak: [m!, k!, n] }, args);
     };
   });
 

@@ -207,6 +207,8 @@ describe('kmoe', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/generate/);
     expect(help.stdout).toMatch(/eval/);
+    expect(help.stdout).toMatch(/^ {2}synth /m);
+    expect(help.stdout).toMatch(/^ {2}plan /m);
     const unknown = await runCli(['frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown command 'frobnicate'/);
@@ -223,7 +225,7 @@ describe('kmoe', () => {
   it('lists the benchmarks with bench --help', async () => {
     const r = await runCli(['bench', '--help']);
     expect(r.code).toBe(0);
-    for (const name of ['model', 'dispatch', 'serve', 'adaptive-k'])
+    for (const name of ['model', 'dispatch', 'serve', 'expert', 'adaptive-k'])
       expect(r.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
   });
 
@@ -318,6 +320,22 @@ describe('kmoe', () => {
         '--threads',
       ],
     ],
+    ['synth', ['--like', '--layers', '--out', '--seed', '--shard-size', '--sparse']],
+    [
+      'plan',
+      [
+        '--model',
+        '--workers',
+        '--placement',
+        '--device',
+        '--memory',
+        '--expert-weights',
+        '--context',
+        '--batch',
+        '--json',
+      ],
+    ],
+    ['bench expert', ['--like', '--formats', '--batches', '--out', '--chart']],
     [
       'serve',
       [

@@ -1,0 +1,54 @@
+// `kmoe synth`: write a checkpoint with a real model's layout and shapes and random weights.
+// Orchestration only: the options arrive parsed (program.ts), the work is coordinator/scale/synth.ts.
+
+import { ProgressBar } from '../../../shared/report/progress.js';
+import { presetConfig, type SynthPreset } from '../../scale/presets.js';
+import { DEFAULT_SHARD_BYTES } from '../../scale/shard-layout.js';
+import { writeSyntheticCheckpoint } from '../../scale/synth.js';
+import { fmtBytes } from '../../scale/units.js';
+import { UsageError } from '../usage-error.js';
+
+export interface SynthOptions {
+  readonly like: SynthPreset;
+  readonly layers: number;
+  readonly out: string;
+  readonly seed: number;
+  readonly shardSize?: number;
+  readonly sparse?: boolean;
+}
+
+export async function run(o: SynthOptions): Promise<number> {
+  const { like, layers, out: outDir, seed } = o;
+  const maxLayers = presetConfig(like)['num_hidden_layers'] as number;
+  if (layers > maxLayers) throw new UsageError(`--layers must be <= ${maxLayers} for ${like}, got ${layers}`);
+  const sparse = o.sparse ?? false;
+
+  let bar: ProgressBar | undefined;
+  const result = await writeSyntheticCheckpoint({
+    config: presetConfig(like, layers),
+    outDir,
+    seed,
+    shardBytes: o.shardSize ?? DEFAULT_SHARD_BYTES,
+    sparse,
+    onProgress: (pr) => {
+      bar ??= new ProgressBar({
+        label: 'synth',
+        total: Math.max(1, Math.ceil(pr.totalBytes / 2 ** 20)),
+        unit: 'MiB',
+      });
+      bar.update(Math.floor(pr.bytesWritten / 2 ** 20), pr.shard);
+    },
+  });
+  bar?.finish();
+  const { layout } = result;
+  const tokenizer =
+    result.tokenizer.kind === 'copied'
+      ? `copied from ${result.tokenizer.from}`
+      : `minimal byte-fallback tokenizer with ${result.config.vocabSize} ids (no real Mixtral tokenizer here)`;
+  process.stdout.write(
+    `wrote ${outDir}: ${like} with ${layers} of ${maxLayers} layers, ${layout.shards.length} shards, ` +
+      `${fmtBytes(layout.totalSize)} of bf16 tensors${sparse ? ' (sparse: matrices are holes)' : ''}, seed ${seed}\n` +
+      `tokenizer: ${tokenizer}\n`,
+  );
+  return 0;
+}

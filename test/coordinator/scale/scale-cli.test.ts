@@ -1,0 +1,96 @@
+// `kmoe synth` and `kmoe plan` as a user runs them: real CLI processes, usage errors, exit codes.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lastJsonLine, runCli } from '../../helpers/cli.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'kmoe-scale-cli-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('kmoe synth and kmoe plan', () => {
+  it('writes a sparse 8x7B layout and plans it from the index', async () => {
+    const out = path.join(dir, 'x7');
+    const s = await runCli(['synth', '--like', 'mixtral-8x7b', '--layers', '2', '--out', out, '--sparse']);
+    expect(s.stderr).not.toMatch(/error/);
+    expect(s.code).toBe(0);
+    // 2 layers of 8x7B: (262,148,096 + 2 x (41,984,000 + 8 x 176,160,768)) x 2 B = 6,329,376,768 B
+    // = 5.89 GiB, greedy 5 GB shards -> 2 shards
+    expect(s.stdout).toMatch(
+      /mixtral-8x7b with 2 of 32 layers, 2 shards, 5\.89 GiB of bf16 tensors \(sparse/,
+    );
+
+    const p = await runCli([
+      'plan',
+      '--model',
+      out,
+      '--workers',
+      '2',
+      '--memory',
+      '3GiB',
+      '--expert-weights',
+      'int8',
+      '--device',
+      'cpu',
+      '--context',
+      '4096',
+      '--reserve',
+      '0',
+      '--json',
+    ]);
+    // one expert int8, 2 layers: 176,160,768 x 2 x 1.125 = 396,361,728 B; 4 per worker = 1,585,446,912
+    const json = lastJsonLine(p.stdout);
+    expect(json['storedBytes']).toBe(6_329_376_768);
+    expect(json['bytesPerExpert']).toBe(396_361_728);
+    expect((json['workers'] as { totalBytes: number }[]).map((w) => w.totalBytes)).toEqual([
+      1_585_446_912, 1_585_446_912,
+    ]);
+    expect(json['fits']).toBe(true);
+    expect(p.code).toBe(0);
+
+    const tight = await runCli([
+      'plan',
+      '--model',
+      out,
+      '--workers',
+      '2',
+      '--memory',
+      '1GiB',
+      '--expert-weights',
+      'int8',
+    ]);
+    expect(tight.code).toBe(3);
+    expect(tight.stdout).toMatch(/does not fit: worker 0/);
+  });
+
+  it('explains bad command lines', async () => {
+    const a = await runCli([
+      'synth',
+      '--like',
+      'mixtral-8x7b',
+      '--layers',
+      '40',
+      '--out',
+      path.join(dir, 'y'),
+    ]);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/--layers must be <= 32/);
+    const b = await runCli(['plan', '--model', dir, '--workers', '2', '--expert-weights', 'int3']);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toMatch(/--expert-weights must be one of fp32, bf16, fp16, int8, int4/);
+    // --model is checked as in every command: a missing directory is a usage error ...
+    const missing = await runCli(['plan', '--model', path.join(dir, 'none'), '--workers', '2']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/model directory not found/);
+    // ... a directory without a config.json is the model's error.
+    const c = await runCli(['plan', '--model', dir, '--workers', '2']);
+    expect(c.code).toBe(1);
+    expect(c.stderr).toMatch(/cannot read the model config/);
+  });
+});
