@@ -6,9 +6,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../shared/errors/usage-error.js';
-import { ProgressBar } from '../../shared/report/progress.js';
 import { saveRoutingProfile } from '../../shared/routing/profile.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { ProgressBar } from '../bench/report/progress.js';
 import { calibrate } from '../calibration/calibrate.js';
 import { type Corpus, loadCorpus } from '../calibration/corpus.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy, isCalibratedPolicy } from '../calibration/skip-rates.js';
@@ -128,7 +128,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     const chart = path.join(outDir, 'pareto-test-half.svg');
     await fs.writeFile(
       chart,
-      sweepChart(
+      await sweepChart(
         'Perplexity vs experts per token, docs+code second halves (unseen)',
         sweep.native.perplexity,
         sweep.points,

@@ -9,8 +9,8 @@ import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import { DEFAULT_WIRE_DTYPE, isWireDType, type WireDType } from '../../shared/protocol/wire-dtype.js';
-import { renderBarChart } from '../../shared/report/svg-chart.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { renderBarChart } from '../bench/report/chart.js';
 import { type DispatchSummary, summarizeDispatch } from '../dispatch/dispatch-stats.js';
 import { startLocalCluster } from '../dispatch/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
@@ -161,7 +161,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
   await fs.mkdir(path.dirname(svg), { recursive: true });
   const chartWire = wires.includes(DEFAULT_WIRE_DTYPE) ? DEFAULT_WIRE_DTYPE : wires[0]!;
-  await fs.writeFile(svg, chart(rows, routings, sizes, chartWire, path.basename(idsPath)));
+  await fs.writeFile(svg, await chart(rows, routings, sizes, chartWire, path.basename(idsPath)));
   process.stdout.write(table(rows, sizes, wires, native, localTokensPerSecond));
   process.stdout.write(`wrote ${out} and ${svg}\n`);
   return 0;
@@ -228,7 +228,7 @@ function chart(
   sizes: number[],
   wire: WireDType,
   corpus: string,
-): string {
+): Promise<string> {
   const labels = [...new Set(rows.map((r) => r.routing))];
   const value = (routing: string, n: number, dedup: boolean) => {
     const r = rows.find((x) => x.routing === routing && x.workers === n && x.wire === wire);
