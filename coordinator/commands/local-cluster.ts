@@ -4,6 +4,7 @@
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import { stopWithParent } from '../../shared/runtime/stop-with-parent.js';
 import { startLocalCluster } from '../dispatch/local-cluster.js';
 import { COMPUTE_OPTIONS, num, optionalNum, parse, required, sessionSettings, str } from './args.js';
 
@@ -62,6 +63,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
   process.stdout.write(`kmoe local-cluster ready ${cluster.urls.join(',')}\n`);
 
+  stopWithParent();
   const ended = await Promise.race([
     crash.then((why) => ({ crash: why })),
     new Promise<{ signal: string }>((resolve) => {

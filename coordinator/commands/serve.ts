@@ -6,6 +6,7 @@ import { basename, resolve } from 'node:path';
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import { DEFAULT_WIRE_DTYPE, isWireDType, WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
+import { stopWithParent } from '../../shared/runtime/stop-with-parent.js';
 import { type LocalCluster, startLocalCluster } from '../dispatch/local-cluster.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
 import type { ExpertsOption } from '../engine/engine.js';
@@ -82,6 +83,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const stop = new Promise<NodeJS.Signals>((resolveSignal) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => resolveSignal(signal));
   });
+  stopWithParent();
   const host = str(p, 'host') ?? '127.0.0.1';
   const port = num(p, 'port', 8000, { integer: true, min: 0, max: 65535 });
   const maxRunning = num(p, 'max-running', 16, { integer: true, min: 1 });

@@ -5,6 +5,7 @@
 import { loadModelConfig } from '../../shared/model/config.js';
 import { formatExpertSet, parseExpertSet } from '../../shared/protocol/expert-set.js';
 import { formatReadyLine } from '../../shared/protocol/ready-line.js';
+import { stopWithParent } from '../../shared/runtime/stop-with-parent.js';
 import { ExpertCompute } from '../../worker/expert-compute.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from '../../worker/server.js';
 import { COMPUTE_OPTIONS, num, parse, required, sessionSettings, str } from './args.js';
@@ -63,6 +64,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   log(`loaded in ${((performance.now() - started) / 1000).toFixed(1)} s (${mb} MiB of the checkpoint read)`);
   process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts })}\n`);
 
+  stopWithParent();
   const reason = await new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
