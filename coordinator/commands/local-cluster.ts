@@ -4,6 +4,7 @@
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import { createProcessLogger, relayLogLine } from '../../shared/runtime/logger.js';
 import { stopWithParent } from '../../shared/runtime/stop-with-parent.js';
 import { startLocalCluster } from '../dispatch/local-cluster.js';
 import { COMPUTE_OPTIONS, num, optionalNum, parse, required, sessionSettings, str } from './args.js';
@@ -40,6 +41,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     throw new UsageError(`--port-base ${portBase} leaves no room for ${n} ports below 65536`);
   const settings = sessionSettings(p);
   const host = str(p, 'host');
+  const log = createProcessLogger('kmoe-local-cluster');
 
   let crashed: (why: string) => void = () => {};
   const crash = new Promise<string>((resolve) => {
@@ -53,7 +55,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     ...(str(p, 'threads') === undefined ? {} : { threads: settings.threads }),
     device: settings.device,
     expertWeights: settings.expertWeights,
-    onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
+    onLog: (worker, line) => relayLogLine(log, line, { worker }),
     onExit: (w, code, signal) => crashed(`worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`),
   });
   for (const w of cluster.workers) {
@@ -71,8 +73,8 @@ export async function run(argv: readonly string[]): Promise<number> {
       process.once('SIGINT', () => resolve({ signal: 'SIGINT' }));
     }),
   ]);
-  if ('crash' in ended) process.stderr.write(`kmoe local-cluster: ${ended.crash}; stopping the others\n`);
-  else process.stderr.write(`kmoe local-cluster: ${ended.signal}: stopping the workers\n`);
+  if ('crash' in ended) log.error(`${ended.crash}; stopping the others`);
+  else log.info(`${ended.signal}: stopping the workers`);
   await cluster.stop();
   return 'crash' in ended ? 1 : 0;
 }

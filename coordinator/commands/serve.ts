@@ -6,6 +6,7 @@ import { basename, resolve } from 'node:path';
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import { DEFAULT_WIRE_DTYPE, isWireDType, WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
+import { relayLogLine } from '../../shared/runtime/logger.js';
 import { stopWithParent } from '../../shared/runtime/stop-with-parent.js';
 import { type LocalCluster, startLocalCluster } from '../dispatch/local-cluster.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
@@ -123,7 +124,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       workers: workers.n,
       device: settings.device,
       expertWeights: settings.expertWeights,
-      onLog: (worker, line) => log.info({ worker }, line),
+      onLog: (worker, line) => relayLogLine(log, line, { worker }),
       onExit: (w, code, signal) => {
         lostWorker = `worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`;
         log.error(

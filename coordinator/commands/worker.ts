@@ -5,6 +5,7 @@
 import { loadModelConfig } from '../../shared/model/config.js';
 import { formatExpertSet, parseExpertSet } from '../../shared/protocol/expert-set.js';
 import { formatReadyLine } from '../../shared/protocol/ready-line.js';
+import { createProcessLogger } from '../../shared/runtime/logger.js';
 import { stopWithParent } from '../../shared/runtime/stop-with-parent.js';
 import { ExpertCompute } from '../../worker/expert-compute.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from '../../worker/server.js';
@@ -47,9 +48,9 @@ export async function run(argv: readonly string[]): Promise<number> {
   const config = await loadModelConfig(modelDir);
   const experts = parseExpertSet(expertArg, config.numExperts);
 
-  const log = (line: string) => process.stderr.write(`kmoe worker: ${line}\n`);
+  const log = createProcessLogger('kmoe-worker');
   const started = performance.now();
-  log(
+  log.info(
     `loading experts ${formatExpertSet(experts)} of ${config.numExperts} (${config.numLayers} layers, ${settings.expertWeights} weights) from ${modelDir}`,
   );
   const compute = await ExpertCompute.start({ modelDir, experts, settings });
@@ -61,7 +62,9 @@ export async function run(argv: readonly string[]): Promise<number> {
     throw err;
   }
   const mb = (compute.model.bytesRead / 2 ** 20).toFixed(1);
-  log(`loaded in ${((performance.now() - started) / 1000).toFixed(1)} s (${mb} MiB of the checkpoint read)`);
+  log.info(
+    `loaded in ${((performance.now() - started) / 1000).toFixed(1)} s (${mb} MiB of the checkpoint read)`,
+  );
   process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts })}\n`);
 
   stopWithParent();
@@ -72,7 +75,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     // died (even SIGKILL), so an orphaned worker does not keep its port and memory.
     process.once('disconnect', () => resolve('parent process exited'));
   });
-  log(`${reason}: closing`);
+  log.info(`${reason}: closing`);
   await server.close();
   await compute.close();
   if (process.connected) process.disconnect();
