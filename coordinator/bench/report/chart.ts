@@ -104,7 +104,7 @@ export async function renderBarChart(spec: BarChartSpec): Promise<string> {
 async function render(spec: TopLevelSpec): Promise<string> {
   const view = new View(parse(compile(spec).spec), { renderer: 'none' });
   try {
-    return `${await view.toSVG()}\n`;
+    return `<?xml version="1.0" encoding="UTF-8"?>\n${await view.toSVG()}\n`;
   } finally {
     view.finalize();
   }

@@ -87,6 +87,7 @@ describe('renderLineChart', async () => {
     points.get(`avg experts / token: ${x}; perplexity: ${y}; series: ${series}`);
 
   it('is a standalone SVG document of the requested size on a white background', () => {
+    expect(svg.startsWith('<?xml version="1.0" encoding="UTF-8"?>\n<svg ')).toBe(true);
     expect(root.tagName).toBe('svg');
     expect(root.getAttribute('xmlns')).toBe('http://www.w3.org/2000/svg');
     expect(root.getAttribute('width')).toBe('720');
