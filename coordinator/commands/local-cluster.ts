@@ -65,7 +65,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
   process.stdout.write(`kmoe local-cluster ready ${cluster.urls.join(',')}\n`);
 
-  stopWithParent();
+  const unwatch = stopWithParent();
   const ended = await Promise.race([
     crash.then((why) => ({ crash: why })),
     new Promise<{ signal: string }>((resolve) => {
@@ -73,6 +73,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       process.once('SIGINT', () => resolve({ signal: 'SIGINT' }));
     }),
   ]);
+  unwatch();
   if ('crash' in ended) log.error(`${ended.crash}; stopping the others`);
   else log.info(`${ended.signal}: stopping the workers`);
   await cluster.stop();

@@ -67,7 +67,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   );
   process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts })}\n`);
 
-  stopWithParent();
+  const unwatch = stopWithParent();
   const reason = await new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
@@ -75,6 +75,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     // died (even SIGKILL), so an orphaned worker does not keep its port and memory.
     process.once('disconnect', () => resolve('parent process exited'));
   });
+  unwatch();
   log.info(`${reason}: closing`);
   await server.close();
   await compute.close();

@@ -9,7 +9,9 @@ const POLL_MS = 250;
 /**
  * Sends SIGTERM to this process once its parent is gone, if npm started it (`npm_command` is set
  * in the environment of everything npm runs); otherwise does nothing, so `nohup kmoe serve &`
- * outlives its shell as usual. Returns a function that stops watching.
+ * outlives its shell as usual. Returns a function that stops watching: call it once shutdown has
+ * begun, so that the parent exiting then (it stops us) does not deliver a second SIGTERM to a
+ * process whose one-shot handler already ran.
  */
 export function stopWithParent(env: NodeJS.ProcessEnv = process.env): () => void {
   if (env['npm_command'] === undefined) return () => {};
