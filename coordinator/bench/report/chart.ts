@@ -82,27 +82,36 @@ const NOT_FINITE_HINT = 'fix or drop the measurement before plotting; a figure m
 
 /** One standalone SVG document for a line chart. */
 export async function renderLineChart(spec: LineChartSpec): Promise<string> {
-  return render(lineSpec(spec));
+  return render({ ...lineSpec(spec), autosize: FIT });
 }
 
 /** Several line charts stacked vertically in one SVG document (e.g. throughput over latency). */
 export async function renderLineCharts(specs: readonly LineChartSpec[]): Promise<string> {
   if (specs.length === 0) throw new ChartSpecError('no charts to stack');
+  // Each panel keeps its own scales and legend; sizes are plot areas here ('fit' is for one view).
   return render({
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    background: 'white',
     vconcat: specs.map((s) => lineSpec(s)),
     resolve: { scale: { color: 'independent', shape: 'independent', strokeDash: 'independent' } },
-  } as TopLevelSpec);
+  });
 }
 
 /** One standalone SVG document for a grouped bar chart. */
 export async function renderBarChart(spec: BarChartSpec): Promise<string> {
-  return render(barSpec(spec));
+  return render({ ...barSpec(spec), autosize: FIT });
 }
 
-async function render(spec: TopLevelSpec): Promise<string> {
-  const view = new View(parse(compile(spec).spec), { renderer: 'none' });
+// Vega-Lite's `width`/`height` are the plot area; 'fit' makes them the whole figure instead.
+const FIT = { type: 'fit', contains: 'padding' } as const;
+
+async function render(spec: object): Promise<string> {
+  const top = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    background: 'white',
+    // Series names are the figure's key; Vega would cut them at 160 px.
+    config: { legend: { labelLimit: 400 } },
+    ...spec,
+  } as TopLevelSpec;
+  const view = new View(parse(compile(top).spec), { renderer: 'none' });
   try {
     return `<?xml version="1.0" encoding="UTF-8"?>\n${await view.toSVG()}\n`;
   } finally {
@@ -110,7 +119,6 @@ async function render(spec: TopLevelSpec): Promise<string> {
   }
 }
 
-// Vega-Lite's `width`/`height` are the plot area; 'fit' makes them the whole figure instead.
 function frame(title: string, width?: number, height?: number) {
   const w = width ?? DEFAULT_WIDTH;
   const h = height ?? DEFAULT_HEIGHT;
@@ -118,19 +126,10 @@ function frame(title: string, width?: number, height?: number) {
     throw new ChartSpecError(`chart "${title}": size ${w}x${h} is not drawable`, {
       hint: `use at least ${MIN_WIDTH}x${MIN_HEIGHT} (default ${DEFAULT_WIDTH}x${DEFAULT_HEIGHT})`,
     });
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title,
-    width: w,
-    height: h,
-    autosize: { type: 'fit', contains: 'padding' },
-    background: 'white',
-    // Series names are the figure's key; Vega would cut them at 160 px.
-    config: { legend: { labelLimit: 400 } },
-  } as const;
+  return { title, width: w, height: h } as const;
 }
 
-function lineSpec(spec: LineChartSpec): TopLevelSpec {
+function lineSpec(spec: LineChartSpec): object {
   const top = frame(spec.title, spec.width, spec.height);
   const where = `line chart "${spec.title}"`;
   if (spec.series.length === 0) throw new ChartSpecError(`${where} has no series`);
@@ -227,10 +226,10 @@ function lineSpec(spec: LineChartSpec): TopLevelSpec {
       },
     );
   }
-  return { ...top, data: { values: rows }, layer: layers } as TopLevelSpec;
+  return { ...top, data: { values: rows }, layer: layers };
 }
 
-function barSpec(spec: BarChartSpec): TopLevelSpec {
+function barSpec(spec: BarChartSpec): object {
   const top = frame(spec.title, spec.width, spec.height);
   const where = `bar chart "${spec.title}"`;
   if (spec.categories.length === 0) throw new ChartSpecError(`${where} has no categories`);
@@ -308,7 +307,7 @@ function barSpec(spec: BarChartSpec): TopLevelSpec {
       },
     );
   }
-  return { ...top, data: { values: rows }, layer: layers } as TopLevelSpec;
+  return { ...top, data: { values: rows }, layer: layers };
 }
 
 // Padding keeps markers on the first and last value clear of the frame instead of cut in half.
