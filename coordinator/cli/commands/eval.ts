@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
-import { ProgressBar } from '../../../shared/report/progress.js';
+import { ProgressBar } from '../../bench/report/progress.js';
 import { type DispatchSummary, summarizeDispatch } from '../../dispatch/dispatch-stats.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import {
@@ -175,7 +175,7 @@ async function sweep(
     await fs.mkdir(path.dirname(chart), { recursive: true });
     await fs.writeFile(
       chart,
-      sweepChart(`Routing frontier: ${path.basename(corpus)}`, result.native.perplexity, result.points),
+      await sweepChart(`Routing frontier: ${path.basename(corpus)}`, result.native.perplexity, result.points),
     );
     const json = chart.replace(/\.svg$/, '') + '.json';
     await fs.writeFile(
