@@ -36,3 +36,24 @@ export function relayLogLine(log: Logger, line: string, fields: Record<string, u
   const level = pino.levels.labels[r.level] ?? 'info';
   log[level as pino.Level]({ ...extra, ...fields }, typeof r.msg === 'string' ? r.msg : '');
 }
+
+/**
+ * The text of a line a child wrote to stderr, for a parent that writes plain text (`generate`,
+ * `eval`): a pino record's message, led by its level when it is a warning or worse and followed by
+ * its error's message; anything else unchanged.
+ */
+export function logLineText(line: string): string {
+  let rec: unknown;
+  try {
+    rec = line.startsWith('{') ? JSON.parse(line) : undefined;
+  } catch {
+    rec = undefined;
+  }
+  if (typeof rec !== 'object' || rec === null || typeof (rec as { level?: unknown }).level !== 'number')
+    return line;
+  const r = rec as { level: number; msg?: unknown; err?: { message?: unknown } };
+  const msg = typeof r.msg === 'string' ? r.msg : '';
+  const err = typeof r.err?.message === 'string' ? `: ${r.err.message}` : '';
+  const level = r.level >= pino.levels.values['warn']! ? `${pino.levels.labels[r.level] ?? 'warn'}: ` : '';
+  return `${level}${msg}${err}`;
+}

@@ -15,7 +15,7 @@ import {
   windowCount,
 } from '../../evaluation/perplexity.js';
 import { defaultSweep, runSweep, sweepChart } from '../../evaluation/sweep.js';
-import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
+import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleIds, singleRouting } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
@@ -66,7 +66,7 @@ export async function run(o: EvalOptions): Promise<number> {
   const routingArg = singleRouting(o.routing);
   const settings = sessionSettings(o);
   const placed = await placeExperts(modelDir, o.workers ?? { kind: 'count', n: 0 }, o, settings, {
-    onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
+    onLog: printWorkerLog,
   });
   let report: PerplexityReport;
   let dispatch: DispatchSummary | undefined;

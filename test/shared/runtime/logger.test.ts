@@ -4,7 +4,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { relayLogLine } from '../../../shared/runtime/logger.js';
+import { logLineText, relayLogLine } from '../../../shared/runtime/logger.js';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -52,5 +52,28 @@ describe('relayLogLine', () => {
     relayLogLine(log, JSON.stringify({ level: 20, time: 1, msg: 'debug detail' }), { worker: 0 });
     await new Promise((r) => setImmediate(r));
     expect(lines).toEqual([]);
+  });
+});
+
+describe('logLineText', () => {
+  it("gives a record's message, with the level from warn up and the error's message", () => {
+    expect(
+      logLineText(
+        JSON.stringify({ level: 30, time: 1, component: 'kmoe-worker', msg: 'loading experts 0-3' }),
+      ),
+    ).toBe('loading experts 0-3');
+    expect(logLineText(JSON.stringify({ level: 40, time: 1, msg: 'bad frame from a' }))).toBe(
+      'warn: bad frame from a',
+    );
+    expect(
+      logLineText(
+        JSON.stringify({ level: 50, time: 1, err: { message: 'boom', stack: 'x' }, msg: 'internal error' }),
+      ),
+    ).toBe('error: internal error: boom');
+  });
+
+  it('keeps a line that is not a record', () => {
+    expect(logLineText('onnxruntime: some native warning')).toBe('onnxruntime: some native warning');
+    expect(logLineText('{not json')).toBe('{not json');
   });
 });
