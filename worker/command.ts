@@ -7,7 +7,9 @@ import { loadModelConfig } from '../shared/model/config.js';
 import type { SessionSettings } from '../shared/onnx/session.js';
 import { formatExpertSet, parseExpertSet } from '../shared/protocol/expert-set.js';
 import { formatReadyLine } from '../shared/protocol/ready-line.js';
+import { createProcessLogger } from '../shared/runtime/logger.js';
 import { checkCanListen } from '../shared/runtime/port.js';
+import { stopWithParent } from '../shared/runtime/stop-with-parent.js';
 import { ExpertCompute } from './expert-compute.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from './server.js';
 
@@ -32,9 +34,9 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   // A taken port fails now, not after the experts are loaded.
   await checkCanListen(host, port);
 
-  const log = (line: string) => process.stderr.write(`kmoe worker: ${line}\n`);
+  const log = createProcessLogger('kmoe-worker');
   const started = performance.now();
-  log(
+  log.info(
     `loading experts ${formatExpertSet(experts)} of ${config.numExperts} (${config.numLayers} layers, ${settings.expertWeights} weights) from ${modelDir}`,
   );
   const compute = await ExpertCompute.start({ modelDir, experts, settings });
@@ -46,9 +48,12 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     throw err;
   }
   const mb = (compute.model.bytesRead / 2 ** 20).toFixed(1);
-  log(`loaded in ${((performance.now() - started) / 1000).toFixed(1)} s (${mb} MiB of the checkpoint read)`);
+  log.info(
+    `loaded in ${((performance.now() - started) / 1000).toFixed(1)} s (${mb} MiB of the checkpoint read)`,
+  );
   process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts })}\n`);
 
+  const unwatch = stopWithParent();
   const reason = await new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
@@ -56,7 +61,8 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     // died (even SIGKILL), so an orphaned worker does not keep its port and memory.
     process.once('disconnect', () => resolve('parent process exited'));
   });
-  log(`${reason}: closing`);
+  unwatch();
+  log.info(`${reason}: closing`);
   await server.close();
   await compute.close();
   if (process.connected) process.disconnect();

@@ -19,6 +19,7 @@ import { frameBytes } from '../shared/protocol/frame.js';
 import { type DispatchRequest, type ErrorReplyCode, PROTOCOL_VERSION } from '../shared/protocol/messages.js';
 import { WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
 import { ListenError } from '../shared/runtime/errors.js';
+import type { Logger } from '../shared/runtime/logger.js';
 import type { ExpertCompute } from './expert-compute.js';
 import { dispatchShape, WorkerMetrics } from './metrics.js';
 
@@ -39,8 +40,8 @@ export interface WorkerServerOptions {
   readonly port: number;
   readonly maxFrameBytes: number;
   readonly compute: ExpertCompute;
-  /** One line per event worth an operator's attention (accepted/refused coordinators, bad frames). */
-  readonly log: (line: string) => void;
+  /** One record per event worth an operator's attention (accepted/refused coordinators, bad frames). */
+  readonly log: Logger;
 }
 
 export class WorkerServer {
@@ -67,7 +68,7 @@ export class WorkerServer {
     const experts = options.compute.model.experts;
     const httpServer = http.createServer((req, res) => {
       serveHttp(req, res, metrics, experts).catch((err: unknown) => {
-        options.log(`HTTP ${req.method} ${req.url} failed: ${(err as Error).message}`);
+        options.log.error(`HTTP ${req.method} ${req.url} failed: ${(err as Error).message}`);
         if (!res.headersSent) res.writeHead(500);
         res.end();
       });
@@ -147,11 +148,11 @@ class PeerConnection {
   start(): void {
     this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     // Socket errors (e.g. a frame above the hard limit) close the connection; say why.
-    this.ws.on('error', (err) => this.server.options.log(`connection ${this.peer}: ${err.message}`));
+    this.ws.on('error', (err) => this.server.options.log.warn(`connection ${this.peer}: ${err.message}`));
     this.ws.on('close', (code) => {
       if (!this.greeted) return;
       this.server.metrics.coordinators(-1);
-      this.server.options.log(`coordinator ${this.peer} disconnected (code ${code})`);
+      this.server.options.log.info(`coordinator ${this.peer} disconnected (code ${code})`);
     });
   }
 
@@ -189,7 +190,7 @@ class PeerConnection {
     const { compute, log } = this.server.options;
     const m = compute.model;
     const refuse = (reason: 'version' | 'model' | 'bad-hello', message: string) => {
-      log(`refused coordinator ${this.peer}: ${message}`);
+      log.warn({ reason }, `refused coordinator ${this.peer}: ${message}`);
       this.sendFrame(encodeRefuse({ version: PROTOCOL_VERSION, reason, message }));
       this.ws.close(1008, reason);
     };
@@ -220,7 +221,7 @@ class PeerConnection {
     }
     this.greeted = true;
     this.server.metrics.coordinators(1);
-    log(`accepted coordinator ${this.peer} (${hello.client})`);
+    log.info(`accepted coordinator ${this.peer} (${hello.client})`);
     this.sendFrame(
       encodeWelcome({
         version: PROTOCOL_VERSION,
@@ -240,7 +241,7 @@ class PeerConnection {
   private enqueue(work: () => Promise<Uint8Array>): void {
     // A failure here is a bug in this worker, not in the frame; the peer still gets an answer.
     const reply = work().catch((err: unknown) => {
-      this.server.options.log(`internal error on a frame from ${this.peer}: ${(err as Error).stack ?? err}`);
+      this.server.options.log.error({ err }, `internal error on a frame from ${this.peer}`);
       return this.errorReply(null, 'compute-failed', `internal worker error: ${(err as Error).message}`);
     });
     this.queued++;
@@ -292,7 +293,7 @@ class PeerConnection {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       const id = requestIdOf(bytes, maxFrameBytes);
-      log(`bad frame from ${this.peer}${id === null ? '' : ` (request ${id})`}: ${err.message}`);
+      log.warn(`bad frame from ${this.peer}${id === null ? '' : ` (request ${id})`}: ${err.message}`);
       return this.errorReply(id, err.code, err.message);
     }
     if (msg.type !== 'dispatch') {
@@ -318,7 +319,7 @@ class PeerConnection {
       this.server.metrics.served(shape, (performance.now() - received) / 1000);
       return result;
     } catch (err) {
-      log(`request ${msg.id} layer ${msg.layer} failed: ${(err as Error).message}`);
+      log.error(`request ${msg.id} layer ${msg.layer} failed: ${(err as Error).message}`);
       return this.errorReply(msg.id, 'compute-failed', (err as Error).message);
     }
   }

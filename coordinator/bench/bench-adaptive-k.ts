@@ -6,7 +6,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { SessionSettings } from '../../shared/onnx/session.js';
-import { ProgressBar } from '../../shared/report/progress.js';
 import { saveRoutingProfile } from '../../shared/routing/profile.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { calibrate } from '../calibration/calibrate.js';
@@ -15,6 +14,7 @@ import type { CalibratedPolicy } from '../calibration/skip-rates.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { defaultSweep, runSweep, type SweepPoint, sweepChart } from '../evaluation/sweep.js';
+import { ProgressBar } from './report/progress.js';
 
 export interface BenchAdaptiveKOptions {
   readonly model: string;
@@ -112,7 +112,7 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
     const chart = path.join(outDir, 'pareto-test-half.svg');
     await fs.writeFile(
       chart,
-      sweepChart(
+      await sweepChart(
         'Perplexity vs experts per token, docs+code second halves (unseen)',
         sweep.native.perplexity,
         sweep.points,

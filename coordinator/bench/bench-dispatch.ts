@@ -9,13 +9,13 @@ import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-dtype.js';
-import { renderBarChart } from '../../shared/report/svg-chart.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { type DispatchSummary, summarizeDispatch } from '../dispatch/dispatch-stats.js';
 import { startLocalCluster } from '../dispatch/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
 import { BenchConfigError } from './errors.js';
+import { renderBarChart } from './report/chart.js';
 
 /** The adaptive-K specs the README compares against native top-K. */
 const ADAPTIVE_SPECS = ['entropy:1,2@1.04', 'topp:0.7@1-2', 'ratio:0.3'];
@@ -139,7 +139,7 @@ export async function run(o: BenchDispatchOptions, argv: readonly string[]): Pro
   await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
   await fs.mkdir(path.dirname(svg), { recursive: true });
   const chartWire = wires.includes(DEFAULT_WIRE_DTYPE) ? DEFAULT_WIRE_DTYPE : wires[0]!;
-  await fs.writeFile(svg, chart(rows, routings, sizes, chartWire, path.basename(idsPath)));
+  await fs.writeFile(svg, await chart(rows, routings, sizes, chartWire, path.basename(idsPath)));
   process.stdout.write(table(rows, sizes, wires, native, localTokensPerSecond));
   process.stdout.write(`wrote ${out} and ${svg}\n`);
   return 0;
@@ -199,7 +199,7 @@ function chart(
   sizes: number[],
   wire: WireDType,
   corpus: string,
-): string {
+): Promise<string> {
   const labels = [...new Set(rows.map((r) => r.routing))];
   const value = (routing: string, n: number, dedup: boolean) => {
     const r = rows.find((x) => x.routing === routing && x.workers === n && x.wire === wire);

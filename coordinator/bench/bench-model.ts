@@ -5,12 +5,12 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
 import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
-import { median } from '../../shared/report/quantiles.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
 import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
 import { argmax } from '../sampling.js';
+import { median } from './report/quantiles.js';
 
 export interface BenchModelOptions {
   readonly model: string;

@@ -7,13 +7,13 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { median, quantile } from '../../shared/report/quantiles.js';
-import { renderLineChart } from '../../shared/report/svg-chart.js';
 import { isProfilePath } from '../../shared/routing/profile.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { ServeRequestError } from '../server/errors.js';
 import { type StreamTiming, streamCompletion } from './bench-serve-client.js';
+import { type LineChartSpec, renderLineCharts } from './report/chart.js';
+import { median, quantile } from './report/quantiles.js';
 
 export interface BenchServeOptions {
   readonly url: string;
@@ -135,7 +135,7 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
   await fs.mkdir(path.dirname(out), { recursive: true });
   await fs.writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
   await fs.mkdir(path.dirname(chartPath), { recursive: true });
-  await fs.writeFile(chartPath, chart(results, policies, server.model));
+  await fs.writeFile(chartPath, await chart(results, policies, server.model));
   process.stdout.write(`${table(results, baseline)}\nwrote ${out} and ${chartPath}\n`);
   const failed = results.reduce((n, r) => n + r.errors.length, 0);
   if (failed > 0) process.stderr.write(`bench serve: ${failed} requests failed; see "errors" in ${out}\n`);
@@ -254,27 +254,27 @@ function summarize(routing: string, concurrency: number, runs: readonly Run[], n
 const PANEL = { width: 720, height: 400 } as const;
 
 /** Three panels stacked in one SVG: throughput, time to first token, inter-token latency. */
-function chart(results: readonly LevelResult[], policies: readonly Policy[], model: string): string {
+function chart(results: readonly LevelResult[], policies: readonly Policy[], model: string): Promise<string> {
   const of = (pol: Policy) => results.filter((r) => r.routing === pol.label);
-  const latency = (title: string, pick: (r: LevelResult) => { p50: number; p99: number }) =>
-    renderLineChart({
-      ...PANEL,
-      title,
-      xLabel: 'concurrent streams',
-      yLabel: 'milliseconds (p50 solid, p99 dashed)',
-      xLog: true,
-      yLog: true,
-      series: policies.flatMap((pol) => [
-        { name: `${pol.label} p50`, points: of(pol).map((r) => ({ x: r.concurrency, y: pick(r).p50 })) },
-        {
-          name: `${pol.label} p99`,
-          dashed: true,
-          points: of(pol).map((r) => ({ x: r.concurrency, y: pick(r).p99 })),
-        },
-      ]),
-    });
-  const panels = [
-    renderLineChart({
+  const latency = (title: string, pick: (r: LevelResult) => { p50: number; p99: number }): LineChartSpec => ({
+    ...PANEL,
+    title,
+    xLabel: 'concurrent streams',
+    yLabel: 'milliseconds (p50 solid, p99 dashed)',
+    xLog: true,
+    yLog: true,
+    series: policies.flatMap((pol) => [
+      { name: `${pol.label} p50`, points: of(pol).map((r) => ({ x: r.concurrency, y: pick(r).p50 })) },
+      {
+        name: `${pol.label} p99`,
+        dashed: true,
+        points: of(pol).map((r) => ({ x: r.concurrency, y: pick(r).p99 })),
+      },
+    ]),
+  });
+  // One SVG document, the three panels one under the other.
+  return renderLineCharts([
+    {
       ...PANEL,
       title: `kmoe serve (${model}): output tokens/s`,
       xLabel: 'concurrent streams',
@@ -288,16 +288,10 @@ function chart(results: readonly LevelResult[], policies: readonly Policy[], mod
           label: `K ${r.avgK.toFixed(2)}`,
         })),
       })),
-    }),
+    },
     latency('time to first token', (r) => r.ttftMs),
     latency('inter-token latency', (r) => r.itlMs),
-  ];
-  // Each panel is a complete SVG document: nested <svg> elements placed one under the other.
-  const body = panels
-    .map((svg, i) => svg.replace(/^<\?xml[^>]*>\s*/, '').replace('<svg ', `<svg y="${i * PANEL.height}" `))
-    .join('\n');
-  const height = PANEL.height * panels.length;
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="${PANEL.width}" height="${height}" viewBox="0 0 ${PANEL.width} ${height}">\n${body}\n</svg>\n`;
+  ]);
 }
 
 function table(results: readonly LevelResult[], baseline: string): string {

@@ -6,6 +6,7 @@ import { loadModelConfig } from '../../shared/model/config.js';
 import { defaultSessionSettings, type SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
+import { logLineText } from '../../shared/runtime/logger.js';
 import { type LocalCluster, type LocalWorker, startLocalCluster } from '../dispatch/local-cluster.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
 import type { ExpertsOption } from '../engine/engine.js';
@@ -67,6 +68,14 @@ export interface PlacedExperts {
   readonly experts: ExpertsOption;
   /** The local worker processes this command started; the command stops them. */
   readonly cluster?: LocalCluster;
+}
+
+/**
+ * Writes a local worker's log line to stderr as text, for the commands whose own output is text
+ * (`generate`, `eval`); `serve` and `local-cluster` relay the records into their JSON stream.
+ */
+export function printWorkerLog(worker: number, line: string): void {
+  process.stderr.write(`[worker ${worker}] kmoe worker: ${logLineText(line)}\n`);
 }
 
 /** Starts local workers if --workers asks for them; call checkPlacement first. */

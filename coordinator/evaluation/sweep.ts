@@ -1,7 +1,7 @@
 // The routing frontier of a corpus: fixed K = 1 and K = native, then sweeps of every policy family,
 // each point a real reduced-K evaluation, drawn as perplexity vs experts per token.
 
-import { renderLineChart } from '../../shared/report/svg-chart.js';
+import { renderLineChart } from '../bench/report/chart.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, type PerplexityReport } from './perplexity.js';
 
@@ -58,7 +58,7 @@ export async function runSweep(
   return { native, points };
 }
 
-export function sweepChart(title: string, native: number, points: readonly SweepPoint[]): string {
+export function sweepChart(title: string, native: number, points: readonly SweepPoint[]): Promise<string> {
   const names = [...new Set(points.map((p) => p.series))];
   return renderLineChart({
     title,

@@ -10,6 +10,9 @@ export interface CliResult {
   stderr: string;
 }
 
+// Below vitest's testTimeout (vitest.config.ts), so a hung CLI fails with its stderr attached.
+const CLI_TIMEOUT_MS = 270_000;
+
 export function runCli(
   args: readonly string[],
   opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
@@ -31,7 +34,7 @@ export function runCli(
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`kmoe ${args.join(' ')} timed out; stderr:\n${stderr}`));
-    }, opts.timeoutMs ?? 120_000);
+    }, opts.timeoutMs ?? CLI_TIMEOUT_MS);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);

@@ -4,9 +4,9 @@
 
 import path from 'node:path';
 import { loadModelConfig } from '../../../shared/model/config.js';
-import { ProgressBar } from '../../../shared/report/progress.js';
 import { type RoutingProfile, saveRoutingProfile } from '../../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../../shared/routing/registry.js';
+import { ProgressBar } from '../../bench/report/progress.js';
 import { calibrate } from '../../calibration/calibrate.js';
 import { loadCorpus } from '../../calibration/corpus.js';
 import type { CalibratedPolicy } from '../../calibration/skip-rates.js';

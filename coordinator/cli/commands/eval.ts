@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
-import { ProgressBar } from '../../../shared/report/progress.js';
+import { ProgressBar } from '../../bench/report/progress.js';
 import { type DispatchSummary, summarizeDispatch } from '../../dispatch/dispatch-stats.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import {
@@ -15,7 +15,7 @@ import {
   windowCount,
 } from '../../evaluation/perplexity.js';
 import { defaultSweep, runSweep, sweepChart } from '../../evaluation/sweep.js';
-import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
+import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleIds, singleRouting } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
@@ -66,7 +66,7 @@ export async function run(o: EvalOptions): Promise<number> {
   const routingArg = singleRouting(o.routing);
   const settings = sessionSettings(o);
   const placed = await placeExperts(modelDir, o.workers ?? { kind: 'count', n: 0 }, o, settings, {
-    onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
+    onLog: printWorkerLog,
   });
   let report: PerplexityReport;
   let dispatch: DispatchSummary | undefined;
@@ -175,7 +175,7 @@ async function sweep(
     await fs.mkdir(path.dirname(chart), { recursive: true });
     await fs.writeFile(
       chart,
-      sweepChart(`Routing frontier: ${path.basename(corpus)}`, result.native.perplexity, result.points),
+      await sweepChart(`Routing frontier: ${path.basename(corpus)}`, result.native.perplexity, result.points),
     );
     const json = chart.replace(/\.svg$/, '') + '.json';
     await fs.writeFile(

@@ -3,7 +3,7 @@
 import { KmoeTokenizer, StreamingDetokenizer } from '../../../shared/model/tokenizer.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { Rng, type SamplingParams, sampleToken, validateSampling } from '../../sampling.js';
-import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
+import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
@@ -34,7 +34,7 @@ export async function run(o: GenerateOptions): Promise<number> {
   const promptIds = tokenizer.encode(o.prompt);
   if (promptIds.length === 0) throw new UsageError('the prompt encodes to no tokens');
   const placed = await placeExperts(modelDir, workers, o, settings, {
-    onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
+    onLog: printWorkerLog,
   });
   let engine: EngineClient | undefined;
   try {

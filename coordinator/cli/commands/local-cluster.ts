@@ -3,6 +3,8 @@
 
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { createProcessLogger, relayLogLine } from '../../../shared/runtime/logger.js';
+import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
 import { startLocalCluster } from '../../dispatch/local-cluster.js';
 import type { ComputeOptions, WorkersArg } from '../options.js';
 import { UsageError } from '../usage-error.js';
@@ -26,6 +28,7 @@ export async function run(o: LocalClusterOptions): Promise<number> {
   const { portBase, host } = o;
   if (portBase !== undefined && (portBase < 1 || portBase + n - 1 > 65535))
     throw new UsageError(`--port-base ${portBase} leaves no room for ${n} ports below 65536`);
+  const log = createProcessLogger('kmoe-local-cluster');
 
   let crashed: (why: string) => void = () => {};
   const crash = new Promise<string>((resolve) => {
@@ -39,7 +42,7 @@ export async function run(o: LocalClusterOptions): Promise<number> {
     ...(o.threads === undefined ? {} : { threads: o.threads }),
     ...(o.device === undefined ? {} : { device: o.device }),
     ...(o.expertWeights === undefined ? {} : { expertWeights: o.expertWeights }),
-    onLog: (i, line) => process.stderr.write(`[worker ${i}] ${line}\n`),
+    onLog: (worker, line) => relayLogLine(log, line, { worker }),
     onExit: (w, code, signal) => crashed(`worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`),
   });
   for (const w of cluster.workers) {
@@ -49,6 +52,7 @@ export async function run(o: LocalClusterOptions): Promise<number> {
   }
   process.stdout.write(`kmoe local-cluster ready ${cluster.urls.join(',')}\n`);
 
+  const unwatch = stopWithParent();
   const ended = await Promise.race([
     crash.then((why) => ({ crash: why })),
     new Promise<{ signal: string }>((resolve) => {
@@ -56,8 +60,9 @@ export async function run(o: LocalClusterOptions): Promise<number> {
       process.once('SIGINT', () => resolve({ signal: 'SIGINT' }));
     }),
   ]);
-  if ('crash' in ended) process.stderr.write(`kmoe local-cluster: ${ended.crash}; stopping the others\n`);
-  else process.stderr.write(`kmoe local-cluster: ${ended.signal}: stopping the workers\n`);
+  unwatch();
+  if ('crash' in ended) log.error(`${ended.crash}; stopping the others`);
+  else log.info(`${ended.signal}: stopping the workers`);
   await cluster.stop();
   return 'crash' in ended ? 1 : 0;
 }

@@ -3,7 +3,9 @@
 // prints the URL, and shuts down gracefully on SIGTERM/SIGINT.
 
 import { basename, resolve } from 'node:path';
+import { relayLogLine } from '../../../shared/runtime/logger.js';
 import { checkCanListen } from '../../../shared/runtime/port.js';
+import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { createLogger, type LogLevel } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
@@ -38,6 +40,7 @@ export async function run(o: ServeOptions): Promise<number> {
   const stop = new Promise<NodeJS.Signals>((resolveSignal) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => resolveSignal(signal));
   });
+  stopWithParent();
   const { host, port, maxRunning, maxQueued, prefillChunk } = o;
   const graceMs = o.shutdownTimeout * 1000;
   const servedModelName = o.servedModelName ?? basename(resolve(modelDir));
@@ -57,7 +60,7 @@ export async function run(o: ServeOptions): Promise<number> {
   if (workers.kind === 'count' && workers.n > 0)
     log.info({ workers: workers.n }, 'starting local expert workers');
   const placed = await placeExperts(modelDir, workers, o, settings, {
-    onLog: (worker, line) => log.info({ worker }, line),
+    onLog: (worker, line) => relayLogLine(log, line, { worker }),
     onExit: (w, code, signal) => {
       lostWorker = `worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`;
       log.error(

@@ -64,8 +64,17 @@ describe('kmoe local-cluster with eval and generate', () => {
   it('starts two workers with the experts split evenly', () => {
     expect(cluster.urls.split(',')).toHaveLength(2);
     expect(cluster.pids).toHaveLength(2);
-    expect(cluster.stderr()).toMatch(/\[worker 0\] kmoe worker: loading experts 0-3 of 8/);
-    expect(cluster.stderr()).toMatch(/\[worker 1\] kmoe worker: loading experts 4-7 of 8/);
+    // One pino JSON stream: each worker's records re-emitted with the worker's index.
+    const records = cluster
+      .stderr()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { component: string; worker?: number; msg: string });
+    const loading = (worker: number) =>
+      records.find((r) => r.worker === worker && r.msg.startsWith('loading experts'))?.msg;
+    expect(loading(0)).toMatch(/^loading experts 0-3 of 8/);
+    expect(loading(1)).toMatch(/^loading experts 4-7 of 8/);
+    expect(records.every((r) => r.component === 'kmoe-local-cluster')).toBe(true);
   });
 
   it('kmoe eval --workers reports bytes per token per MoE layer against native top-K', async () => {

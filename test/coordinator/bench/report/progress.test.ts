@@ -2,8 +2,8 @@
 // final 100% line; driven by a fake clock and a fake stream so nothing sleeps.
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ProgressBarError } from '../../../shared/report/errors.js';
-import { formatDuration, formatRate, ProgressBar } from '../../../shared/report/progress.js';
+import { ProgressBarError } from '../../../../coordinator/bench/report/errors.js';
+import { formatDuration, formatRate, ProgressBar } from '../../../../coordinator/bench/report/progress.js';
 
 class FakeStream {
   readonly chunks: string[] = [];

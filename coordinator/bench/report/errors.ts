@@ -1,7 +1,6 @@
-// Errors raised by the report helpers (figures and progress output). They live next to the
-// helpers because shared/report has no other dependents; both carry a hint for the CLI.
+// Errors raised by the report helpers (figures and progress output); the CLI prints their hint.
 
-import { KmoeError } from '../errors/kmoe-error.js';
+import { KmoeError } from '../../../shared/errors/kmoe-error.js';
 
 /** A chart spec that cannot be drawn honestly: non-finite data, log axis with values <= 0, ... */
 export class ChartSpecError extends KmoeError {}
