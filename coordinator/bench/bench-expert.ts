@@ -7,9 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
-import { renderLineChart } from '../../shared/report/svg-chart.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { type ExpertBenchResult, type ExpertShape, runExpertBench } from '../scale/expert-bench.js';
+import { renderLineChart } from './report/chart.js';
 
 export const DEFAULT_EXPERT_BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 export const DEFAULT_PEAK_GEMM = [1024, 4096, 4096];
@@ -58,7 +58,7 @@ export async function run(o: BenchExpertOptions, argv: readonly string[]): Promi
   await fs.mkdir(path.dirname(o.out), { recursive: true });
   await fs.writeFile(o.out, `${JSON.stringify(json, null, 2)}\n`);
   await fs.mkdir(path.dirname(o.chart), { recursive: true });
-  await fs.writeFile(o.chart, chart(result, o.like));
+  await fs.writeFile(o.chart, await chart(result, o.like));
   process.stdout.write(`${table(result)}\nwrote ${o.out} and ${o.chart}\n`);
   return 0;
 }
@@ -80,7 +80,7 @@ function table(r: ExpertBenchResult): string {
   return lines.join('\n');
 }
 
-function chart(r: ExpertBenchResult, like: string): string {
+function chart(r: ExpertBenchResult, like: string): Promise<string> {
   const formats = [...new Set(r.points.map((x) => x.format))];
   return renderLineChart({
     title: `${like} expert (${r.shape.hidden} x ${r.shape.ffn}) on this machine`,

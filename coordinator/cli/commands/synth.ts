@@ -1,7 +1,7 @@
 // `kmoe synth`: write a checkpoint with a real model's layout and shapes and random weights.
 // Orchestration only: the options arrive parsed (program.ts), the work is coordinator/scale/synth.ts.
 
-import { ProgressBar } from '../../../shared/report/progress.js';
+import { ProgressBar } from '../../bench/report/progress.js';
 import { presetConfig, type SynthPreset } from '../../scale/presets.js';
 import { DEFAULT_SHARD_BYTES } from '../../scale/shard-layout.js';
 import { writeSyntheticCheckpoint } from '../../scale/synth.js';
