@@ -54,7 +54,7 @@ export class ApiServer {
   #draining = false;
 
   constructor(
-    private readonly routes: RouteTable,
+    routes: RouteTable,
     private readonly options: ApiServerOptions,
     private readonly metrics: ServerMetrics,
     private readonly log: Logger,
@@ -170,7 +170,8 @@ export class ApiServer {
     this.#current.set(request.raw.socket, scope);
     // On the node response, so hijacked (streamed) replies carry it too.
     reply.raw.setHeader('x-request-id', request.id);
-    reply.raw.once('close', () => this.#finish(scope));
+    // After the handlers' own close listeners (a stream's cancellation), which fill in the summary.
+    reply.raw.once('close', () => queueMicrotask(() => this.#finish(scope)));
     return scope;
   }
 
