@@ -110,9 +110,9 @@ export class ApiServer {
         app.route({
           method: method as HttpMethod,
           url: path,
+          config: { endpoint: route.name },
           handler: async (request, reply) => {
             const scope = this.#begin(request, reply);
-            scope.endpoint = route.name;
             if (route.generates && this.#draining) throw new ShuttingDownError();
             await handler!(scope);
           },
@@ -163,7 +163,9 @@ export class ApiServer {
       res: reply,
       log: request.log as Logger,
       summary: {},
-      endpoint: NOT_FOUND_ENDPOINT,
+      // Known from the route before the body is read, so a failed upload is counted where it was sent.
+      endpoint:
+        (request.routeOptions.config as { endpoint?: string } | undefined)?.endpoint ?? NOT_FOUND_ENDPOINT,
       started: performance.now(),
     };
     this.#scopes.set(request.raw, scope);
@@ -177,6 +179,8 @@ export class ApiServer {
 
   #fail(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
     const scope = this.#begin(request, reply);
+    // The parser already answered (bad chunked encoding) and closed the connection: nothing to add.
+    if (scope.forcedStatus !== undefined) return;
     if (clientGone(err, request)) {
       // Nothing to answer: the client left mid-upload. Not a server error.
       scope.summary['cancelled'] = 'client disconnected before the body was complete';
@@ -246,12 +250,14 @@ export class ApiServer {
   #clientError(err: Error & { code?: string }, socket: Socket): void {
     const error = parserError(err);
     const scope = this.#current.get(socket);
-    const gone = err.code === 'ECONNRESET' || socket.destroyed;
+    // A connection closed mid-request (HPE_INVALID_EOF_STATE) is a client that left, not bad HTTP.
+    const gone = err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || socket.destroyed;
     if (scope) {
       // The request had begun (e.g. its body was malformed): its own access line reports this.
       if (!gone) scope.forcedStatus = scope.res.raw.headersSent ? scope.res.raw.statusCode : error.status;
       scope.summary['error'] = error.message;
       scope.summary['errorCode'] = error.code;
+      scope.summary['parserCode'] = err.code;
     } else if (!gone) {
       this.metrics.request(PARSER_ENDPOINT, error.status, 0);
       this.log.info(
