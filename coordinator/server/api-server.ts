@@ -51,6 +51,8 @@ export class ApiServer {
   readonly #scopes = new WeakMap<IncomingMessage, Scope>();
   /** The request in progress on each connection, so a parser error mid-body is attributed to it. */
   readonly #current = new WeakMap<Socket, Scope>();
+  /** Connections whose last response said `connection: close`: later parser errors get no answer. */
+  readonly #closing = new WeakSet<Socket>();
   #draining = false;
 
   constructor(
@@ -119,6 +121,23 @@ export class ApiServer {
         });
       }
     }
+    // Node answers an Expect header other than 100-continue itself, with an empty body; say why.
+    app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      const error = new MalformedHttpError(
+        417,
+        'expectation_failed',
+        `expect: ${String(req.headers.expect).slice(0, 100)} is not supported; only 100-continue is`,
+      );
+      this.metrics.request(routeAt(routes, pathOf(req.url ?? '/'))?.name ?? NOT_FOUND_ENDPOINT, 417, 0);
+      const body = JSON.stringify(error.body());
+      this.#closing.add(req.socket);
+      res.writeHead(417, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        connection: 'close',
+      });
+      res.end(body);
+    });
     // CONNECT never reaches a route: Node hands its socket over. Answer it like any unknown method.
     app.server.on('connect', (req: IncomingMessage, socket: Socket) => {
       const error = new RouteNotFoundError('CONNECT', String(req.url).slice(0, 200), ['GET', 'POST']);
@@ -193,6 +212,8 @@ export class ApiServer {
       if (!reply.raw.writableEnded) reply.raw.end();
       return;
     }
+    // The rest of an oversized body is not read: nothing more on this connection is answered.
+    if (error.status === 413) this.#closing.add(request.raw.socket);
     sendError(reply, error);
   }
 
@@ -251,7 +272,11 @@ export class ApiServer {
     const error = parserError(err);
     const scope = this.#current.get(socket);
     // A connection closed mid-request (HPE_INVALID_EOF_STATE) is a client that left, not bad HTTP.
-    const gone = err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || socket.destroyed;
+    const gone =
+      err.code === 'ECONNRESET' ||
+      err.code === 'HPE_INVALID_EOF_STATE' ||
+      socket.destroyed ||
+      this.#closing.has(socket);
     if (scope) {
       // The request had begun (e.g. its body was malformed): its own access line reports this.
       if (!gone) scope.forcedStatus = scope.res.raw.headersSent ? scope.res.raw.statusCode : error.status;

@@ -51,7 +51,8 @@ export class InvalidRequestError extends ApiError {
 
 /** 404 / 405: no such endpoint, or the endpoint does not take this method. */
 export class RouteNotFoundError extends ApiError {
-  constructor(method: string, path: string, allowed: readonly string[]) {
+  constructor(method: string, requestPath: string, allowed: readonly string[]) {
+    const path = requestPath.length > 200 ? `${requestPath.slice(0, 200)}…` : requestPath;
     super(
       allowed.length === 0 ? 404 : 405,
       'invalid_request_error',

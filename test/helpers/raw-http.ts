@@ -20,6 +20,11 @@ export interface RawRequestOptions {
   readonly abort?: boolean;
   /** Gives up waiting for the answer after this long (the answer so far is returned). */
   readonly timeoutMs?: number;
+  /**
+   * Half-closes the connection after writing: a request that is incomplete as written then ends
+   * at once (the server sees the end of its input) instead of waiting for the server's timeout.
+   */
+  readonly endAfterWrite?: boolean;
 }
 
 /** Sends `parts` on a fresh connection and returns the first response read back. */
@@ -62,6 +67,7 @@ export function rawRequest(
         if (options.gapMs) await new Promise((r) => setTimeout(r, options.gapMs));
       }
       if (options.abort) finish();
+      else if (options.endAfterWrite && !socket.destroyed) socket.end();
     });
   });
 }
@@ -74,6 +80,7 @@ function complete(bytes: Buffer): boolean {
   return m !== null && bytes.length >= end + 4 + Number(m[1]);
 }
 
+/** The response to the first request on the connection (later pipelined ones are ignored). */
 export function parseResponse(bytes: Buffer): RawResponse {
   const end = bytes.indexOf('\r\n\r\n');
   if (end === -1) return { status: 0, headers: {}, body: '', json: undefined };
