@@ -51,7 +51,11 @@ export class ApiServer {
   readonly #scopes = new WeakMap<IncomingMessage, Scope>();
   /** The request in progress on each connection, so a parser error mid-body is attributed to it. */
   readonly #current = new WeakMap<Socket, Scope>();
-  /** Connections whose last response said `connection: close`: later parser errors get no answer. */
+  /**
+   * Connections that already carried a response (or said `connection: close`): a parser error on
+   * them, typically in the unread body of a request that was answered without reading it, closes
+   * the connection without a second, unsolicited answer.
+   */
   readonly #closing = new WeakSet<Socket>();
   #draining = false;
 
@@ -244,6 +248,7 @@ export class ApiServer {
 
   #finish(scope: Scope): void {
     this.#current.delete(scope.req.raw.socket);
+    this.#closing.add(scope.req.raw.socket);
     const res = scope.res.raw;
     const status =
       scope.forcedStatus ?? (res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED);
@@ -276,7 +281,7 @@ export class ApiServer {
       err.code === 'ECONNRESET' ||
       err.code === 'HPE_INVALID_EOF_STATE' ||
       socket.destroyed ||
-      this.#closing.has(socket);
+      (scope === undefined && this.#closing.has(socket));
     if (scope) {
       // The request had begun (e.g. its body was malformed): its own access line reports this.
       if (!gone) scope.forcedStatus = scope.res.raw.headersSent ? scope.res.raw.statusCode : error.status;

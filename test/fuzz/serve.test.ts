@@ -57,13 +57,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const counts = [...statuses.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`);
-  console.log(
-    [...kindMs.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 12)
-      .map(([k, v]) => `${k} ${v.toFixed(0)}`)
-      .join('\n'),
-  );
   console.log(`fuzz answers by status (0 = none possible): ${counts.join(', ')}`);
   expect(await server?.stop()).toBe(0);
 });
@@ -274,17 +267,7 @@ function encode(c: JsonCase): { body: string | Uint8Array; contentType: string |
   }
 }
 
-const kindMs = new Map<string, number>();
 async function sendJsonCase(c: JsonCase): Promise<void> {
-  const t0 = performance.now();
-  try {
-    await sendJsonCase2(c);
-  } finally {
-    const k = `${c.encoding.kind}/${c.body.model === MODEL}/${c.target}`;
-    kindMs.set(k, (kindMs.get(k) ?? 0) + performance.now() - t0);
-  }
-}
-async function sendJsonCase2(c: JsonCase): Promise<void> {
   const { body, contentType } = encode(c);
   const what = () => `${c.method} ${c.target} (${contentType}) ${String(body).slice(0, 300)}`;
   let res: Response;
