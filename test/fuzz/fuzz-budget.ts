@@ -49,3 +49,8 @@ export function batchSizes(total: number, batches: number): number[] {
   const n = Math.max(1, Math.min(batches, total));
   return Array.from({ length: n }, (_, i) => Math.floor(((i + 1) * total) / n) - Math.floor((i * total) / n));
 }
+
+/** A test's timeout for `cases` cases: the default two minutes, or 50 ms per case for long runs. */
+export function caseTimeout(cases: number): number {
+  return Math.max(120_000, cases * 50);
+}

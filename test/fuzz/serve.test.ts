@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ServeProcess, startServe } from '../coordinator/server/serve-process.js';
 import { type RawResponse, rawRequest } from '../helpers/raw-http.js';
-import { batchSizes, expectBoundedRss, fuzzCases, fuzzSeed, rssMiB } from './fuzz-budget.js';
+import { batchSizes, caseTimeout, expectBoundedRss, fuzzCases, fuzzSeed, rssMiB } from './fuzz-budget.js';
 
 const MODEL = 'tiny-mixtral';
 /** Cases per run in `npm test`; most are cheap requests that fail validation. */
@@ -404,70 +404,82 @@ function checkRaw(res: RawResponse, request: string, method: string): void {
 // ------------------------------------------------------------------------------ the runs
 
 describe('fuzzing kmoe serve', () => {
-  it(`answers ${JSON_CASES} generated JSON requests with successes or JSON errors`, async () => {
-    const sizes = batchSizes(JSON_CASES, BATCHES);
-    for (const [b, numRuns] of sizes.entries()) {
-      await fc.assert(
-        fc.asyncProperty(jsonCaseArb, (c) => sendJsonCase(c)),
-        { numRuns, seed: seed + b, endOnFailure: true },
-      );
-      await checkHealthy(`JSON batch ${b + 1}/${sizes.length} (seed ${seed + b})`);
-    }
-  });
+  it(
+    `answers ${JSON_CASES} generated JSON requests with successes or JSON errors`,
+    async () => {
+      const sizes = batchSizes(JSON_CASES, BATCHES);
+      for (const [b, numRuns] of sizes.entries()) {
+        await fc.assert(
+          fc.asyncProperty(jsonCaseArb, (c) => sendJsonCase(c)),
+          { numRuns, seed: seed + b, endOnFailure: true },
+        );
+        await checkHealthy(`JSON batch ${b + 1}/${sizes.length} (seed ${seed + b})`);
+      }
+    },
+    caseTimeout(JSON_CASES),
+  );
 
-  it(`answers ${RAW_CASES} raw requests with well-formed answers`, async () => {
-    const sizes = batchSizes(RAW_CASES, BATCHES);
-    for (const [b, numRuns] of sizes.entries()) {
-      await fc.assert(
-        fc.asyncProperty(rawCaseArb, async (c) => {
-          const request = rawBytes(c);
-          const res = await rawRequest(server.url, [request], { endAfterWrite: true, timeoutMs: 5000 });
-          checkRaw(res, request, c.method);
-        }),
-        { numRuns, seed: seed + 100 + b, endOnFailure: true },
-      );
-      await checkHealthy(`raw batch ${b + 1}/${sizes.length} (seed ${seed + 100 + b})`);
-    }
-  });
+  it(
+    `answers ${RAW_CASES} raw requests with well-formed answers`,
+    async () => {
+      const sizes = batchSizes(RAW_CASES, BATCHES);
+      for (const [b, numRuns] of sizes.entries()) {
+        await fc.assert(
+          fc.asyncProperty(rawCaseArb, async (c) => {
+            const request = rawBytes(c);
+            const res = await rawRequest(server.url, [request], { endAfterWrite: true, timeoutMs: 5000 });
+            checkRaw(res, request, c.method);
+          }),
+          { numRuns, seed: seed + 100 + b, endOnFailure: true },
+        );
+        await checkHealthy(`raw batch ${b + 1}/${sizes.length} (seed ${seed + 100 + b})`);
+      }
+    },
+    caseTimeout(RAW_CASES),
+  );
 
-  it(`survives ${UPLOAD_CASES} slow and aborted uploads`, async () => {
-    const uploads = fc.sample(
-      fc.record({
-        parts: fc.integer({ min: 2, max: 6 }),
-        gapMs: fc.integer({ min: 5, max: 60 }),
-        abortAfter: fc.option(fc.integer({ min: 0, max: 5 })),
-        declared: fc.integer({ min: 1, max: 1_000_000 }),
-      }),
-      { numRuns: UPLOAD_CASES, seed: seed + 200 },
-    );
-    // In parallel groups: each case mostly waits.
-    for (let i = 0; i < uploads.length; i += 20) {
-      await Promise.all(
-        uploads.slice(i, i + 20).map(async (u) => {
-          const body = JSON.stringify({ model: MODEL, prompt: 'p'.repeat(u.declared) }).slice(0, 4096);
-          const head = `POST /v1/completions HTTP/1.1\r\nhost: fuzz\r\ncontent-type: application/json\r\ncontent-length: ${u.abortAfter === null ? body.length : u.declared}\r\n\r\n`;
-          const step = Math.ceil(body.length / u.parts);
-          const parts = [
-            head,
-            ...Array.from({ length: u.parts }, (_, k) => body.slice(k * step, (k + 1) * step)),
-          ];
-          const cut = u.abortAfter === null ? parts : parts.slice(0, 1 + (u.abortAfter % u.parts));
-          const res = await rawRequest(server.url, cut, {
-            gapMs: u.gapMs,
-            abort: u.abortAfter !== null,
-            timeoutMs: 10_000,
-          });
-          if (u.abortAfter === null) {
-            // Complete, just slow: a normal answer (a 400 for a prompt too long for the context).
-            expect(res.status).toBeGreaterThan(0);
-            checkAnswer(res.status, res.headers['content-type'] ?? '', res.body, () => head);
-          }
+  it(
+    `survives ${UPLOAD_CASES} slow and aborted uploads`,
+    async () => {
+      const uploads = fc.sample(
+        fc.record({
+          parts: fc.integer({ min: 2, max: 6 }),
+          gapMs: fc.integer({ min: 5, max: 60 }),
+          abortAfter: fc.option(fc.integer({ min: 0, max: 5 })),
+          declared: fc.integer({ min: 1, max: 1_000_000 }),
         }),
+        { numRuns: UPLOAD_CASES, seed: seed + 200 },
       );
-    }
-    await checkHealthy('slow and aborted uploads');
-    // The aborted ones were counted as client disconnects, never as server errors.
-    const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    expect(metrics).not.toMatch(/kmoe_requests_total\{endpoint="[^"]*",status="5\d\d"\}/);
-  });
+      // In parallel groups: each case mostly waits.
+      for (let i = 0; i < uploads.length; i += 20) {
+        await Promise.all(
+          uploads.slice(i, i + 20).map(async (u) => {
+            const body = JSON.stringify({ model: MODEL, prompt: 'p'.repeat(u.declared) }).slice(0, 4096);
+            const head = `POST /v1/completions HTTP/1.1\r\nhost: fuzz\r\ncontent-type: application/json\r\ncontent-length: ${u.abortAfter === null ? body.length : u.declared}\r\n\r\n`;
+            const step = Math.ceil(body.length / u.parts);
+            const parts = [
+              head,
+              ...Array.from({ length: u.parts }, (_, k) => body.slice(k * step, (k + 1) * step)),
+            ];
+            const cut = u.abortAfter === null ? parts : parts.slice(0, 1 + (u.abortAfter % u.parts));
+            const res = await rawRequest(server.url, cut, {
+              gapMs: u.gapMs,
+              abort: u.abortAfter !== null,
+              timeoutMs: 10_000,
+            });
+            if (u.abortAfter === null) {
+              // Complete, just slow: a normal answer (a 400 for a prompt too long for the context).
+              expect(res.status).toBeGreaterThan(0);
+              checkAnswer(res.status, res.headers['content-type'] ?? '', res.body, () => head);
+            }
+          }),
+        );
+      }
+      await checkHealthy('slow and aborted uploads');
+      // The aborted ones were counted as client disconnects, never as server errors.
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).not.toMatch(/kmoe_requests_total\{endpoint="[^"]*",status="5\d\d"\}/);
+    },
+    caseTimeout(UPLOAD_CASES * 20),
+  );
 });

@@ -15,7 +15,7 @@ import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { MODEL_DIR } from '../helpers/paths.js';
 import { RawPeer } from '../helpers/raw-peer.js';
 import { startWorker, type WorkerProcess } from '../helpers/worker-process.js';
-import { batchSizes, expectBoundedRss, fuzzCases, fuzzSeed, rssMiB } from './fuzz-budget.js';
+import { batchSizes, caseTimeout, expectBoundedRss, fuzzCases, fuzzSeed, rssMiB } from './fuzz-budget.js';
 
 const H = 256;
 const LAYERS = 4;
@@ -285,56 +285,68 @@ afterAll(async () => {
 });
 
 describe('fuzzing kmoe worker', () => {
-  it(`answers each of ${FRAME_CASES} generated frames with one result or typed error`, async () => {
-    const sizes = batchSizes(FRAME_CASES, BATCHES);
-    for (const [b, numRuns] of sizes.entries()) {
-      await fc.assert(
-        fc.asyncProperty(frameCaseArb, async (c) => {
-          let expectCompute = false;
-          if (c.kind === 'dispatch') {
-            const { bytes, valid } = mangled(c.d, c.m);
-            expectCompute = valid && c.m.kind !== 'flip';
-            peer.send(bytes);
-          } else if (c.kind === 'text') peer.send(c.text);
-          else peer.send(c.bytes);
-          checkReply(await peer.next(), expectCompute, () => `${c.kind} ${JSON.stringify(c).slice(0, 300)}`);
-        }),
-        { numRuns, seed: seed + b, endOnFailure: true },
-      );
-      await checkHealthy(`frame batch ${b + 1}/${sizes.length} (seed ${seed + b})`);
-    }
-  });
+  it(
+    `answers each of ${FRAME_CASES} generated frames with one result or typed error`,
+    async () => {
+      const sizes = batchSizes(FRAME_CASES, BATCHES);
+      for (const [b, numRuns] of sizes.entries()) {
+        await fc.assert(
+          fc.asyncProperty(frameCaseArb, async (c) => {
+            let expectCompute = false;
+            if (c.kind === 'dispatch') {
+              const { bytes, valid } = mangled(c.d, c.m);
+              expectCompute = valid && c.m.kind !== 'flip';
+              peer.send(bytes);
+            } else if (c.kind === 'text') peer.send(c.text);
+            else peer.send(c.bytes);
+            checkReply(
+              await peer.next(),
+              expectCompute,
+              () => `${c.kind} ${JSON.stringify(c).slice(0, 300)}`,
+            );
+          }),
+          { numRuns, seed: seed + b, endOnFailure: true },
+        );
+        await checkHealthy(`frame batch ${b + 1}/${sizes.length} (seed ${seed + b})`);
+      }
+    },
+    caseTimeout(FRAME_CASES),
+  );
 
-  it(`refuses ${HANDSHAKE_CASES} malformed handshakes and stays up`, async () => {
-    const firsts = fc.sample(
-      fc.oneof(
-        fc.uint8Array({ maxLength: 128 }).map((b) => ({ bytes: b as Uint8Array, valid: false })),
-        headerFrameArb.map((b) => ({ bytes: b, valid: false })),
-        fc
-          .record({
-            version: fc.oneof(fc.constant(PROTOCOL_VERSION), fc.integer()),
-            fingerprint: fc.oneof(fc.constant('x'), fc.string({ maxLength: 70 })),
-            client: fc.string({ maxLength: 300 }),
-          })
-          .map((h) => ({ bytes: encodeHello(h), valid: false })),
-        fc.string({ maxLength: 300 }).map((client) => ({
-          bytes: encodeHello({ version: PROTOCOL_VERSION, fingerprint, client }),
-          valid: true,
-        })),
-      ),
-      { numRuns: HANDSHAKE_CASES, seed: seed + 100 },
-    );
-    for (const first of firsts) {
-      const p = await RawPeer.open(worker.url, limits);
-      p.send(first.bytes);
-      const reply = await p.next();
-      expect(reply.type).toBe(first.valid ? 'welcome' : 'refuse');
-      count(`handshake ${reply.type}`);
-      if (!first.valid) expect((await p.closed).code).toBe(1008);
-      p.close();
-    }
-    await checkHealthy('handshakes');
-    // Nothing a peer sent forged a log line: every line is the worker's own.
-    for (const line of worker.stderr().split('\n')) if (line !== '') expect(line).toMatch(/^kmoe worker: /);
-  });
+  it(
+    `refuses ${HANDSHAKE_CASES} malformed handshakes and stays up`,
+    async () => {
+      const firsts = fc.sample(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 128 }).map((b) => ({ bytes: b as Uint8Array, valid: false })),
+          headerFrameArb.map((b) => ({ bytes: b, valid: false })),
+          fc
+            .record({
+              version: fc.oneof(fc.constant(PROTOCOL_VERSION), fc.integer()),
+              fingerprint: fc.oneof(fc.constant('x'), fc.string({ maxLength: 70 })),
+              client: fc.string({ maxLength: 300 }),
+            })
+            .map((h) => ({ bytes: encodeHello(h), valid: false })),
+          fc.string({ maxLength: 300 }).map((client) => ({
+            bytes: encodeHello({ version: PROTOCOL_VERSION, fingerprint, client }),
+            valid: true,
+          })),
+        ),
+        { numRuns: HANDSHAKE_CASES, seed: seed + 100 },
+      );
+      for (const first of firsts) {
+        const p = await RawPeer.open(worker.url, limits);
+        p.send(first.bytes);
+        const reply = await p.next();
+        expect(reply.type).toBe(first.valid ? 'welcome' : 'refuse');
+        count(`handshake ${reply.type}`);
+        if (!first.valid) expect((await p.closed).code).toBe(1008);
+        p.close();
+      }
+      await checkHealthy('handshakes');
+      // Nothing a peer sent forged a log line: every line is the worker's own.
+      for (const line of worker.stderr().split('\n')) if (line !== '') expect(line).toMatch(/^kmoe worker: /);
+    },
+    caseTimeout(HANDSHAKE_CASES * 5),
+  );
 });
