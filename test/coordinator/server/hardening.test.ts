@@ -180,6 +180,20 @@ describe('bodies', () => {
     expect(expectOpenAIError(res.body, 'context_length_exceeded').param).toBe('prompt');
   });
 
+  it('objects with more fields than the context, and bodies of too many values, are refused', async () => {
+    const keys = `{${Array.from({ length: 100_000 }, (_, i) => `"k${i}":1`).join(',')}}`;
+    const wide = await postJson(keys);
+    expect(wide.status).toBe(400);
+    expect(expectOpenAIError(wide.body, 'too_many_items').param).toBeNull();
+    const stops = await postJson(`{"model":"${MODEL}","prompt":"x","stop":[${'"a",'.repeat(5000)}"a"]}`);
+    expect(stops.status).toBe(400);
+    expect(expectOpenAIError(stops.body, 'too_many_items').param).toBe('stop');
+    const rows = Array.from({ length: 100 }, () => `[${Array.from({ length: 4000 }, () => '1').join(',')}]`);
+    const many = await postJson(`{"model":"${MODEL}","prompt":[${rows.join(',')}]}`);
+    expect(many.status).toBe(400);
+    expect(expectOpenAIError(many.body, 'too_many_items').message).toMatch(/values in all/);
+  });
+
   it('a prompt longer than the context could hold is refused before tokenizing', async () => {
     const res = await postJson(JSON.stringify({ model: MODEL, prompt: 'ab'.repeat(3_000_000) }));
     expect(res.status).toBe(400);
