@@ -59,6 +59,10 @@ describe('worker hardening', () => {
     peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client }));
     expect((await peer.next()).type).toBe('welcome');
     peer.close();
+    // The log line travels through the worker's stderr pipe: wait for it.
+    for (let i = 0; i < 500 && !worker.stderr().includes('(client evil'); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const lines = worker.stderr().split('\n');
     expect(lines.some((l) => l.startsWith('kmoe worker: FORGED'))).toBe(false);
     const accepted = lines.find((l) => l.includes('(client evil'));
