@@ -203,7 +203,9 @@ const headerFrameArb = fc
       { ...fields, type },
       sections.map((s) => s.byteLength),
     );
-    sections.forEach((s, i) => frame.sections[i]!.set(s));
+    sections.forEach((s, i) => {
+      frame.sections[i]!.set(s);
+    });
     return frame.bytes;
   });
 
