@@ -88,8 +88,13 @@ export class ApiServer {
     this.#app = app;
     // Only JSON bodies: anything else (a cross-origin form post, text/plain) is a 415.
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
       try {
+        // JSON is UTF-8 (RFC 8259); a body declared in another charset would be misread.
+        const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1];
+        if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+          throw new UnsupportedMediaTypeError(request.headers['content-type']);
+        }
         done(null, parseJsonBody(body as string, { maxMembers: options.maxJsonMembers }));
       } catch (err) {
         done(err as Error, undefined);

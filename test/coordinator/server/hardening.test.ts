@@ -131,6 +131,7 @@ describe('bodies', () => {
     ['text/plain', 'text/plain'],
     ['a form post', 'application/x-www-form-urlencoded'],
     ['multipart', 'multipart/form-data; boundary=x'],
+    ['JSON in another charset', 'application/json; charset=utf-16'],
   ])('%s is a 415', async (_, contentType) => {
     const res = await fetch(`${server.url}/v1/completions`, {
       method: 'POST',
