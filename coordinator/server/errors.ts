@@ -5,6 +5,9 @@
 
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 
+/** Longest error message sent or logged. */
+const MAX_MESSAGE_CHARS = 2000;
+
 export interface OpenAIErrorBody {
   readonly error: {
     readonly message: string;
@@ -30,7 +33,9 @@ export class ApiError extends KmoeError {
     message: string,
     options: ApiErrorOptions = {},
   ) {
-    super(message, {
+    // Messages may quote what the client sent (a model name, a routing spec): bounded, so an 8 MiB
+    // field cannot come back as an 8 MiB error body and log line.
+    super(message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message, {
       ...(options.cause === undefined ? {} : { cause: options.cause }),
       ...(options.code ? { code: options.code } : {}),
     });

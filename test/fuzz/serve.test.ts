@@ -107,6 +107,7 @@ const routingArb = fc.oneof(
     '/etc/passwd',
   ),
   fc.stringMatching(/^[a-z]{1,8}:[0-9,@.:-]{0,12}$/),
+  fc.integer({ min: 500, max: 200_000 }).map((n) => `entropy:${'1,'.repeat(n)}2@1`),
   fc.string({ maxLength: 40 }),
   fc.record({ kmoeRoutingProfile: fc.constantFrom(1, 2, '1'), policy: fc.jsonValue({ maxDepth: 3 }) }),
   fc.jsonValue({ maxDepth: 4 }),

@@ -205,6 +205,17 @@ describe('bodies', () => {
     );
   });
 
+  it('a megabyte routing spec or model name is refused quickly with a bounded message', async () => {
+    const spec = await postJson(
+      JSON.stringify({ model: MODEL, prompt: 'x', kmoe: { routing: `entropy:${'1,'.repeat(500_000)}2@1` } }),
+    );
+    expect(spec.status).toBe(400);
+    expect(expectOpenAIError(spec.body, 'invalid_routing').param).toBe('kmoe.routing');
+    const model = await postJson(JSON.stringify({ model: 'm'.repeat(1_000_000), prompt: 'x' }));
+    expect(model.status).toBe(400);
+    expect(expectOpenAIError(model.body, 'model_not_found').message.length).toBeLessThan(2100);
+  });
+
   it('max_completion_tokens is honoured on /v1/completions', async () => {
     const res = await postJson(
       JSON.stringify({
