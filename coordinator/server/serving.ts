@@ -55,7 +55,6 @@ export async function startServing(
 ): Promise<Serving> {
   const info = engine.info;
   const tokenizer = await KmoeTokenizer.load(options.modelDir);
-  const promptTokenizer = await PromptTokenizer.start(options.modelDir);
   const routing = new RoutingCatalog(
     {
       numLayers: info.numLayers,
@@ -78,6 +77,8 @@ export async function startServing(
     step: (report) => metrics.step(report),
     error: (message, err) => log.error({ err }, message),
   });
+  // Started last before listening: a thread left running would keep a failed start-up alive.
+  const promptTokenizer = await PromptTokenizer.start(options.modelDir);
   const builder = new GenerationRequestBuilder(promptTokenizer, info, routing, options.servedModelName);
   const generation = { scheduler, builder, metrics, model: info, experts: options.experts };
   let server: ApiServer | undefined;
