@@ -17,7 +17,7 @@ import {
 import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import { frameBytes } from '../shared/protocol/frame.js';
 import { type DispatchRequest, type ErrorReplyCode, PROTOCOL_VERSION } from '../shared/protocol/messages.js';
-import { WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
+import { WIRE_DTYPES, type WireArray, type WireDType } from '../shared/protocol/wire-dtype.js';
 import { ListenError } from '../shared/runtime/errors.js';
 import type { Logger } from '../shared/runtime/logger.js';
 import type { ExpertCompute } from './expert-compute.js';
@@ -198,7 +198,7 @@ class PeerConnection {
     try {
       hello = decodeMessage(bytes, this.limits);
     } catch (err) {
-      refuse('bad-hello', `first message is not a valid hello: ${(err as Error).message}`);
+      refuse('bad-hello', `first message is not a valid hello: ${printable((err as Error).message, 500)}`);
       return;
     }
     if (hello.type !== 'hello') {
@@ -215,13 +215,13 @@ class PeerConnection {
     if (hello.fingerprint !== m.fingerprint) {
       refuse(
         'model',
-        `model fingerprint ${hello.fingerprint.slice(0, 16)}… differs from this worker's ${m.fingerprint.slice(0, 16)}…; start the worker with the coordinator's --model`,
+        `model fingerprint ${printable(hello.fingerprint, 16)} differs from this worker's ${m.fingerprint.slice(0, 16)}…; start the worker with the coordinator's --model`,
       );
       return;
     }
     this.greeted = true;
     this.server.metrics.coordinators(1);
-    log.info(`accepted coordinator ${this.peer} (${hello.client})`);
+    log.info({ peer: this.peer, client: printable(hello.client) }, 'accepted coordinator');
     this.sendFrame(
       encodeWelcome({
         version: PROTOCOL_VERSION,
@@ -293,8 +293,10 @@ class PeerConnection {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       const id = requestIdOf(bytes, maxFrameBytes);
-      log.warn(`bad frame from ${this.peer}${id === null ? '' : ` (request ${id})`}: ${err.message}`);
-      return this.errorReply(id, err.code, err.message);
+      // Messages may quote the peer's own header values: one bounded, escaped line.
+      const message = printable(err.message, 500);
+      log.warn(`bad frame from ${this.peer}${id === null ? '' : ` (request ${id})`}: ${message}`);
+      return this.errorReply(id, err.code, message);
     }
     if (msg.type !== 'dispatch') {
       const id = 'id' in msg ? msg.id : null;
@@ -302,6 +304,15 @@ class PeerConnection {
         id,
         'unexpected-message',
         `a worker accepts dispatch requests only, got a ${msg.type}`,
+      );
+    }
+    const bad = firstNonFinite(msg.hidden, msg.wire);
+    if (bad !== -1) {
+      const hidden = compute.model.hidden;
+      return this.errorReply(
+        msg.id,
+        'bad-value',
+        `hidden state of token ${Math.floor(bad / hidden)} holds a non-finite value (NaN or infinity) at element ${bad % hidden}; experts only take finite inputs`,
       );
     }
     const missing = this.notHeld(msg);
@@ -340,4 +351,34 @@ function owned(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
     ? bytes
     : new Uint8Array(bytes);
+}
+
+/**
+ * Index of the first NaN or infinity in a wire section, or -1. Reads exponent bits, so the 16-bit
+ * formats need no widening: all-ones exponent means not finite in fp32, bf16 and fp16 alike.
+ */
+function firstNonFinite(values: WireArray, wire: WireDType): number {
+  if (wire === 'fp32') {
+    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
+    return -1;
+  }
+  const mask = wire === 'bf16' ? 0x7f80 : 0x7c00;
+  for (let i = 0; i < values.length; i++) if ((values[i]! & mask) === mask) return i;
+  return -1;
+}
+
+/**
+ * Peer-supplied text as one log-safe line: at most `max` characters, control and line-separator
+ * characters escaped, so a newline in a handshake's client string cannot forge a log line.
+ */
+export function printable(text: string, max = 200): string {
+  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
+  return JSON.stringify(cut)
+    .slice(1, -1)
+    .replace(/[\u007f-\u009f\u2028\u2029]/g, escapeChar);
+}
+
+function escapeChar(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }

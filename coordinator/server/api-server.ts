@@ -1,30 +1,157 @@
-// The node:http server: request ids, routing to handlers, OpenAI error bodies for every failure
-// (nothing a client sends can crash it), request metrics and one access log line per request,
-// and the shutdown switch that turns new generation requests away with 503.
+// The HTTP server, on fastify: routing, body limits, JSON-only bodies (415 otherwise), request ids,
+// an OpenAI-style JSON error with a stable code for every failure (Node's HTTP parser errors
+// included, whenever a response is still possible), request metrics and one access log line per
+// request, and the shutdown switch that turns new generation requests away with 503.
 
 import { randomUUID } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server, ServerResponse } from 'node:http';
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ListenError } from '../../shared/runtime/errors.js';
-import { ApiError, InternalServerError, ShuttingDownError } from './errors.js';
+import {
+  ApiError,
+  InternalServerError,
+  MalformedHttpError,
+  PayloadTooLargeError,
+  RouteNotFoundError,
+  ShuttingDownError,
+  UnsupportedMediaTypeError,
+} from './errors.js';
 import { sendError } from './http-io.js';
+import { parseJsonBody } from './json-body.js';
 import type { Logger } from './logger.js';
 import type { ServerMetrics } from './metrics.js';
-import type { RequestScope, Router } from './router.js';
+import { type HttpMethod, type RequestScope, type RouteTable, routeAt } from './router.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+/** Time to receive a whole request, headers and body: a stalled upload ends with a 408. */
+const REQUEST_TIMEOUT_MS = 60_000;
+/** Status recorded for a request whose client left before its response was complete (nginx's). */
+const CLIENT_CLOSED = 499;
+/** Metric label of failures Node's HTTP parser reports before any request exists. */
+const PARSER_ENDPOINT = 'http_parser';
+const NOT_FOUND_ENDPOINT = 'unknown';
+
+export interface ApiServerOptions {
+  readonly bodyLimitBytes: number;
+  /** Most members an array or object of a JSON body may hold (the context length). */
+  readonly maxJsonMembers: number;
+}
+
+interface Scope extends RequestScope {
+  endpoint: string;
+  readonly started: number;
+  /** A status Node's parser forced after the request began (e.g. bad chunked encoding mid-body). */
+  forcedStatus?: number;
+}
 
 export class ApiServer {
-  readonly #server: http.Server;
+  readonly #app: FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>;
+  readonly #scopes = new WeakMap<IncomingMessage, Scope>();
+  /** The request in progress on each connection, so a parser error mid-body is attributed to it. */
+  readonly #current = new WeakMap<Socket, Scope>();
+  /**
+   * Connections that already carried a response (or said `connection: close`): a parser error on
+   * them, typically in the unread body of a request that was answered without reading it, closes
+   * the connection without a second, unsolicited answer.
+   */
+  readonly #closing = new WeakSet<Socket>();
   #draining = false;
 
   constructor(
-    private readonly router: Router,
+    routes: RouteTable,
+    private readonly options: ApiServerOptions,
     private readonly metrics: ServerMetrics,
     private readonly log: Logger,
   ) {
-    this.#server = http.createServer((req, res) => {
-      void this.#handle(req, res);
+    const app = Fastify({
+      loggerInstance: log,
+      disableRequestLogging: true,
+      requestIdLogLabel: 'reqId',
+      genReqId: (req) => {
+        const header = req.headers['x-request-id'];
+        return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
+      },
+      bodyLimit: options.bodyLimitBytes,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      // Shutdown closes the listener once the scheduler has ended every sequence: nothing is left
+      // to wait for, and idle keep-alive connections must not hold the process open.
+      forceCloseConnections: true,
+      return503OnClosing: false,
+      clientErrorHandler: (err, socket) => this.#clientError(err, socket as Socket),
+      frameworkErrors: (err, request, reply) => {
+        this.#begin(request, reply);
+        this.#fail(err, request, reply);
+      },
+    });
+    this.#app = app;
+    // Only JSON bodies: anything else (a cross-origin form post, text/plain) is a 415.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+      try {
+        // JSON is UTF-8 (RFC 8259); a body declared in another charset would be misread.
+        const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1];
+        if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+          throw new UnsupportedMediaTypeError(request.headers['content-type']);
+        }
+        done(null, parseJsonBody(body as string, { maxMembers: options.maxJsonMembers }));
+      } catch (err) {
+        done(err as Error, undefined);
+      }
+    });
+    app.addHook('onRequest', (request, reply, done) => {
+      this.#begin(request, reply);
+      done();
+    });
+    app.setErrorHandler((err, request, reply) => this.#fail(err, request, reply));
+    app.setNotFoundHandler((request, reply) => {
+      const scope = this.#begin(request, reply);
+      const path = pathOf(request.url);
+      const route = routeAt(routes, path);
+      if (route) scope.endpoint = route.name;
+      this.#fail(
+        new RouteNotFoundError(request.method, path, route ? Object.keys(route.methods) : []),
+        request,
+        reply,
+      );
+    });
+    for (const [path, route] of Object.entries(routes)) {
+      for (const [method, handler] of Object.entries(route.methods)) {
+        app.route({
+          method: method as HttpMethod,
+          url: path,
+          config: { endpoint: route.name },
+          handler: async (request, reply) => {
+            const scope = this.#begin(request, reply);
+            if (route.generates && this.#draining) throw new ShuttingDownError();
+            await handler!(scope);
+          },
+        });
+      }
+    }
+    // Node answers an Expect header other than 100-continue itself, with an empty body; say why.
+    app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      const error = new MalformedHttpError(
+        417,
+        'expectation_failed',
+        `expect: ${String(req.headers.expect).slice(0, 100)} is not supported; only 100-continue is`,
+      );
+      this.metrics.request(routeAt(routes, pathOf(req.url ?? '/'))?.name ?? NOT_FOUND_ENDPOINT, 417, 0);
+      const body = JSON.stringify(error.body());
+      this.#closing.add(req.socket);
+      res.writeHead(417, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        connection: 'close',
+      });
+      res.end(body);
+    });
+    // CONNECT never reaches a route: Node hands its socket over. Answer it like any unknown method.
+    app.server.on('connect', (req: IncomingMessage, socket: Socket) => {
+      const error = new RouteNotFoundError('CONNECT', String(req.url).slice(0, 200), ['GET', 'POST']);
+      this.metrics.request(NOT_FOUND_ENDPOINT, error.status, 0);
+      writeRaw(socket, error);
     });
   }
 
@@ -33,17 +160,15 @@ export class ApiServer {
   }
 
   /** Listens and returns the base URL (port 0 picks a free port); @throws ListenError */
-  listen(host: string, port: number): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const fail = (err: unknown) => reject(new ListenError(host, port, err));
-      this.#server.once('error', fail);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', fail);
-        const address = this.#server.address() as AddressInfo;
-        const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-        resolve(`http://${shown}:${address.port}`);
-      });
-    });
+  async listen(host: string, port: number): Promise<string> {
+    try {
+      await this.#app.listen({ host, port });
+    } catch (err) {
+      throw new ListenError(host, port, err);
+    }
+    const address = this.#app.server.address() as AddressInfo;
+    const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `http://${shown}:${address.port}`;
   }
 
   /** New generation requests get 503 from now on; status endpoints keep answering. */
@@ -53,45 +178,184 @@ export class ApiServer {
 
   /** Stops listening and closes connections; call once in-flight responses have ended. */
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#server.close(() => resolve());
-      this.#server.closeAllConnections();
-    });
+    return this.#app.close();
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = performance.now();
-    const header = req.headers['x-request-id'];
-    const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
-    res.setHeader('x-request-id', requestId);
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-    const scope: RequestScope = {
-      requestId,
-      req,
-      res,
-      log: this.log.child({ reqId: requestId }),
+  /** The request's scope, created on first sight (hooks do not run for every framework error). */
+  #begin(request: FastifyRequest, reply: FastifyReply): Scope {
+    const known = this.#scopes.get(request.raw);
+    if (known) return known;
+    const scope: Scope = {
+      requestId: request.id,
+      req: request,
+      res: reply,
+      log: request.log as Logger,
       summary: {},
+      // Known from the route before the body is read, so a failed upload is counted where it was sent.
+      endpoint:
+        (request.routeOptions.config as { endpoint?: string } | undefined)?.endpoint ?? NOT_FOUND_ENDPOINT,
+      started: performance.now(),
     };
-    let endpoint = 'unknown';
-    try {
-      const route = this.router.match(req.method ?? 'GET', path);
-      endpoint = route.name;
-      if (route.generates && this.#draining) throw new ShuttingDownError();
-      await route.handler(scope);
-    } catch (err) {
-      const error = err instanceof ApiError ? err : new InternalServerError(requestId, err);
-      if (!(err instanceof ApiError)) scope.log.error({ err }, 'request failed unexpectedly');
-      if (!res.headersSent) sendError(res, error);
-      else if (!res.writableEnded) res.end();
-      scope.summary['error'] = error.message;
+    this.#scopes.set(request.raw, scope);
+    this.#current.set(request.raw.socket, scope);
+    // On the node response, so hijacked (streamed) replies carry it too.
+    reply.raw.setHeader('x-request-id', request.id);
+    // After the handlers' own close listeners (a stream's cancellation), which fill in the summary.
+    reply.raw.once('close', () => queueMicrotask(() => this.#finish(scope)));
+    return scope;
+  }
+
+  #fail(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
+    const scope = this.#begin(request, reply);
+    // The parser already answered (bad chunked encoding) and closed the connection: nothing to add.
+    if (scope.forcedStatus !== undefined) return;
+    if (clientGone(err, request)) {
+      // Nothing to answer: the client left mid-upload. Not a server error.
+      scope.summary['cancelled'] = 'client disconnected before the body was complete';
+      return;
     }
-    const seconds = (performance.now() - started) / 1000;
-    this.metrics.request(endpoint, res.statusCode, seconds);
-    const level =
-      res.statusCode >= 500 ? 'error' : endpoint === 'metrics' || endpoint === 'health' ? 'debug' : 'info';
+    const error = this.#toApiError(err, request, scope);
+    scope.summary['error'] = error.message;
+    if (error.code !== (err as { code?: unknown } | null)?.code) scope.summary['errorCode'] = error.code;
+    if (reply.sent || reply.raw.headersSent) {
+      if (!reply.raw.writableEnded) reply.raw.end();
+      return;
+    }
+    // The rest of an oversized body is not read: nothing more on this connection is answered.
+    if (error.status === 413) this.#closing.add(request.raw.socket);
+    sendError(reply, error);
+  }
+
+  #toApiError(err: unknown, request: FastifyRequest, scope: Scope): ApiError {
+    if (err instanceof ApiError) return err;
+    const code = (err as { code?: unknown } | null)?.code;
+    const status = (err as { statusCode?: unknown } | null)?.statusCode;
+    switch (code) {
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return new PayloadTooLargeError(this.options.bodyLimitBytes);
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return new UnsupportedMediaTypeError(request.headers['content-type']);
+      case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+        return new MalformedHttpError(
+          400,
+          'invalid_content_length',
+          'the body is not as long as its content-length header says',
+        );
+      case 'FST_ERR_BAD_URL':
+        return new MalformedHttpError(400, 'invalid_url', 'the request target is not a valid URL path');
+    }
+    if (typeof code === 'string' && code.startsWith('FST_') && typeof status === 'number' && status < 500) {
+      return new MalformedHttpError(status, 'bad_request', (err as Error).message);
+    }
+    scope.log.error({ err }, 'request failed unexpectedly');
+    return new InternalServerError(scope.requestId, err);
+  }
+
+  #finish(scope: Scope): void {
+    this.#current.delete(scope.req.raw.socket);
+    this.#closing.add(scope.req.raw.socket);
+    const res = scope.res.raw;
+    const status =
+      scope.forcedStatus ?? (res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED);
+    const seconds = (performance.now() - scope.started) / 1000;
+    this.metrics.request(scope.endpoint, status, seconds);
+    const quiet = scope.endpoint === 'metrics' || scope.endpoint === 'health';
+    const level = status >= 500 ? 'error' : quiet ? 'debug' : 'info';
     scope.log[level](
-      { method: req.method, path, status: res.statusCode, ms: Math.round(seconds * 1000), ...scope.summary },
+      {
+        method: scope.req.method,
+        path: pathOf(scope.req.url).slice(0, 256),
+        status,
+        ms: Math.round(seconds * 1000),
+        ...scope.summary,
+      },
       'request',
     );
   }
+
+  /**
+   * Node's HTTP parser failed (bad request line, bad chunked encoding, oversized headers, a request
+   * that took too long to arrive). Answers with a JSON error unless a response already started or
+   * the connection is gone, then closes the connection: the byte stream is no longer trustworthy.
+   */
+  #clientError(err: Error & { code?: string }, socket: Socket): void {
+    const error = parserError(err);
+    const scope = this.#current.get(socket);
+    // A connection closed mid-request (HPE_INVALID_EOF_STATE) is a client that left, not bad HTTP.
+    const gone =
+      err.code === 'ECONNRESET' ||
+      err.code === 'HPE_INVALID_EOF_STATE' ||
+      socket.destroyed ||
+      (scope === undefined && this.#closing.has(socket));
+    if (scope) {
+      // The request had begun (e.g. its body was malformed): its own access line reports this.
+      if (!gone) scope.forcedStatus = scope.res.raw.headersSent ? scope.res.raw.statusCode : error.status;
+      scope.summary['error'] = error.message;
+      scope.summary['errorCode'] = error.code;
+      scope.summary['parserCode'] = err.code;
+    } else if (!gone) {
+      this.metrics.request(PARSER_ENDPOINT, error.status, 0);
+      this.log.info(
+        { status: error.status, code: error.code, parserCode: err.code, remote: socket.remoteAddress },
+        'malformed request',
+      );
+    }
+    if (gone) {
+      socket.destroy();
+      return;
+    }
+    if (scope?.res.raw.headersSent) socket.destroy();
+    else writeRaw(socket, error);
+  }
+}
+
+/** The OpenAI-style error for a Node HTTP parser failure, by the parser's error code. */
+function parserError(err: Error & { code?: string }): ApiError {
+  const code = err.code ?? '';
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return new MalformedHttpError(
+      408,
+      'request_timeout',
+      `the request did not arrive within ${REQUEST_TIMEOUT_MS / 1000} s`,
+    );
+  }
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return new MalformedHttpError(431, 'headers_too_large', 'the request headers are too large');
+  }
+  if (code.includes('CHUNK')) {
+    return new MalformedHttpError(400, 'bad_chunked_encoding', 'the chunked request body is malformed');
+  }
+  if (/METHOD|URL|VERSION|CONSTANT|H2_UPGRADE|LF_EXPECTED|CR_EXPECTED/.test(code)) {
+    return new MalformedHttpError(400, 'bad_request_line', 'the request line is malformed');
+  }
+  if (/HEADER|CONTENT_LENGTH|TRANSFER_ENCODING/.test(code)) {
+    return new MalformedHttpError(400, 'bad_header', 'a request header is malformed');
+  }
+  return new MalformedHttpError(400, 'bad_request', 'the request is not valid HTTP/1.1');
+}
+
+/** A complete response written straight to the socket, which is then closed (Node's documented way). */
+function writeRaw(socket: Socket, error: ApiError): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(error.body());
+  socket.end(
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\n` +
+      'content-type: application/json; charset=utf-8\r\n' +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  // A peer that never reads its answer must not hold the socket open.
+  setTimeout(() => socket.destroy(), 5000).unref();
+}
+
+function clientGone(err: unknown, request: FastifyRequest): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ECONNRESET' || code === 'ECONNABORTED' || request.raw.socket.destroyed;
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
 }

@@ -1,22 +1,26 @@
 // Errors the HTTP API answers with. Each carries its status and the OpenAI error fields, so a
-// handler throws and the router turns it into `{error: {message, type, param, code}}`; anything
-// else that reaches the router is a bug and becomes a 500 that does not leak internals. Plus the
-// one error of the API's own load generator (`kmoe bench serve`).
+// handler throws and the API server turns it into `{error: {message, type, param, code}}` with a
+// stable, never-null `code`; anything else that reaches it is a bug and becomes a 500 that does not
+// leak internals. Plus the one error of the API's own load generator (`kmoe bench serve`).
 
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
+
+/** Longest error message sent or logged. */
+const MAX_MESSAGE_CHARS = 2000;
 
 export interface OpenAIErrorBody {
   readonly error: {
     readonly message: string;
     readonly type: string;
     readonly param: string | null;
-    readonly code: string | null;
+    readonly code: string;
   };
 }
 
 interface ApiErrorOptions {
   readonly param?: string | null;
-  readonly code?: string | null;
+  /** Stable machine-readable code; default: the class name in snake_case (KmoeError's rule). */
+  readonly code?: string;
   readonly cause?: unknown;
 }
 
@@ -29,7 +33,9 @@ export class ApiError extends KmoeError {
     message: string,
     options: ApiErrorOptions = {},
   ) {
-    super(message, {
+    // Messages may quote what the client sent (a model name, a routing spec): bounded, so an 8 MiB
+    // field cannot come back as an 8 MiB error body and log line.
+    super(message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message, {
       ...(options.cause === undefined ? {} : { cause: options.cause }),
       ...(options.code ? { code: options.code } : {}),
     });
@@ -50,7 +56,8 @@ export class InvalidRequestError extends ApiError {
 
 /** 404 / 405: no such endpoint, or the endpoint does not take this method. */
 export class RouteNotFoundError extends ApiError {
-  constructor(method: string, path: string, allowed: readonly string[]) {
+  constructor(method: string, requestPath: string, allowed: readonly string[]) {
+    const path = requestPath.length > 200 ? `${requestPath.slice(0, 200)}…` : requestPath;
     super(
       allowed.length === 0 ? 404 : 405,
       'invalid_request_error',
@@ -59,6 +66,30 @@ export class RouteNotFoundError extends ApiError {
         : `${path} does not accept ${method}; use ${allowed.join(' or ')}`,
       { code: allowed.length === 0 ? 'not_found' : 'method_not_allowed' },
     );
+  }
+}
+
+/** 415: a JSON endpoint was sent something other than `application/json` (e.g. a form post). */
+export class UnsupportedMediaTypeError extends ApiError {
+  constructor(contentType: string | undefined) {
+    super(
+      415,
+      'invalid_request_error',
+      contentType === undefined
+        ? 'the request has a body but no content-type; send it as application/json'
+        : `content-type '${contentType.slice(0, 100)}' is not accepted; send the body as application/json`,
+      { code: 'unsupported_media_type' },
+    );
+  }
+}
+
+/**
+ * 400 / 408 / 431 and friends that Node's HTTP parser or the body reader raise before any handler
+ * runs (bad request line, bad chunked encoding, oversized headers, a body shorter than its length).
+ */
+export class MalformedHttpError extends ApiError {
+  constructor(status: number, code: string, message: string) {
+    super(status, 'invalid_request_error', message, { code });
   }
 }
 

@@ -1,12 +1,13 @@
-// POST /v1/completions and /v1/chat/completions: validate the body, hand the generation to the
-// scheduler, and relay its events as an SSE stream or one JSON response. A client that goes away
-// cancels its sequence, which frees its KV cache at the next step boundary.
+// POST /v1/completions and /v1/chat/completions: validate the body (parsed and bounded by the API
+// server), hand the generation to the scheduler, and relay its events as an SSE stream or one JSON
+// response. A client that goes away cancels its sequence, which frees its KV cache at the next step
+// boundary.
 
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import { ExpertsUnavailableError, InvalidRequestError } from './errors.js';
 import type { GenerationRequestBuilder, PreparedGeneration } from './generation-request.js';
-import { readJsonBody, sendError, sendJson } from './http-io.js';
+import { sendError, sendJson } from './http-io.js';
 import type { ServerMetrics } from './metrics.js';
 import {
   completeResponse,
@@ -32,17 +33,21 @@ export interface GenerationDeps {
   readonly builder: GenerationRequestBuilder;
   readonly metrics: ServerMetrics;
   readonly model: ModelShape;
-  readonly bodyLimitBytes: number;
   readonly experts: () => ExpertCoverage;
 }
 
 export function generationHandler(endpoint: Endpoint, deps: GenerationDeps) {
   return async (scope: RequestScope): Promise<void> => {
-    const body = await readJsonBody(scope.req, deps.bodyLimitBytes);
+    const body = scope.req.body;
+    if (body === undefined) {
+      throw new InvalidRequestError('the request body is empty; send a JSON object as application/json', {
+        code: 'invalid_json',
+      });
+    }
     const prepared =
       endpoint === 'chat'
-        ? deps.builder.chat(validate(chatRequestSchema, body))
-        : deps.builder.completion(validate(completionRequestSchema, body));
+        ? await deps.builder.chat(validate(chatRequestSchema, body))
+        : await deps.builder.completion(validate(completionRequestSchema, body));
     const experts = deps.experts();
     // Refused up front: every step would fail anyway, and 503 tells clients to retry elsewhere.
     if (!experts.covered) throw new ExpertsUnavailableError(experts.detail ?? experts.description);
@@ -93,6 +98,12 @@ function run(
   onOpen: () => void,
 ): Promise<void> {
   return new Promise<void>((resolve) => {
+    // The client may have left while its prompt was being tokenized: run nothing for it.
+    if (scope.res.raw.closed || scope.req.raw.socket.destroyed) {
+      scope.summary['cancelled'] = 'client disconnected';
+      resolve();
+      return;
+    }
     let settled = false;
     const settle = (usage: SequenceUsage | undefined): void => {
       settled = true;
@@ -113,7 +124,7 @@ function run(
         settle(event.usage);
       }
     });
-    scope.res.on('close', () => {
+    scope.res.raw.on('close', () => {
       if (settled) return;
       handle.cancel();
       scope.summary['cancelled'] = 'client disconnected';
@@ -130,7 +141,7 @@ function stream(
   seqId: string,
   prepared: PreparedGeneration,
 ): Promise<void> {
-  const sse = new SseWriter(scope.res);
+  const sse = new SseWriter(scope.res.raw);
   return run(
     scope,
     deps,
@@ -150,6 +161,8 @@ function stream(
       }
     },
     () => {
+      // From here on the stream is written to the node response directly.
+      void scope.res.hijack();
       sse.open();
       const first = roleChunk(ctx);
       if (first) sse.send(first);

@@ -1,12 +1,14 @@
 // Turns a validated completions or chat body into what the scheduler runs: prompt ids (encoded or
-// chat-templated), token limits checked against the context, sampling with OpenAI's defaults,
-// stop strings and the routing policy. Every refusal is a 400 naming the field at fault.
+// chat-templated on the tokenizer thread, after a length bound that refuses text too long for the
+// context without tokenizing it), token limits checked against the context, sampling with OpenAI's
+// defaults, stop strings and the routing policy. Every refusal is a 400 naming the field at fault.
 
 import { randomInt } from 'node:crypto';
-import { ChatTemplateError, ChatTemplateMissingError } from '../../shared/model/errors.js';
-import type { ChatMessage, KmoeTokenizer } from '../../shared/model/tokenizer.js';
+import { KmoeError } from '../../shared/errors/kmoe-error.js';
+import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import type { EngineInfo } from '../engine/engine.js';
 import { InvalidRequestError } from './errors.js';
+import type { PromptTokenizer } from './prompt-tokenizer.js';
 import type { RoutingCatalog } from './routing-catalog.js';
 import type { ChatRequest, ChatRequestMessage, CompletionRequest } from './schemas.js';
 import type { GenerationParams } from './sequence.js';
@@ -30,21 +32,24 @@ type CommonFields = Pick<
 
 export class GenerationRequestBuilder {
   constructor(
-    private readonly tokenizer: KmoeTokenizer,
+    private readonly tokenizer: PromptTokenizer,
     private readonly info: EngineInfo,
     private readonly routing: RoutingCatalog,
     readonly servedModelName: string,
   ) {}
 
-  completion(body: CompletionRequest): PreparedGeneration {
+  async completion(body: CompletionRequest): Promise<PreparedGeneration> {
     this.#checkModel(body.model);
-    const promptIds = this.#completionPrompt(body.prompt);
-    return this.#prepare(body, promptIds, body.max_tokens ?? DEFAULT_COMPLETION_MAX_TOKENS, 'max_tokens');
+    const promptIds = await this.#completionPrompt(body.prompt);
+    // max_completion_tokens is the newer name OpenAI gives max_tokens; it wins when both are sent.
+    const param = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_COMPLETION_MAX_TOKENS;
+    return this.#prepare(body, promptIds, maxTokens, param);
   }
 
-  chat(body: ChatRequest): PreparedGeneration {
+  async chat(body: ChatRequest): Promise<PreparedGeneration> {
     this.#checkModel(body.model);
-    const promptIds = this.#chatPrompt(body.messages);
+    const promptIds = await this.#chatPrompt(body.messages);
     const param = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
     const maxTokens =
       body.max_completion_tokens ?? body.max_tokens ?? this.info.maxPositions - promptIds.length;
@@ -59,7 +64,7 @@ export class GenerationRequestBuilder {
     );
   }
 
-  #completionPrompt(prompt: CompletionRequest['prompt']): number[] {
+  #completionPrompt(prompt: CompletionRequest['prompt']): Promise<number[]> | number[] {
     if (typeof prompt === 'string') return this.#encoded(prompt);
     if (prompt.length === 0) throw new InvalidRequestError('prompt is empty', { param: 'prompt' });
     const [first] = prompt;
@@ -73,8 +78,9 @@ export class GenerationRequestBuilder {
     return typeof first === 'string' ? this.#encoded(first) : this.#checkedIds(first!);
   }
 
-  #encoded(text: string): number[] {
-    const ids = this.tokenizer.encode(text);
+  async #encoded(text: string): Promise<number[]> {
+    this.#checkLength(text.length, 'prompt');
+    const ids = await this.tokenizer.encode(text);
     if (ids.length === 0) throw new InvalidRequestError('prompt encodes to no tokens', { param: 'prompt' });
     return ids;
   }
@@ -93,29 +99,50 @@ export class GenerationRequestBuilder {
     return [...ids];
   }
 
-  #chatPrompt(messages: readonly ChatRequestMessage[]): number[] {
+  /**
+   * Refuses text that cannot fit the context before any tokenization: no token stands for more
+   * than `charsPerTokenBound` code units of text, so longer text has more tokens than positions.
+   */
+  #checkLength(chars: number, param: string): void {
+    const context = this.info.maxPositions;
+    const limit = context * this.tokenizer.charsPerTokenBound;
+    if (chars <= limit) return;
+    throw new InvalidRequestError(
+      `${param} is ${chars} characters; this model's context of ${context} tokens holds at most ${limit} (a token stands for at most ${this.tokenizer.charsPerTokenBound})`,
+      { param, code: 'context_length_exceeded' },
+    );
+  }
+
+  async #chatPrompt(messages: readonly ChatRequestMessage[]): Promise<number[]> {
     const conversation: ChatMessage[] = messages.map((m) => ({
       // OpenAI's newer "developer" role is the system prompt under another name.
       role: m.role === 'developer' ? 'system' : m.role,
       content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text).join(''),
     }));
+    // The template only adds text around the contents, so their length bounds the prompt's.
+    this.#checkLength(
+      conversation.reduce((n, m) => n + m.content.length, 0),
+      'messages',
+    );
+    let ids: number[];
     try {
-      const ids = this.tokenizer.encodeChat(conversation);
-      if (ids.length === 0)
-        throw new InvalidRequestError('messages render to no tokens', { param: 'messages' });
-      return ids;
+      ids = await this.tokenizer.encodeChat(conversation);
     } catch (err) {
-      if (err instanceof ChatTemplateMissingError) {
+      // Raised on the tokenizer thread: recognised by code, which crosses the thread boundary.
+      if (err instanceof KmoeError && err.code === 'chat_template_missing') {
         throw new InvalidRequestError(
           `this model has no chat template: ${err.message}; use /v1/completions with a plain prompt`,
           { param: 'messages', code: 'chat_template_missing' },
         );
       }
-      if (err instanceof ChatTemplateError) {
+      if (err instanceof KmoeError && err.code === 'chat_template') {
         throw new InvalidRequestError(err.message, { param: 'messages', code: 'invalid_messages' });
       }
       throw err;
     }
+    if (ids.length === 0)
+      throw new InvalidRequestError('messages render to no tokens', { param: 'messages' });
+    return ids;
   }
 
   #prepare(

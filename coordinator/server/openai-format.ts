@@ -11,7 +11,7 @@ export interface KmoeUsage {
   readonly native_activations: number;
   /** 1 - expert_activations / native_activations. */
   readonly saving_vs_native: number;
-  /** Bytes moved to and from remote experts for this request's tokens (0 with in-process experts). */
+  /** Bytes moved to and from remote experts for this request's tokens (0 with in-process experts); an integer. */
   readonly bytes_dispatched: number;
   /** Tokens that went through the forward pass: the prompt plus generated tokens fed back. */
   readonly processed_tokens: number;
@@ -52,7 +52,8 @@ export function usageBody(u: SequenceUsage, model: ModelShape, routing: string):
       expert_activations: u.activations,
       native_activations: native,
       saving_vs_native: native === 0 ? 0 : 1 - u.activations / native,
-      bytes_dispatched: u.bytes,
+      // A step's bytes are shared among its sequences in proportion to their tokens: whole bytes here.
+      bytes_dispatched: Math.round(u.bytes),
       processed_tokens: u.processedTokens,
       routing,
     },

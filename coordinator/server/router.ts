@@ -1,14 +1,15 @@
-// Maps method + path to a handler, and the request scope every handler gets: its request id,
-// its logger and a summary the access log line reports when the response is done.
+// The route table of the API (path -> endpoint name, handler per method, whether it starts
+// generation work) and the request scope every handler gets: its request id, the fastify request
+// and reply, its logger and a summary the access log line reports when the response is done.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { RouteNotFoundError } from './errors.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from './logger.js';
 
 export interface RequestScope {
   readonly requestId: string;
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly req: FastifyRequest;
+  /** The fastify reply; a stream hijacks it and writes to `res.raw`. */
+  readonly res: FastifyReply;
   readonly log: Logger;
   /** Facts for the access log line (tokens, finish reason, cancellation), filled in by handlers. */
   readonly summary: Record<string, unknown>;
@@ -19,26 +20,16 @@ export type RouteHandler = (scope: RequestScope) => Promise<void>;
 export interface Route {
   /** Metric label and log name of the endpoint. */
   readonly name: string;
-  readonly methods: Readonly<Record<string, RouteHandler>>;
+  readonly methods: Readonly<Partial<Record<HttpMethod, RouteHandler>>>;
   /** Starts generation work: refused with 503 once shutdown begins. */
   readonly generates?: boolean;
 }
 
-export interface MatchedRoute {
-  readonly name: string;
-  readonly handler: RouteHandler;
-  readonly generates: boolean;
-}
+export type HttpMethod = 'GET' | 'POST';
 
-export class Router {
-  constructor(private readonly routes: Readonly<Record<string, Route>>) {}
+export type RouteTable = Readonly<Record<string, Route>>;
 
-  /** @throws RouteNotFoundError (404 unknown path, 405 known path with another method) */
-  match(method: string, path: string): MatchedRoute {
-    const route = Object.hasOwn(this.routes, path) ? this.routes[path] : undefined;
-    const handler = route?.methods[method];
-    if (!route || !handler)
-      throw new RouteNotFoundError(method, path, route ? Object.keys(route.methods) : []);
-    return { name: route.name, handler, generates: route.generates ?? false };
-  }
+/** The route at exactly this path (no prototype keys), for 405s and metric labels. */
+export function routeAt(routes: RouteTable, path: string): Route | undefined {
+  return Object.hasOwn(routes, path) ? routes[path] : undefined;
 }

@@ -16,6 +16,11 @@ export interface ResolvedRouting {
 }
 
 const PARAM = 'kmoe.routing';
+/**
+ * Longest spec string or profile name a request may send. Real specs are a few dozen characters;
+ * the spec grammar's parser is not linear, and a megabyte spec would hold the event loop.
+ */
+const MAX_SPEC_CHARS = 1024;
 
 export class RoutingCatalog {
   readonly #model: RoutingModel & { readonly fingerprint: string };
@@ -55,6 +60,12 @@ export class RoutingCatalog {
     if (requested === undefined) return this.default;
     if (typeof requested !== 'string') return this.#inline(JSON.stringify(requested));
     const text = requested.trim();
+    if (!isInlineProfile(text) && text.length > MAX_SPEC_CHARS) {
+      throw new InvalidRequestError(
+        `kmoe.routing is ${text.length} characters; a routing spec or profile name is at most ${MAX_SPEC_CHARS} (send a profile as a JSON object)`,
+        { param: PARAM, code: 'invalid_routing' },
+      );
+    }
     if (isInlineProfile(text) || !isProfilePath(text)) return this.#inline(text);
     const loaded = this.#profiles.get(text);
     if (loaded) return loaded;

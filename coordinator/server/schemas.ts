@@ -83,6 +83,7 @@ export const completionRequestSchema = z.looseObject({
     error: 'prompt must be a string or an array of token ids',
   }),
   max_tokens: maxTokens('max_tokens'),
+  max_completion_tokens: maxTokens('max_completion_tokens'),
   echo: offOnly(z.literal(false), 'echo'),
   logprobs: offOnly(z.literal(0), 'logprobs'),
   best_of: offOnly(z.literal(1), 'best_of other than 1'),

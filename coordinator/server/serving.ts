@@ -1,6 +1,7 @@
-// Assembles a running server from a loaded engine: tokenizer, routing catalog, scheduler, metrics,
-// routes and the HTTP listener; and takes it down in order (stop admission, drain or cut at the
-// deadline, close the listener, close the engine).
+// Assembles a running server from a loaded engine: tokenizers (detokenizing on the main thread,
+// prompts on a thread of their own), routing catalog, scheduler, metrics, routes and the HTTP
+// listener; and takes it down in order (stop admission, drain or cut at the deadline, close the
+// listener and the tokenizer thread).
 
 import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
@@ -9,12 +10,17 @@ import type { EngineInfo } from '../engine/engine.js';
 import { ApiServer } from './api-server.js';
 import { generationHandler } from './generation-handler.js';
 import { GenerationRequestBuilder } from './generation-request.js';
+import { installLastResortHandlers } from './last-resort.js';
 import type { Logger } from './logger.js';
 import { ServerMetrics } from './metrics.js';
-import { Router } from './router.js';
+import { PromptTokenizer } from './prompt-tokenizer.js';
+import type { RouteTable } from './router.js';
 import { RoutingCatalog } from './routing-catalog.js';
 import { Scheduler, type SchedulerOptions, type ShutdownReport, type StepEngine } from './scheduler.js';
 import { type ExpertCoverage, statusEndpoints } from './status-endpoints.js';
+
+/** Running requests get this long to finish when the process must exit after an uncaught exception. */
+const FATAL_GRACE_MS = 5000;
 
 /** The engine as the server uses it (EngineClient in production). */
 export interface ServingEngine extends StepEngine {
@@ -71,15 +77,10 @@ export async function startServing(
     step: (report) => metrics.step(report),
     error: (message, err) => log.error({ err }, message),
   });
-  const builder = new GenerationRequestBuilder(tokenizer, info, routing, options.servedModelName);
-  const generation = {
-    scheduler,
-    builder,
-    metrics,
-    model: info,
-    bodyLimitBytes: options.bodyLimitBytes,
-    experts: options.experts,
-  };
+  // Started last before listening: a thread left running would keep a failed start-up alive.
+  const promptTokenizer = await PromptTokenizer.start(options.modelDir);
+  const builder = new GenerationRequestBuilder(promptTokenizer, info, routing, options.servedModelName);
+  const generation = { scheduler, builder, metrics, model: info, experts: options.experts };
   let server: ApiServer | undefined;
   const status = statusEndpoints({
     info,
@@ -92,7 +93,7 @@ export async function startServing(
     draining: () => server?.draining ?? false,
     startedAt: Date.now(),
   });
-  const router = new Router({
+  const routes: RouteTable = {
     '/v1/completions': {
       name: 'completions',
       methods: { POST: generationHandler('completions', generation) },
@@ -107,18 +108,37 @@ export async function startServing(
     '/health': { name: 'health', methods: { GET: status.health } },
     '/ready': { name: 'ready', methods: { GET: status.ready } },
     '/metrics': { name: 'metrics', methods: { GET: status.metrics } },
-  });
-  server = new ApiServer(router, metrics, log);
+  };
+  server = new ApiServer(
+    routes,
+    { bodyLimitBytes: options.bodyLimitBytes, maxJsonMembers: info.maxPositions },
+    metrics,
+    log,
+  );
   const api = server;
-  const url = await api.listen(options.host, options.port);
-  return {
+  let url: string;
+  try {
+    url = await api.listen(options.host, options.port);
+  } catch (err) {
+    await promptTokenizer.close();
+    throw err;
+  }
+  let stopped: Promise<ShutdownReport> | undefined;
+  const serving: Serving = {
     url,
     info,
-    async shutdown(graceMs: number): Promise<ShutdownReport> {
-      api.stopAccepting();
-      const report = await scheduler.shutdown(graceMs);
-      await api.close();
-      return report;
+    shutdown(graceMs: number): Promise<ShutdownReport> {
+      stopped ??= (async () => {
+        api.stopAccepting();
+        const report = await scheduler.shutdown(graceMs);
+        await api.close();
+        await promptTokenizer.close();
+        uninstall();
+        return report;
+      })();
+      return stopped;
     },
   };
+  const uninstall = installLastResortHandlers(log, () => serving.shutdown(FATAL_GRACE_MS));
+  return serving;
 }

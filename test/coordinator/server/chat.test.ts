@@ -121,6 +121,7 @@ describe('chat completions with a chat template', () => {
   it('rejects tool messages and tools by name', async () => {
     const bad = await fetch(`${server.url}/v1/chat/completions`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'tiny-chat', messages: [{ role: 'tool', content: 'x' }] }),
     });
     expect(bad.status).toBe(400);
@@ -129,6 +130,7 @@ describe('chat completions with a chat template', () => {
     );
     const tools = await fetch(`${server.url}/v1/chat/completions`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
         model: 'tiny-chat',
         messages: [{ role: 'user', content: 'x' }],

@@ -68,6 +68,7 @@ describe('kmoe serve with local workers', () => {
       const usage = res.usage as unknown as Usage;
       expect(usage.kmoe.avg_k).toBe(2);
       expect(usage.kmoe.bytes_dispatched).toBeGreaterThan(0);
+      expect(Number.isInteger(usage.kmoe.bytes_dispatched)).toBe(true);
     });
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     const series = metrics.split('\n').filter((l) => l.startsWith('kmoe_dispatch_bytes_total{'));

@@ -1,0 +1,307 @@
+// A real `kmoe serve` against a hostile client: malformed request targets and request lines, broken
+// chunked bodies, oversized headers, non-JSON content types, deeply nested and oversized JSON,
+// prompts far beyond the context, uploads cut short. Every answer is an OpenAI-style JSON error
+// with a stable code, the server stays up, and a maximal request leaves /health and running
+// streams answering while it is being refused.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseScrape, scrape } from '../../helpers/prometheus.js';
+import { rawRequest } from '../../helpers/raw-http.js';
+import { type ServeProcess, startServe } from './serve-process.js';
+
+const MODEL = 'tiny-mixtral';
+/** `kmoe serve`'s body limit. */
+const BODY_LIMIT = 8 * 1024 * 1024;
+
+let server: ServeProcess;
+
+beforeAll(async () => {
+  server = await startServe(['--workers', '0']);
+});
+
+afterAll(async () => {
+  expect(await server?.stop()).toBe(0);
+});
+
+type ErrorBody = { error: { message: string; type: string; param: string | null; code: string } };
+
+async function postJson(body: string, path = '/v1/completions') {
+  const res = await fetch(`${server.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  });
+  return { status: res.status, body: (await res.json()) as ErrorBody };
+}
+
+function expectOpenAIError(json: unknown, code: string): ErrorBody['error'] {
+  const error = (json as ErrorBody).error;
+  expect(error).toMatchObject({ type: expect.any(String), message: expect.any(String), code });
+  return error;
+}
+
+async function greedy(): Promise<string> {
+  const res = await postJson(
+    JSON.stringify({ model: MODEL, prompt: 'def f():', max_tokens: 6, temperature: 0 }),
+  );
+  expect(res.status).toBe(200);
+  return (res.body as unknown as { choices: { text: string }[] }).choices[0]!.text;
+}
+
+describe('requests Node or fastify refuse before any handler', () => {
+  const head = (requestLine: string, headers = '') =>
+    `${requestLine}\r\nhost: x\r\n${headers}connection: close\r\n\r\n`;
+
+  it.each([
+    ['absolute-form target that URL rejects', head('GET http://[::1 HTTP/1.1'), 400, 'invalid_url'],
+    ['absolute-form target with a bad port', head('GET http://x:99999999/ HTTP/1.1'), 400, 'invalid_url'],
+    ['authority-form target on GET', head('GET example.com:443 HTTP/1.1'), 400, 'bad_request_line'],
+    ['asterisk-form target', head('OPTIONS * HTTP/1.1'), 404, 'not_found'],
+    ['CONNECT', head('CONNECT example.com:443 HTTP/1.1'), 405, 'method_not_allowed'],
+    ['garbage request line', 'HELLO\r\n\r\n', 400, 'bad_request_line'],
+    ['bad percent-encoding in the path', head('GET /health%zz HTTP/1.1'), 400, 'invalid_url'],
+    ['unsupported HTTP version', head('GET /health HTTP/3.0'), 400, 'bad_request_line'],
+    ['header without a colon', head('GET /health HTTP/1.1', 'nonsense\r\n'), 400, 'bad_header'],
+    [
+      'oversized headers',
+      head('GET /health HTTP/1.1', `x-big: ${'a'.repeat(20_000)}\r\n`),
+      431,
+      'headers_too_large',
+    ],
+  ])('%s', async (_, request, status, code) => {
+    const res = await rawRequest(server.url, [request]);
+    expect(res.status).toBe(status);
+    expectOpenAIError(res.json, code);
+  });
+
+  it('an absolute-form target is routed by its path, as HTTP/1.1 requires', async () => {
+    const res = await rawRequest(server.url, [head('GET http://other.example/health HTTP/1.1')]);
+    expect(res.status).toBe(200);
+    expect(res.json).toMatchObject({ status: 'ok' });
+  });
+
+  it('a malformed chunked body', async () => {
+    const res = await rawRequest(server.url, [
+      'POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n',
+      'zz\r\n{}\r\n0\r\n\r\n',
+    ]);
+    expect(res.status).toBe(400);
+    expectOpenAIError(res.json, 'bad_chunked_encoding');
+  });
+
+  it('a body shorter than its content-length, then the client gives up', async () => {
+    const before = await scrape(`${server.url}/metrics`);
+    const errors500 = () => {
+      try {
+        return before('kmoe_requests_total{endpoint="completions",status="500"}');
+      } catch {
+        return 0;
+      }
+    };
+    const base500 = errors500();
+    await rawRequest(
+      server.url,
+      [
+        'POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n',
+        '{"model": "tiny',
+      ],
+      { abort: true, gapMs: 50 },
+    );
+    // The server logs the cut upload at info level as a cancellation, and counts no 500.
+    for (
+      let i = 0;
+      i < 100 && !/client disconnected before the body was complete/.test(server.stderr());
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const line = server
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes('client disconnected before the body was complete'));
+    expect(JSON.parse(line!)).toMatchObject({ level: 30, status: 499 });
+    const after = await scrape(`${server.url}/metrics`);
+    expect(after('kmoe_requests_total{endpoint="completions",status="499"}')).toBeGreaterThan(0);
+    expect(errors500()).toBe(base500);
+  });
+});
+
+describe('bodies', () => {
+  it.each([
+    ['text/plain', 'text/plain'],
+    ['a form post', 'application/x-www-form-urlencoded'],
+    ['multipart', 'multipart/form-data; boundary=x'],
+    ['JSON in another charset', 'application/json; charset=utf-16'],
+  ])('%s is a 415', async (_, contentType) => {
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': contentType },
+      body: JSON.stringify({ model: MODEL, prompt: 'x' }),
+    });
+    expect(res.status).toBe(415);
+    expectOpenAIError(await res.json(), 'unsupported_media_type');
+  });
+
+  it('a body without a content-type is a 415, none at all a 400', async () => {
+    const res = await rawRequest(server.url, [
+      'POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}',
+    ]);
+    expect(res.status).toBe(415);
+    expectOpenAIError(res.json, 'unsupported_media_type');
+    const empty = await fetch(`${server.url}/v1/completions`, { method: 'POST' });
+    expect(empty.status).toBe(400);
+    expectOpenAIError(await empty.json(), 'invalid_json');
+  });
+
+  it('a body over the limit is a 413, before it is read', async () => {
+    const res = await rawRequest(server.url, [
+      `POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY_LIMIT + 1}\r\n\r\n`,
+    ]);
+    expect(res.status).toBe(413);
+    expect(res.headers['connection']).toBe('close');
+    expectOpenAIError(res.json, 'payload_too_large');
+  });
+
+  it('deeply nested kmoe.routing is a 400 naming it', async () => {
+    const deep = `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`;
+    const res = await postJson(`{"model":"${MODEL}","prompt":"x","kmoe":{"routing":${deep}}}`);
+    expect(res.status).toBe(400);
+    expect(expectOpenAIError(res.body, 'json_too_deep').param).toBe('kmoe.routing');
+    // Just past any legitimate depth, parsed, still refused by name.
+    const shallow = `${'{"a":'.repeat(40)}1${'}'.repeat(40)}`;
+    const again = await postJson(`{"model":"${MODEL}","prompt":"x","kmoe":{"routing":${shallow}}}`);
+    expect(again.status).toBe(400);
+    expect(again.body.error.param).toBe('kmoe.routing');
+  });
+
+  it('a million token ids are refused without converting them', async () => {
+    const ids = `[${Array.from({ length: 1_000_000 }, () => '13').join(',')}]`;
+    const res = await postJson(`{"model":"${MODEL}","prompt":${ids}}`);
+    expect(res.status).toBe(400);
+    expect(expectOpenAIError(res.body, 'context_length_exceeded').param).toBe('prompt');
+  });
+
+  it('objects with more fields than the context, and bodies of too many values, are refused', async () => {
+    const keys = `{${Array.from({ length: 100_000 }, (_, i) => `"k${i}":1`).join(',')}}`;
+    const wide = await postJson(keys);
+    expect(wide.status).toBe(400);
+    expect(expectOpenAIError(wide.body, 'too_many_items').param).toBeNull();
+    const stops = await postJson(`{"model":"${MODEL}","prompt":"x","stop":[${'"a",'.repeat(5000)}"a"]}`);
+    expect(stops.status).toBe(400);
+    expect(expectOpenAIError(stops.body, 'too_many_items').param).toBe('stop');
+    const rows = Array.from({ length: 100 }, () => `[${Array.from({ length: 4000 }, () => '1').join(',')}]`);
+    const many = await postJson(`{"model":"${MODEL}","prompt":[${rows.join(',')}]}`);
+    expect(many.status).toBe(400);
+    expect(expectOpenAIError(many.body, 'too_many_items').message).toMatch(/values in all/);
+  });
+
+  it('a prompt longer than the context could hold is refused before tokenizing', async () => {
+    const res = await postJson(JSON.stringify({ model: MODEL, prompt: 'ab'.repeat(3_000_000) }));
+    expect(res.status).toBe(400);
+    const error = expectOpenAIError(res.body, 'context_length_exceeded');
+    expect(error.param).toBe('prompt');
+    expect(error.message).toMatch(
+      /prompt is 6000000 characters; this model's context of 4096 tokens holds at most/,
+    );
+  });
+
+  it('a megabyte routing spec or model name is refused quickly with a bounded message', async () => {
+    const spec = await postJson(
+      JSON.stringify({ model: MODEL, prompt: 'x', kmoe: { routing: `entropy:${'1,'.repeat(500_000)}2@1` } }),
+    );
+    expect(spec.status).toBe(400);
+    expect(expectOpenAIError(spec.body, 'invalid_routing').param).toBe('kmoe.routing');
+    const model = await postJson(JSON.stringify({ model: 'm'.repeat(1_000_000), prompt: 'x' }));
+    expect(model.status).toBe(400);
+    expect(expectOpenAIError(model.body, 'model_not_found').message.length).toBeLessThan(2100);
+  });
+
+  it('max_completion_tokens is honoured on /v1/completions', async () => {
+    const res = await postJson(
+      JSON.stringify({
+        model: MODEL,
+        prompt: 'The',
+        max_completion_tokens: 5,
+        temperature: 0,
+        kmoe: { ignore_eos: true },
+      }),
+    );
+    expect(res.status).toBe(200);
+    expect((res.body as unknown as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(5);
+  });
+});
+
+describe('405s and metrics', () => {
+  it('labels a 405 with the endpoint it was sent to', async () => {
+    for (const method of ['GET', 'PUT', 'DELETE', 'OPTIONS']) {
+      const res = await fetch(`${server.url}/v1/completions`, { method });
+      expect(res.status).toBe(405);
+      expectOpenAIError(await res.json(), 'method_not_allowed');
+    }
+    const value = parseScrape(await (await fetch(`${server.url}/metrics`)).text());
+    expect(value('kmoe_requests_total{endpoint="completions",status="405"}')).toBe(4);
+  });
+});
+
+describe('a maximal request', () => {
+  it('leaves /health answering and a running stream flowing while it is refused', async () => {
+    const reference = await greedy();
+    const events: string[] = [];
+    // A stream long enough to outlast the requests below.
+    const streamRes = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: MODEL,
+        prompt: 'The',
+        max_tokens: 2000,
+        temperature: 0,
+        stream: true,
+        kmoe: { ignore_eos: true },
+      }),
+    });
+    const reader = streamRes.body!.getReader();
+    let chunks = 0;
+    let stop = false;
+    const reading = (async () => {
+      while (!stop) {
+        const { done } = await reader.read();
+        if (done) break;
+        chunks++;
+      }
+    })();
+    while (chunks < 3) await new Promise((r) => setTimeout(r, 10));
+    // The most expensive prompt the length bound lets through: the longest text of the cheapest
+    // tokens, which takes the tokenizer longest; then the largest body the server reads at all.
+    const charBound = 4096 * 16;
+    const chunksBefore = chunks;
+    const big = postJson(JSON.stringify({ model: MODEL, prompt: ' '.repeat(charBound) })).then((r) => {
+      events.push('big answered');
+      return r;
+    });
+    const huge = postJson(JSON.stringify({ model: MODEL, prompt: 'x'.repeat(BODY_LIMIT - 100) })).then(
+      (r) => {
+        events.push('huge answered');
+        return r;
+      },
+    );
+    const health = await fetch(`${server.url}/health`);
+    events.push('health answered');
+    expect(health.status).toBe(200);
+    const chunksDuring = chunks;
+    const [bigRes, hugeRes] = await Promise.all([big, huge]);
+    // The tokenizer thread was busy with the long prompt; the event loop was not.
+    expect(events.indexOf('health answered')).toBeLessThan(events.indexOf('big answered'));
+    expect(bigRes.status).toBe(400);
+    expect(bigRes.body.error.code).toBe('context_length_exceeded');
+    expect(hugeRes.status).toBe(400);
+    expect(hugeRes.body.error.code).toBe('context_length_exceeded');
+    // The stream kept producing while both were processed.
+    expect(chunks).toBeGreaterThan(chunksBefore);
+    expect(chunksDuring).toBeGreaterThanOrEqual(chunksBefore);
+    stop = true;
+    await reader.cancel();
+    await reading;
+    expect(await greedy()).toBe(reference);
+  });
+});
