@@ -9,7 +9,7 @@
 // per layer into one [experts, out, in] tensor per projection; 1-D tensors (norms) and the router
 // stay F32 whatever the output type.
 
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../../shared/dtype.js';
@@ -18,8 +18,9 @@ import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import type { StoredTensor } from '../../../shared/model/safetensors.js';
 import { GgufError } from './errors.js';
 import { GgmlType, type GgufTensorSource, type GgufValue, gguf, writeGguf } from './gguf-format.js';
+import type { GgufOutType } from './out-types.js';
 
-export type GgufOutType = 'f32' | 'bf16' | 'f16' | 'q8_0';
+export type { GgufOutType } from './out-types.js';
 
 const OUT_TYPES: Record<GgufOutType, { ggml: GgmlType; fileType: number }> = {
   // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32
@@ -28,10 +29,6 @@ const OUT_TYPES: Record<GgufOutType, { ggml: GgmlType; fileType: number }> = {
   q8_0: { ggml: GgmlType.Q8_0, fileType: 7 },
   bf16: { ggml: GgmlType.BF16, fileType: 32 },
 };
-
-export function isGgufOutType(s: string): s is GgufOutType {
-  return Object.hasOwn(OUT_TYPES, s);
-}
 
 /** llama.cpp's name of each role (llama-arch.cpp, LLM_ARCH_LLAMA). Experts are stacked per layer. */
 const GGUF_NAMES: Partial<Record<TensorRole, string>> = {
@@ -80,6 +77,44 @@ export async function checkpointToGguf(
     return { file: outFile, bytes, tensors: tensors.length, outType: options.outType, vocab };
   } finally {
     await ckpt.close();
+  }
+}
+
+/** Bump when the bytes this writer produces for the same checkpoint change (it keys the cache). */
+const WRITER_VERSION = 1;
+
+/**
+ * The GGUF of a checkpoint in `cacheDir`, written on first use: named after the checkpoint's
+ * fingerprint (config + tensor names, dtypes, shapes), the output type and the writer's version, so
+ * a changed checkpoint or writer gets a new file. Written to a temporary name, then renamed.
+ */
+export async function cachedCheckpointGguf(
+  modelDir: string,
+  outType: GgufOutType,
+  cacheDir: string,
+): Promise<{ file: string; written: GgufWriteResult | null }> {
+  const ckpt = await Checkpoint.open(modelDir);
+  let fingerprint: string;
+  try {
+    fingerprint = ckpt.fingerprint().slice(0, 16);
+  } finally {
+    await ckpt.close();
+  }
+  const base = path.basename(path.resolve(modelDir));
+  const file = path.join(cacheDir, `${base}-${fingerprint}-w${WRITER_VERSION}-${outType}.gguf`);
+  try {
+    if ((await stat(file)).isFile()) return { file, written: null };
+  } catch {
+    // not cached yet
+  }
+  await mkdir(cacheDir, { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    const written = await checkpointToGguf(modelDir, tmp, { outType });
+    await rename(tmp, file);
+    return { file, written: { ...written, file } };
+  } finally {
+    await rm(tmp, { force: true });
   }
 }
 
