@@ -12,7 +12,7 @@ import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
 import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
 import { argmax } from '../sampling.js';
 import { cachedCheckpointGguf, type GgufOutType } from './gguf/checkpoint-to-gguf.js';
-import { startLlamaCpp } from './llama-cpp-anchor.js';
+import { type LlamaCppAnchor, openLlamaCpp } from './llama-cpp-anchor.js';
 
 export interface BenchModelOptions {
   readonly model: string;
@@ -79,21 +79,27 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
 
   // The anchor loads first: a missing binding or a bad GGUF fails before minutes of kmoe measurements.
   const gguf = await resolveGguf(o);
-  const llamaOptions = {
-    threads: settings.threads,
+  const llamaSizes = {
     maxTokens: Math.max(STANDARD_WINDOW, PROMPT_TOKENS + decodeTokens + 1),
     batchTokens: STANDARD_WINDOW,
   };
+  const runtime = gguf === undefined ? undefined : await openLlamaCpp(settings.threads);
   let reference: { gguf: string; tokens: number[] } | undefined;
-  if (gguf !== undefined && o.llamaCppReference !== undefined) {
-    const ref = await startLlamaCpp({ ...llamaOptions, gguf: o.llamaCppReference });
-    try {
-      reference = { gguf: o.llamaCppReference, tokens: (await ref.decode(prompt, decodeTokens)).tokens };
-    } finally {
-      await ref.close();
+  let llama: LlamaCppAnchor | undefined;
+  try {
+    if (runtime !== undefined && o.llamaCppReference !== undefined) {
+      const ref = await runtime.load({ ...llamaSizes, gguf: o.llamaCppReference });
+      try {
+        reference = { gguf: o.llamaCppReference, tokens: (await ref.decode(prompt, decodeTokens)).tokens };
+      } finally {
+        await ref.close();
+      }
     }
+    llama = gguf === undefined ? undefined : await runtime?.load({ ...llamaSizes, gguf: gguf.file });
+  } catch (e) {
+    await runtime?.dispose();
+    throw e;
   }
-  const llama = gguf === undefined ? undefined : await startLlamaCpp({ ...llamaOptions, gguf: gguf.file });
 
   const engine = await EngineClient.start({ modelDir, settings });
   try {
@@ -275,7 +281,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     if (llamaCpp !== null) {
       const g = llamaCpp.greedy;
       process.stdout.write(
-        `llama.cpp ${llamaCpp.llamaCpp.release} (node-llama-cpp ${llamaCpp.bindingVersion}, ${llamaCpp.threads} threads, ${path.basename(llamaCpp.gguf)}): ` +
+        `llama.cpp ${llamaCpp.llamaCpp.release} (node-llama-cpp ${llamaCpp.bindingVersion}, ${llamaCpp.threads} thread${llamaCpp.threads === 1 ? '' : 's'}, ${path.basename(llamaCpp.gguf)}): ` +
           `greedy tokens agree with kmoe's on the first ${g.agreeingPrefix} of ${g.compared} (${g.equalPositions} positions equal)\n`,
       );
       const ref = llamaCpp.reference;
@@ -293,6 +299,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
   } finally {
     await engine.close();
     await llama?.close();
+    await runtime?.dispose();
   }
   return 0;
 }

@@ -85,14 +85,23 @@ async function bindingVersion(): Promise<string> {
 // "llama_perf_context_print:        eval time = 22.00 ms /  32 runs   (...)"
 const PERF_LINE = /llama_perf_context_print:\s+(prompt eval|eval) time =\s+([\d.]+) ms/;
 
-export async function startLlamaCpp(options: {
-  readonly gguf: string;
-  readonly threads: number;
-  /** Longest sequence a measurement evaluates (a prefill window, or prompt + decode tokens). */
-  readonly maxTokens: number;
-  /** Largest number of tokens evaluated in one call (a prefill window). */
-  readonly batchTokens: number;
-}): Promise<LlamaCppAnchor> {
+export interface LlamaCppRuntime {
+  /** Loads a GGUF and prepares one sequence for the measurements. */
+  load(options: {
+    readonly gguf: string;
+    /** Longest sequence a measurement evaluates (a prefill window, or prompt + decode tokens). */
+    readonly maxTokens: number;
+    /** Largest number of tokens evaluated in one call (a prefill window). */
+    readonly batchTokens: number;
+  }): Promise<LlamaCppAnchor>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * One llama.cpp instance (one per process: node-llama-cpp's logger is process-wide), CPU backend,
+ * `threads` threads for every model it loads.
+ */
+export async function openLlamaCpp(threads: number): Promise<LlamaCppRuntime> {
   const { getLlama, LlamaLogLevel } = await loadBinding();
   const perf: string[] = [];
   const llama = await getLlama({
@@ -100,7 +109,7 @@ export async function startLlamaCpp(options: {
     build: 'never',
     skipDownload: true,
     progressLogs: false,
-    maxThreads: options.threads,
+    maxThreads: threads,
     logLevel: LlamaLogLevel.info,
     logger: (level, message) => {
       if (PERF_LINE.test(message)) perf.push(message);
@@ -109,12 +118,32 @@ export async function startLlamaCpp(options: {
       }
     },
   });
+  if (llama.gpu !== false) {
+    await llama.dispose();
+    throw new BenchConfigError(
+      `node-llama-cpp chose the ${llama.gpu} backend; the anchor must run on the CPU`,
+    );
+  }
+  const version = await bindingVersion();
+  return {
+    load: (options) => loadAnchor(llama, perf, threads, version, options),
+    dispose: () => llama.dispose(),
+  };
+}
+
+async function loadAnchor(
+  llama: Awaited<ReturnType<NodeLlamaCpp['getLlama']>>,
+  perf: string[],
+  threads: number,
+  version: string,
+  options: { readonly gguf: string; readonly maxTokens: number; readonly batchTokens: number },
+): Promise<LlamaCppAnchor> {
   const model = await llama.loadModel({ modelPath: options.gguf, gpuLayers: 0 });
   const context = await model.createContext({
     contextSize: options.maxTokens,
     batchSize: options.batchTokens,
     sequences: 1,
-    threads: { ideal: options.threads, min: options.threads },
+    threads: { ideal: threads, min: threads },
     performanceTracking: true,
   });
   const sequence = context.getSequence();
@@ -137,7 +166,7 @@ export async function startLlamaCpp(options: {
 
   const info: LlamaCppInfo = {
     binding: 'node-llama-cpp',
-    bindingVersion: await bindingVersion(),
+    bindingVersion: version,
     llamaCpp: { ...llama.llamaCppRelease },
     buildType: llama.buildType,
     backend: 'cpu',
@@ -195,7 +224,6 @@ export async function startLlamaCpp(options: {
     async close() {
       await context.dispose();
       await model.dispose();
-      await llama.dispose();
     },
   };
 }
