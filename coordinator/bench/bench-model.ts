@@ -78,12 +78,15 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
   );
 
   // The anchor loads first: a missing binding or a bad GGUF fails before minutes of kmoe measurements.
-  const gguf = await resolveGguf(o);
+  const runtime = o.llamaCpp === undefined ? undefined : await openLlamaCpp(settings.threads);
+  const gguf = await resolveGguf(o).catch(async (e: unknown) => {
+    await runtime?.dispose();
+    throw e;
+  });
   const llamaSizes = {
     maxTokens: Math.max(STANDARD_WINDOW, PROMPT_TOKENS + decodeTokens + 1),
     batchTokens: STANDARD_WINDOW,
   };
-  const runtime = gguf === undefined ? undefined : await openLlamaCpp(settings.threads);
   let reference: { gguf: string; tokens: number[] } | undefined;
   let llama: LlamaCppAnchor | undefined;
   try {
