@@ -13,7 +13,7 @@ import type { Token } from 'node-llama-cpp';
 import { BenchConfigError } from './errors.js';
 
 /** The exact install command named by the error when node-llama-cpp is missing. */
-export const NODE_LLAMA_CPP_INSTALL = 'npm install --no-save node-llama-cpp@3.22.1';
+export const NODE_LLAMA_CPP_INSTALL = 'npm install --no-save node-llama-cpp@3.21.1';
 
 export interface LlamaCppInfo {
   readonly binding: 'node-llama-cpp';

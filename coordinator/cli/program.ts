@@ -400,7 +400,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         '16-token prompt. Medians of --repeats measurements after a warm-up, then single-token expert calls.\n' +
         'With --llama-cpp, llama.cpp runs the same windows (one per pass) and the same greedy decode (token ids)\n' +
         'in each round; the JSON holds both sides, their versions and settings, the ratios and the greedy-token\n' +
-        'agreement. node-llama-cpp is a devDependency: npm install --no-save node-llama-cpp@3.22.1 if missing.',
+        'agreement. node-llama-cpp is a devDependency: npm install --no-save node-llama-cpp@3.21.1 if missing.',
     );
   action(model, argv, outcome, async () => {
     const [{ run }, { sessionSettings }] = await Promise.all([
