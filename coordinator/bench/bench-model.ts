@@ -104,7 +104,11 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     throw e;
   }
 
-  const engine = await EngineClient.start({ modelDir, settings });
+  const engine = await EngineClient.start({ modelDir, settings }).catch(async (e: unknown) => {
+    await llama?.close();
+    await runtime?.dispose();
+    throw e;
+  });
   try {
     const prefill = async (batch: number) =>
       (await evaluatePerplexity(engine, prefillIds, { batchWindows: batch })).tokensPerSecond;
