@@ -10,6 +10,8 @@ import { EngineClient } from '../engine/engine-client.js';
 import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
 import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
 import { argmax } from '../sampling.js';
+import { cachedCheckpointGguf, type GgufOutType } from './gguf/checkpoint-to-gguf.js';
+import { type LlamaCppAnchor, openLlamaCpp } from './llama-cpp-anchor.js';
 import { median } from './report/quantiles.js';
 
 export interface BenchModelOptions {
@@ -21,6 +23,17 @@ export interface BenchModelOptions {
   readonly decodeTokens: number;
   readonly repeats: number;
   readonly out: string;
+  /**
+   * Run llama.cpp (node-llama-cpp) side by side, interleaved round by round: a GGUF file of the same
+   * weights, or 'auto' to write one from the checkpoint (cached under `ggufCache`).
+   */
+  readonly llamaCpp?: string;
+  /** Tensor type of the GGUF written by 'auto'; default f32 for fp32 experts, q8_0 for int8. */
+  readonly llamaCppType?: GgufOutType;
+  /** Another GGUF of the same weights: its greedy tokens must equal those of the anchor's GGUF. */
+  readonly llamaCppReference?: string;
+  /** Where 'auto' caches the GGUF files it writes. */
+  readonly ggufCache?: string;
 }
 
 interface Breakdown {
@@ -30,6 +43,28 @@ interface Breakdown {
   readonly otherMs: number;
 }
 
+const PROMPT_TOKENS = 16;
+
+/** Leading positions where two greedy continuations agree, and positions equal overall. */
+export function tokenAgreement(a: readonly number[], b: readonly number[]) {
+  const n = Math.min(a.length, b.length);
+  let prefix = 0;
+  while (prefix < n && a[prefix] === b[prefix]) prefix++;
+  let equal = 0;
+  for (let i = 0; i < n; i++) if (a[i] === b[i]) equal++;
+  return { compared: n, agreeingPrefix: prefix, equalPositions: equal };
+}
+
+async function resolveGguf(o: BenchModelOptions) {
+  if (o.llamaCpp === undefined) return undefined;
+  if (o.llamaCpp !== 'auto') return { file: o.llamaCpp, source: 'given' as const, type: null, written: null };
+  const type = o.llamaCppType ?? (o.settings.expertWeights === 'int8' ? 'q8_0' : 'f32');
+  const cache = o.ggufCache ?? path.join(path.dirname(o.out), 'gguf');
+  process.stderr.write(`bench model: GGUF (${type}) of ${o.model} in ${cache}...\n`);
+  const { file, written } = await cachedCheckpointGguf(o.model, type, cache);
+  return { file, source: 'written from the checkpoint by kmoe' as const, type, written };
+}
+
 export async function run(o: BenchModelOptions, argv: readonly string[]): Promise<number> {
   const { model: modelDir, ids: idsPath, decodeTokens, repeats, out } = o;
   const { settings } = o;
@@ -37,29 +72,57 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
   const range = parseWindowRange(o.windows, windowCount(ids));
   const windows = range.end - range.start;
   const prefillIds = ids.subarray(range.start * STANDARD_WINDOW, range.end * STANDARD_WINDOW);
+  const prompt = Array.from(prefillIds.subarray(0, PROMPT_TOKENS));
+  const windowTokens = Array.from({ length: windows }, (_, w) =>
+    Array.from(prefillIds.subarray(w * STANDARD_WINDOW, (w + 1) * STANDARD_WINDOW)),
+  );
 
-  const engine = await EngineClient.start({ modelDir, settings });
+  // The anchor loads first: a missing binding or a bad GGUF fails before minutes of kmoe measurements.
+  const runtime = o.llamaCpp === undefined ? undefined : await openLlamaCpp(settings.threads);
+  const gguf = await resolveGguf(o).catch(async (e: unknown) => {
+    await runtime?.dispose();
+    throw e;
+  });
+  const llamaSizes = {
+    maxTokens: Math.max(STANDARD_WINDOW, PROMPT_TOKENS + decodeTokens + 1),
+    batchTokens: STANDARD_WINDOW,
+  };
+  let reference: { gguf: string; tokens: number[] } | undefined;
+  let llama: LlamaCppAnchor | undefined;
   try {
-    const prefill = async (batch: number) => {
-      const rates: number[] = [];
-      await evaluatePerplexity(engine, prefillIds, {
-        batchWindows: batch,
-        windows: { start: 0, end: Math.min(8, windows) },
-      });
-      for (let r = 0; r < repeats; r++) {
-        rates.push((await evaluatePerplexity(engine, prefillIds, { batchWindows: batch })).tokensPerSecond);
+    if (runtime !== undefined && o.llamaCppReference !== undefined) {
+      const ref = await runtime.load({ ...llamaSizes, gguf: o.llamaCppReference });
+      try {
+        reference = { gguf: o.llamaCppReference, tokens: (await ref.decode(prompt, decodeTokens)).tokens };
+      } finally {
+        await ref.close();
       }
-      return { tokensPerSecond: median(rates), samples: rates };
-    };
-    const decodeOnce = async (seq: string): Promise<{ tps: number; wallMs: number }> => {
-      let step = await engine.step([{ seqId: seq, tokens: Array.from(prefillIds.subarray(0, 16)) }]);
+    }
+    llama = gguf === undefined ? undefined : await runtime?.load({ ...llamaSizes, gguf: gguf.file });
+  } catch (e) {
+    await runtime?.dispose();
+    throw e;
+  }
+
+  const engine = await EngineClient.start({ modelDir, settings }).catch(async (e: unknown) => {
+    await llama?.close();
+    await runtime?.dispose();
+    throw e;
+  });
+  try {
+    const prefill = async (batch: number) =>
+      (await evaluatePerplexity(engine, prefillIds, { batchWindows: batch })).tokensPerSecond;
+    const decodeOnce = async (seq: string): Promise<{ tps: number; wallMs: number; tokens: number[] }> => {
+      let step = await engine.step([{ seqId: seq, tokens: prompt }]);
+      const tokens = [argmax(step.logits)];
       const started = performance.now();
       for (let i = 0; i < decodeTokens; i++) {
-        step = await engine.step([{ seqId: seq, tokens: [argmax(step.logits)] }]);
+        step = await engine.step([{ seqId: seq, tokens: [tokens[i]!] }]);
+        tokens.push(argmax(step.logits));
       }
       const wallMs = performance.now() - started;
       await engine.release([seq]);
-      return { tps: (decodeTokens / wallMs) * 1000, wallMs };
+      return { tps: (decodeTokens / wallMs) * 1000, wallMs, tokens };
     };
     const breakdown = async (work: () => Promise<number>): Promise<Breakdown> => {
       await engine.timing(true);
@@ -68,14 +131,52 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       const inside = Object.values(onnxruntime).reduce((a, t) => a + t.ms, 0);
       return { wallMs, onnxruntime, otherMs: wallMs - inside };
     };
+    const rate = (tokens: number, ms: number | null) => (ms === null ? null : (tokens / ms) * 1000);
 
-    process.stderr.write('bench model: prefill...\n');
-    const prefill1 = await prefill(1);
-    const prefill4 = await prefill(4);
-    process.stderr.write('bench model: decode...\n');
-    await decodeOnce('warm-up');
-    const decodeRates: number[] = [];
-    for (let r = 0; r < repeats; r++) decodeRates.push((await decodeOnce(`d${r}`)).tps);
+    process.stderr.write('bench model: warm-up...\n');
+    const warm = { windows: { start: 0, end: Math.min(8, windows) } };
+    await evaluatePerplexity(engine, prefillIds, { ...warm, batchWindows: 1 });
+    await evaluatePerplexity(engine, prefillIds, { ...warm, batchWindows: 4 });
+    const kmoeGreedy = (await decodeOnce('warm-up')).tokens;
+    let llamaGreedy: number[] | undefined;
+    if (llama !== undefined) {
+      await llama.prefill(windowTokens.slice(0, 8));
+      llamaGreedy = (await llama.decode(prompt, decodeTokens)).tokens;
+    }
+
+    // Round by round, so that both sides see the same machine state (other load, clocks, caches).
+    const samples = {
+      prefill1: [] as number[],
+      prefill4: [] as number[],
+      decode: [] as number[],
+      llamaPrefill: [] as number[],
+      llamaPrefillNative: [] as number[],
+      llamaDecode: [] as number[],
+      llamaDecodeNative: [] as number[],
+    };
+    for (let r = 0; r < repeats; r++) {
+      process.stderr.write(`bench model: round ${r + 1}/${repeats}\n`);
+      samples.prefill1.push(await prefill(1));
+      samples.prefill4.push(await prefill(4));
+      if (llama !== undefined) {
+        const p = await llama.prefill(windowTokens);
+        samples.llamaPrefill.push(rate(p.tokens, p.wallMs)!);
+        const native = rate(p.tokens, p.nativeMs);
+        if (native !== null) samples.llamaPrefillNative.push(native);
+      }
+      samples.decode.push((await decodeOnce(`d${r}`)).tps);
+      if (llama !== undefined) {
+        const d = await llama.decode(prompt, decodeTokens);
+        samples.llamaDecode.push(rate(decodeTokens, d.wallMs)!);
+        const native = rate(decodeTokens, d.nativeMs);
+        if (native !== null) samples.llamaDecodeNative.push(native);
+      }
+    }
+    const med = (xs: number[]) => (xs.length === 0 ? null : median(xs));
+    const prefill1 = { tokensPerSecond: median(samples.prefill1), samples: samples.prefill1 };
+    const prefill4 = { tokensPerSecond: median(samples.prefill4), samples: samples.prefill4 };
+    const decodeRate = median(samples.decode);
+
     const decodeBreakdown = await breakdown(async () => (await decodeOnce('timed')).wallMs);
     const prefillBreakdown = await breakdown(async () => {
       const t = performance.now();
@@ -86,13 +187,42 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     process.stderr.write('bench model: expert calls...\n');
     const expertCalls = await probeExpertCalls(modelDir, settings, 4000);
 
-    // Figures for llama.cpp on the same weights and machine, as stated in the foundation issue
-    // (2 threads); kmoe cannot run llama.cpp here, so these are quoted, not measured by this command.
-    const llamaCpp = {
-      prefillTokensPerSecond: 8700,
-      decodeTokensPerSecond: 1350,
-      source: 'quoted in issue 2',
-    };
+    const llamaCpp =
+      llama === undefined || gguf === undefined || llamaGreedy === undefined
+        ? null
+        : {
+            ...llama.info,
+            ggufSource: gguf.source,
+            ggufType: gguf.type,
+            ggufWritten: gguf.written,
+            prefill: {
+              windowsPerPass: 1,
+              note: 'each window one fresh sequence, one 256-token batch, last-position logits only (as llama-bench pp256)',
+              tokensPerSecond: med(samples.llamaPrefill),
+              samples: samples.llamaPrefill,
+              nativeTokensPerSecond: med(samples.llamaPrefillNative),
+              nativeSamples: samples.llamaPrefillNative,
+            },
+            decode: {
+              promptTokens: PROMPT_TOKENS,
+              tokens: decodeTokens,
+              tokensPerSecond: med(samples.llamaDecode),
+              samples: samples.llamaDecode,
+              nativeTokensPerSecond: med(samples.llamaDecodeNative),
+              nativeSamples: samples.llamaDecodeNative,
+            },
+            greedy: {
+              promptIds: prompt,
+              llamaCpp: llamaGreedy,
+              kmoe: kmoeGreedy,
+              ...tokenAgreement(kmoeGreedy, llamaGreedy),
+            },
+            reference:
+              reference === undefined
+                ? null
+                : { ...reference, ...tokenAgreement(llamaGreedy, reference.tokens) },
+          };
+    const ratio = (a: number, b: number | null | undefined) => (b == null ? null : a / b);
     const result = {
       benchmark: 'model',
       command: `kmoe bench model ${argv.join(' ')}`.trim(),
@@ -109,33 +239,65 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         breakdown: prefillBreakdown,
       },
       decode: {
-        promptTokens: 16,
+        promptTokens: PROMPT_TOKENS,
         tokens: decodeTokens,
-        tokensPerSecond: median(decodeRates),
-        samples: decodeRates,
+        tokensPerSecond: decodeRate,
+        samples: samples.decode,
         breakdown: decodeBreakdown,
       },
       expertCalls,
       llamaCpp,
-      ratios: {
-        prefillVsLlamaCpp: prefill4.tokensPerSecond / llamaCpp.prefillTokensPerSecond,
-        decodeVsLlamaCpp: median(decodeRates) / llamaCpp.decodeTokensPerSecond,
-      },
+      // kmoe / llama.cpp in the same run: against llama.cpp's own eval time (what llama-bench reports)
+      // and against the wall time of a JavaScript caller (binding overhead included).
+      ratios:
+        llamaCpp === null
+          ? null
+          : {
+              prefill1VsLlamaCppNative: ratio(
+                prefill1.tokensPerSecond,
+                llamaCpp.prefill.nativeTokensPerSecond,
+              ),
+              prefill4VsLlamaCppNative: ratio(
+                prefill4.tokensPerSecond,
+                llamaCpp.prefill.nativeTokensPerSecond,
+              ),
+              prefill4VsLlamaCppWall: ratio(prefill4.tokensPerSecond, llamaCpp.prefill.tokensPerSecond),
+              decodeVsLlamaCppNative: ratio(decodeRate, llamaCpp.decode.nativeTokensPerSecond),
+              decodeVsLlamaCppWall: ratio(decodeRate, llamaCpp.decode.tokensPerSecond),
+            },
     };
     await fs.mkdir(path.dirname(out), { recursive: true });
     await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(
       formatTable(
-        result.prefill.batch1.tokensPerSecond,
-        result.prefill.batch4.tokensPerSecond,
-        result.decode.tokensPerSecond,
-        llamaCpp,
+        { prefill1: prefill1.tokensPerSecond, prefill4: prefill4.tokensPerSecond, decode: decodeRate },
+        llamaCpp === null
+          ? null
+          : {
+              prefill: llamaCpp.prefill.nativeTokensPerSecond,
+              prefillWall: llamaCpp.prefill.tokensPerSecond,
+              decode: llamaCpp.decode.nativeTokensPerSecond,
+              decodeWall: llamaCpp.decode.tokensPerSecond,
+            },
         decodeBreakdown,
         decodeTokens,
         prefillBreakdown,
         windows * STANDARD_WINDOW,
       ),
     );
+    if (llamaCpp !== null) {
+      const g = llamaCpp.greedy;
+      process.stdout.write(
+        `llama.cpp ${llamaCpp.llamaCpp.release} (node-llama-cpp ${llamaCpp.bindingVersion}, ${llamaCpp.threads} thread${llamaCpp.threads === 1 ? '' : 's'}, ${path.basename(llamaCpp.gguf)}): ` +
+          `greedy tokens agree with kmoe's on the first ${g.agreeingPrefix} of ${g.compared} (${g.equalPositions} positions equal)\n`,
+      );
+      const ref = llamaCpp.reference;
+      if (ref !== null) {
+        process.stdout.write(
+          `reference GGUF ${path.basename(ref.gguf)}: greedy tokens agree with the anchor's on the first ${ref.agreeingPrefix} of ${ref.compared}\n`,
+        );
+      }
+    }
     process.stdout.write(
       `expert call, 1 token: ${expertCalls.sameExpertMicros.toFixed(1)} us with its ${expertCalls.expertMiB.toFixed(1)} MiB of weights in cache, ` +
         `${expertCalls.rotatingMicros.toFixed(1)} us rotating through all ${expertCalls.allExpertsMiB.toFixed(0)} MiB of expert weights\n`,
@@ -143,22 +305,30 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     process.stdout.write(`wrote ${out}\n`);
   } finally {
     await engine.close();
+    await llama?.close();
+    await runtime?.dispose();
   }
   return 0;
 }
 
 function formatTable(
-  prefill1: number,
-  prefill4: number,
-  decode: number,
-  llama: { prefillTokensPerSecond: number; decodeTokensPerSecond: number },
+  kmoe: { prefill1: number; prefill4: number; decode: number },
+  llama: {
+    prefill: number | null;
+    prefillWall: number | null;
+    decode: number | null;
+    decodeWall: number | null;
+  } | null,
   decodeBd: Breakdown,
   decodeTokens: number,
   prefillBd: Breakdown,
   prefillTokens: number,
 ): string {
-  const row = (name: string, v: number, ref: number) =>
-    `| ${name} | ${v.toFixed(0)} | ${ref} | ${(v / ref).toFixed(2)}x |`;
+  const f = (v: number | null) => (v === null ? '-' : v.toFixed(0));
+  const row = (name: string, v: number, ref: number | null, wall: number | null) =>
+    llama === null
+      ? `| ${name} | ${f(v)} |`
+      : `| ${name} | ${f(v)} | ${f(ref)} (${f(wall)} wall) | ${ref === null ? '-' : `${(v / ref).toFixed(2)}x`} |`;
   const per = (bd: Breakdown, n: number) =>
     [
       ...Object.entries(bd.onnxruntime).map(
@@ -166,12 +336,15 @@ function formatTable(
       ),
       `other ${((bd.otherMs / n) * 1000).toFixed(1)} us`,
     ].join(', ');
+  const l = llama ?? { prefill: null, prefillWall: null, decode: null, decodeWall: null };
   return [
-    '| figure | kmoe tokens/s | llama.cpp (quoted) | ratio |',
-    '|---|---|---|---|',
-    row('prefill, 1 window per pass', prefill1, llama.prefillTokensPerSecond),
-    row('prefill, 4 windows per pass', prefill4, llama.prefillTokensPerSecond),
-    row('decode, 1 sequence', decode, llama.decodeTokensPerSecond),
+    llama === null
+      ? '| figure | kmoe tokens/s |'
+      : '| figure | kmoe tokens/s | llama.cpp, same run (its eval time; wall through node-llama-cpp) | ratio |',
+    llama === null ? '|---|---|' : '|---|---|---|---|',
+    row('prefill, 1 window per pass', kmoe.prefill1, l.prefill, l.prefillWall),
+    row('prefill, 4 windows per pass', kmoe.prefill4, l.prefill, l.prefillWall),
+    row('decode, 1 sequence', kmoe.decode, l.decode, l.decodeWall),
     '',
     `decode time per token: ${per(decodeBd, decodeTokens)}`,
     `prefill time per token: ${per(prefillBd, prefillTokens)}`,

@@ -2,12 +2,13 @@
 // text. Implementations are imported only when their command runs, so `kmoe --help` and usage
 // errors never load onnxruntime or a model.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
 import { WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
+import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { GREEDY } from '../sampling.js';
@@ -479,18 +480,51 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(
+      new Option(
+        '--llama-cpp <gguf|auto>',
+        'also run llama.cpp (node-llama-cpp, CPU, same threads) on the same weights, interleaved round by ' +
+          'round: a GGUF file, or auto = write one from --model (cached next to --out, in gguf/)',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--llama-cpp-type <type>',
+        'tensor type of the GGUF that --llama-cpp auto writes (default: f32, q8_0 with --expert-weights int8)',
+      ).argParser(parseChoice('--llama-cpp-type', GGUF_OUT_TYPES)),
+    )
+    .addOption(
+      new Option(
+        '--llama-cpp-reference <gguf>',
+        "another GGUF of the same weights (e.g. from llama.cpp's converter): its greedy tokens are compared with the --llama-cpp one's",
+      ),
+    )
     .addHelpText(
       'after',
       '\nPrefill: perplexity windows (batch 1 and 4 windows per pass). Decode: one sequence, greedy, after a\n' +
-        '16-token prompt. Medians of --repeats measurements after a warm-up, then single-token expert calls.',
+        '16-token prompt. Medians of --repeats measurements after a warm-up, then single-token expert calls.\n' +
+        'With --llama-cpp, llama.cpp runs the same windows (one per pass) and the same greedy decode (token ids)\n' +
+        'in each round; the JSON holds both sides, their versions and settings, the ratios and the greedy-token\n' +
+        'agreement. node-llama-cpp is a devDependency: npm install --no-save node-llama-cpp@3.21.1 if missing.',
     );
   action(model, argv, outcome, async () => {
     const [{ run }, { sessionSettings }] = await Promise.all([
       import('../bench/bench-model.js'),
       import('./experts.js'),
     ]);
-    return (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) =>
-      run({ ...o, ids: singleIds(o.ids)!, settings: sessionSettings(o) }, args);
+    return (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
+      if ((o.llamaCppType !== undefined || o.llamaCppReference !== undefined) && o.llamaCpp === undefined) {
+        throw new UsageError('--llama-cpp-type and --llama-cpp-reference need --llama-cpp');
+      }
+      if (o.llamaCppType !== undefined && o.llamaCpp !== 'auto') {
+        throw new UsageError('--llama-cpp-type applies to --llama-cpp auto (a given GGUF has its own types)');
+      }
+      for (const f of [o.llamaCpp, o.llamaCppReference]) {
+        if (f !== undefined && f !== 'auto' && !existsSync(f))
+          throw new UsageError(`GGUF file not found: ${f}`);
+      }
+      return run({ ...o, ids: singleIds(o.ids)!, settings: sessionSettings(o) }, args);
+    };
   });
 
   const dispatch = sub(bench, 'dispatch', 'network bytes per token of expert parallelism, vs native top-K')

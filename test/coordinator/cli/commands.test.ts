@@ -304,6 +304,9 @@ describe('kmoe', () => {
         '--threads',
         '--device',
         '--expert-weights',
+        '--llama-cpp',
+        '--llama-cpp-type',
+        '--llama-cpp-reference',
       ],
     ],
     [
@@ -408,6 +411,9 @@ describe('kmoe bench model', () => {
     expect(Object.keys(json.decode.breakdown.onnxruntime).sort()).toEqual(['dense', 'expert', 'lm-head']);
     expect(json.machine.cores).toBeGreaterThan(0);
     expect(r.stdout).toMatch(/\| decode, 1 sequence \|/);
+    // Without --llama-cpp nothing is compared: no figure from another machine.
+    expect(json.llamaCpp).toBeNull();
+    expect(json.ratios).toBeNull();
     // 3 x 256 x 512 fp32 per expert; 8 experts x 4 layers.
     expect(json.expertCalls.expertMiB).toBeCloseTo(1.5, 6);
     expect(json.expertCalls.allExpertsMiB).toBeCloseTo(48, 6);
@@ -417,5 +423,21 @@ describe('kmoe bench model', () => {
       /^expert call, 1 token: [\d.]+ us with its 1\.5 MiB .* all 48 MiB of expert weights$/m,
     );
     rmSync(out);
+  });
+
+  it('rejects --llama-cpp-type and --llama-cpp-reference without --llama-cpp, and a missing GGUF', async () => {
+    const base = ['bench', 'model', '--model', MODEL_DIR];
+    const noAnchor = await runCli([...base, '--llama-cpp-type', 'bf16']);
+    expect(noAnchor.code).toBe(2);
+    expect(noAnchor.stderr).toMatch(/--llama-cpp-type and --llama-cpp-reference need --llama-cpp/);
+    const typeOnFile = await runCli([...base, '--llama-cpp', 'x.gguf', '--llama-cpp-type', 'bf16']);
+    expect(typeOnFile.code).toBe(2);
+    expect(typeOnFile.stderr).toMatch(/--llama-cpp-type applies to --llama-cpp auto/);
+    const missing = await runCli([...base, '--llama-cpp', 'no-such-file.gguf']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/GGUF file not found: no-such-file\.gguf/);
+    const badType = await runCli([...base, '--llama-cpp', 'auto', '--llama-cpp-type', 'q4_0']);
+    expect(badType.code).toBe(2);
+    expect(badType.stderr).toMatch(/--llama-cpp-type must be one of f32, bf16, f16, q8_0, got 'q4_0'/);
   });
 });
