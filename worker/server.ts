@@ -7,7 +7,6 @@ import http from 'node:http';
 import os from 'node:os';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { ListenError } from '../shared/errors/listen-error.js';
-import { ProtocolError } from '../shared/errors/protocol-error.js';
 import {
   decodeMessage,
   encodeErrorReply,
@@ -15,6 +14,7 @@ import {
   encodeWelcome,
   requestIdOf,
 } from '../shared/protocol/codec.js';
+import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import { frameBytes } from '../shared/protocol/frame.js';
 import { type DispatchRequest, type ErrorReplyCode, PROTOCOL_VERSION } from '../shared/protocol/messages.js';

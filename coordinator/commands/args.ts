@@ -9,7 +9,7 @@ import type { Device, SessionSettings } from '../../shared/onnx/session.js';
 import { defaultSessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, isWireDType, WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
-import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
+import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
 import type { ExpertsOption } from '../engine/engine.js';
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;

@@ -4,7 +4,7 @@
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
-import { startLocalCluster } from '../dispatch/local-cluster.js';
+import { startLocalCluster } from '../cluster/local-cluster.js';
 import { COMPUTE_OPTIONS, num, optionalNum, parse, required, sessionSettings, str } from './args.js';
 
 export const usage = `kmoe local-cluster --model DIR --workers N [options]

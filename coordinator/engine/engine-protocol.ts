@@ -4,7 +4,7 @@ import type { RunTiming } from '../../shared/onnx/session.js';
 import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { RouterSignalTable } from '../calibration/router-signals.js';
-import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
+import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 
 export interface ScoreParams {

@@ -2,7 +2,7 @@
 // A connection starts with hello -> welcome | refuse; after that the coordinator sends dispatch
 // requests and the worker answers each with a result or an error reply carrying the same id.
 
-import type { ProtocolErrorCode } from '../errors/protocol-error.js';
+import type { ProtocolErrorCode } from './errors.js';
 import type { WireArray, WireDType } from './wire-dtype.js';
 
 /** Bumped on any change a peer of the previous version would misread; peers must match exactly. */

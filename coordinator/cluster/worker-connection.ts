@@ -3,14 +3,13 @@
 // naming the worker when it refuses, fails, times out or disconnects. Owns its in-flight requests.
 
 import WebSocket, { type RawData } from 'ws';
-import { HandshakeError } from '../../shared/errors/handshake-error.js';
-import { ProtocolError } from '../../shared/errors/protocol-error.js';
-import { type WorkerFailure, WorkerRequestError } from '../../shared/errors/worker-request-error.js';
 import { type DecodeLimits, decodeMessage, encodeHello } from '../../shared/protocol/codec.js';
+import { ProtocolError } from '../../shared/protocol/errors.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
 import { type FrameAllocator, frameBytes } from '../../shared/protocol/frame.js';
 import { type DispatchResult, PROTOCOL_VERSION, type Welcome } from '../../shared/protocol/messages.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
+import { HandshakeError, type WorkerFailure, WorkerRequestError } from './errors.js';
 
 export interface ConnectOptions {
   readonly fingerprint: string;

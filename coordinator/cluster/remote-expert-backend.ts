@@ -3,8 +3,6 @@
 // tokens it needs, awaits every reply (with a timeout) and adds the partial sums into the
 // residual. Runs on the engine thread; knows sockets and bytes, never routing policies.
 
-import { PlacementError } from '../../shared/errors/placement-error.js';
-import { WorkerRequestError } from '../../shared/errors/worker-request-error.js';
 import type { TokenExpertPairs } from '../../shared/onnx/expert-host.js';
 import {
   allocDispatchRequest,
@@ -23,6 +21,7 @@ import type { F32Tensor } from '../../shared/tensor.js';
 import type { ExpertBackend } from '../engine/expert-backend.js';
 import { planDispatch, shareSizes, type WorkerShare } from './dispatch-plan.js';
 import { DispatchStats, type DispatchStatsJSON, type VariantCounters } from './dispatch-stats.js';
+import { PlacementError, WorkerRequestError } from './errors.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
 import { WorkerConnection } from './worker-connection.js';
 

@@ -5,13 +5,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
-import { WorkerStartError } from '../../shared/errors/worker-start-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { formatExpertSet, splitExperts } from '../../shared/protocol/expert-set.js';
 import { parseReadyLine } from '../../shared/protocol/ready-line.js';
 import { cliArgv } from '../../shared/runtime/entry-points.js';
+import { WorkerStartError } from './errors.js';
 
 export interface LocalClusterOptions {
   readonly modelDir: string;

@@ -2,9 +2,9 @@
 // allowed: an expert held by several live workers goes, per layer and batch, to the one with the
 // least work so far in that batch (deterministic: same decision, same choice).
 
-import { PlacementError } from '../../shared/errors/placement-error.js';
 import type { TokenExpertPairs } from '../../shared/onnx/expert-host.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import { PlacementError } from './errors.js';
 
 export interface WorkerExperts {
   readonly url: string;
