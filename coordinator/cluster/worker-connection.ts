@@ -18,6 +18,8 @@ export interface ConnectOptions {
   readonly handshakeTimeoutMs: number;
   /** Who connects, for the worker's log. */
   readonly client: string;
+  /** Called once when an established connection drops (not when this side closes it). */
+  readonly onDown?: (reason: string) => void;
 }
 
 /** Unsent request bytes above which the next send waits for the socket to drain. */
@@ -43,12 +45,15 @@ export class WorkerConnection {
    */
   private spare: ArrayBuffer | undefined;
   private spareLent = false;
+  private closing = false;
+  private reportedDown = false;
 
   private constructor(
     readonly url: string,
     private readonly ws: WebSocket,
     readonly welcome: Welcome,
     private readonly limits: DecodeLimits,
+    private readonly onDown: ((reason: string) => void) | undefined,
   ) {
     ws.on('message', (data) => this.onMessage(data));
     ws.on('close', (code, reason) => {
@@ -125,7 +130,15 @@ export class WorkerConnection {
         settled = true;
         clearTimeout(timer);
         ws.removeAllListeners();
-        resolve(new WorkerConnection(url, ws, msg, { ...opts.model, maxFrameBytes: msg.maxFrameBytes }));
+        resolve(
+          new WorkerConnection(
+            url,
+            ws,
+            msg,
+            { ...opts.model, maxFrameBytes: msg.maxFrameBytes },
+            opts.onDown,
+          ),
+        );
       });
     });
   }
@@ -214,6 +227,7 @@ export class WorkerConnection {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     this.failAll('cancelled', 'connection closed by the coordinator');
     if (this.ws.readyState === WebSocket.CLOSED) return;
     await new Promise<void>((resolve) => {
@@ -263,6 +277,10 @@ export class WorkerConnection {
   private failAll(reason: WorkerFailure, why: string): void {
     this.down ??= why;
     this.failAllPending(reason, why);
+    if (!this.closing && !this.reportedDown) {
+      this.reportedDown = true;
+      this.onDown?.(this.down === why ? why : `${why}: ${this.down}`);
+    }
   }
 
   private failAllPending(reason: WorkerFailure, why: string): void {

@@ -5,8 +5,8 @@ import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
-import type { RouterSignalTable } from '../calibration/router-signals.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
+import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 import type { EngineSchema } from './engine-protocol.js';
 

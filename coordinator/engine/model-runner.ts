@@ -1,7 +1,8 @@
-// The forward pass: embeddings, per-layer dense graph (attention with KV cache + router), routing
-// policy, expert dispatch/combine through an ExpertBackend, and the LM head. Runs on the engine
-// thread; callers batch sequences (padded [B, S]) so each graph is called once per layer per step.
+// The forward pass: embeddings, per-layer dense graph (attention with KV cache + router), the MoE
+// block of each MoE layer (coordinator/moe) and the LM head. Runs on the engine thread; callers
+// batch sequences (padded [B, S]) so each graph is called once per layer per step.
 
+import type { LayerPlan } from '../../shared/families/layer-plan.js';
 import type { Checkpoint } from '../../shared/model/checkpoint.js';
 import type { ModelConfig } from '../../shared/model/config.js';
 import {
@@ -13,11 +14,12 @@ import {
 } from '../../shared/onnx/mixtral-graphs.js';
 import { denseLayerWeights, embeddingWeights, headWeights } from '../../shared/onnx/model-weights.js';
 import { f32Input, f32Output, i64Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
-import type { RoutingDecision, RoutingPolicy } from '../../shared/routing/policy.js';
-import { createRoutingPolicy } from '../../shared/routing/registry.js';
+import type { RoutingPolicy } from '../../shared/routing/policy.js';
 import type { F32Tensor } from '../../shared/tensor.js';
-import { type RoutedSpan, routeBatch } from './batch-routing.js';
-import type { ExpertBackend } from './expert-backend.js';
+import type { RoutedSpan } from '../moe/batch-routing.js';
+import { addTokenBytes, type ExpertBackend } from '../moe/expert-backend.js';
+import { MoeBlock } from '../moe/moe-block.js';
+import type { MoeObserver } from '../moe/observer.js';
 import type { SequenceKvCache } from './kv-cache.js';
 import { RopeTable } from './rope.js';
 
@@ -27,12 +29,6 @@ export interface ForwardItem {
   /** Cached positions come first; absent = a fresh sequence whose keys/values are not kept. */
   readonly cache?: SequenceKvCache;
   readonly policy: RoutingPolicy;
-}
-
-/** Observes every routing decision of a forward pass (statistics, calibration signals). */
-export interface RoutingSink {
-  /** `probs` are the router probabilities the decision was made from, [numTokens, numExperts]. */
-  record(layer: number, decision: RoutingDecision, probs: Float32Array): void;
 }
 
 export interface ForwardResult {
@@ -47,8 +43,8 @@ export interface ForwardResult {
 }
 
 export class ModelRunner {
-  /** The model's native top-K, routed alongside when the backend accounts against it. */
-  private readonly nativePolicy: RoutingPolicy | undefined;
+  /** One block per decoder layer; undefined for a dense layer. */
+  private readonly moeBlocks: readonly (MoeBlock | undefined)[];
 
   private constructor(
     readonly config: ModelConfig,
@@ -59,21 +55,24 @@ export class ModelRunner {
     private readonly logitsHead: Session,
     private readonly nllHead: Session,
     private readonly experts: ExpertBackend,
+    /** Observers of every MoE layer of every forward pass (e.g. dispatch accounting). */
+    private readonly observers: readonly MoeObserver[],
   ) {
-    this.nativePolicy = experts.wantsNativeBaseline
-      ? createRoutingPolicy(
-          { kind: 'topk', k: config.numExpertsPerTok },
-          { numLayers: config.numLayers, numExperts: config.numExperts, nativeK: config.numExpertsPerTok },
-        )
-      : undefined;
+    this.moeBlocks = layerPlanOf(config).map((plan, l) =>
+      plan.kind === 'moe' ? new MoeBlock(l, plan, experts) : undefined,
+    );
   }
 
   static async load(
     ckpt: Checkpoint,
     experts: ExpertBackend,
     settings: SessionSettings,
-    onProgress?: (done: number, total: number) => void,
+    options: {
+      readonly observers?: readonly MoeObserver[];
+      readonly onProgress?: (done: number, total: number) => void;
+    } = {},
   ): Promise<ModelRunner> {
+    const onProgress = options.onProgress;
     const config = ckpt.config;
     const dims = graphDims(config);
     const total = config.numLayers + 2;
@@ -90,20 +89,16 @@ export class ModelRunner {
     const embedding = await embeddingWeights(ckpt);
     const rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings);
     onProgress?.(total, total);
-    return new ModelRunner(config, dims, embedding, rope, dense, logitsHead, nllHead, experts);
-  }
-
-  /** The same model (sessions shared) sending its expert work to another backend. */
-  withExperts(experts: ExpertBackend): ModelRunner {
     return new ModelRunner(
-      this.config,
-      this.dims,
-      this.embedding,
-      this.rope,
-      this.denseLayers,
-      this.logitsHead,
-      this.nllHead,
+      config,
+      dims,
+      embedding,
+      rope,
+      dense,
+      logitsHead,
+      nllHead,
       experts,
+      options.observers ?? [],
     );
   }
 
@@ -111,8 +106,13 @@ export class ModelRunner {
     return this.rope.maxPositions;
   }
 
-  async forward(items: readonly ForwardItem[], sinks: readonly RoutingSink[] = []): Promise<ForwardResult> {
+  /** `observers` watch this pass's MoE layers, after the runner's own observers. */
+  async forward(
+    items: readonly ForwardItem[],
+    observers: readonly MoeObserver[] = [],
+  ): Promise<ForwardResult> {
     const { hidden: H, kvWidth: W, experts: E } = this.dims;
+    const watchers = observers.length === 0 ? this.observers : [...this.observers, ...observers];
     const B = items.length;
     if (B === 0) throw new RangeError('forward: empty batch');
     const lens = items.map((it) => it.tokens.length);
@@ -168,27 +168,24 @@ export class ModelRunner {
       for (let b = 0; b < B; b++) items[b]!.cache?.write(l, newK, newV, b * S, lens[b]!);
 
       const residual = f32Output(out, 'hidden_out');
-      const moeIn = rows ? gatherRows(f32Output(out, 'moe_input'), rows, H) : f32Output(out, 'moe_input');
-      const probs = rows
-        ? gatherRows(f32Output(out, 'router_probs'), rows, E)
-        : f32Output(out, 'router_probs');
-      const decision = routeBatch(l, probs, T, E, spans);
-      for (const sink of sinks) sink.record(l, decision, probs);
-      for (let b = 0; b < B; b++) {
-        const sp = spans[b]!;
-        activations[b]! += decision.offsets[sp.end]! - decision.offsets[sp.start]!;
+      const block = this.moeBlocks[l];
+      if (block) {
+        const moeIn = rows ? gatherRows(f32Output(out, 'moe_input'), rows, H) : f32Output(out, 'moe_input');
+        const probs = rows
+          ? gatherRows(f32Output(out, 'router_probs'), rows, E)
+          : f32Output(out, 'router_probs');
+        const acc = rows ? gatherRows(residual, rows, H) : residual;
+        const { decision, transfer } = await block.forward(
+          { x: { dtype: 'float32', shape: [T, H], data: moeIn }, probs, spans, accumulate: acc },
+          watchers,
+        );
+        for (let b = 0; b < B; b++) {
+          const sp = spans[b]!;
+          activations[b]! += decision.offsets[sp.end]! - decision.offsets[sp.start]!;
+        }
+        addTokenBytes(transfer, tokenBytes);
+        if (rows) scatterRows(acc, rows, H, residual);
       }
-      const acc = rows ? gatherRows(residual, rows, H) : residual;
-      if (decision.prior) addInto(acc, decision.prior);
-      await this.experts.compute(
-        l,
-        { dtype: 'float32', shape: [T, H], data: moeIn },
-        decision,
-        acc,
-        tokenBytes,
-        this.nativeDecision(l, probs, spans, decision),
-      );
-      if (rows) scatterRows(acc, rows, H, residual);
       hidden = residual;
     }
     for (let b = 0; b < B; b++) {
@@ -196,19 +193,6 @@ export class ModelRunner {
       for (let t = spans[b]!.start; t < spans[b]!.end; t++) bytes[b]! += tokenBytes[t]!;
     }
     return { hidden, batch: B, seqLen: S, activations, bytes };
-  }
-
-  /** Native top-K for the batch when the backend wants it; the decision itself if it already is. */
-  private nativeDecision(
-    layer: number,
-    probs: Float32Array,
-    spans: readonly RoutedSpan[],
-    decision: RoutingDecision,
-  ): RoutingDecision | undefined {
-    const native = this.nativePolicy;
-    if (native === undefined) return undefined;
-    if (spans.every((sp) => sp.policy.spec === native.spec)) return decision;
-    return native.route({ layer, numTokens: decision.numTokens, numExperts: this.dims.experts, probs });
   }
 
   /** Logits [n, vocab] for n hidden rows [n, hidden]. */
@@ -279,12 +263,6 @@ function gatherPast(
   return [k, v];
 }
 
-function addInto(dst: Float32Array, src: Float32Array): void {
-  if (src.length !== dst.length)
-    throw new RangeError(`routing prior has ${src.length} values, expected ${dst.length}`);
-  for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
-}
-
 function validRows(lens: readonly number[], S: number): Int32Array {
   const rows = new Int32Array(lens.reduce((a, b) => a + b, 0));
   let r = 0;
@@ -302,4 +280,20 @@ function gatherRows(src: Float32Array, rows: Int32Array, width: number): Float32
 
 function scatterRows(src: Float32Array, rows: Int32Array, width: number, dst: Float32Array): void {
   for (let r = 0; r < rows.length; r++) dst.set(src.subarray(r * width, (r + 1) * width), rows[r]! * width);
+}
+
+/**
+ * Mixtral's plan: every decoder layer is a softmax top-K MoE layer. The model-families registry
+ * supplies this per family (shared/families); until it does, the one family there is.
+ */
+function layerPlanOf(config: ModelConfig): LayerPlan {
+  return Array.from({ length: config.numLayers }, () => ({
+    kind: 'moe' as const,
+    numExperts: config.numExperts,
+    nativeK: config.numExpertsPerTok,
+    gate: 'softmax' as const,
+    renormalize: true,
+    sharedExperts: 0,
+    routedScalingFactor: 1,
+  }));
 }

@@ -3,17 +3,10 @@
 // serves the single-process engine and a remote worker; it never knows which policy chose the pairs.
 
 import { KmoeError } from '../errors/kmoe-error.js';
+import type { ExpertAssignment } from '../moe/expert-assignment.js';
 import type { F32Tensor } from '../tensor.js';
 import { buildExpertGraph, type ExpertWeights, type GraphDims } from './mixtral-graphs.js';
 import { f32Input, f32Output, Session, type SessionSettings } from './session.js';
-
-/** Per token, the (expert, weight) pairs to compute: CSR over tokens. */
-export interface TokenExpertPairs {
-  readonly numTokens: number;
-  readonly offsets: Int32Array; // [numTokens + 1]
-  readonly experts: Int32Array; // [offsets[numTokens]]
-  readonly weights: Float32Array; // [offsets[numTokens]]
-}
 
 export class ExpertNotHeldError extends KmoeError {
   constructor(layer: number, expert: number, held: readonly number[]) {
@@ -77,7 +70,7 @@ export class ExpertHost {
   async compute(
     layer: number,
     x: F32Tensor,
-    pairs: TokenExpertPairs,
+    pairs: ExpertAssignment,
     accumulate?: Float32Array,
   ): Promise<{ out: F32Tensor; work: ExpertWork }> {
     const H = this.dims.hidden;

@@ -8,12 +8,12 @@ import { planDispatch, shareSizes } from '../../../coordinator/cluster/dispatch-
 import { DispatchStats, summarizeDispatch } from '../../../coordinator/cluster/dispatch-stats.js';
 import { PlacementError } from '../../../coordinator/cluster/errors.js';
 import { PlacementTable } from '../../../coordinator/cluster/placement.js';
-import type { TokenExpertPairs } from '../../../shared/onnx/expert-host.js';
+import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import { DISPATCH_LATENCY_BUCKETS_SECONDS } from '../../../shared/protocol/messages.js';
 
 const w = (url: string, experts: number[]) => ({ url, experts });
 
-function pairsOf(perToken: readonly (readonly number[])[]): TokenExpertPairs {
+function pairsOf(perToken: readonly (readonly number[])[]): ExpertAssignment {
   const offsets = [0];
   const experts: number[] = [];
   for (const es of perToken) {
