@@ -6,13 +6,14 @@ import { basename, resolve } from 'node:path';
 import { UsageError } from '../../shared/errors/usage-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import { DEFAULT_WIRE_DTYPE, isWireDType, WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
+import { ClusterHealth } from '../cluster/cluster-health.js';
 import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
+import { type Membership, StaticMembership } from '../cluster/membership.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
 import type { ExpertsOption } from '../engine/engine.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { createLogger, LOG_LEVELS } from '../server/logger.js';
 import { startServing } from '../server/serving.js';
-import type { ExpertCoverage } from '../server/status-endpoints.js';
 import {
   COMPUTE_OPTIONS,
   checkRouting,
@@ -113,7 +114,6 @@ export async function run(argv: readonly string[]): Promise<number> {
   const timeoutMs = num(p, 'dispatch-timeout', DEFAULT_DISPATCH_TIMEOUT_MS, { integer: true, min: 1 });
 
   let cluster: LocalCluster | undefined;
-  let lostWorker: string | undefined;
   if (workers.kind === 'count' && workers.n > 0) {
     log.info({ workers: workers.n }, 'starting local expert workers');
     cluster = await startLocalCluster({
@@ -123,7 +123,6 @@ export async function run(argv: readonly string[]): Promise<number> {
       expertWeights: settings.expertWeights,
       onLog: (worker, line) => log.info({ worker }, line),
       onExit: (w, code, signal) => {
-        lostWorker = `worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`;
         log.error(
           { worker: w.index, code, signal },
           'a local expert worker exited; experts are no longer covered',
@@ -131,11 +130,14 @@ export async function run(argv: readonly string[]): Promise<number> {
       },
     });
   }
-  const urls = cluster ? [...cluster.urls] : workers.kind === 'urls' ? workers.urls : [];
+  const membership: Membership =
+    cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
+  const urls = [...membership.members()];
   const experts: ExpertsOption =
     urls.length === 0 ? { kind: 'local' } : { kind: 'remote', workers: urls, wireDtype: wire, timeoutMs };
 
   let engine: EngineClient | undefined;
+  let health: ClusterHealth | undefined;
   try {
     engine = await EngineClient.start({
       modelDir,
@@ -144,6 +146,19 @@ export async function run(argv: readonly string[]): Promise<number> {
       ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
     });
     const description = engine.info.experts;
+    const client = engine;
+    client.onWorkerDown((e) =>
+      log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker'),
+    );
+    health = ClusterHealth.watch({
+      description,
+      numExperts: engine.info.numExperts,
+      placement: engine.info.placement,
+      membership,
+      connections: (listener) => client.onWorkerDown(listener),
+      reportsExits: cluster !== undefined,
+    });
+    const cover = health;
     const serving = await startServing(
       engine,
       {
@@ -156,10 +171,7 @@ export async function run(argv: readonly string[]): Promise<number> {
         maxQueued,
         prefillChunk,
         bodyLimitBytes: BODY_LIMIT_BYTES,
-        experts: (): ExpertCoverage =>
-          lostWorker === undefined
-            ? { description, covered: true }
-            : { description, covered: false, detail: lostWorker },
+        experts: () => cover.coverage(),
       },
       log,
     );
@@ -173,6 +185,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     const report = await serving.shutdown(graceMs);
     log.info({ cancelled: report.cancelled }, 'drained');
   } finally {
+    health?.close();
     await engine?.close();
     await cluster?.stop();
   }
