@@ -4,7 +4,10 @@
 // cluster's liveness events to the main thread, where /ready and admission read them.
 
 import { runTimings, setRunTiming } from '../../shared/onnx/session.js';
+import { encodeExpertMeans } from '../../shared/routing/expert-means.js';
 import { serveThread } from '../../shared/runtime/thread-rpc.js';
+import { ExpertMeanProbe } from '../moe/observers/expert-means.js';
+import { RouterSignalRecorder } from '../moe/observers/router-signals.js';
 import { type ConnectedExperts, connectExperts } from './connect-experts.js';
 import { Engine } from './engine.js';
 import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
@@ -45,7 +48,16 @@ const emit = serveThread<EngineSchema>({
     return { result: await ready().score(p.ids, p.windowLen, p.routing) };
   },
   async routerSignals(p, progress) {
-    return { result: await ready().routerSignals(p.ids, p.windowLen, p.routing, p.expertMeans, progress) };
+    // The calibration probes observe the MoE seam; the engine only runs the windows.
+    const e = ready();
+    const m = e.routingModel;
+    const recorder = new RouterSignalRecorder(m.numLayers, m.numExperts);
+    const probe = p.expertMeans
+      ? new ExpertMeanProbe(experts!.backend, m.numLayers, m.numExperts, e.hiddenSize)
+      : undefined;
+    await e.observeWindows(p.ids, p.windowLen, p.routing, probe ? [recorder, probe] : [recorder], progress);
+    const table = recorder.table();
+    return { result: probe ? { table, expertMeans: encodeExpertMeans(probe.means()) } : { table } };
   },
   stats() {
     return { result: ready().stats.toJSON() };

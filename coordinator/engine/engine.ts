@@ -6,14 +6,11 @@
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
-import { type ExpertMeansJSON, encodeExpertMeans } from '../../shared/routing/expert-means.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { ExpertBackend } from '../moe/expert-backend.js';
 import type { MoeObserver } from '../moe/observer.js';
-import { ExpertMeanProbe } from '../moe/observers/expert-means.js';
-import { RouterSignalRecorder, type RouterSignalTable } from '../moe/observers/router-signals.js';
 import { routingStatsObserver } from '../moe/observers/routing-stats.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
@@ -133,6 +130,10 @@ export class Engine {
       await ckpt.close();
       throw err;
     }
+  }
+
+  get hiddenSize(): number {
+    return this.runner.dims.hidden;
   }
 
   get routingModel(): RoutingModel {
@@ -276,25 +277,19 @@ export class Engine {
   }
 
   /**
-   * Router signals of independent windows under `routing` (default native), as per-layer quantile
-   * tables, and optionally every expert's mean output: the inputs of calibration. Nothing is cached.
+   * Forward passes over independent windows under `routing` (default native) for the observers
+   * alone (calibration probes: router signals, expert means). Nothing is cached or counted.
    */
-  async routerSignals(
+  async observeWindows(
     ids: Uint16Array,
     windowLen: number,
     routing: string | undefined,
-    expertMeans: boolean,
+    observers: readonly MoeObserver[],
     onProgress: (done: number, total: number) => void,
-  ): Promise<{ table: RouterSignalTable; expertMeans?: ExpertMeansJSON }> {
+  ): Promise<void> {
     if (windowLen < 2 || ids.length === 0 || ids.length % windowLen !== 0) {
       throw new RangeError(`routerSignals: ${ids.length} ids do not split into windows of ${windowLen}`);
     }
-    const c = this.runner.config;
-    const recorder = new RouterSignalRecorder(c.numLayers, c.numExperts);
-    const probe = expertMeans
-      ? new ExpertMeanProbe(this.experts.backend, c.numLayers, c.numExperts, c.hiddenSize)
-      : undefined;
-    const observers: MoeObserver[] = probe ? [recorder, probe] : [recorder];
     const policy = this.policy(routing);
     const W = ids.length / windowLen;
     const batch = 4;
@@ -306,8 +301,6 @@ export class Engine {
       await this.runner.forward(items, observers);
       onProgress(Math.min(W, w + batch), W);
     }
-    const table = recorder.table();
-    return probe ? { table, expertMeans: encodeExpertMeans(probe.means()) } : { table };
   }
 
   async close(): Promise<void> {
