@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { ProgressBar } from '../../bench/report/progress.js';
-import { type DispatchSummary, summarizeDispatch } from '../../dispatch/dispatch-stats.js';
+import { type DispatchSummary, summarizeDispatch } from '../../cluster/dispatch-stats.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import {
   evaluatePerplexity,
