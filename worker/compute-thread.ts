@@ -5,6 +5,7 @@
 import { Checkpoint } from '../shared/model/checkpoint.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
 import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
+import { dispatchAssignment } from '../shared/protocol/messages.js';
 import { fromWire, toWire } from '../shared/protocol/wire-dtype.js';
 import { serveThread } from '../shared/runtime/thread-rpc.js';
 import type { ComputeSchema } from './compute-protocol.js';
@@ -73,17 +74,7 @@ serveThread<ComputeSchema>({
     // fp32 results are summed straight into the (zero-filled) reply frame; 16-bit ones are summed
     // in fp32 and rounded once.
     const sum = req.wire === 'fp32' ? (result.partial as Float32Array) : scratch(1, n * H).fill(0);
-    await host.compute(
-      req.layer,
-      { dtype: 'float32', shape: [n, H], data: x },
-      {
-        numTokens: n,
-        offsets: req.offsets,
-        experts: req.experts instanceof Int32Array ? req.experts : Int32Array.from(req.experts),
-        weights: req.weights,
-      },
-      sum,
-    );
+    await host.compute(req.layer, { dtype: 'float32', shape: [n, H], data: x }, dispatchAssignment(req), sum);
     if (req.wire !== 'fp32') toWire(sum, req.wire, result.partial);
     return { result: result.bytes, transfer: [result.bytes.buffer as ArrayBuffer] };
   },

@@ -6,7 +6,6 @@
 import http from 'node:http';
 import os from 'node:os';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
-import { ProtocolError } from '../shared/errors/protocol-error.js';
 import {
   decodeMessage,
   encodeErrorReply,
@@ -14,6 +13,7 @@ import {
   encodeWelcome,
   requestIdOf,
 } from '../shared/protocol/codec.js';
+import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import { frameBytes } from '../shared/protocol/frame.js';
 import { type DispatchRequest, type ErrorReplyCode, PROTOCOL_VERSION } from '../shared/protocol/messages.js';

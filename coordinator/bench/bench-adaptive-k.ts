@@ -13,8 +13,9 @@ import { type Corpus, loadCorpus } from '../calibration/corpus.js';
 import type { CalibratedPolicy } from '../calibration/skip-rates.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
-import { defaultSweep, runSweep, type SweepPoint, sweepChart } from '../evaluation/sweep.js';
+import { defaultSweep, runSweep, type SweepPoint } from '../evaluation/sweep.js';
 import { ProgressBar } from './report/progress.js';
+import { sweepChart } from './report/sweep-chart.js';
 
 export interface BenchAdaptiveKOptions {
   readonly model: string;

@@ -4,7 +4,7 @@
 // signal's quantile table, and the search and percentile methods work in skip rates.
 
 import type { PolicyConfig } from '../../shared/routing/registry.js';
-import { type RouterSignalTable, type SignalName, signalQuantile } from './router-signals.js';
+import { type RouterSignalTable, type SignalName, signalQuantile } from '../moe/observers/router-signals.js';
 
 export const CALIBRATED_POLICIES = ['entropy', 'topp', 'ratio', 'skip'] as const;
 export type CalibratedPolicy = (typeof CALIBRATED_POLICIES)[number];

@@ -7,8 +7,8 @@ import { defaultSessionSettings, type SessionSettings } from '../../shared/onnx/
 import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { logLineText } from '../../shared/runtime/logger.js';
-import { type LocalCluster, type LocalWorker, startLocalCluster } from '../dispatch/local-cluster.js';
-import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
+import { type LocalCluster, type LocalWorker, startLocalCluster } from '../cluster/local-cluster.js';
+import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
 import type { ExpertsOption } from '../engine/engine.js';
 import type { ComputeOptions, ExpertPlacementOptions, WorkersArg } from './options.js';
 import { UsageError } from './usage-error.js';

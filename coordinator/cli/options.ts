@@ -13,7 +13,7 @@ import {
   type WireDType,
 } from '../../shared/protocol/wire-dtype.js';
 import { isProfilePath } from '../../shared/routing/profile.js';
-import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../dispatch/remote-expert-backend.js';
+import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
 import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
 import {
   KV_DTYPES,

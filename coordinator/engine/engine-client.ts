@@ -1,30 +1,53 @@
-// Main-thread handle on the engine thread: typed calls, nothing else.
+// Main-thread handle on the engine thread: typed calls, and the worker-down events it pushes.
 
 import type { RunTiming } from '../../shared/onnx/session.js';
 import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
-import type { RouterSignalTable } from '../calibration/router-signals.js';
-import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
+import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
+import type { WorkerDown } from '../cluster/remote-expert-backend.js';
+import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
-import type { EngineSchema } from './engine-protocol.js';
+import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
+
+/** Worker-down events, kept from the thread's start so a listener added later misses none. */
+class WorkerDownFeed {
+  readonly seen: WorkerDown[] = [];
+  readonly listeners: ((e: WorkerDown) => void)[] = [];
+
+  push(e: WorkerDown): void {
+    this.seen.push(e);
+    for (const l of this.listeners) l(e);
+  }
+}
 
 export class EngineClient {
   private constructor(
     private readonly thread: ThreadClient<EngineSchema>,
     readonly info: EngineInfo,
+    private readonly down: WorkerDownFeed,
   ) {}
 
   static async start(options: EngineOptions): Promise<EngineClient> {
     const thread = ThreadClient.start<EngineSchema>('engine', import.meta.url, './engine-thread');
+    const down = new WorkerDownFeed();
+    thread.onEvent((event, payload) => {
+      if (event === ENGINE_EVENTS.workerDown) down.push(payload as WorkerDown);
+    });
     try {
       const info = await thread.call('init', options);
-      return new EngineClient(thread, info);
+      return new EngineClient(thread, info, down);
     } catch (err) {
       await thread.terminate();
       throw err;
     }
+  }
+
+  /** Calls `listener` for every worker connection the engine lost, past ones first. */
+  onWorkerDown(listener: (e: WorkerDown) => void): void {
+    for (const e of this.down.seen) listener(e);
+    this.down.listeners.push(listener);
   }
 
   step(requests: StepRequest[]): Promise<StepResult> {

@@ -1,10 +1,10 @@
-// The calls the main thread makes on the engine thread.
+// The calls the main thread makes on the engine thread, and the events the engine thread pushes.
 
 import type { RunTiming } from '../../shared/onnx/session.js';
 import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
-import type { RouterSignalTable } from '../calibration/router-signals.js';
-import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
+import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
+import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 
 export interface ScoreParams {
@@ -31,3 +31,6 @@ export type EngineSchema = {
   dispatchStats: [boolean, DispatchStatsJSON | null];
   close: [null, null];
 };
+
+/** Events the engine thread pushes: a worker connection dropped (payload: WorkerDown). */
+export const ENGINE_EVENTS = { workerDown: 'workerDown' } as const;

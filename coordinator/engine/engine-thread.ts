@@ -1,22 +1,34 @@
 // Entry point of the engine thread: onnxruntime's run() blocks its thread, so the forward pass lives
-// here and the main thread stays free for I/O (HTTP, sockets, progress output).
+// here and the main thread stays free for I/O (HTTP, sockets, progress output). It is also the
+// composition root of the engine: it connects the experts (connect-experts.ts) and pushes the
+// cluster's liveness events to the main thread, where /ready and admission read them.
 
 import { runTimings, setRunTiming } from '../../shared/onnx/session.js';
+import { encodeExpertMeans } from '../../shared/routing/expert-means.js';
 import { serveThread } from '../../shared/runtime/thread-rpc.js';
+import { ExpertMeanProbe } from '../moe/observers/expert-means.js';
+import { RouterSignalRecorder } from '../moe/observers/router-signals.js';
+import { type ConnectedExperts, connectExperts } from './connect-experts.js';
 import { Engine } from './engine.js';
-import type { EngineSchema } from './engine-protocol.js';
+import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
 
 let engine: Engine | undefined;
+let experts: ConnectedExperts | undefined;
 
 function ready(): Engine {
   if (!engine) throw new Error('engine thread: init was not called');
   return engine;
 }
 
-serveThread<EngineSchema>({
+const emit = serveThread<EngineSchema>({
   async init(options) {
     if (engine) throw new Error('engine thread: init called twice');
-    engine = await Engine.create(options);
+    engine = await Engine.create(options, async (ckpt) => {
+      experts = await connectExperts(options.experts ?? { kind: 'local' }, ckpt, options.settings, (e) =>
+        emit(ENGINE_EVENTS.workerDown, e),
+      );
+      return experts;
+    });
     return { result: engine.info() };
   },
   async step(requests) {
@@ -36,7 +48,16 @@ serveThread<EngineSchema>({
     return { result: await ready().score(p.ids, p.windowLen, p.routing) };
   },
   async routerSignals(p, progress) {
-    return { result: await ready().routerSignals(p.ids, p.windowLen, p.routing, p.expertMeans, progress) };
+    // The calibration probes observe the MoE seam; the engine only runs the windows.
+    const e = ready();
+    const m = e.routingModel;
+    const recorder = new RouterSignalRecorder(m.numLayers, m.numExperts);
+    const probe = p.expertMeans
+      ? new ExpertMeanProbe(experts!.backend, m.numLayers, m.numExperts, e.hiddenSize)
+      : undefined;
+    await e.observeWindows(p.ids, p.windowLen, p.routing, probe ? [recorder, probe] : [recorder], progress);
+    const table = recorder.table();
+    return { result: probe ? { table, expertMeans: encodeExpertMeans(probe.means()) } : { table } };
   },
   stats() {
     return { result: ready().stats.toJSON() };
@@ -47,11 +68,13 @@ serveThread<EngineSchema>({
     return { result: collected };
   },
   dispatchStats(reset) {
-    return { result: ready().dispatchStats(reset) };
+    ready();
+    return { result: experts?.dispatchStats(reset) ?? null };
   },
   async close() {
     await engine?.close();
     engine = undefined;
+    experts = undefined;
     return { result: null };
   },
 });

@@ -1,20 +1,17 @@
 // The engine: owns the model runner, the KV caches of live sequences and the resolved routing
 // policies. It lives on the engine thread (see engine-thread.ts); everything it does is one step at a
-// time, so it is the single owner of these structures.
+// time, so it is the single owner of these structures. Where experts run is injected (an
+// ExpertBackend and the observers that come with it); the engine never knows local from remote.
 
 import { Checkpoint } from '../../shared/model/checkpoint.js';
-import { ExpertHost } from '../../shared/onnx/expert-host.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
-import { type ExpertMeansJSON, encodeExpertMeans } from '../../shared/routing/expert-means.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
-import { ExpertMeanProbe } from '../calibration/expert-mean-probe.js';
-import { RouterSignalRecorder, type RouterSignalTable } from '../calibration/router-signals.js';
-import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
-import { RemoteExpertBackend } from '../dispatch/remote-expert-backend.js';
-import { type ExpertBackend, LocalExpertBackend } from './expert-backend.js';
+import type { ExpertBackend } from '../moe/expert-backend.js';
+import type { MoeObserver } from '../moe/observer.js';
+import { routingStatsObserver } from '../moe/observers/routing-stats.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
 
@@ -39,6 +36,21 @@ export interface EngineOptions {
   readonly experts?: ExpertsOption;
 }
 
+/** A worker and the experts it holds. */
+export interface WorkerPlacement {
+  readonly url: string;
+  readonly experts: readonly number[];
+}
+
+/** Where the engine's experts run, as the composition root (engine-thread.ts) connected them. */
+export interface EngineExperts {
+  readonly backend: ExpertBackend;
+  /** Observers of every forward pass that come with this backend (e.g. dispatch accounting). */
+  readonly observers: readonly MoeObserver[];
+  /** The workers and their experts; empty when experts are in this process. */
+  readonly placement: readonly WorkerPlacement[];
+}
+
 export interface EngineInfo {
   readonly modelDir: string;
   readonly modelType: string;
@@ -52,7 +64,7 @@ export interface EngineInfo {
   /** How experts are run, for people: "local experts ..." or "remote experts on 2 workers ...". */
   readonly experts: string;
   /** The workers and the experts each holds; empty when experts are local. */
-  readonly placement: readonly { readonly url: string; readonly experts: readonly number[] }[];
+  readonly placement: readonly WorkerPlacement[];
   readonly defaultRouting: string;
 }
 
@@ -85,66 +97,43 @@ export class Engine {
   private readonly caches = new Map<string, SequenceKvCache>();
   private readonly policies = new Map<string, RoutingPolicy>();
   readonly stats: RoutingStats;
+  private readonly statsObserver: MoeObserver;
   private readonly defaultRouting: string;
 
   private constructor(
     private readonly ckpt: Checkpoint,
     private readonly runner: ModelRunner,
     private readonly options: EngineOptions,
-    private readonly backend: ExpertBackend,
+    private readonly experts: EngineExperts,
   ) {
     this.stats = new RoutingStats(this.routingModel);
+    this.statsObserver = routingStatsObserver(this.stats);
     this.defaultRouting = options.defaultRouting ?? `topk:${runner.config.numExpertsPerTok}`;
     this.policy(this.defaultRouting);
   }
 
+  /** Opens the checkpoint, lets `connect` set up the experts for it, and loads the dense model. */
   static async create(
     options: EngineOptions,
-    onProgress?: (done: number, total: number) => void,
+    connect: (ckpt: Checkpoint) => Promise<EngineExperts>,
   ): Promise<Engine> {
     const ckpt = await Checkpoint.open(options.modelDir);
-    let backend: ExpertBackend | undefined;
+    let experts: EngineExperts | undefined;
     try {
-      const c = ckpt.config;
-      const dims = ckpt.family.graphDims(c);
-      const experts = options.experts ?? { kind: 'local' };
-      const base = experts.kind === 'local' ? c.numLayers * c.numExperts : 0;
-      const total = base + c.numLayers + 2;
-      if (experts.kind === 'remote') {
-        backend = await RemoteExpertBackend.connect(
-          {
-            workers: experts.workers,
-            wire: experts.wireDtype,
-            ...(experts.timeoutMs === undefined ? {} : { timeoutMs: experts.timeoutMs }),
-          },
-          {
-            fingerprint: ckpt.fingerprint(),
-            numLayers: c.numLayers,
-            numExperts: c.numExperts,
-            hidden: dims.hidden,
-            nativeK: c.numExpertsPerTok,
-          },
-        );
-      } else {
-        const host = await ExpertHost.create({
-          dims,
-          numLayers: c.numLayers,
-          experts: Array.from({ length: c.numExperts }, (_, e) => e),
-          graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
-          settings: options.settings,
-          onProgress: (done) => onProgress?.(done, total),
-        });
-        backend = new LocalExpertBackend(host);
-      }
-      const runner = await ModelRunner.load(ckpt, backend, options.settings, (done) =>
-        onProgress?.(base + done, total),
-      );
-      return new Engine(ckpt, runner, options, backend);
+      experts = await connect(ckpt);
+      const runner = await ModelRunner.load(ckpt, experts.backend, options.settings, {
+        observers: experts.observers,
+      });
+      return new Engine(ckpt, runner, options, experts);
     } catch (err) {
-      await backend?.close();
+      await experts?.backend.close();
       await ckpt.close();
       throw err;
     }
+  }
+
+  get hiddenSize(): number {
+    return this.runner.dims.hidden;
   }
 
   get routingModel(): RoutingModel {
@@ -164,11 +153,8 @@ export class Engine {
       vocabSize: c.vocabSize,
       maxPositions: this.runner.maxPositions,
       eosTokenIds: c.eosTokenId,
-      experts: this.backend.description,
-      placement:
-        this.backend instanceof RemoteExpertBackend
-          ? this.backend.placement.workers.map((w) => ({ url: w.url, experts: [...w.experts] }))
-          : [],
+      experts: this.experts.backend.description,
+      placement: this.experts.placement.map((w) => ({ url: w.url, experts: [...w.experts] })),
       defaultRouting: this.defaultRouting,
     };
   }
@@ -235,7 +221,7 @@ export class Engine {
       for (const members of groups.values()) {
         const fwd: ForwardResult = await this.runner.forward(
           members.map((i) => items[i]!),
-          [this.stats],
+          [this.statsObserver],
         );
         const last = new Float32Array(members.length * H);
         members.forEach((i, b) => {
@@ -254,11 +240,6 @@ export class Engine {
       throw err;
     }
     return { logits, activations, bytes };
-  }
-
-  /** Network accounting of remote experts since start or the last reset; null when experts are local. */
-  dispatchStats(reset: boolean): DispatchStatsJSON | null {
-    return this.backend instanceof RemoteExpertBackend ? this.backend.dispatchStats(reset) : null;
   }
 
   release(seqId: string): boolean {
@@ -283,7 +264,7 @@ export class Engine {
     for (let w = 0; w < W; w++)
       items.push({ tokens: ids.subarray(w * windowLen, (w + 1) * windowLen), policy });
     const local = new RoutingStats(this.routingModel);
-    const fwd = await this.runner.forward(items, [local, this.stats]);
+    const fwd = await this.runner.forward(items, [routingStatsObserver(local), this.statsObserver]);
     const targets = new BigInt64Array(ids.length);
     for (let i = 0; i < ids.length; i++) {
       // The last position of a window has no target inside the window; it is scored against 0 and ignored.
@@ -296,25 +277,19 @@ export class Engine {
   }
 
   /**
-   * Router signals of independent windows under `routing` (default native), as per-layer quantile
-   * tables, and optionally every expert's mean output: the inputs of calibration. Nothing is cached.
+   * Forward passes over independent windows under `routing` (default native) for the observers
+   * alone (calibration probes: router signals, expert means). Nothing is cached or counted.
    */
-  async routerSignals(
+  async observeWindows(
     ids: Uint16Array,
     windowLen: number,
     routing: string | undefined,
-    expertMeans: boolean,
+    observers: readonly MoeObserver[],
     onProgress: (done: number, total: number) => void,
-  ): Promise<{ table: RouterSignalTable; expertMeans?: ExpertMeansJSON }> {
+  ): Promise<void> {
     if (windowLen < 2 || ids.length === 0 || ids.length % windowLen !== 0) {
       throw new RangeError(`routerSignals: ${ids.length} ids do not split into windows of ${windowLen}`);
     }
-    const c = this.runner.config;
-    const recorder = new RouterSignalRecorder(c.numLayers, c.numExperts);
-    const probe = expertMeans
-      ? new ExpertMeanProbe(this.backend, c.numLayers, c.numExperts, c.hiddenSize)
-      : undefined;
-    const runner = probe ? this.runner.withExperts(probe) : this.runner;
     const policy = this.policy(routing);
     const W = ids.length / windowLen;
     const batch = 4;
@@ -323,11 +298,9 @@ export class Engine {
       for (let b = w; b < Math.min(W, w + batch); b++) {
         items.push({ tokens: ids.subarray(b * windowLen, (b + 1) * windowLen), policy });
       }
-      await runner.forward(items, [recorder]);
+      await this.runner.forward(items, observers);
       onProgress(Math.min(W, w + batch), W);
     }
-    const table = recorder.table();
-    return probe ? { table, expertMeans: encodeExpertMeans(probe.means()) } : { table };
   }
 
   async close(): Promise<void> {

@@ -1,15 +1,17 @@
-// The forward pass: embeddings, per-layer dense graph (attention with KV cache + router), routing
-// policy, expert dispatch/combine through an ExpertBackend, and the LM head. Runs on the engine
-// thread; callers batch sequences (padded [B, S]) so each graph is called once per layer per step.
+// The forward pass: embeddings, per-layer dense graph (attention with KV cache + router), the MoE
+// block of each MoE layer (coordinator/moe) and the LM head. Runs on the engine thread; callers
+// batch sequences (padded [B, S]) so each graph is called once per layer per step.
 
 import type { GraphDims, ModelConfig } from '../../shared/families/family.js';
+import type { LayerPlan } from '../../shared/families/layer-plan.js';
 import type { Checkpoint } from '../../shared/model/checkpoint.js';
 import { f32Input, f32Output, i64Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
-import type { RoutingDecision, RoutingPolicy } from '../../shared/routing/policy.js';
-import { createRoutingPolicy } from '../../shared/routing/registry.js';
+import type { RoutingPolicy } from '../../shared/routing/policy.js';
 import type { F32Tensor } from '../../shared/tensor.js';
-import { type RoutedSpan, routeBatch } from './batch-routing.js';
-import type { ExpertBackend } from './expert-backend.js';
+import type { RoutedSpan } from '../moe/batch-routing.js';
+import { addTokenBytes, type ExpertBackend } from '../moe/expert-backend.js';
+import { MoeBlock } from '../moe/moe-block.js';
+import type { MoeObserver } from '../moe/observer.js';
 import type { SequenceKvCache } from './kv-cache.js';
 import { RopeTable } from './rope.js';
 
@@ -19,12 +21,6 @@ export interface ForwardItem {
   /** Cached positions come first; absent = a fresh sequence whose keys/values are not kept. */
   readonly cache?: SequenceKvCache;
   readonly policy: RoutingPolicy;
-}
-
-/** Observes every routing decision of a forward pass (statistics, calibration signals). */
-export interface RoutingSink {
-  /** `probs` are the router probabilities the decision was made from, [numTokens, numExperts]. */
-  record(layer: number, decision: RoutingDecision, probs: Float32Array): void;
 }
 
 export interface ForwardResult {
@@ -39,8 +35,8 @@ export interface ForwardResult {
 }
 
 export class ModelRunner {
-  /** The model's native top-K, routed alongside when the backend accounts against it. */
-  private readonly nativePolicy: RoutingPolicy | undefined;
+  /** One block per decoder layer; undefined for a dense layer. */
+  private readonly moeBlocks: readonly (MoeBlock | undefined)[];
 
   private constructor(
     readonly config: ModelConfig,
@@ -51,21 +47,26 @@ export class ModelRunner {
     private readonly logitsHead: Session,
     private readonly nllHead: Session,
     private readonly experts: ExpertBackend,
+    /** Observers of every MoE layer of every forward pass (e.g. dispatch accounting). */
+    private readonly observers: readonly MoeObserver[],
+    /** The family's plan: which decoder layers are MoE layers and how they route. */
+    plan: LayerPlan,
   ) {
-    this.nativePolicy = experts.wantsNativeBaseline
-      ? createRoutingPolicy(
-          { kind: 'topk', k: config.numExpertsPerTok },
-          { numLayers: config.numLayers, numExperts: config.numExperts, nativeK: config.numExpertsPerTok },
-        )
-      : undefined;
+    this.moeBlocks = plan.map((layer, l) =>
+      layer.kind === 'moe' ? new MoeBlock(l, layer, experts) : undefined,
+    );
   }
 
   static async load(
     ckpt: Checkpoint,
     experts: ExpertBackend,
     settings: SessionSettings,
-    onProgress?: (done: number, total: number) => void,
+    options: {
+      readonly observers?: readonly MoeObserver[];
+      readonly onProgress?: (done: number, total: number) => void;
+    } = {},
   ): Promise<ModelRunner> {
+    const onProgress = options.onProgress;
     const config = ckpt.config;
     const family = ckpt.family;
     const dims = family.graphDims(config);
@@ -83,20 +84,17 @@ export class ModelRunner {
     const embedding = await family.embedding(ckpt);
     const rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings);
     onProgress?.(total, total);
-    return new ModelRunner(config, dims, embedding, rope, dense, logitsHead, nllHead, experts);
-  }
-
-  /** The same model (sessions shared) sending its expert work to another backend. */
-  withExperts(experts: ExpertBackend): ModelRunner {
     return new ModelRunner(
-      this.config,
-      this.dims,
-      this.embedding,
-      this.rope,
-      this.denseLayers,
-      this.logitsHead,
-      this.nllHead,
+      config,
+      dims,
+      embedding,
+      rope,
+      dense,
+      logitsHead,
+      nllHead,
       experts,
+      options.observers ?? [],
+      family.layerPlan(config),
     );
   }
 
@@ -104,8 +102,13 @@ export class ModelRunner {
     return this.rope.maxPositions;
   }
 
-  async forward(items: readonly ForwardItem[], sinks: readonly RoutingSink[] = []): Promise<ForwardResult> {
+  /** `observers` watch this pass's MoE layers, after the runner's own observers. */
+  async forward(
+    items: readonly ForwardItem[],
+    observers: readonly MoeObserver[] = [],
+  ): Promise<ForwardResult> {
     const { hidden: H, kvWidth: W, experts: E } = this.dims;
+    const watchers = observers.length === 0 ? this.observers : [...this.observers, ...observers];
     const B = items.length;
     if (B === 0) throw new RangeError('forward: empty batch');
     const lens = items.map((it) => it.tokens.length);
@@ -161,27 +164,24 @@ export class ModelRunner {
       for (let b = 0; b < B; b++) items[b]!.cache?.write(l, newK, newV, b * S, lens[b]!);
 
       const residual = f32Output(out, 'hidden_out');
-      const moeIn = rows ? gatherRows(f32Output(out, 'moe_input'), rows, H) : f32Output(out, 'moe_input');
-      const probs = rows
-        ? gatherRows(f32Output(out, 'router_probs'), rows, E)
-        : f32Output(out, 'router_probs');
-      const decision = routeBatch(l, probs, T, E, spans);
-      for (const sink of sinks) sink.record(l, decision, probs);
-      for (let b = 0; b < B; b++) {
-        const sp = spans[b]!;
-        activations[b]! += decision.offsets[sp.end]! - decision.offsets[sp.start]!;
+      const block = this.moeBlocks[l];
+      if (block) {
+        const moeIn = rows ? gatherRows(f32Output(out, 'moe_input'), rows, H) : f32Output(out, 'moe_input');
+        const probs = rows
+          ? gatherRows(f32Output(out, 'router_probs'), rows, E)
+          : f32Output(out, 'router_probs');
+        const acc = rows ? gatherRows(residual, rows, H) : residual;
+        const { decision, transfer } = await block.forward(
+          { x: { dtype: 'float32', shape: [T, H], data: moeIn }, probs, spans, accumulate: acc },
+          watchers,
+        );
+        for (let b = 0; b < B; b++) {
+          const sp = spans[b]!;
+          activations[b]! += decision.offsets[sp.end]! - decision.offsets[sp.start]!;
+        }
+        addTokenBytes(transfer, tokenBytes);
+        if (rows) scatterRows(acc, rows, H, residual);
       }
-      const acc = rows ? gatherRows(residual, rows, H) : residual;
-      if (decision.prior) addInto(acc, decision.prior);
-      await this.experts.compute(
-        l,
-        { dtype: 'float32', shape: [T, H], data: moeIn },
-        decision,
-        acc,
-        tokenBytes,
-        this.nativeDecision(l, probs, spans, decision),
-      );
-      if (rows) scatterRows(acc, rows, H, residual);
       hidden = residual;
     }
     for (let b = 0; b < B; b++) {
@@ -189,19 +189,6 @@ export class ModelRunner {
       for (let t = spans[b]!.start; t < spans[b]!.end; t++) bytes[b]! += tokenBytes[t]!;
     }
     return { hidden, batch: B, seqLen: S, activations, bytes };
-  }
-
-  /** Native top-K for the batch when the backend wants it; the decision itself if it already is. */
-  private nativeDecision(
-    layer: number,
-    probs: Float32Array,
-    spans: readonly RoutedSpan[],
-    decision: RoutingDecision,
-  ): RoutingDecision | undefined {
-    const native = this.nativePolicy;
-    if (native === undefined) return undefined;
-    if (spans.every((sp) => sp.policy.spec === native.spec)) return decision;
-    return native.route({ layer, numTokens: decision.numTokens, numExperts: this.dims.experts, probs });
   }
 
   /** Logits [n, vocab] for n hidden rows [n, hidden]. */
@@ -270,12 +257,6 @@ function gatherPast(
     v.set(c.valuesOf(layer), b * P * W);
   }
   return [k, v];
-}
-
-function addInto(dst: Float32Array, src: Float32Array): void {
-  if (src.length !== dst.length)
-    throw new RangeError(`routing prior has ${src.length} values, expected ${dst.length}`);
-  for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
 }
 
 function validRows(lens: readonly number[], S: number): Int32Array {

@@ -1,7 +1,6 @@
 // The routing frontier of a corpus: fixed K = 1 and K = native, then sweeps of every policy family,
-// each point a real reduced-K evaluation, drawn as perplexity vs experts per token.
+// each point a real reduced-K evaluation (drawn by coordinator/bench/report/sweep-chart.ts).
 
-import { renderLineChart } from '../bench/report/chart.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, type PerplexityReport } from './perplexity.js';
 
@@ -56,24 +55,4 @@ export async function runSweep(
     }
   }
   return { native, points };
-}
-
-export function sweepChart(title: string, native: number, points: readonly SweepPoint[]): Promise<string> {
-  const names = [...new Set(points.map((p) => p.series))];
-  return renderLineChart({
-    title,
-    xLabel: 'average experts per token (K)',
-    yLabel: 'perplexity',
-    series: names.map((name) => ({
-      name,
-      points: points
-        .filter((p) => p.series === name)
-        .sort((a, b) => a.avgK - b.avgK)
-        .map((p) => ({ x: p.avgK, y: p.perplexity })),
-    })),
-    referenceLines: [
-      { axis: 'y', value: native, label: 'native top-2' },
-      { axis: 'y', value: native * 1.01, label: '+1% perplexity' },
-    ],
-  });
 }

@@ -7,7 +7,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { DISPATCH_LATENCY_BUCKETS_SECONDS } from '../../shared/protocol/messages.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
-import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
+import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import { BinnedHistogram, type BinnedSeries } from './binned-histogram.js';
 import type { StepReport } from './scheduler.js';
 

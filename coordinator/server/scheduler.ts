@@ -3,10 +3,17 @@
 // oldest sequence still prefilling, so new requests join at step boundaries and a long prompt
 // never stalls the others for more than one chunk.
 
+import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import type { EngineInfo, StepRequest, StepResult } from '../engine/engine.js';
 import { sampleToken } from '../sampling.js';
-import { EngineStepError, InternalServerError, ServerBusyError, ShuttingDownError } from './errors.js';
+import {
+  EngineStepError,
+  ExpertsUnavailableError,
+  InternalServerError,
+  ServerBusyError,
+  ShuttingDownError,
+} from './errors.js';
 import { type GenerationParams, Sequence, type SequenceSink } from './sequence.js';
 
 /** What the scheduler needs from the engine (EngineClient in production). */
@@ -223,7 +230,11 @@ export class Scheduler {
       // The engine dropped the caches it created in this step; sequences it already held are
       // released when they are reaped.
       this.observer.error(`engine step of ${plan.length} sequences failed`, err);
-      const error = new EngineStepError(err instanceof Error ? err.message : String(err), err);
+      // A PlacementError (code `placement`, from the cluster) means experts lost their last worker: 503.
+      const error =
+        err instanceof KmoeError && err.code === 'placement'
+          ? new ExpertsUnavailableError(err.message)
+          : new EngineStepError(err instanceof Error ? err.message : String(err), err);
       for (const p of plan) p.seq.fail(error);
       return;
     }

@@ -5,7 +5,7 @@
 
 import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
-import type { DispatchStatsJSON } from '../dispatch/dispatch-stats.js';
+import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { EngineInfo } from '../engine/engine.js';
 import { ApiServer } from './api-server.js';
 import { generationHandler } from './generation-handler.js';

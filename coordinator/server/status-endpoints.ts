@@ -1,7 +1,8 @@
 // The GET endpoints: /v1/models (what this server serves), /health (the process answers, with
 // live sequence counts for debugging), /ready (able to serve: experts covered, not shutting down)
-// and /metrics (Prometheus text).
+// and /metrics (Prometheus text). Coverage comes from the cluster's health (coordinator/cluster).
 
+import type { ExpertCoverage } from '../cluster/cluster-health.js';
 import type { EngineInfo } from '../engine/engine.js';
 import { sendJson, sendText } from './http-io.js';
 import type { ServerMetrics } from './metrics.js';
@@ -10,13 +11,7 @@ import type { RequestScope, RouteHandler } from './router.js';
 import type { RoutingCatalog } from './routing-catalog.js';
 import type { Scheduler } from './scheduler.js';
 
-/** Where the experts run and whether every expert of every layer has a host right now. */
-export interface ExpertCoverage {
-  readonly description: string;
-  readonly covered: boolean;
-  /** Why not, when not covered (e.g. which worker is unreachable). */
-  readonly detail?: string;
-}
+export type { ExpertCoverage } from '../cluster/cluster-health.js';
 
 export interface StatusDeps {
   readonly info: EngineInfo;

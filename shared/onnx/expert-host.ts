@@ -2,18 +2,11 @@
 // for a batch of tokens, the weighted sum of the experts each token was assigned. The same unit
 // serves the single-process engine and a remote worker; it never knows which policy chose the pairs.
 
+import type { ExpertAssignment } from '../moe/expert-assignment.js';
 import type { F32Tensor } from '../tensor.js';
 import { ExpertNotHeldError } from './errors.js';
 import type { ExpertWeightFormat } from './expert-weight-format.js';
 import { f32Input, f32Output, Session, type SessionSettings } from './session.js';
-
-/** Per token, the (expert, weight) pairs to compute: CSR over tokens. */
-export interface TokenExpertPairs {
-  readonly numTokens: number;
-  readonly offsets: Int32Array; // [numTokens + 1]
-  readonly experts: Int32Array; // [offsets[numTokens]]
-  readonly weights: Float32Array; // [offsets[numTokens]]
-}
 
 /**
  * The serialized ONNX graph of one expert (inputs x [N,H], weight [N,1]; output y [N,H]) with its
@@ -84,7 +77,7 @@ export class ExpertHost {
   async compute(
     layer: number,
     x: F32Tensor,
-    pairs: TokenExpertPairs,
+    pairs: ExpertAssignment,
     accumulate?: Float32Array,
   ): Promise<{ out: F32Tensor; work: ExpertWork }> {
     const H = this.dims.hidden;

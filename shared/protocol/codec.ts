@@ -3,7 +3,7 @@
 // expert indices, finite weights) and yields typed views into the received bytes.
 
 import { z } from 'zod';
-import { ProtocolError } from '../errors/protocol-error.js';
+import { ProtocolError } from './errors.js';
 import {
   allocFrame,
   type DecodedFrame,

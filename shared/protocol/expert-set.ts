@@ -1,7 +1,7 @@
 // Expert sets as people write them on command lines and read them in logs: "0-3", "0,2,5-7".
 // Workers announce theirs in the ready line; the coordinator names them in errors.
 
-import { ProtocolError } from '../errors/protocol-error.js';
+import { ProtocolError } from './errors.js';
 
 /** Parses "0-3,6" into sorted distinct indices; each must be below numExperts when it is given. */
 export function parseExpertSet(text: string, numExperts?: number): number[] {

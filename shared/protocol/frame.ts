@@ -10,7 +10,7 @@
 // The total length must be exactly what the header implies; anything else is rejected.
 
 import { Packr, Unpackr } from 'msgpackr';
-import { ProtocolError } from '../errors/protocol-error.js';
+import { ProtocolError } from './errors.js';
 
 /** 'KMOE' read as a little-endian u32. */
 export const FRAME_MAGIC = 0x454f4d4b;

@@ -2,7 +2,8 @@
 // A connection starts with hello -> welcome | refuse; after that the coordinator sends dispatch
 // requests and the worker answers each with a result or an error reply carrying the same id.
 
-import type { ProtocolErrorCode } from '../errors/protocol-error.js';
+import type { ExpertAssignment } from '../moe/expert-assignment.js';
+import type { ProtocolErrorCode } from './errors.js';
 import type { WireArray, WireDType } from './wire-dtype.js';
 
 /** Bumped on any change a peer of the previous version would misread; peers must match exactly. */
@@ -81,6 +82,16 @@ export interface DispatchRequest {
   readonly experts: ExpertIndexArray;
   /** [offsets[numTokens]] combine weight per pair, fp32. */
   readonly weights: Float32Array;
+}
+
+/** The request's (token, expert, weight) table as the MoE seam's ExpertAssignment (indices widened). */
+export function dispatchAssignment(req: DispatchRequest): ExpertAssignment {
+  return {
+    numTokens: req.numTokens,
+    offsets: req.offsets,
+    experts: req.experts instanceof Int32Array ? req.experts : Int32Array.from(req.experts),
+    weights: req.weights,
+  };
 }
 
 /** Worker -> coordinator: per token, the weighted sum of its experts held here. */

@@ -1,6 +1,8 @@
 // The contract between the router (probabilities per token) and dispatch (experts + weights per
 // token): a RoutingPolicy turns one MoE layer's softmax into a CSR list of experts per token.
 
+import type { ExpertAssignment } from '../moe/expert-assignment.js';
+
 /** Router output at one MoE layer for a batch: softmax over ALL experts, row-major. */
 export interface RouterProbs {
   readonly layer: number;
@@ -11,20 +13,12 @@ export interface RouterProbs {
 }
 
 /**
- * Experts chosen for each token, CSR over tokens: token t uses
- * experts[offsets[t] .. offsets[t + 1]) in descending probability order (ties: lower expert index first).
+ * Experts chosen for each token (an ExpertAssignment): token t's experts are in descending
+ * probability order (ties: lower expert index first). Weights are >= 0 and renormalised over the
+ * kept experts (sum 1 per token) for every policy except `skip`, which keeps native top-K weights
+ * (sum <= 1) by design.
  */
-export interface RoutingDecision {
-  readonly numTokens: number;
-  /** [numTokens + 1], offsets[0] = 0. */
-  readonly offsets: Int32Array;
-  /** [offsets[numTokens]] expert indices. */
-  readonly experts: Int32Array;
-  /**
-   * [offsets[numTokens]] combine weights, >= 0. Renormalised over the kept experts (sum 1 per token)
-   * for every policy except `skip`, which keeps native top-K weights (sum <= 1) by design.
-   */
-  readonly weights: Float32Array;
+export interface RoutingDecision extends ExpertAssignment {
   /** [numTokens] router entropy in nats over the full softmax (clamped at 0), for statistics. */
   readonly entropy: Float32Array;
   /**

@@ -5,8 +5,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { z } from 'zod';
-import { RoutingConfigError } from '../errors/routing-config-error.js';
-import { RoutingProfileError } from '../errors/routing-profile-error.js';
+import { RoutingConfigError, RoutingProfileError } from './errors.js';
 import { checkModel } from './policies/policy-kind.js';
 import type { RoutingModel, RoutingPolicy } from './policy.js';
 import { checkPolicyConfig, createRoutingPolicy, policyConfigSchema } from './registry.js';

@@ -2,7 +2,7 @@
 // `entropy:1,2@1.04`, `topp:0.7@1-2`, `ratio:0.3`. Parsing validates the parameters; formatting
 // gives the canonical string, so parse(format(c)) equals c and format(parse(s)) is stable.
 
-import { RoutingSpecError } from '../errors/routing-spec-error.js';
+import { RoutingSpecError } from './errors.js';
 import {
   checkPolicyConfig,
   formatPolicySpec,

@@ -3,7 +3,7 @@
 // report format, fromJSON() restores it, merge() combines workers or runs.
 
 import { z } from 'zod';
-import { RoutingStatsError } from '../errors/routing-stats-error.js';
+import { RoutingStatsError } from './errors.js';
 import type { RoutingDecision, RoutingModel } from './policy.js';
 
 export const DEFAULT_ENTROPY_BINS = 20;

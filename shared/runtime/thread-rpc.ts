@@ -1,6 +1,7 @@
-// Request/response calls between a main thread and a worker_thread that owns onnxruntime sessions.
-// Errors cross the boundary with their name, message and hint; a thread that dies fails every
-// pending call instead of leaving it hanging.
+// Request/response calls between a main thread and a worker_thread that owns onnxruntime sessions,
+// plus events the thread pushes on its own (e.g. a worker connection dropped). Errors cross the
+// boundary with their name, message and hint; a thread that dies fails every pending call instead
+// of leaving it hanging.
 
 import { type MessagePort, parentPort, type Transferable, type Worker } from 'node:worker_threads';
 import { KmoeError, type SerializedKmoeError } from '../errors/kmoe-error.js';
@@ -11,6 +12,7 @@ export type RpcSchema = Record<string, [unknown, unknown]>;
 
 type Request = { id: number; method: string; params: unknown };
 type Response =
+  | { id: null; event: string; payload: unknown }
   | { id: number; progress: { done: number; total: number } }
   | { id: number; ok: true; result: unknown }
   | { id: number; ok: false; error: SerializedKmoeError };
@@ -61,6 +63,7 @@ export class ThreadClient<S extends RpcSchema> {
     { resolve: (v: unknown) => void; reject: (e: Error) => void; onProgress: ProgressReporter | undefined }
   >();
   private exited: Error | undefined;
+  private readonly listeners: ((event: string, payload: unknown) => void)[] = [];
 
   private constructor(
     private readonly what: string,
@@ -91,12 +94,21 @@ export class ThreadClient<S extends RpcSchema> {
     });
   }
 
+  /** Events the thread emits, in the order it emitted them (and before any later call's reply). */
+  onEvent(listener: (event: string, payload: unknown) => void): void {
+    this.listeners.push(listener);
+  }
+
   async terminate(): Promise<void> {
     this.fail(new ThreadExitedError(this.what, 'terminated'));
     await this.worker.terminate();
   }
 
   private settle(msg: Response): void {
+    if (msg.id === null) {
+      for (const l of this.listeners) l(msg.event, msg.payload);
+      return;
+    }
     const p = this.pending.get(msg.id);
     if (!p) return;
     if ('progress' in msg) {
@@ -115,14 +127,24 @@ export class ThreadClient<S extends RpcSchema> {
   }
 }
 
-/** Serves calls on this worker thread's parent port, one at a time, in arrival order. */
-export function serveThread<S extends RpcSchema>(handlers: Handlers<S>): void {
+/** Pushes an event (structured-clonable payload) to the thread's client. */
+export type EmitEvent = (event: string, payload: unknown) => void;
+
+/**
+ * Serves calls on this worker thread's parent port, one at a time, in arrival order. Returns the
+ * function that pushes events to the client, outside any call.
+ */
+export function serveThread<S extends RpcSchema>(handlers: Handlers<S>): EmitEvent {
   const port = parentPort;
   if (!port) throw new Error('serveThread must run inside a worker_thread');
   let queue: Promise<void> = Promise.resolve();
   port.on('message', (req: Request) => {
     queue = queue.then(() => handle(port, handlers, req));
   });
+  return (event, payload) => {
+    const msg: Response = { id: null, event, payload };
+    port.postMessage(msg);
+  };
 }
 
 async function handle<S extends RpcSchema>(

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { ProgressBar } from '../../bench/report/progress.js';
-import { type DispatchSummary, summarizeDispatch } from '../../dispatch/dispatch-stats.js';
+import { sweepChart } from '../../bench/report/sweep-chart.js';
+import { type DispatchSummary, summarizeDispatch } from '../../cluster/dispatch-stats.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import {
   evaluatePerplexity,
@@ -14,7 +15,7 @@ import {
   STANDARD_WINDOW,
   windowCount,
 } from '../../evaluation/perplexity.js';
-import { defaultSweep, runSweep, sweepChart } from '../../evaluation/sweep.js';
+import { defaultSweep, runSweep } from '../../evaluation/sweep.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleIds, singleRouting } from '../options.js';
 import { UsageError } from '../usage-error.js';

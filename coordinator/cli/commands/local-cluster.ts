@@ -5,7 +5,7 @@ import { loadModelConfig } from '../../../shared/model/config.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { createProcessLogger, relayLogLine } from '../../../shared/runtime/logger.js';
 import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
-import { startLocalCluster } from '../../dispatch/local-cluster.js';
+import { startLocalCluster } from '../../cluster/local-cluster.js';
 import type { ComputeOptions, WorkersArg } from '../options.js';
 import { UsageError } from '../usage-error.js';
 

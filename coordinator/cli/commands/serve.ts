@@ -6,10 +6,11 @@ import { basename, resolve } from 'node:path';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
 import { checkCanListen } from '../../../shared/runtime/port.js';
 import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
+import { ClusterHealth } from '../../cluster/cluster-health.js';
+import { type Membership, StaticMembership } from '../../cluster/membership.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { createLogger, type LogLevel } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
-import type { ExpertCoverage } from '../../server/status-endpoints.js';
 import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
 
@@ -56,13 +57,11 @@ export async function run(o: ServeOptions): Promise<number> {
   await checkPlacement(modelDir, workers, o);
   await checkCanListen(host, port);
 
-  let lostWorker: string | undefined;
   if (workers.kind === 'count' && workers.n > 0)
     log.info({ workers: workers.n }, 'starting local expert workers');
   const placed = await placeExperts(modelDir, workers, o, settings, {
     onLog: (worker, line) => relayLogLine(log, line, { worker }),
     onExit: (w, code, signal) => {
-      lostWorker = `worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`;
       log.error(
         { worker: w.index, code, signal },
         'a local expert worker exited; experts are no longer covered',
@@ -70,8 +69,11 @@ export async function run(o: ServeOptions): Promise<number> {
     },
   });
   const { cluster, experts } = placed;
+  const membership: Membership =
+    cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
 
   let engine: EngineClient | undefined;
+  let health: ClusterHealth | undefined;
   try {
     engine = await EngineClient.start({
       modelDir,
@@ -80,6 +82,19 @@ export async function run(o: ServeOptions): Promise<number> {
       ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
     });
     const description = engine.info.experts;
+    const client = engine;
+    client.onWorkerDown((e) =>
+      log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker'),
+    );
+    health = ClusterHealth.watch({
+      description,
+      numExperts: engine.info.numExperts,
+      placement: engine.info.placement,
+      membership,
+      connections: (listener) => client.onWorkerDown(listener),
+      reportsExits: cluster !== undefined,
+    });
+    const cover = health;
     const serving = await startServing(
       engine,
       {
@@ -92,10 +107,7 @@ export async function run(o: ServeOptions): Promise<number> {
         maxQueued,
         prefillChunk,
         bodyLimitBytes: BODY_LIMIT_BYTES,
-        experts: (): ExpertCoverage =>
-          lostWorker === undefined
-            ? { description, covered: true }
-            : { description, covered: false, detail: lostWorker },
+        experts: () => cover.coverage(),
       },
       log,
     );
@@ -109,6 +121,7 @@ export async function run(o: ServeOptions): Promise<number> {
     const report = await serving.shutdown(graceMs);
     log.info({ cancelled: report.cancelled }, 'drained');
   } finally {
+    health?.close();
     await engine?.close();
     await cluster?.stop();
   }

@@ -3,7 +3,7 @@
 // weights are renormalised (a policy may normalise differently, see skip.ts). Policies subclass
 // SelectingPolicy and implement chooseK.
 
-import { RoutingInputError } from '../../errors/routing-input-error.js';
+import { RoutingInputError } from '../errors.js';
 import type { RouterProbs, RoutingDecision, RoutingModel, RoutingPolicy } from '../policy.js';
 
 /** Keeps the log finite at p = 0 (0 * ln 0 would be NaN); the reference implementation uses the same epsilon. */

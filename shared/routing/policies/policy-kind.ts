@@ -2,7 +2,7 @@
 // parameter checks and a constructor. Adding a policy means one file exporting a PolicyKind (plus
 // its zod schema) and its entries in registry.ts; spec parsing and profile loading pick it up from there.
 
-import { RoutingConfigError } from '../../errors/routing-config-error.js';
+import { RoutingConfigError } from '../errors.js';
 import type { RoutingModel, RoutingPolicy } from '../policy.js';
 
 export interface PolicyKind<C extends { readonly kind: string }> {

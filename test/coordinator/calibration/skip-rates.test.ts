@@ -1,12 +1,12 @@
 // Skip rates -> per-layer policy parameters, and the router-signal quantile tables behind them.
 
 import { describe, expect, it } from 'vitest';
-import { RouterSignalRecorder, signalQuantile } from '../../../coordinator/calibration/router-signals.js';
 import {
   CALIBRATED_POLICIES,
   policyForRates,
   thresholdForRate,
 } from '../../../coordinator/calibration/skip-rates.js';
+import { RouterSignalRecorder, signalQuantile } from '../../../coordinator/moe/observers/router-signals.js';
 import type { RoutingDecision } from '../../../shared/routing/policy.js';
 import { createRoutingPolicy } from '../../../shared/routing/registry.js';
 

@@ -4,9 +4,9 @@
 // headroom and still catches any real error (a wrong rope, mask or routing moves logits by >1e-1).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalExpertBackend } from '../../../coordinator/engine/expert-backend.js';
 import { SequenceKvCache } from '../../../coordinator/engine/kv-cache.js';
 import { ModelRunner } from '../../../coordinator/engine/model-runner.js';
+import { LocalExpertBackend } from '../../../coordinator/moe/local-expert-backend.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../../shared/onnx/expert-host.js';
 import { resolveRouting } from '../../../shared/routing/profile.js';

@@ -4,8 +4,8 @@
 
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalExpertBackend } from '../../../coordinator/engine/expert-backend.js';
 import { ModelRunner } from '../../../coordinator/engine/model-runner.js';
+import { LocalExpertBackend } from '../../../coordinator/moe/local-expert-backend.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../../shared/onnx/expert-host.js';
 import { dequantizeInt8Blockwise, quantizeInt8Blockwise } from '../../../shared/onnx/int8-weights.js';

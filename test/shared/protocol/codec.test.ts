@@ -4,7 +4,6 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ProtocolError, type ProtocolErrorCode } from '../../../shared/errors/protocol-error.js';
 import {
   allocDispatchRequest,
   allocDispatchResult,
@@ -18,6 +17,7 @@ import {
   encodeWelcome,
   requestIdOf,
 } from '../../../shared/protocol/codec.js';
+import { ProtocolError, type ProtocolErrorCode } from '../../../shared/protocol/errors.js';
 import { allocFrame, decodeFrame, FRAME_MAGIC } from '../../../shared/protocol/frame.js';
 import { expertIndexDType, PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
 import { fromWire, toWire, type WireDType } from '../../../shared/protocol/wire-dtype.js';

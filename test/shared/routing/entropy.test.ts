@@ -3,7 +3,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RoutingConfigError } from '../../../shared/errors/routing-config-error.js';
+import { RoutingConfigError } from '../../../shared/routing/errors.js';
 import { EntropyPolicy } from '../../../shared/routing/policies/entropy.js';
 import type { RoutingModel } from '../../../shared/routing/policy.js';
 import {

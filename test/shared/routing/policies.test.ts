@@ -3,7 +3,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RoutingInputError } from '../../../shared/errors/routing-input-error.js';
+import { RoutingInputError } from '../../../shared/routing/errors.js';
 import { createRoutingPolicy } from '../../../shared/routing/registry.js';
 import {
   configArb,

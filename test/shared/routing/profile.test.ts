@@ -5,9 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RoutingConfigError } from '../../../shared/errors/routing-config-error.js';
-import { RoutingProfileError } from '../../../shared/errors/routing-profile-error.js';
-import { RoutingSpecError } from '../../../shared/errors/routing-spec-error.js';
+import { RoutingConfigError, RoutingProfileError, RoutingSpecError } from '../../../shared/routing/errors.js';
 import {
   loadRoutingProfile,
   type RoutingProfile,

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RoutingSpecError } from '../../../shared/errors/routing-spec-error.js';
+import { RoutingSpecError } from '../../../shared/routing/errors.js';
 import { formatRoutingSpec, parseRoutingSpec, ROUTING_SPEC_GRAMMAR } from '../../../shared/routing/spec.js';
 import { configArb, modelArb } from './helpers.js';
 

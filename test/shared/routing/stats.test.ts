@@ -3,7 +3,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RoutingStatsError } from '../../../shared/errors/routing-stats-error.js';
+import { RoutingStatsError } from '../../../shared/routing/errors.js';
 import type { RoutingDecision } from '../../../shared/routing/policy.js';
 import { createRoutingPolicy } from '../../../shared/routing/registry.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../../shared/routing/stats.js';

@@ -2,7 +2,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RoutingConfigError } from '../../../shared/errors/routing-config-error.js';
+import { RoutingConfigError } from '../../../shared/routing/errors.js';
 import { TopKPolicy } from '../../../shared/routing/policies/topk.js';
 import { decisionKs, probsArb, routerInput, TINY_MIXTRAL, tokenSlice } from './helpers.js';
 

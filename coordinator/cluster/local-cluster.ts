@@ -5,13 +5,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
-import { WorkerStartError } from '../../shared/errors/worker-start-error.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { formatExpertSet, splitExperts } from '../../shared/protocol/expert-set.js';
 import { parseReadyLine } from '../../shared/protocol/ready-line.js';
 import { cliArgv } from '../../shared/runtime/entry-points.js';
+import { WorkerStartError } from './errors.js';
+import { type Membership, StaticMembership } from './membership.js';
 
 export interface LocalClusterOptions {
   readonly modelDir: string;
@@ -30,7 +31,7 @@ export interface LocalClusterOptions {
   readonly readyTimeoutMs?: number;
   /** Each stderr line of worker i. */
   readonly onLog?: (worker: number, line: string) => void;
-  /** A worker ended while the cluster was running (not through stop()). */
+  /** A worker ended while the cluster was running (not through stop()); `membership` reports it too. */
   readonly onExit?: (worker: LocalWorker, code: number | null, signal: NodeJS.Signals | null) => void;
 }
 
@@ -44,6 +45,8 @@ export interface LocalWorker {
 export interface LocalCluster {
   readonly urls: readonly string[];
   readonly workers: readonly LocalWorker[];
+  /** The workers as cluster members: a worker that exits (not through stop()) leaves. */
+  readonly membership: Membership;
   /** SIGTERM to every worker, SIGKILL after a grace period; resolves when all have exited. */
   stop(): Promise<void>;
 }
@@ -58,6 +61,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const threads = opts.threads ?? Math.max(1, Math.floor(os.availableParallelism() / sets.length));
   const children: ChildProcess[] = [];
   let stopping = false;
+  let membership: StaticMembership | undefined;
   // Workers must not outlive this process, whatever way it ends (a test runner exiting included).
   const killAll = () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -93,7 +97,22 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     // The IPC channel is the worker's lifeline: it exits when this process goes away.
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     children.push(child);
-    return waitReady(child, index, experts, opts, () => stopping);
+    return waitReady(
+      child,
+      index,
+      experts,
+      {
+        ...opts,
+        onExit: (w, code, signal) => {
+          membership?.leave({
+            url: w.url,
+            reason: `worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`,
+          });
+          opts.onExit?.(w, code, signal);
+        },
+      },
+      () => stopping,
+    );
   });
   const results = await Promise.allSettled(starts);
   const failed = results.find((r) => r.status === 'rejected');
@@ -102,7 +121,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     throw (failed as PromiseRejectedResult).reason;
   }
   const workers = results.map((r) => (r as PromiseFulfilledResult<LocalWorker>).value);
-  return { urls: workers.map((w) => w.url), workers, stop };
+  membership = new StaticMembership(workers.map((w) => w.url));
+  return { urls: membership.members(), workers, membership, stop };
 }
 
 function waitReady(

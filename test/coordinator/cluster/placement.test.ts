@@ -4,16 +4,16 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { planDispatch, shareSizes } from '../../../coordinator/dispatch/dispatch-plan.js';
-import { DispatchStats, summarizeDispatch } from '../../../coordinator/dispatch/dispatch-stats.js';
-import { PlacementTable } from '../../../coordinator/dispatch/placement.js';
-import { PlacementError } from '../../../shared/errors/placement-error.js';
-import type { TokenExpertPairs } from '../../../shared/onnx/expert-host.js';
+import { planDispatch, shareSizes } from '../../../coordinator/cluster/dispatch-plan.js';
+import { DispatchStats, summarizeDispatch } from '../../../coordinator/cluster/dispatch-stats.js';
+import { PlacementError } from '../../../coordinator/cluster/errors.js';
+import { PlacementTable } from '../../../coordinator/cluster/placement.js';
+import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import { DISPATCH_LATENCY_BUCKETS_SECONDS } from '../../../shared/protocol/messages.js';
 
 const w = (url: string, experts: number[]) => ({ url, experts });
 
-function pairsOf(perToken: readonly (readonly number[])[]): TokenExpertPairs {
+function pairsOf(perToken: readonly (readonly number[])[]): ExpertAssignment {
   const offsets = [0];
   const experts: number[] = [];
   for (const es of perToken) {

@@ -2,7 +2,7 @@
 // share per worker: the distinct tokens it needs (each once, however many of its experts the token
 // uses there) and, per token, the (expert, weight) pairs it must compute.
 
-import type { TokenExpertPairs } from '../../shared/onnx/expert-host.js';
+import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 
 export interface WorkerShare {
   readonly worker: number;
@@ -16,7 +16,7 @@ export interface WorkerShare {
 
 /** Per worker, how many distinct tokens and pairs it would receive: accounting without building shares. */
 export function shareSizes(
-  pairs: TokenExpertPairs,
+  pairs: ExpertAssignment,
   assignment: Int32Array,
   numWorkers: number,
 ): { tokens: Int32Array; pairs: Int32Array } {
@@ -39,7 +39,7 @@ export function shareSizes(
 
 /** The shares of the workers that get at least one pair, in worker order. */
 export function planDispatch(
-  pairs: TokenExpertPairs,
+  pairs: ExpertAssignment,
   assignment: Int32Array,
   numWorkers: number,
 ): WorkerShare[] {

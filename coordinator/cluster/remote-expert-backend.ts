@@ -1,18 +1,16 @@
 // ExpertBackend whose experts live in worker processes: per MoE layer it groups the batch's
 // (token, expert, weight) triples per worker, sends each worker one frame with the distinct
 // tokens it needs, awaits every reply (with a timeout) and adds the partial sums into the
-// residual. Runs on the engine thread; knows sockets and bytes, never routing policies.
+// residual, reporting what each message moved. Runs on the engine thread; knows sockets and bytes,
+// never routing policies or accounting (dispatch-accounting.ts observes the transfers it reports).
 
-import { PlacementError } from '../../shared/errors/placement-error.js';
-import { WorkerRequestError } from '../../shared/errors/worker-request-error.js';
-import type { TokenExpertPairs } from '../../shared/onnx/expert-host.js';
+import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import {
   allocDispatchRequest,
   type DispatchShape,
   dispatchRequestBytes,
   dispatchResultBytes,
 } from '../../shared/protocol/codec.js';
-import { formatExpertSet } from '../../shared/protocol/expert-set.js';
 import {
   type DispatchResult,
   type ExpertIndexDType,
@@ -20,9 +18,9 @@ import {
 } from '../../shared/protocol/messages.js';
 import { fromWire, toWire, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import type { F32Tensor } from '../../shared/tensor.js';
-import type { ExpertBackend } from '../engine/expert-backend.js';
-import { planDispatch, shareSizes, type WorkerShare } from './dispatch-plan.js';
-import { DispatchStats, type DispatchStatsJSON, type VariantCounters } from './dispatch-stats.js';
+import type { ExpertBackend, ExpertTransfer, TransferMessage } from '../moe/expert-backend.js';
+import { planDispatch, type WorkerShare } from './dispatch-plan.js';
+import { PlacementError, WorkerRequestError } from './errors.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
 import { WorkerConnection } from './worker-connection.js';
 
@@ -46,9 +44,21 @@ export interface RemoteModel {
   readonly nativeK: number;
 }
 
-export class RemoteExpertBackend implements ExpertBackend {
-  readonly wantsNativeBaseline = true;
-  private stats: DispatchStats;
+/** A layer's transfer, with what is needed to cost the same layer sent another way. */
+export interface RemoteTransfer extends ExpertTransfer {
+  /** Request ids of this layer are firstId + worker index (header sizes depend on them). */
+  readonly firstId: number;
+  /** Which workers were live when the layer was planned. */
+  readonly live: readonly boolean[];
+}
+
+/** A worker connection dropped (first time only): the cluster's liveness source on the engine thread. */
+export interface WorkerDown {
+  readonly url: string;
+  readonly reason: string;
+}
+
+export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private nextId = 0;
   private scratch = new Float32Array(0);
   private readonly index: ExpertIndexDType;
@@ -63,7 +73,6 @@ export class RemoteExpertBackend implements ExpertBackend {
   ) {
     this.index = expertIndexDType(model.numExperts);
     this.timeoutMs = timeoutMs;
-    this.stats = this.freshStats();
   }
 
   /**
@@ -71,7 +80,11 @@ export class RemoteExpertBackend implements ExpertBackend {
    * expert. On any failure the connections made so far are closed and the error names the worker
    * or the missing experts.
    */
-  static async connect(options: RemoteExpertsOptions, model: RemoteModel): Promise<RemoteExpertBackend> {
+  static async connect(
+    options: RemoteExpertsOptions,
+    model: RemoteModel,
+    onWorkerDown?: (e: WorkerDown) => void,
+  ): Promise<RemoteExpertBackend> {
     if (options.workers.length === 0) throw new PlacementError('no workers given', { missing: [] });
     const dupes = options.workers.filter((u, i) => options.workers.indexOf(u) !== i);
     if (dupes.length > 0)
@@ -87,6 +100,7 @@ export class RemoteExpertBackend implements ExpertBackend {
           model: { numLayers: model.numLayers, numExperts: model.numExperts, hidden: model.hidden },
           handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
           client: `kmoe coordinator pid ${process.pid}`,
+          ...(onWorkerDown ? { onDown: (reason: string) => onWorkerDown({ url, reason }) } : {}),
         }),
       ),
     );
@@ -119,16 +133,14 @@ export class RemoteExpertBackend implements ExpertBackend {
   async compute(
     layer: number,
     x: F32Tensor,
-    pairs: TokenExpertPairs,
+    assignment: ExpertAssignment,
     accumulate: Float32Array,
-    tokenBytes: Float64Array,
-    native?: TokenExpertPairs,
-  ): Promise<void> {
+  ): Promise<RemoteTransfer> {
     const H = this.model.hidden;
     const W = this.connections.length;
     const live = this.connections.map((c) => c.alive);
-    const shares = planDispatch(pairs, this.placement.assign(pairs, live), W);
-    // Ids are reserved per worker slot, so the costed variants below can size the same headers.
+    const shares = planDispatch(assignment, this.placement.assign(assignment, live), W);
+    // Ids are reserved per worker slot, so accounting can cost other variants with the same headers.
     if (this.nextId + W > 0xffffffff) this.nextId = 0;
     const firstId = this.nextId;
     this.nextId += W;
@@ -152,7 +164,7 @@ export class RemoteExpertBackend implements ExpertBackend {
       throw err;
     }
 
-    shares.forEach((s, i) => {
+    const messages: TransferMessage[] = shares.map((s, i) => {
       const r = results[i]!;
       const n = s.tokens.length;
       if (r.numTokens !== n || r.wire !== this.wire) {
@@ -163,26 +175,32 @@ export class RemoteExpertBackend implements ExpertBackend {
         );
       }
       addRows(accumulate, fromWire(r.partial, r.wire, this.widened(r.partial.length)), s.tokens, H);
-      const bytesOut = frames[i]!.byteLength;
-      const bytesIn = this.resultBytes(firstId + s.worker, n);
-      const perToken = (bytesOut + bytesIn) / n;
-      for (let row = 0; row < n; row++) tokenBytes[s.tokens[row]!]! += perToken;
-      this.stats.recordMessage(layer, s.worker, {
-        bytesOut,
-        bytesIn,
+      return {
+        worker: s.worker,
+        tokens: s.tokens,
         pairs: s.experts.length,
-        tokensSent: n,
+        bytesOut: frames[i]!.byteLength,
+        bytesIn: this.resultBytes(firstId + s.worker, n),
         seconds: seconds[i]!,
-      });
+      };
     });
-    this.stats.recordLayer(layer, pairs.numTokens, this.costVariants(layer, firstId, pairs, native, live));
+    return { messages, firstId, live };
   }
 
-  /** Accounting so far; `reset` starts a new period. */
-  dispatchStats(reset: boolean): DispatchStatsJSON {
-    const json = this.stats.toJSON();
-    if (reset) this.stats = this.freshStats();
-    return json;
+  /** Bytes (both ways) of a request of this shape to worker slot `worker` of the layer, and its reply. */
+  messageBytes(layer: number, firstId: number, worker: number, numTokens: number, numPairs: number): number {
+    return (
+      dispatchRequestBytes(this.shape(firstId + worker, layer, numTokens, numPairs)) +
+      this.resultBytes(firstId + worker, numTokens)
+    );
+  }
+
+  get numWorkers(): number {
+    return this.connections.length;
+  }
+
+  get hidden(): number {
+    return this.model.hidden;
   }
 
   async close(): Promise<void> {
@@ -194,18 +212,6 @@ export class RemoteExpertBackend implements ExpertBackend {
     if (this.wire === 'fp32') return undefined;
     if (this.scratch.length < n) this.scratch = new Float32Array(n);
     return this.scratch.subarray(0, n);
-  }
-
-  private freshStats(): DispatchStats {
-    return new DispatchStats(
-      {
-        wire: this.wire,
-        nativeK: this.model.nativeK,
-        hidden: this.model.hidden,
-        workers: this.placement.workers.map((w) => ({ url: w.url, experts: formatExpertSet(w.experts) })),
-      },
-      this.model.numLayers,
-    );
   }
 
   private shape(id: number, layer: number, numTokens: number, numPairs: number): DispatchShape {
@@ -230,41 +236,6 @@ export class RemoteExpertBackend implements ExpertBackend {
     frame.experts.set(s.experts);
     frame.weights.set(s.weights);
     return frame.bytes;
-  }
-
-  /**
-   * The same batch costed (not sent) without dedup and under native top-K, with the frame sizes
-   * the protocol would produce: same ids, same placement rule, same live workers.
-   */
-  private costVariants(
-    layer: number,
-    firstId: number,
-    pairs: TokenExpertPairs,
-    native: TokenExpertPairs | undefined,
-    live: readonly boolean[],
-  ): { noDedup: VariantCounters; native: VariantCounters; nativeNoDedup: VariantCounters } {
-    const W = this.connections.length;
-    const cost = (p: TokenExpertPairs, dedup: boolean): VariantCounters => {
-      const sizes = shareSizes(p, this.placement.assign(p, live), W);
-      const v: VariantCounters = { messages: 0, bytes: 0, pairs: 0, tokensSent: 0 };
-      for (let w = 0; w < W; w++) {
-        const m = sizes.pairs[w]!;
-        if (m === 0) continue;
-        const n = dedup ? sizes.tokens[w]! : m;
-        v.messages++;
-        v.pairs += m;
-        v.tokensSent += n;
-        v.bytes +=
-          dispatchRequestBytes(this.shape(firstId + w, layer, n, m)) + this.resultBytes(firstId + w, n);
-      }
-      return v;
-    };
-    const baseline = native ?? pairs;
-    return {
-      noDedup: cost(pairs, false),
-      native: cost(baseline, true),
-      nativeNoDedup: cost(baseline, false),
-    };
   }
 }
 

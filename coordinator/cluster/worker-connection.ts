@@ -3,14 +3,13 @@
 // naming the worker when it refuses, fails, times out or disconnects. Owns its in-flight requests.
 
 import WebSocket, { type RawData } from 'ws';
-import { HandshakeError } from '../../shared/errors/handshake-error.js';
-import { ProtocolError } from '../../shared/errors/protocol-error.js';
-import { type WorkerFailure, WorkerRequestError } from '../../shared/errors/worker-request-error.js';
 import { type DecodeLimits, decodeMessage, encodeHello } from '../../shared/protocol/codec.js';
+import { ProtocolError } from '../../shared/protocol/errors.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
 import { type FrameAllocator, frameBytes } from '../../shared/protocol/frame.js';
 import { type DispatchResult, PROTOCOL_VERSION, type Welcome } from '../../shared/protocol/messages.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
+import { HandshakeError, type WorkerFailure, WorkerRequestError } from './errors.js';
 
 export interface ConnectOptions {
   readonly fingerprint: string;
@@ -19,6 +18,8 @@ export interface ConnectOptions {
   readonly handshakeTimeoutMs: number;
   /** Who connects, for the worker's log. */
   readonly client: string;
+  /** Called once when an established connection drops (not when this side closes it). */
+  readonly onDown?: (reason: string) => void;
 }
 
 /** Unsent request bytes above which the next send waits for the socket to drain. */
@@ -44,12 +45,15 @@ export class WorkerConnection {
    */
   private spare: ArrayBuffer | undefined;
   private spareLent = false;
+  private closing = false;
+  private reportedDown = false;
 
   private constructor(
     readonly url: string,
     private readonly ws: WebSocket,
     readonly welcome: Welcome,
     private readonly limits: DecodeLimits,
+    private readonly onDown: ((reason: string) => void) | undefined,
   ) {
     ws.on('message', (data) => this.onMessage(data));
     ws.on('close', (code, reason) => {
@@ -126,7 +130,15 @@ export class WorkerConnection {
         settled = true;
         clearTimeout(timer);
         ws.removeAllListeners();
-        resolve(new WorkerConnection(url, ws, msg, { ...opts.model, maxFrameBytes: msg.maxFrameBytes }));
+        resolve(
+          new WorkerConnection(
+            url,
+            ws,
+            msg,
+            { ...opts.model, maxFrameBytes: msg.maxFrameBytes },
+            opts.onDown,
+          ),
+        );
       });
     });
   }
@@ -215,6 +227,7 @@ export class WorkerConnection {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     this.failAll('cancelled', 'connection closed by the coordinator');
     if (this.ws.readyState === WebSocket.CLOSED) return;
     await new Promise<void>((resolve) => {
@@ -264,6 +277,10 @@ export class WorkerConnection {
   private failAll(reason: WorkerFailure, why: string): void {
     this.down ??= why;
     this.failAllPending(reason, why);
+    if (!this.closing && !this.reportedDown) {
+      this.reportedDown = true;
+      this.onDown?.(this.down === why ? why : `${why}: ${this.down}`);
+    }
   }
 
   private failAllPending(reason: WorkerFailure, why: string): void {

@@ -2,9 +2,9 @@
 // allowed: an expert held by several live workers goes, per layer and batch, to the one with the
 // least work so far in that batch (deterministic: same decision, same choice).
 
-import { PlacementError } from '../../shared/errors/placement-error.js';
-import type { TokenExpertPairs } from '../../shared/onnx/expert-host.js';
+import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import { PlacementError } from './errors.js';
 
 export interface WorkerExperts {
   readonly url: string;
@@ -54,7 +54,7 @@ export class PlacementTable {
    * live holder with the fewest pairs so far (ties: lower worker index). Dedup of tokens whose
    * experts share a worker is not optimised here, only compute balance.
    */
-  assign(pairs: TokenExpertPairs, live: readonly boolean[]): Int32Array {
+  assign(pairs: ExpertAssignment, live: readonly boolean[]): Int32Array {
     const E = this.numExperts;
     const counts = new Int32Array(E);
     const total = pairs.offsets[pairs.numTokens]!;

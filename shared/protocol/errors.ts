@@ -2,7 +2,7 @@
 // magic, a header that is not what its type requires, sections whose sizes disagree with the
 // header, values out of range. The code travels in error replies so the sender can tell why.
 
-import { KmoeError } from './kmoe-error.js';
+import { KmoeError } from '../errors/kmoe-error.js';
 
 export type ProtocolErrorCode =
   | 'bad-frame'

@@ -1,9 +1,10 @@
 // Router signals of a calibration corpus under native routing, per MoE layer: the quantities each
 // adaptive-K policy thresholds (entropy, top-1 probability, p2/p1, the 2nd expert's native weight),
-// summarised as quantile tables so a threshold for any target rate of K=1 is one lookup.
+// summarised as quantile tables so a threshold for any target rate of K=1 is one lookup. A calibration
+// probe: it observes the MoE seam on the engine thread; calibration reads its table.
 
-import type { RoutingDecision } from '../../shared/routing/policy.js';
-import type { RoutingSink } from '../engine/model-runner.js';
+import type { RoutingDecision } from '../../../shared/routing/policy.js';
+import type { MoeLayerEvent, MoeObserver } from '../observer.js';
 
 export const SIGNALS = ['entropy', 'p1', 'ratio', 'w2'] as const;
 export type SignalName = (typeof SIGNALS)[number];
@@ -33,7 +34,7 @@ class GrowableF32 {
   }
 }
 
-export class RouterSignalRecorder implements RoutingSink {
+export class RouterSignalRecorder implements MoeObserver {
   private readonly values: Record<SignalName, GrowableF32>[];
   private tokens = 0;
 
@@ -47,6 +48,10 @@ export class RouterSignalRecorder implements RoutingSink {
       ratio: new GrowableF32(),
       w2: new GrowableF32(),
     }));
+  }
+
+  observe(e: MoeLayerEvent): void {
+    this.record(e.layer, e.decision, e.probs);
   }
 
   record(layer: number, decision: RoutingDecision, probs: Float32Array): void {

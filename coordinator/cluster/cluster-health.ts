@@ -1,0 +1,100 @@
+// The cluster's health as the serving side sees it, on the main thread: which workers are gone and
+// which experts therefore have no live worker. The one source for /ready and for refusing
+// generation with 503. Fed by the membership (a process exit, a deregistration) and by the engine
+// thread's connections (a dropped socket), whichever comes first.
+
+import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import type { Membership } from './membership.js';
+import type { WorkerDown } from './remote-expert-backend.js';
+
+/** Where the experts run and whether every expert has a live host right now. */
+export interface ExpertCoverage {
+  readonly description: string;
+  readonly covered: boolean;
+  /** Experts no live worker holds, ascending; absent when covered. */
+  readonly missing?: readonly number[];
+  /** Why not covered: the missing experts and what happened to their workers. */
+  readonly detail?: string;
+}
+
+export interface ClusterHealthOptions {
+  /** How experts run, for people (EngineInfo.experts). */
+  readonly description: string;
+  readonly numExperts: number;
+  /** The workers and their experts (EngineInfo.placement); empty when experts are in-process. */
+  readonly placement: readonly { readonly url: string; readonly experts: readonly number[] }[];
+  readonly membership: Membership;
+  /** Subscribes to dropped connections (EngineClient.onWorkerDown). */
+  readonly connections: (listener: (e: WorkerDown) => void) => void;
+  /**
+   * Whether the membership reports process exits itself (workers this process started). Then a
+   * dropped connection counts after `exitGraceMs` unless the exit, which says why, comes first.
+   */
+  readonly reportsExits: boolean;
+  readonly exitGraceMs?: number;
+}
+
+const DEFAULT_EXIT_GRACE_MS = 1000;
+
+export class ClusterHealth {
+  /** url -> what happened to it, in arrival order. */
+  private readonly gone = new Map<string, string[]>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  private constructor(private readonly options: ClusterHealthOptions) {}
+
+  static watch(options: ClusterHealthOptions): ClusterHealth {
+    const health = new ClusterHealth(options);
+    options.membership.onLeave((e) => health.lost(e.url, e.reason));
+    options.connections((e) => health.dropped(e));
+    return health;
+  }
+
+  coverage(): ExpertCoverage {
+    const { description, placement, numExperts } = this.options;
+    if (placement.length === 0 || this.gone.size === 0) return { description, covered: true };
+    const held = new Array<boolean>(numExperts).fill(false);
+    for (const w of placement) if (!this.gone.has(w.url)) for (const e of w.experts) held[e] = true;
+    const missing = held.flatMap((h, e) => (h ? [] : [e]));
+    if (missing.length === 0) return { description, covered: true };
+    const why = [...this.gone.values()].flat().join('; ');
+    return {
+      description,
+      covered: false,
+      missing,
+      detail: `experts ${formatExpertSet(missing)} have no live worker: ${why}`,
+    };
+  }
+
+  /** Stops pending timers (shutdown). */
+  close(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  private dropped(e: WorkerDown): void {
+    const reason = `worker ${e.url} ${e.reason}`;
+    if (!this.options.reportsExits) {
+      this.lost(e.url, reason);
+      return;
+    }
+    if (this.gone.has(e.url) || this.timers.has(e.url)) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(e.url);
+      this.lost(e.url, reason);
+    }, this.options.exitGraceMs ?? DEFAULT_EXIT_GRACE_MS);
+    timer.unref();
+    this.timers.set(e.url, timer);
+  }
+
+  private lost(url: string, reason: string): void {
+    const t = this.timers.get(url);
+    if (t) {
+      clearTimeout(t);
+      this.timers.delete(url);
+    }
+    const reasons = this.gone.get(url);
+    if (reasons) reasons.push(reason);
+    else this.gone.set(url, [reason]);
+  }
+}

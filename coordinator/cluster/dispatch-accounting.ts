@@ -1,0 +1,94 @@
+// Dispatch accounting as an observer of the MoE seam: records what the remote transport reported
+// for each layer (messages, bytes, round trips) and costs the same layer, unsent, without
+// same-worker dedup and under the model's native top-K on the same router probabilities, with the
+// same placement rule, request ids and live workers. The transport itself never accounts.
+
+import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
+import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import type { RoutingPolicy } from '../../shared/routing/policy.js';
+import { createRoutingPolicy } from '../../shared/routing/registry.js';
+import type { MoeLayerEvent, MoeObserver } from '../moe/observer.js';
+import { shareSizes } from './dispatch-plan.js';
+import { DispatchStats, type DispatchStatsJSON, type VariantCounters } from './dispatch-stats.js';
+import type { RemoteExpertBackend, RemoteModel, RemoteTransfer } from './remote-expert-backend.js';
+
+export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
+  private stats: DispatchStats;
+  private readonly native: RoutingPolicy;
+
+  constructor(
+    private readonly backend: RemoteExpertBackend,
+    private readonly model: RemoteModel,
+  ) {
+    this.native = createRoutingPolicy(
+      { kind: 'topk', k: model.nativeK },
+      { numLayers: model.numLayers, numExperts: model.numExperts, nativeK: model.nativeK },
+    );
+    this.stats = this.fresh();
+  }
+
+  observe(e: MoeLayerEvent<RemoteTransfer>): void {
+    const t = e.transfer;
+    if (!t) return;
+    for (const m of t.messages) {
+      this.stats.recordMessage(e.layer, m.worker, {
+        bytesOut: m.bytesOut,
+        bytesIn: m.bytesIn,
+        pairs: m.pairs,
+        tokensSent: m.tokens.length,
+        seconds: m.seconds,
+      });
+    }
+    const native = this.native.route({
+      layer: e.layer,
+      numTokens: e.decision.numTokens,
+      numExperts: this.model.numExperts,
+      probs: e.probs,
+    });
+    const cost = (a: ExpertAssignment, dedup: boolean) => this.cost(e.layer, t, a, dedup);
+    this.stats.recordLayer(e.layer, e.decision.numTokens, {
+      noDedup: cost(e.decision, false),
+      native: cost(native, true),
+      nativeNoDedup: cost(native, false),
+    });
+  }
+
+  /** Accounting so far; `reset` starts a new period. */
+  dispatchStats(reset: boolean): DispatchStatsJSON {
+    const json = this.stats.toJSON();
+    if (reset) this.stats = this.fresh();
+    return json;
+  }
+
+  /** The layer sent as `a` (not sent, costed): frame sizes the protocol would produce. */
+  private cost(layer: number, t: RemoteTransfer, a: ExpertAssignment, dedup: boolean): VariantCounters {
+    const W = this.backend.numWorkers;
+    const sizes = shareSizes(a, this.backend.placement.assign(a, t.live), W);
+    const v: VariantCounters = { messages: 0, bytes: 0, pairs: 0, tokensSent: 0 };
+    for (let w = 0; w < W; w++) {
+      const m = sizes.pairs[w]!;
+      if (m === 0) continue;
+      const n = dedup ? sizes.tokens[w]! : m;
+      v.messages++;
+      v.pairs += m;
+      v.tokensSent += n;
+      v.bytes += this.backend.messageBytes(layer, t.firstId, w, n, m);
+    }
+    return v;
+  }
+
+  private fresh(): DispatchStats {
+    return new DispatchStats(
+      {
+        wire: this.backend.wire,
+        nativeK: this.model.nativeK,
+        hidden: this.model.hidden,
+        workers: this.backend.placement.workers.map((w) => ({
+          url: w.url,
+          experts: formatExpertSet(w.experts),
+        })),
+      },
+      this.model.numLayers,
+    );
+  }
+}

@@ -1,0 +1,65 @@
+// Errors of the cluster: placement (experts without a live worker), worker requests, worker start-up
+// and the coordinator-worker handshake.
+
+import { KmoeError } from '../../shared/errors/kmoe-error.js';
+
+// Raised when the workers' experts do not cover the model: some expert would have nowhere to run,
+// at start-up (no worker holds it) or later (every worker holding it has failed). `details.missing`
+// crosses the engine-thread boundary so the HTTP API can name the experts in its 503.
+export class PlacementError extends KmoeError {
+  /** The experts no (live) worker holds. */
+  readonly missing: readonly number[];
+
+  constructor(message: string, options: { missing: readonly number[]; hint?: string }) {
+    super(message, { ...options, details: { missing: [...options.missing] } });
+    this.missing = options.missing;
+  }
+}
+
+// Raised when one dispatch to a worker does not produce a valid result: it timed out, the
+// connection dropped, the worker replied with an error, or the reply was malformed. The message
+// names the worker's URL and experts so an operator knows which process to look at.
+export type WorkerFailure =
+  | 'timeout'
+  | 'disconnected'
+  | 'error-reply'
+  | 'bad-reply'
+  | 'oversize'
+  | 'cancelled';
+
+export class WorkerRequestError extends KmoeError {
+  readonly worker: string;
+  readonly reason: WorkerFailure;
+
+  constructor(
+    worker: string,
+    reason: WorkerFailure,
+    message: string,
+    options: { hint?: string; cause?: unknown } = {},
+  ) {
+    super(message, { ...options, details: { worker, reason } });
+    this.worker = worker;
+    this.reason = reason;
+  }
+}
+
+// Raised when a worker process started by this one (kmoe local-cluster) exits or stays silent
+// before printing its ready line. Carries the end of its stderr, which says why.
+export class WorkerStartError extends KmoeError {
+  constructor(what: string, stderrTail: readonly string[]) {
+    const tail = stderrTail.length > 0 ? `; its last messages:\n  ${stderrTail.join('\n  ')}` : '';
+    super(`${what}${tail}`);
+  }
+}
+
+// Raised when a coordinator and a worker cannot agree to work together: the worker is unreachable,
+// does not answer the hello in time, or refuses it (another protocol version or another model).
+export class HandshakeError extends KmoeError {
+  /** The worker's ws:// URL. */
+  readonly worker: string;
+
+  constructor(worker: string, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(`worker ${worker}: ${message}`, { ...options, details: { worker } });
+    this.worker = worker;
+  }
+}

@@ -1,0 +1,60 @@
+// The one place that decides where the engine's experts run: in-process sessions, or remote workers
+// through the cluster module (its transport plus the dispatch accounting that observes it). The
+// engine itself only receives the result.
+
+import type { Checkpoint } from '../../shared/model/checkpoint.js';
+import { ExpertHost } from '../../shared/onnx/expert-host.js';
+import type { SessionSettings } from '../../shared/onnx/session.js';
+import { DispatchAccounting } from '../cluster/dispatch-accounting.js';
+import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
+import { RemoteExpertBackend, type WorkerDown } from '../cluster/remote-expert-backend.js';
+import { LocalExpertBackend } from '../moe/local-expert-backend.js';
+import type { EngineExperts, ExpertsOption } from './engine.js';
+
+export interface ConnectedExperts extends EngineExperts {
+  /** Network accounting since start or the last reset; null when experts are local. */
+  dispatchStats(reset: boolean): DispatchStatsJSON | null;
+}
+
+export async function connectExperts(
+  option: ExpertsOption,
+  ckpt: Checkpoint,
+  settings: SessionSettings,
+  onWorkerDown: (e: WorkerDown) => void,
+): Promise<ConnectedExperts> {
+  const c = ckpt.config;
+  const dims = ckpt.family.graphDims(c);
+  if (option.kind === 'local') {
+    const host = await ExpertHost.create({
+      dims,
+      numLayers: c.numLayers,
+      experts: Array.from({ length: c.numExperts }, (_, e) => e),
+      graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
+      settings,
+    });
+    return { backend: new LocalExpertBackend(host), observers: [], placement: [], dispatchStats: () => null };
+  }
+  const model = {
+    fingerprint: ckpt.fingerprint(),
+    numLayers: c.numLayers,
+    numExperts: c.numExperts,
+    hidden: dims.hidden,
+    nativeK: c.numExpertsPerTok,
+  };
+  const backend = await RemoteExpertBackend.connect(
+    {
+      workers: option.workers,
+      wire: option.wireDtype,
+      ...(option.timeoutMs === undefined ? {} : { timeoutMs: option.timeoutMs }),
+    },
+    model,
+    onWorkerDown,
+  );
+  const accounting = new DispatchAccounting(backend, model);
+  return {
+    backend,
+    observers: [accounting],
+    placement: backend.placement.workers,
+    dispatchStats: (reset) => accounting.dispatchStats(reset),
+  };
+}

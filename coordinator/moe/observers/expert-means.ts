@@ -1,0 +1,62 @@
+// Calibration probe on the MoE seam: besides the normal combine, it runs each token's rank-2 expert
+// alone (weight 1) through the same backend and accumulates every (layer, expert)'s mean output —
+// the prior a skip profile adds in place of skipped experts. Doubles rank-2 expert work; calibration only.
+
+import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
+import type { ExpertMeans } from '../../../shared/routing/expert-means.js';
+import type { ExpertBackend } from '../expert-backend.js';
+import type { MoeLayerEvent, MoeObserver } from '../observer.js';
+
+export class ExpertMeanProbe implements MoeObserver {
+  private readonly sums: Float64Array;
+  private readonly counts: Float64Array;
+
+  /** `backend` is borrowed (not closed): the probe's extra calls go where the layer's went. */
+  constructor(
+    private readonly backend: ExpertBackend,
+    private readonly layers: number,
+    private readonly experts: number,
+    private readonly hidden: number,
+  ) {
+    this.sums = new Float64Array(layers * experts * hidden);
+    this.counts = new Float64Array(layers * experts);
+  }
+
+  async observe(e: MoeLayerEvent): Promise<void> {
+    const { layer, decision, x } = e;
+    const n = decision.numTokens;
+    const H = this.hidden;
+    const offsets = new Int32Array(n + 1);
+    const experts: number[] = [];
+    for (let t = 0; t < n; t++) {
+      if (decision.offsets[t + 1]! - decision.offsets[t]! >= 2)
+        experts.push(decision.experts[decision.offsets[t]! + 1]!);
+      offsets[t + 1] = experts.length;
+    }
+    const alone = new Float32Array(n * H);
+    const single: ExpertAssignment = {
+      numTokens: n,
+      offsets,
+      experts: Int32Array.from(experts),
+      weights: new Float32Array(experts.length).fill(1),
+    };
+    await this.backend.compute(layer, x, single, alone);
+    for (let t = 0; t < n; t++) {
+      if (offsets[t + 1] === offsets[t]) continue;
+      const ex = experts[offsets[t]!]!;
+      const at = (layer * this.experts + ex) * H;
+      this.counts[layer * this.experts + ex]!++;
+      for (let i = 0; i < H; i++) this.sums[at + i]! += alone[t * H + i]!;
+    }
+  }
+
+  means(): ExpertMeans {
+    const data = new Float32Array(this.sums.length);
+    for (let le = 0; le < this.counts.length; le++) {
+      const c = this.counts[le]!;
+      if (c === 0) continue;
+      for (let i = 0; i < this.hidden; i++) data[le * this.hidden + i] = this.sums[le * this.hidden + i]! / c;
+    }
+    return { layers: this.layers, experts: this.experts, hidden: this.hidden, data };
+  }
+}

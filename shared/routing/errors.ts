@@ -1,0 +1,61 @@
+// Errors of routing: policies, specs, profiles and statistics.
+
+import { KmoeError } from '../errors/kmoe-error.js';
+
+// Raised when a routing policy is constructed with parameters that are invalid in themselves
+// (unsorted thresholds) or for the model it will route (K above the number of experts).
+export class RoutingConfigError extends KmoeError {
+  /** Policy kind (`topk`, `entropy`, ...) whose parameters are at fault. */
+  readonly policy: string;
+  /** Every problem found, each naming the parameter (and layer) it concerns. */
+  readonly problems: readonly string[];
+
+  constructor(message: string, options: { policy: string; problems: readonly string[]; hint?: string }) {
+    super(message, options);
+    this.policy = options.policy;
+    this.problems = options.problems;
+  }
+}
+
+// Raised when route() is handed router probabilities that cannot be a softmax for this policy's
+// model: wrong shape, wrong expert count, layer out of range, negative/NaN values or rows that do not sum to 1.
+export class RoutingInputError extends KmoeError {
+  /** MoE layer index of the offending input. */
+  readonly layer: number;
+  /** Token row at fault, when one row is to blame. */
+  readonly token: number | undefined;
+
+  constructor(message: string, options: { layer: number; token?: number; hint?: string }) {
+    super(message, options);
+    this.layer = options.layer;
+    this.token = options.token;
+  }
+}
+
+// Raised when a routing profile file cannot be read, is not valid JSON, has an unsupported
+// version or schema violations, or was calibrated for a different model than the one loaded.
+export class RoutingProfileError extends KmoeError {
+  /** Path of the profile file. */
+  readonly file: string;
+
+  constructor(message: string, options: { file: string; hint?: string; cause?: unknown }) {
+    super(message, options);
+    this.file = options.file;
+  }
+}
+
+// Raised when a routing spec string (`--routing topk:2`) does not parse or its parameters are
+// invalid on their own. The hint carries the grammar so the CLI can show the user what is accepted.
+export class RoutingSpecError extends KmoeError {
+  /** The spec string exactly as the user gave it. */
+  readonly spec: string;
+
+  constructor(message: string, options: { spec: string; hint?: string; cause?: unknown }) {
+    super(message, options);
+    this.spec = options.spec;
+  }
+}
+
+// Raised when routing statistics are fed a decision that does not fit them (layer out of range,
+// K outside 1..E), merged with statistics of another shape, or restored from malformed JSON.
+export class RoutingStatsError extends KmoeError {}

@@ -1,0 +1,96 @@
+// ClusterHealth: coverage from the placement and the workers lost so far, fed by the membership
+// (process exits) and by dropped connections; replicas keep experts covered.
+
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ClusterHealth } from '../../../coordinator/cluster/cluster-health.js';
+import { StaticMembership } from '../../../coordinator/cluster/membership.js';
+import type { WorkerDown } from '../../../coordinator/cluster/remote-expert-backend.js';
+
+const A = 'ws://127.0.0.1:4001';
+const B = 'ws://127.0.0.1:4002';
+const C = 'ws://127.0.0.1:4003';
+
+function setup(
+  reportsExits: boolean,
+  placement = [
+    { url: A, experts: [0, 1, 2, 3] },
+    { url: B, experts: [4, 5, 6, 7] },
+  ],
+) {
+  const membership = new StaticMembership(placement.map((w) => w.url));
+  let drop: (e: WorkerDown) => void = () => {};
+  const health = ClusterHealth.watch({
+    description: 'remote experts on 2 workers',
+    numExperts: 8,
+    placement,
+    membership,
+    connections: (listener) => {
+      drop = listener;
+    },
+    reportsExits,
+    exitGraceMs: 1000,
+  });
+  return { health, membership, drop: (e: WorkerDown) => drop(e) };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('ClusterHealth', () => {
+  it('is covered while every worker is up, and covered without workers (in-process experts)', () => {
+    expect(setup(false).health.coverage()).toEqual({
+      description: 'remote experts on 2 workers',
+      covered: true,
+    });
+    expect(setup(false, []).health.coverage().covered).toBe(true);
+  });
+
+  it('names the experts of a remote worker whose connection dropped, at once', () => {
+    const { health, drop } = setup(false);
+    drop({ url: B, reason: 'closed the connection (code 1006)' });
+    expect(health.coverage()).toEqual({
+      description: 'remote experts on 2 workers',
+      covered: false,
+      missing: [4, 5, 6, 7],
+      detail: `experts 4-7 have no live worker: worker ${B} closed the connection (code 1006)`,
+    });
+  });
+
+  it('keeps replicated experts covered and names only the orphans', () => {
+    const { health, drop } = setup(false, [
+      { url: A, experts: [0, 1, 2, 3, 4] },
+      { url: B, experts: [3, 4, 5, 6, 7] },
+      { url: C, experts: [7] },
+    ]);
+    drop({ url: B, reason: 'closed the connection' });
+    const c = health.coverage();
+    expect(c.covered).toBe(false);
+    expect(c.missing).toEqual([5, 6]);
+    drop({ url: C, reason: 'closed the connection' });
+    expect(health.coverage().missing).toEqual([5, 6, 7]);
+  });
+
+  it('prefers the exit of a process it started to the dropped connection, within the grace period', () => {
+    vi.useFakeTimers();
+    const { health, membership, drop } = setup(true);
+    drop({ url: A, reason: 'closed the connection (code 1006)' });
+    expect(health.coverage().covered).toBe(true);
+    membership.leave({ url: A, reason: `worker 0 (${A}) exited (SIGKILL)` });
+    expect(health.coverage()).toMatchObject({
+      covered: false,
+      missing: [0, 1, 2, 3],
+      detail: `experts 0-3 have no live worker: worker 0 (${A}) exited (SIGKILL)`,
+    });
+  });
+
+  it('counts a dropped connection of a process it started once the grace period passes', () => {
+    vi.useFakeTimers();
+    const { health, drop } = setup(true);
+    drop({ url: A, reason: 'closed the connection (code 1006)' });
+    vi.advanceTimersByTime(999);
+    expect(health.coverage().covered).toBe(true);
+    vi.advanceTimersByTime(1);
+    expect(health.coverage()).toMatchObject({ covered: false, missing: [0, 1, 2, 3] });
+  });
+});
