@@ -75,16 +75,19 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   log.info(
     `loaded in ${((performance.now() - started) / 1000).toFixed(1)} s (${mb} MiB of the checkpoint read)`,
   );
-  process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts, auth })}\n`);
 
   const unwatch = stopWithParent();
-  const reason = await new Promise<string>((resolve) => {
+  // Handlers first, then the ready line: whoever reads the line may send SIGTERM at once, and
+  // before a handler exists that would kill the process instead of closing it.
+  const stop = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
     // Started by local-cluster or serve: the IPC channel closes when that parent dies, however it
     // died (even SIGKILL), so an orphaned worker does not keep its port and memory.
     process.once('disconnect', () => resolve('parent process exited'));
   });
+  process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts, auth })}\n`);
+  const reason = await stop;
   unwatch();
   log.info(`${reason}: closing`);
   await server.close();

@@ -238,6 +238,7 @@ class PeerConnection {
     if (this.stage.kind === 'refused' || this.stage.kind === 'greeted') return;
     this.stage = { kind: 'refused' };
     clearTimeout(this.handshakeTimer);
+    this.server.metrics.refused(reason);
     this.server.options.log.warn({ reason, peer: this.peer }, `refused coordinator ${this.peer}: ${message}`);
     this.sendFrame(encodeRefuse({ version: PROTOCOL_VERSION, reason, message }));
     this.ws.close(1008, reason);

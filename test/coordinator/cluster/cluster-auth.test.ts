@@ -27,6 +27,7 @@ import type { Message, Welcome } from '../../../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
 import { runCli } from '../../helpers/cli.js';
 import { MODEL_DIR, referenceCases } from '../../helpers/paths.js';
+import { scrape } from '../../helpers/prometheus.js';
 import { RawPeer } from '../../helpers/raw-peer.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
@@ -169,6 +170,9 @@ describe('a token that does not match is refused before any work', () => {
     expect(String(record!['peer'])).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(secured.stderr()).not.toContain(OTHER);
     expect(secured.stderr()).not.toContain(TOKEN);
+    const metrics = await scrape(`${secured.url.replace('ws://', 'http://')}/metrics`);
+    expect(metrics('kmoe_worker_handshakes_refused_total{reason="auth"}')).toBeGreaterThanOrEqual(1);
+    expect(metrics('kmoe_worker_handshakes_refused_total{reason="model"}')).toBe(0);
   });
 
   it('no token against a worker that requires one', async () => {
