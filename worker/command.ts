@@ -5,10 +5,11 @@
 
 import { loadModelConfig } from '../shared/model/config.js';
 import type { SessionSettings } from '../shared/onnx/session.js';
+import { ClusterSecret } from '../shared/protocol/auth.js';
 import { formatExpertSet, parseExpertSet } from '../shared/protocol/expert-set.js';
-import { formatReadyLine } from '../shared/protocol/ready-line.js';
+import { formatReadyLine, type WorkerAuthMode } from '../shared/protocol/ready-line.js';
 import { createProcessLogger } from '../shared/runtime/logger.js';
-import { checkCanListen } from '../shared/runtime/port.js';
+import { checkCanListen, isLoopbackHost } from '../shared/runtime/port.js';
 import { stopWithParent } from '../shared/runtime/stop-with-parent.js';
 import { ExpertCompute } from './expert-compute.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from './server.js';
@@ -24,6 +25,11 @@ export interface WorkerCommandOptions {
   readonly port: number;
   readonly maxFrameMb: number;
   readonly settings: SessionSettings;
+  /**
+   * Every coordinator must prove it holds this token. Without one the CLI allows a loopback --host
+   * only, unless --insecure (then this warns).
+   */
+  readonly clusterToken?: string;
 }
 
 export async function run(o: WorkerCommandOptions): Promise<number> {
@@ -35,6 +41,17 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   await checkCanListen(host, port);
 
   const log = createProcessLogger('kmoe-worker');
+  const secret = o.clusterToken === undefined ? undefined : new ClusterSecret(o.clusterToken);
+  const auth: WorkerAuthMode = secret ? 'token' : isLoopbackHost(host) ? 'loopback-only' : 'insecure';
+  if (auth === 'token') log.info('coordinators must prove the cluster token');
+  else if (auth === 'loopback-only')
+    log.info(
+      `no cluster token: listening on loopback (${host}) only, for coordinators on this machine; set KMOE_CLUSTER_TOKEN or --cluster-token-file to accept other hosts`,
+    );
+  else
+    log.warn(
+      `INSECURE: no cluster token and listening on ${host} (--insecure): anyone who can reach this port can submit work; set KMOE_CLUSTER_TOKEN or --cluster-token-file`,
+    );
   const started = performance.now();
   log.info(
     `loading experts ${formatExpertSet(experts)} of ${config.numExperts} (${config.numLayers} layers, ${settings.expertWeights} weights) from ${modelDir}`,
@@ -42,7 +59,14 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   const compute = await ExpertCompute.start({ modelDir, experts, settings });
   let server: WorkerServer;
   try {
-    server = await WorkerServer.start({ host, port, maxFrameBytes, compute, log });
+    server = await WorkerServer.start({
+      host,
+      port,
+      maxFrameBytes,
+      compute,
+      log,
+      ...(secret === undefined ? {} : { secret }),
+    });
   } catch (err) {
     await compute.close();
     throw err;
@@ -51,16 +75,19 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   log.info(
     `loaded in ${((performance.now() - started) / 1000).toFixed(1)} s (${mb} MiB of the checkpoint read)`,
   );
-  process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts })}\n`);
 
   const unwatch = stopWithParent();
-  const reason = await new Promise<string>((resolve) => {
+  // Handlers first, then the ready line: whoever reads the line may send SIGTERM at once, and
+  // before a handler exists that would kill the process instead of closing it.
+  const stop = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
     // Started by local-cluster or serve: the IPC channel closes when that parent dies, however it
     // died (even SIGKILL), so an orphaned worker does not keep its port and memory.
     process.once('disconnect', () => resolve('parent process exited'));
   });
+  process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts, auth })}\n`);
+  const reason = await stop;
   unwatch();
   log.info(`${reason}: closing`);
   await server.close();

@@ -1,12 +1,15 @@
 // A worker's Prometheus registry, served at GET /metrics on its WebSocket port: dispatch requests
 // by outcome, their service time on this worker, hidden states and expert-token activations per
-// (layer, expert) computed here, frame bytes each way, and connected coordinators.
+// (layer, expert) computed here, frame bytes each way, connected coordinators and refused
+// handshakes by reason (a rising `auth` count is someone without the cluster token knocking).
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import {
   DISPATCH_LATENCY_BUCKETS_SECONDS,
   type DispatchRequest,
   type ErrorReplyCode,
+  REFUSE_REASONS,
+  type RefuseReason,
 } from '../shared/protocol/messages.js';
 
 /** What a request was, read before its frame moves to the compute thread. */
@@ -31,6 +34,7 @@ export class WorkerMetrics {
   readonly #activations: Counter<'layer' | 'expert'>;
   readonly #bytes: Counter<'direction'>;
   readonly #coordinators: Gauge;
+  readonly #refused: Counter<'reason'>;
 
   constructor() {
     const registers = [this.registry];
@@ -70,6 +74,14 @@ export class WorkerMetrics {
       help: 'Coordinators connected and past the handshake',
       registers,
     });
+    this.#refused = new Counter({
+      name: 'kmoe_worker_handshakes_refused_total',
+      help: 'Connections refused in the handshake, by reason (version, model, bad-hello, auth)',
+      labelNames: ['reason'],
+      registers,
+    });
+    // Every reason present from the start, so an alert on `auth` sees a 0 before the first refusal.
+    for (const reason of REFUSE_REASONS) this.#refused.inc({ reason }, 0);
   }
 
   get contentType(): string {
@@ -86,6 +98,11 @@ export class WorkerMetrics {
 
   coordinators(delta: 1 | -1): void {
     this.#coordinators.inc(delta);
+  }
+
+  /** A peer refused in the handshake. */
+  refused(reason: RefuseReason): void {
+    this.#refused.inc({ reason });
   }
 
   /** A frame answered with an error reply. */

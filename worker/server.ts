@@ -1,13 +1,17 @@
-// A worker's WebSocket server, on the process's main thread: handshake, validation of every frame
+// A worker's WebSocket server, on the process's main thread: handshake (with the cluster secret's
+// challenge-response when the worker has one, shared/protocol/auth.ts), validation of every frame
 // at the edge, per-connection ordering and backpressure. A bad frame gets an error reply and the
-// connection lives on; only the handshake can end a connection (refused coordinator). Plain HTTP on
-// the same port answers GET /metrics (Prometheus) and GET /health.
+// connection lives on; only the handshake can end a connection (refused coordinator), and no frame
+// is worked on before it completes. Plain HTTP on the same port answers GET /metrics (Prometheus)
+// and GET /health.
 
 import http from 'node:http';
 import os from 'node:os';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { type ClusterSecret, newNonce } from '../shared/protocol/auth.js';
 import {
   decodeMessage,
+  encodeChallenge,
   encodeErrorReply,
   encodeRefuse,
   encodeWelcome,
@@ -16,7 +20,13 @@ import {
 import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import { frameBytes } from '../shared/protocol/frame.js';
-import { type DispatchRequest, type ErrorReplyCode, PROTOCOL_VERSION } from '../shared/protocol/messages.js';
+import {
+  type DispatchRequest,
+  type ErrorReplyCode,
+  type Hello,
+  PROTOCOL_VERSION,
+  type RefuseReason,
+} from '../shared/protocol/messages.js';
 import { WIRE_DTYPES, type WireArray, type WireDType } from '../shared/protocol/wire-dtype.js';
 import { ListenError } from '../shared/runtime/errors.js';
 import type { Logger } from '../shared/runtime/logger.js';
@@ -34,6 +44,10 @@ const HARD_LIMIT_FACTOR = 2;
 const MAX_QUEUED = 8;
 /** Unsent reply bytes above which the socket stops being read until the peer catches up. */
 const HIGH_WATER_BYTES = 16 * 1024 * 1024;
+/** A peer that has not completed the handshake by then is refused: it holds a socket and does no work. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Where a coordinator and a worker with or without a cluster secret disagree, both are told how to fix it. */
+const TOKEN_HINT = 'KMOE_CLUSTER_TOKEN or --cluster-token-file';
 
 export interface WorkerServerOptions {
   readonly host: string;
@@ -42,6 +56,10 @@ export interface WorkerServerOptions {
   readonly compute: ExpertCompute;
   /** One record per event worth an operator's attention (accepted/refused coordinators, bad frames). */
   readonly log: Logger;
+  /** The cluster secret every coordinator must prove it holds; none: any peer is accepted. */
+  readonly secret?: ClusterSecret;
+  /** Default HANDSHAKE_TIMEOUT_MS. */
+  readonly handshakeTimeoutMs?: number;
 }
 
 export class WorkerServer {
@@ -133,8 +151,22 @@ async function serveHttp(
   }
 }
 
+/** Where a connection is in the handshake. */
+type Stage =
+  | { readonly kind: 'hello' }
+  /** Challenged: waiting for the coordinator's proof on these nonces. */
+  | {
+      readonly kind: 'proof';
+      readonly hello: Hello;
+      readonly coordinatorNonce: string;
+      readonly workerNonce: string;
+    }
+  | { readonly kind: 'greeted' }
+  | { readonly kind: 'refused' };
+
 class PeerConnection {
-  private greeted = false;
+  private stage: Stage = { kind: 'hello' };
+  private handshakeTimer: NodeJS.Timeout | undefined;
   private replies: Promise<void> = Promise.resolve();
   private queued = 0;
   private draining = false;
@@ -145,11 +177,21 @@ class PeerConnection {
     private readonly peer: string,
   ) {}
 
+  private get greeted(): boolean {
+    return this.stage.kind === 'greeted';
+  }
+
   start(): void {
     this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     // Socket errors (e.g. a frame above the hard limit) close the connection; say why.
     this.ws.on('error', (err) => this.server.options.log.warn(`connection ${this.peer}: ${err.message}`));
+    const timeoutMs = this.server.options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    this.handshakeTimer = setTimeout(() => {
+      const what = this.stage.kind === 'proof' ? 'proof of the cluster token' : 'hello';
+      this.refuse(this.stage.kind === 'proof' ? 'auth' : 'bad-hello', `no ${what} within ${timeoutMs} ms`);
+    }, timeoutMs);
     this.ws.on('close', (code) => {
+      clearTimeout(this.handshakeTimer);
       if (!this.greeted) return;
       this.server.metrics.coordinators(-1);
       this.server.options.log.info(`coordinator ${this.peer} disconnected (code ${code})`);
@@ -169,6 +211,11 @@ class PeerConnection {
   private onMessage(data: RawData, isBinary: boolean): void {
     const bytes = frameBytes(data);
     this.server.metrics.bytes('in', bytes.byteLength);
+    if (this.stage.kind === 'refused') return;
+    if (!isBinary && !this.greeted) {
+      this.refuse('bad-hello', 'text frames are not part of the kmoe protocol; send a binary hello');
+      return;
+    }
     if (!isBinary) {
       this.enqueue(async () =>
         this.errorReply(
@@ -186,42 +233,101 @@ class PeerConnection {
     this.enqueue(() => this.handle(bytes));
   }
 
+  /** Refuses the peer: logged with its address (never a secret), a refuse message, close 1008. */
+  private refuse(reason: RefuseReason, message: string): void {
+    if (this.stage.kind === 'refused' || this.stage.kind === 'greeted') return;
+    this.stage = { kind: 'refused' };
+    clearTimeout(this.handshakeTimer);
+    this.server.metrics.refused(reason);
+    this.server.options.log.warn({ reason, peer: this.peer }, `refused coordinator ${this.peer}: ${message}`);
+    this.sendFrame(encodeRefuse({ version: PROTOCOL_VERSION, reason, message }));
+    this.ws.close(1008, reason);
+  }
+
   private handshake(bytes: Uint8Array): void {
-    const { compute, log } = this.server.options;
-    const m = compute.model;
-    const refuse = (reason: 'version' | 'model' | 'bad-hello', message: string) => {
-      log.warn({ reason }, `refused coordinator ${this.peer}: ${message}`);
-      this.sendFrame(encodeRefuse({ version: PROTOCOL_VERSION, reason, message }));
-      this.ws.close(1008, reason);
-    };
-    let hello: ReturnType<typeof decodeMessage>;
+    const { secret } = this.server.options;
+    let msg: ReturnType<typeof decodeMessage>;
     try {
-      hello = decodeMessage(bytes, this.limits);
+      msg = decodeMessage(bytes, this.limits);
     } catch (err) {
-      refuse('bad-hello', `first message is not a valid hello: ${printable((err as Error).message, 500)}`);
-      return;
-    }
-    if (hello.type !== 'hello') {
-      refuse('bad-hello', `first message must be a hello, got a ${hello.type}`);
-      return;
-    }
-    if (hello.version !== PROTOCOL_VERSION) {
-      refuse(
-        'version',
-        `protocol version ${hello.version} does not match this worker's version ${PROTOCOL_VERSION}; run coordinator and workers from the same kmoe release`,
+      const what = this.stage.kind === 'proof' ? 'proof' : 'hello';
+      this.refuse(
+        this.stage.kind === 'proof' ? 'auth' : 'bad-hello',
+        `${what === 'hello' ? 'first message' : 'second message'} is not a valid ${what}: ${printable((err as Error).message, 500)}`,
       );
       return;
     }
+    if (this.stage.kind === 'proof') {
+      const challenged = this.stage;
+      if (msg.type !== 'proof') {
+        this.refuse('auth', `expected the proof of the cluster token, got a ${msg.type}`);
+        return;
+      }
+      if (!secret!.verify('coordinator', challenged.coordinatorNonce, challenged.workerNonce, msg.proof)) {
+        this.refuse(
+          'auth',
+          `wrong proof of the cluster token: the coordinator and this worker have different tokens (${TOKEN_HINT})`,
+        );
+        return;
+      }
+      this.welcome(
+        challenged.hello,
+        secret!.proof('worker', challenged.coordinatorNonce, challenged.workerNonce),
+      );
+      return;
+    }
+    if (msg.type !== 'hello') {
+      this.refuse('bad-hello', `first message must be a hello, got a ${msg.type}`);
+      return;
+    }
+    if (msg.version !== PROTOCOL_VERSION) {
+      this.refuse(
+        'version',
+        `protocol version ${msg.version} does not match this worker's version ${PROTOCOL_VERSION}; run coordinator and workers from the same kmoe release`,
+      );
+      return;
+    }
+    if (secret !== undefined && msg.nonce === undefined) {
+      this.refuse(
+        'auth',
+        `this worker requires the cluster token and the coordinator has none: start the coordinator with the cluster's token (${TOKEN_HINT})`,
+      );
+      return;
+    }
+    if (secret === undefined && msg.nonce !== undefined) {
+      this.refuse(
+        'auth',
+        `the coordinator authenticates with a cluster token and this worker has none: start the worker with the same token (${TOKEN_HINT})`,
+      );
+      return;
+    }
+    if (secret === undefined) {
+      this.welcome(msg, undefined);
+      return;
+    }
+    const workerNonce = newNonce();
+    this.stage = { kind: 'proof', hello: msg, coordinatorNonce: msg.nonce!, workerNonce };
+    this.sendFrame(encodeChallenge({ version: PROTOCOL_VERSION, nonce: workerNonce }));
+  }
+
+  /** The last step of a handshake: the model must match; `proof` is the worker's, when authenticated. */
+  private welcome(hello: Hello, proof: string | undefined): void {
+    const { compute, log } = this.server.options;
+    const m = compute.model;
     if (hello.fingerprint !== m.fingerprint) {
-      refuse(
+      this.refuse(
         'model',
         `model fingerprint ${printable(hello.fingerprint, 16)} differs from this worker's ${m.fingerprint.slice(0, 16)}…; start the worker with the coordinator's --model`,
       );
       return;
     }
-    this.greeted = true;
+    this.stage = { kind: 'greeted' };
+    clearTimeout(this.handshakeTimer);
     this.server.metrics.coordinators(1);
-    log.info({ peer: this.peer, client: printable(hello.client) }, 'accepted coordinator');
+    log.info(
+      { peer: this.peer, client: printable(hello.client), authenticated: proof !== undefined },
+      'accepted coordinator',
+    );
     this.sendFrame(
       encodeWelcome({
         version: PROTOCOL_VERSION,
@@ -233,6 +339,7 @@ class PeerConnection {
         hidden: m.hidden,
         wire: [...WIRE_DTYPES],
         maxFrameBytes: this.server.options.maxFrameBytes,
+        ...(proof === undefined ? {} : { proof }),
       }),
     );
   }

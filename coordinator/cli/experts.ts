@@ -90,20 +90,24 @@ export async function placeExperts(
   },
 ): Promise<PlacedExperts> {
   if (workers.kind === 'count' && workers.n === 0) return { experts: { kind: 'local' } };
-  const remote = (urls: readonly string[]): ExpertsOption => ({
+  const remote = (urls: readonly string[], clusterToken: string | undefined): ExpertsOption => ({
     kind: 'remote',
     workers: urls,
     wireDtype: o.wire ?? DEFAULT_WIRE_DTYPE,
     timeoutMs: o.dispatchTimeout ?? DEFAULT_DISPATCH_TIMEOUT_MS,
+    ...(clusterToken === undefined ? {} : { clusterToken }),
   });
-  if (workers.kind === 'urls') return { experts: remote(workers.urls) };
+  if (workers.kind === 'urls') return { experts: remote(workers.urls, o.clusterToken) };
+  // Workers of this command only: authenticated with the cluster's token, or a random one of their
+  // own, so no other local process can use them.
   const cluster = await startLocalCluster({
     modelDir,
     workers: workers.n,
     device: settings.device,
     expertWeights: settings.expertWeights,
+    auth: o.clusterToken === undefined ? { kind: 'generate' } : { kind: 'token', token: o.clusterToken },
     onLog: events.onLog,
     ...(events.onExit === undefined ? {} : { onExit: events.onExit }),
   });
-  return { experts: remote(cluster.urls), cluster };
+  return { experts: remote(cluster.urls, cluster.clusterToken), cluster };
 }

@@ -2,10 +2,11 @@
 // every command that takes it. Parsers turn text into typed values and throw UsageError naming the
 // flag; commands receive the typed values. Nothing here loads onnxruntime, so `--help` stays fast.
 
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Option } from 'commander';
 import { EXPERT_WEIGHT_FORMATS, type ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
+import { CLUSTER_TOKEN_ENV, clusterTokenProblem } from '../../shared/protocol/auth.js';
 import {
   DEFAULT_WIRE_DTYPE,
   isWireDType,
@@ -13,6 +14,7 @@ import {
   type WireDType,
 } from '../../shared/protocol/wire-dtype.js';
 import { isProfilePath } from '../../shared/routing/profile.js';
+import { isLoopbackHost } from '../../shared/runtime/port.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
 import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
 import {
@@ -160,11 +162,83 @@ export interface ComputeOptions {
   readonly expertWeights?: ExpertWeightFormat;
 }
 
-/** Where the experts run: --workers, --wire, --dispatch-timeout. */
+/** Where the experts run: --workers, --wire, --dispatch-timeout, and the cluster token. */
 export interface ExpertPlacementOptions {
   readonly workers?: WorkersArg;
   readonly wire?: WireDType;
   readonly dispatchTimeout?: number;
+  /** From KMOE_CLUSTER_TOKEN or --cluster-token-file (see clusterToken()). */
+  readonly clusterToken?: string;
+}
+
+/** The secret files' text without the line end editors and `echo` add. */
+function readSecretFile(flag: string, file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const secret = text.trim();
+  if (secret === '') throw new UsageError(`${flag} ${file} is empty`);
+  return secret;
+}
+
+/**
+ * The cluster token: the KMOE_CLUSTER_TOKEN environment variable or the --cluster-token-file, not
+ * both (which one would win would be a guess). Never a command-line value: `ps` shows those to
+ * every user of the host.
+ */
+export function clusterToken(o: { readonly clusterTokenFile?: string }): string | undefined {
+  const fromEnv = process.env[CLUSTER_TOKEN_ENV];
+  if (o.clusterTokenFile !== undefined && fromEnv !== undefined && fromEnv !== '')
+    throw new UsageError(
+      `both ${CLUSTER_TOKEN_ENV} and --cluster-token-file are set; give the cluster token one way`,
+    );
+  const token =
+    o.clusterTokenFile !== undefined
+      ? readSecretFile('--cluster-token-file', o.clusterTokenFile)
+      : fromEnv === undefined || fromEnv === ''
+        ? undefined
+        : fromEnv;
+  if (token === undefined) return undefined;
+  const problem = clusterTokenProblem(token);
+  if (problem !== undefined)
+    throw new UsageError(
+      `${o.clusterTokenFile === undefined ? CLUSTER_TOKEN_ENV : `--cluster-token-file ${o.clusterTokenFile}`}: ${problem}`,
+    );
+  return token;
+}
+
+/**
+ * Whether workers listening on `host` may do so with this token: without one, loopback only unless
+ * --insecure says otherwise on purpose.
+ */
+export function checkWorkerAuth(
+  host: string,
+  token: string | undefined,
+  insecure: boolean | undefined,
+): void {
+  if (token !== undefined && insecure)
+    throw new UsageError(
+      `--insecure turns authentication off, but a cluster token is set (${CLUSTER_TOKEN_ENV} or --cluster-token-file); drop one`,
+    );
+  if (token === undefined && !insecure && !isLoopbackHost(host))
+    throw new UsageError(
+      `--host ${host} accepts other hosts, and without a cluster token anyone who can reach the port could submit work: ` +
+        `set ${CLUSTER_TOKEN_ENV} or --cluster-token-file (the same token for coordinators and workers), or add --insecure`,
+    );
+}
+
+/** The HTTP API key: --api-key or --api-key-file, not both. */
+export function apiKey(o: { readonly apiKey?: string; readonly apiKeyFile?: string }): string | undefined {
+  if (o.apiKey !== undefined && o.apiKeyFile !== undefined)
+    throw new UsageError('--api-key and --api-key-file both given; use one');
+  const key = o.apiKeyFile !== undefined ? readSecretFile('--api-key-file', o.apiKeyFile) : o.apiKey;
+  if (key === undefined) return undefined;
+  if (key.trim() === '' || /\s/.test(key))
+    throw new UsageError('the API key must be non-empty, without white space');
+  return key;
 }
 
 // ---- option definitions -------------------------------------------------------------------
@@ -246,6 +320,23 @@ export const opt = {
     new Option('--kv-dtype <dtype>', `KV cache dtype: ${KV_DTYPES.join(' | ')}`).argParser(
       parseChoice<KvDType>('--kv-dtype', KV_DTYPES),
     ),
+  clusterTokenFile: () =>
+    new Option(
+      '--cluster-token-file <file>',
+      `file holding the cluster token (default: the ${CLUSTER_TOKEN_ENV} environment variable), at least 16 characters; ` +
+        'coordinators and workers prove to each other that they hold it before any work',
+    ),
+  insecure: () =>
+    new Option(
+      '--insecure',
+      'allow a non-loopback --host without a cluster token: anyone who can reach the port can submit work',
+    ),
+  apiKey: () =>
+    new Option(
+      '--api-key <key>',
+      'require "Authorization: Bearer KEY" on /v1/* (visible in ps: prefer --api-key-file)',
+    ),
+  apiKeyFile: () => new Option('--api-key-file <file>', 'like --api-key, the key read from a file'),
   logLevel: () =>
     new Option('--log-level <level>', `${LOG_LEVELS.join(' | ')}; JSON lines on stderr`).argParser(
       parseChoice<LogLevel>('--log-level', LOG_LEVELS),

@@ -13,7 +13,10 @@ import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-
 import { STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { GREEDY } from '../sampling.js';
 import {
+  apiKey,
   type ComputeOptions,
+  checkWorkerAuth,
+  clusterToken,
   opt,
   parseChoice,
   parseInteger,
@@ -87,6 +90,17 @@ function action<O>(
   });
 }
 
+/** The options of a command that connects to workers, with the cluster token resolved. */
+type WithToken<O> = O & { readonly clusterTokenFile?: string };
+
+/** Loads a command whose options carry `clusterToken`, resolving it from env or file first. */
+function withClusterToken<O>(load: () => Promise<Run<O>>): () => Promise<Run<WithToken<O>>> {
+  return async () => {
+    const run = await load();
+    return (o, args) => run({ ...o, clusterToken: clusterToken(o) }, args);
+  };
+}
+
 export function buildProgram(argv: readonly string[], outcome: Outcome): Command {
   const program = new Command('kmoe')
     .description('kmoe — expert-parallel MoE inference with adaptive K')
@@ -122,10 +136,16 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.workers('0'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
+    .addOption(opt.clusterTokenFile())
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights());
-  action(generate, argv, outcome, async () => (await import('./commands/generate.js')).run);
+  action(
+    generate,
+    argv,
+    outcome,
+    withClusterToken(async () => (await import('./commands/generate.js')).run),
+  );
 
   // ---- eval ----
   const evalCmd = sub(program, 'eval', 'perplexity and expert usage on a corpus')
@@ -171,6 +191,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.workers('0'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
+    .addOption(opt.clusterTokenFile())
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
@@ -179,7 +200,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       `\nPerplexity by the standard procedure: non-overlapping windows of ${STANDARD_WINDOW} ids (trailing partial\n` +
         'window dropped), no BOS, positions 1..255 of each window scored given the earlier tokens of the window.',
     );
-  action(evalCmd, argv, outcome, async () => (await import('./commands/eval.js')).run);
+  action(
+    evalCmd,
+    argv,
+    outcome,
+    withClusterToken(async () => (await import('./commands/eval.js')).run),
+  );
 
   // ---- worker ----
   const worker = sub(program, 'worker', 'host experts for remote coordinators')
@@ -188,7 +214,13 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option('--experts <set>', 'expert indices and ranges, e.g. 0-3 or 0,2,5-7').makeOptionMandatory(),
     )
     .addOption(opt.port('port to listen on; 0 = any free port, shown in the ready line').default(7070))
-    .addOption(opt.host().default('127.0.0.1'))
+    .addOption(
+      opt
+        .host('address to listen on; other than loopback it needs a cluster token (or --insecure)')
+        .default('127.0.0.1'),
+    )
+    .addOption(opt.clusterTokenFile())
+    .addOption(opt.insecure())
     .addOption(
       new Option('--max-frame-mb <n>', 'largest request accepted, in MiB')
         .argParser(parseNumber('--max-frame-mb', { min: 0.001, max: 2048 }))
@@ -199,8 +231,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.expertWeights())
     .addHelpText(
       'after',
-      '\nPrints "kmoe worker ready ws://HOST:PORT experts SET" on stdout once it accepts connections.\n' +
-        'Coordinators connect with --workers ws://HOST:PORT,...',
+      '\nPrints "kmoe worker ready ws://HOST:PORT experts SET auth MODE" on stdout once it accepts connections\n' +
+        '(MODE: token, none loopback-only, or none INSECURE). Coordinators connect with --workers ws://HOST:PORT,...\n' +
+        'With a cluster token (KMOE_CLUSTER_TOKEN or --cluster-token-file) every coordinator must prove it holds\n' +
+        'the same token before any work; without one the worker listens on loopback only.',
     );
   action(worker, argv, outcome, async () => {
     const [{ run }, { sessionSettings }] = await Promise.all([
@@ -208,8 +242,24 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       import('./experts.js'),
     ]);
     return (
-      o: { model: string; experts: string; host: string; port: number; maxFrameMb: number } & ComputeOptions,
-    ) => run({ ...o, settings: sessionSettings(o) });
+      o: {
+        model: string;
+        experts: string;
+        host: string;
+        port: number;
+        maxFrameMb: number;
+        clusterTokenFile?: string;
+        insecure?: boolean;
+      } & ComputeOptions,
+    ) => {
+      const token = clusterToken(o);
+      checkWorkerAuth(o.host, token, o.insecure);
+      return run({
+        ...o,
+        settings: sessionSettings(o),
+        ...(token === undefined ? {} : { clusterToken: token }),
+      });
+    };
   });
 
   // ---- local-cluster ----
@@ -225,7 +275,13 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         parseInteger('--port-base', { min: 1, max: 65535 }),
       ),
     )
-    .addOption(opt.host())
+    .addOption(
+      opt.host(
+        'address the workers listen on (default: 127.0.0.1); other than loopback it needs a cluster token (or --insecure)',
+      ),
+    )
+    .addOption(opt.clusterTokenFile())
+    .addOption(opt.insecure())
     .addOption(opt.threads('onnxruntime threads per worker (default: cores / N, at least 1)'))
     .addOption(opt.device())
     .addOption(opt.expertWeights())
@@ -234,7 +290,14 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       '\nPrints "kmoe local-cluster ready URL,URL,..." once all workers accept connections; pass that list\n' +
         'to --workers of generate, eval or serve. Workers accept every wire dtype.',
     );
-  action(localCluster, argv, outcome, async () => (await import('./commands/local-cluster.js')).run);
+  action(localCluster, argv, outcome, async () => {
+    const { run } = await import('./commands/local-cluster.js');
+    return (o: WithToken<Parameters<typeof run>[0]> & { insecure?: boolean }) => {
+      const token = clusterToken(o);
+      checkWorkerAuth(o.host ?? '127.0.0.1', token, o.insecure);
+      return run({ ...o, ...(token === undefined ? {} : { clusterToken: token }) });
+    };
+  });
 
   // ---- calibrate ----
   const calibrate = sub(
@@ -308,6 +371,9 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.workers('2'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
+    .addOption(opt.clusterTokenFile())
+    .addOption(opt.apiKey())
+    .addOption(opt.apiKeyFile())
     .addOption(opt.routing("default routing policy (default: the model's native top-K)"))
     .addOption(
       new Option(
@@ -348,9 +414,24 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addHelpText(
       'after',
       '\nPOST /v1/completions, /v1/chat/completions; GET /v1/models, /health, /ready, /metrics.\n' +
-        'Prints "kmoe serve listening on http://HOST:PORT" on stdout when ready.',
+        'Prints "kmoe serve listening on http://HOST:PORT" on stdout when ready. With --api-key every /v1/*\n' +
+        'request needs "Authorization: Bearer KEY" (401 otherwise); /health, /ready and /metrics stay open.\n' +
+        'Local workers (--workers N) get a random cluster token of their own; remote ones need the cluster\n' +
+        'token (KMOE_CLUSTER_TOKEN or --cluster-token-file) when they have one.',
     );
-  action(serve, argv, outcome, async () => (await import('./commands/serve.js')).run);
+  action(serve, argv, outcome, async () => {
+    const { run } = await import('./commands/serve.js');
+    return (o: WithToken<Parameters<typeof run>[0]> & { apiKeyFile?: string }) => {
+      const token = clusterToken(o);
+      const key = apiKey(o);
+      const { apiKeyFile: _file, clusterTokenFile: _tokenFile, ...rest } = o;
+      return run({
+        ...rest,
+        ...(token === undefined ? {} : { clusterToken: token }),
+        ...(key === undefined ? {} : { apiKey: key }),
+      });
+    };
+  });
 
   addScaleTools(program, argv, outcome);
   addBenchmarks(program, argv, outcome);

@@ -53,13 +53,22 @@ export class WorkerStartError extends KmoeError {
 }
 
 // Raised when a coordinator and a worker cannot agree to work together: the worker is unreachable,
-// does not answer the hello in time, or refuses it (another protocol version or another model).
+// does not answer the hello in time, or refuses it (another protocol version, another model, or the
+// cluster token: `details.reason` 'auth', whichever side found it wrong or missing).
 export class HandshakeError extends KmoeError {
   /** The worker's ws:// URL. */
   readonly worker: string;
 
-  constructor(worker: string, message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super(`worker ${worker}: ${message}`, { ...options, details: { worker } });
+  constructor(
+    worker: string,
+    message: string,
+    options: { hint?: string; cause?: unknown; reason?: string } = {},
+  ) {
+    const { reason, ...rest } = options;
+    super(`worker ${worker}: ${message}`, {
+      ...rest,
+      details: { worker, ...(reason === undefined ? {} : { reason }) },
+    });
     this.worker = worker;
   }
 }

@@ -1,6 +1,7 @@
 // Starts kmoe worker processes on this host with the model's experts split between them, waits
 // for their ready lines and stops them again: the embedded cluster of `kmoe local-cluster`,
-// `kmoe bench dispatch`, the tests and (later) `kmoe serve`.
+// `kmoe bench dispatch`, the tests and `kmoe serve`. The cluster token reaches the workers through
+// their environment (KMOE_CLUSTER_TOKEN), never their command line, which any local user can read.
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import os from 'node:os';
@@ -8,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
+import { CLUSTER_TOKEN_ENV, randomClusterToken } from '../../shared/protocol/auth.js';
 import { formatExpertSet, splitExperts } from '../../shared/protocol/expert-set.js';
 import { parseReadyLine } from '../../shared/protocol/ready-line.js';
 import { cliArgv } from '../../shared/runtime/entry-points.js';
@@ -29,11 +31,23 @@ export interface LocalClusterOptions {
   readonly expertWeights?: ExpertWeightFormat;
   readonly maxFrameMb?: number;
   readonly readyTimeoutMs?: number;
+  /** How coordinators authenticate to the workers; default none (loopback --host only). */
+  readonly auth?: LocalClusterAuth;
   /** Each stderr line of worker i. */
   readonly onLog?: (worker: number, line: string) => void;
   /** A worker ended while the cluster was running (not through stop()); `membership` reports it too. */
   readonly onExit?: (worker: LocalWorker, code: number | null, signal: NodeJS.Signals | null) => void;
 }
+
+/**
+ * generate: a random token only this process learns (the embedded cluster of a command); token:
+ * the cluster's token, for other coordinators too; none: no token, which the workers accept on a
+ * loopback host only, or anywhere with `insecure` (they warn).
+ */
+export type LocalClusterAuth =
+  | { readonly kind: 'generate' }
+  | { readonly kind: 'token'; readonly token: string }
+  | { readonly kind: 'none'; readonly insecure?: boolean };
 
 export interface LocalWorker {
   readonly index: number;
@@ -47,6 +61,8 @@ export interface LocalCluster {
   readonly workers: readonly LocalWorker[];
   /** The workers as cluster members: a worker that exits (not through stop()) leaves. */
   readonly membership: Membership;
+  /** The token coordinators must prove to these workers (the generated one included); none: no auth. */
+  readonly clusterToken: string | undefined;
   /** SIGTERM to every worker, SIGKILL after a grace period; resolves when all have exited. */
   stop(): Promise<void>;
 }
@@ -59,6 +75,12 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const config = await loadModelConfig(opts.modelDir);
   const sets = opts.expertSets ?? splitExperts(config.numExperts, opts.workers ?? 1);
   const threads = opts.threads ?? Math.max(1, Math.floor(os.availableParallelism() / sets.length));
+  const auth = opts.auth ?? { kind: 'none' };
+  const clusterToken =
+    auth.kind === 'generate' ? randomClusterToken() : auth.kind === 'token' ? auth.token : undefined;
+  // Workers must not pick up a token of this process's environment that the cluster does not use.
+  const { [CLUSTER_TOKEN_ENV]: _inherited, ...env } = process.env;
+  if (clusterToken !== undefined) env[CLUSTER_TOKEN_ENV] = clusterToken;
   const children: ChildProcess[] = [];
   let stopping = false;
   let membership: StaticMembership | undefined;
@@ -93,9 +115,10 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       '--expert-weights',
       opts.expertWeights ?? 'fp32',
       ...(opts.maxFrameMb === undefined ? [] : ['--max-frame-mb', String(opts.maxFrameMb)]),
+      ...(auth.kind === 'none' && auth.insecure ? ['--insecure'] : []),
     ];
     // The IPC channel is the worker's lifeline: it exits when this process goes away.
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env });
     children.push(child);
     return waitReady(
       child,
@@ -122,7 +145,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   }
   const workers = results.map((r) => (r as PromiseFulfilledResult<LocalWorker>).value);
   membership = new StaticMembership(workers.map((w) => w.url));
-  return { urls: membership.members(), workers, membership, stop };
+  return { urls: membership.members(), workers, membership, clusterToken, stop };
 }
 
 function waitReady(

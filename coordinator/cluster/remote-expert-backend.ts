@@ -5,6 +5,7 @@
 // never routing policies or accounting (dispatch-accounting.ts observes the transfers it reports).
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
+import { ClusterSecret } from '../../shared/protocol/auth.js';
 import {
   allocDispatchRequest,
   type DispatchShape,
@@ -33,6 +34,8 @@ export interface RemoteExpertsOptions {
   /** Per dispatch request, from send to result. */
   readonly timeoutMs?: number;
   readonly handshakeTimeoutMs?: number;
+  /** The cluster token every worker must prove, and this coordinator proves to them; none: no auth. */
+  readonly clusterToken?: string;
 }
 
 /** What the backend must know about the coordinator's model. */
@@ -92,6 +95,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         missing: [],
         hint: 'list each worker once',
       });
+    const secret = options.clusterToken === undefined ? undefined : new ClusterSecret(options.clusterToken);
     const attempts = await Promise.allSettled(
       options.workers.map((url) =>
         WorkerConnection.connect(url, {
@@ -100,6 +104,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           model: { numLayers: model.numLayers, numExperts: model.numExperts, hidden: model.hidden },
           handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
           client: `kmoe coordinator pid ${process.pid}`,
+          ...(secret === undefined ? {} : { secret }),
           ...(onWorkerDown ? { onDown: (reason: string) => onWorkerDown({ url, reason }) } : {}),
         }),
       ),

@@ -1,13 +1,20 @@
-// The coordinator's connection to one worker: WebSocket client, handshake, and request/reply
+// The coordinator's connection to one worker: WebSocket client, handshake (with the cluster
+// secret's challenge-response when the coordinator has one, shared/protocol/auth.ts), and request/reply
 // matching by id with a timeout per request, backpressure on the send side and a clear error
 // naming the worker when it refuses, fails, times out or disconnects. Owns its in-flight requests.
 
 import WebSocket, { type RawData } from 'ws';
-import { type DecodeLimits, decodeMessage, encodeHello } from '../../shared/protocol/codec.js';
+import { type ClusterSecret, newNonce } from '../../shared/protocol/auth.js';
+import { type DecodeLimits, decodeMessage, encodeHello, encodeProof } from '../../shared/protocol/codec.js';
 import { ProtocolError } from '../../shared/protocol/errors.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
 import { type FrameAllocator, frameBytes } from '../../shared/protocol/frame.js';
-import { type DispatchResult, PROTOCOL_VERSION, type Welcome } from '../../shared/protocol/messages.js';
+import {
+  type DispatchResult,
+  PROTOCOL_VERSION,
+  type RefuseReason,
+  type Welcome,
+} from '../../shared/protocol/messages.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { HandshakeError, type WorkerFailure, WorkerRequestError } from './errors.js';
 
@@ -18,9 +25,21 @@ export interface ConnectOptions {
   readonly handshakeTimeoutMs: number;
   /** Who connects, for the worker's log. */
   readonly client: string;
+  /** The cluster secret: the worker must prove it too. None: only workers without one accept. */
+  readonly secret?: ClusterSecret;
   /** Called once when an established connection drops (not when this side closes it). */
   readonly onDown?: (reason: string) => void;
 }
+
+const TOKEN_SOURCES = 'KMOE_CLUSTER_TOKEN or --cluster-token-file';
+
+/** What to do about each refusal of a worker. */
+const REFUSE_HINTS: Record<RefuseReason, string> = {
+  version: 'run coordinator and workers from the same kmoe release',
+  model: 'start coordinator and workers with the same --model',
+  'bad-hello': 'run coordinator and workers from the same kmoe release',
+  auth: `give coordinator and workers the same cluster token (${TOKEN_SOURCES})`,
+};
 
 /** Unsent request bytes above which the next send waits for the socket to drain. */
 const HIGH_WATER_BYTES = 16 * 1024 * 1024;
@@ -79,14 +98,20 @@ export class WorkerConnection {
     });
     return new Promise<WorkerConnection>((resolve, reject) => {
       let settled = false;
-      const fail = (message: string, hint?: string, cause?: unknown) => {
+      const fail = (message: string, hint?: string, cause?: unknown, reason?: RefuseReason) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         ws.removeAllListeners();
         ws.on('error', () => {});
         ws.terminate();
-        reject(new HandshakeError(url, message, { ...(hint ? { hint } : {}), cause }));
+        reject(
+          new HandshakeError(url, message, {
+            ...(hint ? { hint } : {}),
+            ...(reason ? { reason } : {}),
+            cause,
+          }),
+        );
       };
       const timer = setTimeout(
         () => fail(`no handshake within ${opts.handshakeTimeoutMs} ms`, 'is a kmoe worker listening there?'),
@@ -96,12 +121,19 @@ export class WorkerConnection {
         fail(`cannot connect: ${err.message}`, 'start it with kmoe worker, or check the URL', err),
       );
       ws.once('close', (code) => fail(`closed the connection during the handshake (code ${code})`));
+      const coordinatorNonce = opts.secret === undefined ? undefined : newNonce();
+      let workerNonce: string | undefined;
       ws.once('open', () => {
         ws.send(
-          encodeHello({ version: PROTOCOL_VERSION, fingerprint: opts.fingerprint, client: opts.client }),
+          encodeHello({
+            version: PROTOCOL_VERSION,
+            fingerprint: opts.fingerprint,
+            client: opts.client,
+            ...(coordinatorNonce === undefined ? {} : { nonce: coordinatorNonce }),
+          }),
         );
       });
-      ws.once('message', (data) => {
+      ws.on('message', (data) => {
         let msg: ReturnType<typeof decodeMessage>;
         try {
           msg = decodeMessage(frameBytes(data), { ...opts.model, maxFrameBytes: 1024 * 1024 });
@@ -112,15 +144,48 @@ export class WorkerConnection {
         if (msg.type === 'refuse') {
           fail(
             `refused this coordinator (${msg.reason}): ${msg.message}`,
-            msg.reason === 'model'
-              ? 'start coordinator and workers with the same --model'
-              : 'run coordinator and workers from the same kmoe release',
+            REFUSE_HINTS[msg.reason],
+            undefined,
+            msg.reason,
           );
+          return;
+        }
+        if (msg.type === 'challenge') {
+          if (opts.secret === undefined || coordinatorNonce === undefined || workerNonce !== undefined) {
+            fail(
+              `sent an unexpected cluster-token challenge`,
+              'the worker does not follow the kmoe handshake',
+            );
+            return;
+          }
+          workerNonce = msg.nonce;
+          ws.send(encodeProof({ proof: opts.secret.proof('coordinator', coordinatorNonce, workerNonce) }));
           return;
         }
         if (msg.type !== 'welcome') {
           fail(`answered the hello with a ${msg.type} message`);
           return;
+        }
+        if (opts.secret !== undefined) {
+          // Checked before anything the welcome says is believed: the worker may be an impostor.
+          if (workerNonce === undefined || msg.proof === undefined) {
+            fail(
+              'welcomed this coordinator without proving the cluster token',
+              `start the worker with the cluster's token (${TOKEN_SOURCES})`,
+              undefined,
+              'auth',
+            );
+            return;
+          }
+          if (!opts.secret.verify('worker', coordinatorNonce!, workerNonce, msg.proof)) {
+            fail(
+              "sent a wrong proof of the cluster token: the worker's token differs from this coordinator's",
+              `give coordinator and workers the same token (${TOKEN_SOURCES})`,
+              undefined,
+              'auth',
+            );
+            return;
+          }
         }
         const problem = welcomeProblem(msg, opts);
         if (problem) {

@@ -46,6 +46,7 @@ export async function connectExperts(
       workers: option.workers,
       wire: option.wireDtype,
       ...(option.timeoutMs === undefined ? {} : { timeoutMs: option.timeoutMs }),
+      ...(option.clusterToken === undefined ? {} : { clusterToken: option.clusterToken }),
     },
     model,
     onWorkerDown,

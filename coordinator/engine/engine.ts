@@ -25,6 +25,8 @@ export type ExpertsOption =
       readonly wireDtype: WireDType;
       /** Per dispatch request (default 30 s). */
       readonly timeoutMs?: number;
+      /** Cluster token both sides prove in the handshake; none: workers without a token only. */
+      readonly clusterToken?: string;
     };
 
 export interface EngineOptions {

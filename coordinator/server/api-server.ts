@@ -3,7 +3,7 @@
 // included, whenever a response is still possible), request metrics and one access log line per
 // request, and the shutdown switch that turns new generation requests away with 503.
 
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Server, ServerResponse } from 'node:http';
 import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -12,6 +12,7 @@ import { ListenError } from '../../shared/runtime/errors.js';
 import {
   ApiError,
   InternalServerError,
+  InvalidApiKeyError,
   MalformedHttpError,
   PayloadTooLargeError,
   RouteNotFoundError,
@@ -37,7 +38,17 @@ export interface ApiServerOptions {
   readonly bodyLimitBytes: number;
   /** Most members an array or object of a JSON body may hold (the context length). */
   readonly maxJsonMembers: number;
+  /** Every request but OPEN_ENDPOINTS' must carry `Authorization: Bearer <apiKey>`; none: open. */
+  readonly apiKey?: string;
 }
+
+/**
+ * Endpoints that stay open with an API key: probes and scrapers (load balancers, Kubernetes,
+ * Prometheus) carry no key, and these say nothing about prompts or outputs. Decided by the matched
+ * route, not the path text, so no spelling of a /v1 path (encoded, doubled slashes) slips through;
+ * requests that match no route need the key too.
+ */
+const OPEN_ENDPOINTS: ReadonlySet<string> = new Set(['health', 'ready', 'metrics']);
 
 interface Scope extends RequestScope {
   endpoint: string;
@@ -100,8 +111,17 @@ export class ApiServer {
         done(err as Error, undefined);
       }
     });
+    const keyDigest = options.apiKey === undefined ? undefined : sha256(options.apiKey);
     app.addHook('onRequest', (request, reply, done) => {
-      this.#begin(request, reply);
+      const scope = this.#begin(request, reply);
+      if (keyDigest !== undefined && !OPEN_ENDPOINTS.has(scope.endpoint)) {
+        const given = bearerToken(request.headers.authorization);
+        // Digests have one length whatever was sent, so the comparison's time says nothing either.
+        if (given === undefined || !timingSafeEqual(sha256(given), keyDigest)) {
+          done(new InvalidApiKeyError(given !== undefined));
+          return;
+        }
+      }
       done();
     });
     app.setErrorHandler((err, request, reply) => this.#fail(err, request, reply));
@@ -353,6 +373,16 @@ function writeRaw(socket: Socket, error: ApiError): void {
 function clientGone(err: unknown, request: FastifyRequest): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'ECONNRESET' || code === 'ECONNABORTED' || request.raw.socket.destroyed;
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+/** The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, RFC 7235). */
+function bearerToken(header: string | undefined): string | undefined {
+  const m = header === undefined ? null : /^bearer[ ]+(\S+)\s*$/i.exec(header);
+  return m ? m[1] : undefined;
 }
 
 function pathOf(url: string): string {

@@ -69,6 +69,20 @@ export class RouteNotFoundError extends ApiError {
   }
 }
 
+/** 401: the API requires a key (kmoe serve --api-key) and the request has none or another one. */
+export class InvalidApiKeyError extends ApiError {
+  constructor(given: boolean) {
+    super(
+      401,
+      'invalid_request_error',
+      given
+        ? 'incorrect API key provided'
+        : 'no API key provided: send it in the header "Authorization: Bearer KEY"',
+      { code: 'invalid_api_key' },
+    );
+  }
+}
+
 /** 415: a JSON endpoint was sent something other than `application/json` (e.g. a form post). */
 export class UnsupportedMediaTypeError extends ApiError {
   constructor(contentType: string | undefined) {

@@ -16,5 +16,6 @@ export function sendText(res: FastifyReply, status: number, contentType: string,
 export function sendError(res: FastifyReply, error: ApiError): void {
   if (error.status === 429 || error.status === 503) void res.header('retry-after', '1');
   if (error.status === 413) void res.header('connection', 'close');
+  if (error.status === 401) void res.header('www-authenticate', 'Bearer');
   sendJson(res, error.status, error.body());
 }

@@ -39,6 +39,8 @@ export interface ServingOptions extends SchedulerOptions {
   readonly profiles: readonly string[];
   readonly bodyLimitBytes: number;
   readonly experts: () => ExpertCoverage;
+  /** Required as `Authorization: Bearer KEY` on every endpoint but /health, /ready, /metrics. */
+  readonly apiKey?: string;
 }
 
 export interface Serving {
@@ -111,7 +113,11 @@ export async function startServing(
   };
   server = new ApiServer(
     routes,
-    { bodyLimitBytes: options.bodyLimitBytes, maxJsonMembers: info.maxPositions },
+    {
+      bodyLimitBytes: options.bodyLimitBytes,
+      maxJsonMembers: info.maxPositions,
+      ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+    },
     metrics,
     log,
   );

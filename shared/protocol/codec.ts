@@ -3,6 +3,7 @@
 // expert indices, finite weights) and yields typed views into the received bytes.
 
 import { z } from 'zod';
+import { AUTH_HEX } from './auth.js';
 import { ProtocolError } from './errors.js';
 import {
   allocFrame,
@@ -13,6 +14,7 @@ import {
   sectionView,
 } from './frame.js';
 import {
+  type Challenge,
   type DispatchRequest,
   type DispatchResult,
   type ErrorReply,
@@ -21,6 +23,8 @@ import {
   expertIndexBytes,
   type Hello,
   type Message,
+  type Proof,
+  REFUSE_REASONS,
   type Refuse,
   type Welcome,
 } from './messages.js';
@@ -41,6 +45,7 @@ const count = z
   .min(0)
   .max(2 ** 31 - 1);
 const wire = z.enum(WIRE_DTYPES);
+const authHex = z.string().regex(AUTH_HEX, 'must be 32 bytes in lower-case hex');
 
 const schemas = {
   hello: z.object({
@@ -48,7 +53,10 @@ const schemas = {
     version: u32,
     fingerprint: z.string().max(256),
     client: z.string().max(1024),
+    nonce: authHex.optional(),
   }),
+  challenge: z.object({ type: z.literal('challenge'), version: u32, nonce: authHex }),
+  proof: z.object({ type: z.literal('proof'), proof: authHex }),
   welcome: z.object({
     type: z.literal('welcome'),
     version: u32,
@@ -60,11 +68,12 @@ const schemas = {
     hidden: count,
     wire: z.array(wire).min(1),
     maxFrameBytes: z.number().int().positive(),
+    proof: authHex.optional(),
   }),
   refuse: z.object({
     type: z.literal('refuse'),
     version: u32,
-    reason: z.enum(['version', 'model', 'bad-hello']),
+    reason: z.enum(REFUSE_REASONS),
     message: z.string().max(4096),
   }),
   dispatch: z.object({
@@ -122,6 +131,12 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits): Message 
   const type = frame.header['type'];
   switch (type) {
     case 'hello':
+      noSections(frame, type);
+      return parseHeader(type, frame.header);
+    case 'challenge':
+      noSections(frame, type);
+      return parseHeader(type, frame.header);
+    case 'proof':
       noSections(frame, type);
       return parseHeader(type, frame.header);
     case 'welcome':
@@ -252,6 +267,14 @@ function decodeResult(frame: DecodedFrame, limits: DecodeLimits): DispatchResult
 
 export function encodeHello(m: Omit<Hello, 'type'>): Uint8Array {
   return allocFrame({ type: 'hello', ...m }, []).bytes;
+}
+
+export function encodeChallenge(m: Omit<Challenge, 'type'>): Uint8Array {
+  return allocFrame({ type: 'challenge', ...m }, []).bytes;
+}
+
+export function encodeProof(m: Omit<Proof, 'type'>): Uint8Array {
+  return allocFrame({ type: 'proof', ...m }, []).bytes;
 }
 
 export function encodeWelcome(m: Omit<Welcome, 'type'>): Uint8Array {

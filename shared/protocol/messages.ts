@@ -1,13 +1,14 @@
 // The messages coordinator and workers exchange, and the protocol version that names this set.
-// A connection starts with hello -> welcome | refuse; after that the coordinator sends dispatch
-// requests and the worker answers each with a result or an error reply carrying the same id.
+// A connection starts with hello -> welcome | refuse, with challenge -> proof in between when the
+// cluster has a secret (auth.ts); after that the coordinator sends dispatch requests and the worker
+// answers each with a result or an error reply carrying the same id.
 
 import type { ExpertAssignment } from '../moe/expert-assignment.js';
 import type { ProtocolErrorCode } from './errors.js';
 import type { WireArray, WireDType } from './wire-dtype.js';
 
 /** Bumped on any change a peer of the previous version would misread; peers must match exactly. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Per-pair expert index element type: the smallest that holds every expert index of the model. */
 export type ExpertIndexDType = 'uint8' | 'int16' | 'int32';
@@ -29,6 +30,21 @@ export interface Hello {
   readonly fingerprint: string;
   /** Who is connecting, for the worker's log. */
   readonly client: string;
+  /** The coordinator's nonce (hex), present when it authenticates with a cluster token. */
+  readonly nonce?: string;
+}
+
+/** Worker -> coordinator, after an authenticating hello: the worker's nonce to prove the token on. */
+export interface Challenge {
+  readonly type: 'challenge';
+  readonly version: number;
+  readonly nonce: string;
+}
+
+/** Coordinator -> worker: the coordinator's proof that it holds the cluster token (auth.ts). */
+export interface Proof {
+  readonly type: 'proof';
+  readonly proof: string;
 }
 
 /** Worker -> coordinator: the hello was accepted; what this worker holds and accepts. */
@@ -46,9 +62,12 @@ export interface Welcome {
   readonly wire: readonly WireDType[];
   /** Largest frame the worker accepts; the coordinator must not send more. */
   readonly maxFrameBytes: number;
+  /** The worker's proof that it holds the cluster token, after an authenticated handshake. */
+  readonly proof?: string;
 }
 
-export type RefuseReason = 'version' | 'model' | 'bad-hello';
+export const REFUSE_REASONS = ['version', 'model', 'bad-hello', 'auth'] as const;
+export type RefuseReason = (typeof REFUSE_REASONS)[number];
 
 /** Worker -> coordinator: the hello was refused; the worker closes the connection after it. */
 export interface Refuse {
@@ -114,4 +133,12 @@ export interface ErrorReply {
   readonly message: string;
 }
 
-export type Message = Hello | Welcome | Refuse | DispatchRequest | DispatchResult | ErrorReply;
+export type Message =
+  | Hello
+  | Challenge
+  | Proof
+  | Welcome
+  | Refuse
+  | DispatchRequest
+  | DispatchResult
+  | ErrorReply;

@@ -18,3 +18,12 @@ export async function checkCanListen(host: string, port: number): Promise<void> 
   });
   await new Promise<void>((resolve) => server.close(() => resolve()));
 }
+
+/**
+ * Whether `host` only accepts connections from this machine (127.0.0.0/8, ::1, localhost). An
+ * unspecified address (0.0.0.0, ::) or any interface address is reachable from elsewhere.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}

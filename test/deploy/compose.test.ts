@@ -15,6 +15,7 @@ interface Service {
   cpus?: number;
   volumes?: { type: string; source: string; target: string; read_only?: boolean }[];
   depends_on?: Record<string, { condition: string }>;
+  environment?: Record<string, string>;
 }
 
 const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service> };
@@ -26,6 +27,13 @@ function flag(s: Service, name: string): string | undefined {
 }
 
 describe('docker-compose.yml', () => {
+  it('gives every service the cluster token from the environment, required', () => {
+    for (const [name, s] of services) {
+      // Workers on 0.0.0.0 without a token would exit with a usage error; compose's `:?` stops first.
+      expect(s.environment?.['KMOE_CLUSTER_TOKEN'], name).toMatch(/^\$\{KMOE_CLUSTER_TOKEN:\?.+\}$/);
+    }
+  });
+
   it('has two workers and a coordinator that waits for them and names them', () => {
     expect(Object.keys(compose.services).sort()).toEqual(['coordinator', 'worker-a', 'worker-b']);
     const coord = compose.services['coordinator']!;

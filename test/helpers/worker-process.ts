@@ -3,13 +3,15 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { parseReadyLine } from '../../shared/protocol/ready-line.js';
+import { parseReadyLine, type WorkerAuthMode } from '../../shared/protocol/ready-line.js';
 import { cliArgv } from '../../shared/runtime/entry-points.js';
 import { MODEL_DIR, ROOT } from './paths.js';
 
 export interface WorkerProcess {
   readonly url: string;
   readonly experts: readonly number[];
+  /** How the ready line says coordinators are authenticated. */
+  readonly auth: WorkerAuthMode | undefined;
   readonly child: ChildProcess;
   /** Everything the worker wrote to stderr so far. */
   stderr(): string;
@@ -20,7 +22,7 @@ export interface WorkerProcess {
 export function startWorker(
   experts: string,
   extra: readonly string[] = [],
-  opts: { modelDir?: string; timeoutMs?: number } = {},
+  opts: { modelDir?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<WorkerProcess> {
   const args = [
     'worker',
@@ -36,6 +38,7 @@ export function startWorker(
   ];
   const child = spawn(process.execPath, [...cliArgv(), ...args], {
     cwd: ROOT,
+    ...(opts.env === undefined ? {} : { env: opts.env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -59,6 +62,7 @@ export function startWorker(
       resolve({
         url: ready.url,
         experts: ready.experts,
+        auth: ready.auth,
         child,
         stderr: () => stderr,
         stop: async () => {

@@ -14,6 +14,9 @@ export interface LocalClusterOptions extends ComputeOptions {
   readonly workers: WorkersArg;
   readonly portBase?: number;
   readonly host?: string;
+  /** The cluster token coordinators must prove (checked against --host and --insecure by the CLI). */
+  readonly clusterToken?: string;
+  readonly insecure?: boolean;
 }
 
 export async function run(o: LocalClusterOptions): Promise<number> {
@@ -42,6 +45,10 @@ export async function run(o: LocalClusterOptions): Promise<number> {
     ...(o.threads === undefined ? {} : { threads: o.threads }),
     ...(o.device === undefined ? {} : { device: o.device }),
     ...(o.expertWeights === undefined ? {} : { expertWeights: o.expertWeights }),
+    auth:
+      o.clusterToken === undefined
+        ? { kind: 'none', insecure: o.insecure ?? false }
+        : { kind: 'token', token: o.clusterToken },
     onLog: (worker, line) => relayLogLine(log, line, { worker }),
     onExit: (w, code, signal) => crashed(`worker ${w.index} (${w.url}) exited (${signal ?? `code ${code}`})`),
   });

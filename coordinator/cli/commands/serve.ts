@@ -26,6 +26,8 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly servedModelName?: string;
   readonly shutdownTimeout: number;
   readonly logLevel: LogLevel;
+  /** --api-key / --api-key-file: required on /v1/* as `Authorization: Bearer KEY`. */
+  readonly apiKey?: string;
 }
 
 /** The largest body read: a prompt as long as any supported context fits easily. */
@@ -108,11 +110,24 @@ export async function run(o: ServeOptions): Promise<number> {
         prefillChunk,
         bodyLimitBytes: BODY_LIMIT_BYTES,
         experts: () => cover.coverage(),
+        ...(o.apiKey === undefined ? {} : { apiKey: o.apiKey }),
       },
       log,
     );
     log.info(
-      { url: serving.url, model: servedModelName, experts: description, routing: engine.info.defaultRouting },
+      {
+        url: serving.url,
+        model: servedModelName,
+        experts: description,
+        routing: engine.info.defaultRouting,
+        apiKey: o.apiKey === undefined ? 'none: /v1 is open to anyone who can reach it' : 'required on /v1',
+        workerAuth:
+          experts.kind === 'local'
+            ? 'no workers'
+            : experts.clusterToken === undefined
+              ? 'none (loopback workers only)'
+              : 'cluster token',
+      },
       'serving',
     );
     process.stdout.write(`kmoe serve listening on ${serving.url}\n`);

@@ -17,11 +17,15 @@ export interface ServeProcess {
   stop(timeoutMs?: number): Promise<number | null>;
 }
 
-export function startServe(args: readonly string[], model = MODEL_DIR): Promise<ServeProcess> {
+export function startServe(
+  args: readonly string[],
+  model = MODEL_DIR,
+  env?: NodeJS.ProcessEnv,
+): Promise<ServeProcess> {
   const child = spawn(
     process.execPath,
     [...cliArgv(), 'serve', '--model', model, '--port', '0', '--threads', '1', ...args],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env }) },
   );
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {

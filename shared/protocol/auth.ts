@@ -1,0 +1,91 @@
+// Mutual authentication of a coordinator-worker connection with a shared cluster secret: each side
+// sends a fresh random nonce and proves it knows the secret with an HMAC-SHA256 over both nonces,
+// its role and the protocol version. The secret never crosses the wire, a proof cannot be replayed
+// in another handshake (the other side's nonce is new), nor reflected to the other role.
+//
+//   coordinator -> worker   hello { nonce: Nc }
+//   worker -> coordinator   challenge { nonce: Nw }
+//   coordinator -> worker   proof { proof: HMAC(k, "coordinator" | Nc | Nw) }   worker checks, or refuse 'auth'
+//   worker -> coordinator   welcome { proof: HMAC(k, "worker" | Nc | Nw) }      coordinator checks
+//
+// The worker proves itself only to a coordinator that has already proved itself, so it is never an
+// oracle for unauthenticated peers. What this does not protect against: docs/expert-parallelism.md.
+
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { inspect } from 'node:util';
+import { PROTOCOL_VERSION } from './messages.js';
+
+/** Where the CLI reads the cluster token from (or --cluster-token-file); local clusters pass it on. */
+export const CLUSTER_TOKEN_ENV = 'KMOE_CLUSTER_TOKEN';
+export const NONCE_BYTES = 32;
+/** An eavesdropper sees nonces and proofs and may try tokens offline: short ones fall quickly. */
+export const MIN_TOKEN_CHARS = 16;
+/** Hex text of a nonce or a proof (SHA-256 is 32 bytes, like the nonce). */
+export const AUTH_HEX = /^[0-9a-f]{64}$/;
+
+export type AuthRole = 'coordinator' | 'worker';
+
+/** Why a cluster token cannot be used, or undefined when it can. */
+export function clusterTokenProblem(token: string): string | undefined {
+  if (token.length < MIN_TOKEN_CHARS)
+    return `the cluster token has ${token.length} characters; it needs at least ${MIN_TOKEN_CHARS} (e.g. openssl rand -hex 32)`;
+  if (/\s/.test(token)) return 'the cluster token contains white space';
+  return undefined;
+}
+
+/** A fresh random nonce, as hex. */
+export function newNonce(): string {
+  return randomBytes(NONCE_BYTES).toString('hex');
+}
+
+/** A random cluster token, for workers only this process talks to. */
+export function randomClusterToken(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/**
+ * The cluster secret, holding the key; it prints as `[cluster secret]` (logs, JSON, inspect) so a
+ * stray log of an options object cannot leak it.
+ */
+export class ClusterSecret {
+  readonly #key: Buffer;
+
+  constructor(token: string) {
+    const problem = clusterTokenProblem(token);
+    if (problem !== undefined) throw new RangeError(problem);
+    this.#key = Buffer.from(token, 'utf8');
+  }
+
+  /** `role`'s proof for the handshake with these nonces (hex). */
+  proof(role: AuthRole, coordinatorNonce: string, workerNonce: string): string {
+    return createHmac('sha256', this.#key)
+      .update(`kmoe cluster auth v${PROTOCOL_VERSION} ${role}\n`)
+      .update(nonceBytes(coordinatorNonce))
+      .update(nonceBytes(workerNonce))
+      .digest('hex');
+  }
+
+  /** Whether `proof` is `role`'s proof for these nonces; compares in constant time. */
+  verify(role: AuthRole, coordinatorNonce: string, workerNonce: string, proof: string): boolean {
+    if (!AUTH_HEX.test(proof)) return false;
+    const expected = Buffer.from(this.proof(role, coordinatorNonce, workerNonce), 'hex');
+    return timingSafeEqual(expected, Buffer.from(proof, 'hex'));
+  }
+
+  toString(): string {
+    return '[cluster secret]';
+  }
+
+  toJSON(): string {
+    return '[cluster secret]';
+  }
+
+  [inspect.custom](): string {
+    return '[cluster secret]';
+  }
+}
+
+function nonceBytes(nonce: string): Buffer {
+  if (!AUTH_HEX.test(nonce)) throw new RangeError(`a nonce is ${NONCE_BYTES} bytes in lower-case hex`);
+  return Buffer.from(nonce, 'hex');
+}
