@@ -4,6 +4,7 @@
 
 import { statSync } from 'node:fs';
 import { Option } from 'commander';
+import { checkRedisUrl } from '../../shared/cluster-registry/redis-connection.js';
 import { EXPERT_WEIGHT_FORMATS, type ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import {
@@ -145,6 +146,32 @@ export function parseWorkers(raw: string): WorkersArg {
   return { kind: 'urls', urls };
 }
 
+/** `--redis`: redis:// or rediss:// (TLS), credentials allowed (never printed). */
+export function parseRedisUrl(raw: string): string {
+  const problem = checkRedisUrl(raw.trim());
+  if (problem) throw new UsageError(`--redis: ${problem}`);
+  return raw.trim();
+}
+
+/** `--experts` of a worker: a set (`0-3`, `0,2,5-7`), or `auto[:N]` (the registry chooses N). */
+export function parseExpertChoice(
+  raw: string,
+): { readonly kind: 'set'; readonly set: string } | { readonly kind: 'auto'; readonly count?: number } {
+  const m = /^auto(?::(\d+))?$/.exec(raw.trim());
+  if (!m) return { kind: 'set', set: raw };
+  if (m[1] === undefined) return { kind: 'auto' };
+  const count = Number(m[1]);
+  if (count < 1) throw new UsageError(`--experts auto:N needs N >= 1, got ${raw}`);
+  return { kind: 'auto', count };
+}
+
+/** `--advertise-url`: the ws:// URL coordinators should dial (a worker behind NAT). */
+export function parseAdvertiseUrl(raw: string): string {
+  if (!/^wss?:\/\/[^\s/]+/.test(raw.trim()))
+    throw new UsageError(`--advertise-url must be a ws:// URL, got '${raw}'`);
+  return raw.trim();
+}
+
 function parseWire(raw: string): WireDType {
   if (!isWireDType(raw))
     throw new UsageError(`--wire must be one of ${WIRE_DTYPES.join(', ')}, got '${raw}'`);
@@ -246,6 +273,7 @@ export const opt = {
     new Option('--kv-dtype <dtype>', `KV cache dtype: ${KV_DTYPES.join(' | ')}`).argParser(
       parseChoice<KvDType>('--kv-dtype', KV_DTYPES),
     ),
+  redis: (description: string) => new Option('--redis <url>', description).argParser(parseRedisUrl),
   logLevel: () =>
     new Option('--log-level <level>', `${LOG_LEVELS.join(' | ')}; JSON lines on stderr`).argParser(
       parseChoice<LogLevel>('--log-level', LOG_LEVELS),

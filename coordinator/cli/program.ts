@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
 import { WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
+import type { WorkerCommandOptions } from '../../worker/command.js';
 import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/perplexity.js';
@@ -15,7 +16,9 @@ import { GREEDY } from '../sampling.js';
 import {
   type ComputeOptions,
   opt,
+  parseAdvertiseUrl,
   parseChoice,
+  parseExpertChoice,
   parseInteger,
   parseList,
   parseNumber,
@@ -185,7 +188,22 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
   const worker = sub(program, 'worker', 'host experts for remote coordinators')
     .addOption(opt.model())
     .addOption(
-      new Option('--experts <set>', 'expert indices and ranges, e.g. 0-3 or 0,2,5-7').makeOptionMandatory(),
+      new Option(
+        '--experts <set>',
+        'expert indices and ranges, e.g. 0-3 or 0,2,5-7; or auto[:N] (needs --redis): N experts the ' +
+          'registry chooses, uncovered ones first, then replicas of the busiest (default N: half the experts)',
+      )
+        .argParser(parseExpertChoice)
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      opt.redis('register in this Redis registry (redis:// or rediss://; heartbeat, deregisters on SIGTERM)'),
+    )
+    .addOption(
+      new Option(
+        '--advertise-url <url>',
+        'the ws:// URL registered for coordinators to dial (behind NAT; default: the listen address)',
+      ).argParser(parseAdvertiseUrl),
     )
     .addOption(opt.port('port to listen on; 0 = any free port, shown in the ready line').default(7070))
     .addOption(opt.host().default('127.0.0.1'))
@@ -207,9 +225,13 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       import('../../worker/command.js'),
       import('./experts.js'),
     ]);
-    return (
-      o: { model: string; experts: string; host: string; port: number; maxFrameMb: number } & ComputeOptions,
-    ) => run({ ...o, settings: sessionSettings(o) });
+    return (o: Omit<WorkerCommandOptions, 'settings'> & ComputeOptions) => {
+      if (o.experts.kind === 'auto' && o.redis === undefined)
+        throw new UsageError('--experts auto needs --redis: the registry chooses the experts');
+      if (o.advertiseUrl !== undefined && o.redis === undefined)
+        throw new UsageError('--advertise-url needs --redis: it is the URL registered there');
+      return run({ ...o, settings: sessionSettings(o) });
+    };
   });
 
   // ---- local-cluster ----

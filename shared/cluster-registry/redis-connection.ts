@@ -1,0 +1,97 @@
+// Opening a Redis connection for the registry: redis:// or rediss:// (TLS, handled by ioredis), with
+// reconnects forever (serving must outlive a Redis restart) and every URL shown to people with its
+// password masked.
+
+import { Redis } from 'ioredis';
+import { RegistryError } from './errors.js';
+
+/** `redis://user:secret@host:6379/0` -> `redis://user:***@host:6379/0`; unparsable URLs are hidden whole. */
+export function maskRedisUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return '<unparsable redis URL>';
+  }
+  if (u.password !== '') u.password = '***';
+  else if (u.username !== '' && u.protocol.startsWith('redis')) {
+    // redis://secret@host: ioredis takes a lone user part as the password.
+    u.username = '***';
+  }
+  return u.toString();
+}
+
+/** Checks the scheme once, at the edge; the CLI turns this into a usage error. */
+export function checkRedisUrl(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return `not a URL: ${maskRedisUrl(url)}`;
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    return `expected redis:// or rediss://, got ${u.protocol}//`;
+  return undefined;
+}
+
+export interface RegistryConnectionOptions {
+  /** Called on connection errors (already masked), at most once per outage. */
+  readonly onError?: (message: string) => void;
+  /** Called when the connection is ready again after an outage. */
+  readonly onReady?: () => void;
+  readonly connectTimeoutMs?: number;
+}
+
+/**
+ * A connection that reconnects with capped backoff for as long as the process lives. Commands
+ * issued while it is down fail at once (no offline queue): callers keep their last known state
+ * and retry on their next tick instead of piling up commands.
+ */
+export function openRegistryConnection(url: string, o: RegistryConnectionOptions = {}): Redis {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: o.connectTimeoutMs ?? 5000,
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
+  });
+  let down = false;
+  redis.on('error', (err: Error) => {
+    if (down) return;
+    down = true;
+    o.onError?.(`redis ${maskRedisUrl(url)}: ${maskSecrets(err.message, url)}`);
+  });
+  redis.on('ready', () => {
+    if (down) o.onReady?.();
+    down = false;
+  });
+  return redis;
+}
+
+/** Connects (first time) or fails with a RegistryError naming the masked URL. */
+export async function connectRegistry(url: string, o: RegistryConnectionOptions = {}): Promise<Redis> {
+  const redis = openRegistryConnection(url, o);
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new RegistryError(
+      `cannot connect to the registry at ${maskRedisUrl(url)}: ${maskSecrets((err as Error).message, url)}`,
+      { hint: 'check --redis (host, port, password, redis:// or rediss://) and that redis-server runs' },
+    );
+  }
+  return redis;
+}
+
+/** Removes the URL's password from a message (ioredis errors may quote the URL). */
+function maskSecrets(message: string, url: string): string {
+  try {
+    const u = new URL(url);
+    const secrets = [u.password, u.username].filter((s) => s.length >= 3).map(decodeURIComponent);
+    let m = message;
+    for (const s of secrets) m = m.split(s).join('***');
+    return m;
+  } catch {
+    return message;
+  }
+}
