@@ -328,6 +328,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.host('listen address').default('127.0.0.1'))
     .addOption(opt.port('listen port; 0 picks a free one').default(8000))
     .addOption(opt.workers('2'))
+    .addOption(
+      opt.redis(
+        'take the workers from this Redis registry and follow joins and leaves while serving ' +
+          '(redis:// or rediss://; instead of --workers)',
+      ),
+    )
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
     .addOption(opt.routing("default routing policy (default: the model's native top-K)"))

@@ -3,16 +3,20 @@
 // prints the URL, and shuts down gracefully on SIGTERM/SIGINT.
 
 import { basename, resolve } from 'node:path';
+import { maskRedisUrl } from '../../../shared/cluster-registry/redis-connection.js';
+import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
 import { checkCanListen } from '../../../shared/runtime/port.js';
 import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
 import { ClusterHealth } from '../../cluster/cluster-health.js';
 import { type Membership, StaticMembership } from '../../cluster/membership.js';
+import { RedisMembership } from '../../cluster/registry/redis-membership.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { createLogger, type LogLevel } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
 import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
+import { UsageError } from '../usage-error.js';
 
 export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly model: string;
@@ -26,6 +30,8 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly servedModelName?: string;
   readonly shutdownTimeout: number;
   readonly logLevel: LogLevel;
+  /** Redis registry to take the workers from (and follow while serving), instead of --workers. */
+  readonly redis?: string;
 }
 
 /** The largest body read: a prompt as long as any supported context fits easily. */
@@ -53,9 +59,34 @@ export async function run(o: ServeOptions): Promise<number> {
   // engine start.
   await checkRouting(modelDir, routingArg);
   for (const profile of profiles) await checkRouting(modelDir, profile);
-  const workers = o.workers ?? { kind: 'count', n: DEFAULT_SERVE_WORKERS };
+  if (o.redis !== undefined && o.workers !== undefined)
+    throw new UsageError('give --workers or --redis, not both: with --redis the registry lists the workers');
+  let workers = o.workers ?? { kind: 'count', n: o.redis === undefined ? DEFAULT_SERVE_WORKERS : 0 };
+  if (o.redis !== undefined) workers = { kind: 'urls', urls: [] };
   await checkPlacement(modelDir, workers, o);
   await checkCanListen(host, port);
+
+  let registry: RedisMembership | undefined;
+  if (o.redis !== undefined) {
+    const ckpt = await Checkpoint.open(modelDir);
+    registry = await RedisMembership.start({
+      url: o.redis,
+      fingerprint: ckpt.fingerprint(),
+      numExperts: ckpt.config.numExperts,
+      log: { info: (m) => log.info(m), warn: (m) => log.warn(m) },
+    });
+    log.info({ registry: maskRedisUrl(o.redis) }, 'waiting until registered workers cover every expert');
+    const covered = registry.waitForCoverage(Number.POSITIVE_INFINITY, (missing) =>
+      log.info({ missing }, 'experts not yet held by a registered worker'),
+    );
+    const signalled = await Promise.race([covered.then(() => undefined), stop]);
+    if (signalled !== undefined) {
+      await registry.close();
+      log.info({ signal: signalled }, 'stopped before the workers covered the experts');
+      return 0;
+    }
+    workers = { kind: 'urls', urls: registry.members() };
+  }
 
   if (workers.kind === 'count' && workers.n > 0)
     log.info({ workers: workers.n }, 'starting local expert workers');
@@ -70,7 +101,7 @@ export async function run(o: ServeOptions): Promise<number> {
   });
   const { cluster, experts } = placed;
   const membership: Membership =
-    cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
+    registry ?? cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
 
   let engine: EngineClient | undefined;
   let health: ClusterHealth | undefined;
@@ -95,6 +126,7 @@ export async function run(o: ServeOptions): Promise<number> {
       reportsExits: cluster !== undefined,
     });
     const cover = health;
+    if (registry) followMembership(registry, client, cover, workers.kind === 'urls' ? workers.urls : [], log);
     const serving = await startServing(
       engine,
       {
@@ -122,9 +154,46 @@ export async function run(o: ServeOptions): Promise<number> {
     log.info({ cancelled: report.cancelled }, 'drained');
   } finally {
     health?.close();
+    await registry?.close();
     await engine?.close();
     await cluster?.stop();
   }
   log.info('stopped');
   return 0;
+}
+
+/**
+ * Applies the registry's joins and leaves to the engine (connect, route; stop routing) and to the
+ * cluster health, one change at a time in arrival order. Changes that happened while the engine
+ * was starting are applied first: the past leaves, then the members the engine does not know yet.
+ */
+function followMembership(
+  registry: RedisMembership,
+  engine: EngineClient,
+  health: ClusterHealth,
+  connected: readonly string[],
+  log: ReturnType<typeof createLogger>,
+): void {
+  let changes = Promise.resolve();
+  const known = new Set(connected);
+  const join = (url: string, reason: string) => {
+    changes = changes.then(async () => {
+      try {
+        const w = await engine.joinWorker(url);
+        known.add(url);
+        health.joined(url, w.experts);
+        log.info({ worker: url, experts: w.experts, reason }, 'worker joined: routing to it');
+      } catch (err) {
+        log.error({ worker: url, err: (err as Error).message }, 'a registered worker could not be connected');
+      }
+    });
+  };
+  registry.onLeave((e) => {
+    changes = changes.then(async () => {
+      const had = await engine.leaveWorker(e.url).catch(() => false);
+      if (had) log.info({ worker: e.url, reason: e.reason }, 'worker left: routing nothing more to it');
+    });
+  });
+  for (const url of registry.members()) if (!known.has(url)) join(url, 'registered while the engine started');
+  registry.onJoin((e) => join(e.url, e.reason));
 }
