@@ -380,6 +380,18 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     );
   action(serve, argv, outcome, async () => (await import('./commands/serve.js')).run);
 
+  // ---- cluster ----
+  const cluster = sub(program, 'cluster', 'inspect a cluster that shares a Redis registry');
+  const clusterStatus = sub(cluster, 'status', 'workers, experts held, load, heartbeats, coverage per expert')
+    .addOption(opt.redis('the registry (redis:// or rediss://)').makeOptionMandatory())
+    .addOption(new Option('--json', 'one JSON object on stdout'))
+    .addHelpText(
+      'after',
+      '\nLoad (pairs/s, tokens/s) is what each worker measured over its last heartbeat (1 s); a coordinator\n' +
+        'started with --redis exports the same figures on /metrics (kmoe_cluster_*).',
+    );
+  action(clusterStatus, argv, outcome, async () => (await import('./commands/cluster.js')).status);
+
   addScaleTools(program, argv, outcome);
   addBenchmarks(program, argv, outcome);
   return program;

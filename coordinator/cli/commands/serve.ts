@@ -3,6 +3,7 @@
 // prints the URL, and shuts down gracefully on SIGTERM/SIGINT.
 
 import { basename, resolve } from 'node:path';
+import type { Registry } from 'prom-client';
 import { maskRedisUrl } from '../../../shared/cluster-registry/redis-connection.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
@@ -10,6 +11,7 @@ import { checkCanListen } from '../../../shared/runtime/port.js';
 import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
 import { ClusterHealth } from '../../cluster/cluster-health.js';
 import { type Membership, StaticMembership } from '../../cluster/membership.js';
+import { registerClusterMetrics } from '../../cluster/registry/cluster-metrics.js';
 import { RedisMembership } from '../../cluster/registry/redis-membership.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { createLogger, type LogLevel } from '../../server/logger.js';
@@ -140,6 +142,9 @@ export async function run(o: ServeOptions): Promise<number> {
         prefillChunk,
         bodyLimitBytes: BODY_LIMIT_BYTES,
         experts: () => cover.coverage(),
+        ...(registry
+          ? { registerMetrics: (r: Registry) => registerClusterMetrics(r, registry, client.info.fingerprint) }
+          : {}),
       },
       log,
     );

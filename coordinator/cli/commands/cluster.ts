@@ -1,0 +1,22 @@
+// `kmoe cluster status`: what the Redis registry says about the cluster (workers, experts held,
+// load, heartbeat age, coverage and replication per expert), as text or JSON.
+
+import { connectRegistry, maskRedisUrl } from '../../../shared/cluster-registry/redis-connection.js';
+import { readWorkers } from '../../../shared/cluster-registry/registry-reader.js';
+import { clusterStatus, formatClusterStatus } from '../../cluster/registry/cluster-status.js';
+
+export interface ClusterStatusOptions {
+  readonly redis: string;
+  readonly json?: boolean;
+}
+
+export async function status(o: ClusterStatusOptions): Promise<number> {
+  const redis = await connectRegistry(o.redis);
+  try {
+    const s = clusterStatus(maskRedisUrl(o.redis), await readWorkers(redis));
+    process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatClusterStatus(s));
+    return 0;
+  } finally {
+    redis.disconnect();
+  }
+}
