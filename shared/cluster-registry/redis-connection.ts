@@ -55,15 +55,25 @@ export function openRegistryConnection(url: string, o: RegistryConnectionOptions
     connectTimeout: o.connectTimeoutMs ?? 5000,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
   });
-  let down = false;
+  let outage = false;
+  let reported = false;
+  let wasReady = false;
   redis.on('error', (err: Error) => {
-    if (down) return;
-    down = true;
+    outage = true;
+    if (reported) return;
+    reported = true;
     o.onError?.(`redis ${maskRedisUrl(url)}: ${maskSecrets(err.message, url)}`);
   });
+  // A clean server shutdown closes the socket without an error; the reconnect that follows may
+  // reach a restarted, empty Redis: that is an outage too.
+  redis.on('close', () => {
+    if (wasReady) outage = true;
+  });
   redis.on('ready', () => {
-    if (down) o.onReady?.();
-    down = false;
+    if (outage) o.onReady?.();
+    outage = false;
+    reported = false;
+    wasReady = true;
   });
   return redis;
 }
