@@ -137,6 +137,29 @@ describe('cluster registry (real redis-server)', () => {
     expect((await complete()).length).toBeGreaterThan(0);
   });
 
+  it('a second coordinator shares the registry and serves the same text', async () => {
+    const first = await complete();
+    const second = await startServe(['--redis', redis.url, '--wire', 'fp32']);
+    try {
+      const res = await fetch(`${second.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'tiny-mixtral',
+          prompt: PROMPT,
+          max_tokens: MAX_TOKENS,
+          temperature: 0,
+        }),
+      });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { choices: { text: string }[] }).choices[0]!.text).toBe(first);
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
+    // The first coordinator is unaffected by the second leaving.
+    expect(await complete()).toBe(first);
+  });
+
   it('a worker that joins during a stream of requests receives work; no request fails', async () => {
     const baseline = await complete();
     const joined = (async () => {
