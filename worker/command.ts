@@ -3,6 +3,7 @@
 // SIGINT closes the connections and exits 0. The CLI parses the command line; this module takes
 // typed options and imports nothing from the coordinator.
 
+import { networkInterfaces } from 'node:os';
 import type { Redis } from 'ioredis';
 import { HEARTBEAT_MS, POLL_MS } from '../shared/cluster-registry/keys.js';
 import { connectRegistry, maskRedisUrl } from '../shared/cluster-registry/redis-connection.js';
@@ -97,7 +98,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   try {
     compute = await ExpertCompute.start({ modelDir, experts, settings });
     server = await WorkerServer.start({ host, port, maxFrameBytes, compute, log });
-    await registrar?.start('ready', server.metrics, o.advertiseUrl ?? server.url);
+    await registrar?.start('ready', server.metrics, o.advertiseUrl ?? advertisedUrl(host, server.url, log));
   } catch (err) {
     await registrar?.deregister().catch(() => {});
     redis?.disconnect();
@@ -132,4 +133,22 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   await compute.close();
   if (process.connected) process.disconnect();
   return 0;
+}
+
+/**
+ * The URL to register when --advertise-url is not given: the listen URL, except that a wildcard
+ * bind (0.0.0.0, ::) is replaced by this host's first external IPv4 address, which other hosts
+ * can dial (say so: behind NAT it is the wrong one, and --advertise-url is the fix).
+ */
+function advertisedUrl(host: string, listenUrl: string, log: { warn(m: string): void }): string {
+  if (host !== '0.0.0.0' && host !== '::') return listenUrl;
+  const external = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a !== undefined && a.family === 'IPv4' && !a.internal);
+  if (!external) return listenUrl;
+  const url = listenUrl.replace(/^ws:\/\/[^/]*:(\d+)$/, `ws://${external.address}:$1`);
+  log.warn(
+    `listening on ${host}: registering ${url} (give --advertise-url if coordinators must dial another address)`,
+  );
+  return url;
 }

@@ -116,9 +116,18 @@ export async function run(o: ServeOptions): Promise<number> {
     });
     const description = engine.info.experts;
     const client = engine;
-    client.onWorkerDown((e) =>
-      log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker'),
-    );
+    // A worker that left the registry (drained) closes its connection as expected: not an error.
+    const departed = new Set<string>();
+    registry?.onLeave((e) => departed.add(e.url));
+    registry?.onJoin((e) => departed.delete(e.url));
+    client.onWorkerDown((e) => {
+      if (departed.has(e.url))
+        log.info(
+          { worker: e.url, reason: e.reason },
+          'a worker that left the registry closed its connection',
+        );
+      else log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker');
+    });
     health = ClusterHealth.watch({
       description,
       numExperts: engine.info.numExperts,

@@ -18,6 +18,8 @@ import { readWorkers } from '../../../shared/cluster-registry/registry-reader.js
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import type { MemberJoined, MemberLeft, Membership } from '../membership.js';
 
+const MAX_REMEMBERED_LEAVES = 1000;
+
 export interface RegistryLog {
   info(message: string): void;
   warn(message: string): void;
@@ -220,6 +222,8 @@ export class RedisMembership implements Membership {
     for (const e of leaves) {
       this.o.log.info(`registry: ${e.reason}`);
       this.left.push(e);
+      // Past leaves are replayed to late listeners; a long-running cluster keeps only recent ones.
+      if (this.left.length > MAX_REMEMBERED_LEAVES) this.left.shift();
       for (const l of this.leaveListeners) l(e);
     }
     for (const e of joins) {

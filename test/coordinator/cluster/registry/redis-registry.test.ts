@@ -19,12 +19,13 @@ interface StatusJson {
     experts: number[];
     heartbeatAgeMs: number;
     pairsPerSec: number;
+    tokensPerSec: number;
   }[];
   models: {
     numExperts: number;
     covered: boolean;
     missing: number[];
-    experts: { expert: number; replicas: number }[];
+    experts: { expert: number; replicas: number; pairsPerSec: number }[];
   }[];
 }
 
@@ -162,6 +163,7 @@ describe('cluster registry (real redis-server)', () => {
 
   it('a worker that joins during a stream of requests receives work; no request fails', async () => {
     const baseline = await complete();
+    let loaded: StatusJson | undefined;
     const joined = (async () => {
       const w = await startWorker('0-7', ['--redis', redis.url]);
       workers.push(w);
@@ -169,6 +171,11 @@ describe('cluster registry (real redis-server)', () => {
       await until('the joined worker to answer a dispatch', async () =>
         (await okRequests(w)) > 0 ? true : undefined,
       );
+      // Under load, the workers' heartbeats carry their measured load into the registry.
+      loaded = await until('a heartbeat with load', async () => {
+        const st = await status();
+        return st.workers.some((x) => x.pairsPerSec > 0) ? st : undefined;
+      });
       return w;
     })();
     const { texts, errors } = await stream(3, joined);
@@ -179,6 +186,13 @@ describe('cluster registry (real redis-server)', () => {
     for (const t of texts) expect(t).toBe(baseline);
     expect(await okRequests(w)).toBeGreaterThan(0);
     expect(server!.stderr()).toContain('worker joined: routing to it');
+    const busy = loaded!.workers.find((x) => x.pairsPerSec > 0)!;
+    // K = 2 experts per token on the tiny model: a worker computes at most 2 pairs per token it receives.
+    expect(busy.tokensPerSec).toBeGreaterThan(0);
+    // (Both are rounded to 0.01/s in the record.)
+    expect(busy.pairsPerSec).toBeLessThanOrEqual(2 * busy.tokensPerSec + 0.02);
+    const perExpert = loaded!.models[0]!.experts.reduce((a, e) => a + e.pairsPerSec, 0);
+    expect(perExpert).toBeGreaterThan(0);
   });
 
   it('SIGTERM drains a worker: it deregisters first and no request fails', async () => {
