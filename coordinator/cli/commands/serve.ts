@@ -4,6 +4,7 @@
 
 import { basename, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
+import { POLL_MS } from '../../../shared/cluster-registry/keys.js';
 import { maskRedisUrl } from '../../../shared/cluster-registry/redis-connection.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
@@ -12,6 +13,7 @@ import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
 import { ClusterHealth } from '../../cluster/cluster-health.js';
 import { type Membership, StaticMembership } from '../../cluster/membership.js';
 import { registerClusterMetrics } from '../../cluster/registry/cluster-metrics.js';
+import { reachableWorkers } from '../../cluster/registry/reachable.js';
 import { RedisMembership } from '../../cluster/registry/redis-membership.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { createLogger, type LogLevel } from '../../server/logger.js';
@@ -78,16 +80,31 @@ export async function run(o: ServeOptions): Promise<number> {
       log: { info: (m) => log.info(m), warn: (m) => log.warn(m) },
     });
     log.info({ registry: maskRedisUrl(o.redis) }, 'waiting until registered workers cover every expert');
-    const covered = registry.waitForCoverage(Number.POSITIVE_INFINITY, (missing) =>
-      log.info({ missing }, 'experts not yet held by a registered worker'),
-    );
-    const signalled = await Promise.race([covered.then(() => undefined), stop]);
-    if (signalled !== undefined) {
+    const members = registry;
+    const reachable = (async () => {
+      for (;;) {
+        await members.waitForCoverage(Number.POSITIVE_INFINITY, (missing) =>
+          log.info({ missing }, 'experts not yet held by a registered worker'),
+        );
+        // A record outlives its worker by up to a TTL: start with the workers that answer.
+        const r = await reachableWorkers(members.workers(), ckpt.config.numExperts);
+        if (r.covered) return r.reachable.map((w) => w.url);
+        log.warn(
+          { unreachable: r.unreachable.map((w) => w.url) },
+          'registered workers do not answer; waiting',
+        );
+        await new Promise((res) => setTimeout(res, POLL_MS));
+      }
+    })();
+    const started = await Promise.race([reachable, stop]);
+    // On a signal the wait ends with the membership closed below; nothing is left to report.
+    reachable.catch(() => {});
+    if (!Array.isArray(started)) {
       await registry.close();
-      log.info({ signal: signalled }, 'stopped before the workers covered the experts');
+      log.info({ signal: started }, 'stopped before the workers covered the experts');
       return 0;
     }
-    workers = { kind: 'urls', urls: registry.members() };
+    workers = { kind: 'urls', urls: started };
   }
 
   if (workers.kind === 'count' && workers.n > 0)

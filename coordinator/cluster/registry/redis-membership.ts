@@ -53,6 +53,7 @@ export class RedisMembership implements Membership {
   private again = false;
   private readFailing = false;
   private lastRead = 0;
+  private closed = false;
 
   private constructor(
     private readonly o: RedisMembershipOptions,
@@ -122,7 +123,9 @@ export class RedisMembership implements Membership {
   async waitForCoverage(timeoutMs: number, onWait: (missing: string) => void): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let said = '';
-    while (!this.covered()) {
+    for (;;) {
+      if (this.closed) throw new Error('the registry membership was closed while waiting for coverage');
+      if (this.covered()) return;
       const held = new Uint8Array(this.o.numExperts);
       for (const w of this.known.values()) for (const e of w.experts) held[e] = 1;
       const missing = formatExpertSet([...held].flatMap((h, e) => (h ? [] : [e])));
@@ -143,6 +146,7 @@ export class RedisMembership implements Membership {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     await this.reading;
     this.sub.disconnect();
