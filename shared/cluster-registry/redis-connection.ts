@@ -81,12 +81,20 @@ export function openRegistryConnection(url: string, o: RegistryConnectionOptions
 /** Connects (first time) or fails with a RegistryError naming the masked URL. */
 export async function connectRegistry(url: string, o: RegistryConnectionOptions = {}): Promise<Redis> {
   const redis = openRegistryConnection(url, o);
+  // connect() rejects with "Connection is closed"; the cause (WRONGPASS, NOAUTH, ECONNREFUSED)
+  // came in an error event just before.
+  let cause: Error | undefined;
+  const remember = (err: Error) => {
+    cause = err;
+  };
+  redis.on('error', remember);
   try {
     await redis.connect();
+    redis.off('error', remember);
   } catch (err) {
     redis.disconnect();
     throw new RegistryError(
-      `cannot connect to the registry at ${maskRedisUrl(url)}: ${maskSecrets((err as Error).message, url)}`,
+      `cannot connect to the registry at ${maskRedisUrl(url)}: ${maskSecrets((cause ?? (err as Error)).message, url)}`,
       { hint: 'check --redis (host, port, password, redis:// or rediss://) and that redis-server runs' },
     );
   }

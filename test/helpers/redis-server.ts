@@ -32,7 +32,7 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Resolves true when a PING on a fresh socket answers +PONG. */
+/** Resolves true when a PING on a fresh socket answers +PONG (or NOAUTH: up, with a password). */
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = new Socket();
@@ -45,7 +45,7 @@ function ping(port: number): Promise<boolean> {
     sock.once('error', () => done(false));
     sock.on('data', (d) => {
       buf += d.toString();
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH'));
     });
     sock.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
   });
@@ -56,10 +56,23 @@ interface Running {
   readonly exited: Promise<void>;
 }
 
-function launch(port: number, dir: string, log: { text: string }): Running {
+function launch(port: number, dir: string, log: { text: string }, password?: string): Running {
+  const auth = password === undefined ? [] : ['--requirepass', password];
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      ...auth,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const append = (d: Buffer) => {
@@ -81,7 +94,8 @@ async function waitReady(r: Running, port: number, timeoutMs: number): Promise<b
   return false;
 }
 
-export async function startRedis(opts: { timeoutMs?: number } = {}): Promise<RedisServer> {
+/** `password`: started with --requirepass; `url` then carries it (redis://:PASSWORD@...). */
+export async function startRedis(opts: { timeoutMs?: number; password?: string } = {}): Promise<RedisServer> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const dir = mkdtempSync(join(tmpdir(), 'kmoe-redis-'));
   const log = { text: '' };
@@ -89,7 +103,7 @@ export async function startRedis(opts: { timeoutMs?: number } = {}): Promise<Red
   let running: Running | undefined;
   for (let attempt = 0; attempt < 5 && !running; attempt++) {
     port = await freePort();
-    const r = launch(port, dir, log);
+    const r = launch(port, dir, log, opts.password);
     if (await waitReady(r, port, timeoutMs)) running = r;
     else {
       r.child.kill('SIGKILL');
@@ -110,7 +124,7 @@ export async function startRedis(opts: { timeoutMs?: number } = {}): Promise<Red
   };
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}@`}127.0.0.1:${port}`,
     output: () => log.text,
     stop: async () => {
       await stopCurrent();
@@ -118,7 +132,7 @@ export async function startRedis(opts: { timeoutMs?: number } = {}): Promise<Red
     },
     restart: async () => {
       await stopCurrent();
-      const r = launch(port, dir, log);
+      const r = launch(port, dir, log, opts.password);
       if (!(await waitReady(r, port, timeoutMs))) {
         r.child.kill('SIGKILL');
         throw new Error(`redis-server did not restart on port ${port}; output:\n${log.text}`);

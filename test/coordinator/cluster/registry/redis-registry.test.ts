@@ -261,3 +261,35 @@ describe('cluster registry (real redis-server)', () => {
     expect(r.stderr + r.stdout).not.toContain('hunter2-secret');
   });
 });
+
+describe('cluster registry with a password (real redis-server --requirepass)', () => {
+  it('registers with the password and never prints it; a wrong one fails naming the masked URL', async () => {
+    const secret = 'hunter2-registry-pw';
+    const locked = await startRedis({ password: secret });
+    let w: WorkerProcess | undefined;
+    try {
+      w = await startWorker('0-3', ['--redis', locked.url]);
+      const r = await runCli(['cluster', 'status', '--redis', locked.url, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const s = JSON.parse(r.stdout) as StatusJson;
+      expect(s.registry).toBe(`redis://:***@127.0.0.1:${locked.port}`);
+      expect(s.workers.map((x) => x.url)).toEqual([w.url]);
+      expect(w.stderr()).toContain(`redis://:***@127.0.0.1:${locked.port}`);
+
+      const wrong = await runCli([
+        'cluster',
+        'status',
+        '--redis',
+        `redis://:not-${secret}@127.0.0.1:${locked.port}`,
+      ]);
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr).toContain('WRONGPASS');
+      expect(wrong.stderr).toContain(`redis://:***@127.0.0.1:${locked.port}`);
+      for (const text of [r.stdout, r.stderr, w.stderr(), wrong.stdout, wrong.stderr])
+        expect(text).not.toContain(secret);
+    } finally {
+      await w?.stop();
+      await locked.stop();
+    }
+  });
+});
