@@ -89,6 +89,8 @@ export class Registrar {
       const experts = chooseAutoExperts(expertView(others, numExperts), count);
       this.experts = experts;
       await this.beat();
+      // The claim must outlive the loading (minutes for a big model), not just one TTL.
+      this.heartbeat();
       return experts;
     } finally {
       await redis.eval(UNLOCK_SCRIPT, 1, this.keys.autoLock, token);
@@ -104,6 +106,10 @@ export class Registrar {
       this.meter = new LoadMeter();
     }
     await this.beat();
+    this.heartbeat();
+  }
+
+  private heartbeat(): void {
     this.timer ??= setInterval(() => {
       this.beating = this.beat().catch(() => {});
     }, this.o.heartbeatMs ?? HEARTBEAT_MS);
