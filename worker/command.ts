@@ -3,24 +3,42 @@
 // SIGINT closes the connections and exits 0. The CLI parses the command line; this module takes
 // typed options and imports nothing from the coordinator.
 
+import { networkInterfaces } from 'node:os';
+import type { Redis } from 'ioredis';
+import { HEARTBEAT_MS, POLL_MS } from '../shared/cluster-registry/keys.js';
+import { connectRegistry } from '../shared/cluster-registry/redis-connection.js';
+import { Checkpoint } from '../shared/model/checkpoint.js';
 import { loadModelConfig } from '../shared/model/config.js';
 import type { SessionSettings } from '../shared/onnx/session.js';
 import { ClusterSecret } from '../shared/protocol/auth.js';
 import { formatExpertSet, parseExpertSet } from '../shared/protocol/expert-set.js';
 import { formatReadyLine, type WorkerAuthMode } from '../shared/protocol/ready-line.js';
 import { createProcessLogger } from '../shared/runtime/logger.js';
+import { maskUrl } from '../shared/runtime/mask-url.js';
 import { checkCanListen, isLoopbackHost } from '../shared/runtime/port.js';
 import { stopWithParent } from '../shared/runtime/stop-with-parent.js';
 import { ExpertCompute } from './expert-compute.js';
+import { newWorkerId, Registrar } from './registrar.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from './server.js';
 
 export const DEFAULT_WORKER_PORT = 7070;
 export const DEFAULT_MAX_FRAME_MB = DEFAULT_MAX_FRAME_BYTES / 2 ** 20;
 
+/** `--experts auto[:N]`: N experts chosen by the registry (default: half the model's, at least 1). */
+export type ExpertChoice =
+  | { readonly kind: 'set'; readonly set: string }
+  | { readonly kind: 'auto'; readonly count?: number };
+
+/** After deregistering, how long coordinators get to stop routing here before connections close. */
+const DRAIN_NOTICE_MS = POLL_MS + HEARTBEAT_MS;
+
 export interface WorkerCommandOptions {
   readonly model: string;
-  /** Expert indices and ranges, e.g. `0-3` or `0,2,5-7`. */
-  readonly experts: string;
+  readonly experts: ExpertChoice;
+  /** Registry to register in (`--redis`); required by `--experts auto`. */
+  readonly redis?: string;
+  /** The ws:// URL coordinators should use (behind NAT); default: the listen address. */
+  readonly advertiseUrl?: string;
   readonly host: string;
   readonly port: number;
   readonly maxFrameMb: number;
@@ -36,7 +54,6 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   const { model: modelDir, host, port, settings } = o;
   const maxFrameBytes = Math.round(o.maxFrameMb * 2 ** 20);
   const config = await loadModelConfig(modelDir);
-  const experts = parseExpertSet(o.experts, config.numExperts);
   // A taken port fails now, not after the experts are loaded.
   await checkCanListen(host, port);
 
@@ -52,13 +69,52 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     log.warn(
       `INSECURE: no cluster token and listening on ${host} (--insecure): anyone who can reach this port can submit work; set KMOE_CLUSTER_TOKEN or --cluster-token-file`,
     );
+  let redis: Redis | undefined;
+  let registrar: Registrar | undefined;
+  let experts: readonly number[];
+  try {
+    if (o.redis !== undefined) {
+      const url = o.redis;
+      redis = await connectRegistry(url, {
+        onError: (m) => log.warn(`registry unreachable (serving continues): ${m}`),
+        onReady: () => log.info(`registry ${maskUrl(url)} reachable again`),
+      });
+      const fingerprint = (await Checkpoint.open(modelDir)).fingerprint();
+      registrar = new Registrar({
+        redis,
+        identity: {
+          id: newWorkerId(),
+          url: o.advertiseUrl ?? '',
+          experts: o.experts.kind === 'set' ? parseExpertSet(o.experts.set, config.numExperts) : [],
+          numExperts: config.numExperts,
+          device: settings.device,
+          expertWeights: settings.expertWeights,
+          threads: settings.threads,
+          fingerprint,
+          startedAt: Date.now(),
+        },
+        onWarn: (m) => log.warn(m),
+      });
+      log.info(`registry ${maskUrl(url)}: registering as ${registrar.id}`);
+    }
+    if (o.experts.kind === 'auto') {
+      if (!registrar) throw new Error('--experts auto needs --redis (the CLI checks this)');
+      const count = o.experts.count ?? Math.max(1, Math.ceil(config.numExperts / 2));
+      experts = await registrar.claimAuto(Math.min(count, config.numExperts), config.numExperts);
+      log.info(`--experts auto: the registry chose ${formatExpertSet(experts)}`);
+    } else experts = parseExpertSet(o.experts.set, config.numExperts);
+  } catch (err) {
+    redis?.disconnect();
+    throw err;
+  }
   const started = performance.now();
   log.info(
     `loading experts ${formatExpertSet(experts)} of ${config.numExperts} (${config.numLayers} layers, ${settings.expertWeights} weights) from ${modelDir}`,
   );
-  const compute = await ExpertCompute.start({ modelDir, experts, settings });
+  let compute: ExpertCompute | undefined;
   let server: WorkerServer;
   try {
+    compute = await ExpertCompute.start({ modelDir, experts, settings });
     server = await WorkerServer.start({
       host,
       port,
@@ -67,8 +123,11 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
       log,
       ...(secret === undefined ? {} : { secret }),
     });
+    await registrar?.start('ready', server.metrics, o.advertiseUrl ?? advertisedUrl(host, server.url, log));
   } catch (err) {
-    await compute.close();
+    await registrar?.deregister().catch(() => {});
+    redis?.disconnect();
+    await compute?.close();
     throw err;
   }
   const mb = (compute.model.bytesRead / 2 ** 20).toFixed(1);
@@ -89,9 +148,35 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts, auth })}\n`);
   const reason = await stop;
   unwatch();
+  if (registrar) {
+    // Drain: leave the registry first, give coordinators time to stop routing here (they see the
+    // leave event at once, or at their next poll), then close; requests already sent finish first.
+    log.info(`${reason}: deregistering, then closing in ${DRAIN_NOTICE_MS} ms`);
+    await registrar.deregister().catch((err: Error) => log.warn(`deregistering failed: ${err.message}`));
+    await new Promise((r) => setTimeout(r, DRAIN_NOTICE_MS));
+    redis?.disconnect();
+  }
   log.info(`${reason}: closing`);
   await server.close();
   await compute.close();
   if (process.connected) process.disconnect();
   return 0;
+}
+
+/**
+ * The URL to register when --advertise-url is not given: the listen URL, except that a wildcard
+ * bind (0.0.0.0, ::) is replaced by this host's first external IPv4 address, which other hosts
+ * can dial (say so: behind NAT it is the wrong one, and --advertise-url is the fix).
+ */
+function advertisedUrl(host: string, listenUrl: string, log: { warn(m: string): void }): string {
+  if (host !== '0.0.0.0' && host !== '::') return listenUrl;
+  const external = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a !== undefined && a.family === 'IPv4' && !a.internal);
+  if (!external) return listenUrl;
+  const url = listenUrl.replace(/^ws:\/\/[^/]*:(\d+)$/, `ws://${external.address}:$1`);
+  log.warn(
+    `listening on ${host}: registering ${url} (give --advertise-url if coordinators must dial another address)`,
+  );
+  return url;
 }

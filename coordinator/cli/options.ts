@@ -4,6 +4,7 @@
 
 import { readFileSync, statSync } from 'node:fs';
 import { Option } from 'commander';
+import { checkRedisUrl } from '../../shared/cluster-registry/redis-connection.js';
 import { EXPERT_WEIGHT_FORMATS, type ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { CLUSTER_TOKEN_ENV, clusterTokenProblem } from '../../shared/protocol/auth.js';
@@ -145,6 +146,32 @@ export function parseWorkers(raw: string): WorkersArg {
     }
   }
   return { kind: 'urls', urls };
+}
+
+/** `--redis`: redis:// or rediss:// (TLS), credentials allowed (never printed). */
+export function parseRedisUrl(raw: string): string {
+  const problem = checkRedisUrl(raw.trim());
+  if (problem) throw new UsageError(`--redis: ${problem}`);
+  return raw.trim();
+}
+
+/** `--experts` of a worker: a set (`0-3`, `0,2,5-7`), or `auto[:N]` (the registry chooses N). */
+export function parseExpertChoice(
+  raw: string,
+): { readonly kind: 'set'; readonly set: string } | { readonly kind: 'auto'; readonly count?: number } {
+  const m = /^auto(?::(\d+))?$/.exec(raw.trim());
+  if (!m) return { kind: 'set', set: raw };
+  if (m[1] === undefined) return { kind: 'auto' };
+  const count = Number(m[1]);
+  if (count < 1) throw new UsageError(`--experts auto:N needs N >= 1, got ${raw}`);
+  return { kind: 'auto', count };
+}
+
+/** `--advertise-url`: the ws:// URL coordinators should dial (a worker behind NAT). */
+export function parseAdvertiseUrl(raw: string): string {
+  if (!/^wss?:\/\/[^\s/]+/.test(raw.trim()))
+    throw new UsageError(`--advertise-url must be a ws:// URL, got '${raw}'`);
+  return raw.trim();
 }
 
 function parseWire(raw: string): WireDType {
@@ -337,6 +364,7 @@ export const opt = {
       'require "Authorization: Bearer KEY" on /v1/* (visible in ps: prefer --api-key-file)',
     ),
   apiKeyFile: () => new Option('--api-key-file <file>', 'like --api-key, the key read from a file'),
+  redis: (description: string) => new Option('--redis <url>', description).argParser(parseRedisUrl),
   logLevel: () =>
     new Option('--log-level <level>', `${LOG_LEVELS.join(' | ')}; JSON lines on stderr`).argParser(
       parseChoice<LogLevel>('--log-level', LOG_LEVELS),

@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
 import { WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
+import type { WorkerCommandOptions } from '../../worker/command.js';
 import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/perplexity.js';
@@ -18,7 +19,9 @@ import {
   checkWorkerAuth,
   clusterToken,
   opt,
+  parseAdvertiseUrl,
   parseChoice,
+  parseExpertChoice,
   parseInteger,
   parseList,
   parseNumber,
@@ -211,7 +214,22 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
   const worker = sub(program, 'worker', 'host experts for remote coordinators')
     .addOption(opt.model())
     .addOption(
-      new Option('--experts <set>', 'expert indices and ranges, e.g. 0-3 or 0,2,5-7').makeOptionMandatory(),
+      new Option(
+        '--experts <set>',
+        'expert indices and ranges, e.g. 0-3 or 0,2,5-7; or auto[:N] (needs --redis): N experts the ' +
+          'registry chooses, uncovered ones first, then replicas of the busiest (default N: half the experts)',
+      )
+        .argParser(parseExpertChoice)
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      opt.redis('register in this Redis registry (redis:// or rediss://; heartbeat, deregisters on SIGTERM)'),
+    )
+    .addOption(
+      new Option(
+        '--advertise-url <url>',
+        'the ws:// URL registered for coordinators to dial (behind NAT; default: the listen address)',
+      ).argParser(parseAdvertiseUrl),
     )
     .addOption(opt.port('port to listen on; 0 = any free port, shown in the ready line').default(7070))
     .addOption(
@@ -242,20 +260,18 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       import('./experts.js'),
     ]);
     return (
-      o: {
-        model: string;
-        experts: string;
-        host: string;
-        port: number;
-        maxFrameMb: number;
-        clusterTokenFile?: string;
-        insecure?: boolean;
-      } & ComputeOptions,
+      o: Omit<WorkerCommandOptions, 'settings' | 'clusterToken'> &
+        ComputeOptions & { clusterTokenFile?: string; insecure?: boolean },
     ) => {
+      if (o.experts.kind === 'auto' && o.redis === undefined)
+        throw new UsageError('--experts auto needs --redis: the registry chooses the experts');
+      if (o.advertiseUrl !== undefined && o.redis === undefined)
+        throw new UsageError('--advertise-url needs --redis: it is the URL registered there');
       const token = clusterToken(o);
       checkWorkerAuth(o.host, token, o.insecure);
+      const { clusterTokenFile: _file, ...rest } = o;
       return run({
-        ...o,
+        ...rest,
         settings: sessionSettings(o),
         ...(token === undefined ? {} : { clusterToken: token }),
       });
@@ -369,6 +385,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.host('listen address').default('127.0.0.1'))
     .addOption(opt.port('listen port; 0 picks a free one').default(8000))
     .addOption(opt.workers('2'))
+    .addOption(
+      opt.redis(
+        'take the workers from this Redis registry and follow joins and leaves while serving ' +
+          '(redis:// or rediss://; instead of --workers)',
+      ),
+    )
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
     .addOption(opt.clusterTokenFile())
@@ -432,6 +454,18 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       });
     };
   });
+
+  // ---- cluster ----
+  const cluster = sub(program, 'cluster', 'inspect a cluster that shares a Redis registry');
+  const clusterStatus = sub(cluster, 'status', 'workers, experts held, load, heartbeats, coverage per expert')
+    .addOption(opt.redis('the registry (redis:// or rediss://)').makeOptionMandatory())
+    .addOption(new Option('--json', 'one JSON object on stdout'))
+    .addHelpText(
+      'after',
+      '\nLoad (pairs/s, tokens/s) is what each worker measured over its last heartbeat (1 s); a coordinator\n' +
+        'started with --redis exports the same figures on /metrics (kmoe_cluster_*).',
+    );
+  action(clusterStatus, argv, outcome, async () => (await import('./commands/cluster.js')).status);
 
   addScaleTools(program, argv, outcome);
   addBenchmarks(program, argv, outcome);

@@ -41,7 +41,12 @@ export class ClusterHealth {
   private readonly gone = new Map<string, string[]>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
 
-  private constructor(private readonly options: ClusterHealthOptions) {}
+  /** url -> experts: the placement at the start plus the workers that joined since. */
+  private readonly placement = new Map<string, readonly number[]>();
+
+  private constructor(private readonly options: ClusterHealthOptions) {
+    for (const w of options.placement) this.placement.set(w.url, w.experts);
+  }
 
   static watch(options: ClusterHealthOptions): ClusterHealth {
     const health = new ClusterHealth(options);
@@ -50,8 +55,21 @@ export class ClusterHealth {
     return health;
   }
 
+  /**
+   * A worker joined and the engine is connected to it (call after EngineClient.joinWorker): its
+   * experts count as covered again and what happened to its URL before is forgotten.
+   */
+  joined(url: string, experts: readonly number[]): void {
+    this.placement.set(url, experts);
+    const t = this.timers.get(url);
+    if (t) clearTimeout(t);
+    this.timers.delete(url);
+    this.gone.delete(url);
+  }
+
   coverage(): ExpertCoverage {
-    const { description, placement, numExperts } = this.options;
+    const { description, numExperts } = this.options;
+    const placement = [...this.placement].map(([url, experts]) => ({ url, experts }));
     if (placement.length === 0 || this.gone.size === 0) return { description, covered: true };
     const held = new Array<boolean>(numExperts).fill(false);
     for (const w of placement) if (!this.gone.has(w.url)) for (const e of w.experts) held[e] = true;

@@ -15,6 +15,8 @@ import type { RemoteExpertBackend, RemoteModel, RemoteTransfer } from './remote-
 export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   private stats: DispatchStats;
   private readonly native: RoutingPolicy;
+  /** Worker slots the current stats were sized for. */
+  private workers = 0;
 
   constructor(
     private readonly backend: RemoteExpertBackend,
@@ -30,6 +32,8 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   observe(e: MoeLayerEvent<RemoteTransfer>): void {
     const t = e.transfer;
     if (!t) return;
+    // A worker joined (a new slot): the per-worker counters start a new period with it.
+    if (t.live.length !== this.workers) this.stats = this.fresh();
     for (const m of t.messages) {
       this.stats.recordMessage(e.layer, m.worker, {
         bytesOut: m.bytesOut,
@@ -78,6 +82,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   }
 
   private fresh(): DispatchStats {
+    this.workers = this.backend.numWorkers;
     return new DispatchStats(
       {
         wire: this.backend.wire,

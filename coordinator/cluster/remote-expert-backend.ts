@@ -67,15 +67,65 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private readonly index: ExpertIndexDType;
   private readonly timeoutMs: number;
 
+  /** Worker slots that left the membership: never routed to again unless the worker rejoins. */
+  private readonly retired = new Set<number>();
+
   private constructor(
-    private readonly connections: readonly WorkerConnection[],
-    readonly placement: PlacementTable,
+    /** Worker slots: a joining worker is appended or takes the slot of its URL; slots never move. */
+    private readonly connections: WorkerConnection[],
+    private table: PlacementTable,
     private readonly model: RemoteModel,
     readonly wire: WireDType,
     timeoutMs: number,
+    private readonly dial: (url: string) => Promise<WorkerConnection>,
   ) {
     this.index = expertIndexDType(model.numExperts);
     this.timeoutMs = timeoutMs;
+  }
+
+  get placement(): PlacementTable {
+    return this.table;
+  }
+
+  /**
+   * A worker joined the membership (or came back): connects to it and routes to it from the next
+   * layer on. A URL already connected and live is left alone; a dead or retired one is redialled
+   * into its old slot, so slot numbers (and accounting) stay stable.
+   */
+  async join(url: string): Promise<WorkerExperts> {
+    const slot = this.connections.findIndex((c) => c.url === url);
+    const current = slot >= 0 ? this.connections[slot]! : undefined;
+    if (current?.alive && !this.retired.has(slot)) return { url, experts: current.welcome.experts };
+    const c = await this.dial(url);
+    const workers = this.connections.map((w): WorkerExperts => ({ url: w.url, experts: w.welcome.experts }));
+    if (slot >= 0) workers[slot] = { url, experts: c.welcome.experts };
+    else workers.push({ url, experts: c.welcome.experts });
+    let table: PlacementTable;
+    try {
+      table = PlacementTable.create(workers, this.model.numExperts);
+    } catch (err) {
+      await c.close();
+      throw err;
+    }
+    if (slot >= 0) {
+      this.connections[slot] = c;
+      this.retired.delete(slot);
+      await current?.close();
+    } else this.connections.push(c);
+    this.table = table;
+    return { url, experts: c.welcome.experts };
+  }
+
+  /**
+   * A worker left the membership (deregistered to drain, or its registration expired): no new
+   * layer is routed to it; requests already sent complete on the open connection, which the
+   * worker closes when it exits. Returns false for an unknown URL.
+   */
+  leave(url: string): boolean {
+    const slot = this.connections.findIndex((c) => c.url === url);
+    if (slot < 0) return false;
+    this.retired.add(slot);
+    return true;
   }
 
   /**
@@ -96,19 +146,17 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         hint: 'list each worker once',
       });
     const secret = options.clusterToken === undefined ? undefined : new ClusterSecret(options.clusterToken);
-    const attempts = await Promise.allSettled(
-      options.workers.map((url) =>
-        WorkerConnection.connect(url, {
-          fingerprint: model.fingerprint,
-          wire: options.wire,
-          model: { numLayers: model.numLayers, numExperts: model.numExperts, hidden: model.hidden },
-          handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-          client: `kmoe coordinator pid ${process.pid}`,
-          ...(secret === undefined ? {} : { secret }),
-          ...(onWorkerDown ? { onDown: (reason: string) => onWorkerDown({ url, reason }) } : {}),
-        }),
-      ),
-    );
+    const dial = (url: string) =>
+      WorkerConnection.connect(url, {
+        fingerprint: model.fingerprint,
+        wire: options.wire,
+        model: { numLayers: model.numLayers, numExperts: model.numExperts, hidden: model.hidden },
+        handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+        client: `kmoe coordinator pid ${process.pid}`,
+        ...(secret === undefined ? {} : { secret }),
+        ...(onWorkerDown ? { onDown: (reason: string) => onWorkerDown({ url, reason }) } : {}),
+      });
+    const attempts = await Promise.allSettled(options.workers.map(dial));
     const connections = attempts.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
     try {
       const failed = attempts.find((a) => a.status === 'rejected');
@@ -123,6 +171,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         model,
         options.wire,
         options.timeoutMs ?? DEFAULT_DISPATCH_TIMEOUT_MS,
+        dial,
       );
     } catch (err) {
       await Promise.all(connections.map((c) => c.close()));
@@ -143,7 +192,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   ): Promise<RemoteTransfer> {
     const H = this.model.hidden;
     const W = this.connections.length;
-    const live = this.connections.map((c) => c.alive);
+    const live = this.connections.map((c, i) => c.alive && !this.retired.has(i));
     const shares = planDispatch(assignment, this.placement.assign(assignment, live), W);
     // Ids are reserved per worker slot, so accounting can cost other variants with the same headers.
     if (this.nextId + W > 0xffffffff) this.nextId = 0;

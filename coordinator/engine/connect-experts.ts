@@ -7,6 +7,7 @@ import { ExpertHost } from '../../shared/onnx/expert-host.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import { DispatchAccounting } from '../cluster/dispatch-accounting.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
+import type { WorkerExperts } from '../cluster/placement.js';
 import { RemoteExpertBackend, type WorkerDown } from '../cluster/remote-expert-backend.js';
 import { LocalExpertBackend } from '../moe/local-expert-backend.js';
 import type { EngineExperts, ExpertsOption } from './engine.js';
@@ -14,6 +15,11 @@ import type { EngineExperts, ExpertsOption } from './engine.js';
 export interface ConnectedExperts extends EngineExperts {
   /** Network accounting since start or the last reset; null when experts are local. */
   dispatchStats(reset: boolean): DispatchStatsJSON | null;
+  /** Membership changes while serving (remote experts only; undefined when experts are local). */
+  readonly members?: {
+    join(url: string): Promise<WorkerExperts>;
+    leave(url: string): boolean;
+  };
 }
 
 export async function connectExperts(
@@ -57,5 +63,6 @@ export async function connectExperts(
     observers: [accounting],
     placement: backend.placement.workers,
     dispatchStats: (reset) => accounting.dispatchStats(reset),
+    members: { join: (url) => backend.join(url), leave: (url) => backend.leave(url) },
   };
 }

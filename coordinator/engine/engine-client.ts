@@ -6,6 +6,7 @@ import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
+import type { WorkerExperts } from '../cluster/placement.js';
 import type { WorkerDown } from '../cluster/remote-expert-backend.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
@@ -99,6 +100,16 @@ export class EngineClient {
   /** Network accounting of remote experts since start or the last reset (null when experts are local). */
   dispatchStats(reset = false): Promise<DispatchStatsJSON | null> {
     return this.thread.call('dispatchStats', reset);
+  }
+
+  /** A worker joined the membership: the engine connects and routes to it; resolves with its experts. */
+  joinWorker(url: string): Promise<WorkerExperts> {
+    return this.thread.call('joinWorker', url);
+  }
+
+  /** A worker left the membership: the engine routes nothing more to it. */
+  leaveWorker(url: string): Promise<boolean> {
+    return this.thread.call('leaveWorker', url);
   }
 
   async close(): Promise<void> {

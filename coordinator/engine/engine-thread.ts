@@ -71,6 +71,16 @@ const emit = serveThread<EngineSchema>({
     ready();
     return { result: experts?.dispatchStats(reset) ?? null };
   },
+  async joinWorker(url) {
+    ready();
+    const members = experts?.members;
+    if (!members) throw new Error('engine thread: experts run in this process; workers cannot join');
+    return { result: await members.join(url) };
+  },
+  leaveWorker(url) {
+    ready();
+    return { result: experts?.members?.leave(url) ?? false };
+  },
   async close() {
     await engine?.close();
     engine = undefined;

@@ -3,6 +3,7 @@
 // listener; and takes it down in order (stop admission, drain or cut at the deadline, close the
 // listener and the tokenizer thread).
 
+import type { Registry } from 'prom-client';
 import { KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
@@ -41,6 +42,8 @@ export interface ServingOptions extends SchedulerOptions {
   readonly experts: () => ExpertCoverage;
   /** Required as `Authorization: Bearer KEY` on every endpoint but /health, /ready, /metrics. */
   readonly apiKey?: string;
+  /** Adds metrics of other concerns (the cluster registry's gauges) to the /metrics registry. */
+  readonly registerMetrics?: (registry: Registry) => void;
 }
 
 export interface Serving {
@@ -72,6 +75,7 @@ export async function startServing(
     dispatchStats: () => engine.dispatchStats(),
     engineSequences: () => engine.sequences(),
   });
+  options.registerMetrics?.(metrics.registry);
   const scheduler = new Scheduler(engine, tokenizer, options, {
     queue: (running, waiting) => metrics.queue(running, waiting),
     firstToken: (s) => metrics.firstToken(s),

@@ -3,16 +3,24 @@
 // prints the URL, and shuts down gracefully on SIGTERM/SIGINT.
 
 import { basename, resolve } from 'node:path';
+import type { Registry } from 'prom-client';
+import { POLL_MS } from '../../../shared/cluster-registry/keys.js';
+import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
+import { maskUrl } from '../../../shared/runtime/mask-url.js';
 import { checkCanListen } from '../../../shared/runtime/port.js';
 import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
 import { ClusterHealth } from '../../cluster/cluster-health.js';
 import { type Membership, StaticMembership } from '../../cluster/membership.js';
+import { registerClusterMetrics } from '../../cluster/registry/cluster-metrics.js';
+import { reachableWorkers } from '../../cluster/registry/reachable.js';
+import { RedisMembership } from '../../cluster/registry/redis-membership.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { createLogger, type LogLevel } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
 import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
+import { UsageError } from '../usage-error.js';
 
 export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly model: string;
@@ -28,6 +36,8 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly logLevel: LogLevel;
   /** --api-key / --api-key-file: required on /v1/* as `Authorization: Bearer KEY`. */
   readonly apiKey?: string;
+  /** Redis registry to take the workers from (and follow while serving), instead of --workers. */
+  readonly redis?: string;
 }
 
 /** The largest body read: a prompt as long as any supported context fits easily. */
@@ -55,9 +65,49 @@ export async function run(o: ServeOptions): Promise<number> {
   // engine start.
   await checkRouting(modelDir, routingArg);
   for (const profile of profiles) await checkRouting(modelDir, profile);
-  const workers = o.workers ?? { kind: 'count', n: DEFAULT_SERVE_WORKERS };
+  if (o.redis !== undefined && o.workers !== undefined)
+    throw new UsageError('give --workers or --redis, not both: with --redis the registry lists the workers');
+  let workers = o.workers ?? { kind: 'count', n: o.redis === undefined ? DEFAULT_SERVE_WORKERS : 0 };
+  if (o.redis !== undefined) workers = { kind: 'urls', urls: [] };
   await checkPlacement(modelDir, workers, o);
   await checkCanListen(host, port);
+
+  let registry: RedisMembership | undefined;
+  if (o.redis !== undefined) {
+    const ckpt = await Checkpoint.open(modelDir);
+    registry = await RedisMembership.start({
+      url: o.redis,
+      fingerprint: ckpt.fingerprint(),
+      numExperts: ckpt.config.numExperts,
+      log: { info: (m) => log.info(m), warn: (m) => log.warn(m) },
+    });
+    log.info({ registry: maskUrl(o.redis) }, 'waiting until registered workers cover every expert');
+    const members = registry;
+    const reachable = (async () => {
+      for (;;) {
+        await members.waitForCoverage(Number.POSITIVE_INFINITY, (missing) =>
+          log.info({ missing }, 'experts not yet held by a registered worker'),
+        );
+        // A record outlives its worker by up to a TTL: start with the workers that answer.
+        const r = await reachableWorkers(members.workers(), ckpt.config.numExperts);
+        if (r.covered) return r.reachable.map((w) => w.url);
+        log.warn(
+          { unreachable: r.unreachable.map((w) => w.url) },
+          'registered workers do not answer; waiting',
+        );
+        await new Promise((res) => setTimeout(res, POLL_MS));
+      }
+    })();
+    const started = await Promise.race([reachable, stop]);
+    // On a signal the wait ends with the membership closed below; nothing is left to report.
+    reachable.catch(() => {});
+    if (!Array.isArray(started)) {
+      await registry.close();
+      log.info({ signal: started }, 'stopped before the workers covered the experts');
+      return 0;
+    }
+    workers = { kind: 'urls', urls: started };
+  }
 
   if (workers.kind === 'count' && workers.n > 0)
     log.info({ workers: workers.n }, 'starting local expert workers');
@@ -72,7 +122,7 @@ export async function run(o: ServeOptions): Promise<number> {
   });
   const { cluster, experts } = placed;
   const membership: Membership =
-    cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
+    registry ?? cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
 
   let engine: EngineClient | undefined;
   let health: ClusterHealth | undefined;
@@ -85,9 +135,18 @@ export async function run(o: ServeOptions): Promise<number> {
     });
     const description = engine.info.experts;
     const client = engine;
-    client.onWorkerDown((e) =>
-      log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker'),
-    );
+    // A worker that left the registry (drained) closes its connection as expected: not an error.
+    const departed = new Set<string>();
+    registry?.onLeave((e) => departed.add(e.url));
+    registry?.onJoin((e) => departed.delete(e.url));
+    client.onWorkerDown((e) => {
+      if (departed.has(e.url))
+        log.info(
+          { worker: e.url, reason: e.reason },
+          'a worker that left the registry closed its connection',
+        );
+      else log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker');
+    });
     health = ClusterHealth.watch({
       description,
       numExperts: engine.info.numExperts,
@@ -97,6 +156,7 @@ export async function run(o: ServeOptions): Promise<number> {
       reportsExits: cluster !== undefined,
     });
     const cover = health;
+    if (registry) followMembership(registry, client, cover, workers.kind === 'urls' ? workers.urls : [], log);
     const serving = await startServing(
       engine,
       {
@@ -111,6 +171,9 @@ export async function run(o: ServeOptions): Promise<number> {
         bodyLimitBytes: BODY_LIMIT_BYTES,
         experts: () => cover.coverage(),
         ...(o.apiKey === undefined ? {} : { apiKey: o.apiKey }),
+        ...(registry
+          ? { registerMetrics: (r: Registry) => registerClusterMetrics(r, registry, client.info.fingerprint) }
+          : {}),
       },
       log,
     );
@@ -137,9 +200,46 @@ export async function run(o: ServeOptions): Promise<number> {
     log.info({ cancelled: report.cancelled }, 'drained');
   } finally {
     health?.close();
+    await registry?.close();
     await engine?.close();
     await cluster?.stop();
   }
   log.info('stopped');
   return 0;
+}
+
+/**
+ * Applies the registry's joins and leaves to the engine (connect, route; stop routing) and to the
+ * cluster health, one change at a time in arrival order. Changes that happened while the engine
+ * was starting are applied first: the past leaves, then the members the engine does not know yet.
+ */
+function followMembership(
+  registry: RedisMembership,
+  engine: EngineClient,
+  health: ClusterHealth,
+  connected: readonly string[],
+  log: ReturnType<typeof createLogger>,
+): void {
+  let changes = Promise.resolve();
+  const known = new Set(connected);
+  const join = (url: string, reason: string) => {
+    changes = changes.then(async () => {
+      try {
+        const w = await engine.joinWorker(url);
+        known.add(url);
+        health.joined(url, w.experts);
+        log.info({ worker: url, experts: w.experts, reason }, 'worker joined: routing to it');
+      } catch (err) {
+        log.error({ worker: url, err: (err as Error).message }, 'a registered worker could not be connected');
+      }
+    });
+  };
+  registry.onLeave((e) => {
+    changes = changes.then(async () => {
+      const had = await engine.leaveWorker(e.url).catch(() => false);
+      if (had) log.info({ worker: e.url, reason: e.reason }, 'worker left: routing nothing more to it');
+    });
+  });
+  for (const url of registry.members()) if (!known.has(url)) join(url, 'registered while the engine started');
+  registry.onJoin((e) => join(e.url, e.reason));
 }

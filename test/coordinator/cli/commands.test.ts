@@ -359,8 +359,11 @@ describe('kmoe', () => {
         '--threads',
         '--device',
         '--expert-weights',
+        '--redis',
       ],
     ],
+    ['worker', ['--model', '--experts', '--redis', '--advertise-url', '--port', '--host']],
+    ['cluster status', ['--redis', '--json']],
   ] as const)('%s --help lists its options', async (command, flags) => {
     const r = await runCli([...command.split(' '), '--help']);
     expect(r.code).toBe(0);
@@ -439,5 +442,24 @@ describe('kmoe bench model', () => {
     const badType = await runCli([...base, '--llama-cpp', 'auto', '--llama-cpp-type', 'q4_0']);
     expect(badType.code).toBe(2);
     expect(badType.stderr).toMatch(/--llama-cpp-type must be one of f32, bf16, f16, q8_0, got 'q4_0'/);
+  });
+});
+
+describe('registry flags', () => {
+  it.each([
+    [['worker', '--model', MODEL_DIR, '--experts', 'auto'], '--experts auto needs --redis'],
+    [
+      ['worker', '--model', MODEL_DIR, '--experts', '0-3', '--redis', 'http://h'],
+      '--redis: expected redis:// or rediss://',
+    ],
+    [
+      ['serve', '--model', MODEL_DIR, '--workers', '2', '--redis', 'redis://127.0.0.1:1'],
+      'give --workers or --redis',
+    ],
+    [['cluster', 'status'], "required option '--redis <url>'"],
+  ])('%j is a usage error (exit 2)', async (args, message) => {
+    const r = await runCli(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
   });
 });

@@ -1,0 +1,139 @@
+// The cluster as the registry shows it: workers (experts held, load, heartbeat age) and, per model
+// in the registry, coverage and replication per expert. One builder for `kmoe cluster status` (text
+// and JSON) and for the coordinator's /metrics gauges.
+
+import type { WorkerRecord } from '../../../shared/cluster-registry/record.js';
+import { expertView } from '../../../shared/cluster-registry/registry-reader.js';
+import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+
+export interface WorkerStatusJSON {
+  readonly id: string;
+  readonly url: string;
+  readonly status: WorkerRecord['status'];
+  readonly experts: readonly number[];
+  readonly device: string;
+  readonly expertWeights: string;
+  readonly threads: number;
+  readonly fingerprint: string;
+  /** Milliseconds since the worker's last heartbeat (by this host's clock and the worker's). */
+  readonly heartbeatAgeMs: number;
+  readonly pairsPerSec: number;
+  readonly tokensPerSec: number;
+}
+
+export interface ExpertStatusJSON {
+  readonly expert: number;
+  /** Live (not draining) workers holding it. */
+  readonly replicas: number;
+  readonly holders: readonly string[];
+  readonly pairsPerSec: number;
+}
+
+export interface ModelStatusJSON {
+  readonly fingerprint: string;
+  readonly numExperts: number;
+  readonly covered: boolean;
+  readonly missing: readonly number[];
+  readonly experts: readonly ExpertStatusJSON[];
+}
+
+export interface ClusterStatusJSON {
+  /** The registry's URL, password masked. */
+  readonly registry: string;
+  readonly workers: readonly WorkerStatusJSON[];
+  readonly models: readonly ModelStatusJSON[];
+  readonly pairsPerSec: number;
+  readonly tokensPerSec: number;
+}
+
+export function clusterStatus(
+  registry: string,
+  records: readonly WorkerRecord[],
+  now = Date.now(),
+): ClusterStatusJSON {
+  const workers = records.map(
+    (r): WorkerStatusJSON => ({
+      id: r.id,
+      url: r.url,
+      status: r.status,
+      experts: r.experts,
+      device: r.device,
+      expertWeights: r.expertWeights,
+      threads: r.threads,
+      fingerprint: r.fingerprint,
+      heartbeatAgeMs: Math.max(0, now - r.heartbeatAt),
+      pairsPerSec: r.load.pairsPerSec,
+      tokensPerSec: r.load.tokensPerSec,
+    }),
+  );
+  const byModel = new Map<string, WorkerRecord[]>();
+  for (const r of records) byModel.set(r.fingerprint, [...(byModel.get(r.fingerprint) ?? []), r]);
+  const models = [...byModel].map(([fingerprint, rs]): ModelStatusJSON => {
+    const numExperts = Math.max(...rs.map((r) => r.numExperts));
+    const view = expertView(
+      rs.filter((r) => r.status === 'ready'),
+      numExperts,
+    );
+    const missing = view.filter((v) => v.holders.length === 0).map((v) => v.expert);
+    return {
+      fingerprint,
+      numExperts,
+      covered: missing.length === 0,
+      missing,
+      experts: view.map((v) => ({
+        expert: v.expert,
+        replicas: v.holders.length,
+        holders: v.holders,
+        pairsPerSec: v.pairsPerSec,
+      })),
+    };
+  });
+  const sum = (f: (w: WorkerStatusJSON) => number) => workers.reduce((a, w) => a + f(w), 0);
+  return {
+    registry,
+    workers,
+    models,
+    pairsPerSec: sum((w) => w.pairsPerSec),
+    tokensPerSec: sum((w) => w.tokensPerSec),
+  };
+}
+
+/** For people: a worker table, then coverage and replication per expert for each model. */
+export function formatClusterStatus(s: ClusterStatusJSON): string {
+  const lines = [`registry ${s.registry}: ${s.workers.length} worker${s.workers.length === 1 ? '' : 's'}`];
+  if (s.workers.length > 0) {
+    lines.push(
+      '',
+      'worker                          status    experts      pairs/s  tokens/s  heartbeat  url',
+    );
+    for (const w of s.workers) {
+      lines.push(
+        [
+          w.id.padEnd(31),
+          w.status.padEnd(9),
+          (formatExpertSet(w.experts) || '-').padEnd(12),
+          w.pairsPerSec.toFixed(1).padStart(8),
+          w.tokensPerSec.toFixed(1).padStart(9),
+          `${(w.heartbeatAgeMs / 1000).toFixed(1)} s`.padStart(10),
+          ` ${w.url}`,
+        ].join(' '),
+      );
+    }
+  }
+  for (const m of s.models) {
+    lines.push(
+      '',
+      `model ${m.fingerprint.slice(0, 12)}…, ${m.numExperts} experts: ` +
+        (m.covered
+          ? 'every expert covered'
+          : `NOT covered, experts ${formatExpertSet(m.missing)} have no worker`),
+      'expert  replicas  pairs/s',
+    );
+    for (const e of m.experts)
+      lines.push(
+        `${String(e.expert).padStart(6)}  ${String(e.replicas).padStart(8)}  ${e.pairsPerSec.toFixed(1).padStart(7)}`,
+      );
+  }
+  lines.push('', `total: ${s.pairsPerSec.toFixed(1)} pairs/s, ${s.tokensPerSec.toFixed(1)} tokens/s`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,243 @@
+// Membership from the Redis registry: the ready workers of this model, with joins and leaves while
+// the coordinator serves. The registry is polled every second (the source of truth: a record that
+// expired is gone) and pub/sub events from registering and deregistering workers trigger an
+// immediate re-read, so a join is seen in milliseconds and a lost event costs at most one poll.
+// While Redis is unreachable the last known membership stands; after it comes back, a missing
+// record counts as gone only after a full TTL (workers re-register on their next heartbeat).
+
+import type { Redis } from 'ioredis';
+import {
+  DEFAULT_PREFIX,
+  POLL_MS,
+  registryKeys,
+  WORKER_TTL_MS,
+} from '../../../shared/cluster-registry/keys.js';
+import { parseRegistryEvent, type WorkerRecord } from '../../../shared/cluster-registry/record.js';
+import { connectRegistry } from '../../../shared/cluster-registry/redis-connection.js';
+import { readWorkers } from '../../../shared/cluster-registry/registry-reader.js';
+import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { maskUrl } from '../../../shared/runtime/mask-url.js';
+import type { MemberJoined, MemberLeft, Membership } from '../membership.js';
+
+const MAX_REMEMBERED_LEAVES = 1000;
+
+export interface RegistryLog {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export interface RedisMembershipOptions {
+  readonly url: string;
+  /** Only workers of this model (handshake fingerprint) are members. */
+  readonly fingerprint: string;
+  readonly numExperts: number;
+  readonly prefix?: string;
+  readonly pollMs?: number;
+  readonly ttlMs?: number;
+  readonly log: RegistryLog;
+}
+
+export class RedisMembership implements Membership {
+  /** Members by worker id: ready records of this model. */
+  private known = new Map<string, WorkerRecord>();
+  /** Every record seen at the last successful read (any model, any status), for `cluster status`. */
+  private all: WorkerRecord[] = [];
+  private readonly joinListeners: ((e: MemberJoined) => void)[] = [];
+  private readonly leaveListeners: ((e: MemberLeft) => void)[] = [];
+  private readonly left: MemberLeft[] = [];
+  /** Ids that announced their leave (deregistered): gone at once, no TTL grace. */
+  private readonly deregistered = new Set<string>();
+  /** When the connection last became ready: absences count only a TTL after it. */
+  private readySince = Date.now();
+  private timer: NodeJS.Timeout | undefined;
+  private reading: Promise<void> | undefined;
+  private again = false;
+  private readFailing = false;
+  private lastRead = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly o: RedisMembershipOptions,
+    private readonly redis: Redis,
+    private readonly sub: Redis,
+  ) {}
+
+  /** Connects (fails with a RegistryError if Redis is unreachable now), reads once, starts watching. */
+  static async start(o: RedisMembershipOptions): Promise<RedisMembership> {
+    const masked = maskUrl(o.url);
+    let m: RedisMembership | undefined;
+    const redis = await connectRegistry(o.url, {
+      onError: (msg) => o.log.warn(`registry unreachable, serving with the last known workers: ${msg}`),
+      onReady: () => {
+        o.log.info(`registry ${masked} reachable again: resyncing`);
+        if (m) m.readySince = Date.now();
+        m?.refresh();
+      },
+    });
+    let sub: Redis;
+    try {
+      sub = await connectRegistry(o.url);
+    } catch (err) {
+      redis.disconnect();
+      throw err;
+    }
+    m = new RedisMembership(o, redis, sub);
+    const keys = registryKeys(o.prefix ?? DEFAULT_PREFIX);
+    sub.on('message', (_channel: string, message: string) => {
+      const e = parseRegistryEvent(message);
+      if (!e) return;
+      if (e.event === 'leave') m.deregistered.add(e.id);
+      m.refresh();
+    });
+    await sub.subscribe(keys.events);
+    // The first read may not wait for a TTL: nothing is known yet.
+    m.readySince = 0;
+    await m.read();
+    m.readySince = Date.now();
+    m.timer = setInterval(() => m.refresh(), o.pollMs ?? POLL_MS);
+    m.timer.unref();
+    return m;
+  }
+
+  members(): readonly string[] {
+    return [...this.known.values()].map((w) => w.url);
+  }
+
+  /** The members' records (ready workers of this model), by id. */
+  workers(): readonly WorkerRecord[] {
+    return [...this.known.values()];
+  }
+
+  /** Every record at the last successful read, and when that was (ms since the epoch, 0 = never). */
+  snapshot(): { readonly records: readonly WorkerRecord[]; readonly readAt: number } {
+    return { records: this.all, readAt: this.lastRead };
+  }
+
+  /** Whether the members hold every expert of the model. */
+  covered(): boolean {
+    const held = new Uint8Array(this.o.numExperts);
+    for (const w of this.known.values()) for (const e of w.experts) if (e < held.length) held[e] = 1;
+    return held.every((h) => h === 1);
+  }
+
+  /** Resolves when the members cover every expert (re-checked at each read), or rejects at the timeout. */
+  async waitForCoverage(timeoutMs: number, onWait: (missing: string) => void): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let said = '';
+    for (;;) {
+      if (this.closed) throw new Error('the registry membership was closed while waiting for coverage');
+      if (this.covered()) return;
+      const held = new Uint8Array(this.o.numExperts);
+      for (const w of this.known.values()) for (const e of w.experts) held[e] = 1;
+      const missing = formatExpertSet([...held].flatMap((h, e) => (h ? [] : [e])));
+      if (missing !== said) onWait(missing);
+      said = missing;
+      if (Date.now() > deadline) throw new Error(`experts ${missing} are held by no registered worker`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  onJoin(listener: (e: MemberJoined) => void): void {
+    this.joinListeners.push(listener);
+  }
+
+  onLeave(listener: (e: MemberLeft) => void): void {
+    for (const e of this.left) listener(e);
+    this.leaveListeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.reading;
+    this.sub.disconnect();
+    this.redis.disconnect();
+  }
+
+  /** Re-reads now, or right after the read in progress. */
+  private refresh(): void {
+    if (this.reading) {
+      this.again = true;
+      return;
+    }
+    this.reading = this.read().finally(() => {
+      this.reading = undefined;
+      if (this.again) {
+        this.again = false;
+        this.refresh();
+      }
+    });
+  }
+
+  private async read(): Promise<void> {
+    let records: WorkerRecord[];
+    try {
+      records = await readWorkers(this.redis, this.o.prefix);
+    } catch (err) {
+      if (!this.readFailing)
+        this.o.log.warn(
+          `registry read failed, keeping ${this.known.size} known workers: ${(err as Error).message}`,
+        );
+      this.readFailing = true;
+      return;
+    }
+    this.readFailing = false;
+    this.all = records;
+    this.lastRead = Date.now();
+    const now = new Map<string, WorkerRecord>();
+    for (const r of records) {
+      if (r.status !== 'ready' || r.url === '') continue;
+      if (r.fingerprint !== this.o.fingerprint) continue;
+      if (r.experts.some((e) => e >= this.o.numExperts)) continue;
+      now.set(r.id, r);
+    }
+    const trustAbsence = Date.now() - this.readySince >= (this.o.ttlMs ?? WORKER_TTL_MS);
+    const leaves: MemberLeft[] = [];
+    const next = new Map<string, WorkerRecord>();
+    for (const [id, old] of this.known) {
+      const cur = now.get(id);
+      if (cur && cur.url === old.url && sameSet(cur.experts, old.experts)) {
+        next.set(id, cur);
+        continue;
+      }
+      if (!cur && !this.deregistered.has(id) && !trustAbsence) {
+        next.set(id, old);
+        continue;
+      }
+      const why = cur
+        ? 'changed its record'
+        : this.deregistered.has(id)
+          ? 'deregistered'
+          : 'heartbeat expired';
+      leaves.push({ url: old.url, reason: `worker ${id} (${old.url}) ${why}` });
+    }
+    const joins: MemberJoined[] = [];
+    for (const [id, cur] of now) {
+      if (next.has(id)) continue;
+      next.set(id, cur);
+      joins.push({
+        url: cur.url,
+        experts: cur.experts,
+        reason: `worker ${id} (${cur.url}) registered with experts ${formatExpertSet(cur.experts)}`,
+      });
+    }
+    for (const id of this.deregistered) if (!now.has(id)) this.deregistered.delete(id);
+    this.known = next;
+    // Leaves first: a worker restarted on the same URL leaves (old id) and then joins (new id).
+    for (const e of leaves) {
+      this.o.log.info(`registry: ${e.reason}`);
+      this.left.push(e);
+      // Past leaves are replayed to late listeners; a long-running cluster keeps only recent ones.
+      if (this.left.length > MAX_REMEMBERED_LEAVES) this.left.shift();
+      for (const l of this.leaveListeners) l(e);
+    }
+    for (const e of joins) {
+      this.o.log.info(`registry: ${e.reason}`);
+      for (const l of this.joinListeners) l(e);
+    }
+  }
+}
+
+function sameSet(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

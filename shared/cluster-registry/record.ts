@@ -1,0 +1,64 @@
+// What a worker publishes about itself in the registry, validated with a schema wherever it is read
+// (a record is external input: another process, maybe another version, wrote it).
+
+import { z } from 'zod';
+
+export const WORKER_STATUSES = ['loading', 'ready', 'draining'] as const;
+export type WorkerStatus = (typeof WORKER_STATUSES)[number];
+
+const load = z.object({
+  /** (token, expert) pairs computed per second over the last heartbeat interval, all layers. */
+  pairsPerSec: z.number().nonnegative(),
+  /** Hidden states received per second (a token counts once per layer request). */
+  tokensPerSec: z.number().nonnegative(),
+  /** Pairs per second per expert held, summed over layers: [expert, pairs/s] for experts with traffic. */
+  experts: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])),
+});
+
+export const workerRecordSchema = z.object({
+  id: z.string().min(1).max(200),
+  /** ws:// URL coordinators connect to (--advertise-url, or the listen address); empty while loading. */
+  url: z.string().max(2000),
+  /** loading: experts claimed (by --experts auto), not yet serving; ready; draining: leaving. */
+  status: z.enum(WORKER_STATUSES),
+  experts: z.array(z.number().int().nonnegative()),
+  numExperts: z.number().int().positive(),
+  device: z.string(),
+  expertWeights: z.string(),
+  threads: z.number().int().nonnegative(),
+  /** The model fingerprint of the handshake: coordinators ignore workers of another model. */
+  fingerprint: z.string(),
+  /** Milliseconds since the epoch. */
+  startedAt: z.number(),
+  heartbeatAt: z.number(),
+  load,
+});
+
+export type WorkerRecord = z.infer<typeof workerRecordSchema>;
+export type WorkerLoad = z.infer<typeof load>;
+
+export const NO_LOAD: WorkerLoad = { pairsPerSec: 0, tokensPerSec: 0, experts: [] };
+
+/** The record, or undefined when the JSON does not parse or does not match the schema. */
+export function parseWorkerRecord(json: string): WorkerRecord | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  const r = workerRecordSchema.safeParse(value);
+  return r.success ? r.data : undefined;
+}
+
+const event = z.object({ event: z.enum(['join', 'leave']), id: z.string() });
+export type RegistryEvent = z.infer<typeof event>;
+
+export function parseRegistryEvent(message: string): RegistryEvent | undefined {
+  try {
+    const r = event.safeParse(JSON.parse(message));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,81 @@
+// The worker's registrar against a real redis-server: concurrent `--experts auto` claims split the
+// experts, a claim stays registered (heartbeat) while the experts load for longer than the TTL,
+// and deregistering deletes the record and announces the leave on the events channel.
+
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registryKeys } from '../../shared/cluster-registry/keys.js';
+import { parseRegistryEvent } from '../../shared/cluster-registry/record.js';
+import { readWorkers } from '../../shared/cluster-registry/registry-reader.js';
+import { Registrar } from '../../worker/registrar.js';
+import { type RedisServer, startRedis } from '../helpers/redis-server.js';
+
+let server: RedisServer;
+const clients: Redis[] = [];
+
+function client(): Redis {
+  const c = new Redis(server.url);
+  clients.push(c);
+  return c;
+}
+
+function registrar(redis: Redis, id: string, ttlMs: number): Registrar {
+  return new Registrar({
+    redis,
+    identity: {
+      id,
+      url: '',
+      experts: [],
+      numExperts: 8,
+      device: 'cpu',
+      expertWeights: 'fp32',
+      threads: 1,
+      fingerprint: 'model-a',
+      startedAt: Date.now(),
+    },
+    heartbeatMs: ttlMs / 4,
+    ttlMs,
+    onWarn: () => {},
+  });
+}
+
+beforeAll(async () => {
+  server = await startRedis();
+});
+
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  await server?.stop();
+});
+
+describe('Registrar', () => {
+  it('splits concurrent auto claims, keeps loading claims alive past the TTL, deregisters with an event', async () => {
+    const TTL = 400;
+    const a = registrar(client(), 'a', TTL);
+    const b = registrar(client(), 'b', TTL);
+    const [ea, eb] = await Promise.all([a.claimAuto(4, 8), b.claimAuto(4, 8)]);
+    expect([...ea, ...eb].sort((x, y) => x - y)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+
+    // Three TTLs of "loading": the heartbeat keeps both claims.
+    await new Promise((r) => setTimeout(r, 3 * TTL));
+    const reader = client();
+    const records = await readWorkers(reader);
+    expect(records.map((r) => [r.id, r.status, r.experts])).toEqual([
+      ['a', 'loading', ea],
+      ['b', 'loading', eb],
+    ]);
+
+    const sub = client();
+    const events: string[] = [];
+    sub.on('message', (_c: string, m: string) => events.push(m));
+    await sub.subscribe(registryKeys().events);
+    await a.deregister();
+    expect(await reader.exists(registryKeys().worker('a'))).toBe(0);
+    for (const deadline = Date.now() + 5000; events.length === 0 && Date.now() < deadline; )
+      await new Promise((r) => setTimeout(r, 10));
+    expect(events.map(parseRegistryEvent)).toEqual([{ event: 'leave', id: 'a' }]);
+
+    await b.deregister();
+    expect(await readWorkers(reader)).toEqual([]);
+  });
+});

@@ -1,0 +1,198 @@
+// A worker's presence in the Redis registry (`kmoe worker --redis`): registers its record, refreshes
+// it every heartbeat with the load it measured (pairs/s per expert, from its own metrics), and
+// deregisters first when it drains. A Redis outage only pauses the heartbeat: the first heartbeat
+// after Redis is back re-creates the record (and announces the join), so coordinators resync.
+
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Redis } from 'ioredis';
+import { RegistryError } from '../shared/cluster-registry/errors.js';
+import {
+  AUTO_LOCK_MS,
+  DEFAULT_PREFIX,
+  DEREGISTER_SCRIPT,
+  HEARTBEAT_MS,
+  REGISTER_SCRIPT,
+  type RegistryKeys,
+  registryKeys,
+  UNLOCK_SCRIPT,
+  WORKER_TTL_MS,
+} from '../shared/cluster-registry/keys.js';
+import {
+  NO_LOAD,
+  type WorkerLoad,
+  type WorkerRecord,
+  type WorkerStatus,
+} from '../shared/cluster-registry/record.js';
+import { chooseAutoExperts, expertView, readWorkers } from '../shared/cluster-registry/registry-reader.js';
+import type { WorkerMetrics } from './metrics.js';
+
+/** What the worker says about itself; the registrar adds status, heartbeat time and load. */
+export type WorkerIdentity = Omit<WorkerRecord, 'status' | 'heartbeatAt' | 'load'>;
+
+export function newWorkerId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export interface RegistrarOptions {
+  readonly redis: Redis;
+  readonly identity: WorkerIdentity;
+  readonly prefix?: string;
+  readonly heartbeatMs?: number;
+  readonly ttlMs?: number;
+  /** Warnings (a failed heartbeat), already free of secrets. */
+  readonly onWarn: (message: string) => void;
+}
+
+export class Registrar {
+  private readonly keys: RegistryKeys;
+  private status: WorkerStatus = 'loading';
+  private timer: NodeJS.Timeout | undefined;
+  private metrics: WorkerMetrics | undefined;
+  private meter: LoadMeter | undefined;
+  private load: WorkerLoad = NO_LOAD;
+  private failing = false;
+  private beating: Promise<void> = Promise.resolve();
+  private experts: readonly number[];
+  private url: string;
+
+  constructor(private readonly o: RegistrarOptions) {
+    this.keys = registryKeys(o.prefix ?? DEFAULT_PREFIX);
+    this.experts = o.identity.experts;
+    this.url = o.identity.url;
+  }
+
+  get id(): string {
+    return this.o.identity.id;
+  }
+
+  /**
+   * `--experts auto`: under the registry's choice lock, reads which experts live workers hold and
+   * their load, picks `count` (uncovered first, then the busiest) and registers them as `loading`
+   * so that a second auto worker starting at the same time picks others.
+   */
+  async claimAuto(count: number, numExperts: number): Promise<number[]> {
+    const { redis } = this.o;
+    const token = randomBytes(8).toString('hex');
+    const deadline = Date.now() + 3 * AUTO_LOCK_MS;
+    while ((await redis.set(this.keys.autoLock, token, 'PX', AUTO_LOCK_MS, 'NX')) !== 'OK') {
+      if (Date.now() > deadline)
+        throw new RegistryError('another worker held the --experts auto lock for too long', {
+          hint: 'retry, or give the experts explicitly with --experts',
+        });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      const others = (await readWorkers(redis, this.o.prefix)).filter(
+        (w) => w.fingerprint === this.o.identity.fingerprint,
+      );
+      const experts = chooseAutoExperts(expertView(others, numExperts), count);
+      this.experts = experts;
+      await this.beat();
+      // The claim must outlive the loading (minutes for a big model), not just one TTL.
+      this.heartbeat();
+      return experts;
+    } finally {
+      await redis.eval(UNLOCK_SCRIPT, 1, this.keys.autoLock, token);
+    }
+  }
+
+  /** Registers as ready at `url` and starts the heartbeat; the load comes from `metrics`. */
+  async start(status: WorkerStatus, metrics: WorkerMetrics | undefined, url: string): Promise<void> {
+    this.status = status;
+    this.url = url;
+    if (metrics) {
+      this.metrics = metrics;
+      this.meter = new LoadMeter();
+    }
+    await this.beat();
+    this.heartbeat();
+  }
+
+  private heartbeat(): void {
+    this.timer ??= setInterval(() => {
+      this.beating = this.beat().catch(() => {});
+    }, this.o.heartbeatMs ?? HEARTBEAT_MS);
+    this.timer.unref();
+  }
+
+  /** Drain, step one: the record goes and coordinators are told; the heartbeat stops. */
+  async deregister(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.status = 'draining';
+    await this.beating;
+    await this.o.redis.eval(DEREGISTER_SCRIPT, 2, this.keys.worker(this.id), this.keys.events, this.id);
+  }
+
+  record(): WorkerRecord {
+    return {
+      ...this.o.identity,
+      url: this.url,
+      experts: [...this.experts],
+      status: this.status,
+      heartbeatAt: Date.now(),
+      load: this.load,
+    };
+  }
+
+  private async beat(): Promise<void> {
+    if (this.metrics && this.meter) this.load = await this.meter.sample(this.metrics);
+    try {
+      await this.o.redis.eval(
+        REGISTER_SCRIPT,
+        2,
+        this.keys.worker(this.id),
+        this.keys.events,
+        JSON.stringify(this.record()),
+        String(this.o.ttlMs ?? WORKER_TTL_MS),
+        this.id,
+      );
+      if (this.failing) this.o.onWarn('registry reachable again: registered');
+      this.failing = false;
+    } catch (err) {
+      if (!this.failing)
+        this.o.onWarn(`heartbeat failed (serving continues; retrying): ${(err as Error).message}`);
+      this.failing = true;
+      throw err;
+    }
+  }
+}
+
+/** Pairs/s and tokens/s since the previous sample, from the worker's Prometheus counters. */
+class LoadMeter {
+  private last = { at: performance.now(), tokens: 0, experts: new Map<number, number>() };
+
+  async sample(metrics: WorkerMetrics): Promise<WorkerLoad> {
+    const at = performance.now();
+    const experts = new Map<number, number>();
+    const activations = await metrics.registry
+      .getSingleMetric('kmoe_worker_expert_token_activations_total')
+      ?.get();
+    for (const v of activations?.values ?? []) {
+      const e = Number(v.labels.expert);
+      experts.set(e, (experts.get(e) ?? 0) + v.value);
+    }
+    const tokensMetric = await metrics.registry.getSingleMetric('kmoe_worker_tokens_total')?.get();
+    const tokens = (tokensMetric?.values ?? []).reduce((a, v) => a + v.value, 0);
+    const seconds = Math.max((at - this.last.at) / 1000, 1e-3);
+    const perExpert: [number, number][] = [];
+    let pairs = 0;
+    for (const [e, n] of [...experts].sort((a, b) => a[0] - b[0])) {
+      const d = n - (this.last.experts.get(e) ?? 0);
+      if (d > 0) perExpert.push([e, round(d / seconds)]);
+      pairs += d;
+    }
+    const load = {
+      pairsPerSec: round(pairs / seconds),
+      tokensPerSec: round((tokens - this.last.tokens) / seconds),
+      experts: perExpert,
+    };
+    this.last = { at, tokens, experts };
+    return load;
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
