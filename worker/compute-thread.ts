@@ -3,6 +3,7 @@
 // answer handshakes and reply errors while a batch is being computed.
 
 import { Checkpoint } from '../shared/model/checkpoint.js';
+import { moeLayerIndices } from '../shared/families/layer-plan.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
 import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
 import { dispatchAssignment } from '../shared/protocol/messages.js';
@@ -38,6 +39,7 @@ serveThread<ComputeSchema>({
       const host = await ExpertHost.create({
         dims,
         numLayers: c.numLayers,
+        moeLayers: moeLayerIndices(ckpt.family.layerPlan(c)),
         experts,
         graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
         settings,

@@ -5,7 +5,7 @@
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
-import type { RoutingPolicy } from '../../shared/routing/policy.js';
+import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { createRoutingPolicy } from '../../shared/routing/registry.js';
 import type { MoeLayerEvent, MoeObserver } from '../moe/observer.js';
 import { shareSizes } from './dispatch-plan.js';
@@ -16,14 +16,13 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   private stats: DispatchStats;
   private readonly native: RoutingPolicy;
 
+  /** `routing` describes the MoE layers (statistics are indexed by MoE layer) and the native rule. */
   constructor(
     private readonly backend: RemoteExpertBackend,
     private readonly model: RemoteModel,
+    private readonly routing: RoutingModel,
   ) {
-    this.native = createRoutingPolicy(
-      { kind: 'topk', k: model.nativeK },
-      { numLayers: model.numLayers, numExperts: model.numExperts, nativeK: model.nativeK },
-    );
+    this.native = createRoutingPolicy({ kind: 'topk', k: routing.nativeK }, routing);
     this.stats = this.fresh();
   }
 
@@ -31,7 +30,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
     const t = e.transfer;
     if (!t) return;
     for (const m of t.messages) {
-      this.stats.recordMessage(e.layer, m.worker, {
+      this.stats.recordMessage(e.moeLayer, m.worker, {
         bytesOut: m.bytesOut,
         bytesIn: m.bytesIn,
         pairs: m.pairs,
@@ -40,13 +39,14 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
       });
     }
     const native = this.native.route({
-      layer: e.layer,
+      layer: e.moeLayer,
       numTokens: e.decision.numTokens,
       numExperts: this.model.numExperts,
       probs: e.probs,
+      ...(e.select ? { select: e.select } : {}),
     });
     const cost = (a: ExpertAssignment, dedup: boolean) => this.cost(e.layer, t, a, dedup);
-    this.stats.recordLayer(e.layer, e.decision.numTokens, {
+    this.stats.recordLayer(e.moeLayer, e.decision.numTokens, {
       noDedup: cost(e.decision, false),
       native: cost(native, true),
       nativeNoDedup: cost(native, false),
@@ -88,7 +88,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
           experts: formatExpertSet(w.experts),
         })),
       },
-      this.model.numLayers,
+      this.routing.numLayers,
     );
   }
 }
