@@ -2,8 +2,8 @@
 // runs block their thread, so they live here and the network thread stays free to read frames,
 // answer handshakes and reply errors while a batch is being computed.
 
-import { Checkpoint } from '../shared/model/checkpoint.js';
 import { moeLayerIndices } from '../shared/families/layer-plan.js';
+import { Checkpoint } from '../shared/model/checkpoint.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
 import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
 import { dispatchAssignment } from '../shared/protocol/messages.js';

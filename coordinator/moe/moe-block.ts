@@ -59,11 +59,26 @@ export class MoeBlock {
         `layer ${this.layer}: selection scores ${select?.length ?? 'missing'}, expected ${numTokens * E}`,
       );
     }
-    const decision = routeBatch(this.moeLayer, probs, numTokens, E, spans, this.plan.selectionBias ? select : undefined);
+    const decision = routeBatch(
+      this.moeLayer,
+      probs,
+      numTokens,
+      E,
+      spans,
+      this.plan.selectionBias ? select : undefined,
+    );
     // A policy's prior stands in for the experts it skipped: no expert call, no network.
     if (decision.prior) addInto(accumulate, decision.prior);
     const transfer = await this.backend.compute(this.layer, x, decision, accumulate);
-    const base = { layer: this.layer, moeLayer: this.moeLayer, plan: this.plan, x, probs, decision, transfer };
+    const base = {
+      layer: this.layer,
+      moeLayer: this.moeLayer,
+      plan: this.plan,
+      x,
+      probs,
+      decision,
+      transfer,
+    };
     const event: MoeLayerEvent = this.plan.selectionBias && select ? { ...base, select } : base;
     for (const o of observers) await o.observe(event);
     return { decision, transfer };

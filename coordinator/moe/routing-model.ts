@@ -14,7 +14,11 @@ export function routingModelOf(plan: LayerPlan): RoutingModel {
   const same = JSON.stringify(rule);
   for (const { layer, plan: p } of moe) {
     // One policy object serves every layer; layers routing differently would need a rule per layer.
-    if (p.numExperts !== first.plan.numExperts || p.nativeK !== first.plan.nativeK || JSON.stringify(ruleOf(p)) !== same)
+    if (
+      p.numExperts !== first.plan.numExperts ||
+      p.nativeK !== first.plan.nativeK ||
+      JSON.stringify(ruleOf(p)) !== same
+    )
       throw new UnsupportedMoePlanError(layer, 'MoE layers with different expert counts, K or routing rules');
   }
   return {

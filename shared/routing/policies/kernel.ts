@@ -106,7 +106,8 @@ export abstract class SelectingPolicy implements RoutingPolicy {
         if (!(p >= 0) || (sigmoid && !(p <= 1))) throw this.badRow(layer, t, `score of expert ${j} is ${p}`);
         sum += p;
       }
-      if (!sigmoid && Math.abs(sum - 1) > ROW_SUM_TOLERANCE) throw this.badRow(layer, t, `row sums to ${sum}`);
+      if (!sigmoid && Math.abs(sum - 1) > ROW_SUM_TOLERANCE)
+        throw this.badRow(layer, t, `row sums to ${sum}`);
       // Softmax rows are measured as they are (bit-identical to the pre-rule kernel); sigmoid rows
       // are normalised to a distribution first.
       const massScale = sigmoid ? (sum > 0 ? 1 / sum : 0) : 1;

@@ -40,7 +40,9 @@ export function checkModel(model: RoutingModel): string[] {
     else if (!Number.isInteger(topKGroups) || topKGroups < 1 || topKGroups > numGroups)
       problems.push(`model topKGroups ${topKGroups} is not in 1..numGroups (${numGroups})`);
     else if (nativeK > selectableExperts(model))
-      problems.push(`model nativeK ${nativeK} exceeds the ${selectableExperts(model)} experts its groups allow`);
+      problems.push(
+        `model nativeK ${nativeK} exceeds the ${selectableExperts(model)} experts its groups allow`,
+      );
   }
   if (model.rule?.selectionBias && model.rule.gate !== 'sigmoid' && model.rule.groups !== undefined)
     problems.push('a selection bias with group-limited routing is defined for sigmoid gates only');

@@ -160,7 +160,10 @@ describe('MoeBlock', () => {
   it('keeps raw softmax weights when the plan does not renormalise, for any K', async () => {
     const backend = new ScalingExperts();
     const block = new MoeBlock(0, 0, { ...PLAN, renormalize: false }, backend);
-    const model = { ...MODEL, rule: { gate: 'softmax' as const, renormalize: false, routedScalingFactor: 1 } };
+    const model = {
+      ...MODEL,
+      rule: { gate: 'softmax' as const, renormalize: false, routedScalingFactor: 1 },
+    };
     const probs = Float32Array.from([0.3, 0.1, 0.5, 0.1]);
     const x: F32Tensor = { dtype: 'float32', shape: [1, 1], data: Float32Array.from([1]) };
     for (const k of [2, 1]) {
@@ -169,13 +172,17 @@ describe('MoeBlock', () => {
         { x, probs, spans: [{ start: 0, end: 1, policy }], accumulate: Float32Array.from([0]) },
         [],
       );
-      expect([...out.decision.weights]).toEqual([...probs.filter((p) => p >= 0.3)].sort().reverse().slice(0, k));
+      expect([...out.decision.weights]).toEqual(
+        [...probs.filter((p) => p >= 0.3)].sort().reverse().slice(0, k),
+      );
     }
   });
 
   it('refuses a selection bias on a softmax gate, naming the layer', () => {
     const backend = new ScalingExperts();
-    expect(() => new MoeBlock(3, 2, { ...PLAN, selectionBias: true }, backend)).toThrow(UnsupportedMoePlanError);
+    expect(() => new MoeBlock(3, 2, { ...PLAN, selectionBias: true }, backend)).toThrow(
+      UnsupportedMoePlanError,
+    );
     expect(() => new MoeBlock(3, 2, { ...PLAN, selectionBias: true }, backend)).toThrow('MoE layer 3');
   });
 });
