@@ -136,7 +136,7 @@ describe.each(MODELS)('%s in the engine, experts in process', (model) => {
     for (let step = 0; step < greedy[0]!.greedyIds.length; step++) {
       const logits = await m.runner.logits(last, greedy.length);
       const next = greedy.map((_, i) => argmax(logits.subarray(i * V, (i + 1) * V)));
-      next.forEach((id, i) => got[i]!.push(id));
+      for (const [i, id] of next.entries()) got[i]!.push(id);
       if (step + 1 === greedy[0]!.greedyIds.length) break;
       fwd = await m.runner.forward(
         next.map((id, i) => ({ tokens: [id], cache: caches[i]!, policy: native() })),
