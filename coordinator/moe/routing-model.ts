@@ -2,7 +2,9 @@
 // plan: the MoE layers (dense ones are left out, so per-layer parameters are indexed by MoE layer),
 // their expert count, native K and native rule.
 
+import type { ModelConfig } from '../../shared/families/family.js';
 import type { LayerPlan, MoeLayerPlan } from '../../shared/families/layer-plan.js';
+import { familyOf } from '../../shared/families/registry.js';
 import type { RouterRule, RoutingModel } from '../../shared/routing/policy.js';
 import { UnsupportedMoePlanError } from './errors.js';
 
@@ -28,6 +30,11 @@ export function routingModelOf(plan: LayerPlan): RoutingModel {
     moeLayers: moe.map((m) => m.layer),
     rule,
   };
+}
+
+/** The routing model of a parsed config.json (its family's layer plan), before any weight is read. */
+export function routingModelOfConfig(config: ModelConfig): RoutingModel {
+  return routingModelOf(familyOf(config).layerPlan(config));
 }
 
 function ruleOf(p: MoeLayerPlan): RouterRule {

@@ -56,16 +56,11 @@ export async function startServing(
   const info = engine.info;
   const tokenizer = await KmoeTokenizer.load(options.modelDir);
   const routing = new RoutingCatalog(
-    {
-      numLayers: info.numLayers,
-      numExperts: info.numExperts,
-      nativeK: info.nativeK,
-      fingerprint: info.fingerprint,
-    },
+    { ...info.routing, fingerprint: info.fingerprint },
     info.defaultRouting,
     options.profiles,
   );
-  const metrics = new ServerMetrics(info, {
+  const metrics = new ServerMetrics(info.routing, {
     routingStats: () => engine.stats(),
     dispatchStats: () => engine.dispatchStats(),
     engineSequences: () => engine.sequences(),

@@ -9,9 +9,11 @@ import type { PolicyConfig } from '../../../shared/routing/registry.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { calibrate } from '../../calibration/calibrate.js';
 import { loadCorpus } from '../../calibration/corpus.js';
+import { profileModel } from '../../calibration/quality-search.js';
 import type { CalibratedPolicy } from '../../calibration/skip-rates.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { STANDARD_WINDOW } from '../../evaluation/perplexity.js';
+import { routingModelOfConfig } from '../../moe/routing-model.js';
 import { sessionSettings } from '../experts.js';
 import type { ComputeOptions } from '../options.js';
 import { UsageError } from '../usage-error.js';
@@ -104,7 +106,7 @@ async function theory(o: CalibrateOptions): Promise<number> {
   const profile: RoutingProfile = {
     kmoeRoutingProfile: 1,
     policy: policyConfig,
-    model: { numLayers: config.numLayers, numExperts: config.numExperts, nativeK: config.numExpertsPerTok },
+    model: profileModel(routingModelOfConfig(config)),
     provenance: {
       name: out
         .split('/')
