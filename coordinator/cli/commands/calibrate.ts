@@ -48,6 +48,11 @@ export async function run(o: CalibrateOptions, argv: readonly string[]): Promise
   const budget = o.budget / 100;
   const { searchWindows, step } = o;
 
+  if (targetAvgK !== undefined) {
+    const { nativeK } = routingModelOfConfig(await loadModelConfig(modelDir));
+    if (targetAvgK > nativeK)
+      throw new UsageError(`--target-avg-k ${targetAvgK} is above the model's native K of ${nativeK}`);
+  }
   const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
   try {
     const name = path.basename(out).replace(/\.json$/, '');
