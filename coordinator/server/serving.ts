@@ -75,7 +75,8 @@ export async function startServing(
   // Started last before listening: a thread left running would keep a failed start-up alive.
   const promptTokenizer = await PromptTokenizer.start(options.modelDir);
   const builder = new GenerationRequestBuilder(promptTokenizer, info, routing, options.servedModelName);
-  const generation = { scheduler, builder, metrics, model: info, experts: options.experts };
+  // Usage figures (avg K, native activations) count MoE layers only.
+  const generation = { scheduler, builder, metrics, model: info.routing, experts: options.experts };
   let server: ApiServer | undefined;
   const status = statusEndpoints({
     info,
