@@ -2,7 +2,7 @@
 // blocks, the routing kernel under each family's native rule, the KV cache) against what Hugging
 // Face transformers computes for the tiny checkpoints: logits within 1e-3 for prefill and
 // token-by-token decode, routing traces identical (seen by an observer of the MoE seam), greedy
-// continuations identical. Then qwen2-moe (60 experts) and deepseek-v3 (a dense first layer) with
+// continuations identical. Then qwen2-moe (60 experts), olmoe (64, top-8) and deepseek-v3 (a dense first layer) with
 // their experts on 2 real worker processes: logits equal to in-process within fp32 tolerance.
 // 1e-3 vs transformers: the reference READMEs bound the float32 steps at a few 1e-6 and the greedy
 // margins at >= 8.8e-3, so 1e-3 catches any real error and cannot flip a choice.
@@ -149,76 +149,79 @@ describe.each(MODELS)('%s in the engine, experts in process', (model) => {
 
 // Experts split over 2 worker processes: the same forward on the same decisions, only the order of
 // fp32 additions changes, so logits agree with in-process to 1e-5 relative.
-describe.each(['tiny-qwen2-moe', 'tiny-deepseek-v3'] as const)('%s with experts on 2 workers', (model) => {
-  let cluster: LocalCluster;
-  let remote: EngineClient;
-  let local: EngineClient;
-  const dir = path.join(MODELS_DIR, model);
-  beforeAll(async () => {
-    const ckpt = await Checkpoint.open(dir);
-    const E = ckpt.config.numExperts;
-    await ckpt.close();
-    // Uneven halves so each worker holds experts the other does not.
-    const half = Math.floor(E / 2) + 1;
-    cluster = await startLocalCluster({
-      modelDir: dir,
-      expertSets: [
-        Array.from({ length: half }, (_, e) => e),
-        Array.from({ length: E - half }, (_, e) => half + e),
-      ],
-      threads: 1,
-    });
-    [remote, local] = await Promise.all([
-      EngineClient.start({
+describe.each(['tiny-qwen2-moe', 'tiny-olmoe', 'tiny-deepseek-v3'] as const)(
+  '%s with experts on 2 workers',
+  (model) => {
+    let cluster: LocalCluster;
+    let remote: EngineClient;
+    let local: EngineClient;
+    const dir = path.join(MODELS_DIR, model);
+    beforeAll(async () => {
+      const ckpt = await Checkpoint.open(dir);
+      const E = ckpt.config.numExperts;
+      await ckpt.close();
+      // Uneven halves so each worker holds experts the other does not.
+      const half = Math.floor(E / 2) + 1;
+      cluster = await startLocalCluster({
         modelDir: dir,
-        settings,
-        experts: { kind: 'remote', workers: cluster.urls, wireDtype: 'fp32' },
-      }),
-      EngineClient.start({ modelDir: dir, settings }),
-    ]);
-  }, 180_000);
-  afterAll(async () => {
-    await remote?.close();
-    await local?.close();
-    await cluster?.stop();
-  });
-
-  it('prefill and decode logits equal in-process and the reference; bytes per MoE layer', async () => {
-    const [c] = await referenceCases(model);
-    const V = c!.vocab;
-    const n = 24;
-    let worstRel = 0;
-    let worstRef = 0;
-    const steps = [c!.ids.slice(0, 8), ...c!.ids.slice(8, n).map((id) => [id])];
-    // Position of the step's last token: its logits are what a step returns.
-    let last = 6;
-    for (const tokens of steps) {
-      last++;
-      const [r, l] = await Promise.all([
-        remote.step([{ seqId: 'a', tokens }]),
-        local.step([{ seqId: 'a', tokens }]),
+        expertSets: [
+          Array.from({ length: half }, (_, e) => e),
+          Array.from({ length: E - half }, (_, e) => half + e),
+        ],
+        threads: 1,
+      });
+      [remote, local] = await Promise.all([
+        EngineClient.start({
+          modelDir: dir,
+          settings,
+          experts: { kind: 'remote', workers: cluster.urls, wireDtype: 'fp32' },
+        }),
+        EngineClient.start({ modelDir: dir, settings }),
       ]);
-      let diff = 0;
-      let scale = 0;
-      for (let i = 0; i < V; i++) {
-        diff = Math.max(diff, Math.abs(r.logits[i]! - l.logits[i]!));
-        scale = Math.max(scale, Math.abs(l.logits[i]!));
+    }, 180_000);
+    afterAll(async () => {
+      await remote?.close();
+      await local?.close();
+      await cluster?.stop();
+    });
+
+    it('prefill and decode logits equal in-process and the reference; bytes per MoE layer', async () => {
+      const [c] = await referenceCases(model);
+      const V = c!.vocab;
+      const n = 24;
+      let worstRel = 0;
+      let worstRef = 0;
+      const steps = [c!.ids.slice(0, 8), ...c!.ids.slice(8, n).map((id) => [id])];
+      // Position of the step's last token: its logits are what a step returns.
+      let last = 6;
+      for (const tokens of steps) {
+        last++;
+        const [r, l] = await Promise.all([
+          remote.step([{ seqId: 'a', tokens }]),
+          local.step([{ seqId: 'a', tokens }]),
+        ]);
+        let diff = 0;
+        let scale = 0;
+        for (let i = 0; i < V; i++) {
+          diff = Math.max(diff, Math.abs(r.logits[i]! - l.logits[i]!));
+          scale = Math.max(scale, Math.abs(l.logits[i]!));
+        }
+        worstRel = Math.max(worstRel, diff / scale);
+        worstRef = Math.max(worstRef, maxAbsDiff(r.logits, c!.logits.subarray(last * V, (last + 1) * V)));
+        expect(r.activations).toEqual(l.activations);
+        expect(r.bytes[0]).toBeGreaterThan(0);
       }
-      worstRel = Math.max(worstRel, diff / scale);
-      worstRef = Math.max(worstRef, maxAbsDiff(r.logits, c!.logits.subarray(last * V, (last + 1) * V)));
-      expect(r.activations).toEqual(l.activations);
-      expect(r.bytes[0]).toBeGreaterThan(0);
-    }
-    expect(worstRel).toBeLessThan(1e-5);
-    expect(worstRef).toBeLessThan(TOL);
-    const stats = await remote.dispatchStats();
-    const info = remote.info;
-    // One entry per MoE layer; dense layers send nothing.
-    expect(stats!.layers).toHaveLength(info.routing.numLayers);
-    expect(info.routing.moeLayers).toEqual(c!.trace.moeLayers);
-    for (const layer of stats!.layers) {
-      expect(layer.tokens).toBe(n);
-      expect(layer.workers.reduce((a, w) => a + w.bytesOut, 0)).toBeGreaterThan(0);
-    }
-  });
-});
+      expect(worstRel).toBeLessThan(1e-5);
+      expect(worstRef).toBeLessThan(TOL);
+      const stats = await remote.dispatchStats();
+      const info = remote.info;
+      // One entry per MoE layer; dense layers send nothing.
+      expect(stats!.layers).toHaveLength(info.routing.numLayers);
+      expect(info.routing.moeLayers).toEqual(c!.trace.moeLayers);
+      for (const layer of stats!.layers) {
+        expect(layer.tokens).toBe(n);
+        expect(layer.workers.reduce((a, w) => a + w.bytesOut, 0)).toBeGreaterThan(0);
+      }
+    });
+  },
+);
