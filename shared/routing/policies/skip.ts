@@ -1,6 +1,7 @@
 // `skip:TAU` — native-weight expert skipping: start from the model's native top-K with its native
-// weights (p_i over the sum of the native top-K), then drop every expert below rank 1 whose native
-// weight is under TAU. Kept experts keep their native weights, NOT renormalised: the layer's output
+// weights (p_i over the sum of the native top-K under a renormalising rule, p_i itself under a rule
+// without renormalisation; the routed scaling factor applied after), then drop every expert below
+// rank 1 whose native weight (before scaling) is under TAU. Kept experts keep their native weights, NOT renormalised: the layer's output
 // is the native output minus the skipped terms. Measured on the demo model, renormalising after a
 // skip doubles the perplexity cost at the same saving (README "Adaptive K"), because it scales up
 // the kept expert instead of only removing the small one. TAU may be one value per layer.
