@@ -2,6 +2,7 @@
 // runs block their thread, so they live here and the network thread stays free to read frames,
 // answer handshakes and reply errors while a batch is being computed.
 
+import { moeLayerIndices } from '../shared/families/layer-plan.js';
 import { Checkpoint } from '../shared/model/checkpoint.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
 import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
@@ -38,6 +39,7 @@ serveThread<ComputeSchema>({
       const host = await ExpertHost.create({
         dims,
         numLayers: c.numLayers,
+        moeLayers: moeLayerIndices(ckpt.family.layerPlan(c)),
         experts,
         graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
         settings,

@@ -160,7 +160,7 @@ async function describeServer(url: string): Promise<ServerDescription> {
     return res.json();
   };
   const models = (await get('/v1/models')) as {
-    data?: { id: string; kmoe?: { native_k: number; num_layers: number } }[];
+    data?: { id: string; kmoe?: { native_k: number; num_layers: number; num_moe_layers?: number } }[];
   };
   const model = models.data?.[0];
   if (!model?.kmoe)
@@ -169,7 +169,8 @@ async function describeServer(url: string): Promise<ServerDescription> {
   return {
     model: model.id,
     nativeK: model.kmoe.native_k,
-    numLayers: model.kmoe.num_layers,
+    // MoE layers (servers before families reported num_layers only, all MoE).
+    numLayers: model.kmoe.num_moe_layers ?? model.kmoe.num_layers,
     experts: ready.experts?.description ?? 'unknown',
   };
 }

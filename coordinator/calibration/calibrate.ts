@@ -39,12 +39,14 @@ export interface CalibrationOptions {
 
 export async function calibrate(engine: EngineClient, o: CalibrationOptions): Promise<RoutingProfile> {
   const info = engine.info;
-  if (info.nativeK !== 2) {
+  if (info.nativeK < 2) {
     throw new CalibrationError(
-      `calibration chooses K between 1 and a native K of 2; this model's native K is ${info.nativeK}`,
+      `calibration chooses K between 1 and the native K; this model's native K is ${info.nativeK}`,
       { code: 'calibration_native_k', details: { nativeK: info.nativeK } },
     );
   }
+  // Per-layer parameters are per MoE layer (dense layers have no routing).
+  const layers = info.routing.numLayers;
   const native = `topk:${info.nativeK}`;
   const signals = await engine.routerSignals(o.corpus.ids.slice(), STANDARD_WINDOW, {
     routing: native,
@@ -52,7 +54,7 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
     onProgress: (done, total) => o.onPhase?.('signals', done, total),
   });
   const configFor = (rates: readonly number[]): PolicyConfig => {
-    const c = policyForRates(o.policy, signals.table, rates);
+    const c = policyForRates(o.policy, signals.table, rates, info.nativeK);
     return c.kind === 'skip' && signals.expertMeans ? { ...c, expertMeans: signals.expertMeans } : c;
   };
 
@@ -63,13 +65,14 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
   let provenance: Record<string, unknown>;
   const m = o.method;
   if (m.kind === 'percentile') {
-    const rate = info.nativeK - m.targetAvgK;
-    candidates = [new Array<number>(info.numLayers).fill(rate)];
+    // Exact for K in {1, native K} (entropy, or native K = 2); the verification reports the real avgK.
+    const rate = Math.min(1, Math.max(0, (info.nativeK - m.targetAvgK) / (info.nativeK - 1)));
+    candidates = [new Array<number>(layers).fill(rate)];
     provenance = { targetAvgK: m.targetAvgK };
   } else {
     const searchIds = spreadWindows(o.corpus, m.searchWindows);
     // Upper bound: each round raises one layer by one step, after a round of numLayers trials.
-    const maxEvaluations = 1 + info.numLayers * info.numLayers * Math.ceil(1 / m.step) + info.numLayers * 2;
+    const maxEvaluations = 1 + layers * layers * Math.ceil(1 / m.step) + layers * 2;
     const result = await qualitySearch(engine, {
       configFor,
       ids: searchIds,
@@ -115,10 +118,7 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
       return {
         kmoeRoutingProfile: 1,
         policy: config,
-        model: profileModel(
-          { numLayers: info.numLayers, numExperts: info.numExperts, nativeK: info.nativeK },
-          info.fingerprint,
-        ),
+        model: profileModel(info.routing, info.fingerprint),
         provenance: {
           name: o.name,
           createdAt: new Date().toISOString(),

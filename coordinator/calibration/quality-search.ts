@@ -44,7 +44,7 @@ export function inlineProfile(config: PolicyConfig, name: string): string {
 }
 
 export async function qualitySearch(engine: EngineClient, o: SearchOptions): Promise<SearchResult> {
-  const L = engine.info.numLayers;
+  const L = engine.info.routing.numLayers;
   let evaluations = 0;
   const measure = async (rates: number[]): Promise<SearchPoint> => {
     const routing = inlineProfile(o.configFor(rates), `search-${evaluations}`);
@@ -89,6 +89,8 @@ function round(x: number): number {
   return Math.round(x * 1e6) / 1e6;
 }
 
-export function profileModel(model: RoutingModel, fingerprint: string): RoutingProfile['model'] {
-  return { fingerprint, numLayers: model.numLayers, numExperts: model.numExperts, nativeK: model.nativeK };
+/** What a profile records of the model: MoE layers, experts, native K (and the checkpoint, when known). */
+export function profileModel(model: RoutingModel, fingerprint?: string): RoutingProfile['model'] {
+  const base = { numLayers: model.numLayers, numExperts: model.numExperts, nativeK: model.nativeK };
+  return fingerprint === undefined ? base : { fingerprint, ...base };
 }

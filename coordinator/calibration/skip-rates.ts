@@ -1,7 +1,8 @@
-// Every adaptive-K policy calibrated here decides, per token and layer, between K = 1 and the native
-// K = 2 by thresholding one router signal. A per-layer "skip rate" (the fraction of tokens that get
-// K = 1) is therefore a common currency: it maps to each policy's per-layer parameter through the
-// signal's quantile table, and the search and percentile methods work in skip rates.
+// Every adaptive-K policy calibrated here gives a token K = 1 by thresholding one router signal (with
+// a native K of 2 that is the whole decision; above 2, tokens not at K = 1 keep 2..native K experts as
+// the policy decides: entropy keeps the native K). A per-layer "skip rate" (the fraction of tokens that
+// get K = 1) is therefore a common currency: it maps to each policy's per-layer parameter through the
+// signal's quantile table, and the search and percentile methods work in skip rates. Layers are MoE layers.
 
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import { type RouterSignalTable, type SignalName, signalQuantile } from '../moe/observers/router-signals.js';
@@ -14,7 +15,7 @@ const SIGNAL_OF: Record<CalibratedPolicy, { signal: SignalName; lowMeansSkip: bo
   entropy: { signal: 'entropy', lowMeansSkip: true }, // K = 1 when H < threshold
   topp: { signal: 'p1', lowMeansSkip: false }, // K = 1 when p1 >= P
   ratio: { signal: 'ratio', lowMeansSkip: true }, // K = 1 when p2 / p1 < beta
-  skip: { signal: 'w2', lowMeansSkip: true }, // K = 1 when p2 / (p1 + p2) < tau
+  skip: { signal: 'w2', lowMeansSkip: true }, // K = 1 when the rank-2 native weight < tau
 };
 
 export function isCalibratedPolicy(name: string): name is CalibratedPolicy {
@@ -34,11 +35,12 @@ export function thresholdForRate(
   return signalQuantile(table, layer, signal, lowMeansSkip ? rate : 1 - rate);
 }
 
-/** The policy config (per-layer parameters) realising per-layer skip rates. */
+/** The policy config (per-layer parameters) realising per-layer skip rates, for a model of native K. */
 export function policyForRates(
   policy: CalibratedPolicy,
   table: RouterSignalTable,
   rates: readonly number[],
+  nativeK = 2,
 ): PolicyConfig {
   const t = rates.map((r, l) => thresholdForRate(policy, table, l, r));
   switch (policy) {
@@ -46,11 +48,11 @@ export function policyForRates(
       // A threshold of +inf is "always K = 1"; ln E + 1 is above any entropy and stays JSON-safe.
       return {
         kind: 'entropy',
-        kValues: [1, 2],
+        kValues: [1, nativeK],
         thresholds: t.map((x) => [Number.isFinite(x) ? Math.max(x, 1e-6) : 1e3]),
       };
     case 'topp':
-      return { kind: 'topp', p: t.map((x) => Math.min(1, Math.max(x, 1e-6))), kMin: 1, kMax: 2 };
+      return { kind: 'topp', p: t.map((x) => Math.min(1, Math.max(x, 1e-6))), kMin: 1, kMax: nativeK };
     case 'ratio':
       return { kind: 'ratio', beta: t.map((x) => Math.min(1, x)) };
     case 'skip':

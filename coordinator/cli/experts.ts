@@ -10,6 +10,7 @@ import { logLineText } from '../../shared/runtime/logger.js';
 import { type LocalCluster, type LocalWorker, startLocalCluster } from '../cluster/local-cluster.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
 import type { ExpertsOption } from '../engine/engine.js';
+import { routingModelOfConfig } from '../moe/routing-model.js';
 import type { ComputeOptions, ExpertPlacementOptions, WorkersArg } from './options.js';
 import { UsageError } from './usage-error.js';
 
@@ -29,11 +30,7 @@ export function sessionSettings(o: ComputeOptions): SessionSettings {
 export async function checkRouting(modelDir: string, routing: string | undefined): Promise<void> {
   if (routing === undefined) return;
   const config = await loadModelConfig(modelDir);
-  resolveRouting(routing, {
-    numLayers: config.numLayers,
-    numExperts: config.numExperts,
-    nativeK: config.numExpertsPerTok,
-  });
+  resolveRouting(routing, routingModelOfConfig(config));
 }
 
 /** Checks --workers / --wire / --dispatch-timeout / --expert-weights together, before any start. */

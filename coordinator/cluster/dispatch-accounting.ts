@@ -5,7 +5,7 @@
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
-import type { RoutingPolicy } from '../../shared/routing/policy.js';
+import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { createRoutingPolicy } from '../../shared/routing/registry.js';
 import type { MoeLayerEvent, MoeObserver } from '../moe/observer.js';
 import { shareSizes } from './dispatch-plan.js';
@@ -18,14 +18,13 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   /** Worker slots the current stats were sized for. */
   private workers = 0;
 
+  /** `routing` describes the MoE layers (statistics are indexed by MoE layer) and the native rule. */
   constructor(
     private readonly backend: RemoteExpertBackend,
     private readonly model: RemoteModel,
+    private readonly routing: RoutingModel,
   ) {
-    this.native = createRoutingPolicy(
-      { kind: 'topk', k: model.nativeK },
-      { numLayers: model.numLayers, numExperts: model.numExperts, nativeK: model.nativeK },
-    );
+    this.native = createRoutingPolicy({ kind: 'topk', k: routing.nativeK }, routing);
     this.stats = this.fresh();
   }
 
@@ -35,7 +34,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
     // A worker joined (a new slot): the per-worker counters start a new period with it.
     if (t.live.length !== this.workers) this.stats = this.fresh();
     for (const m of t.messages) {
-      this.stats.recordMessage(e.layer, m.worker, {
+      this.stats.recordMessage(e.moeLayer, m.worker, {
         bytesOut: m.bytesOut,
         bytesIn: m.bytesIn,
         pairs: m.pairs,
@@ -44,13 +43,14 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
       });
     }
     const native = this.native.route({
-      layer: e.layer,
+      layer: e.moeLayer,
       numTokens: e.decision.numTokens,
       numExperts: this.model.numExperts,
       probs: e.probs,
+      ...(e.select ? { select: e.select } : {}),
     });
     const cost = (a: ExpertAssignment, dedup: boolean) => this.cost(e.layer, t, a, dedup);
-    this.stats.recordLayer(e.layer, e.decision.numTokens, {
+    this.stats.recordLayer(e.moeLayer, e.decision.numTokens, {
       noDedup: cost(e.decision, false),
       native: cost(native, true),
       nativeNoDedup: cost(native, false),
@@ -93,7 +93,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
           experts: formatExpertSet(w.experts),
         })),
       },
-      this.model.numLayers,
+      this.routing.numLayers,
     );
   }
 }

@@ -2,6 +2,7 @@
 // through the cluster module (its transport plus the dispatch accounting that observes it). The
 // engine itself only receives the result.
 
+import { moeLayerIndices } from '../../shared/families/layer-plan.js';
 import type { Checkpoint } from '../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../shared/onnx/expert-host.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
@@ -10,6 +11,7 @@ import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
 import { RemoteExpertBackend, type WorkerDown } from '../cluster/remote-expert-backend.js';
 import { LocalExpertBackend } from '../moe/local-expert-backend.js';
+import { routingModelOf } from '../moe/routing-model.js';
 import type { EngineExperts, ExpertsOption } from './engine.js';
 
 export interface ConnectedExperts extends EngineExperts {
@@ -34,6 +36,7 @@ export async function connectExperts(
     const host = await ExpertHost.create({
       dims,
       numLayers: c.numLayers,
+      moeLayers: moeLayerIndices(ckpt.family.layerPlan(c)),
       experts: Array.from({ length: c.numExperts }, (_, e) => e),
       graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
       settings,
@@ -57,7 +60,7 @@ export async function connectExperts(
     model,
     onWorkerDown,
   );
-  const accounting = new DispatchAccounting(backend, model);
+  const accounting = new DispatchAccounting(backend, model, routingModelOf(ckpt.family.layerPlan(c)));
   return {
     backend,
     observers: [accounting],

@@ -57,9 +57,12 @@ export interface EngineInfo {
   readonly modelDir: string;
   readonly modelType: string;
   readonly fingerprint: string;
+  /** Decoder layers (MoE and dense). */
   readonly numLayers: number;
   readonly numExperts: number;
   readonly nativeK: number;
+  /** The MoE layers and native rule routing policies, statistics and profiles are made for. */
+  readonly routing: RoutingModel;
   readonly vocabSize: number;
   readonly maxPositions: number;
   readonly eosTokenIds: readonly number[];
@@ -138,9 +141,9 @@ export class Engine {
     return this.runner.dims.hidden;
   }
 
+  /** MoE layers only (statistics and profiles are indexed by MoE layer), with the native rule. */
   get routingModel(): RoutingModel {
-    const c = this.runner.config;
-    return { numLayers: c.numLayers, numExperts: c.numExperts, nativeK: c.numExpertsPerTok };
+    return this.runner.routingModel;
   }
 
   info(): EngineInfo {
@@ -152,6 +155,7 @@ export class Engine {
       numLayers: c.numLayers,
       numExperts: c.numExperts,
       nativeK: c.numExpertsPerTok,
+      routing: this.routingModel,
       vocabSize: c.vocabSize,
       maxPositions: this.runner.maxPositions,
       eosTokenIds: c.eosTokenId,
@@ -200,7 +204,7 @@ export class Engine {
     const items: ForwardItem[] = requests.map((r, i) => {
       let cache = this.caches.get(r.seqId);
       if (!cache) {
-        cache = new SequenceKvCache(this.runner.config.numLayers, this.runner.dims.kvWidth);
+        cache = new SequenceKvCache(this.runner.config.numLayers, this.runner.dims);
         this.caches.set(r.seqId, cache);
         created.push(r.seqId);
       }

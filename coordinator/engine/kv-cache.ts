@@ -1,6 +1,6 @@
 // Per-sequence key/value cache, owned by the engine: for each layer, rotated keys and values of every
-// position so far, token-major ([positions, kvHeads*headDim]) so appending and reading a prefix are
-// single contiguous copies.
+// position so far, token-major ([positions, keyWidth] and [positions, valueWidth]; the widths differ
+// for DeepSeek's MLA) so appending and reading a prefix are single contiguous copies.
 
 export class SequenceKvCache {
   private keys: Float32Array[];
@@ -8,14 +8,22 @@ export class SequenceKvCache {
   private capacity: number;
   private filled = 0;
 
+  private readonly keyWidth: number;
+  private readonly valueWidth: number;
+
+  /** `width`: one width for both rows, or a family's keyWidth / valueWidth when they differ. */
   constructor(
     private readonly numLayers: number,
-    private readonly width: number,
+    width: number | { readonly keyWidth: number; readonly valueWidth: number },
     initialCapacity = 64,
   ) {
+    const keyWidth = typeof width === 'number' ? width : width.keyWidth;
+    const valueWidth = typeof width === 'number' ? width : width.valueWidth;
+    this.keyWidth = keyWidth;
+    this.valueWidth = valueWidth;
     this.capacity = Math.max(1, initialCapacity);
-    this.keys = Array.from({ length: numLayers }, () => new Float32Array(this.capacity * width));
-    this.values = Array.from({ length: numLayers }, () => new Float32Array(this.capacity * width));
+    this.keys = Array.from({ length: numLayers }, () => new Float32Array(this.capacity * keyWidth));
+    this.values = Array.from({ length: numLayers }, () => new Float32Array(this.capacity * valueWidth));
   }
 
   /** Cached positions (all layers hold the same number once a forward pass completes). */
@@ -25,11 +33,11 @@ export class SequenceKvCache {
 
   /** Views of the first `length` positions of one layer (no copy; valid until the next append). */
   keysOf(layer: number): Float32Array {
-    return this.keys[layer]!.subarray(0, this.filled * this.width);
+    return this.keys[layer]!.subarray(0, this.filled * this.keyWidth);
   }
 
   valuesOf(layer: number): Float32Array {
-    return this.values[layer]!.subarray(0, this.filled * this.width);
+    return this.values[layer]!.subarray(0, this.filled * this.valueWidth);
   }
 
   /**
@@ -38,9 +46,10 @@ export class SequenceKvCache {
    */
   write(layer: number, k: Float32Array, v: Float32Array, from: number, count: number): void {
     this.reserve(this.filled + count);
-    const w = this.width;
-    this.keys[layer]!.set(k.subarray(from * w, (from + count) * w), this.filled * w);
-    this.values[layer]!.set(v.subarray(from * w, (from + count) * w), this.filled * w);
+    const kw = this.keyWidth;
+    const vw = this.valueWidth;
+    this.keys[layer]!.set(k.subarray(from * kw, (from + count) * kw), this.filled * kw);
+    this.values[layer]!.set(v.subarray(from * vw, (from + count) * vw), this.filled * vw);
   }
 
   commit(count: number): void {
@@ -49,20 +58,22 @@ export class SequenceKvCache {
 
   /** Bytes held, for admission control and metrics. */
   get bytes(): number {
-    return 2 * this.numLayers * this.capacity * this.width * 4;
+    return this.numLayers * this.capacity * (this.keyWidth + this.valueWidth) * 4;
   }
 
   private reserve(positions: number): void {
     if (positions <= this.capacity) return;
     let cap = this.capacity;
     while (cap < positions) cap *= 2;
-    const grow = (old: Float32Array): Float32Array => {
-      const next = new Float32Array(cap * this.width);
-      next.set(old);
-      return next;
-    };
-    this.keys = this.keys.map(grow);
-    this.values = this.values.map(grow);
+    const grow =
+      (width: number) =>
+      (old: Float32Array): Float32Array => {
+        const next = new Float32Array(cap * width);
+        next.set(old);
+        return next;
+      };
+    this.keys = this.keys.map(grow(this.keyWidth));
+    this.values = this.values.map(grow(this.valueWidth));
     this.capacity = cap;
   }
 }

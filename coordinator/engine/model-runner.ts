@@ -1,17 +1,19 @@
-// The forward pass: embeddings, per-layer dense graph (attention with KV cache + router), the MoE
-// block of each MoE layer (coordinator/moe) and the LM head. Runs on the engine thread; callers
+// The forward pass: embeddings, per-layer dense graph (attention with KV cache, then the router and
+// shared experts of an MoE layer, or the whole FFN of a dense layer), the MoE block of each MoE layer
+// (coordinator/moe) and the LM head. Runs on the engine thread; callers
 // batch sequences (padded [B, S]) so each graph is called once per layer per step.
 
 import type { GraphDims, ModelConfig } from '../../shared/families/family.js';
 import type { LayerPlan } from '../../shared/families/layer-plan.js';
 import type { Checkpoint } from '../../shared/model/checkpoint.js';
 import { f32Input, f32Output, i64Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
-import type { RoutingPolicy } from '../../shared/routing/policy.js';
+import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import type { RoutedSpan } from '../moe/batch-routing.js';
 import { addTokenBytes, type ExpertBackend } from '../moe/expert-backend.js';
 import { MoeBlock } from '../moe/moe-block.js';
 import type { MoeObserver } from '../moe/observer.js';
+import { routingModelOf } from '../moe/routing-model.js';
 import type { SequenceKvCache } from './kv-cache.js';
 import { RopeTable } from './rope.js';
 
@@ -37,6 +39,8 @@ export interface ForwardResult {
 export class ModelRunner {
   /** One block per decoder layer; undefined for a dense layer. */
   private readonly moeBlocks: readonly (MoeBlock | undefined)[];
+  /** The MoE layers and their native rule, as routing policies see them. */
+  readonly routingModel: RoutingModel;
 
   private constructor(
     readonly config: ModelConfig,
@@ -52,8 +56,10 @@ export class ModelRunner {
     /** The family's plan: which decoder layers are MoE layers and how they route. */
     plan: LayerPlan,
   ) {
+    this.routingModel = routingModelOf(plan);
+    let moeIndex = 0;
     this.moeBlocks = plan.map((layer, l) =>
-      layer.kind === 'moe' ? new MoeBlock(l, layer, experts) : undefined,
+      layer.kind === 'moe' ? new MoeBlock(l, moeIndex++, layer, experts) : undefined,
     );
   }
 
@@ -82,7 +88,8 @@ export class ModelRunner {
     const nllHead = Session.create('lm head (nll)', 'lm-head', head.nll, settings);
     onProgress?.(total - 1, total);
     const embedding = await family.embedding(ckpt);
-    const rope = new RopeTable(config.headDim, config.ropeTheta, config.maxPositionEmbeddings);
+    // MLA rotates only qk_rope_head_dim of each head: the table follows the graph's ropeDim.
+    const rope = new RopeTable(dims.ropeDim, config.ropeTheta, config.maxPositionEmbeddings);
     onProgress?.(total, total);
     return new ModelRunner(
       config,
@@ -107,7 +114,7 @@ export class ModelRunner {
     items: readonly ForwardItem[],
     observers: readonly MoeObserver[] = [],
   ): Promise<ForwardResult> {
-    const { hidden: H, kvWidth: W, experts: E } = this.dims;
+    const { hidden: H, keyWidth: KW, valueWidth: VW, experts: E } = this.dims;
     const watchers = observers.length === 0 ? this.observers : [...this.observers, ...observers];
     const B = items.length;
     if (B === 0) throw new RangeError('forward: empty batch');
@@ -152,12 +159,12 @@ export class ModelRunner {
       attn_bias: f32Input(bias, [B, 1, S, P + S]),
     };
     for (let l = 0; l < this.denseLayers.length; l++) {
-      const [pastK, pastV] = gatherPast(items, l, P, W);
+      const [pastK, pastV] = gatherPast(items, l, P, KW, VW);
       const out = this.denseLayers[l]!.run({
         ...feedsCommon,
         hidden: f32Input(hidden, [B, S, H]),
-        past_key: f32Input(pastK, [B, P, W]),
-        past_value: f32Input(pastV, [B, P, W]),
+        past_key: f32Input(pastK, [B, P, KW]),
+        past_value: f32Input(pastV, [B, P, VW]),
       });
       const newK = f32Output(out, 'new_key');
       const newV = f32Output(out, 'new_value');
@@ -170,9 +177,12 @@ export class ModelRunner {
         const probs = rows
           ? gatherRows(f32Output(out, 'router_probs'), rows, E)
           : f32Output(out, 'router_probs');
+        const selectAll = block.plan.selectionBias ? f32Output(out, 'router_select') : undefined;
+        const select = selectAll && rows ? gatherRows(selectAll, rows, E) : selectAll;
         const acc = rows ? gatherRows(residual, rows, H) : residual;
+        const x: F32Tensor = { dtype: 'float32', shape: [T, H], data: moeIn };
         const { decision, transfer } = await block.forward(
-          { x: { dtype: 'float32', shape: [T, H], data: moeIn }, probs, spans, accumulate: acc },
+          select ? { x, probs, select, spans, accumulate: acc } : { x, probs, spans, accumulate: acc },
           watchers,
         );
         for (let b = 0; b < B; b++) {
@@ -237,24 +247,25 @@ function attentionBias(
   return bias;
 }
 
-/** Past keys/values padded to [B, P, W]; a single sequence passes its cache view without copying. */
+/** Past keys/values padded to [B, P, KW] / [B, P, VW]; a single sequence passes its cache views without copying. */
 function gatherPast(
   items: readonly ForwardItem[],
   layer: number,
   P: number,
-  W: number,
+  KW: number,
+  VW: number,
 ): [Float32Array, Float32Array] {
   if (items.length === 1) {
     const c = items[0]!.cache;
     return c ? [c.keysOf(layer), c.valuesOf(layer)] : [new Float32Array(0), new Float32Array(0)];
   }
-  const k = new Float32Array(items.length * P * W);
-  const v = new Float32Array(items.length * P * W);
+  const k = new Float32Array(items.length * P * KW);
+  const v = new Float32Array(items.length * P * VW);
   for (let b = 0; b < items.length; b++) {
     const c = items[b]!.cache;
     if (!c || c.length === 0) continue;
-    k.set(c.keysOf(layer), b * P * W);
-    v.set(c.valuesOf(layer), b * P * W);
+    k.set(c.keysOf(layer), b * P * KW);
+    v.set(c.valuesOf(layer), b * P * VW);
   }
   return [k, v];
 }

@@ -1,5 +1,6 @@
-// Rotary-embedding tables (Hugging Face rotate-half convention): cos/sin of position * inv_freq,
-// computed in fp32 the way transformers' Mixtral does, for every position the model may see.
+// Rotary-embedding tables: cos/sin of position * inv_freq over `ropeDim` rotary dimensions (a
+// family's GraphDims.ropeDim: headDim, or MLA's rope part), computed in fp32 the way transformers
+// does, for every position the model may see. The graphs pair the dimensions (rotate-half or interleaved).
 
 export class RopeTable {
   readonly half: number;
@@ -7,13 +8,13 @@ export class RopeTable {
   private readonly sin: Float32Array;
 
   constructor(
-    headDim: number,
+    ropeDim: number,
     theta: number,
     readonly maxPositions: number,
   ) {
-    this.half = headDim / 2;
+    this.half = ropeDim / 2;
     const invFreq = new Float32Array(this.half);
-    for (let i = 0; i < this.half; i++) invFreq[i] = 1 / Math.fround(theta ** Math.fround((2 * i) / headDim));
+    for (let i = 0; i < this.half; i++) invFreq[i] = 1 / Math.fround(theta ** Math.fround((2 * i) / ropeDim));
     this.cos = new Float32Array(maxPositions * this.half);
     this.sin = new Float32Array(maxPositions * this.half);
     for (let p = 0; p < maxPositions; p++) {

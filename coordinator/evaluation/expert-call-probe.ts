@@ -2,6 +2,7 @@
 // rotate through every expert of the model, as decode does. The difference is what streaming the
 // expert weights from memory costs per call: the figure that explains decode speed on CPU.
 
+import { moeLayerIndices } from '../../shared/families/layer-plan.js';
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../shared/onnx/expert-host.js';
 import { EXPERT_WEIGHT_BYTES } from '../../shared/onnx/expert-weight-format.js';
@@ -29,9 +30,11 @@ export async function probeExpertCalls(
     const c = ckpt.config;
     const dims = ckpt.family.graphDims(c);
     const all = Array.from({ length: c.numExperts }, (_, e) => e);
+    const moeLayers = moeLayerIndices(ckpt.family.layerPlan(c));
     host = await ExpertHost.create({
       dims,
       numLayers: c.numLayers,
+      moeLayers,
       experts: all,
       graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
       settings,
@@ -64,12 +67,12 @@ export async function probeExpertCalls(
       if (!t || t.calls === 0) throw new Error('expert call probe: no expert calls were timed');
       return (t.ms / t.calls) * 1000;
     };
-    const sameExpertMicros = await timed(() => [0, 0]);
-    const rotatingMicros = await timed((i) => [Math.floor(i / E) % c.numLayers, i % E]);
+    const sameExpertMicros = await timed(() => [moeLayers[0]!, 0]);
+    const rotatingMicros = await timed((i) => [moeLayers[Math.floor(i / E) % moeLayers.length]!, i % E]);
     const expertBytes = 3 * dims.hidden * dims.ffn * EXPERT_WEIGHT_BYTES[settings.expertWeights];
     return {
       expertMiB: expertBytes / 2 ** 20,
-      allExpertsMiB: (expertBytes * E * c.numLayers) / 2 ** 20,
+      allExpertsMiB: (expertBytes * E * moeLayers.length) / 2 ** 20,
       sameExpertMicros,
       rotatingMicros,
       callsPerFigure: calls,

@@ -60,11 +60,7 @@ export async function evaluatePerplexity(
   }
   const routing = options.routing ?? engine.info.defaultRouting;
   const count = range.end - range.start;
-  const stats = new RoutingStats({
-    numLayers: engine.info.numLayers,
-    numExperts: engine.info.numExperts,
-    nativeK: engine.info.nativeK,
-  });
+  const stats = new RoutingStats(engine.info.routing);
   let nllSum = 0;
   let scored = 0;
   let done = 0;

@@ -11,17 +11,24 @@ export interface RoutedSpan {
   readonly policy: RoutingPolicy;
 }
 
+/**
+ * `layer` is the MoE layer index the policies are indexed by; `select` the selection scores
+ * (router_select) when the layer's rule has a selection bias.
+ */
 export function routeBatch(
   layer: number,
   probs: Float32Array,
   numTokens: number,
   numExperts: number,
   spans: readonly RoutedSpan[],
+  select?: Float32Array,
 ): RoutingDecision {
   const policies = new Set(spans.map((s) => s.policy));
   if (policies.size === 1) {
     const [policy] = policies;
-    return policy!.route({ layer, numTokens, numExperts, probs });
+    return policy!.route(
+      select ? { layer, numTokens, numExperts, probs, select } : { layer, numTokens, numExperts, probs },
+    );
   }
   const offsets = new Int32Array(numTokens + 1);
   const parts: { rows: Int32Array; decision: RoutingDecision }[] = [];
@@ -30,14 +37,20 @@ export function routeBatch(
     const count = mine.reduce((n, s) => n + s.end - s.start, 0);
     const rows = new Int32Array(count);
     const sub = new Float32Array(count * numExperts);
+    const subSelect = select ? new Float32Array(count * numExperts) : undefined;
     let r = 0;
     for (const s of mine) {
       for (let t = s.start; t < s.end; t++, r++) {
         rows[r] = t;
         sub.set(probs.subarray(t * numExperts, (t + 1) * numExperts), r * numExperts);
+        subSelect?.set(select!.subarray(t * numExperts, (t + 1) * numExperts), r * numExperts);
       }
     }
-    const decision = policy.route({ layer, numTokens: count, numExperts, probs: sub });
+    const decision = policy.route(
+      subSelect
+        ? { layer, numTokens: count, numExperts, probs: sub, select: subSelect }
+        : { layer, numTokens: count, numExperts, probs: sub },
+    );
     for (let i = 0; i < count; i++) offsets[rows[i]! + 1] = decision.offsets[i + 1]! - decision.offsets[i]!;
     parts.push({ rows, decision });
   }

@@ -7,7 +7,7 @@ export class UnsupportedMoePlanError extends KmoeError {
   constructor(layer: number, what: string) {
     super(`MoE layer ${layer}: ${what} is not supported yet`, {
       details: { layer, what },
-      hint: 'only softmax-gated top-K layers without shared experts (Mixtral) run today',
+      hint: 'supported: softmax or sigmoid gates, selection bias (sigmoid only), groups, shared experts, routed scaling',
     });
   }
 }

@@ -9,13 +9,15 @@ import type { F32Tensor } from '../../shared/tensor.js';
 import { type RoutedSpan, routeBatch } from './batch-routing.js';
 import { UnsupportedMoePlanError } from './errors.js';
 import type { ExpertBackend, ExpertTransfer } from './expert-backend.js';
-import type { MoeObserver } from './observer.js';
+import type { MoeLayerEvent, MoeObserver } from './observer.js';
 
 export interface MoeBlockInput {
   /** The experts' input rows (post-attention norm), [numTokens, hidden]. */
   readonly x: F32Tensor;
-  /** Router probabilities (the gate's output), [numTokens, numExperts]. */
+  /** Router scores (the gate's output: softmax or sigmoid), [numTokens, numExperts]. */
   readonly probs: Float32Array;
+  /** Selection scores (router_select), [numTokens, numExperts]: required when the plan has a selection bias. */
+  readonly select?: Float32Array;
   /** Which rows each request owns, with its routing policy. */
   readonly spans: readonly RoutedSpan[];
   /** [numTokens, hidden]: the MoE output is added into it (the residual stream). */
@@ -28,20 +30,23 @@ export interface MoeBlockOutput {
 }
 
 export class MoeBlock {
+  /**
+   * `layer` is the decoder layer (what experts are keyed by), `moeLayer` its index among the MoE
+   * layers (what policies, statistics and profiles are indexed by). Shared experts are not the
+   * block's business: they run in the layer graph, whose hidden_out already holds their output.
+   */
   constructor(
     readonly layer: number,
+    readonly moeLayer: number,
     readonly plan: MoeLayerPlan,
     private readonly backend: ExpertBackend,
   ) {
-    // The seam is typed for these; their computation lands with the families that need them.
-    if (plan.gate !== 'softmax') throw new UnsupportedMoePlanError(layer, `a ${plan.gate} gate`);
-    if (plan.sharedExperts !== 0) throw new UnsupportedMoePlanError(layer, 'shared experts');
-    if (plan.groups !== undefined) throw new UnsupportedMoePlanError(layer, 'group-limited routing');
-    if (plan.routedScalingFactor !== 1) throw new UnsupportedMoePlanError(layer, 'a routed scaling factor');
+    if (plan.selectionBias && plan.gate !== 'sigmoid')
+      throw new UnsupportedMoePlanError(layer, `a selection bias on a ${plan.gate} gate`);
   }
 
   async forward(input: MoeBlockInput, observers: readonly MoeObserver[]): Promise<MoeBlockOutput> {
-    const { x, probs, spans, accumulate } = input;
+    const { x, probs, select, spans, accumulate } = input;
     const numTokens = x.shape[0]!;
     const E = this.plan.numExperts;
     if (probs.length !== numTokens * E) {
@@ -49,13 +54,33 @@ export class MoeBlock {
         `layer ${this.layer}: router probabilities ${probs.length}, expected ${numTokens * E}`,
       );
     }
-    const decision = routeBatch(this.layer, probs, numTokens, E, spans);
+    if (this.plan.selectionBias && select?.length !== probs.length) {
+      throw new RangeError(
+        `layer ${this.layer}: selection scores ${select?.length ?? 'missing'}, expected ${numTokens * E}`,
+      );
+    }
+    const decision = routeBatch(
+      this.moeLayer,
+      probs,
+      numTokens,
+      E,
+      spans,
+      this.plan.selectionBias ? select : undefined,
+    );
     // A policy's prior stands in for the experts it skipped: no expert call, no network.
     if (decision.prior) addInto(accumulate, decision.prior);
     const transfer = await this.backend.compute(this.layer, x, decision, accumulate);
-    for (const o of observers) {
-      await o.observe({ layer: this.layer, plan: this.plan, x, probs, decision, transfer });
-    }
+    const base = {
+      layer: this.layer,
+      moeLayer: this.moeLayer,
+      plan: this.plan,
+      x,
+      probs,
+      decision,
+      transfer,
+    };
+    const event: MoeLayerEvent = this.plan.selectionBias && select ? { ...base, select } : base;
+    for (const o of observers) await o.observe(event);
     return { decision, transfer };
   }
 }

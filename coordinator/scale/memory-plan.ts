@@ -2,6 +2,7 @@
 // of workers (or an explicit placement), weight formats and context lengths, with no tensor data
 // read. Pure functions; reading config.json and the index lives in plan-input.ts.
 
+import { moeLayerIndices } from '../../shared/families/layer-plan.js';
 import { familyOf } from '../../shared/families/registry.js';
 import type { ModelConfig } from '../../shared/model/config.js';
 import { INT8_BLOCK } from '../../shared/onnx/int8-weights.js';
@@ -38,13 +39,19 @@ export const KV_BYTES: Readonly<Record<KvDType, number>> = { fp32: 4, bf16: 2, f
 
 /** Parameter counts of a model, from its config through the architecture table. */
 export interface ModelShape {
+  /** Decoder layers (MoE and dense). */
   readonly numLayers: number;
+  /** Layers with routed experts: what one expert spans (DeepSeek's dense first layers have none). */
+  readonly numMoeLayers: number;
   readonly numExperts: number;
-  /** One expert's FFN in one layer (w1 + w2 + w3). */
+  /** One routed expert's FFN in one MoE layer (w1 + w2 + w3). */
   readonly paramsPerExpertLayer: number;
-  /** Everything that is not an expert: embeddings, attention, norms, router gates, LM head. */
+  /**
+   * Everything that is not a routed expert, all on the coordinator: embeddings, attention, norms,
+   * router gates, dense layers' FFNs, shared experts, LM head.
+   */
   readonly denseParams: number;
-  /** Keys and values cached per token: 2 x layers x kvHeads x headDim. */
+  /** Keys and values cached per token: layers x (key row + value row) widths of the family's graphs. */
   readonly kvValuesPerToken: number;
   readonly maxPositions: number;
 }
@@ -60,12 +67,16 @@ export function modelShape(config: ModelConfig, present?: (name: string) => bool
     if (spec.expert === undefined) denseParams += n;
     else expertParams += n;
   }
+  const family = familyOf(config);
+  const numMoeLayers = moeLayerIndices(family.layerPlan(config)).length;
+  const dims = family.graphDims(config);
   return {
     numLayers: config.numLayers,
+    numMoeLayers,
     numExperts: config.numExperts,
-    paramsPerExpertLayer: expertParams / (config.numLayers * config.numExperts),
+    paramsPerExpertLayer: expertParams / (numMoeLayers * config.numExperts),
     denseParams,
-    kvValuesPerToken: 2 * config.numLayers * config.numKvHeads * config.headDim,
+    kvValuesPerToken: config.numLayers * (dims.keyWidth + dims.valueWidth),
     maxPositions: config.maxPositionEmbeddings,
   };
 }
@@ -141,7 +152,7 @@ export function planMemory(req: PlanRequest): MemoryPlan {
 
   const placement = req.placement ?? splitExperts(shape.numExperts, req.workers);
   checkPlacement(placement, shape.numExperts);
-  const bytesPerExpert = shape.paramsPerExpertLayer * shape.numLayers * WEIGHT_BYTES[expertFormat];
+  const bytesPerExpert = shape.paramsPerExpertLayer * shape.numMoeLayers * WEIGHT_BYTES[expertFormat];
   const workers = placement.map((experts, index): WorkerPlan => {
     const expertBytes = experts.length * bytesPerExpert;
     const totalBytes = expertBytes + reserveBytes;
@@ -187,7 +198,7 @@ export function planMemory(req: PlanRequest): MemoryPlan {
     if (workers.every((w) => w.fits)) fittingPlacement = placement;
     else if (expertsPerDevice === 0) {
       problems.push(
-        `one expert across all ${shape.numLayers} layers takes ${fmtBytes(bytesPerExpert)} (${expertFormat}), more than a ` +
+        `one expert across all ${shape.numMoeLayers} MoE layers takes ${fmtBytes(bytesPerExpert)} (${expertFormat}), more than a ` +
           `device holds (${fmtBytes(mem)} - ${fmtBytes(reserveBytes)} reserve): kmoe workers hold an expert in every ` +
           'layer, so use a smaller --expert-weights format or larger devices',
       );
@@ -260,7 +271,7 @@ export function formatPlan(plan: MemoryPlan): string {
   const lines: string[] = [];
   const mem = r.memoryBytes === undefined ? '' : ` of ${fmtBytes(r.memoryBytes)} each`;
   lines.push(
-    `experts: ${plan.expertFormat} weights, ${fmtBytes(plan.bytesPerExpert)} per expert (${r.shape.numLayers} layers), ` +
+    `experts: ${plan.expertFormat} weights, ${fmtBytes(plan.bytesPerExpert)} per expert (${r.shape.numMoeLayers} MoE layers), ` +
       `${plan.workers.length} workers${mem} on ${r.device}, reserve ${fmtBytes(r.reserveBytes)} per process`,
   );
   for (const w of plan.workers) {

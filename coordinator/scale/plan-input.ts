@@ -89,7 +89,7 @@ export async function readPlanModel(dir: string): Promise<PlanModel> {
     );
   }
   const shape = modelShape(config, (n) => names.has(n));
-  const params = shape.denseParams + shape.paramsPerExpertLayer * shape.numLayers * shape.numExperts;
+  const params = shape.denseParams + shape.paramsPerExpertLayer * shape.numMoeLayers * shape.numExperts;
   if (config.torchDtype !== null) {
     const expected = params * TORCH_DTYPE_BYTES[config.torchDtype];
     if (storedBytes === undefined) {

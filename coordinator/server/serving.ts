@@ -61,16 +61,11 @@ export async function startServing(
   const info = engine.info;
   const tokenizer = await KmoeTokenizer.load(options.modelDir);
   const routing = new RoutingCatalog(
-    {
-      numLayers: info.numLayers,
-      numExperts: info.numExperts,
-      nativeK: info.nativeK,
-      fingerprint: info.fingerprint,
-    },
+    { ...info.routing, fingerprint: info.fingerprint },
     info.defaultRouting,
     options.profiles,
   );
-  const metrics = new ServerMetrics(info, {
+  const metrics = new ServerMetrics(info.routing, {
     routingStats: () => engine.stats(),
     dispatchStats: () => engine.dispatchStats(),
     engineSequences: () => engine.sequences(),
@@ -86,7 +81,8 @@ export async function startServing(
   // Started last before listening: a thread left running would keep a failed start-up alive.
   const promptTokenizer = await PromptTokenizer.start(options.modelDir);
   const builder = new GenerationRequestBuilder(promptTokenizer, info, routing, options.servedModelName);
-  const generation = { scheduler, builder, metrics, model: info, experts: options.experts };
+  // Usage figures (avg K, native activations) count MoE layers only.
+  const generation = { scheduler, builder, metrics, model: info.routing, experts: options.experts };
   let server: ApiServer | undefined;
   const status = statusEndpoints({
     info,

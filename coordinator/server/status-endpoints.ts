@@ -43,6 +43,7 @@ export function statusEndpoints(deps: StatusDeps): StatusHandlers {
             model_type: deps.info.modelType,
             context_length: deps.info.maxPositions,
             num_layers: deps.info.numLayers,
+            num_moe_layers: deps.info.routing.numLayers,
             num_experts: deps.info.numExperts,
             native_k: deps.info.nativeK,
             default_routing: deps.routing.default.name,

@@ -36,25 +36,30 @@ export class ExpertHost {
     private readonly dims: ExpertHostDims,
     readonly experts: readonly number[],
     private readonly sessions: ReadonlyArray<ReadonlyArray<Session | undefined>>, // [layer][expert]
+    private readonly firstMoeLayer: number,
   ) {}
 
   static async create(opts: {
     dims: ExpertHostDims;
     numLayers: number;
+    /** Decoder layers that have routed experts (a family's MoE layers); absent = every layer. */
+    moeLayers?: readonly number[];
     experts: readonly number[];
     graph: ExpertGraphSource;
     settings: SessionSettings;
     onProgress?: (done: number, total: number) => void;
   }): Promise<ExpertHost> {
     const { dims, numLayers, experts, graph, settings } = opts;
+    const moeLayers = new Set(opts.moeLayers ?? Array.from({ length: numLayers }, (_, l) => l));
     const sessions: (Session | undefined)[][] = [];
     let done = 0;
     for (let l = 0; l < numLayers; l++) {
+      // A dense layer keeps an empty row: a dispatch to it is an ExpertNotHeldError, not a crash.
       const row: (Session | undefined)[] = new Array(dims.experts).fill(undefined);
-      for (const e of experts) {
+      for (const e of moeLayers.has(l) ? experts : []) {
         const bytes = await graph(l, e, settings.expertWeights);
         row[e] = Session.create(`expert ${e} layer ${l}`, 'expert', bytes, settings);
-        opts.onProgress?.(++done, numLayers * experts.length);
+        opts.onProgress?.(++done, moeLayers.size * experts.length);
       }
       sessions.push(row);
     }
@@ -62,11 +67,12 @@ export class ExpertHost {
       dims,
       [...experts].sort((a, b) => a - b),
       sessions,
+      Math.min(...moeLayers),
     );
   }
 
   holds(expert: number): boolean {
-    return this.sessions[0]?.[expert] !== undefined;
+    return this.sessions[this.firstMoeLayer]?.[expert] !== undefined;
   }
 
   /**

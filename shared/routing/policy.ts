@@ -1,25 +1,63 @@
-// The contract between the router (probabilities per token) and dispatch (experts + weights per
-// token): a RoutingPolicy turns one MoE layer's softmax into a CSR list of experts per token.
+// The contract between the router (scores per token) and dispatch (experts + weights per token): a
+// RoutingPolicy turns one MoE layer's gate scores into a CSR list of experts per token, following the
+// model's native rule (RouterRule) for how scores are ranked, grouped, normalised and scaled.
 
 import type { ExpertAssignment } from '../moe/expert-assignment.js';
 
-/** Router output at one MoE layer for a batch: softmax over ALL experts, row-major. */
+/** Router output at one MoE layer for a batch, row-major. */
 export interface RouterProbs {
+  /** MoE layer index (0 .. RoutingModel.numLayers - 1), not the decoder layer. */
   readonly layer: number;
   readonly numTokens: number;
   readonly numExperts: number;
-  /** [numTokens, numExperts], each row a softmax over every expert (not logits, not top-k). */
+  /**
+   * [numTokens, numExperts], the gate's scores over every expert (not logits, not top-k): a softmax
+   * (each row sums to 1) or, for a sigmoid gate, independent sigmoid scores in [0, 1].
+   */
   readonly probs: Float32Array;
+  /**
+   * [numTokens, numExperts], only for a rule with `selectionBias`: scores + correction bias, which
+   * rank groups and experts (weights still come from `probs`).
+   */
+  readonly select?: Float32Array;
 }
 
 /**
- * Experts chosen for each token (an ExpertAssignment): token t's experts are in descending
- * probability order (ties: lower expert index first). Weights are >= 0 and renormalised over the
- * kept experts (sum 1 per token) for every policy except `skip`, which keeps native top-K weights
- * (sum <= 1) by design.
+ * A model's native routing rule (a family's MoE layer plan satisfies it). Policies choose how many
+ * experts to keep; this says how they are ranked and weighted:
+ * - ranking: by `select` when `selectionBias`, else by the scores; with `groups`, only experts of the
+ *   topKGroups best groups are eligible (group score: best ranking score, or the sum of the two best
+ *   with a selection bias).
+ * - the normalised scores (softmax probabilities, or sigmoid scores divided by their row sum) are
+ *   what entropy, top-p mass and ratios are measured on.
+ * - weights: scores of the kept experts, divided by their sum when `renormalize` (sigmoid: sum +
+ *   1e-20, as transformers), then times `routedScalingFactor`. Not renormalised stays not
+ *   renormalised whatever K a policy keeps.
+ */
+export interface RouterRule {
+  readonly gate: 'softmax' | 'sigmoid';
+  readonly renormalize: boolean;
+  readonly selectionBias?: boolean;
+  readonly groups?: { readonly numGroups: number; readonly topKGroups: number };
+  readonly routedScalingFactor: number;
+}
+
+/** Mixtral's rule: softmax, top-K renormalised, no groups, no scaling. */
+export const SOFTMAX_RENORMALISED: RouterRule = {
+  gate: 'softmax',
+  renormalize: true,
+  routedScalingFactor: 1,
+};
+
+/**
+ * Experts chosen for each token (an ExpertAssignment): token t's experts are in descending ranking
+ * order (ties: lower expert index first). Weights are >= 0, final (the expert graph multiplies by
+ * them): under a renormalising rule they are renormalised over the kept experts (sum =
+ * routedScalingFactor per token) for every policy except `skip`, which keeps native top-K weights
+ * by design; under a rule without renormalisation they are the raw scores of the kept experts.
  */
 export interface RoutingDecision extends ExpertAssignment {
-  /** [numTokens] router entropy in nats over the full softmax (clamped at 0), for statistics. */
+  /** [numTokens] router entropy in nats over the full normalised scores (clamped at 0), for statistics. */
   readonly entropy: Float32Array;
   /**
    * [numTokens, hidden], optional: a calibrated estimate of what the experts this policy skipped
@@ -31,10 +69,15 @@ export interface RoutingDecision extends ExpertAssignment {
 
 /** What a policy needs to know about the model it routes for. */
 export interface RoutingModel {
+  /** MoE layers (dense decoder layers are not counted): per-layer parameters have one entry each. */
   readonly numLayers: number;
   readonly numExperts: number;
   /** Experts per token the model was trained with (Mixtral: 2). */
   readonly nativeK: number;
+  /** Decoder-layer index of each MoE layer; absent = MoE layer i is decoder layer i. */
+  readonly moeLayers?: readonly number[];
+  /** The native routing rule; absent = SOFTMAX_RENORMALISED (Mixtral). */
+  readonly rule?: RouterRule;
 }
 
 export interface RoutingPolicy {

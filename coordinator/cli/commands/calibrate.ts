@@ -9,9 +9,11 @@ import type { PolicyConfig } from '../../../shared/routing/registry.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { calibrate } from '../../calibration/calibrate.js';
 import { loadCorpus } from '../../calibration/corpus.js';
+import { profileModel } from '../../calibration/quality-search.js';
 import type { CalibratedPolicy } from '../../calibration/skip-rates.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { STANDARD_WINDOW } from '../../evaluation/perplexity.js';
+import { routingModelOfConfig } from '../../moe/routing-model.js';
 import { sessionSettings } from '../experts.js';
 import type { ComputeOptions } from '../options.js';
 import { UsageError } from '../usage-error.js';
@@ -46,6 +48,11 @@ export async function run(o: CalibrateOptions, argv: readonly string[]): Promise
   const budget = o.budget / 100;
   const { searchWindows, step } = o;
 
+  if (targetAvgK !== undefined) {
+    const { nativeK } = routingModelOfConfig(await loadModelConfig(modelDir));
+    if (targetAvgK > nativeK)
+      throw new UsageError(`--target-avg-k ${targetAvgK} is above the model's native K of ${nativeK}`);
+  }
   const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
   try {
     const name = path.basename(out).replace(/\.json$/, '');
@@ -104,7 +111,7 @@ async function theory(o: CalibrateOptions): Promise<number> {
   const profile: RoutingProfile = {
     kmoeRoutingProfile: 1,
     policy: policyConfig,
-    model: { numLayers: config.numLayers, numExperts: config.numExperts, nativeK: config.numExpertsPerTok },
+    model: profileModel(routingModelOfConfig(config)),
     provenance: {
       name: out
         .split('/')

@@ -69,7 +69,7 @@ export async function run(o: GenerateOptions): Promise<number> {
     if (o.stats) {
       const done = performance.now();
       const decodeTps = generated > 1 ? ((generated - 1) / (done - firstToken)) * 1000 : 0;
-      const positions = (promptIds.length + Math.max(0, generated - 1)) * info.numLayers;
+      const positions = (promptIds.length + Math.max(0, generated - 1)) * info.routing.numLayers;
       process.stderr.write(
         `prompt ${promptIds.length} tokens in ${(firstToken - started).toFixed(1)} ms; ` +
           `${generated} generated, decode ${decodeTps.toFixed(1)} tokens/s; ` +

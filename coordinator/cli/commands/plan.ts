@@ -70,7 +70,7 @@ export async function run(o: PlanOptions): Promise<number> {
     );
   } else {
     process.stdout.write(
-      `${o.model}: ${model.config.numLayers} layers x ${E} experts, ${fmtBytes(model.storedBytes)} stored (from ${model.source})\n`,
+      `${o.model}: ${model.config.numLayers} layers (${model.shape.numMoeLayers} MoE) x ${E} experts, ${fmtBytes(model.storedBytes)} stored (from ${model.source})\n`,
     );
     process.stdout.write(`${formatPlan({ ...plan, notes })}\n`);
   }

@@ -23,7 +23,8 @@ export class ExpertMeanProbe implements MoeObserver {
   }
 
   async observe(e: MoeLayerEvent): Promise<void> {
-    const { layer, decision, x } = e;
+    // Experts are computed at the decoder layer; means are indexed by MoE layer (as profiles are).
+    const { layer, moeLayer, decision, x } = e;
     const n = decision.numTokens;
     const H = this.hidden;
     const offsets = new Int32Array(n + 1);
@@ -44,8 +45,8 @@ export class ExpertMeanProbe implements MoeObserver {
     for (let t = 0; t < n; t++) {
       if (offsets[t + 1] === offsets[t]) continue;
       const ex = experts[offsets[t]!]!;
-      const at = (layer * this.experts + ex) * H;
-      this.counts[layer * this.experts + ex]!++;
+      const at = (moeLayer * this.experts + ex) * H;
+      this.counts[moeLayer * this.experts + ex]!++;
       for (let i = 0; i < H; i++) this.sums[at + i]! += alone[t * H + i]!;
     }
   }

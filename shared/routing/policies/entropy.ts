@@ -1,5 +1,5 @@
 // `entropy:K1,K2[,...]@T1[,...]`: more experts for tokens the router is unsure about. With router
-// entropy H (nats, full softmax), K = K_i for the first i with H < T_i, else the last K. Thresholds
+// entropy H (nats, over the full softmax, or over the sigmoid scores divided by their sum), K = K_i for the first i with H < T_i, else the last K. Thresholds
 // may be global or one list per layer (calibrated profiles).
 
 import { z } from 'zod';

@@ -1,93 +1,156 @@
 // The loop every top-K-style policy shares: one pass per token computes the router entropy and
-// keeps the policy's maxK most probable experts; the policy only decides K from those; the kept
-// weights are renormalised (a policy may normalise differently, see skip.ts). Policies subclass
-// SelectingPolicy and implement chooseK.
+// keeps the policy's maxK best-ranked experts under the model's native rule (RouterRule: softmax or
+// sigmoid scores, selection bias, group-limited selection); the policy only decides K from those;
+// the kept weights follow the rule (renormalised or raw scores, times the routed scaling factor;
+// a policy may normalise differently, see skip.ts). Policies subclass SelectingPolicy and implement chooseK.
 
 import { RoutingInputError } from '../errors.js';
-import type { RouterProbs, RoutingDecision, RoutingModel, RoutingPolicy } from '../policy.js';
+import {
+  type RouterProbs,
+  type RouterRule,
+  type RoutingDecision,
+  type RoutingModel,
+  type RoutingPolicy,
+  SOFTMAX_RENORMALISED,
+} from '../policy.js';
 
 /** Keeps the log finite at p = 0 (0 * ln 0 would be NaN); the reference implementation uses the same epsilon. */
 const ENTROPY_EPS = 1e-9;
 /**
- * How far a row sum may stray from 1. Loose enough for a softmax computed in reduced precision
- * (bf16 rows of 64 experts are off by a few 1e-3), tight enough to catch logits passed as probabilities.
+ * How far a softmax row sum may stray from 1. Loose enough for a softmax computed in reduced
+ * precision (bf16 rows of 64 experts are off by a few 1e-3), tight enough to catch logits passed as probabilities.
  */
 const ROW_SUM_TOLERANCE = 1e-2;
+/** transformers adds this to the kept sigmoid scores' sum before dividing (DeepSeek-V3 norm_topk_prob). */
+const SIGMOID_NORM_EPS = 1e-20;
+
+/** The maxK candidates of every token of the last route() call, in ranking order. */
+export interface RoutedCandidates {
+  /** [numTokens * maxK] expert ids. */
+  readonly experts: Int32Array;
+  /** [numTokens * maxK] their raw gate scores (the basis of the weights). */
+  readonly scores: Float64Array;
+}
 
 export abstract class SelectingPolicy implements RoutingPolicy {
   readonly spec: string;
   readonly maxK: number;
   protected readonly model: RoutingModel;
+  protected readonly rule: RouterRule;
   // Scratch reused by every route() call: route() is synchronous, so one instance never interleaves.
   private readonly topExperts: Int32Array;
-  private readonly topProbs: Float64Array;
+  private readonly topRank: Float64Array;
+  /** Normalised scores of the candidates (what chooseK sees). */
+  private readonly topMass: Float64Array;
+  /** Raw gate scores of the candidates (what weights are made of). */
+  protected readonly topRaw: Float64Array;
+  private readonly eligible: Uint8Array;
+  private readonly groupScores: Float64Array;
 
   protected constructor(spec: string, maxK: number, model: RoutingModel) {
     this.spec = spec;
     this.maxK = maxK;
     this.model = model;
+    this.rule = model.rule ?? SOFTMAX_RENORMALISED;
     this.topExperts = new Int32Array(maxK);
-    this.topProbs = new Float64Array(maxK);
+    this.topRank = new Float64Array(maxK);
+    this.topMass = new Float64Array(maxK);
+    this.topRaw = new Float64Array(maxK);
+    this.eligible = new Uint8Array(model.numExperts);
+    this.groupScores = new Float64Array(this.rule.groups?.numGroups ?? 0);
   }
 
   /**
-   * K in 1..maxK for one token at `layer`, given its router entropy (nats, float64, unclamped) and
-   * its maxK largest probabilities in descending order.
+   * K in 1..maxK for one token at MoE layer `layer`, given its router entropy (nats, float64,
+   * unclamped, over the normalised scores) and its maxK candidates' normalised scores in ranking order.
    */
   protected abstract chooseK(layer: number, entropy: number, top: Float64Array): number;
 
-  /** Divisor of the kept probabilities: their own sum (weights renormalised to sum 1). */
-  protected weightNormaliser(k: number, top: Float64Array): number {
-    let kept = 0;
-    for (let i = 0; i < k; i++) kept += top[i]!;
+  /**
+   * Divisor of the kept raw scores: under a renormalising rule their own sum (+1e-20 for a sigmoid
+   * gate), else 1 (the weights are the scores themselves).
+   */
+  protected weightNormaliser(k: number, raw: Float64Array): number {
+    if (!this.rule.renormalize) return 1;
+    let kept = this.rule.gate === 'sigmoid' ? SIGMOID_NORM_EPS : 0;
+    for (let i = 0; i < k; i++) kept += raw[i]!;
     return kept;
   }
 
-  route(input: RouterProbs): RoutingDecision {
+  /** Runs the selection and also returns every token's maxK candidates (for priors of skipped experts). */
+  protected routeWithCandidates(input: RouterProbs): {
+    decision: RoutingDecision;
+    candidates: RoutedCandidates;
+  } {
     const { layer, numTokens, numExperts, probs } = input;
     this.checkInput(input);
+    const rule = this.rule;
+    const sigmoid = rule.gate === 'sigmoid';
+    const rank = rule.selectionBias ? input.select! : probs;
+    const scale = rule.routedScalingFactor;
     const maxK = this.maxK;
-    const topExperts = this.topExperts;
-    const topProbs = this.topProbs;
+    const { topExperts, topRank, topMass, topRaw, eligible } = this;
     const capacity = numTokens * maxK;
     const offsets = new Int32Array(numTokens + 1);
     const experts = new Int32Array(capacity);
     const weights = new Float32Array(capacity);
     const entropy = new Float32Array(numTokens);
+    const candExperts = new Int32Array(capacity);
+    const candScores = new Float64Array(capacity);
     let out = 0;
     for (let t = 0; t < numTokens; t++) {
       const base = t * numExperts;
-      let h = 0;
       let sum = 0;
-      let filled = 0;
       for (let j = 0; j < numExperts; j++) {
         const p = probs[base + j]!;
-        if (!(p >= 0)) throw this.badRow(layer, t, `probability of expert ${j} is ${p}`);
+        if (!(p >= 0) || (sigmoid && !(p <= 1))) throw this.badRow(layer, t, `score of expert ${j} is ${p}`);
         sum += p;
-        h -= p * Math.log(p + ENTROPY_EPS);
+      }
+      if (!sigmoid && Math.abs(sum - 1) > ROW_SUM_TOLERANCE)
+        throw this.badRow(layer, t, `row sums to ${sum}`);
+      // Softmax rows are measured as they are (bit-identical to the pre-rule kernel); sigmoid rows
+      // are normalised to a distribution first.
+      const massScale = sigmoid ? (sum > 0 ? 1 / sum : 0) : 1;
+      let h = 0;
+      for (let j = 0; j < numExperts; j++) {
+        const m = probs[base + j]! * massScale;
+        h -= m * Math.log(m + ENTROPY_EPS);
+      }
+      this.markEligible(rank, base, layer, t);
+      let filled = 0;
+      for (let j = 0; j < numExperts; j++) {
+        if (eligible[j] === 0) continue;
+        const r = rank[base + j]!;
+        if (!Number.isFinite(r)) throw this.badRow(layer, t, `selection score of expert ${j} is ${r}`);
         // Insertion into a maxK-long sorted buffer; strict `>` keeps the lower index first on ties.
         let pos: number;
         if (filled < maxK) {
           pos = filled++;
-        } else if (p > topProbs[maxK - 1]!) {
+        } else if (r > topRank[maxK - 1]!) {
           pos = maxK - 1;
         } else {
           continue;
         }
-        while (pos > 0 && p > topProbs[pos - 1]!) {
-          topProbs[pos] = topProbs[pos - 1]!;
+        while (pos > 0 && r > topRank[pos - 1]!) {
+          topRank[pos] = topRank[pos - 1]!;
           topExperts[pos] = topExperts[pos - 1]!;
           pos--;
         }
-        topProbs[pos] = p;
+        topRank[pos] = r;
         topExperts[pos] = j;
       }
-      if (Math.abs(sum - 1) > ROW_SUM_TOLERANCE) throw this.badRow(layer, t, `row sums to ${sum}`);
-      const k = this.chooseK(layer, h, topProbs);
-      const norm = this.weightNormaliser(k, topProbs);
+      for (let i = 0; i < maxK; i++) {
+        const p = probs[base + topExperts[i]!]!;
+        topRaw[i] = p;
+        topMass[i] = p * massScale;
+        candExperts[t * maxK + i] = topExperts[i]!;
+        candScores[t * maxK + i] = p;
+      }
+      const k = this.chooseK(layer, h, topMass);
+      const norm = this.weightNormaliser(k, topRaw);
       for (let i = 0; i < k; i++) {
         experts[out] = topExperts[i]!;
-        weights[out] = topProbs[i]! / norm;
+        weights[out] = scale === 1 ? topRaw[i]! / norm : (topRaw[i]! / norm) * scale;
         out++;
       }
       offsets[t + 1] = out;
@@ -96,19 +159,64 @@ export abstract class SelectingPolicy implements RoutingPolicy {
     }
     // Compact copies so the arrays' buffers hold exactly the decision (they may go on the wire).
     return {
-      numTokens,
-      offsets,
-      experts: out === capacity ? experts : experts.slice(0, out),
-      weights: out === capacity ? weights : weights.slice(0, out),
-      entropy,
+      decision: {
+        numTokens,
+        offsets,
+        experts: out === capacity ? experts : experts.slice(0, out),
+        weights: out === capacity ? weights : weights.slice(0, out),
+        entropy,
+      },
+      candidates: { experts: candExperts, scores: candScores },
     };
+  }
+
+  route(input: RouterProbs): RoutingDecision {
+    return this.routeWithCandidates(input).decision;
+  }
+
+  /**
+   * Marks the experts a token may choose: all of them, or with group-limited routing those of the
+   * topKGroups best groups (ties: lower group first).
+   */
+  private markEligible(rank: Float32Array, base: number, layer: number, t: number): void {
+    const groups = this.rule.groups;
+    const E = this.model.numExperts;
+    if (groups === undefined) {
+      this.eligible.fill(1);
+      return;
+    }
+    const size = E / groups.numGroups;
+    const scores = this.groupScores;
+    for (let g = 0; g < groups.numGroups; g++) {
+      let best = Number.NEGATIVE_INFINITY;
+      let second = Number.NEGATIVE_INFINITY;
+      for (let i = g * size; i < (g + 1) * size; i++) {
+        const r = rank[base + i]!;
+        if (r > best) {
+          second = best;
+          best = r;
+        } else if (r > second) second = r;
+      }
+      scores[g] = this.rule.selectionBias && size >= 2 ? best + second : best;
+      if (Number.isNaN(scores[g]!)) throw this.badRow(layer, t, `group ${g} has a NaN selection score`);
+    }
+    this.eligible.fill(0);
+    const taken = new Uint8Array(groups.numGroups);
+    for (let n = 0; n < groups.topKGroups; n++) {
+      let pick = -1;
+      for (let g = 0; g < groups.numGroups; g++) {
+        if (taken[g] === 0 && (pick < 0 || scores[g]! > scores[pick]!)) pick = g;
+      }
+      taken[pick] = 1;
+      this.eligible.fill(1, pick * size, (pick + 1) * size);
+    }
   }
 
   private checkInput(input: RouterProbs): void {
     const { layer, numTokens, numExperts, probs } = input;
     const { numLayers } = this.model;
     if (!Number.isInteger(layer) || layer < 0 || layer >= numLayers) {
-      throw new RoutingInputError(`routing ${this.spec}: layer ${layer} is outside 0..${numLayers - 1}`, {
+      throw new RoutingInputError(`routing ${this.spec}: MoE layer ${layer} is outside 0..${numLayers - 1}`, {
         layer,
       });
     }
@@ -124,12 +232,26 @@ export abstract class SelectingPolicy implements RoutingPolicy {
         { layer },
       );
     }
+    if (this.rule.selectionBias && input.select?.length !== probs.length) {
+      throw new RoutingInputError(
+        `routing ${this.spec}: layer ${layer} needs selection scores (router_select) of ${probs.length} values, got ${input.select?.length ?? 'none'}`,
+        { layer, hint: 'a rule with a selection bias ranks experts by router_select' },
+      );
+    }
   }
 
   private badRow(layer: number, token: number, what: string): RoutingInputError {
+    const gate = this.rule.gate;
     return new RoutingInputError(
-      `routing ${this.spec}: layer ${layer} token ${token}: ${what}; router probabilities must be a softmax over all experts`,
-      { layer, token, hint: 'pass softmax(router logits), not the logits or a top-k subset' },
+      `routing ${this.spec}: layer ${layer} token ${token}: ${what}; router scores must be ${gate === 'softmax' ? 'a softmax' : 'sigmoid scores'} over all experts`,
+      {
+        layer,
+        token,
+        hint:
+          gate === 'softmax'
+            ? 'pass softmax(router logits), not the logits or a top-k subset'
+            : 'pass sigmoid(router logits), not the logits',
+      },
     );
   }
 }

@@ -30,7 +30,30 @@ export function checkModel(model: RoutingModel): string[] {
     problems.push(`model numExperts ${numExperts} is not >= 1`);
   if (!Number.isInteger(nativeK) || nativeK < 1 || nativeK > numExperts)
     problems.push(`model nativeK ${nativeK} is not in 1..numExperts (${numExperts})`);
+  if (model.moeLayers !== undefined && model.moeLayers.length !== numLayers)
+    problems.push(`model lists ${model.moeLayers.length} MoE layers but numLayers is ${numLayers}`);
+  const groups = model.rule?.groups;
+  if (groups !== undefined) {
+    const { numGroups, topKGroups } = groups;
+    if (!Number.isInteger(numGroups) || numGroups < 1 || numExperts % numGroups !== 0)
+      problems.push(`model numGroups ${numGroups} does not divide numExperts ${numExperts}`);
+    else if (!Number.isInteger(topKGroups) || topKGroups < 1 || topKGroups > numGroups)
+      problems.push(`model topKGroups ${topKGroups} is not in 1..numGroups (${numGroups})`);
+    else if (nativeK > selectableExperts(model))
+      problems.push(
+        `model nativeK ${nativeK} exceeds the ${selectableExperts(model)} experts its groups allow`,
+      );
+  }
+  if (model.rule?.selectionBias && model.rule.gate !== 'sigmoid' && model.rule.groups !== undefined)
+    problems.push('a selection bias with group-limited routing is defined for sigmoid gates only');
   return problems;
+}
+
+/** Experts one token can choose from: all of them, or those of its topKGroups groups. */
+export function selectableExperts(model: RoutingModel): number {
+  const groups = model.rule?.groups;
+  if (groups === undefined) return model.numExperts;
+  return (model.numExperts / groups.numGroups) * groups.topKGroups;
 }
 
 /**
@@ -71,6 +94,10 @@ export function checkExpertCount(what: string, k: number, model: RoutingModel | 
   if (!Number.isInteger(k) || k < 1) return [`${what} must be an integer >= 1, got ${k}`];
   if (model !== undefined && k > model.numExperts)
     return [`${what} = ${k} exceeds the model's ${model.numExperts} experts`];
+  if (model !== undefined && k > selectableExperts(model))
+    return [
+      `${what} = ${k} exceeds the ${selectableExperts(model)} experts a token can choose under group-limited routing`,
+    ];
   return [];
 }
 

@@ -1,6 +1,7 @@
 // `skip:TAU` — native-weight expert skipping: start from the model's native top-K with its native
-// weights (p_i over the sum of the native top-K), then drop every expert below rank 1 whose native
-// weight is under TAU. Kept experts keep their native weights, NOT renormalised: the layer's output
+// weights (p_i over the sum of the native top-K under a renormalising rule, p_i itself under a rule
+// without renormalisation; the routed scaling factor applied after), then drop every expert below
+// rank 1 whose native weight (before scaling) is under TAU. Kept experts keep their native weights, NOT renormalised: the layer's output
 // is the native output minus the skipped terms. Measured on the demo model, renormalising after a
 // skip doubles the perplexity cost at the same saving (README "Adaptive K"), because it scales up
 // the kept expert instead of only removing the small one. TAU may be one value per layer.
@@ -10,7 +11,7 @@
 import { z } from 'zod';
 import { decodeExpertMeans, type ExpertMeans, expertMeansSchema } from '../expert-means.js';
 import type { RouterProbs, RoutingDecision, RoutingModel } from '../policy.js';
-import { SelectingPolicy } from './kernel.js';
+import { type RoutedCandidates, SelectingPolicy } from './kernel.js';
 import {
   checkLayerCount,
   type PolicyKind,
@@ -73,56 +74,54 @@ export class SkipPolicy extends SelectingPolicy {
   }
 
   override route(input: RouterProbs): RoutingDecision {
-    const decision = super.route(input);
-    return this.means ? { ...decision, prior: this.prior(input, decision, this.means) } : decision;
+    if (!this.means) return super.route(input);
+    const { decision, candidates } = this.routeWithCandidates(input);
+    return { ...decision, prior: this.prior(input, decision, candidates, this.means) };
   }
 
   /** Native weight x mean output of every native top-K expert the decision left out. */
-  private prior(input: RouterProbs, decision: RoutingDecision, means: ExpertMeans): Float32Array {
-    const { numTokens, numExperts: E, probs, layer } = input;
+  private prior(
+    input: RouterProbs,
+    decision: RoutingDecision,
+    candidates: RoutedCandidates,
+    means: ExpertMeans,
+  ): Float32Array {
+    const { numTokens, numExperts: E, layer } = input;
     const H = means.hidden;
     const K = this.maxK;
+    const scale = this.rule.routedScalingFactor;
     const prior = new Float32Array(numTokens * H);
-    const top = new Int32Array(K);
+    const raw = new Float64Array(K);
     for (let t = 0; t < numTokens; t++) {
       const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
       if (kept >= K) continue;
-      // Same order as the kernel: descending probability, lower index first on ties.
-      let filled = 0;
-      for (let e = 0; e < E; e++) {
-        const p = probs[t * E + e]!;
-        let pos = filled < K ? filled++ : K;
-        if (pos === K && !(p > probs[t * E + top[K - 1]!]!)) continue;
-        if (pos === K) pos = K - 1;
-        while (pos > 0 && p > probs[t * E + top[pos - 1]!]!) {
-          top[pos] = top[pos - 1]!;
-          pos--;
-        }
-        top[pos] = e;
-      }
-      let mass = 0;
-      for (let r = 0; r < K; r++) mass += probs[t * E + top[r]!]!;
+      // The kernel's candidates are the native top-K in ranking order.
+      for (let r = 0; r < K; r++) raw[r] = candidates.scores[t * K + r]!;
+      const norm = this.weightNormaliser(K, raw);
       for (let r = kept; r < K; r++) {
-        const w = probs[t * E + top[r]!]! / mass;
-        const mean = (layer * E + top[r]!) * H;
+        const w = (raw[r]! / norm) * scale;
+        const mean = (layer * E + candidates.experts[t * K + r]!) * H;
         for (let i = 0; i < H; i++) prior[t * H + i]! += w * means.data[mean + i]!;
       }
     }
     return prior;
   }
 
-  protected chooseK(layer: number, _entropy: number, top: Float64Array): number {
-    const bound = this.tau[layer]! * this.weightNormaliser(this.maxK, top);
+  /** Keeps rank 1 and every next native expert whose native weight (before scaling) is >= TAU. */
+  protected chooseK(layer: number, _entropy: number, _top: Float64Array): number {
+    const raw = this.topRaw;
+    const bound = this.tau[layer]! * this.weightNormaliser(this.maxK, raw);
     let k = 1;
-    while (k < this.maxK && top[k]! >= bound) k++;
+    while (k < this.maxK && raw[k]! >= bound) k++;
     return k;
   }
 
-  /** Native weights: always divide by the native top-K mass, whatever K was kept. */
-  protected override weightNormaliser(_k: number, top: Float64Array): number {
-    let native = 0;
-    for (let i = 0; i < this.maxK; i++) native += top[i]!;
-    return native;
+  /**
+   * Native weights: under a renormalising rule always divide by the native top-K's scores, whatever
+   * K was kept; without renormalisation the native weights are the scores themselves.
+   */
+  protected override weightNormaliser(k: number, raw: Float64Array): number {
+    return super.weightNormaliser(this.rule.renormalize ? this.maxK : k, raw);
   }
 }
 

@@ -1,5 +1,7 @@
-// `topk:K`: the K most probable experts for every token, weights renormalised over them. With K
-// equal to the model's native K this is standard Mixtral routing; other K trade quality for compute.
+// `topk:K`: the K best-ranked experts for every token, weighted by the model's native rule
+// (renormalised over them for Mixtral, Qwen3-MoE, DeepSeek; raw scores for Qwen2-MoE and OLMoE; times
+// DeepSeek's routed scaling factor). With K equal to the native K this is the model's own routing;
+// other K trade quality for compute.
 
 import { z } from 'zod';
 import type { RoutingModel } from '../policy.js';

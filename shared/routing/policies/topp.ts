@@ -1,5 +1,6 @@
 // `topp:P[@KMIN-KMAX]` (Huang et al. 2024, "Harder tasks need more experts"): the smallest K in
-// [KMIN, KMAX] whose top-K cumulative probability reaches P. P may be one value per layer.
+// [KMIN, KMAX] whose top-K cumulative probability reaches P (probabilities: the softmax, or sigmoid
+// scores divided by their sum; in the rule's ranking order). P may be one value per layer.
 
 import { z } from 'zod';
 import type { RoutingModel } from '../policy.js';

@@ -50,6 +50,30 @@ describe('model shape from the config', () => {
     expect(s.kvValuesPerToken).toBe(65_536);
   });
 
+  // Every tiny family (tensor specs from the family, not Mixtral's): parameters as each model's
+  // README states them, one routed expert = 3 x hidden 64 x its FFN 32 per MoE layer, shared experts
+  // and dense layers on the coordinator, KV rows of the family's widths.
+  it.each([
+    // model, MoE layers, total parameters, KV values per token (layers x (key + value widths))
+    ['tiny-qwen2-moe', 2, 2, 1_343_680, 2 * (32 + 32)],
+    ['tiny-qwen3-moe', 3, 3, 1_194_624, 3 * (64 + 64)],
+    ['tiny-olmoe', 2, 2, 1_344_000, 2 * (32 + 32)],
+    // MLA: keys 4 heads x (nope 32 + rope 16) = 192, values 4 x 24 = 96; layer 0 dense.
+    ['tiny-deepseek-v3', 3, 2, 846_512 + 2 * 16, 3 * (192 + 96)],
+  ] as const)('counts %s from its family', async (name, layers, moeLayers, params, kv) => {
+    const model = await readPlanModel(path.join(MODEL_DIR, '..', name));
+    const s = model.shape;
+    expect(s.numLayers).toBe(layers);
+    expect(s.numMoeLayers).toBe(moeLayers);
+    expect(s.paramsPerExpertLayer).toBe(3 * 64 * 32);
+    expect(s.denseParams + s.paramsPerExpertLayer * s.numMoeLayers * s.numExperts).toBe(params);
+    expect(s.kvValuesPerToken).toBe(kv);
+    const plan = planMemory({ ...base22, shape: s, workers: 2, contexts: [64], batches: [1] });
+    // One expert spans the MoE layers only.
+    expect(plan.bytesPerExpert).toBe(3 * 64 * 32 * moeLayers * WEIGHT_BYTES[plan.expertFormat]);
+    expect(plan.workers.map((w) => w.experts.length)).toEqual([s.numExperts / 2, s.numExperts / 2]);
+  });
+
   it('prices weight formats with their block scales', () => {
     expect(WEIGHT_BYTES).toEqual({ fp32: 4, bf16: 2, fp16: 2, int8: 1.125, int4: 0.625 });
   });
