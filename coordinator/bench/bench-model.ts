@@ -58,7 +58,8 @@ export function tokenAgreement(a: readonly number[], b: readonly number[]) {
 async function resolveGguf(o: BenchModelOptions) {
   if (o.llamaCpp === undefined) return undefined;
   if (o.llamaCpp !== 'auto') return { file: o.llamaCpp, source: 'given' as const, type: null, written: null };
-  const type = o.llamaCppType ?? (o.settings.expertWeights === 'int8' ? 'q8_0' : 'f32');
+  const int8 = o.settings.expertWeights === 'int8' || o.settings.denseWeights === 'int8';
+  const type = o.llamaCppType ?? (int8 ? 'q8_0' : 'f32');
   const cache = o.ggufCache ?? path.join(path.dirname(o.out), 'gguf');
   process.stderr.write(`bench model: GGUF (${type}) of ${o.model} in ${cache}...\n`);
   const { file, written } = await cachedCheckpointGguf(o.model, type, cache);
@@ -230,6 +231,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       model: engine.info.modelDir,
       threads: settings.threads,
       expertWeights: settings.expertWeights,
+      denseWeights: settings.denseWeights ?? 'fp32',
       corpus: idsPath,
       prefill: {
         windows,

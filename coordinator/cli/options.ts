@@ -4,7 +4,12 @@
 
 import { statSync } from 'node:fs';
 import { Option } from 'commander';
-import { EXPERT_WEIGHT_FORMATS, type ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
+import {
+  DENSE_WEIGHT_FORMATS,
+  type DenseWeightFormat,
+  EXPERT_WEIGHT_FORMATS,
+  type ExpertWeightFormat,
+} from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import {
   DEFAULT_WIRE_DTYPE,
@@ -158,6 +163,7 @@ export interface ComputeOptions {
   readonly threads?: number;
   readonly device?: Device;
   readonly expertWeights?: ExpertWeightFormat;
+  readonly denseWeights?: DenseWeightFormat;
 }
 
 /** Where the experts run: --workers, --wire, --dispatch-timeout. */
@@ -188,6 +194,13 @@ export const opt = {
       `how the experts compute where they run: ${EXPERT_WEIGHT_FORMATS.join(' | ')} (default: fp32; int8 = ` +
         'blockwise 8-bit weights, faster decode, approximate)',
     ).argParser(parseChoice('--expert-weights', EXPERT_WEIGHT_FORMATS)),
+  /** The runtime's format; `kmoe plan --dense-weights` prices formats through plannedWeights. */
+  denseWeights: () =>
+    new Option(
+      '--dense-weights <format>',
+      `how the dense layers and the LM head compute: ${DENSE_WEIGHT_FORMATS.join(' | ')} (default: fp32; ` +
+        'int8 = blockwise 8-bit projections, router kept fp32, faster decode, approximate)',
+    ).argParser(parseChoice('--dense-weights', DENSE_WEIGHT_FORMATS)),
   workers: (defaultText: string) =>
     new Option(
       '--workers <n|urls>',

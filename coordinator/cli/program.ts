@@ -124,7 +124,8 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.dispatchTimeout())
     .addOption(opt.threads())
     .addOption(opt.device())
-    .addOption(opt.expertWeights());
+    .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights());
   action(generate, argv, outcome, async () => (await import('./commands/generate.js')).run);
 
   // ---- eval ----
@@ -174,6 +175,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights())
     .addHelpText(
       'after',
       `\nPerplexity by the standard procedure: non-overlapping windows of ${STANDARD_WINDOW} ids (trailing partial\n` +
@@ -293,6 +295,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights())
     .addHelpText(
       'after',
       '\nWrites a versioned routing profile (JSON) that records how it was made. By default calibration uses\n' +
@@ -345,6 +348,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.threads('onnxruntime threads of the coordinator (default: all cores)'))
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights())
     .addHelpText(
       'after',
       '\nPOST /v1/completions, /v1/chat/completions; GET /v1/models, /health, /ready, /metrics.\n' +
@@ -480,6 +484,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights())
     .addOption(
       new Option(
         '--llama-cpp <gguf|auto>',
@@ -490,7 +495,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option(
         '--llama-cpp-type <type>',
-        'tensor type of the GGUF that --llama-cpp auto writes (default: f32, q8_0 with --expert-weights int8)',
+        'tensor type of the GGUF that --llama-cpp auto writes (default: f32, q8_0 with --expert-weights or --dense-weights int8)',
       ).argParser(parseChoice('--llama-cpp-type', GGUF_OUT_TYPES)),
     )
     .addOption(
