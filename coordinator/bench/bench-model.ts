@@ -9,7 +9,7 @@ import { machineInfo } from '../../shared/runtime/machine.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
 import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
-import { argmax } from '../sampling.js';
+import { argmax, GREEDY, Rng } from '../sampling.js';
 import { cachedCheckpointGguf, type GgufOutType } from './gguf/checkpoint-to-gguf.js';
 import { type LlamaCppAnchor, openLlamaCpp } from './llama-cpp-anchor.js';
 import { median } from './report/quantiles.js';
@@ -125,6 +125,23 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       await engine.release([seq]);
       return { tps: (decodeTokens / wallMs) * 1000, wallMs, tokens };
     };
+    // The same greedy decode with the loop on the engine thread: one thread round trip in all.
+    const decodeLoopOnce = async (seq: string): Promise<{ tps: number; tokens: number[] }> => {
+      const first = await engine.step([{ seqId: seq, tokens: prompt }]);
+      const tokens = [argmax(first.logits)];
+      const started = performance.now();
+      const d = await engine.decode({
+        seqId: seq,
+        token: tokens[0]!,
+        maxTokens: decodeTokens,
+        sampling: GREEDY,
+        rngState: new Rng(0).state(),
+        stop: [],
+      });
+      const wallMs = performance.now() - started;
+      await engine.release([seq]);
+      return { tps: (decodeTokens / wallMs) * 1000, tokens: [...tokens, ...d.tokens] };
+    };
     const breakdown = async (work: () => Promise<number>): Promise<Breakdown> => {
       await engine.timing(true);
       const wallMs = await work();
@@ -139,6 +156,10 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     await evaluatePerplexity(engine, prefillIds, { ...warm, batchWindows: 1 });
     await evaluatePerplexity(engine, prefillIds, { ...warm, batchWindows: 4 });
     const kmoeGreedy = (await decodeOnce('warm-up')).tokens;
+    const loopGreedy = (await decodeLoopOnce('warm-up-loop')).tokens;
+    if (tokenAgreement(kmoeGreedy, loopGreedy).equalPositions !== kmoeGreedy.length) {
+      throw new Error('bench model: the engine-side decode loop disagrees with step-by-step greedy decode');
+    }
     let llamaGreedy: number[] | undefined;
     if (llama !== undefined) {
       await llama.prefill(windowTokens.slice(0, 8));
@@ -150,6 +171,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       prefill1: [] as number[],
       prefill4: [] as number[],
       decode: [] as number[],
+      decodeLoop: [] as number[],
       llamaPrefill: [] as number[],
       llamaPrefillNative: [] as number[],
       llamaDecode: [] as number[],
@@ -166,6 +188,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         if (native !== null) samples.llamaPrefillNative.push(native);
       }
       samples.decode.push((await decodeOnce(`d${r}`)).tps);
+      samples.decodeLoop.push((await decodeLoopOnce(`l${r}`)).tps);
       if (llama !== undefined) {
         const d = await llama.decode(prompt, decodeTokens);
         samples.llamaDecode.push(rate(decodeTokens, d.wallMs)!);
@@ -177,6 +200,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     const prefill1 = { tokensPerSecond: median(samples.prefill1), samples: samples.prefill1 };
     const prefill4 = { tokensPerSecond: median(samples.prefill4), samples: samples.prefill4 };
     const decodeRate = median(samples.decode);
+    const decodeLoopRate = median(samples.decodeLoop);
 
     const decodeBreakdown = await breakdown(async () => (await decodeOnce('timed')).wallMs);
     const prefillBreakdown = await breakdown(async () => {
@@ -246,6 +270,12 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         tokensPerSecond: decodeRate,
         samples: samples.decode,
         breakdown: decodeBreakdown,
+        engineLoop: {
+          note: 'the same greedy decode with sampling on the engine thread (EngineClient.decode): one thread round trip per measurement instead of one per token',
+          tokensPerSecond: decodeLoopRate,
+          samples: samples.decodeLoop,
+          vsStepPerToken: decodeLoopRate / decodeRate,
+        },
       },
       expertCalls,
       llamaCpp,
@@ -266,13 +296,19 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
               prefill4VsLlamaCppWall: ratio(prefill4.tokensPerSecond, llamaCpp.prefill.tokensPerSecond),
               decodeVsLlamaCppNative: ratio(decodeRate, llamaCpp.decode.nativeTokensPerSecond),
               decodeVsLlamaCppWall: ratio(decodeRate, llamaCpp.decode.tokensPerSecond),
+              decodeLoopVsLlamaCppNative: ratio(decodeLoopRate, llamaCpp.decode.nativeTokensPerSecond),
             },
     };
     await fs.mkdir(path.dirname(out), { recursive: true });
     await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(
       formatTable(
-        { prefill1: prefill1.tokensPerSecond, prefill4: prefill4.tokensPerSecond, decode: decodeRate },
+        {
+          prefill1: prefill1.tokensPerSecond,
+          prefill4: prefill4.tokensPerSecond,
+          decode: decodeRate,
+          decodeLoop: decodeLoopRate,
+        },
         llamaCpp === null
           ? null
           : {
@@ -314,7 +350,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
 }
 
 function formatTable(
-  kmoe: { prefill1: number; prefill4: number; decode: number },
+  kmoe: { prefill1: number; prefill4: number; decode: number; decodeLoop: number },
   llama: {
     prefill: number | null;
     prefillWall: number | null;
@@ -347,6 +383,7 @@ function formatTable(
     row('prefill, 1 window per pass', kmoe.prefill1, l.prefill, l.prefillWall),
     row('prefill, 4 windows per pass', kmoe.prefill4, l.prefill, l.prefillWall),
     row('decode, 1 sequence', kmoe.decode, l.decode, l.decodeWall),
+    row('decode, 1 sequence, loop on the engine thread', kmoe.decodeLoop, l.decode, l.decodeWall),
     '',
     `decode time per token: ${per(decodeBd, decodeTokens)}`,
     `prefill time per token: ${per(prefillBd, prefillTokens)}`,

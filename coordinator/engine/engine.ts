@@ -12,6 +12,7 @@ import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.
 import type { ExpertBackend } from '../moe/expert-backend.js';
 import type { MoeObserver } from '../moe/observer.js';
 import { routingStatsObserver } from '../moe/observers/routing-stats.js';
+import { Rng, type SamplingParams, sampleToken } from '../sampling.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
 
@@ -82,6 +83,32 @@ export interface StepResult {
   readonly activations: number[];
   /** Per request: bytes its tokens moved to and from remote experts in this step. */
   readonly bytes: number[];
+}
+
+/**
+ * Several decode steps of one sequence on the engine thread, sampling there: `token` is fed, the
+ * next token sampled from its logits and fed in turn, until `maxTokens` are sampled, a `stop` id
+ * is sampled (it is returned, not fed) or the sequence is full. One thread round trip per call
+ * instead of one per token.
+ */
+export interface DecodeRequest {
+  readonly seqId: string;
+  /** The last sampled token, not yet in the cache. */
+  readonly token: number;
+  readonly maxTokens: number;
+  readonly sampling: SamplingParams;
+  /** The sampling stream (Rng.state()); continues the caller's. */
+  readonly rngState: [number, number, number, number];
+  readonly stop: readonly number[];
+  readonly routing?: string;
+}
+
+export interface DecodeResult {
+  /** Sampled tokens in order; every one but a final stop id has been fed into the cache. */
+  readonly tokens: number[];
+  readonly rngState: [number, number, number, number];
+  readonly activations: number;
+  readonly bytes: number;
 }
 
 export interface ScoreResult {
@@ -240,6 +267,27 @@ export class Engine {
       throw err;
     }
     return { logits, activations, bytes };
+  }
+
+  /** See DecodeRequest. */
+  async decode(r: DecodeRequest): Promise<DecodeResult> {
+    const rng = Rng.fromState(r.rngState);
+    const stop = new Set(r.stop);
+    const V = this.runner.dims.vocab;
+    const tokens: number[] = [];
+    let activations = 0;
+    let bytes = 0;
+    let token = r.token;
+    const routing = r.routing === undefined ? {} : { routing: r.routing };
+    while (tokens.length < r.maxTokens) {
+      const step = await this.step([{ seqId: r.seqId, tokens: [token], ...routing }]);
+      activations += step.activations[0]!;
+      bytes += step.bytes[0]!;
+      token = sampleToken(step.logits, 0, V, r.sampling, rng);
+      tokens.push(token);
+      if (stop.has(token) || this.caches.get(r.seqId)!.length >= this.runner.maxPositions) break;
+    }
+    return { tokens, rngState: rng.state(), activations, bytes };
   }
 
   release(seqId: string): boolean {
