@@ -34,6 +34,8 @@ export interface BenchModelOptions {
   readonly llamaCppReference?: string;
   /** Where 'auto' caches the GGUF files it writes. */
   readonly ggufCache?: string;
+  /** A second engine with these weight formats, measured in the same rounds (ratios to the first). */
+  readonly versus?: Pick<Partial<SessionSettings>, 'denseWeights' | 'expertWeights'>;
 }
 
 interface Breakdown {
@@ -110,26 +112,46 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     await runtime?.dispose();
     throw e;
   });
+  let versus: EngineClient | undefined;
   try {
-    const prefill = async (batch: number) =>
-      (await evaluatePerplexity(engine, prefillIds, { batchWindows: batch })).tokensPerSecond;
-    const decodeOnce = async (seq: string): Promise<{ tps: number; wallMs: number; tokens: number[] }> => {
+    if (o.versus !== undefined) {
+      versus = await EngineClient.start({ modelDir, settings: { ...settings, ...o.versus } });
+    }
+    const prefill = async (batch: number, on: EngineClient = engine) =>
+      (await evaluatePerplexity(on, prefillIds, { batchWindows: batch })).tokensPerSecond;
+    // CPU time of the whole process (all threads) per decoded token: unlike wall time it hardly
+    // moves when other processes take the cores, so it shows work saved on a shared machine.
+    const cpuPerToken = (since: NodeJS.CpuUsage) => {
+      const c = process.cpuUsage(since);
+      return (c.user + c.system) / decodeTokens;
+    };
+    const decodeOnce = async (
+      seq: string,
+      on: EngineClient = engine,
+    ): Promise<{ tps: number; wallMs: number; tokens: number[]; cpuMicros: number }> => {
+      const engine = on;
       let step = await engine.step([{ seqId: seq, tokens: prompt }]);
       const tokens = [argmax(step.logits)];
       const started = performance.now();
+      const cpu = process.cpuUsage();
       for (let i = 0; i < decodeTokens; i++) {
         step = await engine.step([{ seqId: seq, tokens: [tokens[i]!] }]);
         tokens.push(argmax(step.logits));
       }
       const wallMs = performance.now() - started;
       await engine.release([seq]);
-      return { tps: (decodeTokens / wallMs) * 1000, wallMs, tokens };
+      return { tps: (decodeTokens / wallMs) * 1000, wallMs, tokens, cpuMicros: cpuPerToken(cpu) };
     };
     // The same greedy decode with the loop on the engine thread: one thread round trip in all.
-    const decodeLoopOnce = async (seq: string): Promise<{ tps: number; tokens: number[] }> => {
+    const decodeLoopOnce = async (
+      seq: string,
+      on: EngineClient = engine,
+    ): Promise<{ tps: number; tokens: number[]; cpuMicros: number }> => {
+      const engine = on;
       const first = await engine.step([{ seqId: seq, tokens: prompt }]);
       const tokens = [argmax(first.logits)];
       const started = performance.now();
+      const cpu = process.cpuUsage();
       const d = await engine.decode({
         seqId: seq,
         token: tokens[0]!,
@@ -140,7 +162,11 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       });
       const wallMs = performance.now() - started;
       await engine.release([seq]);
-      return { tps: (decodeTokens / wallMs) * 1000, tokens: [...tokens, ...d.tokens] };
+      return {
+        tps: (decodeTokens / wallMs) * 1000,
+        tokens: [...tokens, ...d.tokens],
+        cpuMicros: cpuPerToken(cpu),
+      };
     };
     const breakdown = async (work: () => Promise<number>): Promise<Breakdown> => {
       await engine.timing(true);
@@ -160,6 +186,11 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     if (tokenAgreement(kmoeGreedy, loopGreedy).equalPositions !== kmoeGreedy.length) {
       throw new Error('bench model: the engine-side decode loop disagrees with step-by-step greedy decode');
     }
+    if (versus !== undefined) {
+      await prefill(4, versus);
+      await decodeOnce('warm-up', versus);
+      await decodeLoopOnce('warm-up-loop', versus);
+    }
     let llamaGreedy: number[] | undefined;
     if (llama !== undefined) {
       await llama.prefill(windowTokens.slice(0, 8));
@@ -172,6 +203,11 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       prefill4: [] as number[],
       decode: [] as number[],
       decodeLoop: [] as number[],
+      decodeCpu: [] as number[],
+      decodeLoopCpu: [] as number[],
+      versusPrefill4: [] as number[],
+      versusDecode: [] as number[],
+      versusDecodeLoop: [] as number[],
       llamaPrefill: [] as number[],
       llamaPrefillNative: [] as number[],
       llamaDecode: [] as number[],
@@ -187,8 +223,17 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         const native = rate(p.tokens, p.nativeMs);
         if (native !== null) samples.llamaPrefillNative.push(native);
       }
-      samples.decode.push((await decodeOnce(`d${r}`)).tps);
-      samples.decodeLoop.push((await decodeLoopOnce(`l${r}`)).tps);
+      const d = await decodeOnce(`d${r}`);
+      samples.decode.push(d.tps);
+      samples.decodeCpu.push(d.cpuMicros);
+      const l = await decodeLoopOnce(`l${r}`);
+      samples.decodeLoop.push(l.tps);
+      samples.decodeLoopCpu.push(l.cpuMicros);
+      if (versus !== undefined) {
+        samples.versusPrefill4.push(await prefill(4, versus));
+        samples.versusDecode.push((await decodeOnce(`vd${r}`, versus)).tps);
+        samples.versusDecodeLoop.push((await decodeLoopOnce(`vl${r}`, versus)).tps);
+      }
       if (llama !== undefined) {
         const d = await llama.decode(prompt, decodeTokens);
         samples.llamaDecode.push(rate(decodeTokens, d.wallMs)!);
@@ -271,12 +316,14 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         tokens: decodeTokens,
         tokensPerSecond: decodeRate,
         samples: samples.decode,
+        cpuMicrosPerToken: { median: median(samples.decodeCpu), samples: samples.decodeCpu },
         breakdown: decodeBreakdown,
         engineLoop: {
           note: 'the same greedy decode with sampling on the engine thread (EngineClient.decode): one thread round trip per measurement instead of one per token',
           tokensPerSecond: decodeLoopRate,
           samples: samples.decodeLoop,
           vsStepPerToken: decodeLoopRate / decodeRate,
+          cpuMicrosPerToken: { median: median(samples.decodeLoopCpu), samples: samples.decodeLoopCpu },
         },
       },
       expertCalls,
@@ -299,6 +346,24 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
               decodeVsLlamaCppNative: ratio(decodeRate, llamaCpp.decode.nativeTokensPerSecond),
               decodeVsLlamaCppWall: ratio(decodeRate, llamaCpp.decode.tokensPerSecond),
               decodeLoopVsLlamaCppNative: ratio(decodeLoopRate, llamaCpp.decode.nativeTokensPerSecond),
+            },
+      versus:
+        o.versus === undefined
+          ? null
+          : {
+              settings: { ...settings, ...o.versus },
+              note: 'a second engine measured in the same rounds; ratios are versus / this run, per round (median) and of the fastest rounds',
+              prefill4: { tokensPerSecond: median(samples.versusPrefill4), samples: samples.versusPrefill4 },
+              decode: { tokensPerSecond: median(samples.versusDecode), samples: samples.versusDecode },
+              decodeLoop: {
+                tokensPerSecond: median(samples.versusDecodeLoop),
+                samples: samples.versusDecodeLoop,
+              },
+              ratios: {
+                prefill4: pairedRatios(samples.versusPrefill4, samples.prefill4),
+                decode: pairedRatios(samples.versusDecode, samples.decode),
+                decodeLoop: pairedRatios(samples.versusDecodeLoop, samples.decodeLoop),
+              },
             },
       // The same ratios from each side's fastest round: on a shared machine other load only ever
       // slows a round down, so best-of is the steadier estimate of the idle-machine ratio.
@@ -355,16 +420,35 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       }
     }
     process.stdout.write(
+      `process CPU per decoded token (all threads, medians): ${median(samples.decodeCpu).toFixed(0)} us step by step, ` +
+        `${median(samples.decodeLoopCpu).toFixed(0)} us with the loop on the engine thread\n`,
+    );
+    if (result.versus !== null) {
+      const v = result.versus;
+      const x = (r: { median: number; best: number }) =>
+        `${r.median.toFixed(2)}x (fastest rounds ${r.best.toFixed(2)}x)`;
+      process.stdout.write(
+        `versus ${JSON.stringify(o.versus)}, same rounds: prefill (4 windows) ${x(v.ratios.prefill4)}, ` +
+          `decode ${x(v.ratios.decode)}, decode loop on the engine thread ${x(v.ratios.decodeLoop)}\n`,
+      );
+    }
+    process.stdout.write(
       `expert call, 1 token: ${expertCalls.sameExpertMicros.toFixed(1)} us with its ${expertCalls.expertMiB.toFixed(1)} MiB of weights in cache, ` +
         `${expertCalls.rotatingMicros.toFixed(1)} us rotating through all ${expertCalls.allExpertsMiB.toFixed(0)} MiB of expert weights\n`,
     );
     process.stdout.write(`wrote ${out}\n`);
   } finally {
+    await versus?.close();
     await engine.close();
     await llama?.close();
     await runtime?.dispose();
   }
   return 0;
+}
+
+/** a / b round by round (median) and of the fastest rounds. */
+function pairedRatios(a: readonly number[], b: readonly number[]): { median: number; best: number } {
+  return { median: median(a.map((v, i) => v / b[i]!)), best: Math.max(...a) / Math.max(...b) };
 }
 
 function formatTable(

@@ -72,6 +72,33 @@ export function parseChoice<T extends string>(flag: string, choices: readonly T[
   };
 }
 
+/** The weight formats `kmoe bench model --versus` changes for its second engine. */
+export interface WeightFormats {
+  readonly denseWeights?: DenseWeightFormat;
+  readonly expertWeights?: ExpertWeightFormat;
+}
+
+/** `dense-weights=int8,expert-weights=fp32`: the flags' names and values, comma-separated. */
+export function parseWeightFormats(flag: string): (raw: string) => WeightFormats {
+  return (raw) => {
+    const out: { denseWeights?: DenseWeightFormat; expertWeights?: ExpertWeightFormat } = {};
+    for (const part of raw.split(',').filter((p) => p !== '')) {
+      const [key, value = ''] = part.split('=', 2);
+      if (key === 'dense-weights')
+        out.denseWeights = parseChoice(`${flag} dense-weights`, DENSE_WEIGHT_FORMATS)(value);
+      else if (key === 'expert-weights')
+        out.expertWeights = parseChoice(`${flag} expert-weights`, EXPERT_WEIGHT_FORMATS)(value);
+      else
+        throw new UsageError(
+          `${flag}: unknown setting '${key}' (dense-weights=FORMAT, expert-weights=FORMAT)`,
+        );
+    }
+    if (Object.keys(out).length === 0)
+      throw new UsageError(`${flag} needs at least one setting, e.g. dense-weights=int8`);
+    return out;
+  };
+}
+
 /** Comma-separated items, empty ones dropped; each parsed by `item`. */
 export function parseList<T>(flag: string, item: (raw: string) => T): (raw: string) => T[] {
   return (raw) => {

@@ -20,6 +20,7 @@ import {
   parseList,
   parseNumber,
   parseSize,
+  parseWeightFormats,
   parseWorkers,
   singleIds,
 } from './options.js';
@@ -497,6 +498,13 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         '--llama-cpp-type <type>',
         'tensor type of the GGUF that --llama-cpp auto writes (default: f32, q8_0 with --expert-weights or --dense-weights int8)',
       ).argParser(parseChoice('--llama-cpp-type', GGUF_OUT_TYPES)),
+    )
+    .addOption(
+      new Option(
+        '--versus <settings>',
+        'also run a second engine with other weight formats (dense-weights=FORMAT,expert-weights=FORMAT), ' +
+          'interleaved round by round, and report its ratios to the first',
+      ).argParser(parseWeightFormats('--versus')),
     )
     .addOption(
       new Option(
