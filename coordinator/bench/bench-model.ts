@@ -5,7 +5,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
 import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
+import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
 import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
@@ -34,8 +36,13 @@ export interface BenchModelOptions {
   readonly llamaCppReference?: string;
   /** Where 'auto' caches the GGUF files it writes. */
   readonly ggufCache?: string;
-  /** A second engine with these weight formats, measured in the same rounds (ratios to the first). */
-  readonly versus?: Pick<Partial<SessionSettings>, 'denseWeights' | 'expertWeights'>;
+  /**
+   * A second engine, measured in the same rounds (ratios to the first): other weight formats, and/or
+   * its experts in `workers` local worker processes (started and stopped by the bench).
+   */
+  readonly versus?: Pick<Partial<SessionSettings>, 'denseWeights' | 'expertWeights'> & {
+    readonly workers?: number;
+  };
 }
 
 interface Breakdown {
@@ -113,9 +120,27 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     throw e;
   });
   let versus: EngineClient | undefined;
+  let cluster: LocalCluster | undefined;
   try {
     if (o.versus !== undefined) {
-      versus = await EngineClient.start({ modelDir, settings: { ...settings, ...o.versus } });
+      const { workers, ...formats } = o.versus;
+      const versusSettings = { ...settings, ...formats };
+      if (workers !== undefined && workers > 0) {
+        process.stderr.write(`bench model: starting ${workers} local workers for --versus...\n`);
+        cluster = await startLocalCluster({
+          modelDir,
+          workers,
+          threads: settings.threads,
+          expertWeights: versusSettings.expertWeights,
+        });
+      }
+      versus = await EngineClient.start({
+        modelDir,
+        settings: versusSettings,
+        ...(cluster === undefined
+          ? {}
+          : { experts: { kind: 'remote' as const, workers: cluster.urls, wireDtype: DEFAULT_WIRE_DTYPE } }),
+      });
     }
     const prefill = async (batch: number, on: EngineClient = engine) =>
       (await evaluatePerplexity(on, prefillIds, { batchWindows: batch })).tokensPerSecond;
@@ -168,10 +193,10 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         cpuMicros: cpuPerToken(cpu),
       };
     };
-    const breakdown = async (work: () => Promise<number>): Promise<Breakdown> => {
-      await engine.timing(true);
+    const breakdown = async (work: () => Promise<number>, on: EngineClient = engine): Promise<Breakdown> => {
+      await on.timing(true);
       const wallMs = await work();
-      const onnxruntime = await engine.timing(false);
+      const onnxruntime = await on.timing(false);
       const inside = Object.values(onnxruntime).reduce((a, t) => a + t.ms, 0);
       return { wallMs, onnxruntime, otherMs: wallMs - inside };
     };
@@ -249,6 +274,25 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     const decodeLoopRate = median(samples.decodeLoop);
 
     const decodeBreakdown = await breakdown(async () => (await decodeOnce('timed')).wallMs);
+    // The second engine's decode, timed the same way, with its expert round trips when remote.
+    const versusBreakdown =
+      versus === undefined
+        ? null
+        : await (async (v: EngineClient) => {
+            await v.dispatchStats(true);
+            const bd = await breakdown(async () => (await decodeOnce('versus-timed', v)).wallMs, v);
+            const ds = await v.dispatchStats(false);
+            const roundTrips =
+              ds?.roundTrips.map((rt, worker) => {
+                const requests = rt.counts.reduce((a, b) => a + b, 0);
+                return {
+                  worker,
+                  requestsPerToken: requests / decodeTokens,
+                  meanMicros: requests === 0 ? 0 : (rt.sumSeconds / requests) * 1e6,
+                };
+              }) ?? null;
+            return { ...bd, roundTrips };
+          })(versus);
     const prefillBreakdown = await breakdown(async () => {
       const t = performance.now();
       await evaluatePerplexity(engine, prefillIds, { batchWindows: 4 });
@@ -359,6 +403,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
                 tokensPerSecond: median(samples.versusDecodeLoop),
                 samples: samples.versusDecodeLoop,
               },
+              decodeBreakdown: versusBreakdown,
               ratios: {
                 prefill4: pairedRatios(samples.versusPrefill4, samples.prefill4),
                 decode: pairedRatios(samples.versusDecode, samples.decode),
@@ -425,6 +470,15 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     );
     if (result.versus !== null) {
       const v = result.versus;
+      if (versusBreakdown !== null) {
+        const rts = versusBreakdown.roundTrips;
+        process.stdout.write(
+          `versus decode time per token: ${perToken(versusBreakdown, decodeTokens)}` +
+            (rts === null
+              ? '\n'
+              : `; expert round trips per token ${rts.map((r) => `worker ${r.worker}: ${r.requestsPerToken.toFixed(1)} x ${r.meanMicros.toFixed(0)} us`).join(', ')}\n`),
+        );
+      }
       const x = (r: { median: number; best: number }) =>
         `${r.median.toFixed(2)}x (fastest rounds ${r.best.toFixed(2)}x)`;
       process.stdout.write(
@@ -439,11 +493,22 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     process.stdout.write(`wrote ${out}\n`);
   } finally {
     await versus?.close();
+    await cluster?.stop();
     await engine.close();
     await llama?.close();
     await runtime?.dispose();
   }
   return 0;
+}
+
+/** Time per token inside onnxruntime by graph kind, and the rest. */
+function perToken(bd: Breakdown, n: number): string {
+  return [
+    ...Object.entries(bd.onnxruntime).map(
+      ([k, t]) => `${k} ${((t.ms / n) * 1000).toFixed(1)} us (${(t.calls / n).toFixed(1)} calls)`,
+    ),
+    `other ${((bd.otherMs / n) * 1000).toFixed(1)} us`,
+  ].join(', ');
 }
 
 /** a / b round by round (median) and of the fastest rounds. */
@@ -469,13 +534,7 @@ function formatTable(
     llama === null
       ? `| ${name} | ${f(v)} |`
       : `| ${name} | ${f(v)} | ${f(ref)} (${f(wall)} wall) | ${ref === null ? '-' : `${(v / ref).toFixed(2)}x`} |`;
-  const per = (bd: Breakdown, n: number) =>
-    [
-      ...Object.entries(bd.onnxruntime).map(
-        ([k, t]) => `${k} ${((t.ms / n) * 1000).toFixed(1)} us (${(t.calls / n).toFixed(1)} calls)`,
-      ),
-      `other ${((bd.otherMs / n) * 1000).toFixed(1)} us`,
-    ].join(', ');
+  const per = perToken;
   const l = llama ?? { prefill: null, prefillWall: null, decode: null, decodeWall: null };
   return [
     llama === null

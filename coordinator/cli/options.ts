@@ -72,26 +72,35 @@ export function parseChoice<T extends string>(flag: string, choices: readonly T[
   };
 }
 
-/** The weight formats `kmoe bench model --versus` changes for its second engine. */
-export interface WeightFormats {
+/** What `kmoe bench model --versus` changes for its second engine. */
+export interface VersusSettings {
   readonly denseWeights?: DenseWeightFormat;
   readonly expertWeights?: ExpertWeightFormat;
+  /** Experts in this many local worker processes the bench starts (0 = in process). */
+  readonly workers?: number;
 }
 
-/** `dense-weights=int8,expert-weights=fp32`: the flags' names and values, comma-separated. */
-export function parseWeightFormats(flag: string): (raw: string) => WeightFormats {
+/**
+ * `dense-weights=int8,expert-weights=fp32,workers=2`: the flags' names and values, comma-separated
+ * (workers: a count of local workers only).
+ */
+export function parseVersus(flag: string): (raw: string) => VersusSettings {
   return (raw) => {
-    const out: { denseWeights?: DenseWeightFormat; expertWeights?: ExpertWeightFormat } = {};
+    const out: { denseWeights?: DenseWeightFormat; expertWeights?: ExpertWeightFormat; workers?: number } =
+      {};
     for (const part of raw.split(',').filter((p) => p !== '')) {
       const [key, value = ''] = part.split('=', 2);
-      if (key === 'dense-weights')
+      if (key === 'dense-weights') {
         out.denseWeights = parseChoice(`${flag} dense-weights`, DENSE_WEIGHT_FORMATS)(value);
-      else if (key === 'expert-weights')
+      } else if (key === 'expert-weights') {
         out.expertWeights = parseChoice(`${flag} expert-weights`, EXPERT_WEIGHT_FORMATS)(value);
-      else
+      } else if (key === 'workers') {
+        out.workers = parseInteger(`${flag} workers`, { min: 0, max: 256 })(value);
+      } else {
         throw new UsageError(
-          `${flag}: unknown setting '${key}' (dense-weights=FORMAT, expert-weights=FORMAT)`,
+          `${flag}: unknown setting '${key}' (dense-weights=FORMAT, expert-weights=FORMAT, workers=N)`,
         );
+      }
     }
     if (Object.keys(out).length === 0)
       throw new UsageError(`${flag} needs at least one setting, e.g. dense-weights=int8`);

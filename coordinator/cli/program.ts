@@ -20,7 +20,7 @@ import {
   parseList,
   parseNumber,
   parseSize,
-  parseWeightFormats,
+  parseVersus,
   parseWorkers,
   singleIds,
 } from './options.js';
@@ -502,9 +502,9 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option(
         '--versus <settings>',
-        'also run a second engine with other weight formats (dense-weights=FORMAT,expert-weights=FORMAT), ' +
-          'interleaved round by round, and report its ratios to the first',
-      ).argParser(parseWeightFormats('--versus')),
+        'also run a second engine with other settings (dense-weights=FORMAT,expert-weights=FORMAT,workers=N: ' +
+          'experts in N local worker processes), interleaved round by round, and report its ratios to the first',
+      ).argParser(parseVersus('--versus')),
     )
     .addOption(
       new Option(
