@@ -435,6 +435,54 @@ describe('kmoe bench model', () => {
     rmSync(out);
   });
 
+  it('measures a --versus engine in the same rounds, and the decode loop on the engine thread', async () => {
+    const out = `${tmpdir()}/kmoe-bench-model-versus-${process.pid}.json`;
+    const r = await runCli([
+      'bench',
+      'model',
+      '--model',
+      MODEL_DIR,
+      '--windows',
+      '0:2',
+      '--decode-tokens',
+      '8',
+      '--repeats',
+      '2',
+      '--versus',
+      'dense-weights=int8,expert-weights=int8',
+      '--out',
+      out,
+    ]);
+    expect(r.code).toBe(0);
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    expect(json.denseWeights).toBe('fp32');
+    expect(json.decode.engineLoop.samples).toHaveLength(2);
+    expect(json.decode.engineLoop.tokensPerSecond).toBeGreaterThan(0);
+    expect(json.decode.cpuMicrosPerToken.median).toBeGreaterThan(0);
+    expect(json.versus.settings).toMatchObject({ denseWeights: 'int8', expertWeights: 'int8' });
+    expect(json.versus.decode.samples).toHaveLength(2);
+    for (const k of ['prefill4', 'decode', 'decodeLoop']) {
+      expect(json.versus.ratios[k].median).toBeGreaterThan(0);
+      expect(json.versus.ratios[k].best).toBeGreaterThan(0);
+    }
+    // In process: no round trips; the int8 engine's time is still split by graph kind.
+    expect(json.versus.decodeBreakdown.roundTrips).toBeNull();
+    expect(Object.keys(json.versus.decodeBreakdown.onnxruntime).sort()).toEqual([
+      'dense',
+      'expert',
+      'lm-head',
+    ]);
+    expect(r.stdout).toMatch(/^versus \{"denseWeights":"int8","expertWeights":"int8"\}, same rounds: /m);
+    rmSync(out);
+
+    const bad = await runCli(['bench', 'model', '--model', MODEL_DIR, '--versus', 'dense-weights=int4']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--versus dense-weights must be fp32 or int8, got 'int4'/);
+    const unknown = await runCli(['bench', 'model', '--model', MODEL_DIR, '--versus', 'threads=2']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/--versus: unknown setting 'threads'/);
+  });
+
   it('rejects --llama-cpp-type and --llama-cpp-reference without --llama-cpp, and a missing GGUF', async () => {
     const base = ['bench', 'model', '--model', MODEL_DIR];
     const noAnchor = await runCli([...base, '--llama-cpp-type', 'bf16']);
