@@ -237,6 +237,12 @@ export const opt = {
       `how the dense layers and the LM head compute: ${DENSE_WEIGHT_FORMATS.join(' | ')} (default: fp32; ` +
         'int8 = blockwise 8-bit projections, router kept fp32, faster decode, approximate)',
     ).argParser(parseChoice('--dense-weights', DENSE_WEIGHT_FORMATS)),
+  overlap: () =>
+    new Option(
+      '--overlap',
+      'two-batch overlap with workers: a step of 2+ sequences runs as two micro-batches, one computing ' +
+        'its dense layers while the other waits for its experts (off by default; no effect in process)',
+    ),
   workers: (defaultText: string) =>
     new Option(
       '--workers <n|urls>',

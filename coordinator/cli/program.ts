@@ -319,6 +319,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         'comma-separated routing profiles requests may name in kmoe.routing',
       ).argParser(parseList('--profiles', (s) => s)),
     )
+    .addOption(opt.overlap())
     .addOption(
       new Option('--max-running <n>', 'sequences decoding or prefilling at once')
         .argParser(parseInteger('--max-running', { min: 1 }))

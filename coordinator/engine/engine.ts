@@ -35,6 +35,12 @@ export interface EngineOptions {
   readonly defaultRouting?: string;
   /** Default local. */
   readonly experts?: ExpertsOption;
+  /**
+   * Two-batch overlap: with remote experts, a step of two or more sequences runs as two
+   * micro-batches whose forward passes interleave, so one's dense layers compute while the other's
+   * experts are away. Off by default (measured in docs/performance.md).
+   */
+  readonly overlap?: boolean;
 }
 
 /** A worker and the experts it holds. */
@@ -245,7 +251,7 @@ export class Engine {
     const activations = new Array<number>(items.length).fill(0);
     const bytes = new Array<number>(items.length).fill(0);
     try {
-      for (const members of groups.values()) {
+      const run = async (members: readonly number[]) => {
         const fwd: ForwardResult = await this.runner.forward(
           members.map((i) => items[i]!),
           [this.statsObserver],
@@ -261,6 +267,18 @@ export class Engine {
         members.forEach((i, b) => {
           logits.set(groupLogits.subarray(b * V, (b + 1) * V), i * V);
         });
+      };
+      const overlap = this.options.overlap === true && this.experts.placement.length > 0;
+      for (const members of groups.values()) {
+        if (overlap && members.length >= 2) {
+          // Sessions run synchronously, so the two passes interleave at the experts' awaits.
+          const half = Math.ceil(members.length / 2);
+          // Both settle before the step returns (or fails), so no pass outlives it.
+          const done = await Promise.allSettled([run(members.slice(0, half)), run(members.slice(half))]);
+          for (const d of done) if (d.status === 'rejected') throw d.reason;
+        } else {
+          await run(members);
+        }
       }
     } catch (err) {
       for (const id of created) this.caches.delete(id);

@@ -26,6 +26,7 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly servedModelName?: string;
   readonly shutdownTimeout: number;
   readonly logLevel: LogLevel;
+  readonly overlap?: boolean;
 }
 
 /** The largest body read: a prompt as long as any supported context fits easily. */
@@ -80,6 +81,7 @@ export async function run(o: ServeOptions): Promise<number> {
       settings,
       experts,
       ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
+      ...(o.overlap === true ? { overlap: true } : {}),
     });
     const description = engine.info.experts;
     const client = engine;
