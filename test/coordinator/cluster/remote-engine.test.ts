@@ -133,7 +133,7 @@ describe('two-batch overlap (EngineOptions.overlap)', () => {
     try {
       const got = await script(engine, 'overlap');
       expect(got.length).toBe(expected.length);
-      got.forEach((logits, i) => expect(relative(logits, expected[i]!)).toBeLessThan(1e-5));
+      for (const [i, logits] of got.entries()) expect(relative(logits, expected[i]!)).toBeLessThan(1e-5);
       // The batched steps went out as two micro-batches per layer: more requests than one batch.
       const single = await remote(PLACEMENTS['2 workers']!);
       try {
