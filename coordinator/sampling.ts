@@ -33,6 +33,17 @@ export class Rng {
     this.s3 = next();
   }
 
+  /** The generator's state, to carry a stream across threads (Rng.fromState continues it). */
+  state(): [number, number, number, number] {
+    return [this.s0, this.s1, this.s2, this.s3];
+  }
+
+  static fromState(state: readonly [number, number, number, number]): Rng {
+    const rng = new Rng(0);
+    [rng.s0, rng.s1, rng.s2, rng.s3] = state;
+    return rng;
+  }
+
   /** Uniform in [0, 1). */
   next(): number {
     const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;

@@ -5,11 +5,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
 import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
+import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
 import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
-import { argmax } from '../sampling.js';
+import { argmax, GREEDY, Rng } from '../sampling.js';
 import { cachedCheckpointGguf, type GgufOutType } from './gguf/checkpoint-to-gguf.js';
 import { type LlamaCppAnchor, openLlamaCpp } from './llama-cpp-anchor.js';
 import { median } from './report/quantiles.js';
@@ -34,6 +36,13 @@ export interface BenchModelOptions {
   readonly llamaCppReference?: string;
   /** Where 'auto' caches the GGUF files it writes. */
   readonly ggufCache?: string;
+  /**
+   * A second engine, measured in the same rounds (ratios to the first): other weight formats, and/or
+   * its experts in `workers` local worker processes (started and stopped by the bench).
+   */
+  readonly versus?: Pick<Partial<SessionSettings>, 'denseWeights' | 'expertWeights'> & {
+    readonly workers?: number;
+  };
 }
 
 interface Breakdown {
@@ -58,7 +67,8 @@ export function tokenAgreement(a: readonly number[], b: readonly number[]) {
 async function resolveGguf(o: BenchModelOptions) {
   if (o.llamaCpp === undefined) return undefined;
   if (o.llamaCpp !== 'auto') return { file: o.llamaCpp, source: 'given' as const, type: null, written: null };
-  const type = o.llamaCppType ?? (o.settings.expertWeights === 'int8' ? 'q8_0' : 'f32');
+  const int8 = o.settings.expertWeights === 'int8' || o.settings.denseWeights === 'int8';
+  const type = o.llamaCppType ?? (int8 ? 'q8_0' : 'f32');
   const cache = o.ggufCache ?? path.join(path.dirname(o.out), 'gguf');
   process.stderr.write(`bench model: GGUF (${type}) of ${o.model} in ${cache}...\n`);
   const { file, written } = await cachedCheckpointGguf(o.model, type, cache);
@@ -109,25 +119,84 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     await runtime?.dispose();
     throw e;
   });
+  let versus: EngineClient | undefined;
+  let cluster: LocalCluster | undefined;
   try {
-    const prefill = async (batch: number) =>
-      (await evaluatePerplexity(engine, prefillIds, { batchWindows: batch })).tokensPerSecond;
-    const decodeOnce = async (seq: string): Promise<{ tps: number; wallMs: number; tokens: number[] }> => {
+    if (o.versus !== undefined) {
+      const { workers, ...formats } = o.versus;
+      const versusSettings = { ...settings, ...formats };
+      if (workers !== undefined && workers > 0) {
+        process.stderr.write(`bench model: starting ${workers} local workers for --versus...\n`);
+        cluster = await startLocalCluster({
+          modelDir,
+          workers,
+          threads: settings.threads,
+          expertWeights: versusSettings.expertWeights,
+        });
+      }
+      versus = await EngineClient.start({
+        modelDir,
+        settings: versusSettings,
+        ...(cluster === undefined
+          ? {}
+          : { experts: { kind: 'remote' as const, workers: cluster.urls, wireDtype: DEFAULT_WIRE_DTYPE } }),
+      });
+    }
+    const prefill = async (batch: number, on: EngineClient = engine) =>
+      (await evaluatePerplexity(on, prefillIds, { batchWindows: batch })).tokensPerSecond;
+    // CPU time of the whole process (all threads) per decoded token: unlike wall time it hardly
+    // moves when other processes take the cores, so it shows work saved on a shared machine.
+    const cpuPerToken = (since: NodeJS.CpuUsage) => {
+      const c = process.cpuUsage(since);
+      return (c.user + c.system) / decodeTokens;
+    };
+    const decodeOnce = async (
+      seq: string,
+      on: EngineClient = engine,
+    ): Promise<{ tps: number; wallMs: number; tokens: number[]; cpuMicros: number }> => {
+      const engine = on;
       let step = await engine.step([{ seqId: seq, tokens: prompt }]);
       const tokens = [argmax(step.logits)];
       const started = performance.now();
+      const cpu = process.cpuUsage();
       for (let i = 0; i < decodeTokens; i++) {
         step = await engine.step([{ seqId: seq, tokens: [tokens[i]!] }]);
         tokens.push(argmax(step.logits));
       }
       const wallMs = performance.now() - started;
       await engine.release([seq]);
-      return { tps: (decodeTokens / wallMs) * 1000, wallMs, tokens };
+      return { tps: (decodeTokens / wallMs) * 1000, wallMs, tokens, cpuMicros: cpuPerToken(cpu) };
     };
-    const breakdown = async (work: () => Promise<number>): Promise<Breakdown> => {
-      await engine.timing(true);
+    // The same greedy decode with the loop on the engine thread: one thread round trip in all.
+    const decodeLoopOnce = async (
+      seq: string,
+      on: EngineClient = engine,
+    ): Promise<{ tps: number; tokens: number[]; cpuMicros: number }> => {
+      const engine = on;
+      const first = await engine.step([{ seqId: seq, tokens: prompt }]);
+      const tokens = [argmax(first.logits)];
+      const started = performance.now();
+      const cpu = process.cpuUsage();
+      const d = await engine.decode({
+        seqId: seq,
+        token: tokens[0]!,
+        maxTokens: decodeTokens,
+        sampling: GREEDY,
+        rngState: new Rng(0).state(),
+        stop: [],
+      });
+      const wallMs = performance.now() - started;
+      await engine.release([seq]);
+      return {
+        tps: (decodeTokens / wallMs) * 1000,
+        tokens: [...tokens, ...d.tokens],
+        cpuMicros: cpuPerToken(cpu),
+      };
+    };
+    const breakdown = async (work: () => Promise<number>, on: EngineClient = engine): Promise<Breakdown> => {
+      await on.timing(true);
       const wallMs = await work();
-      const onnxruntime = await engine.timing(false);
+      const onnxruntime = await on.timing(false);
       const inside = Object.values(onnxruntime).reduce((a, t) => a + t.ms, 0);
       return { wallMs, onnxruntime, otherMs: wallMs - inside };
     };
@@ -138,6 +207,15 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     await evaluatePerplexity(engine, prefillIds, { ...warm, batchWindows: 1 });
     await evaluatePerplexity(engine, prefillIds, { ...warm, batchWindows: 4 });
     const kmoeGreedy = (await decodeOnce('warm-up')).tokens;
+    const loopGreedy = (await decodeLoopOnce('warm-up-loop')).tokens;
+    if (tokenAgreement(kmoeGreedy, loopGreedy).equalPositions !== kmoeGreedy.length) {
+      throw new Error('bench model: the engine-side decode loop disagrees with step-by-step greedy decode');
+    }
+    if (versus !== undefined) {
+      await prefill(4, versus);
+      await decodeOnce('warm-up', versus);
+      await decodeLoopOnce('warm-up-loop', versus);
+    }
     let llamaGreedy: number[] | undefined;
     if (llama !== undefined) {
       await llama.prefill(windowTokens.slice(0, 8));
@@ -149,6 +227,12 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       prefill1: [] as number[],
       prefill4: [] as number[],
       decode: [] as number[],
+      decodeLoop: [] as number[],
+      decodeCpu: [] as number[],
+      decodeLoopCpu: [] as number[],
+      versusPrefill4: [] as number[],
+      versusDecode: [] as number[],
+      versusDecodeLoop: [] as number[],
       llamaPrefill: [] as number[],
       llamaPrefillNative: [] as number[],
       llamaDecode: [] as number[],
@@ -164,7 +248,17 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         const native = rate(p.tokens, p.nativeMs);
         if (native !== null) samples.llamaPrefillNative.push(native);
       }
-      samples.decode.push((await decodeOnce(`d${r}`)).tps);
+      const d = await decodeOnce(`d${r}`);
+      samples.decode.push(d.tps);
+      samples.decodeCpu.push(d.cpuMicros);
+      const l = await decodeLoopOnce(`l${r}`);
+      samples.decodeLoop.push(l.tps);
+      samples.decodeLoopCpu.push(l.cpuMicros);
+      if (versus !== undefined) {
+        samples.versusPrefill4.push(await prefill(4, versus));
+        samples.versusDecode.push((await decodeOnce(`vd${r}`, versus)).tps);
+        samples.versusDecodeLoop.push((await decodeLoopOnce(`vl${r}`, versus)).tps);
+      }
       if (llama !== undefined) {
         const d = await llama.decode(prompt, decodeTokens);
         samples.llamaDecode.push(rate(decodeTokens, d.wallMs)!);
@@ -173,11 +267,32 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       }
     }
     const med = (xs: number[]) => (xs.length === 0 ? null : median(xs));
+    const best = (xs: number[]) => (xs.length === 0 ? null : Math.max(...xs));
     const prefill1 = { tokensPerSecond: median(samples.prefill1), samples: samples.prefill1 };
     const prefill4 = { tokensPerSecond: median(samples.prefill4), samples: samples.prefill4 };
     const decodeRate = median(samples.decode);
+    const decodeLoopRate = median(samples.decodeLoop);
 
     const decodeBreakdown = await breakdown(async () => (await decodeOnce('timed')).wallMs);
+    // The second engine's decode, timed the same way, with its expert round trips when remote.
+    const versusBreakdown =
+      versus === undefined
+        ? null
+        : await (async (v: EngineClient) => {
+            await v.dispatchStats(true);
+            const bd = await breakdown(async () => (await decodeOnce('versus-timed', v)).wallMs, v);
+            const ds = await v.dispatchStats(false);
+            const roundTrips =
+              ds?.roundTrips.map((rt, worker) => {
+                const requests = rt.counts.reduce((a, b) => a + b, 0);
+                return {
+                  worker,
+                  requestsPerToken: requests / decodeTokens,
+                  meanMicros: requests === 0 ? 0 : (rt.sumSeconds / requests) * 1e6,
+                };
+              }) ?? null;
+            return { ...bd, roundTrips };
+          })(versus);
     const prefillBreakdown = await breakdown(async () => {
       const t = performance.now();
       await evaluatePerplexity(engine, prefillIds, { batchWindows: 4 });
@@ -222,7 +337,8 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
                 ? null
                 : { ...reference, ...tokenAgreement(llamaGreedy, reference.tokens) },
           };
-    const ratio = (a: number, b: number | null | undefined) => (b == null ? null : a / b);
+    const ratio = (a: number | null, b: number | null | undefined) =>
+      a === null || b == null ? null : a / b;
     const result = {
       benchmark: 'model',
       command: `kmoe bench model ${argv.join(' ')}`.trim(),
@@ -230,6 +346,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       model: engine.info.modelDir,
       threads: settings.threads,
       expertWeights: settings.expertWeights,
+      denseWeights: settings.denseWeights ?? 'fp32',
       corpus: idsPath,
       prefill: {
         windows,
@@ -243,7 +360,15 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         tokens: decodeTokens,
         tokensPerSecond: decodeRate,
         samples: samples.decode,
+        cpuMicrosPerToken: { median: median(samples.decodeCpu), samples: samples.decodeCpu },
         breakdown: decodeBreakdown,
+        engineLoop: {
+          note: 'the same greedy decode with sampling on the engine thread (EngineClient.decode): one thread round trip per measurement instead of one per token',
+          tokensPerSecond: decodeLoopRate,
+          samples: samples.decodeLoop,
+          vsStepPerToken: decodeLoopRate / decodeRate,
+          cpuMicrosPerToken: { median: median(samples.decodeLoopCpu), samples: samples.decodeLoopCpu },
+        },
       },
       expertCalls,
       llamaCpp,
@@ -264,13 +389,48 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
               prefill4VsLlamaCppWall: ratio(prefill4.tokensPerSecond, llamaCpp.prefill.tokensPerSecond),
               decodeVsLlamaCppNative: ratio(decodeRate, llamaCpp.decode.nativeTokensPerSecond),
               decodeVsLlamaCppWall: ratio(decodeRate, llamaCpp.decode.tokensPerSecond),
+              decodeLoopVsLlamaCppNative: ratio(decodeLoopRate, llamaCpp.decode.nativeTokensPerSecond),
+            },
+      versus:
+        o.versus === undefined
+          ? null
+          : {
+              settings: { ...settings, ...o.versus },
+              note: 'a second engine measured in the same rounds; ratios are versus / this run, per round (median) and of the fastest rounds',
+              prefill4: { tokensPerSecond: median(samples.versusPrefill4), samples: samples.versusPrefill4 },
+              decode: { tokensPerSecond: median(samples.versusDecode), samples: samples.versusDecode },
+              decodeLoop: {
+                tokensPerSecond: median(samples.versusDecodeLoop),
+                samples: samples.versusDecodeLoop,
+              },
+              decodeBreakdown: versusBreakdown,
+              ratios: {
+                prefill4: pairedRatios(samples.versusPrefill4, samples.prefill4),
+                decode: pairedRatios(samples.versusDecode, samples.decode),
+                decodeLoop: pairedRatios(samples.versusDecodeLoop, samples.decodeLoop),
+              },
+            },
+      // The same ratios from each side's fastest round: on a shared machine other load only ever
+      // slows a round down, so best-of is the steadier estimate of the idle-machine ratio.
+      bestRatios:
+        llamaCpp === null
+          ? null
+          : {
+              prefill4VsLlamaCppNative: ratio(best(samples.prefill4), best(samples.llamaPrefillNative)),
+              decodeVsLlamaCppNative: ratio(best(samples.decode), best(samples.llamaDecodeNative)),
+              decodeLoopVsLlamaCppNative: ratio(best(samples.decodeLoop), best(samples.llamaDecodeNative)),
             },
     };
     await fs.mkdir(path.dirname(out), { recursive: true });
     await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(
       formatTable(
-        { prefill1: prefill1.tokensPerSecond, prefill4: prefill4.tokensPerSecond, decode: decodeRate },
+        {
+          prefill1: prefill1.tokensPerSecond,
+          prefill4: prefill4.tokensPerSecond,
+          decode: decodeRate,
+          decodeLoop: decodeLoopRate,
+        },
         llamaCpp === null
           ? null
           : {
@@ -291,6 +451,12 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         `llama.cpp ${llamaCpp.llamaCpp.release} (node-llama-cpp ${llamaCpp.bindingVersion}, ${llamaCpp.threads} thread${llamaCpp.threads === 1 ? '' : 's'}, ${path.basename(llamaCpp.gguf)}): ` +
           `greedy tokens agree with kmoe's on the first ${g.agreeingPrefix} of ${g.compared} (${g.equalPositions} positions equal)\n`,
       );
+      const b = result.bestRatios;
+      const x = (v: number | null | undefined) => (v == null ? '-' : `${v.toFixed(2)}x`);
+      process.stdout.write(
+        `fastest round of each side vs llama.cpp's eval time: prefill (4 windows) ${x(b?.prefill4VsLlamaCppNative)}, ` +
+          `decode ${x(b?.decodeVsLlamaCppNative)}, decode loop on the engine thread ${x(b?.decodeLoopVsLlamaCppNative)}\n`,
+      );
       const ref = llamaCpp.reference;
       if (ref !== null) {
         process.stdout.write(
@@ -299,11 +465,35 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       }
     }
     process.stdout.write(
+      `process CPU per decoded token (all threads, medians): ${median(samples.decodeCpu).toFixed(0)} us step by step, ` +
+        `${median(samples.decodeLoopCpu).toFixed(0)} us with the loop on the engine thread\n`,
+    );
+    if (result.versus !== null) {
+      const v = result.versus;
+      if (versusBreakdown !== null) {
+        const rts = versusBreakdown.roundTrips;
+        process.stdout.write(
+          `versus decode time per token: ${perToken(versusBreakdown, decodeTokens)}` +
+            (rts === null
+              ? '\n'
+              : `; expert round trips per token ${rts.map((r) => `worker ${r.worker}: ${r.requestsPerToken.toFixed(1)} x ${r.meanMicros.toFixed(0)} us`).join(', ')}\n`),
+        );
+      }
+      const x = (r: { median: number; best: number }) =>
+        `${r.median.toFixed(2)}x (fastest rounds ${r.best.toFixed(2)}x)`;
+      process.stdout.write(
+        `versus ${JSON.stringify(o.versus)}, same rounds: prefill (4 windows) ${x(v.ratios.prefill4)}, ` +
+          `decode ${x(v.ratios.decode)}, decode loop on the engine thread ${x(v.ratios.decodeLoop)}\n`,
+      );
+    }
+    process.stdout.write(
       `expert call, 1 token: ${expertCalls.sameExpertMicros.toFixed(1)} us with its ${expertCalls.expertMiB.toFixed(1)} MiB of weights in cache, ` +
         `${expertCalls.rotatingMicros.toFixed(1)} us rotating through all ${expertCalls.allExpertsMiB.toFixed(0)} MiB of expert weights\n`,
     );
     process.stdout.write(`wrote ${out}\n`);
   } finally {
+    await versus?.close();
+    await cluster?.stop();
     await engine.close();
     await llama?.close();
     await runtime?.dispose();
@@ -311,8 +501,23 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
   return 0;
 }
 
+/** Time per token inside onnxruntime by graph kind, and the rest. */
+function perToken(bd: Breakdown, n: number): string {
+  return [
+    ...Object.entries(bd.onnxruntime).map(
+      ([k, t]) => `${k} ${((t.ms / n) * 1000).toFixed(1)} us (${(t.calls / n).toFixed(1)} calls)`,
+    ),
+    `other ${((bd.otherMs / n) * 1000).toFixed(1)} us`,
+  ].join(', ');
+}
+
+/** a / b round by round (median) and of the fastest rounds. */
+function pairedRatios(a: readonly number[], b: readonly number[]): { median: number; best: number } {
+  return { median: median(a.map((v, i) => v / b[i]!)), best: Math.max(...a) / Math.max(...b) };
+}
+
 function formatTable(
-  kmoe: { prefill1: number; prefill4: number; decode: number },
+  kmoe: { prefill1: number; prefill4: number; decode: number; decodeLoop: number },
   llama: {
     prefill: number | null;
     prefillWall: number | null;
@@ -329,13 +534,7 @@ function formatTable(
     llama === null
       ? `| ${name} | ${f(v)} |`
       : `| ${name} | ${f(v)} | ${f(ref)} (${f(wall)} wall) | ${ref === null ? '-' : `${(v / ref).toFixed(2)}x`} |`;
-  const per = (bd: Breakdown, n: number) =>
-    [
-      ...Object.entries(bd.onnxruntime).map(
-        ([k, t]) => `${k} ${((t.ms / n) * 1000).toFixed(1)} us (${(t.calls / n).toFixed(1)} calls)`,
-      ),
-      `other ${((bd.otherMs / n) * 1000).toFixed(1)} us`,
-    ].join(', ');
+  const per = perToken;
   const l = llama ?? { prefill: null, prefillWall: null, decode: null, decodeWall: null };
   return [
     llama === null
@@ -345,6 +544,7 @@ function formatTable(
     row('prefill, 1 window per pass', kmoe.prefill1, l.prefill, l.prefillWall),
     row('prefill, 4 windows per pass', kmoe.prefill4, l.prefill, l.prefillWall),
     row('decode, 1 sequence', kmoe.decode, l.decode, l.decodeWall),
+    row('decode, 1 sequence, loop on the engine thread', kmoe.decodeLoop, l.decode, l.decodeWall),
     '',
     `decode time per token: ${per(decodeBd, decodeTokens)}`,
     `prefill time per token: ${per(prefillBd, prefillTokens)}`,

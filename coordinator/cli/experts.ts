@@ -20,6 +20,7 @@ export function sessionSettings(o: ComputeOptions): SessionSettings {
     device: o.device ?? d.device,
     threads: o.threads ?? d.threads,
     expertWeights: o.expertWeights ?? d.expertWeights,
+    ...(o.denseWeights === undefined ? {} : { denseWeights: o.denseWeights }),
   };
 }
 

@@ -5,7 +5,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option } from 'commander';
 import { checkRedisUrl } from '../../shared/cluster-registry/redis-connection.js';
-import { EXPERT_WEIGHT_FORMATS, type ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
+import {
+  DENSE_WEIGHT_FORMATS,
+  type DenseWeightFormat,
+  EXPERT_WEIGHT_FORMATS,
+  type ExpertWeightFormat,
+} from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { CLUSTER_TOKEN_ENV, clusterTokenProblem } from '../../shared/protocol/auth.js';
 import {
@@ -67,6 +72,42 @@ export function parseChoice<T extends string>(flag: string, choices: readonly T[
       throw new UsageError(`${flag} must be ${allowed}, got '${raw}'`);
     }
     return raw as T;
+  };
+}
+
+/** What `kmoe bench model --versus` changes for its second engine. */
+export interface VersusSettings {
+  readonly denseWeights?: DenseWeightFormat;
+  readonly expertWeights?: ExpertWeightFormat;
+  /** Experts in this many local worker processes the bench starts (0 = in process). */
+  readonly workers?: number;
+}
+
+/**
+ * `dense-weights=int8,expert-weights=fp32,workers=2`: the flags' names and values, comma-separated
+ * (workers: a count of local workers only).
+ */
+export function parseVersus(flag: string): (raw: string) => VersusSettings {
+  return (raw) => {
+    const out: { denseWeights?: DenseWeightFormat; expertWeights?: ExpertWeightFormat; workers?: number } =
+      {};
+    for (const part of raw.split(',').filter((p) => p !== '')) {
+      const [key, value = ''] = part.split('=', 2);
+      if (key === 'dense-weights') {
+        out.denseWeights = parseChoice(`${flag} dense-weights`, DENSE_WEIGHT_FORMATS)(value);
+      } else if (key === 'expert-weights') {
+        out.expertWeights = parseChoice(`${flag} expert-weights`, EXPERT_WEIGHT_FORMATS)(value);
+      } else if (key === 'workers') {
+        out.workers = parseInteger(`${flag} workers`, { min: 0, max: 256 })(value);
+      } else {
+        throw new UsageError(
+          `${flag}: unknown setting '${key}' (dense-weights=FORMAT, expert-weights=FORMAT, workers=N)`,
+        );
+      }
+    }
+    if (Object.keys(out).length === 0)
+      throw new UsageError(`${flag} needs at least one setting, e.g. dense-weights=int8`);
+    return out;
   };
 }
 
@@ -187,6 +228,7 @@ export interface ComputeOptions {
   readonly threads?: number;
   readonly device?: Device;
   readonly expertWeights?: ExpertWeightFormat;
+  readonly denseWeights?: DenseWeightFormat;
 }
 
 /** Where the experts run: --workers, --wire, --dispatch-timeout, and the cluster token. */
@@ -289,6 +331,19 @@ export const opt = {
       `how the experts compute where they run: ${EXPERT_WEIGHT_FORMATS.join(' | ')} (default: fp32; int8 = ` +
         'blockwise 8-bit weights, faster decode, approximate)',
     ).argParser(parseChoice('--expert-weights', EXPERT_WEIGHT_FORMATS)),
+  /** The runtime's format; `kmoe plan --dense-weights` prices formats through plannedWeights. */
+  denseWeights: () =>
+    new Option(
+      '--dense-weights <format>',
+      `how the dense layers and the LM head compute: ${DENSE_WEIGHT_FORMATS.join(' | ')} (default: fp32; ` +
+        'int8 = blockwise 8-bit projections, router kept fp32, faster decode, approximate)',
+    ).argParser(parseChoice('--dense-weights', DENSE_WEIGHT_FORMATS)),
+  overlap: () =>
+    new Option(
+      '--overlap',
+      'two-batch overlap with workers: a step of 2+ sequences runs as two micro-batches, one computing ' +
+        'its dense layers while the other waits for its experts (off by default; no effect in process)',
+    ),
   workers: (defaultText: string) =>
     new Option(
       '--workers <n|urls>',

@@ -26,6 +26,7 @@ import {
   parseList,
   parseNumber,
   parseSize,
+  parseVersus,
   parseWorkers,
   singleIds,
 } from './options.js';
@@ -142,7 +143,8 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.clusterTokenFile())
     .addOption(opt.threads())
     .addOption(opt.device())
-    .addOption(opt.expertWeights());
+    .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights());
   action(
     generate,
     argv,
@@ -198,6 +200,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights())
     .addHelpText(
       'after',
       `\nPerplexity by the standard procedure: non-overlapping windows of ${STANDARD_WINDOW} ids (trailing partial\n` +
@@ -373,6 +376,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights())
     .addHelpText(
       'after',
       '\nWrites a versioned routing profile (JSON) that records how it was made. By default calibration uses\n' +
@@ -404,6 +408,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         'comma-separated routing profiles requests may name in kmoe.routing',
       ).argParser(parseList('--profiles', (s) => s)),
     )
+    .addOption(opt.overlap())
     .addOption(
       new Option('--max-running <n>', 'sequences decoding or prefilling at once')
         .argParser(parseInteger('--max-running', { min: 1 }))
@@ -434,6 +439,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.threads('onnxruntime threads of the coordinator (default: all cores)'))
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights())
     .addHelpText(
       'after',
       '\nPOST /v1/completions, /v1/chat/completions; GET /v1/models, /health, /ready, /metrics.\n' +
@@ -596,6 +602,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.denseWeights())
     .addOption(
       new Option(
         '--llama-cpp <gguf|auto>',
@@ -606,8 +613,15 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option(
         '--llama-cpp-type <type>',
-        'tensor type of the GGUF that --llama-cpp auto writes (default: f32, q8_0 with --expert-weights int8)',
+        'tensor type of the GGUF that --llama-cpp auto writes (default: f32, q8_0 with --expert-weights or --dense-weights int8)',
       ).argParser(parseChoice('--llama-cpp-type', GGUF_OUT_TYPES)),
+    )
+    .addOption(
+      new Option(
+        '--versus <settings>',
+        'also run a second engine with other settings (dense-weights=FORMAT,expert-weights=FORMAT,workers=N: ' +
+          'experts in N local worker processes), interleaved round by round, and report its ratios to the first',
+      ).argParser(parseVersus('--versus')),
     )
     .addOption(
       new Option(

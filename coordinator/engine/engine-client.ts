@@ -9,7 +9,15 @@ import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
 import type { WorkerDown } from '../cluster/remote-expert-backend.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
-import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
+import type {
+  DecodeRequest,
+  DecodeResult,
+  EngineInfo,
+  EngineOptions,
+  ScoreResult,
+  StepRequest,
+  StepResult,
+} from './engine.js';
 import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
 
 /** Worker-down events, kept from the thread's start so a listener added later misses none. */
@@ -53,6 +61,11 @@ export class EngineClient {
 
   step(requests: StepRequest[]): Promise<StepResult> {
     return this.thread.call('step', requests);
+  }
+
+  /** Several decode steps with sampling on the engine thread: one round trip for all of them. */
+  decode(request: DecodeRequest): Promise<DecodeResult> {
+    return this.thread.call('decode', request);
   }
 
   release(seqIds: string[]): Promise<number> {

@@ -6,7 +6,15 @@ import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
-import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
+import type {
+  DecodeRequest,
+  DecodeResult,
+  EngineInfo,
+  EngineOptions,
+  ScoreResult,
+  StepRequest,
+  StepResult,
+} from './engine.js';
 
 export interface ScoreParams {
   readonly ids: Uint16Array;
@@ -17,6 +25,8 @@ export interface ScoreParams {
 export type EngineSchema = {
   init: [EngineOptions, EngineInfo];
   step: [StepRequest[], StepResult];
+  /** Several decode steps of one sequence, sampled on the engine thread (Engine.decode). */
+  decode: [DecodeRequest, DecodeResult];
   release: [string[], number];
   /** Sequences whose KV cache the engine holds (the server's /health and /metrics report it). */
   sequences: [null, number];

@@ -35,6 +35,9 @@ const emit = serveThread<EngineSchema>({
     const result = await ready().step(requests);
     return { result, transfer: [result.logits.buffer as ArrayBuffer] };
   },
+  async decode(request) {
+    return { result: await ready().decode(request) };
+  },
   release(seqIds) {
     const e = ready();
     let n = 0;

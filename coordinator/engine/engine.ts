@@ -12,6 +12,7 @@ import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.
 import type { ExpertBackend } from '../moe/expert-backend.js';
 import type { MoeObserver } from '../moe/observer.js';
 import { routingStatsObserver } from '../moe/observers/routing-stats.js';
+import { Rng, type SamplingParams, sampleToken } from '../sampling.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
 
@@ -36,6 +37,12 @@ export interface EngineOptions {
   readonly defaultRouting?: string;
   /** Default local. */
   readonly experts?: ExpertsOption;
+  /**
+   * Two-batch overlap: with remote experts, a step of two or more sequences runs as two
+   * micro-batches whose forward passes interleave, so one's dense layers compute while the other's
+   * experts are away. Off by default (measured in docs/performance.md).
+   */
+  readonly overlap?: boolean;
 }
 
 /** A worker and the experts it holds. */
@@ -87,6 +94,32 @@ export interface StepResult {
   readonly activations: number[];
   /** Per request: bytes its tokens moved to and from remote experts in this step. */
   readonly bytes: number[];
+}
+
+/**
+ * Several decode steps of one sequence on the engine thread, sampling there: `token` is fed, the
+ * next token sampled from its logits and fed in turn, until `maxTokens` are sampled, a `stop` id
+ * is sampled (it is returned, not fed) or the sequence is full. One thread round trip per call
+ * instead of one per token.
+ */
+export interface DecodeRequest {
+  readonly seqId: string;
+  /** The last sampled token, not yet in the cache. */
+  readonly token: number;
+  readonly maxTokens: number;
+  readonly sampling: SamplingParams;
+  /** The sampling stream (Rng.state()); continues the caller's. */
+  readonly rngState: [number, number, number, number];
+  readonly stop: readonly number[];
+  readonly routing?: string;
+}
+
+export interface DecodeResult {
+  /** Sampled tokens in order; every one but a final stop id has been fed into the cache. */
+  readonly tokens: number[];
+  readonly rngState: [number, number, number, number];
+  readonly activations: number;
+  readonly bytes: number;
 }
 
 export interface ScoreResult {
@@ -224,7 +257,7 @@ export class Engine {
     const activations = new Array<number>(items.length).fill(0);
     const bytes = new Array<number>(items.length).fill(0);
     try {
-      for (const members of groups.values()) {
+      const run = async (members: readonly number[]) => {
         const fwd: ForwardResult = await this.runner.forward(
           members.map((i) => items[i]!),
           [this.statsObserver],
@@ -240,12 +273,45 @@ export class Engine {
         members.forEach((i, b) => {
           logits.set(groupLogits.subarray(b * V, (b + 1) * V), i * V);
         });
+      };
+      const overlap = this.options.overlap === true && this.experts.placement.length > 0;
+      for (const members of groups.values()) {
+        if (overlap && members.length >= 2) {
+          // Sessions run synchronously, so the two passes interleave at the experts' awaits.
+          const half = Math.ceil(members.length / 2);
+          // Both settle before the step returns (or fails), so no pass outlives it.
+          const done = await Promise.allSettled([run(members.slice(0, half)), run(members.slice(half))]);
+          for (const d of done) if (d.status === 'rejected') throw d.reason;
+        } else {
+          await run(members);
+        }
       }
     } catch (err) {
       for (const id of created) this.caches.delete(id);
       throw err;
     }
     return { logits, activations, bytes };
+  }
+
+  /** See DecodeRequest. */
+  async decode(r: DecodeRequest): Promise<DecodeResult> {
+    const rng = Rng.fromState(r.rngState);
+    const stop = new Set(r.stop);
+    const V = this.runner.dims.vocab;
+    const tokens: number[] = [];
+    let activations = 0;
+    let bytes = 0;
+    let token = r.token;
+    const routing = r.routing === undefined ? {} : { routing: r.routing };
+    while (tokens.length < r.maxTokens) {
+      const step = await this.step([{ seqId: r.seqId, tokens: [token], ...routing }]);
+      activations += step.activations[0]!;
+      bytes += step.bytes[0]!;
+      token = sampleToken(step.logits, 0, V, r.sampling, rng);
+      tokens.push(token);
+      if (stop.has(token) || this.caches.get(r.seqId)!.length >= this.runner.maxPositions) break;
+    }
+    return { tokens, rngState: rng.state(), activations, bytes };
   }
 
   release(seqId: string): boolean {

@@ -6,6 +6,7 @@
 import type { GraphDims, ModelConfig } from '../../shared/families/family.js';
 import type { LayerPlan } from '../../shared/families/layer-plan.js';
 import type { Checkpoint } from '../../shared/model/checkpoint.js';
+import { quantizeMatMulsInt8 } from '../../shared/onnx/quantize-graph.js';
 import { f32Input, f32Output, i64Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import type { F32Tensor } from '../../shared/tensor.js';
@@ -77,15 +78,17 @@ export class ModelRunner {
     const family = ckpt.family;
     const dims = family.graphDims(config);
     const total = config.numLayers + 2;
+    const dense8 = settings.denseWeights === 'int8';
+    const weights = (graph: Uint8Array) => (dense8 ? quantizeMatMulsInt8(graph).model : graph);
     const dense: Session[] = [];
     for (let l = 0; l < config.numLayers; l++) {
       const graph = await family.denseLayerGraph(ckpt, l);
-      dense.push(Session.create(`dense layer ${l}`, 'dense', graph, settings));
+      dense.push(Session.create(`dense layer ${l}`, 'dense', weights(graph), settings));
       onProgress?.(l + 1, total);
     }
     const head = await family.headGraphs(ckpt);
-    const logitsHead = Session.create('lm head', 'lm-head', head.logits, settings);
-    const nllHead = Session.create('lm head (nll)', 'lm-head', head.nll, settings);
+    const logitsHead = Session.create('lm head', 'lm-head', weights(head.logits), settings);
+    const nllHead = Session.create('lm head (nll)', 'lm-head', weights(head.nll), settings);
     onProgress?.(total - 1, total);
     const embedding = await family.embedding(ckpt);
     // MLA rotates only qk_rope_head_dim of each head: the table follows the graph's ropeDim.

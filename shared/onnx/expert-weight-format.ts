@@ -13,3 +13,11 @@ export const EXPERT_WEIGHT_BYTES: Readonly<Record<ExpertWeightFormat, number>> =
   fp32: 4,
   int8: 1 + 4 / INT8_BLOCK,
 };
+
+/**
+ * How the dense layers' projections (attention, dense FFNs) and the LM head compute: `fp32` (the
+ * default) or `int8` (the same blockwise 8-bit MatMulNBits as int8 experts, applied to the built
+ * graphs by quantize-graph.ts; router matmuls stay fp32). Opt-in and approximate.
+ */
+export type DenseWeightFormat = 'fp32' | 'int8';
+export const DENSE_WEIGHT_FORMATS: readonly DenseWeightFormat[] = ['fp32', 'int8'];

@@ -12,7 +12,7 @@ import os from 'node:os';
 import ort from 'onnxruntime-node';
 import { binding, initOrt } from 'onnxruntime-node/dist/binding.js';
 import { DeviceUnavailableError, SessionError } from './errors.js';
-import type { ExpertWeightFormat } from './expert-weight-format.js';
+import type { DenseWeightFormat, ExpertWeightFormat } from './expert-weight-format.js';
 
 export type Device = 'cpu' | 'cuda';
 
@@ -22,6 +22,8 @@ export interface SessionSettings {
   readonly threads: number;
   /** How the expert FFNs of this process compute; see ExpertWeightFormat. */
   readonly expertWeights: ExpertWeightFormat;
+  /** How the dense layers and the LM head compute; absent = fp32. See DenseWeightFormat. */
+  readonly denseWeights?: DenseWeightFormat;
 }
 
 export function defaultSessionSettings(): SessionSettings {

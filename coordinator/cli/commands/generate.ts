@@ -7,6 +7,9 @@ import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSett
 import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
+/** Decode steps per engine-thread round trip: the granularity at which tokens are streamed. */
+const DECODE_CHUNK = 16;
+
 export interface GenerateOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly model: string;
   readonly prompt: string;
@@ -50,20 +53,37 @@ export async function run(o: GenerateOptions): Promise<number> {
     const rng = new Rng(sampling.seed ?? 0);
     const detok = new StreamingDetokenizer(tokenizer, promptIds);
     const started = performance.now();
-    let step = await engine.step([{ seqId: 'generate', tokens: promptIds, routing }]);
+    const step = await engine.step([{ seqId: 'generate', tokens: promptIds, routing }]);
     const firstToken = performance.now();
     let activations = step.activations[0]!;
     let bytes = step.bytes[0]!;
     let generated = 0;
-    while (generated < maxTokens) {
-      const next = sampleToken(step.logits, 0, info.vocabSize, sampling, rng);
-      if (eos.has(next)) break;
+    // The first token comes from the prompt's logits; the rest are sampled on the engine thread,
+    // DECODE_CHUNK steps per round trip (streamed chunk by chunk).
+    let next = sampleToken(step.logits, 0, info.vocabSize, sampling, rng);
+    let rngState = rng.state();
+    while (!eos.has(next)) {
       generated++;
       process.stdout.write(detok.push(next));
-      if (generated === maxTokens || promptIds.length + generated >= info.maxPositions) break;
-      step = await engine.step([{ seqId: 'generate', tokens: [next], routing }]);
-      activations += step.activations[0]!;
-      bytes += step.bytes[0]!;
+      const room = Math.min(maxTokens - generated, info.maxPositions - promptIds.length - generated);
+      if (room <= 0) break;
+      const d = await engine.decode({
+        seqId: 'generate',
+        token: next,
+        maxTokens: Math.min(room, DECODE_CHUNK),
+        sampling,
+        rngState,
+        stop: [...eos],
+        routing,
+      });
+      activations += d.activations;
+      bytes += d.bytes;
+      rngState = d.rngState;
+      for (const t of d.tokens.slice(0, -1)) {
+        generated++;
+        process.stdout.write(detok.push(t));
+      }
+      next = d.tokens[d.tokens.length - 1]!;
     }
     process.stdout.write(`${detok.flush()}\n`);
     if (o.stats) {

@@ -38,6 +38,7 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly apiKey?: string;
   /** Redis registry to take the workers from (and follow while serving), instead of --workers. */
   readonly redis?: string;
+  readonly overlap?: boolean;
 }
 
 /** The largest body read: a prompt as long as any supported context fits easily. */
@@ -132,6 +133,7 @@ export async function run(o: ServeOptions): Promise<number> {
       settings,
       experts,
       ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
+      ...(o.overlap === true ? { overlap: true } : {}),
     });
     const description = engine.info.experts;
     const client = engine;

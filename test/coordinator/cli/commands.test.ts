@@ -57,6 +57,16 @@ describe('kmoe eval', () => {
     expect(Math.abs(ppl / ref.ppl - 1)).toBeLessThan(1e-3);
   });
 
+  it('with --dense-weights int8 stays within 0.1 percent of the reference perplexity', async () => {
+    // Measured: valid.man -0.044% (103.615 vs 103.660) with int8 attention projections and LM head.
+    const ref = perplexityReferences().find((r) => r.file === 'valid.man.u16' && r.routing === 'topk:2')!;
+    const r = await evalMan(['--dense-weights', 'int8', '--json']);
+    expect(r.code).toBe(0);
+    const ppl = lastJsonLine(r.stdout)['perplexity'] as number;
+    expect(ppl).not.toBe(ref.ppl);
+    expect(Math.abs(ppl / ref.ppl - 1)).toBeLessThan(1e-3);
+  });
+
   it('rejects an unknown --expert-weights, and --expert-weights with remote workers', async () => {
     const bad = await evalMan(['--expert-weights', 'int4']);
     expect(bad.code).toBe(2);
@@ -426,6 +436,54 @@ describe('kmoe bench model', () => {
       /^expert call, 1 token: [\d.]+ us with its 1\.5 MiB .* all 48 MiB of expert weights$/m,
     );
     rmSync(out);
+  });
+
+  it('measures a --versus engine in the same rounds, and the decode loop on the engine thread', async () => {
+    const out = `${tmpdir()}/kmoe-bench-model-versus-${process.pid}.json`;
+    const r = await runCli([
+      'bench',
+      'model',
+      '--model',
+      MODEL_DIR,
+      '--windows',
+      '0:2',
+      '--decode-tokens',
+      '8',
+      '--repeats',
+      '2',
+      '--versus',
+      'dense-weights=int8,expert-weights=int8',
+      '--out',
+      out,
+    ]);
+    expect(r.code).toBe(0);
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    expect(json.denseWeights).toBe('fp32');
+    expect(json.decode.engineLoop.samples).toHaveLength(2);
+    expect(json.decode.engineLoop.tokensPerSecond).toBeGreaterThan(0);
+    expect(json.decode.cpuMicrosPerToken.median).toBeGreaterThan(0);
+    expect(json.versus.settings).toMatchObject({ denseWeights: 'int8', expertWeights: 'int8' });
+    expect(json.versus.decode.samples).toHaveLength(2);
+    for (const k of ['prefill4', 'decode', 'decodeLoop']) {
+      expect(json.versus.ratios[k].median).toBeGreaterThan(0);
+      expect(json.versus.ratios[k].best).toBeGreaterThan(0);
+    }
+    // In process: no round trips; the int8 engine's time is still split by graph kind.
+    expect(json.versus.decodeBreakdown.roundTrips).toBeNull();
+    expect(Object.keys(json.versus.decodeBreakdown.onnxruntime).sort()).toEqual([
+      'dense',
+      'expert',
+      'lm-head',
+    ]);
+    expect(r.stdout).toMatch(/^versus \{"denseWeights":"int8","expertWeights":"int8"\}, same rounds: /m);
+    rmSync(out);
+
+    const bad = await runCli(['bench', 'model', '--model', MODEL_DIR, '--versus', 'dense-weights=int4']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--versus dense-weights must be fp32 or int8, got 'int4'/);
+    const unknown = await runCli(['bench', 'model', '--model', MODEL_DIR, '--versus', 'threads=2']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/--versus: unknown setting 'threads'/);
   });
 
   it('rejects --llama-cpp-type and --llama-cpp-reference without --llama-cpp, and a missing GGUF', async () => {

@@ -121,6 +121,38 @@ describe('remote experts give the single-process logits (fp32 wire, 1e-5 relativ
   });
 });
 
+describe('two-batch overlap (EngineOptions.overlap)', () => {
+  it('gives the single-process logits (fp32 wire, 1e-5 relative) with micro-batches interleaved', async () => {
+    const expected = await script(local, 'local-overlap');
+    const engine = await EngineClient.start({
+      modelDir: MODEL_DIR,
+      settings,
+      experts: { kind: 'remote', workers: PLACEMENTS['2 workers']!.map(urlOf), wireDtype: 'fp32' },
+      overlap: true,
+    });
+    try {
+      const got = await script(engine, 'overlap');
+      expect(got.length).toBe(expected.length);
+      for (const [i, logits] of got.entries()) expect(relative(logits, expected[i]!)).toBeLessThan(1e-5);
+      // The batched steps went out as two micro-batches per layer: more requests than one batch.
+      const single = await remote(PLACEMENTS['2 workers']!);
+      try {
+        await script(single, 'single');
+        const requests = async (e: EngineClient) =>
+          (await e.dispatchStats())!.roundTrips.reduce(
+            (n, rt) => n + rt.counts.reduce((a, b) => a + b, 0),
+            0,
+          );
+        expect(await requests(engine)).toBeGreaterThan(await requests(single));
+      } finally {
+        await single.close();
+      }
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
 describe('network accounting', () => {
   it('charges every byte to a request and matches the native top-K baseline under native routing', async () => {
     const engine = await remote(PLACEMENTS['2 workers']!);

@@ -1,9 +1,11 @@
-// The engine thread end to end: greedy continuations equal the reference's, errors raised inside
-// the thread reach the caller with their name, and sequences are independent.
+// The engine thread end to end: greedy continuations equal the reference's (step by step and in
+// the engine-side decode loop), errors raised inside the thread reach the caller with their name,
+// and sequences are independent.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DecodeRequest } from '../../../coordinator/engine/engine.js';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
-import { argmax } from '../../../coordinator/sampling.js';
+import { argmax, GREEDY, Rng, sampleToken } from '../../../coordinator/sampling.js';
 import { greedyCases, MODEL_DIR } from '../../helpers/paths.js';
 
 let engine: EngineClient;
@@ -123,5 +125,78 @@ describe('routing policy cache', () => {
     expect(await engine.release(Array.from({ length: 70 }, (_, i) => `p${i}`))).toBe(70);
     const again = await engine.step([{ seqId: 'again', tokens: [5, 6], routing: 'skip:0' }]);
     expect(again.activations).toEqual([2 * 4 * 2]);
+  });
+});
+
+describe('decode loop on the engine thread', () => {
+  const decode = (seqId: string, token: number, maxTokens: number, extra: Partial<DecodeRequest> = {}) =>
+    engine.decode({
+      seqId,
+      token,
+      maxTokens,
+      sampling: GREEDY,
+      rngState: new Rng(0).state(),
+      stop: [],
+      ...extra,
+    });
+
+  it.each(greedyCases())('greedy continuation of $name equals the reference, in chunks', async (c) => {
+    const seqId = `loop-${c.name}`;
+    const first = await engine.step([{ seqId, tokens: c.promptIds }]);
+    const out = [argmax(first.logits)];
+    while (out.length < c.greedyIds.length) {
+      const d = await decode(seqId, out[out.length - 1]!, Math.min(5, c.greedyIds.length - out.length));
+      expect(d.activations).toBe(d.tokens.length * 4 * 2);
+      out.push(...d.tokens);
+    }
+    await engine.release([seqId]);
+    expect(out).toEqual(c.greedyIds);
+  });
+
+  it('continues a seeded sampling stream exactly as sampling step by step on the caller', async () => {
+    const sampling = { temperature: 1, topP: 0.9 };
+    const prompt = greedyCases()[0]!.promptIds;
+    const rng = new Rng(42);
+    let step = await engine.step([{ seqId: 'seeded-a', tokens: prompt }]);
+    const expected: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      expected.push(sampleToken(step.logits, 0, 4096, sampling, rng));
+      step = await engine.step([{ seqId: 'seeded-a', tokens: [expected[i]!] }]);
+    }
+    const rng2 = new Rng(42);
+    const first = await engine.step([{ seqId: 'seeded-b', tokens: prompt }]);
+    const got = [sampleToken(first.logits, 0, 4096, sampling, rng2)];
+    let rngState = rng2.state();
+    while (got.length < 12) {
+      const d = await decode('seeded-b', got[got.length - 1]!, Math.min(4, 12 - got.length), {
+        sampling,
+        rngState,
+      });
+      rngState = d.rngState;
+      got.push(...d.tokens);
+    }
+    await engine.release(['seeded-a', 'seeded-b']);
+    expect(got).toEqual(expected);
+    expect(new Set(got).size).toBeGreaterThan(1);
+  });
+
+  it('stops at a stop id (returned, not fed) and at the model context', async () => {
+    const c = greedyCases()[0]!;
+    const first = await engine.step([{ seqId: 'stop', tokens: c.promptIds }]);
+    const stopId = c.greedyIds[3]!;
+    const d = await decode('stop', argmax(first.logits), 20, { stop: [stopId] });
+    const at = c.greedyIds.indexOf(stopId, 1);
+    expect(d.tokens).toEqual(c.greedyIds.slice(1, at + 1));
+    // Fed: the prompt, then every returned token but the stop id, and the token passed in.
+    const next = await engine.step([{ seqId: 'stop', tokens: [stopId] }]);
+    expect(argmax(next.logits)).toBe(c.greedyIds[at + 1]);
+    await engine.release(['stop']);
+
+    const max = engine.info.maxPositions;
+    const long = Array.from({ length: max - 3 }, (_, i) => (i * 7) % 4096);
+    const f = await engine.step([{ seqId: 'full', tokens: long }]);
+    const full = await decode('full', argmax(f.logits), 10);
+    expect(full.tokens).toHaveLength(3);
+    await engine.release(['full']);
   });
 });
