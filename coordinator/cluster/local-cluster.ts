@@ -94,8 +94,13 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       opts.expertWeights ?? 'fp32',
       ...(opts.maxFrameMb === undefined ? [] : ['--max-frame-mb', String(opts.maxFrameMb)]),
     ];
-    // The IPC channel is the worker's lifeline: it exits when this process goes away.
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    // The IPC channel is the worker's lifeline: it exits when this process goes away. Its own
+    // process group (detached): a Ctrl-C at the terminal signals this process, which drains its
+    // requests and then stops the workers, instead of every worker closing at once mid-request.
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      detached: true,
+    });
     children.push(child);
     return waitReady(
       child,

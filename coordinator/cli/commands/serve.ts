@@ -73,6 +73,7 @@ export async function run(o: ServeOptions): Promise<number> {
     cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
 
   let engine: EngineClient | undefined;
+  let shuttingDown = false;
   let health: ClusterHealth | undefined;
   try {
     engine = await EngineClient.start({
@@ -83,9 +84,11 @@ export async function run(o: ServeOptions): Promise<number> {
     });
     const description = engine.info.experts;
     const client = engine;
-    client.onWorkerDown((e) =>
-      log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker'),
-    );
+    client.onWorkerDown((e) => {
+      // Connections that close once shutdown has begun are expected, not errors.
+      if (shuttingDown) log.info({ worker: e.url, reason: e.reason }, 'worker connection closed');
+      else log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker');
+    });
     health = ClusterHealth.watch({
       description,
       numExperts: engine.info.numExperts,
@@ -117,10 +120,12 @@ export async function run(o: ServeOptions): Promise<number> {
     );
     process.stdout.write(`kmoe serve listening on ${serving.url}\n`);
     const signal = await stop;
+    shuttingDown = true;
     log.info({ signal, graceMs }, 'shutting down: no new requests, draining in-flight ones');
     const report = await serving.shutdown(graceMs);
     log.info({ cancelled: report.cancelled }, 'drained');
   } finally {
+    shuttingDown = true;
     health?.close();
     await engine?.close();
     await cluster?.stop();
