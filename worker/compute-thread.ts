@@ -2,7 +2,7 @@
 // runs block their thread, so they live here and the network thread stays free to read frames,
 // answer handshakes and reply errors while a batch is being computed.
 
-import { Checkpoint } from '../shared/model/checkpoint.js';
+import { assertRunnable, Checkpoint } from '../shared/model/checkpoint.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
 import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
 import { dispatchAssignment } from '../shared/protocol/messages.js';
@@ -30,6 +30,7 @@ function ready(): NonNullable<typeof state> {
 serveThread<ComputeSchema>({
   async init({ modelDir, experts, settings }) {
     if (state) throw new Error('worker compute thread: init called twice');
+    await assertRunnable(modelDir);
     const ckpt = await Checkpoint.open(modelDir);
     try {
       const c = ckpt.config;
