@@ -135,7 +135,7 @@ export function planMemory(req: PlanRequest): MemoryPlan {
   const denseFormat = effectiveFormat(req.device, req.denseWeights, 'dense', notes);
   if (!IMPLEMENTED_EXPERT_FORMATS.includes(expertFormat)) {
     notes.push(
-      `kmoe workers compute in ${IMPLEMENTED_EXPERT_FORMATS.join(' and ')} today; ${expertFormat} is a planning figure (issue 12)`,
+      `kmoe workers compute in ${IMPLEMENTED_EXPERT_FORMATS.join(' and ')} today; ${expertFormat} is a planning figure`,
     );
   }
 
