@@ -251,6 +251,7 @@ function checkPlacement(placement: readonly (readonly number[])[], numExperts: n
   if (missing.length > 0)
     throw new PlanError(`experts ${missing.join(', ')} are held by no worker of the placement`, {
       details: { missing },
+      hint: `every expert 0-${numExperts - 1} needs a worker: one expert set per worker, separated by ';' (e.g. '0-${Math.floor(numExperts / 2) - 1};${Math.floor(numExperts / 2)}-${numExperts - 1}')`,
     });
 }
 
