@@ -2,6 +2,7 @@
 // routing check, and --workers turned into a place for the experts (in this process, local worker
 // processes this command starts and stops, or running workers at ws:// URLs).
 
+import { assertRunnable } from '../../shared/model/checkpoint.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import { defaultSessionSettings, type SessionSettings } from '../../shared/onnx/session.js';
 import { ProtocolError } from '../../shared/protocol/errors.js';
@@ -55,6 +56,8 @@ export async function checkPlacement(
   workers: WorkersArg,
   o: ExpertPlacementOptions & ComputeOptions,
 ): Promise<void> {
+  // A sparse synthetic checkpoint is refused before workers start on it.
+  await assertRunnable(modelDir);
   if (workers.kind === 'count') {
     const { numExperts } = await loadModelConfig(modelDir);
     if (workers.n > numExperts) {

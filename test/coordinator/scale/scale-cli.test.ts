@@ -69,7 +69,8 @@ describe('kmoe synth and kmoe plan', () => {
     expect(tight.stdout).toMatch(/does not fit: worker 0/);
 
     // Its matrices are holes: what runs a model refuses it at once instead of computing on zeros.
-    const g = await runCli(['generate', '--model', out, '--prompt', 'x', '--workers', '0']);
+    // (with --workers 2: before the workers start)
+    const g = await runCli(['generate', '--model', out, '--prompt', 'x', '--workers', '2']);
     expect(g.code).toBe(1);
     expect(g.stderr).toMatch(
       /error: .*x7: sparse synthetic checkpoint \(matrices are holes\): only for kmoe plan and loader checks/,
