@@ -44,7 +44,8 @@ describe('Ctrl-C on kmoe serve', () => {
     const workers = workerPids(child.pid!);
     expect(workers.length).toBe(1);
 
-    const maxTokens = 60;
+    // Long enough (seconds) that the SIGINT lands mid-decode.
+    const maxTokens = 1500;
     const response = fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
