@@ -3,7 +3,7 @@
 // answer handshakes and reply errors while a batch is being computed.
 
 import { moeLayerIndices } from '../shared/families/layer-plan.js';
-import { Checkpoint } from '../shared/model/checkpoint.js';
+import { assertRunnable, Checkpoint } from '../shared/model/checkpoint.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
 import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
 import { dispatchAssignment } from '../shared/protocol/messages.js';
@@ -31,6 +31,7 @@ function ready(): NonNullable<typeof state> {
 serveThread<ComputeSchema>({
   async init({ modelDir, experts, settings }) {
     if (state) throw new Error('worker compute thread: init called twice');
+    await assertRunnable(modelDir);
     const ckpt = await Checkpoint.open(modelDir);
     try {
       const c = ckpt.config;

@@ -154,6 +154,7 @@ async function describeServer(url: string): Promise<ServerDescription> {
     const res = await fetch(`${url}${p}`, { signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
       throw new ServeRequestError(
         `cannot reach ${url}${p}: ${err instanceof Error ? err.message : String(err)}`,
+        { hint: 'is kmoe serve running there? start it with kmoe serve --model DIR, or give --url' },
       );
     });
     if (!res.ok) throw new ServeRequestError(`GET ${url}${p}: HTTP ${res.status}`);

@@ -2,9 +2,13 @@
 // routing check, and --workers turned into a place for the experts (in this process, local worker
 // processes this command starts and stops, or running workers at ws:// URLs).
 
+import { assertRunnable } from '../../shared/model/checkpoint.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import { defaultSessionSettings, type SessionSettings } from '../../shared/onnx/session.js';
+import { ProtocolError } from '../../shared/protocol/errors.js';
+import { parseExpertSet } from '../../shared/protocol/expert-set.js';
 import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
+import { RoutingConfigError, RoutingSpecError } from '../../shared/routing/errors.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { logLineText } from '../../shared/runtime/logger.js';
 import { type LocalCluster, type LocalWorker, startLocalCluster } from '../cluster/local-cluster.js';
@@ -12,7 +16,7 @@ import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js
 import type { ExpertsOption } from '../engine/engine.js';
 import { routingModelOfConfig } from '../moe/routing-model.js';
 import type { ComputeOptions, ExpertPlacementOptions, WorkersArg } from './options.js';
-import { UsageError } from './usage-error.js';
+import { flagValue, UsageError } from './usage-error.js';
 
 export function sessionSettings(o: ComputeOptions): SessionSettings {
   const d = defaultSessionSettings();
@@ -31,7 +35,17 @@ export function sessionSettings(o: ComputeOptions): SessionSettings {
 export async function checkRouting(modelDir: string, routing: string | undefined): Promise<void> {
   if (routing === undefined) return;
   const config = await loadModelConfig(modelDir);
-  resolveRouting(routing, routingModelOfConfig(config));
+  // A spec string that does not parse or fit the model is a bad --routing value (usage, exit 2);
+  // a profile file keeps its own error and hint.
+  await flagValue(undefined, [RoutingSpecError, RoutingConfigError], () =>
+    resolveRouting(routing, routingModelOfConfig(config)),
+  );
+}
+
+/** `worker --experts`: a set that does not parse or names experts the model lacks is a usage error. */
+export async function checkExpertSet(modelDir: string, experts: string): Promise<void> {
+  const { numExperts } = await loadModelConfig(modelDir);
+  await flagValue('--experts', [ProtocolError], () => parseExpertSet(experts, numExperts));
 }
 
 /** Checks --workers / --wire / --dispatch-timeout / --expert-weights together, before any start. */
@@ -40,6 +54,8 @@ export async function checkPlacement(
   workers: WorkersArg,
   o: ExpertPlacementOptions & ComputeOptions,
 ): Promise<void> {
+  // A sparse synthetic checkpoint is refused before workers start on it.
+  await assertRunnable(modelDir);
   if (workers.kind === 'count') {
     const { numExperts } = await loadModelConfig(modelDir);
     if (workers.n > numExperts) {
@@ -73,7 +89,23 @@ export interface PlacedExperts {
  * (`generate`, `eval`); `serve` and `local-cluster` relay the records into their JSON stream.
  */
 export function printWorkerLog(worker: number, line: string): void {
+  // Warnings and errors only: a worker's startup info is noise next to the command's own output.
+  if (logLevelOf(line) < WARN_LEVEL) return;
   process.stderr.write(`[worker ${worker}] kmoe worker: ${logLineText(line)}\n`);
+}
+
+/** pino's level number of warn. */
+const WARN_LEVEL = 40;
+
+/** The pino level of a worker's stderr line; a line that is not a pino record counts as a warning. */
+function logLevelOf(line: string): number {
+  try {
+    const rec = line.startsWith('{') ? (JSON.parse(line) as { level?: unknown }) : undefined;
+    if (typeof rec?.level === 'number') return rec.level;
+  } catch {
+    // not JSON: shown
+  }
+  return WARN_LEVEL;
 }
 
 /** Starts local workers if --workers asks for them; call checkPlacement first. */

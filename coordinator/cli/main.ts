@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The `kmoe` binary: parses the command line (program.ts), runs the command, and maps what it
 // throws to a message and an exit code: usage errors -> the error and a pointer to --help, exit 2;
-// KmoeError -> the message and its hint, exit 1; anything else -> the stack, exit 1.
+// KmoeError -> the message and its hint, exit 1; a file-system error on a path (ENOENT, EACCES, ...)
+// -> one line naming the path, exit 1 (the stack with KMOE_DEBUG=1); anything else -> the stack, exit 1.
 
 import { type Command, CommanderError } from 'commander';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
@@ -29,6 +30,25 @@ function label(cmd: Command): string {
   return names.join(' ');
 }
 
+/** What a file-system error means, per code: the ones a user causes with a wrong path. */
+const FS_ERRORS: Readonly<Record<string, string>> = {
+  ENOENT: 'no such file or directory',
+  EEXIST: 'already exists',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'is a directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+};
+
+/** One line for a Node file-system error that names a path (a user's wrong path, not a bug). */
+function fileSystemMessage(err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const { code, path } = err as NodeJS.ErrnoException;
+  if (code === undefined || path === undefined) return undefined;
+  const what = FS_ERRORS[code];
+  return what === undefined ? undefined : `${path}: ${what}`;
+}
+
 async function main(argv: string[]): Promise<number> {
   const outcome: Outcome = { code: 0 };
   const program = buildProgram(argv, outcome);
@@ -37,7 +57,11 @@ async function main(argv: string[]): Promise<number> {
     return outcome.code;
   } catch (err) {
     // Commander has already printed its message (and the --help pointer).
-    if (err instanceof CommanderError) return CLEAN_EXITS.has(err.code) ? 0 : 2;
+    // `kmoe help CMD` exits 0; help printed because a command is missing (`kmoe bench`) does not.
+    if (err instanceof CommanderError) {
+      const asked = err.code === 'commander.help' && err.exitCode === 0;
+      return CLEAN_EXITS.has(err.code) || asked ? 0 : 2;
+    }
     const cmd = commandOf(program, argv);
     if (err instanceof UsageError) {
       process.stderr.write(`${label(cmd)}: error: ${err.message}\n${helpPointer(cmd)}\n`);
@@ -46,6 +70,11 @@ async function main(argv: string[]): Promise<number> {
     if (err instanceof KmoeError) {
       process.stderr.write(`${label(cmd)}: error: ${err.message}\n`);
       if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+      return 1;
+    }
+    const fsMessage = fileSystemMessage(err);
+    if (fsMessage !== undefined && process.env['KMOE_DEBUG'] !== '1') {
+      process.stderr.write(`${label(cmd)}: error: ${fsMessage}\n`);
       return 1;
     }
     throw err;

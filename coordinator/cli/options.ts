@@ -38,9 +38,12 @@ import { UsageError } from './usage-error.js';
 interface Range {
   readonly min?: number;
   readonly max?: number;
+  /** Exclusive lower bound. */
+  readonly above?: number;
 }
 
 function checkRange(flag: string, raw: string, v: number, r: Range): number {
+  if (r.above !== undefined && v <= r.above) throw new UsageError(`${flag} must be > ${r.above}, got ${raw}`);
   if (r.min !== undefined && v < r.min) throw new UsageError(`${flag} must be >= ${r.min}, got ${raw}`);
   if (r.max !== undefined && v > r.max) throw new UsageError(`${flag} must be <= ${r.max}, got ${raw}`);
   return v;
@@ -313,8 +316,7 @@ export function apiKey(o: { readonly apiKey?: string; readonly apiKeyFile?: stri
 // ---- option definitions -------------------------------------------------------------------
 // Factories, because commander binds an Option object to one command.
 
-const ROUTING_GRAMMAR =
-  'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:RATE | profile.json';
+const ROUTING_GRAMMAR = 'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:TAU | profile.json';
 
 export const opt = {
   model: () =>
@@ -367,8 +369,7 @@ export const opt = {
   windows: (description: string) => new Option('--windows <range>', description),
   out: (description: string, value = 'file') => new Option(`--out <${value}>`, description),
   chart: (description: string) => new Option('--chart <file>', description),
-  host: (description = 'address to listen on (default: 127.0.0.1; 0.0.0.0 for other hosts)') =>
-    new Option('--host <addr>', description),
+  host: (description = 'address to listen on') => new Option('--host <addr>', description),
   port: (description: string) =>
     new Option('--port <port>', description).argParser(parseInteger('--port', { min: 0, max: 65535 })),
   maxTokens: (description = 'tokens to generate') =>

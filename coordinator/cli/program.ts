@@ -124,12 +124,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.maxTokens().default(64))
     .addOption(
       new Option('--temperature <t>', '0 = greedy')
-        .argParser(parseNumber('--temperature'))
+        .argParser(parseNumber('--temperature', { min: 0, max: 100 }))
         .default(GREEDY.temperature),
     )
     .addOption(
       new Option('--top-p <p>', 'nucleus sampling mass')
-        .argParser(parseNumber('--top-p'))
+        .argParser(parseNumber('--top-p', { above: 0, max: 1 }))
         .default(GREEDY.topP),
     )
     .addOption(new Option('--seed <n>', 'sampling seed').argParser(parseInteger('--seed')).default(0))
@@ -185,7 +185,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
           'profiles) and draw the Pareto chart; experts in this process',
       ),
     )
-    .addOption(opt.chart('with --sweep: SVG chart path').default('bench-results/pareto.svg'))
+    .addOption(opt.chart('with --sweep: SVG chart path (default: bench-results/pareto.svg)'))
     .addOption(
       new Option(
         '--json',
@@ -238,7 +238,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       opt
         .host('address to listen on; other than loopback it needs a cluster token (or --insecure)')
-        .default('127.0.0.1'),
+        .default('127.0.0.1', '127.0.0.1'),
     )
     .addOption(opt.clusterTokenFile())
     .addOption(opt.insecure())
@@ -258,14 +258,15 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         'the same token before any work; without one the worker listens on loopback only.',
     );
   action(worker, argv, outcome, async () => {
-    const [{ run }, { sessionSettings }] = await Promise.all([
+    const [{ run }, { checkExpertSet, sessionSettings }] = await Promise.all([
       import('../../worker/command.js'),
       import('./experts.js'),
     ]);
-    return (
+    return async (
       o: Omit<WorkerCommandOptions, 'settings' | 'clusterToken'> &
         ComputeOptions & { clusterTokenFile?: string; insecure?: boolean },
     ) => {
+      if (o.experts.kind === 'set') await checkExpertSet(o.model, o.experts.set);
       if (o.experts.kind === 'auto' && o.redis === undefined)
         throw new UsageError('--experts auto needs --redis: the registry chooses the experts');
       if (o.advertiseUrl !== undefined && o.redis === undefined)
@@ -343,18 +344,21 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       opt
         .ids('comma-separated .u16 corpora')
-        .default(['data/eval/valid.docs.u16', 'data/eval/valid.code.u16']),
+        .default(
+          ['data/eval/valid.docs.u16', 'data/eval/valid.code.u16'],
+          'data/eval/valid.docs.u16,data/eval/valid.code.u16',
+        ),
     )
     .addOption(opt.windows('window range within each file').default('first-half'))
     .addOption(
       new Option('--alpha <a,...>', 'theory: threshold multipliers, one fewer than --k-values')
         .argParser(parseList('--alpha', parseNumber('--alpha', { min: Number.MIN_VALUE })))
-        .default([0.5]),
+        .default([0.5], '0.5'),
     )
     .addOption(
       new Option('--k-values <k,...>', 'theory: K values')
         .argParser(parseList('--k-values', parseInteger('--k-values', { min: 1 })))
-        .default([1, 2]),
+        .default([1, 2], '1,2'),
     )
     .addOption(
       new Option(
@@ -529,7 +533,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       opt
         .device('where the experts run: cpu | cuda; on cpu, bf16/fp16 weights are widened to fp32')
-        .default('cuda'),
+        .default('cpu'),
     )
     .addOption(
       new Option(
@@ -543,7 +547,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
           '--expert-weights',
           'format of the expert weights (kmoe computes in fp32 and int8 today)',
         )
-        .default('bf16'),
+        .default('fp32'),
     )
     .addOption(
       opt
@@ -562,7 +566,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option('--batch <n,...>', 'batch sizes (sequences decoded at once)')
         .argParser(parseList('--batch', parseInteger('--batch', { min: 1 })))
-        .default([1]),
+        .default([1], '1'),
     )
     .addOption(
       new Option(
@@ -586,7 +590,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
 
   const model = sub(bench, 'model', 'prefill and decode throughput of one process')
     .addOption(opt.model())
-    .addOption(opt.ids('corpus').default(['data/eval/valid.docs.u16']))
+    .addOption(opt.ids('corpus').default(['data/eval/valid.docs.u16'], 'data/eval/valid.docs.u16'))
     .addOption(opt.windows('START:END windows of the corpus each prefill measurement runs').default('0:64'))
     .addOption(
       new Option('--decode-tokens <n>', 'tokens per decode measurement')
@@ -659,17 +663,17 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
 
   const dispatch = sub(bench, 'dispatch', 'network bytes per token of expert parallelism, vs native top-K')
     .addOption(opt.model())
-    .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16']))
+    .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'))
     .addOption(opt.windows('START:END windows').default('0:100'))
     .addOption(
       new Option('--cluster-sizes <n,...>', 'local clusters to run: worker counts, comma-separated')
         .argParser(parseList('--cluster-sizes', parseInteger('--cluster-sizes', { min: 1 })))
-        .default([2, 4]),
+        .default([2, 4], '2,4'),
     )
     .addOption(
       new Option('--wire-dtypes <dtypes>', 'wire dtypes to compare, comma-separated')
         .argParser(parseList('--wire-dtypes', parseChoice('--wire-dtypes', WIRE_DTYPES)))
-        .default(['fp32', 'bf16']),
+        .default(['fp32', 'bf16'], 'fp32,bf16'),
     )
     .addOption(
       opt.routing(
@@ -695,7 +699,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option('--concurrency <n,...>', 'concurrency levels, comma-separated')
         .argParser(parseList('--concurrency', parseInteger('--concurrency', { min: 1 })))
-        .default([1, 4, 16]),
+        .default([1, 4, 16], '1,4,16'),
     )
     .addOption(
       new Option('--requests <n>', 'requests per run (default: 2 x concurrency, at least 8)').argParser(
@@ -751,12 +755,12 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option('--formats <list>', 'expert weight formats to time, comma-separated')
         .argParser(parseList('--formats', parseChoice('--formats', EXPERT_WEIGHT_FORMATS)))
-        .default([...EXPERT_WEIGHT_FORMATS]),
+        .default([...EXPERT_WEIGHT_FORMATS], EXPERT_WEIGHT_FORMATS.join(',')),
     )
     .addOption(
       new Option('--batches <n,...>', 'token batches, comma-separated')
         .argParser(parseList('--batches', parseInteger('--batches', { min: 1 })))
-        .default([1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),
+        .default([1, 2, 4, 8, 16, 32, 64, 128, 256, 512], '1,2,4,...,512'),
     )
     .addOption(
       new Option('--seconds <s>', 'time budget per point, at least 3 timed calls')
@@ -766,7 +770,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option('--peak <m,k,n>', 'the GEMM of the peak measurement, [M,K] x [K,N] fp32')
         .argParser(parseList('--peak', parseInteger('--peak', { min: 1 })))
-        .default([1024, 4096, 4096]),
+        .default([1024, 4096, 4096], '1024,4096,4096'),
     )
     .addOption(
       new Option('--bandwidth-mib <n>', 'MiB streamed by the bandwidth probe')
@@ -823,7 +827,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option('--policies <list>', 'policies to calibrate, comma-separated')
         .argParser(parseList('--policies', parseChoice<CalibratedPolicy>('--policies', CALIBRATED_POLICIES)))
-        .default([...CALIBRATED_POLICIES]),
+        .default([...CALIBRATED_POLICIES], CALIBRATED_POLICIES.join(',')),
     )
     .addOption(opt.budget().default(1))
     .addOption(opt.searchWindows().default(256))

@@ -4,3 +4,21 @@
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 
 export class UsageError extends KmoeError {}
+
+/**
+ * Runs a library parser on a flag's value: an error of one of `types` (the value is wrong, not the
+ * machine) becomes a UsageError with the library's one-line message, `flag: ` in front if given.
+ */
+export async function flagValue<T>(
+  flag: string | undefined,
+  types: readonly (abstract new (...args: never[]) => Error)[],
+  parse: () => T | Promise<T>,
+): Promise<T> {
+  try {
+    return await parse();
+  } catch (err) {
+    if (!types.some((t) => err instanceof t)) throw err;
+    const message = (err as Error).message;
+    throw new UsageError(flag === undefined ? message : `${flag}: ${message}`, { cause: err });
+  }
+}

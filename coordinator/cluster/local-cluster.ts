@@ -117,8 +117,14 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       ...(opts.maxFrameMb === undefined ? [] : ['--max-frame-mb', String(opts.maxFrameMb)]),
       ...(auth.kind === 'none' && auth.insecure ? ['--insecure'] : []),
     ];
-    // The IPC channel is the worker's lifeline: it exits when this process goes away.
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env });
+    // The IPC channel is the worker's lifeline: it exits when this process goes away. Its own
+    // process group (detached): a Ctrl-C at the terminal signals this process, which drains its
+    // requests and then stops the workers, instead of every worker closing at once mid-request.
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      env,
+      detached: true,
+    });
     children.push(child);
     return waitReady(
       child,

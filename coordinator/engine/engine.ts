@@ -3,7 +3,7 @@
 // time, so it is the single owner of these structures. Where experts run is injected (an
 // ExpertBackend and the observers that come with it); the engine never knows local from remote.
 
-import { Checkpoint } from '../../shared/model/checkpoint.js';
+import { assertRunnable, Checkpoint } from '../../shared/model/checkpoint.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
@@ -155,6 +155,7 @@ export class Engine {
     options: EngineOptions,
     connect: (ckpt: Checkpoint) => Promise<EngineExperts>,
   ): Promise<Engine> {
+    await assertRunnable(options.modelDir);
     const ckpt = await Checkpoint.open(options.modelDir);
     let experts: EngineExperts | undefined;
     try {

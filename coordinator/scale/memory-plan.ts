@@ -146,7 +146,7 @@ export function planMemory(req: PlanRequest): MemoryPlan {
   const denseFormat = effectiveFormat(req.device, req.denseWeights, 'dense', notes);
   if (!IMPLEMENTED_EXPERT_FORMATS.includes(expertFormat)) {
     notes.push(
-      `kmoe workers compute in ${IMPLEMENTED_EXPERT_FORMATS.join(' and ')} today; ${expertFormat} is a planning figure (issue 12)`,
+      `kmoe workers compute in ${IMPLEMENTED_EXPERT_FORMATS.join(' and ')} today; ${expertFormat} is a planning figure`,
     );
   }
 
@@ -262,6 +262,7 @@ function checkPlacement(placement: readonly (readonly number[])[], numExperts: n
   if (missing.length > 0)
     throw new PlanError(`experts ${missing.join(', ')} are held by no worker of the placement`, {
       details: { missing },
+      hint: `every expert 0-${numExperts - 1} needs a worker: one expert set per worker, separated by ';' (e.g. '0-${Math.floor(numExperts / 2) - 1};${Math.floor(numExperts / 2)}-${numExperts - 1}')`,
     });
 }
 

@@ -5,7 +5,7 @@
 import { mkdir, open, readdir, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { familyOf } from '../../shared/families/registry.js';
-import { INDEX_FILE_NAME } from '../../shared/model/checkpoint.js';
+import { INDEX_FILE_NAME, SYNTH_MARKER_FILE_NAME } from '../../shared/model/checkpoint.js';
 import { CONFIG_FILE_NAME, loadModelConfig, type ModelConfig } from '../../shared/model/config.js';
 import { SynthError } from './errors.js';
 import type { HfConfigJson } from './presets.js';
@@ -65,6 +65,11 @@ export async function writeSyntheticCheckpoint(opts: SynthOptions): Promise<Synt
   const toWrite = sparse ? sparseBytes(layout) : layout.totalSize;
   await checkFreeSpace(outDir, toWrite, sparse);
 
+  // Marks the directory as synthetic; a sparse one is refused by everything that runs a model.
+  await writeFile(
+    path.join(outDir, SYNTH_MARKER_FILE_NAME),
+    `${JSON.stringify({ synthetic: true, sparse, seed }, null, 2)}\n`,
+  );
   await writeFile(
     path.join(outDir, 'generation_config.json'),
     `${JSON.stringify({ _from_model_config: true, bos_token_id: config.bosTokenId, eos_token_id: config.eosTokenId.length === 1 ? config.eosTokenId[0] : config.eosTokenId }, null, 2)}\n`,
@@ -132,7 +137,17 @@ function sparseBytes(layout: CheckpointLayout): number {
 }
 
 async function prepareOutDir(outDir: string): Promise<void> {
-  await mkdir(outDir, { recursive: true });
+  try {
+    await mkdir(outDir, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
+    throw new SynthError(`${outDir} is not a directory`, {
+      cause: err,
+      details: { dir: outDir },
+      hint: 'give --out a new or empty directory; kmoe synth never overwrites files',
+    });
+  }
   const existing = await readdir(outDir);
   if (existing.length > 0) {
     throw new SynthError(

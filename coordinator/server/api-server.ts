@@ -7,7 +7,12 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Server, ServerResponse } from 'node:http';
 import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import { ListenError } from '../../shared/runtime/errors.js';
 import {
   ApiError,
@@ -78,8 +83,7 @@ export class ApiServer {
   ) {
     const app = Fastify({
       loggerInstance: log,
-      disableRequestLogging: true,
-      requestIdLogLabel: 'reqId',
+      logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
       genReqId: (req) => {
         const header = req.headers['x-request-id'];
         return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();

@@ -17,6 +17,8 @@ import { type SafetensorsDType, SafetensorsFile, type StoredTensor } from './saf
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
+/** Written by `kmoe synth`: `{ "sparse": true }` marks a layout-only checkpoint (matrices are holes). */
+export const SYNTH_MARKER_FILE_NAME = 'kmoe_synth.json';
 
 export interface CheckpointTensorInfo {
   readonly name: string;
@@ -276,6 +278,37 @@ async function isFile(p: string): Promise<boolean> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
+}
+
+/**
+ * Refuses a sparse synthetic checkpoint (`kmoe synth --sparse`): its matrices are holes that read
+ * as zeros, so running it only burns time and memory. Called by what runs a model (engine,
+ * worker), not by Checkpoint.open: `kmoe plan` and loader checks open such checkpoints on purpose.
+ */
+export async function assertRunnable(dir: string): Promise<void> {
+  const marker = path.join(dir, SYNTH_MARKER_FILE_NAME);
+  let text: string;
+  try {
+    text = await readFile(marker, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  let sparse = false;
+  try {
+    sparse = (JSON.parse(text) as { sparse?: unknown }).sparse === true;
+  } catch {
+    // An unreadable marker does not make the weights any less real.
+  }
+  if (sparse)
+    throw new CheckpointError(
+      `${dir}: sparse synthetic checkpoint (matrices are holes): only for kmoe plan and loader checks`,
+      {
+        dir,
+        file: marker,
+        hint: 'write one without --sparse (kmoe synth) to run it',
+      },
+    );
 }
 
 /** JSON with object keys sorted at every level, so equal values always give equal text. */

@@ -3,7 +3,7 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
+import { CorpusError, parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
@@ -18,7 +18,10 @@ import {
 import { defaultSweep, runSweep } from '../../evaluation/sweep.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleIds, singleRouting } from '../options.js';
-import { UsageError } from '../usage-error.js';
+import { flagValue, UsageError } from '../usage-error.js';
+
+/** Where `eval --sweep` draws its chart unless --chart says otherwise. */
+export const DEFAULT_SWEEP_CHART = 'bench-results/pareto.svg';
 
 export interface EvalOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly model: string;
@@ -29,7 +32,7 @@ export interface EvalOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly window: number;
   readonly batch: number;
   readonly sweep?: boolean;
-  readonly chart: string;
+  readonly chart?: string;
   readonly json?: boolean;
 }
 
@@ -44,6 +47,8 @@ export async function run(o: EvalOptions): Promise<number> {
   const corpus = idsPath ?? textPath!;
   // With --json, stdout is the JSON object alone: the human report goes to stderr.
   const human = o.json ? process.stderr : process.stdout;
+  if (o.chart !== undefined && !o.sweep)
+    throw new UsageError('--chart draws the --sweep results: add --sweep');
   if (o.sweep) {
     for (const flag of ['workers', 'wire', 'dispatchTimeout'] as const) {
       if (o[flag] !== undefined)
@@ -53,14 +58,11 @@ export async function run(o: EvalOptions): Promise<number> {
     await checkRouting(modelDir, singleRouting(o.routing));
     await checkPlacement(modelDir, o.workers ?? { kind: 'count', n: 0 }, o);
   }
-  const ids =
-    idsPath !== undefined
-      ? await readU16Ids(idsPath)
-      : await readTextIds(textPath!, await KmoeTokenizer.load(modelDir));
+  const ids = await readCorpus(idsPath, textPath, modelDir);
   const available = windowCount(ids, windowLen);
   if (available === 0)
     throw new UsageError(`the corpus has ${ids.length} ids: fewer than one window of ${windowLen}`);
-  const windows = parseWindowRange(o.windows, available);
+  const windows = await flagValue('--windows', [CorpusError], () => parseWindowRange(o.windows, available));
   if (o.sweep) {
     return sweep(o, ids.subarray(windows.start * windowLen, windows.end * windowLen), corpus, human);
   }
@@ -152,7 +154,7 @@ async function sweep(
   const modelDir = o.model;
   const extra = o.routing ?? [];
   for (const r of extra) await checkRouting(modelDir, r);
-  const chart = o.chart;
+  const chart = o.chart ?? DEFAULT_SWEEP_CHART;
   const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
   try {
     const series = defaultSweep(engine.info.nativeK);
@@ -192,4 +194,24 @@ async function sweep(
     await engine.close();
   }
   return 0;
+}
+
+/** --ids or --text; a file that is not there is named by its flag, in one line. */
+async function readCorpus(
+  idsPath: string | undefined,
+  textPath: string | undefined,
+  modelDir: string,
+): Promise<Uint16Array> {
+  try {
+    return idsPath !== undefined
+      ? await readU16Ids(idsPath)
+      : await readTextIds(textPath!, await KmoeTokenizer.load(modelDir));
+  } catch (err) {
+    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (err instanceof CorpusError && code === 'ENOENT') {
+      const flag = idsPath !== undefined ? `--ids ${idsPath}` : `--text ${textPath}`;
+      throw new UsageError(`cannot read ${flag}: no such file`, { cause: err });
+    }
+    throw err;
+  }
 }

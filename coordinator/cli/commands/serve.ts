@@ -126,6 +126,7 @@ export async function run(o: ServeOptions): Promise<number> {
     registry ?? cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
 
   let engine: EngineClient | undefined;
+  let shuttingDown = false;
   let health: ClusterHealth | undefined;
   try {
     engine = await EngineClient.start({
@@ -147,6 +148,8 @@ export async function run(o: ServeOptions): Promise<number> {
           { worker: e.url, reason: e.reason },
           'a worker that left the registry closed its connection',
         );
+      // Connections that close once shutdown has begun are expected, not errors.
+      else if (shuttingDown) log.info({ worker: e.url, reason: e.reason }, 'worker connection closed');
       else log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker');
     });
     health = ClusterHealth.watch({
@@ -197,10 +200,12 @@ export async function run(o: ServeOptions): Promise<number> {
     );
     process.stdout.write(`kmoe serve listening on ${serving.url}\n`);
     const signal = await stop;
+    shuttingDown = true;
     log.info({ signal, graceMs }, 'shutting down: no new requests, draining in-flight ones');
     const report = await serving.shutdown(graceMs);
     log.info({ cancelled: report.cancelled }, 'drained');
   } finally {
+    shuttingDown = true;
     health?.close();
     await registry?.close();
     await engine?.close();

@@ -24,6 +24,7 @@ export async function run(o: SynthOptions): Promise<number> {
   const sparse = o.sparse ?? false;
 
   let bar: ProgressBar | undefined;
+  let totalMiB = 0;
   const result = await writeSyntheticCheckpoint({
     config: presetConfig(like, layers),
     outDir,
@@ -31,14 +32,13 @@ export async function run(o: SynthOptions): Promise<number> {
     shardBytes: o.shardSize ?? DEFAULT_SHARD_BYTES,
     sparse,
     onProgress: (pr) => {
-      bar ??= new ProgressBar({
-        label: 'synth',
-        total: Math.max(1, Math.ceil(pr.totalBytes / 2 ** 20)),
-        unit: 'MiB',
-      });
+      totalMiB = Math.max(1, Math.ceil(pr.totalBytes / 2 ** 20));
+      bar ??= new ProgressBar({ label: 'synth', total: totalMiB, unit: 'MiB' });
       bar.update(Math.floor(pr.bytesWritten / 2 ** 20), pr.shard);
     },
   });
+  // Done is all of it, also when the bytes written round down to 0 MiB (--sparse writes only norms).
+  bar?.update(totalMiB);
   bar?.finish();
   const { layout } = result;
   const tokenizer =

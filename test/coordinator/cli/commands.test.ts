@@ -149,8 +149,31 @@ describe('kmoe eval', () => {
       '--routing',
       'topk:0',
     ]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/topk/);
+    // A bad flag value is a usage error: the library's one line and the --help pointer.
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      'kmoe eval: error: invalid routing spec "topk:0": k must be an integer >= 1, got 0',
+      "Run 'kmoe eval --help' for usage.",
+    ]);
+  });
+
+  it('treats values the libraries reject as usage errors, and names a missing --ids file', async () => {
+    const man = ['eval', '--model', MODEL_DIR, '--ids', 'data/eval/valid.man.u16'];
+    const windows = await runCli([...man, '--windows', '5:2']);
+    expect(windows.code).toBe(2);
+    expect(windows.stderr).toMatch(/^kmoe eval: error: --windows: window range 5:2 is empty/m);
+    const experts = await runCli(['worker', '--model', MODEL_DIR, '--experts', '9-12']);
+    expect(experts.code).toBe(2);
+    expect(experts.stderr.trim().split('\n')).toEqual([
+      "kmoe worker: error: --experts: expert set '9-12': expert 12 does not exist: the model has 8",
+      "Run 'kmoe worker --help' for usage.",
+    ]);
+    const ids = await runCli(['eval', '--model', MODEL_DIR, '--ids', 'nope.u16']);
+    expect(ids.code).toBe(2);
+    expect(ids.stderr).toMatch(/^kmoe eval: error: cannot read --ids nope\.u16: no such file$/m);
+    const help = await runCli(['help', 'generate']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: kmoe generate/);
   });
 });
 
@@ -197,7 +220,23 @@ describe('kmoe generate', () => {
   it('rejects invalid sampling parameters', async () => {
     const r = await runCli(['generate', '--model', MODEL_DIR, '--prompt', 'x', '--top-p', '0']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/top_p must be in \(0, 1\]/);
+    // The flags are named, not the API fields they become.
+    expect(r.stderr).toMatch(/^kmoe generate: error: --top-p must be > 0, got 0$/m);
+    const t = await runCli(['generate', '--model', MODEL_DIR, '--prompt', 'x', '--temperature', '-1']);
+    expect(t.code).toBe(2);
+    expect(t.stderr).toMatch(/^kmoe generate: error: --temperature must be >= 0, got -1$/m);
+    // --chart belongs to --sweep.
+    const chart = await runCli([
+      'eval',
+      '--model',
+      MODEL_DIR,
+      '--ids',
+      'data/eval/valid.man.u16',
+      '--chart',
+      'x.svg',
+    ]);
+    expect(chart.code).toBe(2);
+    expect(chart.stderr).toMatch(/--chart draws the --sweep results/);
   });
 
   it('fails loudly when CUDA is requested on a host without it', async () => {

@@ -1,6 +1,6 @@
 // `kmoe synth` and `kmoe plan` as a user runs them: real CLI processes, usage errors, exit codes.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,6 +67,18 @@ describe('kmoe synth and kmoe plan', () => {
     ]);
     expect(tight.code).toBe(3);
     expect(tight.stdout).toMatch(/does not fit: worker 0/);
+
+    // Its matrices are holes: what runs a model refuses it at once instead of computing on zeros.
+    // (with --workers 2: before the workers start)
+    const g = await runCli(['generate', '--model', out, '--prompt', 'x', '--workers', '2']);
+    expect(g.code).toBe(1);
+    expect(g.stderr).toMatch(
+      /error: .*x7: sparse synthetic checkpoint \(matrices are holes\): only for kmoe plan and loader checks/,
+    );
+    expect(g.stderr).toMatch(/^hint: write one without --sparse/m);
+    const w = await runCli(['worker', '--model', out, '--experts', '0-1', '--port', '0']);
+    expect(w.code).toBe(1);
+    expect(w.stderr).toMatch(/sparse synthetic checkpoint/);
   });
 
   it('explains bad command lines', async () => {
@@ -81,6 +93,15 @@ describe('kmoe synth and kmoe plan', () => {
     ]);
     expect(a.code).toBe(2);
     expect(a.stderr).toMatch(/--layers must be <= 32/);
+    // --out naming a file: one line and a hint, no stack.
+    const file = path.join(dir, 'README.md');
+    await writeFile(file, 'x');
+    const f = await runCli(['synth', '--like', 'mixtral-8x7b', '--layers', '1', '--sparse', '--out', file]);
+    expect(f.code).toBe(1);
+    expect(f.stderr.trim().split('\n')).toEqual([
+      `kmoe synth: error: ${file} is not a directory`,
+      'hint: give --out a new or empty directory; kmoe synth never overwrites files',
+    ]);
     const b = await runCli(['plan', '--model', dir, '--workers', '2', '--expert-weights', 'int3']);
     expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/--expert-weights must be one of fp32, bf16, fp16, int8, int4/);

@@ -11,7 +11,7 @@ import { SYNTH_STD, synthValues } from '../../../coordinator/scale/prng.js';
 import { DEFAULT_SHARD_BYTES } from '../../../coordinator/scale/shard-layout.js';
 import { writeSyntheticCheckpoint } from '../../../coordinator/scale/synth.js';
 import { bf16ToF32 } from '../../../shared/dtype.js';
-import { Checkpoint, INDEX_FILE_NAME } from '../../../shared/model/checkpoint.js';
+import { assertRunnable, Checkpoint, INDEX_FILE_NAME } from '../../../shared/model/checkpoint.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 
@@ -72,12 +72,20 @@ describe('kmoe synth', () => {
       [
         'config.json',
         'generation_config.json',
+        'kmoe_synth.json',
         INDEX_FILE_NAME,
         ...shardNames,
         'tokenizer.json',
         'tokenizer_config.json',
       ].sort(),
     );
+    // Marked synthetic but not sparse: the engine and the workers run it.
+    expect(JSON.parse(await readFile(path.join(out, 'kmoe_synth.json'), 'utf8'))).toEqual({
+      synthetic: true,
+      sparse: false,
+      seed: 7,
+    });
+    await expect(assertRunnable(out)).resolves.toBeUndefined();
 
     const index = JSON.parse(await readFile(path.join(out, INDEX_FILE_NAME), 'utf8')) as {
       metadata: { total_size: number };

@@ -17,15 +17,22 @@ export interface ServeProcess {
   stop(timeoutMs?: number): Promise<number | null>;
 }
 
+/** `detached`: the server leads its own process group, as a command started at a terminal does. */
 export function startServe(
   args: readonly string[],
   model = MODEL_DIR,
   env?: NodeJS.ProcessEnv,
+  opts: { readonly detached?: boolean } = {},
 ): Promise<ServeProcess> {
   const child = spawn(
     process.execPath,
     [...cliArgv(), 'serve', '--model', model, '--port', '0', '--threads', '1', ...args],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env }) },
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(env === undefined ? {} : { env }),
+      detached: opts.detached ?? false,
+    },
   );
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
