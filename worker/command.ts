@@ -14,6 +14,8 @@ import { ExpertCompute } from './expert-compute.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from './server.js';
 
 export const DEFAULT_WORKER_PORT = 7070;
+/** SIGTERM/SIGINT: how long in-flight requests may take to finish before the worker closes anyway. */
+export const DRAIN_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_FRAME_MB = DEFAULT_MAX_FRAME_BYTES / 2 ** 20;
 
 export interface WorkerCommandOptions {
@@ -62,6 +64,12 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     process.once('disconnect', () => resolve('parent process exited'));
   });
   unwatch();
+  if (reason === 'SIGTERM' || reason === 'SIGINT') {
+    // Coordinators stop sending on the notice; what they sent is answered before closing.
+    log.info(`${reason}: draining (coordinators told to send no new work)`);
+    const drained = await server.drain(reason, DRAIN_TIMEOUT_MS);
+    if (!drained) log.warn(`requests still running after ${DRAIN_TIMEOUT_MS} ms: closing anyway`);
+  }
   log.info(`${reason}: closing`);
   await server.close();
   await compute.close();

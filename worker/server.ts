@@ -8,6 +8,7 @@ import os from 'node:os';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import {
   decodeMessage,
+  encodeDrain,
   encodeErrorReply,
   encodeRefuse,
   encodeWelcome,
@@ -34,6 +35,11 @@ const HARD_LIMIT_FACTOR = 2;
 const MAX_QUEUED = 8;
 /** Unsent reply bytes above which the socket stops being read until the peer catches up. */
 const HIGH_WATER_BYTES = 16 * 1024 * 1024;
+/**
+ * After a drain notice, how long every connection must stay without work before the worker closes:
+ * covers requests the coordinator sent before it read the notice (one network round trip).
+ */
+const DRAIN_QUIET_MS = 100;
 
 export interface WorkerServerOptions {
   readonly host: string;
@@ -46,6 +52,8 @@ export interface WorkerServerOptions {
 
 export class WorkerServer {
   private readonly held: Uint8Array;
+  private readonly peers = new Set<PeerConnection>();
+  private drainReason: string | undefined;
 
   private constructor(
     private readonly httpServer: http.Server,
@@ -59,7 +67,14 @@ export class WorkerServer {
     for (const e of m.experts) this.held[e] = 1;
     wss.on('connection', (ws, req) => {
       const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
-      new PeerConnection(this, ws, peer).start();
+      if (this.drainReason !== undefined) {
+        ws.close(1001, 'worker draining');
+        return;
+      }
+      const conn = new PeerConnection(this, ws, peer);
+      this.peers.add(conn);
+      ws.once('close', () => this.peers.delete(conn));
+      conn.start();
     });
   }
 
@@ -94,6 +109,24 @@ export class WorkerServer {
 
   holds(expert: number): boolean {
     return this.held[expert] === 1;
+  }
+
+  /**
+   * Graceful shutdown, first half: tells every coordinator to send nothing new (drain message),
+   * refuses new connections, and resolves once every request received has been answered and no new
+   * one arrived for DRAIN_QUIET_MS, or after `timeoutMs`. Returns whether it finished in time.
+   */
+  async drain(reason: string, timeoutMs: number): Promise<boolean> {
+    this.drainReason ??= reason;
+    for (const p of this.peers) p.drain(reason);
+    const deadline = performance.now() + timeoutMs;
+    let quietSince = performance.now();
+    while (performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      if ([...this.peers].some((p) => p.busy)) quietSince = performance.now();
+      else if (performance.now() - quietSince >= DRAIN_QUIET_MS) return true;
+    }
+    return false;
   }
 
   /** Stops accepting, closes every connection (1001 going away) and waits for the server to end. */
@@ -138,6 +171,7 @@ class PeerConnection {
   private replies: Promise<void> = Promise.resolve();
   private queued = 0;
   private draining = false;
+  private drainSent = false;
 
   constructor(
     private readonly server: WorkerServer,
@@ -154,6 +188,18 @@ class PeerConnection {
       this.server.metrics.coordinators(-1);
       this.server.options.log.info(`coordinator ${this.peer} disconnected (code ${code})`);
     });
+  }
+
+  /** Requests received and not answered yet. */
+  get busy(): boolean {
+    return this.queued > 0;
+  }
+
+  /** Sends the drain notice (once), after the welcome if the handshake has not happened yet. */
+  drain(reason: string): void {
+    if (this.drainSent || !this.greeted || this.ws.readyState !== this.ws.OPEN) return;
+    this.drainSent = true;
+    this.sendFrame(encodeDrain({ reason }));
   }
 
   private get limits() {

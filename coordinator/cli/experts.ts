@@ -51,6 +51,7 @@ export async function checkPlacement(
       for (const [flag, value] of [
         ['--wire', o.wire],
         ['--dispatch-timeout', o.dispatchTimeout],
+        ['--balance', o.balance],
       ] as const) {
         if (value !== undefined) {
           throw new UsageError(`${flag} needs --workers (N local worker processes or ws:// URLs)`);
@@ -95,6 +96,7 @@ export async function placeExperts(
     workers: urls,
     wireDtype: o.wire ?? DEFAULT_WIRE_DTYPE,
     timeoutMs: o.dispatchTimeout ?? DEFAULT_DISPATCH_TIMEOUT_MS,
+    ...(o.balance === undefined ? {} : { balance: o.balance }),
   });
   if (workers.kind === 'urls') return { experts: remote(workers.urls) };
   const cluster = await startLocalCluster({

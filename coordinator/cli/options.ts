@@ -13,6 +13,7 @@ import {
   type WireDType,
 } from '../../shared/protocol/wire-dtype.js';
 import { isProfilePath } from '../../shared/routing/profile.js';
+import { BALANCE_RULES, type BalanceRule, DEFAULT_BALANCE_RULE } from '../cluster/balance.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
 import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
 import {
@@ -160,11 +161,12 @@ export interface ComputeOptions {
   readonly expertWeights?: ExpertWeightFormat;
 }
 
-/** Where the experts run: --workers, --wire, --dispatch-timeout. */
+/** Where the experts run: --workers, --wire, --dispatch-timeout, --balance. */
 export interface ExpertPlacementOptions {
   readonly workers?: WorkersArg;
   readonly wire?: WireDType;
   readonly dispatchTimeout?: number;
+  readonly balance?: BalanceRule;
 }
 
 // ---- option definitions -------------------------------------------------------------------
@@ -202,8 +204,15 @@ export const opt = {
   dispatchTimeout: () =>
     new Option(
       '--dispatch-timeout <ms>',
-      `per worker request, milliseconds (default: ${DEFAULT_DISPATCH_TIMEOUT_MS})`,
+      `per worker request, milliseconds; a worker that takes longer is declared stalled and its work ` +
+        `goes to replicas (default: ${DEFAULT_DISPATCH_TIMEOUT_MS})`,
     ).argParser(parseInteger('--dispatch-timeout', { min: 1 })),
+  balance: () =>
+    new Option(
+      '--balance <rule>',
+      `which replica computes each (token, expert) pair: ${BALANCE_RULES.join(' | ')} (default: ` +
+        `${DEFAULT_BALANCE_RULE}; baseline = each expert whole to its least-loaded holder)`,
+    ).argParser(parseChoice<BalanceRule>('--balance', BALANCE_RULES)),
   routing: (description = "routing policy (default: the model's native top-K)") =>
     new Option('--routing <policy>', `${description}: ${ROUTING_GRAMMAR}`).argParser(collectRouting),
   ids: (description: string) =>

@@ -122,6 +122,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.workers('0'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
+    .addOption(opt.balance())
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights());
@@ -171,6 +172,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.workers('0'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
+    .addOption(opt.balance())
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
@@ -308,6 +310,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.workers('2'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
+    .addOption(opt.balance())
     .addOption(opt.routing("default routing policy (default: the model's native top-K)"))
     .addOption(
       new Option(

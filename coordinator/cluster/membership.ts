@@ -1,5 +1,5 @@
-// Who is in the cluster: the worker URLs to connect to, and word when one leaves. Today a fixed list
-// (StaticMembership); the Redis registry implements the same interface later.
+// Who is in the cluster: the worker URLs to connect to, and word when one joins or leaves. A fixed
+// list (StaticMembership) or the Redis registry (registry/redis-membership.ts).
 
 /** A member left: its process exited, or it deregistered. */
 export interface MemberLeft {
@@ -8,11 +8,21 @@ export interface MemberLeft {
   readonly reason: string;
 }
 
+/** A member joined after the start (or came back): connect to it and route to it. */
+export interface MemberJoined {
+  readonly url: string;
+  readonly experts: readonly number[];
+  /** For people: "worker host-12-ab (ws://10.0.0.2:7070) registered". */
+  readonly reason: string;
+}
+
 export interface Membership {
   /** The workers' ws:// URLs, in a stable order. */
   members(): readonly string[];
   /** Calls `listener` for every member that left, past ones first. */
   onLeave(listener: (e: MemberLeft) => void): void;
+  /** Calls `listener` for every member that joins from now on (a fixed list never has any). */
+  onJoin(listener: (e: MemberJoined) => void): void;
 }
 
 /** A fixed list of URLs (`--workers ws://a,ws://b`, or the workers this process started). */
@@ -30,6 +40,8 @@ export class StaticMembership implements Membership {
     for (const e of this.left) listener(e);
     this.listeners.push(listener);
   }
+
+  onJoin(_listener: (e: MemberJoined) => void): void {}
 
   /** Records that a member left (the process that started it saw it exit). */
   leave(e: MemberLeft): void {

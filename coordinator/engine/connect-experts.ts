@@ -7,20 +7,26 @@ import { ExpertHost } from '../../shared/onnx/expert-host.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import { DispatchAccounting } from '../cluster/dispatch-accounting.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
-import { RemoteExpertBackend, type WorkerDown } from '../cluster/remote-expert-backend.js';
+import type { WorkerExperts } from '../cluster/placement.js';
+import { type ClusterEvents, RemoteExpertBackend } from '../cluster/remote-expert-backend.js';
 import { LocalExpertBackend } from '../moe/local-expert-backend.js';
 import type { EngineExperts, ExpertsOption } from './engine.js';
 
 export interface ConnectedExperts extends EngineExperts {
   /** Network accounting since start or the last reset; null when experts are local. */
   dispatchStats(reset: boolean): DispatchStatsJSON | null;
+  /** Membership changes while serving (remote experts only; undefined when experts are local). */
+  readonly members?: {
+    join(url: string): Promise<WorkerExperts>;
+    leave(url: string): boolean;
+  };
 }
 
 export async function connectExperts(
   option: ExpertsOption,
   ckpt: Checkpoint,
   settings: SessionSettings,
-  onWorkerDown: (e: WorkerDown) => void,
+  events: ClusterEvents,
 ): Promise<ConnectedExperts> {
   const c = ckpt.config;
   const dims = ckpt.family.graphDims(c);
@@ -32,7 +38,12 @@ export async function connectExperts(
       graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
       settings,
     });
-    return { backend: new LocalExpertBackend(host), observers: [], placement: [], dispatchStats: () => null };
+    return {
+      backend: new LocalExpertBackend(host),
+      observers: [],
+      placement: [],
+      dispatchStats: () => null,
+    };
   }
   const model = {
     fingerprint: ckpt.fingerprint(),
@@ -46,9 +57,10 @@ export async function connectExperts(
       workers: option.workers,
       wire: option.wireDtype,
       ...(option.timeoutMs === undefined ? {} : { timeoutMs: option.timeoutMs }),
+      ...(option.balance === undefined ? {} : { balance: option.balance }),
     },
     model,
-    onWorkerDown,
+    events,
   );
   const accounting = new DispatchAccounting(backend, model);
   return {
@@ -56,5 +68,6 @@ export async function connectExperts(
     observers: [accounting],
     placement: backend.placement.workers,
     dispatchStats: (reset) => accounting.dispatchStats(reset),
+    members: { join: (url) => backend.join(url), leave: (url) => backend.leave(url) },
   };
 }

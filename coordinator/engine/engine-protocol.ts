@@ -4,6 +4,7 @@ import type { RunTiming } from '../../shared/onnx/session.js';
 import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
+import type { WorkerExperts } from '../cluster/placement.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 
@@ -29,8 +30,15 @@ export type EngineSchema = {
   timing: [boolean, Record<string, RunTiming>];
   /** Network accounting of remote experts (null when local); true also starts a new period. */
   dispatchStats: [boolean, DispatchStatsJSON | null];
+  /** A worker joined the membership: connect and route to it (returns the experts it holds). */
+  joinWorker: [string, WorkerExperts];
+  /** A worker left the membership: route nothing more to it (false: not a known worker). */
+  leaveWorker: [string, boolean];
   close: [null, null];
 };
 
-/** Events the engine thread pushes: a worker connection dropped (payload: WorkerDown). */
-export const ENGINE_EVENTS = { workerDown: 'workerDown' } as const;
+/**
+ * Events the engine thread pushes: a worker connection dropped (payload: WorkerDown), or was
+ * (re)established (payload: WorkerUp).
+ */
+export const ENGINE_EVENTS = { workerDown: 'workerDown', workerUp: 'workerUp' } as const;

@@ -24,9 +24,10 @@ const emit = serveThread<EngineSchema>({
   async init(options) {
     if (engine) throw new Error('engine thread: init called twice');
     engine = await Engine.create(options, async (ckpt) => {
-      experts = await connectExperts(options.experts ?? { kind: 'local' }, ckpt, options.settings, (e) =>
-        emit(ENGINE_EVENTS.workerDown, e),
-      );
+      experts = await connectExperts(options.experts ?? { kind: 'local' }, ckpt, options.settings, {
+        down: (e) => emit(ENGINE_EVENTS.workerDown, e),
+        up: (e) => emit(ENGINE_EVENTS.workerUp, e),
+      });
       return experts;
     });
     return { result: engine.info() };
@@ -70,6 +71,16 @@ const emit = serveThread<EngineSchema>({
   dispatchStats(reset) {
     ready();
     return { result: experts?.dispatchStats(reset) ?? null };
+  },
+  async joinWorker(url) {
+    ready();
+    const members = experts?.members;
+    if (!members) throw new Error('engine thread: experts run in this process; workers cannot join');
+    return { result: await members.join(url) };
+  },
+  leaveWorker(url) {
+    ready();
+    return { result: experts?.members?.leave(url) ?? false };
   },
   async close() {
     await engine?.close();

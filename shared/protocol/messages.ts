@@ -1,13 +1,15 @@
 // The messages coordinator and workers exchange, and the protocol version that names this set.
 // A connection starts with hello -> welcome | refuse; after that the coordinator sends dispatch
-// requests and the worker answers each with a result or an error reply carrying the same id.
+// requests and the worker answers each with a result or an error reply carrying the same id. A
+// worker that is going away (SIGTERM) sends a drain notice: no new requests, please; the ones
+// already sent are still answered, then it closes the connection.
 
 import type { ExpertAssignment } from '../moe/expert-assignment.js';
 import type { ProtocolErrorCode } from './errors.js';
 import type { WireArray, WireDType } from './wire-dtype.js';
 
 /** Bumped on any change a peer of the previous version would misread; peers must match exactly. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Per-pair expert index element type: the smallest that holds every expert index of the model. */
 export type ExpertIndexDType = 'uint8' | 'int16' | 'int32';
@@ -114,4 +116,15 @@ export interface ErrorReply {
   readonly message: string;
 }
 
-export type Message = Hello | Welcome | Refuse | DispatchRequest | DispatchResult | ErrorReply;
+/**
+ * Worker -> coordinator, at any time after the welcome: this worker is shutting down. The
+ * coordinator sends it no new requests; requests already sent are answered; the worker then closes
+ * the connection (1001). Not an error: the coordinator does not fail or retry anything because of it.
+ */
+export interface Drain {
+  readonly type: 'drain';
+  /** Why, for the coordinator's log (e.g. "SIGTERM"). */
+  readonly reason: string;
+}
+
+export type Message = Hello | Welcome | Refuse | DispatchRequest | DispatchResult | ErrorReply | Drain;

@@ -3,6 +3,7 @@
 // prints the URL, and shuts down gracefully on SIGTERM/SIGINT.
 
 import { basename, resolve } from 'node:path';
+import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
 import { checkCanListen } from '../../../shared/runtime/port.js';
 import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
@@ -84,7 +85,13 @@ export async function run(o: ServeOptions): Promise<number> {
     const description = engine.info.experts;
     const client = engine;
     client.onWorkerDown((e) =>
-      log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker'),
+      log.error(
+        { worker: e.url, reason: e.reason },
+        'lost the connection to a worker; reconnecting with backoff',
+      ),
+    );
+    client.onWorkerUp((e) =>
+      log.info({ worker: e.url, experts: formatExpertSet(e.experts) }, 'connected to a worker'),
     );
     health = ClusterHealth.watch({
       description,
@@ -92,9 +99,25 @@ export async function run(o: ServeOptions): Promise<number> {
       placement: engine.info.placement,
       membership,
       connections: (listener) => client.onWorkerDown(listener),
+      connectionsUp: (listener) => client.onWorkerUp(listener),
       reportsExits: cluster !== undefined,
     });
     const cover = health;
+    // Membership drives the engine's connection set while requests run; the engine's own
+    // reconnects (and these joins) reach /ready through onWorkerUp.
+    membership.onJoin((e) => {
+      client
+        .joinWorker(e.url)
+        .catch((err: unknown) =>
+          log.warn(
+            { worker: e.url, err: (err as Error).message },
+            'a joining worker is not reachable yet; retrying',
+          ),
+        );
+    });
+    membership.onLeave((e) => {
+      client.leaveWorker(e.url).catch(() => {});
+    });
     const serving = await startServing(
       engine,
       {
