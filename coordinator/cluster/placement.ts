@@ -79,7 +79,7 @@ export class PlacementTable {
   private orphaned(orphans: readonly number[], live: readonly boolean[]): PlacementError {
     const dead = this.workers.filter((_, i) => !live[i]).map((w) => w.url);
     return new PlacementError(
-      `experts ${formatExpertSet(orphans)} have no live worker (not connected: ${dead.join(', ') || 'none'})`,
+      `experts ${formatExpertSet(orphans)} have no live worker (failed: ${dead.join(', ') || 'none'})`,
       {
         missing: orphans,
         hint: 'serving resumes by itself once a worker holding them is up again (the coordinator reconnects to known URLs with backoff, and adds workers that join)',
