@@ -596,6 +596,35 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       );
   });
 
+  const failover = sub(bench, 'failover', 'timeline of requests/s and errors while workers die and one joins')
+    .addOption(opt.model())
+    .addOption(opt.ids('corpus (the prompt is its first tokens)').default(['data/eval/valid.code.u16']))
+    .addOption(
+      new Option('--seconds <s>', 'length of the run')
+        .argParser(parseInteger('--seconds', { min: 4 }))
+        .default(12),
+    )
+    .addOption(
+      new Option('--tokens <n>', 'tokens per request (a prefill)')
+        .argParser(parseInteger('--tokens', { min: 1 }))
+        .default(32),
+    )
+    .addOption(opt.wire())
+    .addOption(opt.out('JSON results').default('bench-results/failover.json'))
+    .addOption(opt.chart('SVG timeline').default('bench-results/failover.svg'))
+    .addOption(opt.threads('onnxruntime threads of the coordinator (default: all cores)'));
+  action(failover, argv, outcome, async () => {
+    const [{ run }, { sessionSettings }] = await Promise.all([
+      import('../bench/bench-failover.js'),
+      import('./experts.js'),
+    ]);
+    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[]; wire?: WireDType }, args) =>
+      run(
+        { ...o, ids: singleIds(o.ids)!, wire: o.wire ?? DEFAULT_WIRE_DTYPE, settings: sessionSettings(o) },
+        args,
+      );
+  });
+
   const serve = sub(bench, 'serve', 'load generator against a running kmoe serve')
     .addOption(new Option('--url <url>', 'server base URL, e.g. http://127.0.0.1:8000').makeOptionMandatory())
     .addOption(
