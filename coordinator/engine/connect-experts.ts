@@ -10,11 +10,14 @@ import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
 import { type ClusterEvents, RemoteExpertBackend } from '../cluster/remote-expert-backend.js';
 import { LocalExpertBackend } from '../moe/local-expert-backend.js';
+import { ExpertLoad, type ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { EngineExperts, ExpertsOption } from './engine.js';
 
 export interface ConnectedExperts extends EngineExperts {
   /** Network accounting since start or the last reset; null when experts are local. */
   dispatchStats(reset: boolean): DispatchStatsJSON | null;
+  /** Pairs per (layer, expert) from real traffic, total and recent rate; null when experts are local. */
+  expertLoad(): ExpertLoadJSON | null;
   /** Membership changes while serving (remote experts only; undefined when experts are local). */
   readonly members?: {
     join(url: string): Promise<WorkerExperts>;
@@ -43,6 +46,7 @@ export async function connectExperts(
       observers: [],
       placement: [],
       dispatchStats: () => null,
+      expertLoad: () => null,
     };
   }
   const model = {
@@ -63,9 +67,11 @@ export async function connectExperts(
     events,
   );
   const accounting = new DispatchAccounting(backend, model);
+  const load = new ExpertLoad(model.numLayers, model.numExperts);
   return {
     backend,
-    observers: [accounting],
+    observers: [accounting, load],
+    expertLoad: () => load.toJSON(),
     placement: backend.placement.workers,
     dispatchStats: (reset) => accounting.dispatchStats(reset),
     members: { join: (url) => backend.join(url), leave: (url) => backend.leave(url) },

@@ -8,6 +8,7 @@ import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
 import type { WorkerDown, WorkerUp } from '../cluster/remote-expert-backend.js';
+import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
@@ -61,6 +62,11 @@ export class EngineClient {
   /** Calls `listener` for every worker connection the engine (re)established after start, past ones first. */
   onWorkerUp(listener: (e: WorkerUp) => void): void {
     this.up.listen(listener);
+  }
+
+  /** Pairs per (layer, expert) routed to remote experts, total and recent rate (null when local). */
+  expertLoad(): Promise<ExpertLoadJSON | null> {
+    return this.thread.call('expertLoad', null);
   }
 
   /** A worker joined the membership: the engine connects and routes to it; resolves with its experts. */

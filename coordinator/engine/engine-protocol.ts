@@ -5,6 +5,7 @@ import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
+import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 
@@ -34,6 +35,8 @@ export type EngineSchema = {
   joinWorker: [string, WorkerExperts];
   /** A worker left the membership: route nothing more to it (false: not a known worker). */
   leaveWorker: [string, boolean];
+  /** Pairs per (layer, expert) routed to remote experts (null when local). */
+  expertLoad: [null, ExpertLoadJSON | null];
   close: [null, null];
 };
 

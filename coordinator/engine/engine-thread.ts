@@ -72,6 +72,10 @@ const emit = serveThread<EngineSchema>({
     ready();
     return { result: experts?.dispatchStats(reset) ?? null };
   },
+  expertLoad() {
+    ready();
+    return { result: experts?.expertLoad() ?? null };
+  },
   async joinWorker(url) {
     ready();
     const members = experts?.members;
