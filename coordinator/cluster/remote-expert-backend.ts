@@ -294,6 +294,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     const failedWorkers = new Set<number>();
     let firstId = -1;
     let retriedPairs = 0;
+    /** A failure that is not the worker going away (an error reply, a bad reply), if any. */
+    let workerError: WorkerRequestError | undefined;
     while (shares.length > 0) {
       const W = view.connections.length;
       // Ids are reserved per worker slot, so accounting can cost other variants with the same headers.
@@ -340,6 +342,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         // A stalled worker is treated as gone: its socket is dropped and reconnected with backoff,
         // so the next layers do not wait for it too.
         if (err.reason === 'timeout') round.connections[s.worker]?.abandon(`stalled: ${err.message}`);
+        if (!GONE.has(err.reason)) workerError ??= err;
         failedWorkers.add(s.worker);
         failed.push(s);
       }
@@ -350,11 +353,16 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       retriedPairs += rest.offsets[rest.numTokens]!;
       view = this.current;
       const liveNow = usable(view, failedWorkers);
-      shares = planDispatch(
-        rest,
-        assignPairs(this.balance, view.placement, rest, liveNow, this.costs(view)),
-        view.connections.length,
-      );
+      let reassigned: Int32Array;
+      try {
+        reassigned = assignPairs(this.balance, view.placement, rest, liveNow, this.costs(view));
+      } catch (err) {
+        // Replicas that exist but answered with errors too: the workers' error says more than
+        // "no live worker".
+        if (err instanceof PlacementError && workerError) throw workerError;
+        throw err;
+      }
+      shares = planDispatch(rest, reassigned, view.connections.length);
     }
     // Combined in the order the groups were planned, so a run without faults adds in one fixed order.
     for (const d of done) {
@@ -542,6 +550,9 @@ function connectOptions(
     client: `kmoe coordinator pid ${process.pid}`,
   };
 }
+
+/** Failures that mean the worker is gone or going (as opposed to answering with an error). */
+const GONE: ReadonlySet<string> = new Set(['timeout', 'disconnected', 'draining', 'cancelled']);
 
 /** Which worker slots may take new work: connected, not draining, not failed in this layer. */
 function usable(view: ClusterView, failed: ReadonlySet<number>): boolean[] {
