@@ -68,7 +68,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   /** The layer sent as `a` (not sent, costed): frame sizes the protocol would produce. */
   private cost(layer: number, t: RemoteTransfer, a: ExpertAssignment, dedup: boolean): VariantCounters {
     const W = this.backend.numWorkers;
-    const sizes = shareSizes(a, this.backend.assignFor(a, t.live), W);
+    const sizes = shareSizes(a, this.backend.assignFor(a, t.live, t.model), W);
     const v: VariantCounters = { messages: 0, bytes: 0, pairs: 0, tokensSent: 0 };
     for (let w = 0; w < W; w++) {
       const m = sizes.pairs[w]!;

@@ -70,6 +70,8 @@ export interface RemoteTransfer extends ExpertTransfer {
   readonly live: readonly boolean[];
   /** Per worker, the expected cost of the pairs planned for it (pairs x relative service time). */
   readonly costs: Float64Array;
+  /** The cost model the layer was planned with (to cost other variants the same way). */
+  readonly model: WorkerCosts;
   /** Pairs re-sent to a replica because their worker failed, disconnected or stalled. */
   readonly retriedPairs: number;
 }
@@ -268,12 +270,17 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     return true;
   }
 
-  /** Which worker computes each pair of `pairs` under this backend's rule, with the live workers given. */
-  assignFor(pairs: ExpertAssignment, live: readonly boolean[]): Int32Array {
+  /**
+   * Which worker computes each pair of `pairs` under this backend's rule, with the live workers and
+   * the cost model a layer was planned with.
+   */
+  assignFor(pairs: ExpertAssignment, live: readonly boolean[], costs: WorkerCosts): Int32Array {
     const view = this.current;
     const W = view.connections.length;
     const padded = Array.from({ length: W }, (_, w) => live[w] === true);
-    return assignPairs(this.balance, view.placement, pairs, padded, this.costs(view));
+    const perPair = Float64Array.from({ length: W }, (_, w) => costs.perPair[w] ?? 1);
+    const inflight = Float64Array.from({ length: W }, (_, w) => costs.inflight[w] ?? 0);
+    return assignPairs(this.balance, view.placement, pairs, padded, { perPair, inflight });
   }
 
   async compute(
@@ -369,7 +376,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       const r = d.result;
       addRows(accumulate, fromWire(r.partial, r.wire, this.widened(r.partial.length)), d.share.tokens, H);
     }
-    return { messages, firstId: Math.max(0, firstId), live, costs: planned, retriedPairs };
+    return { messages, firstId: Math.max(0, firstId), live, costs: planned, model: costs, retriedPairs };
   }
 
   /** Bytes (both ways) of a request of this shape to worker slot `worker` of the layer, and its reply. */
