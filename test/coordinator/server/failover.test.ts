@@ -19,7 +19,8 @@ const PROMPTS = [
   'They played with',
   'One day, a',
 ];
-const MAX_TOKENS = 24;
+// Long enough that a fault triggered at the first streamed token lands while the steps still run.
+const MAX_TOKENS = 48;
 const DISPATCH_TIMEOUT_MS = 2000;
 
 let server: ServeProcess;
@@ -37,8 +38,12 @@ function portOf(url: string): string {
 }
 
 /** 8 concurrent greedy streams; `during` runs once the first token of any stream arrived. */
-async function streams(during?: () => void): Promise<{ texts: string[]; failures: unknown[] }> {
+async function streams(
+  during?: () => void,
+): Promise<{ texts: string[]; failures: unknown[]; chunksAfter: number }> {
   let fired = false;
+  /** Chunks received after `during` ran: proof that the fault landed while the streams ran. */
+  let chunksAfter = 0;
   const failures: unknown[] = [];
   const texts = await Promise.all(
     PROMPTS.map(async (prompt) => {
@@ -53,6 +58,7 @@ async function streams(during?: () => void): Promise<{ texts: string[]; failures
         let text = '';
         for await (const chunk of stream) {
           text += chunk.choices[0]?.text ?? '';
+          if (fired) chunksAfter++;
           if (!fired && during) {
             fired = true;
             during();
@@ -65,7 +71,7 @@ async function streams(during?: () => void): Promise<{ texts: string[]; failures
       }
     }),
   );
-  return { texts, failures };
+  return { texts, failures, chunksAfter };
 }
 
 async function readyStatus(): Promise<{
@@ -115,6 +121,7 @@ describe('kmoe serve with replicated remote workers', () => {
   it('loses no request and changes no output when a replicated worker is killed (-9)', async () => {
     const c = workers.c!;
     const run = await streams(() => c.child.kill('SIGKILL'));
+    expect(run.chunksAfter).toBeGreaterThan(PROMPTS.length * 8);
     expect(run.failures).toEqual([]);
     expect(run.texts).toEqual(reference);
     expect((await readyStatus()).status).toBe(200);
@@ -134,9 +141,12 @@ describe('kmoe serve with replicated remote workers', () => {
   });
 
   it('completes through replicas after the dispatch timeout when a worker stalls (SIGSTOP)', async () => {
+    // Frozen before the streams start: the first batches give it pairs (it holds 0-4, and the
+    // balancing spreads pairs over every live holder), which wait for the timeout once.
     const a = workers.a!;
+    a.child.kill('SIGSTOP');
     const t0 = performance.now();
-    const run = await streams(() => a.child.kill('SIGSTOP'));
+    const run = await streams();
     const seconds = (performance.now() - t0) / 1000;
     a.child.kill('SIGCONT');
     expect(run.failures).toEqual([]);
@@ -151,6 +161,7 @@ describe('kmoe serve with replicated remote workers', () => {
     const run = await streams(() => {
       exited = b.stop();
     });
+    expect(run.chunksAfter).toBeGreaterThan(PROMPTS.length * 8);
     expect(run.failures).toEqual([]);
     expect(run.texts).toEqual(reference);
     expect(await exited).toBe(0);
