@@ -74,12 +74,12 @@ export class ClusterHealth {
   coverage(): ExpertCoverage {
     const { description, numExperts } = this.options;
     const placement = [...this.placement].map(([url, experts]) => ({ url, experts }));
-    if (placement.length === 0 || this.gone.size === 0) return { description, covered: true };
+    if (placement.length === 0) return { description, covered: true };
     const held = new Array<boolean>(numExperts).fill(false);
     for (const w of placement) if (!this.gone.has(w.url)) for (const e of w.experts) held[e] = true;
     const missing = held.flatMap((h, e) => (h ? [] : [e]));
     if (missing.length === 0) return { description, covered: true };
-    const why = [...this.gone.values()].flat().join('; ');
+    const why = [...this.gone.values()].flat().join('; ') || 'the connected workers do not hold them';
     return {
       description,
       covered: false,
