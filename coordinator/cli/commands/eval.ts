@@ -45,7 +45,7 @@ export async function run(o: EvalOptions): Promise<number> {
   // With --json, stdout is the JSON object alone: the human report goes to stderr.
   const human = o.json ? process.stderr : process.stdout;
   if (o.sweep) {
-    for (const flag of ['workers', 'wire', 'dispatchTimeout'] as const) {
+    for (const flag of ['workers', 'wire', 'dispatchTimeout', 'balance'] as const) {
       if (o[flag] !== undefined)
         throw new UsageError('--sweep runs the experts in this process: drop --workers');
     }
