@@ -57,7 +57,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
       native: cost(native, true),
       nativeNoDedup: cost(native, false),
     });
-    this.stats.recordBalance(e.layer, imbalance(t.costs, t.live), t.retriedPairs);
+    this.stats.recordBalance(e.moeLayer, imbalance(t.costs, t.live), t.retriedPairs);
   }
 
   /** Accounting so far; `reset` starts a new period. */
