@@ -22,6 +22,8 @@ import { newWorkerId, Registrar } from './registrar.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from './server.js';
 
 export const DEFAULT_WORKER_PORT = 7070;
+/** SIGTERM/SIGINT: how long in-flight requests may take to finish before the worker closes anyway. */
+export const DRAIN_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_FRAME_MB = DEFAULT_MAX_FRAME_BYTES / 2 ** 20;
 
 /** `--experts auto[:N]`: N experts chosen by the registry (default: half the model's, at least 1). */
@@ -148,14 +150,21 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   process.stdout.write(`${formatReadyLine({ url: server.url, experts: compute.model.experts, auth })}\n`);
   const reason = await stop;
   unwatch();
+  // Leave the registry first (coordinators see the leave event at once, or at their next poll),
+  // then drain: connected coordinators are told to send no new work; what they sent is answered.
   if (registrar) {
-    // Drain: leave the registry first, give coordinators time to stop routing here (they see the
-    // leave event at once, or at their next poll), then close; requests already sent finish first.
-    log.info(`${reason}: deregistering, then closing in ${DRAIN_NOTICE_MS} ms`);
+    log.info(`${reason}: deregistering`);
     await registrar.deregister().catch((err: Error) => log.warn(`deregistering failed: ${err.message}`));
-    await new Promise((r) => setTimeout(r, DRAIN_NOTICE_MS));
-    redis?.disconnect();
   }
+  if (reason === 'SIGTERM' || reason === 'SIGINT') {
+    log.info(`${reason}: draining (coordinators told to send no new work)`);
+    const drained = await server.drain(reason, DRAIN_TIMEOUT_MS);
+    if (!drained) log.warn(`requests still running after ${DRAIN_TIMEOUT_MS} ms: closing anyway`);
+  } else if (registrar) {
+    // No drain notice (the parent is gone): give registry-polling coordinators time to stop routing here.
+    await new Promise((r) => setTimeout(r, DRAIN_NOTICE_MS));
+  }
+  redis?.disconnect();
   log.info(`${reason}: closing`);
   await server.close();
   await compute.close();

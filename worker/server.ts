@@ -12,6 +12,7 @@ import { type ClusterSecret, newNonce } from '../shared/protocol/auth.js';
 import {
   decodeMessage,
   encodeChallenge,
+  encodeDrain,
   encodeErrorReply,
   encodeRefuse,
   encodeWelcome,
@@ -48,6 +49,11 @@ const HIGH_WATER_BYTES = 16 * 1024 * 1024;
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Where a coordinator and a worker with or without a cluster secret disagree, both are told how to fix it. */
 const TOKEN_HINT = 'KMOE_CLUSTER_TOKEN or --cluster-token-file';
+/**
+ * After a drain notice, how long every connection must stay without work before the worker closes:
+ * covers requests the coordinator sent before it read the notice (one network round trip).
+ */
+const DRAIN_QUIET_MS = 100;
 
 export interface WorkerServerOptions {
   readonly host: string;
@@ -64,6 +70,8 @@ export interface WorkerServerOptions {
 
 export class WorkerServer {
   private readonly held: Uint8Array;
+  private readonly peers = new Set<PeerConnection>();
+  private drainReason: string | undefined;
 
   private constructor(
     private readonly httpServer: http.Server,
@@ -77,7 +85,14 @@ export class WorkerServer {
     for (const e of m.experts) this.held[e] = 1;
     wss.on('connection', (ws, req) => {
       const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
-      new PeerConnection(this, ws, peer).start();
+      if (this.drainReason !== undefined) {
+        ws.close(1001, 'worker draining');
+        return;
+      }
+      const conn = new PeerConnection(this, ws, peer);
+      this.peers.add(conn);
+      ws.once('close', () => this.peers.delete(conn));
+      conn.start();
     });
   }
 
@@ -112,6 +127,24 @@ export class WorkerServer {
 
   holds(expert: number): boolean {
     return this.held[expert] === 1;
+  }
+
+  /**
+   * Graceful shutdown, first half: tells every coordinator to send nothing new (drain message),
+   * refuses new connections, and resolves once every request received has been answered and no new
+   * one arrived for DRAIN_QUIET_MS, or after `timeoutMs`. Returns whether it finished in time.
+   */
+  async drain(reason: string, timeoutMs: number): Promise<boolean> {
+    this.drainReason ??= reason;
+    for (const p of this.peers) p.drain(reason);
+    const deadline = performance.now() + timeoutMs;
+    let quietSince = performance.now();
+    while (performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      if ([...this.peers].some((p) => p.busy)) quietSince = performance.now();
+      else if (performance.now() - quietSince >= DRAIN_QUIET_MS) return true;
+    }
+    return false;
   }
 
   /** Stops accepting, closes every connection (1001 going away) and waits for the server to end. */
@@ -170,6 +203,7 @@ class PeerConnection {
   private replies: Promise<void> = Promise.resolve();
   private queued = 0;
   private draining = false;
+  private drainSent = false;
 
   constructor(
     private readonly server: WorkerServer,
@@ -196,6 +230,18 @@ class PeerConnection {
       this.server.metrics.coordinators(-1);
       this.server.options.log.info(`coordinator ${this.peer} disconnected (code ${code})`);
     });
+  }
+
+  /** Requests received and not answered yet. */
+  get busy(): boolean {
+    return this.queued > 0;
+  }
+
+  /** Sends the drain notice (once), after the welcome if the handshake has not happened yet. */
+  drain(reason: string): void {
+    if (this.drainSent || !this.greeted || this.ws.readyState !== this.ws.OPEN) return;
+    this.drainSent = true;
+    this.sendFrame(encodeDrain({ reason }));
   }
 
   private get limits() {

@@ -65,6 +65,7 @@ export async function checkPlacement(
       for (const [flag, value] of [
         ['--wire', o.wire],
         ['--dispatch-timeout', o.dispatchTimeout],
+        ['--balance', o.balance],
       ] as const) {
         if (value !== undefined) {
           throw new UsageError(`${flag} needs --workers (N local worker processes or ws:// URLs)`);
@@ -126,6 +127,7 @@ export async function placeExperts(
     wireDtype: o.wire ?? DEFAULT_WIRE_DTYPE,
     timeoutMs: o.dispatchTimeout ?? DEFAULT_DISPATCH_TIMEOUT_MS,
     ...(clusterToken === undefined ? {} : { clusterToken }),
+    ...(o.balance === undefined ? {} : { balance: o.balance }),
   });
   if (workers.kind === 'urls') return { experts: remote(workers.urls, o.clusterToken) };
   // Workers of this command only: authenticated with the cluster's token, or a random one of their

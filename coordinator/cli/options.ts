@@ -21,6 +21,7 @@ import {
 } from '../../shared/protocol/wire-dtype.js';
 import { isProfilePath } from '../../shared/routing/profile.js';
 import { isLoopbackHost } from '../../shared/runtime/port.js';
+import { BALANCE_RULES, type BalanceRule, DEFAULT_BALANCE_RULE } from '../cluster/balance.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
 import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
 import {
@@ -234,13 +235,14 @@ export interface ComputeOptions {
   readonly denseWeights?: DenseWeightFormat;
 }
 
-/** Where the experts run: --workers, --wire, --dispatch-timeout, and the cluster token. */
+/** Where the experts run: --workers, --wire, --dispatch-timeout, --balance. */
 export interface ExpertPlacementOptions {
   readonly workers?: WorkersArg;
   readonly wire?: WireDType;
   readonly dispatchTimeout?: number;
   /** From KMOE_CLUSTER_TOKEN or --cluster-token-file (see clusterToken()). */
   readonly clusterToken?: string;
+  readonly balance?: BalanceRule;
 }
 
 /** The secret files' text without the line end editors and `echo` add. */
@@ -360,8 +362,15 @@ export const opt = {
   dispatchTimeout: () =>
     new Option(
       '--dispatch-timeout <ms>',
-      `per worker request, milliseconds (default: ${DEFAULT_DISPATCH_TIMEOUT_MS})`,
+      `per worker request, milliseconds; a worker that takes longer is declared stalled and its work ` +
+        `goes to replicas (default: ${DEFAULT_DISPATCH_TIMEOUT_MS})`,
     ).argParser(parseInteger('--dispatch-timeout', { min: 1 })),
+  balance: () =>
+    new Option(
+      '--balance <rule>',
+      `which replica computes each (token, expert) pair: ${BALANCE_RULES.join(' | ')} (default: ` +
+        `${DEFAULT_BALANCE_RULE}; baseline = each expert whole to its least-loaded holder)`,
+    ).argParser(parseChoice<BalanceRule>('--balance', BALANCE_RULES)),
   routing: (description = "routing policy (default: the model's native top-K)") =>
     new Option('--routing <policy>', `${description}: ${ROUTING_GRAMMAR}`).argParser(collectRouting),
   ids: (description: string) =>

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
-import { WIRE_DTYPES } from '../../shared/protocol/wire-dtype.js';
+import { DEFAULT_WIRE_DTYPE, WIRE_DTYPES, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import type { WorkerCommandOptions } from '../../worker/command.js';
 import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
@@ -141,6 +141,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
     .addOption(opt.clusterTokenFile())
+    .addOption(opt.balance())
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
@@ -197,6 +198,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
     .addOption(opt.clusterTokenFile())
+    .addOption(opt.balance())
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
@@ -405,6 +407,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.clusterTokenFile())
     .addOption(opt.apiKey())
     .addOption(opt.apiKeyFile())
+    .addOption(opt.balance())
     .addOption(opt.routing("default routing policy (default: the model's native top-K)"))
     .addOption(
       new Option(
@@ -692,6 +695,68 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       for (const r of o.routing ?? []) await checkRouting(o.model, r);
       return run({ ...o, ids: singleIds(o.ids)!, settings: sessionSettings(o) }, args);
     };
+  });
+
+  const balance = sub(bench, 'balance', 'replica balancing: baseline vs k-aware on skewed local clusters')
+    .addOption(opt.model())
+    .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16']))
+    .addOption(opt.windows('START:END windows').default('0:40'))
+    .addOption(
+      new Option('--cluster-sizes <n,...>', 'local clusters to run: worker counts, comma-separated')
+        .argParser(parseList('--cluster-sizes', parseInteger('--cluster-sizes', { min: 2 })))
+        .default([3, 4]),
+    )
+    .addOption(
+      new Option(
+        '--hot <n>',
+        'the n most used experts (measured on the windows) get a replica on every worker',
+      )
+        .argParser(parseInteger('--hot', { min: 1 }))
+        .default(2),
+    )
+    .addOption(opt.wire())
+    .addOption(opt.out('JSON results').default('bench-results/balance.json'))
+    .addOption(opt.chart('SVG bar chart').default('bench-results/balance.svg'))
+    .addOption(opt.threads('onnxruntime threads of the coordinator (default: all cores)'));
+  action(balance, argv, outcome, async () => {
+    const [{ run }, { sessionSettings }] = await Promise.all([
+      import('../bench/bench-balance.js'),
+      import('./experts.js'),
+    ]);
+    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[]; wire?: WireDType }, args) =>
+      run(
+        { ...o, ids: singleIds(o.ids)!, wire: o.wire ?? DEFAULT_WIRE_DTYPE, settings: sessionSettings(o) },
+        args,
+      );
+  });
+
+  const failover = sub(bench, 'failover', 'timeline of requests/s and errors while workers die and one joins')
+    .addOption(opt.model())
+    .addOption(opt.ids('corpus (the prompt is its first tokens)').default(['data/eval/valid.code.u16']))
+    .addOption(
+      new Option('--seconds <s>', 'length of the run')
+        .argParser(parseInteger('--seconds', { min: 4 }))
+        .default(12),
+    )
+    .addOption(
+      new Option('--tokens <n>', 'tokens per request (a prefill)')
+        .argParser(parseInteger('--tokens', { min: 1 }))
+        .default(32),
+    )
+    .addOption(opt.wire())
+    .addOption(opt.out('JSON results').default('bench-results/failover.json'))
+    .addOption(opt.chart('SVG timeline').default('bench-results/failover.svg'))
+    .addOption(opt.threads('onnxruntime threads of the coordinator (default: all cores)'));
+  action(failover, argv, outcome, async () => {
+    const [{ run }, { sessionSettings }] = await Promise.all([
+      import('../bench/bench-failover.js'),
+      import('./experts.js'),
+    ]);
+    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[]; wire?: WireDType }, args) =>
+      run(
+        { ...o, ids: singleIds(o.ids)!, wire: o.wire ?? DEFAULT_WIRE_DTYPE, settings: sessionSettings(o) },
+        args,
+      );
   });
 
   const serve = sub(bench, 'serve', 'load generator against a running kmoe serve')

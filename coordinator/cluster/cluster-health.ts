@@ -1,11 +1,12 @@
 // The cluster's health as the serving side sees it, on the main thread: which workers are gone and
 // which experts therefore have no live worker. The one source for /ready and for refusing
 // generation with 503. Fed by the membership (a process exit, a deregistration) and by the engine
-// thread's connections (a dropped socket), whichever comes first.
+// thread's connections (a dropped socket), whichever comes first; a connection (re)established by
+// the engine (a reconnect, a join) makes its experts count again.
 
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
 import type { Membership } from './membership.js';
-import type { WorkerDown } from './remote-expert-backend.js';
+import type { WorkerDown, WorkerUp } from './remote-expert-backend.js';
 
 /** Where the experts run and whether every expert has a live host right now. */
 export interface ExpertCoverage {
@@ -26,6 +27,8 @@ export interface ClusterHealthOptions {
   readonly membership: Membership;
   /** Subscribes to dropped connections (EngineClient.onWorkerDown). */
   readonly connections: (listener: (e: WorkerDown) => void) => void;
+  /** Subscribes to (re)established connections (EngineClient.onWorkerUp). */
+  readonly connectionsUp?: (listener: (e: WorkerUp) => void) => void;
   /**
    * Whether the membership reports process exits itself (workers this process started). Then a
    * dropped connection counts after `exitGraceMs` unless the exit, which says why, comes first.
@@ -52,12 +55,13 @@ export class ClusterHealth {
     const health = new ClusterHealth(options);
     options.membership.onLeave((e) => health.lost(e.url, e.reason));
     options.connections((e) => health.dropped(e));
+    options.connectionsUp?.((e) => health.joined(e.url, e.experts));
     return health;
   }
 
   /**
-   * A worker joined and the engine is connected to it (call after EngineClient.joinWorker): its
-   * experts count as covered again and what happened to its URL before is forgotten.
+   * A worker is connected (again): its experts count as covered and what happened to its URL
+   * before is forgotten.
    */
   joined(url: string, experts: readonly number[]): void {
     this.placement.set(url, experts);
@@ -70,12 +74,12 @@ export class ClusterHealth {
   coverage(): ExpertCoverage {
     const { description, numExperts } = this.options;
     const placement = [...this.placement].map(([url, experts]) => ({ url, experts }));
-    if (placement.length === 0 || this.gone.size === 0) return { description, covered: true };
+    if (placement.length === 0) return { description, covered: true };
     const held = new Array<boolean>(numExperts).fill(false);
     for (const w of placement) if (!this.gone.has(w.url)) for (const e of w.experts) held[e] = true;
     const missing = held.flatMap((h, e) => (h ? [] : [e]));
     if (missing.length === 0) return { description, covered: true };
-    const why = [...this.gone.values()].flat().join('; ');
+    const why = [...this.gone.values()].flat().join('; ') || 'the connected workers do not hold them';
     return {
       description,
       covered: false,

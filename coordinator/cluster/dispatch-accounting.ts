@@ -1,13 +1,16 @@
 // Dispatch accounting as an observer of the MoE seam: records what the remote transport reported
 // for each layer (messages, bytes, round trips) and costs the same layer, unsent, without
 // same-worker dedup and under the model's native top-K on the same router probabilities, with the
-// same placement rule, request ids and live workers. The transport itself never accounts.
+// same placement rule, request ids and live workers, and records the balance of each batch
+// (max / mean expected cost per live worker) and the pairs re-sent after a worker failed. The
+// transport itself never accounts.
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { createRoutingPolicy } from '../../shared/routing/registry.js';
 import type { MoeLayerEvent, MoeObserver } from '../moe/observer.js';
+import { imbalance } from './balance.js';
 import { shareSizes } from './dispatch-plan.js';
 import { DispatchStats, type DispatchStatsJSON, type VariantCounters } from './dispatch-stats.js';
 import type { RemoteExpertBackend, RemoteModel, RemoteTransfer } from './remote-expert-backend.js';
@@ -31,8 +34,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   observe(e: MoeLayerEvent<RemoteTransfer>): void {
     const t = e.transfer;
     if (!t) return;
-    // A worker joined (a new slot): the per-worker counters start a new period with it.
-    if (t.live.length !== this.workers) this.stats = this.fresh();
+    this.growWorkers();
     for (const m of t.messages) {
       this.stats.recordMessage(e.moeLayer, m.worker, {
         bytesOut: m.bytesOut,
@@ -55,6 +57,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
       native: cost(native, true),
       nativeNoDedup: cost(native, false),
     });
+    this.stats.recordBalance(e.moeLayer, imbalance(t.costs, t.live), t.retriedPairs);
   }
 
   /** Accounting so far; `reset` starts a new period. */
@@ -67,7 +70,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   /** The layer sent as `a` (not sent, costed): frame sizes the protocol would produce. */
   private cost(layer: number, t: RemoteTransfer, a: ExpertAssignment, dedup: boolean): VariantCounters {
     const W = this.backend.numWorkers;
-    const sizes = shareSizes(a, this.backend.placement.assign(a, t.live), W);
+    const sizes = shareSizes(a, this.backend.assignFor(a, t.live, t.model), W);
     const v: VariantCounters = { messages: 0, bytes: 0, pairs: 0, tokensSent: 0 };
     for (let w = 0; w < W; w++) {
       const m = sizes.pairs[w]!;
@@ -79,6 +82,13 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
       v.bytes += this.backend.messageBytes(layer, t.firstId, w, n, m);
     }
     return v;
+  }
+
+  /** Workers that joined since the period started get their own counters. */
+  private growWorkers(): void {
+    const workers = this.backend.placement.workers;
+    for (let w = this.stats.numWorkers; w < workers.length; w++)
+      this.stats.addWorker({ url: workers[w]!.url, experts: formatExpertSet(workers[w]!.experts) });
   }
 
   private fresh(): DispatchStats {

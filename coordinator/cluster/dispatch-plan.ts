@@ -1,4 +1,4 @@
-// Turns one layer's (token, expert, weight) triples and an expert -> worker assignment into one
+// Turns one layer's (token, expert, weight) triples and a pair -> worker assignment into one
 // share per worker: the distinct tokens it needs (each once, however many of its experts the token
 // uses there) and, per token, the (expert, weight) pairs it must compute.
 
@@ -17,7 +17,7 @@ export interface WorkerShare {
 /** Per worker, how many distinct tokens and pairs it would receive: accounting without building shares. */
 export function shareSizes(
   pairs: ExpertAssignment,
-  assignment: Int32Array,
+  pairWorker: Int32Array,
   numWorkers: number,
 ): { tokens: Int32Array; pairs: Int32Array } {
   const tokens = new Int32Array(numWorkers);
@@ -25,8 +25,8 @@ export function shareSizes(
   const lastToken = new Int32Array(numWorkers).fill(-1);
   for (let t = 0; t < pairs.numTokens; t++) {
     for (let j = pairs.offsets[t]!; j < pairs.offsets[t + 1]!; j++) {
-      const w = assignment[pairs.experts[j]!]!;
-      if (w < 0) throw new RangeError(`expert ${pairs.experts[j]} has no worker assigned`);
+      const w = pairWorker[j]!;
+      if (w < 0) throw new RangeError(`pair ${j} (expert ${pairs.experts[j]}) has no worker assigned`);
       counts[w]!++;
       if (lastToken[w] !== t) {
         lastToken[w] = t;
@@ -37,13 +37,21 @@ export function shareSizes(
   return { tokens, pairs: counts };
 }
 
+/** pairWorker[j] = assignment[expert of pair j]: an expert -> worker assignment, per pair. */
+export function pairsOfExperts(pairs: ExpertAssignment, assignment: Int32Array): Int32Array {
+  const total = pairs.offsets[pairs.numTokens]!;
+  const out = new Int32Array(total);
+  for (let j = 0; j < total; j++) out[j] = assignment[pairs.experts[j]!]!;
+  return out;
+}
+
 /** The shares of the workers that get at least one pair, in worker order. */
 export function planDispatch(
   pairs: ExpertAssignment,
-  assignment: Int32Array,
+  pairWorker: Int32Array,
   numWorkers: number,
 ): WorkerShare[] {
-  const sizes = shareSizes(pairs, assignment, numWorkers);
+  const sizes = shareSizes(pairs, pairWorker, numWorkers);
   const shares: {
     worker: number;
     tokens: Int32Array;
@@ -69,7 +77,7 @@ export function planDispatch(
   }
   for (let t = 0; t < pairs.numTokens; t++) {
     for (let j = pairs.offsets[t]!; j < pairs.offsets[t + 1]!; j++) {
-      const s = shares[slot[assignment[pairs.experts[j]!]!]!]!;
+      const s = shares[slot[pairWorker[j]!]!]!;
       if (s.n === 0 || s.tokens[s.n - 1] !== t) {
         s.tokens[s.n] = t;
         s.offsets[s.n] = s.p;
@@ -84,4 +92,26 @@ export function planDispatch(
     s.offsets[s.n] = s.p;
     return { worker: s.worker, tokens: s.tokens, offsets: s.offsets, experts: s.experts, weights: s.weights };
   });
+}
+
+/** The pairs of `shares` as one assignment over the layer's `numTokens` rows (rows may be empty). */
+export function mergeShares(numTokens: number, shares: readonly WorkerShare[]): ExpertAssignment {
+  const count = new Int32Array(numTokens + 1);
+  for (const s of shares)
+    for (let r = 0; r < s.tokens.length; r++) count[s.tokens[r]! + 1]! += s.offsets[r + 1]! - s.offsets[r]!;
+  for (let t = 0; t < numTokens; t++) count[t + 1]! += count[t]!;
+  const offsets = Int32Array.from(count);
+  const experts = new Int32Array(offsets[numTokens]!);
+  const weights = new Float32Array(offsets[numTokens]!);
+  const fill = count.subarray(0, numTokens);
+  for (const s of shares)
+    for (let r = 0; r < s.tokens.length; r++) {
+      const t = s.tokens[r]!;
+      for (let j = s.offsets[r]!; j < s.offsets[r + 1]!; j++) {
+        experts[fill[t]!] = s.experts[j]!;
+        weights[fill[t]!] = s.weights[j]!;
+        fill[t]!++;
+      }
+    }
+  return { numTokens, offsets, experts, weights };
 }

@@ -34,6 +34,11 @@ export interface DispatchLayerJSON {
   native: VariantCounters;
   /** Native top-K without dedup: what a per-pair all-to-all moves. */
   nativeNoDedup: VariantCounters;
+  /** Batches dispatched, and the sum of their max / mean expected cost per live worker. */
+  batches: number;
+  imbalanceSum: number;
+  /** Pairs re-sent to a replica after their worker failed, disconnected or stalled. */
+  retriedPairs: number;
 }
 
 /**
@@ -73,6 +78,9 @@ export interface DispatchSummary {
   nativeNoDedupBytesPerTokenLayer: number;
   /** bytes / native bytes (both with dedup). */
   vsNative: number;
+  /** Mean over batches of max / mean expected cost per live worker (1 = perfectly even). */
+  imbalance: number;
+  retriedPairs: number;
   /** 1 - bytes / no-dedup bytes: what sending a shared token once saved. */
   dedupSaving: number;
   /** Token-expert pairs computed remotely, and under native top-K. */
@@ -86,6 +94,10 @@ export interface DispatchSummary {
 }
 
 const zeroVariant = (): VariantCounters => ({ messages: 0, bytes: 0, pairs: 0, tokensSent: 0 });
+const zeroRoundTrips = (): RoundTripJSON => ({
+  counts: new Array<number>(DISPATCH_LATENCY_BUCKETS_SECONDS.length + 1).fill(0),
+  sumSeconds: 0,
+});
 const zeroWorker = (): WorkerLayerCounters => ({
   messages: 0,
   bytesOut: 0,
@@ -97,22 +109,42 @@ const zeroWorker = (): WorkerLayerCounters => ({
 export class DispatchStats {
   private readonly layers: DispatchLayerJSON[];
   private readonly roundTrips: RoundTripJSON[];
+  private readonly info: Omit<DispatchStatsJSON, 'layers' | 'roundTrips'> & {
+    workers: { url: string; experts: string }[];
+  };
 
-  constructor(
-    private readonly info: Omit<DispatchStatsJSON, 'layers' | 'roundTrips'>,
-    numLayers: number,
-  ) {
-    this.roundTrips = info.workers.map(() => ({
-      counts: new Array<number>(DISPATCH_LATENCY_BUCKETS_SECONDS.length + 1).fill(0),
-      sumSeconds: 0,
-    }));
+  constructor(info: Omit<DispatchStatsJSON, 'layers' | 'roundTrips'>, numLayers: number) {
+    this.info = { ...info, workers: [...info.workers] };
+    this.roundTrips = info.workers.map(zeroRoundTrips);
     this.layers = Array.from({ length: numLayers }, () => ({
       tokens: 0,
       workers: info.workers.map(zeroWorker),
       noDedup: zeroVariant(),
       native: zeroVariant(),
       nativeNoDedup: zeroVariant(),
+      batches: 0,
+      imbalanceSum: 0,
+      retriedPairs: 0,
     }));
+  }
+
+  get numWorkers(): number {
+    return this.info.workers.length;
+  }
+
+  /** A worker that joined during the period. */
+  addWorker(w: { url: string; experts: string }): void {
+    this.info.workers.push(w);
+    this.roundTrips.push(zeroRoundTrips());
+    for (const l of this.layers) l.workers.push(zeroWorker());
+  }
+
+  /** One batch's balance (max / mean cost per live worker) and pairs re-sent after failures. */
+  recordBalance(layer: number, imbalance: number, retriedPairs: number): void {
+    const l = this.layerOf(layer);
+    l.batches++;
+    l.imbalanceSum += imbalance;
+    l.retriedPairs += retriedPairs;
   }
 
   /** One message to a worker and its reply, which took `seconds` to come back. */
@@ -179,6 +211,8 @@ export function summarizeDispatch(s: DispatchStatsJSON): DispatchSummary {
     nativeBytesPerTokenLayer: per(native),
     nativeNoDedupBytesPerTokenLayer: per(sum((l) => l.nativeNoDedup.bytes)),
     vsNative: native === 0 ? 0 : bytes / native,
+    imbalance: sum((l) => l.batches) === 0 ? 1 : sum((l) => l.imbalanceSum) / sum((l) => l.batches),
+    retriedPairs: sum((l) => l.retriedPairs),
     dedupSaving: noDedup === 0 ? 0 : 1 - bytes / noDedup,
     pairs: sum((l) => l.workers.reduce((a, w) => a + w.pairs, 0)),
     nativePairs: sum((l) => l.native.pairs),

@@ -25,6 +25,7 @@ export type WorkerFailure =
   | 'error-reply'
   | 'bad-reply'
   | 'oversize'
+  | 'draining'
   | 'cancelled';
 
 export class WorkerRequestError extends KmoeError {

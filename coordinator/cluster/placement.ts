@@ -1,6 +1,7 @@
-// Which worker holds which experts, and which worker computes each expert of a batch. Replicas are
-// allowed: an expert held by several live workers goes, per layer and batch, to the one with the
-// least work so far in that batch (deterministic: same decision, same choice).
+// Which worker holds which experts, and the baseline rule for which worker computes each expert of
+// a batch: an expert held by several live workers goes, per layer and batch, whole to the one with
+// the least work so far in that batch (deterministic: same decision, same choice). The K-aware rule
+// that splits experts per (token, expert) pair is in balance.ts.
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
@@ -21,6 +22,23 @@ export class PlacementTable {
 
   /** Fails, naming them, if some experts of the model are held by no worker. */
   static create(workers: readonly WorkerExperts[], numExperts: number): PlacementTable {
+    const table = PlacementTable.of(workers, numExperts);
+    const missing = table.holders.flatMap((h, e) => (h.length === 0 ? [e] : []));
+    if (missing.length > 0) {
+      const held = workers.map((w) => `${w.url} holds ${formatExpertSet(w.experts) || 'none'}`).join('; ');
+      throw new PlacementError(
+        `experts ${formatExpertSet(missing)} of ${numExperts} are held by no worker (${held})`,
+        { missing, hint: 'start workers whose --experts cover every expert, or use kmoe local-cluster' },
+      );
+    }
+    return table;
+  }
+
+  /**
+   * The table as it is, gaps allowed: the cluster's view while workers come and go (an expert
+   * nobody holds fails only the batches that use it, in `assign`).
+   */
+  static of(workers: readonly WorkerExperts[], numExperts: number): PlacementTable {
     const holders: number[][] = Array.from({ length: numExperts }, () => []);
     workers.forEach((w, i) => {
       for (const e of w.experts) {
@@ -32,15 +50,41 @@ export class PlacementTable {
         holders[e]!.push(i);
       }
     });
-    const missing = holders.flatMap((h, e) => (h.length === 0 ? [e] : []));
-    if (missing.length > 0) {
-      const held = workers.map((w) => `${w.url} holds ${formatExpertSet(w.experts) || 'none'}`).join('; ');
-      throw new PlacementError(
-        `experts ${formatExpertSet(missing)} of ${numExperts} are held by no worker (${held})`,
-        { missing, hint: 'start workers whose --experts cover every expert, or use kmoe local-cluster' },
-      );
-    }
     return new PlacementTable(workers, numExperts, holders);
+  }
+
+  /** The workers holding expert e, ascending (live or not). */
+  holdersOf(e: number): readonly number[] {
+    return this.holders[e]!;
+  }
+
+  /** Fails naming the experts of `pairs` that no live worker holds (none: returns). */
+  checkCovered(pairs: ExpertAssignment, live: readonly boolean[]): void {
+    const total = pairs.offsets[pairs.numTokens]!;
+    const orphans: number[] = [];
+    const seen = new Uint8Array(this.numExperts);
+    for (let j = pairs.offsets[0]!; j < total; j++) {
+      const e = pairs.experts[j]!;
+      if (seen[e]) continue;
+      seen[e] = 1;
+      if (!this.holders[e]!.some((w) => live[w])) orphans.push(e);
+    }
+    if (orphans.length > 0)
+      throw this.orphaned(
+        orphans.sort((a, b) => a - b),
+        live,
+      );
+  }
+
+  private orphaned(orphans: readonly number[], live: readonly boolean[]): PlacementError {
+    const dead = this.workers.filter((_, i) => !live[i]).map((w) => w.url);
+    return new PlacementError(
+      `experts ${formatExpertSet(orphans)} have no live worker (failed: ${dead.join(', ') || 'none'})`,
+      {
+        missing: orphans,
+        hint: 'serving resumes by itself once a worker holding them is up again (the coordinator reconnects to known URLs with backoff, and adds workers that join)',
+      },
+    );
   }
 
   /** "ws://a: 0-3; ws://b: 4-7" */
@@ -72,13 +116,7 @@ export class PlacementTable {
         load[alive[0]!]! += counts[e]!;
       } else replicated.push(e);
     }
-    if (orphans.length > 0) {
-      const dead = this.workers.filter((_, i) => !live[i]).map((w) => w.url);
-      throw new PlacementError(
-        `experts ${formatExpertSet(orphans)} have no live worker (failed: ${dead.join(', ')})`,
-        { missing: orphans, hint: 'restart the failed workers and start a new coordinator' },
-      );
-    }
+    if (orphans.length > 0) throw this.orphaned(orphans, live);
     replicated.sort((a, b) => counts[b]! - counts[a]! || a - b);
     for (const e of replicated) {
       let best = -1;

@@ -1,8 +1,12 @@
-// ExpertBackend whose experts live in worker processes: per MoE layer it groups the batch's
-// (token, expert, weight) triples per worker, sends each worker one frame with the distinct
-// tokens it needs, awaits every reply (with a timeout) and adds the partial sums into the
-// residual, reporting what each message moved. Runs on the engine thread; knows sockets and bytes,
-// never routing policies or accounting (dispatch-accounting.ts observes the transfers it reports).
+// ExpertBackend whose experts live in worker processes: per MoE layer it assigns the batch's
+// (token, expert, weight) triples to live workers (balance.ts), sends each worker one frame with the
+// distinct tokens it needs, awaits every reply (with a timeout) and adds the partial sums into the
+// residual, reporting what each message moved. A worker that fails, disconnects or stalls during a
+// layer has its groups re-sent to live replicas; only experts no live worker holds fail the layer.
+// The set of workers changes at runtime (reconnects with backoff, joins, leaves, drains): each
+// change swaps in a new ClusterView, and each layer plans on the view it read when it started.
+// Runs on the engine thread; knows sockets and bytes, never routing policies or accounting
+// (dispatch-accounting.ts observes the transfers it reports).
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { ClusterSecret } from '../../shared/protocol/auth.js';
@@ -20,22 +24,36 @@ import {
 import { fromWire, toWire, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import type { ExpertBackend, ExpertTransfer, TransferMessage } from '../moe/expert-backend.js';
-import { planDispatch, type WorkerShare } from './dispatch-plan.js';
+import {
+  assignPairs,
+  type BalanceRule,
+  batchCosts,
+  DEFAULT_BALANCE_RULE,
+  type WorkerCosts,
+} from './balance.js';
+import { mergeShares, planDispatch, type WorkerShare } from './dispatch-plan.js';
 import { PlacementError, WorkerRequestError } from './errors.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
 import { WorkerConnection } from './worker-connection.js';
 
 export const DEFAULT_DISPATCH_TIMEOUT_MS = 30_000;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Reconnect delays: RECONNECT_BASE_MS x 2^attempt, at most RECONNECT_MAX_MS. */
+const RECONNECT_BASE_MS = 100;
+const RECONNECT_MAX_MS = 5_000;
+/** Weight of the newest round trip in a worker's service-time average. */
+const EWMA_ALPHA = 0.2;
 
 export interface RemoteExpertsOptions {
   readonly workers: readonly string[];
   readonly wire: WireDType;
-  /** Per dispatch request, from send to result. */
+  /** Per dispatch request, from send to result; a worker that takes longer is declared stalled. */
   readonly timeoutMs?: number;
   readonly handshakeTimeoutMs?: number;
   /** The cluster token every worker must prove, and this coordinator proves to them; none: no auth. */
   readonly clusterToken?: string;
+  /** Which replica computes each pair (default k-aware). */
+  readonly balance?: BalanceRule;
 }
 
 /** What the backend must know about the coordinator's model. */
@@ -49,16 +67,56 @@ export interface RemoteModel {
 
 /** A layer's transfer, with what is needed to cost the same layer sent another way. */
 export interface RemoteTransfer extends ExpertTransfer {
-  /** Request ids of this layer are firstId + worker index (header sizes depend on them). */
+  /** Request ids of this layer's first round are firstId + worker index (header sizes depend on them). */
   readonly firstId: number;
-  /** Which workers were live when the layer was planned. */
+  /** Which workers were live (usable) when the layer was planned. */
   readonly live: readonly boolean[];
+  /** Per worker, the expected cost of the pairs planned for it (pairs x relative service time). */
+  readonly costs: Float64Array;
+  /** The cost model the layer was planned with (to cost other variants the same way). */
+  readonly model: WorkerCosts;
+  /** Pairs re-sent to a replica because their worker failed, disconnected or stalled. */
+  readonly retriedPairs: number;
 }
 
-/** A worker connection dropped (first time only): the cluster's liveness source on the engine thread. */
+/** A worker connection dropped: the cluster's liveness source on the engine thread. */
 export interface WorkerDown {
   readonly url: string;
   readonly reason: string;
+}
+
+/** A worker connection was (re)established: the experts it holds now. */
+export interface WorkerUp {
+  readonly url: string;
+  readonly experts: readonly number[];
+}
+
+export interface ClusterEvents {
+  readonly down?: (e: WorkerDown) => void;
+  readonly up?: (e: WorkerUp) => void;
+}
+
+/** The cluster as one layer sees it: swapped whole whenever a worker comes, goes or drains. */
+export interface ClusterView {
+  readonly placement: PlacementTable;
+  /** Per worker slot (stable for a URL), its connection if any. */
+  readonly connections: readonly (WorkerConnection | undefined)[];
+}
+
+interface Slot {
+  readonly url: string;
+  conn: WorkerConnection | undefined;
+  /** What it held when last connected. */
+  experts: readonly number[];
+  /** Removed from the membership: no reconnects, no new work. */
+  left: boolean;
+  connecting: boolean;
+  attempt: number;
+  timer: NodeJS.Timeout | undefined;
+  /** EWMA of round-trip seconds per pair; undefined until measured. */
+  secondsPerPair: number | undefined;
+  /** join() calls waiting for the next connection attempt's outcome. */
+  waiters: { resolve: (w: WorkerExperts) => void; reject: (e: unknown) => void }[];
 }
 
 export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
@@ -66,77 +124,48 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private scratch = new Float32Array(0);
   private readonly index: ExpertIndexDType;
   private readonly timeoutMs: number;
-
-  /** Worker slots that left the membership: never routed to again unless the worker rejoins. */
-  private readonly retired = new Set<number>();
+  private readonly handshakeTimeoutMs: number;
+  /** Proven on every connect, reconnect and join (none: workers without a token only). */
+  private readonly secret: ClusterSecret | undefined;
+  private readonly slots: Slot[];
+  private current: ClusterView;
+  private closed = false;
 
   private constructor(
-    /** Worker slots: a joining worker is appended or takes the slot of its URL; slots never move. */
-    private readonly connections: WorkerConnection[],
-    private table: PlacementTable,
+    connections: readonly WorkerConnection[],
     private readonly model: RemoteModel,
     readonly wire: WireDType,
-    timeoutMs: number,
-    private readonly dial: (url: string) => Promise<WorkerConnection>,
+    options: RemoteExpertsOptions,
+    readonly balance: BalanceRule,
+    private readonly events: ClusterEvents,
   ) {
     this.index = expertIndexDType(model.numExperts);
-    this.timeoutMs = timeoutMs;
-  }
-
-  get placement(): PlacementTable {
-    return this.table;
-  }
-
-  /**
-   * A worker joined the membership (or came back): connects to it and routes to it from the next
-   * layer on. A URL already connected and live is left alone; a dead or retired one is redialled
-   * into its old slot, so slot numbers (and accounting) stay stable.
-   */
-  async join(url: string): Promise<WorkerExperts> {
-    const slot = this.connections.findIndex((c) => c.url === url);
-    const current = slot >= 0 ? this.connections[slot]! : undefined;
-    if (current?.alive && !this.retired.has(slot)) return { url, experts: current.welcome.experts };
-    const c = await this.dial(url);
-    const workers = this.connections.map((w): WorkerExperts => ({ url: w.url, experts: w.welcome.experts }));
-    if (slot >= 0) workers[slot] = { url, experts: c.welcome.experts };
-    else workers.push({ url, experts: c.welcome.experts });
-    let table: PlacementTable;
-    try {
-      table = PlacementTable.create(workers, this.model.numExperts);
-    } catch (err) {
-      await c.close();
-      throw err;
-    }
-    if (slot >= 0) {
-      this.connections[slot] = c;
-      this.retired.delete(slot);
-      await current?.close();
-    } else this.connections.push(c);
-    this.table = table;
-    return { url, experts: c.welcome.experts };
-  }
-
-  /**
-   * A worker left the membership (deregistered to drain, or its registration expired): no new
-   * layer is routed to it; requests already sent complete on the open connection, which the
-   * worker closes when it exits. Returns false for an unknown URL.
-   */
-  leave(url: string): boolean {
-    const slot = this.connections.findIndex((c) => c.url === url);
-    if (slot < 0) return false;
-    this.retired.add(slot);
-    return true;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_DISPATCH_TIMEOUT_MS;
+    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    this.secret = secretOf(options);
+    this.slots = connections.map((c) => ({
+      url: c.url,
+      conn: c,
+      experts: c.welcome.experts,
+      left: false,
+      connecting: false,
+      attempt: 0,
+      timer: undefined,
+      secondsPerPair: undefined,
+      waiters: [],
+    }));
+    this.current = this.buildView();
   }
 
   /**
    * Connects to every worker (in parallel), checks the handshakes and that the workers cover every
    * expert. On any failure the connections made so far are closed and the error names the worker
-   * or the missing experts.
+   * or the missing experts. Afterwards, connections that drop are re-established with backoff.
    */
   static async connect(
     options: RemoteExpertsOptions,
     model: RemoteModel,
-    onWorkerDown?: (e: WorkerDown) => void,
+    events: ClusterEvents = {},
   ): Promise<RemoteExpertBackend> {
     if (options.workers.length === 0) throw new PlacementError('no workers given', { missing: [] });
     const dupes = options.workers.filter((u, i) => options.workers.indexOf(u) !== i);
@@ -145,43 +174,120 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         missing: [],
         hint: 'list each worker once',
       });
-    const secret = options.clusterToken === undefined ? undefined : new ClusterSecret(options.clusterToken);
-    const dial = (url: string) =>
-      WorkerConnection.connect(url, {
-        fingerprint: model.fingerprint,
-        wire: options.wire,
-        model: { numLayers: model.numLayers, numExperts: model.numExperts, hidden: model.hidden },
-        handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-        client: `kmoe coordinator pid ${process.pid}`,
-        ...(secret === undefined ? {} : { secret }),
-        ...(onWorkerDown ? { onDown: (reason: string) => onWorkerDown({ url, reason }) } : {}),
-      });
-    const attempts = await Promise.allSettled(options.workers.map(dial));
+    // Connections report to the backend once it exists; until then a drop fails the start-up.
+    let backend: RemoteExpertBackend | undefined;
+    const secret = secretOf(options);
+    const attempts = await Promise.allSettled(
+      options.workers.map((url, i) =>
+        WorkerConnection.connect(url, {
+          ...connectOptions(options, model, secret),
+          onDown: (reason) => backend?.lost(i, reason),
+          onDrain: () => backend?.rebuild(),
+        }),
+      ),
+    );
     const connections = attempts.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
     try {
       const failed = attempts.find((a) => a.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
-      const placement = PlacementTable.create(
+      PlacementTable.create(
         connections.map((c): WorkerExperts => ({ url: c.url, experts: c.welcome.experts })),
         model.numExperts,
       );
-      return new RemoteExpertBackend(
+      backend = new RemoteExpertBackend(
         connections,
-        placement,
         model,
         options.wire,
-        options.timeoutMs ?? DEFAULT_DISPATCH_TIMEOUT_MS,
-        dial,
+        options,
+        options.balance ?? DEFAULT_BALANCE_RULE,
+        events,
       );
+      for (const c of connections) if (!c.alive) backend.lost(options.workers.indexOf(c.url), 'disconnected');
+      return backend;
     } catch (err) {
       await Promise.all(connections.map((c) => c.close()));
       throw err;
     }
   }
 
+  /** The current view: read once per layer. */
+  get view(): ClusterView {
+    return this.current;
+  }
+
+  /** Who holds what (every worker slot known so far, live or not). */
+  get placement(): PlacementTable {
+    return this.current.placement;
+  }
+
   get description(): string {
-    const n = this.connections.length;
-    return `remote experts on ${n} worker${n === 1 ? '' : 's'} (${this.placement.describe()}), ${this.wire} wire`;
+    const n = this.slots.length;
+    return `remote experts on ${n} worker${n === 1 ? '' : 's'} (${this.placement.describe()}), ${this.wire} wire, ${this.balance} balancing`;
+  }
+
+  /**
+   * A worker joined the membership (or came back): connects to it into its URL's slot (slots never
+   * move) and routes to it from the next layer on. Resolves with its experts once connected; if it
+   * does not answer yet, rejects with the handshake error and keeps trying with backoff.
+   */
+  join(url: string): Promise<WorkerExperts> {
+    if (this.closed) return Promise.reject(new Error('the expert backend is closed'));
+    let slot = this.slots.find((s) => s.url === url);
+    if (!slot) {
+      slot = {
+        url,
+        conn: undefined,
+        experts: [],
+        left: false,
+        connecting: false,
+        attempt: 0,
+        timer: undefined,
+        secondsPerPair: undefined,
+        waiters: [],
+      };
+      this.slots.push(slot);
+      this.rebuild();
+    }
+    const joined = slot;
+    if (joined.conn?.usable) return Promise.resolve({ url, experts: joined.experts });
+    joined.left = false;
+    joined.attempt = 0;
+    if (joined.timer) clearTimeout(joined.timer);
+    joined.timer = undefined;
+    return new Promise<WorkerExperts>((resolve, reject) => {
+      joined.waiters.push({ resolve, reject });
+      this.reconnect(this.slots.indexOf(joined));
+    });
+  }
+
+  /**
+   * A worker left the membership: it gets no new work and no reconnects; its connection closes once
+   * the requests it has are answered.
+   */
+  leave(url: string): boolean {
+    const slot = this.slots.find((s) => s.url === url);
+    if (!slot) return false;
+    if (slot.left) return true;
+    slot.left = true;
+    if (slot.timer) clearTimeout(slot.timer);
+    slot.timer = undefined;
+    this.rebuild();
+    const conn = slot.conn;
+    if (conn) void conn.idle().then(() => conn.close());
+    return true;
+  }
+
+  /**
+   * Which worker computes each pair of `pairs` under this backend's rule, with the live workers and
+   * the cost model a layer was planned with.
+   */
+  assignFor(pairs: ExpertAssignment, live: readonly boolean[], costs: WorkerCosts): Int32Array {
+    const view = this.current;
+    const W = view.connections.length;
+    const padded = Array.from({ length: W }, (_, w) => live[w] === true);
+    const perPair = Float64Array.from({ length: W }, (_, w) => costs.perPair[w] ?? 1);
+    const inflight = Float64Array.from({ length: W }, (_, w) => costs.inflight[w] ?? 0);
+    return assignPairs(this.balance, view.placement, pairs, padded, { perPair, inflight });
   }
 
   async compute(
@@ -191,54 +297,93 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     accumulate: Float32Array,
   ): Promise<RemoteTransfer> {
     const H = this.model.hidden;
-    const W = this.connections.length;
-    const live = this.connections.map((c, i) => c.alive && !this.retired.has(i));
-    const shares = planDispatch(assignment, this.placement.assign(assignment, live), W);
-    // Ids are reserved per worker slot, so accounting can cost other variants with the same headers.
-    if (this.nextId + W > 0xffffffff) this.nextId = 0;
-    const firstId = this.nextId;
-    this.nextId += W;
-
-    const frames = shares.map((s) => this.encode(layer, firstId + s.worker, s, x.data));
-    const sentAt = performance.now();
-    const seconds = new Float64Array(shares.length);
-    const inflight = shares.map((s, i) =>
-      this.connections[s.worker]!.request(firstId + s.worker, layer, frames[i]!, this.timeoutMs).then((r) => {
-        seconds[i] = (performance.now() - sentAt) / 1000;
-        return r;
-      }),
-    );
-    let results: DispatchResult[];
-    try {
-      results = await Promise.all(inflight);
-    } catch (err) {
-      // One worker failed the layer: the others' replies are no longer wanted.
-      for (const p of inflight) p.catch(() => {});
-      for (const s of shares) this.connections[s.worker]!.cancel(firstId + s.worker);
-      throw err;
-    }
-
-    const messages: TransferMessage[] = shares.map((s, i) => {
-      const r = results[i]!;
-      const n = s.tokens.length;
-      if (r.numTokens !== n || r.wire !== this.wire) {
-        throw new WorkerRequestError(
-          this.connections[s.worker]!.url,
-          'bad-reply',
-          `worker ${this.connections[s.worker]!.label} answered ${r.numTokens} ${r.wire} rows for ${n} ${this.wire} tokens (layer ${layer} dispatch)`,
-        );
+    let view = this.current;
+    const live = usable(view, new Set());
+    const costs = this.costs(view);
+    const pairWorker = assignPairs(this.balance, view.placement, assignment, live, costs);
+    const planned = batchCosts(pairWorker, view.connections.length, costs);
+    let shares = planDispatch(assignment, pairWorker, view.connections.length);
+    const done: { share: WorkerShare; result: DispatchResult }[] = [];
+    const messages: TransferMessage[] = [];
+    const failedWorkers = new Set<number>();
+    let firstId = -1;
+    let retriedPairs = 0;
+    /** A failure that is not the worker going away (an error reply, a bad reply), if any. */
+    let workerError: WorkerRequestError | undefined;
+    while (shares.length > 0) {
+      const W = view.connections.length;
+      // Ids are reserved per worker slot, so accounting can cost other variants with the same headers.
+      if (this.nextId + W > 0xffffffff) this.nextId = 0;
+      const base = this.nextId;
+      this.nextId += W;
+      if (firstId < 0) firstId = base;
+      const round = view;
+      const frames = shares.map((s) => this.encode(layer, base + s.worker, s, x.data, round));
+      const sentAt = performance.now();
+      const settled = await Promise.allSettled(
+        shares.map(async (s, i) => {
+          const conn = round.connections[s.worker]!;
+          const r = await conn.request(base + s.worker, layer, frames[i]!, this.timeoutMs, s.experts.length);
+          const seconds = (performance.now() - sentAt) / 1000;
+          if (r.numTokens !== s.tokens.length || r.wire !== this.wire)
+            throw new WorkerRequestError(
+              conn.url,
+              'bad-reply',
+              `worker ${conn.label} answered ${r.numTokens} ${r.wire} rows for ${s.tokens.length} ${this.wire} tokens (layer ${layer} dispatch)`,
+            );
+          return { r, seconds };
+        }),
+      );
+      const failed: WorkerShare[] = [];
+      for (let i = 0; i < shares.length; i++) {
+        const s = shares[i]!;
+        const o = settled[i]!;
+        if (o.status === 'fulfilled') {
+          this.measured(s.worker, o.value.seconds, s.experts.length);
+          done.push({ share: s, result: o.value.r });
+          messages.push({
+            worker: s.worker,
+            tokens: s.tokens,
+            pairs: s.experts.length,
+            bytesOut: frames[i]!.byteLength,
+            bytesIn: this.resultBytes(base + s.worker, s.tokens.length),
+            seconds: o.value.seconds,
+          });
+          continue;
+        }
+        const err: unknown = o.reason;
+        if (!(err instanceof WorkerRequestError) || err.reason === 'oversize') throw err;
+        // A stalled worker is treated as gone: its socket is dropped and reconnected with backoff,
+        // so the next layers do not wait for it too.
+        if (err.reason === 'timeout') round.connections[s.worker]?.abandon(`stalled: ${err.message}`);
+        if (!GONE.has(err.reason)) workerError ??= err;
+        failedWorkers.add(s.worker);
+        failed.push(s);
       }
-      addRows(accumulate, fromWire(r.partial, r.wire, this.widened(r.partial.length)), s.tokens, H);
-      return {
-        worker: s.worker,
-        tokens: s.tokens,
-        pairs: s.experts.length,
-        bytesOut: frames[i]!.byteLength,
-        bytesIn: this.resultBytes(firstId + s.worker, n),
-        seconds: seconds[i]!,
-      };
-    });
-    return { messages, firstId, live };
+      if (failed.length === 0) break;
+      // Re-send the failed groups to live replicas, on the freshest view; a worker that failed this
+      // layer is not asked again for it. Throws PlacementError if an expert has no live holder left.
+      const rest = mergeShares(assignment.numTokens, failed);
+      retriedPairs += rest.offsets[rest.numTokens]!;
+      view = this.current;
+      const liveNow = usable(view, failedWorkers);
+      let reassigned: Int32Array;
+      try {
+        reassigned = assignPairs(this.balance, view.placement, rest, liveNow, this.costs(view));
+      } catch (err) {
+        // Replicas that exist but answered with errors too: the workers' error says more than
+        // "no live worker".
+        if (err instanceof PlacementError && workerError) throw workerError;
+        throw err;
+      }
+      shares = planDispatch(rest, reassigned, view.connections.length);
+    }
+    // Combined in the order the groups were planned, so a run without faults adds in one fixed order.
+    for (const d of done) {
+      const r = d.result;
+      addRows(accumulate, fromWire(r.partial, r.wire, this.widened(r.partial.length)), d.share.tokens, H);
+    }
+    return { messages, firstId: Math.max(0, firstId), live, costs: planned, model: costs, retriedPairs };
   }
 
   /** Bytes (both ways) of a request of this shape to worker slot `worker` of the layer, and its reply. */
@@ -250,7 +395,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   }
 
   get numWorkers(): number {
-    return this.connections.length;
+    return this.slots.length;
   }
 
   get hidden(): number {
@@ -258,7 +403,125 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.connections.map((c) => c.close()));
+    this.closed = true;
+    for (const s of this.slots) if (s.timer) clearTimeout(s.timer);
+    await Promise.all(this.slots.map((s) => s.conn?.close()));
+  }
+
+  /** Per worker slot: relative service time per pair (1 = the mean of those measured) and pairs in flight. */
+  private costs(view: ClusterView): WorkerCosts {
+    const W = view.connections.length;
+    const perPair = new Float64Array(W).fill(1);
+    const inflight = new Float64Array(W);
+    let sum = 0;
+    let n = 0;
+    for (let w = 0; w < W; w++) {
+      const spp = this.slots[w]?.secondsPerPair;
+      if (spp !== undefined) {
+        sum += spp;
+        n++;
+      }
+    }
+    const mean = n === 0 ? 0 : sum / n;
+    for (let w = 0; w < W; w++) {
+      const spp = this.slots[w]?.secondsPerPair;
+      if (spp !== undefined && mean > 0) perPair[w] = spp / mean;
+      inflight[w] = view.connections[w]?.inflightPairs ?? 0;
+    }
+    return { perPair, inflight };
+  }
+
+  private measured(worker: number, seconds: number, pairs: number): void {
+    const slot = this.slots[worker];
+    if (!slot || pairs === 0) return;
+    const spp = seconds / pairs;
+    slot.secondsPerPair =
+      slot.secondsPerPair === undefined
+        ? spp
+        : slot.secondsPerPair + EWMA_ALPHA * (spp - slot.secondsPerPair);
+  }
+
+  private buildView(): ClusterView {
+    return {
+      placement: PlacementTable.of(
+        this.slots.map((s): WorkerExperts => ({ url: s.url, experts: s.experts })),
+        this.model.numExperts,
+      ),
+      connections: this.slots.map((s) => (s.left ? undefined : s.conn)),
+    };
+  }
+
+  /** Swaps in a new view (a worker came, went or drains); layers in flight keep theirs. */
+  private rebuild(): void {
+    this.current = this.buildView();
+  }
+
+  private lost(worker: number, reason: string): void {
+    const slot = this.slots[worker];
+    if (!slot) return;
+    this.rebuild();
+    this.events.down?.({ url: slot.url, reason });
+    this.scheduleReconnect(worker);
+  }
+
+  private scheduleReconnect(worker: number): void {
+    const slot = this.slots[worker]!;
+    if (this.closed || slot.left || slot.timer || slot.connecting) return;
+    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** slot.attempt);
+    slot.attempt++;
+    slot.timer = setTimeout(() => {
+      slot.timer = undefined;
+      this.reconnect(worker);
+    }, delay);
+    slot.timer.unref();
+  }
+
+  private reconnect(worker: number): void {
+    const slot = this.slots[worker]!;
+    if (this.closed || slot.left || slot.connecting || slot.conn?.alive) return;
+    slot.connecting = true;
+    WorkerConnection.connect(slot.url, {
+      ...connectOptions(
+        { wire: this.wire, handshakeTimeoutMs: this.handshakeTimeoutMs },
+        this.model,
+        this.secret,
+      ),
+      onDown: (reason) => this.lost(worker, reason),
+      onDrain: () => this.rebuild(),
+    }).then(
+      (conn) => {
+        slot.connecting = false;
+        if (this.closed || slot.left) {
+          void conn.close();
+          for (const w of slot.waiters.splice(0))
+            w.reject(new Error(`worker ${slot.url} left the membership`));
+          return;
+        }
+        const bad = conn.welcome.experts.find((e) => e >= this.model.numExperts);
+        if (bad !== undefined) {
+          void conn.close();
+          const err = new PlacementError(
+            `worker ${slot.url} claims expert ${bad}, but the model has ${this.model.numExperts}`,
+            { missing: [], hint: 'the worker runs another model: check its --model' },
+          );
+          for (const w of slot.waiters.splice(0)) w.reject(err);
+          this.scheduleReconnect(worker);
+          return;
+        }
+        slot.conn = conn;
+        slot.experts = conn.welcome.experts;
+        slot.attempt = 0;
+        slot.secondsPerPair = undefined;
+        this.rebuild();
+        this.events.up?.({ url: slot.url, experts: conn.welcome.experts });
+        for (const w of slot.waiters.splice(0)) w.resolve({ url: slot.url, experts: conn.welcome.experts });
+      },
+      (err: unknown) => {
+        slot.connecting = false;
+        for (const w of slot.waiters.splice(0)) w.reject(err);
+        this.scheduleReconnect(worker);
+      },
+    );
   }
 
   /** fp32 scratch for widening 16-bit partial sums (one reply is combined at a time). */
@@ -276,11 +539,11 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     return dispatchResultBytes({ id, wire: this.wire, numTokens, hidden: this.model.hidden });
   }
 
-  private encode(layer: number, id: number, s: WorkerShare, x: Float32Array): Uint8Array {
+  private encode(layer: number, id: number, s: WorkerShare, x: Float32Array, view: ClusterView): Uint8Array {
     const H = this.model.hidden;
     const frame = allocDispatchRequest(
       this.shape(id, layer, s.tokens.length, s.experts.length),
-      this.connections[s.worker]!.frameAllocator,
+      view.connections[s.worker]!.frameAllocator,
     );
     for (let row = 0; row < s.tokens.length; row++) {
       const t = s.tokens[row]!;
@@ -291,6 +554,33 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     frame.weights.set(s.weights);
     return frame.bytes;
   }
+}
+
+function secretOf(options: RemoteExpertsOptions): ClusterSecret | undefined {
+  return options.clusterToken === undefined ? undefined : new ClusterSecret(options.clusterToken);
+}
+
+function connectOptions(
+  options: { readonly wire: WireDType; readonly handshakeTimeoutMs?: number },
+  model: RemoteModel,
+  secret: ClusterSecret | undefined,
+) {
+  return {
+    ...(secret === undefined ? {} : { secret }),
+    fingerprint: model.fingerprint,
+    wire: options.wire,
+    model: { numLayers: model.numLayers, numExperts: model.numExperts, hidden: model.hidden },
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    client: `kmoe coordinator pid ${process.pid}`,
+  };
+}
+
+/** Failures that mean the worker is gone or going (as opposed to answering with an error). */
+const GONE: ReadonlySet<string> = new Set(['timeout', 'disconnected', 'draining', 'cancelled']);
+
+/** Which worker slots may take new work: connected, not draining, not failed in this layer. */
+function usable(view: ClusterView, failed: ReadonlySet<number>): boolean[] {
+  return view.connections.map((c, w) => c?.usable === true && !failed.has(w));
 }
 
 /** acc[tokens[r]] += partial[r] for every row r of width H. */

@@ -2,6 +2,7 @@
 // secret's challenge-response when the coordinator has one, shared/protocol/auth.ts), and request/reply
 // matching by id with a timeout per request, backpressure on the send side and a clear error
 // naming the worker when it refuses, fails, times out or disconnects. Owns its in-flight requests.
+// A drain notice from the worker makes it unusable for new requests while the sent ones complete.
 
 import WebSocket, { type RawData } from 'ws';
 import { type ClusterSecret, newNonce } from '../../shared/protocol/auth.js';
@@ -29,6 +30,8 @@ export interface ConnectOptions {
   readonly secret?: ClusterSecret;
   /** Called once when an established connection drops (not when this side closes it). */
   readonly onDown?: (reason: string) => void;
+  /** Called once when the worker announces it drains (shuts down after answering what it has). */
+  readonly onDrain?: (reason: string) => void;
 }
 
 const TOKEN_SOURCES = 'KMOE_CLUSTER_TOKEN or --cluster-token-file';
@@ -48,6 +51,7 @@ const MAX_PAYLOAD_BYTES = 2 ** 31;
 
 interface Pending {
   readonly layer: number;
+  readonly pairs: number;
   readonly resolve: (r: DispatchResult) => void;
   readonly reject: (e: WorkerRequestError) => void;
   readonly timer: NodeJS.Timeout;
@@ -66,6 +70,10 @@ export class WorkerConnection {
   private spareLent = false;
   private closing = false;
   private reportedDown = false;
+  /** Set by the worker's drain notice: answer what was sent, take nothing new. */
+  private drainReason: string | undefined;
+  private pendingPairs = 0;
+  private idleWaiters: (() => void)[] = [];
 
   private constructor(
     readonly url: string,
@@ -73,6 +81,7 @@ export class WorkerConnection {
     readonly welcome: Welcome,
     private readonly limits: DecodeLimits,
     private readonly onDown: ((reason: string) => void) | undefined,
+    private readonly onDrain: ((reason: string) => void) | undefined,
   ) {
     ws.on('message', (data) => this.onMessage(data));
     ws.on('close', (code, reason) => {
@@ -202,6 +211,7 @@ export class WorkerConnection {
             msg,
             { ...opts.model, maxFrameBytes: msg.maxFrameBytes },
             opts.onDown,
+            opts.onDrain,
           ),
         );
       });
@@ -210,6 +220,37 @@ export class WorkerConnection {
 
   get alive(): boolean {
     return this.down === undefined && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Connected and not draining: may be given new requests. */
+  get usable(): boolean {
+    return this.alive && this.drainReason === undefined;
+  }
+
+  get draining(): boolean {
+    return this.drainReason !== undefined;
+  }
+
+  /** Token-expert pairs sent and not answered yet. */
+  get inflightPairs(): number {
+    return this.pendingPairs;
+  }
+
+  /** Resolves when no request is pending (at once if none is). */
+  idle(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Declares the worker failed without waiting for the socket (it stalled): pending requests fail
+   * as `reason`, `onDown` is called, and the socket is torn down.
+   */
+  abandon(why: string): void {
+    if (this.down !== undefined) return;
+    this.down = why;
+    this.failAll('timeout', why);
+    this.ws.terminate();
   }
 
   /** "ws://host:port (experts 0-3)" for messages. */
@@ -227,10 +268,16 @@ export class WorkerConnection {
   };
 
   /** Sends a dispatch frame and resolves with the worker's result, or rejects naming the worker. */
-  async request(id: number, layer: number, frame: Uint8Array, timeoutMs: number): Promise<DispatchResult> {
+  async request(
+    id: number,
+    layer: number,
+    frame: Uint8Array,
+    timeoutMs: number,
+    pairs = 0,
+  ): Promise<DispatchResult> {
     const lent = frame.buffer === this.spare;
     try {
-      const result = await this.send(id, layer, frame, timeoutMs);
+      const result = await this.send(id, layer, frame, timeoutMs, pairs);
       if (lent) this.spareLent = false;
       return result;
     } catch (err) {
@@ -248,8 +295,11 @@ export class WorkerConnection {
     layer: number,
     frame: Uint8Array,
     timeoutMs: number,
+    pairs: number,
   ): Promise<DispatchResult> {
     if (!this.alive) throw this.error('disconnected', layer, `is not connected (${this.down ?? 'closed'})`);
+    if (this.drainReason !== undefined)
+      throw this.error('draining', layer, `is draining (${this.drainReason}) and takes no new requests`);
     if (frame.byteLength > this.welcome.maxFrameBytes) {
       throw this.error(
         'oversize',
@@ -267,13 +317,16 @@ export class WorkerConnection {
     }
     return new Promise<DispatchResult>((resolve, reject) => {
       const timer = setTimeout(
-        () => {
-          this.pending.delete(id);
-          reject(this.error('timeout', layer, `sent no result within ${timeoutMs} ms (request ${id})`));
-        },
+        () =>
+          this.settle(
+            id,
+            undefined,
+            this.error('timeout', layer, `sent no result within ${timeoutMs} ms (request ${id})`),
+          ),
         Math.max(0, deadline - performance.now()),
       );
-      this.pending.set(id, { layer, resolve, reject, timer });
+      this.pending.set(id, { layer, pairs, resolve, reject, timer });
+      this.pendingPairs += pairs;
       this.drained = new Promise<void>((done) => {
         this.ws.send(frame, { binary: true }, (err) => {
           done();
@@ -318,6 +371,11 @@ export class WorkerConnection {
     }
     if (msg.type === 'result') {
       this.settle(msg.id, msg);
+    } else if (msg.type === 'drain') {
+      if (this.drainReason === undefined) {
+        this.drainReason = msg.reason;
+        this.onDrain?.(msg.reason);
+      }
     } else if (msg.type === 'error') {
       const text = `replied with an error (${msg.code}): ${msg.message}`;
       if (msg.id === null) this.failAllPending('error-reply', text);
@@ -334,9 +392,11 @@ export class WorkerConnection {
     const p = this.pending.get(id);
     if (!p) return; // late reply to a request that timed out or was cancelled
     this.pending.delete(id);
+    this.pendingPairs -= p.pairs;
     clearTimeout(p.timer);
     if (error) p.reject(error);
     else p.resolve(result!);
+    if (this.pending.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
   private failAll(reason: WorkerFailure, why: string): void {
@@ -361,7 +421,7 @@ export class WorkerConnection {
         hint:
           hint ??
           (reason === 'timeout' || reason === 'disconnected'
-            ? 'check the worker process and its log; a new coordinator is needed to use a restarted worker'
+            ? 'check the worker process and its log; the coordinator reconnects to it by itself'
             : 'see the worker log for details'),
       },
     );

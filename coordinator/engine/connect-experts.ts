@@ -9,14 +9,17 @@ import type { SessionSettings } from '../../shared/onnx/session.js';
 import { DispatchAccounting } from '../cluster/dispatch-accounting.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
-import { RemoteExpertBackend, type WorkerDown } from '../cluster/remote-expert-backend.js';
+import { type ClusterEvents, RemoteExpertBackend } from '../cluster/remote-expert-backend.js';
 import { LocalExpertBackend } from '../moe/local-expert-backend.js';
+import { ExpertLoad, type ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import { routingModelOf } from '../moe/routing-model.js';
 import type { EngineExperts, ExpertsOption } from './engine.js';
 
 export interface ConnectedExperts extends EngineExperts {
   /** Network accounting since start or the last reset; null when experts are local. */
   dispatchStats(reset: boolean): DispatchStatsJSON | null;
+  /** Pairs per (layer, expert) from real traffic, total and recent rate; null when experts are local. */
+  expertLoad(): ExpertLoadJSON | null;
   /** Membership changes while serving (remote experts only; undefined when experts are local). */
   readonly members?: {
     join(url: string): Promise<WorkerExperts>;
@@ -28,7 +31,7 @@ export async function connectExperts(
   option: ExpertsOption,
   ckpt: Checkpoint,
   settings: SessionSettings,
-  onWorkerDown: (e: WorkerDown) => void,
+  events: ClusterEvents,
 ): Promise<ConnectedExperts> {
   const c = ckpt.config;
   const dims = ckpt.family.graphDims(c);
@@ -41,7 +44,13 @@ export async function connectExperts(
       graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
       settings,
     });
-    return { backend: new LocalExpertBackend(host), observers: [], placement: [], dispatchStats: () => null };
+    return {
+      backend: new LocalExpertBackend(host),
+      observers: [],
+      placement: [],
+      dispatchStats: () => null,
+      expertLoad: () => null,
+    };
   }
   const model = {
     fingerprint: ckpt.fingerprint(),
@@ -56,14 +65,17 @@ export async function connectExperts(
       wire: option.wireDtype,
       ...(option.timeoutMs === undefined ? {} : { timeoutMs: option.timeoutMs }),
       ...(option.clusterToken === undefined ? {} : { clusterToken: option.clusterToken }),
+      ...(option.balance === undefined ? {} : { balance: option.balance }),
     },
     model,
-    onWorkerDown,
+    events,
   );
   const accounting = new DispatchAccounting(backend, model, routingModelOf(ckpt.family.layerPlan(c)));
+  const load = new ExpertLoad(model.numLayers, model.numExperts);
   return {
     backend,
-    observers: [accounting],
+    observers: [accounting, load],
+    expertLoad: () => load.toJSON(),
     placement: backend.placement.workers,
     dispatchStats: (reset) => accounting.dispatchStats(reset),
     members: { join: (url) => backend.join(url), leave: (url) => backend.leave(url) },

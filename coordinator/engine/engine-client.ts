@@ -7,7 +7,8 @@ import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
-import type { WorkerDown } from '../cluster/remote-expert-backend.js';
+import type { WorkerDown, WorkerUp } from '../cluster/remote-expert-backend.js';
+import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type {
   DecodeRequest,
@@ -20,12 +21,17 @@ import type {
 } from './engine.js';
 import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
 
-/** Worker-down events, kept from the thread's start so a listener added later misses none. */
-class WorkerDownFeed {
-  readonly seen: WorkerDown[] = [];
-  readonly listeners: ((e: WorkerDown) => void)[] = [];
+/** Worker events, kept from the thread's start so a listener added later misses none. */
+class Feed<E> {
+  readonly seen: E[] = [];
+  readonly listeners: ((e: E) => void)[] = [];
 
-  push(e: WorkerDown): void {
+  listen(listener: (e: E) => void): void {
+    for (const e of this.seen) listener(e);
+    this.listeners.push(listener);
+  }
+
+  push(e: E): void {
     this.seen.push(e);
     for (const l of this.listeners) l(e);
   }
@@ -35,18 +41,21 @@ export class EngineClient {
   private constructor(
     private readonly thread: ThreadClient<EngineSchema>,
     readonly info: EngineInfo,
-    private readonly down: WorkerDownFeed,
+    private readonly down: Feed<WorkerDown>,
+    private readonly up: Feed<WorkerUp>,
   ) {}
 
   static async start(options: EngineOptions): Promise<EngineClient> {
     const thread = ThreadClient.start<EngineSchema>('engine', import.meta.url, './engine-thread');
-    const down = new WorkerDownFeed();
+    const down = new Feed<WorkerDown>();
+    const up = new Feed<WorkerUp>();
     thread.onEvent((event, payload) => {
       if (event === ENGINE_EVENTS.workerDown) down.push(payload as WorkerDown);
+      else if (event === ENGINE_EVENTS.workerUp) up.push(payload as WorkerUp);
     });
     try {
       const info = await thread.call('init', options);
-      return new EngineClient(thread, info, down);
+      return new EngineClient(thread, info, down, up);
     } catch (err) {
       await thread.terminate();
       throw err;
@@ -55,8 +64,27 @@ export class EngineClient {
 
   /** Calls `listener` for every worker connection the engine lost, past ones first. */
   onWorkerDown(listener: (e: WorkerDown) => void): void {
-    for (const e of this.down.seen) listener(e);
-    this.down.listeners.push(listener);
+    this.down.listen(listener);
+  }
+
+  /** Calls `listener` for every worker connection the engine (re)established after start, past ones first. */
+  onWorkerUp(listener: (e: WorkerUp) => void): void {
+    this.up.listen(listener);
+  }
+
+  /** Pairs per (layer, expert) routed to remote experts, total and recent rate (null when local). */
+  expertLoad(): Promise<ExpertLoadJSON | null> {
+    return this.thread.call('expertLoad', null);
+  }
+
+  /** A worker joined the membership: the engine connects and routes to it; resolves with its experts. */
+  joinWorker(url: string): Promise<WorkerExperts> {
+    return this.thread.call('joinWorker', url);
+  }
+
+  /** A worker left the membership: the engine routes nothing more to it. */
+  leaveWorker(url: string): Promise<boolean> {
+    return this.thread.call('leaveWorker', url);
   }
 
   step(requests: StepRequest[]): Promise<StepResult> {
@@ -113,16 +141,6 @@ export class EngineClient {
   /** Network accounting of remote experts since start or the last reset (null when experts are local). */
   dispatchStats(reset = false): Promise<DispatchStatsJSON | null> {
     return this.thread.call('dispatchStats', reset);
-  }
-
-  /** A worker joined the membership: the engine connects and routes to it; resolves with its experts. */
-  joinWorker(url: string): Promise<WorkerExperts> {
-    return this.thread.call('joinWorker', url);
-  }
-
-  /** A worker left the membership: the engine routes nothing more to it. */
-  leaveWorker(url: string): Promise<boolean> {
-    return this.thread.call('leaveWorker', url);
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@ import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
+import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type {
   DecodeRequest,
@@ -44,8 +45,13 @@ export type EngineSchema = {
   joinWorker: [string, WorkerExperts];
   /** A worker left the membership: route nothing more to it (false: not a known worker). */
   leaveWorker: [string, boolean];
+  /** Pairs per (layer, expert) routed to remote experts (null when local). */
+  expertLoad: [null, ExpertLoadJSON | null];
   close: [null, null];
 };
 
-/** Events the engine thread pushes: a worker connection dropped (payload: WorkerDown). */
-export const ENGINE_EVENTS = { workerDown: 'workerDown' } as const;
+/**
+ * Events the engine thread pushes: a worker connection dropped (payload: WorkerDown), or was
+ * (re)established (payload: WorkerUp).
+ */
+export const ENGINE_EVENTS = { workerDown: 'workerDown', workerUp: 'workerUp' } as const;

@@ -24,9 +24,10 @@ const emit = serveThread<EngineSchema>({
   async init(options) {
     if (engine) throw new Error('engine thread: init called twice');
     engine = await Engine.create(options, async (ckpt) => {
-      experts = await connectExperts(options.experts ?? { kind: 'local' }, ckpt, options.settings, (e) =>
-        emit(ENGINE_EVENTS.workerDown, e),
-      );
+      experts = await connectExperts(options.experts ?? { kind: 'local' }, ckpt, options.settings, {
+        down: (e) => emit(ENGINE_EVENTS.workerDown, e),
+        up: (e) => emit(ENGINE_EVENTS.workerUp, e),
+      });
       return experts;
     });
     return { result: engine.info() };
@@ -73,6 +74,10 @@ const emit = serveThread<EngineSchema>({
   dispatchStats(reset) {
     ready();
     return { result: experts?.dispatchStats(reset) ?? null };
+  },
+  expertLoad() {
+    ready();
+    return { result: experts?.expertLoad() ?? null };
   },
   async joinWorker(url) {
     ready();

@@ -9,6 +9,7 @@ import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
+import type { BalanceRule } from '../cluster/balance.js';
 import type { ExpertBackend } from '../moe/expert-backend.js';
 import type { MoeObserver } from '../moe/observer.js';
 import { routingStatsObserver } from '../moe/observers/routing-stats.js';
@@ -28,6 +29,8 @@ export type ExpertsOption =
       readonly timeoutMs?: number;
       /** Cluster token both sides prove in the handshake; none: workers without a token only. */
       readonly clusterToken?: string;
+      /** Which replica computes each (token, expert) pair (default k-aware). */
+      readonly balance?: BalanceRule;
     };
 
 export interface EngineOptions {

@@ -7,7 +7,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { DISPATCH_LATENCY_BUCKETS_SECONDS } from '../../shared/protocol/messages.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
-import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
+import { type DispatchStatsJSON, summarizeDispatch } from '../cluster/dispatch-stats.js';
 import { BinnedHistogram, type BinnedSeries } from './binned-histogram.js';
 import type { StepReport } from './scheduler.js';
 
@@ -134,6 +134,38 @@ export class ServerMetrics {
           sum: this.#dispatch!.roundTrips[i]!.sumSeconds,
         })) ?? [],
     );
+    const summary = () => {
+      const d = dispatch();
+      return d === null ? undefined : summarizeDispatch(d);
+    };
+    new Gauge({
+      name: 'kmoe_dispatch_bytes_per_token_layer',
+      help: 'Dispatch bytes (both directions) per token per MoE layer since start, as sent',
+      registers,
+      collect() {
+        const s = summary();
+        if (s) this.set(s.bytesPerTokenLayer);
+      },
+    });
+    new Gauge({
+      name: 'kmoe_dispatch_imbalance',
+      help: 'Mean over dispatched batches of max / mean expected cost per live worker (1 = even), since start',
+      registers,
+      collect() {
+        const s = summary();
+        if (s) this.set(s.imbalance);
+      },
+    });
+    new Counter({
+      name: 'kmoe_dispatch_retried_pairs_total',
+      help: 'Token-expert pairs re-sent to a replica because their worker failed, disconnected or stalled',
+      registers,
+      collect() {
+        this.reset();
+        const s = summary();
+        if (s) this.inc(s.retriedPairs);
+      },
+    });
     const engineSequences = () => this.#engineSequences;
     new Gauge({
       name: 'kmoe_engine_sequences',

@@ -17,6 +17,7 @@ import {
   type Challenge,
   type DispatchRequest,
   type DispatchResult,
+  type Drain,
   type ErrorReply,
   type ExpertIndexArray,
   type ExpertIndexDType,
@@ -101,6 +102,7 @@ const schemas = {
     ]),
     message: z.string().max(4096),
   }),
+  drain: z.object({ type: z.literal('drain'), reason: z.string().max(1024) }),
 } as const;
 
 type MessageType = keyof typeof schemas;
@@ -146,6 +148,9 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits): Message 
       noSections(frame, type);
       return parseHeader(type, frame.header);
     case 'error':
+      noSections(frame, type);
+      return parseHeader(type, frame.header);
+    case 'drain':
       noSections(frame, type);
       return parseHeader(type, frame.header);
     case 'dispatch':
@@ -287,6 +292,10 @@ export function encodeRefuse(m: Omit<Refuse, 'type'>): Uint8Array {
 
 export function encodeErrorReply(m: Omit<ErrorReply, 'type'>): Uint8Array {
   return allocFrame({ type: 'error', ...m }, []).bytes;
+}
+
+export function encodeDrain(m: Omit<Drain, 'type'>): Uint8Array {
+  return allocFrame({ type: 'drain', ...m }, []).bytes;
 }
 
 export interface DispatchShape {

@@ -1,7 +1,9 @@
 // The messages coordinator and workers exchange, and the protocol version that names this set.
 // A connection starts with hello -> welcome | refuse, with challenge -> proof in between when the
 // cluster has a secret (auth.ts); after that the coordinator sends dispatch requests and the worker
-// answers each with a result or an error reply carrying the same id.
+// answers each with a result or an error reply carrying the same id. A worker that is going away
+// (SIGTERM) sends a drain notice: no new requests, please; the ones already sent are still
+// answered, then it closes the connection.
 
 import type { ExpertAssignment } from '../moe/expert-assignment.js';
 import type { ProtocolErrorCode } from './errors.js';
@@ -133,6 +135,17 @@ export interface ErrorReply {
   readonly message: string;
 }
 
+/**
+ * Worker -> coordinator, at any time after the welcome: this worker is shutting down. The
+ * coordinator sends it no new requests; requests already sent are answered; the worker then closes
+ * the connection (1001). Not an error: the coordinator does not fail or retry anything because of it.
+ */
+export interface Drain {
+  readonly type: 'drain';
+  /** Why, for the coordinator's log (e.g. "SIGTERM"). */
+  readonly reason: string;
+}
+
 export type Message =
   | Hello
   | Challenge
@@ -141,4 +154,5 @@ export type Message =
   | Refuse
   | DispatchRequest
   | DispatchResult
-  | ErrorReply;
+  | ErrorReply
+  | Drain;

@@ -50,7 +50,7 @@ export async function run(o: EvalOptions): Promise<number> {
   if (o.chart !== undefined && !o.sweep)
     throw new UsageError('--chart draws the --sweep results: add --sweep');
   if (o.sweep) {
-    for (const flag of ['workers', 'wire', 'dispatchTimeout'] as const) {
+    for (const flag of ['workers', 'wire', 'dispatchTimeout', 'balance'] as const) {
       if (o[flag] !== undefined)
         throw new UsageError('--sweep runs the experts in this process: drop --workers');
     }

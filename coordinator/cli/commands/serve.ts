@@ -6,6 +6,7 @@ import { basename, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
 import { POLL_MS } from '../../../shared/cluster-registry/keys.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
+import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
 import { checkCanListen } from '../../../shared/runtime/port.js';
@@ -150,18 +151,43 @@ export async function run(o: ServeOptions): Promise<number> {
         );
       // Connections that close once shutdown has begun are expected, not errors.
       else if (shuttingDown) log.info({ worker: e.url, reason: e.reason }, 'worker connection closed');
-      else log.error({ worker: e.url, reason: e.reason }, 'lost the connection to a worker');
+      else
+        log.error(
+          { worker: e.url, reason: e.reason },
+          'lost the connection to a worker; reconnecting with backoff',
+        );
     });
+    client.onWorkerUp((e) =>
+      log.info({ worker: e.url, experts: formatExpertSet(e.experts) }, 'connected to a worker'),
+    );
     health = ClusterHealth.watch({
       description,
       numExperts: engine.info.numExperts,
       placement: engine.info.placement,
       membership,
       connections: (listener) => client.onWorkerDown(listener),
+      connectionsUp: (listener) => client.onWorkerUp(listener),
       reportsExits: cluster !== undefined,
     });
     const cover = health;
+    // Membership drives the engine's connection set while requests run; the engine's own
+    // reconnects (and these joins) reach /ready through onWorkerUp.
     if (registry) followMembership(registry, client, cover, workers.kind === 'urls' ? workers.urls : [], log);
+    else {
+      membership.onJoin((e) => {
+        client
+          .joinWorker(e.url)
+          .catch((err: unknown) =>
+            log.warn(
+              { worker: e.url, err: (err as Error).message },
+              'a joining worker is not reachable yet; retrying',
+            ),
+          );
+      });
+      membership.onLeave((e) => {
+        client.leaveWorker(e.url).catch(() => {});
+      });
+    }
     const serving = await startServing(
       engine,
       {

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ClusterHealth } from '../../../coordinator/cluster/cluster-health.js';
 import { StaticMembership } from '../../../coordinator/cluster/membership.js';
-import type { WorkerDown } from '../../../coordinator/cluster/remote-expert-backend.js';
+import type { WorkerDown, WorkerUp } from '../../../coordinator/cluster/remote-expert-backend.js';
 
 const A = 'ws://127.0.0.1:4001';
 const B = 'ws://127.0.0.1:4002';
@@ -19,6 +19,7 @@ function setup(
 ) {
   const membership = new StaticMembership(placement.map((w) => w.url));
   let drop: (e: WorkerDown) => void = () => {};
+  let up: (e: WorkerUp) => void = () => {};
   const health = ClusterHealth.watch({
     description: 'remote experts on 2 workers',
     numExperts: 8,
@@ -27,10 +28,13 @@ function setup(
     connections: (listener) => {
       drop = listener;
     },
+    connectionsUp: (listener) => {
+      up = listener;
+    },
     reportsExits,
     exitGraceMs: 1000,
   });
-  return { health, membership, drop: (e: WorkerDown) => drop(e) };
+  return { health, membership, drop: (e: WorkerDown) => drop(e), up: (e: WorkerUp) => up(e) };
 }
 
 afterEach(() => {
@@ -55,6 +59,16 @@ describe('ClusterHealth', () => {
       missing: [4, 5, 6, 7],
       detail: `experts 4-7 have no live worker: worker ${B} closed the connection (code 1006)`,
     });
+  });
+
+  it('counts a reconnected or joined worker with the experts it holds now', () => {
+    const { health, drop, up } = setup(false);
+    drop({ url: B, reason: 'closed the connection (code 1006)' });
+    // B came back at the same URL with fewer experts: 6-7 are still missing.
+    up({ url: B, experts: [4, 5] });
+    expect(health.coverage()).toMatchObject({ covered: false, missing: [6, 7] });
+    up({ url: C, experts: [6, 7] });
+    expect(health.coverage()).toEqual({ description: 'remote experts on 2 workers', covered: true });
   });
 
   it('keeps replicated experts covered and names only the orphans', () => {

@@ -4,7 +4,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { planDispatch, shareSizes } from '../../../coordinator/cluster/dispatch-plan.js';
+import { pairsOfExperts, planDispatch, shareSizes } from '../../../coordinator/cluster/dispatch-plan.js';
 import { DispatchStats, summarizeDispatch } from '../../../coordinator/cluster/dispatch-stats.js';
 import { PlacementError } from '../../../coordinator/cluster/errors.js';
 import { PlacementTable } from '../../../coordinator/cluster/placement.js';
@@ -75,7 +75,7 @@ describe('planDispatch', () => {
       [1, 6],
       [7, 4],
     ]);
-    const shares = planDispatch(pairs, table.assign(pairs, [true, true]), 2);
+    const shares = planDispatch(pairs, pairsOfExperts(pairs, table.assign(pairs, [true, true])), 2);
     expect(shares.map((s) => s.worker)).toEqual([0, 1]);
     expect(Array.from(shares[0]!.tokens)).toEqual([0, 1]);
     expect(Array.from(shares[0]!.offsets)).toEqual([0, 2, 3]);
@@ -120,8 +120,8 @@ describe('planDispatch', () => {
           pairs,
           split.map(() => true),
         );
-        const shares = planDispatch(pairs, assignment, split.length);
-        const sizes = shareSizes(pairs, assignment, split.length);
+        const shares = planDispatch(pairs, pairsOfExperts(pairs, assignment), split.length);
+        const sizes = shareSizes(pairs, pairsOfExperts(pairs, assignment), split.length);
         const seen: string[] = [];
         for (const s of shares) {
           expect(new Set(s.tokens).size).toBe(s.tokens.length);
