@@ -4,7 +4,7 @@
 // costs the least perplexity per expert activation saved, and stops when no step fits the budget.
 
 import type { RoutingModel } from '../../shared/routing/policy.js';
-import type { RoutingProfile } from '../../shared/routing/profile.js';
+import { ROUTING_PROFILE_VERSION, type RoutingProfile } from '../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity } from '../evaluation/perplexity.js';
@@ -39,7 +39,7 @@ export interface SearchResult {
 
 /** A profile JSON string the engine resolves inline (no temporary files). */
 export function inlineProfile(config: PolicyConfig, name: string): string {
-  const profile: RoutingProfile = { kmoeRoutingProfile: 1, policy: config, provenance: { name } };
+  const profile: RoutingProfile = { kmoeRoutingProfile: ROUTING_PROFILE_VERSION, policy: config, provenance: { name } };
   return JSON.stringify(profile);
 }
 

@@ -7,6 +7,7 @@ import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerDown } from '../cluster/remote-expert-backend.js';
+import type { DropCostTable } from '../moe/observers/drop-costs.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
@@ -85,6 +86,19 @@ export class EngineClient {
       ...(options.routing === undefined ? {} : { routing: options.routing }),
     };
     return this.thread.call('routerSignals', params, [ids.buffer as ArrayBuffer], options.onProgress);
+  }
+
+  /**
+   * Per-token router features and drop costs (K = 1 and K = 0 with `expertMeans` as the prior)
+   * under native routing, of windows laid end to end in `ids` (the buffer is moved).
+   */
+  dropCosts(
+    ids: Uint16Array,
+    windowLen: number,
+    options: { expertMeans: ExpertMeansJSON; onProgress?: ProgressReporter },
+  ): Promise<DropCostTable> {
+    const params = { ids, windowLen, expertMeans: options.expertMeans };
+    return this.thread.call('dropCosts', params, [ids.buffer as ArrayBuffer], options.onProgress);
   }
 
   stats(): Promise<RoutingStatsJSON> {

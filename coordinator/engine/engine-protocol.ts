@@ -4,6 +4,7 @@ import type { RunTiming } from '../../shared/onnx/session.js';
 import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
+import type { DropCostTable } from '../moe/observers/drop-costs.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { EngineInfo, EngineOptions, ScoreResult, StepRequest, StepResult } from './engine.js';
 
@@ -24,6 +25,8 @@ export type EngineSchema = {
     ScoreParams & { readonly expertMeans: boolean },
     { table: RouterSignalTable; expertMeans?: ExpertMeansJSON },
   ];
+  /** Per-token drop costs under native routing, with the given expert means as the prior. */
+  dropCosts: [ScoreParams & { readonly expertMeans: ExpertMeansJSON }, DropCostTable];
   stats: [null, RoutingStatsJSON];
   /** true: start timing onnxruntime runs (cleared); false: stop. Returns what was collected so far. */
   timing: [boolean, Record<string, RunTiming>];

@@ -31,10 +31,11 @@ export abstract class SelectingPolicy implements RoutingPolicy {
   }
 
   /**
-   * K in 1..maxK for one token at `layer`, given its router entropy (nats, float64, unclamped) and
-   * its maxK largest probabilities in descending order.
+   * K in 0..maxK for one token at `layer`, given its router entropy (nats, float64, unclamped),
+   * its maxK largest probabilities in descending order and their experts. Only policies that carry
+   * a prior for skipped experts (allocator) return 0: the token then makes no expert call.
    */
-  protected abstract chooseK(layer: number, entropy: number, top: Float64Array): number;
+  protected abstract chooseK(layer: number, entropy: number, top: Float64Array, topExperts: Int32Array): number;
 
   /** Divisor of the kept probabilities: their own sum (weights renormalised to sum 1). */
   protected weightNormaliser(k: number, top: Float64Array): number {
@@ -83,7 +84,7 @@ export abstract class SelectingPolicy implements RoutingPolicy {
         topExperts[pos] = j;
       }
       if (Math.abs(sum - 1) > ROW_SUM_TOLERANCE) throw this.badRow(layer, t, `row sums to ${sum}`);
-      const k = this.chooseK(layer, h, topProbs);
+      const k = this.chooseK(layer, h, topProbs, topExperts);
       const norm = this.weightNormaliser(k, topProbs);
       for (let i = 0; i < k; i++) {
         experts[out] = topExperts[i]!;

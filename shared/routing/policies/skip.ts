@@ -74,41 +74,9 @@ export class SkipPolicy extends SelectingPolicy {
 
   override route(input: RouterProbs): RoutingDecision {
     const decision = super.route(input);
-    return this.means ? { ...decision, prior: this.prior(input, decision, this.means) } : decision;
-  }
-
-  /** Native weight x mean output of every native top-K expert the decision left out. */
-  private prior(input: RouterProbs, decision: RoutingDecision, means: ExpertMeans): Float32Array {
-    const { numTokens, numExperts: E, probs, layer } = input;
-    const H = means.hidden;
-    const K = this.maxK;
-    const prior = new Float32Array(numTokens * H);
-    const top = new Int32Array(K);
-    for (let t = 0; t < numTokens; t++) {
-      const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
-      if (kept >= K) continue;
-      // Same order as the kernel: descending probability, lower index first on ties.
-      let filled = 0;
-      for (let e = 0; e < E; e++) {
-        const p = probs[t * E + e]!;
-        let pos = filled < K ? filled++ : K;
-        if (pos === K && !(p > probs[t * E + top[K - 1]!]!)) continue;
-        if (pos === K) pos = K - 1;
-        while (pos > 0 && p > probs[t * E + top[pos - 1]!]!) {
-          top[pos] = top[pos - 1]!;
-          pos--;
-        }
-        top[pos] = e;
-      }
-      let mass = 0;
-      for (let r = 0; r < K; r++) mass += probs[t * E + top[r]!]!;
-      for (let r = kept; r < K; r++) {
-        const w = probs[t * E + top[r]!]! / mass;
-        const mean = (layer * E + top[r]!) * H;
-        for (let i = 0; i < H; i++) prior[t * H + i]! += w * means.data[mean + i]!;
-      }
-    }
-    return prior;
+    return this.means
+      ? { ...decision, prior: skippedExpertPrior(input, decision, this.means, this.maxK) }
+      : decision;
   }
 
   protected chooseK(layer: number, _entropy: number, top: Float64Array): number {
@@ -124,6 +92,47 @@ export class SkipPolicy extends SelectingPolicy {
     for (let i = 0; i < this.maxK; i++) native += top[i]!;
     return native;
   }
+}
+
+/**
+ * Native weight x mean output of every native top-K expert the decision left out (the decision
+ * keeps a prefix of the native top-K, possibly empty). Shared by every policy carrying expert means.
+ */
+export function skippedExpertPrior(
+  input: RouterProbs,
+  decision: RoutingDecision,
+  means: ExpertMeans,
+  K: number,
+): Float32Array {
+  const { numTokens, numExperts: E, probs, layer } = input;
+  const H = means.hidden;
+  const prior = new Float32Array(numTokens * H);
+  const top = new Int32Array(K);
+  for (let t = 0; t < numTokens; t++) {
+    const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
+    if (kept >= K) continue;
+    // Same order as the kernel: descending probability, lower index first on ties.
+    let filled = 0;
+    for (let e = 0; e < E; e++) {
+      const p = probs[t * E + e]!;
+      let pos = filled < K ? filled++ : K;
+      if (pos === K && !(p > probs[t * E + top[K - 1]!]!)) continue;
+      if (pos === K) pos = K - 1;
+      while (pos > 0 && p > probs[t * E + top[pos - 1]!]!) {
+        top[pos] = top[pos - 1]!;
+        pos--;
+      }
+      top[pos] = e;
+    }
+    let mass = 0;
+    for (let r = 0; r < K; r++) mass += probs[t * E + top[r]!]!;
+    for (let r = kept; r < K; r++) {
+      const w = probs[t * E + top[r]!]! / mass;
+      const mean = (layer * E + top[r]!) * H;
+      for (let i = 0; i < H; i++) prior[t * H + i]! += w * means.data[mean + i]!;
+    }
+  }
+  return prior;
 }
 
 export const skipKind: PolicyKind<SkipConfig> = {
