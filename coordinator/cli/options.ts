@@ -171,7 +171,7 @@ export interface ExpertPlacementOptions {
 // Factories, because commander binds an Option object to one command.
 
 const ROUTING_GRAMMAR =
-  'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:RATE | profile.json';
+  'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:RATE | profile.json | recommended';
 
 export const opt = {
   model: () =>
@@ -225,6 +225,25 @@ export const opt = {
     new Option('--search-windows <n>', 'windows (spread over the data) each search step measures').argParser(
       parseInteger('--search-windows', { min: 1 }),
     ),
+  trainWindows: () =>
+    new Option('--train-windows <n>', 'calibration windows the allocator heads are fitted on').argParser(
+      parseInteger('--train-windows', { min: 1 }),
+    ),
+  holdoutWindows: () =>
+    new Option(
+      '--holdout-windows <n>',
+      'held-out calibration windows (the other fold) that choose the point of the search path',
+    ).argParser(parseInteger('--holdout-windows', { min: 1 })),
+  searchBudget: () =>
+    new Option(
+      '--search-budget <pct>',
+      'perplexity budget of the search on the search fold, percent',
+    ).argParser(parseNumber('--search-budget', { min: 0, max: 100 })),
+  kZero: () =>
+    new Option(
+      '--k-zero <on|off>',
+      'allow K = 0 (no expert call; the layer adds the expert-mean prior)',
+    ).argParser(parseChoice('--k-zero', ['on', 'off'] as const)),
   step: () =>
     new Option('--step <s>', 'skip-rate step per layer of the quality search').argParser(
       parseNumber('--step', { min: 0.01, max: 1 }),

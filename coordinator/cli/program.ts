@@ -300,6 +300,38 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     );
   action(calibrate, argv, outcome, async () => (await import('./commands/calibrate.js')).run);
 
+  // ---- train-allocator ----
+  const trainAllocator = sub(
+    program,
+    'train-allocator',
+    'train a learned K allocator (K in {0,1,2} per token and layer) into a routing profile',
+  )
+    .addOption(opt.model())
+    .addOption(opt.out('profile to write').makeOptionMandatory())
+    .addOption(
+      opt
+        .ids('comma-separated .u16 corpora')
+        .default(['data/eval/valid.docs.u16', 'data/eval/valid.code.u16']),
+    )
+    .addOption(opt.windows('window range within each file').default('first-half'))
+    .addOption(opt.trainWindows().default(64))
+    .addOption(opt.searchWindows().default(64))
+    .addOption(opt.holdoutWindows().default(256))
+    .addOption(opt.searchBudget().default(1.5))
+    .addOption(opt.budget().default(0.8))
+    .addOption(opt.step().default(0.1))
+    .addOption(opt.kZero().default('on'))
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights())
+    .addHelpText(
+      'after',
+      '\nThe selected windows are split into two interleaved folds: heads and threshold search on the even\n' +
+        'windows, the choice of the search point (the budget, --budget) on the odd ones. By default only\n' +
+        'the FIRST half of each file is used, so second halves stay unseen.',
+    );
+  action(trainAllocator, argv, outcome, async () => (await import('./commands/train-allocator.js')).run);
+
   // ---- serve ----
   const serve = sub(program, 'serve', 'OpenAI-compatible HTTP server with continuous batching')
     .addOption(opt.model())

@@ -89,15 +89,15 @@ export class EngineClient {
   }
 
   /**
-   * Per-token router features and drop costs (K = 1 and K = 0 with `expertMeans` as the prior)
+   * Per-token router features and drop costs (K = 1 and K = 0 against the given rank-1 / rank-2 expert means)
    * under native routing, of windows laid end to end in `ids` (the buffer is moved).
    */
   dropCosts(
     ids: Uint16Array,
     windowLen: number,
-    options: { expertMeans: ExpertMeansJSON; onProgress?: ProgressReporter },
+    options: { lead: ExpertMeansJSON; second: ExpertMeansJSON; onProgress?: ProgressReporter },
   ): Promise<DropCostTable> {
-    const params = { ids, windowLen, expertMeans: options.expertMeans };
+    const params = { ids, windowLen, lead: options.lead, second: options.second };
     return this.thread.call('dropCosts', params, [ids.buffer as ArrayBuffer], options.onProgress);
   }
 

@@ -26,7 +26,10 @@ export type EngineSchema = {
     { table: RouterSignalTable; expertMeans?: ExpertMeansJSON },
   ];
   /** Per-token drop costs under native routing, with the given expert means as the prior. */
-  dropCosts: [ScoreParams & { readonly expertMeans: ExpertMeansJSON }, DropCostTable];
+  dropCosts: [
+    ScoreParams & { readonly lead: ExpertMeansJSON; readonly second: ExpertMeansJSON },
+    DropCostTable,
+  ];
   stats: [null, RoutingStatsJSON];
   /** true: start timing onnxruntime runs (cleared); false: stop. Returns what was collected so far. */
   timing: [boolean, Record<string, RunTiming>];

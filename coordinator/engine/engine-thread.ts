@@ -62,9 +62,11 @@ const emit = serveThread<EngineSchema>({
   },
   async dropCosts(p, progress) {
     const e = ready();
-    const means = decodeExpertMeans(p.expertMeans);
-    if (typeof means === 'string') throw new RangeError(`dropCosts: ${means}`);
-    const probe = new DropCostProbe(experts!.backend, means);
+    const lead = decodeExpertMeans(p.lead);
+    const second = decodeExpertMeans(p.second);
+    if (typeof lead === 'string') throw new RangeError(`dropCosts: ${lead}`);
+    if (typeof second === 'string') throw new RangeError(`dropCosts: ${second}`);
+    const probe = new DropCostProbe(experts!.backend, { lead, second });
     await e.observeWindows(p.ids, p.windowLen, p.routing, [probe], progress);
     return { result: probe.table() };
   },

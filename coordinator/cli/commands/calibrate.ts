@@ -4,7 +4,11 @@
 
 import path from 'node:path';
 import { loadModelConfig } from '../../../shared/model/config.js';
-import { ROUTING_PROFILE_VERSION, type RoutingProfile, saveRoutingProfile } from '../../../shared/routing/profile.js';
+import {
+  ROUTING_PROFILE_VERSION,
+  type RoutingProfile,
+  saveRoutingProfile,
+} from '../../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../../shared/routing/registry.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { calibrate } from '../../calibration/calibrate.js';

@@ -2,8 +2,9 @@
 // rank-1 and rank-2 experts alone through the same backend and records, per token and MoE layer,
 // the router features and the measured cost of dropping experts when the dropped ones are replaced
 // by their calibrated mean (what an allocator profile does): the squared norm of the error this
-// adds to the residual stream, for K = 1 (drop rank 2) and K = 0 (drop both). Doubles expert work;
-// calibration only.
+// adds to the residual stream, for K = 1 (drop rank 2) and K = 0 (drop both). It also accumulates
+// each expert's mean output at rank 1 and at rank 2, so a first pass yields the means a second pass
+// measures costs against. Doubles expert work; calibration only.
 
 import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import type { ExpertMeans } from '../../../shared/routing/expert-means.js';
@@ -27,6 +28,9 @@ export interface DropCostLayer {
 export interface DropCostTable {
   readonly tokens: number;
   readonly layers: DropCostLayer[];
+  /** Mean output of each (layer, expert) over the tokens that had it at rank 1 / rank 2, this pass. */
+  readonly leadMeans: ExpertMeans;
+  readonly secondMeans: ExpertMeans;
 }
 
 class Column<T extends Float32Array | Int32Array> {
@@ -58,13 +62,21 @@ interface LayerColumns {
 export class DropCostProbe implements MoeObserver {
   private readonly columns: LayerColumns[];
   private tokens = 0;
+  private readonly sums: [Float64Array, Float64Array];
+  private readonly counts: [Float64Array, Float64Array];
 
-  /** `backend` is borrowed (not closed); the decisions observed must be native top-2. */
+  /**
+   * `backend` is borrowed (not closed); the decisions observed must be native top-2. Costs are
+   * measured against `means.lead` (rank 1) and `means.second` (rank 2).
+   */
   constructor(
     private readonly backend: ExpertBackend,
-    private readonly means: ExpertMeans,
+    private readonly means: { readonly lead: ExpertMeans; readonly second: ExpertMeans },
   ) {
-    this.columns = Array.from({ length: means.layers }, () => ({
+    const { layers, experts, hidden } = means.second;
+    this.sums = [new Float64Array(layers * experts * hidden), new Float64Array(layers * experts * hidden)];
+    this.counts = [new Float64Array(layers * experts), new Float64Array(layers * experts)];
+    this.columns = Array.from({ length: means.second.layers }, () => ({
       p1: new Column<Float32Array>(),
       p2: new Column<Float32Array>(),
       entropy: new Column<Float32Array>(),
@@ -78,8 +90,8 @@ export class DropCostProbe implements MoeObserver {
   async observe(e: MoeLayerEvent): Promise<void> {
     const { layer, decision, x, probs } = e;
     const n = decision.numTokens;
-    const E = this.means.experts;
-    const H = this.means.hidden;
+    const E = this.means.second.experts;
+    const H = this.means.second.hidden;
     if (layer === 0) this.tokens += n;
     const e1 = new Int32Array(n);
     const e2 = new Int32Array(n);
@@ -108,7 +120,10 @@ export class DropCostProbe implements MoeObserver {
     const p2 = new Float32Array(n);
     const dropSecond = new Float32Array(n);
     const dropAll = new Float32Array(n);
-    const m = this.means.data;
+    this.accumulate(0, layer, e1, y1);
+    this.accumulate(1, layer, e2, y2);
+    const lead = this.means.lead.data;
+    const second = this.means.second.data;
     for (let t = 0; t < n; t++) {
       const a = probs[t * E + e1[t]!]!;
       const b = probs[t * E + e2[t]!]!;
@@ -121,8 +136,8 @@ export class DropCostProbe implements MoeObserver {
       let s2 = 0;
       let s0 = 0;
       for (let i = 0; i < H; i++) {
-        const d2 = w2 * (y2[t * H + i]! - m[m2 + i]!);
-        const d0 = w1 * (y1[t * H + i]! - m[m1 + i]!) + d2;
+        const d2 = w2 * (y2[t * H + i]! - second[m2 + i]!);
+        const d0 = w1 * (y1[t * H + i]! - lead[m1 + i]!) + d2;
         s2 += d2 * d2;
         s0 += d0 * d0;
       }
@@ -139,6 +154,29 @@ export class DropCostProbe implements MoeObserver {
     c.dropAll.push(dropAll);
   }
 
+  private accumulate(rank: 0 | 1, layer: number, experts: Int32Array, y: Float32Array): void {
+    const { experts: E, hidden: H } = this.means.second;
+    const sums = this.sums[rank];
+    const counts = this.counts[rank];
+    for (let t = 0; t < experts.length; t++) {
+      const le = layer * E + experts[t]!;
+      counts[le]!++;
+      for (let i = 0; i < H; i++) sums[le * H + i]! += y[t * H + i]!;
+    }
+  }
+
+  private meansOf(rank: 0 | 1): ExpertMeans {
+    const { layers, experts, hidden } = this.means.second;
+    const data = new Float32Array(layers * experts * hidden);
+    const counts = this.counts[rank];
+    for (let le = 0; le < counts.length; le++) {
+      if (counts[le] === 0) continue;
+      for (let i = 0; i < hidden; i++)
+        data[le * hidden + i] = this.sums[rank][le * hidden + i]! / counts[le]!;
+    }
+    return { layers, experts, hidden, data };
+  }
+
   table(): DropCostTable {
     const f = (n: number) => new Float32Array(n);
     const i = (n: number) => new Int32Array(n);
@@ -153,6 +191,8 @@ export class DropCostProbe implements MoeObserver {
         dropSecond: c.dropSecond.join(f),
         dropAll: c.dropAll.join(f),
       })),
+      leadMeans: this.meansOf(0),
+      secondMeans: this.meansOf(1),
     };
   }
 }

@@ -14,7 +14,6 @@ import { decodeExpertMeans, type ExpertMeans, expertMeansSchema } from '../exper
 import type { RouterProbs, RoutingDecision, RoutingModel } from '../policy.js';
 import { SelectingPolicy } from './kernel.js';
 import { checkLayerCount, type PolicyKind, validatePolicy } from './policy-kind.js';
-import { skippedExpertPrior } from './skip.js';
 
 /** The dense features every head reads, in this order, before the one-hot of its expert. */
 export const ALLOCATOR_FEATURES = ['bias', 'w2', 'ratio', 'entropy', 'p1', 'logW2'] as const;
@@ -43,8 +42,10 @@ export const allocatorSchema = z
     featureSet: z.literal(ALLOCATOR_FEATURE_SET),
     /** One head pair per MoE layer. */
     layers: z.array(layerHeadSchema).min(1),
-    /** Mean output of every (layer, expert): the prior that replaces dropped experts. */
+    /** Mean output of every (layer, expert) over tokens that had it at rank 2: replaces a dropped rank-2 expert. */
     expertMeans: expertMeansSchema,
+    /** The same over tokens that had it at rank 1: replaces the rank-1 expert at K = 0. */
+    leadMeans: expertMeansSchema,
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -58,6 +59,10 @@ function checkAllocator(config: AllocatorConfig, model?: RoutingModel): string[]
   const problems = checkLayerCount('layers', config.layers.length, model);
   const means = decodeExpertMeans(config.expertMeans);
   if (typeof means === 'string') return [...problems, means];
+  const lead = decodeExpertMeans(config.leadMeans);
+  if (typeof lead === 'string') return [...problems, `leadMeans: ${lead}`];
+  if (lead.layers !== means.layers || lead.experts !== means.experts || lead.hidden !== means.hidden)
+    problems.push('leadMeans and expertMeans differ in shape');
   if (model !== undefined && model.nativeK !== 2)
     problems.push(`the allocator picks K in {0, 1, 2}; the model's native K is ${model.nativeK}`);
   const E = model?.numExperts ?? means.experts;
@@ -69,7 +74,9 @@ function checkAllocator(config: AllocatorConfig, model?: RoutingModel): string[]
   config.layers.forEach((head, l) => {
     for (const name of ['dropSecond', 'dropAll'] as const) {
       if (head[name].length !== F + E)
-        problems.push(`layers[${l}].${name} has ${head[name].length} weights, expected ${F} features + ${E} experts`);
+        problems.push(
+          `layers[${l}].${name} has ${head[name].length} weights, expected ${F} features + ${E} experts`,
+        );
       if (!head[name].every(Number.isFinite)) problems.push(`layers[${l}].${name} has a non-finite weight`);
     }
   });
@@ -101,6 +108,7 @@ export function headScore(weights: readonly number[], features: Float64Array, ex
 export class AllocatorPolicy extends SelectingPolicy {
   private readonly heads: readonly AllocatorLayerHead[];
   private readonly means: ExpertMeans;
+  private readonly leadMeans: ExpertMeans;
   private readonly features = new Float64Array(F);
 
   constructor(config: AllocatorConfig, model: RoutingModel, name?: string) {
@@ -109,11 +117,44 @@ export class AllocatorPolicy extends SelectingPolicy {
     this.heads = config.layers;
     // validatePolicy already rejected undecodable means.
     this.means = decodeExpertMeans(config.expertMeans) as ExpertMeans;
+    this.leadMeans = decodeExpertMeans(config.leadMeans) as ExpertMeans;
   }
 
   override route(input: RouterProbs): RoutingDecision {
     const decision = super.route(input);
-    return { ...decision, prior: skippedExpertPrior(input, decision, this.means, this.maxK) };
+    return { ...decision, prior: this.prior(input, decision) };
+  }
+
+  /** Native weight x mean output of each dropped native expert (rank-1 mean for rank 1, rank-2 for rank 2). */
+  private prior(input: RouterProbs, decision: RoutingDecision): Float32Array {
+    const { numTokens, numExperts: E, probs, layer } = input;
+    const H = this.means.hidden;
+    const prior = new Float32Array(numTokens * H);
+    for (let t = 0; t < numTokens; t++) {
+      const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
+      if (kept >= 2) continue;
+      // Top two, descending, lower index first on ties (the kernel's order).
+      let a = 0;
+      let b = -1;
+      for (let e = 1; e < E; e++) {
+        const p = probs[t * E + e]!;
+        if (p > probs[t * E + a]!) {
+          b = a;
+          a = e;
+        } else if (b < 0 || p > probs[t * E + b]!) b = e;
+      }
+      const pa = probs[t * E + a]!;
+      const pb = probs[t * E + b]!;
+      const sb = pb / (pa + pb);
+      const second = (layer * E + b) * H;
+      for (let i = 0; i < H; i++) prior[t * H + i]! += sb * this.means.data[second + i]!;
+      if (kept === 0) {
+        const sa = pa / (pa + pb);
+        const lead = (layer * E + a) * H;
+        for (let i = 0; i < H; i++) prior[t * H + i]! += sa * this.leadMeans.data[lead + i]!;
+      }
+    }
+    return prior;
   }
 
   protected chooseK(layer: number, entropy: number, top: Float64Array, topExperts: Int32Array): number {
@@ -135,7 +176,8 @@ export const allocatorKind: PolicyKind<AllocatorConfig> = {
   kind: 'allocator',
   grammar: 'allocator (profile only)',
   summary: 'learned per-layer heads choose K in {0,1,2}; dropped experts replaced by their mean output',
-  parseSpec: (_body, fail) => fail('the allocator has learned weights: pass its profile (kmoe train-allocator)'),
+  parseSpec: (_body, fail) =>
+    fail('the allocator has learned weights: pass its profile (kmoe train-allocator)'),
   formatSpec: () => undefined,
   check: checkAllocator,
   create: (config, model, name) => new AllocatorPolicy(config, model, name),

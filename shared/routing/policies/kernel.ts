@@ -35,7 +35,12 @@ export abstract class SelectingPolicy implements RoutingPolicy {
    * its maxK largest probabilities in descending order and their experts. Only policies that carry
    * a prior for skipped experts (allocator) return 0: the token then makes no expert call.
    */
-  protected abstract chooseK(layer: number, entropy: number, top: Float64Array, topExperts: Int32Array): number;
+  protected abstract chooseK(
+    layer: number,
+    entropy: number,
+    top: Float64Array,
+    topExperts: Int32Array,
+  ): number;
 
   /** Divisor of the kept probabilities: their own sum (weights renormalised to sum 1). */
   protected weightNormaliser(k: number, top: Float64Array): number {
