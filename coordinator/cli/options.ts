@@ -3,6 +3,7 @@
 // flag; commands receive the typed values. Nothing here loads onnxruntime, so `--help` stays fast.
 
 import { statSync } from 'node:fs';
+import path from 'node:path';
 import { Option } from 'commander';
 import { EXPERT_WEIGHT_FORMATS, type ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
@@ -12,7 +13,8 @@ import {
   WIRE_DTYPES,
   type WireDType,
 } from '../../shared/protocol/wire-dtype.js';
-import { isProfilePath } from '../../shared/routing/profile.js';
+import { isNamedProfile, isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile.js';
+import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
 import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
 import {
@@ -111,7 +113,7 @@ export function splitRoutingList(list: string): string[] {
   const out: string[] = [];
   for (const piece of list.split(',').map((s) => s.trim())) {
     if (piece === '') continue;
-    const starts = /^[a-z]+:/.test(piece) || isProfilePath(piece);
+    const starts = /^[a-z]+:/.test(piece) || isProfilePath(piece) || isNamedProfile(piece);
     if (starts || out.length === 0) out.push(piece);
     else out[out.length - 1] += `,${piece}`;
   }
@@ -119,7 +121,10 @@ export function splitRoutingList(list: string): string[] {
 }
 
 function collectRouting(raw: string, previous: string[] | undefined): string[] {
-  const policies = splitRoutingList(raw);
+  // A named profile (`recommended`) becomes its shipped file, so everything downstream sees a path.
+  const policies = splitRoutingList(raw).map((p) =>
+    isNamedProfile(p) ? path.join(projectRoot(), NAMED_PROFILES[p.trim()]!) : p,
+  );
   if (policies.length === 0) throw new UsageError('--routing needs a spec or a profile file');
   return [...(previous ?? []), ...policies];
 }

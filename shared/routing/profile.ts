@@ -76,6 +76,16 @@ export const routingProfileSchema = z
 export type RoutingProfile = z.infer<typeof routingProfileSchema>;
 export type RoutingProfileModel = z.infer<typeof profileModelSchema>;
 
+/**
+ * Profiles shipped under a stable name (`--routing recommended`), as paths relative to the project
+ * root. `recommended` is the best calibrated profile measured on unseen text (README "Adaptive K").
+ */
+export const NAMED_PROFILES: Readonly<Record<string, string>> = { recommended: 'profiles/recommended.json' };
+
+export function isNamedProfile(arg: string): boolean {
+  return Object.hasOwn(NAMED_PROFILES, arg.trim());
+}
+
 export function isProfilePath(arg: string): boolean {
   return arg.trim().toLowerCase().endsWith('.json');
 }
