@@ -559,6 +559,38 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     };
   });
 
+  const adaptiveKTime = sub(
+    bench,
+    'adaptive-k-time',
+    'time per token of native top-K vs an adaptive-K routing, batched decode, in one run',
+  )
+    .addOption(opt.model())
+    .addOption(opt.routing('the candidate routing (required)'))
+    .addOption(
+      new Option('--streams <n,...>', 'concurrent sequences decoded as one batch, comma-separated')
+        .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
+        .default([1, 4, 16]),
+    )
+    .addOption(
+      new Option('--tokens <n>', 'decode steps timed per stream count and round')
+        .argParser(parseInteger('--tokens', { min: 1 }))
+        .default(32),
+    )
+    .addOption(
+      new Option('--repeats <n>', 'interleaved rounds (median reported)')
+        .argParser(parseInteger('--repeats', { min: 1 }))
+        .default(3),
+    )
+    .addOption(opt.ids('corpus the prompts are cut from').default(['data/eval/valid.man.u16']))
+    .addOption(opt.workers('0'))
+    .addOption(opt.wire())
+    .addOption(opt.dispatchTimeout())
+    .addOption(opt.out('JSON result').default('bench-results/adaptive-k-time/time.json'))
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights());
+  action(adaptiveKTime, argv, outcome, async () => (await import('./commands/bench-adaptive-k-time.js')).run);
+
   const dispatch = sub(bench, 'dispatch', 'network bytes per token of expert parallelism, vs native top-K')
     .addOption(opt.model())
     .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16']))
@@ -723,8 +755,12 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
   )
     .addOption(opt.model())
     .addOption(
-      new Option('--policies <list>', 'policies to calibrate, comma-separated')
-        .argParser(parseList('--policies', parseChoice<CalibratedPolicy>('--policies', CALIBRATED_POLICIES)))
+      new Option('--policies <list>', 'policies to calibrate, comma-separated; none: only --profiles')
+        .argParser((raw: string) =>
+          raw.trim() === 'none'
+            ? []
+            : parseList('--policies', parseChoice<CalibratedPolicy>('--policies', CALIBRATED_POLICIES))(raw),
+        )
         .default([...CALIBRATED_POLICIES]),
     )
     .addOption(opt.budget().default(1))
@@ -735,6 +771,17 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     )
     .addOption(
       new Option('--out-dir <dir>', 'JSON, markdown table and chart').default('bench-results/adaptive-k'),
+    )
+    .addOption(
+      new Option('--profiles <files>', 'existing profiles (e.g. from train-allocator) to report too')
+        .argParser(parseList('--profiles', (s) => s))
+        .default([]),
+    )
+    .addOption(
+      new Option(
+        '--frontier-from <json>',
+        "reuse the global-rule frontier of an earlier run's adaptive-k.json (same model and data)",
+      ),
     )
     .addOption(opt.threads())
     .addOption(opt.device())
