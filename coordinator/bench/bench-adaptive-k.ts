@@ -127,20 +127,30 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
       });
     }
 
-    const sweep = o.frontierFrom ? await storedFrontier(o.frontierFrom, nativeTest.perplexity) : undefined;
-    const series = sweep ? [] : defaultSweep(nativeK);
-    // One series per profile: they are separate points, not a curve.
-    for (const r of rows) series.push({ name: `calibrated ${r.policy}`, routings: [r.profile] });
-    const total = series.reduce((n, s) => n + s.routings.length, 0);
-    const sweepBar = new ProgressBar({ label: 'frontier (test half)', total, unit: 'evaluations' });
-    const measured = await runSweep(engine, test.ids, series, (done) => sweepBar.update(done));
-    sweepBar.finish();
-    const points = sweep
-      ? [
-          ...sweep.filter((p) => !p.series.startsWith('calibrated')),
-          ...measured.points.filter((p) => p.series.startsWith('calibrated')),
-        ]
-      : measured.points;
+    // One series per profile: they are separate points, not a curve. With a stored frontier the
+    // profiles' points are the unseen-half measurements above (no second pass over the same data).
+    const stored = o.frontierFrom ? await storedFrontier(o.frontierFrom, nativeTest.perplexity) : undefined;
+    let points: SweepPoint[];
+    if (stored) {
+      points = [
+        ...stored,
+        ...rows.map((r) => ({
+          series: `calibrated ${r.policy}`,
+          routing: r.profile,
+          perplexity: r.test.perplexity,
+          avgK: r.test.avgK,
+          savingVsNative: r.test.saving,
+          pplIncrease: r.test.pplIncrease,
+        })),
+      ];
+    } else {
+      const series = defaultSweep(nativeK);
+      for (const r of rows) series.push({ name: `calibrated ${r.policy}`, routings: [r.profile] });
+      const total = series.reduce((n, s) => n + s.routings.length, 0);
+      const sweepBar = new ProgressBar({ label: 'frontier (test half)', total, unit: 'evaluations' });
+      points = (await runSweep(engine, test.ids, series, (done) => sweepBar.update(done))).points;
+      sweepBar.finish();
+    }
 
     await fs.mkdir(outDir, { recursive: true });
     const chart = path.join(outDir, 'pareto-test-half.svg');
@@ -148,7 +158,7 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
       chart,
       await sweepChart(
         'Perplexity vs experts per token, docs+code second halves (unseen)',
-        measured.native.perplexity,
+        nativeTest.perplexity,
         points,
       ),
     );

@@ -233,6 +233,8 @@ export async function trainAllocator(
 
   const searchIds = spreadWindows(foldA, o.searchWindows);
   const dims = o.allowZero ? 2 * L : L;
+  // Upper bound, as in calibrate(): each round raises one rate by one step after `dims` trials.
+  const maxEvaluations = 1 + dims * dims * Math.ceil(1 / o.step) + dims * 2;
   const search = await qualitySearch(engine, {
     configFor: (rates) => configFor(o.allowZero ? rates : [...rates, ...new Array<number>(L).fill(0)]),
     dims,
@@ -245,7 +247,7 @@ export async function trainAllocator(
       o.onPhase?.(
         'search',
         n,
-        n + dims,
+        maxEvaluations,
         `best avgK ${best.avgK.toFixed(3)} ppl +${((best.perplexity / base.perplexity - 1) * 100).toFixed(2)}%`,
       ),
   });
