@@ -48,6 +48,16 @@ export interface AllocatorTrainingOptions {
   readonly name: string;
   readonly command: string;
   readonly onPhase?: (phase: string, done: number, total: number, note?: string) => void;
+  /**
+   * The search of an earlier run with the same data and options (its profile's provenance): skip
+   * the search and only choose the point on the held-out fold, e.g. for another --budget. The
+   * heads are refitted (deterministic), so the rates mean the same thresholds.
+   */
+  readonly replay?: {
+    readonly base: SearchPoint;
+    readonly path: SearchPoint[];
+    readonly evaluations: number;
+  };
 }
 
 /** Offsets K = 0 thresholds when K = 0 is disabled or a rate is 0 / 1: scores are ln costs, far inside. */
@@ -235,22 +245,24 @@ export async function trainAllocator(
   const dims = o.allowZero ? 2 * L : L;
   // Upper bound, as in calibrate(): each round raises one rate by one step after `dims` trials.
   const maxEvaluations = 1 + dims * dims * Math.ceil(1 / o.step) + dims * 2;
-  const search = await qualitySearch(engine, {
-    configFor: (rates) => configFor(o.allowZero ? rates : [...rates, ...new Array<number>(L).fill(0)]),
-    dims,
-    ids: searchIds,
-    windowLen: STANDARD_WINDOW,
-    budget: o.searchBudget,
-    step: o.step,
-    minStep: o.step / 4,
-    onEvaluation: (n, best: SearchPoint, base: SearchPoint) =>
-      o.onPhase?.(
-        'search',
-        n,
-        maxEvaluations,
-        `best avgK ${best.avgK.toFixed(3)} ppl +${((best.perplexity / base.perplexity - 1) * 100).toFixed(2)}%`,
-      ),
-  });
+  const search =
+    o.replay ??
+    (await qualitySearch(engine, {
+      configFor: (rates) => configFor(o.allowZero ? rates : [...rates, ...new Array<number>(L).fill(0)]),
+      dims,
+      ids: searchIds,
+      windowLen: STANDARD_WINDOW,
+      budget: o.searchBudget,
+      step: o.step,
+      minStep: o.step / 4,
+      onEvaluation: (n, best: SearchPoint, base: SearchPoint) =>
+        o.onPhase?.(
+          'search',
+          n,
+          maxEvaluations,
+          `best avgK ${best.avgK.toFixed(3)} ppl +${((best.perplexity / base.perplexity - 1) * 100).toFixed(2)}%`,
+        ),
+    }));
   const full = (rates: readonly number[]) =>
     o.allowZero ? rates : [...rates, ...new Array<number>(L).fill(0)];
 

@@ -321,6 +321,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.budget().default(0.8))
     .addOption(opt.step().default(0.1))
     .addOption(opt.kZero().default('on'))
+    .addOption(
+      new Option(
+        '--replay-search <profile>',
+        'reuse the recorded threshold search of an earlier allocator profile (same data and options): only the held-out choice runs, e.g. for another --budget',
+      ),
+    )
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())

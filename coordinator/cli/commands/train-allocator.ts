@@ -2,7 +2,7 @@
 // and write it as a routing profile; see coordinator/calibration/allocator-training.ts.
 
 import path from 'node:path';
-import { saveRoutingProfile } from '../../../shared/routing/profile.js';
+import { loadRoutingProfile, saveRoutingProfile } from '../../../shared/routing/profile.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { trainAllocator } from '../../calibration/allocator-training.js';
 import { loadCorpus } from '../../calibration/corpus.js';
@@ -10,6 +10,7 @@ import { EngineClient } from '../../engine/engine-client.js';
 import { STANDARD_WINDOW } from '../../evaluation/perplexity.js';
 import { sessionSettings } from '../experts.js';
 import type { ComputeOptions } from '../options.js';
+import { UsageError } from '../usage-error.js';
 
 export interface TrainAllocatorOptions extends ComputeOptions {
   readonly model: string;
@@ -23,12 +24,26 @@ export interface TrainAllocatorOptions extends ComputeOptions {
   readonly budget: number;
   readonly step: number;
   readonly kZero: 'on' | 'off';
+  readonly replaySearch?: string;
+}
+
+/** The recorded search path of an allocator profile, for --replay-search. */
+function recordedSearch(file: string) {
+  const prov = loadRoutingProfile(file).provenance;
+  const search = prov?.['search'] as
+    | { nativePpl: number; path: { rates: number[]; ppl: number; avgK: number }[] }
+    | undefined;
+  if (prov?.method !== 'allocator' || !search || search.path.length === 0)
+    throw new UsageError(`--replay-search ${file}: not an allocator profile with a recorded search path`);
+  const path = search.path.map((p) => ({ rates: p.rates, perplexity: p.ppl, avgK: p.avgK }));
+  return { base: path[0]!, path, evaluations: 0 };
 }
 
 /** Ridge penalty per token: small, only keeps rare experts' one-hot weights bounded. */
 const RIDGE = 1e-3;
 
 export async function run(o: TrainAllocatorOptions, argv: readonly string[]): Promise<number> {
+  const replay = o.replaySearch === undefined ? undefined : recordedSearch(o.replaySearch);
   const corpus = await loadCorpus(o.ids, o.windows, STANDARD_WINDOW);
   const engine = await EngineClient.start({ modelDir: o.model, settings: sessionSettings(o) });
   try {
@@ -43,6 +58,7 @@ export async function run(o: TrainAllocatorOptions, argv: readonly string[]): Pr
       step: o.step,
       ridge: RIDGE,
       allowZero: o.kZero === 'on',
+      ...(replay ? { replay } : {}),
       name: path.basename(o.out).replace(/\.json$/, ''),
       command: `kmoe train-allocator ${argv.join(' ')}`,
       onPhase: (phase, done, total, note) => {
