@@ -123,7 +123,7 @@ export async function runBenchAdaptiveKTime(o: BenchAdaptiveKTimeOptions): Promi
     ...rows.map(
       (r) =>
         `| ${r.streams} | ${f(r.msPerTokenNative)} | ${f(r.msPerTokenCandidate)} | ${f(r.speedup)}x | ${(r.saving * 100).toFixed(1)}% | ` +
-        `${r.expertShareNative === null ? 'n/a' : `${(r.expertShareNative * 100).toFixed(1)}%`} | ${f(r.idealSpeedup)}x | ${f(r.gainVsIdeal)} |`,
+        `${r.expertShareNative === null ? 'n/a' : `${(r.expertShareNative * 100).toFixed(1)}%`} | ${r.idealSpeedup === null ? 'n/a' : `${f(r.idealSpeedup)}x`} | ${f(r.gainVsIdeal)} |`,
     ),
   ];
   process.stdout.write(`${o.expertsDescription}\n${lines.join('\n')}\nwrote ${o.out}\n`);
