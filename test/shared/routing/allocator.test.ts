@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { RoutingConfigError } from '../../../shared/routing/errors.js';
 import { encodeExpertMeans } from '../../../shared/routing/expert-means.js';
 import { ALLOCATOR_FEATURE_SET, type AllocatorConfig } from '../../../shared/routing/policies/allocator.js';
 import { loadRoutingProfile, resolveRouting } from '../../../shared/routing/profile.js';
@@ -53,15 +54,23 @@ function randomConfig(r: () => number): AllocatorConfig {
 }
 
 /** The allocator's definition, computed directly (no shared code with the policy). */
-function direct(config: AllocatorConfig, layer: number, row: Float32Array) {
+function direct(
+  config: AllocatorConfig,
+  layer: number,
+  row: Float32Array,
+  rule = { renormalize: true, scale: 1 },
+) {
   const order = Array.from(row, (p, e) => ({ p, e })).sort((a, b) => b.p - a.p || a.e - b.e);
   const [first, second] = [order[0]!, order[1]!];
   const p1 = first.p;
   const p2 = second.p;
   const h = Math.max(0, -Array.from(row).reduce((s, p) => s + p * Math.log(p + 1e-9), 0));
-  const w1 = p1 / (p1 + p2);
-  const w2 = p2 / (p1 + p2);
-  const feats = [1, w2, p2 / p1, h, p1, Math.log(w2 + 1e-6)];
+  // Features read the normalised scores; weights follow the rule (raw or renormalised, then scaled).
+  const f2 = p2 / (p1 + p2);
+  const native = rule.renormalize ? p1 + p2 : 1;
+  const w1 = (p1 / native) * rule.scale;
+  const w2 = (p2 / native) * rule.scale;
+  const feats = [1, f2, p2 / p1, h, p1, Math.log(f2 + 1e-6)];
   const head = config.layers[layer]!;
   const score = (w: number[], expert: number) => feats.reduce((s, f, i) => s + f * w[i]!, w[F + expert]!);
   const s2 = score(head.dropSecond, second.e);
@@ -112,6 +121,61 @@ describe('allocator policy', () => {
       }
     }
     expect([...seenK].sort()).toEqual([0, 1, 2]);
+  });
+
+  it('follows a softmax rule without renormalisation and with a routed scaling factor', () => {
+    const r = rng(15);
+    const config = randomConfig(r);
+    const model = {
+      ...TINY_MIXTRAL,
+      rule: { gate: 'softmax' as const, renormalize: false, routedScalingFactor: 2.5 },
+    };
+    const policy = createRoutingPolicy(config, model, 'allocator-raw');
+    const seenK = new Set<number>();
+    for (let layer = 0; layer < L; layer++) {
+      const T = 64;
+      const probs = new Float32Array(T * E);
+      for (let t = 0; t < T; t++) {
+        const scale = 0.5 + r() * 6;
+        probs.set(softmax(Array.from({ length: E }, () => (r() - 0.5) * scale)), t * E);
+      }
+      const d = policy.route(routerInput(layer, E, probs));
+      for (let t = 0; t < T; t++) {
+        const want = direct(config, layer, probs.subarray(t * E, (t + 1) * E), {
+          renormalize: false,
+          scale: 2.5,
+        });
+        const from = d.offsets[t]!;
+        const k = d.offsets[t + 1]! - from;
+        seenK.add(k);
+        expect(k).toBe(want.k);
+        expect(Array.from(d.experts.subarray(from, from + k))).toEqual(want.experts);
+        const weights = d.weights.subarray(from, from + k);
+        for (let i = 0; i < k; i++) expect(Math.abs(weights[i]! - want.weights[i]!)).toBeLessThan(1e-6);
+        for (let i = 0; i < H; i++) {
+          const v = d.prior![t * H + i]!;
+          expect(Math.abs(v - want.prior[i]!)).toBeLessThan(1e-6 * (1 + Math.abs(want.prior[i]!)));
+        }
+      }
+    }
+    expect([...seenK].sort()).toEqual([0, 1, 2]);
+  });
+
+  it('refuses a sigmoid router gate with a typed error', () => {
+    const model = {
+      ...TINY_MIXTRAL,
+      rule: { gate: 'sigmoid' as const, renormalize: true, routedScalingFactor: 1 },
+    };
+    let error: unknown;
+    try {
+      createRoutingPolicy(randomConfig(rng(3)), model, 'allocator-sigmoid');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(RoutingConfigError);
+    expect((error as RoutingConfigError).message).toMatch(
+      /allocator needs a softmax router gate; the model's gate is sigmoid/,
+    );
   });
 
   it('has no spec form: the allocator exists only as a profile', () => {
