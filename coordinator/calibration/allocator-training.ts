@@ -203,7 +203,15 @@ export async function trainAllocator(
       },
     );
   }
-  const L = info.numLayers;
+  const gate = info.routing.rule?.gate ?? 'softmax';
+  if (gate !== 'softmax') {
+    throw new CalibrationError(`the allocator needs a softmax router gate; this model's gate is ${gate}`, {
+      code: 'calibration_allocator_gate',
+      details: { gate },
+    });
+  }
+  // Policies, means and heads are indexed by MoE layer.
+  const L = info.routing.numLayers;
   const E = info.numExperts;
   const H = (await loadModelConfig(info.modelDir)).hiddenSize;
   const foldA = foldOf(o.corpus, 0);
@@ -287,7 +295,7 @@ export async function trainAllocator(
       return {
         kmoeRoutingProfile: ROUTING_PROFILE_VERSION,
         policy: config,
-        model: profileModel({ numLayers: L, numExperts: E, nativeK: info.nativeK }, info.fingerprint),
+        model: profileModel(info.routing, info.fingerprint),
         provenance: {
           name: o.name,
           createdAt: new Date().toISOString(),

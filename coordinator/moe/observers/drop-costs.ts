@@ -88,11 +88,13 @@ export class DropCostProbe implements MoeObserver {
   }
 
   async observe(e: MoeLayerEvent): Promise<void> {
-    const { layer, decision, x, probs } = e;
+    // The backend runs decoder layer `layer`; means and columns are indexed by MoE layer.
+    const { layer, moeLayer, decision, x, probs } = e;
+    const { renormalize, routedScalingFactor: scale } = e.plan;
     const n = decision.numTokens;
     const E = this.means.second.experts;
     const H = this.means.second.hidden;
-    if (layer === 0) this.tokens += n;
+    if (moeLayer === 0) this.tokens += n;
     const e1 = new Int32Array(n);
     const e2 = new Int32Array(n);
     for (let t = 0; t < n; t++) {
@@ -120,8 +122,8 @@ export class DropCostProbe implements MoeObserver {
     const p2 = new Float32Array(n);
     const dropSecond = new Float32Array(n);
     const dropAll = new Float32Array(n);
-    this.accumulate(0, layer, e1, y1);
-    this.accumulate(1, layer, e2, y2);
+    this.accumulate(0, moeLayer, e1, y1);
+    this.accumulate(1, moeLayer, e2, y2);
     const lead = this.means.lead.data;
     const second = this.means.second.data;
     for (let t = 0; t < n; t++) {
@@ -129,10 +131,12 @@ export class DropCostProbe implements MoeObserver {
       const b = probs[t * E + e2[t]!]!;
       p1[t] = a;
       p2[t] = b;
-      const w1 = a / (a + b);
-      const w2 = b / (a + b);
-      const m1 = (layer * E + e1[t]!) * H;
-      const m2 = (layer * E + e2[t]!) * H;
+      // Native weights under the model's rule (renormalised over the top 2 or raw, then scaled).
+      const native = renormalize ? a + b : 1;
+      const w1 = (a / native) * scale;
+      const w2 = (b / native) * scale;
+      const m1 = (moeLayer * E + e1[t]!) * H;
+      const m2 = (moeLayer * E + e2[t]!) * H;
       let s2 = 0;
       let s0 = 0;
       for (let i = 0; i < H; i++) {
@@ -144,7 +148,7 @@ export class DropCostProbe implements MoeObserver {
       dropSecond[t] = s2;
       dropAll[t] = s0;
     }
-    const c = this.columns[layer]!;
+    const c = this.columns[moeLayer]!;
     c.p1.push(p1);
     c.p2.push(p2);
     c.entropy.push(Float32Array.from(decision.entropy));
