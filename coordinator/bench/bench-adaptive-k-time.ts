@@ -66,7 +66,7 @@ export async function runBenchAdaptiveKTime(o: BenchAdaptiveKTimeOptions): Promi
     return {
       msPerToken: wallMs / (o.tokens * streams),
       activations,
-      nativeActivations: o.tokens * streams * info.numLayers * info.nativeK,
+      nativeActivations: o.tokens * streams * info.routing.numLayers * info.nativeK,
       expertMs: timing ? (timing['expert']?.ms ?? 0) : null,
       wallMs,
     };
