@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { SessionSettings } from '../../shared/onnx/session.js';
-import { saveRoutingProfile } from '../../shared/routing/profile.js';
+import { loadRoutingProfile, saveRoutingProfile } from '../../shared/routing/profile.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { calibrate } from '../calibration/calibrate.js';
 import { type Corpus, loadCorpus } from '../calibration/corpus.js';
@@ -29,6 +29,13 @@ export interface BenchAdaptiveKOptions {
   readonly profilesDir: string;
   /** JSON, markdown table and chart. */
   readonly outDir: string;
+  /** Profiles already made (e.g. by kmoe train-allocator) reported next to the calibrated ones. */
+  readonly profiles: readonly string[];
+  /**
+   * The global-rule frontier from an earlier run's adaptive-k.json (same model, same unseen half)
+   * instead of re-measuring it; its native perplexity must equal this run's.
+   */
+  readonly frontierFrom?: string;
 }
 
 const CAL = ['data/eval/valid.docs.u16', 'data/eval/valid.code.u16'];
@@ -101,13 +108,49 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
       });
     }
 
-    const series = defaultSweep(nativeK);
-    // One series per profile: they are separate points, not a curve.
-    for (const r of rows) series.push({ name: `calibrated ${r.policy}`, routings: [r.profile] });
-    const total = series.reduce((n, s) => n + s.routings.length, 0);
-    const sweepBar = new ProgressBar({ label: 'frontier (test half)', total, unit: 'evaluations' });
-    const sweep = await runSweep(engine, test.ids, series, (done) => sweepBar.update(done));
-    sweepBar.finish();
+    for (const file of o.profiles) {
+      const prov = loadRoutingProfile(file).provenance;
+      const bar = new ProgressBar({ label: `measure ${path.basename(file)}`, total: 2, unit: 'corpora' });
+      const t = await measure(test, file, nativeTest.perplexity);
+      bar.update(1);
+      const m = await measure(man, file, nativeMan.perplexity);
+      bar.finish();
+      rows.push({
+        policy: prov?.method ?? path.basename(file),
+        profile: file,
+        calibration: {
+          avgK: prov?.avgK ?? Number.NaN,
+          pplIncrease: (prov?.['pplIncrease'] as number) ?? Number.NaN,
+        },
+        test: t,
+        man: m,
+      });
+    }
+
+    // One series per profile: they are separate points, not a curve. With a stored frontier the
+    // profiles' points are the unseen-half measurements above (no second pass over the same data).
+    const stored = o.frontierFrom ? await storedFrontier(o.frontierFrom, nativeTest.perplexity) : undefined;
+    let points: SweepPoint[];
+    if (stored) {
+      points = [
+        ...stored,
+        ...rows.map((r) => ({
+          series: `calibrated ${r.policy}`,
+          routing: r.profile,
+          perplexity: r.test.perplexity,
+          avgK: r.test.avgK,
+          savingVsNative: r.test.saving,
+          pplIncrease: r.test.pplIncrease,
+        })),
+      ];
+    } else {
+      const series = defaultSweep(nativeK);
+      for (const r of rows) series.push({ name: `calibrated ${r.policy}`, routings: [r.profile] });
+      const total = series.reduce((n, s) => n + s.routings.length, 0);
+      const sweepBar = new ProgressBar({ label: 'frontier (test half)', total, unit: 'evaluations' });
+      points = (await runSweep(engine, test.ids, series, (done) => sweepBar.update(done))).points;
+      sweepBar.finish();
+    }
 
     await fs.mkdir(outDir, { recursive: true });
     const chart = path.join(outDir, 'pareto-test-half.svg');
@@ -115,8 +158,8 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
       chart,
       await sweepChart(
         'Perplexity vs experts per token, docs+code second halves (unseen)',
-        sweep.native.perplexity,
-        sweep.points,
+        nativeTest.perplexity,
+        points,
       ),
     );
     const result = {
@@ -129,16 +172,30 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
       man: man.parts,
       native: { test: nativeTest.perplexity, man: nativeMan.perplexity },
       rows,
-      frontier: sweep.points,
+      frontier: points,
+      ...(o.frontierFrom ? { frontierFrom: o.frontierFrom } : {}),
     };
     await fs.writeFile(path.join(outDir, 'adaptive-k.json'), `${JSON.stringify(result, null, 2)}\n`);
-    const table = formatTable(rows, sweep.points, budget);
+    const table = formatTable(rows, points, budget);
     await fs.writeFile(path.join(outDir, 'adaptive-k.md'), table);
     process.stdout.write(`${table}wrote ${outDir}/adaptive-k.json, adaptive-k.md and ${chart}\n`);
   } finally {
     await engine.close();
   }
   return 0;
+}
+
+/** Global-rule points of an earlier adaptive-k.json, checked against this run's native perplexity. */
+async function storedFrontier(file: string, nativePpl: number): Promise<SweepPoint[]> {
+  const json = JSON.parse(await fs.readFile(file, 'utf8')) as { frontier?: SweepPoint[] };
+  const frontier = json.frontier ?? [];
+  const native = frontier.find((p) => p.routing === 'topk:2');
+  if (!native || Math.abs(native.perplexity / nativePpl - 1) > 1e-6) {
+    throw new RangeError(
+      `${file}: its native perplexity ${native?.perplexity} is not this run's ${nativePpl}; re-measure the frontier`,
+    );
+  }
+  return frontier;
 }
 
 function formatTable(rows: readonly Row[], frontier: readonly SweepPoint[], budget: number): string {

@@ -2,7 +2,7 @@
 // the calibration corpus, choose per-layer skip rates, verify on every calibration window, and return
 // the profile with its provenance. `kmoe calibrate` and `kmoe bench adaptive-k` both call this.
 
-import type { RoutingProfile } from '../../shared/routing/profile.js';
+import { ROUTING_PROFILE_VERSION, type RoutingProfile } from '../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
@@ -116,7 +116,7 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
     // The search path ends at native routing, always within budget, so some candidate is taken.
     if (m.kind === 'percentile' || increase <= m.budget || i === candidates.length - 1) {
       return {
-        kmoeRoutingProfile: 1,
+        kmoeRoutingProfile: ROUTING_PROFILE_VERSION,
         policy: config,
         model: profileModel(info.routing, info.fingerprint),
         provenance: {

@@ -4,7 +4,7 @@
 // costs the least perplexity per expert activation saved, and stops when no step fits the budget.
 
 import type { RoutingModel } from '../../shared/routing/policy.js';
-import type { RoutingProfile } from '../../shared/routing/profile.js';
+import { ROUTING_PROFILE_VERSION, type RoutingProfile } from '../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity } from '../evaluation/perplexity.js';
@@ -18,6 +18,8 @@ export interface SearchPoint {
 export interface SearchOptions {
   /** The policy config realising per-layer skip rates. */
   readonly configFor: (rates: readonly number[]) => PolicyConfig;
+  /** Length of the rate vector (default: one per MoE layer; the allocator has two per layer). */
+  readonly dims?: number;
   /** Windows the search measures on, end to end. */
   readonly ids: Uint16Array;
   readonly windowLen: number;
@@ -39,12 +41,16 @@ export interface SearchResult {
 
 /** A profile JSON string the engine resolves inline (no temporary files). */
 export function inlineProfile(config: PolicyConfig, name: string): string {
-  const profile: RoutingProfile = { kmoeRoutingProfile: 1, policy: config, provenance: { name } };
+  const profile: RoutingProfile = {
+    kmoeRoutingProfile: ROUTING_PROFILE_VERSION,
+    policy: config,
+    provenance: { name },
+  };
   return JSON.stringify(profile);
 }
 
 export async function qualitySearch(engine: EngineClient, o: SearchOptions): Promise<SearchResult> {
-  const L = engine.info.routing.numLayers;
+  const L = o.dims ?? engine.info.routing.numLayers;
   let evaluations = 0;
   const measure = async (rates: number[]): Promise<SearchPoint> => {
     const routing = inlineProfile(o.configFor(rates), `search-${evaluations}`);

@@ -3,6 +3,7 @@
 // flag; commands receive the typed values. Nothing here loads onnxruntime, so `--help` stays fast.
 
 import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { Option } from 'commander';
 import { checkRedisUrl } from '../../shared/cluster-registry/redis-connection.js';
 import {
@@ -19,7 +20,8 @@ import {
   WIRE_DTYPES,
   type WireDType,
 } from '../../shared/protocol/wire-dtype.js';
-import { isProfilePath } from '../../shared/routing/profile.js';
+import { isNamedProfile, isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile.js';
+import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { isLoopbackHost } from '../../shared/runtime/port.js';
 import { BALANCE_RULES, type BalanceRule, DEFAULT_BALANCE_RULE } from '../cluster/balance.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
@@ -159,7 +161,7 @@ export function splitRoutingList(list: string): string[] {
   const out: string[] = [];
   for (const piece of list.split(',').map((s) => s.trim())) {
     if (piece === '') continue;
-    const starts = /^[a-z]+:/.test(piece) || isProfilePath(piece);
+    const starts = /^[a-z]+:/.test(piece) || isProfilePath(piece) || isNamedProfile(piece);
     if (starts || out.length === 0) out.push(piece);
     else out[out.length - 1] += `,${piece}`;
   }
@@ -167,7 +169,10 @@ export function splitRoutingList(list: string): string[] {
 }
 
 function collectRouting(raw: string, previous: string[] | undefined): string[] {
-  const policies = splitRoutingList(raw);
+  // A named profile (`recommended`) becomes its shipped file, so everything downstream sees a path.
+  const policies = splitRoutingList(raw).map((p) =>
+    isNamedProfile(p) ? path.join(projectRoot(), NAMED_PROFILES[p.trim()]!) : p,
+  );
   if (policies.length === 0) throw new UsageError('--routing needs a spec or a profile file');
   return [...(previous ?? []), ...policies];
 }
@@ -318,7 +323,8 @@ export function apiKey(o: { readonly apiKey?: string; readonly apiKeyFile?: stri
 // ---- option definitions -------------------------------------------------------------------
 // Factories, because commander binds an Option object to one command.
 
-const ROUTING_GRAMMAR = 'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:TAU | profile.json';
+const ROUTING_GRAMMAR =
+  'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:TAU | profile.json | recommended';
 
 export const opt = {
   model: () =>
@@ -391,6 +397,25 @@ export const opt = {
     new Option('--search-windows <n>', 'windows (spread over the data) each search step measures').argParser(
       parseInteger('--search-windows', { min: 1 }),
     ),
+  trainWindows: () =>
+    new Option('--train-windows <n>', 'calibration windows the allocator heads are fitted on').argParser(
+      parseInteger('--train-windows', { min: 1 }),
+    ),
+  holdoutWindows: () =>
+    new Option(
+      '--holdout-windows <n>',
+      'held-out calibration windows (the other fold) that choose the point of the search path',
+    ).argParser(parseInteger('--holdout-windows', { min: 1 })),
+  searchBudget: () =>
+    new Option(
+      '--search-budget <pct>',
+      'perplexity budget of the search on the search fold, percent',
+    ).argParser(parseNumber('--search-budget', { min: 0, max: 100 })),
+  kZero: () =>
+    new Option(
+      '--k-zero <on|off>',
+      'allow K = 0 (no expert call; the layer adds the expert-mean prior)',
+    ).argParser(parseChoice('--k-zero', ['on', 'off'] as const)),
   step: () =>
     new Option('--step <s>', 'skip-rate step per layer of the quality search').argParser(
       parseNumber('--step', { min: 0.01, max: 1 }),

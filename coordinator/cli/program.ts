@@ -390,6 +390,44 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     );
   action(calibrate, argv, outcome, async () => (await import('./commands/calibrate.js')).run);
 
+  // ---- train-allocator ----
+  const trainAllocator = sub(
+    program,
+    'train-allocator',
+    'train a learned K allocator (K in {0,1,2} per token and layer) into a routing profile',
+  )
+    .addOption(opt.model())
+    .addOption(opt.out('profile to write').makeOptionMandatory())
+    .addOption(
+      opt
+        .ids('comma-separated .u16 corpora')
+        .default(['data/eval/valid.docs.u16', 'data/eval/valid.code.u16']),
+    )
+    .addOption(opt.windows('window range within each file').default('first-half'))
+    .addOption(opt.trainWindows().default(64))
+    .addOption(opt.searchWindows().default(64))
+    .addOption(opt.holdoutWindows().default(256))
+    .addOption(opt.searchBudget().default(1.5))
+    .addOption(opt.budget().default(0.8))
+    .addOption(opt.step().default(0.1))
+    .addOption(opt.kZero().default('on'))
+    .addOption(
+      new Option(
+        '--replay-search <profile>',
+        'reuse the recorded threshold search of an earlier allocator profile (same data and options): only the held-out choice runs, e.g. for another --budget',
+      ),
+    )
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights())
+    .addHelpText(
+      'after',
+      '\nThe selected windows are split into two interleaved folds: heads and threshold search on the even\n' +
+        'windows, the choice of the search point (the budget, --budget) on the odd ones. By default only\n' +
+        'the FIRST half of each file is used, so second halves stay unseen.',
+    );
+  action(trainAllocator, argv, outcome, async () => (await import('./commands/train-allocator.js')).run);
+
   // ---- serve ----
   const serve = sub(program, 'serve', 'OpenAI-compatible HTTP server with continuous batching')
     .addOption(opt.model())
@@ -664,6 +702,38 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     };
   });
 
+  const adaptiveKTime = sub(
+    bench,
+    'adaptive-k-time',
+    'time per token of native top-K vs an adaptive-K routing, batched decode, in one run',
+  )
+    .addOption(opt.model())
+    .addOption(opt.routing('the candidate routing (required)'))
+    .addOption(
+      new Option('--streams <n,...>', 'concurrent sequences decoded as one batch, comma-separated')
+        .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
+        .default([1, 4, 16]),
+    )
+    .addOption(
+      new Option('--tokens <n>', 'decode steps timed per stream count and round')
+        .argParser(parseInteger('--tokens', { min: 1 }))
+        .default(32),
+    )
+    .addOption(
+      new Option('--repeats <n>', 'interleaved rounds (median reported)')
+        .argParser(parseInteger('--repeats', { min: 1 }))
+        .default(3),
+    )
+    .addOption(opt.ids('corpus the prompts are cut from').default(['data/eval/valid.man.u16']))
+    .addOption(opt.workers('0'))
+    .addOption(opt.wire())
+    .addOption(opt.dispatchTimeout())
+    .addOption(opt.out('JSON result').default('bench-results/adaptive-k-time/time.json'))
+    .addOption(opt.threads())
+    .addOption(opt.device())
+    .addOption(opt.expertWeights());
+  action(adaptiveKTime, argv, outcome, async () => (await import('./commands/bench-adaptive-k-time.js')).run);
+
   const dispatch = sub(bench, 'dispatch', 'network bytes per token of expert parallelism, vs native top-K')
     .addOption(opt.model())
     .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'))
@@ -890,8 +960,12 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
   )
     .addOption(opt.model())
     .addOption(
-      new Option('--policies <list>', 'policies to calibrate, comma-separated')
-        .argParser(parseList('--policies', parseChoice<CalibratedPolicy>('--policies', CALIBRATED_POLICIES)))
+      new Option('--policies <list>', 'policies to calibrate, comma-separated; none: only --profiles')
+        .argParser((raw: string) =>
+          raw.trim() === 'none'
+            ? []
+            : parseList('--policies', parseChoice<CalibratedPolicy>('--policies', CALIBRATED_POLICIES))(raw),
+        )
         .default([...CALIBRATED_POLICIES], CALIBRATED_POLICIES.join(',')),
     )
     .addOption(opt.budget().default(1))
@@ -902,6 +976,17 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     )
     .addOption(
       new Option('--out-dir <dir>', 'JSON, markdown table and chart').default('bench-results/adaptive-k'),
+    )
+    .addOption(
+      new Option('--profiles <files>', 'existing profiles (e.g. from train-allocator) to report too')
+        .argParser(parseList('--profiles', (s) => s))
+        .default([]),
+    )
+    .addOption(
+      new Option(
+        '--frontier-from <json>',
+        "reuse the global-rule frontier of an earlier run's adaptive-k.json (same model and data)",
+      ),
     )
     .addOption(opt.threads())
     .addOption(opt.device())

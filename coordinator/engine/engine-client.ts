@@ -8,6 +8,7 @@ import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
 import type { WorkerDown, WorkerUp } from '../cluster/remote-expert-backend.js';
+import type { DropCostTable } from '../moe/observers/drop-costs.js';
 import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type {
@@ -127,6 +128,19 @@ export class EngineClient {
       ...(options.routing === undefined ? {} : { routing: options.routing }),
     };
     return this.thread.call('routerSignals', params, [ids.buffer as ArrayBuffer], options.onProgress);
+  }
+
+  /**
+   * Per-token router features and drop costs (K = 1 and K = 0 against the given rank-1 / rank-2 expert means)
+   * under native routing, of windows laid end to end in `ids` (the buffer is moved).
+   */
+  dropCosts(
+    ids: Uint16Array,
+    windowLen: number,
+    options: { lead: ExpertMeansJSON; second: ExpertMeansJSON; onProgress?: ProgressReporter },
+  ): Promise<DropCostTable> {
+    const params = { ids, windowLen, lead: options.lead, second: options.second };
+    return this.thread.call('dropCosts', params, [ids.buffer as ArrayBuffer], options.onProgress);
   }
 
   stats(): Promise<RoutingStatsJSON> {

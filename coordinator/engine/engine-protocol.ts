@@ -5,6 +5,7 @@ import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
+import type { DropCostTable } from '../moe/observers/drop-costs.js';
 import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type {
@@ -35,6 +36,11 @@ export type EngineSchema = {
   routerSignals: [
     ScoreParams & { readonly expertMeans: boolean },
     { table: RouterSignalTable; expertMeans?: ExpertMeansJSON },
+  ];
+  /** Per-token drop costs under native routing, with the given expert means as the prior. */
+  dropCosts: [
+    ScoreParams & { readonly lead: ExpertMeansJSON; readonly second: ExpertMeansJSON },
+    DropCostTable,
   ];
   stats: [null, RoutingStatsJSON];
   /** true: start timing onnxruntime runs (cleared); false: stop. Returns what was collected so far. */

@@ -4,8 +4,9 @@
 // cluster's liveness events to the main thread, where /ready and admission read them.
 
 import { runTimings, setRunTiming } from '../../shared/onnx/session.js';
-import { encodeExpertMeans } from '../../shared/routing/expert-means.js';
+import { decodeExpertMeans, encodeExpertMeans } from '../../shared/routing/expert-means.js';
 import { serveThread } from '../../shared/runtime/thread-rpc.js';
+import { DropCostProbe } from '../moe/observers/drop-costs.js';
 import { ExpertMeanProbe } from '../moe/observers/expert-means.js';
 import { RouterSignalRecorder } from '../moe/observers/router-signals.js';
 import { type ConnectedExperts, connectExperts } from './connect-experts.js';
@@ -62,6 +63,16 @@ const emit = serveThread<EngineSchema>({
     await e.observeWindows(p.ids, p.windowLen, p.routing, probe ? [recorder, probe] : [recorder], progress);
     const table = recorder.table();
     return { result: probe ? { table, expertMeans: encodeExpertMeans(probe.means()) } : { table } };
+  },
+  async dropCosts(p, progress) {
+    const e = ready();
+    const lead = decodeExpertMeans(p.lead);
+    const second = decodeExpertMeans(p.second);
+    if (typeof lead === 'string') throw new RangeError(`dropCosts: ${lead}`);
+    if (typeof second === 'string') throw new RangeError(`dropCosts: ${second}`);
+    const probe = new DropCostProbe(experts!.backend, { lead, second });
+    await e.observeWindows(p.ids, p.windowLen, p.routing, [probe], progress);
+    return { result: probe.table() };
   },
   stats() {
     return { result: ready().stats.toJSON() };

@@ -30,6 +30,8 @@ export interface PerplexityReport {
   readonly avgKPerLayer: number[];
   /** kHistogram[i] = token-layer pairs that ran K = i + 1 experts. */
   readonly kHistogram: number[];
+  /** Token-layer pairs that ran no expert (K = 0). */
+  readonly zeroK: number;
   readonly activations: number;
   readonly nativeActivations: number;
   /** 1 - activations / nativeActivations (native top-K of the model, not k_max). */
@@ -83,7 +85,9 @@ export async function evaluatePerplexity(
   const seconds = (performance.now() - started) / 1000;
   const json = stats.toJSON();
   const kHistogram = new Array<number>(engine.info.numExperts).fill(0);
+  let zeroK = 0;
   for (const layer of json.layers) {
+    zeroK += layer.zeroK ?? 0;
     layer.kHistogram.forEach((n, k) => {
       kHistogram[k]! += n;
     });
@@ -98,6 +102,7 @@ export async function evaluatePerplexity(
     avgK: stats.avgK(),
     avgKPerLayer: stats.avgKPerLayer(),
     kHistogram,
+    zeroK,
     activations: stats.activations(),
     nativeActivations: stats.nativeActivations(),
     savingVsNative: stats.saving(),

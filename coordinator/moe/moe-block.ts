@@ -4,6 +4,7 @@
 // layer plan; a dense layer has no block.
 
 import type { MoeLayerPlan } from '../../shared/families/layer-plan.js';
+import { pairCount } from '../../shared/moe/expert-assignment.js';
 import type { RoutingDecision } from '../../shared/routing/policy.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import { type RoutedSpan, routeBatch } from './batch-routing.js';
@@ -69,7 +70,10 @@ export class MoeBlock {
     );
     // A policy's prior stands in for the experts it skipped: no expert call, no network.
     if (decision.prior) addInto(accumulate, decision.prior);
-    const transfer = await this.backend.compute(this.layer, x, decision, accumulate);
+    // K = 0 tokens have no pairs, so no worker share carries them; a batch of only K = 0 tokens
+    // makes no expert call and no round trip at all.
+    const transfer =
+      pairCount(decision) === 0 ? undefined : await this.backend.compute(this.layer, x, decision, accumulate);
     const base = {
       layer: this.layer,
       moeLayer: this.moeLayer,

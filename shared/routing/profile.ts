@@ -11,7 +11,16 @@ import type { RoutingModel, RoutingPolicy } from './policy.js';
 import { checkPolicyConfig, createRoutingPolicy, policyConfigSchema } from './registry.js';
 import { parseRoutingSpec } from './spec.js';
 
-export const ROUTING_PROFILE_VERSION = 1;
+/**
+ * Version this kmoe writes. 2 added the `allocator` policy (learned K in {0, 1, 2}); every other
+ * config is unchanged, so version-1 profiles still load as they are. A reader refuses versions it
+ * does not know rather than guessing.
+ */
+export const ROUTING_PROFILE_VERSION = 2;
+/** Versions this kmoe reads. */
+export const READABLE_PROFILE_VERSIONS: readonly number[] = [1, 2];
+/** Policy kinds that need at least this profile version. */
+const MIN_VERSION_OF_KIND: Readonly<Record<string, number>> = { allocator: 2 };
 
 const profileModelSchema = z
   .object({
@@ -37,13 +46,21 @@ const provenanceSchema = z
 
 export const routingProfileSchema = z
   .object({
-    kmoeRoutingProfile: z.literal(ROUTING_PROFILE_VERSION),
+    kmoeRoutingProfile: z.union([z.literal(1), z.literal(2)]),
     policy: policyConfigSchema,
     model: profileModelSchema.optional(),
     provenance: provenanceSchema.optional(),
   })
   .strict()
   .superRefine((profile, ctx) => {
+    const needs = MIN_VERSION_OF_KIND[profile.policy.kind] ?? 1;
+    if (profile.kmoeRoutingProfile < needs) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `policy kind ${profile.policy.kind} needs kmoeRoutingProfile >= ${needs}`,
+        path: ['kmoeRoutingProfile'],
+      });
+    }
     if (profile.model === undefined) return;
     // With the model recorded, per-layer lengths and K bounds are checkable without loading it.
     // Model-free problems were already reported by the policy schema itself.
@@ -58,6 +75,16 @@ export const routingProfileSchema = z
 
 export type RoutingProfile = z.infer<typeof routingProfileSchema>;
 export type RoutingProfileModel = z.infer<typeof profileModelSchema>;
+
+/**
+ * Profiles shipped under a stable name (`--routing recommended`), as paths relative to the project
+ * root. `recommended` is the best calibrated profile measured on unseen text (README "Adaptive K").
+ */
+export const NAMED_PROFILES: Readonly<Record<string, string>> = { recommended: 'profiles/recommended.json' };
+
+export function isNamedProfile(arg: string): boolean {
+  return Object.hasOwn(NAMED_PROFILES, arg.trim());
+}
 
 export function isProfilePath(arg: string): boolean {
   return arg.trim().toLowerCase().endsWith('.json');
@@ -99,9 +126,9 @@ export function parseRoutingProfile(json: unknown, file: string): RoutingProfile
       hint: `a profile is a JSON object starting {"kmoeRoutingProfile": ${ROUTING_PROFILE_VERSION}, "policy": {...}}`,
     });
   }
-  if (version !== ROUTING_PROFILE_VERSION) {
+  if (typeof version !== 'number' || !READABLE_PROFILE_VERSIONS.includes(version)) {
     throw new RoutingProfileError(
-      `routing profile ${file} has kmoeRoutingProfile ${JSON.stringify(version)}; this kmoe reads version ${ROUTING_PROFILE_VERSION}`,
+      `routing profile ${file} has kmoeRoutingProfile ${JSON.stringify(version)}; this kmoe reads versions ${READABLE_PROFILE_VERSIONS.join(', ')}`,
       { file, hint: 'use the kmoe release that wrote the profile, or re-run calibration' },
     );
   }

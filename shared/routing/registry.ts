@@ -3,6 +3,7 @@
 // one file under policies/ plus an entry in each of the two lists below.
 
 import { z } from 'zod';
+import { allocatorKind, allocatorSchema } from './policies/allocator.js';
 import { entropyKind, entropySchema } from './policies/entropy.js';
 import type { PolicyKind } from './policies/policy-kind.js';
 import { ratioKind, ratioSchema } from './policies/ratio.js';
@@ -17,6 +18,7 @@ export const policyConfigSchema = z.discriminatedUnion('kind', [
   toppSchema,
   ratioSchema,
   skipSchema,
+  allocatorSchema,
 ]);
 
 /** A validated policy configuration: what a spec parses to and what a profile stores. */
@@ -30,6 +32,7 @@ const kinds: { readonly [K in PolicyKindName]: PolicyKind<ConfigOf<K>> } = {
   topp: toppKind,
   ratio: ratioKind,
   skip: skipKind,
+  allocator: allocatorKind,
 };
 
 /** Policy kinds in the order they are listed to users (the table's order). */

@@ -22,6 +22,8 @@ export interface RoutingLayerStatsJSON {
   readonly sumK: number;
   /** [numExperts]: kHistogram[i] = tokens that used K = i + 1 experts. */
   readonly kHistogram: number[];
+  /** Tokens that used no expert (K = 0, the allocator's prior only); absent in older JSON = 0. */
+  readonly zeroK?: number;
   /** [numExperts]: tokens sent to each expert. */
   readonly expertTokens: number[];
   /** [entropyBins]: tokens whose router entropy falls in each bin (see entropyBinUpperEdges). */
@@ -75,6 +77,7 @@ const statsJSONSchema = z
         tokens: count,
         sumK: count,
         kHistogram: z.array(count),
+        zeroK: count.optional(),
         expertTokens: z.array(count),
         entropyHistogram: z.array(count),
         entropySum: z.number().min(0),
@@ -97,7 +100,7 @@ const statsJSONSchema = z
       if (l.entropyHistogram.length !== bins)
         problems.push(`entropyHistogram has ${l.entropyHistogram.length} bins`);
       // The counters are redundant on purpose: a mismatch means the JSON was edited or truncated.
-      const kTokens = l.kHistogram.reduce((a, b) => a + b, 0);
+      const kTokens = l.kHistogram.reduce((a, b) => a + b, l.zeroK ?? 0);
       const kSum = l.kHistogram.reduce((a, b, k) => a + b * (k + 1), 0);
       const expertSum = l.expertTokens.reduce((a, b) => a + b, 0);
       const entropyTokens = l.entropyHistogram.reduce((a, b) => a + b, 0);
@@ -120,6 +123,8 @@ export class RoutingStats {
   private readonly sumK: Float64Array;
   /** [numLayers * numExperts], index layer * E + (K - 1). */
   private readonly kHistogram: Float64Array;
+  /** [numLayers]: tokens with K = 0. */
+  private readonly zeroK: Float64Array;
   /** [numLayers * numExperts]. */
   private readonly expertTokens: Float64Array;
   /** [numLayers * entropyBins]. */
@@ -144,6 +149,7 @@ export class RoutingStats {
     this.tokensPerLayer = new Float64Array(numLayers);
     this.sumK = new Float64Array(numLayers);
     this.kHistogram = new Float64Array(numLayers * numExperts);
+    this.zeroK = new Float64Array(numLayers);
     this.expertTokens = new Float64Array(numLayers * numExperts);
     this.entropyHistogram = new Float64Array(numLayers * entropyBins);
     this.entropySum = new Float64Array(numLayers);
@@ -161,10 +167,11 @@ export class RoutingStats {
     for (let t = 0; t < numTokens; t++) {
       const from = offsets[t]!;
       const k = offsets[t + 1]! - from;
-      if (!(k >= 1 && k <= E))
-        throw new RoutingStatsError(`layer ${layer} token ${t}: K = ${k} outside 1..${E}`);
+      if (!(k >= 0 && k <= E))
+        throw new RoutingStatsError(`layer ${layer} token ${t}: K = ${k} outside 0..${E}`);
       sumK += k;
-      this.kHistogram[layer * E + k - 1]!++;
+      if (k === 0) this.zeroK[layer]!++;
+      else this.kHistogram[layer * E + k - 1]!++;
       for (let i = from; i < from + k; i++) {
         const e = experts[i]!;
         if (!(e >= 0 && e < E))
@@ -196,6 +203,7 @@ export class RoutingStats {
     addInto(this.tokensPerLayer, other.tokensPerLayer);
     addInto(this.sumK, other.sumK);
     addInto(this.kHistogram, other.kHistogram);
+    addInto(this.zeroK, other.zeroK);
     addInto(this.expertTokens, other.expertTokens);
     addInto(this.entropyHistogram, other.entropyHistogram);
     addInto(this.entropySum, other.entropySum);
@@ -253,6 +261,7 @@ export class RoutingStats {
         tokens: this.tokensPerLayer[l]!,
         sumK: this.sumK[l]!,
         kHistogram: Array.from(this.kHistogram.subarray(l * E, (l + 1) * E)),
+        zeroK: this.zeroK[l]!,
         expertTokens: Array.from(this.expertTokens.subarray(l * E, (l + 1) * E)),
         entropyHistogram: Array.from(this.entropyHistogram.subarray(l * bins, (l + 1) * bins)),
         entropySum: this.entropySum[l]!,
@@ -304,6 +313,7 @@ export class RoutingStats {
       stats.tokensPerLayer[l.layer] = l.tokens;
       stats.sumK[l.layer] = l.sumK;
       stats.kHistogram.set(l.kHistogram, l.layer * E);
+      stats.zeroK[l.layer] = l.zeroK ?? 0;
       stats.expertTokens.set(l.expertTokens, l.layer * E);
       stats.entropyHistogram.set(l.entropyHistogram, l.layer * bins);
       stats.entropySum[l.layer] = l.entropySum;

@@ -4,7 +4,11 @@
 
 import path from 'node:path';
 import { loadModelConfig } from '../../../shared/model/config.js';
-import { type RoutingProfile, saveRoutingProfile } from '../../../shared/routing/profile.js';
+import {
+  ROUTING_PROFILE_VERSION,
+  type RoutingProfile,
+  saveRoutingProfile,
+} from '../../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../../shared/routing/registry.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { calibrate } from '../../calibration/calibrate.js';
@@ -109,7 +113,7 @@ async function theory(o: CalibrateOptions): Promise<number> {
   const lnN = Math.log(config.numExperts);
   const policyConfig: PolicyConfig = { kind: 'entropy', kValues, thresholds: alphas.map((a) => a * lnN) };
   const profile: RoutingProfile = {
-    kmoeRoutingProfile: 1,
+    kmoeRoutingProfile: ROUTING_PROFILE_VERSION,
     policy: policyConfig,
     model: profileModel(routingModelOfConfig(config)),
     provenance: {

@@ -134,8 +134,8 @@ function formatReport(r: PerplexityReport, corpus: string): string {
     `routing       ${r.routing}`,
     `perplexity    ${r.perplexity.toFixed(4)}   (${r.tokens} tokens scored, mean NLL ${r.meanNll.toFixed(5)})`,
     `avg K         ${r.avgK.toFixed(4)}   per layer: ${r.avgKPerLayer.map((k) => k.toFixed(3)).join(' ')}`,
-    `K histogram   ${r.kHistogram
-      .map((n, k) => `K=${k + 1}: ${n}`)
+    `K histogram   ${[r.zeroK, ...r.kHistogram]
+      .map((n, k) => `K=${k}: ${n}`)
       .filter((s) => !s.endsWith(': 0'))
       .join(', ')}`,
     `activations   ${r.activations} expert-token pairs vs ${r.nativeActivations} native: saving ${pct(r.savingVsNative)}`,

@@ -5,6 +5,7 @@
 // a policy may normalise differently, see skip.ts). Policies subclass SelectingPolicy and implement chooseK.
 
 import { RoutingInputError } from '../errors.js';
+import type { ExpertMeans } from '../expert-means.js';
 import {
   type RouterProbs,
   type RouterRule,
@@ -46,6 +47,8 @@ export abstract class SelectingPolicy implements RoutingPolicy {
   protected readonly topRaw: Float64Array;
   private readonly eligible: Uint8Array;
   private readonly groupScores: Float64Array;
+  /** Whether chooseK may return 0 (only policies whose prior stands in for every dropped expert). */
+  protected readonly zeroK: boolean = false;
 
   protected constructor(spec: string, maxK: number, model: RoutingModel) {
     this.spec = spec;
@@ -61,10 +64,17 @@ export abstract class SelectingPolicy implements RoutingPolicy {
   }
 
   /**
-   * K in 1..maxK for one token at MoE layer `layer`, given its router entropy (nats, float64,
-   * unclamped, over the normalised scores) and its maxK candidates' normalised scores in ranking order.
+   * K in 0..maxK for one token at MoE layer `layer`, given its router entropy (nats, float64,
+   * unclamped, over the normalised scores), its maxK candidates' normalised scores in ranking order
+   * and their experts. Only policies that carry a prior for skipped experts (`zeroK = true`, the
+   * allocator) may return 0: the token then makes no expert call.
    */
-  protected abstract chooseK(layer: number, entropy: number, top: Float64Array): number;
+  protected abstract chooseK(
+    layer: number,
+    entropy: number,
+    top: Float64Array,
+    topExperts: Int32Array,
+  ): number;
 
   /**
    * Divisor of the kept raw scores: under a renormalising rule their own sum (+1e-20 for a sigmoid
@@ -146,7 +156,12 @@ export abstract class SelectingPolicy implements RoutingPolicy {
         candExperts[t * maxK + i] = topExperts[i]!;
         candScores[t * maxK + i] = p;
       }
-      const k = this.chooseK(layer, h, topMass);
+      const k = this.chooseK(layer, h, topMass, topExperts);
+      if (!(Number.isInteger(k) && k >= (this.zeroK ? 0 : 1) && k <= maxK)) {
+        throw new RangeError(
+          `routing ${this.spec}: chose K = ${k} at layer ${layer}, outside ${this.zeroK ? 0 : 1}..${maxK}`,
+        );
+      }
       const norm = this.weightNormaliser(k, topRaw);
       for (let i = 0; i < k; i++) {
         experts[out] = topExperts[i]!;
@@ -254,4 +269,47 @@ export abstract class SelectingPolicy implements RoutingPolicy {
       },
     );
   }
+}
+
+/** What `skippedExpertPrior` needs besides the decision: the policy's native weights and means. */
+export interface PriorSource {
+  /** Native K: the candidates per token. */
+  readonly K: number;
+  /** The rule's divisor of the native top-K raw scores (SelectingPolicy.weightNormaliser(K, raw)). */
+  readonly normaliser: (raw: Float64Array) => number;
+  /** The rule's routed scaling factor. */
+  readonly scale: number;
+  /** Mean output tables by candidate rank; ranks past the end use the last table. */
+  readonly means: readonly ExpertMeans[];
+}
+
+/**
+ * Native weight x mean output of every native top-K candidate the decision left out (the decision
+ * keeps a prefix of the candidates, possibly empty, K = 0). Native weight = raw score / the rule's
+ * normaliser x the routed scaling factor. The one prior of every policy carrying expert means.
+ */
+export function skippedExpertPrior(
+  input: RouterProbs,
+  decision: RoutingDecision,
+  candidates: RoutedCandidates,
+  source: PriorSource,
+): Float32Array {
+  const { numTokens, numExperts: E, layer } = input;
+  const { K, scale, means } = source;
+  const H = means[0]!.hidden;
+  const prior = new Float32Array(numTokens * H);
+  const raw = new Float64Array(K);
+  for (let t = 0; t < numTokens; t++) {
+    const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
+    if (kept >= K) continue;
+    for (let r = 0; r < K; r++) raw[r] = candidates.scores[t * K + r]!;
+    const norm = source.normaliser(raw);
+    for (let r = kept; r < K; r++) {
+      const table = means[Math.min(r, means.length - 1)]!;
+      const w = (raw[r]! / norm) * scale;
+      const mean = (layer * E + candidates.experts[t * K + r]!) * H;
+      for (let i = 0; i < H; i++) prior[t * H + i]! += w * table.data[mean + i]!;
+    }
+  }
+  return prior;
 }

@@ -11,7 +11,7 @@
 import { z } from 'zod';
 import { decodeExpertMeans, type ExpertMeans, expertMeansSchema } from '../expert-means.js';
 import type { RouterProbs, RoutingDecision, RoutingModel } from '../policy.js';
-import { type RoutedCandidates, SelectingPolicy } from './kernel.js';
+import { SelectingPolicy, skippedExpertPrior } from './kernel.js';
 import {
   checkLayerCount,
   type PolicyKind,
@@ -76,35 +76,13 @@ export class SkipPolicy extends SelectingPolicy {
   override route(input: RouterProbs): RoutingDecision {
     if (!this.means) return super.route(input);
     const { decision, candidates } = this.routeWithCandidates(input);
-    return { ...decision, prior: this.prior(input, decision, candidates, this.means) };
-  }
-
-  /** Native weight x mean output of every native top-K expert the decision left out. */
-  private prior(
-    input: RouterProbs,
-    decision: RoutingDecision,
-    candidates: RoutedCandidates,
-    means: ExpertMeans,
-  ): Float32Array {
-    const { numTokens, numExperts: E, layer } = input;
-    const H = means.hidden;
-    const K = this.maxK;
-    const scale = this.rule.routedScalingFactor;
-    const prior = new Float32Array(numTokens * H);
-    const raw = new Float64Array(K);
-    for (let t = 0; t < numTokens; t++) {
-      const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
-      if (kept >= K) continue;
-      // The kernel's candidates are the native top-K in ranking order.
-      for (let r = 0; r < K; r++) raw[r] = candidates.scores[t * K + r]!;
-      const norm = this.weightNormaliser(K, raw);
-      for (let r = kept; r < K; r++) {
-        const w = (raw[r]! / norm) * scale;
-        const mean = (layer * E + candidates.experts[t * K + r]!) * H;
-        for (let i = 0; i < H; i++) prior[t * H + i]! += w * means.data[mean + i]!;
-      }
-    }
-    return prior;
+    const prior = skippedExpertPrior(input, decision, candidates, {
+      K: this.maxK,
+      normaliser: (raw) => this.weightNormaliser(this.maxK, raw),
+      scale: this.rule.routedScalingFactor,
+      means: [this.means],
+    });
+    return { ...decision, prior };
   }
 
   /** Keeps rank 1 and every next native expert whose native weight (before scaling) is >= TAU. */

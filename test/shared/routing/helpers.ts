@@ -141,6 +141,9 @@ function referenceK(
       const native = nativeMass(sorted, model);
       return 1 + sorted.slice(1, model.nativeK).filter((p) => p >= at(config.tau) * native).length;
     }
+    case 'allocator':
+      // Needs expert identities, not only the sorted row: test/shared/routing/allocator.test.ts.
+      throw new Error('the allocator reference lives in allocator.test.ts');
   }
 }
 

@@ -84,9 +84,9 @@ describe('routing profiles', () => {
   });
 
   it('rejects a wrong or missing version before anything else', () => {
-    const v2 = writeRaw('v2.json', { ...perLayerProfile, kmoeRoutingProfile: 2 });
-    expect(profileErrorOf(() => loadRoutingProfile(v2)).message).toBe(
-      `routing profile ${v2} has kmoeRoutingProfile 2; this kmoe reads version 1`,
+    const v3 = writeRaw('v3.json', { ...perLayerProfile, kmoeRoutingProfile: 3 });
+    expect(profileErrorOf(() => loadRoutingProfile(v3)).message).toBe(
+      `routing profile ${v3} has kmoeRoutingProfile 3; this kmoe reads versions 1, 2`,
     );
     const none = writeRaw('none.json', { policy: { kind: 'topk', k: 2 } });
     const error = profileErrorOf(() => loadRoutingProfile(none));

@@ -89,7 +89,7 @@ describe('routing spec', () => {
   it.each([
     ['', /expected KIND:PARAMETERS/],
     ['topk', /expected KIND:PARAMETERS/],
-    ['mixture:2', /unknown policy kind "mixture" \(known: topk, entropy, topp, ratio, skip\)/],
+    ['mixture:2', /unknown policy kind "mixture" \(known: topk, entropy, topp, ratio, skip, allocator\)/],
     ['topk:', /no parameters after "topk:"/],
     ['topk:2.5', /K "2.5" is not an integer/],
     ['topk:0', /k must be an integer >= 1, got 0/],

@@ -156,10 +156,25 @@ describe('RoutingStats', () => {
     );
   });
 
+  it('counts K = 0 tokens (the allocator) apart from the K histogram, and round-trips them', () => {
+    const stats = new RoutingStats(TINY_MIXTRAL);
+    stats.record(1, decision([[], [3], [2, 5], []], [0.1, 0.2, 0.3, 0.4]));
+    const json = stats.toJSON();
+    expect(json.layers[1]!.zeroK).toBe(2);
+    expect(json.layers[1]!.kHistogram.slice(0, 2)).toEqual([1, 1]);
+    expect(json.summary.avgK).toBe(3 / 4);
+    expect(json.summary.saving).toBe(1 - 3 / 8);
+    expect(RoutingStats.fromJSON(json).toJSON()).toEqual(json);
+    const { zeroK: _dropped, ...old } = json.layers[0]!;
+    expect(
+      RoutingStats.fromJSON({ ...json, layers: [old, ...json.layers.slice(1)] }).toJSON().layers[1]!.zeroK,
+    ).toBe(2);
+  });
+
   it('rejects decisions and merges that do not fit', () => {
     const stats = new RoutingStats(TINY_MIXTRAL);
     expect(() => stats.record(4, decision([[0]], [0]))).toThrow(/layer 4 is outside 0..3/);
-    expect(() => stats.record(0, decision([[]], [0]))).toThrow(/K = 0 outside 1..8/);
+    expect(() => stats.record(0, decision([[0, 1, 2, 3, 4, 5, 6, 7, 0]], [0]))).toThrow(/K = 9 outside 0..8/);
     expect(() => stats.record(0, decision([[8]], [0]))).toThrow(/expert 8 outside 0..7/);
     expect(() => stats.merge(new RoutingStats({ ...TINY_MIXTRAL, numLayers: 2 }))).toThrow(
       /cannot merge routing stats: numLayers 4 vs 2/,

@@ -1,0 +1,131 @@
+// `kmoe bench adaptive-k-time`: what an adaptive-K routing saves in wall time, in one run. For each
+// stream count, native top-K and the candidate routing decode the same prompts greedily, round by
+// round interleaved, as one batched step per token for all streams (what the server's scheduler
+// does). With experts in this process it also measures the share of wall time spent in expert
+// graphs under native routing, and compares the measured speed-up with the ideal
+// 1 / (1 - share x saving) that removing exactly the saved expert work would give.
+
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { readU16Ids } from '../../shared/data/token-ids.js';
+import { machineInfo } from '../../shared/runtime/machine.js';
+import type { EngineClient } from '../engine/engine-client.js';
+import { argmax } from '../sampling.js';
+import { median } from './report/quantiles.js';
+
+export interface BenchAdaptiveKTimeOptions {
+  readonly engine: EngineClient;
+  /** The candidate routing (spec or profile path); native is `topk:<nativeK>`. */
+  readonly routing: string;
+  readonly streams: readonly number[];
+  /** Decode steps timed per stream and round. */
+  readonly tokens: number;
+  readonly repeats: number;
+  /** Token ids the prompts are cut from. */
+  readonly ids: string;
+  /** true when the experts run in this process (the expert-time share is measurable). */
+  readonly localExperts: boolean;
+  readonly expertsDescription: string;
+  readonly out: string;
+  readonly command: string;
+}
+
+const PROMPT = 16;
+
+interface Round {
+  readonly msPerToken: number;
+  readonly activations: number;
+  readonly nativeActivations: number;
+  /** ms inside expert graphs (null with remote experts). */
+  readonly expertMs: number | null;
+  readonly wallMs: number;
+}
+
+export async function runBenchAdaptiveKTime(o: BenchAdaptiveKTimeOptions): Promise<number> {
+  const { engine } = o;
+  const info = engine.info;
+  const native = `topk:${info.nativeK}`;
+  const ids = await readU16Ids(o.ids);
+  const decode = async (streams: number, routing: string, tag: string): Promise<Round> => {
+    const seqs = Array.from({ length: streams }, (_, s) => `${tag}-${s}`);
+    const prompts = seqs.map((_, s) => Array.from(ids.subarray(s * 997, s * 997 + PROMPT)));
+    let step = await engine.step(seqs.map((seqId, s) => ({ seqId, tokens: prompts[s]!, routing })));
+    const V = step.logits.length / streams;
+    let next = seqs.map((_, s) => argmax(step.logits.subarray(s * V, (s + 1) * V)));
+    let activations = 0;
+    if (o.localExperts) await engine.timing(true);
+    const started = performance.now();
+    for (let i = 0; i < o.tokens; i++) {
+      step = await engine.step(seqs.map((seqId, s) => ({ seqId, tokens: [next[s]!], routing })));
+      activations += step.activations.reduce((a, b) => a + b, 0);
+      next = seqs.map((_, s) => argmax(step.logits.subarray(s * V, (s + 1) * V)));
+    }
+    const wallMs = performance.now() - started;
+    const timing = o.localExperts ? await engine.timing(false) : undefined;
+    await engine.release(seqs);
+    return {
+      msPerToken: wallMs / (o.tokens * streams),
+      activations,
+      nativeActivations: o.tokens * streams * info.routing.numLayers * info.nativeK,
+      expertMs: timing ? (timing['expert']?.ms ?? 0) : null,
+      wallMs,
+    };
+  };
+
+  await decode(4, native, 'warm-native');
+  await decode(4, o.routing, 'warm-candidate');
+  const rows = [];
+  for (const streams of o.streams) {
+    const samples: { native: Round[]; candidate: Round[] } = { native: [], candidate: [] };
+    for (let r = 0; r < o.repeats; r++) {
+      process.stderr.write(`bench adaptive-k-time: ${streams} streams, round ${r + 1}/${o.repeats}\n`);
+      samples.native.push(await decode(streams, native, `n${streams}-${r}`));
+      samples.candidate.push(await decode(streams, o.routing, `c${streams}-${r}`));
+    }
+    const msNative = median(samples.native.map((s) => s.msPerToken));
+    const msCandidate = median(samples.candidate.map((s) => s.msPerToken));
+    const c = samples.candidate[0]!;
+    const saving = 1 - c.activations / c.nativeActivations;
+    const shares = samples.native.map((s) => (s.expertMs === null ? null : s.expertMs / s.wallMs));
+    const share = shares.every((s) => s !== null) ? median(shares as number[]) : null;
+    const speedup = msNative / msCandidate;
+    const ideal = share === null ? null : 1 / (1 - share * saving);
+    rows.push({
+      streams,
+      msPerTokenNative: msNative,
+      msPerTokenCandidate: msCandidate,
+      speedup,
+      saving,
+      expertShareNative: share,
+      idealSpeedup: ideal,
+      /** (speed-up - 1) / (ideal - 1): the fraction of the ideal gain realised. */
+      gainVsIdeal: ideal === null || ideal <= 1 ? null : (speedup - 1) / (ideal - 1),
+      samples,
+    });
+  }
+  const result = {
+    benchmark: 'adaptive-k-time',
+    command: o.command,
+    machine: machineInfo(),
+    experts: o.expertsDescription,
+    routing: o.routing,
+    native,
+    tokensPerRound: o.tokens,
+    repeats: o.repeats,
+    rows,
+  };
+  await fs.mkdir(path.dirname(o.out), { recursive: true });
+  await fs.writeFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
+  const f = (x: number | null, d = 2) => (x === null ? 'n/a' : x.toFixed(d));
+  const lines = [
+    `| streams | ms/token native | ms/token ${path.basename(o.routing)} | speed-up | saving | expert share (native) | ideal | gain vs ideal |`,
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.streams} | ${f(r.msPerTokenNative)} | ${f(r.msPerTokenCandidate)} | ${f(r.speedup)}x | ${(r.saving * 100).toFixed(1)}% | ` +
+        `${r.expertShareNative === null ? 'n/a' : `${(r.expertShareNative * 100).toFixed(1)}%`} | ${r.idealSpeedup === null ? 'n/a' : `${f(r.idealSpeedup)}x`} | ${f(r.gainVsIdeal)} |`,
+    ),
+  ];
+  process.stdout.write(`${o.expertsDescription}\n${lines.join('\n')}\nwrote ${o.out}\n`);
+  return 0;
+}

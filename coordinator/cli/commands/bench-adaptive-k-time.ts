@@ -1,0 +1,54 @@
+// `kmoe bench adaptive-k-time`: places the experts (in process or --workers), starts the engine and
+// runs the wall-time comparison of coordinator/bench/bench-adaptive-k-time.ts.
+
+import { runBenchAdaptiveKTime } from '../../bench/bench-adaptive-k-time.js';
+import { EngineClient } from '../../engine/engine-client.js';
+import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
+import {
+  type ComputeOptions,
+  type ExpertPlacementOptions,
+  singleRouting,
+  type WorkersArg,
+} from '../options.js';
+import { UsageError } from '../usage-error.js';
+
+export interface BenchAdaptiveKTimeCli extends ComputeOptions, ExpertPlacementOptions {
+  readonly model: string;
+  readonly routing?: string[];
+  readonly streams: number[];
+  readonly tokens: number;
+  readonly repeats: number;
+  readonly ids: string[];
+  readonly out: string;
+}
+
+export async function run(o: BenchAdaptiveKTimeCli, argv: readonly string[]): Promise<number> {
+  const routing = singleRouting(o.routing);
+  if (routing === undefined)
+    throw new UsageError('--routing is required (the candidate to compare with native)');
+  if (o.ids.length !== 1) throw new UsageError('--ids takes one corpus here');
+  await checkRouting(o.model, routing);
+  const workers: WorkersArg = o.workers ?? { kind: 'count', n: 0 };
+  await checkPlacement(o.model, workers, o);
+  const settings = sessionSettings(o);
+  const placed = await placeExperts(o.model, workers, o, settings, { onLog: printWorkerLog });
+  let engine: EngineClient | undefined;
+  try {
+    engine = await EngineClient.start({ modelDir: o.model, settings, experts: placed.experts });
+    return await runBenchAdaptiveKTime({
+      engine,
+      routing,
+      streams: o.streams,
+      tokens: o.tokens,
+      repeats: o.repeats,
+      ids: o.ids[0]!,
+      localExperts: placed.experts.kind === 'local',
+      expertsDescription: engine.info.experts,
+      out: o.out,
+      command: `kmoe bench adaptive-k-time ${argv.join(' ')}`.trim(),
+    });
+  } finally {
+    await engine?.close();
+    await placed.cluster?.stop();
+  }
+}
