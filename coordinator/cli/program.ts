@@ -226,6 +226,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         .argParser(parseNumber('--max-frame-mb', { min: 0.001, max: 2048 }))
         .default(64),
     )
+    .addOption(
+      opt.maxConnections(
+        'WebSocket connections at once, handshaking or not; beyond, HTTP 503 (sockets of any kind: this + 16)',
+        64,
+      ),
+    )
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
@@ -248,6 +254,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         host: string;
         port: number;
         maxFrameMb: number;
+        maxConnections: number;
         clusterTokenFile?: string;
         insecure?: boolean;
       } & ComputeOptions,
