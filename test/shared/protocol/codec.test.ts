@@ -8,7 +8,6 @@ import {
   allocDispatchRequest,
   allocDispatchResult,
   type DecodeLimits,
-  MAX_PAIR_WEIGHT,
   type DispatchShape,
   decodeMessage,
   dispatchRequestBytes,
@@ -16,6 +15,7 @@ import {
   encodeErrorReply,
   encodeHello,
   encodeWelcome,
+  MAX_PAIR_WEIGHT,
   requestIdOf,
 } from '../../../shared/protocol/codec.js';
 import { ProtocolError, type ProtocolErrorCode } from '../../../shared/protocol/errors.js';
