@@ -164,7 +164,7 @@ interface ControlToken {
  * run with the sentinel encodes it as a non-first section, as the whole-text encoding would.
  */
 interface PlainText {
-  readonly library: Tokenizer;
+  readonly library: () => Tokenizer;
   readonly sentinel: string;
   readonly controls: readonly ControlToken[];
 }
@@ -266,9 +266,10 @@ export class KmoeTokenizer {
         rstrip: t['rstrip'] === true,
       }));
     const sentinel = `\u{F0000}kmoe-${randomBytes(12).toString('hex')}\u{F0001}`;
-    let plainLibrary: Tokenizer;
-    try {
-      plainLibrary = new Tokenizer(
+    // Built on first use: most prompts hold no control-token text, and a vocabulary costs memory.
+    let plainBuilt: Tokenizer | undefined;
+    const plainLibrary = (): Tokenizer =>
+      (plainBuilt ??= new Tokenizer(
         {
           ...tokenizerJson,
           added_tokens: [
@@ -285,13 +286,7 @@ export class KmoeTokenizer {
           ],
         },
         libraryConfig,
-      );
-    } catch (error) {
-      throw new TokenizerLoadError(
-        `@huggingface/tokenizers cannot build a tokenizer from ${tokenizerFile}: ${errorMessage(error)}`,
-        { file: tokenizerFile, cause: error },
-      );
-    }
+      ));
 
     const idOf = (token: string | undefined, field: string): number | undefined => {
       if (token === undefined) return undefined;
@@ -498,7 +493,10 @@ export class KmoeTokenizer {
   /** Ids of text in which control-token strings are plain text; `first`: it starts the prompt. */
   #plainRun(text: string, first: boolean): number[] {
     if (text === '') return [];
-    const { library, sentinel } = this.#plain;
+    const { sentinel, controls } = this.#plain;
+    // Without control-token text both instances give the same ids.
+    if (first && !controls.some((c) => text.includes(c.content))) return this.encodeRaw(text);
+    const library = this.#plain.library();
     if (first) return library.encode(text, { add_special_tokens: false }).ids;
     // After the sentinel the text is a later section, as after a control token in the whole text.
     return library.encode(sentinel + text, { add_special_tokens: false }).ids.slice(1);
