@@ -11,7 +11,14 @@ export interface SamplingParams {
 
 export const GREEDY: SamplingParams = { temperature: 0, topP: 1 };
 
-/** xoshiro128** seeded through splitmix32: small, fast, good enough for sampling. */
+/** Largest seed: every integer in [0, MAX_SEED] gives its own stream (JSON numbers stay exact). */
+export const MAX_SEED = Number.MAX_SAFE_INTEGER;
+
+/**
+ * xoshiro128** seeded through splitmix32: small, fast, good enough for sampling. Seeds are integers
+ * in [0, 2^53): the low 32 bits seed one splitmix stream, the high 21 bits another XORed into the
+ * state, so seeds below 2^32 give the streams they always gave and no bit is dropped.
+ */
 export class Rng {
   private s0: number;
   private s1: number;
@@ -19,18 +26,17 @@ export class Rng {
   private s3: number;
 
   constructor(seed: number) {
-    let x = seed >>> 0;
-    const next = (): number => {
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
+    if (!Number.isSafeInteger(seed) || seed < 0)
+      throw new RangeError(`seed must be an integer in [0, 2^53), got ${seed}`);
+    const low = splitmix32(seed >>> 0);
+    const high = Math.floor(seed / 2 ** 32);
+    const mix = high === 0 ? () => 0 : splitmix32(high);
+    this.s0 = (low() ^ mix()) >>> 0;
+    this.s1 = (low() ^ mix()) >>> 0;
+    this.s2 = (low() ^ mix()) >>> 0;
+    this.s3 = (low() ^ mix()) >>> 0;
+    // xoshiro's one bad state; unreachable from splitmix in practice, but never stuck at zero.
+    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s3 = 1;
   }
 
   /** The generator's state, to carry a stream across threads (Rng.fromState continues it). */
@@ -58,6 +64,17 @@ export class Rng {
   }
 }
 
+function splitmix32(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x = (x + 0x9e3779b9) >>> 0;
+    let z = x;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
@@ -67,7 +84,8 @@ export function validateSampling(p: SamplingParams): string | undefined {
     return `temperature must be a number in [0, 100], got ${p.temperature}`;
   }
   if (!Number.isFinite(p.topP) || p.topP <= 0 || p.topP > 1) return `top_p must be in (0, 1], got ${p.topP}`;
-  if (p.seed !== undefined && !Number.isSafeInteger(p.seed)) return `seed must be an integer, got ${p.seed}`;
+  if (p.seed !== undefined && !(Number.isSafeInteger(p.seed) && p.seed >= 0))
+    return `seed must be an integer in [0, 2^53), got ${p.seed}`;
   return undefined;
 }
 

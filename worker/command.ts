@@ -44,6 +44,8 @@ export interface WorkerCommandOptions {
   readonly host: string;
   readonly port: number;
   readonly maxFrameMb: number;
+  /** WebSocket connections at once (handshaking or greeted); beyond, HTTP 503. */
+  readonly maxConnections: number;
   readonly settings: SessionSettings;
   /**
    * Every coordinator must prove it holds this token. Without one the CLI allows a loopback --host
@@ -121,6 +123,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
       host,
       port,
       maxFrameBytes,
+      maxConnections: o.maxConnections,
       compute,
       log,
       ...(secret === undefined ? {} : { secret }),

@@ -28,9 +28,12 @@ export interface ComputeRequest {
   readonly maxFrameBytes: number;
 }
 
+/** The result frame, or the index of the first NaN or infinity in it (then it is not sent). */
+export type ComputeReply = { readonly result: Uint8Array } | { readonly nonFinite: number };
+
 export type ComputeSchema = {
   init: [ComputeInit, ComputeModel];
-  /** Returns the complete result frame, ready to send. */
-  dispatch: [ComputeRequest, Uint8Array];
+  /** Returns the complete result frame, ready to send, unless it holds a non-finite value. */
+  dispatch: [ComputeRequest, ComputeReply];
   close: [null, null];
 };

@@ -7,7 +7,7 @@ import { assertRunnable, Checkpoint } from '../shared/model/checkpoint.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
 import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
 import { dispatchAssignment } from '../shared/protocol/messages.js';
-import { fromWire, toWire } from '../shared/protocol/wire-dtype.js';
+import { firstNonFinite, fromWire, toWire } from '../shared/protocol/wire-dtype.js';
 import { serveThread } from '../shared/runtime/thread-rpc.js';
 import type { ComputeSchema } from './compute-protocol.js';
 
@@ -79,7 +79,10 @@ serveThread<ComputeSchema>({
     const sum = req.wire === 'fp32' ? (result.partial as Float32Array) : scratch(1, n * H).fill(0);
     await host.compute(req.layer, { dtype: 'float32', shape: [n, H], data: x }, dispatchAssignment(req), sum);
     if (req.wire !== 'fp32') toWire(sum, req.wire, result.partial);
-    return { result: result.bytes, transfer: [result.bytes.buffer as ArrayBuffer] };
+    // Checked in the wire dtype: an fp32 sum of 7e4 is finite but infinite in fp16.
+    const bad = firstNonFinite(result.partial, req.wire);
+    if (bad !== -1) return { result: { nonFinite: bad } };
+    return { result: { result: result.bytes }, transfer: [result.bytes.buffer as ArrayBuffer] };
   },
   async close() {
     if (state) {

@@ -2,7 +2,13 @@
 // validated dispatches and gets back ready-to-send result frames.
 
 import { ThreadClient } from '../shared/runtime/thread-rpc.js';
-import type { ComputeInit, ComputeModel, ComputeRequest, ComputeSchema } from './compute-protocol.js';
+import type {
+  ComputeInit,
+  ComputeModel,
+  ComputeReply,
+  ComputeRequest,
+  ComputeSchema,
+} from './compute-protocol.js';
 
 export class ExpertCompute {
   private constructor(
@@ -20,8 +26,8 @@ export class ExpertCompute {
     }
   }
 
-  /** Moves the request frame to the compute thread; returns the result frame. */
-  dispatch(req: ComputeRequest): Promise<Uint8Array> {
+  /** Moves the request frame to the compute thread; returns the result frame (if finite). */
+  dispatch(req: ComputeRequest): Promise<ComputeReply> {
     return this.thread.call('dispatch', req, [req.frame.buffer as ArrayBuffer]);
   }
 

@@ -7,6 +7,7 @@
 
 import http from 'node:http';
 import os from 'node:os';
+import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
 import { type ClusterSecret, newNonce } from '../shared/protocol/auth.js';
 import {
@@ -28,7 +29,7 @@ import {
   PROTOCOL_VERSION,
   type RefuseReason,
 } from '../shared/protocol/messages.js';
-import { WIRE_DTYPES, type WireArray, type WireDType } from '../shared/protocol/wire-dtype.js';
+import { firstNonFinite, WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
 import { ListenError } from '../shared/runtime/errors.js';
 import type { Logger } from '../shared/runtime/logger.js';
 import type { ExpertCompute } from './expert-compute.js';
@@ -47,6 +48,16 @@ const MAX_QUEUED = 8;
 const HIGH_WATER_BYTES = 16 * 1024 * 1024;
 /** A peer that has not completed the handshake by then is refused: it holds a socket and does no work. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Bytes a peer may send before its handshake completes. A hello is under 2 KiB (client string
+ * at most 1024 characters) and a proof under 100 bytes; more is a client that skips the
+ * handshake, and its frame is not buffered beyond this (ws's maxPayload is one per server).
+ */
+export const HANDSHAKE_MAX_BYTES = 16 * 1024;
+/** Default cap on WebSocket connections at once, handshaking or greeted (`--max-connections`). */
+export const DEFAULT_MAX_CONNECTIONS = 64;
+/** Sockets beyond the WebSocket cap left for plain HTTP (metrics scrapers, health probes). */
+const HTTP_SOCKET_ROOM = 16;
 /** Where a coordinator and a worker with or without a cluster secret disagree, both are told how to fix it. */
 const TOKEN_HINT = 'KMOE_CLUSTER_TOKEN or --cluster-token-file';
 /**
@@ -66,6 +77,8 @@ export interface WorkerServerOptions {
   readonly secret?: ClusterSecret;
   /** Default HANDSHAKE_TIMEOUT_MS. */
   readonly handshakeTimeoutMs?: number;
+  /** WebSocket connections at once; beyond, the upgrade gets HTTP 503. Default DEFAULT_MAX_CONNECTIONS. */
+  readonly maxConnections?: number;
 }
 
 export class WorkerServer {
@@ -89,7 +102,7 @@ export class WorkerServer {
         ws.close(1001, 'worker draining');
         return;
       }
-      const conn = new PeerConnection(this, ws, peer);
+      const conn = new PeerConnection(this, ws, req.socket, peer);
       this.peers.add(conn);
       ws.once('close', () => this.peers.delete(conn));
       conn.start();
@@ -106,10 +119,24 @@ export class WorkerServer {
         res.end();
       });
     });
-    const wss = new WebSocketServer({
+    const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    // Node closes sockets beyond this at once: a hard ceiling whatever they speak.
+    httpServer.maxConnections = maxConnections + HTTP_SOCKET_ROOM;
+    const wss: WebSocketServer = new WebSocketServer({
       server: httpServer,
       maxPayload: options.maxFrameBytes * HARD_LIMIT_FACTOR,
       perMessageDeflate: false,
+      verifyClient: (info, accept) => {
+        if (wss.clients.size < maxConnections) {
+          accept(true);
+          return;
+        }
+        const peer = `${info.req.socket.remoteAddress}:${info.req.socket.remotePort}`;
+        options.log.warn(
+          `refused connection from ${peer}: ${maxConnections} connections open (--max-connections)`,
+        );
+        accept(false, 503, `worker busy: ${maxConnections} connections open (--max-connections)`);
+      },
     });
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', (err) => reject(new ListenError(options.host, options.port, err)));
@@ -208,6 +235,7 @@ class PeerConnection {
   constructor(
     private readonly server: WorkerServer,
     private readonly ws: WebSocket,
+    private readonly socket: Duplex,
     private readonly peer: string,
   ) {}
 
@@ -219,6 +247,20 @@ class PeerConnection {
     this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     // Socket errors (e.g. a frame above the hard limit) close the connection; say why.
     this.ws.on('error', (err) => this.server.options.log.warn(`connection ${this.peer}: ${err.message}`));
+    // Counted on the socket, not per message: ws buffers a whole frame before 'message', so a
+    // peer that opens with a 100 MiB frame is cut off after HANDSHAKE_MAX_BYTES, not after 100 MiB.
+    let received = 0;
+    const count = (chunk: Buffer) => {
+      received += chunk.byteLength;
+      if (this.greeted) this.socket.off('data', count);
+      else if (received > HANDSHAKE_MAX_BYTES) {
+        this.socket.off('data', count);
+        this.refuse('bad-hello', `sent over ${HANDSHAKE_MAX_BYTES} bytes before completing the handshake`);
+        // Not close(): that would keep reading (and buffering) until the peer's close frame.
+        this.ws.terminate();
+      }
+    };
+    this.socket.on('data', count);
     const timeoutMs = this.server.options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
     this.handshakeTimer = setTimeout(() => {
       const what = this.stage.kind === 'proof' ? 'proof of the cluster token' : 'hello';
@@ -479,9 +521,18 @@ class PeerConnection {
     // The frame's memory moves to the compute thread: read what the metrics need first.
     const shape = dispatchShape(msg, compute.model.numExperts);
     try {
-      const result = await compute.dispatch({ frame: owned(bytes), maxFrameBytes });
+      const reply = await compute.dispatch({ frame: owned(bytes), maxFrameBytes });
+      if ('nonFinite' in reply) {
+        // Finite inputs can still overflow (a hidden state of 3e38); NaN is never sent back.
+        const hidden = compute.model.hidden;
+        return this.errorReply(
+          msg.id,
+          'bad-value',
+          `non-finite result: the experts' output of token ${Math.floor(reply.nonFinite / hidden)} overflowed at element ${reply.nonFinite % hidden} (inputs too large for ${msg.wire})`,
+        );
+      }
       this.server.metrics.served(shape, (performance.now() - received) / 1000);
-      return result;
+      return reply.result;
     } catch (err) {
       log.error(`request ${msg.id} layer ${msg.layer} failed: ${(err as Error).message}`);
       return this.errorReply(msg.id, 'compute-failed', (err as Error).message);
@@ -504,21 +555,6 @@ function owned(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
     ? bytes
     : new Uint8Array(bytes);
-}
-
-/**
- * Index of the first NaN or infinity in a wire section, or -1. Reads exponent bits, so the 16-bit
- * formats need no widening: all-ones exponent means not finite in fp32, bf16 and fp16 alike.
- */
-function firstNonFinite(values: WireArray, wire: WireDType): number {
-  if (wire === 'fp32') {
-    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-    for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
-    return -1;
-  }
-  const mask = wire === 'bf16' ? 0x7f80 : 0x7c00;
-  for (let i = 0; i < values.length; i++) if ((values[i]! & mask) === mask) return i;
-  return -1;
 }
 
 /**

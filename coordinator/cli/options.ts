@@ -387,6 +387,10 @@ export const opt = {
   host: (description = 'address to listen on') => new Option('--host <addr>', description),
   port: (description: string) =>
     new Option('--port <port>', description).argParser(parseInteger('--port', { min: 0, max: 65535 })),
+  maxConnections: (description: string, defaultValue: number) =>
+    new Option('--max-connections <n>', description)
+      .argParser(parseInteger('--max-connections', { min: 1, max: 1_000_000 }))
+      .default(defaultValue),
   maxTokens: (description = 'tokens to generate') =>
     new Option('--max-tokens <n>', description).argParser(parseInteger('--max-tokens', { min: 1 })),
   budget: () =>

@@ -132,7 +132,11 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         .argParser(parseNumber('--top-p', { above: 0, max: 1 }))
         .default(GREEDY.topP),
     )
-    .addOption(new Option('--seed <n>', 'sampling seed').argParser(parseInteger('--seed')).default(0))
+    .addOption(
+      new Option('--seed <n>', 'sampling seed, an integer in [0, 2^53)')
+        .argParser(parseInteger('--seed', { min: 0, max: Number.MAX_SAFE_INTEGER }))
+        .default(0),
+    )
     .addOption(opt.routing())
     .addOption(
       new Option('--stats', 'print tokens/s and experts per token (and network bytes) to stderr at the end'),
@@ -248,6 +252,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option('--max-frame-mb <n>', 'largest request accepted, in MiB')
         .argParser(parseNumber('--max-frame-mb', { min: 0.001, max: 2048 }))
         .default(64),
+    )
+    .addOption(
+      opt.maxConnections(
+        'WebSocket connections at once, handshaking or not; beyond, HTTP 503 (sockets of any kind: this + 16)',
+        64,
+      ),
     )
     .addOption(opt.threads())
     .addOption(opt.device())
@@ -473,6 +483,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option(
         '--served-model-name <name>',
         "the model name clients send (default: the model directory's name)",
+      ),
+    )
+    .addOption(
+      opt.maxConnections(
+        'open HTTP connections at once, idle keep-alive ones included; beyond, new ones are closed at once',
+        1024,
       ),
     )
     .addOption(

@@ -41,6 +41,11 @@ const NOT_FOUND_ENDPOINT = 'unknown';
 
 export interface ApiServerOptions {
   readonly bodyLimitBytes: number;
+  /**
+   * Open TCP connections at once; Node closes any beyond at once (each costs a socket, parser
+   * and buffers however idle): `kmoe serve --max-connections`.
+   */
+  readonly maxConnections: number;
   /** Most members an array or object of a JSON body may hold (the context length). */
   readonly maxJsonMembers: number;
   /** Every request but OPEN_ENDPOINTS' must carry `Authorization: Bearer <apiKey>`; none: open. */
@@ -101,6 +106,7 @@ export class ApiServer {
       },
     });
     this.#app = app;
+    app.server.maxConnections = options.maxConnections;
     // Only JSON bodies: anything else (a cross-origin form post, text/plain) is a 415.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
@@ -195,9 +201,14 @@ export class ApiServer {
     return `http://${shown}:${address.port}`;
   }
 
-  /** New generation requests get 503 from now on; status endpoints keep answering. */
+  /**
+   * New generation requests get 503 from now on; status endpoints keep answering (/ready: 503).
+   * Idle keep-alive connections are closed now, so clients and load balancers reconnect elsewhere
+   * instead of sending their next request here; busy ones close after their response.
+   */
   stopAccepting(): void {
     this.#draining = true;
+    this.#app.server.closeIdleConnections();
   }
 
   /** Stops listening and closes connections; call once in-flight responses have ended. */

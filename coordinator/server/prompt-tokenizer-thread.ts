@@ -21,7 +21,8 @@ serveThread<PromptTokenizerSchema>({
     return { result: { charsPerTokenBound: charsPerTokenBound(json) } };
   },
   encode(text: string) {
-    return { result: loaded().encode(text) };
+    // Client text: control-token strings in it stay text (KmoeTokenizer.encodeText).
+    return { result: loaded().encodeText(text) };
   },
   encodeChat(messages: ChatMessage[]) {
     return { result: loaded().encodeChat(messages) };

@@ -71,6 +71,8 @@ export class Scheduler {
   #accepting = true;
   #stopping = false;
   #wake: (() => void) | undefined;
+  /** A wake-up that came while the loop was not sleeping (it was awaiting the engine). */
+  #woken = false;
   #idleWaiters: (() => void)[] = [];
   readonly #eos: ReadonlySet<number>;
   readonly #loop: Promise<void>;
@@ -161,10 +163,17 @@ export class Scheduler {
         this.#admit();
         const plan = this.#plan();
         if (plan.length === 0) {
+          // A cancel or submit during an await above must not be slept through: the ended
+          // sequence would stay counted as running until some later request woke the loop.
+          if (this.#woken) {
+            this.#woken = false;
+            continue;
+          }
           for (const resolve of this.#idleWaiters.splice(0)) resolve();
           await new Promise<void>((resolve) => {
             this.#wake = resolve;
           });
+          this.#woken = false;
           continue;
         }
         await this.#step(plan);
@@ -198,6 +207,9 @@ export class Scheduler {
   #admit(): void {
     while (this.#running.length < this.options.maxRunning && this.#waiting.length > 0) {
       const seq = this.#waiting.shift()!;
+      // Cancelled while #reap awaited the engine: admitting it would revive it ('ended' ->
+      // 'prefill') and generate silently up to max_tokens for a client that is gone.
+      if (seq.ended) continue;
       seq.state = 'prefill';
       this.#running.push(seq);
     }
@@ -274,6 +286,7 @@ export class Scheduler {
   #wakeUp(): void {
     const wake = this.#wake;
     this.#wake = undefined;
+    this.#woken = true;
     wake?.();
   }
 

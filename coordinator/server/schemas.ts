@@ -55,9 +55,12 @@ const samplingFields = {
   model: z.string({ error: 'model is required: use the name GET /v1/models lists' }),
   temperature: inRange('temperature', 0, 2, true).nullable().optional(),
   top_p: inRange('top_p', 0, 1, false).nullable().optional(),
+  // Every bit of the seed counts (coordinator/sampling.ts Rng); beyond 2^53 JSON numbers are inexact.
   seed: z
     .number({ error: 'seed must be an integer' })
     .int({ error: 'seed must be an integer' })
+    .min(0, { error: 'seed must be an integer in [0, 2^53)' })
+    .max(Number.MAX_SAFE_INTEGER, { error: 'seed must be an integer in [0, 2^53)' })
     .nullable()
     .optional(),
   stop: z

@@ -39,6 +39,8 @@ export interface ServingOptions extends SchedulerOptions {
   /** Profile files requests may name in kmoe.routing, besides the default routing. */
   readonly profiles: readonly string[];
   readonly bodyLimitBytes: number;
+  /** Open HTTP connections at once (ApiServerOptions.maxConnections). */
+  readonly maxConnections: number;
   readonly experts: () => ExpertCoverage;
   /** Required as `Authorization: Bearer KEY` on every endpoint but /health, /ready, /metrics. */
   readonly apiKey?: string;
@@ -116,6 +118,7 @@ export async function startServing(
     {
       bodyLimitBytes: options.bodyLimitBytes,
       maxJsonMembers: info.maxPositions,
+      maxConnections: options.maxConnections,
       ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
     },
     metrics,

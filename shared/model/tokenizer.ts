@@ -2,6 +2,7 @@
 // BOS/EOS and the chat template from tokenizer_config.json, and a streaming detokenizer that turns
 // generated ids into text chunks without ever emitting half a UTF-8 character.
 
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
@@ -146,6 +147,26 @@ interface KmoeTokenizerParts {
   chatTemplate: string | undefined;
   chatTemplateFile: string;
   chatTemplateMissingReason: string;
+  plain: PlainText;
+}
+
+/** A special (control) token as tokenizer.json's added_tokens lists it. */
+interface ControlToken {
+  readonly id: number;
+  readonly content: string;
+  readonly lstrip: boolean;
+  readonly rstrip: boolean;
+}
+
+/**
+ * Encodes client text without turning control-token strings into control tokens: a second library
+ * instance whose added tokens are the non-special ones plus one unguessable sentinel. Prefixing a
+ * run with the sentinel encodes it as a non-first section, as the whole-text encoding would.
+ */
+interface PlainText {
+  readonly library: () => Tokenizer;
+  readonly sentinel: string;
+  readonly controls: readonly ControlToken[];
 }
 
 export class KmoeTokenizer {
@@ -164,6 +185,7 @@ export class KmoeTokenizer {
   readonly suffixIds: readonly number[];
 
   readonly #library: Tokenizer;
+  readonly #plain: PlainText;
   readonly #bosToken: string | undefined;
   readonly #eosToken: string | undefined;
   readonly #unkToken: string | undefined;
@@ -176,6 +198,7 @@ export class KmoeTokenizer {
   private constructor(parts: KmoeTokenizerParts) {
     this.dir = parts.dir;
     this.#library = parts.library;
+    this.#plain = parts.plain;
     this.prefixIds = parts.prefixIds;
     this.suffixIds = parts.suffixIds;
     this.#bosToken = parts.bosToken;
@@ -233,6 +256,37 @@ export class KmoeTokenizer {
         { file: tokenizerFile, cause: error },
       );
     }
+
+    const controls: ControlToken[] = tokenizerJson.added_tokens
+      .filter((t) => t['special'] === true && t.content !== '')
+      .map((t) => ({
+        id: t.id,
+        content: t.content,
+        lstrip: t['lstrip'] === true,
+        rstrip: t['rstrip'] === true,
+      }));
+    const sentinel = `\u{F0000}kmoe-${randomBytes(12).toString('hex')}\u{F0001}`;
+    // Built on first use: most prompts hold no control-token text, and a vocabulary costs memory.
+    let plainBuilt: Tokenizer | undefined;
+    const plainLibrary = (): Tokenizer =>
+      (plainBuilt ??= new Tokenizer(
+        {
+          ...tokenizerJson,
+          added_tokens: [
+            ...tokenizerJson.added_tokens.filter((t) => t['special'] !== true),
+            {
+              id: tokenizerJson.added_tokens[0]?.id ?? 0,
+              content: sentinel,
+              single_word: false,
+              lstrip: false,
+              rstrip: false,
+              normalized: false,
+              special: true,
+            },
+          ],
+        },
+        libraryConfig,
+      ));
 
     const idOf = (token: string | undefined, field: string): number | undefined => {
       if (token === undefined) return undefined;
@@ -329,6 +383,7 @@ export class KmoeTokenizer {
       chatTemplate,
       chatTemplateFile,
       chatTemplateMissingReason,
+      plain: { library: plainLibrary, sentinel, controls },
     });
   }
 
@@ -344,6 +399,18 @@ export class KmoeTokenizer {
     return [...prefix, ...ids, ...suffix];
   }
 
+  /**
+   * Token ids of a client's text with the special tokens the checkpoint asks for: control-token
+   * strings in it ("</s>", "[INST]" when special) are plain text, never control tokens, so a
+   * prompt cannot forge an end of sequence or a turn. Send token ids to send control tokens.
+   */
+  encodeText(text: string): number[] {
+    const ids = this.#plainRun(text, true);
+    const prefix = startsWith(ids, this.prefixIds) ? [] : this.prefixIds;
+    const suffix = endsWith(ids, this.suffixIds) ? [] : this.suffixIds;
+    return [...prefix, ...ids, ...suffix];
+  }
+
   /** Token ids of `text` alone. Special-token strings in the text ("<s>", "[INST]" if added) still map to their ids. */
   encodeRaw(text: string): number[] {
     return this.#library.encode(text, { add_special_tokens: false }).ids;
@@ -352,9 +419,87 @@ export class KmoeTokenizer {
   /**
    * Prompt ids for a conversation: the rendered chat template, encoded without adding special
    * tokens because the template writes its own BOS (as transformers' apply_chat_template does).
+   * Only the template's own control tokens become control tokens: a message holding "</s>" or
+   * "[INST]" gets them as plain text (the template is rendered with placeholders for the contents
+   * to tell its text from theirs).
+   * @throws ChatTemplateError also when a message holds control-token text and the template
+   *   rewrites message contents, so that they cannot be told apart.
    */
   encodeChat(messages: readonly ChatMessage[], addGenerationPrompt = true): number[] {
-    return this.encodeRaw(this.applyChatTemplate(messages, addGenerationPrompt));
+    const { controls } = this.#plain;
+    const forging = messages.findIndex((m) => controls.some((c) => m.content.includes(c.content)));
+    // The usual case, and exactly what transformers encodes.
+    if (forging === -1) return this.encodeRaw(this.applyChatTemplate(messages, addGenerationPrompt));
+    const nonce = randomBytes(8).toString('hex');
+    const marks = messages.map((_, i) => `\u{F0002}${nonce}-${i}\u{F0003}`);
+    const rendered = this.applyChatTemplate(
+      messages.map((m, i) => ({ ...m, content: marks[i]! })),
+      addGenerationPrompt,
+    );
+    const found = marks.map((mark, i) => ({ i, at: rendered.indexOf(mark) }));
+    if (found.some(({ i, at }) => at === -1 || rendered.indexOf(marks[i]!, at + 1) !== -1)) {
+      const control = controls.find((c) => messages[forging]!.content.includes(c.content))!;
+      throw new ChatTemplateError(
+        `message ${forging} contains the control-token text ${JSON.stringify(control.content)}, and the chat template from ${this.#chatTemplateFile} rewrites message contents, so it cannot be kept as plain text; remove it from the message`,
+        { file: this.#chatTemplateFile },
+      );
+    }
+    // Template text is split at control tokens; contents are text whatever they hold.
+    const parts: ({ kind: 'text'; text: string } | { kind: 'control'; token: ControlToken })[] = [];
+    const text = (t: string) => {
+      const last = parts[parts.length - 1];
+      if (last?.kind === 'text') parts[parts.length - 1] = { kind: 'text', text: last.text + t };
+      else parts.push({ kind: 'text', text: t });
+    };
+    let from = 0;
+    for (const { i, at } of found.sort((a, b) => a.at - b.at)) {
+      this.#splitControls(rendered.slice(from, at), text, (token) => parts.push({ kind: 'control', token }));
+      text(messages[i]!.content);
+      from = at + marks[i]!.length;
+    }
+    this.#splitControls(rendered.slice(from), text, (token) => parts.push({ kind: 'control', token }));
+    // As the library does: lstrip / rstrip control tokens eat the white space next to them.
+    parts.forEach((part, k) => {
+      if (part.kind !== 'control') return;
+      const before = parts[k - 1];
+      const after = parts[k + 1];
+      if (part.token.lstrip && before?.kind === 'text') before.text = before.text.trimEnd();
+      if (part.token.rstrip && after?.kind === 'text') after.text = after.text.trimStart();
+    });
+    return parts.flatMap((part, k) =>
+      part.kind === 'control' ? [part.token.id] : this.#plainRun(part.text, k === 0),
+    );
+  }
+
+  /** Splits template text at control tokens (longest first), reporting text and tokens in order. */
+  #splitControls(segment: string, text: (t: string) => void, control: (c: ControlToken) => void): void {
+    const controls = [...this.#plain.controls].sort((a, b) => b.content.length - a.content.length);
+    let at = 0;
+    let plainFrom = 0;
+    while (at < segment.length) {
+      const c = controls.find((t) => segment.startsWith(t.content, at));
+      if (c === undefined) {
+        at++;
+        continue;
+      }
+      if (at > plainFrom) text(segment.slice(plainFrom, at));
+      control(c);
+      at += c.content.length;
+      plainFrom = at;
+    }
+    if (plainFrom < segment.length) text(segment.slice(plainFrom));
+  }
+
+  /** Ids of text in which control-token strings are plain text; `first`: it starts the prompt. */
+  #plainRun(text: string, first: boolean): number[] {
+    if (text === '') return [];
+    const { sentinel, controls } = this.#plain;
+    // Without control-token text both instances give the same ids.
+    if (first && !controls.some((c) => text.includes(c.content))) return this.encodeRaw(text);
+    const library = this.#plain.library();
+    if (first) return library.encode(text, { add_special_tokens: false }).ids;
+    // After the sentinel the text is a later section, as after a control token in the whole text.
+    return library.encode(sentinel + text, { add_special_tokens: false }).ids.slice(1);
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {

@@ -31,6 +31,14 @@ import {
 } from './messages.js';
 import { WIRE_DTYPES, type WireArray, type WireDType, wireElementBytes } from './wire-dtype.js';
 
+/**
+ * Largest routing weight a dispatch may carry. Policies give weights in [0, 1] (renormalised, or
+ * native top-K for `skip`) times the family's routed scaling factor (1, DeepSeek-V3 2.5,
+ * DeepSeek-V2 16); anything above this is an attack or a bug, and a weight of 1e30 turns finite
+ * expert outputs into infinities.
+ */
+export const MAX_PAIR_WEIGHT = 64;
+
 /** What the receiver knows about the model, against which sizes and indices are checked. */
 export interface DecodeLimits {
   readonly maxFrameBytes: number;
@@ -196,6 +204,13 @@ function decodeDispatch(frame: DecodedFrame, limits: DecodeLimits): DispatchRequ
   const { tokens: n, pairs: p } = h;
   if (frame.sections.length !== 4)
     throw new ProtocolError('bad-section', `a dispatch has 4 sections, got ${frame.sections.length}`);
+  // Each token takes each expert at most once: more pairs than that cost memory and compute
+  // with no meaning (200k pairs of one token once took 2.3 GB and seconds).
+  if (p > n * limits.numExperts)
+    throw new ProtocolError(
+      'bad-value',
+      `dispatch ${h.id}: ${p} expert pairs for ${n} tokens, more than ${limits.numExperts} per token`,
+    );
   if (h.layer >= limits.numLayers)
     throw new ProtocolError(
       'bad-value',
@@ -223,18 +238,29 @@ function decodeDispatch(frame: DecodedFrame, limits: DecodeLimits): DispatchRequ
     if (!(offsets[t + 1]! > offsets[t]!))
       throw new ProtocolError('bad-value', `${what}: token ${t} has no expert pairs (offsets must increase)`);
   }
-  for (let j = 0; j < p; j++) {
-    const e = experts[j]!;
-    if (e < 0 || e >= limits.numExperts)
-      throw new ProtocolError(
-        'bad-value',
-        `${what}: expert index ${e} is out of range: the model has ${limits.numExperts}`,
-      );
-    if (!Number.isFinite(weights[j]!))
-      throw new ProtocolError(
-        'bad-value',
-        `${what}: weight of pair ${j} is ${weights[j]}, not a finite number`,
-      );
+  // Last pair index that named each expert, to refuse an expert repeated within one token.
+  const seen = new Int32Array(limits.numExperts).fill(-1);
+  for (let t = 0; t < n; t++) {
+    for (let j = offsets[t]!; j < offsets[t + 1]!; j++) {
+      const e = experts[j]!;
+      if (e < 0 || e >= limits.numExperts)
+        throw new ProtocolError(
+          'bad-value',
+          `${what}: expert index ${e} is out of range: the model has ${limits.numExperts}`,
+        );
+      if (seen[e]! >= offsets[t]!)
+        throw new ProtocolError(
+          'bad-value',
+          `${what}: token ${t} names expert ${e} twice (pairs ${seen[e]} and ${j}); each expert at most once per token`,
+        );
+      seen[e] = j;
+      const w = weights[j]!;
+      if (!(w >= 0 && w <= MAX_PAIR_WEIGHT))
+        throw new ProtocolError(
+          'bad-value',
+          `${what}: weight of pair ${j} is ${w}; routing weights are finite numbers in [0, ${MAX_PAIR_WEIGHT}]`,
+        );
+    }
   }
   return {
     type: 'dispatch',

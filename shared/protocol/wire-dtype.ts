@@ -49,3 +49,18 @@ function checkArray(dtype: WireDType, array: WireArray): void {
   if ((dtype === 'fp32') !== array instanceof Float32Array)
     throw new TypeError(`a ${dtype} wire section cannot be a ${array.constructor.name}`);
 }
+
+/**
+ * Index of the first NaN or infinity in a wire section, or -1. Reads exponent bits, so the 16-bit
+ * formats need no widening: all-ones exponent means not finite in fp32, bf16 and fp16 alike.
+ */
+export function firstNonFinite(values: WireArray, wire: WireDType): number {
+  if (wire === 'fp32') {
+    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
+    return -1;
+  }
+  const mask = wire === 'bf16' ? 0x7f80 : 0x7c00;
+  for (let i = 0; i < values.length; i++) if ((values[i]! & mask) === mask) return i;
+  return -1;
+}

@@ -2,6 +2,8 @@
 // forge log lines is logged as one escaped line, and hidden states holding NaN or infinity are
 // refused with a typed `bad-value` reply while the connection keeps serving.
 
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { allocDispatchRequest, type DecodeLimits, encodeHello } from '../../shared/protocol/codec.js';
@@ -94,4 +96,169 @@ describe('worker hardening', () => {
     expect(await peer.next()).toMatchObject({ type: 'result', id: 8, numTokens: 2 });
     peer.close();
   });
+
+  /** A greeted peer. */
+  async function greeted(): Promise<RawPeer> {
+    const peer = await RawPeer.open(worker.url, limits);
+    peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test' }));
+    expect((await peer.next()).type).toBe('welcome');
+    return peer;
+  }
+
+  /** A 1-token fp32 dispatch with these experts and weights and hidden state all `value`. */
+  function pairs(
+    id: number,
+    experts: ArrayLike<number>,
+    weights: ArrayLike<number>,
+    value = 0.5,
+  ): Uint8Array {
+    const f = allocDispatchRequest({
+      id,
+      layer: 0,
+      wire: 'fp32',
+      numTokens: 1,
+      numPairs: experts.length,
+      hidden: H,
+      index: 'uint8',
+    });
+    (f.hidden as Float32Array).fill(value);
+    f.offsets.set([0, experts.length]);
+    f.experts.set(experts);
+    f.weights.set(weights);
+    return f.bytes;
+  }
+
+  it('refuses a token with more pairs than the model has experts before walking them, and keeps serving', async () => {
+    const peer = await greeted();
+    // 200k pairs for one token once took 2.3 GB and 4.7 s; now one comparison refuses it.
+    const n = 200_000;
+    const started = performance.now();
+    peer.send(pairs(11, new Uint8Array(n), new Float32Array(n).fill(1e-6)));
+    const reply = await peer.next();
+    expect(reply).toMatchObject({ type: 'error', id: 11, code: 'bad-value' });
+    expect((reply as { message: string }).message).toMatch(
+      /200000 expert pairs for 1 tokens, more than 8 per token/,
+    );
+    // Generous on a loaded machine; the refusal itself is O(1) (it took seconds before).
+    expect(performance.now() - started).toBeLessThan(2000);
+    peer.send(dispatch(12, 'fp32'));
+    expect(await peer.next()).toMatchObject({ type: 'result', id: 12 });
+    peer.close();
+  });
+
+  it.each([
+    ['a repeated expert', [0, 1, 0], [0.5, 0.25, 0.25], /token 0 names expert 0 twice/],
+    ['a negative weight', [0, 1], [1, -1e30], /weight of pair 1 is -1.*\[0, 64\]/],
+    ['a huge weight', [0, 1], [1e30, 1], /weight of pair 0 is 1.*e\+30/],
+  ] as const)('refuses %s with bad-value', async (_, experts, weights, message) => {
+    const peer = await greeted();
+    peer.send(pairs(13, experts, weights));
+    const reply = await peer.next();
+    expect(reply).toMatchObject({ type: 'error', id: 13, code: 'bad-value' });
+    expect((reply as { message: string }).message).toMatch(message);
+    peer.close();
+  });
+
+  it('answers a finite input whose result overflows with bad-value, never NaN', async () => {
+    const peer = await greeted();
+    peer.send(pairs(14, [0], [1], 3e38));
+    const reply = await peer.next();
+    expect(reply).toMatchObject({ type: 'error', id: 14, code: 'bad-value' });
+    expect((reply as { message: string }).message).toMatch(/non-finite result.*token 0/);
+    peer.send(pairs(15, [0], [1]));
+    const ok = await peer.next();
+    expect(ok).toMatchObject({ type: 'result', id: 15 });
+    expect(Array.from((ok as { partial: Float32Array }).partial).every(Number.isFinite)).toBe(true);
+    peer.close();
+  });
+
+  it('cuts off peers that send big frames before the handshake without buffering them', async () => {
+    const rss = () =>
+      Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${worker.child.pid}/status`, 'utf8'))![1]) * 1024;
+    const before = rss();
+    const frame = 100 * 2 ** 20;
+    // 4 connections at once, each opening with (the start of) a 100 MiB frame instead of a hello.
+    const sent = await Promise.all([0, 1, 2, 3].map(() => floodBeforeHello(worker.url, frame)));
+    const grown = rss() - before;
+    for (const s of sent) expect(s.closedEarly).toBe(true);
+    // Buffering the frames would be 400 MiB; the cut-off is at 16 KiB per connection (plus
+    // socket buffers). Generous: the heap may keep some garbage around.
+    expect(grown).toBeLessThan(300 * 2 ** 20);
+    const peer = await greeted();
+    peer.send(dispatch(16, 'fp32'));
+    expect(await peer.next()).toMatchObject({ type: 'result', id: 16 });
+    peer.close();
+  });
+
+  it('refuses WebSocket connections beyond --max-connections with HTTP 503', async () => {
+    const small = await startWorker('0', ['--max-connections', '2']);
+    try {
+      const a = await RawPeer.open(small.url, limits);
+      const b = await RawPeer.open(small.url, limits);
+      await expect(RawPeer.open(small.url, limits)).rejects.toThrow(/Unexpected server response: 503/);
+      a.close();
+      await a.closed;
+      // The slot is free again (the server sees the close shortly after the client).
+      let c: RawPeer | undefined;
+      for (let i = 0; i < 100 && c === undefined; i++) {
+        c = await RawPeer.open(small.url, limits).catch(() => undefined);
+        if (c === undefined) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(c).toBeDefined();
+      c!.close();
+      b.close();
+    } finally {
+      expect(await small.stop()).toBe(0);
+    }
+  });
 });
+
+/**
+ * Opens a WebSocket by hand and streams one binary frame of `bytes` (zeros, from one reused
+ * 1 MiB buffer) as its first message; resolves when the server closes the socket or all was sent.
+ */
+function floodBeforeHello(url: string, bytes: number): Promise<{ closedEarly: boolean; written: number }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname);
+    let written = 0;
+    let upgraded = false;
+    const chunk = Buffer.alloc(2 ** 20);
+    const finish = () => resolve({ closedEarly: written < bytes, written });
+    socket.once('error', () => undefined);
+    socket.once('close', finish);
+    socket.once('connect', () => {
+      socket.write(
+        `GET / HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      );
+    });
+    socket.on('data', (d: Buffer) => {
+      if (upgraded) return;
+      if (!d.toString('latin1').startsWith('HTTP/1.1 101')) {
+        reject(new Error(`upgrade refused: ${d.toString('latin1').split('\r\n')[0]}`));
+        socket.destroy();
+        return;
+      }
+      upgraded = true;
+      // FIN + binary, masked, 64-bit length, zero masking key.
+      const header = Buffer.alloc(14);
+      header[0] = 0x82;
+      header[1] = 0x80 | 127;
+      header.writeBigUInt64BE(BigInt(bytes), 2);
+      socket.write(header);
+      const pump = () => {
+        while (written < bytes && !socket.destroyed) {
+          const n = Math.min(chunk.byteLength, bytes - written);
+          written += n;
+          if (!socket.write(n === chunk.byteLength ? chunk : chunk.subarray(0, n))) {
+            socket.once('drain', pump);
+            return;
+          }
+        }
+        if (written >= bytes) socket.end();
+      };
+      pump();
+    });
+  });
+}

@@ -34,6 +34,8 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly prefillChunk: number;
   readonly servedModelName?: string;
   readonly shutdownTimeout: number;
+  /** Open HTTP connections at once; Node closes any beyond. */
+  readonly maxConnections: number;
   readonly logLevel: LogLevel;
   /** --api-key / --api-key-file: required on /v1/* as `Authorization: Bearer KEY`. */
   readonly apiKey?: string;
@@ -200,6 +202,7 @@ export async function run(o: ServeOptions): Promise<number> {
         maxQueued,
         prefillChunk,
         bodyLimitBytes: BODY_LIMIT_BYTES,
+        maxConnections: o.maxConnections,
         experts: () => cover.coverage(),
         ...(o.apiKey === undefined ? {} : { apiKey: o.apiKey }),
         ...(registry

@@ -239,6 +239,12 @@ describe('kmoe generate', () => {
     expect(chart.stderr).toMatch(/--chart draws the --sweep results/);
   });
 
+  it('rejects a negative seed naming --seed', async () => {
+    const r = await runCli(['generate', '--model', MODEL_DIR, '--prompt', 'x', '--seed=-1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--seed/);
+  });
+
   it('fails loudly when CUDA is requested on a host without it', async () => {
     const r = await runCli(['generate', '--model', MODEL_DIR, '--prompt', 'x', '--device', 'cuda']);
     expect(r.code).toBe(1);
@@ -404,6 +410,7 @@ describe('kmoe', () => {
         '--prefill-chunk',
         '--served-model-name',
         '--shutdown-timeout',
+        '--max-connections',
         '--log-level',
         '--threads',
         '--device',

@@ -216,6 +216,12 @@ describe('bodies', () => {
     expect(expectOpenAIError(model.body, 'model_not_found').message.length).toBeLessThan(2100);
   });
 
+  it('control-token text in a prompt is text: "</s></s></s>" is 10 prompt tokens, not 3 EOS ids', async () => {
+    const res = await postJson(JSON.stringify({ model: MODEL, prompt: '</s></s></s>', max_tokens: 1 }));
+    expect(res.status).toBe(200);
+    expect((res.body as unknown as { usage: { prompt_tokens: number } }).usage.prompt_tokens).toBe(10);
+  });
+
   it('max_completion_tokens is honoured on /v1/completions', async () => {
     const res = await postJson(
       JSON.stringify({

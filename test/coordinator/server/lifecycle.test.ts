@@ -2,6 +2,7 @@
 // queue are full; on SIGTERM new requests get 503, a request that can finish within the deadline
 // does, one that cannot ends with an error event, and the process exits 0.
 
+import net from 'node:net';
 import OpenAI from 'openai';
 import type { CompletionCreateParamsStreaming } from 'openai/resources/completions';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -82,6 +83,19 @@ describe('kmoe serve lifecycle', () => {
     expect((busy as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('server_busy');
     expect((busy as InstanceType<typeof OpenAI.RateLimitError>).headers.get('retry-after')).toBe('1');
 
+    // An idle keep-alive connection (it carried one answered request) is closed when the drain
+    // starts, while requests are still running, not when the listener closes after them: its
+    // client reconnects elsewhere.
+    const idle = await new Promise<net.Socket>((resolve) => {
+      const { hostname, port } = new URL(url);
+      const socket = net.connect(Number(port), hostname, () =>
+        socket.write(`GET /health HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`),
+      );
+      socket.once('data', () => resolve(socket));
+    });
+    const idleClosed = new Promise<number>((resolve) => idle.once('close', () => resolve(performance.now())));
+    const longEndedAt = long.then(() => performance.now());
+
     server.child.kill('SIGTERM');
     for (;;) {
       const ready = await fetch(`${url}/ready`);
@@ -107,6 +121,7 @@ describe('kmoe serve lifecycle', () => {
     expect(longEnd.error?.message).toMatch(/shut down before this request finished/);
     expect(longEnd.text.length).toBeGreaterThan(0);
     expect(await server.exited).toBe(0);
+    expect(await idleClosed).toBeLessThan(await longEndedAt);
     expect(server.stderr()).toMatch(/"cancelled":1,"msg":"drained"/);
   });
 });

@@ -28,6 +28,9 @@ class ScriptedEngine implements StepEngine {
   delayMs = 0;
   /** Resolved before each step returns: lets a test hold the engine mid-step. */
   gate: Promise<void> = Promise.resolve();
+  /** Resolved before each release returns: lets a test hold the scheduler inside #reap. */
+  releaseGate: Promise<void> = Promise.resolve();
+  releasing = 0;
 
   constructor(private readonly next: (seqId: string, position: number) => number = () => 300) {}
 
@@ -61,6 +64,9 @@ class ScriptedEngine implements StepEngine {
   }
 
   async release(seqIds: string[]): Promise<number> {
+    this.releasing++;
+    await this.releaseGate;
+    this.releasing--;
     let n = 0;
     for (const id of seqIds) if (this.cached.delete(id)) n++;
     return n;
@@ -197,6 +203,52 @@ describe('Scheduler', () => {
     const d = collector();
     s.submit('d', params(4, 2), d.sink);
     expect(await d.done).toMatchObject({ kind: 'finish' });
+    await s.shutdown(0);
+  });
+
+  it('does not revive a waiting sequence cancelled while ended ones are being released', async () => {
+    const engine = new ScriptedEngine();
+    let open: () => void = () => undefined;
+    engine.releaseGate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const s = scheduler(engine, { maxRunning: 1, maxQueued: 1 });
+    const a = collector();
+    const b = collector();
+    s.submit('a', params(4, 2), a.sink);
+    const handle = s.submit('b', params(4, 2000, { ignoreEos: true }), b.sink);
+    await a.done;
+    // a ended; the scheduler is inside #reap, awaiting the engine's release of a's cache.
+    await until(() => engine.releasing === 1);
+    handle.cancel();
+    open();
+    await until(() => s.running === 0 && s.waiting === 0);
+    // Give a revived b the chance to run a step: none may carry it.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(engine.steps.flat().some((r) => r.seqId === 'b')).toBe(false);
+    expect(b.events).toEqual([]);
+    expect(s.running).toBe(0);
+    expect(engine.cached.size).toBe(0);
+    await s.shutdown(0);
+  });
+
+  it('leaves no cancelled sequence counted as running when the loop goes idle', async () => {
+    const engine = new ScriptedEngine();
+    let open: () => void = () => undefined;
+    engine.releaseGate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const s = scheduler(engine);
+    const a = collector();
+    s.submit('a', params(4, 2), a.sink);
+    const handle = s.submit('b', params(4, 2000, { ignoreEos: true }), () => undefined);
+    await a.done;
+    await until(() => engine.releasing === 1);
+    // Cancelled while the loop awaits the release of a: that wake-up must not be lost, or b
+    // stays counted as running (and holds its KV cache) until another request wakes the loop.
+    handle.cancel();
+    open();
+    await until(() => s.running === 0 && engine.cached.size === 0);
     await s.shutdown(0);
   });
 

@@ -298,6 +298,8 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
     ['top_p 0', { ...base, top_p: 0 }, /top_p must be in \(0, 1\], got 0/, 'top_p'],
     ['top_p as a string', { ...base, top_p: 'high' }, /top_p must be a number/, 'top_p'],
     ['seed not an integer', { ...base, seed: 1.5 }, /seed must be an integer/, 'seed'],
+    ['negative seed', { ...base, seed: -1 }, /seed must be an integer in \[0, 2\^53\)/, 'seed'],
+    ['seed beyond 2^53', { ...base, seed: 2 ** 60 }, /seed must be an integer/, 'seed'],
     ['empty stop string', { ...base, stop: [''] }, /stop strings must not be empty/, 'stop.0'],
     ['n > 1', { ...base, n: 2 }, /does not support n other than 1/, 'n'],
     ['logprobs', { ...base, logprobs: 3 }, /does not support logprobs/, 'logprobs'],

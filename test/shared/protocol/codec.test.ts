@@ -15,6 +15,7 @@ import {
   encodeErrorReply,
   encodeHello,
   encodeWelcome,
+  MAX_PAIR_WEIGHT,
   requestIdOf,
 } from '../../../shared/protocol/codec.js';
 import { ProtocolError, type ProtocolErrorCode } from '../../../shared/protocol/errors.js';
@@ -374,6 +375,49 @@ describe('malformed input', () => {
       'bad-value',
       /offsets must run from 0 to 2/,
     );
+  });
+
+  it('refuses more pairs than experts per token, a repeated expert, and weights outside [0, MAX_PAIR_WEIGHT]', () => {
+    const dispatch = (offsets: number[], experts: number[], weights: number[]) => {
+      const f = allocDispatchRequest({
+        id: 5,
+        layer: 0,
+        wire: 'fp32',
+        numTokens: offsets.length - 1,
+        numPairs: experts.length,
+        hidden: H,
+        index: 'uint8',
+      });
+      f.offsets.set(offsets);
+      f.experts.set(experts);
+      f.weights.set(weights);
+      return f.bytes;
+    };
+    // 9 pairs for one token of a model with 8 experts: refused before any section is walked.
+    expectProtocolError(
+      () => decodeMessage(dispatch([0, 9], [0, 1, 2, 3, 4, 5, 6, 7, 0], new Array(9).fill(0.1)), limits),
+      'bad-value',
+      /9 expert pairs for 1 tokens, more than 8 per token/,
+    );
+    expectProtocolError(
+      () => decodeMessage(dispatch([0, 3], [2, 5, 2], [0.5, 0.25, 0.25]), limits),
+      'bad-value',
+      /token 0 names expert 2 twice \(pairs 0 and 2\)/,
+    );
+    // The same expert for two different tokens is fine.
+    const ok = decodeMessage(dispatch([0, 1, 2], [2, 2], [1, MAX_PAIR_WEIGHT]), limits);
+    expect(ok.type === 'dispatch' && Array.from(ok.experts)).toEqual([2, 2]);
+    expectProtocolError(
+      () => decodeMessage(dispatch([0, 1, 2], [2, 3], [1, -0.5]), limits),
+      'bad-value',
+      /weight of pair 1 is -0.5; routing weights are finite numbers in \[0, 64\]/,
+    );
+    expectProtocolError(
+      () => decodeMessage(dispatch([0, 1], [2], [MAX_PAIR_WEIGHT * 1.5]), limits),
+      'bad-value',
+      /weight of pair 0 is 96/,
+    );
+    expect(() => decodeMessage(dispatch([0, 1], [2], [0]), limits)).not.toThrow();
   });
 
   it('reads the request id of a frame that failed validation when its header allows', () => {

@@ -1,0 +1,118 @@
+// A real `kmoe serve --workers 0` against clients that walk away: many requests (streaming and
+// not, long generations) aborted at random moments must all stop generating, so the running and
+// queued gauges and the engine's live sequences return to 0; and the HTTP connection cap closes
+// connections beyond --max-connections at once.
+
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scrape } from '../../helpers/prometheus.js';
+import { type ServeProcess, startServe } from './serve-process.js';
+
+const MAX_CONNECTIONS = 24;
+
+let server: ServeProcess;
+
+beforeAll(async () => {
+  server = await startServe([
+    '--workers',
+    '0',
+    '--max-running',
+    '4',
+    '--max-queued',
+    '32',
+    '--max-connections',
+    String(MAX_CONNECTIONS),
+  ]);
+});
+
+afterAll(async () => {
+  expect(await server?.stop()).toBe(0);
+});
+
+/** A keep-alive GET /health on its own socket: resolves with the socket once answered, or null if closed first. */
+function holdConnection(url: string): Promise<net.Socket | null> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(port), hostname);
+    socket.once('error', () => undefined);
+    socket.once('close', () => resolve(null));
+    socket.once('connect', () => socket.write(`GET /health HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`));
+    socket.once('data', (d: Buffer) => {
+      if (d.toString('latin1').startsWith('HTTP/1.1 200')) resolve(socket);
+    });
+  });
+}
+
+describe('clients that go away', () => {
+  // First: no pooled connections of other tests hold slots yet.
+  it('closes connections beyond --max-connections at once and serves again once they go', async () => {
+    const held: net.Socket[] = [];
+    for (let i = 0; i < MAX_CONNECTIONS; i++) {
+      const s = await holdConnection(server.url);
+      expect(s).not.toBeNull();
+      held.push(s!);
+    }
+    // One more is closed without an answer.
+    expect(await holdConnection(server.url)).toBeNull();
+    for (const s of held) s.destroy();
+    let again: net.Socket | null = null;
+    for (let i = 0; i < 100 && again === null; i++) {
+      again = await holdConnection(server.url);
+      if (again === null) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(again).not.toBeNull();
+    again!.destroy();
+  });
+
+  it('stops every aborted generation: running, queued and engine sequences return to 0', async () => {
+    // Deterministic "random" abort moments, so a failure can be replayed.
+    let state = 12345;
+    const random = () => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state / 2 ** 32;
+    };
+    const clients = Array.from({ length: 20 }, async (_, i) => {
+      const controller = new AbortController();
+      const stream = i % 2 === 0;
+      setTimeout(() => controller.abort(), Math.floor(random() * 1500));
+      try {
+        const res = await fetch(`${server.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'tiny-mixtral',
+            prompt: `client ${i} says`,
+            max_tokens: 2000,
+            temperature: 0,
+            stream,
+            kmoe: { ignore_eos: true },
+          }),
+          signal: controller.signal,
+        });
+        await res.text();
+      } catch (err) {
+        expect((err as Error).name).toBe('AbortError');
+      }
+    });
+    await Promise.all(clients);
+    // 2000 tokens each would take minutes; aborted ones must be gone within a few steps.
+    const deadline = Date.now() + 20_000;
+    let last = '';
+    for (;;) {
+      const m = await scrape(`${server.url}/metrics`);
+      const values = [m('kmoe_sequences_running'), m('kmoe_sequences_queued'), m('kmoe_engine_sequences')];
+      last = values.join(', ');
+      if (values.every((v) => v === 0)) break;
+      if (Date.now() > deadline) throw new Error(`running, queued, engine sequences still ${last}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // And stay there: no revived sequence reappears.
+    await new Promise((r) => setTimeout(r, 500));
+    const m = await scrape(`${server.url}/metrics`);
+    expect([m('kmoe_sequences_running'), m('kmoe_sequences_queued'), m('kmoe_engine_sequences')]).toEqual([
+      0, 0, 0,
+    ]);
+    const health = (await (await fetch(`${server.url}/health`)).json()) as { sequences: unknown };
+    expect(health.sequences).toEqual({ running: 0, queued: 0, engine: 0 });
+  });
+});
