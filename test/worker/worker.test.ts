@@ -368,7 +368,8 @@ describe('kmoe worker', () => {
 
   it('rejects experts the model does not have before loading anything', async () => {
     const r = await runCli(['worker', '--model', MODEL_DIR, '--experts', '6-9', '--port', '0']);
-    expect(r.code).toBe(1);
+    // A bad flag value is a usage error: exit 2 and a pointer to --help.
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/expert 9 does not exist: the model has 8/);
   });
 });

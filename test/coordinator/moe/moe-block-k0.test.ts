@@ -120,7 +120,12 @@ describe('MoeBlock with K = 0', () => {
       }
     }
     // Two workers holding experts {0, 1} and {2, 3}: only tokens 1 and 3 travel, to worker 1.
-    const shares = planDispatch(d, Int32Array.from([0, 0, 1, 1]), 2);
+    const holder = [0, 0, 1, 1];
+    const shares = planDispatch(
+      d,
+      Int32Array.from(d.experts, (e) => holder[e]!),
+      2,
+    );
     expect(shares.map((s) => ({ worker: s.worker, tokens: Array.from(s.tokens) }))).toEqual([
       { worker: 1, tokens: [1, 3] },
     ]);

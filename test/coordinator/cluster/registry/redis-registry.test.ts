@@ -220,8 +220,16 @@ describe('cluster registry (real redis-server)', () => {
     expect(errors).toEqual([]);
     expect(leaving.stderr()).toContain('deregistering');
     expect(server!.stderr()).toMatch(/deregistered.*worker left: routing nothing more to it/);
-    const s = await status();
-    expect(s.workers.map((w) => w.url).sort()).toEqual(workers.map((w) => w.url).sort());
+    // The drained worker's record is gone at once; a worker SIGKILLed by an earlier test may still
+    // be listed until its heartbeat TTL runs out, so wait for the registry to settle.
+    const remaining = workers.map((w) => w.url).sort();
+    const s = await until('the registry to list only the remaining workers', async () => {
+      const now = await status();
+      const urls = now.workers.map((w) => w.url);
+      expect(urls).not.toContain(leaving.url);
+      return urls.sort().join() === remaining.join() ? now : undefined;
+    });
+    expect(s.workers.map((w) => w.url).sort()).toEqual(remaining);
   });
 
   it('Redis restarted during serving: requests keep succeeding and the workers re-register', async () => {
