@@ -6,6 +6,7 @@ import net from 'node:net';
 import OpenAI from 'openai';
 import type { CompletionCreateParamsStreaming } from 'openai/resources/completions';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freshFetch } from '../../helpers/fresh-fetch.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 let server: ServeProcess | undefined;
@@ -97,21 +98,29 @@ describe('kmoe serve lifecycle', () => {
     const longEndedAt = long.then(() => performance.now());
 
     server.child.kill('SIGTERM');
+    // From here on every request opens its own connection: the drain closes idle keep-alive
+    // sockets, and a pooled one the client reused at that moment would fail in the client.
+    const fresh = freshFetch;
     for (;;) {
-      const ready = await fetch(`${url}/ready`);
+      const ready = await fresh(`${url}/ready`);
       if (ready.status === 503) {
         expect(await ready.json()).toMatchObject({ status: 'not_ready', reason: 'shutting down' });
         break;
       }
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    const late = await client.completions
+    const late = await new OpenAI({
+      baseURL: `${url}/v1`,
+      apiKey: 'unused',
+      maxRetries: 0,
+      fetch: fresh,
+    }).completions
       .create({ model: 'tiny-mixtral', prompt: 'x', max_tokens: 1 })
       .catch((e: unknown) => e);
     expect(late).toBeInstanceOf(OpenAI.APIError);
     expect((late as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
     expect((late as InstanceType<typeof OpenAI.APIError>).code).toBe('shutting_down');
-    const health = (await (await fetch(`${url}/health`)).json()) as { status: string };
+    const health = (await (await fresh(`${url}/health`)).json()) as { status: string };
     expect(health.status).toBe('draining');
 
     const [longEnd, shortEnd] = await Promise.all([long, short]);
