@@ -21,6 +21,7 @@ export const tokenIds = z.union(
 export const torchDtype = z.enum(['bfloat16', 'float16', 'float32'], {
   error: 'expected one of bfloat16, float16, float32',
 });
+export const bool = z.boolean({ error: 'expected true or false' });
 
 /** Parses `obj` with `schema`; all issues become one FamilyConfigError, blamed on the first field. */
 export function parseWithSchema<S extends z.ZodType>(
@@ -115,3 +116,32 @@ export function checkCommonFields(
   }
   return eos;
 }
+
+/**
+ * Fields every family after Mixtral reads alike, in the order the schemas list them (issues are
+ * reported in key order, so a schema spreads these where the fields stand): vocabulary, norm, RoPE,
+ * context, special tokens, tied embeddings.
+ */
+export const vocabRopeTokenFields = {
+  vocab_size: positiveInt,
+  rms_norm_eps: positiveNumber,
+  rope_theta: positiveNumber.optional(),
+  rope_parameters: ropeParameters.optional(),
+  rope_scaling: ropeScaling,
+  max_position_embeddings: positiveInt,
+  bos_token_id: tokenId.nullish(),
+  eos_token_id: tokenIds,
+  tie_word_embeddings: bool.default(false),
+};
+
+/** Qwen's sliding-window pair (the window applies only when use_sliding_window is true). */
+export const slidingWindowFields = {
+  use_sliding_window: bool.default(false),
+  sliding_window: z.int().nonnegative().nullish(),
+};
+
+/** The storage dtype: `torch_dtype` (transformers 4.x) or `dtype` (transformers 5). */
+export const dtypeFields = {
+  torch_dtype: torchDtype.optional(),
+  dtype: torchDtype.optional(),
+};

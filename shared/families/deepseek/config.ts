@@ -4,16 +4,14 @@
 
 import { z } from 'zod';
 import {
+  bool,
   checkCommonFields,
+  dtypeFields,
   parseWithSchema,
   positiveInt,
   positiveNumber,
-  ropeParameters,
-  ropeScaling,
   ropeTypeOf,
-  tokenId,
-  tokenIds,
-  torchDtype,
+  vocabRopeTokenFields,
 } from '../config-schema.js';
 import { FamilyConfigError, FamilyMismatchError } from '../errors.js';
 import type { ModelConfig } from '../family.js';
@@ -53,8 +51,6 @@ export interface DeepseekConfig extends ModelConfig {
   readonly moeLayers: readonly boolean[];
 }
 
-const bool = z.boolean({ error: 'expected true or false' });
-
 const schema = z.object({
   model_type: z.enum([DEEPSEEK_V3, DEEPSEEK_V2], { error: 'expected "deepseek_v3" or "deepseek_v2"' }),
   hidden_size: positiveInt,
@@ -88,17 +84,8 @@ const schema = z.object({
   routed_scaling_factor: positiveNumber.default(1),
   attention_bias: bool.default(false),
   rope_interleave: bool.default(true),
-  vocab_size: positiveInt,
-  rms_norm_eps: positiveNumber,
-  rope_theta: positiveNumber.optional(),
-  rope_parameters: ropeParameters.optional(),
-  rope_scaling: ropeScaling,
-  max_position_embeddings: positiveInt,
-  bos_token_id: tokenId.nullish(),
-  eos_token_id: tokenIds,
-  tie_word_embeddings: bool.default(false),
-  torch_dtype: torchDtype.optional(),
-  dtype: torchDtype.optional(),
+  ...vocabRopeTokenFields,
+  ...dtypeFields,
 });
 
 export function parseDeepseekConfig(obj: Readonly<Record<string, unknown>>): DeepseekConfig {

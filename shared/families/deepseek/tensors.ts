@@ -4,6 +4,15 @@
 
 import type { ModelConfig } from '../family.js';
 import {
+  HF_DENSE_FFN_NAMES,
+  HF_EXPERT_NAMES,
+  HF_GLOBAL_NAMES,
+  HF_LAYER,
+  hfDenseFfnShapes,
+  hfExpertShapes,
+  hfGlobalShapes,
+} from '../hf-layout.js';
+import {
   type ExpectedShapes,
   type TensorNames,
   type TensorNameTemplates,
@@ -33,13 +42,9 @@ export type DeepseekLayerRole =
   | 'ffnW2'
   | 'ffnW3';
 
-const P = 'model.layers.{l}';
+const P = HF_LAYER;
 const TEMPLATES: TensorNameTemplates<DeepseekLayerRole> = {
-  global: {
-    tokenEmbd: 'model.embed_tokens.weight',
-    outputNorm: 'model.norm.weight',
-    output: 'lm_head.weight',
-  },
+  global: HF_GLOBAL_NAMES,
   layer: {
     attnNorm: `${P}.input_layernorm.weight`,
     attnQ: `${P}.self_attn.q_proj.weight`,
@@ -56,15 +61,9 @@ const TEMPLATES: TensorNameTemplates<DeepseekLayerRole> = {
     sharedW1: `${P}.mlp.shared_experts.gate_proj.weight`,
     sharedW2: `${P}.mlp.shared_experts.down_proj.weight`,
     sharedW3: `${P}.mlp.shared_experts.up_proj.weight`,
-    ffnW1: `${P}.mlp.gate_proj.weight`,
-    ffnW2: `${P}.mlp.down_proj.weight`,
-    ffnW3: `${P}.mlp.up_proj.weight`,
+    ...HF_DENSE_FFN_NAMES,
   },
-  expert: {
-    w1: `${P}.mlp.experts.{e}.gate_proj.weight`,
-    w2: `${P}.mlp.experts.{e}.down_proj.weight`,
-    w3: `${P}.mlp.experts.{e}.up_proj.weight`,
-  },
+  expert: HF_EXPERT_NAMES,
 };
 
 export const deepseekTensorNames: TensorNames<DeepseekLayerRole> = tensorNamesFrom(TEMPLATES);
@@ -77,7 +76,7 @@ export function deepseekExpectedShapes(c: DeepseekConfig): ExpectedShapes<Deepse
   const shared = c.nSharedExperts * c.intermediateSize;
   const dense = c.denseIntermediateSize;
   return {
-    global: { tokenEmbd: [c.vocabSize, h], outputNorm: [h], output: [c.vocabSize, h] },
+    global: hfGlobalShapes(c),
     layer: {
       attnNorm: [h],
       attnQ: [heads * qk, h],
@@ -94,11 +93,9 @@ export function deepseekExpectedShapes(c: DeepseekConfig): ExpectedShapes<Deepse
       sharedW1: [shared, h],
       sharedW2: [h, shared],
       sharedW3: [shared, h],
-      ffnW1: [dense, h],
-      ffnW2: [h, dense],
-      ffnW3: [dense, h],
+      ...hfDenseFfnShapes(h, dense),
     },
-    expert: { w1: [c.intermediateSize, h], w2: [h, c.intermediateSize], w3: [c.intermediateSize, h] },
+    expert: hfExpertShapes(c),
   };
 }
 

@@ -4,16 +4,14 @@
 
 import { z } from 'zod';
 import {
+  bool,
   checkCommonFields,
+  dtypeFields,
   parseWithSchema,
   positiveInt,
   positiveNumber,
-  ropeParameters,
-  ropeScaling,
   ropeTypeOf,
-  tokenId,
-  tokenIds,
-  torchDtype,
+  vocabRopeTokenFields,
 } from '../config-schema.js';
 import { FamilyConfigError, FamilyMismatchError } from '../errors.js';
 import type { ModelConfig } from '../family.js';
@@ -28,8 +26,6 @@ export interface OlmoeConfig extends ModelConfig {
   readonly ropeType: string;
 }
 
-const bool = z.boolean({ error: 'expected true or false' });
-
 const schema = z.object({
   model_type: z.literal(OLMOE),
   hidden_size: positiveInt,
@@ -42,17 +38,8 @@ const schema = z.object({
   norm_topk_prob: bool.default(false),
   clip_qkv: positiveNumber.nullish(),
   attention_bias: bool.default(false),
-  vocab_size: positiveInt,
-  rms_norm_eps: positiveNumber,
-  rope_theta: positiveNumber.optional(),
-  rope_parameters: ropeParameters.optional(),
-  rope_scaling: ropeScaling,
-  max_position_embeddings: positiveInt,
-  bos_token_id: tokenId.nullish(),
-  eos_token_id: tokenIds,
-  tie_word_embeddings: bool.default(false),
-  torch_dtype: torchDtype.optional(),
-  dtype: torchDtype.optional(),
+  ...vocabRopeTokenFields,
+  ...dtypeFields,
 });
 
 export function parseOlmoeConfig(obj: Readonly<Record<string, unknown>>): OlmoeConfig {

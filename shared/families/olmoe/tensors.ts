@@ -2,6 +2,7 @@
 // over the whole projections, [heads*headDim] and [kvHeads*headDim]; no biases, no shared expert).
 
 import type { ModelConfig } from '../family.js';
+import { HF_EXPERT_NAMES, HF_GLOBAL_NAMES, HF_LAYER, hfExpertShapes, hfGlobalShapes } from '../hf-layout.js';
 import {
   type ExpectedShapes,
   type TensorNames,
@@ -23,13 +24,9 @@ export type OlmoeLayerRole =
   | 'ffnNorm'
   | 'router';
 
-const P = 'model.layers.{l}';
+const P = HF_LAYER;
 const TEMPLATES: TensorNameTemplates<OlmoeLayerRole> = {
-  global: {
-    tokenEmbd: 'model.embed_tokens.weight',
-    outputNorm: 'model.norm.weight',
-    output: 'lm_head.weight',
-  },
+  global: HF_GLOBAL_NAMES,
   layer: {
     attnNorm: `${P}.input_layernorm.weight`,
     attnQ: `${P}.self_attn.q_proj.weight`,
@@ -41,11 +38,7 @@ const TEMPLATES: TensorNameTemplates<OlmoeLayerRole> = {
     ffnNorm: `${P}.post_attention_layernorm.weight`,
     router: `${P}.mlp.gate.weight`,
   },
-  expert: {
-    w1: `${P}.mlp.experts.{e}.gate_proj.weight`,
-    w2: `${P}.mlp.experts.{e}.down_proj.weight`,
-    w3: `${P}.mlp.experts.{e}.up_proj.weight`,
-  },
+  expert: HF_EXPERT_NAMES,
 };
 
 export const olmoeTensorNames: TensorNames<OlmoeLayerRole> = tensorNamesFrom(TEMPLATES);
@@ -56,7 +49,7 @@ export function olmoeExpectedShapes(config: ModelConfig): ExpectedShapes<OlmoeLa
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
   return {
-    global: { tokenEmbd: [c.vocabSize, h], outputNorm: [h], output: [c.vocabSize, h] },
+    global: hfGlobalShapes(c),
     layer: {
       attnNorm: [h],
       attnQ: [q, h],
@@ -68,7 +61,7 @@ export function olmoeExpectedShapes(config: ModelConfig): ExpectedShapes<OlmoeLa
       ffnNorm: [h],
       router: [c.numExperts, h],
     },
-    expert: { w1: [c.intermediateSize, h], w2: [h, c.intermediateSize], w3: [c.intermediateSize, h] },
+    expert: hfExpertShapes(c),
   };
 }
 

@@ -3,6 +3,15 @@
 
 import type { ModelConfig } from '../family.js';
 import {
+  HF_DENSE_FFN_NAMES,
+  HF_EXPERT_NAMES,
+  HF_GLOBAL_NAMES,
+  HF_LAYER,
+  hfDenseFfnShapes,
+  hfExpertShapes,
+  hfGlobalShapes,
+} from '../hf-layout.js';
+import {
   type ExpectedShapes,
   type TensorNames,
   type TensorNameTemplates,
@@ -31,13 +40,9 @@ export type Qwen2MoeLayerRole =
   | 'ffnW2'
   | 'ffnW3';
 
-const P = 'model.layers.{l}';
+const P = HF_LAYER;
 const TEMPLATES: TensorNameTemplates<Qwen2MoeLayerRole> = {
-  global: {
-    tokenEmbd: 'model.embed_tokens.weight',
-    outputNorm: 'model.norm.weight',
-    output: 'lm_head.weight',
-  },
+  global: HF_GLOBAL_NAMES,
   layer: {
     attnNorm: `${P}.input_layernorm.weight`,
     attnQ: `${P}.self_attn.q_proj.weight`,
@@ -53,15 +58,9 @@ const TEMPLATES: TensorNameTemplates<Qwen2MoeLayerRole> = {
     sharedW2: `${P}.mlp.shared_expert.down_proj.weight`,
     sharedW3: `${P}.mlp.shared_expert.up_proj.weight`,
     sharedGate: `${P}.mlp.shared_expert_gate.weight`,
-    ffnW1: `${P}.mlp.gate_proj.weight`,
-    ffnW2: `${P}.mlp.down_proj.weight`,
-    ffnW3: `${P}.mlp.up_proj.weight`,
+    ...HF_DENSE_FFN_NAMES,
   },
-  expert: {
-    w1: `${P}.mlp.experts.{e}.gate_proj.weight`,
-    w2: `${P}.mlp.experts.{e}.down_proj.weight`,
-    w3: `${P}.mlp.experts.{e}.up_proj.weight`,
-  },
+  expert: HF_EXPERT_NAMES,
 };
 
 export const qwen2MoeTensorNames: TensorNames<Qwen2MoeLayerRole> = tensorNamesFrom(TEMPLATES);
@@ -74,7 +73,7 @@ export function qwen2MoeExpectedShapes(config: ModelConfig): ExpectedShapes<Qwen
   const shared = c.sharedExpertIntermediateSize;
   const dense = c.denseIntermediateSize;
   return {
-    global: { tokenEmbd: [c.vocabSize, h], outputNorm: [h], output: [c.vocabSize, h] },
+    global: hfGlobalShapes(c),
     layer: {
       attnNorm: [h],
       attnQ: [q, h],
@@ -90,11 +89,9 @@ export function qwen2MoeExpectedShapes(config: ModelConfig): ExpectedShapes<Qwen
       sharedW2: [h, shared],
       sharedW3: [shared, h],
       sharedGate: [1, h],
-      ffnW1: [dense, h],
-      ffnW2: [h, dense],
-      ffnW3: [dense, h],
+      ...hfDenseFfnShapes(h, dense),
     },
-    expert: { w1: [c.intermediateSize, h], w2: [h, c.intermediateSize], w3: [c.intermediateSize, h] },
+    expert: hfExpertShapes(c),
   };
 }
 

@@ -4,19 +4,18 @@
 
 import { z } from 'zod';
 import {
+  bool,
   checkCommonFields,
+  dtypeFields,
   parseWithSchema,
   positiveInt,
-  positiveNumber,
-  ropeParameters,
-  ropeScaling,
   ropeTypeOf,
-  tokenId,
-  tokenIds,
-  torchDtype,
+  slidingWindowFields,
+  vocabRopeTokenFields,
 } from '../config-schema.js';
 import { FamilyConfigError, FamilyMismatchError } from '../errors.js';
 import type { ModelConfig } from '../family.js';
+import { qwenHeadDim, qwenMoeLayerFields, qwenMoeLayers } from '../qwen-layers.js';
 
 export const QWEN3_MOE = 'qwen3_moe';
 
@@ -32,8 +31,6 @@ export interface Qwen3MoeConfig extends ModelConfig {
   readonly ropeType: string;
 }
 
-const bool = z.boolean({ error: 'expected true or false' });
-
 // Defaults only where Qwen3MoeConfig documents one and it cannot change which tensors exist.
 const schema = z.object({
   model_type: z.literal(QWEN3_MOE),
@@ -48,24 +45,12 @@ const schema = z.object({
   num_experts: positiveInt.optional(),
   num_local_experts: positiveInt.optional(),
   num_experts_per_tok: positiveInt,
-  norm_topk_prob: bool.default(false),
-  decoder_sparse_step: positiveInt.default(1),
-  mlp_only_layers: z.array(z.int().nonnegative(), { error: 'expected a list of layer indices' }).default([]),
+  ...qwenMoeLayerFields,
   // Qwen3MoeConfig default false; q/k/v/o biases are not in the tensor table, so true is refused.
   attention_bias: bool.default(false),
-  vocab_size: positiveInt,
-  rms_norm_eps: positiveNumber,
-  rope_theta: positiveNumber.optional(),
-  rope_parameters: ropeParameters.optional(),
-  rope_scaling: ropeScaling,
-  max_position_embeddings: positiveInt,
-  bos_token_id: tokenId.nullish(),
-  eos_token_id: tokenIds,
-  tie_word_embeddings: bool.default(false),
-  use_sliding_window: bool.default(false),
-  sliding_window: z.int().nonnegative().nullish(),
-  torch_dtype: torchDtype.optional(),
-  dtype: torchDtype.optional(),
+  ...vocabRopeTokenFields,
+  ...slidingWindowFields,
+  ...dtypeFields,
 });
 
 export function parseQwen3MoeConfig(obj: Readonly<Record<string, unknown>>): Qwen3MoeConfig {
@@ -74,14 +59,7 @@ export function parseQwen3MoeConfig(obj: Readonly<Record<string, unknown>>): Qwe
     throw new FamilyConfigError(message, field);
   };
   const eos = checkCommonFields(c, fail);
-  const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
-  if (!Number.isInteger(headDim)) {
-    fail(
-      'hidden_size',
-      `hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}, ` +
-        'so the head dimension is undefined (and config.json gives no head_dim)',
-    );
-  }
+  const headDim = qwenHeadDim(c, fail);
   if (c.attention_bias)
     fail('attention_bias', 'attention_bias true (q/k/v/o biases) is not supported for qwen3_moe');
   if (
@@ -102,18 +80,7 @@ export function parseQwen3MoeConfig(obj: Readonly<Record<string, unknown>>): Qwe
       `num_experts_per_tok ${c.num_experts_per_tok} exceeds num_experts ${numExperts}`,
     );
   }
-  for (const l of c.mlp_only_layers) {
-    if (l >= c.num_hidden_layers) {
-      fail(
-        'mlp_only_layers',
-        `mlp_only_layers names layer ${l}, but there are ${c.num_hidden_layers} layers`,
-      );
-    }
-  }
-  const moeLayers = Array.from(
-    { length: c.num_hidden_layers },
-    (_, l) => !c.mlp_only_layers.includes(l) && (l + 1) % c.decoder_sparse_step === 0,
-  );
+  const moeLayers = qwenMoeLayers(c, fail);
   return {
     modelType: QWEN3_MOE,
     hiddenSize: c.hidden_size,

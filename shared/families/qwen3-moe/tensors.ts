@@ -3,6 +3,15 @@
 
 import type { ModelConfig } from '../family.js';
 import {
+  HF_DENSE_FFN_NAMES,
+  HF_EXPERT_NAMES,
+  HF_GLOBAL_NAMES,
+  HF_LAYER,
+  hfDenseFfnShapes,
+  hfExpertShapes,
+  hfGlobalShapes,
+} from '../hf-layout.js';
+import {
   type ExpectedShapes,
   type TensorNames,
   type TensorNameTemplates,
@@ -26,13 +35,9 @@ export type Qwen3MoeLayerRole =
   | 'ffnW2'
   | 'ffnW3';
 
-const P = 'model.layers.{l}';
+const P = HF_LAYER;
 const TEMPLATES: TensorNameTemplates<Qwen3MoeLayerRole> = {
-  global: {
-    tokenEmbd: 'model.embed_tokens.weight',
-    outputNorm: 'model.norm.weight',
-    output: 'lm_head.weight',
-  },
+  global: HF_GLOBAL_NAMES,
   layer: {
     attnNorm: `${P}.input_layernorm.weight`,
     attnQ: `${P}.self_attn.q_proj.weight`,
@@ -43,15 +48,9 @@ const TEMPLATES: TensorNameTemplates<Qwen3MoeLayerRole> = {
     attnOut: `${P}.self_attn.o_proj.weight`,
     ffnNorm: `${P}.post_attention_layernorm.weight`,
     router: `${P}.mlp.gate.weight`,
-    ffnW1: `${P}.mlp.gate_proj.weight`,
-    ffnW2: `${P}.mlp.down_proj.weight`,
-    ffnW3: `${P}.mlp.up_proj.weight`,
+    ...HF_DENSE_FFN_NAMES,
   },
-  expert: {
-    w1: `${P}.mlp.experts.{e}.gate_proj.weight`,
-    w2: `${P}.mlp.experts.{e}.down_proj.weight`,
-    w3: `${P}.mlp.experts.{e}.up_proj.weight`,
-  },
+  expert: HF_EXPERT_NAMES,
 };
 
 export const qwen3MoeTensorNames: TensorNames<Qwen3MoeLayerRole> = tensorNamesFrom(TEMPLATES);
@@ -63,7 +62,7 @@ export function qwen3MoeExpectedShapes(config: ModelConfig): ExpectedShapes<Qwen
   const kv = c.numKvHeads * c.headDim;
   const dense = c.denseIntermediateSize;
   return {
-    global: { tokenEmbd: [c.vocabSize, h], outputNorm: [h], output: [c.vocabSize, h] },
+    global: hfGlobalShapes(c),
     layer: {
       attnNorm: [h],
       attnQ: [q, h],
@@ -74,11 +73,9 @@ export function qwen3MoeExpectedShapes(config: ModelConfig): ExpectedShapes<Qwen
       attnOut: [h, q],
       ffnNorm: [h],
       router: [c.numExperts, h],
-      ffnW1: [dense, h],
-      ffnW2: [h, dense],
-      ffnW3: [dense, h],
+      ...hfDenseFfnShapes(h, dense),
     },
-    expert: { w1: [c.intermediateSize, h], w2: [h, c.intermediateSize], w3: [c.intermediateSize, h] },
+    expert: hfExpertShapes(c),
   };
 }
 
