@@ -3,7 +3,7 @@
 // one on the same port (the registry-outage test). redis-server has no `--port 0`, so a free port is
 // found by binding one and releasing it, with a retry if another process takes it in between.
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -96,6 +96,10 @@ async function waitReady(r: Running, port: number, timeoutMs: number): Promise<b
 
 /** `password`: started with --requirepass; `url` then carries it (redis://:PASSWORD@...). */
 export async function startRedis(opts: { timeoutMs?: number; password?: string } = {}): Promise<RedisServer> {
+  // The registry tests need a real server: say how to get one instead of failing on ENOENT.
+  if (spawnSync('redis-server', ['--version']).error) {
+    throw new Error('redis-server is not installed: apt-get install redis-server (.ci/run installs it)');
+  }
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const dir = mkdtempSync(join(tmpdir(), 'kmoe-redis-'));
   const log = { text: '' };
