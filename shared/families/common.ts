@@ -1,14 +1,17 @@
 // Pieces every family after Mixtral shares: graph dimensions of grouped-query attention, reading
-// the routed experts, the LM head and the embedding through a family's tensor names, and the
-// expert / head graphs (the same math as Mixtral's, so Mixtral's builders are reused).
+// the routed experts, the LM head and the embedding through a family's tensor names, the
+// expert / head graphs (the same math as Mixtral's, so Mixtral's builders are reused), and the
+// whole ModelFamily of a softmax-routed GQA decoder (Qwen2-MoE, Qwen3-MoE, OLMoE), whose members
+// differ only in their config, tensor table, layer weights, shared experts and dense layers.
 
 import type { ExpertWeightFormat } from '../onnx/expert-weight-format.js';
 import type { F32Tensor } from '../tensor.js';
-import type { SwiGluWeights } from './decoder-graph.js';
+import { buildDecoderLayerGraph, type DecoderLayerWeights, type SwiGluWeights } from './decoder-graph.js';
 import { FamilyFeatureError } from './errors.js';
-import type { GraphDims, HeadGraphs, ModelConfig, TensorSource } from './family.js';
+import type { GraphDims, HeadGraphs, ModelConfig, ModelFamily, TensorSource } from './family.js';
+import type { LayerPlan, MoeLayerPlan } from './layer-plan.js';
 import { buildExpertGraph, buildLogitsGraph, buildNllGraph } from './mixtral/graphs.js';
-import type { LayerRole, TensorNames } from './tensor-table.js';
+import type { ExpectedShapes, LayerRole, TensorNames, TensorSpec } from './tensor-table.js';
 
 /** GraphDims of grouped-query attention over whole heads, rotate-half RoPE on all headDim values. */
 export function gqaGraphDims(c: ModelConfig): GraphDims {
@@ -81,4 +84,64 @@ export function requireDefaultRope(modelType: string, ropeType: string): void {
       'rope_scaling',
     );
   }
+}
+
+/** What a softmax-routed GQA decoder family supplies; `gqaSoftmaxFamily` builds the rest. */
+export interface GqaSoftmaxFamilySpec<
+  C extends ModelConfig & { readonly normTopkProb: boolean; readonly ropeType: string },
+  L extends LayerRole,
+> {
+  readonly modelType: string;
+  readonly parseConfig: (raw: Readonly<Record<string, unknown>>) => C;
+  readonly ownConfig: (config: ModelConfig) => C;
+  readonly tensorNames: TensorNames<L>;
+  readonly expectedShapes: (config: ModelConfig) => ExpectedShapes<L>;
+  readonly tensorSpecs: (config: ModelConfig) => TensorSpec[];
+  readonly layerWeights: (source: TensorSource, layer: number) => Promise<DecoderLayerWeights>;
+  /** Always-computed experts of each MoE layer (run inside the layer graph). */
+  readonly sharedExperts: (config: C) => number;
+  /** Per decoder layer, whether it is an MoE layer (else a dense FFN layer). */
+  readonly moeLayers: (config: C) => readonly boolean[];
+}
+
+/**
+ * A family whose router is a softmax over the experts, top-K renormalised only when
+ * norm_topk_prob, with attention, shared expert and dense layers all in the one decoder-layer graph.
+ */
+export function gqaSoftmaxFamily<
+  C extends ModelConfig & { readonly normTopkProb: boolean; readonly ropeType: string },
+  L extends LayerRole,
+>(spec: GqaSoftmaxFamilySpec<C, L>): ModelFamily<C> {
+  const names = spec.tensorNames;
+  return {
+    modelType: spec.modelType,
+    parseConfig: spec.parseConfig,
+    ownConfig: spec.ownConfig,
+    layerPlan(config): LayerPlan {
+      const c = spec.ownConfig(config);
+      const moe: MoeLayerPlan = {
+        kind: 'moe',
+        numExperts: c.numExperts,
+        nativeK: c.numExpertsPerTok,
+        gate: 'softmax',
+        renormalize: c.normTopkProb,
+        sharedExperts: spec.sharedExperts(c),
+        routedScalingFactor: 1,
+      };
+      return spec.moeLayers(c).map((isMoe) => (isMoe ? moe : { kind: 'dense' }));
+    },
+    graphDims: (config) => gqaGraphDims(spec.ownConfig(config)),
+    tensorNames: names,
+    expectedShapes: spec.expectedShapes,
+    tensorSpecs: spec.tensorSpecs,
+    async denseLayerGraph(source, layer) {
+      const c = spec.ownConfig(source.config);
+      requireDefaultRope(spec.modelType, c.ropeType);
+      return buildDecoderLayerGraph(gqaGraphDims(c), await spec.layerWeights(source, layer), layer);
+    },
+    expertGraph: (source, layer, expert, format) =>
+      familyExpertGraph(names, gqaGraphDims(source.config), source, layer, expert, format),
+    headGraphs: (source) => familyHeadGraphs(names, gqaGraphDims(source.config), source),
+    embedding: (source) => familyEmbedding(names, source),
+  };
 }
