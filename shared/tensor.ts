@@ -47,3 +47,20 @@ export function makeTensor<D extends TensorDType>(
 export function f32(shape: readonly number[], data?: Float32Array): F32Tensor {
   return makeTensor('float32', shape, data ?? new Float32Array(elementCount(shape)));
 }
+
+/** Concatenates [r_i, c] matrices along rows (projections that share an input become one matmul). */
+export function stackRows(parts: readonly F32Tensor[]): F32Tensor {
+  const cols = parts[0]!.shape[1]!;
+  let rows = 0;
+  for (const p of parts) {
+    if (p.shape.length !== 2 || p.shape[1] !== cols) throw new RangeError('stackRows: column counts differ');
+    rows += p.shape[0]!;
+  }
+  const data = new Float32Array(rows * cols);
+  let at = 0;
+  for (const p of parts) {
+    data.set(p.data, at);
+    at += p.data.length;
+  }
+  return { dtype: 'float32', shape: [rows, cols], data };
+}

@@ -5,7 +5,7 @@
 // "dense layer" in family.ts. Graphs never see tensor names: callers pass weights by role.
 
 import { GraphBuilder } from '../onnx/graph-builder.js';
-import type { F32Tensor } from '../tensor.js';
+import { type F32Tensor, stackRows } from '../tensor.js';
 import type { GraphDims } from './family.js';
 import type { GateKind } from './layer-plan.js';
 
@@ -298,23 +298,6 @@ export function swiGlu(g: GraphBuilder, name: string, x: string, w: SwiGluWeight
 function perHead(g: GraphBuilder, x: string, heads: number, d: number, f: (t: string) => string): string {
   const y = f(g.op('Reshape', [x, g.constI64([0, 0, heads, d])]));
   return g.op('Reshape', [y, g.constI64([0, 0, heads * d])]);
-}
-
-/** Concatenates [r_i, c] matrices along rows (projections that share an input become one matmul). */
-export function stackRows(parts: readonly F32Tensor[]): F32Tensor {
-  const cols = parts[0]!.shape[1]!;
-  let rows = 0;
-  for (const p of parts) {
-    if (p.shape.length !== 2 || p.shape[1] !== cols) throw new RangeError('stackRows: column counts differ');
-    rows += p.shape[0]!;
-  }
-  const data = new Float32Array(rows * cols);
-  let at = 0;
-  for (const p of parts) {
-    data.set(p.data, at);
-    at += p.data.length;
-  }
-  return { dtype: 'float32', shape: [rows, cols], data };
 }
 
 function concat1d(parts: readonly F32Tensor[]): F32Tensor {

@@ -5,7 +5,7 @@
 import type { ExpertWeightFormat } from '../../onnx/expert-weight-format.js';
 import { GraphBuilder } from '../../onnx/graph-builder.js';
 import { type Int8BlockWeights, quantizeInt8Blockwise } from '../../onnx/int8-weights.js';
-import type { F32Tensor } from '../../tensor.js';
+import { type F32Tensor, stackRows } from '../../tensor.js';
 import type { GraphDims, ModelConfig } from '../family.js';
 
 export interface DenseLayerWeights {
@@ -180,21 +180,4 @@ function headLogits(g: GraphBuilder, dims: GraphDims, w: HeadWeights, x: string)
   });
   const headW = g.op('Transpose', [g.weight('lm_head', w.lmHead)], { perm: [1, 0] });
   return g.op('MatMul', [normed, headW]);
-}
-
-/** Concatenates [r_i, c] matrices along rows (projections that share an input become one matmul). */
-function stackRows(parts: readonly F32Tensor[]): F32Tensor {
-  const cols = parts[0]!.shape[1]!;
-  let rows = 0;
-  for (const p of parts) {
-    if (p.shape.length !== 2 || p.shape[1] !== cols) throw new RangeError('stackRows: column counts differ');
-    rows += p.shape[0]!;
-  }
-  const data = new Float32Array(rows * cols);
-  let at = 0;
-  for (const p of parts) {
-    data.set(p.data, at);
-    at += p.data.length;
-  }
-  return { dtype: 'float32', shape: [rows, cols], data };
 }
