@@ -2,11 +2,10 @@
 // header of a single model.safetensors), never tensor data. Checks that the index holds every
 // tensor the architecture table names for this config, so a plan is never made for another model.
 
-import { readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { familyOf } from '../../shared/families/registry.js';
-import { INDEX_FILE_NAME, SINGLE_FILE_NAME } from '../../shared/model/checkpoint.js';
+import { INDEX_FILE_NAME, SINGLE_FILE_NAME, weightsFileOf } from '../../shared/model/checkpoint.js';
 import { loadModelConfig, type ModelConfig } from '../../shared/model/config.js';
 import { SAFETENSORS_DTYPES, SafetensorsFile } from '../../shared/model/safetensors.js';
 import { PlanError } from './errors.js';
@@ -35,9 +34,9 @@ export async function readPlanModel(dir: string): Promise<PlanModel> {
   let names: Set<string>;
   let storedBytes: number | undefined;
   let source: string;
-  const single = path.join(dir, SINGLE_FILE_NAME);
-  const indexFile = path.join(dir, INDEX_FILE_NAME);
-  if (await isFile(single)) {
+  const weights = await weightsFileOf(dir);
+  if (weights?.kind === 'single') {
+    const single = weights.file;
     // Only the header is read (SafetensorsFile reads tensor data on demand).
     const file = await SafetensorsFile.open(single);
     try {
@@ -47,7 +46,8 @@ export async function readPlanModel(dir: string): Promise<PlanModel> {
       await file.close();
     }
     source = single;
-  } else if (await isFile(indexFile)) {
+  } else if (weights?.kind === 'index') {
+    const indexFile = weights.file;
     let json: unknown;
     try {
       json = JSON.parse(await readFile(indexFile, 'utf8'));
@@ -109,13 +109,4 @@ export async function readPlanModel(dir: string): Promise<PlanModel> {
     notes.push('neither metadata.total_size nor torch_dtype is given; stored size assumes bf16');
   }
   return { config, shape, storedBytes, source, notes };
-}
-
-async function isFile(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isFile();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
 }

@@ -71,12 +71,12 @@ export class Checkpoint {
    */
   static async open(dir: string): Promise<Checkpoint> {
     const { config, raw } = await readModelConfigFile(dir);
-    // Same precedence as transformers: a single model.safetensors wins over an index.
-    if (await isFile(path.join(dir, SINGLE_FILE_NAME))) {
-      const file = await SafetensorsFile.open(path.join(dir, SINGLE_FILE_NAME));
+    const weights = await weightsFileOf(dir);
+    if (weights?.kind === 'single') {
+      const file = await SafetensorsFile.open(weights.file);
       return new Checkpoint(dir, config, raw, [file], new Map(file.names().map((n) => [n, file])));
     }
-    if (await isFile(path.join(dir, INDEX_FILE_NAME))) {
+    if (weights?.kind === 'index') {
       const { files, tensors } = await openSharded(dir);
       return new Checkpoint(dir, config, raw, files, tensors);
     }
@@ -269,6 +269,20 @@ async function openSharded(
     throw err;
   }
   return { files, tensors };
+}
+
+/**
+ * Where a checkpoint directory keeps its weights: one model.safetensors, or a shard index. Same
+ * precedence as transformers: a single model.safetensors wins over an index. Undefined: neither.
+ */
+export async function weightsFileOf(
+  dir: string,
+): Promise<{ readonly kind: 'single' | 'index'; readonly file: string } | undefined> {
+  const single = path.join(dir, SINGLE_FILE_NAME);
+  if (await isFile(single)) return { kind: 'single', file: single };
+  const index = path.join(dir, INDEX_FILE_NAME);
+  if (await isFile(index)) return { kind: 'index', file: index };
+  return undefined;
 }
 
 async function isFile(p: string): Promise<boolean> {
