@@ -26,7 +26,14 @@ import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js
 import type { DropCostLayer } from '../moe/observers/drop-costs.js';
 import { type Corpus, describeCorpus, spreadWindows } from './corpus.js';
 import { CalibrationError } from './errors.js';
-import { inlineProfile, profileModel, qualitySearch, type SearchPoint } from './quality-search.js';
+import {
+  describeSearchPoint,
+  inlineProfile,
+  maxSearchEvaluations,
+  profileModel,
+  qualitySearch,
+  type SearchPoint,
+} from './quality-search.js';
 
 export interface AllocatorTrainingOptions {
   readonly corpus: Corpus;
@@ -252,7 +259,7 @@ export async function trainAllocator(
   const searchIds = spreadWindows(foldA, o.searchWindows);
   const dims = o.allowZero ? 2 * L : L;
   // Upper bound, as in calibrate(): each round raises one rate by one step after `dims` trials.
-  const maxEvaluations = 1 + dims * dims * Math.ceil(1 / o.step) + dims * 2;
+  const maxEvaluations = maxSearchEvaluations(dims, o.step);
   const search =
     o.replay ??
     (await qualitySearch(engine, {
@@ -264,12 +271,7 @@ export async function trainAllocator(
       step: o.step,
       minStep: o.step / 4,
       onEvaluation: (n, best: SearchPoint, base: SearchPoint) =>
-        o.onPhase?.(
-          'search',
-          n,
-          maxEvaluations,
-          `best avgK ${best.avgK.toFixed(3)} ppl +${((best.perplexity / base.perplexity - 1) * 100).toFixed(2)}%`,
-        ),
+        o.onPhase?.('search', n, maxEvaluations, describeSearchPoint(best, base)),
     }));
   const full = (rates: readonly number[]) =>
     o.allowZero ? rates : [...rates, ...new Array<number>(L).fill(0)];

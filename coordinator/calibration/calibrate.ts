@@ -8,7 +8,14 @@ import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { type Corpus, describeCorpus, spreadWindows } from './corpus.js';
 import { CalibrationError } from './errors.js';
-import { inlineProfile, profileModel, qualitySearch, type SearchPoint } from './quality-search.js';
+import {
+  describeSearchPoint,
+  inlineProfile,
+  maxSearchEvaluations,
+  profileModel,
+  qualitySearch,
+  type SearchPoint,
+} from './quality-search.js';
 import { type CalibratedPolicy, policyForRates } from './skip-rates.js';
 
 export type CalibrationMethod =
@@ -71,8 +78,7 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
     provenance = { targetAvgK: m.targetAvgK };
   } else {
     const searchIds = spreadWindows(o.corpus, m.searchWindows);
-    // Upper bound: each round raises one layer by one step, after a round of numLayers trials.
-    const maxEvaluations = 1 + layers * layers * Math.ceil(1 / m.step) + layers * 2;
+    const maxEvaluations = maxSearchEvaluations(layers, m.step);
     const result = await qualitySearch(engine, {
       configFor,
       ids: searchIds,
@@ -81,12 +87,7 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
       step: m.step,
       minStep: m.step / 4,
       onEvaluation: (n, best: SearchPoint, base: SearchPoint) =>
-        o.onPhase?.(
-          'search',
-          n,
-          maxEvaluations,
-          `best avgK ${best.avgK.toFixed(3)} ppl +${((best.perplexity / base.perplexity - 1) * 100).toFixed(2)}%`,
-        ),
+        o.onPhase?.('search', n, maxEvaluations, describeSearchPoint(best, base)),
     });
     candidates = result.path.map((pt) => pt.rates).reverse();
     provenance = {

@@ -39,6 +39,16 @@ export interface SearchResult {
   readonly evaluations: number;
 }
 
+/** Upper bound on a search's evaluations: each round raises one rate by one step, after a round of `dims` trials. */
+export function maxSearchEvaluations(dims: number, step: number): number {
+  return 1 + dims * dims * Math.ceil(1 / step) + dims * 2;
+}
+
+/** Progress text of a search: its best point so far against native top-K. */
+export function describeSearchPoint(best: SearchPoint, base: SearchPoint): string {
+  return `best avgK ${best.avgK.toFixed(3)} ppl +${((best.perplexity / base.perplexity - 1) * 100).toFixed(2)}%`;
+}
+
 /** A profile JSON string the engine resolves inline (no temporary files). */
 export function inlineProfile(config: PolicyConfig, name: string): string {
   const profile: RoutingProfile = {
