@@ -176,6 +176,38 @@ export class ProgressBar {
 }
 
 /** 0.25, 3.4, 87, 5.1k, 12M: two significant figures is all a glance at a rate needs. */
+/**
+ * One bar per phase of a multi-phase job (calibration: signals, then search): the first update of
+ * a new phase finishes the bars before it; `unitOf` names what each phase counts.
+ */
+export class PhaseBars {
+  private readonly bars = new Map<string, ProgressBar>();
+
+  constructor(
+    private readonly unitOf: (phase: string) => string,
+    private readonly stream?: ProgressStream,
+  ) {}
+
+  update(phase: string, done: number, total: number, note?: string): void {
+    let bar = this.bars.get(phase);
+    if (!bar) {
+      this.finish();
+      bar = new ProgressBar({
+        label: phase,
+        total,
+        unit: this.unitOf(phase),
+        ...(this.stream ? { stream: this.stream } : {}),
+      });
+      this.bars.set(phase, bar);
+    }
+    bar.update(done, note);
+  }
+
+  finish(): void {
+    for (const bar of this.bars.values()) bar.finish();
+  }
+}
+
 export function formatRate(perSecond: number): string {
   const units: readonly [number, string][] = [
     [1e9, 'G'],

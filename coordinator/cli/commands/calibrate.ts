@@ -10,7 +10,7 @@ import {
   saveRoutingProfile,
 } from '../../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../../shared/routing/registry.js';
-import { ProgressBar } from '../../bench/report/progress.js';
+import { PhaseBars } from '../../bench/report/progress.js';
 import { calibrate } from '../../calibration/calibrate.js';
 import { loadCorpus } from '../../calibration/corpus.js';
 import { profileModel } from '../../calibration/quality-search.js';
@@ -60,7 +60,7 @@ export async function run(o: CalibrateOptions, argv: readonly string[]): Promise
   const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
   try {
     const name = path.basename(out).replace(/\.json$/, '');
-    const bars = new Map<string, ProgressBar>();
+    const bars = new PhaseBars((phase) => (phase === 'signals' ? 'windows' : 'evaluations'));
     const profile = await calibrate(engine, {
       policy,
       method:
@@ -71,21 +71,9 @@ export async function run(o: CalibrateOptions, argv: readonly string[]): Promise
       expertMeans: o.expertMeans === 'on',
       name,
       command: `kmoe calibrate ${argv.join(' ')}`,
-      onPhase: (phase, done, total, note) => {
-        let bar = bars.get(phase);
-        if (!bar) {
-          for (const other of bars.values()) other.finish();
-          bar = new ProgressBar({
-            label: phase,
-            total,
-            unit: phase === 'signals' ? 'windows' : 'evaluations',
-          });
-          bars.set(phase, bar);
-        }
-        bar.update(done, note);
-      },
+      onPhase: (phase, done, total, note) => bars.update(phase, done, total, note),
     });
-    for (const bar of bars.values()) bar.finish();
+    bars.finish();
     saveRoutingProfile(out, profile);
     const prov = profile.provenance!;
     process.stdout.write(

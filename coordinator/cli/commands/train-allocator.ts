@@ -3,7 +3,7 @@
 
 import path from 'node:path';
 import { loadRoutingProfile, saveRoutingProfile } from '../../../shared/routing/profile.js';
-import { ProgressBar } from '../../bench/report/progress.js';
+import { PhaseBars } from '../../bench/report/progress.js';
 import { trainAllocator } from '../../calibration/allocator-training.js';
 import { loadCorpus } from '../../calibration/corpus.js';
 import { EngineClient } from '../../engine/engine-client.js';
@@ -47,7 +47,9 @@ export async function run(o: TrainAllocatorOptions, argv: readonly string[]): Pr
   const corpus = await loadCorpus(o.ids, o.windows, STANDARD_WINDOW);
   const engine = await EngineClient.start({ modelDir: o.model, settings: sessionSettings(o) });
   try {
-    const bars = new Map<string, ProgressBar>();
+    const bars = new PhaseBars((phase) =>
+      phase === 'means' || phase === 'costs' ? 'windows' : 'evaluations',
+    );
     const profile = await trainAllocator(engine, {
       corpus,
       trainWindows: o.trainWindows,
@@ -61,21 +63,9 @@ export async function run(o: TrainAllocatorOptions, argv: readonly string[]): Pr
       ...(replay ? { replay } : {}),
       name: path.basename(o.out).replace(/\.json$/, ''),
       command: `kmoe train-allocator ${argv.join(' ')}`,
-      onPhase: (phase, done, total, note) => {
-        let bar = bars.get(phase);
-        if (!bar) {
-          for (const other of bars.values()) other.finish();
-          bar = new ProgressBar({
-            label: phase,
-            total,
-            unit: phase === 'means' || phase === 'costs' ? 'windows' : 'evaluations',
-          });
-          bars.set(phase, bar);
-        }
-        bar.update(done, note);
-      },
+      onPhase: (phase, done, total, note) => bars.update(phase, done, total, note),
     });
-    for (const bar of bars.values()) bar.finish();
+    bars.finish();
     saveRoutingProfile(o.out, profile);
     const prov = profile.provenance!;
     process.stdout.write(

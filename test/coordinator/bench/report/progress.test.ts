@@ -3,7 +3,12 @@
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ProgressBarError } from '../../../../coordinator/bench/report/errors.js';
-import { formatDuration, formatRate, ProgressBar } from '../../../../coordinator/bench/report/progress.js';
+import {
+  formatDuration,
+  formatRate,
+  PhaseBars,
+  ProgressBar,
+} from '../../../../coordinator/bench/report/progress.js';
 
 class FakeStream {
   readonly chunks: string[] = [];
@@ -188,5 +193,24 @@ describe('formatting', () => {
 
   it('formats durations compactly', () => {
     expect([0.4, 12, 185, 3725].map(formatDuration)).toEqual(['0s', '12s', '3m05s', '1h02m']);
+  });
+});
+
+describe('PhaseBars', () => {
+  it('gives each phase its own bar with its unit and closes a phase when the next one starts', () => {
+    const stream = new FakeStream(false);
+    const bars = new PhaseBars((phase) => (phase === 'signals' ? 'windows' : 'evaluations'), stream);
+    bars.update('signals', 2, 4);
+    const beforeSearch = stream.chunks.length;
+    bars.update('search', 1, 10, 'best avgK 1.900');
+    const closing = stream.chunks.slice(beforeSearch).join('');
+    // The signals bar is finished (at its own count of windows) before the search bar starts.
+    expect(closing.indexOf('signals')).toBeGreaterThanOrEqual(0);
+    expect(closing.indexOf('signals')).toBeLessThan(closing.indexOf('search'));
+    expect(closing).toContain('windows');
+    bars.finish();
+    const all = stream.chunks.join('');
+    expect(all).toContain('evaluations');
+    expect(all).toContain('best avgK 1.900');
   });
 });
