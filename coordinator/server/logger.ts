@@ -1,8 +1,9 @@
 // Structured logs for the server: pino JSON lines on stderr (stdout carries only the URL line
 // that scripts and tests wait for), one child logger per request carrying its request id.
 
-import { pino } from 'pino';
+import type { pino } from 'pino';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
+import { createProcessLogger } from '../../shared/runtime/logger.js';
 
 export type Logger = pino.Logger;
 
@@ -18,6 +19,5 @@ export class LogLevelError extends KmoeError {
 
 export function createLogger(level: string): Logger {
   if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new LogLevelError(level);
-  // Synchronous writes: a crash or exit right after a log call must not lose the line.
-  return pino({ level, base: { component: 'kmoe-serve' } }, pino.destination({ fd: 2, sync: true }));
+  return createProcessLogger('kmoe-serve', level as LogLevel);
 }

@@ -1,5 +1,5 @@
-// pino JSON lines on stderr for kmoe's long-running processes (expert workers, local-cluster;
-// `serve` configures its own in coordinator/server/logger.ts). stdout stays for the one line that
+// pino JSON lines on stderr for kmoe's long-running processes (expert workers, local-cluster,
+// `serve`, which validates its --log-level in coordinator/server/logger.ts). stdout stays for the one line that
 // scripts wait for (the ready line, the URL). Parents re-emit their children's lines with
 // relayLogLine, so a cluster's logs are one JSON stream with the child named in a field.
 
