@@ -17,6 +17,7 @@ import { createProcessLogger } from '../shared/runtime/logger.js';
 import { maskUrl } from '../shared/runtime/mask-url.js';
 import { checkCanListen, isLoopbackHost } from '../shared/runtime/port.js';
 import { stopWithParent } from '../shared/runtime/stop-with-parent.js';
+import { ExpertCommands } from './expert-commands.js';
 import { ExpertCompute } from './expert-compute.js';
 import { newWorkerId, Registrar } from './registrar.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from './server.js';
@@ -117,6 +118,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   );
   let compute: ExpertCompute | undefined;
   let server: WorkerServer;
+  let commands: ExpertCommands | undefined;
   try {
     compute = await ExpertCompute.start({ modelDir, experts, settings });
     server = await WorkerServer.start({
@@ -129,7 +131,10 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
       ...(secret === undefined ? {} : { secret }),
     });
     await registrar?.start('ready', server.metrics, o.advertiseUrl ?? advertisedUrl(host, server.url, log));
+    if (registrar && o.redis !== undefined)
+      commands = ExpertCommands.start({ redisUrl: o.redis, registrar, compute, server, log });
   } catch (err) {
+    await commands?.close();
     await registrar?.deregister().catch(() => {});
     redis?.disconnect();
     await compute?.close();
@@ -155,6 +160,8 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   unwatch();
   // Leave the registry first (coordinators see the leave event at once, or at their next poll),
   // then drain: connected coordinators are told to send no new work; what they sent is answered.
+  // No expert loads or unloads while leaving: a command being applied finishes first.
+  await commands?.close();
   if (registrar) {
     log.info(`${reason}: deregistering`);
     await registrar.deregister().catch((err: Error) => log.warn(`deregistering failed: ${err.message}`));

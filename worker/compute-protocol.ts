@@ -31,9 +31,19 @@ export interface ComputeRequest {
 /** The result frame, or the index of the first NaN or infinity in it (then it is not sent). */
 export type ComputeReply = { readonly result: Uint8Array } | { readonly nonFinite: number };
 
+/** What a load or unload changed: the experts held afterwards and the checkpoint bytes read so far. */
+export interface ComputeHoldings {
+  readonly experts: readonly number[];
+  readonly bytesRead: number;
+}
+
 export type ComputeSchema = {
   init: [ComputeInit, ComputeModel];
   /** Returns the complete result frame, ready to send, unless it holds a non-finite value. */
   dispatch: [ComputeRequest, ComputeReply];
+  /** Builds the sessions of more experts (every MoE layer); the ones held keep serving meanwhile. */
+  load: [readonly number[], ComputeHoldings];
+  /** Releases experts' sessions; the network thread has stopped accepting requests for them. */
+  unload: [readonly number[], ComputeHoldings];
   close: [null, null];
 };

@@ -5,6 +5,7 @@
 import { moeLayerIndices } from '../shared/families/layer-plan.js';
 import { assertRunnable, Checkpoint } from '../shared/model/checkpoint.js';
 import { ExpertHost } from '../shared/onnx/expert-host.js';
+import type { SessionSettings } from '../shared/onnx/session.js';
 import { allocDispatchResult, type DecodeLimits, decodeMessage } from '../shared/protocol/codec.js';
 import { dispatchAssignment } from '../shared/protocol/messages.js';
 import { firstNonFinite, fromWire, toWire } from '../shared/protocol/wire-dtype.js';
@@ -12,7 +13,13 @@ import { serveThread } from '../shared/runtime/thread-rpc.js';
 import type { ComputeSchema } from './compute-protocol.js';
 
 let state:
-  | { ckpt: Checkpoint; host: ExpertHost; hidden: number; limits: Omit<DecodeLimits, 'maxFrameBytes'> }
+  | {
+      ckpt: Checkpoint;
+      host: ExpertHost;
+      hidden: number;
+      limits: Omit<DecodeLimits, 'maxFrameBytes'>;
+      settings: SessionSettings;
+    }
   | undefined;
 
 // fp32 scratch reused across requests (they are served one at a time): widened inputs, sums.
@@ -50,6 +57,7 @@ serveThread<ComputeSchema>({
         host,
         hidden: dims.hidden,
         limits: { hidden: dims.hidden, numExperts: c.numExperts, numLayers: c.numLayers },
+        settings,
       };
       return {
         result: {
@@ -83,6 +91,19 @@ serveThread<ComputeSchema>({
     const bad = firstNonFinite(result.partial, req.wire);
     if (bad !== -1) return { result: { nonFinite: bad } };
     return { result: { result: result.bytes }, transfer: [result.bytes.buffer as ArrayBuffer] };
+  },
+  async load(experts) {
+    const { ckpt, host, settings } = ready();
+    const held = await host.load(
+      experts,
+      (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
+      settings,
+    );
+    return { result: { experts: held, bytesRead: ckpt.bytesRead } };
+  },
+  async unload(experts) {
+    const { ckpt, host } = ready();
+    return { result: { experts: host.unload(experts), bytesRead: ckpt.bytesRead } };
   },
   async close() {
     if (state) {

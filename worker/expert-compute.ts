@@ -3,6 +3,7 @@
 
 import { ThreadClient } from '../shared/runtime/thread-rpc.js';
 import type {
+  ComputeHoldings,
   ComputeInit,
   ComputeModel,
   ComputeReply,
@@ -29,6 +30,16 @@ export class ExpertCompute {
   /** Moves the request frame to the compute thread; returns the result frame (if finite). */
   dispatch(req: ComputeRequest): Promise<ComputeReply> {
     return this.thread.call('dispatch', req, [req.frame.buffer as ArrayBuffer]);
+  }
+
+  /** Loads more experts on the compute thread; requests keep being answered between sessions built. */
+  load(experts: readonly number[]): Promise<ComputeHoldings> {
+    return this.thread.call('load', experts);
+  }
+
+  /** Releases experts; call only once no request for them can still reach the compute thread. */
+  unload(experts: readonly number[]): Promise<ComputeHoldings> {
+    return this.thread.call('unload', experts);
   }
 
   async close(): Promise<void> {

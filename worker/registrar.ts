@@ -116,6 +116,14 @@ export class Registrar {
     this.timer.unref();
   }
 
+  /** The worker loaded or unloaded experts: its record says so from now on (written at once). */
+  async setExperts(experts: readonly number[]): Promise<void> {
+    this.experts = [...experts];
+    await this.beating;
+    this.beating = this.beat().catch(() => {});
+    await this.beating;
+  }
+
   /** Drain, step one: the record goes and coordinators are told; the heartbeat stops. */
   async deregister(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
@@ -161,17 +169,24 @@ export class Registrar {
 
 /** Pairs/s and tokens/s since the previous sample, from the worker's Prometheus counters. */
 class LoadMeter {
-  private last = { at: performance.now(), tokens: 0, experts: new Map<number, number>() };
+  private last = {
+    at: performance.now(),
+    tokens: 0,
+    experts: new Map<number, number>(),
+    layers: new Map<string, number>(),
+  };
 
   async sample(metrics: WorkerMetrics): Promise<WorkerLoad> {
     const at = performance.now();
     const experts = new Map<number, number>();
+    const layers = new Map<string, number>();
     const activations = await metrics.registry
       .getSingleMetric('kmoe_worker_expert_token_activations_total')
       ?.get();
     for (const v of activations?.values ?? []) {
       const e = Number(v.labels.expert);
       experts.set(e, (experts.get(e) ?? 0) + v.value);
+      layers.set(`${v.labels.layer} ${e}`, v.value);
     }
     const tokensMetric = await metrics.registry.getSingleMetric('kmoe_worker_tokens_total')?.get();
     const tokens = (tokensMetric?.values ?? []).reduce((a, v) => a + v.value, 0);
@@ -183,12 +198,20 @@ class LoadMeter {
       if (d > 0) perExpert.push([e, round(d / seconds)]);
       pairs += d;
     }
+    const perLayer: [number, number, number][] = [];
+    for (const [key, n] of layers) {
+      const d = n - (this.last.layers.get(key) ?? 0);
+      const [l, e] = key.split(' ').map(Number) as [number, number];
+      if (d > 0) perLayer.push([l, e, round(d / seconds)]);
+    }
+    perLayer.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     const load = {
       pairsPerSec: round(pairs / seconds),
       tokensPerSec: round((tokens - this.last.tokens) / seconds),
       experts: perExpert,
+      layers: perLayer,
     };
-    this.last = { at, tokens, experts };
+    this.last = { at, tokens, experts, layers };
     return load;
   }
 }

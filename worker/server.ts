@@ -15,6 +15,7 @@ import {
   encodeChallenge,
   encodeDrain,
   encodeErrorReply,
+  encodeHoldings,
   encodeRefuse,
   encodeWelcome,
   requestIdOf,
@@ -83,6 +84,8 @@ export interface WorkerServerOptions {
 
 export class WorkerServer {
   private readonly held: Uint8Array;
+  /** The experts requests are accepted for (changed by setHoldings while serving). */
+  private holdings: readonly number[];
   private readonly peers = new Set<PeerConnection>();
   private drainReason: string | undefined;
 
@@ -95,6 +98,7 @@ export class WorkerServer {
   ) {
     const m = options.compute.model;
     this.held = new Uint8Array(m.numExperts);
+    this.holdings = [...m.experts];
     for (const e of m.experts) this.held[e] = 1;
     wss.on('connection', (ws, req) => {
       const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
@@ -111,9 +115,9 @@ export class WorkerServer {
 
   static async start(options: WorkerServerOptions): Promise<WorkerServer> {
     const metrics = new WorkerMetrics();
-    const experts = options.compute.model.experts;
+    let server: WorkerServer | undefined;
     const httpServer = http.createServer((req, res) => {
-      serveHttp(req, res, metrics, experts).catch((err: unknown) => {
+      serveHttp(req, res, metrics, server?.experts ?? options.compute.model.experts).catch((err: unknown) => {
         options.log.error(`HTTP ${req.method} ${req.url} failed: ${(err as Error).message}`);
         if (!res.headersSent) res.writeHead(500);
         res.end();
@@ -145,15 +149,31 @@ export class WorkerServer {
     const address = httpServer.address();
     const port = typeof address === 'object' && address !== null ? address.port : options.port;
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-    return new WorkerServer(httpServer, wss, options, metrics, `ws://${host}:${port}`);
+    server = new WorkerServer(httpServer, wss, options, metrics, `ws://${host}:${port}`);
+    return server;
   }
 
   get experts(): readonly number[] {
-    return this.options.compute.model.experts;
+    return this.holdings;
   }
 
   holds(expert: number): boolean {
     return this.held[expert] === 1;
+  }
+
+  /**
+   * The experts requests are accepted for from now on, told at once to every connected coordinator
+   * (a holdings notice) so they route accordingly; new connections get them in the welcome.
+   * Resolves once every request accepted before the change has been answered: after that no
+   * request for an expert no longer held can reach the compute thread.
+   */
+  async setHoldings(experts: readonly number[]): Promise<void> {
+    const next = [...new Set(experts)].sort((a, b) => a - b);
+    this.held.fill(0);
+    for (const e of next) this.held[e] = 1;
+    this.holdings = next;
+    for (const p of this.peers) p.holdings(next);
+    await Promise.all([...this.peers].map((p) => p.answered()));
   }
 
   /**
@@ -277,6 +297,17 @@ class PeerConnection {
   /** Requests received and not answered yet. */
   get busy(): boolean {
     return this.queued > 0;
+  }
+
+  /** Resolves when every request received so far has been answered. */
+  answered(): Promise<void> {
+    return this.replies;
+  }
+
+  /** Tells a greeted coordinator the experts this worker holds now. */
+  holdings(experts: readonly number[]): void {
+    if (!this.greeted || this.ws.readyState !== this.ws.OPEN) return;
+    this.sendFrame(encodeHoldings({ experts: [...experts] }));
   }
 
   /** Sends the drain notice (once), after the welcome if the handshake has not happened yet. */
@@ -421,7 +452,7 @@ class PeerConnection {
         version: PROTOCOL_VERSION,
         fingerprint: m.fingerprint,
         worker: `pid ${process.pid} on ${os.hostname()}`,
-        experts: [...m.experts],
+        experts: [...this.server.experts],
         numLayers: m.numLayers,
         numExperts: m.numExperts,
         hidden: m.hidden,

@@ -534,6 +534,55 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         'started with --redis exports the same figures on /metrics (kmoe_cluster_*).',
     );
   action(clusterStatus, argv, outcome, async () => (await import('./commands/cluster.js')).status);
+  const clusterRebalance = sub(
+    cluster,
+    'rebalance',
+    'move and replicate hot experts across the registered workers while they serve (EPLB-style)',
+  )
+    .addOption(opt.redis('the registry (redis:// or rediss://)').makeOptionMandatory())
+    .addOption(
+      new Option(
+        '--slots <n>',
+        'experts each worker may hold afterwards (default: as many as it holds now)',
+      ).argParser(parseInteger('--slots', { min: 1 })),
+    )
+    .addOption(
+      new Option('--window <seconds>', 'how long to average the load the workers report')
+        .argParser(parseNumber('--window', { min: 1, max: 3600 }))
+        .default(10),
+    )
+    .addOption(
+      new Option(
+        '--min-gain <fraction>',
+        'apply only if the busiest worker expects at least this much less load',
+      )
+        .argParser(parseNumber('--min-gain', { min: 0, max: 1 }))
+        .default(0.05),
+    )
+    .addOption(
+      new Option('--command-timeout <seconds>', 'how long a worker may take to load or unload its experts')
+        .argParser(parseNumber('--command-timeout', { min: 1 }))
+        .default(600),
+    )
+    .addOption(new Option('--dry-run', 'measure and plan, change nothing'))
+    .addOption(
+      new Option(
+        '--watch <seconds>',
+        'automatic mode: rebalance again every N seconds until SIGINT/SIGTERM',
+      ).argParser(parseNumber('--watch', { min: 5 })),
+    )
+    .addOption(new Option('--json', 'the report as one JSON object per round on stdout'))
+    .addHelpText(
+      'after',
+      '\nReads the (layer, expert) load every worker reports in its heartbeat, averages it over --window,\n' +
+        "gives the hottest experts more replicas within the workers' slots and packs them so the busiest\n" +
+        'worker gets as little as possible (a worker holds an expert in every layer, so experts are placed\n' +
+        'by their load summed over layers). Workers load new experts first (each needs memory for them),\n' +
+        'then unload the ones they give up; coordinators route by each change at once, and a request in\n' +
+        'flight to an unloaded expert is re-sent to a replica. Workers take commands through a BullMQ queue\n' +
+        'in the same Redis. One rebalance at a time per registry.',
+    );
+  action(clusterRebalance, argv, outcome, async () => (await import('./commands/cluster.js')).rebalance);
 
   addScaleTools(program, argv, outcome);
   addBenchmarks(program, argv, outcome);

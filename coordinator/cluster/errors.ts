@@ -73,3 +73,12 @@ export class HandshakeError extends KmoeError {
     this.worker = worker;
   }
 }
+
+// Raised by `kmoe cluster rebalance` when no plan can be made (no traffic measured, too few slots
+// for every expert) or a worker did not apply its part (it failed, left, or timed out). The
+// cluster still covers every expert: loads run before unloads, and unloads stop at the first failure.
+export class RebalanceError extends KmoeError {
+  constructor(message: string, options: { hint?: string } = {}) {
+    super(message, { ...options, code: 'rebalance' });
+  }
+}

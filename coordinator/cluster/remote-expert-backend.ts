@@ -183,6 +183,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           ...connectOptions(options, model, secret),
           onDown: (reason) => backend?.lost(i, reason),
           onDrain: () => backend?.rebuild(),
+          onHoldings: (experts) => backend?.holdingsChanged(i, experts),
         }),
       ),
     );
@@ -456,6 +457,24 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     this.current = this.buildView();
   }
 
+  /**
+   * A connected worker loaded or unloaded experts (`kmoe cluster rebalance`): layers planned from
+   * now on use its new set; a layer in flight that still sends it an unloaded expert gets `not-held`
+   * and re-sends those pairs to a replica.
+   */
+  private holdingsChanged(worker: number, experts: readonly number[]): void {
+    const slot = this.slots[worker];
+    if (!slot || slot.conn === undefined) return;
+    const bad = experts.find((e) => e >= this.model.numExperts);
+    if (bad !== undefined) {
+      slot.conn.abandon(`announced expert ${bad}, but the model has ${this.model.numExperts}`);
+      return;
+    }
+    slot.experts = experts;
+    this.rebuild();
+    this.events.up?.({ url: slot.url, experts });
+  }
+
   private lost(worker: number, reason: string): void {
     const slot = this.slots[worker];
     if (!slot) return;
@@ -488,6 +507,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       ),
       onDown: (reason) => this.lost(worker, reason),
       onDrain: () => this.rebuild(),
+      onHoldings: (experts) => this.holdingsChanged(worker, experts),
     }).then(
       (conn) => {
         slot.connecting = false;

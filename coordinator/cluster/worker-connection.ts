@@ -32,6 +32,8 @@ export interface ConnectOptions {
   readonly onDown?: (reason: string) => void;
   /** Called once when the worker announces it drains (shuts down after answering what it has). */
   readonly onDrain?: (reason: string) => void;
+  /** Called when the worker announces another set of experts (it loaded or unloaded some). */
+  readonly onHoldings?: (experts: readonly number[]) => void;
 }
 
 const TOKEN_SOURCES = 'KMOE_CLUSTER_TOKEN or --cluster-token-file';
@@ -74,6 +76,7 @@ export class WorkerConnection {
   private drainReason: string | undefined;
   private pendingPairs = 0;
   private idleWaiters: (() => void)[] = [];
+  private held: readonly number[];
 
   private constructor(
     readonly url: string,
@@ -82,7 +85,9 @@ export class WorkerConnection {
     private readonly limits: DecodeLimits,
     private readonly onDown: ((reason: string) => void) | undefined,
     private readonly onDrain: ((reason: string) => void) | undefined,
+    private readonly onHoldings: ((experts: readonly number[]) => void) | undefined,
   ) {
+    this.held = welcome.experts;
     ws.on('message', (data) => this.onMessage(data));
     ws.on('close', (code, reason) => {
       const why = reason.length > 0 ? `: ${reason.toString()}` : '';
@@ -212,6 +217,7 @@ export class WorkerConnection {
             { ...opts.model, maxFrameBytes: msg.maxFrameBytes },
             opts.onDown,
             opts.onDrain,
+            opts.onHoldings,
           ),
         );
       });
@@ -253,9 +259,14 @@ export class WorkerConnection {
     this.ws.terminate();
   }
 
+  /** The experts the worker holds: the welcome's, then its latest holdings notice. */
+  get experts(): readonly number[] {
+    return this.held;
+  }
+
   /** "ws://host:port (experts 0-3)" for messages. */
   get label(): string {
-    return `${this.url} (experts ${formatExpertSet(this.welcome.experts)})`;
+    return `${this.url} (experts ${formatExpertSet(this.held)})`;
   }
 
   /** Allocator for the next request frame: the reusable buffer when it is free, else fresh memory. */
@@ -376,6 +387,9 @@ export class WorkerConnection {
         this.drainReason = msg.reason;
         this.onDrain?.(msg.reason);
       }
+    } else if (msg.type === 'holdings') {
+      this.held = msg.experts;
+      this.onHoldings?.(msg.experts);
     } else if (msg.type === 'error') {
       const text = `replied with an error (${msg.code}): ${msg.message}`;
       if (msg.id === null) this.failAllPending('error-reply', text);

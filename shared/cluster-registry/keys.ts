@@ -23,6 +23,8 @@ export interface RegistryKeys {
   readonly events: string;
   /** Lock held while an `--experts auto` worker chooses its experts and claims them. */
   readonly autoLock: string;
+  /** Lock held by the one `kmoe cluster rebalance` allowed to change placements at a time. */
+  readonly rebalanceLock: string;
 }
 
 export function registryKeys(prefix = DEFAULT_PREFIX): RegistryKeys {
@@ -31,6 +33,7 @@ export function registryKeys(prefix = DEFAULT_PREFIX): RegistryKeys {
     workerPattern: `${prefix}worker:*`,
     events: `${prefix}events`,
     autoLock: `${prefix}lock:auto`,
+    rebalanceLock: `${prefix}lock:rebalance`,
   };
 }
 

@@ -13,6 +13,10 @@ const load = z.object({
   tokensPerSec: z.number().nonnegative(),
   /** Pairs per second per expert held, summed over layers: [expert, pairs/s] for experts with traffic. */
   experts: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])),
+  /** Pairs per second per (MoE layer, expert) held: [layer, expert, pairs/s] for those with traffic. */
+  layers: z.array(
+    z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().nonnegative()]),
+  ),
 });
 
 export const workerRecordSchema = z.object({
@@ -37,7 +41,7 @@ export const workerRecordSchema = z.object({
 export type WorkerRecord = z.infer<typeof workerRecordSchema>;
 export type WorkerLoad = z.infer<typeof load>;
 
-export const NO_LOAD: WorkerLoad = { pairsPerSec: 0, tokensPerSec: 0, experts: [] };
+export const NO_LOAD: WorkerLoad = { pairsPerSec: 0, tokensPerSec: 0, experts: [], layers: [] };
 
 /** The record, or undefined when the JSON does not parse or does not match the schema. */
 export function parseWorkerRecord(json: string): WorkerRecord | undefined {

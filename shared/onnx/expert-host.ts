@@ -34,10 +34,15 @@ export interface ExpertWork {
 export class ExpertHost {
   private constructor(
     private readonly dims: ExpertHostDims,
-    readonly experts: readonly number[],
-    private readonly sessions: ReadonlyArray<ReadonlyArray<Session | undefined>>, // [layer][expert]
-    private readonly firstMoeLayer: number,
+    private held: readonly number[],
+    private readonly sessions: (Session | undefined)[][], // [layer][expert]
+    private readonly moeLayers: readonly number[],
   ) {}
+
+  /** The experts held (in every MoE layer), ascending. */
+  get experts(): readonly number[] {
+    return this.held;
+  }
 
   static async create(opts: {
     dims: ExpertHostDims;
@@ -50,29 +55,79 @@ export class ExpertHost {
     onProgress?: (done: number, total: number) => void;
   }): Promise<ExpertHost> {
     const { dims, numLayers, experts, graph, settings } = opts;
-    const moeLayers = new Set(opts.moeLayers ?? Array.from({ length: numLayers }, (_, l) => l));
-    const sessions: (Session | undefined)[][] = [];
-    let done = 0;
-    for (let l = 0; l < numLayers; l++) {
-      // A dense layer keeps an empty row: a dispatch to it is an ExpertNotHeldError, not a crash.
-      const row: (Session | undefined)[] = new Array(dims.experts).fill(undefined);
-      for (const e of moeLayers.has(l) ? experts : []) {
-        const bytes = await graph(l, e, settings.expertWeights);
-        row[e] = Session.create(`expert ${e} layer ${l}`, 'expert', bytes, settings);
-        opts.onProgress?.(++done, moeLayers.size * experts.length);
-      }
-      sessions.push(row);
-    }
-    return new ExpertHost(
-      dims,
-      [...experts].sort((a, b) => a - b),
-      sessions,
-      Math.min(...moeLayers),
+    const moeLayers = [...new Set(opts.moeLayers ?? Array.from({ length: numLayers }, (_, l) => l))].sort(
+      (a, b) => a - b,
     );
+    // A dense layer keeps an empty row: a dispatch to it is an ExpertNotHeldError, not a crash.
+    const sessions = Array.from({ length: numLayers }, () =>
+      new Array<Session | undefined>(dims.experts).fill(undefined),
+    );
+    const host = new ExpertHost(dims, [], sessions, moeLayers);
+    try {
+      await host.load(experts, graph, settings, opts.onProgress);
+    } catch (err) {
+      host.release();
+      throw err;
+    }
+    return host;
   }
 
   holds(expert: number): boolean {
-    return this.sessions[this.firstMoeLayer]?.[expert] !== undefined;
+    return this.held.includes(expert);
+  }
+
+  /**
+   * Adds experts while the host serves (`kmoe cluster rebalance`): builds their sessions in every
+   * MoE layer first and only then counts them as held, so a failure leaves the host as it was.
+   * Experts already held are skipped. Returns the experts held afterwards.
+   */
+  async load(
+    experts: readonly number[],
+    graph: ExpertGraphSource,
+    settings: SessionSettings,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<readonly number[]> {
+    const added = [...new Set(experts)].filter((e) => !this.held.includes(e));
+    for (const e of added)
+      if (!Number.isInteger(e) || e < 0 || e >= this.dims.experts)
+        throw new RangeError(`expert ${e} out of range (the model has ${this.dims.experts})`);
+    const built: { layer: number; expert: number; session: Session }[] = [];
+    try {
+      for (const l of this.moeLayers) {
+        for (const e of added) {
+          const bytes = await graph(l, e, settings.expertWeights);
+          built.push({
+            layer: l,
+            expert: e,
+            session: Session.create(`expert ${e} layer ${l}`, 'expert', bytes, settings),
+          });
+          onProgress?.(built.length, this.moeLayers.length * added.length);
+        }
+      }
+    } catch (err) {
+      for (const b of built) b.session.release();
+      throw err;
+    }
+    for (const b of built) this.sessions[b.layer]![b.expert] = b.session;
+    this.held = [...this.held, ...added].sort((a, b) => a - b);
+    return this.held;
+  }
+
+  /**
+   * Drops experts (their sessions and weights) while the host serves. The caller makes sure no
+   * request for them is still queued (the worker stops accepting them first). Returns the experts
+   * held afterwards.
+   */
+  unload(experts: readonly number[]): readonly number[] {
+    const drop = new Set(experts.filter((e) => this.held.includes(e)));
+    for (const row of this.sessions) {
+      for (const e of drop) {
+        row[e]?.release();
+        row[e] = undefined;
+      }
+    }
+    this.held = this.held.filter((e) => !drop.has(e));
+    return this.held;
   }
 
   /**
@@ -102,7 +157,7 @@ export class ExpertHost {
     const total = pairs.offsets[n]!;
     for (let j = 0; j < total; j++) {
       const e = pairs.experts[j]!;
-      if (layerSessions[e] === undefined) throw new ExpertNotHeldError(layer, e, this.experts);
+      if (layerSessions[e] === undefined) throw new ExpertNotHeldError(layer, e, this.held);
       counts[e]!++;
     }
     // Bucket pair indices by expert (counting sort keeps token order within an expert).

@@ -23,6 +23,7 @@ import {
   type ExpertIndexDType,
   expertIndexBytes,
   type Hello,
+  type Holdings,
   type Message,
   type Proof,
   REFUSE_REASONS,
@@ -111,6 +112,7 @@ const schemas = {
     message: z.string().max(4096),
   }),
   drain: z.object({ type: z.literal('drain'), reason: z.string().max(1024) }),
+  holdings: z.object({ type: z.literal('holdings'), experts: z.array(count).max(1 << 20) }),
 } as const;
 
 type MessageType = keyof typeof schemas;
@@ -159,6 +161,9 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits): Message 
       noSections(frame, type);
       return parseHeader(type, frame.header);
     case 'drain':
+      noSections(frame, type);
+      return parseHeader(type, frame.header);
+    case 'holdings':
       noSections(frame, type);
       return parseHeader(type, frame.header);
     case 'dispatch':
@@ -322,6 +327,10 @@ export function encodeErrorReply(m: Omit<ErrorReply, 'type'>): Uint8Array {
 
 export function encodeDrain(m: Omit<Drain, 'type'>): Uint8Array {
   return allocFrame({ type: 'drain', ...m }, []).bytes;
+}
+
+export function encodeHoldings(m: Omit<Holdings, 'type'>): Uint8Array {
+  return allocFrame({ type: 'holdings', ...m }, []).bytes;
 }
 
 export interface DispatchShape {

@@ -3,14 +3,15 @@
 // cluster has a secret (auth.ts); after that the coordinator sends dispatch requests and the worker
 // answers each with a result or an error reply carrying the same id. A worker that is going away
 // (SIGTERM) sends a drain notice: no new requests, please; the ones already sent are still
-// answered, then it closes the connection.
+// answered, then it closes the connection. A worker whose experts change while it serves
+// (`kmoe cluster rebalance` loads or unloads some) sends a holdings notice with its new set.
 
 import type { ExpertAssignment } from '../moe/expert-assignment.js';
 import type { ProtocolErrorCode } from './errors.js';
 import type { WireArray, WireDType } from './wire-dtype.js';
 
 /** Bumped on any change a peer of the previous version would misread; peers must match exactly. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Per-pair expert index element type: the smallest that holds every expert index of the model. */
 export type ExpertIndexDType = 'uint8' | 'int16' | 'int32';
@@ -146,6 +147,18 @@ export interface Drain {
   readonly reason: string;
 }
 
+/**
+ * Worker -> coordinator, at any time after the welcome: the experts this worker holds from now on
+ * (it loaded or unloaded some). Sent before an unloaded expert's weights are released, so requests
+ * the coordinator sends after reading it go elsewhere; ones already on the way are still answered
+ * or refused with `not-held` (and then re-sent to a replica).
+ */
+export interface Holdings {
+  readonly type: 'holdings';
+  /** Expert indices held for every layer, ascending. */
+  readonly experts: readonly number[];
+}
+
 export type Message =
   | Hello
   | Challenge
@@ -155,4 +168,5 @@ export type Message =
   | DispatchRequest
   | DispatchResult
   | ErrorReply
-  | Drain;
+  | Drain
+  | Holdings;

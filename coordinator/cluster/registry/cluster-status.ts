@@ -29,12 +29,21 @@ export interface ExpertStatusJSON {
   readonly pairsPerSec: number;
 }
 
+/** Load of one (MoE layer, expert), summed over the workers holding the expert. */
+export interface LayerExpertLoadJSON {
+  readonly layer: number;
+  readonly expert: number;
+  readonly pairsPerSec: number;
+}
+
 export interface ModelStatusJSON {
   readonly fingerprint: string;
   readonly numExperts: number;
   readonly covered: boolean;
   readonly missing: readonly number[];
   readonly experts: readonly ExpertStatusJSON[];
+  /** Per (layer, expert) with traffic in the workers' last heartbeat interval, by layer then expert. */
+  readonly layers: readonly LayerExpertLoadJSON[];
 }
 
 export interface ClusterStatusJSON {
@@ -75,6 +84,15 @@ export function clusterStatus(
       numExperts,
     );
     const missing = view.filter((v) => v.holders.length === 0).map((v) => v.expert);
+    const perLayer = new Map<string, LayerExpertLoadJSON>();
+    for (const r of rs) {
+      if (r.status !== 'ready') continue;
+      for (const [layer, expert, p] of r.load.layers) {
+        const key = `${layer} ${expert}`;
+        const prev = perLayer.get(key)?.pairsPerSec ?? 0;
+        perLayer.set(key, { layer, expert, pairsPerSec: Math.round((prev + p) * 100) / 100 });
+      }
+    }
     return {
       fingerprint,
       numExperts,
@@ -86,6 +104,7 @@ export function clusterStatus(
         holders: v.holders,
         pairsPerSec: v.pairsPerSec,
       })),
+      layers: [...perLayer.values()].sort((a, b) => a.layer - b.layer || a.expert - b.expert),
     };
   });
   const sum = (f: (w: WorkerStatusJSON) => number) => workers.reduce((a, w) => a + f(w), 0);
@@ -132,6 +151,11 @@ export function formatClusterStatus(s: ClusterStatusJSON): string {
     for (const e of m.experts)
       lines.push(
         `${String(e.expert).padStart(6)}  ${String(e.replicas).padStart(8)}  ${e.pairsPerSec.toFixed(1).padStart(7)}`,
+      );
+    const hot = [...m.layers].sort((a, b) => b.pairsPerSec - a.pairsPerSec).slice(0, 8);
+    if (hot.length > 0)
+      lines.push(
+        `hottest (layer, expert): ${hot.map((h) => `(${h.layer}, ${h.expert}) ${h.pairsPerSec.toFixed(1)}/s`).join(', ')}`,
       );
   }
   lines.push('', `total: ${s.pairsPerSec.toFixed(1)} pairs/s, ${s.tokensPerSec.toFixed(1)} tokens/s`);

@@ -18,7 +18,7 @@ const record = (id: string, experts: number[], load: [number, number][] = [], st
   fingerprint: 'f',
   startedAt: 0,
   heartbeatAt: 0,
-  load: { pairsPerSec: 0, tokensPerSec: 0, experts: load },
+  load: { pairsPerSec: 0, tokensPerSec: 0, experts: load, layers: [] },
 });
 
 describe('maskUrl', () => {

@@ -1,0 +1,84 @@
+// A registered worker's side of `kmoe cluster rebalance`: takes load/unload commands from its
+// BullMQ queue, one at a time, and changes the experts it holds while it keeps serving.
+// Load: sessions are built first, then the experts are announced (holdings notice to every
+// coordinator, registry record). Unload: announced first, then, once every request accepted
+// before is answered, the sessions are released. So no request finds a half-loaded expert, and a
+// request sent on stale placement gets `not-held` and is re-sent by its coordinator to a replica.
+
+import { Worker } from 'bullmq';
+import {
+  type ExpertJob,
+  type ExpertJobResult,
+  expertJobSchema,
+  expertQueueName,
+  jobConnection,
+  jobPrefix,
+} from '../shared/cluster-registry/expert-jobs.js';
+import { formatExpertSet } from '../shared/protocol/expert-set.js';
+import type { Logger } from '../shared/runtime/logger.js';
+import type { ExpertCompute } from './expert-compute.js';
+import type { Registrar } from './registrar.js';
+import type { WorkerServer } from './server.js';
+
+export interface ExpertCommandsOptions {
+  readonly redisUrl: string;
+  readonly prefix?: string;
+  readonly registrar: Registrar;
+  readonly compute: ExpertCompute;
+  readonly server: WorkerServer;
+  readonly log: Logger;
+}
+
+export class ExpertCommands {
+  private constructor(private readonly bull: Worker<ExpertJob, ExpertJobResult>) {}
+
+  static start(o: ExpertCommandsOptions): ExpertCommands {
+    const bull = new Worker<ExpertJob, ExpertJobResult>(
+      expertQueueName(o.registrar.id),
+      async (job) => {
+        const parsed = expertJobSchema.safeParse(job.data);
+        if (!parsed.success) throw new Error(`not an expert command: ${parsed.error.message}`);
+        return apply(parsed.data, o);
+      },
+      { connection: jobConnection(o.redisUrl), prefix: jobPrefix(o.prefix), concurrency: 1 },
+    );
+    // BullMQ reports Redis trouble here; serving does not depend on this queue.
+    bull.on('error', (err) => o.log.warn(`expert command queue: ${err.message}`));
+    return new ExpertCommands(bull);
+  }
+
+  /** Stops taking commands; one being applied finishes first. */
+  async close(): Promise<void> {
+    await this.bull.close();
+  }
+}
+
+async function apply(job: ExpertJob, o: ExpertCommandsOptions): Promise<ExpertJobResult> {
+  const { compute, server, registrar, log } = o;
+  const started = performance.now();
+  if (job.fingerprint !== compute.model.fingerprint)
+    throw new Error('the command was planned for another model (fingerprint differs)');
+  const bad = job.experts.find((e) => e >= compute.model.numExperts);
+  if (bad !== undefined)
+    throw new Error(`expert ${bad} out of range (the model has ${compute.model.numExperts})`);
+  if (job.op === 'load') {
+    log.info(`rebalance: loading experts ${formatExpertSet(job.experts)}`);
+    const held = await compute.load(job.experts);
+    await server.setHoldings(held.experts);
+    await registrar.setExperts(held.experts);
+  } else {
+    const keep = server.experts.filter((e) => !job.experts.includes(e));
+    if (keep.length === 0)
+      throw new Error(
+        `refusing to unload every expert this worker holds (${formatExpertSet(server.experts)}); stop the worker instead`,
+      );
+    log.info(`rebalance: unloading experts ${formatExpertSet(job.experts)}`);
+    // Coordinators stop sending them; what was accepted before is answered; then weights go.
+    await server.setHoldings(keep);
+    await registrar.setExperts(keep);
+    await compute.unload(job.experts);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  log.info(`rebalance: now holding experts ${formatExpertSet(server.experts)} (${seconds.toFixed(1)} s)`);
+  return { experts: [...server.experts], seconds };
+}
