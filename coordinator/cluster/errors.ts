@@ -26,7 +26,9 @@ export type WorkerFailure =
   | 'bad-reply'
   | 'oversize'
   | 'draining'
-  | 'cancelled';
+  | 'cancelled'
+  /** The worker no longer holds an expert it was sent (it unloaded it; its holdings notice came first). */
+  | 'not-held';
 
 export class WorkerRequestError extends KmoeError {
   readonly worker: string;

@@ -309,6 +309,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     const failedWorkers = new Set<number>();
     let firstId = -1;
     let retriedPairs = 0;
+    let replans = 0;
     /** A failure that is not the worker going away (an error reply, a bad reply), if any. */
     let workerError: WorkerRequestError | undefined;
     while (shares.length > 0) {
@@ -354,12 +355,15 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         }
         const err: unknown = o.reason;
         if (!(err instanceof WorkerRequestError) || err.reason === 'oversize') throw err;
+        failed.push(s);
+        // Sent on a placement older than the worker's holdings notice (read before this reply, on
+        // the same socket): the worker is fine; its pairs are planned again on the fresh view.
+        if (err.reason === 'not-held' && ++replans <= MAX_REPLANS) continue;
         // A stalled worker is treated as gone: its socket is dropped and reconnected with backoff,
         // so the next layers do not wait for it too.
         if (err.reason === 'timeout') round.connections[s.worker]?.abandon(`stalled: ${err.message}`);
         if (!GONE.has(err.reason)) workerError ??= err;
         failedWorkers.add(s.worker);
-        failed.push(s);
       }
       if (failed.length === 0) break;
       // Re-send the failed groups to live replicas, on the freshest view; a worker that failed this
@@ -594,6 +598,9 @@ function connectOptions(
     client: `kmoe coordinator pid ${process.pid}`,
   };
 }
+
+/** Re-plans of a layer because a worker no longer held an expert it was sent (bounds a livelock). */
+const MAX_REPLANS = 4;
 
 /** Failures that mean the worker is gone or going (as opposed to answering with an error). */
 const GONE: ReadonlySet<string> = new Set(['timeout', 'disconnected', 'draining', 'cancelled']);

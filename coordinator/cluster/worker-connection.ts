@@ -395,7 +395,12 @@ export class WorkerConnection {
       if (msg.id === null) this.failAllPending('error-reply', text);
       else {
         const p = this.pending.get(msg.id);
-        if (p) this.settle(msg.id, undefined, this.error('error-reply', p.layer, text));
+        if (p)
+          this.settle(
+            msg.id,
+            undefined,
+            this.error(msg.code === 'not-held' ? 'not-held' : 'error-reply', p.layer, text),
+          );
       }
     } else {
       this.failAllPending('bad-reply', `sent an unexpected ${msg.type} message`);

@@ -196,7 +196,9 @@ export class RedisMembership implements Membership {
     const next = new Map<string, WorkerRecord>();
     for (const [id, old] of this.known) {
       const cur = now.get(id);
-      if (cur && cur.url === old.url && sameSet(cur.experts, old.experts)) {
+      // Same worker, same URL: still a member even if its experts changed (`kmoe cluster
+      // rebalance`); the coordinator learns those from the worker's holdings notice on the connection.
+      if (cur && cur.url === old.url) {
         next.set(id, cur);
         continue;
       }
@@ -236,8 +238,4 @@ export class RedisMembership implements Membership {
       for (const l of this.joinListeners) l(e);
     }
   }
-}
-
-function sameSet(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -1,0 +1,259 @@
+// `kmoe cluster rebalance` end to end with a real redis-server, worker processes and a coordinator:
+// under a stream of concurrent greedy requests, workers load new replicas and unload experts while
+// serving; no request fails and every text equals the fault-free one; the coordinator routes to a
+// newly loaded expert; the registry and `cluster status` show the new placement and the load per
+// (layer, expert); a rebalance with no traffic, or while another holds the lock, fails clearly.
+
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../../helpers/cli.js';
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
+import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
+import { type ServeProcess, startServe } from '../../server/serve-process.js';
+
+interface StatusJson {
+  workers: { id: string; url: string; experts: number[] }[];
+  models: {
+    covered: boolean;
+    experts: { expert: number; replicas: number }[];
+    layers: { layer: number; expert: number; pairsPerSec: number }[];
+  }[];
+}
+
+interface ReportJson {
+  outcome: 'applied' | 'planned' | 'balanced';
+  before: { max: number; imbalance: number };
+  after: { max: number; imbalance: number };
+  replicas: number[];
+  target: Record<string, number[]>;
+  applied: { id: string; op: 'load' | 'unload'; experts: number[]; holds: number[] }[];
+  layerLoad: { layer: number; expert: number; pairsPerSec: number }[];
+}
+
+let redis: RedisServer;
+const workers: WorkerProcess[] = [];
+let server: ServeProcess;
+
+const PROMPTS = ['def fib(n):', 'The man page of ls', 'import numpy as np'];
+const MAX_TOKENS = 8;
+
+async function complete(prompt: string): Promise<string> {
+  const res = await fetch(`${server.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny-mixtral', prompt, max_tokens: MAX_TOKENS, temperature: 0 }),
+  });
+  const body = (await res.json()) as { choices?: { text: string }[] };
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${JSON.stringify(body)}`);
+  return body.choices![0]!.text;
+}
+
+/** Requests from `concurrency` loops (cycling through PROMPTS) until `until` settles. */
+async function stream(concurrency: number, until: Promise<unknown>) {
+  let done = false;
+  void until.finally(() => {
+    done = true;
+  });
+  const texts: { prompt: string; text: string }[] = [];
+  const errors: string[] = [];
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, i) => {
+      for (let k = i; !done; k++) {
+        const prompt = PROMPTS[k % PROMPTS.length]!;
+        await complete(prompt).then(
+          (text) => texts.push({ prompt, text }),
+          (e: Error) => errors.push(e.message),
+        );
+      }
+    }),
+  );
+  return { texts, errors };
+}
+
+async function status(): Promise<StatusJson> {
+  const r = await runCli(['cluster', 'status', '--redis', redis.url, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as StatusJson;
+}
+
+/** Token rows a worker computed per expert (all layers), from its /metrics. */
+async function activations(w: WorkerProcess): Promise<Map<number, number>> {
+  const text = await (await fetch(`${w.url.replace('ws://', 'http://')}/metrics`)).text();
+  const per = new Map<number, number>();
+  for (const m of text.matchAll(
+    /^kmoe_worker_expert_token_activations_total\{layer="\d+",expert="(\d+)"\} (\d+)/gm,
+  ))
+    per.set(Number(m[1]), (per.get(Number(m[1])) ?? 0) + Number(m[2]));
+  return per;
+}
+
+let baseline: Map<string, string>;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  // Expert 0-3 on a, 4-7 on b, and c with two of b's: slots 4 each give 4 spare slots.
+  workers.push(
+    ...(await Promise.all(['0-3', '4-7', '4-5'].map((e) => startWorker(e, ['--redis', redis.url])))),
+  );
+  server = await startServe(['--redis', redis.url, '--wire', 'fp32']);
+  baseline = new Map();
+  for (const p of PROMPTS) baseline.set(p, await complete(p));
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await Promise.all(workers.map((w) => w.stop()));
+  await redis?.stop();
+});
+
+describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', () => {
+  it('with no traffic there is nothing to balance: exit 1 with a hint', async () => {
+    // Past the heartbeat that still counted the baseline requests.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const r = await runCli(['cluster', 'rebalance', '--redis', redis.url, '--window', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('reported no traffic during the window');
+  });
+
+  it('another rebalance holding the lock: refused, nothing changed', async () => {
+    const client = new Redis(redis.url);
+    try {
+      await client.set('kmoe:lock:rebalance', 'someone-else', 'PX', 60_000);
+      const r = await runCli(['cluster', 'rebalance', '--redis', redis.url, '--window', '1']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('another kmoe cluster rebalance is running');
+    } finally {
+      await client.del('kmoe:lock:rebalance');
+      client.disconnect();
+    }
+  });
+
+  it('--slots 4 under load: hot experts get replicas, no request fails, texts unchanged', async () => {
+    const before = new Map(
+      await Promise.all(workers.map(async (w) => [w.url, await activations(w)] as const)),
+    );
+    let report: ReportJson | undefined;
+    let stderr = '';
+    const rebalanced = (async () => {
+      const r = await runCli([
+        'cluster',
+        'rebalance',
+        '--redis',
+        redis.url,
+        '--slots',
+        '4',
+        '--window',
+        '3',
+        '--min-gain',
+        '0',
+        '--json',
+      ]);
+      stderr = r.stderr;
+      expect(r.code, r.stderr).toBe(0);
+      report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReportJson;
+      // Keep the stream going a little so the new placement serves requests too.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    })();
+    const { texts, errors } = await stream(4, rebalanced);
+    await rebalanced;
+    expect(errors).toEqual([]);
+    expect(texts.length).toBeGreaterThan(0);
+    for (const t of texts) expect(t.text).toBe(baseline.get(t.prompt));
+
+    expect(report!.outcome).toBe('applied');
+    // 12 slots for 8 experts: every expert at least once, 12 replicas in all, at most one per worker.
+    expect(report!.replicas.reduce((a, b) => a + b, 0)).toBe(12);
+    expect(report!.replicas.every((n) => n >= 1 && n <= 3)).toBe(true);
+    expect(report!.after.max).toBeLessThanOrEqual(report!.before.max);
+    // The load was measured per (layer, expert) from the workers' heartbeats.
+    expect(report!.layerLoad.length).toBeGreaterThan(0);
+    expect(report!.layerLoad.every((l) => l.pairsPerSec > 0 && l.expert < 8)).toBe(true);
+    const loads = report!.applied.filter((a) => a.op === 'load');
+    expect(loads.length).toBeGreaterThan(0);
+    expect(stderr).toContain('loading');
+
+    // The registry shows the target placement.
+    const s = await status();
+    for (const w of s.workers) expect(w.experts).toEqual(report!.target[w.id]);
+    expect(s.models[0]!.covered).toBe(true);
+    expect(s.models[0]!.experts.map((e) => e.replicas)).toEqual(report!.replicas);
+
+    // Some worker computed an expert it did not hold before the rebalance: the coordinator routed
+    // to the new replica without a restart.
+    const urlOf = (id: string) => s.workers.find((w) => w.id === id)!.url;
+    let routedToNew = false;
+    for (const l of loads) {
+      const w = workers.find((x) => x.url === urlOf(l.id))!;
+      const now = await activations(w);
+      for (const e of l.experts) if ((now.get(e) ?? 0) > (before.get(w.url)!.get(e) ?? 0)) routedToNew = true;
+      expect(w.stderr()).toContain('rebalance: loading experts');
+    }
+    expect(routedToNew).toBe(true);
+  });
+
+  it('--slots 3 under load: workers unload experts they give up, no request fails', async () => {
+    let report: ReportJson | undefined;
+    const rebalanced = (async () => {
+      const r = await runCli([
+        'cluster',
+        'rebalance',
+        '--redis',
+        redis.url,
+        '--slots',
+        '3',
+        '--window',
+        '3',
+        '--min-gain',
+        '0',
+        '--json',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReportJson;
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    })();
+    const { texts, errors } = await stream(4, rebalanced);
+    await rebalanced;
+    expect(errors).toEqual([]);
+    for (const t of texts) expect(t.text).toBe(baseline.get(t.prompt));
+    expect(report!.outcome).toBe('applied');
+    expect(report!.applied.some((a) => a.op === 'unload')).toBe(true);
+    const s = await status();
+    for (const w of s.workers) expect(w.experts.length).toBeLessThanOrEqual(3);
+    expect(s.models[0]!.covered).toBe(true);
+    expect(s.models[0]!.layers.length).toBeGreaterThan(0);
+    // Still serving the same texts afterwards.
+    for (const p of PROMPTS) expect(await complete(p)).toBe(baseline.get(p));
+    const readyz = await fetch(`${server.url}/ready`);
+    expect(readyz.status).toBe(200);
+  });
+
+  it('--dry-run under load plans and reports, changing nothing', async () => {
+    const held = (await status()).workers.map((w) => w.experts);
+    let report: ReportJson | undefined;
+    const planned = (async () => {
+      const r = await runCli([
+        'cluster',
+        'rebalance',
+        '--redis',
+        redis.url,
+        '--slots',
+        '4',
+        '--window',
+        '2',
+        '--min-gain',
+        '0',
+        '--dry-run',
+        '--json',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReportJson;
+    })();
+    const { errors } = await stream(2, planned);
+    await planned;
+    expect(errors).toEqual([]);
+    expect(report!.outcome).toBe('planned');
+    expect(report!.applied).toEqual([]);
+    expect(report!.replicas.reduce((a, b) => a + b, 0)).toBe(12);
+    expect((await status()).workers.map((w) => w.experts)).toEqual(held);
+  });
+});
