@@ -14,6 +14,7 @@ import {
   dispatchResultBytes,
   encodeErrorReply,
   encodeHello,
+  encodeHoldings,
   encodeWelcome,
   MAX_PAIR_WEIGHT,
   requestIdOf,
@@ -180,6 +181,17 @@ describe('messages', () => {
     const back = decodeMessage(result.bytes, limits);
     if (back.type !== 'result') throw new Error('expected a result');
     expect(Array.from(fromWire(back.partial, wire))).toEqual(Array.from(hidden));
+  });
+
+  it('round-trip a holdings notice; refuse one with a negative or fractional expert', () => {
+    expect(decodeMessage(encodeHoldings({ experts: [0, 3, 7] }), limits)).toEqual({
+      type: 'holdings',
+      experts: [0, 3, 7],
+    });
+    for (const bad of [[-1], [1.5]])
+      expect(() => decodeMessage(allocFrame({ type: 'holdings', experts: bad }, []).bytes, limits)).toThrow(
+        /invalid holdings header: experts/,
+      );
   });
 
   it('bf16 on the wire keeps 8 significant bits (relative error <= 2^-8)', () => {
