@@ -4,9 +4,12 @@
 // newly loaded expert; the registry and `cluster status` show the new placement and the load per
 // (layer, expert); a rebalance with no traffic, or while another holds the lock, fails clearly.
 
+import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliArgv } from '../../../../shared/runtime/entry-points.js';
 import { runCli } from '../../../helpers/cli.js';
+import { ROOT } from '../../../helpers/paths.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
 import { type ServeProcess, startServe } from '../../server/serve-process.js';
@@ -255,5 +258,46 @@ describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', 
     expect(report!.applied).toEqual([]);
     expect(report!.replicas.reduce((a, b) => a + b, 0)).toBe(12);
     expect((await status()).workers.map((w) => w.experts)).toEqual(held);
+  });
+
+  it('--watch (automatic mode): rounds report until SIGTERM, then exit 0', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        ...cliArgv(),
+        'cluster',
+        'rebalance',
+        '--redis',
+        redis.url,
+        '--watch',
+        '5',
+        '--window',
+        '1',
+        '--min-gain',
+        '0.99',
+        '--json',
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // Under load, a round measures traffic; with --min-gain 0.99 it changes nothing.
+    const firstRound = (async () => {
+      const deadline = Date.now() + 30_000;
+      while (!stdout.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    })();
+    const { errors } = await stream(2, firstRound);
+    expect(errors).toEqual([]);
+    const report = JSON.parse(stdout.trim().split('\n')[0]!) as ReportJson;
+    expect(report.outcome).toBe('balanced');
+    child.kill('SIGTERM');
+    expect(await exited, stderr).toBe(0);
   });
 });
