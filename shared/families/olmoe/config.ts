@@ -39,6 +39,9 @@ const schema = z.object({
   clip_qkv: positiveNumber.nullish(),
   attention_bias: bool.default(false),
   ...vocabRopeTokenFields,
+  // Absent from allenai's published OLMoE-1B-7B-0924 config.json files: transformers' OlmoeConfig
+  // default (rms_norm_eps = 1e-05) applies, so kmoe applies it too.
+  rms_norm_eps: positiveNumber.default(1e-5),
   ...dtypeFields,
 });
 

@@ -1,6 +1,6 @@
 // kmoe plan's figures against hand-computed ones for the real Mixtral 8x22B and 8x7B configs.
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -76,6 +76,37 @@ describe('model shape from the config', () => {
 
   it('prices weight formats with their block scales', () => {
     expect(WEIGHT_BYTES).toEqual({ fp32: 4, bf16: 2, fp16: 2, int8: 1.125, int4: 0.625 });
+  });
+});
+
+// The published config.json files in test/fixtures/configs (sources in its README): kmoe plan's
+// size summary, parameters and bytes per expert, against hand-computed figures (the derivations
+// are in test/shared/families/published-configs.test.ts).
+describe('published configs', () => {
+  const CONFIGS = path.join(import.meta.dirname, '..', '..', 'fixtures', 'configs');
+  it.each([
+    // file, layers, MoE layers, experts, params per expert per layer, dense params, KV values per
+    // token, bytes per expert in bf16 (params per expert per layer x MoE layers x 2)
+    // Mixtral 8x7B: 3 x 4096 x 14336; KV 2 x 32 layers x 8 heads x 128; 176,160,768 x 32 x 2.
+    ['Mixtral-8x7B-Instruct-v0.1', 32, 32, 8, 176_160_768, 1_605_636_096, 65_536, 11_274_289_152],
+    // OLMoE: 3 x 2048 x 1024; KV 16 layers x (2048 + 2048); 6,291,456 x 16 x 2.
+    ['OLMoE-1B-7B-0924', 16, 16, 64, 6_291_456, 476_710_912, 65_536, 201_326_592],
+    // Qwen1.5-MoE: 3 x 2048 x 1408; the shared expert is dense (coordinator); KV 24 x 4096;
+    // 8,650,752 x 24 x 2.
+    ['Qwen1.5-MoE-A2.7B-Chat', 24, 24, 60, 8_650_752, 1_858_701_312, 98_304, 415_236_096],
+  ] as const)('%s', async (name, layers, moeLayers, experts, perExpertLayer, dense, kv, bytes) => {
+    const file = path.join(CONFIGS, `${name}.json`);
+    const config = parseModelConfig(JSON.parse(await readFile(file, 'utf8')), file);
+    const s = modelShape(config);
+    expect([s.numLayers, s.numMoeLayers, s.numExperts]).toEqual([layers, moeLayers, experts]);
+    expect(s.paramsPerExpertLayer).toBe(perExpertLayer);
+    expect(s.denseParams).toBe(dense);
+    expect(s.kvValuesPerToken).toBe(kv);
+    const plan = planMemory({ ...base22, shape: s, contexts: [4096], batches: [1] });
+    expect(plan.bytesPerExpert).toBe(bytes);
+    // 4 workers share the experts evenly; the coordinator holds the dense weights in bf16.
+    expect(plan.workers.map((w) => w.experts.length)).toEqual(Array(4).fill(experts / 4));
+    expect(plan.coordinator.denseBytes).toBe(dense * 2);
   });
 });
 
