@@ -71,6 +71,7 @@ export class Checkpoint {
    */
   static async open(dir: string): Promise<Checkpoint> {
     const { config, raw } = await readModelConfigFile(dir);
+    refuseQuantized(dir, raw);
     const weights = await weightsFileOf(dir);
     if (weights?.kind === 'single') {
       const file = await SafetensorsFile.open(weights.file);
@@ -323,6 +324,30 @@ export async function assertRunnable(dir: string): Promise<void> {
         hint: 'write one without --sparse (kmoe synth) to run it',
       },
     );
+}
+
+/**
+ * A checkpoint whose config.json has a `quantization_config` (fp8, GPTQ, AWQ, bitsandbytes...)
+ * stores weights kmoe cannot compute from: refused by name at open, never read as if it were bf16.
+ * `kmoe plan` (config and index only) still sizes it.
+ */
+function refuseQuantized(dir: string, raw: unknown): void {
+  // parseModelConfig accepted raw, so it is an object.
+  const q = (raw as Readonly<Record<string, unknown>>)['quantization_config'];
+  if (q === undefined || q === null) return;
+  const method =
+    typeof q === 'object' && typeof (q as { quant_method?: unknown }).quant_method === 'string'
+      ? (q as { quant_method: string }).quant_method
+      : 'unknown';
+  throw new CheckpointError(
+    `${dir}: config.json has quantization_config (quant_method ${JSON.stringify(method)}): kmoe computes from ` +
+      'fp32/bf16/fp16 checkpoints and does not read pre-quantized weights',
+    {
+      dir,
+      file: path.join(dir, 'config.json'),
+      hint: 'use the unquantized (bf16) checkpoint; kmoe plan sizes this config, and --expert-weights int8 quantizes at load',
+    },
+  );
 }
 
 /** JSON with object keys sorted at every level, so equal values always give equal text. */

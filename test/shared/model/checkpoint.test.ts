@@ -267,6 +267,17 @@ describe('Checkpoint: broken shard indexes', () => {
 });
 
 describe('Checkpoint: architecture checks', () => {
+  it('refuses a pre-quantized checkpoint by its quantization_config, naming the method', async () => {
+    await stageDemo(dir, {
+      'config.json': await editedConfig({
+        quantization_config: { quant_method: 'fp8', fmt: 'e4m3', weight_block_size: [128, 128] },
+      }),
+    });
+    const err = await openError(dir);
+    expect(err.message).toContain('quantization_config (quant_method "fp8")');
+    expect(err.hint).toContain('kmoe plan sizes this config');
+  });
+
   it('lists the tensors missing from the checkpoint', async () => {
     await stageDemo(dir, {
       [DEMO_INDEX]: await editedIndex((m) => {
