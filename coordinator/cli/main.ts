@@ -81,6 +81,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that stopped reading (`kmoe ... --help | head`, a closed pipe): nothing more can be said
+// on stdout, which is not an error of the command; exit as a pipeline member does, quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -270,6 +270,23 @@ describe('kmoe', () => {
     expect(unknown.stderr).toMatch(/Run 'kmoe --help' for the commands\./);
   });
 
+  it('exits quietly (0) when the reader closes the pipe early (`kmoe ... --help | head -1`)', async () => {
+    const { spawn } = await import('node:child_process');
+    const { cliArgv } = await import('../../../shared/runtime/entry-points.js');
+    const child = spawn(process.execPath, [...cliArgv(), 'bench', 'model', '--help'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    // Our end closed before the help is written, as `head` does once it has its lines.
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    expect(stderr).not.toContain('EPIPE');
+    expect(code).toBe(0);
+  });
+
   it('prints its version', async () => {
     const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string };
     const r = await runCli(['--version']);
