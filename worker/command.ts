@@ -39,6 +39,8 @@ export interface WorkerCommandOptions {
   readonly experts: ExpertChoice;
   /** Registry to register in (`--redis`); required by `--experts auto`. */
   readonly redis?: string;
+  /** PEM CA certificate(s) for a rediss:// registry (`--redis-ca`). */
+  readonly redisCa?: string;
   /** The ws:// URL coordinators should use (behind NAT); default: the listen address. */
   readonly advertiseUrl?: string;
   readonly host: string;
@@ -80,6 +82,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     if (o.redis !== undefined) {
       const url = o.redis;
       redis = await connectRegistry(url, {
+        ...(o.redisCa === undefined ? {} : { ca: o.redisCa }),
         onError: (m) => log.warn(`registry unreachable (serving continues): ${m}`),
         onReady: () => log.info(`registry ${maskUrl(url)} reachable again`),
       });

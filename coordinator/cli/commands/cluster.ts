@@ -8,11 +8,13 @@ import { clusterStatus, formatClusterStatus } from '../../cluster/registry/clust
 
 export interface ClusterStatusOptions {
   readonly redis: string;
+  /** --redis-ca: PEM CA certificate(s) the rediss:// server's certificate must chain to. */
+  readonly redisCa?: string;
   readonly json?: boolean;
 }
 
 export async function status(o: ClusterStatusOptions): Promise<number> {
-  const redis = await connectRegistry(o.redis);
+  const redis = await connectRegistry(o.redis, o.redisCa === undefined ? {} : { ca: o.redisCa });
   try {
     const s = clusterStatus(maskUrl(o.redis), await readWorkers(redis));
     process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatClusterStatus(s));
