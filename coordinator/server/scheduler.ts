@@ -268,7 +268,10 @@ export class Scheduler {
         // error event, once streaming) naming them; the engine ran the step for the others.
         const coverage = this.options.experts?.();
         const cluster = coverage && !coverage.covered && coverage.detail ? `; ${coverage.detail}` : '';
-        this.observer.error(`sequence ${seq.id} needs lost experts`, failure);
+        this.observer.error(
+          `sequence ${seq.id} needs experts that have no live worker; the step ran for the ${plan.length - failed.size} others`,
+          failure,
+        );
         seq.fail(new ExpertsUnavailableError(`${failure.message}${cluster}`, failure.missing));
         return;
       }
