@@ -24,6 +24,8 @@ let worker: WorkerProcess | undefined;
 let server: ServeProcess | undefined;
 /** Every CLI run's output, for the secret check at the end. */
 const outputs: CliResult[] = [];
+/** The stderr of processes that failed to start. */
+const refused: string[] = [];
 
 async function cli(args: readonly string[]): Promise<CliResult> {
   const r = await runCli(args);
@@ -115,8 +117,15 @@ describe.skipIf(noTls !== undefined)('cluster registry over TLS (rediss://, real
     expect(text.stdout).toContain(worker!.url);
   });
 
-  it('kmoe serve without --redis-ca fails at start, naming the verify failure', async () => {
-    await expect(startServe(['--redis', redis.url])).rejects.toThrow(/TLS certificate verify failed/);
+  it('kmoe serve and kmoe worker without --redis-ca fail at start, naming the verify failure', async () => {
+    const serve = await startServe(['--redis', redis.url]).catch((e: Error) => e);
+    const lone = await startWorker('0-3', ['--redis', redis.url]).catch((e: Error) => e);
+    for (const failed of [serve, lone]) {
+      expect(failed).toBeInstanceOf(Error);
+      // The helpers' messages carry the process's whole stderr: checked for the password below.
+      refused.push((failed as Error).message);
+      expect((failed as Error).message).toMatch(/exited with 1 before .*TLS certificate verify failed/s);
+    }
   });
 
   it('the password is in no line of any process (worker, serve, cluster status)', async () => {
@@ -128,6 +137,7 @@ describe.skipIf(noTls !== undefined)('cluster registry over TLS (rediss://, real
       ['worker stderr', worker!.stderr()],
       ['serve stdout', server!.stdout()],
       ['serve stderr', server!.stderr()],
+      ...refused.map((text, i): [string, string] => [`refused ${i} stderr`, text]),
       ...outputs.flatMap((r, i): [string, string][] => [
         [`cli ${i} stdout`, r.stdout],
         [`cli ${i} stderr`, r.stderr],
