@@ -4,7 +4,7 @@
 // layer plan; a dense layer has no block.
 
 import type { MoeLayerPlan } from '../../shared/families/layer-plan.js';
-import { pairCount } from '../../shared/moe/expert-assignment.js';
+import { type ExpertAssignment, pairCount } from '../../shared/moe/expert-assignment.js';
 import type { RoutingDecision } from '../../shared/routing/policy.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import { type RoutedSpan, routeBatch } from './batch-routing.js';
@@ -113,7 +113,7 @@ export class MoeBlock {
 
 /** The spans with a pair on one of `missing`, and which of them each needs (ascending). */
 export function spansNeeding(
-  decision: RoutingDecision,
+  decision: ExpertAssignment,
   spans: readonly RoutedSpan[],
   missing: readonly number[],
 ): SpanNeed[] {
