@@ -40,6 +40,8 @@ export interface WorkerCommandOptions {
   readonly experts: ExpertChoice;
   /** Registry to register in (`--redis`); required by `--experts auto`. */
   readonly redis?: string;
+  /** PEM CA certificate(s) for a rediss:// registry (`--redis-ca`). */
+  readonly redisCa?: string;
   /** The ws:// URL coordinators should use (behind NAT); default: the listen address. */
   readonly advertiseUrl?: string;
   readonly host: string;
@@ -81,6 +83,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     if (o.redis !== undefined) {
       const url = o.redis;
       redis = await connectRegistry(url, {
+        ...(o.redisCa === undefined ? {} : { ca: o.redisCa }),
         onError: (m) => log.warn(`registry unreachable (serving continues): ${m}`),
         onReady: () => log.info(`registry ${maskUrl(url)} reachable again`),
       });
@@ -132,7 +135,14 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     });
     await registrar?.start('ready', server.metrics, o.advertiseUrl ?? advertisedUrl(host, server.url, log));
     if (registrar && o.redis !== undefined)
-      commands = ExpertCommands.start({ redisUrl: o.redis, registrar, compute, server, log });
+      commands = ExpertCommands.start({
+        redisUrl: o.redis,
+        ...(o.redisCa === undefined ? {} : { redisCa: o.redisCa }),
+        registrar,
+        compute,
+        server,
+        log,
+      });
   } catch (err) {
     await commands?.close();
     await registrar?.deregister().catch(() => {});

@@ -22,6 +22,8 @@ import type { WorkerServer } from './server.js';
 
 export interface ExpertCommandsOptions {
   readonly redisUrl: string;
+  /** PEM CA for a rediss:// URL (--redis-ca). */
+  readonly redisCa?: string;
   readonly prefix?: string;
   readonly registrar: Registrar;
   readonly compute: ExpertCompute;
@@ -40,7 +42,7 @@ export class ExpertCommands {
         if (!parsed.success) throw new Error(`not an expert command: ${parsed.error.message}`);
         return apply(parsed.data, o);
       },
-      { connection: jobConnection(o.redisUrl), prefix: jobPrefix(o.prefix), concurrency: 1 },
+      { connection: jobConnection(o.redisUrl, o.redisCa), prefix: jobPrefix(o.prefix), concurrency: 1 },
     );
     // BullMQ reports Redis trouble here; serving does not depend on this queue.
     bull.on('error', (err) => o.log.warn(`expert command queue: ${err.message}`));

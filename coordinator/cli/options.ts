@@ -205,6 +205,33 @@ export function parseRedisUrl(raw: string): string {
   return raw.trim();
 }
 
+/**
+ * `--redis-ca FILE`: the PEM CA certificate(s) a rediss:// server's certificate must chain to (a
+ * self-signed or private CA); read here, so a missing or wrong file is a usage error before any
+ * connection. The value is the PEM text.
+ */
+export function parseRedisCa(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(
+      `--redis-ca ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----'))
+    throw new UsageError(`--redis-ca ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  return pem;
+}
+
+/** --redis-ca only with a rediss:// --redis: a CA for a plaintext URL would be a silent no-op or upgrade. */
+export function checkRedisCa(o: { readonly redis?: string; readonly redisCa?: string }): void {
+  if (o.redisCa === undefined) return;
+  if (o.redis === undefined) throw new UsageError('--redis-ca needs --redis rediss://...');
+  if (new URL(o.redis).protocol !== 'rediss:')
+    throw new UsageError('--redis-ca is for Redis over TLS: --redis must be a rediss:// URL');
+}
+
 /** `--experts` of a worker: a set (`0-3`, `0,2,5-7`), or `auto[:N]` (the registry chooses N). */
 export function parseExpertChoice(
   raw: string,
@@ -459,6 +486,12 @@ export const opt = {
     ),
   apiKeyFile: () => new Option('--api-key-file <file>', 'like --api-key, the key read from a file'),
   redis: (description: string) => new Option('--redis <url>', description).argParser(parseRedisUrl),
+  redisCa: () =>
+    new Option(
+      '--redis-ca <file>',
+      "PEM CA certificate that a rediss:// Redis server's certificate must chain to, instead of the " +
+        'system CAs (a self-signed or private CA); the certificate is always verified',
+    ).argParser(parseRedisCa),
   logLevel: () =>
     new Option('--log-level <level>', `${LOG_LEVELS.join(' | ')}; JSON lines on stderr`).argParser(
       parseChoice<LogLevel>('--log-level', LOG_LEVELS),

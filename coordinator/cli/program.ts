@@ -16,6 +16,7 @@ import { GREEDY } from '../sampling.js';
 import {
   apiKey,
   type ComputeOptions,
+  checkRedisCa,
   checkWorkerAuth,
   clusterToken,
   opt,
@@ -234,6 +235,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       opt.redis('register in this Redis registry (redis:// or rediss://; heartbeat, deregisters on SIGTERM)'),
     )
+    .addOption(opt.redisCa())
     .addOption(
       new Option(
         '--advertise-url <url>',
@@ -283,6 +285,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         throw new UsageError('--experts auto needs --redis: the registry chooses the experts');
       if (o.advertiseUrl !== undefined && o.redis === undefined)
         throw new UsageError('--advertise-url needs --redis: it is the URL registered there');
+      checkRedisCa(o);
       const token = clusterToken(o);
       checkWorkerAuth(o.host, token, o.insecure);
       const { clusterTokenFile: _file, ...rest } = o;
@@ -450,6 +453,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
           '(redis:// or rediss://; instead of --workers)',
       ),
     )
+    .addOption(opt.redisCa())
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
     .addOption(opt.clusterTokenFile())
@@ -512,6 +516,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
   action(serve, argv, outcome, async () => {
     const { run } = await import('./commands/serve.js');
     return (o: WithToken<Parameters<typeof run>[0]> & { apiKeyFile?: string }) => {
+      checkRedisCa(o);
       const token = clusterToken(o);
       const key = apiKey(o);
       const { apiKeyFile: _file, clusterTokenFile: _tokenFile, ...rest } = o;
@@ -527,19 +532,27 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
   const cluster = sub(program, 'cluster', 'inspect a cluster that shares a Redis registry');
   const clusterStatus = sub(cluster, 'status', 'workers, experts held, load, heartbeats, coverage per expert')
     .addOption(opt.redis('the registry (redis:// or rediss://)').makeOptionMandatory())
+    .addOption(opt.redisCa())
     .addOption(new Option('--json', 'one JSON object on stdout'))
     .addHelpText(
       'after',
       '\nLoad (pairs/s, tokens/s) is what each worker measured over its last heartbeat (1 s); a coordinator\n' +
         'started with --redis exports the same figures on /metrics (kmoe_cluster_*).',
     );
-  action(clusterStatus, argv, outcome, async () => (await import('./commands/cluster.js')).status);
+  action(clusterStatus, argv, outcome, async () => {
+    const { status } = await import('./commands/cluster.js');
+    return (o: Parameters<typeof status>[0]) => {
+      checkRedisCa(o);
+      return status(o);
+    };
+  });
   const clusterRebalance = sub(
     cluster,
     'rebalance',
     'move and replicate hot experts across the registered workers while they serve (EPLB-style)',
   )
     .addOption(opt.redis('the registry (redis:// or rediss://)').makeOptionMandatory())
+    .addOption(opt.redisCa())
     .addOption(
       new Option(
         '--slots <n>',
@@ -582,7 +595,13 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         'flight to an unloaded expert is re-sent to a replica. Workers take commands through a BullMQ queue\n' +
         'in the same Redis. One rebalance at a time per registry.',
     );
-  action(clusterRebalance, argv, outcome, async () => (await import('./commands/cluster.js')).rebalance);
+  action(clusterRebalance, argv, outcome, async () => {
+    const { rebalance } = await import('./commands/cluster.js');
+    return (o: Parameters<typeof rebalance>[0]) => {
+      checkRedisCa(o);
+      return rebalance(o);
+    };
+  });
 
   addScaleTools(program, argv, outcome);
   addBenchmarks(program, argv, outcome);

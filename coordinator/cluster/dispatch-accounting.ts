@@ -3,7 +3,8 @@
 // same-worker dedup and under the model's native top-K on the same router probabilities, with the
 // same placement rule, request ids and live workers, and records the balance of each batch
 // (max / mean expected cost per live worker) and the pairs re-sent after a worker failed. The
-// transport itself never accounts.
+// transport itself never accounts. A costed variant's pairs on experts without a live worker (native
+// top-K while experts are lost) could not be sent, so they cost nothing.
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
@@ -13,6 +14,7 @@ import type { MoeLayerEvent, MoeObserver } from '../moe/observer.js';
 import { imbalance } from './balance.js';
 import { shareSizes } from './dispatch-plan.js';
 import { DispatchStats, type DispatchStatsJSON, type VariantCounters } from './dispatch-stats.js';
+import { PlacementError } from './errors.js';
 import type { RemoteExpertBackend, RemoteModel, RemoteTransfer } from './remote-expert-backend.js';
 
 export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
@@ -68,9 +70,19 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   }
 
   /** The layer sent as `a` (not sent, costed): frame sizes the protocol would produce. */
-  private cost(layer: number, t: RemoteTransfer, a: ExpertAssignment, dedup: boolean): VariantCounters {
+  private cost(layer: number, t: RemoteTransfer, variant: ExpertAssignment, dedup: boolean): VariantCounters {
     const W = this.backend.numWorkers;
-    const sizes = shareSizes(a, this.backend.assignFor(a, t.live, t.model), W);
+    let a = variant;
+    let pairWorker: Int32Array;
+    try {
+      pairWorker = this.backend.assignFor(a, t.live, t.model);
+    } catch (err) {
+      // The error names every expert of `a` without a live holder, so one retry places the rest.
+      if (!(err instanceof PlacementError) || err.missing.length === 0) throw err;
+      a = withoutExperts(a, err.missing);
+      pairWorker = this.backend.assignFor(a, t.live, t.model);
+    }
+    const sizes = shareSizes(a, pairWorker, W);
     const v: VariantCounters = { messages: 0, bytes: 0, pairs: 0, tokensSent: 0 };
     for (let w = 0; w < W; w++) {
       const m = sizes.pairs[w]!;
@@ -106,4 +118,26 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
       this.routing.numLayers,
     );
   }
+}
+
+/** `a` without its pairs on `experts`. */
+function withoutExperts(a: ExpertAssignment, experts: readonly number[]): ExpertAssignment {
+  const gone = new Set(experts);
+  const offsets = new Int32Array(a.numTokens + 1);
+  const kept: number[] = [];
+  const weights: number[] = [];
+  for (let t = 0; t < a.numTokens; t++) {
+    for (let j = a.offsets[t]!; j < a.offsets[t + 1]!; j++) {
+      if (gone.has(a.experts[j]!)) continue;
+      kept.push(a.experts[j]!);
+      weights.push(a.weights[j]!);
+    }
+    offsets[t + 1] = kept.length;
+  }
+  return {
+    numTokens: a.numTokens,
+    offsets,
+    experts: Int32Array.from(kept),
+    weights: Float32Array.from(weights),
+  };
 }

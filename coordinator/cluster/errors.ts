@@ -2,17 +2,15 @@
 // and the coordinator-worker handshake.
 
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
+import { MissingExpertsError } from '../moe/errors.js';
 
 // Raised when the workers' experts do not cover the model: some expert would have nowhere to run,
 // at start-up (no worker holds it) or later (every worker holding it has failed). `details.missing`
-// crosses the engine-thread boundary so the HTTP API can name the experts in its 503.
-export class PlacementError extends KmoeError {
-  /** The experts no (live) worker holds. */
-  readonly missing: readonly number[];
-
+// crosses the engine-thread boundary so the HTTP API can name the experts in its 503. A
+// MissingExpertsError of the MoE seam: the engine fails only the sequences routed to `missing`.
+export class PlacementError extends MissingExpertsError {
   constructor(message: string, options: { missing: readonly number[]; hint?: string }) {
-    super(message, { ...options, details: { missing: [...options.missing] } });
-    this.missing = options.missing;
+    super(message, options);
   }
 }
 

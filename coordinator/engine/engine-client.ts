@@ -14,6 +14,7 @@ import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type {
   DecodeRequest,
   DecodeResult,
+  EachStepResult,
   EngineInfo,
   EngineOptions,
   ScoreResult,
@@ -90,6 +91,11 @@ export class EngineClient {
 
   step(requests: StepRequest[]): Promise<StepResult> {
     return this.thread.call('step', requests);
+  }
+
+  /** A step in which requests routed to experts no live worker holds fail alone (Engine.stepEach). */
+  stepEach(requests: StepRequest[]): Promise<EachStepResult> {
+    return this.thread.call('stepEach', requests);
   }
 
   /** Several decode steps with sampling on the engine thread: one round trip for all of them. */

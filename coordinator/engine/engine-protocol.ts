@@ -11,6 +11,7 @@ import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type {
   DecodeRequest,
   DecodeResult,
+  EachStepResult,
   EngineInfo,
   EngineOptions,
   ScoreResult,
@@ -27,6 +28,8 @@ export interface ScoreParams {
 export type EngineSchema = {
   init: [EngineOptions, EngineInfo];
   step: [StepRequest[], StepResult];
+  /** A step whose requests fail one by one on lost experts (Engine.stepEach). */
+  stepEach: [StepRequest[], EachStepResult];
   /** Several decode steps of one sequence, sampled on the engine thread (Engine.decode). */
   decode: [DecodeRequest, DecodeResult];
   release: [string[], number];

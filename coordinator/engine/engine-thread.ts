@@ -37,6 +37,10 @@ const emit = serveThread<EngineSchema>({
     const result = await ready().step(requests);
     return { result, transfer: [result.logits.buffer as ArrayBuffer] };
   },
+  async stepEach(requests) {
+    const result = await ready().stepEach(requests);
+    return { result, transfer: [result.logits.buffer as ArrayBuffer] };
+  },
   async decode(request) {
     return { result: await ready().decode(request) };
   },

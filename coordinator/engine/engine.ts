@@ -10,6 +10,7 @@ import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { BalanceRule } from '../cluster/balance.js';
+import { MissingExpertsInBatchError } from '../moe/errors.js';
 import type { ExpertBackend } from '../moe/expert-backend.js';
 import type { MoeObserver } from '../moe/observer.js';
 import { routingStatsObserver } from '../moe/observers/routing-stats.js';
@@ -97,6 +98,23 @@ export interface StepResult {
   readonly activations: number[];
   /** Per request: bytes its tokens moved to and from remote experts in this step. */
   readonly bytes: number[];
+}
+
+/** A request of a stepEach() that was routed to experts no live worker holds. */
+export interface StepFailure {
+  /** Index of the request in the step. */
+  readonly index: number;
+  /** The experts it needed that could not be computed, ascending. */
+  readonly missing: number[];
+  /** The MoE layer where it needed them. */
+  readonly layer: number;
+  /** For people: the layer and what the backend said (the experts, which workers failed). */
+  readonly message: string;
+}
+
+export interface EachStepResult extends StepResult {
+  /** Requests that failed alone; their logits, activations and bytes are 0. */
+  readonly failed: StepFailure[];
 }
 
 /**
@@ -221,8 +239,26 @@ export class Engine {
     return resolved;
   }
 
-  /** One forward step for several sequences; new sequences are created on first use. */
+  /**
+   * One forward step for several sequences; new sequences are created on first use. Any failure
+   * fails the whole step (an expert without a live worker: the backend's PlacementError).
+   */
   async step(requests: readonly StepRequest[]): Promise<StepResult> {
+    return this.run(requests, false);
+  }
+
+  /**
+   * Like step(), but a request routed to experts no live worker holds fails alone (in `failed`)
+   * and the step is recomputed for the others: a serving step with a sequence that needs lost
+   * experts costs the others one more pass, never their request. A recompute is safe because a
+   * failed pass commits nothing: the KV cache makes positions visible only after the last layer
+   * (SequenceKvCache.commit), so the recompute writes the same positions again.
+   */
+  async stepEach(requests: readonly StepRequest[]): Promise<EachStepResult> {
+    return this.run(requests, true);
+  }
+
+  private async run(requests: readonly StepRequest[], isolate: boolean): Promise<EachStepResult> {
     // Validate the whole step before touching any cache, so a bad request leaves no trace.
     const policies = requests.map((r) => this.policy(r.routing));
     const seen = new Set<string>();
@@ -260,6 +296,7 @@ export class Engine {
     const logits = new Float32Array(items.length * V);
     const activations = new Array<number>(items.length).fill(0);
     const bytes = new Array<number>(items.length).fill(0);
+    const failed: StepFailure[] = [];
     try {
       const run = async (members: readonly number[]) => {
         const fwd: ForwardResult = await this.runner.forward(
@@ -278,23 +315,63 @@ export class Engine {
           logits.set(groupLogits.subarray(b * V, (b + 1) * V), i * V);
         });
       };
+      // A pass that fails on lost experts is run again without the members routed to them.
+      const runEach = async (members: readonly number[]) => {
+        let rest = members;
+        while (rest.length > 0) {
+          try {
+            await run(rest);
+            return;
+          } catch (err) {
+            if (!isolate || !(err instanceof MissingExpertsInBatchError)) throw err;
+            const current = rest;
+            const hit = new Set<number>();
+            for (const need of err.needs) {
+              const index = current[need.span]!;
+              hit.add(index);
+              failed.push({
+                index,
+                missing: [...need.missing],
+                layer: err.layer,
+                message: `layer ${err.layer}: ${err.message}`,
+              });
+            }
+            rest = current.filter((i) => !hit.has(i));
+          }
+        }
+      };
       const overlap = this.options.overlap === true && this.experts.placement.length > 0;
       for (const members of groups.values()) {
         if (overlap && members.length >= 2) {
           // Sessions run synchronously, so the two passes interleave at the experts' awaits.
           const half = Math.ceil(members.length / 2);
-          // Both settle before the step returns (or fails), so no pass outlives it.
-          const done = await Promise.allSettled([run(members.slice(0, half)), run(members.slice(half))]);
+          // Both settle before the step returns (or fails), so no pass outlives it. Each half
+          // commits its own caches, so a half that failed is recomputed alone.
+          const done = await Promise.allSettled([
+            runEach(members.slice(0, half)),
+            runEach(members.slice(half)),
+          ]);
           for (const d of done) if (d.status === 'rejected') throw d.reason;
         } else {
-          await run(members);
+          await runEach(members);
         }
       }
     } catch (err) {
       for (const id of created) this.caches.delete(id);
-      throw err;
+      // Whole-step callers see the backend's own error, as before per-request isolation existed.
+      throw err instanceof MissingExpertsInBatchError ? err.cause : err;
     }
-    return { logits, activations, bytes };
+    // A failed sequence created in this step leaves nothing behind; one the engine held before is
+    // released by its owner like any ended sequence.
+    for (const f of failed) {
+      const id = requests[f.index]!.seqId;
+      if (created.includes(id)) this.caches.delete(id);
+      logits.fill(0, f.index * V, (f.index + 1) * V);
+      activations[f.index] = 0;
+      bytes[f.index] = 0;
+    }
+    failed.sort((a, b) => a.index - b.index);
+    return { logits, activations, bytes, failed };
   }
 
   /** See DecodeRequest. */

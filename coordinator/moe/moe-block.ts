@@ -4,11 +4,16 @@
 // layer plan; a dense layer has no block.
 
 import type { MoeLayerPlan } from '../../shared/families/layer-plan.js';
-import { pairCount } from '../../shared/moe/expert-assignment.js';
+import { type ExpertAssignment, pairCount } from '../../shared/moe/expert-assignment.js';
 import type { RoutingDecision } from '../../shared/routing/policy.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import { type RoutedSpan, routeBatch } from './batch-routing.js';
-import { UnsupportedMoePlanError } from './errors.js';
+import {
+  MissingExpertsError,
+  MissingExpertsInBatchError,
+  type SpanNeed,
+  UnsupportedMoePlanError,
+} from './errors.js';
 import type { ExpertBackend, ExpertTransfer } from './expert-backend.js';
 import type { MoeLayerEvent, MoeObserver } from './observer.js';
 
@@ -73,7 +78,7 @@ export class MoeBlock {
     // K = 0 tokens have no pairs, so no worker share carries them; a batch of only K = 0 tokens
     // makes no expert call and no round trip at all.
     const transfer =
-      pairCount(decision) === 0 ? undefined : await this.backend.compute(this.layer, x, decision, accumulate);
+      pairCount(decision) === 0 ? undefined : await this.compute(x, decision, spans, accumulate);
     const base = {
       layer: this.layer,
       moeLayer: this.moeLayer,
@@ -87,6 +92,42 @@ export class MoeBlock {
     for (const o of observers) await o.observe(event);
     return { decision, transfer };
   }
+
+  /** The backend's compute; experts it cannot reach are charged to the batch items routed to them. */
+  private async compute(
+    x: F32Tensor,
+    decision: RoutingDecision,
+    spans: readonly RoutedSpan[],
+    accumulate: Float32Array,
+  ): Promise<ExpertTransfer | undefined> {
+    try {
+      return await this.backend.compute(this.layer, x, decision, accumulate);
+    } catch (err) {
+      if (!(err instanceof MissingExpertsError) || err instanceof MissingExpertsInBatchError) throw err;
+      const needs = spansNeeding(decision, spans, err.missing);
+      if (needs.length === 0) throw err;
+      throw new MissingExpertsInBatchError(this.layer, needs, err);
+    }
+  }
+}
+
+/** The spans with a pair on one of `missing`, and which of them each needs (ascending). */
+export function spansNeeding(
+  decision: ExpertAssignment,
+  spans: readonly RoutedSpan[],
+  missing: readonly number[],
+): SpanNeed[] {
+  const gone = new Set(missing);
+  const needs: SpanNeed[] = [];
+  spans.forEach((sp, span) => {
+    const hit = new Set<number>();
+    for (let j = decision.offsets[sp.start]!; j < decision.offsets[sp.end]!; j++) {
+      const e = decision.experts[j]!;
+      if (gone.has(e)) hit.add(e);
+    }
+    if (hit.size > 0) needs.push({ span, missing: [...hit].sort((a, b) => a - b) });
+  });
+  return needs;
 }
 
 function addInto(dst: Float32Array, src: Float32Array): void {

@@ -4,6 +4,7 @@
 // leak internals. Plus the one error of the API's own load generator (`kmoe bench serve`).
 
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
+import { formatExpertSet } from '../../shared/protocol/expert-set.js';
 
 /** Longest error message sent or logged. */
 const MAX_MESSAGE_CHARS = 2000;
@@ -135,10 +136,14 @@ export class ShuttingDownError extends ApiError {
   }
 }
 
-/** 503: some experts have no live worker (a local worker exited), so no forward pass can complete. */
+/**
+ * 503: the request was routed to experts that have no live worker (every worker holding them
+ * exited, died or left); requests routed elsewhere still run. `missing`: the experts it needed.
+ */
 export class ExpertsUnavailableError extends ApiError {
-  constructor(detail: string) {
-    super(503, 'server_error', `experts are not covered, so the model cannot run: ${detail}`, {
+  constructor(detail: string, missing?: readonly number[]) {
+    const named = missing === undefined ? '' : ` ${formatExpertSet(missing)}`;
+    super(503, 'server_error', `this request needs experts${named}, which no live worker holds (${detail})`, {
       code: 'experts_unavailable',
     });
   }

@@ -5,7 +5,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
-import { ExpertsUnavailableError, InvalidRequestError } from './errors.js';
+import { InvalidRequestError } from './errors.js';
 import type { GenerationRequestBuilder, PreparedGeneration } from './generation-request.js';
 import { sendError, sendJson } from './http-io.js';
 import type { ServerMetrics } from './metrics.js';
@@ -26,14 +26,12 @@ import type { Scheduler } from './scheduler.js';
 import { chatRequestSchema, completionRequestSchema } from './schemas.js';
 import type { SequenceEvent, SequenceUsage } from './sequence.js';
 import { SseWriter } from './sse.js';
-import type { ExpertCoverage } from './status-endpoints.js';
 
 export interface GenerationDeps {
   readonly scheduler: Scheduler;
   readonly builder: GenerationRequestBuilder;
   readonly metrics: ServerMetrics;
   readonly model: ModelShape;
-  readonly experts: () => ExpertCoverage;
 }
 
 export function generationHandler(endpoint: Endpoint, deps: GenerationDeps) {
@@ -48,9 +46,9 @@ export function generationHandler(endpoint: Endpoint, deps: GenerationDeps) {
       endpoint === 'chat'
         ? await deps.builder.chat(validate(chatRequestSchema, body))
         : await deps.builder.completion(validate(completionRequestSchema, body));
-    const experts = deps.experts();
-    // Refused up front: every step would fail anyway, and 503 tells clients to retry elsewhere.
-    if (!experts.covered) throw new ExpertsUnavailableError(experts.detail ?? experts.description);
+    // Admitted even while some experts have no live worker (/ready is false then): a request
+    // routed only to live experts completes; one routed to a lost expert fails alone in its step
+    // with a 503 experts_unavailable naming them (Scheduler, Engine.stepEach).
     // Engine sequence ids must be unique even when clients reuse x-request-id values.
     const seqId = randomUUID();
     const ctx: ResponseContext = {

@@ -5,7 +5,8 @@
 
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { KmoeTokenizer } from '../../shared/model/tokenizer.js';
-import type { EngineInfo, StepRequest, StepResult } from '../engine/engine.js';
+import type { ExpertCoverage } from '../cluster/cluster-health.js';
+import type { EachStepResult, EngineInfo, StepRequest } from '../engine/engine.js';
 import { sampleToken } from '../sampling.js';
 import {
   EngineStepError,
@@ -19,7 +20,8 @@ import { type GenerationParams, Sequence, type SequenceSink } from './sequence.j
 /** What the scheduler needs from the engine (EngineClient in production). */
 export interface StepEngine {
   readonly info: Pick<EngineInfo, 'vocabSize' | 'maxPositions' | 'eosTokenIds'>;
-  step(requests: StepRequest[]): Promise<StepResult>;
+  /** A step in which a request routed to experts no live worker holds fails alone. */
+  stepEach(requests: StepRequest[]): Promise<EachStepResult>;
   release(seqIds: string[]): Promise<number>;
 }
 
@@ -30,6 +32,8 @@ export interface SchedulerOptions {
   readonly maxQueued: number;
   /** Prompt tokens per prefill chunk. */
   readonly prefillChunk: number;
+  /** The cluster's coverage, quoted in the 503 of a sequence that needed lost experts. */
+  readonly experts?: () => ExpertCoverage;
 }
 
 export interface StepReport {
@@ -233,9 +237,9 @@ export class Scheduler {
 
   async #step(plan: readonly Planned[]): Promise<void> {
     const started = performance.now();
-    let result: StepResult;
+    let result: EachStepResult;
     try {
-      result = await this.engine.step(
+      result = await this.engine.stepEach(
         plan.map((p) => ({ seqId: p.seq.id, tokens: p.tokens, routing: p.seq.params.routing })),
       );
     } catch (err) {
@@ -243,6 +247,8 @@ export class Scheduler {
       // released when they are reaped.
       this.observer.error(`engine step of ${plan.length} sequences failed`, err);
       // A PlacementError (code `placement`, from the cluster) means experts lost their last worker: 503.
+      // (stepEach fails only the sequences routed to them; a whole step fails so only if it could
+      // not tell which.)
       const error =
         err instanceof KmoeError && err.code === 'placement'
           ? new ExpertsUnavailableError(err.message)
@@ -253,8 +259,22 @@ export class Scheduler {
     const now = performance.now();
     const vocab = this.engine.info.vocabSize;
     let prefillTokens = 0;
+    const failed = new Map(result.failed.map((f) => [f.index, f]));
     plan.forEach((p, i) => {
       const seq = p.seq;
+      const failure = failed.get(i);
+      if (failure) {
+        // Routed to experts without a live worker: this sequence alone ends, with a 503 (or an
+        // error event, once streaming) naming them; the engine ran the step for the others.
+        const coverage = this.options.experts?.();
+        const cluster = coverage && !coverage.covered && coverage.detail ? `; ${coverage.detail}` : '';
+        this.observer.error(
+          `sequence ${seq.id} needs experts that have no live worker; the step ran for the ${plan.length - failed.size} others`,
+          failure,
+        );
+        seq.fail(new ExpertsUnavailableError(`${failure.message}${cluster}`, failure.missing));
+        return;
+      }
       seq.inEngine = true;
       seq.processed += p.tokens.length;
       seq.activations += result.activations[i]!;

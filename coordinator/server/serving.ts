@@ -84,7 +84,7 @@ export async function startServing(
   const promptTokenizer = await PromptTokenizer.start(options.modelDir);
   const builder = new GenerationRequestBuilder(promptTokenizer, info, routing, options.servedModelName);
   // Usage figures (avg K, native activations) count MoE layers only.
-  const generation = { scheduler, builder, metrics, model: info.routing, experts: options.experts };
+  const generation = { scheduler, builder, metrics, model: info.routing };
   let server: ApiServer | undefined;
   const status = statusEndpoints({
     info,

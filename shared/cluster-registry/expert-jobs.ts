@@ -38,6 +38,7 @@ export type ExpertJobResult = z.infer<typeof expertJobResultSchema>;
  * and TLS from it): BullMQ opens its own connections (a worker's blocking one included) and needs
  * commands to wait through a Redis outage rather than fail after a retry (maxRetriesPerRequest null).
  */
-export function jobConnection(url: string): RedisOptions {
-  return { url, maxRetriesPerRequest: null };
+export function jobConnection(url: string, ca?: string): RedisOptions {
+  // `ca` (--redis-ca): as for the registry connection, a private CA for rediss://, never no check.
+  return { url, maxRetriesPerRequest: null, ...(ca === undefined ? {} : { tls: { ca } }) };
 }

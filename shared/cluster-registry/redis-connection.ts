@@ -1,6 +1,6 @@
-// Opening a Redis connection for the registry: redis:// or rediss:// (TLS, handled by ioredis), with
-// reconnects forever (serving must outlive a Redis restart) and every URL shown to people with its
-// password masked.
+// Opening a Redis connection for the registry: redis:// or rediss:// (TLS, handled by ioredis, the
+// server's certificate always verified, against `ca` when given), with reconnects forever (serving
+// must outlive a Redis restart) and every URL shown to people with its password masked.
 
 import { Redis } from 'ioredis';
 import { maskUrl } from '../runtime/mask-url.js';
@@ -25,6 +25,37 @@ export interface RegistryConnectionOptions {
   /** Called when the connection is ready again after an outage. */
   readonly onReady?: () => void;
   readonly connectTimeoutMs?: number;
+  /**
+   * PEM certificate(s) trusted instead of Node's CA store for a rediss:// URL (`--redis-ca`): a
+   * self-signed or private CA. Verification is never turned off.
+   */
+  readonly ca?: string;
+}
+
+/** Node's codes for a server certificate that does not verify (chain, signature, name, dates). */
+const CERT_VERIFY_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** ioredis' TLS option for `url`: rediss:// verifies (against `ca` if given); redis:// has none. */
+function tlsOption(url: string, ca: string | undefined): { tls?: { ca: string } } {
+  const secure = new URL(url).protocol === 'rediss:';
+  // A CA with redis:// would make ioredis speak TLS to a URL that says plaintext: refuse instead.
+  if (ca !== undefined && !secure)
+    throw new RegistryError(`a CA certificate was given for ${maskUrl(url)}, which is not rediss://`, {
+      hint: 'use a rediss:// URL (Redis over TLS) with --redis-ca',
+    });
+  return ca === undefined ? {} : { tls: { ca } };
 }
 
 /**
@@ -34,6 +65,7 @@ export interface RegistryConnectionOptions {
  */
 export function openRegistryConnection(url: string, o: RegistryConnectionOptions = {}): Redis {
   const redis = new Redis(url, {
+    ...tlsOption(url, o.ca),
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
@@ -78,10 +110,19 @@ export async function connectRegistry(url: string, o: RegistryConnectionOptions 
     redis.off('error', remember);
   } catch (err) {
     redis.disconnect();
-    throw new RegistryError(
-      `cannot connect to the registry at ${maskUrl(url)}: ${maskSecrets((cause ?? (err as Error)).message, url)}`,
-      { hint: 'check --redis (host, port, password, redis:// or rediss://) and that redis-server runs' },
-    );
+    const why = (cause ?? (err as Error)) as NodeJS.ErrnoException;
+    const message = maskSecrets(why.message, url);
+    if (why.code !== undefined && CERT_VERIFY_CODES.has(why.code))
+      throw new RegistryError(
+        `cannot connect to the registry at ${maskUrl(url)}: TLS certificate verify failed (${why.code}): ${message}`,
+        {
+          hint: `give the CA that signed the Redis server's certificate with --redis-ca FILE${o.ca === undefined ? '' : ' (the one given did not verify it)'}; verification is never skipped`,
+          details: { tlsError: why.code },
+        },
+      );
+    throw new RegistryError(`cannot connect to the registry at ${maskUrl(url)}: ${message}`, {
+      hint: 'check --redis (host, port, password, redis:// or rediss://) and that redis-server runs',
+    });
   }
   return redis;
 }

@@ -2,12 +2,14 @@
 // own temp dir), waits until it answers PING, and stops it; `restart()` stops it and starts a new
 // one on the same port (the registry-outage test). redis-server has no `--port 0`, so a free port is
 // found by binding one and releasing it, with a retry if another process takes it in between.
+// With `tls` it listens on a TLS port only (plaintext port 0 = off) and the URL is rediss://.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 
 export interface RedisServer {
   readonly port: number;
@@ -32,10 +34,47 @@ function freePort(): Promise<number> {
   });
 }
 
+/** The server's TLS files (PEM); clients verify its certificate against `caFile`. */
+export interface RedisTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
+/**
+ * Why this redis-server cannot listen with TLS (built without it), or undefined if it can: a
+ * build without TLS rejects the tls-port directive; one with TLS gets to loading the files.
+ */
+export function redisTlsUnsupported(): string | undefined {
+  const r = spawnSync(
+    'redis-server',
+    [
+      '--port',
+      '0',
+      '--tls-port',
+      '1',
+      '--tls-cert-file',
+      '/nonexistent',
+      '--tls-key-file',
+      '/nonexistent',
+      '--tls-ca-cert-file',
+      '/nonexistent',
+    ],
+    { encoding: 'utf8', timeout: 10_000 },
+  );
+  if (r.error) return `redis-server cannot be run: ${r.error.message}`;
+  const out = `${r.stdout}${r.stderr}`;
+  if (/Failed to load certificate|Failed to configure TLS/.test(out)) return undefined;
+  return `this redis-server was built without TLS (it does not accept --tls-port): ${out.trim().split('\n').pop()}`;
+}
+
 /** Resolves true when a PING on a fresh socket answers +PONG (or NOAUTH: up, with a password). */
-function ping(port: number): Promise<boolean> {
+function ping(port: number, tls?: RedisTls): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = new Socket();
+    const sock =
+      tls === undefined
+        ? new Socket()
+        : tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(tls.caFile, 'utf8') });
     let buf = '';
     const done = (ok: boolean) => {
       sock.destroy();
@@ -47,7 +86,8 @@ function ping(port: number): Promise<boolean> {
       buf += d.toString();
       if (buf.includes('\r\n')) done(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH'));
     });
-    sock.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
+    if (tls === undefined) sock.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
+    else sock.once('secureConnect', () => sock.write('PING\r\n'));
   });
 }
 
@@ -56,23 +96,35 @@ interface Running {
   readonly exited: Promise<void>;
 }
 
-function launch(port: number, dir: string, log: { text: string }, password?: string): Running {
+function launch(
+  port: number,
+  dir: string,
+  log: { text: string },
+  password?: string,
+  tls?: RedisTls,
+): Running {
   const auth = password === undefined ? [] : ['--requirepass', password];
+  // TLS only: the plaintext port is off; clients need no certificate of their own.
+  const listen =
+    tls === undefined
+      ? ['--port', String(port)]
+      : [
+          '--port',
+          '0',
+          '--tls-port',
+          String(port),
+          '--tls-cert-file',
+          tls.certFile,
+          '--tls-key-file',
+          tls.keyFile,
+          '--tls-ca-cert-file',
+          tls.caFile,
+          '--tls-auth-clients',
+          'no',
+        ];
   const child = spawn(
     'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-      ...auth,
-    ],
+    [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...auth],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const append = (d: Buffer) => {
@@ -84,18 +136,23 @@ function launch(port: number, dir: string, log: { text: string }, password?: str
   return { child, exited };
 }
 
-async function waitReady(r: Running, port: number, timeoutMs: number): Promise<boolean> {
+async function waitReady(r: Running, port: number, timeoutMs: number, tls?: RedisTls): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (r.child.exitCode !== null || r.child.signalCode !== null) return false;
-    if (await ping(port)) return true;
+    if (await ping(port, tls)) return true;
     await new Promise((res) => setTimeout(res, 50));
   }
   return false;
 }
 
-/** `password`: started with --requirepass; `url` then carries it (redis://:PASSWORD@...). */
-export async function startRedis(opts: { timeoutMs?: number; password?: string } = {}): Promise<RedisServer> {
+/**
+ * `password`: started with --requirepass; `url` then carries it (redis://:PASSWORD@...). `tls`:
+ * TLS only, `url` is rediss:// (check redisTlsUnsupported() first).
+ */
+export async function startRedis(
+  opts: { timeoutMs?: number; password?: string; tls?: RedisTls } = {},
+): Promise<RedisServer> {
   // The registry tests need a real server: say how to get one instead of failing on ENOENT.
   if (spawnSync('redis-server', ['--version']).error) {
     throw new Error('redis-server is not installed: apt-get install redis-server (.ci/run installs it)');
@@ -107,8 +164,8 @@ export async function startRedis(opts: { timeoutMs?: number; password?: string }
   let running: Running | undefined;
   for (let attempt = 0; attempt < 5 && !running; attempt++) {
     port = await freePort();
-    const r = launch(port, dir, log, opts.password);
-    if (await waitReady(r, port, timeoutMs)) running = r;
+    const r = launch(port, dir, log, opts.password, opts.tls);
+    if (await waitReady(r, port, timeoutMs, opts.tls)) running = r;
     else {
       r.child.kill('SIGKILL');
       await r.exited;
@@ -128,7 +185,7 @@ export async function startRedis(opts: { timeoutMs?: number; password?: string }
   };
   return {
     port,
-    url: `redis://${opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}@`}127.0.0.1:${port}`,
+    url: `${opts.tls === undefined ? 'redis' : 'rediss'}://${opts.password === undefined ? '' : `:${encodeURIComponent(opts.password)}@`}127.0.0.1:${port}`,
     output: () => log.text,
     stop: async () => {
       await stopCurrent();
@@ -136,8 +193,8 @@ export async function startRedis(opts: { timeoutMs?: number; password?: string }
     },
     restart: async () => {
       await stopCurrent();
-      const r = launch(port, dir, log, opts.password);
-      if (!(await waitReady(r, port, timeoutMs))) {
+      const r = launch(port, dir, log, opts.password, opts.tls);
+      if (!(await waitReady(r, port, timeoutMs, opts.tls))) {
         r.child.kill('SIGKILL');
         throw new Error(`redis-server did not restart on port ${port}; output:\n${log.text}`);
       }

@@ -15,6 +15,8 @@ export interface WorkerProcess {
   readonly child: ChildProcess;
   /** Everything the worker wrote to stderr so far. */
   stderr(): string;
+  /** Every line the worker wrote to stdout so far (the ready line). */
+  stdout(): string;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
 }
@@ -45,6 +47,7 @@ export function startWorker(
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
   });
+  let stdout = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise<WorkerProcess>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -56,6 +59,7 @@ export function startWorker(
       reject(new Error(`worker ${experts} exited with ${code} before it was ready; stderr:\n${stderr}`));
     });
     createInterface({ input: child.stdout }).on('line', (line) => {
+      stdout += `${line}\n`;
       const ready = parseReadyLine(line);
       if (!ready) return;
       clearTimeout(timer);
@@ -65,6 +69,7 @@ export function startWorker(
         auth: ready.auth,
         child,
         stderr: () => stderr,
+        stdout: () => stdout,
         stop: async () => {
           if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
           return exited;

@@ -17,11 +17,13 @@ import { clusterStatus, formatClusterStatus } from '../../cluster/registry/clust
 
 export interface ClusterStatusOptions {
   readonly redis: string;
+  /** --redis-ca: PEM CA certificate(s) the rediss:// server's certificate must chain to. */
+  readonly redisCa?: string;
   readonly json?: boolean;
 }
 
 export async function status(o: ClusterStatusOptions): Promise<number> {
-  const redis = await connectRegistry(o.redis);
+  const redis = await connectRegistry(o.redis, o.redisCa === undefined ? {} : { ca: o.redisCa });
   try {
     const s = clusterStatus(maskUrl(o.redis), await readWorkers(redis));
     process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatClusterStatus(s));
@@ -33,6 +35,7 @@ export async function status(o: ClusterStatusOptions): Promise<number> {
 
 export interface ClusterRebalanceOptions {
   readonly redis: string;
+  readonly redisCa?: string;
   readonly slots?: number;
   readonly window: number;
   readonly minGain: number;
@@ -43,9 +46,10 @@ export interface ClusterRebalanceOptions {
 }
 
 export async function rebalance(o: ClusterRebalanceOptions): Promise<number> {
-  const redis = await connectRegistry(o.redis);
+  const redis = await connectRegistry(o.redis, o.redisCa === undefined ? {} : { ca: o.redisCa });
   const options: RebalanceOptions = {
     redisUrl: o.redis,
+    ...(o.redisCa === undefined ? {} : { redisCa: o.redisCa }),
     ...(o.slots === undefined ? {} : { slots: o.slots }),
     windowMs: o.window * 1000,
     minGain: o.minGain,

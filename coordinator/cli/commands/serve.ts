@@ -41,6 +41,8 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly apiKey?: string;
   /** Redis registry to take the workers from (and follow while serving), instead of --workers. */
   readonly redis?: string;
+  /** --redis-ca: PEM CA certificate(s) the rediss:// server's certificate must chain to. */
+  readonly redisCa?: string;
   readonly overlap?: boolean;
 }
 
@@ -81,6 +83,7 @@ export async function run(o: ServeOptions): Promise<number> {
     const ckpt = await Checkpoint.open(modelDir);
     registry = await RedisMembership.start({
       url: o.redis,
+      ...(o.redisCa === undefined ? {} : { ca: o.redisCa }),
       fingerprint: ckpt.fingerprint(),
       numExperts: ckpt.config.numExperts,
       log: { info: (m) => log.info(m), warn: (m) => log.warn(m) },

@@ -31,6 +31,8 @@ import { type Balance, planRebalance, type RebalancePlan } from './plan.js';
 export interface RebalanceOptions {
   /** The registry's URL (redis:// or rediss://). */
   readonly redisUrl: string;
+  /** PEM CA for a rediss:// URL (--redis-ca). */
+  readonly redisCa?: string;
   readonly prefix?: string;
   /** Experts each worker may hold afterwards; default: as many as it holds now (moves only). */
   readonly slots?: number;
@@ -225,7 +227,7 @@ async function command(
   prefix: string,
 ): Promise<ExpertJobResult> {
   const name = expertQueueName(workerId);
-  const opts = { connection: jobConnection(o.redisUrl), prefix: jobPrefix(prefix) };
+  const opts = { connection: jobConnection(o.redisUrl, o.redisCa), prefix: jobPrefix(prefix) };
   const queue = new Queue<ExpertJob, ExpertJobResult>(name, opts);
   const events = new QueueEvents(name, opts);
   try {

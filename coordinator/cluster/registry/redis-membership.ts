@@ -28,6 +28,8 @@ export interface RegistryLog {
 
 export interface RedisMembershipOptions {
   readonly url: string;
+  /** PEM CA certificate(s) for a rediss:// URL (see RegistryConnectionOptions.ca). */
+  readonly ca?: string;
   /** Only workers of this model (handshake fingerprint) are members. */
   readonly fingerprint: string;
   readonly numExperts: number;
@@ -66,7 +68,9 @@ export class RedisMembership implements Membership {
   static async start(o: RedisMembershipOptions): Promise<RedisMembership> {
     const masked = maskUrl(o.url);
     let m: RedisMembership | undefined;
+    const tls = o.ca === undefined ? {} : { ca: o.ca };
     const redis = await connectRegistry(o.url, {
+      ...tls,
       onError: (msg) => o.log.warn(`registry unreachable, serving with the last known workers: ${msg}`),
       onReady: () => {
         o.log.info(`registry ${masked} reachable again: resyncing`);
@@ -76,7 +80,7 @@ export class RedisMembership implements Membership {
     });
     let sub: Redis;
     try {
-      sub = await connectRegistry(o.url);
+      sub = await connectRegistry(o.url, tls);
     } catch (err) {
       redis.disconnect();
       throw err;

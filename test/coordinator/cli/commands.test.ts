@@ -433,10 +433,11 @@ describe('kmoe', () => {
         '--device',
         '--expert-weights',
         '--redis',
+        '--redis-ca',
       ],
     ],
-    ['worker', ['--model', '--experts', '--redis', '--advertise-url', '--port', '--host']],
-    ['cluster status', ['--redis', '--json']],
+    ['worker', ['--model', '--experts', '--redis', '--redis-ca', '--advertise-url', '--port', '--host']],
+    ['cluster status', ['--redis', '--redis-ca', '--json']],
   ] as const)('%s --help lists its options', async (command, flags) => {
     const r = await runCli([...command.split(' '), '--help']);
     expect(r.code).toBe(0);
@@ -578,6 +579,11 @@ describe('registry flags', () => {
       'give --workers or --redis',
     ],
     [['cluster', 'status'], "required option '--redis <url>'"],
+    [
+      ['worker', '--model', MODEL_DIR, '--experts', '0-3', '--redis-ca', 'package.json'],
+      '--redis-ca package.json holds no PEM certificate',
+    ],
+    [['serve', '--model', MODEL_DIR, '--redis-ca', 'no-such-ca.crt'], '--redis-ca no-such-ca.crt: ENOENT'],
   ])('%j is a usage error (exit 2)', async (args, message) => {
     const r = await runCli(args);
     expect(r.code).toBe(2);

@@ -3,7 +3,7 @@
 // engine failures and shutdown. The real engine is exercised end to end in serve.test.ts.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { StepRequest, StepResult } from '../../../coordinator/engine/engine.js';
+import type { EachStepResult, StepRequest } from '../../../coordinator/engine/engine.js';
 import { ServerBusyError, ShuttingDownError } from '../../../coordinator/server/errors.js';
 import {
   Scheduler,
@@ -24,6 +24,8 @@ class ScriptedEngine implements StepEngine {
   readonly steps: { seqId: string; tokens: number[]; cachedBefore: number }[][] = [];
   readonly cached = new Map<string, number>();
   failNext = false;
+  /** Sequences whose next step fails alone, as if routed to experts 4 and 6 with no live worker. */
+  readonly lostExperts = new Set<string>();
   /** Milliseconds each step takes. */
   delayMs = 0;
   /** Resolved before each step returns: lets a test hold the engine mid-step. */
@@ -34,7 +36,7 @@ class ScriptedEngine implements StepEngine {
 
   constructor(private readonly next: (seqId: string, position: number) => number = () => 300) {}
 
-  async step(requests: StepRequest[]): Promise<StepResult> {
+  async stepEach(requests: StepRequest[]): Promise<EachStepResult> {
     await this.gate;
     await new Promise((resolve) =>
       this.delayMs > 0 ? setTimeout(resolve, this.delayMs) : setImmediate(resolve),
@@ -43,6 +45,18 @@ class ScriptedEngine implements StepEngine {
       this.failNext = false;
       throw new Error('scripted failure');
     }
+    const failed = requests.flatMap((r, index) =>
+      this.lostExperts.has(r.seqId)
+        ? [
+            {
+              index,
+              missing: [4, 6],
+              layer: 0,
+              message: 'layer 0: experts 4,6 have no live worker (failed: ws://b)',
+            },
+          ]
+        : [],
+    );
     this.steps.push(
       requests.map((r) => ({
         seqId: r.seqId,
@@ -52,6 +66,7 @@ class ScriptedEngine implements StepEngine {
     );
     const logits = new Float32Array(requests.length * VOCAB);
     requests.forEach((r, i) => {
+      if (this.lostExperts.has(r.seqId)) return;
       const position = (this.cached.get(r.seqId) ?? 0) + r.tokens.length;
       this.cached.set(r.seqId, position);
       logits[i * VOCAB + this.next(r.seqId, position)] = 10;
@@ -60,6 +75,7 @@ class ScriptedEngine implements StepEngine {
       logits,
       activations: requests.map((r) => r.tokens.length * 8),
       bytes: requests.map(() => 0),
+      failed,
     };
   }
 
@@ -279,6 +295,46 @@ describe('Scheduler', () => {
     const b = collector();
     s.submit('b', params(4, 3), b.sink);
     expect(await b.done).toMatchObject({ kind: 'finish', reason: 'length' });
+    await s.shutdown(0);
+  });
+
+  it('ends only the sequences a step failed alone (lost experts) with a 503 naming the experts', async () => {
+    const engine = new ScriptedEngine();
+    const s = scheduler(engine, {
+      experts: () => ({
+        description: 'x',
+        covered: false,
+        missing: [4, 5, 6, 7],
+        detail: 'experts 4-7 have no live worker: worker ws://b exited',
+      }),
+    });
+    const a = collector();
+    const b = collector();
+    const c = collector();
+    s.submit('a', params(4, 5), a.sink);
+    // b fails in its first step (prefill: its cache was never created), c after two tokens.
+    engine.lostExperts.add('b');
+    s.submit('b', params(4, 5), b.sink);
+    s.submit('c', params(4, 5), (e) => {
+      c.sink(e);
+      if (c.events.length === 2) engine.lostExperts.add('c');
+    });
+    expect(await a.done).toMatchObject({ kind: 'finish', reason: 'length', usage: { completionTokens: 5 } });
+    for (const [run, generated] of [
+      [b, 0],
+      [c, 2],
+    ] as const) {
+      const end = await run.done;
+      expect(end).toMatchObject({ kind: 'error', usage: { completionTokens: generated } });
+      if (end.kind !== 'error') continue;
+      expect(end.error.status).toBe(503);
+      expect(end.error.code).toBe('experts_unavailable');
+      expect(end.error.message).toBe(
+        'this request needs experts 4,6, which no live worker holds (layer 0: experts 4,6 have no live worker (failed: ws://b); experts 4-7 have no live worker: worker ws://b exited)',
+      );
+    }
+    // c's cache (held since its prefill) is released once it ended; nothing is left.
+    await until(() => s.running === 0 && engine.cached.size === 0);
     await s.shutdown(0);
   });
 

@@ -11,6 +11,8 @@ export interface ServeProcess {
   readonly child: ChildProcess;
   /** Everything the server logged to stderr so far (pino JSON lines). */
   stderr(): string;
+  /** Every line the server wrote to stdout so far. */
+  stdout(): string;
   /** Resolves with the exit code once the process has ended. */
   readonly exited: Promise<number | null>;
   /** SIGTERM, waits for the exit (SIGKILL after `timeoutMs`), returns the exit code. */
@@ -38,6 +40,7 @@ export function startServe(
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
   });
+  let stdout = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const stop = async (timeoutMs = 30_000): Promise<number | null> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -52,10 +55,11 @@ export function startServe(
       reject(new Error(`kmoe serve printed no URL within 60 s; stderr:\n${stderr}`));
     }, 60_000);
     createInterface({ input: child.stdout! }).on('line', (line) => {
+      stdout += `${line}\n`;
       const m = /^kmoe serve listening on (http:\/\/\S+)$/.exec(line);
       if (!m) return;
       clearTimeout(timer);
-      resolve({ url: m[1]!, child, stderr: () => stderr, exited, stop });
+      resolve({ url: m[1]!, child, stderr: () => stderr, stdout: () => stdout, exited, stop });
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
