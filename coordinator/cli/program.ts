@@ -198,6 +198,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
           'bytes per token per MoE layer, vs native top-K, per worker',
       ),
     )
+    .addOption(
+      opt.trace(
+        'write the routing decisions of the run (per window and MoE layer: chosen experts and weights, and the ' +
+          'native top-K) to this file, JSON Lines, gzip if it ends in .gz; read by kmoe bench traffic',
+      ),
+    )
     .addOption(opt.workers('0'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
