@@ -6,6 +6,7 @@ import path from 'node:path';
 import { CorpusError, parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
+import { isProfilePath } from '../../../shared/routing/profile.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
 import { type DispatchSummary, summarizeDispatch } from '../../cluster/dispatch-stats.js';
@@ -98,7 +99,10 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
         format: ROUTING_TRACE_FORMAT,
         version: ROUTING_TRACE_VERSION,
         model: { dir: modelDir, type: info.modelType, fingerprint: info.fingerprint },
-        routing: info.defaultRouting,
+        // A profile as a path relative to here (`recommended` resolves to an absolute one).
+        routing: isProfilePath(info.defaultRouting)
+          ? path.relative(process.cwd(), info.defaultRouting)
+          : info.defaultRouting,
         corpus,
         windows,
         windowLen,
