@@ -85,8 +85,9 @@ export interface TrafficRow {
   readonly saving: { readonly dedup: number; readonly noDedup: number };
 }
 
-/** A routing's name for people: a profile by its file name, a spec as written. */
-export function routingLabel(routing: string): string {
+/** A routing's name for people: a profile by its file name, a spec as written, native top-K said so. */
+export function routingLabel(routing: string, nativeK: number): string {
+  if (routing === `topk:${nativeK}`) return `native (${routing})`;
   return routing.toLowerCase().endsWith('.json') ? path.basename(routing, '.json') : routing;
 }
 
@@ -125,7 +126,7 @@ export async function run(o: BenchTrafficOptions, argv: readonly string[]): Prom
       const grid = () => clusters.map(() => wires.map(zeroVariants));
       g = {
         routing: h.routing,
-        label: routingLabel(h.routing),
+        label: routingLabel(h.routing, h.nativeK),
         traces: [],
         windows: 0,
         tokenLayers: 0,
@@ -164,7 +165,7 @@ export async function run(o: BenchTrafficOptions, argv: readonly string[]): Prom
         });
       });
     }
-    log(`${file}: ${routingLabel(h.routing)}, ${h.corpus} windows ${h.windows.start}:${h.windows.end}`);
+    log(`${file}: ${routingLabel(h.routing, h.nativeK)}, ${h.corpus} windows ${h.windows.start}:${h.windows.end}`);
   }
   if (!first)
     throw new BenchConfigError('no --trace given', { hint: 'record traces with kmoe eval --trace FILE' });
@@ -289,7 +290,8 @@ function chart(
   const labels = groups.map((g) => g.label);
   const value = (label: string, n: number, key: 'chosen' | 'chosenNoDedup') => {
     const r = rows.find((x) => x.label === label && x.workers === n && x.wire === wire);
-    return r ? r.bytesPerTokenLayer[key] : null;
+    // Whole bytes: the labels above the bars stay short enough for 24 bars.
+    return r ? Math.round(r.bytesPerTokenLayer[key]) : null;
   };
   return renderBarChart({
     title: `Bytes per token per MoE layer at hidden ${hidden}, ${wire} wire (routing from recorded traces)`,
