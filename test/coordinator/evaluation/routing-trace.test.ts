@@ -102,6 +102,21 @@ describe.each(['tiny-qwen3-moe', 'tiny-deepseek-v3'])(
   },
 );
 
+it('--trace records one routing: with --sweep it is a usage error', async () => {
+  const r = await runCli([
+    'eval',
+    '--model',
+    MODEL_DIR,
+    '--ids',
+    `${EVAL_DIR}/valid.man.u16`,
+    '--sweep',
+    '--trace',
+    path.join(dir, 'x.jsonl'),
+  ]);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/--trace records one routing: drop --sweep/);
+});
+
 describe('tiny-mixtral: a reduced-K trace against the independent reference', () => {
   let engine: EngineClient;
   beforeAll(async () => {
