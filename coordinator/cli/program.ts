@@ -797,7 +797,8 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       opt
         .trace(
-          'routing trace files written by kmoe eval --trace, comma-separated (one routing each, or several texts)',
+          'routing trace files written by kmoe eval --trace, comma-separated (traces of one routing on several texts are summed)',
+          'files',
         )
         .argParser(parseList('--trace', (s) => s))
         .makeOptionMandatory(),
