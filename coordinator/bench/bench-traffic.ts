@@ -137,6 +137,14 @@ export async function run(o: BenchTrafficOptions, argv: readonly string[]): Prom
       };
       groups.set(h.routing, g);
     }
+    const overlap = g.traces.find(
+      (t) => t.corpus === h.corpus && t.windows.start < h.windows.end && h.windows.start < t.windows.end,
+    );
+    if (overlap)
+      throw new BenchConfigError(
+        `${file} and ${overlap.file} trace ${g.label} on the same windows of ${h.corpus}: they would be counted twice`,
+        { details: { file, other: overlap.file }, hint: 'give each (routing, text window) once' },
+      );
     g.traces.push({ file, corpus: h.corpus, windows: h.windows });
     for await (const w of trace.windows) {
       g.windows++;
@@ -165,7 +173,9 @@ export async function run(o: BenchTrafficOptions, argv: readonly string[]): Prom
         });
       });
     }
-    log(`${file}: ${routingLabel(h.routing, h.nativeK)}, ${h.corpus} windows ${h.windows.start}:${h.windows.end}`);
+    log(
+      `${file}: ${routingLabel(h.routing, h.nativeK)}, ${h.corpus} windows ${h.windows.start}:${h.windows.end}`,
+    );
   }
   if (!first)
     throw new BenchConfigError('no --trace given', { hint: 'record traces with kmoe eval --trace FILE' });

@@ -227,6 +227,19 @@ export async function openRoutingTrace(
   const L = header.windowLen;
   const K = header.nativeK;
   async function* windows(): AsyncGenerator<TraceWindow> {
+    try {
+      yield* records();
+    } catch (err) {
+      if (err instanceof RoutingTraceError) throw err;
+      // A damaged gzip stream or a read error: say which file.
+      throw new RoutingTraceError(`cannot read routing trace ${file}: ${(err as Error).message}`, {
+        cause: err,
+        details: { file },
+        hint: 'record it again with kmoe eval --trace FILE',
+      });
+    }
+  }
+  async function* records(): AsyncGenerator<TraceWindow> {
     let lineNo = 1;
     let expect = header.windows.start;
     for (let r = await lines.next(); !r.done; r = await lines.next()) {

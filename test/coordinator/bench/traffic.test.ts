@@ -168,6 +168,18 @@ describe('kmoe bench traffic', () => {
     ]);
     expect(more.code).toBe(1);
     expect(more.stderr).toMatch(/8 workers exceed the model's 4 experts/);
+    const twice = await runCli([
+      'bench',
+      'traffic',
+      '--trace',
+      `${trace},${trace}`,
+      '--out',
+      path.join(dir, 'x.json'),
+    ]);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toMatch(
+      /trace hand-made on the same windows of hand-made\.u16: they would be counted twice/,
+    );
     const missing = await runCli(['bench', 'traffic', '--trace', path.join(dir, 'none.jsonl')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/cannot read routing trace .*none\.jsonl/);
