@@ -173,6 +173,8 @@ describe('kmoe bench traffic', () => {
       'traffic',
       '--trace',
       `${trace},${trace}`,
+      '--cluster-sizes',
+      '2',
       '--out',
       path.join(dir, 'x.json'),
     ]);
