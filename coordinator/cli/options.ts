@@ -411,6 +411,8 @@ export const opt = {
   windows: (description: string) => new Option('--windows <range>', description),
   out: (description: string, value = 'file') => new Option(`--out <${value}>`, description),
   chart: (description: string) => new Option('--chart <file>', description),
+  /** A routing trace file: written by `eval`, read by `bench traffic` (comma-separated there). */
+  trace: (description: string, value = 'file') => new Option(`--trace <${value}>`, description),
   host: (description = 'address to listen on') => new Option('--host <addr>', description),
   port: (description: string) =>
     new Option('--port <port>', description).argParser(parseInteger('--port', { min: 0, max: 65535 })),

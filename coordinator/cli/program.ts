@@ -199,6 +199,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
           'bytes per token per MoE layer, vs native top-K, per worker',
       ),
     )
+    .addOption(
+      opt.trace(
+        'write the routing decisions of the run (per window and MoE layer: chosen experts and weights, and the ' +
+          'native top-K) to this file, JSON Lines, gzip if it ends in .gz; read by kmoe bench traffic',
+      ),
+    )
     .addOption(opt.workers('0'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
@@ -849,6 +855,50 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       for (const r of o.routing ?? []) await checkRouting(o.model, r);
       return run({ ...o, ids: singleIds(o.ids)!, settings: sessionSettings(o) }, args);
     };
+  });
+
+  const traffic = sub(
+    bench,
+    'traffic',
+    'bytes per token per MoE layer and per request at a large hidden size, from recorded routing traces',
+  )
+    .addOption(
+      opt
+        .trace(
+          'routing trace files written by kmoe eval --trace, comma-separated (traces of one routing on several texts are summed)',
+          'files',
+        )
+        .argParser(parseList('--trace', (s) => s))
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--hidden <n>', 'hidden size the hidden states are costed at (Mixtral 8x22B: 6144)')
+        .argParser(parseInteger('--hidden', { min: 1 }))
+        .default(6144),
+    )
+    .addOption(
+      new Option('--cluster-sizes <n,...>', 'worker counts to cost, comma-separated (experts split evenly)')
+        .argParser(parseList('--cluster-sizes', parseInteger('--cluster-sizes', { min: 1 })))
+        .default([2, 4, 8], '2,4,8'),
+    )
+    .addOption(
+      new Option('--wire-dtypes <dtypes>', 'wire dtypes to cost, comma-separated')
+        .argParser(parseList('--wire-dtypes', parseChoice('--wire-dtypes', WIRE_DTYPES)))
+        .default([...WIRE_DTYPES], WIRE_DTYPES.join(',')),
+    )
+    .addOption(opt.out('JSON results').default('bench-results/traffic.json'))
+    .addOption(opt.chart('SVG bar chart for the default wire dtype').default('bench-results/traffic.svg'))
+    .addHelpText(
+      'after',
+      "\nArithmetic, not timing: every MoE layer of every traced window is costed with the runtime's placement,\n" +
+        'dispatch plan and wire frame sizes, with and without same-worker dedup, beside native top-K on the same\n' +
+        'router scores. A request = one traced window sent as one batch; decode framing (a message per token) is in\n' +
+        'the JSON. Record traces with: kmoe eval --model DIR --ids FILE --windows second-half [--routing P] --trace T.jsonl.gz',
+    );
+  action(traffic, argv, outcome, async () => {
+    const { run } = await import('../bench/bench-traffic.js');
+    return (o: Omit<Parameters<typeof run>[0], 'traces'> & { trace: string[] }, args) =>
+      run({ ...o, traces: o.trace }, args);
   });
 
   const balance = sub(bench, 'balance', 'replica balancing: baseline vs k-aware on skewed local clusters')

@@ -112,9 +112,17 @@ export class EngineClient {
     return this.thread.call('sequences', null);
   }
 
-  /** Scores windows of `windowLen` ids laid end to end in `ids` (the buffer is moved, not copied). */
-  score(ids: Uint16Array, windowLen: number, routing?: string): Promise<ScoreResult> {
-    const params = routing === undefined ? { ids, windowLen } : { ids, windowLen, routing };
+  /**
+   * Scores windows of `windowLen` ids laid end to end in `ids` (the buffer is moved, not copied);
+   * `trace`: the result carries every MoE layer's routing decision too.
+   */
+  score(ids: Uint16Array, windowLen: number, routing?: string, trace = false): Promise<ScoreResult> {
+    const params = {
+      ids,
+      windowLen,
+      ...(routing === undefined ? {} : { routing }),
+      ...(trace ? { trace } : {}),
+    };
     return this.thread.call('score', params, [ids.buffer as ArrayBuffer]);
   }
 

@@ -23,6 +23,8 @@ export interface ScoreParams {
   readonly ids: Uint16Array;
   readonly windowLen: number;
   readonly routing?: string;
+  /** score: also return every MoE layer's routing decision (kmoe eval --trace). */
+  readonly trace?: boolean;
 }
 
 export type EngineSchema = {

@@ -54,7 +54,7 @@ const emit = serveThread<EngineSchema>({
     return { result: ready().liveSequences };
   },
   async score(p) {
-    return { result: await ready().score(p.ids, p.windowLen, p.routing) };
+    return { result: await ready().score(p.ids, p.windowLen, p.routing, p.trace === true) };
   },
   async routerSignals(p, progress) {
     // The calibration probes observe the MoE seam; the engine only runs the windows.

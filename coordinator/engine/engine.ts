@@ -14,6 +14,7 @@ import { MissingExpertsInBatchError } from '../moe/errors.js';
 import type { ExpertBackend } from '../moe/expert-backend.js';
 import type { MoeObserver } from '../moe/observer.js';
 import { routingStatsObserver } from '../moe/observers/routing-stats.js';
+import { type RoutingTraceLayer, RoutingTraceRecorder } from '../moe/observers/routing-trace.js';
 import { Rng, type SamplingParams, sampleToken } from '../sampling.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
@@ -147,6 +148,8 @@ export interface ScoreResult {
   readonly nllSum: number;
   readonly scored: number;
   readonly stats: RoutingStatsJSON;
+  /** With `trace`: every MoE layer's decision and native top-K, rows = the windows end to end. */
+  readonly trace?: RoutingTraceLayer[];
 }
 
 /** Distinct routing policies kept resolved; a Map iterates in insertion order, oldest first. */
@@ -407,7 +410,12 @@ export class Engine {
    * Perplexity scoring of independent windows (no cache kept): position i of each window is scored
    * for predicting token i+1, so a window of L ids contributes L-1 scored tokens.
    */
-  async score(ids: Uint16Array, windowLen: number, routing: string | undefined): Promise<ScoreResult> {
+  async score(
+    ids: Uint16Array,
+    windowLen: number,
+    routing: string | undefined,
+    trace = false,
+  ): Promise<ScoreResult> {
     if (windowLen < 2 || ids.length === 0 || ids.length % windowLen !== 0) {
       throw new RangeError(`score: ${ids.length} ids do not split into windows of ${windowLen}`);
     }
@@ -417,7 +425,9 @@ export class Engine {
     for (let w = 0; w < W; w++)
       items.push({ tokens: ids.subarray(w * windowLen, (w + 1) * windowLen), policy });
     const local = new RoutingStats(this.routingModel);
-    const fwd = await this.runner.forward(items, [routingStatsObserver(local), this.statsObserver]);
+    const recorder = trace ? new RoutingTraceRecorder(this.routingModel) : undefined;
+    const observers = [routingStatsObserver(local), this.statsObserver];
+    const fwd = await this.runner.forward(items, recorder ? [...observers, recorder] : observers);
     const targets = new BigInt64Array(ids.length);
     for (let i = 0; i < ids.length; i++) {
       // The last position of a window has no target inside the window; it is scored against 0 and ignored.
@@ -426,7 +436,8 @@ export class Engine {
     const nll = await this.runner.nll(fwd.hidden, targets);
     let nllSum = 0;
     for (let i = 0; i < nll.length; i++) if ((i + 1) % windowLen !== 0) nllSum += nll[i]!;
-    return { nllSum, scored: W * (windowLen - 1), stats: local.toJSON() };
+    const result = { nllSum, scored: W * (windowLen - 1), stats: local.toJSON() };
+    return recorder ? { ...result, trace: recorder.layers() } : result;
   }
 
   /**

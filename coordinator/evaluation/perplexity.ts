@@ -5,6 +5,7 @@
 
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { EngineClient } from '../engine/engine-client.js';
+import type { RoutingTraceLayer } from '../moe/observers/routing-trace.js';
 
 export const STANDARD_WINDOW = 256;
 
@@ -16,6 +17,11 @@ export interface PerplexityOptions {
   /** Window index range [start, end) of the corpus; default all whole windows. */
   readonly windows?: { readonly start: number; readonly end: number };
   readonly onProgress?: (windowsDone: number, windowsTotal: number, runningPpl: number) => void;
+  /**
+   * Given: every batch's routing decisions (per MoE layer, rows = its windows end to end), in window
+   * order, awaited before the next batch is merged (kmoe eval --trace).
+   */
+  readonly onTrace?: (layers: RoutingTraceLayer[], windows: number) => Promise<void>;
 }
 
 export interface PerplexityReport {
@@ -71,7 +77,9 @@ export async function evaluatePerplexity(
   // Two calls in flight: the engine thread starts the next batch while this thread merges the last.
   const batches: [number, number][] = [];
   for (let w = range.start; w < range.end; w += batch) batches.push([w, Math.min(range.end, w + batch)]);
-  const submit = (b: [number, number]) => engine.score(ids.slice(b[0] * L, b[1] * L), L, routing);
+  const trace = options.onTrace;
+  const submit = (b: [number, number]) =>
+    engine.score(ids.slice(b[0] * L, b[1] * L), L, routing, trace !== undefined);
   const inflight = batches.slice(0, 2).map(submit);
   for (let i = 0; i < batches.length; i++) {
     const r = await inflight[i]!;
@@ -79,7 +87,12 @@ export async function evaluatePerplexity(
     nllSum += r.nllSum;
     scored += r.scored;
     stats.merge(RoutingStats.fromJSON(r.stats));
-    done += batches[i]![1] - batches[i]![0];
+    const n = batches[i]![1] - batches[i]![0];
+    if (trace) {
+      if (!r.trace) throw new Error('engine returned no routing trace');
+      await trace(r.trace, n);
+    }
+    done += n;
     options.onProgress?.(done, count, Math.exp(nllSum / scored));
   }
   const seconds = (performance.now() - started) / 1000;

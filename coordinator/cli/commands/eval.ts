@@ -4,7 +4,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CorpusError, parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
+import { loadModelConfig } from '../../../shared/model/config.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
+import { isProfilePath } from '../../../shared/routing/profile.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
 import { type DispatchSummary, summarizeDispatch } from '../../cluster/dispatch-stats.js';
@@ -15,6 +17,11 @@ import {
   STANDARD_WINDOW,
   windowCount,
 } from '../../evaluation/perplexity.js';
+import {
+  ROUTING_TRACE_FORMAT,
+  ROUTING_TRACE_VERSION,
+  RoutingTraceWriter,
+} from '../../evaluation/routing-trace.js';
 import { defaultSweep, runSweep } from '../../evaluation/sweep.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleIds, singleRouting } from '../options.js';
@@ -34,9 +41,11 @@ export interface EvalOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly sweep?: boolean;
   readonly chart?: string;
   readonly json?: boolean;
+  /** Write the routing decisions of the run to this file (routing trace format). */
+  readonly trace?: string;
 }
 
-export async function run(o: EvalOptions): Promise<number> {
+export async function run(o: EvalOptions, argv: readonly string[] = []): Promise<number> {
   const modelDir = o.model;
   const idsPath = singleIds(o.ids);
   const textPath = o.text;
@@ -49,6 +58,8 @@ export async function run(o: EvalOptions): Promise<number> {
   const human = o.json ? process.stderr : process.stdout;
   if (o.chart !== undefined && !o.sweep)
     throw new UsageError('--chart draws the --sweep results: add --sweep');
+  if (o.trace !== undefined && o.sweep)
+    throw new UsageError('--trace records one routing: drop --sweep (or --trace)');
   if (o.sweep) {
     for (const flag of ['workers', 'wire', 'dispatchTimeout', 'balance'] as const) {
       if (o[flag] !== undefined)
@@ -74,6 +85,7 @@ export async function run(o: EvalOptions): Promise<number> {
   let report: PerplexityReport;
   let dispatch: DispatchSummary | undefined;
   let engine: EngineClient | undefined;
+  let trace: RoutingTraceWriter | undefined;
   try {
     engine = await EngineClient.start({
       modelDir,
@@ -81,6 +93,30 @@ export async function run(o: EvalOptions): Promise<number> {
       experts: placed.experts,
       ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
     });
+    if (o.trace !== undefined) {
+      const info = engine.info;
+      trace = await RoutingTraceWriter.create(o.trace, {
+        format: ROUTING_TRACE_FORMAT,
+        version: ROUTING_TRACE_VERSION,
+        model: { dir: modelDir, type: info.modelType, fingerprint: info.fingerprint },
+        // A profile as a path relative to here (`recommended` resolves to an absolute one).
+        routing: isProfilePath(info.defaultRouting)
+          ? path.relative(process.cwd(), info.defaultRouting)
+          : info.defaultRouting,
+        corpus,
+        windows,
+        windowLen,
+        numExperts: info.numExperts,
+        nativeK: info.nativeK,
+        hidden: (await loadModelConfig(modelDir)).hiddenSize,
+        // Absent: MoE layer i is decoder layer i.
+        moeLayers: [
+          ...(info.routing.moeLayers ?? Array.from({ length: info.routing.numLayers }, (_, i) => i)),
+        ],
+        command: `kmoe eval ${argv.join(' ')}`.trim(),
+      });
+    }
+    const writer = trace;
     const bar = new ProgressBar({
       label: 'eval',
       total: windows.end - windows.start,
@@ -93,15 +129,21 @@ export async function run(o: EvalOptions): Promise<number> {
       batchWindows,
       windows,
       onProgress: (done, _total, ppl) => bar.update(done, `ppl ${ppl.toFixed(3)}`),
+      ...(writer ? { onTrace: (layers, n) => writer.write(layers, n) } : {}),
     });
     bar.finish(`ppl ${report.perplexity.toFixed(4)}`);
+    await trace?.close();
+    trace = undefined;
     const stats = await running.dispatchStats();
     dispatch = stats === null ? undefined : summarizeDispatch(stats);
   } finally {
+    // Only on failure: a trace that did not cover every window is removed, not left half-written.
+    await trace?.discard();
     await engine?.close();
     await placed.cluster?.stop();
   }
   human.write(formatReport(report, corpus));
+  if (o.trace !== undefined) human.write(`trace         wrote ${o.trace}\n`);
   if (dispatch) human.write(formatDispatch(dispatch));
   if (o.json) {
     const { stats: _stats, ...summary } = report;
