@@ -190,7 +190,8 @@ export async function runCell(spec: NetworkCellSpec): Promise<NetworkCellResult>
   } finally {
     const exited = new Promise((res) => child.once('exit', res));
     child.kill('SIGTERM');
-    await Promise.race([exited, new Promise((res) => setTimeout(res, 15_000))]);
+    // Unref'd: a pending timer must not keep this process alive after serve has exited.
+    await Promise.race([exited, new Promise((res) => setTimeout(res, 15_000).unref())]);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 }

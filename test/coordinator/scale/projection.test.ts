@@ -1,0 +1,91 @@
+// The 8x22B projection's arithmetic against numbers computed by hand (and in the comments), so a
+// change to the model shows up as a changed figure, not a silently different table.
+
+import { describe, expect, it } from 'vitest';
+import {
+  H100_BF16,
+  hostsTouched,
+  kDistributionFromAverage,
+  mixtralDenseParamsPerLayer,
+  type ProjectionInputs,
+  project,
+  projectCell,
+} from '../../../coordinator/scale/projection.js';
+import { mixtral8x22b } from '../../../coordinator/scale/projection-report.js';
+
+describe('projection arithmetic', () => {
+  it('expected hosts a token touches: N (1 - C(E - E/N, k) / C(E, k))', () => {
+    // 2 hosts: 1 - C(4,2)/C(8,2) = 1 - 6/28 -> 2 x 22/28 = 11/7.
+    expect(hostsTouched(2, 8, 2)).toBeCloseTo(11 / 7, 12);
+    // 4 hosts: 4 x (1 - C(6,2)/28) = 4 x 13/28 = 13/7.
+    expect(hostsTouched(2, 8, 4)).toBeCloseTo(13 / 7, 12);
+    // 8 hosts: every expert on its own host.
+    expect(hostsTouched(2, 8, 8)).toBeCloseTo(2, 12);
+    expect(hostsTouched(1, 8, 4)).toBeCloseTo(1, 12);
+    expect(hostsTouched(0, 8, 4)).toBe(0);
+  });
+
+  it('8x22B dense part per layer and the K distribution of an average', () => {
+    // q, o: 6144^2 each; k, v: 6144 x (8 x 128) each; router 6144 x 8; two norms of 6144.
+    expect(mixtralDenseParamsPerLayer({ hidden: 6144, heads: 48, kvHeads: 8, numExperts: 8 })).toBe(
+      2 * 37_748_736 + 2 * 6_291_456 + 49_152 + 12_288,
+    );
+    expect(mixtral8x22b().denseParamsPerLayer).toBe(88_141_824);
+    const p = kDistributionFromAverage(1.42, 2);
+    expect(p[0]).toBe(0);
+    expect(p[1]).toBeCloseTo(0.58, 12);
+    expect(p[2]).toBeCloseTo(0.42, 12);
+    expect(kDistributionFromAverage(0.5, 2)).toEqual([0.5, 0.5, 0]);
+  });
+
+  const inputs: ProjectionInputs = {
+    model: mixtral8x22b(),
+    hosts: [2],
+    linkGbitPerSecond: [10],
+    batches: [128],
+    profiles: [
+      { name: 'native', kDistribution: [0, 0, 1], source: 'test' },
+      { name: 'skip', kDistribution: kDistributionFromAverage(1.42, 2), source: 'test' },
+    ],
+    gpu: H100_BF16,
+    wireBytesPerValue: 2,
+    wireEfficiency: { value: 1, source: 'test' },
+    rttMs: { value: 0.05, source: 'test' },
+  };
+
+  it('one cell: 2 hosts, 10 Gbit/s, 128 tokens, native top-2', () => {
+    const c = projectCell(inputs, 2, 10, 128, inputs.profiles[0]!);
+    // 11/7 hosts x 6144 values x 2 bytes per token per layer.
+    expect(c.bytesPerTokenLayer).toBeCloseTo((11 / 7) * 12_288, 9);
+    // One way: 128 x 19,309.71 B x 8 / 1e10 = 1.977315 ms per layer, twice, 56 layers.
+    expect(c.networkMs).toBeCloseTo(56 * 2 * 1.977_314_742_857, 6);
+    // 32 tokens per expert: weight-bound, 603,979,776 B / (3.35 TB/s x 0.7) = 0.257561 ms, 4 experts per host.
+    expect(c.expertMs).toBeCloseTo(56 * 4 * 0.257_560_672_068, 6);
+    // Dense: 88,141,824 x 2 B / 2.345e12 B/s = 0.0751743 ms (above 128 tokens' 0.0380 ms of FLOPs).
+    expect(c.denseMs).toBeCloseTo(56 * 0.075_174_263_539, 6);
+    // 56 x (0.0751743 + 2 x 1.9773147 + 0.05 + 1.0302427) ms.
+    expect(c.stepMsSerial).toBeCloseTo(286.162_600_501, 5);
+    // 56 x (max(0.0751743 + 1.0302427, 1.9773147) + 0.05) ms: the link is the bound.
+    expect(c.stepMsOverlap).toBeCloseTo(113.529_625_6, 5);
+  });
+
+  it('adaptive K (avg 1.42) saves 16.3% of the serial step there, nothing of its expert time', () => {
+    const rows = project(inputs);
+    expect(rows.map((r) => r.profile)).toEqual(['native', 'skip']);
+    const skip = rows[1]!;
+    // 0.58 x 1 + 0.42 x 11/7 = 1.24 hosts per token.
+    expect(skip.hostsPerToken).toBeCloseTo(1.24, 12);
+    expect(skip.stepMsSerial).toBeCloseTo(239.454_831_157, 5);
+    expect(skip.savingSerial).toBeCloseTo(0.163_221_082_22, 8);
+    // Every expert still gets tokens at 128 tokens per step and reads all its weights.
+    expect(skip.expertMs).toBeCloseTo(rows[0]!.expertMs, 6);
+    expect(rows[0]!.savingSerial).toBe(0);
+  });
+
+  it('refuses host counts that do not divide the experts and bad K distributions', () => {
+    expect(() => projectCell(inputs, 3, 10, 1, inputs.profiles[0]!)).toThrow(/do not divide/);
+    expect(() =>
+      project({ ...inputs, profiles: [{ name: 'bad', kDistribution: [0, 0.5, 0.4], source: 't' }] }),
+    ).toThrow(/summing to 1/);
+  });
+});
