@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { PlanError } from './errors.js';
 import { presetConfig } from './presets.js';
 import {
+  EXPERT_SAMPLES,
   H100_BF16,
   type KProfile,
   kDistributionFromAverage,
@@ -150,7 +151,7 @@ export function assumptions(i: ProjectionInputs): string[] {
     "topology (kmoe's): one coordinator host runs embeddings, attention and the router; N expert hosts hold E/N experts of every " +
       "layer each; per MoE layer the coordinator sends each token's hidden state once to every host holding one of its experts " +
       "(dedup) and gets one partial sum back per (token, host); the coordinator's link carries all of it, full duplex",
-    'expert choice: uniform over experts, so a K=2 token touches N(1 - C(E-E/N,2)/C(E,2)) hosts on average; load spread evenly, and the step waits for the mean host, not the busiest (optimistic at 1-16 tokens per step, where one host often gets both experts of a token)',
+    `expert choice: uniform over experts, so a K=2 token touches N(1 - C(E-E/N,2)/C(E,2)) hosts on average; each layer waits for the busiest expert host (mean over ${EXPERT_SAMPLES} sampled steps, seeded: at 1-16 tokens per step one host often gets both experts of a token)`,
     `experts: ${i.expertTime === undefined ? `roofline of ${g.name}: max(6 x tokens x hidden x ffn / (${g.peakTflops} TFLOP/s x ${g.flopFraction}), weights / (${g.memoryTBps} TB/s x ${g.bandwidthFraction})) per expert with tokens` : `measured, ${i.expertTime.source}, interpolated linearly in tokens per call`}; a host's experts run one after another, hosts in parallel`,
     `dense part: roofline of ${g.name} (the same fractions); attention over the KV cache, embeddings and the LM head are not counted`,
     `wire: bf16 hidden states (${i.wireBytesPerValue} bytes per value), bytes on the link / payload = ${i.wireEfficiency.value.toFixed(4)} (${i.wireEfficiency.source}); per-pair indices and weights not counted`,

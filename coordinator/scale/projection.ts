@@ -140,6 +140,72 @@ export function expertSeconds(inputs: ProjectionInputs, tokens: number): number 
   return a.seconds + ((b.seconds - a.seconds) * (tokens - a.batch)) / (b.batch - a.batch);
 }
 
+/** Steps sampled per (hosts, batch, profile) for the busiest host's expert time. */
+export const EXPERT_SAMPLES = 2000;
+
+/** mulberry32: a seeded uniform [0, 1) stream, so the projection is the same on every run. */
+function uniformStream(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Mean over sampled steps of the busiest expert host's time in one MoE layer: every token draws K
+ * from `p` and K distinct experts uniformly; a host runs each of its experts that got tokens once
+ * on all of them (an expert no token chose reads no weights and costs nothing).
+ */
+export function busiestHostSeconds(
+  inputs: ProjectionInputs,
+  hosts: number,
+  batch: number,
+  p: readonly number[],
+  samples = EXPERT_SAMPLES,
+): number {
+  const E = inputs.model.numExperts;
+  const perHost = E / hosts;
+  const rand = uniformStream(0x6b6d6f65 ^ (hosts * 7919 + batch * 104_729));
+  const timeOf = new Map<number, number>();
+  const t = (tokens: number) => {
+    let v = timeOf.get(tokens);
+    if (v === undefined) {
+      v = expertSeconds(inputs, tokens);
+      timeOf.set(tokens, v);
+    }
+    return v;
+  };
+  const tokensAt = new Array<number>(E);
+  const experts = Array.from({ length: E }, (_, e) => e);
+  let sum = 0;
+  for (let s = 0; s < samples; s++) {
+    tokensAt.fill(0);
+    for (let b = 0; b < batch; b++) {
+      let u = rand();
+      let k = 0;
+      while (k < p.length - 1 && u >= p[k]!) u -= p[k++]!;
+      // Partial Fisher-Yates: the first k entries become k distinct experts.
+      for (let j = 0; j < k; j++) {
+        const r = j + Math.floor(rand() * (E - j));
+        [experts[j], experts[r]] = [experts[r]!, experts[j]!];
+        tokensAt[experts[j]!]!++;
+      }
+    }
+    let busiest = 0;
+    for (let h = 0; h < hosts; h++) {
+      let host = 0;
+      for (let e = h * perHost; e < (h + 1) * perHost; e++) host += t(tokensAt[e]!);
+      busiest = Math.max(busiest, host);
+    }
+    sum += busiest;
+  }
+  return sum / samples;
+}
+
 /** One (hosts, link, batch, profile) cell of the projection, without the saving columns. */
 export function projectCell(
   inputs: ProjectionInputs,
@@ -159,12 +225,9 @@ export function projectCell(
   // Out and back each carry one hidden state per (token, host); the coordinator's link carries all
   // of it (every expert host's own link only its share), full duplex.
   const oneWaySeconds = (batch * bytesPerTokenLayer * 8) / (linkGbit * 1e9);
-  // Expert hosts work in parallel, each its E/N experts one after another; tokens spread evenly
-  // over experts; an expert no token chose costs nothing (it reads no weights).
-  const perExpert = (batch * avgK) / model.numExperts;
-  const touched = 1 - (1 - avgK / model.numExperts) ** batch;
-  const hostSeconds =
-    touched === 0 ? 0 : (model.numExperts / hosts) * touched * expertSeconds(inputs, perExpert / touched);
+  // Expert hosts work in parallel, each its E/N experts one after another; the step waits for the
+  // busiest host (sampled: at small batches one host often gets both experts of a token).
+  const hostSeconds = busiestHostSeconds(inputs, hosts, batch, p);
   const denseSeconds = rooflineSeconds(inputs.gpu, model.denseParamsPerLayer, batch);
   const rtt = inputs.rttMs.value / 1000;
   const L = model.moeLayers;

@@ -3,6 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import {
+  busiestHostSeconds,
   H100_BF16,
   hostsTouched,
   kDistributionFromAverage,
@@ -80,6 +81,19 @@ describe('projection arithmetic', () => {
     // Every expert still gets tokens at 128 tokens per step and reads all its weights.
     expect(skip.expertMs).toBeCloseTo(rows[0]!.expertMs, 6);
     expect(rows[0]!.savingSerial).toBe(0);
+  });
+
+  it('the busiest host at one token per step: both experts on one host doubles its time', () => {
+    const t = 0.257_560_672_068e-3; // one 8x22B expert reading its bf16 weights (as above)
+    const one = { ...inputs, batches: [1] };
+    // K = 2 on 2 hosts: same host with probability 3/7 (2t), else t on each: 10/7 t on average.
+    expect(busiestHostSeconds(one, 2, 1, [0, 0, 1]) / t).toBeCloseTo(10 / 7, 1);
+    // 8 hosts: never the same host.
+    expect(busiestHostSeconds(one, 8, 1, [0, 0, 1]) / t).toBeCloseTo(1, 9);
+    // avg K 1.42: 0.58 t + 0.42 x 10/7 t = 1.18 t on 2 hosts.
+    expect(busiestHostSeconds(one, 2, 1, kDistributionFromAverage(1.42, 2)) / t).toBeCloseTo(1.18, 1);
+    // Sampled with a fixed seed: the same figure every run.
+    expect(busiestHostSeconds(one, 2, 1, [0, 0, 1])).toBe(busiestHostSeconds(one, 2, 1, [0, 0, 1]));
   });
 
   it('refuses host counts that do not divide the experts and bad K distributions', () => {
