@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
+import { z } from 'zod';
 import { cliArgv, projectRoot } from '../../shared/runtime/entry-points.js';
 import { describeServer, evalPrompts, policy, runLoad, type ServerDescription } from './bench-serve.js';
 import type { StreamTiming } from './bench-serve-client.js';
@@ -196,9 +197,28 @@ export async function runCell(spec: NetworkCellSpec): Promise<NetworkCellResult>
   }
 }
 
+const specSchema = z.object({
+  model: z.string(),
+  workerUrls: z.array(z.string().regex(/^wss?:\/\//)).min(1),
+  tokenFile: z.string(),
+  wire: z.string(),
+  threads: z.number().int().positive().optional(),
+  routing: z.array(z.string()).min(2).optional(),
+  streams: z.array(z.number().int().positive()).min(1),
+  requests: z.number().int().positive().optional(),
+  maxTokens: z.number().int().positive(),
+  promptChars: z.number().int().positive(),
+  repeats: z.number().int().positive(),
+  timeoutSeconds: z.number().positive(),
+  out: z.string(),
+});
+
 /** The `kmoe bench network-cell --spec FILE` entry: reads the spec the driver wrote. */
 export async function run(o: { spec: string }): Promise<number> {
-  const spec = JSON.parse(await fs.readFile(o.spec, 'utf8')) as NetworkCellSpec;
+  const parsed = specSchema.safeParse(JSON.parse(await fs.readFile(o.spec, 'utf8')));
+  if (!parsed.success)
+    throw new BenchConfigError(`${o.spec} is not a bench network cell spec: ${parsed.error.message}`);
+  const spec: NetworkCellSpec = parsed.data;
   const result = await runCell(spec);
   const failed = result.runs.reduce((n, r) => n + r.errors.length, 0);
   return failed > 0 ? 1 : 0;
