@@ -1,6 +1,10 @@
 // The 8x22B projection's arithmetic against numbers computed by hand (and in the comments), so a
 // change to the model shows up as a changed figure, not a silently different table.
 
+import { readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   busiestHostSeconds,
@@ -13,6 +17,7 @@ import {
   projectCell,
 } from '../../../coordinator/scale/projection.js';
 import { mixtral8x22b } from '../../../coordinator/scale/projection-report.js';
+import { runCli } from '../../helpers/cli.js';
 
 describe('projection arithmetic', () => {
   it('expected hosts a token touches: N (1 - C(E - E/N, k) / C(E, k))', () => {
@@ -101,5 +106,53 @@ describe('projection arithmetic', () => {
     expect(() =>
       project({ ...inputs, profiles: [{ name: 'bad', kDistribution: [0, 0.5, 0.4], source: 't' }] }),
     ).toThrow(/summing to 1/);
+  });
+});
+
+describe('kmoe bench project', () => {
+  it('writes the table and the JSON with every assumption beside the numbers', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kmoe-project-'));
+    try {
+      const out = path.join(dir, 'projection.json');
+      const r = await runCli([
+        'bench',
+        'project',
+        '--hosts',
+        '2,8',
+        '--links',
+        '10',
+        '--batches',
+        '128',
+        '--expert-results',
+        path.join(dir, 'absent-expert.json'),
+        '--network-results',
+        path.join(dir, 'absent-network.json'),
+        '--out',
+        out,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const json = JSON.parse(readFileSync(out, 'utf8')) as {
+        assumptions: string[];
+        rows: { hosts: number; profile: string; stepMsSerial: number; savingSerial: number }[];
+      };
+      // Native top-2 and the four calibrated profiles of bench-results/adaptive-k, for 2 host counts.
+      expect(json.rows).toHaveLength(2 * 5);
+      expect(json.rows[0]!.profile).toBe('native top-2');
+      // Same inputs as the hand-computed cell above, but with the assumed TCP/Ethernet overhead.
+      expect(json.rows[0]!.stepMsSerial).toBeGreaterThan(286.16);
+      expect(json.assumptions.join('\n')).toMatch(/H100 SXM.*989 TFLOP\/s x 0\.6/);
+      expect(json.assumptions.join('\n')).toMatch(/1538 wire bytes per 1448 payload bytes/);
+      const md = readFileSync(path.join(dir, 'projection.md'), 'utf8');
+      expect(md).toMatch(/\| hosts \| link Gbit\/s \|/);
+      expect(md).toMatch(/- latency: 0\.05 ms per MoE layer/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses host counts that do not divide the experts', async () => {
+    const r = await runCli(['bench', 'project', '--hosts', '3']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--hosts must be one of 1, 2, 4, 8, got '3'/);
   });
 });
