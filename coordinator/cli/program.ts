@@ -1033,7 +1033,7 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
             return r;
           }),
         )
-        .default(['100mbit', '1gbit', 'unlimited'], '100mbit,1gbit,unlimited'),
+        .default(['10mbit', '100mbit', '1gbit', 'unlimited'], '10mbit,100mbit,1gbit,unlimited'),
     )
     .addOption(
       opt.routing(
