@@ -107,6 +107,8 @@ export interface NetworkRow {
   readonly dispatchBytesPerOutputToken: number;
   /** Bytes through the coordinator's link per generated token (frames on the veth, both ways). */
   readonly linkBytesPerOutputToken: number;
+  /** Bytes through the coordinator's link per token processed (prompt and generated). */
+  readonly linkBytesPerToken: number;
   /** Link bytes / dispatch bytes: TCP/IP, Ethernet and WebSocket overhead, ACKs, pings. */
   readonly wireEfficiency: number;
   /** Mean link throughput over the runs, Mbit/s (both directions added). */
@@ -141,6 +143,7 @@ export function summarizeRuns(rate: string, runs: readonly NetworkRun[], nativeK
     avgK: native === 0 ? 0 : (activations / native) * nativeK,
     dispatchBytesPerOutputToken: completion === 0 ? 0 : dispatch / completion,
     linkBytesPerOutputToken: completion === 0 ? 0 : link / completion,
+    linkBytesPerToken: link / Math.max(1, completion + sum((r) => r.promptTokens)),
     wireEfficiency: dispatch === 0 ? 0 : link / dispatch,
     linkMbitPerSecond: (link * 8) / 1e6 / sum((r) => r.wallSeconds),
   };
