@@ -153,6 +153,8 @@ export function assumptions(i: ProjectionInputs): string[] {
       "(dedup) and gets one partial sum back per (token, host); the coordinator's link carries all of it, full duplex",
     `expert choice: uniform over experts, so a K=2 token touches N(1 - C(E-E/N,2)/C(E,2)) hosts on average; each layer waits for the busiest expert host (mean over ${EXPERT_SAMPLES} sampled steps, seeded: at 1-16 tokens per step one host often gets both experts of a token)`,
     `experts: ${i.expertTime === undefined ? `roofline of ${g.name}: max(6 x tokens x hidden x ffn / (${g.peakTflops} TFLOP/s x ${g.flopFraction}), weights / (${g.memoryTBps} TB/s x ${g.bandwidthFraction})) per expert with tokens` : `measured, ${i.expertTime.source}, interpolated linearly in tokens per call`}; a host's experts run one after another, hosts in parallel`,
+    'memory is not checked: a host holds 8/N experts x 31.5 GiB (bf16, 56 layers), 126 GiB on 2 hosts, more than one 80 GB GPU; ' +
+      "each host computes at one GPU's rate (a host whose experts sit on several GPUs would run them in parallel: less expert time)",
     `dense part: roofline of ${g.name} (the same fractions); attention over the KV cache, embeddings and the LM head are not counted`,
     `wire: bf16 hidden states (${i.wireBytesPerValue} bytes per value), bytes on the link / payload = ${i.wireEfficiency.value.toFixed(4)} (${i.wireEfficiency.source}); per-pair indices and weights not counted`,
     `latency: ${i.rttMs.value} ms per MoE layer (${i.rttMs.source})`,
@@ -181,7 +183,7 @@ export async function run(o: ProjectOptions, argv: readonly string[]): Promise<n
   const rows = project(inputs);
   const notes = assumptions(inputs);
   const md = [
-    `Projection: ${inputs.model.name} on N expert hosts (kmoe bench project ${argv.join(' ')})`,
+    `Projection: ${inputs.model.name} on N expert hosts (${`kmoe bench project ${argv.join(' ')}`.trim()})`,
     '',
     ...notes.map((n) => `- ${n}`),
     '',
