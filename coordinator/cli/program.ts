@@ -1075,8 +1075,8 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
     .addHelpText(
       'after',
       '\nNeeds root: each rate builds its own network with deploy/netns/kmoe-netns.sh (a namespace per worker and\n' +
-        'one for the coordinator, tc htb on every link, RTT measured) and removes it afterwards. Without a cluster\n' +
-        'token a random one is generated for the run.',
+        'one for the coordinator, tc htb on every link, RTT measured) and removes it afterwards. --workers N: one\n' +
+        'worker namespace each (URLs are refused). Without a cluster token a random one is generated for the run.',
     );
   action(network, argv, outcome, async () => {
     const [{ run }, { checkRouting }] = await Promise.all([

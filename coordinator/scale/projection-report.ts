@@ -109,7 +109,11 @@ function measuredExpertTime(file: string, model: ProjectionModel, format?: strin
   };
 }
 
-const networkSchema = z.looseObject({ command: z.string(), wireEfficiency: z.number().positive() });
+const networkSchema = z.looseObject({
+  command: z.string(),
+  wireEfficiency: z.number().positive(),
+  model: z.looseObject({ hidden: z.number() }),
+});
 
 export function projectionInputs(o: ProjectOptions): ProjectionInputs {
   const model = mixtral8x22b();
@@ -134,7 +138,11 @@ export function projectionInputs(o: ProjectOptions): ProjectionInputs {
             value: TCP_ETHERNET_EFFICIENCY,
             source: 'assumed: full-size TCP segments on Ethernet, 1538 wire bytes per 1448 payload bytes',
           }
-        : { value: network.wireEfficiency, source: `measured: ${o.networkResults} ("${network.command}")` },
+        : {
+            value: network.wireEfficiency,
+            // Frames of a smaller hidden size carry relatively more header bytes: say which one.
+            source: `measured at hidden ${network.model.hidden}: ${o.networkResults} ("${network.command}")`,
+          },
     rttMs: {
       value: o.rttMs,
       source: 'assumed: one request/reply per MoE layer between hosts in one rack (TCP)',

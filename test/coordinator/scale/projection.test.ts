@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   busiestHostSeconds,
+  expertSeconds,
   H100_BF16,
   hostsTouched,
   kDistributionFromAverage,
@@ -101,6 +102,24 @@ describe('projection arithmetic', () => {
     expect(busiestHostSeconds(one, 2, 1, [0, 0, 1])).toBe(busiestHostSeconds(one, 2, 1, [0, 0, 1]));
   });
 
+  it('measured expert time: linear between points, proportional beyond the last, the first below it', () => {
+    const measured = {
+      ...inputs,
+      expertTime: {
+        source: 'test',
+        points: [
+          { batch: 8, seconds: 0.004 },
+          { batch: 1, seconds: 0.002 },
+        ],
+      },
+    };
+    expect(expertSeconds(measured, 0)).toBe(0);
+    expect(expertSeconds(measured, 0.5)).toBe(0.002);
+    // 1 -> 2 ms, 8 -> 4 ms: 4.5 tokens is halfway, 3 ms.
+    expect(expertSeconds(measured, 4.5)).toBeCloseTo(0.003, 12);
+    expect(expertSeconds(measured, 16)).toBeCloseTo(0.008, 12);
+  });
+
   it('refuses host counts that do not divide the experts and bad K distributions', () => {
     expect(() => projectCell(inputs, 3, 10, 1, inputs.profiles[0]!)).toThrow(/do not divide/);
     expect(() =>
@@ -145,6 +164,64 @@ describe('kmoe bench project', () => {
       const md = readFileSync(path.join(dir, 'projection.md'), 'utf8');
       expect(md).toMatch(/\| hosts \| link Gbit\/s \|/);
       expect(md).toMatch(/- latency: 0\.05 ms per MoE layer/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes the expert time and the wire efficiency from bench results when they exist', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kmoe-project-'));
+    try {
+      const expert = path.join(dir, 'expert.json');
+      const network = path.join(dir, 'network.json');
+      const out = path.join(dir, 'projection.json');
+      await fs.writeFile(
+        expert,
+        JSON.stringify({
+          command: 'kmoe bench expert --device cuda',
+          device: 'cuda',
+          machine: { cpu: 'test cpu' },
+          shape: { hidden: 6144, ffn: 16384 },
+          points: [
+            { format: 'fp32', batch: 1, seconds: 0.001 },
+            { format: 'fp32', batch: 64, seconds: 0.002 },
+          ],
+        }),
+      );
+      await fs.writeFile(
+        network,
+        JSON.stringify({ command: 'kmoe bench network', wireEfficiency: 1.25, model: { hidden: 4096 } }),
+      );
+      const r = await runCli([
+        'bench',
+        'project',
+        '--hosts',
+        '8',
+        '--links',
+        '10',
+        '--batches',
+        '1',
+        '--expert-results',
+        expert,
+        '--network-results',
+        network,
+        '--rtt-ms',
+        '0',
+        '--out',
+        out,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const json = JSON.parse(readFileSync(out, 'utf8')) as {
+        assumptions: string[];
+        rows: { profile: string; expertMs: number; bytesPerTokenLayer: number }[];
+      };
+      const native = json.rows[0]!;
+      // 8 hosts, 1 token, K=2: two experts on two hosts at once, 1 ms each, 56 layers.
+      expect(native.expertMs).toBeCloseTo(56, 9);
+      // 2 hosts per token x 6144 x 2 bytes x 1.25.
+      expect(native.bytesPerTokenLayer).toBeCloseTo(2 * 6144 * 2 * 1.25, 9);
+      expect(json.assumptions.join('\n')).toMatch(/measured, .*expert\.json: fp32 on cuda/);
+      expect(json.assumptions.join('\n')).toMatch(/= 1\.2500 \(measured at hidden 4096/);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
