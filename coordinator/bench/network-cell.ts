@@ -21,6 +21,8 @@ export interface NetworkCellSpec {
   readonly tokenFile: string;
   readonly wire: string;
   readonly threads?: number;
+  /** kmoe serve --overlap: two micro-batches, one computing while the other waits for its experts. */
+  readonly overlap?: boolean;
   /** Routing specs or profile paths; default: native top-K, then topk:1. */
   readonly routing?: readonly string[];
   readonly streams: readonly number[];
@@ -121,6 +123,7 @@ function startServe(spec: NetworkCellSpec): Promise<{ url: string; child: ChildP
     '--log-level',
     'warn',
     ...(spec.threads === undefined ? [] : ['--threads', String(spec.threads)]),
+    ...(spec.overlap ? ['--overlap'] : []),
   ];
   const child = spawn(process.execPath, args, {
     cwd: projectRoot(),
@@ -203,6 +206,7 @@ const specSchema = z.object({
   tokenFile: z.string(),
   wire: z.string(),
   threads: z.number().int().positive().optional(),
+  overlap: z.boolean().optional(),
   routing: z.array(z.string()).min(2).optional(),
   streams: z.array(z.number().int().positive()).min(1),
   requests: z.number().int().positive().optional(),

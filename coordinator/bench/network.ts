@@ -31,6 +31,8 @@ export interface BenchNetworkOptions {
   readonly repeats: number;
   readonly wire: string;
   readonly threads?: number;
+  /** kmoe serve --overlap. */
+  readonly overlap?: boolean;
   /** The cluster token; a fresh random one when not given. */
   readonly clusterToken?: string;
   /** Seconds per request. */
@@ -178,6 +180,7 @@ async function runRate(
     tokenFile,
     wire: o.wire,
     ...(o.threads === undefined ? {} : { threads: o.threads }),
+    ...(o.overlap ? { overlap: true } : {}),
     ...(o.routing === undefined ? {} : { routing: o.routing.map((r) => r) }),
     streams: o.streams,
     ...(o.requests === undefined ? {} : { requests: o.requests }),
@@ -298,6 +301,7 @@ export async function run(o: BenchNetworkOptions, argv: readonly string[]): Prom
       },
       workers: ranges.map((experts, i) => ({ index: i, experts })),
       wire: o.wire,
+      overlap: o.overlap === true,
       maxTokens: o.maxTokens,
       promptChars: o.promptChars,
       repeats: o.repeats,

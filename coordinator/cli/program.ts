@@ -1063,6 +1063,7 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
         .default(2),
     )
     .addOption(opt.wire())
+    .addOption(opt.overlap())
     .addOption(opt.clusterTokenFile())
     .addOption(opt.threads('onnxruntime threads of each worker and of kmoe serve (default: all cores)'))
     .addOption(
