@@ -31,7 +31,7 @@ export interface BenchServeOptions {
   readonly timeout: number;
 }
 
-interface Policy {
+export interface Policy {
   readonly label: string;
   readonly routing: string | object;
 }
@@ -142,14 +142,14 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
   return failed > 0 ? 1 : 0;
 }
 
-interface ServerDescription {
+export interface ServerDescription {
   readonly model: string;
   readonly nativeK: number;
   readonly numLayers: number;
   readonly experts: string;
 }
 
-async function describeServer(url: string): Promise<ServerDescription> {
+export async function describeServer(url: string): Promise<ServerDescription> {
   const get = async (p: string): Promise<unknown> => {
     const res = await fetch(`${url}${p}`, { signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
       throw new ServeRequestError(
@@ -176,7 +176,7 @@ async function describeServer(url: string): Promise<ServerDescription> {
   };
 }
 
-function policy(arg: string): Policy {
+export function policy(arg: string): Policy {
   if (!isProfilePath(arg)) return { label: arg, routing: arg };
   // Sent inline, so the server needs no copy of the file.
   const json = JSON.parse(readFileSync(arg, 'utf8')) as object;
@@ -184,7 +184,7 @@ function policy(arg: string): Policy {
 }
 
 /** Slices of the eval corpora, alternating docs and code, starting at line boundaries. */
-function evalPrompts(count: number, chars: number): string[] {
+export function evalPrompts(count: number, chars: number): string[] {
   const root = projectRoot();
   const sources = ['valid.docs.txt', 'valid.code.txt'].map((f) =>
     readFileSync(path.join(root, 'data/eval', f), 'utf8'),
@@ -199,13 +199,13 @@ function evalPrompts(count: number, chars: number): string[] {
 }
 
 /** One pass of a level: its requests with `concurrency` in flight. */
-interface Run {
+export interface Run {
   readonly timings: StreamTiming[];
   readonly errors: string[];
   readonly wallSeconds: number;
 }
 
-async function runLoad(
+export async function runLoad(
   base: { url: string; model: string; maxTokens: number; timeoutMs: number; routing: string | object },
   concurrency: number,
   prompts: readonly string[],

@@ -30,6 +30,7 @@ import {
   parseVersus,
   parseWorkers,
   singleIds,
+  type WorkersArg,
 } from './options.js';
 import { UsageError } from './usage-error.js';
 
@@ -1087,6 +1088,8 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     };
   });
 
+  addNetworkBenchmarks(bench, argv, outcome);
+
   const adaptiveK = sub(
     bench,
     'adaptive-k',
@@ -1132,5 +1135,160 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     ]);
     return (o: BenchCli<Parameters<typeof run>[0]>, args) =>
       run({ ...o, settings: sessionSettings(o) }, args);
+  });
+}
+
+/** `kmoe bench network` (with its in-namespace half `network-cell`) and `kmoe bench project` (docs/scale.md). */
+function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: Outcome): void {
+  const network = sub(bench, 'network', 'kmoe serve across a bandwidth-limited network of namespaces (root)')
+    .addOption(opt.model())
+    .addOption(
+      new Option('--rates <list>', "link rates, comma-separated: tc units (100mbit, 1gbit) or 'unlimited'")
+        .argParser(
+          parseList('--rates', (r) => {
+            if (!/^(unlimited|\d+(\.\d+)?([kmg]bit|[kmg]bps|bit|bps))$/.test(r))
+              throw new UsageError(`--rates: '${r}' is neither a tc rate like 100mbit nor unlimited`);
+            return r;
+          }),
+        )
+        .default(['10mbit', '100mbit', '1gbit', 'unlimited'], '10mbit,100mbit,1gbit,unlimited'),
+    )
+    .addOption(
+      opt.routing(
+        'policies to compare, the first being the baseline (default: topk:<native K>,topk:1; profile files are sent inline)',
+      ),
+    )
+    .addOption(
+      new Option('--streams <n,...>', 'concurrent streamed requests, comma-separated')
+        .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
+        .default([1, 8], '1,8'),
+    )
+    .addOption(opt.workers('2'))
+    .addOption(
+      new Option('--requests <n>', 'requests per run (default: 2 x streams, at least 8)').argParser(
+        parseInteger('--requests', { min: 1 }),
+      ),
+    )
+    .addOption(opt.maxTokens('tokens generated per request').default(32))
+    .addOption(
+      new Option('--prompt-chars <n>', 'prompt length in characters; slices of data/eval docs and code')
+        .argParser(parseInteger('--prompt-chars', { min: 1 }))
+        .default(200),
+    )
+    .addOption(
+      new Option('--repeats <n>', 'runs of each (rate, streams, routing) cell, interleaved')
+        .argParser(parseInteger('--repeats', { min: 1 }))
+        .default(2),
+    )
+    .addOption(opt.wire())
+    .addOption(opt.overlap())
+    .addOption(opt.clusterTokenFile())
+    .addOption(opt.threads('onnxruntime threads of each worker and of kmoe serve (default: all cores)'))
+    .addOption(
+      new Option('--timeout <s>', 'per request, seconds')
+        .argParser(parseNumber('--timeout', { min: 1 }))
+        .default(600),
+    )
+    .addOption(opt.out('JSON results').default('bench-results/network.json'))
+    .addOption(opt.chart('SVG chart').default('bench-results/network.svg'))
+    .addHelpText(
+      'after',
+      '\nNeeds root: each rate builds its own network with deploy/netns/kmoe-netns.sh (a namespace per worker and\n' +
+        'one for the coordinator, tc htb on every link, RTT measured) and removes it afterwards. --workers N: one\n' +
+        'worker namespace each (URLs are refused). Without a cluster token a random one is generated for the run.',
+    );
+  action(network, argv, outcome, async () => {
+    const [{ run }, { checkRouting }] = await Promise.all([
+      import('../bench/network.js'),
+      import('./experts.js'),
+    ]);
+    type Cli = Omit<Parameters<typeof run>[0], 'workers' | 'wire' | 'clusterToken'> & {
+      workers?: WorkersArg;
+      wire?: WireDType;
+      clusterTokenFile?: string;
+    };
+    return async (o: Cli, args) => {
+      const workers = o.workers ?? { kind: 'count', n: 2 };
+      if (workers.kind !== 'count' || workers.n < 1)
+        throw new UsageError(
+          '--workers takes a count >= 1 here: the bench starts a worker in each namespace',
+        );
+      if (o.routing !== undefined && o.routing.length < 2)
+        throw new UsageError('--routing needs a baseline and at least one policy to compare');
+      for (const r of o.routing ?? []) await checkRouting(o.model, r);
+      const token = clusterToken(o);
+      const { clusterTokenFile: _f, ...rest } = o;
+      return run(
+        {
+          ...rest,
+          workers: workers.n,
+          wire: o.wire ?? DEFAULT_WIRE_DTYPE,
+          ...(token === undefined ? {} : { clusterToken: token }),
+        },
+        args,
+      );
+    };
+  });
+
+  // The half of `bench network` that runs inside the coordinator's namespace; not for users.
+  const cell = bench
+    .command('network-cell', { hidden: true })
+    .description('internal: one rate of kmoe bench network, inside the coordinator namespace')
+    .addOption(new Option('--spec <file>', 'the spec the driver wrote').makeOptionMandatory());
+  action(cell, argv, outcome, async () => (await import('../bench/network-cell.js')).run);
+
+  const projectCmd = sub(
+    bench,
+    'project',
+    'project step time of Mixtral 8x22B on N GPU hosts, native vs adaptive K, from measured inputs',
+  )
+    .addOption(
+      new Option('--hosts <n,...>', 'expert hosts, comma-separated (each must divide the 8 experts)')
+        .argParser(parseList('--hosts', parseChoice('--hosts', ['1', '2', '4', '8'] as const)))
+        .default(['2', '4', '8'], '2,4,8'),
+    )
+    .addOption(
+      new Option('--links <gbit,...>', 'link bandwidths in Gbit/s, comma-separated')
+        .argParser(parseList('--links', parseNumber('--links', { above: 0 })))
+        .default([100, 25, 10], '100,25,10'),
+    )
+    .addOption(
+      new Option('--batches <n,...>', 'tokens per step (decode streams or prefill tokens), comma-separated')
+        .argParser(parseList('--batches', parseInteger('--batches', { min: 1 })))
+        .default([1, 16, 128], '1,16,128'),
+    )
+    .addOption(
+      new Option(
+        '--expert-results <file>',
+        'kmoe bench expert JSON at 8x22B shape, used when present',
+      ).default('bench-results/expert.json'),
+    )
+    .addOption(
+      new Option(
+        '--expert-format <format>',
+        "which format's timings of --expert-results (default: its first)",
+      ).argParser(parseChoice('--expert-format', EXPERT_WEIGHT_FORMATS)),
+    )
+    .addOption(
+      new Option(
+        '--network-results <file>',
+        'kmoe bench network JSON: its wire efficiency, used when present',
+      ).default('bench-results/network.json'),
+    )
+    .addOption(
+      new Option('--adaptive-k <file>', "kmoe bench adaptive-k JSON: each profile's average K").default(
+        'bench-results/adaptive-k/adaptive-k.json',
+      ),
+    )
+    .addOption(
+      new Option('--rtt-ms <ms>', 'round trip per MoE layer between hosts, milliseconds (assumed)')
+        .argParser(parseNumber('--rtt-ms', { min: 0 }))
+        .default(0.05),
+    )
+    .addOption(opt.out('JSON results (a .md table beside it)').default('bench-results/projection.json'));
+  action(projectCmd, argv, outcome, async () => {
+    const { run } = await import('../scale/projection-report.js');
+    return (o: Omit<Parameters<typeof run>[0], 'hosts'> & { hosts: string[] }, args) =>
+      run({ ...o, hosts: o.hosts.map(Number) }, args);
   });
 }
