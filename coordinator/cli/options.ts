@@ -338,8 +338,9 @@ export const opt = {
   expertWeights: () =>
     new Option(
       '--expert-weights <format>',
-      `how the experts compute where they run: ${EXPERT_WEIGHT_FORMATS.join(' | ')} (default: fp32; int8 = ` +
-        'blockwise 8-bit weights, faster decode, approximate)',
+      `how the experts compute where they run: ${EXPERT_WEIGHT_FORMATS.join(' | ')} (default: fp32; bf16 = ` +
+        "the checkpoint's 16-bit weights kept in memory, --device cuda only; int8 / int4 = blockwise " +
+        '8-bit / 4-bit weights (MatMulNBits), less memory, approximate; see docs/scale.md)',
     ).argParser(parseChoice('--expert-weights', EXPERT_WEIGHT_FORMATS)),
   /** The runtime's format; `kmoe plan --dense-weights` prices formats through plannedWeights. */
   denseWeights: () =>

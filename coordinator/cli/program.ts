@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
+import { CPU_EXPERT_WEIGHT_FORMATS, EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
 import { DEFAULT_WIRE_DTYPE, WIRE_DTYPES, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import type { WorkerCommandOptions } from '../../worker/command.js';
@@ -904,9 +904,9 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       ),
     )
     .addOption(
-      new Option('--formats <list>', 'expert weight formats to time, comma-separated')
+      new Option('--formats <list>', 'expert weight formats to time, comma-separated (bf16: --device cuda)')
         .argParser(parseList('--formats', parseChoice('--formats', EXPERT_WEIGHT_FORMATS)))
-        .default([...EXPERT_WEIGHT_FORMATS], EXPERT_WEIGHT_FORMATS.join(',')),
+        .default([...CPU_EXPERT_WEIGHT_FORMATS], CPU_EXPERT_WEIGHT_FORMATS.join(',')),
     )
     .addOption(
       new Option('--batches <n,...>', 'token batches, comma-separated')

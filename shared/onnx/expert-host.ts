@@ -5,7 +5,7 @@
 import type { ExpertAssignment } from '../moe/expert-assignment.js';
 import type { F32Tensor } from '../tensor.js';
 import { ExpertNotHeldError } from './errors.js';
-import type { ExpertWeightFormat } from './expert-weight-format.js';
+import { type ExpertWeightFormat, requireWeightFormatOnDevice } from './expert-weight-format.js';
 import { f32Input, f32Output, Session, type SessionSettings } from './session.js';
 
 /**
@@ -50,6 +50,7 @@ export class ExpertHost {
     onProgress?: (done: number, total: number) => void;
   }): Promise<ExpertHost> {
     const { dims, numLayers, experts, graph, settings } = opts;
+    requireWeightFormatOnDevice(settings.expertWeights, settings.device);
     const moeLayers = new Set(opts.moeLayers ?? Array.from({ length: numLayers }, (_, l) => l));
     const sessions: (Session | undefined)[][] = [];
     let done = 0;

@@ -3,9 +3,10 @@
 // Graphs never see tensor names: callers pass weights already mapped to their roles.
 
 import type { ExpertWeightFormat } from '../../onnx/expert-weight-format.js';
-import { GraphBuilder } from '../../onnx/graph-builder.js';
-import { type Int8BlockWeights, quantizeInt8Blockwise } from '../../onnx/int8-weights.js';
-import { type F32Tensor, stackRows } from '../../tensor.js';
+import { ElemType, GraphBuilder } from '../../onnx/graph-builder.js';
+import { quantizeInt4Blockwise } from '../../onnx/int4-weights.js';
+import { quantizeInt8Blockwise } from '../../onnx/int8-weights.js';
+import { type F32Tensor, stackRows, type Tensor } from '../../tensor.js';
 import type { GraphDims, ModelConfig } from '../family.js';
 
 export interface DenseLayerWeights {
@@ -22,6 +23,13 @@ export interface ExpertWeights {
   readonly w1: F32Tensor; // [ffn, hidden] gate projection
   readonly w2: F32Tensor; // [hidden, ffn] down projection
   readonly w3: F32Tensor; // [ffn, hidden] up projection
+}
+
+/** An expert's matrices as 16-bit bfloat16 bits, [out, in] as the checkpoint stores them. */
+export interface Bf16ExpertWeights {
+  readonly w1: Tensor<'bfloat16'>; // [ffn, hidden]
+  readonly w2: Tensor<'bfloat16'>; // [hidden, ffn]
+  readonly w3: Tensor<'bfloat16'>; // [ffn, hidden]
 }
 
 export interface HeadWeights {
@@ -99,23 +107,25 @@ export function buildDenseLayerGraph(dims: GraphDims, w: DenseLayerWeights, laye
 
 /**
  * One SwiGLU expert, scaled by the routing weight of each row: y = weight * w2(silu(w1 x) * w3 x).
- *   inputs x [N,H], weight [N,1]; output y [N,H].
+ *   inputs x [N,H], weight [N,1]; output y [N,H]. `bf16` weights take buildBf16ExpertGraph.
  */
 export function buildExpertGraph(
   dims: GraphDims,
   w: ExpertWeights,
   layer: number,
   expert: number,
-  format: ExpertWeightFormat,
+  format: Exclude<ExpertWeightFormat, 'bf16'>,
 ): Uint8Array {
   const g = new GraphBuilder(`expert_${layer}_${expert}`);
   const x = g.input('x', 'float32', ['N', dims.hidden]);
   const weight = g.input('weight', 'float32', ['N', 1]);
-  if (format === 'int8') {
-    const gate = matMulInt8(g, 'w1', x, quantizeInt8Blockwise(w.w1));
-    const up = matMulInt8(g, 'w3', x, quantizeInt8Blockwise(w.w3));
+  if (format === 'int8' || format === 'int4') {
+    const quantize = format === 'int8' ? quantizeInt8Blockwise : quantizeInt4Blockwise;
+    const bits = format === 'int8' ? 8 : 4;
+    const gate = matMulNBits(g, 'w1', x, quantize(w.w1), bits);
+    const up = matMulNBits(g, 'w3', x, quantize(w.w3), bits);
     const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-    const y = g.op('Mul', [matMulInt8(g, 'w2', act, quantizeInt8Blockwise(w.w2)), weight]);
+    const y = g.op('Mul', [matMulNBits(g, 'w2', act, quantize(w.w2), bits), weight]);
     g.output(y, 'y', 'float32', ['N', dims.hidden]);
     return g.build();
   }
@@ -131,21 +141,85 @@ export function buildExpertGraph(
 }
 
 /**
- * x [N, k] times the transpose of the quantized [n, k] matrix: com.microsoft MatMulNBits with
+ * The same expert with its weights kept as bf16 initializers that the MatMuls read directly: the
+ * activations are cast to bf16 for the two GEMMs (which accumulate in fp32 on the CUDA provider)
+ * and back to fp32 for SiLU, the product and the routing weight. The matrices are stored already
+ * transposed ([in, out]) so no Transpose of a bf16 initializer is left for constant folding.
+ * onnxruntime's CPU provider has no bf16 MatMul kernel (the session fails to load), so this graph
+ * is for `--device cuda`; see requireWeightFormatOnDevice.
+ */
+export function buildBf16ExpertGraph(
+  dims: GraphDims,
+  w: Bf16ExpertWeights,
+  layer: number,
+  expert: number,
+): Uint8Array {
+  const g = new GraphBuilder(`expert_${layer}_${expert}`);
+  const x = g.input('x', 'float32', ['N', dims.hidden]);
+  const weight = g.input('weight', 'float32', ['N', 1]);
+  const toBf16 = (v: string) => g.op('Cast', [v], { to: ElemType.bfloat16 });
+  const toF32 = (v: string) => g.op('Cast', [v], { to: ElemType.float32 });
+  const w13 = g.halfs('w13', 'bfloat16', transposeRows([w.w1, w.w3]), [dims.hidden, 2 * dims.ffn]);
+  const [a, b] = g.opN(
+    'Split',
+    [toF32(g.op('MatMul', [toBf16(x), w13])), g.constI64([dims.ffn, dims.ffn])],
+    2,
+    { axis: -1 },
+  );
+  const act = g.op('Mul', [g.op('Mul', [a!, g.op('Sigmoid', [a!])]), b!]);
+  const w2 = g.halfs('w2', 'bfloat16', transposeRows([w.w2]), [dims.ffn, dims.hidden]);
+  const y = g.op('Mul', [toF32(g.op('MatMul', [toBf16(act), w2])), weight]);
+  g.output(y, 'y', 'float32', ['N', dims.hidden]);
+  return g.build();
+}
+
+/** The transpose of the row-wise stack of [r_i, c] 16-bit matrices: [c, sum r_i]. */
+function transposeRows(parts: readonly Tensor<'bfloat16'>[]): Uint16Array {
+  const cols = parts[0]!.shape[1]!;
+  let rows = 0;
+  for (const p of parts) {
+    if (p.shape.length !== 2 || p.shape[1] !== cols)
+      throw new RangeError('transposeRows: column counts differ');
+    rows += p.shape[0]!;
+  }
+  const out = new Uint16Array(rows * cols);
+  let r0 = 0;
+  for (const p of parts) {
+    const [pr] = p.shape as [number, number];
+    const d = p.data;
+    for (let r = 0; r < pr; r++) {
+      const src = r * cols;
+      const col = r0 + r;
+      for (let c = 0; c < cols; c++) out[c * rows + col] = d[src + c]!;
+    }
+    r0 += pr;
+  }
+  return out;
+}
+
+/**
+ * x [N, k] times the transpose of the block-quantized [n, k] matrix: com.microsoft MatMulNBits with
  * accuracy_level 4, which also quantizes x per block and computes in int8. The fp32-compute
  * level 0 was ten times slower than fp32 MatMul on the demo experts; level 4 is what makes int8
- * faster (`kmoe bench model --expert-weights int8` times the expert calls).
+ * faster (`kmoe bench model --expert-weights int8` times the expert calls). Symmetric weights, so
+ * no zero_points input (int8-weights.ts, int4-weights.ts).
  */
-function matMulInt8(g: GraphBuilder, name: string, x: string, w: Int8BlockWeights): string {
+function matMulNBits(
+  g: GraphBuilder,
+  name: string,
+  x: string,
+  w: { n: number; k: number; block: number; q: Uint8Array; scales: Float32Array },
+  bits: 4 | 8,
+): string {
   const blocks = w.k / w.block;
   return g.op(
     'MatMulNBits',
     [
       x,
-      g.bytes(`${name}_q`, w.q, [w.n, blocks, w.block]),
+      g.bytes(`${name}_q`, w.q, [w.n, blocks, (w.block * bits) / 8]),
       g.floats(`${name}_scales`, w.scales, [w.n * blocks]),
     ],
-    { K: w.k, N: w.n, bits: 8, block_size: w.block, accuracy_level: 4 },
+    { K: w.k, N: w.n, bits, block_size: w.block, accuracy_level: 4 },
     'com.microsoft',
   );
 }
