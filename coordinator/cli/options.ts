@@ -438,6 +438,14 @@ export const opt = {
     new Option(`${flag} <format>`, `${description}: ${PLAN_WEIGHT_FORMATS.join(' | ')}`).argParser(
       parseChoice<PlanWeightFormat>(flag, PLAN_WEIGHT_FORMATS),
     ),
+  /** kmoe plan and bench memory: the per-process allowance a plan adds to the weights. */
+  reserve: () =>
+    new Option(
+      '--reserve <size>',
+      'per process on top of weights and KV: runtime, arenas, activations (an allowance, not a measurement)',
+    )
+      .argParser(parseSize('--reserve', { min: 0 }))
+      .default(2 ** 30, '1GiB'),
   kvDtype: () =>
     new Option('--kv-dtype <dtype>', `KV cache dtype: ${KV_DTYPES.join(' | ')}`).argParser(
       parseChoice<KvDType>('--kv-dtype', KV_DTYPES),
