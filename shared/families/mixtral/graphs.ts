@@ -2,10 +2,7 @@
 // decoder layer (attention with KV cache + router), one graph per expert FFN, and the LM head.
 // Graphs never see tensor names: callers pass weights already mapped to their roles.
 
-import type { ExpertWeightFormat } from '../../onnx/expert-weight-format.js';
 import { ElemType, GraphBuilder } from '../../onnx/graph-builder.js';
-import { quantizeInt4Blockwise } from '../../onnx/int4-weights.js';
-import { quantizeInt8Blockwise } from '../../onnx/int8-weights.js';
 import { type F32Tensor, stackRows, type Tensor } from '../../tensor.js';
 import type { GraphDims, ModelConfig } from '../family.js';
 
@@ -105,37 +102,64 @@ export function buildDenseLayerGraph(dims: GraphDims, w: DenseLayerWeights, laye
   return g.build();
 }
 
+/** An expert's matrices block-quantized for MatMulNBits (int8-weights.ts / int4-weights.ts layout). */
+export interface QuantizedExpertWeights {
+  readonly bits: 4 | 8;
+  readonly w1: BlockWeights;
+  readonly w2: BlockWeights;
+  readonly w3: BlockWeights;
+}
+
+/** Int8BlockWeights or Int4BlockWeights: [n, k] rows cut into blocks, codes packed per `bits`. */
+export interface BlockWeights {
+  readonly n: number;
+  readonly k: number;
+  readonly block: number;
+  readonly q: Uint8Array;
+  readonly scales: Float32Array;
+}
+
 /**
  * One SwiGLU expert, scaled by the routing weight of each row: y = weight * w2(silu(w1 x) * w3 x).
- *   inputs x [N,H], weight [N,1]; output y [N,H]. `bf16` weights take buildBf16ExpertGraph.
+ *   inputs x [N,H], weight [N,1]; output y [N,H]. fp32 weights; the others have their own builders.
+ * The matrices are stored transposed ([in, out], w1 and w3 side by side) as the MatMuls read them:
+ * transposing here once costs one copy, where a Transpose left to onnxruntime's constant folding
+ * held the original, the folded and the serialized copies at once while the session loaded.
  */
 export function buildExpertGraph(
   dims: GraphDims,
   w: ExpertWeights,
   layer: number,
   expert: number,
-  format: Exclude<ExpertWeightFormat, 'bf16'>,
 ): Uint8Array {
   const g = new GraphBuilder(`expert_${layer}_${expert}`);
   const x = g.input('x', 'float32', ['N', dims.hidden]);
   const weight = g.input('weight', 'float32', ['N', 1]);
-  if (format === 'int8' || format === 'int4') {
-    const quantize = format === 'int8' ? quantizeInt8Blockwise : quantizeInt4Blockwise;
-    const bits = format === 'int8' ? 8 : 4;
-    const gate = matMulNBits(g, 'w1', x, quantize(w.w1), bits);
-    const up = matMulNBits(g, 'w3', x, quantize(w.w3), bits);
-    const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-    const y = g.op('Mul', [matMulNBits(g, 'w2', act, quantize(w.w2), bits), weight]);
-    g.output(y, 'y', 'float32', ['N', dims.hidden]);
-    return g.build();
-  }
-  const w13 = g.op('Transpose', [g.weight('w13', stackRows([w.w1, w.w3]))], { perm: [1, 0] });
+  const w13 = g.floats('w13', transposeRows([w.w1, w.w3], Float32Array), [dims.hidden, 2 * dims.ffn]);
   const [a, b] = g.opN('Split', [g.op('MatMul', [x, w13]), g.constI64([dims.ffn, dims.ffn])], 2, {
     axis: -1,
   });
   const act = g.op('Mul', [g.op('Mul', [a!, g.op('Sigmoid', [a!])]), b!]);
-  const w2 = g.op('Transpose', [g.weight('w2', w.w2)], { perm: [1, 0] });
+  const w2 = g.floats('w2', transposeRows([w.w2], Float32Array), [dims.ffn, dims.hidden]);
   const y = g.op('Mul', [g.op('MatMul', [act, w2]), weight]);
+  g.output(y, 'y', 'float32', ['N', dims.hidden]);
+  return g.build();
+}
+
+/** The same expert with block-quantized weights (`int8`, `int4`): three MatMulNBits. */
+export function buildQuantizedExpertGraph(
+  dims: GraphDims,
+  w: QuantizedExpertWeights,
+  layer: number,
+  expert: number,
+): Uint8Array {
+  const g = new GraphBuilder(`expert_${layer}_${expert}`);
+  const x = g.input('x', 'float32', ['N', dims.hidden]);
+  const weight = g.input('weight', 'float32', ['N', 1]);
+  const gate = matMulNBits(g, 'w1', x, w.w1, w.bits);
+  const up = matMulNBits(g, 'w3', x, w.w3, w.bits);
+  const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+  const y = g.op('Mul', [matMulNBits(g, 'w2', act, w.w2, w.bits), weight]);
   g.output(y, 'y', 'float32', ['N', dims.hidden]);
   return g.build();
 }
@@ -159,7 +183,10 @@ export function buildBf16ExpertGraph(
   const weight = g.input('weight', 'float32', ['N', 1]);
   const toBf16 = (v: string) => g.op('Cast', [v], { to: ElemType.bfloat16 });
   const toF32 = (v: string) => g.op('Cast', [v], { to: ElemType.float32 });
-  const w13 = g.halfs('w13', 'bfloat16', transposeRows([w.w1, w.w3]), [dims.hidden, 2 * dims.ffn]);
+  const w13 = g.halfs('w13', 'bfloat16', transposeRows([w.w1, w.w3], Uint16Array), [
+    dims.hidden,
+    2 * dims.ffn,
+  ]);
   const [a, b] = g.opN(
     'Split',
     [toF32(g.op('MatMul', [toBf16(x), w13])), g.constI64([dims.ffn, dims.ffn])],
@@ -167,14 +194,17 @@ export function buildBf16ExpertGraph(
     { axis: -1 },
   );
   const act = g.op('Mul', [g.op('Mul', [a!, g.op('Sigmoid', [a!])]), b!]);
-  const w2 = g.halfs('w2', 'bfloat16', transposeRows([w.w2]), [dims.ffn, dims.hidden]);
+  const w2 = g.halfs('w2', 'bfloat16', transposeRows([w.w2], Uint16Array), [dims.ffn, dims.hidden]);
   const y = g.op('Mul', [toF32(g.op('MatMul', [toBf16(act), w2])), weight]);
   g.output(y, 'y', 'float32', ['N', dims.hidden]);
   return g.build();
 }
 
-/** The transpose of the row-wise stack of [r_i, c] 16-bit matrices: [c, sum r_i]. */
-function transposeRows(parts: readonly Tensor<'bfloat16'>[]): Uint16Array {
+/** The transpose of the row-wise stack of [r_i, c] matrices: [c, sum r_i], in a new array. */
+function transposeRows<A extends Float32Array | Uint16Array>(
+  parts: readonly { readonly shape: readonly number[]; readonly data: A }[],
+  Out: new (length: number) => A,
+): A {
   const cols = parts[0]!.shape[1]!;
   let rows = 0;
   for (const p of parts) {
@@ -182,10 +212,10 @@ function transposeRows(parts: readonly Tensor<'bfloat16'>[]): Uint16Array {
       throw new RangeError('transposeRows: column counts differ');
     rows += p.shape[0]!;
   }
-  const out = new Uint16Array(rows * cols);
+  const out = new Out(rows * cols);
   let r0 = 0;
   for (const p of parts) {
-    const [pr] = p.shape as [number, number];
+    const pr = p.shape[0]!;
     const d = p.data;
     for (let r = 0; r < pr; r++) {
       const src = r * cols;
@@ -204,13 +234,7 @@ function transposeRows(parts: readonly Tensor<'bfloat16'>[]): Uint16Array {
  * faster (`kmoe bench model --expert-weights int8` times the expert calls). Symmetric weights, so
  * no zero_points input (int8-weights.ts, int4-weights.ts).
  */
-function matMulNBits(
-  g: GraphBuilder,
-  name: string,
-  x: string,
-  w: { n: number; k: number; block: number; q: Uint8Array; scales: Float32Array },
-  bits: 4 | 8,
-): string {
+function matMulNBits(g: GraphBuilder, name: string, x: string, w: BlockWeights, bits: 4 | 8): string {
   const blocks = w.k / w.block;
   return g.op(
     'MatMulNBits',
