@@ -32,6 +32,23 @@ export interface ExpertWork {
   readonly sessionCalls: number;
 }
 
+/** Serialized expert graphs from this size on are followed by a garbage collection (see create). */
+const COLLECT_AFTER_GRAPH_BYTES = 64 * 2 ** 20;
+
+/** One expert's session; its serialized graph is unreachable once this returns. */
+async function expertSession(
+  graph: ExpertGraphSource,
+  layer: number,
+  expert: number,
+  settings: SessionSettings,
+): Promise<{ session: Session; large: boolean }> {
+  const bytes = await graph(layer, expert, settings.expertWeights);
+  const large = bytes.byteLength >= COLLECT_AFTER_GRAPH_BYTES;
+  // The weights the graph was built from are garbage now: freed before onnxruntime copies the graph.
+  if (large) collectGarbage();
+  return { session: Session.create(`expert ${expert} layer ${layer}`, 'expert', bytes, settings), large };
+}
+
 export class ExpertHost {
   private constructor(
     private readonly dims: ExpertHostDims,
@@ -59,18 +76,16 @@ export class ExpertHost {
       // A dense layer keeps an empty row: a dispatch to it is an ExpertNotHeldError, not a crash.
       const row: (Session | undefined)[] = new Array(dims.experts).fill(undefined);
       for (const e of moeLayers.has(l) ? experts : []) {
-        row[e] = Session.create(
-          `expert ${e} layer ${l}`,
-          'expert',
-          await graph(l, e, settings.expertWeights),
-          settings,
-        );
-        // The expert's transient buffers go now, not experts later: peak RSS stays near what is
-        // held. Twice, a moment apart: V8 frees ArrayBuffer memory after a collection, and the
+        const { session, large } = await expertSession(graph, l, e, settings);
+        row[e] = session;
+        // A large expert's transient buffers go now, not experts later: peak RSS stays near what
+        // is held. Twice, a moment apart: V8 frees ArrayBuffer memory after a collection, and the
         // second one finishes that (measured: 1 fp32 8x7B-shaped expert 2.0 GB -> 1.4 GB held).
-        collectGarbage();
-        await new Promise((resolve) => setTimeout(resolve, 10));
-        collectGarbage();
+        if (large) {
+          collectGarbage();
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          collectGarbage();
+        }
         opts.onProgress?.(++done, moeLayers.size * experts.length);
       }
       sessions.push(row);
