@@ -365,8 +365,9 @@ export const opt = {
   expertWeights: () =>
     new Option(
       '--expert-weights <format>',
-      `how the experts compute where they run: ${EXPERT_WEIGHT_FORMATS.join(' | ')} (default: fp32; int8 = ` +
-        'blockwise 8-bit weights, faster decode, approximate)',
+      `how the experts compute where they run: ${EXPERT_WEIGHT_FORMATS.join(' | ')} (default: fp32; bf16 = ` +
+        "the checkpoint's 16-bit weights kept in memory, --device cuda only; int8 / int4 = blockwise " +
+        '8-bit / 4-bit weights (MatMulNBits), less memory, approximate; see docs/scale.md)',
     ).argParser(parseChoice('--expert-weights', EXPERT_WEIGHT_FORMATS)),
   /** The runtime's format; `kmoe plan --dense-weights` prices formats through plannedWeights. */
   denseWeights: () =>
@@ -466,6 +467,14 @@ export const opt = {
     new Option(`${flag} <format>`, `${description}: ${PLAN_WEIGHT_FORMATS.join(' | ')}`).argParser(
       parseChoice<PlanWeightFormat>(flag, PLAN_WEIGHT_FORMATS),
     ),
+  /** kmoe plan and bench memory: the per-process allowance a plan adds to the weights. */
+  reserve: () =>
+    new Option(
+      '--reserve <size>',
+      'per process on top of weights and KV: runtime, arenas, activations (an allowance, not a measurement)',
+    )
+      .argParser(parseSize('--reserve', { min: 0 }))
+      .default(2 ** 30, '1GiB'),
   kvDtype: () =>
     new Option('--kv-dtype <dtype>', `KV cache dtype: ${KV_DTYPES.join(' | ')}`).argParser(
       parseChoice<KvDType>('--kv-dtype', KV_DTYPES),

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
+import { CPU_EXPERT_WEIGHT_FORMATS, EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
 import { DEFAULT_WIRE_DTYPE, WIRE_DTYPES, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import type { WorkerCommandOptions } from '../../worker/command.js';
@@ -677,7 +677,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
       opt
         .plannedWeights(
           '--expert-weights',
-          'format of the expert weights (kmoe computes in fp32 and int8 today)',
+          'format of the expert weights (kmoe computes in fp32, int8, int4, and bf16 on cuda)',
         )
         .default('fp32'),
     )
@@ -700,14 +700,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
         .argParser(parseList('--batch', parseInteger('--batch', { min: 1 })))
         .default([1], '1'),
     )
-    .addOption(
-      new Option(
-        '--reserve <size>',
-        'per process on top of weights and KV: runtime, arenas, activations (an allowance, not a measurement)',
-      )
-        .argParser(parseSize('--reserve', { min: 0 }))
-        .default(2 ** 30, '1GiB'),
-    )
+    .addOption(opt.reserve())
     .addOption(new Option('--json', 'print the plan as one JSON object'))
     .addHelpText(
       'after',
@@ -964,6 +957,38 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       );
   });
 
+  const memory = sub(bench, 'memory', 'peak RSS of a real worker per expert weight format, beside kmoe plan')
+    .addOption(opt.model())
+    .addOption(
+      new Option(
+        '--formats <list>',
+        'expert weight formats, one worker each, comma-separated (bf16: --device cuda)',
+      )
+        .argParser(parseList('--formats', parseChoice('--formats', EXPERT_WEIGHT_FORMATS)))
+        .default([...CPU_EXPERT_WEIGHT_FORMATS], CPU_EXPERT_WEIGHT_FORMATS.join(',')),
+    )
+    .addOption(new Option('--experts <set>', "the worker's experts, e.g. 0-3 (default: all)"))
+    .addOption(opt.threads('onnxruntime threads of the worker (default: 1)'))
+    .addOption(opt.device())
+    .addOption(opt.reserve())
+    .addOption(
+      new Option('--ready-timeout <s>', 'seconds one worker may take to load')
+        .argParser(parseInteger('--ready-timeout', { min: 1 }))
+        .default(3600),
+    )
+    .addOption(opt.out('JSON results').default('bench-results/memory.json'))
+    .addHelpText(
+      'after',
+      '\nStarts one `kmoe worker` per format (one at a time), waits for its ready line, reads VmHWM (peak RSS)\n' +
+        'and VmRSS from /proc/<pid>/status, stops it and checks it is gone. Beside each: the worker kmoe plan\n' +
+        'predicts (expert weights in that format + --reserve) and the ratio. Linux only; run on an idle machine.',
+    );
+  action(memory, argv, outcome, async () => {
+    const { run } = await import('../bench/bench-memory.js');
+    type Cli = Omit<Parameters<typeof run>[0], 'readyTimeoutMs'> & { readyTimeout: number };
+    return ({ readyTimeout, ...o }: Cli, args) => run({ ...o, readyTimeoutMs: readyTimeout * 1000 }, args);
+  });
+
   const serve = sub(bench, 'serve', 'load generator against a running kmoe serve')
     .addOption(new Option('--url <url>', 'server base URL, e.g. http://127.0.0.1:8000').makeOptionMandatory())
     .addOption(
@@ -1023,9 +1048,9 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       ),
     )
     .addOption(
-      new Option('--formats <list>', 'expert weight formats to time, comma-separated')
+      new Option('--formats <list>', 'expert weight formats to time, comma-separated (bf16: --device cuda)')
         .argParser(parseList('--formats', parseChoice('--formats', EXPERT_WEIGHT_FORMATS)))
-        .default([...EXPERT_WEIGHT_FORMATS], EXPERT_WEIGHT_FORMATS.join(',')),
+        .default([...CPU_EXPERT_WEIGHT_FORMATS], CPU_EXPERT_WEIGHT_FORMATS.join(',')),
     )
     .addOption(
       new Option('--batches <n,...>', 'token batches, comma-separated')

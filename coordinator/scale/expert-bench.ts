@@ -7,7 +7,7 @@ import type { ModelConfig, TensorSource } from '../../shared/families/family.js'
 import { familyOf, modelFamily } from '../../shared/families/registry.js';
 import type { ExpertRole } from '../../shared/families/tensor-table.js';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
-import { EXPERT_WEIGHT_BYTES } from '../../shared/onnx/expert-weight-format.js';
+import { EXPERT_WEIGHT_BYTES, requireWeightFormatOnDevice } from '../../shared/onnx/expert-weight-format.js';
 import { GraphBuilder } from '../../shared/onnx/graph-builder.js';
 import { f32Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
 import type { F32Tensor } from '../../shared/tensor.js';
@@ -128,9 +128,10 @@ function synthExpertSource(shape: ExpertShape, seed: number): TensorSource {
     (Object.keys(names) as ExpertRole[]).map((role) => [names[role], role]),
   );
   let weights: Record<ExpertRole, F32Tensor> | undefined;
-  return {
+  const source: TensorSource = {
     config,
     has: (name) => roleOf.has(name),
+    read: (name, expectShape) => source.readF32(name, expectShape),
     async readF32(name, expectShape) {
       const role = roleOf.get(name);
       if (role === undefined)
@@ -146,6 +147,7 @@ function synthExpertSource(shape: ExpertShape, seed: number): TensorSource {
       return t;
     },
   };
+  return source;
 }
 
 export async function runExpertBench(opts: ExpertBenchOptions): Promise<ExpertBenchResult> {
@@ -164,6 +166,7 @@ export async function runExpertBench(opts: ExpertBenchOptions): Promise<ExpertBe
     let session: Session;
     {
       // Scoped so the fp32 weights and serialized graph can be collected before timing starts.
+      requireWeightFormatOnDevice(format, settings.device);
       const graph = await family.expertGraph(synthExpertSource(shape, opts.seed), 0, 0, format);
       session = Session.create(`bench expert ${format}`, 'expert', graph, {
         ...settings,

@@ -32,8 +32,8 @@ export const WEIGHT_BYTES: Readonly<Record<PlanWeightFormat, number>> = {
   int4: 0.5 + 4 / QUANT_BLOCK,
 };
 
-/** Formats kmoe's expert host computes in today; the others are planned (issue 12). */
-export const IMPLEMENTED_EXPERT_FORMATS: readonly PlanWeightFormat[] = ['fp32', 'int8'];
+/** Formats kmoe's expert host computes in (bf16 with --device cuda only); fp16 is a planning figure. */
+export const IMPLEMENTED_EXPERT_FORMATS: readonly PlanWeightFormat[] = ['fp32', 'bf16', 'int8', 'int4'];
 
 export const KV_BYTES: Readonly<Record<KvDType, number>> = { fp32: 4, bf16: 2, fp16: 2 };
 
@@ -146,7 +146,7 @@ export function planMemory(req: PlanRequest): MemoryPlan {
   const denseFormat = effectiveFormat(req.device, req.denseWeights, 'dense', notes);
   if (!IMPLEMENTED_EXPERT_FORMATS.includes(expertFormat)) {
     notes.push(
-      `kmoe workers compute in ${IMPLEMENTED_EXPERT_FORMATS.join(' and ')} today; ${expertFormat} is a planning figure`,
+      `kmoe workers compute in ${IMPLEMENTED_EXPERT_FORMATS.join(', ')} today; ${expertFormat} is a planning figure`,
     );
   }
 
@@ -228,8 +228,9 @@ export function planMemory(req: PlanRequest): MemoryPlan {
 }
 
 /**
- * onnxruntime's CPU provider has no bf16/fp16 MatMul kernels, so on CPU 16-bit weights are
- * widened to fp32 (what kmoe does today); the CUDA provider computes in them directly.
+ * onnxruntime's CPU provider has no bf16/fp16 MatMul kernels, so on CPU 16-bit weights would be
+ * widened to fp32 (kmoe's workers refuse `--expert-weights bf16` on CPU rather than do that); the
+ * CUDA provider computes in them directly.
  */
 function effectiveFormat(
   device: PlanDevice,

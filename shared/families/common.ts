@@ -4,13 +4,29 @@
 // whole ModelFamily of a softmax-routed GQA decoder (Qwen2-MoE, Qwen3-MoE, OLMoE), whose members
 // differ only in their config, tensor table, layer weights, shared experts and dense layers.
 
+import { f16ToF32, f32ToBf16 } from '../dtype.js';
 import type { ExpertWeightFormat } from '../onnx/expert-weight-format.js';
-import type { F32Tensor } from '../tensor.js';
+import { quantizeInt4Blockwise } from '../onnx/int4-weights.js';
+import { quantizeInt8Blockwise } from '../onnx/int8-weights.js';
+import { type F32Tensor, makeTensor, type Tensor } from '../tensor.js';
 import { buildDecoderLayerGraph, type DecoderLayerWeights, type SwiGluWeights } from './decoder-graph.js';
 import { FamilyFeatureError } from './errors.js';
-import type { GraphDims, HeadGraphs, ModelConfig, ModelFamily, TensorSource } from './family.js';
+import type {
+  GraphDims,
+  HeadGraphs,
+  ModelConfig,
+  ModelFamily,
+  StoredWeight,
+  TensorSource,
+} from './family.js';
 import type { LayerPlan, MoeLayerPlan } from './layer-plan.js';
-import { buildExpertGraph, buildLogitsGraph, buildNllGraph } from './mixtral/graphs.js';
+import {
+  buildBf16ExpertGraph,
+  buildExpertGraph,
+  buildLogitsGraph,
+  buildNllGraph,
+  buildQuantizedExpertGraph,
+} from './mixtral/graphs.js';
 import type { ExpectedShapes, LayerRole, TensorNames, TensorSpec } from './tensor-table.js';
 
 /** GraphDims of grouped-query attention over whole heads, rotate-half RoPE on all headDim values. */
@@ -44,6 +60,52 @@ export async function readSwiGlu(
   };
 }
 
+/**
+ * The expert graph of one routed expert in `format`. For `bf16` the weights are read as stored
+ * and kept in 16 bits (an fp32 copy of them never exists); int8/int4 read and quantize one matrix
+ * at a time, so only one matrix is ever widened to fp32; fp32 reads the three.
+ */
+export async function expertGraphOf(
+  names: { readonly w1: string; readonly w2: string; readonly w3: string },
+  dims: GraphDims,
+  source: TensorSource,
+  layer: number,
+  expert: number,
+  format: ExpertWeightFormat,
+): Promise<Uint8Array> {
+  switch (format) {
+    case 'bf16': {
+      const w = {
+        w1: toBf16(await source.read(names.w1)),
+        w2: toBf16(await source.read(names.w2)),
+        w3: toBf16(await source.read(names.w3)),
+      };
+      return buildBf16ExpertGraph(dims, w, layer, expert);
+    }
+    case 'int8':
+    case 'int4': {
+      const quantize = format === 'int8' ? quantizeInt8Blockwise : quantizeInt4Blockwise;
+      const read = async (name: string) => quantize(await source.readF32(name));
+      const w = { w1: await read(names.w1), w2: await read(names.w2), w3: await read(names.w3) };
+      return buildQuantizedExpertGraph(dims, { bits: format === 'int8' ? 8 : 4, ...w }, layer, expert);
+    }
+    case 'fp32':
+      return buildExpertGraph(dims, await readSwiGlu(source, names), layer, expert);
+  }
+}
+
+/** bf16 bits of a stored weight: bf16 as is, others rounded to nearest even (fp16 through fp32). */
+function toBf16(t: StoredWeight): Tensor<'bfloat16'> {
+  switch (t.dtype) {
+    case 'bfloat16':
+      return t;
+    case 'float32':
+      return makeTensor('bfloat16', t.shape, f32ToBf16(t.data));
+    case 'float16':
+      return makeTensor('bfloat16', t.shape, f32ToBf16(f16ToF32(t.data)));
+  }
+}
+
 export async function familyExpertGraph<L extends LayerRole>(
   names: TensorNames<L>,
   dims: GraphDims,
@@ -52,8 +114,7 @@ export async function familyExpertGraph<L extends LayerRole>(
   expert: number,
   format: ExpertWeightFormat,
 ): Promise<Uint8Array> {
-  const w = await readSwiGlu(source, names.expert(layer, expert));
-  return buildExpertGraph(dims, w, layer, expert, format);
+  return expertGraphOf(names.expert(layer, expert), dims, source, layer, expert, format);
 }
 
 export async function familyHeadGraphs<L extends LayerRole>(

@@ -3,7 +3,7 @@
 // (MoE or dense). One implementation per `model_type`, found through registry.ts.
 
 import type { ExpertWeightFormat } from '../onnx/expert-weight-format.js';
-import type { F32Tensor } from '../tensor.js';
+import type { F32Tensor, Tensor } from '../tensor.js';
 import type { LayerPlan } from './layer-plan.js';
 import type { AnyExpectedShapes, AnyTensorNames, TensorSpec } from './tensor-table.js';
 
@@ -75,7 +75,12 @@ export interface TensorSource {
   has(name: string): boolean;
   /** The tensor widened to fp32; with `expectShape`, a mismatch is an error. */
   readF32(name: string, expectShape?: readonly number[]): Promise<F32Tensor>;
+  /** The tensor as stored, for weights kept in their 16-bit storage format (`bf16` experts). */
+  read(name: string, expectShape?: readonly number[]): Promise<StoredWeight>;
 }
+
+/** A weight in one of the dtypes checkpoints store. */
+export type StoredWeight = Tensor<'bfloat16'> | Tensor<'float16'> | Tensor<'float32'>;
 
 /** The LM head as two graphs over [N, hidden] rows of final hidden states (before the final norm). */
 export interface HeadGraphs {

@@ -45,3 +45,21 @@ export class ExpertNotHeldError extends KmoeError {
     });
   }
 }
+
+/** Expert weights in a format the chosen execution provider does not compute in. */
+export class WeightFormatDeviceError extends KmoeError {
+  constructor(
+    readonly format: string,
+    readonly device: string,
+    supported: readonly string[],
+  ) {
+    super(
+      `expert weights '${format}' cannot run on --device ${device}: onnxruntime's ${device} provider has no ` +
+        `${format} MatMul kernel (it would widen the weights to fp32, or fail to load), and kmoe does not fall back silently`,
+      {
+        hint: `use --device cuda for ${format} weights, or one of ${supported.join(', ')} on ${device}`,
+        details: { format, device, supported: [...supported] },
+      },
+    );
+  }
+}

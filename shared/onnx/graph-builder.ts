@@ -73,6 +73,18 @@ export class GraphBuilder {
     return name;
   }
 
+  /** An initializer of 16-bit float bits (bf16 or fp16 weights kept in their storage format). */
+  halfs(name: string, type: 'bfloat16' | 'float16', data: Uint16Array, dims: readonly number[]): string {
+    this.claim(name);
+    this.initializers.push({
+      name,
+      dims: [...dims],
+      dataType: ElemType[type],
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    });
+    return name;
+  }
+
   /** An fp32 initializer from a bare array (e.g. quantization scales). */
   floats(name: string, data: Float32Array, dims: readonly number[]): string {
     return this.weight(name, { dtype: 'float32', shape: dims, data });

@@ -366,6 +366,52 @@ describe('kmoe worker', () => {
     }
   });
 
+  it('computes with int4 expert weights when started with --expert-weights int4', async () => {
+    const int4Worker = await startWorker('0-3', ['--expert-weights', 'int4']);
+    const int4Local = await ExpertHost.create({
+      dims: ckpt.family.graphDims(ckpt.config),
+      numLayers: 4,
+      experts: [0, 1, 2, 3],
+      graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
+      settings: { device: 'cpu', threads: 1, expertWeights: 'int4' },
+    });
+    try {
+      const peer = await greeted(int4Worker.url);
+      const j = job(51, 4, (t) => [[t % 4, 1]]);
+      peer.send(encodeJob(j));
+      const reply = await peer.next();
+      expect(reply).toMatchObject({ type: 'result', id: 51 });
+      if (reply.type !== 'result') return;
+      const got = fromWire(reply.partial, 'fp32');
+      // Same int4 graphs in both places; and not the fp32 result.
+      expect(relErr(got, await expected(j, int4Local))).toBeLessThan(1e-6);
+      expect(int4Worker.stderr()).toMatch(/loading experts 0-3 of 8 \(4 layers, int4 weights\)/);
+      expect(relErr(got, await expected(j))).toBeGreaterThan(1e-4);
+      peer.close();
+    } finally {
+      int4Local.release();
+      expect(await int4Worker.stop()).toBe(0);
+    }
+  });
+
+  it('refuses bf16 expert weights on the CPU provider, naming why, before it is ready', async () => {
+    const r = await runCli([
+      'worker',
+      '--model',
+      MODEL_DIR,
+      '--experts',
+      '0-1',
+      '--port',
+      '0',
+      '--expert-weights',
+      'bf16',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/expert weights 'bf16' cannot run on --device cpu/);
+    expect(r.stderr).toMatch(/no bf16 MatMul kernel/);
+    expect(r.stdout).not.toMatch(/ready/);
+  });
+
   it('rejects experts the model does not have before loading anything', async () => {
     const r = await runCli(['worker', '--model', MODEL_DIR, '--experts', '6-9', '--port', '0']);
     // A bad flag value is a usage error: exit 2 and a pointer to --help.

@@ -1,18 +1,13 @@
 // The Mixtral family: every decoder layer is an MoE layer of softmax-gated SwiGLU experts with
 // top-K renormalised routing and no shared experts (transformers' MixtralSparseMoeBlock).
 
+import { expertGraphOf } from '../common.js';
 import type { ModelFamily } from '../family.js';
 import type { LayerPlan, MoeLayerPlan } from '../layer-plan.js';
 import { asMixtralConfig, MIXTRAL, type MixtralConfig, parseMixtralConfig } from './config.js';
-import {
-  buildDenseLayerGraph,
-  buildExpertGraph,
-  buildLogitsGraph,
-  buildNllGraph,
-  mixtralGraphDims,
-} from './graphs.js';
+import { buildDenseLayerGraph, buildLogitsGraph, buildNllGraph, mixtralGraphDims } from './graphs.js';
 import { mixtralExpectedShapes, mixtralTensorNames, mixtralTensorSpecs } from './tensors.js';
-import { denseLayerWeights, embeddingWeights, expertWeights, headWeights } from './weights.js';
+import { denseLayerWeights, embeddingWeights, headWeights } from './weights.js';
 
 export const mixtralFamily: ModelFamily<MixtralConfig> = {
   modelType: MIXTRAL,
@@ -41,7 +36,7 @@ export const mixtralFamily: ModelFamily<MixtralConfig> = {
   },
   async expertGraph(source, layer, expert, format) {
     const dims = mixtralGraphDims(asMixtralConfig(source.config));
-    return buildExpertGraph(dims, await expertWeights(source, layer, expert), layer, expert, format);
+    return expertGraphOf(mixtralTensorNames.expert(layer, expert), dims, source, layer, expert, format);
   },
   async headGraphs(source) {
     const dims = mixtralGraphDims(asMixtralConfig(source.config));

@@ -2,10 +2,8 @@
 // decoder layer (attention with KV cache + router), one graph per expert FFN, and the LM head.
 // Graphs never see tensor names: callers pass weights already mapped to their roles.
 
-import type { ExpertWeightFormat } from '../../onnx/expert-weight-format.js';
-import { GraphBuilder } from '../../onnx/graph-builder.js';
-import { type Int8BlockWeights, quantizeInt8Blockwise } from '../../onnx/int8-weights.js';
-import { type F32Tensor, stackRows } from '../../tensor.js';
+import { ElemType, GraphBuilder } from '../../onnx/graph-builder.js';
+import { type F32Tensor, stackRows, type Tensor } from '../../tensor.js';
 import type { GraphDims, ModelConfig } from '../family.js';
 
 export interface DenseLayerWeights {
@@ -22,6 +20,13 @@ export interface ExpertWeights {
   readonly w1: F32Tensor; // [ffn, hidden] gate projection
   readonly w2: F32Tensor; // [hidden, ffn] down projection
   readonly w3: F32Tensor; // [ffn, hidden] up projection
+}
+
+/** An expert's matrices as 16-bit bfloat16 bits, [out, in] as the checkpoint stores them. */
+export interface Bf16ExpertWeights {
+  readonly w1: Tensor<'bfloat16'>; // [ffn, hidden]
+  readonly w2: Tensor<'bfloat16'>; // [hidden, ffn]
+  readonly w3: Tensor<'bfloat16'>; // [ffn, hidden]
 }
 
 export interface HeadWeights {
@@ -97,55 +102,148 @@ export function buildDenseLayerGraph(dims: GraphDims, w: DenseLayerWeights, laye
   return g.build();
 }
 
+/** An expert's matrices block-quantized for MatMulNBits (int8-weights.ts / int4-weights.ts layout). */
+export interface QuantizedExpertWeights {
+  readonly bits: 4 | 8;
+  readonly w1: BlockWeights;
+  readonly w2: BlockWeights;
+  readonly w3: BlockWeights;
+}
+
+/** Int8BlockWeights or Int4BlockWeights: [n, k] rows cut into blocks, codes packed per `bits`. */
+export interface BlockWeights {
+  readonly n: number;
+  readonly k: number;
+  readonly block: number;
+  readonly q: Uint8Array;
+  readonly scales: Float32Array;
+}
+
 /**
  * One SwiGLU expert, scaled by the routing weight of each row: y = weight * w2(silu(w1 x) * w3 x).
- *   inputs x [N,H], weight [N,1]; output y [N,H].
+ *   inputs x [N,H], weight [N,1]; output y [N,H]. fp32 weights; the others have their own builders.
+ * The matrices are stored transposed ([in, out], w1 and w3 side by side) as the MatMuls read them:
+ * transposing here once costs one copy, where a Transpose left to onnxruntime's constant folding
+ * held the original, the folded and the serialized copies at once while the session loaded.
  */
 export function buildExpertGraph(
   dims: GraphDims,
   w: ExpertWeights,
   layer: number,
   expert: number,
-  format: ExpertWeightFormat,
 ): Uint8Array {
   const g = new GraphBuilder(`expert_${layer}_${expert}`);
   const x = g.input('x', 'float32', ['N', dims.hidden]);
   const weight = g.input('weight', 'float32', ['N', 1]);
-  if (format === 'int8') {
-    const gate = matMulInt8(g, 'w1', x, quantizeInt8Blockwise(w.w1));
-    const up = matMulInt8(g, 'w3', x, quantizeInt8Blockwise(w.w3));
-    const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-    const y = g.op('Mul', [matMulInt8(g, 'w2', act, quantizeInt8Blockwise(w.w2)), weight]);
-    g.output(y, 'y', 'float32', ['N', dims.hidden]);
-    return g.build();
-  }
-  const w13 = g.op('Transpose', [g.weight('w13', stackRows([w.w1, w.w3]))], { perm: [1, 0] });
+  const w13 = g.floats('w13', transposeRows([w.w1, w.w3], Float32Array), [dims.hidden, 2 * dims.ffn]);
   const [a, b] = g.opN('Split', [g.op('MatMul', [x, w13]), g.constI64([dims.ffn, dims.ffn])], 2, {
     axis: -1,
   });
   const act = g.op('Mul', [g.op('Mul', [a!, g.op('Sigmoid', [a!])]), b!]);
-  const w2 = g.op('Transpose', [g.weight('w2', w.w2)], { perm: [1, 0] });
+  const w2 = g.floats('w2', transposeRows([w.w2], Float32Array), [dims.ffn, dims.hidden]);
   const y = g.op('Mul', [g.op('MatMul', [act, w2]), weight]);
   g.output(y, 'y', 'float32', ['N', dims.hidden]);
   return g.build();
 }
 
+/** The same expert with block-quantized weights (`int8`, `int4`): three MatMulNBits. */
+export function buildQuantizedExpertGraph(
+  dims: GraphDims,
+  w: QuantizedExpertWeights,
+  layer: number,
+  expert: number,
+): Uint8Array {
+  const g = new GraphBuilder(`expert_${layer}_${expert}`);
+  const x = g.input('x', 'float32', ['N', dims.hidden]);
+  const weight = g.input('weight', 'float32', ['N', 1]);
+  const gate = matMulNBits(g, 'w1', x, w.w1, w.bits);
+  const up = matMulNBits(g, 'w3', x, w.w3, w.bits);
+  const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+  const y = g.op('Mul', [matMulNBits(g, 'w2', act, w.w2, w.bits), weight]);
+  g.output(y, 'y', 'float32', ['N', dims.hidden]);
+  return g.build();
+}
+
 /**
- * x [N, k] times the transpose of the quantized [n, k] matrix: com.microsoft MatMulNBits with
+ * The same expert with its weights kept as bf16 initializers that the MatMuls read directly: the
+ * activations are cast to bf16 for the two GEMMs (which accumulate in fp32 on the CUDA provider)
+ * and back to fp32 for SiLU, the product and the routing weight. The matrices are stored already
+ * transposed ([in, out]) so no Transpose of a bf16 initializer is left for constant folding.
+ * onnxruntime's CPU provider has no bf16 MatMul kernel (the session fails to load), so this graph
+ * is for `--device cuda`; see requireWeightFormatOnDevice.
+ */
+export function buildBf16ExpertGraph(
+  dims: GraphDims,
+  w: Bf16ExpertWeights,
+  layer: number,
+  expert: number,
+): Uint8Array {
+  const g = new GraphBuilder(`expert_${layer}_${expert}`);
+  const x = g.input('x', 'float32', ['N', dims.hidden]);
+  const weight = g.input('weight', 'float32', ['N', 1]);
+  const toBf16 = (v: string) => g.op('Cast', [v], { to: ElemType.bfloat16 });
+  const toF32 = (v: string) => g.op('Cast', [v], { to: ElemType.float32 });
+  const w13 = g.halfs('w13', 'bfloat16', transposeRows([w.w1, w.w3], Uint16Array), [
+    dims.hidden,
+    2 * dims.ffn,
+  ]);
+  const [a, b] = g.opN(
+    'Split',
+    [toF32(g.op('MatMul', [toBf16(x), w13])), g.constI64([dims.ffn, dims.ffn])],
+    2,
+    { axis: -1 },
+  );
+  const act = g.op('Mul', [g.op('Mul', [a!, g.op('Sigmoid', [a!])]), b!]);
+  const w2 = g.halfs('w2', 'bfloat16', transposeRows([w.w2], Uint16Array), [dims.ffn, dims.hidden]);
+  const y = g.op('Mul', [toF32(g.op('MatMul', [toBf16(act), w2])), weight]);
+  g.output(y, 'y', 'float32', ['N', dims.hidden]);
+  return g.build();
+}
+
+/** The transpose of the row-wise stack of [r_i, c] matrices: [c, sum r_i], in a new array. */
+function transposeRows<A extends Float32Array | Uint16Array>(
+  parts: readonly { readonly shape: readonly number[]; readonly data: A }[],
+  Out: new (length: number) => A,
+): A {
+  const cols = parts[0]!.shape[1]!;
+  let rows = 0;
+  for (const p of parts) {
+    if (p.shape.length !== 2 || p.shape[1] !== cols)
+      throw new RangeError('transposeRows: column counts differ');
+    rows += p.shape[0]!;
+  }
+  const out = new Out(rows * cols);
+  let r0 = 0;
+  for (const p of parts) {
+    const pr = p.shape[0]!;
+    const d = p.data;
+    for (let r = 0; r < pr; r++) {
+      const src = r * cols;
+      const col = r0 + r;
+      for (let c = 0; c < cols; c++) out[c * rows + col] = d[src + c]!;
+    }
+    r0 += pr;
+  }
+  return out;
+}
+
+/**
+ * x [N, k] times the transpose of the block-quantized [n, k] matrix: com.microsoft MatMulNBits with
  * accuracy_level 4, which also quantizes x per block and computes in int8. The fp32-compute
  * level 0 was ten times slower than fp32 MatMul on the demo experts; level 4 is what makes int8
- * faster (`kmoe bench model --expert-weights int8` times the expert calls).
+ * faster (`kmoe bench model --expert-weights int8` times the expert calls). Symmetric weights, so
+ * no zero_points input (int8-weights.ts, int4-weights.ts).
  */
-function matMulInt8(g: GraphBuilder, name: string, x: string, w: Int8BlockWeights): string {
+function matMulNBits(g: GraphBuilder, name: string, x: string, w: BlockWeights, bits: 4 | 8): string {
   const blocks = w.k / w.block;
   return g.op(
     'MatMulNBits',
     [
       x,
-      g.bytes(`${name}_q`, w.q, [w.n, blocks, w.block]),
+      g.bytes(`${name}_q`, w.q, [w.n, blocks, (w.block * bits) / 8]),
       g.floats(`${name}_scales`, w.scales, [w.n * blocks]),
     ],
-    { K: w.k, N: w.n, bits: 8, block_size: w.block, accuracy_level: 4 },
+    { K: w.k, N: w.n, bits, block_size: w.block, accuracy_level: 4 },
     'com.microsoft',
   );
 }

@@ -3,7 +3,7 @@
 
 import type { F32Tensor } from '../../tensor.js';
 import type { TensorSource } from '../family.js';
-import type { DenseLayerWeights, ExpertWeights, HeadWeights } from './graphs.js';
+import type { DenseLayerWeights, HeadWeights } from './graphs.js';
 import { mixtralTensorNames as names } from './tensors.js';
 
 export async function denseLayerWeights(source: TensorSource, layer: number): Promise<DenseLayerWeights> {
@@ -17,15 +17,6 @@ export async function denseLayerWeights(source: TensorSource, layer: number): Pr
     moeNorm: await source.readF32(n.ffnNorm),
     gate: await source.readF32(n.router),
   };
-}
-
-export async function expertWeights(
-  source: TensorSource,
-  layer: number,
-  expert: number,
-): Promise<ExpertWeights> {
-  const n = names.expert(layer, expert);
-  return { w1: await source.readF32(n.w1), w2: await source.readF32(n.w2), w3: await source.readF32(n.w3) };
 }
 
 export async function embeddingWeights(source: TensorSource): Promise<F32Tensor> {

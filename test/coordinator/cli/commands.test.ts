@@ -57,6 +57,17 @@ describe('kmoe eval', () => {
     expect(Math.abs(ppl / ref.ppl - 1)).toBeLessThan(1e-3);
   });
 
+  it('with --expert-weights int4 stays within 1 percent of the reference perplexity', async () => {
+    // Measured: valid.man -0.025%, valid.code +0.154%, valid.docs +0.227% over fp32 experts
+    // (docs/scale.md "Weight formats and memory"); 4-bit weights move it ~10x more than int8.
+    const ref = perplexityReferences().find((r) => r.file === 'valid.man.u16' && r.routing === 'topk:2')!;
+    const r = await evalMan(['--expert-weights', 'int4', '--json']);
+    expect(r.code).toBe(0);
+    const ppl = lastJsonLine(r.stdout)['perplexity'] as number;
+    expect(ppl).not.toBe(ref.ppl);
+    expect(Math.abs(ppl / ref.ppl - 1)).toBeLessThan(1e-2);
+  });
+
   it('with --dense-weights int8 stays within 0.1 percent of the reference perplexity', async () => {
     // Measured: valid.man -0.044% (103.615 vs 103.660) with int8 attention projections and LM head.
     const ref = perplexityReferences().find((r) => r.file === 'valid.man.u16' && r.routing === 'topk:2')!;

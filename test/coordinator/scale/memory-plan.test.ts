@@ -160,7 +160,11 @@ describe('planMemory', () => {
       [4, 5],
       [6, 7],
     ]);
-    expect(plan.notes.join('\n')).toMatch(/bf16 is a planning figure/);
+    // bf16 experts run on CUDA workers (issue 12): no planning-figure note; fp16 is still one.
+    expect(plan.notes.join('\n')).not.toMatch(/planning figure/);
+    expect(planMemory({ ...base22, expertWeights: 'fp16' }).notes.join('\n')).toMatch(
+      /fp16 is a planning figure/,
+    );
   });
 
   it('8x22B fp32 experts (widened, as kmoe does today) need 8 workers of 80 GiB', () => {

@@ -244,6 +244,7 @@ describe('deepseek_v3', () => {
         config: yarn,
         has: (n: string) => ckpt.has(n),
         readF32: (n: string) => ckpt.readF32(n),
+        read: (n: string) => ckpt.read(n),
       };
       await expect(deepseekV3Family.denseLayerGraph(source, 0)).rejects.toMatchObject({
         details: { field: 'rope_scaling' },
