@@ -574,7 +574,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       new Option(
         '--min-gain <fraction>',
-        'apply only if the busiest worker expects at least this much less load',
+        'apply only if the busiest worker expects at least this much less load (always applied when --slots is below what a worker holds)',
       )
         .argParser(parseNumber('--min-gain', { min: 0, max: 1 }))
         .default(0.05),

@@ -166,7 +166,9 @@ export async function rebalanceOnce(redis: Redis, o: RebalanceOptions): Promise<
     o.progress(
       `expected max/mean load per worker: ${plan.before.imbalance.toFixed(2)} now, ${plan.after.imbalance.toFixed(2)} after (${(gain * 100).toFixed(1)}% less on the busiest worker)`,
     );
-    if (plan.changes.length === 0 || gain < o.minGain) {
+    // Workers holding more than --slots must shed experts whatever the balance: a constraint, not a gain.
+    const overSlots = m.workers.some((w) => w.experts.length > (o.slots ?? w.experts.length));
+    if (plan.changes.length === 0 || (!overSlots && gain < o.minGain)) {
       o.progress(`balanced enough (gain below --min-gain ${o.minGain}): no change`);
       return report('balanced', []);
     }

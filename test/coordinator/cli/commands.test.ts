@@ -79,9 +79,9 @@ describe('kmoe eval', () => {
   });
 
   it('rejects an unknown --expert-weights, and --expert-weights with remote workers', async () => {
-    const bad = await evalMan(['--expert-weights', 'int4']);
+    const bad = await evalMan(['--expert-weights', 'int3']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/--expert-weights must be fp32 or int8, got 'int4'/);
+    expect(bad.stderr).toMatch(/--expert-weights must be one of fp32, bf16, int8, int4, got 'int3'/);
     const remote = await evalMan(['--workers', 'ws://127.0.0.1:1', '--expert-weights', 'int8']);
     expect(remote.code).toBe(2);
     expect(remote.stderr).toMatch(/--expert-weights applies where the experts run/);
