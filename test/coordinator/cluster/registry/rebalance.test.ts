@@ -11,6 +11,7 @@ import { cliArgv } from '../../../../shared/runtime/entry-points.js';
 import { runCli } from '../../../helpers/cli.js';
 import { ROOT } from '../../../helpers/paths.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
+import { requestLoops } from '../../../helpers/request-loops.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
 import { type ServeProcess, startServe } from '../../server/serve-process.js';
 
@@ -53,24 +54,18 @@ async function complete(prompt: string): Promise<string> {
 
 /** Requests from `concurrency` loops (cycling through PROMPTS) until `until` settles. */
 async function stream(concurrency: number, until: Promise<unknown>) {
-  let done = false;
-  void until.finally(() => {
-    done = true;
+  const { results, errors } = await requestLoops(concurrency, until, async (loop, k) => {
+    const prompt = PROMPTS[(loop + k) % PROMPTS.length]!;
+    return { prompt, text: await complete(prompt) };
   });
-  const texts: { prompt: string; text: string }[] = [];
-  const errors: string[] = [];
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, i) => {
-      for (let k = i; !done; k++) {
-        const prompt = PROMPTS[k % PROMPTS.length]!;
-        await complete(prompt).then(
-          (text) => texts.push({ prompt, text }),
-          (e: Error) => errors.push(e.message),
-        );
-      }
-    }),
-  );
-  return { texts, errors };
+  return { texts: results, errors };
+}
+
+/** `kmoe cluster rebalance --redis URL ARGS --json`: exit 0 and its last report. */
+async function rebalanceJson(args: readonly string[]): Promise<{ report: ReportJson; stderr: string }> {
+  const r = await runCli(['cluster', 'rebalance', '--redis', redis.url, ...args, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return { report: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReportJson, stderr: r.stderr };
 }
 
 async function status(): Promise<StatusJson> {
@@ -138,22 +133,7 @@ describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', 
     let report: ReportJson | undefined;
     let stderr = '';
     const rebalanced = (async () => {
-      const r = await runCli([
-        'cluster',
-        'rebalance',
-        '--redis',
-        redis.url,
-        '--slots',
-        '4',
-        '--window',
-        '3',
-        '--min-gain',
-        '0',
-        '--json',
-      ]);
-      stderr = r.stderr;
-      expect(r.code, r.stderr).toBe(0);
-      report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReportJson;
+      ({ report, stderr } = await rebalanceJson(['--slots', '4', '--window', '3', '--min-gain', '0']));
       // Keep the stream going a little so the new placement serves requests too.
       await new Promise((resolve) => setTimeout(resolve, 1500));
     })();
@@ -197,21 +177,7 @@ describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', 
   it('--slots 3 under load: workers unload experts they give up, no request fails', async () => {
     let report: ReportJson | undefined;
     const rebalanced = (async () => {
-      const r = await runCli([
-        'cluster',
-        'rebalance',
-        '--redis',
-        redis.url,
-        '--slots',
-        '3',
-        '--window',
-        '3',
-        '--min-gain',
-        '0',
-        '--json',
-      ]);
-      expect(r.code, r.stderr).toBe(0);
-      report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReportJson;
+      ({ report } = await rebalanceJson(['--slots', '3', '--window', '3', '--min-gain', '0']));
       await new Promise((resolve) => setTimeout(resolve, 1500));
     })();
     const { texts, errors } = await stream(4, rebalanced);
@@ -234,22 +200,7 @@ describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', 
     const held = (await status()).workers.map((w) => w.experts);
     let report: ReportJson | undefined;
     const planned = (async () => {
-      const r = await runCli([
-        'cluster',
-        'rebalance',
-        '--redis',
-        redis.url,
-        '--slots',
-        '4',
-        '--window',
-        '2',
-        '--min-gain',
-        '0',
-        '--dry-run',
-        '--json',
-      ]);
-      expect(r.code, r.stderr).toBe(0);
-      report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReportJson;
+      ({ report } = await rebalanceJson(['--slots', '4', '--window', '2', '--min-gain', '0', '--dry-run']));
     })();
     const { errors } = await stream(2, planned);
     await planned;

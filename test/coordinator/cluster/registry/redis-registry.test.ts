@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../helpers/cli.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
+import { requestLoops } from '../../../helpers/request-loops.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
 import { type ServeProcess, startServe } from '../../server/serve-process.js';
 
@@ -53,23 +54,8 @@ async function stream(
   concurrency: number,
   until: Promise<unknown>,
 ): Promise<{ texts: string[]; errors: string[] }> {
-  let done = false;
-  void until.finally(() => {
-    done = true;
-  });
-  const texts: string[] = [];
-  const errors: string[] = [];
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (!done) {
-        await complete().then(
-          (t) => texts.push(t),
-          (e: Error) => errors.push(e.message),
-        );
-      }
-    }),
-  );
-  return { texts, errors };
+  const { results, errors } = await requestLoops(concurrency, until, () => complete());
+  return { texts: results, errors };
 }
 
 async function status(): Promise<StatusJson> {
