@@ -1284,9 +1284,9 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
     )
     .addOption(
       new Option(
-        '--expert-results <file>',
-        'kmoe bench expert JSON at 8x22B shape, used when present',
-      ).default('bench-results/expert.json'),
+        '--expert-results <file|assumed>',
+        'kmoe bench expert JSON at 8x22B shape, or assumed: an H100 roofline (default: bench-results/expert.json if it was timed with --device cuda, else assumed)',
+      ),
     )
     .addOption(
       new Option(
@@ -1296,9 +1296,9 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
     )
     .addOption(
       new Option(
-        '--network-results <file>',
-        'kmoe bench network JSON: its wire efficiency, used when present',
-      ).default('bench-results/network.json'),
+        '--network-results <file|assumed>',
+        'kmoe bench network JSON: its wire efficiency, or assumed: TCP on Ethernet (default: bench-results/network.json if present, else assumed)',
+      ),
     )
     .addOption(
       new Option('--adaptive-k <file>', "kmoe bench adaptive-k JSON: each profile's average K").default(

@@ -27,12 +27,17 @@ export interface ProjectOptions {
   /** Gbit/s. */
   readonly links: readonly number[];
   readonly batches: readonly number[];
-  /** bench expert JSON; used when the file exists. */
-  readonly expertResults: string;
+  /**
+   * bench expert JSON given by the user (must exist; used whatever its device), or `assumed` for
+   * the GPU roofline. Absent: the
+   * default file is used only if it was measured on a GPU (the projection is for GPU hosts),
+   * else the GPU roofline, and the assumptions say which and why.
+   */
+  readonly expertResults?: string;
   /** Which weight format's timings of that file. */
   readonly expertFormat?: string;
-  /** bench network JSON; its measured wire efficiency is used when the file exists. */
-  readonly networkResults: string;
+  /** bench network JSON given by the user (must exist), or `assumed`; absent: the default file if it exists. */
+  readonly networkResults?: string;
   /** bench adaptive-k JSON: each profile's average K on unseen text (required). */
   readonly adaptiveK: string;
   readonly rttMs: number;
@@ -115,14 +120,45 @@ const networkSchema = z.looseObject({
   model: z.looseObject({ hidden: z.number() }),
 });
 
+/** Where `kmoe bench expert` and `kmoe bench network` write by default. */
+export const DEFAULT_EXPERT_RESULTS = 'bench-results/expert.json';
+export const DEFAULT_NETWORK_RESULTS = 'bench-results/network.json';
+
+/** `--expert-results assumed` / `--network-results assumed`: use the stated assumption, no file. */
+export const ASSUMED = 'assumed';
+
+/** A file the user named must exist: a typo must not silently become an assumption. */
+function given(file: string, flag: string): string {
+  if (!existsSync(file))
+    throw new PlanError(`${flag} ${file}: no such file`, { hint: `omit ${flag} to use the default` });
+  return file;
+}
+
+/** The expert timings to use: the file given, else the default one if it was timed on a GPU. */
+function expertTimeOf(o: ProjectOptions, model: ProjectionModel): MeasuredExpertTime | undefined {
+  if (o.expertResults === ASSUMED) return undefined;
+  if (o.expertResults !== undefined)
+    return measuredExpertTime(given(o.expertResults, '--expert-results'), model, o.expertFormat);
+  if (!existsSync(DEFAULT_EXPERT_RESULTS)) return undefined;
+  const device = expertSchema.parse(JSON.parse(readFileSync(DEFAULT_EXPERT_RESULTS, 'utf8'))).device;
+  return device === 'cuda' ? measuredExpertTime(DEFAULT_EXPERT_RESULTS, model, o.expertFormat) : undefined;
+}
+
 export function projectionInputs(o: ProjectOptions): ProjectionInputs {
   const model = mixtral8x22b();
-  const expertTime = existsSync(o.expertResults)
-    ? measuredExpertTime(o.expertResults, model, o.expertFormat)
-    : undefined;
-  const network = existsSync(o.networkResults)
-    ? networkSchema.parse(JSON.parse(readFileSync(o.networkResults, 'utf8')))
-    : undefined;
+  const expertTime = expertTimeOf(o, model);
+  const networkFile =
+    o.networkResults === ASSUMED
+      ? undefined
+      : o.networkResults !== undefined
+        ? given(o.networkResults, '--network-results')
+        : existsSync(DEFAULT_NETWORK_RESULTS)
+          ? DEFAULT_NETWORK_RESULTS
+          : undefined;
+  const network =
+    networkFile === undefined
+      ? undefined
+      : networkSchema.parse(JSON.parse(readFileSync(networkFile, 'utf8')));
   return {
     model,
     hosts: o.hosts,
@@ -141,7 +177,7 @@ export function projectionInputs(o: ProjectOptions): ProjectionInputs {
         : {
             value: network.wireEfficiency,
             // Frames of a smaller hidden size carry relatively more header bytes: say which one.
-            source: `measured at hidden ${network.model.hidden}: ${o.networkResults} ("${network.command}")`,
+            source: `measured at hidden ${network.model.hidden}: ${networkFile} ("${network.command}")`,
           },
     rttMs: {
       value: o.rttMs,
@@ -160,7 +196,7 @@ export function assumptions(i: ProjectionInputs): string[] {
       "layer each; per MoE layer the coordinator sends each token's hidden state once to every host holding one of its experts " +
       "(dedup) and gets one partial sum back per (token, host); the coordinator's link carries all of it, full duplex",
     `expert choice: uniform over experts, so a K=2 token touches N(1 - C(E-E/N,2)/C(E,2)) hosts on average; each layer waits for the busiest expert host (mean over ${EXPERT_SAMPLES} sampled steps, seeded: at 1-16 tokens per step one host often gets both experts of a token)`,
-    `experts: ${i.expertTime === undefined ? `roofline of ${g.name}: max(6 x tokens x hidden x ffn / (${g.peakTflops} TFLOP/s x ${g.flopFraction}), weights / (${g.memoryTBps} TB/s x ${g.bandwidthFraction})) per expert with tokens` : `measured, ${i.expertTime.source}, interpolated linearly in tokens per call`}; a host's experts run one after another, hosts in parallel`,
+    `experts: ${i.expertTime === undefined ? `roofline of ${g.name} (no GPU kmoe bench expert result: ${DEFAULT_EXPERT_RESULTS}, if present, was timed on a CPU): max(6 x tokens x hidden x ffn / (${g.peakTflops} TFLOP/s x ${g.flopFraction}), weights / (${g.memoryTBps} TB/s x ${g.bandwidthFraction})) per expert with tokens` : `measured, ${i.expertTime.source}, interpolated linearly in tokens per call`}; a host's experts run one after another, hosts in parallel`,
     'memory is not checked: a host holds 8/N experts x 31.5 GiB (bf16, 56 layers), 126 GiB on 2 hosts, more than one 80 GB GPU; ' +
       "each host computes at one GPU's rate (a host whose experts sit on several GPUs would run them in parallel: less expert time)",
     `dense part: roofline of ${g.name} (the same fractions); attention over the KV cache, embeddings and the LM head are not counted`,

@@ -143,9 +143,9 @@ describe('kmoe bench project', () => {
         '--batches',
         '128',
         '--expert-results',
-        path.join(dir, 'absent-expert.json'),
+        'assumed',
         '--network-results',
-        path.join(dir, 'absent-network.json'),
+        'assumed',
         '--out',
         out,
       ]);
@@ -225,6 +225,12 @@ describe('kmoe bench project', () => {
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('refuses a results file that is not there instead of assuming', async () => {
+    const r = await runCli(['bench', 'project', '--expert-results', '/nonexistent/expert.json']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--expert-results /nonexistent/expert.json: no such file');
   });
 
   it('refuses host counts that do not divide the experts', async () => {
