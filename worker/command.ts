@@ -11,6 +11,7 @@ import { Checkpoint } from '../shared/model/checkpoint.js';
 import { loadModelConfig } from '../shared/model/config.js';
 import type { SessionSettings } from '../shared/onnx/session.js';
 import { ClusterSecret } from '../shared/protocol/auth.js';
+import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet, parseExpertSet } from '../shared/protocol/expert-set.js';
 import { formatReadyLine, type WorkerAuthMode } from '../shared/protocol/ready-line.js';
 import { createProcessLogger } from '../shared/runtime/logger.js';
@@ -87,7 +88,9 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
         onError: (m) => log.warn(`registry unreachable (serving continues): ${m}`),
         onReady: () => log.info(`registry ${maskUrl(url)} reachable again`),
       });
-      const fingerprint = (await Checkpoint.open(modelDir)).fingerprint();
+      const ckpt = await Checkpoint.open(modelDir);
+      const fingerprint = ckpt.fingerprint();
+      await ckpt.close();
       registrar = new Registrar({
         redis,
         identity: {
@@ -108,7 +111,13 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     if (o.experts.kind === 'auto') {
       if (!registrar) throw new Error('--experts auto needs --redis (the CLI checks this)');
       const count = o.experts.count ?? Math.max(1, Math.ceil(config.numExperts / 2));
-      experts = await registrar.claimAuto(Math.min(count, config.numExperts), config.numExperts);
+      if (count > config.numExperts)
+        throw new ProtocolError(
+          'bad-value',
+          `--experts auto:${count} asks for more experts than the model has (${config.numExperts})`,
+          { hint: `give auto:N with N at most ${config.numExperts}` },
+        );
+      experts = await registrar.claimAuto(count, config.numExperts);
       log.info(`--experts auto: the registry chose ${formatExpertSet(experts)}`);
     } else experts = parseExpertSet(o.experts.set, config.numExperts);
   } catch (err) {

@@ -382,11 +382,14 @@ export const opt = {
       'two-batch overlap with workers: a step of 2+ sequences runs as two micro-batches, one computing ' +
         'its dense layers while the other waits for its experts (off by default; no effect in process)',
     ),
-  workers: (defaultText: string) =>
+  /** `only`: a command that accepts one form only says so in its help (it still parses both and refuses the other). */
+  workers: (defaultText: string, only?: 'count') =>
     new Option(
       '--workers <n|urls>',
-      `where the experts run: N local worker processes started by this command (experts split evenly; ` +
-        `0 = in this process), or comma-separated ws:// URLs of running kmoe workers (default: ${defaultText})`,
+      only === 'count'
+        ? `N worker processes started by this command (experts split evenly; ws:// URLs are not accepted here) (default: ${defaultText})`
+        : `where the experts run: N local worker processes started by this command (experts split evenly; ` +
+            `0 = in this process), or comma-separated ws:// URLs of running kmoe workers (default: ${defaultText})`,
     ).argParser(parseWorkers),
   wire: () =>
     new Option(
@@ -496,7 +499,9 @@ export const opt = {
       'require "Authorization: Bearer KEY" on /v1/* (visible in ps: prefer --api-key-file)',
     ),
   apiKeyFile: () => new Option('--api-key-file <file>', 'like --api-key, the key read from a file'),
-  redis: (description: string) => new Option('--redis <url>', description).argParser(parseRedisUrl),
+  // KMOE_REDIS_URL keeps a password out of the process list (`ps` shows command lines).
+  redis: (description: string) =>
+    new Option('--redis <url>', description).env('KMOE_REDIS_URL').argParser(parseRedisUrl),
   redisCa: () =>
     new Option(
       '--redis-ca <file>',

@@ -588,7 +588,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       new Option(
         '--watch <seconds>',
-        'automatic mode: rebalance again every N seconds until SIGINT/SIGTERM',
+        'automatic mode: rebalance again every N seconds (at least 5) until SIGINT/SIGTERM',
       ).argParser(parseNumber('--watch', { min: 5 })),
     )
     .addOption(new Option('--json', 'the report as one JSON object per round on stdout'))
@@ -671,7 +671,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
       new Option(
         '--memory <size>',
         'memory of each device, e.g. 80GiB, 24GB (default: report sizes only)',
-      ).argParser(parseSize('--memory', { min: 1 })),
+      ).argParser(parseSize('--memory', { min: 2 ** 20 })),
     )
     .addOption(
       opt
@@ -1188,7 +1188,7 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
         .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
         .default([1, 8], '1,8'),
     )
-    .addOption(opt.workers('2'))
+    .addOption(opt.workers('2', 'count'))
     .addOption(
       new Option('--requests <n>', 'requests per run (default: 2 x streams, at least 8)').argParser(
         parseInteger('--requests', { min: 1 }),

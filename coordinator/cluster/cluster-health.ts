@@ -72,20 +72,41 @@ export class ClusterHealth {
   }
 
   coverage(): ExpertCoverage {
-    const { description, numExperts } = this.options;
+    const { numExperts } = this.options;
     const placement = [...this.placement].map(([url, experts]) => ({ url, experts }));
-    if (placement.length === 0) return { description, covered: true };
+    if (placement.length === 0) return { description: this.options.description, covered: true };
+    const live = placement.filter((w) => !this.gone.has(w.url));
+    const description = this.describe(live);
     const held = new Array<boolean>(numExperts).fill(false);
-    for (const w of placement) if (!this.gone.has(w.url)) for (const e of w.experts) held[e] = true;
+    for (const w of live) for (const e of w.experts) held[e] = true;
     const missing = held.flatMap((h, e) => (h ? [] : [e]));
     if (missing.length === 0) return { description, covered: true };
-    const why = [...this.gone.values()].flat().join('; ') || 'the connected workers do not hold them';
+    // Only the departures that took a missing expert with them explain the gap.
+    const lost = new Set(missing);
+    const why =
+      placement
+        .filter((w) => this.gone.has(w.url) && w.experts.some((e) => lost.has(e)))
+        .flatMap((w) => this.gone.get(w.url)!)
+        .join('; ') || 'the connected workers do not hold them';
     return {
       description,
       covered: false,
       missing,
       detail: `experts ${formatExpertSet(missing)} have no live worker: ${why}`,
     };
+  }
+
+  /**
+   * The start-up description with its worker list replaced by the live workers and what each holds
+   * now (joins, leaves and `kmoe cluster rebalance` change both).
+   */
+  private describe(live: readonly { url: string; experts: readonly number[] }[]): string {
+    const list = live.map((w) => `${w.url}: ${formatExpertSet(w.experts)}`).join('; ');
+    const n = live.length;
+    return this.options.description.replace(
+      /^remote experts on \d+ workers? \([^)]*\)/,
+      `remote experts on ${n} worker${n === 1 ? '' : 's'} (${list})`,
+    );
   }
 
   /** Stops pending timers (shutdown). */

@@ -54,6 +54,8 @@ export interface RemoteExpertsOptions {
   readonly clusterToken?: string;
   /** Which replica computes each pair (default k-aware). */
   readonly balance?: BalanceRule;
+  /** Start with the workers that connect if they cover every expert (the others are left out). */
+  readonly skipFailed?: boolean;
 }
 
 /** What the backend must know about the coordinator's model. */
@@ -85,10 +87,12 @@ export interface WorkerDown {
   readonly reason: string;
 }
 
-/** A worker connection was (re)established: the experts it holds now. */
+/** A worker connection was (re)established, or a connected worker changed its experts. */
 export interface WorkerUp {
   readonly url: string;
   readonly experts: readonly number[];
+  /** connected: a (re)established connection; holdings: its holdings notice (`kmoe cluster rebalance`). */
+  readonly why: 'connected' | 'holdings';
 }
 
 export interface ClusterEvents {
@@ -178,19 +182,21 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     let backend: RemoteExpertBackend | undefined;
     const secret = secretOf(options);
     const attempts = await Promise.allSettled(
-      options.workers.map((url, i) =>
+      options.workers.map((url) =>
         WorkerConnection.connect(url, {
           ...connectOptions(options, model, secret),
-          onDown: (reason) => backend?.lost(i, reason),
+          // By URL: with skipFailed, slots are only the workers that connected.
+          onDown: (reason) => backend?.lost(backend.slotOf(url), reason),
           onDrain: () => backend?.rebuild(),
-          onHoldings: (experts) => backend?.holdingsChanged(i, experts),
+          onHoldings: (experts) => backend?.holdingsChanged(backend.slotOf(url), experts),
         }),
       ),
     );
     const connections = attempts.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
     try {
       const failed = attempts.find((a) => a.status === 'rejected');
-      if (failed) throw (failed as PromiseRejectedResult).reason;
+      if (failed && (options.skipFailed !== true || connections.length === 0))
+        throw (failed as PromiseRejectedResult).reason;
       PlacementTable.create(
         connections.map((c): WorkerExperts => ({ url: c.url, experts: c.welcome.experts })),
         model.numExperts,
@@ -203,12 +209,17 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         options.balance ?? DEFAULT_BALANCE_RULE,
         events,
       );
-      for (const c of connections) if (!c.alive) backend.lost(options.workers.indexOf(c.url), 'disconnected');
+      for (const c of connections) if (!c.alive) backend.lost(backend.slotOf(c.url), 'disconnected');
       return backend;
     } catch (err) {
       await Promise.all(connections.map((c) => c.close()));
       throw err;
     }
+  }
+
+  /** The slot of a worker URL (-1 if unknown). */
+  slotOf(url: string): number {
+    return this.slots.findIndex((s) => s.url === url);
   }
 
   /** The current view: read once per layer. */
@@ -476,7 +487,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     }
     slot.experts = experts;
     this.rebuild();
-    this.events.up?.({ url: slot.url, experts });
+    this.events.up?.({ url: slot.url, experts, why: 'holdings' });
   }
 
   private lost(worker: number, reason: string): void {
@@ -537,7 +548,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         slot.attempt = 0;
         slot.secondsPerPair = undefined;
         this.rebuild();
-        this.events.up?.({ url: slot.url, experts: conn.welcome.experts });
+        this.events.up?.({ url: slot.url, experts: conn.welcome.experts, why: 'connected' });
         for (const w of slot.waiters.splice(0)) w.resolve({ url: slot.url, experts: conn.welcome.experts });
       },
       (err: unknown) => {

@@ -66,6 +66,7 @@ export async function connectExperts(
       ...(option.timeoutMs === undefined ? {} : { timeoutMs: option.timeoutMs }),
       ...(option.clusterToken === undefined ? {} : { clusterToken: option.clusterToken }),
       ...(option.balance === undefined ? {} : { balance: option.balance }),
+      ...(option.skipFailed === true ? { skipFailed: true } : {}),
     },
     model,
     events,

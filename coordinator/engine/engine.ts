@@ -33,6 +33,11 @@ export type ExpertsOption =
       readonly clusterToken?: string;
       /** Which replica computes each (token, expert) pair (default k-aware). */
       readonly balance?: BalanceRule;
+      /**
+       * Start with the workers that complete the handshake, as long as they hold every expert (a
+       * registry may list a stale or foreign URL; the membership keeps retrying the others).
+       */
+      readonly skipFailed?: boolean;
     };
 
 export interface EngineOptions {

@@ -97,7 +97,15 @@ export function openRegistryConnection(url: string, o: RegistryConnectionOptions
 
 /** Connects (first time) or fails with a RegistryError naming the masked URL. */
 export async function connectRegistry(url: string, o: RegistryConnectionOptions = {}): Promise<Redis> {
-  const redis = openRegistryConnection(url, o);
+  // Outage reports start once connected: a first connection that fails is this function's error,
+  // not an outage that "serving continues" through.
+  let connected = false;
+  const redis = openRegistryConnection(url, {
+    ...o,
+    onError: (m) => {
+      if (connected) o.onError?.(m);
+    },
+  });
   // connect() rejects with "Connection is closed"; the cause (WRONGPASS, NOAUTH, ECONNREFUSED)
   // came in an error event just before.
   let cause: Error | undefined;
@@ -107,6 +115,7 @@ export async function connectRegistry(url: string, o: RegistryConnectionOptions 
   redis.on('error', remember);
   try {
     await redis.connect();
+    connected = true;
     redis.off('error', remember);
   } catch (err) {
     redis.disconnect();

@@ -16,6 +16,7 @@ import { type Membership, StaticMembership } from '../../cluster/membership.js';
 import { registerClusterMetrics } from '../../cluster/registry/cluster-metrics.js';
 import { reachableWorkers } from '../../cluster/registry/reachable.js';
 import { RedisMembership } from '../../cluster/registry/redis-membership.js';
+import type { ExpertsOption } from '../../engine/engine.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { createLogger, type LogLevel } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
@@ -97,7 +98,8 @@ export async function run(o: ServeOptions): Promise<number> {
         );
         // A record outlives its worker by up to a TTL: start with the workers that answer.
         const r = await reachableWorkers(members.workers(), ckpt.config.numExperts);
-        if (r.covered) return r.reachable.map((w) => w.url);
+        // One URL once: a worker restarted at its old URL may still have its old record too.
+        if (r.covered) return [...new Set(r.reachable.map((w) => w.url))];
         log.warn(
           { unreachable: r.unreachable.map((w) => w.url) },
           'registered workers do not answer; waiting',
@@ -127,7 +129,11 @@ export async function run(o: ServeOptions): Promise<number> {
       );
     },
   });
-  const { cluster, experts } = placed;
+  const { cluster } = placed;
+  // From a registry a URL that answers TCP may still not be a kmoe worker of this model (a stale or
+  // foreign record): start with the workers that complete the handshake; the membership retries the rest.
+  const experts: ExpertsOption =
+    registry && placed.experts.kind === 'remote' ? { ...placed.experts, skipFailed: true } : placed.experts;
   const membership: Membership =
     registry ?? cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
 
@@ -163,7 +169,12 @@ export async function run(o: ServeOptions): Promise<number> {
         );
     });
     client.onWorkerUp((e) =>
-      log.info({ worker: e.url, experts: formatExpertSet(e.experts) }, 'connected to a worker'),
+      log.info(
+        { worker: e.url, experts: formatExpertSet(e.experts) },
+        e.why === 'holdings'
+          ? 'a worker changed its experts: routing by its new set'
+          : 'connected to a worker',
+      ),
     );
     health = ClusterHealth.watch({
       description,
@@ -177,7 +188,14 @@ export async function run(o: ServeOptions): Promise<number> {
     const cover = health;
     // Membership drives the engine's connection set while requests run; the engine's own
     // reconnects (and these joins) reach /ready through onWorkerUp.
-    if (registry) followMembership(registry, client, cover, workers.kind === 'urls' ? workers.urls : [], log);
+    if (registry)
+      followMembership(
+        registry,
+        client,
+        cover,
+        engine.info.placement.map((w) => w.url),
+        log,
+      );
     else {
       membership.onJoin((e) => {
         client

@@ -101,7 +101,10 @@ export async function measureLoad(
       throw new RebalanceError(`the registry holds workers of ${models.size} models; rebalance handles one`, {
         hint: 'give each model its own registry (or Redis key prefix)',
       });
-    if (workers.length === 0) throw new RebalanceError('no ready workers in the registry');
+    if (workers.length === 0)
+      throw new RebalanceError('no ready workers in the registry', {
+        hint: 'start workers with kmoe worker --redis (the same URL and key prefix), then run rebalance',
+      });
     fingerprint = workers[0]!.fingerprint;
     numExperts = Math.max(...workers.map((w) => w.numExperts));
     if (expertLoad.length !== numExperts) expertLoad = new Array<number>(numExperts).fill(0);
@@ -138,6 +141,19 @@ export async function rebalanceOnce(redis: Redis, o: RebalanceOptions): Promise<
       hint: 'wait for it to finish (its lock expires on its own if it died)',
     });
   try {
+    // What can be refused without measuring is refused before the window.
+    const first = await measureLoad(redis, 0, prefix);
+    const slots = first.workers.reduce(
+      (a, w) => a + Math.min(o.slots ?? w.experts.length, first.numExperts),
+      0,
+    );
+    if (slots < first.numExperts)
+      throw new RebalanceError(
+        `${first.workers.length} workers x --slots ${o.slots ?? 'as held'} give ${slots} expert slots, fewer than the model's ${first.numExperts} experts`,
+        {
+          hint: `every expert needs a slot: give --slots ${Math.ceil(first.numExperts / first.workers.length)} or more, or start more workers`,
+        },
+      );
     o.progress(`measuring the load the workers report for ${(o.windowMs / 1000).toFixed(0)} s`);
     const m = await measureLoad(redis, o.windowMs, prefix);
     const total = m.expertLoad.reduce((a, b) => a + b, 0);
@@ -158,8 +174,12 @@ export async function rebalanceOnce(redis: Redis, o: RebalanceOptions): Promise<
       layerLoad: m.layerLoad,
       before: plan.before,
       after: plan.after,
-      replicas: plan.replicas,
-      target: Object.fromEntries(plan.target),
+      replicas: outcome === 'balanced' ? replicasOf(m.workers, m.numExperts) : plan.replicas,
+      // What the workers hold after this run: the plan only when it was applied (or, dry run, planned).
+      target:
+        outcome === 'balanced'
+          ? Object.fromEntries(m.workers.map((w) => [w.id, [...w.experts]]))
+          : Object.fromEntries(plan.target),
       applied,
     });
     const gain = plan.before.max > 0 ? 1 - plan.after.max / plan.before.max : 0;
@@ -276,6 +296,13 @@ export async function rebalanceWatch(
       });
     });
   }
+}
+
+/** Workers holding each expert. */
+function replicasOf(workers: readonly WorkerRecord[], numExperts: number): number[] {
+  const n = new Array<number>(numExperts).fill(0);
+  for (const w of workers) for (const e of w.experts) if (e < numExperts) n[e]!++;
+  return n;
 }
 
 function round2(x: number): number {

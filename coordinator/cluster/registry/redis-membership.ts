@@ -228,6 +228,10 @@ export class RedisMembership implements Membership {
       });
     }
     for (const id of this.deregistered) if (!now.has(id)) this.deregistered.delete(id);
+    // A worker restarted at the same URL registers under a new id before its old record expires:
+    // the old id leaving must not take the URL, which a member still serves, out of routing.
+    const served = new Set([...next.values()].map((r) => r.url));
+    leaves.splice(0, leaves.length, ...leaves.filter((l) => !served.has(l.url)));
     this.known = next;
     // Leaves first: a worker restarted on the same URL leaves (old id) and then joins (new id).
     for (const e of leaves) {

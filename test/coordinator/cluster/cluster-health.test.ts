@@ -16,12 +16,13 @@ function setup(
     { url: A, experts: [0, 1, 2, 3] },
     { url: B, experts: [4, 5, 6, 7] },
   ],
+  description = 'remote experts on 2 workers',
 ) {
   const membership = new StaticMembership(placement.map((w) => w.url));
   let drop: (e: WorkerDown) => void = () => {};
   let up: (e: WorkerUp) => void = () => {};
   const health = ClusterHealth.watch({
-    description: 'remote experts on 2 workers',
+    description,
     numExperts: 8,
     placement,
     membership,
@@ -65,9 +66,9 @@ describe('ClusterHealth', () => {
     const { health, drop, up } = setup(false);
     drop({ url: B, reason: 'closed the connection (code 1006)' });
     // B came back at the same URL with fewer experts: 6-7 are still missing.
-    up({ url: B, experts: [4, 5] });
+    up({ url: B, experts: [4, 5], why: 'connected' });
     expect(health.coverage()).toMatchObject({ covered: false, missing: [6, 7] });
-    up({ url: C, experts: [6, 7] });
+    up({ url: C, experts: [6, 7], why: 'connected' });
     expect(health.coverage()).toEqual({ description: 'remote experts on 2 workers', covered: true });
   });
 
@@ -106,5 +107,29 @@ describe('ClusterHealth', () => {
     expect(health.coverage().covered).toBe(true);
     vi.advanceTimersByTime(1);
     expect(health.coverage()).toMatchObject({ covered: false, missing: [0, 1, 2, 3] });
+  });
+
+  it('describes the live workers and what they hold now, and names only the departures that explain a gap', () => {
+    const start = `remote experts on 2 workers (${A}: 0-3; ${B}: 4-7), bf16 wire, k-aware balancing`;
+    const { health, drop, up } = setup(false, undefined, start);
+    expect(health.coverage().description).toBe(start);
+    // A rebalance: A gives up 3 and takes 4; C joins with 3.
+    up({ url: A, experts: [0, 1, 2, 4], why: 'holdings' });
+    up({ url: C, experts: [3], why: 'connected' });
+    expect(health.coverage()).toEqual({
+      description: `remote experts on 3 workers (${A}: 0-2,4; ${B}: 4-7; ${C}: 3), bf16 wire, k-aware balancing`,
+      covered: true,
+    });
+    // C leaves: only its departure explains the missing expert, not B's old one.
+    drop({ url: B, reason: 'closed the connection (code 1006)' });
+    up({ url: B, experts: [4, 5, 6, 7], why: 'connected' });
+    drop({ url: C, reason: 'closed the connection (code 1006)' });
+    const c = health.coverage();
+    expect(c).toMatchObject({ covered: false, missing: [3] });
+    expect(c.description).toBe(
+      `remote experts on 2 workers (${A}: 0-2,4; ${B}: 4-7), bf16 wire, k-aware balancing`,
+    );
+    if (c.covered) throw new Error('expected a gap');
+    expect(c.detail).toBe(`experts 3 have no live worker: worker ${C} closed the connection (code 1006)`);
   });
 });
