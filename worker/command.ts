@@ -143,11 +143,12 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
       ...(secret === undefined ? {} : { secret }),
     });
     await registrar?.start('ready', server.metrics, o.advertiseUrl ?? advertisedUrl(host, server.url, log));
-    if (registrar && o.redis !== undefined)
+    if (registrar && redis && o.redis !== undefined)
       commands = ExpertCommands.start({
         redisUrl: o.redis,
         ...(o.redisCa === undefined ? {} : { redisCa: o.redisCa }),
         registrar,
+        redis,
         compute,
         server,
         log,

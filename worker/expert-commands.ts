@@ -6,6 +6,7 @@
 // request sent on stale placement gets `not-held` and is re-sent by its coordinator to a replica.
 
 import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import {
   type ExpertJob,
   type ExpertJobResult,
@@ -14,6 +15,7 @@ import {
   jobConnection,
   jobPrefix,
 } from '../shared/cluster-registry/expert-jobs.js';
+import { readWorkers } from '../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import type { Logger } from '../shared/runtime/logger.js';
 import type { ExpertCompute } from './expert-compute.js';
@@ -26,6 +28,8 @@ export interface ExpertCommandsOptions {
   readonly redisCa?: string;
   readonly prefix?: string;
   readonly registrar: Registrar;
+  /** The registry connection: an unload checks that another ready worker holds each expert. */
+  readonly redis: Redis;
   readonly compute: ExpertCompute;
   readonly server: WorkerServer;
   readonly log: Logger;
@@ -69,6 +73,16 @@ async function apply(job: ExpertJob, o: ExpertCommandsOptions): Promise<ExpertJo
     await server.setHoldings(held.experts);
     await registrar.setExperts(held.experts);
   } else {
+    // The last holder of an expert must not drop it: requests needing it would fail (a rebalance
+    // loads replicas before unloading; a hand-made or stale command might not have).
+    const others = (await readWorkers(o.redis, o.prefix)).filter(
+      (w) => w.id !== registrar.id && w.status === 'ready' && w.fingerprint === compute.model.fingerprint,
+    );
+    const sole = job.experts.filter((e) => server.holds(e) && !others.some((w) => w.experts.includes(e)));
+    if (sole.length > 0)
+      throw new Error(
+        `refusing to unload experts ${formatExpertSet(sole)}: no other ready worker holds them (load replicas first)`,
+      );
     const keep = server.experts.filter((e) => !job.experts.includes(e));
     if (keep.length === 0)
       throw new Error(

@@ -22,7 +22,7 @@ import {
 } from '../shared/protocol/codec.js';
 import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet } from '../shared/protocol/expert-set.js';
-import { frameBytes } from '../shared/protocol/frame.js';
+import { decodeFrame, frameBytes } from '../shared/protocol/frame.js';
 import {
   type DispatchRequest,
   type ErrorReplyCode,
@@ -55,6 +55,8 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
  * handshake, and its frame is not buffered beyond this (ws's maxPayload is one per server).
  */
 export const HANDSHAKE_MAX_BYTES = 16 * 1024;
+/** How long a refused peer's socket stays open for the refuse message to reach it. */
+const REFUSED_LINGER_MS = 1000;
 /** Default cap on WebSocket connections at once, handshaking or greeted (`--max-connections`). */
 export const DEFAULT_MAX_CONNECTIONS = 64;
 /** Sockets beyond the WebSocket cap left for plain HTTP (metrics scrapers, health probes). */
@@ -116,7 +118,8 @@ export class WorkerServer {
   static async start(options: WorkerServerOptions): Promise<WorkerServer> {
     const metrics = new WorkerMetrics();
     let server: WorkerServer | undefined;
-    const httpServer = http.createServer((req, res) => {
+    // Timeouts below are checked this often (Node's default, 30 s, would let them run 3x over).
+    const httpServer = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
       serveHttp(req, res, metrics, server?.experts ?? options.compute.model.experts).catch((err: unknown) => {
         options.log.error(`HTTP ${req.method} ${req.url} failed: ${(err as Error).message}`);
         if (!res.headersSent) res.writeHead(500);
@@ -126,6 +129,11 @@ export class WorkerServer {
     const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     // Node closes sockets beyond this at once: a hard ceiling whatever they speak.
     httpServer.maxConnections = maxConnections + HTTP_SOCKET_ROOM;
+    // A socket that sends no complete request head (no upgrade, no GET) within the handshake bound
+    // is closed: silent sockets must not hold the connection cap for Node's default minute.
+    const handshakeMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    httpServer.headersTimeout = handshakeMs;
+    httpServer.requestTimeout = handshakeMs;
     const wss: WebSocketServer = new WebSocketServer({
       server: httpServer,
       maxPayload: options.maxFrameBytes * HARD_LIMIT_FACTOR,
@@ -361,10 +369,32 @@ class PeerConnection {
     this.server.options.log.warn({ reason, peer: this.peer }, `refused coordinator ${this.peer}: ${message}`);
     this.sendFrame(encodeRefuse({ version: PROTOCOL_VERSION, reason, message }));
     this.ws.close(1008, reason);
+    // A refused peer gets a moment to read why, not ws's 30 s wait for its close frame: sockets of
+    // refused peers must not pile up against --max-connections.
+    setTimeout(() => this.ws.terminate(), REFUSED_LINGER_MS).unref();
   }
 
   private handshake(bytes: Uint8Array): void {
     const { secret } = this.server.options;
+    // Only a hello or a proof is read before the handshake completes: any other message is refused
+    // by its type alone, so an unauthenticated peer learns nothing of the model from the validation
+    // of, say, a dispatch's tensor sizes.
+    const expected = this.stage.kind === 'proof' ? 'proof' : 'hello';
+    let type: unknown;
+    try {
+      type = decodeFrame(bytes, HANDSHAKE_MAX_BYTES).header['type'];
+    } catch {
+      type = undefined;
+    }
+    if (type !== expected) {
+      this.refuse(
+        expected === 'proof' ? 'auth' : 'bad-hello',
+        expected === 'proof'
+          ? 'expected the proof of the cluster token'
+          : 'first message must be a hello (a binary kmoe frame)',
+      );
+      return;
+    }
     let msg: ReturnType<typeof decodeMessage>;
     try {
       msg = decodeMessage(bytes, this.limits);

@@ -20,7 +20,10 @@ export function expertQueueName(workerId: string): string {
 
 export const expertJobSchema = z.object({
   op: z.enum(['load', 'unload']),
-  experts: z.array(z.number().int().nonnegative()).min(1),
+  experts: z
+    .array(z.number().int().nonnegative())
+    .min(1)
+    .max(1 << 16),
   /** The model the sender planned for: a worker of another model refuses the command. */
   fingerprint: z.string(),
 });

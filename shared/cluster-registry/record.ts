@@ -12,12 +12,17 @@ const load = z.object({
   /** Hidden states received per second (a token counts once per layer request). */
   tokensPerSec: z.number().nonnegative(),
   /** Pairs per second per expert held, summed over layers: [expert, pairs/s] for experts with traffic. */
-  experts: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])),
+  experts: z.array(z.tuple([z.number().int().nonnegative(), z.number().nonnegative()])).max(1 << 16),
   /** Pairs per second per (MoE layer, expert) held: [layer, expert, pairs/s] for those with traffic. */
-  layers: z.array(
-    z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().nonnegative()]),
-  ),
+  layers: z
+    .array(
+      z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), z.number().nonnegative()]),
+    )
+    .max(1 << 20),
 });
+
+/** Expert indices and load entries a record may list: far above any model's experts x layers. */
+const MAX_LIST = 1 << 16;
 
 export const workerRecordSchema = z.object({
   id: z.string().min(1).max(200),
@@ -25,8 +30,8 @@ export const workerRecordSchema = z.object({
   url: z.string().max(2000),
   /** loading: experts claimed (by --experts auto), not yet serving; ready; draining: leaving. */
   status: z.enum(WORKER_STATUSES),
-  experts: z.array(z.number().int().nonnegative()),
-  numExperts: z.number().int().positive(),
+  experts: z.array(z.number().int().nonnegative()).max(MAX_LIST),
+  numExperts: z.number().int().positive().max(MAX_LIST),
   device: z.string(),
   expertWeights: z.string(),
   threads: z.number().int().nonnegative(),
@@ -43,8 +48,12 @@ export type WorkerLoad = z.infer<typeof load>;
 
 export const NO_LOAD: WorkerLoad = { pairsPerSec: 0, tokensPerSec: 0, experts: [], layers: [] };
 
-/** The record, or undefined when the JSON does not parse or does not match the schema. */
+/** A record's JSON above this is not parsed (a real one is a few KiB; the registry is external input). */
+export const MAX_RECORD_BYTES = 256 * 1024;
+
+/** The record, or undefined when the JSON is too long, does not parse or does not match the schema. */
 export function parseWorkerRecord(json: string): WorkerRecord | undefined {
+  if (json.length > MAX_RECORD_BYTES) return undefined;
   let value: unknown;
   try {
     value = JSON.parse(json);

@@ -200,13 +200,15 @@ describe('a token that does not match is refused before any work', () => {
       wire: 'fp32',
       numTokens: 1,
       numPairs: 1,
-      hidden: 256,
+      // A wrong hidden size: validating it would tell the peer the model's (256).
+      hidden: 64,
       index: 'uint8',
     });
     f.offsets.set([0, 1]);
     f.weights.set([1]);
     peer.send(f.bytes);
-    expectRefused(await peer.next(), 'auth', /expected the proof of the cluster token, got a dispatch/);
+    const refused = await peer.next();
+    expectRefused(refused, 'auth', /^expected the proof of the cluster token$/);
     expect((await peer.closed).code).toBe(1008);
   });
 });

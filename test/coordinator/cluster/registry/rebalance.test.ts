@@ -5,8 +5,14 @@
 // (layer, expert); a rebalance with no traffic, or while another holds the lock, fails clearly.
 
 import { spawn } from 'node:child_process';
+import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  expertQueueName,
+  jobConnection,
+  jobPrefix,
+} from '../../../../shared/cluster-registry/expert-jobs.js';
 import { cliArgv } from '../../../../shared/runtime/entry-points.js';
 import { runCli } from '../../../helpers/cli.js';
 import { ROOT } from '../../../helpers/paths.js';
@@ -200,7 +206,9 @@ describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', 
     const held = (await status()).workers.map((w) => w.experts);
     let report: ReportJson | undefined;
     const planned = (async () => {
-      ({ report } = await rebalanceJson(['--slots', '4', '--window', '2', '--min-gain', '0', '--dry-run']));
+      // Traffic first, so every heartbeat of the window carries load.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      ({ report } = await rebalanceJson(['--slots', '4', '--window', '3', '--min-gain', '0', '--dry-run']));
     })();
     const { errors } = await stream(2, planned);
     await planned;
@@ -250,5 +258,31 @@ describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', 
     expect(report.outcome).toBe('balanced');
     child.kill('SIGTERM');
     expect(await exited, stderr).toBe(0);
+  });
+
+  it('a worker refuses a command to unload an expert no other ready worker holds', async () => {
+    const s = await status();
+    const sole = s.models[0]!.experts.find((e) => e.replicas === 1);
+    expect(sole).toBeDefined();
+    const holder = s.workers.find((w) => w.experts.includes(sole!.expert))!;
+    const opts = { connection: jobConnection(redis.url), prefix: jobPrefix() };
+    const queue = new Queue(expertQueueName(holder.id), opts);
+    const events = new QueueEvents(expertQueueName(holder.id), opts);
+    try {
+      await events.waitUntilReady();
+      const fingerprint = JSON.parse(
+        (await runCli(['cluster', 'status', '--redis', redis.url, '--json'])).stdout,
+      ).models[0].fingerprint as string;
+      const job = await queue.add('unload', { op: 'unload', experts: [sole!.expert], fingerprint });
+      await expect(job.waitUntilFinished(events, 30_000)).rejects.toThrow(
+        new RegExp(`refusing to unload experts ${sole!.expert}: no other ready worker holds them`),
+      );
+      // Still held and still served.
+      expect((await status()).workers.find((w) => w.id === holder.id)!.experts).toContain(sole!.expert);
+      for (const p of PROMPTS) expect(await complete(p)).toBe(baseline.get(p));
+    } finally {
+      await events.close();
+      await queue.close();
+    }
   });
 });
