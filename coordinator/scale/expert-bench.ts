@@ -12,7 +12,7 @@ import { GraphBuilder } from '../../shared/onnx/graph-builder.js';
 import { f32Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import { ExpertBenchError } from './errors.js';
-import { synthValues } from './prng.js';
+import { mulberry32, synthValues } from './prng.js';
 
 export interface ExpertShape {
   readonly hidden: number;
@@ -260,13 +260,8 @@ function timeCalls(call: () => void, budget: number): number {
 
 /** Values in [-1, 1) from a fixed sequence: inputs whose magnitude is like a normalised hidden state. */
 function randomInput(length: number, seed: number): Float32Array {
+  const next = mulberry32(seed);
   const out = new Float32Array(length);
-  let a = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2147483648 - 1;
-  }
+  for (let i = 0; i < length; i++) out[i] = 2 * next() - 1;
   return out;
 }

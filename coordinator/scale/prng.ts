@@ -46,6 +46,20 @@ export class Bf16Stream {
   }
 }
 
+/**
+ * mulberry32: a seeded uniform [0, 1) stream, for what must be the same on every run (benchmark
+ * inputs, the projection's sampled steps). Bf16Stream inlines the same steps for speed.
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed | 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** The first `count` values of a tensor's stream, as the synthetic checkpoint stores them. */
 export function synthValues(seed: number, tensorName: string, count: number): Uint16Array {
   const out = new Uint16Array(count);

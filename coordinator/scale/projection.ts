@@ -5,6 +5,7 @@
 // assumption is a field of ProjectionInputs and is written out next to the numbers.
 
 import { PlanError } from './errors.js';
+import { mulberry32 } from './prng.js';
 
 /** The model's shapes that the step time depends on. */
 export interface ProjectionModel {
@@ -143,18 +144,6 @@ export function expertSeconds(inputs: ProjectionInputs, tokens: number): number 
 /** Steps sampled per (hosts, batch, profile) for the busiest host's expert time. */
 export const EXPERT_SAMPLES = 2000;
 
-/** mulberry32: a seeded uniform [0, 1) stream, so the projection is the same on every run. */
-function uniformStream(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Mean over sampled steps of the busiest expert host's time in one MoE layer: every token draws K
  * from `p` and K distinct experts uniformly; a host runs each of its experts that got tokens once
@@ -169,7 +158,7 @@ export function busiestHostSeconds(
 ): number {
   const E = inputs.model.numExperts;
   const perHost = E / hosts;
-  const rand = uniformStream(0x6b6d6f65 ^ (hosts * 7919 + batch * 104_729));
+  const rand = mulberry32(0x6b6d6f65 ^ (hosts * 7919 + batch * 104_729));
   const timeOf = new Map<number, number>();
   const t = (tokens: number) => {
     let v = timeOf.get(tokens);
