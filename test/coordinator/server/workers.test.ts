@@ -14,6 +14,8 @@ import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 let server: ServeProcess;
+/** Both workers' URLs, read from /ready before one of them is killed. */
+let workerUrls: string[] = [];
 let client: OpenAI;
 
 beforeAll(async () => {
@@ -157,14 +159,16 @@ describe('kmoe serve with local workers', () => {
     expect(err).toBeInstanceOf(OpenAI.APIError);
     expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
     expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('experts_unavailable');
-    // Status endpoints keep answering and the description still names both workers.
+    // Status endpoints keep answering; the description names the live workers only.
     expect(before.experts.description).toMatch(/2 workers/);
+    workerUrls = [...before.experts.description.matchAll(/ws:\/\/[\d.]+:\d+/g)].map((m) => m[0]);
+    const after = (await (await fetch(`${server.url}/ready`)).json()) as { experts: { description: string } };
+    expect(after.experts.description).toMatch(/remote experts on 1 worker \(/);
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 
   it('stops the workers it started on SIGTERM', async () => {
-    const ready = (await (await fetch(`${server.url}/ready`)).json()) as { experts: { description: string } };
-    const urls = [...ready.experts.description.matchAll(/ws:\/\/[\d.]+:\d+/g)].map((m) => m[0]);
+    const urls = workerUrls;
     expect(urls).toHaveLength(2);
     // Worker 0 was killed above; the other is still up until the server stops it.
     expect((await Promise.all(urls.map(reachable))).filter(Boolean)).toHaveLength(1);
