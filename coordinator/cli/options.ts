@@ -283,7 +283,16 @@ function readSecretFile(flag: string, file: string): string {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const what =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : (code ?? (err as Error).message);
+    throw new UsageError(`${flag} ${file}: ${what}`);
   }
   const secret = text.trim();
   if (secret === '') throw new UsageError(`${flag} ${file} is empty`);

@@ -206,7 +206,7 @@ export function planMemory(req: PlanRequest): MemoryPlan {
       const needed = Math.ceil(shape.numExperts / expertsPerDevice);
       fittingPlacement = splitExperts(shape.numExperts, needed);
       problems.push(
-        `a device holds at most ${expertsPerDevice} experts (${fmtBytes(bytesPerExpert)} each): ` +
+        `a device holds at most ${expertsPerDevice} expert${expertsPerDevice === 1 ? '' : 's'} (${fmtBytes(bytesPerExpert)} each): ` +
           `${needed} workers are needed for ${shape.numExperts} experts`,
       );
     }
@@ -273,7 +273,7 @@ export function formatPlan(plan: MemoryPlan): string {
   const lines: string[] = [];
   const mem = r.memoryBytes === undefined ? '' : ` of ${fmtBytes(r.memoryBytes)} each`;
   lines.push(
-    `experts: ${plan.expertFormat} weights, ${fmtBytes(plan.bytesPerExpert)} per expert (${r.shape.numMoeLayers} MoE layers), ` +
+    `experts: ${plan.expertFormat} weights, ${fmtBytes(plan.bytesPerExpert)} per expert (${r.shape.numMoeLayers} MoE layer${r.shape.numMoeLayers === 1 ? '' : 's'}), ` +
       `${plan.workers.length} workers${mem} on ${r.device}, reserve ${fmtBytes(r.reserveBytes)} per process`,
   );
   for (const w of plan.workers) {

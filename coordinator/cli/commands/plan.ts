@@ -70,9 +70,13 @@ export async function run(o: PlanOptions): Promise<number> {
     );
   } else {
     process.stdout.write(
-      `${o.model}: ${model.config.numLayers} layers (${model.shape.numMoeLayers} MoE) x ${E} experts, ${fmtBytes(model.storedBytes)} stored (from ${model.source})\n`,
+      `${o.model}: ${plural(model.config.numLayers, 'layer')} (${model.shape.numMoeLayers} MoE) x ${plural(E, 'expert')}, ${fmtBytes(model.storedBytes)} stored (from ${model.source})\n`,
     );
     process.stdout.write(`${formatPlan({ ...plan, notes })}\n`);
   }
   return plan.fits === false ? DOES_NOT_FIT : 0;
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }

@@ -175,7 +175,7 @@ describe('planMemory', () => {
     expect(plan.workers.every((w) => w.fits === false)).toBe(true);
     expect(plan.expertsPerDevice).toBe(1);
     expect(plan.fittingPlacement).toEqual([[0], [1], [2], [3], [4], [5], [6], [7]]);
-    expect(plan.problems.at(-1)).toMatch(/at most 1 experts.*8 workers are needed/);
+    expect(plan.problems.at(-1)).toMatch(/at most 1 expert .*8 workers are needed/);
   });
 
   it('8x22B weight-only int8 and int4 per expert', () => {
