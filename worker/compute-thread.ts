@@ -35,82 +35,93 @@ function ready(): NonNullable<typeof state> {
   return state;
 }
 
-serveThread<ComputeSchema>({
-  async init({ modelDir, experts, settings }) {
-    if (state) throw new Error('worker compute thread: init called twice');
-    await assertRunnable(modelDir);
-    const ckpt = await Checkpoint.open(modelDir);
-    try {
-      const c = ckpt.config;
-      const dims = ckpt.family.graphDims(c);
-      // Only this worker's experts are read: the checkpoint reads tensor data lazily, per tensor.
-      const host = await ExpertHost.create({
-        dims,
-        numLayers: c.numLayers,
-        moeLayers: moeLayerIndices(ckpt.family.layerPlan(c)),
-        experts,
-        graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
-        settings,
-      });
-      state = {
-        ckpt,
-        host,
-        hidden: dims.hidden,
-        limits: { hidden: dims.hidden, numExperts: c.numExperts, numLayers: c.numLayers },
-        settings,
-      };
-      return {
-        result: {
-          fingerprint: ckpt.fingerprint(),
+serveThread<ComputeSchema>(
+  {
+    async init({ modelDir, experts, settings }) {
+      if (state) throw new Error('worker compute thread: init called twice');
+      await assertRunnable(modelDir);
+      const ckpt = await Checkpoint.open(modelDir);
+      try {
+        const c = ckpt.config;
+        const dims = ckpt.family.graphDims(c);
+        // Only this worker's experts are read: the checkpoint reads tensor data lazily, per tensor.
+        const host = await ExpertHost.create({
+          dims,
           numLayers: c.numLayers,
-          numExperts: c.numExperts,
+          moeLayers: moeLayerIndices(ckpt.family.layerPlan(c)),
+          experts,
+          graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
+          settings,
+        });
+        state = {
+          ckpt,
+          host,
           hidden: dims.hidden,
-          experts: host.experts,
-          bytesRead: ckpt.bytesRead,
-        },
-      };
-    } catch (err) {
-      await ckpt.close();
-      throw err;
-    }
+          limits: { hidden: dims.hidden, numExperts: c.numExperts, numLayers: c.numLayers },
+          settings,
+        };
+        return {
+          result: {
+            fingerprint: ckpt.fingerprint(),
+            numLayers: c.numLayers,
+            numExperts: c.numExperts,
+            hidden: dims.hidden,
+            experts: host.experts,
+            bytesRead: ckpt.bytesRead,
+          },
+        };
+      } catch (err) {
+        await ckpt.close();
+        throw err;
+      }
+    },
+    async dispatch({ frame, maxFrameBytes }) {
+      const { host, hidden: H, limits } = ready();
+      // Validated by the network thread already; decoding again only rebuilds the views here.
+      const req = decodeMessage(frame, { ...limits, maxFrameBytes });
+      if (req.type !== 'dispatch') throw new Error(`compute thread got a ${req.type} message`);
+      const n = req.numTokens;
+      const x = fromWire(req.hidden, req.wire, req.wire === 'fp32' ? undefined : scratch(0, n * H));
+      const result = allocDispatchResult({ id: req.id, wire: req.wire, numTokens: n, hidden: H });
+      // fp32 results are summed straight into the (zero-filled) reply frame; 16-bit ones are summed
+      // in fp32 and rounded once.
+      const sum = req.wire === 'fp32' ? (result.partial as Float32Array) : scratch(1, n * H).fill(0);
+      await host.compute(
+        req.layer,
+        { dtype: 'float32', shape: [n, H], data: x },
+        dispatchAssignment(req),
+        sum,
+      );
+      if (req.wire !== 'fp32') toWire(sum, req.wire, result.partial);
+      // Checked in the wire dtype: an fp32 sum of 7e4 is finite but infinite in fp16.
+      const bad = firstNonFinite(result.partial, req.wire);
+      if (bad !== -1) return { result: { nonFinite: bad } };
+      return { result: { result: result.bytes }, transfer: [result.bytes.buffer as ArrayBuffer] };
+    },
+    async load(experts) {
+      const { ckpt, host, settings } = ready();
+      const held = await host.load(
+        experts,
+        (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
+        settings,
+      );
+      return { result: { experts: held, bytesRead: ckpt.bytesRead } };
+    },
+    async unload(experts) {
+      const { ckpt, host } = ready();
+      return { result: { experts: host.unload(experts), bytesRead: ckpt.bytesRead } };
+    },
+    async close() {
+      if (state) {
+        state.host.release();
+        await state.ckpt.close();
+        state = undefined;
+      }
+      return { result: null };
+    },
   },
-  async dispatch({ frame, maxFrameBytes }) {
-    const { host, hidden: H, limits } = ready();
-    // Validated by the network thread already; decoding again only rebuilds the views here.
-    const req = decodeMessage(frame, { ...limits, maxFrameBytes });
-    if (req.type !== 'dispatch') throw new Error(`compute thread got a ${req.type} message`);
-    const n = req.numTokens;
-    const x = fromWire(req.hidden, req.wire, req.wire === 'fp32' ? undefined : scratch(0, n * H));
-    const result = allocDispatchResult({ id: req.id, wire: req.wire, numTokens: n, hidden: H });
-    // fp32 results are summed straight into the (zero-filled) reply frame; 16-bit ones are summed
-    // in fp32 and rounded once.
-    const sum = req.wire === 'fp32' ? (result.partial as Float32Array) : scratch(1, n * H).fill(0);
-    await host.compute(req.layer, { dtype: 'float32', shape: [n, H], data: x }, dispatchAssignment(req), sum);
-    if (req.wire !== 'fp32') toWire(sum, req.wire, result.partial);
-    // Checked in the wire dtype: an fp32 sum of 7e4 is finite but infinite in fp16.
-    const bad = firstNonFinite(result.partial, req.wire);
-    if (bad !== -1) return { result: { nonFinite: bad } };
-    return { result: { result: result.bytes }, transfer: [result.bytes.buffer as ArrayBuffer] };
-  },
-  async load(experts) {
-    const { ckpt, host, settings } = ready();
-    const held = await host.load(
-      experts,
-      (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
-      settings,
-    );
-    return { result: { experts: held, bytesRead: ckpt.bytesRead } };
-  },
-  async unload(experts) {
-    const { ckpt, host } = ready();
-    return { result: { experts: host.unload(experts), bytesRead: ckpt.bytesRead } };
-  },
-  async close() {
-    if (state) {
-      state.host.release();
-      await state.ckpt.close();
-      state = undefined;
-    }
-    return { result: null };
-  },
-});
+  // A load reads and builds experts for seconds to minutes: dispatches keep running between its
+  // steps (its sessions are counted as held only once all exist). Unload stays in the queue, after
+  // the dispatches that were accepted before it.
+  { concurrent: ['load'] },
+);

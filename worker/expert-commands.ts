@@ -70,6 +70,7 @@ async function apply(job: ExpertJob, o: ExpertCommandsOptions): Promise<ExpertJo
   if (job.op === 'load') {
     log.info(`rebalance: loading experts ${formatExpertSet(job.experts)}`);
     const held = await compute.load(job.experts);
+    log.info(`rebalance: sessions of experts ${formatExpertSet(job.experts)} built`);
     await server.setHoldings(held.experts);
     await registrar.setExperts(held.experts);
   } else {
@@ -91,6 +92,7 @@ async function apply(job: ExpertJob, o: ExpertCommandsOptions): Promise<ExpertJo
     log.info(`rebalance: unloading experts ${formatExpertSet(job.experts)}`);
     // Coordinators stop sending them; what was accepted before is answered; then weights go.
     await server.setHoldings(keep);
+    log.info('rebalance: coordinators told, earlier requests answered');
     await registrar.setExperts(keep);
     await compute.unload(job.experts);
   }

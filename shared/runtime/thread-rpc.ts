@@ -131,15 +131,22 @@ export class ThreadClient<S extends RpcSchema> {
 export type EmitEvent = (event: string, payload: unknown) => void;
 
 /**
- * Serves calls on this worker thread's parent port, one at a time, in arrival order. Returns the
- * function that pushes events to the client, outside any call.
+ * Serves calls on this worker thread's parent port, one at a time, in arrival order, except the
+ * `concurrent` methods: those start at once and run beside the queue, interleaving with it at
+ * their awaits (a long load must not hold up the calls that serve requests). Returns the function
+ * that pushes events to the client, outside any call.
  */
-export function serveThread<S extends RpcSchema>(handlers: Handlers<S>): EmitEvent {
+export function serveThread<S extends RpcSchema>(
+  handlers: Handlers<S>,
+  options: { readonly concurrent?: readonly (keyof S & string)[] } = {},
+): EmitEvent {
   const port = parentPort;
   if (!port) throw new Error('serveThread must run inside a worker_thread');
+  const concurrent = new Set<string>(options.concurrent ?? []);
   let queue: Promise<void> = Promise.resolve();
   port.on('message', (req: Request) => {
-    queue = queue.then(() => handle(port, handlers, req));
+    if (concurrent.has(req.method)) void handle(port, handlers, req);
+    else queue = queue.then(() => handle(port, handlers, req));
   });
   return (event, payload) => {
     const msg: Response = { id: null, event, payload };

@@ -69,7 +69,20 @@ async function stream(concurrency: number, until: Promise<unknown>) {
 
 /** `kmoe cluster rebalance --redis URL ARGS --json`: exit 0 and its last report. */
 async function rebalanceJson(args: readonly string[]): Promise<{ report: ReportJson; stderr: string }> {
-  const r = await runCli(['cluster', 'rebalance', '--redis', redis.url, ...args, '--json']);
+  // A command that does not finish fails within a minute, with the workers' logs to say where.
+  const r = await runCli([
+    'cluster',
+    'rebalance',
+    '--redis',
+    redis.url,
+    ...args,
+    '--command-timeout',
+    '60',
+    '--json',
+  ]);
+  if (r.code !== 0)
+    for (const w of workers)
+      console.log(`--- worker ${w.url}\n${w.stderr().split('\n').slice(-20).join('\n')}`);
   expect(r.code, r.stderr).toBe(0);
   return { report: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReportJson, stderr: r.stderr };
 }
@@ -195,7 +208,6 @@ describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', 
     const s = await status();
     for (const w of s.workers) expect(w.experts.length).toBeLessThanOrEqual(3);
     expect(s.models[0]!.covered).toBe(true);
-    expect(s.models[0]!.layers.length).toBeGreaterThan(0);
     // Still serving the same texts afterwards.
     for (const p of PROMPTS) expect(await complete(p)).toBe(baseline.get(p));
     const readyz = await fetch(`${server.url}/ready`);
