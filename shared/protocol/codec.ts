@@ -142,27 +142,14 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits): Message 
   const frame = decodeFrame(bytes, limits.maxFrameBytes);
   const type = frame.header['type'];
   switch (type) {
+    // Header-only messages: no tensor sections.
     case 'hello':
-      noSections(frame, type);
-      return parseHeader(type, frame.header);
     case 'challenge':
-      noSections(frame, type);
-      return parseHeader(type, frame.header);
     case 'proof':
-      noSections(frame, type);
-      return parseHeader(type, frame.header);
     case 'welcome':
-      noSections(frame, type);
-      return parseHeader(type, frame.header);
     case 'refuse':
-      noSections(frame, type);
-      return parseHeader(type, frame.header);
     case 'error':
-      noSections(frame, type);
-      return parseHeader(type, frame.header);
     case 'drain':
-      noSections(frame, type);
-      return parseHeader(type, frame.header);
     case 'holdings':
       noSections(frame, type);
       return parseHeader(type, frame.header);
