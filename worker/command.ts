@@ -11,6 +11,7 @@ import { Checkpoint } from '../shared/model/checkpoint.js';
 import { loadModelConfig } from '../shared/model/config.js';
 import type { SessionSettings } from '../shared/onnx/session.js';
 import { ClusterSecret } from '../shared/protocol/auth.js';
+import type { ComputePlacement } from '../shared/protocol/compute-placement.js';
 import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet, parseExpertSet } from '../shared/protocol/expert-set.js';
 import { formatReadyLine, type WorkerAuthMode } from '../shared/protocol/ready-line.js';
@@ -51,6 +52,8 @@ export interface WorkerCommandOptions {
   /** WebSocket connections at once (handshaking or greeted); beyond, HTTP 503. */
   readonly maxConnections: number;
   readonly settings: SessionSettings;
+  /** Where the experts compute (`--compute`); `inline` only for a worker without --redis. */
+  readonly compute: ComputePlacement;
   /**
    * Every coordinator must prove it holds this token. Without one the CLI allows a loopback --host
    * only, unless --insecure (then this warns).
@@ -132,7 +135,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   let server: WorkerServer;
   let commands: ExpertCommands | undefined;
   try {
-    compute = await ExpertCompute.start({ modelDir, experts, settings });
+    compute = await ExpertCompute.start({ modelDir, experts, settings }, o.compute);
     server = await WorkerServer.start({
       host,
       port,

@@ -1,4 +1,4 @@
-// The calls a worker's network thread makes on its compute thread.
+// The calls a worker's network thread makes on its expert computation (a compute thread, or inline).
 
 import type { SessionSettings } from '../shared/onnx/session.js';
 

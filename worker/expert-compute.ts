@@ -1,7 +1,10 @@
-// The network thread's handle on the compute thread: starts it, loads the experts, forwards
-// validated dispatches and gets back ready-to-send result frames.
+// The network thread's handle on the worker's expert computation: starts it, loads the experts,
+// forwards validated dispatches and gets back ready-to-send result frames. It runs on a compute
+// thread of its own, or inline on the socket thread for a private local worker.
 
-import { ThreadClient } from '../shared/runtime/thread-rpc.js';
+import type { ComputePlacement } from '../shared/protocol/compute-placement.js';
+import { InlineCalls, type RpcCaller, ThreadClient } from '../shared/runtime/thread-rpc.js';
+import { CONCURRENT_COMPUTE_CALLS, computeHandlers } from './compute-handlers.js';
 import type {
   ComputeHoldings,
   ComputeInit,
@@ -13,40 +16,44 @@ import type {
 
 export class ExpertCompute {
   private constructor(
-    private readonly thread: ThreadClient<ComputeSchema>,
+    private readonly calls: RpcCaller<ComputeSchema>,
     readonly model: ComputeModel,
+    readonly placement: ComputePlacement,
   ) {}
 
-  static async start(init: ComputeInit): Promise<ExpertCompute> {
-    const thread = ThreadClient.start<ComputeSchema>('worker compute', import.meta.url, './compute-thread');
+  static async start(init: ComputeInit, placement: ComputePlacement): Promise<ExpertCompute> {
+    const calls: RpcCaller<ComputeSchema> =
+      placement === 'thread'
+        ? ThreadClient.start<ComputeSchema>('worker compute', import.meta.url, './compute-thread')
+        : new InlineCalls(computeHandlers(), { concurrent: CONCURRENT_COMPUTE_CALLS });
     try {
-      return new ExpertCompute(thread, await thread.call('init', init));
+      return new ExpertCompute(calls, await calls.call('init', init), placement);
     } catch (err) {
-      await thread.terminate();
+      await calls.terminate();
       throw err;
     }
   }
 
-  /** Moves the request frame to the compute thread; returns the result frame (if finite). */
+  /** Moves the request frame to the compute thread (if any); returns the result frame (if finite). */
   dispatch(req: ComputeRequest): Promise<ComputeReply> {
-    return this.thread.call('dispatch', req, [req.frame.buffer as ArrayBuffer]);
+    return this.calls.call('dispatch', req, [req.frame.buffer as ArrayBuffer]);
   }
 
-  /** Loads more experts on the compute thread; requests keep being answered between sessions built. */
+  /** Loads more experts; requests keep being answered between sessions built. */
   load(experts: readonly number[]): Promise<ComputeHoldings> {
-    return this.thread.call('load', experts);
+    return this.calls.call('load', experts);
   }
 
-  /** Releases experts; call only once no request for them can still reach the compute thread. */
+  /** Releases experts; call only once no request for them can still reach the computation. */
   unload(experts: readonly number[]): Promise<ComputeHoldings> {
-    return this.thread.call('unload', experts);
+    return this.calls.call('unload', experts);
   }
 
   async close(): Promise<void> {
     try {
-      await this.thread.call('close', null);
+      await this.calls.call('close', null);
     } finally {
-      await this.thread.terminate();
+      await this.calls.terminate();
     }
   }
 }

@@ -579,10 +579,11 @@ class PeerConnection {
         `experts ${formatExpertSet(missing)} are not held by this worker (it holds ${formatExpertSet(this.server.experts)})`,
       );
     }
-    // The frame's memory moves to the compute thread: read what the metrics need first.
+    // The frame's memory moves to a compute thread: read what the metrics need first.
     const shape = dispatchShape(msg, compute.model.numExperts);
     try {
-      const reply = await compute.dispatch({ frame: owned(bytes), maxFrameBytes });
+      const frame = compute.placement === 'thread' ? owned(bytes) : bytes;
+      const reply = await compute.dispatch({ frame, maxFrameBytes });
       if ('nonFinite' in reply) {
         // Finite inputs can still overflow (a hidden state of 3e38); NaN is never sent back.
         const hidden = compute.model.hidden;

@@ -132,6 +132,8 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
           workers,
           threads: settings.threads,
           expertWeights: versusSettings.expertWeights,
+          // As serve's own workers: one client, experts computed on the socket thread.
+          compute: 'inline',
         });
       }
       versus = await EngineClient.start({

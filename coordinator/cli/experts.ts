@@ -131,10 +131,12 @@ export async function placeExperts(
   });
   if (workers.kind === 'urls') return { experts: remote(workers.urls, o.clusterToken) };
   // Workers of this command only: authenticated with the cluster's token, or a random one of their
-  // own, so no other local process can use them.
+  // own, so no other local process can use them. This coordinator is their only client and waits
+  // for every batch they compute, so they compute on their socket thread (one hand-off less each way).
   const cluster = await startLocalCluster({
     modelDir,
     workers: workers.n,
+    compute: 'inline',
     device: settings.device,
     expertWeights: settings.expertWeights,
     auth: o.clusterToken === undefined ? { kind: 'generate' } : { kind: 'token', token: o.clusterToken },

@@ -14,6 +14,7 @@ import {
 } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { CLUSTER_TOKEN_ENV, clusterTokenProblem } from '../../shared/protocol/auth.js';
+import { COMPUTE_PLACEMENTS, type ComputePlacement } from '../../shared/protocol/compute-placement.js';
 import {
   DEFAULT_WIRE_DTYPE,
   isWireDType,
@@ -367,6 +368,12 @@ export const opt = {
     new Option('--model <dir>', 'checkpoint directory (config.json, *.safetensors, tokenizer.json)')
       .argParser(parseModelDir)
       .makeOptionMandatory(),
+  compute: (
+    description = 'where the experts compute: thread = a compute thread, so handshakes, /health, /metrics and the registry heartbeat are answered while a batch computes; inline = on the socket thread: two thread hand-offs fewer per request (lower latency), nothing else answered while a batch computes; for a worker whose only client is one coordinator (the local workers of serve, eval and generate use it)',
+  ) =>
+    new Option('--compute <where>', description).argParser(
+      parseChoice<ComputePlacement>('--compute', COMPUTE_PLACEMENTS),
+    ),
   threads: (description = 'onnxruntime threads (default: all cores)') =>
     new Option('--threads <n>', description).argParser(parseInteger('--threads', { min: 1, max: 256 })),
   device: (description = 'execution provider: cpu | cuda (default: cpu; cuda fails loudly if unavailable)') =>

@@ -271,6 +271,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.compute().default('thread'))
     .addHelpText(
       'after',
       '\nPrints "kmoe worker ready ws://HOST:PORT experts SET auth MODE" on stdout once it accepts connections\n' +
@@ -292,6 +293,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         throw new UsageError('--experts auto needs --redis: the registry chooses the experts');
       if (o.advertiseUrl !== undefined && o.redis === undefined)
         throw new UsageError('--advertise-url needs --redis: it is the URL registered there');
+      if (o.compute === 'inline' && o.redis !== undefined)
+        throw new UsageError(
+          '--compute inline cannot be used with --redis: a registered worker serves any coordinator and must keep its heartbeat and handshakes going while it computes (use --compute thread)',
+        );
       checkRedisCa(o);
       const token = clusterToken(o);
       checkWorkerAuth(o.host, token, o.insecure);
@@ -327,6 +332,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.threads('onnxruntime threads per worker (default: cores / N, at least 1)'))
     .addOption(opt.device())
     .addOption(opt.expertWeights())
+    .addOption(opt.compute().default('thread'))
     .addHelpText(
       'after',
       '\nPrints "kmoe local-cluster ready URL,URL,..." once all workers accept connections; pass that list\n' +

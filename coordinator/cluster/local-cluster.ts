@@ -10,6 +10,7 @@ import { loadModelConfig } from '../../shared/model/config.js';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { CLUSTER_TOKEN_ENV, randomClusterToken } from '../../shared/protocol/auth.js';
+import type { ComputePlacement } from '../../shared/protocol/compute-placement.js';
 import { formatExpertSet, splitExperts } from '../../shared/protocol/expert-set.js';
 import { parseReadyLine } from '../../shared/protocol/ready-line.js';
 import { cliArgv } from '../../shared/runtime/entry-points.js';
@@ -25,6 +26,8 @@ export interface LocalClusterOptions {
   readonly host?: string;
   /** Worker i listens on portBase + i; default 0 = free ports chosen by the OS. */
   readonly portBase?: number;
+  /** Where each worker's experts compute (its --compute); default: thread. */
+  readonly compute?: ComputePlacement;
   /** onnxruntime threads per worker; default: the cores divided between the workers. */
   readonly threads?: number;
   readonly device?: Device;
@@ -114,6 +117,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       opts.device ?? 'cpu',
       '--expert-weights',
       opts.expertWeights ?? 'fp32',
+      '--compute',
+      opts.compute ?? 'thread',
       ...(opts.maxFrameMb === undefined ? [] : ['--max-frame-mb', String(opts.maxFrameMb)]),
       ...(auth.kind === 'none' && auth.insecure ? ['--insecure'] : []),
     ];

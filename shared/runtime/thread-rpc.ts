@@ -56,7 +56,17 @@ export type Handlers<S extends RpcSchema> = {
   [K in keyof S]: (params: S[K][0], progress: ProgressReporter) => Promise<Reply<S[K][1]>> | Reply<S[K][1]>;
 };
 
-export class ThreadClient<S extends RpcSchema> {
+/** What calls a thread's handlers: a ThreadClient, or InlineCalls running the same handlers here. */
+export interface RpcCaller<S extends RpcSchema> {
+  call<K extends keyof S & string>(
+    method: K,
+    params: S[K][0],
+    transfer?: readonly Transferable[],
+  ): Promise<S[K][1]>;
+  terminate(): Promise<void>;
+}
+
+export class ThreadClient<S extends RpcSchema> implements RpcCaller<S> {
   private nextId = 1;
   private readonly pending = new Map<
     number,
@@ -142,16 +152,62 @@ export function serveThread<S extends RpcSchema>(
 ): EmitEvent {
   const port = parentPort;
   if (!port) throw new Error('serveThread must run inside a worker_thread');
-  const concurrent = new Set<string>(options.concurrent ?? []);
-  let queue: Promise<void> = Promise.resolve();
-  port.on('message', (req: Request) => {
-    if (concurrent.has(req.method)) void handle(port, handlers, req);
-    else queue = queue.then(() => handle(port, handlers, req));
-  });
+  const order = new CallOrder(options.concurrent);
+  port.on('message', (req: Request) => order.run(req.method, () => handle(port, handlers, req)));
   return (event, payload) => {
     const msg: Response = { id: null, event, payload };
     port.postMessage(msg);
   };
+}
+
+/**
+ * The order calls run in: one at a time in arrival order, except the `concurrent` methods, which
+ * start at once and interleave with the queue at their awaits.
+ */
+class CallOrder {
+  private queue: Promise<void> = Promise.resolve();
+  private readonly concurrent: ReadonlySet<string>;
+
+  constructor(concurrent: readonly string[] = []) {
+    this.concurrent = new Set(concurrent);
+  }
+
+  run(method: string, task: () => Promise<void>): void {
+    if (this.concurrent.has(method)) void task();
+    else this.queue = this.queue.then(task);
+  }
+}
+
+/**
+ * A thread's handlers run in the calling thread, in the order serveThread would run them. For a
+ * process whose only network traffic is waiting for these calls anyway (a private local worker):
+ * it saves the two thread hand-offs per call, and blocks this thread's event loop while a
+ * handler runs synchronously. Errors reach the caller as thrown; progress is not reported.
+ */
+export class InlineCalls<S extends RpcSchema> implements RpcCaller<S> {
+  private readonly order: CallOrder;
+
+  constructor(
+    private readonly handlers: Handlers<S>,
+    options: { readonly concurrent?: readonly (keyof S & string)[] } = {},
+  ) {
+    this.order = new CallOrder(options.concurrent);
+  }
+
+  call<K extends keyof S & string>(method: K, params: S[K][0]): Promise<S[K][1]> {
+    const handler = this.handlers[method];
+    return new Promise<S[K][1]>((resolve, reject) => {
+      this.order.run(method, async () => {
+        try {
+          resolve((await handler(params, () => {})).result);
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+  }
+
+  async terminate(): Promise<void> {}
 }
 
 async function handle<S extends RpcSchema>(

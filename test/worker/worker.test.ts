@@ -257,6 +257,53 @@ describe('kmoe worker', () => {
     peer.close();
   });
 
+  it('computes on its socket thread with --compute inline: same sums, in order, same error replies', async () => {
+    const inline = await startWorker('0-3', ['--compute', 'inline']);
+    try {
+      const peer = await greeted(inline.url);
+      const jobs = [60, 61, 62].map((id) =>
+        job(id, 3, (t) => [
+          [(id + t) % 4, 0.7],
+          [(id + t + 1) % 4, 0.3],
+        ]),
+      );
+      for (const j of jobs) peer.send(encodeJob(j));
+      peer.send(encodeJob(job(63, 1, () => [[6, 1]])));
+      peer.send(new TextEncoder().encode('not a frame'));
+      for (const j of jobs) {
+        const r = await peer.next();
+        expect(r).toMatchObject({ type: 'result', id: j.id, numTokens: 3 });
+        // The same graphs and the same order of additions as the thread placement and the host here.
+        if (r.type === 'result')
+          expect(relErr(fromWire(r.partial, 'fp32'), await expected(j))).toBeLessThan(1e-6);
+      }
+      expectError(await peer.next(), 'not-held', 63, /experts 6 are not held/);
+      expectError(await peer.next(), 'bad-frame', null, /bad magic/);
+      // Between batches the socket thread answers HTTP as before.
+      const health = await fetch(`${inline.url.replace('ws://', 'http://')}/health`);
+      expect(health.status).toBe(200);
+      peer.close();
+    } finally {
+      expect(await inline.stop()).toBe(0);
+    }
+  });
+
+  it('refuses --compute inline with --redis: a registered worker must heartbeat while it computes', async () => {
+    const r = await runCli([
+      'worker',
+      '--model',
+      MODEL_DIR,
+      '--experts',
+      '0-3',
+      '--compute',
+      'inline',
+      '--redis',
+      'redis://127.0.0.1:1',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--compute inline cannot be used with --redis/);
+  });
+
   it('answers a frame above its size limit with an error reply and keeps serving', async () => {
     const peer = await greeted();
     const big = encodeJob(job(30, 10, () => [[1, 1]]));

@@ -2,6 +2,7 @@
 // until SIGINT/SIGTERM. Prints the worker URLs to pass to --workers.
 
 import { loadModelConfig } from '../../../shared/model/config.js';
+import type { ComputePlacement } from '../../../shared/protocol/compute-placement.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { createProcessLogger, relayLogLine } from '../../../shared/runtime/logger.js';
 import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
@@ -17,6 +18,7 @@ export interface LocalClusterOptions extends ComputeOptions {
   /** The cluster token coordinators must prove (checked against --host and --insecure by the CLI). */
   readonly clusterToken?: string;
   readonly insecure?: boolean;
+  readonly compute: ComputePlacement;
 }
 
 export async function run(o: LocalClusterOptions): Promise<number> {
@@ -45,6 +47,7 @@ export async function run(o: LocalClusterOptions): Promise<number> {
     ...(o.threads === undefined ? {} : { threads: o.threads }),
     ...(o.device === undefined ? {} : { device: o.device }),
     ...(o.expertWeights === undefined ? {} : { expertWeights: o.expertWeights }),
+    compute: o.compute,
     auth:
       o.clusterToken === undefined
         ? { kind: 'none', insecure: o.insecure ?? false }
