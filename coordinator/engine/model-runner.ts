@@ -42,6 +42,13 @@ export class ModelRunner {
   private readonly moeBlocks: readonly (MoeBlock | undefined)[];
   /** The MoE layers and their native rule, as routing policies see them. */
   readonly routingModel: RoutingModel;
+  /**
+   * The padded past keys and values of a batch, rebuilt for every layer of every step: reused,
+   * since fresh megabytes per layer cost page faults and a full garbage collection every few steps
+   * under continuous batching. Safe to share: each is read only by the synchronous run right after
+   * it is filled (two-batch overlap interleaves forward passes at the experts' awaits, not there).
+   */
+  private readonly pastScratch = { keys: new Float32Array(0), values: new Float32Array(0) };
 
   private constructor(
     readonly config: ModelConfig,
@@ -162,7 +169,7 @@ export class ModelRunner {
       attn_bias: f32Input(bias, [B, 1, S, P + S]),
     };
     for (let l = 0; l < this.denseLayers.length; l++) {
-      const [pastK, pastV] = gatherPast(items, l, P, KW, VW);
+      const [pastK, pastV] = gatherPast(items, l, P, KW, VW, this.pastScratch);
       const out = this.denseLayers[l]!.run({
         ...feedsCommon,
         hidden: f32Input(hidden, [B, S, H]),
@@ -250,25 +257,37 @@ function attentionBias(
   return bias;
 }
 
-/** Past keys/values padded to [B, P, KW] / [B, P, VW]; a single sequence passes its cache views without copying. */
+/**
+ * Past keys/values padded to [B, P, KW] / [B, P, VW], in `scratch` (grown as needed); a single
+ * sequence passes its cache views without copying. Padding is zeroed: the attention mask gives it
+ * weight 0, and stale values there could be non-finite (0 x Inf is NaN).
+ */
 function gatherPast(
   items: readonly ForwardItem[],
   layer: number,
   P: number,
   KW: number,
   VW: number,
+  scratch: { keys: Float32Array; values: Float32Array },
 ): [Float32Array, Float32Array] {
   if (items.length === 1) {
     const c = items[0]!.cache;
     return c ? [c.keysOf(layer), c.valuesOf(layer)] : [new Float32Array(0), new Float32Array(0)];
   }
-  const k = new Float32Array(items.length * P * KW);
-  const v = new Float32Array(items.length * P * VW);
-  for (let b = 0; b < items.length; b++) {
+  const B = items.length;
+  if (scratch.keys.length < B * P * KW) scratch.keys = new Float32Array(B * P * KW);
+  if (scratch.values.length < B * P * VW) scratch.values = new Float32Array(B * P * VW);
+  const k = scratch.keys.subarray(0, B * P * KW);
+  const v = scratch.values.subarray(0, B * P * VW);
+  for (let b = 0; b < B; b++) {
     const c = items[b]!.cache;
-    if (!c || c.length === 0) continue;
-    k.set(c.keysOf(layer), b * P * KW);
-    v.set(c.valuesOf(layer), b * P * VW);
+    const n = c ? c.length : 0;
+    if (c && n > 0) {
+      k.set(c.keysOf(layer), b * P * KW);
+      v.set(c.valuesOf(layer), b * P * VW);
+    }
+    k.fill(0, (b * P + n) * KW, (b + 1) * P * KW);
+    v.fill(0, (b * P + n) * VW, (b + 1) * P * VW);
   }
   return [k, v];
 }

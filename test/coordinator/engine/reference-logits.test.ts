@@ -82,6 +82,16 @@ describe.each(referenceCases())('reference case $name', (c) => {
     expect(maxAbsDiff(await runner.logits(rowB, 1), ref.subarray(9 * V, 10 * V))).toBeLessThan(TOLERANCE);
     expect(a.length).toBe(45);
     expect(b.length).toBe(10);
+    // Swapped order: the padded past buffers are reused across steps, so b's padding now holds what
+    // was a's cache a step ago; it must weigh nothing.
+    const swapped = await runner.forward([
+      { tokens: c.ids.slice(10, 13), cache: b, policy: native() },
+      { tokens: c.ids.slice(45, 46), cache: a, policy: native() },
+    ]);
+    const rowsB = swapped.hidden.slice(0, 3 * H);
+    const rowA = swapped.hidden.slice(swapped.seqLen * H, swapped.seqLen * H + H);
+    expect(maxAbsDiff(await runner.logits(rowsB, 3), ref.subarray(10 * V, 13 * V))).toBeLessThan(TOLERANCE);
+    expect(maxAbsDiff(await runner.logits(rowA, 1), ref.subarray(45 * V, 46 * V))).toBeLessThan(TOLERANCE);
   });
 });
 
