@@ -10,7 +10,7 @@ import path from 'node:path';
 import { readU16Ids } from '../../shared/data/token-ids.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import type { EngineClient } from '../engine/engine-client.js';
-import { argmax } from '../sampling.js';
+import { batchedDecode } from './batched-decode.js';
 import { median } from './report/quantiles.js';
 
 export interface BenchAdaptiveKTimeOptions {
@@ -30,8 +30,6 @@ export interface BenchAdaptiveKTimeOptions {
   readonly command: string;
 }
 
-const PROMPT = 16;
-
 interface Round {
   readonly msPerToken: number;
   readonly activations: number;
@@ -47,22 +45,15 @@ export async function runBenchAdaptiveKTime(o: BenchAdaptiveKTimeOptions): Promi
   const native = `topk:${info.nativeK}`;
   const ids = await readU16Ids(o.ids);
   const decode = async (streams: number, routing: string, tag: string): Promise<Round> => {
-    const seqs = Array.from({ length: streams }, (_, s) => `${tag}-${s}`);
-    const prompts = seqs.map((_, s) => Array.from(ids.subarray(s * 997, s * 997 + PROMPT)));
-    let step = await engine.step(seqs.map((seqId, s) => ({ seqId, tokens: prompts[s]!, routing })));
-    const V = step.logits.length / streams;
-    let next = seqs.map((_, s) => argmax(step.logits.subarray(s * V, (s + 1) * V)));
-    let activations = 0;
-    if (o.localExperts) await engine.timing(true);
-    const started = performance.now();
-    for (let i = 0; i < o.tokens; i++) {
-      step = await engine.step(seqs.map((seqId, s) => ({ seqId, tokens: [next[s]!], routing })));
-      activations += step.activations.reduce((a, b) => a + b, 0);
-      next = seqs.map((_, s) => argmax(step.logits.subarray(s * V, (s + 1) * V)));
-    }
-    const wallMs = performance.now() - started;
+    const { wallMs, activations } = await batchedDecode(engine, {
+      ids,
+      streams,
+      tokens: o.tokens,
+      routing,
+      tag,
+      ...(o.localExperts ? { beforeTimed: async () => void (await engine.timing(true)) } : {}),
+    });
     const timing = o.localExperts ? await engine.timing(false) : undefined;
-    await engine.release(seqs);
     return {
       msPerToken: wallMs / (o.tokens * streams),
       activations,

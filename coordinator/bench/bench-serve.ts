@@ -1,7 +1,9 @@
 // `kmoe bench serve`: a load generator against a running `kmoe serve`. For each concurrency level
 // it runs the same streamed requests under each routing policy (native top-K first, as the
 // baseline) and reports output tokens/s, time to first token and inter-token latency, as JSON, an
-// SVG chart and a markdown table with ratios against the baseline.
+// SVG chart and a markdown table with ratios against the baseline. With a second server
+// (`versusUrl`, e.g. the same model with its experts in workers) every run is made on both,
+// interleaved, and each policy is also compared across the two servers.
 
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -17,6 +19,8 @@ import { median, quantile } from './report/quantiles.js';
 
 export interface BenchServeOptions {
   readonly url: string;
+  /** A second server of the same model, measured in the same rounds. */
+  readonly versusUrl?: string;
   readonly concurrency: readonly number[];
   /** Requests per run; default 2 x concurrency, at least 8. */
   readonly requests?: number;
@@ -34,7 +38,12 @@ export interface BenchServeOptions {
 export interface Policy {
   readonly label: string;
   readonly routing: string | object;
+  /** The server it runs on (the --url one unless it is the versus copy of a policy). */
+  readonly url?: string;
 }
+
+/** The label suffix of a policy run on the --versus-url server. */
+const VERSUS = ' @versus';
 
 interface LevelResult {
   readonly routing: string;
@@ -62,9 +71,19 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
   const chartPath = o.chart;
 
   const server = await describeServer(url);
+  const versusUrl = o.versusUrl?.replace(/\/+$/, '');
+  const versus = versusUrl === undefined ? undefined : await describeServer(versusUrl);
+  if (versus !== undefined && (versus.model !== server.model || versus.nativeK !== server.nativeK))
+    throw new ServeRequestError(
+      `--versus-url serves ${versus.model} (native K ${versus.nativeK}), --url ${server.model} (native K ${server.nativeK}): compare one model`,
+    );
   // Other work on the machine moves absolute numbers; the load averages say how much there was.
   const loadAtStart = os.loadavg();
-  const policies = (o.routing ?? [`topk:${server.nativeK}`, 'entropy:1,2@1.04']).map(policy);
+  const chosen = (o.routing ?? [`topk:${server.nativeK}`, 'entropy:1,2@1.04']).map(policy);
+  // With a second server each policy runs on both; the copies are told apart by their label.
+  const policies = chosen.flatMap((pol) =>
+    versusUrl === undefined ? [pol] : [pol, { ...pol, label: `${pol.label}${VERSUS}`, url: versusUrl }],
+  );
   const requestsFor = (c: number) => fixedRequests ?? Math.max(8, 2 * c);
   const prompts = evalPrompts(Math.max(...levels.map(requestsFor)), promptChars);
 
@@ -73,7 +92,7 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
   for (const pol of policies) {
     for (const prompt of prompts.slice(0, 2)) {
       await streamCompletion({
-        url,
+        url: pol.url ?? url,
         model: server.model,
         prompt,
         maxTokens,
@@ -95,7 +114,7 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
           .get(pol.label)!
           .push(
             await runLoad(
-              { url, model: server.model, maxTokens, timeoutMs, routing: pol.routing },
+              { url: pol.url ?? url, model: server.model, maxTokens, timeoutMs, routing: pol.routing },
               concurrency,
               prompts.slice(0, requestsFor(concurrency)),
             ),
@@ -119,12 +138,32 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
         itlP50VsBaseline: r.itlMs.p50 / base.itlMs.p50,
       };
     });
+  // Each policy on the second server vs the same policy on the first, level by level.
+  const versusRatios =
+    versus === undefined
+      ? undefined
+      : results
+          .filter((r) => r.routing.endsWith(VERSUS))
+          .map((r) => {
+            const label = r.routing.slice(0, -VERSUS.length);
+            const base = results.find((b) => b.routing === label && b.concurrency === r.concurrency)!;
+            const perRun = r.outputTokensPerSecondRuns.map((v, i) => v / base.outputTokensPerSecondRuns[i]!);
+            return {
+              routing: label,
+              concurrency: r.concurrency,
+              throughputVersusOverUrl: r.outputTokensPerSecond / base.outputTokensPerSecond,
+              /** Run i on the second server over run i on the first (adjacent in time). */
+              throughputRatioRuns: perRun,
+              itlP50VersusOverUrl: r.itlMs.p50 / base.itlMs.p50,
+            };
+          });
   const report = {
     benchmark: 'serve',
     command: `kmoe bench serve ${argv.join(' ')}`.trim(),
     machine: machineInfo(),
     loadAverage1m: { start: loadAtStart[0], end: os.loadavg()[0] },
     server,
+    ...(versus === undefined ? {} : { versus: { url: versusUrl, ...versus }, versusRatios }),
     maxTokens,
     promptChars,
     repeats,
@@ -136,7 +175,20 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
   await fs.writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
   await fs.mkdir(path.dirname(chartPath), { recursive: true });
   await fs.writeFile(chartPath, await chart(results, policies, server.model));
-  process.stdout.write(`${table(results, baseline)}\nwrote ${out} and ${chartPath}\n`);
+  const versusTable =
+    versusRatios === undefined
+      ? ''
+      : [
+          '',
+          `${server.experts}  vs  ${versus!.experts} (@versus):`,
+          '| concurrency | routing | @versus / --url tok/s (median of runs) | per run | ITL p50 @versus / --url |',
+          '|---|---|---|---|---|',
+          ...versusRatios.map(
+            (v) =>
+              `| ${v.concurrency} | ${v.routing} | ${v.throughputVersusOverUrl.toFixed(2)}x | ${v.throughputRatioRuns.map((x) => x.toFixed(2)).join(', ')} | ${v.itlP50VersusOverUrl.toFixed(2)}x |`,
+          ),
+        ].join('\n');
+  process.stdout.write(`${table(results, baseline)}${versusTable}\nwrote ${out} and ${chartPath}\n`);
   const failed = results.reduce((n, r) => n + r.errors.length, 0);
   if (failed > 0) process.stderr.write(`bench serve: ${failed} requests failed; see "errors" in ${out}\n`);
   return failed > 0 ? 1 : 0;

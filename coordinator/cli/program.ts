@@ -824,6 +824,46 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.expertWeights());
   action(adaptiveKTime, argv, outcome, async () => (await import('./commands/bench-adaptive-k-time.js')).run);
 
+  const workersTax = sub(
+    bench,
+    'workers',
+    'the distribution tax: batched decode with experts in process vs in N local workers, in one run',
+  )
+    .addOption(opt.model())
+    .addOption(opt.routing('routing of both engines (default: the native top-K)'))
+    .addOption(
+      new Option('--streams <n,...>', 'concurrent sequences decoded as one batch, comma-separated')
+        .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
+        .default([1, 4, 16]),
+    )
+    .addOption(
+      new Option('--tokens <n>', 'decode steps timed per stream count and round')
+        .argParser(parseInteger('--tokens', { min: 1 }))
+        .default(64),
+    )
+    .addOption(
+      new Option('--repeats <n>', 'interleaved rounds (median reported)')
+        .argParser(parseInteger('--repeats', { min: 1 }))
+        .default(5),
+    )
+    .addOption(opt.ids('corpus the prompts are cut from').default(['data/eval/valid.man.u16']))
+    .addOption(opt.workers('2', 'count'))
+    .addOption(opt.wire())
+    .addOption(opt.dispatchTimeout())
+    .addOption(opt.out('JSON result').default('bench-results/workers/tax.json'))
+    .addOption(
+      opt.threads('onnxruntime threads of the coordinator; workers get cores / N each (default: all cores)'),
+    )
+    .addOption(opt.expertWeights())
+    .addHelpText(
+      'after',
+      '\nThe workers are started as kmoe serve --workers N starts its own (experts split evenly, computed on\n' +
+        'their socket thread). Prints tokens/s of both and their ratio per stream count, and a step through the\n' +
+        "workers broken down: coordinator onnxruntime time, expert round trips, the workers' own service time\n" +
+        'and the rest of each round trip (transport: framing, sockets, hand-offs, wake-ups).',
+    );
+  action(workersTax, argv, outcome, async () => (await import('./commands/bench-workers.js')).run);
+
   const dispatch = sub(bench, 'dispatch', 'network bytes per token of expert parallelism, vs native top-K')
     .addOption(opt.model())
     .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'))
@@ -998,6 +1038,13 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
   const serve = sub(bench, 'serve', 'load generator against a running kmoe serve')
     .addOption(new Option('--url <url>', 'server base URL, e.g. http://127.0.0.1:8000').makeOptionMandatory())
     .addOption(
+      new Option(
+        '--versus-url <url>',
+        'a second server of the same model (e.g. its experts elsewhere): every run goes to both, interleaved, ' +
+          'and each policy is compared across the two (versus / --url)',
+      ),
+    )
+    .addOption(
       new Option('--concurrency <n,...>', 'concurrency levels, comma-separated')
         .argParser(parseList('--concurrency', parseInteger('--concurrency', { min: 1 })))
         .default([1, 4, 16], '1,4,16'),
@@ -1034,8 +1081,10 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
   action(serve, argv, outcome, async () => {
     const { run } = await import('../bench/bench-serve.js');
     return (o: Parameters<typeof run>[0], args) => {
-      if (o.routing !== undefined && o.routing.length < 2) {
-        throw new UsageError('--routing needs a baseline and at least one policy to compare');
+      if (o.routing !== undefined && o.routing.length < 2 && o.versusUrl === undefined) {
+        throw new UsageError(
+          '--routing needs a baseline and at least one policy to compare (or one policy and --versus-url)',
+        );
       }
       return run(o, args);
     };

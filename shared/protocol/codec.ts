@@ -10,7 +10,7 @@ import {
   type DecodedFrame,
   decodeFrame,
   type FrameAllocator,
-  frameLayout,
+  frameTotal,
   sectionView,
 } from './frame.js';
 import {
@@ -379,7 +379,7 @@ export function allocDispatchRequest(s: DispatchShape, alloc?: FrameAllocator): 
 
 /** Size in bytes of the dispatch frame of this shape, without building it (for accounting). */
 export function dispatchRequestBytes(s: DispatchShape): number {
-  return frameLayout(dispatchHeader(s), dispatchSections(s)).total;
+  return frameTotal(dispatchHeader(s), dispatchSections(s));
 }
 
 export interface ResultShape {
@@ -399,5 +399,5 @@ export function allocDispatchResult(s: ResultShape): { bytes: Uint8Array; partia
 }
 
 export function dispatchResultBytes(s: ResultShape): number {
-  return frameLayout(resultHeader(s), [s.numTokens * s.hidden * wireElementBytes(s.wire)]).total;
+  return frameTotal(resultHeader(s), [s.numTokens * s.hidden * wireElementBytes(s.wire)]);
 }

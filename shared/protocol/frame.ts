@@ -52,6 +52,50 @@ export function frameLayout(header: Record<string, unknown>, sectionBytes: reado
   return { header: encoded, offsets, total: at };
 }
 
+/**
+ * The total bytes of a frame with this header and sections, as frameLayout(...).total, without
+ * packing the header each time: accounting sizes several hypothetical frames per MoE layer. The
+ * header's msgpack length depends only on its keys, its strings and how many bytes each
+ * non-negative integer takes, so lengths are cached under that key.
+ */
+export function frameTotal(header: Record<string, unknown>, sectionBytes: readonly number[]): number {
+  const key = sizeKey(header, sectionBytes);
+  let headerBytes = key === undefined ? undefined : headerBytesByKey.get(key);
+  if (headerBytes === undefined) {
+    headerBytes = frameLayout(header, sectionBytes).header.byteLength;
+    if (key !== undefined && headerBytesByKey.size < MAX_SIZE_KEYS) headerBytesByKey.set(key, headerBytes);
+  }
+  let total = align8(FRAME_PREFIX_BYTES + headerBytes);
+  for (const n of sectionBytes) total += align8(n);
+  return total;
+}
+
+/** Distinct header shapes are few (message types x integer widths); the bound only guards memory. */
+const MAX_SIZE_KEYS = 4096;
+const headerBytesByKey = new Map<string, number>();
+
+/** Bytes msgpack spends on a non-negative integer (positive fixint, uint 8/16/32/64). */
+function uintWidth(n: number): number {
+  return n < 128 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : n < 2 ** 32 ? 5 : 9;
+}
+
+/** The header's size class, or undefined when it holds anything but strings and small non-negative integers. */
+function sizeKey(header: Record<string, unknown>, sectionBytes: readonly number[]): string | undefined {
+  let key = '';
+  for (const k in header) {
+    const v = header[k];
+    if (typeof v === 'string') key += `${k}=${v.length}:${v};`;
+    else if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) key += `${k}#${uintWidth(v)};`;
+    else return undefined;
+  }
+  key += '|';
+  for (const n of sectionBytes) {
+    if (!Number.isSafeInteger(n) || n < 0) return undefined;
+    key += uintWidth(n);
+  }
+  return key;
+}
+
 export interface EncodedFrame {
   /** The whole frame (in its own ArrayBuffer with the default allocator, so it can be transferred). */
   readonly bytes: Uint8Array;

@@ -101,6 +101,72 @@ describe('kmoe bench serve', () => {
       expect(svg).toContain(panel);
   });
 
+  it('with --versus-url runs every policy on both servers, interleaved, and compares them', async () => {
+    const remote = await startServe(['--workers', '1']);
+    try {
+      const out = join(dir, 'versus.json');
+      const r = await runCli([
+        'bench',
+        'serve',
+        '--url',
+        server.url,
+        '--versus-url',
+        remote.url,
+        '--concurrency',
+        '2',
+        '--requests',
+        '3',
+        '--max-tokens',
+        '5',
+        '--repeats',
+        '2',
+        '--routing',
+        'topk:2',
+        '--out',
+        out,
+        '--chart',
+        join(dir, 'versus.svg'),
+      ]);
+      expect(r.stderr).not.toMatch(/failed/);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^\| concurrency \| routing \| @versus \/ --url tok\/s/m);
+      const json = JSON.parse(readFileSync(out, 'utf8')) as {
+        server: { experts: string };
+        versus: { experts: string };
+        results: { routing: string; completionTokens: number; outputTokensPerSecond: number }[];
+        versusRatios: {
+          routing: string;
+          concurrency: number;
+          throughputVersusOverUrl: number;
+          throughputRatioRuns: number[];
+        }[];
+      };
+      expect(json.server.experts).toMatch(/local experts/);
+      expect(json.versus.experts).toMatch(/remote experts on 1 worker/);
+      expect(json.results.map((x) => x.routing)).toEqual(['topk:2', 'topk:2 @versus']);
+      // The same requests on both: 2 runs of 3 requests of 5 tokens each.
+      for (const x of json.results) expect(x.completionTokens).toBe(2 * 3 * 5);
+      expect(json.versusRatios).toHaveLength(1);
+      const v = json.versusRatios[0]!;
+      expect(v).toMatchObject({ routing: 'topk:2', concurrency: 2 });
+      expect(v.throughputRatioRuns).toHaveLength(2);
+      expect(v.throughputVersusOverUrl).toBeCloseTo(
+        json.results[1]!.outputTokensPerSecond / json.results[0]!.outputTokensPerSecond,
+        10,
+      );
+    } finally {
+      await remote.stop();
+    }
+  });
+
+  it('needs two policies, or one and --versus-url', async () => {
+    const r = await runCli(['bench', 'serve', '--url', server.url, '--routing', 'topk:2']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /--routing needs a baseline and at least one policy to compare \(or one policy and --versus-url\)/,
+    );
+  });
+
   it('fails with a message when no kmoe server answers', async () => {
     const r = await runCli(['bench', 'serve', '--url', 'http://127.0.0.1:9', '--out', join(dir, 'x.json')]);
     expect(r.code).toBe(1);

@@ -446,3 +446,28 @@ describe('malformed input', () => {
     expect(requestIdOf(new Uint8Array(3), limits.maxFrameBytes)).toBeNull();
   });
 });
+
+describe('frame sizes for accounting', () => {
+  it('equal the bytes of the frame built, across integer widths (cached by size class)', () => {
+    // Integers at and around every msgpack width boundary, so a wrong size class would show.
+    const edge = fc.constantFrom(0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1);
+    const anyId = fc.oneof(edge, fc.integer({ min: 0, max: 2 ** 32 - 1 }));
+    fc.assert(
+      fc.property(
+        anyId,
+        fc.integer({ min: 0, max: 3 }),
+        fc.constantFrom<WireDType>('fp32', 'fp16', 'bf16'),
+        fc.integer({ min: 1, max: 300 }),
+        fc.integer({ min: 0, max: 3 }),
+        (id, layer, wire, numTokens, extraPairs) => {
+          const numPairs = numTokens + extraPairs;
+          const shape: DispatchShape = { id, layer, wire, numTokens, numPairs, hidden: H, index: 'uint8' };
+          expect(dispatchRequestBytes(shape)).toBe(allocDispatchRequest(shape).bytes.byteLength);
+          const result = { id, wire, numTokens, hidden: H };
+          expect(dispatchResultBytes(result)).toBe(allocDispatchResult(result).bytes.byteLength);
+        },
+      ),
+      { numRuns: 500, seed: 13 },
+    );
+  });
+});

@@ -1,0 +1,60 @@
+// `kmoe bench workers`: starts one engine with its experts in process and one with them in N local
+// workers (as `serve --workers N` does), and runs the comparison of coordinator/bench/bench-workers.ts.
+
+import { DEFAULT_WIRE_DTYPE } from '../../../shared/protocol/wire-dtype.js';
+import { runBenchWorkers } from '../../bench/bench-workers.js';
+import { EngineClient } from '../../engine/engine-client.js';
+import { checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
+import {
+  type ComputeOptions,
+  type ExpertPlacementOptions,
+  singleRouting,
+  type WorkersArg,
+} from '../options.js';
+import { UsageError } from '../usage-error.js';
+
+export interface BenchWorkersCli extends ComputeOptions, ExpertPlacementOptions {
+  readonly model: string;
+  readonly routing?: string[];
+  readonly streams: number[];
+  readonly tokens: number;
+  readonly repeats: number;
+  readonly ids: string[];
+  readonly out: string;
+}
+
+export async function run(o: BenchWorkersCli, argv: readonly string[]): Promise<number> {
+  const workers: WorkersArg = o.workers ?? { kind: 'count', n: 2 };
+  if (workers.kind !== 'count' || workers.n < 1)
+    throw new UsageError(
+      '--workers takes a count of at least 1 here: the workers are started by this command',
+    );
+  if (o.ids.length !== 1) throw new UsageError('--ids takes one corpus here');
+  const routing = singleRouting(o.routing);
+  if (routing !== undefined) await checkRouting(o.model, routing);
+  const settings = sessionSettings(o);
+  const placed = await placeExperts(o.model, workers, o, settings, { onLog: printWorkerLog });
+  let inProcess: EngineClient | undefined;
+  let remote: EngineClient | undefined;
+  try {
+    inProcess = await EngineClient.start({ modelDir: o.model, settings, experts: { kind: 'local' } });
+    remote = await EngineClient.start({ modelDir: o.model, settings, experts: placed.experts });
+    return await runBenchWorkers({
+      inProcess,
+      remote,
+      workerUrls: placed.cluster?.urls ?? [],
+      routing: routing ?? `topk:${inProcess.info.nativeK}`,
+      streams: o.streams,
+      tokens: o.tokens,
+      repeats: o.repeats,
+      ids: o.ids[0]!,
+      settings: { ...settings, wire: o.wire ?? DEFAULT_WIRE_DTYPE, workers: workers.n },
+      out: o.out,
+      command: `kmoe bench workers ${argv.join(' ')}`.trim(),
+    });
+  } finally {
+    await remote?.close();
+    await inProcess?.close();
+    await placed.cluster?.stop();
+  }
+}
