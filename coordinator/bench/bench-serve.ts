@@ -72,10 +72,13 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
 
   const server = await describeServer(url);
   const versusUrl = o.versusUrl?.replace(/\/+$/, '');
-  const versus = versusUrl === undefined ? undefined : await describeServer(versusUrl);
+  const versus = versusUrl === undefined ? undefined : await describeServer(versusUrl, '--versus-url');
   if (versus !== undefined && (versus.model !== server.model || versus.nativeK !== server.nativeK))
     throw new ServeRequestError(
-      `--versus-url serves ${versus.model} (native K ${versus.nativeK}), --url ${server.model} (native K ${server.nativeK}): compare one model`,
+      `--versus-url serves ${versus.model} (native K ${versus.nativeK}), --url ${server.model} (native K ${server.nativeK})`,
+      {
+        hint: 'compare two servers of one model (e.g. kmoe serve --workers 0 and --workers 2 on the same --model)',
+      },
     );
   // Other work on the machine moves absolute numbers; the load averages say how much there was.
   const loadAtStart = os.loadavg();
@@ -151,9 +154,11 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
             return {
               routing: label,
               concurrency: r.concurrency,
-              throughputVersusOverUrl: r.outputTokensPerSecond / base.outputTokensPerSecond,
-              /** Run i on the second server over run i on the first (adjacent in time). */
+              /** Median over runs of run i on the second server / run i on the first (adjacent in time). */
+              throughputVersusOverUrl: median(perRun),
               throughputRatioRuns: perRun,
+              /** Median tokens/s on the second server / median on the first. */
+              throughputMediansRatio: r.outputTokensPerSecond / base.outputTokensPerSecond,
               itlP50VersusOverUrl: r.itlMs.p50 / base.itlMs.p50,
             };
           });
@@ -181,7 +186,7 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
       : [
           '',
           `${server.experts}  vs  ${versus!.experts} (@versus):`,
-          '| concurrency | routing | @versus / --url tok/s (median of runs) | per run | ITL p50 @versus / --url |',
+          '| concurrency | routing | @versus / --url tok/s (median of the per-run ratios) | per run | ITL p50 @versus / --url |',
           '|---|---|---|---|---|',
           ...versusRatios.map(
             (v) =>
@@ -201,12 +206,12 @@ export interface ServerDescription {
   readonly experts: string;
 }
 
-export async function describeServer(url: string): Promise<ServerDescription> {
+export async function describeServer(url: string, flag = '--url'): Promise<ServerDescription> {
   const get = async (p: string): Promise<unknown> => {
     const res = await fetch(`${url}${p}`, { signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
       throw new ServeRequestError(
         `cannot reach ${url}${p}: ${err instanceof Error ? err.message : String(err)}`,
-        { hint: 'is kmoe serve running there? start it with kmoe serve --model DIR, or give --url' },
+        { hint: `is kmoe serve running there? start it with kmoe serve --model DIR, or give ${flag}` },
       );
     });
     if (!res.ok) throw new ServeRequestError(`GET ${url}${p}: HTTP ${res.status}`);

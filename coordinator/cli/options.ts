@@ -5,7 +5,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Option } from 'commander';
-import { checkRedisUrl } from '../../shared/cluster-registry/redis-connection.js';
+import { checkRedisUrl, REDIS_URL_ENV } from '../../shared/cluster-registry/redis-connection.js';
 import {
   DENSE_WEIGHT_FORMATS,
   type DenseWeightFormat,
@@ -517,7 +517,7 @@ export const opt = {
   apiKeyFile: () => new Option('--api-key-file <file>', 'like --api-key, the key read from a file'),
   // KMOE_REDIS_URL keeps a password out of the process list (`ps` shows command lines).
   redis: (description: string) =>
-    new Option('--redis <url>', description).env('KMOE_REDIS_URL').argParser(parseRedisUrl),
+    new Option('--redis <url>', description).env(REDIS_URL_ENV).argParser(parseRedisUrl),
   redisCa: () =>
     new Option(
       '--redis-ca <file>',

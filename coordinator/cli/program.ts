@@ -295,7 +295,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         throw new UsageError('--advertise-url needs --redis: it is the URL registered there');
       if (o.compute === 'inline' && o.redis !== undefined)
         throw new UsageError(
-          '--compute inline cannot be used with --redis: a registered worker serves any coordinator and must keep its heartbeat and handshakes going while it computes (use --compute thread)',
+          '--compute inline cannot be used with --redis (or KMOE_REDIS_URL): a registered worker serves any coordinator and must keep its heartbeat and handshakes going while it computes (use --compute thread)',
         );
       checkRedisCa(o);
       const token = clusterToken(o);
@@ -802,7 +802,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option('--streams <n,...>', 'concurrent sequences decoded as one batch, comma-separated')
         .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
-        .default([1, 4, 16]),
+        .default([1, 4, 16], '1,4,16'),
     )
     .addOption(
       new Option('--tokens <n>', 'decode steps timed per stream count and round')
@@ -814,7 +814,11 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         .argParser(parseInteger('--repeats', { min: 1 }))
         .default(3),
     )
-    .addOption(opt.ids('corpus the prompts are cut from').default(['data/eval/valid.man.u16']))
+    .addOption(
+      opt
+        .ids('corpus the prompts are cut from')
+        .default(['data/eval/valid.man.u16'], 'data/eval/valid.man.u16'),
+    )
     .addOption(opt.workers('0'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
@@ -834,7 +838,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option('--streams <n,...>', 'concurrent sequences decoded as one batch, comma-separated')
         .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
-        .default([1, 4, 16]),
+        .default([1, 4, 16], '1,4,16'),
     )
     .addOption(
       new Option('--tokens <n>', 'decode steps timed per stream count and round')
@@ -846,7 +850,11 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         .argParser(parseInteger('--repeats', { min: 1 }))
         .default(5),
     )
-    .addOption(opt.ids('corpus the prompts are cut from').default(['data/eval/valid.man.u16']))
+    .addOption(
+      opt
+        .ids('corpus the prompts are cut from')
+        .default(['data/eval/valid.man.u16'], 'data/eval/valid.man.u16'),
+    )
     .addOption(opt.workers('2', 'count'))
     .addOption(opt.wire())
     .addOption(opt.dispatchTimeout())
@@ -854,6 +862,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       opt.threads('onnxruntime threads of the coordinator; workers get cores / N each (default: all cores)'),
     )
+    .addOption(opt.device())
     .addOption(opt.expertWeights())
     .addHelpText(
       'after',
@@ -1081,6 +1090,8 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
   action(serve, argv, outcome, async () => {
     const { run } = await import('../bench/bench-serve.js');
     return (o: Parameters<typeof run>[0], args) => {
+      if (o.versusUrl !== undefined && o.versusUrl.replace(/\/+$/, '') === o.url.replace(/\/+$/, ''))
+        throw new UsageError('--versus-url is the --url server: give a second server to compare with');
       if (o.routing !== undefined && o.routing.length < 2 && o.versusUrl === undefined) {
         throw new UsageError(
           '--routing needs a baseline and at least one policy to compare (or one policy and --versus-url)',

@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
+import { REDIS_URL_ENV } from '../../shared/cluster-registry/redis-connection.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
@@ -81,8 +82,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const auth = opts.auth ?? { kind: 'none' };
   const clusterToken =
     auth.kind === 'generate' ? randomClusterToken() : auth.kind === 'token' ? auth.token : undefined;
-  // Workers must not pick up a token of this process's environment that the cluster does not use.
-  const { [CLUSTER_TOKEN_ENV]: _inherited, ...env } = process.env;
+  // Workers must not pick up a token of this process's environment that the cluster does not use,
+  // nor a registry: they serve the coordinators given their URLs, never ones found in Redis.
+  const { [CLUSTER_TOKEN_ENV]: _inherited, [REDIS_URL_ENV]: _registry, ...env } = process.env;
   if (clusterToken !== undefined) env[CLUSTER_TOKEN_ENV] = clusterToken;
   const children: ChildProcess[] = [];
   let stopping = false;

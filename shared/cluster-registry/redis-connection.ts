@@ -7,6 +7,9 @@ import { maskUrl } from '../runtime/mask-url.js';
 import { RegistryError } from './errors.js';
 
 /** Checks the scheme once, at the edge; the CLI turns this into a usage error. */
+/** The environment variable that stands for --redis (it keeps a password out of `ps`). */
+export const REDIS_URL_ENV = 'KMOE_REDIS_URL';
+
 export function checkRedisUrl(url: string): string | undefined {
   let u: URL;
   try {

@@ -4,7 +4,7 @@
 import { DEFAULT_WIRE_DTYPE } from '../../../shared/protocol/wire-dtype.js';
 import { runBenchWorkers } from '../../bench/bench-workers.js';
 import { EngineClient } from '../../engine/engine-client.js';
-import { checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
+import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import {
   type ComputeOptions,
   type ExpertPlacementOptions,
@@ -32,6 +32,7 @@ export async function run(o: BenchWorkersCli, argv: readonly string[]): Promise<
   if (o.ids.length !== 1) throw new UsageError('--ids takes one corpus here');
   const routing = singleRouting(o.routing);
   if (routing !== undefined) await checkRouting(o.model, routing);
+  await checkPlacement(o.model, workers, o);
   const settings = sessionSettings(o);
   const placed = await placeExperts(o.model, workers, o, settings, { onLog: printWorkerLog });
   let inProcess: EngineClient | undefined;
