@@ -186,20 +186,36 @@ export class WorkerServer {
 
   /**
    * Graceful shutdown, first half: tells every coordinator to send nothing new (drain message),
-   * refuses new connections, and resolves once every request received has been answered and no new
-   * one arrived for DRAIN_QUIET_MS, or after `timeoutMs`. Returns whether it finished in time.
+   * refuses new connections, and resolves once every request received has been answered and no
+   * byte arrived for DRAIN_QUIET_MS, or after `timeoutMs`. Returns whether it finished in time.
    */
   async drain(reason: string, timeoutMs: number): Promise<boolean> {
     this.drainReason ??= reason;
     for (const p of this.peers) p.drain(reason);
     const deadline = performance.now() + timeoutMs;
     let quietSince = performance.now();
+    let bytesSeen = this.bytesReceived();
+    // Quiet = nothing queued and no byte received over DRAIN_QUIET_MS and two checks in a row. Bytes
+    // count, not just whole frames: a large frame still arriving is a request already sent. Two
+    // checks: with experts computed inline the loop can be blocked for longer than the quiet period,
+    // and only the poll phase between two checks reads what arrived meanwhile.
+    let quietChecks = 0;
     while (performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
-      if ([...this.peers].some((p) => p.busy)) quietSince = performance.now();
-      else if (performance.now() - quietSince >= DRAIN_QUIET_MS) return true;
+      const bytes = this.bytesReceived();
+      if (bytes !== bytesSeen || [...this.peers].some((p) => p.busy)) {
+        bytesSeen = bytes;
+        quietSince = performance.now();
+        quietChecks = 0;
+      } else if (++quietChecks >= 2 && performance.now() - quietSince >= DRAIN_QUIET_MS) return true;
     }
     return false;
+  }
+
+  private bytesReceived(): number {
+    let n = 0;
+    for (const p of this.peers) n += p.bytesIn;
+    return n;
   }
 
   /** Stops accepting, closes every connection (1001 going away) and waits for the server to end. */
@@ -257,6 +273,7 @@ class PeerConnection {
   private handshakeTimer: NodeJS.Timeout | undefined;
   private replies: Promise<void> = Promise.resolve();
   private queued = 0;
+  #bytesIn = 0;
   private draining = false;
   private drainSent = false;
 
@@ -275,6 +292,10 @@ class PeerConnection {
     this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     // Socket errors (e.g. a frame above the hard limit) close the connection; say why.
     this.ws.on('error', (err) => this.server.options.log.warn(`connection ${this.peer}: ${err.message}`));
+    // Every byte read, for drain: a frame still arriving is a request already sent.
+    this.socket.on('data', (chunk: Buffer) => {
+      this.#bytesIn += chunk.byteLength;
+    });
     // Counted on the socket, not per message: ws buffers a whole frame before 'message', so a
     // peer that opens with a 100 MiB frame is cut off after HANDSHAKE_MAX_BYTES, not after 100 MiB.
     let received = 0;
@@ -300,6 +321,11 @@ class PeerConnection {
       this.server.metrics.coordinators(-1);
       this.server.options.log.info(`coordinator ${this.peer} disconnected (code ${code})`);
     });
+  }
+
+  /** Bytes read from the socket so far (frames in progress included). */
+  get bytesIn(): number {
+    return this.#bytesIn;
   }
 
   /** Requests received and not answered yet. */

@@ -288,6 +288,50 @@ describe('kmoe worker', () => {
     }
   });
 
+  it.each(['inline', 'thread'] as const)(
+    'answers every request sent before a SIGTERM, frames still arriving included (--compute %s)',
+    async (placement) => {
+      const w = await startWorker('0-3', ['--compute', placement]);
+      const peer = await greeted(w.url);
+      // Large frames back to back: an inline worker reads the socket only between computations, so
+      // the later frames are still arriving when the drain starts.
+      const n = 12_000;
+      const ids = [70, 71, 72, 73, 74];
+      for (const id of ids)
+        peer.send(
+          encodeJob(
+            job(id, n, (t) => [
+              [t % 4, 0.5],
+              [(t + 1) % 4, 0.5],
+            ]),
+            'bf16',
+          ),
+        );
+      const first = await peer.next(60_000);
+      expect(first).toMatchObject({ type: 'result', id: 70, numTokens: n });
+      const stopped = w.stop();
+      const got: number[] = [70];
+      let drained = false;
+      for (;;) {
+        // A closed connection ends the wait at once (messages already received come first).
+        const m = await Promise.race([peer.next(60_000), peer.closed.then(() => undefined)]).catch(
+          () => undefined,
+        );
+        if (m === undefined) break;
+        if (m.type === 'drain') drained = true;
+        else {
+          expect(m.type).toBe('result');
+          if (m.type === 'result') got.push(m.id);
+        }
+        if (got.length === ids.length && drained) break;
+      }
+      expect(drained).toBe(true);
+      expect(got).toEqual(ids);
+      expect(await stopped).toBe(0);
+      expect(w.stderr()).not.toMatch(/closing anyway/);
+    },
+  );
+
   it('refuses --compute inline with --redis: a registered worker must heartbeat while it computes', async () => {
     const r = await runCli([
       'worker',
