@@ -53,10 +53,11 @@ export function computeHandlers(): Handlers<ComputeSchema> {
         const c = ckpt.config;
         const dims = ckpt.family.graphDims(c);
         // Only this worker's experts are read: the checkpoint reads tensor data lazily, per tensor.
+        const moeLayers = moeLayerIndices(ckpt.family.layerPlan(c));
         const host = await ExpertHost.create({
           dims,
           numLayers: c.numLayers,
-          moeLayers: moeLayerIndices(ckpt.family.layerPlan(c)),
+          moeLayers,
           experts,
           graph: (l, e, format) => ckpt.family.expertGraph(ckpt, l, e, format),
           settings,
@@ -75,6 +76,7 @@ export function computeHandlers(): Handlers<ComputeSchema> {
             numExperts: c.numExperts,
             hidden: dims.hidden,
             experts: host.experts,
+            moeLayers,
             bytesRead: ckpt.bytesRead,
           },
         };

@@ -15,6 +15,8 @@ export interface ComputeModel {
   readonly numExperts: number;
   readonly hidden: number;
   readonly experts: readonly number[];
+  /** The decoder layers that have experts (a dense layer takes no dispatch). */
+  readonly moeLayers: readonly number[];
   /** Checkpoint bytes read to load these experts (headers included): shows only they were read. */
   readonly bytesRead: number;
 }

@@ -86,6 +86,8 @@ export interface WorkerServerOptions {
 
 export class WorkerServer {
   private readonly held: Uint8Array;
+  /** 1 for the decoder layers that have experts; a dispatch to a dense layer is refused. */
+  private readonly moeLayer: Uint8Array;
   /** The experts requests are accepted for (changed by setHoldings while serving). */
   private holdings: readonly number[];
   private readonly peers = new Set<PeerConnection>();
@@ -100,6 +102,8 @@ export class WorkerServer {
   ) {
     const m = options.compute.model;
     this.held = new Uint8Array(m.numExperts);
+    this.moeLayer = new Uint8Array(m.numLayers);
+    for (const l of m.moeLayers) this.moeLayer[l] = 1;
     this.holdings = [...m.experts];
     for (const e of m.experts) this.held[e] = 1;
     wss.on('connection', (ws, req) => {
@@ -167,6 +171,10 @@ export class WorkerServer {
 
   holds(expert: number): boolean {
     return this.held[expert] === 1;
+  }
+
+  hasExperts(layer: number): boolean {
+    return this.moeLayer[layer] === 1;
   }
 
   /**
@@ -595,6 +603,13 @@ class PeerConnection {
         msg.id,
         'bad-value',
         `hidden state of token ${Math.floor(bad / hidden)} holds a non-finite value (NaN or infinity) at element ${bad % hidden}; experts only take finite inputs`,
+      );
+    }
+    if (!this.server.hasExperts(msg.layer)) {
+      return this.errorReply(
+        msg.id,
+        'bad-value',
+        `layer ${msg.layer} is a dense layer of this model: it has no experts (MoE layers: ${formatExpertSet(compute.model.moeLayers)})`,
       );
     }
     const missing = this.notHeld(msg);

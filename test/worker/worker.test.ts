@@ -2,6 +2,7 @@
 // error reply that leaves the connection and the worker serving, ordering, partial sums equal to
 // an in-process ExpertHost, only the held experts read from disk, CUDA refused loudly.
 
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { ExpertHost } from '../../shared/onnx/expert-host.js';
@@ -331,6 +332,53 @@ describe('kmoe worker', () => {
       expect(w.stderr()).not.toMatch(/closing anyway/);
     },
   );
+
+  it('answers a dispatch to a dense layer with bad-value, naming the MoE layers', async () => {
+    const dir = path.join(path.dirname(MODEL_DIR), 'tiny-deepseek-v3');
+    const dsv3 = await Checkpoint.open(dir);
+    const w = await startWorker('0-15', [], { modelDir: dir });
+    try {
+      const H3 = 64;
+      const peer = await RawPeer.open(w.url, {
+        maxFrameBytes: 1 << 26,
+        hidden: H3,
+        numExperts: 16,
+        numLayers: 3,
+      });
+      peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint: dsv3.fingerprint(), client: 'test' }));
+      expect((await peer.next()).type).toBe('welcome');
+      const send = (id: number, layer: number) => {
+        const f = allocDispatchRequest({
+          id,
+          layer,
+          wire: 'fp32',
+          numTokens: 1,
+          numPairs: 1,
+          hidden: H3,
+          index: 'uint8',
+        });
+        f.hidden.fill(0.1);
+        f.offsets.set([0, 1]);
+        f.experts.set([3]);
+        f.weights.set([1]);
+        peer.send(f.bytes);
+      };
+      // first_k_dense_replace = 1: layer 0 is dense, layers 1-2 have experts.
+      send(1, 0);
+      expectError(
+        await peer.next(),
+        'bad-value',
+        1,
+        /layer 0 is a dense layer of this model: it has no experts \(MoE layers: 1-2\)/,
+      );
+      send(2, 1);
+      expect(await peer.next()).toMatchObject({ type: 'result', id: 2, numTokens: 1 });
+      peer.close();
+    } finally {
+      await dsv3.close();
+      expect(await w.stop()).toBe(0);
+    }
+  });
 
   it('refuses --compute inline with --redis: a registered worker must heartbeat while it computes', async () => {
     const r = await runCli([
