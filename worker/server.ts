@@ -300,17 +300,16 @@ class PeerConnection {
     this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     // Socket errors (e.g. a frame above the hard limit) close the connection; say why.
     this.ws.on('error', (err) => this.server.options.log.warn(`connection ${this.peer}: ${err.message}`));
-    // Every byte read, for drain: a frame still arriving is a request already sent.
+    // Bytes are counted on the socket, not per message. Drain needs it: a frame still arriving is a
+    // request already sent. So does the handshake limit: ws buffers a whole frame before 'message',
+    // so a peer that opens with a 100 MiB frame is cut off after HANDSHAKE_MAX_BYTES, not 100 MiB.
     this.socket.on('data', (chunk: Buffer) => {
       this.#bytesIn += chunk.byteLength;
     });
-    // Counted on the socket, not per message: ws buffers a whole frame before 'message', so a
-    // peer that opens with a 100 MiB frame is cut off after HANDSHAKE_MAX_BYTES, not after 100 MiB.
-    let received = 0;
-    const count = (chunk: Buffer) => {
-      received += chunk.byteLength;
+    // Registered after the counter, so it sees the chunk already counted.
+    const count = () => {
       if (this.greeted) this.socket.off('data', count);
-      else if (received > HANDSHAKE_MAX_BYTES) {
+      else if (this.#bytesIn > HANDSHAKE_MAX_BYTES) {
         this.socket.off('data', count);
         this.refuse('bad-hello', `sent over ${HANDSHAKE_MAX_BYTES} bytes before completing the handshake`);
         // Not close(): that would keep reading (and buffering) until the peer's close frame.

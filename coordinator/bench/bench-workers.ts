@@ -12,6 +12,7 @@ import { readU16Ids } from '../../shared/data/token-ids.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { batchedDecode } from './batched-decode.js';
+import { sumMetric } from './prometheus-text.js';
 import { median } from './report/quantiles.js';
 
 export interface BenchWorkersOptions {
@@ -185,13 +186,13 @@ async function serviceCounters(wsUrl: string): Promise<ServiceCounters> {
   const res = await fetch(url);
   if (res.status !== 200) throw new Error(`bench workers: GET ${url} answered HTTP ${res.status}`);
   const text = await res.text();
-  const value = (name: string): number => {
-    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-    if (line === undefined) throw new Error(`bench workers: ${url} has no ${name}`);
-    return Number(line.slice(name.length + 1));
+  const series = (name: string): number => {
+    // Absent only from something that is not a kmoe worker (the histogram exists from start-up).
+    if (!new RegExp(`^${name} `, 'm').test(text)) throw new Error(`bench workers: ${url} has no ${name}`);
+    return sumMetric(text, name);
   };
   return {
-    count: value('kmoe_worker_request_seconds_count'),
-    sumSeconds: value('kmoe_worker_request_seconds_sum'),
+    count: series('kmoe_worker_request_seconds_count'),
+    sumSeconds: series('kmoe_worker_request_seconds_sum'),
   };
 }

@@ -12,6 +12,7 @@ import { cliArgv, projectRoot } from '../../shared/runtime/entry-points.js';
 import { describeServer, evalPrompts, policy, runLoad, type ServerDescription } from './bench-serve.js';
 import type { StreamTiming } from './bench-serve-client.js';
 import { BenchConfigError } from './errors.js';
+import { sumMetric } from './prometheus-text.js';
 
 /** What the driver hands the cell (a JSON file: the cell runs as another process). */
 export interface NetworkCellSpec {
@@ -63,17 +64,6 @@ interface Counters {
   readonly promptTokens: number;
   readonly completionTokens: number;
   readonly linkBytes: number;
-}
-
-/** Sum of every series of the metric `name` (all label sets) in Prometheus text exposition. */
-export function sumMetric(text: string, name: string): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`))
-      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
 }
 
 /** rx + tx bytes of `iface` in /proc/net/dev text (the reading process's network namespace). */

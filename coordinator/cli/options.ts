@@ -278,6 +278,17 @@ export interface ExpertPlacementOptions {
   readonly balance?: BalanceRule;
 }
 
+/** The options of the batched-decode benchmarks (bench adaptive-k-time, bench workers). */
+export interface BatchedDecodeBenchCli extends ComputeOptions, ExpertPlacementOptions {
+  readonly model: string;
+  readonly routing?: string[];
+  readonly streams: number[];
+  readonly tokens: number;
+  readonly repeats: number;
+  readonly ids: string[];
+  readonly out: string;
+}
+
 /** The secret files' text without the line end editors and `echo` add. */
 function readSecretFile(flag: string, file: string): string {
   let text: string;
@@ -369,11 +380,24 @@ export const opt = {
       .argParser(parseModelDir)
       .makeOptionMandatory(),
   compute: (
-    description = 'where the experts compute: thread = a compute thread, so handshakes, /health, /metrics and the registry heartbeat are answered while a batch computes; inline = on the socket thread: two thread hand-offs fewer per request (lower latency), nothing else answered while a batch computes; for a worker whose only client is one coordinator (the local workers of serve, eval and generate use it)',
+    description = 'where the experts compute: thread = a compute thread, so handshakes, /health, /metrics and the registry heartbeat are answered while a batch computes; inline = on the socket thread: two thread hand-offs fewer per request (lower latency), nothing else answered while a batch computes; for a worker whose only client is one coordinator (the workers a command starts with --workers N use it)',
   ) =>
     new Option('--compute <where>', description).argParser(
       parseChoice<ComputePlacement>('--compute', COMPUTE_PLACEMENTS),
     ),
+  /** Batched-decode benchmarks: stream counts, steps per round, interleaved rounds. */
+  batchStreams: () =>
+    new Option('--streams <n,...>', 'concurrent sequences decoded as one batch, comma-separated')
+      .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
+      .default([1, 4, 16], '1,4,16'),
+  decodeSteps: (defaultSteps: number) =>
+    new Option('--tokens <n>', 'decode steps timed per stream count and round')
+      .argParser(parseInteger('--tokens', { min: 1 }))
+      .default(defaultSteps),
+  rounds: (defaultRounds: number) =>
+    new Option('--repeats <n>', 'interleaved rounds (median reported)')
+      .argParser(parseInteger('--repeats', { min: 1 }))
+      .default(defaultRounds),
   threads: (description = 'onnxruntime threads (default: all cores)') =>
     new Option('--threads <n>', description).argParser(parseInteger('--threads', { min: 1, max: 256 })),
   device: (description = 'execution provider: cpu | cuda (default: cpu; cuda fails loudly if unavailable)') =>

@@ -799,21 +799,9 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
   )
     .addOption(opt.model())
     .addOption(opt.routing('the candidate routing (required)'))
-    .addOption(
-      new Option('--streams <n,...>', 'concurrent sequences decoded as one batch, comma-separated')
-        .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
-        .default([1, 4, 16], '1,4,16'),
-    )
-    .addOption(
-      new Option('--tokens <n>', 'decode steps timed per stream count and round')
-        .argParser(parseInteger('--tokens', { min: 1 }))
-        .default(32),
-    )
-    .addOption(
-      new Option('--repeats <n>', 'interleaved rounds (median reported)')
-        .argParser(parseInteger('--repeats', { min: 1 }))
-        .default(3),
-    )
+    .addOption(opt.batchStreams())
+    .addOption(opt.decodeSteps(32))
+    .addOption(opt.rounds(3))
     .addOption(
       opt
         .ids('corpus the prompts are cut from')
@@ -835,21 +823,9 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
   )
     .addOption(opt.model())
     .addOption(opt.routing('routing of both engines (default: the native top-K)'))
-    .addOption(
-      new Option('--streams <n,...>', 'concurrent sequences decoded as one batch, comma-separated')
-        .argParser(parseList('--streams', parseInteger('--streams', { min: 1 })))
-        .default([1, 4, 16], '1,4,16'),
-    )
-    .addOption(
-      new Option('--tokens <n>', 'decode steps timed per stream count and round')
-        .argParser(parseInteger('--tokens', { min: 1 }))
-        .default(64),
-    )
-    .addOption(
-      new Option('--repeats <n>', 'interleaved rounds (median reported)')
-        .argParser(parseInteger('--repeats', { min: 1 }))
-        .default(5),
-    )
+    .addOption(opt.batchStreams())
+    .addOption(opt.decodeSteps(64))
+    .addOption(opt.rounds(5))
     .addOption(
       opt
         .ids('corpus the prompts are cut from')

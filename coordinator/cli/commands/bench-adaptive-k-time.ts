@@ -4,25 +4,10 @@
 import { runBenchAdaptiveKTime } from '../../bench/bench-adaptive-k-time.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
-import {
-  type ComputeOptions,
-  type ExpertPlacementOptions,
-  singleRouting,
-  type WorkersArg,
-} from '../options.js';
+import { type BatchedDecodeBenchCli, singleRouting, type WorkersArg } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
-export interface BenchAdaptiveKTimeCli extends ComputeOptions, ExpertPlacementOptions {
-  readonly model: string;
-  readonly routing?: string[];
-  readonly streams: number[];
-  readonly tokens: number;
-  readonly repeats: number;
-  readonly ids: string[];
-  readonly out: string;
-}
-
-export async function run(o: BenchAdaptiveKTimeCli, argv: readonly string[]): Promise<number> {
+export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Promise<number> {
   const routing = singleRouting(o.routing);
   if (routing === undefined)
     throw new UsageError('--routing is required (the candidate to compare with native)');

@@ -5,25 +5,10 @@ import { DEFAULT_WIRE_DTYPE } from '../../../shared/protocol/wire-dtype.js';
 import { runBenchWorkers } from '../../bench/bench-workers.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
-import {
-  type ComputeOptions,
-  type ExpertPlacementOptions,
-  singleRouting,
-  type WorkersArg,
-} from '../options.js';
+import { type BatchedDecodeBenchCli, singleRouting, type WorkersArg } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
-export interface BenchWorkersCli extends ComputeOptions, ExpertPlacementOptions {
-  readonly model: string;
-  readonly routing?: string[];
-  readonly streams: number[];
-  readonly tokens: number;
-  readonly repeats: number;
-  readonly ids: string[];
-  readonly out: string;
-}
-
-export async function run(o: BenchWorkersCli, argv: readonly string[]): Promise<number> {
+export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Promise<number> {
   const workers: WorkersArg = o.workers ?? { kind: 'count', n: 2 };
   if (workers.kind !== 'count' || workers.n < 1)
     throw new UsageError(

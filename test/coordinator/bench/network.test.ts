@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expertRanges, netnsCheck, parseRttLines } from '../../../coordinator/bench/network.js';
-import { interfaceBytes, sumMetric } from '../../../coordinator/bench/network-cell.js';
+import { interfaceBytes } from '../../../coordinator/bench/network-cell.js';
+import { sumMetric } from '../../../coordinator/bench/prometheus-text.js';
 import { runCli } from '../../helpers/cli.js';
 
 const check = netnsCheck();
