@@ -2,6 +2,10 @@
 // the calibration corpus, choose per-layer skip rates, verify on every calibration window, and return
 // the profile with its provenance. `kmoe calibrate` and `kmoe bench adaptive-k` both call this.
 
+import {
+  type ExpertSubstitutesJSON,
+  encodeExpertSubstitutes,
+} from '../../shared/routing/expert-substitutes.js';
 import { ROUTING_PROFILE_VERSION, type RoutingProfile } from '../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import type { EngineClient } from '../engine/engine-client.js';
@@ -17,6 +21,7 @@ import {
   type SearchPoint,
 } from './quality-search.js';
 import { type CalibratedPolicy, policyForRates } from './skip-rates.js';
+import { fitSubstitutes } from './substitute-fit.js';
 
 export type CalibrationMethod =
   | { readonly kind: 'percentile'; readonly targetAvgK: number }
@@ -34,10 +39,15 @@ export interface CalibrationOptions {
   readonly corpus: Corpus;
   /** Skip profiles: replace skipped experts by their calibrated mean output. */
   readonly expertMeans: boolean;
+  /**
+   * Skip profiles: replace skipped experts by linear substitutes of their input instead (fitted on
+   * `windows` calibration windows spread over the corpus); takes the place of `expertMeans`.
+   */
+  readonly substitutes?: { readonly rank: number; readonly ridge: number; readonly windows: number };
   readonly name: string;
   readonly command: string;
   readonly onPhase?: (
-    phase: 'signals' | 'search' | 'verify',
+    phase: 'signals' | 'substitutes' | 'search' | 'verify',
     done: number,
     total: number,
     note?: string,
@@ -55,14 +65,46 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
   // Per-layer parameters are per MoE layer (dense layers have no routing).
   const layers = info.routing.numLayers;
   const native = `topk:${info.nativeK}`;
+  if (o.substitutes && o.policy !== 'skip') {
+    throw new CalibrationError(
+      `linear substitutes stand in for skipped experts: they need policy skip, not ${o.policy}`,
+      {
+        code: 'calibration_substitutes_policy',
+      },
+    );
+  }
   const signals = await engine.routerSignals(o.corpus.ids.slice(), STANDARD_WINDOW, {
     routing: native,
-    expertMeans: o.expertMeans && o.policy === 'skip',
+    expertMeans: o.expertMeans && o.policy === 'skip' && !o.substitutes,
     onProgress: (done, total) => o.onPhase?.('signals', done, total),
   });
+  let substitutes: { json: ExpertSubstitutesJSON; provenance: Record<string, unknown> } | undefined;
+  if (o.substitutes) {
+    const { rank, ridge, windows } = o.substitutes;
+    // slice(): the engine call moves the buffer, and spreadWindows may return the corpus itself.
+    const fitIds = spreadWindows(o.corpus, windows).slice();
+    const fitWindows = fitIds.length / STANDARD_WINDOW;
+    const stats = await engine.substituteStats(fitIds, STANDARD_WINDOW, {
+      routing: native,
+      onProgress: (done, total) => o.onPhase?.('substitutes', done, total),
+    });
+    const fit = fitSubstitutes(stats, { rank, ridge });
+    substitutes = {
+      json: encodeExpertSubstitutes(fit.substitutes),
+      provenance: {
+        rank,
+        ridge,
+        windows: fitWindows,
+        tokensPerExpert: fit.tokens,
+        explainedPerLayer: fit.explained,
+      },
+    };
+  }
   const configFor = (rates: readonly number[]): PolicyConfig => {
     const c = policyForRates(o.policy, signals.table, rates, info.nativeK);
-    return c.kind === 'skip' && signals.expertMeans ? { ...c, expertMeans: signals.expertMeans } : c;
+    if (c.kind !== 'skip') return c;
+    if (substitutes) return { ...c, expertSubstitutes: substitutes.json };
+    return signals.expertMeans ? { ...c, expertMeans: signals.expertMeans } : c;
   };
 
   // Candidates, most experts saved first: one for percentile; for quality the accepted points of
@@ -133,6 +175,7 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
           avgKPerLayer: report.avgKPerLayer,
           skipRates: rates,
           expertMeans: signals.expertMeans !== undefined,
+          ...(substitutes ? { substitutes: substitutes.provenance } : {}),
           command: o.command,
           backoffs,
           ...provenance,

@@ -405,6 +405,25 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         .argParser(parseChoice('--expert-means', ['on', 'off'] as const))
         .default('on'),
     )
+    .addOption(
+      new Option(
+        '--substitute-rank <r>',
+        'skip: replace each skipped expert by a rank-r linear substitute of its input (fitted on the ' +
+          'calibration text; 2 r hidden multiply-adds per skipped pair) instead of its mean; 0: the mean',
+      )
+        .argParser(parseInteger('--substitute-rank', { min: 0 }))
+        .default(0),
+    )
+    .addOption(
+      new Option('--substitute-windows <n>', 'calibration windows the substitutes are fitted on')
+        .argParser(parseInteger('--substitute-windows', { min: 1 }))
+        .default(128),
+    )
+    .addOption(
+      new Option('--substitute-ridge <x>', 'ridge penalty per token of the substitute fit')
+        .argParser(parseNumber('--substitute-ridge', { min: 0 }))
+        .default(1e-3),
+    )
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())

@@ -11,6 +11,7 @@ import type { WorkerDown, WorkerUp } from '../cluster/remote-expert-backend.js';
 import type { DropCostTable } from '../moe/observers/drop-costs.js';
 import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
+import type { SubstituteStats } from '../moe/observers/substitute-stats.js';
 import type {
   DecodeRequest,
   DecodeResult,
@@ -142,6 +143,19 @@ export class EngineClient {
       ...(options.routing === undefined ? {} : { routing: options.routing }),
     };
     return this.thread.call('routerSignals', params, [ids.buffer as ArrayBuffer], options.onProgress);
+  }
+
+  /**
+   * Regression statistics of each token's rank-2 expert output on its expert input, per (MoE layer,
+   * expert), under `routing` (native when absent), of windows laid end to end in `ids` (moved).
+   */
+  substituteStats(
+    ids: Uint16Array,
+    windowLen: number,
+    options: { routing?: string; onProgress?: ProgressReporter },
+  ): Promise<SubstituteStats> {
+    const params = { ids, windowLen, ...(options.routing === undefined ? {} : { routing: options.routing }) };
+    return this.thread.call('substituteStats', params, [ids.buffer as ArrayBuffer], options.onProgress);
   }
 
   /**

@@ -8,6 +8,7 @@ import type { WorkerExperts } from '../cluster/placement.js';
 import type { DropCostTable } from '../moe/observers/drop-costs.js';
 import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
+import type { SubstituteStats } from '../moe/observers/substitute-stats.js';
 import type {
   DecodeRequest,
   DecodeResult,
@@ -42,6 +43,8 @@ export type EngineSchema = {
     ScoreParams & { readonly expertMeans: boolean },
     { table: RouterSignalTable; expertMeans?: ExpertMeansJSON },
   ];
+  /** Regression statistics of rank-2 expert outputs on expert inputs under native routing (fp64). */
+  substituteStats: [ScoreParams, SubstituteStats];
   /** Per-token drop costs under native routing, with the given expert means as the prior. */
   dropCosts: [
     ScoreParams & { readonly lead: ExpertMeansJSON; readonly second: ExpertMeansJSON },

@@ -9,6 +9,7 @@ import { serveThread } from '../../shared/runtime/thread-rpc.js';
 import { DropCostProbe } from '../moe/observers/drop-costs.js';
 import { ExpertMeanProbe } from '../moe/observers/expert-means.js';
 import { RouterSignalRecorder } from '../moe/observers/router-signals.js';
+import { SubstituteStatsProbe } from '../moe/observers/substitute-stats.js';
 import { type ConnectedExperts, connectExperts } from './connect-experts.js';
 import { Engine } from './engine.js';
 import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
@@ -67,6 +68,17 @@ const emit = serveThread<EngineSchema>({
     await e.observeWindows(p.ids, p.windowLen, p.routing, probe ? [recorder, probe] : [recorder], progress);
     const table = recorder.table();
     return { result: probe ? { table, expertMeans: encodeExpertMeans(probe.means()) } : { table } };
+  },
+  async substituteStats(p, progress) {
+    const e = ready();
+    const m = e.routingModel;
+    const probe = new SubstituteStatsProbe(experts!.backend, m.numLayers, m.numExperts, e.hiddenSize);
+    await e.observeWindows(p.ids, p.windowLen, p.routing, [probe], progress);
+    const s = probe.result();
+    return {
+      result: s,
+      transfer: [s.counts.buffer, s.gram.buffer, s.cross.buffer, s.sumSquares.buffer] as ArrayBuffer[],
+    };
   },
   async dropCosts(p, progress) {
     const e = ready();

@@ -13,7 +13,8 @@ export interface RoutedSpan {
 
 /**
  * `layer` is the MoE layer index the policies are indexed by; `select` the selection scores
- * (router_select) when the layer's rule has a selection bias.
+ * (router_select) when the layer's rule has a selection bias; `x` the experts' input rows
+ * [numTokens, hidden] (for policies whose prior reads them).
  */
 export function routeBatch(
   layer: number,
@@ -22,14 +23,21 @@ export function routeBatch(
   numExperts: number,
   spans: readonly RoutedSpan[],
   select?: Float32Array,
+  x?: Float32Array,
 ): RoutingDecision {
   const policies = new Set(spans.map((s) => s.policy));
   if (policies.size === 1) {
     const [policy] = policies;
-    return policy!.route(
-      select ? { layer, numTokens, numExperts, probs, select } : { layer, numTokens, numExperts, probs },
-    );
+    return policy!.route({
+      layer,
+      numTokens,
+      numExperts,
+      probs,
+      ...(select ? { select } : {}),
+      ...(x ? { x } : {}),
+    });
   }
+  const hidden = x ? x.length / Math.max(numTokens, 1) : 0;
   const offsets = new Int32Array(numTokens + 1);
   const parts: { rows: Int32Array; decision: RoutingDecision }[] = [];
   for (const policy of policies) {
@@ -38,19 +46,24 @@ export function routeBatch(
     const rows = new Int32Array(count);
     const sub = new Float32Array(count * numExperts);
     const subSelect = select ? new Float32Array(count * numExperts) : undefined;
+    const subX = x ? new Float32Array(count * hidden) : undefined;
     let r = 0;
     for (const s of mine) {
       for (let t = s.start; t < s.end; t++, r++) {
         rows[r] = t;
         sub.set(probs.subarray(t * numExperts, (t + 1) * numExperts), r * numExperts);
         subSelect?.set(select!.subarray(t * numExperts, (t + 1) * numExperts), r * numExperts);
+        subX?.set(x!.subarray(t * hidden, (t + 1) * hidden), r * hidden);
       }
     }
-    const decision = policy.route(
-      subSelect
-        ? { layer, numTokens: count, numExperts, probs: sub, select: subSelect }
-        : { layer, numTokens: count, numExperts, probs: sub },
-    );
+    const decision = policy.route({
+      layer,
+      numTokens: count,
+      numExperts,
+      probs: sub,
+      ...(subSelect ? { select: subSelect } : {}),
+      ...(subX ? { x: subX } : {}),
+    });
     for (let i = 0; i < count; i++) offsets[rows[i]! + 1] = decision.offsets[i + 1]! - decision.offsets[i]!;
     parts.push({ rows, decision });
   }

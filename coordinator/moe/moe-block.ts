@@ -72,6 +72,7 @@ export class MoeBlock {
       E,
       spans,
       this.plan.selectionBias ? select : undefined,
+      x.data,
     );
     // A policy's prior stands in for the experts it skipped: no expert call, no network.
     if (decision.prior) addInto(accumulate, decision.prior);

@@ -20,6 +20,11 @@ export interface RouterProbs {
    * rank groups and experts (weights still come from `probs`).
    */
   readonly select?: Float32Array;
+  /**
+   * [numTokens, hidden], the experts' input rows (post-attention norm): needed only by a policy
+   * whose prior applies linear substitutes of skipped experts to them.
+   */
+  readonly x?: Float32Array;
 }
 
 /**
@@ -61,7 +66,8 @@ export interface RoutingDecision extends ExpertAssignment {
   readonly entropy: Float32Array;
   /**
    * [numTokens, hidden], optional: a calibrated estimate of what the experts this policy skipped
-   * would have added (their mean output times their native weight). The combine step adds it to
+   * would have added (their native weight times their mean output, or times a linear substitute
+   * of the token's expert input). The combine step adds it to
    * the MoE output; it costs no expert call and crosses no network.
    */
   readonly prior?: Float32Array;

@@ -8,19 +8,26 @@ import { z } from 'zod';
 import { RoutingConfigError, RoutingProfileError } from './errors.js';
 import { checkModel } from './policies/policy-kind.js';
 import type { RoutingModel, RoutingPolicy } from './policy.js';
-import { checkPolicyConfig, createRoutingPolicy, policyConfigSchema } from './registry.js';
+import { checkPolicyConfig, createRoutingPolicy, type PolicyConfig, policyConfigSchema } from './registry.js';
 import { parseRoutingSpec } from './spec.js';
 
 /**
- * Version this kmoe writes. 2 added the `allocator` policy (learned K in {0, 1, 2}); every other
- * config is unchanged, so version-1 profiles still load as they are. A reader refuses versions it
+ * Version this kmoe writes. 2 added the `allocator` policy (learned K in {0, 1, 2}); 3 added
+ * linear substitutes of skipped experts to `skip` (`expertSubstitutes`). Every other config is
+ * unchanged, so version-1 and -2 profiles still load as they are. A reader refuses versions it
  * does not know rather than guessing.
  */
-export const ROUTING_PROFILE_VERSION = 2;
+export const ROUTING_PROFILE_VERSION = 3;
 /** Versions this kmoe reads. */
-export const READABLE_PROFILE_VERSIONS: readonly number[] = [1, 2];
-/** Policy kinds that need at least this profile version. */
-const MIN_VERSION_OF_KIND: Readonly<Record<string, number>> = { allocator: 2 };
+export const READABLE_PROFILE_VERSIONS: readonly number[] = [1, 2, 3];
+
+/** The profile version a policy config needs, and what needs it. */
+function minVersionOf(policy: PolicyConfig): { version: number; what: string } {
+  if (policy.kind === 'skip' && policy.expertSubstitutes !== undefined)
+    return { version: 3, what: 'skip with expertSubstitutes' };
+  if (policy.kind === 'allocator') return { version: 2, what: 'policy kind allocator' };
+  return { version: 1, what: `policy kind ${policy.kind}` };
+}
 
 const profileModelSchema = z
   .object({
@@ -46,18 +53,18 @@ const provenanceSchema = z
 
 export const routingProfileSchema = z
   .object({
-    kmoeRoutingProfile: z.union([z.literal(1), z.literal(2)]),
+    kmoeRoutingProfile: z.union([z.literal(1), z.literal(2), z.literal(3)]),
     policy: policyConfigSchema,
     model: profileModelSchema.optional(),
     provenance: provenanceSchema.optional(),
   })
   .strict()
   .superRefine((profile, ctx) => {
-    const needs = MIN_VERSION_OF_KIND[profile.policy.kind] ?? 1;
-    if (profile.kmoeRoutingProfile < needs) {
+    const needs = minVersionOf(profile.policy);
+    if (profile.kmoeRoutingProfile < needs.version) {
       ctx.addIssue({
         code: 'custom',
-        message: `policy kind ${profile.policy.kind} needs kmoeRoutingProfile >= ${needs}`,
+        message: `${needs.what} needs kmoeRoutingProfile >= ${needs.version}`,
         path: ['kmoeRoutingProfile'],
       });
     }

@@ -40,6 +40,9 @@ export interface CalibrateOptions extends ComputeOptions {
   readonly searchWindows: number;
   readonly step: number;
   readonly expertMeans: 'on' | 'off';
+  readonly substituteRank: number;
+  readonly substituteWindows: number;
+  readonly substituteRidge: number;
 }
 
 /** `argv`: the command line as given, recorded in the profile's provenance. */
@@ -51,16 +54,30 @@ export async function run(o: CalibrateOptions, argv: readonly string[]): Promise
   if (method === 'percentile' && targetAvgK === undefined) throw new UsageError('--target-avg-k is required');
   const budget = o.budget / 100;
   const { searchWindows, step } = o;
+  if (o.substituteRank > 0 && policy !== 'skip')
+    throw new UsageError(
+      `--substitute-rank stands in for skipped experts: it needs --policy skip, not ${policy}`,
+    );
+  if (o.substituteRank > 0 && o.expertMeans === 'off')
+    throw new UsageError('--substitute-rank replaces the expert means: drop --expert-means off');
 
   if (targetAvgK !== undefined) {
     const { nativeK } = routingModelOfConfig(await loadModelConfig(modelDir));
     if (targetAvgK > nativeK)
       throw new UsageError(`--target-avg-k ${targetAvgK} is above the model's native K of ${nativeK}`);
   }
+  const modelConfig = await loadModelConfig(modelDir);
+  if (o.substituteRank > modelConfig.hiddenSize) {
+    throw new UsageError(
+      `--substitute-rank ${o.substituteRank} exceeds the model's hidden size ${modelConfig.hiddenSize}`,
+    );
+  }
   const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
   try {
     const name = path.basename(out).replace(/\.json$/, '');
-    const bars = new PhaseBars((phase) => (phase === 'signals' ? 'windows' : 'evaluations'));
+    const bars = new PhaseBars((phase) =>
+      phase === 'signals' || phase === 'substitutes' ? 'windows' : 'evaluations',
+    );
     const profile = await calibrate(engine, {
       policy,
       method:
@@ -69,6 +86,15 @@ export async function run(o: CalibrateOptions, argv: readonly string[]): Promise
           : { kind: 'quality', budget, searchWindows, step },
       corpus,
       expertMeans: o.expertMeans === 'on',
+      ...(o.substituteRank > 0
+        ? {
+            substitutes: {
+              rank: o.substituteRank,
+              ridge: o.substituteRidge,
+              windows: o.substituteWindows,
+            },
+          }
+        : {}),
       name,
       command: `kmoe calibrate ${argv.join(' ')}`,
       onPhase: (phase, done, total, note) => bars.update(phase, done, total, note),

@@ -133,7 +133,10 @@ export class AllocatorPolicy extends SelectingPolicy {
       normaliser: (raw) => this.weightNormaliser(this.maxK, raw),
       scale: this.rule.routedScalingFactor,
       // A dropped rank-1 expert is replaced by its rank-1 mean, a dropped rank-2 one by its rank-2 mean.
-      means: [this.leadMeans, this.means],
+      estimates: [
+        { kind: 'mean', means: this.leadMeans },
+        { kind: 'mean', means: this.means },
+      ],
     });
     return { ...decision, prior };
   }

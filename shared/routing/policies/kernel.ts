@@ -6,6 +6,7 @@
 
 import { RoutingInputError } from '../errors.js';
 import type { ExpertMeans } from '../expert-means.js';
+import { addSubstitute, type ExpertSubstitutes } from '../expert-substitutes.js';
 import {
   type RouterProbs,
   type RouterRule,
@@ -271,7 +272,12 @@ export abstract class SelectingPolicy implements RoutingPolicy {
   }
 }
 
-/** What `skippedExpertPrior` needs besides the decision: the policy's native weights and means. */
+/** What stands in for a skipped expert: its calibrated mean output, or a linear substitute of its input. */
+export type SkippedExpertEstimate =
+  | { readonly kind: 'mean'; readonly means: ExpertMeans }
+  | { readonly kind: 'linear'; readonly substitutes: ExpertSubstitutes };
+
+/** What `skippedExpertPrior` needs besides the decision: the policy's native weights and estimates. */
 export interface PriorSource {
   /** Native K: the candidates per token. */
   readonly K: number;
@@ -279,14 +285,16 @@ export interface PriorSource {
   readonly normaliser: (raw: Float64Array) => number;
   /** The rule's routed scaling factor. */
   readonly scale: number;
-  /** Mean output tables by candidate rank; ranks past the end use the last table. */
-  readonly means: readonly ExpertMeans[];
+  /** Estimates by candidate rank; ranks past the end use the last one. */
+  readonly estimates: readonly SkippedExpertEstimate[];
 }
 
 /**
- * Native weight x mean output of every native top-K candidate the decision left out (the decision
- * keeps a prefix of the candidates, possibly empty, K = 0). Native weight = raw score / the rule's
- * normaliser x the routed scaling factor. The one prior of every policy carrying expert means.
+ * Native weight x estimated output of every native top-K candidate the decision left out (the
+ * decision keeps a prefix of the candidates, possibly empty, K = 0). Native weight = raw score / the
+ * rule's normaliser x the routed scaling factor. The estimate is the expert's mean output or its
+ * linear substitute applied to the token's expert input (`input.x`, required then). The one prior
+ * of every policy that stands in for skipped experts.
  */
 export function skippedExpertPrior(
   input: RouterProbs,
@@ -295,20 +303,36 @@ export function skippedExpertPrior(
   source: PriorSource,
 ): Float32Array {
   const { numTokens, numExperts: E, layer } = input;
-  const { K, scale, means } = source;
-  const H = means[0]!.hidden;
+  const { K, scale, estimates } = source;
+  const first = estimates[0]!;
+  const H = first.kind === 'mean' ? first.means.hidden : first.substitutes.hidden;
+  const linear = estimates.find((e) => e.kind === 'linear');
+  const x = input.x;
+  if (linear && x?.length !== numTokens * H) {
+    throw new RoutingInputError(
+      `routing: layer ${layer} replaces skipped experts by linear substitutes of the expert input; it needs x of ${numTokens} x ${H} values, got ${x?.length ?? 'none'}`,
+      { layer, hint: "pass the MoE layer's expert input rows as RouterProbs.x" },
+    );
+  }
   const prior = new Float32Array(numTokens * H);
   const raw = new Float64Array(K);
+  const z = new Float64Array(linear?.kind === 'linear' ? linear.substitutes.rank : 0);
   for (let t = 0; t < numTokens; t++) {
     const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
     if (kept >= K) continue;
     for (let r = 0; r < K; r++) raw[r] = candidates.scores[t * K + r]!;
     const norm = source.normaliser(raw);
     for (let r = kept; r < K; r++) {
-      const table = means[Math.min(r, means.length - 1)]!;
+      const estimate = estimates[Math.min(r, estimates.length - 1)]!;
       const w = (raw[r]! / norm) * scale;
-      const mean = (layer * E + candidates.experts[t * K + r]!) * H;
-      for (let i = 0; i < H; i++) prior[t * H + i]! += w * table.data[mean + i]!;
+      const expert = candidates.experts[t * K + r]!;
+      if (estimate.kind === 'linear') {
+        addSubstitute(estimate.substitutes, layer, expert, w, x!, t * H, prior, t * H, z);
+        continue;
+      }
+      const table = estimate.means.data;
+      const mean = (layer * E + expert) * H;
+      for (let i = 0; i < H; i++) prior[t * H + i]! += w * table[mean + i]!;
     }
   }
   return prior;

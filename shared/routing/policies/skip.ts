@@ -6,12 +6,16 @@
 // skip doubles the perplexity cost at the same saving (README "Adaptive K"), because it scales up
 // the kept expert instead of only removing the small one. TAU may be one value per layer.
 // With calibrated expert means (profiles only), each skipped expert is replaced by its native
-// weight times its mean output: a prior the combine step adds at no expert or network cost.
+// weight times its mean output: a prior the combine step adds at no expert or network cost. With
+// calibrated linear substitutes instead (profile version 3), by its native weight times a rank-r
+// affine map of the token's expert input: no expert call or network either, 2 r hidden
+// multiply-adds on the coordinator.
 
 import { z } from 'zod';
-import { decodeExpertMeans, type ExpertMeans, expertMeansSchema } from '../expert-means.js';
+import { decodeExpertMeans, expertMeansSchema } from '../expert-means.js';
+import { decodeExpertSubstitutes, expertSubstitutesSchema } from '../expert-substitutes.js';
 import type { RouterProbs, RoutingDecision, RoutingModel } from '../policy.js';
-import { SelectingPolicy, skippedExpertPrior } from './kernel.js';
+import { SelectingPolicy, type SkippedExpertEstimate, skippedExpertPrior } from './kernel.js';
 import {
   checkLayerCount,
   type PolicyKind,
@@ -28,6 +32,8 @@ export const skipSchema = z
     tau: z.union([z.number(), z.array(z.number())]),
     /** Mean output of every (layer, expert), added in place of skipped experts. */
     expertMeans: expertMeansSchema.optional(),
+    /** Linear substitute of every (layer, expert), applied to the token's expert input in place of skipped experts. */
+    expertSubstitutes: expertSubstitutesSchema.optional(),
   })
   .strict()
   .superRefine((config, ctx) => {
@@ -45,6 +51,21 @@ function checkSkip(config: SkipConfig, model?: RoutingModel): string[] {
     if (!(value >= 0 && value <= 1))
       problems.push(`${paramName('tau', perLayer, layer)} = ${value} must be in [0, 1]`);
   });
+  if (config.expertMeans !== undefined && config.expertSubstitutes !== undefined) {
+    problems.push('expertMeans and expertSubstitutes are alternatives: a profile carries one of them');
+  }
+  if (config.expertSubstitutes !== undefined) {
+    const decoded = decodeExpertSubstitutes(config.expertSubstitutes);
+    if (typeof decoded === 'string') problems.push(decoded);
+    else if (
+      model !== undefined &&
+      (decoded.layers !== model.numLayers || decoded.experts !== model.numExperts)
+    ) {
+      problems.push(
+        `expertSubstitutes covers ${decoded.layers} layers x ${decoded.experts} experts; the model has ${model.numLayers} x ${model.numExperts}`,
+      );
+    }
+  }
   if (config.expertMeans !== undefined) {
     const decoded = decodeExpertMeans(config.expertMeans);
     if (typeof decoded === 'string') problems.push(decoded);
@@ -62,25 +83,30 @@ function checkSkip(config: SkipConfig, model?: RoutingModel): string[] {
 
 export class SkipPolicy extends SelectingPolicy {
   private readonly tau: Float64Array;
-  private readonly means: ExpertMeans | undefined;
+  private readonly estimate: SkippedExpertEstimate | undefined;
 
   constructor(config: SkipConfig, model: RoutingModel, name?: string) {
     const spec = validatePolicy(skipKind, config, model, name);
     super(spec, model.nativeK, model);
     this.tau = perLayerValues(config.tau, model.numLayers);
-    const means = config.expertMeans === undefined ? undefined : decodeExpertMeans(config.expertMeans);
-    // validatePolicy already rejected undecodable means.
-    this.means = typeof means === 'string' ? undefined : means;
+    // validatePolicy already rejected undecodable tables and carrying both.
+    if (config.expertSubstitutes !== undefined) {
+      const substitutes = decodeExpertSubstitutes(config.expertSubstitutes);
+      if (typeof substitutes !== 'string') this.estimate = { kind: 'linear', substitutes };
+    } else if (config.expertMeans !== undefined) {
+      const means = decodeExpertMeans(config.expertMeans);
+      if (typeof means !== 'string') this.estimate = { kind: 'mean', means };
+    }
   }
 
   override route(input: RouterProbs): RoutingDecision {
-    if (!this.means) return super.route(input);
+    if (!this.estimate) return super.route(input);
     const { decision, candidates } = this.routeWithCandidates(input);
     const prior = skippedExpertPrior(input, decision, candidates, {
       K: this.maxK,
       normaliser: (raw) => this.weightNormaliser(this.maxK, raw),
       scale: this.rule.routedScalingFactor,
-      means: [this.means],
+      estimates: [this.estimate],
     });
     return { ...decision, prior };
   }
@@ -109,9 +135,11 @@ export const skipKind: PolicyKind<SkipConfig> = {
   summary:
     'native top-K, dropping experts below rank 1 whose native weight < TAU; kept weights not renormalised',
   parseSpec: (body, fail) => ({ kind: 'skip', tau: parseSpecNumber(body, 'TAU', fail) }),
-  // Per-layer thresholds and expert means exist only in profiles.
+  // Per-layer thresholds, expert means and substitutes exist only in profiles.
   formatSpec: (config) =>
-    typeof config.tau === 'number' && config.expertMeans === undefined
+    typeof config.tau === 'number' &&
+    config.expertMeans === undefined &&
+    config.expertSubstitutes === undefined
       ? `skip:${formatSpecNumber(config.tau)}`
       : undefined,
   check: checkSkip,

@@ -103,6 +103,83 @@ describe('kmoe calibrate', () => {
     expect(JSON.parse(readFileSync(out, 'utf8')).policy.expertMeans.shape).toEqual([4, 8, 256]);
   });
 
+  it('skip with linear substitutes: a version-3 profile whose prior beats the means at the same K', async () => {
+    // 96 windows: a rank-8 fit of 257 inputs needs a few hundred rank-2 tokens per expert.
+    const profile = async (name: string, extra: string[]) => {
+      const out = path.join(dir, name);
+      const r = await runCli([
+        'calibrate',
+        '--model',
+        MODEL_DIR,
+        '--method',
+        'percentile',
+        '--policy',
+        'skip',
+        '--target-avg-k',
+        '1.4',
+        '--windows',
+        '0:48',
+        ...extra,
+        '--out',
+        out,
+      ]);
+      expect(r.code).toBe(0);
+      return { out, r, json: JSON.parse(readFileSync(out, 'utf8')) };
+    };
+    const sub = await profile('sub.json', ['--substitute-rank', '8']);
+    expect(sub.r.stderr).toMatch(/substitutes \[/);
+    const means = await profile('means.json', []);
+    expect(sub.json.kmoeRoutingProfile).toBe(3);
+    expect(sub.json.policy.expertSubstitutes.shape).toEqual([4, 8, 8, 256]);
+    expect(sub.json.policy.expertMeans).toBeUndefined();
+    const prov = sub.json.provenance;
+    expect(prov.substitutes.rank).toBe(8);
+    expect(prov.substitutes.windows).toBe(96);
+    for (const share of prov.substitutes.explainedPerLayer as number[]) {
+      expect(share).toBeGreaterThan(0);
+      expect(share).toBeLessThan(1);
+    }
+    // Same thresholds (from the same native router signals); K differs only where a prior changed
+    // the hidden states later layers route on. Measured on the windows the substitutes were fitted
+    // on (the calibration's own verification pass), their prior must cost less than the means.
+    expect(Math.abs(prov.avgK - means.json.provenance.avgK)).toBeLessThan(0.01);
+    expect(prov.pplIncrease).toBeLessThan(means.json.provenance.pplIncrease);
+    const ev = await runCli([
+      'eval',
+      '--model',
+      MODEL_DIR,
+      '--ids',
+      'data/eval/valid.man.u16',
+      '--windows',
+      '0:4',
+      '--routing',
+      sub.out,
+      '--json',
+    ]);
+    expect(ev.code).toBe(0);
+    expect(lastJsonLine(ev.stdout)['avgK'] as number).toBeLessThan(1.8);
+  });
+
+  it('refuses substitutes for a policy that skips no expert, beside --expert-means off, above the hidden size', async () => {
+    const base = ['calibrate', '--model', MODEL_DIR, '--method', 'percentile', '--target-avg-k', '1.5'];
+    const cases: [string[], RegExp][] = [
+      [
+        ['--policy', 'ratio', '--substitute-rank', '8'],
+        /--substitute-rank .* needs --policy skip, not ratio/,
+      ],
+      [['--policy', 'skip', '--substitute-rank', '8', '--expert-means', 'off'], /replaces the expert means/],
+      [
+        ['--policy', 'skip', '--substitute-rank', '257'],
+        /--substitute-rank 257 exceeds the model's hidden size 256/,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli([...base, ...args, '--out', path.join(dir, 'refused.json')]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+
   it('rejects a policy it cannot calibrate and a missing target', async () => {
     const bad = await runCli([
       'calibrate',

@@ -84,9 +84,9 @@ describe('routing profiles', () => {
   });
 
   it('rejects a wrong or missing version before anything else', () => {
-    const v3 = writeRaw('v3.json', { ...perLayerProfile, kmoeRoutingProfile: 3 });
-    expect(profileErrorOf(() => loadRoutingProfile(v3)).message).toBe(
-      `routing profile ${v3} has kmoeRoutingProfile 3; this kmoe reads versions 1, 2`,
+    const v4 = writeRaw('v4.json', { ...perLayerProfile, kmoeRoutingProfile: 4 });
+    expect(profileErrorOf(() => loadRoutingProfile(v4)).message).toBe(
+      `routing profile ${v4} has kmoeRoutingProfile 4; this kmoe reads versions 1, 2, 3`,
     );
     const none = writeRaw('none.json', { policy: { kind: 'topk', k: 2 } });
     const error = profileErrorOf(() => loadRoutingProfile(none));

@@ -1,0 +1,119 @@
+// Learned linear substitutes of experts, as stored in a routing profile: for each (MoE layer,
+// expert) a rank-r affine map of the expert's input row x (the post-attention-norm hidden state)
+// that estimates the expert's output, y ~ up (down x) + bias. A skip policy adds native weight x
+// substitute(x) for every expert it leaves out, instead of native weight x the expert's mean output:
+// on the demo model a rank-32 substitute fitted on calibration text removes about half of the error
+// the mean leaves, at 2 r hidden multiply-adds per skipped pair (rank 32: 4% of an expert's).
+
+import { z } from 'zod';
+
+export const expertSubstitutesSchema = z
+  .object({
+    encoding: z.literal('base64-f32le'),
+    /** [layers, experts, rank, hidden] */
+    shape: z.tuple([
+      z.number().int().min(1),
+      z.number().int().min(1),
+      z.number().int().min(1),
+      z.number().int().min(1),
+    ]),
+    /** [layers, experts, rank, hidden]: z = down x. */
+    down: z.string(),
+    /** [layers, experts, hidden, rank]: y = up z + bias. */
+    up: z.string(),
+    /** [layers, experts, hidden] */
+    bias: z.string(),
+  })
+  .strict();
+
+export type ExpertSubstitutesJSON = z.infer<typeof expertSubstitutesSchema>;
+
+export interface ExpertSubstitutes {
+  readonly layers: number;
+  readonly experts: number;
+  readonly rank: number;
+  readonly hidden: number;
+  /** [layers, experts, rank, hidden] */
+  readonly down: Float32Array;
+  /** [layers, experts, hidden, rank] */
+  readonly up: Float32Array;
+  /** [layers, experts, hidden] */
+  readonly bias: Float32Array;
+}
+
+function encodeF32(data: Float32Array): string {
+  const bytes = Buffer.alloc(data.length * 4);
+  for (let i = 0; i < data.length; i++) bytes.writeFloatLE(data[i]!, i * 4);
+  return bytes.toString('base64');
+}
+
+function decodeF32(name: string, text: string, count: number): Float32Array | string {
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.length !== count * 4)
+    return `expertSubstitutes.${name} holds ${bytes.length} bytes; its shape needs ${count * 4}`;
+  const data = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    const v = bytes.readFloatLE(i * 4);
+    if (!Number.isFinite(v)) return `expertSubstitutes.${name} value ${i} is ${v}`;
+    data[i] = v;
+  }
+  return data;
+}
+
+export function encodeExpertSubstitutes(s: ExpertSubstitutes): ExpertSubstitutesJSON {
+  return {
+    encoding: 'base64-f32le',
+    shape: [s.layers, s.experts, s.rank, s.hidden],
+    down: encodeF32(s.down),
+    up: encodeF32(s.up),
+    bias: encodeF32(s.bias),
+  };
+}
+
+/** Decodes and checks sizes and finiteness; returns a problem string instead of throwing. */
+export function decodeExpertSubstitutes(json: ExpertSubstitutesJSON): ExpertSubstitutes | string {
+  const [layers, experts, rank, hidden] = json.shape;
+  if (rank > hidden) return `expertSubstitutes rank ${rank} exceeds hidden size ${hidden}`;
+  const maps = layers * experts * rank * hidden;
+  const down = decodeF32('down', json.down, maps);
+  if (typeof down === 'string') return down;
+  const up = decodeF32('up', json.up, maps);
+  if (typeof up === 'string') return up;
+  const bias = decodeF32('bias', json.bias, layers * experts * hidden);
+  if (typeof bias === 'string') return bias;
+  return { layers, experts, rank, hidden, down, up, bias };
+}
+
+/**
+ * out[outAt .. outAt + hidden) += weight x (up (down x) + bias) of (layer, expert), with x =
+ * input[inAt .. inAt + hidden). `z` is scratch of at least `rank` values.
+ */
+export function addSubstitute(
+  s: ExpertSubstitutes,
+  layer: number,
+  expert: number,
+  weight: number,
+  input: Float32Array,
+  inAt: number,
+  out: Float32Array,
+  outAt: number,
+  z: Float64Array,
+): void {
+  const { rank: R, hidden: H } = s;
+  const le = layer * s.experts + expert;
+  const down = le * R * H;
+  for (let r = 0; r < R; r++) {
+    let acc = 0;
+    const row = down + r * H;
+    for (let i = 0; i < H; i++) acc += s.down[row + i]! * input[inAt + i]!;
+    z[r] = acc;
+  }
+  const up = le * H * R;
+  const bias = le * H;
+  for (let i = 0; i < H; i++) {
+    let acc = s.bias[bias + i]!;
+    const row = up + i * R;
+    for (let r = 0; r < R; r++) acc += s.up[row + r]! * z[r]!;
+    out[outAt + i]! += weight * acc;
+  }
+}
