@@ -43,13 +43,37 @@ export async function loadCorpus(
 /** About `count` windows spread evenly over the corpus (every domain represented). */
 export function spreadWindows(corpus: Corpus, count: number): Uint16Array {
   if (count >= corpus.windows) return corpus.ids;
+  return windowsAt(corpus, spreadIndices(corpus.windows, count));
+}
+
+/** Indices of `count` windows spread evenly over `total` (all of them when count >= total). */
+export function spreadIndices(total: number, count: number): number[] {
+  if (count >= total) return Array.from({ length: total }, (_, w) => w);
+  return Array.from({ length: count }, (_, i) => Math.floor((i * total) / count));
+}
+
+/** The windows at `indices`, end to end (a copy). */
+export function windowsAt(corpus: Corpus, indices: readonly number[]): Uint16Array {
   const L = corpus.windowLen;
-  const out = new Uint16Array(count * L);
-  for (let i = 0; i < count; i++) {
-    const w = Math.floor((i * corpus.windows) / count);
+  const out = new Uint16Array(indices.length * L);
+  indices.forEach((w, i) => {
     out.set(corpus.ids.subarray(w * L, (w + 1) * L), i * L);
-  }
+  });
   return out;
+}
+
+/** Splits the corpus: windows at `indices` (ascending) and the rest, each as a corpus of the same parts. */
+export function splitWindows(corpus: Corpus, indices: readonly number[]): { taken: Corpus; rest: Corpus } {
+  const chosen = new Set(indices);
+  const rest: number[] = [];
+  for (let w = 0; w < corpus.windows; w++) if (!chosen.has(w)) rest.push(w);
+  const as = (idx: readonly number[]): Corpus => ({
+    ids: windowsAt(corpus, idx),
+    windows: idx.length,
+    windowLen: corpus.windowLen,
+    parts: corpus.parts,
+  });
+  return { taken: as(indices), rest: as(rest) };
 }
 
 export function describeCorpus(corpus: Corpus): string[] {

@@ -415,14 +415,17 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         .default(0),
     )
     .addOption(
-      new Option('--substitute-windows <n>', 'calibration windows the substitutes are fitted on')
+      new Option(
+        '--substitute-windows <n>',
+        'calibration windows the substitutes are fitted on (never searched or verified on)',
+      )
         .argParser(parseInteger('--substitute-windows', { min: 1 }))
-        .default(128),
+        .default(256),
     )
     .addOption(
       new Option('--substitute-ridge <x>', 'ridge penalty per token of the substitute fit')
         .argParser(parseNumber('--substitute-ridge', { min: 0 }))
-        .default(1e-3),
+        .default(0.01),
     )
     .addOption(opt.threads())
     .addOption(opt.device())

@@ -102,8 +102,9 @@ export async function run(o: CalibrateOptions, argv: readonly string[]): Promise
     bars.finish();
     saveRoutingProfile(out, profile);
     const prov = profile.provenance!;
+    const verified = prov['verifiedWindows'] as number;
     process.stdout.write(
-      `${out}: ${policy} (${method}) on ${corpus.windows} calibration windows: avg K ${prov.avgK!.toFixed(3)} ` +
+      `${out}: ${policy} (${method}) on ${corpus.windows} calibration windows${verified === corpus.windows ? '' : ` (${corpus.windows - verified} fitting the substitutes, verified on ${verified})`}: avg K ${prov.avgK!.toFixed(3)} ` +
         `(saving ${((1 - prov.avgK! / engine.info.nativeK) * 100).toFixed(1)}% vs native), perplexity ` +
         `${prov.ppl!.toFixed(4)} vs native ${(prov['nativePpl'] as number).toFixed(4)} ` +
         `(+${((prov['pplIncrease'] as number) * 100).toFixed(2)}%)\n`,
