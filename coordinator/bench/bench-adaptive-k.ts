@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import { loadRoutingProfile, saveRoutingProfile } from '../../shared/routing/profile.js';
+import type { PolicyConfig } from '../../shared/routing/registry.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { calibrate } from '../calibration/calibrate.js';
 import { type Corpus, loadCorpus } from '../calibration/corpus.js';
@@ -109,14 +110,15 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
     }
 
     for (const file of o.profiles) {
-      const prov = loadRoutingProfile(file).provenance;
+      const profile = loadRoutingProfile(file);
+      const prov = profile.provenance;
       const bar = new ProgressBar({ label: `measure ${path.basename(file)}`, total: 2, unit: 'corpora' });
       const t = await measure(test, file, nativeTest.perplexity);
       bar.update(1);
       const m = await measure(man, file, nativeMan.perplexity);
       bar.finish();
       rows.push({
-        policy: prov?.method ?? path.basename(file),
+        policy: describePolicy(profile.policy),
         profile: file,
         calibration: {
           avgK: prov?.avgK ?? Number.NaN,
@@ -176,7 +178,7 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
       ...(o.frontierFrom ? { frontierFrom: o.frontierFrom } : {}),
     };
     await fs.writeFile(path.join(outDir, 'adaptive-k.json'), `${JSON.stringify(result, null, 2)}\n`);
-    const table = formatTable(rows, points, budget);
+    const table = formatTable(rows, points, budget, policies.length > 0);
     await fs.writeFile(path.join(outDir, 'adaptive-k.md'), table);
     process.stdout.write(`${table}wrote ${outDir}/adaptive-k.json, adaptive-k.md and ${chart}\n`);
   } finally {
@@ -198,11 +200,18 @@ async function storedFrontier(file: string, nativePpl: number): Promise<SweepPoi
   return frontier;
 }
 
-function formatTable(rows: readonly Row[], frontier: readonly SweepPoint[], budget: number): string {
+function formatTable(
+  rows: readonly Row[],
+  frontier: readonly SweepPoint[],
+  budget: number,
+  calibratedHere: boolean,
+): string {
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   const inc = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(2)}%`;
   const lines = [
-    `Calibrated per-layer profiles (quality method, budget ${pct(budget)} on the calibration half):`,
+    calibratedHere
+      ? `Calibrated per-layer profiles (quality method, budget ${pct(budget)} on the calibration half):`
+      : 'Profiles given with --profiles (each calibrated as its provenance records):',
     '',
     '| policy | profile | calibration half: avg K / ppl | unseen docs+code half: avg K / saving / ppl | valid.man (unseen domain): avg K / saving / ppl |',
     '|---|---|---|---|---|',
@@ -229,4 +238,11 @@ function formatTable(rows: readonly Row[], frontier: readonly SweepPoint[], budg
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** What a profile's policy is, for tables and chart legends: its kind and what stands in for skipped experts. */
+function describePolicy(policy: PolicyConfig): string {
+  if (policy.kind !== 'skip') return policy.kind;
+  if (policy.expertSubstitutes) return `skip + substitutes (rank ${policy.expertSubstitutes.shape[2]})`;
+  return policy.expertMeans ? 'skip + means' : 'skip';
 }

