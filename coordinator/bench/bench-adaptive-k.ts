@@ -11,6 +11,7 @@ import type { PolicyConfig } from '../../shared/routing/registry.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { calibrate } from '../calibration/calibrate.js';
 import { type Corpus, loadCorpus } from '../calibration/corpus.js';
+import { signedPercent } from '../calibration/format.js';
 import type { CalibratedPolicy } from '../calibration/skip-rates.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
@@ -207,7 +208,7 @@ function formatTable(
   calibratedHere: boolean,
 ): string {
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-  const inc = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(2)}%`;
+  const inc = signedPercent;
   const lines = [
     calibratedHere
       ? `Calibrated per-layer profiles (quality method, budget ${pct(budget)} on the calibration half):`

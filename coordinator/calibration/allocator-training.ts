@@ -20,12 +20,13 @@ import {
   allocatorFeatures,
   headScore,
 } from '../../shared/routing/policies/allocator.js';
-import { ROUTING_PROFILE_VERSION, type RoutingProfile } from '../../shared/routing/profile.js';
+import { profileVersionFor, type RoutingProfile } from '../../shared/routing/profile.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import type { DropCostLayer } from '../moe/observers/drop-costs.js';
 import { type Corpus, describeCorpus, spreadWindows } from './corpus.js';
 import { CalibrationError } from './errors.js';
+import { signedPercent } from './format.js';
 import {
   describeSearchPoint,
   inlineProfile,
@@ -291,11 +292,11 @@ export async function trainAllocator(
       'holdout',
       i + 1,
       candidates.length,
-      `avgK ${r.avgK.toFixed(3)} ppl +${(increase * 100).toFixed(2)}%`,
+      `avgK ${r.avgK.toFixed(3)} ppl ${signedPercent(increase)}`,
     );
     if (increase <= o.target || i === candidates.length - 1) {
       return {
-        kmoeRoutingProfile: ROUTING_PROFILE_VERSION,
+        kmoeRoutingProfile: profileVersionFor(config),
         policy: config,
         model: profileModel(info.routing, info.fingerprint),
         provenance: {

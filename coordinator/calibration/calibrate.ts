@@ -6,12 +6,13 @@ import {
   type ExpertSubstitutesJSON,
   encodeExpertSubstitutes,
 } from '../../shared/routing/expert-substitutes.js';
-import { ROUTING_PROFILE_VERSION, type RoutingProfile } from '../../shared/routing/profile.js';
+import { profileVersionFor, type RoutingProfile } from '../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { type Corpus, describeCorpus, splitWindows, spreadIndices, windowsAt } from './corpus.js';
 import { CalibrationError } from './errors.js';
+import { signedPercent } from './format.js';
 import {
   describeSearchPoint,
   inlineProfile,
@@ -92,10 +93,10 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
     for (let w = 0; w < o.corpus.windows; w++) if (!searched.has(w)) pool.push(w);
     if (windows >= pool.length) {
       throw new CalibrationError(
-        `${windows} windows to fit substitutes on leave none of the ${o.corpus.windows} calibration windows (${searchIndices.length} searched) to verify on`,
+        `${windows} windows to fit substitutes on: only ${pool.length} of the ${o.corpus.windows} calibration windows are outside the ${searchIndices.length} searched ones, and some must stay out of the fit`,
         {
           code: 'calibration_substitute_windows',
-          hint: 'use fewer --substitute-windows or more calibration windows',
+          hint: 'use fewer substitute windows or search windows, or more calibration windows',
         },
       );
     }
@@ -175,12 +176,12 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
       'verify',
       i + 1,
       candidates.length,
-      `avgK ${report.avgK.toFixed(3)} ppl +${(increase * 100).toFixed(2)}%`,
+      `avgK ${report.avgK.toFixed(3)} ppl ${signedPercent(increase)}`,
     );
     // The search path ends at native routing, always within budget, so some candidate is taken.
     if (m.kind === 'percentile' || increase <= m.budget || i === candidates.length - 1) {
       return {
-        kmoeRoutingProfile: ROUTING_PROFILE_VERSION,
+        kmoeRoutingProfile: profileVersionFor(config),
         policy: config,
         model: profileModel(info.routing, info.fingerprint),
         provenance: {

@@ -8,6 +8,7 @@ import { ROUTING_PROFILE_VERSION, type RoutingProfile } from '../../shared/routi
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { evaluatePerplexity } from '../evaluation/perplexity.js';
+import { signedPercent } from './format.js';
 
 export interface SearchPoint {
   readonly rates: number[];
@@ -46,7 +47,7 @@ export function maxSearchEvaluations(dims: number, step: number): number {
 
 /** Progress text of a search: its best point so far against native top-K. */
 export function describeSearchPoint(best: SearchPoint, base: SearchPoint): string {
-  return `best avgK ${best.avgK.toFixed(3)} ppl +${((best.perplexity / base.perplexity - 1) * 100).toFixed(2)}%`;
+  return `best avgK ${best.avgK.toFixed(3)} ppl ${signedPercent(best.perplexity / base.perplexity - 1)}`;
 }
 
 /** A profile JSON string the engine resolves inline (no temporary files). */

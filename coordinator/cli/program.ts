@@ -417,15 +417,15 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       new Option(
         '--substitute-windows <n>',
-        'calibration windows the substitutes are fitted on (never searched or verified on)',
-      )
-        .argParser(parseInteger('--substitute-windows', { min: 1 }))
-        .default(256),
+        'with --substitute-rank: calibration windows the substitutes are fitted on, outside the searched ' +
+          'ones and never verified on (default: 256)',
+      ).argParser(parseInteger('--substitute-windows', { min: 1 })),
     )
     .addOption(
-      new Option('--substitute-ridge <x>', 'ridge penalty per token of the substitute fit')
-        .argParser(parseNumber('--substitute-ridge', { min: 0 }))
-        .default(0.01),
+      new Option(
+        '--substitute-ridge <x>',
+        'with --substitute-rank: ridge penalty per token of the substitute fit, > 0 (default: 0.01)',
+      ).argParser(parseNumber('--substitute-ridge', { min: Number.MIN_VALUE })),
     )
     .addOption(opt.threads())
     .addOption(opt.device())

@@ -71,7 +71,11 @@ export async function connectExperts(
     model,
     events,
   );
-  const accounting = new DispatchAccounting(backend, model, routingModelOf(ckpt.family.layerPlan(c)));
+  const accounting = new DispatchAccounting(
+    backend,
+    model,
+    routingModelOf(ckpt.family.layerPlan(c), dims.hidden),
+  );
   const load = new ExpertLoad(model.numLayers, model.numExperts);
   return {
     backend,

@@ -3,6 +3,7 @@
 // time, so it is the single owner of these structures. Where experts run is injected (an
 // ExpertBackend and the observers that come with it); the engine never knows local from remote.
 
+import { createHash } from 'node:crypto';
 import { assertRunnable, Checkpoint } from '../../shared/model/checkpoint.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
@@ -159,6 +160,8 @@ export interface ScoreResult {
 
 /** Distinct routing policies kept resolved; a Map iterates in insertion order, oldest first. */
 const POLICY_CACHE_SIZE = 64;
+/** Routing texts longer than this are cached under their SHA-256. */
+const LONG_ROUTING_CHARS = 4096;
 
 export class Engine {
   private readonly caches = new Map<string, SequenceKvCache>();
@@ -234,14 +237,17 @@ export class Engine {
    * can send any number of distinct routings, so the cache must stay bounded.
    */
   policy(routing: string | undefined): RoutingPolicy {
-    const key = routing ?? this.defaultRouting;
+    const text = routing ?? this.defaultRouting;
+    // Inline profiles with tables are megabytes: the cache keeps their digest, not their text.
+    const key =
+      text.length > LONG_ROUTING_CHARS ? `sha256:${createHash('sha256').update(text).digest('hex')}` : text;
     const known = this.policies.get(key);
     if (known) {
       this.policies.delete(key);
       this.policies.set(key, known);
       return known;
     }
-    const resolved = resolveRouting(key, this.routingModel);
+    const resolved = resolveRouting(text, this.routingModel);
     this.policies.set(key, resolved);
     if (this.policies.size > POLICY_CACHE_SIZE) this.policies.delete(this.policies.keys().next().value!);
     return resolved;

@@ -64,7 +64,7 @@ export class ModelRunner {
     /** The family's plan: which decoder layers are MoE layers and how they route. */
     plan: LayerPlan,
   ) {
-    this.routingModel = routingModelOf(plan);
+    this.routingModel = routingModelOf(plan, dims.hidden);
     let moeIndex = 0;
     this.moeBlocks = plan.map((layer, l) =>
       layer.kind === 'moe' ? new MoeBlock(l, moeIndex++, layer, experts) : undefined,

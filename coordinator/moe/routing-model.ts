@@ -8,7 +8,8 @@ import { familyOf } from '../../shared/families/registry.js';
 import type { RouterRule, RoutingModel } from '../../shared/routing/policy.js';
 import { UnsupportedMoePlanError } from './errors.js';
 
-export function routingModelOf(plan: LayerPlan): RoutingModel {
+/** `hidden`: the model's hidden size (what per-expert tables in profiles are checked against). */
+export function routingModelOf(plan: LayerPlan, hidden?: number): RoutingModel {
   const moe = plan.flatMap((l, i) => (l.kind === 'moe' ? [{ layer: i, plan: l }] : []));
   const first = moe[0];
   if (first === undefined) throw new UnsupportedMoePlanError(-1, 'a model without MoE layers');
@@ -29,12 +30,13 @@ export function routingModelOf(plan: LayerPlan): RoutingModel {
     nativeK: first.plan.nativeK,
     moeLayers: moe.map((m) => m.layer),
     rule,
+    ...(hidden === undefined ? {} : { hidden }),
   };
 }
 
 /** The routing model of a parsed config.json (its family's layer plan), before any weight is read. */
 export function routingModelOfConfig(config: ModelConfig): RoutingModel {
-  return routingModelOf(familyOf(config).layerPlan(config));
+  return routingModelOf(familyOf(config).layerPlan(config), config.hiddenSize);
 }
 
 function ruleOf(p: MoeLayerPlan): RouterRule {

@@ -5,7 +5,12 @@
 import { basename } from 'node:path';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
-import { isInlineProfile, isProfilePath, resolveRouting } from '../../shared/routing/profile.js';
+import {
+  isInlineProfile,
+  isProfilePath,
+  NAMED_PROFILES,
+  resolveRouting,
+} from '../../shared/routing/profile.js';
 import { InvalidRequestError } from './errors.js';
 
 export interface ResolvedRouting {
@@ -66,12 +71,18 @@ export class RoutingCatalog {
         { param: PARAM, code: 'invalid_routing' },
       );
     }
-    if (isInlineProfile(text) || !isProfilePath(text)) return this.#inline(text);
-    const loaded = this.#profiles.get(text);
+    // A shipped profile's name (`recommended`) means that profile if this server loaded it.
+    const named = Object.hasOwn(NAMED_PROFILES, text) ? NAMED_PROFILES[text] : undefined;
+    if (named !== undefined) {
+      const loaded = this.#profiles.get(basename(named));
+      if (loaded) return loaded;
+    }
+    if (named === undefined && (isInlineProfile(text) || !isProfilePath(text))) return this.#inline(text);
+    const loaded = named === undefined ? this.#profiles.get(text) : undefined;
     if (loaded) return loaded;
     const known = this.profileNames;
     throw new InvalidRequestError(
-      `routing profile '${text}' is not loaded by this server; ${
+      `routing profile '${text}'${named === undefined ? '' : ` (${named})`} is not loaded by this server; ${
         known.length > 0 ? `loaded profiles: ${known.join(', ')}` : 'it loaded none'
       } (start kmoe serve with --profiles FILE, or send the profile itself as a JSON object)`,
       { param: PARAM, code: 'unknown_routing_profile' },

@@ -3,6 +3,7 @@
 // profile stays one self-contained JSON file.
 
 import { z } from 'zod';
+import { decodeF32Base64, encodeF32Base64 } from './f32-base64.js';
 
 export const expertMeansSchema = z
   .object({
@@ -24,23 +25,13 @@ export interface ExpertMeans {
 }
 
 export function encodeExpertMeans(m: ExpertMeans): ExpertMeansJSON {
-  const bytes = Buffer.alloc(m.data.length * 4);
-  for (let i = 0; i < m.data.length; i++) bytes.writeFloatLE(m.data[i]!, i * 4);
-  return { encoding: 'base64-f32le', shape: [m.layers, m.experts, m.hidden], data: bytes.toString('base64') };
+  return { encoding: 'base64-f32le', shape: [m.layers, m.experts, m.hidden], data: encodeF32Base64(m.data) };
 }
 
 /** Decodes and checks size and finiteness; returns a problem string instead of throwing. */
 export function decodeExpertMeans(json: ExpertMeansJSON): ExpertMeans | string {
   const [layers, experts, hidden] = json.shape;
-  const bytes = Buffer.from(json.data, 'base64');
-  if (bytes.length !== layers * experts * hidden * 4) {
-    return `expertMeans holds ${bytes.length} bytes; shape [${json.shape.join(', ')}] needs ${layers * experts * hidden * 4}`;
-  }
-  const data = new Float32Array(layers * experts * hidden);
-  for (let i = 0; i < data.length; i++) {
-    const v = bytes.readFloatLE(i * 4);
-    if (!Number.isFinite(v)) return `expertMeans value ${i} is ${v}`;
-    data[i] = v;
-  }
+  const data = decodeF32Base64('expertMeans', json.data, layers * experts * hidden);
+  if (typeof data === 'string') return data;
   return { layers, experts, hidden, data };
 }

@@ -6,6 +6,7 @@
 // the mean leaves, at 2 r hidden multiply-adds per skipped pair (rank 32: 4% of an expert's).
 
 import { z } from 'zod';
+import { decodeF32Base64, encodeF32Base64 } from './f32-base64.js';
 
 export const expertSubstitutesSchema = z
   .object({
@@ -41,32 +42,13 @@ export interface ExpertSubstitutes {
   readonly bias: Float32Array;
 }
 
-function encodeF32(data: Float32Array): string {
-  const bytes = Buffer.alloc(data.length * 4);
-  for (let i = 0; i < data.length; i++) bytes.writeFloatLE(data[i]!, i * 4);
-  return bytes.toString('base64');
-}
-
-function decodeF32(name: string, text: string, count: number): Float32Array | string {
-  const bytes = Buffer.from(text, 'base64');
-  if (bytes.length !== count * 4)
-    return `expertSubstitutes.${name} holds ${bytes.length} bytes; its shape needs ${count * 4}`;
-  const data = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    const v = bytes.readFloatLE(i * 4);
-    if (!Number.isFinite(v)) return `expertSubstitutes.${name} value ${i} is ${v}`;
-    data[i] = v;
-  }
-  return data;
-}
-
 export function encodeExpertSubstitutes(s: ExpertSubstitutes): ExpertSubstitutesJSON {
   return {
     encoding: 'base64-f32le',
     shape: [s.layers, s.experts, s.rank, s.hidden],
-    down: encodeF32(s.down),
-    up: encodeF32(s.up),
-    bias: encodeF32(s.bias),
+    down: encodeF32Base64(s.down),
+    up: encodeF32Base64(s.up),
+    bias: encodeF32Base64(s.bias),
   };
 }
 
@@ -75,11 +57,11 @@ export function decodeExpertSubstitutes(json: ExpertSubstitutesJSON): ExpertSubs
   const [layers, experts, rank, hidden] = json.shape;
   if (rank > hidden) return `expertSubstitutes rank ${rank} exceeds hidden size ${hidden}`;
   const maps = layers * experts * rank * hidden;
-  const down = decodeF32('down', json.down, maps);
+  const down = decodeF32Base64('expertSubstitutes.down', json.down, maps);
   if (typeof down === 'string') return down;
-  const up = decodeF32('up', json.up, maps);
+  const up = decodeF32Base64('expertSubstitutes.up', json.up, maps);
   if (typeof up === 'string') return up;
-  const bias = decodeF32('bias', json.bias, layers * experts * hidden);
+  const bias = decodeF32Base64('expertSubstitutes.bias', json.bias, layers * experts * hidden);
   if (typeof bias === 'string') return bias;
   return { layers, experts, rank, hidden, down, up, bias };
 }

@@ -84,6 +84,12 @@ export interface RoutingModel {
   readonly moeLayers?: readonly number[];
   /** The native routing rule; absent = SOFTMAX_RENORMALISED (Mixtral). */
   readonly rule?: RouterRule;
+  /**
+   * Width of the MoE layers' input and output rows (the hidden size). When known, per-expert tables
+   * a profile carries (means, substitutes) must have it: a profile for another width is refused
+   * when it is resolved, not in the middle of a batch.
+   */
+  readonly hidden?: number;
 }
 
 export interface RoutingPolicy {

@@ -12,7 +12,8 @@ import { checkPolicyConfig, createRoutingPolicy, type PolicyConfig, policyConfig
 import { parseRoutingSpec } from './spec.js';
 
 /**
- * Version this kmoe writes. 2 added the `allocator` policy (learned K in {0, 1, 2}); 3 added
+ * Newest profile version this kmoe knows (calibration writes the oldest version that can carry its
+ * policy: profileVersionFor). 2 added the `allocator` policy (learned K in {0, 1, 2}); 3 added
  * linear substitutes of skipped experts to `skip` (`expertSubstitutes`). Every other config is
  * unchanged, so version-1 and -2 profiles still load as they are. A reader refuses versions it
  * does not know rather than guessing.
@@ -21,8 +22,19 @@ export const ROUTING_PROFILE_VERSION = 3;
 /** Versions this kmoe reads. */
 export const READABLE_PROFILE_VERSIONS: readonly number[] = [1, 2, 3];
 
+/**
+ * The oldest profile version that can carry `policy`: what calibration writes, so a profile that
+ * needs nothing new stays readable by older releases.
+ */
+export function profileVersionFor(policy: PolicyConfig): RoutingProfile['kmoeRoutingProfile'] {
+  return minVersionOf(policy).version;
+}
+
 /** The profile version a policy config needs, and what needs it. */
-function minVersionOf(policy: PolicyConfig): { version: number; what: string } {
+function minVersionOf(policy: PolicyConfig): {
+  version: RoutingProfile['kmoeRoutingProfile'];
+  what: string;
+} {
   if (policy.kind === 'skip' && policy.expertSubstitutes !== undefined)
     return { version: 3, what: 'skip with expertSubstitutes' };
   if (policy.kind === 'allocator') return { version: 2, what: 'policy kind allocator' };
@@ -121,6 +133,21 @@ export function loadRoutingProfile(path: string): RoutingProfile {
   return parseRoutingProfile(json, path);
 }
 
+/** Deepest nesting of arrays and objects a profile may have (real ones: about 6, in provenance). */
+const MAX_PROFILE_DEPTH = 64;
+
+/** Whether JSON nests arrays/objects deeper than `limit`, walked without recursion. */
+function nestedDeeperThan(json: unknown, limit: number): boolean {
+  const stack: { value: unknown; depth: number }[] = [{ value: json, depth: 0 }];
+  while (stack.length > 0) {
+    const { value, depth } = stack.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth + 1 > limit) return true;
+    for (const child of Object.values(value)) stack.push({ value: child, depth: depth + 1 });
+  }
+  return false;
+}
+
 /** Validates already-parsed JSON as a profile; `file` names its origin in errors. */
 export function parseRoutingProfile(json: unknown, file: string): RoutingProfile {
   const version =
@@ -137,6 +164,13 @@ export function parseRoutingProfile(json: unknown, file: string): RoutingProfile
     throw new RoutingProfileError(
       `routing profile ${file} has kmoeRoutingProfile ${JSON.stringify(version)}; this kmoe reads versions ${READABLE_PROFILE_VERSIONS.join(', ')}`,
       { file, hint: 'use the kmoe release that wrote the profile, or re-run calibration' },
+    );
+  }
+  if (nestedDeeperThan(json, MAX_PROFILE_DEPTH)) {
+    // The schema validator recurses: thousands of levels would overflow the stack.
+    throw new RoutingProfileError(
+      `routing profile ${file} is nested deeper than ${MAX_PROFILE_DEPTH} levels; a profile needs a handful`,
+      { file },
     );
   }
   const result = routingProfileSchema.safeParse(json);

@@ -6,6 +6,7 @@ import { loadRoutingProfile, saveRoutingProfile } from '../../../shared/routing/
 import { PhaseBars } from '../../bench/report/progress.js';
 import { trainAllocator } from '../../calibration/allocator-training.js';
 import { loadCorpus } from '../../calibration/corpus.js';
+import { signedPercent } from '../../calibration/format.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { STANDARD_WINDOW } from '../../evaluation/perplexity.js';
 import { sessionSettings } from '../experts.js';
@@ -71,7 +72,7 @@ export async function run(o: TrainAllocatorOptions, argv: readonly string[]): Pr
     process.stdout.write(
       `${o.out}: allocator trained on ${prov['trainTokens']} tokens in ${(prov['trainSeconds'] as number).toFixed(1)} s; ` +
         `held-out calibration fold: avg K ${prov.avgK!.toFixed(3)} (saving ${((1 - prov.avgK! / 2) * 100).toFixed(1)}% vs native), ` +
-        `perplexity +${((prov['pplIncrease'] as number) * 100).toFixed(2)}%\n`,
+        `perplexity ${signedPercent(prov['pplIncrease'] as number)}\n`,
     );
   } finally {
     await engine.close();

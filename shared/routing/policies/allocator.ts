@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { decodeExpertMeans, type ExpertMeans, expertMeansSchema } from '../expert-means.js';
 import type { RouterProbs, RoutingDecision, RoutingModel } from '../policy.js';
 import { SelectingPolicy, skippedExpertPrior } from './kernel.js';
-import { checkLayerCount, type PolicyKind, validatePolicy } from './policy-kind.js';
+import { checkExpertTable, checkLayerCount, type PolicyKind, validatePolicy } from './policy-kind.js';
 
 /** The dense features every head reads, in this order, before the one-hot of its expert. */
 export const ALLOCATOR_FEATURES = ['bias', 'w2', 'ratio', 'entropy', 'p1', 'logW2'] as const;
@@ -71,11 +71,7 @@ function checkAllocator(config: AllocatorConfig, model?: RoutingModel): string[]
   if (model !== undefined && model.nativeK !== 2)
     problems.push(`the allocator picks K in {0, 1, 2}; the model's native K is ${model.nativeK}`);
   const E = model?.numExperts ?? means.experts;
-  if (means.experts !== E || (model !== undefined && means.layers !== model.numLayers)) {
-    problems.push(
-      `expertMeans covers ${means.layers} layers x ${means.experts} experts; the model has ${model?.numLayers} x ${E}`,
-    );
-  }
+  problems.push(...checkExpertTable('expertMeans', means, model));
   config.layers.forEach((head, l) => {
     for (const name of ['dropSecond', 'dropAll'] as const) {
       if (head[name].length !== F + E)

@@ -328,6 +328,13 @@ export function skippedExpertPrior(
       const expert = candidates.experts[t * K + r]!;
       if (estimate.kind === 'linear') {
         addSubstitute(estimate.substitutes, layer, expert, w, x!, t * H, prior, t * H, z);
+        // Finite tables can still overflow on a real input; name the profile, not the router.
+        if (!Number.isFinite(rowSum(prior, t * H, H))) {
+          throw new RoutingInputError(
+            `routing: layer ${layer} token ${t}: the linear substitute of expert ${expert} is not finite for this input; the profile's expertSubstitutes values are too large`,
+            { layer, token: t, hint: 're-run kmoe calibrate --substitute-rank to refit the substitutes' },
+          );
+        }
         continue;
       }
       const table = estimate.means.data;
@@ -336,4 +343,10 @@ export function skippedExpertPrior(
     }
   }
   return prior;
+}
+
+function rowSum(a: Float32Array, at: number, n: number): number {
+  let s = 0;
+  for (let i = 0; i < n; i++) s += a[at + i]!;
+  return s;
 }

@@ -78,6 +78,28 @@ export function validatePolicy<C extends { readonly kind: string }>(
   return kind.formatSpec(config) ?? name ?? `${kind.kind}:per-layer`;
 }
 
+/**
+ * Problems of a per-(MoE layer, expert) table a profile carries (means, substitutes): it must cover
+ * the model's MoE layers and experts and have the model's hidden width (when the model says it).
+ */
+export function checkExpertTable(
+  name: string,
+  table: { readonly layers: number; readonly experts: number; readonly hidden: number },
+  model: RoutingModel | undefined,
+): string[] {
+  if (model === undefined) return [];
+  const problems: string[] = [];
+  if (table.layers !== model.numLayers || table.experts !== model.numExperts) {
+    problems.push(
+      `${name} covers ${table.layers} layers x ${table.experts} experts; the model has ${model.numLayers} x ${model.numExperts}`,
+    );
+  }
+  if (model.hidden !== undefined && table.hidden !== model.hidden) {
+    problems.push(`${name} rows are ${table.hidden} wide; the model's hidden size is ${model.hidden}`);
+  }
+  return problems;
+}
+
 /** `thresholds[layer 3]` for per-layer parameters, `thresholds` for global ones. */
 export function paramName(param: string, perLayer: boolean, layer: number): string {
   return perLayer ? `${param}[layer ${layer}]` : param;

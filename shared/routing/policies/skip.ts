@@ -17,6 +17,7 @@ import { decodeExpertSubstitutes, expertSubstitutesSchema } from '../expert-subs
 import type { RouterProbs, RoutingDecision, RoutingModel } from '../policy.js';
 import { SelectingPolicy, type SkippedExpertEstimate, skippedExpertPrior } from './kernel.js';
 import {
+  checkExpertTable,
   checkLayerCount,
   type PolicyKind,
   paramName,
@@ -57,26 +58,12 @@ function checkSkip(config: SkipConfig, model?: RoutingModel): string[] {
   if (config.expertSubstitutes !== undefined) {
     const decoded = decodeExpertSubstitutes(config.expertSubstitutes);
     if (typeof decoded === 'string') problems.push(decoded);
-    else if (
-      model !== undefined &&
-      (decoded.layers !== model.numLayers || decoded.experts !== model.numExperts)
-    ) {
-      problems.push(
-        `expertSubstitutes covers ${decoded.layers} layers x ${decoded.experts} experts; the model has ${model.numLayers} x ${model.numExperts}`,
-      );
-    }
+    else problems.push(...checkExpertTable('expertSubstitutes', decoded, model));
   }
   if (config.expertMeans !== undefined) {
     const decoded = decodeExpertMeans(config.expertMeans);
     if (typeof decoded === 'string') problems.push(decoded);
-    else if (
-      model !== undefined &&
-      (decoded.layers !== model.numLayers || decoded.experts !== model.numExperts)
-    ) {
-      problems.push(
-        `expertMeans covers ${decoded.layers} layers x ${decoded.experts} experts; the model has ${model.numLayers} x ${model.numExperts}`,
-      );
-    }
+    else problems.push(...checkExpertTable('expertMeans', decoded, model));
   }
   return problems;
 }

@@ -99,8 +99,11 @@ describe('kmoe calibrate', () => {
     expect(prov['pplIncrease'] as number).toBeLessThanOrEqual(0.02);
     expect(prov.avgK!).toBeLessThan(2);
     expect(profile.policy.kind).toBe('skip');
-    // Skip profiles carry the calibrated expert means that stand in for skipped experts.
-    expect(JSON.parse(readFileSync(out, 'utf8')).policy.expertMeans.shape).toEqual([4, 8, 256]);
+    // Skip profiles carry the calibrated expert means that stand in for skipped experts, in the
+    // oldest profile version that has them (1), so older releases read them.
+    const written = JSON.parse(readFileSync(out, 'utf8'));
+    expect(written.policy.expertMeans.shape).toEqual([4, 8, 256]);
+    expect(written.kmoeRoutingProfile).toBe(1);
   });
 
   it('skip with linear substitutes: a version-3 profile whose prior beats the means at the same K on unseen windows', async () => {
@@ -165,7 +168,7 @@ describe('kmoe calibrate', () => {
     expect(a.perplexity).toBeLessThan(b.perplexity);
   });
 
-  it('refuses substitutes for a policy that skips no expert, beside --expert-means off, above the hidden size', async () => {
+  it('refuses substitute options that cannot apply: wrong policy or method, no rank, means off, too many windows', async () => {
     const base = ['calibrate', '--model', MODEL_DIR, '--method', 'percentile', '--target-avg-k', '1.5'];
     const cases: [string[], RegExp][] = [
       [
@@ -177,6 +180,33 @@ describe('kmoe calibrate', () => {
         ['--policy', 'skip', '--substitute-rank', '257'],
         /--substitute-rank 257 exceeds the model's hidden size 256/,
       ],
+      [
+        ['--policy', 'skip', '--substitute-windows', '64'],
+        /--substitute-windows configures the substitute fit: it needs --substitute-rank/,
+      ],
+      [['--policy', 'skip', '--substitute-rank', '8', '--substitute-ridge', '0'], /--substitute-ridge/],
+      [
+        ['--policy', 'skip', '--substitute-rank', '8', '--windows', '0:4'],
+        /--substitute-windows 256: only 8 of the 8 calibration windows there; the fit needs fewer than that/,
+      ],
+      [
+        [
+          '--policy',
+          'skip',
+          '--substitute-rank',
+          '8',
+          '--method',
+          'quality',
+          '--windows',
+          '0:4',
+          '--search-windows',
+          '6',
+          '--substitute-windows',
+          '2',
+        ],
+        /only 2 of the 8 calibration windows are outside the 6 --search-windows/,
+      ],
+      [['--policy', 'entropy', '--substitute-rank', '8', '--method', 'theory'], /--method theory uses none/],
     ];
     for (const [args, message] of cases) {
       const r = await runCli([...base, ...args, '--out', path.join(dir, 'refused.json')]);

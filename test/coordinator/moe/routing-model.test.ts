@@ -37,8 +37,17 @@ describe('routingModelOfConfig', () => {
   ] as const)(
     '%s: %i MoE layers %j, %i experts, native K %i',
     async (name, layers, moe, experts, k, rule) => {
-      const m = routingModelOfConfig(await loadModelConfig(model(name)));
-      expect(m).toEqual({ numLayers: layers, numExperts: experts, nativeK: k, moeLayers: moe, rule });
+      const config = await loadModelConfig(model(name));
+      const m = routingModelOfConfig(config);
+      // hidden: what per-expert tables in profiles (means, substitutes) are checked against.
+      expect(m).toEqual({
+        numLayers: layers,
+        numExperts: experts,
+        nativeK: k,
+        moeLayers: moe,
+        rule,
+        hidden: config.hiddenSize,
+      });
     },
   );
 });
@@ -55,7 +64,8 @@ describe('shipped Mixtral profiles', () => {
     for (const f of files) {
       const policy = resolveRouting(path.join(ROOT, 'profiles', f), m);
       for (let layer = 0; layer < 4; layer++) {
-        const d = policy.route({ layer, numTokens: 1, numExperts: 8, probs });
+        // x: profiles with linear substitutes read the token's expert input (hidden 256).
+        const d = policy.route({ layer, numTokens: 1, numExperts: 8, probs, x: new Float32Array(256) });
         const k = d.offsets[1]!;
         expect(k, f).toBeGreaterThanOrEqual(1);
         expect(k, f).toBeLessThanOrEqual(2);

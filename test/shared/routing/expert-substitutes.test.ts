@@ -108,6 +108,46 @@ describe('skip policy with expert substitutes', () => {
     expect(Array.from(d.prior!.subarray(H, 2 * H))).toEqual(new Array(H).fill(0));
   });
 
+  it('refuses tables of another hidden width when the model states its own, at resolve time', () => {
+    const wide = { ...TINY_MIXTRAL, hidden: 8 };
+    expect(() => createRoutingPolicy({ kind: 'skip', tau: 0.3, expertSubstitutes }, wide)).toThrow(
+      /expertSubstitutes rows are 6 wide; the model's hidden size is 8/,
+    );
+    const expertMeans = encodeExpertMeans({
+      layers: 4,
+      experts: 8,
+      hidden: H,
+      data: new Float32Array(4 * 8 * H),
+    });
+    expect(() => createRoutingPolicy({ kind: 'skip', tau: 0.3, expertMeans }, wide)).toThrow(
+      /expertMeans rows are 6 wide; the model's hidden size is 8/,
+    );
+    expect(
+      createRoutingPolicy({ kind: 'skip', tau: 0.3, expertSubstitutes }, { ...wide, hidden: H }).maxK,
+    ).toBe(2);
+  });
+
+  it('names the profile, not the router, when finite tables overflow on an input', () => {
+    const huge = randomSubstitutes(4, 8, 3, H);
+    huge.down.fill(3e38);
+    const policy = createRoutingPolicy(
+      { kind: 'skip', tau: 0.3, expertSubstitutes: encodeExpertSubstitutes(huge) },
+      TINY_MIXTRAL,
+      'huge',
+    );
+    expect(() => policy.route({ ...routerInput(2, 8, probs), x: Float32Array.from(x, () => 1) })).toThrow(
+      /layer 2 token 0: the linear substitute of expert 1 is not finite for this input; the profile's expertSubstitutes values are too large/,
+    );
+  });
+
+  it('refuses text outside the base64 alphabet (Node would skip it silently)', () => {
+    const json = encodeExpertSubstitutes(randomSubstitutes(2, 3, 2, 5));
+    expect(decodeExpertSubstitutes({ ...json, up: `${json.up.slice(0, -4)}!!!!` })).toMatch(
+      /expertSubstitutes.up is not base64/,
+    );
+    expect(decodeExpertSubstitutes({ ...json, up: ` ${json.up.slice(1)}` })).toMatch(/is not base64/);
+  });
+
   it('refuses to route without the expert input rows, and a profile carrying means and substitutes', () => {
     const policy = createRoutingPolicy({ kind: 'skip', tau: 0.3, expertSubstitutes }, TINY_MIXTRAL, 's');
     expect(() => policy.route(routerInput(2, 8, probs))).toThrow(
@@ -137,6 +177,17 @@ describe('skip policy with expert substitutes', () => {
       writeFileSync(file, JSON.stringify({ kmoeRoutingProfile: version, policy }));
       return file;
     };
+
+    it('refuses a profile nested deeper than any real one (the validator would overflow the stack)', () => {
+      // Written as text: JSON.stringify itself recurses.
+      const deep = `${'['.repeat(20_000)}0${']'.repeat(20_000)}`;
+      const file = path.join(dir, 'deep.json');
+      writeFileSync(
+        file,
+        `{"kmoeRoutingProfile": 3, "policy": {"kind": "skip", "tau": 0.3}, "provenance": {"x": ${deep}}}`,
+      );
+      expect(() => loadRoutingProfile(file)).toThrow(/is nested deeper than 64 levels/);
+    });
 
     it('needs version 3; loads and routes with it', () => {
       expect(() => loadRoutingProfile(write('v2.json', 2))).toThrow(
