@@ -107,7 +107,15 @@ export async function calibrate(engine: EngineClient, o: CalibrationOptions): Pr
       routing: native,
       onProgress: (done, total) => o.onPhase?.('substitutes', done, total),
     });
+    // The fit itself (a Cholesky solve and an eigen-decomposition per expert) takes seconds to a minute.
+    o.onPhase?.(
+      'substitutes',
+      fitIndices.length,
+      fitIndices.length,
+      `fitting ${stats.counts.length} substitutes`,
+    );
     const fit = fitSubstitutes(stats, { rank, ridge });
+    o.onPhase?.('substitutes', fitIndices.length, fitIndices.length, `fitted rank ${rank}`);
     substitutes = {
       json: encodeExpertSubstitutes(fit.substitutes),
       provenance: {

@@ -11,7 +11,7 @@ import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { BalanceRule } from '../cluster/balance.js';
-import { MissingExpertsInBatchError } from '../moe/errors.js';
+import { MissingExpertsInBatchError, RoutingFailedInBatchError } from '../moe/errors.js';
 import type { ExpertBackend } from '../moe/expert-backend.js';
 import type { MoeObserver } from '../moe/observer.js';
 import { routingStatsObserver } from '../moe/observers/routing-stats.js';
@@ -111,7 +111,9 @@ export interface StepResult {
 export interface StepFailure {
   /** Index of the request in the step. */
   readonly index: number;
-  /** The experts it needed that could not be computed, ascending. */
+  /** experts: it needed experts no live worker holds; routing: its policy refused its input. */
+  readonly reason: 'experts' | 'routing';
+  /** The experts it needed that could not be computed, ascending (none for a routing failure). */
   readonly missing: number[];
   /** The MoE layer where it needed them. */
   readonly layer: number;
@@ -337,6 +339,21 @@ export class Engine {
             await run(rest);
             return;
           } catch (err) {
+            if (isolate && err instanceof RoutingFailedInBatchError) {
+              // The policy refused these items' input (their profile, their tokens): they end, the rest run.
+              const blamed = new Set(err.spans.map((span) => rest[span]!));
+              for (const index of blamed) {
+                failed.push({
+                  index,
+                  reason: 'routing',
+                  missing: [],
+                  layer: err.layer,
+                  message: `MoE layer ${err.layer}: ${err.message}`,
+                });
+              }
+              rest = rest.filter((i) => !blamed.has(i));
+              continue;
+            }
             if (!isolate || !(err instanceof MissingExpertsInBatchError)) throw err;
             const current = rest;
             const hit = new Set<number>();
@@ -345,6 +362,7 @@ export class Engine {
               hit.add(index);
               failed.push({
                 index,
+                reason: 'experts',
                 missing: [...need.missing],
                 layer: err.layer,
                 message: `layer ${err.layer}: ${err.message}`,
@@ -373,7 +391,9 @@ export class Engine {
     } catch (err) {
       for (const id of created) this.caches.delete(id);
       // Whole-step callers see the backend's own error, as before per-request isolation existed.
-      throw err instanceof MissingExpertsInBatchError ? err.cause : err;
+      throw err instanceof MissingExpertsInBatchError || err instanceof RoutingFailedInBatchError
+        ? err.cause
+        : err;
     }
     // A failed sequence created in this step leaves nothing behind; one the engine held before is
     // released by its owner like any ended sequence.

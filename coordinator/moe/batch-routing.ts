@@ -2,7 +2,9 @@
 // different sequences may carry different policies (per-request routing); each policy sees only its
 // own rows and the decisions are merged back into one CSR in row order.
 
-import type { RoutingDecision, RoutingPolicy } from '../../shared/routing/policy.js';
+import { RoutingInputError } from '../../shared/routing/errors.js';
+import type { RouterProbs, RoutingDecision, RoutingPolicy } from '../../shared/routing/policy.js';
+import { RoutingFailedInBatchError } from './errors.js';
 
 /** Row ranges [start, end) of each item in the compacted token rows, with the item's policy. */
 export interface RoutedSpan {
@@ -28,7 +30,8 @@ export function routeBatch(
   const policies = new Set(spans.map((s) => s.policy));
   if (policies.size === 1) {
     const [policy] = policies;
-    return policy!.route({
+    const all = Int32Array.from({ length: numTokens }, (_, t) => t);
+    return routeOrBlame(policy!, layer, spans, all, {
       layer,
       numTokens,
       numExperts,
@@ -56,7 +59,7 @@ export function routeBatch(
         subX?.set(x!.subarray(t * hidden, (t + 1) * hidden), r * hidden);
       }
     }
-    const decision = policy.route({
+    const decision = routeOrBlame(policy, layer, spans, rows, {
       layer,
       numTokens: count,
       numExperts,
@@ -93,4 +96,30 @@ export function routeBatch(
   return prior
     ? { numTokens, offsets, experts, weights, entropy, prior }
     : { numTokens, offsets, experts, weights, entropy };
+}
+
+/**
+ * policy.route(input), where input row i is batch row rows[i]. A RoutingInputError is the batch
+ * items' fault, not the batch's: it becomes a RoutingFailedInBatchError naming the span of the
+ * token at fault (every span of this policy when no single token is to blame).
+ */
+function routeOrBlame(
+  policy: RoutingPolicy,
+  layer: number,
+  spans: readonly RoutedSpan[],
+  rows: Int32Array,
+  input: RouterProbs,
+): RoutingDecision {
+  try {
+    return policy.route(input);
+  } catch (err) {
+    if (!(err instanceof RoutingInputError)) throw err;
+    const row = err.token === undefined ? undefined : rows[err.token];
+    const blamed: number[] = [];
+    spans.forEach((sp, i) => {
+      if (sp.policy !== policy) return;
+      if (row === undefined || (row >= sp.start && row < sp.end)) blamed.push(i);
+    });
+    throw new RoutingFailedInBatchError(layer, blamed, err);
+  }
 }

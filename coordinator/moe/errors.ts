@@ -1,6 +1,7 @@
 // Errors of the MoE seam.
 
 import { type ErrorDetails, KmoeError } from '../../shared/errors/kmoe-error.js';
+import type { RoutingInputError } from '../../shared/routing/errors.js';
 
 /** A layer plan asks for a gate or expert layout this runtime does not compute yet. */
 export class UnsupportedMoePlanError extends KmoeError {
@@ -59,6 +60,26 @@ export class MissingExpertsInBatchError extends MissingExpertsError {
       code: cause.code,
       cause,
       details: { layer, spans: needs.map((n) => n.span) },
+      ...(cause.hint === undefined ? {} : { hint: cause.hint }),
+    });
+  }
+}
+
+/**
+ * A routing policy refused the input of some batch items (RoutedSpan indices), e.g. a profile's
+ * linear substitutes overflowed on one of their tokens. Like lost experts, the engine fails those
+ * items alone and recomputes the step for the rest; to anyone else it is the policy's error.
+ */
+export class RoutingFailedInBatchError extends KmoeError {
+  constructor(
+    readonly layer: number,
+    readonly spans: readonly number[],
+    override readonly cause: RoutingInputError,
+  ) {
+    super(cause.message, {
+      code: cause.code,
+      cause,
+      details: { layer, spans: [...spans] },
       ...(cause.hint === undefined ? {} : { hint: cause.hint }),
     });
   }

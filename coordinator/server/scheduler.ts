@@ -12,6 +12,7 @@ import {
   EngineStepError,
   ExpertsUnavailableError,
   InternalServerError,
+  InvalidRequestError,
   ServerBusyError,
   ShuttingDownError,
 } from './errors.js';
@@ -263,6 +264,18 @@ export class Scheduler {
     plan.forEach((p, i) => {
       const seq = p.seq;
       const failure = failed.get(i);
+      if (failure?.reason === 'routing') {
+        // Its own routing refused its input (e.g. a profile's substitutes overflowed): this
+        // sequence alone ends with a 400 naming kmoe.routing; the engine ran the step for the others.
+        this.observer.error(
+          `sequence ${seq.id}: its routing failed; the step ran for the ${plan.length - failed.size} others`,
+          failure,
+        );
+        seq.fail(
+          new InvalidRequestError(failure.message, { param: 'kmoe.routing', code: 'invalid_routing' }),
+        );
+        return;
+      }
       if (failure) {
         // Routed to experts without a live worker: this sequence alone ends, with a 503 (or an
         // error event, once streaming) naming them; the engine ran the step for the others.

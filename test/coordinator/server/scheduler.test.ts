@@ -50,6 +50,7 @@ class ScriptedEngine implements StepEngine {
         ? [
             {
               index,
+              reason: 'experts' as const,
               missing: [4, 6],
               layer: 0,
               message: 'layer 0: experts 4,6 have no live worker (failed: ws://b)',

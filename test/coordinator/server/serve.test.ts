@@ -12,6 +12,7 @@ import type {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Usage } from '../../../coordinator/server/openai-format.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
+import { encodeExpertSubstitutes } from '../../../shared/routing/expert-substitutes.js';
 import { runCli } from '../../helpers/cli.js';
 import { EVAL_DIR, greedyCases, MODEL_DIR, referenceGreedyText } from '../../helpers/paths.js';
 import { parseScrape, scrape } from '../../helpers/prometheus.js';
@@ -370,6 +371,34 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
     const method = await fetch(`${server.url}/v1/completions`);
     expect(method.status).toBe(405);
     expect(((await method.json()) as { error: { message: string } }).error.message).toMatch(/use POST/);
+  });
+
+  it('a routing that fails on its own tokens mid-step ends that request alone, with a 400', async () => {
+    // Finite tables (they pass every check) that overflow on real hidden states: tau 0.5 skips
+    // every second expert, and its rank-1 substitute multiplies by 3e38.
+    const H = 256;
+    const expertSubstitutes = encodeExpertSubstitutes({
+      layers: 4,
+      experts: 8,
+      rank: 1,
+      hidden: H,
+      down: new Float32Array(4 * 8 * H).fill(3e38),
+      up: new Float32Array(4 * 8 * H).fill(1),
+      bias: new Float32Array(4 * 8 * H),
+    });
+    const routing = { kmoeRoutingProfile: 3, policy: { kind: 'skip', tau: 0.5, expertSubstitutes } };
+    const prompt = greedyCases()[0]!.prompt;
+    const alone = await complete({ prompt, max_tokens: 8, temperature: 0 });
+    const [bad, native] = await Promise.all([
+      post('/v1/completions', JSON.stringify({ ...base, prompt, kmoe: { routing } })),
+      complete({ prompt, max_tokens: 8, temperature: 0 }),
+    ]);
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ param: 'kmoe.routing', code: 'invalid_routing' });
+    expect(bad.body.error['message']).toMatch(
+      /the linear substitute of expert \d is not finite for this input/,
+    );
+    expect(native.choices[0]!.text).toBe(alone.choices[0]!.text);
   });
 
   it('leaves the server healthy and serving', async () => {

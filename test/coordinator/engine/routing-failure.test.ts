@@ -1,0 +1,75 @@
+// A request whose own routing refuses its input mid-step (here: a profile whose linear substitutes
+// pass every check but overflow on real hidden states) ends alone: Engine.stepEach fails it with
+// reason 'routing' and the policy's message, and the other requests of the step get exactly the
+// logits they get without it. Engine.step keeps failing the whole step with the policy's error.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EngineClient } from '../../../coordinator/engine/engine-client.js';
+import { encodeExpertSubstitutes } from '../../../shared/routing/expert-substitutes.js';
+import { MODEL_DIR } from '../../helpers/paths.js';
+
+const settings = { device: 'cpu' as const, threads: 1, expertWeights: 'fp32' as const };
+const VOCAB = 4096;
+const H = 256;
+
+/** Skips every second expert (tau 0.5) and replaces it by a rank-1 substitute that overflows. */
+const overflowing = JSON.stringify({
+  kmoeRoutingProfile: 3,
+  policy: {
+    kind: 'skip',
+    tau: 0.5,
+    expertSubstitutes: encodeExpertSubstitutes({
+      layers: 4,
+      experts: 8,
+      rank: 1,
+      hidden: H,
+      down: new Float32Array(4 * 8 * H).fill(3e38),
+      up: new Float32Array(4 * 8 * H).fill(1),
+      bias: new Float32Array(4 * 8 * H),
+    }),
+  },
+});
+
+let engine: EngineClient;
+beforeAll(async () => {
+  engine = await EngineClient.start({ modelDir: MODEL_DIR, settings });
+});
+afterAll(async () => {
+  await engine.close();
+});
+
+describe('a routing that fails on its own input', () => {
+  it('fails its request alone in stepEach; the others get the logits they get without it', async () => {
+    const prompt = [1, 317, 348, 4027, 12, 99];
+    const alone = await engine.stepEach([
+      { seqId: 'a-alone', tokens: prompt },
+      { seqId: 'b-alone', tokens: prompt, routing: 'topk:1' },
+    ]);
+    expect(alone.failed).toEqual([]);
+    const mixed = await engine.stepEach([
+      { seqId: 'a', tokens: prompt },
+      { seqId: 'bad', tokens: prompt, routing: overflowing },
+      { seqId: 'b', tokens: prompt, routing: 'topk:1' },
+    ]);
+    expect(mixed.failed).toHaveLength(1);
+    expect(mixed.failed[0]).toMatchObject({ index: 1, reason: 'routing', missing: [], layer: 0 });
+    expect(mixed.failed[0]!.message).toMatch(
+      /MoE layer 0: .*the linear substitute of expert \d is not finite for this input/,
+    );
+    expect(Array.from(mixed.logits.subarray(0, VOCAB))).toEqual(Array.from(alone.logits.subarray(0, VOCAB)));
+    expect(Array.from(mixed.logits.subarray(2 * VOCAB, 3 * VOCAB))).toEqual(
+      Array.from(alone.logits.subarray(VOCAB, 2 * VOCAB)),
+    );
+    // The failed sequence left no cache behind; the others decode on.
+    expect(await engine.sequences()).toBe(4); // a, b, a-alone, b-alone: not bad
+    const next = await engine.stepEach([{ seqId: 'a', tokens: [5] }]);
+    expect(next.failed).toEqual([]);
+    await engine.release(['a', 'b', 'a-alone', 'b-alone']);
+  });
+
+  it('fails the whole step in step() with the policy error', async () => {
+    await expect(engine.step([{ seqId: 'c', tokens: [1, 2, 3], routing: overflowing }])).rejects.toThrow(
+      /not finite for this input; the profile's expertSubstitutes values are too large/,
+    );
+  });
+});
