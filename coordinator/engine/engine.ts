@@ -3,7 +3,6 @@
 // time, so it is the single owner of these structures. Where experts run is injected (an
 // ExpertBackend and the observers that come with it); the engine never knows local from remote.
 
-import { createHash } from 'node:crypto';
 import { assertRunnable, Checkpoint } from '../../shared/model/checkpoint.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
@@ -162,12 +161,13 @@ export interface ScoreResult {
 
 /** Distinct routing policies kept resolved; a Map iterates in insertion order, oldest first. */
 const POLICY_CACHE_SIZE = 64;
-/** Routing texts longer than this are cached under their SHA-256. */
-const LONG_ROUTING_CHARS = 4096;
+/** Total length of the cached routing texts (inline profiles are their own keys). */
+const POLICY_CACHE_CHARS = 32 * 1024 * 1024;
 
 export class Engine {
   private readonly caches = new Map<string, SequenceKvCache>();
   private readonly policies = new Map<string, RoutingPolicy>();
+  private policyKeyChars = 0;
   readonly stats: RoutingStats;
   private readonly statsObserver: MoeObserver;
   private readonly defaultRouting: string;
@@ -239,19 +239,26 @@ export class Engine {
    * can send any number of distinct routings, so the cache must stay bounded.
    */
   policy(routing: string | undefined): RoutingPolicy {
-    const text = routing ?? this.defaultRouting;
-    // Inline profiles with tables are megabytes: the cache keeps their digest, not their text.
-    const key =
-      text.length > LONG_ROUTING_CHARS ? `sha256:${createHash('sha256').update(text).digest('hex')}` : text;
+    const key = routing ?? this.defaultRouting;
     const known = this.policies.get(key);
     if (known) {
       this.policies.delete(key);
       this.policies.set(key, known);
       return known;
     }
-    const resolved = resolveRouting(text, this.routingModel);
+    const resolved = resolveRouting(key, this.routingModel);
     this.policies.set(key, resolved);
-    if (this.policies.size > POLICY_CACHE_SIZE) this.policies.delete(this.policies.keys().next().value!);
+    this.policyKeyChars += key.length;
+    // Inline profiles with tables are megabytes of text (the key) plus their decoded tables: bound
+    // the cache by the keys' total size as well as by count.
+    while (
+      this.policies.size > POLICY_CACHE_SIZE ||
+      (this.policyKeyChars > POLICY_CACHE_CHARS && this.policies.size > 1)
+    ) {
+      const oldest = this.policies.keys().next().value!;
+      this.policies.delete(oldest);
+      this.policyKeyChars -= oldest.length;
+    }
     return resolved;
   }
 
