@@ -2,10 +2,10 @@
 // alone (weight 1) through the same backend and accumulates every (layer, expert)'s mean output —
 // the prior a skip profile adds in place of skipped experts. Doubles rank-2 expert work; calibration only.
 
-import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import type { ExpertMeans } from '../../../shared/routing/expert-means.js';
 import type { ExpertBackend } from '../expert-backend.js';
 import type { MoeLayerEvent, MoeObserver } from '../observer.js';
+import { secondExpertsAlone } from './second-experts.js';
 
 export class ExpertMeanProbe implements MoeObserver {
   private readonly sums: Float64Array;
@@ -27,21 +27,9 @@ export class ExpertMeanProbe implements MoeObserver {
     const { layer, moeLayer, decision, x } = e;
     const n = decision.numTokens;
     const H = this.hidden;
-    const offsets = new Int32Array(n + 1);
-    const experts: number[] = [];
-    for (let t = 0; t < n; t++) {
-      if (decision.offsets[t + 1]! - decision.offsets[t]! >= 2)
-        experts.push(decision.experts[decision.offsets[t]! + 1]!);
-      offsets[t + 1] = experts.length;
-    }
-    const alone = new Float32Array(n * H);
-    const single: ExpertAssignment = {
-      numTokens: n,
-      offsets,
-      experts: Int32Array.from(experts),
-      weights: new Float32Array(experts.length).fill(1),
-    };
-    await this.backend.compute(layer, x, single, alone);
+    const result = await secondExpertsAlone(this.backend, layer, x, decision, H);
+    if (!result) return;
+    const { offsets, experts, y: alone } = result;
     for (let t = 0; t < n; t++) {
       if (offsets[t + 1] === offsets[t]) continue;
       const ex = experts[offsets[t]!]!;

@@ -4,9 +4,9 @@
 // token's expert input: the Gram matrix of [x, 1] and the cross products of [x, 1] with y. Rank 2
 // because that is the expert a skip policy leaves out. Doubles rank-2 expert work; calibration only.
 
-import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import type { ExpertBackend } from '../expert-backend.js';
 import type { MoeLayerEvent, MoeObserver } from '../observer.js';
+import { secondExpertsAlone } from './second-experts.js';
 
 /** Per (MoE layer, expert), fp64: what a ridge regression of y on [x, 1] needs. */
 export interface SubstituteStats {
@@ -51,22 +51,9 @@ export class SubstituteStatsProbe implements MoeObserver {
     const { experts: E, hidden: H, counts, gram, cross, sumSquares } = this.stats;
     const D = H + 1;
     const n = decision.numTokens;
-    const offsets = new Int32Array(n + 1);
-    const second: number[] = [];
-    for (let t = 0; t < n; t++) {
-      if (decision.offsets[t + 1]! - decision.offsets[t]! >= 2)
-        second.push(decision.experts[decision.offsets[t]! + 1]!);
-      offsets[t + 1] = second.length;
-    }
-    if (second.length === 0) return;
-    const y = new Float32Array(n * H);
-    const single: ExpertAssignment = {
-      numTokens: n,
-      offsets,
-      experts: Int32Array.from(second),
-      weights: new Float32Array(second.length).fill(1),
-    };
-    await this.backend.compute(layer, x, single, y);
+    const alone = await secondExpertsAlone(this.backend, layer, x, decision, H);
+    if (!alone) return;
+    const { offsets, experts: second, y } = alone;
     const a = new Float64Array(D);
     a[H] = 1;
     for (let t = 0; t < n; t++) {

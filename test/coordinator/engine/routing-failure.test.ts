@@ -5,30 +5,13 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
-import { encodeExpertSubstitutes } from '../../../shared/routing/expert-substitutes.js';
+import { overflowingSubstituteProfile } from '../../helpers/overflowing-profile.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 
 const settings = { device: 'cpu' as const, threads: 1, expertWeights: 'fp32' as const };
 const VOCAB = 4096;
-const H = 256;
 
-/** Skips every second expert (tau 0.5) and replaces it by a rank-1 substitute that overflows. */
-const overflowing = JSON.stringify({
-  kmoeRoutingProfile: 3,
-  policy: {
-    kind: 'skip',
-    tau: 0.5,
-    expertSubstitutes: encodeExpertSubstitutes({
-      layers: 4,
-      experts: 8,
-      rank: 1,
-      hidden: H,
-      down: new Float32Array(4 * 8 * H).fill(3e38),
-      up: new Float32Array(4 * 8 * H).fill(1),
-      bias: new Float32Array(4 * 8 * H),
-    }),
-  },
-});
+const overflowing = JSON.stringify(overflowingSubstituteProfile());
 
 let engine: EngineClient;
 beforeAll(async () => {

@@ -12,8 +12,8 @@ import type {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Usage } from '../../../coordinator/server/openai-format.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
-import { encodeExpertSubstitutes } from '../../../shared/routing/expert-substitutes.js';
 import { runCli } from '../../helpers/cli.js';
+import { overflowingSubstituteProfile } from '../../helpers/overflowing-profile.js';
 import { EVAL_DIR, greedyCases, MODEL_DIR, referenceGreedyText } from '../../helpers/paths.js';
 import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { type ServeProcess, startServe } from './serve-process.js';
@@ -374,19 +374,8 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
   });
 
   it('a routing that fails on its own tokens mid-step ends that request alone, with a 400', async () => {
-    // Finite tables (they pass every check) that overflow on real hidden states: tau 0.5 skips
-    // every second expert, and its rank-1 substitute multiplies by 3e38.
-    const H = 256;
-    const expertSubstitutes = encodeExpertSubstitutes({
-      layers: 4,
-      experts: 8,
-      rank: 1,
-      hidden: H,
-      down: new Float32Array(4 * 8 * H).fill(3e38),
-      up: new Float32Array(4 * 8 * H).fill(1),
-      bias: new Float32Array(4 * 8 * H),
-    });
-    const routing = { kmoeRoutingProfile: 3, policy: { kind: 'skip', tau: 0.5, expertSubstitutes } };
+    // Finite tables (they pass every check) that overflow on real hidden states.
+    const routing = overflowingSubstituteProfile();
     const prompt = greedyCases()[0]!.prompt;
     const alone = await complete({ prompt, max_tokens: 8, temperature: 0 });
     const [bad, native] = await Promise.all([
