@@ -15,6 +15,7 @@ import type { ExpertBackend } from '../moe/expert-backend.js';
 import type { MoeObserver } from '../moe/observer.js';
 import { routingStatsObserver } from '../moe/observers/routing-stats.js';
 import { type RoutingTraceLayer, RoutingTraceRecorder } from '../moe/observers/routing-trace.js';
+import { SubstituteGraphs } from '../moe/substitute-graphs.js';
 import { Rng, type SamplingParams, sampleToken } from '../sampling.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
@@ -171,6 +172,11 @@ export class Engine {
   readonly stats: RoutingStats;
   private readonly statsObserver: MoeObserver;
   private readonly defaultRouting: string;
+  /**
+   * What policies are resolved with: the routing model plus this engine's batch kernel for linear
+   * substitutes (kept off `routingModel`, which is posted to other threads).
+   */
+  private readonly policyModel: RoutingModel;
 
   private constructor(
     private readonly ckpt: Checkpoint,
@@ -181,6 +187,7 @@ export class Engine {
     this.stats = new RoutingStats(this.routingModel);
     this.statsObserver = routingStatsObserver(this.stats);
     this.defaultRouting = options.defaultRouting ?? `topk:${runner.config.numExpertsPerTok}`;
+    this.policyModel = { ...this.routingModel, substituteKernel: new SubstituteGraphs(options.settings) };
     this.policy(this.defaultRouting);
   }
 
@@ -246,7 +253,7 @@ export class Engine {
       this.policies.set(key, known);
       return known;
     }
-    const resolved = resolveRouting(key, this.routingModel);
+    const resolved = resolveRouting(key, this.policyModel);
     this.policies.set(key, resolved);
     this.policyKeyChars += key.length;
     // Inline profiles with tables are megabytes of text (the key) plus their decoded tables: bound

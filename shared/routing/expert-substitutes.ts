@@ -67,6 +67,28 @@ export function decodeExpertSubstitutes(json: ExpertSubstitutesJSON): ExpertSubs
 }
 
 /**
+ * Applies one MoE layer's substitutes to a batch at once: what a process that routes large batches
+ * provides (the coordinator's engine runs them as one onnxruntime graph per layer: ~3 us per row
+ * plus one call, against ~8-22 us per skipped pair in JS, see addSubstitute). Policies fall back
+ * to addSubstitute pair by pair where none is given, and for batches too small to pay for a call.
+ */
+export interface SubstituteBatchKernel {
+  /**
+   * out[t] = sum over experts e of weights[t, e] x substitute(layer, e)(x[t]), for numTokens rows:
+   * x is [numTokens, hidden], weights [numTokens, experts] (0 = not skipped), out [numTokens,
+   * hidden] is overwritten.
+   */
+  apply(
+    s: ExpertSubstitutes,
+    layer: number,
+    numTokens: number,
+    x: Float32Array,
+    weights: Float32Array,
+    out: Float32Array,
+  ): void;
+}
+
+/**
  * out[outAt .. outAt + hidden) += weight x (up (down x) + bias) of (layer, expert), with x =
  * input[inAt .. inAt + hidden). `z` is scratch of at least `rank` values. Four partial sums per dot
  * product: V8 does not vectorise, and independent sums let it overlap the multiply-adds (about 1.4x

@@ -3,6 +3,7 @@
 // model's native rule (RouterRule) for how scores are ranked, grouped, normalised and scaled.
 
 import type { ExpertAssignment } from '../moe/expert-assignment.js';
+import type { SubstituteBatchKernel } from './expert-substitutes.js';
 
 /** Router output at one MoE layer for a batch, row-major. */
 export interface RouterProbs {
@@ -90,6 +91,12 @@ export interface RoutingModel {
    * when it is resolved, not in the middle of a batch.
    */
   readonly hidden?: number;
+  /**
+   * Not a property of the model but of the process that routes for it: how it applies linear
+   * substitutes of skipped experts to a whole batch (the engine's onnxruntime graphs). Absent =
+   * pair by pair in JS. Holds native sessions: never serialised (strip it before posting a model).
+   */
+  readonly substituteKernel?: SubstituteBatchKernel;
 }
 
 export interface RoutingPolicy {

@@ -6,7 +6,7 @@
 
 import { RoutingInputError } from '../errors.js';
 import type { ExpertMeans } from '../expert-means.js';
-import { addSubstitute, type ExpertSubstitutes } from '../expert-substitutes.js';
+import { addSubstitute, type ExpertSubstitutes, type SubstituteBatchKernel } from '../expert-substitutes.js';
 import {
   type RouterProbs,
   type RouterRule,
@@ -287,7 +287,17 @@ export interface PriorSource {
   readonly scale: number;
   /** Estimates by candidate rank; ranks past the end use the last one. */
   readonly estimates: readonly SkippedExpertEstimate[];
+  /** Applies a layer's linear substitutes to the batch at once (RoutingModel.substituteKernel). */
+  readonly kernel?: SubstituteBatchKernel;
 }
+
+/**
+ * Skipped pairs from which a batch's substitutes go through the batch kernel: one graph call costs
+ * about as much as one pair in JS (15 vs 8-22 us at hidden 256, rank 32; 4 rows 23 us, 16 rows 50),
+ * so from two pairs on the call wins, and a single decode stream (at most one skipped pair per
+ * token and layer at K = 2) keeps the JS path.
+ */
+const BATCH_KERNEL_MIN_PAIRS = 2;
 
 /**
  * Native weight x estimated output of every native top-K candidate the decision left out (the
@@ -315,6 +325,14 @@ export function skippedExpertPrior(
     );
   }
   const prior = new Float32Array(numTokens * H);
+  if (linear && source.kernel && estimates.length === 1) {
+    const weights = skippedWeights(decision, candidates, source, E);
+    if (weights) {
+      source.kernel.apply(linear.substitutes, layer, numTokens, x!, weights, prior);
+      checkSubstituted(prior, weights, layer, H, E);
+      return prior;
+    }
+  }
   const raw = new Float64Array(K);
   const z = new Float64Array(linear?.kind === 'linear' ? linear.substitutes.rank : 0);
   for (let t = 0; t < numTokens; t++) {
@@ -328,13 +346,7 @@ export function skippedExpertPrior(
       const expert = candidates.experts[t * K + r]!;
       if (estimate.kind === 'linear') {
         addSubstitute(estimate.substitutes, layer, expert, w, x!, t * H, prior, t * H, z);
-        // Finite tables can still overflow on a real input; name the profile, not the router.
-        if (!Number.isFinite(rowSum(prior, t * H, H))) {
-          throw new RoutingInputError(
-            `routing: layer ${layer} token ${t}: the linear substitute of expert ${expert} is not finite for this input; the profile's expertSubstitutes values are too large`,
-            { layer, token: t, hint: 're-run kmoe calibrate --substitute-rank to refit the substitutes' },
-          );
-        }
+        if (!Number.isFinite(rowSum(prior, t * H, H))) throw notFinite(layer, t, [expert]);
         continue;
       }
       const table = estimate.means.data;
@@ -343,6 +355,59 @@ export function skippedExpertPrior(
     }
   }
   return prior;
+}
+
+/**
+ * [numTokens, E] native weight of every skipped (token, expert), or undefined when the batch skips
+ * fewer than BATCH_KERNEL_MIN_PAIRS pairs.
+ */
+function skippedWeights(
+  decision: RoutingDecision,
+  candidates: RoutedCandidates,
+  source: PriorSource,
+  E: number,
+): Float32Array | undefined {
+  const { K, scale } = source;
+  const n = decision.numTokens;
+  let pairs = 0;
+  for (let t = 0; t < n; t++) pairs += Math.max(0, K - (decision.offsets[t + 1]! - decision.offsets[t]!));
+  if (pairs < BATCH_KERNEL_MIN_PAIRS) return undefined;
+  const weights = new Float32Array(n * E);
+  const raw = new Float64Array(K);
+  for (let t = 0; t < n; t++) {
+    const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
+    if (kept >= K) continue;
+    for (let r = 0; r < K; r++) raw[r] = candidates.scores[t * K + r]!;
+    const norm = source.normaliser(raw);
+    for (let r = kept; r < K; r++) weights[t * E + candidates.experts[t * K + r]!] = (raw[r]! / norm) * scale;
+  }
+  return weights;
+}
+
+/** Every row of a batch-kernel prior is finite, or the error names the token and its skipped experts. */
+function checkSubstituted(
+  prior: Float32Array,
+  weights: Float32Array,
+  layer: number,
+  H: number,
+  E: number,
+): void {
+  const n = prior.length / H;
+  for (let t = 0; t < n; t++) {
+    if (Number.isFinite(rowSum(prior, t * H, H))) continue;
+    const skipped: number[] = [];
+    for (let e = 0; e < E; e++) if (weights[t * E + e] !== 0) skipped.push(e);
+    throw notFinite(layer, t, skipped);
+  }
+}
+
+// Finite tables can still overflow on a real input; name the profile, not the router.
+function notFinite(layer: number, token: number, experts: readonly number[]): RoutingInputError {
+  const which = experts.length === 1 ? `expert ${experts[0]}` : `experts ${experts.join(', ')}`;
+  return new RoutingInputError(
+    `routing: layer ${layer} token ${token}: the linear substitute of ${which} is not finite for this input; the profile's expertSubstitutes values are too large`,
+    { layer, token, hint: 're-run kmoe calibrate --substitute-rank to refit the substitutes' },
+  );
 }
 
 function rowSum(a: Float32Array, at: number, n: number): number {

@@ -94,6 +94,7 @@ export class SkipPolicy extends SelectingPolicy {
       normaliser: (raw) => this.weightNormaliser(this.maxK, raw),
       scale: this.rule.routedScalingFactor,
       estimates: [this.estimate],
+      ...(this.model.substituteKernel ? { kernel: this.model.substituteKernel } : {}),
     });
     return { ...decision, prior };
   }

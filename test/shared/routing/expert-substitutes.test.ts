@@ -11,49 +11,12 @@ import { encodeExpertMeans } from '../../../shared/routing/expert-means.js';
 import {
   addSubstitute,
   decodeExpertSubstitutes,
-  type ExpertSubstitutes,
   encodeExpertSubstitutes,
 } from '../../../shared/routing/expert-substitutes.js';
 import { loadRoutingProfile, resolveRouting } from '../../../shared/routing/profile.js';
 import { createRoutingPolicy } from '../../../shared/routing/registry.js';
+import { direct, randomSubstitutes, values } from '../../helpers/substitutes.js';
 import { routerInput, TINY_MIXTRAL, tokenSlice } from './helpers.js';
-
-/** Deterministic pseudo-random values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  });
-}
-
-function randomSubstitutes(layers: number, experts: number, rank: number, hidden: number): ExpertSubstitutes {
-  return {
-    layers,
-    experts,
-    rank,
-    hidden,
-    down: values(layers * experts * rank * hidden, 1),
-    up: values(layers * experts * hidden * rank, 2),
-    bias: values(layers * experts * hidden, 3),
-  };
-}
-
-/** up (down x) + bias of (layer, expert), in float64 from the stored float32 tables. */
-function direct(s: ExpertSubstitutes, layer: number, expert: number, x: Float32Array): number[] {
-  const { rank: R, hidden: H } = s;
-  const le = layer * s.experts + expert;
-  const z = Array.from({ length: R }, (_, r) => {
-    let acc = 0;
-    for (let i = 0; i < H; i++) acc += s.down[(le * R + r) * H + i]! * x[i]!;
-    return acc;
-  });
-  return Array.from({ length: H }, (_, i) => {
-    let acc = s.bias[le * H + i]!;
-    for (let r = 0; r < R; r++) acc += s.up[(le * H + i) * R + r]! * z[r]!;
-    return acc;
-  });
-}
 
 describe('expert substitutes', () => {
   it('round-trip through their JSON form bit for bit', () => {
