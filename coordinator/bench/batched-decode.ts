@@ -30,7 +30,17 @@ export async function batchedDecode(
   },
 ): Promise<BatchedDecode> {
   const seqs = Array.from({ length: o.streams }, (_, s) => `${o.tag}-${s}`);
-  const prompts = seqs.map((_, s) => Array.from(o.ids.subarray(s * 997, s * 997 + BATCHED_PROMPT_TOKENS)));
+  const starts = o.ids.length - BATCHED_PROMPT_TOKENS + 1;
+  if (starts < 1) {
+    throw new RangeError(
+      `batched decode needs a corpus of at least ${BATCHED_PROMPT_TOKENS} token ids for its prompts; got ${o.ids.length}`,
+    );
+  }
+  // Distinct offsets while the corpus lasts; past its end they wrap (64 streams need 63 K ids).
+  const prompts = seqs.map((_, s) => {
+    const at = (s * 997) % starts;
+    return Array.from(o.ids.subarray(at, at + BATCHED_PROMPT_TOKENS));
+  });
   let step = await engine.step(seqs.map((seqId, s) => ({ seqId, tokens: prompts[s]!, routing: o.routing })));
   const V = step.logits.length / o.streams;
   let next = seqs.map((_, s) => argmax(step.logits.subarray(s * V, (s + 1) * V)));
