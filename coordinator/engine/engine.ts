@@ -6,6 +6,7 @@
 import { assertRunnable, Checkpoint } from '../../shared/model/checkpoint.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
+import { RoutingSpecError } from '../../shared/routing/errors.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
@@ -19,6 +20,7 @@ import { SubstituteGraphs } from '../moe/substitute-graphs.js';
 import { Rng, type SamplingParams, sampleToken } from '../sampling.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
+import { isRoutingHandle } from './routing-handle.js';
 
 /** Where the experts run: in this process, or in kmoe worker processes reached over WebSockets. */
 export type ExpertsOption =
@@ -94,8 +96,13 @@ export interface EngineInfo {
 export interface StepRequest {
   readonly seqId: string;
   readonly tokens: readonly number[];
-  /** Spec or profile path; default routing when absent. */
+  /** Spec, profile path, inline profile or routing handle (routing-handle.ts); default routing when absent. */
   readonly routing?: string;
+  /**
+   * The text a routing handle stands for. Needed when the engine may not know the handle (a
+   * sequence's prefill); later steps of a sequence stepped with it may leave it out.
+   */
+  readonly routingText?: string;
 }
 
 export interface StepResult {
@@ -167,8 +174,10 @@ const POLICY_CACHE_CHARS = 32 * 1024 * 1024;
 
 export class Engine {
   private readonly caches = new Map<string, SequenceKvCache>();
-  private readonly policies = new Map<string, RoutingPolicy>();
+  private readonly policies = new Map<string, { readonly policy: RoutingPolicy; readonly chars: number }>();
   private policyKeyChars = 0;
+  /** The handle-routed policy of each live sequence, kept whatever the cache evicts. */
+  private readonly handled = new Map<string, { readonly handle: string; readonly policy: RoutingPolicy }>();
   readonly stats: RoutingStats;
   private readonly statsObserver: MoeObserver;
   private readonly defaultRouting: string;
@@ -245,28 +254,43 @@ export class Engine {
    * Resolved policies are cached, least recently used first out: clients and calibration searches
    * can send any number of distinct routings, so the cache must stay bounded.
    */
-  policy(routing: string | undefined): RoutingPolicy {
+  policy(routing: string | undefined, routingText?: string): RoutingPolicy {
     const key = routing ?? this.defaultRouting;
     const known = this.policies.get(key);
     if (known) {
       this.policies.delete(key);
       this.policies.set(key, known);
-      return known;
+      return known.policy;
     }
-    const resolved = resolveRouting(key, this.policyModel);
-    this.policies.set(key, resolved);
-    this.policyKeyChars += key.length;
-    // Inline profiles with tables are megabytes of text (the key) plus their decoded tables: bound
-    // the cache by the keys' total size as well as by count.
+    const handle = isRoutingHandle(key);
+    if (handle && routingText === undefined) {
+      throw new RoutingSpecError(
+        `routing handle ${key} is not known to the engine: the step that first uses it must carry its text`,
+        { spec: key, hint: 'send routingText with the first step of every sequence routed by a handle' },
+      );
+    }
+    const resolved = resolveRouting(handle ? routingText! : key, this.policyModel);
+    // Inline profiles with tables are megabytes of text plus their decoded tables: bound the cache
+    // by the texts' total size as well as by count.
+    const chars = key.length + (handle ? routingText!.length : 0);
+    this.policies.set(key, { policy: resolved, chars });
+    this.policyKeyChars += chars;
     while (
       this.policies.size > POLICY_CACHE_SIZE ||
       (this.policyKeyChars > POLICY_CACHE_CHARS && this.policies.size > 1)
     ) {
-      const oldest = this.policies.keys().next().value!;
+      const [oldest, entry] = this.policies.entries().next().value!;
       this.policies.delete(oldest);
-      this.policyKeyChars -= oldest.length;
+      this.policyKeyChars -= entry.chars;
     }
     return resolved;
+  }
+
+  /** A step request's policy: a sequence keeps the policy of the handle it was first stepped with. */
+  private requestPolicy(r: StepRequest): RoutingPolicy {
+    const held = r.routing === undefined ? undefined : this.handled.get(r.seqId);
+    if (held && held.handle === r.routing) return held.policy;
+    return this.policy(r.routing, r.routingText);
   }
 
   /**
@@ -290,7 +314,7 @@ export class Engine {
 
   private async run(requests: readonly StepRequest[], isolate: boolean): Promise<EachStepResult> {
     // Validate the whole step before touching any cache, so a bad request leaves no trace.
-    const policies = requests.map((r) => this.policy(r.routing));
+    const policies = requests.map((r) => this.requestPolicy(r));
     const seen = new Set<string>();
     for (const r of requests) {
       if (seen.has(r.seqId)) throw new RangeError(`sequence ${r.seqId} appears twice in one step`);
@@ -311,6 +335,8 @@ export class Engine {
         this.caches.set(r.seqId, cache);
         created.push(r.seqId);
       }
+      if (r.routing !== undefined && isRoutingHandle(r.routing))
+        this.handled.set(r.seqId, { handle: r.routing, policy: policies[i]! });
       return { tokens: r.tokens, cache, policy: policies[i]! };
     });
     // Requests with the same number of new tokens share one forward pass (decode steps batch
@@ -403,7 +429,7 @@ export class Engine {
         }
       }
     } catch (err) {
-      for (const id of created) this.caches.delete(id);
+      for (const id of created) this.forget(id);
       // Whole-step callers see the backend's own error, as before per-request isolation existed.
       throw err instanceof MissingExpertsInBatchError || err instanceof RoutingFailedInBatchError
         ? err.cause
@@ -413,7 +439,7 @@ export class Engine {
     // released by its owner like any ended sequence.
     for (const f of failed) {
       const id = requests[f.index]!.seqId;
-      if (created.includes(id)) this.caches.delete(id);
+      if (created.includes(id)) this.forget(id);
       logits.fill(0, f.index * V, (f.index + 1) * V);
       activations[f.index] = 0;
       bytes[f.index] = 0;
@@ -444,6 +470,12 @@ export class Engine {
   }
 
   release(seqId: string): boolean {
+    return this.forget(seqId);
+  }
+
+  /** Drops a sequence's cache and the policy it holds. */
+  private forget(seqId: string): boolean {
+    this.handled.delete(seqId);
     return this.caches.delete(seqId);
   }
 

@@ -178,6 +178,7 @@ export class GenerationRequestBuilder {
         },
         stop,
         routing: routing.key,
+        ...(routing.text === undefined ? {} : { routingText: routing.text }),
         ignoreEos: body.kmoe?.ignore_eos ?? false,
       },
       routingName: routing.name,

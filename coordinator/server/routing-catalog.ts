@@ -11,11 +11,17 @@ import {
   NAMED_PROFILES,
   resolveRouting,
 } from '../../shared/routing/profile.js';
+import { ROUTING_HANDLE_MIN_CHARS, routingHandle } from '../engine/routing-handle.js';
 import { InvalidRequestError } from './errors.js';
 
 export interface ResolvedRouting {
-  /** What the engine is given: canonical spec, canonical inline JSON or a loaded profile path. */
+  /**
+   * What the engine is given: canonical spec, canonical inline JSON, a loaded profile path, or for
+   * an inline profile of ROUTING_HANDLE_MIN_CHARS or more its handle (routing-handle.ts).
+   */
   readonly key: string;
+  /** The canonical inline JSON a handle stands for (sent with a sequence's prefill steps only). */
+  readonly text?: string;
   /** The policy's name for reports: its canonical spec, or the profile's name. */
   readonly name: string;
 }
@@ -93,8 +99,11 @@ export class RoutingCatalog {
   #inline(text: string): ResolvedRouting {
     try {
       const policy = resolveRouting(text, this.#model);
-      const key = isInlineProfile(text) ? JSON.stringify(JSON.parse(text)) : policy.spec;
-      return { key, name: policy.spec };
+      if (!isInlineProfile(text)) return { key: policy.spec, name: policy.spec };
+      const canonical = JSON.stringify(JSON.parse(text));
+      return canonical.length < ROUTING_HANDLE_MIN_CHARS
+        ? { key: canonical, name: policy.spec }
+        : { key: routingHandle(canonical), text: canonical, name: policy.spec };
     } catch (err) {
       if (!(err instanceof KmoeError)) throw err;
       const hint = err.hint === undefined ? '' : `\n${err.hint}`;

@@ -240,9 +240,7 @@ export class Scheduler {
     const started = performance.now();
     let result: EachStepResult;
     try {
-      result = await this.engine.stepEach(
-        plan.map((p) => ({ seqId: p.seq.id, tokens: p.tokens, routing: p.seq.params.routing })),
-      );
+      result = await this.engine.stepEach(plan.map((p) => stepRequest(p)));
     } catch (err) {
       // The engine dropped the caches it created in this step; sequences it already held are
       // released when they are reaped.
@@ -326,4 +324,14 @@ export class Scheduler {
   #report(): void {
     this.observer.queue(this.#running.length, this.#waiting.length);
   }
+}
+
+/**
+ * A planned sequence as the engine takes it. A routing handle's text rides with prefill steps
+ * only: the engine keeps the policy of a sequence it first stepped with the handle.
+ */
+function stepRequest(p: Planned): StepRequest {
+  const { routing, routingText } = p.seq.params;
+  const base = { seqId: p.seq.id, tokens: p.tokens, routing };
+  return p.prefill && routingText !== undefined ? { ...base, routingText } : base;
 }

@@ -14,8 +14,10 @@ export interface GenerationParams {
   readonly maxTokens: number;
   readonly sampling: SamplingParams & { readonly seed: number };
   readonly stop: readonly string[];
-  /** Routing spec or preloaded profile path, as the engine resolves it. */
+  /** Routing spec, preloaded profile path, inline profile or routing handle, as the engine resolves it. */
   readonly routing: string;
+  /** The text `routing` stands for when it is a handle (sent with prefill steps only). */
+  readonly routingText?: string;
   /** Keep generating through EOS (benchmarks want fixed output lengths). */
   readonly ignoreEos: boolean;
 }

@@ -14,7 +14,7 @@ import type { Usage } from '../../../coordinator/server/openai-format.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { runCli } from '../../helpers/cli.js';
 import { overflowingSubstituteProfile } from '../../helpers/overflowing-profile.js';
-import { EVAL_DIR, greedyCases, MODEL_DIR, referenceGreedyText } from '../../helpers/paths.js';
+import { EVAL_DIR, greedyCases, MODEL_DIR, ROOT, referenceGreedyText } from '../../helpers/paths.js';
 import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
@@ -208,6 +208,24 @@ describe('completions', () => {
     expect(e.expert_activations).toBe(Math.round(e.avg_k * e.processed_tokens * 4));
     expect(e.saving_vs_native).toBeCloseTo(1 - e.avg_k / 2, 12);
     expect(usageOf(native.usage).kmoe.avg_k).toBe(2);
+  });
+
+  it('routes by a large inline profile (sent to the engine as a handle) as by the same profile again', async () => {
+    const prompt = greedyCases()[1]!.prompt;
+    const profile = JSON.parse(readFileSync(`${ROOT}profiles/recommended.json`, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const ask = () => complete({ prompt, max_tokens: 12, temperature: 0, kmoe: { routing: profile } });
+    const [a, b] = await Promise.all([ask(), ask()]);
+    const later = await ask();
+    const k = usageOf(a.usage).kmoe;
+    expect(k.routing).toBe('skip-sub32-quality-0.6pct');
+    expect(k.avg_k).toBeLessThan(2);
+    expect(a.choices[0]!.text.length).toBeGreaterThan(0);
+    expect(b.choices[0]!.text).toBe(a.choices[0]!.text);
+    expect(later.choices[0]!.text).toBe(a.choices[0]!.text);
+    expect(usageOf(later.usage).kmoe).toEqual(k);
   });
 
   it('gives 16 concurrent streams the text each gets alone, long prompts prefilled in chunks', async () => {
