@@ -1,6 +1,7 @@
 // Batched greedy decode as the server's scheduler runs it: every stream one sequence, one engine
 // step per token for all of them. Shared by the benchmarks that time decode at a stream count.
 
+import { CorpusError } from '../../shared/data/token-ids.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { argmax } from '../sampling.js';
 
@@ -32,8 +33,9 @@ export async function batchedDecode(
   const seqs = Array.from({ length: o.streams }, (_, s) => `${o.tag}-${s}`);
   const starts = o.ids.length - BATCHED_PROMPT_TOKENS + 1;
   if (starts < 1) {
-    throw new RangeError(
+    throw new CorpusError(
       `batched decode needs a corpus of at least ${BATCHED_PROMPT_TOKENS} token ids for its prompts; got ${o.ids.length}`,
+      { hint: `give --ids a .u16 corpus of ${BATCHED_PROMPT_TOKENS} or more token ids` },
     );
   }
   // Distinct offsets while the corpus lasts; past its end they wrap (64 streams need 63 K ids).

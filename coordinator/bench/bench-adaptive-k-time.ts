@@ -39,39 +39,47 @@ interface Round {
   readonly wallMs: number;
 }
 
+/** Decode steps of each routing before a batch size's timed rounds. */
+const WARM_UP_STEPS = 16;
+
 export async function runBenchAdaptiveKTime(o: BenchAdaptiveKTimeOptions): Promise<number> {
   const { engine } = o;
   const info = engine.info;
   const native = `topk:${info.nativeK}`;
   const ids = await readU16Ids(o.ids);
-  const decode = async (streams: number, routing: string, tag: string): Promise<Round> => {
+  const decode = async (streams: number, routing: string, tag: string, tokens = o.tokens): Promise<Round> => {
     const { wallMs, activations } = await batchedDecode(engine, {
       ids,
       streams,
-      tokens: o.tokens,
+      tokens,
       routing,
       tag,
       ...(o.localExperts ? { beforeTimed: async () => void (await engine.timing(true)) } : {}),
     });
     const timing = o.localExperts ? await engine.timing(false) : undefined;
     return {
-      msPerToken: wallMs / (o.tokens * streams),
+      msPerToken: wallMs / (tokens * streams),
       activations,
-      nativeActivations: o.tokens * streams * info.routing.numLayers * info.nativeK,
+      nativeActivations: tokens * streams * info.routing.numLayers * info.nativeK,
       expertMs: timing ? (timing['expert']?.ms ?? 0) : null,
       wallMs,
     };
   };
 
-  await decode(4, native, 'warm-native');
-  await decode(4, o.routing, 'warm-candidate');
   const rows = [];
   for (const streams of o.streams) {
+    // Each batch size warms up both routings (first runs of a shape allocate), and the two take
+    // turns going first, so neither always meets the machine just after the other.
+    const warm = Math.min(o.tokens, WARM_UP_STEPS);
+    await decode(streams, native, `warm-n${streams}`, warm);
+    await decode(streams, o.routing, `warm-c${streams}`, warm);
     const samples: { native: Round[]; candidate: Round[] } = { native: [], candidate: [] };
     for (let r = 0; r < o.repeats; r++) {
       process.stderr.write(`bench adaptive-k-time: ${streams} streams, round ${r + 1}/${o.repeats}\n`);
-      samples.native.push(await decode(streams, native, `n${streams}-${r}`));
+      const nativeFirst = r % 2 === 0;
+      if (nativeFirst) samples.native.push(await decode(streams, native, `n${streams}-${r}`));
       samples.candidate.push(await decode(streams, o.routing, `c${streams}-${r}`));
+      if (!nativeFirst) samples.native.push(await decode(streams, native, `n${streams}-${r}`));
     }
     const msNative = median(samples.native.map((s) => s.msPerToken));
     const msCandidate = median(samples.candidate.map((s) => s.msPerToken));

@@ -20,7 +20,7 @@ import { SubstituteGraphs } from '../moe/substitute-graphs.js';
 import { Rng, type SamplingParams, sampleToken } from '../sampling.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
-import { isRoutingHandle } from './routing-handle.js';
+import { isRoutingHandle, routingHandle } from './routing-handle.js';
 
 /** Where the experts run: in this process, or in kmoe worker processes reached over WebSockets. */
 export type ExpertsOption =
@@ -268,6 +268,14 @@ export class Engine {
         `routing handle ${key} is not known to the engine: the step that first uses it must carry its text`,
         { spec: key, hint: 'send routingText with the first step of every sequence routed by a handle' },
       );
+    }
+    // Cached under the handle, the text serves every later step that names it: it must be the
+    // text the handle was made of.
+    if (handle && routingHandle(routingText!) !== key) {
+      throw new RoutingSpecError(`routing handle ${key} does not match the text sent with it`, {
+        spec: key,
+        hint: 'a handle is routingHandle(text) of the canonical inline profile it stands for',
+      });
     }
     const resolved = resolveRouting(handle ? routingText! : key, this.policyModel);
     // Inline profiles with tables are megabytes of text plus their decoded tables: bound the cache

@@ -2,8 +2,8 @@
 // layer (the SubstituteBatchKernel the engine gives its routing policies). In JS a skipped pair costs
 // 8-22 us (16 K multiply-adds at hidden 256, rank 32, V8 does not vectorise); the graph computes every
 // expert's rank-r projection of every row as one GEMM and lets the skip weights pick: for a batch
-// of 16 rows ~50 us in all, against ~11 skipped pairs x 8-22 us. It does r x E / (skipped pairs per
-// row) more arithmetic than needed, which MLAS does faster than JS does the needed part.
+// of 16 rows ~50 us in all, against ~10 skipped pairs x 8-22 us. It does E / (skipped pairs per
+// row), ~12 times, the arithmetic needed, which MLAS does faster than JS does the needed part.
 //
 //   z = x Dt                  [n, E r]   Dt[i, e r + k] = down[layer, e, k, i]
 //   y = (z * w per expert) Ut + w B      Ut[e r + k, i] = up[layer, e, i, k], B = bias[layer]
@@ -12,9 +12,20 @@ import { GraphBuilder } from '../../shared/onnx/graph-builder.js';
 import { f32Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
 import type { ExpertSubstitutes, SubstituteBatchKernel } from '../../shared/routing/expert-substitutes.js';
 
+/** The sessions of one table: keyed by its `down` array, valid for these `up` and `bias` arrays. */
+interface TableSessions {
+  readonly up: Float32Array;
+  readonly bias: Float32Array;
+  readonly layers: (Session | undefined)[];
+}
+
 export class SubstituteGraphs implements SubstituteBatchKernel {
-  /** One session per MoE layer of each substitute table, built on first use. */
-  private readonly sessions = new WeakMap<ExpertSubstitutes, (Session | undefined)[]>();
+  /**
+   * One session per MoE layer of each substitute table. Keyed by the decoded arrays, which the
+   * base64 decoder shares between decodes of the same text: a profile resolved again (after the
+   * engine's policy cache dropped it) finds its sessions.
+   */
+  private readonly tables = new WeakMap<Float32Array, TableSessions>();
   private readonly settings: SessionSettings;
 
   /**
@@ -46,14 +57,20 @@ export class SubstituteGraphs implements SubstituteBatchKernel {
     );
   }
 
+  /** Builds every layer's session now (~4 ms each at hidden 256) instead of in the first batch. */
+  prepare(s: ExpertSubstitutes): void {
+    for (let layer = 0; layer < s.layers; layer++) this.session(s, layer);
+  }
+
   private session(s: ExpertSubstitutes, layer: number): Session {
     if (!(Number.isInteger(layer) && layer >= 0 && layer < s.layers))
       throw new RangeError(`substitutes: MoE layer ${layer} is outside 0..${s.layers - 1}`);
-    let layers = this.sessions.get(s);
-    if (!layers) {
-      layers = new Array<Session | undefined>(s.layers);
-      this.sessions.set(s, layers);
+    let table = this.tables.get(s.down);
+    if (table?.up !== s.up || table.bias !== s.bias) {
+      table = { up: s.up, bias: s.bias, layers: new Array<Session | undefined>(s.layers) };
+      this.tables.set(s.down, table);
     }
+    const layers = table.layers;
     layers[layer] ??= Session.create(
       `substitutes of MoE layer ${layer}`,
       'substitutes',

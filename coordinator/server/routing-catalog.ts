@@ -32,10 +32,14 @@ const PARAM = 'kmoe.routing';
  * the spec grammar's parser is not linear, and a megabyte spec would hold the event loop.
  */
 const MAX_SPEC_CHARS = 1024;
+/** Large inline profiles remembered as validated (each holds its text: 8 x a few MB). */
+const VALIDATED_PROFILES = 8;
 
 export class RoutingCatalog {
   readonly #model: RoutingModel & { readonly fingerprint: string };
   readonly #profiles: ReadonlyMap<string, ResolvedRouting>;
+  /** Large inline profiles already validated, by handle, least recently used first. */
+  readonly #validated = new Map<string, ResolvedRouting>();
   readonly default: ResolvedRouting;
 
   /**
@@ -69,7 +73,7 @@ export class RoutingCatalog {
   /** @throws InvalidRequestError naming what is wrong with the request's routing. */
   resolve(requested: string | Record<string, unknown> | undefined): ResolvedRouting {
     if (requested === undefined) return this.default;
-    if (typeof requested !== 'string') return this.#inline(JSON.stringify(requested));
+    if (typeof requested !== 'string') return this.#inline(JSON.stringify(requested), true);
     const text = requested.trim();
     if (!isInlineProfile(text) && text.length > MAX_SPEC_CHARS) {
       throw new InvalidRequestError(
@@ -95,9 +99,13 @@ export class RoutingCatalog {
     );
   }
 
-  /** A spec or inline profile: validated now; the engine gets a canonical key so equal policies share a cache entry. */
-  #inline(text: string): ResolvedRouting {
+  /**
+   * A spec or inline profile: validated now; the engine gets a canonical key so equal policies
+   * share a cache entry. `stringified`: the text is already JSON.stringify of a parsed profile.
+   */
+  #inline(text: string, stringified = false): ResolvedRouting {
     try {
+      if (stringified && text.length >= ROUTING_HANDLE_MIN_CHARS) return this.#large(text);
       const policy = resolveRouting(text, this.#model);
       if (!isInlineProfile(text)) return { key: policy.spec, name: policy.spec };
       const canonical = JSON.stringify(JSON.parse(text));
@@ -109,5 +117,25 @@ export class RoutingCatalog {
       const hint = err.hint === undefined ? '' : `\n${err.hint}`;
       throw new InvalidRequestError(`${err.message}${hint}`, { param: PARAM, code: 'invalid_routing' });
     }
+  }
+
+  /**
+   * A large canonical inline profile, validated once per distinct text: validating a 2.8 MB
+   * substitute profile holds the server's event loop ~15 ms, which clients sending the same
+   * profile with every request would otherwise pay each time (and other streams with them).
+   */
+  #large(canonical: string): ResolvedRouting {
+    const key = routingHandle(canonical);
+    const known = this.#validated.get(key);
+    if (known) {
+      this.#validated.delete(key);
+      this.#validated.set(key, known);
+      return known;
+    }
+    const resolved = { key, text: canonical, name: resolveRouting(canonical, this.#model).spec };
+    this.#validated.set(key, resolved);
+    if (this.#validated.size > VALIDATED_PROFILES)
+      this.#validated.delete(this.#validated.keys().next().value!);
+    return resolved;
   }
 }

@@ -86,6 +86,8 @@ export interface SubstituteBatchKernel {
     weights: Float32Array,
     out: Float32Array,
   ): void;
+  /** Readies the kernel for these tables (a policy calls it when it is created). */
+  prepare(s: ExpertSubstitutes): void;
 }
 
 /**

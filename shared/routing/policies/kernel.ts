@@ -329,7 +329,7 @@ export function skippedExpertPrior(
     const weights = skippedWeights(decision, candidates, source, E);
     if (weights) {
       source.kernel.apply(linear.substitutes, layer, numTokens, x!, weights, prior);
-      checkSubstituted(prior, weights, layer, H, E);
+      redoNonFinite(prior, weights, linear.substitutes, layer, x!);
       return prior;
     }
   }
@@ -346,7 +346,7 @@ export function skippedExpertPrior(
       const expert = candidates.experts[t * K + r]!;
       if (estimate.kind === 'linear') {
         addSubstitute(estimate.substitutes, layer, expert, w, x!, t * H, prior, t * H, z);
-        if (!Number.isFinite(rowSum(prior, t * H, H))) throw notFinite(layer, t, [expert]);
+        if (!Number.isFinite(rowSum(prior, t * H, H))) throw notFinite(layer, t, expert);
         continue;
       }
       const table = estimate.means.data;
@@ -384,28 +384,38 @@ function skippedWeights(
   return weights;
 }
 
-/** Every row of a batch-kernel prior is finite, or the error names the token and its skipped experts. */
-function checkSubstituted(
+/**
+ * Rows of a batch-kernel prior that are not finite, recomputed pair by pair as the JS path does.
+ * The kernel projects every row on every expert before the skip weights pick, so one expert whose
+ * substitute overflows on a row poisons that row (inf x 0 = NaN) even where it is not skipped:
+ * a request must fail only for the experts it skips, as it does alone, whatever its batch.
+ */
+function redoNonFinite(
   prior: Float32Array,
   weights: Float32Array,
+  s: ExpertSubstitutes,
   layer: number,
-  H: number,
-  E: number,
+  x: Float32Array,
 ): void {
+  const { hidden: H, experts: E } = s;
   const n = prior.length / H;
+  const z = new Float64Array(s.rank);
   for (let t = 0; t < n; t++) {
     if (Number.isFinite(rowSum(prior, t * H, H))) continue;
-    const skipped: number[] = [];
-    for (let e = 0; e < E; e++) if (weights[t * E + e] !== 0) skipped.push(e);
-    throw notFinite(layer, t, skipped);
+    prior.fill(0, t * H, (t + 1) * H);
+    for (let e = 0; e < E; e++) {
+      const w = weights[t * E + e]!;
+      if (w === 0) continue;
+      addSubstitute(s, layer, e, w, x, t * H, prior, t * H, z);
+      if (!Number.isFinite(rowSum(prior, t * H, H))) throw notFinite(layer, t, e);
+    }
   }
 }
 
 // Finite tables can still overflow on a real input; name the profile, not the router.
-function notFinite(layer: number, token: number, experts: readonly number[]): RoutingInputError {
-  const which = experts.length === 1 ? `expert ${experts[0]}` : `experts ${experts.join(', ')}`;
+function notFinite(layer: number, token: number, expert: number): RoutingInputError {
   return new RoutingInputError(
-    `routing: layer ${layer} token ${token}: the linear substitute of ${which} is not finite for this input; the profile's expertSubstitutes values are too large`,
+    `routing: layer ${layer} token ${token}: the linear substitute of expert ${expert} is not finite for this input; the profile's expertSubstitutes values are too large`,
     { layer, token, hint: 're-run kmoe calibrate --substitute-rank to refit the substitutes' },
   );
 }

@@ -79,7 +79,10 @@ export class SkipPolicy extends SelectingPolicy {
     // validatePolicy already rejected undecodable tables and carrying both.
     if (config.expertSubstitutes !== undefined) {
       const substitutes = decodeExpertSubstitutes(config.expertSubstitutes);
-      if (typeof substitutes !== 'string') this.estimate = { kind: 'linear', substitutes };
+      if (typeof substitutes !== 'string') {
+        this.estimate = { kind: 'linear', substitutes };
+        model.substituteKernel?.prepare(substitutes);
+      }
     } else if (config.expertMeans !== undefined) {
       const means = decodeExpertMeans(config.expertMeans);
       if (typeof means !== 'string') this.estimate = { kind: 'mean', means };

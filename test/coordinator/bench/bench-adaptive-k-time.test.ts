@@ -108,7 +108,11 @@ describe('kmoe bench adaptive-k-time', () => {
       '--out',
       join(dir, 'short.json'),
     ]);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/needs a corpus of at least 16 token ids for its prompts; got 10/);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /kmoe bench adaptive-k-time: error: batched decode needs a corpus of at least 16 token ids for its prompts; got 10/,
+    );
+    expect(r.stderr).toMatch(/hint: give --ids a .u16 corpus of 16 or more token ids/);
+    expect(r.stderr).not.toMatch(/unexpected error|at .*\.ts:\d+/);
   });
 });

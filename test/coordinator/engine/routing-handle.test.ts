@@ -42,6 +42,25 @@ describe('routing handles', () => {
     await engine.release(['text', 'h']);
   });
 
+  it('refuse a text that is not the one the handle was made of, and ignore one sent for a known handle', async () => {
+    const unseen = routingHandle(`${text} `);
+    await expect(
+      engine.step([{ seqId: 'forged', tokens: prompt, routing: unseen, routingText: 'topk:1' }]),
+    ).rejects.toThrow(
+      /routing handle inline-profile@sha256:[0-9a-f]{64} does not match the text sent with it/,
+    );
+    expect(await engine.sequences()).toBe(0);
+    // Once the engine has resolved `handle` from its own text, a wrong text changes nothing.
+    const byText = await engine.step([
+      { seqId: 'right', tokens: prompt, routing: handle, routingText: text },
+    ]);
+    const forged = await engine.step([
+      { seqId: 'forged', tokens: prompt, routing: handle, routingText: 'topk:1' },
+    ]);
+    expect(Array.from(forged.logits)).toEqual(Array.from(byText.logits));
+    await engine.release(['right', 'forged']);
+  });
+
   it("keep a live sequence's policy when the engine's cache of policies has moved on", async () => {
     await engine.step([{ seqId: 'kept', tokens: prompt, routing: handle, routingText: text }]);
     // More distinct routings than the cache holds (64) push the handle out of it.

@@ -20,10 +20,15 @@ const settings = { ...defaultSessionSettings(), threads: 1 };
 /** The real graphs, counting how often a policy hands them a batch. */
 class CountingGraphs implements SubstituteBatchKernel {
   calls = 0;
+  prepared = 0;
   private readonly graphs = new SubstituteGraphs(settings);
   apply(...args: Parameters<SubstituteBatchKernel['apply']>): void {
     this.calls++;
     this.graphs.apply(...args);
+  }
+  prepare(s: ExpertSubstitutes): void {
+    this.prepared++;
+    this.graphs.prepare(s);
   }
 }
 
@@ -109,6 +114,8 @@ describe('a skip policy with the substitute graphs', () => {
       expectClose(b.prior!, a.prior!);
     }
     expect(kernel.calls).toBe(2);
+    // The policy readied the graphs when it was created, not in its first batch.
+    expect(kernel.prepared).toBe(1);
   });
 
   it('keeps a batch with a single skipped pair on the JS path', () => {
@@ -124,6 +131,29 @@ describe('a skip policy with the substitute graphs', () => {
     const w = Math.fround(0.2) / (Math.fround(0.5) + Math.fround(0.2));
     const want = direct(subs, 1, 1, x.subarray(0, H)).map((v) => w * v);
     expectClose(d.prior!.subarray(0, H), want);
+  });
+
+  it('fails a token only for the experts it skips, whatever else the batch holds', () => {
+    // Expert 0's substitute overflows on every input; the others are ordinary.
+    const poisoned = randomSubstitutes(4, 8, 6, H);
+    for (let l = 0; l < 4; l++) poisoned.down.fill(3e38, l * 8 * 6 * H, (l * 8 + 1) * 6 * H);
+    const json = { ...config, tau: 0.5, expertSubstitutes: encodeExpertSubstitutes(poisoned) };
+    const kernel = new CountingGraphs();
+    const graph = createRoutingPolicy(json, { ...TINY_MIXTRAL, substituteKernel: kernel }, 'graph');
+    const js = createRoutingPolicy(json, TINY_MIXTRAL, 'js');
+    // Rank 1 expert 3; rank 2 expert 5, 6 or 0 (skipped: its native weight is below 1/2).
+    const row = (second: number) =>
+      Array.from({ length: 8 }, (_, j) => (j === 3 ? 0.5 : j === second ? 0.3 : 0.2 / 6));
+    const safe = Float32Array.from([...row(5), ...row(6), ...row(5)]);
+    const xs = x.subarray(0, 3 * H);
+    const a = graph.route({ ...routerInput(1, 8, safe), x: xs });
+    const b = js.route({ ...routerInput(1, 8, safe), x: xs });
+    expect(kernel.calls).toBe(1);
+    expectClose(a.prior!, b.prior!);
+    const bad = Float32Array.from([...row(5), ...row(0), ...row(6)]);
+    expect(() => graph.route({ ...routerInput(1, 8, bad), x: xs })).toThrow(
+      /layer 1 token 1: the linear substitute of expert 0 is not finite for this input/,
+    );
   });
 
   it('names the token and its skipped experts when finite tables overflow on an input', () => {

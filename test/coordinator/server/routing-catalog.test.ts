@@ -47,6 +47,8 @@ describe('routing catalog', () => {
     expect(isRoutingHandle(r.key)).toBe(true);
     expect(r.text).toBe(canonical);
     expect(r.name).toBe('skip-sub32-quality-0.6pct');
+    // Validated once: the same profile again is the remembered resolution.
+    expect(catalog.resolve(JSON.parse(canonical) as Record<string, unknown>)).toBe(r);
     const small = catalog.resolve({ kmoeRoutingProfile: 1, policy: { kind: 'topk', k: 1 } });
     expect(small).toEqual({ key: '{"kmoeRoutingProfile":1,"policy":{"kind":"topk","k":1}}', name: 'topk:1' });
     // A client cannot name a handle: it is no spec, profile or path.
