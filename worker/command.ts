@@ -15,6 +15,7 @@ import type { ComputePlacement } from '../shared/protocol/compute-placement.js';
 import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet, parseExpertSet } from '../shared/protocol/expert-set.js';
 import { formatReadyLine, type WorkerAuthMode } from '../shared/protocol/ready-line.js';
+import { useBatchScheduling } from '../shared/runtime/batch-scheduling.js';
 import { createProcessLogger } from '../shared/runtime/logger.js';
 import { maskUrl } from '../shared/runtime/mask-url.js';
 import { checkCanListen, isLoopbackHost } from '../shared/runtime/port.js';
@@ -54,6 +55,8 @@ export interface WorkerCommandOptions {
   readonly settings: SessionSettings;
   /** Where the experts compute (`--compute`); `inline` only for a worker without --redis. */
   readonly compute: ComputePlacement;
+  /** Scheduling policy of this process (`--sched`): batch = SCHED_BATCH (see shared/runtime/batch-scheduling.ts). */
+  readonly sched: 'normal' | 'batch';
   /**
    * Every coordinator must prove it holds this token. Without one the CLI allows a loopback --host
    * only, unless --insecure (then this warns).
@@ -69,6 +72,11 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   await checkCanListen(host, port);
 
   const log = createProcessLogger('kmoe-worker');
+  if (o.sched === 'batch') {
+    // Before any compute thread exists: threads created later inherit the policy.
+    useBatchScheduling();
+    log.info('scheduling policy SCHED_BATCH: a request does not preempt the coordinator that sent it');
+  }
   const secret = o.clusterToken === undefined ? undefined : new ClusterSecret(o.clusterToken);
   const auth: WorkerAuthMode = secret ? 'token' : isLoopbackHost(host) ? 'loopback-only' : 'insecure';
   if (auth === 'token') log.info('coordinators must prove the cluster token');

@@ -272,6 +272,14 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.device())
     .addOption(opt.expertWeights())
     .addOption(opt.compute().default('thread'))
+    .addOption(
+      new Option(
+        '--sched <policy>',
+        "scheduling policy of the worker process: normal, or batch (Linux SCHED_BATCH, needs chrt): woken by a request, the worker does not preempt the coordinator that sent it, which can send its other requests first; for workers on the coordinator's host (the workers a command starts with --workers N use it)",
+      )
+        .choices(['normal', 'batch'])
+        .default('normal'),
+    )
     .addHelpText(
       'after',
       '\nPrints "kmoe worker ready ws://HOST:PORT experts SET auth MODE" on stdout once it accepts connections\n' +

@@ -14,6 +14,7 @@ import { CLUSTER_TOKEN_ENV, randomClusterToken } from '../../shared/protocol/aut
 import type { ComputePlacement } from '../../shared/protocol/compute-placement.js';
 import { formatExpertSet, splitExperts } from '../../shared/protocol/expert-set.js';
 import { parseReadyLine } from '../../shared/protocol/ready-line.js';
+import { batchSchedulingAvailable } from '../../shared/runtime/batch-scheduling.js';
 import { cliArgv } from '../../shared/runtime/entry-points.js';
 import { WorkerStartError } from './errors.js';
 import { type Membership, StaticMembership } from './membership.js';
@@ -29,6 +30,11 @@ export interface LocalClusterOptions {
   readonly portBase?: number;
   /** Where each worker's experts compute (its --compute); default: thread. */
   readonly compute?: ComputePlacement;
+  /**
+   * The workers' --sched; default: batch where the host supports it (Linux with chrt), since these
+   * workers share the coordinator's host, else normal (each worker's `onLog` is told why).
+   */
+  readonly sched?: 'normal' | 'batch';
   /** onnxruntime threads per worker; default: the cores divided between the workers. */
   readonly threads?: number;
   readonly device?: Device;
@@ -101,7 +107,10 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     process.off('exit', killAll);
   };
 
+  const sched = opts.sched ?? (batchSchedulingAvailable() ? 'batch' : 'normal');
   const starts = sets.map((experts, index) => {
+    if (opts.sched === undefined && sched === 'normal' && process.platform === 'linux')
+      opts.onLog?.(index, 'scheduling policy normal: chrt (util-linux) not found, so not SCHED_BATCH');
     const args = [
       ...cliArgv(),
       'worker',
@@ -121,6 +130,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       opts.expertWeights ?? 'fp32',
       '--compute',
       opts.compute ?? 'thread',
+      '--sched',
+      sched,
       ...(opts.maxFrameMb === undefined ? [] : ['--max-frame-mb', String(opts.maxFrameMb)]),
       ...(auth.kind === 'none' && auth.insecure ? ['--insecure'] : []),
     ];

@@ -13,6 +13,7 @@ import { runCli } from '../helpers/cli.js';
 import { MODEL_DIR } from '../helpers/paths.js';
 import { type Scrape, scrape } from '../helpers/prometheus.js';
 import { RawPeer } from '../helpers/raw-peer.js';
+import { SCHED_BATCH, SCHED_NORMAL, threadPolicies } from '../helpers/thread-policies.js';
 import { startWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
 const H = 256;
@@ -378,6 +379,24 @@ describe('kmoe worker', () => {
       await dsv3.close();
       expect(await w.stop()).toBe(0);
     }
+  });
+
+  it('runs every thread under SCHED_BATCH with --sched batch, and under the normal policy by default', async () => {
+    const batch = await startWorker('0-1', ['--sched', 'batch']);
+    try {
+      const policies = threadPolicies(batch.child.pid!);
+      expect(policies.length).toBeGreaterThan(4);
+      expect(new Set(policies)).toEqual(new Set([SCHED_BATCH]));
+      expect(batch.stderr()).toContain('scheduling policy SCHED_BATCH');
+    } finally {
+      expect(await batch.stop()).toBe(0);
+    }
+    expect(new Set(threadPolicies(worker.child.pid!))).toEqual(new Set([SCHED_NORMAL]));
+    const r = await runCli(['worker', '--model', MODEL_DIR, '--experts', '0-3', '--sched', 'fifo']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /option '--sched <policy>' argument 'fifo' is invalid. Allowed choices are normal, batch/,
+    );
   });
 
   it('refuses --compute inline with --redis: a registered worker must heartbeat while it computes', async () => {

@@ -21,7 +21,9 @@ import { decodeMessage, encodeWelcome } from '../../../shared/protocol/codec.js'
 import { frameBytes } from '../../../shared/protocol/frame.js';
 import { PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
 import type { WireDType } from '../../../shared/protocol/wire-dtype.js';
+import { batchSchedulingAvailable } from '../../../shared/runtime/batch-scheduling.js';
 import { EVAL_DIR, MODEL_DIR, referenceCases } from '../../helpers/paths.js';
+import { SCHED_BATCH, threadPolicies } from '../../helpers/thread-policies.js';
 import { startWorker } from '../../helpers/worker-process.js';
 
 const settings = { device: 'cpu' as const, threads: 2, expertWeights: 'fp32' as const };
@@ -118,6 +120,14 @@ describe('remote experts give the single-process logits (fp32 wire, 1e-5 relativ
     } finally {
       await engine.close();
     }
+  });
+});
+
+describe('local workers', () => {
+  it('run under SCHED_BATCH where the host has chrt (a request does not preempt its sender)', () => {
+    expect(batchSchedulingAvailable()).toBe(true);
+    for (const w of cluster.workers)
+      expect(new Set(threadPolicies(w.process.pid!))).toEqual(new Set([SCHED_BATCH]));
   });
 });
 

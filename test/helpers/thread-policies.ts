@@ -1,0 +1,15 @@
+// The scheduling policy of every thread of a process, from /proc (Linux): 0 SCHED_NORMAL, 3 SCHED_BATCH.
+
+import { readdirSync, readFileSync } from 'node:fs';
+
+export const SCHED_NORMAL = 0;
+export const SCHED_BATCH = 3;
+
+export function threadPolicies(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    // Field 41 (policy); the command name (field 2) may hold spaces: count from its ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[41 - 3]);
+  });
+}
