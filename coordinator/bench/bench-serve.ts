@@ -40,6 +40,10 @@ export interface Policy {
   readonly routing: string | object;
   /** The server it runs on (the --url one unless it is the versus copy of a policy). */
   readonly url?: string;
+  /** The profile file a policy was read from. */
+  readonly file?: string;
+  /** How the profile goes to the server: by the name of the copy it loaded, or inline. */
+  readonly sentAs?: 'name' | 'inline';
 }
 
 /** The label suffix of a policy run on the --versus-url server. */
@@ -85,8 +89,14 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
   const chosen = (o.routing ?? [`topk:${server.nativeK}`, 'entropy:1,2@1.04']).map(policy);
   // With a second server each policy runs on both; the copies are told apart by their label.
   const policies = chosen.flatMap((pol) =>
-    versusUrl === undefined ? [pol] : [pol, { ...pol, label: `${pol.label}${VERSUS}`, url: versusUrl }],
+    versusUrl === undefined
+      ? [sendTo(pol, server)]
+      : [sendTo(pol, server), sendTo({ ...pol, label: `${pol.label}${VERSUS}`, url: versusUrl }, versus!)],
   );
+  for (const pol of policies.filter((p) => p.sentAs !== undefined))
+    process.stderr.write(
+      `bench serve: ${pol.label}: ${pol.sentAs === 'name' ? `named (${pol.url ?? url} loaded ${path.basename(pol.file!)})` : 'sent inline with every request'}\n`,
+    );
   const requestsFor = (c: number) => fixedRequests ?? Math.max(8, 2 * c);
   const prompts = evalPrompts(Math.max(...levels.map(requestsFor)), promptChars);
 
@@ -173,6 +183,9 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
     promptChars,
     repeats,
     baseline,
+    profilesSent: Object.fromEntries(
+      policies.filter((p) => p.sentAs !== undefined).map((p) => [p.label, p.sentAs]),
+    ),
     results,
     ratios,
   };
@@ -204,6 +217,8 @@ export interface ServerDescription {
   readonly nativeK: number;
   readonly numLayers: number;
   readonly experts: string;
+  /** Routing profiles the server loaded (--routing / --profiles), as it names them. */
+  readonly profiles: readonly string[];
 }
 
 export async function describeServer(url: string, flag = '--url'): Promise<ServerDescription> {
@@ -218,7 +233,10 @@ export async function describeServer(url: string, flag = '--url'): Promise<Serve
     return res.json();
   };
   const models = (await get('/v1/models')) as {
-    data?: { id: string; kmoe?: { native_k: number; num_layers: number; num_moe_layers?: number } }[];
+    data?: {
+      id: string;
+      kmoe?: { native_k: number; num_layers: number; num_moe_layers?: number; profiles?: string[] };
+    }[];
   };
   const model = models.data?.[0];
   if (!model?.kmoe)
@@ -230,14 +248,28 @@ export async function describeServer(url: string, flag = '--url'): Promise<Serve
     // MoE layers (servers before families reported num_layers only, all MoE).
     numLayers: model.kmoe.num_moe_layers ?? model.kmoe.num_layers,
     experts: ready.experts?.description ?? 'unknown',
+    profiles: model.kmoe.profiles ?? [],
   };
+}
+
+/**
+ * A profile policy as one server gets it: by file name when the server loaded a profile of that
+ * name (its copy is used; a multi-MB substitute profile sent with every request would time the
+ * upload and the validation, ~50 ms per request here), else inline.
+ */
+function sendTo(pol: Policy, server: ServerDescription): Policy {
+  if (pol.file === undefined) return pol;
+  const name = path.basename(pol.file);
+  return server.profiles.some((p) => path.basename(p) === name)
+    ? { ...pol, routing: name, sentAs: 'name' }
+    : { ...pol, sentAs: 'inline' };
 }
 
 export function policy(arg: string): Policy {
   if (!isProfilePath(arg)) return { label: arg, routing: arg };
-  // Sent inline, so the server needs no copy of the file.
+  // Inline unless the server loaded a profile of the same name (sendTo), so it needs no copy.
   const json = JSON.parse(readFileSync(arg, 'utf8')) as object;
-  return { label: path.basename(arg), routing: json };
+  return { label: path.basename(arg), routing: json, file: arg };
 }
 
 /** Slices of the eval corpora, alternating docs and code, starting at line boundaries. */

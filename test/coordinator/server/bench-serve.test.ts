@@ -1,5 +1,6 @@
 // `kmoe bench serve` against a real server: it measures every (concurrency, policy) pair, sends
-// profile files inline, and writes the JSON, the chart and the table.
+// profile files inline (by name to a server that loaded one of that name), and writes the JSON,
+// the chart and the table.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -102,7 +103,10 @@ describe('kmoe bench serve', () => {
   });
 
   it('with --versus-url runs every policy on both servers, interleaved, and compares them', async () => {
-    const remote = await startServe(['--workers', '1']);
+    // The remote server loaded the profile: it gets the name; the --url server gets the profile inline.
+    const profile = join(dir, 'k1-loaded.json');
+    writeFileSync(profile, JSON.stringify({ kmoeRoutingProfile: 1, policy: { kind: 'topk', k: 1 } }));
+    const remote = await startServe(['--workers', '1', '--profiles', profile]);
     try {
       const out = join(dir, 'versus.json');
       const r = await runCli([
@@ -121,7 +125,7 @@ describe('kmoe bench serve', () => {
         '--repeats',
         '2',
         '--routing',
-        'topk:2',
+        `topk:2,${profile}`,
         '--out',
         out,
         '--chart',
@@ -133,7 +137,8 @@ describe('kmoe bench serve', () => {
       const json = JSON.parse(readFileSync(out, 'utf8')) as {
         server: { experts: string };
         versus: { experts: string };
-        results: { routing: string; completionTokens: number; outputTokensPerSecond: number }[];
+        results: { routing: string; completionTokens: number; outputTokensPerSecond: number; avgK: number }[];
+        profilesSent: Record<string, string>;
         versusRatios: {
           routing: string;
           concurrency: number;
@@ -143,10 +148,21 @@ describe('kmoe bench serve', () => {
       };
       expect(json.server.experts).toMatch(/local experts/);
       expect(json.versus.experts).toMatch(/remote experts on 1 worker/);
-      expect(json.results.map((x) => x.routing)).toEqual(['topk:2', 'topk:2 @versus']);
+      expect(json.results.map((x) => x.routing)).toEqual([
+        'topk:2',
+        'topk:2 @versus',
+        'k1-loaded.json',
+        'k1-loaded.json @versus',
+      ]);
       // The same requests on both: 2 runs of 3 requests of 5 tokens each.
       for (const x of json.results) expect(x.completionTokens).toBe(2 * 3 * 5);
-      expect(json.versusRatios).toHaveLength(1);
+      expect(json.results.map((x) => x.avgK)).toEqual([2, 2, 1, 1]);
+      expect(json.profilesSent).toEqual({ 'k1-loaded.json': 'inline', 'k1-loaded.json @versus': 'name' });
+      expect(r.stderr).toMatch(/k1-loaded.json: sent inline with every request/);
+      expect(r.stderr).toMatch(
+        /k1-loaded.json @versus: named \(http:\/\/127.0.0.1:\d+ loaded k1-loaded.json\)/,
+      );
+      expect(json.versusRatios).toHaveLength(2);
       const v = json.versusRatios[0]!;
       expect(v).toMatchObject({ routing: 'topk:2', concurrency: 2 });
       expect(v.throughputRatioRuns).toHaveLength(2);
