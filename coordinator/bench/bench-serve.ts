@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { isProfilePath } from '../../shared/routing/profile.js';
+import { isProfilePath, profileDigest } from '../../shared/routing/profile.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { ServeRequestError } from '../server/errors.js';
@@ -95,7 +95,7 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
   );
   for (const pol of policies.filter((p) => p.sentAs !== undefined))
     process.stderr.write(
-      `bench serve: ${pol.label}: ${pol.sentAs === 'name' ? `named (${pol.url ?? url} loaded ${path.basename(pol.file!)})` : 'sent inline with every request'}\n`,
+      `bench serve: ${pol.label}: ${pol.sentAs === 'name' ? `named ${pol.routing as string} (${pol.url ?? url} loaded the same profile)` : 'sent inline with every request (the server did not load it)'}\n`,
     );
   const requestsFor = (c: number) => fixedRequests ?? Math.max(8, 2 * c);
   const prompts = evalPrompts(Math.max(...levels.map(requestsFor)), promptChars);
@@ -217,8 +217,8 @@ export interface ServerDescription {
   readonly nativeK: number;
   readonly numLayers: number;
   readonly experts: string;
-  /** Routing profiles the server loaded (--routing / --profiles), as it names them. */
-  readonly profiles: readonly string[];
+  /** Routing profiles the server loaded (--routing / --profiles), as it names them, with their digests. */
+  readonly profiles: Readonly<Record<string, string>>;
 }
 
 export async function describeServer(url: string, flag = '--url'): Promise<ServerDescription> {
@@ -235,7 +235,12 @@ export async function describeServer(url: string, flag = '--url'): Promise<Serve
   const models = (await get('/v1/models')) as {
     data?: {
       id: string;
-      kmoe?: { native_k: number; num_layers: number; num_moe_layers?: number; profiles?: string[] };
+      kmoe?: {
+        native_k: number;
+        num_layers: number;
+        num_moe_layers?: number;
+        profile_digests?: Record<string, string>;
+      };
     }[];
   };
   const model = models.data?.[0];
@@ -248,21 +253,21 @@ export async function describeServer(url: string, flag = '--url'): Promise<Serve
     // MoE layers (servers before families reported num_layers only, all MoE).
     numLayers: model.kmoe.num_moe_layers ?? model.kmoe.num_layers,
     experts: ready.experts?.description ?? 'unknown',
-    profiles: model.kmoe.profiles ?? [],
+    // Servers before digests: no profile is named, every one is sent inline.
+    profiles: model.kmoe.profile_digests ?? {},
   };
 }
 
 /**
- * A profile policy as one server gets it: by file name when the server loaded a profile of that
- * name (its copy is used; a multi-MB substitute profile sent with every request would time the
- * upload and the validation, ~50 ms per request here), else inline.
+ * A profile policy as one server gets it: by name when the server loaded the same profile (same
+ * digest of its canonical JSON; a multi-MB substitute profile sent with every request would time
+ * the upload and the validation, ~50 ms per request here), else inline.
  */
 function sendTo(pol: Policy, server: ServerDescription): Policy {
   if (pol.file === undefined) return pol;
-  const name = path.basename(pol.file);
-  return server.profiles.some((p) => path.basename(p) === name)
-    ? { ...pol, routing: name, sentAs: 'name' }
-    : { ...pol, sentAs: 'inline' };
+  const digest = profileDigest(readFileSync(pol.file, 'utf8'));
+  const same = Object.entries(server.profiles).find(([, d]) => d === digest);
+  return same ? { ...pol, routing: same[0], sentAs: 'name' } : { ...pol, sentAs: 'inline' };
 }
 
 export function policy(arg: string): Policy {

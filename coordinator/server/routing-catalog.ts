@@ -2,6 +2,7 @@
 // model before the request is accepted), and profile files only if the server loaded them at
 // start, so an HTTP client can never make the server read a path of its choosing.
 
+import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
@@ -9,6 +10,7 @@ import {
   isInlineProfile,
   isProfilePath,
   NAMED_PROFILES,
+  profileDigest,
   resolveRouting,
 } from '../../shared/routing/profile.js';
 import { ROUTING_HANDLE_MIN_CHARS, routingHandle } from '../engine/routing-handle.js';
@@ -38,6 +40,8 @@ const VALIDATED_PROFILES = 8;
 export class RoutingCatalog {
   readonly #model: RoutingModel & { readonly fingerprint: string };
   readonly #profiles: ReadonlyMap<string, ResolvedRouting>;
+  /** SHA-256 of each loaded profile's canonical JSON, by key: clients can tell whether their copy is the same. */
+  readonly #digests = new Map<string, string>();
   /** Large inline profiles already validated, by handle, least recently used first. */
   readonly #validated = new Map<string, ResolvedRouting>();
   readonly default: ResolvedRouting;
@@ -56,6 +60,7 @@ export class RoutingCatalog {
     const loaded = new Map<string, ResolvedRouting>();
     for (const path of [defaultRouting, ...profiles].filter(isProfilePath)) {
       const resolved = { key: path.trim(), name: resolveRouting(path, model).spec };
+      this.#digests.set(resolved.key, profileDigest(readFileSync(resolved.key, 'utf8')));
       loaded.set(path.trim(), resolved);
       loaded.set(basename(path.trim()), resolved);
     }
@@ -68,6 +73,11 @@ export class RoutingCatalog {
   /** Names a request may use for loaded profiles (for /v1/models and error messages). */
   get profileNames(): string[] {
     return [...new Set([...this.#profiles.values()].map((r) => r.key))];
+  }
+
+  /** `profileDigest` of every loaded profile, by the name in profileNames. */
+  get profileDigests(): Record<string, string> {
+    return Object.fromEntries(this.#digests);
   }
 
   /** @throws InvalidRequestError naming what is wrong with the request's routing. */

@@ -48,6 +48,7 @@ export function statusEndpoints(deps: StatusDeps): StatusHandlers {
             native_k: deps.info.nativeK,
             default_routing: deps.routing.default.name,
             profiles: deps.routing.profileNames,
+            profile_digests: deps.routing.profileDigests,
           },
         }),
       );

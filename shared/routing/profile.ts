@@ -2,6 +2,7 @@
 // the model it was calibrated for and how it was made. resolveRouting() is what every `--routing`
 // flag calls: a path ending in .json loads a profile, anything else is parsed as a spec string.
 
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { z } from 'zod';
@@ -279,4 +280,15 @@ function parseInlineProfile(text: string): RoutingProfile {
 function inlineName(profile: RoutingProfile): string {
   const name = profile.provenance?.['name'];
   return typeof name === 'string' && name !== '' ? name : 'inline-profile';
+}
+
+/**
+ * `sha256:<hex>` of a profile file's canonical JSON (parsed and stringified again), so that two
+ * copies formatted differently compare equal: what /v1/models reports for loaded profiles and
+ * `kmoe bench serve` checks before naming one instead of sending its own.
+ */
+export function profileDigest(fileText: string): string {
+  return `sha256:${createHash('sha256')
+    .update(JSON.stringify(JSON.parse(fileText)))
+    .digest('hex')}`;
 }

@@ -158,9 +158,11 @@ describe('kmoe bench serve', () => {
       for (const x of json.results) expect(x.completionTokens).toBe(2 * 3 * 5);
       expect(json.results.map((x) => x.avgK)).toEqual([2, 2, 1, 1]);
       expect(json.profilesSent).toEqual({ 'k1-loaded.json': 'inline', 'k1-loaded.json @versus': 'name' });
-      expect(r.stderr).toMatch(/k1-loaded.json: sent inline with every request/);
       expect(r.stderr).toMatch(
-        /k1-loaded.json @versus: named \(http:\/\/127.0.0.1:\d+ loaded k1-loaded.json\)/,
+        /k1-loaded.json: sent inline with every request \(the server did not load it\)/,
+      );
+      expect(r.stderr).toMatch(
+        /k1-loaded.json @versus: named \S*k1-loaded.json \(http:\/\/127.0.0.1:\d+ loaded the same profile\)/,
       );
       expect(json.versusRatios).toHaveLength(2);
       const v = json.versusRatios[0]!;
@@ -171,6 +173,53 @@ describe('kmoe bench serve', () => {
       expect(v.throughputVersusOverUrl).toBe(Math.min(...v.throughputRatioRuns));
     } finally {
       await remote.stop();
+    }
+  });
+
+  it('sends a profile inline when the server loaded a different one of the same name', async () => {
+    const mine = join(dir, 'same-name.json');
+    const theirs = join(mkdtempSync(join(tmpdir(), 'kmoe-theirs-')), 'same-name.json');
+    writeFileSync(mine, JSON.stringify({ kmoeRoutingProfile: 1, policy: { kind: 'topk', k: 1 } }));
+    writeFileSync(theirs, JSON.stringify({ kmoeRoutingProfile: 1, policy: { kind: 'skip', tau: 0.3 } }));
+    const other = await startServe(['--workers', '0', '--profiles', theirs]);
+    try {
+      const models = (await (await fetch(`${other.url}/v1/models`)).json()) as {
+        data: { kmoe: { profile_digests: Record<string, string> } }[];
+      };
+      expect(Object.values(models.data[0]!.kmoe.profile_digests)).toEqual([
+        expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
+      ]);
+      const out = join(dir, 'same-name-out.json');
+      const r = await runCli([
+        'bench',
+        'serve',
+        '--url',
+        other.url,
+        '--concurrency',
+        '1',
+        '--requests',
+        '2',
+        '--max-tokens',
+        '3',
+        '--repeats',
+        '1',
+        '--routing',
+        `topk:2,${mine}`,
+        '--out',
+        out,
+        '--chart',
+        join(dir, 'same-name.svg'),
+      ]);
+      expect(r.code).toBe(0);
+      const json = JSON.parse(readFileSync(out, 'utf8')) as {
+        profilesSent: Record<string, string>;
+        results: { routing: string; avgK: number }[];
+      };
+      expect(json.profilesSent).toEqual({ 'same-name.json': 'inline' });
+      // Its own profile (top-1), not the server's skip profile of the same name.
+      expect(json.results.find((x) => x.routing === 'same-name.json')!.avgK).toBe(1);
+    } finally {
+      await other.stop();
     }
   });
 
