@@ -15,7 +15,7 @@ import type { ComputePlacement } from '../shared/protocol/compute-placement.js';
 import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet, parseExpertSet } from '../shared/protocol/expert-set.js';
 import { formatReadyLine, type WorkerAuthMode } from '../shared/protocol/ready-line.js';
-import { useBatchScheduling } from '../shared/runtime/batch-scheduling.js';
+import { SchedulingError, useBatchScheduling } from '../shared/runtime/batch-scheduling.js';
 import { createProcessLogger } from '../shared/runtime/logger.js';
 import { maskUrl } from '../shared/runtime/mask-url.js';
 import { checkCanListen, isLoopbackHost } from '../shared/runtime/port.js';
@@ -55,8 +55,12 @@ export interface WorkerCommandOptions {
   readonly settings: SessionSettings;
   /** Where the experts compute (`--compute`); `inline` only for a worker without --redis. */
   readonly compute: ComputePlacement;
-  /** Scheduling policy of this process (`--sched`): batch = SCHED_BATCH (see shared/runtime/batch-scheduling.ts). */
-  readonly sched: 'normal' | 'batch';
+  /**
+   * Scheduling policy of this process (`--sched`): batch = SCHED_BATCH or fail (see
+   * shared/runtime/batch-scheduling.ts); auto = SCHED_BATCH where it can be set, else normal with a
+   * warning saying why.
+   */
+  readonly sched: 'normal' | 'batch' | 'auto';
   /**
    * Every coordinator must prove it holds this token. Without one the CLI allows a loopback --host
    * only, unless --insecure (then this warns).
@@ -72,10 +76,15 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   await checkCanListen(host, port);
 
   const log = createProcessLogger('kmoe-worker');
-  if (o.sched === 'batch') {
+  if (o.sched !== 'normal') {
     // Before any compute thread exists: threads created later inherit the policy.
-    useBatchScheduling();
-    log.info('scheduling policy SCHED_BATCH: a request does not preempt the coordinator that sent it');
+    try {
+      useBatchScheduling();
+      log.info('scheduling policy SCHED_BATCH: a request does not preempt the coordinator that sent it');
+    } catch (err) {
+      if (o.sched === 'batch' || !(err instanceof SchedulingError)) throw err;
+      log.warn(`scheduling policy left at normal (--sched auto): ${err.message}`);
+    }
   }
   const secret = o.clusterToken === undefined ? undefined : new ClusterSecret(o.clusterToken);
   const auth: WorkerAuthMode = secret ? 'token' : isLoopbackHost(host) ? 'loopback-only' : 'insecure';

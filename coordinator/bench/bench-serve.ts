@@ -87,15 +87,23 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
   // Other work on the machine moves absolute numbers; the load averages say how much there was.
   const loadAtStart = os.loadavg();
   const chosen = (o.routing ?? [`topk:${server.nativeK}`, 'entropy:1,2@1.04']).map(policy);
-  // With a second server each policy runs on both; the copies are told apart by their label.
-  const policies = chosen.flatMap((pol) =>
-    versusUrl === undefined
-      ? [sendTo(pol, server)]
-      : [sendTo(pol, server), sendTo({ ...pol, label: `${pol.label}${VERSUS}`, url: versusUrl }, versus!)],
-  );
+  const labels = chosen.map((p) => p.label);
+  const twice = labels.find((l, i) => labels.indexOf(l) !== i);
+  if (twice !== undefined)
+    throw new ServeRequestError(`two policies are both labelled ${twice}`, {
+      hint: 'give profile files distinct file names (the label of a profile is its file name)',
+    });
+  // With a second server each policy runs on both; the copies are told apart by their label. A
+  // profile is named on both or on neither, so both sides pay the same for it.
+  const policies = chosen.flatMap((pol) => {
+    if (versusUrl === undefined) return [sendTo(pol, server)];
+    const copy = { ...pol, label: `${pol.label}${VERSUS}`, url: versusUrl };
+    const [a, b] = [sendTo(pol, server), sendTo(copy, versus!)];
+    return a.sentAs === b.sentAs ? [a, b] : [inline(pol), inline(copy)];
+  });
   for (const pol of policies.filter((p) => p.sentAs !== undefined))
     process.stderr.write(
-      `bench serve: ${pol.label}: ${pol.sentAs === 'name' ? `named ${pol.routing as string} (${pol.url ?? url} loaded the same profile)` : 'sent inline with every request (the server did not load it)'}\n`,
+      `bench serve: ${pol.label}: ${pol.sentAs === 'name' ? `named ${pol.routing as string} (${pol.url ?? url} loaded the same profile)` : 'sent inline with every request (not loaded by every server it runs on)'}\n`,
     );
   const requestsFor = (c: number) => fixedRequests ?? Math.max(8, 2 * c);
   const prompts = evalPrompts(Math.max(...levels.map(requestsFor)), promptChars);
@@ -263,6 +271,10 @@ export async function describeServer(url: string, flag = '--url'): Promise<Serve
  * digest of its canonical JSON; a multi-MB substitute profile sent with every request would time
  * the upload and the validation, ~50 ms per request here), else inline.
  */
+function inline(pol: Policy): Policy {
+  return pol.file === undefined ? pol : { ...pol, sentAs: 'inline' };
+}
+
 function sendTo(pol: Policy, server: ServerDescription): Policy {
   if (pol.file === undefined) return pol;
   const digest = profileDigest(readFileSync(pol.file, 'utf8'));

@@ -275,9 +275,9 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       new Option(
         '--sched <policy>',
-        "scheduling policy of the worker process: normal, or batch (Linux SCHED_BATCH, needs chrt): woken by a request, the worker does not preempt the coordinator that sent it, which can send its other requests first; for workers on the coordinator's host (the workers a command starts with --workers N use it)",
+        "scheduling policy of the worker process: normal; batch (Linux SCHED_BATCH through util-linux chrt, or fail): woken by a request, the worker does not preempt the coordinator that sent it, which can send its other requests first; auto: batch where it can be set, else normal with a warning. For workers on the coordinator's host (local clusters and the workers a command starts with --workers N use auto)",
       )
-        .choices(['normal', 'batch'])
+        .choices(['normal', 'batch', 'auto'])
         .default('normal'),
     )
     .addHelpText(
@@ -318,7 +318,11 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
   });
 
   // ---- local-cluster ----
-  const localCluster = sub(program, 'local-cluster', 'start N expert workers on this host')
+  const localCluster = sub(
+    program,
+    'local-cluster',
+    'start N expert workers on this host (under Linux SCHED_BATCH where chrt can set it: kmoe worker --sched auto)',
+  )
     .addOption(opt.model())
     .addOption(
       new Option('--workers <n>', 'number of worker processes (1 .. number of experts)')
@@ -1252,7 +1256,7 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
     )
     .addOption(
       opt.routing(
-        'policies to compare, the first being the baseline (default: topk:<native K>,topk:1; profile files are sent inline)',
+        'policies to compare, the first being the baseline (default: topk:<native K>,topk:1; a profile file is named when the server loaded the same profile, by digest, and on both servers with --versus-url; else sent inline)',
       ),
     )
     .addOption(

@@ -14,7 +14,6 @@ import { CLUSTER_TOKEN_ENV, randomClusterToken } from '../../shared/protocol/aut
 import type { ComputePlacement } from '../../shared/protocol/compute-placement.js';
 import { formatExpertSet, splitExperts } from '../../shared/protocol/expert-set.js';
 import { parseReadyLine } from '../../shared/protocol/ready-line.js';
-import { batchSchedulingAvailable } from '../../shared/runtime/batch-scheduling.js';
 import { cliArgv } from '../../shared/runtime/entry-points.js';
 import { WorkerStartError } from './errors.js';
 import { type Membership, StaticMembership } from './membership.js';
@@ -31,10 +30,10 @@ export interface LocalClusterOptions {
   /** Where each worker's experts compute (its --compute); default: thread. */
   readonly compute?: ComputePlacement;
   /**
-   * The workers' --sched; default: batch where the host supports it (Linux with chrt), since these
-   * workers share the coordinator's host, else normal (each worker's `onLog` is told why).
+   * The workers' --sched; default auto: SCHED_BATCH where it can be set (these workers share the
+   * coordinator's host), else normal, each worker logging why.
    */
-  readonly sched?: 'normal' | 'batch';
+  readonly sched?: 'normal' | 'batch' | 'auto';
   /** onnxruntime threads per worker; default: the cores divided between the workers. */
   readonly threads?: number;
   readonly device?: Device;
@@ -107,10 +106,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     process.off('exit', killAll);
   };
 
-  const sched = opts.sched ?? (batchSchedulingAvailable() ? 'batch' : 'normal');
+  const sched = opts.sched ?? 'auto';
   const starts = sets.map((experts, index) => {
-    if (opts.sched === undefined && sched === 'normal' && process.platform === 'linux')
-      opts.onLog?.(index, 'scheduling policy normal: chrt (util-linux) not found, so not SCHED_BATCH');
     const args = [
       ...cliArgv(),
       'worker',

@@ -2,6 +2,8 @@
 // error reply that leaves the connection and the worker serving, ordering, partial sums equal to
 // an in-process ExpertHost, only the held experts read from disk, CUDA refused loudly.
 
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../shared/model/checkpoint.js';
@@ -381,7 +383,7 @@ describe('kmoe worker', () => {
     }
   });
 
-  it('runs every thread under SCHED_BATCH with --sched batch, and under the normal policy by default', async () => {
+  it('runs every thread under SCHED_BATCH with --sched batch, normal by default, and auto falls back with a warning', async () => {
     const batch = await startWorker('0-1', ['--sched', 'batch']);
     try {
       const policies = threadPolicies(batch.child.pid!);
@@ -392,10 +394,30 @@ describe('kmoe worker', () => {
       expect(await batch.stop()).toBe(0);
     }
     expect(new Set(threadPolicies(worker.child.pid!))).toEqual(new Set([SCHED_NORMAL]));
+    // auto: batch where chrt can set it, else normal with a warning (here: no chrt on the PATH).
+    // A PATH holding node and nothing else (node and chrt may share /usr/bin).
+    const bin = mkdtempSync(path.join(tmpdir(), 'kmoe-nochrt-'));
+    symlinkSync(process.execPath, path.join(bin, 'node'));
+    const noChrt = { ...process.env, PATH: bin };
+    const auto = await startWorker('0-1', ['--sched', 'auto'], { env: noChrt });
+    try {
+      expect(new Set(threadPolicies(auto.child.pid!))).toEqual(new Set([SCHED_NORMAL]));
+      expect(auto.stderr()).toMatch(
+        /scheduling policy left at normal \(--sched auto\): cannot set SCHED_BATCH: chrt \(util-linux\) is not on the PATH/,
+      );
+    } finally {
+      expect(await auto.stop()).toBe(0);
+    }
+    const batchOnly = await runCli(['worker', '--model', MODEL_DIR, '--experts', '0-3', '--sched', 'batch'], {
+      env: noChrt,
+    });
+    expect(batchOnly.code).toBe(1);
+    expect(batchOnly.stderr).toMatch(/cannot set SCHED_BATCH: chrt \(util-linux\) is not on the PATH/);
+    rmSync(bin, { recursive: true, force: true });
     const r = await runCli(['worker', '--model', MODEL_DIR, '--experts', '0-3', '--sched', 'fifo']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
-      /option '--sched <policy>' argument 'fifo' is invalid. Allowed choices are normal, batch/,
+      /option '--sched <policy>' argument 'fifo' is invalid. Allowed choices are normal, batch, auto/,
     );
   });
 

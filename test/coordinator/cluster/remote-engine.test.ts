@@ -21,7 +21,6 @@ import { decodeMessage, encodeWelcome } from '../../../shared/protocol/codec.js'
 import { frameBytes } from '../../../shared/protocol/frame.js';
 import { PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
 import type { WireDType } from '../../../shared/protocol/wire-dtype.js';
-import { batchSchedulingAvailable } from '../../../shared/runtime/batch-scheduling.js';
 import { EVAL_DIR, MODEL_DIR, referenceCases } from '../../helpers/paths.js';
 import { SCHED_BATCH, threadPolicies } from '../../helpers/thread-policies.js';
 import { startWorker } from '../../helpers/worker-process.js';
@@ -124,8 +123,7 @@ describe('remote experts give the single-process logits (fp32 wire, 1e-5 relativ
 });
 
 describe('local workers', () => {
-  it('run under SCHED_BATCH where the host has chrt (a request does not preempt its sender)', () => {
-    expect(batchSchedulingAvailable()).toBe(true);
+  it('run under SCHED_BATCH (--sched auto on a host whose chrt can set it)', () => {
     for (const w of cluster.workers)
       expect(new Set(threadPolicies(w.process.pid!))).toEqual(new Set([SCHED_BATCH]));
   });
