@@ -188,59 +188,42 @@ describe('kmoe bench serve', () => {
         expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
       ]);
       const out = join(dir, 'same-name-out.json');
-      const r = await runCli([
-        'bench',
-        'serve',
-        '--url',
-        other.url,
-        '--concurrency',
-        '1',
-        '--requests',
-        '2',
-        '--max-tokens',
-        '3',
-        '--repeats',
-        '1',
-        '--routing',
-        `topk:2,${mine}`,
-        '--out',
-        out,
-        '--chart',
-        join(dir, 'same-name.svg'),
-      ]);
-      expect(r.code).toBe(0);
-      const json = JSON.parse(readFileSync(out, 'utf8')) as {
-        profilesSent: Record<string, string>;
-        results: { routing: string; avgK: number }[];
+      // One tiny run of topk:2 and a profile; the profiles' ways to the server, as recorded.
+      const sent = async (profile: string) => {
+        const r = await runCli([
+          'bench',
+          'serve',
+          '--url',
+          other.url,
+          '--concurrency',
+          '1',
+          '--requests',
+          '2',
+          '--max-tokens',
+          '3',
+          '--repeats',
+          '1',
+          '--routing',
+          `topk:2,${profile}`,
+          '--out',
+          out,
+          '--chart',
+          join(dir, 'same.svg'),
+        ]);
+        expect(r.code).toBe(0);
+        return JSON.parse(readFileSync(out, 'utf8')) as {
+          profilesSent: Record<string, string>;
+          results: { routing: string; avgK: number }[];
+        };
       };
+      const json = await sent(mine);
       expect(json.profilesSent).toEqual({ 'same-name.json': 'inline' });
+      // Its own profile (top-1), not the server's skip profile of the same name.
+      expect(json.results.find((x) => x.routing === 'same-name.json')!.avgK).toBe(1);
       // Named when the server's copy is the same profile, formatted differently or not.
       const same = join(dir, 'same-as-theirs.json');
       writeFileSync(same, `${JSON.stringify(JSON.parse(readFileSync(theirs, 'utf8')), null, 2)}\n`);
-      const named = await runCli([
-        'bench',
-        'serve',
-        '--url',
-        other.url,
-        '--concurrency',
-        '1',
-        '--requests',
-        '2',
-        '--max-tokens',
-        '3',
-        '--repeats',
-        '1',
-        '--routing',
-        `topk:2,${same}`,
-        '--out',
-        out,
-        '--chart',
-        join(dir, 'same-name.svg'),
-      ]);
-      expect(named.code).toBe(0);
-      expect((JSON.parse(readFileSync(out, 'utf8')) as { profilesSent: unknown }).profilesSent).toEqual({
-        'same-as-theirs.json': 'name',
-      });
+      expect((await sent(same)).profilesSent).toEqual({ 'same-as-theirs.json': 'name' });
       const twice = await runCli([
         'bench',
         'serve',
@@ -251,8 +234,6 @@ describe('kmoe bench serve', () => {
       ]);
       expect(twice.code).toBe(1);
       expect(twice.stderr).toMatch(/two policies are both labelled same-name.json/);
-      // Its own profile (top-1), not the server's skip profile of the same name.
-      expect(json.results.find((x) => x.routing === 'same-name.json')!.avgK).toBe(1);
     } finally {
       await other.stop();
     }
