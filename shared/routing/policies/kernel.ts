@@ -325,91 +325,66 @@ export function skippedExpertPrior(
     );
   }
   const prior = new Float32Array(numTokens * H);
-  if (linear && source.kernel && estimates.length === 1) {
-    const weights = skippedWeights(decision, candidates, source, E);
-    if (weights) {
-      source.kernel.apply(linear.substitutes, layer, numTokens, x!, weights, prior);
-      redoNonFinite(prior, weights, linear.substitutes, layer, x!);
-      return prior;
-    }
-  }
   const raw = new Float64Array(K);
-  const z = new Float64Array(linear?.kind === 'linear' ? linear.substitutes.rank : 0);
-  for (let t = 0; t < numTokens; t++) {
+  /** f(rank, expert, native weight) for each candidate of token t the decision left out, in rank order. */
+  const eachSkipped = (t: number, f: (rank: number, expert: number, w: number) => void): void => {
     const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
-    if (kept >= K) continue;
+    if (kept >= K) return;
     for (let r = 0; r < K; r++) raw[r] = candidates.scores[t * K + r]!;
     const norm = source.normaliser(raw);
-    for (let r = kept; r < K; r++) {
+    for (let r = kept; r < K; r++) f(r, candidates.experts[t * K + r]!, (raw[r]! / norm) * scale);
+  };
+  const z = new Float64Array(linear ? linear.substitutes.rank : 0);
+  const addLinear = (s: ExpertSubstitutes, t: number, expert: number, w: number): void => {
+    addSubstitute(s, layer, expert, w, x!, t * H, prior, t * H, z);
+    if (!Number.isFinite(rowSum(prior, t * H, H))) throw notFinite(layer, t, expert);
+  };
+  if (
+    linear &&
+    source.kernel &&
+    estimates.length === 1 &&
+    skippedPairs(decision, K) >= BATCH_KERNEL_MIN_PAIRS
+  ) {
+    const { substitutes } = linear;
+    const weights = new Float32Array(numTokens * E);
+    for (let t = 0; t < numTokens; t++) {
+      eachSkipped(t, (_, e, w) => {
+        weights[t * E + e] = w;
+      });
+    }
+    source.kernel.apply(substitutes, layer, numTokens, x!, weights, prior);
+    // The kernel projects every row on every expert before the skip weights pick, so one expert
+    // whose substitute overflows on a row poisons it (inf x 0 = NaN) even where it is not skipped:
+    // such rows are recomputed pair by pair, so a request fails only for the experts it skips, as
+    // it does alone, whatever its batch.
+    for (let t = 0; t < numTokens; t++) {
+      if (Number.isFinite(rowSum(prior, t * H, H))) continue;
+      prior.fill(0, t * H, (t + 1) * H);
+      eachSkipped(t, (_, e, w) => addLinear(substitutes, t, e, w));
+    }
+    return prior;
+  }
+  for (let t = 0; t < numTokens; t++) {
+    eachSkipped(t, (r, expert, w) => {
       const estimate = estimates[Math.min(r, estimates.length - 1)]!;
-      const w = (raw[r]! / norm) * scale;
-      const expert = candidates.experts[t * K + r]!;
       if (estimate.kind === 'linear') {
-        addSubstitute(estimate.substitutes, layer, expert, w, x!, t * H, prior, t * H, z);
-        if (!Number.isFinite(rowSum(prior, t * H, H))) throw notFinite(layer, t, expert);
-        continue;
+        addLinear(estimate.substitutes, t, expert, w);
+        return;
       }
       const table = estimate.means.data;
       const mean = (layer * E + expert) * H;
       for (let i = 0; i < H; i++) prior[t * H + i]! += w * table[mean + i]!;
-    }
+    });
   }
   return prior;
 }
 
-/**
- * [numTokens, E] native weight of every skipped (token, expert), or undefined when the batch skips
- * fewer than BATCH_KERNEL_MIN_PAIRS pairs.
- */
-function skippedWeights(
-  decision: RoutingDecision,
-  candidates: RoutedCandidates,
-  source: PriorSource,
-  E: number,
-): Float32Array | undefined {
-  const { K, scale } = source;
-  const n = decision.numTokens;
+/** The candidates every token of the decision left out, counted. */
+function skippedPairs(decision: RoutingDecision, K: number): number {
   let pairs = 0;
-  for (let t = 0; t < n; t++) pairs += Math.max(0, K - (decision.offsets[t + 1]! - decision.offsets[t]!));
-  if (pairs < BATCH_KERNEL_MIN_PAIRS) return undefined;
-  const weights = new Float32Array(n * E);
-  const raw = new Float64Array(K);
-  for (let t = 0; t < n; t++) {
-    const kept = decision.offsets[t + 1]! - decision.offsets[t]!;
-    if (kept >= K) continue;
-    for (let r = 0; r < K; r++) raw[r] = candidates.scores[t * K + r]!;
-    const norm = source.normaliser(raw);
-    for (let r = kept; r < K; r++) weights[t * E + candidates.experts[t * K + r]!] = (raw[r]! / norm) * scale;
-  }
-  return weights;
-}
-
-/**
- * Rows of a batch-kernel prior that are not finite, recomputed pair by pair as the JS path does.
- * The kernel projects every row on every expert before the skip weights pick, so one expert whose
- * substitute overflows on a row poisons that row (inf x 0 = NaN) even where it is not skipped:
- * a request must fail only for the experts it skips, as it does alone, whatever its batch.
- */
-function redoNonFinite(
-  prior: Float32Array,
-  weights: Float32Array,
-  s: ExpertSubstitutes,
-  layer: number,
-  x: Float32Array,
-): void {
-  const { hidden: H, experts: E } = s;
-  const n = prior.length / H;
-  const z = new Float64Array(s.rank);
-  for (let t = 0; t < n; t++) {
-    if (Number.isFinite(rowSum(prior, t * H, H))) continue;
-    prior.fill(0, t * H, (t + 1) * H);
-    for (let e = 0; e < E; e++) {
-      const w = weights[t * E + e]!;
-      if (w === 0) continue;
-      addSubstitute(s, layer, e, w, x, t * H, prior, t * H, z);
-      if (!Number.isFinite(rowSum(prior, t * H, H))) throw notFinite(layer, t, e);
-    }
-  }
+  for (let t = 0; t < decision.numTokens; t++)
+    pairs += Math.max(0, K - (decision.offsets[t + 1]! - decision.offsets[t]!));
+  return pairs;
 }
 
 // Finite tables can still overflow on a real input; name the profile, not the router.
