@@ -40,8 +40,8 @@ export interface Policy {
   readonly routing: string | object;
   /** The server it runs on (the --url one unless it is the versus copy of a policy). */
   readonly url?: string;
-  /** The profile file a policy was read from. */
-  readonly file?: string;
+  /** For a profile file: profileDigest of its text (what a server that loaded it reports). */
+  readonly digest?: string;
   /** How the profile goes to the server: by the name of the copy it loaded, or inline. */
   readonly sentAs?: 'name' | 'inline';
 }
@@ -272,21 +272,20 @@ export async function describeServer(url: string, flag = '--url'): Promise<Serve
  * the upload and the validation, ~50 ms per request here), else inline.
  */
 function inline(pol: Policy): Policy {
-  return pol.file === undefined ? pol : { ...pol, sentAs: 'inline' };
+  return pol.digest === undefined ? pol : { ...pol, sentAs: 'inline' };
 }
 
 function sendTo(pol: Policy, server: ServerDescription): Policy {
-  if (pol.file === undefined) return pol;
-  const digest = profileDigest(readFileSync(pol.file, 'utf8'));
-  const same = Object.entries(server.profiles).find(([, d]) => d === digest);
-  return same ? { ...pol, routing: same[0], sentAs: 'name' } : { ...pol, sentAs: 'inline' };
+  if (pol.digest === undefined) return pol;
+  const same = Object.entries(server.profiles).find(([, d]) => d === pol.digest);
+  return same ? { ...pol, routing: same[0], sentAs: 'name' } : inline(pol);
 }
 
 export function policy(arg: string): Policy {
   if (!isProfilePath(arg)) return { label: arg, routing: arg };
   // Inline unless the server loaded a profile of the same name (sendTo), so it needs no copy.
-  const json = JSON.parse(readFileSync(arg, 'utf8')) as object;
-  return { label: path.basename(arg), routing: json, file: arg };
+  const text = readFileSync(arg, 'utf8');
+  return { label: path.basename(arg), routing: JSON.parse(text) as object, digest: profileDigest(text) };
 }
 
 /** Slices of the eval corpora, alternating docs and code, starting at line boundaries. */

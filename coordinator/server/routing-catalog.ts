@@ -121,7 +121,7 @@ export class RoutingCatalog {
       const canonical = JSON.stringify(JSON.parse(text));
       return canonical.length < ROUTING_HANDLE_MIN_CHARS
         ? { key: canonical, name: policy.spec }
-        : { key: routingHandle(canonical), text: canonical, name: policy.spec };
+        : this.#large(canonical, policy.spec);
     } catch (err) {
       if (!(err instanceof KmoeError)) throw err;
       const hint = err.hint === undefined ? '' : `\n${err.hint}`;
@@ -133,8 +133,9 @@ export class RoutingCatalog {
    * A large canonical inline profile, validated once per distinct text: validating a 2.8 MB
    * substitute profile holds the server's event loop ~15 ms, which clients sending the same
    * profile with every request would otherwise pay each time (and other streams with them).
+   * `name`: the policy's name when the caller has validated the text already.
    */
-  #large(canonical: string): ResolvedRouting {
+  #large(canonical: string, name?: string): ResolvedRouting {
     const key = routingHandle(canonical);
     const known = this.#validated.get(key);
     if (known) {
@@ -142,7 +143,7 @@ export class RoutingCatalog {
       this.#validated.set(key, known);
       return known;
     }
-    const resolved = { key, text: canonical, name: resolveRouting(canonical, this.#model).spec };
+    const resolved = { key, text: canonical, name: name ?? resolveRouting(canonical, this.#model).spec };
     this.#validated.set(key, resolved);
     if (this.#validated.size > VALIDATED_PROFILES)
       this.#validated.delete(this.#validated.keys().next().value!);
