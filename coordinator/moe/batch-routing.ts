@@ -101,7 +101,8 @@ export function routeBatch(
 /**
  * policy.route(input), where input row i is batch row rows[i]. A RoutingInputError is the batch
  * items' fault, not the batch's: it becomes a RoutingFailedInBatchError naming the span of the
- * token at fault (every span of this policy when no single token is to blame).
+ * token at fault (every span of this policy when no single token is to blame), its message
+ * counting that token within the span.
  */
 function routeOrBlame(
   policy: RoutingPolicy,
@@ -120,6 +121,8 @@ function routeOrBlame(
       if (sp.policy !== policy) return;
       if (row === undefined || (row >= sp.start && row < sp.end)) blamed.push(i);
     });
-    throw new RoutingFailedInBatchError(layer, blamed, err);
+    // The error counts the policy's rows of the whole batch; the item at fault is told its own token.
+    const own = row === undefined ? err : err.countedFrom(err.token! - (row - spans[blamed[0]!]!.start));
+    throw new RoutingFailedInBatchError(layer, blamed, own);
   }
 }

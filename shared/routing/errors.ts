@@ -24,11 +24,32 @@ export class RoutingInputError extends KmoeError {
   readonly layer: number;
   /** Token row at fault, when one row is to blame. */
   readonly token: number | undefined;
+  /** The message for the same fault at another row number (see `countedFrom`). */
+  private readonly describe: ((token: number) => string) | undefined;
 
-  constructor(message: string, options: { layer: number; token?: number; hint?: string }) {
+  constructor(
+    message: string,
+    options: { layer: number; token?: number; hint?: string; describe?: (token: number) => string },
+  ) {
     super(message, options);
     this.layer = options.layer;
     this.token = options.token;
+    this.describe = options.describe;
+  }
+
+  /**
+   * The same error with its token counted from row `first` of the input: a batch routes many
+   * requests' rows at once, and a request is told about its own token, not the batch's row.
+   */
+  countedFrom(first: number): RoutingInputError {
+    if (this.token === undefined || this.describe === undefined || first === 0) return this;
+    const token = this.token - first;
+    return new RoutingInputError(this.describe(token), {
+      layer: this.layer,
+      token,
+      describe: this.describe,
+      ...(this.hint === undefined ? {} : { hint: this.hint }),
+    });
   }
 }
 

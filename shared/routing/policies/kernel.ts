@@ -258,17 +258,17 @@ export abstract class SelectingPolicy implements RoutingPolicy {
 
   private badRow(layer: number, token: number, what: string): RoutingInputError {
     const gate = this.rule.gate;
-    return new RoutingInputError(
-      `routing ${this.spec}: layer ${layer} token ${token}: ${what}; router scores must be ${gate === 'softmax' ? 'a softmax' : 'sigmoid scores'} over all experts`,
-      {
-        layer,
-        token,
-        hint:
-          gate === 'softmax'
-            ? 'pass softmax(router logits), not the logits or a top-k subset'
-            : 'pass sigmoid(router logits), not the logits',
-      },
-    );
+    const describe = (t: number) =>
+      `routing ${this.spec}: layer ${layer} token ${t}: ${what}; router scores must be ${gate === 'softmax' ? 'a softmax' : 'sigmoid scores'} over all experts`;
+    return new RoutingInputError(describe(token), {
+      layer,
+      token,
+      describe,
+      hint:
+        gate === 'softmax'
+          ? 'pass softmax(router logits), not the logits or a top-k subset'
+          : 'pass sigmoid(router logits), not the logits',
+    });
   }
 }
 
@@ -389,10 +389,14 @@ function skippedPairs(decision: RoutingDecision, K: number): number {
 
 // Finite tables can still overflow on a real input; name the profile, not the router.
 function notFinite(layer: number, token: number, expert: number): RoutingInputError {
-  return new RoutingInputError(
-    `routing: layer ${layer} token ${token}: the linear substitute of expert ${expert} is not finite for this input; the profile's expertSubstitutes values are too large`,
-    { layer, token, hint: 're-run kmoe calibrate --substitute-rank to refit the substitutes' },
-  );
+  const describe = (t: number) =>
+    `routing: layer ${layer} token ${t}: the linear substitute of expert ${expert} is not finite for this input; the profile's expertSubstitutes values are too large`;
+  return new RoutingInputError(describe(token), {
+    layer,
+    token,
+    describe,
+    hint: 're-run kmoe calibrate --substitute-rank to refit the substitutes',
+  });
 }
 
 function rowSum(a: Float32Array, at: number, n: number): number {

@@ -3,6 +3,7 @@
 // decision holds every row's experts, weights and prior where they belong.
 
 import { describe, expect, it } from 'vitest';
+import { RoutingFailedInBatchError } from '../../../coordinator/moe/errors.js';
 import { routeBatch } from '../../../coordinator/moe/batch-routing.js';
 import { encodeExpertSubstitutes } from '../../../shared/routing/expert-substitutes.js';
 import { createRoutingPolicy } from '../../../shared/routing/registry.js';
@@ -56,5 +57,44 @@ describe('routeBatch', () => {
     expect(mixed.prior!.subarray(H, 2 * H).some((v) => v !== 0)).toBe(true);
     expect(Array.from(mixed.prior!.subarray(0, H))).toEqual([0, 0, 0, 0]);
     expect(Array.from(mixed.prior!.subarray(2 * H, 3 * H))).toEqual([0, 0, 0, 0]);
+  });
+
+  it("names the failing request's own token when its policy's rows span several requests", () => {
+    const H = 4;
+    // Expert 0's substitute overflows on every input; expert 5's is ordinary.
+    const down = values(4 * 8 * H, 4);
+    for (let l = 0; l < 4; l++) down.fill(3e38, l * 8 * H, (l * 8 + 1) * H);
+    const expertSubstitutes = encodeExpertSubstitutes({
+      layers: 4,
+      experts: 8,
+      rank: 1,
+      hidden: H,
+      down,
+      up: values(4 * 8 * H, 5),
+      bias: values(4 * 8 * H, 6),
+    });
+    const skip = createRoutingPolicy({ kind: 'skip', tau: 0.45, expertSubstitutes }, TINY_MIXTRAL, 's');
+    const top2 = createRoutingPolicy(parseRoutingSpec('topk:2'), TINY_MIXTRAL);
+    // Rank 1 expert 3; the skipped rank 2 is expert 5 (safe) or expert 0 (overflows).
+    const row = (second: number) =>
+      Array.from({ length: 8 }, (_, j) => (j === 3 ? 0.6 : j === second ? 0.2 : 0.2 / 6));
+    const probs = Float32Array.from([...row(5), ...row(5), ...row(5), ...row(5), ...row(0), ...row(5)]);
+    const spans = [
+      { start: 0, end: 2, policy: skip }, // the skip policy's rows 0-1
+      { start: 2, end: 3, policy: top2 },
+      { start: 3, end: 6, policy: skip }, // its rows 2-4: the request's token 1 overflows
+    ];
+    let caught: unknown;
+    try {
+      routeBatch(1, probs, 6, 8, spans, undefined, values(6 * H, 7).map((v) => v + 2));
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(RoutingFailedInBatchError);
+    const failed = caught as RoutingFailedInBatchError;
+    expect(failed.spans).toEqual([2]);
+    expect(failed.message).toMatch(/layer 1 token 1: the linear substitute of expert 0 is not finite/);
+    expect(failed.cause.token).toBe(1);
+    expect(failed.cause.hint).toMatch(/kmoe calibrate --substitute-rank/);
   });
 });
