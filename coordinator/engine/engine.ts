@@ -6,7 +6,7 @@
 import { assertRunnable, Checkpoint } from '../../shared/model/checkpoint.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
-import { RoutingSpecError } from '../../shared/routing/errors.js';
+import { RoutingConfigError, RoutingProfileError, RoutingSpecError } from '../../shared/routing/errors.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import { resolveRouting } from '../../shared/routing/profile.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
@@ -122,8 +122,8 @@ export interface StepFailure {
   readonly reason: 'experts' | 'routing';
   /** The experts it needed that could not be computed, ascending (none for a routing failure). */
   readonly missing: number[];
-  /** The MoE layer where it needed them. */
-  readonly layer: number;
+  /** The MoE layer where it failed; undefined when its routing could not be resolved at all. */
+  readonly layer: number | undefined;
   /** For people: the layer and what the backend said (the experts, which workers failed). */
   readonly message: string;
 }
@@ -310,8 +310,9 @@ export class Engine {
   }
 
   /**
-   * Like step(), but a request routed to experts no live worker holds fails alone (in `failed`)
-   * and the step is recomputed for the others: a serving step with a sequence that needs lost
+   * Like step(), but a request whose routing does not resolve, or refuses its input mid-step, or
+   * that is routed to experts no live worker holds fails alone (in `failed`) and the step is
+   * recomputed for the others: a serving step with a sequence that needs lost
    * experts costs the others one more pass, never their request. A recompute is safe because a
    * failed pass commits nothing: the KV cache makes positions visible only after the last layer
    * (SequenceKvCache.commit), so the recompute writes the same positions again.
@@ -322,7 +323,18 @@ export class Engine {
 
   private async run(requests: readonly StepRequest[], isolate: boolean): Promise<EachStepResult> {
     // Validate the whole step before touching any cache, so a bad request leaves no trace.
-    const policies = requests.map((r) => this.requestPolicy(r));
+    const failed: StepFailure[] = [];
+    const policies = requests.map((r, index) => {
+      if (!isolate) return this.requestPolicy(r);
+      try {
+        return this.requestPolicy(r);
+      } catch (err) {
+        if (!isRoutingRefusal(err)) throw err;
+        // Its routing does not resolve (e.g. a handle the engine does not know): it alone fails.
+        failed.push({ index, reason: 'routing', missing: [], layer: undefined, message: err.message });
+        return undefined;
+      }
+    });
     const seen = new Set<string>();
     for (const r of requests) {
       if (seen.has(r.seqId)) throw new RangeError(`sequence ${r.seqId} appears twice in one step`);
@@ -336,7 +348,8 @@ export class Engine {
       }
     }
     const created: string[] = [];
-    const items: ForwardItem[] = requests.map((r, i) => {
+    const items: (ForwardItem | undefined)[] = requests.map((r, i) => {
+      if (policies[i] === undefined) return undefined;
       let cache = this.caches.get(r.seqId);
       if (!cache) {
         cache = new SequenceKvCache(this.runner.config.numLayers, this.runner.dims);
@@ -351,6 +364,7 @@ export class Engine {
     // together); a prefill chunk never pads a batch of single-token decodes up to its length.
     const groups = new Map<number, number[]>();
     items.forEach((it, i) => {
+      if (it === undefined) return;
       const g = groups.get(it.tokens.length);
       if (g) g.push(i);
       else groups.set(it.tokens.length, [i]);
@@ -360,7 +374,6 @@ export class Engine {
     const logits = new Float32Array(items.length * V);
     const activations = new Array<number>(items.length).fill(0);
     const bytes = new Array<number>(items.length).fill(0);
-    const failed: StepFailure[] = [];
     try {
       const run = async (members: readonly number[]) => {
         const fwd: ForwardResult = await this.runner.forward(
@@ -557,4 +570,11 @@ export class Engine {
     await this.runner.close();
     await this.ckpt.close();
   }
+}
+
+/** A routing the engine refuses to resolve: a bad spec or handle, an unreadable or invalid profile. */
+function isRoutingRefusal(err: unknown): err is RoutingSpecError | RoutingProfileError | RoutingConfigError {
+  return (
+    err instanceof RoutingSpecError || err instanceof RoutingProfileError || err instanceof RoutingConfigError
+  );
 }

@@ -5,6 +5,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
+import { routingHandle } from '../../../coordinator/engine/routing-handle.js';
 import { overflowingSubstituteProfile } from '../../helpers/overflowing-profile.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 
@@ -48,6 +49,34 @@ describe('a routing that fails on its own input', () => {
     const next = await engine.stepEach([{ seqId: 'a', tokens: [5] }]);
     expect(next.failed).toEqual([]);
     await engine.release(['a', 'b', 'a-alone', 'b-alone']);
+  });
+
+  it('fails a request whose routing does not resolve alone in stepEach', async () => {
+    const prompt = [1, 317, 348, 4027, 12, 99];
+    const alone = await engine.stepEach([{ seqId: 'd-alone', tokens: prompt }]);
+    // A handle sent without its text, to an engine that has never seen it.
+    const unknown = routingHandle(
+      JSON.stringify({ kmoeRoutingProfile: 3, policy: { kind: 'skip', tau: 0.1 } }),
+    );
+    const mixed = await engine.stepEach([
+      { seqId: 'e', tokens: [4, 5], routing: unknown },
+      { seqId: 'd', tokens: prompt },
+    ]);
+    expect(mixed.failed).toHaveLength(1);
+    expect(mixed.failed[0]).toMatchObject({ index: 0, reason: 'routing', missing: [], layer: undefined });
+    expect(mixed.failed[0]!.message).toMatch(
+      /routing handle inline-profile@sha256:[0-9a-f]+ is not known to the engine/,
+    );
+    expect(Array.from(mixed.logits.subarray(VOCAB, 2 * VOCAB))).toEqual(
+      Array.from(alone.logits.subarray(0, VOCAB)),
+    );
+    expect(mixed.logits.subarray(0, VOCAB).every((v) => v === 0)).toBe(true);
+    // It left no sequence behind; step() still fails the whole step on it.
+    expect(await engine.sequences()).toBe(2); // d, d-alone: not e
+    await expect(engine.step([{ seqId: 'e', tokens: [4, 5], routing: unknown }])).rejects.toThrow(
+      /is not known to the engine/,
+    );
+    await engine.release(['d', 'd-alone']);
   });
 
   it('fails the whole step in step() with the policy error', async () => {

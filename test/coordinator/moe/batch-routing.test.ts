@@ -3,8 +3,8 @@
 // decision holds every row's experts, weights and prior where they belong.
 
 import { describe, expect, it } from 'vitest';
-import { RoutingFailedInBatchError } from '../../../coordinator/moe/errors.js';
 import { routeBatch } from '../../../coordinator/moe/batch-routing.js';
+import { RoutingFailedInBatchError } from '../../../coordinator/moe/errors.js';
 import { encodeExpertSubstitutes } from '../../../shared/routing/expert-substitutes.js';
 import { createRoutingPolicy } from '../../../shared/routing/registry.js';
 import { parseRoutingSpec } from '../../../shared/routing/spec.js';
@@ -86,7 +86,15 @@ describe('routeBatch', () => {
     ];
     let caught: unknown;
     try {
-      routeBatch(1, probs, 6, 8, spans, undefined, values(6 * H, 7).map((v) => v + 2));
+      routeBatch(
+        1,
+        probs,
+        6,
+        8,
+        spans,
+        undefined,
+        values(6 * H, 7).map((v) => v + 2),
+      );
     } catch (err) {
       caught = err;
     }
