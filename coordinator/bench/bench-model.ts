@@ -152,13 +152,16 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       const c = process.cpuUsage(since);
       return (c.user + c.system) / decodeTokens;
     };
+    // `atDecode` runs after the prompt's step, where the timed decode starts.
     const decodeOnce = async (
       seq: string,
       on: EngineClient = engine,
+      atDecode?: () => Promise<unknown>,
     ): Promise<{ tps: number; wallMs: number; tokens: number[]; cpuMicros: number }> => {
       const engine = on;
       let step = await engine.step([{ seqId: seq, tokens: prompt }]);
       const tokens = [argmax(step.logits)];
+      await atDecode?.();
       const started = performance.now();
       const cpu = process.cpuUsage();
       for (let i = 0; i < decodeTokens; i++) {
@@ -195,9 +198,13 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         cpuMicros: cpuPerToken(cpu),
       };
     };
-    const breakdown = async (work: () => Promise<number>, on: EngineClient = engine): Promise<Breakdown> => {
-      await on.timing(true);
-      const wallMs = await work();
+    // `work` calls `start` where its timed wall clock starts (after any untimed setup such as the
+    // prompt's step), so onnxruntime's time is counted over the same interval as the wall time.
+    const breakdown = async (
+      work: (start: () => Promise<unknown>) => Promise<number>,
+      on: EngineClient = engine,
+    ): Promise<Breakdown> => {
+      const wallMs = await work(() => on.timing(true));
       const onnxruntime = await on.timing(false);
       const inside = Object.values(onnxruntime).reduce((a, t) => a + t.ms, 0);
       return { wallMs, onnxruntime, otherMs: wallMs - inside };
@@ -275,14 +282,21 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     const decodeRate = median(samples.decode);
     const decodeLoopRate = median(samples.decodeLoop);
 
-    const decodeBreakdown = await breakdown(async () => (await decodeOnce('timed')).wallMs);
+    const decodeBreakdown = await breakdown(
+      async (start) => (await decodeOnce('timed', engine, start)).wallMs,
+    );
     // The second engine's decode, timed the same way, with its expert round trips when remote.
     const versusBreakdown =
       versus === undefined
         ? null
         : await (async (v: EngineClient) => {
-            await v.dispatchStats(true);
-            const bd = await breakdown(async () => (await decodeOnce('versus-timed', v)).wallMs, v);
+            const bd = await breakdown(async (start) => {
+              const startBoth = async () => {
+                await v.dispatchStats(true);
+                await start();
+              };
+              return (await decodeOnce('versus-timed', v, startBoth)).wallMs;
+            }, v);
             const ds = await v.dispatchStats(false);
             const roundTrips =
               ds?.roundTrips.map((rt, worker) => {
@@ -295,7 +309,8 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
               }) ?? null;
             return { ...bd, roundTrips };
           })(versus);
-    const prefillBreakdown = await breakdown(async () => {
+    const prefillBreakdown = await breakdown(async (start) => {
+      await start();
       const t = performance.now();
       await evaluatePerplexity(engine, prefillIds, { batchWindows: 4 });
       return performance.now() - t;

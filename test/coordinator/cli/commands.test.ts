@@ -497,6 +497,11 @@ describe('kmoe bench model', () => {
     expect(json.decode.tokens).toBe(8);
     expect(json.decode.tokensPerSecond).toBeGreaterThan(0);
     expect(Object.keys(json.decode.breakdown.onnxruntime).sort()).toEqual(['dense', 'expert', 'lm-head']);
+    // Timed over the decode steps alone (not the prompt's step): one head call per token, one
+    // dense call per layer and token, so the time outside onnxruntime is what is left of the wall.
+    expect(json.decode.breakdown.onnxruntime['lm-head'].calls).toBe(8);
+    expect(json.decode.breakdown.onnxruntime.dense.calls).toBe(8 * 4);
+    expect(json.decode.breakdown.otherMs).toBeGreaterThan(0);
     expect(json.machine.cores).toBeGreaterThan(0);
     expect(r.stdout).toMatch(/\| decode, 1 sequence \|/);
     // Without --llama-cpp nothing is compared: no figure from another machine.
