@@ -115,18 +115,30 @@ export interface StepResult {
 }
 
 /** A request of a stepEach() that was routed to experts no live worker holds. */
-export interface StepFailure {
-  /** Index of the request in the step. */
-  readonly index: number;
-  /** experts: it needed experts no live worker holds; routing: its policy refused its input. */
-  readonly reason: 'experts' | 'routing';
-  /** The experts it needed that could not be computed, ascending (none for a routing failure). */
-  readonly missing: number[];
-  /** The MoE layer where it failed; undefined when its routing could not be resolved at all. */
-  readonly layer: number | undefined;
-  /** For people: the layer and what the backend said (the experts, which workers failed). */
-  readonly message: string;
-}
+/** A request of a stepEach that failed alone. */
+export type StepFailure =
+  | {
+      /** Index of the request in the step. */
+      readonly index: number;
+      /** It needed experts no live worker holds. */
+      readonly reason: 'experts';
+      /** The experts it needed that could not be computed, ascending. */
+      readonly missing: number[];
+      /** The MoE layer where it needed them. */
+      readonly layer: number;
+      /** For people: the layer and what the backend said (the experts, which workers failed). */
+      readonly message: string;
+    }
+  | {
+      readonly index: number;
+      /** Its routing did not resolve, or its policy refused its input mid-step. */
+      readonly reason: 'routing';
+      readonly missing: [];
+      /** The MoE layer where its policy refused its input; undefined when it did not resolve. */
+      readonly layer: number | undefined;
+      /** For people: what the routing said. */
+      readonly message: string;
+    };
 
 export interface EachStepResult extends StepResult {
   /** Requests that failed alone; their logits, activations and bytes are 0. */

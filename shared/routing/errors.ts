@@ -17,6 +17,19 @@ export class RoutingConfigError extends KmoeError {
   }
 }
 
+/**
+ * Where a RoutingInputError lies: a layer, or one token row of it, whose message `describe` can
+ * re-render for that token counted from another row (so a token never comes without it).
+ */
+export type RoutingInputErrorOptions =
+  | { readonly layer: number; readonly hint?: string }
+  | {
+      readonly layer: number;
+      readonly token: number;
+      readonly describe: (token: number) => string;
+      readonly hint?: string;
+    };
+
 // Raised when route() is handed router probabilities that cannot be a softmax for this policy's
 // model: wrong shape, wrong expert count, layer out of range, negative/NaN values or rows that do not sum to 1.
 export class RoutingInputError extends KmoeError {
@@ -27,14 +40,11 @@ export class RoutingInputError extends KmoeError {
   /** The message for the same fault at another row number (see `countedFrom`). */
   private readonly describe: ((token: number) => string) | undefined;
 
-  constructor(
-    message: string,
-    options: { layer: number; token?: number; hint?: string; describe?: (token: number) => string },
-  ) {
+  constructor(message: string, options: RoutingInputErrorOptions) {
     super(message, options);
     this.layer = options.layer;
-    this.token = options.token;
-    this.describe = options.describe;
+    this.token = 'token' in options ? options.token : undefined;
+    this.describe = 'token' in options ? options.describe : undefined;
   }
 
   /**

@@ -258,8 +258,9 @@ export abstract class SelectingPolicy implements RoutingPolicy {
 
   private badRow(layer: number, token: number, what: string): RoutingInputError {
     const gate = this.rule.gate;
+    const spec = this.spec; // not `this`: a kept error must not keep the policy and its tables alive
     const describe = (t: number) =>
-      `routing ${this.spec}: layer ${layer} token ${t}: ${what}; router scores must be ${gate === 'softmax' ? 'a softmax' : 'sigmoid scores'} over all experts`;
+      `routing ${spec}: layer ${layer} token ${t}: ${what}; router scores must be ${gate === 'softmax' ? 'a softmax' : 'sigmoid scores'} over all experts`;
     return new RoutingInputError(describe(token), {
       layer,
       token,

@@ -105,4 +105,26 @@ describe('routeBatch', () => {
     expect(failed.cause.token).toBe(1);
     expect(failed.cause.hint).toMatch(/kmoe calibrate --substitute-rank/);
   });
+
+  it('counts the token within its request when one policy routes the whole batch', () => {
+    const top2 = createRoutingPolicy(parseRoutingSpec('topk:2'), TINY_MIXTRAL);
+    const row = [0.6, 0.2, 0.05, 0.05, 0.05, 0.05, 0, 0];
+    // Batch row 3 is not a softmax: the second request's token 1.
+    const probs = Float32Array.from([...row, ...row, ...row, ...row.map((v) => v * 3)]);
+    const spans = [
+      { start: 0, end: 2, policy: top2 },
+      { start: 2, end: 4, policy: top2 },
+    ];
+    let caught: unknown;
+    try {
+      routeBatch(2, probs, 4, 8, spans);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(RoutingFailedInBatchError);
+    const failed = caught as RoutingFailedInBatchError;
+    expect(failed.spans).toEqual([1]);
+    expect(failed.message).toMatch(/^routing topk:2: layer 2 token 1: row sums to 3/);
+    expect(failed.cause.token).toBe(1);
+  });
 });
