@@ -262,6 +262,17 @@ export class Scheduler {
     plan.forEach((p, i) => {
       const seq = p.seq;
       const failure = failed.get(i);
+      if (failure?.reason === 'routing' && failure.layer === undefined) {
+        // The catalog validated this routing before admitting the request, so the engine failing
+        // to resolve it (e.g. a loaded profile file changed on disk) is the server's fault: a 500
+        // for this sequence alone.
+        this.observer.error(
+          `sequence ${seq.id}: the engine could not resolve its routing; the step ran for the ${plan.length - failed.size} others`,
+          failure,
+        );
+        seq.fail(new EngineStepError(failure.message, undefined));
+        return;
+      }
       if (failure?.reason === 'routing') {
         // Its own routing refused its input (e.g. a profile's substitutes overflowed): this
         // sequence alone ends with a 400 naming kmoe.routing; the engine ran the step for the others.
