@@ -7,7 +7,14 @@ import type { GraphDims, ModelConfig } from '../../shared/families/family.js';
 import type { LayerPlan } from '../../shared/families/layer-plan.js';
 import type { Checkpoint } from '../../shared/model/checkpoint.js';
 import { quantizeMatMulsInt8 } from '../../shared/onnx/quantize-graph.js';
-import { f32Input, f32Output, i64Input, Session, type SessionSettings } from '../../shared/onnx/session.js';
+import {
+  f32Input,
+  f32Output,
+  i64Input,
+  type Outputs,
+  Session,
+  type SessionSettings,
+} from '../../shared/onnx/session.js';
 import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import type { RoutedSpan } from '../moe/batch-routing.js';
@@ -168,14 +175,23 @@ export class ModelRunner {
       sin: f32Input(sin, [B, S, half]),
       attn_bias: f32Input(bias, [B, 1, S, P + S]),
     };
+    // The layers' outputs go into buffers of this pass, allocated once instead of once per layer
+    // (fewer short-lived buffers for the garbage collector); hidden states alternate between two,
+    // so a layer never writes the buffer it reads. They belong to this pass alone: a concurrent
+    // pass (two-batch overlap) has its own.
+    const outputs = new DenseOutputs(B * S, H, E, KW, VW, hidden);
     for (let l = 0; l < this.denseLayers.length; l++) {
       const [pastK, pastV] = gatherPast(items, l, P, KW, VW, this.pastScratch);
-      const out = this.denseLayers[l]!.run({
-        ...feedsCommon,
-        hidden: f32Input(hidden, [B, S, H]),
-        past_key: f32Input(pastK, [B, P, KW]),
-        past_value: f32Input(pastV, [B, P, VW]),
-      });
+      const session = this.denseLayers[l]!;
+      const out = session.run(
+        {
+          ...feedsCommon,
+          hidden: f32Input(hidden, [B, S, H]),
+          past_key: f32Input(pastK, [B, P, KW]),
+          past_value: f32Input(pastV, [B, P, VW]),
+        },
+        outputs.into(session.outputNames, hidden, [B, S]),
+      );
       const newK = f32Output(out, 'new_key');
       const newV = f32Output(out, 'new_value');
       for (let b = 0; b < B; b++) items[b]!.cache?.write(l, newK, newV, b * S, lens[b]!);
@@ -255,6 +271,43 @@ function attentionBias(
     }
   }
   return bias;
+}
+
+/** Output buffers of one forward pass's dense-layer calls, by output name. */
+class DenseOutputs {
+  private readonly hidden: [Float32Array, Float32Array];
+  private readonly byName: ReadonlyMap<string, { data: Float32Array; width: number }>;
+
+  /** `input`: the pass's first hidden states, which become one of the two alternating buffers. */
+  constructor(rows: number, H: number, E: number, KW: number, VW: number, input: Float32Array) {
+    this.hidden = [input, new Float32Array(rows * H)];
+    const buffer = (width: number) => ({ data: new Float32Array(rows * width), width });
+    this.byName = new Map([
+      ['moe_input', buffer(H)],
+      ['router_probs', buffer(E)],
+      ['router_select', buffer(E)],
+      ['new_key', buffer(KW)],
+      ['new_value', buffer(VW)],
+    ]);
+  }
+
+  /**
+   * Session.run's `into` for a layer reading `reading`: hidden_out into the other hidden buffer,
+   * the known outputs into theirs; outputs this class does not know are left to onnxruntime.
+   */
+  into(names: readonly string[], reading: Float32Array, [B, S]: readonly [number, number]): Partial<Outputs> {
+    const into: Partial<Outputs> = {};
+    for (const name of names) {
+      if (name === 'hidden_out') {
+        const data = this.hidden[0] === reading ? this.hidden[1] : this.hidden[0];
+        into[name] = f32Input(data, [B, S, data.length / (B * S)]);
+        continue;
+      }
+      const b = this.byName.get(name);
+      if (b) into[name] = f32Input(b.data, [B, S, b.width]);
+    }
+    return into;
+  }
 }
 
 /**
