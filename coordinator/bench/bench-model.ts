@@ -3,7 +3,7 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
+import { CorpusError, parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
 import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
@@ -23,6 +23,8 @@ export interface BenchModelOptions {
   /** START:END windows of the corpus each prefill measurement runs. */
   readonly windows: string;
   readonly decodeTokens: number;
+  /** Prompt tokens before each decode measurement (the context decode runs at); default 16. */
+  readonly decodePrompt?: number;
   readonly repeats: number;
   readonly out: string;
   /**
@@ -52,7 +54,7 @@ interface Breakdown {
   readonly otherMs: number;
 }
 
-const PROMPT_TOKENS = 16;
+const DEFAULT_PROMPT_TOKENS = 16;
 
 /** Leading positions where two greedy continuations agree, and positions equal overall. */
 export function tokenAgreement(a: readonly number[], b: readonly number[]) {
@@ -82,7 +84,14 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
   const range = parseWindowRange(o.windows, windowCount(ids));
   const windows = range.end - range.start;
   const prefillIds = ids.subarray(range.start * STANDARD_WINDOW, range.end * STANDARD_WINDOW);
-  const prompt = Array.from(prefillIds.subarray(0, PROMPT_TOKENS));
+  const promptTokens = o.decodePrompt ?? DEFAULT_PROMPT_TOKENS;
+  if (promptTokens > prefillIds.length) {
+    throw new CorpusError(
+      `--decode-prompt ${promptTokens} is longer than the ${prefillIds.length} tokens of --windows ${o.windows}`,
+      { hint: `give --windows at least ${Math.ceil(promptTokens / STANDARD_WINDOW)} windows` },
+    );
+  }
+  const prompt = Array.from(prefillIds.subarray(0, promptTokens));
   const windowTokens = Array.from({ length: windows }, (_, w) =>
     Array.from(prefillIds.subarray(w * STANDARD_WINDOW, (w + 1) * STANDARD_WINDOW)),
   );
@@ -94,7 +103,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     throw e;
   });
   const llamaSizes = {
-    maxTokens: Math.max(STANDARD_WINDOW, PROMPT_TOKENS + decodeTokens + 1),
+    maxTokens: Math.max(STANDARD_WINDOW, promptTokens + decodeTokens + 1),
     batchTokens: STANDARD_WINDOW,
   };
   let reference: { gguf: string; tokens: number[] } | undefined;
@@ -336,7 +345,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
               nativeSamples: samples.llamaPrefillNative,
             },
             decode: {
-              promptTokens: PROMPT_TOKENS,
+              promptTokens,
               tokens: decodeTokens,
               tokensPerSecond: med(samples.llamaDecode),
               samples: samples.llamaDecode,
@@ -373,7 +382,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
         breakdown: prefillBreakdown,
       },
       decode: {
-        promptTokens: PROMPT_TOKENS,
+        promptTokens,
         tokens: decodeTokens,
         tokensPerSecond: decodeRate,
         samples: samples.decode,

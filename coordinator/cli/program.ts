@@ -763,6 +763,14 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         .default(256),
     )
     .addOption(
+      new Option(
+        '--decode-prompt <n>',
+        'prompt tokens before each decode measurement (the first n of the windows): the context decode runs at',
+      )
+        .argParser(parseInteger('--decode-prompt', { min: 1 }))
+        .default(16),
+    )
+    .addOption(
       new Option('--repeats <n>', 'measurements per figure')
         .argParser(parseInteger('--repeats', { min: 1 }))
         .default(5),
@@ -801,7 +809,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addHelpText(
       'after',
       '\nPrefill: perplexity windows (batch 1 and 4 windows per pass). Decode: one sequence, greedy, after a\n' +
-        '16-token prompt. Medians of --repeats measurements after a warm-up, then single-token expert calls.\n' +
+        '--decode-prompt-token prompt (16 by default). Medians of --repeats measurements after a warm-up, then single-token expert calls.\n' +
         'With --llama-cpp, llama.cpp runs the same windows (one per pass) and the same greedy decode (token ids)\n' +
         'in each round; the JSON holds both sides, their versions and settings, the ratios and the greedy-token\n' +
         'agreement. node-llama-cpp is a devDependency: npm install --no-save node-llama-cpp@3.21.1 if missing.',

@@ -486,6 +486,8 @@ describe('kmoe bench model', () => {
       '0:2',
       '--decode-tokens',
       '8',
+      '--decode-prompt',
+      '40',
       '--repeats',
       '1',
       '--out',
@@ -495,6 +497,7 @@ describe('kmoe bench model', () => {
     const json = JSON.parse(readFileSync(out, 'utf8'));
     expect(json.prefill.batch4.tokensPerSecond).toBeGreaterThan(0);
     expect(json.decode.tokens).toBe(8);
+    expect(json.decode.promptTokens).toBe(40);
     expect(json.decode.tokensPerSecond).toBeGreaterThan(0);
     expect(Object.keys(json.decode.breakdown.onnxruntime).sort()).toEqual(['dense', 'expert', 'lm-head']);
     // Timed over the decode steps alone (not the prompt's step): one head call per token, one
@@ -566,7 +569,7 @@ describe('kmoe bench model', () => {
     expect(unknown.stderr).toMatch(/--versus: unknown setting 'threads'/);
   });
 
-  it('rejects --llama-cpp-type and --llama-cpp-reference without --llama-cpp, and a missing GGUF', async () => {
+  it('rejects --llama-cpp-type and --llama-cpp-reference without --llama-cpp, a missing GGUF, a prompt beyond its windows', async () => {
     const base = ['bench', 'model', '--model', MODEL_DIR];
     const noAnchor = await runCli([...base, '--llama-cpp-type', 'bf16']);
     expect(noAnchor.code).toBe(2);
@@ -577,6 +580,10 @@ describe('kmoe bench model', () => {
     const missing = await runCli([...base, '--llama-cpp', 'no-such-file.gguf']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/GGUF file not found: no-such-file\.gguf/);
+    // A decode context longer than the windows it is cut from is refused before anything loads.
+    const longPrompt = await runCli([...base, '--windows', '0:2', '--decode-prompt', '600']);
+    expect(longPrompt.code).toBe(1);
+    expect(longPrompt.stderr).toMatch(/--decode-prompt 600 is longer than the 512 tokens of --windows 0:2/);
     const badType = await runCli([...base, '--llama-cpp', 'auto', '--llama-cpp-type', 'q4_0']);
     expect(badType.code).toBe(2);
     expect(badType.stderr).toMatch(/--llama-cpp-type must be one of f32, bf16, f16, q8_0, got 'q4_0'/);
