@@ -14,6 +14,7 @@ import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/
 import { argmax, GREEDY, Rng } from '../sampling.js';
 import { cachedCheckpointGguf, type GgufOutType } from './gguf/checkpoint-to-gguf.js';
 import { type LlamaCppAnchor, openLlamaCpp } from './llama-cpp-anchor.js';
+import type { FlashAttentionSetting } from './llama-cpp-settings.js';
 import { median } from './report/quantiles.js';
 
 export interface BenchModelOptions {
@@ -34,6 +35,8 @@ export interface BenchModelOptions {
   readonly llamaCpp?: string;
   /** Tensor type of the GGUF written by 'auto'; default f32 for fp32 experts, q8_0 for int8. */
   readonly llamaCppType?: GgufOutType;
+  /** llama.cpp's flash attention: its default 'auto' (on for CPU), or forced on or off. */
+  readonly llamaCppFlashAttention?: FlashAttentionSetting;
   /** Another GGUF of the same weights: its greedy tokens must equal those of the anchor's GGUF. */
   readonly llamaCppReference?: string;
   /** Where 'auto' caches the GGUF files it writes. */
@@ -105,6 +108,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
   const llamaSizes = {
     maxTokens: Math.max(STANDARD_WINDOW, promptTokens + decodeTokens + 1),
     batchTokens: STANDARD_WINDOW,
+    flashAttention: o.llamaCppFlashAttention ?? 'auto',
   };
   let reference: { gguf: string; tokens: number[] } | undefined;
   let llama: LlamaCppAnchor | undefined;
@@ -474,7 +478,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     if (llamaCpp !== null) {
       const g = llamaCpp.greedy;
       process.stdout.write(
-        `llama.cpp ${llamaCpp.llamaCpp.release} (node-llama-cpp ${llamaCpp.bindingVersion}, ${llamaCpp.threads} thread${llamaCpp.threads === 1 ? '' : 's'}, ${path.basename(llamaCpp.gguf)}): ` +
+        `llama.cpp ${llamaCpp.llamaCpp.release} (node-llama-cpp ${llamaCpp.bindingVersion}, ${llamaCpp.threads} thread${llamaCpp.threads === 1 ? '' : 's'}, flash attention ${flashAttentionLabel(llamaCpp.flashAttention)}, ${path.basename(llamaCpp.gguf)}): ` +
           `greedy tokens agree with kmoe's on the first ${g.agreeingPrefix} of ${g.compared} (${g.equalPositions} positions equal)\n`,
       );
       const b = result.bestRatios;
@@ -576,4 +580,8 @@ function formatTable(
     `prefill time per token: ${per(prefillBd, prefillTokens)}`,
     '',
   ].join('\n');
+}
+
+function flashAttentionLabel(fa: 'auto' | boolean): string {
+  return fa === 'auto' ? 'auto' : fa ? 'on' : 'off';
 }

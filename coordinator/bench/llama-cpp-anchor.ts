@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Token } from 'node-llama-cpp';
 import { BenchConfigError } from './errors.js';
+import type { FlashAttentionSetting } from './llama-cpp-settings.js';
 
 /** The exact install command named by the error when node-llama-cpp is missing. */
 export const NODE_LLAMA_CPP_INSTALL = 'npm install --no-save node-llama-cpp@3.21.1';
@@ -27,6 +28,8 @@ export interface LlamaCppInfo {
   readonly threads: number;
   readonly contextSize: number;
   readonly batchSize: number;
+  /** Flash attention as the context was created with it ('auto' is llama.cpp's default: on for CPU). */
+  readonly flashAttention: 'auto' | boolean;
   readonly gguf: string;
 }
 
@@ -93,6 +96,8 @@ export interface LlamaCppRuntime {
     readonly maxTokens: number;
     /** Largest number of tokens evaluated in one call (a prefill window). */
     readonly batchTokens: number;
+    /** Default 'auto', llama.cpp's own default. */
+    readonly flashAttention?: FlashAttentionSetting;
   }): Promise<LlamaCppAnchor>;
   dispose(): Promise<void>;
 }
@@ -136,12 +141,19 @@ async function loadAnchor(
   perf: string[],
   threads: number,
   version: string,
-  options: { readonly gguf: string; readonly maxTokens: number; readonly batchTokens: number },
+  options: {
+    readonly gguf: string;
+    readonly maxTokens: number;
+    readonly batchTokens: number;
+    readonly flashAttention?: FlashAttentionSetting;
+  },
 ): Promise<LlamaCppAnchor> {
   const model = await llama.loadModel({ modelPath: options.gguf, gpuLayers: 0 });
+  const fa = options.flashAttention ?? 'auto';
   const context = await model.createContext({
     contextSize: options.maxTokens,
     batchSize: options.batchTokens,
+    flashAttention: fa === 'auto' ? 'auto' : fa === 'on',
     sequences: 1,
     threads: { ideal: threads, min: threads },
     performanceTracking: true,
@@ -174,6 +186,7 @@ async function loadAnchor(
     threads: context.idealThreads,
     contextSize: context.contextSize,
     batchSize: context.batchSize,
+    flashAttention: context.flashAttention,
     gguf: options.gguf,
   };
   if (llama.gpu !== false) {

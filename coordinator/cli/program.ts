@@ -10,6 +10,7 @@ import { DEFAULT_WIRE_DTYPE, WIRE_DTYPES, type WireDType } from '../../shared/pr
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import type { WorkerCommandOptions } from '../../worker/command.js';
 import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
+import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { GREEDY } from '../sampling.js';
@@ -795,6 +796,12 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     )
     .addOption(
       new Option(
+        '--llama-cpp-flash-attention <setting>',
+        "llama.cpp's flash attention: auto (its default, on for CPU) | on | off (default: auto)",
+      ).argParser(parseChoice('--llama-cpp-flash-attention', FLASH_ATTENTION_SETTINGS)),
+    )
+    .addOption(
+      new Option(
         '--versus <settings>',
         'also run a second engine with other settings (dense-weights=FORMAT,expert-weights=FORMAT,workers=N: ' +
           'experts in N local worker processes), interleaved round by round, and report its ratios to the first',
@@ -822,6 +829,9 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     return (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
       if ((o.llamaCppType !== undefined || o.llamaCppReference !== undefined) && o.llamaCpp === undefined) {
         throw new UsageError('--llama-cpp-type and --llama-cpp-reference need --llama-cpp');
+      }
+      if (o.llamaCppFlashAttention !== undefined && o.llamaCpp === undefined) {
+        throw new UsageError('--llama-cpp-flash-attention needs --llama-cpp');
       }
       if (o.llamaCppType !== undefined && o.llamaCpp !== 'auto') {
         throw new UsageError('--llama-cpp-type applies to --llama-cpp auto (a given GGUF has its own types)');

@@ -580,6 +580,12 @@ describe('kmoe bench model', () => {
     const missing = await runCli([...base, '--llama-cpp', 'no-such-file.gguf']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/GGUF file not found: no-such-file\.gguf/);
+    const faAlone = await runCli([...base, '--llama-cpp-flash-attention', 'off']);
+    expect(faAlone.code).toBe(2);
+    expect(faAlone.stderr).toMatch(/--llama-cpp-flash-attention needs --llama-cpp/);
+    const faBad = await runCli([...base, '--llama-cpp', 'auto', '--llama-cpp-flash-attention', 'yes']);
+    expect(faBad.code).toBe(2);
+    expect(faBad.stderr).toMatch(/--llama-cpp-flash-attention must be one of auto, on, off, got 'yes'/);
     // A decode context longer than the windows it is cut from is refused before anything loads.
     const longPrompt = await runCli([...base, '--windows', '0:2', '--decode-prompt', '600']);
     expect(longPrompt.code).toBe(1);
