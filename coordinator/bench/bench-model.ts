@@ -106,7 +106,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     throw e;
   });
   const llamaSizes = {
-    // A context of exactly one window made llama.cpp's 256-token prefill 1.8x slower than any larger
+    // A context of exactly one window made llama.cpp's 256-token prefill 1.5-2x slower than any larger
     // context (node-llama-cpp 3.21.1, measured here: 3,700-4,200 against 6,300-7,600 tok/s at 257 to
     // 4,096), so the anchor's context always leaves room beyond a window.
     maxTokens: Math.max(2 * STANDARD_WINDOW, promptTokens + decodeTokens + 1),
