@@ -3,7 +3,8 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { CorpusError, parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
+import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
+import { loadModelConfig } from '../../shared/model/config.js';
 import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
@@ -12,6 +13,7 @@ import { EngineClient } from '../engine/engine-client.js';
 import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
 import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
 import { argmax, GREEDY, Rng } from '../sampling.js';
+import { BenchConfigError } from './errors.js';
 import { cachedCheckpointGguf, type GgufOutType } from './gguf/checkpoint-to-gguf.js';
 import { type LlamaCppAnchor, openLlamaCpp } from './llama-cpp-anchor.js';
 import type { FlashAttentionSetting } from './llama-cpp-settings.js';
@@ -89,9 +91,17 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
   const prefillIds = ids.subarray(range.start * STANDARD_WINDOW, range.end * STANDARD_WINDOW);
   const promptTokens = o.decodePrompt ?? DEFAULT_PROMPT_TOKENS;
   if (promptTokens > prefillIds.length) {
-    throw new CorpusError(
+    throw new BenchConfigError(
       `--decode-prompt ${promptTokens} is longer than the ${prefillIds.length} tokens of --windows ${o.windows}`,
       { hint: `give --windows at least ${Math.ceil(promptTokens / STANDARD_WINDOW)} windows` },
+    );
+  }
+  // Decode reaches promptTokens + decodeTokens positions: refused here, not minutes into the bench.
+  const { maxPositionEmbeddings } = await loadModelConfig(modelDir);
+  if (promptTokens + decodeTokens > maxPositionEmbeddings) {
+    throw new BenchConfigError(
+      `--decode-prompt ${promptTokens} + --decode-tokens ${decodeTokens} = ${promptTokens + decodeTokens} positions; the model supports ${maxPositionEmbeddings}`,
+      { hint: 'give a shorter --decode-prompt or fewer --decode-tokens' },
     );
   }
   const prompt = Array.from(prefillIds.subarray(0, promptTokens));
@@ -472,6 +482,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
               decode: llamaCpp.decode.nativeTokensPerSecond,
               decodeWall: llamaCpp.decode.tokensPerSecond,
             },
+        { promptTokens, windowsPerPass: Math.min(4, windows) },
         decodeBreakdown,
         decodeTokens,
         prefillBreakdown,
@@ -557,6 +568,7 @@ function formatTable(
     decode: number | null;
     decodeWall: number | null;
   } | null,
+  shape: { readonly promptTokens: number; readonly windowsPerPass: number },
   decodeBd: Breakdown,
   decodeTokens: number,
   prefillBd: Breakdown,
@@ -575,9 +587,14 @@ function formatTable(
       : '| figure | kmoe tokens/s | llama.cpp, same run (its eval time; wall through node-llama-cpp) | ratio |',
     llama === null ? '|---|---|' : '|---|---|---|---|',
     row('prefill, 1 window per pass', kmoe.prefill1, l.prefill, l.prefillWall),
-    row('prefill, 4 windows per pass', kmoe.prefill4, l.prefill, l.prefillWall),
-    row('decode, 1 sequence', kmoe.decode, l.decode, l.decodeWall),
-    row('decode, 1 sequence, loop on the engine thread', kmoe.decodeLoop, l.decode, l.decodeWall),
+    row(`prefill, ${shape.windowsPerPass} windows per pass`, kmoe.prefill4, l.prefill, l.prefillWall),
+    row(`decode, 1 sequence, ${shape.promptTokens}-token prompt`, kmoe.decode, l.decode, l.decodeWall),
+    row(
+      `decode, 1 sequence, ${shape.promptTokens}-token prompt, loop on the engine thread`,
+      kmoe.decodeLoop,
+      l.decode,
+      l.decodeWall,
+    ),
     '',
     `decode time per token: ${per(decodeBd, decodeTokens)}`,
     `prefill time per token: ${per(prefillBd, prefillTokens)}`,

@@ -506,7 +506,9 @@ describe('kmoe bench model', () => {
     expect(json.decode.breakdown.onnxruntime.dense.calls).toBe(8 * 4);
     expect(json.decode.breakdown.otherMs).toBeGreaterThan(0);
     expect(json.machine.cores).toBeGreaterThan(0);
-    expect(r.stdout).toMatch(/\| decode, 1 sequence \|/);
+    // The report says what it measured: the decode's context and the prefill's windows per pass.
+    expect(r.stdout).toMatch(/\| decode, 1 sequence, 40-token prompt \|/);
+    expect(r.stdout).toMatch(/\| prefill, 2 windows per pass \|/);
     // Without --llama-cpp nothing is compared: no figure from another machine.
     expect(json.llamaCpp).toBeNull();
     expect(json.ratios).toBeNull();
@@ -590,6 +592,20 @@ describe('kmoe bench model', () => {
     const longPrompt = await runCli([...base, '--windows', '0:2', '--decode-prompt', '600']);
     expect(longPrompt.code).toBe(1);
     expect(longPrompt.stderr).toMatch(/--decode-prompt 600 is longer than the 512 tokens of --windows 0:2/);
+    // So is a decode beyond the model's positions (tiny-mixtral: 4,096), before the engine loads.
+    const beyond = await runCli([
+      ...base,
+      '--windows',
+      '0:17',
+      '--decode-prompt',
+      '4090',
+      '--decode-tokens',
+      '64',
+    ]);
+    expect(beyond.code).toBe(1);
+    expect(beyond.stderr).toMatch(
+      /--decode-prompt 4090 \+ --decode-tokens 64 = 4154 positions; the model supports 4096/,
+    );
     const badType = await runCli([...base, '--llama-cpp', 'auto', '--llama-cpp-type', 'q4_0']);
     expect(badType.code).toBe(2);
     expect(badType.stderr).toMatch(/--llama-cpp-type must be one of f32, bf16, f16, q8_0, got 'q4_0'/);
