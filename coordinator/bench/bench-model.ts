@@ -498,7 +498,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       const b = result.bestRatios;
       const x = (v: number | null | undefined) => (v == null ? '-' : `${v.toFixed(2)}x`);
       process.stdout.write(
-        `fastest round of each side vs llama.cpp's eval time: prefill (4 windows) ${x(b?.prefill4VsLlamaCppNative)}, ` +
+        `fastest round of each side vs llama.cpp's eval time: prefill (${Math.min(4, windows)} windows per pass) ${x(b?.prefill4VsLlamaCppNative)}, ` +
           `decode ${x(b?.decodeVsLlamaCppNative)}, decode loop on the engine thread ${x(b?.decodeLoopVsLlamaCppNative)}\n`,
       );
       const ref = llamaCpp.reference;
@@ -526,7 +526,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       const x = (r: { median: number; best: number }) =>
         `${r.median.toFixed(2)}x (fastest rounds ${r.best.toFixed(2)}x)`;
       process.stdout.write(
-        `versus ${JSON.stringify(o.versus)}, same rounds: prefill (4 windows) ${x(v.ratios.prefill4)}, ` +
+        `versus ${JSON.stringify(o.versus)}, same rounds: prefill (${Math.min(4, windows)} windows per pass) ${x(v.ratios.prefill4)}, ` +
           `decode ${x(v.ratios.decode)}, decode loop on the engine thread ${x(v.ratios.decodeLoop)}\n`,
       );
     }
