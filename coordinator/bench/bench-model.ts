@@ -26,8 +26,8 @@ export interface BenchModelOptions {
   /** START:END windows of the corpus each prefill measurement runs. */
   readonly windows: string;
   readonly decodeTokens: number;
-  /** Prompt tokens before each decode measurement (the context decode runs at); default 16. */
-  readonly decodePrompt?: number;
+  /** Prompt tokens before each decode measurement: the context decode runs at. */
+  readonly decodePrompt: number;
   readonly repeats: number;
   readonly out: string;
   /**
@@ -59,8 +59,6 @@ interface Breakdown {
   readonly otherMs: number;
 }
 
-const DEFAULT_PROMPT_TOKENS = 16;
-
 /** Leading positions where two greedy continuations agree, and positions equal overall. */
 export function tokenAgreement(a: readonly number[], b: readonly number[]) {
   const n = Math.min(a.length, b.length);
@@ -89,7 +87,9 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
   const range = parseWindowRange(o.windows, windowCount(ids));
   const windows = range.end - range.start;
   const prefillIds = ids.subarray(range.start * STANDARD_WINDOW, range.end * STANDARD_WINDOW);
-  const promptTokens = o.decodePrompt ?? DEFAULT_PROMPT_TOKENS;
+  const promptTokens = o.decodePrompt;
+  // evaluatePerplexity's 4-window passes hold fewer when the range has fewer.
+  const windowsPerPass = Math.min(4, windows);
   if (promptTokens > prefillIds.length) {
     throw new BenchConfigError(
       `--decode-prompt ${promptTokens} is longer than the ${prefillIds.length} tokens of --windows ${o.windows}`,
@@ -482,7 +482,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
               decode: llamaCpp.decode.nativeTokensPerSecond,
               decodeWall: llamaCpp.decode.tokensPerSecond,
             },
-        { promptTokens, windowsPerPass: Math.min(4, windows) },
+        { promptTokens, windowsPerPass },
         decodeBreakdown,
         decodeTokens,
         prefillBreakdown,
@@ -498,7 +498,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       const b = result.bestRatios;
       const x = (v: number | null | undefined) => (v == null ? '-' : `${v.toFixed(2)}x`);
       process.stdout.write(
-        `fastest round of each side vs llama.cpp's eval time: prefill (${Math.min(4, windows)} windows per pass) ${x(b?.prefill4VsLlamaCppNative)}, ` +
+        `fastest round of each side vs llama.cpp's eval time: prefill (${windowsPerPass} windows per pass) ${x(b?.prefill4VsLlamaCppNative)}, ` +
           `decode ${x(b?.decodeVsLlamaCppNative)}, decode loop on the engine thread ${x(b?.decodeLoopVsLlamaCppNative)}\n`,
       );
       const ref = llamaCpp.reference;
@@ -526,7 +526,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       const x = (r: { median: number; best: number }) =>
         `${r.median.toFixed(2)}x (fastest rounds ${r.best.toFixed(2)}x)`;
       process.stdout.write(
-        `versus ${JSON.stringify(o.versus)}, same rounds: prefill (${Math.min(4, windows)} windows per pass) ${x(v.ratios.prefill4)}, ` +
+        `versus ${JSON.stringify(o.versus)}, same rounds: prefill (${windowsPerPass} windows per pass) ${x(v.ratios.prefill4)}, ` +
           `decode ${x(v.ratios.decode)}, decode loop on the engine thread ${x(v.ratios.decodeLoop)}\n`,
       );
     }

@@ -96,8 +96,8 @@ export interface LlamaCppRuntime {
     readonly maxTokens: number;
     /** Largest number of tokens evaluated in one call (a prefill window). */
     readonly batchTokens: number;
-    /** Default 'auto', llama.cpp's own default. */
-    readonly flashAttention?: FlashAttentionSetting;
+    /** 'auto' is llama.cpp's own default. */
+    readonly flashAttention: FlashAttentionSetting;
   }): Promise<LlamaCppAnchor>;
   dispose(): Promise<void>;
 }
@@ -145,11 +145,11 @@ async function loadAnchor(
     readonly gguf: string;
     readonly maxTokens: number;
     readonly batchTokens: number;
-    readonly flashAttention?: FlashAttentionSetting;
+    readonly flashAttention: FlashAttentionSetting;
   },
 ): Promise<LlamaCppAnchor> {
   const model = await llama.loadModel({ modelPath: options.gguf, gpuLayers: 0 });
-  const fa = options.flashAttention ?? 'auto';
+  const fa = options.flashAttention;
   const context = await model.createContext({
     contextSize: options.maxTokens,
     batchSize: options.batchTokens,

@@ -816,7 +816,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addHelpText(
       'after',
       '\nPrefill: perplexity windows (batch 1 and 4 windows per pass). Decode: one sequence, greedy, after a\n' +
-        '--decode-prompt-token prompt (16 by default). Medians of --repeats measurements after a warm-up, then single-token expert calls.\n' +
+        'prompt of --decode-prompt tokens. Medians of --repeats measurements after a warm-up, then single-token expert calls.\n' +
         'With --llama-cpp, llama.cpp runs the same windows (one per pass) and the same greedy decode (token ids)\n' +
         'in each round; the JSON holds both sides, their versions and settings, the ratios and the greedy-token\n' +
         'agreement. node-llama-cpp is a devDependency: npm install --no-save node-llama-cpp@3.21.1 if missing.',

@@ -276,11 +276,13 @@ function attentionBias(
 /** Output buffers of one forward pass's dense-layer calls, by output name. */
 class DenseOutputs {
   private readonly hidden: [Float32Array, Float32Array];
+  private readonly hiddenWidth: number;
   private readonly byName: ReadonlyMap<string, { data: Float32Array; width: number }>;
 
   /** `input`: the pass's first hidden states, which become one of the two alternating buffers. */
   constructor(rows: number, H: number, E: number, KW: number, VW: number, input: Float32Array) {
     this.hidden = [input, new Float32Array(rows * H)];
+    this.hiddenWidth = H;
     const buffer = (width: number) => ({ data: new Float32Array(rows * width), width });
     this.byName = new Map([
       ['moe_input', buffer(H)],
@@ -300,7 +302,7 @@ class DenseOutputs {
     for (const name of names) {
       if (name === 'hidden_out') {
         const data = this.hidden[0] === reading ? this.hidden[1] : this.hidden[0];
-        into[name] = f32Input(data, [B, S, data.length / (B * S)]);
+        into[name] = f32Input(data, [B, S, this.hiddenWidth]);
         continue;
       }
       const b = this.byName.get(name);
