@@ -80,6 +80,30 @@ async function resolveGguf(o: BenchModelOptions) {
   return { file, source: 'written from the checkpoint by kmoe' as const, type, written };
 }
 
+/**
+ * The decode prompt fits the windows it is cut from (`windowTokens` of them), and prompt + decode
+ * fit the model's positions. `kmoe bench model` checks this before it starts (a usage error there).
+ */
+export function checkDecodeSpan(
+  o: Pick<BenchModelOptions, 'decodePrompt' | 'decodeTokens' | 'windows'>,
+  windowTokens: number,
+  maxPositionEmbeddings: number,
+): void {
+  const { decodePrompt, decodeTokens } = o;
+  if (decodePrompt > windowTokens) {
+    throw new BenchConfigError(
+      `--decode-prompt ${decodePrompt} is longer than the ${windowTokens} tokens of --windows ${o.windows}`,
+      { hint: `give --windows at least ${Math.ceil(decodePrompt / STANDARD_WINDOW)} windows` },
+    );
+  }
+  if (decodePrompt + decodeTokens > maxPositionEmbeddings) {
+    throw new BenchConfigError(
+      `--decode-prompt ${decodePrompt} + --decode-tokens ${decodeTokens} = ${decodePrompt + decodeTokens} positions; the model supports ${maxPositionEmbeddings}`,
+      { hint: 'give a shorter --decode-prompt or fewer --decode-tokens' },
+    );
+  }
+}
+
 export async function run(o: BenchModelOptions, argv: readonly string[]): Promise<number> {
   const { model: modelDir, ids: idsPath, decodeTokens, repeats, out } = o;
   const { settings } = o;
@@ -90,20 +114,8 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
   const promptTokens = o.decodePrompt;
   // evaluatePerplexity's 4-window passes hold fewer when the range has fewer.
   const windowsPerPass = Math.min(4, windows);
-  if (promptTokens > prefillIds.length) {
-    throw new BenchConfigError(
-      `--decode-prompt ${promptTokens} is longer than the ${prefillIds.length} tokens of --windows ${o.windows}`,
-      { hint: `give --windows at least ${Math.ceil(promptTokens / STANDARD_WINDOW)} windows` },
-    );
-  }
   // Decode reaches promptTokens + decodeTokens positions: refused here, not minutes into the bench.
-  const { maxPositionEmbeddings } = await loadModelConfig(modelDir);
-  if (promptTokens + decodeTokens > maxPositionEmbeddings) {
-    throw new BenchConfigError(
-      `--decode-prompt ${promptTokens} + --decode-tokens ${decodeTokens} = ${promptTokens + decodeTokens} positions; the model supports ${maxPositionEmbeddings}`,
-      { hint: 'give a shorter --decode-prompt or fewer --decode-tokens' },
-    );
-  }
+  checkDecodeSpan(o, prefillIds.length, (await loadModelConfig(modelDir)).maxPositionEmbeddings);
   const prompt = Array.from(prefillIds.subarray(0, promptTokens));
   const windowTokens = Array.from({ length: windows }, (_, w) =>
     Array.from(prefillIds.subarray(w * STANDARD_WINDOW, (w + 1) * STANDARD_WINDOW)),

@@ -6,6 +6,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Option } from 'commander';
 import { checkRedisUrl, REDIS_URL_ENV } from '../../shared/cluster-registry/redis-connection.js';
+import { CorpusError, parseWindowRange, readU16Ids, type WindowRange } from '../../shared/data/token-ids.js';
 import {
   DENSE_WEIGHT_FORMATS,
   type DenseWeightFormat,
@@ -26,6 +27,7 @@ import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { isLoopbackHost } from '../../shared/runtime/port.js';
 import { BALANCE_RULES, type BalanceRule, DEFAULT_BALANCE_RULE } from '../cluster/balance.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
+import { windowCount } from '../evaluation/perplexity.js';
 import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
 import {
   KV_DTYPES,
@@ -35,7 +37,7 @@ import {
   parseByteSize,
 } from '../scale/units.js';
 import { LOG_LEVELS, type LogLevel } from '../server/logger.js';
-import { UsageError } from './usage-error.js';
+import { flagValue, UsageError } from './usage-error.js';
 
 // ---- parsers -------------------------------------------------------------------------------
 
@@ -561,6 +563,15 @@ export function singleRouting(routing: readonly string[] | undefined): string | 
     throw new UsageError(`--routing takes one policy here, got ${routing.length}: ${routing.join(' ; ')}`);
   }
   return routing[0];
+}
+
+/**
+ * A bench's --windows checked against its corpus before the bench starts: a range the corpus does
+ * not have is a usage error (exit 2), as in `kmoe eval`.
+ */
+export async function windowsFlag(idsPath: string, spec: string | undefined): Promise<WindowRange> {
+  const ids = await readU16Ids(idsPath);
+  return flagValue('--windows', [CorpusError], () => parseWindowRange(spec, windowCount(ids)));
 }
 
 /** The --ids value of a command that reads one corpus. */

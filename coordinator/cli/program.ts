@@ -32,8 +32,9 @@ import {
   parseWorkers,
   singleIds,
   type WorkersArg,
+  windowsFlag,
 } from './options.js';
-import { UsageError } from './usage-error.js';
+import { flagValue, UsageError } from './usage-error.js';
 
 /** The exit code the command that ran returned (commander discards action results). */
 export interface Outcome {
@@ -822,11 +823,14 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         'agreement. node-llama-cpp is a devDependency: npm install --no-save node-llama-cpp@3.21.1 if missing.',
     );
   action(model, argv, outcome, async () => {
-    const [{ run }, { sessionSettings }] = await Promise.all([
-      import('../bench/bench-model.js'),
-      import('./experts.js'),
-    ]);
-    return (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
+    const [{ run, checkDecodeSpan }, { sessionSettings }, { BenchConfigError }, { loadModelConfig }] =
+      await Promise.all([
+        import('../bench/bench-model.js'),
+        import('./experts.js'),
+        import('../bench/errors.js'),
+        import('../../shared/model/config.js'),
+      ]);
+    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
       if ((o.llamaCppType !== undefined || o.llamaCppReference !== undefined) && o.llamaCpp === undefined) {
         throw new UsageError('--llama-cpp-type and --llama-cpp-reference need --llama-cpp');
       }
@@ -840,7 +844,13 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         if (f !== undefined && f !== 'auto' && !existsSync(f))
           throw new UsageError(`GGUF file not found: ${f}`);
       }
-      return run({ ...o, ids: singleIds(o.ids)!, settings: sessionSettings(o) }, args);
+      const ids = singleIds(o.ids)!;
+      const range = await windowsFlag(ids, o.windows);
+      const { maxPositionEmbeddings } = await loadModelConfig(o.model);
+      await flagValue(undefined, [BenchConfigError], () =>
+        checkDecodeSpan(o, (range.end - range.start) * STANDARD_WINDOW, maxPositionEmbeddings),
+      );
+      return run({ ...o, ids, settings: sessionSettings(o) }, args);
     };
   });
 
@@ -930,6 +940,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     ]);
     return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
       for (const r of o.routing ?? []) await checkRouting(o.model, r);
+      await windowsFlag(singleIds(o.ids)!, o.windows);
       return run({ ...o, ids: singleIds(o.ids)!, settings: sessionSettings(o) }, args);
     };
   });
@@ -1004,11 +1015,13 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       import('../bench/bench-balance.js'),
       import('./experts.js'),
     ]);
-    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[]; wire?: WireDType }, args) =>
-      run(
+    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[]; wire?: WireDType }, args) => {
+      await windowsFlag(singleIds(o.ids)!, o.windows);
+      return run(
         { ...o, ids: singleIds(o.ids)!, wire: o.wire ?? DEFAULT_WIRE_DTYPE, settings: sessionSettings(o) },
         args,
       );
+    };
   });
 
   const failover = sub(bench, 'failover', 'timeline of requests/s and errors while workers die and one joins')

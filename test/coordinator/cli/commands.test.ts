@@ -588,9 +588,16 @@ describe('kmoe bench model', () => {
     const faBad = await runCli([...base, '--llama-cpp', 'auto', '--llama-cpp-flash-attention', 'yes']);
     expect(faBad.code).toBe(2);
     expect(faBad.stderr).toMatch(/--llama-cpp-flash-attention must be one of auto, on, off, got 'yes'/);
-    // A decode context longer than the windows it is cut from is refused before anything loads.
+    // A window range the corpus does not have, or a decode context longer than the windows it is
+    // cut from, is a usage error before anything loads.
+    const badRange = await runCli([...base, '--windows', '0:9999']);
+    expect(badRange.code).toBe(2);
+    expect(badRange.stderr).toMatch(
+      /--windows: window range 0:9999 is empty or beyond the 805 windows available/,
+    );
+    expect(badRange.stderr).toMatch(/Run 'kmoe bench model --help' for usage/);
     const longPrompt = await runCli([...base, '--windows', '0:2', '--decode-prompt', '600']);
-    expect(longPrompt.code).toBe(1);
+    expect(longPrompt.code).toBe(2);
     expect(longPrompt.stderr).toMatch(/--decode-prompt 600 is longer than the 512 tokens of --windows 0:2/);
     // So is a decode beyond the model's positions (tiny-mixtral: 4,096), before the engine loads.
     const beyond = await runCli([
@@ -602,7 +609,7 @@ describe('kmoe bench model', () => {
       '--decode-tokens',
       '64',
     ]);
-    expect(beyond.code).toBe(1);
+    expect(beyond.code).toBe(2);
     expect(beyond.stderr).toMatch(
       /--decode-prompt 4090 \+ --decode-tokens 64 = 4154 positions; the model supports 4096/,
     );
@@ -610,6 +617,16 @@ describe('kmoe bench model', () => {
     expect(badType.code).toBe(2);
     expect(badType.stderr).toMatch(/--llama-cpp-type must be one of f32, bf16, f16, q8_0, got 'q4_0'/);
   });
+
+  it.each(['dispatch', 'balance'])(
+    'bench %s refuses a window range the corpus lacks as a usage error',
+    async (name) => {
+      const r = await runCli(['bench', name, '--model', MODEL_DIR, '--windows', '5:3']);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/--windows: window range 5:3 is empty or beyond the \d+ windows available/);
+      expect(r.stderr).toMatch(new RegExp(`Run 'kmoe bench ${name} --help' for usage`));
+    },
+  );
 });
 
 describe('registry flags', () => {
