@@ -659,8 +659,18 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
 
 /** `kmoe synth` and `kmoe plan`: real model sizes without the real weights (docs/scale.md). */
 function addScaleTools(program: Command, argv: readonly string[], outcome: Outcome): void {
-  const synth = sub(program, 'synth', 'write a checkpoint shaped like Mixtral 8x22B/8x7B with random weights')
-    .addOption(opt.like('the real model whose layout and shapes to write').makeOptionMandatory())
+  const synth = sub(
+    program,
+    'synth',
+    'write a checkpoint shaped like Mixtral 8x22B/8x7B (or a mid-size Mixtral) with random weights',
+  )
+    .addOption(
+      opt
+        .like(
+          'the model whose layout and shapes to write (mixtral-mid: a mid-size shape, no published model)',
+        )
+        .makeOptionMandatory(),
+    )
     .addOption(
       new Option('--layers <n>', "decoder layers to write (1 .. the real model's count)")
         .argParser(parseInteger('--layers', { min: 1 }))
@@ -687,7 +697,9 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
         'bf16 tensors with the real names and shapes, sharded with a model.safetensors.index.json, seeded random\n' +
         'weights (uniform, std 0.02; norms 1) and a minimal byte-fallback tokenizer.json with exactly vocab_size\n' +
         'ids. Sizes in bf16: 8x22B 5.0 GB per layer + 0.8 GB embeddings and LM head (1 layer: 5.8 GB);\n' +
-        '8x7B 2.9 GB per layer + 0.5 GB (1 layer: 3.4 GB).',
+        '8x7B 2.9 GB per layer + 0.5 GB (1 layer: 3.4 GB). mixtral-mid is no published model: 8x7B at a quarter\n' +
+        'of its width (hidden 1024, FFN 3584, 8 heads, 2 KV heads), 0.18 GB per layer + 0.13 GB (4 layers: 0.86 GB),\n' +
+        'for speed comparisons where an expert call is large but a few layers fit in memory twice.',
     );
   action(synth, argv, outcome, async () => (await import('./commands/synth.js')).run);
 

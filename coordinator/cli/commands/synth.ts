@@ -46,7 +46,7 @@ export async function run(o: SynthOptions): Promise<number> {
       ? `copied from ${result.tokenizer.from}`
       : `minimal byte-fallback tokenizer with ${result.config.vocabSize} ids (no real Mixtral tokenizer here)`;
   process.stdout.write(
-    `wrote ${outDir}: ${like} with ${layers} of ${maxLayers} layers, ${layout.shards.length} shards, ` +
+    `wrote ${outDir}: ${like} with ${layers} of ${maxLayers} layers, ${layout.shards.length} shard${layout.shards.length === 1 ? '' : 's'}, ` +
       `${fmtBytes(layout.totalSize)} of bf16 tensors${sparse ? ' (sparse: matrices are holes)' : ''}, seed ${seed}\n` +
       `tokenizer: ${tokenizer}\n`,
   );

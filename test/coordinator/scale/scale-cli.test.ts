@@ -1,6 +1,6 @@
 // `kmoe synth` and `kmoe plan` as a user runs them: real CLI processes, usage errors, exit codes.
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,28 @@ afterAll(async () => {
 });
 
 describe('kmoe synth and kmoe plan', () => {
+  it('writes the mid-size shape (8x7B at a quarter width) with the sizes computed by hand', async () => {
+    const out = path.join(dir, 'mid');
+    const s = await runCli(['synth', '--like', 'mixtral-mid', '--layers', '4', '--out', out, '--sparse']);
+    expect(s.code).toBe(0);
+    // Per layer: attention 2 x 1024^2 + 2 x 1024 x 256, experts 8 x 3 x 1024 x 3584, router 8 x 1024,
+    // 2 norms of 1024 = 90,712,064; 4 layers + embeddings and head 2 x 32000 x 1024 + final norm 1024
+    // = 428,385,280 parameters x 2 B = 856,770,560 B = 817.1 MiB, one shard.
+    expect(s.stdout).toMatch(/mixtral-mid with 4 of 32 layers, 1 shard, 817\.1 MiB of bf16 tensors \(sparse/);
+    const config = JSON.parse(await readFile(path.join(out, 'config.json'), 'utf8'));
+    expect(config).toMatchObject({
+      model_type: 'mixtral',
+      hidden_size: 1024,
+      intermediate_size: 3584,
+      num_attention_heads: 8,
+      num_key_value_heads: 2,
+      num_local_experts: 8,
+      num_experts_per_tok: 2,
+      num_hidden_layers: 4,
+      vocab_size: 32000,
+    });
+  });
+
   it('writes a sparse 8x7B layout and plans it from the index', async () => {
     const out = path.join(dir, 'x7');
     const s = await runCli(['synth', '--like', 'mixtral-8x7b', '--layers', '2', '--out', out, '--sparse']);
