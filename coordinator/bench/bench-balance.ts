@@ -8,7 +8,7 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
+import { type CorpusWindows, leadingWindows } from '../../shared/data/token-ids.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
@@ -18,7 +18,7 @@ import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-sta
 import { startLocalCluster } from '../cluster/local-cluster.js';
 import { PlacementTable } from '../cluster/placement.js';
 import { EngineClient } from '../engine/engine-client.js';
-import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
+import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { BenchConfigError } from './errors.js';
 import { renderBarChart } from './report/chart.js';
 
@@ -26,8 +26,8 @@ export interface BenchBalanceOptions {
   readonly model: string;
   readonly settings: SessionSettings;
   readonly ids: string;
-  /** START:END windows of the corpus. */
-  readonly windows: string;
+  /** The corpus (`ids`) read, and the windows of it to run, checked against it. */
+  readonly corpus: CorpusWindows;
   /** Local cluster sizes (worker counts). */
   readonly clusterSizes: readonly number[];
   /** How many of the hottest experts get a replica on every worker. */
@@ -55,8 +55,7 @@ export async function run(o: BenchBalanceOptions, argv: readonly string[]): Prom
   for (const n of o.clusterSizes)
     if (n < 2 || n > E)
       throw new BenchConfigError(`--cluster-sizes: ${n} must be in 2..${E} (replicas need 2)`);
-  const ids = await readU16Ids(o.ids);
-  const windows = parseWindowRange(o.windows, windowCount(ids));
+  const { ids, range: windows } = o.corpus;
   const log = (line: string) => process.stderr.write(`bench balance: ${line}\n`);
 
   // Expert load from the router's real outputs on these windows (experts in this process).
@@ -95,9 +94,7 @@ export async function run(o: BenchBalanceOptions, argv: readonly string[]): Prom
           experts: { kind: 'remote', workers: cluster.urls, wireDtype: o.wire, balance: rule },
         });
         try {
-          await evaluatePerplexity(engine, ids, {
-            windows: { start: windows.start, end: windows.start + 2 },
-          });
+          await evaluatePerplexity(engine, ids, { windows: leadingWindows(windows, 2) });
           await engine.dispatchStats(true);
           const r = await evaluatePerplexity(engine, ids, { windows });
           const stats = await engine.dispatchStats(true);

@@ -5,7 +5,7 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
+import { type CorpusWindows, leadingWindows } from '../../shared/data/token-ids.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-dtype.js';
@@ -13,7 +13,7 @@ import { machineInfo } from '../../shared/runtime/machine.js';
 import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-stats.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
-import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
+import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { BenchConfigError } from './errors.js';
 import { renderBarChart } from './report/chart.js';
 
@@ -24,8 +24,8 @@ export interface BenchDispatchOptions {
   readonly model: string;
   readonly settings: SessionSettings;
   readonly ids: string;
-  /** START:END windows of the corpus. */
-  readonly windows: string;
+  /** The corpus (`ids`) read, and the windows of it to run, checked against it. */
+  readonly corpus: CorpusWindows;
   /** Local cluster sizes (worker counts) to run. */
   readonly clusterSizes: readonly number[];
   readonly wireDtypes: readonly WireDType[];
@@ -60,15 +60,14 @@ export async function run(o: BenchDispatchOptions, argv: readonly string[]): Pro
   const wires = [...o.wireDtypes];
   const native = `topk:${config.numExpertsPerTok}`;
   const routings = [native, ...ADAPTIVE_SPECS, ...(o.routing ?? [])];
-  const ids = await readU16Ids(idsPath);
-  const windows = parseWindowRange(o.windows, windowCount(ids));
+  const { ids, range: windows } = o.corpus;
   const log = (line: string) => process.stderr.write(`bench dispatch: ${line}\n`);
 
   // Throughput baseline: the same windows, native routing, experts in this process.
   const local = await EngineClient.start({ modelDir, settings });
   let localTokensPerSecond: number;
   try {
-    await evaluatePerplexity(local, ids, { windows: { start: windows.start, end: windows.start + 4 } });
+    await evaluatePerplexity(local, ids, { windows: leadingWindows(windows, 4) });
     localTokensPerSecond = (await evaluatePerplexity(local, ids, { windows, routing: native }))
       .tokensPerSecond;
   } finally {
@@ -87,9 +86,7 @@ export async function run(o: BenchDispatchOptions, argv: readonly string[]): Pro
           experts: { kind: 'remote', workers: cluster.urls, wireDtype: wire },
         });
         try {
-          await evaluatePerplexity(engine, ids, {
-            windows: { start: windows.start, end: windows.start + 4 },
-          });
+          await evaluatePerplexity(engine, ids, { windows: leadingWindows(windows, 4) });
           for (const routing of routings) {
             await engine.dispatchStats(true);
             const r = await evaluatePerplexity(engine, ids, { windows, routing });

@@ -3,15 +3,14 @@
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { parseWindowRange, readU16Ids } from '../../shared/data/token-ids.js';
-import { loadModelConfig } from '../../shared/model/config.js';
+import type { CorpusWindows } from '../../shared/data/token-ids.js';
 import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
-import { evaluatePerplexity, STANDARD_WINDOW, windowCount } from '../evaluation/perplexity.js';
+import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
 import { argmax, GREEDY, Rng } from '../sampling.js';
 import { BenchConfigError } from './errors.js';
 import { cachedCheckpointGguf, type GgufOutType } from './gguf/checkpoint-to-gguf.js';
@@ -23,8 +22,10 @@ export interface BenchModelOptions {
   readonly model: string;
   readonly settings: SessionSettings;
   readonly ids: string;
-  /** START:END windows of the corpus each prefill measurement runs. */
+  /** START:END windows of the corpus each prefill measurement runs, as given. */
   readonly windows: string;
+  /** The corpus (`ids`) read, and `windows` parsed against it. */
+  readonly corpus: CorpusWindows;
   readonly decodeTokens: number;
   /** Prompt tokens before each decode measurement: the context decode runs at. */
   readonly decodePrompt: number;
@@ -82,7 +83,8 @@ async function resolveGguf(o: BenchModelOptions) {
 
 /**
  * The decode prompt fits the windows it is cut from (`windowTokens` of them), and prompt + decode
- * fit the model's positions. `kmoe bench model` checks this before it starts (a usage error there).
+ * fit the model's positions. The CLI checks this before `run` (a usage error, before anything
+ * loads), so that `run` never finds out minutes into the bench.
  */
 export function checkDecodeSpan(
   o: Pick<BenchModelOptions, 'decodePrompt' | 'decodeTokens' | 'windows'>,
@@ -107,15 +109,12 @@ export function checkDecodeSpan(
 export async function run(o: BenchModelOptions, argv: readonly string[]): Promise<number> {
   const { model: modelDir, ids: idsPath, decodeTokens, repeats, out } = o;
   const { settings } = o;
-  const ids = await readU16Ids(idsPath);
-  const range = parseWindowRange(o.windows, windowCount(ids));
+  const { ids, range } = o.corpus;
   const windows = range.end - range.start;
   const prefillIds = ids.subarray(range.start * STANDARD_WINDOW, range.end * STANDARD_WINDOW);
   const promptTokens = o.decodePrompt;
   // evaluatePerplexity's 4-window passes hold fewer when the range has fewer.
   const windowsPerPass = Math.min(4, windows);
-  // Decode reaches promptTokens + decodeTokens positions: refused here, not minutes into the bench.
-  checkDecodeSpan(o, prefillIds.length, (await loadModelConfig(modelDir)).maxPositionEmbeddings);
   const prompt = Array.from(prefillIds.subarray(0, promptTokens));
   const windowTokens = Array.from({ length: windows }, (_, w) =>
     Array.from(prefillIds.subarray(w * STANDARD_WINDOW, (w + 1) * STANDARD_WINDOW)),

@@ -64,7 +64,9 @@ async function main(argv: string[]): Promise<number> {
     }
     const cmd = commandOf(program, argv);
     if (err instanceof UsageError) {
-      process.stderr.write(`${label(cmd)}: error: ${err.message}\n${helpPointer(cmd)}\n`);
+      process.stderr.write(`${label(cmd)}: error: ${err.message}\n`);
+      if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+      process.stderr.write(`${helpPointer(cmd)}\n`);
       return 2;
     }
     if (err instanceof KmoeError) {

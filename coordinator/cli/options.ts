@@ -6,7 +6,12 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Option } from 'commander';
 import { checkRedisUrl, REDIS_URL_ENV } from '../../shared/cluster-registry/redis-connection.js';
-import { CorpusError, parseWindowRange, readU16Ids, type WindowRange } from '../../shared/data/token-ids.js';
+import {
+  CorpusError,
+  type CorpusWindows,
+  parseWindowRange,
+  readU16Ids,
+} from '../../shared/data/token-ids.js';
 import {
   DENSE_WEIGHT_FORMATS,
   type DenseWeightFormat,
@@ -565,13 +570,27 @@ export function singleRouting(routing: readonly string[] | undefined): string | 
   return routing[0];
 }
 
+/** Reads a corpus named by a flag; a file that does not exist is a usage error (exit 2). */
+export async function corpusFlag<T>(flag: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (err instanceof CorpusError && code === 'ENOENT') {
+      throw new UsageError(`cannot read ${flag}: no such file`, { cause: err });
+    }
+    throw err;
+  }
+}
+
 /**
- * A bench's --windows checked against its corpus before the bench starts: a range the corpus does
- * not have is a usage error (exit 2), as in `kmoe eval`.
+ * A bench's --ids read and its --windows checked against it before the bench starts: a missing
+ * file or a range the corpus does not have is a usage error (exit 2), as in `kmoe eval`.
  */
-export async function windowsFlag(idsPath: string, spec: string | undefined): Promise<WindowRange> {
-  const ids = await readU16Ids(idsPath);
-  return flagValue('--windows', [CorpusError], () => parseWindowRange(spec, windowCount(ids)));
+export async function windowsFlag(idsPath: string, spec: string | undefined): Promise<CorpusWindows> {
+  const ids = await corpusFlag(`--ids ${idsPath}`, () => readU16Ids(idsPath));
+  const range = await flagValue('--windows', [CorpusError], () => parseWindowRange(spec, windowCount(ids)));
+  return { ids, range };
 }
 
 /** The --ids value of a command that reads one corpus. */

@@ -34,7 +34,7 @@ import {
   type WorkersArg,
   windowsFlag,
 } from './options.js';
-import { flagValue, UsageError } from './usage-error.js';
+import { UsageError } from './usage-error.js';
 
 /** The exit code the command that ran returned (commander discards action results). */
 export interface Outcome {
@@ -82,7 +82,8 @@ function argsAfter(argv: readonly string[], cmd: Command): string[] {
 }
 
 /** A benchmark's options as parsed: compute options in place of the session settings they make. */
-type BenchCli<O> = Omit<O, 'settings'> & ComputeOptions;
+// What commander gives a bench: its options as typed (`--windows` as a spec), not yet read or resolved.
+type BenchCli<O> = Omit<O, 'settings' | 'corpus'> & ComputeOptions & { readonly windows?: string };
 
 type Run<O> = (options: O, argv: readonly string[]) => Promise<number>;
 
@@ -672,7 +673,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
         .makeOptionMandatory(),
     )
     .addOption(
-      new Option('--layers <n>', "decoder layers to write (1 .. the real model's count)")
+      new Option('--layers <n>', "decoder layers to write (1 .. the model's count; mixtral-mid: 8x7B's 32)")
         .argParser(parseInteger('--layers', { min: 1 }))
         .makeOptionMandatory(),
     )
@@ -857,12 +858,17 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
           throw new UsageError(`GGUF file not found: ${f}`);
       }
       const ids = singleIds(o.ids)!;
-      const range = await windowsFlag(ids, o.windows);
+      const corpus = await windowsFlag(ids, o.windows);
       const { maxPositionEmbeddings } = await loadModelConfig(o.model);
-      await flagValue(undefined, [BenchConfigError], () =>
-        checkDecodeSpan(o, (range.end - range.start) * STANDARD_WINDOW, maxPositionEmbeddings),
-      );
-      return run({ ...o, ids, settings: sessionSettings(o) }, args);
+      const { start, end } = corpus.range;
+      try {
+        checkDecodeSpan(o, (end - start) * STANDARD_WINDOW, maxPositionEmbeddings);
+      } catch (err) {
+        if (!(err instanceof BenchConfigError)) throw err;
+        // A usage error that keeps its hint: what to give instead is short and specific here.
+        throw new UsageError(err.message, { cause: err, hint: err.hint });
+      }
+      return run({ ...o, ids, corpus, settings: sessionSettings(o) }, args);
     };
   });
 
@@ -952,8 +958,9 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     ]);
     return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
       for (const r of o.routing ?? []) await checkRouting(o.model, r);
-      await windowsFlag(singleIds(o.ids)!, o.windows);
-      return run({ ...o, ids: singleIds(o.ids)!, settings: sessionSettings(o) }, args);
+      const ids = singleIds(o.ids)!;
+      const corpus = await windowsFlag(ids, o.windows);
+      return run({ ...o, ids, corpus, settings: sessionSettings(o) }, args);
     };
   });
 
@@ -1028,9 +1035,10 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       import('./experts.js'),
     ]);
     return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[]; wire?: WireDType }, args) => {
-      await windowsFlag(singleIds(o.ids)!, o.windows);
+      const ids = singleIds(o.ids)!;
+      const corpus = await windowsFlag(ids, o.windows);
       return run(
-        { ...o, ids: singleIds(o.ids)!, wire: o.wire ?? DEFAULT_WIRE_DTYPE, settings: sessionSettings(o) },
+        { ...o, ids, corpus, wire: o.wire ?? DEFAULT_WIRE_DTYPE, settings: sessionSettings(o) },
         args,
       );
     };

@@ -87,7 +87,7 @@ const PRESETS: Readonly<Record<SynthPreset, HfConfigJson>> = {
   'mixtral-mid': MIXTRAL_MID,
 };
 
-/** The real model's config.json, with `num_hidden_layers` replaced when `layers` is given. */
+/** The preset's config.json, with `num_hidden_layers` replaced when `layers` is given. */
 export function presetConfig(preset: SynthPreset, layers?: number): HfConfigJson {
   const base = PRESETS[preset];
   return layers === undefined ? { ...base } : { ...base, num_hidden_layers: layers };

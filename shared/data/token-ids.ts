@@ -59,6 +59,17 @@ export interface WindowRange {
   readonly end: number;
 }
 
+/** The first `n` windows of a range (all of it when it has fewer): a warm-up that stays inside it. */
+export function leadingWindows(range: WindowRange, n: number): WindowRange {
+  return { start: range.start, end: Math.min(range.start + n, range.end) };
+}
+
+/** A corpus as read, and the window range of it a command runs on (checked against the corpus). */
+export interface CorpusWindows {
+  readonly ids: Uint16Array;
+  readonly range: WindowRange;
+}
+
 /**
  * Parses `START:END` (window indices, END exclusive, either side may be empty) or `first-half` /
  * `second-half` (the split used to keep calibration and evaluation data apart).

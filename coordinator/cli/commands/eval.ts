@@ -24,7 +24,13 @@ import {
 } from '../../evaluation/routing-trace.js';
 import { defaultSweep, runSweep } from '../../evaluation/sweep.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
-import { type ComputeOptions, type ExpertPlacementOptions, singleIds, singleRouting } from '../options.js';
+import {
+  type ComputeOptions,
+  corpusFlag,
+  type ExpertPlacementOptions,
+  singleIds,
+  singleRouting,
+} from '../options.js';
 import { flagValue, UsageError } from '../usage-error.js';
 
 /** Where `eval --sweep` draws its chart unless --chart says otherwise. */
@@ -244,16 +250,9 @@ async function readCorpus(
   textPath: string | undefined,
   modelDir: string,
 ): Promise<Uint16Array> {
-  try {
-    return idsPath !== undefined
-      ? await readU16Ids(idsPath)
-      : await readTextIds(textPath!, await KmoeTokenizer.load(modelDir));
-  } catch (err) {
-    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-    if (err instanceof CorpusError && code === 'ENOENT') {
-      const flag = idsPath !== undefined ? `--ids ${idsPath}` : `--text ${textPath}`;
-      throw new UsageError(`cannot read ${flag}: no such file`, { cause: err });
-    }
-    throw err;
-  }
+  return idsPath !== undefined
+    ? corpusFlag(`--ids ${idsPath}`, () => readU16Ids(idsPath))
+    : corpusFlag(`--text ${textPath}`, async () =>
+        readTextIds(textPath!, await KmoeTokenizer.load(modelDir)),
+      );
 }

@@ -599,6 +599,10 @@ describe('kmoe bench model', () => {
     const longPrompt = await runCli([...base, '--windows', '0:2', '--decode-prompt', '600']);
     expect(longPrompt.code).toBe(2);
     expect(longPrompt.stderr).toMatch(/--decode-prompt 600 is longer than the 512 tokens of --windows 0:2/);
+    expect(longPrompt.stderr).toMatch(/hint: give --windows at least 3 windows/);
+    const noIds = await runCli([...base, '--ids', 'no-such-corpus.u16']);
+    expect(noIds.code).toBe(2);
+    expect(noIds.stderr).toMatch(/cannot read --ids no-such-corpus\.u16: no such file/);
     // So is a decode beyond the model's positions (tiny-mixtral: 4,096), before the engine loads.
     const beyond = await runCli([
       ...base,
@@ -613,11 +617,14 @@ describe('kmoe bench model', () => {
     expect(beyond.stderr).toMatch(
       /--decode-prompt 4090 \+ --decode-tokens 64 = 4154 positions; the model supports 4096/,
     );
+    expect(beyond.stderr).toMatch(/hint: give a shorter --decode-prompt or fewer --decode-tokens/);
     const badType = await runCli([...base, '--llama-cpp', 'auto', '--llama-cpp-type', 'q4_0']);
     expect(badType.code).toBe(2);
     expect(badType.stderr).toMatch(/--llama-cpp-type must be one of f32, bf16, f16, q8_0, got 'q4_0'/);
   });
+});
 
+describe('kmoe bench dispatch and balance', () => {
   it.each(['dispatch', 'balance'])(
     'bench %s refuses a window range the corpus lacks as a usage error',
     async (name) => {
