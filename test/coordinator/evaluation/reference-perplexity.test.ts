@@ -6,7 +6,7 @@
 //
 // `npm test` runs a subset that still covers every routing policy and every corpus: all policies
 // on the smallest corpus (valid.man, 40k tokens) and native top-2 on the others (~1M tokens,
-// ~1 min idle). `npm run test:full` (KMOE_FULL=1; `.ci/run` too) runs all 18 cases (4.5M tokens,
+// ~1 min idle). `npm run test:full` (KMOE_FULL=1, run by hand; not in `.ci/run`) runs all 18 cases (4.5M tokens,
 // ~5 min idle): the references are never changed, only which of them run.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
