@@ -22,9 +22,7 @@ export interface BenchModelOptions {
   readonly model: string;
   readonly settings: SessionSettings;
   readonly ids: string;
-  /** START:END windows of the corpus each prefill measurement runs, as given. */
-  readonly windows: string;
-  /** The corpus (`ids`) read, and `windows` parsed against it. */
+  /** The corpus (`ids`) read, and the windows of it each prefill measurement runs. */
   readonly corpus: CorpusWindows;
   readonly decodeTokens: number;
   /** Prompt tokens before each decode measurement: the context decode runs at. */
@@ -87,7 +85,7 @@ async function resolveGguf(o: BenchModelOptions) {
  * loads), so that `run` never finds out minutes into the bench.
  */
 export function checkDecodeSpan(
-  o: Pick<BenchModelOptions, 'decodePrompt' | 'decodeTokens' | 'windows'>,
+  o: Pick<BenchModelOptions, 'decodePrompt' | 'decodeTokens'> & { readonly windows: string },
   windowTokens: number,
   maxPositionEmbeddings: number,
 ): void {

@@ -82,8 +82,13 @@ function argsAfter(argv: readonly string[], cmd: Command): string[] {
 }
 
 /** A benchmark's options as parsed: compute options in place of the session settings they make. */
-// What commander gives a bench: its options as typed (`--windows` as a spec), not yet read or resolved.
-type BenchCli<O> = Omit<O, 'settings' | 'corpus'> & ComputeOptions & { readonly windows?: string };
+type BenchCli<O> = Omit<O, 'settings'> & ComputeOptions;
+
+/**
+ * A benchmark over windows of a corpus, as parsed: `--windows` as typed (each such bench gives it a
+ * default) in place of the corpus it selects, which is read and checked before the bench runs.
+ */
+type CorpusBenchCli<O> = BenchCli<Omit<O, 'corpus'>> & { readonly windows: string };
 
 type Run<O> = (options: O, argv: readonly string[]) => Promise<number>;
 
@@ -843,7 +848,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         import('../bench/errors.js'),
         import('../../shared/model/config.js'),
       ]);
-    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
+    return async (o: CorpusBenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
       if ((o.llamaCppType !== undefined || o.llamaCppReference !== undefined) && o.llamaCpp === undefined) {
         throw new UsageError('--llama-cpp-type and --llama-cpp-reference need --llama-cpp');
       }
@@ -956,7 +961,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       import('../bench/bench-dispatch.js'),
       import('./experts.js'),
     ]);
-    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
+    return async (o: CorpusBenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
       for (const r of o.routing ?? []) await checkRouting(o.model, r);
       const ids = singleIds(o.ids)!;
       const corpus = await windowsFlag(ids, o.windows);
@@ -1034,7 +1039,10 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       import('../bench/bench-balance.js'),
       import('./experts.js'),
     ]);
-    return async (o: BenchCli<Parameters<typeof run>[0]> & { ids: string[]; wire?: WireDType }, args) => {
+    return async (
+      o: CorpusBenchCli<Parameters<typeof run>[0]> & { ids: string[]; wire?: WireDType },
+      args,
+    ) => {
       const ids = singleIds(o.ids)!;
       const corpus = await windowsFlag(ids, o.windows);
       return run(
