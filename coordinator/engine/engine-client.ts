@@ -13,6 +13,7 @@ import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { SubstituteStats } from '../moe/observers/substitute-stats.js';
 import type {
+  DecodeEachResult,
   DecodeRequest,
   DecodeResult,
   EachStepResult,
@@ -21,6 +22,7 @@ import type {
   ScoreResult,
   StepRequest,
   StepResult,
+  StreamedDecodeRequest,
 } from './engine.js';
 import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
 
@@ -102,6 +104,14 @@ export class EngineClient {
   /** Several decode steps with sampling on the engine thread: one round trip for all of them. */
   decode(request: DecodeRequest): Promise<DecodeResult> {
     return this.thread.call('decode', request);
+  }
+
+  /**
+   * Decode steps of one sequence whose tokens arrive as they are sampled: `onTokens(n)` runs when
+   * the request's DecodeStream holds n of them (Engine.decodeEach).
+   */
+  decodeEach(request: StreamedDecodeRequest, onTokens: (tokens: number) => void): Promise<DecodeEachResult> {
+    return this.thread.call('decodeEach', request, [], (done) => onTokens(done));
   }
 
   release(seqIds: string[]): Promise<number> {

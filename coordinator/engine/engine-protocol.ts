@@ -10,6 +10,7 @@ import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { SubstituteStats } from '../moe/observers/substitute-stats.js';
 import type {
+  DecodeEachResult,
   DecodeRequest,
   DecodeResult,
   EachStepResult,
@@ -18,6 +19,7 @@ import type {
   ScoreResult,
   StepRequest,
   StepResult,
+  StreamedDecodeRequest,
 } from './engine.js';
 
 export interface ScoreParams {
@@ -35,6 +37,8 @@ export type EngineSchema = {
   stepEach: [StepRequest[], EachStepResult];
   /** Several decode steps of one sequence, sampled on the engine thread (Engine.decode). */
   decode: [DecodeRequest, DecodeResult];
+  /** The same, failing this sequence alone as stepEach does (Engine.decodeEach): the server's path. */
+  decodeEach: [StreamedDecodeRequest, DecodeEachResult];
   release: [string[], number];
   /** Sequences whose KV cache the engine holds (the server's /health and /metrics report it). */
   sequences: [null, number];

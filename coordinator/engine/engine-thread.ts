@@ -45,6 +45,10 @@ const emit = serveThread<EngineSchema>({
   async decode(request) {
     return { result: await ready().decode(request) };
   },
+  async decodeEach(request, progress) {
+    // Progress carries the token count; the tokens themselves are in the request's shared stream.
+    return { result: await ready().decodeEach(request, (tokens) => progress(tokens, request.maxTokens)) };
+  },
   release(seqIds) {
     const e = ready();
     let n = 0;

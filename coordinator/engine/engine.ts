@@ -18,6 +18,7 @@ import { routingStatsObserver } from '../moe/observers/routing-stats.js';
 import { type RoutingTraceLayer, RoutingTraceRecorder } from '../moe/observers/routing-trace.js';
 import { SubstituteGraphs } from '../moe/substitute-graphs.js';
 import { Rng, type SamplingParams, sampleToken } from '../sampling.js';
+import { DecodeStream } from './decode-stream.js';
 import { SequenceKvCache } from './kv-cache.js';
 import { type ForwardItem, type ForwardResult, ModelRunner } from './model-runner.js';
 import { isRoutingHandle, routingHandle } from './routing-handle.js';
@@ -169,6 +170,18 @@ export interface DecodeResult {
   readonly rngState: [number, number, number, number];
   readonly activations: number;
   readonly bytes: number;
+}
+
+/** A decode call whose tokens the caller reads as they are sampled (see DecodeStream). */
+export interface StreamedDecodeRequest extends DecodeRequest {
+  /** A DecodeStream's buffer of at least `maxTokens` tokens; its interrupt ends the call early. */
+  readonly stream: SharedArrayBuffer;
+}
+
+/** A DecodeResult that may end early with a failure of this sequence alone (stepEach's isolation). */
+export interface DecodeEachResult extends DecodeResult {
+  /** The step that failed (index 0): `tokens` are those sampled before it; none of them is lost. */
+  readonly failure?: StepFailure;
 }
 
 export interface ScoreResult {
@@ -481,8 +494,35 @@ export class Engine {
     return { logits, activations, bytes, failed };
   }
 
-  /** See DecodeRequest. */
+  /** See DecodeRequest. A failed step throws, as step() does. */
   async decode(r: DecodeRequest): Promise<DecodeResult> {
+    const { tokens, rngState, activations, bytes } = await this.decodeSteps(r, async (request) => ({
+      ...(await this.step([request])),
+      failed: [],
+    }));
+    return { tokens, rngState, activations, bytes };
+  }
+
+  /**
+   * decode() for the server's scheduler: every sampled token goes to the request's DecodeStream at
+   * once (then `progress(tokens so far)`), the stream's interrupt ends the call after the step in
+   * hand, and a step that fails for this sequence alone (lost experts, its routing refused its
+   * input) ends the call with the failure and the tokens sampled before it, as stepEach would.
+   */
+  decodeEach(r: StreamedDecodeRequest, progress: (tokens: number) => void): Promise<DecodeEachResult> {
+    const stream = DecodeStream.attach(r.stream);
+    if (r.maxTokens > stream.capacity) {
+      throw new RangeError(`decode of ${r.maxTokens} tokens into a stream of ${stream.capacity}`);
+    }
+    return this.decodeSteps(r, (request) => this.stepEach([request]), stream, progress);
+  }
+
+  private async decodeSteps(
+    r: DecodeRequest,
+    stepOne: (request: StepRequest) => Promise<EachStepResult>,
+    stream?: DecodeStream,
+    progress?: (tokens: number) => void,
+  ): Promise<DecodeEachResult> {
     const rng = Rng.fromState(r.rngState);
     const stop = new Set(r.stop);
     const V = this.runner.dims.vocab;
@@ -491,15 +531,28 @@ export class Engine {
     let bytes = 0;
     let token = r.token;
     const routing = r.routing === undefined ? {} : { routing: r.routing };
+    const result = (failure?: StepFailure): DecodeEachResult => ({
+      tokens,
+      rngState: rng.state(),
+      activations,
+      bytes,
+      ...(failure ? { failure } : {}),
+    });
     while (tokens.length < r.maxTokens) {
-      const step = await this.step([{ seqId: r.seqId, tokens: [token], ...routing }]);
+      const step = await stepOne({ seqId: r.seqId, tokens: [token], ...routing });
+      const failure = step.failed[0];
+      if (failure) return result(failure);
       activations += step.activations[0]!;
       bytes += step.bytes[0]!;
       token = sampleToken(step.logits, 0, V, r.sampling, rng);
+      stream?.write(tokens.length, token, step.activations[0]!, step.bytes[0]!);
       tokens.push(token);
+      progress?.(tokens.length);
       if (stop.has(token) || this.caches.get(r.seqId)!.length >= this.runner.maxPositions) break;
+      // Checked after a step, so that every call makes progress.
+      if (stream?.interrupted) break;
     }
-    return { tokens, rngState: rng.state(), activations, bytes };
+    return result();
   }
 
   release(seqId: string): boolean {

@@ -6,8 +6,16 @@
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import type { ExpertCoverage } from '../cluster/cluster-health.js';
-import type { EachStepResult, EngineInfo, StepRequest } from '../engine/engine.js';
-import { sampleToken } from '../sampling.js';
+import { DecodeStream } from '../engine/decode-stream.js';
+import type {
+  DecodeEachResult,
+  EachStepResult,
+  EngineInfo,
+  StepFailure,
+  StepRequest,
+  StreamedDecodeRequest,
+} from '../engine/engine.js';
+import { Rng, sampleToken } from '../sampling.js';
 import {
   EngineStepError,
   ExpertsUnavailableError,
@@ -23,8 +31,21 @@ export interface StepEngine {
   readonly info: Pick<EngineInfo, 'vocabSize' | 'maxPositions' | 'eosTokenIds'>;
   /** A step in which a request routed to experts no live worker holds fails alone. */
   stepEach(requests: StepRequest[]): Promise<EachStepResult>;
+  /**
+   * Decode steps of one sequence sampled on the engine thread, each token readable from the
+   * request's DecodeStream when `onTokens` reports it; fails the sequence alone as stepEach does.
+   */
+  decodeEach(request: StreamedDecodeRequest, onTokens: (tokens: number) => void): Promise<DecodeEachResult>;
   release(seqIds: string[]): Promise<number>;
 }
+
+/**
+ * A sequence decoding alone runs up to this many steps in one engine call, sampling on the engine
+ * thread and streaming each token to its client as it is sampled: no thread round trip per token.
+ * Whatever needs the loop (a new request, a cancel, a stop string, shutdown) interrupts the call
+ * after the step in hand, so nothing waits longer than one step for it.
+ */
+export const DECODE_ALONE_MAX_STEPS = 256;
 
 export interface SchedulerOptions {
   /** Sequences in the running set (holding KV caches, decoding or prefilling). */
@@ -79,6 +100,8 @@ export class Scheduler {
   /** A wake-up that came while the loop was not sleeping (it was awaiting the engine). */
   #woken = false;
   #idleWaiters: (() => void)[] = [];
+  /** Ends the engine call of a sequence decoding alone after its current step. */
+  #interruptAlone: (() => void) | undefined;
   readonly #eos: ReadonlySet<number>;
   readonly #loop: Promise<void>;
 
@@ -181,7 +204,9 @@ export class Scheduler {
           this.#woken = false;
           continue;
         }
-        await this.#step(plan);
+        const alone = this.#aloneSteps(plan);
+        if (alone > 1) await this.#decodeAlone(plan[0]!.seq, alone);
+        else await this.#step(plan);
       } catch (err) {
         // A bug in the loop must not strand requests: end everything in flight with a 500.
         this.observer.error('scheduler iteration failed', err);
@@ -242,17 +267,10 @@ export class Scheduler {
     try {
       result = await this.engine.stepEach(plan.map((p) => stepRequest(p)));
     } catch (err) {
-      // The engine dropped the caches it created in this step; sequences it already held are
-      // released when they are reaped.
-      this.observer.error(`engine step of ${plan.length} sequences failed`, err);
-      // A PlacementError (code `placement`, from the cluster) means experts lost their last worker: 503.
-      // (stepEach fails only the sequences routed to them; a whole step fails so only if it could
-      // not tell which.)
-      const error =
-        err instanceof KmoeError && err.code === 'placement'
-          ? new ExpertsUnavailableError(err.message)
-          : new EngineStepError(err instanceof Error ? err.message : String(err), err);
-      for (const p of plan) p.seq.fail(error);
+      this.#failStep(
+        plan.map((p) => p.seq),
+        err,
+      );
       return;
     }
     const now = performance.now();
@@ -262,39 +280,8 @@ export class Scheduler {
     plan.forEach((p, i) => {
       const seq = p.seq;
       const failure = failed.get(i);
-      if (failure?.reason === 'routing' && failure.layer === undefined) {
-        // The catalog validated this routing before admitting the request, so the engine failing
-        // to resolve it (e.g. a loaded profile file changed on disk) is the server's fault: a 500
-        // for this sequence alone.
-        this.observer.error(
-          `sequence ${seq.id}: the engine could not resolve its routing; the step ran for the ${plan.length - failed.size} others`,
-          failure,
-        );
-        seq.fail(new EngineStepError(failure.message, undefined));
-        return;
-      }
-      if (failure?.reason === 'routing') {
-        // Its own routing refused its input (e.g. a profile's substitutes overflowed): this
-        // sequence alone ends with a 400 naming kmoe.routing; the engine ran the step for the others.
-        this.observer.error(
-          `sequence ${seq.id}: its routing failed; the step ran for the ${plan.length - failed.size} others`,
-          failure,
-        );
-        seq.fail(
-          new InvalidRequestError(failure.message, { param: 'kmoe.routing', code: 'invalid_routing' }),
-        );
-        return;
-      }
       if (failure) {
-        // Routed to experts without a live worker: this sequence alone ends, with a 503 (or an
-        // error event, once streaming) naming them; the engine ran the step for the others.
-        const coverage = this.options.experts?.();
-        const cluster = coverage && !coverage.covered && coverage.detail ? `; ${coverage.detail}` : '';
-        this.observer.error(
-          `sequence ${seq.id} needs experts that have no live worker; the step ran for the ${plan.length - failed.size} others`,
-          failure,
-        );
-        seq.fail(new ExpertsUnavailableError(`${failure.message}${cluster}`, failure.missing));
+        this.#failAlone(seq, failure, plan.length - failed.size);
         return;
       }
       seq.inEngine = true;
@@ -320,12 +307,135 @@ export class Scheduler {
     });
   }
 
+  /** Steps per engine call for this plan: more than 1 only for one decoding sequence with nobody waiting. */
+  #aloneSteps(plan: readonly Planned[]): number {
+    const only = plan.length === 1 ? plan[0]! : undefined;
+    if (!only || only.prefill || this.#waiting.length > 0) return 1;
+    const seq = only.seq;
+    const left = Math.min(
+      seq.params.maxTokens - seq.generated,
+      this.engine.info.maxPositions - seq.promptLength - seq.generated,
+    );
+    return Math.max(1, Math.min(left, DECODE_ALONE_MAX_STEPS));
+  }
+
+  /**
+   * Up to `steps` decode steps of one sequence in one engine call, each token handled as it arrives.
+   * The client receives what one step per call would send (the same sampling on the same logits,
+   * the same stream of random numbers); a token sampled after the sequence ended (a stop string) is
+   * dropped and its cache entry goes with the sequence when it is reaped.
+   */
+  async #decodeAlone(seq: Sequence, steps: number): Promise<void> {
+    const stream = DecodeStream.create(steps);
+    this.#interruptAlone = () => stream.interrupt();
+    let delivered = 0;
+    let last = performance.now();
+    // Runs from the engine thread's progress messages, outside this loop's try: a failure here is
+    // kept and rethrown below, where the loop turns it into a 500 as it does for a step.
+    let broken: { error: unknown } | undefined;
+    const deliver = (count: number) => {
+      try {
+        for (; delivered < count && !seq.ended && !broken; delivered++) {
+          const now = performance.now();
+          seq.processed++;
+          seq.activations += stream.activations(delivered);
+          seq.bytes += stream.bytes(delivered);
+          this.observer.step({ seconds: (now - last) / 1000, decodes: 1, prefillTokens: 0 });
+          this.observer.interToken((now - seq.lastTokenAt!) / 1000);
+          seq.lastTokenAt = now;
+          last = now;
+          seq.accept(stream.token(delivered));
+        }
+      } catch (error) {
+        broken ??= { error };
+      }
+      if (seq.ended || broken) stream.interrupt();
+    };
+    let result: DecodeEachResult;
+    try {
+      result = await this.engine.decodeEach(
+        {
+          seqId: seq.id,
+          token: seq.nextToken,
+          maxTokens: steps,
+          sampling: seq.params.sampling,
+          rngState: seq.rng.state(),
+          stop: seq.params.ignoreEos ? [] : [...this.#eos],
+          routing: seq.params.routing,
+          stream: stream.buffer,
+        },
+        deliver,
+      );
+    } catch (err) {
+      // The tokens delivered before the failure stay delivered.
+      this.#failStep([seq], err);
+      return;
+    } finally {
+      this.#interruptAlone = undefined;
+    }
+    // Progress reports arrive before the reply; this only catches up if one did not.
+    deliver(result.tokens.length);
+    if (broken) throw broken.error;
+    seq.rng = Rng.fromState(result.rngState);
+    if (result.failure && !seq.ended) this.#failAlone(seq, result.failure, 0);
+  }
+
+  /** A whole step (or a lone sequence's decode call) failed: every sequence in it ends. */
+  #failStep(seqs: readonly Sequence[], err: unknown): void {
+    // The engine dropped the caches it created in this step; sequences it already held are
+    // released when they are reaped.
+    this.observer.error(`engine step of ${seqs.length} sequences failed`, err);
+    // A PlacementError (code `placement`, from the cluster) means experts lost their last worker: 503.
+    // (stepEach fails only the sequences routed to them; a whole step fails so only if it could
+    // not tell which.)
+    const error =
+      err instanceof KmoeError && err.code === 'placement'
+        ? new ExpertsUnavailableError(err.message)
+        : new EngineStepError(err instanceof Error ? err.message : String(err), err);
+    for (const seq of seqs) seq.fail(error);
+  }
+
+  /** A step failed for this sequence alone; `others` sequences of the step ran. */
+  #failAlone(seq: Sequence, failure: StepFailure, others: number): void {
+    if (failure.reason === 'routing' && failure.layer === undefined) {
+      // The catalog validated this routing before admitting the request, so the engine failing
+      // to resolve it (e.g. a loaded profile file changed on disk) is the server's fault: a 500
+      // for this sequence alone.
+      this.observer.error(
+        `sequence ${seq.id}: the engine could not resolve its routing; the step ran for the ${others} others`,
+        failure,
+      );
+      seq.fail(new EngineStepError(failure.message, undefined));
+      return;
+    }
+    if (failure.reason === 'routing') {
+      // Its own routing refused its input (e.g. a profile's substitutes overflowed): this
+      // sequence alone ends with a 400 naming kmoe.routing; the engine ran the step for the others.
+      this.observer.error(
+        `sequence ${seq.id}: its routing failed; the step ran for the ${others} others`,
+        failure,
+      );
+      seq.fail(new InvalidRequestError(failure.message, { param: 'kmoe.routing', code: 'invalid_routing' }));
+      return;
+    }
+    // Routed to experts without a live worker: this sequence alone ends, with a 503 (or an
+    // error event, once streaming) naming them; the engine ran the step for the others.
+    const coverage = this.options.experts?.();
+    const cluster = coverage && !coverage.covered && coverage.detail ? `; ${coverage.detail}` : '';
+    this.observer.error(
+      `sequence ${seq.id} needs experts that have no live worker; the step ran for the ${others} others`,
+      failure,
+    );
+    seq.fail(new ExpertsUnavailableError(`${failure.message}${cluster}`, failure.missing));
+  }
+
   #whenIdle(): Promise<void> {
     if (this.#running.length === 0 && this.#waiting.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   #wakeUp(): void {
+    this.#interruptAlone?.();
     const wake = this.#wake;
     this.#wake = undefined;
     this.#woken = true;

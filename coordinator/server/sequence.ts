@@ -63,7 +63,8 @@ export class Sequence {
   bytes = 0;
   readonly submittedAt = performance.now();
   lastTokenAt: number | undefined;
-  readonly rng: Rng;
+  /** The sampling stream; a decode call on the engine thread continues it and hands it back. */
+  rng: Rng;
   readonly #detokenizer: StreamingDetokenizer;
   readonly #stop: StopMatcher;
 

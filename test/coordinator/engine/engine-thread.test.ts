@@ -3,6 +3,7 @@
 // and sequences are independent.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DecodeStream } from '../../../coordinator/engine/decode-stream.js';
 import type { DecodeRequest } from '../../../coordinator/engine/engine.js';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
 import { argmax, GREEDY, Rng, sampleToken } from '../../../coordinator/sampling.js';
@@ -198,5 +199,53 @@ describe('decode loop on the engine thread', () => {
     const full = await decode('full', argmax(f.logits), 10);
     expect(full.tokens).toHaveLength(3);
     await engine.release(['full']);
+  });
+});
+
+describe('streamed decode (the server path for a sequence decoding alone)', () => {
+  it('streams each token as it is sampled, the reference continuation, and stops when interrupted', async () => {
+    const c = greedyCases()[0]!;
+    const first = await engine.step([{ seqId: 'streamed', tokens: c.promptIds }]);
+    const stream = DecodeStream.create(c.greedyIds.length - 1);
+    const reports: number[] = [];
+    const seen: number[] = [];
+    const request = {
+      seqId: 'streamed',
+      token: argmax(first.logits),
+      sampling: GREEDY,
+      rngState: new Rng(0).state(),
+      stop: [],
+      stream: stream.buffer,
+    };
+    const whole = await engine.decodeEach({ ...request, maxTokens: c.greedyIds.length - 1 }, (n) => {
+      reports.push(n);
+      seen.push(stream.token(n - 1));
+      expect(stream.activations(n - 1)).toBe(4 * 2);
+    });
+    expect(whole.failure).toBeUndefined();
+    expect([argmax(first.logits), ...whole.tokens]).toEqual(c.greedyIds);
+    expect(seen).toEqual(whole.tokens);
+    expect(reports).toEqual(whole.tokens.map((_, i) => i + 1));
+    await engine.release(['streamed']);
+
+    // An interrupt raised when the third token arrives ends the call a step or so later.
+    const again = await engine.step([{ seqId: 'interrupted', tokens: c.promptIds }]);
+    const stop = DecodeStream.create(200);
+    const cut = await engine.decodeEach(
+      { ...request, seqId: 'interrupted', token: argmax(again.logits), maxTokens: 200, stream: stop.buffer },
+      (n) => {
+        if (n === 3) stop.interrupt();
+      },
+    );
+    expect(cut.tokens.length).toBeGreaterThanOrEqual(3);
+    expect(cut.tokens.length).toBeLessThan(200);
+    await engine.release(['interrupted']);
+
+    await expect(
+      engine.decodeEach(
+        { ...request, seqId: 'x', maxTokens: 5, stream: DecodeStream.create(4).buffer },
+        () => {},
+      ),
+    ).rejects.toThrow('decode of 5 tokens into a stream of 4');
   });
 });

@@ -3,9 +3,17 @@
 // engine failures and shutdown. The real engine is exercised end to end in serve.test.ts.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { EachStepResult, StepRequest } from '../../../coordinator/engine/engine.js';
+import { DecodeStream } from '../../../coordinator/engine/decode-stream.js';
+import type {
+  DecodeEachResult,
+  EachStepResult,
+  StepRequest,
+  StreamedDecodeRequest,
+} from '../../../coordinator/engine/engine.js';
+import { Rng, sampleToken } from '../../../coordinator/sampling.js';
 import { ServerBusyError, ShuttingDownError } from '../../../coordinator/server/errors.js';
 import {
+  DECODE_ALONE_MAX_STEPS,
   Scheduler,
   type SchedulerObserver,
   type SchedulerOptions,
@@ -78,6 +86,31 @@ class ScriptedEngine implements StepEngine {
       bytes: requests.map(() => 0),
       failed,
     };
+  }
+
+  /** Calls of decodeEach, and the steps each asked for. */
+  readonly decodeCalls: { seqId: string; maxTokens: number }[] = [];
+
+  /** Engine.decodeEach's contract over this engine's own steps (each recorded in `steps`). */
+  async decodeEach(r: StreamedDecodeRequest, onTokens: (tokens: number) => void): Promise<DecodeEachResult> {
+    this.decodeCalls.push({ seqId: r.seqId, maxTokens: r.maxTokens });
+    const stream = DecodeStream.attach(r.stream);
+    const rng = Rng.fromState(r.rngState);
+    const tokens: number[] = [];
+    let activations = 0;
+    let token = r.token;
+    while (tokens.length < r.maxTokens) {
+      const step = await this.stepEach([{ seqId: r.seqId, tokens: [token] }]);
+      const failure = step.failed[0];
+      if (failure) return { tokens, rngState: rng.state(), activations, bytes: 0, failure };
+      activations += step.activations[0]!;
+      token = sampleToken(step.logits, 0, VOCAB, r.sampling, rng);
+      stream.write(tokens.length, token, step.activations[0]!, 0);
+      tokens.push(token);
+      onTokens(tokens.length);
+      if (r.stop.includes(token) || stream.interrupted) break;
+    }
+    return { tokens, rngState: rng.state(), activations, bytes: 0 };
   }
 
   async release(seqIds: string[]): Promise<number> {
@@ -335,6 +368,81 @@ describe('Scheduler', () => {
       );
     }
     // c's cache (held since its prefill) is released once it ended; nothing is left.
+    await until(() => s.running === 0 && engine.cached.size === 0);
+    await s.shutdown(0);
+  });
+
+  it('decodes a sequence that is alone several steps per engine call, sending what one step per call sends', async () => {
+    // Sampled at temperature 1 from a scripted distribution (the favoured token wins ~84% of the
+    // time), so the stream of random numbers must carry over between calls and threads exactly.
+    const next = (_: string, position: number) => 300 + (position % 13);
+    const sampled = { temperature: 1, topP: 1, seed: 5 };
+    const run = async (extra: Partial<GenerationParams>, accompanied: boolean) => {
+      const engine = new ScriptedEngine(next);
+      const s = scheduler(engine);
+      const a = collector();
+      // The companion decodes for as long as `a` does, so `a` is never alone: one step per call.
+      const companion = accompanied
+        ? s.submit('z', params(4, 100_000, { ignoreEos: true }), () => undefined)
+        : undefined;
+      s.submit('a', params(4, 37, { sampling: sampled, ...extra }), a.sink);
+      await a.done;
+      companion?.cancel();
+      await s.shutdown(0);
+      const steps = engine.decodeCalls.filter((c) => c.seqId === 'a').map((c) => c.maxTokens);
+      return { events: a.events, steps };
+    };
+    const alone = await run({}, false);
+    const together = await run({}, true);
+    expect(together.steps).toEqual([]);
+    expect(alone.steps.length).toBeGreaterThan(0);
+    expect(Math.max(...alone.steps)).toBeGreaterThan(1);
+    expect(Math.max(...alone.steps)).toBeLessThanOrEqual(DECODE_ALONE_MAX_STEPS);
+    expect(alone.events).toEqual(together.events);
+    expect(alone.events.at(-1)).toMatchObject({
+      kind: 'finish',
+      reason: 'length',
+      usage: { completionTokens: 37, processedTokens: 4 + 36 },
+    });
+    // A stop string in the middle of a call: tokens sampled after it are dropped, and the text ends
+    // where it would have.
+    const text = alone.events.flatMap((e) => (e.kind === 'text' ? [e.text] : [])).join('');
+    const stop = text.slice(Math.floor(text.length / 2), Math.floor(text.length / 2) + 3);
+    const stoppedAlone = await run({ stop: [stop] }, false);
+    const stoppedTogether = await run({ stop: [stop] }, true);
+    expect(stoppedAlone.events).toEqual(stoppedTogether.events);
+    expect(stoppedAlone.events.at(-1)).toMatchObject({ kind: 'finish', reason: 'stop' });
+  });
+
+  it('admits a request that arrives while another sequence decodes alone', async () => {
+    const engine = new ScriptedEngine();
+    engine.delayMs = 1;
+    const s = scheduler(engine);
+    const a = collector();
+    const handle = s.submit('a', params(4, 100_000, { ignoreEos: true }), a.sink);
+    await until(() => engine.decodeCalls.length > 0);
+    const b = collector();
+    s.submit('b', params(4, 3), b.sink);
+    expect(await b.done).toMatchObject({ kind: 'finish', reason: 'length', usage: { completionTokens: 3 } });
+    expect(a.events.every((e) => e.kind === 'text')).toBe(true);
+    handle.cancel();
+    await s.shutdown(0);
+  });
+
+  it('ends a sequence alone whose experts are lost in the middle of a call with a 503, after its earlier text', async () => {
+    const engine: ScriptedEngine = new ScriptedEngine((id, position) => {
+      // Lost after the token sampled at position 12 (the 9th: the prompt fills 0-3).
+      if (position === 12) engine.lostExperts.add(id);
+      return 300;
+    });
+    const s = scheduler(engine);
+    const a = collector();
+    s.submit('a', params(4, 30), a.sink);
+    const end = await a.done;
+    expect(engine.decodeCalls.length).toBeGreaterThan(0);
+    expect(end).toMatchObject({ kind: 'error', usage: { completionTokens: 9 } });
+    expect(end.kind === 'error' && end.error.status).toBe(503);
+    expect(end.kind === 'error' && end.error.code).toBe('experts_unavailable');
     await until(() => s.running === 0 && engine.cached.size === 0);
     await s.shutdown(0);
   });
