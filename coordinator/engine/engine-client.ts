@@ -1,5 +1,6 @@
 // Main-thread handle on the engine thread: typed calls, and the worker-down events it pushes.
 
+import type { Transferable } from 'node:worker_threads';
 import type { RunTiming } from '../../shared/onnx/session.js';
 import type { ExpertMeansJSON } from '../../shared/routing/expert-means.js';
 import type { RoutingStatsJSON } from '../../shared/routing/stats.js';
@@ -12,6 +13,7 @@ import type { DropCostTable } from '../moe/observers/drop-costs.js';
 import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
 import type { SubstituteStats } from '../moe/observers/substitute-stats.js';
+import { DecodeStream } from './decode-stream.js';
 import type {
   DecodeEachResult,
   DecodeRequest,
@@ -43,12 +45,29 @@ class Feed<E> {
 }
 
 export class EngineClient {
+  /**
+   * The streamed decode in flight, if any. The engine thread runs calls one at a time, so any other
+   * call (a /health probe, a metrics scrape, a worker joining) interrupts it: the decode returns
+   * after the step in hand instead of making that call wait for up to all of its steps.
+   */
+  #streaming: DecodeStream | undefined;
+
   private constructor(
     private readonly thread: ThreadClient<EngineSchema>,
     readonly info: EngineInfo,
     private readonly down: Feed<WorkerDown>,
     private readonly up: Feed<WorkerUp>,
   ) {}
+
+  private call<K extends keyof EngineSchema & string>(
+    method: K,
+    params: EngineSchema[K][0],
+    transfer?: readonly Transferable[],
+    onProgress?: ProgressReporter,
+  ): Promise<EngineSchema[K][1]> {
+    this.#streaming?.interrupt();
+    return this.thread.call(method, params, transfer, onProgress);
+  }
 
   static async start(options: EngineOptions): Promise<EngineClient> {
     const thread = ThreadClient.start<EngineSchema>('engine', import.meta.url, './engine-thread');
@@ -79,48 +98,58 @@ export class EngineClient {
 
   /** Pairs per (layer, expert) routed to remote experts, total and recent rate (null when local). */
   expertLoad(): Promise<ExpertLoadJSON | null> {
-    return this.thread.call('expertLoad', null);
+    return this.call('expertLoad', null);
   }
 
   /** A worker joined the membership: the engine connects and routes to it; resolves with its experts. */
   joinWorker(url: string): Promise<WorkerExperts> {
-    return this.thread.call('joinWorker', url);
+    return this.call('joinWorker', url);
   }
 
   /** A worker left the membership: the engine routes nothing more to it. */
   leaveWorker(url: string): Promise<boolean> {
-    return this.thread.call('leaveWorker', url);
+    return this.call('leaveWorker', url);
   }
 
   step(requests: StepRequest[]): Promise<StepResult> {
-    return this.thread.call('step', requests);
+    return this.call('step', requests);
   }
 
   /** A step in which requests routed to experts no live worker holds fail alone (Engine.stepEach). */
   stepEach(requests: StepRequest[]): Promise<EachStepResult> {
-    return this.thread.call('stepEach', requests);
+    return this.call('stepEach', requests);
   }
 
   /** Several decode steps with sampling on the engine thread: one round trip for all of them. */
   decode(request: DecodeRequest): Promise<DecodeResult> {
-    return this.thread.call('decode', request);
+    return this.call('decode', request);
   }
 
   /**
    * Decode steps of one sequence whose tokens arrive as they are sampled: `onTokens(n)` runs when
    * the request's DecodeStream holds n of them (Engine.decodeEach).
    */
-  decodeEach(request: StreamedDecodeRequest, onTokens: (tokens: number) => void): Promise<DecodeEachResult> {
-    return this.thread.call('decodeEach', request, [], (done) => onTokens(done));
+  async decodeEach(
+    request: StreamedDecodeRequest,
+    onTokens: (tokens: number) => void,
+  ): Promise<DecodeEachResult> {
+    const pending = this.call('decodeEach', request, [], (done) => onTokens(done));
+    const stream = DecodeStream.attach(request.stream);
+    this.#streaming = stream;
+    try {
+      return await pending;
+    } finally {
+      if (this.#streaming === stream) this.#streaming = undefined;
+    }
   }
 
   release(seqIds: string[]): Promise<number> {
-    return this.thread.call('release', seqIds);
+    return this.call('release', seqIds);
   }
 
   /** Sequences whose KV cache the engine holds. */
   sequences(): Promise<number> {
-    return this.thread.call('sequences', null);
+    return this.call('sequences', null);
   }
 
   /**
@@ -134,7 +163,7 @@ export class EngineClient {
       ...(routing === undefined ? {} : { routing }),
       ...(trace ? { trace } : {}),
     };
-    return this.thread.call('score', params, [ids.buffer as ArrayBuffer]);
+    return this.call('score', params, [ids.buffer as ArrayBuffer]);
   }
 
   /**
@@ -152,7 +181,7 @@ export class EngineClient {
       expertMeans: options.expertMeans,
       ...(options.routing === undefined ? {} : { routing: options.routing }),
     };
-    return this.thread.call('routerSignals', params, [ids.buffer as ArrayBuffer], options.onProgress);
+    return this.call('routerSignals', params, [ids.buffer as ArrayBuffer], options.onProgress);
   }
 
   /**
@@ -165,7 +194,7 @@ export class EngineClient {
     options: { routing?: string; onProgress?: ProgressReporter },
   ): Promise<SubstituteStats> {
     const params = { ids, windowLen, ...(options.routing === undefined ? {} : { routing: options.routing }) };
-    return this.thread.call('substituteStats', params, [ids.buffer as ArrayBuffer], options.onProgress);
+    return this.call('substituteStats', params, [ids.buffer as ArrayBuffer], options.onProgress);
   }
 
   /**
@@ -178,26 +207,26 @@ export class EngineClient {
     options: { lead: ExpertMeansJSON; second: ExpertMeansJSON; onProgress?: ProgressReporter },
   ): Promise<DropCostTable> {
     const params = { ids, windowLen, lead: options.lead, second: options.second };
-    return this.thread.call('dropCosts', params, [ids.buffer as ArrayBuffer], options.onProgress);
+    return this.call('dropCosts', params, [ids.buffer as ArrayBuffer], options.onProgress);
   }
 
   stats(): Promise<RoutingStatsJSON> {
-    return this.thread.call('stats', null);
+    return this.call('stats', null);
   }
 
   /** Starts (true) or stops (false) timing onnxruntime runs by graph kind; returns the timings so far. */
   timing(enable: boolean): Promise<Record<string, RunTiming>> {
-    return this.thread.call('timing', enable);
+    return this.call('timing', enable);
   }
 
   /** Network accounting of remote experts since start or the last reset (null when experts are local). */
   dispatchStats(reset = false): Promise<DispatchStatsJSON | null> {
-    return this.thread.call('dispatchStats', reset);
+    return this.call('dispatchStats', reset);
   }
 
   async close(): Promise<void> {
     try {
-      await this.thread.call('close', null);
+      await this.call('close', null);
     } finally {
       await this.thread.terminate();
     }

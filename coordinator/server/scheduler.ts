@@ -43,7 +43,8 @@ export interface StepEngine {
  * A sequence decoding alone runs up to this many steps in one engine call, sampling on the engine
  * thread and streaming each token to its client as it is sampled: no thread round trip per token.
  * Whatever needs the loop (a new request, a cancel, a stop string, shutdown) interrupts the call
- * after the step in hand, so nothing waits longer than one step for it.
+ * after the step in hand, and so does any other engine call (EngineClient: a health probe, a metrics
+ * scrape, a membership change), so nothing waits longer than one step for it.
  */
 export const DECODE_ALONE_MAX_STEPS = 256;
 
@@ -368,6 +369,7 @@ export class Scheduler {
       );
     } catch (err) {
       // The tokens delivered before the failure stay delivered.
+      if (broken) this.observer.error(`sequence ${seq.id}: handling a streamed token failed`, broken.error);
       this.#failStep([seq], err);
       return;
     } finally {

@@ -241,6 +241,18 @@ describe('streamed decode (the server path for a sequence decoding alone)', () =
     expect(cut.tokens.length).toBeLessThan(200);
     await engine.release(['interrupted']);
 
+    // Any other engine call (a health probe here) interrupts it too, instead of queueing behind it.
+    await engine.step([{ seqId: 'probed', tokens: c.promptIds }]);
+    const probed = engine.decodeEach(
+      { ...request, seqId: 'probed', maxTokens: 200, stream: DecodeStream.create(200).buffer },
+      () => {},
+    );
+    expect(await engine.sequences()).toBeGreaterThanOrEqual(1);
+    const { tokens } = await probed;
+    expect(tokens.length).toBeGreaterThanOrEqual(1);
+    expect(tokens.length).toBeLessThan(200);
+    await engine.release(['probed']);
+
     await expect(
       engine.decodeEach(
         { ...request, seqId: 'x', maxTokens: 5, stream: DecodeStream.create(4).buffer },
