@@ -7,23 +7,12 @@
 // and the C loop of the same shape right after it (gemv-expert.c, its header says how).
 // Sessions use kmoe's settings (1 intra-op thread, no spinning) through the same native binding.
 import ort from 'onnxruntime-node';
-import { binding, initOrt } from 'onnxruntime-node/dist/binding.js';
 import { GraphBuilder } from '../../dist/shared/onnx/graph-builder.js';
+import { session, weights } from './probe-sessions.mjs';
 
 const H = Number(process.env.H ?? 1024);
 const F = Number(process.env.F ?? 3584);
 const NE = Number(process.env.NE ?? 32);
-
-/** Seeded weights of std ~0.01: the values do not matter, only the bytes read. */
-function weights(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    a[i] = ((s >>> 8) / 16777216 - 0.5) * 0.04;
-  }
-  return a;
-}
 
 /** y = weight * w2(silu(w1 x) * w3 x) with w1/w3 as one [H, 2F] (`transB`: [2F, H]) matrix. */
 function expertGraph(e, op) {
@@ -58,19 +47,6 @@ function leftOperandGraph(e, interleaved) {
   const yt = g.op('MatMul', [g.floats('w2', weights(F * H, e + 7), [H, F]), act]);
   g.output(g.op('Mul', [g.op('Transpose', [yt], { perm: [1, 0] }), w]), 'y', 'float32', ['N', H]);
   return g.build();
-}
-
-function session(bytes, config) {
-  initOrt();
-  const s = new binding.InferenceSession();
-  s.loadModel(bytes.buffer, bytes.byteOffset, bytes.byteLength, {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    extra: { session: { 'intra_op.allow_spinning': '0', ...config } },
-  });
-  return s;
 }
 
 const FORMS = {

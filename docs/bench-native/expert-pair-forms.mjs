@@ -8,8 +8,8 @@
 //   node docs/bench-native/expert-pair-forms.mjs              # the demo model's expert shape
 //   H=1024 F=3584 node docs/bench-native/expert-pair-forms.mjs
 import ort from 'onnxruntime-node';
-import { binding, initOrt } from 'onnxruntime-node/dist/binding.js';
 import { GraphBuilder } from '../../dist/shared/onnx/graph-builder.js';
+import { session, weights } from './probe-sessions.mjs';
 
 const H = Number(process.env.H ?? 256);
 const F = Number(process.env.F ?? 512);
@@ -18,17 +18,6 @@ const EXPERTS = 8;
 const NE = LAYERS * EXPERTS;
 const TOKENS = 200;
 const ROUNDS = 11;
-
-/** Seeded weights of std ~0.01: the values do not matter, only the bytes read. */
-function weights(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    a[i] = ((s >>> 8) / 16777216 - 0.5) * 0.04;
-  }
-  return a;
-}
 
 function transposed(a, rows, cols) {
   const t = new Float32Array(a.length);
@@ -68,20 +57,6 @@ function pairGraph(gemm) {
   });
   g.output(g.op('Add', outs), 'y', 'float32', ['N', H]);
   return g.build();
-}
-
-/** kmoe's session settings (1 intra-op thread, no spinning) through the same native binding. */
-function session(bytes) {
-  initOrt();
-  const s = new binding.InferenceSession();
-  s.loadModel(bytes.buffer, bytes.byteOffset, bytes.byteLength, {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    extra: { session: { 'intra_op.allow_spinning': '0' } },
-  });
-  return s;
 }
 
 const experts = W13.map((_, e) => session(expertGraph(e)));
