@@ -7,6 +7,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Compiles dist/ once, before any file runs (test/helpers/build-dist.ts).
+    globalSetup: ['test/helpers/build-dist.ts'],
     fileParallelism: false,
     testTimeout: 300_000,
     hookTimeout: 300_000,

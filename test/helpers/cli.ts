@@ -1,8 +1,7 @@
-// Runs the real kmoe CLI as a child process (from TypeScript sources through tsx).
+// Runs the real kmoe CLI as a child process (the compiled CLI: test/helpers/build-dist.ts).
 
 import { spawn } from 'node:child_process';
-import { cliArgv } from '../../shared/runtime/entry-points.js';
-import { ROOT } from './paths.js';
+import { KMOE_ARGV, ROOT } from './paths.js';
 
 export interface CliResult {
   code: number | null;
@@ -18,7 +17,7 @@ export function runCli(
   opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...cliArgv(), ...args], {
+    const child = spawn(process.execPath, [...KMOE_ARGV, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],

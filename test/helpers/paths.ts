@@ -7,6 +7,8 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const MODEL_DIR = `${ROOT}models/tiny-mixtral`;
 export const EVAL_DIR = `${ROOT}data/eval`;
 export const REFERENCE_DIR = `${ROOT}test/fixtures/reference/tiny-mixtral`;
+/** argv (after `node`) that starts the compiled kmoe CLI, which build-dist.ts builds before any test. */
+export const KMOE_ARGV: readonly string[] = [`${ROOT}dist/coordinator/cli/main.js`];
 /** `npm run test:full` (KMOE_FULL=1): full-corpus checks that `npm test` runs a subset of. */
 export const FULL = process.env['KMOE_FULL'] === '1';
 

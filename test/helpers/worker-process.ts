@@ -1,11 +1,10 @@
-// Starts a real `kmoe worker` process on a free loopback port (from TypeScript sources) and waits
+// Starts a real `kmoe worker` process on a free loopback port (the compiled CLI: build-dist.ts) and waits
 // for its ready line; the handle stops it and keeps its stderr for assertions.
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { parseReadyLine, type WorkerAuthMode } from '../../shared/protocol/ready-line.js';
-import { cliArgv } from '../../shared/runtime/entry-points.js';
-import { MODEL_DIR, ROOT } from './paths.js';
+import { KMOE_ARGV, MODEL_DIR, ROOT } from './paths.js';
 
 export interface WorkerProcess {
   readonly url: string;
@@ -38,7 +37,7 @@ export function startWorker(
     '1',
     ...extra,
   ];
-  const child = spawn(process.execPath, [...cliArgv(), ...args], {
+  const child = spawn(process.execPath, [...KMOE_ARGV, ...args], {
     cwd: ROOT,
     ...(opts.env === undefined ? {} : { env: opts.env }),
     stdio: ['ignore', 'pipe', 'pipe'],

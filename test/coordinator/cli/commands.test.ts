@@ -8,6 +8,7 @@ import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { lastJsonLine, runCli } from '../../helpers/cli.js';
 import {
   greedyCases,
+  KMOE_ARGV,
   MODEL_DIR,
   perplexityReferences,
   ROOT,
@@ -283,8 +284,7 @@ describe('kmoe', () => {
 
   it('exits quietly (0) when the reader closes the pipe early (`kmoe ... --help | head -1`)', async () => {
     const { spawn } = await import('node:child_process');
-    const { cliArgv } = await import('../../../shared/runtime/entry-points.js');
-    const child = spawn(process.execPath, [...cliArgv(), 'bench', 'model', '--help'], {
+    const child = spawn(process.execPath, [...KMOE_ARGV, 'bench', 'model', '--help'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';

@@ -5,9 +5,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
-import { cliArgv } from '../../../shared/runtime/entry-points.js';
 import { lastJsonLine, runCli } from '../../helpers/cli.js';
-import { greedyCases, MODEL_DIR, ROOT, referenceGreedyText } from '../../helpers/paths.js';
+import { greedyCases, KMOE_ARGV, MODEL_DIR, ROOT, referenceGreedyText } from '../../helpers/paths.js';
 
 interface Cluster {
   child: ChildProcess;
@@ -20,7 +19,7 @@ interface Cluster {
 function startCluster(workers: number): Promise<Cluster> {
   const child = spawn(
     process.execPath,
-    [...cliArgv(), 'local-cluster', '--model', MODEL_DIR, '--workers', String(workers)],
+    [...KMOE_ARGV, 'local-cluster', '--model', MODEL_DIR, '--workers', String(workers)],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';

@@ -3,8 +3,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { cliArgv } from '../../../shared/runtime/entry-points.js';
-import { MODEL_DIR, ROOT } from '../../helpers/paths.js';
+import { KMOE_ARGV, MODEL_DIR, ROOT } from '../../helpers/paths.js';
 
 export interface ServeProcess {
   readonly url: string;
@@ -28,7 +27,7 @@ export function startServe(
 ): Promise<ServeProcess> {
   const child = spawn(
     process.execPath,
-    [...cliArgv(), 'serve', '--model', model, '--port', '0', '--threads', '1', ...args],
+    [...KMOE_ARGV, 'serve', '--model', model, '--port', '0', '--threads', '1', ...args],
     {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -13,9 +13,8 @@ import {
   jobConnection,
   jobPrefix,
 } from '../../../../shared/cluster-registry/expert-jobs.js';
-import { cliArgv } from '../../../../shared/runtime/entry-points.js';
 import { runCli } from '../../../helpers/cli.js';
-import { ROOT } from '../../../helpers/paths.js';
+import { KMOE_ARGV, ROOT } from '../../../helpers/paths.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { requestLoops } from '../../../helpers/request-loops.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
@@ -239,7 +238,7 @@ describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', 
     const child = spawn(
       process.execPath,
       [
-        ...cliArgv(),
+        ...KMOE_ARGV,
         'cluster',
         'rebalance',
         '--redis',
