@@ -556,7 +556,11 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         .default(10),
     )
     .addOption(opt.logLevel().default('info'))
-    .addOption(opt.threads('onnxruntime threads of the coordinator (default: all cores)'))
+    .addOption(
+      opt.threads(
+        'onnxruntime threads of the coordinator (default: cores - 1, at least 1; one core stays with the HTTP server)',
+      ),
+    )
     .addOption(opt.device())
     .addOption(opt.expertWeights())
     .addOption(opt.denseWeights())
@@ -1343,7 +1347,11 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
     .addOption(opt.wire())
     .addOption(opt.overlap())
     .addOption(opt.clusterTokenFile())
-    .addOption(opt.threads('onnxruntime threads of each worker and of kmoe serve (default: all cores)'))
+    .addOption(
+      opt.threads(
+        'onnxruntime threads of each worker and of kmoe serve (default: theirs, 1 per worker and cores - 1 for serve)',
+      ),
+    )
     .addOption(
       new Option('--timeout <s>', 'per request, seconds')
         .argParser(parseNumber('--timeout', { min: 1 }))

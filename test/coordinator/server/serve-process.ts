@@ -18,16 +18,20 @@ export interface ServeProcess {
   stop(timeoutMs?: number): Promise<number | null>;
 }
 
-/** `detached`: the server leads its own process group, as a command started at a terminal does. */
+/**
+ * `detached`: the server leads its own process group, as a command started at a terminal does.
+ * `defaultThreads`: no `--threads 1` (which tests otherwise pass to keep 2-core machines responsive).
+ */
 export function startServe(
   args: readonly string[],
   model = MODEL_DIR,
   env?: NodeJS.ProcessEnv,
-  opts: { readonly detached?: boolean } = {},
+  opts: { readonly detached?: boolean; readonly defaultThreads?: boolean } = {},
 ): Promise<ServeProcess> {
+  const threads = opts.defaultThreads === true ? [] : ['--threads', '1'];
   const child = spawn(
     process.execPath,
-    [...KMOE_ARGV, 'serve', '--model', model, '--port', '0', '--threads', '1', ...args],
+    [...KMOE_ARGV, 'serve', '--model', model, '--port', '0', ...threads, ...args],
     {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
