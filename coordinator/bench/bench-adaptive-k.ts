@@ -14,8 +14,9 @@ import { type Corpus, loadCorpus } from '../calibration/corpus.js';
 import { signedPercent } from '../calibration/format.js';
 import type { CalibratedPolicy } from '../calibration/skip-rates.js';
 import { EngineClient } from '../engine/engine-client.js';
-import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { evaluatePerplexity } from '../evaluation/perplexity.js';
 import { defaultSweep, runSweep, type SweepPoint } from '../evaluation/sweep.js';
+import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { ProgressBar } from './report/progress.js';
 import { sweepChart } from './report/sweep-chart.js';
 

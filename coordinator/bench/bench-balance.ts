@@ -18,7 +18,8 @@ import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-sta
 import { startLocalCluster } from '../cluster/local-cluster.js';
 import { PlacementTable } from '../cluster/placement.js';
 import { EngineClient } from '../engine/engine-client.js';
-import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { evaluatePerplexity } from '../evaluation/perplexity.js';
+import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { BenchConfigError } from './errors.js';
 import { renderBarChart } from './report/chart.js';
 

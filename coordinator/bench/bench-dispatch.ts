@@ -13,7 +13,8 @@ import { machineInfo } from '../../shared/runtime/machine.js';
 import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-stats.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
-import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { evaluatePerplexity } from '../evaluation/perplexity.js';
+import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { BenchConfigError } from './errors.js';
 import { renderBarChart } from './report/chart.js';
 

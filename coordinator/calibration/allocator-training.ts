@@ -22,7 +22,8 @@ import {
 } from '../../shared/routing/policies/allocator.js';
 import { profileVersionFor, type RoutingProfile } from '../../shared/routing/profile.js';
 import type { EngineClient } from '../engine/engine-client.js';
-import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { evaluatePerplexity } from '../evaluation/perplexity.js';
+import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import type { DropCostLayer } from '../moe/observers/drop-costs.js';
 import { type Corpus, describeCorpus, spreadWindows } from './corpus.js';
 import { CalibrationError } from './errors.js';

@@ -9,7 +9,8 @@ import {
 import { profileVersionFor, type RoutingProfile } from '../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import type { EngineClient } from '../engine/engine-client.js';
-import { evaluatePerplexity, STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { evaluatePerplexity } from '../evaluation/perplexity.js';
+import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { type Corpus, describeCorpus, splitWindows, spreadIndices, windowsAt } from './corpus.js';
 import { CalibrationError } from './errors.js';
 import { signedPercent } from './format.js';

@@ -5,7 +5,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Option } from 'commander';
-import { checkRedisUrl, REDIS_URL_ENV } from '../../shared/cluster-registry/redis-connection.js';
+import { checkRedisUrl, REDIS_URL_ENV } from '../../shared/cluster-registry/redis-url.js';
 import {
   CorpusError,
   type CorpusWindows,
@@ -27,12 +27,12 @@ import {
   WIRE_DTYPES,
   type WireDType,
 } from '../../shared/protocol/wire-dtype.js';
-import { isNamedProfile, isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile.js';
+import { isNamedProfile, isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile-names.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { isLoopbackHost } from '../../shared/runtime/port.js';
 import { BALANCE_RULES, type BalanceRule, DEFAULT_BALANCE_RULE } from '../cluster/balance.js';
-import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/remote-expert-backend.js';
-import { windowCount } from '../evaluation/perplexity.js';
+import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/dispatch-timeout.js';
+import { windowCount } from '../evaluation/windows.js';
 import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
 import {
   KV_DTYPES,
@@ -41,7 +41,7 @@ import {
   type PlanWeightFormat,
   parseByteSize,
 } from '../scale/units.js';
-import { LOG_LEVELS, type LogLevel } from '../server/logger.js';
+import { LOG_LEVELS, type LogLevel } from '../server/log-levels.js';
 import { flagValue, UsageError } from './usage-error.js';
 
 // ---- parsers -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import type { WorkerCommandOptions } from '../../worker/command.js';
 import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
 import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
-import { STANDARD_WINDOW } from '../evaluation/perplexity.js';
+import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { GREEDY } from '../sampling.js';
 import {
   apiKey,

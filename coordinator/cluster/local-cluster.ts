@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
-import { REDIS_URL_ENV } from '../../shared/cluster-registry/redis-connection.js';
+import { REDIS_URL_ENV } from '../../shared/cluster-registry/redis-url.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';

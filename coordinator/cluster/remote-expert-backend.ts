@@ -32,11 +32,11 @@ import {
   type WorkerCosts,
 } from './balance.js';
 import { mergeShares, planDispatch, type WorkerShare } from './dispatch-plan.js';
+import { DEFAULT_DISPATCH_TIMEOUT_MS } from './dispatch-timeout.js';
 import { PlacementError, WorkerRequestError } from './errors.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
 import { WorkerConnection } from './worker-connection.js';
 
-export const DEFAULT_DISPATCH_TIMEOUT_MS = 30_000;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Reconnect delays: RECONNECT_BASE_MS x 2^attempt, at most RECONNECT_MAX_MS. */
 const RECONNECT_BASE_MS = 100;

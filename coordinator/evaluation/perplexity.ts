@@ -6,8 +6,7 @@
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import type { RoutingTraceLayer } from '../moe/observers/routing-trace.js';
-
-export const STANDARD_WINDOW = 256;
+import { STANDARD_WINDOW, windowCount } from './windows.js';
 
 export interface PerplexityOptions {
   readonly windowLen?: number;
@@ -46,10 +45,6 @@ export interface PerplexityReport {
   readonly seconds: number;
   readonly tokensPerSecond: number;
   readonly stats: RoutingStatsJSON;
-}
-
-export function windowCount(ids: Uint16Array, windowLen = STANDARD_WINDOW): number {
-  return Math.floor(ids.length / windowLen);
 }
 
 export async function evaluatePerplexity(

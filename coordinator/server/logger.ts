@@ -4,11 +4,9 @@
 import type { pino } from 'pino';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import { createProcessLogger } from '../../shared/runtime/logger.js';
+import { LOG_LEVELS, type LogLevel } from './log-levels.js';
 
 export type Logger = pino.Logger;
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A log level pino does not know (the CLI validates --log-level first; this guards other callers). */
 export class LogLevelError extends KmoeError {

@@ -6,13 +6,8 @@ import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
-import {
-  isInlineProfile,
-  isProfilePath,
-  NAMED_PROFILES,
-  profileDigest,
-  resolveRouting,
-} from '../../shared/routing/profile.js';
+import { isInlineProfile, profileDigest, resolveRouting } from '../../shared/routing/profile.js';
+import { isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile-names.js';
 import { ROUTING_HANDLE_MIN_CHARS, routingHandle } from '../engine/routing-handle.js';
 import { InvalidRequestError } from './errors.js';
 

@@ -6,22 +6,6 @@ import { Redis } from 'ioredis';
 import { maskUrl } from '../runtime/mask-url.js';
 import { RegistryError } from './errors.js';
 
-/** Checks the scheme once, at the edge; the CLI turns this into a usage error. */
-/** The environment variable that stands for --redis (it keeps a password out of `ps`). */
-export const REDIS_URL_ENV = 'KMOE_REDIS_URL';
-
-export function checkRedisUrl(url: string): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return `not a URL: ${maskUrl(url)}`;
-  }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
-    return `expected redis:// or rediss://, got ${u.protocol}//`;
-  return undefined;
-}
-
 export interface RegistryConnectionOptions {
   /** Called on connection errors (already masked), at most once per outage. */
   readonly onError?: (message: string) => void;

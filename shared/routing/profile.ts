@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { RoutingConfigError, RoutingProfileError } from './errors.js';
 import { checkModel } from './policies/policy-kind.js';
 import type { RoutingModel, RoutingPolicy } from './policy.js';
+import { isProfilePath } from './profile-names.js';
 import { checkPolicyConfig, createRoutingPolicy, type PolicyConfig, policyConfigSchema } from './registry.js';
 import { parseRoutingSpec } from './spec.js';
 
@@ -95,20 +96,6 @@ export const routingProfileSchema = z
 
 export type RoutingProfile = z.infer<typeof routingProfileSchema>;
 export type RoutingProfileModel = z.infer<typeof profileModelSchema>;
-
-/**
- * Profiles shipped under a stable name (`--routing recommended`), as paths relative to the project
- * root. `recommended` is the best calibrated profile measured on unseen text (README "Adaptive K").
- */
-export const NAMED_PROFILES: Readonly<Record<string, string>> = { recommended: 'profiles/recommended.json' };
-
-export function isNamedProfile(arg: string): boolean {
-  return Object.hasOwn(NAMED_PROFILES, arg.trim());
-}
-
-export function isProfilePath(arg: string): boolean {
-  return arg.trim().toLowerCase().endsWith('.json');
-}
 
 /** Reads and validates a profile; every failure is a RoutingProfileError naming the file. */
 export function loadRoutingProfile(path: string): RoutingProfile {

@@ -17,7 +17,7 @@ import { signedPercent } from '../../calibration/format.js';
 import { profileModel } from '../../calibration/quality-search.js';
 import type { CalibratedPolicy } from '../../calibration/skip-rates.js';
 import { EngineClient } from '../../engine/engine-client.js';
-import { STANDARD_WINDOW } from '../../evaluation/perplexity.js';
+import { STANDARD_WINDOW } from '../../evaluation/windows.js';
 import { routingModelOfConfig } from '../../moe/routing-model.js';
 import { sessionSettings } from '../experts.js';
 import type { ComputeOptions } from '../options.js';

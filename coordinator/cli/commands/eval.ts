@@ -6,23 +6,19 @@ import path from 'node:path';
 import { CorpusError, parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
-import { isProfilePath } from '../../../shared/routing/profile.js';
+import { isProfilePath } from '../../../shared/routing/profile-names.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
 import { type DispatchSummary, summarizeDispatch } from '../../cluster/dispatch-stats.js';
 import { EngineClient } from '../../engine/engine-client.js';
-import {
-  evaluatePerplexity,
-  type PerplexityReport,
-  STANDARD_WINDOW,
-  windowCount,
-} from '../../evaluation/perplexity.js';
+import { evaluatePerplexity, type PerplexityReport } from '../../evaluation/perplexity.js';
 import {
   ROUTING_TRACE_FORMAT,
   ROUTING_TRACE_VERSION,
   RoutingTraceWriter,
 } from '../../evaluation/routing-trace.js';
 import { defaultSweep, runSweep } from '../../evaluation/sweep.js';
+import { STANDARD_WINDOW, windowCount } from '../../evaluation/windows.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import {
   type ComputeOptions,

@@ -8,7 +8,7 @@ import { trainAllocator } from '../../calibration/allocator-training.js';
 import { loadCorpus } from '../../calibration/corpus.js';
 import { signedPercent } from '../../calibration/format.js';
 import { EngineClient } from '../../engine/engine-client.js';
-import { STANDARD_WINDOW } from '../../evaluation/perplexity.js';
+import { STANDARD_WINDOW } from '../../evaluation/windows.js';
 import { sessionSettings } from '../experts.js';
 import type { ComputeOptions } from '../options.js';
 import { UsageError } from '../usage-error.js';

@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { parseWorkerRecord } from '../../../shared/cluster-registry/record.js';
-import { checkRedisUrl } from '../../../shared/cluster-registry/redis-connection.js';
+import { checkRedisUrl } from '../../../shared/cluster-registry/redis-url.js';
 import { chooseAutoExperts, expertView } from '../../../shared/cluster-registry/registry-reader.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
 

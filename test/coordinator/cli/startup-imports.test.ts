@@ -1,0 +1,81 @@
+// The CLI checks its flags before it loads any implementation: `--help` and usage errors load no
+// package but commander (no onnxruntime, Redis client, WebSocket, logger or schema library), which
+// keeps them fast. A module-resolution hook records every package the process resolves.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { KMOE_ARGV, MODEL_DIR, ROOT } from '../../helpers/paths.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-imports-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const hook = path.join(dir, 'hook.mjs');
+writeFileSync(
+  hook,
+  `export async function resolve(spec, ctx, next) {
+  const r = await next(spec, ctx);
+  const m = /\\/node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(r.url);
+  if (m) process._rawDebug('PACKAGE ' + m[1]);
+  return r;
+}
+`,
+);
+const register = path.join(dir, 'register.mjs');
+writeFileSync(
+  register,
+  `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`,
+);
+
+/** The packages a CLI run resolves, and its exit code. */
+function packagesLoaded(args: readonly string[]): Promise<{ packages: Set<string>; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', register, ...KMOE_ARGV, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const packages = new Set([...stderr.matchAll(/^PACKAGE (\S+)$/gm)].map((m) => m[1]!));
+      resolve({ packages, code });
+    });
+  });
+}
+
+describe('kmoe startup', () => {
+  it.each([
+    [['--help'], 0],
+    [['serve', '--help'], 0],
+    [['generate', '--model', MODEL_DIR, '--prompt', 'x', '--top-p', '2'], 2],
+    [['serve', '--model', MODEL_DIR, '--redis', 'http://h'], 2],
+    [['serve', '--model', MODEL_DIR, '--log-level', 'loud'], 2],
+  ] as const)('%j loads no package but commander (exit %i)', async (args, exit) => {
+    const { packages, code } = await packagesLoaded(args);
+    expect(code).toBe(exit);
+    expect([...packages]).toEqual(['commander']);
+  });
+
+  it('a command that runs loads its implementation (the hook sees packages)', async () => {
+    const { packages, code } = await packagesLoaded([
+      'generate',
+      '--model',
+      MODEL_DIR,
+      '--prompt',
+      'x',
+      '--max-tokens',
+      '1',
+      '--threads',
+      '1',
+    ]);
+    expect(code).toBe(0);
+    expect(packages).toContain('onnxruntime-node');
+    expect(packages).toContain('zod');
+  });
+});
