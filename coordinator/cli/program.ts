@@ -1349,7 +1349,7 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
     .addOption(opt.clusterTokenFile())
     .addOption(
       opt.threads(
-        'onnxruntime threads of each worker and of kmoe serve (default: theirs, 1 per worker and cores - 1 for serve)',
+        'onnxruntime threads of each worker and of kmoe serve (default: theirs, all cores per worker and cores - 1 for serve)',
       ),
     )
     .addOption(
