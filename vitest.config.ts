@@ -1,17 +1,40 @@
 import { defineConfig } from 'vitest/config';
 
-// Integration tests start real processes, onnxruntime sessions and redis-server: run test files
-// one at a time (2 cores; two at a time exposed a race in serve.test's metrics check, README
-// Tests). Timeouts are several times a test's idle run time (the longest, one full-corpus
-// perplexity case of `npm run test:full`, takes ~35 s idle), so a busy or slower machine makes
-// the suite slower, never red.
+// Integration tests start real processes, onnxruntime sessions and redis-server; each keeps about
+// 1.3 of a 2-core machine busy, so two test files run at a time (every test takes its own free
+// ports, temporary directories and Redis; checks that read gauges or time a failure allow for a
+// loaded machine). Timeouts are several times a test's run time with a second file beside it (the
+// longest, one full-corpus perplexity case of `npm run test:full`, takes ~35 s alone), so a busy
+// or slower machine makes the suite slower, never red.
+const TIMEOUTS = { testTimeout: 300_000, hookTimeout: 300_000 };
+
+// The bin test rebuilds dist/, which every other file's kmoe processes run: it goes last, alone.
+const REBUILDS_DIST = ['test/coordinator/cli/bin.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    // Compiles dist/ once, before any file runs: the kmoe processes tests start run it.
+    // Compiles dist/ once, before any file runs (test/helpers/build-dist.ts).
     globalSetup: ['test/helpers/build-dist.ts'],
-    fileParallelism: false,
-    testTimeout: 300_000,
-    hookTimeout: 300_000,
+    projects: [
+      {
+        test: {
+          name: 'kmoe',
+          include: ['test/**/*.test.ts'],
+          exclude: REBUILDS_DIST,
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+          ...TIMEOUTS,
+        },
+      },
+      {
+        test: {
+          name: 'rebuilds-dist',
+          include: REBUILDS_DIST,
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
+          ...TIMEOUTS,
+        },
+      },
+    ],
   },
 });

@@ -321,7 +321,9 @@ describe('start-up failures', () => {
 describe('a worker that stops answering or dies', () => {
   it('fails the step within the timeout naming the missing experts, and recovers when the worker answers again', async () => {
     const victim = await startWorker('4-7');
-    const timeoutMs = 1500;
+    // Long enough that a loaded machine (two test files at a time) detects the killed worker
+    // below well before it; the frozen case is allowed a few seconds past it for the same reason.
+    const timeoutMs = 4000;
     const engine = await EngineClient.start({
       modelDir: MODEL_DIR,
       settings,
@@ -338,7 +340,7 @@ describe('a worker that stops answering or dies', () => {
       await expect(engine.step([{ seqId: 'frozen', tokens: ids.slice(0, 8) }])).rejects.toThrow(
         new RegExp(`experts [4-7][-,4-7]* have no live worker \\(failed: ${victim.url}\\)`),
       );
-      expect(performance.now() - t0).toBeLessThan(timeoutMs + 1000);
+      expect(performance.now() - t0).toBeLessThan(timeoutMs + 3000);
 
       // Thawed: the coordinator reconnects by itself (backoff) and the worker serves again.
       victim.child.kill('SIGCONT');

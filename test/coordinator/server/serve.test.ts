@@ -418,6 +418,9 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
 describe('metrics', () => {
   it('exports routing, latency and load metrics in Prometheus text', async () => {
     await complete({ prompt: 'The', max_tokens: 4, temperature: 0, kmoe: { routing: 'topk:1' } });
+    // The response ends with its last token; the scheduler frees the sequence on its next turn, so
+    // a scrape right after may still count it (gauges are sampled, not transactional).
+    await idle();
     const res = await fetch(`${server.url}/metrics`);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     const text = await res.text();
