@@ -1,15 +1,17 @@
 // Starts a real `redis-server` on a free loopback port for integration tests (no persistence, its
 // own temp dir), waits until it answers PING, and stops it; `restart()` stops it and starts a new
 // one on the same port (the registry-outage test). redis-server has no `--port 0`, so a free port is
-// found by binding one and releasing it, with a retry if another process takes it in between.
+// found by binding one below the ephemeral range (`restartablePort`, so that `restart()` gets it
+// back) and releasing it, with a retry if another process takes it in between.
 // With `tls` it listens on a TLS port only (plaintext port 0 = off) and the URL is rediss://.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import { restartablePort } from './ports.js';
 
 export interface RedisServer {
   readonly port: number;
@@ -20,19 +22,6 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** stop() then start again on the same port, empty. */
   restart(): Promise<void>;
-}
-
-/** A TCP port free on loopback right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** The server's TLS files (PEM); clients verify its certificate against `caFile`. */
@@ -164,7 +153,7 @@ export async function startRedis(
   let port = 0;
   let running: Running | undefined;
   for (let attempt = 0; attempt < 5 && !running; attempt++) {
-    port = await freePort();
+    port = await restartablePort();
     const r = launch(port, dir, log, opts.password, opts.tls);
     if (await waitReady(r, port, timeoutMs, opts.tls)) running = r;
     else {

@@ -50,7 +50,8 @@ afterAll(async () => {
 
 describe('Registrar', () => {
   it('splits concurrent auto claims, keeps loading claims alive past the TTL, deregisters with an event', async () => {
-    const TTL = 400;
+    // Heartbeats every TTL/4: a 1.5 s TTL survives a loaded machine (another test file beside this one).
+    const TTL = 1500;
     const a = registrar(client(), 'a', TTL);
     const b = registrar(client(), 'b', TTL);
     const [ea, eb] = await Promise.all([a.claimAuto(4, 8), b.claimAuto(4, 8)]);

@@ -6,6 +6,7 @@
 
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { restartablePort } from '../../helpers/ports.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
@@ -94,7 +95,14 @@ async function until(what: string, check: () => Promise<boolean>, ms = 30_000): 
 }
 
 beforeAll(async () => {
-  const [a, b, c] = await Promise.all([startWorker('0-4'), startWorker('3-7'), startWorker('0-7')]);
+  // b and c are restarted at their URLs below: their ports must not be handed to anyone meanwhile.
+  const bPort = await restartablePort();
+  const cPort = await restartablePort([bPort]);
+  const [a, b, c] = await Promise.all([
+    startWorker('0-4'),
+    startWorker('3-7', ['--port', String(bPort)]),
+    startWorker('0-7', ['--port', String(cPort)]),
+  ]);
   Object.assign(workers, { a, b, c });
   server = await startServe([
     '--workers',

@@ -108,7 +108,7 @@ describe('kmoe serve with remote workers', () => {
     // prefill shares a step with low decodes (one prefill per step, oldest first). Rounds repeat
     // until the server logged such a shared step; every round's outcome is checked.
     let shared = false;
-    for (let round = 0; round < 5 && !shared; round++) {
+    for (let round = 0; round < 20 && !shared; round++) {
       const lows = LOW_PROMPTS.map((prompt) => complete({ prompt, ...LOW }));
       await new Promise((r) => setTimeout(r, 5));
       const highs = HIGH_PROMPTS.map((prompt) => complete({ prompt, max_tokens: 3, temperature: 0 }));

@@ -46,7 +46,8 @@ describe('InlineCalls', () => {
   it('starts a concurrent method at once, beside the queue', async () => {
     const log: string[] = [];
     const calls = new InlineCalls(recorder(log), { concurrent: ['slow'] });
-    const slow = calls.call('slow', 40);
+    // Long enough that a loaded machine's late timers cannot end it before the two 5 ms steps.
+    const slow = calls.call('slow', 1000);
     const steps = Promise.all([calls.call('step', 'a'), calls.call('step', 'b')]);
     expect(await steps).toEqual(['A', 'B']);
     expect(log).toEqual(['start slow', 'start a', 'end a', 'start b', 'end b']);

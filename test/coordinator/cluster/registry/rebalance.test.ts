@@ -124,8 +124,14 @@ afterAll(async () => {
 
 describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', () => {
   it('with no traffic there is nothing to balance: exit 1 with a hint', async () => {
-    // Past the heartbeat that still counted the baseline requests.
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    // Past the heartbeats that still counted the baseline requests (polled: on a loaded machine
+    // they come late).
+    for (const deadline = Date.now() + 30_000; ; ) {
+      const s = await status();
+      if (s.models.every((m) => m.layers.every((l) => l.pairsPerSec === 0))) break;
+      if (Date.now() > deadline) throw new Error(`workers still report traffic: ${JSON.stringify(s.models)}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
     const r = await runCli(['cluster', 'rebalance', '--redis', redis.url, '--window', '1']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('reported no traffic during the window');

@@ -5,7 +5,8 @@
 
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, type RedisServer, startRedis } from '../../../helpers/redis-server.js';
+import { restartablePort } from '../../../helpers/ports.js';
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { requestLoops } from '../../../helpers/request-loops.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
 import { type ServeProcess, startServe } from '../../server/serve-process.js';
@@ -51,7 +52,7 @@ async function forge(id: string, fields: Record<string, unknown>, ttlMs = 60_000
 beforeAll(async () => {
   redis = await startRedis();
   client = new Redis(redis.url);
-  bPort = await freePort();
+  bPort = await restartablePort();
   workers.push(await startWorker('0-3', ['--redis', redis.url]));
   workers.push(await startWorker('4-7', ['--redis', redis.url, '--port', String(bPort)]));
 });
