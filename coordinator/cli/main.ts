@@ -7,6 +7,7 @@
 import { type Command, CommanderError } from 'commander';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import { buildProgram, helpPointer, type Outcome } from './program.js';
+import { stdoutClosed } from './stdout-closed.js';
 import { UsageError } from './usage-error.js';
 
 /** Commander's own exits that are not errors. */
@@ -84,10 +85,11 @@ async function main(argv: string[]): Promise<number> {
 }
 
 // A reader that stopped reading (`kmoe ... --help | head`, a closed pipe): nothing more can be said
-// on stdout, which is not an error of the command; exit as a pipeline member does, quietly.
+// on stdout, which is not an error of the command; exit as a pipeline member does, quietly, or,
+// for a command in the middle of an engine call, as soon as it has stopped (stdout-closed.ts).
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  throw err;
+  if (err.code !== 'EPIPE') throw err;
+  if (!stdoutClosed()) process.exit(process.exitCode ?? 0);
 });
 
 main(process.argv.slice(2)).then(

@@ -1,5 +1,6 @@
 // docker-compose.yml, deploy/Dockerfile and .dockerignore checked without a Docker daemon: the
-// compose file's shape (CPU limit and matching --threads per container, the checkpoint mounted
+// compose file's shape (CPU limit and matching --threads per container, the API on loopback only
+// without a key, the checkpoint mounted
 // where --model points, experts covered, workers named by the coordinator) and what the image gets.
 
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ const read = (f: string) => fs.readFileSync(path.join(root, f), 'utf8');
 interface Service {
   command: string[];
   cpus?: number;
+  ports?: string[];
   volumes?: { type: string; source: string; target: string; read_only?: boolean }[];
   depends_on?: Record<string, { condition: string }>;
   environment?: Record<string, string>;
@@ -43,6 +45,15 @@ describe('docker-compose.yml', () => {
       'worker-a': { condition: 'service_healthy' },
       'worker-b': { condition: 'service_healthy' },
     });
+  });
+
+  it('publishes the API on the host only at loopback unless it requires an API key', () => {
+    for (const [name, s] of services) {
+      const ports = s.ports ?? [];
+      if (flag(s, '--api-key-file') !== undefined) continue;
+      for (const p of ports) expect(p, name).toMatch(/^127\.0\.0\.1:/);
+    }
+    expect(compose.services['coordinator']?.ports).toEqual(['127.0.0.1:8000:8000']);
   });
 
   it('limits every container to a number of CPUs: workers run as many onnxruntime threads, the coordinator one fewer', () => {

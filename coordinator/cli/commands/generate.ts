@@ -5,6 +5,7 @@ import { EngineClient } from '../../engine/engine-client.js';
 import { Rng, type SamplingParams, sampleToken, validateSampling } from '../../sampling.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
+import { whenStdoutCloses } from '../stdout-closed.js';
 import { UsageError } from '../usage-error.js';
 
 /** Decode steps per engine-thread round trip: the granularity at which tokens are streamed. */
@@ -40,6 +41,11 @@ export async function run(o: GenerateOptions): Promise<number> {
     onLog: printWorkerLog,
   });
   let engine: EngineClient | undefined;
+  // Nobody reads the completion any more: stop after the engine call in hand (stdout-closed.ts).
+  let readerGone = false;
+  const unregister = whenStdoutCloses(() => {
+    readerGone = true;
+  });
   try {
     engine = await EngineClient.start({
       modelDir,
@@ -48,6 +54,19 @@ export async function run(o: GenerateOptions): Promise<number> {
       ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
     });
     const info = engine.info;
+    // The same limits, in the same words, as the server's (openai-format requests): nothing is
+    // cut short silently.
+    const context = info.maxPositions;
+    if (promptIds.length >= context) {
+      throw new UsageError(
+        `the prompt is ${promptIds.length} tokens; this model's context is ${context} positions, leaving no room to generate`,
+      );
+    }
+    if (promptIds.length + maxTokens > context) {
+      throw new UsageError(
+        `--max-tokens is ${maxTokens}, but the prompt's ${promptIds.length} tokens leave room for at most ${context - promptIds.length} in this model's context of ${context}`,
+      );
+    }
     const routing = info.defaultRouting;
     const eos = new Set(info.eosTokenIds);
     const rng = new Rng(sampling.seed ?? 0);
@@ -62,11 +81,11 @@ export async function run(o: GenerateOptions): Promise<number> {
     // DECODE_CHUNK steps per round trip (streamed chunk by chunk).
     let next = sampleToken(step.logits, 0, info.vocabSize, sampling, rng);
     let rngState = rng.state();
-    while (!eos.has(next)) {
+    while (!eos.has(next) && !readerGone) {
       generated++;
       process.stdout.write(detok.push(next));
-      const room = Math.min(maxTokens - generated, info.maxPositions - promptIds.length - generated);
-      if (room <= 0) break;
+      const room = maxTokens - generated;
+      if (room <= 0 || readerGone) break;
       const d = await engine.decode({
         seqId: 'generate',
         token: next,
@@ -85,6 +104,7 @@ export async function run(o: GenerateOptions): Promise<number> {
       }
       next = d.tokens[d.tokens.length - 1]!;
     }
+    if (readerGone) return 0;
     process.stdout.write(`${detok.flush()}\n`);
     if (o.stats) {
       const done = performance.now();
@@ -97,11 +117,12 @@ export async function run(o: GenerateOptions): Promise<number> {
       );
       if (info.placement.length > 0) {
         process.stderr.write(
-          `network: ${(bytes / positions).toFixed(0)} bytes per token per MoE layer to ${info.placement.length} workers\n`,
+          `network: ${(bytes / positions).toFixed(0)} bytes per token per MoE layer to ${info.placement.length} worker${info.placement.length === 1 ? '' : 's'}\n`,
         );
       }
     }
   } finally {
+    unregister();
     await engine?.close();
     await placed.cluster?.stop();
   }
