@@ -95,6 +95,9 @@ export class ApiServer {
       },
       bodyLimit: options.bodyLimitBytes,
       requestTimeout: REQUEST_TIMEOUT_MS,
+      // Node checks those timeouts every 30 s by default, so a slow sender held its connection
+      // 60-90 s; checking every second keeps the 408 within a second of the limit.
+      http: { connectionsCheckingInterval: 1000 },
       // Shutdown closes the listener once the scheduler has ended every sequence: nothing is left
       // to wait for, and idle keep-alive connections must not hold the process open.
       forceCloseConnections: true,
@@ -290,8 +293,8 @@ export class ApiServer {
     this.#current.delete(scope.req.raw.socket);
     this.#closing.add(scope.req.raw.socket);
     const res = scope.res.raw;
-    const status =
-      scope.forcedStatus ?? (res.writableFinished || res.headersSent ? res.statusCode : CLIENT_CLOSED);
+    // A stream whose client left after its headers (200) is as incomplete as any other response.
+    const status = scope.forcedStatus ?? (res.writableFinished ? res.statusCode : CLIENT_CLOSED);
     const seconds = (performance.now() - scope.started) / 1000;
     this.metrics.request(scope.endpoint, status, seconds);
     const quiet = scope.endpoint === 'metrics' || scope.endpoint === 'health';
@@ -379,6 +382,9 @@ function writeRaw(socket: Socket, error: ApiError): void {
   socket.end(
     `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\n` +
       'content-type: application/json; charset=utf-8\r\n' +
+      (error instanceof RouteNotFoundError && error.allowed.length > 0
+        ? `allow: ${error.allowed.join(', ')}\r\n`
+        : '') +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
   // A peer that never reads its answer must not hold the socket open.

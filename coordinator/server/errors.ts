@@ -57,6 +57,9 @@ export class InvalidRequestError extends ApiError {
 
 /** 404 / 405: no such endpoint, or the endpoint does not take this method. */
 export class RouteNotFoundError extends ApiError {
+  /** The methods the path takes (the 405's Allow header); empty for a 404. */
+  readonly allowed: readonly string[];
+
   constructor(method: string, requestPath: string, allowed: readonly string[]) {
     const path = requestPath.length > 200 ? `${requestPath.slice(0, 200)}…` : requestPath;
     super(
@@ -67,6 +70,7 @@ export class RouteNotFoundError extends ApiError {
         : `${path} does not accept ${method}; use ${allowed.join(' or ')}`,
       { code: allowed.length === 0 ? 'not_found' : 'method_not_allowed' },
     );
+    this.allowed = allowed;
   }
 }
 

@@ -137,6 +137,16 @@ function noSections(frame: DecodedFrame, type: string): void {
     );
 }
 
+/**
+ * A header's `type` as a peer sent it, for an error message: whatever msgpack decoded (a BigInt or
+ * an extension value included, which JSON.stringify would throw on), at most a line of it.
+ */
+function describeType(type: unknown): string {
+  if (typeof type === 'string') return JSON.stringify(type.length > 64 ? `${type.slice(0, 64)}…` : type);
+  if (type === null || typeof type === 'number' || typeof type === 'boolean') return String(type);
+  return `of type ${typeof type === 'object' ? (type.constructor?.name ?? 'object') : typeof type}`;
+}
+
 /** Decodes and validates any message. Throws ProtocolError with a code saying what was wrong. */
 export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits): Message {
   const frame = decodeFrame(bytes, limits.maxFrameBytes);
@@ -160,7 +170,7 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits): Message 
     default:
       throw new ProtocolError(
         'bad-header',
-        `unknown message type ${JSON.stringify(type)} (known: ${Object.keys(schemas).join(', ')})`,
+        `unknown message type ${describeType(type)} (known: ${Object.keys(schemas).join(', ')})`,
       );
   }
 }

@@ -53,6 +53,9 @@ const profileModelSchema = z
   })
   .strict();
 
+/** Longest provenance.name a profile may carry. */
+export const PROFILE_NAME_MAX_CHARS = 200;
+
 /** How the profile was made; the named fields are typed, anything else is free-form JSON. */
 const provenanceSchema = z
   .object({
@@ -62,6 +65,8 @@ const provenanceSchema = z
     budget: z.number().optional(),
     avgK: z.number().optional(),
     ppl: z.number().optional(),
+    // Names the profile in logs and responses (`usage.kmoe.routing`): a line's worth, not a payload.
+    name: z.string().max(PROFILE_NAME_MAX_CHARS).optional(),
   })
   .catchall(z.json());
 
@@ -265,8 +270,8 @@ function parseInlineProfile(text: string): RoutingProfile {
 
 /** An inline profile is named by provenance.name when it has one. */
 function inlineName(profile: RoutingProfile): string {
-  const name = profile.provenance?.['name'];
-  return typeof name === 'string' && name !== '' ? name : 'inline-profile';
+  const name = profile.provenance?.name;
+  return name !== undefined && name !== '' ? name : 'inline-profile';
 }
 
 /**

@@ -1,7 +1,7 @@
 // A real `kmoe serve --workers 0` against clients that walk away: many requests (streaming and
 // not, long generations) aborted at random moments must all stop generating, so the running and
-// queued gauges and the engine's live sequences return to 0; and the HTTP connection cap closes
-// connections beyond --max-connections at once.
+// queued gauges and the engine's live sequences return to 0, a stream left after its headers counts
+// as 499; and the HTTP connection cap closes connections beyond --max-connections at once.
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,49 @@ describe('clients that go away', () => {
     }
     expect(again).not.toBeNull();
     again!.destroy();
+  });
+
+  it('records a stream its client left after the first chunk as 499, not 200', async () => {
+    const series = (status: number) => `kmoe_requests_total{endpoint="completions",status="${status}"}`;
+    // A counter of a status not seen yet is absent from the scrape: 0.
+    const counts = async () => {
+      const m = await scrape(`${server.url}/metrics`);
+      return (status: number) => {
+        try {
+          return m(series(status));
+        } catch {
+          return 0;
+        }
+      };
+    };
+    const before = await counts();
+    const controller = new AbortController();
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'tiny-mixtral',
+        prompt: 'The',
+        max_tokens: 2000,
+        stream: true,
+        kmoe: { ignore_eos: true },
+      }),
+      signal: controller.signal,
+    });
+    expect(res.status).toBe(200);
+    const first = await res.body!.getReader().read();
+    expect(first.done).toBe(false);
+    controller.abort();
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const now = await counts();
+      if (now(499) === before(499) + 1) {
+        expect(now(200)).toBe(before(200));
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`499s still ${now(499)}, 200s ${now(200)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 
   it('stops every aborted generation: running, queued and engine sequences return to 0', async () => {

@@ -242,8 +242,13 @@ describe('405s and metrics', () => {
     for (const method of ['GET', 'PUT', 'DELETE', 'OPTIONS']) {
       const res = await fetch(`${server.url}/v1/completions`, { method });
       expect(res.status).toBe(405);
+      // RFC 9110: a 405 names the methods the resource takes.
+      expect(res.headers.get('allow')).toBe('POST');
       expectOpenAIError(await res.json(), 'method_not_allowed');
     }
+    const health = await fetch(`${server.url}/health`, { method: 'POST' });
+    expect(health.status).toBe(405);
+    expect(health.headers.get('allow')).toMatch(/^GET(, HEAD)?$/);
     const value = parseScrape(await (await fetch(`${server.url}/metrics`)).text());
     expect(value('kmoe_requests_total{endpoint="completions",status="405"}')).toBe(4);
   });

@@ -3,6 +3,7 @@
 // is rejected with a ProtocolError whose code says what was wrong.
 
 import fc from 'fast-check';
+import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import {
   allocDispatchRequest,
@@ -20,7 +21,7 @@ import {
   requestIdOf,
 } from '../../../shared/protocol/codec.js';
 import { ProtocolError, type ProtocolErrorCode } from '../../../shared/protocol/errors.js';
-import { allocFrame, decodeFrame, FRAME_MAGIC } from '../../../shared/protocol/frame.js';
+import { allocFrame, decodeFrame, FRAME_MAGIC, FRAME_PREFIX_BYTES } from '../../../shared/protocol/frame.js';
 import { expertIndexDType, PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
 import { fromWire, toWire, type WireDType } from '../../../shared/protocol/wire-dtype.js';
 
@@ -268,6 +269,38 @@ describe('malformed input', () => {
       'bad-header',
       /unknown message type "frobnicate"/,
     );
+    // Whatever msgpack decodes is a type a peer can send: named in the error, never a crash of it.
+    // A BigInt beyond int64 travels as msgpackr's extension 0x42 and decodes as a BigInt.
+    const header = new Packr({ useRecords: false, useBigIntExtension: true }).pack({
+      type: 2n ** 70n,
+      sections: [],
+    });
+    // Frames are padded to 8 bytes.
+    const bigintType = new Uint8Array(Math.ceil((FRAME_PREFIX_BYTES + header.byteLength) / 8) * 8);
+    new DataView(bigintType.buffer).setUint32(0, FRAME_MAGIC, true);
+    new DataView(bigintType.buffer).setUint32(4, header.byteLength, true);
+    bigintType.set(header, FRAME_PREFIX_BYTES);
+    expectProtocolError(
+      () => decodeMessage(bigintType, limits),
+      'bad-header',
+      /unknown message type of type bigint/,
+    );
+    for (const [type, named] of [
+      [new Date(0), /unknown message type of type Date/],
+      [{ a: 1 }, /unknown message type of type Object/],
+      [12, /unknown message type 12 /],
+      ['x'.repeat(10_000), /unknown message type "x{64}…" /],
+    ] as const) {
+      expectProtocolError(
+        () =>
+          decodeMessage(
+            withHeader(bytes, (h) => ({ ...h, type })),
+            limits,
+          ),
+        'bad-header',
+        named,
+      );
+    }
     expectProtocolError(
       () =>
         decodeMessage(

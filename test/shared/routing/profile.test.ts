@@ -188,6 +188,18 @@ describe('inline routing profiles', () => {
     expect(policy.maxK).toBe(2);
   });
 
+  it('refuses a provenance.name longer than a line (it is echoed in logs and responses)', () => {
+    const named = (name: string) =>
+      JSON.stringify({
+        kmoeRoutingProfile: 1,
+        policy: { kind: 'skip', tau: [0, 0.1, 0.2, 0.3] },
+        provenance: { name },
+      });
+    expect(resolveRouting(named('n'.repeat(200)), TINY_MIXTRAL).spec).toBe('n'.repeat(200));
+    expect(() => resolveRouting(named('n'.repeat(201)), TINY_MIXTRAL)).toThrow(RoutingProfileError);
+    expect(() => resolveRouting(named('n'.repeat(3_000_000)), TINY_MIXTRAL)).toThrow(/provenance\.name/);
+  });
+
   it('names the problem in a malformed inline profile', () => {
     expect(() => resolveRouting('{"kmoeRoutingProfile": 1,', TINY_MIXTRAL)).toThrow(
       /inline routing profile is not valid JSON/,
