@@ -77,7 +77,7 @@ describe('clients that go away', () => {
         }
       };
     };
-    const before = await counts();
+    const initial = await counts();
     const controller = new AbortController();
     const res = await fetch(`${server.url}/v1/completions`, {
       method: 'POST',
@@ -98,8 +98,8 @@ describe('clients that go away', () => {
     const deadline = Date.now() + 20_000;
     for (;;) {
       const now = await counts();
-      if (now(499) === before(499) + 1) {
-        expect(now(200)).toBe(before(200));
+      if (now(499) === initial(499) + 1) {
+        expect(now(200)).toBe(initial(200));
         break;
       }
       if (Date.now() > deadline) throw new Error(`499s still ${now(499)}, 200s ${now(200)}`);
