@@ -3,6 +3,7 @@
 // time, so it is the single owner of these structures. Where experts run is injected (an
 // ExpertBackend and the observers that come with it); the engine never knows local from remote.
 
+import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import { assertRunnable, Checkpoint } from '../../shared/model/checkpoint.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
@@ -138,6 +139,19 @@ export type StepFailure =
       /** The MoE layer where its policy refused its input; undefined when it did not resolve. */
       readonly layer: number | undefined;
       /** For people: what the routing said. */
+      readonly message: string;
+    }
+  | {
+      readonly index: number;
+      /**
+       * Its final hidden state overflowed float32 (NaN, infinite, or a sum of squares the final
+       * norm cannot hold): its logits mean nothing. A routing profile whose tables are finite but
+       * huge (expert means of 1e20) does this without any single table value being refused.
+       */
+      readonly reason: 'overflow';
+      readonly missing: [];
+      readonly layer: undefined;
+      /** For people: the routing it ran under and what went wrong. */
       readonly message: string;
     };
 
@@ -414,6 +428,11 @@ export class Engine {
         });
         const groupLogits = await this.runner.logits(last, members.length);
         members.forEach((i, b) => {
+          if (overflows(last.subarray(b * H, (b + 1) * H))) {
+            const message = `the forward pass under routing ${items[i]!.policy.spec} overflowed for sequence ${requests[i]!.seqId}: its hidden state is beyond what float32 normalisation can hold, so its logits mean nothing (a routing profile whose expertMeans or expertSubstitutes values are too large does this)`;
+            if (!isolate) throw new KmoeError(message, { code: 'hidden_state_overflow' });
+            failed.push({ index: i, reason: 'overflow', missing: [], layer: undefined, message });
+          }
           logits.set(groupLogits.subarray(b * V, (b + 1) * V), i * V);
         });
       };
@@ -643,3 +662,15 @@ function isRoutingRefusal(err: unknown): err is RoutingSpecError | RoutingProfil
     err instanceof RoutingSpecError || err instanceof RoutingProfileError || err instanceof RoutingConfigError
   );
 }
+
+/**
+ * A final hidden state RMSNorm cannot normalise in float32: a NaN or infinity, or a sum of squares
+ * beyond float32's range (the norm then divides by infinity and every logit comes out 0).
+ */
+function overflows(row: Float32Array): boolean {
+  let sumSquares = 0;
+  for (let i = 0; i < row.length; i++) sumSquares += row[i]! * row[i]!;
+  return !(sumSquares < FLOAT32_MAX);
+}
+
+const FLOAT32_MAX = 3.4028234663852886e38;

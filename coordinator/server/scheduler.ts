@@ -5,6 +5,7 @@
 
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { KmoeTokenizer } from '../../shared/model/tokenizer.js';
+import { isInlineProfile } from '../../shared/routing/profile.js';
 import type { ExpertCoverage } from '../cluster/cluster-health.js';
 import { DecodeStream } from '../engine/decode-stream.js';
 import type {
@@ -408,6 +409,22 @@ export class Scheduler {
         failure,
       );
       seq.fail(new EngineStepError(failure.message, undefined));
+      return;
+    }
+    if (failure.reason === 'overflow') {
+      // Nothing meaningful to sample from. The client's fault when it sent the routing's tables itself (an
+      // inline profile, or the handle of one): a 400 naming kmoe.routing; otherwise the server's
+      // model or profile: a 500.
+      this.observer.error(
+        `sequence ${seq.id}: non-finite logits; the step ran for the ${others} others`,
+        failure,
+      );
+      const sentTables = seq.params.routingText !== undefined || isInlineProfile(seq.params.routing);
+      seq.fail(
+        sentTables
+          ? new InvalidRequestError(failure.message, { param: 'kmoe.routing', code: 'invalid_routing' })
+          : new EngineStepError(failure.message, undefined),
+      );
       return;
     }
     if (failure.reason === 'routing') {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Usage } from '../../../coordinator/server/openai-format.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { runCli } from '../../helpers/cli.js';
-import { overflowingSubstituteProfile } from '../../helpers/overflowing-profile.js';
+import { overflowingMeansProfile, overflowingSubstituteProfile } from '../../helpers/overflowing-profile.js';
 import { EVAL_DIR, greedyCases, MODEL_DIR, ROOT, referenceGreedyText } from '../../helpers/paths.js';
 import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { type ServeProcess, startServe } from './serve-process.js';
@@ -405,6 +405,21 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
     expect(bad.body.error['message']).toMatch(
       /the linear substitute of expert \d is not finite for this input/,
     );
+    expect(native.choices[0]!.text).toBe(alone.choices[0]!.text);
+  });
+
+  it('a routing whose tables overflow the hidden states ends that request alone, with a 400, not meaningless tokens', async () => {
+    // Means of 1e20 pass every check and give finite priors; the next RMSNorm divides by infinity.
+    const routing = overflowingMeansProfile();
+    const prompt = greedyCases()[0]!.prompt;
+    const alone = await complete({ prompt, max_tokens: 8, temperature: 0 });
+    const [bad, native] = await Promise.all([
+      post('/v1/completions', JSON.stringify({ ...base, prompt, kmoe: { routing } })),
+      complete({ prompt, max_tokens: 8, temperature: 0 }),
+    ]);
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ param: 'kmoe.routing', code: 'invalid_routing' });
+    expect(bad.body.error['message']).toMatch(/overflowed for sequence .*its logits mean nothing/);
     expect(native.choices[0]!.text).toBe(alone.choices[0]!.text);
   });
 
