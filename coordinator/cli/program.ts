@@ -514,6 +514,13 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.clusterTokenFile())
     .addOption(opt.apiKey())
     .addOption(opt.apiKeyFile())
+    .addOption(
+      new Option(
+        '--allowed-hosts <names>',
+        'without --api-key on a loopback --host, only requests addressed to localhost, 127.x or [::1] are answered ' +
+          "(a DNS rebinding guard): comma-separated Host names to answer too (a local proxy's), or '*' for any",
+      ).argParser(parseList('--allowed-hosts', (s) => s)),
+    )
     .addOption(opt.balance())
     .addOption(opt.routing("default routing policy (default: the model's native top-K)"))
     .addOption(

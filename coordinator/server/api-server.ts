@@ -16,6 +16,7 @@ import Fastify, {
 import { ListenError } from '../../shared/runtime/errors.js';
 import {
   ApiError,
+  HostNotAllowedError,
   InternalServerError,
   InvalidApiKeyError,
   MalformedHttpError,
@@ -24,6 +25,7 @@ import {
   ShuttingDownError,
   UnsupportedMediaTypeError,
 } from './errors.js';
+import { type HostCheck, hostAllowed } from './host-check.js';
 import { sendError } from './http-io.js';
 import { parseJsonBody } from './json-body.js';
 import type { Logger } from './logger.js';
@@ -50,6 +52,8 @@ export interface ApiServerOptions {
   readonly maxJsonMembers: number;
   /** Every request but OPEN_ENDPOINTS' must carry `Authorization: Bearer <apiKey>`; none: open. */
   readonly apiKey?: string;
+  /** Which Host headers are answered (every endpoint); default any. */
+  readonly hostCheck?: HostCheck;
 }
 
 /**
@@ -125,8 +129,14 @@ export class ApiServer {
       }
     });
     const keyDigest = options.apiKey === undefined ? undefined : sha256(options.apiKey);
+    const hostCheck = options.hostCheck ?? { kind: 'any' };
     app.addHook('onRequest', (request, reply, done) => {
       const scope = this.#begin(request, reply);
+      const host = request.headers.host;
+      if (!hostAllowed(hostCheck, host)) {
+        done(new HostNotAllowedError(host!));
+        return;
+      }
       if (keyDigest !== undefined && !OPEN_ENDPOINTS.has(scope.endpoint)) {
         const given = bearerToken(request.headers.authorization);
         // Digests have one length whatever was sent, so the comparison's time says nothing either.

@@ -88,6 +88,19 @@ export class InvalidApiKeyError extends ApiError {
   }
 }
 
+/** 403: a loopback server without an API key was addressed by a name that is not loopback (host-check.ts). */
+export class HostNotAllowedError extends ApiError {
+  constructor(hostHeader: string) {
+    const shown = hostHeader.length > 100 ? `${hostHeader.slice(0, 100)}…` : hostHeader;
+    super(
+      403,
+      'invalid_request_error',
+      `this server listens on loopback without an API key and answers only requests addressed to localhost, 127.0.0.1 or [::1], not Host ${JSON.stringify(shown)} (a DNS rebinding guard); a proxy that forwards another name needs kmoe serve --allowed-hosts NAME, or --api-key`,
+      { code: 'host_not_allowed' },
+    );
+  }
+}
+
 /** 415: a JSON endpoint was sent something other than `application/json` (e.g. a form post). */
 export class UnsupportedMediaTypeError extends ApiError {
   constructor(contentType: string | undefined) {

@@ -11,6 +11,7 @@ import type { EngineInfo } from '../engine/engine.js';
 import { ApiServer } from './api-server.js';
 import { generationHandler } from './generation-handler.js';
 import { GenerationRequestBuilder } from './generation-request.js';
+import { hostCheckFor } from './host-check.js';
 import { installLastResortHandlers } from './last-resort.js';
 import type { Logger } from './logger.js';
 import { ServerMetrics } from './metrics.js';
@@ -44,6 +45,8 @@ export interface ServingOptions extends SchedulerOptions {
   readonly experts: () => ExpertCoverage;
   /** Required as `Authorization: Bearer KEY` on every endpoint but /health, /ready, /metrics. */
   readonly apiKey?: string;
+  /** Host names a loopback server without a key answers besides loopback ones (host-check.ts); '*': any. */
+  readonly allowedHosts?: readonly string[];
   /** Adds metrics of other concerns (the cluster registry's gauges) to the /metrics registry. */
   readonly registerMetrics?: (registry: Registry) => void;
 }
@@ -120,6 +123,7 @@ export async function startServing(
       maxJsonMembers: info.maxPositions,
       maxConnections: options.maxConnections,
       ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+      hostCheck: hostCheckFor(options.host, options.apiKey !== undefined, options.allowedHosts ?? []),
     },
     metrics,
     log,

@@ -19,6 +19,7 @@ import { reachableWorkers } from '../../cluster/registry/reachable.js';
 import { RedisMembership } from '../../cluster/registry/redis-membership.js';
 import type { ExpertsOption } from '../../engine/engine.js';
 import { EngineClient } from '../../engine/engine-client.js';
+import { describeHostCheck, hostCheckFor } from '../../server/host-check.js';
 import type { LogLevel } from '../../server/log-levels.js';
 import { createLogger } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
@@ -42,6 +43,8 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly logLevel: LogLevel;
   /** --api-key / --api-key-file: required on /v1/* as `Authorization: Bearer KEY`. */
   readonly apiKey?: string;
+  /** --allowed-hosts: Host names a loopback server without a key answers besides loopback ones. */
+  readonly allowedHosts?: string[];
   /** Redis registry to take the workers from (and follow while serving), instead of --workers. */
   readonly redis?: string;
   /** --redis-ca: PEM CA certificate(s) the rediss:// server's certificate must chain to. */
@@ -238,6 +241,7 @@ export async function run(o: ServeOptions): Promise<number> {
         maxConnections: o.maxConnections,
         experts: () => cover.coverage(),
         ...(o.apiKey === undefined ? {} : { apiKey: o.apiKey }),
+        ...(o.allowedHosts === undefined ? {} : { allowedHosts: o.allowedHosts }),
         ...(registry
           ? { registerMetrics: (r: Registry) => registerClusterMetrics(r, registry, client.info.fingerprint) }
           : {}),
@@ -251,6 +255,7 @@ export async function run(o: ServeOptions): Promise<number> {
         experts: description,
         routing: engine.info.defaultRouting,
         apiKey: o.apiKey === undefined ? 'none: /v1 is open to anyone who can reach it' : 'required on /v1',
+        hosts: describeHostCheck(hostCheckFor(host, o.apiKey !== undefined, o.allowedHosts ?? [])),
         threads: settings.threads,
         workerAuth:
           experts.kind === 'local'

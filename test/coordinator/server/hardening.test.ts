@@ -50,7 +50,7 @@ async function greedy(): Promise<string> {
 
 describe('requests Node or fastify refuse before any handler', () => {
   const head = (requestLine: string, headers = '') =>
-    `${requestLine}\r\nhost: x\r\n${headers}connection: close\r\n\r\n`;
+    `${requestLine}\r\nhost: localhost\r\n${headers}connection: close\r\n\r\n`;
 
   it.each([
     ['absolute-form target that URL rejects', head('GET http://[::1 HTTP/1.1'), 400, 'invalid_url'],
@@ -82,7 +82,7 @@ describe('requests Node or fastify refuse before any handler', () => {
 
   it('a malformed chunked body', async () => {
     const res = await rawRequest(server.url, [
-      'POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n',
+      'POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n',
       'zz\r\n{}\r\n0\r\n\r\n',
     ]);
     expect(res.status).toBe(400);
@@ -102,7 +102,7 @@ describe('requests Node or fastify refuse before any handler', () => {
     await rawRequest(
       server.url,
       [
-        'POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n',
+        'POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n',
         '{"model": "tiny',
       ],
       { abort: true, gapMs: 50 },
@@ -144,7 +144,7 @@ describe('bodies', () => {
 
   it('a body without a content-type is a 415, none at all a 400', async () => {
     const res = await rawRequest(server.url, [
-      'POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}',
+      'POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}',
     ]);
     expect(res.status).toBe(415);
     expectOpenAIError(res.json, 'unsupported_media_type');
@@ -155,7 +155,7 @@ describe('bodies', () => {
 
   it('a body over the limit is a 413, before it is read', async () => {
     const res = await rawRequest(server.url, [
-      `POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY_LIMIT + 1}\r\n\r\n`,
+      `POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${BODY_LIMIT + 1}\r\n\r\n`,
     ]);
     expect(res.status).toBe(413);
     expect(res.headers['connection']).toBe('close');

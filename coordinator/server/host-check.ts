@@ -1,0 +1,63 @@
+// DNS rebinding: a web page on attacker.example re-points its name at 127.0.0.1, and the victim's
+// browser then sends that page's requests to a server on loopback, with `Host: attacker.example`.
+// A loopback server without an API key trusts whoever can reach it, so it answers only requests
+// addressed to a loopback name. Servers on other addresses, or with a key, already decide who may
+// talk to them; their Host is not checked.
+
+export type HostCheck =
+  | { readonly kind: 'any' }
+  | {
+      readonly kind: 'loopback';
+      /** Names allowed besides loopback ones (`--allowed-hosts`), lower case. */
+      readonly extra: ReadonlySet<string>;
+    };
+
+/** `--allowed-hosts '*'`: no check. */
+export const ANY_HOST = '*';
+
+/** The check `kmoe serve --host listenHost` makes, with or without an API key. */
+export function hostCheckFor(listenHost: string, hasApiKey: boolean, allowed: readonly string[]): HostCheck {
+  if (hasApiKey || allowed.includes(ANY_HOST) || !isLoopbackName(normalise(listenHost)))
+    return { kind: 'any' };
+  return { kind: 'loopback', extra: new Set(allowed.map(normalise)) };
+}
+
+/** Whether a request with this Host header may be served (no header: HTTP/1.0, not a browser). */
+export function hostAllowed(check: HostCheck, hostHeader: string | undefined): boolean {
+  if (check.kind === 'any' || hostHeader === undefined) return true;
+  const name = hostnameOf(hostHeader);
+  return name !== undefined && (isLoopbackName(name) || check.extra.has(name));
+}
+
+/** The name part of a Host header (`name`, `name:port`, `[v6]:port`), lower case, no trailing dot. */
+export function hostnameOf(hostHeader: string): string | undefined {
+  const h = hostHeader.trim();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    if (end < 0) return undefined;
+    return normalise(h.slice(1, end));
+  }
+  const colon = h.indexOf(':');
+  return normalise(colon < 0 ? h : h.slice(0, colon));
+}
+
+function normalise(name: string): string {
+  const lower = name.trim().toLowerCase();
+  const bare = lower.startsWith('[') && lower.endsWith(']') ? lower.slice(1, -1) : lower;
+  return bare.endsWith('.') ? bare.slice(0, -1) : bare;
+}
+
+/** localhost and its subdomains (RFC 6761), 127.0.0.0/8, ::1. */
+function isLoopbackName(name: string): boolean {
+  if (name === 'localhost' || name.endsWith('.localhost')) return true;
+  if (name === '::1' || name === '0:0:0:0:0:0:0:1') return true;
+  const v4 = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(name);
+  return v4 !== null && v4.slice(1).every((octet) => Number(octet) <= 255);
+}
+
+/** For the serving log line. */
+export function describeHostCheck(check: HostCheck): string {
+  if (check.kind === 'any') return 'any Host';
+  const extra = [...check.extra];
+  return `loopback names only${extra.length > 0 ? ` and ${extra.join(', ')}` : ''} (no API key on a loopback address)`;
+}

@@ -1,0 +1,116 @@
+// The DNS rebinding guard (coordinator/server/host-check.ts): the policy for each listen address
+// and key, Host header parsing, and real `kmoe serve` processes answering or refusing requests by
+// their Host header.
+
+import http from 'node:http';
+import { afterAll, describe, expect, it } from 'vitest';
+import { hostAllowed, hostCheckFor, hostnameOf } from '../../../coordinator/server/host-check.js';
+import { type ServeProcess, startServe } from './serve-process.js';
+
+describe('host check policy', () => {
+  it('checks only a loopback listener without an API key, unless told any host', () => {
+    expect(hostCheckFor('127.0.0.1', false, []).kind).toBe('loopback');
+    expect(hostCheckFor('localhost', false, []).kind).toBe('loopback');
+    expect(hostCheckFor('::1', false, []).kind).toBe('loopback');
+    expect(hostCheckFor('127.0.0.1', true, []).kind).toBe('any');
+    expect(hostCheckFor('0.0.0.0', false, []).kind).toBe('any');
+    expect(hostCheckFor('::', false, []).kind).toBe('any');
+    expect(hostCheckFor('192.168.1.5', false, []).kind).toBe('any');
+    expect(hostCheckFor('127.0.0.1', false, ['*']).kind).toBe('any');
+  });
+
+  it('parses Host headers and answers loopback names and the allowed ones only', () => {
+    expect(hostnameOf('LocalHost:8000')).toBe('localhost');
+    expect(hostnameOf('[::1]:8000')).toBe('::1');
+    expect(hostnameOf('example.com.')).toBe('example.com');
+    expect(hostnameOf('[::1')).toBeUndefined();
+    const check = hostCheckFor('127.0.0.1', false, ['Proxy.Example.']);
+    for (const ok of [
+      'localhost',
+      'localhost:1',
+      'a.localhost',
+      '127.0.0.1:8000',
+      '127.1.2.3',
+      '[::1]:9',
+      'proxy.example:443',
+    ])
+      expect(hostAllowed(check, ok), ok).toBe(true);
+    for (const bad of [
+      'attacker.example',
+      'attacker.example:8000',
+      '127.0.0.256',
+      '127.0.0.1.attacker.example',
+      'localhost.attacker.example',
+      '[::2]',
+      '',
+      '[::1',
+    ])
+      expect(hostAllowed(check, bad), bad).toBe(false);
+    // No Host header: HTTP/1.0, which no browser sends.
+    expect(hostAllowed(check, undefined)).toBe(true);
+  });
+});
+
+/** GET `path` with this Host header; the status and the error code, if any. */
+function get(url: string, path: string, host: string, headers: Record<string, string> = {}) {
+  const { hostname, port } = new URL(url);
+  return new Promise<{ status: number; code: string | undefined }>((resolve, reject) => {
+    const req = http.request({ hostname, port, path, headers: { host, ...headers } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => {
+        body += d;
+      });
+      res.on('end', () => {
+        let code: string | undefined;
+        try {
+          code = (JSON.parse(body) as { error?: { code?: string } }).error?.code;
+        } catch {
+          code = undefined;
+        }
+        resolve({ status: res.statusCode!, code });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('kmoe serve and the Host header', () => {
+  const servers: ServeProcess[] = [];
+  afterAll(async () => {
+    for (const s of servers) expect(await s.stop()).toBe(0);
+  });
+
+  it('on loopback without a key: refuses other names on every endpoint, answers loopback ones', async () => {
+    const server = await startServe(['--workers', '0']);
+    servers.push(server);
+    const port = new URL(server.url).port;
+    for (const path of ['/v1/models', '/health', '/metrics']) {
+      expect(await get(server.url, path, `attacker.example:${port}`)).toEqual({
+        status: 403,
+        code: 'host_not_allowed',
+      });
+    }
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, 'localhost'])
+      expect((await get(server.url, '/v1/models', host)).status, host).toBe(200);
+    expect(server.stderr()).toMatch(/"hosts":"loopback names only \(no API key on a loopback address\)"/);
+  });
+
+  it('--allowed-hosts adds names; an API key makes the key the guard instead', async () => {
+    const proxied = await startServe(['--workers', '0', '--allowed-hosts', 'proxy.example']);
+    servers.push(proxied);
+    expect((await get(proxied.url, '/v1/models', 'proxy.example')).status).toBe(200);
+    expect((await get(proxied.url, '/v1/models', 'attacker.example')).status).toBe(403);
+
+    const keyed = await startServe(['--workers', '0', '--api-key', 'k']);
+    servers.push(keyed);
+    expect(await get(keyed.url, '/v1/models', 'attacker.example')).toEqual({
+      status: 401,
+      code: 'invalid_api_key',
+    });
+    expect(
+      (await get(keyed.url, '/v1/models', 'attacker.example', { authorization: 'Bearer k' })).status,
+    ).toBe(200);
+    expect(keyed.stderr()).toMatch(/"hosts":"any Host"/);
+  });
+});
