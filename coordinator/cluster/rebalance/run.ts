@@ -6,7 +6,7 @@
 // One rebalancer at a time per registry (a Redis lock); `watch` repeats it (the automatic mode).
 
 import { randomBytes } from 'node:crypto';
-import { Queue, QueueEvents } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   type ExpertJob,
@@ -26,6 +26,7 @@ import type { WorkerRecord } from '../../../shared/cluster-registry/record.js';
 import { readWorkers } from '../../../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { RebalanceError } from '../errors.js';
+import { addAndWait } from './job-wait.js';
 import { type Balance, planRebalance, type RebalancePlan } from './plan.js';
 
 export interface RebalanceOptions {
@@ -251,24 +252,23 @@ async function command(
   const name = expertQueueName(workerId);
   const opts = { connection: jobConnection(o.redisUrl, o.redisCa), prefix: jobPrefix(prefix) };
   const queue = new Queue<ExpertJob, ExpertJobResult>(name, opts);
-  const events = new QueueEvents(name, opts);
   try {
-    await events.waitUntilReady();
-    const added = await queue.add(job.op, job, {
-      attempts: 1,
-      removeOnComplete: { age: 3600 },
-      removeOnFail: { age: 24 * 3600 },
-    });
-    try {
-      const result = await added.waitUntilFinished(events, o.commandTimeoutMs);
-      return expertJobResultSchema.parse(result);
-    } catch (err) {
-      // A worker that died or left never takes it: do not leave it for a later worker of that id.
-      if ((await added.getState()) === 'waiting') await added.remove().catch(() => {});
-      throw err;
-    }
+    const outcome = await addAndWait(
+      queue,
+      opts,
+      (q) =>
+        q.add(job.op, job, {
+          attempts: 1,
+          removeOnComplete: { age: 3600 },
+          removeOnFail: { age: 24 * 3600 },
+        }),
+      o.commandTimeoutMs,
+    );
+    if ('result' in outcome) return expertJobResultSchema.parse(outcome.result);
+    // A worker that died or left never takes it: do not leave it for a later worker of that id.
+    if ((await outcome.job.getState()) === 'waiting') await outcome.job.remove().catch(() => {});
+    throw outcome.error;
   } finally {
-    await events.close();
     await queue.close();
   }
 }
