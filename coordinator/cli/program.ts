@@ -14,6 +14,7 @@ import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { GREEDY } from '../sampling.js';
+import { checkAllowedHost } from '../server/host-check.js';
 import {
   apiKey,
   type ComputeOptions,
@@ -518,8 +519,15 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option(
         '--allowed-hosts <names>',
         'without --api-key on a loopback --host, only requests addressed to localhost, 127.x or [::1] are answered ' +
-          "(a DNS rebinding guard): comma-separated Host names to answer too (a local proxy's), or '*' for any",
-      ).argParser(parseList('--allowed-hosts', (s) => s)),
+          "(a DNS rebinding guard): comma-separated Host names to answer too (a local proxy's; given, they turn " +
+          "the check on for any --host), or '*' for any",
+      ).argParser(
+        parseList('--allowed-hosts', (s) => {
+          const problem = checkAllowedHost(s);
+          if (problem) throw new UsageError(problem);
+          return s;
+        }),
+      ),
     )
     .addOption(opt.balance())
     .addOption(opt.routing("default routing policy (default: the model's native top-K)"))

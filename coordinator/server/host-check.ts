@@ -1,8 +1,8 @@
 // DNS rebinding: a web page on attacker.example re-points its name at 127.0.0.1, and the victim's
 // browser then sends that page's requests to a server on loopback, with `Host: attacker.example`.
 // A loopback server without an API key trusts whoever can reach it, so it answers only requests
-// addressed to a loopback name. Servers on other addresses, or with a key, already decide who may
-// talk to them; their Host is not checked.
+// addressed to a loopback name (or to names it is given). Servers on other addresses, or with a
+// key, already decide who may talk to them; their Host is not checked unless names are given.
 
 export type HostCheck =
   | { readonly kind: 'any' }
@@ -15,11 +15,24 @@ export type HostCheck =
 /** `--allowed-hosts '*'`: no check. */
 export const ANY_HOST = '*';
 
-/** The check `kmoe serve --host listenHost` makes, with or without an API key. */
+/**
+ * The check `kmoe serve --host listenHost` makes, with or without an API key. Names given
+ * (`--allowed-hosts`) turn it on whatever the listen address: a container listens on 0.0.0.0 while
+ * its host publishes the port on loopback, where a browser reaches it by rebinding all the same.
+ */
 export function hostCheckFor(listenHost: string, hasApiKey: boolean, allowed: readonly string[]): HostCheck {
-  if (hasApiKey || allowed.includes(ANY_HOST) || !isLoopbackName(normalise(listenHost)))
-    return { kind: 'any' };
+  if (hasApiKey || allowed.includes(ANY_HOST)) return { kind: 'any' };
+  if (allowed.length === 0 && !isLoopbackName(normalise(listenHost))) return { kind: 'any' };
   return { kind: 'loopback', extra: new Set(allowed.map(normalise)) };
+}
+
+/** An --allowed-hosts entry: `*`, a DNS name or an IP address, without port or scheme; else the problem. */
+export function checkAllowedHost(entry: string): string | undefined {
+  if (entry === ANY_HOST) return undefined;
+  const name = /^\[[0-9a-f:.]+\]$/i.test(entry) ? entry.slice(1, -1) : entry;
+  if (/^[0-9a-f:.]+$/i.test(name) && name.includes(':')) return undefined;
+  if (/^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?$/i.test(name) && name.length <= 253) return undefined;
+  return `--allowed-hosts takes host names or addresses without a port or scheme (or '*'), got ${JSON.stringify(entry.slice(0, 100))}`;
 }
 
 /** Whether a request with this Host header may be served (no header: HTTP/1.0, not a browser). */
@@ -59,5 +72,5 @@ function isLoopbackName(name: string): boolean {
 export function describeHostCheck(check: HostCheck): string {
   if (check.kind === 'any') return 'any Host';
   const extra = [...check.extra];
-  return `loopback names only${extra.length > 0 ? ` and ${extra.join(', ')}` : ''} (no API key on a loopback address)`;
+  return `loopback names only${extra.length > 0 ? ` and ${extra.join(', ')}` : ''} (no API key)`;
 }

@@ -144,7 +144,8 @@ function noSections(frame: DecodedFrame, type: string): void {
 function describeType(type: unknown): string {
   if (typeof type === 'string') return JSON.stringify(type.length > 64 ? `${type.slice(0, 64)}…` : type);
   if (type === null || typeof type === 'number' || typeof type === 'boolean') return String(type);
-  return `of type ${typeof type === 'object' ? (type.constructor?.name ?? 'object') : typeof type}`;
+  // The built-in tag, not constructor.name: a map's `constructor` key is the peer's text.
+  return `of type ${typeof type === 'object' ? Object.prototype.toString.call(type).slice(8, -1) : typeof type}`;
 }
 
 /** Decodes and validates any message. Throws ProtocolError with a code saying what was wrong. */

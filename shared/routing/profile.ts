@@ -56,6 +56,15 @@ const profileModelSchema = z
 /** Longest provenance.name a profile may carry. */
 export const PROFILE_NAME_MAX_CHARS = 200;
 
+/** A profile's provenance.name from the file it is written to: the base name, at most PROFILE_NAME_MAX_CHARS. */
+export function profileNameOf(file: string): string {
+  const base = file
+    .split(/[\\/]/)
+    .pop()!
+    .replace(/\.json$/, '');
+  return base.slice(0, PROFILE_NAME_MAX_CHARS);
+}
+
 /** How the profile was made; the named fields are typed, anything else is free-form JSON. */
 const provenanceSchema = z
   .object({

@@ -47,13 +47,17 @@ describe('docker-compose.yml', () => {
     });
   });
 
-  it('publishes the API on the host only at loopback unless it requires an API key', () => {
+  it('publishes the API on the host only at loopback, Host-checked, unless it requires an API key', () => {
     for (const [name, s] of services) {
       const ports = s.ports ?? [];
       if (flag(s, '--api-key-file') !== undefined) continue;
       for (const p of ports) expect(p, name).toMatch(/^127\.0\.0\.1:/);
     }
     expect(compose.services['coordinator']?.ports).toEqual(['127.0.0.1:8000:8000']);
+    // And answers only loopback names and its own: a keyless API needs the DNS rebinding guard.
+    const coord = compose.services['coordinator']!;
+    if (flag(coord, '--api-key-file') === undefined)
+      expect(flag(coord, '--allowed-hosts')).toBe('coordinator');
   });
 
   it('limits every container to a number of CPUs: workers run as many onnxruntime threads, the coordinator one fewer', () => {

@@ -386,7 +386,7 @@ const rawCaseArb = fc.record({
 type RawCase = typeof rawCaseArb extends fc.Arbitrary<infer T> ? T : never;
 
 function rawBytes(c: RawCase): string {
-  const lines = [`${c.method} ${c.target} ${c.version}`.trim(), 'host: fuzz'];
+  const lines = [`${c.method} ${c.target} ${c.version}`.trim(), 'host: localhost'];
   if (c.contentType) lines.push('content-type: application/json');
   if (c.withLength) lines.push(`content-length: ${Buffer.byteLength(c.body, 'latin1')}`);
   for (const [name, value] of c.headers) lines.push(`${name}: ${value}`);
@@ -469,7 +469,7 @@ describe('fuzzing kmoe serve', () => {
         await Promise.all(
           uploads.slice(i, i + 20).map(async (u) => {
             const body = JSON.stringify({ model: MODEL, prompt: 'p'.repeat(u.declared) }).slice(0, 4096);
-            const head = `POST /v1/completions HTTP/1.1\r\nhost: fuzz\r\ncontent-type: application/json\r\ncontent-length: ${u.abortAfter === null ? body.length : u.declared}\r\n\r\n`;
+            const head = `POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${u.abortAfter === null ? body.length : u.declared}\r\n\r\n`;
             const step = Math.ceil(body.length / u.parts);
             const parts = [
               head,

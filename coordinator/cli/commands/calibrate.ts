@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { loadModelConfig } from '../../../shared/model/config.js';
 import {
+  profileNameOf,
   profileVersionFor,
   type RoutingProfile,
   saveRoutingProfile,
@@ -88,7 +89,7 @@ export async function run(o: CalibrateOptions, argv: readonly string[]): Promise
   }
   const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
   try {
-    const name = path.basename(out).replace(/\.json$/, '');
+    const name = profileNameOf(out);
     const bars = new PhaseBars((phase) =>
       phase === 'signals' || phase === 'substitutes' ? 'windows' : 'evaluations',
     );
@@ -168,10 +169,7 @@ async function theory(o: CalibrateOptions): Promise<number> {
     policy: policyConfig,
     model: profileModel(routingModelOfConfig(config)),
     provenance: {
-      name: out
-        .split('/')
-        .pop()!
-        .replace(/\.json$/, ''),
+      name: profileNameOf(out),
       createdAt: new Date().toISOString(),
       method: 'theory',
       alpha: alphas,

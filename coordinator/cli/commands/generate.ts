@@ -122,9 +122,10 @@ export async function run(o: GenerateOptions): Promise<number> {
       }
     }
   } finally {
-    unregister();
+    // Registered until the engine is closed: an EPIPE while it closes must not exit mid-close.
     await engine?.close();
     await placed.cluster?.stop();
+    unregister();
   }
   return 0;
 }

@@ -2,7 +2,7 @@
 // and write it as a routing profile; see coordinator/calibration/allocator-training.ts.
 
 import path from 'node:path';
-import { loadRoutingProfile, saveRoutingProfile } from '../../../shared/routing/profile.js';
+import { loadRoutingProfile, profileNameOf, saveRoutingProfile } from '../../../shared/routing/profile.js';
 import { PhaseBars } from '../../bench/report/progress.js';
 import { trainAllocator } from '../../calibration/allocator-training.js';
 import { loadCorpus } from '../../calibration/corpus.js';
@@ -62,7 +62,7 @@ export async function run(o: TrainAllocatorOptions, argv: readonly string[]): Pr
       ridge: RIDGE,
       allowZero: o.kZero === 'on',
       ...(replay ? { replay } : {}),
-      name: path.basename(o.out).replace(/\.json$/, ''),
+      name: profileNameOf(o.out),
       command: `kmoe train-allocator ${argv.join(' ')}`,
       onPhase: (phase, done, total, note) => bars.update(phase, done, total, note),
     });

@@ -4,7 +4,14 @@
 
 import http from 'node:http';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hostAllowed, hostCheckFor, hostnameOf } from '../../../coordinator/server/host-check.js';
+import {
+  checkAllowedHost,
+  hostAllowed,
+  hostCheckFor,
+  hostnameOf,
+} from '../../../coordinator/server/host-check.js';
+import { runCli } from '../../helpers/cli.js';
+import { MODEL_DIR } from '../../helpers/paths.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 describe('host check policy', () => {
@@ -17,6 +24,28 @@ describe('host check policy', () => {
     expect(hostCheckFor('::', false, []).kind).toBe('any');
     expect(hostCheckFor('192.168.1.5', false, []).kind).toBe('any');
     expect(hostCheckFor('127.0.0.1', false, ['*']).kind).toBe('any');
+    // Names given turn it on anywhere (a container on 0.0.0.0 published on the host's loopback).
+    expect(hostCheckFor('0.0.0.0', false, ['coordinator'])).toEqual({
+      kind: 'loopback',
+      extra: new Set(['coordinator']),
+    });
+    expect(hostCheckFor('0.0.0.0', true, ['coordinator']).kind).toBe('any');
+  });
+
+  it('takes host names and addresses for --allowed-hosts, not ports or URLs', () => {
+    for (const ok of [
+      '*',
+      'coordinator',
+      'proxy.example',
+      'proxy.example.',
+      '10.0.0.5',
+      '[::1]',
+      'fe80::1',
+      'my_host',
+    ])
+      expect(checkAllowedHost(ok), ok).toBeUndefined();
+    for (const bad of ['proxy.example:8080', 'http://proxy.example', 'a/b', '', '-x', 'a b'])
+      expect(checkAllowedHost(bad), bad).toMatch(/without a port or scheme/);
   });
 
   it('parses Host headers and answers loopback names and the allowed ones only', () => {
@@ -93,7 +122,7 @@ describe('kmoe serve and the Host header', () => {
     }
     for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, 'localhost'])
       expect((await get(server.url, '/v1/models', host)).status, host).toBe(200);
-    expect(server.stderr()).toMatch(/"hosts":"loopback names only \(no API key on a loopback address\)"/);
+    expect(server.stderr()).toMatch(/"hosts":"loopback names only \(no API key\)"/);
   });
 
   it('--allowed-hosts adds names; an API key makes the key the guard instead', async () => {
@@ -101,6 +130,10 @@ describe('kmoe serve and the Host header', () => {
     servers.push(proxied);
     expect((await get(proxied.url, '/v1/models', 'proxy.example')).status).toBe(200);
     expect((await get(proxied.url, '/v1/models', 'attacker.example')).status).toBe(403);
+
+    const bad = await runCli(['serve', '--model', MODEL_DIR, '--allowed-hosts', 'proxy.example:8080']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--allowed-hosts takes host names or addresses without a port or scheme/);
 
     const keyed = await startServe(['--workers', '0', '--api-key', 'k']);
     servers.push(keyed);

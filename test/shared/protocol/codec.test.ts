@@ -288,6 +288,8 @@ describe('malformed input', () => {
     for (const [type, named] of [
       [new Date(0), /unknown message type of type Date/],
       [{ a: 1 }, /unknown message type of type Object/],
+      // A map whose `constructor` key names itself: the peer's text stays out of the message.
+      [{ constructor: { name: 'x'.repeat(1000) } }, /unknown message type of type Object \(/],
       [12, /unknown message type 12 /],
       ['x'.repeat(10_000), /unknown message type "x{64}…" /],
     ] as const) {

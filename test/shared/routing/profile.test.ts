@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { RoutingConfigError, RoutingProfileError, RoutingSpecError } from '../../../shared/routing/errors.js';
 import {
   loadRoutingProfile,
+  profileNameOf,
   type RoutingProfile,
   resolveRouting,
   saveRoutingProfile,
@@ -198,6 +199,11 @@ describe('inline routing profiles', () => {
     expect(resolveRouting(named('n'.repeat(200)), TINY_MIXTRAL).spec).toBe('n'.repeat(200));
     expect(() => resolveRouting(named('n'.repeat(201)), TINY_MIXTRAL)).toThrow(RoutingProfileError);
     expect(() => resolveRouting(named('n'.repeat(3_000_000)), TINY_MIXTRAL)).toThrow(/provenance\.name/);
+  });
+
+  it('names a profile after its file, cut to the longest name a profile may carry', () => {
+    expect(profileNameOf('profiles/skip-0.6pct.json')).toBe('skip-0.6pct');
+    expect(profileNameOf(`/tmp/${'p'.repeat(250)}.json`)).toBe('p'.repeat(200));
   });
 
   it('names the problem in a malformed inline profile', () => {
