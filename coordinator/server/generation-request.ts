@@ -6,6 +6,7 @@
 import { randomInt } from 'node:crypto';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
+import { contextProblem } from '../context-room.js';
 import type { EngineInfo } from '../engine/engine.js';
 import { InvalidRequestError } from './errors.js';
 import type { PromptTokenizer } from './prompt-tokenizer.js';
@@ -151,18 +152,12 @@ export class GenerationRequestBuilder {
     maxTokens: number,
     maxTokensParam: string,
   ): PreparedGeneration {
-    const context = this.info.maxPositions;
-    if (promptIds.length >= context) {
-      throw new InvalidRequestError(
-        `the prompt is ${promptIds.length} tokens; this model's context is ${context} positions, leaving no room to generate`,
-        { param: 'prompt', code: 'context_length_exceeded' },
-      );
-    }
-    if (promptIds.length + maxTokens > context) {
-      throw new InvalidRequestError(
-        `${maxTokensParam} is ${maxTokens}, but the prompt's ${promptIds.length} tokens leave room for at most ${context - promptIds.length} in this model's context of ${context}`,
-        { param: maxTokensParam, code: 'context_length_exceeded' },
-      );
+    const tooLong = contextProblem(promptIds.length, maxTokens, this.info.maxPositions, maxTokensParam);
+    if (tooLong) {
+      throw new InvalidRequestError(tooLong.message, {
+        param: tooLong.field === 'prompt' ? 'prompt' : maxTokensParam,
+        code: 'context_length_exceeded',
+      });
     }
     const routing = this.routing.resolve(body.kmoe?.routing);
     const stop = body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;

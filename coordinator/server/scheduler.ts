@@ -416,7 +416,7 @@ export class Scheduler {
       // inline profile, or the handle of one): a 400 naming kmoe.routing; otherwise the server's
       // model or profile: a 500.
       this.observer.error(
-        `sequence ${seq.id}: non-finite logits; the step ran for the ${others} others`,
+        `sequence ${seq.id}: its hidden state overflowed; the step ran for the ${others} others`,
         failure,
       );
       const sentTables = seq.params.routingText !== undefined || isInlineProfile(seq.params.routing);

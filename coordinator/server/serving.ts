@@ -11,7 +11,7 @@ import type { EngineInfo } from '../engine/engine.js';
 import { ApiServer } from './api-server.js';
 import { generationHandler } from './generation-handler.js';
 import { GenerationRequestBuilder } from './generation-request.js';
-import { hostCheckFor } from './host-check.js';
+import { type HostCheck, hostCheckFor } from './host-check.js';
 import { installLastResortHandlers } from './last-resort.js';
 import type { Logger } from './logger.js';
 import { ServerMetrics } from './metrics.js';
@@ -54,6 +54,8 @@ export interface ServingOptions extends SchedulerOptions {
 export interface Serving {
   readonly url: string;
   readonly info: EngineInfo;
+  /** Which Host headers it answers (host-check.ts), for the serving log line. */
+  readonly hostCheck: HostCheck;
   /** Stops admission, drains for up to graceMs, cancels the rest and closes the listener. */
   shutdown(graceMs: number): Promise<ShutdownReport>;
 }
@@ -116,6 +118,7 @@ export async function startServing(
     '/ready': { name: 'ready', methods: { GET: status.ready } },
     '/metrics': { name: 'metrics', methods: { GET: status.metrics } },
   };
+  const hostCheck = hostCheckFor(options.host, options.apiKey !== undefined, options.allowedHosts ?? []);
   server = new ApiServer(
     routes,
     {
@@ -123,7 +126,7 @@ export async function startServing(
       maxJsonMembers: info.maxPositions,
       maxConnections: options.maxConnections,
       ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
-      hostCheck: hostCheckFor(options.host, options.apiKey !== undefined, options.allowedHosts ?? []),
+      hostCheck,
     },
     metrics,
     log,
@@ -140,6 +143,7 @@ export async function startServing(
   const serving: Serving = {
     url,
     info,
+    hostCheck,
     shutdown(graceMs: number): Promise<ShutdownReport> {
       stopped ??= (async () => {
         api.stopAccepting();

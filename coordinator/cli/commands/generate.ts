@@ -1,6 +1,7 @@
 // `kmoe generate`: stream a completion for one prompt to stdout.
 
 import { KmoeTokenizer, StreamingDetokenizer } from '../../../shared/model/tokenizer.js';
+import { contextProblem } from '../../context-room.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { Rng, type SamplingParams, sampleToken, validateSampling } from '../../sampling.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
@@ -54,19 +55,9 @@ export async function run(o: GenerateOptions): Promise<number> {
       ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
     });
     const info = engine.info;
-    // The same limits, in the same words, as the server's (openai-format requests): nothing is
-    // cut short silently.
-    const context = info.maxPositions;
-    if (promptIds.length >= context) {
-      throw new UsageError(
-        `the prompt is ${promptIds.length} tokens; this model's context is ${context} positions, leaving no room to generate`,
-      );
-    }
-    if (promptIds.length + maxTokens > context) {
-      throw new UsageError(
-        `--max-tokens is ${maxTokens}, but the prompt's ${promptIds.length} tokens leave room for at most ${context - promptIds.length} in this model's context of ${context}`,
-      );
-    }
+    // The server's limits, in its words: nothing is cut short silently.
+    const tooLong = contextProblem(promptIds.length, maxTokens, info.maxPositions, '--max-tokens');
+    if (tooLong) throw new UsageError(tooLong.message);
     const routing = info.defaultRouting;
     const eos = new Set(info.eosTokenIds);
     const rng = new Rng(sampling.seed ?? 0);
@@ -85,7 +76,7 @@ export async function run(o: GenerateOptions): Promise<number> {
       generated++;
       process.stdout.write(detok.push(next));
       const room = maxTokens - generated;
-      if (room <= 0 || readerGone) break;
+      if (room <= 0) break;
       const d = await engine.decode({
         seqId: 'generate',
         token: next,

@@ -19,7 +19,7 @@ import { reachableWorkers } from '../../cluster/registry/reachable.js';
 import { RedisMembership } from '../../cluster/registry/redis-membership.js';
 import type { ExpertsOption } from '../../engine/engine.js';
 import { EngineClient } from '../../engine/engine-client.js';
-import { describeHostCheck, hostCheckFor } from '../../server/host-check.js';
+import { describeHostCheck } from '../../server/host-check.js';
 import type { LogLevel } from '../../server/log-levels.js';
 import { createLogger } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
@@ -255,7 +255,7 @@ export async function run(o: ServeOptions): Promise<number> {
         experts: description,
         routing: engine.info.defaultRouting,
         apiKey: o.apiKey === undefined ? 'none: /v1 is open to anyone who can reach it' : 'required on /v1',
-        hosts: describeHostCheck(hostCheckFor(host, o.apiKey !== undefined, o.allowedHosts ?? [])),
+        hosts: describeHostCheck(serving.hostCheck),
         threads: settings.threads,
         workerAuth:
           experts.kind === 'local'

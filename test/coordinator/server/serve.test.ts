@@ -391,26 +391,22 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
     expect(((await method.json()) as { error: { message: string } }).error.message).toMatch(/use POST/);
   });
 
-  it('a routing that fails on its own tokens mid-step ends that request alone, with a 400', async () => {
-    // Finite tables (they pass every check) that overflow on real hidden states.
-    const routing = overflowingSubstituteProfile();
-    const prompt = greedyCases()[0]!.prompt;
-    const alone = await complete({ prompt, max_tokens: 8, temperature: 0 });
-    const [bad, native] = await Promise.all([
-      post('/v1/completions', JSON.stringify({ ...base, prompt, kmoe: { routing } })),
-      complete({ prompt, max_tokens: 8, temperature: 0 }),
-    ]);
-    expect(bad.status).toBe(400);
-    expect(bad.body.error).toMatchObject({ param: 'kmoe.routing', code: 'invalid_routing' });
-    expect(bad.body.error['message']).toMatch(
+  // Finite tables pass every check and fail on real hidden states: substitutes that overflow in
+  // the routing itself, and means of 1e20 whose priors are finite but make the next RMSNorm divide
+  // by infinity (every logit 0: meaningless tokens, not an error, before the engine checked).
+  it.each([
+    [
+      'fails on its own tokens mid-step',
+      overflowingSubstituteProfile,
       /the linear substitute of expert \d is not finite for this input/,
-    );
-    expect(native.choices[0]!.text).toBe(alone.choices[0]!.text);
-  });
-
-  it('a routing whose tables overflow the hidden states ends that request alone, with a 400, not meaningless tokens', async () => {
-    // Means of 1e20 pass every check and give finite priors; the next RMSNorm divides by infinity.
-    const routing = overflowingMeansProfile();
+    ],
+    [
+      'overflows the hidden states',
+      overflowingMeansProfile,
+      /overflowed for sequence .*its logits mean nothing/,
+    ],
+  ])('a routing that %s ends that request alone, with a 400', async (_, profile, message) => {
+    const routing = profile();
     const prompt = greedyCases()[0]!.prompt;
     const alone = await complete({ prompt, max_tokens: 8, temperature: 0 });
     const [bad, native] = await Promise.all([
@@ -419,7 +415,7 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
     ]);
     expect(bad.status).toBe(400);
     expect(bad.body.error).toMatchObject({ param: 'kmoe.routing', code: 'invalid_routing' });
-    expect(bad.body.error['message']).toMatch(/overflowed for sequence .*its logits mean nothing/);
+    expect(bad.body.error['message']).toMatch(message);
     expect(native.choices[0]!.text).toBe(alone.choices[0]!.text);
   });
 
