@@ -184,15 +184,18 @@ export class ApiServer {
       const body = JSON.stringify(error.body());
       this.#closing.add(req.socket);
       res.writeHead(417, {
+        ...error.headers(),
         'content-type': 'application/json; charset=utf-8',
         'content-length': Buffer.byteLength(body),
         connection: 'close',
       });
       res.end(body);
     });
-    // CONNECT never reaches a route: Node hands its socket over. Answer it like any unknown method.
+    // CONNECT never reaches a route: Node hands its socket over. Answer it like any unknown method,
+    // naming every method the server takes (its target is a host, not one of the paths).
+    const serverMethods = [...new Set(Object.values(routes).flatMap((route) => Object.keys(route.methods)))];
     app.server.on('connect', (req: IncomingMessage, socket: Socket) => {
-      const error = new RouteNotFoundError('CONNECT', String(req.url).slice(0, 200), ['GET', 'POST']);
+      const error = new RouteNotFoundError('CONNECT', String(req.url).slice(0, 200), serverMethods);
       this.metrics.request(NOT_FOUND_ENDPOINT, error.status, 0);
       writeRaw(socket, error);
     });
@@ -269,8 +272,8 @@ export class ApiServer {
       if (!reply.raw.writableEnded) reply.raw.end();
       return;
     }
-    // The rest of an oversized body is not read: nothing more on this connection is answered.
-    if (error.status === 413) this.#closing.add(request.raw.socket);
+    // An error that closes its connection (a 413 leaves the rest of the body unread) is its last answer.
+    if (error.headers().connection === 'close') this.#closing.add(request.raw.socket);
     sendError(reply, error);
   }
 
@@ -389,13 +392,18 @@ function writeRaw(socket: Socket, error: ApiError): void {
     return;
   }
   const body = JSON.stringify(error.body());
+  const headers = {
+    ...error.headers(),
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    connection: 'close',
+  };
   socket.end(
     `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\n` +
-      'content-type: application/json; charset=utf-8\r\n' +
-      (error instanceof RouteNotFoundError && error.allowed.length > 0
-        ? `allow: ${error.allowed.join(', ')}\r\n`
-        : '') +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      Object.entries(headers)
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join('') +
+      `\r\n${body}`,
   );
   // A peer that never reads its answer must not hold the socket open.
   setTimeout(() => socket.destroy(), 5000).unref();

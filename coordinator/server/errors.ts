@@ -46,6 +46,19 @@ export class ApiError extends KmoeError {
   body(): OpenAIErrorBody {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
+
+  /**
+   * The response headers this error's status calls for, besides content-type and -length: the one
+   * list both ways of answering (through fastify, and written raw to a socket) send.
+   */
+  headers(): Readonly<Record<string, string>> {
+    const headers: Record<string, string> = {};
+    if (this.status === 429 || this.status === 503) headers['retry-after'] = '1';
+    // The rest of an oversized body is not read, so nothing more on the connection can be answered.
+    if (this.status === 413) headers.connection = 'close';
+    if (this.status === 401) headers['www-authenticate'] = 'Bearer';
+    return headers;
+  }
 }
 
 /** 400: the request cannot be served as written (bad JSON, bad field, prompt too long, ...). */
@@ -60,8 +73,10 @@ export class RouteNotFoundError extends ApiError {
   /** The methods the path takes (the 405's Allow header); empty for a 404. */
   readonly allowed: readonly string[];
 
-  constructor(method: string, requestPath: string, allowed: readonly string[]) {
+  /** `methods`: those the path's routes take; HEAD is added wherever GET is, as fastify answers it. */
+  constructor(method: string, requestPath: string, methods: readonly string[]) {
     const path = requestPath.length > 200 ? `${requestPath.slice(0, 200)}…` : requestPath;
+    const allowed = methods.includes('GET') && !methods.includes('HEAD') ? [...methods, 'HEAD'] : methods;
     super(
       allowed.length === 0 ? 404 : 405,
       'invalid_request_error',
@@ -71,6 +86,13 @@ export class RouteNotFoundError extends ApiError {
       { code: allowed.length === 0 ? 'not_found' : 'method_not_allowed' },
     );
     this.allowed = allowed;
+  }
+
+  override headers(): Readonly<Record<string, string>> {
+    // RFC 9110: a 405 names the methods the resource does take.
+    return this.allowed.length === 0
+      ? super.headers()
+      : { ...super.headers(), allow: this.allowed.join(', ') };
   }
 }
 

@@ -26,6 +26,16 @@ export function hostCheckFor(listenHost: string, hasApiKey: boolean, allowed: re
   return { kind: 'loopback', extra: new Set(allowed.map(normalise)) };
 }
 
+/**
+ * The startup warning for `--allowed-hosts` names given with an API key: the key is the guard then
+ * (a rebinding page cannot send it), so Host is not checked and the names do nothing.
+ */
+export function unusedAllowedHosts(hasApiKey: boolean, allowed: readonly string[]): string | undefined {
+  const names = allowed.filter((name) => name !== ANY_HOST);
+  if (!hasApiKey || names.length === 0) return undefined;
+  return `--allowed-hosts ${names.join(',')} has no effect with --api-key: a server with a key answers any Host that sends the key`;
+}
+
 /** An --allowed-hosts entry: `*`, a DNS name or an IP address, without port or scheme; else the problem. */
 export function checkAllowedHost(entry: string): string | undefined {
   if (entry === ANY_HOST) return undefined;

@@ -19,7 +19,7 @@ import { reachableWorkers } from '../../cluster/registry/reachable.js';
 import { RedisMembership } from '../../cluster/registry/redis-membership.js';
 import type { ExpertsOption } from '../../engine/engine.js';
 import { EngineClient } from '../../engine/engine-client.js';
-import { describeHostCheck } from '../../server/host-check.js';
+import { describeHostCheck, unusedAllowedHosts } from '../../server/host-check.js';
 import type { LogLevel } from '../../server/log-levels.js';
 import { createLogger } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
@@ -248,6 +248,8 @@ export async function run(o: ServeOptions): Promise<number> {
       },
       log,
     );
+    const unusedHosts = unusedAllowedHosts(o.apiKey !== undefined, o.allowedHosts ?? []);
+    if (unusedHosts !== undefined) log.warn(unusedHosts);
     log.info(
       {
         url: serving.url,

@@ -135,7 +135,7 @@ describe('kmoe serve and the Host header', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--allowed-hosts takes host names or addresses without a port or scheme/);
 
-    const keyed = await startServe(['--workers', '0', '--api-key', 'k']);
+    const keyed = await startServe(['--workers', '0', '--api-key', 'k', '--allowed-hosts', 'proxy.example']);
     servers.push(keyed);
     expect(await get(keyed.url, '/v1/models', 'attacker.example')).toEqual({
       status: 401,
@@ -145,5 +145,9 @@ describe('kmoe serve and the Host header', () => {
       (await get(keyed.url, '/v1/models', 'attacker.example', { authorization: 'Bearer k' })).status,
     ).toBe(200);
     expect(keyed.stderr()).toMatch(/"hosts":"any Host"/);
+    // The names it was given do nothing with a key, and it says so at startup.
+    expect(keyed.stderr()).toMatch(
+      /"msg":"--allowed-hosts proxy.example has no effect with --api-key: a server with a key answers any Host that sends the key"/,
+    );
   });
 });
