@@ -1,6 +1,8 @@
 // Whether a prompt and a number of tokens to generate fit a model's context: one rule and one
 // wording for the server (a 400 naming the field) and `kmoe generate` (a usage error).
 
+import { counted } from '../shared/text/counted.js';
+
 export interface ContextProblem {
   /** Which request field is at fault: the prompt itself, or the tokens asked for beyond it. */
   readonly field: 'prompt' | 'maxTokens';
@@ -23,7 +25,7 @@ export function contextProblem(
   if (promptLength + maxTokens > context) {
     return {
       field: 'maxTokens',
-      message: `${maxTokensName} is ${maxTokens}, but the prompt's ${promptLength} tokens leave room for at most ${context - promptLength} in this model's context of ${context}`,
+      message: `${maxTokensName} is ${maxTokens}, but the prompt's ${counted(promptLength, 'token')} leave${promptLength === 1 ? 's' : ''} room for at most ${context - promptLength} in this model's context of ${context}`,
     };
   }
   return undefined;

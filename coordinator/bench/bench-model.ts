@@ -7,6 +7,7 @@ import type { CorpusWindows } from '../../shared/data/token-ids.js';
 import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { counted } from '../../shared/text/counted.js';
 import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { probeExpertCalls } from '../evaluation/expert-call-probe.js';
@@ -502,7 +503,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
     if (llamaCpp !== null) {
       const g = llamaCpp.greedy;
       process.stdout.write(
-        `llama.cpp ${llamaCpp.llamaCpp.release} (node-llama-cpp ${llamaCpp.bindingVersion}, ${llamaCpp.threads} thread${llamaCpp.threads === 1 ? '' : 's'}, flash attention ${flashAttentionLabel(llamaCpp.flashAttention)}, ${path.basename(llamaCpp.gguf)}): ` +
+        `llama.cpp ${llamaCpp.llamaCpp.release} (node-llama-cpp ${llamaCpp.bindingVersion}, ${counted(llamaCpp.threads, 'thread')}, flash attention ${flashAttentionLabel(llamaCpp.flashAttention)}, ${path.basename(llamaCpp.gguf)}): ` +
           `greedy tokens agree with kmoe's on the first ${g.agreeingPrefix} of ${g.compared} (${g.equalPositions} positions equal)\n`,
       );
       const b = result.bestRatios;

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { cliArgv, projectRoot } from '../../shared/runtime/entry-points.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { counted } from '../../shared/text/counted.js';
 import { BenchConfigError } from './errors.js';
 import type { NetworkCellResult, NetworkCellSpec, NetworkRun } from './network-cell.js';
 import { renderBarChart } from './report/chart.js';
@@ -341,7 +342,7 @@ function chart(
   rates: readonly string[],
   streams: readonly number[],
 ): Promise<string> {
-  const categories = streams.flatMap((s) => rates.map((r) => `${r}, ${s} stream${s === 1 ? '' : 's'}`));
+  const categories = streams.flatMap((s) => rates.map((r) => `${r}, ${counted(s, 'stream')}`));
   return renderBarChart({
     title: 'kmoe serve across a limited network: output tokens/s per link rate and load',
     yLabel: 'output tokens / s (median of runs)',

@@ -5,6 +5,7 @@
 // the engine (a reconnect, a join) makes its experts count again.
 
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import { counted } from '../../shared/text/counted.js';
 import type { Membership } from './membership.js';
 import type { WorkerDown, WorkerUp } from './remote-expert-backend.js';
 
@@ -105,7 +106,7 @@ export class ClusterHealth {
     const n = live.length;
     return this.options.description.replace(
       /^remote experts on \d+ workers? \([^)]*\)/,
-      `remote experts on ${n} worker${n === 1 ? '' : 's'} (${list})`,
+      `remote experts on ${counted(n, 'worker')} (${list})`,
     );
   }
 

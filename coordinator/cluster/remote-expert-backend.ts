@@ -23,6 +23,7 @@ import {
 } from '../../shared/protocol/messages.js';
 import { fromWire, toWire, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import type { F32Tensor } from '../../shared/tensor.js';
+import { counted } from '../../shared/text/counted.js';
 import type { ExpertBackend, ExpertTransfer, TransferMessage } from '../moe/expert-backend.js';
 import {
   assignPairs,
@@ -234,7 +235,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
 
   get description(): string {
     const n = this.slots.length;
-    return `remote experts on ${n} worker${n === 1 ? '' : 's'} (${this.placement.describe()}), ${this.wire} wire, ${this.balance} balancing`;
+    return `remote experts on ${counted(n, 'worker')} (${this.placement.describe()}), ${this.wire} wire, ${this.balance} balancing`;
   }
 
   /**

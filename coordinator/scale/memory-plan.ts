@@ -20,6 +20,8 @@ export {
   parseByteSize,
 } from './units.js';
 
+import { counted } from '../../shared/text/counted.js';
+
 /** Block of the weight-only formats: one fp32 scale per 32 weights, as kmoe's int8 and MatMulNBits use. */
 export const QUANT_BLOCK = INT8_BLOCK;
 
@@ -206,7 +208,7 @@ export function planMemory(req: PlanRequest): MemoryPlan {
       const needed = Math.ceil(shape.numExperts / expertsPerDevice);
       fittingPlacement = splitExperts(shape.numExperts, needed);
       problems.push(
-        `a device holds at most ${expertsPerDevice} expert${expertsPerDevice === 1 ? '' : 's'} (${fmtBytes(bytesPerExpert)} each): ` +
+        `a device holds at most ${counted(expertsPerDevice, 'expert')} (${fmtBytes(bytesPerExpert)} each): ` +
           `${needed} workers are needed for ${shape.numExperts} experts`,
       );
     }
@@ -273,7 +275,7 @@ export function formatPlan(plan: MemoryPlan): string {
   const lines: string[] = [];
   const mem = r.memoryBytes === undefined ? '' : ` of ${fmtBytes(r.memoryBytes)} each`;
   lines.push(
-    `experts: ${plan.expertFormat} weights, ${fmtBytes(plan.bytesPerExpert)} per expert (${r.shape.numMoeLayers} MoE layer${r.shape.numMoeLayers === 1 ? '' : 's'}), ` +
+    `experts: ${plan.expertFormat} weights, ${fmtBytes(plan.bytesPerExpert)} per expert (${counted(r.shape.numMoeLayers, 'MoE layer')}), ` +
       `${plan.workers.length} workers${mem} on ${r.device}, reserve ${fmtBytes(r.reserveBytes)} per process`,
   );
   for (const w of plan.workers) {

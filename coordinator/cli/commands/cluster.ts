@@ -6,6 +6,7 @@ import { connectRegistry } from '../../../shared/cluster-registry/redis-connecti
 import { readWorkers } from '../../../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
+import { counted } from '../../../shared/text/counted.js';
 import { RebalanceError } from '../../cluster/errors.js';
 import {
   type RebalanceOptions,
@@ -80,7 +81,7 @@ export async function rebalance(o: ClusterRebalanceOptions): Promise<number> {
 function formatReport(r: RebalanceReport): string {
   const what =
     r.outcome === 'applied'
-      ? `applied ${r.applied.length} change${r.applied.length === 1 ? '' : 's'}`
+      ? `applied ${counted(r.applied.length, 'change')}`
       : r.outcome === 'planned'
         ? 'planned (dry run: nothing changed)'
         : 'already balanced: nothing changed';

@@ -1,6 +1,7 @@
 // `kmoe generate`: stream a completion for one prompt to stdout.
 
 import { KmoeTokenizer, StreamingDetokenizer } from '../../../shared/model/tokenizer.js';
+import { counted } from '../../../shared/text/counted.js';
 import { contextProblem } from '../../context-room.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { Rng, type SamplingParams, sampleToken, validateSampling } from '../../sampling.js';
@@ -108,7 +109,7 @@ export async function run(o: GenerateOptions): Promise<number> {
       );
       if (info.placement.length > 0) {
         process.stderr.write(
-          `network: ${(bytes / positions).toFixed(0)} bytes per token per MoE layer to ${info.placement.length} worker${info.placement.length === 1 ? '' : 's'}\n`,
+          `network: ${(bytes / positions).toFixed(0)} bytes per token per MoE layer to ${counted(info.placement.length, 'worker')}\n`,
         );
       }
     }

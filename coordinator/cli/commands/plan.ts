@@ -3,6 +3,7 @@
 // coordinator/scale/memory-plan.ts.
 
 import { parseExpertSet } from '../../../shared/protocol/expert-set.js';
+import { counted } from '../../../shared/text/counted.js';
 import { formatPlan, planMemory } from '../../scale/memory-plan.js';
 import { readPlanModel } from '../../scale/plan-input.js';
 import { fmtBytes, type KvDType, type PlanDevice, type PlanWeightFormat } from '../../scale/units.js';
@@ -70,13 +71,9 @@ export async function run(o: PlanOptions): Promise<number> {
     );
   } else {
     process.stdout.write(
-      `${o.model}: ${plural(model.config.numLayers, 'layer')} (${model.shape.numMoeLayers} MoE) x ${plural(E, 'expert')}, ${fmtBytes(model.storedBytes)} stored (from ${model.source})\n`,
+      `${o.model}: ${counted(model.config.numLayers, 'layer')} (${model.shape.numMoeLayers} MoE) x ${counted(E, 'expert')}, ${fmtBytes(model.storedBytes)} stored (from ${model.source})\n`,
     );
     process.stdout.write(`${formatPlan({ ...plan, notes })}\n`);
   }
   return plan.fits === false ? DOES_NOT_FIT : 0;
-}
-
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }

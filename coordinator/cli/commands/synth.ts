@@ -1,6 +1,7 @@
 // `kmoe synth`: write a checkpoint with a real model's layout and shapes and random weights.
 // Orchestration only: the options arrive parsed (program.ts), the work is coordinator/scale/synth.ts.
 
+import { counted } from '../../../shared/text/counted.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { presetConfig, type SynthPreset } from '../../scale/presets.js';
 import { DEFAULT_SHARD_BYTES } from '../../scale/shard-layout.js';
@@ -46,7 +47,7 @@ export async function run(o: SynthOptions): Promise<number> {
       ? `copied from ${result.tokenizer.from}`
       : `minimal byte-fallback tokenizer with ${result.config.vocabSize} ids (no real Mixtral tokenizer here)`;
   process.stdout.write(
-    `wrote ${outDir}: ${like} with ${layers} of ${maxLayers} layers, ${layout.shards.length} shard${layout.shards.length === 1 ? '' : 's'}, ` +
+    `wrote ${outDir}: ${like} with ${layers} of ${maxLayers} layers, ${counted(layout.shards.length, 'shard')}, ` +
       `${fmtBytes(layout.totalSize)} of bf16 tensors${sparse ? ' (sparse: matrices are holes)' : ''}, seed ${seed}\n` +
       `tokenizer: ${tokenizer}\n`,
   );

@@ -5,6 +5,7 @@
 import type { WorkerRecord } from '../../../shared/cluster-registry/record.js';
 import { expertView } from '../../../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { counted } from '../../../shared/text/counted.js';
 
 export interface WorkerStatusJSON {
   readonly id: string;
@@ -119,7 +120,7 @@ export function clusterStatus(
 
 /** For people: a worker table, then coverage and replication per expert for each model. */
 export function formatClusterStatus(s: ClusterStatusJSON): string {
-  const lines = [`registry ${s.registry}: ${s.workers.length} worker${s.workers.length === 1 ? '' : 's'}`];
+  const lines = [`registry ${s.registry}: ${counted(s.workers.length, 'worker')}`];
   if (s.workers.length > 0) {
     lines.push(
       '',
