@@ -11,6 +11,9 @@ export interface SamplingParams {
 
 export const GREEDY: SamplingParams = { temperature: 0, topP: 1 };
 
+/** The highest temperature accepted, by the API (OpenAI's limit) and the CLI alike. */
+export const MAX_TEMPERATURE = 2;
+
 /** Largest seed: every integer in [0, MAX_SEED] gives its own stream (JSON numbers stay exact). */
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
 

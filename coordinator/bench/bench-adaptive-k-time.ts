@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { readU16Ids } from '../../shared/data/token-ids.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { counted } from '../../shared/text/counted.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { batchedDecode } from './batched-decode.js';
 import { median } from './report/quantiles.js';
@@ -75,7 +76,9 @@ export async function runBenchAdaptiveKTime(o: BenchAdaptiveKTimeOptions): Promi
     await decode(streams, o.routing, `warm-c${streams}`, warm);
     const samples: { native: Round[]; candidate: Round[] } = { native: [], candidate: [] };
     for (let r = 0; r < o.repeats; r++) {
-      process.stderr.write(`bench adaptive-k-time: ${streams} streams, round ${r + 1}/${o.repeats}\n`);
+      process.stderr.write(
+        `bench adaptive-k-time: ${counted(streams, 'stream')}, round ${r + 1}/${o.repeats}\n`,
+      );
       const nativeFirst = r % 2 === 0;
       if (nativeFirst) samples.native.push(await decode(streams, native, `n${streams}-${r}`));
       samples.candidate.push(await decode(streams, o.routing, `c${streams}-${r}`));

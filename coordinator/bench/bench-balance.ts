@@ -13,6 +13,7 @@ import { loadModelConfig } from '../../shared/model/config.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { counted } from '../../shared/text/counted.js';
 import { assignPairs, BALANCE_RULES, type BalanceRule, equalCosts } from '../cluster/balance.js';
 import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-stats.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
@@ -85,7 +86,7 @@ export async function run(o: BenchBalanceOptions, argv: readonly string[]): Prom
       const own = Array.from({ length: E }, (_, e) => e).filter((e) => Math.floor((e * n) / E) === w);
       return [...new Set([...own, ...hot])].sort((a, b) => a - b);
     });
-    const placement = `${n} workers, experts ${hot.join(',')} on all`;
+    const placement = `${counted(n, 'worker')}, experts ${hot.join(',')} on all`;
     const cluster = await startLocalCluster({ modelDir, expertSets: sets });
     try {
       for (const rule of BALANCE_RULES) {

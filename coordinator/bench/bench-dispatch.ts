@@ -10,6 +10,7 @@ import { loadModelConfig } from '../../shared/model/config.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { counted } from '../../shared/text/counted.js';
 import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-stats.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
@@ -54,7 +55,7 @@ export async function run(o: BenchDispatchOptions, argv: readonly string[]): Pro
   for (const n of sizes) {
     if (n > config.numExperts) {
       throw new BenchConfigError(
-        `--cluster-sizes: ${n} workers exceed the model's ${config.numExperts} experts`,
+        `--cluster-sizes: ${counted(n, 'worker')} exceed the model's ${config.numExperts} experts`,
       );
     }
   }
@@ -104,7 +105,7 @@ export async function run(o: BenchDispatchOptions, argv: readonly string[]): Pro
               dispatch,
             });
             log(
-              `${n} workers, ${wire}, ${r.routing}: ${dispatch.bytesPerTokenLayer.toFixed(0)} bytes/token/layer ` +
+              `${counted(n, 'worker')}, ${wire}, ${r.routing}: ${dispatch.bytesPerTokenLayer.toFixed(0)} bytes/token/layer ` +
                 `(${dispatch.vsNative.toFixed(3)}x native), ${r.tokensPerSecond.toFixed(0)} tokens/s`,
             );
           }
@@ -155,7 +156,7 @@ function table(
   const find = (routing: string, n: number, wire: WireDType) =>
     rows.find((r) => r.routing === routing && r.workers === n && r.wire === wire);
   const routings = [...new Set(rows.map((r) => r.routing))];
-  const head = configs.flatMap((c) => [`${c.n} workers ${c.wire}`, `${c.n}w ${c.wire} no dedup`]);
+  const head = configs.flatMap((c) => [`${counted(c.n, 'worker')} ${c.wire}`, `${c.n}w ${c.wire} no dedup`]);
   const lines = [
     `Bytes per token per MoE layer (both directions), x = ratio to native ${native} with dedup, same workers and wire`,
     '',
@@ -209,8 +210,8 @@ function chart(
     yLabel: 'bytes per token per MoE layer',
     categories: labels.length > 0 ? labels : routings,
     series: sizes.flatMap((n) => [
-      { name: `${n} workers`, values: labels.map((l) => value(l, n, true)) },
-      { name: `${n} workers, no dedup`, values: labels.map((l) => value(l, n, false)) },
+      { name: `${counted(n, 'worker')}`, values: labels.map((l) => value(l, n, true)) },
+      { name: `${counted(n, 'worker')}, no dedup`, values: labels.map((l) => value(l, n, false)) },
     ]),
     valueLabels: true,
     // Room for four labelled bars per routing.

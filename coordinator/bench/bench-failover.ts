@@ -13,6 +13,7 @@ import { readU16Ids } from '../../shared/data/token-ids.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { counted } from '../../shared/text/counted.js';
 import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
 import { renderLineChart } from './report/chart.js';
@@ -150,7 +151,7 @@ export async function run(o: BenchFailoverOptions, argv: readonly string[]): Pro
     }),
   );
   process.stdout.write(
-    `${ok.length} requests completed, ${failed.length} failed; events: ${events.map((e) => `${e.at.toFixed(2)} s ${e.what}`).join('; ')}\nwrote ${o.out} and ${o.chart}\n`,
+    `${counted(ok.length, 'request')} completed, ${failed.length} failed; events: ${events.map((e) => `${e.at.toFixed(2)} s ${e.what}`).join('; ')}\nwrote ${o.out} and ${o.chart}\n`,
   );
   return 0;
 }

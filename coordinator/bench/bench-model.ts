@@ -509,7 +509,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       const b = result.bestRatios;
       const x = (v: number | null | undefined) => (v == null ? '-' : `${v.toFixed(2)}x`);
       process.stdout.write(
-        `fastest round of each side vs llama.cpp's eval time: prefill (${windowsPerPass} windows per pass) ${x(b?.prefill4VsLlamaCppNative)}, ` +
+        `fastest round of each side vs llama.cpp's eval time: prefill (${counted(windowsPerPass, 'window')} per pass) ${x(b?.prefill4VsLlamaCppNative)}, ` +
           `decode ${x(b?.decodeVsLlamaCppNative)}, decode loop on the engine thread ${x(b?.decodeLoopVsLlamaCppNative)}\n`,
       );
       const ref = llamaCpp.reference;
@@ -537,7 +537,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
       const x = (r: { median: number; best: number }) =>
         `${r.median.toFixed(2)}x (fastest rounds ${r.best.toFixed(2)}x)`;
       process.stdout.write(
-        `versus ${JSON.stringify(o.versus)}, same rounds: prefill (${windowsPerPass} windows per pass) ${x(v.ratios.prefill4)}, ` +
+        `versus ${JSON.stringify(o.versus)}, same rounds: prefill (${counted(windowsPerPass, 'window')} per pass) ${x(v.ratios.prefill4)}, ` +
           `decode ${x(v.ratios.decode)}, decode loop on the engine thread ${x(v.ratios.decodeLoop)}\n`,
       );
     }
@@ -598,7 +598,12 @@ function formatTable(
       : '| figure | kmoe tokens/s | llama.cpp, same run (its eval time; wall through node-llama-cpp) | ratio |',
     llama === null ? '|---|---|' : '|---|---|---|---|',
     row('prefill, 1 window per pass', kmoe.prefill1, l.prefill, l.prefillWall),
-    row(`prefill, ${shape.windowsPerPass} windows per pass`, kmoe.prefill4, l.prefill, l.prefillWall),
+    row(
+      `prefill, ${counted(shape.windowsPerPass, 'window')} per pass`,
+      kmoe.prefill4,
+      l.prefill,
+      l.prefillWall,
+    ),
     row(`decode, 1 sequence, ${shape.promptTokens}-token prompt`, kmoe.decode, l.decode, l.decodeWall),
     row(
       `decode, 1 sequence, ${shape.promptTokens}-token prompt, loop on the engine thread`,

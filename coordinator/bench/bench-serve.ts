@@ -13,6 +13,7 @@ import { profileDigest } from '../../shared/routing/profile.js';
 import { isProfilePath } from '../../shared/routing/profile-names.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { counted } from '../../shared/text/counted.js';
 import { ServeRequestError } from '../server/errors.js';
 import { type StreamTiming, streamCompletion } from './bench-serve-client.js';
 import { type LineChartSpec, renderLineCharts } from './report/chart.js';
@@ -217,7 +218,8 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
         ].join('\n');
   process.stdout.write(`${table(results, baseline)}${versusTable}\nwrote ${out} and ${chartPath}\n`);
   const failed = results.reduce((n, r) => n + r.errors.length, 0);
-  if (failed > 0) process.stderr.write(`bench serve: ${failed} requests failed; see "errors" in ${out}\n`);
+  if (failed > 0)
+    process.stderr.write(`bench serve: ${counted(failed, 'request')} failed; see "errors" in ${out}\n`);
   return failed > 0 ? 1 : 0;
 }
 

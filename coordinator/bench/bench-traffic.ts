@@ -7,6 +7,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-dtype.js';
+import { counted } from '../../shared/text/counted.js';
 import { openRoutingTrace, type RoutingTraceHeader } from '../evaluation/routing-trace.js';
 import { BenchConfigError } from './errors.js';
 import { renderBarChart } from './report/chart.js';
@@ -107,7 +108,7 @@ export async function run(o: BenchTrafficOptions, argv: readonly string[]): Prom
       for (const n of sizes)
         if (n > h.numExperts)
           throw new BenchConfigError(
-            `--cluster-sizes: ${n} workers exceed the model's ${h.numExperts} experts`,
+            `--cluster-sizes: ${counted(n, 'worker')} exceed the model's ${h.numExperts} experts`,
             {
               details: { workers: n, experts: h.numExperts },
               hint: `costs need every worker to hold at least one expert: use at most ${h.numExperts}`,
@@ -308,8 +309,8 @@ function chart(
     yLabel: 'bytes per token per MoE layer',
     categories: labels,
     series: sizes.flatMap((n) => [
-      { name: `${n} workers`, values: labels.map((l) => value(l, n, 'chosen')) },
-      { name: `${n} workers, no dedup`, values: labels.map((l) => value(l, n, 'chosenNoDedup')) },
+      { name: `${counted(n, 'worker')}`, values: labels.map((l) => value(l, n, 'chosen')) },
+      { name: `${counted(n, 'worker')}, no dedup`, values: labels.map((l) => value(l, n, 'chosenNoDedup')) },
     ]),
     valueLabels: true,
     width: 1100,

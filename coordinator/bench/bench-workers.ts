@@ -10,6 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { readU16Ids } from '../../shared/data/token-ids.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { counted } from '../../shared/text/counted.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { batchedDecode } from './batched-decode.js';
 import { sumMetric } from './prometheus-text.js';
@@ -69,7 +70,7 @@ export async function runBenchWorkers(o: BenchWorkersOptions): Promise<number> {
     const remote: number[] = [];
     const ratios: number[] = [];
     for (let r = 0; r < o.repeats; r++) {
-      process.stderr.write(`bench workers: ${streams} streams, round ${r + 1}/${o.repeats}\n`);
+      process.stderr.write(`bench workers: ${counted(streams, 'stream')}, round ${r + 1}/${o.repeats}\n`);
       const order = r % 2 === 0 ? (['in', 'remote'] as const) : (['remote', 'in'] as const);
       const rate: Record<'in' | 'remote', number> = { in: 0, remote: 0 };
       for (const side of order) {
@@ -110,7 +111,7 @@ export async function runBenchWorkers(o: BenchWorkersOptions): Promise<number> {
   await fs.writeFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
   const f = (x: number, d = 0) => x.toFixed(d);
   const lines = [
-    `| streams | in process tok/s | ${o.workerUrls.length} workers tok/s | workers / in process (median of rounds) | of fastest rounds |`,
+    `| streams | in process tok/s | ${counted(o.workerUrls.length, 'worker')} tok/s | workers / in process (median of rounds) | of fastest rounds |`,
     '|---|---|---|---|---|',
     ...rows.map(
       (r) =>

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { z } from 'zod';
 import { cliArgv, projectRoot } from '../../shared/runtime/entry-points.js';
+import { counted } from '../../shared/text/counted.js';
 import { describeServer, evalPrompts, policy, runLoad, type ServerDescription } from './bench-serve.js';
 import type { StreamTiming } from './bench-serve-client.js';
 import { BenchConfigError } from './errors.js';
@@ -154,7 +155,7 @@ export async function runCell(spec: NetworkCellSpec): Promise<NetworkCellResult>
         // Alternate the order so neither routing always runs first.
         for (const pol of r % 2 === 0 ? policies : [...policies].reverse()) {
           process.stderr.write(
-            `bench network: ${process.env['KMOE_NETNS_RATE'] ?? '?'}, ${streams} streams, ${pol.label}, run ${r + 1}/${spec.repeats}\n`,
+            `bench network: ${process.env['KMOE_NETNS_RATE'] ?? '?'}, ${counted(streams, 'stream')}, ${pol.label}, run ${r + 1}/${spec.repeats}\n`,
           );
           const before = await counters(url);
           const load = await runLoad(

@@ -329,7 +329,7 @@ export async function run(o: BenchNetworkOptions, argv: readonly string[]): Prom
     process.stdout.write(`${table(rows, perRate, baseline)}\nwrote ${o.out} and ${o.chart}\n`);
     const failed = rows.reduce((n, r) => n + r.errors.length, 0);
     if (failed > 0)
-      process.stderr.write(`bench network: ${failed} requests failed; see "errors" in ${o.out}\n`);
+      process.stderr.write(`bench network: ${counted(failed, 'request')} failed; see "errors" in ${o.out}\n`);
     return failed > 0 ? 1 : 0;
   } finally {
     await fs.rm(dir, { recursive: true, force: true });

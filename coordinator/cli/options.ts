@@ -60,20 +60,23 @@ function checkRange(flag: string, raw: string, v: number, r: Range): number {
   return v;
 }
 
+/** Decimal notation only (2, -0.5, 1e6): Number() alone also reads 0x10, 0b11 and 0o17. */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+function decimal(flag: string, raw: string): number {
+  const v = Number(raw);
+  if (!DECIMAL.test(raw.trim()) || !Number.isFinite(v))
+    throw new UsageError(`${flag} must be a number, got '${raw}'`);
+  return v;
+}
+
 export function parseNumber(flag: string, r: Range = {}): (raw: string) => number {
-  return (raw) => {
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(v))
-      throw new UsageError(`${flag} must be a number, got '${raw}'`);
-    return checkRange(flag, raw, v, r);
-  };
+  return (raw) => checkRange(flag, raw, decimal(flag, raw), r);
 }
 
 export function parseInteger(flag: string, r: Range = {}): (raw: string) => number {
   return (raw) => {
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(v))
-      throw new UsageError(`${flag} must be a number, got '${raw}'`);
+    const v = decimal(flag, raw);
     if (!Number.isInteger(v)) throw new UsageError(`${flag} must be an integer, got '${raw}'`);
     return checkRange(flag, raw, v, r);
   };
@@ -128,13 +131,25 @@ export function parseVersus(flag: string): (raw: string) => VersusSettings {
 /** Comma-separated items, empty ones dropped; each parsed by `item`. */
 export function parseList<T>(flag: string, item: (raw: string) => T): (raw: string) => T[] {
   return (raw) => {
-    const items = raw
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-    if (items.length === 0) throw new UsageError(`${flag} needs at least one value`);
+    const items = raw.split(',').map((s) => s.trim());
+    if (items.every((s) => s === '')) throw new UsageError(`${flag} needs at least one value`);
+    // "a,,b" or a trailing comma is a slip (a value lost in editing), not a shorter list.
+    if (items.includes('')) throw new UsageError(`${flag} has an empty entry in '${raw}'`);
     return items.map(item);
   };
+}
+
+/**
+ * `--served-model-name`: the name clients must send exactly, so no empty name, no spaces at either
+ * end and no control characters (each would make a name no client can be expected to match).
+ */
+export function parseServedModelName(raw: string): string {
+  const flag = '--served-model-name';
+  if (raw.trim() === '') throw new UsageError(`${flag} must not be empty`);
+  if (raw !== raw.trim()) throw new UsageError(`${flag} must not begin or end with spaces, got '${raw}'`);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
+  if (/[\u0000-\u001f\u007f]/.test(raw)) throw new UsageError(`${flag} must not contain control characters`);
+  return raw;
 }
 
 /** A byte size as people write it: 80GiB, 24GB, 512MiB or a byte count. */

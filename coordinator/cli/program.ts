@@ -13,7 +13,7 @@ import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
 import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/windows.js';
-import { GREEDY } from '../sampling.js';
+import { GREEDY, MAX_TEMPERATURE } from '../sampling.js';
 import { checkAllowedHost } from '../server/host-check.js';
 import {
   apiKey,
@@ -28,6 +28,7 @@ import {
   parseInteger,
   parseList,
   parseNumber,
+  parseServedModelName,
   parseSize,
   parseVersus,
   parseWorkers,
@@ -135,7 +136,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.maxTokens().default(64))
     .addOption(
       new Option('--temperature <t>', '0 = greedy')
-        .argParser(parseNumber('--temperature', { min: 0, max: 100 }))
+        .argParser(parseNumber('--temperature', { min: 0, max: MAX_TEMPERATURE }))
         .default(GREEDY.temperature),
     )
     .addOption(
@@ -557,7 +558,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option(
         '--served-model-name <name>',
         "the model name clients send (default: the model directory's name)",
-      ),
+      ).argParser(parseServedModelName),
     )
     .addOption(
       opt.maxConnections(
@@ -581,7 +582,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.denseWeights())
     .addHelpText(
       'after',
-      '\nPOST /v1/completions, /v1/chat/completions; GET /v1/models, /health, /ready, /metrics.\n' +
+      '\nPOST /v1/completions, /v1/chat/completions; GET /v1/models[/NAME], /health, /ready, /metrics.\n' +
         'Prints "kmoe serve listening on http://HOST:PORT" on stdout when ready. With --api-key every /v1/*\n' +
         'request needs "Authorization: Bearer KEY" (401 otherwise); /health, /ready and /metrics stay open.\n' +
         'Local workers (--workers N) get a random cluster token of their own; remote ones need the cluster\n' +

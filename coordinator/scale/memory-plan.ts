@@ -209,7 +209,7 @@ export function planMemory(req: PlanRequest): MemoryPlan {
       fittingPlacement = splitExperts(shape.numExperts, needed);
       problems.push(
         `a device holds at most ${counted(expertsPerDevice, 'expert')} (${fmtBytes(bytesPerExpert)} each): ` +
-          `${needed} workers are needed for ${shape.numExperts} experts`,
+          `${counted(needed, 'worker')} are needed for ${shape.numExperts} experts`,
       );
     }
   }
@@ -276,7 +276,7 @@ export function formatPlan(plan: MemoryPlan): string {
   const mem = r.memoryBytes === undefined ? '' : ` of ${fmtBytes(r.memoryBytes)} each`;
   lines.push(
     `experts: ${plan.expertFormat} weights, ${fmtBytes(plan.bytesPerExpert)} per expert (${counted(r.shape.numMoeLayers, 'MoE layer')}), ` +
-      `${plan.workers.length} workers${mem} on ${r.device}, reserve ${fmtBytes(r.reserveBytes)} per process`,
+      `${counted(plan.workers.length, 'worker')}${mem} on ${r.device}, reserve ${fmtBytes(r.reserveBytes)} per process`,
   );
   for (const w of plan.workers) {
     lines.push(
@@ -294,7 +294,7 @@ export function formatPlan(plan: MemoryPlan): string {
   }
   if (plan.fittingPlacement !== undefined) {
     lines.push(
-      `placement that fits: ${plan.fittingPlacement.map((s) => s.join(',')).join(' | ')} (${plan.fittingPlacement.length} workers)`,
+      `placement that fits: ${plan.fittingPlacement.map((s) => s.join(',')).join(' | ')} (${counted(plan.fittingPlacement.length, 'worker')})`,
     );
   }
   for (const p of plan.problems) lines.push(`does not fit: ${p}`);

@@ -191,11 +191,18 @@ export class ApiServer {
       });
       res.end(body);
     });
-    // CONNECT never reaches a route: Node hands its socket over. Answer it like any unknown method,
-    // naming every method the server takes (its target is a host, not one of the paths).
+    // CONNECT never reaches a route: Node hands its socket over. Answer it like any unknown method:
+    // a target that is one of the paths gets that path's methods, a host (its usual target) every
+    // method the server takes.
     const serverMethods = [...new Set(Object.values(routes).flatMap((route) => Object.keys(route.methods)))];
     app.server.on('connect', (req: IncomingMessage, socket: Socket) => {
-      const error = new RouteNotFoundError('CONNECT', String(req.url).slice(0, 200), serverMethods);
+      const target = String(req.url);
+      const route = routeAt(routes, pathOf(target));
+      const error = new RouteNotFoundError(
+        'CONNECT',
+        target.slice(0, 200),
+        route ? Object.keys(route.methods) : serverMethods,
+      );
       this.metrics.request(NOT_FOUND_ENDPOINT, error.status, 0);
       writeRaw(socket, error);
     });

@@ -96,6 +96,22 @@ export class RouteNotFoundError extends ApiError {
   }
 }
 
+/** 404: a request named a model this server does not serve (OpenAI and vLLM answer 404 too). */
+export class ModelNotFoundError extends ApiError {
+  constructor(model: string, servedModelName: string) {
+    const shown = model.length > 200 ? `${model.slice(0, 200)}…` : model;
+    super(
+      404,
+      'invalid_request_error',
+      `model '${shown}' is not served here; this server serves '${servedModelName}'`,
+      {
+        param: 'model',
+        code: 'model_not_found',
+      },
+    );
+  }
+}
+
 /** 401: the API requires a key (kmoe serve --api-key) and the request has none or another one. */
 export class InvalidApiKeyError extends ApiError {
   constructor(given: boolean) {

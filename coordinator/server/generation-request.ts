@@ -8,7 +8,7 @@ import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { ChatMessage } from '../../shared/model/tokenizer.js';
 import { contextProblem } from '../context-room.js';
 import type { EngineInfo } from '../engine/engine.js';
-import { InvalidRequestError } from './errors.js';
+import { InvalidRequestError, ModelNotFoundError } from './errors.js';
 import type { PromptTokenizer } from './prompt-tokenizer.js';
 import type { RoutingCatalog } from './routing-catalog.js';
 import type { ChatRequest, ChatRequestMessage, CompletionRequest } from './schemas.js';
@@ -58,11 +58,7 @@ export class GenerationRequestBuilder {
   }
 
   #checkModel(model: string): void {
-    if (model === this.servedModelName) return;
-    throw new InvalidRequestError(
-      `model '${model}' is not served here; this server serves '${this.servedModelName}'`,
-      { param: 'model', code: 'model_not_found' },
-    );
+    if (model !== this.servedModelName) throw new ModelNotFoundError(model, this.servedModelName);
   }
 
   #completionPrompt(prompt: CompletionRequest['prompt']): Promise<number[]> | number[] {

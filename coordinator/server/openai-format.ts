@@ -113,6 +113,7 @@ export function completeResponse(
   return { ...envelope(ctx, false), choices: [choice], usage };
 }
 
-export function modelList(model: string, created: number, extra: object): object {
-  return { object: 'list', data: [{ id: model, object: 'model', created, owned_by: 'kmoe', ...extra }] };
+/** One model object, as /v1/models lists it and /v1/models/NAME returns it. */
+export function modelEntry(model: string, created: number, extra: object): object {
+  return { id: model, object: 'model', created, owned_by: 'kmoe', ...extra };
 }

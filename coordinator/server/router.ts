@@ -29,7 +29,15 @@ export type HttpMethod = 'GET' | 'POST';
 
 export type RouteTable = Readonly<Record<string, Route>>;
 
-/** The route at exactly this path (no prototype keys), for 405s and metric labels. */
+/**
+ * The route at this path (no prototype keys), for 405s and metric labels: the exact path, or a
+ * `PREFIX/*` route (fastify's wildcard) when the path goes on past PREFIX/.
+ */
 export function routeAt(routes: RouteTable, path: string): Route | undefined {
-  return Object.hasOwn(routes, path) ? routes[path] : undefined;
+  if (Object.hasOwn(routes, path)) return routes[path];
+  for (const [pattern, route] of Object.entries(routes)) {
+    if (pattern.endsWith('/*') && path.length > pattern.length - 1 && path.startsWith(pattern.slice(0, -1)))
+      return route;
+  }
+  return undefined;
 }

@@ -6,6 +6,7 @@
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import type { KmoeTokenizer } from '../../shared/model/tokenizer.js';
 import { isInlineProfile } from '../../shared/routing/profile.js';
+import { counted } from '../../shared/text/counted.js';
 import type { ExpertCoverage } from '../cluster/cluster-health.js';
 import { DecodeStream } from '../engine/decode-stream.js';
 import type {
@@ -229,7 +230,7 @@ export class Scheduler {
       try {
         await this.engine.release(release.map((s) => s.id));
       } catch (err) {
-        this.observer.error(`releasing ${release.length} sequences failed`, err);
+        this.observer.error(`releasing ${counted(release.length, 'sequence')} failed`, err);
       }
       for (const s of release) s.inEngine = false;
     }
@@ -387,7 +388,7 @@ export class Scheduler {
   #failStep(seqs: readonly Sequence[], err: unknown): void {
     // The engine dropped the caches it created in this step; sequences it already held are
     // released when they are reaped.
-    this.observer.error(`engine step of ${seqs.length} sequences failed`, err);
+    this.observer.error(`engine step of ${counted(seqs.length, 'sequence')} failed`, err);
     // A PlacementError (code `placement`, from the cluster) means experts lost their last worker: 503.
     // (stepEach fails only the sequences routed to them; a whole step fails so only if it could
     // not tell which.)

@@ -3,6 +3,7 @@
 // ignored; fields no schema names (e.g. `user`, `stream_options` extras) pass through unread.
 
 import { z } from 'zod';
+import { MAX_TEMPERATURE } from '../sampling.js';
 
 type Issue = { readonly input?: unknown };
 
@@ -32,7 +33,8 @@ function offOnly(off: z.ZodType, what: string): z.ZodOptional<z.ZodType<unknown>
 const maxTokens = (name: string) =>
   z
     .number({ error: `${name} must be an integer` })
-    .int({ error: `${name} must be an integer` })
+    // zod's int() also refuses integers beyond 2^53 (1e300 is one): say so rather than "not an integer".
+    .int({ error: `${name} must be an integer below 2^53` })
     .gte(1, { error: (issue: Issue) => `${name} must be at least 1, got ${String(issue.input)}` })
     .nullable()
     .optional();
@@ -53,12 +55,12 @@ const stopString = z.string().min(1, { error: 'stop strings must not be empty' }
 
 const samplingFields = {
   model: z.string({ error: 'model is required: use the name GET /v1/models lists' }),
-  temperature: inRange('temperature', 0, 2, true).nullable().optional(),
+  temperature: inRange('temperature', 0, MAX_TEMPERATURE, true).nullable().optional(),
   top_p: inRange('top_p', 0, 1, false).nullable().optional(),
   // Every bit of the seed counts (coordinator/sampling.ts Rng); beyond 2^53 JSON numbers are inexact.
   seed: z
     .number({ error: 'seed must be an integer' })
-    .int({ error: 'seed must be an integer' })
+    .int({ error: 'seed must be an integer in [0, 2^53)' })
     .min(0, { error: 'seed must be an integer in [0, 2^53)' })
     .max(Number.MAX_SAFE_INTEGER, { error: 'seed must be an integer in [0, 2^53)' })
     .nullable()

@@ -114,6 +114,7 @@ export async function startServing(
       generates: true,
     },
     '/v1/models': { name: 'models', methods: { GET: status.models } },
+    '/v1/models/*': { name: 'model', methods: { GET: status.model } },
     '/health': { name: 'health', methods: { GET: status.health } },
     '/ready': { name: 'ready', methods: { GET: status.ready } },
     '/metrics': { name: 'metrics', methods: { GET: status.metrics } },

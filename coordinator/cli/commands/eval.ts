@@ -7,6 +7,7 @@ import { CorpusError, parseWindowRange, readTextIds, readU16Ids } from '../../..
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { isProfilePath } from '../../../shared/routing/profile-names.js';
+import { counted } from '../../../shared/text/counted.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
 import { type DispatchSummary, summarizeDispatch } from '../../cluster/dispatch-stats.js';
@@ -158,7 +159,7 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
 function formatDispatch(d: DispatchSummary): string {
   const b = (x: number) => x.toFixed(0);
   const lines = [
-    `network       ${b(d.bytesPerTokenLayer)} bytes per token per MoE layer (${d.wire} wire, ${d.workers} workers): ` +
+    `network       ${b(d.bytesPerTokenLayer)} bytes per token per MoE layer (${d.wire} wire, ${counted(d.workers, 'worker')}): ` +
       `${d.vsNative.toFixed(3)}x native top-K's ${b(d.nativeBytesPerTokenLayer)}; ` +
       `without same-worker dedup ${b(d.noDedupBytesPerTokenLayer)}`,
     ...d.perWorker.map(
@@ -174,7 +175,7 @@ function formatDispatch(d: DispatchSummary): string {
 function formatReport(r: PerplexityReport, corpus: string): string {
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   const lines = [
-    `corpus        ${corpus} (${r.windows} windows of ${r.windowLen})`,
+    `corpus        ${corpus} (${counted(r.windows, 'window')} of ${r.windowLen})`,
     `routing       ${r.routing}`,
     `perplexity    ${r.perplexity.toFixed(4)}   (${r.tokens} tokens scored, mean NLL ${r.meanNll.toFixed(5)})`,
     `avg K         ${r.avgK.toFixed(4)}   per layer: ${r.avgKPerLayer.map((k) => k.toFixed(3)).join(' ')}`,
@@ -210,7 +211,7 @@ async function sweep(
     );
     bar.finish();
     const lines = [
-      `corpus ${corpus}, ${ids.length / STANDARD_WINDOW} windows; native ${result.native.routing} perplexity ${result.native.perplexity.toFixed(4)}`,
+      `corpus ${corpus}, ${counted(ids.length / STANDARD_WINDOW, 'window')}; native ${result.native.routing} perplexity ${result.native.perplexity.toFixed(4)}`,
       '| policy | routing | avg K | saving vs native | perplexity | increase |',
       '|---|---|---|---|---|---|',
       ...result.points.map(

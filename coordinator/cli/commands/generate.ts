@@ -103,7 +103,7 @@ export async function run(o: GenerateOptions): Promise<number> {
       const decodeTps = generated > 1 ? ((generated - 1) / (done - firstToken)) * 1000 : 0;
       const positions = (promptIds.length + Math.max(0, generated - 1)) * info.routing.numLayers;
       process.stderr.write(
-        `prompt ${promptIds.length} tokens in ${(firstToken - started).toFixed(1)} ms; ` +
+        `prompt ${counted(promptIds.length, 'token')} in ${(firstToken - started).toFixed(1)} ms; ` +
           `${generated} generated, decode ${decodeTps.toFixed(1)} tokens/s; ` +
           `${(activations / positions).toFixed(3)} experts per token (routing ${routing})\n`,
       );

@@ -3,6 +3,7 @@
 
 import path from 'node:path';
 import { loadRoutingProfile, profileNameOf, saveRoutingProfile } from '../../../shared/routing/profile.js';
+import { counted } from '../../../shared/text/counted.js';
 import { PhaseBars } from '../../bench/report/progress.js';
 import { trainAllocator } from '../../calibration/allocator-training.js';
 import { loadCorpus } from '../../calibration/corpus.js';
@@ -70,7 +71,7 @@ export async function run(o: TrainAllocatorOptions, argv: readonly string[]): Pr
     saveRoutingProfile(o.out, profile);
     const prov = profile.provenance!;
     process.stdout.write(
-      `${o.out}: allocator trained on ${prov['trainTokens']} tokens in ${(prov['trainSeconds'] as number).toFixed(1)} s; ` +
+      `${o.out}: allocator trained on ${counted(prov['trainTokens'] as number, 'token')} in ${(prov['trainSeconds'] as number).toFixed(1)} s; ` +
         `held-out calibration fold: avg K ${prov.avgK!.toFixed(3)} (saving ${((1 - prov.avgK! / 2) * 100).toFixed(1)}% vs native), ` +
         `perplexity ${signedPercent(prov['pplIncrease'] as number)}\n`,
     );

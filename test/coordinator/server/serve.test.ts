@@ -103,6 +103,23 @@ describe('status endpoints', () => {
     });
   });
 
+  it("retrieves the served model by name (OpenAI's models.retrieve), and 404s any other name", async () => {
+    const listed = (await client.models.list()).data[0];
+    expect(await client.models.retrieve(MODEL)).toEqual(listed);
+    const other = await fetch(`${server.url}/v1/models/gpt-4`);
+    expect(other.status).toBe(404);
+    expect(((await other.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+      code: 'model_not_found',
+      message: "model 'gpt-4' is not served here; this server serves 'tiny-mixtral'",
+    });
+    // A name with a slash (as vLLM users name models) reaches the route whole.
+    expect((await fetch(`${server.url}/v1/models/org/tiny-mixtral`)).status).toBe(404);
+    const post = await fetch(`${server.url}/v1/models/${MODEL}`, { method: 'POST' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, HEAD');
+    await post.body?.cancel();
+  });
+
   it('names the address when a second server cannot listen on the same port', async () => {
     const port = new URL(server.url).port;
     const r = await runCli(['serve', '--model', MODEL_DIR, '--workers', '0', '--port', port]);
@@ -286,13 +303,20 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
     return { status: res.status, body: (await res.json()) as { error: Record<string, unknown> } };
   };
   const base = { model: MODEL, prompt: 'def f():', max_tokens: 4 };
+  it('an unknown model is a 404, as OpenAI and vLLM answer it', async () => {
+    const r = await post('/v1/completions', JSON.stringify({ ...base, model: 'gpt-4' }));
+    expect(r.status).toBe(404);
+    expect(r.body.error).toMatchObject({
+      type: 'invalid_request_error',
+      param: 'model',
+      code: 'model_not_found',
+    });
+    expect(r.body.error['message']).toBe(
+      "model 'gpt-4' is not served here; this server serves 'tiny-mixtral'",
+    );
+  });
+
   const cases: [string, Record<string, unknown>, RegExp, string | null][] = [
-    [
-      'unknown model',
-      { ...base, model: 'gpt-4' },
-      /model 'gpt-4' is not served here; this server serves 'tiny-mixtral'/,
-      'model',
-    ],
     ['missing model', { prompt: 'x' }, /model is required/, 'model'],
     [
       'prompt longer than the context',
@@ -318,7 +342,13 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
     ['top_p as a string', { ...base, top_p: 'high' }, /top_p must be a number/, 'top_p'],
     ['seed not an integer', { ...base, seed: 1.5 }, /seed must be an integer/, 'seed'],
     ['negative seed', { ...base, seed: -1 }, /seed must be an integer in \[0, 2\^53\)/, 'seed'],
-    ['seed beyond 2^53', { ...base, seed: 2 ** 60 }, /seed must be an integer/, 'seed'],
+    ['seed beyond 2^53', { ...base, seed: 2 ** 60 }, /seed must be an integer in \[0, 2\^53\)/, 'seed'],
+    [
+      'max_tokens beyond 2^53',
+      { ...base, max_tokens: 1e300 },
+      /max_tokens must be an integer below 2\^53/,
+      'max_tokens',
+    ],
     ['empty stop string', { ...base, stop: [''] }, /stop strings must not be empty/, 'stop.0'],
     ['n > 1', { ...base, n: 2 }, /does not support n other than 1/, 'n'],
     ['logprobs', { ...base, logprobs: 3 }, /does not support logprobs/, 'logprobs'],
