@@ -152,6 +152,32 @@ export function parseServedModelName(raw: string): string {
   return raw;
 }
 
+/**
+ * A file to write: not an existing directory, and under a directory (missing ones are made when
+ * the file is written), so a wrong path fails before any work rather than after it.
+ */
+export function parseOutputFile(flag: string): (raw: string) => string {
+  return (raw) => {
+    if (raw.trim() === '') throw new UsageError(`${flag} needs a file path`);
+    if (statOrUndefined(raw)?.isDirectory())
+      throw new UsageError(`${flag} ${raw} is a directory; give the path of a file to write`);
+    for (let dir = path.dirname(path.resolve(raw)); ; dir = path.dirname(dir)) {
+      const stat = statOrUndefined(dir);
+      if (stat?.isDirectory()) return raw;
+      if (stat !== undefined) throw new UsageError(`${flag} ${raw}: ${dir} is a file, not a directory`);
+      if (dir === path.dirname(dir)) return raw;
+    }
+  };
+}
+
+function statOrUndefined(p: string): ReturnType<typeof statSync> | undefined {
+  try {
+    return statSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A byte size as people write it: 80GiB, 24GB, 512MiB or a byte count. */
 export function parseSize(flag: string, r: Range = {}): (raw: string) => number {
   return (raw) => {
@@ -173,6 +199,10 @@ function parseModelDir(raw: string): string {
     throw new UsageError(`model directory not found: ${raw}`);
   }
   if (!isDir) throw new UsageError(`--model ${raw} is not a directory`);
+  // A directory that is not a checkpoint at all is the same slip as a wrong path; a config.json
+  // that is there but wrong is the checkpoint's problem (ConfigError, exit 1).
+  if (statOrUndefined(path.join(raw, 'config.json')) === undefined)
+    throw new UsageError(`--model ${raw} has no config.json: not a Hugging Face checkpoint directory`);
   return raw;
 }
 
@@ -197,7 +227,17 @@ function collectRouting(raw: string, previous: string[] | undefined): string[] {
     isNamedProfile(p) ? path.join(projectRoot(), NAMED_PROFILES[p.trim()]!) : p,
   );
   if (policies.length === 0) throw new UsageError('--routing needs a spec or a profile file');
+  for (const p of policies) if (isProfilePath(p)) existingProfile('--routing', p);
   return [...(previous ?? []), ...policies];
+}
+
+/** A profile file a flag names must be there: a wrong path is a usage error, like --ids'. */
+export function existingProfile(flag: string, file: string): string {
+  if (!statOrUndefined(file)?.isFile())
+    throw new UsageError(`${flag}: no routing profile file ${file}`, {
+      hint: `pass an existing profile path, a shipped profile name (${Object.keys(NAMED_PROFILES).join(', ')}), or a spec such as topk:2 (routing specs do not end in .json)`,
+    });
+  return file;
 }
 
 /** `--workers`: N local worker processes started by the command, or ws:// URLs of running ones. */
@@ -208,17 +248,30 @@ export type WorkersArg =
 export function parseWorkers(raw: string): WorkersArg {
   const value = raw.trim();
   if (/^\d+$/.test(value)) return { kind: 'count', n: Number(value) };
-  const urls = value
-    .split(',')
-    .map((u) => u.trim())
-    .filter((u) => u !== '');
-  if (urls.length === 0) throw new UsageError('--workers takes a count or ws:// URLs');
-  for (const url of urls) {
-    if (!/^wss?:\/\/[^\s/]+/.test(url)) {
+  if (value === '') throw new UsageError('--workers takes a count or ws:// URLs');
+  const urls = parseList('--workers', (url) => {
+    if (!/^wss?:\/\/[^\s/]+/.test(url))
       throw new UsageError(`--workers: '${url}' is neither a worker count nor a ws:// URL`);
-    }
-  }
+    return url;
+  })(value);
+  const twice = urls.find((url, i) => urls.indexOf(url) !== i);
+  if (twice !== undefined) throw new UsageError(`--workers names ${twice} twice`);
   return { kind: 'urls', urls };
+}
+
+/** A server's base URL (`kmoe bench serve --url`): http:// or https:// and a host. */
+export function parseHttpUrl(flag: string): (raw: string) => string {
+  return (raw) => {
+    let url: URL;
+    try {
+      url = new URL(raw.trim());
+    } catch {
+      throw new UsageError(`${flag} must be a URL such as http://127.0.0.1:8000, got '${raw}'`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new UsageError(`${flag} must be an http:// or https:// URL, got '${raw}'`);
+    return raw.trim();
+  };
 }
 
 /** `--redis`: redis:// or rediss:// (TLS), credentials allowed (never printed). */
@@ -475,8 +528,12 @@ export const opt = {
   ids: (description: string) =>
     new Option('--ids <files>', description).argParser(parseList('--ids', (s) => s)),
   windows: (description: string) => new Option('--windows <range>', description),
-  out: (description: string, value = 'file') => new Option(`--out <${value}>`, description),
-  chart: (description: string) => new Option('--chart <file>', description),
+  out: (description: string, value = 'file') => {
+    const option = new Option(`--out <${value}>`, description);
+    return value === 'file' ? option.argParser(parseOutputFile('--out')) : option;
+  },
+  chart: (description: string) =>
+    new Option('--chart <file>', description).argParser(parseOutputFile('--chart')),
   /** A routing trace file: written by `eval`, read by `bench traffic` (comma-separated there). */
   trace: (description: string, value = 'file') => new Option(`--trace <${value}>`, description),
   host: (description = 'address to listen on') => new Option('--host <addr>', description),
@@ -585,16 +642,26 @@ export function singleRouting(routing: readonly string[] | undefined): string | 
   return routing[0];
 }
 
-/** Reads a corpus named by a flag; a file that does not exist is a usage error (exit 2). */
+/**
+ * Reads a corpus named by a flag; a file that does not exist, or is not a corpus of that kind (an
+ * odd number of bytes for .u16 ids), is a usage error (exit 2).
+ */
 export async function corpusFlag<T>(flag: string, read: () => Promise<T>): Promise<T> {
   try {
     return await read();
   } catch (err) {
-    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-    if (err instanceof CorpusError && code === 'ENOENT') {
-      throw new UsageError(`cannot read ${flag}: no such file`, { cause: err });
-    }
-    throw err;
+    if (!(err instanceof CorpusError)) throw err;
+    const code = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENOENT') throw new UsageError(`cannot read ${flag}: no such file`, { cause: err });
+    const ids = flag.startsWith('--ids');
+    throw new UsageError(`${flag}: ${err.message}`, {
+      cause: err,
+      ...(ids
+        ? {
+            hint: '--ids takes .u16 files of little-endian uint16 token ids (data/eval/*.u16); plain text goes to --text',
+          }
+        : {}),
+    });
   }
 }
 

@@ -5,7 +5,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { CPU_EXPERT_WEIGHT_FORMATS, EXPERT_WEIGHT_FORMATS } from '../../shared/onnx/expert-weight-format.js';
+import { WeightFormatDeviceError } from '../../shared/onnx/errors.js';
+import {
+  CPU_EXPERT_WEIGHT_FORMATS,
+  EXPERT_WEIGHT_FORMATS,
+  type ExpertWeightFormat,
+  requireWeightFormatOnDevice,
+} from '../../shared/onnx/expert-weight-format.js';
+import type { Device } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, WIRE_DTYPES, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import type { WorkerCommandOptions } from '../../worker/command.js';
@@ -21,10 +28,12 @@ import {
   checkRedisCa,
   checkWorkerAuth,
   clusterToken,
+  existingProfile,
   opt,
   parseAdvertiseUrl,
   parseChoice,
   parseExpertChoice,
+  parseHttpUrl,
   parseInteger,
   parseList,
   parseNumber,
@@ -36,7 +45,7 @@ import {
   type WorkersArg,
   windowsFlag,
 } from './options.js';
-import { UsageError } from './usage-error.js';
+import { flagValue, UsageError } from './usage-error.js';
 
 /** The exit code the command that ran returned (commander discards action results). */
 export interface Outcome {
@@ -101,6 +110,12 @@ function action<O>(
   load: () => Promise<Run<O>>,
 ): void {
   cmd.action(async (options: O) => {
+    // Flags that are fine alone but cannot go together: bf16 experts need --device cuda.
+    const { expertWeights, device } = options as { expertWeights?: ExpertWeightFormat; device?: Device };
+    if (expertWeights !== undefined)
+      await flagValue(undefined, [WeightFormatDeviceError], () =>
+        requireWeightFormatOnDevice(expertWeights, device ?? 'cpu'),
+      );
     const run = await load();
     outcome.code = await run(options, argsAfter(argv, cmd));
   });
@@ -536,7 +551,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option(
         '--profiles <files>',
         'comma-separated routing profiles requests may name in kmoe.routing',
-      ).argParser(parseList('--profiles', (s) => s)),
+      ).argParser(parseList('--profiles', (s) => existingProfile('--profiles', s))),
     )
     .addOption(opt.overlap())
     .addOption(
@@ -765,7 +780,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
       opt
         .plannedWeights(
           '--dense-weights',
-          "format of the coordinator's weights (fp32 is what kmoe does today)",
+          "format of the coordinator's weights (kmoe computes dense layers in fp32 or int8, see --dense-weights)",
         )
         .default('fp32'),
     )
@@ -1134,13 +1149,17 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
   });
 
   const serve = sub(bench, 'serve', 'load generator against a running kmoe serve')
-    .addOption(new Option('--url <url>', 'server base URL, e.g. http://127.0.0.1:8000').makeOptionMandatory())
+    .addOption(
+      new Option('--url <url>', 'server base URL, e.g. http://127.0.0.1:8000')
+        .argParser(parseHttpUrl('--url'))
+        .makeOptionMandatory(),
+    )
     .addOption(
       new Option(
         '--versus-url <url>',
         'a second server of the same model (e.g. its experts elsewhere): every run goes to both, interleaved, ' +
           'and each policy is compared across the two (versus / --url)',
-      ),
+      ).argParser(parseHttpUrl('--versus-url')),
     )
     .addOption(
       new Option('--concurrency <n,...>', 'concurrency levels, comma-separated')

@@ -19,6 +19,11 @@ export async function flagValue<T>(
   } catch (err) {
     if (!types.some((t) => err instanceof t)) throw err;
     const message = (err as Error).message;
-    throw new UsageError(flag === undefined ? message : `${flag}: ${message}`, { cause: err });
+    // The library's hint (a grammar, the accepted values) goes along: the message alone is terse.
+    const hint = err instanceof KmoeError ? err.hint : undefined;
+    throw new UsageError(flag === undefined ? message : `${flag}: ${message}`, {
+      cause: err,
+      ...(hint === undefined ? {} : { hint }),
+    });
   }
 }

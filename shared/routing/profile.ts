@@ -3,7 +3,7 @@
 // flag calls: a path ending in .json loads a profile, anything else is parsed as a spec string.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { z } from 'zod';
 import { RoutingConfigError, RoutingProfileError } from './errors.js';
@@ -197,8 +197,13 @@ export function saveRoutingProfile(path: string, profile: RoutingProfile): void 
   }
   mkdirSync(dirname(path), { recursive: true });
   const temp = `${path}.${process.pid}.tmp`;
-  writeFileSync(temp, `${JSON.stringify(result.data, null, 2)}\n`);
-  renameSync(temp, path);
+  try {
+    writeFileSync(temp, `${JSON.stringify(result.data, null, 2)}\n`);
+    renameSync(temp, path);
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw err;
+  }
 }
 
 /** Problems that make a profile unusable for the loaded model. */

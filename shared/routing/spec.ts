@@ -31,7 +31,7 @@ export function parseRoutingSpec(spec: string): PolicyConfig {
   };
   const text = spec.trim();
   const colon = text.indexOf(':');
-  if (colon < 0) return fail('expected KIND:PARAMETERS');
+  if (colon < 0) return fail(`expected KIND:PARAMETERS with KIND one of ${policyKindNames.join(', ')}`);
   const name = text.slice(0, colon);
   const body = text.slice(colon + 1);
   if (!isPolicyKindName(name)) {

@@ -586,9 +586,11 @@ describe('kmoe worker', () => {
       '--expert-weights',
       'bf16',
     ]);
-    expect(r.code).toBe(1);
+    // Two flags that cannot go together: a usage error (exit 2), with the way out as its hint.
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/expert weights 'bf16' cannot run on --device cpu/);
     expect(r.stderr).toMatch(/no bf16 MatMul kernel/);
+    expect(r.stderr).toMatch(/^hint: use --device cuda for bf16 weights/m);
     expect(r.stdout).not.toMatch(/ready/);
   });
 

@@ -1,14 +1,22 @@
 // The command line's value parsers: numbers only in decimal notation and within their range, lists
 // without empty entries. Each mistake is a UsageError naming the flag.
 
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  existingProfile,
+  parseHttpUrl,
   parseInteger,
   parseList,
   parseNumber,
+  parseOutputFile,
   parseServedModelName,
+  parseWorkers,
 } from '../../../coordinator/cli/options.js';
-import { UsageError } from '../../../coordinator/cli/usage-error.js';
+import { flagValue, UsageError } from '../../../coordinator/cli/usage-error.js';
+import { parseRoutingSpec } from '../../../shared/routing/spec.js';
 
 function usageMessage(parse: () => unknown): string {
   try {
@@ -73,6 +81,76 @@ describe('parseServedModelName', () => {
     );
     expect(usageMessage(() => parseServedModelName('a\nb'))).toBe(
       '--served-model-name must not contain control characters',
+    );
+  });
+});
+
+describe('parseOutputFile', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-out-'));
+  const file = path.join(dir, 'taken.json');
+  writeFileSync(file, '{}');
+  const out = parseOutputFile('--out');
+
+  it('takes a new or existing file, under directories that may not exist yet', () => {
+    expect(out(file)).toBe(file);
+    expect(out(path.join(dir, 'new', 'deeper', 'p.json'))).toBe(path.join(dir, 'new', 'deeper', 'p.json'));
+  });
+
+  it('refuses a directory, and a path under a file, naming the flag and the path', () => {
+    expect(usageMessage(() => out(dir))).toBe(
+      `--out ${dir} is a directory; give the path of a file to write`,
+    );
+    expect(usageMessage(() => out(path.join(file, 'p.json')))).toBe(
+      `--out ${path.join(file, 'p.json')}: ${file} is a file, not a directory`,
+    );
+    expect(usageMessage(() => out(''))).toBe('--out needs a file path');
+  });
+});
+
+describe('routing flags', () => {
+  it('a profile file that is not there is a usage error with the ways to name a policy', () => {
+    let error: unknown;
+    try {
+      existingProfile('--profiles', 'nofile.json');
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as UsageError).message).toBe('--profiles: no routing profile file nofile.json');
+    expect((error as UsageError).hint).toMatch(/a shipped profile name \(recommended\)/);
+  });
+
+  it('a spec that does not parse becomes a usage error that keeps the grammar as its hint', async () => {
+    const error = await flagValue(undefined, [Error], () => parseRoutingSpec('Recommended')).catch(
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as UsageError).message).toMatch(
+      /invalid routing spec "Recommended": expected KIND:PARAMETERS with KIND one of topk, entropy/,
+    );
+    expect((error as UsageError).hint).toMatch(/^routing spec grammar:\n {2}topk:K/);
+  });
+});
+
+describe('--workers and --url', () => {
+  it('a count or distinct ws:// URLs; a trailing comma or a URL named twice is a usage error', () => {
+    expect(parseWorkers('2')).toEqual({ kind: 'count', n: 2 });
+    expect(parseWorkers('ws://a:1,wss://b:2')).toEqual({ kind: 'urls', urls: ['ws://a:1', 'wss://b:2'] });
+    expect(usageMessage(() => parseWorkers('ws://a:1,'))).toBe("--workers has an empty entry in 'ws://a:1,'");
+    expect(usageMessage(() => parseWorkers('ws://a:1,ws://a:1'))).toBe('--workers names ws://a:1 twice');
+    expect(usageMessage(() => parseWorkers('http://a:1'))).toBe(
+      "--workers: 'http://a:1' is neither a worker count nor a ws:// URL",
+    );
+  });
+
+  it('bench serve --url takes http(s) URLs only', () => {
+    const url = parseHttpUrl('--url');
+    expect(url('http://127.0.0.1:8000')).toBe('http://127.0.0.1:8000');
+    expect(usageMessage(() => url('notaurl'))).toBe(
+      "--url must be a URL such as http://127.0.0.1:8000, got 'notaurl'",
+    );
+    expect(usageMessage(() => url('ws://127.0.0.1:8000'))).toBe(
+      "--url must be an http:// or https:// URL, got 'ws://127.0.0.1:8000'",
     );
   });
 });
