@@ -143,11 +143,21 @@ export class WorkerServer {
       maxPayload: options.maxFrameBytes * HARD_LIMIT_FACTOR,
       perMessageDeflate: false,
       verifyClient: (info, accept) => {
+        const peer = `${info.req.socket.remoteAddress}:${info.req.socket.remotePort}`;
+        // Browsers send Origin with every WebSocket upgrade and do not apply the same-origin rule to
+        // them, so without this any web page could drive a loopback worker that has no token (use
+        // its CPU, fill its connections). Coordinators (Node's ws client) send none.
+        if (info.origin !== undefined && info.origin !== '') {
+          options.log.warn(
+            `refused connection from ${peer}: it carries Origin ${JSON.stringify(info.origin.slice(0, 100))} (a web page)`,
+          );
+          accept(false, 403, 'worker: connections from web pages (an Origin header) are refused');
+          return;
+        }
         if (wss.clients.size < maxConnections) {
           accept(true);
           return;
         }
-        const peer = `${info.req.socket.remoteAddress}:${info.req.socket.remotePort}`;
         options.log.warn(
           `refused connection from ${peer}: ${maxConnections} connections open (--max-connections)`,
         );

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { allocDispatchRequest, type DecodeLimits, encodeHello } from '../../shared/protocol/codec.js';
 import { PROTOCOL_VERSION } from '../../shared/protocol/messages.js';
@@ -187,6 +188,35 @@ describe('worker hardening', () => {
     const peer = await greeted();
     peer.send(dispatch(16, 'fp32'));
     expect(await peer.next()).toMatchObject({ type: 'result', id: 16 });
+    peer.close();
+  });
+
+  it('refuses a WebSocket upgrade from a web page (an Origin header) with HTTP 403, and logs it', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(worker.url, { origin: 'http://evil.example' });
+      ws.on('unexpected-response', (_req, res) => {
+        resolve(res.statusCode ?? 0);
+        ws.terminate();
+      });
+      ws.on('open', () => {
+        ws.close();
+        reject(new Error('a web page got a connection'));
+      });
+      ws.on('error', () => undefined);
+    });
+    expect(status).toBe(403);
+    const logged = () =>
+      worker
+        .stderr()
+        .split('\n')
+        .filter((l) => l !== '')
+        .some((l) =>
+          /it carries Origin "http:\/\/evil\.example" \(a web page\)$/.test(String(JSON.parse(l).msg)),
+        );
+    for (let i = 0; i < 500 && !logged(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(logged()).toBe(true);
+    // A coordinator's connection (no Origin) is still welcome.
+    const peer = await RawPeer.open(worker.url, limits);
     peer.close();
   });
 
