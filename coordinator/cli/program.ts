@@ -582,6 +582,14 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       ),
     )
     .addOption(
+      new Option(
+        '--max-body-memory <size>',
+        'memory request bodies still arriving may hold at once (each counts its content-length, a chunked one 8 MiB); beyond, new uploads get 429',
+      )
+        .argParser(parseSize('--max-body-memory', { min: 1 }))
+        .default(256 * 2 ** 20, '256MiB'),
+    )
+    .addOption(
       new Option('--shutdown-timeout <s>', 'seconds in-flight requests get to finish on SIGTERM')
         .argParser(parseNumber('--shutdown-timeout', { min: 0 }))
         .default(10),

@@ -14,6 +14,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import { ListenError } from '../../shared/runtime/errors.js';
+import { BodyBudget, declaredBodyBytes } from './body-budget.js';
 import {
   ApiError,
   HostNotAllowedError,
@@ -24,6 +25,7 @@ import {
   RouteNotFoundError,
   ShuttingDownError,
   UnsupportedMediaTypeError,
+  UploadsBusyError,
 } from './errors.js';
 import { type HostCheck, hostAllowed } from './host-check.js';
 import { sendError } from './http-io.js';
@@ -43,6 +45,8 @@ const NOT_FOUND_ENDPOINT = 'unknown';
 
 export interface ApiServerOptions {
   readonly bodyLimitBytes: number;
+  /** Request bodies being received at once hold at most this many bytes (body-budget.ts); beyond, 429. */
+  readonly bodyBudgetBytes: number;
   /**
    * Open TCP connections at once; Node closes any beyond at once (each costs a socket, parser
    * and buffers however idle): `kmoe serve --max-connections`.
@@ -69,6 +73,8 @@ interface Scope extends RequestScope {
   readonly started: number;
   /** A status Node's parser forced after the request began (e.g. bad chunked encoding mid-body). */
   forcedStatus?: number;
+  /** Gives back the body budget this request's upload holds, once read or answered. */
+  releaseBody?: () => void;
 }
 
 export class ApiServer {
@@ -82,6 +88,7 @@ export class ApiServer {
    * the connection without a second, unsolicited answer.
    */
   readonly #closing = new WeakSet<Socket>();
+  readonly #bodies: BodyBudget;
   #draining = false;
 
   constructor(
@@ -113,10 +120,13 @@ export class ApiServer {
       },
     });
     this.#app = app;
+    this.#bodies = new BodyBudget(options.bodyBudgetBytes);
     app.server.maxConnections = options.maxConnections;
     // Only JSON bodies: anything else (a cross-origin form post, text/plain) is a 415.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+      // Read whole: from here the text is the handler's, no longer an upload in progress.
+      this.#scopes.get(request.raw)?.releaseBody?.();
       try {
         // JSON is UTF-8 (RFC 8259); a body declared in another charset would be misread.
         const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1];
@@ -144,6 +154,16 @@ export class ApiServer {
           done(new InvalidApiKeyError(given !== undefined));
           return;
         }
+      }
+      const bytes = declaredBodyBytes(request.headers, options.bodyLimitBytes);
+      if (bytes > 0) {
+        const release = this.#bodies.tryReserve(bytes);
+        if (release === undefined) {
+          done(new UploadsBusyError(this.#bodies.inFlightBytes));
+          return;
+        }
+        scope.releaseBody = release;
+        reply.raw.once('close', release);
       }
       done();
     });

@@ -184,6 +184,23 @@ export class ServerBusyError extends ApiError {
   }
 }
 
+/** 429: request bodies already arriving hold the server's upload budget (body-budget.ts). */
+export class UploadsBusyError extends ApiError {
+  constructor(inFlightBytes: number) {
+    super(
+      429,
+      'rate_limit_error',
+      `the server is receiving ${(inFlightBytes / 2 ** 20).toFixed(1)} MiB of request bodies already; retry later`,
+      { code: 'server_busy' },
+    );
+  }
+
+  override headers(): Readonly<Record<string, string>> {
+    // The body is not read: nothing more on this connection can be answered.
+    return { ...super.headers(), connection: 'close' };
+  }
+}
+
 /** 503: the server is shutting down and takes no new work (or it cut a request short at the deadline). */
 export class ShuttingDownError extends ApiError {
   constructor(message = 'server is shutting down and accepts no new requests') {

@@ -40,6 +40,8 @@ export interface ServingOptions extends SchedulerOptions {
   /** Profile files requests may name in kmoe.routing, besides the default routing. */
   readonly profiles: readonly string[];
   readonly bodyLimitBytes: number;
+  /** Bytes all request bodies being received may hold at once (kmoe serve --max-body-memory). */
+  readonly bodyBudgetBytes: number;
   /** Open HTTP connections at once (ApiServerOptions.maxConnections). */
   readonly maxConnections: number;
   readonly experts: () => ExpertCoverage;
@@ -124,6 +126,7 @@ export async function startServing(
     routes,
     {
       bodyLimitBytes: options.bodyLimitBytes,
+      bodyBudgetBytes: options.bodyBudgetBytes,
       maxJsonMembers: info.maxPositions,
       maxConnections: options.maxConnections,
       ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),

@@ -43,6 +43,8 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly logLevel: LogLevel;
   /** --api-key / --api-key-file: required on /v1/* as `Authorization: Bearer KEY`. */
   readonly apiKey?: string;
+  /** --max-body-memory: bytes request bodies still arriving may hold at once. */
+  readonly maxBodyMemory: number;
   /** --allowed-hosts: Host names a loopback server without a key answers besides loopback ones. */
   readonly allowedHosts?: string[];
   /** Redis registry to take the workers from (and follow while serving), instead of --workers. */
@@ -238,6 +240,7 @@ export async function run(o: ServeOptions): Promise<number> {
         maxQueued,
         prefillChunk,
         bodyLimitBytes: BODY_LIMIT_BYTES,
+        bodyBudgetBytes: o.maxBodyMemory,
         maxConnections: o.maxConnections,
         experts: () => cover.coverage(),
         ...(o.apiKey === undefined ? {} : { apiKey: o.apiKey }),
