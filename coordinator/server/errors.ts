@@ -184,6 +184,15 @@ export class ServerBusyError extends ApiError {
   }
 }
 
+/** 429: as many prompts as the server can queue are waiting for the tokenizer thread already. */
+export class TokenizerBusyError extends ApiError {
+  constructor(pending: number) {
+    super(429, 'rate_limit_error', `${pending} prompts are waiting to be tokenized already; retry later`, {
+      code: 'server_busy',
+    });
+  }
+}
+
 /** 429: request bodies already arriving hold the server's upload budget (body-budget.ts). */
 export class UploadsBusyError extends ApiError {
   constructor(inFlightBytes: number) {

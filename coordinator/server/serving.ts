@@ -88,7 +88,11 @@ export async function startServing(
     error: (message, err) => log.error({ err }, message),
   });
   // Started last before listening: a thread left running would keep a failed start-up alive.
-  const promptTokenizer = await PromptTokenizer.start(options.modelDir);
+  // As many prompts may wait for the tokenizer as the scheduler could take in (running + queued).
+  const promptTokenizer = await PromptTokenizer.start(
+    options.modelDir,
+    options.maxRunning + options.maxQueued,
+  );
   const builder = new GenerationRequestBuilder(promptTokenizer, info, routing, options.servedModelName);
   // Usage figures (avg K, native activations) count MoE layers only.
   const generation = { scheduler, builder, metrics, model: info.routing };

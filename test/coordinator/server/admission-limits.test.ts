@@ -1,7 +1,9 @@
+// What one client can make the server hold before the scheduler's queue sees its requests.
 // Uploads still arriving share one memory budget (kmoe serve --max-body-memory): a client holding
 // many nearly complete bodies gets 429 for the next ones instead of growing the server by 8 MiB per
 // connection, small requests keep being served meanwhile, and the budget comes back when an
-// upload ends or its client goes.
+// upload ends or its client goes. Prompts waiting for the tokenizer thread are bounded by what the
+// scheduler could take in (--max-running + --max-queued); beyond, 429.
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,10 +35,19 @@ describe('BodyBudget', () => {
   });
 });
 
-describe('kmoe serve --max-body-memory', () => {
+describe('kmoe serve admission before the queue', () => {
   let server: ServeProcess;
   beforeAll(async () => {
-    server = await startServe(['--workers', '0', '--max-body-memory', '1MiB']);
+    server = await startServe([
+      '--workers',
+      '0',
+      '--max-body-memory',
+      '1MiB',
+      '--max-running',
+      '1',
+      '--max-queued',
+      '1',
+    ]);
   });
   afterAll(async () => {
     expect(await server?.stop()).toBe(0);
@@ -83,5 +94,23 @@ describe('kmoe serve --max-body-memory', () => {
     }
     expect(after.status).toBe(400);
     expect((after.json as { error: { code: string } }).error.code).toBe('context_length_exceeded');
+  });
+
+  it('refuses prompts beyond --max-running + --max-queued waiting for the tokenizer with 429', async () => {
+    // Long enough to take the tokenizer thread a while, short enough to be tokenized (refused after).
+    const long = JSON.stringify({ model: 'tiny-mixtral', prompt: 'def f(x):\n    return x\n'.repeat(2_500) });
+    const answers = await Promise.all(Array.from({ length: 16 }, () => post(long)));
+    const codes = answers.map((a) => (a.json as { error: { code: string } }).error.code);
+    expect(
+      codes.every((c) => c === 'server_busy' || c === 'context_length_exceeded'),
+      codes.join(),
+    ).toBe(true);
+    const busy = answers.filter((a) => a.status === 429);
+    expect(busy.length).toBeGreaterThan(0);
+    expect((busy[0]!.json as { error: { message: string } }).error.message).toMatch(
+      /^2 prompts are waiting to be tokenized already; retry later$/,
+    );
+    // Nothing is held afterwards.
+    expect((await post(small)).status).toBe(200);
   });
 });
