@@ -27,7 +27,7 @@ import {
   UnsupportedMediaTypeError,
   UploadsBusyError,
 } from './errors.js';
-import { type HostCheck, hostAllowed } from './host-check.js';
+import { type HostCheck, hostAllowed, requestAuthority } from './host-check.js';
 import { sendError } from './http-io.js';
 import { parseJsonBody } from './json-body.js';
 import type { Logger } from './logger.js';
@@ -142,7 +142,7 @@ export class ApiServer {
     const hostCheck = options.hostCheck ?? { kind: 'any' };
     app.addHook('onRequest', (request, reply, done) => {
       const scope = this.#begin(request, reply);
-      const host = request.headers.host;
+      const host = requestAuthority(request.raw.url ?? '', request.headers.host);
       if (!hostAllowed(hostCheck, host)) {
         done(new HostNotAllowedError(host!));
         return;

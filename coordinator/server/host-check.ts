@@ -52,16 +52,27 @@ export function hostAllowed(check: HostCheck, hostHeader: string | undefined): b
   return name !== undefined && (isLoopbackName(name) || check.extra.has(name));
 }
 
-/** The name part of a Host header (`name`, `name:port`, `[v6]:port`), lower case, no trailing dot. */
+/** A Host value as RFC 9110 has it: a DNS name or IPv4 address, or a bracketed IPv6 one, and an optional port. */
+const HOST_VALUE = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9_.-]+))(?::\d{0,5})?$/i;
+
+/** The name part of a Host header (`name`, `name:port`, `[v6]:port`), lower case, no trailing dot; undefined unless well formed. */
 export function hostnameOf(hostHeader: string): string | undefined {
-  const h = hostHeader.trim();
-  if (h.startsWith('[')) {
-    const end = h.indexOf(']');
-    if (end < 0) return undefined;
-    return normalise(h.slice(1, end));
-  }
-  const colon = h.indexOf(':');
-  return normalise(colon < 0 ? h : h.slice(0, colon));
+  const m = HOST_VALUE.exec(hostHeader.trim());
+  if (m === null) return undefined;
+  const name = normalise(m[1] ?? m[2]!);
+  // Empty labels (".localhost", "a..b") make no name a browser would send.
+  return m[2] !== undefined && name.split('.').some((label) => label === '') ? undefined : name;
+}
+
+/**
+ * The authority a request is addressed to: an absolute-form target's (`GET http://name/path`),
+ * which RFC 9112 says wins over the Host header, else the Host header.
+ */
+export function requestAuthority(target: string, hostHeader: string | undefined): string | undefined {
+  if (!/^https?:\/\//i.test(target)) return hostHeader;
+  const rest = target.slice(target.indexOf('//') + 2);
+  const end = rest.search(/[/?#]/);
+  return end < 0 ? rest : rest.slice(0, end);
 }
 
 function normalise(name: string): string {

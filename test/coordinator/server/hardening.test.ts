@@ -86,10 +86,15 @@ describe('requests Node or fastify refuse before any handler', () => {
     expect(path.headers.allow).toBe('GET, HEAD');
   });
 
-  it('an absolute-form target is routed by its path, as HTTP/1.1 requires', async () => {
-    const res = await rawRequest(server.url, [head('GET http://other.example/health HTTP/1.1')]);
+  it('an absolute-form target is routed by its path, and its authority is the one the Host check reads', async () => {
+    const port = new URL(server.url).port;
+    const res = await rawRequest(server.url, [head(`GET http://localhost:${port}/health HTTP/1.1`)]);
     expect(res.status).toBe(200);
     expect(res.json).toMatchObject({ status: 'ok' });
+    // RFC 9112: the target's authority wins over `Host: localhost`.
+    const other = await rawRequest(server.url, [head('GET http://other.example/health HTTP/1.1')]);
+    expect(other.status).toBe(403);
+    expectOpenAIError(other.json, 'host_not_allowed');
   });
 
   it('a malformed chunked body', async () => {

@@ -9,6 +9,7 @@ import {
   hostAllowed,
   hostCheckFor,
   hostnameOf,
+  requestAuthority,
 } from '../../../coordinator/server/host-check.js';
 import { runCli } from '../../helpers/cli.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
@@ -73,10 +74,27 @@ describe('host check policy', () => {
       '[::2]',
       '',
       '[::1',
+      // Malformed values whose first part is a loopback name (none comes from a browser).
+      'localhost:80@evil.com',
+      '[::1].evil.com',
+      '[::1]evil.com',
+      '[localhost]',
+      'localhost:evil',
+      '.localhost',
+      'a..localhost',
     ])
       expect(hostAllowed(check, bad), bad).toBe(false);
     // No Host header: HTTP/1.0, which no browser sends.
     expect(hostAllowed(check, undefined)).toBe(true);
+  });
+
+  it("takes an absolute-form target's authority over the Host header (RFC 9112)", () => {
+    expect(requestAuthority('http://evil.example/v1/models', 'localhost')).toBe('evil.example');
+    expect(requestAuthority('HTTP://[::1]:8000?x', 'evil.example')).toBe('[::1]:8000');
+    expect(requestAuthority('http://user@localhost/', 'localhost')).toBe('user@localhost');
+    expect(hostAllowed(hostCheckFor('127.0.0.1', false, []), 'user@localhost')).toBe(false);
+    expect(requestAuthority('/v1/models', 'localhost:8000')).toBe('localhost:8000');
+    expect(requestAuthority('/v1/models', undefined)).toBeUndefined();
   });
 });
 
