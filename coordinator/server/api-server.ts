@@ -140,20 +140,36 @@ export class ApiServer {
     });
     const keyDigest = options.apiKey === undefined ? undefined : sha256(options.apiKey);
     const hostCheck = options.hostCheck ?? { kind: 'any' };
+    /** Why a request is refused whatever its body (the Host check, then the API key), or undefined. */
+    const refusal = (req: IncomingMessage, endpoint: string): ApiError | undefined => {
+      const host = requestAuthority(req.url ?? '', req.headers.host);
+      if (!hostAllowed(hostCheck, host)) return new HostNotAllowedError(host!);
+      if (keyDigest !== undefined && !OPEN_ENDPOINTS.has(endpoint)) {
+        const given = bearerToken(req.headers.authorization);
+        // Digests have one length whatever was sent, so the comparison's time says nothing either.
+        if (given === undefined || !timingSafeEqual(sha256(given), keyDigest))
+          return new InvalidApiKeyError(given !== undefined);
+      }
+      return undefined;
+    };
+    // `Expect: 100-continue`: Node would invite every upload at once; only one that will be read
+    // is invited. The others get their refusal without the body (Node then closes the connection).
+    app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      const endpoint = routeAt(routes, pathOf(req.url ?? '/'))?.name ?? NOT_FOUND_ENDPOINT;
+      const length = declaredBodyBytes(req.headers, Number.POSITIVE_INFINITY);
+      const read =
+        refusal(req, endpoint) === undefined &&
+        length <= options.bodyLimitBytes &&
+        this.#bodies.wouldAdmit(Math.min(length, options.bodyLimitBytes));
+      if (read) res.writeContinue();
+      app.server.emit('request', req, res);
+    });
     app.addHook('onRequest', (request, reply, done) => {
       const scope = this.#begin(request, reply);
-      const host = requestAuthority(request.raw.url ?? '', request.headers.host);
-      if (!hostAllowed(hostCheck, host)) {
-        done(new HostNotAllowedError(host!));
+      const refused = refusal(request.raw, scope.endpoint);
+      if (refused !== undefined) {
+        done(refused);
         return;
-      }
-      if (keyDigest !== undefined && !OPEN_ENDPOINTS.has(scope.endpoint)) {
-        const given = bearerToken(request.headers.authorization);
-        // Digests have one length whatever was sent, so the comparison's time says nothing either.
-        if (given === undefined || !timingSafeEqual(sha256(given), keyDigest)) {
-          done(new InvalidApiKeyError(given !== undefined));
-          return;
-        }
       }
       const bytes = declaredBodyBytes(request.headers, options.bodyLimitBytes);
       if (bytes > 0) {

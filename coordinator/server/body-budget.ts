@@ -15,10 +15,15 @@ export class BodyBudget {
     return this.#inFlight;
   }
 
+  /** Whether tryReserve(bytes) would succeed now. */
+  wouldAdmit(bytes: number): boolean {
+    return bytes <= 0 || this.#inFlight === 0 || this.#inFlight + bytes <= this.limitBytes;
+  }
+
   /** Counts `bytes` for a body about to be read: its release (call any number of times), or undefined when over budget. */
   tryReserve(bytes: number): (() => void) | undefined {
     if (bytes <= 0) return () => undefined;
-    if (this.#inFlight > 0 && this.#inFlight + bytes > this.limitBytes) return undefined;
+    if (!this.wouldAdmit(bytes)) return undefined;
     this.#inFlight += bytes;
     let released = false;
     return () => {

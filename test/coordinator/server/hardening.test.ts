@@ -74,6 +74,22 @@ describe('requests Node or fastify refuse before any handler', () => {
     expectOpenAIError(res.json, code);
   });
 
+  it('Expect: 100-continue invites only an upload that will be read', async () => {
+    const body = JSON.stringify({ model: MODEL, prompt: 'def f():', max_tokens: 2, temperature: 0 });
+    const request = (host: string, length = Buffer.byteLength(body)) =>
+      `POST /v1/completions HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n`;
+    // Refused whatever its body (the Host check): the refusal comes first, no 100.
+    const refused = await rawRequest(server.url, [request('attacker.example')]);
+    expect(refused.status).toBe(403);
+    // Too large to be read: 413 at once.
+    const tooLarge = await rawRequest(server.url, [request('localhost', 64 * 2 ** 20)]);
+    expect(tooLarge.status).toBe(413);
+    // A request that will be read: 100, then the answer once the body has come.
+    const ok = await rawRequest(server.url, [request('localhost'), body], { gapMs: 100 });
+    expect(ok.status).toBe(100);
+    expect(ok.body).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+  });
+
   it("CONNECT's 405, written straight to the socket, names the methods its target takes", async () => {
     const res = await rawRequest(server.url, [head('CONNECT example.com:443 HTTP/1.1')]);
     expect(res.status).toBe(405);
