@@ -127,8 +127,9 @@ export class GenerationRequestBuilder {
     } catch (err) {
       // Raised on the tokenizer thread: recognised by code, which crosses the thread boundary.
       if (err instanceof KmoeError && err.code === 'chat_template_missing') {
+        // Not err.message: it names the server's files by absolute path, which clients need not see.
         throw new InvalidRequestError(
-          `this model has no chat template: ${err.message}; use /v1/completions with a plain prompt`,
+          'this model has no chat template (no chat_template in its tokenizer_config.json, no chat_template.jinja); use /v1/completions with a plain prompt',
           { param: 'messages', code: 'chat_template_missing' },
         );
       }

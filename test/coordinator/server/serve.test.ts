@@ -404,6 +404,8 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
     const e = err as InstanceType<typeof OpenAI.BadRequestError>;
     expect(e.code).toBe('chat_template_missing');
     expect(e.message).toMatch(/no chat template.*use \/v1\/completions/);
+    // The server's paths stay on the server.
+    expect(e.message).not.toContain(ROOT);
   });
 
   it('the openai client raises them as BadRequestError with code and param', async () => {
