@@ -75,6 +75,8 @@ export interface SchedulerObserver {
   step(report: StepReport): void;
   /** A failure that did not come from a request (a failed release, a failed step, a bug). */
   error(message: string, error: unknown): void;
+  /** A sequence failed because of what its client sent (its own routing tables): not the server's fault. */
+  warn(message: string, error: unknown): void;
 }
 
 export interface SequenceHandle {
@@ -416,11 +418,11 @@ export class Scheduler {
       // Nothing meaningful to sample from. The client's fault when it sent the routing's tables itself (an
       // inline profile, or the handle of one): a 400 naming kmoe.routing; otherwise the server's
       // model or profile: a 500.
-      this.observer.error(
+      const sentTables = seq.params.routingText !== undefined || isInlineProfile(seq.params.routing);
+      this.observer[sentTables ? 'warn' : 'error'](
         `sequence ${seq.id}: its hidden state overflowed; the step ran for the ${others} others`,
         failure,
       );
-      const sentTables = seq.params.routingText !== undefined || isInlineProfile(seq.params.routing);
       seq.fail(
         sentTables
           ? new InvalidRequestError(failure.message, { param: 'kmoe.routing', code: 'invalid_routing' })
@@ -431,7 +433,7 @@ export class Scheduler {
     if (failure.reason === 'routing') {
       // Its own routing refused its input (e.g. a profile's substitutes overflowed): this
       // sequence alone ends with a 400 naming kmoe.routing; the engine ran the step for the others.
-      this.observer.error(
+      this.observer.warn(
         `sequence ${seq.id}: its routing failed; the step ran for the ${others} others`,
         failure,
       );

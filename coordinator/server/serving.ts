@@ -86,6 +86,7 @@ export async function startServing(
     interToken: (s) => metrics.interToken(s),
     step: (report) => metrics.step(report),
     error: (message, err) => log.error({ err }, message),
+    warn: (message, err) => log.warn({ err }, message),
   });
   // Started last before listening: a thread left running would keep a failed start-up alive.
   // As many prompts may wait for the tokenizer as the scheduler could take in (running + queued).

@@ -75,6 +75,8 @@ export function statusEndpoints(deps: StatusDeps): StatusHandlers {
       const experts = deps.experts();
       const draining = deps.draining();
       const ready = experts.covered && !draining;
+      // As every other 503 of the API: a load balancer's probe may try again in a second.
+      if (!ready) void res.header('retry-after', '1');
       sendJson(res, ready ? 200 : 503, {
         status: ready ? 'ready' : 'not_ready',
         ...(draining ? { reason: 'shutting down' } : {}),

@@ -104,6 +104,7 @@ describe('kmoe serve lifecycle', () => {
     for (;;) {
       const ready = await fresh(`${url}/ready`);
       if (ready.status === 503) {
+        expect(ready.headers.get('retry-after')).toBe('1');
         expect(await ready.json()).toMatchObject({ status: 'not_ready', reason: 'shutting down' });
         break;
       }

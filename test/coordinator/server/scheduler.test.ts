@@ -129,6 +129,7 @@ const quiet: SchedulerObserver = {
   interToken: () => undefined,
   step: () => undefined,
   error: () => undefined,
+  warn: () => undefined,
 };
 
 let tokenizer: KmoeTokenizer;

@@ -449,6 +449,15 @@ describe('bad requests get OpenAI-style 400s that name the problem', () => {
     expect(bad.body.error).toMatchObject({ param: 'kmoe.routing', code: 'invalid_routing' });
     expect(bad.body.error['message']).toMatch(message);
     expect(native.choices[0]!.text).toBe(alone.choices[0]!.text);
+    // The client's own tables failed, not the server: logged as a warning (pino level 40).
+    const records = server
+      .stderr()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; msg: string })
+      .filter((r) => /: its (hidden state overflowed|routing failed);/.test(r.msg));
+    expect(records.length).toBeGreaterThan(0);
+    expect(records.map((r) => r.level)).toEqual(records.map(() => 40));
   });
 
   it('leaves the server healthy and serving', async () => {
