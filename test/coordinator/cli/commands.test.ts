@@ -139,10 +139,13 @@ describe('kmoe eval', () => {
   });
 
   it('names the problem when the model directory is wrong', async () => {
+    // A directory that is not a checkpoint, a path that does not exist, or a file: each is named
+    // as such before anything is read, as a usage error.
     const r = await runCli(['eval', '--model', 'data/eval', '--ids', 'data/eval/valid.man.u16']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/error: .*config\.json/);
-    // A path that does not exist, or is a file, is named as such before anything is read.
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^kmoe eval: error: --model data\/eval has no config\.json: not a Hugging Face checkpoint directory$/m,
+    );
     const missing = await runCli(['eval', '--model', 'no/such/model', '--ids', 'data/eval/valid.man.u16']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^kmoe eval: error: model directory not found: no\/such\/model$/m);
@@ -161,12 +164,16 @@ describe('kmoe eval', () => {
       '--routing',
       'topk:0',
     ]);
-    // A bad flag value is a usage error: the library's one line and the --help pointer.
+    // A bad flag value is a usage error: the library's one line, its hint (the grammar) and the
+    // --help pointer.
     expect(r.code).toBe(2);
-    expect(r.stderr.trim().split('\n')).toEqual([
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[0]).toBe(
       'kmoe eval: error: invalid routing spec "topk:0": k must be an integer >= 1, got 0',
-      "Run 'kmoe eval --help' for usage.",
-    ]);
+    );
+    expect(lines[1]).toBe('hint: routing spec grammar:');
+    expect(lines[2]).toMatch(/^ {2}topk:K +keep the K most probable experts$/);
+    expect(lines.at(-1)).toBe("Run 'kmoe eval --help' for usage.");
   });
 
   it('treats values the libraries reject as usage errors, and names a missing --ids file', async () => {
@@ -178,6 +185,7 @@ describe('kmoe eval', () => {
     expect(experts.code).toBe(2);
     expect(experts.stderr.trim().split('\n')).toEqual([
       "kmoe worker: error: --experts: expert set '9-12': expert 12 does not exist: the model has 8",
+      'hint: write expert indices and ranges like 0-3 or 0,2,5-7',
       "Run 'kmoe worker --help' for usage.",
     ]);
     const ids = await runCli(['eval', '--model', MODEL_DIR, '--ids', 'nope.u16']);

@@ -1,10 +1,11 @@
 // `kmoe synth` and `kmoe plan` as a user runs them: real CLI processes, usage errors, exit codes.
 
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lastJsonLine, runCli } from '../../helpers/cli.js';
+import { MODEL_DIR } from '../../helpers/paths.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -125,15 +126,22 @@ describe('kmoe synth and kmoe plan', () => {
       'hint: give --out a new or empty directory; kmoe synth never overwrites files',
     ]);
     const b = await runCli(['plan', '--model', dir, '--workers', '2', '--expert-weights', 'int3']);
+    // (--model is read first: the directory's missing config.json is what is reported.)
     expect(b.code).toBe(2);
-    expect(b.stderr).toMatch(/--expert-weights must be one of fp32, bf16, fp16, int8, int4/);
+    expect(b.stderr).toMatch(/--model .* has no config\.json: not a Hugging Face checkpoint directory/);
+    const w = await runCli(['plan', '--model', MODEL_DIR, '--workers', '2', '--expert-weights', 'int3']);
+    expect(w.code).toBe(2);
+    expect(w.stderr).toMatch(/--expert-weights must be one of fp32, bf16, fp16, int8, int4/);
     // --model is checked as in every command: a missing directory is a usage error ...
     const missing = await runCli(['plan', '--model', path.join(dir, 'none'), '--workers', '2']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/model directory not found/);
-    // ... a directory without a config.json is the model's error.
-    const c = await runCli(['plan', '--model', dir, '--workers', '2']);
+    // ... a config.json that is there but unreadable is the model's error.
+    const broken = path.join(dir, 'broken');
+    await mkdir(broken);
+    await writeFile(path.join(broken, 'config.json'), '{ not json');
+    const c = await runCli(['plan', '--model', broken, '--workers', '2']);
     expect(c.code).toBe(1);
-    expect(c.stderr).toMatch(/cannot read the model config/);
+    expect(c.stderr).toMatch(/broken\/config\.json: not valid JSON/);
   });
 });
