@@ -21,7 +21,7 @@ import { startWorker, type WorkerProcess } from '../../../helpers/worker-process
 import { type ServeProcess, startServe } from '../../server/serve-process.js';
 
 interface StatusJson {
-  workers: { id: string; url: string; experts: number[] }[];
+  workers: { id: string; url: string; experts: number[]; heartbeatAgeMs: number }[];
   models: {
     covered: boolean;
     experts: { expert: number; replicas: number }[];
@@ -104,6 +104,8 @@ async function activations(w: WorkerProcess): Promise<Map<number, number>> {
 }
 
 let baseline: Map<string, string>;
+/** When the baseline requests had all been answered (Date.now()). */
+let baselineDone = 0;
 
 beforeAll(async () => {
   redis = await startRedis();
@@ -114,6 +116,7 @@ beforeAll(async () => {
   server = await startServe(['--redis', redis.url, '--wire', 'fp32']);
   baseline = new Map();
   for (const p of PROMPTS) baseline.set(p, await complete(p));
+  baselineDone = Date.now();
 });
 
 afterAll(async () => {
@@ -125,10 +128,13 @@ afterAll(async () => {
 describe('kmoe cluster rebalance (real redis-server, workers and coordinator)', () => {
   it('with no traffic there is nothing to balance: exit 1 with a hint', async () => {
     // Past the heartbeats that still counted the baseline requests (polled: on a loaded machine
-    // they come late).
+    // they come late). Only heartbeats sent after the baseline ended count: an earlier one says
+    // "no traffic" because the traffic had not happened yet, and the next would report it.
     for (const deadline = Date.now() + 30_000; ; ) {
+      const asked = Date.now();
       const s = await status();
-      if (s.models.every((m) => m.layers.every((l) => l.pairsPerSec === 0))) break;
+      const fresh = s.workers.every((w) => w.heartbeatAgeMs < asked - baselineDone);
+      if (fresh && s.models.every((m) => m.layers.every((l) => l.pairsPerSec === 0))) break;
       if (Date.now() > deadline) throw new Error(`workers still report traffic: ${JSON.stringify(s.models)}`);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
