@@ -193,6 +193,18 @@ export class TokenizerBusyError extends ApiError {
   }
 }
 
+/** 429: validating new large inline routing profiles has had its share of this second (routing-catalog.ts). */
+export class ProfilesBusyError extends ApiError {
+  constructor() {
+    super(
+      429,
+      'rate_limit_error',
+      'the server is validating other new inline routing profiles this second; retry later, or start kmoe serve with --profiles FILE and name the profile',
+      { code: 'server_busy', param: 'kmoe.routing' },
+    );
+  }
+}
+
 /** 429: request bodies already arriving hold the server's upload budget (body-budget.ts). */
 export class UploadsBusyError extends ApiError {
   constructor(inFlightBytes: number) {

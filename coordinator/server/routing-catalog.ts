@@ -9,7 +9,7 @@ import type { RoutingModel } from '../../shared/routing/policy.js';
 import { isInlineProfile, profileDigest, resolveRouting } from '../../shared/routing/profile.js';
 import { isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile-names.js';
 import { ROUTING_HANDLE_MIN_CHARS, routingHandle } from '../engine/routing-handle.js';
-import { InvalidRequestError } from './errors.js';
+import { ApiError, InvalidRequestError, ProfilesBusyError } from './errors.js';
 
 export interface ResolvedRouting {
   /**
@@ -31,6 +31,13 @@ const PARAM = 'kmoe.routing';
 const MAX_SPEC_CHARS = 1024;
 /** Large inline profiles remembered as validated (each holds its text: 8 x a few MB). */
 const VALIDATED_PROFILES = 8;
+/**
+ * Event-loop time per second that validating new large inline profiles may take. Each costs
+ * ~15-40 ms on the event loop; 150 distinct ones at once stalled every stream for ~4 s. Beyond
+ * the share, such requests get 429 until the next second (loaded profiles and ones validated
+ * before cost nothing and are never refused).
+ */
+const PROFILE_VALIDATION_MS_PER_SECOND = 250;
 
 export class RoutingCatalog {
   readonly #model: RoutingModel & { readonly fingerprint: string };
@@ -39,6 +46,9 @@ export class RoutingCatalog {
   readonly #digests = new Map<string, string>();
   /** Large inline profiles already validated, by handle, least recently used first. */
   readonly #validated = new Map<string, ResolvedRouting>();
+  /** Start of the current one-second window, and the validation time spent in it (ms). */
+  #windowStart = Number.NEGATIVE_INFINITY;
+  #windowSpentMs = 0;
   readonly default: ResolvedRouting;
 
   /**
@@ -78,7 +88,11 @@ export class RoutingCatalog {
   /** @throws InvalidRequestError naming what is wrong with the request's routing. */
   resolve(requested: string | Record<string, unknown> | undefined): ResolvedRouting {
     if (requested === undefined) return this.default;
-    if (typeof requested !== 'string') return this.#inline(JSON.stringify(requested), true);
+    if (typeof requested !== 'string')
+      return this.#inline(
+        this.#timed(() => JSON.stringify(requested), false),
+        true,
+      );
     const text = requested.trim();
     if (!isInlineProfile(text) && text.length > MAX_SPEC_CHARS) {
       throw new InvalidRequestError(
@@ -111,6 +125,12 @@ export class RoutingCatalog {
   #inline(text: string, stringified = false): ResolvedRouting {
     try {
       if (stringified && text.length >= ROUTING_HANDLE_MIN_CHARS) return this.#large(text);
+      if (text.length >= ROUTING_HANDLE_MIN_CHARS && isInlineProfile(text)) {
+        // Canonical first, so a profile validated before is found by its handle; text that is not
+        // JSON falls through to resolveRouting, which names the problem.
+        const canonical = this.#timed(() => canonicalJson(text), false);
+        if (canonical !== undefined) return this.#large(canonical);
+      }
       const policy = resolveRouting(text, this.#model);
       if (!isInlineProfile(text)) return { key: policy.spec, name: policy.spec };
       const canonical = JSON.stringify(JSON.parse(text));
@@ -118,9 +138,28 @@ export class RoutingCatalog {
         ? { key: canonical, name: policy.spec }
         : this.#large(canonical, policy.spec);
     } catch (err) {
-      if (!(err instanceof KmoeError)) throw err;
+      if (!(err instanceof KmoeError) || err instanceof ApiError) throw err;
       const hint = err.hint === undefined ? '' : `\n${err.hint}`;
       throw new InvalidRequestError(`${err.message}${hint}`, { param: PARAM, code: 'invalid_routing' });
+    }
+  }
+
+  /**
+   * Runs work on a large inline profile, counted in this second's share: a validation is refused
+   * once the share is spent (`refusable`); reading the text into its canonical form, which finds a
+   * profile validated before, is only counted. @throws ProfilesBusyError
+   */
+  #timed<T>(work: () => T, refusable = true): T {
+    const now = performance.now();
+    if (now - this.#windowStart >= 1000) {
+      this.#windowStart = now;
+      this.#windowSpentMs = 0;
+    }
+    if (refusable && this.#windowSpentMs >= PROFILE_VALIDATION_MS_PER_SECOND) throw new ProfilesBusyError();
+    try {
+      return work();
+    } finally {
+      this.#windowSpentMs += performance.now() - now;
     }
   }
 
@@ -138,10 +177,23 @@ export class RoutingCatalog {
       this.#validated.set(key, known);
       return known;
     }
-    const resolved = { key, text: canonical, name: name ?? resolveRouting(canonical, this.#model).spec };
+    const resolved = {
+      key,
+      text: canonical,
+      name: name ?? this.#timed(() => resolveRouting(canonical, this.#model)).spec,
+    };
     this.#validated.set(key, resolved);
     if (this.#validated.size > VALIDATED_PROFILES)
       this.#validated.delete(this.#validated.keys().next().value!);
     return resolved;
+  }
+}
+
+/** JSON.stringify(JSON.parse(text)), or undefined when the text is not JSON. */
+function canonicalJson(text: string): string | undefined {
+  try {
+    return JSON.stringify(JSON.parse(text));
+  } catch {
+    return undefined;
   }
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isRoutingHandle, routingHandle } from '../../../coordinator/engine/routing-handle.js';
 import { routingModelOfConfig } from '../../../coordinator/moe/routing-model.js';
-import { InvalidRequestError } from '../../../coordinator/server/errors.js';
+import { InvalidRequestError, ProfilesBusyError } from '../../../coordinator/server/errors.js';
 import { RoutingCatalog } from '../../../coordinator/server/routing-catalog.js';
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { loadRoutingProfile } from '../../../shared/routing/profile.js';
@@ -53,5 +53,37 @@ describe('routing catalog', () => {
     expect(small).toEqual({ key: '{"kmoeRoutingProfile":1,"policy":{"kind":"topk","k":1}}', name: 'topk:1' });
     // A client cannot name a handle: it is no spec, profile or path.
     expect(() => catalog.resolve(r.key)).toThrow(InvalidRequestError);
+  });
+
+  it('validates new large inline profiles for at most a share of each second, then answers 429', async () => {
+    const catalog = new RoutingCatalog(await model(), 'topk:2', []);
+    const big = JSON.parse(readFileSync(RECOMMENDED, 'utf8')) as { provenance: Record<string, unknown> };
+    // Distinct texts (each a new profile to validate), sent as JSON text.
+    const copy = (i: number) =>
+      JSON.stringify({ ...big, provenance: { ...big.provenance, name: `copy ${i}` } });
+    const first = catalog.resolve(copy(0));
+    const texts = Array.from({ length: 60 }, (_, i) => copy(i + 1));
+    const outcomes: unknown[] = [];
+    for (const text of texts) {
+      try {
+        outcomes.push(catalog.resolve(text));
+      } catch (err) {
+        outcomes.push(err);
+      }
+    }
+    const refused = outcomes.filter((o) => o instanceof ProfilesBusyError) as ProfilesBusyError[];
+    expect(refused.length).toBeGreaterThan(0);
+    expect(outcomes.every((o) => o instanceof ProfilesBusyError || 'key' in (o as object))).toBe(true);
+    expect(refused[0]!.status).toBe(429);
+    expect(refused[0]!.code).toBe('server_busy');
+    // A profile validated before (the last accepted: the cache keeps the 8 most recent) is found
+    // by its handle and never refused; specs are not metered.
+    const last = outcomes.findLastIndex((o) => !(o instanceof ProfilesBusyError));
+    const again = last < 0 ? first : (outcomes[last] as typeof first);
+    expect(catalog.resolve(last < 0 ? copy(0) : texts[last]!)).toEqual(again);
+    expect(catalog.resolve('topk:1').name).toBe('topk:1');
+    // The next second has its share again.
+    await new Promise((r) => setTimeout(r, 1_050));
+    expect(catalog.resolve(copy(1000)).key).toMatch(/./);
   });
 });
