@@ -147,10 +147,11 @@ export class WorkerServer {
         // Browsers send Origin with every WebSocket upgrade and do not apply the same-origin rule to
         // them, so without this any web page could drive a loopback worker that has no token (use
         // its CPU, fill its connections). Coordinators (Node's ws client) send none.
-        if (info.origin !== undefined && info.origin !== '') {
-          options.log.warn(
-            `refused connection from ${peer}: it carries Origin ${JSON.stringify(info.origin.slice(0, 100))} (a web page)`,
-          );
+        // Either header, even empty: ws reads only one of them, by the handshake's version.
+        const origin = info.req.headers.origin ?? info.req.headers['sec-websocket-origin'];
+        if (origin !== undefined) {
+          const shown = JSON.stringify(String(origin).slice(0, 100));
+          options.log.warn(`refused connection from ${peer}: it carries Origin ${shown} (a web page)`);
           accept(false, 403, 'worker: connections from web pages (an Origin header) are refused');
           return;
         }

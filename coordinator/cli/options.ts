@@ -65,8 +65,9 @@ const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
 function decimal(flag: string, raw: string): number {
   const v = Number(raw);
-  if (!DECIMAL.test(raw.trim()) || !Number.isFinite(v))
+  if (raw.trim() === '' || !Number.isFinite(v))
     throw new UsageError(`${flag} must be a number, got '${raw}'`);
+  if (!DECIMAL.test(raw.trim())) throw new UsageError(`${flag} must be written in decimal, got '${raw}'`);
   return v;
 }
 
@@ -147,8 +148,8 @@ export function parseServedModelName(raw: string): string {
   const flag = '--served-model-name';
   if (raw.trim() === '') throw new UsageError(`${flag} must not be empty`);
   if (raw !== raw.trim()) throw new UsageError(`${flag} must not begin or end with spaces, got '${raw}'`);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
-  if (/[\u0000-\u001f\u007f]/.test(raw)) throw new UsageError(`${flag} must not contain control characters`);
+  // Unicode's "other" category: controls (C0, C1), format characters (zero-width, bidi), and the like.
+  if (/\p{C}/u.test(raw)) throw new UsageError(`${flag} must not contain control or invisible characters`);
   return raw;
 }
 
@@ -159,12 +160,30 @@ export function parseServedModelName(raw: string): string {
 export function parseOutputFile(flag: string): (raw: string) => string {
   return (raw) => {
     if (raw.trim() === '') throw new UsageError(`${flag} needs a file path`);
-    if (statOrUndefined(raw)?.isDirectory())
+    if (/[\\/]$/.test(raw) || statOrUndefined(raw)?.isDirectory())
       throw new UsageError(`${flag} ${raw} is a directory; give the path of a file to write`);
     for (let dir = path.dirname(path.resolve(raw)); ; dir = path.dirname(dir)) {
       const stat = statOrUndefined(dir);
       if (stat?.isDirectory()) return raw;
       if (stat !== undefined) throw new UsageError(`${flag} ${raw}: ${dir} is a file, not a directory`);
+      if (dir === path.dirname(dir)) return raw;
+    }
+  };
+}
+
+/** A directory to write into: not an existing file, nor under one (missing directories are made). */
+export function parseOutputDir(flag: string): (raw: string) => string {
+  return (raw) => {
+    if (raw.trim() === '') throw new UsageError(`${flag} needs a directory path`);
+    for (let dir = path.resolve(raw); ; dir = path.dirname(dir)) {
+      const stat = statOrUndefined(dir);
+      if (stat?.isDirectory()) return raw;
+      if (stat !== undefined)
+        throw new UsageError(
+          dir === path.resolve(raw)
+            ? `${flag} ${raw} is a file; give a directory`
+            : `${flag} ${raw}: ${dir} is a file, not a directory`,
+        );
       if (dir === path.dirname(dir)) return raw;
     }
   };
@@ -221,11 +240,13 @@ export function splitRoutingList(list: string): string[] {
   return out;
 }
 
+/** A shipped profile's name (`recommended`) as its file, so everything downstream sees a path; anything else as given. */
+export function namedProfileFile(policy: string): string {
+  return isNamedProfile(policy) ? path.join(projectRoot(), NAMED_PROFILES[policy.trim()]!) : policy;
+}
+
 function collectRouting(raw: string, previous: string[] | undefined): string[] {
-  // A named profile (`recommended`) becomes its shipped file, so everything downstream sees a path.
-  const policies = splitRoutingList(raw).map((p) =>
-    isNamedProfile(p) ? path.join(projectRoot(), NAMED_PROFILES[p.trim()]!) : p,
-  );
+  const policies = splitRoutingList(raw).map(namedProfileFile);
   if (policies.length === 0) throw new UsageError('--routing needs a spec or a profile file');
   for (const p of policies) if (isProfilePath(p)) existingProfile('--routing', p);
   return [...(previous ?? []), ...policies];
@@ -235,7 +256,10 @@ function collectRouting(raw: string, previous: string[] | undefined): string[] {
 export function existingProfile(flag: string, file: string): string {
   if (!statOrUndefined(file)?.isFile())
     throw new UsageError(`${flag}: no routing profile file ${file}`, {
-      hint: `pass an existing profile path, a shipped profile name (${Object.keys(NAMED_PROFILES).join(', ')}), or a spec such as topk:2 (routing specs do not end in .json)`,
+      hint:
+        flag === '--routing'
+          ? `pass an existing profile path, a shipped profile name (${Object.keys(NAMED_PROFILES).join(', ')}), or a spec such as topk:2 (routing specs do not end in .json)`
+          : `pass existing profile files (.json) or shipped profile names (${Object.keys(NAMED_PROFILES).join(', ')})`,
     });
   return file;
 }

@@ -29,6 +29,7 @@ import {
   checkWorkerAuth,
   clusterToken,
   existingProfile,
+  namedProfileFile,
   opt,
   parseAdvertiseUrl,
   parseChoice,
@@ -37,6 +38,8 @@ import {
   parseInteger,
   parseList,
   parseNumber,
+  parseOutputDir,
+  parseOutputFile,
   parseServedModelName,
   parseSize,
   parseVersus,
@@ -226,10 +229,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       ),
     )
     .addOption(
-      opt.trace(
-        'write the routing decisions of the run (per window and MoE layer: chosen experts and weights, and the ' +
-          'native top-K) to this file, JSON Lines, gzip if it ends in .gz; read by kmoe bench traffic',
-      ),
+      opt
+        .trace(
+          'write the routing decisions of the run (per window and MoE layer: chosen experts and weights, and the ' +
+            'native top-K) to this file, JSON Lines, gzip if it ends in .gz; read by kmoe bench traffic',
+        )
+        .argParser(parseOutputFile('--trace')),
     )
     .addOption(opt.workers('0'))
     .addOption(opt.wire())
@@ -551,17 +556,17 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option(
         '--profiles <files>',
         'comma-separated routing profiles requests may name in kmoe.routing',
-      ).argParser(parseList('--profiles', (s) => existingProfile('--profiles', s))),
+      ).argParser(parseList('--profiles', (s) => existingProfile('--profiles', namedProfileFile(s)))),
     )
     .addOption(opt.overlap())
     .addOption(
       new Option('--max-running <n>', 'sequences decoding or prefilling at once')
-        .argParser(parseInteger('--max-running', { min: 1 }))
+        .argParser(parseInteger('--max-running', { min: 1, max: 65_536 }))
         .default(16),
     )
     .addOption(
       new Option('--max-queued <n>', 'accepted sequences waiting beyond those; then 429')
-        .argParser(parseInteger('--max-queued', { min: 0 }))
+        .argParser(parseInteger('--max-queued', { min: 0, max: 1_000_000 }))
         .default(64),
     )
     .addOption(
@@ -572,7 +577,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       new Option(
         '--served-model-name <name>',
-        "the model name clients send (default: the model directory's name)",
+        "the model name clients send, exactly (default: the model directory's name; not empty, no spaces at either end)",
       ).argParser(parseServedModelName),
     )
     .addOption(
@@ -584,9 +589,9 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       new Option(
         '--max-body-memory <size>',
-        'memory request bodies still arriving may hold at once (each counts its content-length, a chunked one 8 MiB); beyond, new uploads get 429',
+        'memory request bodies still arriving may hold at once, counted by the bytes received; beyond, uploads wait (their connections are not read) until others are done',
       )
-        .argParser(parseSize('--max-body-memory', { min: 1 }))
+        .argParser(parseSize('--max-body-memory', { min: 1, max: 2 ** 50 }))
         .default(256 * 2 ** 20, '256MiB'),
     )
     .addOption(
@@ -1316,10 +1321,14 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.searchWindows().default(256))
     .addOption(opt.step().default(0.1))
     .addOption(
-      new Option('--profiles-dir <dir>', 'where calibrated profiles are written').default('profiles'),
+      new Option('--profiles-dir <dir>', 'where calibrated profiles are written')
+        .argParser(parseOutputDir('--profiles-dir'))
+        .default('profiles'),
     )
     .addOption(
-      new Option('--out-dir <dir>', 'JSON, markdown table and chart').default('bench-results/adaptive-k'),
+      new Option('--out-dir <dir>', 'JSON, markdown table and chart')
+        .argParser(parseOutputDir('--out-dir'))
+        .default('bench-results/adaptive-k'),
     )
     .addOption(
       new Option('--profiles <files>', 'existing profiles (e.g. from train-allocator) to report too')

@@ -14,7 +14,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import { ListenError } from '../../shared/runtime/errors.js';
-import { BodyBudget, declaredBodyBytes } from './body-budget.js';
+import { BodyBudget } from './body-budget.js';
 import {
   ApiError,
   HostNotAllowedError,
@@ -25,7 +25,6 @@ import {
   RouteNotFoundError,
   ShuttingDownError,
   UnsupportedMediaTypeError,
-  UploadsBusyError,
 } from './errors.js';
 import { type HostCheck, hostAllowed, requestAuthority } from './host-check.js';
 import { sendError } from './http-io.js';
@@ -73,8 +72,6 @@ interface Scope extends RequestScope {
   readonly started: number;
   /** A status Node's parser forced after the request began (e.g. bad chunked encoding mid-body). */
   forcedStatus?: number;
-  /** Gives back the body budget this request's upload holds, once read or answered. */
-  releaseBody?: () => void;
 }
 
 export class ApiServer {
@@ -126,7 +123,7 @@ export class ApiServer {
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
       // Read whole: from here the text is the handler's, no longer an upload in progress.
-      this.#scopes.get(request.raw)?.releaseBody?.();
+      this.#bodies.release(request.raw);
       try {
         // JSON is UTF-8 (RFC 8259); a body declared in another charset would be misread.
         const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1];
@@ -153,15 +150,14 @@ export class ApiServer {
       return undefined;
     };
     // `Expect: 100-continue`: Node would invite every upload at once; only one that will be read
-    // is invited. The others get their refusal without the body (Node then closes the connection).
+    // (not refused by the Host check or the key, not over the body limit) is invited. The others
+    // get their refusal without the body (Node then closes the connection).
     app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
       const endpoint = routeAt(routes, pathOf(req.url ?? '/'))?.name ?? NOT_FOUND_ENDPOINT;
-      const length = declaredBodyBytes(req.headers, Number.POSITIVE_INFINITY);
-      const read =
-        refusal(req, endpoint) === undefined &&
-        length <= options.bodyLimitBytes &&
-        this.#bodies.wouldAdmit(Math.min(length, options.bodyLimitBytes));
-      if (read) res.writeContinue();
+      const length = req.headers['content-length'];
+      const tooLarge =
+        length !== undefined && /^\d+$/.test(length) && Number(length) > options.bodyLimitBytes;
+      if (refusal(req, endpoint) === undefined && !tooLarge) res.writeContinue();
       app.server.emit('request', req, res);
     });
     app.addHook('onRequest', (request, reply, done) => {
@@ -171,17 +167,14 @@ export class ApiServer {
         done(refused);
         return;
       }
-      const bytes = declaredBodyBytes(request.headers, options.bodyLimitBytes);
-      if (bytes > 0) {
-        const release = this.#bodies.tryReserve(bytes);
-        if (release === undefined) {
-          done(new UploadsBusyError(this.#bodies.inFlightBytes));
-          return;
-        }
-        scope.releaseBody = release;
-        reply.raw.once('close', release);
-      }
       done();
+    });
+    // Every body is counted by the bytes that arrive (body-budget.ts), before fastify reads them.
+    app.addHook('preParsing', (request, reply, payload, done) => {
+      const upload = request.raw;
+      upload.on('data', (chunk: Buffer) => this.#bodies.received(upload, chunk.length));
+      reply.raw.once('close', () => this.#bodies.release(upload));
+      done(null, payload);
     });
     app.setErrorHandler((err, request, reply) => this.#fail(err, request, reply));
     app.setNotFoundHandler((request, reply) => {

@@ -82,7 +82,7 @@ export class RouteNotFoundError extends ApiError {
       'invalid_request_error',
       allowed.length === 0
         ? `no endpoint ${path}; kmoe serves /v1/completions, /v1/chat/completions, /v1/models, /health, /ready and /metrics`
-        : `${path} does not accept ${method}; use ${allowed.join(' or ')}`,
+        : `${path} does not accept ${method}; use ${allowed.length === 1 ? allowed[0] : `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}`}`,
       { code: allowed.length === 0 ? 'not_found' : 'method_not_allowed' },
     );
     this.allowed = allowed;
@@ -202,23 +202,6 @@ export class ProfilesBusyError extends ApiError {
       'the server is validating other new inline routing profiles this second; retry later, or start kmoe serve with --profiles FILE and name the profile',
       { code: 'server_busy', param: 'kmoe.routing' },
     );
-  }
-}
-
-/** 429: request bodies already arriving hold the server's upload budget (body-budget.ts). */
-export class UploadsBusyError extends ApiError {
-  constructor(inFlightBytes: number) {
-    super(
-      429,
-      'rate_limit_error',
-      `the server is receiving ${(inFlightBytes / 2 ** 20).toFixed(1)} MiB of request bodies already; retry later`,
-      { code: 'server_busy' },
-    );
-  }
-
-  override headers(): Readonly<Record<string, string>> {
-    // The body is not read: nothing more on this connection can be answered.
-    return { ...super.headers(), connection: 'close' };
   }
 }
 

@@ -46,6 +46,8 @@ export class RoutingCatalog {
   readonly #digests = new Map<string, string>();
   /** Large inline profiles already validated, by handle, least recently used first. */
   readonly #validated = new Map<string, ResolvedRouting>();
+  /** The same, by the handle of the text as a request sent it (string form), least recently used first. */
+  readonly #bySentText = new Map<string, ResolvedRouting>();
   /** Start of the current one-second window, and the validation time spent in it (ms). */
   #windowStart = Number.NEGATIVE_INFINITY;
   #windowSpentMs = 0;
@@ -126,10 +128,25 @@ export class RoutingCatalog {
     try {
       if (stringified && text.length >= ROUTING_HANDLE_MIN_CHARS) return this.#large(text);
       if (text.length >= ROUTING_HANDLE_MIN_CHARS && isInlineProfile(text)) {
-        // Canonical first, so a profile validated before is found by its handle; text that is not
-        // JSON falls through to resolveRouting, which names the problem.
-        const canonical = this.#timed(() => canonicalJson(text), false);
-        if (canonical !== undefined) return this.#large(canonical);
+        // Found by the hash of the text as sent when it came before (hashing is ~100x cheaper than
+        // parsing); otherwise read and validated within the share, malformed text included.
+        const sent = routingHandle(text);
+        const known = this.#bySentText.get(sent);
+        if (known) {
+          remember(this.#bySentText, sent, known);
+          return known;
+        }
+        const resolved = this.#timed(() => {
+          const canonical = canonicalJson(text);
+          if (canonical !== undefined) return this.#large(canonical, undefined, false);
+          resolveRouting(text, this.#model); // names what is wrong with text that is not JSON
+          throw new InvalidRequestError('kmoe.routing is not valid JSON', {
+            param: PARAM,
+            code: 'invalid_routing',
+          });
+        });
+        remember(this.#bySentText, sent, resolved);
+        return resolved;
       }
       const policy = resolveRouting(text, this.#model);
       if (!isInlineProfile(text)) return { key: policy.spec, name: policy.spec };
@@ -169,7 +186,7 @@ export class RoutingCatalog {
    * profile with every request would otherwise pay each time (and other streams with them).
    * `name`: the policy's name when the caller has validated the text already.
    */
-  #large(canonical: string, name?: string): ResolvedRouting {
+  #large(canonical: string, name?: string, metered = true): ResolvedRouting {
     const key = routingHandle(canonical);
     const known = this.#validated.get(key);
     if (known) {
@@ -177,14 +194,9 @@ export class RoutingCatalog {
       this.#validated.set(key, known);
       return known;
     }
-    const resolved = {
-      key,
-      text: canonical,
-      name: name ?? this.#timed(() => resolveRouting(canonical, this.#model)).spec,
-    };
-    this.#validated.set(key, resolved);
-    if (this.#validated.size > VALIDATED_PROFILES)
-      this.#validated.delete(this.#validated.keys().next().value!);
+    const validate = () => resolveRouting(canonical, this.#model).spec;
+    const resolved = { key, text: canonical, name: name ?? (metered ? this.#timed(validate) : validate()) };
+    remember(this.#validated, key, resolved);
     return resolved;
   }
 }
@@ -196,4 +208,11 @@ function canonicalJson(text: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Adds to an LRU map of at most VALIDATED_PROFILES entries. */
+function remember(map: Map<string, ResolvedRouting>, key: string, resolved: ResolvedRouting): void {
+  map.delete(key);
+  map.set(key, resolved);
+  if (map.size > VALIDATED_PROFILES) map.delete(map.keys().next().value!);
 }

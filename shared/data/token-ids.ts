@@ -4,6 +4,7 @@
 import fs from 'node:fs/promises';
 import { KmoeError } from '../errors/kmoe-error.js';
 import type { KmoeTokenizer } from '../model/tokenizer.js';
+import { counted } from '../text/counted.js';
 
 export class CorpusError extends KmoeError {}
 
@@ -15,7 +16,9 @@ export async function readU16Ids(path: string): Promise<Uint16Array> {
     throw new CorpusError(`cannot read token ids from ${path}: ${(err as Error).message}`, { cause: err });
   }
   if (buf.byteLength % 2 !== 0) {
-    throw new CorpusError(`${path} has ${buf.byteLength} bytes; a .u16 file holds 2 bytes per token id`);
+    throw new CorpusError(
+      `${path} has ${counted(buf.byteLength, 'byte')}, an odd number; a .u16 file holds 2 bytes per token id`,
+    );
   }
   const ids = new Uint16Array(buf.byteLength / 2);
   for (let i = 0; i < ids.length; i++) ids[i] = buf.readUInt16LE(i * 2);

@@ -11,6 +11,7 @@ import { allocDispatchRequest, type DecodeLimits, encodeHello } from '../../shar
 import { PROTOCOL_VERSION } from '../../shared/protocol/messages.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { MODEL_DIR } from '../helpers/paths.js';
+import { rawRequest } from '../helpers/raw-http.js';
 import { RawPeer } from '../helpers/raw-peer.js';
 import { startWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
@@ -215,6 +216,19 @@ describe('worker hardening', () => {
         );
     for (let i = 0; i < 500 && !logged(); i++) await new Promise((r) => setTimeout(r, 10));
     expect(logged()).toBe(true);
+    // The version-8 handshake's header, and an empty Origin, are refused too.
+    for (const headers of [
+      { 'sec-websocket-origin': 'http://evil.example', 'sec-websocket-version': '8' },
+      { origin: '' },
+    ]) {
+      const lines = Object.entries({ 'sec-websocket-version': '13', ...headers })
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
+      const refused = await rawRequest(worker.url.replace('ws://', 'http://'), [
+        `GET / HTTP/1.1\r\nhost: localhost\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n${lines}\r\n`,
+      ]);
+      expect(refused.status, JSON.stringify(headers)).toBe(403);
+    }
     // A coordinator's connection (no Origin) is still welcome.
     const peer = await RawPeer.open(worker.url, limits);
     peer.close();

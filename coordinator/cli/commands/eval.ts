@@ -75,7 +75,9 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
   const ids = await readCorpus(idsPath, textPath, modelDir);
   const available = windowCount(ids, windowLen);
   if (available === 0)
-    throw new UsageError(`the corpus has ${ids.length} ids: fewer than one window of ${windowLen}`);
+    throw new UsageError(
+      `the corpus has ${counted(ids.length, 'id')}: fewer than one window of ${windowLen}`,
+    );
   const windows = await flagValue('--windows', [CorpusError], () => parseWindowRange(o.windows, available));
   if (o.sweep) {
     return sweep(o, ids.subarray(windows.start * windowLen, windows.end * windowLen), corpus, human);

@@ -7,10 +7,12 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   existingProfile,
+  namedProfileFile,
   parseHttpUrl,
   parseInteger,
   parseList,
   parseNumber,
+  parseOutputDir,
   parseOutputFile,
   parseServedModelName,
   parseWorkers,
@@ -41,12 +43,13 @@ describe('parseInteger and parseNumber', () => {
     expect(number('2.')).toBe(2);
   });
 
-  it.each(['0x10', '0b11', '0o17', 'Infinity', '', ' ', '1_000', '16abc'])(
-    'refuse %j as not a number',
-    (raw) => {
-      expect(usageMessage(() => integer(raw))).toBe(`--max-tokens must be a number, got '${raw}'`);
-    },
-  );
+  it.each(['Infinity', '', ' ', '1_000', '16abc'])('refuse %j as not a number', (raw) => {
+    expect(usageMessage(() => integer(raw))).toBe(`--max-tokens must be a number, got '${raw}'`);
+  });
+
+  it.each(['0x10', '0b11', '0o17'])('refuse %j as not written in decimal', (raw) => {
+    expect(usageMessage(() => integer(raw))).toBe(`--max-tokens must be written in decimal, got '${raw}'`);
+  });
 
   it('refuse fractions where an integer is asked, and values outside the range', () => {
     expect(usageMessage(() => integer('1.5'))).toBe("--max-tokens must be an integer, got '1.5'");
@@ -79,9 +82,10 @@ describe('parseServedModelName', () => {
     expect(usageMessage(() => parseServedModelName(' m '))).toBe(
       "--served-model-name must not begin or end with spaces, got ' m '",
     );
-    expect(usageMessage(() => parseServedModelName('a\nb'))).toBe(
-      '--served-model-name must not contain control characters',
-    );
+    for (const name of ['a\nb', 'a\u0085b', 'a\u200bb', 'a\u202eb'])
+      expect(usageMessage(() => parseServedModelName(name))).toBe(
+        '--served-model-name must not contain control or invisible characters',
+      );
   });
 });
 
@@ -104,6 +108,20 @@ describe('parseOutputFile', () => {
       `--out ${path.join(file, 'p.json')}: ${file} is a file, not a directory`,
     );
     expect(usageMessage(() => out(''))).toBe('--out needs a file path');
+    // A trailing slash names a directory, even one that does not exist yet.
+    expect(usageMessage(() => out(`${dir}/new/`))).toBe(
+      `--out ${dir}/new/ is a directory; give the path of a file to write`,
+    );
+  });
+
+  it('an output directory may be new, or an existing directory, but not a file or under one', () => {
+    const outDir = parseOutputDir('--out-dir');
+    expect(outDir(dir)).toBe(dir);
+    expect(outDir(path.join(dir, 'a', 'b'))).toBe(path.join(dir, 'a', 'b'));
+    expect(usageMessage(() => outDir(file))).toBe(`--out-dir ${file} is a file; give a directory`);
+    expect(usageMessage(() => outDir(path.join(file, 'x')))).toBe(
+      `--out-dir ${path.join(file, 'x')}: ${file} is a file, not a directory`,
+    );
   });
 });
 
@@ -117,7 +135,13 @@ describe('routing flags', () => {
     }
     expect(error).toBeInstanceOf(UsageError);
     expect((error as UsageError).message).toBe('--profiles: no routing profile file nofile.json');
-    expect((error as UsageError).hint).toMatch(/a shipped profile name \(recommended\)/);
+    expect((error as UsageError).hint).toBe(
+      'pass existing profile files (.json) or shipped profile names (recommended)',
+    );
+    // A shipped profile's name stands for its file, for --profiles as for --routing.
+    expect(existingProfile('--profiles', namedProfileFile('recommended'))).toMatch(
+      /profiles[\\/]recommended\.json$/,
+    );
   });
 
   it('a spec that does not parse becomes a usage error that keeps the grammar as its hint', async () => {

@@ -1,37 +1,50 @@
 // What one client can make the server hold before the scheduler's queue sees its requests.
-// Uploads still arriving share one memory budget (kmoe serve --max-body-memory): a client holding
-// many nearly complete bodies gets 429 for the next ones instead of growing the server by 8 MiB per
-// connection, small requests keep being served meanwhile, and the budget comes back when an
-// upload ends or its client goes. Prompts waiting for the tokenizer thread are bounded by what the
+// Uploads still arriving share one memory budget (kmoe serve --max-body-memory), counted by the
+// bytes that arrived: past it, uploads wait (their connections are not read) instead of growing the
+// server by 8 MiB per connection, small requests that fit keep being served, headers alone hold
+// nothing, and a waiting upload goes on when another ends or its client goes. Prompts waiting for the tokenizer thread are bounded by what the
 // scheduler could take in (--max-running + --max-queued); beyond, 429.
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BodyBudget, declaredBodyBytes } from '../../../coordinator/server/body-budget.js';
+import { BodyBudget } from '../../../coordinator/server/body-budget.js';
 import { rawRequest } from '../../helpers/raw-http.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 describe('BodyBudget', () => {
-  it('admits bodies up to the budget, always at least one, and counts each release once', () => {
+  const upload = () => {
+    const u = { paused: false, pause: () => (u.paused = true), resume: () => (u.paused = false) };
+    return u;
+  };
+
+  it('counts bytes that arrived, pauses all but the oldest upload past the budget, resumes on release', () => {
     const budget = new BodyBudget(100);
-    const big = budget.tryReserve(150);
-    expect(big).toBeDefined();
-    expect(budget.tryReserve(1)).toBeUndefined();
-    big!();
-    big!();
+    const [a, b, c] = [upload(), upload(), upload()];
+    budget.received(a, 80);
+    budget.received(b, 10);
+    expect([a.paused, b.paused]).toEqual([false, false]);
+    budget.received(b, 20); // 110 > 100: b waits
+    budget.received(a, 50); // a is the oldest: it always goes on
+    expect([a.paused, b.paused]).toEqual([false, true]);
+    budget.received(c, 1);
+    expect(c.paused).toBe(true);
+    expect(budget.pausedUploads).toBe(2);
+    budget.release(a); // 31 in flight: both go on
+    expect([b.paused, c.paused]).toEqual([false, false]);
+    expect(budget.inFlightBytes).toBe(31);
+    budget.release(b);
+    budget.release(b);
+    budget.release(c);
     expect(budget.inFlightBytes).toBe(0);
-    const a = budget.tryReserve(60);
-    expect(budget.tryReserve(40)).toBeDefined();
-    expect(budget.tryReserve(1)).toBeUndefined();
-    a!();
-    expect(budget.inFlightBytes).toBe(40);
   });
 
-  it('counts a body by its content-length, a chunked one as the body limit, none as nothing', () => {
-    expect(declaredBodyBytes({ 'content-length': '1234' }, 8192)).toBe(1234);
-    expect(declaredBodyBytes({ 'content-length': '99999' }, 8192)).toBe(8192);
-    expect(declaredBodyBytes({ 'transfer-encoding': 'chunked' }, 8192)).toBe(8192);
-    expect(declaredBodyBytes({}, 8192)).toBe(0);
+  it('a declared length alone costs nothing', () => {
+    const budget = new BodyBudget(100);
+    const held = [upload(), upload(), upload()];
+    for (const u of held) budget.received(u, 0);
+    const fresh = upload();
+    budget.received(fresh, 90);
+    expect(fresh.paused).toBe(false);
   });
 });
 
@@ -53,14 +66,15 @@ describe('kmoe serve admission before the queue', () => {
     expect(await server?.stop()).toBe(0);
   });
 
-  /** A connection that sent the headers of a `bytes`-byte upload and part of its body, then holds. */
-  async function heldUpload(bytes: number): Promise<net.Socket> {
+  /** A connection that sent the headers of a `bytes`-byte upload and `sent` bytes of it, then holds. */
+  async function heldUpload(bytes: number, sent: number): Promise<net.Socket> {
     const { hostname, port } = new URL(server.url);
     const socket = net.connect(Number(port), hostname);
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.write(
-      `POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${bytes}\r\n\r\n{"prompt": "`,
+      `POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${bytes}\r\n\r\n`,
     );
+    if (sent > 0) socket.write(`{"prompt": "${'a'.repeat(sent - 12)}`);
     return socket;
   }
 
@@ -71,29 +85,27 @@ describe('kmoe serve admission before the queue', () => {
   // ~500 KB: refused for its length before it is tokenized, so admitted it gets a quick 400.
   const large = JSON.stringify({ model: 'tiny-mixtral', prompt: 'a'.repeat(499_950) });
 
-  it('refuses an upload past the budget with 429, serves small requests, and recovers when uploads go', async () => {
-    const held = await heldUpload(900_000);
-    // Give the server the held upload's headers first.
-    await new Promise((r) => setTimeout(r, 200));
-    // Only the headers: the 429 comes before any of the body is read.
-    const refused = await rawRequest(server.url, [head(500_000)]);
-    expect(refused.status).toBe(429);
-    expect(refused.headers['retry-after']).toBe('1');
-    expect(refused.headers.connection).toBe('close');
-    expect((refused.json as { error: { code: string; message: string } }).error).toMatchObject({
-      code: 'server_busy',
-      message: expect.stringMatching(/receiving 0\.9 MiB of request bodies already; retry later/),
-    });
-    // A small request fits beside the held upload.
+  it('holds uploads past the budget back until others are done; headers alone hold nothing', async () => {
+    // Headers of 8 MiB uploads and no body: nothing arrived, nothing is counted.
+    const idle = await Promise.all([1, 2, 3, 4].map(() => heldUpload(8 * 2 ** 20, 0)));
     expect((await post(small)).status).toBe(200);
+    // 900 KB that did arrive hold most of the 1 MiB budget.
+    const held = await heldUpload(900_000, 899_000);
+    await new Promise((r) => setTimeout(r, 300));
+    // A small request still fits beside it; a large one waits for room.
+    expect((await post(small)).status).toBe(200);
+    let answered = false;
+    const waiting = post(large).then((r) => {
+      answered = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(answered).toBe(false);
     held.destroy();
-    let after = await post(large);
-    for (let i = 0; i < 50 && after.status === 429; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      after = await post(large);
-    }
+    const after = await waiting;
     expect(after.status).toBe(400);
     expect((after.json as { error: { code: string } }).error.code).toBe('context_length_exceeded');
+    for (const s of idle) s.destroy();
   });
 
   it('refuses prompts beyond --max-running + --max-queued waiting for the tokenizer with 429', async () => {

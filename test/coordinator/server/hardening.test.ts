@@ -88,6 +88,17 @@ describe('requests Node or fastify refuse before any handler', () => {
     const ok = await rawRequest(server.url, [request('localhost'), body], { gapMs: 100 });
     expect(ok.status).toBe(100);
     expect(ok.body).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    // A chunked upload (no length to judge) is invited too.
+    const chunked = await rawRequest(
+      server.url,
+      [
+        'POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n',
+        `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+      ],
+      { gapMs: 100 },
+    );
+    expect(chunked.status).toBe(100);
+    expect(chunked.body).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
   });
 
   it("CONNECT's 405, written straight to the socket, names the methods its target takes", async () => {
