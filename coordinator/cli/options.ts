@@ -129,7 +129,7 @@ export function parseVersus(flag: string): (raw: string) => VersusSettings {
   };
 }
 
-/** Comma-separated items, empty ones dropped; each parsed by `item`. */
+/** Comma-separated items, each parsed by `item`; an empty entry is a usage error. */
 export function parseList<T>(flag: string, item: (raw: string) => T): (raw: string) => T[] {
   return (raw) => {
     const items = raw.split(',').map((s) => s.trim());
@@ -162,12 +162,9 @@ export function parseOutputFile(flag: string): (raw: string) => string {
     if (raw.trim() === '') throw new UsageError(`${flag} needs a file path`);
     if (/[\\/]$/.test(raw) || statOrUndefined(raw)?.isDirectory())
       throw new UsageError(`${flag} ${raw} is a directory; give the path of a file to write`);
-    for (let dir = path.dirname(path.resolve(raw)); ; dir = path.dirname(dir)) {
-      const stat = statOrUndefined(dir);
-      if (stat?.isDirectory()) return raw;
-      if (stat !== undefined) throw new UsageError(`${flag} ${raw}: ${dir} is a file, not a directory`);
-      if (dir === path.dirname(dir)) return raw;
-    }
+    const blocker = fileInTheWay(path.dirname(path.resolve(raw)));
+    if (blocker !== undefined) throw new UsageError(`${flag} ${raw}: ${blocker} is a file, not a directory`);
+    return raw;
   };
 }
 
@@ -175,18 +172,23 @@ export function parseOutputFile(flag: string): (raw: string) => string {
 export function parseOutputDir(flag: string): (raw: string) => string {
   return (raw) => {
     if (raw.trim() === '') throw new UsageError(`${flag} needs a directory path`);
-    for (let dir = path.resolve(raw); ; dir = path.dirname(dir)) {
-      const stat = statOrUndefined(dir);
-      if (stat?.isDirectory()) return raw;
-      if (stat !== undefined)
-        throw new UsageError(
-          dir === path.resolve(raw)
-            ? `${flag} ${raw} is a file; give a directory`
-            : `${flag} ${raw}: ${dir} is a file, not a directory`,
-        );
-      if (dir === path.dirname(dir)) return raw;
-    }
+    const blocker = fileInTheWay(path.resolve(raw));
+    if (blocker === undefined) return raw;
+    throw new UsageError(
+      blocker === path.resolve(raw)
+        ? `${flag} ${raw} is a file; give a directory`
+        : `${flag} ${raw}: ${blocker} is a file, not a directory`,
+    );
   };
+}
+
+/** The nearest existing path at or above `dir` when it is not a directory (it would block making `dir`). */
+function fileInTheWay(dir: string): string | undefined {
+  for (let at = dir; ; at = path.dirname(at)) {
+    const stat = statOrUndefined(at);
+    if (stat !== undefined) return stat.isDirectory() ? undefined : at;
+    if (at === path.dirname(at)) return undefined;
+  }
 }
 
 function statOrUndefined(p: string): ReturnType<typeof statSync> | undefined {

@@ -44,7 +44,7 @@ const NOT_FOUND_ENDPOINT = 'unknown';
 
 export interface ApiServerOptions {
   readonly bodyLimitBytes: number;
-  /** Request bodies being received at once hold at most this many bytes (body-budget.ts); beyond, 429. */
+  /** Bytes of request bodies received and not yet read past which uploads wait (body-budget.ts). */
   readonly bodyBudgetBytes: number;
   /**
    * Open TCP connections at once; Node closes any beyond at once (each costs a socket, parser

@@ -9,6 +9,11 @@ import { formatExpertSet } from '../../shared/protocol/expert-set.js';
 /** Longest error message sent or logged. */
 const MAX_MESSAGE_CHARS = 2000;
 
+/** Client-sent text quoted in a message, cut at `max` characters (an 8 MiB field must not come back whole). */
+function clipped(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 export interface OpenAIErrorBody {
   readonly error: {
     readonly message: string;
@@ -36,7 +41,7 @@ export class ApiError extends KmoeError {
   ) {
     // Messages may quote what the client sent (a model name, a routing spec): bounded, so an 8 MiB
     // field cannot come back as an 8 MiB error body and log line.
-    super(message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message, {
+    super(clipped(message, MAX_MESSAGE_CHARS), {
       ...(options.cause === undefined ? {} : { cause: options.cause }),
       ...(options.code ? { code: options.code } : {}),
     });
@@ -75,7 +80,7 @@ export class RouteNotFoundError extends ApiError {
 
   /** `methods`: those the path's routes take; HEAD is added wherever GET is, as fastify answers it. */
   constructor(method: string, requestPath: string, methods: readonly string[]) {
-    const path = requestPath.length > 200 ? `${requestPath.slice(0, 200)}…` : requestPath;
+    const path = clipped(requestPath, 200);
     const allowed = methods.includes('GET') && !methods.includes('HEAD') ? [...methods, 'HEAD'] : methods;
     super(
       allowed.length === 0 ? 404 : 405,
@@ -99,7 +104,7 @@ export class RouteNotFoundError extends ApiError {
 /** 404: a request named a model this server does not serve (OpenAI and vLLM answer 404 too). */
 export class ModelNotFoundError extends ApiError {
   constructor(model: string, servedModelName: string) {
-    const shown = model.length > 200 ? `${model.slice(0, 200)}…` : model;
+    const shown = clipped(model, 200);
     super(
       404,
       'invalid_request_error',
@@ -129,7 +134,7 @@ export class InvalidApiKeyError extends ApiError {
 /** 403: a loopback server without an API key was addressed by a name that is not loopback (host-check.ts). */
 export class HostNotAllowedError extends ApiError {
   constructor(hostHeader: string) {
-    const shown = hostHeader.length > 100 ? `${hostHeader.slice(0, 100)}…` : hostHeader;
+    const shown = clipped(hostHeader, 100);
     super(
       403,
       'invalid_request_error',

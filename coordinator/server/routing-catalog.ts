@@ -190,8 +190,7 @@ export class RoutingCatalog {
     const key = routingHandle(canonical);
     const known = this.#validated.get(key);
     if (known) {
-      this.#validated.delete(key);
-      this.#validated.set(key, known);
+      remember(this.#validated, key, known);
       return known;
     }
     const validate = () => resolveRouting(canonical, this.#model).spec;
