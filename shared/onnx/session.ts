@@ -72,6 +72,11 @@ export class Session {
       // Dozens of small sessions share the cores and run back to back: spinning pool threads of
       // one session would steal the cores from the next (measured: 2x slower expert GEMMs).
       extra: { session: { 'intra_op.allow_spinning': '0', 'inter_op.allow_spinning': '0' } },
+      // Each session's arena keeps the high-water mark of its largest call for the process's
+      // lifetime: one 16k-row prefill left a worker's 16 expert sessions holding ~1 GB. Without
+      // it, large buffers go back to the system when the call ends; small calls run as fast
+      // (docs/bench-native/cpu-arena.mjs, docs/performance.md).
+      enableCpuMemArena: false,
     };
     // Without CUDA, onnxruntime's default logger prints a raw native error about a missing shared
     // library before loadModel throws; kmoe reports the same failure as DeviceUnavailableError
