@@ -227,14 +227,24 @@ function parseModelDir(raw: string): string {
   return raw;
 }
 
+const ROUTING_GRAMMAR =
+  'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:TAU | profile.json | recommended';
+
+const ROUTING_LIST_HINT = `policies are separated by single commas, with no comma at either end: ${ROUTING_GRAMMAR}`;
+
 /**
  * Routing policies are spec strings (which contain commas: `entropy:1,2@1.04`) or profile files,
  * so a comma starts a new policy only where a spec prefix (`name:`) or a profile path follows.
+ * An empty piece (`topk:2,`, `a,,b`) is refused as parseList refuses one: dropping it would run a
+ * spec the user did not finish writing (`entropy:1,2@1.0,` lost its last threshold).
  */
 export function splitRoutingList(list: string): string[] {
+  const pieces = list.split(',').map((s) => s.trim());
+  if (pieces.every((s) => s === '')) throw new UsageError('--routing needs a spec or a profile file');
+  if (pieces.includes(''))
+    throw new UsageError(`--routing has an empty entry in '${list}'`, { hint: ROUTING_LIST_HINT });
   const out: string[] = [];
-  for (const piece of list.split(',').map((s) => s.trim())) {
-    if (piece === '') continue;
+  for (const piece of pieces) {
     const starts = /^[a-z]+:/.test(piece) || isProfilePath(piece) || isNamedProfile(piece);
     if (starts || out.length === 0) out.push(piece);
     else out[out.length - 1] += `,${piece}`;
@@ -249,7 +259,6 @@ export function namedProfileFile(policy: string): string {
 
 function collectRouting(raw: string, previous: string[] | undefined): string[] {
   const policies = splitRoutingList(raw).map(namedProfileFile);
-  if (policies.length === 0) throw new UsageError('--routing needs a spec or a profile file');
   for (const p of policies) if (isProfilePath(p)) existingProfile('--routing', p);
   return [...(previous ?? []), ...policies];
 }
@@ -471,9 +480,6 @@ export function apiKey(o: { readonly apiKey?: string; readonly apiKeyFile?: stri
 
 // ---- option definitions -------------------------------------------------------------------
 // Factories, because commander binds an Option object to one command.
-
-const ROUTING_GRAMMAR =
-  'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:TAU | profile.json | recommended';
 
 export const opt = {
   model: () =>

@@ -16,6 +16,7 @@ import {
   parseOutputFile,
   parseServedModelName,
   parseWorkers,
+  splitRoutingList,
 } from '../../../coordinator/cli/options.js';
 import { flagValue, UsageError } from '../../../coordinator/cli/usage-error.js';
 import { parseRoutingSpec } from '../../../shared/routing/spec.js';
@@ -153,6 +154,36 @@ describe('routing flags', () => {
       /invalid routing spec "Recommended": expected KIND:PARAMETERS with KIND one of topk, entropy/,
     );
     expect((error as UsageError).hint).toMatch(/^routing spec grammar:\n {2}topk:K/);
+  });
+});
+
+describe('routing lists', () => {
+  it('split at the commas that start a policy, specs with commas kept whole', () => {
+    expect(splitRoutingList('topk:2, entropy:1,2@1.04,recommended,ratio:0.3')).toEqual([
+      'topk:2',
+      'entropy:1,2@1.04',
+      'recommended',
+      'ratio:0.3',
+    ]);
+  });
+
+  it.each(['topk:2,', 'entropy:1,2@1.0,', ',topk:2', 'topk:2,,topk:1', 'entropy:1,,2@1.0'])(
+    'refuse %j, an empty entry, with the grammar as the hint',
+    (raw) => {
+      let error: unknown;
+      try {
+        splitRoutingList(raw);
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(UsageError);
+      expect((error as UsageError).message).toBe(`--routing has an empty entry in '${raw}'`);
+      expect((error as UsageError).hint).toMatch(/no comma at either end: topk:K \| entropy:K1,K2@T1/);
+    },
+  );
+
+  it('refuse a list of nothing', () => {
+    expect(usageMessage(() => splitRoutingList(' , '))).toBe('--routing needs a spec or a profile file');
   });
 });
 
