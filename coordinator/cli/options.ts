@@ -285,12 +285,25 @@ export function parseWorkers(raw: string): WorkersArg {
   if (/^\d+$/.test(value)) return { kind: 'count', n: Number(value) };
   if (value === '') throw new UsageError('--workers takes a count or ws:// URLs');
   const urls = parseList('--workers', (url) => {
-    if (!/^wss?:\/\/[^\s/]+/.test(url))
+    if (!/^wss?:\/\/[^\s/]+/i.test(url) || !URL.canParse(url))
       throw new UsageError(`--workers: '${url}' is neither a worker count nor a ws:// URL`);
     return url;
   })(value);
-  const twice = urls.find((url, i) => urls.indexOf(url) !== i);
-  if (twice !== undefined) throw new UsageError(`--workers names ${twice} twice`);
+  // The same worker written two ways (WS://LOCALHOST:7070, ws://localhost:7070/, ws://h:80) is
+  // still one worker: compare WHATWG-normalised URLs, which lower-case scheme and host, drop a
+  // default port and write an empty path as '/'. Names are not resolved: localhost is not 127.0.0.1.
+  const seen = new Map<string, string>();
+  for (const url of urls) {
+    const key = new URL(url).href;
+    const first = seen.get(key);
+    if (first !== undefined)
+      throw new UsageError(
+        first === url
+          ? `--workers names ${url} twice`
+          : `--workers names one worker twice: ${first} and ${url}`,
+      );
+    seen.set(key, url);
+  }
   return { kind: 'urls', urls };
 }
 

@@ -195,6 +195,21 @@ describe('kmoe eval', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: kmoe generate/);
   });
+
+  it('refuses a routing list with an empty entry and a worker named twice, before any work', async () => {
+    const man = ['eval', '--model', MODEL_DIR, '--ids', 'data/eval/valid.man.u16'];
+    const trailing = await runCli([...man, '--routing', 'entropy:1,2@1.0,']);
+    expect(trailing.code).toBe(2);
+    expect(trailing.stderr.trim().split('\n')[0]).toBe(
+      "kmoe eval: error: --routing has an empty entry in 'entropy:1,2@1.0,'",
+    );
+    expect(trailing.stdout).toBe('');
+    const twice = await runCli([...man, '--workers', 'ws://127.0.0.1:7070,WS://127.0.0.1:7070/']);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toMatch(
+      /^kmoe eval: error: --workers names one worker twice: ws:\/\/127\.0\.0\.1:7070 and WS:\/\/127\.0\.0\.1:7070\/$/m,
+    );
+  });
 });
 
 describe('kmoe generate', () => {

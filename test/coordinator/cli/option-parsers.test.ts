@@ -198,6 +198,23 @@ describe('--workers and --url', () => {
     );
   });
 
+  it.each([
+    ['ws://127.0.0.1:7070', 'ws://127.0.0.1:7070/'],
+    ['ws://localhost:7070', 'WS://LOCALHOST:7070'],
+    ['ws://h:80', 'ws://h'],
+    ['wss://h', 'wss://h:443/'],
+  ])('refuses %s and %s as the same worker written two ways', (a, b) => {
+    expect(usageMessage(() => parseWorkers(`${a},${b}`))).toBe(
+      `--workers names one worker twice: ${a} and ${b}`,
+    );
+  });
+
+  it('keeps URLs that differ after normalising, as given', () => {
+    // Names are not resolved (localhost is not 127.0.0.1 here), and ws and wss are different servers.
+    const urls = ['ws://localhost:7070', 'ws://127.0.0.1:7070', 'wss://127.0.0.1:7070', 'WS://h:7071'];
+    expect(parseWorkers(urls.join(','))).toEqual({ kind: 'urls', urls });
+  });
+
   it('bench serve --url takes http(s) URLs only', () => {
     const url = parseHttpUrl('--url');
     expect(url('http://127.0.0.1:8000')).toBe('http://127.0.0.1:8000');
