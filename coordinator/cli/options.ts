@@ -13,6 +13,7 @@ import {
   readU16Ids,
 } from '../../shared/data/token-ids.js';
 import {
+  CPU_EXPERT_WEIGHT_FORMATS,
   DENSE_WEIGHT_FORMATS,
   type DenseWeightFormat,
   EXPERT_WEIGHT_FORMATS,
@@ -529,6 +530,14 @@ export const opt = {
         "the checkpoint's 16-bit weights kept in memory, --device cuda only; int8 / int4 = blockwise " +
         '8-bit / 4-bit weights (MatMulNBits), less memory, approximate; see docs/scale.md)',
     ).argParser(parseChoice('--expert-weights', EXPERT_WEIGHT_FORMATS)),
+  /**
+   * Benchmarks that run one expert format after another (bench expert, bench memory); the
+   * attribute `formats` is checked against --device with --expert-weights (program.ts).
+   */
+  expertWeightFormats: (description: string) =>
+    new Option('--formats <list>', `${description}, comma-separated (bf16: --device cuda)`)
+      .argParser(parseList('--formats', parseChoice('--formats', EXPERT_WEIGHT_FORMATS)))
+      .default([...CPU_EXPERT_WEIGHT_FORMATS], CPU_EXPERT_WEIGHT_FORMATS.join(',')),
   /** The runtime's format; `kmoe plan --dense-weights` prices formats through plannedWeights. */
   denseWeights: () =>
     new Option(

@@ -7,7 +7,6 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { WeightFormatDeviceError } from '../../shared/onnx/errors.js';
 import {
-  CPU_EXPERT_WEIGHT_FORMATS,
   EXPERT_WEIGHT_FORMATS,
   type ExpertWeightFormat,
   requireWeightFormatOnDevice,
@@ -113,15 +112,34 @@ function action<O>(
   load: () => Promise<Run<O>>,
 ): void {
   cmd.action(async (options: O) => {
-    // Flags that are fine alone but cannot go together: bf16 experts need --device cuda.
-    const { expertWeights, device } = options as { expertWeights?: ExpertWeightFormat; device?: Device };
-    if (expertWeights !== undefined)
-      await flagValue(undefined, [WeightFormatDeviceError], () =>
-        requireWeightFormatOnDevice(expertWeights, device ?? 'cpu'),
-      );
+    await checkFormatsOnDevice(options);
     const run = await load();
     outcome.code = await run(options, argsAfter(argv, cmd));
   });
+}
+
+/**
+ * Flags that are fine alone but cannot go together: bf16 experts need --device cuda. The expert
+ * formats a command computes in are `--expert-weights`, or the `--formats` list of the benchmarks
+ * that time or measure one format after another (bench expert, bench memory); either is refused
+ * here, before any work, rather than when the bench reaches that format.
+ */
+async function checkFormatsOnDevice(options: unknown): Promise<void> {
+  const {
+    expertWeights,
+    formats = [],
+    device = 'cpu',
+  } = options as {
+    expertWeights?: ExpertWeightFormat;
+    formats?: readonly ExpertWeightFormat[];
+    device?: Device;
+  };
+  const asked = [
+    ...(expertWeights === undefined ? [] : [{ flag: '--expert-weights', format: expertWeights }]),
+    ...formats.map((format) => ({ flag: '--formats', format })),
+  ];
+  for (const { flag, format } of asked)
+    await flagValue(flag, [WeightFormatDeviceError], () => requireWeightFormatOnDevice(format, device));
 }
 
 /** The options of a command that connects to workers, with the cluster token resolved. */
@@ -1131,14 +1149,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
 
   const memory = sub(bench, 'memory', 'peak RSS of a real worker per expert weight format, beside kmoe plan')
     .addOption(opt.model())
-    .addOption(
-      new Option(
-        '--formats <list>',
-        'expert weight formats, one worker each, comma-separated (bf16: --device cuda)',
-      )
-        .argParser(parseList('--formats', parseChoice('--formats', EXPERT_WEIGHT_FORMATS)))
-        .default([...CPU_EXPERT_WEIGHT_FORMATS], CPU_EXPERT_WEIGHT_FORMATS.join(',')),
-    )
+    .addOption(opt.expertWeightFormats('expert weight formats, one worker each'))
     .addOption(new Option('--experts <set>', "the worker's experts, e.g. 0-3 (default: all)"))
     .addOption(opt.threads('onnxruntime threads of the worker (default: 1)'))
     .addOption(opt.device())
@@ -1234,11 +1245,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         parseInteger('--ffn', { min: 32 }),
       ),
     )
-    .addOption(
-      new Option('--formats <list>', 'expert weight formats to time, comma-separated (bf16: --device cuda)')
-        .argParser(parseList('--formats', parseChoice('--formats', EXPERT_WEIGHT_FORMATS)))
-        .default([...CPU_EXPERT_WEIGHT_FORMATS], CPU_EXPERT_WEIGHT_FORMATS.join(',')),
-    )
+    .addOption(opt.expertWeightFormats('expert weight formats to time'))
     .addOption(
       new Option('--batches <n,...>', 'token batches, comma-separated')
         .argParser(parseList('--batches', parseInteger('--batches', { min: 1 })))

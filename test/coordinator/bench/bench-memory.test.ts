@@ -57,8 +57,12 @@ describe('kmoe bench memory', () => {
   it('refuses bf16 on the CPU provider before starting any worker', async () => {
     const out = path.join(dir, 'bf16.json');
     const r = await runCli(['bench', 'memory', '--model', MODEL_DIR, '--formats', 'bf16', '--out', out]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/expert weights 'bf16' cannot run on --device cpu/);
+    // The list and the device cannot go together: a usage error naming --formats, at parse time.
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^kmoe bench memory: error: --formats: expert weights 'bf16' cannot run on --device cpu/m,
+    );
+    expect(r.stderr).toMatch(/^hint: use --device cuda for bf16 weights/m);
     expect(r.stderr).not.toMatch(/starting a worker/);
     expect(fs.existsSync(out)).toBe(false);
   });

@@ -280,6 +280,32 @@ describe('kmoe generate', () => {
     expect(r.stderr).toMatch(/--seed/);
   });
 
+  it('refuses bf16 expert formats on the CPU provider as usage errors naming the flag', async () => {
+    const weights = await runCli([
+      'generate',
+      '--model',
+      MODEL_DIR,
+      '--prompt',
+      'x',
+      '--expert-weights',
+      'bf16',
+    ]);
+    expect(weights.code).toBe(2);
+    expect(weights.stderr).toMatch(
+      /^kmoe generate: error: --expert-weights: expert weights 'bf16' cannot run on --device cpu/m,
+    );
+    // bench expert times one format after another: bf16 in the list is refused before the first.
+    const formats = await runCli(['bench', 'expert', '--like', 'mixtral-mid', '--formats', 'fp32,bf16']);
+    expect(formats.code).toBe(2);
+    expect(formats.stderr).toMatch(
+      /^kmoe bench expert: error: --formats: expert weights 'bf16' cannot run on --device cpu/m,
+    );
+    expect(formats.stderr).toMatch(
+      /^hint: use --device cuda for bf16 weights, or one of fp32, int8, int4 on cpu$/m,
+    );
+    expect(formats.stderr).not.toMatch(/building the graph/);
+  });
+
   it('fails loudly when CUDA is requested on a host without it', async () => {
     const r = await runCli(['generate', '--model', MODEL_DIR, '--prompt', 'x', '--device', 'cuda']);
     expect(r.code).toBe(1);
