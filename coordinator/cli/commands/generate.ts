@@ -69,6 +69,9 @@ export async function run(o: GenerateOptions): Promise<number> {
     let activations = step.activations[0]!;
     let bytes = step.bytes[0]!;
     let generated = 0;
+    // Forward passes after the prompt's: each decode call returns one token per pass it ran, a
+    // final end-of-sequence one included. The decode rate is timed over these alone.
+    let decodeSteps = 0;
     // The first token comes from the prompt's logits; the rest are sampled on the engine thread,
     // DECODE_CHUNK steps per round trip (streamed chunk by chunk).
     let next = sampleToken(step.logits, 0, info.vocabSize, sampling, rng);
@@ -90,6 +93,7 @@ export async function run(o: GenerateOptions): Promise<number> {
       activations += d.activations;
       bytes += d.bytes;
       rngState = d.rngState;
+      decodeSteps += d.tokens.length;
       for (const t of d.tokens.slice(0, -1)) {
         generated++;
         process.stdout.write(detok.push(t));
@@ -100,11 +104,10 @@ export async function run(o: GenerateOptions): Promise<number> {
     process.stdout.write(`${detok.flush()}\n`);
     if (o.stats) {
       const done = performance.now();
-      const decodeTps = generated > 1 ? ((generated - 1) / (done - firstToken)) * 1000 : 0;
-      const positions = (promptIds.length + Math.max(0, generated - 1)) * info.routing.numLayers;
+      const positions = (promptIds.length + decodeSteps) * info.routing.numLayers;
       process.stderr.write(
         `prompt ${counted(promptIds.length, 'token')} in ${(firstToken - started).toFixed(1)} ms; ` +
-          `${generated} generated, decode ${decodeTps.toFixed(1)} tokens/s; ` +
+          `${generated} generated, ${decodeRate(generated, decodeSteps, done - firstToken)}; ` +
           `${(activations / positions).toFixed(3)} experts per token (routing ${routing})\n`,
       );
       if (info.placement.length > 0) {
@@ -120,4 +123,17 @@ export async function run(o: GenerateOptions): Promise<number> {
     unregister();
   }
   return 0;
+}
+
+/**
+ * The decode part of --stats: tokens/s over the decode passes, or why there is no rate. The first
+ * token comes from the prompt's pass, so one generated token (or none, end of sequence first) times
+ * no decode step, and a rate of 0 would read as a measurement.
+ */
+export function decodeRate(generated: number, decodeSteps: number, ms: number): string {
+  if (decodeSteps === 0)
+    return generated === 0
+      ? 'decode n/a (no decode step: the first token was the end of sequence)'
+      : "decode n/a (no decode step: the one token came from the prompt's pass)";
+  return `decode ${((decodeSteps / ms) * 1000).toFixed(1)} tokens/s`;
 }

@@ -4,6 +4,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
+import { decodeRate } from '../../../coordinator/cli/commands/generate.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { lastJsonLine, runCli } from '../../helpers/cli.js';
 import {
@@ -230,6 +231,36 @@ describe('kmoe generate', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${expected}\n`);
     expect(r.stderr).toMatch(/32 generated, decode [\d.]+ tokens\/s; 2\.000 experts per token/);
+  });
+
+  it('--stats with one token says no decode step was timed instead of a rate of 0', async () => {
+    const r = await runCli([
+      'generate',
+      '--model',
+      MODEL_DIR,
+      '--prompt',
+      'def',
+      '--max-tokens',
+      '1',
+      '--stats',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).not.toBe('');
+    expect(r.stderr).toMatch(
+      /1 generated, decode n\/a \(no decode step: the one token came from the prompt's pass\); 2\.000 experts per token/,
+    );
+    expect(r.stderr).not.toMatch(/tokens\/s/);
+  });
+
+  it('--stats rates decode over the decode passes, and names the counts with none', () => {
+    // 3 passes after the prompt's in 60 ms: 50 tokens/s; an end-of-sequence token sampled by the
+    // last pass counts as a pass (it was computed and timed) though it is not printed.
+    expect(decodeRate(4, 3, 60)).toBe('decode 50.0 tokens/s');
+    expect(decodeRate(3, 3, 60)).toBe('decode 50.0 tokens/s');
+    expect(decodeRate(1, 0, 0.5)).toBe(
+      "decode n/a (no decode step: the one token came from the prompt's pass)",
+    );
+    expect(decodeRate(0, 0, 0)).toBe('decode n/a (no decode step: the first token was the end of sequence)');
   });
 
   it('is reproducible with a seed and differs across seeds', async () => {
