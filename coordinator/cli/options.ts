@@ -9,6 +9,7 @@ import { checkRedisUrl, REDIS_URL_ENV } from '../../shared/cluster-registry/redi
 import {
   CorpusError,
   type CorpusWindows,
+  checkIdsInVocabulary,
   parseWindowRange,
   readU16Ids,
 } from '../../shared/data/token-ids.js';
@@ -696,27 +697,50 @@ export function singleRouting(routing: readonly string[] | undefined): string | 
   return routing[0];
 }
 
+/** What --ids takes and where such files come from (no kmoe command writes them). */
+const IDS_HINT =
+  '--ids takes token ids as little-endian uint16, 2 bytes per id (.u16 files like data/eval/*.u16; ' +
+  'data/eval/README.md says how they were made); to score a text file, give it to kmoe eval --text, ' +
+  "which encodes it with the model's tokenizer";
+
 /**
  * Reads a corpus named by a flag; a file that does not exist, or is not a corpus of that kind (an
- * odd number of bytes for .u16 ids), is a usage error (exit 2).
+ * odd number of bytes for .u16 ids, ids outside the vocabulary), is a usage error (exit 2).
  */
-export async function corpusFlag<T>(flag: string, read: () => Promise<T>): Promise<T> {
+export async function corpusFlag<T>(
+  flag: '--ids' | '--text',
+  file: string,
+  read: () => Promise<T>,
+): Promise<T> {
   try {
     return await read();
   } catch (err) {
     if (!(err instanceof CorpusError)) throw err;
     const code = (err.cause as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'ENOENT') throw new UsageError(`cannot read ${flag}: no such file`, { cause: err });
-    const ids = flag.startsWith('--ids');
-    throw new UsageError(`${flag}: ${err.message}`, {
+    if (code === 'ENOENT') throw new UsageError(`cannot read ${flag} ${file}: no such file`, { cause: err });
+    // The corpus readers' messages name the file; the flag goes in front, the file once.
+    const where = err.message.includes(file) ? flag : `${flag} ${file}`;
+    throw new UsageError(`${where}: ${err.message}`, {
       cause: err,
-      ...(ids
-        ? {
-            hint: '--ids takes .u16 files of little-endian uint16 token ids (data/eval/*.u16); plain text goes to --text',
-          }
-        : {}),
+      ...(flag === '--ids' ? { hint: IDS_HINT } : {}),
     });
   }
+}
+
+/**
+ * Every --ids corpus of a command that has a --model, read and checked against the model's
+ * vocabulary before the command starts: a missing file, an odd byte count or an id the model does
+ * not have is a usage error naming the file, where the engine would fail after loading the model.
+ * The command reads the files again (a few MB at most) so that this check is one place, not one
+ * per command and benchmark.
+ */
+export async function checkIdsForModel(model: string, files: readonly string[]): Promise<void> {
+  const { loadModelConfig } = await import('../../shared/model/config.js');
+  const { vocabSize } = await loadModelConfig(model);
+  for (const file of files)
+    await corpusFlag('--ids', file, async () =>
+      checkIdsInVocabulary(file, await readU16Ids(file), vocabSize),
+    );
 }
 
 /**
@@ -724,7 +748,7 @@ export async function corpusFlag<T>(flag: string, read: () => Promise<T>): Promi
  * file or a range the corpus does not have is a usage error (exit 2), as in `kmoe eval`.
  */
 export async function windowsFlag(idsPath: string, spec: string | undefined): Promise<CorpusWindows> {
-  const ids = await corpusFlag(`--ids ${idsPath}`, () => readU16Ids(idsPath));
+  const ids = await corpusFlag('--ids', idsPath, () => readU16Ids(idsPath));
   const range = await flagValue('--windows', [CorpusError], () => parseWindowRange(spec, windowCount(ids)));
   return { ids, range };
 }

@@ -24,6 +24,7 @@ import { checkAllowedHost } from '../server/host-check.js';
 import {
   apiKey,
   type ComputeOptions,
+  checkIdsForModel,
   checkRedisCa,
   checkWorkerAuth,
   clusterToken,
@@ -113,6 +114,8 @@ function action<O>(
 ): void {
   cmd.action(async (options: O) => {
     await checkFormatsOnDevice(options);
+    const { ids, model } = options as { ids?: readonly string[]; model?: string };
+    if (ids !== undefined && model !== undefined) await checkIdsForModel(model, ids);
     const run = await load();
     outcome.code = await run(options, argsAfter(argv, cmd));
   });

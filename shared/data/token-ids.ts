@@ -5,8 +5,12 @@ import fs from 'node:fs/promises';
 import { KmoeError } from '../errors/kmoe-error.js';
 import type { KmoeTokenizer } from '../model/tokenizer.js';
 import { counted } from '../text/counted.js';
+import { looksLikeText } from '../text/looks-like-text.js';
 
 export class CorpusError extends KmoeError {}
+
+/** Said of a file given as token ids whose bytes are text: the usual slip behind a bad .u16 file. */
+const TEXT_NOT_IDS = 'it looks like a text file, not token ids';
 
 export async function readU16Ids(path: string): Promise<Uint16Array> {
   let buf: Buffer;
@@ -17,12 +21,35 @@ export async function readU16Ids(path: string): Promise<Uint16Array> {
   }
   if (buf.byteLength % 2 !== 0) {
     throw new CorpusError(
-      `${path} has ${counted(buf.byteLength, 'byte')}, an odd number; a .u16 file holds 2 bytes per token id`,
+      `${path} has ${counted(buf.byteLength, 'byte')}, an odd number; a .u16 file holds 2 bytes per token id` +
+        (looksLikeText(buf) ? `; ${TEXT_NOT_IDS}` : ''),
     );
   }
   const ids = new Uint16Array(buf.byteLength / 2);
   for (let i = 0; i < ids.length; i++) ids[i] = buf.readUInt16LE(i * 2);
   return ids;
+}
+
+/**
+ * Refuses a corpus with an id the model's vocabulary does not have, naming the file, the first
+ * such id and its position (the engine would only say "token id outside the vocabulary" after
+ * loading the model). Ids that are text bytes read in pairs are the usual cause, so say so.
+ */
+export function checkIdsInVocabulary(path: string, ids: Uint16Array, vocabSize: number): void {
+  const first = ids.findIndex((id) => id >= vocabSize);
+  if (first < 0) return;
+  const outside = ids.reduce((n, id) => (id >= vocabSize ? n + 1 : n), 0);
+  const bytes = new Uint8Array(ids.length * 2);
+  for (let i = 0; i < ids.length; i++) {
+    bytes[2 * i] = ids[i]! & 0xff;
+    bytes[2 * i + 1] = ids[i]! >> 8;
+  }
+  throw new CorpusError(
+    `${path}: token id ${ids[first]} at position ${first} (byte ${2 * first}) is outside the model's vocabulary ` +
+      `of ${vocabSize} ids (${outside} of its ${counted(ids.length, 'id')} are)` +
+      (looksLikeText(bytes) ? `; ${TEXT_NOT_IDS}` : ''),
+    { details: { file: path, position: first, id: ids[first]!, vocabSize } },
+  );
 }
 
 /**

@@ -250,8 +250,6 @@ async function readCorpus(
   modelDir: string,
 ): Promise<Uint16Array> {
   return idsPath !== undefined
-    ? corpusFlag(`--ids ${idsPath}`, () => readU16Ids(idsPath))
-    : corpusFlag(`--text ${textPath}`, async () =>
-        readTextIds(textPath!, await KmoeTokenizer.load(modelDir)),
-      );
+    ? corpusFlag('--ids', idsPath, () => readU16Ids(idsPath))
+    : corpusFlag('--text', textPath!, async () => readTextIds(textPath!, await KmoeTokenizer.load(modelDir)));
 }

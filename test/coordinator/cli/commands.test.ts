@@ -1,8 +1,9 @@
 // The kmoe CLI as a user runs it: real processes, the shipped model and data.
 
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeRate } from '../../../coordinator/cli/commands/generate.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
@@ -195,6 +196,61 @@ describe('kmoe eval', () => {
     const help = await runCli(['help', 'generate']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: kmoe generate/);
+  });
+
+  it('refuses a text file given as --ids before loading the model, naming the first id outside the vocabulary', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-ids-'));
+    try {
+      // An even number of bytes, so it reads as ids: the first, '..', as 0x2e2e = 11822.
+      const text = path.join(dir, 'docs.txt');
+      writeFileSync(text, readFileSync(`${ROOT}data/eval/valid.docs.txt`).subarray(0, 20_000));
+      const lines = (r: { stderr: string }) => r.stderr.trim().split('\n');
+      const ev = await runCli(['eval', '--model', MODEL_DIR, '--ids', text]);
+      expect(ev.code).toBe(2);
+      expect(lines(ev)[0]).toMatch(
+        /^kmoe eval: error: --ids: \S+docs\.txt: token id 11822 at position 0 \(byte 0\) is outside the model's vocabulary of 4096 ids \(\d+ of its 10000 ids are\); it looks like a text file, not token ids$/,
+      );
+      expect(lines(ev)[1]).toMatch(
+        /^hint: --ids takes token ids as little-endian uint16, 2 bytes per id .*kmoe eval --text/,
+      );
+      expect(ev.stderr).not.toMatch(/RangeError|outside the vocabulary \[/);
+      // The same check for every command with --ids and --model: a calibration corpus, a bench's.
+      const cal = await runCli([
+        'calibrate',
+        '--model',
+        MODEL_DIR,
+        '--method',
+        'percentile',
+        '--policy',
+        'entropy',
+        '--target-avg-k',
+        '1.5',
+        '--out',
+        path.join(dir, 'p.json'),
+        '--ids',
+        `data/eval/valid.man.u16,${text}`,
+      ]);
+      expect(cal.code).toBe(2);
+      expect(lines(cal)[0]).toMatch(
+        /^kmoe calibrate: error: --ids: \S+docs\.txt: token id \d+ at position 0 /,
+      );
+      const bench = await runCli([
+        'bench',
+        'model',
+        '--model',
+        MODEL_DIR,
+        '--ids',
+        text,
+        '--out',
+        path.join(dir, 'm.json'),
+      ]);
+      expect(bench.code).toBe(2);
+      expect(lines(bench)[0]).toMatch(
+        /^kmoe bench model: error: --ids: \S+docs\.txt: token id \d+ at position 0 /,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a routing list with an empty entry and a worker named twice, before any work', async () => {
