@@ -21,6 +21,7 @@ import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-
 import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { GREEDY, MAX_TEMPERATURE } from '../sampling.js';
 import { checkAllowedHost } from '../server/host-check.js';
+import { helpNote, layOutHelp } from './help-layout.js';
 import {
   apiKey,
   type ComputeOptions,
@@ -161,6 +162,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .description('kmoe — expert-parallel MoE inference with adaptive K')
     .version(version(), '-V, --version', 'print the kmoe version')
     .exitOverride();
+  layOutHelp(program);
   pointToHelp(program);
 
   // ---- generate ----
@@ -268,8 +270,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.denseWeights())
     .addHelpText(
       'after',
-      `\nPerplexity by the standard procedure: non-overlapping windows of ${STANDARD_WINDOW} ids (trailing partial\n` +
-        'window dropped), no BOS, positions 1..255 of each window scored given the earlier tokens of the window.',
+      helpNote(
+        `\nPerplexity by the standard procedure: non-overlapping windows of ${STANDARD_WINDOW} ids (trailing partial\n` +
+          'window dropped), no BOS, positions 1..255 of each window scored given the earlier tokens of the window.',
+      ),
     );
   action(
     evalCmd,
@@ -333,10 +337,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     )
     .addHelpText(
       'after',
-      '\nPrints "kmoe worker ready ws://HOST:PORT experts SET auth MODE" on stdout once it accepts connections\n' +
-        '(MODE: token, none loopback-only, or none INSECURE). Coordinators connect with --workers ws://HOST:PORT,...\n' +
-        'With a cluster token (KMOE_CLUSTER_TOKEN or --cluster-token-file) every coordinator must prove it holds\n' +
-        'the same token before any work; without one the worker listens on loopback only.',
+      helpNote(
+        '\nPrints "kmoe worker ready ws://HOST:PORT experts SET auth MODE" on stdout once it accepts connections\n' +
+          '(MODE: token, none loopback-only, or none INSECURE). Coordinators connect with --workers ws://HOST:PORT,...\n' +
+          'With a cluster token (KMOE_CLUSTER_TOKEN or --cluster-token-file) every coordinator must prove it holds\n' +
+          'the same token before any work; without one the worker listens on loopback only.',
+      ),
     );
   action(worker, argv, outcome, async () => {
     const [{ run }, { checkExpertSet, sessionSettings }] = await Promise.all([
@@ -398,8 +404,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.compute().default('thread'))
     .addHelpText(
       'after',
-      '\nPrints "kmoe local-cluster ready URL,URL,..." once all workers accept connections; pass that list\n' +
-        'to --workers of generate, eval or serve. Workers accept every wire dtype.',
+      helpNote(
+        '\nPrints "kmoe local-cluster ready URL,URL,..." once all workers accept connections; pass that list\n' +
+          'to --workers of generate, eval or serve. Workers accept every wire dtype.',
+      ),
     );
   action(localCluster, argv, outcome, async () => {
     const { run } = await import('./commands/local-cluster.js');
@@ -496,8 +504,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.denseWeights())
     .addHelpText(
       'after',
-      '\nWrites a versioned routing profile (JSON) that records how it was made. By default calibration uses\n' +
-        'the FIRST half of each file, so the second half stays unseen for kmoe eval --windows second-half.',
+      helpNote(
+        '\nWrites a versioned routing profile (JSON) that records how it was made. By default calibration uses\n' +
+          'the FIRST half of each file, so the second half stays unseen for kmoe eval --windows second-half.',
+      ),
     );
   action(calibrate, argv, outcome, async () => (await import('./commands/calibrate.js')).run);
 
@@ -533,9 +543,11 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.expertWeights())
     .addHelpText(
       'after',
-      '\nThe selected windows are split into two interleaved folds: heads and threshold search on the even\n' +
-        'windows, the choice of the search point (the budget, --budget) on the odd ones. By default only\n' +
-        'the FIRST half of each file is used, so second halves stay unseen.',
+      helpNote(
+        '\nThe selected windows are split into two interleaved folds: heads and threshold search on the even\n' +
+          'windows, the choice of the search point (the budget, --budget) on the odd ones. By default only\n' +
+          'the FIRST half of each file is used, so second halves stay unseen.',
+      ),
     );
   action(trainAllocator, argv, outcome, async () => (await import('./commands/train-allocator.js')).run);
 
@@ -631,11 +643,13 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.denseWeights())
     .addHelpText(
       'after',
-      '\nPOST /v1/completions, /v1/chat/completions; GET /v1/models[/NAME], /health, /ready, /metrics.\n' +
-        'Prints "kmoe serve listening on http://HOST:PORT" on stdout when ready. With --api-key every /v1/*\n' +
-        'request needs "Authorization: Bearer KEY" (401 otherwise); /health, /ready and /metrics stay open.\n' +
-        'Local workers (--workers N) get a random cluster token of their own; remote ones need the cluster\n' +
-        'token (KMOE_CLUSTER_TOKEN or --cluster-token-file) when they have one.',
+      helpNote(
+        '\nPOST /v1/completions, /v1/chat/completions; GET /v1/models[/NAME], /health, /ready, /metrics.\n' +
+          'Prints "kmoe serve listening on http://HOST:PORT" on stdout when ready. With --api-key every /v1/*\n' +
+          'request needs "Authorization: Bearer KEY" (401 otherwise); /health, /ready and /metrics stay open.\n' +
+          'Local workers (--workers N) get a random cluster token of their own; remote ones need the cluster\n' +
+          'token (KMOE_CLUSTER_TOKEN or --cluster-token-file) when they have one.',
+      ),
     );
   action(serve, argv, outcome, async () => {
     const { run } = await import('./commands/serve.js');
@@ -660,8 +674,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(new Option('--json', 'one JSON object on stdout'))
     .addHelpText(
       'after',
-      '\nLoad (pairs/s, tokens/s) is what each worker measured over its last heartbeat (1 s); a coordinator\n' +
-        'started with --redis exports the same figures on /metrics (kmoe_cluster_*).',
+      helpNote(
+        '\nLoad (pairs/s, tokens/s) is what each worker measured over its last heartbeat (1 s); a coordinator\n' +
+          'started with --redis exports the same figures on /metrics (kmoe_cluster_*).',
+      ),
     );
   action(clusterStatus, argv, outcome, async () => {
     const { status } = await import('./commands/cluster.js');
@@ -711,13 +727,15 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(new Option('--json', 'the report as one JSON object per round on stdout'))
     .addHelpText(
       'after',
-      '\nReads the (layer, expert) load every worker reports in its heartbeat, averages it over --window,\n' +
-        "gives the hottest experts more replicas within the workers' slots and packs them so the busiest\n" +
-        'worker gets as little as possible (a worker holds an expert in every layer, so experts are placed\n' +
-        'by their load summed over layers). Workers load new experts first (each needs memory for them),\n' +
-        'then unload the ones they give up; coordinators route by each change at once, and a request in\n' +
-        'flight to an unloaded expert is re-sent to a replica. Workers take commands through a BullMQ queue\n' +
-        'in the same Redis. One rebalance at a time per registry.',
+      helpNote(
+        '\nReads the (layer, expert) load every worker reports in its heartbeat, averages it over --window,\n' +
+          "gives the hottest experts more replicas within the workers' slots and packs them so the busiest\n" +
+          'worker gets as little as possible (a worker holds an expert in every layer, so experts are placed\n' +
+          'by their load summed over layers). Workers load new experts first (each needs memory for them),\n' +
+          'then unload the ones they give up; coordinators route by each change at once, and a request in\n' +
+          'flight to an unloaded expert is re-sent to a replica. Workers take commands through a BullMQ queue\n' +
+          'in the same Redis. One rebalance at a time per registry.',
+      ),
     );
   action(clusterRebalance, argv, outcome, async () => {
     const { rebalance } = await import('./commands/cluster.js');
@@ -768,13 +786,15 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
     )
     .addHelpText(
       'after',
-      '\nWrites the exact Hugging Face layout of the model: its config.json (with num_hidden_layers = --layers),\n' +
-        'bf16 tensors with the real names and shapes, sharded with a model.safetensors.index.json, seeded random\n' +
-        'weights (uniform, std 0.02; norms 1) and a minimal byte-fallback tokenizer.json with exactly vocab_size\n' +
-        'ids. Sizes in bf16: 8x22B 5.0 GB per layer + 0.8 GB embeddings and LM head (1 layer: 5.8 GB);\n' +
-        '8x7B 2.9 GB per layer + 0.5 GB (1 layer: 3.4 GB). mixtral-mid is no published model: 8x7B at a quarter\n' +
-        'of its width (hidden 1024, FFN 3584, 8 heads, 2 KV heads), 0.18 GB per layer + 0.13 GB (4 layers: 0.86 GB),\n' +
-        'for speed comparisons where an expert call is large but a few layers fit in memory twice.',
+      helpNote(
+        '\nWrites the exact Hugging Face layout of the model: its config.json (with num_hidden_layers = --layers),\n' +
+          'bf16 tensors with the real names and shapes, sharded with a model.safetensors.index.json, seeded random\n' +
+          'weights (uniform, std 0.02; norms 1) and a minimal byte-fallback tokenizer.json with exactly vocab_size\n' +
+          'ids. Sizes in bf16: 8x22B 5.0 GB per layer + 0.8 GB embeddings and LM head (1 layer: 5.8 GB);\n' +
+          '8x7B 2.9 GB per layer + 0.5 GB (1 layer: 3.4 GB). mixtral-mid is no published model: 8x7B at a quarter\n' +
+          'of its width (hidden 1024, FFN 3584, 8 heads, 2 KV heads), 0.18 GB per layer + 0.13 GB (4 layers: 0.86 GB),\n' +
+          'for speed comparisons where an expert call is large but a few layers fit in memory twice.',
+      ),
     );
   action(synth, argv, outcome, async () => (await import('./commands/synth.js')).run);
 
@@ -833,8 +853,10 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
     .addOption(new Option('--json', 'print the plan as one JSON object'))
     .addHelpText(
       'after',
-      '\nReads config.json and the tensor index (no weights). Give --workers or --placement. Exit status 0 when\n' +
-        'everything fits (or no --memory is given), 3 when something does not fit.',
+      helpNote(
+        '\nReads config.json and the tensor index (no weights). Give --workers or --placement. Exit status 0 when\n' +
+          'everything fits (or no --memory is given), 3 when something does not fit.',
+      ),
     );
   action(plan, argv, outcome, async () => (await import('./commands/plan.js')).run);
 }
@@ -903,11 +925,13 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     )
     .addHelpText(
       'after',
-      '\nPrefill: perplexity windows (batch 1 and 4 windows per pass). Decode: one sequence, greedy, after a\n' +
-        'prompt of --decode-prompt tokens. Medians of --repeats measurements after a warm-up, then single-token expert calls.\n' +
-        'With --llama-cpp, llama.cpp runs the same windows (one per pass) and the same greedy decode (token ids)\n' +
-        'in each round; the JSON holds both sides, their versions and settings, the ratios and the greedy-token\n' +
-        'agreement. node-llama-cpp is a devDependency: npm install --no-save node-llama-cpp@3.21.1 if missing.',
+      helpNote(
+        '\nPrefill: perplexity windows (batch 1 and 4 windows per pass). Decode: one sequence, greedy, after a\n' +
+          'prompt of --decode-prompt tokens. Medians of --repeats measurements after a warm-up, then single-token expert calls.\n' +
+          'With --llama-cpp, llama.cpp runs the same windows (one per pass) and the same greedy decode (token ids)\n' +
+          'in each round; the JSON holds both sides, their versions and settings, the ratios and the greedy-token\n' +
+          'agreement. node-llama-cpp is a devDependency: npm install --no-save node-llama-cpp@3.21.1 if missing.',
+      ),
     );
   action(model, argv, outcome, async () => {
     const [{ run, checkDecodeSpan }, { sessionSettings }, { BenchConfigError }, { loadModelConfig }] =
@@ -996,10 +1020,12 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.expertWeights())
     .addHelpText(
       'after',
-      '\nThe workers are started as kmoe serve --workers N starts its own (experts split evenly, computed on\n' +
-        'their socket thread). Prints tokens/s of both and their ratio per stream count, and a step through the\n' +
-        "workers broken down: coordinator onnxruntime time, expert round trips, the workers' own service time\n" +
-        'and the rest of each round trip (transport: framing, sockets, hand-offs, wake-ups).',
+      helpNote(
+        '\nThe workers are started as kmoe serve --workers N starts its own (experts split evenly, computed on\n' +
+          'their socket thread). Prints tokens/s of both and their ratio per stream count, and a step through the\n' +
+          "workers broken down: coordinator onnxruntime time, expert round trips, the workers' own service time\n" +
+          'and the rest of each round trip (transport: framing, sockets, hand-offs, wake-ups).',
+      ),
     );
   action(workersTax, argv, outcome, async () => (await import('./commands/bench-workers.js')).run);
 
@@ -1071,10 +1097,12 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.chart('SVG bar chart for the default wire dtype').default('bench-results/traffic.svg'))
     .addHelpText(
       'after',
-      "\nArithmetic, not timing: every MoE layer of every traced window is costed with the runtime's placement,\n" +
-        'dispatch plan and wire frame sizes, with and without same-worker dedup, beside native top-K on the same\n' +
-        'router scores. A request = one traced window sent as one batch; decode framing (a message per token) is in\n' +
-        'the JSON. Record traces with: kmoe eval --model DIR --ids FILE --windows second-half [--routing P] --trace T.jsonl.gz',
+      helpNote(
+        "\nArithmetic, not timing: every MoE layer of every traced window is costed with the runtime's placement,\n" +
+          'dispatch plan and wire frame sizes, with and without same-worker dedup, beside native top-K on the same\n' +
+          'router scores. A request = one traced window sent as one batch; decode framing (a message per token) is in\n' +
+          'the JSON. Record traces with: kmoe eval --model DIR --ids FILE --windows second-half [--routing P] --trace T.jsonl.gz',
+      ),
     );
   action(traffic, argv, outcome, async () => {
     const { run } = await import('../bench/bench-traffic.js');
@@ -1165,9 +1193,11 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.out('JSON results').default('bench-results/memory.json'))
     .addHelpText(
       'after',
-      '\nStarts one `kmoe worker` per format (one at a time), waits for its ready line, reads VmHWM (peak RSS)\n' +
-        'and VmRSS from /proc/<pid>/status, stops it and checks it is gone. Beside each: the worker kmoe plan\n' +
-        'predicts (expert weights in that format + --reserve) and the ratio. Linux only; run on an idle machine.',
+      helpNote(
+        '\nStarts one `kmoe worker` per format (one at a time), waits for its ready line, reads VmHWM (peak RSS)\n' +
+          'and VmRSS from /proc/<pid>/status, stops it and checks it is gone. Beside each: the worker kmoe plan\n' +
+          'predicts (expert weights in that format + --reserve) and the ratio. Linux only; run on an idle machine.',
+      ),
     );
   action(memory, argv, outcome, async () => {
     const { run } = await import('../bench/bench-memory.js');
@@ -1276,10 +1306,12 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.chart('SVG chart: GFLOP/s vs batch with the peak').default('bench-results/expert.svg'))
     .addHelpText(
       'after',
-      "\nTimes one SwiGLU expert of the model's shape (seeded synthetic weights, kmoe's own expert graph) for each\n" +
-        'token batch and format: tokens/s, GFLOP/s (6 x batch x hidden x ffn per call) and weight bytes read per\n' +
-        "second, each as a fraction of this machine's fp32 GEMM peak and memory bandwidth measured in the same\n" +
-        'run. Memory: an 8x22B expert is 1.2 GB in fp32, plus about 4 GB while its graph is built.',
+      helpNote(
+        "\nTimes one SwiGLU expert of the model's shape (seeded synthetic weights, kmoe's own expert graph) for each\n" +
+          'token batch and format: tokens/s, GFLOP/s (6 x batch x hidden x ffn per call) and weight bytes read per\n' +
+          "second, each as a fraction of this machine's fp32 GEMM peak and memory bandwidth measured in the same\n" +
+          'run. Memory: an 8x22B expert is 1.2 GB in fp32, plus about 4 GB while its graph is built.',
+      ),
     );
   action(expert, argv, outcome, async () => {
     const [{ run }, { presetConfig }] = await Promise.all([
@@ -1423,9 +1455,11 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
     .addOption(opt.chart('SVG chart').default('bench-results/network.svg'))
     .addHelpText(
       'after',
-      '\nNeeds root: each rate builds its own network with deploy/netns/kmoe-netns.sh (a namespace per worker and\n' +
-        'one for the coordinator, tc htb on every link, RTT measured) and removes it afterwards. --workers N: one\n' +
-        'worker namespace each (URLs are refused). Without a cluster token a random one is generated for the run.',
+      helpNote(
+        '\nNeeds root: each rate builds its own network with deploy/netns/kmoe-netns.sh (a namespace per worker and\n' +
+          'one for the coordinator, tc htb on every link, RTT measured) and removes it afterwards. --workers N: one\n' +
+          'worker namespace each (URLs are refused). Without a cluster token a random one is generated for the run.',
+      ),
     );
   action(network, argv, outcome, async () => {
     const [{ run }, { checkRouting }] = await Promise.all([

@@ -448,6 +448,56 @@ describe('kmoe', () => {
       expect(r.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
   });
 
+  // One layout for every command, bench subcommands included: at the width of COLUMNS (80 for a
+  // pipe without it), a line runs over only where one word is longer than the room left.
+  it.each([
+    ['', 80],
+    // COLUMNS that is no width is passed over, as terminals and other tools pass it over.
+    ['wide', 80],
+    ['60', 60],
+    ['120', 120],
+  ])('wraps every help at COLUMNS=%j (width %i) by the same rules', async (columns, width) => {
+    const commands = [
+      '',
+      'serve',
+      'eval',
+      'worker',
+      'synth',
+      'bench',
+      'bench model',
+      'bench serve',
+      'bench traffic',
+    ];
+    for (const command of commands) {
+      const r = await runCli([...command.split(' ').filter((w) => w !== ''), '--help'], {
+        env: { COLUMNS: columns },
+      });
+      expect(r.code).toBe(0);
+      const over = r.stdout.split('\n').filter((line) => line.length > width && line.trim().includes(' '));
+      expect({ command, over }).toEqual({ command, over: [] });
+      // The options fill the width: some line of every help is within 10 columns of it.
+      expect(Math.max(...r.stdout.split('\n').map((line) => line.length))).toBeGreaterThan(width - 10);
+    }
+  });
+
+  it('puts a description under its flag when the column beside it would be narrow', async () => {
+    // serve's longest flag leaves 60 - 33 = 27 columns beside it; bench serve's leaves 34.
+    const serve = await runCli(['serve', '--help'], { env: { COLUMNS: '60' } });
+    expect(serve.stdout).toMatch(
+      /^ {2}--port <port>\n {6}listen port; 0 picks a free one \(default: 8000\)$/m,
+    );
+    const bench = await runCli(['bench', 'serve', '--help'], { env: { COLUMNS: '60' } });
+    expect(bench.stdout).toMatch(
+      /^ {2}--requests <n> {9}requests per run \(default: 2 x\n {25}concurrency, at least 8\)$/m,
+    );
+    // At 80 both are beside: bench model's 37-column flag still leaves 39 (commander gave up below 40).
+    const model = await runCli(['bench', 'model', '--help'], { env: { COLUMNS: '' } });
+    expect(model.stdout).toMatch(/^ {2}--repeats <n> {26}measurements per figure \(default: 5\)$/m);
+    expect(model.stdout).toMatch(
+      /^ {2}--model <dir> {26}checkpoint directory \(config\.json,\n {41}\*\.safetensors, tokenizer\.json\)$/m,
+    );
+  });
+
   // The README's command table names these options; each command's --help must list them.
   it.each([
     [
