@@ -2,7 +2,6 @@
 // (entropy thresholds alpha * ln N), percentile (per-layer thresholds hitting a target average K) or
 // quality (fewest experts within a perplexity budget, measured with real reduced-K forward passes).
 
-import path from 'node:path';
 import { loadModelConfig } from '../../../shared/model/config.js';
 import {
   profileNameOf,

@@ -1,7 +1,6 @@
 // `kmoe train-allocator`: fit the learned K allocator on calibration text (first halves by default)
 // and write it as a routing profile; see coordinator/calibration/allocator-training.ts.
 
-import path from 'node:path';
 import { loadRoutingProfile, profileNameOf, saveRoutingProfile } from '../../../shared/routing/profile.js';
 import { counted } from '../../../shared/text/counted.js';
 import { PhaseBars } from '../../bench/report/progress.js';
