@@ -2,9 +2,10 @@
 // model before the request is accepted), and profile files only if the server loaded them at
 // start, so an HTTP client can never make the server read a path of its choosing.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { basename } from 'node:path';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
+import { RoutingProfileError } from '../../shared/routing/errors.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
 import { isInlineProfile, profileDigest, resolveRouting } from '../../shared/routing/profile.js';
 import { isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile-names.js';
@@ -41,9 +42,13 @@ const PROFILE_VALIDATION_MS_PER_SECOND = 250;
 
 export class RoutingCatalog {
   readonly #model: RoutingModel & { readonly fingerprint: string };
+  /** Loaded profiles by every name a request may use: each spelling given at start and the file name. */
   readonly #profiles: ReadonlyMap<string, ResolvedRouting>;
-  /** SHA-256 of each loaded profile's canonical JSON, by key: clients can tell whether their copy is the same. */
-  readonly #digests = new Map<string, string>();
+  /**
+   * Each loaded profile once, by its file name: the name /v1/models and errors show. Never the path,
+   * which says where the server's files are; relative and absolute spellings of one file are one profile.
+   */
+  readonly #public = new Map<string, { readonly resolved: ResolvedRouting; readonly digest: string }>();
   /** Large inline profiles already validated, by handle, least recently used first. */
   readonly #validated = new Map<string, ResolvedRouting>();
   /** The same, by the handle of the text as a request sent it (string form), least recently used first. */
@@ -56,7 +61,8 @@ export class RoutingCatalog {
   /**
    * @param defaultRouting the server's --routing (spec or profile path)
    * @param profiles extra profile files (--profiles) requests may name by path or file name
-   * @throws the routing errors of resolveRouting for a bad default or profile: a startup failure
+   * @throws the routing errors of resolveRouting for a bad default or profile, RoutingProfileError
+   *   for two different files of one name: a startup failure
    */
   constructor(
     model: RoutingModel & { readonly fingerprint: string },
@@ -65,11 +71,27 @@ export class RoutingCatalog {
   ) {
     this.#model = model;
     const loaded = new Map<string, ResolvedRouting>();
-    for (const path of [defaultRouting, ...profiles].filter(isProfilePath)) {
-      const resolved = { key: path.trim(), name: resolveRouting(path, model).spec };
-      this.#digests.set(resolved.key, profileDigest(readFileSync(resolved.key, 'utf8')));
-      loaded.set(path.trim(), resolved);
-      loaded.set(basename(path.trim()), resolved);
+    /** By real path: the first spelling of a file is its key (the default's, which the engine has). */
+    const files = new Map<string, ResolvedRouting>();
+    for (const given of [defaultRouting, ...profiles].filter(isProfilePath)) {
+      const path = given.trim();
+      const real = realPath(path);
+      let resolved = files.get(real);
+      if (resolved === undefined) {
+        resolved = { key: path, name: resolveRouting(path, model).spec };
+        files.set(real, resolved);
+        const name = basename(path);
+        const other = this.#public.get(name);
+        if (other !== undefined) {
+          throw new RoutingProfileError(
+            `routing profiles ${other.resolved.key} and ${path} are both named ${name}, the name requests use`,
+            { file: path, hint: 'rename one of the files' },
+          );
+        }
+        this.#public.set(name, { resolved, digest: profileDigest(readFileSync(path, 'utf8')) });
+        loaded.set(name, resolved);
+      }
+      loaded.set(path, resolved);
     }
     this.#profiles = loaded;
     this.default = isProfilePath(defaultRouting)
@@ -77,14 +99,14 @@ export class RoutingCatalog {
       : this.#inline(defaultRouting);
   }
 
-  /** Names a request may use for loaded profiles (for /v1/models and error messages). */
+  /** The names of loaded profiles, one each (for /v1/models and error messages): file names. */
   get profileNames(): string[] {
-    return [...new Set([...this.#profiles.values()].map((r) => r.key))];
+    return [...this.#public.keys()];
   }
 
   /** `profileDigest` of every loaded profile, by the name in profileNames. */
   get profileDigests(): Record<string, string> {
-    return Object.fromEntries(this.#digests);
+    return Object.fromEntries([...this.#public].map(([name, { digest }]) => [name, digest]));
   }
 
   /** @throws InvalidRequestError naming what is wrong with the request's routing. */
@@ -197,6 +219,18 @@ export class RoutingCatalog {
     const resolved = { key, text: canonical, name: name ?? (metered ? this.#timed(validate) : validate()) };
     remember(this.#validated, key, resolved);
     return resolved;
+  }
+}
+
+/** The file's path with links and `..` resolved, which names one file however it was spelt. */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch (cause) {
+    throw new RoutingProfileError(`cannot read routing profile ${path}: ${(cause as Error).message}`, {
+      file: path,
+      cause,
+    });
   }
 }
 

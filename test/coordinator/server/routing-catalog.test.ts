@@ -2,16 +2,19 @@
 // the server loaded it, and is refused by name otherwise; names that merely look like object keys
 // are ordinary (bad) specs.
 
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { isRoutingHandle, routingHandle } from '../../../coordinator/engine/routing-handle.js';
 import { routingModelOfConfig } from '../../../coordinator/moe/routing-model.js';
 import { InvalidRequestError, ProfilesBusyError } from '../../../coordinator/server/errors.js';
 import { RoutingCatalog } from '../../../coordinator/server/routing-catalog.js';
 import { loadModelConfig } from '../../../shared/model/config.js';
+import { RoutingProfileError } from '../../../shared/routing/errors.js';
 import { loadRoutingProfile } from '../../../shared/routing/profile.js';
 import { MODEL_DIR, ROOT } from '../../helpers/paths.js';
+import { type ServeProcess, startServe } from './serve-process.js';
 
 const RECOMMENDED = path.join(ROOT, 'profiles', 'recommended.json');
 
@@ -36,6 +39,49 @@ describe('routing catalog', () => {
     for (const name of ['constructor', '__proto__', 'toString']) {
       expect(() => catalog.resolve(name)).toThrow(/invalid routing spec/);
     }
+  });
+
+  it('lists a profile loaded under several spellings once, by its file name, never by a server path', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-catalog-'));
+    const linked = path.join(dir, 'linked.json');
+    symlinkSync(RECOMMENDED, linked);
+    const relative = path.relative(process.cwd(), RECOMMENDED);
+    expect(path.isAbsolute(relative)).toBe(false);
+    const catalog = new RoutingCatalog(await model(), RECOMMENDED, [
+      relative,
+      `${dir}/../${path.basename(dir)}/linked.json`,
+    ]);
+    expect(catalog.profileNames).toEqual(['recommended.json']);
+    expect(Object.keys(catalog.profileDigests)).toEqual(['recommended.json']);
+    // Every spelling given at start, the file name and the shipped name mean the one profile.
+    for (const name of [RECOMMENDED, relative, 'recommended.json', 'recommended'])
+      expect(catalog.resolve(name), name).toBe(catalog.default);
+    // The unknown-profile error names loaded profiles as clients name them.
+    let message = '';
+    try {
+      catalog.resolve('/etc/other.json');
+    } catch (err) {
+      expect(err).toBeInstanceOf(InvalidRequestError);
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/loaded profiles: recommended\.json \(/);
+    expect(message).not.toContain(ROOT);
+    expect(message).not.toContain(dir);
+  });
+
+  it('refuses at start two different profile files of one name', async () => {
+    const m = await model();
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-catalog-'));
+    for (const sub of ['a', 'b']) {
+      mkdirSync(path.join(dir, sub));
+      copyFileSync(RECOMMENDED, path.join(dir, sub, 'p.json'));
+    }
+    expect(
+      () => new RoutingCatalog(m, 'topk:2', [path.join(dir, 'a/p.json'), path.join(dir, 'b/p.json')]),
+    ).toThrow(RoutingProfileError);
+    expect(
+      () => new RoutingCatalog(m, 'topk:2', [path.join(dir, 'a/p.json'), path.join(dir, 'b/p.json')]),
+    ).toThrow(/are both named p\.json/);
   });
 
   it('sends a large inline profile as its handle with the canonical text, a small one as the text', async () => {
@@ -85,5 +131,44 @@ describe('routing catalog', () => {
     // The next second has its share again.
     await new Promise((r) => setTimeout(r, 1_050));
     expect(catalog.resolve(copy(1000)).key).toMatch(/./);
+  });
+});
+
+describe('kmoe serve and loaded profiles', () => {
+  let server: ServeProcess | undefined;
+  afterAll(async () => {
+    if (server) expect(await server.stop()).toBe(0);
+  });
+
+  it('/v1/models and the unknown-profile error name each loaded profile once, by file name', async () => {
+    // `--routing recommended` is the shipped file's absolute path; --profiles names it relatively.
+    server = await startServe([
+      '--workers',
+      '0',
+      '--routing',
+      'recommended',
+      '--profiles',
+      'profiles/recommended.json',
+    ]);
+    const models = (await (await fetch(`${server.url}/v1/models`)).json()) as {
+      data: { kmoe: { profiles: string[]; profile_digests: Record<string, string> } }[];
+    };
+    expect(models.data[0]!.kmoe.profiles).toEqual(['recommended.json']);
+    expect(Object.keys(models.data[0]!.kmoe.profile_digests)).toEqual(['recommended.json']);
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'tiny-mixtral',
+        prompt: 'a',
+        max_tokens: 1,
+        kmoe: { routing: 'other.json' },
+      }),
+    });
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    expect(JSON.parse(text)).toMatchObject({ error: { code: 'unknown_routing_profile' } });
+    expect(text).toMatch(/loaded profiles: recommended\.json /);
+    expect(text).not.toContain(ROOT);
   });
 });
