@@ -172,7 +172,8 @@ export class RoutingCatalog {
       }
       const policy = resolveRouting(text, this.#model);
       if (!isInlineProfile(text)) return { key: policy.spec, name: policy.spec };
-      const canonical = JSON.stringify(JSON.parse(text));
+      // resolveRouting read it as JSON: it is JSON.
+      const canonical = canonicalJson(text)!;
       return canonical.length < ROUTING_HANDLE_MIN_CHARS
         ? { key: canonical, name: policy.spec }
         : this.#large(canonical, policy.spec);
