@@ -22,8 +22,9 @@ export const ANY_HOST = '*';
  */
 export function hostCheckFor(listenHost: string, hasApiKey: boolean, allowed: readonly string[]): HostCheck {
   if (hasApiKey || allowed.includes(ANY_HOST)) return { kind: 'any' };
-  if (allowed.length === 0 && !isLoopbackName(normalise(listenHost))) return { kind: 'any' };
-  return { kind: 'loopback', extra: new Set(allowed.map(normalise)) };
+  if (allowed.length === 0 && !isLoopbackName(canonicalHost(listenHost) ?? '')) return { kind: 'any' };
+  // checkAllowedHost took every entry, so each has a canonical form.
+  return { kind: 'loopback', extra: new Set(allowed.map((name) => canonicalHost(name)!)) };
 }
 
 /**
@@ -40,8 +41,10 @@ export function unusedAllowedHosts(hasApiKey: boolean, allowed: readonly string[
 export function checkAllowedHost(entry: string): string | undefined {
   if (entry === ANY_HOST) return undefined;
   const name = /^\[[0-9a-f:.]+\]$/i.test(entry) ? entry.slice(1, -1) : entry;
-  if (/^[0-9a-f:.]+$/i.test(name) && name.includes(':')) return undefined;
-  if (/^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?$/i.test(name) && name.length <= 253) return undefined;
+  const wellFormed =
+    (/^[0-9a-f:.]+$/i.test(name) && name.includes(':')) ||
+    (/^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?$/i.test(name) && name.length <= 253);
+  if (wellFormed && canonicalHost(name) !== undefined) return undefined;
   return `--allowed-hosts takes host names or addresses without a port or scheme (or '*'), got ${JSON.stringify(entry.slice(0, 100))}`;
 }
 
@@ -55,13 +58,40 @@ export function hostAllowed(check: HostCheck, hostHeader: string | undefined): b
 /** A Host value as RFC 9110 has it: a DNS name or IPv4 address, or a bracketed IPv6 one, and an optional port. */
 const HOST_VALUE = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9_.-]+))(?::\d{0,5})?$/i;
 
-/** The name part of a Host header (`name`, `name:port`, `[v6]:port`), lower case, no trailing dot; undefined unless well formed. */
+/**
+ * The name part of a Host header (`name`, `name:port`, `[v6]:port`) in canonical form
+ * (canonicalHost); undefined unless well formed. IPv6 zone ids (`[fe80::1%25eth0]`) are refused:
+ * RFC 9110 has no place for them in Host, and browsers do not send them.
+ */
 export function hostnameOf(hostHeader: string): string | undefined {
   const m = HOST_VALUE.exec(hostHeader.trim());
   if (m === null) return undefined;
-  const name = normalise(m[1] ?? m[2]!);
   // Empty labels (".localhost", "a..b") make no name a browser would send.
-  return m[2] !== undefined && name.split('.').some((label) => label === '') ? undefined : name;
+  const labels = m[2]?.replace(/\.$/, '').split('.') ?? [];
+  if (labels.includes('')) return undefined;
+  return canonicalHost(m[1] === undefined ? m[2]! : `[${m[1]}]`);
+}
+
+/**
+ * A host as a browser's URL parser (WHATWG) writes it: lower case, no trailing dot, IPv4 addresses
+ * in dotted decimal (`127.1` and `0x7f.1` are 127.0.0.1), IPv6 ones compressed and without brackets
+ * (`[0:0:0:0:0:0:0:1]` is ::1); undefined for what is no host (`127.0.0.256`). Browsers send the
+ * canonical form, so comparing canonical forms refuses no spelling a person may type, and lets no
+ * other name pass as loopback.
+ */
+export function canonicalHost(host: string): string | undefined {
+  const trimmed = host.trim();
+  // Only a host: the URL parser would take `user@name` or `name/path` apart and keep a part.
+  if (!/^[a-z0-9_.:[\]-]+$/i.test(trimmed)) return undefined;
+  const bracketed = trimmed.includes(':') && !trimmed.startsWith('[') ? `[${trimmed}]` : trimmed;
+  let name: string;
+  try {
+    name = new URL(`http://${bracketed}/`).hostname;
+  } catch {
+    return undefined;
+  }
+  const bare = name.startsWith('[') ? name.slice(1, -1) : name;
+  return bare.endsWith('.') ? bare.slice(0, -1) : bare;
 }
 
 /**
@@ -75,18 +105,10 @@ export function requestAuthority(target: string, hostHeader: string | undefined)
   return end < 0 ? rest : rest.slice(0, end);
 }
 
-function normalise(name: string): string {
-  const lower = name.trim().toLowerCase();
-  const bare = lower.startsWith('[') && lower.endsWith(']') ? lower.slice(1, -1) : lower;
-  return bare.endsWith('.') ? bare.slice(0, -1) : bare;
-}
-
-/** localhost and its subdomains (RFC 6761), 127.0.0.0/8, ::1. */
+/** localhost and its subdomains (RFC 6761), 127.0.0.0/8, ::1; `name` in canonical form (canonicalHost). */
 function isLoopbackName(name: string): boolean {
   if (name === 'localhost' || name.endsWith('.localhost')) return true;
-  if (name === '::1' || name === '0:0:0:0:0:0:0:1') return true;
-  const v4 = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(name);
-  return v4 !== null && v4.slice(1).every((octet) => Number(octet) <= 255);
+  return name === '::1' || /^127\.\d+\.\d+\.\d+$/.test(name);
 }
 
 /** For the serving log line. */

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  canonicalHost,
   checkAllowedHost,
   hostAllowed,
   hostCheckFor,
@@ -20,6 +21,7 @@ describe('host check policy', () => {
     expect(hostCheckFor('127.0.0.1', false, []).kind).toBe('loopback');
     expect(hostCheckFor('localhost', false, []).kind).toBe('loopback');
     expect(hostCheckFor('::1', false, []).kind).toBe('loopback');
+    expect(hostCheckFor('0:0::1', false, []).kind).toBe('loopback');
     expect(hostCheckFor('127.0.0.1', true, []).kind).toBe('any');
     expect(hostCheckFor('0.0.0.0', false, []).kind).toBe('any');
     expect(hostCheckFor('::', false, []).kind).toBe('any');
@@ -45,7 +47,7 @@ describe('host check policy', () => {
       'my_host',
     ])
       expect(checkAllowedHost(ok), ok).toBeUndefined();
-    for (const bad of ['proxy.example:8080', 'http://proxy.example', 'a/b', '', '-x', 'a b'])
+    for (const bad of ['proxy.example:8080', 'http://proxy.example', 'a/b', '', '-x', 'a b', '999.1.1.1'])
       expect(checkAllowedHost(bad), bad).toMatch(/without a port or scheme/);
   });
 
@@ -54,6 +56,14 @@ describe('host check policy', () => {
     expect(hostnameOf('[::1]:8000')).toBe('::1');
     expect(hostnameOf('example.com.')).toBe('example.com');
     expect(hostnameOf('[::1')).toBeUndefined();
+    // Canonical forms, as a browser's URL parser writes them.
+    expect(hostnameOf('127.1:8000')).toBe('127.0.0.1');
+    expect(hostnameOf('[::0:1]')).toBe('::1');
+    expect(hostnameOf('[0:0:0:0:0:0:0:1]:80')).toBe('::1');
+    expect(hostnameOf('0x7f.1')).toBe('127.0.0.1');
+    expect(hostnameOf('[127.0.0.1]')).toBeUndefined();
+    expect(canonicalHost('user@localhost')).toBeUndefined();
+    expect(canonicalHost('::1')).toBe('::1');
     const check = hostCheckFor('127.0.0.1', false, ['Proxy.Example.']);
     for (const ok of [
       'localhost',
@@ -63,6 +73,14 @@ describe('host check policy', () => {
       '127.1.2.3',
       '[::1]:9',
       'proxy.example:443',
+      'PROXY.example.',
+      // Valid non-standard spellings of loopback addresses.
+      '[::0:1]',
+      '[0:0:0:0:0:0:0:1]:8000',
+      '127.1',
+      '127.1:8000',
+      '0x7f.0.0.1',
+      '2130706433',
     ])
       expect(hostAllowed(check, ok), ok).toBe(true);
     for (const bad of [
@@ -82,6 +100,12 @@ describe('host check policy', () => {
       'localhost:evil',
       '.localhost',
       'a..localhost',
+      '[127.0.0.1]',
+      '128.1',
+      '[::0:2]',
+      // IPv6 zone ids: not in RFC 9110's Host grammar.
+      '[fe80::1%25lo]',
+      '[::1%25lo]',
     ])
       expect(hostAllowed(check, bad), bad).toBe(false);
     // No Host header: HTTP/1.0, which no browser sends.
@@ -138,7 +162,7 @@ describe('kmoe serve and the Host header', () => {
         code: 'host_not_allowed',
       });
     }
-    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, 'localhost'])
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, 'localhost', `127.1:${port}`, '[::0:1]'])
       expect((await get(server.url, '/v1/models', host)).status, host).toBe(200);
     expect(server.stderr()).toMatch(/"hosts":"loopback names only \(no API key\)"/);
   });
