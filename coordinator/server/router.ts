@@ -31,13 +31,13 @@ export type RouteTable = Readonly<Record<string, Route>>;
 
 /**
  * The route at this path (no prototype keys), for 405s and metric labels: the exact path, or a
- * `PREFIX/*` route (fastify's wildcard) when the path goes on past PREFIX/.
+ * `PREFIX/*` route (fastify's wildcard) when the path starts with PREFIX/. The rest may be empty,
+ * as fastify's wildcard matches `PREFIX/` too: its other methods get a 405 like any other path's.
  */
 export function routeAt(routes: RouteTable, path: string): Route | undefined {
   if (Object.hasOwn(routes, path)) return routes[path];
   for (const [pattern, route] of Object.entries(routes)) {
-    if (pattern.endsWith('/*') && path.length > pattern.length - 1 && path.startsWith(pattern.slice(0, -1)))
-      return route;
+    if (pattern.endsWith('/*') && path.startsWith(pattern.slice(0, -1))) return route;
   }
   return undefined;
 }

@@ -118,6 +118,16 @@ describe('status endpoints', () => {
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET, HEAD');
     await post.body?.cancel();
+    // An empty name: GET is the route's (no such model); other methods get its 405, as on any path.
+    const empty = await fetch(`${server.url}/v1/models/`);
+    expect(empty.status).toBe(404);
+    expect(((await empty.json()) as { error: { code: string } }).error.code).toBe('model_not_found');
+    for (const method of ['POST', 'DELETE']) {
+      const wrong = await fetch(`${server.url}/v1/models/`, { method });
+      expect(wrong.status, method).toBe(405);
+      expect(wrong.headers.get('allow')).toBe('GET, HEAD');
+      expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
+    }
   });
 
   it('names the address when a second server cannot listen on the same port', async () => {
