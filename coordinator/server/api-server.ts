@@ -97,10 +97,7 @@ export class ApiServer {
     const app = Fastify({
       loggerInstance: log,
       logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
-      genReqId: (req) => {
-        const header = req.headers['x-request-id'];
-        return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
-      },
+      genReqId: requestIdOf,
       bodyLimit: options.bodyLimitBytes,
       requestTimeout: REQUEST_TIMEOUT_MS,
       // Node checks those timeouts every 30 s by default, so a slow sender held its connection
@@ -214,6 +211,7 @@ export class ApiServer {
       this.#closing.add(req.socket);
       res.writeHead(417, {
         ...error.headers(),
+        'x-request-id': requestIdOf(req),
         'content-type': 'application/json; charset=utf-8',
         'content-length': Buffer.byteLength(body),
         connection: 'close',
@@ -233,7 +231,7 @@ export class ApiServer {
         route ? Object.keys(route.methods) : serverMethods,
       );
       this.metrics.request(NOT_FOUND_ENDPOINT, error.status, 0);
-      writeRaw(socket, error);
+      writeRaw(socket, error, { 'x-request-id': requestIdOf(req) });
     });
   }
 
@@ -421,8 +419,11 @@ function parserError(err: Error & { code?: string }): ApiError {
   return new MalformedHttpError(400, 'bad_request', 'the request is not valid HTTP/1.1');
 }
 
-/** A complete response written straight to the socket, which is then closed (Node's documented way). */
-function writeRaw(socket: Socket, error: ApiError): void {
+/**
+ * A complete response written straight to the socket, which is then closed (Node's documented way).
+ * `extra`: headers besides the error's own (a request id, when there was a request to give it to).
+ */
+function writeRaw(socket: Socket, error: ApiError, extra: Readonly<Record<string, string>> = {}): void {
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -430,6 +431,7 @@ function writeRaw(socket: Socket, error: ApiError): void {
   const body = JSON.stringify(error.body());
   const headers = {
     ...error.headers(),
+    ...extra,
     'content-type': 'application/json; charset=utf-8',
     'content-length': String(Buffer.byteLength(body)),
     connection: 'close',
@@ -443,6 +445,12 @@ function writeRaw(socket: Socket, error: ApiError): void {
   );
   // A peer that never reads its answer must not hold the socket open.
   setTimeout(() => socket.destroy(), 5000).unref();
+}
+
+/** The client's `x-request-id` when it is a valid one (echoed, so its logs and ours line up), else a fresh id. */
+function requestIdOf(req: IncomingMessage): string {
+  const header = req.headers['x-request-id'];
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
 }
 
 function clientGone(err: unknown, request: FastifyRequest): boolean {

@@ -113,6 +113,21 @@ describe('requests Node or fastify refuse before any handler', () => {
     expect(path.headers.allow).toBe('GET, HEAD');
   });
 
+  it.each([
+    ['CONNECT', 'CONNECT example.com:443 HTTP/1.1', 405],
+    ['an unsupported Expect', 'GET /health HTTP/1.1', 417],
+  ])('%s answers carry x-request-id like every other answer', async (_, requestLine, status) => {
+    const expect417 = status === 417 ? 'expect: 200-ok\r\n' : '';
+    const echoed = await rawRequest(server.url, [head(requestLine, `${expect417}x-request-id: trace-7\r\n`)]);
+    expect(echoed.status).toBe(status);
+    expect(echoed.headers['x-request-id']).toBe('trace-7');
+    // A client's id that is not a valid one is replaced by a fresh id.
+    const fresh = await rawRequest(server.url, [head(requestLine, `${expect417}x-request-id: a b\r\n`)]);
+    expect(fresh.status).toBe(status);
+    expect(fresh.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    if (status === 417) expectOpenAIError(fresh.json, 'expectation_failed');
+  });
+
   it('an absolute-form target is routed by its path, and its authority is the one the Host check reads', async () => {
     const port = new URL(server.url).port;
     const res = await rawRequest(server.url, [head(`GET http://localhost:${port}/health HTTP/1.1`)]);
