@@ -621,6 +621,14 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     )
     .addOption(
       new Option(
+        '--max-connections-per-client <n>',
+        "open HTTP connections from one client address at once (0: no cap); beyond, new ones are closed at once. Behind a reverse proxy every client has the proxy's address: raise it above the proxy's connections, or 0",
+      )
+        .argParser(parseInteger('--max-connections-per-client', { min: 0, max: 1_000_000 }))
+        .default(128),
+    )
+    .addOption(
+      new Option(
         '--max-body-memory <size>',
         'memory request bodies still arriving may hold at once, counted by the bytes received; beyond, uploads wait (their connections are not read) until others are done',
       )

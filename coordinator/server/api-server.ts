@@ -15,6 +15,7 @@ import Fastify, {
 } from 'fastify';
 import { ListenError } from '../../shared/runtime/errors.js';
 import { BodyBudget } from './body-budget.js';
+import { ClientConnections } from './client-connections.js';
 import {
   ApiError,
   HostNotAllowedError,
@@ -36,6 +37,12 @@ import { type HttpMethod, type RequestScope, type RouteTable, routeAt } from './
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 /** Time to receive a whole request, headers and body: a stalled upload ends with a 408. */
 const REQUEST_TIMEOUT_MS = 60_000;
+/**
+ * Time to receive a request's headers. Node's default is the request timeout, so 1,024 connections
+ * sending partial headers held every connection slot for a minute. Real clients send their headers
+ * in a packet or two; 10 s leaves room for a slow network.
+ */
+export const HEADERS_TIMEOUT_MS = 10_000;
 /** Status recorded for a request whose client left before its response was complete (nginx's). */
 const CLIENT_CLOSED = 499;
 /** Metric label of failures Node's HTTP parser reports before any request exists. */
@@ -51,6 +58,13 @@ export interface ApiServerOptions {
    * and buffers however idle): `kmoe serve --max-connections`.
    */
   readonly maxConnections: number;
+  /**
+   * Open TCP connections from one client address at once, 0: no cap (ClientConnections):
+   * `kmoe serve --max-connections-per-client`.
+   */
+  readonly maxConnectionsPerClient: number;
+  /** Time for a request's headers to arrive (default HEADERS_TIMEOUT_MS); then 408. */
+  readonly headersTimeoutMs?: number;
   /** Most members an array or object of a JSON body may hold (the context length). */
   readonly maxJsonMembers: number;
   /** Every request but OPEN_ENDPOINTS' must carry `Authorization: Bearer <apiKey>`; none: open. */
@@ -74,6 +88,11 @@ interface Scope extends RequestScope {
   forcedStatus?: number;
 }
 
+/** What a route's fastify config carries for the scope of its requests. */
+interface RouteConfig {
+  readonly endpoint: string;
+}
+
 export class ApiServer {
   readonly #app: FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>;
   readonly #scopes = new WeakMap<IncomingMessage, Scope>();
@@ -86,6 +105,7 @@ export class ApiServer {
    */
   readonly #closing = new WeakSet<Socket>();
   readonly #bodies: BodyBudget;
+  readonly #headersTimeoutMs: number;
   #draining = false;
 
   constructor(
@@ -102,7 +122,10 @@ export class ApiServer {
       requestTimeout: REQUEST_TIMEOUT_MS,
       // Node checks those timeouts every 30 s by default, so a slow sender held its connection
       // 60-90 s; checking every second keeps the 408 within a second of the limit.
-      http: { connectionsCheckingInterval: 1000 },
+      http: {
+        connectionsCheckingInterval: 1000,
+        headersTimeout: options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
+      },
       // Shutdown closes the listener once the scheduler has ended every sequence: nothing is left
       // to wait for, and idle keep-alive connections must not hold the process open.
       forceCloseConnections: true,
@@ -114,8 +137,19 @@ export class ApiServer {
       },
     });
     this.#app = app;
+    this.#headersTimeoutMs = options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
     this.#bodies = new BodyBudget(options.bodyBudgetBytes);
     app.server.maxConnections = options.maxConnections;
+    app.server.on('drop', () => metrics.connectionRefused('max_connections'));
+    const perClient = new ClientConnections(options.maxConnectionsPerClient, {
+      refused: () => metrics.connectionRefused('max_connections_per_client'),
+      warn: (remote, refused) =>
+        log.warn(
+          { remote, refused, max: options.maxConnectionsPerClient },
+          'closed connections over --max-connections-per-client (behind a reverse proxy every client has its address: raise it or set 0)',
+        ),
+    });
+    app.server.on('connection', (socket: Socket) => perClient.admit(socket));
     // Only JSON bodies: anything else (a cross-origin form post, text/plain) is a 415.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
@@ -190,7 +224,7 @@ export class ApiServer {
         app.route({
           method: method as HttpMethod,
           url: path,
-          config: { endpoint: route.name },
+          config: { endpoint: route.name } satisfies RouteConfig,
           handler: async (request, reply) => {
             const scope = this.#begin(request, reply);
             if (route.generates && this.#draining) throw new ShuttingDownError();
@@ -270,6 +304,7 @@ export class ApiServer {
   #begin(request: FastifyRequest, reply: FastifyReply): Scope {
     const known = this.#scopes.get(request.raw);
     if (known) return known;
+    const config = request.routeOptions.config as Partial<RouteConfig> | undefined;
     const scope: Scope = {
       requestId: request.id,
       req: request,
@@ -277,8 +312,7 @@ export class ApiServer {
       log: request.log as Logger,
       summary: {},
       // Known from the route before the body is read, so a failed upload is counted where it was sent.
-      endpoint:
-        (request.routeOptions.config as { endpoint?: string } | undefined)?.endpoint ?? NOT_FOUND_ENDPOINT,
+      endpoint: config?.endpoint ?? NOT_FOUND_ENDPOINT,
       started: performance.now(),
     };
     this.#scopes.set(request.raw, scope);
@@ -364,8 +398,14 @@ export class ApiServer {
    * the connection is gone, then closes the connection: the byte stream is no longer trustworthy.
    */
   #clientError(err: Error & { code?: string }, socket: Socket): void {
-    const error = parserError(err);
     const scope = this.#current.get(socket);
+    // No request in progress: its headers had not all arrived (a timeout is the headers' one).
+    const error = parserError(
+      err,
+      scope === undefined
+        ? { what: 'request headers', ms: this.#headersTimeoutMs }
+        : { what: 'request', ms: REQUEST_TIMEOUT_MS },
+    );
     // A connection closed mid-request (HPE_INVALID_EOF_STATE) is a client that left, not bad HTTP.
     const gone =
       err.code === 'ECONNRESET' ||
@@ -394,14 +434,20 @@ export class ApiServer {
   }
 }
 
-/** The OpenAI-style error for a Node HTTP parser failure, by the parser's error code. */
-function parserError(err: Error & { code?: string }): ApiError {
+/**
+ * The OpenAI-style error for a Node HTTP parser failure, by the parser's error code. `timeout`:
+ * the limit that ran out if it is a timeout (Node reports the headers' and the request's alike).
+ */
+function parserError(
+  err: Error & { code?: string },
+  timeout: { readonly what: string; readonly ms: number },
+): ApiError {
   const code = err.code ?? '';
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
     return new MalformedHttpError(
       408,
       'request_timeout',
-      `the request did not arrive within ${REQUEST_TIMEOUT_MS / 1000} s`,
+      `the ${timeout.what} did not arrive within ${timeout.ms / 1000} s`,
     );
   }
   if (code === 'HPE_HEADER_OVERFLOW') {

@@ -37,6 +37,7 @@ export class ServerMetrics {
   readonly #requests: Counter<'endpoint' | 'status'>;
   readonly #promptTokens: Counter;
   readonly #completionTokens: Counter;
+  readonly #refusedConnections: Counter<'reason'>;
 
   constructor(
     model: RoutingModel,
@@ -232,6 +233,12 @@ export class ServerMetrics {
       help: 'Generated tokens of completed requests',
       registers,
     });
+    this.#refusedConnections = new Counter({
+      name: 'kmoe_http_connections_refused_total',
+      help: 'HTTP connections closed on arrival: over --max-connections, or over --max-connections-per-client from one address',
+      labelNames: ['reason'],
+      registers,
+    });
   }
 
   get contentType(): string {
@@ -273,6 +280,10 @@ export class ServerMetrics {
     const labels = { endpoint, status: String(status) };
     this.#requests.inc(labels);
     this.#requestSeconds.observe(labels, seconds);
+  }
+
+  connectionRefused(reason: 'max_connections' | 'max_connections_per_client'): void {
+    this.#refusedConnections.inc({ reason });
   }
 
   tokens(prompt: number, completion: number): void {

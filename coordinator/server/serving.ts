@@ -44,6 +44,8 @@ export interface ServingOptions extends SchedulerOptions {
   readonly bodyBudgetBytes: number;
   /** Open HTTP connections at once (ApiServerOptions.maxConnections). */
   readonly maxConnections: number;
+  /** Open HTTP connections from one client address at once, 0: no cap (ApiServerOptions). */
+  readonly maxConnectionsPerClient: number;
   readonly experts: () => ExpertCoverage;
   /** Required as `Authorization: Bearer KEY` on every endpoint but /health, /ready, /metrics. */
   readonly apiKey?: string;
@@ -134,6 +136,7 @@ export async function startServing(
       bodyBudgetBytes: options.bodyBudgetBytes,
       maxJsonMembers: info.maxPositions,
       maxConnections: options.maxConnections,
+      maxConnectionsPerClient: options.maxConnectionsPerClient,
       ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
       hostCheck,
     },

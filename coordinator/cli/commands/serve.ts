@@ -40,6 +40,8 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly shutdownTimeout: number;
   /** Open HTTP connections at once; Node closes any beyond. */
   readonly maxConnections: number;
+  /** Open HTTP connections from one client address at once; 0: no cap. */
+  readonly maxConnectionsPerClient: number;
   readonly logLevel: LogLevel;
   /** --api-key / --api-key-file: required on /v1/* as `Authorization: Bearer KEY`. */
   readonly apiKey?: string;
@@ -242,6 +244,7 @@ export async function run(o: ServeOptions): Promise<number> {
         bodyLimitBytes: BODY_LIMIT_BYTES,
         bodyBudgetBytes: o.maxBodyMemory,
         maxConnections: o.maxConnections,
+        maxConnectionsPerClient: o.maxConnectionsPerClient,
         experts: () => cover.coverage(),
         ...(o.apiKey === undefined ? {} : { apiKey: o.apiKey }),
         ...(o.allowedHosts === undefined ? {} : { allowedHosts: o.allowedHosts }),

@@ -1,0 +1,56 @@
+// Open connections per client address: one client must not hold every connection slot
+// (--max-connections), e.g. with connections that never finish their headers or stay idle. A
+// connection over the cap is closed at once, before Node's parser reads a byte of it.
+
+import type { Socket } from 'node:net';
+
+/** At most one warning per this long, however many connections are refused. */
+const WARN_INTERVAL_MS = 10_000;
+
+export interface ClientConnectionEvents {
+  /** A connection from `address` was closed for being over the cap. */
+  refused(address: string): void;
+  /** Rate-limited: `count` connections were refused since the last call, the latest from `address`. */
+  warn(address: string, count: number): void;
+}
+
+export class ClientConnections {
+  readonly #open = new Map<string, number>();
+  #refusedSinceWarning = 0;
+  #lastWarning = Number.NEGATIVE_INFINITY;
+
+  /** @param max open connections per address at once; 0: no cap */
+  constructor(
+    readonly max: number,
+    private readonly events: ClientConnectionEvents,
+  ) {
+    if (!Number.isInteger(max) || max < 0)
+      throw new RangeError(`connections per client must be an integer >= 0, got ${max}`);
+  }
+
+  /** Counts a new connection until it closes, or closes it at once when its address is at the cap. */
+  admit(socket: Socket): void {
+    // No address: the socket is already gone (the peer reset it before it was accepted).
+    const address = socket.remoteAddress;
+    if (this.max === 0 || address === undefined) return;
+    const open = this.#open.get(address) ?? 0;
+    if (open >= this.max) {
+      socket.destroy();
+      this.events.refused(address);
+      this.#refusedSinceWarning++;
+      const now = performance.now();
+      if (now - this.#lastWarning >= WARN_INTERVAL_MS) {
+        this.#lastWarning = now;
+        this.events.warn(address, this.#refusedSinceWarning);
+        this.#refusedSinceWarning = 0;
+      }
+      return;
+    }
+    this.#open.set(address, open + 1);
+    socket.once('close', () => {
+      const left = this.#open.get(address)! - 1;
+      if (left === 0) this.#open.delete(address);
+      else this.#open.set(address, left);
+    });
+  }
+}

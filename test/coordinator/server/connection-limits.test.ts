@@ -1,0 +1,154 @@
+// Connections that hold a slot without sending a request: a real `kmoe serve` closes connections
+// over --max-connections-per-client from one address at once (other addresses are served, and the
+// address again once one of its connections closes), and an ApiServer closes a connection whose
+// request headers do not arrive within the headers' limit with a 408, while a body may take longer.
+
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { routingModelOfConfig } from '../../../coordinator/moe/routing-model.js';
+import { ApiServer } from '../../../coordinator/server/api-server.js';
+import { sendJson } from '../../../coordinator/server/http-io.js';
+import { createLogger } from '../../../coordinator/server/logger.js';
+import { ServerMetrics } from '../../../coordinator/server/metrics.js';
+import { loadModelConfig } from '../../../shared/model/config.js';
+import { MODEL_DIR } from '../../helpers/paths.js';
+import { scrape } from '../../helpers/prometheus.js';
+import { parseResponse, rawRequest } from '../../helpers/raw-http.js';
+import { type ServeProcess, startServe } from './serve-process.js';
+
+const PER_CLIENT = 3;
+
+/**
+ * A keep-alive GET /health from `localAddress`: resolves with the socket once answered, or null
+ * if the server closed it first.
+ */
+function holdConnection(url: string, localAddress = '127.0.0.1'): Promise<net.Socket | null> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect({ port: Number(port), host: hostname, localAddress });
+    socket.once('error', () => undefined);
+    socket.once('close', () => resolve(null));
+    socket.once('connect', () => socket.write(`GET /health HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`));
+    socket.once('data', (d: Buffer) => {
+      if (d.toString('latin1').startsWith('HTTP/1.1 200')) resolve(socket);
+    });
+  });
+}
+
+describe('kmoe serve --max-connections-per-client', () => {
+  let server: ServeProcess;
+  beforeAll(async () => {
+    server = await startServe(['--workers', '0', '--max-connections-per-client', String(PER_CLIENT)]);
+  });
+  afterAll(async () => {
+    expect(await server?.stop()).toBe(0);
+  });
+
+  it('closes a connection over the cap from one address at once; others and later ones are served', async () => {
+    const held: net.Socket[] = [];
+    for (let i = 0; i < PER_CLIENT; i++) {
+      const s = await holdConnection(server.url);
+      expect(s).not.toBeNull();
+      held.push(s!);
+    }
+    // The next one from the same address is closed without an answer.
+    expect(await holdConnection(server.url)).toBeNull();
+    // Another address (Linux routes all of 127/8 to loopback) has slots of its own.
+    const other = await holdConnection(server.url, '127.0.0.2');
+    expect(other).not.toBeNull();
+    other!.destroy();
+    // Once one of the address's connections closes, it is served again.
+    held.pop()!.destroy();
+    let again: net.Socket | null = null;
+    for (let i = 0; i < 100 && again === null; i++) {
+      again = await holdConnection(server.url);
+      if (again === null) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(again).not.toBeNull();
+    for (const s of [...held, again!]) s.destroy();
+    // Counted, and logged at warn (at most once per 10 s, with how many were refused).
+    let refused = 0;
+    for (let i = 0; i < 100; i++) {
+      try {
+        const m = await scrape(`${server.url}/metrics`);
+        refused = m('kmoe_http_connections_refused_total{reason="max_connections_per_client"}');
+        break;
+      } catch {
+        // Still at the cap while the destroyed sockets close on the server's side.
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    expect(refused).toBeGreaterThanOrEqual(1);
+    expect(server.stderr()).toMatch(
+      /"level":40,[^\n]*"remote":"127\.0\.0\.1","refused":\d+,"max":3,"msg":"closed connections over --max-connections-per-client/,
+    );
+  });
+});
+
+describe('the time limit for request headers', () => {
+  const HEADERS_MS = 500;
+  let api: ApiServer;
+  let url: string;
+  beforeAll(async () => {
+    const routing = routingModelOfConfig(await loadModelConfig(MODEL_DIR));
+    const unused = () => Promise.reject(new Error('this test does not scrape /metrics'));
+    const metrics = new ServerMetrics(routing, {
+      routingStats: unused,
+      dispatchStats: unused,
+      engineSequences: unused,
+    });
+    api = new ApiServer(
+      {
+        '/echo': {
+          name: 'echo',
+          methods: { POST: async ({ req, res }) => sendJson(res, 200, req.body) },
+        },
+      },
+      {
+        bodyLimitBytes: 1024,
+        bodyBudgetBytes: 1024 * 1024,
+        maxConnections: 16,
+        maxConnectionsPerClient: 0,
+        maxJsonMembers: 16,
+        headersTimeoutMs: HEADERS_MS,
+      },
+      metrics,
+      createLogger('silent'),
+    );
+    url = await api.listen('127.0.0.1', 0);
+  });
+  afterAll(async () => {
+    await api?.close();
+  });
+
+  it('answers 408 and closes a connection whose headers do not arrive in time', async () => {
+    // Never finishes its headers: the answer comes once the limit (checked every second) is past.
+    const res = await rawRequest(url, ['POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-'], {
+      timeoutMs: 20_000,
+    });
+    expect(res.status).toBe(408);
+    expect(res.headers.connection).toBe('close');
+    expect(res.json).toMatchObject({
+      error: { code: 'request_timeout', message: 'the request headers did not arrive within 0.5 s' },
+    });
+  });
+
+  it('gives a body more time than the headers limit (the request limit, 60 s)', async () => {
+    const body = '{"a":1}';
+    const { hostname, port } = new URL(url);
+    const socket = net.connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(
+      `POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`,
+    );
+    // Past the headers limit and a check of it.
+    await new Promise((r) => setTimeout(r, HEADERS_MS + 1500));
+    socket.write(body);
+    await new Promise((r) => socket.once('close', r));
+    const res = parseResponse(Buffer.concat(chunks));
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({ a: 1 });
+  });
+});
