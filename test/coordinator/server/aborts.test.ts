@@ -1,7 +1,7 @@
 // A real `kmoe serve --workers 0` against clients that walk away: many requests (streaming and
 // not, long generations) aborted at random moments must all stop generating, so the running and
 // queued gauges and the engine's live sequences return to 0, a stream left after its headers counts
-// as 499; and the HTTP connection cap closes connections beyond --max-connections at once.
+// as 499; and the HTTP connection cap closes connections beyond --max-connections at once (counted).
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,9 @@ describe('clients that go away', () => {
     }
     expect(again).not.toBeNull();
     again!.destroy();
+    // Counted by why it was refused.
+    const m = await scrape(`${server.url}/metrics`);
+    expect(m('kmoe_http_connections_refused_total{reason="max_connections"}')).toBeGreaterThanOrEqual(1);
   });
 
   it('records a stream its client left after the first chunk as 499, not 200', async () => {
