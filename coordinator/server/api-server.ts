@@ -83,6 +83,8 @@ const OPEN_ENDPOINTS: ReadonlySet<string> = new Set(['health', 'ready', 'metrics
 
 interface Scope extends RequestScope {
   endpoint: string;
+  /** A generation request (Route.generates): a client's FIN cancels it. */
+  readonly generates: boolean;
   readonly started: number;
   /** A status Node's parser forced after the request began (e.g. bad chunked encoding mid-body). */
   forcedStatus?: number;
@@ -91,6 +93,7 @@ interface Scope extends RequestScope {
 /** What a route's fastify config carries for the scope of its requests. */
 interface RouteConfig {
   readonly endpoint: string;
+  readonly generates: boolean;
 }
 
 export class ApiServer {
@@ -149,7 +152,20 @@ export class ApiServer {
           'closed connections over --max-connections-per-client (behind a reverse proxy every client has its address: raise it or set 0)',
         ),
     });
-    app.server.on('connection', (socket: Socket) => perClient.admit(socket));
+    // A client that ends its side after a complete request (TCP FIN: `nc -N`, a socket's end())
+    // still reads: Node would end the connection at once and drop the answer. httpAllowHalfOpen
+    // is an undocumented property of Node's http.Server; aborts.test.ts asserts the behaviour, so
+    // a Node without it fails there. Generation requests are the exception: a client that closes
+    // its socket sends the same FIN, and a generation runs for seconds to minutes, so the FIN
+    // cancels it as a disconnect (as nginx does while it waits for its upstream); cheap answers
+    // (status endpoints, errors) are sent, then the connection ends.
+    (app.server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+    app.server.on('connection', (socket: Socket) => {
+      perClient.admit(socket);
+      socket.once('end', () => {
+        if (this.#current.get(socket)?.generates === true && !socket.destroyed) socket.destroy();
+      });
+    });
     // Only JSON bodies: anything else (a cross-origin form post, text/plain) is a 415.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
@@ -224,7 +240,7 @@ export class ApiServer {
         app.route({
           method: method as HttpMethod,
           url: path,
-          config: { endpoint: route.name } satisfies RouteConfig,
+          config: { endpoint: route.name, generates: route.generates === true } satisfies RouteConfig,
           handler: async (request, reply) => {
             const scope = this.#begin(request, reply);
             if (route.generates && this.#draining) throw new ShuttingDownError();
@@ -313,6 +329,7 @@ export class ApiServer {
       summary: {},
       // Known from the route before the body is read, so a failed upload is counted where it was sent.
       endpoint: config?.endpoint ?? NOT_FOUND_ENDPOINT,
+      generates: config?.generates === true,
       started: performance.now(),
     };
     this.#scopes.set(request.raw, scope);

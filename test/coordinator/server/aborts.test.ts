@@ -1,11 +1,14 @@
 // A real `kmoe serve --workers 0` against clients that walk away: many requests (streaming and
 // not, long generations) aborted at random moments must all stop generating, so the running and
 // queued gauges and the engine's live sequences return to 0, a stream left after its headers counts
-// as 499; and the HTTP connection cap closes connections beyond --max-connections at once (counted).
+// as 499; and the HTTP connection cap closes connections beyond --max-connections at once (counted). A client
+// that ends its side after a complete request (half-close) gets its answer, but a generation is
+// cancelled by it as by a disconnect: a server cannot tell a half-close from a close.
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scrape } from '../../helpers/prometheus.js';
+import { rawRequest } from '../../helpers/raw-http.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 const MAX_CONNECTIONS = 24;
@@ -160,5 +163,42 @@ describe('clients that go away', () => {
     ]);
     const health = (await (await fetch(`${server.url}/health`)).json()) as { sequences: unknown };
     expect(health.sequences).toEqual({ running: 0, queued: 0, engine: 0 });
+  });
+
+  it('answers a client that half-closes after its request, but cancels a generation on it', async () => {
+    const { hostname } = new URL(server.url);
+    const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`;
+    // /health awaits the engine thread before answering: the FIN arrives before the answer is written.
+    const health = await rawRequest(server.url, [get('/health')], { endAfterWrite: true });
+    expect(health.status).toBe(200);
+    expect(health.json).toMatchObject({ status: 'ok' });
+    const models = await rawRequest(server.url, [get('/v1/models')], { endAfterWrite: true });
+    expect(models.status).toBe(200);
+    expect(models.json).toMatchObject({ object: 'list' });
+    // A generation of 2000 tokens, half-closed: cancelled, no answer, the sequence freed.
+    const body = JSON.stringify({
+      model: 'tiny-mixtral',
+      prompt: 'The',
+      max_tokens: 2000,
+      kmoe: { ignore_eos: true },
+    });
+    const generation = await rawRequest(
+      server.url,
+      [
+        `POST /v1/completions HTTP/1.1\r\nHost: ${hostname}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      ],
+      { endAfterWrite: true, timeoutMs: 60_000 },
+    );
+    expect(generation.status).toBe(0);
+    // 2000 tokens would take minutes; the cancelled one is gone within a few steps.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const m = await scrape(`${server.url}/metrics`);
+      const values = [m('kmoe_sequences_running'), m('kmoe_sequences_queued'), m('kmoe_engine_sequences')];
+      if (values.every((v) => v === 0)) break;
+      if (Date.now() > deadline)
+        throw new Error(`running, queued, engine sequences still ${values.join(', ')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 });
