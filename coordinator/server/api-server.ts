@@ -1,7 +1,8 @@
-// The HTTP server, on fastify: routing, body limits, JSON-only bodies (415 otherwise), request ids,
-// an OpenAI-style JSON error with a stable code for every failure (Node's HTTP parser errors
-// included, whenever a response is still possible), request metrics and one access log line per
-// request, and the shutdown switch that turns new generation requests away with 503.
+// The HTTP server, on fastify: connection limits (per client address, time for the headers),
+// routing, body limits, JSON-only bodies (415 otherwise), request ids, an OpenAI-style JSON error
+// with a stable code for every failure (Node's HTTP parser errors included, whenever a response is
+// still possible), request metrics and one access log line per request, and the shutdown switch
+// that turns new generation requests away with 503.
 
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Server, ServerResponse } from 'node:http';

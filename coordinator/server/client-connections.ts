@@ -19,14 +19,11 @@ export class ClientConnections {
   #refusedSinceWarning = 0;
   #lastWarning = Number.NEGATIVE_INFINITY;
 
-  /** @param max open connections per address at once; 0: no cap */
+  /** @param max open connections per address at once; 0: no cap (validated by the CLI) */
   constructor(
     readonly max: number,
     private readonly events: ClientConnectionEvents,
-  ) {
-    if (!Number.isInteger(max) || max < 0)
-      throw new RangeError(`connections per client must be an integer >= 0, got ${max}`);
-  }
+  ) {}
 
   /** Counts a new connection until it closes, or closes it at once when its address is at the cap. */
   admit(socket: Socket): void {
