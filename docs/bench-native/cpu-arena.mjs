@@ -6,9 +6,7 @@
 //   node docs/bench-native/cpu-arena.mjs            # ROUNDS=7 ROWS=16384
 import { execFileSync } from 'node:child_process';
 import ort from 'onnxruntime-node';
-import { binding, initOrt } from 'onnxruntime-node/dist/binding.js';
-import { GraphBuilder } from '../../dist/shared/onnx/graph-builder.js';
-import { weights } from './probe-sessions.mjs';
+import { expertGraph, session, weights } from './probe-sessions.mjs';
 
 const H = 256;
 const F = 512;
@@ -16,35 +14,13 @@ const NE = 8;
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
 const ROWS = Number(process.env.ROWS ?? 16384);
 
-function expertGraph(e) {
-  const g = new GraphBuilder(`expert_${e}`);
-  const x = g.input('x', 'float32', ['N', H]);
-  const mm = (a, name, rows, cols, seed) => g.op('MatMul', [a, g.floats(name, weights(rows * cols, seed), [rows, cols])]);
-  const a = mm(x, 'w1', H, F, e + 1);
-  const act = g.op('Mul', [g.op('Mul', [a, g.op('Sigmoid', [a])]), mm(x, 'w3', H, F, e + 3)]);
-  g.output(mm(act, 'w2', F, H, e + 7), 'y', 'float32', ['N', H]);
-  return g.build();
-}
-
-/** kmoe's session settings (1 intra-op thread, no spinning), the arena on or off. */
-function session(bytes, arena) {
-  initOrt();
-  const s = new binding.InferenceSession();
-  s.loadModel(bytes.buffer, bytes.byteOffset, bytes.byteLength, {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    enableCpuMemArena: arena,
-    extra: { session: { 'intra_op.allow_spinning': '0', 'inter_op.allow_spinning': '0' } },
-  });
-  return s;
-}
+/** kmoe's session settings, the arena on or off. */
+const arenaSession = (e, arena) => session(expertGraph(e, H, F), {}, { enableCpuMemArena: arena });
 
 const residentMiB = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 
 if (process.argv[2] === 'resident') {
-  const s = session(expertGraph(0), process.argv[3] === 'on');
+  const s = arenaSession(0, process.argv[3] === 'on');
   const before = residentMiB();
   s.run({ x: new ort.Tensor('float32', weights(ROWS * H, 5), [ROWS, H]) }, { y: null }, {});
   const afterBig = residentMiB();
@@ -52,7 +28,7 @@ if (process.argv[2] === 'resident') {
   console.log(JSON.stringify({ before, afterBig, afterSmall: residentMiB() }));
 } else {
   const built = { on: [], off: [] };
-  for (let e = 0; e < NE; e++) for (const k of ['on', 'off']) built[k].push(session(expertGraph(e), k === 'on'));
+  for (let e = 0; e < NE; e++) for (const k of ['on', 'off']) built[k].push(arenaSession(e, k === 'on'));
   for (const rows of [1, 16, 256, 2048]) {
     const x = new ort.Tensor('float32', weights(rows * H, 9), [rows, H]);
     const y = new ort.Tensor('float32', new Float32Array(rows * H), [rows, H]);

@@ -3,8 +3,7 @@
 // no gap, a busy-wait gap, and a sleeping gap (Atomics.wait: the thread sleeps, the vCPU may halt)
 // before each call; rounds alternate. Run from the repository after `npm run build`:
 //   node docs/bench-native/idle-gap.mjs            # GAP_US=400 NE=16 CALLS=2000
-import { GraphBuilder } from '../../dist/shared/onnx/graph-builder.js';
-import { session, weights } from './probe-sessions.mjs';
+import { expertGraph, session, weights } from './probe-sessions.mjs';
 import ort from 'onnxruntime-node';
 
 const H = 256;
@@ -13,19 +12,8 @@ const NE = Number(process.env.NE ?? 16);
 const GAP_US = Number(process.env.GAP_US ?? 400);
 const CALLS = Number(process.env.CALLS ?? 2000);
 
-function expertGraph(e) {
-  const g = new GraphBuilder(`expert_${e}`);
-  const x = g.input('x', 'float32', ['N', H]);
-  const mm = (a, name, rows, cols, seed) => g.op('MatMul', [a, g.floats(name, weights(rows * cols, seed), [rows, cols])]);
-  const a = mm(x, 'w1', H, F, e + 1);
-  const b = mm(x, 'w3', H, F, e + 3);
-  const act = g.op('Mul', [g.op('Mul', [a, g.op('Sigmoid', [a])]), b]);
-  g.output(mm(act, 'w2', F, H, e + 7), 'y', 'float32', ['N', H]);
-  return g.build();
-}
-
 const sessions = [];
-for (let e = 0; e < NE; e++) sessions.push(session(expertGraph(e), {}));
+for (let e = 0; e < NE; e++) sessions.push(session(expertGraph(e, H, F)));
 const x = new ort.Tensor('float32', weights(H, 99), [1, H]);
 const y = new ort.Tensor('float32', new Float32Array(H), [1, H]);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
