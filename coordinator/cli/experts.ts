@@ -37,7 +37,7 @@ export async function checkRouting(modelDir: string, routing: string | undefined
   const config = await loadModelConfig(modelDir);
   // A spec string that does not parse or fit the model is a bad --routing value (usage, exit 2);
   // a profile file keeps its own error and hint.
-  await flagValue(undefined, [RoutingSpecError, RoutingConfigError], () =>
+  await flagValue('--routing', [RoutingSpecError, RoutingConfigError], () =>
     resolveRouting(routing, routingModelOfConfig(config)),
   );
 }

@@ -32,9 +32,10 @@ import {
 import { isNamedProfile, isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile-names.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { isLoopbackHost } from '../../shared/runtime/port.js';
+import { counted } from '../../shared/text/counted.js';
 import { BALANCE_RULES, type BalanceRule, DEFAULT_BALANCE_RULE } from '../cluster/balance.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/dispatch-timeout.js';
-import { windowCount } from '../evaluation/windows.js';
+import { STANDARD_WINDOW, windowCount } from '../evaluation/windows.js';
 import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
 import {
   KV_DTYPES,
@@ -288,7 +289,9 @@ export function parseWorkers(raw: string): WorkersArg {
   if (value === '') throw new UsageError('--workers takes a count or ws:// URLs');
   const urls = parseList('--workers', (url) => {
     if (!/^wss?:\/\/[^\s/]+/i.test(url) || !URL.canParse(url))
-      throw new UsageError(`--workers: '${url}' is neither a worker count nor a ws:// URL`);
+      throw new UsageError(`--workers: '${url}' is neither a worker count nor a ws:// or wss:// URL`, {
+        hint: 'give a count of local workers (e.g. 2) or worker URLs such as ws://10.0.0.5:7070,ws://10.0.0.6:7070 (host and port, a port at most 65535)',
+      });
     return url;
   })(value);
   // The same worker written two ways (WS://LOCALHOST:7070, ws://localhost:7070/, ws://h:80) is
@@ -749,8 +752,21 @@ export async function checkIdsForModel(model: string, files: readonly string[]):
  */
 export async function windowsFlag(idsPath: string, spec: string | undefined): Promise<CorpusWindows> {
   const ids = await corpusFlag('--ids', idsPath, () => readU16Ids(idsPath));
+  requireOneWindow(`--ids ${idsPath}`, ids, STANDARD_WINDOW);
   const range = await flagValue('--windows', [CorpusError], () => parseWindowRange(spec, windowCount(ids)));
   return { ids, range };
+}
+
+/**
+ * A corpus too short for one window is the corpus's fault, named by the flag and file that gave it
+ * (`source`), not the --windows range's (which would only say no window is available).
+ */
+export function requireOneWindow(source: string, ids: Uint16Array, windowLen: number): void {
+  if (windowCount(ids, windowLen) > 0) return;
+  throw new UsageError(
+    `${source}: the corpus has ${counted(ids.length, 'id')}, fewer than one window of ${windowLen}`,
+    { hint: `give a corpus of at least ${windowLen} token ids` },
+  );
 }
 
 /** The --ids value of a command that reads one corpus. */

@@ -112,9 +112,11 @@ function action<O>(
   argv: readonly string[],
   outcome: Outcome,
   load: () => Promise<Run<O>>,
+  /** false for a command that only plans formats (kmoe plan prices bf16 on cpu as its fp32 widening). */
+  { computesFormats = true }: { readonly computesFormats?: boolean } = {},
 ): void {
   cmd.action(async (options: O) => {
-    await checkFormatsOnDevice(options);
+    if (computesFormats) await checkFormatsOnDevice(options);
     const { ids, model } = options as { ids?: readonly string[]; model?: string };
     if (ids !== undefined && model !== undefined) await checkIdsForModel(model, ids);
     const run = await load();
@@ -842,7 +844,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
       opt
         .plannedWeights(
           '--dense-weights',
-          "format of the coordinator's weights (kmoe computes dense layers in fp32 or int8, see --dense-weights)",
+          "format of the coordinator's weights (kmoe computes dense layers in fp32 or int8: generate, eval and serve take --dense-weights int8)",
         )
         .default('fp32'),
     )
@@ -866,7 +868,9 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
           'everything fits (or no --memory is given), 3 when something does not fit.',
       ),
     );
-  action(plan, argv, outcome, async () => (await import('./commands/plan.js')).run);
+  action(plan, argv, outcome, async () => (await import('./commands/plan.js')).run, {
+    computesFormats: false,
+  });
 }
 
 function addBenchmarks(program: Command, argv: readonly string[], outcome: Outcome): void {
@@ -1244,8 +1248,8 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     )
     .addOption(
       opt.routing(
-        'policies to compare, comma-separated or repeated, the first being the baseline (profile files are sent ' +
-          'inline; default: topk:<native K>,entropy:1,2@1.04)',
+        'policies to compare, comma-separated or repeated, the first being the baseline (a profile file is named ' +
+          'when the server loaded the same profile, by digest, else sent inline; default: topk:<native K>,entropy:1,2@1.04)',
       ),
     )
     .addOption(opt.out('JSON results').default('bench-results/serve.json'))
@@ -1421,7 +1425,7 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
     )
     .addOption(
       opt.routing(
-        'policies to compare, the first being the baseline (default: topk:<native K>,topk:1; a profile file is named when the server loaded the same profile, by digest, and on both servers with --versus-url; else sent inline)',
+        'policies to compare, the first being the baseline (default: topk:<native K>,topk:1; a profile file is named when the server loaded the same profile, by digest; else sent inline)',
       ),
     )
     .addOption(

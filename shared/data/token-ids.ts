@@ -45,8 +45,8 @@ export function checkIdsInVocabulary(path: string, ids: Uint16Array, vocabSize: 
     bytes[2 * i + 1] = ids[i]! >> 8;
   }
   throw new CorpusError(
-    `${path}: token id ${ids[first]} at position ${first} (byte ${2 * first}) is outside the model's vocabulary ` +
-      `of ${vocabSize} ids (${outside} of its ${counted(ids.length, 'id')} are)` +
+    `${path}: ${outside} of its ${counted(ids.length, 'id')} ${outside === 1 ? 'is' : 'are'} outside the model's ` +
+      `vocabulary of ${vocabSize} ids, the first ${ids[first]} at position ${first} (byte ${2 * first})` +
       (looksLikeText(bytes) ? `; ${TEXT_NOT_IDS}` : ''),
     { details: { file: path, position: first, id: ids[first]!, vocabSize } },
   );

@@ -25,6 +25,7 @@ import {
   type ComputeOptions,
   corpusFlag,
   type ExpertPlacementOptions,
+  requireOneWindow,
   singleIds,
   singleRouting,
 } from '../options.js';
@@ -73,11 +74,8 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
     await checkPlacement(modelDir, o.workers ?? { kind: 'count', n: 0 }, o);
   }
   const ids = await readCorpus(idsPath, textPath, modelDir);
+  requireOneWindow(idsPath !== undefined ? `--ids ${idsPath}` : `--text ${textPath}`, ids, windowLen);
   const available = windowCount(ids, windowLen);
-  if (available === 0)
-    throw new UsageError(
-      `the corpus has ${counted(ids.length, 'id')}: fewer than one window of ${windowLen}`,
-    );
   const windows = await flagValue('--windows', [CorpusError], () => parseWindowRange(o.windows, available));
   if (o.sweep) {
     return sweep(o, ids.subarray(windows.start * windowLen, windows.end * windowLen), corpus, human);

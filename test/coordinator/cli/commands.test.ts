@@ -171,7 +171,7 @@ describe('kmoe eval', () => {
     expect(r.code).toBe(2);
     const lines = r.stderr.trim().split('\n');
     expect(lines[0]).toBe(
-      'kmoe eval: error: invalid routing spec "topk:0": k must be an integer >= 1, got 0',
+      'kmoe eval: error: --routing: invalid routing spec "topk:0": k must be an integer >= 1, got 0',
     );
     expect(lines[1]).toBe('hint: routing spec grammar:');
     expect(lines[2]).toMatch(/^ {2}topk:K +keep the K most probable experts$/);
@@ -198,6 +198,27 @@ describe('kmoe eval', () => {
     expect(help.stdout).toMatch(/^Usage: kmoe generate/);
   });
 
+  it('blames a corpus shorter than one window on --ids and its file, not on --windows', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-short-'));
+    try {
+      const short = path.join(dir, 'short.u16');
+      writeFileSync(short, new Uint8Array(200)); // 100 ids of 0
+      const ev = await runCli(['eval', '--model', MODEL_DIR, '--ids', short]);
+      expect(ev.code).toBe(2);
+      expect(ev.stderr.split('\n')[0]).toBe(
+        `kmoe eval: error: --ids ${short}: the corpus has 100 ids, fewer than one window of 256`,
+      );
+      const empty = path.join(dir, 'empty.u16');
+      writeFileSync(empty, new Uint8Array(0));
+      const bench = await runCli(['bench', 'model', '--model', MODEL_DIR, '--ids', empty]);
+      expect(bench.code).toBe(2);
+      expect(bench.stderr).toMatch(/^kmoe bench model: error: --ids \S+empty\.u16: /m);
+      expect(bench.stderr).not.toMatch(/--windows/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a text file given as --ids before loading the model, naming the first id outside the vocabulary', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-ids-'));
     try {
@@ -208,7 +229,7 @@ describe('kmoe eval', () => {
       const ev = await runCli(['eval', '--model', MODEL_DIR, '--ids', text]);
       expect(ev.code).toBe(2);
       expect(lines(ev)[0]).toMatch(
-        /^kmoe eval: error: --ids: \S+docs\.txt: token id 11822 at position 0 \(byte 0\) is outside the model's vocabulary of 4096 ids \(\d+ of its 10000 ids are\); it looks like a text file, not token ids$/,
+        /^kmoe eval: error: --ids: \S+docs\.txt: \d+ of its 10000 ids are outside the model's vocabulary of 4096 ids, the first 11822 at position 0 \(byte 0\); it looks like a text file, not token ids$/,
       );
       expect(lines(ev)[1]).toMatch(
         /^hint: --ids takes token ids as little-endian uint16, 2 bytes per id .*kmoe eval --text/,
@@ -232,7 +253,7 @@ describe('kmoe eval', () => {
       ]);
       expect(cal.code).toBe(2);
       expect(lines(cal)[0]).toMatch(
-        /^kmoe calibrate: error: --ids: \S+docs\.txt: token id \d+ at position 0 /,
+        /^kmoe calibrate: error: --ids: \S+docs\.txt: \d+ of its \d+ ids are outside the model.s vocabulary of 4096 ids, the first \d+ at position 0 /,
       );
       const bench = await runCli([
         'bench',
@@ -246,7 +267,7 @@ describe('kmoe eval', () => {
       ]);
       expect(bench.code).toBe(2);
       expect(lines(bench)[0]).toMatch(
-        /^kmoe bench model: error: --ids: \S+docs\.txt: token id \d+ at position 0 /,
+        /^kmoe bench model: error: --ids: \S+docs\.txt: \d+ of its \d+ ids are outside the model.s vocabulary of 4096 ids, the first \d+ at position 0 /,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -194,8 +194,16 @@ describe('--workers and --url', () => {
     expect(usageMessage(() => parseWorkers('ws://a:1,'))).toBe("--workers has an empty entry in 'ws://a:1,'");
     expect(usageMessage(() => parseWorkers('ws://a:1,ws://a:1'))).toBe('--workers names ws://a:1 twice');
     expect(usageMessage(() => parseWorkers('http://a:1'))).toBe(
-      "--workers: 'http://a:1' is neither a worker count nor a ws:// URL",
+      "--workers: 'http://a:1' is neither a worker count nor a ws:// or wss:// URL",
     );
+    // A port beyond 65535 does not parse; the hint gives the form.
+    expect(usageMessage(() => parseWorkers('ws://a:99999'))).toMatch(/'ws:\/\/a:99999' is neither/);
+    try {
+      parseWorkers('ws://');
+      expect.unreachable();
+    } catch (err) {
+      expect((err as UsageError).hint).toMatch(/worker URLs such as ws:\/\/10\.0\.0\.5:7070/);
+    }
   });
 
   it.each([

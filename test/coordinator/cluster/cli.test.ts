@@ -205,7 +205,7 @@ describe('remote expert flags', () => {
     [['--wire', 'bf16'], /--wire needs --workers/],
     [
       ['--workers', 'http://127.0.0.1:1'],
-      /--workers: 'http:\/\/127\.0\.0\.1:1' is neither a worker count nor a ws:\/\/ URL/,
+      /--workers: 'http:\/\/127\.0\.0\.1:1' is neither a worker count nor a ws:\/\/ or wss:\/\/ URL/,
     ],
     [['--workers', '9'], /--workers 9 exceeds the model's 8 experts/],
   ])('reject %j with a usage error', async (flags, message) => {

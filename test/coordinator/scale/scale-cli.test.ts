@@ -129,6 +129,12 @@ describe('kmoe synth and kmoe plan', () => {
     // (--model is read first: the directory's missing config.json is what is reported.)
     expect(b.code).toBe(2);
     expect(b.stderr).toMatch(/--model .* has no config\.json: not a Hugging Face checkpoint directory/);
+    // A plan is not a run: bf16 experts on cpu are planned as their fp32 widening, not refused as
+    // the commands that compute them refuse them.
+    const bf16 = await runCli(['plan', '--model', MODEL_DIR, '--workers', '2', '--expert-weights', 'bf16']);
+    expect(bf16.code).toBe(0);
+    expect(bf16.stdout).toMatch(/bf16 weights are widened to fp32 in memory/);
+    expect(bf16.stdout).toMatch(/experts: fp32 weights/);
     const w = await runCli(['plan', '--model', MODEL_DIR, '--workers', '2', '--expert-weights', 'int3']);
     expect(w.code).toBe(2);
     expect(w.stderr).toMatch(/--expert-weights must be one of fp32, bf16, fp16, int8, int4/);

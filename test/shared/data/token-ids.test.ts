@@ -36,9 +36,13 @@ describe('checkIdsInVocabulary', () => {
       checkIdsInVocabulary('a.u16', Uint16Array.from([1, 2, 5000, 3, 4096]), 4096),
     );
     expect(err.message).toBe(
-      "a.u16: token id 5000 at position 2 (byte 4) is outside the model's vocabulary of 4096 ids (2 of its 5 ids are)",
+      "a.u16: 2 of its 5 ids are outside the model's vocabulary of 4096 ids, the first 5000 at position 2 (byte 4)",
     );
     expect(err.details).toEqual({ file: 'a.u16', position: 2, id: 5000, vocabSize: 4096 });
+    const one = corpusError(() => checkIdsInVocabulary('b.u16', Uint16Array.from([7, 4096]), 4096));
+    expect(one.message).toBe(
+      "b.u16: 1 of its 2 ids is outside the model's vocabulary of 4096 ids, the first 4096 at position 1 (byte 2)",
+    );
   });
 
   it('says when the ids are the bytes of a text file read in pairs', async () => {
@@ -49,8 +53,8 @@ describe('checkIdsInVocabulary', () => {
     const ids = await readU16Ids(file);
     const err = corpusError(() => checkIdsInVocabulary(file, ids, 4096));
     expect(err.message).toBe(
-      `${file}: token id 25960 at position 0 (byte 0) is outside the model's vocabulary of 4096 ids ` +
-        '(60 of its 65 ids are); it looks like a text file, not token ids',
+      `${file}: 60 of its 65 ids are outside the model's vocabulary of 4096 ids, the first 25960 at ` +
+        'position 0 (byte 0); it looks like a text file, not token ids',
     );
   });
 
