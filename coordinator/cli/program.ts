@@ -524,7 +524,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       opt
         .ids('comma-separated .u16 corpora')
-        .default(['data/eval/valid.docs.u16', 'data/eval/valid.code.u16']),
+        .default(
+          ['data/eval/valid.docs.u16', 'data/eval/valid.code.u16'],
+          'data/eval/valid.docs.u16,data/eval/valid.code.u16',
+        ),
     )
     .addOption(opt.windows('window range within each file').default('first-half'))
     .addOption(opt.trainWindows().default(64))
@@ -1124,12 +1127,12 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
 
   const balance = sub(bench, 'balance', 'replica balancing: baseline vs k-aware on skewed local clusters')
     .addOption(opt.model())
-    .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16']))
+    .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'))
     .addOption(opt.windows('START:END windows').default('0:40'))
     .addOption(
       new Option('--cluster-sizes <n,...>', 'local clusters to run: worker counts, comma-separated')
         .argParser(parseList('--cluster-sizes', parseInteger('--cluster-sizes', { min: 2 })))
-        .default([3, 4]),
+        .default([3, 4], '3,4'),
     )
     .addOption(
       new Option(
@@ -1163,7 +1166,11 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
 
   const failover = sub(bench, 'failover', 'timeline of requests/s and errors while workers die and one joins')
     .addOption(opt.model())
-    .addOption(opt.ids('corpus (the prompt is its first tokens)').default(['data/eval/valid.code.u16']))
+    .addOption(
+      opt
+        .ids('corpus (the prompt is its first tokens)')
+        .default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'),
+    )
     .addOption(
       new Option('--seconds <s>', 'length of the run')
         .argParser(parseInteger('--seconds', { min: 4 }))
@@ -1387,7 +1394,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(
       new Option('--profiles <files>', 'existing profiles (e.g. from train-allocator) to report too')
         .argParser(parseList('--profiles', (s) => s))
-        .default([]),
+        .default([], 'none'),
     )
     .addOption(
       new Option(

@@ -663,6 +663,25 @@ describe('kmoe', () => {
   });
 });
 
+describe('every command --help', () => {
+  /** The subcommands a help text lists under "Commands:" (help itself and groups left out). */
+  const commandsIn = (help: string): string[] =>
+    [...help.slice(help.indexOf('Commands:')).matchAll(/^ {2}([a-z][a-z-]*) \[options\]/gm)].map((m) => m[1]!);
+
+  it('writes list defaults as the flag takes them (a,b), never as JSON arrays', async () => {
+    const top = await runCli(['--help']);
+    const bench = await runCli(['bench', '--help']);
+    const commands = [...commandsIn(top.stdout), ...commandsIn(bench.stdout).map((c) => `bench ${c}`)];
+    expect(commands).toContain('train-allocator');
+    expect(commands).toContain('bench failover');
+    const helps = await Promise.all(commands.map((c) => runCli([...c.split(' '), '--help'])));
+    helps.forEach((r, i) => {
+      expect(r.code, commands[i]).toBe(0);
+      expect(r.stdout, commands[i]).not.toMatch(/\(default:\s*\[/);
+    });
+  });
+});
+
 describe('kmoe serve on a taken port', () => {
   it('fails before it starts workers or loads the model', async () => {
     const taken = createServer();
