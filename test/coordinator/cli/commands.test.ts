@@ -666,7 +666,9 @@ describe('kmoe', () => {
 describe('every command --help', () => {
   /** The subcommands a help text lists under "Commands:" (help itself and groups left out). */
   const commandsIn = (help: string): string[] =>
-    [...help.slice(help.indexOf('Commands:')).matchAll(/^ {2}([a-z][a-z-]*) \[options\]/gm)].map((m) => m[1]!);
+    [...help.slice(help.indexOf('Commands:')).matchAll(/^ {2}([a-z][a-z-]*) \[options\]/gm)].map(
+      (m) => m[1]!,
+    );
 
   it('writes list defaults as the flag takes them (a,b), never as JSON arrays', async () => {
     const top = await runCli(['--help']);
