@@ -83,6 +83,8 @@ export interface ApiServerOptions {
 const OPEN_ENDPOINTS: ReadonlySet<string> = new Set(['health', 'ready', 'metrics']);
 
 interface Scope extends RequestScope {
+  /** Aborts `clientGone`. */
+  readonly abortClientGone: () => void;
   endpoint: string;
   /** A generation request (Route.generates): a client's FIN cancels it. */
   readonly generates: boolean;
@@ -102,6 +104,11 @@ export class ApiServer {
   readonly #scopes = new WeakMap<IncomingMessage, Scope>();
   /** The request in progress on each connection, so a parser error mid-body is attributed to it. */
   readonly #current = new WeakMap<Socket, Scope>();
+  /**
+   * Every request of a connection not yet finished, pipelined ones included: a response queued
+   * behind another never gets the socket, so its own 'close' never fires; the socket's does.
+   */
+  readonly #open = new WeakMap<Socket, Set<Scope>>();
   /**
    * Connections that already carried a response (or said `connection: close`): a parser error on
    * them, typically in the unread body of a request that was answered without reading it, closes
@@ -163,8 +170,21 @@ export class ApiServer {
     (app.server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     app.server.on('connection', (socket: Socket) => {
       perClient.admit(socket);
+      this.#open.set(socket, new Set());
       socket.once('end', () => {
-        if (this.#current.get(socket)?.generates === true && !socket.destroyed) socket.destroy();
+        // Any generation on the connection, not only the newest request: a generation followed by
+        // a pipelined GET /health and a FIN must not run on unwatched.
+        const open = this.#open.get(socket) ?? [];
+        if ([...open].some((scope) => scope.generates) && !socket.destroyed) socket.destroy();
+      });
+      // Requests still open when the connection is gone (pipelined ones wait for the socket and
+      // get no close of their own) are cancelled, then finished as the client's close (499).
+      socket.once('close', () => {
+        const open = [...(this.#open.get(socket) ?? [])];
+        for (const scope of open) scope.abortClientGone();
+        queueMicrotask(() => {
+          for (const scope of open) this.#finish(scope);
+        });
       });
     });
     // Only JSON bodies: anything else (a cross-origin form post, text/plain) is a 415.
@@ -274,6 +294,9 @@ export class ApiServer {
     // method the server takes.
     const serverMethods = [...new Set(Object.values(routes).flatMap((route) => Object.keys(route.methods)))];
     app.server.on('connect', (req: IncomingMessage, socket: Socket) => {
+      // Node removes its own error listener when it hands the socket over: a client's reset would
+      // otherwise be an uncaught exception that takes the server down.
+      socket.on('error', () => socket.destroy());
       const target = String(req.url);
       const route = routeAt(routes, pathOf(target));
       const error = new RouteNotFoundError(
@@ -322,7 +345,10 @@ export class ApiServer {
     const known = this.#scopes.get(request.raw);
     if (known) return known;
     const config = request.routeOptions.config as Partial<RouteConfig> | undefined;
+    const gone = new AbortController();
     const scope: Scope = {
+      clientGone: gone.signal,
+      abortClientGone: () => gone.abort(),
       requestId: request.id,
       req: request,
       res: reply,
@@ -335,10 +361,14 @@ export class ApiServer {
     };
     this.#scopes.set(request.raw, scope);
     this.#current.set(request.raw.socket, scope);
+    this.#open.get(request.raw.socket)?.add(scope);
     // On the node response, so hijacked (streamed) replies carry it too.
     reply.raw.setHeader('x-request-id', request.id);
-    // After the handlers' own close listeners (a stream's cancellation), which fill in the summary.
-    reply.raw.once('close', () => queueMicrotask(() => this.#finish(scope)));
+    reply.raw.once('close', () => {
+      scope.abortClientGone();
+      // After the handlers' cancellation, which fills in the summary.
+      queueMicrotask(() => this.#finish(scope));
+    });
     return scope;
   }
 
@@ -388,8 +418,10 @@ export class ApiServer {
     return new InternalServerError(scope.requestId, err);
   }
 
+  /** Counts and logs a request once, when its response closed or its connection did. */
   #finish(scope: Scope): void {
-    this.#current.delete(scope.req.raw.socket);
+    if (!this.#open.get(scope.req.raw.socket)?.delete(scope)) return;
+    if (this.#current.get(scope.req.raw.socket) === scope) this.#current.delete(scope.req.raw.socket);
     this.#closing.add(scope.req.raw.socket);
     const res = scope.res.raw;
     // A stream whose client left after its headers (200) is as incomplete as any other response.

@@ -97,7 +97,7 @@ function run(
 ): Promise<void> {
   return new Promise<void>((resolve) => {
     // The client may have left while its prompt was being tokenized: run nothing for it.
-    if (scope.res.raw.closed || scope.req.raw.socket.destroyed) {
+    if (scope.clientGone.aborted || scope.res.raw.closed || scope.req.raw.socket.destroyed) {
       scope.summary['cancelled'] = 'client disconnected';
       resolve();
       return;
@@ -122,7 +122,7 @@ function run(
         settle(event.usage);
       }
     });
-    scope.res.raw.on('close', () => {
+    scope.clientGone.addEventListener('abort', () => {
       if (settled) return;
       handle.cancel();
       scope.summary['cancelled'] = 'client disconnected';

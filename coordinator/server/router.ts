@@ -13,6 +13,11 @@ export interface RequestScope {
   readonly log: Logger;
   /** Facts for the access log line (tokens, finish reason, cancellation), filled in by handlers. */
   readonly summary: Record<string, unknown>;
+  /**
+   * Aborted when the client can no longer get the answer: its response closed, or its connection
+   * did (a pipelined request's response waits for the ones before it and has no close of its own).
+   */
+  readonly clientGone: AbortSignal;
 }
 
 export type RouteHandler = (scope: RequestScope) => Promise<void>;

@@ -3,7 +3,8 @@
 // queued gauges and the engine's live sequences return to 0, a stream left after its headers counts
 // as 499; and the HTTP connection cap closes connections beyond --max-connections at once (counted). A client
 // that ends its side after a complete request (half-close) gets its answer, but a generation is
-// cancelled by it as by a disconnect: a server cannot tell a half-close from a close.
+// cancelled by it as by a disconnect: a server cannot tell a half-close from a close. Pipelined
+// generations are cancelled when their connection goes, and a CONNECT reset mid-answer is harmless.
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,6 +45,33 @@ function holdConnection(url: string): Promise<net.Socket | null> {
       if (d.toString('latin1').startsWith('HTTP/1.1 200')) resolve(socket);
     });
   });
+}
+
+/** Waits until no sequence is running, queued or in the engine; 2000-token generations would take minutes. */
+async function untilNoSequences(): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const m = await scrape(`${server.url}/metrics`);
+    const values = [m('kmoe_sequences_running'), m('kmoe_sequences_queued'), m('kmoe_engine_sequences')];
+    if (values.every((v) => v === 0)) return;
+    if (Date.now() > deadline)
+      throw new Error(`running, queued, engine sequences still ${values.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A raw POST /v1/completions of a 2000-token generation. */
+function longCompletion(hostname: string, prompt: string): string {
+  const body = JSON.stringify({
+    model: 'tiny-mixtral',
+    prompt,
+    max_tokens: 2000,
+    kmoe: { ignore_eos: true },
+  });
+  return (
+    `POST /v1/completions HTTP/1.1\r\nHost: ${hostname}\r\ncontent-type: application/json\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
 }
 
 describe('clients that go away', () => {
@@ -144,17 +172,8 @@ describe('clients that go away', () => {
       }
     });
     await Promise.all(clients);
-    // 2000 tokens each would take minutes; aborted ones must be gone within a few steps.
-    const deadline = Date.now() + 20_000;
-    let last = '';
-    for (;;) {
-      const m = await scrape(`${server.url}/metrics`);
-      const values = [m('kmoe_sequences_running'), m('kmoe_sequences_queued'), m('kmoe_engine_sequences')];
-      last = values.join(', ');
-      if (values.every((v) => v === 0)) break;
-      if (Date.now() > deadline) throw new Error(`running, queued, engine sequences still ${last}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    // Aborted ones must be gone within a few steps.
+    await untilNoSequences();
     // And stay there: no revived sequence reappears.
     await new Promise((r) => setTimeout(r, 500));
     const m = await scrape(`${server.url}/metrics`);
@@ -176,29 +195,62 @@ describe('clients that go away', () => {
     expect(models.status).toBe(200);
     expect(models.json).toMatchObject({ object: 'list' });
     // A generation of 2000 tokens, half-closed: cancelled, no answer, the sequence freed.
-    const body = JSON.stringify({
-      model: 'tiny-mixtral',
-      prompt: 'The',
-      max_tokens: 2000,
-      kmoe: { ignore_eos: true },
+    const generation = await rawRequest(server.url, [longCompletion(hostname, 'The')], {
+      endAfterWrite: true,
+      timeoutMs: 60_000,
     });
-    const generation = await rawRequest(
-      server.url,
-      [
-        `POST /v1/completions HTTP/1.1\r\nHost: ${hostname}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      ],
-      { endAfterWrite: true, timeoutMs: 60_000 },
-    );
     expect(generation.status).toBe(0);
-    // 2000 tokens would take minutes; the cancelled one is gone within a few steps.
+    await untilNoSequences();
+    // A generation with a cheap request pipelined behind it, then the FIN: still cancelled (the
+    // FIN used to be judged by the newest request on the connection, /health).
+    const behind = await rawRequest(server.url, [longCompletion(hostname, 'A'), get('/health')], {
+      endAfterWrite: true,
+      timeoutMs: 60_000,
+    });
+    expect(behind.status).toBe(0);
+    await untilNoSequences();
+  });
+
+  it('cancels every pipelined generation when its connection is reset, and logs each as 499', async () => {
+    const { hostname, port } = new URL(server.url);
+    const closed = () =>
+      scrape(`${server.url}/metrics`).then((m) =>
+        m('kmoe_requests_total{endpoint="completions",status="499"}'),
+      );
+    const before = await closed().catch(() => 0);
+    // 6 generations on one connection: 4 run (--max-running 4), the rest wait; only the first
+    // response can ever own the socket, the others queue behind it.
+    const socket = net.connect(Number(port), hostname);
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(Array.from({ length: 6 }, (_, i) => longCompletion(hostname, `pipelined ${i}`)).join(''));
     const deadline = Date.now() + 20_000;
-    for (;;) {
-      const m = await scrape(`${server.url}/metrics`);
-      const values = [m('kmoe_sequences_running'), m('kmoe_sequences_queued'), m('kmoe_engine_sequences')];
-      if (values.every((v) => v === 0)) break;
-      if (Date.now() > deadline)
-        throw new Error(`running, queued, engine sequences still ${values.join(', ')}`);
+    while ((await scrape(`${server.url}/metrics`))('kmoe_sequences_running') < 4) {
+      if (Date.now() > deadline) throw new Error('the pipelined generations never ran');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    socket.resetAndDestroy();
+    await untilNoSequences();
+    expect((await closed()) - before).toBe(6);
+  });
+
+  it('survives a CONNECT whose client resets the connection at once', async () => {
+    const { hostname, port } = new URL(server.url);
+    // Reset at once, and once the answer has started to arrive, a few times each.
+    for (let i = 0; i < 6; i++) {
+      const socket = net.connect(Number(port), hostname);
+      socket.on('error', () => undefined);
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+      if (i % 2 === 1) await new Promise((resolve) => socket.once('data', resolve));
+      socket.resetAndDestroy();
       await new Promise((r) => setTimeout(r, 100));
     }
+    // The reset came while the server wrote its 405 to a socket Node had handed over without an
+    // error listener: an uncaught exception, logged, then a drain that ended the process.
+    const health = await fetch(`${server.url}/health`);
+    expect(health.status).toBe(200);
+    expect(server.stderr()).not.toMatch(/uncaught exception/);
+    expect(server.child.exitCode).toBeNull();
   });
 });
