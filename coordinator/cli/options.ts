@@ -2,7 +2,7 @@
 // every command that takes it. Parsers turn text into typed values and throw UsageError naming the
 // flag; commands receive the typed values. Nothing here loads onnxruntime, so `--help` stays fast.
 
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Option } from 'commander';
 import { checkRedisUrl, REDIS_URL_ENV } from '../../shared/cluster-registry/redis-url.js';
@@ -29,7 +29,12 @@ import {
   WIRE_DTYPES,
   type WireDType,
 } from '../../shared/protocol/wire-dtype.js';
-import { isNamedProfile, isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile-names.js';
+import {
+  isNamedProfile,
+  isProfilePath,
+  NAMED_PROFILES,
+  profileNameClash,
+} from '../../shared/routing/profile-names.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { isLoopbackHost } from '../../shared/runtime/port.js';
 import { counted } from '../../shared/text/counted.js';
@@ -276,6 +281,25 @@ export function existingProfile(flag: string, file: string): string {
           : `pass existing profile files (.json) or shipped profile names (${Object.keys(NAMED_PROFILES).join(', ')})`,
     });
   return file;
+}
+
+/**
+ * `kmoe serve` lists and takes a loaded profile by its file name, so its profile files (the
+ * --routing one and --profiles) must not share one: refused here, before any worker starts, by the
+ * rule the server's RoutingCatalog keeps. The files exist (existingProfile checked each).
+ */
+export function checkProfileNames(o: {
+  readonly routing?: readonly string[];
+  readonly profiles?: readonly string[];
+}): void {
+  const fromRouting = (o.routing ?? []).filter(isProfilePath);
+  const clash = profileNameClash([...fromRouting, ...(o.profiles ?? [])], realpathSync);
+  if (clash === undefined) return;
+  const first = fromRouting.includes(clash.first) ? `${clash.first} (--routing)` : clash.first;
+  throw new UsageError(
+    `--profiles: ${first} and ${clash.second} are both named ${clash.name}, the name requests use for a loaded profile`,
+    { hint: 'give each profile file a name of its own (rename or copy one), or load only one of them' },
+  );
 }
 
 /** `--workers`: N local worker processes started by the command, or ws:// URLs of running ones. */

@@ -26,6 +26,7 @@ import {
   apiKey,
   type ComputeOptions,
   checkIdsForModel,
+  checkProfileNames,
   checkRedisCa,
   checkWorkerAuth,
   clusterToken,
@@ -668,6 +669,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     const { run } = await import('./commands/serve.js');
     return (o: WithToken<Parameters<typeof run>[0]> & { apiKeyFile?: string }) => {
       checkRedisCa(o);
+      checkProfileNames(o);
       const token = clusterToken(o);
       const key = apiKey(o);
       const { apiKeyFile: _file, clusterTokenFile: _tokenFile, ...rest } = o;

@@ -8,7 +8,7 @@ import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import { RoutingProfileError } from '../../shared/routing/errors.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
 import { isInlineProfile, profileDigest, resolveRouting } from '../../shared/routing/profile.js';
-import { isProfilePath, NAMED_PROFILES } from '../../shared/routing/profile-names.js';
+import { isProfilePath, NAMED_PROFILES, profileNameClash } from '../../shared/routing/profile-names.js';
 import { ROUTING_HANDLE_MIN_CHARS, routingHandle } from '../engine/routing-handle.js';
 import { ApiError, InvalidRequestError, ProfilesBusyError } from './errors.js';
 
@@ -62,7 +62,8 @@ export class RoutingCatalog {
    * @param defaultRouting the server's --routing (spec or profile path)
    * @param profiles extra profile files (--profiles) requests may name by path or file name
    * @throws the routing errors of resolveRouting for a bad default or profile, RoutingProfileError
-   *   for two different files of one name: a startup failure
+   *   for two different files of one name (profileNameClash; the CLI refuses them before this): a
+   *   startup failure
    */
   constructor(
     model: RoutingModel & { readonly fingerprint: string },
@@ -70,24 +71,24 @@ export class RoutingCatalog {
     profiles: readonly string[],
   ) {
     this.#model = model;
+    const paths = [defaultRouting, ...profiles].filter(isProfilePath).map((p) => p.trim());
+    const clash = profileNameClash(paths, realPath);
+    if (clash !== undefined) {
+      throw new RoutingProfileError(
+        `routing profiles ${clash.first} and ${clash.second} are both named ${clash.name}, the name requests use`,
+        { file: clash.second, hint: 'rename one of the files' },
+      );
+    }
     const loaded = new Map<string, ResolvedRouting>();
     /** By real path: the first spelling of a file is its key (the default's, which the engine has). */
     const files = new Map<string, ResolvedRouting>();
-    for (const given of [defaultRouting, ...profiles].filter(isProfilePath)) {
-      const path = given.trim();
+    for (const path of paths) {
       const real = realPath(path);
       let resolved = files.get(real);
       if (resolved === undefined) {
         resolved = { key: path, name: resolveRouting(path, model).spec };
         files.set(real, resolved);
         const name = basename(path);
-        const other = this.#public.get(name);
-        if (other !== undefined) {
-          throw new RoutingProfileError(
-            `routing profiles ${other.resolved.key} and ${path} are both named ${name}, the name requests use`,
-            { file: path, hint: 'rename one of the files' },
-          );
-        }
         this.#public.set(name, { resolved, digest: profileDigest(readFileSync(path, 'utf8')) });
         loaded.set(name, resolved);
       }

@@ -702,6 +702,32 @@ describe('kmoe serve on a taken port', () => {
   });
 });
 
+describe('kmoe serve with two profile files of one name', () => {
+  // Requests name a loaded profile by its file name, so two different files of one name cannot both
+  // be loaded: a usage error, before workers start (they took ~3 s before failing with exit 1).
+  const shipped = path.join(ROOT, 'profiles', 'recommended.json');
+  it.each([
+    [(alt: string) => ['--profiles', `profiles/recommended.json,${alt}`], 'profiles/recommended.json'],
+    [(alt: string) => ['--routing', 'recommended', '--profiles', alt], `${shipped} (--routing)`],
+  ])('is a usage error naming --profiles (case %#)', async (args, first) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-profiles-'));
+    const alt = path.join(dir, 'recommended.json');
+    writeFileSync(alt, readFileSync(shipped));
+    try {
+      const r = await runCli(['serve', '--model', MODEL_DIR, '--port', '0', ...args(alt)]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `--profiles: ${first} and ${alt} are both named recommended.json, the name requests use for a loaded profile`,
+      );
+      expect(r.stderr).toMatch(/hint: give each profile file a name of its own/);
+      expect(r.stderr).toMatch(/Run 'kmoe serve --help' for usage/);
+      expect(r.stderr).not.toMatch(/starting local expert workers|kmoe worker: loading/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('kmoe bench model', () => {
   it('measures prefill and decode and writes them as JSON with the time split by graph kind', async () => {
     const out = `${tmpdir()}/kmoe-bench-model-${process.pid}.json`;

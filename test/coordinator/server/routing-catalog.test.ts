@@ -2,7 +2,7 @@
 // the server loaded it, and is refused by name otherwise; names that merely look like object keys
 // are ordinary (bad) specs.
 
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { RoutingCatalog } from '../../../coordinator/server/routing-catalog.js';
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { RoutingProfileError } from '../../../shared/routing/errors.js';
 import { loadRoutingProfile } from '../../../shared/routing/profile.js';
+import { profileNameClash } from '../../../shared/routing/profile-names.js';
 import { MODEL_DIR, ROOT } from '../../helpers/paths.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
@@ -82,6 +83,26 @@ describe('routing catalog', () => {
     expect(
       () => new RoutingCatalog(m, 'topk:2', [path.join(dir, 'a/p.json'), path.join(dir, 'b/p.json')]),
     ).toThrow(/are both named p\.json/);
+  });
+
+  it('finds name clashes by the rule the CLI checks too: one file spelt twice is none', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-catalog-'));
+    mkdirSync(path.join(dir, 'b'));
+    const a = path.join(dir, 'p.json');
+    copyFileSync(RECOMMENDED, a);
+    copyFileSync(RECOMMENDED, path.join(dir, 'b/p.json'));
+    symlinkSync(a, path.join(dir, 'q.json'));
+    const real = (p: string) => realpathSync(p);
+    expect(profileNameClash([a, `${dir}/./p.json`, path.join(dir, 'q.json')], real)).toBeUndefined();
+    expect(profileNameClash([a, path.join(dir, 'b/p.json')], real)).toEqual({
+      name: 'p.json',
+      first: a,
+      second: path.join(dir, 'b/p.json'),
+    });
+    // A file keeps the name of its first spelling (q.json is p.json): b/q.json would be no clash.
+    expect(profileNameClash([a, path.join(dir, 'q.json'), path.join(dir, 'b/p.json')], real)?.second).toBe(
+      path.join(dir, 'b/p.json'),
+    );
   });
 
   it('sends a large inline profile as its handle with the canonical text, a small one as the text', async () => {
