@@ -3,7 +3,7 @@
 // start, so an HTTP client can never make the server read a path of its choosing.
 
 import { readFileSync, realpathSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, resolve as resolvePath } from 'node:path';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import { RoutingProfileError } from '../../shared/routing/errors.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
@@ -42,8 +42,11 @@ const PROFILE_VALIDATION_MS_PER_SECOND = 250;
 
 export class RoutingCatalog {
   readonly #model: RoutingModel & { readonly fingerprint: string };
-  /** Loaded profiles by every name a request may use: each spelling given at start and the file name. */
-  readonly #profiles: ReadonlyMap<string, ResolvedRouting>;
+  /**
+   * Loaded profiles by the absolute, normalised form of each path given at start: any spelling of
+   * one of those paths that resolves to it (against the server's working directory) names it.
+   */
+  readonly #byPath: ReadonlyMap<string, ResolvedRouting>;
   /**
    * Each loaded profile once, by its file name: the name /v1/models and errors show. Never the path,
    * which says where the server's files are; relative and absolute spellings of one file are one profile.
@@ -79,7 +82,7 @@ export class RoutingCatalog {
         { file: clash.second, hint: 'rename one of the files' },
       );
     }
-    const loaded = new Map<string, ResolvedRouting>();
+    const byPath = new Map<string, ResolvedRouting>();
     /** By real path: the first spelling of a file is its key (the default's, which the engine has). */
     const files = new Map<string, ResolvedRouting>();
     for (const path of paths) {
@@ -88,15 +91,13 @@ export class RoutingCatalog {
       if (resolved === undefined) {
         resolved = { key: path, name: resolveRouting(path, model).spec };
         files.set(real, resolved);
-        const name = basename(path);
-        this.#public.set(name, { resolved, digest: profileDigest(readFileSync(path, 'utf8')) });
-        loaded.set(name, resolved);
+        this.#public.set(basename(path), { resolved, digest: profileDigest(readFileSync(path, 'utf8')) });
       }
-      loaded.set(path, resolved);
+      byPath.set(resolvePath(path), resolved);
     }
-    this.#profiles = loaded;
+    this.#byPath = byPath;
     this.default = isProfilePath(defaultRouting)
-      ? loaded.get(defaultRouting.trim())!
+      ? byPath.get(resolvePath(defaultRouting.trim()))!
       : this.#inline(defaultRouting);
   }
 
@@ -128,19 +129,31 @@ export class RoutingCatalog {
     // A shipped profile's name (`recommended`) means that profile if this server loaded it.
     const named = Object.hasOwn(NAMED_PROFILES, text) ? NAMED_PROFILES[text] : undefined;
     if (named !== undefined) {
-      const loaded = this.#profiles.get(basename(named));
+      const loaded = this.#public.get(basename(named))?.resolved;
       if (loaded) return loaded;
     }
     if (named === undefined && (isInlineProfile(text) || !isProfilePath(text))) return this.#inline(text);
-    const loaded = named === undefined ? this.#profiles.get(text) : undefined;
+    const loaded = named === undefined ? this.#loaded(text) : undefined;
     if (loaded) return loaded;
     const known = this.profileNames;
     throw new InvalidRequestError(
       `routing profile '${text}'${named === undefined ? '' : ` (${named})`} is not loaded by this server; ${
-        known.length > 0 ? `loaded profiles: ${known.join(', ')}` : 'it loaded none'
-      } (start kmoe serve with --profiles FILE, or send the profile itself as a JSON object)`,
+        known.length > 0
+          ? `a request may name a loaded profile by its listed name (${known.join(', ')}) or its path`
+          : 'it loaded no profile files (kmoe serve loads them at start: --profiles FILE)'
+      }, or send a profile inline as a JSON object`,
       { param: PARAM, code: 'unknown_routing_profile' },
     );
+  }
+
+  /**
+   * A loaded profile by its listed name (a bare file name) or by any spelling of its path. Paths are
+   * compared lexically (made absolute against the server's working directory and normalised), never
+   * looked up on disk: a client must not learn which files exist from the answers.
+   */
+  #loaded(text: string): ResolvedRouting | undefined {
+    if (basename(text) === text) return this.#public.get(text)?.resolved;
+    return this.#byPath.get(resolvePath(text));
   }
 
   /**

@@ -35,7 +35,7 @@ describe('routing catalog', () => {
     const catalog = new RoutingCatalog(await model(), 'topk:2', []);
     expect(() => catalog.resolve('recommended')).toThrow(InvalidRequestError);
     expect(() => catalog.resolve('recommended')).toThrow(
-      /routing profile 'recommended' \(profiles\/recommended.json\) is not loaded by this server/,
+      /routing profile 'recommended' \(profiles\/recommended.json\) is not loaded by this server; it loaded no profile files \(kmoe serve loads them at start: --profiles FILE\), or send a profile inline as a JSON object/,
     );
     for (const name of ['constructor', '__proto__', 'toString']) {
       expect(() => catalog.resolve(name)).toThrow(/invalid routing spec/);
@@ -65,9 +65,40 @@ describe('routing catalog', () => {
       expect(err).toBeInstanceOf(InvalidRequestError);
       message = (err as Error).message;
     }
-    expect(message).toMatch(/loaded profiles: recommended\.json \(/);
+    expect(message).toMatch(
+      /'\/etc\/other\.json' is not loaded by this server; a request may name a loaded profile by its listed name \(recommended\.json\) or its path, or send a profile inline as a JSON object/,
+    );
     expect(message).not.toContain(ROOT);
     expect(message).not.toContain(dir);
+  });
+
+  it('takes every spelling of a loaded path, compared lexically against the working directory', async () => {
+    const relative = path.relative(process.cwd(), RECOMMENDED);
+    const dir = path.dirname(relative);
+    const spellings = [
+      RECOMMENDED,
+      relative,
+      `./${relative}`,
+      `${dir}//recommended.json`,
+      `${dir}/../${dir}/./recommended.json`,
+      `${path.dirname(RECOMMENDED)}/../${path.basename(path.dirname(RECOMMENDED))}/recommended.json`,
+      ' recommended.json ',
+    ];
+    // Loaded as `--routing recommended` gives it (absolute) or as a relative --profiles entry.
+    for (const loaded of [RECOMMENDED, relative]) {
+      const catalog = new RoutingCatalog(await model(), 'topk:2', [loaded]);
+      const profile = catalog.resolve('recommended');
+      expect(profile.key).toBe(loaded);
+      for (const name of spellings) expect(catalog.resolve(name), `${loaded}: ${name}`).toBe(profile);
+    }
+    // Never the filesystem: a link to the loaded file, or a path relative to another directory,
+    // names a file this server did not load by that path.
+    const tmp = mkdtempSync(path.join(tmpdir(), 'kmoe-catalog-'));
+    symlinkSync(RECOMMENDED, path.join(tmp, 'recommended.json'));
+    const catalog = new RoutingCatalog(await model(), 'topk:2', [relative]);
+    for (const name of [path.join(tmp, 'recommended.json'), `other/${relative}`, 'profiles/other.json']) {
+      expect(() => catalog.resolve(name), name).toThrow(/is not loaded by this server/);
+    }
   });
 
   it('refuses at start two different profile files of one name', async () => {
@@ -176,20 +207,32 @@ describe('kmoe serve and loaded profiles', () => {
     };
     expect(models.data[0]!.kmoe.profiles).toEqual(['recommended.json']);
     expect(Object.keys(models.data[0]!.kmoe.profile_digests)).toEqual(['recommended.json']);
-    const res = await fetch(`${server.url}/v1/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        model: 'tiny-mixtral',
-        prompt: 'a',
-        max_tokens: 1,
-        kmoe: { routing: 'other.json' },
-      }),
-    });
+    const complete = (routing: string) =>
+      fetch(`${server!.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny-mixtral', prompt: 'a', max_tokens: 1, kmoe: { routing } }),
+      });
+    const res = await complete('other.json');
     expect(res.status).toBe(400);
     const text = await res.text();
     expect(JSON.parse(text)).toMatchObject({ error: { code: 'unknown_routing_profile' } });
-    expect(text).toMatch(/loaded profiles: recommended\.json /);
+    expect(text).toMatch(
+      /a request may name a loaded profile by its listed name \(recommended\.json\) or its path/,
+    );
+    // Every spelling of the loaded path (the server runs in ROOT), its file name and its shipped name.
+    for (const routing of [
+      'profiles/recommended.json',
+      './profiles/recommended.json',
+      path.join(ROOT, 'profiles/recommended.json'),
+      'recommended.json',
+      'recommended',
+    ]) {
+      const ok = await complete(routing);
+      const answer = await ok.text();
+      expect(ok.status, `${routing}: ${answer}`).toBe(200);
+      expect(answer).not.toContain(ROOT);
+    }
     expect(text).not.toContain(ROOT);
   });
 });
