@@ -584,7 +584,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       ).argParser(
         parseList('--allowed-hosts', (s) => {
           const problem = checkAllowedHost(s);
-          if (problem) throw new UsageError(problem);
+          if (problem)
+            throw new UsageError(problem, {
+              hint: "give DNS names (proxy.example) or IP addresses (10.0.0.5, ::1 or [::1]), comma-separated, or '*'",
+            });
           return s;
         }),
       ),

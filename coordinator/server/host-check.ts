@@ -45,7 +45,13 @@ export function checkAllowedHost(entry: string): string | undefined {
     (/^[0-9a-f:.]+$/i.test(name) && name.includes(':')) ||
     (/^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?$/i.test(name) && name.length <= 253);
   if (wellFormed && canonicalHost(name) !== undefined) return undefined;
-  return `--allowed-hosts takes host names or addresses without a port or scheme (or '*'), got ${JSON.stringify(entry.slice(0, 100))}`;
+  const shown = JSON.stringify(entry.slice(0, 100));
+  // Say what is wrong: a URL or a host:port is a name with more around it; anything else is no name.
+  if (entry.includes('/'))
+    return `--allowed-hosts takes host names or addresses, not URLs or paths (or '*'), got ${shown}`;
+  if (/^(?:\[[^\]]*\]|[^:]*):\d*$/.test(entry))
+    return `--allowed-hosts takes host names or addresses without a port (or '*'), got ${shown}`;
+  return `--allowed-hosts: ${shown} is not a valid host name or address`;
 }
 
 /** Whether a request with this Host header may be served (no header: HTTP/1.0, not a browser). */

@@ -47,8 +47,21 @@ describe('host check policy', () => {
       'my_host',
     ])
       expect(checkAllowedHost(ok), ok).toBeUndefined();
-    for (const bad of ['proxy.example:8080', 'http://proxy.example', 'a/b', '', '-x', 'a b', '999.1.1.1'])
-      expect(checkAllowedHost(bad), bad).toMatch(/without a port or scheme/);
+    // Each refusal says what is wrong with the value, and only that.
+    for (const [bad, problem] of [
+      [
+        'proxy.example:8080',
+        /takes host names or addresses without a port \(or '\*'\), got "proxy.example:8080"/,
+      ],
+      ['[::1]:80', /without a port/],
+      ['http://proxy.example', /not URLs or paths/],
+      ['a/b', /not URLs or paths/],
+      ['', /^--allowed-hosts: "" is not a valid host name or address$/],
+      ['-x', /"-x" is not a valid host name or address/],
+      ['a b', /"a b" is not a valid host name or address/],
+      ['999.1.1.1', /^--allowed-hosts: "999\.1\.1\.1" is not a valid host name or address$/],
+    ] as const)
+      expect(checkAllowedHost(bad), bad).toMatch(problem);
   });
 
   it('parses Host headers and answers loopback names and the allowed ones only', () => {
@@ -175,7 +188,11 @@ describe('kmoe serve and the Host header', () => {
 
     const bad = await runCli(['serve', '--model', MODEL_DIR, '--allowed-hosts', 'proxy.example:8080']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/--allowed-hosts takes host names or addresses without a port or scheme/);
+    expect(bad.stderr).toMatch(/--allowed-hosts takes host names or addresses without a port/);
+    expect(bad.stderr).toMatch(/hint: give DNS names \(proxy\.example\) or IP addresses/);
+    const noAddress = await runCli(['serve', '--model', MODEL_DIR, '--allowed-hosts', '999.1.1.1']);
+    expect(noAddress.code).toBe(2);
+    expect(noAddress.stderr).toMatch(/--allowed-hosts: "999\.1\.1\.1" is not a valid host name or address\n/);
 
     const keyed = await startServe(['--workers', '0', '--api-key', 'k', '--allowed-hosts', 'proxy.example']);
     servers.push(keyed);
