@@ -61,8 +61,14 @@ export function hostAllowed(check: HostCheck, hostHeader: string | undefined): b
   return name !== undefined && (isLoopbackName(name) || check.extra.has(name));
 }
 
-/** A Host value as RFC 9110 has it: a DNS name or IPv4 address, or a bracketed IPv6 one, and an optional port. */
-const HOST_VALUE = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9_.-]+))(?::\d{0,5})?$/i;
+/**
+ * A Host value as RFC 9110 has it: a DNS name or IPv4 address, or a bracketed IPv6 one, and an
+ * optional port: decimal digits (leading zeros too, no sign), as the WHATWG URL parser takes them.
+ */
+const HOST_VALUE = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9_.-]+))(?::(\d*))?$/i;
+
+/** The largest TCP port; the URL parser refuses a Host with a larger one, so no browser sends it. */
+const MAX_PORT = 65_535;
 
 /**
  * The name part of a Host header (`name`, `name:port`, `[v6]:port`) in canonical form
@@ -72,6 +78,8 @@ const HOST_VALUE = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9_.-]+))(?::\d{0,5})?$/i;
 export function hostnameOf(hostHeader: string): string | undefined {
   const m = HOST_VALUE.exec(hostHeader.trim());
   if (m === null) return undefined;
+  // Digits only, so Number() reads the value (leading zeros and all) without rounding below 2^53.
+  if (m[3] !== undefined && Number(m[3]) > MAX_PORT) return undefined;
   // Empty labels (".localhost", "a..b") make no name a browser would send.
   const labels = m[2]?.replace(/\.$/, '').split('.') ?? [];
   if (labels.includes('')) return undefined;

@@ -94,6 +94,12 @@ describe('host check policy', () => {
       '127.1:8000',
       '0x7f.0.0.1',
       '2130706433',
+      // Ports as the WHATWG URL parser takes them: leading zeros, up to 65535, or none after ':'.
+      '127.0.0.1:65535',
+      'localhost:00080',
+      'localhost:0000000000000000000000080',
+      '[::1]:0',
+      'localhost:',
     ])
       expect(hostAllowed(check, ok), ok).toBe(true);
     for (const bad of [
@@ -116,6 +122,15 @@ describe('host check policy', () => {
       '[127.0.0.1]',
       '128.1',
       '[::0:2]',
+      // Ports the URL parser refuses (above 65535, signed, not decimal): no browser sends them.
+      '127.0.0.1:99999',
+      'localhost:65536',
+      '[::1]:65536',
+      `localhost:${'9'.repeat(400)}`,
+      'localhost:+80',
+      'localhost:-1',
+      'localhost:0x50',
+      '127.0.0.1:abc',
       // IPv6 zone ids: not in RFC 9110's Host grammar.
       '[fe80::1%25lo]',
       '[::1%25lo]',
@@ -177,6 +192,12 @@ describe('kmoe serve and the Host header', () => {
     }
     for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, 'localhost', `127.1:${port}`, '[::0:1]'])
       expect((await get(server.url, '/v1/models', host)).status, host).toBe(200);
+    // A port past 65535 is as malformed as one that is no number.
+    for (const host of ['127.0.0.1:99999', 'localhost:65536', '127.0.0.1:abc', 'localhost:+80'])
+      expect(await get(server.url, '/v1/models', host), host).toEqual({
+        status: 403,
+        code: 'host_not_allowed',
+      });
     expect(server.stderr()).toMatch(/"hosts":"loopback names only \(no API key\)"/);
   });
 
