@@ -3,7 +3,7 @@
 // start, so an HTTP client can never make the server read a path of its choosing.
 
 import { readFileSync, realpathSync } from 'node:fs';
-import { basename, resolve as resolvePath } from 'node:path';
+import { basename, isAbsolute, normalize, resolve as resolvePath } from 'node:path';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import { RoutingProfileError } from '../../shared/routing/errors.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
@@ -139,7 +139,7 @@ export class RoutingCatalog {
     throw new InvalidRequestError(
       `routing profile '${text}'${named === undefined ? '' : ` (${named})`} is not loaded by this server; ${
         known.length > 0
-          ? `a request may name a loaded profile by its listed name (${known.join(', ')}) or its path`
+          ? `a request may name a loaded profile by its listed name (${known.join(', ')}) or its path relative to the server's working directory`
           : 'it loaded no profile files (kmoe serve loads them at start: --profiles FILE)'
       }, or send a profile inline as a JSON object`,
       { param: PARAM, code: 'unknown_routing_profile' },
@@ -147,12 +147,15 @@ export class RoutingCatalog {
   }
 
   /**
-   * A loaded profile by its listed name (a bare file name) or by any spelling of its path. Paths are
-   * compared lexically (made absolute against the server's working directory and normalised), never
-   * looked up on disk: a client must not learn which files exist from the answers.
+   * A loaded profile by its listed name (a bare file name) or by a spelling of its path relative to
+   * the server's working directory (`profiles/recommended.json`, `./profiles/...`). Paths are
+   * compared lexically, never looked up on disk: a client must not learn which files exist. Nor
+   * where the server keeps its files: an absolute path, or one that climbs out of the working
+   * directory (`../`), would confirm a guessed location of a loaded profile, so neither names one.
    */
   #loaded(text: string): ResolvedRouting | undefined {
     if (basename(text) === text) return this.#public.get(text)?.resolved;
+    if (isAbsolute(text) || normalize(text).startsWith('..')) return undefined;
     return this.#byPath.get(resolvePath(text));
   }
 

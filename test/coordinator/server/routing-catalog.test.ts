@@ -54,9 +54,11 @@ describe('routing catalog', () => {
     ]);
     expect(catalog.profileNames).toEqual(['recommended.json']);
     expect(Object.keys(catalog.profileDigests)).toEqual(['recommended.json']);
-    // Every spelling given at start, the file name and the shipped name mean the one profile.
-    for (const name of [RECOMMENDED, relative, 'recommended.json', 'recommended'])
+    // The relative spelling given at start, the file name and the shipped name mean the one
+    // profile; the absolute spelling does not (a client's absolute path names nothing).
+    for (const name of [relative, 'recommended.json', 'recommended'])
       expect(catalog.resolve(name), name).toBe(catalog.default);
+    expect(() => catalog.resolve(RECOMMENDED)).toThrow(/is not loaded by this server/);
     // The unknown-profile error names loaded profiles as clients name them.
     let message = '';
     try {
@@ -66,22 +68,20 @@ describe('routing catalog', () => {
       message = (err as Error).message;
     }
     expect(message).toMatch(
-      /'\/etc\/other\.json' is not loaded by this server; a request may name a loaded profile by its listed name \(recommended\.json\) or its path, or send a profile inline as a JSON object/,
+      /'\/etc\/other\.json' is not loaded by this server; a request may name a loaded profile by its listed name \(recommended\.json\) or its path relative to the server's working directory, or send a profile inline as a JSON object/,
     );
     expect(message).not.toContain(ROOT);
     expect(message).not.toContain(dir);
   });
 
-  it('takes every spelling of a loaded path, compared lexically against the working directory', async () => {
+  it('takes every spelling of a loaded path relative to the working directory, compared lexically', async () => {
     const relative = path.relative(process.cwd(), RECOMMENDED);
     const dir = path.dirname(relative);
     const spellings = [
-      RECOMMENDED,
       relative,
       `./${relative}`,
       `${dir}//recommended.json`,
       `${dir}/../${dir}/./recommended.json`,
-      `${path.dirname(RECOMMENDED)}/../${path.basename(path.dirname(RECOMMENDED))}/recommended.json`,
       ' recommended.json ',
     ];
     // Loaded as `--routing recommended` gives it (absolute) or as a relative --profiles entry.
@@ -96,7 +96,16 @@ describe('routing catalog', () => {
     const tmp = mkdtempSync(path.join(tmpdir(), 'kmoe-catalog-'));
     symlinkSync(RECOMMENDED, path.join(tmp, 'recommended.json'));
     const catalog = new RoutingCatalog(await model(), 'topk:2', [relative]);
-    for (const name of [path.join(tmp, 'recommended.json'), `other/${relative}`, 'profiles/other.json']) {
+    // Nor a path that would confirm where the server keeps its files: absolute, or climbing out
+    // of the working directory, even when it names the loaded file.
+    const outside = `../${path.basename(process.cwd())}/${relative}`;
+    for (const name of [
+      path.join(tmp, 'recommended.json'),
+      `other/${relative}`,
+      'profiles/other.json',
+      RECOMMENDED,
+      outside,
+    ]) {
       expect(() => catalog.resolve(name), name).toThrow(/is not loaded by this server/);
     }
   });
@@ -218,13 +227,16 @@ describe('kmoe serve and loaded profiles', () => {
     const text = await res.text();
     expect(JSON.parse(text)).toMatchObject({ error: { code: 'unknown_routing_profile' } });
     expect(text).toMatch(
-      /a request may name a loaded profile by its listed name \(recommended\.json\) or its path/,
+      /a request may name a loaded profile by its listed name \(recommended\.json\) or its path relative/,
     );
-    // Every spelling of the loaded path (the server runs in ROOT), its file name and its shipped name.
+    // Spellings of the loaded path relative to the server's directory (it runs in ROOT), its file
+    // name and its shipped name; the absolute path is refused (it would confirm where ROOT is).
+    const absolute = await complete(path.join(ROOT, 'profiles/recommended.json'));
+    expect(absolute.status).toBe(400);
+    expect(await absolute.json()).toMatchObject({ error: { code: 'unknown_routing_profile' } });
     for (const routing of [
       'profiles/recommended.json',
       './profiles/recommended.json',
-      path.join(ROOT, 'profiles/recommended.json'),
       'recommended.json',
       'recommended',
     ]) {
