@@ -44,6 +44,13 @@ const REQUEST_TIMEOUT_MS = 60_000;
  * in a packet or two; 10 s leaves room for a slow network.
  */
 export const HEADERS_TIMEOUT_MS = 10_000;
+
+/**
+ * How long an idle keep-alive connection stays open (fastify's default was 72 s): as vLLM's
+ * server (uvicorn) keeps them, 5 s. An idle connection holds one of its client's
+ * --max-connections-per-client slots; clients reconnect at no cost beyond a handshake.
+ */
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 /** Status recorded for a request whose client left before its response was complete (nginx's). */
 const CLIENT_CLOSED = 499;
 /** Metric label of failures Node's HTTP parser reports before any request exists. */
@@ -131,6 +138,7 @@ export class ApiServer {
       genReqId: requestIdOf,
       bodyLimit: options.bodyLimitBytes,
       requestTimeout: REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
       // Node checks those timeouts every 30 s by default, so a slow sender held its connection
       // 60-90 s; checking every second keeps the 408 within a second of the limit.
       http: {
@@ -207,6 +215,11 @@ export class ApiServer {
     const hostCheck = options.hostCheck ?? { kind: 'any' };
     /** Why a request is refused whatever its body (the Host check, then the API key), or undefined. */
     const refusal = (req: IncomingMessage, endpoint: string): ApiError | undefined => {
+      // Node keeps the first of several Host headers; RFC 9112 (3.2) has such a request refused,
+      // so that no two readers of it see different hosts.
+      const hosts = req.rawHeaders.filter((_, i) => i % 2 === 0 && /^host$/i.test(req.rawHeaders[i]!)).length;
+      if (hosts > 1)
+        return new MalformedHttpError(400, 'duplicate_host', 'the request has more than one Host header');
       const host = requestAuthority(req.url ?? '', req.headers.host);
       if (!hostAllowed(hostCheck, host)) return new HostNotAllowedError(host!);
       if (keyDigest !== undefined && !OPEN_ENDPOINTS.has(endpoint)) {

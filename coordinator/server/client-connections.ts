@@ -14,6 +14,26 @@ export interface ClientConnectionEvents {
   warn(address: string, count: number): void;
 }
 
+/**
+ * The client an address belongs to, for the cap: an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`,
+ * what a dual-stack listener sees) is its IPv4 address, and an IPv6 address counts as its /64, the
+ * smallest network a site is given (one host can use any address in it). Anything else as it is.
+ */
+export function clientOf(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!address.includes(':')) return address;
+  const bare = address.split('%')[0]!.toLowerCase();
+  const [head, tail] = bare.includes('::') ? bare.split('::') : [bare, undefined];
+  const front = head === '' ? [] : head!.split(':');
+  const back = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = [...front, ...Array<string>(Math.max(0, 8 - front.length - back.length)).fill('0'), ...back];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
 export class ClientConnections {
   readonly #open = new Map<string, number>();
   #refusedSinceWarning = 0;
@@ -28,8 +48,9 @@ export class ClientConnections {
   /** Counts a new connection until it closes, or closes it at once when its address is at the cap. */
   admit(socket: Socket): void {
     // No address: the socket is already gone (the peer reset it before it was accepted).
-    const address = socket.remoteAddress;
-    if (this.max === 0 || address === undefined) return;
+    const remote = socket.remoteAddress;
+    if (this.max === 0 || remote === undefined) return;
+    const address = clientOf(remote);
     const open = this.#open.get(address) ?? 0;
     if (open >= this.max) {
       socket.destroy();

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routingModelOfConfig } from '../../../coordinator/moe/routing-model.js';
 import { ApiServer } from '../../../coordinator/server/api-server.js';
+import { clientOf } from '../../../coordinator/server/client-connections.js';
 import { sendJson } from '../../../coordinator/server/http-io.js';
 import { createLogger } from '../../../coordinator/server/logger.js';
 import { ServerMetrics } from '../../../coordinator/server/metrics.js';
@@ -83,6 +84,16 @@ describe('kmoe serve --max-connections-per-client', () => {
       /"level":40,[^\n]*"remote":"127\.0\.0\.1","refused":\d+,"max":3,"msg":"closed connections over --max-connections-per-client/,
     );
   });
+
+  it('closes an idle keep-alive connection after 5 s, freeing its slot (it held one for 72 s)', async () => {
+    const socket = await holdConnection(server.url, '127.0.0.3');
+    expect(socket).not.toBeNull();
+    const opened = performance.now();
+    await new Promise((resolve) => socket!.once('close', resolve));
+    const idleMs = performance.now() - opened;
+    expect(idleMs).toBeGreaterThan(4_000);
+    expect(idleMs).toBeLessThan(30_000);
+  }, 60_000);
 });
 
 describe('the time limit for request headers', () => {
@@ -150,5 +161,19 @@ describe('the time limit for request headers', () => {
     const res = parseResponse(Buffer.concat(chunks));
     expect(res.status).toBe(200);
     expect(res.json).toEqual({ a: 1 });
+  });
+});
+
+describe('clientOf', () => {
+  it('counts an IPv4-mapped address as its IPv4 address and an IPv6 address as its /64', () => {
+    expect(clientOf('127.0.0.1')).toBe('127.0.0.1');
+    expect(clientOf('::ffff:127.0.0.2')).toBe('127.0.0.2');
+    expect(clientOf('::FFFF:10.0.0.1')).toBe('10.0.0.1');
+    expect(clientOf('::1')).toBe('0:0:0:0::/64');
+    expect(clientOf('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(clientOf('2001:db8:1:2:bbbb:cccc:dddd:eeee')).toBe('2001:db8:1:2::/64');
+    expect(clientOf('2001:0db8:0001:0002::')).toBe('2001:db8:1:2::/64');
+    expect(clientOf('2001:db8::5')).toBe('2001:db8:0:0::/64');
+    expect(clientOf('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
   });
 });

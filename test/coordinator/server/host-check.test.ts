@@ -14,6 +14,7 @@ import {
 } from '../../../coordinator/server/host-check.js';
 import { runCli } from '../../helpers/cli.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
+import { rawRequest } from '../../helpers/raw-http.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 describe('host check policy', () => {
@@ -199,6 +200,17 @@ describe('kmoe serve and the Host header', () => {
         code: 'host_not_allowed',
       });
     expect(server.stderr()).toMatch(/"hosts":"loopback names only \(no API key\)"/);
+    // Two Host headers are refused (RFC 9112), whichever comes first: Node kept the first.
+    for (const hosts of [
+      ['localhost', 'attacker.example'],
+      ['attacker.example', 'localhost'],
+    ]) {
+      const twice = await rawRequest(server.url, [
+        `GET /v1/models HTTP/1.1\r\nHost: ${hosts[0]}\r\nHost: ${hosts[1]}\r\n\r\n`,
+      ]);
+      expect(twice.status, hosts.join(', ')).toBe(400);
+      expect(twice.json).toMatchObject({ error: { code: 'duplicate_host' } });
+    }
   });
 
   it('--allowed-hosts adds names; an API key makes the key the guard instead', async () => {
