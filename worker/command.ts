@@ -52,6 +52,7 @@ export interface WorkerCommandOptions {
   readonly maxFrameMb: number;
   /** WebSocket connections at once (handshaking or greeted); beyond, HTTP 503. */
   readonly maxConnections: number;
+  readonly maxConnectionsPerClient: number;
   readonly settings: SessionSettings;
   /** Where the experts compute (`--compute`); `inline` only for a worker without --redis. */
   readonly compute: ComputePlacement;
@@ -158,6 +159,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
       port,
       maxFrameBytes,
       maxConnections: o.maxConnections,
+      maxConnectionsPerClient: o.maxConnectionsPerClient,
       compute,
       log,
       ...(secret === undefined ? {} : { secret }),

@@ -6,6 +6,7 @@
 // and GET /health.
 
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import { type RawData, type WebSocket, WebSocketServer } from 'ws';
@@ -31,6 +32,7 @@ import {
   type RefuseReason,
 } from '../shared/protocol/messages.js';
 import { firstNonFinite, WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
+import { ClientConnections } from '../shared/runtime/client-connections.js';
 import { ListenError } from '../shared/runtime/errors.js';
 import type { Logger } from '../shared/runtime/logger.js';
 import type { ExpertCompute } from './expert-compute.js';
@@ -59,6 +61,12 @@ export const HANDSHAKE_MAX_BYTES = 16 * 1024;
 const REFUSED_LINGER_MS = 1000;
 /** Default cap on WebSocket connections at once, handshaking or greeted (`--max-connections`). */
 export const DEFAULT_MAX_CONNECTIONS = 64;
+/**
+ * Default cap on one client's sockets (`--max-connections-per-client`): a coordinator holds one
+ * connection to a worker, so one unauthenticated peer cannot fill the 64 WebSocket slots (or the
+ * 80 sockets) and lock coordinators out while its handshakes time out.
+ */
+export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 16;
 /** Sockets beyond the WebSocket cap left for plain HTTP (metrics scrapers, health probes). */
 const HTTP_SOCKET_ROOM = 16;
 /** Where a coordinator and a worker with or without a cluster secret disagree, both are told how to fix it. */
@@ -82,6 +90,11 @@ export interface WorkerServerOptions {
   readonly handshakeTimeoutMs?: number;
   /** WebSocket connections at once; beyond, the upgrade gets HTTP 503. Default DEFAULT_MAX_CONNECTIONS. */
   readonly maxConnections?: number;
+  /**
+   * Sockets from one client at once (ClientConnections: an IPv4 address or an IPv6 /64), whatever
+   * they speak; beyond, closed at once. 0: no cap. Default DEFAULT_MAX_CONNECTIONS_PER_CLIENT.
+   */
+  readonly maxConnectionsPerClient?: number;
 }
 
 export class WorkerServer {
@@ -133,6 +146,17 @@ export class WorkerServer {
     const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     // Node closes sockets beyond this at once: a hard ceiling whatever they speak.
     httpServer.maxConnections = maxConnections + HTTP_SOCKET_ROOM;
+    const perClient = new ClientConnections(
+      options.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+      {
+        refused: () => undefined,
+        warn: (client, refused) =>
+          options.log.warn(
+            `closed ${refused} connection(s) from ${client} over --max-connections-per-client ${options.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT}`,
+          ),
+      },
+    );
+    httpServer.on('connection', (socket: Socket) => perClient.admit(socket));
     // A socket that sends no complete request head (no upgrade, no GET) within the handshake bound
     // is closed: silent sockets must not hold the connection cap for Node's default minute.
     const handshakeMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;

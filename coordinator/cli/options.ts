@@ -625,6 +625,10 @@ export const opt = {
     new Option('--max-connections <n>', description)
       .argParser(parseInteger('--max-connections', { min: 1, max: 1_000_000 }))
       .default(defaultValue),
+  maxConnectionsPerClient: (description: string, defaultValue: number) =>
+    new Option('--max-connections-per-client <n>', description)
+      .argParser(parseInteger('--max-connections-per-client', { min: 0, max: 1_000_000 }))
+      .default(defaultValue),
   maxTokens: (description = 'tokens to generate') =>
     new Option('--max-tokens <n>', description).argParser(parseInteger('--max-tokens', { min: 1 })),
   budget: () =>

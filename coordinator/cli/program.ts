@@ -326,6 +326,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         64,
       ),
     )
+    .addOption(
+      opt.maxConnectionsPerClient(
+        'sockets from one client (an IPv4 address or an IPv6 /64) at once, WebSocket or plain HTTP, handshaking or not (0: no cap); beyond, new ones are closed at once. A coordinator holds one connection to each worker',
+        16,
+      ),
+    )
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights())
@@ -629,12 +635,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       ),
     )
     .addOption(
-      new Option(
-        '--max-connections-per-client <n>',
-        "open HTTP connections from one client address at once (0: no cap); beyond, new ones are closed at once. Behind a reverse proxy every client has the proxy's address: raise it above the proxy's connections, or 0",
-      )
-        .argParser(parseInteger('--max-connections-per-client', { min: 0, max: 1_000_000 }))
-        .default(128),
+      opt.maxConnectionsPerClient(
+        "open HTTP connections from one client (an IPv4 address or an IPv6 /64) at once (0: no cap); beyond, new ones are closed at once. Behind a reverse proxy every client has the proxy's address: raise it above the proxy's connections, or 0",
+        128,
+      ),
     )
     .addOption(
       new Option(

@@ -14,9 +14,9 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
+import { ClientConnections } from '../../shared/runtime/client-connections.js';
 import { ListenError } from '../../shared/runtime/errors.js';
 import { BodyBudget } from './body-budget.js';
-import { ClientConnections } from './client-connections.js';
 import {
   ApiError,
   HostNotAllowedError,

@@ -255,7 +255,49 @@ describe('worker hardening', () => {
       expect(await small.stop()).toBe(0);
     }
   });
+
+  it('closes sockets over --max-connections-per-client from one client at once; others are served', async () => {
+    const small = await startWorker('0', ['--max-connections-per-client', '2']);
+    try {
+      const a = await RawPeer.open(small.url, limits);
+      const b = await RawPeer.open(small.url, limits);
+      // A third from the same address is closed before anything is read: no upgrade, no 503.
+      await expect(RawPeer.open(small.url, limits)).rejects.toThrow(/socket hang up|ECONNRESET|closed/i);
+      // Another address (all of 127/8 is loopback on Linux) has slots of its own.
+      expect(await healthFrom(small.url, '127.0.0.2')).toBe(200);
+      a.close();
+      await a.closed;
+      let c: RawPeer | undefined;
+      for (let i = 0; i < 100 && c === undefined; i++) {
+        c = await RawPeer.open(small.url, limits).catch(() => undefined);
+        if (c === undefined) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(c).toBeDefined();
+      c!.close();
+      b.close();
+      expect(small.stderr()).toMatch(/over --max-connections-per-client 2/);
+    } finally {
+      expect(await small.stop()).toBe(0);
+    }
+  });
 });
+
+/** The status of a GET /health sent from `localAddress`, or 0 if the socket closed unanswered. */
+function healthFrom(url: string, localAddress: string): Promise<number> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect({ port: Number(port), host: hostname, localAddress });
+    socket.once('error', () => undefined);
+    socket.once('close', () => resolve(0));
+    socket.once('connect', () =>
+      socket.write(`GET /health HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`),
+    );
+    socket.once('data', (d: Buffer) => {
+      resolve(Number(d.toString('latin1').slice(9, 12)));
+      socket.destroy();
+    });
+  });
+}
 
 /**
  * Opens a WebSocket by hand and streams one binary frame of `bytes` (zeros, from one reused

@@ -1,6 +1,6 @@
-// Open connections per client address: one client must not hold every connection slot
-// (--max-connections), e.g. with connections that never finish their headers or stay idle. A
-// connection over the cap is closed at once, before Node's parser reads a byte of it.
+// Open connections per client: one client must not hold every connection slot (--max-connections)
+// of `kmoe serve` or `kmoe worker`, e.g. with connections that never finish their headers or stay
+// idle. A connection over the cap is closed at once, before Node's parser reads a byte of it.
 
 import type { Socket } from 'node:net';
 
