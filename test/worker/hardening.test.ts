@@ -243,13 +243,7 @@ describe('worker hardening', () => {
       a.close();
       await a.closed;
       // The slot is free again (the server sees the close shortly after the client).
-      let c: RawPeer | undefined;
-      for (let i = 0; i < 100 && c === undefined; i++) {
-        c = await RawPeer.open(small.url, limits).catch(() => undefined);
-        if (c === undefined) await new Promise((r) => setTimeout(r, 20));
-      }
-      expect(c).toBeDefined();
-      c!.close();
+      (await openWhenFree(small.url)).close();
       b.close();
     } finally {
       expect(await small.stop()).toBe(0);
@@ -267,13 +261,7 @@ describe('worker hardening', () => {
       expect(await healthFrom(small.url, '127.0.0.2')).toBe(200);
       a.close();
       await a.closed;
-      let c: RawPeer | undefined;
-      for (let i = 0; i < 100 && c === undefined; i++) {
-        c = await RawPeer.open(small.url, limits).catch(() => undefined);
-        if (c === undefined) await new Promise((r) => setTimeout(r, 20));
-      }
-      expect(c).toBeDefined();
-      c!.close();
+      (await openWhenFree(small.url)).close();
       b.close();
       expect(small.stderr()).toMatch(/over --max-connections-per-client 2/);
     } finally {
@@ -281,6 +269,16 @@ describe('worker hardening', () => {
     }
   });
 });
+
+/** A connection opened as soon as a slot is free again (the server sees a close shortly after the client). */
+async function openWhenFree(url: string): Promise<RawPeer> {
+  for (let i = 0; i < 100; i++) {
+    const peer = await RawPeer.open(url, limits).catch(() => undefined);
+    if (peer !== undefined) return peer;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no connection to ${url} within 2 s of a slot being freed`);
+}
 
 /** The status of a GET /health sent from `localAddress`, or 0 if the socket closed unanswered. */
 function healthFrom(url: string, localAddress: string): Promise<number> {
