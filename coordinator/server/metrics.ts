@@ -239,6 +239,9 @@ export class ServerMetrics {
       labelNames: ['reason'],
       registers,
     });
+    // Both series from the start, so a rate() or an alert sees 0 before the first refusal.
+    for (const reason of ['max_connections', 'max_connections_per_client'] as const)
+      this.#refusedConnections.inc({ reason }, 0);
   }
 
   get contentType(): string {

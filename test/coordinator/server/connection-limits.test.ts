@@ -3,6 +3,7 @@
 // address again once one of its connections closes), and an ApiServer closes a connection whose
 // request headers do not arrive within the headers' limit with a 408, while a body may take longer.
 
+import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routingModelOfConfig } from '../../../coordinator/moe/routing-model.js';
@@ -13,7 +14,7 @@ import { ServerMetrics } from '../../../coordinator/server/metrics.js';
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { clientOf } from '../../../shared/runtime/client-connections.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
-import { scrape } from '../../helpers/prometheus.js';
+import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { parseResponse, rawRequest } from '../../helpers/raw-http.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
@@ -36,6 +37,21 @@ function holdConnection(url: string, localAddress = '127.0.0.1'): Promise<net.So
   });
 }
 
+/** The body of a GET from `localAddress` on a connection used once. */
+function getFrom(url: string, localAddress: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { localAddress, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => {
+          body += d;
+        });
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+}
+
 describe('kmoe serve --max-connections-per-client', () => {
   let server: ServeProcess;
   beforeAll(async () => {
@@ -46,6 +62,11 @@ describe('kmoe serve --max-connections-per-client', () => {
   });
 
   it('closes a connection over the cap from one address at once; others and later ones are served', async () => {
+    // Both refusal series exist at 0 before any refusal (a rate() or an alert needs them). Read
+    // from another address on a connection of its own: fetch's pool would hold one of 127.0.0.1's.
+    const fresh = parseScrape(await getFrom(`${server.url}/metrics`, '127.0.0.4'));
+    expect(fresh('kmoe_http_connections_refused_total{reason="max_connections"}')).toBe(0);
+    expect(fresh('kmoe_http_connections_refused_total{reason="max_connections_per_client"}')).toBe(0);
     const held: net.Socket[] = [];
     for (let i = 0; i < PER_CLIENT; i++) {
       const s = await holdConnection(server.url);
