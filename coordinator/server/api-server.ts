@@ -143,6 +143,7 @@ export class ApiServer {
       // 60-90 s; checking every second keeps the 408 within a second of the limit.
       http: {
         connectionsCheckingInterval: 1000,
+        requireHostHeader: false,
         headersTimeout: options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
       },
       // Shutdown closes the listener once the scheduler has ended every sequence: nothing is left
@@ -220,6 +221,10 @@ export class ApiServer {
       const hosts = req.rawHeaders.filter((_, i) => i % 2 === 0 && /^host$/i.test(req.rawHeaders[i]!)).length;
       if (hosts > 1)
         return new MalformedHttpError(400, 'duplicate_host', 'the request has more than one Host header');
+      // HTTP/1.1 requires Host (RFC 9112, 3.2); Node's own refusal of it (requireHostHeader) was a
+      // bare 400 with no JSON and no request id, so the check is made here.
+      if (hosts === 0 && req.httpVersion !== '1.0' && !/^https?:\/\//i.test(req.url ?? ''))
+        return new MalformedHttpError(400, 'missing_host', 'an HTTP/1.1 request needs a Host header');
       const host = requestAuthority(req.url ?? '', req.headers.host);
       if (!hostAllowed(hostCheck, host)) return new HostNotAllowedError(host!);
       if (keyDigest !== undefined && !OPEN_ENDPOINTS.has(endpoint)) {

@@ -211,6 +211,11 @@ describe('kmoe serve and the Host header', () => {
       expect(twice.status, hosts.join(', ')).toBe(400);
       expect(twice.json).toMatchObject({ error: { code: 'duplicate_host' } });
     }
+    // HTTP/1.1 without Host: an OpenAI-style 400 with a request id (Node's own was a bare 400).
+    const none = await rawRequest(server.url, ['GET /v1/models HTTP/1.1\r\n\r\n']);
+    expect(none.status).toBe(400);
+    expect(none.json).toMatchObject({ error: { code: 'missing_host' } });
+    expect(none.headers['x-request-id']).toMatch(/^[\w.:-]+$/);
   });
 
   it('--allowed-hosts adds names; an API key makes the key the guard instead', async () => {
