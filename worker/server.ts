@@ -152,7 +152,7 @@ export class WorkerServer {
         refused: () => undefined,
         warn: (client, refused) =>
           options.log.warn(
-            `closed ${refused} connection(s) from ${client} over --max-connections-per-client ${options.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT}`,
+            `closed ${refused} connection(s) from ${client} over --max-connections-per-client ${perClient.max}`,
           ),
       },
     );

@@ -109,11 +109,10 @@ interface RouteConfig {
 export class ApiServer {
   readonly #app: FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>;
   readonly #scopes = new WeakMap<IncomingMessage, Scope>();
-  /** The request in progress on each connection, so a parser error mid-body is attributed to it. */
-  readonly #current = new WeakMap<Socket, Scope>();
   /**
-   * Every request of a connection not yet finished, pipelined ones included: a response queued
-   * behind another never gets the socket, so its own 'close' never fires; the socket's does.
+   * Every request of a connection not yet finished, in arrival order, pipelined ones included: a
+   * response queued behind another never gets the socket, so its own 'close' never fires; the
+   * socket's does. The newest is the one being read, to which a parser error mid-body belongs.
    */
   readonly #open = new WeakMap<Socket, Set<Scope>>();
   /**
@@ -221,11 +220,11 @@ export class ApiServer {
       const hosts = req.rawHeaders.filter((_, i) => i % 2 === 0 && /^host$/i.test(req.rawHeaders[i]!)).length;
       if (hosts > 1)
         return new MalformedHttpError(400, 'duplicate_host', 'the request has more than one Host header');
-      // HTTP/1.1 requires Host (RFC 9112, 3.2); Node's own refusal of it (requireHostHeader) was a
-      // bare 400 with no JSON and no request id, so the check is made here.
-      if (hosts === 0 && req.httpVersion !== '1.0' && !/^https?:\/\//i.test(req.url ?? ''))
-        return new MalformedHttpError(400, 'missing_host', 'an HTTP/1.1 request needs a Host header');
       const host = requestAuthority(req.url ?? '', req.headers.host);
+      // HTTP/1.1 requires Host (RFC 9112, 3.2) unless the target names the authority; Node's own
+      // refusal (requireHostHeader) was a bare 400 with no JSON and no request id.
+      if (host === undefined && req.httpVersion !== '1.0')
+        return new MalformedHttpError(400, 'missing_host', 'an HTTP/1.1 request needs a Host header');
       if (!hostAllowed(hostCheck, host)) return new HostNotAllowedError(host!);
       if (keyDigest !== undefined && !OPEN_ENDPOINTS.has(endpoint)) {
         const given = bearerToken(req.headers.authorization);
@@ -378,7 +377,6 @@ export class ApiServer {
       started: performance.now(),
     };
     this.#scopes.set(request.raw, scope);
-    this.#current.set(request.raw.socket, scope);
     this.#open.get(request.raw.socket)?.add(scope);
     // On the node response, so hijacked (streamed) replies carry it too.
     reply.raw.setHeader('x-request-id', request.id);
@@ -439,7 +437,6 @@ export class ApiServer {
   /** Counts and logs a request once, when its response closed or its connection did. */
   #finish(scope: Scope): void {
     if (!this.#open.get(scope.req.raw.socket)?.delete(scope)) return;
-    if (this.#current.get(scope.req.raw.socket) === scope) this.#current.delete(scope.req.raw.socket);
     this.#closing.add(scope.req.raw.socket);
     const res = scope.res.raw;
     // A stream whose client left after its headers (200) is as incomplete as any other response.
@@ -466,7 +463,8 @@ export class ApiServer {
    * the connection is gone, then closes the connection: the byte stream is no longer trustworthy.
    */
   #clientError(err: Error & { code?: string }, socket: Socket): void {
-    const scope = this.#current.get(socket);
+    // The request being read on the connection: the newest one not yet finished.
+    const scope = [...(this.#open.get(socket) ?? [])].at(-1);
     // No request in progress: its headers had not all arrived (a timeout is the headers' one).
     const error = parserError(
       err,

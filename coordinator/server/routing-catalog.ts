@@ -43,8 +43,8 @@ const PROFILE_VALIDATION_MS_PER_SECOND = 250;
 export class RoutingCatalog {
   readonly #model: RoutingModel & { readonly fingerprint: string };
   /**
-   * Loaded profiles by the absolute, normalised form of each path given at start: any spelling of
-   * one of those paths that resolves to it (against the server's working directory) names it.
+   * Loaded profiles by the absolute, normalised form of each path given at start: a relative
+   * spelling that resolves to it (against the server's working directory) names it (#loaded).
    */
   readonly #byPath: ReadonlyMap<string, ResolvedRouting>;
   /**
