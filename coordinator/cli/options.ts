@@ -139,13 +139,20 @@ export function parseVersus(flag: string): (raw: string) => VersusSettings {
 
 /** Comma-separated items, each parsed by `item`; an empty entry is a usage error. */
 export function parseList<T>(flag: string, item: (raw: string) => T): (raw: string) => T[] {
-  return (raw) => {
-    const items = raw.split(',').map((s) => s.trim());
-    if (items.every((s) => s === '')) throw new UsageError(`${flag} needs at least one value`);
-    // "a,,b" or a trailing comma is a slip (a value lost in editing), not a shorter list.
-    if (items.includes('')) throw new UsageError(`${flag} has an empty entry in '${raw}'`);
-    return items.map(item);
-  };
+  return (raw) => commaPieces(flag, raw, 'at least one value').map(item);
+}
+
+/**
+ * The trimmed comma-separated pieces of a flag's value; none at all (`needs ${what}`) or an empty
+ * one is a usage error: "a,,b" or a trailing comma is a slip (a value lost in editing), not a
+ * shorter list.
+ */
+function commaPieces(flag: string, raw: string, what: string, hint?: string): string[] {
+  const pieces = raw.split(',').map((s) => s.trim());
+  if (pieces.every((s) => s === '')) throw new UsageError(`${flag} needs ${what}`);
+  if (pieces.includes(''))
+    throw new UsageError(`${flag} has an empty entry in '${raw}'`, hint === undefined ? {} : { hint });
+  return pieces;
 }
 
 /**
@@ -247,10 +254,7 @@ const ROUTING_LIST_HINT = `policies are separated by single commas, with no comm
  * spec the user did not finish writing (`entropy:1,2@1.0,` lost its last threshold).
  */
 export function splitRoutingList(list: string): string[] {
-  const pieces = list.split(',').map((s) => s.trim());
-  if (pieces.every((s) => s === '')) throw new UsageError('--routing needs a spec or a profile file');
-  if (pieces.includes(''))
-    throw new UsageError(`--routing has an empty entry in '${list}'`, { hint: ROUTING_LIST_HINT });
+  const pieces = commaPieces('--routing', list, 'a spec or a profile file', ROUTING_LIST_HINT);
   const out: string[] = [];
   for (const piece of pieces) {
     const starts = /^[a-z]+:/.test(piece) || isProfilePath(piece) || isNamedProfile(piece);
