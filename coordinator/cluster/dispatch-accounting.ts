@@ -5,6 +5,11 @@
 // (max / mean expected cost per live worker) and the pairs re-sent after a worker failed. The
 // transport itself never accounts. A costed variant's pairs on experts without a live worker (native
 // top-K while experts are lost) could not be sent, so they cost nothing.
+//
+// Costing a layer (routing it natively, planning three variants, sizing their frames) is off the
+// critical path: observe() only queues the layer, and the queue is costed while the workers compute
+// the next layer (the backend's onRequestsSent), or when the statistics are read. At one stream a
+// token waits for every layer in series, and costing there took 36-48 us per layer.
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
@@ -17,11 +22,25 @@ import { DispatchStats, type DispatchStatsJSON, type VariantCounters } from './d
 import { PlacementError } from './errors.js';
 import type { RemoteExpertBackend, RemoteModel, RemoteTransfer } from './remote-expert-backend.js';
 
+/** A layer observed and not costed yet: what costing reads, router scores copied (their buffers are reused by the next layer). */
+interface QueuedLayer {
+  readonly layer: number;
+  readonly moeLayer: number;
+  readonly decision: MoeLayerEvent['decision'];
+  readonly probs: Float32Array;
+  readonly select: Float32Array | undefined;
+  readonly transfer: RemoteTransfer;
+}
+
+/** Layers queued before they are costed anyway (a run of layers that sent nothing: all K = 0). */
+const MAX_QUEUED_LAYERS = 64;
+
 export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   private stats: DispatchStats;
   private readonly native: RoutingPolicy;
   /** Worker slots the current stats were sized for. */
   private workers = 0;
+  private queued: QueuedLayer[] = [];
 
   /** `routing` describes the MoE layers (statistics are indexed by MoE layer) and the native rule. */
   constructor(
@@ -31,14 +50,36 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   ) {
     this.native = createRoutingPolicy({ kind: 'topk', k: routing.nativeK }, routing);
     this.stats = this.fresh();
+    backend.onRequestsSent(() => this.costQueued());
   }
 
   observe(e: MoeLayerEvent<RemoteTransfer>): void {
-    const t = e.transfer;
-    if (!t) return;
+    const transfer = e.transfer;
+    if (!transfer) return;
+    this.queued.push({
+      layer: e.layer,
+      moeLayer: e.moeLayer,
+      decision: e.decision,
+      probs: e.probs.slice(),
+      select: e.select?.slice(),
+      transfer,
+    });
+    if (this.queued.length >= MAX_QUEUED_LAYERS) this.costQueued();
+  }
+
+  /** Costs the queued layers, oldest first. */
+  private costQueued(): void {
+    const layers = this.queued;
+    if (layers.length === 0) return;
+    this.queued = [];
+    for (const q of layers) this.costLayer(q);
+  }
+
+  private costLayer(q: QueuedLayer): void {
+    const t = q.transfer;
     this.growWorkers();
     for (const m of t.messages) {
-      this.stats.recordMessage(e.moeLayer, m.worker, {
+      this.stats.recordMessage(q.moeLayer, m.worker, {
         bytesOut: m.bytesOut,
         bytesIn: m.bytesIn,
         pairs: m.pairs,
@@ -47,23 +88,24 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
       });
     }
     const native = this.native.route({
-      layer: e.moeLayer,
-      numTokens: e.decision.numTokens,
+      layer: q.moeLayer,
+      numTokens: q.decision.numTokens,
       numExperts: this.model.numExperts,
-      probs: e.probs,
-      ...(e.select ? { select: e.select } : {}),
+      probs: q.probs,
+      ...(q.select ? { select: q.select } : {}),
     });
-    const cost = (a: ExpertAssignment, dedup: boolean) => this.cost(e.layer, t, a, dedup);
-    this.stats.recordLayer(e.moeLayer, e.decision.numTokens, {
-      noDedup: cost(e.decision, false),
+    const cost = (a: ExpertAssignment, dedup: boolean) => this.cost(q.layer, t, a, dedup);
+    this.stats.recordLayer(q.moeLayer, q.decision.numTokens, {
+      noDedup: cost(q.decision, false),
       native: cost(native, true),
       nativeNoDedup: cost(native, false),
     });
-    this.stats.recordBalance(e.moeLayer, imbalance(t.costs, t.live), t.retriedPairs);
+    this.stats.recordBalance(q.moeLayer, imbalance(t.costs, t.live), t.retriedPairs);
   }
 
   /** Accounting so far; `reset` starts a new period. */
   dispatchStats(reset: boolean): DispatchStatsJSON {
+    this.costQueued();
     const json = this.stats.toJSON();
     if (reset) this.stats = this.fresh();
     return json;

@@ -135,6 +135,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private readonly slots: Slot[];
   private current: ClusterView;
   private closed = false;
+  private readonly whileWaiting: (() => void)[] = [];
 
   private constructor(
     connections: readonly WorkerConnection[],
@@ -303,6 +304,24 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     return assignPairs(this.balance, view.placement, pairs, padded, { perPair, inflight });
   }
 
+  /**
+   * `task` runs each time a layer's requests have been sent, while the workers compute: for
+   * bookkeeping that need not delay the layer (dispatch accounting).
+   */
+  onRequestsSent(task: () => void): void {
+    this.whileWaiting.push(task);
+  }
+
+  /** Runs the onRequestsSent tasks; an error is kept until the replies are in, so none goes unawaited. */
+  private runWhileWaiting(): { readonly failed: false } | { readonly failed: true; readonly error: unknown } {
+    try {
+      for (const task of this.whileWaiting) task();
+      return { failed: false };
+    } catch (error) {
+      return { failed: true, error };
+    }
+  }
+
   async compute(
     layer: number,
     x: F32Tensor,
@@ -334,20 +353,24 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       const round = view;
       const frames = shares.map((s) => this.encode(layer, base + s.worker, s, x.data, round));
       const sentAt = performance.now();
-      const settled = await Promise.allSettled(
-        shares.map(async (s, i) => {
-          const conn = round.connections[s.worker]!;
-          const r = await conn.request(base + s.worker, layer, frames[i]!, this.timeoutMs, s.experts.length);
-          const seconds = (performance.now() - sentAt) / 1000;
-          if (r.numTokens !== s.tokens.length || r.wire !== this.wire)
-            throw new WorkerRequestError(
-              conn.url,
-              'bad-reply',
-              `worker ${conn.label} answered ${r.numTokens} ${r.wire} rows for ${s.tokens.length} ${this.wire} tokens (layer ${layer} dispatch)`,
-            );
-          return { r, seconds };
-        }),
-      );
+      const replies = shares.map(async (s, i) => {
+        const conn = round.connections[s.worker]!;
+        const r = await conn.request(base + s.worker, layer, frames[i]!, this.timeoutMs, s.experts.length);
+        const seconds = (performance.now() - sentAt) / 1000;
+        if (r.numTokens !== s.tokens.length || r.wire !== this.wire)
+          throw new WorkerRequestError(
+            conn.url,
+            'bad-reply',
+            `worker ${conn.label} answered ${r.numTokens} ${r.wire} rows for ${s.tokens.length} ${this.wire} tokens (layer ${layer} dispatch)`,
+          );
+        return { r, seconds };
+      });
+      // The requests are on their sockets (a send waits only under backpressure): the time until the
+      // replies arrive is the workers'. A reply that arrives during this work is read after it, so
+      // its round trip includes it; the work is small next to a round trip.
+      const waitingWork = this.runWhileWaiting();
+      const settled = await Promise.allSettled(replies);
+      if (waitingWork.failed) throw waitingWork.error;
       const failed: WorkerShare[] = [];
       for (let i = 0; i < shares.length; i++) {
         const s = shares[i]!;
