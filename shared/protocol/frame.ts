@@ -41,8 +41,9 @@ export interface FrameLayout {
 
 /** Where everything goes in a frame with this header (which gets a `sections` field) and sections. */
 export function frameLayout(header: Record<string, unknown>, sectionBytes: readonly number[]): FrameLayout {
-  // msgpackr reuses its output buffer between calls: copy the bytes before the next pack().
-  const encoded = Uint8Array.from(packr.pack({ ...header, sections: [...sectionBytes] }));
+  // msgpackr reuses its output buffer between calls: copy the bytes before the next pack(). (Object
+  // spread and Uint8Array.from here made a dispatch frame's header cost 13 us instead of 2.)
+  const encoded = new Uint8Array(packr.pack(Object.assign({}, header, { sections: sectionBytes })));
   let at = align8(FRAME_PREFIX_BYTES + encoded.byteLength);
   const offsets: number[] = [];
   for (const n of sectionBytes) {
