@@ -73,6 +73,8 @@ export interface ApiServerOptions {
   readonly maxConnectionsPerClient: number;
   /** Time for a request's headers to arrive (default HEADERS_TIMEOUT_MS); then 408. */
   readonly headersTimeoutMs?: number;
+  /** Time for a whole request, headers and body, to arrive (default REQUEST_TIMEOUT_MS); then 408. */
+  readonly requestTimeoutMs?: number;
   /** Most members an array or object of a JSON body may hold (the context length). */
   readonly maxJsonMembers: number;
   /** Every request but OPEN_ENDPOINTS' must carry `Authorization: Bearer <apiKey>`; none: open. */
@@ -123,6 +125,7 @@ export class ApiServer {
   readonly #closing = new WeakSet<Socket>();
   readonly #bodies: BodyBudget;
   readonly #headersTimeoutMs: number;
+  readonly #requestTimeoutMs: number;
   #draining = false;
 
   constructor(
@@ -136,7 +139,7 @@ export class ApiServer {
       logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
       genReqId: requestIdOf,
       bodyLimit: options.bodyLimitBytes,
-      requestTimeout: REQUEST_TIMEOUT_MS,
+      requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
       // Node checks those timeouts every 30 s by default, so a slow sender held its connection
       // 60-90 s; checking every second keeps the 408 within a second of the limit.
@@ -157,6 +160,7 @@ export class ApiServer {
     });
     this.#app = app;
     this.#headersTimeoutMs = options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
     this.#bodies = new BodyBudget(options.bodyBudgetBytes);
     app.server.maxConnections = options.maxConnections;
     app.server.on('drop', () => metrics.connectionRefused('max_connections'));
@@ -470,7 +474,7 @@ export class ApiServer {
       err,
       scope === undefined
         ? { what: 'request headers', ms: this.#headersTimeoutMs }
-        : { what: 'request', ms: REQUEST_TIMEOUT_MS },
+        : { what: 'request', ms: this.#requestTimeoutMs },
     );
     // A connection closed mid-request (HPE_INVALID_EOF_STATE) is a client that left, not bad HTTP.
     const gone =
