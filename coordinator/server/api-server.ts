@@ -5,8 +5,7 @@
 // that turns new generation requests away with 503.
 
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Server, ServerResponse } from 'node:http';
-import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import Fastify, {
   type FastifyInstance,
@@ -33,6 +32,7 @@ import { sendError } from './http-io.js';
 import { parseJsonBody } from './json-body.js';
 import type { Logger } from './logger.js';
 import type { ServerMetrics } from './metrics.js';
+import { parserError, writeRaw } from './raw-response.js';
 import { type HttpMethod, type RequestScope, type RouteTable, routeAt } from './router.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -502,65 +502,6 @@ export class ApiServer {
     if (scope?.res.raw.headersSent) socket.destroy();
     else writeRaw(socket, error);
   }
-}
-
-/**
- * The OpenAI-style error for a Node HTTP parser failure, by the parser's error code. `timeout`:
- * the limit that ran out if it is a timeout (Node reports the headers' and the request's alike).
- */
-function parserError(
-  err: Error & { code?: string },
-  timeout: { readonly what: string; readonly ms: number },
-): ApiError {
-  const code = err.code ?? '';
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    return new MalformedHttpError(
-      408,
-      'request_timeout',
-      `the ${timeout.what} did not arrive within ${timeout.ms / 1000} s`,
-    );
-  }
-  if (code === 'HPE_HEADER_OVERFLOW') {
-    return new MalformedHttpError(431, 'headers_too_large', 'the request headers are too large');
-  }
-  if (code.includes('CHUNK')) {
-    return new MalformedHttpError(400, 'bad_chunked_encoding', 'the chunked request body is malformed');
-  }
-  if (/METHOD|URL|VERSION|CONSTANT|H2_UPGRADE|LF_EXPECTED|CR_EXPECTED/.test(code)) {
-    return new MalformedHttpError(400, 'bad_request_line', 'the request line is malformed');
-  }
-  if (/HEADER|CONTENT_LENGTH|TRANSFER_ENCODING/.test(code)) {
-    return new MalformedHttpError(400, 'bad_header', 'a request header is malformed');
-  }
-  return new MalformedHttpError(400, 'bad_request', 'the request is not valid HTTP/1.1');
-}
-
-/**
- * A complete response written straight to the socket, which is then closed (Node's documented way).
- * `extra`: headers besides the error's own (a request id, when there was a request to give it to).
- */
-function writeRaw(socket: Socket, error: ApiError, extra: Readonly<Record<string, string>> = {}): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = JSON.stringify(error.body());
-  const headers = {
-    ...error.headers(),
-    ...extra,
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': String(Buffer.byteLength(body)),
-    connection: 'close',
-  };
-  socket.end(
-    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\n` +
-      Object.entries(headers)
-        .map(([name, value]) => `${name}: ${value}\r\n`)
-        .join('') +
-      `\r\n${body}`,
-  );
-  // A peer that never reads its answer must not hold the socket open.
-  setTimeout(() => socket.destroy(), 5000).unref();
 }
 
 /** The client's `x-request-id` when it is a valid one (echoed, so its logs and ours line up), else a fresh id. */

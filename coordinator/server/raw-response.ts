@@ -1,0 +1,70 @@
+// Answers written straight to a socket, outside fastify: Node's HTTP parser failures (no request
+// object exists for them) and CONNECT, whose socket Node hands over. Each is a complete HTTP/1.1
+// response with an OpenAI-style JSON error, after which the connection closes.
+
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { type ApiError, MalformedHttpError } from './errors.js';
+
+/**
+ * The OpenAI-style error for a Node HTTP parser failure, by the parser's error code. `timeout`:
+ * the limit that ran out if it is a timeout (Node reports the headers' and the request's alike).
+ */
+export function parserError(
+  err: Error & { code?: string },
+  timeout: { readonly what: string; readonly ms: number },
+): ApiError {
+  const code = err.code ?? '';
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return new MalformedHttpError(
+      408,
+      'request_timeout',
+      `the ${timeout.what} did not arrive within ${timeout.ms / 1000} s`,
+    );
+  }
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return new MalformedHttpError(431, 'headers_too_large', 'the request headers are too large');
+  }
+  if (code.includes('CHUNK')) {
+    return new MalformedHttpError(400, 'bad_chunked_encoding', 'the chunked request body is malformed');
+  }
+  if (/METHOD|URL|VERSION|CONSTANT|H2_UPGRADE|LF_EXPECTED|CR_EXPECTED/.test(code)) {
+    return new MalformedHttpError(400, 'bad_request_line', 'the request line is malformed');
+  }
+  if (/HEADER|CONTENT_LENGTH|TRANSFER_ENCODING/.test(code)) {
+    return new MalformedHttpError(400, 'bad_header', 'a request header is malformed');
+  }
+  return new MalformedHttpError(400, 'bad_request', 'the request is not valid HTTP/1.1');
+}
+
+/**
+ * A complete response written straight to the socket, which is then closed (Node's documented way).
+ * `extra`: headers besides the error's own (a request id, when there was a request to give it to).
+ */
+export function writeRaw(
+  socket: Socket,
+  error: ApiError,
+  extra: Readonly<Record<string, string>> = {},
+): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(error.body());
+  const headers = {
+    ...error.headers(),
+    ...extra,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    connection: 'close',
+  };
+  socket.end(
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\n` +
+      Object.entries(headers)
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join('') +
+      `\r\n${body}`,
+  );
+  // A peer that never reads its answer must not hold the socket open.
+  setTimeout(() => socket.destroy(), 5000).unref();
+}
