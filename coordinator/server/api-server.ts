@@ -326,7 +326,7 @@ export class ApiServer {
         route ? Object.keys(route.methods) : serverMethods,
       );
       this.metrics.request(NOT_FOUND_ENDPOINT, error.status, 0);
-      writeRaw(socket, error, { 'x-request-id': requestIdOf(req) });
+      writeRaw(socket, error, requestIdOf(req));
     });
   }
 
@@ -465,6 +465,8 @@ export class ApiServer {
    * Node's HTTP parser failed (bad request line, bad chunked encoding, oversized headers, a request
    * that took too long to arrive). Answers with a JSON error unless a response already started or
    * the connection is gone, then closes the connection: the byte stream is no longer trustworthy.
+   * With this listener attached Node writes nothing itself, so every answer here carries a request
+   * id and gets an access line like any other.
    */
   #clientError(err: Error & { code?: string }, socket: Socket): void {
     // The request being read on the connection: the newest one not yet finished.
@@ -476,9 +478,10 @@ export class ApiServer {
         ? { what: 'request headers', ms: this.#headersTimeoutMs }
         : { what: 'request', ms: this.#requestTimeoutMs },
     );
-    // A connection closed mid-request (HPE_INVALID_EOF_STATE) is a client that left, not bad HTTP.
+    // A reset or other socket error leaves nothing to write to, and a connection closed mid-request
+    // (HPE_INVALID_EOF_STATE) is a client that left, not bad HTTP.
     const gone =
-      err.code === 'ECONNRESET' ||
+      !fromParser(err) ||
       err.code === 'HPE_INVALID_EOF_STATE' ||
       socket.destroyed ||
       (scope === undefined && this.#closing.has(socket));
@@ -488,20 +491,53 @@ export class ApiServer {
       scope.summary['error'] = error.message;
       scope.summary['errorCode'] = error.code;
       scope.summary['parserCode'] = err.code;
-    } else if (!gone) {
-      this.metrics.request(PARSER_ENDPOINT, error.status, 0);
-      this.log.info(
-        { status: error.status, code: error.code, parserCode: err.code, remote: socket.remoteAddress },
-        'malformed request',
-      );
     }
     if (gone) {
       socket.destroy();
       return;
     }
-    if (scope?.res.raw.headersSent) socket.destroy();
-    else writeRaw(socket, error);
+    if (scope?.res.raw.headersSent) {
+      socket.destroy();
+      return;
+    }
+    if (scope) {
+      writeRaw(socket, error, scope.requestId);
+      return;
+    }
+    // No request was parsed, so there is no client id to echo: a fresh one, on the answer and on
+    // the access line, lets the client's report of the answer be found in the log.
+    const requestId = randomUUID();
+    this.#finishUnrouted(requestId, PARSER_ENDPOINT, error, {
+      parserCode: err.code,
+      remote: socket.remoteAddress,
+    });
+    writeRaw(socket, error, requestId);
   }
+
+  /**
+   * Counts and logs an error answered outside fastify, which has no scope and so no #finish: the
+   * access line has a scope's fields as far as they are known (no method or path when no request
+   * line was parsed), under the id the answer carries.
+   */
+  #finishUnrouted(
+    requestId: string,
+    endpoint: string,
+    error: ApiError,
+    known: Readonly<Record<string, unknown>>,
+  ): void {
+    this.metrics.request(endpoint, error.status, 0);
+    this.log
+      .child({ reqId: requestId })
+      .info({ ...known, status: error.status, error: error.message, errorCode: error.code }, 'request');
+  }
+}
+
+/**
+ * An error of Node's HTTP parser, or its timeout, which can be answered; anything else is a socket
+ * error (ECONNRESET, EPIPE, ETIMEDOUT), after which nothing can be written.
+ */
+function fromParser(err: { code?: string }): boolean {
+  return err.code !== undefined && (err.code.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT');
 }
 
 /** The client's `x-request-id` when it is a valid one (echoed, so its logs and ours line up), else a fresh id. */

@@ -39,13 +39,9 @@ export function parserError(
 
 /**
  * A complete response written straight to the socket, which is then closed (Node's documented way).
- * `extra`: headers besides the error's own (a request id, when there was a request to give it to).
+ * `requestId`: the `x-request-id` every answer carries, also when no request could be parsed.
  */
-export function writeRaw(
-  socket: Socket,
-  error: ApiError,
-  extra: Readonly<Record<string, string>> = {},
-): void {
+export function writeRaw(socket: Socket, error: ApiError, requestId: string): void {
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -53,7 +49,7 @@ export function writeRaw(
   const body = JSON.stringify(error.body());
   const headers = {
     ...error.headers(),
-    ...extra,
+    'x-request-id': requestId,
     'content-type': 'application/json; charset=utf-8',
     'content-length': String(Buffer.byteLength(body)),
     connection: 'close',

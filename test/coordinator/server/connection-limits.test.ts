@@ -9,13 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routingModelOfConfig } from '../../../coordinator/moe/routing-model.js';
 import { ApiServer } from '../../../coordinator/server/api-server.js';
 import { sendJson } from '../../../coordinator/server/http-io.js';
-import { createLogger } from '../../../coordinator/server/logger.js';
 import { ServerMetrics } from '../../../coordinator/server/metrics.js';
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { clientOf } from '../../../shared/runtime/client-connections.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { parseResponse, rawRequest } from '../../helpers/raw-http.js';
+import { accessLine, capturedLogger } from './access-log.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 const PER_CLIENT = 3;
@@ -117,37 +117,44 @@ describe('kmoe serve --max-connections-per-client', () => {
   }, 60_000);
 });
 
+/** An ApiServer on a free loopback port with one route, POST /echo, and the given time limits. */
+async function echoServer(limits: { headersTimeoutMs: number }) {
+  const routing = routingModelOfConfig(await loadModelConfig(MODEL_DIR));
+  const unused = () => Promise.reject(new Error('this test does not scrape /metrics'));
+  const metrics = new ServerMetrics(routing, {
+    routingStats: unused,
+    dispatchStats: unused,
+    engineSequences: unused,
+  });
+  const logged = capturedLogger();
+  const api = new ApiServer(
+    {
+      '/echo': {
+        name: 'echo',
+        methods: { POST: async ({ req, res }) => sendJson(res, 200, req.body) },
+      },
+    },
+    {
+      bodyLimitBytes: 1024,
+      bodyBudgetBytes: 1024 * 1024,
+      maxConnections: 16,
+      maxConnectionsPerClient: 0,
+      maxJsonMembers: 16,
+      ...limits,
+    },
+    metrics,
+    logged.log,
+  );
+  return { api, url: await api.listen('127.0.0.1', 0), logText: logged.text };
+}
+
 describe('the time limit for request headers', () => {
   const HEADERS_MS = 500;
   let api: ApiServer;
   let url: string;
+  let logText: () => string;
   beforeAll(async () => {
-    const routing = routingModelOfConfig(await loadModelConfig(MODEL_DIR));
-    const unused = () => Promise.reject(new Error('this test does not scrape /metrics'));
-    const metrics = new ServerMetrics(routing, {
-      routingStats: unused,
-      dispatchStats: unused,
-      engineSequences: unused,
-    });
-    api = new ApiServer(
-      {
-        '/echo': {
-          name: 'echo',
-          methods: { POST: async ({ req, res }) => sendJson(res, 200, req.body) },
-        },
-      },
-      {
-        bodyLimitBytes: 1024,
-        bodyBudgetBytes: 1024 * 1024,
-        maxConnections: 16,
-        maxConnectionsPerClient: 0,
-        maxJsonMembers: 16,
-        headersTimeoutMs: HEADERS_MS,
-      },
-      metrics,
-      createLogger('silent'),
-    );
-    url = await api.listen('127.0.0.1', 0);
+    ({ api, url, logText } = await echoServer({ headersTimeoutMs: HEADERS_MS }));
   });
   afterAll(async () => {
     await api?.close();
@@ -160,8 +167,17 @@ describe('the time limit for request headers', () => {
     });
     expect(res.status).toBe(408);
     expect(res.headers.connection).toBe('close');
+    expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
     expect(res.json).toMatchObject({
       error: { code: 'request_timeout', message: 'the request headers did not arrive within 0.5 s' },
+    });
+    // Its headers never arrived, so no client id: a fresh one, under which it is logged.
+    const id = res.headers['x-request-id'];
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await accessLine(logText, id!)).toMatchObject({
+      status: 408,
+      errorCode: 'request_timeout',
+      parserCode: 'ERR_HTTP_REQUEST_TIMEOUT',
     });
   });
 

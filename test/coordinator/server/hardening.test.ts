@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { rawRequest } from '../../helpers/raw-http.js';
+import { accessLine } from './access-log.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 const MODEL = 'tiny-mixtral';
@@ -127,6 +128,44 @@ describe('requests Node or fastify refuse before any handler', () => {
     expect(fresh.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
     if (status === 417) expectOpenAIError(fresh.json, 'expectation_failed');
   });
+
+  it.each([
+    [
+      'oversized headers',
+      head('GET /health HTTP/1.1', `x-big: ${'a'.repeat(20_000)}\r\n`),
+      431,
+      'headers_too_large',
+      'HPE_HEADER_OVERFLOW',
+    ],
+    ['an invalid method', head('G@T /health HTTP/1.1'), 400, 'bad_request_line', 'HPE_INVALID_METHOD'],
+    [
+      'a control character in a header value',
+      head('GET /health HTTP/1.1', 'x-note: a\x01b\r\n'),
+      400,
+      'bad_header',
+      'HPE_INVALID_HEADER_TOKEN',
+    ],
+  ])(
+    "the parser's refusal of %s is answered and logged like any other error",
+    async (_, request, status, code, parserCode) => {
+      const res = await rawRequest(server.url, [request]);
+      expect(res.status).toBe(status);
+      expectOpenAIError(res.json, code);
+      // No request was parsed, so no client id to echo: a fresh one, under which it is logged.
+      const id = res.headers['x-request-id'];
+      expect(id).toMatch(/^[0-9a-f-]{36}$/);
+      expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(res.headers.connection).toBe('close');
+      expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(res.body));
+      expect(await accessLine(server.stderr, id!)).toMatchObject({
+        level: 30,
+        status,
+        errorCode: code,
+        parserCode,
+        error: (res.json as ErrorBody).error.message,
+      });
+    },
+  );
 
   it('an absolute-form target is routed by its path, and its authority is the one the Host check reads', async () => {
     const port = new URL(server.url).port;
