@@ -485,16 +485,21 @@ export class ApiServer {
       err.code === 'HPE_INVALID_EOF_STATE' ||
       socket.destroyed ||
       (scope === undefined && this.#closing.has(socket));
-    if (scope) {
-      // The request had begun (e.g. its body was malformed): its own access line reports this.
-      if (!gone) scope.forcedStatus = scope.res.raw.headersSent ? scope.res.raw.statusCode : error.status;
-      scope.summary['error'] = error.message;
-      scope.summary['errorCode'] = error.code;
-      scope.summary['parserCode'] = err.code;
-    }
     if (gone) {
+      // Nothing recorded: a request in progress is logged by its own first reason (the 408 that made
+      // the client close) or as the client's leaving (#fail's `cancelled`, or 499).
       socket.destroy();
       return;
+    }
+    if (scope) {
+      // The request had begun (e.g. its body was malformed): its own access line reports this, with
+      // the first reason recorded for it (a 413 whose unread body then breaks the chunked encoding
+      // stays a 413).
+      const res = scope.res.raw;
+      scope.forcedStatus ??= res.headersSent ? res.statusCode : error.status;
+      if (scope.summary['error'] === undefined) {
+        Object.assign(scope.summary, { error: error.message, errorCode: error.code, parserCode: err.code });
+      }
     }
     if (scope?.res.raw.headersSent) {
       socket.destroy();

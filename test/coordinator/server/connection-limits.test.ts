@@ -118,7 +118,7 @@ describe('kmoe serve --max-connections-per-client', () => {
 });
 
 /** An ApiServer on a free loopback port with one route, POST /echo, and the given time limits. */
-async function echoServer(limits: { headersTimeoutMs: number }) {
+async function echoServer(limits: { headersTimeoutMs: number; requestTimeoutMs?: number }) {
   const routing = routingModelOfConfig(await loadModelConfig(MODEL_DIR));
   const unused = () => Promise.reject(new Error('this test does not scrape /metrics'));
   const metrics = new ServerMetrics(routing, {
@@ -198,6 +198,52 @@ describe('the time limit for request headers', () => {
     const res = parseResponse(Buffer.concat(chunks));
     expect(res.status).toBe(200);
     expect(res.json).toEqual({ a: 1 });
+  });
+});
+
+describe('the time limit for a whole request', () => {
+  const REQUEST_MS = 1000;
+  let api: ApiServer;
+  let url: string;
+  let logText: () => string;
+  beforeAll(async () => {
+    ({ api, url, logText } = await echoServer({ headersTimeoutMs: 500, requestTimeoutMs: REQUEST_MS }));
+  });
+  afterAll(async () => {
+    await api?.close();
+  });
+
+  it('answers 408 to a stalled body and logs the 408, not the close that follows it', async () => {
+    const { hostname, port } = new URL(url);
+    const socket = net.connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => {
+      chunks.push(d);
+      // The client reads the answer, then closes its side mid-body, as clients do: Node's parser
+      // then reports the body cut short (HPE_INVALID_EOF_STATE), which must not replace the reason.
+      socket.end();
+    });
+    const closed = new Promise((r) => socket.once('close', r));
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(
+      'POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: stalled-1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a"',
+    );
+    await closed;
+    const res = parseResponse(Buffer.concat(chunks));
+    expect(res.status).toBe(408);
+    expect(res.headers['x-request-id']).toBe('stalled-1');
+    expect(res.json).toMatchObject({
+      error: { code: 'request_timeout', message: 'the request did not arrive within 1 s' },
+    });
+    const line = await accessLine(logText, 'stalled-1');
+    expect(line).toMatchObject({
+      method: 'POST',
+      path: '/echo',
+      status: 408,
+      error: 'the request did not arrive within 1 s',
+      errorCode: 'request_timeout',
+      parserCode: 'ERR_HTTP_REQUEST_TIMEOUT',
+    });
   });
 });
 

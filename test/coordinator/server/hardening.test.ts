@@ -4,10 +4,11 @@
 // with a stable code, the server stays up, and a maximal request leaves /health and running
 // streams answering while it is being refused.
 
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { rawRequest } from '../../helpers/raw-http.js';
-import { accessLine } from './access-log.js';
+import { accessLine, logRecords } from './access-log.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 const MODEL = 'tiny-mixtral';
@@ -39,6 +40,20 @@ function expectOpenAIError(json: unknown, code: string): ErrorBody['error'] {
   const error = (json as ErrorBody).error;
   expect(error).toMatchObject({ type: expect.any(String), message: expect.any(String), code });
   return error;
+}
+
+/** Sends `request` (incomplete) on a fresh connection, then resets it (TCP RST), as a crashed client does. */
+async function resetAfter(request: string): Promise<void> {
+  const { hostname, port } = new URL(server.url);
+  const socket = net.connect(Number(port), hostname);
+  socket.on('error', () => undefined);
+  await new Promise((r) => socket.once('connect', r));
+  socket.write(request);
+  // Long enough for the server to read what was sent before the reset arrives.
+  await new Promise((r) => setTimeout(r, 200));
+  const closed = new Promise((r) => socket.once('close', r));
+  socket.resetAndDestroy();
+  await closed;
 }
 
 async function greedy(): Promise<string> {
@@ -221,6 +236,26 @@ describe('requests Node or fastify refuse before any handler', () => {
     const after = await scrape(`${server.url}/metrics`);
     expect(after('kmoe_requests_total{endpoint="completions",status="499"}')).toBeGreaterThan(0);
     expect(errors500()).toBe(base500);
+  });
+  it('a client that resets its connection is written nothing, and logged as leaving, not as bad HTTP', async () => {
+    const before = server.stderr().length;
+    // Mid-headers: no request exists yet, so there is nothing to answer or log.
+    await resetAfter('GET /health HTTP/1.1\r\nhost: loc');
+    // Mid-body: the request's access line says the client left (499), not that its HTTP was bad.
+    await resetAfter(
+      'POST /v1/completions HTTP/1.1\r\nhost: localhost\r\nx-request-id: reset-1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model": "tiny',
+    );
+    const line = await accessLine(server.stderr, 'reset-1');
+    expect(line).toMatchObject({
+      level: 30,
+      status: 499,
+      cancelled: 'client disconnected before the body was complete',
+    });
+    expect(line).not.toHaveProperty('error');
+    expect(line).not.toHaveProperty('parserCode');
+    const since = logRecords(server.stderr().slice(before));
+    expect(since.filter((r) => r['parserCode'] !== undefined || (r['level'] as number) >= 40)).toEqual([]);
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 });
 
