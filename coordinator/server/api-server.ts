@@ -298,12 +298,17 @@ export class ApiServer {
         'expectation_failed',
         `expect: ${String(req.headers.expect).slice(0, 100)} is not supported; only 100-continue is`,
       );
-      this.metrics.request(routeAt(routes, pathOf(req.url ?? '/'))?.name ?? NOT_FOUND_ENDPOINT, 417, 0);
+      const requestId = requestIdOf(req);
+      const path = pathOf(req.url ?? '/');
+      this.#finishUnrouted(requestId, routeAt(routes, path)?.name ?? NOT_FOUND_ENDPOINT, error, {
+        method: req.method,
+        path: path.slice(0, 256),
+      });
       const body = JSON.stringify(error.body());
       this.#closing.add(req.socket);
       res.writeHead(417, {
         ...error.headers(),
-        'x-request-id': requestIdOf(req),
+        'x-request-id': requestId,
         'content-type': 'application/json; charset=utf-8',
         'content-length': Buffer.byteLength(body),
         connection: 'close',
@@ -325,8 +330,12 @@ export class ApiServer {
         target.slice(0, 200),
         route ? Object.keys(route.methods) : serverMethods,
       );
-      this.metrics.request(NOT_FOUND_ENDPOINT, error.status, 0);
-      writeRaw(socket, error, requestIdOf(req));
+      const requestId = requestIdOf(req);
+      this.#finishUnrouted(requestId, NOT_FOUND_ENDPOINT, error, {
+        method: 'CONNECT',
+        path: pathOf(target).slice(0, 256),
+      });
+      writeRaw(socket, error, requestId);
     });
   }
 
@@ -520,9 +529,9 @@ export class ApiServer {
   }
 
   /**
-   * Counts and logs an error answered outside fastify, which has no scope and so no #finish: the
-   * access line has a scope's fields as far as they are known (no method or path when no request
-   * line was parsed), under the id the answer carries.
+   * Counts and logs an error answered outside fastify (a parser error, the 417, CONNECT's 405),
+   * which has no scope and so no #finish: the access line has a scope's fields as far as they are
+   * known (no method or path when no request line was parsed), under the id the answer carries.
    */
   #finishUnrouted(
     requestId: string,

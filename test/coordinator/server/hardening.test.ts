@@ -130,19 +130,31 @@ describe('requests Node or fastify refuse before any handler', () => {
   });
 
   it.each([
-    ['CONNECT', 'CONNECT example.com:443 HTTP/1.1', 405],
-    ['an unsupported Expect', 'GET /health HTTP/1.1', 417],
-  ])('%s answers carry x-request-id like every other answer', async (_, requestLine, status) => {
-    const expect417 = status === 417 ? 'expect: 200-ok\r\n' : '';
-    const echoed = await rawRequest(server.url, [head(requestLine, `${expect417}x-request-id: trace-7\r\n`)]);
-    expect(echoed.status).toBe(status);
-    expect(echoed.headers['x-request-id']).toBe('trace-7');
-    // A client's id that is not a valid one is replaced by a fresh id.
-    const fresh = await rawRequest(server.url, [head(requestLine, `${expect417}x-request-id: a b\r\n`)]);
-    expect(fresh.status).toBe(status);
-    expect(fresh.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
-    if (status === 417) expectOpenAIError(fresh.json, 'expectation_failed');
-  });
+    ['CONNECT', 'CONNECT example.com:443 HTTP/1.1', 405, 'method_not_allowed', 'example.com:443'],
+    ['an unsupported Expect', 'GET /health HTTP/1.1', 417, 'expectation_failed', '/health'],
+  ])(
+    '%s answers carry x-request-id and get an access line like every other answer',
+    async (_, requestLine, status, code, path) => {
+      const expect417 = status === 417 ? 'expect: 200-ok\r\n' : '';
+      const id = `trace-${status}`;
+      const echoed = await rawRequest(server.url, [head(requestLine, `${expect417}x-request-id: ${id}\r\n`)]);
+      expect(echoed.status).toBe(status);
+      expect(echoed.headers['x-request-id']).toBe(id);
+      expect(await accessLine(server.stderr, id)).toMatchObject({
+        level: 30,
+        method: requestLine.split(' ')[0],
+        path,
+        status,
+        errorCode: code,
+        error: (echoed.json as ErrorBody).error.message,
+      });
+      // A client's id that is not a valid one is replaced by a fresh id.
+      const fresh = await rawRequest(server.url, [head(requestLine, `${expect417}x-request-id: a b\r\n`)]);
+      expect(fresh.status).toBe(status);
+      expect(fresh.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      expectOpenAIError(fresh.json, code);
+    },
+  );
 
   it.each([
     [
