@@ -18,6 +18,7 @@ import { ListenError } from '../../shared/runtime/errors.js';
 import { BodyBudget } from './body-budget.js';
 import {
   ApiError,
+  ExpectationFailedError,
   HostNotAllowedError,
   InternalServerError,
   InvalidApiKeyError,
@@ -293,11 +294,7 @@ export class ApiServer {
     }
     // Node answers an Expect header other than 100-continue itself, with an empty body; say why.
     app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-      const error = new MalformedHttpError(
-        417,
-        'expectation_failed',
-        `expect: ${String(req.headers.expect).slice(0, 100)} is not supported; only 100-continue is`,
-      );
+      const error = new ExpectationFailedError(String(req.headers.expect));
       const requestId = requestIdOf(req);
       const path = pathOf(req.url ?? '/');
       this.#finishUnrouted(requestId, routeAt(routes, path)?.name ?? NOT_FOUND_ENDPOINT, error, {

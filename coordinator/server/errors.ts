@@ -14,6 +14,22 @@ function clipped(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * A header value quoted in a message. Node reads header bytes as latin-1, one character per byte,
+ * so `café` sent in UTF-8 (what clients send) arrives as `cafÃ©`: the bytes are decoded as UTF-8.
+ * Other bytes are opaque (RFC 9110, 5.5: no charset is declared), so a value that is not UTF-8 has
+ * each non-ASCII byte shown as `\xHH` rather than guessed at.
+ */
+function headerValueText(latin1: string): string {
+  try {
+    return UTF8.decode(Buffer.from(latin1, 'latin1'));
+  } catch {
+    return latin1.replace(/[\x80-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`);
+  }
+}
+
 export interface OpenAIErrorBody {
   readonly error: {
     readonly message: string;
@@ -165,6 +181,19 @@ export class UnsupportedMediaTypeError extends ApiError {
 export class MalformedHttpError extends ApiError {
   constructor(status: number, code: string, message: string) {
     super(status, 'invalid_request_error', message, { code });
+  }
+}
+
+/** 417: an `Expect` header other than `100-continue`, the only expectation HTTP/1.1 defines. */
+export class ExpectationFailedError extends ApiError {
+  /** `expect`: the header's value as Node gives it (each byte a latin-1 character). */
+  constructor(expect: string) {
+    super(
+      417,
+      'invalid_request_error',
+      `expect: ${clipped(headerValueText(expect), 100)} is not supported; only 100-continue is`,
+      { code: 'expectation_failed' },
+    );
   }
 }
 

@@ -157,6 +157,24 @@ describe('requests Node or fastify refuse before any handler', () => {
   );
 
   it.each([
+    ['in UTF-8 is decoded', 'expect-utf8', Buffer.from('café ✓', 'utf8'), 'café ✓'],
+    // Not UTF-8 (here latin-1): not guessed at, each non-ASCII byte shown as it came.
+    ['in another charset is escaped', 'expect-latin1', Buffer.from('café', 'latin1'), 'caf\\xe9'],
+  ])('a 417 quoting a non-ASCII Expect value %s', async (_, id, value, shown) => {
+    const res = await rawRequest(server.url, [
+      Buffer.concat([
+        Buffer.from(`GET /health HTTP/1.1\r\nhost: localhost\r\nx-request-id: ${id}\r\nexpect: `),
+        value,
+        Buffer.from('\r\nconnection: close\r\n\r\n'),
+      ]),
+    ]);
+    expect(res.status).toBe(417);
+    const message = `expect: ${shown} is not supported; only 100-continue is`;
+    expect(expectOpenAIError(res.json, 'expectation_failed').message).toBe(message);
+    expect(await accessLine(server.stderr, id)).toMatchObject({ status: 417, error: message });
+  });
+
+  it.each([
     [
       'oversized headers',
       head('GET /health HTTP/1.1', `x-big: ${'a'.repeat(20_000)}\r\n`),
