@@ -499,20 +499,15 @@ export class ApiServer {
     }
     if (scope) {
       // The request had begun (e.g. its body was malformed): its own access line reports this, with
-      // the first reason recorded for it (a 413 whose unread body then breaks the chunked encoding
-      // stays a 413).
+      // the first reason recorded for it (an error #fail already answered stays the reason).
       const res = scope.res.raw;
       scope.forcedStatus ??= res.headersSent ? res.statusCode : error.status;
       if (scope.summary['error'] === undefined) {
         Object.assign(scope.summary, { error: error.message, errorCode: error.code, parserCode: err.code });
       }
-    }
-    if (scope?.res.raw.headersSent) {
-      socket.destroy();
-      return;
-    }
-    if (scope) {
-      writeRaw(socket, error, scope.requestId);
+      // A response already begun cannot be followed by another: the connection just ends.
+      if (res.headersSent) socket.destroy();
+      else writeRaw(socket, error, scope.requestId);
       return;
     }
     // No request was parsed, so there is no client id to echo: a fresh one, on the answer and on
