@@ -50,6 +50,7 @@ import {
   type WorkersArg,
   windowsFlag,
 } from './options.js';
+import { unknownFlagsFirst } from './unknown-flags-first.js';
 import { flagValue, UsageError } from './usage-error.js';
 
 /** The exit code the command that ran returned (commander discards action results). */
@@ -108,6 +109,11 @@ type CorpusBenchCli<O> = BenchCli<Omit<O, 'corpus'>> & { readonly windows: strin
 
 type Run<O> = (options: O, argv: readonly string[]) => Promise<number>;
 
+/**
+ * Every command's action, set once its options are all added: the checks of the whole command line
+ * in the order a user should hear of them (unknown flags, then values and required options, then
+ * flags that cannot go together), then the implementation, loaded only now.
+ */
 function action<O>(
   cmd: Command,
   argv: readonly string[],
@@ -116,7 +122,9 @@ function action<O>(
   /** false for a command that only plans formats (kmoe plan prices bf16 on cpu as its fp32 widening). */
   { computesFormats = true }: { readonly computesFormats?: boolean } = {},
 ): void {
+  const checkFlags = unknownFlagsFirst(cmd);
   cmd.action(async (options: O) => {
+    checkFlags();
     if (computesFormats) await checkFormatsOnDevice(options);
     const { ids, model } = options as { ids?: readonly string[]; model?: string };
     if (ids !== undefined && model !== undefined) await checkIdsForModel(model, ids);
@@ -341,7 +349,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         '--sched <policy>',
         "scheduling policy of the worker process: normal; batch (Linux SCHED_BATCH through util-linux chrt, or fail): woken by a request, the worker does not preempt the coordinator that sent it, which can send its other requests first; auto: batch where it can be set, else normal with a warning. For workers on the coordinator's host (local clusters and the workers a command starts with --workers N use auto)",
       )
-        .choices(['normal', 'batch', 'auto'])
+        .argParser(parseChoice('--sched', ['normal', 'batch', 'auto'] as const))
         .default('normal'),
     )
     .addHelpText(

@@ -663,24 +663,81 @@ describe('kmoe', () => {
   });
 });
 
-describe('every command --help', () => {
-  /** The subcommands a help text lists under "Commands:" (help itself and groups left out). */
-  const commandsIn = (help: string): string[] =>
-    [...help.slice(help.indexOf('Commands:')).matchAll(/^ {2}([a-z][a-z-]*) \[options\]/gm)].map(
-      (m) => m[1]!,
-    );
+/** The subcommands a help text lists under "Commands:" (help itself and groups left out). */
+function commandsIn(help: string): string[] {
+  return [...help.slice(help.indexOf('Commands:')).matchAll(/^ {2}([a-z][a-z-]*) \[options\]/gm)].map(
+    (m) => m[1]!,
+  );
+}
 
+/** Every command `kmoe --help` and `kmoe bench --help` list, as words (`bench failover`). */
+async function everyCommand(): Promise<string[]> {
+  const top = await runCli(['--help']);
+  const bench = await runCli(['bench', '--help']);
+  const commands = [...commandsIn(top.stdout), ...commandsIn(bench.stdout).map((c) => `bench ${c}`)];
+  expect(commands).toContain('train-allocator');
+  expect(commands).toContain('bench failover');
+  return commands;
+}
+
+describe('every command --help', () => {
   it('writes list defaults as the flag takes them (a,b), never as JSON arrays', async () => {
-    const top = await runCli(['--help']);
-    const bench = await runCli(['bench', '--help']);
-    const commands = [...commandsIn(top.stdout), ...commandsIn(bench.stdout).map((c) => `bench ${c}`)];
-    expect(commands).toContain('train-allocator');
-    expect(commands).toContain('bench failover');
+    const commands = await everyCommand();
     const helps = await Promise.all(commands.map((c) => runCli([...c.split(' '), '--help'])));
     helps.forEach((r, i) => {
       expect(r.code, commands[i]).toBe(0);
       expect(r.stdout, commands[i]).not.toMatch(/\(default:\s*\[/);
     });
+  });
+});
+
+describe('every command with an unknown flag', () => {
+  // A mistyped flag is the mistake to report: `--modle m` also leaves --model missing, and a value
+  // after it may be wrong only because the flag before it was not the one meant.
+  it('reports the unknown flag first, before a missing required option', async () => {
+    const commands = await everyCommand();
+    const runs = await Promise.all(commands.map((c) => runCli([...c.split(' '), '--bogus'])));
+    runs.forEach((r, i) => {
+      expect({ command: commands[i], code: r.code, stderr: r.stderr.trim().split('\n') }).toEqual({
+        command: commands[i],
+        code: 2,
+        stderr: [
+          `kmoe ${commands[i]}: error: unknown option '--bogus'`,
+          `Run 'kmoe ${commands[i]} --help' for usage.`,
+        ],
+      });
+    });
+  });
+
+  it('reports it before a bad value of another flag, wherever the two stand', async () => {
+    for (const args of [
+      ['serve', '--model', 'no-such-dir', '--bogus'],
+      ['serve', '--bogus', '--port', 'x'],
+      ['bench', 'expert', '--formats', 'fp64', '--bogus'],
+    ]) {
+      const r = await runCli(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^kmoe (serve|bench expert): error: unknown option '--bogus'$/m);
+    }
+    // The flag meant is suggested.
+    const typo = await runCli(['serve', '--modle', MODEL_DIR]);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/^kmoe serve: error: unknown option '--modle'\n\(Did you mean --model\?\)$/m);
+  });
+
+  it('still reports a missing required option and a bad value, in that order of the line', async () => {
+    const missing = await runCli(['serve', '--port', '0']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim().split('\n')).toEqual([
+      "kmoe serve: error: required option '--model <dir>' not specified",
+      "Run 'kmoe serve --help' for usage.",
+    ]);
+    const bad = await runCli(['serve', '--port', 'x', '--max-running', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toEqual([
+      "kmoe serve: error: --port must be a number, got 'x'",
+      "Run 'kmoe serve --help' for usage.",
+    ]);
   });
 });
 
