@@ -6,6 +6,7 @@
 
 import { type Command, CommanderError } from 'commander';
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
+import { helpRequest } from './help-request.js';
 import { buildProgram, helpPointer, type Outcome } from './program.js';
 import { stdoutClosed } from './stdout-closed.js';
 import { UsageError } from './usage-error.js';
@@ -53,17 +54,19 @@ function fileSystemMessage(err: unknown): string | undefined {
 async function main(argv: string[]): Promise<number> {
   const outcome: Outcome = { code: 0 };
   const program = buildProgram(argv, outcome);
+  const line = helpRequest(program, argv);
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(line, { from: 'user' });
     return outcome.code;
   } catch (err) {
     // Commander has already printed its message (and the --help pointer).
-    // `kmoe help CMD` exits 0; help printed because a command is missing (`kmoe bench`) does not.
+    // Help asked for exits 0 (commander's help command still answers `kmoe -- help`, which
+    // helpRequest leaves alone); help printed because a command is missing (`kmoe bench`) does not.
     if (err instanceof CommanderError) {
       const asked = err.code === 'commander.help' && err.exitCode === 0;
       return CLEAN_EXITS.has(err.code) || asked ? 0 : 2;
     }
-    const cmd = commandOf(program, argv);
+    const cmd = commandOf(program, line);
     if (err instanceof UsageError) {
       process.stderr.write(`${label(cmd)}: error: ${err.message}\n`);
       if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);

@@ -172,6 +172,8 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
   const program = new Command('kmoe')
     .description('kmoe — expert-parallel MoE inference with adaptive K')
     .version(version(), '-V, --version', 'print the kmoe version')
+    // Subcommands copy it: `kmoe help bench serve` and `kmoe bench help serve` (help-request.ts).
+    .helpCommand('help [command...]', 'display help for a command')
     .exitOverride();
   layOutHelp(program);
   pointToHelp(program);

@@ -439,6 +439,38 @@ describe('kmoe', () => {
     expect(unknown.stderr).toMatch(/Run 'kmoe --help' for the commands\./);
   });
 
+  it('help NAME... is NAME... --help; a name that is no command is refused as kmoe NAME is', async () => {
+    const unknown = await runCli(['nonexistent']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.trim().split('\n')).toEqual([
+      "kmoe: error: unknown command 'nonexistent'",
+      "Run 'kmoe --help' for the commands.",
+    ]);
+    const unknownInBench = await runCli(['bench', 'nonexistent']);
+    expect(unknownInBench.stderr).toMatch(/^kmoe bench: error: unknown command 'nonexistent'$/m);
+    for (const [args, same] of [
+      [['help', 'nonexistent'], unknown],
+      [['nonexistent', '--help'], unknown],
+      [['help', 'bench', 'nonexistent'], unknownInBench],
+      [['bench', 'help', 'nonexistent'], unknownInBench],
+      [['bench', 'nonexistent', '-h'], unknownInBench],
+    ] as const) {
+      const r = await runCli(args);
+      expect({ args, ...r }).toEqual({ args, ...same });
+    }
+    // Every word after help names the command, not only the first.
+    const benchServe = await runCli(['bench', 'serve', '--help']);
+    expect(benchServe.stdout).toMatch(/^Usage: kmoe bench serve /);
+    for (const args of [
+      ['help', 'bench', 'serve'],
+      ['bench', 'help', 'serve'],
+    ])
+      expect(await runCli(args)).toEqual(benchServe);
+    const top = await runCli(['help']);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toBe((await runCli(['--help'])).stdout);
+  });
+
   it('exits quietly (0) when the reader closes the pipe early (`kmoe ... --help | head -1`)', async () => {
     const { spawn } = await import('node:child_process');
     const child = spawn(process.execPath, [...KMOE_ARGV, 'bench', 'model', '--help'], {
