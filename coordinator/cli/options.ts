@@ -137,9 +137,61 @@ export function parseVersus(flag: string): (raw: string) => VersusSettings {
   };
 }
 
-/** Comma-separated items, each parsed by `item`; an empty entry is a usage error. */
-export function parseList<T>(flag: string, item: (raw: string) => T): (raw: string) => T[] {
-  return (raw) => commaPieces(flag, raw, 'at least one value').map(item);
+/** What makes two entries of a comma-separated list one, and whether one may come twice. */
+export interface ListRules<T> {
+  /**
+   * The entries are positions (`--peak M,K,N`), not members of a set, so a value may come twice.
+   * Elsewhere an entry given twice is a slip refused as such: a bench would run one point twice
+   * under one name, a sum (`bench traffic --trace`) would count a file twice.
+   */
+  readonly repeats?: 'allowed';
+  /** Two entries are one when these agree (default: their parsed values, so 4 and 4.0 are one). */
+  readonly identity?: (value: T) => unknown;
+  /** What an entry is, in the message about one written two ways (default: value). */
+  readonly entry?: string;
+}
+
+/** Comma-separated items, each parsed by `item`; an empty entry, or one given twice, is a usage error. */
+export function parseList<T>(
+  flag: string,
+  item: (raw: string) => T,
+  rules: ListRules<T> = {},
+): (raw: string) => T[] {
+  return (raw) => {
+    const pieces = commaPieces(flag, raw, 'at least one value');
+    const values = pieces.map(item);
+    if (rules.repeats !== 'allowed')
+      refuseRepeats(flag, pieces, values.map(rules.identity ?? ((v) => v)), rules.entry);
+    return values;
+  };
+}
+
+/** Files, comma-separated: one file given twice, however its path is written, is refused. */
+export function parseFiles(flag: string): (raw: string) => string[] {
+  return parseList(flag, (file) => file, { identity: (file) => path.resolve(file), entry: 'file' });
+}
+
+/** The first entry whose key an earlier one has is a usage error naming both as written. */
+function refuseRepeats(
+  flag: string,
+  written: readonly string[],
+  keys: readonly unknown[],
+  entry = 'value',
+): void {
+  const seen = new Map<unknown, string>();
+  keys.forEach((key, i) => {
+    const again = written[i]!;
+    const first = seen.get(key);
+    if (first === undefined) {
+      seen.set(key, again);
+      return;
+    }
+    throw new UsageError(
+      first === again
+        ? `${flag} names ${again} twice`
+        : `${flag} names one ${entry} twice: ${first} and ${again}`,
+    );
+  });
 }
 
 /**
@@ -269,10 +321,18 @@ export function namedProfileFile(policy: string): string {
   return isNamedProfile(policy) ? path.join(projectRoot(), NAMED_PROFILES[policy.trim()]!) : policy;
 }
 
+/**
+ * `--routing`, comma-separated and repeatable: every command that takes several policies runs each
+ * under its own name (bench serve and network key their results by it), so one given twice, in a
+ * list or across flags, is refused; a profile is the file it names, however its path is written.
+ */
 function collectRouting(raw: string, previous: string[] | undefined): string[] {
   const policies = splitRoutingList(raw).map(namedProfileFile);
   for (const p of policies) if (isProfilePath(p)) existingProfile('--routing', p);
-  return [...(previous ?? []), ...policies];
+  const all = [...(previous ?? []), ...policies];
+  const keys = all.map((p) => (isProfilePath(p) ? path.resolve(p) : p));
+  refuseRepeats('--routing', all, keys, 'policy');
+  return all;
 }
 
 /** A profile file a flag names must be there: a wrong path is a usage error, like --ids'. */
@@ -315,28 +375,20 @@ export function parseWorkers(raw: string): WorkersArg {
   const value = raw.trim();
   if (/^\d+$/.test(value)) return { kind: 'count', n: Number(value) };
   if (value === '') throw new UsageError('--workers takes a count or ws:// URLs');
-  const urls = parseList('--workers', (url) => {
-    if (!/^wss?:\/\/[^\s/]+/i.test(url) || !URL.canParse(url))
-      throw new UsageError(`--workers: '${url}' is neither a worker count nor a ws:// or wss:// URL`, {
-        hint: 'give a count of local workers (e.g. 2) or worker URLs such as ws://10.0.0.5:7070,ws://10.0.0.6:7070 (host and port, a port at most 65535)',
-      });
-    return url;
-  })(value);
-  // The same worker written two ways (WS://LOCALHOST:7070, ws://localhost:7070/, ws://h:80) is
-  // still one worker: compare WHATWG-normalised URLs, which lower-case scheme and host, drop a
-  // default port and write an empty path as '/'. Names are not resolved: localhost is not 127.0.0.1.
-  const seen = new Map<string, string>();
-  for (const url of urls) {
-    const key = new URL(url).href;
-    const first = seen.get(key);
-    if (first !== undefined)
-      throw new UsageError(
-        first === url
-          ? `--workers names ${url} twice`
-          : `--workers names one worker twice: ${first} and ${url}`,
-      );
-    seen.set(key, url);
-  }
+  const urls = parseList(
+    '--workers',
+    (url) => {
+      if (!/^wss?:\/\/[^\s/]+/i.test(url) || !URL.canParse(url))
+        throw new UsageError(`--workers: '${url}' is neither a worker count nor a ws:// or wss:// URL`, {
+          hint: 'give a count of local workers (e.g. 2) or worker URLs such as ws://10.0.0.5:7070,ws://10.0.0.6:7070 (host and port, a port at most 65535)',
+        });
+      return url;
+    },
+    // The same worker written two ways (WS://LOCALHOST:7070, ws://localhost:7070/, ws://h:80) is
+    // still one worker: compare WHATWG-normalised URLs, which lower-case scheme and host, drop a
+    // default port and write an empty path as '/'. Names are not resolved: localhost is not 127.0.0.1.
+    { identity: (url) => new URL(url).href, entry: 'worker' },
+  )(value);
   return { kind: 'urls', urls };
 }
 
@@ -611,8 +663,7 @@ export const opt = {
     ).argParser(parseChoice<BalanceRule>('--balance', BALANCE_RULES)),
   routing: (description = "routing policy (default: the model's native top-K)") =>
     new Option('--routing <policy>', `${description}: ${ROUTING_GRAMMAR}`).argParser(collectRouting),
-  ids: (description: string) =>
-    new Option('--ids <files>', description).argParser(parseList('--ids', (s) => s)),
+  ids: (description: string) => new Option('--ids <files>', description).argParser(parseFiles('--ids')),
   windows: (description: string) => new Option('--windows <range>', description),
   out: (description: string, value = 'file') => {
     const option = new Option(`--out <${value}>`, description);

@@ -20,7 +20,7 @@ import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { GREEDY, MAX_TEMPERATURE } from '../sampling.js';
-import { checkAllowedHost } from '../server/host-check.js';
+import { canonicalHost, checkAllowedHost } from '../server/host-check.js';
 import { helpNote, layOutHelp } from './help-layout.js';
 import {
   apiKey,
@@ -36,6 +36,7 @@ import {
   parseAdvertiseUrl,
   parseChoice,
   parseExpertChoice,
+  parseFiles,
   parseHttpUrl,
   parseInteger,
   parseList,
@@ -598,14 +599,18 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
           "(a DNS rebinding guard): comma-separated Host names to answer too (a local proxy's; given, they turn " +
           "the check on for any --host), or '*' for any",
       ).argParser(
-        parseList('--allowed-hosts', (s) => {
-          const problem = checkAllowedHost(s);
-          if (problem)
-            throw new UsageError(problem, {
-              hint: "give DNS names (proxy.example) or IP addresses (10.0.0.5, ::1 or [::1]), comma-separated, or '*'",
-            });
-          return s;
-        }),
+        parseList(
+          '--allowed-hosts',
+          (s) => {
+            const problem = checkAllowedHost(s);
+            if (problem)
+              throw new UsageError(problem, {
+                hint: "give DNS names (proxy.example) or IP addresses (10.0.0.5, ::1 or [::1]), comma-separated, or '*'",
+              });
+            return s;
+          },
+          { identity: (s) => canonicalHost(s) ?? s, entry: 'host' },
+        ),
       ),
     )
     .addOption(opt.balance())
@@ -614,7 +619,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option(
         '--profiles <files>',
         'comma-separated routing profiles requests may name in kmoe.routing',
-      ).argParser(parseList('--profiles', (s) => existingProfile('--profiles', namedProfileFile(s)))),
+      ).argParser(
+        parseList('--profiles', (s) => existingProfile('--profiles', namedProfileFile(s)), {
+          identity: (file) => path.resolve(file),
+          entry: 'file',
+        }),
+      ),
     )
     .addOption(opt.overlap())
     .addOption(
@@ -1109,7 +1119,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
           'routing trace files written by kmoe eval --trace, comma-separated (traces of one routing on several texts are summed)',
           'files',
         )
-        .argParser(parseList('--trace', (s) => s))
+        .argParser(parseFiles('--trace'))
         .makeOptionMandatory(),
     )
     .addOption(
@@ -1329,7 +1339,8 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     )
     .addOption(
       new Option('--peak <m,k,n>', 'the GEMM of the peak measurement, [M,K] x [K,N] fp32')
-        .argParser(parseList('--peak', parseInteger('--peak', { min: 1 })))
+        // M, K, N: dimensions, which may be equal.
+        .argParser(parseList('--peak', parseInteger('--peak', { min: 1 }), { repeats: 'allowed' }))
         .default([1024, 4096, 4096], '1024,4096,4096'),
     )
     .addOption(
@@ -1412,7 +1423,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     )
     .addOption(
       new Option('--profiles <files>', 'existing profiles (e.g. from train-allocator) to report too')
-        .argParser(parseList('--profiles', (s) => s))
+        .argParser(parseFiles('--profiles'))
         .default([], 'none'),
     )
     .addOption(

@@ -287,6 +287,18 @@ describe('kmoe eval', () => {
     expect(twice.stderr).toMatch(
       /^kmoe eval: error: --workers names one worker twice: ws:\/\/127\.0\.0\.1:7070 and WS:\/\/127\.0\.0\.1:7070\/$/m,
     );
+    const policyTwice = await runCli([...man, '--sweep', '--routing', 'topk:1', '--routing', 'topk:1']);
+    expect(policyTwice.code).toBe(2);
+    expect(policyTwice.stderr.trim().split('\n')[0]).toBe('kmoe eval: error: --routing names topk:1 twice');
+  });
+
+  it('refuses a list entry given twice before any work: bench expert --formats fp32,fp32', async () => {
+    const r = await runCli(['bench', 'expert', '--like', 'mixtral-mid', '--formats', 'fp32,int8,fp32']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      'kmoe bench expert: error: --formats names fp32 twice',
+      "Run 'kmoe bench expert --help' for usage.",
+    ]);
   });
 });
 

@@ -8,6 +8,9 @@ import { describe, expect, it } from 'vitest';
 import {
   existingProfile,
   namedProfileFile,
+  opt,
+  parseChoice,
+  parseFiles,
   parseHttpUrl,
   parseInteger,
   parseList,
@@ -70,6 +73,29 @@ describe('parseList', () => {
     expect(usageMessage(() => list(' , '))).toBe('--workers needs at least one value');
     expect(usageMessage(() => list('ws://a:1,'))).toBe("--workers has an empty entry in 'ws://a:1,'");
     expect(usageMessage(() => list('a,,b'))).toBe("--workers has an empty entry in 'a,,b'");
+  });
+
+  it('refuses an entry given twice, naming it: a bench would run the same point twice', () => {
+    const formats = parseList('--formats', parseChoice('--formats', ['fp32', 'int8'] as const));
+    expect(usageMessage(() => formats('fp32,fp32'))).toBe('--formats names fp32 twice');
+    expect(usageMessage(() => formats('fp32, int8 ,fp32'))).toBe('--formats names fp32 twice');
+    // Values are compared as parsed: 4 and 4.0 are one concurrency, as written they are both named.
+    const levels = parseList('--concurrency', parseInteger('--concurrency', { min: 1 }));
+    expect(levels('1,4,16')).toEqual([1, 4, 16]);
+    expect(usageMessage(() => levels('1,4,4.0'))).toBe('--concurrency names one value twice: 4 and 4.0');
+  });
+
+  it('lets a value repeat where the entries are positions (--peak M,K,N)', () => {
+    const peak = parseList('--peak', parseInteger('--peak', { min: 1 }), { repeats: 'allowed' });
+    expect(peak('1024,4096,4096')).toEqual([1024, 4096, 4096]);
+  });
+
+  it('compares files by the path they resolve to', () => {
+    const ids = parseFiles('--ids');
+    expect(ids('data/a.u16,data/b.u16')).toEqual(['data/a.u16', 'data/b.u16']);
+    expect(usageMessage(() => ids('data/a.u16,./data/../data/a.u16'))).toBe(
+      '--ids names one file twice: data/a.u16 and ./data/../data/a.u16',
+    );
   });
 });
 
@@ -184,6 +210,23 @@ describe('routing lists', () => {
 
   it('refuse a list of nothing', () => {
     expect(usageMessage(() => splitRoutingList(' , '))).toBe('--routing needs a spec or a profile file');
+  });
+
+  it('refuse a policy given twice, in one list or across repeated --routing flags', () => {
+    const collect = opt.routing().parseArg! as (raw: string, previous: string[] | undefined) => string[];
+    expect(collect('topk:1', collect('topk:2,entropy:1,2@1.04', undefined))).toEqual([
+      'topk:2',
+      'entropy:1,2@1.04',
+      'topk:1',
+    ]);
+    expect(usageMessage(() => collect('topk:2,topk:2', undefined))).toBe('--routing names topk:2 twice');
+    expect(usageMessage(() => collect('topk:2', collect('topk:1,topk:2', undefined)))).toBe(
+      '--routing names topk:2 twice',
+    );
+    // A shipped profile's name and its file are one policy.
+    expect(usageMessage(() => collect('recommended,profiles/recommended.json', undefined))).toMatch(
+      /^--routing names one policy twice: \S+recommended\.json and profiles\/recommended\.json$/,
+    );
   });
 });
 
