@@ -111,14 +111,19 @@ export interface VersusSettings {
 
 /**
  * `dense-weights=int8,expert-weights=fp32,workers=2`: the flags' names and values, comma-separated
- * (workers: a count of local workers only).
+ * (workers: a count of local workers only). A list like any other (commaPieces): an empty entry is
+ * refused, and so is a setting given twice, where the last one would silently win.
  */
 export function parseVersus(flag: string): (raw: string) => VersusSettings {
   return (raw) => {
     const out: { denseWeights?: DenseWeightFormat; expertWeights?: ExpertWeightFormat; workers?: number } =
       {};
-    for (const part of raw.split(',').filter((p) => p !== '')) {
-      const [key, value = ''] = part.split('=', 2);
+    const given = new Set<string>();
+    for (const part of commaPieces(flag, raw, 'at least one setting, e.g. dense-weights=int8')) {
+      // At the first '=' only: split('=', 2) dropped what followed a second one (workers=2=3).
+      const at = part.includes('=') ? part.indexOf('=') : part.length;
+      const key = part.slice(0, at).trim();
+      const value = part.slice(at + 1).trim();
       if (key === 'dense-weights') {
         out.denseWeights = parseChoice(`${flag} dense-weights`, DENSE_WEIGHT_FORMATS)(value);
       } else if (key === 'expert-weights') {
@@ -130,9 +135,9 @@ export function parseVersus(flag: string): (raw: string) => VersusSettings {
           `${flag}: unknown setting '${key}' (dense-weights=FORMAT, expert-weights=FORMAT, workers=N)`,
         );
       }
+      if (given.has(key)) throw new UsageError(`${flag} sets ${key} twice`);
+      given.add(key);
     }
-    if (Object.keys(out).length === 0)
-      throw new UsageError(`${flag} needs at least one setting, e.g. dense-weights=int8`);
     return out;
   };
 }

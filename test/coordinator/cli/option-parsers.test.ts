@@ -18,6 +18,7 @@ import {
   parseOutputDir,
   parseOutputFile,
   parseServedModelName,
+  parseVersus,
   parseWorkers,
   splitRoutingList,
 } from '../../../coordinator/cli/options.js';
@@ -95,6 +96,26 @@ describe('parseList', () => {
     expect(ids('data/a.u16,data/b.u16')).toEqual(['data/a.u16', 'data/b.u16']);
     expect(usageMessage(() => ids('data/a.u16,./data/../data/a.u16'))).toBe(
       '--ids names one file twice: data/a.u16 and ./data/../data/a.u16',
+    );
+  });
+});
+
+describe('parseVersus', () => {
+  const versus = parseVersus('--versus');
+
+  it('reads the settings of the second engine', () => {
+    expect(versus('dense-weights=int8, workers=2')).toEqual({ denseWeights: 'int8', workers: 2 });
+  });
+
+  it('refuses a setting given twice (the last one won) and an empty entry (it was dropped)', () => {
+    expect(usageMessage(() => versus('dense-weights=int8,dense-weights=fp32'))).toBe(
+      '--versus sets dense-weights twice',
+    );
+    expect(usageMessage(() => versus('dense-weights=int8,,workers=2'))).toBe(
+      "--versus has an empty entry in 'dense-weights=int8,,workers=2'",
+    );
+    expect(usageMessage(() => versus(','))).toBe(
+      '--versus needs at least one setting, e.g. dense-weights=int8',
     );
   });
 });
