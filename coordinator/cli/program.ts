@@ -113,14 +113,18 @@ type Run<O> = (options: O, argv: readonly string[]) => Promise<number>;
 /**
  * Every command's action, set once its options are all added: the checks of the whole command line
  * in the order a user should hear of them (unknown flags, then values and required options, then
- * flags that cannot go together), then the implementation, loaded only now.
+ * flags that cannot go together and --ids against the model), then whether the device is there,
+ * then the implementation, loaded only now.
  */
 function action<O>(
   cmd: Command,
   argv: readonly string[],
   outcome: Outcome,
   load: () => Promise<Run<O>>,
-  /** false for a command that only plans formats (kmoe plan prices bf16 on cpu as its fp32 widening). */
+  /**
+   * false for a command that only plans (kmoe plan prices bf16 on cpu as its fp32 widening, and
+   * cuda on a host without one).
+   */
   { computesFormats = true }: { readonly computesFormats?: boolean } = {},
 ): void {
   const checkFlags = unknownFlagsFirst(cmd);
@@ -129,6 +133,7 @@ function action<O>(
     if (computesFormats) await checkFormatsOnDevice(options);
     const { ids, model } = options as { ids?: readonly string[]; model?: string };
     if (ids !== undefined && model !== undefined) await checkIdsForModel(model, ids);
+    if (computesFormats) await checkDeviceAvailable(options);
     const run = await load();
     outcome.code = await run(options, argsAfter(argv, cmd));
   });
@@ -156,6 +161,17 @@ async function checkFormatsOnDevice(options: unknown): Promise<void> {
   ];
   for (const { flag, format } of asked)
     await flagValue(flag, [WeightFormatDeviceError], () => requireWeightFormatOnDevice(format, device));
+}
+
+/**
+ * A device other than the CPU must be there before any work: its provider missing is this host's
+ * fault, not the command line's (exit 1), and was found only at the first real session, after
+ * bench expert had timed its GEMM peak or serve and local-cluster had started workers that each
+ * failed alone. onnxruntime is loaded here only for such a device.
+ */
+async function checkDeviceAvailable(options: unknown): Promise<void> {
+  const { device = 'cpu' } = options as { device?: Device };
+  if (device !== 'cpu') (await import('../../shared/onnx/device-check.js')).requireDevice(device);
 }
 
 /** The options of a command that connects to workers, with the cluster token resolved. */

@@ -437,6 +437,52 @@ describe('kmoe generate', () => {
   });
 });
 
+describe('--device cuda on a host without the CUDA provider', () => {
+  // Every command that computes checks the provider before any work: bench expert measured the
+  // fp32 GEMM peak on the requested device before it found the provider missing.
+  it('fails before bench expert builds or measures anything', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-expert-cuda-'));
+    try {
+      const out = path.join(dir, 'expert.json');
+      const r = await runCli([
+        'bench',
+        'expert',
+        '--like',
+        'mixtral-mid',
+        '--formats',
+        'bf16',
+        '--device',
+        'cuda',
+        '--out',
+        out,
+        '--chart',
+        path.join(dir, 'expert.svg'),
+      ]);
+      expect(r.code).toBe(1);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines[0]).toMatch(/^kmoe bench expert: error: execution provider 'cuda' is not available: /);
+      expect(lines[1]).toMatch(/^hint: install onnxruntime-node with its CUDA provider/);
+      expect(lines).toHaveLength(2);
+      expect(r.stdout).toBe('');
+      expect(() => readFileSync(out)).toThrow(/ENOENT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    ['serve', '--model', MODEL_DIR, '--port', '0'],
+    ['local-cluster', '--model', MODEL_DIR, '--workers', '2'],
+  ])('fails before %s starts a worker', async (...args) => {
+    const r = await runCli([...args, '--device', 'cuda']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(`^kmoe ${args[0]}: error: execution provider 'cuda' is not available`),
+    );
+    expect(r.stderr).not.toMatch(/starting local expert workers|kmoe worker/);
+  });
+});
+
 describe('kmoe', () => {
   it('lists its commands and rejects unknown ones', async () => {
     const help = await runCli(['--help']);
