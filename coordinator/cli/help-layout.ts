@@ -3,9 +3,18 @@
 // --help`, `kmoe bench serve --help` and every other command wrap by the same rules and width.
 
 import { type AddHelpTextContext, type Command, Help } from 'commander';
+import { wrapText } from './wrap-text.js';
 
 /** Commander's width when the output is not a terminal (a pipe, a file) and COLUMNS is not set. */
 const DEFAULT_WIDTH = 80;
+
+/**
+ * The narrowest layout: a narrower terminal (or COLUMNS) gets this one, whose lines the terminal
+ * folds, because text wrapped to a few columns cannot be read at all (below 24 commander stopped
+ * wrapping instead, and printed each paragraph on one line). At 40 the widest flag with its indent
+ * (`  --llama-cpp-flash-attention <setting>`, 39) still fits, with descriptions below the flags.
+ */
+export const MIN_HELP_WIDTH = 40;
 
 /**
  * Narrower than this, an option's description goes on the lines below its flags instead of beside
@@ -39,14 +48,29 @@ function formatItem(this: Help, term: string, termWidth: number, description: st
   return `  ${term}\n${below.replace(/^/gm, ' '.repeat(BELOW_INDENT))}`;
 }
 
+/** Commander's help with its first line, the usage, wrapped too (under its title), which commander never wraps. */
+function formatHelp(this: Help, cmd: Command, helper: Help): string {
+  const [usage = '', ...rest] = Help.prototype.formatHelp.call(this, cmd, helper).split('\n');
+  const indent = usage.indexOf(' ') + 1;
+  const wrapped = helper.boxWrap(usage.slice(indent), (helper.helpWidth ?? DEFAULT_WIDTH) - indent);
+  return [usage.slice(0, indent) + wrapped.replace(/\n/g, `\n${' '.repeat(indent)}`), ...rest].join('\n');
+}
+
 /** Sets the layout on the root command; call it before adding subcommands, which copy it. */
 export function layOutHelp(program: Command): Command {
+  const width = (stream: NodeJS.WriteStream) => Math.max(MIN_HELP_WIDTH, widthOf(stream) ?? DEFAULT_WIDTH);
   return program
     .configureOutput({
-      getOutHelpWidth: () => widthOf(process.stdout) ?? DEFAULT_WIDTH,
-      getErrHelpWidth: () => widthOf(process.stderr) ?? DEFAULT_WIDTH,
+      getOutHelpWidth: () => width(process.stdout),
+      getErrHelpWidth: () => width(process.stderr),
     })
-    .configureHelp({ formatItem, minWidthToWrap: MIN_DESCRIPTION_COLUMN - BELOW_INDENT });
+    .configureHelp({
+      formatItem,
+      formatHelp,
+      boxWrap: wrapText,
+      // Commander's own test before it wraps a description beside its term: the same as formatItem's.
+      minWidthToWrap: MIN_DESCRIPTION_COLUMN,
+    });
 }
 
 /**
