@@ -153,7 +153,7 @@ describe('kmoe bench traffic', () => {
     expect(svg).toContain('category: hand-made; bytes per token per MoE layer: 160; series: 2 workers');
   });
 
-  it('refuses more workers than experts, and a missing trace', async () => {
+  it('refuses more workers than experts, a trace given twice, and a missing trace', async () => {
     const trace = path.join(dir, 'hand2.jsonl');
     await writeFile(trace, `${JSON.stringify(header)}\n${JSON.stringify(window0)}\n`);
     const more = await runCli([
@@ -168,11 +168,27 @@ describe('kmoe bench traffic', () => {
     ]);
     expect(more.code).toBe(1);
     expect(more.stderr).toMatch(/8 workers exceed the model's 4 experts/);
-    const twice = await runCli([
+    // One file named twice is a usage error of the list; two files of the same windows are refused
+    // by the bench itself.
+    const sameFile = await runCli([
       'bench',
       'traffic',
       '--trace',
       `${trace},${trace}`,
+      '--cluster-sizes',
+      '2',
+      '--out',
+      path.join(dir, 'x.json'),
+    ]);
+    expect(sameFile.code).toBe(2);
+    expect(sameFile.stderr).toMatch(/--trace names .*hand2\.jsonl twice/);
+    const copy = path.join(dir, 'hand2-copy.jsonl');
+    await writeFile(copy, `${JSON.stringify(header)}\n${JSON.stringify(window0)}\n`);
+    const twice = await runCli([
+      'bench',
+      'traffic',
+      '--trace',
+      `${trace},${copy}`,
       '--cluster-sizes',
       '2',
       '--out',
