@@ -1,7 +1,7 @@
 // Dispatch accounting as an observer of the MoE seam: records what the remote transport reported
 // for each layer (messages, bytes, round trips) and costs the same layer, unsent, without
 // same-worker dedup and under the model's native top-K on the same router probabilities, with the
-// same placement rule, request ids and live workers, and records the balance of each batch
+// same placement, placement rule, request ids and live workers, and records the balance of each batch
 // (max / mean expected cost per live worker) and the pairs re-sent after a worker failed. The
 // transport itself never accounts. A costed variant's pairs on experts without a live worker (native
 // top-K while experts are lost) could not be sent, so they cost nothing.
@@ -22,25 +22,42 @@ import { DispatchStats, type DispatchStatsJSON, type VariantCounters } from './d
 import { PlacementError } from './errors.js';
 import type { RemoteExpertBackend, RemoteModel, RemoteTransfer } from './remote-expert-backend.js';
 
-/** A layer observed and not costed yet: what costing reads, router scores copied (their buffers are reused by the next layer). */
+/**
+ * A layer observed and not costed yet: what costing reads. Router scores are copied (the next layer
+ * reuses their buffer); of the decision only its pairs are kept (not a policy's prior, which can be
+ * megabytes).
+ */
 interface QueuedLayer {
   readonly layer: number;
   readonly moeLayer: number;
-  readonly decision: MoeLayerEvent['decision'];
+  readonly sent: ExpertAssignment;
   readonly probs: Float32Array;
   readonly select: Float32Array | undefined;
   readonly transfer: RemoteTransfer;
 }
 
-/** Layers queued before they are costed anyway (a run of layers that sent nothing: all K = 0). */
-const MAX_QUEUED_LAYERS = 64;
+/** Costing a queued layer failed: a bug in the accounting, reported when the statistics are read. */
+export class AccountingError extends Error {
+  constructor(moeLayer: number, cause: unknown) {
+    super(`dispatch accounting failed on MoE layer ${moeLayer}: ${(cause as Error).message ?? cause}`, {
+      cause,
+    });
+    this.name = 'AccountingError';
+  }
+}
 
 export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   private stats: DispatchStats;
   private readonly native: RoutingPolicy;
   /** Worker slots the current stats were sized for. */
   private workers = 0;
+  /**
+   * Layers sent and not costed yet. Each is costed when the next layer's requests are out, so this
+   * holds at most a layer per forward pass in flight (two with two-batch overlap).
+   */
   private queued: QueuedLayer[] = [];
+  /** The first costing failure since the last read. */
+  private failure: AccountingError | undefined;
 
   /** `routing` describes the MoE layers (statistics are indexed by MoE layer) and the native rule. */
   constructor(
@@ -56,23 +73,32 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   observe(e: MoeLayerEvent<RemoteTransfer>): void {
     const transfer = e.transfer;
     if (!transfer) return;
+    const { numTokens, offsets, experts, weights } = e.decision;
     this.queued.push({
       layer: e.layer,
       moeLayer: e.moeLayer,
-      decision: e.decision,
+      sent: { numTokens, offsets, experts, weights },
       probs: e.probs.slice(),
       select: e.select?.slice(),
       transfer,
     });
-    if (this.queued.length >= MAX_QUEUED_LAYERS) this.costQueued();
   }
 
-  /** Costs the queued layers, oldest first. */
+  /**
+   * Costs the queued layers, oldest first. Never throws: it runs inside another layer's dispatch,
+   * which a failure here must not fail; the failure is reported by the next dispatchStats().
+   */
   private costQueued(): void {
     const layers = this.queued;
     if (layers.length === 0) return;
     this.queued = [];
-    for (const q of layers) this.costLayer(q);
+    for (const q of layers) {
+      try {
+        this.costLayer(q);
+      } catch (err) {
+        this.failure ??= new AccountingError(q.moeLayer, err);
+      }
+    }
   }
 
   private costLayer(q: QueuedLayer): void {
@@ -89,14 +115,14 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
     }
     const native = this.native.route({
       layer: q.moeLayer,
-      numTokens: q.decision.numTokens,
+      numTokens: q.sent.numTokens,
       numExperts: this.model.numExperts,
       probs: q.probs,
       ...(q.select ? { select: q.select } : {}),
     });
     const cost = (a: ExpertAssignment, dedup: boolean) => this.cost(q.layer, t, a, dedup);
-    this.stats.recordLayer(q.moeLayer, q.decision.numTokens, {
-      noDedup: cost(q.decision, false),
+    this.stats.recordLayer(q.moeLayer, q.sent.numTokens, {
+      noDedup: cost(q.sent, false),
       native: cost(native, true),
       nativeNoDedup: cost(native, false),
     });
@@ -106,6 +132,11 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   /** Accounting so far; `reset` starts a new period. */
   dispatchStats(reset: boolean): DispatchStatsJSON {
     this.costQueued();
+    const failure = this.failure;
+    if (failure) {
+      this.failure = undefined;
+      throw failure;
+    }
     const json = this.stats.toJSON();
     if (reset) this.stats = this.fresh();
     return json;
@@ -113,16 +144,16 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
 
   /** The layer sent as `a` (not sent, costed): frame sizes the protocol would produce. */
   private cost(layer: number, t: RemoteTransfer, variant: ExpertAssignment, dedup: boolean): VariantCounters {
-    const W = this.backend.numWorkers;
+    const W = t.placement.workers.length;
     let a = variant;
     let pairWorker: Int32Array;
     try {
-      pairWorker = this.backend.assignFor(a, t.live, t.model);
+      pairWorker = this.backend.assignFor(a, t.placement, t.live, t.model);
     } catch (err) {
       // The error names every expert of `a` without a live holder, so one retry places the rest.
       if (!(err instanceof PlacementError) || err.missing.length === 0) throw err;
       a = withoutExperts(a, err.missing);
-      pairWorker = this.backend.assignFor(a, t.live, t.model);
+      pairWorker = this.backend.assignFor(a, t.placement, t.live, t.model);
     }
     const sizes = shareSizes(a, pairWorker, W);
     const v: VariantCounters = { messages: 0, bytes: 0, pairs: 0, tokensSent: 0 };

@@ -80,6 +80,8 @@ export interface RemoteTransfer extends ExpertTransfer {
   readonly model: WorkerCosts;
   /** Pairs re-sent to a replica because their worker failed, disconnected or stalled. */
   readonly retriedPairs: number;
+  /** Who held which experts when the layer was planned (variants are costed on it, not on a later one). */
+  readonly placement: PlacementTable;
 }
 
 /** A worker connection dropped: the cluster's liveness source on the engine thread. */
@@ -292,16 +294,20 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   }
 
   /**
-   * Which worker computes each pair of `pairs` under this backend's rule, with the live workers and
-   * the cost model a layer was planned with.
+   * Which worker computes each pair of `pairs` under this backend's rule, with the placement, live
+   * workers and cost model a layer was planned with.
    */
-  assignFor(pairs: ExpertAssignment, live: readonly boolean[], costs: WorkerCosts): Int32Array {
-    const view = this.current;
-    const W = view.connections.length;
+  assignFor(
+    pairs: ExpertAssignment,
+    placement: PlacementTable,
+    live: readonly boolean[],
+    costs: WorkerCosts,
+  ): Int32Array {
+    const W = placement.workers.length;
     const padded = Array.from({ length: W }, (_, w) => live[w] === true);
     const perPair = Float64Array.from({ length: W }, (_, w) => costs.perPair[w] ?? 1);
     const inflight = Float64Array.from({ length: W }, (_, w) => costs.inflight[w] ?? 0);
-    return assignPairs(this.balance, view.placement, pairs, padded, { perPair, inflight });
+    return assignPairs(this.balance, placement, pairs, padded, { perPair, inflight });
   }
 
   /**
@@ -329,7 +335,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     accumulate: Float32Array,
   ): Promise<RemoteTransfer> {
     const H = this.model.hidden;
-    let view = this.current;
+    const planView = this.current;
+    let view = planView;
     const live = usable(view, new Set());
     const costs = this.costs(view);
     const pairWorker = assignPairs(this.balance, view.placement, assignment, live, costs);
@@ -423,7 +430,15 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       const r = d.result;
       addRows(accumulate, fromWire(r.partial, r.wire, this.widened(r.partial.length)), d.share.tokens, H);
     }
-    return { messages, firstId: Math.max(0, firstId), live, costs: planned, model: costs, retriedPairs };
+    return {
+      messages,
+      firstId: Math.max(0, firstId),
+      live,
+      costs: planned,
+      model: costs,
+      retriedPairs,
+      placement: planView.placement,
+    };
   }
 
   /** Bytes (both ways) of a request of this shape to worker slot `worker` of the layer, and its reply. */

@@ -152,6 +152,12 @@ describe('two-batch overlap (EngineOptions.overlap)', () => {
             0,
           );
         expect(await requests(engine)).toBeGreaterThan(await requests(single));
+        // Every layer of both micro-batches was costed (the accounting costs a layer while the
+        // other half's requests are out): the same token rows as one batch.
+        const tokenLayers = async (e: EngineClient) =>
+          summarizeDispatch((await e.dispatchStats())!).tokenLayers;
+        expect(await tokenLayers(engine)).toBe(await tokenLayers(single));
+        expect(await tokenLayers(engine)).toBeGreaterThan(0);
       } finally {
         await single.close();
       }
