@@ -176,7 +176,7 @@ export function parseFiles(flag: string): (raw: string) => string[] {
   return parseList(flag, (file) => file, { identity: (file) => path.resolve(file), entry: 'file' });
 }
 
-/** The first entry whose key an earlier one has is a usage error naming both as written. */
+/** The first entry whose key an earlier one has is a usage error naming both (as the list parser gave them: a resolved path for a profile). */
 function refuseRepeats(
   flag: string,
   written: readonly string[],

@@ -4,9 +4,11 @@
 
 /** Wraps each line of `text` to `width` columns; no line of the result is longer. */
 export function wrapText(text: string, width: number): string {
+  // Cutting at less than one column would never end; a width that is no number wraps nothing.
+  const columns = Number.isNaN(width) ? Number.POSITIVE_INFINITY : Math.max(1, Math.floor(width));
   return text
     .split(/\r\n|\n/)
-    .flatMap((line) => wrapLine(line, width))
+    .flatMap((line) => wrapLine(line, columns))
     .join('\n');
 }
 

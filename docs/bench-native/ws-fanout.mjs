@@ -13,14 +13,22 @@ const LAYERS = Number(process.env.LAYERS ?? 3000);
 const WORKERS = Number(process.env.WORKERS ?? 2);
 const busy = (us) => { const end = performance.now() + us / 1000; while (performance.now() < end); };
 if (process.argv[2] === 'echo') {
-  if ((process.env.ECHO_SCHED ?? 'batch') === 'batch')
-    execFileSync('chrt', ['--all-tasks', '--batch', '--pid', '0', String(process.pid)]);
+  if ((process.env.ECHO_SCHED ?? 'batch') === 'batch') {
+    try {
+      execFileSync('chrt', ['--all-tasks', '--batch', '--pid', '0', String(process.pid)]);
+    } catch (err) {
+      console.error(`echo: chrt failed (${err.message}); run with ECHO_SCHED=normal`);
+      process.exit(1);
+    }
+  }
   const server = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
   server.on('listening', () => process.send(server.address().port));
   server.on('connection', (s) => s.on('message', (m) => { busy(SERVICE_US); s.send(m); }));
 } else {
   const kids = Array.from({ length: WORKERS }, () => fork(new URL(import.meta.url).pathname, ['echo']));
-  const ports = await Promise.all(kids.map((k) => new Promise((r) => k.once('message', r))));
+  const ports = await Promise.all(
+    kids.map((k) => new Promise((r, no) => { k.once('message', r); k.once('exit', () => no(new Error('an echo process exited'))); })),
+  );
   const socks = await Promise.all(ports.map((p) => new Promise((r) => { const w = new WebSocket(`ws://127.0.0.1:${p}`, { perMessageDeflate: false }); w.on('open', () => r(w)); })));
   const msg = Buffer.alloc(1200);
   const rts = [];

@@ -22,6 +22,12 @@ describe('wrapText', () => {
     );
   });
 
+  it('ends for widths below one column: one character per line at 0 or less, no wrapping for NaN', () => {
+    expect(wrapText('ab cd', 0)).toBe('a\nb\nc\nd');
+    expect(wrapText('ab cd', -3)).toBe('a\nb\nc\nd');
+    expect(wrapText('ab cd', Number.NaN)).toBe('ab cd');
+  });
+
   it("wraps as commander's boxWrap did where every word fits", () => {
     const help = Object.assign(new Help(), { minWidthToWrap: 0 });
     fc.assert(
