@@ -95,76 +95,75 @@ describe('onRequestsSent', () => {
   }, 60_000);
 });
 
+/** A backend and the accounting that observes it, as connectExperts pairs them. */
+async function accounted() {
+  const backend = await connect();
+  const routing = routingModelOfConfig(await loadModelConfig(MODEL_DIR));
+  return { backend, accounting: new DispatchAccounting(backend, { fingerprint, ...MODEL }, routing) };
+}
+
+/** Sends one token to `experts` as MoE layer `layer`, then shows the accounting the layer with `probs`. */
+async function sendObserved(
+  { backend, accounting }: Awaited<ReturnType<typeof accounted>>,
+  layer: number,
+  experts: readonly number[],
+  probs: Float32Array,
+): Promise<void> {
+  const { x, assignment } = oneToken(experts);
+  const transfer = await backend.compute(layer, x, assignment, new Float32Array(H));
+  const event: MoeLayerEvent<RemoteTransfer> = {
+    layer,
+    moeLayer: layer,
+    plan: { numExperts: E } as unknown as MoeLayerPlan,
+    x,
+    probs,
+    decision: { ...assignment, entropy: new Float32Array(1) },
+    transfer,
+  };
+  accounting.observe(event);
+}
+
 describe('DispatchAccounting', () => {
   it('costs a layer from the scores it observed, after the next layer is sent or when read', async () => {
-    const backend = await connect();
+    const a = await accounted();
     try {
-      const routing = routingModelOfConfig(await loadModelConfig(MODEL_DIR));
-      const accounting = new DispatchAccounting(backend, { fingerprint, ...MODEL }, routing);
-      const plan = { numExperts: E } as unknown as MoeLayerPlan;
       // Sent as native top-2 would send it: experts 0 and 1, both on worker 0 (one message).
-      const { x, assignment } = oneToken([0, 1]);
       const probs = scores(0, 1);
-      const send = async (layer: number) => {
-        const transfer = await backend.compute(layer, x, assignment, new Float32Array(H));
-        const event: MoeLayerEvent<RemoteTransfer> = {
-          layer,
-          moeLayer: layer,
-          plan,
-          x,
-          probs,
-          decision: { ...assignment, entropy: new Float32Array(1) },
-          transfer,
-        };
-        accounting.observe(event);
-      };
-      await send(0);
+      await sendObserved(a, 0, [0, 1], probs);
       // The forward pass reuses the scores' buffer for the next layer: native top-2 of these would
       // be experts 0 and 4, two messages. The queued layer must be costed on the scores it saw.
       probs.set(scores(0, 4));
-      const first = summarizeDispatch(accounting.dispatchStats(false));
+      const first = summarizeDispatch(a.accounting.dispatchStats(false));
       expect(first.tokenLayers).toBe(1);
       expect(first.messages).toBe(1);
       expect(first.vsNative).toBe(1);
       // Layer 1 is costed while layer 2's requests are out; reading costs layer 2.
       probs.set(scores(0, 1));
-      await send(1);
-      await send(2);
-      const all = summarizeDispatch(accounting.dispatchStats(true));
+      await sendObserved(a, 1, [0, 1], probs);
+      await sendObserved(a, 2, [0, 1], probs);
+      const all = summarizeDispatch(a.accounting.dispatchStats(true));
       expect(all.tokenLayers).toBe(3);
       expect(all.vsNative).toBe(1);
-      expect(summarizeDispatch(accounting.dispatchStats(false)).tokenLayers).toBe(0);
+      expect(summarizeDispatch(a.accounting.dispatchStats(false)).tokenLayers).toBe(0);
     } finally {
-      await backend.close();
+      await a.backend.close();
     }
   }, 60_000);
 
   it('reports a costing failure when the statistics are read, without failing the layer it ran in', async () => {
-    const backend = await connect();
+    const a = await accounted();
     try {
-      const routing = routingModelOfConfig(await loadModelConfig(MODEL_DIR));
-      const accounting = new DispatchAccounting(backend, { fingerprint, ...MODEL }, routing);
-      const plan = { numExperts: E } as unknown as MoeLayerPlan;
+      // Scores of the wrong width: routing them natively throws inside the costing, which runs
+      // while the next layer's requests are out; that layer itself succeeds.
+      await sendObserved(a, 0, [0, 1], new Float32Array(3));
       const { x, assignment } = oneToken([0, 1]);
-      const transfer = await backend.compute(0, x, assignment, new Float32Array(H));
-      // Scores of the wrong width: routing them natively throws inside the costing.
-      accounting.observe({
-        layer: 0,
-        moeLayer: 0,
-        plan,
-        x,
-        probs: new Float32Array(3),
-        decision: { ...assignment, entropy: new Float32Array(1) },
-        transfer,
-      });
-      // The costing runs while this layer's requests are out; the layer itself succeeds.
-      const next = await backend.compute(1, x, assignment, new Float32Array(H));
+      const next = await a.backend.compute(1, x, assignment, new Float32Array(H));
       expect(next.messages.length).toBe(1);
-      expect(() => accounting.dispatchStats(false)).toThrow(AccountingError);
+      expect(() => a.accounting.dispatchStats(false)).toThrow(AccountingError);
       // Reported once; the statistics stay readable.
-      expect(summarizeDispatch(accounting.dispatchStats(false)).tokenLayers).toBe(0);
+      expect(summarizeDispatch(a.accounting.dispatchStats(false)).tokenLayers).toBe(0);
     } finally {
-      await backend.close();
+      await a.backend.close();
     }
   }, 60_000);
 });
