@@ -101,6 +101,11 @@ interface Scope extends RequestScope {
   readonly started: number;
   /** A status Node's parser forced after the request began (e.g. bad chunked encoding mid-body). */
   forcedStatus?: number;
+  /**
+   * Why the server cancelled the request (its connection closes for another request's parser
+   * error): the access line's `cancelled`, over a handler's own "client disconnected".
+   */
+  cancelledBy?: string;
 }
 
 /** What a route's fastify config carries for the scope of its requests. */
@@ -115,7 +120,8 @@ export class ApiServer {
   /**
    * Every request of a connection not yet finished, in arrival order, pipelined ones included: a
    * response queued behind another never gets the socket, so its own 'close' never fires; the
-   * socket's does. The newest is the one being read, to which a parser error mid-body belongs.
+   * socket's does. The newest is the one being read, to which a parser error mid-body belongs,
+   * unless it has all arrived (#clientError).
    */
   readonly #open = new WeakMap<Socket, Set<Scope>>();
   /**
@@ -462,6 +468,7 @@ export class ApiServer {
         status,
         ms: Math.round(seconds * 1000),
         ...scope.summary,
+        ...(scope.cancelledBy === undefined ? {} : { cancelled: scope.cancelledBy }),
       },
       'request',
     );
@@ -475,12 +482,17 @@ export class ApiServer {
    * id and gets an access line like any other.
    */
   #clientError(err: Error & { code?: string }, socket: Socket): void {
-    // The request being read on the connection: the newest one not yet finished.
-    const scope = [...(this.#open.get(socket) ?? [])].at(-1);
-    // No request in progress: its headers had not all arrived (a timeout is the headers' one).
+    const open = [...(this.#open.get(socket) ?? [])];
+    // The request being read, to which the error belongs: the newest one not yet finished, unless it
+    // has all arrived (its handler may still be running). Then the bytes that failed were pipelined
+    // after it and began a request of their own, not yet parsed and so without a scope or id: the
+    // error is not the complete request's to answer under its id or to log as its status.
+    const newest = open.at(-1);
+    const reading = newest !== undefined && !newest.req.raw.complete ? newest : undefined;
+    // No request being read: its headers had not all arrived (a timeout is the headers' one).
     const error = parserError(
       err,
-      scope === undefined
+      reading === undefined
         ? { what: 'request headers', ms: this.#headersTimeoutMs }
         : { what: 'request', ms: this.#requestTimeoutMs },
     );
@@ -490,29 +502,45 @@ export class ApiServer {
       !fromParser(err) ||
       err.code === 'HPE_INVALID_EOF_STATE' ||
       socket.destroyed ||
-      (scope === undefined && this.#closing.has(socket));
+      (reading === undefined && this.#closing.has(socket));
     if (gone) {
       // Nothing recorded: a request in progress is logged by its own first reason (the 408 that made
       // the client close) or as the client's leaving (#fail's `cancelled`, or 499).
       socket.destroy();
       return;
     }
-    if (scope) {
+    // The requests before the failing one had all arrived, but their answers would follow on a
+    // connection that now closes: they are cancelled at once and logged as the client's close (499,
+    // the connection going away) with why, not as this error, which is not theirs.
+    const earlier = open.filter((scope) => scope !== reading && !scope.res.raw.writableFinished);
+    // A response already begun (a stream) cannot be followed by another: the connection just ends.
+    const answerable = !open.some((scope) => scope.res.raw.headersSent && !scope.res.raw.writableFinished);
+    const requestId = reading?.requestId ?? randomUUID();
+    for (const scope of earlier) {
+      scope.cancelledBy = `a request pipelined after it was not valid HTTP (${err.code}${answerable ? `, answered as request ${requestId}` : ''}); the connection closed`;
+      scope.abortClientGone();
+    }
+    if (reading) {
       // The request had begun (e.g. its body was malformed): its own access line reports this, with
       // the first reason recorded for it (an error #fail already answered stays the reason).
-      const res = scope.res.raw;
-      scope.forcedStatus ??= res.headersSent ? res.statusCode : error.status;
-      if (scope.summary['error'] === undefined) {
-        Object.assign(scope.summary, { error: error.message, errorCode: error.code, parserCode: err.code });
+      const res = reading.res.raw;
+      reading.forcedStatus ??= res.headersSent ? res.statusCode : error.status;
+      if (reading.summary['error'] === undefined) {
+        Object.assign(reading.summary, { error: error.message, errorCode: error.code, parserCode: err.code });
       }
-      // A response already begun cannot be followed by another: the connection just ends.
-      if (res.headersSent) socket.destroy();
-      else writeRaw(socket, error, scope.requestId);
+      // A response already begun (its own, e.g. a 413, or an earlier request's stream): the
+      // connection just ends.
+      if (res.headersSent || !answerable) socket.destroy();
+      else writeRaw(socket, error, requestId);
+      return;
+    }
+    if (!answerable) {
+      // Nothing sent, so no line for the bytes that failed: the cancelled requests' lines say why.
+      socket.destroy();
       return;
     }
     // No request was parsed, so there is no client id to echo: a fresh one, on the answer and on
     // the access line, lets the client's report of the answer be found in the log.
-    const requestId = randomUUID();
     this.#finishUnrouted(requestId, PARSER_ENDPOINT, error, {
       parserCode: err.code,
       remote: socket.remoteAddress,
