@@ -33,7 +33,7 @@ import { sendError } from './http-io.js';
 import { parseJsonBody } from './json-body.js';
 import type { Logger } from './logger.js';
 import type { ServerMetrics } from './metrics.js';
-import { parserError, writeRaw } from './raw-response.js';
+import { errorAnswer, parserError, writeRaw } from './raw-response.js';
 import { type HttpMethod, type RequestScope, type RouteTable, routeAt } from './router.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -299,6 +299,8 @@ export class ApiServer {
       }
     }
     // Node answers an Expect header other than 100-continue itself, with an empty body; say why.
+    // Through the request's own response, not writeRaw: pipelined behind a request still running,
+    // the answer must wait for that one's, as Node queues responses.
     app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
       const error = new ExpectationFailedError(String(req.headers.expect));
       const requestId = requestIdOf(req);
@@ -307,16 +309,10 @@ export class ApiServer {
         method: req.method,
         path: path.slice(0, 256),
       });
-      const body = JSON.stringify(error.body());
+      const answer = errorAnswer(error, requestId);
       this.#closing.add(req.socket);
-      res.writeHead(417, {
-        ...error.headers(),
-        'x-request-id': requestId,
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        connection: 'close',
-      });
-      res.end(body);
+      res.writeHead(answer.status, answer.headers);
+      res.end(answer.body);
     });
     // CONNECT never reaches a route: Node hands its socket over. Answer it like any unknown method:
     // a target that is one of the paths gets that path's methods, a host (its usual target) every

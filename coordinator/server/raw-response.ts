@@ -1,6 +1,7 @@
-// Answers written straight to a socket, outside fastify: Node's HTTP parser failures (no request
-// object exists for them) and CONNECT, whose socket Node hands over. Each is a complete HTTP/1.1
-// response with an OpenAI-style JSON error, after which the connection closes.
+// Answers given outside fastify: Node's HTTP parser failures (no request object exists for them)
+// and CONNECT, whose socket Node hands over, written straight to the socket, and the 417 Node asks
+// for before routing. Each is a complete HTTP/1.1 response with an OpenAI-style JSON error, after
+// which the connection closes.
 
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
@@ -37,15 +38,17 @@ export function parserError(
   return new MalformedHttpError(400, 'bad_request', 'the request is not valid HTTP/1.1');
 }
 
+export interface ErrorAnswer {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
 /**
- * A complete response written straight to the socket, which is then closed (Node's documented way).
+ * The answer to `error` outside fastify, with the headers every such answer carries.
  * `requestId`: the `x-request-id` every answer carries, also when no request could be parsed.
  */
-export function writeRaw(socket: Socket, error: ApiError, requestId: string): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
+export function errorAnswer(error: ApiError, requestId: string): ErrorAnswer {
   const body = JSON.stringify(error.body());
   const headers = {
     ...error.headers(),
@@ -54,8 +57,21 @@ export function writeRaw(socket: Socket, error: ApiError, requestId: string): vo
     'content-length': String(Buffer.byteLength(body)),
     connection: 'close',
   };
+  return { status: error.status, headers, body };
+}
+
+/**
+ * A complete response (errorAnswer) written straight to the socket, which is then closed (Node's
+ * documented way).
+ */
+export function writeRaw(socket: Socket, error: ApiError, requestId: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const { status, headers, body } = errorAnswer(error, requestId);
   socket.end(
-    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
       Object.entries(headers)
         .map(([name, value]) => `${name}: ${value}\r\n`)
         .join('') +

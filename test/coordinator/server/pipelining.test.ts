@@ -1,7 +1,8 @@
 // Requests pipelined on one connection behind a request whose handler is still running, against an
 // in-process ApiServer: bytes after a complete request that are not valid HTTP are the next
 // request's parser error (a fresh request id, a parser access line), and the complete request is
-// cancelled with its connection (499), not answered or logged as that error.
+// cancelled with its connection (499), not answered or logged as that error; a 417, answered
+// outside fastify, still waits for the answer before it.
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -172,5 +173,26 @@ describe('a parser error pipelined after a complete request', () => {
       cancelled: expect.stringMatching(/answered as request pipelined-chunked\); the connection closed$/),
     });
     expect(await handlerCancelled('pipelined-first')).toBe(true);
+  });
+});
+
+describe('answers outside fastify pipelined after a request still running', () => {
+  it('a 417 waits for the answer before it, then closes the connection', async () => {
+    const body = '{"a":1}';
+    const received = await exchange(
+      `POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: before-417\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}` +
+        'GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: pipelined-417\r\nexpect: 200-ok\r\n\r\n',
+    );
+    const first = parseResponse(received);
+    expect(first.status).toBe(200);
+    expect(first.headers['x-request-id']).toBe('before-417');
+    const rest = received.subarray(
+      received.indexOf('\r\n\r\n') + 4 + Number(first.headers['content-length']),
+    );
+    const second = parseResponse(rest);
+    expect(second.status).toBe(417);
+    expect(second.headers['x-request-id']).toBe('pipelined-417');
+    expect(second.headers.connection).toBe('close');
+    expect(await accessLine(logText, 'before-417')).toMatchObject({ status: 200 });
   });
 });
