@@ -302,23 +302,28 @@ export class ApiServer {
     // Through the request's own response, not writeRaw: pipelined behind a request still running,
     // the answer must wait for that one's, as Node queues responses.
     app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      const started = performance.now();
       const error = new ExpectationFailedError(String(req.headers.expect));
       const requestId = requestIdOf(req);
       const path = pathOf(req.url ?? '/');
-      this.#finishUnrouted(requestId, routeAt(routes, path)?.name ?? NOT_FOUND_ENDPOINT, error, {
-        method: req.method,
-        path: path.slice(0, 256),
-      });
       const answer = errorAnswer(error, requestId);
       this.#closing.add(req.socket);
       res.writeHead(answer.status, answer.headers);
       res.end(answer.body);
+      this.#finishUnrouted(
+        requestId,
+        routeAt(routes, path)?.name ?? NOT_FOUND_ENDPOINT,
+        error,
+        { method: req.method, path: path.slice(0, 256) },
+        started,
+      );
     });
     // CONNECT never reaches a route: Node hands its socket over. Answer it like any unknown method:
     // a target that is one of the paths gets that path's methods, a host (its usual target) every
     // method the server takes.
     const serverMethods = [...new Set(Object.values(routes).flatMap((route) => Object.keys(route.methods)))];
     app.server.on('connect', (req: IncomingMessage, socket: Socket) => {
+      const started = performance.now();
       // Node removes its own error listener when it hands the socket over: a client's reset would
       // otherwise be an uncaught exception that takes the server down.
       socket.on('error', () => socket.destroy());
@@ -330,11 +335,14 @@ export class ApiServer {
         route ? Object.keys(route.methods) : serverMethods,
       );
       const requestId = requestIdOf(req);
-      this.#finishUnrouted(requestId, NOT_FOUND_ENDPOINT, error, {
-        method: 'CONNECT',
-        path: pathOf(target).slice(0, 256),
-      });
       writeRaw(socket, error, requestId);
+      this.#finishUnrouted(
+        requestId,
+        NOT_FOUND_ENDPOINT,
+        error,
+        { method: 'CONNECT', path: pathOf(target).slice(0, 256) },
+        started,
+      );
     });
   }
 
@@ -453,20 +461,13 @@ export class ApiServer {
     const res = scope.res.raw;
     // A stream whose client left after its headers (200) is as incomplete as any other response.
     const status = scope.forcedStatus ?? (res.writableFinished ? res.statusCode : CLIENT_CLOSED);
-    const seconds = (performance.now() - scope.started) / 1000;
-    this.metrics.request(scope.endpoint, status, seconds);
-    const quiet = scope.endpoint === 'metrics' || scope.endpoint === 'health';
-    const level = status >= 500 ? 'error' : quiet ? 'debug' : 'info';
-    scope.log[level](
-      {
-        method: scope.req.method,
-        path: pathOf(scope.req.url).slice(0, 256),
-        status,
-        ms: Math.round(seconds * 1000),
-        ...scope.summary,
-        ...(scope.cancelledBy === undefined ? {} : { cancelled: scope.cancelledBy }),
-      },
-      'request',
+    this.#record(
+      scope.log,
+      scope.endpoint,
+      { method: scope.req.method, path: pathOf(scope.req.url).slice(0, 256) },
+      status,
+      scope.started,
+      { ...scope.summary, ...(scope.cancelledBy === undefined ? {} : { cancelled: scope.cancelledBy }) },
     );
   }
 
@@ -548,17 +549,41 @@ export class ApiServer {
    * Counts and logs an error answered outside fastify (a parser error, the 417, CONNECT's 405),
    * which has no scope and so no #finish: the access line has a scope's fields as far as they are
    * known (no method or path when no request line was parsed), under the id the answer carries.
+   * `started`: when Node handed the request over; none for a parser error, which has no start.
    */
   #finishUnrouted(
     requestId: string,
     endpoint: string,
     error: ApiError,
     known: Readonly<Record<string, unknown>>,
+    started?: number,
   ): void {
-    this.metrics.request(endpoint, error.status, 0);
-    this.log
-      .child({ reqId: requestId })
-      .info({ ...known, status: error.status, error: error.message, errorCode: error.code }, 'request');
+    this.#record(this.log.child({ reqId: requestId }), endpoint, known, error.status, started, {
+      error: error.message,
+      errorCode: error.code,
+    });
+  }
+
+  /**
+   * Counts a request and writes its access line, one shape for every answer, fastify's or not:
+   * what is known of the request, its status, `ms` since `started` (when a start is known), then
+   * what happened. Probes and scrapes (/health, /metrics) are logged at debug, errors of the
+   * server at error level.
+   */
+  #record(
+    log: Logger,
+    endpoint: string,
+    request: Readonly<Record<string, unknown>>,
+    status: number,
+    started: number | undefined,
+    facts: Readonly<Record<string, unknown>>,
+  ): void {
+    const seconds = started === undefined ? undefined : (performance.now() - started) / 1000;
+    this.metrics.request(endpoint, status, seconds ?? 0);
+    const quiet = endpoint === 'metrics' || endpoint === 'health';
+    const level = status >= 500 ? 'error' : quiet ? 'debug' : 'info';
+    const ms = seconds === undefined ? {} : { ms: Math.round(seconds * 1000) };
+    log[level]({ ...request, status, ...ms, ...facts }, 'request');
   }
 }
 

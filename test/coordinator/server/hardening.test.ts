@@ -131,9 +131,9 @@ describe('requests Node or fastify refuse before any handler', () => {
 
   it.each([
     ['CONNECT', 'CONNECT example.com:443 HTTP/1.1', 405, 'method_not_allowed', 'example.com:443'],
-    ['an unsupported Expect', 'GET /health HTTP/1.1', 417, 'expectation_failed', '/health'],
+    ['an unsupported Expect', 'GET /v1/models HTTP/1.1', 417, 'expectation_failed', '/v1/models'],
   ])(
-    '%s answers carry x-request-id and get an access line like every other answer',
+    '%s answers carry x-request-id and get an access line like every other answer, duration included',
     async (_, requestLine, status, code, path) => {
       const expect417 = status === 417 ? 'expect: 200-ok\r\n' : '';
       const id = `trace-${status}`;
@@ -145,6 +145,7 @@ describe('requests Node or fastify refuse before any handler', () => {
         method: requestLine.split(' ')[0],
         path,
         status,
+        ms: expect.any(Number),
         errorCode: code,
         error: (echoed.json as ErrorBody).error.message,
       });
@@ -156,6 +157,31 @@ describe('requests Node or fastify refuse before any handler', () => {
     },
   );
 
+  it("a 417 to /health is logged at debug level, as /health's other answers are", async () => {
+    const expect417 = 'expect: 200-ok\r\n';
+    expect(
+      (
+        await rawRequest(server.url, [
+          head('GET /health HTTP/1.1', `${expect417}x-request-id: quiet-417\r\n`),
+        ])
+      ).status,
+    ).toBe(417);
+    expect(
+      (await rawRequest(server.url, [head('POST /health HTTP/1.1', 'x-request-id: quiet-405\r\n')])).status,
+    ).toBe(405);
+    // Logged in the order answered: once a later answer's line is there, theirs would be too at info.
+    expect(
+      (
+        await rawRequest(server.url, [
+          head('GET /v1/models HTTP/1.1', `${expect417}x-request-id: loud-417\r\n`),
+        ])
+      ).status,
+    ).toBe(417);
+    expect(await accessLine(server.stderr, 'loud-417')).toMatchObject({ level: 30, status: 417 });
+    const lines = logRecords(server.stderr()).filter((r) => r['msg'] === 'request');
+    expect(lines.filter((r) => r['reqId'] === 'quiet-417' || r['reqId'] === 'quiet-405')).toEqual([]);
+  });
+
   it.each([
     ['in UTF-8 is decoded', 'expect-utf8', Buffer.from('café ✓', 'utf8'), 'café ✓'],
     // Not UTF-8 (here latin-1): not guessed at, each non-ASCII byte shown as it came.
@@ -163,7 +189,7 @@ describe('requests Node or fastify refuse before any handler', () => {
   ])('a 417 quoting a non-ASCII Expect value %s', async (_, id, value, shown) => {
     const res = await rawRequest(server.url, [
       Buffer.concat([
-        Buffer.from(`GET /health HTTP/1.1\r\nhost: localhost\r\nx-request-id: ${id}\r\nexpect: `),
+        Buffer.from(`GET /v1/models HTTP/1.1\r\nhost: localhost\r\nx-request-id: ${id}\r\nexpect: `),
         value,
         Buffer.from('\r\nconnection: close\r\n\r\n'),
       ]),
@@ -202,13 +228,16 @@ describe('requests Node or fastify refuse before any handler', () => {
       expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
       expect(res.headers.connection).toBe('close');
       expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(res.body));
-      expect(await accessLine(server.stderr, id!)).toMatchObject({
+      const line = await accessLine(server.stderr, id!);
+      expect(line).toMatchObject({
         level: 30,
         status,
         errorCode: code,
         parserCode,
         error: (res.json as ErrorBody).error.message,
       });
+      // No request began, so there is no duration to give.
+      expect(line).not.toHaveProperty('ms');
     },
   );
 
