@@ -6,16 +6,13 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { routingModelOfConfig } from '../../../coordinator/moe/routing-model.js';
-import { ApiServer } from '../../../coordinator/server/api-server.js';
+import type { ApiServer } from '../../../coordinator/server/api-server.js';
 import { sendJson } from '../../../coordinator/server/http-io.js';
-import { ServerMetrics } from '../../../coordinator/server/metrics.js';
-import { loadModelConfig } from '../../../shared/model/config.js';
 import { clientOf } from '../../../shared/runtime/client-connections.js';
-import { MODEL_DIR } from '../../helpers/paths.js';
 import { parseScrape, scrape } from '../../helpers/prometheus.js';
 import { parseResponse, rawRequest } from '../../helpers/raw-http.js';
-import { accessLine, capturedLogger } from './access-log.js';
+import { accessLine } from './access-log.js';
+import { inProcessApiServer } from './in-process-api-server.js';
 import { type ServeProcess, startServe } from './serve-process.js';
 
 const PER_CLIENT = 3;
@@ -117,35 +114,17 @@ describe('kmoe serve --max-connections-per-client', () => {
   }, 60_000);
 });
 
-/** An ApiServer on a free loopback port with one route, POST /echo, and the given time limits. */
-async function echoServer(limits: { headersTimeoutMs: number; requestTimeoutMs?: number }) {
-  const routing = routingModelOfConfig(await loadModelConfig(MODEL_DIR));
-  const unused = () => Promise.reject(new Error('this test does not scrape /metrics'));
-  const metrics = new ServerMetrics(routing, {
-    routingStats: unused,
-    dispatchStats: unused,
-    engineSequences: unused,
-  });
-  const logged = capturedLogger();
-  const api = new ApiServer(
+/** An in-process ApiServer with one route, POST /echo, and the given time limits. */
+function echoServer(limits: { headersTimeoutMs: number; requestTimeoutMs?: number }) {
+  return inProcessApiServer(
     {
       '/echo': {
         name: 'echo',
         methods: { POST: async ({ req, res }) => sendJson(res, 200, req.body) },
       },
     },
-    {
-      bodyLimitBytes: 1024,
-      bodyBudgetBytes: 1024 * 1024,
-      maxConnections: 16,
-      maxConnectionsPerClient: 0,
-      maxJsonMembers: 16,
-      ...limits,
-    },
-    metrics,
-    logged.log,
+    limits,
   );
-  return { api, url: await api.listen('127.0.0.1', 0), logText: logged.text };
 }
 
 describe('the time limit for request headers', () => {

@@ -6,14 +6,11 @@
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { routingModelOfConfig } from '../../../coordinator/moe/routing-model.js';
-import { ApiServer } from '../../../coordinator/server/api-server.js';
+import type { ApiServer } from '../../../coordinator/server/api-server.js';
 import { sendJson } from '../../../coordinator/server/http-io.js';
-import { ServerMetrics } from '../../../coordinator/server/metrics.js';
-import { loadModelConfig } from '../../../shared/model/config.js';
-import { MODEL_DIR } from '../../helpers/paths.js';
 import { parseResponse } from '../../helpers/raw-http.js';
-import { accessLine, capturedLogger } from './access-log.js';
+import { accessLine } from './access-log.js';
+import { inProcessApiServer } from './in-process-api-server.js';
 
 /** How long /slow's handler takes: long enough for everything pipelined behind it to be parsed. */
 const SLOW_MS = 300;
@@ -25,52 +22,31 @@ let logText: () => string;
 const cancelled = new Map<string, boolean>();
 
 beforeAll(async () => {
-  const routing = routingModelOfConfig(await loadModelConfig(MODEL_DIR));
-  const unused = () => Promise.reject(new Error('this test does not scrape /metrics'));
-  const metrics = new ServerMetrics(routing, {
-    routingStats: unused,
-    dispatchStats: unused,
-    engineSequences: unused,
-  });
-  const logged = capturedLogger();
-  api = new ApiServer(
-    {
-      '/slow': {
-        name: 'slow',
-        methods: {
-          POST: async ({ requestId, req, res, clientGone }) => {
-            await new Promise((r) => setTimeout(r, SLOW_MS));
-            cancelled.set(requestId, clientGone.aborted);
-            sendJson(res, 200, req.body);
-          },
-        },
-      },
-      '/stream': {
-        name: 'stream',
-        methods: {
-          POST: async ({ requestId, res, clientGone }) => {
-            res.hijack();
-            res.raw.writeHead(200, { 'content-type': 'text/event-stream' });
-            res.raw.write('data: first\n\n');
-            await new Promise((r) => setTimeout(r, SLOW_MS));
-            cancelled.set(requestId, clientGone.aborted);
-            res.raw.end('data: [DONE]\n\n');
-          },
+  ({ api, url, logText } = await inProcessApiServer({
+    '/slow': {
+      name: 'slow',
+      methods: {
+        POST: async ({ requestId, req, res, clientGone }) => {
+          await new Promise((r) => setTimeout(r, SLOW_MS));
+          cancelled.set(requestId, clientGone.aborted);
+          sendJson(res, 200, req.body);
         },
       },
     },
-    {
-      bodyLimitBytes: 1024,
-      bodyBudgetBytes: 1024 * 1024,
-      maxConnections: 16,
-      maxConnectionsPerClient: 0,
-      maxJsonMembers: 16,
+    '/stream': {
+      name: 'stream',
+      methods: {
+        POST: async ({ requestId, res, clientGone }) => {
+          res.hijack();
+          res.raw.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.raw.write('data: first\n\n');
+          await new Promise((r) => setTimeout(r, SLOW_MS));
+          cancelled.set(requestId, clientGone.aborted);
+          res.raw.end('data: [DONE]\n\n');
+        },
+      },
     },
-    metrics,
-    logged.log,
-  );
-  url = await api.listen('127.0.0.1', 0);
-  logText = logged.text;
+  }));
 });
 
 afterAll(async () => {
