@@ -226,6 +226,18 @@ export function parseServedModelName(raw: string): string {
 }
 
 /**
+ * `--host`: the address to listen on. An empty value is refused: Node would listen on every
+ * interface, so an unset variable in `--host "$HOST"` would expose a server meant for loopback.
+ */
+export function parseListenHost(raw: string): string {
+  if (raw.trim() === '')
+    throw new UsageError(
+      '--host needs an address to listen on, got an empty value (0.0.0.0 or :: listens on every interface)',
+    );
+  return raw;
+}
+
+/**
  * A file to write: not an existing directory, and under a directory (missing ones are made when
  * the file is written), so a wrong path fails before any work rather than after it.
  */
@@ -678,7 +690,8 @@ export const opt = {
     new Option('--chart <file>', description).argParser(parseOutputFile('--chart')),
   /** A routing trace file: written by `eval`, read by `bench traffic` (comma-separated there). */
   trace: (description: string, value = 'file') => new Option(`--trace <${value}>`, description),
-  host: (description = 'address to listen on') => new Option('--host <addr>', description),
+  host: (description = 'address to listen on') =>
+    new Option('--host <addr>', description).argParser(parseListenHost),
   port: (description: string) =>
     new Option('--port <port>', description).argParser(parseInteger('--port', { min: 0, max: 65535 })),
   maxConnections: (description: string, defaultValue: number) =>

@@ -14,6 +14,7 @@ import {
   parseHttpUrl,
   parseInteger,
   parseList,
+  parseListenHost,
   parseNumber,
   parseOutputDir,
   parseOutputFile,
@@ -117,6 +118,19 @@ describe('parseVersus', () => {
     expect(usageMessage(() => versus(','))).toBe(
       '--versus needs at least one setting, e.g. dense-weights=int8',
     );
+  });
+});
+
+describe('parseListenHost', () => {
+  it('takes an address and refuses an empty one (Node would listen on every interface)', () => {
+    expect(parseListenHost('127.0.0.1')).toBe('127.0.0.1');
+    expect(parseListenHost('0.0.0.0')).toBe('0.0.0.0');
+    for (const empty of ['', ' ']) {
+      expect(() => parseListenHost(empty)).toThrow(UsageError);
+      expect(() => parseListenHost(empty)).toThrow(
+        /--host needs an address to listen on, got an empty value/,
+      );
+    }
   });
 });
 
