@@ -224,13 +224,25 @@ async function runRate(
   });
   // A signal to this process reaches the script, which stops its namespaces' processes and
   // deletes the namespaces.
-  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  let interrupted: NodeJS.Signals | undefined;
+  const forward = (signal: NodeJS.Signals) => {
+    interrupted ??= signal;
+    child.kill(signal);
+  };
   process.on('SIGINT', forward).on('SIGTERM', forward);
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', resolve);
   });
   process.off('SIGINT', forward).off('SIGTERM', forward);
+  if (interrupted !== undefined)
+    throw new BenchConfigError(
+      `interrupted by ${interrupted} during the run at ${rate} (kmoe-netns.sh exit ${code}); nothing was written`,
+      {
+        hint: 'the script stopped its processes and removed its namespaces (its last lines above say so)',
+        details: { rate },
+      },
+    );
   let cell: NetworkCellResult;
   try {
     cell = JSON.parse(await fs.readFile(outFile, 'utf8')) as NetworkCellResult;

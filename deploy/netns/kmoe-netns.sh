@@ -86,7 +86,11 @@ SLEEP_PID=""
 
 cleanup() {
   local status=$?
-  trap - EXIT INT TERM
+  # Ignored, not reset, until the end: a Ctrl-C reaches every process of the job and may come again
+  # (a caller forwarding it), and with the default action it would end this cleanup, and the ip and
+  # sleep it runs (they inherit the ignore), halfway, leaving namespaces behind.
+  trap - EXIT
+  trap '' INT TERM
   # A leftover sleep would hold our stdout/stderr open for the caller.
   [[ -z $SLEEP_PID ]] || kill -TERM "$SLEEP_PID" 2>/dev/null || true
   for pgid in "${STARTED_PGIDS[@]}"; do kill -TERM -- "-$pgid" 2>/dev/null || true; done
