@@ -531,7 +531,11 @@ export class ApiServer {
       else writeRaw(socket, error, requestId);
       return;
     }
-    if (!answerable) {
+    // A connection that already carried a response (one finished just now may not have reached
+    // #finish yet): the bytes that failed are most likely the unread body of a request answered
+    // without reading it, so no second, unsolicited answer follows (as for #closing above).
+    const answeredBefore = open.some((scope) => scope.res.raw.writableFinished);
+    if (!answerable || answeredBefore) {
       // Nothing sent, so no line for the bytes that failed: the cancelled requests' lines say why.
       socket.destroy();
       return;
