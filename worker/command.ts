@@ -26,8 +26,6 @@ import { newWorkerId, Registrar } from './registrar.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from './server.js';
 
 export const DEFAULT_WORKER_PORT = 7070;
-/** SIGTERM/SIGINT: how long in-flight requests may take to finish before the worker closes anyway. */
-export const DRAIN_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_FRAME_MB = DEFAULT_MAX_FRAME_BYTES / 2 ** 20;
 
 /** `--experts auto[:N]`: N experts chosen by the registry (default: half the model's, at least 1). */
@@ -53,6 +51,8 @@ export interface WorkerCommandOptions {
   /** WebSocket connections at once (handshaking or greeted); beyond, HTTP 503. */
   readonly maxConnections: number;
   readonly maxConnectionsPerClient: number;
+  /** Seconds the requests already sent get to finish on SIGTERM/SIGINT (`--shutdown-timeout`). */
+  readonly shutdownTimeout: number;
   readonly settings: SessionSettings;
   /** Where the experts compute (`--compute`); `inline` only for a worker without --redis. */
   readonly compute: ComputePlacement;
@@ -210,8 +210,9 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   }
   if (reason === 'SIGTERM' || reason === 'SIGINT') {
     log.info(`${reason}: draining (coordinators told to send no new work)`);
-    const drained = await server.drain(reason, DRAIN_TIMEOUT_MS);
-    if (!drained) log.warn(`requests still running after ${DRAIN_TIMEOUT_MS} ms: closing anyway`);
+    const drainMs = o.shutdownTimeout * 1000;
+    const drained = await server.drain(reason, drainMs);
+    if (!drained) log.warn(`requests still running after ${drainMs} ms (--shutdown-timeout): closing anyway`);
   } else if (registrar) {
     // No drain notice (the parent is gone): give registry-polling coordinators time to stop routing here.
     await new Promise((r) => setTimeout(r, DRAIN_NOTICE_MS));

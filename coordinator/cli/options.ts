@@ -690,6 +690,11 @@ export const opt = {
     new Option('--chart <file>', description).argParser(parseOutputFile('--chart')),
   /** A routing trace file: written by `eval`, read by `bench traffic` (comma-separated there). */
   trace: (description: string, value = 'file') => new Option(`--trace <${value}>`, description),
+  /** Seconds the requests in flight get to finish on SIGTERM (`kmoe serve`, `kmoe worker`). */
+  shutdownTimeout: (description: string, defaultSeconds: number) =>
+    new Option('--shutdown-timeout <s>', description)
+      .argParser(parseNumber('--shutdown-timeout', { min: 0 }))
+      .default(defaultSeconds),
   host: (description = 'address to listen on') =>
     new Option('--host <addr>', description).argParser(parseListenHost),
   port: (description: string) =>

@@ -364,6 +364,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.expertWeights())
     .addOption(opt.compute().default('thread'))
     .addOption(
+      opt.shutdownTimeout(
+        'seconds the requests coordinators already sent get to finish on SIGTERM (a drain notice tells them to send no more); then the worker closes anyway',
+        10,
+      ),
+    )
+    .addOption(
       new Option(
         '--sched <policy>',
         "scheduling policy of the worker process: normal; batch (Linux SCHED_BATCH through util-linux chrt, or fail): woken by a request, the worker does not preempt the coordinator that sent it, which can send its other requests first; auto: batch where it can be set, else normal with a warning. For workers on the coordinator's host (local clusters and the workers a command starts with --workers N use auto)",
@@ -684,11 +690,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         .argParser(parseSize('--max-body-memory', { min: 1, max: 2 ** 50 }))
         .default(256 * 2 ** 20, '256MiB'),
     )
-    .addOption(
-      new Option('--shutdown-timeout <s>', 'seconds in-flight requests get to finish on SIGTERM')
-        .argParser(parseNumber('--shutdown-timeout', { min: 0 }))
-        .default(10),
-    )
+    .addOption(opt.shutdownTimeout('seconds in-flight requests get to finish on SIGTERM', 10))
     .addOption(opt.logLevel().default('info'))
     .addOption(
       opt.threads(

@@ -295,7 +295,9 @@ describe('kmoe worker', () => {
   it.each(['inline', 'thread'] as const)(
     'answers every request sent before a SIGTERM, frames still arriving included (--compute %s)',
     async (placement) => {
-      const w = await startWorker('0-3', ['--compute', placement]);
+      // A bound far above the work (the default 10 s is near it on a busy machine): this test is
+      // about what the drain answers, not how long it may take.
+      const w = await startWorker('0-3', ['--compute', placement, '--shutdown-timeout', '300']);
       const peer = await greeted(w.url);
       // Large frames back to back: an inline worker reads the socket only between computations, so
       // the later frames are still arriving when the drain starts.
@@ -335,6 +337,25 @@ describe('kmoe worker', () => {
       expect(w.stderr()).not.toMatch(/closing anyway/);
     },
   );
+
+  it('closes anyway once --shutdown-timeout has passed, saying so', async () => {
+    const w = await startWorker('0-3', ['--shutdown-timeout', '0']);
+    const peer = await greeted(w.url);
+    const n = 12_000;
+    for (const id of [80, 81, 82])
+      peer.send(
+        encodeJob(
+          job(id, n, (t) => [
+            [t % 4, 0.5],
+            [(t + 1) % 4, 0.5],
+          ]),
+          'bf16',
+        ),
+      );
+    expect(await peer.next(60_000)).toMatchObject({ type: 'result', id: 80 });
+    expect(await w.stop()).toBe(0);
+    expect(w.stderr()).toMatch(/requests still running after 0 ms \(--shutdown-timeout\): closing anyway/);
+  });
 
   it('answers a dispatch to a dense layer with bad-value, naming the MoE layers', async () => {
     const dir = path.join(path.dirname(MODEL_DIR), 'tiny-deepseek-v3');

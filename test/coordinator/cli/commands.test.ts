@@ -745,7 +745,19 @@ describe('kmoe', () => {
         '--redis-ca',
       ],
     ],
-    ['worker', ['--model', '--experts', '--redis', '--redis-ca', '--advertise-url', '--port', '--host']],
+    [
+      'worker',
+      [
+        '--model',
+        '--experts',
+        '--redis',
+        '--redis-ca',
+        '--advertise-url',
+        '--port',
+        '--host',
+        '--shutdown-timeout',
+      ],
+    ],
     ['cluster status', ['--redis', '--redis-ca', '--json']],
   ] as const)('%s --help lists its options', async (command, flags) => {
     const r = await runCli([...command.split(' '), '--help']);
