@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { readU16Ids } from '../../shared/data/token-ids.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { batchedDecode } from './batched-decode.js';
@@ -116,7 +117,7 @@ export async function runBenchAdaptiveKTime(o: BenchAdaptiveKTimeOptions): Promi
     repeats: o.repeats,
     rows,
   };
-  await fs.mkdir(path.dirname(o.out), { recursive: true });
+  makeDirectory(path.dirname(o.out));
   await fs.writeFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
   const f = (x: number | null, d = 2) => (x === null ? 'n/a' : x.toFixed(d));
   const lines = [

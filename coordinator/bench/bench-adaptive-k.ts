@@ -9,6 +9,7 @@ import type { SessionSettings } from '../../shared/onnx/session.js';
 import { loadRoutingProfile, saveRoutingProfile } from '../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { calibrate } from '../calibration/calibrate.js';
 import { type Corpus, loadCorpus } from '../calibration/corpus.js';
 import { signedPercent } from '../calibration/format.js';
@@ -156,7 +157,7 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
       sweepBar.finish();
     }
 
-    await fs.mkdir(outDir, { recursive: true });
+    makeDirectory(outDir);
     const chart = path.join(outDir, 'pareto-test-half.svg');
     await fs.writeFile(
       chart,

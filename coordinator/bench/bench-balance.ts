@@ -13,6 +13,7 @@ import { loadModelConfig } from '../../shared/model/config.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
 import { assignPairs, BALANCE_RULES, type BalanceRule, equalCosts } from '../cluster/balance.js';
 import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-stats.js';
@@ -143,9 +144,9 @@ export async function run(o: BenchBalanceOptions, argv: readonly string[]): Prom
     assignCost,
     rows,
   };
-  await fs.mkdir(path.dirname(out), { recursive: true });
+  makeDirectory(path.dirname(out));
   await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
-  await fs.mkdir(path.dirname(svg), { recursive: true });
+  makeDirectory(path.dirname(svg));
   const categories = [...new Set(rows.map((r) => r.placement))];
   await fs.writeFile(
     svg,

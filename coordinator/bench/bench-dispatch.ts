@@ -10,6 +10,7 @@ import { loadModelConfig } from '../../shared/model/config.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
 import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-stats.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
@@ -134,9 +135,9 @@ export async function run(o: BenchDispatchOptions, argv: readonly string[]): Pro
     localTokensPerSecond,
     rows,
   };
-  await fs.mkdir(path.dirname(out), { recursive: true });
+  makeDirectory(path.dirname(out));
   await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
-  await fs.mkdir(path.dirname(svg), { recursive: true });
+  makeDirectory(path.dirname(svg));
   const chartWire = wires.includes(DEFAULT_WIRE_DTYPE) ? DEFAULT_WIRE_DTYPE : wires[0]!;
   await fs.writeFile(svg, await chart(rows, routings, sizes, chartWire, path.basename(idsPath)));
   process.stdout.write(table(rows, sizes, wires, native, localTokensPerSecond));

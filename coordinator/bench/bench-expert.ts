@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { type ExpertBenchResult, type ExpertShape, runExpertBench } from '../scale/expert-bench.js';
 import { renderLineChart } from './report/chart.js';
 
@@ -55,9 +56,9 @@ export async function run(o: BenchExpertOptions, argv: readonly string[]): Promi
     threads,
     ...result,
   };
-  await fs.mkdir(path.dirname(o.out), { recursive: true });
+  makeDirectory(path.dirname(o.out));
   await fs.writeFile(o.out, `${JSON.stringify(json, null, 2)}\n`);
-  await fs.mkdir(path.dirname(o.chart), { recursive: true });
+  makeDirectory(path.dirname(o.chart));
   await fs.writeFile(o.chart, await chart(result, o.like));
   process.stdout.write(`${table(result)}\nwrote ${o.out} and ${o.chart}\n`);
   return 0;

@@ -13,6 +13,7 @@ import { readU16Ids } from '../../shared/data/token-ids.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
 import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
@@ -132,9 +133,9 @@ export async function run(o: BenchFailoverOptions, argv: readonly string[]): Pro
     requestsPerSecond: rate(ok),
     errorsPerSecond: rate(failed),
   };
-  await fs.mkdir(path.dirname(o.out), { recursive: true });
+  makeDirectory(path.dirname(o.out));
   await fs.writeFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
-  await fs.mkdir(path.dirname(o.chart), { recursive: true });
+  makeDirectory(path.dirname(o.chart));
   await fs.writeFile(
     o.chart,
     await renderLineChart({

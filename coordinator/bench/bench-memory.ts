@@ -13,6 +13,7 @@ import {
 import type { Device } from '../../shared/onnx/session.js';
 import { formatExpertSet, parseExpertSet } from '../../shared/protocol/expert-set.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
 import { fmtBytes, planMemory } from '../scale/memory-plan.js';
 import { readPlanModel } from '../scale/plan-input.js';
@@ -174,7 +175,7 @@ export async function run(o: BenchMemoryOptions, argv: readonly string[]): Promi
     machine: machineInfo(),
     ...result,
   };
-  await fs.mkdir(path.dirname(o.out), { recursive: true });
+  makeDirectory(path.dirname(o.out));
   await fs.writeFile(o.out, `${JSON.stringify(json, null, 2)}\n`);
   const rows = result.points.map(
     (p) =>

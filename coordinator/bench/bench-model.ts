@@ -7,6 +7,7 @@ import type { CorpusWindows } from '../../shared/data/token-ids.js';
 import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
 import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
@@ -475,7 +476,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
               decodeLoopVsLlamaCppNative: ratio(best(samples.decodeLoop), best(samples.llamaDecodeNative)),
             },
     };
-    await fs.mkdir(path.dirname(out), { recursive: true });
+    makeDirectory(path.dirname(out));
     await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(
       formatTable(

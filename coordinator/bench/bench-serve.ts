@@ -13,6 +13,7 @@ import { profileDigest } from '../../shared/routing/profile.js';
 import { isProfilePath } from '../../shared/routing/profile-names.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
 import { ServeRequestError } from '../server/errors.js';
 import { type StreamTiming, streamCompletion } from './bench-serve-client.js';
@@ -199,9 +200,9 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
     results,
     ratios,
   };
-  await fs.mkdir(path.dirname(out), { recursive: true });
+  makeDirectory(path.dirname(out));
   await fs.writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
-  await fs.mkdir(path.dirname(chartPath), { recursive: true });
+  makeDirectory(path.dirname(chartPath));
   await fs.writeFile(chartPath, await chart(results, policies, server.model));
   const versusTable =
     versusRatios === undefined

@@ -7,6 +7,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-dtype.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
 import { openRoutingTrace, type RoutingTraceHeader } from '../evaluation/routing-trace.js';
 import { BenchConfigError } from './errors.js';
@@ -235,9 +236,9 @@ export async function run(o: BenchTrafficOptions, argv: readonly string[]): Prom
     traces: [...groups.values()].map((g) => ({ routing: g.routing, label: g.label, traces: g.traces })),
     rows,
   };
-  await fs.mkdir(path.dirname(out), { recursive: true });
+  makeDirectory(path.dirname(out));
   await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
-  await fs.mkdir(path.dirname(svg), { recursive: true });
+  makeDirectory(path.dirname(svg));
   const chartWire = wires.includes(DEFAULT_WIRE_DTYPE) ? DEFAULT_WIRE_DTYPE : wires[0]!;
   await fs.writeFile(svg, await chart(rows, [...groups.values()], sizes, chartWire, hidden));
   process.stdout.write(`${note}\n\n${tables(rows, wires, header, hidden)}`);

@@ -10,6 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { readU16Ids } from '../../shared/data/token-ids.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { batchedDecode } from './batched-decode.js';
@@ -107,7 +108,7 @@ export async function runBenchWorkers(o: BenchWorkersOptions): Promise<number> {
     repeats: o.repeats,
     rows,
   };
-  await fs.mkdir(path.dirname(o.out), { recursive: true });
+  makeDirectory(path.dirname(o.out));
   await fs.writeFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
   const f = (x: number, d = 0) => x.toFixed(d);
   const lines = [

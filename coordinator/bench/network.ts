@@ -13,6 +13,7 @@ import path from 'node:path';
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { cliArgv, projectRoot } from '../../shared/runtime/entry-points.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
 import { BenchConfigError } from './errors.js';
 import type { NetworkCellResult, NetworkCellSpec, NetworkRun } from './network-cell.js';
@@ -334,9 +335,9 @@ export async function run(o: BenchNetworkOptions, argv: readonly string[]): Prom
       rows,
       ratios,
     };
-    await fs.mkdir(path.dirname(o.out), { recursive: true });
+    makeDirectory(path.dirname(o.out));
     await fs.writeFile(o.out, `${JSON.stringify(report, null, 2)}\n`);
-    await fs.mkdir(path.dirname(o.chart), { recursive: true });
+    makeDirectory(path.dirname(o.chart));
     await fs.writeFile(o.chart, await chart(rows, routings, o.rates, o.streams));
     process.stdout.write(`${table(rows, perRate, baseline)}\nwrote ${o.out} and ${o.chart}\n`);
     const failed = rows.reduce((n, r) => n + r.errors.length, 0);

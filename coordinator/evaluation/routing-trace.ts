@@ -15,13 +15,14 @@
 // router scores. Weights are float32 values written with the fewest digits that read back exactly.
 
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import { z } from 'zod';
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import type { RoutingTraceLayer } from '../moe/observers/routing-trace.js';
 import { RoutingTraceError } from './errors.js';
 
@@ -93,7 +94,7 @@ export class RoutingTraceWriter {
 
   /** Creates (or replaces) `file` and writes the header. */
   static async create(file: string, header: RoutingTraceHeader): Promise<RoutingTraceWriter> {
-    await mkdir(path.dirname(path.resolve(file)), { recursive: true });
+    makeDirectory(path.dirname(path.resolve(file)));
     const checked = headerSchema.parse(header);
     const stream = createWriteStream(file);
     await new Promise<void>((resolve, reject) => {

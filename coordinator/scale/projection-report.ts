@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { PlanError } from './errors.js';
 import { presetConfig } from './presets.js';
 import {
@@ -234,7 +235,7 @@ export async function run(o: ProjectOptions, argv: readonly string[]): Promise<n
     projectionTable(rows),
     '',
   ].join('\n');
-  await fs.mkdir(path.dirname(o.out), { recursive: true });
+  makeDirectory(path.dirname(o.out));
   await fs.writeFile(
     o.out,
     `${JSON.stringify({ benchmark: 'projection', command: `kmoe bench project ${argv.join(' ')}`.trim(), assumptions: notes, inputs, rows }, null, 2)}\n`,

@@ -2,11 +2,13 @@
 // of a real MoE model, seeded random weights and only L decoder layers. Written tensor by tensor
 // in fixed-size chunks, so memory stays at one chunk whatever the model size.
 
-import { mkdir, open, readdir, statfs, writeFile } from 'node:fs/promises';
+import { open, readdir, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { familyOf } from '../../shared/families/registry.js';
 import { INDEX_FILE_NAME, SYNTH_MARKER_FILE_NAME } from '../../shared/model/checkpoint.js';
 import { CONFIG_FILE_NAME, loadModelConfig, type ModelConfig } from '../../shared/model/config.js';
+import { DirectoryError } from '../../shared/runtime/errors.js';
+import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { SynthError } from './errors.js';
 import type { HfConfigJson } from './presets.js';
 import { Bf16Stream } from './prng.js';
@@ -138,10 +140,10 @@ function sparseBytes(layout: CheckpointLayout): number {
 
 async function prepareOutDir(outDir: string): Promise<void> {
   try {
-    await mkdir(outDir, { recursive: true });
+    makeDirectory(outDir);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
+    const errno = err instanceof DirectoryError ? err.details['errno'] : undefined;
+    if (errno !== 'EEXIST' && errno !== 'ENOTDIR') throw err;
     throw new SynthError(`${outDir} is not a directory`, {
       cause: err,
       details: { dir: outDir },

@@ -3,9 +3,10 @@
 // flag calls: a path ending in .json loads a profile, anything else is parsed as a spec string.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { z } from 'zod';
+import { makeDirectory } from '../runtime/make-directory.js';
 import { RoutingConfigError, RoutingProfileError } from './errors.js';
 import { checkModel } from './policies/policy-kind.js';
 import type { RoutingModel, RoutingPolicy } from './policy.js';
@@ -195,7 +196,7 @@ export function saveRoutingProfile(path: string, profile: RoutingProfile): void 
       },
     );
   }
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirectory(dirname(path));
   const temp = `${path}.${process.pid}.tmp`;
   try {
     writeFileSync(temp, `${JSON.stringify(result.data, null, 2)}\n`);

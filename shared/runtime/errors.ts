@@ -19,3 +19,21 @@ export class ListenError extends KmoeError {
     });
   }
 }
+
+/**
+ * A directory an output goes in cannot be made: a file stands in its way, permission is denied, or
+ * its file system takes no new directories (/proc, /sys). Names the directory and, in `errno`, why.
+ */
+export class DirectoryError extends KmoeError {
+  constructor(
+    dir: string,
+    problem: string,
+    options: { readonly errno?: string | undefined; readonly cause?: unknown } = {},
+  ) {
+    super(`cannot make directory ${dir}: ${problem}`, {
+      cause: options.cause,
+      hint: 'write the output under a directory this user can create files in',
+      details: { dir, ...(options.errno === undefined ? {} : { errno: options.errno }) },
+    });
+  }
+}

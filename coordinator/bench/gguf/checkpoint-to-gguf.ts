@@ -9,13 +9,14 @@
 // per layer into one [experts, out, in] tensor per projection; 1-D tensors (norms) and the router
 // stay F32 whatever the output type.
 
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../../shared/dtype.js';
 import type { TensorRole, TensorSpec } from '../../../shared/families/tensor-table.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import type { StoredTensor } from '../../../shared/model/safetensors.js';
+import { makeDirectory } from '../../../shared/runtime/make-directory.js';
 import { GgufError } from './errors.js';
 import { GgmlType, type GgufTensorSource, type GgufValue, gguf, writeGguf } from './gguf-format.js';
 import type { GgufOutType } from './out-types.js';
@@ -107,7 +108,7 @@ export async function cachedCheckpointGguf(
   } catch {
     // not cached yet
   }
-  await mkdir(cacheDir, { recursive: true });
+  makeDirectory(cacheDir);
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     const written = await checkpointToGguf(modelDir, tmp, { outType });

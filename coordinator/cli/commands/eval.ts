@@ -7,6 +7,7 @@ import { CorpusError, parseWindowRange, readTextIds, readU16Ids } from '../../..
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { isProfilePath } from '../../../shared/routing/profile-names.js';
+import { makeDirectory } from '../../../shared/runtime/make-directory.js';
 import { counted } from '../../../shared/text/counted.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
@@ -220,7 +221,7 @@ async function sweep(
       ),
     ];
     human.write(`${lines.join('\n')}\n`);
-    await fs.mkdir(path.dirname(chart), { recursive: true });
+    makeDirectory(path.dirname(chart));
     await fs.writeFile(
       chart,
       await sweepChart(`Routing frontier: ${path.basename(corpus)}`, result.native.perplexity, result.points),

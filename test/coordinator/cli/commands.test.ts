@@ -1073,3 +1073,21 @@ describe('registry flags', () => {
     expect(r.stderr).toContain(message);
   });
 });
+
+describe('an --out under a file system that takes no new directories', () => {
+  it('fails at once with one line naming the directory (exit 1), where mkdir spun under /proc', async () => {
+    // bench project runs in about a second; a mkdir that loops would run into the timeout.
+    const r = await runCli(['bench', 'project', '--out', '/proc/kmoe-no-such-dir/projection.json'], {
+      timeoutMs: 60_000,
+    });
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    // root gets procfs' ENOENT; another user is refused the write permission first.
+    expect(lines[0]).toMatch(
+      /^kmoe bench project: error: cannot make directory \/proc\/kmoe-no-such-dir: (\/proc takes no new directories \(ENOENT\)|permission denied \(EACCES\))$/,
+    );
+    expect(lines.slice(1)).toEqual([
+      'hint: write the output under a directory this user can create files in',
+    ]);
+  });
+});
