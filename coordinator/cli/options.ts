@@ -238,12 +238,24 @@ export function parseListenHost(raw: string): string {
 }
 
 /**
+ * A path a flag names (a file to read, a directory): an empty value is refused. It named nothing in
+ * the error it led to ("model directory not found: "), or was taken for the flag not given at all;
+ * an unset variable in `--model "$DIR"` is the usual cause.
+ */
+export function parsePath(flag: string, what: string): (raw: string) => string {
+  return (raw) => {
+    if (raw.trim() === '') throw new UsageError(`${flag} needs ${what}, got an empty value`);
+    return raw;
+  };
+}
+
+/**
  * A file to write: not an existing directory, and under a directory (missing ones are made when
  * the file is written), so a wrong path fails before any work rather than after it.
  */
 export function parseOutputFile(flag: string): (raw: string) => string {
   return (raw) => {
-    if (raw.trim() === '') throw new UsageError(`${flag} needs a file path`);
+    parsePath(flag, 'a file path')(raw);
     if (/[\\/]$/.test(raw) || statOrUndefined(raw)?.isDirectory())
       throw new UsageError(`${flag} ${raw} is a directory; give the path of a file to write`);
     const blocker = fileInTheWay(path.dirname(path.resolve(raw)));
@@ -255,7 +267,7 @@ export function parseOutputFile(flag: string): (raw: string) => string {
 /** A directory to write into: not an existing file, nor under one (missing directories are made). */
 export function parseOutputDir(flag: string): (raw: string) => string {
   return (raw) => {
-    if (raw.trim() === '') throw new UsageError(`${flag} needs a directory path`);
+    parsePath(flag, 'a directory path')(raw);
     const blocker = fileInTheWay(path.resolve(raw));
     if (blocker === undefined) return raw;
     throw new UsageError(
@@ -297,6 +309,7 @@ export function parseSize(flag: string, r: Range = {}): (raw: string) => number 
 }
 
 function parseModelDir(raw: string): string {
+  parsePath('--model', 'a checkpoint directory')(raw);
   let isDir: boolean;
   try {
     isDir = statSync(raw).isDirectory();
@@ -437,6 +450,7 @@ export function parseRedisUrl(raw: string): string {
  * connection. The value is the PEM text.
  */
 export function parseRedisCa(file: string): string {
+  parsePath('--redis-ca', 'a PEM certificate file')(file);
   let pem: string;
   try {
     pem = readFileSync(file, 'utf8');
@@ -682,9 +696,12 @@ export const opt = {
     new Option('--routing <policy>', `${description}: ${ROUTING_GRAMMAR}`).argParser(collectRouting),
   ids: (description: string) => new Option('--ids <files>', description).argParser(parseFiles('--ids')),
   windows: (description: string) => new Option('--windows <range>', description),
-  out: (description: string, value = 'file') => {
+  /** `dir`: a directory the command fills (synth), checked by the command itself. */
+  out: (description: string, value: 'file' | 'dir' = 'file') => {
     const option = new Option(`--out <${value}>`, description);
-    return value === 'file' ? option.argParser(parseOutputFile('--out')) : option;
+    return option.argParser(
+      value === 'file' ? parseOutputFile('--out') : parsePath('--out', 'a directory path'),
+    );
   },
   chart: (description: string) =>
     new Option('--chart <file>', description).argParser(parseOutputFile('--chart')),
@@ -770,7 +787,7 @@ export const opt = {
       '--cluster-token-file <file>',
       `file holding the cluster token (default: the ${CLUSTER_TOKEN_ENV} environment variable), at least 16 characters; ` +
         'coordinators and workers prove to each other that they hold it before any work',
-    ),
+    ).argParser(parsePath('--cluster-token-file', 'a file')),
   insecure: () =>
     new Option(
       '--insecure',
@@ -781,7 +798,10 @@ export const opt = {
       '--api-key <key>',
       'require "Authorization: Bearer KEY" on /v1/* (visible in ps: prefer --api-key-file)',
     ),
-  apiKeyFile: () => new Option('--api-key-file <file>', 'like --api-key, the key read from a file'),
+  apiKeyFile: () =>
+    new Option('--api-key-file <file>', 'like --api-key, the key read from a file').argParser(
+      parsePath('--api-key-file', 'a file'),
+    ),
   // KMOE_REDIS_URL keeps a password out of the process list (`ps` shows command lines).
   redis: (description: string) =>
     new Option('--redis <url>', description).env(REDIS_URL_ENV).argParser(parseRedisUrl),

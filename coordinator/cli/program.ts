@@ -43,6 +43,7 @@ import {
   parseNumber,
   parseOutputDir,
   parseOutputFile,
+  parsePath,
   parseServedModelName,
   parseSize,
   parseVersus,
@@ -248,7 +249,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option(
         '--text <file>',
         "UTF-8 text, encoded with the model's tokenizer in pieces cut at line ends",
-      ),
+      ).argParser(parsePath('--text', 'a text file')),
     )
     .addOption(
       opt.routing(
@@ -581,7 +582,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       new Option(
         '--replay-search <profile>',
         'reuse the recorded threshold search of an earlier allocator profile (same data and options): only the held-out choice runs, e.g. for another --budget',
-      ),
+      ).argParser(parsePath('--replay-search', 'a routing profile file')),
     )
     .addOption(opt.threads())
     .addOption(opt.device())
@@ -958,7 +959,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         '--llama-cpp <gguf|auto>',
         'also run llama.cpp (node-llama-cpp, CPU, same threads) on the same weights, interleaved round by ' +
           'round: a GGUF file, or auto = write one from --model (cached next to --out, in gguf/)',
-      ),
+      ).argParser(parsePath('--llama-cpp', 'a GGUF file or auto')),
     )
     .addOption(
       new Option(
@@ -983,7 +984,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       new Option(
         '--llama-cpp-reference <gguf>',
         "another GGUF of the same weights (e.g. from llama.cpp's converter): its greedy tokens are compared with the --llama-cpp one's",
-      ),
+      ).argParser(parsePath('--llama-cpp-reference', 'a GGUF file')),
     )
     .addHelpText(
       'after',
@@ -1448,7 +1449,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
       new Option(
         '--frontier-from <json>',
         "reuse the global-rule frontier of an earlier run's adaptive-k.json (same model and data)",
-      ),
+      ).argParser(parsePath('--frontier-from', 'an adaptive-k.json file')),
     )
     .addOption(opt.threads())
     .addOption(opt.device())
@@ -1565,7 +1566,11 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
   const cell = bench
     .command('network-cell', { hidden: true })
     .description('internal: one rate of kmoe bench network, inside the coordinator namespace')
-    .addOption(new Option('--spec <file>', 'the spec the driver wrote').makeOptionMandatory());
+    .addOption(
+      new Option('--spec <file>', 'the spec the driver wrote')
+        .argParser(parsePath('--spec', 'a file'))
+        .makeOptionMandatory(),
+    );
   action(cell, argv, outcome, async () => (await import('../bench/network-cell.js')).run);
 
   const projectCmd = sub(
@@ -1592,7 +1597,7 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
       new Option(
         '--expert-results <file|assumed>',
         'kmoe bench expert JSON at 8x22B shape, or assumed: an H100 roofline (default: bench-results/expert.json if it was timed with --device cuda, else assumed)',
-      ),
+      ).argParser(parsePath('--expert-results', 'a file or assumed')),
     )
     .addOption(
       new Option(
@@ -1604,12 +1609,12 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
       new Option(
         '--network-results <file|assumed>',
         'kmoe bench network JSON: its wire efficiency, or assumed: TCP on Ethernet (default: bench-results/network.json if present, else assumed)',
-      ),
+      ).argParser(parsePath('--network-results', 'a file or assumed')),
     )
     .addOption(
-      new Option('--adaptive-k <file>', "kmoe bench adaptive-k JSON: each profile's average K").default(
-        'bench-results/adaptive-k/adaptive-k.json',
-      ),
+      new Option('--adaptive-k <file>', "kmoe bench adaptive-k JSON: each profile's average K")
+        .argParser(parsePath('--adaptive-k', 'a file'))
+        .default('bench-results/adaptive-k/adaptive-k.json'),
     )
     .addOption(
       new Option('--rtt-ms <ms>', 'round trip per MoE layer between hosts, milliseconds (assumed)')

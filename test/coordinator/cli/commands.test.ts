@@ -156,6 +156,36 @@ describe('kmoe eval', () => {
     expect(file.stderr).toMatch(/--model package\.json is not a directory/);
   });
 
+  it('refuses an empty path (an unset variable in --model "$DIR") as a usage error naming the flag', async () => {
+    const model = ['--model', MODEL_DIR];
+    for (const [args, message] of [
+      [['eval', '--model', '', '--ids', 'data/eval/valid.man.u16'], '--model needs a checkpoint directory'],
+      [['eval', ...model, '--text', ''], '--text needs a text file'],
+      [
+        ['calibrate', ...model, '--method', 'theory', '--policy', 'entropy', '--out', ''],
+        '--out needs a file path',
+      ],
+      [['synth', '--like', 'mixtral-mid', '--layers', '1', '--out', ''], '--out needs a directory path'],
+      [
+        ['generate', ...model, '--prompt', 'x', '--cluster-token-file', ''],
+        '--cluster-token-file needs a file',
+      ],
+      // Before, an empty --adaptive-k named nothing: "no adaptive-K results at ".
+      [['bench', 'project', '--adaptive-k', ''], '--adaptive-k needs a file'],
+    ] as const) {
+      const r = await runCli(args);
+      const command = args.slice(0, args[0] === 'bench' ? 2 : 1).join(' ');
+      expect({ args, code: r.code, stderr: r.stderr.trim().split('\n') }).toEqual({
+        args,
+        code: 2,
+        stderr: [
+          `kmoe ${command}: error: ${message}, got an empty value`,
+          `Run 'kmoe ${command} --help' for usage.`,
+        ],
+      });
+    }
+  });
+
   it('rejects a bad routing spec before loading the model', async () => {
     const r = await runCli([
       'eval',

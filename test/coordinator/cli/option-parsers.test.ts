@@ -169,7 +169,7 @@ describe('parseOutputFile', () => {
     expect(usageMessage(() => out(path.join(file, 'p.json')))).toBe(
       `--out ${path.join(file, 'p.json')}: ${file} is a file, not a directory`,
     );
-    expect(usageMessage(() => out(''))).toBe('--out needs a file path');
+    expect(usageMessage(() => out(''))).toBe('--out needs a file path, got an empty value');
     // A trailing slash names a directory, even one that does not exist yet.
     expect(usageMessage(() => out(`${dir}/new/`))).toBe(
       `--out ${dir}/new/ is a directory; give the path of a file to write`,
