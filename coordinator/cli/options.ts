@@ -156,19 +156,39 @@ export interface ListRules<T> {
   readonly entry?: string;
 }
 
+/** The parsers of comma-separated lists: a list flag given twice is told to give its values in one. */
+const LIST_PARSERS = new WeakSet<object>();
+
+/** Whether `parse` (an option's parseArg) reads a comma-separated list. */
+export function takesList(parse: unknown): boolean {
+  return typeof parse === 'function' && LIST_PARSERS.has(parse);
+}
+
+/**
+ * Options whose repetitions add up (`--routing a --routing b`); any other flag that takes a value
+ * is given once (unknown-flags-first.ts refuses a second one, where commander kept the last).
+ */
+const REPEATABLE = new WeakSet<Option>();
+
+export function isRepeatable(option: Option): boolean {
+  return REPEATABLE.has(option);
+}
+
 /** Comma-separated items, each parsed by `item`; an empty entry, or one given twice, is a usage error. */
 export function parseList<T>(
   flag: string,
   item: (raw: string) => T,
   rules: ListRules<T> = {},
 ): (raw: string) => T[] {
-  return (raw) => {
+  const parse = (raw: string): T[] => {
     const pieces = commaPieces(flag, raw, 'at least one value');
     const values = pieces.map(item);
     if (rules.repeats !== 'allowed')
       refuseRepeats(flag, pieces, values.map(rules.identity ?? ((v) => v)), rules.entry);
     return values;
   };
+  LIST_PARSERS.add(parse);
+  return parse;
 }
 
 /** Files, comma-separated: one file given twice, however its path is written, is refused. */
@@ -692,8 +712,13 @@ export const opt = {
       `which replica computes each (token, expert) pair: ${BALANCE_RULES.join(' | ')} (default: ` +
         `${DEFAULT_BALANCE_RULE}; baseline = each expert whole to its least-loaded holder)`,
     ).argParser(parseChoice<BalanceRule>('--balance', BALANCE_RULES)),
-  routing: (description = "routing policy (default: the model's native top-K)") =>
-    new Option('--routing <policy>', `${description}: ${ROUTING_GRAMMAR}`).argParser(collectRouting),
+  routing: (description = "routing policy (default: the model's native top-K)") => {
+    const option = new Option('--routing <policy>', `${description}: ${ROUTING_GRAMMAR}`).argParser(
+      collectRouting,
+    );
+    REPEATABLE.add(option);
+    return option;
+  },
   ids: (description: string) => new Option('--ids <files>', description).argParser(parseFiles('--ids')),
   windows: (description: string) => new Option('--windows <range>', description),
   /** `dir`: a directory the command fills (synth), checked by the command itself. */

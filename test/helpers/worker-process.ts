@@ -31,10 +31,9 @@ export function startWorker(
     opts.modelDir ?? MODEL_DIR,
     '--experts',
     experts,
-    '--port',
-    '0',
-    '--threads',
-    '1',
+    // Defaults where `extra` has none: kmoe refuses a flag given twice.
+    ...(extra.includes('--port') ? [] : ['--port', '0']),
+    ...(extra.includes('--threads') ? [] : ['--threads', '1']),
     ...extra,
   ];
   const child = spawn(process.execPath, [...KMOE_ARGV, ...args], {

@@ -858,6 +858,27 @@ describe('every command with an unknown flag', () => {
     expect(typo.stderr).toMatch(/^kmoe serve: error: unknown option '--modle'\n\(Did you mean --model\?\)$/m);
   });
 
+  it('reports it before a flag at the end of the line missing its value', async () => {
+    // Commander stopped at the missing value before it looked for unknown flags.
+    const r = await runCli(['serve', '--bogus', '--model']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      "kmoe serve: error: unknown option '--bogus'",
+      "Run 'kmoe serve --help' for usage.",
+    ]);
+    for (const args of [
+      ['serve', '--model'],
+      ['serve', '--port', '0', '--model'],
+    ]) {
+      const alone = await runCli(args);
+      expect(alone.code).toBe(2);
+      expect(alone.stderr.trim().split('\n')).toEqual([
+        "kmoe serve: error: option '--model <dir>' argument missing",
+        "Run 'kmoe serve --help' for usage.",
+      ]);
+    }
+  });
+
   it('still reports a missing required option and a bad value, in that order of the line', async () => {
     const missing = await runCli(['serve', '--port', '0']);
     expect(missing.code).toBe(2);
@@ -871,6 +892,51 @@ describe('every command with an unknown flag', () => {
       "kmoe serve: error: --port must be a number, got 'x'",
       "Run 'kmoe serve --help' for usage.",
     ]);
+  });
+});
+
+describe('a flag that takes a value, given twice', () => {
+  // Commander kept the last value silently: `--ids a.u16 --ids b.u16` scored b only.
+  it('is a usage error naming the flag, after an unknown flag and before its own value', async () => {
+    const model = ['--model', MODEL_DIR];
+    for (const [args, message] of [
+      [
+        ['eval', ...model, '--ids', 'data/eval/valid.man.u16', '--ids', 'data/eval/valid.code.u16'],
+        '--ids is given twice: give it once, with its values comma-separated',
+      ],
+      [
+        ['serve', ...model, '--profiles', 'recommended', '--profiles', 'profiles/recommended.json'],
+        '--profiles is given twice: give it once, with its values comma-separated',
+      ],
+      [['serve', ...model, '--port', '8000', '--port', 'x'], '--port is given twice: give it once'],
+      // A flag without a value parser, and one written --flag=value.
+      [['generate', ...model, '--prompt', 'a', '--prompt=b'], '--prompt is given twice: give it once'],
+    ] as const) {
+      const r = await runCli(args);
+      const command = args[0];
+      expect({ args, code: r.code, stderr: r.stderr.trim().split('\n') }).toEqual({
+        args,
+        code: 2,
+        stderr: [`kmoe ${command}: error: ${message}`, `Run 'kmoe ${command} --help' for usage.`],
+      });
+    }
+    const unknown = await runCli(['serve', '--port', '1', '--port', '2', '--bogus']);
+    expect(unknown.stderr).toMatch(/^kmoe serve: error: unknown option '--bogus'$/m);
+  });
+
+  it('--routing adds up, its entries still checked across flags; a boolean flag twice is not refused', async () => {
+    const man = ['eval', '--model', MODEL_DIR, '--ids', 'data/eval/valid.man.u16'];
+    const two = await runCli([...man, '--routing', 'topk:1', '--routing', 'topk:2']);
+    expect(two.code).toBe(2);
+    expect(two.stderr.trim().split('\n')[0]).toBe(
+      'kmoe eval: error: --routing takes one policy here, got 2: topk:1 ; topk:2',
+    );
+    const again = await runCli([...man, '--sweep', '--routing', 'topk:1,topk:2', '--routing', 'topk:2']);
+    expect(again.stderr.trim().split('\n')[0]).toBe('kmoe eval: error: --routing names topk:2 twice');
+    // --json twice loses nothing: the mistake reported is the window range.
+    const json = await runCli([...man, '--json', '--json', '--windows', '5:2']);
+    expect(json.code).toBe(2);
+    expect(json.stderr).toMatch(/^kmoe eval: error: --windows: window range 5:2 is empty/m);
   });
 });
 

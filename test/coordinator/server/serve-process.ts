@@ -21,6 +21,7 @@ export interface ServeProcess {
 /**
  * `detached`: the server leads its own process group, as a command started at a terminal does.
  * `defaultThreads`: no `--threads 1` (which tests otherwise pass to keep 2-core machines responsive).
+ * `--port 0` and `--threads 1` are added only where `args` has none (kmoe refuses a flag given twice).
  */
 export function startServe(
   args: readonly string[],
@@ -28,10 +29,11 @@ export function startServe(
   env?: NodeJS.ProcessEnv,
   opts: { readonly detached?: boolean; readonly defaultThreads?: boolean } = {},
 ): Promise<ServeProcess> {
-  const threads = opts.defaultThreads === true ? [] : ['--threads', '1'];
+  const threads = opts.defaultThreads === true || args.includes('--threads') ? [] : ['--threads', '1'];
+  const port = args.includes('--port') ? [] : ['--port', '0'];
   const child = spawn(
     process.execPath,
-    [...KMOE_ARGV, 'serve', '--model', model, '--port', '0', ...threads, ...args],
+    [...KMOE_ARGV, 'serve', '--model', model, ...port, ...threads, ...args],
     {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
