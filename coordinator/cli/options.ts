@@ -385,6 +385,54 @@ function collectRouting(raw: string, previous: string[] | undefined): string[] {
   return all;
 }
 
+/**
+ * --routing's specs compared as the policies they parse to: `topp:0.5,topp:0.50` is one policy
+ * given twice (bench serve and bench network would run it twice under two names). Checked once the
+ * line has passed the flag parsers, since the spec parser loads zod, which --help and usage errors
+ * must not (collectRouting compares the entries as written).
+ */
+export async function checkRoutingRepeats(routing: readonly string[]): Promise<void> {
+  if (routing.filter((p) => !isProfilePath(p)).length < 2) return;
+  const [{ canonicalRoutingSpec }, { RoutingSpecError }] = await Promise.all([
+    import('../../shared/routing/spec.js'),
+    import('../../shared/routing/errors.js'),
+  ]);
+  const keys: string[] = [];
+  for (const p of routing)
+    keys.push(
+      isProfilePath(p)
+        ? path.resolve(p)
+        : await flagValue('--routing', [RoutingSpecError], () => canonicalRoutingSpec(p)),
+    );
+  refuseRepeats('--routing', routing, keys, 'policy');
+}
+
+/**
+ * A tc link rate (`100mbit`, `1gbit`, `8mbps`: bytes per second in tc's units) in bits per second, so
+ * that one rate written two ways is one; `unlimited` is Infinity. Undefined for anything else.
+ */
+export function linkRateBitsPerSecond(rate: string): number | undefined {
+  if (rate === 'unlimited') return Number.POSITIVE_INFINITY;
+  const m = /^(\d+(?:\.\d+)?)([kmg]?)(bit|bps)$/.exec(rate);
+  if (m === null) return undefined;
+  const scale = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2] as '' | 'k' | 'm' | 'g'];
+  // tc keeps integer rates; rounding makes 0.1gbit and 100mbit one rate despite binary fractions.
+  return Math.round(Number(m[1]) * scale * (m[3] === 'bps' ? 8 : 1));
+}
+
+/** `bench network --rates`: tc rates or unlimited, none given twice however it is written (1gbit, 1000mbit). */
+export function parseLinkRates(flag: string): (raw: string) => string[] {
+  return parseList(
+    flag,
+    (rate) => {
+      if (linkRateBitsPerSecond(rate) === undefined)
+        throw new UsageError(`${flag}: '${rate}' is neither a tc rate like 100mbit nor unlimited`);
+      return rate;
+    },
+    { identity: linkRateBitsPerSecond, entry: 'rate' },
+  );
+}
+
 /** A profile file a flag names must be there: a wrong path is a usage error, like --ids'. */
 export function existingProfile(flag: string, file: string): string {
   if (!statOrUndefined(file)?.isFile())

@@ -28,6 +28,7 @@ import {
   checkIdsForModel,
   checkProfileNames,
   checkRedisCa,
+  checkRoutingRepeats,
   checkWorkerAuth,
   clusterToken,
   existingProfile,
@@ -39,6 +40,7 @@ import {
   parseFiles,
   parseHttpUrl,
   parseInteger,
+  parseLinkRates,
   parseList,
   parseNumber,
   parseOutputDir,
@@ -113,8 +115,9 @@ type Run<O> = (options: O, argv: readonly string[]) => Promise<number>;
 
 /**
  * Every command's action, set once its options are all added: the checks of the whole command line
- * in the order a user should hear of them (unknown flags, then values and required options, then
- * flags that cannot go together and --ids against the model), then whether the device is there,
+ * in the order a user should hear of them (unknown flags, then values and required options, one
+ * policy in --routing spelled twice, then flags that cannot go together and --ids against the
+ * model), then whether the device is there,
  * then the implementation, loaded only now.
  */
 function action<O>(
@@ -131,8 +134,13 @@ function action<O>(
   const checkFlags = unknownFlagsFirst(cmd);
   cmd.action(async (options: O) => {
     checkFlags();
+    const { ids, model, routing } = options as {
+      ids?: readonly string[];
+      model?: string;
+      routing?: readonly string[];
+    };
+    if (routing !== undefined) await checkRoutingRepeats(routing);
     if (computesFormats) await checkFormatsOnDevice(options);
-    const { ids, model } = options as { ids?: readonly string[]; model?: string };
     if (ids !== undefined && model !== undefined) await checkIdsForModel(model, ids);
     if (computesFormats) await checkDeviceAvailable(options);
     const run = await load();
@@ -1470,13 +1478,7 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
     .addOption(opt.model())
     .addOption(
       new Option('--rates <list>', "link rates, comma-separated: tc units (100mbit, 1gbit) or 'unlimited'")
-        .argParser(
-          parseList('--rates', (r) => {
-            if (!/^(unlimited|\d+(\.\d+)?([kmg]bit|[kmg]bps|bit|bps))$/.test(r))
-              throw new UsageError(`--rates: '${r}' is neither a tc rate like 100mbit nor unlimited`);
-            return r;
-          }),
-        )
+        .argParser(parseLinkRates('--rates'))
         .default(['10mbit', '100mbit', '1gbit', 'unlimited'], '10mbit,100mbit,1gbit,unlimited'),
     )
     .addOption(

@@ -48,3 +48,13 @@ export function parseRoutingSpec(spec: string): PolicyConfig {
 export function formatRoutingSpec(config: PolicyConfig): string | undefined {
   return formatPolicySpec(config);
 }
+
+/**
+ * The canonical form of a spec string, so that two spellings of one policy are one string
+ * (`topp:0.5` and `topp:0.50`, `ratio:.3` and `ratio:0.3`). Throws RoutingSpecError as parseRoutingSpec.
+ */
+export function canonicalRoutingSpec(spec: string): string {
+  const config = parseRoutingSpec(spec);
+  // A spec never has per-layer parameters, so the format is always there.
+  return formatRoutingSpec(config) ?? JSON.stringify(config);
+}

@@ -322,6 +322,41 @@ describe('kmoe eval', () => {
     expect(policyTwice.stderr.trim().split('\n')[0]).toBe('kmoe eval: error: --routing names topk:1 twice');
   });
 
+  it('refuses one policy or rate written two ways, compared as what it means', async () => {
+    // A missing --ids file is found after the policies are compared: it is what a line without
+    // a repeated policy fails on.
+    const man = ['eval', '--model', MODEL_DIR, '--ids', 'no-such-corpus.u16', '--sweep'];
+    for (const [routing, message] of [
+      [['--routing', 'topp:0.5,topp:0.50'], 'topp:0.5 and topp:0.50'],
+      [['--routing', 'ratio:.3', '--routing', 'ratio:0.30'], 'ratio:.3 and ratio:0.30'],
+    ] as const) {
+      const r = await runCli([...man, ...routing]);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split('\n')).toEqual([
+        `kmoe eval: error: --routing names one policy twice: ${message}`,
+        "Run 'kmoe eval --help' for usage.",
+      ]);
+    }
+    // Different policies of one kind are not one.
+    const distinct = await runCli([...man, '--routing', 'topp:0.5,topp:0.55,topp:0.5@1-2']);
+    expect(distinct.stderr).toMatch(
+      /^kmoe eval: error: cannot read --ids no-such-corpus\.u16: no such file$/m,
+    );
+    const rates = await runCli([
+      'bench',
+      'network',
+      '--model',
+      MODEL_DIR,
+      '--rates',
+      '10mbit,1gbit,1000mbit',
+    ]);
+    expect(rates.code).toBe(2);
+    expect(rates.stderr.trim().split('\n')).toEqual([
+      'kmoe bench network: error: --rates names one rate twice: 1gbit and 1000mbit',
+      "Run 'kmoe bench network --help' for usage.",
+    ]);
+  });
+
   it('refuses a list entry given twice before any work: bench expert --formats fp32,fp32', async () => {
     const r = await runCli(['bench', 'expert', '--like', 'mixtral-mid', '--formats', 'fp32,int8,fp32']);
     expect(r.code).toBe(2);

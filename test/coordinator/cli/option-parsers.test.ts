@@ -7,12 +7,14 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   existingProfile,
+  linkRateBitsPerSecond,
   namedProfileFile,
   opt,
   parseChoice,
   parseFiles,
   parseHttpUrl,
   parseInteger,
+  parseLinkRates,
   parseList,
   parseListenHost,
   parseNumber,
@@ -309,6 +311,34 @@ describe('--workers and --url', () => {
     );
     expect(usageMessage(() => url('ws://127.0.0.1:8000'))).toBe(
       "--url must be an http:// or https:// URL, got 'ws://127.0.0.1:8000'",
+    );
+  });
+});
+
+describe('bench network --rates', () => {
+  const rates = parseLinkRates('--rates');
+
+  it('reads tc rates in bits per second: bit and bps (bytes) with k, m, g of 1000', () => {
+    expect(linkRateBitsPerSecond('1gbit')).toBe(1e9);
+    expect(linkRateBitsPerSecond('1000mbit')).toBe(1e9);
+    expect(linkRateBitsPerSecond('1.5kbit')).toBe(1500);
+    expect(linkRateBitsPerSecond('8mbps')).toBe(64e6);
+    expect(linkRateBitsPerSecond('0.1gbit')).toBe(1e8);
+    expect(linkRateBitsPerSecond('unlimited')).toBe(Number.POSITIVE_INFINITY);
+    expect(linkRateBitsPerSecond('100')).toBeUndefined();
+    expect(rates('10mbit,1gbit,unlimited')).toEqual(['10mbit', '1gbit', 'unlimited']);
+  });
+
+  it('refuses one rate written two ways, naming both spellings', () => {
+    expect(usageMessage(() => rates('1gbit,1000mbit'))).toBe(
+      '--rates names one rate twice: 1gbit and 1000mbit',
+    );
+    expect(usageMessage(() => rates('100mbit,0.1gbit'))).toBe(
+      '--rates names one rate twice: 100mbit and 0.1gbit',
+    );
+    expect(usageMessage(() => rates('1mbps,8mbit'))).toBe('--rates names one rate twice: 1mbps and 8mbit');
+    expect(usageMessage(() => rates('10mb'))).toBe(
+      "--rates: '10mb' is neither a tc rate like 100mbit nor unlimited",
     );
   });
 });

@@ -4,7 +4,12 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RoutingSpecError } from '../../../shared/routing/errors.js';
-import { formatRoutingSpec, parseRoutingSpec, ROUTING_SPEC_GRAMMAR } from '../../../shared/routing/spec.js';
+import {
+  canonicalRoutingSpec,
+  formatRoutingSpec,
+  parseRoutingSpec,
+  ROUTING_SPEC_GRAMMAR,
+} from '../../../shared/routing/spec.js';
 import { configArb, modelArb } from './helpers.js';
 
 const errorOf = (spec: string): RoutingSpecError => {
@@ -37,6 +42,9 @@ describe('routing spec', () => {
     expect(canonical('entropy:1,2@1.040')).toBe('entropy:1,2@1.04');
     expect(canonical(' topp:.70@1-2 ')).toBe('topp:0.7@1-2');
     expect(canonical('ratio:3e-1')).toBe('ratio:0.3');
+    // What --routing compares: two spellings of one policy are one string, two policies are not.
+    expect(canonicalRoutingSpec('topp:0.50')).toBe(canonicalRoutingSpec('topp:0.5'));
+    expect(canonicalRoutingSpec('topp:0.5@1-2')).not.toBe(canonicalRoutingSpec('topp:0.5'));
   });
 
   it('round-trips the routing names used by the reference perplexity results unchanged', () => {
