@@ -9,6 +9,8 @@ import { type CorpusWindows, leadingWindows } from '../../shared/data/token-ids.
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-dtype.js';
+import { isProfilePath } from '../../shared/routing/profile-names.js';
+import { canonicalRoutingSpec } from '../../shared/routing/spec.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
 import { makeDirectory } from '../../shared/runtime/make-directory.js';
 import { counted } from '../../shared/text/counted.js';
@@ -22,6 +24,28 @@ import { renderBarChart } from './report/chart.js';
 
 /** The adaptive-K specs the README compares against native top-K. */
 const ADAPTIVE_SPECS = ['entropy:1,2@1.04', 'topp:0.7@1-2', 'ratio:0.3'];
+
+/**
+ * The policies the bench runs: native top-K (`native`) and ADAPTIVE_SPECS always, then each
+ * --routing policy that is not one of them however spelled (`--routing topk:2` on a top-2 model
+ * names the baseline, and ran it twice). `repeats` pairs each dropped extra with the policy it is.
+ * Profiles are files of their own and always run.
+ */
+export function policiesToRun(
+  native: string,
+  extra: readonly string[],
+): { readonly routings: readonly string[]; readonly repeats: readonly (readonly [string, string])[] } {
+  const always = [native, ...ADAPTIVE_SPECS];
+  const byCanonical = new Map(always.map((spec) => [canonicalRoutingSpec(spec), spec]));
+  const routings = [...always];
+  const repeats: [string, string][] = [];
+  for (const policy of extra) {
+    const same = isProfilePath(policy) ? undefined : byCanonical.get(canonicalRoutingSpec(policy));
+    if (same === undefined) routings.push(policy);
+    else repeats.push([policy, same]);
+  }
+  return { routings, repeats };
+}
 
 export interface BenchDispatchOptions {
   readonly model: string;
@@ -62,9 +86,13 @@ export async function run(o: BenchDispatchOptions, argv: readonly string[]): Pro
   }
   const wires = [...o.wireDtypes];
   const native = `topk:${config.numExpertsPerTok}`;
-  const routings = [native, ...ADAPTIVE_SPECS, ...(o.routing ?? [])];
   const { ids, range: windows } = o.corpus;
   const log = (line: string) => process.stderr.write(`bench dispatch: ${line}\n`);
+  const { routings, repeats } = policiesToRun(native, o.routing ?? []);
+  for (const [given, same] of repeats)
+    log(
+      `--routing ${given} is ${same === native ? `native top-K (${native})` : same}, which the bench always runs: measured once`,
+    );
 
   // Throughput baseline: the same windows, native routing, experts in this process.
   const local = await EngineClient.start({ modelDir, settings });
@@ -195,7 +223,7 @@ function table(
 
 function chart(
   rows: readonly Row[],
-  routings: string[],
+  routings: readonly string[],
   sizes: number[],
   wire: WireDType,
   corpus: string,

@@ -1116,7 +1116,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     )
     .addOption(
       opt.routing(
-        'an extra policy to compare, repeatable (native top-K and three adaptive specs always run)',
+        'an extra policy to compare, repeatable (native top-K and three adaptive specs always run, once each, also when named here)',
       ),
     )
     .addOption(opt.out('JSON results').default('bench-results/dispatch.json'))

@@ -1170,6 +1170,47 @@ describe('kmoe bench model', () => {
 });
 
 describe('kmoe bench dispatch and balance', () => {
+  it('bench dispatch measures its native top-K baseline once when --routing names it too', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-dispatch-'));
+    try {
+      const out = path.join(dir, 'dispatch.json');
+      const r = await runCli([
+        'bench',
+        'dispatch',
+        '--model',
+        MODEL_DIR,
+        '--windows',
+        '0:1',
+        '--cluster-sizes',
+        '2',
+        '--wire-dtypes',
+        'fp32',
+        '--threads',
+        '1',
+        '--routing',
+        'topk:2,topk:1',
+        '--out',
+        out,
+        '--chart',
+        path.join(dir, 'dispatch.svg'),
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(
+        /^bench dispatch: --routing topk:2 is native top-K \(topk:2\), which the bench always runs: measured once$/m,
+      );
+      const rows = (JSON.parse(readFileSync(out, 'utf8')) as { rows: { routing: string }[] }).rows;
+      expect(rows.map((row) => row.routing)).toEqual([
+        'topk:2',
+        'entropy:1,2@1.04',
+        'topp:0.7@1-2',
+        'ratio:0.3',
+        'topk:1',
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it.each(['dispatch', 'balance'])(
     'bench %s refuses a window range the corpus lacks as a usage error',
     async (name) => {
