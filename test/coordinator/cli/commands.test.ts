@@ -562,7 +562,7 @@ describe('kmoe', () => {
     expect(unknown.stderr).toMatch(/Run 'kmoe --help' for the commands\./);
   });
 
-  it('help NAME... is NAME... --help; a name that is no command is refused as kmoe NAME is', async () => {
+  it('help NAME... and --help NAME... are NAME... --help; a name that is no command is refused as kmoe NAME is', async () => {
     const unknown = await runCli(['nonexistent']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr.trim().split('\n')).toEqual([
@@ -577,6 +577,10 @@ describe('kmoe', () => {
       [['help', 'bench', 'nonexistent'], unknownInBench],
       [['bench', 'help', 'nonexistent'], unknownInBench],
       [['bench', 'nonexistent', '-h'], unknownInBench],
+      // A help flag before the words, as `help` (it printed the top-level help, exit 0).
+      [['--help', 'nonexistent'], unknown],
+      [['-h', 'nonexistent'], unknown],
+      [['bench', '--help', 'nonexistent'], unknownInBench],
     ] as const) {
       const r = await runCli(args);
       expect({ args, ...r }).toEqual({ args, ...same });
@@ -587,6 +591,8 @@ describe('kmoe', () => {
     for (const args of [
       ['help', 'bench', 'serve'],
       ['bench', 'help', 'serve'],
+      ['--help', 'bench', 'serve'],
+      ['bench', '-h', 'serve'],
     ])
       expect(await runCli(args)).toEqual(benchServe);
     const top = await runCli(['help']);
