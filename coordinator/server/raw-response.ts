@@ -26,6 +26,14 @@ export function parserError(
   if (code === 'HPE_HEADER_OVERFLOW') {
     return new MalformedHttpError(431, 'headers_too_large', 'the request headers are too large');
   }
+  // Node's own answer to it is a 413 too: the chunked framing is valid, its metadata over the limit.
+  if (code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW') {
+    return new MalformedHttpError(
+      413,
+      'chunk_extensions_too_large',
+      "a chunk's extensions in the request body are over 16 KiB",
+    );
+  }
   if (code.includes('CHUNK')) {
     return new MalformedHttpError(400, 'bad_chunked_encoding', 'the chunked request body is malformed');
   }

@@ -261,6 +261,26 @@ describe('requests Node or fastify refuse before any handler', () => {
     expectOpenAIError(res.json, 'bad_chunked_encoding');
   });
 
+  it("a chunk's extensions over Node's 16 KiB get 413, as Node answers them, with the request's id and line", async () => {
+    const res = await rawRequest(server.url, [
+      'POST /v1/completions HTTP/1.1\r\nhost: localhost\r\nx-request-id: chunk-ext\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n',
+      `2;${'e'.repeat(17_000)}\r\n{}\r\n0\r\n\r\n`,
+    ]);
+    expect(res.status).toBe(413);
+    const error = expectOpenAIError(res.json, 'chunk_extensions_too_large');
+    expect(res.headers['x-request-id']).toBe('chunk-ext');
+    expect(res.headers.connection).toBe('close');
+    expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(await accessLine(server.stderr, 'chunk-ext')).toMatchObject({
+      method: 'POST',
+      path: '/v1/completions',
+      status: 413,
+      error: error.message,
+      errorCode: 'chunk_extensions_too_large',
+      parserCode: 'HPE_CHUNK_EXTENSIONS_OVERFLOW',
+    });
+  });
+
   it('a body shorter than its content-length, then the client gives up', async () => {
     const before = await scrape(`${server.url}/metrics`);
     const errors500 = () => {
