@@ -33,7 +33,7 @@ import { sendError } from './http-io.js';
 import { parseJsonBody } from './json-body.js';
 import type { Logger } from './logger.js';
 import type { ServerMetrics } from './metrics.js';
-import { errorAnswer, parserError, writeRaw } from './raw-response.js';
+import { endConnection, errorAnswer, parserError, writeRaw } from './raw-response.js';
 import { type HttpMethod, type RequestScope, type RouteTable, routeAt } from './router.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -101,11 +101,6 @@ interface Scope extends RequestScope {
   readonly started: number;
   /** A status Node's parser forced after the request began (e.g. bad chunked encoding mid-body). */
   forcedStatus?: number;
-  /**
-   * Why the server cancelled the request (its connection closes for another request's parser
-   * error): the access line's `cancelled`, over a handler's own "client disconnected".
-   */
-  cancelledBy?: string;
 }
 
 /** What a route's fastify config carries for the scope of its requests. */
@@ -120,16 +115,22 @@ export class ApiServer {
   /**
    * Every request of a connection not yet finished, in arrival order, pipelined ones included: a
    * response queued behind another never gets the socket, so its own 'close' never fires; the
-   * socket's does. The newest is the one being read, to which a parser error mid-body belongs,
-   * unless it has all arrived (#clientError).
+   * socket's does.
    */
   readonly #open = new WeakMap<Socket, Set<Scope>>();
   /**
-   * Connections that already carried a response (or said `connection: close`): a parser error on
-   * them, typically in the unread body of a request that was answered without reading it, closes
-   * the connection without a second, unsolicited answer.
+   * Every response Node has begun on a connection and not yet written, in request order (Node
+   * queues a pipelined one behind those before it): an answer written straight to the socket (a
+   * parser error's, CONNECT's) must wait for them, since HTTP/1.1 answers in request order.
    */
-  readonly #closing = new WeakSet<Socket>();
+  readonly #unwritten = new WeakMap<Socket, Set<ServerResponse>>();
+  /** The response of the newest request Node parsed on a connection (its `req` is that request). */
+  readonly #newest = new WeakMap<Socket, ServerResponse>();
+  /**
+   * Connections whose parser failed: llhttp stops at its first error and repeats it for every later
+   * read (Node's timeouts may fire too); the first error's answer is already decided.
+   */
+  readonly #failed = new WeakSet<Socket>();
   readonly #bodies: BodyBudget;
   readonly #headersTimeoutMs: number;
   readonly #requestTimeoutMs: number;
@@ -190,6 +191,7 @@ export class ApiServer {
     app.server.on('connection', (socket: Socket) => {
       perClient.admit(socket);
       this.#open.set(socket, new Set());
+      this.#unwritten.set(socket, new Set());
       socket.once('end', () => {
         // Any generation on the connection, not only the newest request: a generation followed by
         // a pipelined GET /health and a FIN must not run on unwatched.
@@ -206,6 +208,8 @@ export class ApiServer {
         });
       });
     });
+    // Before fastify's listener, so every request's response is known before any handler runs.
+    app.server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => this.#track(res));
     // Only JSON bodies: anything else (a cross-origin form post, text/plain) is a 415.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
@@ -307,7 +311,7 @@ export class ApiServer {
       const requestId = requestIdOf(req);
       const path = pathOf(req.url ?? '/');
       const answer = errorAnswer(error, requestId);
-      this.#closing.add(req.socket);
+      this.#track(res);
       res.writeHead(answer.status, answer.headers);
       res.end(answer.body);
       this.#finishUnrouted(
@@ -424,8 +428,6 @@ export class ApiServer {
       if (!reply.raw.writableEnded) reply.raw.end();
       return;
     }
-    // An error that closes its connection (a 413 leaves the rest of the body unread) is its last answer.
-    if (error.headers().connection === 'close') this.#closing.add(request.raw.socket);
     sendError(reply, error);
   }
 
@@ -457,7 +459,6 @@ export class ApiServer {
   /** Counts and logs a request once, when its response closed or its connection did. */
   #finish(scope: Scope): void {
     if (!this.#open.get(scope.req.raw.socket)?.delete(scope)) return;
-    this.#closing.add(scope.req.raw.socket);
     const res = scope.res.raw;
     // A stream whose client left after its headers (200) is as incomplete as any other response.
     const status = scope.forcedStatus ?? (res.writableFinished ? res.statusCode : CLIENT_CLOSED);
@@ -467,25 +468,57 @@ export class ApiServer {
       { method: scope.req.method, path: pathOf(scope.req.url).slice(0, 256) },
       status,
       scope.started,
-      { ...scope.summary, ...(scope.cancelledBy === undefined ? {} : { cancelled: scope.cancelledBy }) },
+      scope.summary,
     );
+  }
+
+  /** Counts a response Node began as unwritten until it is written or its connection is gone. */
+  #track(res: ServerResponse): void {
+    const socket = res.req.socket;
+    this.#newest.set(socket, res);
+    const unwritten = this.#unwritten.get(socket);
+    if (unwritten === undefined) return;
+    unwritten.add(res);
+    const written = () => unwritten.delete(res);
+    res.once('finish', written);
+    res.once('close', written);
+  }
+
+  /**
+   * Calls `then` once each of `earlier` is written (in order: Node writes a pipelined response only
+   * after the one before it), or once the connection is gone; at once if they all are. An answer
+   * written straight to the socket then follows them on the wire.
+   */
+  #whenWritten(socket: Socket, earlier: readonly ServerResponse[], then: () => void): void {
+    let done = false;
+    const check = () => {
+      if (done || !(socket.destroyed || earlier.every((res) => res.writableFinished))) return;
+      done = true;
+      then();
+    };
+    for (const res of earlier) res.once('finish', check);
+    socket.once('close', check);
+    check();
   }
 
   /**
    * Node's HTTP parser failed (bad request line, bad chunked encoding, oversized headers, a request
-   * that took too long to arrive). Answers with a JSON error unless a response already started or
-   * the connection is gone, then closes the connection: the byte stream is no longer trustworthy.
+   * that took too long to arrive). The failing request is answered with a JSON error as the
+   * connection's next response, once the answers of the requests before it are written (HTTP/1.1
+   * answers in request order; Node still writes those it queued), then the connection closes: the
+   * byte stream is no longer trustworthy. Nothing is answered where nothing can follow: the
+   * connection is gone or closes with an earlier answer, or the request had its answer already.
    * With this listener attached Node writes nothing itself, so every answer here carries a request
    * id and gets an access line like any other.
    */
   #clientError(err: Error & { code?: string }, socket: Socket): void {
-    const open = [...(this.#open.get(socket) ?? [])];
-    // The request being read, to which the error belongs: the newest one not yet finished, unless it
-    // has all arrived (its handler may still be running). Then the bytes that failed were pipelined
-    // after it and began a request of their own, not yet parsed and so without a scope or id: the
-    // error is not the complete request's to answer under its id or to log as its status.
-    const newest = open.at(-1);
-    const reading = newest !== undefined && !newest.req.raw.complete ? newest : undefined;
+    if (this.#failed.has(socket)) return;
+    // The request being read, to which the error belongs: the newest one parsed, unless it has all
+    // arrived (its handler may still be running). Then the bytes that failed were pipelined after
+    // it and began a request of their own, not yet parsed and so without a scope or id: the error is
+    // not the complete request's to answer under its id or to log as its status.
+    const newest = this.#newest.get(socket);
+    const reading = newest !== undefined && !newest.req.complete ? newest : undefined;
     // No request being read: its headers had not all arrived (a timeout is the headers' one).
     const error = parserError(
       err,
@@ -495,57 +528,63 @@ export class ApiServer {
     );
     // A reset or other socket error leaves nothing to write to, and a connection closed mid-request
     // (HPE_INVALID_EOF_STATE) is a client that left, not bad HTTP.
-    const gone =
-      !fromParser(err) ||
-      err.code === 'HPE_INVALID_EOF_STATE' ||
-      socket.destroyed ||
-      (reading === undefined && this.#closing.has(socket));
-    if (gone) {
+    if (!fromParser(err) || err.code === 'HPE_INVALID_EOF_STATE' || socket.destroyed) {
       // Nothing recorded: a request in progress is logged by its own first reason (the 408 that made
       // the client close) or as the client's leaving (#fail's `cancelled`, or 499).
       socket.destroy();
       return;
     }
-    // The requests before the failing one had all arrived, but their answers would follow on a
-    // connection that now closes: they are cancelled at once and logged as the client's close (499,
-    // the connection going away) with why, not as this error, which is not theirs.
-    const earlier = open.filter((scope) => scope !== reading && !scope.res.raw.writableFinished);
-    // A response already begun (a stream) cannot be followed by another: the connection just ends.
-    const answerable = !open.some((scope) => scope.res.raw.headersSent && !scope.res.raw.writableFinished);
-    const requestId = reading?.requestId ?? randomUUID();
-    for (const scope of earlier) {
-      scope.cancelledBy = `a request pipelined after it was not valid HTTP (${err.code}${answerable ? `, answered as request ${requestId}` : ''}); the connection closed`;
-      scope.abortClientGone();
-    }
-    if (reading) {
+    this.#failed.add(socket);
+    // llhttp stops at its own errors, but a timeout is Node's: the parser would read on, and a
+    // request completed after it would be answered before this error. Nothing more is read until
+    // the answer is written (endConnection).
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.pause();
+    // The requests before the failing one have all arrived: their answers go first. The failing
+    // request's own answer goes with them if it has one already (a 404 or 413 given before its body
+    // was read); if not, it can only be this error's, written after them.
+    const answered = reading?.headersSent === true;
+    const earlier = [...(this.#unwritten.get(socket) ?? [])].filter((res) => answered || res !== reading);
+    this.#whenWritten(socket, earlier, () => this.#answerParserError(err, error, socket, reading));
+  }
+
+  /** #clientError's answer, once the answers before it are written. */
+  #answerParserError(
+    err: Error & { code?: string },
+    error: ApiError,
+    socket: Socket,
+    reading: ServerResponse | undefined,
+  ): void {
+    // The connection's close logs the requests it cut short.
+    if (socket.destroyed) return;
+    const answered = reading?.headersSent === true;
+    // Not writable: an earlier answer closed the connection (`connection: close`, a 413).
+    const answerable = socket.writable && !answered;
+    const scope = reading === undefined ? undefined : this.#scopes.get(reading.req);
+    if (scope !== undefined) {
       // The request had begun (e.g. its body was malformed): its own access line reports this, with
-      // the first reason recorded for it (an error #fail already answered stays the reason).
-      const res = reading.res.raw;
-      reading.forcedStatus ??= res.headersSent ? res.statusCode : error.status;
-      if (reading.summary['error'] === undefined) {
-        Object.assign(reading.summary, { error: error.message, errorCode: error.code, parserCode: err.code });
+      // the first reason recorded for it (an error #fail already answered stays the reason); the
+      // status is the answer it got, or 499 if the connection closed before any.
+      if (answered) scope.forcedStatus ??= reading!.statusCode;
+      else if (answerable) scope.forcedStatus ??= error.status;
+      if (scope.summary['error'] === undefined) {
+        Object.assign(scope.summary, { error: error.message, errorCode: error.code, parserCode: err.code });
       }
-      // A response already begun (its own, e.g. a 413, or an earlier request's stream): the
-      // connection just ends.
-      if (res.headersSent || !answerable) socket.destroy();
-      else writeRaw(socket, error, requestId);
+    }
+    if (!answerable) {
+      // Nothing sent, so no line for bytes that failed outside any request.
+      if (socket.writable) endConnection(socket);
       return;
     }
-    // A connection that already carried a response (one finished just now may not have reached
-    // #finish yet): the bytes that failed are most likely the unread body of a request answered
-    // without reading it, so no second, unsolicited answer follows (as for #closing above).
-    const answeredBefore = open.some((scope) => scope.res.raw.writableFinished);
-    if (!answerable || answeredBefore) {
-      // Nothing sent, so no line for the bytes that failed: the cancelled requests' lines say why.
-      socket.destroy();
-      return;
+    // No request was parsed for the bytes that failed, so there is no client id to echo: a fresh
+    // one, on the answer and on the access line, lets the client's report of the answer be found in
+    // the log.
+    const requestId = scope?.requestId ?? randomUUID();
+    if (scope === undefined) {
+      this.#finishUnrouted(requestId, PARSER_ENDPOINT, error, {
+        parserCode: err.code,
+        remote: socket.remoteAddress,
+      });
     }
-    // No request was parsed, so there is no client id to echo: a fresh one, on the answer and on
-    // the access line, lets the client's report of the answer be found in the log.
-    this.#finishUnrouted(requestId, PARSER_ENDPOINT, error, {
-      parserCode: err.code,
-      remote: socket.remoteAddress,
-    });
     writeRaw(socket, error, requestId);
   }
 

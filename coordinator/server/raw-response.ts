@@ -1,7 +1,7 @@
 // Answers given outside fastify: Node's HTTP parser failures (no request object exists for them)
 // and CONNECT, whose socket Node hands over, written straight to the socket, and the 417 Node asks
 // for before routing. Each is a complete HTTP/1.1 response with an OpenAI-style JSON error, after
-// which the connection closes.
+// which the connection closes; api-server.ts writes it once the answers due before it are written.
 
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
@@ -69,8 +69,8 @@ export function errorAnswer(error: ApiError, requestId: string): ErrorAnswer {
 }
 
 /**
- * A complete response (errorAnswer) written straight to the socket, which is then closed (Node's
- * documented way).
+ * A complete response (errorAnswer) written straight to the socket, which is then closed
+ * (endConnection).
  */
 export function writeRaw(socket: Socket, error: ApiError, requestId: string): void {
   if (!socket.writable) {
@@ -78,13 +78,24 @@ export function writeRaw(socket: Socket, error: ApiError, requestId: string): vo
     return;
   }
   const { status, headers, body } = errorAnswer(error, requestId);
-  socket.end(
+  socket.write(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
       Object.entries(headers)
         .map(([name, value]) => `${name}: ${value}\r\n`)
         .join('') +
       `\r\n${body}`,
   );
+  endConnection(socket);
+}
+
+/**
+ * Ends the connection after what is written to it (Node's documented way), reading on to the
+ * client's FIN, which closes it at once: a FIN, not a reset (closing with bytes unread would send
+ * one), so the answers already written arrive even if the client is still sending.
+ */
+export function endConnection(socket: Socket): void {
+  socket.end();
+  socket.resume();
   // A peer that never reads its answer must not hold the socket open.
   setTimeout(() => socket.destroy(), 5000).unref();
 }

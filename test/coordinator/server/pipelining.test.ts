@@ -1,15 +1,16 @@
-// Requests pipelined on one connection behind a request whose handler is still running, against an
-// in-process ApiServer: bytes after a complete request that are not valid HTTP are the next
-// request's parser error (a fresh request id, a parser access line), and the complete request is
-// cancelled with its connection (499), not answered or logged as that error; a 417, answered
-// outside fastify, still waits for the answer before it.
+// Requests pipelined on one connection behind requests whose handlers are still running, against an
+// in-process ApiServer: HTTP/1.1 answers in request order, so an answer written outside fastify (a
+// parser error's, the 417) comes after the earlier requests' complete answers, which
+// are neither cancelled nor cut short; bytes after a complete request that are not valid HTTP are
+// the next request's error (a fresh request id, a parser access line), after which the connection
+// closes. Every test reads the wire bytes until the server closes the connection.
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiServer } from '../../../coordinator/server/api-server.js';
 import { sendJson } from '../../../coordinator/server/http-io.js';
-import { parseResponse } from '../../helpers/raw-http.js';
-import { accessLine } from './access-log.js';
+import { parseResponses, type RawResponse } from '../../helpers/raw-http.js';
+import { accessLine, logRecords } from './access-log.js';
 import { inProcessApiServer } from './in-process-api-server.js';
 
 /** How long /slow's handler takes: long enough for everything pipelined behind it to be parsed. */
@@ -59,116 +60,240 @@ async function handlerCancelled(requestId: string): Promise<boolean | undefined>
   return cancelled.get(requestId);
 }
 
-/** Writes `bytes` on a fresh connection and returns everything read until the server closes it. */
-async function exchange(bytes: string): Promise<Buffer> {
+/** A complete POST of `body` as JSON, with `headers` (lines ending in \r\n) before the body. */
+function post(path: string, id: string, body: string, headers = ''): string {
+  return `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: ${id}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n${headers}\r\n${body}`;
+}
+
+/** A raw connection to the server: what it has read so far, and when the server closed it. */
+async function connect(): Promise<{
+  readonly socket: net.Socket;
+  readonly received: () => Buffer;
+  readonly closed: Promise<unknown>;
+}> {
   const { hostname, port } = new URL(url);
   const socket = net.connect(Number(port), hostname);
   const chunks: Buffer[] = [];
   socket.on('data', (d: Buffer) => chunks.push(d));
   const closed = new Promise((r) => socket.once('close', r));
   await new Promise((r) => socket.once('connect', r));
-  socket.write(bytes);
-  await closed;
-  return Buffer.concat(chunks);
+  return { socket, received: () => Buffer.concat(chunks), closed };
 }
 
-describe('a parser error pipelined after a complete request', () => {
-  it("is the next request's: a fresh id and a parser line; the complete one is cancelled as 499", async () => {
-    const body = '{"a":1}';
-    const received = await exchange(
-      `POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: pipelined-a\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}` +
+/** Writes `bytes` on a fresh connection and returns the responses read until the server closes it. */
+async function exchange(bytes: string): Promise<RawResponse[]> {
+  const connection = await connect();
+  connection.socket.write(bytes);
+  await connection.closed;
+  return parseResponses(connection.received());
+}
+
+/** Waits until `count` whole responses have arrived on the connection. */
+async function responsesArrived(received: () => Buffer, count: number): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    try {
+      if (parseResponses(received()).length >= count) return;
+    } catch {
+      // A response still arriving.
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${count} responses did not arrive: ${received().toString('latin1')}`);
+}
+
+/** Parser access lines: no request was parsed for them, so none has an id a test knows. */
+function parserLines(): number {
+  return logRecords(logText()).filter((r) => r['msg'] === 'request' && r['parserCode'] !== undefined).length;
+}
+
+describe('a parser error pipelined after complete requests', () => {
+  it("waits for the earlier requests' whole answers, in order, then is answered under a new id and closes", async () => {
+    const responses = await exchange(
+      post('/slow', 'ordered-a', '{"a":1}') +
+        post('/slow', 'ordered-b', '{"b":2}') +
         'G@T /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
     );
-    const res = parseResponse(received);
-    expect(res.status).toBe(400);
-    expect(res.json).toMatchObject({ error: { code: 'bad_request_line' } });
-    // Not the complete request's id: no request id was parsed for the bytes that failed.
-    const id = res.headers['x-request-id'];
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 400]);
+    const [a, b, error] = responses as [RawResponse, RawResponse, RawResponse];
+    expect(a.headers['x-request-id']).toBe('ordered-a');
+    expect(a.json).toEqual({ a: 1 });
+    expect(b.headers['x-request-id']).toBe('ordered-b');
+    expect(b.json).toEqual({ b: 2 });
+    expect(error.json).toMatchObject({ error: { code: 'bad_request_line' } });
+    expect(error.headers.connection).toBe('close');
+    // Not a complete request's id: no request id was parsed for the bytes that failed.
+    const id = error.headers['x-request-id'];
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     expect(await accessLine(logText, id!)).toMatchObject({
       status: 400,
       errorCode: 'bad_request_line',
       parserCode: 'HPE_INVALID_METHOD',
     });
-    // The complete request loses its connection: cancelled (its handler sees clientGone), logged as
-    // the client's close with why, and not as the parser error.
-    const line = await accessLine(logText, 'pipelined-a');
-    expect(line).toMatchObject({
-      method: 'POST',
-      path: '/slow',
-      status: 499,
-      cancelled: `a request pipelined after it was not valid HTTP (HPE_INVALID_METHOD, answered as request ${id}); the connection closed`,
-    });
-    expect(line).not.toHaveProperty('error');
-    expect(line).not.toHaveProperty('parserCode');
-    expect(await handlerCancelled('pipelined-a')).toBe(true);
+    // The complete requests ran to the end and are logged as answered, not as the parser error.
+    for (const earlier of ['ordered-a', 'ordered-b']) {
+      const line = await accessLine(logText, earlier);
+      expect(line).toMatchObject({ method: 'POST', path: '/slow', status: 200 });
+      expect(line).not.toHaveProperty('cancelled');
+      expect(line).not.toHaveProperty('parserCode');
+      expect(await handlerCancelled(earlier)).toBe(false);
+    }
   });
 
-  it('behind a stream already under way, ends the connection without writing into the stream', async () => {
-    const { hostname, port } = new URL(url);
-    const socket = net.connect(Number(port), hostname);
-    const chunks: Buffer[] = [];
-    const closed = new Promise((r) => socket.once('close', r));
-    await new Promise((r) => socket.once('connect', r));
-    socket.write(
-      'POST /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: pipelined-stream\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}',
-    );
+  it('behind a stream under way, follows the whole stream', async () => {
+    const connection = await connect();
+    connection.socket.write(post('/stream', 'ordered-stream', '{}'));
     // Once the stream has begun, the bytes after its request.
-    socket.once('data', (d: Buffer) => {
-      chunks.push(d);
-      socket.on('data', (more: Buffer) => chunks.push(more));
-      socket.write('G@T /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-    });
-    await closed;
-    const received = Buffer.concat(chunks).toString('latin1');
-    expect(received).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
-    expect(received).not.toMatch(/HTTP\/1\.1 400/);
-    expect(await accessLine(logText, 'pipelined-stream')).toMatchObject({
-      status: 499,
-      cancelled:
-        'a request pipelined after it was not valid HTTP (HPE_INVALID_METHOD); the connection closed',
-    });
-    expect(await handlerCancelled('pipelined-stream')).toBe(true);
+    connection.socket.once('data', () =>
+      connection.socket.write('G@T /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'),
+    );
+    await connection.closed;
+    const responses = parseResponses(connection.received());
+    expect(responses.map((r) => r.status)).toEqual([200, 400]);
+    expect(responses[0]!.headers['x-request-id']).toBe('ordered-stream');
+    expect(responses[0]!.body).toBe('data: first\n\ndata: [DONE]\n\n');
+    expect(responses[1]!.json).toMatchObject({ error: { code: 'bad_request_line' } });
+    expect(await accessLine(logText, 'ordered-stream')).toMatchObject({ status: 200 });
+    expect(await handlerCancelled('ordered-stream')).toBe(false);
   });
 
-  it("in a body after a complete request is the body's request's; the complete one is cancelled", async () => {
-    const body = '{"a":1}';
-    const received = await exchange(
-      `POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: pipelined-first\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}` +
-        'POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: pipelined-chunked\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
+  it("in a body after a complete request is the body's request's, answered after the complete one", async () => {
+    const responses = await exchange(
+      post('/slow', 'ordered-first', '{"a":1}') +
+        'POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: ordered-chunked\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
     );
-    const res = parseResponse(received);
-    expect(res.status).toBe(400);
-    expect(res.headers['x-request-id']).toBe('pipelined-chunked');
-    expect(await accessLine(logText, 'pipelined-chunked')).toMatchObject({
+    expect(responses.map((r) => r.status)).toEqual([200, 400]);
+    expect(responses[0]!.headers['x-request-id']).toBe('ordered-first');
+    expect(responses[0]!.json).toEqual({ a: 1 });
+    expect(responses[1]!.headers['x-request-id']).toBe('ordered-chunked');
+    expect(responses[1]!.json).toMatchObject({ error: { code: 'bad_chunked_encoding' } });
+    expect(await accessLine(logText, 'ordered-chunked')).toMatchObject({
       status: 400,
       errorCode: 'bad_chunked_encoding',
+      parserCode: 'HPE_INVALID_CHUNK_SIZE',
     });
-    expect(await accessLine(logText, 'pipelined-first')).toMatchObject({
-      status: 499,
-      cancelled: expect.stringMatching(/answered as request pipelined-chunked\); the connection closed$/),
+    expect(await accessLine(logText, 'ordered-first')).toMatchObject({ status: 200 });
+    expect(await handlerCancelled('ordered-first')).toBe(false);
+  });
+
+  it('after an answer already written on a keep-alive connection, is answered too', async () => {
+    const connection = await connect();
+    connection.socket.write(post('/slow', 'answered-before', '{"a":1}'));
+    await responsesArrived(connection.received, 1);
+    connection.socket.write('G@T /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await connection.closed;
+    const responses = parseResponses(connection.received());
+    expect(responses.map((r) => r.status)).toEqual([200, 400]);
+    expect(responses[1]!.json).toMatchObject({ error: { code: 'bad_request_line' } });
+    expect(responses[1]!.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('after an answer that closes the connection, gets none', async () => {
+    // (llhttp refuses any byte after a request that said `connection: close`: HPE_CLOSED_CONNECTION.)
+    const before = parserLines();
+    const responses = await exchange(
+      post('/slow', 'closing-first', '{"a":1}', 'connection: close\r\n') +
+        'G@T /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+    );
+    expect(responses.map((r) => r.status)).toEqual([200]);
+    expect(responses[0]!.json).toEqual({ a: 1 });
+    expect(await accessLine(logText, 'closing-first')).toMatchObject({ status: 200 });
+    // Nothing was answered for the bytes that failed, so nothing is logged for them.
+    expect(parserLines()).toBe(before);
+  });
+
+  it('in the body of a request that already has its answer, adds none', async () => {
+    const connection = await connect();
+    // Refused for its content type before its body is read.
+    connection.socket.write(
+      'POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: own-answer\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n',
+    );
+    await responsesArrived(connection.received, 1);
+    connection.socket.write('zz\r\n{}\r\n0\r\n\r\n');
+    await connection.closed;
+    const responses = parseResponses(connection.received());
+    expect(responses.map((r) => r.status)).toEqual([415]);
+    expect(await accessLine(logText, 'own-answer')).toMatchObject({
+      status: 415,
+      errorCode: 'unsupported_media_type',
     });
-    expect(await handlerCancelled('pipelined-first')).toBe(true);
   });
 });
 
-describe('answers outside fastify pipelined after a request still running', () => {
+describe('answers outside fastify pipelined after requests still running', () => {
   it('a 417 waits for the answer before it, then closes the connection', async () => {
-    const body = '{"a":1}';
-    const received = await exchange(
-      `POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: before-417\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}` +
+    const responses = await exchange(
+      post('/slow', 'before-417', '{"a":1}') +
         'GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nx-request-id: pipelined-417\r\nexpect: 200-ok\r\n\r\n',
     );
-    const first = parseResponse(received);
-    expect(first.status).toBe(200);
-    expect(first.headers['x-request-id']).toBe('before-417');
-    const rest = received.subarray(
-      received.indexOf('\r\n\r\n') + 4 + Number(first.headers['content-length']),
-    );
-    const second = parseResponse(rest);
-    expect(second.status).toBe(417);
-    expect(second.headers['x-request-id']).toBe('pipelined-417');
-    expect(second.headers.connection).toBe('close');
+    expect(responses.map((r) => r.status)).toEqual([200, 417]);
+    expect(responses[0]!.headers['x-request-id']).toBe('before-417');
+    expect(responses[0]!.json).toEqual({ a: 1 });
+    expect(responses[1]!.headers['x-request-id']).toBe('pipelined-417');
+    expect(responses[1]!.headers.connection).toBe('close');
     expect(await accessLine(logText, 'before-417')).toMatchObject({ status: 200 });
+  });
+});
+
+describe('a timeout pipelined after a request still running', () => {
+  /** The time limit for a request's headers here, and how long the test leaves it to fire. */
+  const HEADERS_MS = 200;
+  const TIMEOUT_FIRED_MS = 4000;
+  let timed: { readonly api: ApiServer; readonly url: string; readonly logText: () => string };
+  /** Answers the requests /held is holding. */
+  const held: (() => void)[] = [];
+  const release = () => {
+    for (const answer of held.splice(0)) answer();
+  };
+  beforeAll(async () => {
+    timed = await inProcessApiServer(
+      {
+        '/held': {
+          name: 'held',
+          methods: {
+            POST: async ({ req, res }) => {
+              await new Promise<void>((r) => held.push(r));
+              sendJson(res, 200, req.body);
+            },
+          },
+        },
+      },
+      { headersTimeoutMs: HEADERS_MS },
+    );
+  });
+  afterAll(async () => {
+    // A request parsed after the 408 was written, cancelled with its connection, still holds.
+    release();
+    await timed?.api.close();
+  });
+
+  it("is answered after that request's answer, and nothing sent after the timeout is answered before it", async () => {
+    const { hostname, port } = new URL(timed.url);
+    const socket = net.connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    const closed = new Promise((r) => socket.once('close', r));
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(`${post('/held', 'held-first', '{"a":1}')}POST /held HTTP/1.1\r\nHost: 127.0.0.1\r\n`);
+    // Node checks the limit every second: by now the stalled headers have had their 408.
+    await new Promise((r) => setTimeout(r, TIMEOUT_FIRED_MS));
+    // The rest of them, and another request: not read while the 408 waits (they would be answered
+    // ahead of it), nor answered after it (the connection closes with it).
+    socket.write(
+      `x-request-id: held-late\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}${post('/held', 'held-later', '{}')}`,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    release();
+    await closed;
+    const responses = parseResponses(Buffer.concat(chunks));
+    expect(responses.map((r) => r.status)).toEqual([200, 408]);
+    expect(responses[0]!.headers['x-request-id']).toBe('held-first');
+    expect(responses[0]!.json).toEqual({ a: 1 });
+    expect(responses[1]!.json).toMatchObject({
+      error: {
+        code: 'request_timeout',
+        message: `the request headers did not arrive within ${HEADERS_MS / 1000} s`,
+      },
+    });
+    expect(await accessLine(timed.logText, 'held-first')).toMatchObject({ status: 200 });
   });
 });
