@@ -331,6 +331,10 @@ export class ApiServer {
       // Node removes its own error listener when it hands the socket over: a client's reset would
       // otherwise be an uncaught exception that takes the server down.
       socket.on('error', () => socket.destroy());
+      // Nothing after CONNECT is parsed any more: read and drop it, so a FIN is still seen (it
+      // cancels a generation pipelined before, as on any connection) and the close after the answer
+      // does not meet unread bytes (which would reset the connection, answer and all).
+      socket.resume();
       const target = String(req.url);
       const route = routeAt(routes, pathOf(target));
       const error = new RouteNotFoundError(
@@ -339,14 +343,28 @@ export class ApiServer {
         route ? Object.keys(route.methods) : serverMethods,
       );
       const requestId = requestIdOf(req);
-      writeRaw(socket, error, requestId);
-      this.#finishUnrouted(
-        requestId,
-        NOT_FOUND_ENDPOINT,
-        error,
-        { method: 'CONNECT', path: pathOf(target).slice(0, 256) },
-        started,
-      );
+      const known = { method: 'CONNECT', path: pathOf(target).slice(0, 256) };
+      // Pipelined behind requests still being answered, the 405 is the connection's next response
+      // once theirs are written (Node still writes them: it keeps its queue of responses).
+      this.#whenWritten(socket, [...(this.#unwritten.get(socket) ?? [])], () => {
+        if (!socket.writable) {
+          // An earlier answer closed the connection (`connection: close`), or the client left.
+          socket.destroy();
+          this.#record(
+            this.log.child({ reqId: requestId }),
+            NOT_FOUND_ENDPOINT,
+            known,
+            CLIENT_CLOSED,
+            started,
+            {
+              cancelled: 'the connection closed before its answer was due',
+            },
+          );
+          return;
+        }
+        writeRaw(socket, error, requestId);
+        this.#finishUnrouted(requestId, NOT_FOUND_ENDPOINT, error, known, started);
+      });
     });
   }
 

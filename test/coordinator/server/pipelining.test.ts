@@ -1,6 +1,6 @@
 // Requests pipelined on one connection behind requests whose handlers are still running, against an
 // in-process ApiServer: HTTP/1.1 answers in request order, so an answer written outside fastify (a
-// parser error's, the 417) comes after the earlier requests' complete answers, which
+// parser error's, CONNECT's 405, the 417) comes after the earlier requests' complete answers, which
 // are neither cancelled nor cut short; bytes after a complete request that are not valid HTTP are
 // the next request's error (a fresh request id, a parser access line), after which the connection
 // closes. Every test reads the wire bytes until the server closes the connection.
@@ -231,6 +231,48 @@ describe('answers outside fastify pipelined after requests still running', () =>
     expect(responses[1]!.headers['x-request-id']).toBe('pipelined-417');
     expect(responses[1]!.headers.connection).toBe('close');
     expect(await accessLine(logText, 'before-417')).toMatchObject({ status: 200 });
+  });
+
+  it("CONNECT's 405 waits for the answers before it, in order, then closes the connection", async () => {
+    const responses = await exchange(
+      post('/slow', 'before-connect-a', '{"a":1}') +
+        post('/slow', 'before-connect-b', '{"b":2}') +
+        'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nx-request-id: pipelined-connect\r\n\r\n',
+    );
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 405]);
+    expect(responses[0]!.headers['x-request-id']).toBe('before-connect-a');
+    expect(responses[0]!.json).toEqual({ a: 1 });
+    expect(responses[1]!.headers['x-request-id']).toBe('before-connect-b');
+    expect(responses[1]!.json).toEqual({ b: 2 });
+    expect(responses[2]!.headers['x-request-id']).toBe('pipelined-connect');
+    expect(responses[2]!.headers.connection).toBe('close');
+    expect(responses[2]!.json).toMatchObject({ error: { code: 'method_not_allowed' } });
+    for (const earlier of ['before-connect-a', 'before-connect-b']) {
+      expect(await accessLine(logText, earlier)).toMatchObject({ status: 200 });
+      expect(await handlerCancelled(earlier)).toBe(false);
+    }
+    expect(await accessLine(logText, 'pipelined-connect')).toMatchObject({ method: 'CONNECT', status: 405 });
+  });
+
+  it('a CONNECT whose client leaves before its turn gets nothing and is logged as cut short', async () => {
+    const connection = await connect();
+    connection.socket.on('error', () => undefined);
+    connection.socket.write(
+      post('/slow', 'before-reset', '{"a":1}') +
+        'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nx-request-id: connect-reset\r\n\r\n',
+    );
+    // Parsed well before /slow answers; then the client resets the connection.
+    await new Promise((r) => setTimeout(r, SLOW_MS / 3));
+    connection.socket.resetAndDestroy();
+    await connection.closed;
+    expect(connection.received().length).toBe(0);
+    expect(await accessLine(logText, 'connect-reset')).toMatchObject({
+      method: 'CONNECT',
+      status: 499,
+      cancelled: 'the connection closed before its answer was due',
+    });
+    expect(await accessLine(logText, 'before-reset')).toMatchObject({ status: 499 });
+    expect(await handlerCancelled('before-reset')).toBe(true);
   });
 });
 
