@@ -348,8 +348,8 @@ export class ApiServer {
       // once theirs are written (Node still writes them: it keeps its queue of responses).
       this.#whenWritten(socket, [...(this.#unwritten.get(socket) ?? [])], () => {
         if (!socket.writable) {
-          // An earlier answer closed the connection (`connection: close`), or the client left.
-          socket.destroy();
+          // An earlier answer closed the connection (`connection: close`; Node ends it once that
+          // answer is out), or the client left.
           this.#record(
             this.log.child({ reqId: requestId }),
             NOT_FOUND_ENDPOINT,
@@ -495,9 +495,8 @@ export class ApiServer {
     const socket = res.req.socket;
     this.#newest.set(socket, res);
     const unwritten = this.#unwritten.get(socket);
-    if (unwritten === undefined) return;
-    unwritten.add(res);
-    const written = () => unwritten.delete(res);
+    unwritten?.add(res);
+    const written = () => unwritten?.delete(res);
     res.once('finish', written);
     res.once('close', written);
   }
@@ -578,11 +577,11 @@ export class ApiServer {
     // Not writable: an earlier answer closed the connection (`connection: close`, a 413).
     const answerable = socket.writable && !answered;
     const scope = reading === undefined ? undefined : this.#scopes.get(reading.req);
-    if (scope !== undefined) {
+    if (reading !== undefined && scope !== undefined) {
       // The request had begun (e.g. its body was malformed): its own access line reports this, with
       // the first reason recorded for it (an error #fail already answered stays the reason); the
       // status is the answer it got, or 499 if the connection closed before any.
-      if (answered) scope.forcedStatus ??= reading!.statusCode;
+      if (answered) scope.forcedStatus ??= reading.statusCode;
       else if (answerable) scope.forcedStatus ??= error.status;
       if (scope.summary['error'] === undefined) {
         Object.assign(scope.summary, { error: error.message, errorCode: error.code, parserCode: err.code });
