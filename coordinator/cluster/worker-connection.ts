@@ -16,7 +16,7 @@ import {
   type RefuseReason,
   type Welcome,
 } from '../../shared/protocol/messages.js';
-import type { WireDType } from '../../shared/protocol/wire-dtype.js';
+import { firstNonFinite, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { HandshakeError, type WorkerFailure, WorkerRequestError } from './errors.js';
 
 export interface ConnectOptions {
@@ -381,7 +381,22 @@ export class WorkerConnection {
       return;
     }
     if (msg.type === 'result') {
-      this.settle(msg.id, msg);
+      // A worker never sends NaN or infinity (it answers bad-value instead): one that does is broken
+      // or hostile, and its values would poison the residual stream (a NaN router score, a NaN
+      // perplexity). Refused here so the pairs go to a replica, with the worker named.
+      const bad = firstNonFinite(msg.partial, msg.wire);
+      const p = bad === -1 ? undefined : this.pending.get(msg.id);
+      if (bad === -1) this.settle(msg.id, msg);
+      else if (p)
+        this.settle(
+          msg.id,
+          undefined,
+          this.error(
+            'bad-reply',
+            p.layer,
+            `sent a result holding a non-finite value (NaN or infinity) for token ${Math.floor(bad / this.limits.hidden)} at element ${bad % this.limits.hidden} (request ${msg.id})`,
+          ),
+        );
     } else if (msg.type === 'drain') {
       if (this.drainReason === undefined) {
         this.drainReason = msg.reason;

@@ -1,0 +1,142 @@
+// A broken or hostile worker against the coordinator's remote expert backend: real worker processes
+// (A 0-3, B 4-7, C 0-7 as A's replica) on loopback, and a relay in this process in front of A that
+// tampers with what A sends back (test/helpers/tampering-relay.ts). One MoE layer is computed on
+// 6 tokens routed to experts 0-3; the reference is the same layer through A directly. A reply the
+// coordinator must not believe is refused naming the worker, and with a replica the layer's result
+// equals the reference (fp32 wire, same experts, same inputs: 1e-6 relative covers the order of
+// additions).
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WorkerRequestError } from '../../../coordinator/cluster/errors.js';
+import { RemoteExpertBackend } from '../../../coordinator/cluster/remote-expert-backend.js';
+import { Checkpoint } from '../../../shared/model/checkpoint.js';
+import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
+import type { DecodeLimits } from '../../../shared/protocol/codec.js';
+import { f32 } from '../../../shared/tensor.js';
+import { MODEL_DIR } from '../../helpers/paths.js';
+import { type RelayReply, startTamperingRelay, type TamperingRelay } from '../../helpers/tampering-relay.js';
+import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
+
+const H = 256;
+const MODEL = { numLayers: 4, numExperts: 8, hidden: H, nativeK: 2 };
+const limits: DecodeLimits = { maxFrameBytes: 1 << 30, hidden: H, numExperts: 8, numLayers: 4 };
+const TOKENS = 6;
+
+let a: WorkerProcess;
+let b: WorkerProcess;
+let c: WorkerProcess;
+let fingerprint: string;
+const relays: TamperingRelay[] = [];
+const backends: RemoteExpertBackend[] = [];
+
+/** Deterministic hidden states of moderate size (what a layer norm gives). */
+const x = f32(
+  [TOKENS, H],
+  Float32Array.from({ length: TOKENS * H }, (_, i) => Math.sin(i * 0.37) * 0.8),
+);
+/** Token t to experts t % 4 and (t + 1) % 4: only A (or its replica C) computes them. */
+const assignment: ExpertAssignment = {
+  numTokens: TOKENS,
+  offsets: Int32Array.from({ length: TOKENS + 1 }, (_, t) => 2 * t),
+  experts: Int32Array.from({ length: 2 * TOKENS }, (_, j) => (Math.floor(j / 2) + (j % 2)) % 4),
+  weights: Float32Array.from({ length: 2 * TOKENS }, (_, j) => (j % 2 === 0 ? 0.7 : 0.3)),
+};
+
+async function backend(workers: string[]): Promise<RemoteExpertBackend> {
+  const be = await RemoteExpertBackend.connect(
+    { workers, wire: 'fp32', timeoutMs: 20_000, balance: 'baseline' },
+    { fingerprint, ...MODEL },
+  );
+  backends.push(be);
+  return be;
+}
+
+async function layer(be: RemoteExpertBackend): Promise<Float32Array> {
+  const acc = new Float32Array(TOKENS * H);
+  await be.compute(1, x, assignment, acc);
+  return acc;
+}
+
+async function relay(tamper: (r: RelayReply) => void): Promise<string> {
+  const r = await startTamperingRelay(a.url, limits, tamper);
+  relays.push(r);
+  return r.url;
+}
+
+function relative(got: Float32Array, want: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
+    scale = Math.max(scale, Math.abs(want[i]!));
+  }
+  return diff / scale;
+}
+
+/** Results the relays tampered with. */
+let poisoned = 0;
+
+/** Sets element 3 of the second row of every result A sends to `value`. */
+const poison =
+  (value: number) =>
+  (r: RelayReply): void => {
+    if (r.msg?.type === 'result' && r.msg.partial instanceof Float32Array) {
+      r.msg.partial[H + 3] = value;
+      poisoned++;
+    }
+    r.send(r.bytes);
+  };
+
+let reference: Float32Array;
+
+beforeAll(async () => {
+  const ckpt = await Checkpoint.open(MODEL_DIR);
+  fingerprint = ckpt.fingerprint();
+  await ckpt.close();
+  [a, b, c] = await Promise.all([startWorker('0-3'), startWorker('4-7'), startWorker('0-7')]);
+  reference = await layer(await backend([a.url, b.url]));
+});
+
+afterAll(async () => {
+  await Promise.all(backends.map((be) => be.close()));
+  await Promise.all(relays.map((r) => r.close()));
+  await Promise.all([a?.stop(), b?.stop(), c?.stop()]);
+});
+
+describe('a worker that answers with values no worker sends', () => {
+  it('the reference layer is finite and not zero (the premise)', () => {
+    expect(reference.every(Number.isFinite)).toBe(true);
+    expect(reference.some((v) => v !== 0)).toBe(true);
+  });
+
+  it('an untampered relay gives the reference', async () => {
+    const be = await backend([await relay((r) => r.send(r.bytes)), b.url]);
+    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+  });
+
+  it.each([
+    ['NaN', Number.NaN],
+    ['infinity', Number.POSITIVE_INFINITY],
+  ])('a result holding %s is refused, naming the worker and the token', async (_name, value) => {
+    const url = await relay(poison(value));
+    const be = await backend([url, b.url]);
+    const err = await layer(be).then(
+      (acc) => new Error(`accepted: element ${H + 3} is ${acc[H + 3]}`),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(WorkerRequestError);
+    expect((err as WorkerRequestError).reason).toBe('bad-reply');
+    expect((err as Error).message).toContain(url);
+    expect((err as Error).message).toMatch(/non-finite value \(NaN or infinity\) for token \d+ at element 3/);
+  });
+
+  it('a result holding NaN goes to the replica: the layer equals the reference', async () => {
+    const be = await backend([await relay(poison(Number.NaN)), c.url]);
+    const before = poisoned;
+    const acc = await layer(be);
+    // Baseline balancing gives experts 0 and 2 to the relay, 1 and 3 to C.
+    expect(poisoned).toBeGreaterThan(before);
+    expect(acc.every(Number.isFinite)).toBe(true);
+    expect(relative(acc, reference)).toBeLessThan(1e-6);
+  });
+});
