@@ -4,7 +4,8 @@
 // naming the worker when it refuses, fails, times out or disconnects. Owns its in-flight requests.
 // A drain notice from the worker makes it unusable for new requests while the sent ones complete.
 
-import WebSocket, { type RawData } from 'ws';
+import type { Socket } from 'node:net';
+import WebSocket from 'ws';
 import { type ClusterSecret, newNonce } from '../../shared/protocol/auth.js';
 import { type DecodeLimits, decodeMessage, encodeHello, encodeProof } from '../../shared/protocol/codec.js';
 import { ProtocolError } from '../../shared/protocol/errors.js';
@@ -18,6 +19,7 @@ import {
 } from '../../shared/protocol/messages.js';
 import { firstNonFinite, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { HandshakeError, type WorkerFailure, WorkerRequestError } from './errors.js';
+import { InboundLimit } from './inbound-limit.js';
 
 export interface ConnectOptions {
   readonly fingerprint: string;
@@ -48,7 +50,10 @@ const REFUSE_HINTS: Record<RefuseReason, string> = {
 
 /** Unsent request bytes above which the next send waits for the socket to drain. */
 const HIGH_WATER_BYTES = 16 * 1024 * 1024;
-/** The largest frame ws will buffer from a worker; the decoder then applies the worker's own limit. */
+/**
+ * The largest frame ws will buffer from a worker; InboundLimit cuts off any frame larger than the
+ * largest request sent to it long before, and the decoder then applies the worker's own limit.
+ */
 const MAX_PAYLOAD_BYTES = 2 ** 31;
 
 interface Pending {
@@ -83,12 +88,24 @@ export class WorkerConnection {
     private readonly ws: WebSocket,
     readonly welcome: Welcome,
     private readonly limits: DecodeLimits,
+    private readonly inbound: InboundLimit,
     private readonly onDown: ((reason: string) => void) | undefined,
     private readonly onDrain: ((reason: string) => void) | undefined,
     private readonly onHoldings: ((experts: readonly number[]) => void) | undefined,
   ) {
     this.held = welcome.experts;
-    ws.on('message', (data) => this.onMessage(data));
+    inbound.onExceed((bytes, limit) =>
+      this.cutOff(
+        `sent a frame of over ${bytes} bytes, larger than any reply to what this coordinator sent it (at most ${limit} bytes)`,
+      ),
+    );
+    ws.on('message', (data) => {
+      const bytes = frameBytes(data);
+      inbound.message(bytes.byteLength);
+      this.onMessage(bytes);
+    });
+    ws.on('ping', (data) => inbound.message(data.byteLength));
+    ws.on('pong', (data) => inbound.message(data.byteLength));
     ws.on('close', (code, reason) => {
       const why = reason.length > 0 ? `: ${reason.toString()}` : '';
       this.failAll('disconnected', `closed the connection (code ${code}${why})`);
@@ -112,9 +129,20 @@ export class WorkerConnection {
     });
     return new Promise<WorkerConnection>((resolve, reject) => {
       let settled = false;
+      const inbound = new InboundLimit((bytes, limit) =>
+        fail(
+          `sent a frame of over ${bytes} bytes during the handshake, where no message exceeds ${limit} bytes`,
+          'is a kmoe worker listening there?',
+        ),
+      );
+      const sock = { current: undefined as Socket | undefined };
+      ws.once('upgrade', (res) => {
+        sock.current = res.socket;
+      });
       const fail = (message: string, hint?: string, cause?: unknown, reason?: RefuseReason) => {
         if (settled) return;
         settled = true;
+        inbound.stop();
         clearTimeout(timer);
         ws.removeAllListeners();
         ws.on('error', () => {});
@@ -138,6 +166,8 @@ export class WorkerConnection {
       const coordinatorNonce = opts.secret === undefined ? undefined : newNonce();
       let workerNonce: string | undefined;
       ws.once('open', () => {
+        // ws has added its reader: from here every byte the peer sends is counted.
+        if (sock.current) inbound.watch(sock.current);
         ws.send(
           encodeHello({
             version: PROTOCOL_VERSION,
@@ -147,10 +177,14 @@ export class WorkerConnection {
           }),
         );
       });
+      ws.on('ping', (data) => inbound.message(data.byteLength));
+      ws.on('pong', (data) => inbound.message(data.byteLength));
       ws.on('message', (data) => {
+        const bytes = frameBytes(data);
+        inbound.message(bytes.byteLength);
         let msg: ReturnType<typeof decodeMessage>;
         try {
-          msg = decodeMessage(frameBytes(data), { ...opts.model, maxFrameBytes: 1024 * 1024 });
+          msg = decodeMessage(bytes, { ...opts.model, maxFrameBytes: 1024 * 1024 });
         } catch (err) {
           fail(`answered the hello with an invalid message: ${(err as Error).message}`, undefined, err);
           return;
@@ -215,6 +249,7 @@ export class WorkerConnection {
             ws,
             msg,
             { ...opts.model, maxFrameBytes: msg.maxFrameBytes },
+            inbound,
             opts.onDown,
             opts.onDrain,
             opts.onHoldings,
@@ -253,10 +288,21 @@ export class WorkerConnection {
    * as `reason`, `onDown` is called, and the socket is torn down.
    */
   abandon(why: string): void {
+    this.drop('timeout', why);
+  }
+
+  /** Fails the pending requests as `reason` and tears the socket down at once (no close handshake). */
+  private drop(reason: WorkerFailure, why: string): void {
     if (this.down !== undefined) return;
     this.down = why;
-    this.failAll('timeout', why);
+    this.inbound.stop();
+    this.failAll(reason, why);
     this.ws.terminate();
+  }
+
+  /** The worker sent what no reply can be (a frame beyond the limit): nothing more of it is read. */
+  private cutOff(why: string): void {
+    this.drop('bad-reply', why);
   }
 
   /** The experts the worker holds: the welcome's, then its latest holdings notice. */
@@ -319,6 +365,8 @@ export class WorkerConnection {
         'use smaller batches, or start the worker with a larger --max-frame-mb',
       );
     }
+    // Its reply is no larger than this frame: from now on the worker may send frames that large.
+    this.inbound.expect(frame.byteLength);
     const deadline = performance.now() + timeoutMs;
     if (this.ws.bufferedAmount > HIGH_WATER_BYTES) {
       await withTimeout(this.drained, timeoutMs, () =>
@@ -370,10 +418,10 @@ export class WorkerConnection {
     });
   }
 
-  private onMessage(data: RawData): void {
+  private onMessage(bytes: Uint8Array): void {
     let msg: ReturnType<typeof decodeMessage>;
     try {
-      msg = decodeMessage(frameBytes(data), this.limits);
+      msg = decodeMessage(bytes, this.limits);
     } catch (err) {
       // A reply that cannot be read cannot be matched to its request: fail them all.
       const what = err instanceof ProtocolError ? err.message : String(err);

@@ -6,15 +6,23 @@
 // equals the reference (fp32 wire, same experts, same inputs: 1e-6 relative covers the order of
 // additions).
 
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkerRequestError } from '../../../coordinator/cluster/errors.js';
+import { WebSocketServer } from 'ws';
+import { HandshakeError, WorkerRequestError } from '../../../coordinator/cluster/errors.js';
 import { RemoteExpertBackend } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
+import { randomClusterToken } from '../../../shared/protocol/auth.js';
 import type { DecodeLimits } from '../../../shared/protocol/codec.js';
 import { f32 } from '../../../shared/tensor.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
-import { type RelayReply, startTamperingRelay, type TamperingRelay } from '../../helpers/tampering-relay.js';
+import {
+  type RelayReply,
+  startTamperingRelay,
+  type TamperingRelay,
+  wsFrameHeader,
+} from '../../helpers/tampering-relay.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
 const H = 256;
@@ -138,5 +146,85 @@ describe('a worker that answers with values no worker sends', () => {
     expect(poisoned).toBeGreaterThan(before);
     expect(acc.every(Number.isFinite)).toBe(true);
     expect(relative(acc, reference)).toBeLessThan(1e-6);
+  });
+});
+
+/** Writes a frame header announcing `total` bytes, then zeros until the socket closes; resolves with the bytes written. */
+function flood(socket: Socket, total: number): Promise<number> {
+  const chunk = Buffer.alloc(1 << 20);
+  let written = 0;
+  return new Promise((resolve) => {
+    socket.once('close', () => resolve(written));
+    socket.on('error', () => {});
+    socket.write(wsFrameHeader(total));
+    const pump = (): void => {
+      while (written < total && !socket.destroyed) {
+        const n = Math.min(chunk.length, total - written);
+        written += n;
+        if (!socket.write(chunk.subarray(0, n))) {
+          socket.once('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+  });
+}
+
+describe('a worker that sends a frame far larger than any reply', () => {
+  // 512 MiB announced; the coordinator asked for 6 tokens (a 6 KiB request).
+  const HUGE = 512 * 2 ** 20;
+
+  it('after the handshake: cut off within a few socket reads, naming the worker, and the replica answers', async () => {
+    let flooded: Promise<number> | undefined;
+    const url = await relay((r) => {
+      if (r.msg?.type === 'result') flooded ??= flood(r.socket, HUGE);
+      else r.send(r.bytes);
+    });
+    const solo = await backend([url, b.url]);
+    const err = await layer(solo).then(
+      () => new Error('the layer completed'),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(WorkerRequestError);
+    expect((err as Error).message).toContain(url);
+    expect((err as Error).message).toMatch(/sent a frame of over \d+ bytes, larger than any reply/);
+    // Not buffered whole: the socket closed after what two 64 KiB reads and the kernel's buffers hold.
+    expect(await flooded).toBeLessThan(32 * 2 ** 20);
+
+    const replicated = await backend([
+      await relay((r) => {
+        if (r.msg?.type === 'result') void flood(r.socket, HUGE);
+        else r.send(r.bytes);
+      }),
+      c.url,
+    ]);
+    expect(relative(await layer(replicated), reference)).toBeLessThan(1e-6);
+  });
+
+  it('before the handshake, from a peer without any proof: refused at once, not after the handshake timeout', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    let flooded: Promise<number> | undefined;
+    wss.on('connection', (_ws, req) => {
+      flooded = flood(req.socket as Socket, HUGE);
+    });
+    const url = `ws://127.0.0.1:${(wss.address() as { port: number }).port}`;
+    const started = performance.now();
+    const err = await RemoteExpertBackend.connect(
+      { workers: [url], wire: 'fp32', clusterToken: randomClusterToken(), handshakeTimeoutMs: 60_000 },
+      { fingerprint, ...MODEL },
+    ).then(
+      async (be) => {
+        await be.close();
+        return new Error('connected');
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(HandshakeError);
+    expect((err as Error).message).toMatch(/sent a frame of over \d+ bytes during the handshake/);
+    expect(performance.now() - started).toBeLessThan(30_000);
+    expect(await flooded).toBeLessThan(32 * 2 ** 20);
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
   });
 });
