@@ -29,6 +29,7 @@ import {
   WIRE_DTYPES,
   type WireDType,
 } from '../../shared/protocol/wire-dtype.js';
+import { workerUrlProblem } from '../../shared/protocol/worker-url.js';
 import {
   isNamedProfile,
   isProfilePath,
@@ -476,7 +477,7 @@ export function parseWorkers(raw: string): WorkersArg {
   const urls = parseList(
     '--workers',
     (url) => {
-      if (!/^wss?:\/\/[^\s/]+/i.test(url) || !URL.canParse(url))
+      if (!/^wss?:\/\/[^\s/]+/i.test(url) || workerUrlProblem(url) !== undefined)
         throw new UsageError(`--workers: '${url}' is neither a worker count nor a ws:// or wss:// URL`, {
           hint: 'give a count of local workers (e.g. 2) or worker URLs such as ws://10.0.0.5:7070,ws://10.0.0.6:7070 (host and port, a port at most 65535)',
         });
@@ -554,8 +555,9 @@ export function parseExpertChoice(
 
 /** `--advertise-url`: the ws:// URL coordinators should dial (a worker behind NAT). */
 export function parseAdvertiseUrl(raw: string): string {
-  if (!/^wss?:\/\/[^\s/]+/.test(raw.trim()))
-    throw new UsageError(`--advertise-url must be a ws:// URL, got '${raw}'`);
+  const problem = workerUrlProblem(raw.trim());
+  if (problem !== undefined)
+    throw new UsageError(`--advertise-url must be a ws:// URL, got '${raw}': ${problem}`);
   return raw.trim();
 }
 

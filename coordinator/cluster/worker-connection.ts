@@ -18,6 +18,7 @@ import {
   type Welcome,
 } from '../../shared/protocol/messages.js';
 import { firstNonFinite, type WireDType } from '../../shared/protocol/wire-dtype.js';
+import { workerUrlProblem } from '../../shared/protocol/worker-url.js';
 import { HandshakeError, type WorkerFailure, WorkerRequestError } from './errors.js';
 import { InboundLimit } from './inbound-limit.js';
 
@@ -118,6 +119,15 @@ export class WorkerConnection {
 
   /** Connects and completes the handshake, or fails with a HandshakeError naming the worker. */
   static connect(url: string, opts: ConnectOptions): Promise<WorkerConnection> {
+    // ws throws at once on a URL it refuses; a caller waiting for the outcome (a reconnect, a join
+    // from the registry) must get a rejection like any other failed connection, never a throw.
+    const problem = workerUrlProblem(url);
+    if (problem !== undefined)
+      return Promise.reject(
+        new HandshakeError(url, `cannot connect: not a worker URL (${problem})`, {
+          hint: "a worker URL is ws://HOST:PORT or wss://HOST:PORT (check --workers, or the worker's --advertise-url)",
+        }),
+      );
     const ws = new WebSocket(url, {
       perMessageDeflate: false,
       maxPayload: MAX_PAYLOAD_BYTES,

@@ -2,6 +2,7 @@
 // (a record is external input: another process, maybe another version, wrote it).
 
 import { z } from 'zod';
+import { workerUrlProblem } from '../protocol/worker-url.js';
 
 export const WORKER_STATUSES = ['loading', 'ready', 'draining'] as const;
 export type WorkerStatus = (typeof WORKER_STATUSES)[number];
@@ -27,7 +28,10 @@ const MAX_LIST = 1 << 16;
 export const workerRecordSchema = z.object({
   id: z.string().min(1).max(200),
   /** ws:// URL coordinators connect to (--advertise-url, or the listen address); empty while loading. */
-  url: z.string().max(2000),
+  url: z
+    .string()
+    .max(2000)
+    .refine((u) => u === '' || workerUrlProblem(u) === undefined, 'must be a ws:// or wss:// URL'),
   /** loading: experts claimed (by --experts auto), not yet serving; ready; draining: leaving. */
   status: z.enum(WORKER_STATUSES),
   experts: z.array(z.number().int().nonnegative()).max(MAX_LIST),

@@ -228,3 +228,24 @@ describe('a worker that sends a frame far larger than any reply', () => {
     await new Promise<void>((resolve) => wss.close(() => resolve()));
   });
 });
+
+describe('a worker URL that ws refuses (a registry record, a mistyped --advertise-url)', () => {
+  it('every join of it fails at once with a HandshakeError; none hangs', async () => {
+    const be = await backend([a.url, b.url]);
+    // ws throws on a fragment before connecting. The second join of the same URL used to wait
+    // forever (the first left its slot 'connecting'), and with it every later registry change.
+    for (let i = 0; i < 2; i++) {
+      const outcome = await Promise.race([
+        be.join('ws://127.0.0.1:1/#x').then(
+          () => 'joined',
+          (e: unknown) => e,
+        ),
+        new Promise((r) => setTimeout(() => r('no answer within 5 s'), 5000)),
+      ]);
+      expect(outcome).toBeInstanceOf(HandshakeError);
+      expect((outcome as Error).message).toMatch(/not a worker URL \(it has a fragment/);
+      be.leave('ws://127.0.0.1:1/#x');
+    }
+    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+  });
+});

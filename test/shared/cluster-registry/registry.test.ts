@@ -79,3 +79,23 @@ describe('parseWorkerRecord', () => {
     expect(parseWorkerRecord(JSON.stringify(record('a', [0])))?.id).toBe('a');
   });
 });
+
+describe('a record whose URL no coordinator can dial (a hostile or mistyped registry entry)', () => {
+  it.each([
+    'not a url',
+    'ws://127.0.0.1:1/#x',
+    'ws://10.0.0.2:70700',
+    'ws+unix:///tmp/kmoe.sock',
+    'http://127.0.0.1:7070',
+    'file:///etc/passwd',
+  ])('%s is not a record', (url) => {
+    expect(parseWorkerRecord(JSON.stringify({ ...record('a', [0]), url }))).toBeUndefined();
+  });
+
+  it.each(['', 'ws://10.0.0.2:7070', 'wss://worker-3.example:443/', 'ws://[::1]:7070'])(
+    '%s is (empty while loading)',
+    (url) => {
+      expect(parseWorkerRecord(JSON.stringify({ ...record('a', [0]), url }))?.url).toBe(url);
+    },
+  );
+});
