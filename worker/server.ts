@@ -35,6 +35,7 @@ import { firstNonFinite, WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
 import { ClientConnections } from '../shared/runtime/client-connections.js';
 import { ListenError } from '../shared/runtime/errors.js';
 import type { Logger } from '../shared/runtime/logger.js';
+import { printable } from '../shared/text/printable.js';
 import type { ExpertCompute } from './expert-compute.js';
 import { dispatchShape, WorkerMetrics } from './metrics.js';
 
@@ -692,19 +693,4 @@ function owned(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
     ? bytes
     : new Uint8Array(bytes);
-}
-
-/**
- * Peer-supplied text as one log-safe line: at most `max` characters, control and line-separator
- * characters escaped, so a newline in a handshake's client string cannot forge a log line.
- */
-export function printable(text: string, max = 200): string {
-  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
-  return JSON.stringify(cut)
-    .slice(1, -1)
-    .replace(/[\u007f-\u009f\u2028\u2029]/g, escapeChar);
-}
-
-function escapeChar(c: string): string {
-  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }

@@ -19,6 +19,7 @@ import {
 } from '../../shared/protocol/messages.js';
 import { firstNonFinite, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { workerUrlProblem } from '../../shared/protocol/worker-url.js';
+import { oneLine } from '../../shared/text/printable.js';
 import { HandshakeError, type WorkerFailure, WorkerRequestError } from './errors.js';
 import { InboundLimit } from './inbound-limit.js';
 
@@ -201,7 +202,7 @@ export class WorkerConnection {
         }
         if (msg.type === 'refuse') {
           fail(
-            `refused this coordinator (${msg.reason}): ${msg.message}`,
+            `refused this coordinator (${msg.reason}): ${oneLine(msg.message)}`,
             REFUSE_HINTS[msg.reason],
             undefined,
             msg.reason,
@@ -457,14 +458,14 @@ export class WorkerConnection {
         );
     } else if (msg.type === 'drain') {
       if (this.drainReason === undefined) {
-        this.drainReason = msg.reason;
-        this.onDrain?.(msg.reason);
+        this.drainReason = oneLine(msg.reason, 200);
+        this.onDrain?.(this.drainReason);
       }
     } else if (msg.type === 'holdings') {
       this.held = msg.experts;
       this.onHoldings?.(msg.experts);
     } else if (msg.type === 'error') {
-      const text = `replied with an error (${msg.code}): ${msg.message}`;
+      const text = `replied with an error (${msg.code}): ${oneLine(msg.message)}`;
       if (msg.id === null) this.failAllPending('error-reply', text);
       else {
         const p = this.pending.get(msg.id);

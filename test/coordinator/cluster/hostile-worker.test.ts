@@ -14,7 +14,7 @@ import { RemoteExpertBackend } from '../../../coordinator/cluster/remote-expert-
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import { randomClusterToken } from '../../../shared/protocol/auth.js';
-import type { DecodeLimits } from '../../../shared/protocol/codec.js';
+import { type DecodeLimits, encodeErrorReply } from '../../../shared/protocol/codec.js';
 import { f32 } from '../../../shared/tensor.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import {
@@ -170,6 +170,26 @@ function flood(socket: Socket, total: number): Promise<number> {
     pump();
   });
 }
+
+describe('text a worker chooses', () => {
+  it('an error reply with line breaks and terminal escapes is quoted as one bounded line', async () => {
+    const forged = `nope\nINFO coordinator: all good\u001b[2J${'x'.repeat(4000)}`;
+    const url = await relay((r) => {
+      if (r.msg?.type === 'result')
+        r.send(encodeErrorReply({ id: r.msg.id, code: 'compute-failed', message: forged }));
+      else r.send(r.bytes);
+    });
+    const err = await layer(await backend([url, b.url])).then(
+      () => new Error('the layer completed'),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(WorkerRequestError);
+    const message = (err as Error).message;
+    expect(message).toContain('replied with an error (compute-failed): nope\\u000aINFO coordinator');
+    expect(message).not.toMatch(/[\n\u001b]/);
+    expect(message.length).toBeLessThan(1000);
+  });
+});
 
 describe('a worker that sends a frame far larger than any reply', () => {
   // 512 MiB announced; the coordinator asked for 6 tokens (a 6 KiB request).
