@@ -22,5 +22,5 @@ function escapeChar(c: string): string {
  */
 export function oneLine(text: string, max = 500): string {
   const cut = text.length > max ? `${text.slice(0, max)}…` : text;
-  return cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, escapeChar);
+  return cut.replace(/[\p{Cc}\u2028\u2029]/gu, escapeChar);
 }
