@@ -444,17 +444,12 @@ export class WorkerConnection {
       // or hostile, and its values would poison the residual stream (a NaN router score, a NaN
       // perplexity). Refused here so the pairs go to a replica, with the worker named.
       const bad = firstNonFinite(msg.partial, msg.wire);
-      const p = bad === -1 ? undefined : this.pending.get(msg.id);
       if (bad === -1) this.settle(msg.id, msg);
-      else if (p)
-        this.settle(
+      else
+        this.failRequest(
           msg.id,
-          undefined,
-          this.error(
-            'bad-reply',
-            p.layer,
-            `sent a result holding a non-finite value (NaN or infinity) for token ${Math.floor(bad / this.limits.hidden)} at element ${bad % this.limits.hidden} (request ${msg.id})`,
-          ),
+          'bad-reply',
+          `sent a result holding a non-finite value (NaN or infinity) for token ${Math.floor(bad / this.limits.hidden)} at element ${bad % this.limits.hidden} (request ${msg.id})`,
         );
     } else if (msg.type === 'drain') {
       if (this.drainReason === undefined) {
@@ -467,18 +462,16 @@ export class WorkerConnection {
     } else if (msg.type === 'error') {
       const text = `replied with an error (${msg.code}): ${oneLine(msg.message)}`;
       if (msg.id === null) this.failAllPending('error-reply', text);
-      else {
-        const p = this.pending.get(msg.id);
-        if (p)
-          this.settle(
-            msg.id,
-            undefined,
-            this.error(msg.code === 'not-held' ? 'not-held' : 'error-reply', p.layer, text),
-          );
-      }
+      else this.failRequest(msg.id, msg.code === 'not-held' ? 'not-held' : 'error-reply', text);
     } else {
       this.failAllPending('bad-reply', `sent an unexpected ${msg.type} message`);
     }
+  }
+
+  /** Fails request `id` as `reason`, naming its layer, if it is still in flight. */
+  private failRequest(id: number, reason: WorkerFailure, why: string): void {
+    const p = this.pending.get(id);
+    if (p) this.settle(id, undefined, this.error(reason, p.layer, why));
   }
 
   private settle(id: number, result: DispatchResult | undefined, error?: WorkerRequestError): void {

@@ -13,6 +13,7 @@ export function workerUrlProblem(url: string): string | undefined {
   if (u.protocol !== 'ws:' && u.protocol !== 'wss:')
     return `the scheme must be ws:// or wss://, not ${u.protocol}//`;
   if (u.hostname === '') return 'it names no host';
-  if (u.hash !== '' || url.includes('#')) return 'it has a fragment (#...)';
+  // Any '#' starts a fragment, an empty one too (`ws://h:1/#`, where u.hash is '').
+  if (url.includes('#')) return 'it has a fragment (#...)';
   return undefined;
 }
