@@ -1,8 +1,8 @@
 // Where the single-sequence decode loop spends its time: the engine in this thread (no engine
 // thread, so V8's profiler sees it), local fp32 experts, 1 onnxruntime thread, a 16-token prompt,
 // then ROUNDS greedy decodes of 200 tokens (the loop `kmoe generate` runs). Prints tokens/s per
-// round; with --cpu-prof, node writes a .cpuprofile to sum by function (self time). README "Fast"
-// cites it: ~90% of the time inside onnxruntime's run, ~10% in JavaScript. Not part of kmoe; run
+// round; with --cpu-prof, node writes a .cpuprofile to sum by function (self time). README "Fast" and
+// docs/performance.md ("Demo model, 1 thread: machines A, B and C") cite it: ~90% of the time inside onnxruntime's run, ~10% in JavaScript. Not part of kmoe; run
 // from the repository after `npm run build`:
 //   ROUNDS=20 node --cpu-prof --cpu-prof-interval 100 docs/bench-native/decode-loop-profile.mjs
 //   EW=int8 DW=int8 node docs/bench-native/decode-loop-profile.mjs     # 8-bit experts and dense
