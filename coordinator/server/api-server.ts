@@ -552,10 +552,16 @@ export class ApiServer {
       return;
     }
     this.#failed.add(socket);
-    // llhttp stops at its own errors, but a timeout is Node's: the parser would read on, and a
-    // request completed after it would be answered before this error. Nothing more is read until
-    // the answer is written (endConnection).
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.pause();
+    // Nothing more is read until the answer is written (endConnection reads on). A timeout is
+    // Node's: the parser would read on, and a request completed after it would be answered before
+    // this error. llhttp stops at its own errors, but the client's FIN after them would still be
+    // read, and Node, taking the answer in flight for the connection's last, would end the
+    // connection after it, before this one. A generation other than the failing request is the
+    // exception: its client's FIN must still cancel it (the 'end' listener), answer and all.
+    const generating = [...(this.#open.get(socket) ?? [])].some(
+      (scope) => scope.generates && scope.res.raw !== reading,
+    );
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || !generating) socket.pause();
     // The requests before the failing one have all arrived: their answers go first. The failing
     // request's own answer goes with them if it has one already (a 404 or 413 given before its body
     // was read); if not, it can only be this error's, written after them.

@@ -3,7 +3,8 @@
 // parser error's, CONNECT's 405, the 417) comes after the earlier requests' complete answers, which
 // are neither cancelled nor cut short; bytes after a complete request that are not valid HTTP are
 // the next request's error (a fresh request id, a parser access line), after which the connection
-// closes. Every test reads the wire bytes until the server closes the connection.
+// closes; so when the client half-closes after the bad bytes (a FIN cancels a generation instead).
+// Every test reads the wire bytes until the server closes the connection.
 
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +16,8 @@ import { inProcessApiServer } from './in-process-api-server.js';
 
 /** How long /slow's handler takes: long enough for everything pipelined behind it to be parsed. */
 const SLOW_MS = 300;
+/** How long /generate runs unless its client goes: far longer than its client takes to send a FIN. */
+const GENERATION_MS = 10_000;
 
 let api: ApiServer;
 let url: string;
@@ -31,6 +34,21 @@ beforeAll(async () => {
           await new Promise((r) => setTimeout(r, SLOW_MS));
           cancelled.set(requestId, clientGone.aborted);
           sendJson(res, 200, req.body);
+        },
+      },
+    },
+    '/generate': {
+      name: 'generate',
+      generates: true,
+      methods: {
+        // A generation runs until its client is gone (a FIN cancels it), or answers after a while.
+        POST: async ({ requestId, req, res, clientGone }) => {
+          await new Promise((r) => {
+            const timer = setTimeout(r, GENERATION_MS);
+            clientGone.addEventListener('abort', () => r(clearTimeout(timer)), { once: true });
+          });
+          cancelled.set(requestId, clientGone.aborted);
+          if (!clientGone.aborted) sendJson(res, 200, req.body);
         },
       },
     },
@@ -216,6 +234,91 @@ describe('a parser error pipelined after complete requests', () => {
       status: 415,
       errorCode: 'unsupported_media_type',
     });
+  });
+});
+
+describe('bad bytes followed by the client ending its side (a half-close)', () => {
+  /** A request line that is not HTTP, as the bytes that fail. */
+  const BAD = 'G@T /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+
+  /** Writes `bytes` and the FIN on a fresh connection; the responses read until the server closes it. */
+  async function halfClosed(bytes: string): Promise<RawResponse[]> {
+    const connection = await connect();
+    connection.socket.end(bytes);
+    await connection.closed;
+    return parseResponses(connection.received());
+  }
+
+  /** The 400 for BAD: the whole JSON error, a fresh id, `connection: close`, and its access line. */
+  async function expectBadRequestLine(error: RawResponse): Promise<void> {
+    expect(error.json).toEqual({
+      error: {
+        message: 'the request line is malformed',
+        type: 'invalid_request_error',
+        param: null,
+        code: 'bad_request_line',
+      },
+    });
+    expect(error.headers.connection).toBe('close');
+    const id = error.headers['x-request-id'];
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await accessLine(logText, id!)).toMatchObject({ status: 400, parserCode: 'HPE_INVALID_METHOD' });
+  }
+
+  it('behind a request still running, get its whole answer, then the 400, then the close', async () => {
+    // The FIN arrives while /slow's handler runs (Node would make that answer the connection's
+    // last): with the bytes, and on its own once they have been read.
+    for (const [id, finLater] of [
+      ['fin-behind', false],
+      ['fin-behind-later', true],
+    ] as const) {
+      const connection = await connect();
+      const bytes = post('/slow', id, '{"a":1}') + BAD;
+      if (finLater) {
+        connection.socket.write(bytes);
+        await new Promise((r) => setTimeout(r, SLOW_MS / 3));
+        connection.socket.end();
+      } else connection.socket.end(bytes);
+      await connection.closed;
+      const responses = parseResponses(connection.received());
+      expect(
+        responses.map((r) => r.status),
+        id,
+      ).toEqual([200, 400]);
+      expect(responses[0]!.headers['x-request-id']).toBe(id);
+      expect(responses[0]!.json).toEqual({ a: 1 });
+      await expectBadRequestLine(responses[1]!);
+      const line = await accessLine(logText, id);
+      expect(line).toMatchObject({ method: 'POST', path: '/slow', status: 200 });
+      expect(line).not.toHaveProperty('cancelled');
+      expect(await handlerCancelled(id)).toBe(false);
+    }
+  });
+
+  it('behind a generation still running, get nothing: the FIN cancels it as a disconnect', async () => {
+    const before = parserLines();
+    const responses = await halfClosed(post('/generate', 'fin-generation', '{"a":1}') + BAD);
+    expect(responses).toEqual([]);
+    expect(await handlerCancelled('fin-generation')).toBe(true);
+    expect(await accessLine(logText, 'fin-generation')).toMatchObject({ path: '/generate', status: 499 });
+    // Nothing was answered for the bytes that failed, so nothing is logged for them.
+    expect(parserLines()).toBe(before);
+  });
+
+  it('with no request running, get the 400, then the close', async () => {
+    const alone = await halfClosed(BAD);
+    expect(alone.map((r) => r.status)).toEqual([400]);
+    await expectBadRequestLine(alone[0]!);
+    // After an answer already written on the connection.
+    const connection = await connect();
+    connection.socket.write(post('/slow', 'fin-after-answer', '{"b":2}'));
+    await responsesArrived(connection.received, 1);
+    connection.socket.end(BAD);
+    await connection.closed;
+    const responses = parseResponses(connection.received());
+    expect(responses.map((r) => r.status)).toEqual([200, 400]);
+    expect(responses[0]!.json).toEqual({ b: 2 });
+    await expectBadRequestLine(responses[1]!);
   });
 });
 
