@@ -5,11 +5,10 @@
 // graphs under native routing, and compares the measured speed-up with the ideal
 // 1 / (1 - share x saving) that removing exactly the saved expert work would give.
 
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { readU16Ids } from '../../shared/data/token-ids.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { counted } from '../../shared/text/counted.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { batchedDecode } from './batched-decode.js';
@@ -117,8 +116,7 @@ export async function runBenchAdaptiveKTime(o: BenchAdaptiveKTimeOptions): Promi
     repeats: o.repeats,
     rows,
   };
-  makeDirectory(path.dirname(o.out));
-  await fs.writeFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
+  writeOutputFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
   const f = (x: number | null, d = 2) => (x === null ? 'n/a' : x.toFixed(d));
   const lines = [
     `| streams | ms/token native | ms/token ${path.basename(o.routing)} | speed-up | saving | expert share (native) | ideal | gain vs ideal |`,

@@ -9,7 +9,7 @@ import type { SessionSettings } from '../../shared/onnx/session.js';
 import { loadRoutingProfile, saveRoutingProfile } from '../../shared/routing/profile.js';
 import type { PolicyConfig } from '../../shared/routing/registry.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { calibrate } from '../calibration/calibrate.js';
 import { type Corpus, loadCorpus } from '../calibration/corpus.js';
 import { signedPercent } from '../calibration/format.js';
@@ -157,9 +157,8 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
       sweepBar.finish();
     }
 
-    makeDirectory(outDir);
     const chart = path.join(outDir, 'pareto-test-half.svg');
-    await fs.writeFile(
+    writeOutputFile(
       chart,
       await sweepChart(
         'Perplexity vs experts per token, docs+code second halves (unseen)',
@@ -180,9 +179,9 @@ export async function run(o: BenchAdaptiveKOptions, argv: readonly string[]): Pr
       frontier: points,
       ...(o.frontierFrom ? { frontierFrom: o.frontierFrom } : {}),
     };
-    await fs.writeFile(path.join(outDir, 'adaptive-k.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeOutputFile(path.join(outDir, 'adaptive-k.json'), `${JSON.stringify(result, null, 2)}\n`);
     const table = formatTable(rows, points, budget, policies.length > 0);
-    await fs.writeFile(path.join(outDir, 'adaptive-k.md'), table);
+    writeOutputFile(path.join(outDir, 'adaptive-k.md'), table);
     process.stdout.write(`${table}wrote ${outDir}/adaptive-k.json, adaptive-k.md and ${chart}\n`);
   } finally {
     await engine.close();

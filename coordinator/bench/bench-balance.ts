@@ -6,14 +6,13 @@
 // bytes per token per MoE layer, imbalance (max / mean expected cost per worker) and throughput,
 // plus the JS cost of one assignment. Writes JSON and an SVG bar chart; prints a markdown table.
 
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type CorpusWindows, leadingWindows } from '../../shared/data/token-ids.js';
 import { loadModelConfig } from '../../shared/model/config.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { counted } from '../../shared/text/counted.js';
 import { assignPairs, BALANCE_RULES, type BalanceRule, equalCosts } from '../cluster/balance.js';
 import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-stats.js';
@@ -144,11 +143,9 @@ export async function run(o: BenchBalanceOptions, argv: readonly string[]): Prom
     assignCost,
     rows,
   };
-  makeDirectory(path.dirname(out));
-  await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
-  makeDirectory(path.dirname(svg));
+  writeOutputFile(out, `${JSON.stringify(result, null, 2)}\n`);
   const categories = [...new Set(rows.map((r) => r.placement))];
-  await fs.writeFile(
+  writeOutputFile(
     svg,
     await renderBarChart({
       title: `Replica balancing on ${path.basename(o.ids)} (${o.wire} wire): bytes per token per MoE layer`,

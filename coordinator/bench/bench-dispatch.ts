@@ -3,7 +3,6 @@
 // wire, with and without same-worker dedup; plus eval throughput against the same model in one
 // process. Writes JSON and an SVG bar chart; prints a markdown table.
 
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type CorpusWindows, leadingWindows } from '../../shared/data/token-ids.js';
 import { loadModelConfig } from '../../shared/model/config.js';
@@ -12,7 +11,7 @@ import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-d
 import { isProfilePath } from '../../shared/routing/profile-names.js';
 import { canonicalRoutingSpec } from '../../shared/routing/spec.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { counted } from '../../shared/text/counted.js';
 import { type DispatchSummary, summarizeDispatch } from '../cluster/dispatch-stats.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
@@ -163,11 +162,9 @@ export async function run(o: BenchDispatchOptions, argv: readonly string[]): Pro
     localTokensPerSecond,
     rows,
   };
-  makeDirectory(path.dirname(out));
-  await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
-  makeDirectory(path.dirname(svg));
+  writeOutputFile(out, `${JSON.stringify(result, null, 2)}\n`);
   const chartWire = wires.includes(DEFAULT_WIRE_DTYPE) ? DEFAULT_WIRE_DTYPE : wires[0]!;
-  await fs.writeFile(svg, await chart(rows, routings, sizes, chartWire, path.basename(idsPath)));
+  writeOutputFile(svg, await chart(rows, routings, sizes, chartWire, path.basename(idsPath)));
   process.stdout.write(table(rows, sizes, wires, native, localTokensPerSecond));
   process.stdout.write(`wrote ${out} and ${svg}\n`);
   return 0;

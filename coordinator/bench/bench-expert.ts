@@ -2,13 +2,11 @@
 // machine's GEMM peak and memory bandwidth measured in the same run. The measurements are
 // coordinator/scale/expert-bench.ts; this writes the JSON, the table and the chart.
 
-import fs from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
 import type { ExpertWeightFormat } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { type ExpertBenchResult, type ExpertShape, runExpertBench } from '../scale/expert-bench.js';
 import { renderLineChart } from './report/chart.js';
 
@@ -56,10 +54,8 @@ export async function run(o: BenchExpertOptions, argv: readonly string[]): Promi
     threads,
     ...result,
   };
-  makeDirectory(path.dirname(o.out));
-  await fs.writeFile(o.out, `${JSON.stringify(json, null, 2)}\n`);
-  makeDirectory(path.dirname(o.chart));
-  await fs.writeFile(o.chart, await chart(result, o.like));
+  writeOutputFile(o.out, `${JSON.stringify(json, null, 2)}\n`);
+  writeOutputFile(o.chart, await chart(result, o.like));
   process.stdout.write(`${table(result)}\nwrote ${o.out} and ${o.chart}\n`);
   return 0;
 }

@@ -7,13 +7,11 @@
 // again. Writes JSON
 // and an SVG line chart (Vega-Lite via bench/report).
 
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { readU16Ids } from '../../shared/data/token-ids.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { counted } from '../../shared/text/counted.js';
 import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
@@ -133,10 +131,8 @@ export async function run(o: BenchFailoverOptions, argv: readonly string[]): Pro
     requestsPerSecond: rate(ok),
     errorsPerSecond: rate(failed),
   };
-  makeDirectory(path.dirname(o.out));
-  await fs.writeFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
-  makeDirectory(path.dirname(o.chart));
-  await fs.writeFile(
+  writeOutputFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
+  writeOutputFile(
     o.chart,
     await renderLineChart({
       title: 'Failover: C (replica) killed, B (sole holder of 4-7) killed, D (4-7) joins',

@@ -4,7 +4,6 @@
 // checks it is gone; beside each measurement, `kmoe plan`'s prediction for the same worker.
 
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { loadModelConfig } from '../../shared/model/config.js';
 import {
   type ExpertWeightFormat,
@@ -13,7 +12,7 @@ import {
 import type { Device } from '../../shared/onnx/session.js';
 import { formatExpertSet, parseExpertSet } from '../../shared/protocol/expert-set.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
 import { fmtBytes, planMemory } from '../scale/memory-plan.js';
 import { readPlanModel } from '../scale/plan-input.js';
@@ -175,8 +174,7 @@ export async function run(o: BenchMemoryOptions, argv: readonly string[]): Promi
     machine: machineInfo(),
     ...result,
   };
-  makeDirectory(path.dirname(o.out));
-  await fs.writeFile(o.out, `${JSON.stringify(json, null, 2)}\n`);
+  writeOutputFile(o.out, `${JSON.stringify(json, null, 2)}\n`);
   const rows = result.points.map(
     (p) =>
       `| ${p.format} | ${fmtBytes(p.peakRssBytes)} | ${fmtBytes(p.readyRssBytes)} | ${fmtBytes(p.plannedExpertBytes)} | ` +

@@ -1,13 +1,12 @@
 // `kmoe bench model`: prefill (perplexity windows) and single-sequence decode throughput of one
 // process, with the time inside onnxruntime split by graph kind so it is clear what dominates.
 
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { CorpusWindows } from '../../shared/data/token-ids.js';
 import type { RunTiming, SessionSettings } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE } from '../../shared/protocol/wire-dtype.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { counted } from '../../shared/text/counted.js';
 import { type LocalCluster, startLocalCluster } from '../cluster/local-cluster.js';
 import { EngineClient } from '../engine/engine-client.js';
@@ -476,8 +475,7 @@ export async function run(o: BenchModelOptions, argv: readonly string[]): Promis
               decodeLoopVsLlamaCppNative: ratio(best(samples.decodeLoop), best(samples.llamaDecodeNative)),
             },
     };
-    makeDirectory(path.dirname(out));
-    await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
+    writeOutputFile(out, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(
       formatTable(
         {

@@ -6,14 +6,13 @@
 // interleaved, and each policy is also compared across the two servers.
 
 import { readFileSync } from 'node:fs';
-import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { profileDigest } from '../../shared/routing/profile.js';
 import { isProfilePath } from '../../shared/routing/profile-names.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { counted } from '../../shared/text/counted.js';
 import { ServeRequestError } from '../server/errors.js';
 import { type StreamTiming, streamCompletion } from './bench-serve-client.js';
@@ -200,10 +199,8 @@ export async function run(o: BenchServeOptions, argv: readonly string[]): Promis
     results,
     ratios,
   };
-  makeDirectory(path.dirname(out));
-  await fs.writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
-  makeDirectory(path.dirname(chartPath));
-  await fs.writeFile(chartPath, await chart(results, policies, server.model));
+  writeOutputFile(out, `${JSON.stringify(report, null, 2)}\n`);
+  writeOutputFile(chartPath, await chart(results, policies, server.model));
   const versusTable =
     versusRatios === undefined
       ? ''

@@ -4,10 +4,9 @@
 // dtype, with and without same-worker dedup, beside native top-K on the same router scores.
 // Arithmetic only (traffic-cost.ts), so it runs in seconds; writes JSON and an SVG, prints tables.
 
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_WIRE_DTYPE, type WireDType } from '../../shared/protocol/wire-dtype.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { counted } from '../../shared/text/counted.js';
 import { openRoutingTrace, type RoutingTraceHeader } from '../evaluation/routing-trace.js';
 import { BenchConfigError } from './errors.js';
@@ -236,11 +235,9 @@ export async function run(o: BenchTrafficOptions, argv: readonly string[]): Prom
     traces: [...groups.values()].map((g) => ({ routing: g.routing, label: g.label, traces: g.traces })),
     rows,
   };
-  makeDirectory(path.dirname(out));
-  await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
-  makeDirectory(path.dirname(svg));
+  writeOutputFile(out, `${JSON.stringify(result, null, 2)}\n`);
   const chartWire = wires.includes(DEFAULT_WIRE_DTYPE) ? DEFAULT_WIRE_DTYPE : wires[0]!;
-  await fs.writeFile(svg, await chart(rows, [...groups.values()], sizes, chartWire, hidden));
+  writeOutputFile(svg, await chart(rows, [...groups.values()], sizes, chartWire, hidden));
   process.stdout.write(`${note}\n\n${tables(rows, wires, header, hidden)}`);
   process.stdout.write(`wrote ${out} and ${svg}\n`);
   return 0;

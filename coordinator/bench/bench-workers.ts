@@ -6,11 +6,9 @@
 // onnxruntime time, the expert round trips (coordinator side) and the workers' own service time
 // (their /metrics), whose difference is the transport: framing, sockets, hand-offs, wake-ups.
 
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { readU16Ids } from '../../shared/data/token-ids.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { counted } from '../../shared/text/counted.js';
 import type { EngineClient } from '../engine/engine-client.js';
 import { batchedDecode } from './batched-decode.js';
@@ -108,8 +106,7 @@ export async function runBenchWorkers(o: BenchWorkersOptions): Promise<number> {
     repeats: o.repeats,
     rows,
   };
-  makeDirectory(path.dirname(o.out));
-  await fs.writeFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
+  writeOutputFile(o.out, `${JSON.stringify(result, null, 2)}\n`);
   const f = (x: number, d = 0) => x.toFixed(d);
   const lines = [
     `| streams | in process tok/s | ${counted(o.workerUrls.length, 'worker')} tok/s | workers / in process (median of rounds) | of fastest rounds |`,

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { Checkpoint } from '../../shared/model/checkpoint.js';
 import { cliArgv, projectRoot } from '../../shared/runtime/entry-points.js';
 import { machineInfo } from '../../shared/runtime/machine.js';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { counted } from '../../shared/text/counted.js';
 import { BenchConfigError } from './errors.js';
 import type { NetworkCellResult, NetworkCellSpec, NetworkRun } from './network-cell.js';
@@ -335,10 +335,8 @@ export async function run(o: BenchNetworkOptions, argv: readonly string[]): Prom
       rows,
       ratios,
     };
-    makeDirectory(path.dirname(o.out));
-    await fs.writeFile(o.out, `${JSON.stringify(report, null, 2)}\n`);
-    makeDirectory(path.dirname(o.chart));
-    await fs.writeFile(o.chart, await chart(rows, routings, o.rates, o.streams));
+    writeOutputFile(o.out, `${JSON.stringify(report, null, 2)}\n`);
+    writeOutputFile(o.chart, await chart(rows, routings, o.rates, o.streams));
     process.stdout.write(`${table(rows, perRate, baseline)}\nwrote ${o.out} and ${o.chart}\n`);
     const failed = rows.reduce((n, r) => n + r.errors.length, 0);
     if (failed > 0)

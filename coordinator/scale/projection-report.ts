@@ -3,10 +3,9 @@
 // bench-results/projection.json and a markdown table that carry every input beside the numbers.
 
 import { existsSync, readFileSync } from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../shared/runtime/output-file.js';
 import { PlanError } from './errors.js';
 import { presetConfig } from './presets.js';
 import {
@@ -235,13 +234,12 @@ export async function run(o: ProjectOptions, argv: readonly string[]): Promise<n
     projectionTable(rows),
     '',
   ].join('\n');
-  makeDirectory(path.dirname(o.out));
-  await fs.writeFile(
+  writeOutputFile(
     o.out,
     `${JSON.stringify({ benchmark: 'projection', command: `kmoe bench project ${argv.join(' ')}`.trim(), assumptions: notes, inputs, rows }, null, 2)}\n`,
   );
   const mdPath = o.out.replace(/\.json$/, '') + '.md';
-  await fs.writeFile(mdPath, md);
+  writeOutputFile(mdPath, md);
   process.stdout.write(`${md}\nwrote ${o.out} and ${mdPath}\n`);
   return 0;
 }

@@ -3,10 +3,10 @@
 // flag calls: a path ending in .json loads a profile, anything else is parsed as a spec string.
 
 import { createHash } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { z } from 'zod';
-import { makeDirectory } from '../runtime/make-directory.js';
+import { writeOutputFile } from '../runtime/output-file.js';
 import { RoutingConfigError, RoutingProfileError } from './errors.js';
 import { checkModel } from './policies/policy-kind.js';
 import type { RoutingModel, RoutingPolicy } from './policy.js';
@@ -185,7 +185,7 @@ export function parseRoutingProfile(json: unknown, file: string): RoutingProfile
   return result.data;
 }
 
-/** Validates, then writes atomically (temp file + rename) so readers never see half a profile. */
+/** Validates, then writes whole (writeOutputFile: temp file + rename) so readers never see half a profile. */
 export function saveRoutingProfile(path: string, profile: RoutingProfile): void {
   const result = routingProfileSchema.safeParse(profile);
   if (!result.success) {
@@ -196,15 +196,7 @@ export function saveRoutingProfile(path: string, profile: RoutingProfile): void 
       },
     );
   }
-  makeDirectory(dirname(path));
-  const temp = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(temp, `${JSON.stringify(result.data, null, 2)}\n`);
-    renameSync(temp, path);
-  } catch (err) {
-    rmSync(temp, { force: true });
-    throw err;
-  }
+  writeOutputFile(path, `${JSON.stringify(result.data, null, 2)}\n`);
 }
 
 /** Problems that make a profile unusable for the loaded model. */

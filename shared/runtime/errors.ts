@@ -20,6 +20,9 @@ export class ListenError extends KmoeError {
   }
 }
 
+/** What to do about an output that cannot be written where it was asked for. */
+const WRITE_ELSEWHERE = 'write the output under a directory this user can create files in';
+
 /**
  * A directory an output goes in cannot be made: a file stands in its way, permission is denied, or
  * its file system takes no new directories (/proc, /sys). Names the directory and, in `errno`, why.
@@ -32,8 +35,30 @@ export class DirectoryError extends KmoeError {
   ) {
     super(`cannot make directory ${dir}: ${problem}`, {
       cause: options.cause,
-      hint: 'write the output under a directory this user can create files in',
+      hint: WRITE_ELSEWHERE,
       details: { dir, ...(options.errno === undefined ? {} : { errno: options.errno }) },
+    });
+  }
+}
+
+/**
+ * An output cannot be written: its directory takes no new files (permission denied, a read-only
+ * file system, /sys), or writing it failed (disk full). `target` names the file, or `in DIR` for a
+ * directory checked before the work; `errno` says why.
+ */
+export class OutputFileError extends KmoeError {
+  constructor(
+    target: string,
+    problem: string,
+    options: { readonly errno?: string | undefined; readonly cause?: unknown } = {},
+  ) {
+    super(`cannot write ${target}: ${problem}`, {
+      cause: options.cause,
+      hint:
+        options.errno === 'ENOSPC'
+          ? 'free space on that file system, or write the output on another'
+          : WRITE_ELSEWHERE,
+      details: { target, ...(options.errno === undefined ? {} : { errno: options.errno }) },
     });
   }
 }

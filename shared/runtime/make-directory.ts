@@ -7,17 +7,22 @@ import { mkdirSync, type Stats, statSync } from 'node:fs';
 import path from 'node:path';
 import { DirectoryError } from './errors.js';
 
-/** What a failed mkdir of `dir` means, in words, for a DirectoryError. */
-function mkdirProblem(dir: string, err: NodeJS.ErrnoException): string {
+/**
+ * What a failed mkdir of `at` (makes: directories) or a failed create or write of the file `at`
+ * (makes: files) means, in words, for a DirectoryError or an OutputFileError.
+ */
+export function refusal(at: string, err: NodeJS.ErrnoException, makes: 'directories' | 'files'): string {
   switch (err.code) {
     case 'ENOENT':
       // Its parent was there a moment ago (made or found): the file system refuses the name.
-      return `${path.dirname(dir)} takes no new directories (ENOENT)`;
+      return `${path.dirname(at)} takes no new ${makes} (ENOENT)`;
     case 'EACCES':
     case 'EPERM':
       return `permission denied (${err.code})`;
     case 'EROFS':
       return 'read-only file system (EROFS)';
+    case 'ENOSPC':
+      return 'no space left on the device (ENOSPC)';
     default:
       return err.code ?? err.message;
   }
@@ -30,7 +35,10 @@ function entryAt(at: string): Stats | undefined {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw new DirectoryError(at, mkdirProblem(at, err as NodeJS.ErrnoException), { errno: code, cause: err });
+    throw new DirectoryError(at, refusal(at, err as NodeJS.ErrnoException, 'directories'), {
+      errno: code,
+      cause: err,
+    });
   }
 }
 
@@ -52,7 +60,7 @@ export function makeDirectory(dir: string): void {
       const e = err as NodeJS.ErrnoException;
       // Made meanwhile by another process (two commands writing under one bench-results/).
       if (e.code === 'EEXIST' && entryAt(level)?.isDirectory()) continue;
-      throw new DirectoryError(level, mkdirProblem(level, e), { errno: e.code, cause: err });
+      throw new DirectoryError(level, refusal(level, e, 'directories'), { errno: e.code, cause: err });
     }
   }
 }

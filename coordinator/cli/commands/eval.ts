@@ -1,13 +1,12 @@
 // `kmoe eval`: perplexity and expert usage of a routing policy on a corpus. With --json, stdout
 // carries only the JSON object; the human-readable report goes to stderr.
 
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CorpusError, parseWindowRange, readTextIds, readU16Ids } from '../../../shared/data/token-ids.js';
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { isProfilePath } from '../../../shared/routing/profile-names.js';
-import { makeDirectory } from '../../../shared/runtime/make-directory.js';
+import { writeOutputFile } from '../../../shared/runtime/output-file.js';
 import { counted } from '../../../shared/text/counted.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
@@ -221,13 +220,12 @@ async function sweep(
       ),
     ];
     human.write(`${lines.join('\n')}\n`);
-    makeDirectory(path.dirname(chart));
-    await fs.writeFile(
+    writeOutputFile(
       chart,
       await sweepChart(`Routing frontier: ${path.basename(corpus)}`, result.native.perplexity, result.points),
     );
     const json = chart.replace(/\.svg$/, '') + '.json';
-    await fs.writeFile(
+    writeOutputFile(
       json,
       `${JSON.stringify({ corpus, windows: ids.length / STANDARD_WINDOW, nativePerplexity: result.native.perplexity, points: result.points }, null, 2)}\n`,
     );

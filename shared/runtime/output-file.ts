@@ -1,0 +1,54 @@
+// The files kmoe writes as results (bench JSON and charts, reports, routing profiles): their
+// directory is checked before the work that makes them, so a bench does not run for an hour to
+// fail at its --out, and each is written whole (temp file + rename), so a crash or a full disk
+// leaves the previous file in place, never half a new one.
+
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { OutputFileError } from './errors.js';
+import { makeDirectory, refusal } from './make-directory.js';
+
+function writeFailure(target: string, at: string, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (!(err instanceof Error) || code === undefined) return err;
+  return new OutputFileError(target, refusal(at, err, 'files'), { errno: code, cause: err });
+}
+
+/**
+ * Makes `dir` and proves that this process can create files in it, by creating and removing one:
+ * access(W_OK) says yes to root almost everywhere (a directory without write permission, /proc,
+ * /sys), where creating a file is refused. Throws DirectoryError or OutputFileError naming `dir`.
+ */
+export function checkOutputDirectory(dir: string): void {
+  makeDirectory(dir);
+  const probe = path.join(dir, `.kmoe-write-check-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    closeSync(openSync(probe, 'wx'));
+    rmSync(probe);
+  } catch (err) {
+    throw writeFailure(`in ${dir}`, probe, err);
+  }
+}
+
+/**
+ * Writes `data` to `file` whole: into a temp file beside it, flushed to disk, then renamed over
+ * `file` (its directory made first). Throws DirectoryError or OutputFileError naming `file`.
+ */
+export function writeOutputFile(file: string, data: string | Uint8Array): void {
+  makeDirectory(path.dirname(path.resolve(file)));
+  const temp = `${file}.${process.pid}.tmp`;
+  try {
+    const fd = openSync(temp, 'w');
+    try {
+      writeFileSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, file);
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw writeFailure(file, file, err);
+  }
+}

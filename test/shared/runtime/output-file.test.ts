@@ -1,0 +1,79 @@
+// Output files: their directory checked by creating a file in it (what access() cannot tell root),
+// and each written whole through a temp file renamed over the old one.
+
+import { linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { KmoeError } from '../../../shared/errors/kmoe-error.js';
+import { DirectoryError, OutputFileError } from '../../../shared/runtime/errors.js';
+import { checkOutputDirectory, writeOutputFile } from '../../../shared/runtime/output-file.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-output-file-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The KmoeError `f` throws. */
+function failure(f: () => void): KmoeError {
+  try {
+    f();
+  } catch (err) {
+    if (err instanceof KmoeError) return err;
+    throw err;
+  }
+  throw new Error('did not fail');
+}
+
+describe('writeOutputFile', () => {
+  it('makes the directory and writes the file, leaving nothing else beside it', () => {
+    const file = path.join(dir, 'a', 'b', 'result.json');
+    writeOutputFile(file, '{"x":1}\n');
+    expect(readFileSync(file, 'utf8')).toBe('{"x":1}\n');
+    writeOutputFile(file, new Uint8Array([0x7b, 0x7d]));
+    expect(readFileSync(file, 'utf8')).toBe('{}');
+    expect(readdirSync(path.dirname(file))).toEqual(['result.json']);
+  });
+
+  it('replaces the file by a new one (rename), never rewriting the old one in place', () => {
+    const file = path.join(dir, 'replaced.json');
+    writeFileSync(file, 'old');
+    // A hard link keeps the old file's contents only if the new ones went to another file.
+    const link = path.join(dir, 'replaced-link.json');
+    linkSync(file, link);
+    writeOutputFile(file, 'new');
+    expect(readFileSync(file, 'utf8')).toBe('new');
+    expect(readFileSync(link, 'utf8')).toBe('old');
+  });
+
+  it('names the file when the write fails, and removes its temp file', () => {
+    const parent = path.join(dir, 'clash');
+    const target = path.join(parent, 'out.json');
+    mkdirSync(target, { recursive: true });
+    // rename of the written temp file over a directory fails (EISDIR).
+    const err = failure(() => writeOutputFile(target, 'x'));
+    expect(err).toBeInstanceOf(OutputFileError);
+    expect(err.message).toBe(`cannot write ${target}: EISDIR`);
+    expect(err.details['errno']).toBe('EISDIR');
+    expect(readdirSync(parent)).toEqual(['out.json']);
+  });
+});
+
+describe('checkOutputDirectory', () => {
+  it('makes a missing directory and leaves it empty', () => {
+    const made = path.join(dir, 'fresh', 'results');
+    checkOutputDirectory(made);
+    expect(readdirSync(made)).toEqual([]);
+  });
+
+  it('refuses a directory that exists but takes no new files, even for root (/sys)', () => {
+    const err = failure(() => checkOutputDirectory('/sys'));
+    expect(err).toBeInstanceOf(OutputFileError);
+    expect(err.message).toBe('cannot write in /sys: permission denied (EACCES)');
+    expect(err.hint).toBe('write the output under a directory this user can create files in');
+  });
+
+  it('refuses a directory that cannot be made, naming the level (/proc)', () => {
+    const err = failure(() => checkOutputDirectory('/proc/kmoe-no-such-dir/out'));
+    expect(err).toBeInstanceOf(DirectoryError);
+    expect(err.message).toMatch(/^cannot make directory \/proc\/kmoe-no-such-dir: /);
+  });
+});
