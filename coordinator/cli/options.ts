@@ -271,11 +271,22 @@ export function parsePath(flag: string, what: string): (raw: string) => string {
 }
 
 /**
- * A file to write: not an existing directory, and under a directory (missing ones are made when
- * the file is written), so a wrong path fails before any work rather than after it.
+ * The parsers of output paths, by what they name: the command checks that it can write there
+ * (program.ts, checkOutputPaths) once the whole line is parsed and before any work.
+ */
+const OUTPUT_PARSERS = new WeakMap<object, 'file' | 'dir'>();
+
+/** Whether `parse` (an option's parseArg) reads a file or a directory the command writes. */
+export function outputPathKind(parse: unknown): 'file' | 'dir' | undefined {
+  return typeof parse === 'function' ? OUTPUT_PARSERS.get(parse) : undefined;
+}
+
+/**
+ * A file to write: not an existing directory, and under a directory (missing ones are made before
+ * the work), so a wrong path fails before any work rather than after it.
  */
 export function parseOutputFile(flag: string): (raw: string) => string {
-  return (raw) => {
+  const parse = (raw: string): string => {
     parsePath(flag, 'a file path')(raw);
     if (/[\\/]$/.test(raw) || statOrUndefined(raw)?.isDirectory())
       throw new UsageError(`${flag} ${raw} is a directory; give the path of a file to write`);
@@ -283,11 +294,13 @@ export function parseOutputFile(flag: string): (raw: string) => string {
     if (blocker !== undefined) throw new UsageError(`${flag} ${raw}: ${blocker} is a file, not a directory`);
     return raw;
   };
+  OUTPUT_PARSERS.set(parse, 'file');
+  return parse;
 }
 
 /** A directory to write into: not an existing file, nor under one (missing directories are made). */
 export function parseOutputDir(flag: string): (raw: string) => string {
-  return (raw) => {
+  const parse = (raw: string): string => {
     parsePath(flag, 'a directory path')(raw);
     const blocker = fileInTheWay(path.resolve(raw));
     if (blocker === undefined) return raw;
@@ -297,6 +310,8 @@ export function parseOutputDir(flag: string): (raw: string) => string {
         : `${flag} ${raw}: ${blocker} is a file, not a directory`,
     );
   };
+  OUTPUT_PARSERS.set(parse, 'dir');
+  return parse;
 }
 
 /** The nearest existing path at or above `dir` when it is not a directory (it would block making `dir`). */

@@ -14,6 +14,8 @@ import {
 import type { Device } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, WIRE_DTYPES, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
+import { DirectoryError, OutputFileError, OutputPathError } from '../../shared/runtime/errors.js';
+import { checkOutputDirectory } from '../../shared/runtime/output-file.js';
 import type { WorkerCommandOptions } from '../../worker/command.js';
 import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
 import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
@@ -34,6 +36,7 @@ import {
   existingProfile,
   namedProfileFile,
   opt,
+  outputPathKind,
   parseAdvertiseUrl,
   parseChoice,
   parseExpertChoice,
@@ -117,8 +120,8 @@ type Run<O> = (options: O, argv: readonly string[]) => Promise<number>;
  * Every command's action, set once its options are all added: the checks of the whole command line
  * in the order a user should hear of them (unknown flags, then values and required options, one
  * policy in --routing spelled twice, then flags that cannot go together and --ids against the
- * model), then whether the device is there,
- * then the implementation, loaded only now.
+ * model), then whether the device is there and the outputs can be written, then the
+ * implementation, loaded only now.
  */
 function action<O>(
   cmd: Command,
@@ -131,6 +134,8 @@ function action<O>(
    */
   { computesFormats = true }: { readonly computesFormats?: boolean } = {},
 ): void {
+  // Before unknownFlagsFirst wraps the parsers that tell them apart.
+  const outputs = outputOptions(cmd);
   const checkFlags = unknownFlagsFirst(cmd);
   cmd.action(async (options: O) => {
     checkFlags();
@@ -143,6 +148,7 @@ function action<O>(
     if (computesFormats) await checkFormatsOnDevice(options);
     if (ids !== undefined && model !== undefined) await checkIdsForModel(model, ids);
     if (computesFormats) await checkDeviceAvailable(options);
+    checkOutputPaths(options, outputs);
     const run = await load();
     outcome.code = await run(options, argsAfter(argv, cmd));
   });
@@ -181,6 +187,45 @@ async function checkFormatsOnDevice(options: unknown): Promise<void> {
 async function checkDeviceAvailable(options: unknown): Promise<void> {
   const { device = 'cpu' } = options as { device?: Device };
   if (device !== 'cpu') (await import('../../shared/onnx/device-check.js')).requireDevice(device);
+}
+
+/** A command's options that name a file or a directory it writes. */
+interface OutputOption {
+  readonly flag: string;
+  readonly key: string;
+  readonly kind: 'file' | 'dir';
+}
+
+function outputOptions(cmd: Command): OutputOption[] {
+  return cmd.options.flatMap((option) => {
+    const kind = outputPathKind(option.parseArg);
+    return kind === undefined
+      ? []
+      : [{ flag: option.long ?? option.flags, key: option.attributeName(), kind }];
+  });
+}
+
+/**
+ * Every output path of the command line, given or default, in a directory made now in which this
+ * process can create a file: a bench found an --out it could not write only when it wrote its
+ * results, after its work (exit 1, naming the flag, the path and the directory).
+ */
+function checkOutputPaths(options: unknown, outputs: readonly OutputOption[]): void {
+  const checked = new Set<string>();
+  for (const { flag, key, kind } of outputs) {
+    const value = (options as Record<string, unknown>)[key];
+    if (typeof value !== 'string') continue;
+    const dir = kind === 'file' ? path.dirname(path.resolve(value)) : path.resolve(value);
+    if (checked.has(dir)) continue;
+    checked.add(dir);
+    try {
+      checkOutputDirectory(dir);
+    } catch (err) {
+      if (err instanceof DirectoryError || err instanceof OutputFileError)
+        throw new OutputPathError(flag, value, err);
+      throw err;
+    }
+  }
 }
 
 /** The options of a command that connects to workers, with the cluster token resolved. */

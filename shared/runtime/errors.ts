@@ -62,3 +62,17 @@ export class OutputFileError extends KmoeError {
     });
   }
 }
+
+/**
+ * An output path of a command line cannot be written (its DirectoryError or OutputFileError, found
+ * before the work), said with the flag and the path as given, default or typed.
+ */
+export class OutputPathError extends KmoeError {
+  constructor(flag: string, given: string, cause: DirectoryError | OutputFileError) {
+    super(`${flag} ${given}: ${cause.message}`, {
+      cause,
+      hint: cause.hint ?? WRITE_ELSEWHERE,
+      details: { flag, path: given, ...cause.details },
+    });
+  }
+}

@@ -17,8 +17,8 @@ function writeFailure(target: string, at: string, err: unknown): unknown {
 
 /**
  * Makes `dir` and proves that this process can create files in it, by creating and removing one:
- * access(W_OK) says yes to root almost everywhere (a directory without write permission, /proc,
- * /sys), where creating a file is refused. Throws DirectoryError or OutputFileError naming `dir`.
+ * access(W_OK) answers from the permission bits, which root passes everywhere, yes to /proc and
+ * /sys, whose file systems refuse the file. Throws DirectoryError or OutputFileError naming `dir`.
  */
 export function checkOutputDirectory(dir: string): void {
   makeDirectory(dir);

@@ -6,7 +6,7 @@ import { CorpusError, parseWindowRange, readTextIds, readU16Ids } from '../../..
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { isProfilePath } from '../../../shared/routing/profile-names.js';
-import { writeOutputFile } from '../../../shared/runtime/output-file.js';
+import { checkOutputDirectory, writeOutputFile } from '../../../shared/runtime/output-file.js';
 import { counted } from '../../../shared/text/counted.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
@@ -200,6 +200,8 @@ async function sweep(
   const extra = o.routing ?? [];
   for (const r of extra) await checkRouting(modelDir, r);
   const chart = o.chart ?? DEFAULT_SWEEP_CHART;
+  // A --chart given was checked with the command line; its default is known only here.
+  if (o.chart === undefined) checkOutputDirectory(path.dirname(path.resolve(chart)));
   const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
   try {
     const series = defaultSweep(engine.info.nativeK);

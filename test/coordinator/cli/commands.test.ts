@@ -1,6 +1,6 @@
 // The kmoe CLI as a user runs it: real processes, the shipped model and data.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -1252,8 +1252,10 @@ describe('registry flags', () => {
   });
 });
 
-describe('an --out under a file system that takes no new directories', () => {
-  it('fails at once with one line naming the directory (exit 1), where mkdir spun under /proc', async () => {
+describe('an output path that cannot be written', () => {
+  const hint = 'hint: write the output under a directory this user can create files in';
+
+  it('under a file system that takes no new directories: fails at once, naming the directory (exit 1), where mkdir spun under /proc', async () => {
     // bench project runs in about a second; a mkdir that loops would run into the timeout.
     const r = await runCli(['bench', 'project', '--out', '/proc/kmoe-no-such-dir/projection.json'], {
       timeoutMs: 60_000,
@@ -1262,10 +1264,69 @@ describe('an --out under a file system that takes no new directories', () => {
     const lines = r.stderr.trim().split('\n');
     // root gets procfs' ENOENT; another user is refused the write permission first.
     expect(lines[0]).toMatch(
-      /^kmoe bench project: error: cannot make directory \/proc\/kmoe-no-such-dir: (\/proc takes no new directories \(ENOENT\)|permission denied \(EACCES\))$/,
+      /^kmoe bench project: error: --out \/proc\/kmoe-no-such-dir\/projection\.json: cannot make directory \/proc\/kmoe-no-such-dir: (\/proc takes no new directories \(ENOENT\)|permission denied \(EACCES\))$/,
     );
-    expect(lines.slice(1)).toEqual([
-      'hint: write the output under a directory this user can create files in',
+    expect(lines.slice(1)).toEqual([hint]);
+    expect(r.stdout).toBe('');
+  });
+
+  it('in a directory that takes no new files, even for root (/sys): fails before the work, not after it', async () => {
+    // eval draws its progress bar from the first window on and writes the trace as it goes; the
+    // trace's directory is refused before the model is loaded, so there is no bar and no report.
+    const r = await evalMan(['--windows', '0:2', '--trace', '/sys/kmoe-trace.jsonl']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      'kmoe eval: error: --trace /sys/kmoe-trace.jsonl: cannot write in /sys: permission denied (EACCES)',
+      hint,
     ]);
+    expect(r.stdout).toBe('');
+  });
+
+  it('is found among several outputs, and none is written: bench expert --out fine --chart refused', async () => {
+    // bench expert times a GEMM and a bandwidth probe before it writes either file.
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-output-check-'));
+    try {
+      const out = path.join(dir, 'new', 'expert.json');
+      const r = await runCli(['bench', 'expert', '--out', out, '--chart', '/sys/kmoe-expert.svg']);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n')).toEqual([
+        'kmoe bench expert: error: --chart /sys/kmoe-expert.svg: cannot write in /sys: permission denied (EACCES)',
+        hint,
+      ]);
+      expect(r.stdout).toBe('');
+      // --out's directory was made and checked (it is empty: the check's file is removed).
+      expect(readdirSync(path.dirname(out))).toEqual([]);
+      // A path under a regular file is a usage error of the command line (exit 2), before it too.
+      const file = path.join(dir, 'plain-file');
+      writeFileSync(file, 'x');
+      const under = await runCli(['bench', 'expert', '--out', path.join(file, 'expert.json')]);
+      expect(under.code).toBe(2);
+      expect(under.stderr.trim().split('\n')[0]).toBe(
+        `kmoe bench expert: error: --out ${path.join(file, 'expert.json')}: ${file} is a file, not a directory`,
+      );
+      expect(under.stdout).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is checked for a command that fills a directory too: bench adaptive-k --profiles-dir', async () => {
+    // Its first calibration takes minutes; the refused directory is reported before it starts.
+    const r = await runCli([
+      'bench',
+      'adaptive-k',
+      '--model',
+      MODEL_DIR,
+      '--profiles-dir',
+      '/sys/kmoe-profiles',
+    ]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    // sysfs refuses root with EPERM; another user is refused the write permission (EACCES).
+    expect(lines[0]).toMatch(
+      /^kmoe bench adaptive-k: error: --profiles-dir \/sys\/kmoe-profiles: cannot make directory \/sys\/kmoe-profiles: permission denied \((EPERM|EACCES)\)$/,
+    );
+    expect(lines.slice(1)).toEqual([hint]);
+    expect(r.stdout).toBe('');
   });
 });
