@@ -157,12 +157,24 @@ export interface ListRules<T> {
   readonly entry?: string;
 }
 
-/** The parsers of comma-separated lists: a list flag given twice is told to give its values in one. */
-const LIST_PARSERS = new WeakSet<object>();
+/**
+ * The parsers of comma-separated lists, each with which of its values are lists (--workers: URLs,
+ * not a count): a list flag given twice is told to give its values in one.
+ */
+const LIST_PARSERS = new WeakMap<object, (raw: string) => boolean>();
 
-/** Whether `parse` (an option's parseArg) reads a comma-separated list. */
-export function takesList(parse: unknown): boolean {
-  return typeof parse === 'function' && LIST_PARSERS.has(parse);
+/** Registers `parse` as a parser of comma-separated lists, lists being the values `isList` says are. */
+export function listParser<P extends (raw: string) => unknown>(
+  parse: P,
+  isList: (raw: string) => boolean = () => true,
+): P {
+  LIST_PARSERS.set(parse, isList);
+  return parse;
+}
+
+/** Whether `parse` (an option's parseArg) reads `raw` as a comma-separated list. */
+export function takesList(parse: unknown, raw: string): boolean {
+  return typeof parse === 'function' && LIST_PARSERS.get(parse)?.(raw) === true;
 }
 
 /**
@@ -181,15 +193,13 @@ export function parseList<T>(
   item: (raw: string) => T,
   rules: ListRules<T> = {},
 ): (raw: string) => T[] {
-  const parse = (raw: string): T[] => {
+  return listParser((raw: string): T[] => {
     const pieces = commaPieces(flag, raw, 'at least one value');
     const values = pieces.map(item);
     if (rules.repeats !== 'allowed')
       refuseRepeats(flag, pieces, values.map(rules.identity ?? ((v) => v)), rules.entry);
     return values;
-  };
-  LIST_PARSERS.add(parse);
-  return parse;
+  });
 }
 
 /** Files, comma-separated: one file given twice, however its path is written, is refused. */
@@ -485,9 +495,12 @@ export type WorkersArg =
   | { readonly kind: 'count'; readonly n: number }
   | { readonly kind: 'urls'; readonly urls: readonly string[] };
 
+/** A count of local workers, not a list. */
+const isWorkerCount = (raw: string) => /^\d+$/.test(raw.trim());
+
 export function parseWorkers(raw: string): WorkersArg {
   const value = raw.trim();
-  if (/^\d+$/.test(value)) return { kind: 'count', n: Number(value) };
+  if (isWorkerCount(value)) return { kind: 'count', n: Number(value) };
   if (value === '') throw new UsageError('--workers takes a count or ws:// URLs');
   const urls = parseList(
     '--workers',
@@ -505,6 +518,7 @@ export function parseWorkers(raw: string): WorkersArg {
   )(value);
   return { kind: 'urls', urls };
 }
+listParser(parseWorkers, (raw) => !isWorkerCount(raw));
 
 /** A server's base URL (`kmoe bench serve --url`): http:// or https:// and a host. */
 export function parseHttpUrl(flag: string): (raw: string) => string {

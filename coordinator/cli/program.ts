@@ -34,6 +34,7 @@ import {
   checkWorkerAuth,
   clusterToken,
   existingProfile,
+  listParser,
   namedProfileFile,
   opt,
   outputPathKind,
@@ -1473,10 +1474,17 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.model())
     .addOption(
       new Option('--policies <list>', 'policies to calibrate, comma-separated; none: only --profiles')
-        .argParser((raw: string) =>
-          raw.trim() === 'none'
-            ? []
-            : parseList('--policies', parseChoice<CalibratedPolicy>('--policies', CALIBRATED_POLICIES))(raw),
+        .argParser(
+          listParser(
+            (raw: string) =>
+              raw.trim() === 'none'
+                ? []
+                : parseList(
+                    '--policies',
+                    parseChoice<CalibratedPolicy>('--policies', CALIBRATED_POLICIES),
+                  )(raw),
+            (raw) => raw.trim() !== 'none',
+          ),
         )
         .default([...CALIBRATED_POLICIES], CALIBRATED_POLICIES.join(',')),
     )

@@ -32,18 +32,23 @@ export function unknownFlagsFirst(cmd: Command): () => void {
   for (const option of cmd.options) {
     // A boolean flag given twice loses nothing; --routing collects its repetitions.
     if ((!option.required && !option.optional) || isRepeatable(option)) continue;
-    const list = takesList(option.parseArg);
-    let given = false;
+    const parse = option.parseArg;
+    const values: string[] = [];
     // Before commander's own listener (a Command is an EventEmitter; its typings name only `on`), so
     // that the repetition is reported before its value's problems.
-    (cmd as unknown as EventEmitter).prependListener(`option:${option.name()}`, () => {
-      if (given)
-        problems.push(
-          new UsageError(
-            `${option.long} is given twice: give it once${list ? ', with its values comma-separated' : ''}`,
-          ),
-        );
-      given = true;
+    (cmd as unknown as EventEmitter).prependListener(`option:${option.name()}`, (raw: unknown) => {
+      // undefined: the value missing at the end of the line, reported on its own.
+      values.push(typeof raw === 'string' ? raw : '');
+      if (values.length !== 2) return;
+      // A list given in two flags is one list: show it written as one.
+      const list = values.every((value) => value !== '' && takesList(parse, value));
+      problems.push(
+        new UsageError(
+          list
+            ? `${option.long} is given twice: it takes a comma-separated list, e.g. ${option.long} ${values.join(',')}`
+            : `${option.long} is given twice: give it once`,
+        ),
+      );
     });
   }
   for (const option of cmd.options) {

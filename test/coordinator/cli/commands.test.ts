@@ -943,12 +943,18 @@ describe('a flag that takes a value, given twice', () => {
     for (const [args, message] of [
       [
         ['eval', ...model, '--ids', 'data/eval/valid.man.u16', '--ids', 'data/eval/valid.code.u16'],
-        '--ids is given twice: give it once, with its values comma-separated',
+        '--ids is given twice: it takes a comma-separated list, e.g. --ids data/eval/valid.man.u16,data/eval/valid.code.u16',
       ],
       [
         ['serve', ...model, '--profiles', 'recommended', '--profiles', 'profiles/recommended.json'],
-        '--profiles is given twice: give it once, with its values comma-separated',
+        '--profiles is given twice: it takes a comma-separated list, e.g. --profiles recommended,profiles/recommended.json',
       ],
+      // --workers takes a list of URLs, but a count is one value: two counts are not one list.
+      [
+        ['serve', ...model, '--workers', 'ws://10.0.0.5:7070', '--workers', 'ws://10.0.0.6:7070'],
+        '--workers is given twice: it takes a comma-separated list, e.g. --workers ws://10.0.0.5:7070,ws://10.0.0.6:7070',
+      ],
+      [['serve', ...model, '--workers', '2', '--workers', '3'], '--workers is given twice: give it once'],
       [['serve', ...model, '--port', '8000', '--port', 'x'], '--port is given twice: give it once'],
       // A flag without a value parser, and one written --flag=value.
       [['generate', ...model, '--prompt', 'a', '--prompt=b'], '--prompt is given twice: give it once'],
@@ -961,6 +967,17 @@ describe('a flag that takes a value, given twice', () => {
         stderr: [`kmoe ${command}: error: ${message}`, `Run 'kmoe ${command} --help' for usage.`],
       });
     }
+    // --policies: a list, or none (no list).
+    const policies = ['bench', 'adaptive-k', ...model, '--policies'];
+    const twice = await runCli([...policies, 'entropy', '--policies', 'topp']);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr.trim().split('\n')[0]).toBe(
+      'kmoe bench adaptive-k: error: --policies is given twice: it takes a comma-separated list, e.g. --policies entropy,topp',
+    );
+    const none = await runCli([...policies, 'none', '--policies', 'topp']);
+    expect(none.stderr.trim().split('\n')[0]).toBe(
+      'kmoe bench adaptive-k: error: --policies is given twice: give it once',
+    );
     const unknown = await runCli(['serve', '--port', '1', '--port', '2', '--bogus']);
     expect(unknown.stderr).toMatch(/^kmoe serve: error: unknown option '--bogus'$/m);
   });
