@@ -15,6 +15,7 @@ import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
 import { ClusterHealth } from '../../cluster/cluster-health.js';
 import { type Membership, StaticMembership } from '../../cluster/membership.js';
 import { registerClusterMetrics } from '../../cluster/registry/cluster-metrics.js';
+import { MemberChanges } from '../../cluster/registry/member-changes.js';
 import { reachableWorkers } from '../../cluster/registry/reachable.js';
 import { RedisMembership } from '../../cluster/registry/redis-membership.js';
 import type { ExpertsOption } from '../../engine/engine.js';
@@ -293,8 +294,10 @@ export async function run(o: ServeOptions): Promise<number> {
 
 /**
  * Applies the registry's joins and leaves to the engine (connect, route; stop routing) and to the
- * cluster health, one change at a time in arrival order. Changes that happened while the engine
- * was starting are applied first: the past leaves, then the members the engine does not know yet.
+ * cluster health: the changes of one URL in arrival order, those of different URLs side by side
+ * (member-changes.ts), so a record whose URL never answers delays no other worker's join. Changes
+ * that happened while the engine was starting are applied first: the past leaves, then the members
+ * the engine does not know yet.
  */
 function followMembership(
   registry: RedisMembership,
@@ -303,10 +306,12 @@ function followMembership(
   connected: readonly string[],
   log: ReturnType<typeof createLogger>,
 ): void {
-  let changes = Promise.resolve();
+  const changes = new MemberChanges((url, err) =>
+    log.error({ worker: url, err: (err as Error).message }, 'a registry change could not be applied'),
+  );
   const known = new Set(connected);
   const join = (url: string, reason: string) => {
-    changes = changes.then(async () => {
+    changes.join(url, async () => {
       try {
         const w = await engine.joinWorker(url);
         known.add(url);
@@ -318,8 +323,8 @@ function followMembership(
     });
   };
   registry.onLeave((e) => {
-    changes = changes.then(async () => {
-      const had = await engine.leaveWorker(e.url).catch(() => false);
+    changes.leave(e.url, async () => {
+      const had = await engine.leaveWorker(e.url);
       if (had) log.info({ worker: e.url, reason: e.reason }, 'worker left: routing nothing more to it');
     });
   });

@@ -1,0 +1,122 @@
+// How `kmoe serve --redis` applies what the registry says, against records a hostile or broken
+// registry holds (real redis-server, real worker processes, a real kmoe serve): records whose URL
+// accepts TCP and never answers must not hold up a real worker's join.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
+import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
+import { type ServeProcess, startServe } from '../../server/serve-process.js';
+
+let redis: RedisServer;
+let client: Redis;
+const workers: WorkerProcess[] = [];
+let server: ServeProcess;
+const silent: { server: Server; url: string; sockets: Socket[] }[] = [];
+
+interface LogLine {
+  readonly msg: string;
+  readonly worker?: string;
+  readonly err?: string;
+}
+
+/** The server's log lines so far (pino JSON). */
+function logLines(): LogLine[] {
+  return server
+    .stderr()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine);
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; server log:\n${server.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function complete(): Promise<string> {
+  const res = await fetch(`${server.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny-mixtral', prompt: 'def fib(n):', max_tokens: 8, temperature: 0 }),
+  });
+  const body = (await res.json()) as { choices?: { text: string }[] };
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${JSON.stringify(body)}`);
+  return body.choices![0]!.text;
+}
+
+/** Writes a record like worker A's, for another id and URL, with a heartbeat now. */
+async function forge(id: string, url: string): Promise<void> {
+  const keys = await client.keys('kmoe:worker:*');
+  const base = JSON.parse((await client.get(keys[0]!))!) as Record<string, unknown>;
+  await client.set(
+    `kmoe:worker:${id}`,
+    JSON.stringify({ ...base, id, url, heartbeatAt: Date.now() }),
+    'PX',
+    60_000,
+  );
+}
+
+/** A TCP listener that accepts connections and never sends a byte. */
+async function silentListener(): Promise<void> {
+  const sockets: Socket[] = [];
+  const s = createServer((sock) => {
+    sockets.push(sock);
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const { port } = s.address() as { port: number };
+  silent.push({ server: s, url: `ws://127.0.0.1:${port}`, sockets });
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = new Redis(redis.url);
+  workers.push(await startWorker('0-7', ['--redis', redis.url]));
+  server = await startServe(['--redis', redis.url, '--wire', 'fp32']);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await Promise.all(workers.map((w) => w.stop()));
+  for (const s of silent) {
+    for (const sock of s.sockets) sock.destroy();
+    s.server.close();
+  }
+  client?.disconnect();
+  await redis?.stop();
+});
+
+describe('registry joins (real redis-server, workers, kmoe serve)', () => {
+  it('a worker registered after three records at silent ports joins while their handshakes are still pending', async () => {
+    const baseline = await complete();
+    for (let i = 0; i < 3; i++) await silentListener();
+    for (const [i, s] of silent.entries()) await forge(`silent-${i}`, s.url);
+    // Every silent URL has been dialled: three handshakes are waiting for an answer that never comes.
+    await until('the silent ports to be dialled', () => silent.every((s) => s.sockets.length > 0));
+    const b = await startWorker('0-7');
+    workers.push(b);
+    await forge('real-b', b.url);
+    await until('worker B to join', () =>
+      logLines().some((l) => l.msg === 'worker joined: routing to it' && l.worker === b.url),
+    );
+    // Serving is not held up by the pending handshakes either.
+    expect(await complete()).toBe(baseline);
+    // Joins applied one at a time would have joined B only after the three handshakes failed.
+    const failed = logLines().filter((l) => l.msg === 'a registered worker could not be connected');
+    expect(failed.map((l) => l.worker)).toEqual([]);
+    // The pending ones do fail, naming the handshake limit.
+    await until('the silent joins to fail', () =>
+      silent.every((s) =>
+        logLines().some((l) => l.msg === 'a registered worker could not be connected' && l.worker === s.url),
+      ),
+    );
+    const reasons = logLines().filter((l) => l.msg === 'a registered worker could not be connected');
+    for (const l of reasons) expect(l.err).toMatch(/no handshake within 10000 ms/);
+  });
+});
