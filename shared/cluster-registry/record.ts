@@ -57,15 +57,26 @@ export const MAX_RECORD_BYTES = 256 * 1024;
 
 /** The record, or undefined when the JSON is too long, does not parse or does not match the schema. */
 export function parseWorkerRecord(json: string): WorkerRecord | undefined {
-  if (json.length > MAX_RECORD_BYTES) return undefined;
+  const r = checkWorkerRecord(json);
+  return typeof r === 'string' ? undefined : r;
+}
+
+/**
+ * The record, or why it is not one (for people; it may quote the record's own text, so quote it
+ * with `printable` before logging it).
+ */
+export function checkWorkerRecord(json: string): WorkerRecord | string {
+  if (json.length > MAX_RECORD_BYTES) return `larger than ${MAX_RECORD_BYTES} bytes`;
   let value: unknown;
   try {
     value = JSON.parse(json);
-  } catch {
-    return undefined;
+  } catch (err) {
+    return `not JSON (${(err as Error).message})`;
   }
   const r = workerRecordSchema.safeParse(value);
-  return r.success ? r.data : undefined;
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  return `${issue.path.length === 0 ? 'the record' : issue.path.join('.')}: ${issue.message}`;
 }
 
 const event = z.object({ event: z.enum(['join', 'leave']), id: z.string() });

@@ -4,10 +4,25 @@
 
 import type { Redis } from 'ioredis';
 import { DEFAULT_PREFIX, registryKeys } from './keys.js';
-import { parseWorkerRecord, type WorkerRecord } from './record.js';
+import { checkWorkerRecord, type WorkerRecord } from './record.js';
 
 /** Every worker record in the registry, sorted by id (records that do not parse are skipped). */
 export async function readWorkers(redis: Redis, prefix = DEFAULT_PREFIX): Promise<WorkerRecord[]> {
+  return (await readRegistry(redis, prefix)).records;
+}
+
+/** A key under the worker pattern whose value is not a worker record. */
+export interface UnreadableRecord {
+  readonly key: string;
+  /** Why, for people (may quote the value: quote it with `printable`). */
+  readonly problem: string;
+}
+
+/** Every worker record in the registry, sorted by id, and the keys whose value is none. */
+export async function readRegistry(
+  redis: Redis,
+  prefix = DEFAULT_PREFIX,
+): Promise<{ readonly records: WorkerRecord[]; readonly unreadable: UnreadableRecord[] }> {
   const keys = registryKeys(prefix);
   const found = new Set<string>();
   let cursor = '0';
@@ -16,15 +31,20 @@ export async function readWorkers(redis: Redis, prefix = DEFAULT_PREFIX): Promis
     for (const k of batch) found.add(k);
     cursor = next;
   } while (cursor !== '0');
-  if (found.size === 0) return [];
+  if (found.size === 0) return { records: [], unreadable: [] };
   const names = [...found].sort();
   const values = await redis.mget(...names);
   const records: WorkerRecord[] = [];
-  for (const v of values) {
-    const r = v === null ? undefined : parseWorkerRecord(v);
-    if (r) records.push(r);
-  }
-  return records.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const unreadable: UnreadableRecord[] = [];
+  values.forEach((v, i) => {
+    // Null: the key expired between SCAN and MGET.
+    if (v === null) return;
+    const r = checkWorkerRecord(v);
+    if (typeof r === 'string') unreadable.push({ key: names[i]!, problem: r });
+    else records.push(r);
+  });
+  records.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return { records, unreadable };
 }
 
 /** Per expert of the model: its holders (ready workers) and the pairs/s they report for it. */

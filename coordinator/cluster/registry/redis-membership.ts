@@ -14,9 +14,10 @@ import {
 } from '../../../shared/cluster-registry/keys.js';
 import { parseRegistryEvent, type WorkerRecord } from '../../../shared/cluster-registry/record.js';
 import { connectRegistry } from '../../../shared/cluster-registry/redis-connection.js';
-import { readWorkers } from '../../../shared/cluster-registry/registry-reader.js';
+import { readRegistry } from '../../../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
+import { printable } from '../../../shared/text/printable.js';
 import type { MemberJoined, MemberLeft, Membership } from '../membership.js';
 
 const MAX_REMEMBERED_LEAVES = 1000;
@@ -57,6 +58,11 @@ export class RedisMembership implements Membership {
   private readFailing = false;
   private lastRead = 0;
   private closed = false;
+  /**
+   * Keys of the records ignored at the last read, with why: each is logged when first seen (or
+   * when its reason changes), not at every poll.
+   */
+  private ignored = new Map<string, string>();
 
   private constructor(
     private readonly o: RedisMembershipOptions,
@@ -173,10 +179,28 @@ export class RedisMembership implements Membership {
     });
   }
 
+  /** Why a ready record is not a member of this coordinator's cluster, if it is not. */
+  private memberProblem(r: WorkerRecord): string | undefined {
+    if (r.url === '') return 'ready without a URL';
+    if (r.fingerprint !== this.o.fingerprint)
+      return `serves another model (fingerprint ${r.fingerprint.slice(0, 16)}, this coordinator's ${this.o.fingerprint.slice(0, 16)})`;
+    const bad = r.experts.find((e) => e >= this.o.numExperts);
+    if (bad !== undefined) return `lists expert ${bad}, but the model has ${this.o.numExperts}`;
+    return undefined;
+  }
+
+  /** Logs the ignored records not logged yet (or ignored for another reason now); forgets the rest. */
+  private logIgnored(ignored: Map<string, string>): void {
+    for (const [key, problem] of ignored)
+      if (this.ignored.get(key) !== problem)
+        this.o.log.warn(`registry: ignoring record ${printable(key)}: ${printable(problem, 500)}`);
+    this.ignored = ignored;
+  }
+
   private async read(): Promise<void> {
-    let records: WorkerRecord[];
+    let read: Awaited<ReturnType<typeof readRegistry>>;
     try {
-      records = await readWorkers(this.redis, this.o.prefix);
+      read = await readRegistry(this.redis, this.o.prefix);
     } catch (err) {
       if (!this.readFailing)
         this.o.log.warn(
@@ -186,15 +210,19 @@ export class RedisMembership implements Membership {
       return;
     }
     this.readFailing = false;
+    const records = read.records;
     this.all = records;
     this.lastRead = Date.now();
+    const ignored = new Map(read.unreadable.map((u) => [u.key, u.problem]));
+    const keys = registryKeys(this.o.prefix ?? DEFAULT_PREFIX);
     const now = new Map<string, WorkerRecord>();
     for (const r of records) {
-      if (r.status !== 'ready' || r.url === '') continue;
-      if (r.fingerprint !== this.o.fingerprint) continue;
-      if (r.experts.some((e) => e >= this.o.numExperts)) continue;
-      now.set(r.id, r);
+      if (r.status !== 'ready') continue;
+      const problem = this.memberProblem(r);
+      if (problem === undefined) now.set(r.id, r);
+      else ignored.set(keys.worker(r.id), problem);
     }
+    this.logIgnored(ignored);
     const trustAbsence = Date.now() - this.readySince >= (this.o.ttlMs ?? WORKER_TTL_MS);
     const leaves: MemberLeft[] = [];
     const next = new Map<string, WorkerRecord>();

@@ -120,3 +120,49 @@ describe('registry joins (real redis-server, workers, kmoe serve)', () => {
     for (const l of reasons) expect(l.err).toMatch(/no handshake within 10000 ms/);
   });
 });
+
+describe('records the coordinator ignores', () => {
+  it('are logged once each, with their text quoted on one line, not at every poll', async () => {
+    const ignoring = () => logLines().filter((l) => l.msg.startsWith('registry: ignoring record'));
+    const before = ignoring().length;
+    const keys = await client.keys('kmoe:worker:*');
+    const base = JSON.parse((await client.get(keys[0]!))!) as Record<string, unknown>;
+    const record = (fields: Record<string, unknown>) => JSON.stringify({ ...base, ...fields });
+    await client.set(
+      'kmoe:worker:bad-url',
+      record({ id: 'bad-url', url: 'http://127.0.0.1:1' }),
+      'PX',
+      60_000,
+    );
+    await client.set('kmoe:worker:not-json', 'not json\u001b[31m\n{"msg":"forged"}', 'PX', 60_000);
+    await client.set(
+      'kmoe:worker:other\nmodel',
+      record({ id: 'other\nmodel', url: 'ws://127.0.0.1:1', fingerprint: 'f'.repeat(64) }),
+      'PX',
+      60_000,
+    );
+    await until('the three records to be logged', () => ignoring().length >= before + 3);
+    // Several polls later (a record written after the wait is logged: later reads happened).
+    await new Promise((r) => setTimeout(r, 3000));
+    await client.set('kmoe:worker:sentinel', record({ id: 'sentinel', url: '' }), 'PX', 60_000);
+    await until('the sentinel to be logged', () => ignoring().some((l) => l.msg.includes('sentinel')));
+    const lines = ignoring().slice(before);
+    expect(lines.map((l) => l.msg)).toEqual([
+      expect.stringMatching(
+        /^registry: ignoring record kmoe:worker:bad-url: url: must be a ws:\/\/ or wss:\/\/ URL$/,
+      ),
+      expect.stringMatching(/^registry: ignoring record kmoe:worker:not-json: not JSON \(.*not json\\u001b/),
+      expect.stringMatching(
+        /^registry: ignoring record kmoe:worker:other\\nmodel: serves another model \(fingerprint ffffffffffffffff,/,
+      ),
+      'registry: ignoring record kmoe:worker:sentinel: ready without a URL',
+    ]);
+    for (const l of lines) expect([l.msg.includes('\n'), l.msg.includes('\u001b')]).toEqual([false, false]);
+    await client.del(
+      'kmoe:worker:bad-url',
+      'kmoe:worker:not-json',
+      'kmoe:worker:other\nmodel',
+      'kmoe:worker:sentinel',
+    );
+  });
+});
