@@ -6,6 +6,13 @@ export interface MemberLeft {
   readonly url: string;
   /** For people: "worker 0 (ws://127.0.0.1:4001) exited (SIGKILL)". */
   readonly reason: string;
+  /**
+   * It did not leave by itself: its registry record expired (no heartbeat for a TTL), so it is
+   * frozen, dead or cut off, and the requests it still has are failed over at once instead of
+   * waiting out the dispatch timeout. Absent: it left by itself (announced, or its process exited)
+   * and answers, or has answered, what it has.
+   */
+  readonly expired?: true;
 }
 
 /** A member joined after the start (or came back): connect to it and route to it. */

@@ -278,9 +278,11 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
 
   /**
    * A worker left the membership: it gets no new work and no reconnects; its connection closes once
-   * the requests it has are answered.
+   * the requests it has are answered. With `gone` (why, for people) it is not answering (its
+   * registry record expired): the connection is dropped now, so the requests it has fail over to
+   * replicas as on a closed socket instead of waiting out the dispatch timeout.
    */
-  leave(url: string): boolean {
+  leave(url: string, gone?: string): boolean {
     const slot = this.slots.find((s) => s.url === url);
     if (!slot) return false;
     if (slot.left) return true;
@@ -289,7 +291,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     slot.timer = undefined;
     this.rebuild();
     const conn = slot.conn;
-    if (conn) void conn.idle().then(() => conn.close());
+    if (conn && gone !== undefined) conn.abandon(gone, 'disconnected');
+    else if (conn) void conn.idle().then(() => conn.close());
     return true;
   }
 

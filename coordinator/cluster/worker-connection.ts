@@ -295,11 +295,12 @@ export class WorkerConnection {
   }
 
   /**
-   * Declares the worker failed without waiting for the socket (it stalled): pending requests fail
-   * as `reason`, `onDown` is called, and the socket is torn down.
+   * Declares the worker failed without waiting for the socket: it stalled (`timeout`), or the
+   * registry says it is gone (`disconnected`). Pending requests fail as `reason` (and go to
+   * replicas), `onDown` is called, and the socket is torn down.
    */
-  abandon(why: string): void {
-    this.drop('timeout', why);
+  abandon(why: string, reason: 'timeout' | 'disconnected' = 'timeout'): void {
+    this.drop(reason, why);
   }
 
   /** Fails the pending requests as `reason` and tears the socket down at once (no close handshake). */

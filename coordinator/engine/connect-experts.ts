@@ -23,7 +23,7 @@ export interface ConnectedExperts extends EngineExperts {
   /** Membership changes while serving (remote experts only; undefined when experts are local). */
   readonly members?: {
     join(url: string): Promise<WorkerExperts>;
-    leave(url: string): boolean;
+    leave(url: string, gone?: string): boolean;
   };
 }
 
@@ -83,6 +83,6 @@ export async function connectExperts(
     expertLoad: () => load.toJSON(),
     placement: backend.placement.workers,
     dispatchStats: (reset) => accounting.dispatchStats(reset),
-    members: { join: (url) => backend.join(url), leave: (url) => backend.leave(url) },
+    members: { join: (url) => backend.join(url), leave: (url, gone) => backend.leave(url, gone) },
   };
 }

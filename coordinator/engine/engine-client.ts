@@ -106,9 +106,12 @@ export class EngineClient {
     return this.call('joinWorker', url);
   }
 
-  /** A worker left the membership: the engine routes nothing more to it. */
-  leaveWorker(url: string): Promise<boolean> {
-    return this.call('leaveWorker', url);
+  /**
+   * A worker left the membership: the engine routes nothing more to it. With `gone` (why) it is
+   * not answering: the requests it has fail over to replicas at once.
+   */
+  leaveWorker(url: string, gone?: string): Promise<boolean> {
+    return this.call('leaveWorker', gone === undefined ? { url } : { url, gone });
   }
 
   step(requests: StepRequest[]): Promise<StepResult> {

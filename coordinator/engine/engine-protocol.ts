@@ -61,8 +61,11 @@ export type EngineSchema = {
   dispatchStats: [boolean, DispatchStatsJSON | null];
   /** A worker joined the membership: connect and route to it (returns the experts it holds). */
   joinWorker: [string, WorkerExperts];
-  /** A worker left the membership: route nothing more to it (false: not a known worker). */
-  leaveWorker: [string, boolean];
+  /**
+   * A worker left the membership: route nothing more to it (false: not a known worker). With
+   * `gone` (why, for people) it is not answering: its requests in flight fail over at once.
+   */
+  leaveWorker: [{ readonly url: string; readonly gone?: string }, boolean];
   /** Pairs per (layer, expert) routed to remote experts (null when local). */
   expertLoad: [null, ExpertLoadJSON | null];
   close: [null, null];

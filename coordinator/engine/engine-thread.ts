@@ -117,9 +117,9 @@ const emit = serveThread<EngineSchema>(
       if (!members) throw new Error('engine thread: experts run in this process; workers cannot join');
       return { result: await members.join(url) };
     },
-    leaveWorker(url) {
+    leaveWorker({ url, gone }) {
       ready();
-      return { result: experts?.members?.leave(url) ?? false };
+      return { result: experts?.members?.leave(url, gone) ?? false };
     },
     async close() {
       await engine?.close();
@@ -128,8 +128,10 @@ const emit = serveThread<EngineSchema>(
       return { result: null };
     },
   },
-  // A join waits for its worker's handshake (up to its timeout, for a registry record whose URL
-  // never answers): it must not hold up the steps queued behind it, nor other joins. It only adds
-  // a slot and swaps the cluster view, as a reconnect does between a layer's awaits.
-  { concurrent: ['joinWorker'] },
+  // Membership changes run beside the queue, as a reconnect or a dropped socket does between a
+  // layer's awaits (they add or retire a slot and swap the cluster view). A join waits for its
+  // worker's handshake (up to its timeout, for a registry record whose URL never answers) and must
+  // not hold up the steps queued behind it; a leave of a worker that stopped answering must reach
+  // the step waiting for it, to fail its requests over. The caller orders the changes of one URL.
+  { concurrent: ['joinWorker', 'leaveWorker'] },
 );

@@ -324,7 +324,10 @@ function followMembership(
   };
   registry.onLeave((e) => {
     changes.leave(e.url, async () => {
-      const had = await engine.leaveWorker(e.url);
+      const had = await engine.leaveWorker(
+        e.url,
+        e.expired === true ? `is gone from the registry (${e.reason})` : undefined,
+      );
       if (had) log.info({ worker: e.url, reason: e.reason }, 'worker left: routing nothing more to it');
     });
   });

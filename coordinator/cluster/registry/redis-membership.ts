@@ -243,7 +243,10 @@ export class RedisMembership implements Membership {
         : this.deregistered.has(id)
           ? 'deregistered'
           : 'heartbeat expired';
-      leaves.push({ url: old.url, reason: `worker ${id} (${old.url}) ${why}` });
+      const reason = `worker ${id} (${old.url}) ${why}`;
+      leaves.push(
+        why === 'heartbeat expired' ? { url: old.url, reason, expired: true } : { url: old.url, reason },
+      );
     }
     const joins: MemberJoined[] = [];
     for (const [id, cur] of now) {

@@ -1,10 +1,13 @@
 // How `kmoe serve --redis` applies what the registry says, against records a hostile or broken
 // registry holds (real redis-server, real worker processes, a real kmoe serve): records whose URL
-// accepts TCP and never answers must not hold up a real worker's join.
+// accepts TCP and never answers must not hold up a real worker's join; ignored records are logged
+// once; a frozen worker's requests fail over once its record expires. The dispatch timeout is 120 s
+// so that a request that waited it out cannot pass for one that failed over.
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scrape } from '../../../helpers/prometheus.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
 import { type ServeProcess, startServe } from '../../server/serve-process.js';
@@ -39,8 +42,9 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
   }
 }
 
-async function complete(): Promise<string> {
+async function complete(signal?: AbortSignal): Promise<string> {
   const res = await fetch(`${server.url}/v1/completions`, {
+    ...(signal === undefined ? {} : { signal }),
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'tiny-mixtral', prompt: 'def fib(n):', max_tokens: 8, temperature: 0 }),
@@ -78,7 +82,7 @@ beforeAll(async () => {
   redis = await startRedis();
   client = new Redis(redis.url);
   workers.push(await startWorker('0-7', ['--redis', redis.url]));
-  server = await startServe(['--redis', redis.url, '--wire', 'fp32']);
+  server = await startServe(['--redis', redis.url, '--wire', 'fp32', '--dispatch-timeout', '120000']);
 });
 
 afterAll(async () => {
@@ -164,5 +168,35 @@ describe('records the coordinator ignores', () => {
       'kmoe:worker:other\nmodel',
       'kmoe:worker:sentinel',
     );
+  });
+});
+
+describe('a worker frozen with SIGSTOP', () => {
+  it('has its requests failed over to a replica once its registry record expires, not at the dispatch timeout', async () => {
+    const c = await startWorker('0-7', ['--redis', redis.url]);
+    workers.push(c);
+    await until('worker C to join', () =>
+      logLines().some((l) => l.msg === 'worker joined: routing to it' && l.worker === c.url),
+    );
+    const baseline = await complete();
+    const retried = async () => (await scrape(`${server.url}/metrics`))('kmoe_dispatch_retried_pairs_total');
+    const retriedBefore = await retried();
+    c.child.kill('SIGSTOP');
+    try {
+      // Three requests in one batch: the first layer sent after the freeze gives C some of its pairs,
+      // which wait for C. Half the dispatch timeout: a request that waited it out fails here.
+      const texts = await Promise.all([0, 1, 2].map(() => complete(AbortSignal.timeout(60_000))));
+      expect(texts).toEqual([baseline, baseline, baseline]);
+    } finally {
+      c.child.kill('SIGCONT');
+    }
+    expect(await retried()).toBeGreaterThan(retriedBefore);
+    const down = logLines().filter(
+      (l) => l.msg === 'a worker that left the registry closed its connection' && l.worker === c.url,
+    ) as (LogLine & { reason?: string })[];
+    expect(down.map((l) => l.reason)).toEqual([
+      expect.stringMatching(/^is gone from the registry \(worker \S+ \(ws:\/\/\S+\) heartbeat expired\)$/),
+    ]);
+    expect(server.stderr()).not.toContain('sent no result within');
   });
 });
