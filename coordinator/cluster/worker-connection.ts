@@ -458,6 +458,9 @@ export class WorkerConnection {
         this.onDrain?.(this.drainReason);
       }
     } else if (msg.type === 'holdings') {
+      // A notice of the set the worker already holds changes nothing; passing it on would rebuild
+      // the placement once per message for a worker that repeats it in a loop.
+      if (msg.experts.length === this.held.length && msg.experts.every((e, i) => e === this.held[i])) return;
       this.held = msg.experts;
       this.onHoldings?.(msg.experts);
     } else if (msg.type === 'error') {

@@ -10,11 +10,15 @@ import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { HandshakeError, WorkerRequestError } from '../../../coordinator/cluster/errors.js';
-import { RemoteExpertBackend } from '../../../coordinator/cluster/remote-expert-backend.js';
+import {
+  type ClusterEvents,
+  RemoteExpertBackend,
+  type WorkerUp,
+} from '../../../coordinator/cluster/remote-expert-backend.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import { randomClusterToken } from '../../../shared/protocol/auth.js';
-import { type DecodeLimits, encodeErrorReply } from '../../../shared/protocol/codec.js';
+import { type DecodeLimits, encodeErrorReply, encodeHoldings } from '../../../shared/protocol/codec.js';
 import { f32 } from '../../../shared/tensor.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import {
@@ -50,10 +54,11 @@ const assignment: ExpertAssignment = {
   weights: Float32Array.from({ length: 2 * TOKENS }, (_, j) => (j % 2 === 0 ? 0.7 : 0.3)),
 };
 
-async function backend(workers: string[]): Promise<RemoteExpertBackend> {
+async function backend(workers: string[], events: ClusterEvents = {}): Promise<RemoteExpertBackend> {
   const be = await RemoteExpertBackend.connect(
     { workers, wire: 'fp32', timeoutMs: 20_000, balance: 'baseline' },
     { fingerprint, ...MODEL },
+    events,
   );
   backends.push(be);
   return be;
@@ -170,6 +175,24 @@ function flood(socket: Socket, total: number): Promise<number> {
     pump();
   });
 }
+
+describe('a worker that repeats its holdings notice', () => {
+  it('changes the placement once per new set, not once per notice', async () => {
+    const url = await relay((r) => {
+      if (r.msg?.type === 'result') {
+        for (let i = 0; i < 50; i++) r.send(encodeHoldings({ experts: [0, 1, 2, 3] }));
+        for (let i = 0; i < 50; i++) r.send(encodeHoldings({ experts: [0, 1, 2] }));
+      }
+      r.send(r.bytes);
+    });
+    const ups: WorkerUp[] = [];
+    const be = await backend([url, b.url], { up: (e) => ups.push(e) });
+    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+    // The welcome said 0-3: the first 50 notices repeat it; of the next 50 only the first is news.
+    expect(ups).toEqual([{ url, experts: [0, 1, 2], why: 'holdings' }]);
+    expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2]);
+  });
+});
 
 describe('text a worker chooses', () => {
   it('an error reply with line breaks and terminal escapes is quoted as one bounded line', async () => {
