@@ -44,6 +44,25 @@ export class WorkerRequestError extends KmoeError {
   }
 }
 
+/**
+ * The residual stream of a layer is beyond what float32 normalisation can hold after the workers'
+ * results were added: every result was finite, but too large for any expert's output (a broken or
+ * hostile worker). Named here, rather than as the NaN router score of the next layer it causes.
+ */
+export class ExpertResultOverflowError extends KmoeError {
+  constructor(
+    readonly layer: number,
+    readonly worker: string,
+    message: string,
+  ) {
+    super(message, {
+      code: 'expert_result_overflow',
+      details: { layer, worker },
+      hint: 'check that worker (its weights, its kmoe release) or take it out of the cluster; real expert outputs are many orders of magnitude smaller',
+    });
+  }
+}
+
 // Raised when a worker process started by this one (kmoe local-cluster) exits or stays silent
 // before printing its ready line. Carries the end of its stderr, which says why.
 export class WorkerStartError extends KmoeError {

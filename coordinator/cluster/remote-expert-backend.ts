@@ -8,6 +8,7 @@
 // Runs on the engine thread; knows sockets and bytes, never routing policies or accounting
 // (dispatch-accounting.ts observes the transfers it reports).
 
+import { normOverflows } from '../../shared/model/norm-overflow.js';
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { ClusterSecret } from '../../shared/protocol/auth.js';
 import {
@@ -34,7 +35,7 @@ import {
 } from './balance.js';
 import { mergeShares, planDispatch, type WorkerShare } from './dispatch-plan.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from './dispatch-timeout.js';
-import { PlacementError, WorkerRequestError } from './errors.js';
+import { ExpertResultOverflowError, PlacementError, WorkerRequestError } from './errors.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
 import { WorkerConnection } from './worker-connection.js';
 
@@ -433,6 +434,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       const r = d.result;
       addRows(accumulate, fromWire(r.partial, r.wire, this.widened(r.partial.length)), d.share.tokens, H);
     }
+    this.checkCombined(layer, accumulate, done);
     return {
       messages,
       firstId: Math.max(0, firstId),
@@ -599,6 +601,48 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         this.scheduleReconnect(worker);
       },
     );
+  }
+
+  /**
+   * Workers' results are checked for NaN and infinity as they arrive (worker-connection.ts), but
+   * finite values can still be too large: 3e38 added into the residual, or squared by the next
+   * layer's RMSNorm, overflows float32, and the next layer's router scores come out NaN, an error
+   * that names the router, not the worker. So the rows the results were added to are checked as
+   * the next layer will use them (normOverflows), and a row that overflows fails the layer naming
+   * the worker whose result holds the largest value for that token.
+   */
+  private checkCombined(
+    layer: number,
+    accumulate: Float32Array,
+    done: readonly { share: WorkerShare; result: DispatchResult }[],
+  ): void {
+    const H = this.model.hidden;
+    const checked = new Uint8Array(accumulate.length / H);
+    for (const d of done)
+      for (const t of d.share.tokens) {
+        if (checked[t] === 1) continue;
+        checked[t] = 1;
+        if (!normOverflows(accumulate.subarray(t * H, (t + 1) * H))) continue;
+        let worst = { worker: -1, value: 0 };
+        for (const e of done) {
+          const row = e.share.tokens.indexOf(t);
+          if (row < 0) continue;
+          const partial = fromWire(
+            e.result.partial,
+            e.result.wire,
+            new Float32Array(e.result.partial.length),
+          );
+          for (let i = row * H; i < (row + 1) * H; i++)
+            if (Math.abs(partial[i]!) >= Math.abs(worst.value))
+              worst = { worker: e.share.worker, value: partial[i]! };
+        }
+        const url = this.slots[worst.worker]?.url ?? 'unknown';
+        throw new ExpertResultOverflowError(
+          layer,
+          url,
+          `layer ${layer}: the hidden state of token ${t} is beyond what float32 normalisation can hold after adding the workers' expert results (finite, but far too large: the largest, ${worst.value}, came from worker ${url})`,
+        );
+      }
   }
 
   /** fp32 scratch for widening 16-bit partial sums (one reply is combined at a time). */

@@ -5,6 +5,7 @@
 
 import { KmoeError } from '../../shared/errors/kmoe-error.js';
 import { assertRunnable, Checkpoint } from '../../shared/model/checkpoint.js';
+import { normOverflows } from '../../shared/model/norm-overflow.js';
 import type { SessionSettings } from '../../shared/onnx/session.js';
 import type { WireDType } from '../../shared/protocol/wire-dtype.js';
 import { RoutingConfigError, RoutingProfileError, RoutingSpecError } from '../../shared/routing/errors.js';
@@ -428,7 +429,7 @@ export class Engine {
         });
         const groupLogits = await this.runner.logits(last, members.length);
         members.forEach((i, b) => {
-          if (overflows(last.subarray(b * H, (b + 1) * H))) {
+          if (normOverflows(last.subarray(b * H, (b + 1) * H))) {
             const message = `the forward pass under routing ${items[i]!.policy.spec} overflowed for sequence ${requests[i]!.seqId}: its hidden state is beyond what float32 normalisation can hold, so its logits mean nothing (a routing profile whose expertMeans or expertSubstitutes values are too large does this)`;
             if (!isolate) throw new KmoeError(message, { code: 'hidden_state_overflow' });
             failed.push({ index: i, reason: 'overflow', missing: [], layer: undefined, message });
@@ -662,15 +663,3 @@ function isRoutingRefusal(err: unknown): err is RoutingSpecError | RoutingProfil
     err instanceof RoutingSpecError || err instanceof RoutingProfileError || err instanceof RoutingConfigError
   );
 }
-
-/**
- * A final hidden state RMSNorm cannot normalise in float32: a NaN or infinity, or a sum of squares
- * beyond float32's range (the norm then divides by infinity and every logit comes out 0).
- */
-function overflows(row: Float32Array): boolean {
-  let sumSquares = 0;
-  for (let i = 0; i < row.length; i++) sumSquares += row[i]! * row[i]!;
-  return !(sumSquares < FLOAT32_MAX);
-}
-
-const FLOAT32_MAX = 3.4028234663852886e38;

@@ -9,7 +9,11 @@
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
-import { HandshakeError, WorkerRequestError } from '../../../coordinator/cluster/errors.js';
+import {
+  ExpertResultOverflowError,
+  HandshakeError,
+  WorkerRequestError,
+} from '../../../coordinator/cluster/errors.js';
 import {
   type ClusterEvents,
   RemoteExpertBackend,
@@ -141,6 +145,20 @@ describe('a worker that answers with values no worker sends', () => {
     expect((err as WorkerRequestError).reason).toBe('bad-reply');
     expect((err as Error).message).toContain(url);
     expect((err as Error).message).toMatch(/non-finite value \(NaN or infinity\) for token \d+ at element 3/);
+  });
+
+  it('a finite result too large for float32 normalisation (3e38) fails the layer naming the worker, not the router', async () => {
+    const url = await relay(poison(3e38));
+    const err = await layer(await backend([url, b.url])).then(
+      (acc) => new Error(`accepted: element ${H + 3} is ${acc[H + 3]}`),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ExpertResultOverflowError);
+    expect((err as ExpertResultOverflowError).layer).toBe(1);
+    expect((err as ExpertResultOverflowError).worker).toBe(url);
+    expect((err as Error).message).toMatch(
+      /^layer 1: the hidden state of token \d+ is beyond what float32 normalisation can hold after adding the workers' expert results \(finite, but far too large: the largest, 3\.0000000\d*e\+38, came from worker ws:/,
+    );
   });
 
   it('a result holding NaN goes to the replica: the layer equals the reference', async () => {
