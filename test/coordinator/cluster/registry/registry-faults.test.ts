@@ -5,6 +5,7 @@
 
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { greedyCompletion } from '../../../helpers/greedy-completion.js';
 import { restartablePort } from '../../../helpers/ports.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { requestLoops } from '../../../helpers/request-loops.js';
@@ -17,15 +18,8 @@ const workers: WorkerProcess[] = [];
 let server: ServeProcess | undefined;
 let bPort: number;
 
-async function complete(): Promise<string> {
-  const res = await fetch(`${server!.url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tiny-mixtral', prompt: 'def fib(n):', max_tokens: 8, temperature: 0 }),
-  });
-  const body = (await res.json()) as { choices?: { text: string }[] };
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${JSON.stringify(body)}`);
-  return body.choices![0]!.text;
+function complete(): Promise<string> {
+  return greedyCompletion(server!.url);
 }
 
 /** The record of the worker at `url`, as the registry holds it. */

@@ -7,6 +7,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { greedyCompletion } from '../../../helpers/greedy-completion.js';
 import { scrape } from '../../../helpers/prometheus.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
@@ -42,16 +43,8 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
   }
 }
 
-async function complete(signal?: AbortSignal): Promise<string> {
-  const res = await fetch(`${server.url}/v1/completions`, {
-    ...(signal === undefined ? {} : { signal }),
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tiny-mixtral', prompt: 'def fib(n):', max_tokens: 8, temperature: 0 }),
-  });
-  const body = (await res.json()) as { choices?: { text: string }[] };
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${JSON.stringify(body)}`);
-  return body.choices![0]!.text;
+function complete(signal?: AbortSignal): Promise<string> {
+  return greedyCompletion(server.url, signal);
 }
 
 /** Writes a record like worker A's, for another id and URL, with a heartbeat now. */
