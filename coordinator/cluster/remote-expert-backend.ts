@@ -266,7 +266,15 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       this.rebuild();
     }
     const joined = slot;
-    if (joined.conn?.usable) return Promise.resolve({ url, experts: joined.experts });
+    if (joined.conn?.usable) {
+      // Back before the connection of its leave closed (it had requests to answer): routed to
+      // again on that connection, which its leave then no longer closes.
+      if (joined.left) {
+        joined.left = false;
+        this.rebuild();
+      }
+      return Promise.resolve({ url, experts: joined.experts });
+    }
     joined.left = false;
     joined.attempt = 0;
     if (joined.timer) clearTimeout(joined.timer);
@@ -293,7 +301,10 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     this.rebuild();
     const conn = slot.conn;
     if (conn && gone !== undefined) conn.abandon(gone, 'disconnected');
-    else if (conn) void conn.idle().then(() => conn.close());
+    else if (conn)
+      void conn.idle().then(() => {
+        if (slot.left && slot.conn === conn) void conn.close();
+      });
     return true;
   }
 
