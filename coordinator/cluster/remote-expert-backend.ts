@@ -619,8 +619,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    * finite values can still be too large: 3e38 added into the residual, or squared by the next
    * layer's RMSNorm, overflows float32, and the next layer's router scores come out NaN, an error
    * that names the router, not the worker. So the rows the results were added to are checked as
-   * the next layer will use them (normOverflows), and a row that overflows fails the layer naming
-   * the worker whose result holds the largest value for that token.
+   * the next layer will use them (normOverflows), and a row whose workers' results overflow on
+   * their own fails the layer naming the worker whose result holds the largest value for that
+   * token. Checked only then, on the error path: the common case costs one pass per row.
    */
   private checkCombined(
     layer: number,
@@ -634,6 +635,11 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         if (checked[t] === 1) continue;
         checked[t] = 1;
         if (!normOverflows(accumulate.subarray(t * H, (t + 1) * H))) continue;
+        // The workers' share of the row: only if it overflows on its own is it theirs. A residual
+        // that was already too large (a request's routing prior of 1e20, which an API client may
+        // send) is that request's, and the engine's final-state check fails it alone; blaming a
+        // worker here failed the whole step, every other client's sequences with it.
+        const contribution = new Float32Array(H);
         let worst = { worker: -1, value: 0 };
         for (const e of done) {
           const row = e.share.tokens.indexOf(t);
@@ -643,10 +649,13 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
             e.result.wire,
             new Float32Array(e.result.partial.length),
           );
-          for (let i = row * H; i < (row + 1) * H; i++)
+          for (let i = row * H; i < (row + 1) * H; i++) {
+            contribution[i - row * H]! += partial[i]!;
             if (Math.abs(partial[i]!) >= Math.abs(worst.value))
               worst = { worker: e.share.worker, value: partial[i]! };
+          }
         }
+        if (!normOverflows(contribution)) continue;
         const url = this.slots[worst.worker]?.url ?? 'unknown';
         throw new ExpertResultOverflowError(
           layer,

@@ -161,6 +161,17 @@ describe('a worker that answers with values no worker sends', () => {
     );
   });
 
+  it('a residual already too large before the results (a routing prior of 1e20) is not blamed on a worker', async () => {
+    // What an API client's inline profile does: the layer adds the workers' ordinary results to
+    // it; the engine's final-state check fails that request alone, not the whole step.
+    const be = await backend([await relay((r) => r.send(r.bytes)), b.url]);
+    const acc = new Float32Array(TOKENS * H);
+    acc.fill(1e20, H, 2 * H);
+    await be.compute(1, x, assignment, acc);
+    expect(acc[H]).toBe(Math.fround(Math.fround(1e20) + reference[H]!));
+    expect(Array.from(acc.subarray(0, H))).toEqual(Array.from(reference.subarray(0, H)));
+  });
+
   it('a result holding NaN goes to the replica: the layer equals the reference', async () => {
     const be = await backend([await relay(poison(Number.NaN)), c.url]);
     const before = poisoned;
