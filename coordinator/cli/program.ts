@@ -2,7 +2,7 @@
 // text. Implementations are imported only when their command runs, so `kmoe --help` and usage
 // errors never load onnxruntime or a model.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { WeightFormatDeviceError } from '../../shared/onnx/errors.js';
@@ -216,6 +216,10 @@ function checkOutputPaths(options: unknown, outputs: readonly OutputOption[]): v
   for (const { flag, key, kind } of outputs) {
     const value = (options as Record<string, unknown>)[key];
     if (typeof value !== 'string') continue;
+    // A device or FIFO (--out /dev/null) is written in place (writeOutputFile): its directory,
+    // which may take no new files (/dev for anyone but root), is not where the output goes.
+    const existing = kind === 'file' ? statSync(value, { throwIfNoEntry: false }) : undefined;
+    if (existing !== undefined && !existing.isFile() && !existing.isDirectory()) continue;
     const dir = kind === 'file' ? path.dirname(path.resolve(value)) : path.resolve(value);
     if (checked.has(dir)) continue;
     checked.add(dir);

@@ -4,7 +4,16 @@
 // leaves the previous file in place, never half a new one.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { OutputFileError } from './errors.js';
 import { makeDirectory, refusal } from './make-directory.js';
@@ -37,16 +46,31 @@ export function checkOutputDirectory(dir: string): void {
  */
 export function writeOutputFile(file: string, data: string | Uint8Array): void {
   makeDirectory(path.dirname(path.resolve(file)));
-  const temp = `${file}.${process.pid}.tmp`;
+  // What is there already decides how: a device or a FIFO (--out /dev/null, /dev/stdout, a pipe)
+  // is written to, as before the temp file, never replaced (renaming over /dev/null as root
+  // replaced it with a regular file for every process); a symlink's target is replaced, not the
+  // link.
+  const existing = statSync(file, { throwIfNoEntry: false });
+  if (existing !== undefined && !existing.isFile() && !existing.isDirectory()) {
+    try {
+      writeFileSync(file, data);
+    } catch (err) {
+      throw writeFailure(file, file, err);
+    }
+    return;
+  }
+  const target = existing === undefined ? file : realpathSync(file);
+  // Created, never opened if there (O_EXCL: a link planted under this name is not followed).
+  const temp = `${target}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   try {
-    const fd = openSync(temp, 'w');
+    const fd = openSync(temp, 'wx');
     try {
       writeFileSync(fd, data);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
-    renameSync(temp, file);
+    renameSync(temp, target);
   } catch (err) {
     rmSync(temp, { force: true });
     throw writeFailure(file, file, err);

@@ -1,7 +1,18 @@
 // Output files: their directory checked by creating a file in it (what access() cannot tell root),
 // and each written whole through a temp file renamed over the old one.
 
-import { linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import {
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -42,6 +53,34 @@ describe('writeOutputFile', () => {
     writeOutputFile(file, 'new');
     expect(readFileSync(file, 'utf8')).toBe('new');
     expect(readFileSync(link, 'utf8')).toBe('old');
+  });
+
+  it('writes into a FIFO (or a device: --out /dev/null) in place, never replacing it by a file', async () => {
+    const fifo = path.join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    // The reader, another process: killed after a while if nothing is ever written to the FIFO
+    // (a rename over it leaves it waiting for a writer), so the test fails instead of hanging.
+    const reader = spawn('cat', [fifo]);
+    let text = '';
+    reader.stdout.on('data', (d: Buffer) => (text += d.toString('utf8')));
+    const ended = new Promise<void>((resolve) => reader.once('close', () => resolve()));
+    const guard = setTimeout(() => reader.kill('SIGKILL'), 5000);
+    writeOutputFile(fifo, '{"x":3}\n');
+    await ended;
+    clearTimeout(guard);
+    expect(text).toBe('{"x":3}\n');
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  it('replaces the target of a symlink, keeping the link', () => {
+    const sub = path.join(dir, 'linked');
+    mkdirSync(sub);
+    writeFileSync(path.join(sub, 'run-5.json'), 'old');
+    symlinkSync('run-5.json', path.join(sub, 'latest.json'));
+    writeOutputFile(path.join(sub, 'latest.json'), '{"x":4}\n');
+    expect(lstatSync(path.join(sub, 'latest.json')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(path.join(sub, 'run-5.json'), 'utf8')).toBe('{"x":4}\n');
+    expect(readdirSync(sub).sort()).toEqual(['latest.json', 'run-5.json']);
   });
 
   it('names the file when the write fails, and removes its temp file', () => {
