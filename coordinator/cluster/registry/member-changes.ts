@@ -5,8 +5,10 @@
 /**
  * Joins that may wait for a handshake at once. A join of a URL that accepts TCP and never answers
  * holds its place for the whole handshake timeout: a few places let a real worker through behind
- * several such records, while a registry holding thousands of them (hostile or stale) makes the
- * coordinator open at most this many sockets for them at a time; the others wait their turn.
+ * several such records, while a registry holding thousands of them (hostile or stale) has at most
+ * this many first handshakes open at a time; the others wait their turn. (A URL whose first join
+ * failed is then retried in the background like any lost worker, outside this limit:
+ * docs/expert-parallelism.md, "Not done".)
  */
 export const MAX_CONCURRENT_JOINS = 8;
 

@@ -19,7 +19,10 @@ const H = 256;
 const MODEL = { numLayers: 4, numExperts: 8, hidden: H, nativeK: 2 };
 const limits: DecodeLimits = { maxFrameBytes: 1 << 30, hidden: H, numExperts: 8, numLayers: 4 };
 const TOKENS = 4;
-const x = f32([TOKENS, H], Float32Array.from({ length: TOKENS * H }, (_, i) => Math.sin(i * 0.37) * 0.8));
+const x = f32(
+  [TOKENS, H],
+  Float32Array.from({ length: TOKENS * H }, (_, i) => Math.sin(i * 0.37) * 0.8),
+);
 /** Every token to experts 0 and 1: only A holds them. */
 const assignment: ExpertAssignment = {
   numTokens: TOKENS,

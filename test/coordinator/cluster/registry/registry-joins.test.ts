@@ -75,7 +75,18 @@ beforeAll(async () => {
   redis = await startRedis();
   client = new Redis(redis.url);
   workers.push(await startWorker('0-7', ['--redis', redis.url]));
-  server = await startServe(['--redis', redis.url, '--wire', 'fp32', '--dispatch-timeout', '120000']);
+  // Baseline balance gives each layer's first expert to the lowest-index live holder (worker A, the
+  // first to join), so a frozen A is sent pairs at once; k-aware balance could route around it.
+  server = await startServe([
+    '--redis',
+    redis.url,
+    '--wire',
+    'fp32',
+    '--dispatch-timeout',
+    '120000',
+    '--balance',
+    'baseline',
+  ]);
 });
 
 afterAll(async () => {
@@ -166,26 +177,27 @@ describe('records the coordinator ignores', () => {
 
 describe('a worker frozen with SIGSTOP', () => {
   it('has its requests failed over to a replica once its registry record expires, not at the dispatch timeout', async () => {
+    // C is a replica for A's experts; A (workers[0], joined first) is the one frozen.
     const c = await startWorker('0-7', ['--redis', redis.url]);
     workers.push(c);
     await until('worker C to join', () =>
       logLines().some((l) => l.msg === 'worker joined: routing to it' && l.worker === c.url),
     );
+    const a = workers[0]!;
     const baseline = await complete();
     const retried = async () => (await scrape(`${server.url}/metrics`))('kmoe_dispatch_retried_pairs_total');
     const retriedBefore = await retried();
-    c.child.kill('SIGSTOP');
+    a.child.kill('SIGSTOP');
     try {
-      // Three requests in one batch: the first layer sent after the freeze gives C some of its pairs,
-      // which wait for C. Half the dispatch timeout: a request that waited it out fails here.
+      // The first layer sent after the freeze gives A pairs (baseline balance), which wait for A. Half the dispatch timeout: a request that waited it out fails here.
       const texts = await Promise.all([0, 1, 2].map(() => complete(AbortSignal.timeout(60_000))));
       expect(texts).toEqual([baseline, baseline, baseline]);
     } finally {
-      c.child.kill('SIGCONT');
+      a.child.kill('SIGCONT');
     }
     expect(await retried()).toBeGreaterThan(retriedBefore);
     const down = logLines().filter(
-      (l) => l.msg === 'a worker that left the registry closed its connection' && l.worker === c.url,
+      (l) => l.msg === 'a worker that left the registry closed its connection' && l.worker === a.url,
     ) as (LogLine & { reason?: string })[];
     expect(down.map((l) => l.reason)).toEqual([
       expect.stringMatching(/^is gone from the registry \(worker \S+ \(ws:\/\/\S+\) heartbeat expired\)$/),
