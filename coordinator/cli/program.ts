@@ -207,9 +207,10 @@ function outputOptions(cmd: Command): OutputOption[] {
 }
 
 /**
- * Every output path of the command line, given or default, in a directory made now in which this
- * process can create a file: a bench found an --out it could not write only when it wrote its
- * results, after its work (exit 1, naming the flag, the path and the directory).
+ * Every output path of the command line, given or default, in a directory in which this process
+ * can create a file (or could make it, and then create one; nothing is made here): a bench found an
+ * --out it could not write only when it wrote its results, after its work (exit 1, naming the flag,
+ * the path and the directory).
  */
 function checkOutputPaths(options: unknown, outputs: readonly OutputOption[]): void {
   const checked = new Set<string>();

@@ -7,15 +7,17 @@ import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   fsyncSync,
+  mkdirSync,
   openSync,
   realpathSync,
   renameSync,
   rmSync,
+  type Stats,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { OutputFileError } from './errors.js';
+import { DirectoryError, OutputFileError } from './errors.js';
 import { makeDirectory, refusal } from './make-directory.js';
 
 function writeFailure(target: string, at: string, err: unknown): unknown {
@@ -24,19 +26,71 @@ function writeFailure(target: string, at: string, err: unknown): unknown {
   return new OutputFileError(target, refusal(at, err, 'files'), { errno: code, cause: err });
 }
 
+/** The entry at `at`; undefined when there is none, or a file stands where a parent should be. */
+function entryAt(at: string): Stats | undefined {
+  try {
+    return statSync(at);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
 /**
- * Makes `dir` and proves that this process can create files in it, by creating and removing one:
- * access(W_OK) answers from the permission bits, which root passes everywhere, yes to /proc and
- * /sys, whose file systems refuse the file. Throws DirectoryError or OutputFileError naming `dir`.
+ * Proves that this process can write files in `dir` without making it or anything else: the
+ * nearest existing directory at or above `dir` is found and a probe made there and removed (a file
+ * when `dir` exists; when it is missing, a directory with a file in it, as writing will make
+ * `dir`). access(W_OK) answers from the permission bits, which root passes everywhere, yes to /proc
+ * and /sys, whose file systems refuse the file. Making the directories is left to the write
+ * (writeOutputFile), so a command that stops before it (a usage error found later, a server not
+ * there) leaves no empty directories behind. Throws DirectoryError or OutputFileError naming `dir`.
  */
 export function checkOutputDirectory(dir: string): void {
-  makeDirectory(dir);
-  const probe = path.join(dir, `.kmoe-write-check-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const wanted = path.resolve(dir);
+  let at = wanted;
+  let firstMissing: string | undefined;
+  for (;;) {
+    const entry = entryAt(at);
+    if (entry?.isDirectory()) break;
+    if (entry !== undefined)
+      throw new DirectoryError(dir, `${at} is a file, not a directory`, { errno: 'ENOTDIR' });
+    firstMissing = at;
+    if (at === path.dirname(at)) break;
+    at = path.dirname(at);
+  }
+  const name = `.kmoe-write-check-${process.pid}-${randomBytes(4).toString('hex')}`;
+  if (firstMissing === undefined) {
+    const probe = path.join(at, name);
+    try {
+      closeSync(openSync(probe, 'wx'));
+      rmSync(probe);
+    } catch (err) {
+      throw writeFailure(`in ${dir}`, probe, err);
+    }
+    return;
+  }
+  const probeDir = path.join(at, name);
   try {
-    closeSync(openSync(probe, 'wx'));
-    rmSync(probe);
+    mkdirSync(probeDir);
   } catch (err) {
-    throw writeFailure(`in ${dir}`, probe, err);
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === undefined) throw err;
+    // Named as the level that writing would fail to make.
+    throw new DirectoryError(firstMissing, refusal(firstMissing, e, 'directories'), {
+      errno: e.code,
+      cause: err,
+    });
+  }
+  try {
+    const probe = path.join(probeDir, 'probe');
+    try {
+      closeSync(openSync(probe, 'wx'));
+    } catch (err) {
+      throw writeFailure(`in ${dir}`, probe, err);
+    }
+  } finally {
+    rmSync(probeDir, { recursive: true, force: true });
   }
 }
 

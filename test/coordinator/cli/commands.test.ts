@@ -1311,8 +1311,8 @@ describe('an output path that cannot be written', () => {
         hint,
       ]);
       expect(r.stdout).toBe('');
-      // --out's directory was made and checked (it is empty: the check's file is removed).
-      expect(readdirSync(path.dirname(out))).toEqual([]);
+      // --out's directory was checked, not made: a refused command leaves no empty directory.
+      expect(readdirSync(dir)).toEqual([]);
       // A path under a regular file is a usage error of the command line (exit 2), before it too.
       const file = path.join(dir, 'plain-file');
       writeFileSync(file, 'x');
@@ -1322,6 +1322,19 @@ describe('an output path that cannot be written', () => {
         `kmoe bench expert: error: --out ${path.join(file, 'expert.json')}: ${file} is a file, not a directory`,
       );
       expect(under.stdout).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is checked without making its directory: a command refused later leaves no empty directory', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-output-nomkdir-'));
+    try {
+      // --chart passes the output check; eval then refuses it without --sweep (exit 2).
+      const r = await evalMan(['--chart', path.join(dir, 'new', 'deeper', 'p.svg')]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('--chart draws the --sweep results: add --sweep');
+      expect(readdirSync(dir)).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

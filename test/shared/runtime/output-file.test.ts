@@ -3,6 +3,7 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import {
+  existsSync,
   linkSync,
   lstatSync,
   mkdirSync,
@@ -97,10 +98,25 @@ describe('writeOutputFile', () => {
 });
 
 describe('checkOutputDirectory', () => {
-  it('makes a missing directory and leaves it empty', () => {
-    const made = path.join(dir, 'fresh', 'results');
-    checkOutputDirectory(made);
-    expect(readdirSync(made)).toEqual([]);
+  it('makes no directory: a missing one is checked at its nearest existing ancestor, left as it was', () => {
+    const parent = path.join(dir, 'ancestor');
+    mkdirSync(parent);
+    checkOutputDirectory(path.join(parent, 'fresh', 'results'));
+    expect(existsSync(path.join(parent, 'fresh'))).toBe(false);
+    // The probes are removed.
+    expect(readdirSync(parent)).toEqual([]);
+    checkOutputDirectory(parent);
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
+  it('refuses a directory under a regular file, naming the file', () => {
+    const file = path.join(dir, 'plain');
+    writeFileSync(file, 'x');
+    const err = failure(() => checkOutputDirectory(path.join(file, 'a', 'b')));
+    expect(err).toBeInstanceOf(DirectoryError);
+    expect(err.message).toBe(
+      `cannot make directory ${path.join(file, 'a', 'b')}: ${file} is a file, not a directory`,
+    );
   });
 
   it('refuses a directory that exists but takes no new files, even for root (/sys)', () => {
