@@ -204,7 +204,9 @@ export function parseList<T>(
 
 /** Files, comma-separated: one file given twice, however its path is written, is refused. */
 export function parseFiles(flag: string): (raw: string) => string[] {
-  return parseList(flag, (file) => file, { identity: (file) => path.resolve(file), entry: 'file' });
+  return inputParser(
+    parseList(flag, (file) => file, { identity: (file) => path.resolve(file), entry: 'file' }),
+  );
 }
 
 /** The first entry whose key an earlier one has is a usage error naming both (as the list parser gave them: a resolved path for a profile). */
@@ -269,49 +271,81 @@ export function parseListenHost(raw: string): string {
 }
 
 /**
- * A path a flag names (a file to read, a directory): an empty value is refused. It named nothing in
- * the error it led to ("model directory not found: "), or was taken for the flag not given at all;
- * an unset variable in `--model "$DIR"` is the usual cause.
+ * The parsers of paths a command reads (files, a checkpoint directory): an output path that is one
+ * of them is refused before any work (program.ts), where it overwrote the input (`eval --ids X
+ * --trace X` destroyed the corpus).
  */
+const INPUT_PARSERS = new WeakSet<object>();
+
+/** Whether `parse` (an option's parseArg) reads the path or paths of something the command reads. */
+export function readsInputPaths(parse: unknown): boolean {
+  return typeof parse === 'function' && INPUT_PARSERS.has(parse);
+}
+
+/** Registers `parse` as a parser of input paths. */
+function inputParser<P extends (raw: string) => unknown>(parse: P): P {
+  INPUT_PARSERS.add(parse);
+  return parse;
+}
+
+/**
+ * An empty value is refused. It named nothing in the error it led to ("model directory not found:
+ * "), or was taken for the flag not given at all; an unset variable in `--model "$DIR"` is the
+ * usual cause.
+ */
+function nonEmptyPath(flag: string, what: string, raw: string): string {
+  if (raw.trim() === '') throw new UsageError(`${flag} needs ${what}, got an empty value`);
+  return raw;
+}
+
+/** A path a flag names to read (a file, a directory): an empty value is refused (nonEmptyPath). */
 export function parsePath(flag: string, what: string): (raw: string) => string {
-  return (raw) => {
-    if (raw.trim() === '') throw new UsageError(`${flag} needs ${what}, got an empty value`);
-    return raw;
-  };
+  return inputParser((raw: string) => nonEmptyPath(flag, what, raw));
+}
+
+/** A path to write, as its parser says: a file or a directory, and the files written beside a file. */
+export interface OutputPathParser {
+  readonly kind: 'file' | 'dir';
+  /** The files the command writes beside the one named (bench project: the .md beside its JSON). */
+  readonly beside: (file: string) => string[];
 }
 
 /**
  * The parsers of output paths, by what they name: the command checks that it can write there
  * (program.ts, checkOutputPaths) once the whole line is parsed and before any work.
  */
-const OUTPUT_PARSERS = new WeakMap<object, 'file' | 'dir'>();
+const OUTPUT_PARSERS = new WeakMap<object, OutputPathParser>();
 
-/** Whether `parse` (an option's parseArg) reads a file or a directory the command writes. */
-export function outputPathKind(parse: unknown): 'file' | 'dir' | undefined {
+/** What `parse` (an option's parseArg) names when it reads a file or a directory the command writes. */
+export function outputPathOf(parse: unknown): OutputPathParser | undefined {
   return typeof parse === 'function' ? OUTPUT_PARSERS.get(parse) : undefined;
 }
 
 /**
- * A file to write: not an existing directory, and under a directory (missing ones are made before
- * the work), so a wrong path fails before any work rather than after it.
+ * A file to write: not an existing directory, and under a directory (missing ones are made when
+ * it is written), so a wrong path fails before any work rather than after it. `beside`: the files
+ * the command writes next to it, derived from its path.
  */
-export function parseOutputFile(flag: string): (raw: string) => string {
+export function parseOutputFile(
+  flag: string,
+  beside: (file: string) => string[] = () => [],
+): (raw: string) => string {
   const parse = (raw: string): string => {
-    parsePath(flag, 'a file path')(raw);
+    nonEmptyPath(flag, 'a file path', raw);
     if (/[\\/]$/.test(raw) || statOrUndefined(raw)?.isDirectory())
       throw new UsageError(`${flag} ${raw} is a directory; give the path of a file to write`);
     const blocker = fileInTheWay(path.dirname(path.resolve(raw)));
     if (blocker !== undefined) throw new UsageError(`${flag} ${raw}: ${blocker} is a file, not a directory`);
     return raw;
   };
-  OUTPUT_PARSERS.set(parse, 'file');
+  OUTPUT_PARSERS.set(parse, { kind: 'file', beside });
   return parse;
 }
 
 /** A directory to write into: not an existing file, nor under one (missing directories are made). */
 export function parseOutputDir(flag: string): (raw: string) => string {
   const parse = (raw: string): string => {
-    parsePath(flag, 'a directory path')(raw);
+    nonEmptyPath(flag, 'a directory path', raw);
     const blocker = fileInTheWay(path.resolve(raw));
     if (blocker === undefined) return raw;
     throw new UsageError(
@@ -320,7 +354,7 @@ export function parseOutputDir(flag: string): (raw: string) => string {
         : `${flag} ${raw}: ${blocker} is a file, not a directory`,
     );
   };
-  OUTPUT_PARSERS.set(parse, 'dir');
+  OUTPUT_PARSERS.set(parse, { kind: 'dir', beside: () => [] });
   return parse;
 }
 
@@ -354,8 +388,8 @@ export function parseSize(flag: string, r: Range = {}): (raw: string) => number 
   };
 }
 
-function parseModelDir(raw: string): string {
-  parsePath('--model', 'a checkpoint directory')(raw);
+const parseModelDir = inputParser((raw: string): string => {
+  nonEmptyPath('--model', 'a checkpoint directory', raw);
   let isDir: boolean;
   try {
     isDir = statSync(raw).isDirectory();
@@ -368,7 +402,7 @@ function parseModelDir(raw: string): string {
   if (statOrUndefined(path.join(raw, 'config.json')) === undefined)
     throw new UsageError(`--model ${raw} has no config.json: not a Hugging Face checkpoint directory`);
   return raw;
-}
+});
 
 const ROUTING_GRAMMAR =
   'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:TAU | profile.json | recommended';
@@ -548,7 +582,7 @@ export function parseRedisUrl(raw: string): string {
  * connection. The value is the PEM text.
  */
 export function parseRedisCa(file: string): string {
-  parsePath('--redis-ca', 'a PEM certificate file')(file);
+  nonEmptyPath('--redis-ca', 'a PEM certificate file', file);
   let pem: string;
   try {
     pem = readFileSync(file, 'utf8');
@@ -803,8 +837,11 @@ export const opt = {
   /** `dir`: a directory the command fills (synth), checked by the command itself. */
   out: (description: string, value: 'file' | 'dir' = 'file') => {
     const option = new Option(`--out <${value}>`, description);
+    // A directory the command fills is checked by the command; not an input, so not parsePath.
     return option.argParser(
-      value === 'file' ? parseOutputFile('--out') : parsePath('--out', 'a directory path'),
+      value === 'file'
+        ? parseOutputFile('--out')
+        : (raw: string) => nonEmptyPath('--out', 'a directory path', raw),
     );
   },
   chart: (description: string) =>

@@ -2,7 +2,7 @@
 // text. Implementations are imported only when their command runs, so `kmoe --help` and usage
 // errors never load onnxruntime or a model.
 
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, type Stats, statSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { WeightFormatDeviceError } from '../../shared/onnx/errors.js';
@@ -19,6 +19,7 @@ import { checkOutputDirectory } from '../../shared/runtime/output-file.js';
 import type { WorkerCommandOptions } from '../../worker/command.js';
 import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
 import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
+import { jsonBeside, markdownBeside } from '../bench/report/companion-files.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { GREEDY, MAX_TEMPERATURE } from '../sampling.js';
@@ -37,7 +38,7 @@ import {
   listParser,
   namedProfileFile,
   opt,
-  outputPathKind,
+  outputPathOf,
   parseAdvertiseUrl,
   parseChoice,
   parseExpertChoice,
@@ -54,6 +55,7 @@ import {
   parseSize,
   parseVersus,
   parseWorkers,
+  readsInputPaths,
   singleIds,
   type WorkersArg,
   windowsFlag,
@@ -137,6 +139,7 @@ function action<O>(
 ): void {
   // Before unknownFlagsFirst wraps the parsers that tell them apart.
   const outputs = outputOptions(cmd);
+  const inputs = inputOptions(cmd);
   const checkFlags = unknownFlagsFirst(cmd);
   cmd.action(async (options: O) => {
     checkFlags();
@@ -146,6 +149,7 @@ function action<O>(
       routing?: readonly string[];
     };
     if (routing !== undefined) await checkRoutingRepeats(routing);
+    checkOutputsApart(options, outputs, inputs);
     if (computesFormats) await checkFormatsOnDevice(options);
     if (ids !== undefined && model !== undefined) await checkIdsForModel(model, ids);
     if (computesFormats) await checkDeviceAvailable(options);
@@ -195,15 +199,101 @@ interface OutputOption {
   readonly flag: string;
   readonly key: string;
   readonly kind: 'file' | 'dir';
+  /** The files the command writes beside the one named. */
+  readonly beside: (file: string) => string[];
 }
 
 function outputOptions(cmd: Command): OutputOption[] {
   return cmd.options.flatMap((option) => {
-    const kind = outputPathKind(option.parseArg);
-    return kind === undefined
+    const output = outputPathOf(option.parseArg);
+    return output === undefined
       ? []
-      : [{ flag: option.long ?? option.flags, key: option.attributeName(), kind }];
+      : [{ flag: option.long ?? option.flags, key: option.attributeName(), ...output }];
   });
+}
+
+/** A command's options that name files or directories it reads. */
+interface InputOption {
+  readonly flag: string;
+  readonly key: string;
+}
+
+function inputOptions(cmd: Command): InputOption[] {
+  return cmd.options.flatMap((option) =>
+    readsInputPaths(option.parseArg)
+      ? [{ flag: option.long ?? option.flags, key: option.attributeName() }]
+      : [],
+  );
+}
+
+/** A path of the command line, as it was written and what it is on disk. */
+interface NamedPath {
+  /** How the message names it: `--out x.json`, or `x.md (written beside --out x.json)`. */
+  readonly label: string;
+  readonly resolved: string;
+  readonly stat: Stats | undefined;
+}
+
+function namedPath(label: string, file: string): NamedPath {
+  let stat: Stats | undefined;
+  try {
+    stat = statSync(file);
+  } catch {
+    // Not there (or under a file): compared by its resolved path alone.
+  }
+  return { label, resolved: path.resolve(file), stat };
+}
+
+/** One file by name (`./x` and `x`) or, both being there, by device and inode (a symlink, a hard link). */
+function sameFile(a: NamedPath, b: NamedPath): boolean {
+  if (a.resolved === b.resolved) return true;
+  return (
+    a.stat !== undefined && b.stat !== undefined && a.stat.dev === b.stat.dev && a.stat.ino === b.stat.ino
+  );
+}
+
+/**
+ * Every file the command line writes (given or default, and the files written beside them) is
+ * apart from every other it writes and from every path it reads: `eval --ids X --trace X`
+ * truncated the corpus it was about to read, `bench traffic --out S --chart S` wrote the chart
+ * over the JSON. A usage error naming both flags. Devices and FIFOs (--out /dev/null twice) are
+ * written in place, not replaced, and are left out.
+ */
+function checkOutputsApart(
+  options: unknown,
+  outputs: readonly OutputOption[],
+  inputs: readonly InputOption[],
+): void {
+  const values = options as Record<string, unknown>;
+  const written: NamedPath[] = [];
+  for (const { flag, key, kind, beside } of outputs) {
+    const value = values[key];
+    if (kind !== 'file' || typeof value !== 'string') continue;
+    const named = [
+      namedPath(`${flag} ${value}`, value),
+      ...beside(value).map((file) => namedPath(`${file} (written beside ${flag} ${value})`, file)),
+    ];
+    for (const file of named) {
+      if (file.stat !== undefined && !file.stat.isFile()) continue;
+      const other = written.find((w) => sameFile(w, file));
+      if (other !== undefined)
+        throw new UsageError(`${other.label} and ${file.label} are one file: give each output its own path`);
+      written.push(file);
+    }
+  }
+  for (const { flag, key } of inputs) {
+    const value = values[key];
+    const files = typeof value === 'string' ? [value] : Array.isArray(value) ? value : [];
+    for (const file of files) {
+      if (typeof file !== 'string') continue;
+      const read = namedPath(`${flag} ${file}`, file);
+      const other = written.find((w) => sameFile(w, read));
+      if (other !== undefined)
+        throw new UsageError(
+          `${other.label} would overwrite ${read.label}, which it reads: write the output elsewhere`,
+        );
+    }
+  }
 }
 
 /**
@@ -333,7 +423,13 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
           'profiles) and draw the Pareto chart; experts in this process',
       ),
     )
-    .addOption(opt.chart('with --sweep: SVG chart path (default: bench-results/pareto.svg)'))
+    .addOption(
+      opt
+        .chart(
+          'with --sweep: SVG chart path (default: bench-results/pareto.svg); its JSON is written beside it',
+        )
+        .argParser(parseOutputFile('--chart', (file) => [jsonBeside(file)])),
+    )
     .addOption(
       new Option(
         '--json',
@@ -1681,7 +1777,11 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
         .argParser(parseNumber('--rtt-ms', { min: 0 }))
         .default(0.05),
     )
-    .addOption(opt.out('JSON results (a .md table beside it)').default('bench-results/projection.json'));
+    .addOption(
+      new Option('--out <file>', 'JSON results (a .md table beside it)')
+        .argParser(parseOutputFile('--out', (file) => [markdownBeside(file)]))
+        .default('bench-results/projection.json'),
+    );
   action(projectCmd, argv, outcome, async () => {
     const { run } = await import('../scale/projection-report.js');
     return (o: Omit<Parameters<typeof run>[0], 'hosts'> & { hosts: string[] }, args) =>

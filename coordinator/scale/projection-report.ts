@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { writeOutputFile } from '../../shared/runtime/output-file.js';
+import { markdownBeside } from '../bench/report/companion-files.js';
 import { PlanError } from './errors.js';
 import { presetConfig } from './presets.js';
 import {
@@ -238,7 +239,7 @@ export async function run(o: ProjectOptions, argv: readonly string[]): Promise<n
     o.out,
     `${JSON.stringify({ benchmark: 'projection', command: `kmoe bench project ${argv.join(' ')}`.trim(), assumptions: notes, inputs, rows }, null, 2)}\n`,
   );
-  const mdPath = o.out.replace(/\.json$/, '') + '.md';
+  const mdPath = markdownBeside(o.out);
   writeOutputFile(mdPath, md);
   process.stdout.write(`${md}\nwrote ${o.out} and ${mdPath}\n`);
   return 0;

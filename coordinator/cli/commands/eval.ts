@@ -8,6 +8,7 @@ import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { isProfilePath } from '../../../shared/routing/profile-names.js';
 import { checkOutputDirectory, writeOutputFile } from '../../../shared/runtime/output-file.js';
 import { counted } from '../../../shared/text/counted.js';
+import { jsonBeside } from '../../bench/report/companion-files.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
 import { type DispatchSummary, summarizeDispatch } from '../../cluster/dispatch-stats.js';
@@ -226,7 +227,7 @@ async function sweep(
       chart,
       await sweepChart(`Routing frontier: ${path.basename(corpus)}`, result.native.perplexity, result.points),
     );
-    const json = chart.replace(/\.svg$/, '') + '.json';
+    const json = jsonBeside(chart);
     writeOutputFile(
       json,
       `${JSON.stringify({ corpus, windows: ids.length / STANDARD_WINDOW, nativePerplexity: result.native.perplexity, points: result.points }, null, 2)}\n`,

@@ -1,10 +1,10 @@
 // The kmoe CLI as a user runs it: real processes, the shipped model and data.
 
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { decodeRate } from '../../../coordinator/cli/commands/generate.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { lastJsonLine, runCli } from '../../helpers/cli.js';
@@ -1266,6 +1266,76 @@ describe('registry flags', () => {
     const r = await runCli(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
+  });
+});
+
+describe('an output path that is an input or another output', () => {
+  // Each was accepted and the output written over the other file: the corpus, the trace read, the JSON.
+  const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-output-apart-'));
+  const corpus = readFileSync(path.join(ROOT, 'data/eval/valid.man.u16'));
+  writeFileSync(path.join(dir, 'X.u16'), corpus);
+  symlinkSync(path.join(dir, 'X.u16'), path.join(dir, 'link.u16'));
+  writeFileSync(path.join(dir, 't.jsonl'), 'trace\n');
+  writeFileSync(path.join(dir, 'p.md'), 'adaptive-k\n');
+  const at = (file: string) => path.join(dir, file);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each([
+    [
+      ['eval', '--model', MODEL_DIR, '--ids', at('X.u16'), '--trace', at('X.u16')],
+      `kmoe eval: error: --trace ${at('X.u16')} would overwrite --ids ${at('X.u16')}, which it reads: write the output elsewhere`,
+    ],
+    // Through a symlink, and written another way (./ and a doubled slash): still the same file.
+    [
+      ['eval', '--model', MODEL_DIR, '--ids', `${dir}/./X.u16`, '--trace', at('link.u16')],
+      `kmoe eval: error: --trace ${at('link.u16')} would overwrite --ids ${dir}/./X.u16, which it reads: write the output elsewhere`,
+    ],
+    [
+      ['bench', 'traffic', '--trace', at('t.jsonl'), '--out', `${dir}//t.jsonl`],
+      `kmoe bench traffic: error: --out ${dir}//t.jsonl would overwrite --trace ${at('t.jsonl')}, which it reads: write the output elsewhere`,
+    ],
+    [
+      ['bench', 'traffic', '--trace', at('t.jsonl'), '--out', at('S.json'), '--chart', at('S.json')],
+      `kmoe bench traffic: error: --out ${at('S.json')} and --chart ${at('S.json')} are one file: give each output its own path`,
+    ],
+    // A file the command writes beside the one named counts too.
+    [
+      ['bench', 'project', '--out', at('p.json'), '--adaptive-k', at('p.md')],
+      `kmoe bench project: error: ${at('p.md')} (written beside --out ${at('p.json')}) would overwrite --adaptive-k ${at('p.md')}, which it reads: write the output elsewhere`,
+    ],
+  ])('%j is a usage error naming both, and nothing is written', async (args, message) => {
+    const r = await runCli(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')[0]).toBe(message);
+    expect(readFileSync(at('X.u16'))).toEqual(corpus);
+    expect(readFileSync(at('t.jsonl'), 'utf8')).toBe('trace\n');
+    expect(readFileSync(at('p.md'), 'utf8')).toBe('adaptive-k\n');
+    expect(readdirSync(dir).sort()).toEqual(['X.u16', 'link.u16', 'p.md', 't.jsonl']);
+  });
+
+  it('two outputs on one device are not one file: --out /dev/null --chart /dev/null runs', async () => {
+    const r = await runCli([
+      'bench',
+      'expert',
+      '--out',
+      '/dev/null',
+      '--chart',
+      '/dev/null',
+      '--seconds',
+      '0',
+      '--batches',
+      '1',
+      '--bandwidth-mib',
+      '1',
+      '--peak',
+      '8,8,8',
+      '--hidden',
+      '32',
+      '--ffn',
+      '32',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('wrote /dev/null and /dev/null');
   });
 });
 
