@@ -832,7 +832,11 @@ export const opt = {
     REPEATABLE.add(option);
     return option;
   },
-  ids: (description: string) => new Option('--ids <files>', description).argParser(parseFiles('--ids')),
+  /** `file`: a command that reads one corpus, whose --ids is no list (nor hinted to be one when given twice). */
+  ids: (description: string, takes: 'files' | 'file' = 'files') =>
+    new Option(`--ids <${takes}>`, description).argParser(
+      takes === 'files' ? parseFiles('--ids') : parseOneIdsFile,
+    ),
   windows: (description: string) => new Option('--windows <range>', description),
   /** `dir`: a directory the command fills (synth), checked by the command itself. */
   out: (description: string, value: 'file' | 'dir' = 'file') => {
@@ -1036,9 +1040,17 @@ export function requireOneWindow(source: string, ids: Uint16Array, windowLen: nu
   );
 }
 
-/** The --ids value of a command that reads one corpus. */
+/**
+ * `--ids` of a command that reads one corpus: one file, in a list of one (the type of --ids
+ * everywhere). Not a list parser, so `--ids a --ids b` is told to give it once, not to list both.
+ */
+const parseOneIdsFile = inputParser((raw: string): string[] => {
+  const files = parseFiles('--ids')(raw);
+  if (files.length > 1) throw new UsageError(`--ids takes one file here, got ${files.length}`);
+  return files;
+});
+
+/** The --ids value of a command that reads one corpus (parseOneIdsFile allows no more). */
 export function singleIds(ids: readonly string[] | undefined): string | undefined {
-  if (ids === undefined) return undefined;
-  if (ids.length > 1) throw new UsageError(`--ids takes one file here, got ${ids.length}`);
-  return ids[0];
+  return ids?.[0];
 }

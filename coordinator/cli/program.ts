@@ -393,7 +393,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
   // ---- eval ----
   const evalCmd = sub(program, 'eval', 'perplexity and expert usage on a corpus')
     .addOption(opt.model())
-    .addOption(opt.ids('token ids, little-endian uint16 (e.g. data/eval/valid.code.u16)'))
+    .addOption(opt.ids('token ids, little-endian uint16 (e.g. data/eval/valid.code.u16)', 'file'))
     .addOption(
       new Option(
         '--text <file>',
@@ -1084,7 +1084,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
 
   const model = sub(bench, 'model', 'prefill and decode throughput of one process')
     .addOption(opt.model())
-    .addOption(opt.ids('corpus').default(['data/eval/valid.docs.u16'], 'data/eval/valid.docs.u16'))
+    .addOption(opt.ids('corpus', 'file').default(['data/eval/valid.docs.u16'], 'data/eval/valid.docs.u16'))
     .addOption(opt.windows('START:END windows of the corpus each prefill measurement runs').default('0:64'))
     .addOption(
       new Option('--decode-tokens <n>', 'tokens per decode measurement')
@@ -1200,7 +1200,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.rounds(3))
     .addOption(
       opt
-        .ids('corpus the prompts are cut from')
+        .ids('corpus the prompts are cut from', 'file')
         .default(['data/eval/valid.man.u16'], 'data/eval/valid.man.u16'),
     )
     .addOption(opt.workers('0'))
@@ -1224,7 +1224,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.rounds(5))
     .addOption(
       opt
-        .ids('corpus the prompts are cut from')
+        .ids('corpus the prompts are cut from', 'file')
         .default(['data/eval/valid.man.u16'], 'data/eval/valid.man.u16'),
     )
     .addOption(opt.workers('2', 'count'))
@@ -1249,7 +1249,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
 
   const dispatch = sub(bench, 'dispatch', 'network bytes per token of expert parallelism, vs native top-K')
     .addOption(opt.model())
-    .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'))
+    .addOption(opt.ids('corpus', 'file').default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'))
     .addOption(opt.windows('START:END windows').default('0:100'))
     .addOption(
       new Option('--cluster-sizes <n,...>', 'local clusters to run: worker counts, comma-separated')
@@ -1330,7 +1330,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
 
   const balance = sub(bench, 'balance', 'replica balancing: baseline vs k-aware on skewed local clusters')
     .addOption(opt.model())
-    .addOption(opt.ids('corpus').default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'))
+    .addOption(opt.ids('corpus', 'file').default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'))
     .addOption(opt.windows('START:END windows').default('0:40'))
     .addOption(
       new Option('--cluster-sizes <n,...>', 'local clusters to run: worker counts, comma-separated')
@@ -1371,7 +1371,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.model())
     .addOption(
       opt
-        .ids('corpus (the prompt is its first tokens)')
+        .ids('corpus (the prompt is its first tokens)', 'file')
         .default(['data/eval/valid.code.u16'], 'data/eval/valid.code.u16'),
     )
     .addOption(

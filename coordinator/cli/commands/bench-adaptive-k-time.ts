@@ -11,7 +11,6 @@ export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Pr
   const routing = singleRouting(o.routing);
   if (routing === undefined)
     throw new UsageError('--routing is required (the candidate to compare with native)');
-  if (o.ids.length !== 1) throw new UsageError('--ids takes one corpus here');
   await checkRouting(o.model, routing);
   const workers: WorkersArg = o.workers ?? { kind: 'count', n: 0 };
   await checkPlacement(o.model, workers, o);

@@ -14,7 +14,6 @@ export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Pr
     throw new UsageError(
       '--workers takes a count of at least 1 here: the workers are started by this command',
     );
-  if (o.ids.length !== 1) throw new UsageError('--ids takes one corpus here');
   const routing = singleRouting(o.routing);
   if (routing !== undefined) await checkRouting(o.model, routing);
   await checkPlacement(o.model, workers, o);

@@ -941,9 +941,19 @@ describe('a flag that takes a value, given twice', () => {
   it('is a usage error naming the flag, after an unknown flag and before its own value', async () => {
     const model = ['--model', MODEL_DIR];
     for (const [args, message] of [
+      // eval reads one corpus: its --ids is no list, so the list is not suggested.
       [
         ['eval', ...model, '--ids', 'data/eval/valid.man.u16', '--ids', 'data/eval/valid.code.u16'],
+        '--ids is given twice: give it once',
+      ],
+      // calibrate reads several: the list is the fix.
+      [
+        ['calibrate', ...model, '--ids', 'data/eval/valid.man.u16', '--ids', 'data/eval/valid.code.u16'],
         '--ids is given twice: it takes a comma-separated list, e.g. --ids data/eval/valid.man.u16,data/eval/valid.code.u16',
+      ],
+      [
+        ['eval', ...model, '--ids', 'data/eval/valid.man.u16,data/eval/valid.code.u16'],
+        '--ids takes one file here, got 2',
       ],
       [
         ['serve', ...model, '--profiles', 'recommended', '--profiles', 'profiles/recommended.json'],
@@ -967,6 +977,20 @@ describe('a flag that takes a value, given twice', () => {
         stderr: [`kmoe ${command}: error: ${message}`, `Run 'kmoe ${command} --help' for usage.`],
       });
     }
+    // Every bench that reads one corpus, too.
+    const workers = await runCli([
+      'bench',
+      'workers',
+      ...model,
+      '--ids',
+      'data/eval/valid.man.u16',
+      '--ids',
+      'data/eval/valid.code.u16',
+    ]);
+    expect(workers.code).toBe(2);
+    expect(workers.stderr.trim().split('\n')[0]).toBe(
+      'kmoe bench workers: error: --ids is given twice: give it once',
+    );
     // --policies: a list, or none (no list).
     const policies = ['bench', 'adaptive-k', ...model, '--policies'];
     const twice = await runCli([...policies, 'entropy', '--policies', 'topp']);
