@@ -14,8 +14,7 @@
 // those of tokens < t, in the policy's order); `native*` are the model's native top-K on the same
 // router scores. Weights are float32 values written with the fewest digits that read back exactly.
 
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream, renameSync, rmSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
@@ -23,6 +22,7 @@ import { createGunzip, createGzip } from 'node:zlib';
 import { z } from 'zod';
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { makeDirectory } from '../../shared/runtime/make-directory.js';
+import { outputTarget, tempBeside } from '../../shared/runtime/output-file.js';
 import type { RoutingTraceLayer } from '../moe/observers/routing-trace.js';
 import { RoutingTraceError } from './errors.js';
 
@@ -87,16 +87,24 @@ export class RoutingTraceWriter {
     private readonly header: RoutingTraceHeader,
     private readonly out: Writable,
     private readonly file: WriteStream,
-    private readonly path: string,
+    /** Where the trace is streamed: a temp file beside `target`, or `target` (a device, a FIFO). */
+    private readonly written: string,
+    private readonly target: string,
   ) {
     this.nextWindow = header.windows.start;
   }
 
-  /** Creates (or replaces) `file` and writes the header. */
+  /**
+   * Writes the header into a temp file beside `file` (its directory made first); close() renames
+   * it over `file`, so a run that stops early leaves the file that was there, never half a trace.
+   * A device or a FIFO (/dev/null) is written in place.
+   */
   static async create(file: string, header: RoutingTraceHeader): Promise<RoutingTraceWriter> {
     makeDirectory(path.dirname(path.resolve(file)));
     const checked = headerSchema.parse(header);
-    const stream = createWriteStream(file);
+    const { target, inPlace } = outputTarget(file);
+    const written = inPlace ? target : tempBeside(target);
+    const stream = createWriteStream(written, { flags: inPlace ? 'w' : 'wx' });
     await new Promise<void>((resolve, reject) => {
       stream.once('open', () => resolve());
       stream.once('error', reject);
@@ -107,7 +115,7 @@ export class RoutingTraceWriter {
       gz.pipe(stream);
       out = gz;
     }
-    const w = new RoutingTraceWriter(checked, out, stream, file);
+    const w = new RoutingTraceWriter(checked, out, stream, written, target);
     await w.line(checked);
     return w;
   }
@@ -148,7 +156,10 @@ export class RoutingTraceWriter {
     }
   }
 
-  /** Ends the file; fails if fewer windows than the header's range were written. */
+  /**
+   * Ends the file and puts it in place; fails, removing it, if fewer windows than the header's
+   * range were written.
+   */
   async close(): Promise<void> {
     const done = new Promise<void>((resolve, reject) => {
       this.file.once('close', () => resolve());
@@ -156,18 +167,29 @@ export class RoutingTraceWriter {
     });
     this.out.end();
     await done;
-    if (this.nextWindow !== this.header.windows.end)
+    if (this.nextWindow !== this.header.windows.end) {
+      this.removeTemp();
       throw new RangeError(
         `routing trace: wrote windows ${this.header.windows.start}:${this.nextWindow} of ${this.header.windows.start}:${this.header.windows.end}`,
       );
+    }
+    if (this.written !== this.target) renameSync(this.written, this.target);
   }
 
-  /** Ends and deletes the file (the run failed): no half-written trace is left behind. */
+  /** Ends and deletes the temp file (the run failed): the file that was there stays, untouched. */
   async discard(): Promise<void> {
     const done = new Promise<void>((resolve) => this.file.once('close', () => resolve()));
     this.out.end();
     await done;
-    await rm(this.path, { force: true });
+    this.removeTemp();
+  }
+
+  /**
+   * Deletes the temp file at once, synchronously: for a signal handler, which cannot wait for the
+   * stream to end.
+   */
+  removeTemp(): void {
+    if (this.written !== this.target) rmSync(this.written, { force: true });
   }
 
   private async line(value: unknown): Promise<void> {

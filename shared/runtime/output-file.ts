@@ -100,12 +100,8 @@ export function checkOutputDirectory(dir: string): void {
  */
 export function writeOutputFile(file: string, data: string | Uint8Array): void {
   makeDirectory(path.dirname(path.resolve(file)));
-  // What is there already decides how: a device or a FIFO (--out /dev/null, /dev/stdout, a pipe)
-  // is written to, as before the temp file, never replaced (renaming over /dev/null as root
-  // replaced it with a regular file for every process); a symlink's target is replaced, not the
-  // link.
-  const existing = statSync(file, { throwIfNoEntry: false });
-  if (existing !== undefined && !existing.isFile() && !existing.isDirectory()) {
+  const { target, inPlace } = outputTarget(file);
+  if (inPlace) {
     try {
       writeFileSync(file, data);
     } catch (err) {
@@ -113,9 +109,7 @@ export function writeOutputFile(file: string, data: string | Uint8Array): void {
     }
     return;
   }
-  const target = existing === undefined ? file : realpathSync(file);
-  // Created, never opened if there (O_EXCL: a link planted under this name is not followed).
-  const temp = `${target}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  const temp = tempBeside(target);
   try {
     const fd = openSync(temp, 'wx');
     try {
@@ -129,4 +123,25 @@ export function writeOutputFile(file: string, data: string | Uint8Array): void {
     rmSync(temp, { force: true });
     throw writeFailure(file, file, err);
   }
+}
+
+/**
+ * Where writing `file` whole goes. What is there already decides how: a device or a FIFO (--out
+ * /dev/null, /dev/stdout, a pipe) is written to in place, never replaced (renaming over /dev/null
+ * as root replaced it with a regular file for every process); a symlink's target is replaced, not
+ * the link.
+ */
+export function outputTarget(file: string): { readonly target: string; readonly inPlace: boolean } {
+  const existing = statSync(file, { throwIfNoEntry: false });
+  if (existing !== undefined && !existing.isFile() && !existing.isDirectory())
+    return { target: file, inPlace: true };
+  return { target: existing === undefined ? file : realpathSync(file), inPlace: false };
+}
+
+/**
+ * A temp file's name beside `target`, to be created with O_EXCL ('wx': a link planted under this
+ * name is not followed) and renamed over `target` once complete.
+ */
+export function tempBeside(target: string): string {
+  return `${target}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
 }

@@ -90,6 +90,12 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
   let dispatch: DispatchSummary | undefined;
   let engine: EngineClient | undefined;
   let trace: RoutingTraceWriter | undefined;
+  // Ctrl-C or a kill while the trace is being written: its temp file goes (the file that was at
+  // --trace stays), then the signal ends the process as it would have.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    trace?.removeTemp();
+    process.kill(process.pid, signal);
+  };
   try {
     engine = await EngineClient.start({
       modelDir,
@@ -119,6 +125,7 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
         ],
         command: `kmoe eval ${argv.join(' ')}`.trim(),
       });
+      process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
     }
     const writer = trace;
     const bar = new ProgressBar({
@@ -141,6 +148,7 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
     const stats = await running.dispatchStats();
     dispatch = stats === null ? undefined : summarizeDispatch(stats);
   } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     // Only on failure: a trace that did not cover every window is removed, not left half-written.
     await trace?.discard();
     await engine?.close();

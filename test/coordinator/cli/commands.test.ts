@@ -1293,6 +1293,60 @@ describe('registry flags', () => {
   });
 });
 
+describe('kmoe eval --trace, stopped before the end', () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    'by %s: the file that was there stays, and no temp file is left',
+    async (signal) => {
+      const { spawn } = await import('node:child_process');
+      const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-trace-signal-'));
+      try {
+        const file = path.join(dir, 'trace.jsonl');
+        writeFileSync(file, 'earlier trace\n');
+        // --batch 1 over all of valid.man: seconds of windows after the bar first shows.
+        const child = spawn(
+          process.execPath,
+          [
+            ...KMOE_ARGV,
+            'eval',
+            '--model',
+            MODEL_DIR,
+            '--ids',
+            'data/eval/valid.man.u16',
+            '--batch',
+            '1',
+            '--trace',
+            file,
+          ],
+          { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
+        );
+        const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+          child.once('exit', (code, sig) => resolve({ code, signal: sig })),
+        );
+        // The bar is drawn once the trace's header is written (into its temp file).
+        await new Promise<void>((resolve) => {
+          let stderr = '';
+          child.stderr.setEncoding('utf8').on('data', (d: string) => {
+            stderr += d;
+            if (stderr.includes('eval [')) resolve();
+          });
+        });
+        const during = readdirSync(dir);
+        child.kill(signal);
+        const { code, signal: by } = await exited;
+        // The trace was being written beside the file, not over it.
+        expect(during).toHaveLength(2);
+        expect(during.find((f) => f !== 'trace.jsonl')).toMatch(/^trace\.jsonl\.\d+-[0-9a-f]{8}\.tmp$/);
+        expect({ code, by }).toEqual({ code: null, by: signal });
+        expect(readdirSync(dir)).toEqual(['trace.jsonl']);
+        expect(readFileSync(file, 'utf8')).toBe('earlier trace\n');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    120_000,
+  );
+});
+
 describe('an output path that is an input or another output', () => {
   // Each was accepted and the output written over the other file: the corpus, the trace read, the JSON.
   const dir = mkdtempSync(path.join(tmpdir(), 'kmoe-output-apart-'));

@@ -7,7 +7,7 @@
 //   every decision recomputes from the trace's own native top-2 (K=1: the top expert, weight 1;
 //   K=2: both, native weights).
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import {
   openRoutingTrace,
   ROUTING_TRACE_FORMAT,
   ROUTING_TRACE_VERSION,
+  type RoutingTraceHeader,
   RoutingTraceWriter,
   type TraceWindow,
 } from '../../../coordinator/evaluation/routing-trace.js';
@@ -115,6 +116,40 @@ it('--trace records one routing: with --sweep it is a usage error', async () => 
   ]);
   expect(r.code).toBe(2);
   expect(r.stderr).toMatch(/--trace records one routing: drop --sweep/);
+});
+
+describe('RoutingTraceWriter: the file at the path is replaced only by a complete trace', () => {
+  const header: RoutingTraceHeader = {
+    format: ROUTING_TRACE_FORMAT,
+    version: ROUTING_TRACE_VERSION,
+    model: { dir: MODEL_DIR, type: 'mixtral', fingerprint: 'f' },
+    routing: 'topk:2',
+    corpus: 'c.u16',
+    windows: { start: 0, end: 1 },
+    windowLen: 2,
+    numExperts: 8,
+    nativeK: 2,
+    hidden: 256,
+    moeLayers: [0],
+    command: 'test',
+  };
+
+  it.each(['close', 'discard'] as const)(
+    'a run that ends early (%s) leaves the earlier file and no temp file',
+    async (end) => {
+      const sub = await mkdtemp(path.join(dir, `early-${end}-`));
+      const file = path.join(sub, 'trace.jsonl.gz');
+      await writeFile(file, 'earlier\n');
+      const writer = await RoutingTraceWriter.create(file, header);
+      // Written beside the file, not over it.
+      expect((await readdir(sub)).length).toBe(2);
+      expect(await readFile(file, 'utf8')).toBe('earlier\n');
+      if (end === 'close') await expect(writer.close()).rejects.toThrow(/wrote windows 0:0 of 0:1/);
+      else await writer.discard();
+      expect(await readdir(sub)).toEqual(['trace.jsonl.gz']);
+      expect(await readFile(file, 'utf8')).toBe('earlier\n');
+    },
+  );
 });
 
 describe('tiny-mixtral: a reduced-K trace against the independent reference', () => {
