@@ -28,8 +28,11 @@ export function refusal(at: string, err: NodeJS.ErrnoException, makes: 'director
   }
 }
 
-/** The directory entry at `at`, undefined when there is none (ENOENT, or a file where a parent should be). */
-function entryAt(at: string): Stats | undefined {
+/**
+ * The directory entry at `at`, undefined when there is none (ENOENT, or a file where a parent
+ * should be); any other failure to look is a DirectoryError naming `at`.
+ */
+export function entryAt(at: string): Stats | undefined {
   try {
     return statSync(at);
   } catch (err) {

@@ -12,29 +12,17 @@ import {
   realpathSync,
   renameSync,
   rmSync,
-  type Stats,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
 import { DirectoryError, OutputFileError } from './errors.js';
-import { makeDirectory, refusal } from './make-directory.js';
+import { entryAt, makeDirectory, refusal } from './make-directory.js';
 
 function writeFailure(target: string, at: string, err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException).code;
   if (!(err instanceof Error) || code === undefined) return err;
   return new OutputFileError(target, refusal(at, err, 'files'), { errno: code, cause: err });
-}
-
-/** The entry at `at`; undefined when there is none, or a file stands where a parent should be. */
-function entryAt(at: string): Stats | undefined {
-  try {
-    return statSync(at);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw err;
-  }
 }
 
 /**

@@ -6,18 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { bf16ToF32, f16ToF32 } from '../../../shared/dtype.js';
 import { normOverflows } from '../../../shared/model/norm-overflow.js';
 import { firstNonFinite, WIRE_DTYPES, type WireDType } from '../../../shared/protocol/wire-dtype.js';
+import { seededUint32 } from '../../helpers/seeded-random.js';
 
-/** Deterministic 32-bit generator (mulberry32): the cases are the same on every run. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
+const generator = seededUint32;
 
 /** Raw bit patterns of specials and of the largest finite values, per dtype. */
 const SPECIAL: Record<WireDType, readonly number[]> = {

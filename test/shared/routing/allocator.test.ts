@@ -11,6 +11,7 @@ import { encodeExpertMeans } from '../../../shared/routing/expert-means.js';
 import { ALLOCATOR_FEATURE_SET, type AllocatorConfig } from '../../../shared/routing/policies/allocator.js';
 import { loadRoutingProfile, resolveRouting } from '../../../shared/routing/profile.js';
 import { createRoutingPolicy } from '../../../shared/routing/registry.js';
+import { seededUniform } from '../../helpers/seeded-random.js';
 import { routerInput, softmax, TINY_MIXTRAL } from './helpers.js';
 
 const E = 8;
@@ -18,17 +19,7 @@ const H = 5;
 const L = 4;
 const F = 6;
 
-/** Deterministic uniform [0, 1) generator (mulberry32), so the case is the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededUniform;
 
 function randomConfig(r: () => number): AllocatorConfig {
   const weights = () => Array.from({ length: F + E }, () => r() * 4 - 2);
