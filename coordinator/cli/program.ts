@@ -13,13 +13,13 @@ import {
 } from '../../shared/onnx/expert-weight-format.js';
 import type { Device } from '../../shared/onnx/session.js';
 import { DEFAULT_WIRE_DTYPE, WIRE_DTYPES, type WireDType } from '../../shared/protocol/wire-dtype.js';
+import { jsonBeside, markdownBeside } from '../../shared/runtime/companion-files.js';
 import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { DirectoryError, OutputFileError, OutputPathError } from '../../shared/runtime/errors.js';
 import { checkOutputDirectory } from '../../shared/runtime/output-file.js';
 import type { WorkerCommandOptions } from '../../worker/command.js';
 import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
 import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
-import { jsonBeside, markdownBeside } from '../bench/report/companion-files.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { GREEDY, MAX_TEMPERATURE } from '../sampling.js';

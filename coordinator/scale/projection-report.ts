@@ -5,8 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { markdownBeside } from '../../shared/runtime/companion-files.js';
 import { writeOutputFile } from '../../shared/runtime/output-file.js';
-import { markdownBeside } from '../bench/report/companion-files.js';
 import { PlanError } from './errors.js';
 import { presetConfig } from './presets.js';
 import {

@@ -6,9 +6,9 @@ import { CorpusError, parseWindowRange, readTextIds, readU16Ids } from '../../..
 import { loadModelConfig } from '../../../shared/model/config.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { isProfilePath } from '../../../shared/routing/profile-names.js';
+import { jsonBeside } from '../../../shared/runtime/companion-files.js';
 import { checkOutputDirectory, writeOutputFile } from '../../../shared/runtime/output-file.js';
 import { counted } from '../../../shared/text/counted.js';
-import { jsonBeside } from '../../bench/report/companion-files.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
 import { type DispatchSummary, summarizeDispatch } from '../../cluster/dispatch-stats.js';
