@@ -2,7 +2,7 @@
 // every command that takes it. Parsers turn text into typed values and throw UsageError naming the
 // flag; commands receive the typed values. Nothing here loads onnxruntime, so `--help` stays fast.
 
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Option } from 'commander';
 import { checkRedisUrl, REDIS_URL_ENV } from '../../shared/cluster-registry/redis-url.js';
@@ -342,17 +342,31 @@ export function parseOutputFile(
   return parse;
 }
 
-/** A directory to write into: not an existing file, nor under one (missing directories are made). */
-export function parseOutputDir(flag: string): (raw: string) => string {
+/**
+ * A directory to write into: not an existing file, nor under one (missing directories are made).
+ * `empty`: the command writes the whole directory and overwrites nothing (synth), so one with
+ * entries in it is refused too.
+ */
+export function parseOutputDir(
+  flag: string,
+  { empty = false }: { readonly empty?: boolean } = {},
+): (raw: string) => string {
   const parse = (raw: string): string => {
     nonEmptyPath(flag, 'a directory path', raw);
     const blocker = fileInTheWay(path.resolve(raw));
-    if (blocker === undefined) return raw;
-    throw new UsageError(
-      blocker === path.resolve(raw)
-        ? `${flag} ${raw} is a file; give a directory`
-        : `${flag} ${raw}: ${blocker} is a file, not a directory`,
-    );
+    if (blocker !== undefined)
+      throw new UsageError(
+        blocker === path.resolve(raw)
+          ? `${flag} ${raw} is a file; give a directory`
+          : `${flag} ${raw}: ${blocker} is a file, not a directory`,
+      );
+    const entries = empty ? entriesOf(raw) : [];
+    if (entries.length > 0)
+      throw new UsageError(
+        `${flag} ${raw} is not empty (${entries.slice(0, 5).join(', ')}${entries.length > 5 ? ', ...' : ''}); ` +
+          'give a new or empty directory',
+      );
+    return raw;
   };
   OUTPUT_PARSERS.set(parse, { kind: 'dir', beside: () => [] });
   return parse;
@@ -364,6 +378,16 @@ function fileInTheWay(dir: string): string | undefined {
     const stat = statOrUndefined(at);
     if (stat !== undefined) return stat.isDirectory() ? undefined : at;
     if (at === path.dirname(at)) return undefined;
+  }
+}
+
+/** The names in directory `dir`, none when it is not there yet. */
+function entriesOf(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }
 
@@ -838,16 +862,11 @@ export const opt = {
       takes === 'files' ? parseFiles('--ids') : parseOneIdsFile,
     ),
   windows: (description: string) => new Option('--windows <range>', description),
-  /** `dir`: a directory the command fills (synth), checked by the command itself. */
-  out: (description: string, value: 'file' | 'dir' = 'file') => {
-    const option = new Option(`--out <${value}>`, description);
-    // A directory the command fills is checked by the command; not an input, so not parsePath.
-    return option.argParser(
-      value === 'file'
-        ? parseOutputFile('--out')
-        : (raw: string) => nonEmptyPath('--out', 'a directory path', raw),
-    );
-  },
+  /** `dir`: a new or empty directory the command fills (synth), which never overwrites a file in it. */
+  out: (description: string, value: 'file' | 'dir' = 'file') =>
+    new Option(`--out <${value}>`, description).argParser(
+      value === 'file' ? parseOutputFile('--out') : parseOutputDir('--out', { empty: true }),
+    ),
   chart: (description: string) =>
     new Option('--chart <file>', description).argParser(parseOutputFile('--chart')),
   /** A routing trace file: written by `eval`, read by `bench traffic` (comma-separated there). */

@@ -1488,6 +1488,28 @@ describe('an output path that cannot be written', () => {
     }
   });
 
+  it('is checked for synth --out, the directory it fills, as for every other command', async () => {
+    // Was synth's own message without the flag ("cannot make directory /sys/kmoe-synth: ...").
+    const r = await runCli([
+      'synth',
+      '--like',
+      'mixtral-mid',
+      '--layers',
+      '1',
+      '--sparse',
+      '--out',
+      '/sys/kmoe-synth',
+    ]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    // sysfs refuses root with EPERM; another user is refused the write permission (EACCES).
+    expect(lines[0]).toMatch(
+      /^kmoe synth: error: --out \/sys\/kmoe-synth: cannot make directory \/sys\/kmoe-synth: permission denied \((EPERM|EACCES)\)$/,
+    );
+    expect(lines.slice(1)).toEqual([hint]);
+    expect(r.stdout).toBe('');
+  });
+
   it('is checked for a command that fills a directory too: bench adaptive-k --profiles-dir', async () => {
     // Its first calibration takes minutes; the refused directory is reported before it starts.
     const r = await runCli([

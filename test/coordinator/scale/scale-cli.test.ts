@@ -116,15 +116,32 @@ describe('kmoe synth and kmoe plan', () => {
     ]);
     expect(a.code).toBe(2);
     expect(a.stderr).toMatch(/--layers must be <= 32/);
-    // --out naming a file: one line and a hint, no stack.
+    // --out naming a file, a path under a file or a directory with files in it: a usage error
+    // naming the flag (as every command's output paths), before anything is written.
     const file = path.join(dir, 'README.md');
     await writeFile(file, 'x');
-    const f = await runCli(['synth', '--like', 'mixtral-8x7b', '--layers', '1', '--sparse', '--out', file]);
-    expect(f.code).toBe(1);
+    const synthOut = (out: string) =>
+      runCli(['synth', '--like', 'mixtral-8x7b', '--layers', '1', '--sparse', '--out', out]);
+    const f = await synthOut(file);
+    expect(f.code).toBe(2);
     expect(f.stderr.trim().split('\n')).toEqual([
-      `kmoe synth: error: ${file} is not a directory`,
-      'hint: give --out a new or empty directory; kmoe synth never overwrites files',
+      `kmoe synth: error: --out ${file} is a file; give a directory`,
+      "Run 'kmoe synth --help' for usage.",
     ]);
+    const under = await synthOut(path.join(file, 'ckpt'));
+    expect(under.code).toBe(2);
+    expect(under.stderr.trim().split('\n')[0]).toBe(
+      `kmoe synth: error: --out ${path.join(file, 'ckpt')}: ${file} is a file, not a directory`,
+    );
+    const full = path.join(dir, 'full');
+    await mkdir(full);
+    await writeFile(path.join(full, 'keep.txt'), 'kept');
+    const n = await synthOut(full);
+    expect(n.code).toBe(2);
+    expect(n.stderr.trim().split('\n')[0]).toBe(
+      `kmoe synth: error: --out ${full} is not empty (keep.txt); give a new or empty directory`,
+    );
+    expect(await readFile(path.join(full, 'keep.txt'), 'utf8')).toBe('kept');
     const b = await runCli(['plan', '--model', dir, '--workers', '2', '--expert-weights', 'int3']);
     // (--model is read first: the directory's missing config.json is what is reported.)
     expect(b.code).toBe(2);
