@@ -275,16 +275,31 @@ export function parseListenHost(raw: string): string {
  * of them is refused before any work (program.ts), where it overwrote the input (`eval --ids X
  * --trace X` destroyed the corpus).
  */
-const INPUT_PARSERS = new WeakSet<object>();
+const INPUT_PARSERS = new WeakMap<object, (value: unknown) => string[]>();
 
-/** Whether `parse` (an option's parseArg) reads the path or paths of something the command reads. */
-export function readsInputPaths(parse: unknown): boolean {
-  return typeof parse === 'function' && INPUT_PARSERS.has(parse);
+/** The paths in an option's value: a path, or a list of them. */
+function pathsIn(value: unknown): string[] {
+  const values = Array.isArray(value) ? value : [value];
+  return values.filter((v): v is string => typeof v === 'string');
 }
 
-/** Registers `parse` as a parser of input paths. */
-function inputParser<P extends (raw: string) => unknown>(parse: P): P {
-  INPUT_PARSERS.add(parse);
+/**
+ * The paths a command reads in the value `parse` (an option's parseArg) gave, by that parser's
+ * rule; undefined for a parser of anything else.
+ */
+export function inputPathsOf(parse: unknown): ((value: unknown) => string[]) | undefined {
+  return typeof parse === 'function' ? INPUT_PARSERS.get(parse) : undefined;
+}
+
+/**
+ * Registers `parse` as a parser of input paths: its whole value, or (`paths`) the entries of it
+ * that name files (--routing's profiles among its specs).
+ */
+function inputParser<P extends (...args: never[]) => unknown>(
+  parse: P,
+  paths: (value: unknown) => string[] = pathsIn,
+): P {
+  INPUT_PARSERS.set(parse, paths);
   return parse;
 }
 
@@ -428,6 +443,9 @@ const parseModelDir = inputParser((raw: string): string => {
   return raw;
 });
 
+/** Where `eval --sweep` draws its chart unless --chart says otherwise. */
+export const DEFAULT_SWEEP_CHART = 'bench-results/pareto.svg';
+
 const ROUTING_GRAMMAR =
   'topk:K | entropy:K1,K2@T1 | topp:P@KMIN-KMAX | ratio:BETA | skip:TAU | profile.json | recommended';
 
@@ -460,14 +478,18 @@ export function namedProfileFile(policy: string): string {
  * under its own name (bench serve and network key their results by it), so one given twice, in a
  * list or across flags, is refused; a profile is the file it names, however its path is written.
  */
-function collectRouting(raw: string, previous: string[] | undefined): string[] {
-  const policies = splitRoutingList(raw).map(namedProfileFile);
-  for (const p of policies) if (isProfilePath(p)) existingProfile('--routing', p);
-  const all = [...(previous ?? []), ...policies];
-  const keys = all.map((p) => (isProfilePath(p) ? path.resolve(p) : p));
-  refuseRepeats('--routing', all, keys, 'policy');
-  return all;
-}
+const collectRouting = inputParser(
+  (raw: string, previous: string[] | undefined): string[] => {
+    const policies = splitRoutingList(raw).map(namedProfileFile);
+    for (const p of policies) if (isProfilePath(p)) existingProfile('--routing', p);
+    const all = [...(previous ?? []), ...policies];
+    const keys = all.map((p) => (isProfilePath(p) ? path.resolve(p) : p));
+    refuseRepeats('--routing', all, keys, 'policy');
+    return all;
+  },
+  // Its profiles are files it reads (an output over one destroyed the profile); its specs are not.
+  (value) => pathsIn(value).filter(isProfilePath),
+);
 
 /**
  * --routing's specs compared as the policies they parse to: `topp:0.5,topp:0.50` is one policy

@@ -34,7 +34,9 @@ import {
   checkRoutingRepeats,
   checkWorkerAuth,
   clusterToken,
+  DEFAULT_SWEEP_CHART,
   existingProfile,
+  inputPathsOf,
   listParser,
   namedProfileFile,
   opt,
@@ -55,7 +57,6 @@ import {
   parseSize,
   parseVersus,
   parseWorkers,
-  readsInputPaths,
   singleIds,
   type WorkersArg,
   windowsFlag,
@@ -135,14 +136,25 @@ function action<O>(
    * false for a command that only plans (kmoe plan prices bf16 on cpu as its fp32 widening, and
    * cuda on a host without one).
    */
-  { computesFormats = true }: { readonly computesFormats?: boolean } = {},
+  {
+    computesFormats = true,
+    implied,
+  }: {
+    readonly computesFormats?: boolean;
+    /**
+     * Values a command gives options only when others are set (eval --sweep's chart), filled in
+     * before the checks so that they are checked as the typed ones are.
+     */
+    readonly implied?: (options: O) => Partial<O>;
+  } = {},
 ): void {
   // Before unknownFlagsFirst wraps the parsers that tell them apart.
   const outputs = outputOptions(cmd);
   const inputs = inputOptions(cmd);
   const checkFlags = unknownFlagsFirst(cmd);
-  cmd.action(async (options: O) => {
+  cmd.action(async (given: O) => {
     checkFlags();
+    const options: O = { ...given, ...implied?.(given) };
     const { ids, model, routing } = options as {
       ids?: readonly string[];
       model?: string;
@@ -216,14 +228,17 @@ function outputOptions(cmd: Command): OutputOption[] {
 interface InputOption {
   readonly flag: string;
   readonly key: string;
+  /** The paths read in the option's value. */
+  readonly paths: (value: unknown) => string[];
 }
 
 function inputOptions(cmd: Command): InputOption[] {
-  return cmd.options.flatMap((option) =>
-    readsInputPaths(option.parseArg)
-      ? [{ flag: option.long ?? option.flags, key: option.attributeName() }]
-      : [],
-  );
+  return cmd.options.flatMap((option) => {
+    const paths = inputPathsOf(option.parseArg);
+    return paths === undefined
+      ? []
+      : [{ flag: option.long ?? option.flags, key: option.attributeName(), paths }];
+  });
 }
 
 /** A path of the command line, as it was written and what it is on disk. */
@@ -281,11 +296,8 @@ function checkOutputsApart(
       written.push(file);
     }
   }
-  for (const { flag, key } of inputs) {
-    const value = values[key];
-    const files = typeof value === 'string' ? [value] : Array.isArray(value) ? value : [];
-    for (const file of files) {
-      if (typeof file !== 'string') continue;
+  for (const { flag, key, paths } of inputs) {
+    for (const file of paths(values[key])) {
       const read = namedPath(`${flag} ${file}`, file);
       const other = written.find((w) => sameFile(w, read));
       if (other !== undefined)
@@ -426,7 +438,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       opt
         .chart(
-          'with --sweep: SVG chart path (default: bench-results/pareto.svg); its JSON is written beside it',
+          `with --sweep: SVG chart path (default: ${DEFAULT_SWEEP_CHART}); its JSON is written beside it`,
         )
         .argParser(parseOutputFile('--chart', (file) => [jsonBeside(file)])),
     )
@@ -466,6 +478,11 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     argv,
     outcome,
     withClusterToken(async () => (await import('./commands/eval.js')).run),
+    {
+      // Its default chart and the JSON beside it are compared with the inputs and checked for
+      // writing like a typed --chart (a default set on --chart would be refused without --sweep).
+      implied: (o) => (o.sweep === true && o.chart === undefined ? { chart: DEFAULT_SWEEP_CHART } : {}),
+    },
   );
 
   // ---- worker ----

@@ -7,7 +7,7 @@ import { loadModelConfig } from '../../../shared/model/config.js';
 import { KmoeTokenizer } from '../../../shared/model/tokenizer.js';
 import { isProfilePath } from '../../../shared/routing/profile-names.js';
 import { jsonBeside } from '../../../shared/runtime/companion-files.js';
-import { checkOutputDirectory, writeOutputFile } from '../../../shared/runtime/output-file.js';
+import { writeOutputFile } from '../../../shared/runtime/output-file.js';
 import { counted } from '../../../shared/text/counted.js';
 import { ProgressBar } from '../../bench/report/progress.js';
 import { sweepChart } from '../../bench/report/sweep-chart.js';
@@ -25,15 +25,13 @@ import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSett
 import {
   type ComputeOptions,
   corpusFlag,
+  DEFAULT_SWEEP_CHART,
   type ExpertPlacementOptions,
   requireOneWindow,
   singleIds,
   singleRouting,
 } from '../options.js';
 import { flagValue, UsageError } from '../usage-error.js';
-
-/** Where `eval --sweep` draws its chart unless --chart says otherwise. */
-export const DEFAULT_SWEEP_CHART = 'bench-results/pareto.svg';
 
 export interface EvalOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly model: string;
@@ -208,9 +206,8 @@ async function sweep(
   const modelDir = o.model;
   const extra = o.routing ?? [];
   for (const r of extra) await checkRouting(modelDir, r);
+  // The command line gives --sweep its default chart (program.ts), checked with the typed paths.
   const chart = o.chart ?? DEFAULT_SWEEP_CHART;
-  // A --chart given was checked with the command line; its default is known only here.
-  if (o.chart === undefined) checkOutputDirectory(path.dirname(path.resolve(chart)));
   const engine = await EngineClient.start({ modelDir, settings: sessionSettings(o) });
   try {
     const series = defaultSweep(engine.info.nativeK);

@@ -1355,6 +1355,8 @@ describe('an output path that is an input or another output', () => {
   symlinkSync(path.join(dir, 'X.u16'), path.join(dir, 'link.u16'));
   writeFileSync(path.join(dir, 't.jsonl'), 'trace\n');
   writeFileSync(path.join(dir, 'p.md'), 'adaptive-k\n');
+  // A routing profile named in --routing (not a valid one: it is never read when refused).
+  writeFileSync(path.join(dir, 'prof.json'), '{}\n');
   const at = (file: string) => path.join(dir, file);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -1381,6 +1383,40 @@ describe('an output path that is an input or another output', () => {
       ['bench', 'project', '--out', at('p.json'), '--adaptive-k', at('p.md')],
       `kmoe bench project: error: ${at('p.md')} (written beside --out ${at('p.json')}) would overwrite --adaptive-k ${at('p.md')}, which it reads: write the output elsewhere`,
     ],
+    // A profile named in --routing is read: an output over it was not compared and destroyed it.
+    [
+      [
+        'eval',
+        '--model',
+        MODEL_DIR,
+        '--ids',
+        at('X.u16'),
+        '--routing',
+        at('prof.json'),
+        '--trace',
+        at('prof.json'),
+      ],
+      `kmoe eval: error: --trace ${at('prof.json')} would overwrite --routing ${at('prof.json')}, which it reads: write the output elsewhere`,
+    ],
+    [
+      [
+        'bench',
+        'adaptive-k-time',
+        '--model',
+        MODEL_DIR,
+        '--routing',
+        `topk:1,${at('prof.json')}`,
+        '--out',
+        at('prof.json'),
+      ],
+      `kmoe bench adaptive-k-time: error: --out ${at('prof.json')} would overwrite --routing ${at('prof.json')}, which it reads: write the output elsewhere`,
+    ],
+    // eval --sweep's default chart (bench-results/pareto.svg, from the repository root where runCli
+    // runs) is compared as a typed --chart is: it was known only once the sweep had started.
+    [
+      ['eval', '--model', MODEL_DIR, '--ids', 'bench-results/pareto.svg', '--sweep'],
+      'kmoe eval: error: --chart bench-results/pareto.svg would overwrite --ids bench-results/pareto.svg, which it reads: write the output elsewhere',
+    ],
   ])('%j is a usage error naming both, and nothing is written', async (args, message) => {
     const r = await runCli(args);
     expect(r.code).toBe(2);
@@ -1388,7 +1424,8 @@ describe('an output path that is an input or another output', () => {
     expect(readFileSync(at('X.u16'))).toEqual(corpus);
     expect(readFileSync(at('t.jsonl'), 'utf8')).toBe('trace\n');
     expect(readFileSync(at('p.md'), 'utf8')).toBe('adaptive-k\n');
-    expect(readdirSync(dir).sort()).toEqual(['X.u16', 'link.u16', 'p.md', 't.jsonl']);
+    expect(readFileSync(at('prof.json'), 'utf8')).toBe('{}\n');
+    expect(readdirSync(dir).sort()).toEqual(['X.u16', 'link.u16', 'p.md', 'prof.json', 't.jsonl']);
   });
 
   it('two outputs on one device are not one file: --out /dev/null --chart /dev/null runs', async () => {
