@@ -23,8 +23,19 @@ function wrapLine(line: string, width: number): string[] {
       current += chunk;
       continue;
     }
-    if (i > 0) lines.push(current);
     let word = i === 0 ? chunk : chunk.trimStart();
+    if (i > 0) {
+      // A token that is cut anyway starts on this line when a list of it fits the room left up to
+      // a separator: `other settings (dense-weights=FORMAT,expert-...` left `settings` alone on a
+      // line at 80 columns. A path is not begun here: its seams are no better than the line's end.
+      const space = chunk.length - word.length;
+      const cut = word.length > width ? seamWithin(word, width - current.length - space, ',;') : undefined;
+      if (cut !== undefined) {
+        current += chunk.slice(0, space + cut);
+        word = word.slice(cut);
+      }
+      lines.push(current);
+    }
     while (word.length > width) {
       const cut = cutPoint(word, width);
       lines.push(word.slice(0, cut));
@@ -41,10 +52,12 @@ function wrapLine(line: string, width: number): string[] {
  * after the last path or setting seam, else at the width.
  */
 function cutPoint(token: string, width: number): number {
-  const room = token.slice(0, width);
-  for (const seams of [',;', '/=']) {
-    const at = Math.max(...[...seams].map((c) => room.lastIndexOf(c)));
-    if (at >= 0) return at + 1;
-  }
-  return width;
+  return seamWithin(token, width, ',;') ?? seamWithin(token, width, '/=') ?? width;
+}
+
+/** Where `token` is cut after the last of `seams` within its first `room` characters; undefined for none. */
+function seamWithin(token: string, room: number, seams: string): number | undefined {
+  const head = token.slice(0, Math.max(0, room));
+  const at = Math.max(...[...seams].map((c) => head.lastIndexOf(c)));
+  return at >= 0 ? at + 1 : undefined;
 }

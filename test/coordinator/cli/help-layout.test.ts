@@ -47,6 +47,14 @@ describe('wrapText', () => {
       '"bench-results/adaptive-k-time/\ntime.json")',
     );
     expect(wrapText('abcdefghij', 4)).toBe('abcd\nefgh\nij');
+    // A list too long for any line starts where the words before it end, up to a separator that
+    // fits; a path does not (its seams are no better than the line's end).
+    expect(wrapText('with other settings (a=FORMAT,expert-weights=FORMAT,workers=N: x', 32)).toBe(
+      'with other settings (a=FORMAT,\nexpert-weights=FORMAT,workers=N:\nx',
+    );
+    expect(wrapText('see (default: bench-results/adaptive-k-time/time.json)', 34)).toBe(
+      'see (default:\nbench-results/adaptive-k-time/\ntime.json)',
+    );
     // Line breaks in the text stay; a blank line stays blank.
     expect(wrapText('a b\n\nc', 10)).toBe('a b\n\nc');
   });
@@ -68,6 +76,21 @@ describe('kmoe --help layout', () => {
       }
     },
   );
+
+  it('leaves no word alone on a line before a long list (bench model --versus at COLUMNS=80)', async () => {
+    // `settings` was on a line of its own: the list after it, too long for the 39 columns, was
+    // begun on the next line instead of after it up to a comma.
+    const r = await help('bench model', '80');
+    const at = r.stdout.split('\n').findIndex((line) => line.startsWith('  --versus <settings>'));
+    expect(r.stdout.split('\n').slice(at, at + 6)).toEqual([
+      '  --versus <settings>                    also run a second engine with other',
+      '                                         settings (dense-weights=FORMAT,',
+      '                                         expert-weights=FORMAT,workers=N:',
+      '                                         experts in N local worker processes),',
+      '                                         interleaved round by round, and report',
+      '                                         its ratios to the first',
+    ]);
+  });
 
   it('breaks a default too long for its column after a comma (calibrate --ids at COLUMNS=60)', async () => {
     // At 80 the default fits the 50-column description beside --ids; at 60 it has 29 columns.
