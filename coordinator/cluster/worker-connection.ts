@@ -459,10 +459,14 @@ export class WorkerConnection {
       }
     } else if (msg.type === 'holdings') {
       // A notice of the set the worker already holds changes nothing; passing it on would rebuild
-      // the placement once per message for a worker that repeats it in a loop.
-      if (msg.experts.length === this.held.length && msg.experts.every((e, i) => e === this.held[i])) return;
-      this.held = msg.experts;
-      this.onHoldings?.(msg.experts);
+      // the placement once per message for a worker that repeats it in a loop. A set, so compared
+      // as one: the same experts in another order (or repeated) are the same holdings, and the
+      // set is passed on sorted and without repeats.
+      const experts = sortedDistinct(msg.experts);
+      const held = sortedDistinct(this.held);
+      if (experts.length === held.length && experts.every((e, i) => e === held[i])) return;
+      this.held = experts;
+      this.onHoldings?.(experts);
     } else if (msg.type === 'error') {
       const text = `replied with an error (${msg.code}): ${oneLine(msg.message)}`;
       if (msg.id === null) this.failAllPending('error-reply', text);
@@ -545,4 +549,9 @@ function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Prom
       },
     );
   });
+}
+
+/** Expert indices as a set: ascending, each once. */
+function sortedDistinct(xs: readonly number[]): number[] {
+  return [...new Set(xs)].sort((p, q) => p - q);
 }

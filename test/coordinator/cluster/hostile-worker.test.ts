@@ -221,6 +221,33 @@ describe('a worker that repeats its holdings notice', () => {
     expect(ups).toEqual([{ url, experts: [0, 1, 2], why: 'holdings' }]);
     expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2]);
   });
+
+  it('compares notices as sets: the same experts in another order or repeated change nothing', async () => {
+    const url = await relay((r) => {
+      if (r.msg?.type === 'result') {
+        // The welcome's set 0-3 in other orders and with repeats, then 0-2 the same ways.
+        for (const experts of [
+          [3, 2, 1, 0],
+          [1, 0, 3, 2, 2],
+          [0, 1, 2, 3, 0],
+        ])
+          r.send(encodeHoldings({ experts }));
+        for (const experts of [
+          [2, 1, 0],
+          [0, 1, 2],
+          [1, 2, 0, 0],
+        ])
+          r.send(encodeHoldings({ experts }));
+      }
+      r.send(r.bytes);
+    });
+    const ups: WorkerUp[] = [];
+    const be = await backend([url, b.url], { up: (e) => ups.push(e) });
+    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+    // Compared in order, each of the six notices differed from the one before: six rebuilds.
+    expect(ups).toEqual([{ url, experts: [0, 1, 2], why: 'holdings' }]);
+    expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2]);
+  });
 });
 
 describe('text a worker chooses', () => {
