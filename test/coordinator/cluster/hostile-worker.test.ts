@@ -251,8 +251,9 @@ describe('a worker that repeats its holdings notice', () => {
 });
 
 describe('text a worker chooses', () => {
-  it('an error reply with line breaks and terminal escapes is quoted as one bounded line', async () => {
-    const forged = `nope\nINFO coordinator: all good\u001b[2J${'x'.repeat(4000)}`;
+  it('an error reply with line breaks, terminal escapes and bidi controls is quoted as one bounded line', async () => {
+    // A right-to-left override and isolate would show the rest of the line reversed in a terminal.
+    const forged = `nope\nINFO coordinator: all good\u001b[2J\u202e\u2067doog lla${'x'.repeat(4000)}`;
     const url = await relay((r) => {
       if (r.msg?.type === 'result')
         r.send(encodeErrorReply({ id: r.msg.id, code: 'compute-failed', message: forged }));
@@ -265,7 +266,8 @@ describe('text a worker chooses', () => {
     expect(err).toBeInstanceOf(WorkerRequestError);
     const message = (err as Error).message;
     expect(message).toContain('replied with an error (compute-failed): nope\\u000aINFO coordinator');
-    expect(message.includes('\n') || message.includes('\u001b')).toBe(false);
+    expect(message).toContain('all good\\u001b[2J\\u202e\\u2067doog lla');
+    expect(['\n', '\u001b', '\u202e', '\u2067'].filter((c) => message.includes(c))).toEqual([]);
     expect(message.length).toBeLessThan(1000);
   });
 });
