@@ -8,7 +8,13 @@ import { checkWorkerRecord, type WorkerRecord } from './record.js';
 
 /** Every worker record in the registry, sorted by id (records that do not parse are skipped). */
 export async function readWorkers(redis: Redis, prefix = DEFAULT_PREFIX): Promise<WorkerRecord[]> {
-  return (await readRegistry(redis, prefix)).records;
+  return (await readRegistry(redis, prefix)).records.map((r) => r.record);
+}
+
+/** A worker record and the key it was read from (which need not be the key its id names). */
+export interface KeyedRecord {
+  readonly key: string;
+  readonly record: WorkerRecord;
 }
 
 /** A key under the worker pattern whose value is not a worker record. */
@@ -18,11 +24,11 @@ export interface UnreadableRecord {
   readonly problem: string;
 }
 
-/** Every worker record in the registry, sorted by id, and the keys whose value is none. */
+/** Every worker record in the registry with its key, sorted by id, and the keys whose value is none. */
 export async function readRegistry(
   redis: Redis,
   prefix = DEFAULT_PREFIX,
-): Promise<{ readonly records: WorkerRecord[]; readonly unreadable: UnreadableRecord[] }> {
+): Promise<{ readonly records: KeyedRecord[]; readonly unreadable: UnreadableRecord[] }> {
   const keys = registryKeys(prefix);
   const found = new Set<string>();
   let cursor = '0';
@@ -34,16 +40,16 @@ export async function readRegistry(
   if (found.size === 0) return { records: [], unreadable: [] };
   const names = [...found].sort();
   const values = await redis.mget(...names);
-  const records: WorkerRecord[] = [];
+  const records: KeyedRecord[] = [];
   const unreadable: UnreadableRecord[] = [];
   values.forEach((v, i) => {
     // Null: the key expired between SCAN and MGET.
     if (v === null) return;
     const r = checkWorkerRecord(v);
     if (typeof r === 'string') unreadable.push({ key: names[i]!, problem: r });
-    else records.push(r);
+    else records.push({ key: names[i]!, record: r });
   });
-  records.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  records.sort((a, b) => (a.record.id < b.record.id ? -1 : a.record.id > b.record.id ? 1 : 0));
   return { records, unreadable };
 }
 

@@ -210,17 +210,17 @@ export class RedisMembership implements Membership {
       return;
     }
     this.readFailing = false;
-    const records = read.records;
-    this.all = records;
+    this.all = read.records.map((r) => r.record);
     this.lastRead = Date.now();
     const ignored = new Map(read.unreadable.map((u) => [u.key, u.problem]));
-    const keys = registryKeys(this.o.prefix ?? DEFAULT_PREFIX);
     const now = new Map<string, WorkerRecord>();
-    for (const r of records) {
+    for (const { key, record: r } of read.records) {
       if (r.status !== 'ready') continue;
       const problem = this.memberProblem(r);
       if (problem === undefined) now.set(r.id, r);
-      else ignored.set(keys.worker(r.id), problem);
+      // The key it was read from: a record's id need not match its key (a hand-written or forged
+      // record), and the key is what an operator deletes.
+      else ignored.set(key, problem);
     }
     this.logIgnored(ignored);
     const trustAbsence = Date.now() - this.readySince >= (this.o.ttlMs ?? WORKER_TTL_MS);
