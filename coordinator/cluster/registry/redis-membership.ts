@@ -5,6 +5,7 @@
 // While Redis is unreachable the last known membership stands; after it comes back, a missing
 // record counts as gone only after a full TTL (workers re-register on their next heartbeat).
 
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
   DEFAULT_PREFIX,
@@ -21,6 +22,14 @@ import { printable } from '../../../shared/text/printable.js';
 import type { MemberJoined, MemberLeft, Membership } from '../membership.js';
 
 const MAX_REMEMBERED_LEAVES = 1000;
+/** Ignored records logged one by one per read; the others not logged before are counted in one line. */
+const IGNORED_LOGGED_PER_READ = 10;
+/**
+ * Ignored records remembered between reads (as digests of key and reason), so that a poll does not
+ * log them again. Beyond this many, the rest are counted again (in the one line) when the set of
+ * ignored records changes: the memory stays bounded whatever a registry holds.
+ */
+const IGNORED_REMEMBERED = 10_000;
 
 export interface RegistryLog {
   info(message: string): void;
@@ -59,10 +68,12 @@ export class RedisMembership implements Membership {
   private lastRead = 0;
   private closed = false;
   /**
-   * Keys of the records ignored at the last read, with why: each is logged when first seen (or
-   * when its reason changes), not at every poll.
+   * The records ignored at the last read (key and why), as digests: each is logged when first seen
+   * (or when its reason changes), not at every poll. At most IGNORED_REMEMBERED of them.
    */
-  private ignored = new Map<string, string>();
+  private ignoredSeen = new Set<string>();
+  /** Digest of every record ignored at the last read: an unchanged set logs nothing, however large. */
+  private ignoredDigest = '';
 
   private constructor(
     private readonly o: RedisMembershipOptions,
@@ -189,12 +200,37 @@ export class RedisMembership implements Membership {
     return undefined;
   }
 
-  /** Logs the ignored records not logged yet (or ignored for another reason now); forgets the rest. */
-  private logIgnored(ignored: Map<string, string>): void {
-    for (const [key, problem] of ignored)
-      if (this.ignored.get(key) !== problem)
+  /**
+   * Logs the ignored records not logged yet (or ignored for another reason now): the first
+   * IGNORED_LOGGED_PER_READ one by one, the others in one line with their count, so a registry
+   * flooded with junk keys costs a few log lines, not one per key. Forgets the rest.
+   */
+  private logIgnored(ignored: ReadonlyMap<string, string>): void {
+    // The map's order follows the registry's contents (keys sorted, then records by id), so the
+    // same records give the same digest.
+    const whole = createHash('sha256');
+    for (const [key, problem] of ignored) whole.update(`${key.length}:${key}${problem.length}:${problem}`);
+    const digest = whole.digest('base64');
+    if (digest === this.ignoredDigest) return;
+    const seen = new Set<string>();
+    let logged = 0;
+    let unlogged = 0;
+    for (const [key, problem] of ignored) {
+      const d = createHash('sha256').update(`${key.length}:${key}${problem}`).digest('base64');
+      const known = this.ignoredSeen.has(d);
+      if (seen.size < IGNORED_REMEMBERED) seen.add(d);
+      if (known) continue;
+      if (logged < IGNORED_LOGGED_PER_READ) {
         this.o.log.warn(`registry: ignoring record ${printable(key)}: ${printable(problem, 500)}`);
-    this.ignored = ignored;
+        logged++;
+      } else unlogged++;
+    }
+    if (unlogged > 0)
+      this.o.log.warn(
+        `registry: ... and ${unlogged.toLocaleString('en-US')} more ignored records (${ignored.size.toLocaleString('en-US')} ignored in all; at most ${IGNORED_LOGGED_PER_READ} are logged one by one per read)`,
+      );
+    this.ignoredSeen = seen;
+    this.ignoredDigest = digest;
   }
 
   private async read(): Promise<void> {

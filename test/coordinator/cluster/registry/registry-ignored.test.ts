@@ -1,6 +1,8 @@
 // What the coordinator's registry membership logs about the records it ignores, against a real
 // redis-server: a record is named by the Redis key it was read from (not the key its id would
-// have), and its key and reason are quoted on one line with bidi controls escaped.
+// have), its key and reason are quoted on one line with bidi controls escaped, and a registry
+// flooded with junk keys costs a bounded number of log lines (the first few one by one, then one
+// line with the count), once, not at every poll.
 
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -42,6 +44,27 @@ async function start(): Promise<RedisMembership> {
     log: { info: () => {}, warn: (m) => warnings.push(m) },
   });
   return membership;
+}
+
+/** Resolves once the membership has read the registry `n` more times. */
+async function reads(m: RedisMembership, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const before = m.snapshot().readAt;
+    const deadline = Date.now() + 60_000;
+    while (m.snapshot().readAt === before) {
+      if (Date.now() > deadline) throw new Error('the membership stopped reading the registry');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!check()) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; warnings:\n${warnings.join('\n')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 beforeAll(async () => {
@@ -88,5 +111,43 @@ describe('a record the membership ignores', () => {
     ]);
     expect(warnings[0]).toContain('nope \\u2066\\u202e}');
     expect(/[\u202a-\u202e\u2066-\u2069]/.test(warnings[0]!)).toBe(false);
+  });
+});
+
+describe('a registry flooded with junk keys', () => {
+  // Above the 10,000 ignored records the membership remembers between reads.
+  const JUNK = 12_000;
+
+  it('is logged in a few lines, once: the first records one by one, then one line with the count', async () => {
+    for (let i = 0; i < JUNK; i += 1000) {
+      const batch = client.pipeline();
+      for (let j = i; j < i + 1000; j++)
+        batch.set(`kmoe:worker:junk-${String(j).padStart(6, '0')}`, 'junk', 'PX', 120_000);
+      await batch.exec();
+    }
+    // The first read (in start) holds every junk record.
+    const m = await start();
+    expect(warnings).toEqual([
+      ...Array.from({ length: 10 }, (_, i) =>
+        expect.stringMatching(
+          new RegExp(
+            `^registry: ignoring record kmoe:worker:junk-${String(i).padStart(6, '0')}: not JSON \\(`,
+          ),
+        ),
+      ),
+      'registry: ... and 11,990 more ignored records (12,000 ignored in all; at most 10 are logged one by one per read)',
+    ]);
+    // Later polls read the same records: nothing more is logged.
+    await reads(m, 3);
+    expect(warnings).toHaveLength(11);
+    // One more junk record: it is logged; the records beyond those remembered are counted again,
+    // in one line, never one line each.
+    await client.set('kmoe:worker:a-new-one', 'junk', 'PX', 120_000);
+    await until('the new record to be logged', () => warnings.some((w) => w.includes('a-new-one')));
+    await reads(m, 2);
+    const later = warnings.slice(11);
+    expect(later[0]).toMatch(/^registry: ignoring record kmoe:worker:a-new-one: not JSON \(/);
+    expect(later.length).toBeLessThanOrEqual(11);
+    expect(later.filter((w) => w.includes('more ignored records'))).toHaveLength(later.length === 11 ? 1 : 0);
   });
 });
