@@ -36,6 +36,7 @@ import {
 import { mergeShares, planDispatch, type WorkerShare } from './dispatch-plan.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from './dispatch-timeout.js';
 import { ExpertResultOverflowError, PlacementError, WorkerRequestError } from './errors.js';
+import { type HandshakeKind, HandshakePlaces, type HandshakeTicket } from './handshake-places.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
 import { WorkerConnection } from './worker-connection.js';
 
@@ -118,7 +119,12 @@ interface Slot {
   experts: readonly number[];
   /** Removed from the membership: no reconnects, no new work. */
   left: boolean;
+  /** A connection attempt is under way (waiting for a handshake place, or handshaking). */
   connecting: boolean;
+  /** The attempt's handshake place (waiting or held). */
+  ticket: HandshakeTicket | undefined;
+  /** Completed a handshake once: its reconnects go before retries of URLs that never did. */
+  answered: boolean;
   attempt: number;
   timer: NodeJS.Timeout | undefined;
   /** EWMA of round-trip seconds per pair; undefined until measured. */
@@ -137,6 +143,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private readonly secret: ClusterSecret | undefined;
   private readonly slots: Slot[];
   private current: ClusterView;
+  /** Every handshake after the start-up (joins, reconnects, retries) takes one of these places. */
+  private readonly places = new HandshakePlaces();
   private closed = false;
   private readonly whileWaiting: (() => void)[] = [];
 
@@ -158,6 +166,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       experts: c.welcome.experts,
       left: false,
       connecting: false,
+      ticket: undefined,
+      answered: true,
       attempt: 0,
       timer: undefined,
       secondsPerPair: undefined,
@@ -257,6 +267,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         experts: [],
         left: false,
         connecting: false,
+        ticket: undefined,
+        answered: false,
         attempt: 0,
         timer: undefined,
         secondsPerPair: undefined,
@@ -281,6 +293,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     joined.timer = undefined;
     return new Promise<WorkerExperts>((resolve, reject) => {
       joined.waiters.push({ resolve, reject });
+      // A background attempt still waiting for its place now has someone waiting for it.
+      joined.ticket?.promote('join');
       this.reconnect(this.slots.indexOf(joined));
     });
   }
@@ -298,6 +312,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     slot.left = true;
     if (slot.timer) clearTimeout(slot.timer);
     slot.timer = undefined;
+    // An attempt still waiting for a handshake place gives it up; one handshaking keeps its place
+    // until it ends (its socket is open until then).
+    slot.ticket?.withdraw();
     this.rebuild();
     const conn = slot.conn;
     if (conn && gone !== undefined) conn.abandon(gone, 'disconnected');
@@ -475,7 +492,10 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const s of this.slots) if (s.timer) clearTimeout(s.timer);
+    for (const s of this.slots) {
+      if (s.timer) clearTimeout(s.timer);
+      s.ticket?.withdraw();
+    }
     await Promise.all(this.slots.map((s) => s.conn?.close()));
   }
 
@@ -565,10 +585,45 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     slot.timer.unref();
   }
 
+  /**
+   * Connects the slot's worker once a handshake place is free (handshake-places.ts: at most 8 joins
+   * and, on places of their own, 4 background reconnects and retries at a time). One attempt per
+   * slot at a time, so the attempts of one URL stay in order.
+   */
   private reconnect(worker: number): void {
     const slot = this.slots[worker]!;
     if (this.closed || slot.left || slot.connecting || slot.conn?.alive) return;
     slot.connecting = true;
+    const kind: HandshakeKind = slot.waiters.length > 0 ? 'join' : slot.answered ? 'reconnect' : 'retry';
+    const ticket = this.places.request(kind);
+    slot.ticket = ticket;
+    void ticket.granted.then((granted) => {
+      if (granted && !this.closed && !slot.left) {
+        this.handshake(worker, ticket);
+        return;
+      }
+      // Left (or closed) while waiting for a place: this attempt is given up.
+      ticket.release();
+      slot.ticket = undefined;
+      slot.connecting = false;
+      // Joined again since it left: a new attempt, for the join waiting on it.
+      if (!this.closed && !slot.left) {
+        this.reconnect(worker);
+        return;
+      }
+      const why = this.closed ? 'the expert backend is closed' : `worker ${slot.url} left the membership`;
+      for (const w of slot.waiters.splice(0)) w.reject(new Error(why));
+    });
+  }
+
+  /** The connection attempt of `reconnect`, on a held handshake place (released when it ends). */
+  private handshake(worker: number, ticket: HandshakeTicket): void {
+    const slot = this.slots[worker]!;
+    const ended = () => {
+      ticket.release();
+      slot.ticket = undefined;
+      slot.connecting = false;
+    };
     WorkerConnection.connect(slot.url, {
       ...connectOptions(
         { wire: this.wire, handshakeTimeoutMs: this.handshakeTimeoutMs },
@@ -580,7 +635,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       onHoldings: (experts) => this.holdingsChanged(worker, experts),
     }).then(
       (conn) => {
-        slot.connecting = false;
+        ended();
         if (this.closed || slot.left) {
           void conn.close();
           for (const w of slot.waiters.splice(0))
@@ -600,6 +655,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         }
         slot.conn = conn;
         slot.experts = conn.welcome.experts;
+        slot.answered = true;
         slot.attempt = 0;
         slot.secondsPerPair = undefined;
         this.rebuild();
@@ -607,7 +663,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         for (const w of slot.waiters.splice(0)) w.resolve({ url: slot.url, experts: conn.welcome.experts });
       },
       (err: unknown) => {
-        slot.connecting = false;
+        ended();
         for (const w of slot.waiters.splice(0)) w.reject(err);
         this.scheduleReconnect(worker);
       },

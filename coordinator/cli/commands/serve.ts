@@ -295,8 +295,9 @@ export async function run(o: ServeOptions): Promise<number> {
 /**
  * Applies the registry's joins and leaves to the engine (connect, route; stop routing) and to the
  * cluster health: the changes of one URL in arrival order, those of different URLs side by side
- * (member-changes.ts, at most 8 handshakes at a time), so a few records whose URLs never answer
- * delay no other worker's join (more than 8 do, by a handshake bound per 8). Changes
+ * (member-changes.ts, at most 8 joins at a time), so a few records whose URLs never answer
+ * delay no other worker's join (more than 8 do, by a handshake bound per 8; their background
+ * retries afterwards do not: handshake-places.ts). Changes
  * that happened while the engine was starting are applied first: the past leaves, then the members
  * the engine does not know yet.
  */

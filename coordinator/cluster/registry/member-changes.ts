@@ -2,15 +2,17 @@
 // after another in arrival order (a leave must not overtake the join it undoes), the changes of
 // different URLs side by side, so a record whose URL never answers holds up its own URL only.
 
+import { MAX_JOIN_HANDSHAKES } from '../handshake-places.js';
+
 /**
  * Joins that may wait for a handshake at once. A join of a URL that accepts TCP and never answers
  * holds its place for the whole handshake timeout: a few places let a real worker through behind
  * several such records, while a registry holding thousands of them (hostile or stale) has at most
- * this many first handshakes open at a time; the others wait their turn. (A URL whose first join
- * failed is then retried in the background like any lost worker, outside this limit:
- * docs/expert-parallelism.md, "Not done".)
+ * this many joins handed to the engine at a time (each adds a worker slot there); the others wait
+ * their turn. The engine bounds the handshakes themselves, and on places of their own its
+ * background retries of URLs whose first join failed (handshake-places.ts).
  */
-export const MAX_CONCURRENT_JOINS = 8;
+export const MAX_CONCURRENT_JOINS = MAX_JOIN_HANDSHAKES;
 
 export class MemberChanges {
   /** Per URL, the last change queued (removed once it is done and still the last). */

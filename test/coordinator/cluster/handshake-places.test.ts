@@ -1,0 +1,127 @@
+// Who gets a handshake place (coordinator/cluster/handshake-places.ts): joins and background
+// handshakes have separate places, background places go to reconnects of workers that answered
+// before ahead of retries of URLs that never did, each kind in arrival order. The places are plain
+// bookkeeping: these tests request, release and promote tickets and read which were granted.
+
+import { describe, expect, it } from 'vitest';
+import {
+  type HandshakeKind,
+  HandshakePlaces,
+  type HandshakeTicket,
+  MAX_BACKGROUND_HANDSHAKES,
+  MAX_JOIN_HANDSHAKES,
+} from '../../../coordinator/cluster/handshake-places.js';
+
+interface Asked {
+  readonly name: string;
+  readonly ticket: HandshakeTicket;
+  outcome: boolean | undefined;
+  released: boolean;
+  release(): void;
+}
+
+function asker(places: HandshakePlaces) {
+  const all: Asked[] = [];
+  const ask = (name: string, kind: HandshakeKind): Asked => {
+    const ticket = places.request(kind);
+    const a: Asked = {
+      name,
+      ticket,
+      outcome: undefined,
+      released: false,
+      release() {
+        a.released = true;
+        ticket.release();
+      },
+    };
+    void a.ticket.granted.then((g) => {
+      a.outcome = g;
+    });
+    all.push(a);
+    return a;
+  };
+  // Grants resolve promises: let them settle before reading who holds a place.
+  const held = async () => {
+    await new Promise((r) => setImmediate(r));
+    return all.filter((a) => a.outcome === true && !a.released).map((a) => a.name);
+  };
+  return { ask, held, all };
+}
+
+describe('HandshakePlaces', () => {
+  it('grants 8 joins and, on places of their own, 4 background handshakes at once', async () => {
+    expect([MAX_JOIN_HANDSHAKES, MAX_BACKGROUND_HANDSHAKES]).toEqual([8, 4]);
+    const { ask, held } = asker(new HandshakePlaces());
+    for (let i = 0; i < 30; i++) ask(`retry${i}`, 'retry');
+    for (let i = 0; i < 10; i++) ask(`join${i}`, 'join');
+    expect(await held()).toEqual([
+      ...[0, 1, 2, 3].map((i) => `retry${i}`),
+      ...[0, 1, 2, 3, 4, 5, 6, 7].map((i) => `join${i}`),
+    ]);
+  });
+
+  it('a join arriving behind many waiting retries is granted at once', async () => {
+    const { ask, held } = asker(new HandshakePlaces());
+    for (let i = 0; i < 40; i++) ask(`retry${i}`, 'retry');
+    ask('real', 'join');
+    expect(await held()).toContain('real');
+  });
+
+  it('a freed background place goes to a waiting reconnect before retries that waited longer, then retries in arrival order', async () => {
+    const { ask, held } = asker(new HandshakePlaces(8, 2));
+    const first = ask('retry0', 'retry');
+    const second = ask('retry1', 'retry');
+    ask('retry2', 'retry');
+    ask('retry3', 'retry');
+    ask('lost-worker', 'reconnect');
+    expect(await held()).toEqual(['retry0', 'retry1']);
+    first.release();
+    expect(await held()).toEqual(['retry1', 'lost-worker']);
+    second.release();
+    expect(await held()).toEqual(['retry2', 'lost-worker']);
+  });
+
+  it('a freed join place goes to the next join, not to a waiting background handshake', async () => {
+    const { ask, held } = asker(new HandshakePlaces(1, 1));
+    const join = ask('join0', 'join');
+    ask('retry0', 'retry');
+    ask('retry1', 'retry');
+    ask('join1', 'join');
+    expect(await held()).toEqual(['join0', 'retry0']);
+    join.release();
+    expect(await held()).toEqual(['retry0', 'join1']);
+  });
+
+  it('a waiting retry promoted to a join takes a join place; a waiting ticket released is told false', async () => {
+    const { ask, held } = asker(new HandshakePlaces(2, 1));
+    ask('retry0', 'retry');
+    const promoted = ask('retry1', 'retry');
+    const dropped = ask('retry2', 'retry');
+    expect(await held()).toEqual(['retry0']);
+    promoted.ticket.promote('join');
+    dropped.release();
+    expect(await held()).toEqual(['retry0', 'retry1']);
+    expect(dropped.outcome).toBe(false);
+    // Releasing twice gives back one place: only one more join is granted.
+    promoted.release();
+    promoted.release();
+    ask('join0', 'join');
+    ask('join1', 'join');
+    ask('join2', 'join');
+    expect(await held()).toEqual(['retry0', 'join0', 'join1']);
+  });
+
+  it('a withdrawn ticket leaves the queue, but one already handshaking keeps its place until released', async () => {
+    const { ask, held } = asker(new HandshakePlaces(1, 1));
+    const handshaking = ask('join0', 'join');
+    const queued = ask('join1', 'join');
+    ask('join2', 'join');
+    // What a leave does: the socket of a handshake under way stays open, so its place stays taken.
+    handshaking.ticket.withdraw();
+    queued.ticket.withdraw();
+    expect(await held()).toEqual(['join0']);
+    expect(queued.outcome).toBe(false);
+    handshaking.release();
+    expect(await held()).toEqual(['join2']);
+  });
+});
