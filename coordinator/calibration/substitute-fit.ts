@@ -6,6 +6,7 @@
 
 import type { ExpertSubstitutes } from '../../shared/routing/expert-substitutes.js';
 import type { SubstituteStats } from '../moe/observers/substitute-stats.js';
+import { symmetricEigen } from './symmetric-eigen.js';
 
 export interface SubstituteFitOptions {
   readonly rank: number;
@@ -50,57 +51,6 @@ export function choleskySolve(A: Float64Array, b: Float64Array, n: number, m: nu
       b[i * m + c] = s / A[i * n + i]!;
     }
   }
-}
-
-/**
- * Eigen-decomposition of a symmetric n x n matrix by cyclic Jacobi rotations (fp64, in place on a
- * copy). Returns eigenvalues in descending order and the eigenvectors as the columns of an n x n
- * row-major matrix, in the same order.
- */
-export function symmetricEigen(S: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
-  const a = S.slice();
-  const v = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) v[i * n + i] = 1;
-  let scale = 0;
-  for (let i = 0; i < n * n; i++) scale += a[i]! * a[i]!;
-  for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0;
-    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += a[p * n + q]! * a[p * n + q]!;
-    if (off <= 1e-24 * scale || off === 0) break;
-    for (let p = 0; p < n - 1; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = a[p * n + q]!;
-        if (apq === 0) continue;
-        const theta = (a[q * n + q]! - a[p * n + p]!) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          const akp = a[k * n + p]!;
-          const akq = a[k * n + q]!;
-          a[k * n + p] = c * akp - s * akq;
-          a[k * n + q] = s * akp + c * akq;
-        }
-        for (let k = 0; k < n; k++) {
-          const apk = a[p * n + k]!;
-          const aqk = a[q * n + k]!;
-          a[p * n + k] = c * apk - s * aqk;
-          a[q * n + k] = s * apk + c * aqk;
-        }
-        for (let k = 0; k < n; k++) {
-          const vkp = v[k * n + p]!;
-          const vkq = v[k * n + q]!;
-          v[k * n + p] = c * vkp - s * vkq;
-          v[k * n + q] = s * vkp + c * vkq;
-        }
-      }
-    }
-  }
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => a[y * n + y]! - a[x * n + x]!);
-  const values = Float64Array.from(order, (i) => a[i * n + i]!);
-  const vectors = new Float64Array(n * n);
-  for (let k = 0; k < n; k++) for (let r = 0; r < n; r++) vectors[r * n + k] = v[r * n + order[k]!]!;
-  return { values, vectors };
 }
 
 export function fitSubstitutes(stats: SubstituteStats, o: SubstituteFitOptions): SubstituteFit {

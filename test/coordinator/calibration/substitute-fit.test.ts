@@ -1,12 +1,9 @@
-// The fit behind linear substitutes: Cholesky solves, the Jacobi eigen-decomposition, and the
+// The fit behind linear substitutes: Cholesky solves, the symmetric eigen-decomposition, and the
 // reduced-rank ridge fit from regression statistics, checked against data with a known answer.
 
 import { describe, expect, it } from 'vitest';
-import {
-  choleskySolve,
-  fitSubstitutes,
-  symmetricEigen,
-} from '../../../coordinator/calibration/substitute-fit.js';
+import { choleskySolve, fitSubstitutes } from '../../../coordinator/calibration/substitute-fit.js';
+import { symmetricEigen } from '../../../coordinator/calibration/symmetric-eigen.js';
 import type { SubstituteStats } from '../../../coordinator/moe/observers/substitute-stats.js';
 import { addSubstitute } from '../../../shared/routing/expert-substitutes.js';
 
@@ -67,9 +64,28 @@ describe('substitute fit', () => {
     );
   });
 
-  it('symmetricEigen returns A v = lambda v, descending, orthonormal', () => {
-    const n = 7;
-    const rand = gaussian(2);
+  /** A v = lambda v for every pair, values descending, vectors orthonormal (to `digits`). */
+  function expectEigen(S: Float64Array, n: number, digits: number): Float64Array {
+    const { values, vectors } = symmetricEigen(S, n);
+    const scale = Math.max(1, ...Array.from(S, Math.abs));
+    for (let k = 1; k < n; k++) expect(values[k - 1]).toBeGreaterThanOrEqual(values[k]!);
+    for (let k = 0; k < n; k++) {
+      for (let i = 0; i < n; i++) {
+        let av = 0;
+        for (let j = 0; j < n; j++) av += S[i * n + j]! * vectors[j * n + k]!;
+        expect((av - values[k]! * vectors[i * n + k]!) / scale).toBeCloseTo(0, digits);
+      }
+      for (let m = 0; m < n; m++) {
+        let dot = 0;
+        for (let i = 0; i < n; i++) dot += vectors[i * n + k]! * vectors[i * n + m]!;
+        expect(dot).toBeCloseTo(k === m ? 1 : 0, digits);
+      }
+    }
+    return values;
+  }
+
+  function randomSymmetric(n: number, seed: number): Float64Array {
+    const rand = gaussian(seed);
     const S = new Float64Array(n * n);
     for (let i = 0; i < n; i++)
       for (let j = 0; j <= i; j++) {
@@ -77,20 +93,38 @@ describe('substitute fit', () => {
         S[i * n + j] = v;
         S[j * n + i] = v;
       }
-    const { values, vectors } = symmetricEigen(S, n);
-    for (let k = 1; k < n; k++) expect(values[k - 1]).toBeGreaterThanOrEqual(values[k]!);
-    for (let k = 0; k < n; k++) {
-      for (let i = 0; i < n; i++) {
-        let av = 0;
-        for (let j = 0; j < n; j++) av += S[i * n + j]! * vectors[j * n + k]!;
-        expect(av).toBeCloseTo(values[k]! * vectors[i * n + k]!, 9);
-      }
-      for (let m = 0; m < n; m++) {
-        let dot = 0;
-        for (let i = 0; i < n; i++) dot += vectors[i * n + k]! * vectors[i * n + m]!;
-        expect(dot).toBeCloseTo(k === m ? 1 : 0, 9);
-      }
+    return S;
+  }
+
+  it('symmetricEigen returns A v = lambda v, descending, orthonormal', () => {
+    for (const n of [1, 2, 7, 40]) expectEigen(randomSymmetric(n, n), n, 9);
+  });
+
+  it('symmetricEigen handles zero, repeated and already-reduced matrices, and a low-rank covariance', () => {
+    expect(Array.from(expectEigen(new Float64Array(9), 3, 12))).toEqual([0, 0, 0]);
+    // Repeated eigenvalues: any orthonormal basis of the eigenspace is right.
+    const diag = new Float64Array(16);
+    [2, 5, 2, 5].forEach((v, i) => {
+      diag[i * 4 + i] = v;
+    });
+    expect(Array.from(expectEigen(diag, 4, 12))).toEqual([5, 5, 2, 2]);
+    // A row and column of zeros (nothing for a reflector to annihilate) inside a random matrix.
+    const holed = randomSymmetric(6, 9);
+    for (let k = 0; k < 6; k++) {
+      holed[3 * 6 + k] = 0;
+      holed[k * 6 + 3] = 0;
     }
+    expect(Math.min(...Array.from(expectEigen(holed, 6, 9), Math.abs))).toBeLessThan(1e-12);
+    // X^T X of rank 3 in 30 dimensions (as the fitted outputs' covariance is when few tokens fit).
+    const n = 30;
+    const rand = gaussian(4);
+    const X = Float64Array.from({ length: 3 * n }, rand);
+    const C = new Float64Array(n * n);
+    for (let r = 0; r < 3; r++)
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) C[i * n + j]! += X[r * n + i]! * X[r * n + j]!;
+    const values = expectEigen(C, n, 9);
+    expect(values[2]).toBeGreaterThan(1e-3);
+    for (let k = 3; k < n; k++) expect(Math.abs(values[k]!)).toBeLessThan(1e-9);
   });
 
   it('recovers an affine map of rank r exactly, and a lower rank explains less of the variance', () => {
