@@ -36,7 +36,7 @@ import {
 import { mergeShares, planDispatch, type WorkerShare } from './dispatch-plan.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from './dispatch-timeout.js';
 import { ExpertResultOverflowError, PlacementError, WorkerRequestError } from './errors.js';
-import { type HandshakeKind, HandshakePlaces, type HandshakeTicket } from './handshake-places.js';
+import { endpointOf, type HandshakeKind, HandshakePlaces, type HandshakeTicket } from './handshake-places.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
 import { WorkerConnection } from './worker-connection.js';
 
@@ -123,8 +123,13 @@ interface Slot {
   connecting: boolean;
   /** The attempt's handshake place (waiting or held). */
   ticket: HandshakeTicket | undefined;
-  /** Completed a handshake once: its reconnects go before retries of URLs that never did. */
+  /**
+   * Its last handshake completed: the attempt after a drop is a reconnect, ahead of retries. A
+   * failed attempt clears it, so a URL that answered once and went silent is retried with the rest.
+   */
   answered: boolean;
+  /** What its URL connects to (handshake-places.ts: one handshake at a time per endpoint). */
+  readonly endpoint: string;
   attempt: number;
   timer: NodeJS.Timeout | undefined;
   /** EWMA of round-trip seconds per pair; undefined until measured. */
@@ -168,6 +173,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       connecting: false,
       ticket: undefined,
       answered: true,
+      endpoint: endpointOf(c.url),
       attempt: 0,
       timer: undefined,
       secondsPerPair: undefined,
@@ -269,6 +275,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         connecting: false,
         ticket: undefined,
         answered: false,
+        endpoint: endpointOf(url),
         attempt: 0,
         timer: undefined,
         secondsPerPair: undefined,
@@ -595,7 +602,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     if (this.closed || slot.left || slot.connecting || slot.conn?.alive) return;
     slot.connecting = true;
     const kind: HandshakeKind = slot.waiters.length > 0 ? 'join' : slot.answered ? 'reconnect' : 'retry';
-    const ticket = this.places.request(kind);
+    const ticket = this.places.request(kind, slot.endpoint);
     slot.ticket = ticket;
     void ticket.granted.then((granted) => {
       if (granted && !this.closed && !slot.left) {
@@ -649,6 +656,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
             `worker ${slot.url} claims expert ${bad}, but the model has ${this.model.numExperts}`,
             { missing: [], hint: 'the worker runs another model: check its --model' },
           );
+          slot.answered = false;
           for (const w of slot.waiters.splice(0)) w.reject(err);
           this.scheduleReconnect(worker);
           return;
@@ -664,6 +672,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       },
       (err: unknown) => {
         ended();
+        slot.answered = false;
         for (const w of slot.waiters.splice(0)) w.reject(err);
         this.scheduleReconnect(worker);
       },

@@ -5,6 +5,7 @@
 
 import { describe, expect, it } from 'vitest';
 import {
+  endpointOf,
   type HandshakeKind,
   HandshakePlaces,
   type HandshakeTicket,
@@ -22,8 +23,9 @@ interface Asked {
 
 function asker(places: HandshakePlaces) {
   const all: Asked[] = [];
-  const ask = (name: string, kind: HandshakeKind): Asked => {
-    const ticket = places.request(kind);
+  /** `endpoint`: distinct per name unless given (aliases of one host and port share one). */
+  const ask = (name: string, kind: HandshakeKind, endpoint = `ws://${name}:1`): Asked => {
+    const ticket = places.request(kind, endpoint);
     const a: Asked = {
       name,
       ticket,
@@ -123,5 +125,30 @@ describe('HandshakePlaces', () => {
     expect(queued.outcome).toBe(false);
     handshaking.release();
     expect(await held()).toEqual(['join2']);
+  });
+
+  it('one handshake per endpoint: aliases of one host and port hold one place, and wait without holding up others', async () => {
+    const { ask, held } = asker(new HandshakePlaces(2, 2));
+    const silent = 'ws://10.0.0.9:7000';
+    const first = ask('alias0', 'reconnect', silent);
+    ask('alias1', 'reconnect', silent);
+    ask('alias2', 'join', silent);
+    ask('real-reconnect', 'reconnect');
+    ask('real-retry', 'retry');
+    ask('real-join', 'join');
+    // alias1 and alias2 wait for alias0's endpoint; the real workers take the free places.
+    expect(await held()).toEqual(['alias0', 'real-reconnect', 'real-join']);
+    first.release();
+    // The endpoint is free again: its join takes it, so its reconnect still waits, and the freed
+    // background place goes to the retry behind it.
+    expect(await held()).toEqual(['alias2', 'real-reconnect', 'real-retry', 'real-join']);
+  });
+
+  it('endpointOf: scheme, host and port (the scheme default filled in); path, query and fragment ignored', () => {
+    expect(endpointOf('ws://127.0.0.1:9000/h0')).toBe(endpointOf('ws://127.0.0.1:9000/h1?x#y'));
+    expect(endpointOf('ws://HOST:80/a')).toBe(endpointOf('ws://host/'));
+    expect(endpointOf('ws://127.0.0.1:9000')).not.toBe(endpointOf('ws://127.0.0.1:9001'));
+    expect(endpointOf('ws://127.0.0.1:9000')).not.toBe(endpointOf('wss://127.0.0.1:9000'));
+    expect(endpointOf('not a url')).toBe('not a url');
   });
 });
