@@ -1,7 +1,8 @@
 // Who gets a handshake place (coordinator/cluster/handshake-places.ts): joins and background
-// handshakes have separate places, background places go to reconnects of workers that answered
-// before ahead of retries of URLs that never did, each kind in arrival order. The places are plain
-// bookkeeping: these tests request, release and promote tickets and read which were granted.
+// handshakes have separate places, background places go to reconnects (of workers whose last
+// handshake completed) ahead of retries, each kind in arrival order, and one endpoint has one
+// handshake open at a time. The places are plain bookkeeping: these tests request, release and
+// promote tickets and read which were granted.
 
 import { describe, expect, it } from 'vitest';
 import {

@@ -17,7 +17,7 @@ import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js
 
 const MODEL = { numLayers: 4, numExperts: 8, hidden: 256, nativeK: 2 };
 /** Aliases of one hostile endpoint (a path each: a URL each, so a slot each). */
-const HOSTILE = Number(process.env.H3_HOSTILE ?? 40);
+const HOSTILE = 40;
 const HANDSHAKE_TIMEOUT_MS = 1000;
 
 let a: WorkerProcess;
