@@ -1,6 +1,6 @@
 // Quoting text a peer chose (a worker's error reply, a registry record's key and reason) as one log
-// line: control characters, line separators and Unicode bidi controls come out as \uXXXX escapes,
-// everything else as it was.
+// line: control characters, line separators and invisible format characters (Unicode category Cf,
+// the bidi controls among them) come out as \uXXXX escapes, everything else as it was.
 
 import { describe, expect, it } from 'vitest';
 import { oneLine, printable } from '../../../shared/text/printable.js';
@@ -26,9 +26,26 @@ describe.each([
     expect(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(out)).toBe(false);
   });
 
-  it('keeps letters of right-to-left scripts, zero-width joiners and emoji as they are', () => {
-    const text = 'שלום مرحبا e\u0301 👩\u200d💻';
+  it('keeps letters of right-to-left scripts, combining marks and emoji as they are', () => {
+    const text = 'שלום مرحبا e\u0301 👩 💻 🇫🇷';
     expect(quote(text)).toBe(text);
+  });
+
+  it('escapes the zero width joiner of an emoji sequence (a format character like the others)', () => {
+    expect(quote('👩\u200d💻')).toBe('👩\\u200d💻');
+  });
+
+  it('escapes invisible format characters, tag characters beyond the basic plane as \\u{...}', () => {
+    // Zero width space, word joiner, BOM, then "hi" in tag characters (invisible ASCII copies).
+    expect(quote('a\u200bb\u2060c\ufeffd\u{e0068}\u{e0069}')).toBe(
+      'a\\u200bb\\u2060c\\ufeffd\\u{e0068}\\u{e0069}',
+    );
+  });
+
+  it('a pair cut by the length bound leaves no lone surrogate', () => {
+    const out = quote(`${'x'.repeat(499)}😀`.slice(0, 500) + 'y'.repeat(600));
+    expect(/\p{Cs}/u.test(out)).toBe(false);
+    expect(out).toContain('\\ud83d');
   });
 
   it('still escapes line breaks, terminal escapes and the line separators', () => {
