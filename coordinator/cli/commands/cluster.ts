@@ -7,6 +7,7 @@ import { readWorkers } from '../../../shared/cluster-registry/registry-reader.js
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
 import { counted } from '../../../shared/text/counted.js';
+import { printable } from '../../../shared/text/printable.js';
 import { RebalanceError } from '../../cluster/errors.js';
 import {
   type RebalanceOptions,
@@ -90,6 +91,8 @@ function formatReport(r: RebalanceReport): string {
     `load per expert (pairs/s over ${(r.windowMs / 1000).toFixed(0)} s): ${r.expertLoad.map((p, e) => `${e}:${p.toFixed(1)}`).join(' ')}`,
     `replicas per expert: ${r.replicas.map((n, e) => `${e}:${n}`).join(' ')}`,
   ];
-  for (const [id, experts] of Object.entries(r.target)) lines.push(`  ${id}: ${formatExpertSet(experts)}`);
+  // Worker ids are registry text: quoted like `kmoe cluster status` quotes them.
+  for (const [id, experts] of Object.entries(r.target))
+    lines.push(`  ${printable(id)}: ${formatExpertSet(experts)}`);
   return lines.join('\n');
 }

@@ -6,6 +6,7 @@ import type { WorkerRecord } from '../../../shared/cluster-registry/record.js';
 import { expertView } from '../../../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { counted } from '../../../shared/text/counted.js';
+import { printable } from '../../../shared/text/printable.js';
 
 export interface WorkerStatusJSON {
   readonly id: string;
@@ -118,7 +119,13 @@ export function clusterStatus(
   };
 }
 
-/** For people: a worker table, then coverage and replication per expert for each model. */
+/**
+ * For people: a worker table, then coverage and replication per expert for each model. A record's
+ * id, URL and fingerprint are text whoever can write to the registry chose: quoted with `printable`
+ * (escaped, bounded), so a newline cannot forge a row nor a terminal escape or a bidi control
+ * rewrite the operator's screen. The URL is bounded at 200 characters like the id (a record's may
+ * be 2,000).
+ */
 export function formatClusterStatus(s: ClusterStatusJSON): string {
   const lines = [`registry ${s.registry}: ${counted(s.workers.length, 'worker')}`];
   if (s.workers.length > 0) {
@@ -129,13 +136,13 @@ export function formatClusterStatus(s: ClusterStatusJSON): string {
     for (const w of s.workers) {
       lines.push(
         [
-          w.id.padEnd(31),
+          printable(w.id).padEnd(31),
           w.status.padEnd(9),
           (formatExpertSet(w.experts) || '-').padEnd(12),
           w.pairsPerSec.toFixed(1).padStart(8),
           w.tokensPerSec.toFixed(1).padStart(9),
           `${(w.heartbeatAgeMs / 1000).toFixed(1)} s`.padStart(10),
-          ` ${w.url}`,
+          ` ${printable(w.url)}`,
         ].join(' '),
       );
     }
@@ -143,7 +150,7 @@ export function formatClusterStatus(s: ClusterStatusJSON): string {
   for (const m of s.models) {
     lines.push(
       '',
-      `model ${m.fingerprint.slice(0, 12)}…, ${m.numExperts} experts: ` +
+      `model ${printable(m.fingerprint.slice(0, 12))}…, ${m.numExperts} experts: ` +
         (m.covered
           ? 'every expert covered'
           : `NOT covered, experts ${formatExpertSet(m.missing)} have no worker`),
