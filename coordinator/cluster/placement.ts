@@ -5,12 +5,21 @@
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import { printable } from '../../shared/text/printable.js';
 import { PlacementError } from './errors.js';
 
 export interface WorkerExperts {
   readonly url: string;
   readonly experts: readonly number[];
+  /**
+   * The worker left the membership: its slot stays (indices are stable) but it is no longer
+   * expected back, so an error does not name it among the failed.
+   */
+  readonly left?: boolean;
 }
+
+/** Failed workers named one by one in a "no live worker" error; the others are counted. */
+const FAILED_NAMED = 3;
 
 export class PlacementTable {
   private constructor(
@@ -76,15 +85,31 @@ export class PlacementTable {
       );
   }
 
+  /**
+   * The error for experts no live worker holds, naming the workers that hold them and failed (not
+   * those that left, nor failed workers holding other experts): the first FAILED_NAMED, quoted
+   * (a registry record chose the URL), then their count, so the message stays short however many
+   * workers a registry listed.
+   */
   private orphaned(orphans: readonly number[], live: readonly boolean[]): PlacementError {
-    const dead = this.workers.filter((_, i) => !live[i]).map((w) => w.url);
-    return new PlacementError(
-      `experts ${formatExpertSet(orphans)} have no live worker (failed: ${dead.join(', ') || 'none'})`,
-      {
-        missing: orphans,
-        hint: 'serving resumes by itself once a worker holding them is up again (the coordinator reconnects to known URLs with backoff, and adds workers that join)',
-      },
-    );
+    const holders = new Set<number>();
+    for (const e of orphans) for (const w of this.holders[e]!) holders.add(w);
+    const failed = [...holders]
+      .sort((a, b) => a - b)
+      .filter((w) => !live[w] && this.workers[w]!.left !== true)
+      .map((w) => this.workers[w]!.url);
+    const named = failed.slice(0, FAILED_NAMED).map((u) => printable(u, 100));
+    const more = failed.length - named.length;
+    const why =
+      failed.length > 0
+        ? `failed: ${named.join(', ')}${more > 0 ? ` and ${more.toLocaleString('en-US')} more` : ''}`
+        : holders.size > 0
+          ? 'the workers holding them left'
+          : 'no worker holds them';
+    return new PlacementError(`experts ${formatExpertSet(orphans)} have no live worker (${why})`, {
+      missing: orphans,
+      hint: 'serving resumes by itself once a worker holding them is up again (the coordinator reconnects to known URLs with backoff, and adds workers that join)',
+    });
   }
 
   /** "ws://a: 0-3; ws://b: 4-7" */

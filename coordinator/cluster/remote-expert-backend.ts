@@ -542,7 +542,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private buildView(): ClusterView {
     return {
       placement: PlacementTable.of(
-        this.slots.map((s): WorkerExperts => ({ url: s.url, experts: s.experts })),
+        this.slots.map(
+          (s): WorkerExperts => ({ url: s.url, experts: s.experts, ...(s.left ? { left: true } : {}) }),
+        ),
         this.model.numExperts,
       ),
       connections: this.slots.map((s) => (s.left ? undefined : s.conn)),

@@ -67,6 +67,56 @@ describe('PlacementTable', () => {
   });
 });
 
+describe('the error of experts with no live worker', () => {
+  const message = (table: PlacementTable, experts: number[], live: boolean[]) => {
+    try {
+      table.assign(pairsOf([experts]), live);
+    } catch (err) {
+      expect(err).toBeInstanceOf(PlacementError);
+      return (err as Error).message;
+    }
+    throw new Error('assign did not fail');
+  };
+
+  it('names the failed holders of those experts only, not failed workers holding others', () => {
+    const table = PlacementTable.of(
+      [w('ws://a', [0]), w('ws://b', [1]), w('ws://c', [1]), w('ws://d', [2])],
+      3,
+    );
+    expect(message(table, [1], [false, false, false, true])).toBe(
+      'experts 1 have no live worker (failed: ws://b, ws://c)',
+    );
+  });
+
+  it('leaves out workers that left the membership, and says so when only those held them', () => {
+    const table = PlacementTable.of(
+      [w('ws://a', [0]), { url: 'ws://b', experts: [1], left: true }, w('ws://c', [1])],
+      2,
+    );
+    expect(message(table, [1], [true, false, false])).toBe('experts 1 have no live worker (failed: ws://c)');
+    const gone = PlacementTable.of([w('ws://a', [0]), { url: 'ws://b', experts: [1], left: true }], 2);
+    expect(message(gone, [1], [true, false])).toBe(
+      'experts 1 have no live worker (the workers holding them left)',
+    );
+    const none = PlacementTable.of([w('ws://a', [0])], 2);
+    expect(message(none, [1], [false])).toBe('experts 1 have no live worker (no worker holds them)');
+  });
+
+  it('names the first 3 failed holders, escaped and bounded, and counts the others', () => {
+    const holders = Array.from({ length: 1000 }, (_, i) => w(`ws://h${i}/\u202e\n${'x'.repeat(1900)}`, [1]));
+    const table = PlacementTable.of([w('ws://a', [0]), ...holders], 2);
+    const text = message(
+      table,
+      [1],
+      holders.map(() => false),
+    );
+    expect(text).toMatch(/^experts 1 have no live worker \(failed: ws:\/\/h0\/\\u202e\\nx+…, ws:\/\/h1\//);
+    expect(text).toMatch(/ and 997 more\)$/);
+    expect(/[\n\u202e]/.test(text)).toBe(false);
+    expect(text.length).toBeLessThan(500);
+  });
+});
+
 describe('planDispatch', () => {
   it('sends a token whose experts share a worker once, with all its pairs', () => {
     const table = PlacementTable.create([w('ws://a', [0, 1, 2, 3]), w('ws://b', [4, 5, 6, 7])], 8);
