@@ -31,7 +31,11 @@ export const workerRecordSchema = z.object({
   url: z
     .string()
     .max(2000)
-    .refine((u) => u === '' || workerUrlProblem(u) === undefined, 'must be a ws:// or wss:// URL'),
+    .superRefine((u, ctx) => {
+      const problem = u === '' ? undefined : workerUrlProblem(u);
+      if (problem !== undefined)
+        ctx.addIssue({ code: 'custom', message: `must be a ws:// or wss:// URL (${problem})` });
+    }),
   /** loading: experts claimed (by --experts auto), not yet serving; ready; draining: leaving. */
   status: z.enum(WORKER_STATUSES),
   experts: z.array(z.number().int().nonnegative()).max(MAX_LIST),

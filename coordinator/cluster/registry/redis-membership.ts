@@ -260,6 +260,8 @@ export class RedisMembership implements Membership {
     }
     this.logIgnored(ignored);
     const trustAbsence = Date.now() - this.readySince >= (this.o.ttlMs ?? WORKER_TTL_MS);
+    // A record's id is any text its writer chose (its URL passed workerUrlProblem, which refuses
+    // white space and invisible characters): both are quoted in the reasons, which are logged.
     const leaves: MemberLeft[] = [];
     const next = new Map<string, WorkerRecord>();
     for (const [id, old] of this.known) {
@@ -279,7 +281,7 @@ export class RedisMembership implements Membership {
         : this.deregistered.has(id)
           ? 'deregistered'
           : 'heartbeat expired';
-      const reason = `worker ${id} (${old.url}) ${why}`;
+      const reason = `worker ${printable(id)} (${printable(old.url)}) ${why}`;
       leaves.push(
         why === 'heartbeat expired' ? { url: old.url, reason, expired: true } : { url: old.url, reason },
       );
@@ -291,7 +293,7 @@ export class RedisMembership implements Membership {
       joins.push({
         url: cur.url,
         experts: cur.experts,
-        reason: `worker ${id} (${cur.url}) registered with experts ${formatExpertSet(cur.experts)}`,
+        reason: `worker ${printable(id)} (${printable(cur.url)}) registered with experts ${formatExpertSet(cur.experts)}`,
       });
     }
     for (const id of this.deregistered) if (!now.has(id)) this.deregistered.delete(id);

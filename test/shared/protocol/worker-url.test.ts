@@ -1,0 +1,34 @@
+// The one rule for worker URLs: ws:// or wss:// with a host, no fragment, and text a person reads as
+// it is: white space, controls and invisible characters are refused even where new URL() would
+// drop or percent-encode them (a registry record keeps the raw text, and logs quote it).
+
+import { describe, expect, it } from 'vitest';
+import { workerUrlProblem } from '../../../shared/protocol/worker-url.js';
+
+describe('workerUrlProblem', () => {
+  it.each([
+    'ws://127.0.0.1:7070',
+    'wss://worker-3.example:443/experts',
+    'ws://[::1]:7070/',
+    'ws://h:1/%E2%80%AE%0A',
+  ])('accepts %s', (url) => {
+    expect(workerUrlProblem(url)).toBeUndefined();
+  });
+
+  it.each([
+    ['a newline', 'ws://127.0.0.1:1/\n[fake]', 'U+000A at offset 17'],
+    ['a tab', 'ws://127.0.0.1:1/\tx', 'U+0009'],
+    ['a space', 'ws://127.0.0.1:1/ x', 'U+0020'],
+    ['a no-break space', 'ws://127.0.0.1:1/\u00a0x', 'U+00A0'],
+    ['a line separator', 'ws://127.0.0.1:1/\u2028x', 'U+2028'],
+    ['an escape', 'ws://127.0.0.1:1/\u001b[2J', 'U+001B'],
+    ['a right-to-left override', 'ws://127.0.0.1:1/\u202eexe.txt', 'U+202E'],
+    ['a zero width joiner', 'ws://127.0.0.1:1/a\u200db', 'U+200D'],
+    ['a tag character', 'ws://127.0.0.1:1/\u{e0041}', 'U+E0041'],
+    ['a lone surrogate', 'ws://127.0.0.1:1/\ud800', 'U+D800'],
+  ])('refuses a URL holding %s, naming it', (_what, url, named) => {
+    // Each of these parses: the URL parser alone would let it through.
+    expect(() => new URL(url)).not.toThrow();
+    expect(workerUrlProblem(url)).toContain(named);
+  });
+});
