@@ -25,9 +25,9 @@ const MAX_REMEMBERED_LEAVES = 1000;
 /** Ignored records logged one by one per read; the others not logged before are counted in one line. */
 const IGNORED_LOGGED_PER_READ = 10;
 /**
- * Ignored records remembered between reads (as digests of key and reason), so that a poll does not
- * log them again. Beyond this many, the rest are counted again (in the one line) when the set of
- * ignored records changes: the memory stays bounded whatever a registry holds.
+ * Ignored records remembered as named between reads (as digests of key and reason), so that no
+ * read names them again. Beyond this many, new ones are only counted (in the one line) when the
+ * set of ignored records changes: the memory stays bounded whatever a registry holds.
  */
 const IGNORED_REMEMBERED = 10_000;
 
@@ -68,8 +68,9 @@ export class RedisMembership implements Membership {
   private lastRead = 0;
   private closed = false;
   /**
-   * The records ignored at the last read (key and why), as digests: each is logged when first seen
-   * (or when its reason changes), not at every poll. At most IGNORED_REMEMBERED of them.
+   * The ignored records named in a log line of their own and still ignored at the last read (key
+   * and why), as digests: each is named once (again only if its reason changes), not at every
+   * poll. At most IGNORED_REMEMBERED of them.
    */
   private ignoredSeen = new Set<string>();
   /** Digest of every record ignored at the last read: an unchanged set logs nothing, however large. */
@@ -201,9 +202,14 @@ export class RedisMembership implements Membership {
   }
 
   /**
-   * Logs the ignored records not logged yet (or ignored for another reason now): the first
+   * Logs the ignored records not named yet (or ignored for another reason now): at most
    * IGNORED_LOGGED_PER_READ one by one, the others in one line with their count, so a registry
-   * flooded with junk keys costs a few log lines, not one per key. Forgets the rest.
+   * flooded with junk keys costs at most IGNORED_LOGGED_PER_READ + 1 lines per read, and nothing
+   * while the set of ignored records stays the same. Only a record named in its own line is
+   * remembered as logged: one that was only counted is named at a later read (the next change),
+   * and a record that is no longer ignored is forgotten. A record is named only if it can be
+   * remembered (at most IGNORED_REMEMBERED, those named before and still ignored first), so none
+   * is named twice while it stays ignored; past that, new ones are only counted.
    */
   private logIgnored(ignored: ReadonlyMap<string, string>): void {
     // The map's order follows the registry's contents (keys sorted, then records by id), so the
@@ -212,22 +218,26 @@ export class RedisMembership implements Membership {
     for (const [key, problem] of ignored) whole.update(`${key.length}:${key}${problem.length}:${problem}`);
     const digest = whole.digest('base64');
     if (digest === this.ignoredDigest) return;
-    const seen = new Set<string>();
+    const digests = [...ignored].map(([key, problem]) =>
+      createHash('sha256').update(`${key.length}:${key}${problem}`).digest('base64'),
+    );
+    // Named before and still ignored: remembered again (at most IGNORED_REMEMBERED, as before).
+    const seen = new Set(digests.filter((d) => this.ignoredSeen.has(d)));
     let logged = 0;
     let unlogged = 0;
+    let i = 0;
     for (const [key, problem] of ignored) {
-      const d = createHash('sha256').update(`${key.length}:${key}${problem}`).digest('base64');
-      const known = this.ignoredSeen.has(d);
-      if (seen.size < IGNORED_REMEMBERED) seen.add(d);
-      if (known) continue;
-      if (logged < IGNORED_LOGGED_PER_READ) {
+      const d = digests[i++]!;
+      if (seen.has(d)) continue;
+      if (logged < IGNORED_LOGGED_PER_READ && seen.size < IGNORED_REMEMBERED) {
         this.o.log.warn(`registry: ignoring record ${printable(key)}: ${printable(problem, 500)}`);
+        seen.add(d);
         logged++;
       } else unlogged++;
     }
     if (unlogged > 0)
       this.o.log.warn(
-        `registry: ... and ${unlogged.toLocaleString('en-US')} more ignored records (${ignored.size.toLocaleString('en-US')} ignored in all; at most ${IGNORED_LOGGED_PER_READ} are logged one by one per read)`,
+        `registry: ... and ${unlogged.toLocaleString('en-US')} more ignored records (${ignored.size.toLocaleString('en-US')} ignored in all; at most ${IGNORED_LOGGED_PER_READ} are logged one by one per read, the others at later reads)`,
       );
     this.ignoredSeen = seen;
     this.ignoredDigest = digest;

@@ -135,7 +135,7 @@ describe('a registry flooded with junk keys', () => {
           ),
         ),
       ),
-      'registry: ... and 11,990 more ignored records (12,000 ignored in all; at most 10 are logged one by one per read)',
+      'registry: ... and 11,990 more ignored records (12,000 ignored in all; at most 10 are logged one by one per read, the others at later reads)',
     ]);
     // Later polls read the same records: nothing more is logged.
     await reads(m, 3);
@@ -149,5 +149,32 @@ describe('a registry flooded with junk keys', () => {
     expect(later[0]).toMatch(/^registry: ignoring record kmoe:worker:a-new-one: not JSON \(/);
     expect(later.length).toBeLessThanOrEqual(11);
     expect(later.filter((w) => w.includes('more ignored records'))).toHaveLength(later.length === 11 ? 1 : 0);
+  });
+
+  it('names no record twice while it stays ignored, however many changes follow (at most 11 lines per read)', async () => {
+    for (let i = 0; i < JUNK; i += 1000) {
+      const batch = client.pipeline();
+      for (let j = i; j < i + 1000; j++)
+        batch.set(`kmoe:worker:junk-${String(j).padStart(6, '0')}`, 'junk', 'PX', 120_000);
+      await batch.exec();
+    }
+    const m = await start();
+    // Each change adds one record (named first: its key sorts first) and names up to 9 of the
+    // records only counted so far. Records beyond the 10,000 the membership used to remember (what
+    // it had counted, not only what it had named) were named again at every change.
+    for (let c = 0; c < 3; c++) {
+      const before = warnings.length;
+      await client.set(`kmoe:worker:a-new-${c}`, 'junk', 'PX', 120_000);
+      await until(`change ${c} to be logged`, () => warnings.some((w) => w.includes(`a-new-${c}`)));
+      await reads(m, 2);
+      expect(warnings.length - before).toBeLessThanOrEqual(11);
+    }
+    const named = warnings.flatMap((w) => /^registry: ignoring record (\S+):/.exec(w)?.[1] ?? []);
+    expect(named.length).toBe(10 + 3 * 10);
+    expect(new Set(named).size).toBe(named.length);
+    // The summary counts what is still unnamed: 12,003 ignored, 40 named.
+    expect(warnings.at(-1)).toMatch(
+      /^registry: \.\.\. and 11,963 more ignored records \(12,003 ignored in all;/,
+    );
   });
 });
