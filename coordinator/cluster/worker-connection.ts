@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { type ClusterSecret, newNonce } from '../../shared/protocol/auth.js';
 import { type DecodeLimits, decodeMessage, encodeHello, encodeProof } from '../../shared/protocol/codec.js';
 import { ProtocolError } from '../../shared/protocol/errors.js';
-import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import { expertSetOf, formatExpertSet } from '../../shared/protocol/expert-set.js';
 import { type FrameAllocator, frameBytes } from '../../shared/protocol/frame.js';
 import {
   type DispatchResult,
@@ -258,7 +258,9 @@ export class WorkerConnection {
           new WorkerConnection(
             url,
             ws,
-            msg,
+            // The experts as a set, like a holdings notice's: a welcome listing [4, 4] would make
+            // the worker two of expert 4's holders in the placement.
+            { ...msg, experts: expertSetOf(msg.experts) },
             { ...opts.model, maxFrameBytes: msg.maxFrameBytes },
             inbound,
             opts.onDown,
@@ -462,8 +464,8 @@ export class WorkerConnection {
       // the placement once per message for a worker that repeats it in a loop. A set, so compared
       // as one: the same experts in another order (or repeated) are the same holdings, and the
       // set is passed on sorted and without repeats.
-      const experts = sortedDistinct(msg.experts);
-      const held = sortedDistinct(this.held);
+      const experts = expertSetOf(msg.experts);
+      const held = this.held;
       if (experts.length === held.length && experts.every((e, i) => e === held[i])) return;
       this.held = experts;
       this.onHoldings?.(experts);
@@ -549,9 +551,4 @@ function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Prom
       },
     );
   });
-}
-
-/** Expert indices as a set: ascending, each once. */
-function sortedDistinct(xs: readonly number[]): number[] {
-  return [...new Set(xs)].sort((p, q) => p - q);
 }

@@ -25,9 +25,17 @@ export function parseExpertSet(text: string, numExperts?: number): number[] {
   return [...out].sort((a, b) => a - b);
 }
 
+/**
+ * An expert list a worker sent (its welcome, a holdings notice) as the set it means: ascending,
+ * each once. A list with repeats would put the worker twice among an expert's holders.
+ */
+export function expertSetOf(experts: readonly number[]): number[] {
+  return [...new Set(experts)].sort((a, b) => a - b);
+}
+
 /** Compact form: [0,1,2,3,6] -> "0-3,6". */
 export function formatExpertSet(experts: readonly number[]): string {
-  const sorted = [...new Set(experts)].sort((a, b) => a - b);
+  const sorted = expertSetOf(experts);
   const parts: string[] = [];
   for (let i = 0; i < sorted.length; ) {
     let j = i;

@@ -22,7 +22,12 @@ import {
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import { randomClusterToken } from '../../../shared/protocol/auth.js';
-import { type DecodeLimits, encodeErrorReply, encodeHoldings } from '../../../shared/protocol/codec.js';
+import {
+  type DecodeLimits,
+  encodeErrorReply,
+  encodeHoldings,
+  encodeWelcome,
+} from '../../../shared/protocol/codec.js';
 import { f32 } from '../../../shared/tensor.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import {
@@ -247,6 +252,29 @@ describe('a worker that repeats its holdings notice', () => {
     // Compared in order, each of the six notices differed from the one before: six rebuilds.
     expect(ups).toEqual([{ url, experts: [0, 1, 2], why: 'holdings' }]);
     expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2]);
+  });
+});
+
+describe('a worker whose welcome lists experts out of order and repeated', () => {
+  it('is one holder of each, like a holdings notice: the welcome is read as a set', async () => {
+    const url = await relay((r) => {
+      if (r.msg?.type === 'welcome') {
+        const { type: _type, ...welcome } = r.msg;
+        r.send(encodeWelcome({ ...welcome, experts: [3, 0, 0, 1, 2, 2, 3] }));
+        return;
+      }
+      // Then a holdings notice of the same set, which must change nothing.
+      if (r.msg?.type === 'result') r.send(encodeHoldings({ experts: [0, 1, 2, 3] }));
+      r.send(r.bytes);
+    });
+    const ups: WorkerUp[] = [];
+    const be = await backend([url, b.url], { up: (e) => ups.push(e) });
+    expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2, 3]);
+    // Listed twice, expert 0 had the worker twice among its holders.
+    for (const e of [0, 1, 2, 3]) expect(be.placement.holdersOf(e)).toEqual([0]);
+    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+    // The notice of the same set is no news (it was, compared with the welcome's list as sent).
+    expect(ups).toEqual([]);
   });
 });
 
