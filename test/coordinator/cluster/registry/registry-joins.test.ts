@@ -157,7 +157,7 @@ describe('records the coordinator ignores', () => {
     const lines = ignoring().slice(before);
     expect(lines.map((l) => l.msg)).toEqual([
       expect.stringMatching(
-        /^registry: ignoring record kmoe:worker:bad-url: url: must be a ws:\/\/ or wss:\/\/ URL$/,
+        /^registry: ignoring record kmoe:worker:bad-url: url: must be a ws:\/\/ or wss:\/\/ URL \(the scheme must be ws:\/\/ or wss:\/\/, not http:\/\/\)$/,
       ),
       expect.stringMatching(/^registry: ignoring record kmoe:worker:not-json: not JSON \(.*not json\\u001b/),
       expect.stringMatching(
