@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisMembership } from '../../../../coordinator/cluster/registry/redis-membership.js';
 import { NO_LOAD, type WorkerRecord } from '../../../../shared/cluster-registry/record.js';
+import { runCli } from '../../../helpers/cli.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 
 const FINGERPRINT = 'a'.repeat(64);
@@ -121,5 +122,34 @@ describe('an ignored record behind ten junk keys', () => {
       lines.some((l) => l.includes('ignoring record kmoe:worker:real')),
     );
     expect(named).toBe(true);
+  });
+});
+
+describe('kmoe cluster status over a record a hostile writer chose', () => {
+  it('prints its id and fingerprint quoted, and leaves out a record whose URL hides characters', async () => {
+    // review32's repro/status-inject.sh: a forged row after a newline, ANSI escapes, a bidi override.
+    await client.set(
+      'kmoe:worker:zz-evil',
+      record({
+        id: 'evil\nforged-1                        ready     0-7  \u001b[8m',
+        status: 'loading',
+        fingerprint: '\u001b[31mRED\u001b[0m',
+      }),
+      'PX',
+      60_000,
+    );
+    await client.set(
+      'kmoe:worker:zz-url',
+      record({ id: 'url', url: 'ws://127.0.0.1:1/\u202eexe.tpircs\n\u001b[2J' }),
+      'PX',
+      60_000,
+    );
+    const r = await runCli(['cluster', 'status', '--redis', redis.url]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^registry \S+: 1 worker$/m);
+    expect(r.stdout).toContain('evil\\nforged-1');
+    expect(r.stdout).toContain('model \\u001b[31mRED\\u001b[0m…, 8 experts');
+    expect(/[\u001b\u202e]/.test(r.stdout)).toBe(false);
+    expect(r.stdout.split('\n').some((l) => l.startsWith('forged-1'))).toBe(false);
   });
 });
