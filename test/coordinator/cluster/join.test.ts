@@ -50,8 +50,11 @@ describe('workers joining and leaving a running engine', () => {
       expect(stats!.workers.map((w) => w.url)).toEqual([a.url, b.url, d.url]);
 
       // d leaves: nothing else holds 4-7, so the next step fails naming them, without touching d.
+      // The error names b, which failed, not d, which left (it named every slot not live).
       expect(await engine.leaveWorker(d.url)).toBe(true);
-      await expect(step()).rejects.toThrow(/experts [4-7][-,4-7]* have no live worker/);
+      await expect(step()).rejects.toThrow(
+        new RegExp(`experts [4-7][-,4-7]* have no live worker \\(failed: ${b.url}\\)$`),
+      );
       // ...and joins again: served again.
       await engine.joinWorker(d.url);
       expect(relative(await step(), before)).toBeLessThan(1e-5);
