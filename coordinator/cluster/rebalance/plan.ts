@@ -10,6 +10,7 @@
 // An expert's load is assumed to split evenly across its replicas (k-aware balancing splits by
 // measured cost; even is what it converges to on equal workers). Pure: no Redis, no clock.
 
+import { printable } from '../../../shared/text/printable.js';
 import { RebalanceError } from '../errors.js';
 
 export interface RebalanceWorker {
@@ -63,10 +64,10 @@ export function planRebalance(input: RebalanceInput): RebalancePlan {
     throw new RebalanceError(`expected ${E} expert loads, got ${expertLoad.length}`);
   for (const w of workers) {
     if (!Number.isInteger(w.slots) || w.slots < 1)
-      throw new RebalanceError(`worker ${w.id}: slots must be a positive integer, got ${w.slots}`);
+      throw new RebalanceError(`worker ${printable(w.id)}: slots must be a positive integer, got ${w.slots}`);
     const bad = w.experts.find((e) => !Number.isInteger(e) || e < 0 || e >= E);
     if (bad !== undefined)
-      throw new RebalanceError(`worker ${w.id} holds expert ${bad}, but the model has ${E}`);
+      throw new RebalanceError(`worker ${printable(w.id)} holds expert ${bad}, but the model has ${E}`);
   }
   const slots = workers.reduce((a, w) => a + Math.min(w.slots, E), 0);
   if (slots < E)

@@ -25,6 +25,7 @@ import {
 import type { WorkerRecord } from '../../../shared/cluster-registry/record.js';
 import { readWorkers } from '../../../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { printable } from '../../../shared/text/printable.js';
 import { RebalanceError } from '../errors.js';
 import { addAndWait } from './job-wait.js';
 import { type Balance, planRebalance, type RebalancePlan } from './plan.js';
@@ -195,7 +196,7 @@ export async function rebalanceOnce(redis: Redis, o: RebalanceOptions): Promise<
     }
     for (const c of plan.changes)
       o.progress(
-        `worker ${c.id}: load ${formatExpertSet(c.load) || '-'}, unload ${formatExpertSet(c.unload) || '-'}`,
+        `worker ${printable(c.id)}: load ${formatExpertSet(c.load) || '-'}, unload ${formatExpertSet(c.unload) || '-'}`,
       );
     if (o.dryRun) return report('planned', []);
     const applied = await apply(plan, m.fingerprint, o, prefix);
@@ -218,11 +219,13 @@ async function apply(
     const results = await Promise.allSettled(
       todo.map(async (c) => {
         const experts = op === 'load' ? c.load : c.unload;
-        o.progress(`worker ${c.id}: ${op === 'load' ? 'loading' : 'unloading'} ${formatExpertSet(experts)}`);
+        o.progress(
+          `worker ${printable(c.id)}: ${op === 'load' ? 'loading' : 'unloading'} ${formatExpertSet(experts)}`,
+        );
         const r = await command(c.id, { op, experts: [...experts], fingerprint }, o, prefix);
         applied.push({ id: c.id, op, experts, seconds: r.seconds, holds: r.experts });
         o.progress(
-          `worker ${c.id}: ${op} done in ${r.seconds.toFixed(1)} s, holds ${formatExpertSet(r.experts)}`,
+          `worker ${printable(c.id)}: ${op} done in ${r.seconds.toFixed(1)} s, holds ${formatExpertSet(r.experts)}`,
         );
       }),
     );

@@ -116,5 +116,13 @@ describe('planRebalance', () => {
         expertLoad: [1, 1],
       }),
     ).toThrow(/worker a holds expert 9, but the model has 2/);
+    // A worker id is registry text: quoted.
+    expect(() =>
+      planRebalance({
+        workers: [{ id: 'a\n\u202eb', experts: [0, 9], slots: 2 }],
+        numExperts: 2,
+        expertLoad: [1, 1],
+      }),
+    ).toThrow(/^worker a\\n\\u202eb holds expert 9, but the model has 2$/);
   });
 });
