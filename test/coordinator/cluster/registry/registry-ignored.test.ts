@@ -7,34 +7,17 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisMembership } from '../../../../coordinator/cluster/registry/redis-membership.js';
-import { NO_LOAD, type WorkerRecord } from '../../../../shared/cluster-registry/record.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
+import { RECORD_FINGERPRINT, workerRecordJson } from '../../../helpers/worker-record.js';
 
-const FINGERPRINT = 'a'.repeat(64);
+const FINGERPRINT = RECORD_FINGERPRINT;
 
 let redis: RedisServer;
 let client: Redis;
 let membership: RedisMembership | undefined;
 const warnings: string[] = [];
 
-function record(fields: Partial<WorkerRecord>): string {
-  const r: WorkerRecord = {
-    id: 'w',
-    url: 'ws://127.0.0.1:1',
-    status: 'ready',
-    experts: [0, 1, 2, 3, 4, 5, 6, 7],
-    numExperts: 8,
-    device: 'cpu',
-    expertWeights: 'fp32',
-    threads: 1,
-    fingerprint: FINGERPRINT,
-    startedAt: Date.now(),
-    heartbeatAt: Date.now(),
-    load: NO_LOAD,
-    ...fields,
-  };
-  return JSON.stringify(r);
-}
+const record = workerRecordJson;
 
 async function start(): Promise<RedisMembership> {
   membership = await RedisMembership.start({
