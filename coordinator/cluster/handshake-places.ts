@@ -3,8 +3,8 @@
 // accepts TCP and never answers holds its place for the whole handshake timeout, so without a bound
 // a registry holding n such records keeps n sockets open; with one first-come queue, a real
 // worker's join would wait behind all of their timeouts. One endpoint (host and port) has at most
-// one handshake open: URLs that differ only in their path are one worker, so n aliases of one
-// silent endpoint in the registry hold one place, not n.
+// one background handshake open: URLs that differ only in their path reach one process, so n
+// aliases of one silent endpoint in the registry hold one background place, not n.
 
 /** Joins' handshakes open at a time (a join: someone waits for its outcome). */
 export const MAX_JOIN_HANDSHAKES = 8;
@@ -12,11 +12,10 @@ export const MAX_JOIN_HANDSHAKES = 8;
 export const MAX_BACKGROUND_HANDSHAKES = 4;
 
 /**
- * Why a handshake is wanted: a join; the reconnect of a worker whose last handshake completed (its
- * connection dropped since); the background retry of a URL whose last attempt failed or that never
- * answered (what a stale or hostile registry record produces). A reconnect that fails makes the
- * next attempt a retry, so a URL that answered once and then went silent cannot keep the reconnect
- * priority: it would otherwise take every background place ahead of real workers' retries.
+ * Why a handshake is wanted: a join; the reconnect of a worker whose connection was up for a while
+ * before it dropped; the background retry of any other URL (one that never answered, whose last
+ * attempt timed out, or whose connection dropped soon after its handshake: what a stale or hostile
+ * registry record produces). remote-expert-backend.ts decides which.
  */
 export type HandshakeKind = 'join' | 'reconnect' | 'retry';
 
@@ -49,9 +48,8 @@ interface Entry {
 /**
  * Two pools, so that background work never takes a join's place: joins wait only for other joins
  * (at most MAX_JOIN_HANDSHAKES at once, in arrival order), never for silent URLs' retries to time
- * out; background handshakes have their own MAX_BACKGROUND_HANDSHAKES places, where a freed place
- * goes to the longest-waiting reconnect, else to the longest-waiting retry, skipping entries
- * whose endpoint already has a handshake open. At most the sum of the two is open in all. (One shared pool would let
+ * out; background handshakes have their own MAX_BACKGROUND_HANDSHAKES places (pump says who gets
+ * them). At most the sum of the two is open in all. (One shared pool would let
  * retries hold places a burst of first joins needs: a real worker's join behind n silent records
  * would wait more than n / 8 handshake bounds.)
  */
@@ -60,8 +58,10 @@ export class HandshakePlaces {
   private background = 0;
   /** Waiting entries per rank, in arrival order. */
   private readonly queues: Entry[][] = [[], [], []];
-  /** Endpoints with a handshake open. */
-  private readonly busy = new Set<string>();
+  /** Handshakes open per endpoint. */
+  private readonly busy = new Map<string, number>();
+  /** Background places held by retries. */
+  private retries = 0;
 
   constructor(
     private readonly maxJoins = MAX_JOIN_HANDSHAKES,
@@ -101,7 +101,10 @@ export class HandshakePlaces {
           entry.state = 'done';
           if (entry.heldAs === 0) this.joins--;
           else this.background--;
-          this.busy.delete(entry.endpoint);
+          if (entry.heldAs === RANK.retry) this.retries--;
+          const open = this.busy.get(entry.endpoint)! - 1;
+          if (open === 0) this.busy.delete(entry.endpoint);
+          else this.busy.set(entry.endpoint, open);
           this.pump();
         }
       },
@@ -114,28 +117,38 @@ export class HandshakePlaces {
   }
 
   /**
-   * Grants the free places of each pool to its longest-waiting, most urgent entries whose endpoint
-   * has no handshake open (those wait their turn without holding up the others).
+   * Grants the free places of each pool. Joins go in arrival order whatever their endpoint (each
+   * holds one of the membership's few join slots while it waits, so making it wait for an alias
+   * would stall every join behind it). Background places go to the longest-waiting reconnect, else
+   * retry, whose endpoint has no handshake open (others wait without holding anyone up); but while
+   * retries wait and none holds a place, the next place is a retry's, so reconnects that keep coming
+   * back (a relay that completes handshakes and drops) cannot keep retries out for good.
    */
   private pump(): void {
     for (;;) {
-      const join = this.joins < this.maxJoins ? this.takeFree(this.queues[0]!) : undefined;
-      const next =
-        join ??
-        (this.background < this.maxBackground
-          ? (this.takeFree(this.queues[1]!) ?? this.takeFree(this.queues[2]!))
-          : undefined);
+      const join = this.joins < this.maxJoins ? this.queues[0]!.shift() : undefined;
+      const next = join ?? (this.background < this.maxBackground ? this.nextBackground() : undefined);
       if (!next) return;
       if (join) this.joins++;
       else this.background++;
-      this.busy.add(next.endpoint);
+      if (next.rank === RANK.retry) this.retries++;
+      this.busy.set(next.endpoint, (this.busy.get(next.endpoint) ?? 0) + 1);
       next.state = 'held';
       next.heldAs = next.rank;
       next.resolve(true);
     }
   }
 
-  /** Takes the first entry of `queue` whose endpoint is free. */
+  private nextBackground(): Entry | undefined {
+    const [, reconnects, retries] = this.queues as [Entry[], Entry[], Entry[]];
+    if (this.retries === 0) {
+      const retry = this.takeFree(retries);
+      if (retry) return retry;
+    }
+    return this.takeFree(reconnects) ?? this.takeFree(retries);
+  }
+
+  /** Takes the first entry of `queue` whose endpoint has no handshake open. */
   private takeFree(queue: Entry[]): Entry | undefined {
     const i = queue.findIndex((e) => !this.busy.has(e.endpoint));
     return i < 0 ? undefined : queue.splice(i, 1)[0];

@@ -124,10 +124,15 @@ interface Slot {
   /** The attempt's handshake place (waiting or held). */
   ticket: HandshakeTicket | undefined;
   /**
-   * Its last handshake completed: the attempt after a drop is a reconnect, ahead of retries. A
-   * failed attempt clears it, so a URL that answered once and went silent is retried with the rest.
+   * Its next attempt is a reconnect, ahead of retries (handshake-places.ts): set when a connection
+   * that was up for at least a handshake bound drops, kept through quick failures (a restarting
+   * worker refuses connections), cleared by an attempt that held its place half a bound or more
+   * before failing, or by a connection that dropped sooner. So a URL that answered once and went
+   * silent, or a relay that completes handshakes and drops, is retried with the rest.
    */
-  answered: boolean;
+  reconnectAhead: boolean;
+  /** When its current connection was made (ms, Date.now()). */
+  connectedAt: number;
   /** What its URL connects to (handshake-places.ts: one handshake at a time per endpoint). */
   readonly endpoint: string;
   attempt: number;
@@ -172,7 +177,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       left: false,
       connecting: false,
       ticket: undefined,
-      answered: true,
+      reconnectAhead: true,
+      connectedAt: Date.now(),
       endpoint: endpointOf(c.url),
       attempt: 0,
       timer: undefined,
@@ -274,7 +280,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         left: false,
         connecting: false,
         ticket: undefined,
-        answered: false,
+        reconnectAhead: false,
+        connectedAt: 0,
         endpoint: endpointOf(url),
         attempt: 0,
         timer: undefined,
@@ -577,6 +584,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private lost(worker: number, reason: string): void {
     const slot = this.slots[worker];
     if (!slot) return;
+    slot.reconnectAhead = Date.now() - slot.connectedAt >= this.handshakeTimeoutMs;
     this.rebuild();
     this.events.down?.({ url: slot.url, reason });
     this.scheduleReconnect(worker);
@@ -603,7 +611,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     const slot = this.slots[worker]!;
     if (this.closed || slot.left || slot.connecting || slot.conn?.alive) return;
     slot.connecting = true;
-    const kind: HandshakeKind = slot.waiters.length > 0 ? 'join' : slot.answered ? 'reconnect' : 'retry';
+    const kind: HandshakeKind =
+      slot.waiters.length > 0 ? 'join' : slot.reconnectAhead ? 'reconnect' : 'retry';
     const ticket = this.places.request(kind, slot.endpoint);
     slot.ticket = ticket;
     void ticket.granted.then((granted) => {
@@ -628,6 +637,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   /** The connection attempt of `reconnect`, on a held handshake place (released when it ends). */
   private handshake(worker: number, ticket: HandshakeTicket): void {
     const slot = this.slots[worker]!;
+    const started = Date.now();
     const ended = () => {
       ticket.release();
       slot.ticket = undefined;
@@ -658,14 +668,14 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
             `worker ${slot.url} claims expert ${bad}, but the model has ${this.model.numExperts}`,
             { missing: [], hint: 'the worker runs another model: check its --model' },
           );
-          slot.answered = false;
+          slot.reconnectAhead = false;
           for (const w of slot.waiters.splice(0)) w.reject(err);
           this.scheduleReconnect(worker);
           return;
         }
         slot.conn = conn;
         slot.experts = conn.welcome.experts;
-        slot.answered = true;
+        slot.connectedAt = Date.now();
         slot.attempt = 0;
         slot.secondsPerPair = undefined;
         this.rebuild();
@@ -674,7 +684,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       },
       (err: unknown) => {
         ended();
-        slot.answered = false;
+        // A failure that held its place long (a silent URL's timeout) costs the others a place for
+        // that long; a quick one (refused: a worker restarting) costs nothing and keeps its rank.
+        if (Date.now() - started >= this.handshakeTimeoutMs / 2) slot.reconnectAhead = false;
         for (const w of slot.waiters.splice(0)) w.reject(err);
         this.scheduleReconnect(worker);
       },

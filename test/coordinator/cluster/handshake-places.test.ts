@@ -1,7 +1,7 @@
 // Who gets a handshake place (coordinator/cluster/handshake-places.ts): joins and background
 // handshakes have separate places, background places go to reconnects (of workers whose last
-// handshake completed) ahead of retries, each kind in arrival order, and one endpoint has one
-// handshake open at a time. The places are plain bookkeeping: these tests request, release and
+// connection was up a while) ahead of retries, each kind in arrival order, but a retry first while
+// none holds a place; one endpoint has one background handshake open at a time. The places are plain bookkeeping: these tests request, release and
 // promote tickets and read which were granted.
 
 import { describe, expect, it } from 'vitest';
@@ -128,21 +128,43 @@ describe('HandshakePlaces', () => {
     expect(await held()).toEqual(['join2']);
   });
 
-  it('one handshake per endpoint: aliases of one host and port hold one place, and wait without holding up others', async () => {
+  it('one background handshake per endpoint: aliases of one host and port hold one place, and wait without holding up others; joins do not wait for their endpoint', async () => {
     const { ask, held } = asker(new HandshakePlaces(2, 2));
     const silent = 'ws://10.0.0.9:7000';
     const first = ask('alias0', 'reconnect', silent);
     ask('alias1', 'reconnect', silent);
-    ask('alias2', 'join', silent);
     ask('real-reconnect', 'reconnect');
-    ask('real-retry', 'retry');
+    ask('alias-join', 'join', silent);
     ask('real-join', 'join');
-    // alias1 and alias2 wait for alias0's endpoint; the real workers take the free places.
-    expect(await held()).toEqual(['alias0', 'real-reconnect', 'real-join']);
+    // alias1 waits for alias0's endpoint, and real-reconnect takes the place it would have had.
+    expect(await held()).toEqual(['alias0', 'real-reconnect', 'alias-join', 'real-join']);
     first.release();
-    // The endpoint is free again: its join takes it, so its reconnect still waits, and the freed
-    // background place goes to the retry behind it.
-    expect(await held()).toEqual(['alias2', 'real-reconnect', 'real-retry', 'real-join']);
+    // The endpoint still has alias-join's handshake open: alias1 waits on.
+    expect(await held()).toEqual(['real-reconnect', 'alias-join', 'real-join']);
+  });
+
+  it('while retries wait and none holds a place, the next background place is a retry', async () => {
+    const { ask, held } = asker(new HandshakePlaces(8, 2));
+    const r0 = ask('reconnect0', 'reconnect');
+    ask('reconnect1', 'reconnect');
+    ask('retry0', 'retry');
+    ask('reconnect2', 'reconnect');
+    ask('retry1', 'retry');
+    // Asked while places were free: the first two get them in arrival order.
+    expect(await held()).toEqual(['reconnect0', 'reconnect1']);
+    r0.release();
+    // retry0 goes ahead of reconnect2, which waited longer but is one of many reconnects.
+    expect(await held()).toEqual(['reconnect1', 'retry0']);
+    // With a retry holding a place, reconnects go first again.
+    const { ask: ask2, held: held2 } = asker(new HandshakePlaces(8, 3));
+    ask2('a', 'reconnect');
+    ask2('retry-held', 'retry');
+    const c = ask2('c', 'reconnect');
+    ask2('retry-waiting', 'retry');
+    ask2('d', 'reconnect');
+    expect(await held2()).toEqual(['a', 'retry-held', 'c']);
+    c.release();
+    expect(await held2()).toEqual(['a', 'retry-held', 'd']);
   });
 
   it('endpointOf: scheme, host and port (the scheme default filled in); path, query and fragment ignored', () => {
