@@ -7,6 +7,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisMembership } from '../../../../coordinator/cluster/registry/redis-membership.js';
+import { runCli } from '../../../helpers/cli.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { RECORD_FINGERPRINT, workerRecordJson } from '../../../helpers/worker-record.js';
 
@@ -16,15 +17,24 @@ let redis: RedisServer;
 let client: Redis;
 let membership: RedisMembership | undefined;
 const warnings: string[] = [];
+/** Every line, info and warnings. */
+const lines: string[] = [];
 
 const record = workerRecordJson;
 
-async function start(): Promise<RedisMembership> {
+async function start(pollMs?: number): Promise<RedisMembership> {
   membership = await RedisMembership.start({
     url: redis.url,
     fingerprint: FINGERPRINT,
     numExperts: 8,
-    log: { info: () => {}, warn: (m) => warnings.push(m) },
+    ...(pollMs === undefined ? {} : { pollMs }),
+    log: {
+      info: (m) => lines.push(m),
+      warn: (m) => {
+        warnings.push(m);
+        lines.push(m);
+      },
+    },
   });
   return membership;
 }
@@ -60,6 +70,7 @@ afterEach(async () => {
   membership = undefined;
   await client.flushall();
   warnings.length = 0;
+  lines.length = 0;
 });
 
 afterAll(async () => {
@@ -97,17 +108,22 @@ describe('a record the membership ignores', () => {
   });
 });
 
+/** `n` keys that are not JSON, kmoe:worker:junk-000000 on, in batches of 1,000. */
+async function addJunk(n: number): Promise<void> {
+  for (let i = 0; i < n; i += 1000) {
+    const batch = client.pipeline();
+    for (let j = i; j < Math.min(n, i + 1000); j++)
+      batch.set(`kmoe:worker:junk-${String(j).padStart(6, '0')}`, 'junk', 'PX', 120_000);
+    await batch.exec();
+  }
+}
+
 describe('a registry flooded with junk keys', () => {
   // Above the 10,000 ignored records the membership remembers between reads.
   const JUNK = 12_000;
 
   it('is logged in a few lines, once: the first records one by one, then one line with the count', async () => {
-    for (let i = 0; i < JUNK; i += 1000) {
-      const batch = client.pipeline();
-      for (let j = i; j < i + 1000; j++)
-        batch.set(`kmoe:worker:junk-${String(j).padStart(6, '0')}`, 'junk', 'PX', 120_000);
-      await batch.exec();
-    }
+    await addJunk(JUNK);
     // The first read (in start) holds every junk record.
     const m = await start();
     expect(warnings).toEqual([
@@ -135,12 +151,7 @@ describe('a registry flooded with junk keys', () => {
   });
 
   it('names no record twice while it stays ignored, however many changes follow (at most 11 lines per read)', async () => {
-    for (let i = 0; i < JUNK; i += 1000) {
-      const batch = client.pipeline();
-      for (let j = i; j < i + 1000; j++)
-        batch.set(`kmoe:worker:junk-${String(j).padStart(6, '0')}`, 'junk', 'PX', 120_000);
-      await batch.exec();
-    }
+    await addJunk(JUNK);
     const m = await start();
     // Each change adds one record (named first: its key sorts first) and names up to 9 of the
     // records only counted so far. Records beyond the 10,000 the membership used to remember (what
@@ -159,5 +170,90 @@ describe('a registry flooded with junk keys', () => {
     expect(warnings.at(-1)).toMatch(
       /^registry: \.\.\. and 11,963 more ignored records \(12,003 ignored in all;/,
     );
+  });
+});
+
+// From a hostile review of the log lines (each failed at 1ee49b9): a member's id is quoted, a URL
+// with hidden characters is refused, an ignored record counted behind junk is named once it can be,
+// and `kmoe cluster status` quotes what a writer chose.
+describe("a member record's join line", () => {
+  it('quotes the id the record chose (a raw newline and bidi controls)', async () => {
+    await client.set(
+      'kmoe:worker:x',
+      record({ id: 'x\u202etxt.exe\n[fake] all experts covered', url: 'ws://127.0.0.1:1' }),
+      'PX',
+      60_000,
+    );
+    await start(200);
+    const join = lines.find((l) => l.startsWith('registry: worker'));
+    expect(join).toBe(
+      'registry: worker x\\u202etxt.exe\\n[fake] all experts covered (ws://127.0.0.1:1) registered with experts 0-7',
+    );
+  });
+});
+
+describe('a record whose URL holds a raw newline or a bidi control', () => {
+  // new URL() drops tabs and newlines and percent-encodes the rest, so the URL parses; the record
+  // would keep it raw. The URL rule refuses it: the record is ignored, and said so quoted.
+  it.each([
+    ['a newline', 'ws://127.0.0.1:1/\n[fake] all experts covered', 'U+000A'],
+    ['a right-to-left override', 'ws://127.0.0.1:1/\u202eexe.txt', 'U+202E'],
+    ['a zero width space', 'ws://127.0.0.1:1/a\u200bb', 'U+200B'],
+  ])('is no member (%s)', async (_what, url, cp) => {
+    await client.set('kmoe:worker:x', record({ id: 'x', url }), 'PX', 60_000);
+    await start(200);
+    expect(membership!.members()).toEqual([]);
+    expect(lines.some((l) => l.startsWith('registry: worker'))).toBe(false);
+    const ignored = lines.filter((l) => l.startsWith('registry: ignoring record kmoe:worker:x'));
+    expect(ignored).toHaveLength(1);
+    expect(ignored[0]).toContain(
+      `url: must be a ws:// or wss:// URL (it holds white space or an invisible character (${cp}`,
+    );
+    expect(lines.join('').match(/[\n\u202e\u200b]/)).toBeNull();
+  });
+});
+
+describe('an ignored record behind ten junk keys', () => {
+  it('is named in the log at some point (it is only counted, and then remembered as logged)', async () => {
+    for (let i = 0; i < 10; i++) await client.set(`kmoe:worker:aaa-junk-${i}`, 'junk', 'PX', 60_000);
+    // A real worker of another model: what the operator must see to fix it.
+    await client.set('kmoe:worker:real', record({ id: 'real', fingerprint: 'f'.repeat(64) }), 'PX', 60_000);
+    await start(200);
+    expect(lines.some((l) => l.includes('more ignored records'))).toBe(true);
+    // The junk goes; the misconfigured worker's record stays.
+    for (let i = 0; i < 10; i++) await client.del(`kmoe:worker:aaa-junk-${i}`);
+    await until('the real record to be named', () =>
+      lines.some((l) => l.includes('ignoring record kmoe:worker:real')),
+    );
+    expect(lines.filter((l) => l.includes('ignoring record kmoe:worker:real'))).toHaveLength(1);
+  });
+});
+
+describe('kmoe cluster status over a record a hostile writer chose', () => {
+  it('prints its id and fingerprint quoted, and leaves out a record whose URL hides characters', async () => {
+    // review32's repro/status-inject.sh: a forged row after a newline, ANSI escapes, a bidi override.
+    await client.set(
+      'kmoe:worker:zz-evil',
+      record({
+        id: 'evil\nforged-1                        ready     0-7  \u001b[8m',
+        status: 'loading',
+        fingerprint: '\u001b[31mRED\u001b[0m',
+      }),
+      'PX',
+      60_000,
+    );
+    await client.set(
+      'kmoe:worker:zz-url',
+      record({ id: 'url', url: 'ws://127.0.0.1:1/\u202eexe.tpircs\n\u001b[2J' }),
+      'PX',
+      60_000,
+    );
+    const r = await runCli(['cluster', 'status', '--redis', redis.url]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^registry \S+: 1 worker$/m);
+    expect(r.stdout).toContain('evil\\nforged-1');
+    expect(r.stdout).toContain('model \\u001b[31mRED\\u001b[0m…, 8 experts');
+    expect(['\u001b', '\u202e'].filter((c) => r.stdout.includes(c))).toEqual([]);
+    expect(r.stdout.split('\n').some((l) => l.startsWith('forged-1'))).toBe(false);
   });
 });
