@@ -231,7 +231,7 @@ describe('an ignored record behind ten junk keys', () => {
 
 describe('kmoe cluster status over a record a hostile writer chose', () => {
   it('prints its id and fingerprint quoted, and leaves out a record whose URL hides characters', async () => {
-    // review32's repro/status-inject.sh: a forged row after a newline, ANSI escapes, a bidi override.
+    // The review's attack: a forged row after a newline, ANSI escapes, a bidi override.
     await client.set(
       'kmoe:worker:zz-evil',
       record({
