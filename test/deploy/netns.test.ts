@@ -38,8 +38,18 @@ function runScript(
       detached: opts.group === true,
     });
     const send = (signal: NodeJS.Signals) => {
-      if (opts.group === true) process.kill(-child.pid!, signal);
-      else child.kill(signal);
+      if (opts.group !== true) {
+        child.kill(signal);
+        return;
+      }
+      try {
+        process.kill(-child.pid!, signal);
+      } catch (err) {
+        // The whole group has ended (the script and its children exited on the first signal, as
+        // a terminal's second Ctrl-C can come after): nobody left to signal. Anything else is a
+        // real failure.
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
     };
     let stdout = '';
     let stderr = '';
