@@ -44,6 +44,15 @@ const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Reconnect delays: RECONNECT_BASE_MS x 2^attempt, at most RECONNECT_MAX_MS. */
 const RECONNECT_BASE_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
+/**
+ * A failed attempt shorter than this keeps a reconnect's rank: a refused connection takes a round
+ * trip. A twentieth of the handshake bound, at most 250 ms: a peer that fails its attempts just
+ * under the limit holds a place that long per attempt (40 such endpoints: about 2.5 s of waiting
+ * for a real reconnect at the default 10 s bound), where half a bound let it hold 5 s per attempt.
+ */
+function quickFailureMs(handshakeTimeoutMs: number): number {
+  return Math.min(250, handshakeTimeoutMs / 20);
+}
 /** Weight of the newest round trip in a worker's service-time average. */
 const EWMA_ALPHA = 0.2;
 
@@ -125,13 +134,13 @@ interface Slot {
   ticket: HandshakeTicket | undefined;
   /**
    * Its next attempt is a reconnect, ahead of retries (handshake-places.ts): set when a connection
-   * that was up for at least a handshake bound drops, kept through quick failures (a restarting
-   * worker refuses connections), cleared by an attempt that held its place half a bound or more
-   * before failing, or by a connection that dropped sooner. So a URL that answered once and went
+   * that was up for at least a handshake bound drops, kept through quick refusals (a restarting
+   * worker: nothing listens), cleared by an attempt that held its place longer before failing, or
+   * by a connection that dropped sooner. So a URL that answered once and went
    * silent, or a relay that completes handshakes and drops, is retried with the rest.
    */
   reconnectAhead: boolean;
-  /** When its current connection was made (ms, Date.now()). */
+  /** When its current connection was made (ms, performance.now(): a clock step changes no rank). */
   connectedAt: number;
   /** What its URL connects to (handshake-places.ts: one handshake at a time per endpoint). */
   readonly endpoint: string;
@@ -178,7 +187,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       connecting: false,
       ticket: undefined,
       reconnectAhead: true,
-      connectedAt: Date.now(),
+      connectedAt: performance.now(),
       endpoint: endpointOf(c.url),
       attempt: 0,
       timer: undefined,
@@ -584,7 +593,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private lost(worker: number, reason: string): void {
     const slot = this.slots[worker];
     if (!slot) return;
-    slot.reconnectAhead = Date.now() - slot.connectedAt >= this.handshakeTimeoutMs;
+    slot.reconnectAhead = performance.now() - slot.connectedAt >= this.handshakeTimeoutMs;
     this.rebuild();
     this.events.down?.({ url: slot.url, reason });
     this.scheduleReconnect(worker);
@@ -637,7 +646,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   /** The connection attempt of `reconnect`, on a held handshake place (released when it ends). */
   private handshake(worker: number, ticket: HandshakeTicket): void {
     const slot = this.slots[worker]!;
-    const started = Date.now();
+    const started = performance.now();
     const ended = () => {
       ticket.release();
       slot.ticket = undefined;
@@ -675,7 +684,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         }
         slot.conn = conn;
         slot.experts = conn.welcome.experts;
-        slot.connectedAt = Date.now();
+        slot.connectedAt = performance.now();
         slot.attempt = 0;
         slot.secondsPerPair = undefined;
         this.rebuild();
@@ -684,9 +693,11 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       },
       (err: unknown) => {
         ended();
-        // A failure that held its place long (a silent URL's timeout) costs the others a place for
-        // that long; a quick one (refused: a worker restarting) costs nothing and keeps its rank.
-        if (Date.now() - started >= this.handshakeTimeoutMs / 2) slot.reconnectAhead = false;
+        // A failure that held its place (a silent URL's timeout, or a peer that closes just before
+        // any threshold it could learn) costs the others that place; only a refusal within
+        // QUICK_FAILURE_MS (a worker restarting: nothing listens) costs nothing and keeps the rank.
+        if (performance.now() - started >= quickFailureMs(this.handshakeTimeoutMs))
+          slot.reconnectAhead = false;
         for (const w of slot.waiters.splice(0)) w.reject(err);
         this.scheduleReconnect(worker);
       },

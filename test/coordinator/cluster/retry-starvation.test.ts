@@ -1,11 +1,11 @@
-// Found by a hostile review of handshake-places.ts: registry records that answered once and then
+// Found by hostile reviews of handshake-places.ts: registry records that answered once and then
 // accept TCP without answering (a hostile worker gone silent, or a relay to a real worker that stops
-// relaying), many URLs of one endpoint, kept every background place. Background places went to
-// every waiting reconnect before any retry, and such URLs re-queued as reconnects faster than the 4
-// places drained them: a real worker whose first join failed was never retried while they existed,
-// and a real worker's reconnect after a blip waited N/4 handshake bounds. Now a failed attempt makes
-// the next a retry, and one endpoint has one handshake open at a time, so both get a place within a
-// handshake bound or two, whatever the other URLs do.
+// relaying), many URLs of one endpoint, kept every background place as reconnects: a real worker
+// whose first join failed was never retried while they existed, and a real worker's reconnect after
+// a blip waited N/4 handshake bounds. The rules now (handshake-places.ts, remote-expert-backend.ts):
+// a reconnect's rank is earned by a connection up a bound and lost by any attempt that held its
+// place longer than a quick refusal; a retry gets the next place whenever none holds one; one
+// background handshake per endpoint, joins exempt. Each test below failed on the rules it names.
 
 import { createServer, type Server, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,6 +56,13 @@ const slowThenDrop = (port: number, to: number, delayMs: number, dropAfterMs: nu
     u.on('error', () => c.destroy());
     c.on('close', () => u.destroy());
     setTimeout(() => c.destroy(), dropAfterMs);
+  });
+
+/** Accepts TCP, says nothing, and closes `ms` later. */
+const closesAfter = (port: number, ms: number) =>
+  listen(port, (c) => {
+    c.resume();
+    setTimeout(() => c.destroy(), ms);
   });
 
 /** Waits until `cond` holds or `ms` pass; the milliseconds waited. */
@@ -354,4 +361,57 @@ describe('background retries behind hostile reconnects', () => {
       await be.close();
     }
   }, 120_000);
+
+  it('URLs that earned the reconnect rank and then fail each attempt just under half a bound lose it', async () => {
+    // A third review: with "a failure that held its place half a bound or more loses the rank",
+    // 40 relays that had been up a while, then closed each attempt at 0.45 of a bound, stayed
+    // reconnects and a real worker's reconnect after a blip waited 8 s (2 s bound).
+    const BOUND = 2000;
+    const be = await RemoteExpertBackend.connect(
+      { workers: [a.url], wire: 'fp32', handshakeTimeoutMs: BOUND },
+      { fingerprint, ...MODEL },
+    );
+    try {
+      const hostilePort = Number(new URL(hostile.url).port);
+      const ports: number[] = [];
+      const relays: Server[] = [];
+      for (let i = 0; i < HOSTILE; i++) {
+        const port = await restartablePort(ports);
+        ports.push(port);
+        relays.push(await forward(port, hostilePort));
+      }
+      const urls = ports.map((p) => `ws://127.0.0.1:${p}`);
+      await Promise.allSettled(urls.map((u) => be.join(u)));
+      expect(await allConnected(be, urls)).toBe(true);
+      const realPort = await restartablePort(ports);
+      let realRelay = await forward(realPort, Number(new URL(a.url).port));
+      const real = `ws://127.0.0.1:${realPort}`;
+      await be.join(real).catch(() => undefined);
+      expect(await allConnected(be, [real])).toBe(true);
+      // Every connection up longer than a bound: each drop below earns the reconnect rank.
+      await new Promise((r) => setTimeout(r, BOUND * 1.5));
+      const closing = relays.map((r) => new Promise<void>((done) => r.close(() => done())));
+      const realSockets = (s: Socket) =>
+        s.localPort === realPort || s.remotePort === Number(new URL(a.url).port);
+      for (const s of sockets.splice(0))
+        if (realSockets(s)) sockets.push(s);
+        else s.destroy();
+      await Promise.all(closing);
+      for (const port of ports) await closesAfter(port, BOUND * 0.45);
+      // Let the hostile URLs settle into their cycle (backoff grows to 5 s).
+      await new Promise((r) => setTimeout(r, 12_000));
+      const realClosing = new Promise<void>((done) => realRelay.close(() => done()));
+      for (const s of sockets.splice(0)) s.destroy();
+      await realClosing;
+      const slot = be.slotOf(real);
+      await until(() => be.view.connections[slot]?.alive !== true, 10_000);
+      expect(be.view.connections[slot]?.alive).not.toBe(true);
+      realRelay = await forward(realPort, Number(new URL(a.url).port));
+      const waited = await until(() => be.view.connections[slot]?.alive === true, 90_000);
+      console.log(`real worker reconnected after ${waited} ms behind ${HOSTILE} URLs failing at 0.45 bound`);
+      expect(waited).toBeLessThan(3 * BOUND);
+    } finally {
+      await be.close();
+    }
+  }, 200_000);
 });
