@@ -36,12 +36,11 @@ export interface HandshakeTicket {
 }
 
 interface Entry {
+  /** Its queue while waiting; fixed once held (promote moves waiting entries only). */
   rank: number;
-  /** Host and port: one handshake open per endpoint. */
+  /** Scheme, host and port: one background handshake open per endpoint. */
   readonly endpoint: string;
   state: 'waiting' | 'held' | 'done';
-  /** The rank it was granted at (its place is given back to that pool). */
-  heldAs: number;
   resolve(granted: boolean): void;
 }
 
@@ -49,9 +48,9 @@ interface Entry {
  * Two pools, so that background work never takes a join's place: joins wait only for other joins
  * (at most MAX_JOIN_HANDSHAKES at once, in arrival order), never for silent URLs' retries to time
  * out; background handshakes have their own MAX_BACKGROUND_HANDSHAKES places (pump says who gets
- * them). At most the sum of the two is open in all. (One shared pool would let
- * retries hold places a burst of first joins needs: a real worker's join behind n silent records
- * would wait more than n / 8 handshake bounds.)
+ * them). At most the sum of the two is open in all. (One shared pool would let retries hold
+ * places a burst of first joins needs: a real worker's join behind n silent records would wait
+ * more than n / 8 handshake bounds.)
  */
 export class HandshakePlaces {
   private joins = 0;
@@ -74,7 +73,7 @@ export class HandshakePlaces {
     const granted = new Promise<boolean>((r) => {
       resolve = r;
     });
-    const entry: Entry = { rank: RANK[kind], endpoint, state: 'waiting', heldAs: -1, resolve };
+    const entry: Entry = { rank: RANK[kind], endpoint, state: 'waiting', resolve };
     this.queues[entry.rank]!.push(entry);
     this.pump();
     return {
@@ -86,22 +85,14 @@ export class HandshakePlaces {
         this.queues[entry.rank]!.push(entry);
         this.pump();
       },
-      withdraw: () => {
-        if (entry.state !== 'waiting') return;
-        this.unqueue(entry);
-        entry.state = 'done';
-        entry.resolve(false);
-      },
+      withdraw: () => this.withdraw(entry),
       release: () => {
-        if (entry.state === 'waiting') {
-          this.unqueue(entry);
+        if (entry.state === 'waiting') this.withdraw(entry);
+        else if (entry.state === 'held') {
           entry.state = 'done';
-          entry.resolve(false);
-        } else if (entry.state === 'held') {
-          entry.state = 'done';
-          if (entry.heldAs === 0) this.joins--;
+          if (entry.rank === RANK.join) this.joins--;
           else this.background--;
-          if (entry.heldAs === RANK.retry) this.retries--;
+          if (entry.rank === RANK.retry) this.retries--;
           const open = this.busy.get(entry.endpoint)! - 1;
           if (open === 0) this.busy.delete(entry.endpoint);
           else this.busy.set(entry.endpoint, open);
@@ -109,6 +100,13 @@ export class HandshakePlaces {
         }
       },
     };
+  }
+
+  private withdraw(entry: Entry): void {
+    if (entry.state !== 'waiting') return;
+    this.unqueue(entry);
+    entry.state = 'done';
+    entry.resolve(false);
   }
 
   private unqueue(entry: Entry): void {
@@ -134,7 +132,6 @@ export class HandshakePlaces {
       if (next.rank === RANK.retry) this.retries++;
       this.busy.set(next.endpoint, (this.busy.get(next.endpoint) ?? 0) + 1);
       next.state = 'held';
-      next.heldAs = next.rank;
       next.resolve(true);
     }
   }

@@ -136,8 +136,8 @@ interface Slot {
    * Its next attempt is a reconnect, ahead of retries (handshake-places.ts): set when a connection
    * that was up for at least a handshake bound drops, kept through quick refusals (a restarting
    * worker: nothing listens), cleared by an attempt that held its place longer before failing, or
-   * by a connection that dropped sooner. So a URL that answered once and went
-   * silent, or a relay that completes handshakes and drops, is retried with the rest.
+   * by a connection that dropped sooner. So a URL that answered once and went silent, or a relay
+   * that completes handshakes and drops, is retried with the rest.
    */
   reconnectAhead: boolean;
   /** When its current connection was made (ms, performance.now(): a clock step changes no rank). */
@@ -695,7 +695,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         ended();
         // A failure that held its place (a silent URL's timeout, or a peer that closes just before
         // any threshold it could learn) costs the others that place; only a refusal within
-        // QUICK_FAILURE_MS (a worker restarting: nothing listens) costs nothing and keeps the rank.
+        // quickFailureMs (a worker restarting: nothing listens) costs nothing and keeps the rank.
         if (performance.now() - started >= quickFailureMs(this.handshakeTimeoutMs))
           slot.reconnectAhead = false;
         for (const w of slot.waiters.splice(0)) w.reject(err);
