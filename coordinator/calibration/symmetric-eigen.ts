@@ -9,21 +9,20 @@
  */
 export function symmetricEigen(S: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
   if (S.length !== n * n) throw new RangeError(`symmetricEigen: ${S.length} values for ${n} x ${n}`);
+  if (n === 0) return { values: new Float64Array(0), vectors: new Float64Array(0) };
   // q: the orthogonal transform, row-major; after tridiagonalize its columns take A to T.
   const q = S.slice();
   const d = new Float64Array(n);
   const e = new Float64Array(n);
-  if (n > 0) {
-    tridiagonalize(q, d, e, n);
-    // QL rotates pairs of eigenvector columns: done on the transpose, they are rows (contiguous).
-    const rows = transpose(q, n);
-    tridiagonalQl(rows, d, e, n);
-    q.set(transpose(rows, n));
-  }
+  tridiagonalize(q, d, e, n);
+  // QL rotates pairs of eigenvector columns: done on the transpose, they are rows (contiguous), and
+  // row i ends as the eigenvector of d[i].
+  const rows = transpose(q, n);
+  tridiagonalQl(rows, d, e, n);
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
   const values = Float64Array.from(order, (i) => d[i]!);
   const vectors = new Float64Array(n * n);
-  for (let k = 0; k < n; k++) for (let r = 0; r < n; r++) vectors[r * n + k] = q[r * n + order[k]!]!;
+  for (let k = 0; k < n; k++) for (let r = 0; r < n; r++) vectors[r * n + k] = rows[order[k]! * n + r]!;
   return { values, vectors };
 }
 
