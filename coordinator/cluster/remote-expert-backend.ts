@@ -182,7 +182,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     this.slots = connections.map((c) => ({
       url: c.url,
       conn: c,
-      experts: c.welcome.experts,
+      experts: c.experts,
       left: false,
       connecting: false,
       ticket: undefined,
@@ -224,6 +224,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           // By URL: with skipFailed, slots are only the workers that connected.
           onDown: (reason) => backend?.lost(backend.slotOf(url), reason),
           onDrain: () => backend?.rebuild(),
+          // Until the backend exists a notice is kept by its connection (`experts`), read below.
           onHoldings: (experts) => backend?.holdingsChanged(backend.slotOf(url), experts),
         }),
       ),
@@ -234,7 +235,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       if (failed && (options.skipFailed !== true || connections.length === 0))
         throw (failed as PromiseRejectedResult).reason;
       PlacementTable.create(
-        connections.map((c): WorkerExperts => ({ url: c.url, experts: c.welcome.experts })),
+        connections.map((c): WorkerExperts => ({ url: c.url, experts: c.experts })),
         model.numExperts,
       );
       backend = new RemoteExpertBackend(
@@ -579,12 +580,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    */
   private holdingsChanged(worker: number, experts: readonly number[]): void {
     const slot = this.slots[worker];
-    if (!slot || slot.conn === undefined) return;
-    const bad = experts.find((e) => e >= this.model.numExperts);
-    if (bad !== undefined) {
-      slot.conn.abandon(`announced expert ${bad}, but the model has ${this.model.numExperts}`);
-      return;
-    }
+    if (!slot) return;
     slot.experts = experts;
     this.rebuild();
     this.events.up?.({ url: slot.url, experts, why: 'holdings' });
@@ -670,7 +666,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
             w.reject(new Error(`worker ${slot.url} left the membership`));
           return;
         }
-        const bad = conn.welcome.experts.find((e) => e >= this.model.numExperts);
+        // The welcome's set, or a notice's that came in the welcome's read (before slot.conn was set).
+        const experts = conn.experts;
+        const bad = experts.find((e) => e >= this.model.numExperts);
         if (bad !== undefined) {
           void conn.close();
           const err = new PlacementError(
@@ -683,13 +681,13 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           return;
         }
         slot.conn = conn;
-        slot.experts = conn.welcome.experts;
+        slot.experts = experts;
         slot.connectedAt = performance.now();
         slot.attempt = 0;
         slot.secondsPerPair = undefined;
         this.rebuild();
-        this.events.up?.({ url: slot.url, experts: conn.welcome.experts, why: 'connected' });
-        for (const w of slot.waiters.splice(0)) w.resolve({ url: slot.url, experts: conn.welcome.experts });
+        this.events.up?.({ url: slot.url, experts, why: 'connected' });
+        for (const w of slot.waiters.splice(0)) w.resolve({ url: slot.url, experts });
       },
       (err: unknown) => {
         ended();

@@ -84,6 +84,11 @@ export class WorkerConnection {
   private pendingPairs = 0;
   private idleWaiters: (() => void)[] = [];
   private held: readonly number[];
+  /**
+   * Taken by the caller of `connect`: from then on drops, drain and holdings notices are reported.
+   * Before, they are only kept (the welcome's read), and the caller reads the state they left.
+   */
+  private handedOver = false;
 
   private constructor(
     readonly url: string,
@@ -254,20 +259,32 @@ export class WorkerConnection {
         settled = true;
         clearTimeout(timer);
         ws.removeAllListeners();
-        resolve(
-          new WorkerConnection(
-            url,
-            ws,
-            // The experts as a set, like a holdings notice's: a welcome listing [4, 4] would make
-            // the worker two of expert 4's holders in the placement.
-            { ...msg, experts: expertSetOf(msg.experts) },
-            { ...opts.model, maxFrameBytes: msg.maxFrameBytes },
-            inbound,
-            opts.onDown,
-            opts.onDrain,
-            opts.onHoldings,
-          ),
+        const conn = new WorkerConnection(
+          url,
+          ws,
+          // The experts as a set, like a holdings notice's: a welcome listing [4, 4] would make
+          // the worker two of expert 4's holders in the placement.
+          { ...msg, experts: expertSetOf(msg.experts) },
+          { ...opts.model, maxFrameBytes: msg.maxFrameBytes },
+          inbound,
+          opts.onDown,
+          opts.onDrain,
+          opts.onHoldings,
         );
+        // Frames that came in the welcome's socket read are read before this runs. The caller
+        // takes the connection with what they changed (`experts`: a holdings notice); one they
+        // ended (a bad notice, a frame over the limit) fails the connect, so no caller takes a
+        // dead connection while its drop went to nobody (a reconnect was then never scheduled).
+        queueMicrotask(() => {
+          if (conn.alive) {
+            conn.handedOver = true;
+            resolve(conn);
+            return;
+          }
+          const why = conn.down ?? 'it closed the connection';
+          conn.drop('disconnected', why);
+          reject(new HandshakeError(url, `dropped as the handshake ended: ${why}`));
+        });
       });
     });
   }
@@ -457,7 +474,7 @@ export class WorkerConnection {
     } else if (msg.type === 'drain') {
       if (this.drainReason === undefined) {
         this.drainReason = oneLine(msg.reason, 200);
-        this.onDrain?.(this.drainReason);
+        if (this.handedOver) this.onDrain?.(this.drainReason);
       }
     } else if (msg.type === 'holdings') {
       // A notice of the set the worker already holds changes nothing; passing it on would rebuild
@@ -465,10 +482,17 @@ export class WorkerConnection {
       // as one: the same experts in another order (or repeated) are the same holdings, and the
       // set is passed on sorted and without repeats.
       const experts = expertSetOf(msg.experts);
+      // Checked here, not by whoever hears of it: the set is kept (`experts`) before anyone is
+      // told, and a notice can arrive before anyone listens (in the welcome's read).
+      const bad = experts.find((e) => e >= this.limits.numExperts);
+      if (bad !== undefined) {
+        this.cutOff(`announced expert ${bad}, but the model has ${this.limits.numExperts}`);
+        return;
+      }
       const held = this.held;
       if (experts.length === held.length && experts.every((e, i) => e === held[i])) return;
       this.held = experts;
-      this.onHoldings?.(experts);
+      if (this.handedOver) this.onHoldings?.(experts);
     } else if (msg.type === 'error') {
       const text = `replied with an error (${msg.code}): ${oneLine(msg.message)}`;
       if (msg.id === null) this.failAllPending('error-reply', text);
@@ -498,7 +522,7 @@ export class WorkerConnection {
   private failAll(reason: WorkerFailure, why: string): void {
     this.down ??= why;
     this.failAllPending(reason, why);
-    if (!this.closing && !this.reportedDown) {
+    if (!this.closing && this.handedOver && !this.reportedDown) {
       this.reportedDown = true;
       this.onDown?.(this.down === why ? why : `${why}: ${this.down}`);
     }

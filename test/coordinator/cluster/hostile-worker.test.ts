@@ -7,7 +7,7 @@
 // additions).
 
 import type { Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WebSocketServer } from 'ws';
 import {
   ExpertResultOverflowError,
@@ -275,6 +275,69 @@ describe('a worker whose welcome lists experts out of order and repeated', () =>
     expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
     // The notice of the same set is no news (it was, compared with the welcome's list as sent).
     expect(ups).toEqual([]);
+  });
+});
+
+/** Sends the worker's welcome and a holdings notice of `experts` in one socket write: one read. */
+const welcomeThenHoldings =
+  (experts: number[]) =>
+  (r: RelayReply): void => {
+    if (r.msg?.type !== 'welcome') {
+      r.send(r.bytes);
+      return;
+    }
+    const notice = encodeHoldings({ experts });
+    r.socket.write(
+      Buffer.concat([wsFrameHeader(r.bytes.byteLength), r.bytes, wsFrameHeader(notice.byteLength), notice]),
+    );
+  };
+
+describe('a holdings notice that arrives before the coordinator can apply it', () => {
+  it("at start-up, while another worker is still handshaking: the placement has the notice's set", async () => {
+    const url = await relay(welcomeThenHoldings([0, 1, 2]));
+    // The other worker's welcome comes 300 ms later, so the notice surely arrives before the
+    // backend exists.
+    const slow = await startTamperingRelay(c.url, limits, (r) => {
+      if (r.msg?.type === 'welcome') setTimeout(() => r.send(r.bytes), 300);
+      else r.send(r.bytes);
+    });
+    relays.push(slow);
+    const ups: WorkerUp[] = [];
+    const be = await backend([url, slow.url], { up: (e) => ups.push(e) });
+    // Before: the welcome's 0-3, kept until the worker's set changed again.
+    expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2]);
+    expect(be.placement.holdersOf(3)).toEqual([1]);
+    expect(relative(await layer(be), reference)).toBeLessThan(1e-5);
+    expect(ups).toEqual([]);
+  });
+
+  it("at a join, in the same read as the welcome: the join and the placement have the notice's set", async () => {
+    const url = await relay(welcomeThenHoldings([0, 1, 2]));
+    const ups: WorkerUp[] = [];
+    const be = await backend([b.url, c.url], { up: (e) => ups.push(e) });
+    await expect(be.join(url)).resolves.toEqual({ url, experts: [0, 1, 2] });
+    expect(be.placement.workers[2]!.experts).toEqual([0, 1, 2]);
+    expect(ups).toEqual([{ url, experts: [0, 1, 2], why: 'connected' }]);
+  });
+
+  it("a notice in the welcome's read naming an expert the model lacks fails the join; the retry connects", async () => {
+    // Only the first connection's welcome comes with the bad notice.
+    let welcomes = 0;
+    const bad = welcomeThenHoldings([0, 9]);
+    const url = await relay((r) => {
+      if (r.msg?.type === 'welcome' && welcomes++ > 0) r.send(r.bytes);
+      else bad(r);
+    });
+    const ups: WorkerUp[] = [];
+    const be = await backend([b.url, c.url], { up: (e) => ups.push(e) });
+    // Cut off as the notice is read; before, the join took the welcome's set and the notice was lost.
+    await expect(be.join(url)).rejects.toThrow(/announced expert 9, but the model has 8/);
+    expect(be.placement.workers[2]!.experts).toEqual([]);
+    // A connection that dropped in its welcome's read is a failed attempt, retried with backoff.
+    await vi.waitFor(() => expect(be.placement.workers[2]!.experts).toEqual([0, 1, 2, 3]), {
+      timeout: 10_000,
+    });
+    expect(ups).toEqual([{ url, experts: [0, 1, 2, 3], why: 'connected' }]);
   });
 });
 
