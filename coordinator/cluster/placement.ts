@@ -20,6 +20,17 @@ export interface WorkerExperts {
 
 /** Failed workers named one by one in a "no live worker" error; the others are counted. */
 const FAILED_NAMED = 3;
+/**
+ * Workers listed one by one with their experts (a start-up error, the backend's description); the
+ * others are counted: a registry may list thousands, and its records chose the URLs (quoted).
+ */
+const WORKERS_LISTED = 8;
+
+function listed(workers: readonly WorkerExperts[], what: (w: WorkerExperts) => string): string {
+  const named = workers.slice(0, WORKERS_LISTED).map(what);
+  const more = workers.length - named.length;
+  return `${named.join('; ')}${more > 0 ? `; and ${more.toLocaleString('en-US')} more` : ''}`;
+}
 
 export class PlacementTable {
   private constructor(
@@ -34,7 +45,10 @@ export class PlacementTable {
     const table = PlacementTable.of(workers, numExperts);
     const missing = table.holders.flatMap((h, e) => (h.length === 0 ? [e] : []));
     if (missing.length > 0) {
-      const held = workers.map((w) => `${w.url} holds ${formatExpertSet(w.experts) || 'none'}`).join('; ');
+      const held = listed(
+        workers,
+        (w) => `${printable(w.url, 100)} holds ${formatExpertSet(w.experts) || 'none'}`,
+      );
       throw new PlacementError(
         `experts ${formatExpertSet(missing)} of ${numExperts} are held by no worker (${held})`,
         { missing, hint: 'start workers whose --experts cover every expert, or use kmoe local-cluster' },
@@ -52,10 +66,13 @@ export class PlacementTable {
     workers.forEach((w, i) => {
       for (const e of w.experts) {
         if (!Number.isInteger(e) || e < 0 || e >= numExperts)
-          throw new PlacementError(`worker ${w.url} claims expert ${e}, but the model has ${numExperts}`, {
-            missing: [],
-            hint: 'the worker runs another model: check its --model',
-          });
+          throw new PlacementError(
+            `worker ${printable(w.url, 100)} claims expert ${e}, but the model has ${numExperts}`,
+            {
+              missing: [],
+              hint: 'the worker runs another model: check its --model',
+            },
+          );
         holders[e]!.push(i);
       }
     });
@@ -112,9 +129,9 @@ export class PlacementTable {
     });
   }
 
-  /** "ws://a: 0-3; ws://b: 4-7" */
+  /** "ws://a: 0-3; ws://b: 4-7" (the first WORKERS_LISTED, then a count) */
   describe(): string {
-    return this.workers.map((w) => `${w.url}: ${formatExpertSet(w.experts)}`).join('; ');
+    return listed(this.workers, (w) => `${printable(w.url, 100)}: ${formatExpertSet(w.experts)}`);
   }
 
   /**

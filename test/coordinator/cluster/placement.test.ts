@@ -42,6 +42,20 @@ describe('PlacementTable', () => {
     }
   });
 
+  it('lists at most 8 workers in a start-up error and a description, quoted, then counts the rest', () => {
+    const many = Array.from({ length: 20_000 }, (_, i) => w(`ws://h${i}\u202e:1`, [0]));
+    const listing = /^(ws:\/\/h\d\\u202e:1 holds 0; ){7}ws:\/\/h7\\u202e:1 holds 0; and 19,992 more$/;
+    try {
+      PlacementTable.create(many, 2);
+      throw new Error('expected a PlacementError');
+    } catch (err) {
+      const m = /held by no worker \((.*)\)$/.exec((err as Error).message);
+      expect(m?.[1]).toMatch(listing);
+    }
+    expect(PlacementTable.of(many, 2).describe()).toMatch(/^ws:\/\/h0\\u202e:1: 0; .*; and 19,992 more$/);
+    expect(PlacementTable.of(many, 2).describe().length).toBeLessThan(400);
+  });
+
   it('rejects a worker that claims an expert the model does not have', () => {
     expect(() => PlacementTable.create([w('ws://a', [0, 1, 8])], 8)).toThrow(
       /claims expert 8, but the model has 8/,
