@@ -7,11 +7,12 @@
 // place longer than a quick refusal; a retry gets the next place whenever none holds one; one
 // background handshake per endpoint, joins exempt. Each test below failed on the rules it names.
 
-import { createServer, type Server, Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemberChanges } from '../../../coordinator/cluster/registry/member-changes.js';
 import { RemoteExpertBackend } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
+import { LoopbackListeners } from '../../helpers/loopback-listeners.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import { restartablePort } from '../../helpers/ports.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
@@ -24,33 +25,15 @@ const HANDSHAKE_TIMEOUT_MS = 1000;
 let a: WorkerProcess;
 let hostile: WorkerProcess;
 let fingerprint: string;
-const servers: Server[] = [];
-const sockets: Socket[] = [];
+const listeners = new LoopbackListeners();
 
-function listen(port: number, onConn: (s: Socket) => void): Promise<Server> {
-  const s = createServer((sock) => {
-    sockets.push(sock);
-    sock.on('error', () => {});
-    onConn(sock);
-  });
-  servers.push(s);
-  return new Promise((resolve, reject) => {
-    s.once('error', reject);
-    s.listen(port, '127.0.0.1', () => resolve(s));
-  });
-}
-
-/** Accepts TCP and never answers (reads and drops what it is sent). */
-const silent = (port: number) => listen(port, (s) => s.resume());
 /**
  * A relay to a real worker that passes each handshake through slowly (every chunk from the worker
  * held `delayMs`), then drops the connection `dropAfterMs` after accepting it.
  */
 const slowThenDrop = (port: number, to: number, delayMs: number, dropAfterMs: number) =>
-  listen(port, (c) => {
-    const u = new Socket();
-    u.connect(to, '127.0.0.1');
-    sockets.push(u);
+  listeners.listen(port, (c) => {
+    const u = listeners.dial(to);
     c.pipe(u);
     u.on('data', (d) => setTimeout(() => c.writable && c.write(d), delayMs));
     u.on('error', () => c.destroy());
@@ -60,10 +43,7 @@ const slowThenDrop = (port: number, to: number, delayMs: number, dropAfterMs: nu
 
 /** Accepts TCP, says nothing, and closes `ms` later. */
 const closesAfter = (port: number, ms: number) =>
-  listen(port, (c) => {
-    c.resume();
-    setTimeout(() => c.destroy(), ms);
-  });
+  listeners.silent(port, (c) => setTimeout(() => c.destroy(), ms));
 
 /** Waits until `cond` holds or `ms` pass; the milliseconds waited. */
 async function until(cond: () => boolean, ms: number): Promise<number> {
@@ -79,17 +59,6 @@ async function allConnected(be: RemoteExpertBackend, urls: readonly string[]): P
   return connected();
 }
 
-/** Forwards to 127.0.0.1:to. */
-const forward = (port: number, to: number) =>
-  listen(port, (c) => {
-    const u = new Socket();
-    u.connect(to, '127.0.0.1');
-    sockets.push(u);
-    c.pipe(u).pipe(c);
-    u.on('error', () => c.destroy());
-    c.on('close', () => u.destroy());
-  });
-
 beforeAll(async () => {
   const ckpt = await Checkpoint.open(MODEL_DIR);
   fingerprint = ckpt.fingerprint();
@@ -101,8 +70,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const s of sockets) s.destroy();
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  await listeners.close();
   await Promise.all([a?.stop(), hostile?.stop()]);
 });
 
@@ -115,16 +83,14 @@ describe('background retries behind hostile reconnects', () => {
     try {
       // The hostile endpoint: a relay to a worker, so that every alias completes a handshake once.
       const hostilePort = await restartablePort();
-      await forward(hostilePort, Number(new URL(hostile.url).port));
+      const relay = await listeners.forward(hostilePort, Number(new URL(hostile.url).port));
       const aliases = Array.from({ length: HOSTILE }, (_, i) => `ws://127.0.0.1:${hostilePort}/h${i}`);
       await Promise.allSettled(aliases.map((u) => be.join(u)));
       // Under load a first handshake can miss the 1-2 s bound; its background retry connects it.
       expect(await allConnected(be, aliases)).toBe(true);
       // The hostile endpoint goes silent: every alias reconnects, each holding a place 1 s.
-      const closed = new Promise<void>((r) => servers[0]!.close(() => r()));
-      for (const s of sockets.splice(0)) s.destroy();
-      await closed;
-      await silent(hostilePort);
+      await listeners.closeAndDrop([relay]);
+      await listeners.silent(hostilePort);
       // Every alias is now queued or handshaking (4 at a time, each holding its place 1 s).
       await new Promise((r) => setTimeout(r, 2000));
       // A real worker whose URL refuses at its first join (a relay not up yet): retried later.
@@ -132,7 +98,7 @@ describe('background retries behind hostile reconnects', () => {
       const real = `ws://127.0.0.1:${realPort}`;
       await expect(be.join(real)).rejects.toThrow();
       // The real worker is reachable from now on.
-      await forward(realPort, Number(new URL(a.url).port));
+      await listeners.forward(realPort, Number(new URL(a.url).port));
       const slot = be.slotOf(real);
       const deadline = Date.now() + 30_000;
       while (Date.now() < deadline && be.view.connections[slot]?.alive !== true)
@@ -158,8 +124,7 @@ describe('background retries behind hostile reconnects', () => {
       for (let i = 0; i < HOSTILE; i++) {
         const port = await restartablePort(ports);
         ports.push(port);
-        await forward(port, Number(new URL(hostile.url).port));
-        relays.push(servers.at(-1)!);
+        relays.push(await listeners.forward(port, Number(new URL(hostile.url).port)));
       }
       await Promise.allSettled(ports.map((p) => be.join(`ws://127.0.0.1:${p}`)));
       // Under load a first handshake can miss the 1-2 s bound; its background retry connects it.
@@ -169,15 +134,13 @@ describe('background retries behind hostile reconnects', () => {
           ports.map((p) => `ws://127.0.0.1:${p}`),
         ),
       ).toBe(true);
-      const closed = relays.map((r) => new Promise<void>((done) => r.close(() => done())));
-      for (const s of sockets.splice(0)) s.destroy();
-      await Promise.all(closed);
-      for (const port of ports) await silent(port);
+      await listeners.closeAndDrop(relays);
+      for (const port of ports) await listeners.silent(port);
       await new Promise((r) => setTimeout(r, 2000));
       const realPort = await restartablePort(ports);
       const real = `ws://127.0.0.1:${realPort}`;
       await expect(be.join(real)).rejects.toThrow();
-      await forward(realPort, Number(new URL(a.url).port));
+      await listeners.forward(realPort, Number(new URL(a.url).port));
       const slot = be.slotOf(real);
       const reachable = Date.now();
       const deadline = Date.now() + 30_000;
@@ -199,36 +162,32 @@ describe('background retries behind hostile reconnects', () => {
     );
     try {
       const hostilePort = await restartablePort();
-      const hostileRelay = servers.length;
-      await forward(hostilePort, Number(new URL(hostile.url).port));
+      const hostileRelay = await listeners.forward(hostilePort, Number(new URL(hostile.url).port));
       const aliases = Array.from({ length: HOSTILE * 2 }, (_, i) => `ws://127.0.0.1:${hostilePort}/r${i}`);
       await Promise.allSettled(aliases.map((u) => be.join(u)));
       // Under load a first handshake can miss the 1-2 s bound; its background retry connects it.
       expect(await allConnected(be, aliases)).toBe(true);
       // The real worker, behind a relay of its own, joins and answers.
       const realPort = await restartablePort([hostilePort]);
-      const realRelay = servers.length;
-      await forward(realPort, Number(new URL(a.url).port));
+      const realRelay = await listeners.forward(realPort, Number(new URL(a.url).port));
       const real = `ws://127.0.0.1:${realPort}`;
       await be.join(real).catch(() => undefined);
       expect(await allConnected(be, [real])).toBe(true);
       // The hostile endpoint goes silent, then the real worker's connection blips (relay restarts).
-      const closed = new Promise<void>((r) => servers[hostileRelay]!.close(() => r()));
-      for (const s of sockets.splice(0)) s.destroy();
-      await closed;
-      await silent(hostilePort);
+      await listeners.closeAndDrop([hostileRelay]);
+      await listeners.silent(hostilePort);
       await new Promise((r) => setTimeout(r, 500));
-      const realClosed = new Promise<void>((r) => servers[realRelay]!.close(() => r()));
-      for (const s of sockets.splice(0))
-        if (s.localPort === realPort || s.remotePort === Number(new URL(a.url).port)) s.destroy();
-      await realClosed;
+      await listeners.closeAndDrop(
+        [realRelay],
+        (s) => s.localPort === realPort || s.remotePort === Number(new URL(a.url).port),
+      );
       const slot = be.slotOf(real);
       // Timed from when the coordinator has seen the drop (else a still-open view reads as reconnected).
       const seen = Date.now() + 10_000;
       while (Date.now() < seen && be.view.connections[slot]?.alive === true)
         await new Promise((r) => setTimeout(r, 20));
       expect(be.view.connections[slot]?.alive).not.toBe(true);
-      await forward(realPort, Number(new URL(a.url).port));
+      await listeners.forward(realPort, Number(new URL(a.url).port));
       const t0 = Date.now();
       while (Date.now() - t0 < 60_000 && be.view.connections[slot]?.alive !== true)
         await new Promise((r) => setTimeout(r, 100));
@@ -260,7 +219,7 @@ describe('background retries behind hostile reconnects', () => {
       for (let i = 0; i < HOSTILE; i++) {
         const port = await restartablePort(ports);
         ports.push(port);
-        await silent(port);
+        await listeners.silent(port);
       }
       const joins = await Promise.allSettled(ports.slice(1).map((p) => be.join(`ws://127.0.0.1:${p}`)));
       expect(joins.every((j) => j.status === 'rejected')).toBe(true);
@@ -296,7 +255,7 @@ describe('background retries behind hostile reconnects', () => {
       for (let i = 0; i < 6; i++) {
         const port = await restartablePort(ports);
         ports.push(port);
-        relays.push(await forward(port, hostilePort));
+        relays.push(await listeners.forward(port, hostilePort));
       }
       const aliases = ports.flatMap((p) => [`ws://127.0.0.1:${p}/a`, `ws://127.0.0.1:${p}/b`]);
       await Promise.allSettled(aliases.map((u) => be.join(u)));
@@ -304,15 +263,13 @@ describe('background retries behind hostile reconnects', () => {
       expect(await allConnected(be, aliases)).toBe(true);
       // The relays now pass each handshake through in about 1.2 s (under the 2 s bound) and drop
       // the connection at 1.6 s: the handshakes complete, the connections do not last.
-      const closed = relays.map((r) => new Promise<void>((done) => r.close(() => done())));
-      for (const s of sockets.splice(0)) s.destroy();
-      await Promise.all(closed);
+      await listeners.closeAndDrop(relays);
       for (const port of ports) await slowThenDrop(port, hostilePort, 500, 1600);
       await new Promise((r) => setTimeout(r, 3000));
       const realPort = await restartablePort(ports);
       const real = `ws://127.0.0.1:${realPort}`;
       await expect(be.join(real)).rejects.toThrow();
-      await forward(realPort, hostilePort);
+      await listeners.forward(realPort, hostilePort);
       const slot = be.slotOf(real);
       const waited = await until(() => be.view.connections[slot]?.alive === true, 40_000);
       console.log(`real worker's retry connected after ${waited} ms behind 12 relays that drop`);
@@ -333,9 +290,9 @@ describe('background retries behind hostile reconnects', () => {
     );
     try {
       const silentPort = await restartablePort();
-      await silent(silentPort);
+      await listeners.silent(silentPort);
       const realPort = await restartablePort([silentPort]);
-      await forward(realPort, Number(new URL(hostile.url).port));
+      await listeners.forward(realPort, Number(new URL(hostile.url).port));
       const changes = new MemberChanges(() => undefined);
       const N = 24;
       const t0 = Date.now();
@@ -378,35 +335,29 @@ describe('background retries behind hostile reconnects', () => {
       for (let i = 0; i < HOSTILE; i++) {
         const port = await restartablePort(ports);
         ports.push(port);
-        relays.push(await forward(port, hostilePort));
+        relays.push(await listeners.forward(port, hostilePort));
       }
       const urls = ports.map((p) => `ws://127.0.0.1:${p}`);
       await Promise.allSettled(urls.map((u) => be.join(u)));
       expect(await allConnected(be, urls)).toBe(true);
       const realPort = await restartablePort(ports);
-      let realRelay = await forward(realPort, Number(new URL(a.url).port));
+      let realRelay = await listeners.forward(realPort, Number(new URL(a.url).port));
       const real = `ws://127.0.0.1:${realPort}`;
       await be.join(real).catch(() => undefined);
       expect(await allConnected(be, [real])).toBe(true);
       // Every connection up longer than a bound: each drop below earns the reconnect rank.
       await new Promise((r) => setTimeout(r, BOUND * 1.5));
-      const closing = relays.map((r) => new Promise<void>((done) => r.close(() => done())));
       const realSockets = (s: Socket) =>
         s.localPort === realPort || s.remotePort === Number(new URL(a.url).port);
-      for (const s of sockets.splice(0))
-        if (realSockets(s)) sockets.push(s);
-        else s.destroy();
-      await Promise.all(closing);
+      await listeners.closeAndDrop(relays, (s) => !realSockets(s));
       for (const port of ports) await closesAfter(port, BOUND * 0.45);
       // Let the hostile URLs settle into their cycle (backoff grows to 5 s).
       await new Promise((r) => setTimeout(r, 12_000));
-      const realClosing = new Promise<void>((done) => realRelay.close(() => done()));
-      for (const s of sockets.splice(0)) s.destroy();
-      await realClosing;
+      await listeners.closeAndDrop([realRelay]);
       const slot = be.slotOf(real);
       await until(() => be.view.connections[slot]?.alive !== true, 10_000);
       expect(be.view.connections[slot]?.alive).not.toBe(true);
-      realRelay = await forward(realPort, Number(new URL(a.url).port));
+      realRelay = await listeners.forward(realPort, Number(new URL(a.url).port));
       const waited = await until(() => be.view.connections[slot]?.alive === true, 90_000);
       console.log(`real worker reconnected after ${waited} ms behind ${HOSTILE} URLs failing at 0.45 bound`);
       expect(waited).toBeLessThan(3 * BOUND);
