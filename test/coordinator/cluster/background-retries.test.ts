@@ -5,11 +5,11 @@
 // sockets); a real worker's join meanwhile gets a place of its own at once, without waiting for
 // any of them to time out.
 
-import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_BACKGROUND_HANDSHAKES } from '../../../coordinator/cluster/handshake-places.js';
 import { RemoteExpertBackend } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
+import { LoopbackListeners } from '../../helpers/loopback-listeners.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import { restartablePort } from '../../helpers/ports.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
@@ -23,29 +23,20 @@ const HANDSHAKE_TIMEOUT_MS = 120_000;
 let a: WorkerProcess;
 let b: WorkerProcess;
 let fingerprint: string;
-const servers: Server[] = [];
-const sockets: Socket[] = [];
+const listeners = new LoopbackListeners();
 /** Sockets of the silent listeners: open now, the most open at once, and those that ended. */
 const count = { open: 0, max: 0, ended: 0 };
 
-/** Listens on `port`, accepting connections and never sending a byte. */
-async function silentListener(port: number): Promise<void> {
-  const s = createServer((sock) => {
-    sockets.push(sock);
+/** Listens on `port`, accepting connections, counting them and never sending a byte. */
+const silentListener = (port: number) =>
+  listeners.silent(port, (sock) => {
     count.open++;
     count.max = Math.max(count.max, count.open);
-    sock.on('error', () => {});
     sock.once('close', () => {
       count.open--;
       count.ended++;
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    s.once('error', reject);
-    s.listen(port, '127.0.0.1', () => resolve());
-  });
-  servers.push(s);
-}
 
 async function until(what: string, check: () => boolean): Promise<void> {
   const deadline = Date.now() + 60_000;
@@ -64,8 +55,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // Ending the silent sockets ends the handshakes still waiting on them.
-  for (const s of sockets) s.destroy();
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  await listeners.close();
   await Promise.all([a?.stop(), b?.stop()]);
 });
 
