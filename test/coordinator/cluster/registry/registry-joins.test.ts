@@ -4,10 +4,11 @@
 // once; a frozen worker's requests fail over once its record expires. The dispatch timeout is 120 s
 // so that a request that waited it out cannot pass for one that failed over.
 
-import { createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { greedyCompletion } from '../../../helpers/greedy-completion.js';
+import { LoopbackListeners } from '../../../helpers/loopback-listeners.js';
 import { scrape } from '../../../helpers/prometheus.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
@@ -17,7 +18,9 @@ let redis: RedisServer;
 let client: Redis;
 const workers: WorkerProcess[] = [];
 let server: ServeProcess;
-const silent: { server: Server; url: string; sockets: Socket[] }[] = [];
+const listeners = new LoopbackListeners();
+/** The silent listeners' URLs, and the sockets each has accepted. */
+const silent: { url: string; sockets: Socket[] }[] = [];
 
 interface LogLine {
   readonly msg: string;
@@ -62,13 +65,8 @@ async function forge(id: string, url: string): Promise<void> {
 /** A TCP listener that accepts connections and never sends a byte. */
 async function silentListener(): Promise<void> {
   const sockets: Socket[] = [];
-  const s = createServer((sock) => {
-    sockets.push(sock);
-    sock.on('error', () => {});
-  });
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as { port: number };
-  silent.push({ server: s, url: `ws://127.0.0.1:${port}`, sockets });
+  const s = await listeners.silent(0, (sock) => sockets.push(sock));
+  silent.push({ url: `ws://127.0.0.1:${(s.address() as AddressInfo).port}`, sockets });
 }
 
 beforeAll(async () => {
@@ -92,10 +90,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop();
   await Promise.all(workers.map((w) => w.stop()));
-  for (const s of silent) {
-    for (const sock of s.sockets) sock.destroy();
-    s.server.close();
-  }
+  await listeners.close();
   client?.disconnect();
   await redis?.stop();
 });
