@@ -174,7 +174,12 @@ describe('background retries behind hostile reconnects', () => {
       await be.join(real).catch(() => undefined);
       expect(await allConnected(be, [real])).toBe(true);
       // The hostile endpoint goes silent, then the real worker's connection blips (relay restarts).
-      await listeners.closeAndDrop([hostileRelay]);
+      // Only the hostile relay's connections drop first: the real worker blips once.
+      const hostileWorkerPort = Number(new URL(hostile.url).port);
+      await listeners.closeAndDrop(
+        [hostileRelay],
+        (s) => s.localPort === hostilePort || s.remotePort === hostileWorkerPort,
+      );
       await listeners.silent(hostilePort);
       await new Promise((r) => setTimeout(r, 500));
       await listeners.closeAndDrop(
