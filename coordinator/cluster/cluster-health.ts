@@ -7,6 +7,7 @@
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
 import { counted } from '../../shared/text/counted.js';
 import type { Membership } from './membership.js';
+import { describeWorkers } from './placement.js';
 import type { WorkerDown, WorkerUp } from './remote-expert-backend.js';
 
 /** Where the experts run and whether every expert has a live host right now. */
@@ -39,6 +40,10 @@ export interface ClusterHealthOptions {
 }
 
 const DEFAULT_EXIT_GRACE_MS = 1000;
+/** Workers whose departures are quoted in a "no live worker" detail; the others are counted. */
+const DEPARTURES_NAMED = 3;
+/** How RemoteExpertBackend.description starts. */
+const REMOTE = 'remote experts on ';
 
 export class ClusterHealth {
   /** url -> what happened to it, in arrival order. */
@@ -84,11 +89,14 @@ export class ClusterHealth {
     if (missing.length === 0) return { description, covered: true };
     // Only the departures that took a missing expert with them explain the gap.
     const lost = new Set(missing);
+    const departed = placement.filter((w) => this.gone.has(w.url) && w.experts.some((e) => lost.has(e)));
+    // The first few, then a count: a registry can take thousands of workers away at once.
+    const named = departed.slice(0, DEPARTURES_NAMED).flatMap((w) => this.gone.get(w.url)!);
+    const more = departed.length - Math.min(departed.length, DEPARTURES_NAMED);
     const why =
-      placement
-        .filter((w) => this.gone.has(w.url) && w.experts.some((e) => lost.has(e)))
-        .flatMap((w) => this.gone.get(w.url)!)
-        .join('; ') || 'the connected workers do not hold them';
+      named.length === 0
+        ? 'the connected workers do not hold them'
+        : `${named.join('; ')}${more > 0 ? `; and ${counted(more, 'more worker')}` : ''}`;
     return {
       description,
       covered: false,
@@ -102,12 +110,12 @@ export class ClusterHealth {
    * now (joins, leaves and `kmoe cluster rebalance` change both).
    */
   private describe(live: readonly { url: string; experts: readonly number[] }[]): string {
-    const list = live.map((w) => `${w.url}: ${formatExpertSet(w.experts)}`).join('; ');
-    const n = live.length;
-    return this.options.description.replace(
-      /^remote experts on \d+ workers? \([^)]*\)/,
-      `remote experts on ${counted(n, 'worker')} (${list})`,
-    );
+    const d = this.options.description;
+    // The start-up list ends at the last "), ": a URL holds no space (a quoted one shows it
+    // escaped), but may hold ")", which a pattern up to the first ")" cut short.
+    const end = d.lastIndexOf('), ');
+    if (!d.startsWith(REMOTE) || end < 0) return d;
+    return `${REMOTE}${counted(live.length, 'worker')} (${describeWorkers(live)}${d.slice(end)}`;
   }
 
   /** Stops pending timers (shutdown). */

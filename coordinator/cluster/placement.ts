@@ -26,6 +26,11 @@ const FAILED_NAMED = 3;
  */
 const WORKERS_LISTED = 8;
 
+/** "ws://a: 0-3; ws://b: 4-7": the first WORKERS_LISTED workers, URLs quoted, then a count. */
+export function describeWorkers(workers: readonly WorkerExperts[]): string {
+  return listed(workers, (w) => `${printable(w.url, 100)}: ${formatExpertSet(w.experts)}`);
+}
+
 function listed(workers: readonly WorkerExperts[], what: (w: WorkerExperts) => string): string {
   const named = workers.slice(0, WORKERS_LISTED).map(what);
   const more = workers.length - named.length;
@@ -131,7 +136,7 @@ export class PlacementTable {
 
   /** "ws://a: 0-3; ws://b: 4-7" (the first WORKERS_LISTED, then a count) */
   describe(): string {
-    return listed(this.workers, (w) => `${printable(w.url, 100)}: ${formatExpertSet(w.experts)}`);
+    return describeWorkers(this.workers);
   }
 
   /**

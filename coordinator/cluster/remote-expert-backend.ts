@@ -214,15 +214,18 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         missing: [],
         hint: 'list each worker once',
       });
-    // Connections report to the backend once it exists; until then a drop fails the start-up.
+    // Connections report to the backend once it exists; drops before that are kept and reported
+    // to it when it is made (a connection that dropped still takes its slot, and is reconnected).
     let backend: RemoteExpertBackend | undefined;
+    const early = new Map<WorkerConnection, string>();
     const secret = secretOf(options);
     const attempts = await Promise.allSettled(
       options.workers.map((url) =>
         WorkerConnection.connect(url, {
           ...connectOptions(options, model, secret),
           // By URL: with skipFailed, slots are only the workers that connected.
-          onDown: (reason) => backend?.lost(backend.slotOf(url), reason),
+          onDown: (reason, from) =>
+            backend ? backend.lost(backend.slotOf(url), reason, from) : early.set(from, reason),
           onDrain: () => backend?.rebuild(),
           // Until the backend exists a notice is kept by its connection (`experts`), read below.
           onHoldings: (experts) => backend?.holdingsChanged(backend.slotOf(url), experts),
@@ -246,7 +249,10 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         options.balance ?? DEFAULT_BALANCE_RULE,
         events,
       );
-      for (const c of connections) if (!c.alive) backend.lost(backend.slotOf(c.url), 'disconnected');
+      for (const [c, reason] of early) backend.lost(backend.slotOf(c.url), reason, c);
+      // Closing but not yet closed (the worker's close frame read, its TCP still open: ws waits up
+      // to 30 s): a drop now, reported once, through onDown.
+      for (const c of connections) if (!c.alive) c.abandon('closed the connection', 'disconnected');
       return backend;
     } catch (err) {
       await Promise.all(connections.map((c) => c.close()));
@@ -310,6 +316,17 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         this.rebuild();
       }
       return Promise.resolve({ url, experts: joined.experts });
+    }
+    if (joined.conn?.alive && joined.conn.draining) {
+      // A worker shutting down: no new connection is made while this one is open (one per URL),
+      // so the join cannot be connected now; it is reconnected once the drained connection closes.
+      if (joined.left) {
+        joined.left = false;
+        this.rebuild();
+      }
+      return Promise.reject(
+        new Error(`worker ${url} is draining: it is connected again once its connection closes`),
+      );
     }
     joined.left = false;
     joined.attempt = 0;
@@ -586,10 +603,15 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     this.events.up?.({ url: slot.url, experts, why: 'holdings' });
   }
 
-  private lost(worker: number, reason: string): void {
+  private lost(worker: number, reason: string, from: WorkerConnection): void {
     const slot = this.slots[worker];
-    if (!slot) return;
+    // A connection the slot no longer uses (replaced by a reconnect while its socket was closing)
+    // reports its drop late: the slot's current connection is not down.
+    if (!slot || slot.conn !== from) return;
     slot.reconnectAhead = performance.now() - slot.connectedAt >= this.handshakeTimeoutMs;
+    // The backoff starts over only for a connection that stayed up: one dropped sooner (a worker
+    // that completes each handshake and then drops) is redialled ever later, not every 100 ms.
+    if (slot.reconnectAhead) slot.attempt = 0;
     this.rebuild();
     this.events.down?.({ url: slot.url, reason });
     this.scheduleReconnect(worker);
@@ -654,7 +676,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         this.model,
         this.secret,
       ),
-      onDown: (reason) => this.lost(worker, reason),
+      onDown: (reason, from) => this.lost(worker, reason, from),
       onDrain: () => this.rebuild(),
       onHoldings: (experts) => this.holdingsChanged(worker, experts),
     }).then(
@@ -683,7 +705,6 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         slot.conn = conn;
         slot.experts = experts;
         slot.connectedAt = performance.now();
-        slot.attempt = 0;
         slot.secondsPerPair = undefined;
         this.rebuild();
         this.events.up?.({ url: slot.url, experts, why: 'connected' });

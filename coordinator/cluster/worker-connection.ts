@@ -32,8 +32,11 @@ export interface ConnectOptions {
   readonly client: string;
   /** The cluster secret: the worker must prove it too. None: only workers without one accept. */
   readonly secret?: ClusterSecret;
-  /** Called once when an established connection drops (not when this side closes it). */
-  readonly onDown?: (reason: string) => void;
+  /**
+   * Called once when an established connection drops (not when this side closes it), with the
+   * connection, so that an owner that has replaced it can tell a late report from a current one.
+   */
+  readonly onDown?: (reason: string, from: WorkerConnection) => void;
   /** Called once when the worker announces it drains (shuts down after answering what it has). */
   readonly onDrain?: (reason: string) => void;
   /** Called when the worker announces another set of experts (it loaded or unloaded some). */
@@ -96,7 +99,7 @@ export class WorkerConnection {
     readonly welcome: Welcome,
     private readonly limits: DecodeLimits,
     private readonly inbound: InboundLimit,
-    private readonly onDown: ((reason: string) => void) | undefined,
+    private readonly onDown: ((reason: string, from: WorkerConnection) => void) | undefined,
     private readonly onDrain: ((reason: string) => void) | undefined,
     private readonly onHoldings: ((experts: readonly number[]) => void) | undefined,
   ) {
@@ -114,13 +117,13 @@ export class WorkerConnection {
     ws.on('ping', (data) => inbound.message(data.byteLength));
     ws.on('pong', (data) => inbound.message(data.byteLength));
     ws.on('close', (code, reason) => {
-      const why = reason.length > 0 ? `: ${reason.toString()}` : '';
+      // The worker chose the reason (up to 123 bytes): quoted like any text it sends.
+      const why = reason.length > 0 ? `: ${oneLine(reason.toString(), 123)}` : '';
       this.failAll('disconnected', `closed the connection (code ${code}${why})`);
     });
-    // 'close' follows every 'error'; the error only adds the cause to the message.
-    ws.on('error', (err) => {
-      this.down ??= err.message;
-    });
+    // ws closes the socket after an error, but only once the peer's TCP ends or after 30 s: until
+    // then pending requests would wait out the dispatch timeout. So an error is a drop now.
+    ws.on('error', (err) => this.drop('disconnected', `connection error: ${oneLine(err.message, 200)}`));
   }
 
   /** Connects and completes the handshake, or fails with a HandshakeError naming the worker. */
@@ -524,7 +527,7 @@ export class WorkerConnection {
     this.failAllPending(reason, why);
     if (!this.closing && this.handedOver && !this.reportedDown) {
       this.reportedDown = true;
-      this.onDown?.(this.down === why ? why : `${why}: ${this.down}`);
+      this.onDown?.(this.down === why ? why : `${why}: ${this.down}`, this);
     }
   }
 

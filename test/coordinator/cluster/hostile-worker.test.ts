@@ -7,7 +7,7 @@
 // additions).
 
 import type { Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WebSocketServer } from 'ws';
 import {
   ExpertResultOverflowError,
@@ -117,6 +117,13 @@ beforeAll(async () => {
   await ckpt.close();
   [a, b, c] = await Promise.all([startWorker('0-3'), startWorker('4-7'), startWorker('0-7')]);
   reference = await layer(await backend([a.url, b.url]));
+});
+
+// Each test's backends and relays are closed after it: connections to worker A from this process
+// stay under its per-client limit (16) however many tests the file has.
+afterEach(async () => {
+  await Promise.all(backends.splice(1).map((be) => be.close()));
+  await Promise.all(relays.splice(0).map((r) => r.close()));
 });
 
 afterAll(async () => {
