@@ -7,6 +7,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { DISPATCH_LATENCY_BUCKETS_SECONDS } from '../../shared/protocol/messages.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
 import { RoutingStats, type RoutingStatsJSON } from '../../shared/routing/stats.js';
+import { oneLine } from '../../shared/text/printable.js';
 import { type DispatchStatsJSON, summarizeDispatch } from '../cluster/dispatch-stats.js';
 import { BinnedHistogram, type BinnedSeries } from './binned-histogram.js';
 import type { StepReport } from './scheduler.js';
@@ -18,6 +19,14 @@ export interface EngineMetricSources {
   dispatchStats(): Promise<DispatchStatsJSON | null>;
   engineSequences(): Promise<number>;
 }
+
+/**
+ * A label value from text a peer chose (a worker's URL from the registry or --workers), escaped by
+ * the rule of every quoted peer text: controls, format (bidi, zero-width) and line-separator
+ * characters as \uXXXX. prom-client then escapes backslash, quote and newline for the exposition
+ * format, so the text stays valid. Not cut to a length: a cut could merge two workers' series.
+ */
+const peerLabel = (text: string): string => oneLine(text, Number.POSITIVE_INFINITY);
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const TOKEN_GAP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -99,8 +108,8 @@ export class ServerMetrics {
         d?.workers.forEach((w, i) => {
           const out = d.layers.reduce((a, l) => a + (l.workers[i]?.bytesOut ?? 0), 0);
           const back = d.layers.reduce((a, l) => a + (l.workers[i]?.bytesIn ?? 0), 0);
-          this.inc({ direction: 'out', worker: w.url }, out);
-          this.inc({ direction: 'in', worker: w.url }, back);
+          this.inc({ direction: 'out', worker: peerLabel(w.url) }, out);
+          this.inc({ direction: 'in', worker: peerLabel(w.url) }, back);
         });
       },
     });
@@ -114,7 +123,7 @@ export class ServerMetrics {
         const d = dispatch();
         d?.workers.forEach((w, i) => {
           this.inc(
-            { worker: w.url },
+            { worker: peerLabel(w.url) },
             d.layers.reduce((a, l) => a + (l.workers[i]?.messages ?? 0), 0),
           );
         });
@@ -130,7 +139,7 @@ export class ServerMetrics {
       },
       () =>
         this.#dispatch?.workers.map((w, i) => ({
-          labels: { worker: w.url },
+          labels: { worker: peerLabel(w.url) },
           counts: this.#dispatch!.roundTrips[i]!.counts,
           sum: this.#dispatch!.roundTrips[i]!.sumSeconds,
         })) ?? [],
