@@ -1,9 +1,22 @@
 // A command line that cannot be run as given (unknown flag, bad value, missing option). Only the
 // CLI throws it: the CLI prints the message and one line pointing at the command's --help, exit 2.
 
-import { KmoeError } from '../../shared/errors/kmoe-error.js';
+import { KmoeError, type KmoeErrorOptions } from '../../shared/errors/kmoe-error.js';
+import { oneLine } from '../../shared/text/printable.js';
 
-export class UsageError extends KmoeError {}
+/**
+ * Its message quotes the command line as typed (a value, a path, a URL), so it is escaped by the
+ * rule of every quoted text (oneLine): a value holding a newline, an escape sequence or a bidi
+ * control cannot forge a line of the error nor make it read as something else. Here, not at each
+ * quoting site, so that no message can forget it; kmoe's own text has none of those characters, and
+ * nothing is cut (the cut could take the end of kmoe's text). The hint is kmoe's text (a grammar
+ * may span lines) and is kept as it is.
+ */
+export class UsageError extends KmoeError {
+  constructor(message: string, options?: KmoeErrorOptions) {
+    super(oneLine(message, Number.POSITIVE_INFINITY), options);
+  }
+}
 
 /**
  * Runs a library parser on a flag's value: an error of one of `types` (the value is wrong, not the

@@ -156,6 +156,22 @@ describe('kmoe eval', () => {
     expect(file.stderr).toMatch(/--model package\.json is not a directory/);
   });
 
+  it('quotes a bad value escaped: a newline or a bidi control in it cannot forge or reorder the error', async () => {
+    const r = await runCli([
+      'worker',
+      '--model',
+      MODEL_DIR,
+      '--advertise-url',
+      'ws://h:1/\u202efdp.exe\nkmoe: ok',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      "kmoe worker: error: --advertise-url must be a ws:// URL, got 'ws://h:1/\\u202efdp.exe\\u000akmoe: ok': " +
+        'it holds white space or an invisible character (U+202E at offset 9); percent-encode it',
+      "Run 'kmoe worker --help' for usage.",
+    ]);
+  });
+
   it('refuses an empty path (an unset variable in --model "$DIR") as a usage error naming the flag', async () => {
     const model = ['--model', MODEL_DIR];
     for (const [args, message] of [

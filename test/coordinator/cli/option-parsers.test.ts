@@ -10,6 +10,7 @@ import {
   linkRateBitsPerSecond,
   namedProfileFile,
   opt,
+  parseAdvertiseUrl,
   parseChoice,
   parseFiles,
   parseHttpUrl,
@@ -339,6 +340,41 @@ describe('bench network --rates', () => {
     expect(usageMessage(() => rates('1mbps,8mbit'))).toBe('--rates names one rate twice: 1mbps and 8mbit');
     expect(usageMessage(() => rates('10mb'))).toBe(
       "--rates: '10mb' is neither a tc rate like 100mbit nor unlimited",
+    );
+  });
+});
+
+describe('usage errors quoting the command line', () => {
+  // A right-to-left override, a newline and an escape sequence in a value as typed (or pasted, or
+  // expanded from a variable): the error quotes them escaped (oneLine's rule), on one line.
+  const hostile = 'ws://h:1/\u202eexe.tpircs\n\u001b[2Jforged';
+  const escaped = 'ws://h:1/\\u202eexe.tpircs\\u000a\\u001b[2Jforged';
+
+  it('--advertise-url escapes the value it echoes', () => {
+    const message = usageMessage(() => parseAdvertiseUrl(hostile));
+    expect(message).toBe(
+      `--advertise-url must be a ws:// URL, got '${escaped}': it holds white space or an invisible character (U+202E at offset 9); percent-encode it`,
+    );
+  });
+
+  it.each([
+    ['--wire', () => opt.wire().parseArg!(hostile, undefined)],
+    ['--workers', () => parseWorkers(hostile)],
+    ['--url', () => parseHttpUrl('--url')(hostile)],
+    ['--port', () => parseInteger('--port')(hostile)],
+    ['--choice', () => parseChoice('--choice', ['a', 'b'])(hostile)],
+    ['--files', () => parseFiles('--files')(`${hostile},${hostile}`)],
+    ['--served-model-name', () => parseServedModelName(` ${hostile}`)],
+    ['--out', () => parseOutputFile('--out')(`${hostile}/`)],
+  ])('%s escapes the value it echoes', (_flag, parse) => {
+    const message = usageMessage(parse);
+    expect(message).toContain(escaped);
+    expect(message).not.toMatch(/[\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]/u);
+  });
+
+  it('a plain message is left as it is', () => {
+    expect(usageMessage(() => parseChoice('--wire', ['fp32', 'bf16'])("a'b\\c"))).toBe(
+      "--wire must be fp32 or bf16, got 'a'b\\c'",
     );
   });
 });
