@@ -1012,6 +1012,29 @@ export function singleRouting(routing: readonly string[] | undefined): string | 
   return routing[0];
 }
 
+/**
+ * `kmoe eval`'s flags that cannot go together, checked before the command loads its engine: one
+ * corpus, and --chart and --trace only with and without --sweep (which runs the experts in process).
+ */
+export function checkEvalFlags(
+  o: ExpertPlacementOptions & {
+    readonly ids?: readonly string[];
+    readonly text?: string;
+    readonly chart?: string;
+    readonly sweep?: boolean;
+    readonly trace?: string;
+  },
+): void {
+  if ((singleIds(o.ids) === undefined) === (o.text === undefined))
+    throw new UsageError('give exactly one of --ids or --text');
+  if (o.chart !== undefined && !o.sweep)
+    throw new UsageError('--chart draws the --sweep results: add --sweep');
+  if (o.trace !== undefined && o.sweep)
+    throw new UsageError('--trace records one routing: drop --sweep (or --trace)');
+  if (o.sweep && [o.workers, o.wire, o.dispatchTimeout, o.balance].some((v) => v !== undefined))
+    throw new UsageError('--sweep runs the experts in this process: drop --workers');
+}
+
 /** What --ids takes and where such files come from (no kmoe command writes them). */
 const IDS_HINT =
   '--ids takes token ids as little-endian uint16, 2 bytes per id (.u16 files like data/eval/*.u16; ' +

@@ -18,16 +18,21 @@ import { projectRoot } from '../../shared/runtime/entry-points.js';
 import { DirectoryError, OutputFileError, OutputPathError } from '../../shared/runtime/errors.js';
 import { checkOutputDirectory } from '../../shared/runtime/output-file.js';
 import type { WorkerCommandOptions } from '../../worker/command.js';
+import type { BenchServeOptions } from '../bench/bench-serve.js';
 import { GGUF_OUT_TYPES } from '../bench/gguf/out-types.js';
 import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { GREEDY, MAX_TEMPERATURE } from '../sampling.js';
 import { canonicalHost, checkAllowedHost } from '../server/host-check.js';
+import type { ClusterRebalanceOptions, ClusterStatusOptions } from './commands/cluster.js';
+import type { LocalClusterOptions } from './commands/local-cluster.js';
+import type { ServeOptions } from './commands/serve.js';
 import { helpNote, layOutHelp } from './help-layout.js';
 import {
   apiKey,
   type ComputeOptions,
+  checkEvalFlags,
   checkIdsForModel,
   checkProfileNames,
   checkRedisCa,
@@ -122,10 +127,11 @@ type Run<O> = (options: O, argv: readonly string[]) => Promise<number>;
 
 /**
  * Every command's action, set once its options are all added: the checks of the whole command line
- * in the order a user should hear of them (unknown flags, then values and required options, one
- * policy in --routing spelled twice, then flags that cannot go together and --ids against the
- * model), then whether the device is there and the outputs can be written, then the
- * implementation, loaded only now.
+ * in the order a user should hear of them (unknown flags, then values and required options, flags
+ * that cannot go together, one policy in --routing spelled twice, then --ids against the model),
+ * then whether the device is there and the outputs can be written, then the implementation,
+ * loaded only now. A `load` whose run checks more flags does so before it imports the command's
+ * module, so that a usage error costs what --help does.
  */
 function action<O>(
   cmd: Command,
@@ -139,6 +145,7 @@ function action<O>(
   {
     computesFormats = true,
     implied,
+    check,
   }: {
     readonly computesFormats?: boolean;
     /**
@@ -146,6 +153,8 @@ function action<O>(
      * before the checks so that they are checked as the typed ones are.
      */
     readonly implied?: (options: O) => Partial<O>;
+    /** Flags that cannot go together, checked first: no file, model or package is read for them. */
+    readonly check?: (options: O) => void;
   } = {},
 ): void {
   // Before unknownFlagsFirst wraps the parsers that tell them apart.
@@ -155,6 +164,7 @@ function action<O>(
   cmd.action(async (given: O) => {
     checkFlags();
     const options: O = { ...given, ...implied?.(given) };
+    check?.(options);
     const { ids, model, routing } = options as {
       ids?: readonly string[];
       model?: string;
@@ -339,11 +349,11 @@ function checkOutputPaths(options: unknown, outputs: readonly OutputOption[]): v
 /** The options of a command that connects to workers, with the cluster token resolved. */
 type WithToken<O> = O & { readonly clusterTokenFile?: string };
 
-/** Loads a command whose options carry `clusterToken`, resolving it from env or file first. */
+/** Loads a command whose options carry `clusterToken`, once it is resolved from env or file. */
 function withClusterToken<O>(load: () => Promise<Run<O>>): () => Promise<Run<WithToken<O>>> {
-  return async () => {
-    const run = await load();
-    return (o, args) => run({ ...o, clusterToken: clusterToken(o) }, args);
+  return async () => async (o, args) => {
+    const token = clusterToken(o);
+    return (await load())({ ...o, clusterToken: token }, args);
   };
 }
 
@@ -482,6 +492,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       // Its default chart and the JSON beside it are compared with the inputs and checked for
       // writing like a typed --chart (a default set on --chart would be refused without --sweep).
       implied: (o) => (o.sweep === true && o.chart === undefined ? { chart: DEFAULT_SWEEP_CHART } : {}),
+      check: checkEvalFlags,
     },
   );
 
@@ -560,15 +571,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       ),
     );
   action(worker, argv, outcome, async () => {
-    const [{ run }, { checkExpertSet, sessionSettings }] = await Promise.all([
-      import('../../worker/command.js'),
-      import('./experts.js'),
-    ]);
     return async (
       o: Omit<WorkerCommandOptions, 'settings' | 'clusterToken'> &
         ComputeOptions & { clusterTokenFile?: string; insecure?: boolean },
     ) => {
-      if (o.experts.kind === 'set') await checkExpertSet(o.model, o.experts.set);
       if (o.experts.kind === 'auto' && o.redis === undefined)
         throw new UsageError('--experts auto needs --redis: the registry chooses the experts');
       if (o.advertiseUrl !== undefined && o.redis === undefined)
@@ -580,6 +586,9 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       checkRedisCa(o);
       const token = clusterToken(o);
       checkWorkerAuth(o.host, token, o.insecure);
+      const { checkExpertSet, sessionSettings } = await import('./experts.js');
+      if (o.experts.kind === 'set') await checkExpertSet(o.model, o.experts.set);
+      const { run } = await import('../../worker/command.js');
       const { clusterTokenFile: _file, ...rest } = o;
       return run({
         ...rest,
@@ -625,10 +634,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       ),
     );
   action(localCluster, argv, outcome, async () => {
-    const { run } = await import('./commands/local-cluster.js');
-    return (o: WithToken<Parameters<typeof run>[0]> & { insecure?: boolean }) => {
+    return async (o: WithToken<LocalClusterOptions> & { insecure?: boolean }) => {
       const token = clusterToken(o);
       checkWorkerAuth(o.host ?? '127.0.0.1', token, o.insecure);
+      const { run } = await import('./commands/local-cluster.js');
       return run({ ...o, ...(token === undefined ? {} : { clusterToken: token }) });
     };
   });
@@ -884,12 +893,16 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       ),
     );
   action(serve, argv, outcome, async () => {
-    const { run } = await import('./commands/serve.js');
-    return (o: WithToken<Parameters<typeof run>[0]> & { apiKeyFile?: string }) => {
+    return async (o: WithToken<ServeOptions> & { apiKeyFile?: string }) => {
       checkRedisCa(o);
       checkProfileNames(o);
       const token = clusterToken(o);
       const key = apiKey(o);
+      if (o.redis !== undefined && o.workers !== undefined)
+        throw new UsageError(
+          'give --workers or --redis, not both: with --redis the registry lists the workers',
+        );
+      const { run } = await import('./commands/serve.js');
       const { apiKeyFile: _file, clusterTokenFile: _tokenFile, ...rest } = o;
       return run({
         ...rest,
@@ -913,10 +926,9 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       ),
     );
   action(clusterStatus, argv, outcome, async () => {
-    const { status } = await import('./commands/cluster.js');
-    return (o: Parameters<typeof status>[0]) => {
+    return async (o: ClusterStatusOptions) => {
       checkRedisCa(o);
-      return status(o);
+      return (await import('./commands/cluster.js')).status(o);
     };
   });
   const clusterRebalance = sub(
@@ -971,10 +983,9 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
       ),
     );
   action(clusterRebalance, argv, outcome, async () => {
-    const { rebalance } = await import('./commands/cluster.js');
-    return (o: Parameters<typeof rebalance>[0]) => {
+    return async (o: ClusterRebalanceOptions) => {
       checkRedisCa(o);
-      return rebalance(o);
+      return (await import('./commands/cluster.js')).rebalance(o);
     };
   });
 
@@ -1492,8 +1503,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
         .default(300),
     );
   action(serve, argv, outcome, async () => {
-    const { run } = await import('../bench/bench-serve.js');
-    return (o: Parameters<typeof run>[0], args) => {
+    return async (o: BenchServeOptions, args) => {
       if (o.versusUrl !== undefined && o.versusUrl.replace(/\/+$/, '') === o.url.replace(/\/+$/, ''))
         throw new UsageError('--versus-url is the --url server: give a second server to compare with');
       if (o.routing !== undefined && o.routing.length < 2 && o.versusUrl === undefined) {
@@ -1501,7 +1511,7 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
           '--routing needs a baseline and at least one policy to compare (or one policy and --versus-url)',
         );
       }
-      return run(o, args);
+      return (await import('../bench/bench-serve.js')).run(o, args);
     };
   });
 

@@ -31,7 +31,7 @@ import {
   singleIds,
   singleRouting,
 } from '../options.js';
-import { flagValue, UsageError } from '../usage-error.js';
+import { flagValue } from '../usage-error.js';
 
 export interface EvalOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly model: string;
@@ -52,23 +52,13 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
   const modelDir = o.model;
   const idsPath = singleIds(o.ids);
   const textPath = o.text;
-  if ((idsPath === undefined) === (textPath === undefined))
-    throw new UsageError('give exactly one of --ids or --text');
   const windowLen = o.window;
   const batchWindows = o.batch;
   const corpus = idsPath ?? textPath!;
   // With --json, stdout is the JSON object alone: the human report goes to stderr.
   const human = o.json ? process.stderr : process.stdout;
-  if (o.chart !== undefined && !o.sweep)
-    throw new UsageError('--chart draws the --sweep results: add --sweep');
-  if (o.trace !== undefined && o.sweep)
-    throw new UsageError('--trace records one routing: drop --sweep (or --trace)');
-  if (o.sweep) {
-    for (const flag of ['workers', 'wire', 'dispatchTimeout', 'balance'] as const) {
-      if (o[flag] !== undefined)
-        throw new UsageError('--sweep runs the experts in this process: drop --workers');
-    }
-  } else {
+  // The flags that cannot go together were checked before this module loaded (checkEvalFlags).
+  if (!o.sweep) {
     await checkRouting(modelDir, singleRouting(o.routing));
     await checkPlacement(modelDir, o.workers ?? { kind: 'count', n: 0 }, o);
   }

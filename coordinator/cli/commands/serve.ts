@@ -26,7 +26,6 @@ import { createLogger } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
 import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
-import { UsageError } from '../usage-error.js';
 
 export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly model: string;
@@ -92,8 +91,6 @@ export async function run(o: ServeOptions): Promise<number> {
   // engine start.
   await checkRouting(modelDir, routingArg);
   for (const profile of profiles) await checkRouting(modelDir, profile);
-  if (o.redis !== undefined && o.workers !== undefined)
-    throw new UsageError('give --workers or --redis, not both: with --redis the registry lists the workers');
   let workers = o.workers ?? { kind: 'count', n: o.redis === undefined ? DEFAULT_SERVE_WORKERS : 0 };
   if (o.redis !== undefined) workers = { kind: 'urls', urls: [] };
   await checkPlacement(modelDir, workers, o);

@@ -24,6 +24,10 @@ writeFileSync(
 }
 `,
 );
+/** A CA file as --redis-ca reads it, and a token file that is not there. */
+const ca = path.join(dir, 'ca.pem');
+writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n');
+const missing = path.join(dir, 'no-such-token');
 const register = path.join(dir, 'register.mjs');
 writeFileSync(
   register,
@@ -56,6 +60,16 @@ describe('kmoe startup', () => {
     [['generate', '--model', MODEL_DIR, '--prompt', 'x', '--top-p', '2'], 2],
     [['serve', '--model', MODEL_DIR, '--redis', 'http://h'], 2],
     [['serve', '--model', MODEL_DIR, '--log-level', 'loud'], 2],
+    // Flags that cannot go together, checked by the command before it loads its implementation.
+    [['serve', '--model', MODEL_DIR, '--workers', 'ws://h:1', '--redis', 'redis://h'], 2],
+    [['serve', '--model', MODEL_DIR, '--redis-ca', ca], 2],
+    [['worker', '--model', MODEL_DIR, '--experts', '0-3', '--advertise-url', 'ws://h:1'], 2],
+    [['generate', '--model', MODEL_DIR, '--prompt', 'x', '--cluster-token-file', missing], 2],
+    [['eval', '--model', MODEL_DIR], 2],
+    [['eval', '--model', MODEL_DIR, '--ids', 'data/eval/valid.man.u16', '--chart', 'c.svg'], 2],
+    [['local-cluster', '--model', MODEL_DIR, '--workers', '2', '--host', '0.0.0.0'], 2],
+    [['cluster', 'status', '--redis', 'redis://h', '--redis-ca', ca], 2],
+    [['bench', 'serve', '--url', 'http://h:1', '--routing', 'topk:2'], 2],
   ] as const)('%j loads no package but commander (exit %i)', async (args, exit) => {
     const { packages, code } = await packagesLoaded(args);
     expect(code).toBe(exit);
