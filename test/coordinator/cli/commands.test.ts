@@ -157,13 +157,8 @@ describe('kmoe eval', () => {
   });
 
   it('quotes a bad value escaped: a newline or a bidi control in it cannot forge or reorder the error', async () => {
-    const r = await runCli([
-      'worker',
-      '--model',
-      MODEL_DIR,
-      '--advertise-url',
-      'ws://h:1/\u202efdp.exe\nkmoe: ok',
-    ]);
+    const url = 'ws://h:1/\u202efdp.exe\nkmoe: ok';
+    const r = await runCli(['worker', '--model', MODEL_DIR, '--advertise-url', url]);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toEqual([
       "kmoe worker: error: --advertise-url must be a ws:// URL, got 'ws://h:1/\\u202efdp.exe\\u000akmoe: ok': " +
