@@ -18,9 +18,19 @@ import { createRoutingPolicy } from '../../shared/routing/registry.js';
 import type { MoeLayerEvent, MoeObserver } from '../moe/observer.js';
 import { imbalance } from './balance.js';
 import { shareSizes } from './dispatch-plan.js';
-import { DispatchStats, type DispatchStatsJSON, type VariantCounters } from './dispatch-stats.js';
+import {
+  DispatchStats,
+  type DispatchStatsJSON,
+  type StatsWorker,
+  type VariantCounters,
+} from './dispatch-stats.js';
 import { PlacementError } from './errors.js';
-import type { RemoteExpertBackend, RemoteModel, RemoteTransfer } from './remote-expert-backend.js';
+import type {
+  ClusterView,
+  RemoteExpertBackend,
+  RemoteModel,
+  RemoteTransfer,
+} from './remote-expert-backend.js';
 
 /**
  * A layer observed and not costed yet: what costing reads. Router scores are copied (the next layer
@@ -49,8 +59,6 @@ export class AccountingError extends Error {
 export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   private stats: DispatchStats;
   private readonly native: RoutingPolicy;
-  /** Worker slots the current stats were sized for. */
-  private workers = 0;
   /**
    * Layers sent and not costed yet. Each is costed when the next layer's requests are out, so this
    * holds at most a layer per forward pass in flight (two with two-batch overlap).
@@ -103,9 +111,9 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
 
   private costLayer(q: QueuedLayer): void {
     const t = q.transfer;
-    this.growWorkers();
+    this.followSlots();
     for (const m of t.messages) {
-      this.stats.recordMessage(q.moeLayer, m.worker, {
+      this.stats.recordMessage(q.moeLayer, m.slot, {
         bytesOut: m.bytesOut,
         bytesIn: m.bytesIn,
         pairs: m.pairs,
@@ -132,6 +140,7 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
   /** Accounting so far; `reset` starts a new period. */
   dispatchStats(reset: boolean): DispatchStatsJSON {
     this.costQueued();
+    this.followSlots();
     const failure = this.failure;
     if (failure) {
       this.failure = undefined;
@@ -169,28 +178,37 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
     return v;
   }
 
-  /** Workers that joined since the period started get their own counters. */
-  private growWorkers(): void {
-    const workers = this.backend.placement.workers;
-    for (let w = this.stats.numWorkers; w < workers.length; w++)
-      this.stats.addWorker({ url: workers[w]!.url, experts: formatExpertSet(workers[w]!.experts) });
+  /**
+   * Per-worker counters follow the backend's slots: workers that joined get theirs, and those whose
+   * slots were pruned (left, done) are folded into the layer's `departed` counters, so totals stay.
+   */
+  private followSlots(): void {
+    const view = this.backend.view;
+    const current = new Set(view.slots.map((s) => s.id));
+    for (const id of this.stats.workerIds.filter((i) => !current.has(i))) this.stats.removeWorker(id);
+    const known = new Set(this.stats.workerIds);
+    view.slots.forEach((s, w) => {
+      if (!known.has(s.id)) this.stats.addWorker(statsWorker(view, w));
+    });
   }
 
   private fresh(): DispatchStats {
-    this.workers = this.backend.numWorkers;
+    const view = this.backend.view;
     return new DispatchStats(
       {
         wire: this.backend.wire,
         nativeK: this.model.nativeK,
         hidden: this.model.hidden,
-        workers: this.backend.placement.workers.map((w) => ({
-          url: w.url,
-          experts: formatExpertSet(w.experts),
-        })),
+        workers: view.slots.map((_, w) => statsWorker(view, w)),
       },
       this.routing.numLayers,
     );
   }
+}
+
+function statsWorker(view: ClusterView, w: number): StatsWorker {
+  const { id, url } = view.slots[w]!;
+  return { id, url, experts: formatExpertSet(view.placement.workers[w]!.experts) };
 }
 
 /** `a` without its pairs on `experts`. */

@@ -28,6 +28,11 @@ export interface DispatchLayerJSON {
   tokens: number;
   /** What was sent, per worker (measured frame sizes). */
   workers: WorkerLayerCounters[];
+  /**
+   * What was sent to workers dropped from `workers` since the period started (they left the
+   * membership and the coordinator pruned their slots): kept so that totals never go down.
+   */
+  departed: WorkerLayerCounters;
   /** The same decisions with one hidden state per (token, expert) pair, even on a shared worker. */
   noDedup: VariantCounters;
   /** The model's native top-K on the same router probabilities, with dedup. */
@@ -106,19 +111,44 @@ const zeroWorker = (): WorkerLayerCounters => ({
   tokensSent: 0,
 });
 
+function addCounters(to: WorkerLayerCounters, c: WorkerLayerCounters): void {
+  to.messages += c.messages;
+  to.bytesOut += c.bytesOut;
+  to.bytesIn += c.bytesIn;
+  to.pairs += c.pairs;
+  to.tokensSent += c.tokensSent;
+}
+
+/** A worker as the stats know it: `id` is the backend's slot id (never reused). */
+export interface StatsWorker {
+  readonly id: number;
+  readonly url: string;
+  readonly experts: string;
+}
+
 export class DispatchStats {
   private readonly layers: DispatchLayerJSON[];
   private readonly roundTrips: RoundTripJSON[];
   private readonly info: Omit<DispatchStatsJSON, 'layers' | 'roundTrips'> & {
     workers: { url: string; experts: string }[];
   };
+  /** Slot id of each entry of `info.workers`. */
+  private readonly ids: number[];
 
-  constructor(info: Omit<DispatchStatsJSON, 'layers' | 'roundTrips'>, numLayers: number) {
-    this.info = { ...info, workers: [...info.workers] };
+  /** A worker's `id` defaults to its index in `info.workers`. */
+  constructor(
+    info: Omit<DispatchStatsJSON, 'layers' | 'roundTrips' | 'workers'> & {
+      workers: readonly (Omit<StatsWorker, 'id'> & { readonly id?: number })[];
+    },
+    numLayers: number,
+  ) {
+    this.info = { ...info, workers: info.workers.map(({ url, experts }) => ({ url, experts })) };
+    this.ids = info.workers.map((w, i) => w.id ?? i);
     this.roundTrips = info.workers.map(zeroRoundTrips);
     this.layers = Array.from({ length: numLayers }, () => ({
       tokens: 0,
       workers: info.workers.map(zeroWorker),
+      departed: zeroWorker(),
       noDedup: zeroVariant(),
       native: zeroVariant(),
       nativeNoDedup: zeroVariant(),
@@ -128,15 +158,27 @@ export class DispatchStats {
     }));
   }
 
-  get numWorkers(): number {
-    return this.info.workers.length;
+  /** The slot ids of the workers counted one by one. */
+  get workerIds(): readonly number[] {
+    return this.ids;
   }
 
   /** A worker that joined during the period. */
-  addWorker(w: { url: string; experts: string }): void {
-    this.info.workers.push(w);
+  addWorker(w: StatsWorker): void {
+    this.ids.push(w.id);
+    this.info.workers.push({ url: w.url, experts: w.experts });
     this.roundTrips.push(zeroRoundTrips());
     for (const l of this.layers) l.workers.push(zeroWorker());
+  }
+
+  /** A worker whose slot was pruned: its counters move to `departed` (its round trips go). */
+  removeWorker(id: number): void {
+    const i = this.ids.indexOf(id);
+    if (i < 0) return;
+    this.ids.splice(i, 1);
+    this.info.workers.splice(i, 1);
+    this.roundTrips.splice(i, 1);
+    for (const l of this.layers) addCounters(l.departed, l.workers.splice(i, 1)[0]!);
   }
 
   /** One batch's balance (max / mean cost per live worker) and pairs re-sent after failures. */
@@ -147,21 +189,23 @@ export class DispatchStats {
     l.retriedPairs += retriedPairs;
   }
 
-  /** One message to a worker and its reply, which took `seconds` to come back. */
+  /**
+   * One message to worker slot `id` and its reply, which took `seconds` to come back; to `departed`
+   * if that worker is no longer counted one by one.
+   */
   recordMessage(
     layer: number,
-    worker: number,
+    id: number,
     m: Omit<WorkerLayerCounters, 'messages'> & { seconds: number },
   ): void {
-    const c = this.layerOf(layer).workers[worker]!;
-    const rt = this.roundTrips[worker]!;
-    rt.counts[binOf(m.seconds)]!++;
-    rt.sumSeconds += m.seconds;
-    c.messages++;
-    c.bytesOut += m.bytesOut;
-    c.bytesIn += m.bytesIn;
-    c.pairs += m.pairs;
-    c.tokensSent += m.tokensSent;
+    const l = this.layerOf(layer);
+    const i = this.ids.indexOf(id);
+    const rt = this.roundTrips[i];
+    if (rt) {
+      rt.counts[binOf(m.seconds)]!++;
+      rt.sumSeconds += m.seconds;
+    }
+    addCounters(l.workers[i] ?? l.departed, { messages: 1, ...m });
   }
 
   /** The layer's token count and the costed variants of the same batch. */
@@ -194,7 +238,10 @@ export class DispatchStats {
 
 export function summarizeDispatch(s: DispatchStatsJSON): DispatchSummary {
   const sum = (f: (l: DispatchLayerJSON) => number) => s.layers.reduce((a, l) => a + f(l), 0);
-  const sent = (l: DispatchLayerJSON) => l.workers.reduce((a, w) => a + w.bytesOut + w.bytesIn, 0);
+  /** Over every worker, departed ones included. */
+  const all = (l: DispatchLayerJSON, f: (w: WorkerLayerCounters) => number) =>
+    l.workers.reduce((a, w) => a + f(w), f(l.departed));
+  const sent = (l: DispatchLayerJSON) => all(l, (w) => w.bytesOut + w.bytesIn);
   const tokenLayers = sum((l) => l.tokens);
   const per = (bytes: number) => (tokenLayers === 0 ? 0 : bytes / tokenLayers);
   const bytes = sum(sent);
@@ -204,7 +251,7 @@ export function summarizeDispatch(s: DispatchStatsJSON): DispatchSummary {
     wire: s.wire,
     workers: s.workers.length,
     tokenLayers,
-    messages: sum((l) => l.workers.reduce((a, w) => a + w.messages, 0)),
+    messages: sum((l) => all(l, (w) => w.messages)),
     bytes,
     bytesPerTokenLayer: per(bytes),
     noDedupBytesPerTokenLayer: per(noDedup),
@@ -214,9 +261,9 @@ export function summarizeDispatch(s: DispatchStatsJSON): DispatchSummary {
     imbalance: sum((l) => l.batches) === 0 ? 1 : sum((l) => l.imbalanceSum) / sum((l) => l.batches),
     retriedPairs: sum((l) => l.retriedPairs),
     dedupSaving: noDedup === 0 ? 0 : 1 - bytes / noDedup,
-    pairs: sum((l) => l.workers.reduce((a, w) => a + w.pairs, 0)),
+    pairs: sum((l) => all(l, (w) => w.pairs)),
     nativePairs: sum((l) => l.native.pairs),
-    tokensSent: sum((l) => l.workers.reduce((a, w) => a + w.tokensSent, 0)),
+    tokensSent: sum((l) => all(l, (w) => w.tokensSent)),
     nativeTokensSent: sum((l) => l.native.tokensSent),
     perLayer: s.layers.map((l) => ({
       tokens: l.tokens,
@@ -225,14 +272,7 @@ export function summarizeDispatch(s: DispatchStatsJSON): DispatchSummary {
     })),
     perWorker: s.workers.map((w, i) => {
       const c = zeroWorker();
-      for (const l of s.layers) {
-        const x = l.workers[i]!;
-        c.messages += x.messages;
-        c.bytesOut += x.bytesOut;
-        c.bytesIn += x.bytesIn;
-        c.pairs += x.pairs;
-        c.tokensSent += x.tokensSent;
-      }
+      for (const l of s.layers) addCounters(c, l.workers[i]!);
       const rt = s.roundTrips[i]!;
       const trips = rt.counts.reduce((a, n) => a + n, 0);
       return { ...w, ...c, meanRoundTripMs: trips === 0 ? 0 : (1000 * rt.sumSeconds) / trips };

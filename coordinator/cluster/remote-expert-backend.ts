@@ -5,6 +5,8 @@
 // layer has its groups re-sent to live replicas; only experts no live worker holds fail the layer.
 // The set of workers changes at runtime (reconnects with backoff, joins, leaves, drains): each
 // change swaps in a new ClusterView, and each layer plans on the view it read when it started.
+// Slots of workers that left and have nothing in progress are pruned, so an index names a slot
+// only within one view; what outlives a view (stats, failed workers) goes by the slot's id.
 // Runs on the engine thread; knows sockets and bytes, never routing policies or accounting
 // (dispatch-accounting.ts observes the transfers it reports).
 
@@ -79,8 +81,15 @@ export interface RemoteModel {
   readonly nativeK: number;
 }
 
+/** A message of a remote layer: `worker` is its index in the view of the round that sent it. */
+export interface RemoteMessage extends TransferMessage {
+  /** The worker's slot id (`WorkerSlot.id`): the same worker whichever view the round used. */
+  readonly slot: number;
+}
+
 /** A layer's transfer, with what is needed to cost the same layer sent another way. */
 export interface RemoteTransfer extends ExpertTransfer {
+  readonly messages: readonly RemoteMessage[];
   /** Request ids of this layer's first round are firstId + worker index (header sizes depend on them). */
   readonly firstId: number;
   /** Which workers were live (usable) when the layer was planned. */
@@ -114,15 +123,27 @@ export interface ClusterEvents {
   readonly up?: (e: WorkerUp) => void;
 }
 
-/** The cluster as one layer sees it: swapped whole whenever a worker comes, goes or drains. */
-export interface ClusterView {
-  readonly placement: PlacementTable;
-  /** Per worker slot (stable for a URL), its connection if any. */
-  readonly connections: readonly (WorkerConnection | undefined)[];
+/** A worker slot as views show it. */
+export interface WorkerSlot {
+  /** Never reused: an index names another slot in a later view once slots are pruned, an id never does. */
+  readonly id: number;
+  readonly url: string;
+  /** EWMA of round-trip seconds per pair; undefined until measured. */
+  readonly secondsPerPair: number | undefined;
 }
 
-interface Slot {
-  readonly url: string;
+/**
+ * The cluster as one layer sees it: swapped whole whenever a worker comes, goes or drains. Index w
+ * is the same worker in `placement`, `connections` and `slots` of this view, not of another one.
+ */
+export interface ClusterView {
+  readonly placement: PlacementTable;
+  /** Per worker slot, its connection if any. */
+  readonly connections: readonly (WorkerConnection | undefined)[];
+  readonly slots: readonly WorkerSlot[];
+}
+
+interface Slot extends WorkerSlot {
   conn: WorkerConnection | undefined;
   /** What it held when last connected. */
   experts: readonly number[];
@@ -146,10 +167,47 @@ interface Slot {
   readonly endpoint: string;
   attempt: number;
   timer: NodeJS.Timeout | undefined;
-  /** EWMA of round-trip seconds per pair; undefined until measured. */
   secondsPerPair: number | undefined;
   /** join() calls waiting for the next connection attempt's outcome. */
   waiters: { resolve: (w: WorkerExperts) => void; reject: (e: unknown) => void }[];
+  /** Removed from `slots` (left, nothing in progress): a late event of its old connection is ignored. */
+  pruned: boolean;
+}
+
+/** A slot for `url`, not connected yet. */
+function newSlot(id: number, url: string): Slot {
+  return {
+    id,
+    url,
+    conn: undefined,
+    experts: [],
+    left: false,
+    connecting: false,
+    ticket: undefined,
+    reconnectAhead: false,
+    connectedAt: 0,
+    endpoint: endpointOf(url),
+    attempt: 0,
+    timer: undefined,
+    secondsPerPair: undefined,
+    waiters: [],
+    pruned: false,
+  };
+}
+
+/**
+ * Left the membership with nothing in progress: no open connection (it could still answer a
+ * re-join), no attempt, handshake place, timer or join waiting. Such a slot is pruned.
+ */
+function finished(s: Slot): boolean {
+  return (
+    s.left &&
+    s.conn?.alive !== true &&
+    !s.connecting &&
+    s.ticket === undefined &&
+    s.timer === undefined &&
+    s.waiters.length === 0
+  );
 }
 
 export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
@@ -160,7 +218,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private readonly handshakeTimeoutMs: number;
   /** Proven on every connect, reconnect and join (none: workers without a token only). */
   private readonly secret: ClusterSecret | undefined;
-  private readonly slots: Slot[];
+  /** Live slots, and left ones with something in progress (finished ones are pruned on rebuild). */
+  private slots: Slot[];
+  private nextSlotId = 0;
   private current: ClusterView;
   /** Every handshake after the start-up (joins, reconnects, retries) takes one of these places. */
   private readonly places = new HandshakePlaces();
@@ -180,19 +240,11 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.secret = secretOf(options);
     this.slots = connections.map((c) => ({
-      url: c.url,
+      ...newSlot(this.nextSlotId++, c.url),
       conn: c,
       experts: c.experts,
-      left: false,
-      connecting: false,
-      ticket: undefined,
       reconnectAhead: true,
       connectedAt: performance.now(),
-      endpoint: endpointOf(c.url),
-      attempt: 0,
-      timer: undefined,
-      secondsPerPair: undefined,
-      waiters: [],
     }));
     this.current = this.buildView();
   }
@@ -218,17 +270,19 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     // to it when it is made (a connection that dropped still takes its slot, and is reconnected).
     let backend: RemoteExpertBackend | undefined;
     const early = new Map<WorkerConnection, string>();
+    // By URL: with skipFailed, slots are only the workers that connected. Looked up once, as the
+    // URL's slot may be pruned and a new one made for it later.
+    const slotOf = new Map<string, Slot>();
     const secret = secretOf(options);
     const attempts = await Promise.allSettled(
       options.workers.map((url) =>
         WorkerConnection.connect(url, {
           ...connectOptions(options, model, secret),
-          // By URL: with skipFailed, slots are only the workers that connected.
           onDown: (reason, from) =>
-            backend ? backend.lost(backend.slotOf(url), reason, from) : early.set(from, reason),
+            backend ? backend.lost(slotOf.get(url)!, reason, from) : early.set(from, reason),
           onDrain: () => backend?.rebuild(),
           // Until the backend exists a notice is kept by its connection (`experts`), read below.
-          onHoldings: (experts) => backend?.holdingsChanged(backend.slotOf(url), experts),
+          onHoldings: (experts) => backend?.holdingsChanged(slotOf.get(url)!, experts),
         }),
       ),
     );
@@ -249,7 +303,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         options.balance ?? DEFAULT_BALANCE_RULE,
         events,
       );
-      for (const [c, reason] of early) backend.lost(backend.slotOf(c.url), reason, c);
+      for (const s of backend.slots) slotOf.set(s.url, s);
+      for (const [c, reason] of early) backend.lost(slotOf.get(c.url)!, reason, c);
       // Closing but not yet closed (the worker's close frame read, its TCP still open: ws waits up
       // to 30 s): a drop now, reported once, through onDown.
       for (const c of connections) if (!c.alive) c.abandon('closed the connection', 'disconnected');
@@ -260,7 +315,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     }
   }
 
-  /** The slot of a worker URL (-1 if unknown). */
+  /** The slot of a worker URL in the current view (-1 if unknown). */
   slotOf(url: string): number {
     return this.slots.findIndex((s) => s.url === url);
   }
@@ -270,7 +325,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     return this.current;
   }
 
-  /** Who holds what (every worker slot known so far, live or not). */
+  /** Who holds what (every worker slot of the current view, live or not). */
   get placement(): PlacementTable {
     return this.current.placement;
   }
@@ -281,29 +336,16 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   }
 
   /**
-   * A worker joined the membership (or came back): connects to it into its URL's slot (slots never
-   * move) and routes to it from the next layer on. Resolves with its experts once connected; if it
-   * does not answer yet, rejects with the handshake error and keeps trying with backoff.
+   * A worker joined the membership (or came back): connects to it into its URL's slot (a new one
+   * if its old slot was pruned) and routes to it from the next layer on. Resolves with its experts
+   * once connected; if it does not answer yet, rejects with the handshake error and keeps trying
+   * with backoff.
    */
   join(url: string): Promise<WorkerExperts> {
     if (this.closed) return Promise.reject(new Error('the expert backend is closed'));
     let slot = this.slots.find((s) => s.url === url);
     if (!slot) {
-      slot = {
-        url,
-        conn: undefined,
-        experts: [],
-        left: false,
-        connecting: false,
-        ticket: undefined,
-        reconnectAhead: false,
-        connectedAt: 0,
-        endpoint: endpointOf(url),
-        attempt: 0,
-        timer: undefined,
-        secondsPerPair: undefined,
-        waiters: [],
-      };
+      slot = newSlot(this.nextSlotId++, url);
       this.slots.push(slot);
       this.rebuild();
     }
@@ -336,7 +378,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       joined.waiters.push({ resolve, reject });
       // A background attempt still waiting for its place now has someone waiting for it.
       joined.ticket?.promote('join');
-      this.reconnect(this.slots.indexOf(joined));
+      this.reconnect(joined);
     });
   }
 
@@ -344,7 +386,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    * A worker left the membership: it gets no new work and no reconnects; its connection closes once
    * the requests it has are answered. With `gone` (why, for people) it is not answering (its
    * registry record expired): the connection is dropped now, so the requests it has fail over to
-   * replicas as on a closed socket instead of waiting out the dispatch timeout.
+   * replicas as on a closed socket instead of waiting out the dispatch timeout. Its slot is pruned
+   * once nothing of it is in progress.
    */
   leave(url: string, gone?: string): boolean {
     const slot = this.slots.find((s) => s.url === url);
@@ -361,8 +404,11 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     if (conn && gone !== undefined) conn.abandon(gone, 'disconnected');
     else if (conn)
       void conn.idle().then(() => {
-        if (slot.left && slot.conn === conn) void conn.close();
+        if (!slot.left || slot.conn !== conn) return;
+        void conn.close();
+        this.pruneIfFinished(slot);
       });
+    this.pruneIfFinished(slot);
     return true;
   }
 
@@ -415,8 +461,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     const pairWorker = assignPairs(this.balance, view.placement, assignment, live, costs);
     const planned = batchCosts(pairWorker, view.connections.length, costs);
     let shares = planDispatch(assignment, pairWorker, view.connections.length);
-    const done: { share: WorkerShare; result: DispatchResult }[] = [];
-    const messages: TransferMessage[] = [];
+    const done: { share: WorkerShare; result: DispatchResult; url: string }[] = [];
+    const messages: RemoteMessage[] = [];
+    /** Slot ids (not indices: a re-plan may use a newer view, with other indices). */
     const failedWorkers = new Set<number>();
     let firstId = -1;
     let retriedPairs = 0;
@@ -455,11 +502,13 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       for (let i = 0; i < shares.length; i++) {
         const s = shares[i]!;
         const o = settled[i]!;
+        const slot = round.slots[s.worker] as Slot;
         if (o.status === 'fulfilled') {
-          this.measured(s.worker, o.value.seconds, s.experts.length);
-          done.push({ share: s, result: o.value.r });
+          measured(slot, o.value.seconds, s.experts.length);
+          done.push({ share: s, result: o.value.r, url: slot.url });
           messages.push({
             worker: s.worker,
+            slot: slot.id,
             tokens: s.tokens,
             pairs: s.experts.length,
             bytesOut: frames[i]!.byteLength,
@@ -478,7 +527,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         // so the next layers do not wait for it too.
         if (err.reason === 'timeout') round.connections[s.worker]?.abandon(`stalled: ${err.message}`);
         if (!GONE.has(err.reason)) workerError ??= err;
-        failedWorkers.add(s.worker);
+        failedWorkers.add(slot.id);
       }
       if (failed.length === 0) break;
       // Re-send the failed groups to live replicas, on the freshest view; a worker that failed this
@@ -533,6 +582,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
 
   async close(): Promise<void> {
     this.closed = true;
+    // No pruning from here on: every slot's connection must be closed below.
     for (const s of this.slots) {
       if (s.timer) clearTimeout(s.timer);
       s.ticket?.withdraw();
@@ -548,7 +598,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     let sum = 0;
     let n = 0;
     for (let w = 0; w < W; w++) {
-      const spp = this.slots[w]?.secondsPerPair;
+      const spp = view.slots[w]!.secondsPerPair;
       if (spp !== undefined) {
         sum += spp;
         n++;
@@ -556,21 +606,11 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     }
     const mean = n === 0 ? 0 : sum / n;
     for (let w = 0; w < W; w++) {
-      const spp = this.slots[w]?.secondsPerPair;
+      const spp = view.slots[w]!.secondsPerPair;
       if (spp !== undefined && mean > 0) perPair[w] = spp / mean;
       inflight[w] = view.connections[w]?.inflightPairs ?? 0;
     }
     return { perPair, inflight };
-  }
-
-  private measured(worker: number, seconds: number, pairs: number): void {
-    const slot = this.slots[worker];
-    if (!slot || pairs === 0) return;
-    const spp = seconds / pairs;
-    slot.secondsPerPair =
-      slot.secondsPerPair === undefined
-        ? spp
-        : slot.secondsPerPair + EWMA_ALPHA * (spp - slot.secondsPerPair);
   }
 
   private buildView(): ClusterView {
@@ -582,12 +622,28 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         this.model.numExperts,
       ),
       connections: this.slots.map((s) => (s.left ? undefined : s.conn)),
+      slots: [...this.slots],
     };
   }
 
-  /** Swaps in a new view (a worker came, went or drains); layers in flight keep theirs. */
+  /**
+   * Swaps in a new view (a worker came, went or drains); layers in flight keep theirs. Finished
+   * slots (left, nothing in progress) are dropped here, so the view's size and the cost of the
+   * next change follow the membership, not its history.
+   */
   private rebuild(): void {
+    if (!this.closed)
+      this.slots = this.slots.filter((s) => {
+        if (!finished(s)) return true;
+        s.pruned = true;
+        return false;
+      });
     this.current = this.buildView();
+  }
+
+  /** Rebuilds if `slot` has finished (so it is pruned); nothing otherwise. */
+  private pruneIfFinished(slot: Slot): void {
+    if (!slot.pruned && finished(slot)) this.rebuild();
   }
 
   /**
@@ -595,36 +651,33 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    * now on use its new set; a layer in flight that still sends it an unloaded expert gets `not-held`
    * and re-sends those pairs to a replica.
    */
-  private holdingsChanged(worker: number, experts: readonly number[]): void {
-    const slot = this.slots[worker];
-    if (!slot) return;
+  private holdingsChanged(slot: Slot, experts: readonly number[]): void {
+    if (slot.pruned) return;
     slot.experts = experts;
     this.rebuild();
     this.events.up?.({ url: slot.url, experts, why: 'holdings' });
   }
 
-  private lost(worker: number, reason: string, from: WorkerConnection): void {
-    const slot = this.slots[worker];
+  private lost(slot: Slot, reason: string, from: WorkerConnection): void {
     // A connection the slot no longer uses (replaced by a reconnect while its socket was closing)
     // reports its drop late: the slot's current connection is not down.
-    if (!slot || slot.conn !== from) return;
+    if (slot.pruned || slot.conn !== from) return;
     slot.reconnectAhead = performance.now() - slot.connectedAt >= this.handshakeTimeoutMs;
     // The backoff starts over only for a connection that stayed up: one dropped sooner (a worker
     // that completes each handshake and then drops) is redialled ever later, not every 100 ms.
     if (slot.reconnectAhead) slot.attempt = 0;
     this.rebuild();
     this.events.down?.({ url: slot.url, reason });
-    this.scheduleReconnect(worker);
+    this.scheduleReconnect(slot);
   }
 
-  private scheduleReconnect(worker: number): void {
-    const slot = this.slots[worker]!;
+  private scheduleReconnect(slot: Slot): void {
     if (this.closed || slot.left || slot.timer || slot.connecting) return;
     const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** slot.attempt);
     slot.attempt++;
     slot.timer = setTimeout(() => {
       slot.timer = undefined;
-      this.reconnect(worker);
+      this.reconnect(slot);
     }, delay);
     slot.timer.unref();
   }
@@ -634,8 +687,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    * and, on places of their own, 4 background reconnects and retries at a time). One attempt per
    * slot at a time, so the attempts of one URL stay in order.
    */
-  private reconnect(worker: number): void {
-    const slot = this.slots[worker]!;
+  private reconnect(slot: Slot): void {
     if (this.closed || slot.left || slot.connecting || slot.conn?.alive) return;
     slot.connecting = true;
     const kind: HandshakeKind =
@@ -644,7 +696,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     slot.ticket = ticket;
     void ticket.granted.then((granted) => {
       if (granted && !this.closed && !slot.left) {
-        this.handshake(worker, ticket);
+        this.handshake(slot, ticket);
         return;
       }
       // Left (or closed) while waiting for a place: this attempt is given up.
@@ -653,17 +705,17 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       slot.connecting = false;
       // Joined again since it left: a new attempt, for the join waiting on it.
       if (!this.closed && !slot.left) {
-        this.reconnect(worker);
+        this.reconnect(slot);
         return;
       }
       const why = this.closed ? 'the expert backend is closed' : `worker ${slot.url} left the membership`;
       for (const w of slot.waiters.splice(0)) w.reject(new Error(why));
+      this.pruneIfFinished(slot);
     });
   }
 
   /** The connection attempt of `reconnect`, on a held handshake place (released when it ends). */
-  private handshake(worker: number, ticket: HandshakeTicket): void {
-    const slot = this.slots[worker]!;
+  private handshake(slot: Slot, ticket: HandshakeTicket): void {
     const started = performance.now();
     const ended = () => {
       ticket.release();
@@ -676,9 +728,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         this.model,
         this.secret,
       ),
-      onDown: (reason, from) => this.lost(worker, reason, from),
+      onDown: (reason, from) => this.lost(slot, reason, from),
       onDrain: () => this.rebuild(),
-      onHoldings: (experts) => this.holdingsChanged(worker, experts),
+      onHoldings: (experts) => this.holdingsChanged(slot, experts),
     }).then(
       (conn) => {
         ended();
@@ -686,6 +738,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           void conn.close();
           for (const w of slot.waiters.splice(0))
             w.reject(new Error(`worker ${slot.url} left the membership`));
+          this.pruneIfFinished(slot);
           return;
         }
         // The welcome's set, or a notice's that came in the welcome's read (before slot.conn was set).
@@ -699,7 +752,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           );
           slot.reconnectAhead = false;
           for (const w of slot.waiters.splice(0)) w.reject(err);
-          this.scheduleReconnect(worker);
+          this.scheduleReconnect(slot);
+          this.pruneIfFinished(slot);
           return;
         }
         slot.conn = conn;
@@ -718,7 +772,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         if (performance.now() - started >= quickFailureMs(this.handshakeTimeoutMs))
           slot.reconnectAhead = false;
         for (const w of slot.waiters.splice(0)) w.reject(err);
-        this.scheduleReconnect(worker);
+        this.scheduleReconnect(slot);
+        this.pruneIfFinished(slot);
       },
     );
   }
@@ -735,7 +790,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private checkCombined(
     layer: number,
     accumulate: Float32Array,
-    done: readonly { share: WorkerShare; result: DispatchResult }[],
+    done: readonly { share: WorkerShare; result: DispatchResult; url: string }[],
   ): void {
     const H = this.model.hidden;
     const checked = new Uint8Array(accumulate.length / H);
@@ -749,7 +804,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         // send) is that request's, and the engine's final-state check fails it alone; blaming a
         // worker here failed the whole step, every other client's sequences with it.
         const contribution = new Float32Array(H);
-        let worst = { worker: -1, value: 0 };
+        let worst = { url: 'unknown', value: 0 };
         for (const e of done) {
           const row = e.share.tokens.indexOf(t);
           if (row < 0) continue;
@@ -760,12 +815,11 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           );
           for (let i = row * H; i < (row + 1) * H; i++) {
             contribution[i - row * H]! += partial[i]!;
-            if (Math.abs(partial[i]!) >= Math.abs(worst.value))
-              worst = { worker: e.share.worker, value: partial[i]! };
+            if (Math.abs(partial[i]!) >= Math.abs(worst.value)) worst = { url: e.url, value: partial[i]! };
           }
         }
         if (!normOverflows(contribution)) continue;
-        const url = this.slots[worst.worker]?.url ?? 'unknown';
+        const url = worst.url;
         throw new ExpertResultOverflowError(
           layer,
           url,
@@ -831,9 +885,17 @@ const MAX_REPLANS = 4;
 /** Failures that mean the worker is gone or going (as opposed to answering with an error). */
 const GONE: ReadonlySet<string> = new Set(['timeout', 'disconnected', 'draining', 'cancelled']);
 
-/** Which worker slots may take new work: connected, not draining, not failed in this layer. */
+/** Which worker slots may take new work: connected, not draining, not failed (slot ids) in this layer. */
 function usable(view: ClusterView, failed: ReadonlySet<number>): boolean[] {
-  return view.connections.map((c, w) => c?.usable === true && !failed.has(w));
+  return view.connections.map((c, w) => c?.usable === true && !failed.has(view.slots[w]!.id));
+}
+
+/** Adds a measured round trip to the slot's service time per pair (the slot object: pruned or not, it is that worker's). */
+function measured(slot: Slot, seconds: number, pairs: number): void {
+  if (pairs === 0) return;
+  const spp = seconds / pairs;
+  slot.secondsPerPair =
+    slot.secondsPerPair === undefined ? spp : slot.secondsPerPair + EWMA_ALPHA * (spp - slot.secondsPerPair);
 }
 
 /** acc[tokens[r]] += partial[r] for every row r of width H. */
