@@ -28,7 +28,6 @@ import {
   encodeHoldings,
   encodeWelcome,
 } from '../../../shared/protocol/codec.js';
-import { f32 } from '../../../shared/tensor.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import {
   type RelayReply,
@@ -36,6 +35,7 @@ import {
   type TamperingRelay,
   wsFrameHeader,
 } from '../../helpers/tampering-relay.js';
+import { layerInput } from '../../helpers/tiny-layer.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
 const H = 256;
@@ -50,11 +50,7 @@ let fingerprint: string;
 const relays: TamperingRelay[] = [];
 const backends: RemoteExpertBackend[] = [];
 
-/** Deterministic hidden states of moderate size (what a layer norm gives). */
-const x = f32(
-  [TOKENS, H],
-  Float32Array.from({ length: TOKENS * H }, (_, i) => Math.sin(i * 0.37) * 0.8),
-);
+const x = layerInput(TOKENS);
 /** Token t to experts t % 4 and (t + 1) % 4: only A (or its replica C) computes them. */
 const assignment: ExpertAssignment = {
   numTokens: TOKENS,

@@ -8,28 +8,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteExpertBackend } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
-import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import type { DecodeLimits } from '../../../shared/protocol/codec.js';
-import { f32 } from '../../../shared/tensor.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import { type RelayReply, startTamperingRelay, type TamperingRelay } from '../../helpers/tampering-relay.js';
+import { layerInput, TINY_HIDDEN, TINY_MODEL, toExperts01 } from '../../helpers/tiny-layer.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
-const H = 256;
-const MODEL = { numLayers: 4, numExperts: 8, hidden: H, nativeK: 2 };
+const H = TINY_HIDDEN;
+const MODEL = TINY_MODEL;
 const limits: DecodeLimits = { maxFrameBytes: 1 << 30, hidden: H, numExperts: 8, numLayers: 4 };
 const TOKENS = 4;
-const x = f32(
-  [TOKENS, H],
-  Float32Array.from({ length: TOKENS * H }, (_, i) => Math.sin(i * 0.37) * 0.8),
-);
+const x = layerInput(TOKENS);
 /** Every token to experts 0 and 1: only A holds them. */
-const assignment: ExpertAssignment = {
-  numTokens: TOKENS,
-  offsets: Int32Array.from({ length: TOKENS + 1 }, (_, t) => 2 * t),
-  experts: Int32Array.from({ length: 2 * TOKENS }, (_, j) => j % 2),
-  weights: Float32Array.from({ length: 2 * TOKENS }, () => 0.5),
-};
+const assignment = toExperts01(TOKENS);
 
 let a: WorkerProcess;
 let b: WorkerProcess;

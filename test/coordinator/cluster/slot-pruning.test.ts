@@ -20,31 +20,22 @@ import { ServerMetrics } from '../../../coordinator/server/metrics.js';
 import type { MoeLayerPlan } from '../../../shared/families/layer-plan.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { loadModelConfig } from '../../../shared/model/config.js';
-import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import type { RoutingModel } from '../../../shared/routing/policy.js';
 import { RoutingStats } from '../../../shared/routing/stats.js';
-import { f32 } from '../../../shared/tensor.js';
 import { LoopbackListeners } from '../../helpers/loopback-listeners.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import { restartablePort } from '../../helpers/ports.js';
 import { parseScrape } from '../../helpers/prometheus.js';
+import { layerInput, TINY_HIDDEN, TINY_MODEL, toExperts01 } from '../../helpers/tiny-layer.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
-const H = 256;
+const H = TINY_HIDDEN;
 const E = 8;
-const MODEL = { numLayers: 4, numExperts: E, hidden: H, nativeK: 2 };
+const MODEL = TINY_MODEL;
 const TOKENS = 4;
-const x = f32(
-  [TOKENS, H],
-  Float32Array.from({ length: TOKENS * H }, (_, i) => Math.sin(i * 0.37) * 0.8),
-);
+const x = layerInput(TOKENS);
 /** Every token to experts 0 and 1 with weight 0.5 each. */
-const assignment: ExpertAssignment = {
-  numTokens: TOKENS,
-  offsets: Int32Array.from({ length: TOKENS + 1 }, (_, t) => 2 * t),
-  experts: Int32Array.from({ length: 2 * TOKENS }, (_, j) => j % 2),
-  weights: Float32Array.from({ length: 2 * TOKENS }, () => 0.5),
-};
+const assignment = toExperts01(TOKENS);
 /** Router scores whose top two are experts 0 and 1, for every token. */
 const probs = Float32Array.from({ length: TOKENS * E }, (_, i) => [0.5, 0.38][i % E] ?? 0.02);
 
