@@ -42,6 +42,11 @@ export interface ClusterHealthOptions {
 const DEFAULT_EXIT_GRACE_MS = 1000;
 /** Workers whose departures are quoted in a "no live worker" detail; the others are counted. */
 const DEPARTURES_NAMED = 3;
+/**
+ * Workers that left the membership whose experts and reasons are remembered to explain a gap in
+ * /ready; older departures are forgotten (a registry can churn through thousands of workers).
+ */
+const MAX_REMEMBERED_DEPARTURES = 64;
 /** How RemoteExpertBackend.description starts. */
 const REMOTE = 'remote experts on ';
 
@@ -52,6 +57,8 @@ export class ClusterHealth {
 
   /** url -> experts: the placement at the start plus the workers that joined since. */
   private readonly placement = new Map<string, readonly number[]>();
+  /** URLs that left the membership and have not joined again, oldest first (at most MAX_REMEMBERED_DEPARTURES). */
+  private readonly departed = new Set<string>();
 
   private constructor(private readonly options: ClusterHealthOptions) {
     for (const w of options.placement) this.placement.set(w.url, w.experts);
@@ -59,7 +66,7 @@ export class ClusterHealth {
 
   static watch(options: ClusterHealthOptions): ClusterHealth {
     const health = new ClusterHealth(options);
-    options.membership.onLeave((e) => health.lost(e.url, e.reason));
+    options.membership.onLeave((e) => health.left(e.url, e.reason));
     options.connections((e) => health.dropped(e));
     options.connectionsUp?.((e) => health.joined(e.url, e.experts));
     return health;
@@ -75,6 +82,7 @@ export class ClusterHealth {
     if (t) clearTimeout(t);
     this.timers.delete(url);
     this.gone.delete(url);
+    this.departed.delete(url);
   }
 
   coverage(): ExpertCoverage {
@@ -89,7 +97,12 @@ export class ClusterHealth {
     if (missing.length === 0) return { description, covered: true };
     // Only the departures that took a missing expert with them explain the gap.
     const lost = new Set(missing);
-    const departed = placement.filter((w) => this.gone.has(w.url) && w.experts.some((e) => lost.has(e)));
+    // Members whose connection dropped first, then departures, the latest first.
+    const recency = new Map([...this.departed].map((url, i) => [url, i]));
+    const last = (url: string) => recency.get(url) ?? Number.MAX_SAFE_INTEGER;
+    const departed = placement
+      .filter((w) => this.gone.has(w.url) && w.experts.some((e) => lost.has(e)))
+      .sort((a, b) => last(b.url) - last(a.url));
     // The first few, then a count: a registry can take thousands of workers away at once.
     const named = departed.slice(0, DEPARTURES_NAMED).flatMap((w) => this.gone.get(w.url)!);
     const more = departed.length - Math.min(departed.length, DEPARTURES_NAMED);
@@ -124,7 +137,24 @@ export class ClusterHealth {
     this.timers.clear();
   }
 
+  /** A worker left the membership: gone, and remembered among the latest departures only. */
+  private left(url: string, reason: string): void {
+    this.lost(url, reason);
+    this.departed.delete(url);
+    this.departed.add(url);
+    if (this.departed.size <= MAX_REMEMBERED_DEPARTURES) return;
+    const oldest = this.departed.values().next().value!;
+    this.departed.delete(oldest);
+    this.placement.delete(oldest);
+    this.gone.delete(oldest);
+    const t = this.timers.get(oldest);
+    if (t) clearTimeout(t);
+    this.timers.delete(oldest);
+  }
+
   private dropped(e: WorkerDown): void {
+    // A departure already forgotten (or a URL never taken in): nothing of it is kept.
+    if (!this.placement.has(e.url)) return;
     const reason = `worker ${e.url} ${e.reason}`;
     if (!this.options.reportsExits) {
       this.lost(e.url, reason);

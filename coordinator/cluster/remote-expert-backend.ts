@@ -355,6 +355,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       // again on that connection, which its leave then no longer closes.
       if (joined.left) {
         joined.left = false;
+        // What it announced while it had left (ignored then) holds from now on.
+        joined.experts = joined.conn.experts;
         this.rebuild();
       }
       return Promise.resolve({ url, experts: joined.experts });
@@ -652,7 +654,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    * and re-sends those pairs to a replica.
    */
   private holdingsChanged(slot: Slot, experts: readonly number[]): void {
-    if (slot.pruned) return;
+    // A worker that left answers what it has on its connection and gets nothing new: what it now
+    // holds changes no placement, and an `up` for it would tell /ready it is back.
+    if (slot.pruned || slot.left) return;
     slot.experts = experts;
     this.rebuild();
     this.events.up?.({ url: slot.url, experts, why: 'holdings' });

@@ -28,6 +28,25 @@ export interface EngineMetricSources {
  */
 const peerLabel = (text: string): string => oneLine(text, Number.POSITIVE_INFINITY);
 
+/**
+ * The `worker` label of what was sent to workers whose slots were pruned (they left): one series,
+ * so that a counter summed over workers never goes down when a worker leaves. No URL looks like it.
+ */
+const DEPARTED = '(departed)';
+
+/** What went to departed workers, over every layer. */
+function departed(d: DispatchStatsJSON | null): { messages: number; bytesOut: number; bytesIn: number } {
+  let messages = 0;
+  let bytesOut = 0;
+  let bytesIn = 0;
+  for (const l of d?.layers ?? []) {
+    messages += l.departed.messages;
+    bytesOut += l.departed.bytesOut;
+    bytesIn += l.departed.bytesIn;
+  }
+  return { messages, bytesOut, bytesIn };
+}
+
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const TOKEN_GAP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
@@ -111,6 +130,11 @@ export class ServerMetrics {
           this.inc({ direction: 'out', worker: peerLabel(w.url) }, out);
           this.inc({ direction: 'in', worker: peerLabel(w.url) }, back);
         });
+        const gone = departed(d);
+        if (gone.messages > 0) {
+          this.inc({ direction: 'out', worker: DEPARTED }, gone.bytesOut);
+          this.inc({ direction: 'in', worker: DEPARTED }, gone.bytesIn);
+        }
       },
     });
     new Counter({
@@ -127,6 +151,8 @@ export class ServerMetrics {
             d.layers.reduce((a, l) => a + (l.workers[i]?.messages ?? 0), 0),
           );
         });
+        const gone = departed(d);
+        if (gone.messages > 0) this.inc({ worker: DEPARTED }, gone.messages);
       },
     });
     new BinnedHistogram(

@@ -133,3 +133,31 @@ describe('ClusterHealth', () => {
     expect(c.detail).toBe(`experts 3 have no live worker: worker ${C} closed the connection (code 1006)`);
   });
 });
+
+describe('ClusterHealth under membership churn', () => {
+  it('remembers the latest 64 departures: a gap is explained by the latest first, the rest counted', () => {
+    const { health, membership, up } = setup(false);
+    // 20,000 workers holding B's experts join and leave (a registry's churn); each is forgotten
+    // once 64 later departures are remembered.
+    for (let i = 0; i < 20_000; i++) {
+      const url = `ws://127.0.0.1:5000/churn-${i}`;
+      up({ url, experts: [4, 5, 6, 7], why: 'connected' });
+      membership.leave({ url, reason: `worker churn-${i} deregistered` });
+    }
+    expect(health.coverage().covered).toBe(true);
+    membership.leave({ url: B, reason: 'worker b heartbeat expired', expired: true });
+    // Before: every one of the 20,000 departures was kept and walked at each /ready, and the detail
+    // counted them all ("and 19998 more workers") after the oldest.
+    expect(health.coverage().detail).toBe(
+      'experts 4-7 have no live worker: worker b heartbeat expired; worker churn-19999 deregistered; worker churn-19998 deregistered; and 61 more workers',
+    );
+  });
+
+  it('a departed worker that joins again is covered and no longer counted among departures', () => {
+    const { health, membership, up } = setup(false);
+    membership.leave({ url: B, reason: 'worker b deregistered' });
+    expect(health.coverage().covered).toBe(false);
+    up({ url: B, experts: [4, 5, 6, 7], why: 'connected' });
+    expect(health.coverage().covered).toBe(true);
+  });
+});

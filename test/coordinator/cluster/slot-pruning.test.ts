@@ -221,6 +221,13 @@ describe('slots of workers that left', () => {
       // Every per-worker series of c is gone (bytes, messages, round trips); the totals are not.
       expect(after.text).not.toContain(`worker="${c.url}"`);
       expect(after.value(`kmoe_dispatch_messages_total{worker="${all.url}"}`)).toBe(3);
+      // What went to it stays under worker="(departed)", so a sum over workers does not go down
+      // (before, it fell from 6 to 3 messages while the summary kept 6).
+      expect(after.value('kmoe_dispatch_messages_total{worker="(departed)"}')).toBe(3);
+      for (const direction of ['out', 'in'])
+        expect(after.value(`kmoe_dispatch_bytes_total{direction="${direction}",worker="(departed)"}`)).toBe(
+          before.value(`kmoe_dispatch_bytes_total{direction="${direction}",worker="${c.url}"}`),
+        );
       expect(after.value('kmoe_dispatch_bytes_per_token_layer')).toBe(
         before.value('kmoe_dispatch_bytes_per_token_layer'),
       );
@@ -240,6 +247,7 @@ describe('slots of workers that left', () => {
       expect((await layer()).messages.length).toBe(2);
       const again = await scrape();
       expect(again.value(cMessages)).toBe(1);
+      expect(again.value('kmoe_dispatch_messages_total{worker="(departed)"}')).toBe(3);
       expect(summarizeDispatch(accounting.dispatchStats(false)).messages).toBe(8);
     } finally {
       await be.close();
