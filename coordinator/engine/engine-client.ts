@@ -28,19 +28,29 @@ import type {
 } from './engine.js';
 import { ENGINE_EVENTS, type EngineSchema } from './engine-protocol.js';
 
-/** Worker events, kept from the thread's start so a listener added later misses none. */
+/**
+ * Worker events, kept from the thread's start so a listener added later misses none, until the
+ * owner says every listener is in (`forget`): a long-running server would otherwise keep every drop
+ * and reconnect it ever saw.
+ */
 class Feed<E> {
-  readonly seen: E[] = [];
+  private seen: E[] | undefined = [];
   readonly listeners: ((e: E) => void)[] = [];
 
   listen(listener: (e: E) => void): void {
+    if (this.seen === undefined)
+      throw new Error('worker event listeners must be added before EngineClient.forgetPastWorkerEvents()');
     for (const e of this.seen) listener(e);
     this.listeners.push(listener);
   }
 
   push(e: E): void {
-    this.seen.push(e);
+    this.seen?.push(e);
     for (const l of this.listeners) l(e);
+  }
+
+  forget(): void {
+    this.seen = undefined;
   }
 }
 
@@ -84,6 +94,15 @@ export class EngineClient {
       await thread.terminate();
       throw err;
     }
+  }
+
+  /**
+   * Every listener of worker events is in: past events are no longer kept for listeners still to
+   * come (adding one afterwards is an error), so memory does not grow with every drop and reconnect.
+   */
+  forgetPastWorkerEvents(): void {
+    this.down.forget();
+    this.up.forget();
   }
 
   /** Calls `listener` for every worker connection the engine lost, past ones first. */

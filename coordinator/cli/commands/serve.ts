@@ -59,6 +59,9 @@ export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
 /** The largest body read: a prompt as long as any supported context fits easily. */
 const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
 
+/** Departed worker URLs remembered so that their connection's close is logged as expected. */
+const DEPARTURES_KEPT = 1000;
+
 /** Local worker processes when --workers is not given. */
 export const DEFAULT_SERVE_WORKERS = 2;
 
@@ -168,8 +171,13 @@ export async function run(o: ServeOptions): Promise<number> {
     const description = engine.info.experts;
     const client = engine;
     // A worker that left the registry (drained) closes its connection as expected: not an error.
+    // The latest departures only: a registry can churn through thousands of URLs.
     const departed = new Set<string>();
-    registry?.onLeave((e) => departed.add(e.url));
+    registry?.onLeave((e) => {
+      departed.delete(e.url);
+      departed.add(e.url);
+      if (departed.size > DEPARTURES_KEPT) departed.delete(departed.values().next().value!);
+    });
     registry?.onJoin((e) => departed.delete(e.url));
     client.onWorkerDown((e) => {
       if (departed.has(e.url))
@@ -202,6 +210,8 @@ export async function run(o: ServeOptions): Promise<number> {
       connectionsUp: (listener) => client.onWorkerUp(listener),
       reportsExits: cluster !== undefined,
     });
+    // Every listener of the engine's worker events is in: it keeps no more of them.
+    client.forgetPastWorkerEvents();
     const cover = health;
     // Membership drives the engine's connection set while requests run; the engine's own
     // reconnects (and these joins) reach /ready through onWorkerUp.
@@ -308,12 +318,12 @@ function followMembership(
   const changes = new MemberChanges((url, err) =>
     log.error({ worker: url, err: (err as Error).message }, 'a registry change could not be applied'),
   );
+  // Read once, below: the workers connected at start-up, so that their records are not joined again.
   const known = new Set(connected);
   const join = (url: string, reason: string) => {
     changes.join(url, async () => {
       try {
         const w = await engine.joinWorker(url);
-        known.add(url);
         health.joined(url, w.experts);
         log.info({ worker: url, experts: w.experts, reason }, 'worker joined: routing to it');
       } catch (err) {
