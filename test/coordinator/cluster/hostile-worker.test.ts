@@ -22,12 +22,7 @@ import {
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js';
 import { randomClusterToken } from '../../../shared/protocol/auth.js';
-import {
-  type DecodeLimits,
-  encodeErrorReply,
-  encodeHoldings,
-  encodeWelcome,
-} from '../../../shared/protocol/codec.js';
+import { encodeErrorReply, encodeHoldings, encodeWelcome } from '../../../shared/protocol/codec.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import {
   type RelayReply,
@@ -35,12 +30,12 @@ import {
   type TamperingRelay,
   wsFrameHeader,
 } from '../../helpers/tampering-relay.js';
-import { layerInput } from '../../helpers/tiny-layer.js';
+import { layerInput, TINY_DECODE_LIMITS, TINY_HIDDEN, TINY_MODEL } from '../../helpers/tiny-layer.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
-const H = 256;
-const MODEL = { numLayers: 4, numExperts: 8, hidden: H, nativeK: 2 };
-const limits: DecodeLimits = { maxFrameBytes: 1 << 30, hidden: H, numExperts: 8, numLayers: 4 };
+const H = TINY_HIDDEN;
+const MODEL = TINY_MODEL;
+const limits = TINY_DECODE_LIMITS;
 const TOKENS = 6;
 
 let a: WorkerProcess;

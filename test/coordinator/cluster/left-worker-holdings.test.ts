@@ -12,15 +12,21 @@ import {
   type WorkerUp,
 } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
-import { type DecodeLimits, encodeHoldings } from '../../../shared/protocol/codec.js';
+import { encodeHoldings } from '../../../shared/protocol/codec.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import { startTamperingRelay, type TamperingRelay } from '../../helpers/tampering-relay.js';
-import { layerInput, TINY_HIDDEN, TINY_MODEL, toExperts01 } from '../../helpers/tiny-layer.js';
+import {
+  layerInput,
+  TINY_DECODE_LIMITS,
+  TINY_HIDDEN,
+  TINY_MODEL,
+  toExperts01,
+} from '../../helpers/tiny-layer.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
 const H = TINY_HIDDEN;
 const MODEL = TINY_MODEL;
-const limits: DecodeLimits = { maxFrameBytes: 1 << 30, hidden: H, numExperts: 8, numLayers: 4 };
+const limits = TINY_DECODE_LIMITS;
 const TOKENS = 4;
 const x = layerInput(TOKENS);
 const assignment = toExperts01(TOKENS);

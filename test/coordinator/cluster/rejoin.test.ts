@@ -8,15 +8,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteExpertBackend } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
-import type { DecodeLimits } from '../../../shared/protocol/codec.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
 import { type RelayReply, startTamperingRelay, type TamperingRelay } from '../../helpers/tampering-relay.js';
-import { layerInput, TINY_HIDDEN, TINY_MODEL, toExperts01 } from '../../helpers/tiny-layer.js';
+import {
+  layerInput,
+  TINY_DECODE_LIMITS,
+  TINY_HIDDEN,
+  TINY_MODEL,
+  toExperts01,
+} from '../../helpers/tiny-layer.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
 const H = TINY_HIDDEN;
 const MODEL = TINY_MODEL;
-const limits: DecodeLimits = { maxFrameBytes: 1 << 30, hidden: H, numExperts: 8, numLayers: 4 };
+const limits = TINY_DECODE_LIMITS;
 const TOKENS = 4;
 const x = layerInput(TOKENS);
 /** Every token to experts 0 and 1: only A holds them. */
