@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
-import { type RawData, type WebSocket, WebSocketServer } from 'ws';
+import { type RawData, type ServerOptions, type WebSocket, WebSocketServer } from 'ws';
 import { type ClusterSecret, newNonce } from '../shared/protocol/auth.js';
 import {
   decodeMessage,
@@ -25,6 +25,7 @@ import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import { decodeFrame, frameBytes } from '../shared/protocol/frame.js';
 import {
+  CLOSE_HANDSHAKE_MS,
   type DispatchRequest,
   type ErrorReplyCode,
   type Hello,
@@ -163,7 +164,9 @@ export class WorkerServer {
     const handshakeMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
     httpServer.headersTimeout = handshakeMs;
     httpServer.requestTimeout = handshakeMs;
-    const wss: WebSocketServer = new WebSocketServer({
+    // ws 8.23 reads closeTimeout (package.json asks for it); @types/ws 8.18 does not list it.
+    const wssOptions: ServerOptions & { closeTimeout: number } = {
+      closeTimeout: CLOSE_HANDSHAKE_MS,
       server: httpServer,
       maxPayload: options.maxFrameBytes * HARD_LIMIT_FACTOR,
       perMessageDeflate: false,
@@ -189,7 +192,8 @@ export class WorkerServer {
         );
         accept(false, 503, `worker busy: ${maxConnections} connections open (--max-connections)`);
       },
-    });
+    };
+    const wss: WebSocketServer = new WebSocketServer(wssOptions);
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', (err) => reject(new ListenError(options.host, options.port, err)));
       httpServer.listen(options.port, options.host, resolve);

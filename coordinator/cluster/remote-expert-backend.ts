@@ -306,7 +306,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       for (const s of backend.slots) slotOf.set(s.url, s);
       for (const [c, reason] of early) backend.lost(slotOf.get(c.url)!, reason, c);
       // Closing but not yet closed (the worker's close frame read, its TCP still open: ws waits up
-      // to 30 s): a drop now, reported once, through onDown.
+      // to CLOSE_HANDSHAKE_MS): a drop now, reported once, through onDown.
       for (const c of connections) if (!c.alive) c.abandon('closed the connection', 'disconnected');
       return backend;
     } catch (err) {

@@ -12,6 +12,7 @@ import { ProtocolError } from '../../shared/protocol/errors.js';
 import { expertSetOf, formatExpertSet } from '../../shared/protocol/expert-set.js';
 import { type FrameAllocator, frameBytes } from '../../shared/protocol/frame.js';
 import {
+  CLOSE_HANDSHAKE_MS,
   type DispatchResult,
   PROTOCOL_VERSION,
   type RefuseReason,
@@ -121,8 +122,8 @@ export class WorkerConnection {
       const why = reason.length > 0 ? `: ${oneLine(reason.toString(), 123)}` : '';
       this.failAll('disconnected', `closed the connection (code ${code}${why})`);
     });
-    // ws closes the socket after an error, but only once the peer's TCP ends or after 30 s: until
-    // then pending requests would wait out the dispatch timeout. So an error is a drop now.
+    // ws closes the socket after an error, but only once the peer's TCP ends or the close handshake
+    // bound runs out: until then pending requests would wait. So an error is a drop now.
     ws.on('error', (err) => this.drop('disconnected', `connection error: ${oneLine(err.message, 200)}`));
   }
 
@@ -137,7 +138,9 @@ export class WorkerConnection {
           hint: "a worker URL is ws://HOST:PORT or wss://HOST:PORT (check --workers, or the worker's --advertise-url)",
         }),
       );
-    const ws = new WebSocket(url, {
+    // ws 8.23 reads closeTimeout (package.json asks for it); @types/ws 8.18 does not list it.
+    const wsOptions: WebSocket.ClientOptions & { closeTimeout: number } = {
+      closeTimeout: CLOSE_HANDSHAKE_MS,
       perMessageDeflate: false,
       maxPayload: MAX_PAYLOAD_BYTES,
       // Client masking exists so that script in a browser cannot craft bytes a proxy would misread
@@ -145,7 +148,8 @@ export class WorkerConnection {
       // zero key lets ws skip XOR-ing every request byte on both ends (measured: 6% of coordinator
       // CPU time in a 2-worker eval).
       generateMask: (mask: Buffer) => mask.fill(0),
-    });
+    };
+    const ws = new WebSocket(url, wsOptions);
     return new Promise<WorkerConnection>((resolve, reject) => {
       let settled = false;
       const inbound = new InboundLimit((bytes, limit) =>
@@ -448,7 +452,7 @@ export class WorkerConnection {
       setTimeout(() => {
         this.ws.terminate();
         resolve();
-      }, 1000).unref();
+      }, CLOSE_HANDSHAKE_MS).unref();
     });
   }
 

@@ -81,6 +81,15 @@ export interface Refuse {
 }
 
 /**
+ * How long either side lets a WebSocket closing handshake take before it tears the socket down
+ * (ws' own default is 30 s). An honest peer answers a close frame within a round trip; a peer that
+ * sends or receives one and then holds its TCP connection open would otherwise keep a worker's
+ * connection unusable and unreported on the coordinator, with requests pending on it, and keep a
+ * coordinator's connection slot and the worker's shutdown waiting.
+ */
+export const CLOSE_HANDSHAKE_MS = 1_000;
+
+/**
  * Upper bounds (seconds) of the latency bins of a dispatch request, shared by the worker's
  * service-time histogram and the coordinator's round-trip histogram so the two compare bin by
  * bin: a decode step of a few tokens takes ~0.1 ms, a long prefill seconds.

@@ -268,16 +268,102 @@ describe('worker hardening', () => {
       expect(await small.stop()).toBe(0);
     }
   });
+  describe('a coordinator that holds its TCP connection open through the close handshake', () => {
+    it('frees its --max-connections slot within the close handshake bound after sending a close frame', async () => {
+      const small = await startWorker('0', ['--max-connections', '1']);
+      try {
+        const hostile = await greetedHalfOpen(small.url);
+        hostile.write(MASKED_CLOSE_FRAME);
+        // Before: the worker answered the close frame, ended its side and waited for ws' 30 s
+        // close timer with the slot taken; every other coordinator got 503 meanwhile.
+        const t0 = performance.now();
+        const peer = await openWhenFree(small.url, 10_000);
+        expect(performance.now() - t0).toBeLessThan(10_000);
+        peer.close();
+        hostile.destroy();
+      } finally {
+        expect(await small.stop()).toBe(0);
+      }
+    });
+
+    it("does not hold up the worker's shutdown: a SIGTERM exits within seconds, code 0", async () => {
+      const small = await startWorker('0');
+      const hostile = await greetedHalfOpen(small.url);
+      // The worker sends its drain notice and then a close frame; the peer answers neither.
+      const t0 = performance.now();
+      const code = await small.stop();
+      const ms = performance.now() - t0;
+      hostile.destroy();
+      expect(code).toBe(0);
+      // Before: the shutdown waited for ws' 30 s close timer (wss.close waits for every client).
+      expect(ms).toBeLessThan(15_000);
+    });
+  });
 });
 
+/** A client's close frame (code 1000), masked with a zero key as a client's frames must be. */
+const MASKED_CLOSE_FRAME = Buffer.from([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]);
+
+/** A binary frame as a client sends it: masked, with a zero key (payloads under 64 KiB). */
+function maskedFrame(payload: Uint8Array): Buffer {
+  const head =
+    payload.length < 126
+      ? Buffer.from([0x82, 0x80 | payload.length])
+      : Buffer.from([0x82, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  return Buffer.concat([head, Buffer.alloc(4), payload]);
+}
+
+/**
+ * A coordinator speaking WebSocket by hand over a half-open-capable socket: upgrades, sends a hello,
+ * waits for the welcome, and from then on reads nothing and never ends its side unless destroyed.
+ */
+async function greetedHalfOpen(url: string): Promise<net.Socket> {
+  const { hostname, port } = new URL(url);
+  const hello = Buffer.from(
+    encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'half-open test' }),
+  );
+  const socket = net.connect({ port: Number(port), host: hostname, allowHalfOpen: true });
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  socket.write(
+    `GET / HTTP/1.1\r\nHost: ${hostname}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+  );
+  let received = Buffer.alloc(0);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no upgrade and welcome within 10 s')), 10_000);
+    let upgraded = false;
+    const onData = (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (!upgraded) {
+        const end = received.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        expect(received.subarray(0, 12).toString('latin1')).toBe('HTTP/1.1 101');
+        upgraded = true;
+        received = received.subarray(end + 4);
+        socket.write(maskedFrame(hello));
+      }
+      // Any frame after the hello is the welcome (or a refusal, which the test would see as a 503 later).
+      if (upgraded && received.length > 0) {
+        clearTimeout(timer);
+        socket.off('data', onData);
+        // Reads nothing more: whatever the worker sends stays in the socket.
+        socket.pause();
+        resolve();
+      }
+    };
+    socket.on('data', onData);
+  });
+  return socket;
+}
+
 /** A connection opened as soon as a slot is free again (the server sees a close shortly after the client). */
-async function openWhenFree(url: string): Promise<RawPeer> {
-  for (let i = 0; i < 100; i++) {
+async function openWhenFree(url: string, withinMs = 2_000): Promise<RawPeer> {
+  for (let i = 0; i < withinMs / 20; i++) {
     const peer = await RawPeer.open(url, limits).catch(() => undefined);
     if (peer !== undefined) return peer;
     await new Promise((r) => setTimeout(r, 20));
   }
-  throw new Error(`no connection to ${url} within 2 s of a slot being freed`);
+  throw new Error(`no connection to ${url} within ${withinMs} ms of a slot being freed`);
 }
 
 /** The status of a GET /health sent from `localAddress`, or 0 if the socket closed unanswered. */

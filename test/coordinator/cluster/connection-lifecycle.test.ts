@@ -154,8 +154,8 @@ describe('a connection that is closing (close frame read, TCP still open) when i
     // The start-up saw connection 0 not alive and called it lost; the reconnect comes back.
     await vi.waitFor(() => expect(be.view.connections[0]?.usable).toBe(true), { timeout: 5_000 });
     expect(log).toEqual([`down ${a.url}`, `up ${a.url} connected`]);
-    // The first TCP connection ends now (a hostile peer picks the moment; ws' own close timer does
-    // it after 30 s).
+    // The first TCP connection ends now, if the close handshake bound (1 s) has not ended it yet: a
+    // stale drop must not mark the new connection down either way.
     a.sockets[0]!.destroy();
     await new Promise((r) => setTimeout(r, 300));
     expect(be.view.connections[0]?.usable).toBe(true);
@@ -278,6 +278,36 @@ describe('a WebSocket protocol error (not a kmoe frame) from the worker', () => 
     expect(ms).toBeLessThan(1_000);
     expect(outcome).toMatch(/Invalid WebSocket frame|RSV1/);
     await vi.waitFor(() => expect(log).toContain(`down ${a.url}`), { timeout: 1_000 });
+  });
+});
+
+describe('a close frame after the handover, with the TCP connection held open', () => {
+  it('is a drop within the close handshake bound: pending requests fail over, the worker is reported down and redialled', async () => {
+    let closeNow: (() => void) | undefined;
+    const a = await fake((s, n) => {
+      s.write(welcome([0, 1, 2, 3]));
+      // Connection 0 sends a close frame and then neither answers nor ends its TCP connection.
+      if (n === 0) closeNow = () => s.write(CLOSE_FRAME);
+    });
+    const b = await fake((s) => s.write(welcome([4, 5, 6, 7])));
+    const { log, events } = recorder();
+    const be = await backend([a.url, b.url], events);
+    const conn = be.view.connections[0]!;
+    const t0 = performance.now();
+    const req = conn.request(1, 1, new Uint8Array(64), 20_000).then(
+      () => 'answered',
+      (e: Error) => e.message,
+    );
+    closeNow!();
+    const outcome = await req;
+    const ms = performance.now() - t0;
+    // Before: the request and the "down" waited for ws' 30 s close timer (the request's own 20 s
+    // timeout came first), and the slot was neither usable nor redialled meanwhile.
+    expect(outcome).toMatch(/closed the connection \(code 1000\)/);
+    expect(ms).toBeLessThan(10_000);
+    await vi.waitFor(() => expect(log).toContain(`down ${a.url}`), { timeout: 1_000 });
+    await vi.waitFor(() => expect(be.view.connections[0]?.usable).toBe(true), { timeout: 10_000 });
+    expect(a.sockets.length).toBe(2);
   });
 });
 
