@@ -67,7 +67,7 @@ import {
   windowsFlag,
 } from './options.js';
 import { unknownFlagsFirst } from './unknown-flags-first.js';
-import { flagValue, UsageError } from './usage-error.js';
+import { escapeCommanderError, flagValue, UsageError } from './usage-error.js';
 
 /** The exit code the command that ran returned (commander discards action results). */
 export interface Outcome {
@@ -100,9 +100,9 @@ function sub(parent: Command, name: string, summary: string): Command {
 function pointToHelp(cmd: Command): Command {
   const names: string[] = [];
   for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
-  return cmd
-    .showHelpAfterError(helpPointer(cmd))
-    .configureOutput({ outputError: (message, write) => write(`${names.join(' ')}: ${message}`) });
+  return cmd.showHelpAfterError(helpPointer(cmd)).configureOutput({
+    outputError: (message, write) => write(`${names.join(' ')}: ${escapeCommanderError(message)}`),
+  });
 }
 
 /** The command line after the command's own name(s), recorded in outputs' provenance. */

@@ -19,6 +19,18 @@ export class UsageError extends KmoeError {
 }
 
 /**
+ * Commander's own usage errors quote the command line too (an unknown option or command, an excess
+ * argument): escaped by the same rule, except the line breaks commander itself puts, the trailing
+ * one and the one before its "(Did you mean ...?)" suggestion, which names kmoe's own flags.
+ */
+export function escapeCommanderError(message: string): string {
+  return message
+    .split(/\n(?=\(Did you mean |$)/)
+    .map((part) => oneLine(part, Number.POSITIVE_INFINITY))
+    .join('\n');
+}
+
+/**
  * Runs a library parser on a flag's value: an error of one of `types` (the value is wrong, not the
  * machine) becomes a UsageError with the library's one-line message, `flag: ` in front if given.
  */

@@ -167,6 +167,26 @@ describe('kmoe eval', () => {
     ]);
   });
 
+  it("escapes commander's own errors the same way: an unknown flag or command cannot clear the screen or forge a line", async () => {
+    const flag = await runCli(['serve', '--fo\u001b[2Jo']);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr.trim().split('\n')).toEqual([
+      "kmoe serve: error: unknown option '--fo\\u001b[2Jo'",
+      "Run 'kmoe serve --help' for usage.",
+    ]);
+    const command = await runCli(['bogus\u202e\nkmoe: ok']);
+    expect(command.code).toBe(2);
+    expect(command.stderr.trim().split('\n')).toEqual([
+      "kmoe: error: unknown command 'bogus\\u202e\\u000akmoe: ok'",
+      "Run 'kmoe --help' for the commands.",
+    ]);
+    // Commander's own line break before its suggestion stays.
+    const typo = await runCli(['serve', '--modle\u001b']);
+    expect(typo.stderr).toMatch(
+      /^kmoe serve: error: unknown option '--modle\\u001b'\n\(Did you mean --model\?\)$/m,
+    );
+  });
+
   it('refuses an empty path (an unset variable in --model "$DIR") as a usage error naming the flag', async () => {
     const model = ['--model', MODEL_DIR];
     for (const [args, message] of [
