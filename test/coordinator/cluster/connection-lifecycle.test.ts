@@ -256,23 +256,7 @@ describe('a WebSocket protocol error (not a kmoe frame) from the worker', () => 
   });
 
   it('after the handover: a pending request fails over at once, not at the dispatch timeout; the drop is reported', async () => {
-    let bad: (() => void) | undefined;
-    const a = await fake((s, n) => {
-      s.write(welcome([0, 1, 2, 3]));
-      if (n === 0) bad = () => s.write(BAD_WS_FRAME);
-    });
-    const b = await fake((s) => s.write(welcome([4, 5, 6, 7])));
-    const { log, events } = recorder();
-    const be = await backend([a.url, b.url], events);
-    const conn = be.view.connections[0]!;
-    const t0 = performance.now();
-    const req = conn.request(1, 1, new Uint8Array(64), 5_000).then(
-      () => 'answered',
-      (e: Error) => e.message,
-    );
-    bad!();
-    const outcome = await req;
-    const ms = performance.now() - t0;
+    const { a, log, outcome, ms } = await requestThenSend(BAD_WS_FRAME, 5_000);
     // Before: the request waits out its 5 s timeout ('sent no result within 5000 ms'),
     // and no "down" is reported until ws' 30 s close timer: the slot is neither used nor reconnected.
     expect(ms).toBeLessThan(1_000);
@@ -283,24 +267,8 @@ describe('a WebSocket protocol error (not a kmoe frame) from the worker', () => 
 
 describe('a close frame after the handover, with the TCP connection held open', () => {
   it('is a drop within the close handshake bound: pending requests fail over, the worker is reported down and redialled', async () => {
-    let closeNow: (() => void) | undefined;
-    const a = await fake((s, n) => {
-      s.write(welcome([0, 1, 2, 3]));
-      // Connection 0 sends a close frame and then neither answers nor ends its TCP connection.
-      if (n === 0) closeNow = () => s.write(CLOSE_FRAME);
-    });
-    const b = await fake((s) => s.write(welcome([4, 5, 6, 7])));
-    const { log, events } = recorder();
-    const be = await backend([a.url, b.url], events);
-    const conn = be.view.connections[0]!;
-    const t0 = performance.now();
-    const req = conn.request(1, 1, new Uint8Array(64), 20_000).then(
-      () => 'answered',
-      (e: Error) => e.message,
-    );
-    closeNow!();
-    const outcome = await req;
-    const ms = performance.now() - t0;
+    // The fake worker sends a close frame and then neither answers nor ends its TCP connection.
+    const { a, be, log, outcome, ms } = await requestThenSend(CLOSE_FRAME, 20_000);
     // Before: the request and the "down" waited for ws' 30 s close timer (the request's own 20 s
     // timeout came first), and the slot was neither usable nor redialled meanwhile.
     expect(outcome).toMatch(/closed the connection \(code 1000\)/);
@@ -310,6 +278,29 @@ describe('a close frame after the handover, with the TCP connection held open', 
     expect(a.sockets.length).toBe(2);
   });
 });
+
+/**
+ * Workers A (experts 0-3) and B (4-7) up; a request pending on A's first connection when A writes
+ * `bytes` into it. Resolves with how the request ended and how long that took.
+ */
+async function requestThenSend(bytes: Buffer, requestTimeoutMs: number) {
+  let send: (() => void) | undefined;
+  const a = await fake((s, n) => {
+    s.write(welcome([0, 1, 2, 3]));
+    if (n === 0) send = () => s.write(bytes);
+  });
+  const b = await fake((s) => s.write(welcome([4, 5, 6, 7])));
+  const { log, events } = recorder();
+  const be = await backend([a.url, b.url], events);
+  const t0 = performance.now();
+  const req = be.view.connections[0]!.request(1, 1, new Uint8Array(64), requestTimeoutMs).then(
+    () => 'answered',
+    (e: Error) => e.message,
+  );
+  send!();
+  const outcome = await req;
+  return { a, be, log, outcome, ms: performance.now() - t0 };
+}
 
 describe("drain and holdings in the welcome's read", () => {
   it('a drain notice in the welcome read at a join: taken in draining, given no work, reconnected when it closes', async () => {
