@@ -208,9 +208,12 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     log.info(`${reason}: deregistering`);
     await registrar.deregister().catch((err: Error) => log.warn(`deregistering failed: ${err.message}`));
   }
+  // The answers to what coordinators sent must also get out before the close frames: same deadline.
+  let shutdownDeadline = performance.now();
   if (reason === 'SIGTERM' || reason === 'SIGINT') {
     log.info(`${reason}: draining (coordinators told to send no new work)`);
     const drainMs = o.shutdownTimeout * 1000;
+    shutdownDeadline += drainMs;
     const drained = await server.drain(reason, drainMs);
     if (!drained) log.warn(`requests still running after ${drainMs} ms (--shutdown-timeout): closing anyway`);
   } else if (registrar) {
@@ -219,7 +222,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   }
   redis?.disconnect();
   log.info(`${reason}: closing`);
-  await server.close();
+  await server.close(Math.max(0, shutdownDeadline - performance.now()));
   await compute.close();
   if (process.connected) process.disconnect();
   return 0;

@@ -266,9 +266,23 @@ export class WorkerServer {
     return n;
   }
 
-  /** Stops accepting, closes every connection (1001 going away) and waits for the server to end. */
-  async close(): Promise<void> {
-    for (const ws of this.wss.clients) ws.close(1001, 'worker shutting down');
+  /**
+   * Stops accepting, closes every connection (1001 going away) and waits for the server to end.
+   * A connection's close frame is sent once the answers queued before it have left this process, or
+   * after `flushMs`: ws' close timer (CLOSE_HANDSHAKE_MS) runs from the close call, not from when
+   * the close frame is written, so on a slow link answers still queued then were cut off with the
+   * socket. A coordinator that reads nothing holds the shutdown for `flushMs` at most.
+   */
+  async close(flushMs = 0): Promise<void> {
+    const deadline = performance.now() + flushMs;
+    await Promise.all(
+      [...this.wss.clients].map(async (ws) => {
+        while (ws.readyState === ws.OPEN && ws.bufferedAmount > 0 && performance.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        ws.close(1001, 'worker shutting down');
+      }),
+    );
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     // Idle keep-alive connections of metrics scrapers would hold the listener open.
     this.httpServer.closeIdleConnections();
