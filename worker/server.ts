@@ -268,21 +268,18 @@ export class WorkerServer {
 
   /**
    * Stops accepting, closes every connection (1001 going away) and waits for the server to end.
-   * A connection's close frame is sent once the answers queued before it have left this process, or
-   * after `flushMs`: ws' close timer (CLOSE_HANDSHAKE_MS) runs from the close call, not from when
-   * the close frame is written, so on a slow link answers still queued then were cut off with the
-   * socket. A coordinator that reads nothing holds the shutdown for `flushMs` at most.
+   * The close frames are sent once every connection's requests are answered and its answers have
+   * left this process, or after `flushMs`: ws' close timer (CLOSE_HANDSHAKE_MS) runs from the close
+   * call, not from when the close frame is written, so on a slow link answers still queued then
+   * were cut off with the socket. A coordinator that reads nothing holds the shutdown for `flushMs`
+   * at most.
    */
   async close(flushMs = 0): Promise<void> {
     const deadline = performance.now() + flushMs;
-    await Promise.all(
-      [...this.wss.clients].map(async (ws) => {
-        while (ws.readyState === ws.OPEN && ws.bufferedAmount > 0 && performance.now() < deadline) {
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-        ws.close(1001, 'worker shutting down');
-      }),
-    );
+    while ([...this.peers].some((p) => !p.settled) && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    for (const ws of this.wss.clients) ws.close(1001, 'worker shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     // Idle keep-alive connections of metrics scrapers would hold the listener open.
     this.httpServer.closeIdleConnections();
@@ -389,9 +386,17 @@ class PeerConnection {
     return this.#bytesIn;
   }
 
-  /** Requests received and not answered yet. */
+  /**
+   * Requests received and not answered yet, or reading paused behind replies the peer has not
+   * taken (requests it sent may still wait unread in the socket: a drain must not call that quiet).
+   */
   get busy(): boolean {
-    return this.queued > 0;
+    return this.queued > 0 || this.draining;
+  }
+
+  /** Nothing of this connection's is left to do or to send (or it can no longer send). */
+  get settled(): boolean {
+    return this.ws.readyState !== this.ws.OPEN || (!this.busy && this.ws.bufferedAmount === 0);
   }
 
   /** Resolves when every request received so far has been answered. */
