@@ -1035,6 +1035,93 @@ export function checkEvalFlags(
     throw new UsageError('--sweep runs the experts in this process: drop --workers');
 }
 
+/** `kmoe plan`: one of --workers and --placement. */
+export function checkPlanFlags(o: { readonly workers?: number; readonly placement?: string }): void {
+  if (o.placement !== undefined && o.workers !== undefined)
+    throw new UsageError('give --workers N or --placement SETS, not both');
+  if (o.placement === undefined && o.workers === undefined)
+    throw new UsageError('--workers or --placement is required');
+}
+
+/** `kmoe bench adaptive-k-time`'s --routing: the one candidate policy, required. */
+export function candidateRouting(routing: readonly string[] | undefined): string {
+  const policy = singleRouting(routing);
+  if (policy === undefined)
+    throw new UsageError('--routing is required (the candidate to compare with native)');
+  return policy;
+}
+
+/** --workers of a command that starts the workers itself: a count of at least 1. */
+export function startedWorkers(workers: WorkersArg, message: string): number {
+  if (workers.kind !== 'count' || workers.n < 1) throw new UsageError(message);
+  return workers.n;
+}
+
+/** `kmoe bench workers`' --workers (default 2). */
+export function benchWorkersCount(workers: WorkersArg | undefined): number {
+  return startedWorkers(
+    workers ?? { kind: 'count', n: 2 },
+    '--workers takes a count of at least 1 here: the workers are started by this command',
+  );
+}
+
+/** `kmoe local-cluster`'s worker count, with room for that many ports from --port-base. */
+export function localClusterWorkers(o: { readonly workers: WorkersArg; readonly portBase?: number }): number {
+  const n = startedWorkers(
+    o.workers,
+    'local-cluster starts the workers: --workers takes a count of at least 1',
+  );
+  const { portBase } = o;
+  if (portBase !== undefined && (portBase < 1 || portBase + n - 1 > 65535))
+    throw new UsageError(`--port-base ${portBase} leaves no room for ${n} ports below 65536`);
+  return n;
+}
+
+/**
+ * `kmoe calibrate`'s flags that cannot go together, checked before it reads a corpus or loads its
+ * engine: substitute options only for a skip calibration with a rank (and never with the means
+ * off), --method theory for entropy thresholds with one --alpha fewer than --k-values, and
+ * --method percentile with its target.
+ */
+export function checkCalibrateFlags(o: {
+  readonly method: 'theory' | 'percentile' | 'quality';
+  readonly policy: string;
+  readonly alpha: readonly number[];
+  readonly kValues: readonly number[];
+  readonly targetAvgK?: number;
+  readonly expertMeans: 'on' | 'off';
+  readonly substituteRank: number;
+  readonly substituteWindows?: number;
+  readonly substituteRidge?: number;
+}): void {
+  if (o.substituteRank === 0) {
+    for (const [flag, value] of [
+      ['--substitute-windows', o.substituteWindows],
+      ['--substitute-ridge', o.substituteRidge],
+    ] as const) {
+      if (value !== undefined)
+        throw new UsageError(`${flag} configures the substitute fit: it needs --substitute-rank`);
+    }
+  } else {
+    if (o.method === 'theory')
+      throw new UsageError('--substitute-rank is fitted on calibration data: --method theory uses none');
+    if (o.policy !== 'skip')
+      throw new UsageError(
+        `--substitute-rank stands in for skipped experts: it needs --policy skip, not ${o.policy}`,
+      );
+    if (o.expertMeans === 'off')
+      throw new UsageError('--substitute-rank replaces the expert means: drop --expert-means off');
+  }
+  if (o.method === 'theory') {
+    if (o.policy !== 'entropy')
+      throw new UsageError('--method theory defines entropy thresholds: use --policy entropy');
+    if (o.alpha.length !== o.kValues.length - 1)
+      throw new UsageError(`--alpha takes one value fewer than --k-values (${o.kValues.length} K values)`);
+  }
+  if (o.method === 'percentile' && o.targetAvgK === undefined)
+    throw new UsageError('--target-avg-k is required');
+}
+
 /** What --ids takes and where such files come from (no kmoe command writes them). */
 const IDS_HINT =
   '--ids takes token ids as little-endian uint16, 2 bytes per id (.u16 files like data/eval/*.u16; ' +

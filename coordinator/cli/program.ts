@@ -31,9 +31,13 @@ import type { ServeOptions } from './commands/serve.js';
 import { helpNote, layOutHelp } from './help-layout.js';
 import {
   apiKey,
+  benchWorkersCount,
   type ComputeOptions,
+  candidateRouting,
+  checkCalibrateFlags,
   checkEvalFlags,
   checkIdsForModel,
+  checkPlanFlags,
   checkProfileNames,
   checkRedisCa,
   checkRoutingRepeats,
@@ -43,6 +47,7 @@ import {
   existingProfile,
   inputPathsOf,
   listParser,
+  localClusterWorkers,
   namedProfileFile,
   opt,
   outputPathOf,
@@ -63,6 +68,7 @@ import {
   parseVersus,
   parseWorkers,
   singleIds,
+  singleRouting,
   type WorkersArg,
   windowsFlag,
 } from './options.js';
@@ -153,7 +159,10 @@ function action<O>(
      * before the checks so that they are checked as the typed ones are.
      */
     readonly implied?: (options: O) => Partial<O>;
-    /** Flags that cannot go together, checked first: no file, model or package is read for them. */
+    /**
+     * Checks of the flags alone (flags that cannot go together, values this command refuses), done
+     * first: no file, model or package is read for them.
+     */
     readonly check?: (options: O) => void;
   } = {},
 ): void {
@@ -633,14 +642,20 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
           'to --workers of generate, eval or serve. Workers accept every wire dtype.',
       ),
     );
-  action(localCluster, argv, outcome, async () => {
-    return async (o: WithToken<LocalClusterOptions> & { insecure?: boolean }) => {
-      const token = clusterToken(o);
-      checkWorkerAuth(o.host ?? '127.0.0.1', token, o.insecure);
-      const { run } = await import('./commands/local-cluster.js');
-      return run({ ...o, ...(token === undefined ? {} : { clusterToken: token }) });
-    };
-  });
+  action(
+    localCluster,
+    argv,
+    outcome,
+    async () => {
+      return async (o: WithToken<LocalClusterOptions> & { insecure?: boolean }) => {
+        const token = clusterToken(o);
+        checkWorkerAuth(o.host ?? '127.0.0.1', token, o.insecure);
+        const { run } = await import('./commands/local-cluster.js');
+        return run({ ...o, ...(token === undefined ? {} : { clusterToken: token }) });
+      };
+    },
+    { check: localClusterWorkers },
+  );
 
   // ---- calibrate ----
   const calibrate = sub(
@@ -733,7 +748,9 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
           'the FIRST half of each file, so the second half stays unseen for kmoe eval --windows second-half.',
       ),
     );
-  action(calibrate, argv, outcome, async () => (await import('./commands/calibrate.js')).run);
+  action(calibrate, argv, outcome, async () => (await import('./commands/calibrate.js')).run, {
+    check: checkCalibrateFlags,
+  });
 
   // ---- train-allocator ----
   const trainAllocator = sub(
@@ -1104,6 +1121,7 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
     );
   action(plan, argv, outcome, async () => (await import('./commands/plan.js')).run, {
     computesFormats: false,
+    check: checkPlanFlags,
   });
 }
 
@@ -1238,7 +1256,15 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     .addOption(opt.threads())
     .addOption(opt.device())
     .addOption(opt.expertWeights());
-  action(adaptiveKTime, argv, outcome, async () => (await import('./commands/bench-adaptive-k-time.js')).run);
+  action(
+    adaptiveKTime,
+    argv,
+    outcome,
+    async () => (await import('./commands/bench-adaptive-k-time.js')).run,
+    {
+      check: (o) => candidateRouting(o.routing),
+    },
+  );
 
   const workersTax = sub(
     bench,
@@ -1273,7 +1299,12 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
           'and the rest of each round trip (transport: framing, sockets, hand-offs, wake-ups).',
       ),
     );
-  action(workersTax, argv, outcome, async () => (await import('./commands/bench-workers.js')).run);
+  action(workersTax, argv, outcome, async () => (await import('./commands/bench-workers.js')).run, {
+    check: (o) => {
+      benchWorkersCount(o.workers);
+      singleRouting(o.routing);
+    },
+  });
 
   const dispatch = sub(bench, 'dispatch', 'network bytes per token of expert parallelism, vs native top-K')
     .addOption(opt.model())

@@ -4,13 +4,11 @@
 import { runBenchAdaptiveKTime } from '../../bench/bench-adaptive-k-time.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
-import { type BatchedDecodeBenchCli, singleRouting, type WorkersArg } from '../options.js';
-import { UsageError } from '../usage-error.js';
+import { type BatchedDecodeBenchCli, candidateRouting, type WorkersArg } from '../options.js';
 
 export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Promise<number> {
-  const routing = singleRouting(o.routing);
-  if (routing === undefined)
-    throw new UsageError('--routing is required (the candidate to compare with native)');
+  // Checked before this module loaded.
+  const routing = candidateRouting(o.routing);
   await checkRouting(o.model, routing);
   const workers: WorkersArg = o.workers ?? { kind: 'count', n: 0 };
   await checkPlacement(o.model, workers, o);

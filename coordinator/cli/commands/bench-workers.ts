@@ -5,15 +5,11 @@ import { DEFAULT_WIRE_DTYPE } from '../../../shared/protocol/wire-dtype.js';
 import { runBenchWorkers } from '../../bench/bench-workers.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
-import { type BatchedDecodeBenchCli, singleRouting, type WorkersArg } from '../options.js';
-import { UsageError } from '../usage-error.js';
+import { type BatchedDecodeBenchCli, benchWorkersCount, singleRouting } from '../options.js';
 
 export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Promise<number> {
-  const workers: WorkersArg = o.workers ?? { kind: 'count', n: 2 };
-  if (workers.kind !== 'count' || workers.n < 1)
-    throw new UsageError(
-      '--workers takes a count of at least 1 here: the workers are started by this command',
-    );
+  // Its --workers and --routing were checked before this module loaded.
+  const workers = { kind: 'count', n: benchWorkersCount(o.workers) } as const;
   const routing = singleRouting(o.routing);
   if (routing !== undefined) await checkRouting(o.model, routing);
   await checkPlacement(o.model, workers, o);

@@ -53,11 +53,10 @@ export interface CalibrateOptions extends ComputeOptions {
 /** `argv`: the command line as given, recorded in the profile's provenance. */
 export async function run(o: CalibrateOptions, argv: readonly string[]): Promise<number> {
   const { model: modelDir, method, policy, out } = o;
-  checkSubstituteOptions(o);
+  // The flags that cannot go together were checked before this module loaded (checkCalibrateFlags).
   if (method === 'theory') return theory(o);
   const corpus = await loadCorpus(o.ids, o.windows, STANDARD_WINDOW);
   const targetAvgK = method === 'percentile' ? o.targetAvgK : undefined;
-  if (method === 'percentile' && targetAvgK === undefined) throw new UsageError('--target-avg-k is required');
   const budget = o.budget / 100;
   const { searchWindows, step } = o;
   const substituteWindows = o.substituteWindows ?? DEFAULT_SUBSTITUTE_WINDOWS;
@@ -129,38 +128,11 @@ export async function run(o: CalibrateOptions, argv: readonly string[]): Promise
   return 0;
 }
 
-/** Substitute options make sense only for a skip calibration with a rank, and never with the means off. */
-function checkSubstituteOptions(o: CalibrateOptions): void {
-  if (o.substituteRank === 0) {
-    for (const [flag, value] of [
-      ['--substitute-windows', o.substituteWindows],
-      ['--substitute-ridge', o.substituteRidge],
-    ] as const) {
-      if (value !== undefined)
-        throw new UsageError(`${flag} configures the substitute fit: it needs --substitute-rank`);
-    }
-    return;
-  }
-  if (o.method === 'theory')
-    throw new UsageError('--substitute-rank is fitted on calibration data: --method theory uses none');
-  if (o.policy !== 'skip')
-    throw new UsageError(
-      `--substitute-rank stands in for skipped experts: it needs --policy skip, not ${o.policy}`,
-    );
-  if (o.expertMeans === 'off')
-    throw new UsageError('--substitute-rank replaces the expert means: drop --expert-means off');
-}
-
 async function theory(o: CalibrateOptions): Promise<number> {
-  const { model: modelDir, policy, out } = o;
-  if (policy !== 'entropy')
-    throw new UsageError('--method theory defines entropy thresholds: use --policy entropy');
+  const { model: modelDir, out } = o;
   const config = await loadModelConfig(modelDir);
   const kValues = o.kValues;
   const alphas = o.alpha;
-  if (alphas.length !== kValues.length - 1) {
-    throw new UsageError(`--alpha takes one value fewer than --k-values (${kValues.length} K values)`);
-  }
   const lnN = Math.log(config.numExperts);
   const policyConfig: PolicyConfig = { kind: 'entropy', kValues, thresholds: alphas.map((a) => a * lnN) };
   const profile: RoutingProfile = {

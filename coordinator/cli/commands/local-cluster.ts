@@ -7,7 +7,7 @@ import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { createProcessLogger, relayLogLine } from '../../../shared/runtime/logger.js';
 import { stopWithParent } from '../../../shared/runtime/stop-with-parent.js';
 import { startLocalCluster } from '../../cluster/local-cluster.js';
-import type { ComputeOptions, WorkersArg } from '../options.js';
+import { type ComputeOptions, localClusterWorkers, type WorkersArg } from '../options.js';
 import { UsageError } from '../usage-error.js';
 
 export interface LocalClusterOptions extends ComputeOptions {
@@ -23,16 +23,12 @@ export interface LocalClusterOptions extends ComputeOptions {
 
 export async function run(o: LocalClusterOptions): Promise<number> {
   const modelDir = o.model;
-  if (o.workers.kind !== 'count' || o.workers.n < 1) {
-    throw new UsageError('local-cluster starts the workers: --workers takes a count of at least 1');
-  }
-  const n = o.workers.n;
+  // Checked, with --port-base, before this module loaded.
+  const n = localClusterWorkers(o);
   const config = await loadModelConfig(modelDir);
   if (n > config.numExperts)
     throw new UsageError(`--workers ${n} exceeds the model's ${config.numExperts} experts`);
   const { portBase, host } = o;
-  if (portBase !== undefined && (portBase < 1 || portBase + n - 1 > 65535))
-    throw new UsageError(`--port-base ${portBase} leaves no room for ${n} ports below 65536`);
   const log = createProcessLogger('kmoe-local-cluster');
 
   let crashed: (why: string) => void = () => {};

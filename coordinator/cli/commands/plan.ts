@@ -28,11 +28,7 @@ export interface PlanOptions {
 }
 
 export async function run(o: PlanOptions): Promise<number> {
-  if (o.placement !== undefined && o.workers !== undefined)
-    throw new UsageError('give --workers N or --placement SETS, not both');
-  if (o.placement === undefined && o.workers === undefined)
-    throw new UsageError('--workers or --placement is required');
-
+  // One of --workers and --placement was checked before this module loaded (checkPlanFlags).
   const model = await readPlanModel(o.model);
   const E = model.config.numExperts;
   let placement: number[][] | undefined;

@@ -1429,18 +1429,20 @@ describe('an output path that is an input or another output', () => {
       ],
       `kmoe eval: error: --trace ${at('prof.json')} would overwrite --routing ${at('prof.json')}, which it reads: write the output elsewhere`,
     ],
+    // A spec beside it is no path (a command that runs several policies: bench adaptive-k-time, which
+    // takes one, refuses such a list before the paths are compared).
     [
       [
         'bench',
-        'adaptive-k-time',
-        '--model',
-        MODEL_DIR,
+        'serve',
+        '--url',
+        'http://h:1',
         '--routing',
         `topk:1,${at('prof.json')}`,
         '--out',
         at('prof.json'),
       ],
-      `kmoe bench adaptive-k-time: error: --out ${at('prof.json')} would overwrite --routing ${at('prof.json')}, which it reads: write the output elsewhere`,
+      `kmoe bench serve: error: --out ${at('prof.json')} would overwrite --routing ${at('prof.json')}, which it reads: write the output elsewhere`,
     ],
     // eval --sweep's default chart (bench-results/pareto.svg, from the repository root where runCli
     // runs) is compared as a typed --chart is: it was known only once the sweep had started.

@@ -28,6 +28,8 @@ writeFileSync(
 const ca = path.join(dir, 'ca.pem');
 writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n');
 const missing = path.join(dir, 'no-such-token');
+/** kmoe calibrate with its required flags but --method and --policy. */
+const calibrate = ['calibrate', '--model', MODEL_DIR, '--out', path.join(dir, 'profile.json')];
 const register = path.join(dir, 'register.mjs');
 writeFileSync(
   register,
@@ -70,6 +72,15 @@ describe('kmoe startup', () => {
     [['local-cluster', '--model', MODEL_DIR, '--workers', '2', '--host', '0.0.0.0'], 2],
     [['cluster', 'status', '--redis', 'redis://h', '--redis-ca', ca], 2],
     [['bench', 'serve', '--url', 'http://h:1', '--routing', 'topk:2'], 2],
+    // Checks of the flags alone that each command's module made once loaded (now its check hook's).
+    [[...calibrate, '--method', 'quality', '--policy', 'skip', '--substitute-ridge', '0.1'], 2],
+    [[...calibrate, '--method', 'theory', '--policy', 'entropy', '--alpha', '0.5,0.6'], 2],
+    [[...calibrate, '--method', 'percentile', '--policy', 'skip'], 2],
+    [['plan', '--model', MODEL_DIR, '--workers', '2', '--placement', '0-3;4-7'], 2],
+    [['local-cluster', '--model', MODEL_DIR, '--workers', '0'], 2],
+    [['local-cluster', '--model', MODEL_DIR, '--workers', '2', '--port-base', '65535'], 2],
+    [['bench', 'adaptive-k-time', '--model', MODEL_DIR], 2],
+    [['bench', 'workers', '--model', MODEL_DIR, '--workers', 'ws://h:1'], 2],
   ] as const)('%j loads no package but commander (exit %i)', async (args, exit) => {
     const { packages, code } = await packagesLoaded(args);
     expect(code).toBe(exit);
