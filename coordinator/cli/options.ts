@@ -42,7 +42,7 @@ import { counted } from '../../shared/text/counted.js';
 import { BALANCE_RULES, type BalanceRule, DEFAULT_BALANCE_RULE } from '../cluster/balance.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/dispatch-timeout.js';
 import { STANDARD_WINDOW, windowCount } from '../evaluation/windows.js';
-import { SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
+import { presetConfig, SYNTH_PRESETS, type SynthPreset } from '../scale/presets.js';
 import {
   KV_DTYPES,
   type KvDType,
@@ -1023,6 +1023,7 @@ export function checkEvalFlags(
     readonly chart?: string;
     readonly sweep?: boolean;
     readonly trace?: string;
+    readonly routing?: readonly string[];
   },
 ): void {
   if ((singleIds(o.ids) === undefined) === (o.text === undefined))
@@ -1033,6 +1034,15 @@ export function checkEvalFlags(
     throw new UsageError('--trace records one routing: drop --sweep (or --trace)');
   if (o.sweep && [o.workers, o.wire, o.dispatchTimeout, o.balance].some((v) => v !== undefined))
     throw new UsageError('--sweep runs the experts in this process: drop --workers');
+  if (!o.sweep) singleRouting(o.routing);
+}
+
+/** `kmoe synth --layers`: at most the layers of the model --like imitates, which it returns. */
+export function synthLayers(o: { readonly like: SynthPreset; readonly layers: number }): number {
+  const maxLayers = presetConfig(o.like)['num_hidden_layers'] as number;
+  if (o.layers > maxLayers)
+    throw new UsageError(`--layers must be <= ${maxLayers} for ${o.like}, got ${o.layers}`);
+  return maxLayers;
 }
 
 /** `kmoe plan`: one of --workers and --placement. */
@@ -1062,6 +1072,14 @@ export function benchWorkersCount(workers: WorkersArg | undefined): number {
   return startedWorkers(
     workers ?? { kind: 'count', n: 2 },
     '--workers takes a count of at least 1 here: the workers are started by this command',
+  );
+}
+
+/** `kmoe bench network`'s --workers (default 2): one worker namespace each. */
+export function benchNetworkWorkers(workers: WorkersArg | undefined): number {
+  return startedWorkers(
+    workers ?? { kind: 'count', n: 2 },
+    '--workers takes a count >= 1 here: the bench starts a worker in each namespace',
   );
 }
 

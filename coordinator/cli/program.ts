@@ -24,6 +24,7 @@ import { FLASH_ATTENTION_SETTINGS } from '../bench/llama-cpp-settings.js';
 import { CALIBRATED_POLICIES, type CalibratedPolicy } from '../calibration/skip-rates.js';
 import { STANDARD_WINDOW } from '../evaluation/windows.js';
 import { GREEDY, MAX_TEMPERATURE } from '../sampling.js';
+import { presetConfig, type SynthPreset } from '../scale/presets.js';
 import { canonicalHost, checkAllowedHost } from '../server/host-check.js';
 import type { ClusterRebalanceOptions, ClusterStatusOptions } from './commands/cluster.js';
 import type { LocalClusterOptions } from './commands/local-cluster.js';
@@ -31,6 +32,7 @@ import type { ServeOptions } from './commands/serve.js';
 import { helpNote, layOutHelp } from './help-layout.js';
 import {
   apiKey,
+  benchNetworkWorkers,
   benchWorkersCount,
   type ComputeOptions,
   candidateRouting,
@@ -69,6 +71,7 @@ import {
   parseWorkers,
   singleIds,
   singleRouting,
+  synthLayers,
   type WorkersArg,
   windowsFlag,
 } from './options.js';
@@ -419,6 +422,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     argv,
     outcome,
     withClusterToken(async () => (await import('./commands/generate.js')).run),
+    { check: (o) => singleRouting(o.routing) },
   );
 
   // ---- eval ----
@@ -909,25 +913,31 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
           'token (KMOE_CLUSTER_TOKEN or --cluster-token-file) when they have one.',
       ),
     );
-  action(serve, argv, outcome, async () => {
-    return async (o: WithToken<ServeOptions> & { apiKeyFile?: string }) => {
-      checkRedisCa(o);
-      checkProfileNames(o);
-      const token = clusterToken(o);
-      const key = apiKey(o);
-      if (o.redis !== undefined && o.workers !== undefined)
-        throw new UsageError(
-          'give --workers or --redis, not both: with --redis the registry lists the workers',
-        );
-      const { run } = await import('./commands/serve.js');
-      const { apiKeyFile: _file, clusterTokenFile: _tokenFile, ...rest } = o;
-      return run({
-        ...rest,
-        ...(token === undefined ? {} : { clusterToken: token }),
-        ...(key === undefined ? {} : { apiKey: key }),
-      });
-    };
-  });
+  action(
+    serve,
+    argv,
+    outcome,
+    async () => {
+      return async (o: WithToken<ServeOptions> & { apiKeyFile?: string }) => {
+        checkRedisCa(o);
+        checkProfileNames(o);
+        const token = clusterToken(o);
+        const key = apiKey(o);
+        if (o.redis !== undefined && o.workers !== undefined)
+          throw new UsageError(
+            'give --workers or --redis, not both: with --redis the registry lists the workers',
+          );
+        const { run } = await import('./commands/serve.js');
+        const { apiKeyFile: _file, clusterTokenFile: _tokenFile, ...rest } = o;
+        return run({
+          ...rest,
+          ...(token === undefined ? {} : { clusterToken: token }),
+          ...(key === undefined ? {} : { apiKey: key }),
+        });
+      };
+    },
+    { check: (o) => singleRouting(o.routing) },
+  );
 
   // ---- cluster ----
   const cluster = sub(program, 'cluster', 'inspect a cluster that shares a Redis registry');
@@ -1057,7 +1067,9 @@ function addScaleTools(program: Command, argv: readonly string[], outcome: Outco
           'for speed comparisons where an expert call is large but a few layers fit in memory twice.',
       ),
     );
-  action(synth, argv, outcome, async () => (await import('./commands/synth.js')).run);
+  action(synth, argv, outcome, async () => (await import('./commands/synth.js')).run, {
+    check: synthLayers,
+  });
 
   const plan = sub(program, 'plan', 'memory per worker and a placement that fits, from config and index')
     .addOption(opt.model())
@@ -1197,42 +1209,54 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
           'agreement. node-llama-cpp is a devDependency: npm install --no-save node-llama-cpp@3.21.1 if missing.',
       ),
     );
-  action(model, argv, outcome, async () => {
-    const [{ run, checkDecodeSpan }, { sessionSettings }, { BenchConfigError }, { loadModelConfig }] =
-      await Promise.all([
-        import('../bench/bench-model.js'),
-        import('./experts.js'),
-        import('../bench/errors.js'),
-        import('../../shared/model/config.js'),
-      ]);
-    return async (o: CorpusBenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
-      if ((o.llamaCppType !== undefined || o.llamaCppReference !== undefined) && o.llamaCpp === undefined) {
-        throw new UsageError('--llama-cpp-type and --llama-cpp-reference need --llama-cpp');
-      }
-      if (o.llamaCppFlashAttention !== undefined && o.llamaCpp === undefined) {
-        throw new UsageError('--llama-cpp-flash-attention needs --llama-cpp');
-      }
-      if (o.llamaCppType !== undefined && o.llamaCpp !== 'auto') {
-        throw new UsageError('--llama-cpp-type applies to --llama-cpp auto (a given GGUF has its own types)');
-      }
-      for (const f of [o.llamaCpp, o.llamaCppReference]) {
-        if (f !== undefined && f !== 'auto' && !existsSync(f))
-          throw new UsageError(`GGUF file not found: ${f}`);
-      }
-      const ids = singleIds(o.ids)!;
-      const corpus = await windowsFlag(ids, o.windows);
-      const { maxPositionEmbeddings } = await loadModelConfig(o.model);
-      const { start, end } = corpus.range;
-      try {
-        checkDecodeSpan(o, (end - start) * STANDARD_WINDOW, maxPositionEmbeddings);
-      } catch (err) {
-        if (!(err instanceof BenchConfigError)) throw err;
-        // A usage error that keeps its hint: what to give instead is short and specific here.
-        throw new UsageError(err.message, { cause: err, hint: err.hint });
-      }
-      return run({ ...o, ids, corpus, settings: sessionSettings(o) }, args);
-    };
-  });
+  action(
+    model,
+    argv,
+    outcome,
+    async () => {
+      const [{ run, checkDecodeSpan }, { sessionSettings }, { BenchConfigError }, { loadModelConfig }] =
+        await Promise.all([
+          import('../bench/bench-model.js'),
+          import('./experts.js'),
+          import('../bench/errors.js'),
+          import('../../shared/model/config.js'),
+        ]);
+      return async (o: CorpusBenchCli<Parameters<typeof run>[0]> & { ids: string[] }, args) => {
+        for (const f of [o.llamaCpp, o.llamaCppReference]) {
+          if (f !== undefined && f !== 'auto' && !existsSync(f))
+            throw new UsageError(`GGUF file not found: ${f}`);
+        }
+        const ids = singleIds(o.ids)!;
+        const corpus = await windowsFlag(ids, o.windows);
+        const { maxPositionEmbeddings } = await loadModelConfig(o.model);
+        const { start, end } = corpus.range;
+        try {
+          checkDecodeSpan(o, (end - start) * STANDARD_WINDOW, maxPositionEmbeddings);
+        } catch (err) {
+          if (!(err instanceof BenchConfigError)) throw err;
+          // A usage error that keeps its hint: what to give instead is short and specific here.
+          throw new UsageError(err.message, { cause: err, hint: err.hint });
+        }
+        return run({ ...o, ids, corpus, settings: sessionSettings(o) }, args);
+      };
+    },
+    {
+      // The flags that cannot go together come before the imports; a GGUF file is looked for after.
+      check: (o) => {
+        if ((o.llamaCppType !== undefined || o.llamaCppReference !== undefined) && o.llamaCpp === undefined) {
+          throw new UsageError('--llama-cpp-type and --llama-cpp-reference need --llama-cpp');
+        }
+        if (o.llamaCppFlashAttention !== undefined && o.llamaCpp === undefined) {
+          throw new UsageError('--llama-cpp-flash-attention needs --llama-cpp');
+        }
+        if (o.llamaCppType !== undefined && o.llamaCpp !== 'auto') {
+          throw new UsageError(
+            '--llama-cpp-type applies to --llama-cpp auto (a given GGUF has its own types)',
+          );
+        }
+      },
+    },
+  );
 
   const adaptiveKTime = sub(
     bench,
@@ -1594,34 +1618,25 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
           'run. Memory: an 8x22B expert is 1.2 GB in fp32, plus about 4 GB while its graph is built.',
       ),
     );
-  action(expert, argv, outcome, async () => {
-    const [{ run }, { presetConfig }] = await Promise.all([
-      import('../bench/bench-expert.js'),
-      import('../scale/presets.js'),
-    ]);
-    type Cli = Omit<Parameters<typeof run>[0], 'shape' | 'peak'> & {
-      like: Parameters<typeof presetConfig>[0];
-      hidden?: number;
-      ffn?: number;
-      peak: number[];
-    };
-    return (o: Cli, args) => {
-      const preset = presetConfig(o.like);
-      const shape = {
-        hidden: o.hidden ?? (preset['hidden_size'] as number),
-        ffn: o.ffn ?? (preset['intermediate_size'] as number),
+  action(
+    expert,
+    argv,
+    outcome,
+    async () => {
+      const { run } = await import('../bench/bench-expert.js');
+      return (o: Omit<Parameters<typeof run>[0], 'shape' | 'peak'> & BenchExpertShape, args) => {
+        const [m, k, n] = o.peak;
+        const like = o.hidden === undefined && o.ffn === undefined ? o.like : 'custom shape';
+        return run({ ...o, like, shape: benchExpertShape(o), peak: [m!, k!, n!] }, args);
       };
-      // The int8 format quantizes rows in blocks of 32 columns.
-      if (shape.hidden % 32 !== 0 || shape.ffn % 32 !== 0)
-        throw new UsageError(
-          `--hidden and --ffn must be multiples of 32, got ${shape.hidden} and ${shape.ffn}`,
-        );
-      const [m, k, n, ...more] = o.peak;
-      if (n === undefined || more.length > 0) throw new UsageError('--peak takes three integers M,K,N');
-      const like = o.hidden === undefined && o.ffn === undefined ? o.like : 'custom shape';
-      return run({ ...o, like, shape, peak: [m!, k!, n] }, args);
-    };
-  });
+    },
+    {
+      check: (o) => {
+        benchExpertShape(o);
+        if (o.peak.length !== 3) throw new UsageError('--peak takes three integers M,K,N');
+      },
+    },
+  );
 
   addNetworkBenchmarks(bench, argv, outcome);
 
@@ -1684,6 +1699,27 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
   });
 }
 
+/** `kmoe bench expert`'s shape flags as given. */
+interface BenchExpertShape {
+  readonly like: SynthPreset;
+  readonly hidden?: number;
+  readonly ffn?: number;
+  readonly peak: number[];
+}
+
+/** The expert shape `kmoe bench expert` times: --like's, or --hidden and --ffn. */
+function benchExpertShape(o: BenchExpertShape): { hidden: number; ffn: number } {
+  const preset = presetConfig(o.like);
+  const shape = {
+    hidden: o.hidden ?? (preset['hidden_size'] as number),
+    ffn: o.ffn ?? (preset['intermediate_size'] as number),
+  };
+  // The int8 format quantizes rows in blocks of 32 columns.
+  if (shape.hidden % 32 !== 0 || shape.ffn % 32 !== 0)
+    throw new UsageError(`--hidden and --ffn must be multiples of 32, got ${shape.hidden} and ${shape.ffn}`);
+  return shape;
+}
+
 /** `kmoe bench network` (with its in-namespace half `network-cell`) and `kmoe bench project` (docs/scale.md). */
 function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: Outcome): void {
   const network = sub(bench, 'network', 'kmoe serve across a bandwidth-limited network of namespaces (root)')
@@ -1743,38 +1779,43 @@ function addNetworkBenchmarks(bench: Command, argv: readonly string[], outcome: 
           'worker namespace each (URLs are refused). Without a cluster token a random one is generated for the run.',
       ),
     );
-  action(network, argv, outcome, async () => {
-    const [{ run }, { checkRouting }] = await Promise.all([
-      import('../bench/network.js'),
-      import('./experts.js'),
-    ]);
-    type Cli = Omit<Parameters<typeof run>[0], 'workers' | 'wire' | 'clusterToken'> & {
-      workers?: WorkersArg;
-      wire?: WireDType;
-      clusterTokenFile?: string;
-    };
-    return async (o: Cli, args) => {
-      const workers = o.workers ?? { kind: 'count', n: 2 };
-      if (workers.kind !== 'count' || workers.n < 1)
-        throw new UsageError(
-          '--workers takes a count >= 1 here: the bench starts a worker in each namespace',
+  action(
+    network,
+    argv,
+    outcome,
+    async () => {
+      const [{ run }, { checkRouting }] = await Promise.all([
+        import('../bench/network.js'),
+        import('./experts.js'),
+      ]);
+      type Cli = Omit<Parameters<typeof run>[0], 'workers' | 'wire' | 'clusterToken'> & {
+        workers?: WorkersArg;
+        wire?: WireDType;
+        clusterTokenFile?: string;
+      };
+      return async (o: Cli, args) => {
+        for (const r of o.routing ?? []) await checkRouting(o.model, r);
+        const token = clusterToken(o);
+        const { clusterTokenFile: _f, ...rest } = o;
+        return run(
+          {
+            ...rest,
+            workers: benchNetworkWorkers(o.workers),
+            wire: o.wire ?? DEFAULT_WIRE_DTYPE,
+            ...(token === undefined ? {} : { clusterToken: token }),
+          },
+          args,
         );
-      if (o.routing !== undefined && o.routing.length < 2)
-        throw new UsageError('--routing needs a baseline and at least one policy to compare');
-      for (const r of o.routing ?? []) await checkRouting(o.model, r);
-      const token = clusterToken(o);
-      const { clusterTokenFile: _f, ...rest } = o;
-      return run(
-        {
-          ...rest,
-          workers: workers.n,
-          wire: o.wire ?? DEFAULT_WIRE_DTYPE,
-          ...(token === undefined ? {} : { clusterToken: token }),
-        },
-        args,
-      );
-    };
-  });
+      };
+    },
+    {
+      check: (o) => {
+        benchNetworkWorkers(o.workers);
+        if (o.routing !== undefined && o.routing.length < 2)
+          throw new UsageError('--routing needs a baseline and at least one policy to compare');
+      },
+    },
+  );
 
   // The half of `bench network` that runs inside the coordinator's namespace; not for users.
   const cell = bench

@@ -7,7 +7,7 @@ import { presetConfig, type SynthPreset } from '../../scale/presets.js';
 import { DEFAULT_SHARD_BYTES } from '../../scale/shard-layout.js';
 import { writeSyntheticCheckpoint } from '../../scale/synth.js';
 import { fmtBytes } from '../../scale/units.js';
-import { UsageError } from '../usage-error.js';
+import { synthLayers } from '../options.js';
 
 export interface SynthOptions {
   readonly like: SynthPreset;
@@ -20,8 +20,8 @@ export interface SynthOptions {
 
 export async function run(o: SynthOptions): Promise<number> {
   const { like, layers, out: outDir, seed } = o;
-  const maxLayers = presetConfig(like)['num_hidden_layers'] as number;
-  if (layers > maxLayers) throw new UsageError(`--layers must be <= ${maxLayers} for ${like}, got ${layers}`);
+  // --layers was checked against the preset before this module loaded.
+  const maxLayers = synthLayers(o);
   const sparse = o.sparse ?? false;
 
   let bar: ProgressBar | undefined;

@@ -30,6 +30,8 @@ writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n');
 const missing = path.join(dir, 'no-such-token');
 /** kmoe calibrate with its required flags but --method and --policy. */
 const calibrate = ['calibrate', '--model', MODEL_DIR, '--out', path.join(dir, 'profile.json')];
+/** Two policies for a command that runs one. */
+const twoPolicies = ['--routing', 'topk:1', '--routing', 'topk:2'];
 const register = path.join(dir, 'register.mjs');
 writeFileSync(
   register,
@@ -81,6 +83,13 @@ describe('kmoe startup', () => {
     [['local-cluster', '--model', MODEL_DIR, '--workers', '2', '--port-base', '65535'], 2],
     [['bench', 'adaptive-k-time', '--model', MODEL_DIR], 2],
     [['bench', 'workers', '--model', MODEL_DIR, '--workers', 'ws://h:1'], 2],
+    [['generate', '--model', MODEL_DIR, '--prompt', 'x', ...twoPolicies], 2],
+    [['serve', '--model', MODEL_DIR, ...twoPolicies], 2],
+    [['eval', '--model', MODEL_DIR, '--ids', 'data/eval/valid.man.u16', ...twoPolicies], 2],
+    [['synth', '--like', 'mixtral-mid', '--layers', '99', '--out', path.join(dir, 'synth')], 2],
+    [['bench', 'model', '--model', MODEL_DIR, '--llama-cpp-flash-attention', 'on'], 2],
+    [['bench', 'expert', '--peak', '1,2'], 2],
+    [['bench', 'network', '--model', MODEL_DIR, '--routing', 'topk:1'], 2],
   ] as const)('%j loads no package but commander (exit %i)', async (args, exit) => {
     const { packages, code } = await packagesLoaded(args);
     expect(code).toBe(exit);
