@@ -15,7 +15,12 @@ import { DEFAULT_DISPATCH_TIMEOUT_MS } from '../cluster/dispatch-timeout.js';
 import { type LocalCluster, type LocalWorker, startLocalCluster } from '../cluster/local-cluster.js';
 import type { ExpertsOption } from '../engine/engine.js';
 import { routingModelOfConfig } from '../moe/routing-model.js';
-import type { ComputeOptions, ExpertPlacementOptions, WorkersArg } from './options.js';
+import {
+  type ComputeOptions,
+  checkPlacementFlags,
+  type ExpertPlacementOptions,
+  type WorkersArg,
+} from './options.js';
 import { flagValue, UsageError } from './usage-error.js';
 
 export function sessionSettings(o: ComputeOptions): SessionSettings {
@@ -48,7 +53,10 @@ export async function checkExpertSet(modelDir: string, experts: string): Promise
   await flagValue('--experts', [ProtocolError], () => parseExpertSet(experts, numExperts));
 }
 
-/** Checks --workers / --wire / --dispatch-timeout / --expert-weights together, before any start. */
+/**
+ * Checks --workers / --wire / --dispatch-timeout / --expert-weights together, before any start (the
+ * flags alone, checkPlacementFlags, were checked before the command loaded too).
+ */
 export async function checkPlacement(
   modelDir: string,
   workers: WorkersArg,
@@ -61,22 +69,8 @@ export async function checkPlacement(
     if (workers.n > numExperts) {
       throw new UsageError(`--workers ${workers.n} exceeds the model's ${numExperts} experts`);
     }
-    if (workers.n === 0) {
-      for (const [flag, value] of [
-        ['--wire', o.wire],
-        ['--dispatch-timeout', o.dispatchTimeout],
-        ['--balance', o.balance],
-      ] as const) {
-        if (value !== undefined) {
-          throw new UsageError(`${flag} needs --workers (N local worker processes or ws:// URLs)`);
-        }
-      }
-    }
-  } else if (o.expertWeights !== undefined) {
-    throw new UsageError(
-      '--expert-weights applies where the experts run: with --workers URLS, start each `kmoe worker` with it',
-    );
   }
+  checkPlacementFlags(workers, o);
 }
 
 export interface PlacedExperts {

@@ -1013,18 +1013,48 @@ export function singleRouting(routing: readonly string[] | undefined): string | 
 }
 
 /**
+ * The placement flags that need the experts elsewhere, given where a command puts them (`workers`,
+ * its default included): --wire, --dispatch-timeout and --balance talk to workers, and
+ * --expert-weights is for workers the command starts (a `kmoe worker` at a URL takes its own).
+ */
+export function checkPlacementFlags(workers: WorkersArg, o: ExpertPlacementOptions & ComputeOptions): void {
+  if (workers.kind === 'count') {
+    if (workers.n === 0) {
+      for (const [flag, value] of [
+        ['--wire', o.wire],
+        ['--dispatch-timeout', o.dispatchTimeout],
+        ['--balance', o.balance],
+      ] as const) {
+        if (value !== undefined) {
+          throw new UsageError(`${flag} needs --workers (N local worker processes or ws:// URLs)`);
+        }
+      }
+    }
+  } else if (o.expertWeights !== undefined) {
+    throw new UsageError(
+      '--expert-weights applies where the experts run: with --workers URLS, start each `kmoe worker` with it',
+    );
+  }
+}
+
+/** Where generate, eval and bench adaptive-k-time put the experts without --workers: in this process. */
+export const IN_PROCESS: WorkersArg = { kind: 'count', n: 0 };
+
+/**
  * `kmoe eval`'s flags that cannot go together, checked before the command loads its engine: one
- * corpus, and --chart and --trace only with and without --sweep (which runs the experts in process).
+ * corpus, and --chart and --trace only with and without --sweep (which runs the experts in process);
+ * without it, one --routing policy and the placement flags.
  */
 export function checkEvalFlags(
-  o: ExpertPlacementOptions & {
-    readonly ids?: readonly string[];
-    readonly text?: string;
-    readonly chart?: string;
-    readonly sweep?: boolean;
-    readonly trace?: string;
-    readonly routing?: readonly string[];
-  },
+  o: ExpertPlacementOptions &
+    ComputeOptions & {
+      readonly ids?: readonly string[];
+      readonly text?: string;
+      readonly chart?: string;
+      readonly sweep?: boolean;
+      readonly trace?: string;
+      readonly routing?: readonly string[];
+    },
 ): void {
   if ((singleIds(o.ids) === undefined) === (o.text === undefined))
     throw new UsageError('give exactly one of --ids or --text');
@@ -1034,7 +1064,10 @@ export function checkEvalFlags(
     throw new UsageError('--trace records one routing: drop --sweep (or --trace)');
   if (o.sweep && [o.workers, o.wire, o.dispatchTimeout, o.balance].some((v) => v !== undefined))
     throw new UsageError('--sweep runs the experts in this process: drop --workers');
-  if (!o.sweep) singleRouting(o.routing);
+  if (!o.sweep) {
+    singleRouting(o.routing);
+    checkPlacementFlags(o.workers ?? IN_PROCESS, o);
+  }
 }
 
 /** `kmoe synth --layers`: at most the layers of the model --like imitates, which it returns. */

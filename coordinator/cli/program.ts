@@ -39,6 +39,7 @@ import {
   checkCalibrateFlags,
   checkEvalFlags,
   checkIdsForModel,
+  checkPlacementFlags,
   checkPlanFlags,
   checkProfileNames,
   checkRedisCa,
@@ -47,6 +48,7 @@ import {
   clusterToken,
   DEFAULT_SWEEP_CHART,
   existingProfile,
+  IN_PROCESS,
   inputPathsOf,
   listParser,
   localClusterWorkers,
@@ -422,7 +424,12 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     argv,
     outcome,
     withClusterToken(async () => (await import('./commands/generate.js')).run),
-    { check: (o) => singleRouting(o.routing) },
+    {
+      check: (o) => {
+        singleRouting(o.routing);
+        checkPlacementFlags(o.workers ?? IN_PROCESS, o);
+      },
+    },
   );
 
   // ---- eval ----
@@ -936,7 +943,14 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
         });
       };
     },
-    { check: (o) => singleRouting(o.routing) },
+    {
+      check: (o) => {
+        singleRouting(o.routing);
+        // Without --workers or --redis serve starts local workers: no flag needs more.
+        if (o.redis !== undefined) checkPlacementFlags({ kind: 'urls', urls: [] }, o);
+        else if (o.workers !== undefined) checkPlacementFlags(o.workers, o);
+      },
+    },
   );
 
   // ---- cluster ----
@@ -1286,7 +1300,10 @@ function addBenchmarks(program: Command, argv: readonly string[], outcome: Outco
     outcome,
     async () => (await import('./commands/bench-adaptive-k-time.js')).run,
     {
-      check: (o) => candidateRouting(o.routing),
+      check: (o) => {
+        candidateRouting(o.routing);
+        checkPlacementFlags(o.workers ?? IN_PROCESS, o);
+      },
     },
   );
 

@@ -4,13 +4,13 @@
 import { runBenchAdaptiveKTime } from '../../bench/bench-adaptive-k-time.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
-import { type BatchedDecodeBenchCli, candidateRouting, type WorkersArg } from '../options.js';
+import { type BatchedDecodeBenchCli, candidateRouting, IN_PROCESS, type WorkersArg } from '../options.js';
 
 export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Promise<number> {
   // Checked before this module loaded.
   const routing = candidateRouting(o.routing);
   await checkRouting(o.model, routing);
-  const workers: WorkersArg = o.workers ?? { kind: 'count', n: 0 };
+  const workers: WorkersArg = o.workers ?? IN_PROCESS;
   await checkPlacement(o.model, workers, o);
   const settings = sessionSettings(o);
   const placed = await placeExperts(o.model, workers, o, settings, { onLog: printWorkerLog });

@@ -27,6 +27,7 @@ import {
   corpusFlag,
   DEFAULT_SWEEP_CHART,
   type ExpertPlacementOptions,
+  IN_PROCESS,
   requireOneWindow,
   singleIds,
   singleRouting,
@@ -60,7 +61,7 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
   // The flags that cannot go together were checked before this module loaded (checkEvalFlags).
   if (!o.sweep) {
     await checkRouting(modelDir, singleRouting(o.routing));
-    await checkPlacement(modelDir, o.workers ?? { kind: 'count', n: 0 }, o);
+    await checkPlacement(modelDir, o.workers ?? IN_PROCESS, o);
   }
   const ids = await readCorpus(idsPath, textPath, modelDir);
   requireOneWindow(idsPath !== undefined ? `--ids ${idsPath}` : `--text ${textPath}`, ids, windowLen);
@@ -71,7 +72,7 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
   }
   const routingArg = singleRouting(o.routing);
   const settings = sessionSettings(o);
-  const placed = await placeExperts(modelDir, o.workers ?? { kind: 'count', n: 0 }, o, settings, {
+  const placed = await placeExperts(modelDir, o.workers ?? IN_PROCESS, o, settings, {
     onLog: printWorkerLog,
   });
   let report: PerplexityReport;

@@ -6,7 +6,7 @@ import { contextProblem } from '../../context-room.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { Rng, type SamplingParams, sampleToken, validateSampling } from '../../sampling.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
-import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
+import { type ComputeOptions, type ExpertPlacementOptions, IN_PROCESS, singleRouting } from '../options.js';
 import { whenStdoutCloses } from '../stdout-closed.js';
 import { UsageError } from '../usage-error.js';
 
@@ -32,7 +32,7 @@ export async function run(o: GenerateOptions): Promise<number> {
   if (bad) throw new UsageError(bad);
   const routingArg = singleRouting(o.routing);
   await checkRouting(modelDir, routingArg);
-  const workers = o.workers ?? { kind: 'count', n: 0 };
+  const workers = o.workers ?? IN_PROCESS;
   await checkPlacement(modelDir, workers, o);
   const settings = sessionSettings(o);
 

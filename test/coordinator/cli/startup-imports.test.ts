@@ -90,6 +90,13 @@ describe('kmoe startup', () => {
     [['bench', 'model', '--model', MODEL_DIR, '--llama-cpp-flash-attention', 'on'], 2],
     [['bench', 'expert', '--peak', '1,2'], 2],
     [['bench', 'network', '--model', MODEL_DIR, '--routing', 'topk:1'], 2],
+    [['generate', '--model', MODEL_DIR, '--prompt', 'x', '--wire', 'bf16'], 2],
+    [['eval', '--model', MODEL_DIR, '--ids', 'data/eval/valid.man.u16', '--balance', 'baseline'], 2],
+    [['serve', '--model', MODEL_DIR, '--workers', 'ws://h:1', '--expert-weights', 'int8'], 2],
+    [
+      ['bench', 'adaptive-k-time', '--model', MODEL_DIR, '--routing', 'topk:1', '--dispatch-timeout', '500'],
+      2,
+    ],
   ] as const)('%j loads no package but commander (exit %i)', async (args, exit) => {
     const { packages, code } = await packagesLoaded(args);
     expect(code).toBe(exit);
