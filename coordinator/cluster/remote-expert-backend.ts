@@ -108,6 +108,8 @@ export interface RemoteTransfer extends ExpertTransfer {
 export interface WorkerDown {
   readonly url: string;
   readonly reason: string;
+  /** It had sent a drain notice first: it was shutting down (SIGTERM), not lost. */
+  readonly drained: boolean;
 }
 
 /** A worker connection was (re)established, or a connected worker changed its experts. */
@@ -671,7 +673,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     // that completes each handshake and then drops) is redialled ever later, not every 100 ms.
     if (slot.reconnectAhead) slot.attempt = 0;
     this.rebuild();
-    this.events.down?.({ url: slot.url, reason });
+    this.events.down?.({ url: slot.url, reason, drained: from.draining });
     this.scheduleReconnect(slot);
   }
 

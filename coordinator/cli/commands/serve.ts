@@ -187,6 +187,12 @@ export async function run(o: ServeOptions): Promise<number> {
         );
       // Connections that close once shutdown has begun are expected, not errors.
       else if (shuttingDown) log.info({ worker: e.url, reason: e.reason }, 'worker connection closed');
+      // A worker that drained was stopped on purpose; its experts may still be missing until it is back.
+      else if (e.drained)
+        log.warn(
+          { worker: e.url, reason: e.reason },
+          'a worker that drained (it was stopped) closed its connection; reconnecting with backoff',
+        );
       else
         log.error(
           { worker: e.url, reason: e.reason },

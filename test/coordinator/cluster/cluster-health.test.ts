@@ -53,7 +53,7 @@ describe('ClusterHealth', () => {
 
   it('names the experts of a remote worker whose connection dropped, at once', () => {
     const { health, drop } = setup(false);
-    drop({ url: B, reason: 'closed the connection (code 1006)' });
+    drop({ url: B, reason: 'closed the connection (code 1006)', drained: false });
     expect(health.coverage()).toEqual({
       description: 'remote experts on 2 workers',
       covered: false,
@@ -64,7 +64,7 @@ describe('ClusterHealth', () => {
 
   it('counts a reconnected or joined worker with the experts it holds now', () => {
     const { health, drop, up } = setup(false);
-    drop({ url: B, reason: 'closed the connection (code 1006)' });
+    drop({ url: B, reason: 'closed the connection (code 1006)', drained: false });
     // B came back at the same URL with fewer experts: 6-7 are still missing.
     up({ url: B, experts: [4, 5], why: 'connected' });
     expect(health.coverage()).toMatchObject({ covered: false, missing: [6, 7] });
@@ -78,18 +78,18 @@ describe('ClusterHealth', () => {
       { url: B, experts: [3, 4, 5, 6, 7] },
       { url: C, experts: [7] },
     ]);
-    drop({ url: B, reason: 'closed the connection' });
+    drop({ url: B, reason: 'closed the connection', drained: false });
     const c = health.coverage();
     expect(c.covered).toBe(false);
     expect(c.missing).toEqual([5, 6]);
-    drop({ url: C, reason: 'closed the connection' });
+    drop({ url: C, reason: 'closed the connection', drained: false });
     expect(health.coverage().missing).toEqual([5, 6, 7]);
   });
 
   it('prefers the exit of a process it started to the dropped connection, within the grace period', () => {
     vi.useFakeTimers();
     const { health, membership, drop } = setup(true);
-    drop({ url: A, reason: 'closed the connection (code 1006)' });
+    drop({ url: A, reason: 'closed the connection (code 1006)', drained: false });
     expect(health.coverage().covered).toBe(true);
     membership.leave({ url: A, reason: `worker 0 (${A}) exited (SIGKILL)` });
     expect(health.coverage()).toMatchObject({
@@ -102,7 +102,7 @@ describe('ClusterHealth', () => {
   it('counts a dropped connection of a process it started once the grace period passes', () => {
     vi.useFakeTimers();
     const { health, drop } = setup(true);
-    drop({ url: A, reason: 'closed the connection (code 1006)' });
+    drop({ url: A, reason: 'closed the connection (code 1006)', drained: false });
     vi.advanceTimersByTime(999);
     expect(health.coverage().covered).toBe(true);
     vi.advanceTimersByTime(1);
@@ -121,9 +121,9 @@ describe('ClusterHealth', () => {
       covered: true,
     });
     // C leaves: only its departure explains the missing expert, not B's old one.
-    drop({ url: B, reason: 'closed the connection (code 1006)' });
+    drop({ url: B, reason: 'closed the connection (code 1006)', drained: false });
     up({ url: B, experts: [4, 5, 6, 7], why: 'connected' });
-    drop({ url: C, reason: 'closed the connection (code 1006)' });
+    drop({ url: C, reason: 'closed the connection (code 1006)', drained: false });
     const c = health.coverage();
     expect(c).toMatchObject({ covered: false, missing: [3] });
     expect(c.description).toBe(

@@ -361,7 +361,8 @@ describe('the /ready description of many workers, or of URLs holding ")"', () =>
       connections: (l) => downs.push(l),
       reportsExits: false,
     });
-    for (const w of many) if (w.experts[0] === 3) for (const l of downs) l({ url: w.url, reason: 'closed' });
+    for (const w of many)
+      if (w.experts[0] === 3) for (const l of downs) l({ url: w.url, reason: 'closed', drained: false });
     const c = health.coverage();
     expect(c.missing).toEqual([3]);
     expect(c.detail).toBe(

@@ -185,6 +185,17 @@ describe('kmoe serve with replicated remote workers', () => {
     expect(run.texts).toEqual(reference);
     expect(await exited).toBe(0);
     expect(b.stderr()).toContain('draining');
+    // The coordinator logs the close of a worker that drained as a warning, not as a lost worker
+    // (it logged 'lost the connection to a worker' at error level).
+    await until("the coordinator to log the drained worker's close", async () =>
+      server.stderr().includes('a worker that drained'),
+    );
+    const aboutB = server
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes(b.url));
+    expect(aboutB.some((l) => l.includes('"level":40') && l.includes('a worker that drained'))).toBe(true);
+    expect(aboutB.filter((l) => l.includes('"level":50'))).toEqual([]);
   });
 
   it('answers 503 naming experts whose only holder died, then serves again once a holder starts at its URL', async () => {
