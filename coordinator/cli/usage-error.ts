@@ -24,8 +24,10 @@ export class UsageError extends KmoeError {
  * one and the one before its "(Did you mean ...?)" suggestion, which names kmoe's own flags.
  */
 export function escapeCommanderError(message: string): string {
+  // Only the suggestion that ends the message is commander's: a "\n(Did you mean" inside the quoted
+  // command line is the user's and is escaped with the rest.
   return message
-    .split(/\n(?=\(Did you mean |$)/)
+    .split(/\n(?=\(Did you mean [^\n]*\?\)\n?$|$)/)
     .map((part) => oneLine(part, Number.POSITIVE_INFINITY))
     .join('\n');
 }

@@ -180,6 +180,12 @@ describe('kmoe eval', () => {
       "kmoe: error: unknown command 'bogus\\u202e\\u000akmoe: ok'",
       "Run 'kmoe --help' for the commands.",
     ]);
+    // Nor a line that starts the way commander's suggestion does.
+    const forged = await runCli(['serve', '--x\n(Did you mean --y?) kmoe: ok']);
+    expect(forged.stderr.trim().split('\n')).toEqual([
+      "kmoe serve: error: unknown option '--x\\u000a(Did you mean --y?) kmoe: ok'",
+      "Run 'kmoe serve --help' for usage.",
+    ]);
     // Commander's own line break before its suggestion stays.
     const typo = await runCli(['serve', '--modle\u001b']);
     expect(typo.stderr).toMatch(
