@@ -281,9 +281,15 @@ export class WorkerServer {
     }
     for (const ws of this.wss.clients) ws.close(1001, 'worker shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
-    // Idle keep-alive connections of metrics scrapers would hold the listener open.
+    const closed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+    // Idle keep-alive connections of metrics scrapers would hold the listener open. So would any
+    // other socket that has not completed a request (a bare TCP connection, a request head still
+    // arriving): server.close() stops the headersTimeout/requestTimeout checks, so those are cut
+    // after CLOSE_HANDSHAKE_MS, the bound a WebSocket peer gets, and a scrape in progress has that long.
     this.httpServer.closeIdleConnections();
-    await new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
+    const cut = setTimeout(() => this.httpServer.closeAllConnections(), CLOSE_HANDSHAKE_MS);
+    await closed;
+    clearTimeout(cut);
   }
 }
 
