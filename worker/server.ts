@@ -209,6 +209,11 @@ export class WorkerServer {
     return this.holdings;
   }
 
+  /** Why the worker is draining (its drain notice's reason), or undefined while it is not. */
+  get draining(): string | undefined {
+    return this.drainReason;
+  }
+
   holds(expert: number): boolean {
     return this.held[expert] === 1;
   }
@@ -589,6 +594,9 @@ class PeerConnection {
         ...(proof === undefined ? {} : { proof }),
       }),
     );
+    // Greeted after the drain began (upgraded before it): told at once, as the others were.
+    const draining = this.server.draining;
+    if (draining !== undefined) this.drain(draining);
   }
 
   /** Replies leave in arrival order, whatever the order their work finishes in. */

@@ -228,3 +228,25 @@ describe('SIGTERM shutdown bound', () => {
     expect(ms).toBeLessThan(3_000 + 1_000 + 3_000);
   }, 90_000);
 });
+
+describe('a coordinator that completes its handshake during the drain', () => {
+  it('is told to drain after its welcome', async () => {
+    const fp = await fingerprint();
+    const worker = await startWorker('0-3', ['--shutdown-timeout', '3']);
+    cleanup.push(() => worker.child.kill('SIGKILL'));
+    const peer = await RawPeer.open(worker.url, limits);
+    cleanup.push(() => peer.ws.terminate());
+    // Upgraded before the SIGTERM, greeted after the worker started draining.
+    const exited = worker.stop();
+    await new Promise((r) => setTimeout(r, 20));
+    peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint: fp, client: 'late hello' }));
+    const types: string[] = [];
+    for (;;) {
+      const m = await Promise.race([peer.next(10_000), peer.closed.then(() => undefined)]);
+      if (m === undefined) break;
+      types.push(m.type);
+    }
+    expect(await exited).toBe(0);
+    expect(types).toEqual(['welcome', 'drain']);
+  }, 60_000);
+});
