@@ -28,6 +28,7 @@ export function computeHandlers(): Handlers<ComputeSchema> {
         hidden: number;
         limits: Omit<DecodeLimits, 'maxFrameBytes'>;
         settings: SessionSettings;
+        skipQueued: Int32Array;
       }
     | undefined;
 
@@ -45,7 +46,7 @@ export function computeHandlers(): Handlers<ComputeSchema> {
   }
 
   return {
-    async init({ modelDir, experts, settings }) {
+    async init({ modelDir, experts, settings, skipQueued }) {
       if (state) throw new Error('worker compute: init called twice');
       await assertRunnable(modelDir);
       const ckpt = await Checkpoint.open(modelDir);
@@ -68,6 +69,7 @@ export function computeHandlers(): Handlers<ComputeSchema> {
           hidden: dims.hidden,
           limits: { hidden: dims.hidden, numExperts: c.numExperts, numLayers: c.numLayers },
           settings,
+          skipQueued,
         };
         return {
           result: {
@@ -86,7 +88,8 @@ export function computeHandlers(): Handlers<ComputeSchema> {
       }
     },
     async dispatch({ frame, maxFrameBytes }) {
-      const { host, hidden: H, limits } = ready();
+      const { host, hidden: H, limits, skipQueued } = ready();
+      if (Atomics.load(skipQueued, 0) !== 0) return { result: { skipped: true } };
       // Validated by the network thread already; decoding again only rebuilds the views here.
       const req = decodeMessage(frame, { ...limits, maxFrameBytes });
       if (req.type !== 'dispatch') throw new Error(`worker compute got a ${req.type} message`);

@@ -31,7 +31,20 @@ export interface ComputeRequest {
 }
 
 /** The result frame, or the index of the first NaN or infinity in it (then it is not sent). */
-export type ComputeReply = { readonly result: Uint8Array } | { readonly nonFinite: number };
+export type ComputeReply =
+  | { readonly result: Uint8Array }
+  | { readonly nonFinite: number }
+  /** Not computed: the worker is shutting down and nothing can be answered any more. */
+  | { readonly skipped: true };
+
+/**
+ * The init call's parameters: what to load, and a flag (one Int32 over shared memory) the network
+ * thread sets once no reply can be sent any more (its connections are closed at shutdown), so
+ * dispatches still queued are skipped rather than computed before the worker can exit.
+ */
+export interface ComputeStart extends ComputeInit {
+  readonly skipQueued: Int32Array;
+}
 
 /** What a load or unload changed: the experts held afterwards and the checkpoint bytes read so far. */
 export interface ComputeHoldings {
@@ -40,7 +53,7 @@ export interface ComputeHoldings {
 }
 
 export type ComputeSchema = {
-  init: [ComputeInit, ComputeModel];
+  init: [ComputeStart, ComputeModel];
   /** Returns the complete result frame, ready to send, unless it holds a non-finite value. */
   dispatch: [ComputeRequest, ComputeReply];
   /** Builds the sessions of more experts (every MoE layer); the ones held keep serving meanwhile. */

@@ -19,6 +19,7 @@ export class ExpertCompute {
     private readonly calls: RpcCaller<ComputeSchema>,
     readonly model: ComputeModel,
     readonly placement: ComputePlacement,
+    private readonly skipQueued: Int32Array,
   ) {}
 
   static async start(init: ComputeInit, placement: ComputePlacement): Promise<ExpertCompute> {
@@ -26,8 +27,15 @@ export class ExpertCompute {
       placement === 'thread'
         ? ThreadClient.start<ComputeSchema>('worker compute', import.meta.url, './compute-thread')
         : new InlineCalls(computeHandlers(), { concurrent: CONCURRENT_COMPUTE_CALLS });
+    // Shared, so the compute thread sees it set while its queue still holds dispatches.
+    const skipQueued = new Int32Array(new SharedArrayBuffer(4));
     try {
-      return new ExpertCompute(calls, await calls.call('init', init), placement);
+      return new ExpertCompute(
+        calls,
+        await calls.call('init', { ...init, skipQueued }),
+        placement,
+        skipQueued,
+      );
     } catch (err) {
       await calls.terminate();
       throw err;
@@ -47,6 +55,15 @@ export class ExpertCompute {
   /** Releases experts; call only once no request for them can still reach the computation. */
   unload(experts: readonly number[]): Promise<ComputeHoldings> {
     return this.calls.call('unload', experts);
+  }
+
+  /**
+   * Dispatches not yet started are skipped from now on (answered `skipped`, not computed): for a
+   * shutdown once no reply can be sent, so that a queue a coordinator filled does not hold the exit.
+   * The one being computed finishes (an onnxruntime call cannot be cut safely).
+   */
+  skipQueuedDispatches(): void {
+    Atomics.store(this.skipQueued, 0, 1);
   }
 
   async close(): Promise<void> {

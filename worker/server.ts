@@ -697,6 +697,8 @@ class PeerConnection {
     try {
       const frame = compute.placement === 'thread' ? owned(bytes) : bytes;
       const reply = await compute.dispatch({ frame, maxFrameBytes });
+      if ('skipped' in reply)
+        return this.errorReply(msg.id, 'compute-failed', 'not computed: worker shutting down');
       if ('nonFinite' in reply) {
         // Finite inputs can still overflow (a hidden state of 3e38); NaN is never sent back.
         const hidden = compute.model.hidden;

@@ -21,19 +21,19 @@ afterEach(() => {
   for (const c of cleanup.splice(0)) c();
 });
 
-function dispatch(id: number, tokens: number): Uint8Array {
+function dispatch(id: number, tokens: number, perToken = 1): Uint8Array {
   const f = allocDispatchRequest({
     id,
     layer: 0,
     wire: 'fp32',
     numTokens: tokens,
-    numPairs: tokens,
+    numPairs: tokens * perToken,
     hidden: H,
     index: 'uint8',
   });
   (f.hidden as Float32Array).fill(0.5);
-  for (let i = 0; i <= tokens; i++) f.offsets[i] = i;
-  f.experts.fill(0);
+  for (let i = 0; i <= tokens; i++) f.offsets[i] = i * perToken;
+  for (let i = 0; i < tokens * perToken; i++) f.experts[i] = i % perToken;
   f.weights.fill(1);
   return f.bytes;
 }
@@ -53,6 +53,33 @@ async function greeted(url: string, fp: string, client: string): Promise<RawPeer
 }
 
 describe('SIGTERM shutdown bound', () => {
+  it('expensive requests queued by a coordinator that ignores the drain are skipped, not computed', async () => {
+    const fp = await fingerprint();
+    const worker = await startWorker('0-3', ['--shutdown-timeout', '1']);
+    cleanup.push(() => worker.child.kill('SIGKILL'));
+    const peers = [
+      await greeted(worker.url, fp, 'expensive 1'),
+      await greeted(worker.url, fp, 'expensive 2'),
+    ];
+    for (const p of peers) cleanup.push(() => p.ws.terminate());
+    // One request timed first (8,192 tokens x 4 experts: about a second on an idle 2-core machine).
+    let t = performance.now();
+    peers[0]!.send(dispatch(1, 8192, 4));
+    expect((await peers[0]!.next(120_000)).type).toBe('result');
+    const oneMs = performance.now() - t;
+    // 16 more queued for the compute, 8 per connection (a connection's most).
+    for (const p of peers) for (let i = 2; i <= 9; i++) p.send(dispatch(i, 8192, 4));
+    await new Promise((r) => setTimeout(r, 500));
+    t = performance.now();
+    const code = await worker.stop();
+    const ms = performance.now() - t;
+    expect(code).toBe(0);
+    // The drain's 1 s, the close handshake's 1 s, the call in progress (and one more that may start
+    // as the flag is set), with room for a loaded machine. Before, every queued request was computed
+    // first: 9.4 s here where one request took 0.78 s (the bound below was 6.3 s).
+    expect(ms).toBeLessThan(2_000 + 3 * oneMs + 2_000);
+  }, 300_000);
+
   it('a coordinator that keeps sending small requests (reading answers) after the drain notice', async () => {
     const fp = await fingerprint();
     const worker = await startWorker('0-3', ['--shutdown-timeout', '2']);
