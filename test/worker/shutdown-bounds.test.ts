@@ -11,7 +11,7 @@ import { PROTOCOL_VERSION } from '../../shared/protocol/messages.js';
 import { parseReadyLine } from '../../shared/protocol/ready-line.js';
 import { KMOE_ARGV, MODEL_DIR, ROOT } from '../helpers/paths.js';
 import { RawPeer } from '../helpers/raw-peer.js';
-import { startWorker } from '../helpers/worker-process.js';
+import { startWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
 const H = 256;
 const limits: DecodeLimits = { maxFrameBytes: 1 << 26, hidden: H, numExperts: 8, numLayers: 4 };
@@ -52,27 +52,47 @@ async function greeted(url: string, fp: string, client: string): Promise<RawPeer
   return peer;
 }
 
+/** A real worker with this --shutdown-timeout, killed after the test if it is still running. */
+async function workerStoppingIn(seconds: number): Promise<WorkerProcess> {
+  const worker = await startWorker('0-3', ['--shutdown-timeout', String(seconds)]);
+  cleanup.push(() => worker.child.kill('SIGKILL'));
+  return worker;
+}
+
+/** A plain TCP connection to the worker's port, destroyed after the test. */
+async function tcpTo(worker: WorkerProcess): Promise<net.Socket> {
+  const socket = net.connect(Number(new URL(worker.url).port), '127.0.0.1');
+  socket.on('error', () => undefined);
+  cleanup.push(() => socket.destroy());
+  await new Promise<void>((r) => socket.once('connect', () => r()));
+  return socket;
+}
+
+/** SIGTERM, then the exit code and how long the exit took (ms). */
+async function timedStop(worker: WorkerProcess): Promise<{ code: number | null; ms: number }> {
+  const t = performance.now();
+  const code = await worker.stop();
+  return { code, ms: performance.now() - t };
+}
+
 describe('SIGTERM shutdown bound', () => {
   it('expensive requests queued by a coordinator that ignores the drain are skipped, not computed', async () => {
     const fp = await fingerprint();
-    const worker = await startWorker('0-3', ['--shutdown-timeout', '1']);
-    cleanup.push(() => worker.child.kill('SIGKILL'));
+    const worker = await workerStoppingIn(1);
     const peers = [
       await greeted(worker.url, fp, 'expensive 1'),
       await greeted(worker.url, fp, 'expensive 2'),
     ];
     for (const p of peers) cleanup.push(() => p.ws.terminate());
     // One request timed first (8,192 tokens x 4 experts: about a second on an idle 2-core machine).
-    let t = performance.now();
+    const t = performance.now();
     peers[0]!.send(dispatch(1, 8192, 4));
     expect((await peers[0]!.next(120_000)).type).toBe('result');
     const oneMs = performance.now() - t;
     // 16 more queued for the compute, 8 per connection (a connection's most).
     for (const p of peers) for (let i = 2; i <= 9; i++) p.send(dispatch(i, 8192, 4));
     await new Promise((r) => setTimeout(r, 500));
-    t = performance.now();
-    const code = await worker.stop();
-    const ms = performance.now() - t;
+    const { code, ms } = await timedStop(worker);
     expect(code).toBe(0);
     // The drain's 1 s, the close handshake's 1 s, the call in progress (and one more that may start
     // as the flag is set), with room for a loaded machine. Before, every queued request was computed
@@ -82,8 +102,7 @@ describe('SIGTERM shutdown bound', () => {
 
   it('a coordinator that keeps sending small requests (reading answers) after the drain notice', async () => {
     const fp = await fingerprint();
-    const worker = await startWorker('0-3', ['--shutdown-timeout', '2']);
-    cleanup.push(() => worker.child.kill('SIGKILL'));
+    const worker = await workerStoppingIn(2);
     const peer = await greeted(worker.url, fp, 'spammer');
     cleanup.push(() => peer.ws.terminate());
     let id = 0;
@@ -95,9 +114,7 @@ describe('SIGTERM shutdown bound', () => {
       }
     })();
     await new Promise((r) => setTimeout(r, 300));
-    const t = performance.now();
-    const code = await worker.stop();
-    const ms = performance.now() - t;
+    const { code, ms } = await timedStop(worker);
     stop = true;
     await spam;
     expect(code).toBe(0);
@@ -107,46 +124,28 @@ describe('SIGTERM shutdown bound', () => {
   // Before: server.close() stops Node's headersTimeout checks, so these held the shutdown for good
   // (still running after 30 s with --shutdown-timeout 1); now cut CLOSE_HANDSHAKE_MS after the close.
   it('a bare TCP connection that sends nothing, open at SIGTERM', async () => {
-    const worker = await startWorker('0-3', ['--shutdown-timeout', '1']);
-    cleanup.push(() => worker.child.kill('SIGKILL'));
-    const socket = net.connect(Number(new URL(worker.url).port), '127.0.0.1');
-    socket.on('error', () => undefined);
-    cleanup.push(() => socket.destroy());
-    await new Promise<void>((r) => socket.once('connect', () => r()));
+    const worker = await workerStoppingIn(1);
+    await tcpTo(worker);
     await new Promise((r) => setTimeout(r, 300));
-    const t = performance.now();
-    const code = await worker.stop();
-    const ms = performance.now() - t;
+    const { code, ms } = await timedStop(worker);
     expect(code).toBe(0);
     expect(ms).toBeLessThan(1_000 + 1_000 + 3_000);
   }, 60_000);
 
   it('an HTTP client trickling a request head at SIGTERM', async () => {
-    const worker = await startWorker('0-3', ['--shutdown-timeout', '1']);
-    cleanup.push(() => worker.child.kill('SIGKILL'));
-    const { port } = new URL(worker.url);
-    const socket = net.connect(Number(port), '127.0.0.1');
-    socket.on('error', () => undefined);
-    cleanup.push(() => socket.destroy());
-    await new Promise<void>((r) => socket.once('connect', () => r()));
+    const worker = await workerStoppingIn(1);
+    const socket = await tcpTo(worker);
     socket.write('GET /health HTTP/1.1\r\nHost: x\r\n');
     const trickle = setInterval(() => socket.write('X-A: b\r\n'), 200);
     cleanup.push(() => clearInterval(trickle));
-    const t = performance.now();
-    const code = await worker.stop();
-    const ms = performance.now() - t;
+    const { code, ms } = await timedStop(worker);
     expect(code).toBe(0);
     expect(ms).toBeLessThan(1_000 + 1_000 + 3_000);
   }, 60_000);
 
   it('an HTTP client polling /health on a keep-alive connection through the shutdown', async () => {
-    const worker = await startWorker('0-3', ['--shutdown-timeout', '1']);
-    cleanup.push(() => worker.child.kill('SIGKILL'));
-    const { port } = new URL(worker.url);
-    const socket = net.connect(Number(port), '127.0.0.1');
-    socket.on('error', () => undefined);
-    cleanup.push(() => socket.destroy());
-    await new Promise<void>((r) => socket.once('connect', () => r()));
+    const worker = await workerStoppingIn(1);
+    const socket = await tcpTo(worker);
     let answers = 0;
     socket.on('data', (d: Buffer) => {
       answers += d.toString('latin1').split('HTTP/1.1 200').length - 1;
@@ -154,9 +153,7 @@ describe('SIGTERM shutdown bound', () => {
     const poll = setInterval(() => socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'), 50);
     cleanup.push(() => clearInterval(poll));
     await new Promise((r) => setTimeout(r, 300));
-    const t = performance.now();
-    const code = await worker.stop();
-    const ms = performance.now() - t;
+    const { code, ms } = await timedStop(worker);
     expect(code).toBe(0);
     expect(ms).toBeLessThan(1_000 + 1_000 + 3_000);
     // It was answered before the shutdown (the connection was a real, served one).
@@ -199,8 +196,7 @@ describe('SIGTERM shutdown bound', () => {
 
   it('an honest coordinator beside one that reads nothing gets every answer', async () => {
     const fp = await fingerprint();
-    const worker = await startWorker('0-3', ['--shutdown-timeout', '3']);
-    cleanup.push(() => worker.child.kill('SIGKILL'));
+    const worker = await workerStoppingIn(3);
     const hostile = await greeted(worker.url, fp, 'reads nothing');
     cleanup.push(() => hostile.ws.terminate());
     for (let i = 1; i <= 24; i++) hostile.send(dispatch(i, 1024));
@@ -232,8 +228,7 @@ describe('SIGTERM shutdown bound', () => {
 describe('a coordinator that completes its handshake during the drain', () => {
   it('is told to drain after its welcome', async () => {
     const fp = await fingerprint();
-    const worker = await startWorker('0-3', ['--shutdown-timeout', '3']);
-    cleanup.push(() => worker.child.kill('SIGKILL'));
+    const worker = await workerStoppingIn(3);
     const peer = await RawPeer.open(worker.url, limits);
     cleanup.push(() => peer.ws.terminate());
     // Upgraded before the SIGTERM, greeted after the worker started draining.
