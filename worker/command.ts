@@ -223,8 +223,6 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   redis?.disconnect();
   log.info(`${reason}: closing`);
   await server.close(Math.max(0, shutdownDeadline - performance.now()));
-  // Every connection is closed: what is still queued for the compute could not be answered.
-  compute.skipQueuedDispatches();
   await compute.close();
   if (process.connected) process.disconnect();
   return 0;

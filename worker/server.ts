@@ -286,6 +286,8 @@ export class WorkerServer {
     }
     for (const ws of this.wss.clients) ws.close(1001, 'worker shutting down');
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    // No coordinator is connected any more: what is still queued for the compute cannot be answered.
+    this.options.compute.skipQueuedDispatches();
     const closed = new Promise<void>((resolve) => this.httpServer.close(() => resolve()));
     // Idle keep-alive connections of metrics scrapers would hold the listener open. So would any
     // other socket that has not completed a request (a bare TCP connection, a request head still
