@@ -208,12 +208,12 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     log.info(`${reason}: deregistering`);
     await registrar.deregister().catch((err: Error) => log.warn(`deregistering failed: ${err.message}`));
   }
+  const drains = reason === 'SIGTERM' || reason === 'SIGINT';
+  const drainMs = drains ? o.shutdownTimeout * 1000 : 0;
   // The answers to what coordinators sent must also get out before the close frames: same deadline.
-  let shutdownDeadline = performance.now();
-  if (reason === 'SIGTERM' || reason === 'SIGINT') {
+  const shutdownDeadline = performance.now() + drainMs;
+  if (drains) {
     log.info(`${reason}: draining (coordinators told to send no new work)`);
-    const drainMs = o.shutdownTimeout * 1000;
-    shutdownDeadline += drainMs;
     const drained = await server.drain(reason, drainMs);
     if (!drained) log.warn(`requests still running after ${drainMs} ms (--shutdown-timeout): closing anyway`);
   } else if (registrar) {

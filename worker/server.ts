@@ -346,7 +346,8 @@ class PeerConnection {
   private replies: Promise<void> = Promise.resolve();
   private queued = 0;
   #bytesIn = 0;
-  private draining = false;
+  /** Reading is paused: more than HIGH_WATER_BYTES of replies wait for the peer to take them. */
+  private backlogged = false;
   private drainSent = false;
 
   constructor(
@@ -404,7 +405,7 @@ class PeerConnection {
    * taken (requests it sent may still wait unread in the socket: a drain must not call that quiet).
    */
   get busy(): boolean {
-    return this.queued > 0 || this.draining;
+    return this.queued > 0 || this.backlogged;
   }
 
   /** Nothing of this connection's is left to do or to send (or it can no longer send). */
@@ -623,12 +624,12 @@ class PeerConnection {
       return;
     }
     this.sendFrame(bytes, () => {
-      if (this.draining && this.ws.bufferedAmount <= HIGH_WATER_BYTES) {
-        this.draining = false;
+      if (this.backlogged && this.ws.bufferedAmount <= HIGH_WATER_BYTES) {
+        this.backlogged = false;
         this.flow();
       }
     });
-    if (this.ws.bufferedAmount > HIGH_WATER_BYTES) this.draining = true;
+    if (this.ws.bufferedAmount > HIGH_WATER_BYTES) this.backlogged = true;
     this.flow();
   }
 
@@ -644,7 +645,7 @@ class PeerConnection {
 
   /** Stops reading the socket while too much work is queued or replies are not being taken. */
   private flow(): void {
-    if (this.queued >= MAX_QUEUED || this.draining) this.ws.pause();
+    if (this.queued >= MAX_QUEUED || this.backlogged) this.ws.pause();
     else this.ws.resume();
   }
 
