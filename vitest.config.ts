@@ -8,8 +8,11 @@ import { defineConfig } from 'vitest/config';
 // or slower machine makes the suite slower, never red.
 const TIMEOUTS = { testTimeout: 300_000, hookTimeout: 300_000 };
 
-// The bin test rebuilds dist/, which every other file's kmoe processes run: it goes last, alone.
-const REBUILDS_DIST = ['test/coordinator/cli/bin.test.ts'];
+// These rebuild dist/, which every other file's kmoe processes run, so they go last, one at a time:
+// the bin test runs `npm run build`, and `npx kmoe` in this project runs its prepare script (the
+// build) before the command. A worker another file started while tsc rewrote dist/ once failed to
+// import a half-written module (membership.js without its StaticMembership export).
+const REBUILDS_DIST = ['test/coordinator/cli/bin.test.ts', 'test/shared/runtime/stop-with-parent.test.ts'];
 
 export default defineConfig({
   test: {
