@@ -17,7 +17,7 @@ import type { RoutingModel, RoutingPolicy } from '../../shared/routing/policy.js
 import { createRoutingPolicy } from '../../shared/routing/registry.js';
 import type { MoeLayerEvent, MoeObserver } from '../moe/observer.js';
 import { imbalance } from './balance.js';
-import { shareSizes } from './dispatch-plan.js';
+import { planDispatch, shareSizes, type WorkerShare } from './dispatch-plan.js';
 import {
   DispatchStats,
   type DispatchStatsJSON,
@@ -166,14 +166,33 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
     }
     const sizes = shareSizes(a, pairWorker, W);
     const v: VariantCounters = { messages: 0, bytes: 0, pairs: 0, tokensSent: 0 };
+    const add = (id: number, rows: number, pairs: number) => {
+      v.messages++;
+      v.pairs += pairs;
+      v.tokensSent += rows;
+      v.bytes += this.backend.messageBytes(layer, id, rows, pairs);
+    };
+    let shares: WorkerShare[] | undefined;
+    let nextId = t.firstId + W;
     for (let w = 0; w < W; w++) {
       const m = sizes.pairs[w]!;
       if (m === 0) continue;
       const n = dedup ? sizes.tokens[w]! : m;
-      v.messages++;
-      v.pairs += m;
-      v.tokensSent += n;
-      v.bytes += this.backend.messageBytes(layer, t.firstId, w, n, m);
+      const limit = t.frameLimits[w] ?? Number.POSITIVE_INFINITY;
+      if (this.backend.requestFits(layer, n, m, limit)) {
+        add(t.firstId + w, n, m);
+        continue;
+      }
+      // More than one frame holds: cut as the backend cuts a share it sends (ids as it numbers them).
+      let rows: Int32Array;
+      if (dedup) {
+        shares ??= planDispatch(a, pairWorker, W);
+        rows = shares.find((s) => s.worker === w)!.offsets;
+      } else rows = Int32Array.from({ length: m + 1 }, (_, i) => i);
+      const pieces = this.backend.requestSizes(layer, rows, limit);
+      pieces.forEach(([r, p], i) => {
+        add(i === 0 ? t.firstId + w : nextId++, r, p);
+      });
     }
     return v;
   }

@@ -115,3 +115,48 @@ export function mergeShares(numTokens: number, shares: readonly WorkerShare[]): 
     }
   return { numTokens, offsets, experts, weights };
 }
+
+/**
+ * Where to cut a share's rows so that each piece's request fits: boundaries [0, ..., rows] over the
+ * CSR `offsets` (rows + 1 entries), each piece the longest run of rows from the previous cut that
+ * `fits(rows, pairs)` accepts. One piece when the whole fits. `fits` must be monotone (more rows or
+ * pairs never fit better). `tooLarge` names the first row that does not fit even alone.
+ */
+export function cutRows(
+  offsets: Int32Array,
+  fits: (rows: number, pairs: number) => boolean,
+): { readonly cuts: Int32Array } | { readonly tooLarge: number } {
+  const rows = offsets.length - 1;
+  const cuts: number[] = [0];
+  let from = 0;
+  while (from < rows) {
+    const pairsUpTo = (to: number) => offsets[to]! - offsets[from]!;
+    if (!fits(1, pairsUpTo(from + 1))) return { tooLarge: from };
+    // Binary search for the last `to` that fits: a few header sizings per piece, not one per row.
+    let lo = from + 1;
+    let hi = rows;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (fits(mid - from, pairsUpTo(mid))) lo = mid;
+      else hi = mid - 1;
+    }
+    cuts.push(lo);
+    from = lo;
+  }
+  return { cuts: Int32Array.from(cuts) };
+}
+
+/** Rows [from, to) of `share` as a share of their own (views of its arrays; offsets rebased). */
+export function sliceShare(share: WorkerShare, from: number, to: number): WorkerShare {
+  const first = share.offsets[from]!;
+  const last = share.offsets[to]!;
+  const offsets = share.offsets.slice(from, to + 1);
+  for (let r = 0; r < offsets.length; r++) offsets[r]! -= first;
+  return {
+    worker: share.worker,
+    tokens: share.tokens.subarray(from, to),
+    offsets,
+    experts: share.experts.subarray(first, last),
+    weights: share.weights.subarray(first, last),
+  };
+}

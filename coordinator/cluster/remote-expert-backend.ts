@@ -17,6 +17,7 @@ import {
   allocDispatchRequest,
   type DispatchShape,
   dispatchRequestBytes,
+  dispatchRequestBytesBound,
   dispatchResultBytes,
 } from '../../shared/protocol/codec.js';
 import {
@@ -35,7 +36,7 @@ import {
   DEFAULT_BALANCE_RULE,
   type WorkerCosts,
 } from './balance.js';
-import { mergeShares, planDispatch, type WorkerShare } from './dispatch-plan.js';
+import { cutRows, mergeShares, planDispatch, sliceShare, type WorkerShare } from './dispatch-plan.js';
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from './dispatch-timeout.js';
 import { ExpertResultOverflowError, PlacementError, WorkerRequestError } from './errors.js';
 import { endpointOf, type HandshakeKind, HandshakePlaces, type HandshakeTicket } from './handshake-places.js';
@@ -102,6 +103,8 @@ export interface RemoteTransfer extends ExpertTransfer {
   readonly retriedPairs: number;
   /** Who held which experts when the layer was planned (variants are costed on it, not on a later one). */
   readonly placement: PlacementTable;
+  /** Per worker of that placement, the largest request frame it accepts (variants are cut as sends are). */
+  readonly frameLimits: readonly number[];
 }
 
 /** A worker connection dropped: the cluster's liveness source on the engine thread. */
@@ -475,18 +478,21 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     /** A failure that is not the worker going away (an error reply, a bad reply), if any. */
     let workerError: WorkerRequestError | undefined;
     while (shares.length > 0) {
-      const W = view.connections.length;
-      // Ids are reserved per worker slot, so accounting can cost other variants with the same headers.
-      if (this.nextId + W > 0xffffffff) this.nextId = 0;
-      const base = this.nextId;
-      this.nextId += W;
-      if (firstId < 0) firstId = base;
       const round = view;
-      const frames = shares.map((s) => this.encode(layer, base + s.worker, s, x.data, round));
+      const W = round.connections.length;
+      const requests = this.requestsOf(layer, shares, round);
+      // Ids are reserved per worker slot (a share's first request is base + its index), so
+      // accounting can cost other variants with the same headers; pieces of cut shares follow.
+      const span = Math.max(W, ...requests.map((q) => q.id + 1));
+      if (this.nextId + span > MAX_REQUEST_ID) this.nextId = 0;
+      const base = this.nextId;
+      this.nextId += span;
+      if (firstId < 0) firstId = base;
+      const frames = requests.map((q) => this.encode(layer, base + q.id, q.share, x.data, round));
       const sentAt = performance.now();
-      const replies = shares.map(async (s, i) => {
+      const replies = requests.map(async ({ share: s, id }, i) => {
         const conn = round.connections[s.worker]!;
-        const r = await conn.request(base + s.worker, layer, frames[i]!, this.timeoutMs, s.experts.length);
+        const r = await conn.request(base + id, layer, frames[i]!, this.timeoutMs, s.experts.length);
         const seconds = (performance.now() - sentAt) / 1000;
         if (r.numTokens !== s.tokens.length || r.wire !== this.wire)
           throw new WorkerRequestError(
@@ -503,12 +509,19 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       const settled = await Promise.allSettled(replies);
       if (waitingWork.failed) throw waitingWork.error;
       const failed: WorkerShare[] = [];
-      for (let i = 0; i < shares.length; i++) {
-        const s = shares[i]!;
+      /** Per worker of the round: its answered pairs and the last of their round trips (pieces queue on one socket). */
+      const answered = new Map<number, { pairs: number; seconds: number }>();
+      let replanned = false;
+      for (let i = 0; i < requests.length; i++) {
+        const { share: s, id } = requests[i]!;
         const o = settled[i]!;
         const slot = round.slots[s.worker] as Slot;
         if (o.status === 'fulfilled') {
-          measured(slot, o.value.seconds, s.experts.length);
+          const a = answered.get(s.worker) ?? { pairs: 0, seconds: 0 };
+          answered.set(s.worker, {
+            pairs: a.pairs + s.experts.length,
+            seconds: Math.max(a.seconds, o.value.seconds),
+          });
           done.push({ share: s, result: o.value.r, url: slot.url });
           messages.push({
             worker: s.worker,
@@ -516,7 +529,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
             tokens: s.tokens,
             pairs: s.experts.length,
             bytesOut: frames[i]!.byteLength,
-            bytesIn: this.resultBytes(base + s.worker, s.tokens.length),
+            bytesIn: this.resultBytes(base + id, s.tokens.length),
             seconds: o.value.seconds,
           });
           continue;
@@ -526,13 +539,19 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         failed.push(s);
         // Sent on a placement older than the worker's holdings notice (read before this reply, on
         // the same socket): the worker is fine; its pairs are planned again on the fresh view.
-        if (err.reason === 'not-held' && ++replans <= MAX_REPLANS) continue;
+        // Counted once per round, however many pieces of the worker's share were refused.
+        if (err.reason === 'not-held' && (replanned || replans < MAX_REPLANS)) {
+          if (!replanned) replans++;
+          replanned = true;
+          continue;
+        }
         // A stalled worker is treated as gone: its socket is dropped and reconnected with backoff,
         // so the next layers do not wait for it too.
         if (err.reason === 'timeout') round.connections[s.worker]?.abandon(`stalled: ${err.message}`);
         if (!GONE.has(err.reason)) workerError ??= err;
         failedWorkers.add(slot.id);
       }
+      for (const [w, a] of answered) measured(round.slots[w] as Slot, a.seconds, a.pairs);
       if (failed.length === 0) break;
       // Re-send the failed groups to live replicas, on the freshest view; a worker that failed this
       // layer is not asked again for it. Throws PlacementError if an expert has no live holder left.
@@ -565,15 +584,82 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       model: costs,
       retriedPairs,
       placement: planView.placement,
+      frameLimits: planView.connections.map((c) => c?.maxFrameBytes ?? Number.POSITIVE_INFINITY),
     };
   }
 
-  /** Bytes (both ways) of a request of this shape to worker slot `worker` of the layer, and its reply. */
-  messageBytes(layer: number, firstId: number, worker: number, numTokens: number, numPairs: number): number {
-    return (
-      dispatchRequestBytes(this.shape(firstId + worker, layer, numTokens, numPairs)) +
-      this.resultBytes(firstId + worker, numTokens)
+  /** Bytes (both ways) of a request of this shape with this id, and its reply. */
+  messageBytes(layer: number, id: number, numTokens: number, numPairs: number): number {
+    return dispatchRequestBytes(this.shape(id, layer, numTokens, numPairs)) + this.resultBytes(id, numTokens);
+  }
+
+  /**
+   * Whether a request of this many rows and pairs fits a worker's frame limit, sized with the
+   * largest request id (the id only lengthens the header), so a fit holds whatever id it is sent with.
+   */
+  requestFits(layer: number, rows: number, pairs: number, maxFrameBytes: number): boolean {
+    // Decode shares are far below any limit: the bound answers without sizing the header.
+    const shape = this.shape(MAX_REQUEST_ID, layer, rows, pairs);
+    if (dispatchRequestBytesBound(shape) <= maxFrameBytes) return true;
+    return dispatchRequestBytes(shape) <= maxFrameBytes;
+  }
+
+  /**
+   * [rows, pairs] of each request that rows with these CSR `offsets` become for a worker whose
+   * frames are at most `maxFrameBytes`, cut as a layer's sends are (for costing: a row too large
+   * alone counts as a request of its own, which a send refuses).
+   */
+  requestSizes(layer: number, offsets: Int32Array, maxFrameBytes: number): [number, number][] {
+    const cut = cutRows(
+      offsets,
+      (rows, pairs) => rows === 1 || this.requestFits(layer, rows, pairs, maxFrameBytes),
     );
+    if ('tooLarge' in cut) throw new Error('unreachable: every single row fits');
+    const sizes: [number, number][] = [];
+    for (let i = 0; i + 1 < cut.cuts.length; i++) {
+      const [from, to] = [cut.cuts[i]!, cut.cuts[i + 1]!];
+      sizes.push([to - from, offsets[to]! - offsets[from]!]);
+    }
+    return sizes;
+  }
+
+  /**
+   * A round's requests: each share whole when its frame fits its worker's limit, else cut by rows
+   * into frames that do (a prefill batch can need more than a worker's --max-frame-mb). `id` is
+   * an offset from the round's first id: a share's first request has its worker's index, the
+   * pieces after it W, W + 1, ... (W workers in the view).
+   */
+  private requestsOf(
+    layer: number,
+    shares: readonly WorkerShare[],
+    view: ClusterView,
+  ): { readonly share: WorkerShare; readonly id: number }[] {
+    const W = view.connections.length;
+    const requests: { share: WorkerShare; id: number }[] = [];
+    let next = W;
+    for (const s of shares) {
+      const conn = view.connections[s.worker]!;
+      const limit = conn.maxFrameBytes;
+      if (this.requestFits(layer, s.tokens.length, s.experts.length, limit)) {
+        requests.push({ share: s, id: s.worker });
+        continue;
+      }
+      const cut = cutRows(s.offsets, (rows, pairs) => this.requestFits(layer, rows, pairs, limit));
+      if ('tooLarge' in cut) {
+        const pairs = s.offsets[cut.tooLarge + 1]! - s.offsets[cut.tooLarge]!;
+        const needs = dispatchRequestBytes(this.shape(MAX_REQUEST_ID, layer, 1, pairs));
+        throw new WorkerRequestError(
+          conn.url,
+          'oversize',
+          `worker ${conn.label} accepts frames up to ${limit} bytes, a request of one token (${counted(pairs, 'expert')}) needs ${needs} (layer ${layer} dispatch)`,
+          { hint: 'start the worker with a larger --max-frame-mb' },
+        );
+      }
+      const { cuts } = cut;
+      for (let i = 0; i + 1 < cuts.length; i++)
+        requests.push({ share: sliceShare(s, cuts[i]!, cuts[i + 1]!), id: i === 0 ? s.worker : next++ });
+    }
+    return requests;
   }
 
   get numWorkers(): number {
@@ -884,6 +970,9 @@ function connectOptions(
     client: `kmoe coordinator pid ${process.pid}`,
   };
 }
+
+/** Request ids wrap below this: the largest a header can carry. */
+const MAX_REQUEST_ID = 0xffffffff;
 
 /** Re-plans of a layer because a worker no longer held an expert it was sent (bounds a livelock). */
 const MAX_REPLANS = 4;

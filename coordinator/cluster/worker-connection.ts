@@ -348,6 +348,11 @@ export class WorkerConnection {
     return this.held;
   }
 
+  /** The largest request frame the worker accepts (its welcome's). */
+  get maxFrameBytes(): number {
+    return this.welcome.maxFrameBytes;
+  }
+
   /** "ws://host:port (experts 0-3)" for messages. */
   get label(): string {
     return `${this.url} (experts ${formatExpertSet(this.held)})`;

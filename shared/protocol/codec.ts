@@ -388,6 +388,20 @@ export function allocDispatchRequest(s: DispatchShape, alloc?: FrameAllocator): 
   };
 }
 
+/**
+ * More than a dispatch frame ever adds to its sections: prefix, header (seven short keys, integers
+ * and enum strings: at most 148 bytes at the largest values) and the 8-byte alignment of each part.
+ */
+const DISPATCH_OVERHEAD_BOUND_BYTES = 256;
+
+/**
+ * An upper bound of dispatchRequestBytes(s) for any id and layer, from the sections alone: no
+ * header is sized (that costs ~1 us), for the checks on every request.
+ */
+export function dispatchRequestBytesBound(s: Omit<DispatchShape, 'id' | 'layer'>): number {
+  return dispatchSections({ ...s, id: 0, layer: 0 }).reduce((a, n) => a + n, DISPATCH_OVERHEAD_BOUND_BYTES);
+}
+
 /** Size in bytes of the dispatch frame of this shape, without building it (for accounting). */
 export function dispatchRequestBytes(s: DispatchShape): number {
   return frameTotal(dispatchHeader(s), dispatchSections(s));

@@ -12,6 +12,7 @@ import {
   type DispatchShape,
   decodeMessage,
   dispatchRequestBytes,
+  dispatchRequestBytesBound,
   dispatchResultBytes,
   encodeErrorReply,
   encodeHello,
@@ -22,7 +23,11 @@ import {
 } from '../../../shared/protocol/codec.js';
 import { ProtocolError, type ProtocolErrorCode } from '../../../shared/protocol/errors.js';
 import { allocFrame, decodeFrame, FRAME_MAGIC, FRAME_PREFIX_BYTES } from '../../../shared/protocol/frame.js';
-import { expertIndexDType, PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
+import {
+  type ExpertIndexDType,
+  expertIndexDType,
+  PROTOCOL_VERSION,
+} from '../../../shared/protocol/messages.js';
 import { fromWire, toWire, type WireDType } from '../../../shared/protocol/wire-dtype.js';
 
 const H = 8;
@@ -503,6 +508,28 @@ describe('frame sizes for accounting', () => {
         },
       ),
       { numRuns: 500, seed: 13 },
+    );
+  });
+
+  it('are bounded from the sections alone for any id, layer and width (the bound backends check first)', () => {
+    const edge = fc.constantFrom(0, 127, 128, 65_536, 2 ** 32 - 1);
+    fc.assert(
+      fc.property(
+        edge,
+        edge,
+        edge,
+        edge,
+        fc.constantFrom<WireDType>('fp32', 'fp16', 'bf16'),
+        fc.constantFrom<ExpertIndexDType>('uint8', 'int16', 'int32'),
+        (id, layer, numTokens, numPairs, wire, index) => {
+          const shape: DispatchShape = { id, layer, wire, numTokens, numPairs, hidden: 7, index };
+          const exact = dispatchRequestBytes(shape);
+          expect(dispatchRequestBytesBound(shape)).toBeGreaterThanOrEqual(exact);
+          // Tight enough to matter: within a header's worth.
+          expect(dispatchRequestBytesBound(shape) - exact).toBeLessThan(256);
+        },
+      ),
+      { numRuns: 300, seed: 17 },
     );
   });
 });

@@ -1,0 +1,102 @@
+// A batch whose request to a worker is larger than the worker's --max-frame-mb is cut by rows into
+// requests that fit, instead of failing: real worker processes with a 10 KiB limit (about 9 fp32
+// rows of the demo model's hidden 256) give the single-process logits to 1e-5 relative, as in
+// remote-engine.test.ts. The accounting costs the native top-2 baseline cut the same way, so under
+// native routing what was sent is the baseline exactly. A single token larger than the limit fails
+// the step with an error naming the limit and the flag.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { summarizeDispatch } from '../../../coordinator/cluster/dispatch-stats.js';
+import { EngineClient } from '../../../coordinator/engine/engine-client.js';
+import { MODEL_DIR, referenceCases } from '../../helpers/paths.js';
+import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
+
+const settings = { device: 'cpu' as const, threads: 2, expertWeights: 'fp32' as const };
+const LIMIT_MB = '0.01';
+const LIMIT_BYTES = Math.round(0.01 * 2 ** 20);
+const LAYERS = 4;
+
+let workers: WorkerProcess[] = [];
+let tiny: WorkerProcess | undefined;
+let local: EngineClient;
+
+beforeAll(async () => {
+  [local, tiny, ...workers] = await Promise.all([
+    EngineClient.start({ modelDir: MODEL_DIR, settings }),
+    startWorker('0-7', ['--max-frame-mb', '0.001']),
+    startWorker('0-3', ['--max-frame-mb', LIMIT_MB]),
+    startWorker('4-7', ['--max-frame-mb', LIMIT_MB]),
+  ]);
+}, 120_000);
+
+afterAll(async () => {
+  await local?.close();
+  await Promise.all([tiny, ...workers].map((w) => w?.stop()));
+});
+
+function relative(a: Float32Array, b: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return diff / scale;
+}
+
+describe('requests larger than a worker accepts', () => {
+  it('are cut into frames that fit, with the single-process logits and exact accounting', async () => {
+    const engine = await EngineClient.start({
+      modelDir: MODEL_DIR,
+      settings,
+      experts: { kind: 'remote', workers: workers.map((w) => w.url), wireDtype: 'fp32' },
+    });
+    try {
+      const cases = referenceCases();
+      // 4 prompts of 40 tokens: each worker needs ~80-160 rows a layer, 10-20 frames' worth.
+      const prefill = cases.map((c) => ({ seqId: c.name, tokens: c.ids.slice(0, 40) }));
+      const decode = cases.map((c) => ({ seqId: c.name, tokens: [c.ids[40]!] }));
+      const want = [await local.step(prefill), await local.step(decode)];
+      const got = [await engine.step(prefill), await engine.step(decode)];
+      for (const [i, r] of got.entries()) expect(relative(r.logits, want[i]!.logits)).toBeLessThan(1e-5);
+
+      const s = summarizeDispatch((await engine.dispatchStats(true))!);
+      const tokens = cases.length * 41;
+      expect(s.tokenLayers).toBe(tokens * LAYERS);
+      // Without cutting there would be at most one message per worker per layer and step.
+      const whole = 2 * 2 * LAYERS;
+      // Each frame carries at most ~9 hidden rows of 1 KiB: at least tokensSent / 9 requests.
+      expect(s.messages).toBeGreaterThan(whole);
+      expect(s.messages).toBeGreaterThanOrEqual(Math.ceil(s.tokensSent / Math.floor(LIMIT_BYTES / 1024)));
+      // Native top-2: the baseline is costed with the same cuts and ids, so it is what was sent.
+      expect(s.vsNative).toBe(1);
+      expect(s.bytes).toBe(s.nativeBytesPerTokenLayer * s.tokenLayers);
+      expect(s.pairs).toBe(2 * s.tokenLayers);
+      // Both workers kept their connections: no piece was refused as oversize by a worker.
+      expect(workers.every((w) => !/oversize|exceeds the limit/.test(w.stderr()))).toBe(true);
+      await Promise.all([engine, local].map((e) => e.release(cases.map((c) => c.name))));
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('fail with the limit and the flag named when one token alone does not fit', async () => {
+    const engine = await EngineClient.start({
+      modelDir: MODEL_DIR,
+      settings,
+      experts: { kind: 'remote', workers: [tiny!.url], wireDtype: 'fp32' },
+    });
+    try {
+      const ids = referenceCases()[0]!.ids;
+      const step = engine.step([{ seqId: 'one', tokens: ids.slice(0, 3) }]);
+      await expect(step).rejects.toThrow(
+        new RegExp(
+          `worker ${tiny!.url.replace(/[.]/g, '\\.')} \\(experts 0-7\\) accepts frames up to 1049 bytes, a request of one token \\(\\d experts?\\) needs \\d+ \\(layer 0 dispatch\\)`,
+        ),
+      );
+      await expect(step).rejects.toMatchObject({ hint: expect.stringMatching(/--max-frame-mb/) });
+    } finally {
+      await engine.close();
+    }
+  });
+});
