@@ -3,7 +3,9 @@
 // options, and only then looks for flags it does not know, so `kmoe serve --modle m` said
 // "required option '--model <dir>' not specified": the typo, the mistake to fix, was hidden behind
 // a consequence of it. A flag that takes a value and is given twice is one more such mistake,
-// found here too: commander kept the last value silently.
+// found here too: commander kept the last value silently. And a word that is no flag's value
+// (`kmoe eval models/tiny-mixtral`, the --model forgotten) is named: commander said only "too many
+// arguments for 'eval'. Expected 0 arguments but got 1".
 
 import type { EventEmitter } from 'node:events';
 import type { Command, Option } from 'commander';
@@ -68,11 +70,24 @@ export function unknownFlagsFirst(cmd: Command): () => void {
   }
   const required = cmd.options.filter((option) => option.mandatory);
   for (const option of required) option.makeOptionMandatory(false);
+  // kmoe's commands take flags only; the words left over are reported below, by name.
+  cmd.allowExcessArguments(true);
   return () => {
+    const extra = cmd.args.slice(cmd.registeredArguments.length);
+    if (extra.length > 0) throw excessArguments(cmd, extra);
     // The first mistake on the line, as commander would have reported it.
     if (problems[0] !== undefined) throw problems[0];
     for (const option of required)
       if (cmd.getOptionValue(option.attributeName()) === undefined)
         throw new UsageError(`required option '${option.flags}' not specified`);
   };
+}
+
+/** Words on the line that are no flag and no flag's value, each quoted. */
+function excessArguments(cmd: Command, extra: readonly string[]): UsageError {
+  const quoted = extra.map((word) => `'${word}'`).join(', ');
+  const what = extra.length === 1 ? 'argument' : 'arguments';
+  return new UsageError(`unexpected ${what} ${quoted}: ${cmd.name()} takes flags only`, {
+    hint: 'a value goes right after its flag (e.g. --model DIR); a value with spaces needs quotes',
+  });
 }

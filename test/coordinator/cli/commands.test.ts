@@ -138,6 +138,22 @@ describe('kmoe eval', () => {
       "kmoe eval: error: unknown option '--bogus'",
       "Run 'kmoe eval --help' for usage.",
     ]);
+    // A word that is no flag's value is named (commander said "Expected 0 arguments but got 1"),
+    // escaped like every quoted text; an unknown flag on the same line still comes first.
+    const forgotten = await runCli(['eval', MODEL_DIR]);
+    expect(forgotten.code).toBe(2);
+    expect(forgotten.stderr.trim().split('\n')).toEqual([
+      `kmoe eval: error: unexpected argument '${MODEL_DIR}': eval takes flags only`,
+      'hint: a value goes right after its flag (e.g. --model DIR); a value with spaces needs quotes',
+      "Run 'kmoe eval --help' for usage.",
+    ]);
+    const words = await runCli(['generate', '--model', MODEL_DIR, '--prompt', 'hello', 'wor\u202eld', 'x']);
+    expect(words.code).toBe(2);
+    expect(words.stderr).toMatch(
+      /^kmoe generate: error: unexpected arguments 'wor\\u202eld', 'x': generate takes flags only$/m,
+    );
+    const both = await runCli(['eval', 'extra', '--bogus']);
+    expect(both.stderr).toMatch(/^kmoe eval: error: unknown option '--bogus'$/m);
   });
 
   it('names the problem when the model directory is wrong', async () => {
