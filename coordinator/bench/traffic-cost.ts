@@ -5,7 +5,9 @@
 // (token, expert) pair without) and the wire protocol's frame sizes (shared/protocol
 // `dispatchRequestBytes` + `dispatchResultBytes`: request with hidden states, offsets, expert
 // indices and weights; reply with one partial sum per row). WebSocket and TCP/IP headers are not
-// counted, as in the runtime's dispatch accounting.
+// counted, as in the runtime's dispatch accounting. One message per worker: a share larger than a
+// worker's frame limit (64 MiB by default; 2,729 fp32 tokens at hidden 6,144) is sent in several,
+// whose extra headers (under 260 bytes each) are not counted here.
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { dispatchRequestBytes, dispatchResultBytes } from '../../shared/protocol/codec.js';

@@ -25,11 +25,12 @@ import {
   type VariantCounters,
 } from './dispatch-stats.js';
 import { PlacementError } from './errors.js';
-import type {
-  ClusterView,
-  RemoteExpertBackend,
-  RemoteModel,
-  RemoteTransfer,
+import {
+  type ClusterView,
+  MAX_REQUEST_ID,
+  type RemoteExpertBackend,
+  type RemoteModel,
+  type RemoteTransfer,
 } from './remote-expert-backend.js';
 
 /**
@@ -191,7 +192,8 @@ export class DispatchAccounting implements MoeObserver<RemoteTransfer> {
       } else rows = Int32Array.from({ length: m + 1 }, (_, i) => i);
       const pieces = this.backend.requestSizes(layer, rows, limit);
       pieces.forEach(([r, p], i) => {
-        add(i === 0 ? t.firstId + w : nextId++, r, p);
+        // A variant may have more pieces than were sent: its ids stop where real ones wrap.
+        add(i === 0 ? t.firstId + w : Math.min(nextId++, MAX_REQUEST_ID), r, p);
       });
     }
     return v;

@@ -119,8 +119,9 @@ export function mergeShares(numTokens: number, shares: readonly WorkerShare[]): 
 /**
  * Where to cut a share's rows so that each piece's request fits: boundaries [0, ..., rows] over the
  * CSR `offsets` (rows + 1 entries), each piece the longest run of rows from the previous cut that
- * `fits(rows, pairs)` accepts. One piece when the whole fits. `fits` must be monotone (more rows or
- * pairs never fit better). `tooLarge` names the first row that does not fit even alone.
+ * `fits(rows, pairs)` accepts, found row by row (`fits` is called once per row and once per piece:
+ * make it cheap). One piece when the whole fits. `tooLarge` names the first row that does not fit
+ * even alone.
  */
 export function cutRows(
   offsets: Int32Array,
@@ -130,18 +131,11 @@ export function cutRows(
   const cuts: number[] = [0];
   let from = 0;
   while (from < rows) {
-    const pairsUpTo = (to: number) => offsets[to]! - offsets[from]!;
-    if (!fits(1, pairsUpTo(from + 1))) return { tooLarge: from };
-    // Binary search for the last `to` that fits: a few header sizings per piece, not one per row.
-    let lo = from + 1;
-    let hi = rows;
-    while (lo < hi) {
-      const mid = Math.ceil((lo + hi) / 2);
-      if (fits(mid - from, pairsUpTo(mid))) lo = mid;
-      else hi = mid - 1;
-    }
-    cuts.push(lo);
-    from = lo;
+    let to = from;
+    while (to < rows && fits(to + 1 - from, offsets[to + 1]! - offsets[from]!)) to++;
+    if (to === from) return { tooLarge: from };
+    cuts.push(to);
+    from = to;
   }
   return { cuts: Int32Array.from(cuts) };
 }

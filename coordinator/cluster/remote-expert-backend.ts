@@ -16,9 +16,10 @@ import { ClusterSecret } from '../../shared/protocol/auth.js';
 import {
   allocDispatchRequest,
   type DispatchShape,
+  type DispatchSizeBound,
   dispatchRequestBytes,
-  dispatchRequestBytesBound,
   dispatchResultBytes,
+  dispatchSizeBound,
 } from '../../shared/protocol/codec.js';
 import {
   type DispatchResult,
@@ -81,6 +82,23 @@ export interface RemoteModel {
   readonly hidden: number;
   readonly nativeK: number;
 }
+
+/** One request of a layer's round: a worker's share, or a piece of it; `id` is relative to the round's first. */
+interface RoundRequest {
+  readonly share: WorkerShare;
+  readonly id: number;
+  /** Not sent: the worker cannot take it (a token larger than its frame limit). */
+  readonly refusal?: WorkerRequestError;
+}
+
+interface RoundRequests {
+  readonly requests: readonly RoundRequest[];
+  /** Ids the round takes from its first: every worker's, then the pieces'. */
+  readonly span: number;
+}
+
+/** The frame of a request that is not sent. */
+const NO_FRAME = new Uint8Array(0);
 
 /** A message of a remote layer: `worker` is its index in the view of the round that sent it. */
 export interface RemoteMessage extends TransferMessage {
@@ -219,6 +237,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private nextId = 0;
   private scratch = new Float32Array(0);
   private readonly index: ExpertIndexDType;
+  /** Request sizes bounded from their counts alone (checks per request and per row). */
+  private readonly sizeBound: DispatchSizeBound;
   private readonly timeoutMs: number;
   private readonly handshakeTimeoutMs: number;
   /** Proven on every connect, reconnect and join (none: workers without a token only). */
@@ -241,6 +261,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     private readonly events: ClusterEvents,
   ) {
     this.index = expertIndexDType(model.numExperts);
+    this.sizeBound = dispatchSizeBound({ wire, hidden: model.hidden, index: this.index });
     this.timeoutMs = options.timeoutMs ?? DEFAULT_DISPATCH_TIMEOUT_MS;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.secret = secretOf(options);
@@ -479,18 +500,19 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     let workerError: WorkerRequestError | undefined;
     while (shares.length > 0) {
       const round = view;
-      const W = round.connections.length;
-      const requests = this.requestsOf(layer, shares, round);
+      const { requests, span } = this.requestsOf(layer, shares, round);
       // Ids are reserved per worker slot (a share's first request is base + its index), so
       // accounting can cost other variants with the same headers; pieces of cut shares follow.
-      const span = Math.max(W, ...requests.map((q) => q.id + 1));
       if (this.nextId + span > MAX_REQUEST_ID) this.nextId = 0;
       const base = this.nextId;
       this.nextId += span;
       if (firstId < 0) firstId = base;
-      const frames = requests.map((q) => this.encode(layer, base + q.id, q.share, x.data, round));
+      const frames = requests.map((q) =>
+        q.refusal ? NO_FRAME : this.encode(layer, base + q.id, q.share, x.data, round),
+      );
       const sentAt = performance.now();
-      const replies = requests.map(async ({ share: s, id }, i) => {
+      const replies = requests.map(async ({ share: s, id, refusal }, i) => {
+        if (refusal) throw refusal;
         const conn = round.connections[s.worker]!;
         const r = await conn.request(base + id, layer, frames[i]!, this.timeoutMs, s.experts.length);
         const seconds = (performance.now() - sentAt) / 1000;
@@ -535,7 +557,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           continue;
         }
         const err: unknown = o.reason;
-        if (!(err instanceof WorkerRequestError) || err.reason === 'oversize') throw err;
+        if (!(err instanceof WorkerRequestError)) throw err;
         failed.push(s);
         // Sent on a placement older than the worker's holdings notice (read before this reply, on
         // the same socket): the worker is fine; its pairs are planned again on the fresh view.
@@ -599,9 +621,25 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    */
   requestFits(layer: number, rows: number, pairs: number, maxFrameBytes: number): boolean {
     // Decode shares are far below any limit: the bound answers without sizing the header.
-    const shape = this.shape(MAX_REQUEST_ID, layer, rows, pairs);
-    if (dispatchRequestBytesBound(shape) <= maxFrameBytes) return true;
-    return dispatchRequestBytes(shape) <= maxFrameBytes;
+    if (this.boundedBytes(rows, pairs) <= maxFrameBytes) return true;
+    return dispatchRequestBytes(this.shape(MAX_REQUEST_ID, layer, rows, pairs)) <= maxFrameBytes;
+  }
+
+  /** At least the bytes of a request of this many rows and pairs, whatever its id and layer. */
+  private boundedBytes(rows: number, pairs: number): number {
+    const b = this.sizeBound;
+    return b.overhead + rows * b.perRow + pairs * b.perPair;
+  }
+
+  /**
+   * Whether a piece of a cut share fits: more than one row by the bound (checked per row, so
+   * arithmetic only; a piece may be a row shorter than the exact size would allow), one row exactly.
+   */
+  private pieceFits(layer: number, maxFrameBytes: number): (rows: number, pairs: number) => boolean {
+    return (rows, pairs) =>
+      rows === 1
+        ? this.requestFits(layer, rows, pairs, maxFrameBytes)
+        : this.boundedBytes(rows, pairs) <= maxFrameBytes;
   }
 
   /**
@@ -610,10 +648,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    * alone counts as a request of its own, which a send refuses).
    */
   requestSizes(layer: number, offsets: Int32Array, maxFrameBytes: number): [number, number][] {
-    const cut = cutRows(
-      offsets,
-      (rows, pairs) => rows === 1 || this.requestFits(layer, rows, pairs, maxFrameBytes),
-    );
+    const fits = this.pieceFits(layer, maxFrameBytes);
+    const cut = cutRows(offsets, (rows, pairs) => rows === 1 || fits(rows, pairs));
     if ('tooLarge' in cut) throw new Error('unreachable: every single row fits');
     const sizes: [number, number][] = [];
     for (let i = 0; i + 1 < cut.cuts.length; i++) {
@@ -627,15 +663,13 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    * A round's requests: each share whole when its frame fits its worker's limit, else cut by rows
    * into frames that do (a prefill batch can need more than a worker's --max-frame-mb). `id` is
    * an offset from the round's first id: a share's first request has its worker's index, the
-   * pieces after it W, W + 1, ... (W workers in the view).
+   * pieces after it W, W + 1, ... (W workers in the view): `span` ids in all. A share with a token
+   * too large alone for its worker is not sent: its `refusal` fails it there, and its pairs go to
+   * replicas like those of any worker that failed the layer.
    */
-  private requestsOf(
-    layer: number,
-    shares: readonly WorkerShare[],
-    view: ClusterView,
-  ): { readonly share: WorkerShare; readonly id: number }[] {
+  private requestsOf(layer: number, shares: readonly WorkerShare[], view: ClusterView): RoundRequests {
     const W = view.connections.length;
-    const requests: { share: WorkerShare; id: number }[] = [];
+    const requests: RoundRequest[] = [];
     let next = W;
     for (const s of shares) {
       const conn = view.connections[s.worker]!;
@@ -644,22 +678,24 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         requests.push({ share: s, id: s.worker });
         continue;
       }
-      const cut = cutRows(s.offsets, (rows, pairs) => this.requestFits(layer, rows, pairs, limit));
+      const cut = cutRows(s.offsets, this.pieceFits(layer, limit));
       if ('tooLarge' in cut) {
         const pairs = s.offsets[cut.tooLarge + 1]! - s.offsets[cut.tooLarge]!;
         const needs = dispatchRequestBytes(this.shape(MAX_REQUEST_ID, layer, 1, pairs));
-        throw new WorkerRequestError(
+        const refusal = new WorkerRequestError(
           conn.url,
           'oversize',
           `worker ${conn.label} accepts frames up to ${limit} bytes, a request of one token (${counted(pairs, 'expert')}) needs ${needs} (layer ${layer} dispatch)`,
           { hint: 'start the worker with a larger --max-frame-mb' },
         );
+        requests.push({ share: s, id: s.worker, refusal });
+        continue;
       }
       const { cuts } = cut;
       for (let i = 0; i + 1 < cuts.length; i++)
         requests.push({ share: sliceShare(s, cuts[i]!, cuts[i + 1]!), id: i === 0 ? s.worker : next++ });
     }
-    return requests;
+    return { requests, span: next };
   }
 
   get numWorkers(): number {
@@ -972,7 +1008,7 @@ function connectOptions(
 }
 
 /** Request ids wrap below this: the largest a header can carry. */
-const MAX_REQUEST_ID = 0xffffffff;
+export const MAX_REQUEST_ID = 0xffffffff;
 
 /** Re-plans of a layer because a worker no longer held an expert it was sent (bounds a livelock). */
 const MAX_REPLANS = 4;

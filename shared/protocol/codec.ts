@@ -394,12 +394,31 @@ export function allocDispatchRequest(s: DispatchShape, alloc?: FrameAllocator): 
  */
 const DISPATCH_OVERHEAD_BOUND_BYTES = 256;
 
+/** A dispatch frame's size is at most overhead + rows x perRow + pairs x perPair. */
+export interface DispatchSizeBound {
+  readonly perRow: number;
+  readonly perPair: number;
+  readonly overhead: number;
+}
+
 /**
- * An upper bound of dispatchRequestBytes(s) for any id and layer, from the sections alone: no
- * header is sized (that costs ~1 us), for the checks on every request.
+ * The bound of dispatch frames of this wire, hidden size and index type, for any id and layer: the
+ * sections' sizes exactly, the header and alignment bounded. For the checks on every request and
+ * row, where sizing the header (~1 us) would cost more than the rest.
  */
+export function dispatchSizeBound(s: Pick<DispatchShape, 'wire' | 'hidden' | 'index'>): DispatchSizeBound {
+  // dispatchSections: rows x hidden x element, (rows + 1) offsets, pairs x (index + weight).
+  return {
+    perRow: s.hidden * wireElementBytes(s.wire) + 4,
+    perPair: expertIndexBytes(s.index) + 4,
+    overhead: DISPATCH_OVERHEAD_BOUND_BYTES + 4,
+  };
+}
+
+/** An upper bound of dispatchRequestBytes(s) for any id and layer (dispatchSizeBound). */
 export function dispatchRequestBytesBound(s: Omit<DispatchShape, 'id' | 'layer'>): number {
-  return dispatchSections({ ...s, id: 0, layer: 0 }).reduce((a, n) => a + n, DISPATCH_OVERHEAD_BOUND_BYTES);
+  const b = dispatchSizeBound(s);
+  return b.overhead + s.numTokens * b.perRow + s.numPairs * b.perPair;
 }
 
 /** Size in bytes of the dispatch frame of this shape, without building it (for accounting). */
