@@ -163,8 +163,14 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
       compute,
       log,
       ...(secret === undefined ? {} : { secret }),
+      // The URL registered is the one coordinators dial: with a token, the only one accepted.
+      ...(registrar === undefined
+        ? {}
+        : { advertise: (listenUrl: string) => o.advertiseUrl ?? advertisedUrl(host, listenUrl, log) }),
     });
-    await registrar?.start('ready', server.metrics, o.advertiseUrl ?? advertisedUrl(host, server.url, log));
+    if (registrar && secret)
+      log.info(`coordinators must dial ${server.advertisedUrl}: the URL this worker registers`);
+    await registrar?.start('ready', server.metrics, server.advertisedUrl!);
     if (registrar && redis && o.redis !== undefined)
       commands = ExpertCommands.start({
         redisUrl: o.redis,

@@ -1,9 +1,9 @@
 // A worker's WebSocket server, on the process's main thread: handshake (with the cluster secret's
-// challenge-response when the worker has one, shared/protocol/auth.ts), validation of every frame
-// at the edge, per-connection ordering and backpressure. A bad frame gets an error reply and the
-// connection lives on; only the handshake can end a connection (refused coordinator), and no frame
-// is worked on before it completes. Plain HTTP on the same port answers GET /metrics (Prometheus)
-// and GET /health.
+// challenge-response when the worker has one, shared/protocol/auth.ts, bound to the URL it
+// registered when it has one), validation of every frame at the edge, per-connection ordering and
+// backpressure. A bad frame gets an error reply and the connection lives on; only the handshake can
+// end a connection (refused coordinator), and no frame is worked on before it completes. Plain HTTP
+// on the same port answers GET /metrics (Prometheus) and GET /health.
 
 import http from 'node:http';
 import type { Socket } from 'node:net';
@@ -33,6 +33,7 @@ import {
   type RefuseReason,
 } from '../shared/protocol/messages.js';
 import { firstNonFinite, WIRE_DTYPES } from '../shared/protocol/wire-dtype.js';
+import { canonicalWorkerUrl, workerUrlProblem } from '../shared/protocol/worker-url.js';
 import { ClientConnections } from '../shared/runtime/client-connections.js';
 import { ListenError } from '../shared/runtime/errors.js';
 import type { Logger } from '../shared/runtime/logger.js';
@@ -54,9 +55,9 @@ const HIGH_WATER_BYTES = 16 * 1024 * 1024;
 /** A peer that has not completed the handshake by then is refused: it holds a socket and does no work. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /**
- * Bytes a peer may send before its handshake completes. A hello is under 2 KiB (client string
- * at most 1024 characters) and a proof under 100 bytes; more is a client that skips the
- * handshake, and its frame is not buffered beyond this (ws's maxPayload is one per server).
+ * Bytes a peer may send before its handshake completes. A hello is under 8 KiB (client string
+ * at most 1024 characters, URL at most 2048) and a proof under 100 bytes; more is a client that
+ * skips the handshake, and its frame is not buffered beyond this (ws's maxPayload is one per server).
  */
 export const HANDSHAKE_MAX_BYTES = 16 * 1024;
 /** How long a refused peer's socket stays open for the refuse message to reach it. */
@@ -88,6 +89,13 @@ export interface WorkerServerOptions {
   readonly log: Logger;
   /** The cluster secret every coordinator must prove it holds; none: any peer is accepted. */
   readonly secret?: ClusterSecret;
+  /**
+   * The URL coordinators are told to dial (the registry record's), from the listen URL. With a
+   * secret, a coordinator must have dialled exactly it (canonical form): a relay registered under
+   * another URL is refused, and the proofs cover it. None: the proofs cover the URL the coordinator
+   * says it dialled, whatever name it reached this worker by (a fixed --workers list).
+   */
+  readonly advertise?: (listenUrl: string) => string;
   /** Default HANDSHAKE_TIMEOUT_MS. */
   readonly handshakeTimeoutMs?: number;
   /** WebSocket connections at once; beyond, the upgrade gets HTTP 503. Default DEFAULT_MAX_CONNECTIONS. */
@@ -107,6 +115,8 @@ export class WorkerServer {
   private holdings: readonly number[];
   private readonly peers = new Set<PeerConnection>();
   private drainReason: string | undefined;
+  /** advertisedUrl's canonical form, which authenticated coordinators must have dialled. */
+  readonly boundUrl: string | undefined;
 
   private constructor(
     private readonly httpServer: http.Server,
@@ -114,7 +124,10 @@ export class WorkerServer {
     readonly options: WorkerServerOptions,
     readonly metrics: WorkerMetrics,
     readonly url: string,
+    /** The URL coordinators are told to dial (options.advertise), if any. */
+    readonly advertisedUrl: string | undefined,
   ) {
+    this.boundUrl = advertisedUrl === undefined ? undefined : canonicalWorkerUrl(advertisedUrl);
     const m = options.compute.model;
     this.held = new Uint8Array(m.numExperts);
     this.moeLayer = new Uint8Array(m.numLayers);
@@ -201,7 +214,9 @@ export class WorkerServer {
     const address = httpServer.address();
     const port = typeof address === 'object' && address !== null ? address.port : options.port;
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-    server = new WorkerServer(httpServer, wss, options, metrics, `ws://${host}:${port}`);
+    const url = `ws://${host}:${port}`;
+    // Fixed with the server: every handshake is checked against the same URL.
+    server = new WorkerServer(httpServer, wss, options, metrics, url, options.advertise?.(url));
     return server;
   }
 
@@ -330,12 +345,14 @@ async function serveHttp(
 /** Where a connection is in the handshake. */
 type Stage =
   | { readonly kind: 'hello' }
-  /** Challenged: waiting for the coordinator's proof on these nonces. */
+  /** Challenged: waiting for the coordinator's proof on these nonces and the URL it dialled. */
   | {
       readonly kind: 'proof';
       readonly hello: Hello;
       readonly coordinatorNonce: string;
       readonly workerNonce: string;
+      /** Canonical. */
+      readonly url: string;
     }
   | { readonly kind: 'greeted' }
   | { readonly kind: 'refused' };
@@ -518,17 +535,17 @@ class PeerConnection {
         this.refuse('auth', `expected the proof of the cluster token, got a ${msg.type}`);
         return;
       }
-      if (!secret!.verify('coordinator', challenged.coordinatorNonce, challenged.workerNonce, msg.proof)) {
+      const { coordinatorNonce, workerNonce, url } = challenged;
+      if (!secret!.verify('coordinator', coordinatorNonce, workerNonce, url, msg.proof)) {
+        // A hello whose URL was changed on the way also ends here: the coordinator proved on its own.
+        const altered = this.server.boundUrl === undefined ? '' : `, or its hello was altered on the way`;
         this.refuse(
           'auth',
-          `wrong proof of the cluster token: the coordinator and this worker have different tokens (${TOKEN_HINT})`,
+          `wrong proof of the cluster token: the coordinator and this worker have different tokens (${TOKEN_HINT})${altered}`,
         );
         return;
       }
-      this.welcome(
-        challenged.hello,
-        secret!.proof('worker', challenged.coordinatorNonce, challenged.workerNonce),
-      );
+      this.welcome(challenged.hello, url, secret!.proof('worker', coordinatorNonce, workerNonce, url));
       return;
     }
     if (msg.type !== 'hello') {
@@ -542,6 +559,12 @@ class PeerConnection {
       );
       return;
     }
+    const urlProblem = msg.url === undefined ? undefined : workerUrlProblem(msg.url);
+    if (urlProblem !== undefined) {
+      this.refuse('bad-hello', `the hello's URL ${printable(msg.url!, 200)} is no worker URL: ${urlProblem}`);
+      return;
+    }
+    const dialled = msg.url === undefined ? undefined : canonicalWorkerUrl(msg.url);
     if (secret !== undefined && msg.nonce === undefined) {
       this.refuse(
         'auth',
@@ -557,16 +580,35 @@ class PeerConnection {
       return;
     }
     if (secret === undefined) {
-      this.welcome(msg, undefined);
+      this.welcome(msg, dialled, undefined);
+      return;
+    }
+    if (dialled === undefined) {
+      this.refuse(
+        'bad-hello',
+        'the hello names no URL: the proofs of the cluster token cover the URL dialled',
+      );
+      return;
+    }
+    // Only where the proofs mean something: without a secret anyone may relay, or pose as a worker.
+    const bound = this.server.boundUrl;
+    if (bound !== undefined && dialled !== bound) {
+      this.refuse(
+        'url',
+        `the coordinator dialled ${dialled}, but this worker is registered as ${bound}: a record under ${dialled} leads here through a relay or another name; coordinators must dial the registered URL (remove that record, or give this worker the --advertise-url coordinators reach it by)`,
+      );
       return;
     }
     const workerNonce = newNonce();
-    this.stage = { kind: 'proof', hello: msg, coordinatorNonce: msg.nonce!, workerNonce };
+    this.stage = { kind: 'proof', hello: msg, coordinatorNonce: msg.nonce!, workerNonce, url: dialled };
     this.sendFrame(encodeChallenge({ version: PROTOCOL_VERSION, nonce: workerNonce }));
   }
 
-  /** The last step of a handshake: the model must match; `proof` is the worker's, when authenticated. */
-  private welcome(hello: Hello, proof: string | undefined): void {
+  /**
+   * The last step of a handshake: the model must match; `dialled` is the URL the coordinator says it
+   * dialled (canonical), if it says, `proof` the worker's, when authenticated.
+   */
+  private welcome(hello: Hello, dialled: string | undefined, proof: string | undefined): void {
     const { compute, log } = this.server.options;
     const m = compute.model;
     if (hello.fingerprint !== m.fingerprint) {
@@ -580,7 +622,12 @@ class PeerConnection {
     clearTimeout(this.handshakeTimer);
     this.server.metrics.coordinators(1);
     log.info(
-      { peer: this.peer, client: printable(hello.client), authenticated: proof !== undefined },
+      {
+        peer: this.peer,
+        client: printable(hello.client),
+        ...(dialled === undefined ? {} : { dialled }),
+        authenticated: proof !== undefined,
+      },
       'accepted coordinator',
     );
     this.sendFrame(

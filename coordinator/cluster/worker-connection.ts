@@ -1,7 +1,8 @@
 // The coordinator's connection to one worker: WebSocket client, handshake (with the cluster
-// secret's challenge-response when the coordinator has one, shared/protocol/auth.ts), and request/reply
-// matching by id with a timeout per request, backpressure on the send side and a clear error
-// naming the worker when it refuses, fails, times out or disconnects. Owns its in-flight requests.
+// secret's challenge-response over the URL dialled when the coordinator has one,
+// shared/protocol/auth.ts), and request/reply matching by id with a timeout per request,
+// backpressure on the send side and a clear error naming the worker when it refuses, fails, times
+// out or disconnects. Owns its in-flight requests.
 // A drain notice from the worker makes it unusable for new requests while the sent ones complete.
 
 import type { Socket } from 'node:net';
@@ -19,7 +20,7 @@ import {
   type Welcome,
 } from '../../shared/protocol/messages.js';
 import { firstNonFinite, type WireDType } from '../../shared/protocol/wire-dtype.js';
-import { workerUrlProblem } from '../../shared/protocol/worker-url.js';
+import { canonicalWorkerUrl, workerUrlProblem } from '../../shared/protocol/worker-url.js';
 import { oneLine } from '../../shared/text/printable.js';
 import { HandshakeError, type WorkerFailure, WorkerRequestError } from './errors.js';
 import { InboundLimit } from './inbound-limit.js';
@@ -52,6 +53,7 @@ const REFUSE_HINTS: Record<RefuseReason, string> = {
   model: 'start coordinator and workers with the same --model',
   'bad-hello': 'run coordinator and workers from the same kmoe release',
   auth: `give coordinator and workers the same cluster token (${TOKEN_SOURCES})`,
+  url: "dial the URL the worker registered; a registry record of another URL that leads to it (a relay, another name) is not the worker's: remove it, or give the worker the --advertise-url coordinators reach it by",
 };
 
 /** Unsent request bytes above which the next send waits for the socket to drain. */
@@ -187,6 +189,8 @@ export class WorkerConnection {
       );
       ws.once('close', (code) => fail(`closed the connection during the handshake (code ${code})`));
       const coordinatorNonce = opts.secret === undefined ? undefined : newNonce();
+      // What both proofs cover: a relay at this URL cannot pass on a worker's proof for its own.
+      const dialled = canonicalWorkerUrl(url);
       let workerNonce: string | undefined;
       ws.once('open', () => {
         // ws has added its reader: from here every byte the peer sends is counted.
@@ -196,6 +200,7 @@ export class WorkerConnection {
             version: PROTOCOL_VERSION,
             fingerprint: opts.fingerprint,
             client: opts.client,
+            url: dialled,
             ...(coordinatorNonce === undefined ? {} : { nonce: coordinatorNonce }),
           }),
         );
@@ -230,7 +235,9 @@ export class WorkerConnection {
             return;
           }
           workerNonce = msg.nonce;
-          ws.send(encodeProof({ proof: opts.secret.proof('coordinator', coordinatorNonce, workerNonce) }));
+          ws.send(
+            encodeProof({ proof: opts.secret.proof('coordinator', coordinatorNonce, workerNonce, dialled) }),
+          );
           return;
         }
         if (msg.type !== 'welcome') {
@@ -248,9 +255,9 @@ export class WorkerConnection {
             );
             return;
           }
-          if (!opts.secret.verify('worker', coordinatorNonce!, workerNonce, msg.proof)) {
+          if (!opts.secret.verify('worker', coordinatorNonce!, workerNonce, dialled, msg.proof)) {
             fail(
-              "sent a wrong proof of the cluster token: the worker's token differs from this coordinator's",
+              `sent a wrong proof of the cluster token: the worker's token differs from this coordinator's, or it proved for another URL than ${dialled}`,
               `give coordinator and workers the same token (${TOKEN_SOURCES})`,
               undefined,
               'auth',

@@ -1,19 +1,25 @@
 // Mutual authentication of a coordinator-worker connection with a shared cluster secret: each side
 // sends a fresh random nonce and proves it knows the secret with an HMAC-SHA256 over both nonces,
-// its role and the protocol version. The secret never crosses the wire, a proof cannot be replayed
-// in another handshake (the other side's nonce is new), nor reflected to the other role.
+// the URL the coordinator dialled (canonical form, worker-url.ts), its role and the protocol version.
+// The secret never crosses the wire, a proof cannot be replayed in another handshake (the other
+// side's nonce is new), nor reflected to the other role, nor passed on by a relay that answers at
+// another URL than the worker's (the two sides' proofs then cover different URLs).
 //
-//   coordinator -> worker   hello { nonce: Nc }
+//   coordinator -> worker   hello { nonce: Nc, url: U }
 //   worker -> coordinator   challenge { nonce: Nw }
-//   coordinator -> worker   proof { proof: HMAC(k, "coordinator" | Nc | Nw) }   worker checks, or refuse 'auth'
-//   worker -> coordinator   welcome { proof: HMAC(k, "worker" | Nc | Nw) }      coordinator checks
+//   coordinator -> worker   proof { proof: HMAC(k, "coordinator" | Nc | Nw | U) }   worker checks, or refuse 'auth'
+//   worker -> coordinator   welcome { proof: HMAC(k, "worker" | Nc | Nw | U) }      coordinator checks
 //
-// The worker proves itself only to a coordinator that has already proved itself, so it is never an
+// The coordinator proves on the URL it dialled. A worker that knows the URL its coordinators dial
+// (the one it registered) refuses a hello naming another ('url') and proves on its own; one that
+// does not (a fixed --workers list may name it in ways it cannot know) proves on the hello's. The
+// worker proves itself only to a coordinator that has already proved itself, so it is never an
 // oracle for unauthenticated peers. What this does not protect against: docs/expert-parallelism.md.
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { inspect } from 'node:util';
 import { PROTOCOL_VERSION } from './messages.js';
+import { canonicalWorkerUrl } from './worker-url.js';
 
 /** Where the CLI reads the cluster token from (or --cluster-token-file); local clusters pass it on. */
 export const CLUSTER_TOKEN_ENV = 'KMOE_CLUSTER_TOKEN';
@@ -56,19 +62,23 @@ export class ClusterSecret {
     this.#key = Buffer.from(token, 'utf8');
   }
 
-  /** `role`'s proof for the handshake with these nonces (hex). */
-  proof(role: AuthRole, coordinatorNonce: string, workerNonce: string): string {
-    return createHmac('sha256', this.#key)
-      .update(`kmoe cluster auth v${PROTOCOL_VERSION} ${role}\n`)
-      .update(nonceBytes(coordinatorNonce))
-      .update(nonceBytes(workerNonce))
-      .digest('hex');
+  /** `role`'s proof for the handshake with these nonces, to the worker dialled at `url` (hex). */
+  proof(role: AuthRole, coordinatorNonce: string, workerNonce: string, url: string): string {
+    return (
+      createHmac('sha256', this.#key)
+        .update(`kmoe cluster auth v${PROTOCOL_VERSION} ${role}\n`)
+        .update(nonceBytes(coordinatorNonce))
+        .update(nonceBytes(workerNonce))
+        // Last and after fixed-length fields, so nothing else can be read as part of it.
+        .update(canonicalWorkerUrl(url), 'utf8')
+        .digest('hex')
+    );
   }
 
-  /** Whether `proof` is `role`'s proof for these nonces; compares in constant time. */
-  verify(role: AuthRole, coordinatorNonce: string, workerNonce: string, proof: string): boolean {
+  /** Whether `proof` is `role`'s proof for these nonces and `url`; compares in constant time. */
+  verify(role: AuthRole, coordinatorNonce: string, workerNonce: string, url: string, proof: string): boolean {
     if (!AUTH_HEX.test(proof)) return false;
-    const expected = Buffer.from(this.proof(role, coordinatorNonce, workerNonce), 'hex');
+    const expected = Buffer.from(this.proof(role, coordinatorNonce, workerNonce, url), 'hex');
     return timingSafeEqual(expected, Buffer.from(proof, 'hex'));
   }
 

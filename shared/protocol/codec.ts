@@ -31,6 +31,7 @@ import {
   type Welcome,
 } from './messages.js';
 import { WIRE_DTYPES, type WireArray, type WireDType, wireElementBytes } from './wire-dtype.js';
+import { MAX_WORKER_URL_CHARS } from './worker-url.js';
 
 /**
  * Largest routing weight a dispatch may carry. Policies give weights in [0, 1] (renormalised, or
@@ -64,6 +65,7 @@ const schemas = {
     fingerprint: z.string().max(256),
     client: z.string().max(1024),
     nonce: authHex.optional(),
+    url: z.string().max(MAX_WORKER_URL_CHARS).optional(),
   }),
   challenge: z.object({ type: z.literal('challenge'), version: u32, nonce: authHex }),
   proof: z.object({ type: z.literal('proof'), proof: authHex }),

@@ -1,17 +1,18 @@
 // The messages coordinator and workers exchange, and the protocol version that names this set.
 // A connection starts with hello -> welcome | refuse, with challenge -> proof in between when the
-// cluster has a secret (auth.ts); after that the coordinator sends dispatch requests and the worker
-// answers each with a result or an error reply carrying the same id. A worker that is going away
-// (SIGTERM) sends a drain notice: no new requests, please; the ones already sent are still
-// answered, then it closes the connection. A worker whose experts change while it serves
-// (`kmoe cluster rebalance` loads or unloads some) sends a holdings notice with its new set.
+// cluster has a secret (auth.ts; the proofs cover the URL the hello says was dialled); after that
+// the coordinator sends dispatch requests and the worker answers each with a result or an error
+// reply carrying the same id. A worker that is going away (SIGTERM) sends a drain notice: no new
+// requests, please; the ones already sent are still answered, then it closes the connection. A
+// worker whose experts change while it serves (`kmoe cluster rebalance` loads or unloads some)
+// sends a holdings notice with its new set.
 
 import type { ExpertAssignment } from '../moe/expert-assignment.js';
 import type { ProtocolErrorCode } from './errors.js';
 import type { WireArray, WireDType } from './wire-dtype.js';
 
 /** Bumped on any change a peer of the previous version would misread; peers must match exactly. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Per-pair expert index element type: the smallest that holds every expert index of the model. */
 export type ExpertIndexDType = 'uint8' | 'int16' | 'int32';
@@ -35,6 +36,12 @@ export interface Hello {
   readonly client: string;
   /** The coordinator's nonce (hex), present when it authenticates with a cluster token. */
   readonly nonce?: string;
+  /**
+   * The URL the coordinator dialled, canonical (worker-url.ts), which both proofs cover (version
+   * 4). Required with a nonce: a worker refuses an authenticating hello without it (a check of its
+   * own, so that an older coordinator's hello is refused for its version, not for a missing field).
+   */
+  readonly url?: string;
 }
 
 /** Worker -> coordinator, after an authenticating hello: the worker's nonce to prove the token on. */
@@ -69,7 +76,8 @@ export interface Welcome {
   readonly proof?: string;
 }
 
-export const REFUSE_REASONS = ['version', 'model', 'bad-hello', 'auth'] as const;
+/** `url`: the coordinator dialled another URL than the one this worker registered (version 4). */
+export const REFUSE_REASONS = ['version', 'model', 'bad-hello', 'auth', 'url'] as const;
 export type RefuseReason = (typeof REFUSE_REASONS)[number];
 
 /** Worker -> coordinator: the hello was refused; the worker closes the connection after it. */

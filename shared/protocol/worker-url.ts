@@ -2,6 +2,7 @@
 // coordinator's dialling. ws:// or wss:// with a host and a valid port, nothing ws would refuse
 // (a fragment) or dial elsewhere (ws+unix:// is a local socket path, http:// is not the protocol),
 // and nothing a person could not read as it is (white space, controls, invisible characters).
+// Also the one canonical form of a worker URL, which both handshake proofs cover (auth.ts).
 
 /**
  * Characters a worker URL's text may not hold: white space (Unicode Z and \s), controls (Cc),
@@ -11,6 +12,9 @@
  * refused at the door, every URL a coordinator knows is plain text.
  */
 const HIDDEN_OR_SPACE = /[\s\p{Z}\p{Cc}\p{Cf}\p{Cs}]/u;
+
+/** Longest canonical form of a worker URL: it travels in the hello, read before any authentication. */
+export const MAX_WORKER_URL_CHARS = 2048;
 
 /** Why `url` is no worker URL, or undefined if it is one. */
 export function workerUrlProblem(url: string): string | undefined {
@@ -28,5 +32,29 @@ export function workerUrlProblem(url: string): string | undefined {
   if (u.hostname === '') return 'it names no host';
   // Any '#' starts a fragment, an empty one too (`ws://h:1/#`, where u.hash is '').
   if (url.includes('#')) return 'it has a fragment (#...)';
+  const canonical = canonicalForm(u);
+  if (canonical.length > MAX_WORKER_URL_CHARS)
+    return `it is ${canonical.length} characters long written out in full; at most ${MAX_WORKER_URL_CHARS}`;
   return undefined;
+}
+
+/**
+ * The form in which a coordinator and a worker compare the URL the coordinator dialled: the WHATWG
+ * serialisation (scheme and host in lower case, a default port dropped, an empty path written '/',
+ * percent-encoding and IDNA applied), without user name and password, which are the dialler's
+ * credentials for a proxy and no part of which worker it reaches. Both sides run this one function,
+ * so `ws://Worker:7070` and `ws://worker:7070/` are one URL; `localhost` and `127.0.0.1` stay two.
+ * Throws RangeError on a URL workerUrlProblem refuses.
+ */
+export function canonicalWorkerUrl(url: string): string {
+  const problem = workerUrlProblem(url);
+  if (problem !== undefined) throw new RangeError(`not a worker URL: ${problem}`);
+  return canonicalForm(new URL(url));
+}
+
+function canonicalForm(u: URL): string {
+  const c = new URL(u.href);
+  c.username = '';
+  c.password = '';
+  return c.href;
 }

@@ -1,5 +1,6 @@
 // A relay between a coordinator and a real worker, on loopback sockets, that models a broken or
-// compromised worker: the coordinator's frames (the cluster-token handshake included) reach the
+// compromised worker: the coordinator's frames (the cluster-token handshake included; a worker
+// registered with a token would refuse the relay's URL, a worker of a fixed list does not) reach the
 // worker unchanged, and each frame the worker sends back passes through `tamper`, which may send
 // it on, change it, drop it, or write raw bytes to the coordinator's socket.
 

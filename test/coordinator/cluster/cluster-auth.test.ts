@@ -2,6 +2,7 @@
 // sockets: the same token works (logits equal to single-process, fp32 wire: 1e-5 relative); a wrong
 // or missing token on either side is refused before any work with a message naming the fix, and the
 // worker logs the peer (never the token); a captured handshake replayed against either side fails;
+// the proofs cover the URL dialled (registered workers: registry/registered-relay.test.ts);
 // a silent peer is cut off; the CLI refuses a reachable address without a token unless --insecure.
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,14 +19,17 @@ import { ClusterSecret, newNonce, randomClusterToken } from '../../../shared/pro
 import {
   allocDispatchRequest,
   type DecodeLimits,
+  decodeMessage,
   encodeChallenge,
   encodeHello,
   encodeProof,
   encodeWelcome,
 } from '../../../shared/protocol/codec.js';
+import { frameBytes } from '../../../shared/protocol/frame.js';
 import type { Message, Welcome } from '../../../shared/protocol/messages.js';
 import { PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
 import { runCli } from '../../helpers/cli.js';
+import { LoopbackListeners } from '../../helpers/loopback-listeners.js';
 import { MODEL_DIR, referenceCases } from '../../helpers/paths.js';
 import { scrape } from '../../helpers/prometheus.js';
 import { RawPeer } from '../../helpers/raw-peer.js';
@@ -102,12 +106,29 @@ async function handshake(
   nonce = newNonce(),
 ): Promise<{ peer: RawPeer; nonce: string; challenge: Message; proof: string; welcome: Message }> {
   const peer = await RawPeer.open(secured.url, limits);
-  peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test', nonce }));
+  const url = secured.url;
+  peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test', nonce, url }));
   const challenge = await peer.next();
   expect(challenge.type).toBe('challenge');
-  const proof = secret.proof('coordinator', nonce, (challenge as { nonce: string }).nonce);
+  const proof = secret.proof('coordinator', nonce, (challenge as { nonce: string }).nonce, url);
   peer.send(encodeProof({ proof }));
   return { peer, nonce, challenge, proof, welcome: await peer.next() };
+}
+
+/** A welcome of this model's worker holding every expert, as a peer posing as one sends it. */
+function fakeWelcome(worker: string, proof?: string): Uint8Array {
+  return encodeWelcome({
+    version: PROTOCOL_VERSION,
+    fingerprint,
+    worker,
+    experts: [0, 1, 2, 3, 4, 5, 6, 7],
+    numLayers: 4,
+    numExperts: 8,
+    hidden: 256,
+    wire: ['fp32'],
+    maxFrameBytes: 1 << 20,
+    ...(proof === undefined ? {} : { proof }),
+  });
 }
 
 function expectRefused(m: Message, reason: string, message: RegExp): void {
@@ -192,7 +213,15 @@ describe('a token that does not match is refused before any work', () => {
 
   it('a dispatch instead of the proof is refused, not computed', async () => {
     const peer = await RawPeer.open(secured.url, limits);
-    peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test', nonce: newNonce() }));
+    peer.send(
+      encodeHello({
+        version: PROTOCOL_VERSION,
+        fingerprint,
+        client: 'test',
+        nonce: newNonce(),
+        url: secured.url,
+      }),
+    );
     expect((await peer.next()).type).toBe('challenge');
     const f = allocDispatchRequest({
       id: 1,
@@ -221,7 +250,15 @@ describe('a captured handshake replayed', () => {
     first.peer.close();
     // The attacker has the whole transcript but not the token: same hello, old proof.
     const peer = await RawPeer.open(secured.url, limits);
-    peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test', nonce: first.nonce }));
+    peer.send(
+      encodeHello({
+        version: PROTOCOL_VERSION,
+        fingerprint,
+        client: 'test',
+        nonce: first.nonce,
+        url: secured.url,
+      }),
+    );
     const challenge = await peer.next();
     expect(challenge.type).toBe('challenge');
     expect((challenge as { nonce: string }).nonce).not.toBe((first.challenge as { nonce: string }).nonce);
@@ -259,23 +296,7 @@ describe('a captured handshake replayed', () => {
   it('a worker that welcomes without proving the token is not believed', async () => {
     const fake = new WebSocketServer({ host: '127.0.0.1', port: 0 });
     await new Promise((r) => fake.once('listening', r));
-    fake.on('connection', (ws: WebSocket) =>
-      ws.once('message', () =>
-        ws.send(
-          encodeWelcome({
-            version: PROTOCOL_VERSION,
-            fingerprint,
-            worker: 'impostor',
-            experts: [0, 1, 2, 3, 4, 5, 6, 7],
-            numLayers: 4,
-            numExperts: 8,
-            hidden: 256,
-            wire: ['fp32'],
-            maxFrameBytes: 1 << 20,
-          }),
-        ),
-      ),
-    );
+    fake.on('connection', (ws: WebSocket) => ws.once('message', () => ws.send(fakeWelcome('impostor'))));
     try {
       const err = await refusal(`ws://127.0.0.1:${(fake.address() as { port: number }).port}`, TOKEN);
       expect(err.message).toMatch(/welcomed this coordinator without proving the cluster token/);
@@ -286,10 +307,71 @@ describe('a captured handshake replayed', () => {
   });
 });
 
+describe('the URL dialled', () => {
+  it("a worker with no registered URL proves on the one the coordinator dialled, a relay's too", async () => {
+    // A fixed --workers list may reach a worker by names it cannot know (NAT, DNS, a proxy), so
+    // only a registered worker binds; a relay here was typed in by the operator.
+    const listeners = new LoopbackListeners();
+    try {
+      const relay = await listeners.forward(0, Number(new URL(secured.url).port));
+      const relayUrl = `ws://127.0.0.1:${(relay.address() as { port: number }).port}`;
+      const backend = await connect(relayUrl, TOKEN);
+      await backend.close();
+      const accepted = await logged(secured, /^accepted coordinator$/);
+      expect(accepted.map((r) => r['dialled'])).toContain(`${relayUrl}/`);
+    } finally {
+      await listeners.close();
+    }
+  });
+
+  it("the coordinator checks the worker's proof for the URL it dialled", async () => {
+    // A peer holding the token that proves for another URL (as the worker behind a relay would).
+    const secret = new ClusterSecret(TOKEN);
+    const fake = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise((r) => fake.once('listening', r));
+    fake.on('connection', (ws: WebSocket) =>
+      ws.once('message', (hello) => {
+        const { nonce: nc } = decodeMessage(frameBytes(hello as Buffer), limits) as { nonce: string };
+        const nw = newNonce();
+        ws.send(encodeChallenge({ version: PROTOCOL_VERSION, nonce: nw }));
+        ws.once('message', () =>
+          ws.send(fakeWelcome('elsewhere', secret.proof('worker', nc, nw, secured.url))),
+        );
+      }),
+    );
+    try {
+      const url = `ws://127.0.0.1:${(fake.address() as { port: number }).port}`;
+      const err = await refusal(url, TOKEN);
+      expect(err.message).toMatch(
+        /sent a wrong proof of the cluster token: .*or it proved for another URL than ws:\/\/127\.0\.0\.1:\d+\//,
+      );
+      expect(err.details).toMatchObject({ reason: 'auth' });
+    } finally {
+      for (const c of fake.clients) c.terminate();
+      await new Promise((r) => fake.close(r));
+    }
+  });
+
+  it('an authenticating hello that names no URL is refused', async () => {
+    const peer = await RawPeer.open(secured.url, limits);
+    peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'test', nonce: newNonce() }));
+    expectRefused(await peer.next(), 'bad-hello', /the hello names no URL/);
+    expect((await peer.closed).code).toBe(1008);
+  });
+});
+
 describe('the handshake is bounded', () => {
   it('a peer that never proves the token is refused after 10 s', async () => {
     const peer = await RawPeer.open(secured.url, limits);
-    peer.send(encodeHello({ version: PROTOCOL_VERSION, fingerprint, client: 'slow', nonce: newNonce() }));
+    peer.send(
+      encodeHello({
+        version: PROTOCOL_VERSION,
+        fingerprint,
+        client: 'slow',
+        nonce: newNonce(),
+        url: secured.url,
+      }),
+    );
     expect((await peer.next()).type).toBe('challenge');
     expectRefused(await peer.next(20_000), 'auth', /no proof of the cluster token within 10000 ms/);
     expect((await peer.closed).code).toBe(1008);

@@ -1,5 +1,6 @@
-// The cluster secret's proofs: bound to the role, both nonces and the secret; checked in constant
-// time; never printed. A proof from one handshake fails in any other.
+// The cluster secret's proofs: bound to the role, both nonces, the URL dialled and the secret;
+// checked in constant time; never printed. A proof from one handshake fails in any other, and one
+// for a URL fails for any other URL.
 
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -11,6 +12,7 @@ import {
 } from '../../../shared/protocol/auth.js';
 import { decodeMessage, encodeChallenge, encodeHello, encodeProof } from '../../../shared/protocol/codec.js';
 import { PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
+import { MAX_WORKER_URL_CHARS } from '../../../shared/protocol/worker-url.js';
 
 const TOKEN = 'correct horse battery staple'.replaceAll(' ', '-');
 const limits = { maxFrameBytes: 4096, hidden: 8, numExperts: 8, numLayers: 2 };
@@ -19,23 +21,52 @@ describe('ClusterSecret', () => {
   const secret = new ClusterSecret(TOKEN);
   const nc = newNonce();
   const nw = newNonce();
+  const url = 'ws://10.0.0.7:7070/';
 
-  it('accepts the proof of the same role, nonces and token, and nothing else', () => {
-    const proof = secret.proof('coordinator', nc, nw);
+  it('accepts the proof of the same role, nonces, URL and token, and nothing else', () => {
+    const proof = secret.proof('coordinator', nc, nw, url);
     expect(proof).toMatch(/^[0-9a-f]{64}$/);
-    expect(secret.verify('coordinator', nc, nw, proof)).toBe(true);
-    expect(new ClusterSecret(TOKEN).verify('coordinator', nc, nw, proof)).toBe(true);
+    expect(secret.verify('coordinator', nc, nw, url, proof)).toBe(true);
+    expect(new ClusterSecret(TOKEN).verify('coordinator', nc, nw, url, proof)).toBe(true);
     // Reflected to the other role, replayed with a fresh nonce on either side, swapped nonces.
-    expect(secret.verify('worker', nc, nw, proof)).toBe(false);
-    expect(secret.verify('coordinator', nc, newNonce(), proof)).toBe(false);
-    expect(secret.verify('coordinator', newNonce(), nw, proof)).toBe(false);
-    expect(secret.verify('coordinator', nw, nc, proof)).toBe(false);
+    expect(secret.verify('worker', nc, nw, url, proof)).toBe(false);
+    expect(secret.verify('coordinator', nc, newNonce(), url, proof)).toBe(false);
+    expect(secret.verify('coordinator', newNonce(), nw, url, proof)).toBe(false);
+    expect(secret.verify('coordinator', nw, nc, url, proof)).toBe(false);
+    // Passed on by a relay at another URL: another port, host, path or scheme.
+    for (const other of [
+      'ws://10.0.0.7:7071/',
+      'ws://10.0.0.8:7070/',
+      'ws://10.0.0.7:7070/x',
+      'wss://10.0.0.7:7070/',
+    ])
+      expect(secret.verify('coordinator', nc, nw, other, proof)).toBe(false);
     // Another token.
-    expect(new ClusterSecret(`${TOKEN}x`).verify('coordinator', nc, nw, proof)).toBe(false);
+    expect(new ClusterSecret(`${TOKEN}x`).verify('coordinator', nc, nw, url, proof)).toBe(false);
     // Malformed proofs are refused, not thrown on.
-    expect(secret.verify('coordinator', nc, nw, proof.slice(2))).toBe(false);
-    expect(secret.verify('coordinator', nc, nw, proof.toUpperCase())).toBe(false);
-    expect(secret.verify('coordinator', nc, nw, '')).toBe(false);
+    expect(secret.verify('coordinator', nc, nw, url, proof.slice(2))).toBe(false);
+    expect(secret.verify('coordinator', nc, nw, url, proof.toUpperCase())).toBe(false);
+    expect(secret.verify('coordinator', nc, nw, url, '')).toBe(false);
+  });
+
+  it('covers the URL in its canonical form: two spellings of one URL are one URL', () => {
+    const proof = secret.proof('worker', nc, nw, 'ws://10.0.0.7:7070');
+    for (const same of ['ws://10.0.0.7:7070/', 'WS://10.0.0.7:7070', 'ws://user:pw@10.0.0.7:7070/'])
+      expect(secret.verify('worker', nc, nw, same, proof)).toBe(true);
+    expect(secret.proof('worker', nc, nw, 'wss://Worker.Example:443')).toBe(
+      secret.proof('worker', nc, nw, 'wss://worker.example/'),
+    );
+    // Names the worker cannot tell apart from the URL alone stay apart.
+    expect(
+      secret.verify(
+        'worker',
+        nc,
+        nw,
+        'ws://localhost:7070/',
+        secret.proof('worker', nc, nw, 'ws://127.0.0.1:7070'),
+      ),
+    ).toBe(false);
+    expect(() => secret.proof('worker', nc, nw, 'http://10.0.0.7:7070')).toThrow(RangeError);
   });
 
   it('never shows the token', () => {
@@ -59,14 +90,25 @@ describe('handshake messages', () => {
   it('round-trip with their nonces and proofs, and reject malformed ones', () => {
     const nonce = newNonce();
     expect(
-      decodeMessage(encodeHello({ version: PROTOCOL_VERSION, fingerprint: 'f', client: 'c', nonce }), limits),
+      decodeMessage(
+        encodeHello({ version: PROTOCOL_VERSION, fingerprint: 'f', client: 'c', nonce, url: 'ws://w:1/' }),
+        limits,
+      ),
     ).toEqual({
       type: 'hello',
       version: PROTOCOL_VERSION,
       fingerprint: 'f',
       client: 'c',
       nonce,
+      url: 'ws://w:1/',
     });
+    const long = `ws://w:1/${'a'.repeat(MAX_WORKER_URL_CHARS)}`;
+    expect(() =>
+      decodeMessage(
+        encodeHello({ version: PROTOCOL_VERSION, fingerprint: 'f', client: 'c', url: long }),
+        limits,
+      ),
+    ).toThrow(/url/);
     expect(decodeMessage(encodeChallenge({ version: PROTOCOL_VERSION, nonce }), limits)).toEqual({
       type: 'challenge',
       version: PROTOCOL_VERSION,

@@ -3,7 +3,11 @@
 // drop or percent-encode them (a registry record keeps the raw text, and logs quote it).
 
 import { describe, expect, it } from 'vitest';
-import { workerUrlProblem } from '../../../shared/protocol/worker-url.js';
+import {
+  canonicalWorkerUrl,
+  MAX_WORKER_URL_CHARS,
+  workerUrlProblem,
+} from '../../../shared/protocol/worker-url.js';
 
 describe('workerUrlProblem', () => {
   it.each([
@@ -30,5 +34,34 @@ describe('workerUrlProblem', () => {
     // Each of these parses: the URL parser alone would let it through.
     expect(() => new URL(url)).not.toThrow();
     expect(workerUrlProblem(url)).toContain(named);
+  });
+});
+
+describe('canonicalWorkerUrl', () => {
+  it.each([
+    ['ws://127.0.0.1:7070', 'ws://127.0.0.1:7070/'],
+    ['WS://Worker-3.Example:7070/Experts', 'ws://worker-3.example:7070/Experts'],
+    ['wss://h:443/x?a=1', 'wss://h/x?a=1'],
+    ['ws://h:80', 'ws://h/'],
+    ['ws://[0:0:0:0:0:0:0:1]:7070', 'ws://[::1]:7070/'],
+    ['ws://user:secret@h:1/', 'ws://h:1/'],
+    ['ws://h:1/\u00e9', 'ws://h:1/%C3%A9'],
+  ])('writes %s as %s', (url, canonical) => {
+    expect(canonicalWorkerUrl(url)).toBe(canonical);
+    expect(canonicalWorkerUrl(canonical)).toBe(canonical);
+  });
+
+  it('keeps apart what only the network can tell apart, and refuses what is no worker URL', () => {
+    expect(canonicalWorkerUrl('ws://localhost:1')).not.toBe(canonicalWorkerUrl('ws://127.0.0.1:1'));
+    expect(canonicalWorkerUrl('ws://h:1/a')).not.toBe(canonicalWorkerUrl('ws://h:1/b'));
+    expect(() => canonicalWorkerUrl('http://h:1')).toThrow(/ws:\/\/ or wss:\/\//);
+  });
+
+  it('bounds its length, written out in full (it travels in the hello)', () => {
+    const path = 'a'.repeat(MAX_WORKER_URL_CHARS);
+    expect(workerUrlProblem(`ws://h:1/${path}`)).toMatch(/at most 2048/);
+    // Percent-encoding counts: 700 characters that are 6 each written out.
+    expect(workerUrlProblem(`ws://h:1/${'\u00e9'.repeat(700)}`)).toMatch(/4209 characters long/);
+    expect(workerUrlProblem(`ws://h:1/${'a'.repeat(2000)}`)).toBeUndefined();
   });
 });

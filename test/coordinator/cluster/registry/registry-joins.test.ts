@@ -12,6 +12,7 @@ import { LoopbackListeners } from '../../../helpers/loopback-listeners.js';
 import { scrape } from '../../../helpers/prometheus.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
+import { forgeRecordLike } from '../../../helpers/worker-record.js';
 import { type ServeProcess, startServe } from '../../server/serve-process.js';
 
 let redis: RedisServer;
@@ -50,17 +51,8 @@ function complete(signal?: AbortSignal): Promise<string> {
   return greedyCompletion(server.url, signal);
 }
 
-/** Writes a record like worker A's, for another id and URL, with a heartbeat now. */
-async function forge(id: string, url: string): Promise<void> {
-  const keys = await client.keys('kmoe:worker:*');
-  const base = JSON.parse((await client.get(keys[0]!))!) as Record<string, unknown>;
-  await client.set(
-    `kmoe:worker:${id}`,
-    JSON.stringify({ ...base, id, url, heartbeatAt: Date.now() }),
-    'PX',
-    60_000,
-  );
-}
+/** Registers `url` under `id`, a copy of the real worker's record otherwise. */
+const forge = (id: string, url: string) => forgeRecordLike(client, id, url);
 
 /** A TCP listener that accepts connections and never sends a byte. */
 async function silentListener(): Promise<void> {

@@ -1,0 +1,206 @@
+// A relay registered in the registry under its own URL, forwarding to a real worker (real
+// redis-server, a real `kmoe worker` holding the cluster token and registered there, a real
+// `kmoe serve --redis` holding it too). Whoever can write to Redis can add such a record without
+// the token. Before protocol 4 the proofs covered only the nonces: they crossed the relay unchanged,
+// serve joined the relay and sent it hidden states. Now both proofs cover the URL dialled and the
+// worker accepts only the URL it registered: the relay is refused, and both sides say which URLs
+// differ. Also refused: a relay that speaks the protocol and rewrites the hello's URL to the
+// worker's (then the coordinator's proof, made for the relay's URL, is wrong).
+
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { HandshakeError } from '../../../../coordinator/cluster/errors.js';
+import { RemoteExpertBackend } from '../../../../coordinator/cluster/remote-expert-backend.js';
+import { Checkpoint } from '../../../../shared/model/checkpoint.js';
+import { randomClusterToken } from '../../../../shared/protocol/auth.js';
+import { decodeMessage, encodeHello } from '../../../../shared/protocol/codec.js';
+import { frameBytes } from '../../../../shared/protocol/frame.js';
+import { greedyCompletion } from '../../../helpers/greedy-completion.js';
+import { LoopbackListeners } from '../../../helpers/loopback-listeners.js';
+import { MODEL_DIR } from '../../../helpers/paths.js';
+import { restartablePort } from '../../../helpers/ports.js';
+import { scrape } from '../../../helpers/prometheus.js';
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
+import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
+import { forgeRecordLike } from '../../../helpers/worker-record.js';
+import { type ServeProcess, startServe } from '../../server/serve-process.js';
+
+const TOKEN = randomClusterToken();
+const limits = { maxFrameBytes: 1 << 20, hidden: 256, numExperts: 8, numLayers: 4 };
+const MODEL = { numLayers: 4, numExperts: 8, hidden: 256, nativeK: 2 };
+
+let redis: RedisServer;
+let client: Redis;
+let worker: WorkerProcess;
+let server: ServeProcess;
+const listeners = new LoopbackListeners();
+const rewriters: WebSocketServer[] = [];
+
+interface LogLine {
+  readonly msg: string;
+  readonly worker?: string;
+  readonly err?: string;
+  readonly reason?: string;
+  readonly dialled?: string;
+}
+
+function logLines(text: string): LogLine[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine);
+}
+
+async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; server log:\n${server.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Registers `url` under `id`, a copy of the real worker's record otherwise. */
+const forge = (id: string, url: string) => forgeRecordLike(client, id, url);
+
+/** What serve logged about `url`'s join: the error it failed with, or 'joined'. */
+async function joinOutcome(url: string): Promise<string> {
+  const outcome = () =>
+    logLines(server.stderr()).find(
+      (l) =>
+        l.worker === url &&
+        (l.msg === 'worker joined: routing to it' || l.msg === 'a registered worker could not be connected'),
+    );
+  await until(`serve to join ${url} or fail to`, () => outcome() !== undefined);
+  const l = outcome()!;
+  return l.msg === 'worker joined: routing to it' ? 'joined' : l.err!;
+}
+
+/**
+ * A relay that speaks the protocol: it rewrites the hello's URL to the worker's, so that the
+ * worker's URL check passes, and passes everything else on unchanged.
+ */
+async function rewritingRelay(to: string): Promise<string> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  rewriters.push(wss);
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  wss.on('connection', (down) => {
+    const up = new WebSocket(to, { perMessageDeflate: false });
+    const early: Uint8Array[] = [];
+    up.on('open', () => {
+      for (const m of early.splice(0)) up.send(m);
+    });
+    down.on('message', (data) => {
+      let bytes = frameBytes(data as Buffer);
+      const msg = decodeMessage(bytes, limits);
+      if (msg.type === 'hello') bytes = encodeHello({ ...msg, url: to });
+      if (up.readyState === WebSocket.OPEN) up.send(bytes);
+      else early.push(new Uint8Array(bytes));
+    });
+    up.on('message', (data) => down.send(frameBytes(data as Buffer)));
+    for (const ws of [down, up]) ws.on('error', () => {});
+    down.on('close', () => up.terminate());
+    up.on('close', () => down.terminate());
+  });
+  return `ws://127.0.0.1:${(wss.address() as { port: number }).port}`;
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = new Redis(redis.url);
+  const env = { ...process.env, KMOE_CLUSTER_TOKEN: TOKEN };
+  worker = await startWorker('0-7', ['--redis', redis.url], { env });
+  server = await startServe(['--redis', redis.url, '--wire', 'fp32'], undefined, env);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await worker?.stop();
+  await listeners.close();
+  for (const wss of rewriters) for (const c of wss.clients) c.terminate();
+  await Promise.all(rewriters.map((wss) => new Promise((r) => wss.close(r))));
+  client?.disconnect();
+  await redis?.stop();
+});
+
+describe('a relay registered under its own URL (real redis-server, worker, kmoe serve, cluster token)', () => {
+  it('is refused, serve and the worker both naming the URL dialled and the one registered', async () => {
+    const baseline = await greedyCompletion(server.url);
+    // A TCP forwarder: every byte both ways unchanged; it needs no token.
+    const relay = await listeners.forward(0, Number(new URL(worker.url).port));
+    const relayUrl = `ws://127.0.0.1:${(relay.address() as { port: number }).port}`;
+    await forge('relay', relayUrl);
+    const dialled = `${relayUrl}/`;
+    const registered = `${worker.url}/`;
+    // Before protocol 4: 'joined', and serve split the experts' work between the worker and the relay.
+    expect(await joinOutcome(relayUrl)).toContain(
+      `refused this coordinator (url): the coordinator dialled ${dialled}, but this worker is registered as ${registered}`,
+    );
+    const refused = logLines(worker.stderr()).filter((l) => l.reason === 'url');
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    expect(refused[0]!.msg).toContain(
+      `the coordinator dialled ${dialled}, but this worker is registered as ${registered}`,
+    );
+    const metrics = await scrape(`${worker.url.replace('ws://', 'http://')}/metrics`);
+    expect(metrics('kmoe_worker_handshakes_refused_total{reason="url"}')).toBeGreaterThanOrEqual(1);
+    // The worker itself, dialled at its registered URL, still serves: same text as before.
+    expect(await greedyCompletion(server.url)).toBe(baseline);
+    const accepted = logLines(worker.stderr()).filter((l) => l.msg === 'accepted coordinator');
+    expect(accepted.map((l) => l.dialled)).toEqual(accepted.map(() => registered));
+  });
+
+  it("that rewrites the URL in the hello to the worker's is refused on the proof", async () => {
+    const relayUrl = await rewritingRelay(worker.url);
+    await forge('rewriter', relayUrl);
+    // The coordinator proved for the relay's URL; the worker checks the proof for its own.
+    expect(await joinOutcome(relayUrl)).toMatch(
+      /refused this coordinator \(auth\): wrong proof of the cluster token: .*, or its hello was altered on the way/,
+    );
+  });
+});
+
+describe('a worker registered with --advertise-url (cluster token)', () => {
+  it('accepts that URL in any spelling and refuses another name of itself', async () => {
+    const port = await restartablePort();
+    const advertised = `ws://127.0.0.1:${port}/kmoe`;
+    const env = { ...process.env, KMOE_CLUSTER_TOKEN: TOKEN };
+    const w = await startWorker(
+      '0-7',
+      ['--redis', redis.url, '--port', String(port), '--advertise-url', advertised],
+      {
+        env,
+      },
+    );
+    const ckpt = await Checkpoint.open(MODEL_DIR);
+    const fingerprint = ckpt.fingerprint();
+    await ckpt.close();
+    const connect = (url: string) =>
+      RemoteExpertBackend.connect(
+        { workers: [url], wire: 'fp32', clusterToken: TOKEN },
+        { fingerprint, ...MODEL },
+      );
+    try {
+      expect(w.stderr()).toContain(`coordinators must dial ${advertised}: the URL this worker registers`);
+      // One URL written two ways (scheme in capitals): both sides agree it is the registered one.
+      const backend = await connect(`WS://127.0.0.1:${port}/kmoe`);
+      await backend.close();
+      // The worker's listen URL is another name for it, as a path alias is: neither is registered.
+      for (const other of [w.url, `${advertised}/x`]) {
+        const err = await connect(other).then(
+          async (b) => {
+            await b.close();
+            return undefined;
+          },
+          (e: unknown) => e as HandshakeError,
+        );
+        expect(err).toBeInstanceOf(HandshakeError);
+        expect(err!.message).toContain(
+          `refused this coordinator (url): the coordinator dialled ${new URL(other).href}, but this worker is registered as ${advertised}`,
+        );
+      }
+    } finally {
+      expect(await w.stop()).toBe(0);
+    }
+  });
+});
