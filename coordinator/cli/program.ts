@@ -535,7 +535,7 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(
       new Option(
         '--advertise-url <url>',
-        'the ws:// URL registered for coordinators to dial (behind NAT; default: the listen address)',
+        'the ws:// URL registered for coordinators to dial (behind NAT; default: the listen address); with a cluster token, the only URL coordinators may reach this worker by',
       ).argParser(parseAdvertiseUrl),
     )
     .addOption(opt.port('port to listen on; 0 = any free port, shown in the ready line').default(7070))
