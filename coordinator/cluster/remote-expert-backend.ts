@@ -97,8 +97,14 @@ interface RoundRequests {
   readonly span: number;
 }
 
-/** The frame of a request that is not sent. */
-const NO_FRAME = new Uint8Array(0);
+/**
+ * Pieces of one cut share on the wire at once: one computing, one queued behind it, so the worker
+ * never waits for the next and holds no more than two (a whole share in one frame held one), and
+ * a piece's timeout runs from when it was sent, behind at most one other.
+ */
+const PIECES_IN_FLIGHT = 2;
+
+function noop(): void {}
 
 /** A message of a remote layer: `worker` is its index in the view of the round that sent it. */
 export interface RemoteMessage extends TransferMessage {
@@ -507,23 +513,42 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       const base = this.nextId;
       this.nextId += span;
       if (firstId < 0) firstId = base;
-      const frames = requests.map((q) =>
-        q.refusal ? NO_FRAME : this.encode(layer, base + q.id, q.share, x.data, round),
-      );
+      const sentBytes = new Float64Array(requests.length);
       const sentAt = performance.now();
-      const replies = requests.map(async ({ share: s, id, refusal }, i) => {
-        if (refusal) throw refusal;
-        const conn = round.connections[s.worker]!;
-        const r = await conn.request(base + id, layer, frames[i]!, this.timeoutMs, s.experts.length);
-        const seconds = (performance.now() - sentAt) / 1000;
-        if (r.numTokens !== s.tokens.length || r.wire !== this.wire)
-          throw new WorkerRequestError(
-            conn.url,
-            'bad-reply',
-            `worker ${conn.label} answered ${r.numTokens} ${r.wire} rows for ${s.tokens.length} ${this.wire} tokens (layer ${layer} dispatch)`,
-          );
-        return { r, seconds };
-      });
+      /** Per worker, its requests' indices: a piece waits for the one PIECES_IN_FLIGHT before it. */
+      const byWorker = new Map<number, number[]>();
+      const replies: Promise<{ r: DispatchResult; seconds: number }>[] = [];
+      for (const [i, { share: s, id, refusal }] of requests.entries()) {
+        let ahead = byWorker.get(s.worker);
+        if (ahead === undefined) {
+          ahead = [];
+          byWorker.set(s.worker, ahead);
+        }
+        const waitFor =
+          ahead.length >= PIECES_IN_FLIGHT ? replies[ahead[ahead.length - PIECES_IN_FLIGHT]!] : undefined;
+        ahead.push(i);
+        replies.push(
+          (async () => {
+            if (refusal) throw refusal;
+            // Settled either way: a failed piece fails the next at its send if the worker is gone.
+            if (waitFor) await waitFor.then(noop, noop);
+            const conn = round.connections[s.worker]!;
+            // Encoded when sent: a piece waiting its turn holds no frame (and may reuse the
+            // connection's request buffer).
+            const frame = this.encode(layer, base + id, s, x.data, round);
+            sentBytes[i] = frame.byteLength;
+            const r = await conn.request(base + id, layer, frame, this.timeoutMs, s.experts.length);
+            const seconds = (performance.now() - sentAt) / 1000;
+            if (r.numTokens !== s.tokens.length || r.wire !== this.wire)
+              throw new WorkerRequestError(
+                conn.url,
+                'bad-reply',
+                `worker ${conn.label} answered ${r.numTokens} ${r.wire} rows for ${s.tokens.length} ${this.wire} tokens (layer ${layer} dispatch)`,
+              );
+            return { r, seconds };
+          })(),
+        );
+      }
       // The requests are on their sockets (a send waits only under backpressure): the time until the
       // replies arrive is the workers'. A reply that arrives during this work is read after it, so
       // its round trip includes it; the work is small next to a round trip.
@@ -550,7 +575,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
             slot: slot.id,
             tokens: s.tokens,
             pairs: s.experts.length,
-            bytesOut: frames[i]!.byteLength,
+            bytesOut: sentBytes[i]!,
             bytesIn: this.resultBytes(base + id, s.tokens.length),
             seconds: o.value.seconds,
           });

@@ -30,6 +30,8 @@ export async function startTamperingRelay(
   upstream: string,
   limits: DecodeLimits,
   tamper: (reply: RelayReply) => void,
+  /** Sees each of the coordinator's frames (decoded, or undefined) as it passes on unchanged. */
+  observe?: (msg: Message | undefined) => void,
 ): Promise<TamperingRelay> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
@@ -44,18 +46,13 @@ export async function startTamperingRelay(
     });
     down.on('message', (data) => {
       const bytes = frameBytes(data as Buffer);
+      if (observe) observe(decodeOrUndefined(bytes, limits));
       if (up.readyState === WebSocket.OPEN) up.send(bytes);
       else early.push(Buffer.from(bytes));
     });
     up.on('message', (data) => {
       const bytes = frameBytes(data as Buffer);
-      let msg: Message | undefined;
-      try {
-        msg = decodeMessage(bytes, limits);
-      } catch {
-        msg = undefined;
-      }
-      tamper({ bytes, msg, send: (b) => down.send(b), socket });
+      tamper({ bytes, msg: decodeOrUndefined(bytes, limits), send: (b) => down.send(b), socket });
     });
     for (const ws of [down, up]) ws.on('error', () => {});
     down.on('close', () => up.terminate());
@@ -86,4 +83,12 @@ export function wsFrameHeader(length: number): Buffer {
   h[1] = 127;
   h.writeBigUInt64BE(BigInt(length), 2);
   return h;
+}
+
+function decodeOrUndefined(bytes: Uint8Array, limits: DecodeLimits): Message | undefined {
+  try {
+    return decodeMessage(bytes, limits);
+  } catch {
+    return undefined;
+  }
 }
