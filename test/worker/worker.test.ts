@@ -15,6 +15,7 @@ import { runCli } from '../helpers/cli.js';
 import { MODEL_DIR } from '../helpers/paths.js';
 import { type Scrape, scrape } from '../helpers/prometheus.js';
 import { RawPeer } from '../helpers/raw-peer.js';
+import { relativeError } from '../helpers/relative-error.js';
 import { SCHED_BATCH, SCHED_NORMAL, threadPolicies } from '../helpers/thread-policies.js';
 import { startWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
@@ -112,16 +113,6 @@ async function expected(j: Job, host: ExpertHost = local): Promise<Float32Array>
   return out.data;
 }
 
-function relErr(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-}
-
 /** A labelled counter prom-client has not created yet reads as zero. */
 function tryScrape(s: Scrape, series: string): number {
   try {
@@ -191,7 +182,7 @@ describe('kmoe worker', () => {
       if (reply.type !== 'result') return;
       // fp32: the same arithmetic in the same order (1e-6 leaves room for thread-count effects);
       // bf16: input and output each rounded to 8 significant bits, ~2 * 2^-8.
-      expect(relErr(fromWire(reply.partial, wire), await expected(j))).toBeLessThan(
+      expect(relativeError(fromWire(reply.partial, wire), await expected(j))).toBeLessThan(
         wire === 'fp32' ? 1e-6 : 1e-2,
       );
       peer.close();
@@ -206,7 +197,7 @@ describe('kmoe worker', () => {
       const r = await peer.next();
       expect(r).toMatchObject({ type: 'result', id: j.id });
       if (r.type === 'result')
-        expect(relErr(fromWire(r.partial, 'fp32'), await expected(j))).toBeLessThan(1e-6);
+        expect(relativeError(fromWire(r.partial, 'fp32'), await expected(j))).toBeLessThan(1e-6);
     }
     peer.close();
   });
@@ -279,7 +270,7 @@ describe('kmoe worker', () => {
         expect(r).toMatchObject({ type: 'result', id: j.id, numTokens: 3 });
         // The same graphs and the same order of additions as the thread placement and the host here.
         if (r.type === 'result')
-          expect(relErr(fromWire(r.partial, 'fp32'), await expected(j))).toBeLessThan(1e-6);
+          expect(relativeError(fromWire(r.partial, 'fp32'), await expected(j))).toBeLessThan(1e-6);
       }
       expectError(await peer.next(), 'not-held', 63, /experts 6 are not held/);
       expectError(await peer.next(), 'bad-frame', null, /bad magic/);
@@ -555,9 +546,9 @@ describe('kmoe worker', () => {
       if (reply.type !== 'result') return;
       const got = fromWire(reply.partial, 'fp32');
       // Same int8 graphs in both places; and not the fp32 result.
-      expect(relErr(got, await expected(j, int8Local))).toBeLessThan(1e-6);
+      expect(relativeError(got, await expected(j, int8Local))).toBeLessThan(1e-6);
       expect(int8Worker.stderr()).toMatch(/loading experts 0-3 of 8 \(4 layers, int8 weights\)/);
-      expect(relErr(got, await expected(j))).toBeGreaterThan(1e-4);
+      expect(relativeError(got, await expected(j))).toBeGreaterThan(1e-4);
       peer.close();
     } finally {
       int8Local.release();
@@ -583,9 +574,9 @@ describe('kmoe worker', () => {
       if (reply.type !== 'result') return;
       const got = fromWire(reply.partial, 'fp32');
       // Same int4 graphs in both places; and not the fp32 result.
-      expect(relErr(got, await expected(j, int4Local))).toBeLessThan(1e-6);
+      expect(relativeError(got, await expected(j, int4Local))).toBeLessThan(1e-6);
       expect(int4Worker.stderr()).toMatch(/loading experts 0-3 of 8 \(4 layers, int4 weights\)/);
-      expect(relErr(got, await expected(j))).toBeGreaterThan(1e-4);
+      expect(relativeError(got, await expected(j))).toBeGreaterThan(1e-4);
       peer.close();
     } finally {
       int4Local.release();

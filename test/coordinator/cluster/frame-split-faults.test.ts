@@ -15,6 +15,7 @@ import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js'
 import { encodeErrorReply, encodeWelcome } from '../../../shared/protocol/codec.js';
 import type { WireDType } from '../../../shared/protocol/wire-dtype.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
+import { relativeError } from '../../helpers/relative-error.js';
 import { type RelayReply, startTamperingRelay, type TamperingRelay } from '../../helpers/tampering-relay.js';
 import { layerInput, TINY_DECODE_LIMITS, TINY_HIDDEN, TINY_MODEL } from '../../helpers/tiny-layer.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
@@ -62,16 +63,6 @@ async function relay(
   const r = await startTamperingRelay(a.url, TINY_DECODE_LIMITS, tamper, observe);
   relays.push(r);
   return r.url;
-}
-
-function relative(got: Float32Array, want: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  return diff / scale;
 }
 
 /** Every (token, expert) pair answered exactly once across the layer's messages. */
@@ -125,7 +116,7 @@ describe('faults on some pieces of a cut share', () => {
       c.url,
     ]);
     const { acc, t } = await layer(be);
-    expect(relative(acc, reference)).toBeLessThan(1e-5);
+    expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     const pieces = t.messages.filter((m) => m.worker === 0).length;
     expect(pieces).toBeGreaterThan(2);
     // One computing, one queued behind it: the rest wait at the coordinator, not at the worker.
@@ -147,7 +138,7 @@ describe('faults on some pieces of a cut share', () => {
       c.url,
     ]);
     const { acc, t } = await layer(be);
-    expect(relative(acc, reference)).toBeLessThan(1e-5);
+    expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     expect(pairsAnswered(t)).toBe(2 * TOKENS);
     expect(t.retriedPairs).toBeGreaterThan(0);
     expect(t.retriedPairs).toBeLessThan(2 * TOKENS);
@@ -166,7 +157,7 @@ describe('faults on some pieces of a cut share', () => {
       1500,
     );
     const { acc, t } = await layer(be);
-    expect(relative(acc, reference)).toBeLessThan(1e-5);
+    expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     expect(pairsAnswered(t)).toBe(2 * TOKENS);
   });
 
@@ -183,7 +174,7 @@ describe('faults on some pieces of a cut share', () => {
       c.url,
     ]);
     const { acc, t } = await layer(be);
-    expect(relative(acc, reference)).toBeLessThan(1e-5);
+    expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     expect(pairsAnswered(t)).toBe(2 * TOKENS);
   });
 
@@ -199,7 +190,7 @@ describe('faults on some pieces of a cut share', () => {
     for (const start of [0xffffffff - 3, 0xffffffff - 1, 0xfffffffe - 5]) {
       (be as unknown as { nextId: number }).nextId = start;
       const { acc, t } = await layer(be);
-      expect(relative(acc, reference)).toBeLessThan(1e-5);
+      expect(relativeError(acc, reference)).toBeLessThan(1e-5);
       expect(t.firstId + 1).toBeLessThanOrEqual(0xffffffff);
     }
     expect(ids.every((id) => id < 0xffffffff)).toBe(true);
@@ -218,7 +209,7 @@ describe('faults on some pieces of a cut share', () => {
       b.url,
     ]);
     const { acc, t } = await layer(be);
-    expect(relative(acc, reference)).toBeLessThan(1e-5);
+    expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     expect(t.messages.length).toBe(TOKENS);
   });
 });
@@ -238,7 +229,7 @@ describe('a worker that cannot take one token', () => {
       c.url,
     ]);
     const { acc, t } = await layer(be);
-    expect(relative(acc, reference)).toBeLessThan(1e-5);
+    expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     // Every answer came from C: A was sent nothing, and what was planned for it was re-sent.
     expect(t.messages.every((m) => m.worker === 1)).toBe(true);
     expect(t.retriedPairs).toBeGreaterThan(0);

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarizeDispatch } from '../../../coordinator/cluster/dispatch-stats.js';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
 import { MODEL_DIR, referenceCases } from '../../helpers/paths.js';
+import { relativeError } from '../../helpers/relative-error.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
 const settings = { device: 'cpu' as const, threads: 2, expertWeights: 'fp32' as const };
@@ -34,16 +35,6 @@ afterAll(async () => {
   await Promise.all([tiny, ...workers].map((w) => w?.stop()));
 });
 
-function relative(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-}
-
 describe('requests larger than a worker accepts', () => {
   it('are cut into frames that fit, with the single-process logits and exact accounting', async () => {
     const engine = await EngineClient.start({
@@ -58,7 +49,7 @@ describe('requests larger than a worker accepts', () => {
       const decode = cases.map((c) => ({ seqId: c.name, tokens: [c.ids[40]!] }));
       const want = [await local.step(prefill), await local.step(decode)];
       const got = [await engine.step(prefill), await engine.step(decode)];
-      for (const [i, r] of got.entries()) expect(relative(r.logits, want[i]!.logits)).toBeLessThan(1e-5);
+      for (const [i, r] of got.entries()) expect(relativeError(r.logits, want[i]!.logits)).toBeLessThan(1e-5);
 
       const s = summarizeDispatch((await engine.dispatchStats(true))!);
       const tokens = cases.length * 41;

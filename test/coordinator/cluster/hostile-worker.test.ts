@@ -24,6 +24,7 @@ import type { ExpertAssignment } from '../../../shared/moe/expert-assignment.js'
 import { randomClusterToken } from '../../../shared/protocol/auth.js';
 import { encodeErrorReply, encodeHoldings, encodeWelcome } from '../../../shared/protocol/codec.js';
 import { MODEL_DIR } from '../../helpers/paths.js';
+import { relativeError } from '../../helpers/relative-error.js';
 import {
   type RelayReply,
   startTamperingRelay,
@@ -76,16 +77,6 @@ async function relay(tamper: (r: RelayReply) => void): Promise<string> {
   return r.url;
 }
 
-function relative(got: Float32Array, want: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  return diff / scale;
-}
-
 /** Results the relays tampered with. */
 let poisoned = 0;
 
@@ -131,7 +122,7 @@ describe('a worker that answers with values no worker sends', () => {
 
   it('an untampered relay gives the reference', async () => {
     const be = await backend([await relay((r) => r.send(r.bytes)), b.url]);
-    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+    expect(relativeError(await layer(be), reference)).toBeLessThan(1e-6);
   });
 
   it.each([
@@ -182,7 +173,7 @@ describe('a worker that answers with values no worker sends', () => {
     // Baseline balancing gives experts 0 and 2 to the relay, 1 and 3 to C.
     expect(poisoned).toBeGreaterThan(before);
     expect(acc.every(Number.isFinite)).toBe(true);
-    expect(relative(acc, reference)).toBeLessThan(1e-6);
+    expect(relativeError(acc, reference)).toBeLessThan(1e-6);
   });
 });
 
@@ -219,7 +210,7 @@ describe('a worker that repeats its holdings notice', () => {
     });
     const ups: WorkerUp[] = [];
     const be = await backend([url, b.url], { up: (e) => ups.push(e) });
-    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+    expect(relativeError(await layer(be), reference)).toBeLessThan(1e-6);
     // The welcome said 0-3: the first 50 notices repeat it; of the next 50 only the first is news.
     expect(ups).toEqual([{ url, experts: [0, 1, 2], why: 'holdings' }]);
     expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2]);
@@ -246,7 +237,7 @@ describe('a worker that repeats its holdings notice', () => {
     });
     const ups: WorkerUp[] = [];
     const be = await backend([url, b.url], { up: (e) => ups.push(e) });
-    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+    expect(relativeError(await layer(be), reference)).toBeLessThan(1e-6);
     // Compared in order, each of the six notices differed from the one before: six rebuilds.
     expect(ups).toEqual([{ url, experts: [0, 1, 2], why: 'holdings' }]);
     expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2]);
@@ -270,7 +261,7 @@ describe('a worker whose welcome lists experts out of order and repeated', () =>
     expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2, 3]);
     // Listed twice, expert 0 had the worker twice among its holders.
     for (const e of [0, 1, 2, 3]) expect(be.placement.holdersOf(e)).toEqual([0]);
-    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+    expect(relativeError(await layer(be), reference)).toBeLessThan(1e-6);
     // The notice of the same set is no news (it was, compared with the welcome's list as sent).
     expect(ups).toEqual([]);
   });
@@ -305,7 +296,7 @@ describe('a holdings notice that arrives before the coordinator can apply it', (
     // Before: the welcome's 0-3, kept until the worker's set changed again.
     expect(be.placement.workers[0]!.experts).toEqual([0, 1, 2]);
     expect(be.placement.holdersOf(3)).toEqual([1]);
-    expect(relative(await layer(be), reference)).toBeLessThan(1e-5);
+    expect(relativeError(await layer(be), reference)).toBeLessThan(1e-5);
     expect(ups).toEqual([]);
   });
 
@@ -389,7 +380,7 @@ describe('a worker that sends a frame far larger than any reply', () => {
       }),
       c.url,
     ]);
-    expect(relative(await layer(replicated), reference)).toBeLessThan(1e-6);
+    expect(relativeError(await layer(replicated), reference)).toBeLessThan(1e-6);
   });
 
   it('before the handshake, from a peer without any proof: refused at once, not after the handshake timeout', async () => {
@@ -436,6 +427,6 @@ describe('a worker URL that ws refuses (a registry record, a mistyped --advertis
       expect((outcome as Error).message).toMatch(/not a worker URL \(it has a fragment/);
       be.leave('ws://127.0.0.1:1/#x');
     }
-    expect(relative(await layer(be), reference)).toBeLessThan(1e-6);
+    expect(relativeError(await layer(be), reference)).toBeLessThan(1e-6);
   });
 });

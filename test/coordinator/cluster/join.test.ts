@@ -7,19 +7,10 @@
 import { describe, expect, it } from 'vitest';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
 import { MODEL_DIR, referenceCases } from '../../helpers/paths.js';
+import { relativeError } from '../../helpers/relative-error.js';
 import { startWorker } from '../../helpers/worker-process.js';
 
 const settings = { device: 'cpu' as const, threads: 1, expertWeights: 'fp32' as const };
-
-function relative(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-}
 
 describe('workers joining and leaving a running engine', () => {
   it('routes to a joined worker, restores lost experts with it, and stops routing to one that left', async () => {
@@ -45,7 +36,7 @@ describe('workers joining and leaving a running engine', () => {
       await expect(step()).rejects.toThrow(/experts [4-7][-,4-7]* have no live worker/);
 
       expect(await engine.joinWorker(d.url)).toEqual({ url: d.url, experts: [4, 5, 6, 7] });
-      expect(relative(await step(), before)).toBeLessThan(1e-5);
+      expect(relativeError(await step(), before)).toBeLessThan(1e-5);
       const stats = await engine.dispatchStats(true);
       expect(stats!.workers.map((w) => w.url)).toEqual([a.url, b.url, d.url]);
 
@@ -57,7 +48,7 @@ describe('workers joining and leaving a running engine', () => {
       );
       // ...and joins again: served again.
       await engine.joinWorker(d.url);
-      expect(relative(await step(), before)).toBeLessThan(1e-5);
+      expect(relativeError(await step(), before)).toBeLessThan(1e-5);
     } finally {
       await engine.close();
       await Promise.all([a.stop(), b.stop(), d.stop()]);

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StepRequest } from '../../../coordinator/engine/engine.js';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
 import { MODEL_DIR, referenceCases } from '../../helpers/paths.js';
+import { relativeError } from '../../helpers/relative-error.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
 
 const settings = { device: 'cpu' as const, threads: 1, expertWeights: 'fp32' as const };
@@ -24,16 +25,6 @@ let high: WorkerProcess;
 let local: EngineClient;
 let remote: EngineClient;
 let overlapped: EngineClient;
-
-function relative(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-}
 
 function row(logits: Float32Array, i: number): Float32Array {
   return logits.subarray(i * VOCAB, (i + 1) * VOCAB);
@@ -93,13 +84,13 @@ describe('experts lost while serving: only the sequences routed to them fail', (
       ]);
       expect(r.failed).toEqual([]);
       if (engine === remote) {
-        expect(relative(row(r.logits, 0), await expected('low', [LOW.prompt], LOW.routing))).toBeLessThan(
-          1e-5,
-        );
-        expect(relative(row(r.logits, 1), await expected('high', ids.slice(0, 8)))).toBeLessThan(1e-5);
-        expect(relative(row(r.logits, 2), await expected('low-b', [LOW.prompt], LOW.routing))).toBeLessThan(
-          1e-5,
-        );
+        expect(
+          relativeError(row(r.logits, 0), await expected('low', [LOW.prompt], LOW.routing)),
+        ).toBeLessThan(1e-5);
+        expect(relativeError(row(r.logits, 1), await expected('high', ids.slice(0, 8)))).toBeLessThan(1e-5);
+        expect(
+          relativeError(row(r.logits, 2), await expected('low-b', [LOW.prompt], LOW.routing)),
+        ).toBeLessThan(1e-5);
       }
     }
   });
@@ -128,8 +119,8 @@ describe('experts lost while serving: only the sequences routed to them fail', (
       expect(f.message).toMatch(
         new RegExp(`^layer ${f.layer}: experts [4-7][-,4-7]* have no live worker \\(failed: ${high.url}\\)$`),
       );
-      expect(relative(row(r.logits, 0), want.low)).toBeLessThan(1e-5);
-      expect(relative(row(r.logits, 2), want.lowB)).toBeLessThan(1e-5);
+      expect(relativeError(row(r.logits, 0), want.low)).toBeLessThan(1e-5);
+      expect(relativeError(row(r.logits, 2), want.lowB)).toBeLessThan(1e-5);
       expect(Array.from(row(r.logits, 1)).every((v) => v === 0)).toBe(true);
       expect(r.activations[1]).toBe(0);
       expect(r.activations[0]).toBe(4);
@@ -149,8 +140,8 @@ describe('experts lost while serving: only the sequences routed to them fail', (
         lowStep('low-b', [LOW.next[1]!]),
       ]);
       expect(r.failed.map((f) => f.index)).toEqual([1]);
-      expect(relative(row(r.logits, 0), next.low)).toBeLessThan(1e-5);
-      expect(relative(row(r.logits, 2), next.lowB)).toBeLessThan(1e-5);
+      expect(relativeError(row(r.logits, 0), next.low)).toBeLessThan(1e-5);
+      expect(relativeError(row(r.logits, 2), next.lowB)).toBeLessThan(1e-5);
       expect(await engine.sequences()).toBe(held);
     }
   });
@@ -167,6 +158,8 @@ describe('experts lost while serving: only the sequences routed to them fail', (
     // A sequence routed to 0-3 alone is served by the remaining worker.
     const ok = await remote.stepEach([lowStep('low-alone', [LOW.prompt])]);
     expect(ok.failed).toEqual([]);
-    expect(relative(ok.logits, await expected('low-alone', [LOW.prompt], LOW.routing))).toBeLessThan(1e-5);
+    expect(relativeError(ok.logits, await expected('low-alone', [LOW.prompt], LOW.routing))).toBeLessThan(
+      1e-5,
+    );
   });
 });

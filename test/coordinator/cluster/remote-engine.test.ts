@@ -22,6 +22,7 @@ import { frameBytes } from '../../../shared/protocol/frame.js';
 import { PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
 import type { WireDType } from '../../../shared/protocol/wire-dtype.js';
 import { EVAL_DIR, MODEL_DIR, referenceCases } from '../../helpers/paths.js';
+import { relativeError } from '../../helpers/relative-error.js';
 import { SCHED_BATCH, threadPolicies } from '../../helpers/thread-policies.js';
 import { startWorker } from '../../helpers/worker-process.js';
 
@@ -68,16 +69,6 @@ function remote(
   });
 }
 
-function relative(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-}
-
 /** Prefill of every reference case in one batch, then ragged steps and decode through the cache. */
 async function script(engine: EngineClient, tag: string): Promise<Float32Array[]> {
   const cases = referenceCases();
@@ -111,7 +102,7 @@ describe('remote experts give the single-process logits (fp32 wire, 1e-5 relativ
       expect(got.length).toBe(expected.length);
       got.forEach((logits, i) => {
         expect(logits.length).toBe(expected[i]!.length);
-        expect(relative(logits, expected[i]!)).toBeLessThan(1e-5);
+        expect(relativeError(logits, expected[i]!)).toBeLessThan(1e-5);
       });
       // Every expert-token pair of every step went to some worker, each worker got work.
       const stats = summarizeDispatch((await engine.dispatchStats())!);
@@ -141,7 +132,7 @@ describe('two-batch overlap (EngineOptions.overlap)', () => {
     try {
       const got = await script(engine, 'overlap');
       expect(got.length).toBe(expected.length);
-      for (const [i, logits] of got.entries()) expect(relative(logits, expected[i]!)).toBeLessThan(1e-5);
+      for (const [i, logits] of got.entries()) expect(relativeError(logits, expected[i]!)).toBeLessThan(1e-5);
       // The batched steps went out as two micro-batches per layer: more requests than one batch.
       const single = await remote(PLACEMENTS['2 workers']!);
       try {
@@ -387,7 +378,7 @@ describe('a worker that stops answering or dies', () => {
         healthy.step([{ seqId: 'x', tokens: ids.slice(0, 16) }]),
         local.step([{ seqId: 'x', tokens: ids.slice(0, 16) }]),
       ]);
-      expect(relative(a.logits, b.logits)).toBeLessThan(1e-5);
+      expect(relativeError(a.logits, b.logits)).toBeLessThan(1e-5);
       await local.release(['x']);
     } finally {
       await healthy.close();
