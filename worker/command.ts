@@ -140,7 +140,11 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
         );
       experts = await registrar.claimAuto(count, config.numExperts);
       log.info(`--experts auto: the registry chose ${formatExpertSet(experts)}`);
-    } else experts = parseExpertSet(o.experts.set, config.numExperts);
+    } else {
+      experts = parseExpertSet(o.experts.set, config.numExperts);
+      // Registered as loading now, not once loaded: auto workers starting meanwhile take others.
+      await registrar?.claim(experts);
+    }
   } catch (err) {
     redis?.disconnect();
     throw err;

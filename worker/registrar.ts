@@ -72,21 +72,37 @@ export class Registrar {
    * so that a second auto worker starting at the same time picks others.
    */
   async claimAuto(count: number, numExperts: number): Promise<number[]> {
+    return this.underChoiceLock(async () => {
+      const others = (await readWorkers(this.o.redis, this.o.prefix)).filter(
+        (w) => w.fingerprint === this.o.identity.fingerprint,
+      );
+      return chooseAutoExperts(expertView(others, numExperts), count);
+    });
+  }
+
+  /**
+   * `--experts SET`: registers the set as `loading` before the weights load, under the same lock,
+   * so that an auto worker choosing meanwhile counts it as held (before, an explicit worker was
+   * registered only once loaded, and an auto worker started beside it took the same experts).
+   */
+  async claim(experts: readonly number[]): Promise<void> {
+    await this.underChoiceLock(async () => [...experts]);
+  }
+
+  /** Chooses under the registry's choice lock and registers the choice as `loading`, kept alive by the heartbeat. */
+  private async underChoiceLock(choose: () => Promise<number[]>): Promise<number[]> {
     const { redis } = this.o;
     const token = randomBytes(8).toString('hex');
     const deadline = Date.now() + 3 * AUTO_LOCK_MS;
     while ((await redis.set(this.keys.autoLock, token, 'PX', AUTO_LOCK_MS, 'NX')) !== 'OK') {
       if (Date.now() > deadline)
-        throw new RegistryError('another worker held the --experts auto lock for too long', {
-          hint: 'retry, or give the experts explicitly with --experts',
+        throw new RegistryError("another worker held the registry's expert-choice lock for too long", {
+          hint: 'retry: a worker starting with --redis holds it only while it registers its experts',
         });
       await new Promise((r) => setTimeout(r, 50));
     }
     try {
-      const others = (await readWorkers(redis, this.o.prefix)).filter(
-        (w) => w.fingerprint === this.o.identity.fingerprint,
-      );
-      const experts = chooseAutoExperts(expertView(others, numExperts), count);
+      const experts = await choose();
       this.experts = experts;
       await this.beat();
       // The claim must outlive the loading (minutes for a big model), not just one TTL.

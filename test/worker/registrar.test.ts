@@ -1,6 +1,8 @@
 // The worker's registrar against a real redis-server: concurrent `--experts auto` claims split the
 // experts, a claim stays registered (heartbeat) while the experts load for longer than the TTL,
-// and deregistering deletes the record and announces the leave on the events channel.
+// and deregistering deletes the record and announces the leave on the events channel. A worker
+// given its experts registers them as loading before it loads them, so an auto worker choosing
+// meanwhile takes others (real worker processes).
 
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +11,7 @@ import { parseRegistryEvent } from '../../shared/cluster-registry/record.js';
 import { readWorkers } from '../../shared/cluster-registry/registry-reader.js';
 import { Registrar } from '../../worker/registrar.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
+import { startWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
 let server: RedisServer;
 const clients: Redis[] = [];
@@ -78,5 +81,40 @@ describe('Registrar', () => {
 
     await b.deregister();
     expect(await readWorkers(reader)).toEqual([]);
+  });
+
+  it('an explicit claim counts for auto claims made while it loads', async () => {
+    const x = registrar(client(), 'x', 60_000);
+    await x.claim([0, 1, 2, 3]);
+    const y = registrar(client(), 'y', 60_000);
+    expect(await y.claimAuto(4, 8)).toEqual([4, 5, 6, 7]);
+    expect((await readWorkers(client())).map((r) => [r.id, r.status])).toEqual([
+      ['x', 'loading'],
+      ['y', 'loading'],
+    ]);
+    await Promise.all([x.deregister(), y.deregister()]);
+  });
+
+  it('a worker given --experts is registered as loading before its weights load', async () => {
+    const reader = client();
+    const workers: WorkerProcess[] = [];
+    const explicit = startWorker('0-3', ['--redis', server.url]);
+    try {
+      // Its first record, polled while it starts: before, the record appeared only once loaded.
+      let first: { status: string; experts: readonly number[] } | undefined;
+      for (const deadline = Date.now() + 60_000; first === undefined && Date.now() < deadline; ) {
+        first = (await readWorkers(reader))[0];
+        if (first === undefined) await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(first).toMatchObject({ status: 'loading', experts: [0, 1, 2, 3] });
+      workers.push(await explicit);
+      workers.push(await startWorker('auto', ['--redis', server.url]));
+      expect(workers[1]!.experts).toEqual([4, 5, 6, 7]);
+    } finally {
+      workers.push(
+        ...(await Promise.allSettled([explicit])).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])),
+      );
+      await Promise.all([...new Set(workers)].map((w) => w.stop()));
+    }
   });
 });
