@@ -69,7 +69,11 @@ export function unknownFlagsFirst(cmd: Command): () => void {
     });
   }
   const required = cmd.options.filter((option) => option.mandatory);
-  for (const option of required) option.makeOptionMandatory(false);
+  for (const option of required) {
+    option.makeOptionMandatory(false);
+    // Commander's help says nothing of a mandatory option; it is checked here now, and said here.
+    option.description = `${option.description} (required)`;
+  }
   // kmoe's commands take flags only; the words left over are reported below, by name.
   cmd.allowExcessArguments(true);
   return () => {

@@ -118,4 +118,13 @@ describe('kmoe --help layout', () => {
       expect(adaptive.stdout).toMatch(/^Usage: kmoe bench adaptive-k-time\n {7}\[options\]$/m);
     },
   );
+
+  it('marks the options a command cannot run without as required, and only those', async () => {
+    const serve = (await help('serve', '400')).stdout;
+    expect(serve).toMatch(/^ {2}--model <dir> +checkpoint directory .*\(required\)$/m);
+    expect(serve).not.toMatch(/^ {2}--port <port>.*\(required\)/m);
+    const worker = (await help('worker', '400')).stdout;
+    expect(worker).toMatch(/^ {2}--experts <set> +.*\(required\)$/m);
+    expect(worker).not.toMatch(/^ {2}--redis <url>.*\(required\)/m);
+  });
 });
