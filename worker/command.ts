@@ -218,6 +218,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     log.info(`${reason}: deregistering`);
     await registrar.deregister().catch((err: Error) => log.warn(`deregistering failed: ${err.message}`));
   }
+  await commands?.deleteQueue();
   const drains = reason === 'SIGTERM' || reason === 'SIGINT';
   const drainMs = drains ? o.shutdownTimeout * 1000 : 0;
   // The answers to what coordinators sent must also get out before the close frames: same deadline.

@@ -5,7 +5,7 @@
 // before is answered, the sessions are released. So no request finds a half-loaded expert, and a
 // request sent on stale placement gets `not-held` and is re-sent by its coordinator to a replica.
 
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   type ExpertJob,
@@ -36,7 +36,10 @@ export interface ExpertCommandsOptions {
 }
 
 export class ExpertCommands {
-  private constructor(private readonly bull: Worker<ExpertJob, ExpertJobResult>) {}
+  private constructor(
+    private readonly bull: Worker<ExpertJob, ExpertJobResult>,
+    private readonly o: ExpertCommandsOptions,
+  ) {}
 
   static start(o: ExpertCommandsOptions): ExpertCommands {
     const bull = new Worker<ExpertJob, ExpertJobResult>(
@@ -50,14 +53,47 @@ export class ExpertCommands {
     );
     // BullMQ reports Redis trouble here; serving does not depend on this queue.
     bull.on('error', (err) => o.log.warn(`expert command queue: ${err.message}`));
-    return new ExpertCommands(bull);
+    return new ExpertCommands(bull, o);
   }
 
   /** Stops taking commands; one being applied finishes first. */
   async close(): Promise<void> {
     await this.bull.close();
   }
+
+  /**
+   * Deletes the queue, once closed and deregistered: its name holds this process's worker id, which
+   * no later process has, so its keys would stay in Redis for ever, one set per worker ever started
+   * (a command queued for it now could never be taken; its sender fails at its --command-timeout).
+   * Bounded: BullMQ waits through a Redis outage, and a worker leaving must not.
+   */
+  async deleteQueue(): Promise<void> {
+    const { redisUrl, redisCa, prefix, registrar, log } = this.o;
+    const queue = new Queue(expertQueueName(registrar.id), {
+      connection: jobConnection(redisUrl, redisCa),
+      prefix: jobPrefix(prefix),
+    });
+    queue.on('error', () => {});
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer from Redis within ${QUEUE_DELETE_MS} ms`)),
+        QUEUE_DELETE_MS,
+      );
+    });
+    try {
+      await Promise.race([queue.obliterate({ force: true }), timeout]);
+    } catch (err) {
+      log.warn(`expert command queue not deleted: ${(err as Error).message}`);
+    } finally {
+      clearTimeout(timer);
+      await queue.disconnect();
+    }
+  }
 }
+
+/** How long a leaving worker tries to delete its command queue. */
+const QUEUE_DELETE_MS = 2000;
 
 async function apply(job: ExpertJob, o: ExpertCommandsOptions): Promise<ExpertJobResult> {
   const { compute, server, registrar, log } = o;

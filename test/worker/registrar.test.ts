@@ -95,7 +95,7 @@ describe('Registrar', () => {
     await Promise.all([x.deregister(), y.deregister()]);
   });
 
-  it('a worker given --experts is registered as loading before its weights load', async () => {
+  it('a worker given --experts registers as loading before its weights load, and its command queue goes when it stops', async () => {
     const reader = client();
     const workers: WorkerProcess[] = [];
     const explicit = startWorker('0-3', ['--redis', server.url]);
@@ -110,6 +110,14 @@ describe('Registrar', () => {
       workers.push(await explicit);
       workers.push(await startWorker('auto', ['--redis', server.url]));
       expect(workers[1]!.experts).toEqual([4, 5, 6, 7]);
+      // Each has a command queue (kmoe cluster rebalance) named by its worker id, which no later
+      // process has: a worker that stops deletes it, so Redis does not keep one per worker started.
+      const ids = (await readWorkers(reader)).map((r) => r.id);
+      const queueKeys = async () =>
+        (await reader.keys('kmoe:jobs:*')).filter((k) => ids.some((id) => k.includes(id)));
+      expect(await queueKeys()).not.toEqual([]);
+      expect(await Promise.all(workers.map((w) => w.stop()))).toEqual([0, 0]);
+      expect(await queueKeys()).toEqual([]);
     } finally {
       workers.push(
         ...(await Promise.allSettled([explicit])).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])),
