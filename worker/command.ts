@@ -236,6 +236,12 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   await server.close(Math.max(0, shutdownDeadline - performance.now()));
   await compute.close();
   if (process.connected) process.disconnect();
+  if (commands?.redisUnanswered) {
+    // Everything is closed but BullMQ's reconnecting Redis clients, which cannot be stopped while
+    // Redis does not answer: exit once this command has returned, instead of waiting for Redis.
+    log.warn('Redis did not answer: exiting without closing the command queue connections');
+    setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
+  }
   return 0;
 }
 

@@ -36,29 +36,54 @@ export interface ExpertCommandsOptions {
 }
 
 export class ExpertCommands {
+  /** The command being applied, if any (settled either way). */
+  private applying: Promise<unknown> = Promise.resolve();
+  /**
+   * Redis did not answer a close: BullMQ's connections to it are still reconnecting (its disconnect
+   * waits for a connection first), and they keep the process alive.
+   */
+  redisUnanswered = false;
+
   private constructor(
     private readonly bull: Worker<ExpertJob, ExpertJobResult>,
     private readonly o: ExpertCommandsOptions,
   ) {}
 
   static start(o: ExpertCommandsOptions): ExpertCommands {
+    let commands: ExpertCommands | undefined;
     const bull = new Worker<ExpertJob, ExpertJobResult>(
       expertQueueName(o.registrar.id),
       async (job) => {
         const parsed = expertJobSchema.safeParse(job.data);
         if (!parsed.success) throw new Error(`not an expert command: ${parsed.error.message}`);
-        return apply(parsed.data, o);
+        const applied = apply(parsed.data, o);
+        if (commands) commands.applying = applied.catch(() => {});
+        return applied;
       },
       { connection: jobConnection(o.redisUrl, o.redisCa), prefix: jobPrefix(o.prefix), concurrency: 1 },
     );
     // BullMQ reports Redis trouble here; serving does not depend on this queue.
     bull.on('error', (err) => o.log.warn(`expert command queue: ${err.message}`));
-    return new ExpertCommands(bull, o);
+    commands = new ExpertCommands(bull, o);
+    return commands;
   }
 
-  /** Stops taking commands; one being applied finishes first. */
+  /**
+   * Stops taking commands; one being applied finishes first (a load may take minutes). The rest is
+   * Redis traffic, bounded like deleteQueue's: BullMQ's close waits through a Redis outage, and a
+   * worker sent SIGTERM while Redis was down never left (measured: still running 10 minutes on).
+   */
   async close(): Promise<void> {
-    await this.bull.close();
+    const closed = this.bull.close();
+    await this.applying;
+    if ((await within(closed, QUEUE_DELETE_MS)).kind === 'late') {
+      this.o.log.warn(
+        `expert command queue: Redis did not answer within ${QUEUE_DELETE_MS} ms; closing anyway`,
+      );
+      // Not awaited past the bound either: it too waits for Redis.
+      if ((await within(this.bull.disconnect(), QUEUE_DELETE_MS)).kind === 'late')
+        this.redisUnanswered = true;
+    }
   }
 
   /**
@@ -74,25 +99,41 @@ export class ExpertCommands {
       prefix: jobPrefix(prefix),
     });
     queue.on('error', () => {});
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer from Redis within ${QUEUE_DELETE_MS} ms`)),
-        QUEUE_DELETE_MS,
-      );
-    });
     try {
-      await Promise.race([queue.obliterate({ force: true }), timeout]);
-    } catch (err) {
-      log.warn(`expert command queue not deleted: ${(err as Error).message}`);
+      const deleted = await within(queue.obliterate({ force: true }), QUEUE_DELETE_MS);
+      if (deleted.kind === 'late')
+        log.warn(`expert command queue not deleted: no answer from Redis within ${QUEUE_DELETE_MS} ms`);
+      else if (deleted.kind === 'failed')
+        log.warn(`expert command queue not deleted: ${(deleted.error as Error).message}`);
     } finally {
-      clearTimeout(timer);
-      await queue.disconnect();
+      if ((await within(queue.disconnect(), QUEUE_DELETE_MS)).kind === 'late') this.redisUnanswered = true;
     }
   }
 }
 
-/** How long a leaving worker tries to delete its command queue. */
+/** How `p` ended within `ms`; when late it is not cancelled (and a later rejection is ignored). */
+async function within(
+  p: Promise<unknown>,
+  ms: number,
+): Promise<{ kind: 'done' } | { kind: 'failed'; error: unknown } | { kind: 'late' }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<{ kind: 'late' }>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'late' }), ms);
+  });
+  try {
+    return await Promise.race([
+      p.then(
+        () => ({ kind: 'done' }) as const,
+        (error: unknown) => ({ kind: 'failed', error }) as const,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** How long a leaving worker waits for Redis to close and delete its command queue. */
 const QUEUE_DELETE_MS = 2000;
 
 async function apply(job: ExpertJob, o: ExpertCommandsOptions): Promise<ExpertJobResult> {

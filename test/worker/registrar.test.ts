@@ -125,4 +125,14 @@ describe('Registrar', () => {
       await Promise.all([...new Set(workers)].map((w) => w.stop()));
     }
   });
+
+  it('a worker sent SIGTERM while Redis is down still stops (it stayed running for ever before)', async () => {
+    const gone = await startRedis();
+    const w = await startWorker('0-7', ['--redis', gone.url]);
+    await gone.stop();
+    // BullMQ's close and disconnect wait for Redis: each is bounded (2 s), then the process exits.
+    expect(await w.stop()).toBe(0);
+    expect(w.stderr()).toMatch(/expert command queue: Redis did not answer within 2000 ms; closing anyway/);
+    expect(w.stderr()).toMatch(/Redis did not answer: exiting without closing the command queue connections/);
+  }, 60_000);
 });
