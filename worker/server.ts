@@ -545,7 +545,10 @@ class PeerConnection {
         );
         return;
       }
-      this.welcome(challenged.hello, url, secret!.proof('worker', coordinatorNonce, workerNonce, url));
+      // Bound: `url` is the registered one (checked at the hello), and the proof says so.
+      const bound = this.server.boundUrl !== undefined;
+      const proof = secret!.proof(bound ? 'bound worker' : 'worker', coordinatorNonce, workerNonce, url);
+      this.welcome(challenged.hello, url, { proof, bound });
       return;
     }
     if (msg.type !== 'hello') {
@@ -606,9 +609,14 @@ class PeerConnection {
 
   /**
    * The last step of a handshake: the model must match; `dialled` is the URL the coordinator says it
-   * dialled (canonical), if it says, `proof` the worker's, when authenticated.
+   * dialled (canonical), if it says; `auth` the worker's proof and whether it proved as bound to
+   * `dialled`, when authenticated.
    */
-  private welcome(hello: Hello, dialled: string | undefined, proof: string | undefined): void {
+  private welcome(
+    hello: Hello,
+    dialled: string | undefined,
+    auth: { readonly proof: string; readonly bound: boolean } | undefined,
+  ): void {
     const { compute, log } = this.server.options;
     const m = compute.model;
     if (hello.fingerprint !== m.fingerprint) {
@@ -626,7 +634,7 @@ class PeerConnection {
         peer: this.peer,
         client: printable(hello.client),
         ...(dialled === undefined ? {} : { dialled }),
-        authenticated: proof !== undefined,
+        authenticated: auth !== undefined,
       },
       'accepted coordinator',
     );
@@ -641,7 +649,8 @@ class PeerConnection {
         hidden: m.hidden,
         wire: [...WIRE_DTYPES],
         maxFrameBytes: this.server.options.maxFrameBytes,
-        ...(proof === undefined ? {} : { proof }),
+        ...(auth === undefined ? {} : { proof: auth.proof }),
+        ...(auth?.bound === true ? { bound: true as const } : {}),
       }),
     );
     // Greeted after the drain began (upgraded before it): told at once, as the others were.

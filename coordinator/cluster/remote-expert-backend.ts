@@ -72,6 +72,11 @@ export interface RemoteExpertsOptions {
   readonly balance?: BalanceRule;
   /** Start with the workers that connect if they cover every expert (the others are left out). */
   readonly skipFailed?: boolean;
+  /**
+   * The URLs (at the start, joined and reconnected) come from registry records (kmoe serve
+   * --redis): with a cluster token, each worker must prove it registered the URL dialled.
+   */
+  readonly fromRegistry?: boolean;
 }
 
 /** What the backend must know about the coordinator's model. */
@@ -249,6 +254,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private readonly handshakeTimeoutMs: number;
   /** Proven on every connect, reconnect and join (none: workers without a token only). */
   private readonly secret: ClusterSecret | undefined;
+  /** RemoteExpertsOptions.fromRegistry: every handshake requires a worker bound to its URL. */
+  private readonly fromRegistry: boolean;
   /** Live slots, and left ones with something in progress (finished ones are pruned on rebuild). */
   private slots: Slot[];
   private nextSlotId = 0;
@@ -271,6 +278,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_DISPATCH_TIMEOUT_MS;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.secret = secretOf(options);
+    this.fromRegistry = options.fromRegistry === true;
     this.slots = connections.map((c) => ({
       ...newSlot(this.nextSlotId++, c.url),
       conn: c,
@@ -877,7 +885,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     };
     WorkerConnection.connect(slot.url, {
       ...connectOptions(
-        { wire: this.wire, handshakeTimeoutMs: this.handshakeTimeoutMs },
+        { wire: this.wire, handshakeTimeoutMs: this.handshakeTimeoutMs, fromRegistry: this.fromRegistry },
         this.model,
         this.secret,
       ),
@@ -1018,12 +1026,17 @@ function secretOf(options: RemoteExpertsOptions): ClusterSecret | undefined {
 }
 
 function connectOptions(
-  options: { readonly wire: WireDType; readonly handshakeTimeoutMs?: number },
+  options: {
+    readonly wire: WireDType;
+    readonly handshakeTimeoutMs?: number;
+    readonly fromRegistry?: boolean;
+  },
   model: RemoteModel,
   secret: ClusterSecret | undefined,
 ) {
   return {
     ...(secret === undefined ? {} : { secret }),
+    ...(options.fromRegistry === true ? { requireBound: true } : {}),
     fingerprint: model.fingerprint,
     wire: options.wire,
     model: { numLayers: model.numLayers, numExperts: model.numExperts, hidden: model.hidden },

@@ -35,6 +35,12 @@ export interface ConnectOptions {
   /** The cluster secret: the worker must prove it too. None: only workers without one accept. */
   readonly secret?: ClusterSecret;
   /**
+   * The URL came from a registry record: with a secret, the worker must prove it is registered
+   * under it (welcome.bound), else the handshake fails ('url'). A worker outside the registry
+   * proves on any URL it is reached by, so a record of a relay to it would pass the proof alone.
+   */
+  readonly requireBound?: boolean;
+  /**
    * Called once when an established connection drops (not when this side closes it), with the
    * connection, so that an owner that has replaced it can tell a late report from a current one.
    */
@@ -255,12 +261,22 @@ export class WorkerConnection {
             );
             return;
           }
-          if (!opts.secret.verify('worker', coordinatorNonce!, workerNonce, dialled, msg.proof)) {
+          const role = msg.bound === true ? 'bound worker' : 'worker';
+          if (!opts.secret.verify(role, coordinatorNonce!, workerNonce, dialled, msg.proof)) {
             fail(
               `sent a wrong proof of the cluster token: the worker's token differs from this coordinator's, or it proved for another URL than ${dialled}`,
               `give coordinator and workers the same token (${TOKEN_SOURCES})`,
               undefined,
               'auth',
+            );
+            return;
+          }
+          if (opts.requireBound === true && msg.bound !== true) {
+            fail(
+              `proved the cluster token for ${dialled}, but the worker is not registered under that URL: a worker outside the registry (a fixed --workers list, a local cluster) proves on any URL it is reached by, so this registry record may be a relay to it`,
+              'a coordinator that takes its workers from the registry uses only workers registered under the URL it dials: remove the record of this URL, or start that worker with --redis (and --advertise-url set to this URL if that is how coordinators reach it)',
+              undefined,
+              'url',
             );
             return;
           }

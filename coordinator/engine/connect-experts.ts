@@ -67,6 +67,7 @@ export async function connectExperts(
       ...(option.clusterToken === undefined ? {} : { clusterToken: option.clusterToken }),
       ...(option.balance === undefined ? {} : { balance: option.balance }),
       ...(option.skipFailed === true ? { skipFailed: true } : {}),
+      ...(option.fromRegistry === true ? { fromRegistry: true } : {}),
     },
     model,
     events,

@@ -44,6 +44,8 @@ export type ExpertsOption =
        * registry may list a stale or foreign URL; the membership keeps retrying the others).
        */
       readonly skipFailed?: boolean;
+      /** The URLs come from a registry: each worker must prove it registered the URL dialled. */
+      readonly fromRegistry?: boolean;
     };
 
 export interface EngineOptions {

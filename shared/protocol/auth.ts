@@ -8,13 +8,16 @@
 //   coordinator -> worker   hello { nonce: Nc, url: U }
 //   worker -> coordinator   challenge { nonce: Nw }
 //   coordinator -> worker   proof { proof: HMAC(k, "coordinator" | Nc | Nw | U) }   worker checks, or refuse 'auth'
-//   worker -> coordinator   welcome { proof: HMAC(k, "worker" | Nc | Nw | U) }      coordinator checks
+//   worker -> coordinator   welcome { bound?, proof: HMAC(k, R | Nc | Nw | U) }     coordinator checks
 //
 // The coordinator proves on the URL it dialled. A worker that knows the URL its coordinators dial
-// (the one it registered) refuses a hello naming another ('url') and proves on its own; one that
-// does not (a fixed --workers list may name it in ways it cannot know) proves on the hello's. The
-// worker proves itself only to a coordinator that has already proved itself, so it is never an
-// oracle for unauthenticated peers. What this does not protect against: docs/expert-parallelism.md.
+// (the one it registered) refuses a hello naming another ('url') and proves on its own as
+// R = "bound worker", saying so in the welcome (`bound`); one that does not (a fixed --workers list
+// may name it in ways it cannot know) proves on the hello's as R = "worker". So a coordinator that
+// took U from a registry can require a bound worker: a relay registered at U that forwards to a
+// worker outside the registry gets that worker's proof for U, but not a bound one. The worker
+// proves itself only to a coordinator that has already proved itself, so it is never an oracle for
+// unauthenticated peers. What this does not protect against: docs/expert-parallelism.md.
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { inspect } from 'node:util';
@@ -29,7 +32,12 @@ export const MIN_TOKEN_CHARS = 16;
 /** Hex text of a nonce or a proof (SHA-256 is 32 bytes, like the nonce). */
 export const AUTH_HEX = /^[0-9a-f]{64}$/;
 
-export type AuthRole = 'coordinator' | 'worker';
+/**
+ * Who proves: the coordinator; a worker proving on whatever URL the hello names; a worker bound to
+ * that URL (it registered it and accepts no other). The role is the label's last word, which ends
+ * at the first newline and no role holds one, so no role's proof is another's.
+ */
+export type AuthRole = 'coordinator' | 'worker' | 'bound worker';
 
 /** Why a cluster token cannot be used, or undefined when it can. */
 export function clusterTokenProblem(token: string): string | undefined {

@@ -69,19 +69,26 @@ const schemas = {
   }),
   challenge: z.object({ type: z.literal('challenge'), version: u32, nonce: authHex }),
   proof: z.object({ type: z.literal('proof'), proof: authHex }),
-  welcome: z.object({
-    type: z.literal('welcome'),
-    version: u32,
-    fingerprint: z.string().max(256),
-    worker: z.string().max(1024),
-    experts: z.array(count).max(1 << 20),
-    numLayers: count,
-    numExperts: count,
-    hidden: count,
-    wire: z.array(wire).min(1),
-    maxFrameBytes: z.number().int().positive(),
-    proof: authHex.optional(),
-  }),
+  welcome: z
+    .object({
+      type: z.literal('welcome'),
+      version: u32,
+      fingerprint: z.string().max(256),
+      worker: z.string().max(1024),
+      experts: z.array(count).max(1 << 20),
+      numLayers: count,
+      numExperts: count,
+      hidden: count,
+      wire: z.array(wire).min(1),
+      maxFrameBytes: z.number().int().positive(),
+      proof: authHex.optional(),
+      bound: z.literal(true).optional(),
+    })
+    // Only the proof makes the flag worth anything: without one it is a peer's word.
+    .refine((w) => w.bound === undefined || w.proof !== undefined, {
+      path: ['bound'],
+      message: 'comes with a proof only',
+    }),
   refuse: z.object({
     type: z.literal('refuse'),
     version: u32,

@@ -74,6 +74,13 @@ export interface Welcome {
   readonly maxFrameBytes: number;
   /** The worker's proof that it holds the cluster token, after an authenticated handshake. */
   readonly proof?: string;
+  /**
+   * With a proof only: this worker registered the URL the hello names and accepts no other, and
+   * proved as the 'bound worker' role (auth.ts), so the flag cannot be added on the way. A
+   * coordinator that took the URL from a registry requires it: a worker outside the registry
+   * proves on any URL it is reached by, a relay's too (version 4).
+   */
+  readonly bound?: true;
 }
 
 /** `url`: the coordinator dialled another URL than the one this worker registered (version 4). */

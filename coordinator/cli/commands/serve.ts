@@ -151,9 +151,12 @@ export async function run(o: ServeOptions): Promise<number> {
   });
   const { cluster } = placed;
   // From a registry a URL that answers TCP may still not be a kmoe worker of this model (a stale or
-  // foreign record): start with the workers that complete the handshake; the membership retries the rest.
+  // foreign record): start with the workers that complete the handshake; the membership retries the
+  // rest. Each must be registered under the URL dialled, not reached there through a relay.
   const experts: ExpertsOption =
-    registry && placed.experts.kind === 'remote' ? { ...placed.experts, skipFailed: true } : placed.experts;
+    registry && placed.experts.kind === 'remote'
+      ? { ...placed.experts, skipFailed: true, fromRegistry: true }
+      : placed.experts;
   const membership: Membership =
     registry ?? cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
 

@@ -2,7 +2,8 @@
 // sockets: the same token works (logits equal to single-process, fp32 wire: 1e-5 relative); a wrong
 // or missing token on either side is refused before any work with a message naming the fix, and the
 // worker logs the peer (never the token); a captured handshake replayed against either side fails;
-// the proofs cover the URL dialled (registered workers: registry/registered-relay.test.ts);
+// the proofs cover the URL dialled (registered workers: registry/registered-relay.test.ts), and say
+// whether the worker is bound to it, which a coordinator taking URLs from a registry requires;
 // a silent peer is cut off; the CLI refuses a reachable address without a token unless --insecure.
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -116,7 +117,7 @@ async function handshake(
 }
 
 /** A welcome of this model's worker holding every expert, as a peer posing as one sends it. */
-function fakeWelcome(worker: string, proof?: string): Uint8Array {
+function fakeWelcome(worker: string, proof?: string, bound?: true): Uint8Array {
   return encodeWelcome({
     version: PROTOCOL_VERSION,
     fingerprint,
@@ -128,6 +129,7 @@ function fakeWelcome(worker: string, proof?: string): Uint8Array {
     wire: ['fp32'],
     maxFrameBytes: 1 << 20,
     ...(proof === undefined ? {} : { proof }),
+    ...(bound === undefined ? {} : { bound }),
   });
 }
 
@@ -345,6 +347,50 @@ describe('the URL dialled', () => {
       expect(err.message).toMatch(
         /sent a wrong proof of the cluster token: .*or it proved for another URL than ws:\/\/127\.0\.0\.1:\d+\//,
       );
+      expect(err.details).toMatchObject({ reason: 'auth' });
+    } finally {
+      for (const c of fake.clients) c.terminate();
+      await new Promise((r) => fake.close(r));
+    }
+  });
+
+  it('a coordinator taking the URL from a registry refuses a token worker not registered under it', async () => {
+    // What kmoe serve --redis dials: a record's URL. This worker has no registry record, so it
+    // proves on any URL it is reached by; a record of a relay to it would look just like this.
+    const err = await RemoteExpertBackend.connect(
+      { workers: [secured.url], wire: 'fp32', clusterToken: TOKEN, fromRegistry: true },
+      { fingerprint, ...MODEL },
+    ).then(
+      async (b) => {
+        await b.close();
+        throw new Error('the handshake succeeded');
+      },
+      (e: unknown) => e as HandshakeError,
+    );
+    expect(err).toBeInstanceOf(HandshakeError);
+    expect(err.message).toContain(
+      `worker ${secured.url}: proved the cluster token for ${secured.url}/, but the worker is not registered under that URL`,
+    );
+    expect(err.details).toMatchObject({ reason: 'url' });
+  });
+
+  it("a welcome saying `bound` over an unbound worker's proof is not believed", async () => {
+    // A relay adding the flag on the way: the worker proved as the unbound role.
+    const secret = new ClusterSecret(TOKEN);
+    const fake = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise((r) => fake.once('listening', r));
+    const url = `ws://127.0.0.1:${(fake.address() as { port: number }).port}`;
+    fake.on('connection', (ws: WebSocket) =>
+      ws.once('message', (hello) => {
+        const { nonce: nc } = decodeMessage(frameBytes(hello as Buffer), limits) as { nonce: string };
+        const nw = newNonce();
+        ws.send(encodeChallenge({ version: PROTOCOL_VERSION, nonce: nw }));
+        ws.once('message', () => ws.send(fakeWelcome('unbound', secret.proof('worker', nc, nw, url), true)));
+      }),
+    );
+    try {
+      const err = await refusal(url, TOKEN);
+      expect(err.message).toMatch(/sent a wrong proof of the cluster token/);
       expect(err.details).toMatchObject({ reason: 'auth' });
     } finally {
       for (const c of fake.clients) c.terminate();

@@ -1,6 +1,7 @@
 // The cluster secret's proofs: bound to the role, both nonces, the URL dialled and the secret;
 // checked in constant time; never printed. A proof from one handshake fails in any other, and one
-// for a URL fails for any other URL.
+// for a URL fails for any other URL. A worker's proof says whether it is bound to the URL (its
+// welcome's `bound`), so that flag cannot be added on the way.
 
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -10,7 +11,13 @@ import {
   newNonce,
   randomClusterToken,
 } from '../../../shared/protocol/auth.js';
-import { decodeMessage, encodeChallenge, encodeHello, encodeProof } from '../../../shared/protocol/codec.js';
+import {
+  decodeMessage,
+  encodeChallenge,
+  encodeHello,
+  encodeProof,
+  encodeWelcome,
+} from '../../../shared/protocol/codec.js';
 import { PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
 import { MAX_WORKER_URL_CHARS } from '../../../shared/protocol/worker-url.js';
 
@@ -47,6 +54,15 @@ describe('ClusterSecret', () => {
     expect(secret.verify('coordinator', nc, nw, url, proof.slice(2))).toBe(false);
     expect(secret.verify('coordinator', nc, nw, url, proof.toUpperCase())).toBe(false);
     expect(secret.verify('coordinator', nc, nw, url, '')).toBe(false);
+  });
+
+  it("a bound worker's proof is not an unbound worker's, nor the other way round", () => {
+    const bound = secret.proof('bound worker', nc, nw, url);
+    const unbound = secret.proof('worker', nc, nw, url);
+    expect(secret.verify('bound worker', nc, nw, url, bound)).toBe(true);
+    expect(secret.verify('worker', nc, nw, url, bound)).toBe(false);
+    expect(secret.verify('bound worker', nc, nw, url, unbound)).toBe(false);
+    expect(secret.verify('coordinator', nc, nw, url, bound)).toBe(false);
   });
 
   it('covers the URL in its canonical form: two spellings of one URL are one URL', () => {
@@ -119,5 +135,31 @@ describe('handshake messages', () => {
     expect(() => decodeMessage(encodeChallenge({ version: 2, nonce: nonce.toUpperCase() }), limits)).toThrow(
       /nonce: must be 32 bytes in lower-case hex/,
     );
+  });
+
+  it("a welcome's `bound` comes with a proof, and is true or absent", () => {
+    const welcome = {
+      version: PROTOCOL_VERSION,
+      fingerprint: 'f',
+      worker: 'w',
+      experts: [0],
+      numLayers: 2,
+      numExperts: 8,
+      hidden: 8,
+      wire: ['fp32' as const],
+      maxFrameBytes: 4096,
+    };
+    const proof = newNonce();
+    expect(decodeMessage(encodeWelcome({ ...welcome, proof, bound: true }), limits)).toEqual({
+      type: 'welcome',
+      ...welcome,
+      proof,
+      bound: true,
+    });
+    expect(() => decodeMessage(encodeWelcome({ ...welcome, bound: true }), limits)).toThrow(
+      /invalid welcome header: bound: comes with a proof only/,
+    );
+    const falseBound = encodeWelcome({ ...welcome, proof, bound: false as unknown as true });
+    expect(() => decodeMessage(falseBound, limits)).toThrow(/invalid welcome header: bound/);
   });
 });

@@ -5,7 +5,9 @@
 // serve joined the relay and sent it hidden states. Now both proofs cover the URL dialled and the
 // worker accepts only the URL it registered: the relay is refused, and both sides say which URLs
 // differ. Also refused: a relay that speaks the protocol and rewrites the hello's URL to the
-// worker's (then the coordinator's proof, made for the relay's URL, is wrong).
+// worker's (then the coordinator's proof, made for the relay's URL, is wrong); and a relay to a
+// token worker outside the registry (a fixed --workers one), which proves on any URL: serve
+// requires the worker's proof to say it is registered under the URL dialled.
 
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -157,6 +159,30 @@ describe('a relay registered under its own URL (real redis-server, worker, kmoe 
     expect(await joinOutcome(relayUrl)).toMatch(
       /refused this coordinator \(auth\): wrong proof of the cluster token: .*, or its hello was altered on the way/,
     );
+  });
+});
+
+describe('a relay registered in Redis to a token worker outside the registry', () => {
+  it('is not joined: serve requires a worker registered under the URL it dials', async () => {
+    // The same token, no --redis: the worker of a fixed --workers list, which proves on whatever
+    // URL it is reached by (the documented choice for those lists), the relay's too.
+    const env = { ...process.env, KMOE_CLUSTER_TOKEN: TOKEN };
+    const unbound = await startWorker('0-7', [], { env });
+    try {
+      const relay = await listeners.forward(0, Number(new URL(unbound.url).port));
+      const relayUrl = `ws://127.0.0.1:${(relay.address() as { port: number }).port}`;
+      await forge('relay-to-unbound', relayUrl);
+      // Before: 'joined', and serve routed hidden states through the relay (all of them once the
+      // registered worker left).
+      expect(await joinOutcome(relayUrl)).toContain(
+        `worker ${relayUrl}: proved the cluster token for ${relayUrl}/, but the worker is not registered under that URL`,
+      );
+      // The worker accepted and proved: the refusal is serve's, from the proof's role.
+      const accepted = logLines(unbound.stderr()).filter((l) => l.msg === 'accepted coordinator');
+      expect(accepted.map((l) => l.dialled)).toContain(`${relayUrl}/`);
+    } finally {
+      expect(await unbound.stop()).toBe(0);
+    }
   });
 });
 
