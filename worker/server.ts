@@ -60,6 +60,8 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
  * skips the handshake, and its frame is not buffered beyond this (ws's maxPayload is one per server).
  */
 export const HANDSHAKE_MAX_BYTES = 16 * 1024;
+/** Characters of a URL quoted in a log line: enough to tell URLs apart, a bounded line. */
+const URL_QUOTED_CHARS = 300;
 /** How long a refused peer's socket stays open for the refuse message to reach it. */
 const REFUSED_LINGER_MS = 1000;
 /** Default cap on WebSocket connections at once, handshaking or greeted (`--max-connections`). */
@@ -483,13 +485,17 @@ class PeerConnection {
     this.enqueue(() => this.handle(bytes));
   }
 
-  /** Refuses the peer: logged with its address (never a secret), a refuse message, close 1008. */
-  private refuse(reason: RefuseReason, message: string): void {
+  /**
+   * Refuses the peer: logged with its address (never a secret), a refuse message, close 1008.
+   * `logged`: what this worker's log says instead of `message`, when the peer (not authenticated
+   * yet) is to learn less than the operator.
+   */
+  private refuse(reason: RefuseReason, message: string, logged = message): void {
     if (this.stage.kind === 'refused' || this.stage.kind === 'greeted') return;
     this.stage = { kind: 'refused' };
     clearTimeout(this.handshakeTimer);
     this.server.metrics.refused(reason);
-    this.server.options.log.warn({ reason, peer: this.peer }, `refused coordinator ${this.peer}: ${message}`);
+    this.server.options.log.warn({ reason, peer: this.peer }, `refused coordinator ${this.peer}: ${logged}`);
     this.sendFrame(encodeRefuse({ version: PROTOCOL_VERSION, reason, message }));
     this.ws.close(1008, reason);
     // A refused peer gets a moment to read why, not ws's 30 s wait for its close frame: sockets of
@@ -596,9 +602,12 @@ class PeerConnection {
     // Only where the proofs mean something: without a secret anyone may relay, or pose as a worker.
     const bound = this.server.boundUrl;
     if (bound !== undefined && dialled !== bound) {
+      // The peer has proved nothing yet: it is not told the registered URL (it knows the one it
+      // dialled). Each URL is quoted once and bounded, as a hello's URL may be 2,048 characters.
       this.refuse(
         'url',
-        `the coordinator dialled ${dialled}, but this worker is registered as ${bound}: a record under ${dialled} leads here through a relay or another name; coordinators must dial the registered URL (remove that record, or give this worker the --advertise-url coordinators reach it by)`,
+        'this worker accepts only the URL it registered, and the coordinator dialled another: a relay, or another name of this worker',
+        `the coordinator dialled ${printable(dialled, URL_QUOTED_CHARS)}, but this worker is registered as ${printable(bound, URL_QUOTED_CHARS)}: it was reached through a relay or by another name (coordinators must dial the registered URL; give this worker --advertise-url if they reach it by another)`,
       );
       return;
     }

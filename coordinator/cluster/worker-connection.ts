@@ -59,7 +59,7 @@ const REFUSE_HINTS: Record<RefuseReason, string> = {
   model: 'start coordinator and workers with the same --model',
   'bad-hello': 'run coordinator and workers from the same kmoe release',
   auth: `give coordinator and workers the same cluster token (${TOKEN_SOURCES})`,
-  url: "dial the URL the worker registered; a registry record of another URL that leads to it (a relay, another name) is not the worker's: remove it, or give the worker the --advertise-url coordinators reach it by",
+  url: 'the worker is registered in a registry under another URL and accepts that one only (its log names both): dial it by that URL, or give the worker the --advertise-url coordinators reach it by; a registry record of this URL that leads to it is a relay or another name: remove it',
 };
 
 /** Unsent request bytes above which the next send waits for the socket to drain. */

@@ -49,6 +49,13 @@ export interface DecodeLimits {
   readonly numLayers: number;
 }
 
+/**
+ * Longest message of a refusal or an error reply (characters). A longer one is cut where it is
+ * encoded, so that what a worker says always decodes: the schema refusing it would leave the
+ * coordinator with "invalid refuse header" instead of the reason.
+ */
+export const MAX_MESSAGE_CHARS = 4096;
+
 const u32 = z.number().int().min(0).max(0xffffffff);
 const count = z
   .number()
@@ -93,7 +100,7 @@ const schemas = {
     type: z.literal('refuse'),
     version: u32,
     reason: z.enum(REFUSE_REASONS),
-    message: z.string().max(4096),
+    message: z.string().max(MAX_MESSAGE_CHARS),
   }),
   dispatch: z.object({
     type: z.literal('dispatch'),
@@ -118,7 +125,7 @@ const schemas = {
       'not-held',
       'compute-failed',
     ]),
-    message: z.string().max(4096),
+    message: z.string().max(MAX_MESSAGE_CHARS),
   }),
   drain: z.object({ type: z.literal('drain'), reason: z.string().max(1024) }),
   holdings: z.object({ type: z.literal('holdings'), experts: z.array(count).max(1 << 20) }),
@@ -325,11 +332,20 @@ export function encodeWelcome(m: Omit<Welcome, 'type'>): Uint8Array {
 }
 
 export function encodeRefuse(m: Omit<Refuse, 'type'>): Uint8Array {
-  return allocFrame({ type: 'refuse', ...m }, []).bytes;
+  return allocFrame({ type: 'refuse', ...m, message: cutMessage(m.message) }, []).bytes;
 }
 
 export function encodeErrorReply(m: Omit<ErrorReply, 'type'>): Uint8Array {
-  return allocFrame({ type: 'error', ...m }, []).bytes;
+  return allocFrame({ type: 'error', ...m, message: cutMessage(m.message) }, []).bytes;
+}
+
+/** `text` in at most MAX_MESSAGE_CHARS characters, '…' marking a cut, never between a surrogate pair's halves. */
+function cutMessage(text: string): string {
+  if (text.length <= MAX_MESSAGE_CHARS) return text;
+  let end = MAX_MESSAGE_CHARS - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
 }
 
 export function encodeDrain(m: Omit<Drain, 'type'>): Uint8Array {

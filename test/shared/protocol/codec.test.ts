@@ -17,7 +17,9 @@ import {
   encodeErrorReply,
   encodeHello,
   encodeHoldings,
+  encodeRefuse,
   encodeWelcome,
+  MAX_MESSAGE_CHARS,
   MAX_PAIR_WEIGHT,
   requestIdOf,
 } from '../../../shared/protocol/codec.js';
@@ -187,6 +189,30 @@ describe('messages', () => {
     const back = decodeMessage(result.bytes, limits);
     if (back.type !== 'result') throw new Error('expected a result');
     expect(Array.from(fromWire(back.partial, wire))).toEqual(Array.from(hidden));
+  });
+
+  it('cut a refusal or error message beyond MAX_MESSAGE_CHARS where it is encoded, so it still decodes', () => {
+    // Emoji (two UTF-16 units each): a cut at MAX_MESSAGE_CHARS - 1 units would fall between the
+    // halves of a pair, so the pair goes too.
+    const long = '😀'.repeat(MAX_MESSAGE_CHARS);
+    const refusal = decodeMessage(
+      encodeRefuse({ version: PROTOCOL_VERSION, reason: 'url', message: long }),
+      limits,
+    );
+    const error = decodeMessage(encodeErrorReply({ id: 1, code: 'compute-failed', message: long }), limits);
+    for (const m of [refusal, error]) {
+      if (m.type !== 'refuse' && m.type !== 'error')
+        throw new Error(`expected a refuse or an error, got ${m.type}`);
+      expect(m.message.length).toBe(MAX_MESSAGE_CHARS - 1);
+      expect(m.message.endsWith('😀…')).toBe(true);
+      expect(long.startsWith(m.message.slice(0, -1))).toBe(true);
+    }
+    const exact = 'y'.repeat(MAX_MESSAGE_CHARS);
+    const kept = decodeMessage(
+      encodeRefuse({ version: PROTOCOL_VERSION, reason: 'auth', message: exact }),
+      limits,
+    );
+    expect(kept).toMatchObject({ type: 'refuse', message: exact });
   });
 
   it('round-trip a holdings notice; refuse one with a negative or fractional expert', () => {

@@ -3,8 +3,8 @@
 // `kmoe serve --redis` holding it too). Whoever can write to Redis can add such a record without
 // the token. Before protocol 4 the proofs covered only the nonces: they crossed the relay unchanged,
 // serve joined the relay and sent it hidden states. Now both proofs cover the URL dialled and the
-// worker accepts only the URL it registered: the relay is refused, and both sides say which URLs
-// differ. Also refused: a relay that speaks the protocol and rewrites the hello's URL to the
+// worker accepts only the URL it registered: the relay is refused, serve names the URL it dialled
+// and the worker's log both URLs (the peer, not authenticated yet, is not told the registered one). Also refused: a relay that speaks the protocol and rewrites the hello's URL to the
 // worker's (then the coordinator's proof, made for the relay's URL, is wrong); and a relay to a
 // token worker outside the registry (a fixed --workers one), which proves on any URL: serve
 // requires the worker's proof to say it is registered under the URL dialled.
@@ -15,14 +15,16 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { HandshakeError } from '../../../../coordinator/cluster/errors.js';
 import { RemoteExpertBackend } from '../../../../coordinator/cluster/remote-expert-backend.js';
 import { Checkpoint } from '../../../../shared/model/checkpoint.js';
-import { randomClusterToken } from '../../../../shared/protocol/auth.js';
+import { newNonce, randomClusterToken } from '../../../../shared/protocol/auth.js';
 import { decodeMessage, encodeHello } from '../../../../shared/protocol/codec.js';
 import { frameBytes } from '../../../../shared/protocol/frame.js';
+import { PROTOCOL_VERSION } from '../../../../shared/protocol/messages.js';
 import { greedyCompletion } from '../../../helpers/greedy-completion.js';
 import { LoopbackListeners } from '../../../helpers/loopback-listeners.js';
 import { MODEL_DIR } from '../../../helpers/paths.js';
 import { restartablePort } from '../../../helpers/ports.js';
 import { scrape } from '../../../helpers/prometheus.js';
+import { RawPeer } from '../../../helpers/raw-peer.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
 import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
 import { forgeRecordLike } from '../../../helpers/worker-record.js';
@@ -127,7 +129,7 @@ afterAll(async () => {
 });
 
 describe('a relay registered under its own URL (real redis-server, worker, kmoe serve, cluster token)', () => {
-  it('is refused, serve and the worker both naming the URL dialled and the one registered', async () => {
+  it('is refused, serve naming the URL dialled and the worker both URLs', async () => {
     const baseline = await greedyCompletion(server.url);
     // A TCP forwarder: every byte both ways unchanged; it needs no token.
     const relay = await listeners.forward(0, Number(new URL(worker.url).port));
@@ -136,9 +138,11 @@ describe('a relay registered under its own URL (real redis-server, worker, kmoe 
     const dialled = `${relayUrl}/`;
     const registered = `${worker.url}/`;
     // Before protocol 4: 'joined', and serve split the experts' work between the worker and the relay.
-    expect(await joinOutcome(relayUrl)).toContain(
-      `refused this coordinator (url): the coordinator dialled ${dialled}, but this worker is registered as ${registered}`,
+    const refusal = await joinOutcome(relayUrl);
+    expect(refusal).toContain(
+      `worker ${relayUrl}: refused this coordinator (url): this worker accepts only the URL it registered`,
     );
+    expect(refusal).not.toContain(registered);
     const refused = logLines(worker.stderr()).filter((l) => l.reason === 'url');
     expect(refused.length).toBeGreaterThanOrEqual(1);
     expect(refused[0]!.msg).toContain(
@@ -222,9 +226,75 @@ describe('a worker registered with --advertise-url (cluster token)', () => {
         );
         expect(err).toBeInstanceOf(HandshakeError);
         expect(err!.message).toContain(
-          `refused this coordinator (url): the coordinator dialled ${new URL(other).href}, but this worker is registered as ${advertised}`,
+          `worker ${other}: refused this coordinator (url): this worker accepts only the URL it registered`,
+        );
+        expect(w.stderr()).toContain(
+          `the coordinator dialled ${new URL(other).href}, but this worker is registered as ${advertised}`,
         );
       }
+    } finally {
+      expect(await w.stop()).toBe(0);
+    }
+  });
+
+  it('tells a peer only that it accepts its registered URL, however long the URLs', async () => {
+    // URLs of 1,400+ characters: the refusal quoted them in full, beyond the refuse message's
+    // 4,096 characters, and the coordinator read only "answered the hello with an invalid message".
+    const port = await restartablePort();
+    const path = `/${'a'.repeat(1400)}`;
+    const advertised = `ws://127.0.0.1:${port}${path}`;
+    const env = { ...process.env, KMOE_CLUSTER_TOKEN: TOKEN };
+    const w = await startWorker(
+      '0-7',
+      ['--redis', redis.url, '--port', String(port), '--advertise-url', advertised],
+      { env },
+    );
+    try {
+      // A peer with no token at all, one hello: it learns nothing of the URL registered.
+      const peer = await RawPeer.open(w.url, limits);
+      peer.send(
+        encodeHello({
+          version: PROTOCOL_VERSION,
+          fingerprint: 'x',
+          client: 'scanner',
+          nonce: newNonce(),
+          url: 'ws://probe.invalid:1',
+        }),
+      );
+      const answer = await peer.next();
+      expect(answer).toEqual({
+        type: 'refuse',
+        version: PROTOCOL_VERSION,
+        reason: 'url',
+        message:
+          'this worker accepts only the URL it registered, and the coordinator dialled another: a relay, or another name of this worker',
+      });
+      // The token holder dialling another name of it reads the reason; the worker's log names
+      // both URLs, each cut at 300 characters.
+      const ckpt = await Checkpoint.open(MODEL_DIR);
+      const fingerprint = ckpt.fingerprint();
+      await ckpt.close();
+      const other = `ws://localhost:${port}${path}`;
+      const err = await RemoteExpertBackend.connect(
+        { workers: [other], wire: 'fp32', clusterToken: TOKEN },
+        { fingerprint, ...MODEL },
+      ).then(
+        async (b) => {
+          await b.close();
+          return undefined;
+        },
+        (e: unknown) => e as HandshakeError,
+      );
+      expect(err).toBeInstanceOf(HandshakeError);
+      expect(err!.message).toContain(
+        'refused this coordinator (url): this worker accepts only the URL it registered',
+      );
+      const quoted = (url: string) => `${url.slice(0, 300)}…`;
+      const line = logLines(w.stderr()).find((l) => l.reason === 'url' && l.msg.includes('localhost'));
+      expect(line?.msg).toContain(
+        `the coordinator dialled ${quoted(other)}, but this worker is registered as ${quoted(advertised)}:`,
+      );
+      expect(line!.msg.length).toBeLessThan(1000);
     } finally {
       expect(await w.stop()).toBe(0);
     }
