@@ -2,7 +2,7 @@
 // (a record is external input: another process, maybe another version, wrote it).
 
 import { z } from 'zod';
-import { workerUrlProblem } from '../protocol/worker-url.js';
+import { MAX_WORKER_URL_CHARS, workerUrlProblem } from '../protocol/worker-url.js';
 
 export const WORKER_STATUSES = ['loading', 'ready', 'draining'] as const;
 export type WorkerStatus = (typeof WORKER_STATUSES)[number];
@@ -30,7 +30,7 @@ export const workerRecordSchema = z.object({
   /** ws:// URL coordinators connect to (--advertise-url, or the listen address); empty while loading. */
   url: z
     .string()
-    .max(2000)
+    .max(MAX_WORKER_URL_CHARS)
     .superRefine((u, ctx) => {
       const problem = u === '' ? undefined : workerUrlProblem(u);
       if (problem !== undefined)

@@ -13,11 +13,18 @@
  */
 const HIDDEN_OR_SPACE = /[\s\p{Z}\p{Cc}\p{Cf}\p{Cs}]/u;
 
-/** Longest canonical form of a worker URL: it travels in the hello, read before any authentication. */
+/**
+ * Longest worker URL, as written and in canonical form: it travels in the hello (read before any
+ * authentication) and in registry records (record.ts), so one bound for both; a URL accepted here
+ * is one every coordinator reads from a record.
+ */
 export const MAX_WORKER_URL_CHARS = 2048;
 
 /** Why `url` is no worker URL, or undefined if it is one. */
 export function workerUrlProblem(url: string): string | undefined {
+  // Written: a record keeps the text, user name and password included (which the canonical drops).
+  if (url.length > MAX_WORKER_URL_CHARS)
+    return `it is ${url.length} characters long; at most ${MAX_WORKER_URL_CHARS}`;
   const hidden = HIDDEN_OR_SPACE.exec(url);
   if (hidden)
     return `it holds white space or an invisible character (U+${hidden[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} at offset ${hidden.index}); percent-encode it`;

@@ -1,9 +1,11 @@
-// Pure parts of the registry: URL masking, the --experts auto choice and record validation.
+// Pure parts of the registry: URL masking, the --experts auto choice and record validation (its
+// URL bound is the worker URL rule's).
 
 import { describe, expect, it } from 'vitest';
-import { parseWorkerRecord } from '../../../shared/cluster-registry/record.js';
+import { checkWorkerRecord, parseWorkerRecord } from '../../../shared/cluster-registry/record.js';
 import { checkRedisUrl } from '../../../shared/cluster-registry/redis-url.js';
 import { chooseAutoExperts, expertView } from '../../../shared/cluster-registry/registry-reader.js';
+import { MAX_WORKER_URL_CHARS, workerUrlProblem } from '../../../shared/protocol/worker-url.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
 
 const record = (id: string, experts: number[], load: [number, number][] = [], status = 'ready') => ({
@@ -90,6 +92,18 @@ describe('a record whose URL no coordinator can dial (a hostile or mistyped regi
     'file:///etc/passwd',
   ])('%s is not a record', (url) => {
     expect(parseWorkerRecord(JSON.stringify({ ...record('a', [0]), url }))).toBeUndefined();
+  });
+
+  it('one length bound for a worker URL and a record: the longest URL a worker may register is read', () => {
+    // Before, a worker started with a 2,001-2,048-character URL and every coordinator ignored its
+    // record (the schema capped url at 2,000).
+    const prefix = 'ws://127.0.0.1:7070/';
+    const longest = prefix + 'b'.repeat(MAX_WORKER_URL_CHARS - prefix.length);
+    expect(workerUrlProblem(longest)).toBeUndefined();
+    expect(parseWorkerRecord(JSON.stringify({ ...record('a', [0]), url: longest }))?.url).toBe(longest);
+    const over = `${longest}b`;
+    expect(workerUrlProblem(over)).toMatch(/at most 2048/);
+    expect(checkWorkerRecord(JSON.stringify({ ...record('a', [0]), url: over }))).toMatch(/^url: /);
   });
 
   it.each(['', 'ws://10.0.0.2:7070', 'wss://worker-3.example:443/', 'ws://[::1]:7070'])(

@@ -63,5 +63,9 @@ describe('canonicalWorkerUrl', () => {
     // Percent-encoding counts: 700 characters that are 6 each written out.
     expect(workerUrlProblem(`ws://h:1/${'\u00e9'.repeat(700)}`)).toMatch(/4209 characters long/);
     expect(workerUrlProblem(`ws://h:1/${'a'.repeat(2000)}`)).toBeUndefined();
+    // As written, too: a user name and password the canonical form leaves out still count.
+    const credentials = `ws://u:${'p'.repeat(MAX_WORKER_URL_CHARS)}@h:1/`;
+    expect(canonicalWorkerUrl(`ws://u:p@h:1/`)).toBe('ws://h:1/');
+    expect(workerUrlProblem(credentials)).toMatch(/^it is 2060 characters long; at most 2048$/);
   });
 });
