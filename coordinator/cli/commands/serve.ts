@@ -118,8 +118,9 @@ export async function run(o: ServeOptions): Promise<number> {
         );
         // A record outlives its worker by up to a TTL: start with the workers that answer.
         const r = await reachableWorkers(members.workers(), ckpt.config.numExperts);
-        // One URL once: a worker restarted at its old URL may still have its old record too.
-        if (r.covered) return [...new Set(r.reachable.map((w) => w.url))];
+        // One URL once, as the membership names it: a worker restarted at its old URL may still
+        // have its old record too, and two records may spell one URL two ways.
+        if (r.covered) return [...new Set(r.reachable.map((w) => members.memberUrl(w.url)))];
         log.warn(
           { unreachable: r.unreachable.map((w) => w.url) },
           'registered workers do not answer; waiting',

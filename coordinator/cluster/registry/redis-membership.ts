@@ -17,6 +17,7 @@ import { parseRegistryEvent, type WorkerRecord } from '../../../shared/cluster-r
 import { connectRegistry } from '../../../shared/cluster-registry/redis-connection.js';
 import { readRegistry } from '../../../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { canonicalWorkerUrl } from '../../../shared/protocol/worker-url.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
 import { printable } from '../../../shared/text/printable.js';
 import type { MemberJoined, MemberLeft, Membership } from '../membership.js';
@@ -52,6 +53,12 @@ export interface RedisMembershipOptions {
 export class RedisMembership implements Membership {
   /** Members by worker id: ready records of this model. */
   private known = new Map<string, WorkerRecord>();
+  /**
+   * The members' worker URLs: canonical form (as workers compare the URL dialled) -> the text the
+   * member goes by, its first record's. Records naming one URL spelt otherwise (`WS://h:1/` and
+   * `ws://h:1`) reach one process: one member, joined and left under that one text.
+   */
+  private urls = new Map<string, string>();
   /** Every record seen at the last successful read (any model, any status), for `cluster status`. */
   private all: WorkerRecord[] = [];
   private readonly joinListeners: ((e: MemberJoined) => void)[] = [];
@@ -122,7 +129,12 @@ export class RedisMembership implements Membership {
   }
 
   members(): readonly string[] {
-    return [...this.known.values()].map((w) => w.url);
+    return [...this.urls.values()];
+  }
+
+  /** The text the member a record's `url` reaches goes by (`url` itself if none does). */
+  memberUrl(url: string): string {
+    return this.urls.get(canonicalWorkerUrl(url)) ?? url;
   }
 
   /** The members' records (ready workers of this model), by id. */
@@ -308,9 +320,30 @@ export class RedisMembership implements Membership {
     }
     for (const id of this.deregistered) if (!now.has(id)) this.deregistered.delete(id);
     // A worker restarted at the same URL registers under a new id before its old record expires:
-    // the old id leaving must not take the URL, which a member still serves, out of routing.
-    const served = new Set([...next.values()].map((r) => r.url));
-    leaves.splice(0, leaves.length, ...leaves.filter((l) => !served.has(l.url)));
+    // the old id leaving must not take the URL, which a member still serves, out of routing. The
+    // same for another record of that URL spelt otherwise. A URL leaves under the text it joined by.
+    const served = new Set([...next.values()].map((r) => canonicalWorkerUrl(r.url)));
+    const departing = new Map<string, MemberLeft>();
+    for (const l of leaves) {
+      const c = canonicalWorkerUrl(l.url);
+      if (served.has(c) || departing.has(c)) continue;
+      departing.set(c, { ...l, url: this.urls.get(c) ?? l.url });
+      this.urls.delete(c);
+    }
+    leaves.splice(0, leaves.length, ...departing.values());
+    // A record of a member's URL spelt otherwise joins as that member (no second worker); its own
+    // text stays in the reason, for people.
+    for (const [i, j] of joins.entries()) {
+      const c = canonicalWorkerUrl(j.url);
+      const member = this.urls.get(c);
+      if (member === undefined) this.urls.set(c, j.url);
+      else if (member !== j.url)
+        joins[i] = {
+          ...j,
+          url: member,
+          reason: `${j.reason}: the worker URL of member ${printable(member)}`,
+        };
+    }
     this.known = next;
     // Leaves first: a worker restarted on the same URL leaves (old id) and then joins (new id).
     for (const e of leaves) {

@@ -2,7 +2,8 @@
 // redis-server: a record is named by the Redis key it was read from (not the key its id would
 // have), its key and reason are quoted on one line with bidi controls escaped, and a registry
 // flooded with junk keys costs a bounded number of log lines (the first few one by one, then one
-// line with the count), once, not at every poll.
+// line with the count), once, not at every poll. Records of one worker URL spelt two ways are one
+// member.
 
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -189,6 +190,49 @@ describe("a member record's join line", () => {
     expect(join).toBe(
       'registry: worker x\\u202etxt.exe\\n[fake] all experts covered (ws://127.0.0.1:1) registered with experts 0-7',
     );
+  });
+});
+
+describe('records of one worker URL spelt two ways', () => {
+  // Workers compare the URL dialled in canonical form: `WS://127.0.0.1:7001/` reaches the worker
+  // registered as `ws://127.0.0.1:7001`. Compared as text, the second record joined as another
+  // worker: one process counted as two holders, a "replica" that fails with the original.
+  const url = 'ws://127.0.0.1:7001';
+  const alias = 'WS://127.0.0.1:7001/';
+  /** Deletes a record and announces it, as a deregistering worker does. */
+  const deregister = async (id: string) => {
+    await client.del(`kmoe:worker:${id}`);
+    await client.publish('kmoe:events', JSON.stringify({ event: 'leave', id }));
+  };
+
+  it('are one member, joined and left under the first text, the other record quoted in the reason', async () => {
+    await client.set('kmoe:worker:a', record({ id: 'a', url }), 'PX', 60_000);
+    const m = await start(200);
+    const joins: { url: string; reason: string }[] = [];
+    const leaves: string[] = [];
+    m.onJoin((e) => joins.push(e));
+    m.onLeave((e) => leaves.push(e.url));
+    await client.set('kmoe:worker:b', record({ id: 'b', url: alias }), 'PX', 60_000);
+    await until('the second record to be read', () => joins.length > 0);
+    expect(joins).toEqual([
+      {
+        url,
+        experts: [0, 1, 2, 3, 4, 5, 6, 7],
+        reason: `worker b (${alias}) registered with experts 0-7: the worker URL of member ${url}`,
+      },
+    ]);
+    expect(m.members()).toEqual([url]);
+    expect(m.memberUrl(alias)).toBe(url);
+    // The first record leaves: the URL is still served, by the same process.
+    await deregister('a');
+    await until('the first record to be gone', () => !m.workers().some((w) => w.id === 'a'));
+    expect(leaves).toEqual([]);
+    expect(m.members()).toEqual([url]);
+    // The last one leaves: the member leaves, under the text it joined by.
+    await deregister('b');
+    await until('the member to leave', () => leaves.length > 0);
+    expect(leaves).toEqual([url]);
+    expect(m.members()).toEqual([]);
   });
 });
 

@@ -1,8 +1,9 @@
 // How `kmoe serve --redis` applies what the registry says, against records a hostile or broken
 // registry holds (real redis-server, real worker processes, a real kmoe serve): records whose URL
 // accepts TCP and never answers must not hold up a real worker's join; ignored records are logged
-// once; a frozen worker's requests fail over once its record expires. The dispatch timeout is 120 s
-// so that a request that waited it out cannot pass for one that failed over.
+// once; a second record of a worker's URL spelt otherwise is that worker; a frozen worker's
+// requests fail over once its record expires. The dispatch timeout is 120 s so that a request that
+// waited it out cannot pass for one that failed over.
 
 import type { AddressInfo, Socket } from 'node:net';
 import { Redis } from 'ioredis';
@@ -27,6 +28,7 @@ interface LogLine {
   readonly msg: string;
   readonly worker?: string;
   readonly err?: string;
+  readonly reason?: string;
 }
 
 /** The server's log lines so far (pino JSON). */
@@ -120,6 +122,35 @@ describe('registry joins (real redis-server, workers, kmoe serve)', () => {
     );
     const reasons = logLines().filter((l) => l.msg === 'a registered worker could not be connected');
     for (const l of reasons) expect(l.err).toMatch(/no handshake within 10000 ms/);
+  });
+
+  it("a second record of a worker's URL spelt otherwise is that worker, not a second one", async () => {
+    // The worker compares the URL dialled in canonical form, so it would accept the alias: serve
+    // joined it as another holder of the same experts (one process counted twice).
+    const a = workers[0]!;
+    const accepted = () =>
+      a
+        .stderr()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"accepted coordinator"')).length;
+    const before = accepted();
+    const alias = `${a.url.replace('ws://', 'WS://')}/`;
+    await forge('alias', alias);
+    try {
+      const joinOf = () =>
+        logLines().find((l) => l.msg === 'worker joined: routing to it' && l.reason?.includes(`(${alias})`));
+      await until('the alias record to be applied', () => joinOf() !== undefined);
+      expect(joinOf()!.worker).toBe(a.url);
+      expect(joinOf()!.reason).toContain(`: the worker URL of member ${a.url}`);
+      expect(logLines().filter((l) => l.worker === alias)).toEqual([]);
+      // Applied on the connection serve has: the worker saw no second coordinator.
+      expect(accepted()).toBe(before);
+    } finally {
+      // Deregistered: while it stays, A's URL is served by a record, and the frozen-worker case
+      // below needs A's own record's expiry to take it out.
+      await client.del('kmoe:worker:alias');
+      await client.publish('kmoe:events', JSON.stringify({ event: 'leave', id: 'alias' }));
+    }
   });
 });
 
