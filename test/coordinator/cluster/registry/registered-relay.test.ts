@@ -182,8 +182,11 @@ describe('a relay registered in Redis to a token worker outside the registry', (
         `worker ${relayUrl}: proved the cluster token for ${relayUrl}/, but the worker is not registered under that URL`,
       );
       // The worker accepted and proved: the refusal is serve's, from the proof's role.
-      const accepted = logLines(unbound.stderr()).filter((l) => l.msg === 'accepted coordinator');
-      expect(accepted.map((l) => l.dialled)).toContain(`${relayUrl}/`);
+      await until('the worker behind the relay to log the handshake', () =>
+        logLines(unbound.stderr()).some(
+          (l) => l.msg === 'accepted coordinator' && l.dialled === `${relayUrl}/`,
+        ),
+      );
     } finally {
       expect(await unbound.stop()).toBe(0);
     }
@@ -228,9 +231,9 @@ describe('a worker registered with --advertise-url (cluster token)', () => {
         expect(err!.message).toContain(
           `worker ${other}: refused this coordinator (url): this worker accepts only the URL it registered`,
         );
-        expect(w.stderr()).toContain(
-          `the coordinator dialled ${new URL(other).href}, but this worker is registered as ${advertised}`,
-        );
+        const logged = `the coordinator dialled ${new URL(other).href}, but this worker is registered as ${advertised}`;
+        // The refusal reaches the coordinator before the worker's log line reaches this process.
+        await until('the worker to log the refusal', () => w.stderr().includes(logged));
       }
     } finally {
       expect(await w.stop()).toBe(0);
@@ -290,7 +293,10 @@ describe('a worker registered with --advertise-url (cluster token)', () => {
         'refused this coordinator (url): this worker accepts only the URL it registered',
       );
       const quoted = (url: string) => `${url.slice(0, 300)}…`;
-      const line = logLines(w.stderr()).find((l) => l.reason === 'url' && l.msg.includes('localhost'));
+      const lineOf = () =>
+        logLines(w.stderr()).find((l) => l.reason === 'url' && l.msg.includes('localhost'));
+      await until('the worker to log the refusal', () => lineOf() !== undefined);
+      const line = lineOf();
       expect(line?.msg).toContain(
         `the coordinator dialled ${quoted(other)}, but this worker is registered as ${quoted(advertised)}:`,
       );
