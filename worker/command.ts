@@ -172,8 +172,13 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
         ? {}
         : { advertise: (listenUrl: string) => o.advertiseUrl ?? advertisedUrl(host, listenUrl, log) }),
     });
-    if (registrar && secret)
+    if (registrar && secret) {
       log.info(`coordinators must dial ${server.advertisedUrl}: the URL this worker registers`);
+      if (everyHostHas(server.advertisedUrl!))
+        log.warn(
+          `${server.advertisedUrl} is a loopback or unspecified address: a coordinator on another host dials its own, so binding the handshake to this URL stops no relay there; give --advertise-url the address other hosts reach this worker by, unless every coordinator runs on this host`,
+        );
+    }
     await registrar?.start('ready', server.metrics, server.advertisedUrl!);
     if (registrar && redis && o.redis !== undefined)
       commands = ExpertCommands.start({
@@ -243,6 +248,21 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
   }
   return 0;
+}
+
+/** Whether `url`'s host is one every host has: loopback (itself) or unspecified (0.0.0.0, ::). */
+function everyHostHas(url: string): boolean {
+  // WHATWG form: IPv4 dotted (127.1 and 2130706433 are 127.0.0.1), IPv6 compressed in brackets.
+  const h = new URL(url).hostname;
+  return (
+    h === 'localhost' ||
+    h.endsWith('.localhost') ||
+    h.startsWith('127.') ||
+    h === '0.0.0.0' ||
+    h === '[::1]' ||
+    h === '[::]' ||
+    h.startsWith('[::ffff:7f')
+  );
 }
 
 /**

@@ -215,6 +215,8 @@ describe('a worker registered with --advertise-url (cluster token)', () => {
       );
     try {
       expect(w.stderr()).toContain(`coordinators must dial ${advertised}: the URL this worker registers`);
+      // Loopback: another host's coordinator would dial its own 127.0.0.1, where a relay may listen.
+      expect(w.stderr()).toContain(`${advertised} is a loopback or unspecified address`);
       // One URL written two ways (scheme in capitals): both sides agree it is the registered one.
       const backend = await connect(`WS://127.0.0.1:${port}/kmoe`);
       await backend.close();
