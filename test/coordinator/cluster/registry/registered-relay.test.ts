@@ -65,6 +65,26 @@ async function until(what: string, check: () => boolean, ms = 30_000): Promise<v
   }
 }
 
+/**
+ * Connects to `url` alone with the token, as a --workers coordinator does: the handshake's error,
+ * or undefined once it succeeded (the connection is closed).
+ */
+async function handshakeError(url: string): Promise<HandshakeError | undefined> {
+  const ckpt = await Checkpoint.open(MODEL_DIR);
+  const fingerprint = ckpt.fingerprint();
+  await ckpt.close();
+  return RemoteExpertBackend.connect(
+    { workers: [url], wire: 'fp32', clusterToken: TOKEN },
+    { fingerprint, ...MODEL },
+  ).then(
+    async (b) => {
+      await b.close();
+      return undefined;
+    },
+    (e: unknown) => e as HandshakeError,
+  );
+}
+
 /** Registers `url` under `id`, a copy of the real worker's record otherwise. */
 const forge = (id: string, url: string) => forgeRecordLike(client, id, url);
 
@@ -205,30 +225,15 @@ describe('a worker registered with --advertise-url (cluster token)', () => {
         env,
       },
     );
-    const ckpt = await Checkpoint.open(MODEL_DIR);
-    const fingerprint = ckpt.fingerprint();
-    await ckpt.close();
-    const connect = (url: string) =>
-      RemoteExpertBackend.connect(
-        { workers: [url], wire: 'fp32', clusterToken: TOKEN },
-        { fingerprint, ...MODEL },
-      );
     try {
       expect(w.stderr()).toContain(`coordinators must dial ${advertised}: the URL this worker registers`);
       // Loopback: another host's coordinator would dial its own 127.0.0.1, where a relay may listen.
       expect(w.stderr()).toContain(`${advertised} is a loopback or unspecified address`);
       // One URL written two ways (scheme in capitals): both sides agree it is the registered one.
-      const backend = await connect(`WS://127.0.0.1:${port}/kmoe`);
-      await backend.close();
+      expect(await handshakeError(`WS://127.0.0.1:${port}/kmoe`)).toBeUndefined();
       // The worker's listen URL is another name for it, as a path alias is: neither is registered.
       for (const other of [w.url, `${advertised}/x`]) {
-        const err = await connect(other).then(
-          async (b) => {
-            await b.close();
-            return undefined;
-          },
-          (e: unknown) => e as HandshakeError,
-        );
+        const err = await handshakeError(other);
         expect(err).toBeInstanceOf(HandshakeError);
         expect(err!.message).toContain(
           `worker ${other}: refused this coordinator (url): this worker accepts only the URL it registered`,
@@ -276,20 +281,8 @@ describe('a worker registered with --advertise-url (cluster token)', () => {
       });
       // The token holder dialling another name of it reads the reason; the worker's log names
       // both URLs, each cut at 300 characters.
-      const ckpt = await Checkpoint.open(MODEL_DIR);
-      const fingerprint = ckpt.fingerprint();
-      await ckpt.close();
       const other = `ws://localhost:${port}${path}`;
-      const err = await RemoteExpertBackend.connect(
-        { workers: [other], wire: 'fp32', clusterToken: TOKEN },
-        { fingerprint, ...MODEL },
-      ).then(
-        async (b) => {
-          await b.close();
-          return undefined;
-        },
-        (e: unknown) => e as HandshakeError,
-      );
+      const err = await handshakeError(other);
       expect(err).toBeInstanceOf(HandshakeError);
       expect(err!.message).toContain(
         'refused this coordinator (url): this worker accepts only the URL it registered',
