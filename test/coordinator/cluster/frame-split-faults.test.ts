@@ -65,6 +65,18 @@ async function relay(
   return r.url;
 }
 
+/** A relay to worker A whose welcome claims frames of at most `maxFrameBytes` (A's own limit is larger). */
+function claimingLimit(maxFrameBytes: number): Promise<string> {
+  return relay((r) => {
+    if (r.msg?.type === 'welcome') {
+      const { type: _t, ...w } = r.msg;
+      r.send(encodeWelcome({ ...w, maxFrameBytes }));
+      return;
+    }
+    r.send(r.bytes);
+  });
+}
+
 /** Every (token, expert) pair answered exactly once across the layer's messages. */
 function pairsAnswered(t: RemoteTransfer): number {
   return t.messages.reduce((n, m) => n + m.pairs, 0);
@@ -197,17 +209,7 @@ describe('faults on some pieces of a cut share', () => {
   });
 
   it('a worker advertising a smaller limit than it has (one row a frame) still gives the reference', async () => {
-    const be = await backend([
-      await relay((r) => {
-        if (r.msg?.type === 'welcome') {
-          const { type: _t, ...w } = r.msg;
-          r.send(encodeWelcome({ ...w, maxFrameBytes: 1300 }));
-          return;
-        }
-        r.send(r.bytes);
-      }),
-      b.url,
-    ]);
+    const be = await backend([await claimingLimit(1300), b.url]);
     const { acc, t } = await layer(be);
     expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     expect(t.messages.length).toBe(TOKENS);
@@ -216,18 +218,8 @@ describe('faults on some pieces of a cut share', () => {
 
 describe('a worker that cannot take one token', () => {
   it('has its pairs sent to a replica, as a worker that failed the layer', async () => {
-    const be = await backend([
-      await relay((r) => {
-        if (r.msg?.type === 'welcome') {
-          const { type: _t, ...w } = r.msg;
-          // Less than one fp32 row of hidden 256 (1 KiB) with its header.
-          r.send(encodeWelcome({ ...w, maxFrameBytes: 1000 }));
-          return;
-        }
-        r.send(r.bytes);
-      }),
-      c.url,
-    ]);
+    // Less than one fp32 row of hidden 256 (1 KiB) with its header.
+    const be = await backend([await claimingLimit(1000), c.url]);
     const { acc, t } = await layer(be);
     expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     // Every answer came from C: A was sent nothing, and what was planned for it was re-sent.
