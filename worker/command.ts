@@ -15,6 +15,7 @@ import type { ComputePlacement } from '../shared/protocol/compute-placement.js';
 import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet, parseExpertSet } from '../shared/protocol/expert-set.js';
 import { formatReadyLine, type WorkerAuthMode } from '../shared/protocol/ready-line.js';
+import { isLoopbackOrUnspecified } from '../shared/protocol/worker-url.js';
 import { SchedulingError, useBatchScheduling } from '../shared/runtime/batch-scheduling.js';
 import { createProcessLogger } from '../shared/runtime/logger.js';
 import { maskUrl } from '../shared/runtime/mask-url.js';
@@ -174,7 +175,7 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     });
     if (registrar && secret) {
       log.info(`coordinators must dial ${server.advertisedUrl}: the URL this worker registers`);
-      if (everyHostHas(server.advertisedUrl!))
+      if (isLoopbackOrUnspecified(server.advertisedUrl!))
         log.warn(
           `${server.advertisedUrl} is a loopback or unspecified address: a coordinator on another host dials its own, so binding the handshake to this URL stops no relay there; give --advertise-url the address other hosts reach this worker by, unless every coordinator runs on this host`,
         );
@@ -248,21 +249,6 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
     setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
   }
   return 0;
-}
-
-/** Whether `url`'s host is one every host has: loopback (itself) or unspecified (0.0.0.0, ::). */
-function everyHostHas(url: string): boolean {
-  // WHATWG form: IPv4 dotted (127.1 and 2130706433 are 127.0.0.1), IPv6 compressed in brackets.
-  const h = new URL(url).hostname;
-  return (
-    h === 'localhost' ||
-    h.endsWith('.localhost') ||
-    h.startsWith('127.') ||
-    h === '0.0.0.0' ||
-    h === '[::1]' ||
-    h === '[::]' ||
-    h.startsWith('[::ffff:7f')
-  );
 }
 
 /**

@@ -4,6 +4,8 @@
 // and nothing a person could not read as it is (white space, controls, invisible characters).
 // Also the one canonical form of a worker URL, which both handshake proofs cover (auth.ts).
 
+import { isIPv4, isIPv6 } from 'node:net';
+
 /**
  * Characters a worker URL's text may not hold: white space (Unicode Z and \s), controls (Cc),
  * format characters (Cf: bidi controls, zero-width ones) and lone surrogate halves (Cs). The URL
@@ -64,4 +66,20 @@ function canonicalForm(u: URL): string {
   c.username = '';
   c.password = '';
   return c.href;
+}
+
+/**
+ * Whether `url`'s host is one every host has: loopback (itself) or unspecified (0.0.0.0, ::). A
+ * worker registering such a URL is reachable only on its own host, whatever the URL binding proves.
+ */
+export function isLoopbackOrUnspecified(url: string): boolean {
+  // WHATWG form: IPv4 dotted (127.1 and 2130706433 are 127.0.0.1), IPv6 compressed in brackets.
+  const host = new URL(url).hostname.replace(/\.$/, '');
+  const bare = host.startsWith('[') ? host.slice(1, -1) : host;
+  if (isIPv4(bare)) return bare.startsWith('127.') || bare === '0.0.0.0';
+  if (isIPv6(bare)) {
+    // ::, ::1, and IPv4-mapped loopback or unspecified (::ffff:7f00:1, ::ffff:0:0).
+    return bare === '::' || bare === '::1' || /^::ffff:(7f[0-9a-f]{2}:[0-9a-f]{1,4}|0:0)$/.test(bare);
+  }
+  return host === 'localhost' || host.endsWith('.localhost');
 }

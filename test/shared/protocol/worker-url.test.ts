@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   canonicalWorkerUrl,
+  isLoopbackOrUnspecified,
   MAX_WORKER_URL_CHARS,
   workerUrlProblem,
 } from '../../../shared/protocol/worker-url.js';
@@ -67,5 +68,33 @@ describe('canonicalWorkerUrl', () => {
     const credentials = `ws://u:${'p'.repeat(MAX_WORKER_URL_CHARS)}@h:1/`;
     expect(canonicalWorkerUrl(`ws://u:p@h:1/`)).toBe('ws://h:1/');
     expect(workerUrlProblem(credentials)).toMatch(/^it is 2060 characters long; at most 2048$/);
+  });
+});
+
+describe('isLoopbackOrUnspecified', () => {
+  it('names the hosts every host has, however they are written, and nothing else', () => {
+    const everywhere = [
+      'ws://127.0.0.1:1',
+      'ws://127.1:1',
+      'ws://2130706433:1',
+      'ws://0.0.0.0:1',
+      'ws://localhost:1',
+      'ws://LOCALHOST.:1',
+      'ws://a.localhost:1',
+      'ws://[::1]:1',
+      'ws://[::]:1',
+      'ws://[::ffff:127.0.0.1]:1',
+      'ws://[::ffff:0.0.0.0]:1',
+    ];
+    const elsewhere = [
+      'ws://10.0.0.1:1',
+      'ws://127.example.com:1',
+      'ws://localhost.example.com:1',
+      'ws://[::2]:1',
+      'ws://[::ffff:10.0.0.1]:1',
+      'ws://worker-1:1',
+    ];
+    expect(everywhere.filter((u) => !isLoopbackOrUnspecified(u))).toEqual([]);
+    expect(elsewhere.filter((u) => isLoopbackOrUnspecified(u))).toEqual([]);
   });
 });
