@@ -248,8 +248,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private nextId = 0;
   private scratch = new Float32Array(0);
   private readonly index: ExpertIndexDType;
-  /** Request sizes bounded from their counts alone (checks per request and per row). */
-  private readonly sizeBound: DispatchSizeBound;
+  /** At least the bytes of a request of this many rows and pairs, whatever its id and layer (checks per request and per row). */
+  private readonly boundedBytes: DispatchSizeBound;
   private readonly timeoutMs: number;
   private readonly handshakeTimeoutMs: number;
   /** Proven on every connect, reconnect and join (none: workers without a token only). */
@@ -274,7 +274,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     private readonly events: ClusterEvents,
   ) {
     this.index = expertIndexDType(model.numExperts);
-    this.sizeBound = dispatchSizeBound({ wire, hidden: model.hidden, index: this.index });
+    this.boundedBytes = dispatchSizeBound({ wire, hidden: model.hidden, index: this.index });
     this.timeoutMs = options.timeoutMs ?? DEFAULT_DISPATCH_TIMEOUT_MS;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.secret = secretOf(options);
@@ -656,12 +656,6 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     // Decode shares are far below any limit: the bound answers without sizing the header.
     if (this.boundedBytes(rows, pairs) <= maxFrameBytes) return true;
     return dispatchRequestBytes(this.shape(MAX_REQUEST_ID, layer, rows, pairs)) <= maxFrameBytes;
-  }
-
-  /** At least the bytes of a request of this many rows and pairs, whatever its id and layer. */
-  private boundedBytes(rows: number, pairs: number): number {
-    const b = this.sizeBound;
-    return b.overhead + rows * b.perRow + pairs * b.perPair;
   }
 
   /**

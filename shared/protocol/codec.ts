@@ -419,31 +419,20 @@ export function allocDispatchRequest(s: DispatchShape, alloc?: FrameAllocator): 
  */
 const DISPATCH_OVERHEAD_BOUND_BYTES = 256;
 
-/** A dispatch frame's size is at most overhead + rows x perRow + pairs x perPair. */
-export interface DispatchSizeBound {
-  readonly perRow: number;
-  readonly perPair: number;
-  readonly overhead: number;
-}
+/** At least the bytes of a dispatch frame of this many rows and pairs, whatever its id and layer. */
+export type DispatchSizeBound = (rows: number, pairs: number) => number;
 
 /**
  * The bound of dispatch frames of this wire, hidden size and index type, for any id and layer: the
- * sections' sizes exactly, the header and alignment bounded. For the checks on every request and
- * row, where sizing the header (~1 us) would cost more than the rest.
+ * sections' sizes exactly, the header and alignment bounded. Arithmetic only, for the checks on
+ * every request and row, where sizing the header (~1 us) would cost more than the rest.
  */
 export function dispatchSizeBound(s: Pick<DispatchShape, 'wire' | 'hidden' | 'index'>): DispatchSizeBound {
   // dispatchSections: rows x hidden x element, (rows + 1) offsets, pairs x (index + weight).
-  return {
-    perRow: s.hidden * wireElementBytes(s.wire) + 4,
-    perPair: expertIndexBytes(s.index) + 4,
-    overhead: DISPATCH_OVERHEAD_BOUND_BYTES + 4,
-  };
-}
-
-/** An upper bound of dispatchRequestBytes(s) for any id and layer (dispatchSizeBound). */
-export function dispatchRequestBytesBound(s: Omit<DispatchShape, 'id' | 'layer'>): number {
-  const b = dispatchSizeBound(s);
-  return b.overhead + s.numTokens * b.perRow + s.numPairs * b.perPair;
+  const perRow = s.hidden * wireElementBytes(s.wire) + 4;
+  const perPair = expertIndexBytes(s.index) + 4;
+  const overhead = DISPATCH_OVERHEAD_BOUND_BYTES + 4;
+  return (rows, pairs) => overhead + rows * perRow + pairs * perPair;
 }
 
 /** Size in bytes of the dispatch frame of this shape, without building it (for accounting). */
