@@ -77,6 +77,15 @@ function claimingLimit(maxFrameBytes: number): Promise<string> {
   });
 }
 
+/** A relay to worker A that passes everything on but A's second result, which `act` handles instead. */
+function onSecondResult(act: (r: RelayReply, id: number) => void): Promise<string> {
+  let results = 0;
+  return relay((r) => {
+    if (r.msg?.type === 'result' && ++results === 2) act(r, r.msg.id);
+    else r.send(r.bytes);
+  });
+}
+
 /** Every (token, expert) pair answered exactly once across the layer's messages. */
 function pairsAnswered(t: RemoteTransfer): number {
   return t.messages.reduce((n, m) => n + m.pairs, 0);
@@ -138,15 +147,10 @@ describe('faults on some pieces of a cut share', () => {
   });
 
   it('a not-held reply on the second piece: that piece re-planned, every pair answered once', async () => {
-    let results = 0;
     const be = await backend([
-      await relay((r) => {
-        if (r.msg?.type === 'result' && ++results === 2) {
-          r.send(encodeErrorReply({ id: r.msg.id, code: 'not-held', message: 'unloaded meanwhile' }));
-          return;
-        }
-        r.send(r.bytes);
-      }),
+      await onSecondResult((r, id) =>
+        r.send(encodeErrorReply({ id, code: 'not-held', message: 'unloaded meanwhile' })),
+      ),
       c.url,
     ]);
     const { acc, t } = await layer(be);
@@ -157,34 +161,14 @@ describe('faults on some pieces of a cut share', () => {
   });
 
   it('the reply of the second piece never comes: timeout, the rest go to the replica', async () => {
-    let results = 0;
-    const be = await backend(
-      [
-        await relay((r) => {
-          if (r.msg?.type === 'result' && ++results === 2) return;
-          r.send(r.bytes);
-        }),
-        c.url,
-      ],
-      1500,
-    );
+    const be = await backend([await onSecondResult(() => {}), c.url], 1500);
     const { acc, t } = await layer(be);
     expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     expect(pairsAnswered(t)).toBe(2 * TOKENS);
   });
 
   it('the connection drops after the first piece: the rest go to the replica', async () => {
-    let results = 0;
-    const be = await backend([
-      await relay((r) => {
-        if (r.msg?.type === 'result' && ++results === 2) {
-          r.socket.destroy();
-          return;
-        }
-        r.send(r.bytes);
-      }),
-      c.url,
-    ]);
+    const be = await backend([await onSecondResult((r) => r.socket.destroy()), c.url]);
     const { acc, t } = await layer(be);
     expect(relativeError(acc, reference)).toBeLessThan(1e-5);
     expect(pairsAnswered(t)).toBe(2 * TOKENS);
