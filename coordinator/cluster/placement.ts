@@ -55,7 +55,7 @@ export class PlacementTable {
         (w) => `${printable(w.url, 100)} holds ${formatExpertSet(w.experts) || 'none'}`,
       );
       throw new PlacementError(
-        `experts ${formatExpertSet(missing)} of ${numExperts} are held by no worker (${held})`,
+        `experts ${formatExpertSet(missing)} of ${numExperts} are held by no worker (${workers.length === 0 ? 'none connected' : held})`,
         { missing, hint: 'start workers whose --experts cover every expert, or use kmoe local-cluster' },
       );
     }

@@ -42,6 +42,7 @@ import { DEFAULT_DISPATCH_TIMEOUT_MS } from './dispatch-timeout.js';
 import { ExpertResultOverflowError, PlacementError, WorkerRequestError } from './errors.js';
 import { endpointOf, type HandshakeKind, HandshakePlaces, type HandshakeTicket } from './handshake-places.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
+import { withFailedHandshakes } from './start-failures.js';
 import { WorkerConnection } from './worker-connection.js';
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -152,9 +153,21 @@ export interface WorkerUp {
   readonly why: 'connected' | 'holdings';
 }
 
+/**
+ * A background attempt to connect a worker (a reconnect, or a join's retry) failed for a reason not
+ * reported before: once per reason until the worker connects again, so an operator reads why a
+ * registered worker stays out (refused for its URL, another model, a timeout) without a line per
+ * backoff step. A join's own first failure goes to its caller instead.
+ */
+export interface WorkerUnreachable {
+  readonly url: string;
+  readonly reason: string;
+}
+
 export interface ClusterEvents {
   readonly down?: (e: WorkerDown) => void;
   readonly up?: (e: WorkerUp) => void;
+  readonly unreachable?: (e: WorkerUnreachable) => void;
 }
 
 /** A worker slot as views show it. */
@@ -206,6 +219,8 @@ interface Slot extends WorkerSlot {
   waiters: { resolve: (w: WorkerExperts) => void; reject: (e: unknown) => void }[];
   /** Removed from `slots` (left, nothing in progress): a late event of its old connection is ignored. */
   pruned: boolean;
+  /** The last failed attempt's error since it was last connected (reported once: WorkerUnreachable). */
+  lastFailure: string | undefined;
 }
 
 /** A slot for `url`, not connected yet. */
@@ -226,6 +241,7 @@ function newSlot(id: number, url: string): Slot {
     secondsPerPair: undefined,
     waiters: [],
     pruned: false,
+    lastFailure: undefined,
   };
 }
 
@@ -328,13 +344,17 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     );
     const connections = attempts.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
     try {
-      const failed = attempts.find((a) => a.status === 'rejected');
-      if (failed && (options.skipFailed !== true || connections.length === 0))
-        throw (failed as PromiseRejectedResult).reason;
-      PlacementTable.create(
-        connections.map((c): WorkerExperts => ({ url: c.url, experts: c.experts })),
-        model.numExperts,
-      );
+      const failures = attempts.flatMap((a) => (a.status === 'rejected' ? [a.reason as unknown] : []));
+      if (failures.length > 0 && options.skipFailed !== true) throw failures[0];
+      try {
+        PlacementTable.create(
+          connections.map((c): WorkerExperts => ({ url: c.url, experts: c.experts })),
+          model.numExperts,
+        );
+      } catch (err) {
+        // Skipped workers may be why experts are missing: the error says why each was skipped.
+        throw withFailedHandshakes(err, failures);
+      }
       backend = new RemoteExpertBackend(
         connections,
         model,
@@ -906,13 +926,12 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
             { missing: [], hint: 'the worker runs another model: check its --model' },
           );
           slot.reconnectAhead = false;
-          for (const w of slot.waiters.splice(0)) w.reject(err);
-          this.scheduleReconnect(slot);
-          this.pruneIfFinished(slot);
+          this.attemptFailed(slot, err);
           return;
         }
         slot.conn = conn;
         slot.experts = experts;
+        slot.lastFailure = undefined;
         slot.connectedAt = performance.now();
         slot.secondsPerPair = undefined;
         this.rebuild();
@@ -926,11 +945,23 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         // quickFailureMs (a worker restarting: nothing listens) costs nothing and keeps the rank.
         if (performance.now() - started >= quickFailureMs(this.handshakeTimeoutMs))
           slot.reconnectAhead = false;
-        for (const w of slot.waiters.splice(0)) w.reject(err);
-        this.scheduleReconnect(slot);
-        this.pruneIfFinished(slot);
+        this.attemptFailed(slot, err);
       },
     );
+  }
+
+  /**
+   * A connection attempt failed: its joins get the error, or if none waits (a background attempt)
+   * it is reported once per reason; the next attempt is scheduled.
+   */
+  private attemptFailed(slot: Slot, err: unknown): void {
+    const reason = err instanceof Error ? err.message : String(err);
+    if (reason !== slot.lastFailure && slot.waiters.length === 0 && !this.closed && !slot.left)
+      this.events.unreachable?.({ url: slot.url, reason });
+    slot.lastFailure = reason;
+    for (const w of slot.waiters.splice(0)) w.reject(err);
+    this.scheduleReconnect(slot);
+    this.pruneIfFinished(slot);
   }
 
   /**

@@ -8,7 +8,7 @@ import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
-import type { WorkerDown, WorkerUp } from '../cluster/remote-expert-backend.js';
+import type { WorkerDown, WorkerUnreachable, WorkerUp } from '../cluster/remote-expert-backend.js';
 import type { DropCostTable } from '../moe/observers/drop-costs.js';
 import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
@@ -67,6 +67,7 @@ export class EngineClient {
     readonly info: EngineInfo,
     private readonly down: Feed<WorkerDown>,
     private readonly up: Feed<WorkerUp>,
+    private readonly unreachable: Feed<WorkerUnreachable>,
   ) {}
 
   private call<K extends keyof EngineSchema & string>(
@@ -83,13 +84,15 @@ export class EngineClient {
     const thread = ThreadClient.start<EngineSchema>('engine', import.meta.url, './engine-thread');
     const down = new Feed<WorkerDown>();
     const up = new Feed<WorkerUp>();
+    const unreachable = new Feed<WorkerUnreachable>();
     thread.onEvent((event, payload) => {
       if (event === ENGINE_EVENTS.workerDown) down.push(payload as WorkerDown);
       else if (event === ENGINE_EVENTS.workerUp) up.push(payload as WorkerUp);
+      else if (event === ENGINE_EVENTS.workerUnreachable) unreachable.push(payload as WorkerUnreachable);
     });
     try {
       const info = await thread.call('init', options);
-      return new EngineClient(thread, info, down, up);
+      return new EngineClient(thread, info, down, up, unreachable);
     } catch (err) {
       await thread.terminate();
       throw err;
@@ -103,6 +106,7 @@ export class EngineClient {
   forgetPastWorkerEvents(): void {
     this.down.forget();
     this.up.forget();
+    this.unreachable.forget();
   }
 
   /** Calls `listener` for every worker connection the engine lost, past ones first. */
@@ -113,6 +117,14 @@ export class EngineClient {
   /** Calls `listener` for every worker connection the engine (re)established after start, past ones first. */
   onWorkerUp(listener: (e: WorkerUp) => void): void {
     this.up.listen(listener);
+  }
+
+  /**
+   * Calls `listener` when a background attempt to connect a worker fails for a new reason (once per
+   * reason until it connects: WorkerUnreachable), past ones first.
+   */
+  onWorkerUnreachable(listener: (e: WorkerUnreachable) => void): void {
+    this.unreachable.listen(listener);
   }
 
   /** Pairs per (layer, expert) routed to remote experts, total and recent rate (null when local). */

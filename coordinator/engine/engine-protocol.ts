@@ -75,4 +75,8 @@ export type EngineSchema = {
  * Events the engine thread pushes: a worker connection dropped (payload: WorkerDown), or was
  * (re)established (payload: WorkerUp).
  */
-export const ENGINE_EVENTS = { workerDown: 'workerDown', workerUp: 'workerUp' } as const;
+export const ENGINE_EVENTS = {
+  workerDown: 'workerDown',
+  workerUp: 'workerUp',
+  workerUnreachable: 'workerUnreachable',
+} as const;

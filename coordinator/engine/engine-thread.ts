@@ -30,6 +30,7 @@ const emit = serveThread<EngineSchema>(
         experts = await connectExperts(options.experts ?? { kind: 'local' }, ckpt, options.settings, {
           down: (e) => emit(ENGINE_EVENTS.workerDown, e),
           up: (e) => emit(ENGINE_EVENTS.workerUp, e),
+          unreachable: (e) => emit(ENGINE_EVENTS.workerUnreachable, e),
         });
         return experts;
       });

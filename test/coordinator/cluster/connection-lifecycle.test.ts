@@ -14,6 +14,7 @@ import {
   type ClusterEvents,
   RemoteExpertBackend,
   type WorkerDown,
+  type WorkerUnreachable,
   type WorkerUp,
 } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { WorkerConnection } from '../../../coordinator/cluster/worker-connection.js';
@@ -28,11 +29,11 @@ const FINGERPRINT = 'f'.repeat(64);
 function frame(bytes: Uint8Array): Buffer {
   return Buffer.concat([wsFrameHeader(bytes.byteLength), bytes]);
 }
-function welcome(experts: number[]): Buffer {
+function welcome(experts: number[], fingerprint = FINGERPRINT): Buffer {
   return frame(
     encodeWelcome({
       version: PROTOCOL_VERSION,
-      fingerprint: FINGERPRINT,
+      fingerprint,
       worker: 'fake',
       experts,
       numLayers: MODEL.numLayers,
@@ -329,6 +330,68 @@ describe("drain and holdings in the welcome's read", () => {
     const c = await fake((s) => s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7])));
     const be = await backend([a.url, c.url], {}, { skipFailed: true });
     expect(be.placement.workers.map((w) => w.url)).toEqual([c.url]);
+  });
+});
+
+describe('workers left out at start-up, and background attempts that fail', () => {
+  const OTHER_MODEL = 'e'.repeat(64);
+
+  it('start-up with skipFailed: experts only a left-out worker held name its handshake error', async () => {
+    const a = await fake((s) => s.write(welcome([0, 1, 2, 3])));
+    const b = await fake((s) => s.write(welcome([4, 5, 6, 7], OTHER_MODEL)));
+    // Before: "experts 4-7 of 8 are held by no worker (ws://…: 0-3)", and not why b was left out.
+    const err = await backend([a.url, b.url], {}, { skipFailed: true }).catch((e: unknown) => e);
+    expect((err as Error).name).toBe('PlacementError');
+    expect((err as Error).message).toBe(
+      `experts 4-7 of 8 are held by no worker (${a.url} holds 0-3); the handshake of a worker failed: worker ${b.url}: serves model eeeeeeeeeeeeeeee…, this coordinator runs ffffffffffffffff…`,
+    );
+    expect((err as { details: { missing: number[] } }).details.missing).toEqual([4, 5, 6, 7]);
+  });
+
+  it('start-up with skipFailed and no worker completing its handshake: a placement error naming each', async () => {
+    const a = await fake((s) => s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7], OTHER_MODEL)));
+    const b = await fake((s) => s.destroy());
+    // Before: the first worker's handshake error alone (so `kmoe serve --redis` could not tell it
+    // from any other failure, and exited).
+    const err = await backend([a.url, b.url], {}, { skipFailed: true }).catch((e: unknown) => e);
+    expect((err as Error).name).toBe('PlacementError');
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `^experts 0-7 of 8 are held by no worker \\(none connected\\); the handshakes of 2 workers failed: worker ${a.url}: serves model e+…, .*; worker ${b.url}: `,
+      ),
+    );
+  });
+
+  it('a background reconnect reports each new failure once, and again after it connected', async () => {
+    // Connection 0 is up, then dropped; 1-2 answer as another model's worker; 3-4 close at once;
+    // 5 is up again and dropped; 6 another model again; 7 on is up.
+    const a = await fake((s, n) => {
+      if (n === 0 || n === 5) {
+        s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7]));
+        setTimeout(() => s.destroy(), 50);
+      } else if (n === 1 || n === 2 || n === 6) s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7], OTHER_MODEL));
+      else if (n === 3 || n === 4) s.destroy();
+      else s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7]));
+    });
+    const seen: string[] = [];
+    const events: ClusterEvents = {
+      up: (e: WorkerUp) => seen.push(`up ${e.url}`),
+      unreachable: (e: WorkerUnreachable) => seen.push(`unreachable ${e.url}: ${e.reason}`),
+    };
+    const be = await backend([a.url], events);
+    await vi.waitFor(() => expect(a.sockets.length).toBeGreaterThanOrEqual(8), { timeout: 20_000 });
+    await vi.waitFor(() => expect(be.view.connections[0]?.usable).toBe(true), { timeout: 5_000 });
+    const otherModel = `unreachable ${a.url}: worker ${a.url}: serves model eeeeeeeeeeeeeeee…, this coordinator runs ffffffffffffffff…`;
+    // Before: no such event; serve logged nothing while a registered worker stayed out.
+    expect(seen).toEqual([
+      otherModel,
+      expect.stringMatching(
+        new RegExp(`^unreachable ${a.url}: worker ${a.url}: closed the connection during the handshake`),
+      ),
+      `up ${a.url}`,
+      otherModel,
+      `up ${a.url}`,
+    ]);
   });
 });
 
