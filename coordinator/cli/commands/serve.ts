@@ -5,7 +5,6 @@
 import os from 'node:os';
 import { basename, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
-import { POLL_MS } from '../../../shared/cluster-registry/keys.js';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
@@ -16,8 +15,8 @@ import { ClusterHealth } from '../../cluster/cluster-health.js';
 import { type Membership, StaticMembership } from '../../cluster/membership.js';
 import { registerClusterMetrics } from '../../cluster/registry/cluster-metrics.js';
 import { MemberChanges } from '../../cluster/registry/member-changes.js';
-import { reachableWorkers } from '../../cluster/registry/reachable.js';
 import { RedisMembership } from '../../cluster/registry/redis-membership.js';
+import { startFromRegistry } from '../../cluster/registry/registry-start.js';
 import type { ExpertsOption } from '../../engine/engine.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { describeHostCheck, unusedAllowedHosts } from '../../server/host-check.js';
@@ -100,43 +99,20 @@ export async function run(o: ServeOptions): Promise<number> {
   await checkCanListen(host, port);
 
   let registry: RedisMembership | undefined;
+  let numExperts = 0;
   if (o.redis !== undefined) {
     const ckpt = await Checkpoint.open(modelDir);
+    const fingerprint = ckpt.fingerprint();
+    numExperts = ckpt.config.numExperts;
+    await ckpt.close();
     registry = await RedisMembership.start({
       url: o.redis,
       ...(o.redisCa === undefined ? {} : { ca: o.redisCa }),
-      fingerprint: ckpt.fingerprint(),
-      numExperts: ckpt.config.numExperts,
+      fingerprint,
+      numExperts,
       log: { info: (m) => log.info(m), warn: (m) => log.warn(m) },
     });
     log.info({ registry: maskUrl(o.redis) }, 'waiting until registered workers cover every expert');
-    const members = registry;
-    const reachable = (async () => {
-      for (;;) {
-        await members.waitForCoverage(Number.POSITIVE_INFINITY, (missing) =>
-          log.info({ missing }, 'experts not yet held by a registered worker'),
-        );
-        // A record outlives its worker by up to a TTL: start with the workers that answer.
-        const r = await reachableWorkers(members.workers(), ckpt.config.numExperts);
-        // One URL once, as the membership names it: a worker restarted at its old URL may still
-        // have its old record too, and two records may spell one URL two ways.
-        if (r.covered) return [...new Set(r.reachable.map((w) => members.memberUrl(w.url)))];
-        log.warn(
-          { unreachable: r.unreachable.map((w) => w.url) },
-          'registered workers do not answer; waiting',
-        );
-        await new Promise((res) => setTimeout(res, POLL_MS));
-      }
-    })();
-    const started = await Promise.race([reachable, stop]);
-    // On a signal the wait ends with the membership closed below; nothing is left to report.
-    reachable.catch(() => {});
-    if (!Array.isArray(started)) {
-      await registry.close();
-      log.info({ signal: started }, 'stopped before the workers covered the experts');
-      return 0;
-    }
-    workers = { kind: 'urls', urls: started };
   }
 
   if (workers.kind === 'count' && workers.n > 0)
@@ -160,18 +136,33 @@ export async function run(o: ServeOptions): Promise<number> {
       : placed.experts;
   const membership: Membership =
     registry ?? cluster?.membership ?? new StaticMembership(workers.kind === 'urls' ? workers.urls : []);
+  const startEngine = (urls?: readonly string[]) =>
+    EngineClient.start({
+      modelDir,
+      settings,
+      experts: urls === undefined || experts.kind !== 'remote' ? experts : { ...experts, workers: urls },
+      ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
+      ...(o.overlap === true ? { overlap: true } : {}),
+    });
 
   let engine: EngineClient | undefined;
   let shuttingDown = false;
   let health: ClusterHealth | undefined;
   try {
-    engine = await EngineClient.start({
-      modelDir,
-      settings,
-      experts,
-      ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
-      ...(o.overlap === true ? { overlap: true } : {}),
-    });
+    if (registry) {
+      const r = await startFromRegistry({
+        members: registry,
+        numExperts,
+        start: startEngine,
+        stop,
+        log: { info: (f, m) => log.info(f, m), warn: (f, m) => log.warn(f, m) },
+      });
+      if ('signal' in r) {
+        log.info({ signal: r.signal }, 'stopped before the workers covered the experts');
+        return 0;
+      }
+      engine = r.started;
+    } else engine = await startEngine();
     const description = engine.info.experts;
     const client = engine;
     // A worker that left the registry (drained) closes its connection as expected: not an error.
@@ -203,6 +194,10 @@ export async function run(o: ServeOptions): Promise<number> {
           'lost the connection to a worker; reconnecting with backoff',
         );
     });
+    // Why a worker stays out (refused, another model, silent): once per reason until it connects.
+    client.onWorkerUnreachable((e) =>
+      log.warn({ worker: e.url, err: e.reason }, 'a worker could not be connected; retrying with backoff'),
+    );
     client.onWorkerUp((e) =>
       log.info(
         { worker: e.url, experts: formatExpertSet(e.experts) },

@@ -22,12 +22,18 @@ export interface ServeProcess {
  * `detached`: the server leads its own process group, as a command started at a terminal does.
  * `defaultThreads`: no `--threads 1` (which tests otherwise pass to keep 2-core machines responsive).
  * `--port 0` and `--threads 1` are added only where `args` has none (kmoe refuses a flag given twice).
+ * `onStarted`: the process as soon as it is spawned, with its stderr so far (for a server that waits
+ * before it listens).
  */
 export function startServe(
   args: readonly string[],
   model = MODEL_DIR,
   env?: NodeJS.ProcessEnv,
-  opts: { readonly detached?: boolean; readonly defaultThreads?: boolean } = {},
+  opts: {
+    readonly detached?: boolean;
+    readonly defaultThreads?: boolean;
+    readonly onStarted?: (p: { readonly child: ChildProcess; stderr(): string }) => void;
+  } = {},
 ): Promise<ServeProcess> {
   const threads = opts.defaultThreads === true || args.includes('--threads') ? [] : ['--threads', '1'];
   const port = args.includes('--port') ? [] : ['--port', '0'];
@@ -45,6 +51,7 @@ export function startServe(
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
   });
+  opts.onStarted?.({ child, stderr: () => stderr });
   let stdout = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const stop = async (timeoutMs = 30_000): Promise<number | null> => {

@@ -1,0 +1,110 @@
+// How `kmoe serve --redis` starts: it waits until registered workers cover every expert, dials
+// those that accept TCP, and starts on the ones that complete the handshake. Records that pass the
+// first two checks can still fail the third (a relay refused for the URL it registered, a stale
+// record whose port another process took, a worker of another model): when the workers left out
+// held experts no one else holds, the start waits and tries again, as it does for records that
+// do not answer, instead of exiting (under a restarting supervisor, a restart loop). Any other
+// failure of the start (a broken checkpoint, a bad option) still ends it.
+
+import { POLL_MS } from '../../../shared/cluster-registry/keys.js';
+import type { ErrorDetails } from '../../../shared/errors/kmoe-error.js';
+import { reachableWorkers } from './reachable.js';
+import type { RedisMembership } from './redis-membership.js';
+
+/** The longest wait between two starts that failed the same way; a change of members ends it early. */
+export const START_RETRY_MAX_MS = 30_000;
+
+/** How often the members are compared while waiting to start again. */
+const MEMBERS_CHECK_MS = 200;
+
+export interface RegistryStartLog {
+  info(fields: object, msg: string): void;
+  warn(fields: object, msg: string): void;
+}
+
+/**
+ * Whether a failed start is the workers' handshakes leaving experts uncovered: a placement error
+ * (by its code, as it crosses the engine thread) that names missing experts.
+ */
+export function uncoveredAtStart(err: unknown): boolean {
+  const e = err as { code?: unknown; details?: ErrorDetails } | undefined;
+  const missing = e?.details?.missing;
+  return e?.code === 'placement' && Array.isArray(missing) && missing.length > 0;
+}
+
+/**
+ * Starts (`start`, given the URLs to dial) once registered workers cover every expert and complete
+ * their handshakes; resolves with what `start` returned, or with the signal if `stop` came first.
+ */
+export async function startFromRegistry<T>(o: {
+  readonly members: RedisMembership;
+  readonly numExperts: number;
+  readonly start: (urls: readonly string[]) => Promise<T>;
+  readonly stop: Promise<NodeJS.Signals>;
+  readonly log: RegistryStartLog;
+}): Promise<{ readonly started: T } | { readonly signal: NodeJS.Signals }> {
+  const { members, log } = o;
+  const stopped = o.stop.then((signal) => ({ signal }));
+  let retryMs = POLL_MS;
+  let said = '';
+  for (;;) {
+    const waiting = reachable(o.members, o.numExperts, log);
+    // On a signal the wait ends with the membership closed by the caller: nothing left to report.
+    waiting.catch(() => {});
+    const urls = await Promise.race([waiting, stopped]);
+    if (!Array.isArray(urls)) return urls as { signal: NodeJS.Signals };
+    const seen = signature(members);
+    try {
+      return { started: await o.start(urls) };
+    } catch (err) {
+      if (!uncoveredAtStart(err)) throw err;
+      const message = (err as Error).message;
+      // Said once per reason: a wait of hours would otherwise log a line every 30 s.
+      if (message !== said)
+        log.warn(
+          { err: message },
+          'the registered workers that complete the handshake do not cover every expert; waiting for more',
+        );
+      said = message;
+    }
+    const waited = await Promise.race([membersChange(members, seen, retryMs), stopped]);
+    if (typeof waited === 'object') return waited;
+    retryMs = waited ? POLL_MS : Math.min(START_RETRY_MAX_MS, retryMs * 2);
+  }
+}
+
+/** The URLs of registered workers that accept TCP, once they cover every expert. */
+async function reachable(
+  members: RedisMembership,
+  numExperts: number,
+  log: RegistryStartLog,
+): Promise<readonly string[]> {
+  for (;;) {
+    await members.waitForCoverage(Number.POSITIVE_INFINITY, (missing) =>
+      log.info({ missing }, 'experts not yet held by a registered worker'),
+    );
+    // A record outlives its worker by up to a TTL: start with the workers that answer.
+    const r = await reachableWorkers(members.workers(), numExperts);
+    // One URL once, as the membership names it: a worker restarted at its old URL may still have
+    // its old record too, and two records may spell one URL two ways.
+    if (r.covered) return [...new Set(r.reachable.map((w) => members.memberUrl(w.url)))];
+    log.warn({ unreachable: r.unreachable.map((w) => w.url) }, 'registered workers do not answer; waiting');
+    await new Promise((res) => setTimeout(res, POLL_MS));
+  }
+}
+
+/** The registered records as the start reads them: which, where, what they hold, since when. */
+function signature(members: RedisMembership): string {
+  return JSON.stringify(members.workers().map((w) => [w.id, w.url, w.experts, w.status, w.startedAt]));
+}
+
+/** Resolves true as soon as the records differ from `seen`, false after `ms` if they do not. */
+async function membersChange(members: RedisMembership, seen: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    // Unref'd: a signal ends the start without waiting for this loop to see its deadline.
+    await new Promise((res) => setTimeout(res, Math.min(MEMBERS_CHECK_MS, deadline - Date.now())).unref());
+    if (signature(members) !== seen) return true;
+  }
+  return false;
+}

@@ -1,0 +1,162 @@
+// `kmoe serve --redis` when registered workers answer but fail the handshake (real redis-server,
+// real `kmoe worker` and `kmoe serve` processes, a cluster token). The case: a token worker outside
+// the registry (a fixed --workers one, which proves on any URL and says it is not registered) whose
+// URL someone wrote into Redis. Serve requires a worker registered under the URL it dials, so it
+// refuses that one, at start-up and when it reconnects to a member. Before, the start-up exited
+// (a restart loop under a supervisor) and the reconnects' refusals were not logged at all.
+
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Checkpoint } from '../../../../shared/model/checkpoint.js';
+import { randomClusterToken } from '../../../../shared/protocol/auth.js';
+import { greedyCompletion } from '../../../helpers/greedy-completion.js';
+import { MODEL_DIR } from '../../../helpers/paths.js';
+import { restartablePort } from '../../../helpers/ports.js';
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
+import { startWorker, type WorkerProcess } from '../../../helpers/worker-process.js';
+import { workerRecordJson } from '../../../helpers/worker-record.js';
+import { type ServeProcess, startServe } from '../../server/serve-process.js';
+
+const TOKEN = randomClusterToken();
+const env = { ...process.env, KMOE_CLUSTER_TOKEN: TOKEN };
+
+interface LogLine {
+  readonly msg: string;
+  readonly worker?: string;
+  readonly err?: string;
+}
+
+function logLines(text: string): LogLine[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine);
+}
+
+async function until(what: string, check: () => boolean, log: () => string, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; log:\n${log()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const notRegistered = (url: string) =>
+  `worker ${url}: proved the cluster token for ${url}/, but the worker is not registered under that URL: a worker outside the registry (a fixed --workers list, a local cluster) proves on any URL it is reached by, so this registry record may be a relay to it`;
+const WAITING =
+  'the registered workers that complete the handshake do not cover every expert; waiting for more';
+const UNREACHABLE = 'a worker could not be connected; retrying with backoff';
+
+let redis: RedisServer;
+let client: Redis;
+let fingerprint: string;
+let server: ServeProcess | undefined;
+const workers: WorkerProcess[] = [];
+
+/** Writes a ready record of all 8 experts at `url` under `id`, alive for a minute. */
+async function register(id: string, url: string): Promise<void> {
+  await client.set(
+    `kmoe:worker:${id}`,
+    workerRecordJson({ id, url, fingerprint, heartbeatAt: Date.now() }),
+    'PX',
+    60_000,
+  );
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = new Redis(redis.url);
+  const ckpt = await Checkpoint.open(MODEL_DIR);
+  fingerprint = ckpt.fingerprint();
+  await ckpt.close();
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await Promise.all(workers.map((w) => w.stop()));
+  client?.disconnect();
+  await redis?.stop();
+});
+
+describe('kmoe serve --redis with registered workers that fail the handshake', () => {
+  let registeredPort: number;
+
+  it('waits at start-up, naming why, and starts once a worker that passes registers', async () => {
+    // A token worker with no --redis: it proves on any URL, as not registered.
+    const unbound = await startWorker('0-7', [], { env });
+    workers.push(unbound);
+    await register('unbound', unbound.url);
+    let early: { child: { exitCode: number | null }; stderr(): string } | undefined;
+    const serving = startServe(['--redis', redis.url, '--wire', 'fp32'], undefined, env, {
+      onStarted: (p) => {
+        early = p;
+      },
+    });
+    serving.catch(() => {});
+    const log = () => early?.stderr() ?? '';
+    await until(
+      'serve to say why it waits',
+      () => {
+        if (early !== undefined && early.child.exitCode !== null)
+          throw new Error(`serve exited with ${early.child.exitCode}; log:\n${log()}`);
+        return log().includes(WAITING);
+      },
+      log,
+    );
+    const waiting = logLines(log()).filter((l) => l.msg === WAITING);
+    expect(waiting[0]!.err).toBe(
+      `experts 0-7 of 8 are held by no worker (none connected); the handshake of a worker failed: ${notRegistered(unbound.url)}`,
+    );
+    // Before: serve exited here ("kmoe serve exited with 1 before listening"). Now it keeps
+    // trying (1 s, 2 s, ... between starts) and says so once per reason.
+    await new Promise((r) => setTimeout(r, 4_000));
+    expect(early!.child.exitCode).toBeNull();
+    expect(logLines(log()).filter((l) => l.msg === WAITING)).toHaveLength(1);
+
+    // A worker registered under its own URL: serve starts on it (a change of records ends the wait).
+    registeredPort = await restartablePort();
+    const real = await startWorker('0-7', ['--redis', redis.url, '--port', String(registeredPort)], {
+      env,
+    });
+    workers.push(real);
+    server = await serving;
+    expect(await greedyCompletion(server.url)).not.toBe('');
+    const started = logLines(server.stderr()).find((l) => l.msg === 'serving') as
+      | (LogLine & { experts: string })
+      | undefined;
+    expect(started?.experts).toContain(real.url);
+    expect(started?.experts).not.toContain(unbound.url);
+  });
+
+  it("logs once why a member's reconnect is refused", async () => {
+    const srv = server!;
+    const real = workers[1]!;
+    const record = (await client.keys('kmoe:worker:*')).find((k) => k !== 'kmoe:worker:unbound')!;
+    const json = (await client.get(record))!;
+    // The registered worker dies; its record is kept alive by hand, as a live worker's would be.
+    real.child.kill('SIGKILL');
+    await new Promise((r) => real.child.once('exit', r));
+    await client.set(record, json.replace(/"heartbeatAt":\d+/, `"heartbeatAt":${Date.now()}`), 'PX', 60_000);
+    await until(
+      'serve to lose the worker',
+      () =>
+        logLines(srv.stderr()).some(
+          (l) => l.msg === 'lost the connection to a worker; reconnecting with backoff',
+        ),
+      srv.stderr,
+    );
+    // At its URL now: a token worker that is not registered there.
+    const impostor = await startWorker('0-7', ['--port', String(registeredPort)], { env });
+    workers.push(impostor);
+    const refusals = () =>
+      logLines(srv.stderr()).filter((l) => l.msg === UNREACHABLE && l.err === notRegistered(real.url));
+    // Before: nothing in serve's log while its reconnects were refused.
+    await until('serve to log the refusal', () => refusals().length > 0, srv.stderr);
+    // Two more refused attempts (the impostor proves each time; serve refuses), still one line.
+    const accepted = () => logLines(impostor.stderr()).filter((l) => l.msg === 'accepted coordinator').length;
+    const before = accepted();
+    await until('two more reconnects', () => accepted() >= before + 2, impostor.stderr);
+    expect(refusals()).toHaveLength(1);
+    expect(refusals()[0]!.worker).toBe(real.url);
+  });
+});
