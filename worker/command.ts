@@ -23,6 +23,7 @@ import { checkCanListen, isLoopbackHost } from '../shared/runtime/port.js';
 import { stopWithParent } from '../shared/runtime/stop-with-parent.js';
 import { ExpertCommands } from './expert-commands.js';
 import { ExpertCompute } from './expert-compute.js';
+import { fewTokensWarning } from './frame-capacity.js';
 import { newWorkerId, Registrar } from './registrar.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from './server.js';
 
@@ -202,6 +203,13 @@ export async function run(o: WorkerCommandOptions): Promise<number> {
   log.info(
     `loaded in ${((performance.now() - started) / 1000).toFixed(1)} s (${mb} MiB of the checkpoint read)`,
   );
+  const few = fewTokensWarning({
+    maxFrameBytes,
+    hidden: compute.model.hidden,
+    numExperts: config.numExperts,
+    held: compute.model.experts.length,
+  });
+  if (few !== undefined) log.warn(few);
 
   const unwatch = stopWithParent();
   // Handlers first, then the ready line: whoever reads the line may send SIGTERM at once, and

@@ -90,4 +90,20 @@ describe('requests larger than a worker accepts', () => {
       await engine.close();
     }
   });
+
+  it('are announced by the worker when it starts: the tokens its limit fits, and the limit that fits 64', () => {
+    // Before: nothing; a worker whose limit forced pieces of a few tokens was only slow.
+    const warned = (w: WorkerProcess) =>
+      w
+        .stderr()
+        .split('\n')
+        .filter((l) => l.startsWith('{"level":40,') && l.includes('--max-frame-mb'));
+    expect(warned(workers[0]!)).toHaveLength(1);
+    expect(warned(workers[0]!)[0]).toContain(
+      `--max-frame-mb ${LIMIT_MB} fits 9 tokens of hidden size 256 on the fp32 wire (each sent to all 4 experts this worker holds)`,
+    );
+    expect(warned(tiny!)[0]).toContain(
+      '--max-frame-mb 0.001 fits not even one token of hidden size 256 on the fp32 wire: coordinators on that wire send this worker nothing',
+    );
+  });
 });

@@ -1,0 +1,48 @@
+// What a worker's --max-frame-mb means in tokens. A coordinator cuts a share larger than the
+// worker's frame limit into pieces, one round trip each (at most two in flight): a limit that fits
+// only a few tokens works, but a prefill or a batch of many streams then costs many round trips
+// instead of one, with nothing in the coordinator's output to say why. So the worker says so when
+// it starts, with the limit that would fit a full batch.
+
+import { dispatchSizeBound } from '../shared/protocol/codec.js';
+import { expertIndexDType } from '../shared/protocol/messages.js';
+import type { WireDType } from '../shared/protocol/wire-dtype.js';
+
+/** A worker whose frame fits fewer tokens than this warns: serve's default prefill chunk. */
+export const FEW_TOKENS_PER_FRAME = 64;
+
+/**
+ * Tokens of one request that fit `maxFrameBytes` on the `wire`, at the worst: every expert the
+ * worker holds chosen for each token.
+ */
+export function tokensPerFrame(o: {
+  readonly maxFrameBytes: number;
+  readonly hidden: number;
+  readonly numExperts: number;
+  readonly held: number;
+  readonly wire: WireDType;
+}): number {
+  const bound = dispatchSizeBound({ wire: o.wire, hidden: o.hidden, index: expertIndexDType(o.numExperts) });
+  const fixed = bound(0, 0);
+  const perToken = bound(1, o.held) - fixed;
+  return Math.max(0, Math.floor((o.maxFrameBytes - fixed) / perToken));
+}
+
+/** The warning for a frame limit that fits few tokens on the fp32 wire (the default), if it does. */
+export function fewTokensWarning(o: {
+  readonly maxFrameBytes: number;
+  readonly hidden: number;
+  readonly numExperts: number;
+  readonly held: number;
+}): string | undefined {
+  const fp32 = tokensPerFrame({ ...o, wire: 'fp32' });
+  if (fp32 >= FEW_TOKENS_PER_FRAME) return undefined;
+  const bound = dispatchSizeBound({ wire: 'fp32', hidden: o.hidden, index: expertIndexDType(o.numExperts) });
+  const needed = bound(FEW_TOKENS_PER_FRAME, FEW_TOKENS_PER_FRAME * o.held);
+  const mib = Math.ceil((needed / 2 ** 20) * 1000) / 1000;
+  const fits =
+    fp32 === 0
+      ? `not even one token of hidden size ${o.hidden} on the fp32 wire: coordinators on that wire send this worker nothing`
+      : `${fp32} token${fp32 === 1 ? '' : 's'} of hidden size ${o.hidden} on the fp32 wire (each sent to all ${o.held} experts this worker holds): coordinators cut larger shares into requests of about that many, one round trip each`;
+  return `--max-frame-mb ${Number((o.maxFrameBytes / 2 ** 20).toFixed(6))} fits ${fits}; --max-frame-mb ${mib} fits ${FEW_TOKENS_PER_FRAME}`;
+}
