@@ -4,15 +4,13 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from '../../../coordinator/server/logger.js';
+import { logLines } from '../../helpers/log-lines.js';
 
 export type LogRecord = Readonly<Record<string, unknown>>;
 
 /** The records in pino's JSON lines, anything else (a native library's message) left out. */
 export function logRecords(text: string): LogRecord[] {
-  return text
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as LogRecord);
+  return logLines(text);
 }
 
 /**

@@ -20,6 +20,7 @@ import { decodeMessage, encodeHello } from '../../../../shared/protocol/codec.js
 import { frameBytes } from '../../../../shared/protocol/frame.js';
 import { PROTOCOL_VERSION } from '../../../../shared/protocol/messages.js';
 import { greedyCompletion } from '../../../helpers/greedy-completion.js';
+import { logLines, until as waitUntil } from '../../../helpers/log-lines.js';
 import { LoopbackListeners } from '../../../helpers/loopback-listeners.js';
 import { MODEL_DIR } from '../../../helpers/paths.js';
 import { restartablePort } from '../../../helpers/ports.js';
@@ -41,29 +42,8 @@ let server: ServeProcess;
 const listeners = new LoopbackListeners();
 const rewriters: WebSocketServer[] = [];
 
-interface LogLine {
-  readonly msg: string;
-  readonly worker?: string;
-  readonly err?: string;
-  readonly reason?: string;
-  readonly dialled?: string;
-}
-
-function logLines(text: string): LogLine[] {
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine);
-}
-
-async function until(what: string, check: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}; server log:\n${server.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = (what: string, check: () => boolean, ms?: number) =>
+  waitUntil(what, check, () => server.stderr(), ms);
 
 /**
  * Connects to `url` alone with the token, as a --workers coordinator does: the handshake's error,

@@ -9,6 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { greedyCompletion } from '../../../helpers/greedy-completion.js';
+import { type LogLine, logLines, until as waitUntil } from '../../../helpers/log-lines.js';
 import { LoopbackListeners } from '../../../helpers/loopback-listeners.js';
 import { scrape } from '../../../helpers/prometheus.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
@@ -24,30 +25,10 @@ const listeners = new LoopbackListeners();
 /** The silent listeners' URLs, and the sockets each has accepted. */
 const silent: { url: string; sockets: Socket[] }[] = [];
 
-interface LogLine {
-  readonly msg: string;
-  readonly worker?: string;
-  readonly err?: string;
-  readonly reason?: string;
-}
-
-/** The server's log lines so far (pino JSON). */
-function logLines(): LogLine[] {
-  return server
-    .stderr()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine);
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}; server log:\n${server.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** The server's log lines so far. */
+const serverLog = () => logLines(server.stderr());
+const until = (what: string, check: () => boolean | Promise<boolean>, ms?: number) =>
+  waitUntil(what, check, () => server.stderr(), ms);
 
 function complete(signal?: AbortSignal): Promise<string> {
   return greedyCompletion(server.url, signal);
@@ -102,11 +83,11 @@ describe('registry joins (real redis-server, workers, kmoe serve)', () => {
     await until('the silent ports to be dialled', () => silent.every((s) => s.sockets.length > 0));
     await forge('real-b', b.url);
     await until('worker B to join', () =>
-      logLines().some((l) => l.msg === 'worker joined: routing to it' && l.worker === b.url),
+      serverLog().some((l) => l.msg === 'worker joined: routing to it' && l.worker === b.url),
     );
     // Joins applied one at a time would have joined B only after the three handshakes failed: its
     // join is logged before any of their failures.
-    const lines = logLines();
+    const lines = serverLog();
     const joined = lines.findIndex((l) => l.msg === 'worker joined: routing to it' && l.worker === b.url);
     const failedBefore = lines
       .slice(0, joined)
@@ -117,10 +98,10 @@ describe('registry joins (real redis-server, workers, kmoe serve)', () => {
     // The pending ones do fail, naming the handshake limit.
     await until('the silent joins to fail', () =>
       silent.every((s) =>
-        logLines().some((l) => l.msg === 'a registered worker could not be connected' && l.worker === s.url),
+        serverLog().some((l) => l.msg === 'a registered worker could not be connected' && l.worker === s.url),
       ),
     );
-    const reasons = logLines().filter((l) => l.msg === 'a registered worker could not be connected');
+    const reasons = serverLog().filter((l) => l.msg === 'a registered worker could not be connected');
     for (const l of reasons) expect(l.err).toMatch(/no handshake within 10000 ms/);
   });
 
@@ -138,11 +119,11 @@ describe('registry joins (real redis-server, workers, kmoe serve)', () => {
     await forge('alias', alias);
     try {
       const joinOf = () =>
-        logLines().find((l) => l.msg === 'worker joined: routing to it' && l.reason?.includes(`(${alias})`));
+        serverLog().find((l) => l.msg === 'worker joined: routing to it' && l.reason?.includes(`(${alias})`));
       await until('the alias record to be applied', () => joinOf() !== undefined);
       expect(joinOf()!.worker).toBe(a.url);
       expect(joinOf()!.reason).toContain(`: the worker URL of member ${a.url}`);
-      expect(logLines().filter((l) => l.worker === alias)).toEqual([]);
+      expect(serverLog().filter((l) => l.worker === alias)).toEqual([]);
       // Applied on the connection serve has: the worker saw no second coordinator.
       expect(accepted()).toBe(before);
     } finally {
@@ -156,7 +137,7 @@ describe('registry joins (real redis-server, workers, kmoe serve)', () => {
 
 describe('records the coordinator ignores', () => {
   it('are logged once each, with their text quoted on one line, not at every poll', async () => {
-    const ignoring = () => logLines().filter((l) => l.msg.startsWith('registry: ignoring record'));
+    const ignoring = () => serverLog().filter((l) => l.msg.startsWith('registry: ignoring record'));
     const before = ignoring().length;
     const keys = await client.keys('kmoe:worker:*');
     const base = JSON.parse((await client.get(keys[0]!))!) as Record<string, unknown>;
@@ -206,7 +187,7 @@ describe('a worker frozen with SIGSTOP', () => {
     const c = await startWorker('0-7', ['--redis', redis.url]);
     workers.push(c);
     await until('worker C to join', () =>
-      logLines().some((l) => l.msg === 'worker joined: routing to it' && l.worker === c.url),
+      serverLog().some((l) => l.msg === 'worker joined: routing to it' && l.worker === c.url),
     );
     const a = workers[0]!;
     const baseline = await complete();
@@ -221,7 +202,7 @@ describe('a worker frozen with SIGSTOP', () => {
       a.child.kill('SIGCONT');
     }
     expect(await retried()).toBeGreaterThan(retriedBefore);
-    const down = logLines().filter(
+    const down = serverLog().filter(
       (l) => l.msg === 'a worker that left the registry closed its connection' && l.worker === a.url,
     ) as (LogLine & { reason?: string })[];
     expect(down.map((l) => l.reason)).toEqual([

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../../../shared/model/checkpoint.js';
 import { randomClusterToken } from '../../../../shared/protocol/auth.js';
 import { greedyCompletion } from '../../../helpers/greedy-completion.js';
+import { type LogLine, logLines, until } from '../../../helpers/log-lines.js';
 import { MODEL_DIR } from '../../../helpers/paths.js';
 import { restartablePort } from '../../../helpers/ports.js';
 import { type RedisServer, startRedis } from '../../../helpers/redis-server.js';
@@ -19,27 +20,6 @@ import { type ServeProcess, startServe } from '../../server/serve-process.js';
 
 const TOKEN = randomClusterToken();
 const env = { ...process.env, KMOE_CLUSTER_TOKEN: TOKEN };
-
-interface LogLine {
-  readonly msg: string;
-  readonly worker?: string;
-  readonly err?: string;
-}
-
-function logLines(text: string): LogLine[] {
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine);
-}
-
-async function until(what: string, check: () => boolean, log: () => string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; log:\n${log()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const notRegistered = (url: string) =>
   `worker ${url}: proved the cluster token for ${url}/, but the worker is not registered under that URL: a worker outside the registry (a fixed --workers list, a local cluster) proves on any URL it is reached by, so this registry record may be a relay to it`;
@@ -102,6 +82,7 @@ describe('kmoe serve --redis with registered workers that fail the handshake', (
         return log().includes(WAITING);
       },
       log,
+      60_000,
     );
     const waiting = logLines(log()).filter((l) => l.msg === WAITING);
     expect(waiting[0]!.err).toBe(
