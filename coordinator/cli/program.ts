@@ -814,8 +814,9 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.workers('2'))
     .addOption(
       opt.redis(
-        'take the workers from this Redis registry and follow joins and leaves while serving ' +
-          '(redis:// or rediss://; instead of --workers)',
+        'take the workers from this Redis registry and follow joins and leaves while serving; ' +
+          'starts once registered workers that complete the handshake cover every expert, and waits ' +
+          'until then (redis:// or rediss://; instead of --workers)',
       ),
     )
     .addOption(opt.redisCa())
