@@ -63,7 +63,12 @@ export class RedisMembership implements Membership {
   private all: WorkerRecord[] = [];
   private readonly joinListeners: ((e: MemberJoined) => void)[] = [];
   private readonly leaveListeners: ((e: MemberLeft) => void)[] = [];
-  private readonly left: MemberLeft[] = [];
+  /**
+   * Past leaves, replayed to late listeners, by canonical URL: only URLs that are not members again
+   * (a leave followed by a join of its URL is dropped, or a late listener would take the worker
+   * now registered there out of routing).
+   */
+  private readonly left = new Map<string, MemberLeft>();
   /** Ids that announced their leave (deregistered): gone at once, no TTL grace. */
   private readonly deregistered = new Set<string>();
   /** When the connection last became ready: absences count only a TTL after it. */
@@ -176,7 +181,7 @@ export class RedisMembership implements Membership {
   }
 
   onLeave(listener: (e: MemberLeft) => void): void {
-    for (const e of this.left) listener(e);
+    for (const e of this.left.values()) listener(e);
     this.leaveListeners.push(listener);
   }
 
@@ -348,12 +353,15 @@ export class RedisMembership implements Membership {
     // Leaves first: a worker restarted on the same URL leaves (old id) and then joins (new id).
     for (const e of leaves) {
       this.o.log.info(`registry: ${e.reason}`);
-      this.left.push(e);
+      const c = canonicalWorkerUrl(e.url);
+      this.left.delete(c);
+      this.left.set(c, e);
       // Past leaves are replayed to late listeners; a long-running cluster keeps only recent ones.
-      if (this.left.length > MAX_REMEMBERED_LEAVES) this.left.shift();
+      if (this.left.size > MAX_REMEMBERED_LEAVES) this.left.delete(this.left.keys().next().value!);
       for (const l of this.leaveListeners) l(e);
     }
     for (const e of joins) {
+      this.left.delete(canonicalWorkerUrl(e.url));
       this.o.log.info(`registry: ${e.reason}`);
       for (const l of this.joinListeners) l(e);
     }

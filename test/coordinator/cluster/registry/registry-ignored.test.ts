@@ -236,6 +236,32 @@ describe('records of one worker URL spelt two ways', () => {
   });
 });
 
+describe('past leaves replayed to a late listener', () => {
+  // `kmoe serve --redis` listens for leaves once its engine has started, and is told the leaves
+  // of that time then. A worker that left and came back at its URL (restarted; or, while serve
+  // waited for workers that pass the handshake, fixed and restarted) was replayed as gone: serve
+  // took it out of routing, never joined it again, and answered 503 while it ran.
+  const url = 'ws://127.0.0.1:7002';
+  it('leave out a URL that is a member again, in any spelling, and keep the others', async () => {
+    await client.set('kmoe:worker:c', record({ id: 'c', url }), 'PX', 60_000);
+    await client.set('kmoe:worker:d', record({ id: 'd', url: 'ws://127.0.0.1:7003' }), 'PX', 60_000);
+    const m = await start(200);
+    await until('both members', () => m.members().length === 2);
+    for (const id of ['c', 'd']) {
+      await client.del(`kmoe:worker:${id}`);
+      await client.publish('kmoe:events', JSON.stringify({ event: 'leave', id }));
+    }
+    await until('both to leave', () => m.members().length === 0);
+    // Back, spelt otherwise, under a new id (a restarted worker's).
+    await client.set('kmoe:worker:e', record({ id: 'e', url: 'WS://127.0.0.1:7002/' }), 'PX', 60_000);
+    await until('the worker to be back', () => m.members().length === 1);
+    const replayed: string[] = [];
+    m.onLeave((e) => replayed.push(e.url));
+    // Before: [ws://127.0.0.1:7002, ws://127.0.0.1:7003].
+    expect(replayed).toEqual(['ws://127.0.0.1:7003']);
+  });
+});
+
 describe('a record whose URL holds a raw newline or a bidi control', () => {
   // new URL() drops tabs and newlines and percent-encodes the rest, so the URL parses; the record
   // would keep it raw. The URL rule refuses it: the record is ignored, and said so quoted.

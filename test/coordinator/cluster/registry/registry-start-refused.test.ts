@@ -141,3 +141,51 @@ describe('kmoe serve --redis with registered workers that fail the handshake', (
     expect(refusals()[0]!.worker).toBe(real.url);
   });
 });
+
+describe('a refused worker fixed and restarted at its URL while serve waits', () => {
+  it('is served once it registers: its earlier leave is not replayed after the start', async () => {
+    // Its own registry and serve: the records above would cover the experts.
+    const redis2 = await startRedis();
+    const client2 = new Redis(redis2.url);
+    let srv: ServeProcess | undefined;
+    const started: WorkerProcess[] = [];
+    try {
+      const port = await restartablePort();
+      const unbound = await startWorker('0-7', ['--port', String(port)], { env });
+      started.push(unbound);
+      await client2.set(
+        'kmoe:worker:u',
+        workerRecordJson({ id: 'u', url: unbound.url, fingerprint, heartbeatAt: Date.now() }),
+        'PX',
+        60_000,
+      );
+      let early: { stderr(): string } | undefined;
+      const serving = startServe(['--redis', redis2.url, '--wire', 'fp32'], undefined, env, {
+        onStarted: (p) => {
+          early = p;
+        },
+      });
+      serving.catch(() => {});
+      const log = () => early?.stderr() ?? '';
+      await until('serve to wait', () => log().includes(WAITING), log, 60_000);
+      // The operator stops it (its record leaves) and starts it right: registered, same URL.
+      expect(await unbound.stop()).toBe(0);
+      await client2.del('kmoe:worker:u');
+      await client2.publish('kmoe:events', JSON.stringify({ event: 'leave', id: 'u' }));
+      const fixed = await startWorker('0-7', ['--redis', redis2.url, '--port', String(port)], { env });
+      started.push(fixed);
+      expect(fixed.url).toBe(unbound.url);
+      srv = await serving;
+      // Before: HTTP 503 experts_unavailable for experts 0-7, for good; the log said "worker left".
+      expect(await greedyCompletion(srv.url)).not.toBe('');
+      expect(logLines(srv.stderr()).some((l) => l.msg === 'worker left: routing nothing more to it')).toBe(
+        false,
+      );
+    } finally {
+      await srv?.stop();
+      await Promise.all(started.map((w) => w.stop()));
+      client2.disconnect();
+      await redis2.stop();
+    }
+  });
+});
