@@ -6,7 +6,7 @@
 
 import { dispatchSizeBound } from '../shared/protocol/codec.js';
 import { expertIndexDType } from '../shared/protocol/messages.js';
-import type { WireDType } from '../shared/protocol/wire-dtype.js';
+import { DEFAULT_WIRE_DTYPE, type WireDType } from '../shared/protocol/wire-dtype.js';
 
 /** A worker whose frame fits fewer tokens than this warns: serve's default prefill chunk. */
 export const FEW_TOKENS_PER_FRAME = 64;
@@ -28,7 +28,10 @@ export function tokensPerFrame(o: {
   return Math.max(0, Math.floor((o.maxFrameBytes - fixed) / perToken));
 }
 
-/** The warning for a frame limit that fits few tokens on the fp32 wire (the default), if it does. */
+/**
+ * The warning for a frame limit that fits fewer than FEW_TOKENS_PER_FRAME tokens on the fp32 wire
+ * (the largest rows), if it does; it names what fits on the default wire too.
+ */
 export function fewTokensWarning(o: {
   readonly maxFrameBytes: number;
   readonly hidden: number;
@@ -37,12 +40,18 @@ export function fewTokensWarning(o: {
 }): string | undefined {
   const fp32 = tokensPerFrame({ ...o, wire: 'fp32' });
   if (fp32 >= FEW_TOKENS_PER_FRAME) return undefined;
+  const usual = tokensPerFrame({ ...o, wire: DEFAULT_WIRE_DTYPE });
   const bound = dispatchSizeBound({ wire: 'fp32', hidden: o.hidden, index: expertIndexDType(o.numExperts) });
   const needed = bound(FEW_TOKENS_PER_FRAME, FEW_TOKENS_PER_FRAME * o.held);
   const mib = Math.ceil((needed / 2 ** 20) * 1000) / 1000;
-  const fits =
+  const tokens = (n: number) => (n === 0 ? 'not one token' : n === 1 ? '1 token' : `${n} tokens`);
+  const none =
     fp32 === 0
-      ? `not even one token of hidden size ${o.hidden} on the fp32 wire: coordinators on that wire send this worker nothing`
-      : `${fp32} token${fp32 === 1 ? '' : 's'} of hidden size ${o.hidden} on the fp32 wire (each sent to all ${o.held} experts this worker holds): coordinators cut larger shares into requests of about that many, one round trip each`;
-  return `--max-frame-mb ${Number((o.maxFrameBytes / 2 ** 20).toFixed(6))} fits ${fits}; --max-frame-mb ${mib} fits ${FEW_TOKENS_PER_FRAME}`;
+      ? '; on a wire where not one token fits, a coordinator sends the pairs to other workers holding the experts, and fails the requests that need an expert only this worker holds'
+      : '';
+  return (
+    `--max-frame-mb ${Number((o.maxFrameBytes / 2 ** 20).toFixed(6))} fits ${tokens(usual)} of hidden size ${o.hidden} on the ${DEFAULT_WIRE_DTYPE} wire (the default) and ${tokens(fp32)} on fp32, ` +
+    `each token sent to all ${o.held} experts this worker holds: coordinators cut larger shares into requests of about that many, one round trip each${none}; ` +
+    `--max-frame-mb ${mib} fits ${FEW_TOKENS_PER_FRAME} on any wire`
+  );
 }

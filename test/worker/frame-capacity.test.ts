@@ -48,12 +48,12 @@ describe('fewTokensWarning', () => {
     ).toBeUndefined();
   });
 
-  it('names the tokens that fit and the limit that fits a prefill chunk', () => {
+  it('names the tokens that fit on the default wire and on fp32, and the limit that fits a prefill chunk', () => {
     const o = { maxFrameBytes: 10_486, hidden: 256, numExperts: 8, held: 4 };
-    const w = fewTokensWarning(o)!;
-    expect(w).toBe(
-      '--max-frame-mb 0.01 fits 9 tokens of hidden size 256 on the fp32 wire (each sent to all 4 experts this worker holds): coordinators cut larger shares into requests of about that many, one round trip each; --max-frame-mb 0.065 fits 64',
+    expect(fewTokensWarning(o)).toBe(
+      '--max-frame-mb 0.01 fits 19 tokens of hidden size 256 on the bf16 wire (the default) and 9 tokens on fp32, each token sent to all 4 experts this worker holds: coordinators cut larger shares into requests of about that many, one round trip each; --max-frame-mb 0.065 fits 64 on any wire',
     );
+    expect(tokensPerFrame({ ...o, wire: 'bf16' })).toBe(19);
     // The limit it suggests does fit a chunk.
     expect(
       tokensPerFrame({ ...o, maxFrameBytes: Math.round(0.065 * 2 ** 20), wire: 'fp32' }),
@@ -63,12 +63,14 @@ describe('fewTokensWarning', () => {
   it('quotes the limit as given', () => {
     expect(
       fewTokensWarning({ maxFrameBytes: 100 * 2 ** 20, hidden: 600_000, numExperts: 8, held: 8 }),
-    ).toMatch(/^--max-frame-mb 100 fits 43 tokens/);
+    ).toMatch(
+      /^--max-frame-mb 100 fits 87 tokens of hidden size 600000 on the bf16 wire \(the default\) and 43 tokens on fp32/,
+    );
   });
 
-  it('says when not one token fits', () => {
+  it('says what a coordinator does when not one token fits', () => {
     expect(fewTokensWarning({ maxFrameBytes: 1_049, hidden: 256, numExperts: 8, held: 8 })).toMatch(
-      /^--max-frame-mb 0\.001 fits not even one token of hidden size 256 on the fp32 wire: coordinators on that wire send this worker nothing; --max-frame-mb 0\.\d+ fits 64$/,
+      /^--max-frame-mb 0\.001 fits 1 token of hidden size 256 on the bf16 wire \(the default\) and not one token on fp32, .*; on a wire where not one token fits, a coordinator sends the pairs to other workers holding the experts, and fails the requests that need an expert only this worker holds; --max-frame-mb 0\.\d+ fits 64 on any wire$/,
     );
   });
 });

@@ -100,10 +100,10 @@ describe('requests larger than a worker accepts', () => {
         .filter((l) => l.startsWith('{"level":40,') && l.includes('--max-frame-mb'));
     expect(warned(workers[0]!)).toHaveLength(1);
     expect(warned(workers[0]!)[0]).toContain(
-      `--max-frame-mb ${LIMIT_MB} fits 9 tokens of hidden size 256 on the fp32 wire (each sent to all 4 experts this worker holds)`,
+      `--max-frame-mb ${LIMIT_MB} fits 19 tokens of hidden size 256 on the bf16 wire (the default) and 9 tokens on fp32, each token sent to all 4 experts this worker holds`,
     );
     expect(warned(tiny!)[0]).toContain(
-      '--max-frame-mb 0.001 fits not even one token of hidden size 256 on the fp32 wire: coordinators on that wire send this worker nothing',
+      '--max-frame-mb 0.001 fits 1 token of hidden size 256 on the bf16 wire (the default) and not one token on fp32',
     );
   });
 });
