@@ -154,6 +154,7 @@ export async function run(o: ServeOptions): Promise<number> {
         members: registry,
         numExperts,
         start: startEngine,
+        dispose: (e) => e.close(),
         stop,
         log: { info: (f, m) => log.info(f, m), warn: (f, m) => log.warn(f, m) },
       });

@@ -7,25 +7,26 @@ import type { WorkerRecord } from '../../../shared/cluster-registry/record.js';
 
 const PROBE_TIMEOUT_MS = 2000;
 
-function accepts(url: string): Promise<boolean> {
+/** Undefined if `url` accepts a TCP connection now, else why not (the socket's error). */
+function refusal(url: string): Promise<string | undefined> {
   let host: string;
   let port: number;
   try {
     const u = new URL(url);
     host = u.hostname.replace(/^\[|\]$/g, '');
     port = Number(u.port || (u.protocol === 'wss:' ? 443 : 80));
-  } catch {
-    return Promise.resolve(false);
+  } catch (err) {
+    return Promise.resolve(`not a URL (${(err as Error).message})`);
   }
   return new Promise((resolve) => {
     const socket = connect({ host, port });
-    const done = (ok: boolean) => {
+    const done = (why: string | undefined) => {
       socket.destroy();
-      resolve(ok);
+      resolve(why);
     };
-    socket.setTimeout(PROBE_TIMEOUT_MS, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
+    socket.setTimeout(PROBE_TIMEOUT_MS, () => done(`no TCP connection within ${PROBE_TIMEOUT_MS} ms`));
+    socket.once('connect', () => done(undefined));
+    socket.once('error', (err) => done(err.message));
   });
 }
 
@@ -35,12 +36,14 @@ export async function reachableWorkers(
   numExperts: number,
 ): Promise<{
   readonly reachable: readonly WorkerRecord[];
-  readonly unreachable: readonly WorkerRecord[];
+  /** The others, each with the socket's error. */
+  readonly unreachable: readonly { readonly url: string; readonly err: string }[];
   readonly covered: boolean;
 }> {
-  const ok = await Promise.all(records.map((r) => accepts(r.url)));
-  const reachable = records.filter((_, i) => ok[i]);
+  const why = await Promise.all(records.map((r) => refusal(r.url)));
+  const reachable = records.filter((_, i) => why[i] === undefined);
   const held = new Uint8Array(numExperts);
   for (const r of reachable) for (const e of r.experts) if (e < numExperts) held[e] = 1;
-  return { reachable, unreachable: records.filter((_, i) => !ok[i]), covered: held.every((h) => h === 1) };
+  const unreachable = records.flatMap((r, i) => (why[i] === undefined ? [] : [{ url: r.url, err: why[i]! }]));
+  return { reachable, unreachable, covered: held.every((h) => h === 1) };
 }

@@ -32,43 +32,69 @@ export function uncoveredAtStart(err: unknown): boolean {
   return e?.code === 'placement' && Array.isArray(missing) && missing.length > 0;
 }
 
+/** Unreachable URLs quoted in the waiting line; the rest are counted. */
+const UNREACHABLE_QUOTED = 8;
+
+/** What the wait has logged, so that it says each thing once (until the records change). */
+interface Said {
+  uncovered: string;
+  unreachable: string;
+}
+
 /**
  * Starts (`start`, given the URLs to dial) once registered workers cover every expert and complete
- * their handshakes; resolves with what `start` returned, or with the signal if `stop` came first.
+ * their handshakes; resolves with what `start` returned, or with the signal if `stop` came first
+ * (a start under way then ends first, bounded by the handshake timeout, and what it started is
+ * given to `dispose`).
  */
 export async function startFromRegistry<T>(o: {
   readonly members: RedisMembership;
   readonly numExperts: number;
   readonly start: (urls: readonly string[]) => Promise<T>;
+  readonly dispose: (started: T) => Promise<void>;
   readonly stop: Promise<NodeJS.Signals>;
   readonly log: RegistryStartLog;
 }): Promise<{ readonly started: T } | { readonly signal: NodeJS.Signals }> {
   const { members, log } = o;
   const stopped = o.stop.then((signal) => ({ signal }));
   let retryMs = POLL_MS;
-  let said = '';
+  const said: Said = { uncovered: '', unreachable: '' };
   for (;;) {
-    const waiting = reachable(o.members, o.numExperts, log);
+    const waiting = reachable(o.members, o.numExperts, log, said);
     // On a signal the wait ends with the membership closed by the caller: nothing left to report.
     waiting.catch(() => {});
     const urls = await Promise.race([waiting, stopped]);
     if (!Array.isArray(urls)) return urls as { signal: NodeJS.Signals };
     const seen = signature(members);
-    try {
-      return { started: await o.start(urls) };
-    } catch (err) {
-      if (!uncoveredAtStart(err)) throw err;
-      const message = (err as Error).message;
-      // Said once per reason: a wait of hours would otherwise log a line every 30 s.
-      if (message !== said)
-        log.warn(
-          { err: message },
-          'the registered workers that complete the handshake do not cover every expert; waiting for more',
-        );
-      said = message;
+    const attempt = o.start(urls).then(
+      (started) => ({ started }),
+      (err: unknown) => ({ err }),
+    );
+    const first = await Promise.race([attempt, stopped]);
+    if ('signal' in first) {
+      log.info(
+        { signal: first.signal },
+        'stopping once the start under way ends (its handshakes are bounded by their timeout)',
+      );
+      const late = await attempt;
+      if ('started' in late) await o.dispose(late.started);
+      return first;
     }
+    if ('started' in first) return first;
+    const { err } = first;
+    if (!uncoveredAtStart(err)) throw err;
+    const message = (err as Error).message;
+    // Said once per reason while the records stay the same: a wait of hours would otherwise log a
+    // line every 30 s; after a change the same reason is said again (the operator's fix failed).
+    if (message !== said.uncovered)
+      log.warn(
+        { err: message },
+        'the registered workers that complete the handshake do not cover every expert: serve starts once they do; retrying',
+      );
+    said.uncovered = message;
     const waited = await Promise.race([membersChange(members, seen, retryMs), stopped]);
     if (typeof waited === 'object') return waited;
+    if (waited) said.uncovered = '';
     retryMs = waited ? POLL_MS : Math.min(START_RETRY_MAX_MS, retryMs * 2);
   }
 }
@@ -78,6 +104,7 @@ async function reachable(
   members: RedisMembership,
   numExperts: number,
   log: RegistryStartLog,
+  said: Said,
 ): Promise<readonly string[]> {
   for (;;) {
     await members.waitForCoverage(Number.POSITIVE_INFINITY, (missing) =>
@@ -88,7 +115,18 @@ async function reachable(
     // One URL once, as the membership names it: a worker restarted at its old URL may still have
     // its old record too, and two records may spell one URL two ways.
     if (r.covered) return [...new Set(r.reachable.map((w) => members.memberUrl(w.url)))];
-    log.warn({ unreachable: r.unreachable.map((w) => w.url) }, 'registered workers do not answer; waiting');
+    // Polled every second; said once per set of URLs and errors (a wrong --advertise-url stays
+    // wrong for as long as its worker heartbeats).
+    const quoted = r.unreachable.slice(0, UNREACHABLE_QUOTED).map((u) => `${u.url}: ${u.err}`);
+    const more = r.unreachable.length - quoted.length;
+    if (more > 0) quoted.push(`and ${more.toLocaleString('en-US')} more`);
+    const text = quoted.join('; ');
+    if (text !== said.unreachable)
+      log.warn(
+        { unreachable: text },
+        'registered workers do not accept a connection, and those that do hold too few experts; waiting',
+      );
+    said.unreachable = text;
     await new Promise((res) => setTimeout(res, POLL_MS));
   }
 }

@@ -5,6 +5,8 @@
 // refuses that one, at start-up and when it reconnects to a member. Before, the start-up exited
 // (a restart loop under a supervisor) and the reconnects' refusals were not logged at all.
 
+import type { ChildProcess } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../../../shared/model/checkpoint.js';
@@ -24,7 +26,7 @@ const env = { ...process.env, KMOE_CLUSTER_TOKEN: TOKEN };
 const notRegistered = (url: string) =>
   `worker ${url}: proved the cluster token for ${url}/, but the worker is not registered under that URL: a worker outside the registry (a fixed --workers list, a local cluster) proves on any URL it is reached by, so this registry record may be a relay to it`;
 const WAITING =
-  'the registered workers that complete the handshake do not cover every expert; waiting for more';
+  'the registered workers that complete the handshake do not cover every expert: serve starts once they do; retrying';
 const UNREACHABLE = 'a worker could not be connected; retrying with backoff';
 
 let redis: RedisServer;
@@ -93,6 +95,14 @@ describe('kmoe serve --redis with registered workers that fail the handshake', (
     await new Promise((r) => setTimeout(r, 4_000));
     expect(early!.child.exitCode).toBeNull();
     expect(logLines(log()).filter((l) => l.msg === WAITING)).toHaveLength(1);
+    // The record changes (its worker restarted, say) and the start still fails the same way: said
+    // again, as the operator's fix did not work.
+    await register('unbound', unbound.url);
+    await until(
+      'the reason to be said again',
+      () => logLines(log()).filter((l) => l.msg === WAITING).length === 2,
+      log,
+    );
 
     // A worker registered under its own URL: serve starts on it (a change of records ends the wait).
     registeredPort = await restartablePort();
@@ -186,6 +196,64 @@ describe('a refused worker fixed and restarted at its URL while serve waits', ()
       await Promise.all(started.map((w) => w.stop()));
       client2.disconnect();
       await redis2.stop();
+    }
+  });
+});
+
+describe('a signal while a start attempt waits for a silent worker', () => {
+  it('is acknowledged at once, and serve exits 0 once the attempt ends', async () => {
+    const redis3 = await startRedis();
+    const client3 = new Redis(redis3.url);
+    // Accepts TCP and never answers: each start attempt waits the handshake bound (10 s) for it.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const url = `ws://127.0.0.1:${(silent.address() as { port: number }).port}`;
+    let early: { child: ChildProcess; stderr(): string } | undefined;
+    try {
+      await client3.set(
+        'kmoe:worker:s',
+        workerRecordJson({ id: 's', url, fingerprint, heartbeatAt: Date.now() }),
+        'PX',
+        60_000,
+      );
+      const serving = startServe(['--redis', redis3.url], undefined, env, {
+        onStarted: (p) => {
+          early = p;
+        },
+      });
+      serving.catch(() => {});
+      const log = () => early?.stderr() ?? '';
+      // The reachability probe connects and closes; the handshake's socket stays open.
+      await until(
+        'serve to dial the silent worker',
+        () => sockets.some((k) => !k.destroyed && k.readable),
+        log,
+        60_000,
+      );
+      await new Promise((r) => setTimeout(r, 500));
+      const child = early!.child;
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      const signalled = Date.now();
+      child.kill('SIGINT');
+      // Before: nothing was logged until the attempt's handshake bound ran out.
+      await until(
+        'serve to acknowledge the signal',
+        () => logLines(log()).some((l) => l.msg.startsWith('stopping once the start under way ends')),
+        log,
+        5_000,
+      );
+      expect(Date.now() - signalled).toBeLessThan(5_000);
+      expect(await exited).toBe(0);
+    } finally {
+      if (early !== undefined && early.child.exitCode === null) early.child.kill('SIGKILL');
+      for (const k of sockets) k.destroy();
+      await new Promise((r) => silent.close(r));
+      client3.disconnect();
+      await redis3.stop();
     }
   });
 });
