@@ -342,9 +342,28 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         }),
       ),
     );
-    const connections = attempts.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
+    // A welcome claiming an expert the model lacks is a failed handshake too (as on a join): with
+    // skipFailed that worker is left out, not the whole start failed.
+    const connections: WorkerConnection[] = [];
+    const failures: unknown[] = [];
+    for (const a of attempts) {
+      if (a.status === 'rejected') {
+        failures.push(a.reason);
+        continue;
+      }
+      const bad = a.value.experts.find((e) => e >= model.numExperts);
+      if (bad === undefined) connections.push(a.value);
+      else {
+        void a.value.close();
+        failures.push(
+          new PlacementError(
+            `worker ${a.value.url} claims expert ${bad}, but the model has ${model.numExperts}`,
+            { missing: [], hint: 'the worker runs another model: check its --model' },
+          ),
+        );
+      }
+    }
     try {
-      const failures = attempts.flatMap((a) => (a.status === 'rejected' ? [a.reason as unknown] : []));
       if (failures.length > 0 && options.skipFailed !== true) throw failures[0];
       try {
         PlacementTable.create(
@@ -364,7 +383,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         events,
       );
       for (const s of backend.slots) slotOf.set(s.url, s);
-      for (const [c, reason] of early) backend.lost(slotOf.get(c.url)!, reason, c);
+      for (const [c, reason] of early)
+        if (connections.includes(c)) backend.lost(slotOf.get(c.url)!, reason, c);
       // Closing but not yet closed (the worker's close frame read, its TCP still open: ws waits up
       // to CLOSE_HANDSHAKE_MS): a drop now, reported once, through onDown.
       for (const c of connections) if (!c.alive) c.abandon('closed the connection', 'disconnected');

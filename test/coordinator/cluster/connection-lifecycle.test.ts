@@ -362,6 +362,28 @@ describe('workers left out at start-up, and background attempts that fail', () =
     );
   });
 
+  it('start-up with skipFailed: a worker claiming an expert the model lacks is left out, not fatal', async () => {
+    const a = await fake((s) => s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7])));
+    const b = await fake((s) => s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7, 99])));
+    // Before: PlacementTable.create threw "claims expert 99" (missing: []) for the whole start, so
+    // `kmoe serve --redis` exited although a covered every expert.
+    const be = await backend([a.url, b.url], {}, { skipFailed: true });
+    expect(be.view.connections.map((c) => c?.url)).toEqual([a.url]);
+    // Without skipFailed it is still the start's error.
+    const err = await backend([a.url, b.url]).catch((e: unknown) => e);
+    expect((err as Error).message).toBe(`worker ${b.url} claims expert 99, but the model has 8`);
+  });
+
+  it('start-up with skipFailed: experts only an out-of-range claimer held name it', async () => {
+    const a = await fake((s) => s.write(welcome([0, 1, 2, 3])));
+    const b = await fake((s) => s.write(welcome([4, 5, 6, 7, 99])));
+    const err = await backend([a.url, b.url], {}, { skipFailed: true }).catch((e: unknown) => e);
+    expect((err as { details: { missing: number[] } }).details.missing).toEqual([4, 5, 6, 7]);
+    expect((err as Error).message).toContain(
+      `the handshake of a worker failed: worker ${b.url} claims expert 99`,
+    );
+  });
+
   it('a background reconnect reports each new failure once, and again after it connected', async () => {
     // Connection 0 is up, then dropped; 1-2 answer as another model's worker; 3-4 close at once;
     // 5 is up again and dropped; 6 another model again; 7 on is up.
