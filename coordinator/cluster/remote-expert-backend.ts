@@ -157,12 +157,17 @@ export interface WorkerUp {
  * A background attempt to connect a worker (a reconnect, or a join's retry) failed for a reason not
  * reported before: once per reason until the worker connects again, so an operator reads why a
  * registered worker stays out (refused for its URL, another model, a timeout) without a line per
- * backoff step. A join's own first failure goes to its caller instead.
+ * backoff step. A join's own first failure goes to its caller instead. At most
+ * MAX_FAILURES_REPORTED reasons per worker until it connects: a peer can word each failure anew
+ * (a refuse's message is its own text), which would otherwise be a line per attempt.
  */
 export interface WorkerUnreachable {
   readonly url: string;
   readonly reason: string;
 }
+
+/** Distinct failure reasons reported (WorkerUnreachable) per worker until it connects again. */
+export const MAX_FAILURES_REPORTED = 3;
 
 export interface ClusterEvents {
   readonly down?: (e: WorkerDown) => void;
@@ -219,8 +224,8 @@ interface Slot extends WorkerSlot {
   waiters: { resolve: (w: WorkerExperts) => void; reject: (e: unknown) => void }[];
   /** Removed from `slots` (left, nothing in progress): a late event of its old connection is ignored. */
   pruned: boolean;
-  /** The last failed attempt's error since it was last connected (reported once: WorkerUnreachable). */
-  lastFailure: string | undefined;
+  /** The failed attempts' distinct errors since it was last connected (WorkerUnreachable), at most MAX_FAILURES_REPORTED. */
+  reasonsTold: string[];
 }
 
 /** A slot for `url`, not connected yet. */
@@ -241,7 +246,7 @@ function newSlot(id: number, url: string): Slot {
     secondsPerPair: undefined,
     waiters: [],
     pruned: false,
-    lastFailure: undefined,
+    reasonsTold: [],
   };
 }
 
@@ -951,7 +956,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         }
         slot.conn = conn;
         slot.experts = experts;
-        slot.lastFailure = undefined;
+        slot.reasonsTold = [];
         slot.connectedAt = performance.now();
         slot.secondsPerPair = undefined;
         this.rebuild();
@@ -976,9 +981,12 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    */
   private attemptFailed(slot: Slot, err: unknown): void {
     const reason = err instanceof Error ? err.message : String(err);
-    if (reason !== slot.lastFailure && slot.waiters.length === 0 && !this.closed && !slot.left)
-      this.events.unreachable?.({ url: slot.url, reason });
-    slot.lastFailure = reason;
+    if (!slot.reasonsTold.includes(reason) && slot.reasonsTold.length < MAX_FAILURES_REPORTED) {
+      // A join's failure goes to its caller, who says it; either way the reason is told once.
+      slot.reasonsTold.push(reason);
+      if (slot.waiters.length === 0 && !this.closed && !slot.left)
+        this.events.unreachable?.({ url: slot.url, reason });
+    }
     for (const w of slot.waiters.splice(0)) w.reject(err);
     this.scheduleReconnect(slot);
     this.pruneIfFinished(slot);

@@ -195,7 +195,7 @@ export async function run(o: ServeOptions): Promise<number> {
           'lost the connection to a worker; reconnecting with backoff',
         );
     });
-    // Why a worker stays out (refused, another model, silent): once per reason until it connects.
+    // Why a worker stays out (refused, another model, silent): once per reason (at most 3) until it connects.
     client.onWorkerUnreachable((e) =>
       log.warn({ worker: e.url, err: e.reason }, 'a worker could not be connected; retrying with backoff'),
     );

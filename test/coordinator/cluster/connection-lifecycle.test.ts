@@ -12,13 +12,14 @@ import { StaticMembership } from '../../../coordinator/cluster/membership.js';
 import { PlacementTable } from '../../../coordinator/cluster/placement.js';
 import {
   type ClusterEvents,
+  MAX_FAILURES_REPORTED,
   RemoteExpertBackend,
   type WorkerDown,
   type WorkerUnreachable,
   type WorkerUp,
 } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { WorkerConnection } from '../../../coordinator/cluster/worker-connection.js';
-import { encodeDrain, encodeHoldings, encodeWelcome } from '../../../shared/protocol/codec.js';
+import { encodeDrain, encodeHoldings, encodeRefuse, encodeWelcome } from '../../../shared/protocol/codec.js';
 import { PROTOCOL_VERSION } from '../../../shared/protocol/messages.js';
 import { wsFrameHeader } from '../../helpers/tampering-relay.js';
 
@@ -382,6 +383,38 @@ describe('workers left out at start-up, and background attempts that fail', () =
     expect((err as Error).message).toContain(
       `the handshake of a worker failed: worker ${b.url} claims expert 99`,
     );
+  });
+
+  it('a background reconnect whose every failure has a new text reports a bounded number of them', async () => {
+    // A hostile endpoint behind a record: up once, then each hello answered by a refuse of its own
+    // text. Before: one event (a serve log line) per attempt, for as long as it kept failing.
+    const a = await fake((s, n) => {
+      if (n === 0) {
+        s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7]));
+        setTimeout(() => s.destroy(), 50);
+      } else
+        s.end(frame(encodeRefuse({ version: PROTOCOL_VERSION, reason: 'url', message: `not today (${n})` })));
+    });
+    const seen: string[] = [];
+    await backend([a.url], { unreachable: (e: WorkerUnreachable) => seen.push(e.reason) });
+    await vi.waitFor(() => expect(a.sockets.length).toBeGreaterThanOrEqual(7), { timeout: 20_000 });
+    expect(seen.length).toBe(MAX_FAILURES_REPORTED);
+    expect(seen[0]).toContain('not today (1)');
+  });
+
+  it('a background reconnect alternating between two failures reports each once', async () => {
+    const a = await fake((s, n) => {
+      if (n === 0) {
+        s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7]));
+        setTimeout(() => s.destroy(), 50);
+      } else if (n % 2 === 1) s.write(welcome([0, 1, 2, 3, 4, 5, 6, 7], 'e'.repeat(64)));
+      else s.end(frame(encodeRefuse({ version: PROTOCOL_VERSION, reason: 'url', message: 'not here' })));
+    });
+    const seen: string[] = [];
+    await backend([a.url], { unreachable: (e: WorkerUnreachable) => seen.push(e.reason) });
+    await vi.waitFor(() => expect(a.sockets.length).toBeGreaterThanOrEqual(8), { timeout: 20_000 });
+    // Before: a line per attempt (A, B, A, B, ...).
+    expect(seen).toHaveLength(2);
   });
 
   it('a background reconnect reports each new failure once, and again after it connected', async () => {
