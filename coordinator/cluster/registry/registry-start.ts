@@ -8,11 +8,18 @@
 
 import { POLL_MS } from '../../../shared/cluster-registry/keys.js';
 import type { ErrorDetails } from '../../../shared/errors/kmoe-error.js';
+import { printable } from '../../../shared/text/printable.js';
 import { reachableWorkers } from './reachable.js';
 import type { RedisMembership } from './redis-membership.js';
 
 /** The longest wait between two starts that failed the same way; a change of members ends it early. */
 export const START_RETRY_MAX_MS = 30_000;
+
+/**
+ * The shortest wait between two starts, even when the records change: each start costs an engine
+ * thread (about half a second of CPU on the tiny model), and records are anyone's to rewrite.
+ */
+export const START_RETRY_MIN_MS = 3_000;
 
 /** How often the members are compared while waiting to start again. */
 const MEMBERS_CHECK_MS = 200;
@@ -32,8 +39,11 @@ export function uncoveredAtStart(err: unknown): boolean {
   return e?.code === 'placement' && Array.isArray(missing) && missing.length > 0;
 }
 
-/** Unreachable URLs quoted in the waiting line; the rest are counted. */
+/** Unreachable URLs quoted in the waiting line (100 characters each); the rest are counted. */
 const UNREACHABLE_QUOTED = 8;
+
+export const UNREACHABLE_LINE =
+  'registered workers do not accept a connection, and those that do hold too few experts; waiting';
 
 /** What the wait has logged, so that it says each thing once (until the records change). */
 interface Said {
@@ -57,7 +67,7 @@ export async function startFromRegistry<T>(o: {
 }): Promise<{ readonly started: T } | { readonly signal: NodeJS.Signals }> {
   const { members, log } = o;
   const stopped = o.stop.then((signal) => ({ signal }));
-  let retryMs = POLL_MS;
+  let retryMs = START_RETRY_MIN_MS;
   const said: Said = { uncovered: '', unreachable: '' };
   for (;;) {
     const waiting = reachable(o.members, o.numExperts, log, said);
@@ -95,7 +105,7 @@ export async function startFromRegistry<T>(o: {
     const waited = await Promise.race([membersChange(members, seen, retryMs), stopped]);
     if (typeof waited === 'object') return waited;
     if (waited) said.uncovered = '';
-    retryMs = waited ? POLL_MS : Math.min(START_RETRY_MAX_MS, retryMs * 2);
+    retryMs = waited ? START_RETRY_MIN_MS : Math.min(START_RETRY_MAX_MS, retryMs * 2);
   }
 }
 
@@ -117,15 +127,20 @@ async function reachable(
     if (r.covered) return [...new Set(r.reachable.map((w) => members.memberUrl(w.url)))];
     // Polled every second; said once per set of URLs and errors (a wrong --advertise-url stays
     // wrong for as long as its worker heartbeats).
-    const quoted = r.unreachable.slice(0, UNREACHABLE_QUOTED).map((u) => `${u.url}: ${u.err}`);
-    const more = r.unreachable.length - quoted.length;
-    if (more > 0) quoted.push(`and ${more.toLocaleString('en-US')} more`);
-    const text = quoted.join('; ');
-    if (text !== said.unreachable)
+    // Records are anyone's to write: URLs of up to 2,048 characters each, any number of them.
+    const text = JSON.stringify(r.unreachable);
+    if (text !== said.unreachable) {
+      const more = r.unreachable.length - UNREACHABLE_QUOTED;
       log.warn(
-        { unreachable: text },
-        'registered workers do not accept a connection, and those that do hold too few experts; waiting',
+        {
+          unreachable: r.unreachable
+            .slice(0, UNREACHABLE_QUOTED)
+            .map((u) => `${printable(u.url, 100)}: ${printable(u.err, 200)}`),
+          ...(more > 0 ? { more } : {}),
+        },
+        UNREACHABLE_LINE,
       );
+    }
     said.unreachable = text;
     await new Promise((res) => setTimeout(res, POLL_MS));
   }
@@ -136,13 +151,17 @@ function signature(members: RedisMembership): string {
   return JSON.stringify(members.workers().map((w) => [w.id, w.url, w.experts, w.status, w.startedAt]));
 }
 
-/** Resolves true as soon as the records differ from `seen`, false after `ms` if they do not. */
+/**
+ * Resolves true once the records differ from `seen` (but not before START_RETRY_MIN_MS), false
+ * after `ms` if they do not.
+ */
 async function membersChange(members: RedisMembership, seen: string, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
+  const earliest = Date.now() + START_RETRY_MIN_MS;
+  const deadline = Date.now() + Math.max(ms, START_RETRY_MIN_MS);
   while (Date.now() < deadline) {
     // Unref'd: a signal ends the start without waiting for this loop to see its deadline.
     await new Promise((res) => setTimeout(res, Math.min(MEMBERS_CHECK_MS, deadline - Date.now())).unref());
-    if (signature(members) !== seen) return true;
+    if (Date.now() >= earliest && signature(members) !== seen) return true;
   }
   return false;
 }
