@@ -45,6 +45,25 @@ async function register(id: string, url: string): Promise<void> {
   );
 }
 
+/**
+ * `kmoe serve --redis` started and maybe still waiting for workers: its log so far, its process,
+ * and its handle once it listens.
+ */
+function spawnServe(args: readonly string[]): {
+  readonly serving: Promise<ServeProcess>;
+  log(): string;
+  child(): ChildProcess;
+} {
+  let early: { child: ChildProcess; stderr(): string } | undefined;
+  const serving = startServe(args, undefined, env, {
+    onStarted: (p) => {
+      early = p;
+    },
+  });
+  serving.catch(() => {});
+  return { serving, log: () => early?.stderr() ?? '', child: () => early!.child };
+}
+
 beforeAll(async () => {
   redis = await startRedis();
   client = new Redis(redis.url);
@@ -68,19 +87,12 @@ describe('kmoe serve --redis with registered workers that fail the handshake', (
     const unbound = await startWorker('0-7', [], { env });
     workers.push(unbound);
     await register('unbound', unbound.url);
-    let early: { child: { exitCode: number | null }; stderr(): string } | undefined;
-    const serving = startServe(['--redis', redis.url, '--wire', 'fp32'], undefined, env, {
-      onStarted: (p) => {
-        early = p;
-      },
-    });
-    serving.catch(() => {});
-    const log = () => early?.stderr() ?? '';
+    const { serving, log, child } = spawnServe(['--redis', redis.url, '--wire', 'fp32']);
     await until(
       'serve to say why it waits',
       () => {
-        if (early !== undefined && early.child.exitCode !== null)
-          throw new Error(`serve exited with ${early.child.exitCode}; log:\n${log()}`);
+        if (child().exitCode !== null)
+          throw new Error(`serve exited with ${child().exitCode}; log:\n${log()}`);
         return log().includes(WAITING);
       },
       log,
@@ -93,7 +105,7 @@ describe('kmoe serve --redis with registered workers that fail the handshake', (
     // Before: serve exited here ("kmoe serve exited with 1 before listening"). Now it keeps
     // trying (1 s, 2 s, ... between starts) and says so once per reason.
     await new Promise((r) => setTimeout(r, 4_000));
-    expect(early!.child.exitCode).toBeNull();
+    expect(child().exitCode).toBeNull();
     expect(logLines(log()).filter((l) => l.msg === WAITING)).toHaveLength(1);
     // The record changes (its worker restarted, say) and the start still fails the same way: said
     // again, as the operator's fix did not work.
@@ -169,14 +181,7 @@ describe('a refused worker fixed and restarted at its URL while serve waits', ()
         'PX',
         60_000,
       );
-      let early: { stderr(): string } | undefined;
-      const serving = startServe(['--redis', redis2.url, '--wire', 'fp32'], undefined, env, {
-        onStarted: (p) => {
-          early = p;
-        },
-      });
-      serving.catch(() => {});
-      const log = () => early?.stderr() ?? '';
+      const { serving, log } = spawnServe(['--redis', redis2.url, '--wire', 'fp32']);
       await until('serve to wait', () => log().includes(WAITING), log, 60_000);
       // The operator stops it (its record leaves) and starts it right: registered, same URL.
       expect(await unbound.stop()).toBe(0);
@@ -212,7 +217,7 @@ describe('a signal while a start attempt waits for a silent worker', () => {
     });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
     const url = `ws://127.0.0.1:${(silent.address() as { port: number }).port}`;
-    let early: { child: ChildProcess; stderr(): string } | undefined;
+    let started: ReturnType<typeof spawnServe> | undefined;
     try {
       await client3.set(
         'kmoe:worker:s',
@@ -220,13 +225,8 @@ describe('a signal while a start attempt waits for a silent worker', () => {
         'PX',
         60_000,
       );
-      const serving = startServe(['--redis', redis3.url], undefined, env, {
-        onStarted: (p) => {
-          early = p;
-        },
-      });
-      serving.catch(() => {});
-      const log = () => early?.stderr() ?? '';
+      started = spawnServe(['--redis', redis3.url]);
+      const { log } = started;
       // The reachability probe connects and closes; the handshake's socket stays open.
       await until(
         'serve to dial the silent worker',
@@ -235,7 +235,7 @@ describe('a signal while a start attempt waits for a silent worker', () => {
         60_000,
       );
       await new Promise((r) => setTimeout(r, 500));
-      const child = early!.child;
+      const child = started.child();
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
       const signalled = Date.now();
       child.kill('SIGINT');
@@ -249,7 +249,7 @@ describe('a signal while a start attempt waits for a silent worker', () => {
       expect(Date.now() - signalled).toBeLessThan(5_000);
       expect(await exited).toBe(0);
     } finally {
-      if (early !== undefined && early.child.exitCode === null) early.child.kill('SIGKILL');
+      if (started !== undefined && started.child().exitCode === null) started.child().kill('SIGKILL');
       for (const k of sockets) k.destroy();
       await new Promise((r) => silent.close(r));
       client3.disconnect();
