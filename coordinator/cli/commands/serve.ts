@@ -195,18 +195,24 @@ export async function run(o: ServeOptions): Promise<number> {
           'lost the connection to a worker; reconnecting with backoff',
         );
     });
-    // Why a worker stays out (refused, another model, silent): once per reason (at most 3) until it connects.
-    client.onWorkerUnreachable((e) =>
-      log.warn({ worker: e.url, err: e.reason }, 'a worker could not be connected; retrying with backoff'),
-    );
-    client.onWorkerUp((e) =>
+    // Why a worker stays out (refused, another model, silent): once per reason (at most 3) until it
+    // connects. The last one said per URL, so that a join failing the same way is not said again.
+    const unreachable = new Map<string, string>();
+    client.onWorkerUnreachable((e) => {
+      log.warn({ worker: e.url, err: e.reason }, 'a worker could not be connected; retrying with backoff');
+      unreachable.delete(e.url);
+      unreachable.set(e.url, e.reason);
+      if (unreachable.size > DEPARTURES_KEPT) unreachable.delete(unreachable.keys().next().value!);
+    });
+    client.onWorkerUp((e) => {
+      unreachable.delete(e.url);
       log.info(
         { worker: e.url, experts: formatExpertSet(e.experts) },
         e.why === 'holdings'
           ? 'a worker changed its experts: routing by its new set'
           : 'connected to a worker',
-      ),
-    );
+      );
+    });
     health = ClusterHealth.watch({
       description,
       numExperts: engine.info.numExperts,
@@ -228,6 +234,7 @@ export async function run(o: ServeOptions): Promise<number> {
         cover,
         engine.info.placement.map((w) => w.url),
         log,
+        (url, message) => unreachable.get(url) === message,
       );
     else {
       membership.onJoin((e) => {
@@ -320,6 +327,7 @@ function followMembership(
   health: ClusterHealth,
   connected: readonly string[],
   log: ReturnType<typeof createLogger>,
+  saidUnreachable: (url: string, message: string) => boolean,
 ): void {
   const changes = new MemberChanges((url, err) =>
     log.error({ worker: url, err: (err as Error).message }, 'a registry change could not be applied'),
@@ -333,7 +341,11 @@ function followMembership(
         health.joined(url, w.experts);
         log.info({ worker: url, experts: w.experts, reason }, 'worker joined: routing to it');
       } catch (err) {
-        log.error({ worker: url, err: (err as Error).message }, 'a registered worker could not be connected');
+        const message = (err as Error).message;
+        // Its background retry just said the same (a worker back at a member's URL, refused again).
+        if (saidUnreachable(url, message))
+          log.debug({ worker: url, err: message }, 'a registered worker could not be connected');
+        else log.error({ worker: url, err: message }, 'a registered worker could not be connected');
       }
     });
   };

@@ -161,6 +161,23 @@ describe('kmoe serve --redis with registered workers that fail the handshake', (
     await until('two more reconnects', () => accepted() >= before + 2, impostor.stderr);
     expect(refusals()).toHaveLength(1);
     expect(refusals()[0]!.worker).toBe(real.url);
+    // Another record of that URL (a worker registering there again): serve joins it, is refused
+    // the same way, and does not say it twice. Before: an error line repeating the warning above.
+    await register('again', real.url);
+    await until(
+      'serve to log the join',
+      () => logLines(srv.stderr()).some((l) => l.msg.startsWith('registry: worker again')),
+      srv.stderr,
+    );
+    // The join's attempt: a handshake the impostor accepts, refused by serve.
+    const tried = accepted();
+    await until('the join to be tried', () => accepted() > tried, impostor.stderr);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const joinFailures = logLines(srv.stderr()).filter(
+      (l) => l.msg === 'a registered worker could not be connected' && l.worker === real.url,
+    );
+    expect(joinFailures).toEqual([]);
+    expect(refusals()).toHaveLength(1);
   });
 });
 
