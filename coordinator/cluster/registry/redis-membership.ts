@@ -64,9 +64,11 @@ export class RedisMembership implements Membership {
   private readonly joinListeners: ((e: MemberJoined) => void)[] = [];
   private readonly leaveListeners: ((e: MemberLeft) => void)[] = [];
   /**
-   * Past leaves, replayed to late listeners, by canonical URL: only URLs that are not members again
-   * (a leave followed by a join of its URL is dropped, or a late listener would take the worker
-   * now registered there out of routing).
+   * Past leaves, replayed to late listeners, by the text the member went by (the engine and the
+   * cluster health know workers by that text): only URLs not members again under that text (a
+   * leave followed by a join of it is dropped, or a late listener would take the worker now
+   * registered there out of routing). A worker back under another spelling is a new member: its
+   * old text's leave is replayed, and it is joined under the new one.
    */
   private readonly left = new Map<string, MemberLeft>();
   /** Ids that announced their leave (deregistered): gone at once, no TTL grace. */
@@ -353,15 +355,15 @@ export class RedisMembership implements Membership {
     // Leaves first: a worker restarted on the same URL leaves (old id) and then joins (new id).
     for (const e of leaves) {
       this.o.log.info(`registry: ${e.reason}`);
-      const c = canonicalWorkerUrl(e.url);
-      this.left.delete(c);
-      this.left.set(c, e);
+      // By the text it left under: the engine and the cluster health know workers by that text.
+      this.left.delete(e.url);
+      this.left.set(e.url, e);
       // Past leaves are replayed to late listeners; a long-running cluster keeps only recent ones.
       if (this.left.size > MAX_REMEMBERED_LEAVES) this.left.delete(this.left.keys().next().value!);
       for (const l of this.leaveListeners) l(e);
     }
     for (const e of joins) {
-      this.left.delete(canonicalWorkerUrl(e.url));
+      this.left.delete(e.url);
       this.o.log.info(`registry: ${e.reason}`);
       for (const l of this.joinListeners) l(e);
     }
