@@ -204,6 +204,8 @@ export async function run(o: ServeOptions): Promise<number> {
       unreachable.set(e.url, e.reason);
       if (unreachable.size > DEPARTURES_KEPT) unreachable.delete(unreachable.keys().next().value!);
     });
+    // A worker that left is forgotten: a new one at its URL failing the same way is news.
+    registry?.onLeave((e) => unreachable.delete(e.url));
     client.onWorkerUp((e) => {
       unreachable.delete(e.url);
       log.info(

@@ -178,6 +178,32 @@ describe('kmoe serve --redis with registered workers that fail the handshake', (
     );
     expect(joinFailures).toEqual([]);
     expect(refusals()).toHaveLength(1);
+    // Both records leave (the URL is no member), then a new one comes: its refused join is news,
+    // said at error level, though the text is the one said before the leave.
+    for (const key of await client.keys('kmoe:worker:*')) {
+      if (key === 'kmoe:worker:unbound') continue;
+      await client.del(key);
+      await client.publish(
+        'kmoe:events',
+        JSON.stringify({ event: 'leave', id: key.slice('kmoe:worker:'.length) }),
+      );
+    }
+    await until(
+      'the URL to leave',
+      () =>
+        logLines(srv.stderr()).some(
+          (l) => l.msg === 'worker left: routing nothing more to it' && l.worker === real.url,
+        ),
+      srv.stderr,
+    );
+    await register('third', real.url);
+    const failedJoin = () =>
+      logLines(srv.stderr()).filter(
+        (l) =>
+          l.msg === 'a registered worker could not be connected' && l.worker === real.url && l.level === 50,
+      );
+    await until('the new join to fail, said', () => failedJoin().length > 0, srv.stderr);
+    expect(failedJoin()[0]!.err).toBe(notRegistered(real.url));
   });
 });
 
