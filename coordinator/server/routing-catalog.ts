@@ -9,6 +9,7 @@ import { RoutingProfileError } from '../../shared/routing/errors.js';
 import type { RoutingModel } from '../../shared/routing/policy.js';
 import { isInlineProfile, profileDigest, resolveRouting } from '../../shared/routing/profile.js';
 import { isProfilePath, NAMED_PROFILES, profileNameClash } from '../../shared/routing/profile-names.js';
+import { setLatest } from '../../shared/runtime/latest.js';
 import { ROUTING_HANDLE_MIN_CHARS, routingHandle } from '../engine/routing-handle.js';
 import { ApiError, InvalidRequestError, ProfilesBusyError } from './errors.js';
 
@@ -172,7 +173,7 @@ export class RoutingCatalog {
         const sent = routingHandle(text);
         const known = this.#bySentText.get(sent);
         if (known) {
-          remember(this.#bySentText, sent, known);
+          setLatest(this.#bySentText, sent, known, VALIDATED_PROFILES);
           return known;
         }
         const resolved = this.#timed(() => {
@@ -184,7 +185,7 @@ export class RoutingCatalog {
             code: 'invalid_routing',
           });
         });
-        remember(this.#bySentText, sent, resolved);
+        setLatest(this.#bySentText, sent, resolved, VALIDATED_PROFILES);
         return resolved;
       }
       const policy = resolveRouting(text, this.#model);
@@ -230,12 +231,12 @@ export class RoutingCatalog {
     const key = routingHandle(canonical);
     const known = this.#validated.get(key);
     if (known) {
-      remember(this.#validated, key, known);
+      setLatest(this.#validated, key, known, VALIDATED_PROFILES);
       return known;
     }
     const validate = () => resolveRouting(canonical, this.#model).spec;
     const resolved = { key, text: canonical, name: name ?? (metered ? this.#timed(validate) : validate()) };
-    remember(this.#validated, key, resolved);
+    setLatest(this.#validated, key, resolved, VALIDATED_PROFILES);
     return resolved;
   }
 }
@@ -259,11 +260,4 @@ function canonicalJson(text: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Adds to an LRU map of at most VALIDATED_PROFILES entries. */
-function remember(map: Map<string, ResolvedRouting>, key: string, resolved: ResolvedRouting): void {
-  map.delete(key);
-  map.set(key, resolved);
-  if (map.size > VALIDATED_PROFILES) map.delete(map.keys().next().value!);
 }

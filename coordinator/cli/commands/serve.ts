@@ -7,6 +7,7 @@ import { basename, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { addLatest, setLatest } from '../../../shared/runtime/latest.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
 import { checkCanListen } from '../../../shared/runtime/port.js';
@@ -169,11 +170,7 @@ export async function run(o: ServeOptions): Promise<number> {
     // A worker that left the registry (drained) closes its connection as expected: not an error.
     // The latest departures only: a registry can churn through thousands of URLs.
     const departed = new Set<string>();
-    registry?.onLeave((e) => {
-      departed.delete(e.url);
-      departed.add(e.url);
-      if (departed.size > DEPARTURES_KEPT) departed.delete(departed.values().next().value!);
-    });
+    registry?.onLeave((e) => addLatest(departed, e.url, DEPARTURES_KEPT));
     registry?.onJoin((e) => departed.delete(e.url));
     client.onWorkerDown((e) => {
       if (departed.has(e.url))
@@ -200,9 +197,7 @@ export async function run(o: ServeOptions): Promise<number> {
     const unreachable = new Map<string, string>();
     client.onWorkerUnreachable((e) => {
       log.warn({ worker: e.url, err: e.reason }, 'a worker could not be connected; retrying with backoff');
-      unreachable.delete(e.url);
-      unreachable.set(e.url, e.reason);
-      if (unreachable.size > DEPARTURES_KEPT) unreachable.delete(unreachable.keys().next().value!);
+      setLatest(unreachable, e.url, e.reason, DEPARTURES_KEPT);
     });
     // A worker that left is forgotten: a new one at its URL failing the same way is news.
     registry?.onLeave((e) => unreachable.delete(e.url));

@@ -18,6 +18,7 @@ import { connectRegistry } from '../../../shared/cluster-registry/redis-connecti
 import { readRegistry } from '../../../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { canonicalWorkerUrl } from '../../../shared/protocol/worker-url.js';
+import { setLatest } from '../../../shared/runtime/latest.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
 import { printable } from '../../../shared/text/printable.js';
 import type { MemberJoined, MemberLeft, Membership } from '../membership.js';
@@ -356,10 +357,8 @@ export class RedisMembership implements Membership {
     for (const e of leaves) {
       this.o.log.info(`registry: ${e.reason}`);
       // By the text it left under: the engine and the cluster health know workers by that text.
-      this.left.delete(e.url);
-      this.left.set(e.url, e);
       // Past leaves are replayed to late listeners; a long-running cluster keeps only recent ones.
-      if (this.left.size > MAX_REMEMBERED_LEAVES) this.left.delete(this.left.keys().next().value!);
+      setLatest(this.left, e.url, e, MAX_REMEMBERED_LEAVES);
       for (const l of this.leaveListeners) l(e);
     }
     for (const e of joins) {
