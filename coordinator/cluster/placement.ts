@@ -5,6 +5,7 @@
 
 import type { ExpertAssignment } from '../../shared/moe/expert-assignment.js';
 import { formatExpertSet } from '../../shared/protocol/expert-set.js';
+import { listed } from '../../shared/text/listed.js';
 import { printable } from '../../shared/text/printable.js';
 import { PlacementError } from './errors.js';
 
@@ -28,13 +29,7 @@ const WORKERS_LISTED = 8;
 
 /** "ws://a: 0-3; ws://b: 4-7": the first WORKERS_LISTED workers, URLs quoted, then a count. */
 export function describeWorkers(workers: readonly WorkerExperts[]): string {
-  return listed(workers, (w) => `${printable(w.url, 100)}: ${formatExpertSet(w.experts)}`);
-}
-
-function listed(workers: readonly WorkerExperts[], what: (w: WorkerExperts) => string): string {
-  const named = workers.slice(0, WORKERS_LISTED).map(what);
-  const more = workers.length - named.length;
-  return `${named.join('; ')}${more > 0 ? `; and ${more.toLocaleString('en-US')} more` : ''}`;
+  return listed(workers, WORKERS_LISTED, (w) => `${printable(w.url, 100)}: ${formatExpertSet(w.experts)}`);
 }
 
 export class PlacementTable {
@@ -52,6 +47,7 @@ export class PlacementTable {
     if (missing.length > 0) {
       const held = listed(
         workers,
+        WORKERS_LISTED,
         (w) => `${printable(w.url, 100)} holds ${formatExpertSet(w.experts) || 'none'}`,
       );
       throw new PlacementError(

@@ -4,6 +4,7 @@
 // no one else holds, the operator needs to read why each was skipped, not only which experts are
 // missing.
 
+import { listed } from '../../shared/text/listed.js';
 import { oneLine } from '../../shared/text/printable.js';
 import { PlacementError } from './errors.js';
 
@@ -16,13 +17,12 @@ const FAILURES_QUOTED = 4;
  */
 export function withFailedHandshakes(err: unknown, failures: readonly unknown[]): unknown {
   if (!(err instanceof PlacementError) || failures.length === 0) return err;
-  const quoted = failures
-    .slice(0, FAILURES_QUOTED)
-    .map((f) => oneLine(f instanceof Error ? f.message : String(f)));
-  const more = failures.length - quoted.length;
+  const quoted = listed(failures, FAILURES_QUOTED, (f) =>
+    oneLine(f instanceof Error ? f.message : String(f)),
+  );
   const n = failures.length === 1 ? 'a worker' : `${failures.length.toLocaleString('en-US')} workers`;
   return new PlacementError(
-    `${err.message}; the handshake${failures.length === 1 ? '' : 's'} of ${n} failed: ${quoted.join('; ')}${more > 0 ? `; and ${more.toLocaleString('en-US')} more` : ''}`,
+    `${err.message}; the handshake${failures.length === 1 ? '' : 's'} of ${n} failed: ${quoted}`,
     {
       missing: (err.details.missing as readonly number[] | undefined) ?? [],
       ...(err.hint === undefined ? {} : { hint: err.hint }),
