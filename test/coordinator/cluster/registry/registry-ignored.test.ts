@@ -3,7 +3,7 @@
 // have), its key and reason are quoted on one line with bidi controls escaped, and a registry
 // flooded with junk keys costs a bounded number of log lines (the first few one by one, then one
 // line with the count), once, not at every poll. Records of one worker URL spelt two ways are one
-// member.
+// member, and a late listener is told the past leaves of URLs that are not members again.
 
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -110,6 +110,12 @@ describe('a record the membership ignores', () => {
 });
 
 /** `n` keys that are not JSON, kmoe:worker:junk-000000 on, in batches of 1,000. */
+/** Deletes a record and announces it, as a deregistering worker does. */
+async function deregister(id: string): Promise<void> {
+  await client.del(`kmoe:worker:${id}`);
+  await client.publish('kmoe:events', JSON.stringify({ event: 'leave', id }));
+}
+
 async function addJunk(n: number): Promise<void> {
   for (let i = 0; i < n; i += 1000) {
     const batch = client.pipeline();
@@ -199,11 +205,6 @@ describe('records of one worker URL spelt two ways', () => {
   // worker: one process counted as two holders, a "replica" that fails with the original.
   const url = 'ws://127.0.0.1:7001';
   const alias = 'WS://127.0.0.1:7001/';
-  /** Deletes a record and announces it, as a deregistering worker does. */
-  const deregister = async (id: string) => {
-    await client.del(`kmoe:worker:${id}`);
-    await client.publish('kmoe:events', JSON.stringify({ event: 'leave', id }));
-  };
 
   it('are one member, joined and left under the first text, the other record quoted in the reason', async () => {
     await client.set('kmoe:worker:a', record({ id: 'a', url }), 'PX', 60_000);
@@ -247,10 +248,7 @@ describe('past leaves replayed to a late listener', () => {
     await client.set('kmoe:worker:d', record({ id: 'd', url: 'ws://127.0.0.1:7003' }), 'PX', 60_000);
     const m = await start(200);
     await until('both members', () => m.members().length === 2);
-    for (const id of ['c', 'd']) {
-      await client.del(`kmoe:worker:${id}`);
-      await client.publish('kmoe:events', JSON.stringify({ event: 'leave', id }));
-    }
+    for (const id of ['c', 'd']) await deregister(id);
     await until('both to leave', () => m.members().length === 0);
     // Both back under new ids (restarted workers'): c's URL as it was, d's spelt otherwise.
     await client.set('kmoe:worker:e', record({ id: 'e', url }), 'PX', 60_000);
@@ -262,6 +260,51 @@ describe('past leaves replayed to a late listener', () => {
     // engine and the health know workers by text): its old text's leave still stands.
     expect(replayed).toEqual(['ws://127.0.0.1:7003']);
     expect([...m.members()].sort()).toEqual(['WS://127.0.0.1:7003/', url]);
+  });
+
+  // A late listener applies the replayed leaves and then joins the members it does not know; it
+  // must end with the members, by text. From a review of a version that kept past leaves by
+  // canonical URL: a worker back spelt otherwise got a second slot, and one that then left for
+  // good kept its first slot forever.
+  const T1 = 'ws://127.0.0.1:7004';
+  const T2 = 'WS://127.0.0.1:7004/';
+
+  /** What serve's followMembership does to the engine's URL set (exact text, as RemoteExpertBackend). */
+  function lateEngineSet(m: RedisMembership, placementAtStart: readonly string[]): Set<string> {
+    const engine = new Set(placementAtStart);
+    const known = new Set(placementAtStart);
+    m.onLeave((e) => engine.delete(e.url));
+    for (const u of m.members()) if (!known.has(u)) engine.add(u);
+    return engine;
+  }
+
+  /** Worker a at T1 leaves, and comes back as b at T2: the engine started with T1 meanwhile. */
+  async function backSpeltOtherwise(): Promise<RedisMembership> {
+    await client.set('kmoe:worker:a', record({ id: 'a', url: T1 }), 'PX', 60_000);
+    const m = await start(200);
+    await until('a member', () => m.members().length === 1);
+    await deregister('a');
+    await until('a to leave', () => m.members().length === 0);
+    await client.set('kmoe:worker:b', record({ id: 'b', url: T2 }), 'PX', 60_000);
+    await until('b to join', () => m.members().length === 1);
+    return m;
+  }
+
+  it('leave T1, join T2: the late listener ends with T2 alone, not a second slot for one worker', async () => {
+    const m = await backSpeltOtherwise();
+    expect(m.members()).toEqual([T2]);
+    // With leaves kept by canonical URL the T1 slot stayed too.
+    expect([...lateEngineSet(m, [T1])]).toEqual([T2]);
+  });
+
+  it('leave T1, join T2, leave T2: the T1 leave is replayed, so no slot stays for good', async () => {
+    const m = await backSpeltOtherwise();
+    await deregister('b');
+    await until('b to leave', () => m.members().length === 0);
+    const replayed: string[] = [];
+    m.onLeave((e) => replayed.push(e.url));
+    // The worker is gone for good; the engine started with T1 must be told T1 left.
+    expect(replayed).toContain(T1);
   });
 });
 
