@@ -42,6 +42,7 @@ import { DEFAULT_DISPATCH_TIMEOUT_MS } from './dispatch-timeout.js';
 import { ExpertResultOverflowError, PlacementError, WorkerRequestError } from './errors.js';
 import { endpointOf, type HandshakeKind, HandshakePlaces, type HandshakeTicket } from './handshake-places.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
+import { quickFailure } from './quick-failure.js';
 import { withFailedHandshakes } from './start-failures.js';
 import { WorkerConnection } from './worker-connection.js';
 
@@ -49,15 +50,6 @@ const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Reconnect delays: RECONNECT_BASE_MS x 2^attempt, at most RECONNECT_MAX_MS. */
 const RECONNECT_BASE_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
-/**
- * A failed attempt shorter than this keeps a reconnect's rank: a refused connection takes a round
- * trip. A twentieth of the handshake bound, at most 250 ms: a peer that fails its attempts just
- * under the limit holds a place that long per attempt (40 such endpoints: about 2.5 s of waiting
- * for a real reconnect at the default 10 s bound), where half a bound let it hold 5 s per attempt.
- */
-function quickFailureMs(handshakeTimeoutMs: number): number {
-  return Math.min(250, handshakeTimeoutMs / 20);
-}
 /** Weight of the newest round trip in a worker's service-time average. */
 const EWMA_ALPHA = 0.2;
 
@@ -966,9 +958,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       (err: unknown) => {
         ended();
         // A failure that held its place (a silent URL's timeout, or a peer that closes just before
-        // any threshold it could learn) costs the others that place; only a refusal within
-        // quickFailureMs (a worker restarting: nothing listens) costs nothing and keeps the rank.
-        if (performance.now() - started >= quickFailureMs(this.handshakeTimeoutMs))
+        // any threshold it could learn) costs the others that place; only a quick failure (a
+        // worker restarting: nothing listens) costs nothing and keeps the rank.
+        if (!quickFailure(err, performance.now() - started, this.handshakeTimeoutMs))
           slot.reconnectAhead = false;
         this.attemptFailed(slot, err);
       },
