@@ -15,9 +15,11 @@ import {
   jobConnection,
   jobPrefix,
 } from '../shared/cluster-registry/expert-jobs.js';
+import { deleteQueues, orphanQueues } from '../shared/cluster-registry/orphan-queues.js';
 import { readWorkers } from '../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import type { Logger } from '../shared/runtime/logger.js';
+import { listed } from '../shared/text/listed.js';
 import type { ExpertCompute } from './expert-compute.js';
 import type { Registrar } from './registrar.js';
 import type { WorkerServer } from './server.js';
@@ -38,6 +40,8 @@ export interface ExpertCommandsOptions {
 export class ExpertCommands {
   /** The command being applied, if any (settled either way). */
   private applying: Promise<unknown> = Promise.resolve();
+  /** The start's deletion of gone workers' queues (settled either way). */
+  private sweeping: Promise<unknown> = Promise.resolve();
   /**
    * Redis did not answer a close: BullMQ's connections to it are still reconnecting (its disconnect
    * waits for a connection first), and they keep the process alive.
@@ -65,6 +69,9 @@ export class ExpertCommands {
     // BullMQ reports Redis trouble here; serving does not depend on this queue.
     bull.on('error', (err) => o.log.warn(`expert command queue: ${err.message}`));
     commands = new ExpertCommands(bull, o);
+    commands.sweeping = sweepOrphans(o).catch((err: Error) =>
+      o.log.warn(`command queues of gone workers not deleted: ${err.message}`),
+    );
     return commands;
   }
 
@@ -76,6 +83,8 @@ export class ExpertCommands {
   async close(): Promise<void> {
     const closed = this.bull.close();
     await this.applying;
+    // Bounded like the rest: it waits for Redis too, and what it has not deleted the next start will.
+    await within(this.sweeping, QUEUE_DELETE_MS);
     if ((await within(closed, QUEUE_DELETE_MS)).kind === 'late') {
       this.o.log.warn(
         `expert command queue: Redis did not answer within ${QUEUE_DELETE_MS} ms; closing anyway`,
@@ -131,6 +140,25 @@ async function within(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Deletes the command queues of workers killed without deregistering (orphan-queues.ts): a worker
+ * that stops deletes its own, so this finds those of killed ones, whoever restarts next.
+ */
+async function sweepOrphans(o: ExpertCommandsOptions): Promise<void> {
+  const names = await orphanQueues(o.redis, o.prefix);
+  if (names.length === 0) return;
+  const failed = await deleteQueues(o.redis, names, o.prefix);
+  const deleted = names.length - failed.length;
+  if (deleted > 0)
+    o.log.info(
+      `deleted the command queues of ${deleted} worker(s) no longer registered (stopped without deregistering, e.g. killed)`,
+    );
+  if (failed.length > 0)
+    o.log.warn(
+      `command queues of gone workers not deleted: ${listed(failed, 3, (f) => `${f.name} (${f.error})`)}`,
+    );
 }
 
 /** How long a leaving worker waits for Redis to close and delete its command queue. */

@@ -5,6 +5,7 @@
 import type { Redis } from 'ioredis';
 import { DEFAULT_PREFIX, registryKeys } from './keys.js';
 import { checkWorkerRecord, type WorkerRecord } from './record.js';
+import { scanKeys } from './scan-keys.js';
 
 /** Every worker record in the registry, sorted by id (records that do not parse are skipped). */
 export async function readWorkers(redis: Redis, prefix = DEFAULT_PREFIX): Promise<WorkerRecord[]> {
@@ -30,15 +31,8 @@ export async function readRegistry(
   prefix = DEFAULT_PREFIX,
 ): Promise<{ readonly records: KeyedRecord[]; readonly unreadable: UnreadableRecord[] }> {
   const keys = registryKeys(prefix);
-  const found = new Set<string>();
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', keys.workerPattern, 'COUNT', 200);
-    for (const k of batch) found.add(k);
-    cursor = next;
-  } while (cursor !== '0');
-  if (found.size === 0) return { records: [], unreadable: [] };
-  const names = [...found].sort();
+  const names = (await scanKeys(redis, keys.workerPattern)).sort();
+  if (names.length === 0) return { records: [], unreadable: [] };
   const values = await redis.mget(...names);
   const records: KeyedRecord[] = [];
   const unreadable: UnreadableRecord[] = [];
