@@ -14,6 +14,7 @@ import { ClusterSecret } from '../shared/protocol/auth.js';
 import type { ComputePlacement } from '../shared/protocol/compute-placement.js';
 import { ProtocolError } from '../shared/protocol/errors.js';
 import { formatExpertSet, parseExpertSet } from '../shared/protocol/expert-set.js';
+import { fewTokensWarning } from '../shared/protocol/frame-capacity.js';
 import { formatReadyLine, type WorkerAuthMode } from '../shared/protocol/ready-line.js';
 import { isLoopbackOrUnspecified } from '../shared/protocol/worker-url.js';
 import { SchedulingError, useBatchScheduling } from '../shared/runtime/batch-scheduling.js';
@@ -23,7 +24,6 @@ import { checkCanListen, isLoopbackHost } from '../shared/runtime/port.js';
 import { stopWithParent } from '../shared/runtime/stop-with-parent.js';
 import { ExpertCommands } from './expert-commands.js';
 import { ExpertCompute } from './expert-compute.js';
-import { fewTokensWarning } from './frame-capacity.js';
 import { newWorkerId, Registrar } from './registrar.js';
 import { DEFAULT_MAX_FRAME_BYTES, WorkerServer } from './server.js';
 

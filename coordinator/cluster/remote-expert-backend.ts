@@ -21,6 +21,7 @@ import {
   dispatchResultBytes,
   dispatchSizeBound,
 } from '../../shared/protocol/codec.js';
+import { chunkFrameMib, FEW_TOKENS_PER_FRAME, tokensPerFrame } from '../../shared/protocol/frame-capacity.js';
 import {
   type DispatchResult,
   type ExpertIndexDType,
@@ -161,10 +162,27 @@ export interface WorkerUnreachable {
 /** Distinct failure reasons reported (WorkerUnreachable) per worker until it connects again. */
 export const MAX_FAILURES_REPORTED = 3;
 
+/**
+ * A connected worker's frame limit fits fewer than FEW_TOKENS_PER_FRAME tokens of a request on this
+ * coordinator's wire, each sent to every expert it holds: a prefill or a batch of many streams is
+ * cut into that many requests, one round trip each. Said once per worker and figure.
+ */
+export interface WorkerSmallFrames {
+  readonly url: string;
+  readonly maxFrameBytes: number;
+  /** Tokens per request at the worst (every expert it holds chosen for each). */
+  readonly tokens: number;
+  readonly held: number;
+  readonly wire: WireDType;
+  /** The --max-frame-mb that fits FEW_TOKENS_PER_FRAME tokens on this wire. */
+  readonly chunkFrameMib: number;
+}
+
 export interface ClusterEvents {
   readonly down?: (e: WorkerDown) => void;
   readonly up?: (e: WorkerUp) => void;
   readonly unreachable?: (e: WorkerUnreachable) => void;
+  readonly smallFrames?: (e: WorkerSmallFrames) => void;
 }
 
 /** A worker slot as views show it. */
@@ -218,6 +236,8 @@ interface Slot extends WorkerSlot {
   pruned: boolean;
   /** The failed attempts' distinct errors since it was last connected (WorkerUnreachable), at most MAX_FAILURES_REPORTED. */
   reasonsTold: string[];
+  /** The tokens per frame last said of it (WorkerSmallFrames), if any. */
+  smallFramesTold: number | undefined;
 }
 
 /** A slot for `url`, not connected yet. */
@@ -239,6 +259,7 @@ function newSlot(id: number, url: string): Slot {
     waiters: [],
     pruned: false,
     reasonsTold: [],
+    smallFramesTold: undefined,
   };
 }
 
@@ -380,6 +401,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         events,
       );
       for (const s of backend.slots) slotOf.set(s.url, s);
+      for (const c of connections) backend.checkFrames(slotOf.get(c.url)!, c.maxFrameBytes);
       for (const [c, reason] of early)
         if (connections.includes(c)) backend.lost(slotOf.get(c.url)!, reason, c);
       // Closing but not yet closed (the worker's close frame read, its TCP still open: ws waits up
@@ -848,6 +870,25 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     slot.experts = experts;
     this.rebuild();
     this.events.up?.({ url: slot.url, experts, why: 'holdings' });
+    if (slot.conn) this.checkFrames(slot, slot.conn.maxFrameBytes);
+  }
+
+  /** Says (WorkerSmallFrames) if the worker's frames fit few tokens for what it holds now. */
+  private checkFrames(slot: Slot, maxFrameBytes: number): void {
+    const held = slot.experts.length;
+    if (held === 0) return;
+    const shape = { hidden: this.model.hidden, numExperts: this.model.numExperts, held, wire: this.wire };
+    const tokens = tokensPerFrame({ ...shape, maxFrameBytes });
+    if (tokens >= FEW_TOKENS_PER_FRAME || tokens === slot.smallFramesTold) return;
+    slot.smallFramesTold = tokens;
+    this.events.smallFrames?.({
+      url: slot.url,
+      maxFrameBytes,
+      tokens,
+      held,
+      wire: this.wire,
+      chunkFrameMib: chunkFrameMib(shape),
+    });
   }
 
   private lost(slot: Slot, reason: string, from: WorkerConnection): void {
@@ -953,6 +994,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         slot.secondsPerPair = undefined;
         this.rebuild();
         this.events.up?.({ url: slot.url, experts, why: 'connected' });
+        this.checkFrames(slot, conn.maxFrameBytes);
         for (const w of slot.waiters.splice(0)) w.resolve({ url: slot.url, experts });
       },
       (err: unknown) => {

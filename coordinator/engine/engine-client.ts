@@ -8,7 +8,12 @@ import type { ProgressReporter } from '../../shared/runtime/thread-rpc.js';
 import { ThreadClient } from '../../shared/runtime/thread-rpc.js';
 import type { DispatchStatsJSON } from '../cluster/dispatch-stats.js';
 import type { WorkerExperts } from '../cluster/placement.js';
-import type { WorkerDown, WorkerUnreachable, WorkerUp } from '../cluster/remote-expert-backend.js';
+import type {
+  WorkerDown,
+  WorkerSmallFrames,
+  WorkerUnreachable,
+  WorkerUp,
+} from '../cluster/remote-expert-backend.js';
 import type { DropCostTable } from '../moe/observers/drop-costs.js';
 import type { ExpertLoadJSON } from '../moe/observers/expert-load.js';
 import type { RouterSignalTable } from '../moe/observers/router-signals.js';
@@ -68,6 +73,7 @@ export class EngineClient {
     private readonly down: Feed<WorkerDown>,
     private readonly up: Feed<WorkerUp>,
     private readonly unreachable: Feed<WorkerUnreachable>,
+    private readonly smallFrames: Feed<WorkerSmallFrames>,
   ) {}
 
   private call<K extends keyof EngineSchema & string>(
@@ -85,14 +91,16 @@ export class EngineClient {
     const down = new Feed<WorkerDown>();
     const up = new Feed<WorkerUp>();
     const unreachable = new Feed<WorkerUnreachable>();
+    const smallFrames = new Feed<WorkerSmallFrames>();
     thread.onEvent((event, payload) => {
       if (event === ENGINE_EVENTS.workerDown) down.push(payload as WorkerDown);
       else if (event === ENGINE_EVENTS.workerUp) up.push(payload as WorkerUp);
       else if (event === ENGINE_EVENTS.workerUnreachable) unreachable.push(payload as WorkerUnreachable);
+      else if (event === ENGINE_EVENTS.workerSmallFrames) smallFrames.push(payload as WorkerSmallFrames);
     });
     try {
       const info = await thread.call('init', options);
-      return new EngineClient(thread, info, down, up, unreachable);
+      return new EngineClient(thread, info, down, up, unreachable, smallFrames);
     } catch (err) {
       await thread.terminate();
       throw err;
@@ -107,6 +115,7 @@ export class EngineClient {
     this.down.forget();
     this.up.forget();
     this.unreachable.forget();
+    this.smallFrames.forget();
   }
 
   /** Calls `listener` for every worker connection the engine lost, past ones first. */
@@ -125,6 +134,11 @@ export class EngineClient {
    */
   onWorkerUnreachable(listener: (e: WorkerUnreachable) => void): void {
     this.unreachable.listen(listener);
+  }
+
+  /** Calls `listener` when a connected worker's frames fit few tokens (WorkerSmallFrames), past ones first. */
+  onWorkerSmallFrames(listener: (e: WorkerSmallFrames) => void): void {
+    this.smallFrames.listen(listener);
   }
 
   /** Pairs per (layer, expert) routed to remote experts, total and recent rate (null when local). */

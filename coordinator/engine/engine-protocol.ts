@@ -79,4 +79,5 @@ export const ENGINE_EVENTS = {
   workerDown: 'workerDown',
   workerUp: 'workerUp',
   workerUnreachable: 'workerUnreachable',
+  workerSmallFrames: 'workerSmallFrames',
 } as const;

@@ -31,6 +31,7 @@ const emit = serveThread<EngineSchema>(
           down: (e) => emit(ENGINE_EVENTS.workerDown, e),
           up: (e) => emit(ENGINE_EVENTS.workerUp, e),
           unreachable: (e) => emit(ENGINE_EVENTS.workerUnreachable, e),
+          smallFrames: (e) => emit(ENGINE_EVENTS.workerSmallFrames, e),
         });
         return experts;
       });

@@ -7,6 +7,7 @@ import { basename, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { FEW_TOKENS_PER_FRAME, tokenCount } from '../../../shared/protocol/frame-capacity.js';
 import { addLatest, setLatest } from '../../../shared/runtime/latest.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
@@ -210,6 +211,19 @@ export async function run(o: ServeOptions): Promise<number> {
           : 'connected to a worker',
       );
     });
+    // Said here too (the worker says it when it starts): its operator may not be this one.
+    client.onWorkerSmallFrames((e) =>
+      log.warn(
+        {
+          worker: e.url,
+          tokens: e.tokens,
+          maxFrameMb: Number((e.maxFrameBytes / 2 ** 20).toFixed(6)),
+          experts: e.held,
+          wire: e.wire,
+        },
+        `a worker's frame limit fits ${tokenCount(e.tokens)} of a request on the ${e.wire} wire: larger shares are cut into requests of that many, one round trip each (slower prefill and large batches); its --max-frame-mb ${e.chunkFrameMib} fits ${FEW_TOKENS_PER_FRAME}`,
+      ),
+    );
     health = ClusterHealth.watch({
       description,
       numExperts: engine.info.numExperts,

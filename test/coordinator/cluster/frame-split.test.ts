@@ -7,10 +7,13 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarizeDispatch } from '../../../coordinator/cluster/dispatch-stats.js';
+import type { WorkerSmallFrames } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
+import { logLines } from '../../helpers/log-lines.js';
 import { MODEL_DIR, referenceCases } from '../../helpers/paths.js';
 import { relativeError } from '../../helpers/relative-error.js';
 import { startWorker, type WorkerProcess } from '../../helpers/worker-process.js';
+import { startServe } from '../server/serve-process.js';
 
 const settings = { device: 'cpu' as const, threads: 2, expertWeights: 'fp32' as const };
 const LIMIT_MB = '0.01';
@@ -88,6 +91,44 @@ describe('requests larger than a worker accepts', () => {
       await expect(step).rejects.toMatchObject({ hint: expect.stringMatching(/--max-frame-mb/) });
     } finally {
       await engine.close();
+    }
+  });
+
+  it('are announced by the coordinator for each worker it connects: the tokens on its wire, once', async () => {
+    const engine = await EngineClient.start({
+      modelDir: MODEL_DIR,
+      settings,
+      experts: { kind: 'remote', workers: workers.map((w) => w.url), wireDtype: 'fp32' },
+    });
+    try {
+      const said: WorkerSmallFrames[] = [];
+      engine.onWorkerSmallFrames((e) => said.push(e));
+      // Each holds 4 experts: 9 fp32 tokens fit its 0.01 MiB (as the worker says of itself).
+      const want = (w: WorkerProcess) => ({
+        url: w.url,
+        maxFrameBytes: LIMIT_BYTES,
+        tokens: 9,
+        held: 4,
+        wire: 'fp32',
+        chunkFrameMib: 0.065,
+      });
+      expect(said).toEqual(workers.map(want));
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('are announced by kmoe serve in its log, on its wire', async () => {
+    // Before: only the worker's own log said so; serve's operator saw slow prefill and nothing else.
+    const serve = await startServe(['--workers', tiny!.url]);
+    try {
+      const lines = logLines(serve.stderr()).filter((l) => l.worker === tiny!.url && l.level === 40);
+      expect(lines.map((l) => l.msg)).toEqual([
+        "a worker's frame limit fits 1 token of a request on the bf16 wire: larger shares are cut into requests of that many, one round trip each (slower prefill and large batches); its --max-frame-mb 0.035 fits 64",
+      ]);
+      expect(lines[0]).toMatchObject({ tokens: 1, maxFrameMb: 0.001, experts: 8, wire: 'bf16' });
+    } finally {
+      await serve.stop();
     }
   });
 

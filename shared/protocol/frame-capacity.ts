@@ -1,12 +1,12 @@
 // What a worker's --max-frame-mb means in tokens. A coordinator cuts a share larger than the
 // worker's frame limit into pieces, one round trip each (at most two in flight): a limit that fits
 // only a few tokens works, but a prefill or a batch of many streams then costs many round trips
-// instead of one, with nothing in the coordinator's output to say why. So the worker says so when
-// it starts, with the limit that would fit a full batch.
+// instead of one. So the worker says so when it starts, and `kmoe serve` when it connects one,
+// each with the limit that would fit a prefill chunk.
 
-import { dispatchSizeBound } from '../shared/protocol/codec.js';
-import { expertIndexDType } from '../shared/protocol/messages.js';
-import { DEFAULT_WIRE_DTYPE, type WireDType } from '../shared/protocol/wire-dtype.js';
+import { dispatchSizeBound } from './codec.js';
+import { expertIndexDType } from './messages.js';
+import { DEFAULT_WIRE_DTYPE, type WireDType } from './wire-dtype.js';
 
 /** A worker whose frame fits fewer tokens than this warns: serve's default prefill chunk. */
 export const FEW_TOKENS_PER_FRAME = 64;
@@ -28,6 +28,18 @@ export function tokensPerFrame(o: {
   return Math.max(0, Math.floor((o.maxFrameBytes - fixed) / perToken));
 }
 
+/** The --max-frame-mb (rounded up to 0.001) that fits FEW_TOKENS_PER_FRAME tokens on the `wire`. */
+export function chunkFrameMib(o: {
+  readonly hidden: number;
+  readonly numExperts: number;
+  readonly held: number;
+  readonly wire: WireDType;
+}): number {
+  const bound = dispatchSizeBound({ wire: o.wire, hidden: o.hidden, index: expertIndexDType(o.numExperts) });
+  const needed = bound(FEW_TOKENS_PER_FRAME, FEW_TOKENS_PER_FRAME * o.held);
+  return Math.ceil((needed / 2 ** 20) * 1000) / 1000;
+}
+
 /**
  * The warning for a frame limit that fits fewer than FEW_TOKENS_PER_FRAME tokens on the fp32 wire
  * (the largest rows), if it does; it names what fits on the default wire too.
@@ -41,17 +53,19 @@ export function fewTokensWarning(o: {
   const fp32 = tokensPerFrame({ ...o, wire: 'fp32' });
   if (fp32 >= FEW_TOKENS_PER_FRAME) return undefined;
   const usual = tokensPerFrame({ ...o, wire: DEFAULT_WIRE_DTYPE });
-  const bound = dispatchSizeBound({ wire: 'fp32', hidden: o.hidden, index: expertIndexDType(o.numExperts) });
-  const needed = bound(FEW_TOKENS_PER_FRAME, FEW_TOKENS_PER_FRAME * o.held);
-  const mib = Math.ceil((needed / 2 ** 20) * 1000) / 1000;
-  const tokens = (n: number) => (n === 0 ? 'not one token' : n === 1 ? '1 token' : `${n} tokens`);
+  const mib = chunkFrameMib({ ...o, wire: 'fp32' });
   const none =
     fp32 === 0
       ? '; on a wire where not one token fits, a coordinator sends the pairs to other workers holding the experts, and fails the requests that need an expert only this worker holds'
       : '';
   return (
-    `--max-frame-mb ${Number((o.maxFrameBytes / 2 ** 20).toFixed(6))} fits ${tokens(usual)} of hidden size ${o.hidden} on the ${DEFAULT_WIRE_DTYPE} wire (the default) and ${tokens(fp32)} on fp32, ` +
+    `--max-frame-mb ${Number((o.maxFrameBytes / 2 ** 20).toFixed(6))} fits ${tokenCount(usual)} of hidden size ${o.hidden} on the ${DEFAULT_WIRE_DTYPE} wire (the default) and ${tokenCount(fp32)} on fp32, ` +
     `each token sent to all ${o.held} experts this worker holds: coordinators cut larger shares into requests of about that many, one round trip each${none}; ` +
     `--max-frame-mb ${mib} fits ${FEW_TOKENS_PER_FRAME} on any wire`
   );
+}
+
+/** "not one token", "1 token", "n tokens". */
+export function tokenCount(n: number): string {
+  return n === 0 ? 'not one token' : n === 1 ? '1 token' : `${n} tokens`;
 }

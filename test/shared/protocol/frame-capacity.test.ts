@@ -1,13 +1,19 @@
-// What a worker's --max-frame-mb fits in tokens (worker/frame-capacity.ts) agrees with where the
-// coordinator cuts a share (cutRows with the protocol's size bound, as the backend cuts), and the
-// start-up warning appears only for limits that fit fewer tokens than a prefill chunk.
+// What a worker's --max-frame-mb fits in tokens (shared/protocol/frame-capacity.ts) agrees with
+// where the coordinator cuts a share (cutRows with the protocol's size bound, as the backend cuts),
+// the limit it suggests fits a prefill chunk, and the worker's start-up warning appears only for
+// limits that fit fewer tokens than that.
 
 import { describe, expect, it } from 'vitest';
-import { cutRows } from '../../coordinator/cluster/dispatch-plan.js';
-import { dispatchSizeBound } from '../../shared/protocol/codec.js';
-import { expertIndexDType } from '../../shared/protocol/messages.js';
-import type { WireDType } from '../../shared/protocol/wire-dtype.js';
-import { FEW_TOKENS_PER_FRAME, fewTokensWarning, tokensPerFrame } from '../../worker/frame-capacity.js';
+import { cutRows } from '../../../coordinator/cluster/dispatch-plan.js';
+import { dispatchSizeBound } from '../../../shared/protocol/codec.js';
+import {
+  chunkFrameMib,
+  FEW_TOKENS_PER_FRAME,
+  fewTokensWarning,
+  tokensPerFrame,
+} from '../../../shared/protocol/frame-capacity.js';
+import { expertIndexDType } from '../../../shared/protocol/messages.js';
+import type { WireDType } from '../../../shared/protocol/wire-dtype.js';
 
 /** Where the coordinator cuts `tokens` rows of `held` pairs each for a worker of this limit. */
 function firstPiece(o: {
@@ -37,6 +43,26 @@ describe('tokensPerFrame', () => {
       const o = { maxFrameBytes, hidden, numExperts, held, wire };
       const n = tokensPerFrame(o);
       expect(firstPiece({ ...o, tokens: n + 5 })).toBe(n);
+    }
+  });
+});
+
+describe('chunkFrameMib', () => {
+  it('fits a prefill chunk on its wire, and 0.001 MiB less does not', () => {
+    for (const [hidden, numExperts, held, wire] of [
+      [256, 8, 8, 'bf16'],
+      [256, 8, 4, 'fp32'],
+      [6144, 8, 2, 'fp16'],
+      [2048, 300, 37, 'fp32'],
+    ] as const) {
+      const o = { hidden, numExperts, held, wire };
+      const mib = chunkFrameMib(o);
+      expect(tokensPerFrame({ ...o, maxFrameBytes: Math.floor(mib * 2 ** 20) })).toBeGreaterThanOrEqual(
+        FEW_TOKENS_PER_FRAME,
+      );
+      expect(tokensPerFrame({ ...o, maxFrameBytes: Math.floor((mib - 0.001) * 2 ** 20) })).toBeLessThan(
+        FEW_TOKENS_PER_FRAME,
+      );
     }
   });
 });
