@@ -86,4 +86,35 @@ describe('startFromRegistry while registered records do not accept a connection'
     signal('SIGTERM');
     expect(await started).toEqual({ signal: 'SIGTERM' });
   }, 20_000);
+
+  it('says at most 3 changed sets at once, however often the records change', async () => {
+    const port = await closedPort();
+    let n = 0;
+    const { lines, log } = logger();
+    let signal!: (s: NodeJS.Signals) => void;
+    const stop = new Promise<NodeJS.Signals>((r) => {
+      signal = r;
+    });
+    // A record rewritten under a new URL every 300 ms: every poll (each second) sees a new set.
+    const churn = setInterval(() => n++, 300);
+    try {
+      const started = startFromRegistry({
+        members: members(() => [record('r', `ws://127.0.0.1:${port}/${n}`)]),
+        numExperts: 8,
+        start: async () => 'x',
+        dispose: async () => {},
+        stop,
+        log,
+      });
+      await sleep(6_000);
+      const said = lines.filter((l) => l.msg === UNREACHABLE_LINE);
+      // Before: a line per poll, 6 here (and one a second for as long as the churn goes on).
+      expect(n).toBeGreaterThan(10);
+      expect(said).toHaveLength(3);
+      signal('SIGTERM');
+      expect(await started).toEqual({ signal: 'SIGTERM' });
+    } finally {
+      clearInterval(churn);
+    }
+  }, 20_000);
 });
