@@ -28,6 +28,8 @@ import {
   expertIndexDType,
 } from '../../shared/protocol/messages.js';
 import { fromWire, toWire, type WireDType } from '../../shared/protocol/wire-dtype.js';
+import { addLatest } from '../../shared/runtime/latest.js';
+import { LineBudget } from '../../shared/runtime/line-budget.js';
 import type { F32Tensor } from '../../shared/tensor.js';
 import { counted } from '../../shared/text/counted.js';
 import type { ExpertBackend, ExpertTransfer, TransferMessage } from '../moe/expert-backend.js';
@@ -150,17 +152,22 @@ export interface WorkerUp {
  * A background attempt to connect a worker (a reconnect, or a join's retry) failed for a reason not
  * reported before: once per reason until the worker connects again, so an operator reads why a
  * registered worker stays out (refused for its URL, another model, a timeout) without a line per
- * backoff step. A join's own first failure goes to its caller instead. At most
- * MAX_FAILURES_REPORTED reasons per worker until it connects: a peer can word each failure anew
- * (a refuse's message is its own text), which would otherwise be a line per attempt.
+ * backoff step. A join's own first failure goes to its caller instead. A peer can word each
+ * failure anew (a refuse's message is its own text), which would be a line per attempt: new
+ * reasons are reported MAX_FAILURES_REPORTED at once per worker, then one per
+ * FAILURE_REPORT_EVERY_MS, each with the count of new reasons not reported before it.
  */
 export interface WorkerUnreachable {
   readonly url: string;
   readonly reason: string;
+  /** New reasons of this worker's failures held back since its last report (LineBudget). */
+  readonly notSaid?: number;
 }
 
-/** Distinct failure reasons reported (WorkerUnreachable) per worker until it connects again. */
+/** New failure reasons reported (WorkerUnreachable) at once per worker. */
 export const MAX_FAILURES_REPORTED = 3;
+/** Then one per this: a 4th real reason is said within 5 minutes (before: never, until it connected). */
+export const FAILURE_REPORT_EVERY_MS = 5 * 60_000;
 
 /**
  * A connected worker's frame limit fits fewer than FEW_TOKENS_PER_FRAME tokens of a request on this
@@ -234,8 +241,12 @@ interface Slot extends WorkerSlot {
   waiters: { resolve: (w: WorkerExperts) => void; reject: (e: unknown) => void }[];
   /** Removed from `slots` (left, nothing in progress): a late event of its old connection is ignored. */
   pruned: boolean;
-  /** The failed attempts' distinct errors since it was last connected (WorkerUnreachable), at most MAX_FAILURES_REPORTED. */
-  reasonsTold: string[];
+  /** The latest distinct errors told since it was last connected (WorkerUnreachable), at most MAX_FAILURES_REPORTED. */
+  reasonsTold: Set<string>;
+  /** The last failure's error, told or not. */
+  lastReason: string;
+  /** Kept through reconnects: a peer that connects between failures does not refill it. */
+  readonly reasonBudget: LineBudget;
   /** The tokens per frame last said of it (WorkerSmallFrames), if any. */
   smallFramesTold: number | undefined;
 }
@@ -258,7 +269,9 @@ function newSlot(id: number, url: string): Slot {
     secondsPerPair: undefined,
     waiters: [],
     pruned: false,
-    reasonsTold: [],
+    reasonsTold: new Set(),
+    lastReason: '',
+    reasonBudget: new LineBudget(MAX_FAILURES_REPORTED, FAILURE_REPORT_EVERY_MS),
     smallFramesTold: undefined,
   };
 }
@@ -989,7 +1002,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         }
         slot.conn = conn;
         slot.experts = experts;
-        slot.reasonsTold = [];
+        slot.reasonsTold.clear();
+        slot.lastReason = '';
         slot.connectedAt = performance.now();
         slot.secondsPerPair = undefined;
         this.rebuild();
@@ -1015,11 +1029,22 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
    */
   private attemptFailed(slot: Slot, err: unknown): void {
     const reason = err instanceof Error ? err.message : String(err);
-    if (!slot.reasonsTold.includes(reason) && slot.reasonsTold.length < MAX_FAILURES_REPORTED) {
+    const fresh = reason !== slot.lastReason;
+    slot.lastReason = reason;
+    if (!slot.reasonsTold.has(reason)) {
       // A join's failure goes to its caller, who says it; either way the reason is told once.
-      slot.reasonsTold.push(reason);
-      if (slot.waiters.length === 0 && !this.closed && !slot.left)
-        this.events.unreachable?.({ url: slot.url, reason });
+      if (slot.waiters.length > 0) addLatest(slot.reasonsTold, reason, MAX_FAILURES_REPORTED);
+      else if (!this.closed && !slot.left) {
+        const budget = slot.reasonBudget.take(fresh);
+        if (budget.say) {
+          addLatest(slot.reasonsTold, reason, MAX_FAILURES_REPORTED);
+          this.events.unreachable?.({
+            url: slot.url,
+            reason,
+            ...(budget.held > 0 ? { notSaid: budget.held } : {}),
+          });
+        }
+      }
     }
     for (const w of slot.waiters.splice(0)) w.reject(err);
     this.scheduleReconnect(slot);

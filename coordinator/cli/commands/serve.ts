@@ -197,7 +197,10 @@ export async function run(o: ServeOptions): Promise<number> {
     // connects. The last one said per URL, so that a join failing the same way is not said again.
     const unreachable = new Map<string, string>();
     client.onWorkerUnreachable((e) => {
-      log.warn({ worker: e.url, err: e.reason }, 'a worker could not be connected; retrying with backoff');
+      log.warn(
+        { worker: e.url, err: e.reason, ...(e.notSaid === undefined ? {} : { notSaid: e.notSaid }) },
+        'a worker could not be connected; retrying with backoff',
+      );
       setLatest(unreachable, e.url, e.reason, DEPARTURES_KEPT);
     });
     // A worker that left is forgotten: a new one at its URL failing the same way is news.
