@@ -11,33 +11,33 @@ import { DEFAULT_WIRE_DTYPE, type WireDType } from './wire-dtype.js';
 /** A worker whose frame fits fewer tokens than this warns: serve's default prefill chunk. */
 export const FEW_TOKENS_PER_FRAME = 64;
 
+/** A worker's shape as a frame limit sees it: the model's and what the worker holds. */
+export interface FrameShape {
+  readonly hidden: number;
+  readonly numExperts: number;
+  readonly held: number;
+  readonly wire: WireDType;
+}
+
+/** Bytes of a request of `tokens` tokens, each sent to every expert the worker holds. */
+function requestBytes(o: FrameShape, tokens: number): number {
+  const bound = dispatchSizeBound({ wire: o.wire, hidden: o.hidden, index: expertIndexDType(o.numExperts) });
+  return bound(tokens, tokens * o.held);
+}
+
 /**
  * Tokens of one request that fit `maxFrameBytes` on the `wire`, at the worst: every expert the
  * worker holds chosen for each token.
  */
-export function tokensPerFrame(o: {
-  readonly maxFrameBytes: number;
-  readonly hidden: number;
-  readonly numExperts: number;
-  readonly held: number;
-  readonly wire: WireDType;
-}): number {
-  const bound = dispatchSizeBound({ wire: o.wire, hidden: o.hidden, index: expertIndexDType(o.numExperts) });
-  const fixed = bound(0, 0);
-  const perToken = bound(1, o.held) - fixed;
+export function tokensPerFrame(o: FrameShape & { readonly maxFrameBytes: number }): number {
+  const fixed = requestBytes(o, 0);
+  const perToken = requestBytes(o, 1) - fixed;
   return Math.max(0, Math.floor((o.maxFrameBytes - fixed) / perToken));
 }
 
 /** The --max-frame-mb (rounded up to 0.001) that fits FEW_TOKENS_PER_FRAME tokens on the `wire`. */
-export function chunkFrameMib(o: {
-  readonly hidden: number;
-  readonly numExperts: number;
-  readonly held: number;
-  readonly wire: WireDType;
-}): number {
-  const bound = dispatchSizeBound({ wire: o.wire, hidden: o.hidden, index: expertIndexDType(o.numExperts) });
-  const needed = bound(FEW_TOKENS_PER_FRAME, FEW_TOKENS_PER_FRAME * o.held);
-  return Math.ceil((needed / 2 ** 20) * 1000) / 1000;
+export function chunkFrameMib(o: FrameShape): number {
+  return Math.ceil((requestBytes(o, FEW_TOKENS_PER_FRAME) / 2 ** 20) * 1000) / 1000;
 }
 
 /**

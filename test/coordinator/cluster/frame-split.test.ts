@@ -33,6 +33,14 @@ beforeAll(async () => {
   ]);
 }, 120_000);
 
+/** An engine whose experts are on `urls`, on the fp32 wire. */
+const remoteEngine = (urls: readonly string[]) =>
+  EngineClient.start({
+    modelDir: MODEL_DIR,
+    settings,
+    experts: { kind: 'remote', workers: urls, wireDtype: 'fp32' },
+  });
+
 afterAll(async () => {
   await local?.close();
   await Promise.all([tiny, ...workers].map((w) => w?.stop()));
@@ -40,11 +48,7 @@ afterAll(async () => {
 
 describe('requests larger than a worker accepts', () => {
   it('are cut into frames that fit, with the single-process logits and exact accounting', async () => {
-    const engine = await EngineClient.start({
-      modelDir: MODEL_DIR,
-      settings,
-      experts: { kind: 'remote', workers: workers.map((w) => w.url), wireDtype: 'fp32' },
-    });
+    const engine = await remoteEngine(workers.map((w) => w.url));
     try {
       const cases = referenceCases();
       // 4 prompts of 40 tokens: each worker needs ~80-160 rows a layer, 10-20 frames' worth.
@@ -75,11 +79,7 @@ describe('requests larger than a worker accepts', () => {
   });
 
   it('fail with the limit and the flag named when one token alone does not fit', async () => {
-    const engine = await EngineClient.start({
-      modelDir: MODEL_DIR,
-      settings,
-      experts: { kind: 'remote', workers: [tiny!.url], wireDtype: 'fp32' },
-    });
+    const engine = await remoteEngine([tiny!.url]);
     try {
       const ids = referenceCases()[0]!.ids;
       const step = engine.step([{ seqId: 'one', tokens: ids.slice(0, 3) }]);
@@ -95,11 +95,7 @@ describe('requests larger than a worker accepts', () => {
   });
 
   it('are announced by the coordinator for each worker it connects: the tokens on its wire, once', async () => {
-    const engine = await EngineClient.start({
-      modelDir: MODEL_DIR,
-      settings,
-      experts: { kind: 'remote', workers: workers.map((w) => w.url), wireDtype: 'fp32' },
-    });
+    const engine = await remoteEngine(workers.map((w) => w.url));
     try {
       const said: WorkerSmallFrames[] = [];
       engine.onWorkerSmallFrames((e) => said.push(e));

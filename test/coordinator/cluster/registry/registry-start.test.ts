@@ -45,6 +45,24 @@ function logger() {
   };
 }
 
+/** startFromRegistry over `records`, starting nothing; its log lines and a stop that signals it. */
+function waitingStart(records: () => readonly WorkerRecord[]) {
+  const { lines, log } = logger();
+  let signal!: (s: NodeJS.Signals) => void;
+  const stop = new Promise<NodeJS.Signals>((r) => {
+    signal = r;
+  });
+  const started = startFromRegistry({
+    members: members(records),
+    numExperts: 8,
+    start: async () => 'x',
+    dispose: async () => {},
+    stop,
+    log,
+  });
+  return { lines, started, stop: () => signal('SIGTERM') };
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('startFromRegistry while registered records do not accept a connection', () => {
@@ -53,19 +71,7 @@ describe('startFromRegistry while registered records do not accept a connection'
     let records = Array.from({ length: 20 }, (_, i) =>
       record(`r${i}`, `ws://127.0.0.1:${port}/${i}-${'a'.repeat(1500)}`),
     );
-    const { lines, log } = logger();
-    let signal!: (s: NodeJS.Signals) => void;
-    const stop = new Promise<NodeJS.Signals>((r) => {
-      signal = r;
-    });
-    const started = startFromRegistry({
-      members: members(() => records),
-      numExperts: 8,
-      start: async () => 'x',
-      dispose: async () => {},
-      stop,
-      log,
-    });
+    const { lines, started, stop } = waitingStart(() => records);
     await sleep(3_500);
     // Before: a line per poll (every second), each quoting all 20 URLs of 1,500+ characters.
     const said = () => lines.filter((l) => l.msg === UNREACHABLE_LINE);
@@ -83,35 +89,23 @@ describe('startFromRegistry while registered records do not accept a connection'
     const deadline = Date.now() + 10_000;
     while (said().length < 2 && Date.now() < deadline) await sleep(100);
     expect(said()).toHaveLength(2);
-    signal('SIGTERM');
+    stop();
     expect(await started).toEqual({ signal: 'SIGTERM' });
   }, 20_000);
 
   it('says at most 3 changed sets at once, however often the records change', async () => {
     const port = await closedPort();
     let n = 0;
-    const { lines, log } = logger();
-    let signal!: (s: NodeJS.Signals) => void;
-    const stop = new Promise<NodeJS.Signals>((r) => {
-      signal = r;
-    });
     // A record rewritten under a new URL every 300 ms: every poll (each second) sees a new set.
     const churn = setInterval(() => n++, 300);
     try {
-      const started = startFromRegistry({
-        members: members(() => [record('r', `ws://127.0.0.1:${port}/${n}`)]),
-        numExperts: 8,
-        start: async () => 'x',
-        dispose: async () => {},
-        stop,
-        log,
-      });
+      const { lines, started, stop } = waitingStart(() => [record('r', `ws://127.0.0.1:${port}/${n}`)]);
       await sleep(6_000);
       const said = lines.filter((l) => l.msg === UNREACHABLE_LINE);
       // Before: a line per poll, 6 here (and one a second for as long as the churn goes on).
       expect(n).toBeGreaterThan(10);
       expect(said).toHaveLength(3);
-      signal('SIGTERM');
+      stop();
       expect(await started).toEqual({ signal: 'SIGTERM' });
     } finally {
       clearInterval(churn);
