@@ -5,6 +5,7 @@ import { runBenchAdaptiveKTime } from '../../bench/bench-adaptive-k-time.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import { type BatchedDecodeBenchCli, candidateRouting, IN_PROCESS, type WorkersArg } from '../options.js';
+import { printSmallFrames } from '../worker-notices.js';
 
 export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Promise<number> {
   // Checked before this module loaded.
@@ -17,6 +18,7 @@ export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Pr
   let engine: EngineClient | undefined;
   try {
     engine = await EngineClient.start({ modelDir: o.model, settings, experts: placed.experts });
+    printSmallFrames(engine, 'bench adaptive-k-time');
     return await runBenchAdaptiveKTime({
       engine,
       routing,

@@ -6,6 +6,7 @@ import { runBenchWorkers } from '../../bench/bench-workers.js';
 import { EngineClient } from '../../engine/engine-client.js';
 import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSettings } from '../experts.js';
 import { type BatchedDecodeBenchCli, benchWorkersCount, singleRouting } from '../options.js';
+import { printSmallFrames } from '../worker-notices.js';
 
 export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Promise<number> {
   // Its --workers and --routing were checked before this module loaded.
@@ -20,6 +21,7 @@ export async function run(o: BatchedDecodeBenchCli, argv: readonly string[]): Pr
   try {
     inProcess = await EngineClient.start({ modelDir: o.model, settings, experts: { kind: 'local' } });
     remote = await EngineClient.start({ modelDir: o.model, settings, experts: placed.experts });
+    printSmallFrames(remote, 'bench workers');
     return await runBenchWorkers({
       inProcess,
       remote,

@@ -33,6 +33,7 @@ import {
   singleRouting,
 } from '../options.js';
 import { flagValue } from '../usage-error.js';
+import { printSmallFrames } from '../worker-notices.js';
 
 export interface EvalOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly model: string;
@@ -92,6 +93,7 @@ export async function run(o: EvalOptions, argv: readonly string[] = []): Promise
       experts: placed.experts,
       ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
     });
+    printSmallFrames(engine, 'eval');
     if (o.trace !== undefined) {
       const info = engine.info;
       trace = await RoutingTraceWriter.create(o.trace, {

@@ -9,6 +9,7 @@ import { checkPlacement, checkRouting, placeExperts, printWorkerLog, sessionSett
 import { type ComputeOptions, type ExpertPlacementOptions, IN_PROCESS, singleRouting } from '../options.js';
 import { whenStdoutCloses } from '../stdout-closed.js';
 import { UsageError } from '../usage-error.js';
+import { printSmallFrames } from '../worker-notices.js';
 
 /** Decode steps per engine-thread round trip: the granularity at which tokens are streamed. */
 const DECODE_CHUNK = 16;
@@ -55,6 +56,7 @@ export async function run(o: GenerateOptions): Promise<number> {
       experts: placed.experts,
       ...(routingArg === undefined ? {} : { defaultRouting: routingArg }),
     });
+    printSmallFrames(engine, 'generate');
     const info = engine.info;
     // The server's limits, in its words: nothing is cut short silently.
     const tooLong = contextProblem(promptIds.length, maxTokens, info.maxPositions, '--max-tokens');

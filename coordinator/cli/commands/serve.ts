@@ -7,7 +7,6 @@ import { basename, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
-import { FEW_TOKENS_PER_FRAME, tokenCount } from '../../../shared/protocol/frame-capacity.js';
 import { addLatest, setLatest } from '../../../shared/runtime/latest.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
@@ -27,6 +26,7 @@ import { createLogger } from '../../server/logger.js';
 import { startServing } from '../../server/serving.js';
 import { checkPlacement, checkRouting, placeExperts, sessionSettings } from '../experts.js';
 import { type ComputeOptions, type ExpertPlacementOptions, singleRouting } from '../options.js';
+import { smallFramesMessage } from '../worker-notices.js';
 
 export interface ServeOptions extends ComputeOptions, ExpertPlacementOptions {
   readonly model: string;
@@ -224,7 +224,7 @@ export async function run(o: ServeOptions): Promise<number> {
           experts: e.held,
           wire: e.wire,
         },
-        `a worker's frame limit fits ${tokenCount(e.tokens)} of a request on the ${e.wire} wire: larger shares are cut into requests of that many, one round trip each (slower prefill and large batches); its --max-frame-mb ${e.chunkFrameMib} fits ${FEW_TOKENS_PER_FRAME}`,
+        smallFramesMessage(e),
       ),
     );
     health = ClusterHealth.watch({

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summarizeDispatch } from '../../../coordinator/cluster/dispatch-stats.js';
 import type { WorkerSmallFrames } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
+import { runCli } from '../../helpers/cli.js';
 import { logLines } from '../../helpers/log-lines.js';
 import { MODEL_DIR, referenceCases } from '../../helpers/paths.js';
 import { relativeError } from '../../helpers/relative-error.js';
@@ -126,6 +127,26 @@ describe('requests larger than a worker accepts', () => {
     } finally {
       await serve.stop();
     }
+  });
+
+  it('are announced by kmoe generate on stderr', async () => {
+    const r = await runCli([
+      'generate',
+      '--model',
+      MODEL_DIR,
+      '--prompt',
+      'def fib(n):',
+      '--max-tokens',
+      '2',
+      '--workers',
+      tiny!.url,
+      '--threads',
+      '1',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      `kmoe generate: warning: worker ${tiny!.url}: a worker's frame limit fits 1 token of a request on the bf16 wire`,
+    );
   });
 
   it('are announced by the worker when it starts: the tokens its limit fits, and the limit that fits 64', () => {
