@@ -7,21 +7,23 @@
  * under the limit holds a place that long per attempt (40 such endpoints: about 2.5 s of waiting
  * for a real reconnect at the default 10 s bound), where half a bound let it hold 5 s per attempt.
  */
-function quickFailureMs(handshakeTimeoutMs: number): number {
+export function quickFailureMs(handshakeTimeoutMs: number): number {
   return Math.min(250, handshakeTimeoutMs / 20);
 }
 
 /**
- * Whether a failed attempt was quick: within quickFailureMs, or refused (nothing listens: the peer
- * accepted nothing, so held nothing) within half the bound. The attempt is timed on this event
- * loop, which sees a refusal as late as it is busy: timed alone, a coordinator busy for 250 ms at a
- * time saw a restarting worker's refusals as slow failures, and its reconnect lost its rank: it
- * then waits behind every queued retry (once 23.7 s behind 40 silent records' retries at a 3 s
- * bound, where its rank allows 11; a full CI run once saw 17.4 s). A peer cannot delay
- * its own refusal short of dropping SYNs and forging the reset later; half a bound caps that.
+ * Whether an attempt that failed after `elapsedMs` was quick, given that this thread's event loop
+ * was up to `latenessMs` late to run what was due meanwhile (LoopLateness): a refusal is seen only
+ * when the loop gets to it, so a busy loop or a process the machine did not schedule makes a quick
+ * refusal look slow. Timed alone, a coordinator busy 250 ms at a time counted a restarting
+ * worker's refusals as slow failures and its reconnect lost its rank, waiting behind every queued
+ * retry (once 23.7 s behind 40 silent records at a 3 s bound, where its rank allows 11; a full CI
+ * run once saw 17.4 s). Lateness is what the coordinator itself caused: a peer cannot add to it
+ * without costing this process the CPU, where time spent waiting for the peer (a slow name server,
+ * SYNs dropped by a full accept queue, addresses tried one by one) leaves the loop idle and on time.
+ * (A first fix excused any ECONNREFUSED within half a bound: a review delayed its own refusals by
+ * those three means, kept 40 URLs' rank, and held a real reconnect back 7-8 s at a 2 s bound.)
  */
-export function quickFailure(err: unknown, ms: number, handshakeTimeoutMs: number): boolean {
-  if (ms < quickFailureMs(handshakeTimeoutMs)) return true;
-  const cause = err instanceof Error ? (err.cause as NodeJS.ErrnoException | undefined) : undefined;
-  return cause?.code === 'ECONNREFUSED' && ms < handshakeTimeoutMs / 2;
+export function quickFailure(elapsedMs: number, latenessMs: number, handshakeTimeoutMs: number): boolean {
+  return elapsedMs - latenessMs < quickFailureMs(handshakeTimeoutMs);
 }

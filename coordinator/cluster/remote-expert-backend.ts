@@ -44,6 +44,7 @@ import { cutRows, mergeShares, planDispatch, sliceShare, type WorkerShare } from
 import { DEFAULT_DISPATCH_TIMEOUT_MS } from './dispatch-timeout.js';
 import { ExpertResultOverflowError, PlacementError, WorkerRequestError } from './errors.js';
 import { endpointOf, type HandshakeKind, HandshakePlaces, type HandshakeTicket } from './handshake-places.js';
+import { LoopLateness } from './loop-lateness.js';
 import { PlacementTable, type WorkerExperts } from './placement.js';
 import { quickFailure } from './quick-failure.js';
 import { withFailedHandshakes } from './start-failures.js';
@@ -309,6 +310,8 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   private current: ClusterView;
   /** Every handshake after the start-up (joins, reconnects, retries) takes one of these places. */
   private readonly places = new HandshakePlaces();
+  /** How late this thread was to see attempts fail (a failure seen late is not the peer's doing). */
+  private readonly lateness = new LoopLateness();
   private closed = false;
   private readonly whileWaiting: (() => void)[] = [];
 
@@ -963,7 +966,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
   /** The connection attempt of `reconnect`, on a held handshake place (released when it ends). */
   private handshake(slot: Slot, ticket: HandshakeTicket): void {
     const started = performance.now();
+    const watch = this.lateness.observe();
     const ended = () => {
+      watch.end();
       ticket.release();
       slot.ticket = undefined;
       slot.connecting = false;
@@ -1012,11 +1017,12 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
         for (const w of slot.waiters.splice(0)) w.resolve({ url: slot.url, experts });
       },
       (err: unknown) => {
+        const lateness = watch.lateness();
         ended();
         // A failure that held its place (a silent URL's timeout, or a peer that closes just before
         // any threshold it could learn) costs the others that place; only a quick failure (a
         // worker restarting: nothing listens) costs nothing and keeps the rank.
-        if (!quickFailure(err, performance.now() - started, this.handshakeTimeoutMs))
+        if (!quickFailure(performance.now() - started, lateness, this.handshakeTimeoutMs))
           slot.reconnectAhead = false;
         this.attemptFailed(slot, err);
       },
