@@ -21,6 +21,7 @@ import {
 } from '../../shared/protocol/messages.js';
 import { firstNonFinite, type WireDType } from '../../shared/protocol/wire-dtype.js';
 import { canonicalWorkerUrl, workerUrlProblem } from '../../shared/protocol/worker-url.js';
+import { listed } from '../../shared/text/listed.js';
 import { oneLine } from '../../shared/text/printable.js';
 import { HandshakeError, type WorkerFailure, WorkerRequestError } from './errors.js';
 import { InboundLimit } from './inbound-limit.js';
@@ -191,7 +192,7 @@ export class WorkerConnection {
         opts.handshakeTimeoutMs,
       );
       ws.once('error', (err) =>
-        fail(`cannot connect: ${err.message}`, 'start it with kmoe worker, or check the URL', err),
+        fail(`cannot connect: ${connectErrorText(err)}`, 'start it with kmoe worker, or check the URL', err),
       );
       ws.once('close', (code) => fail(`closed the connection during the handshake (code ${code})`));
       const coordinatorNonce = opts.secret === undefined ? undefined : newNonce();
@@ -610,4 +611,14 @@ function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Prom
       },
     );
   });
+}
+
+/**
+ * A socket error's words. A name with several addresses, each tried in turn, fails with an
+ * AggregateError whose own message is empty: its addresses' errors say what happened.
+ */
+export function connectErrorText(err: Error): string {
+  if (err.message !== '' || !(err instanceof AggregateError)) return err.message;
+  const each = (err.errors as unknown[]).map((e) => (e instanceof Error ? e.message : String(e)));
+  return listed([...new Set(each)], 4, (m) => m) || 'no address answered';
 }
