@@ -15,7 +15,7 @@ import {
   jobConnection,
   jobPrefix,
 } from '../shared/cluster-registry/expert-jobs.js';
-import { deleteQueues, orphanQueues } from '../shared/cluster-registry/orphan-queues.js';
+import { ORPHAN_GRACE_MS, sweepOrphanQueues } from '../shared/cluster-registry/orphan-queues.js';
 import { readWorkers } from '../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../shared/protocol/expert-set.js';
 import type { Logger } from '../shared/runtime/logger.js';
@@ -42,6 +42,8 @@ export class ExpertCommands {
   private applying: Promise<unknown> = Promise.resolve();
   /** The start's deletion of gone workers' queues (settled either way). */
   private sweeping: Promise<unknown> = Promise.resolve();
+  /** Stops that deletion (between queues) when the worker leaves. */
+  private readonly stopSweep = new AbortController();
   /**
    * Redis did not answer a close: BullMQ's connections to it are still reconnecting (its disconnect
    * waits for a connection first), and they keep the process alive.
@@ -69,7 +71,7 @@ export class ExpertCommands {
     // BullMQ reports Redis trouble here; serving does not depend on this queue.
     bull.on('error', (err) => o.log.warn(`expert command queue: ${err.message}`));
     commands = new ExpertCommands(bull, o);
-    commands.sweeping = sweepOrphans(o).catch((err: Error) =>
+    commands.sweeping = sweepOrphans(o, commands.stopSweep.signal).catch((err: Error) =>
       o.log.warn(`command queues of gone workers not deleted: ${err.message}`),
     );
     return commands;
@@ -84,6 +86,7 @@ export class ExpertCommands {
     const closed = this.bull.close();
     await this.applying;
     // Bounded like the rest: it waits for Redis too, and what it has not deleted the next start will.
+    this.stopSweep.abort();
     await within(this.sweeping, QUEUE_DELETE_MS);
     if ((await within(closed, QUEUE_DELETE_MS)).kind === 'late') {
       this.o.log.warn(
@@ -144,20 +147,29 @@ async function within(
 
 /**
  * Deletes the command queues of workers killed without deregistering (orphan-queues.ts): a worker
- * that stops deletes its own, so this finds those of killed ones, whoever restarts next.
+ * that stops deletes its own, so this finds those of killed ones, whoever starts next.
  */
-async function sweepOrphans(o: ExpertCommandsOptions): Promise<void> {
-  const names = await orphanQueues(o.redis, o.prefix);
-  if (names.length === 0) return;
-  const failed = await deleteQueues(o.redis, names, o.prefix);
-  const deleted = names.length - failed.length;
-  if (deleted > 0)
+async function sweepOrphans(o: ExpertCommandsOptions, signal: AbortSignal): Promise<void> {
+  const r = await sweepOrphanQueues(o.redis, {
+    ...(o.prefix === undefined ? {} : { prefix: o.prefix }),
+    graceMs: ORPHAN_GRACE_MS,
+    signal,
+    onFound: (n) =>
+      o.log.info(
+        `${n} command queue(s) of workers with no registry record: deleting, in ${ORPHAN_GRACE_MS / 1000} s, those whose worker is still unregistered and that hold no command`,
+      ),
+  });
+  if (r.deleted > 0)
     o.log.info(
-      `deleted the command queues of ${deleted} worker(s) no longer registered (stopped without deregistering, e.g. killed)`,
+      `deleted the command queues of ${r.deleted} worker(s) no longer registered (stopped without deregistering, e.g. killed)`,
     );
-  if (failed.length > 0)
+  if (r.busy > 0)
+    o.log.info(
+      `kept the command queues of ${r.busy} unregistered worker(s): they hold commands (the worker may be paused or cut off from Redis)`,
+    );
+  if (r.failed.length > 0)
     o.log.warn(
-      `command queues of gone workers not deleted: ${listed(failed, 3, (f) => `${f.name} (${f.error})`)}`,
+      `command queues of gone workers not deleted: ${listed(r.failed, 3, (f) => `${f.name} (${f.error})`)}`,
     );
 }
 

@@ -1,24 +1,37 @@
 // The command queues (expert-jobs.ts) of workers that are gone. A worker that stops deletes its
 // own (ExpertCommands.deleteQueue), but one that is killed (SIGKILL, the OOM killer, a lost host)
 // cannot: its queue's name holds a worker id no later process has, so its keys would stay in Redis
-// for ever, one set per worker ever killed. A worker starting deletes the queues of ids that have
-// no record.
+// for ever, one set per worker ever killed. A worker starting deletes, in the background, the
+// queues of ids that have had no record for ORPHAN_GRACE_MS and hold no command.
+//
+// A missing record alone does not make a worker gone: a worker paused (a VM migration, a swap
+// storm) or cut off from Redis for longer than the record's TTL is alive, and so are all workers
+// after a Redis restart that kept the queues (persistence) but whose records lapsed while it was
+// down. Deleting such a queue with a command in it lost the command (a review: the rebalancer
+// waited out its --command-timeout, 600 s by default, and the worker never loaded its experts).
+// So a queue goes only if its worker's record is missing at two reads a grace apart and it holds no
+// job; one deleted while its worker lives is made again by the next command sent to it.
 
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { expertQueueName, jobPrefix } from './expert-jobs.js';
-import { DEFAULT_PREFIX, registryKeys, workerIdOf } from './keys.js';
+import { DEFAULT_PREFIX, registryKeys, WORKER_TTL_MS, workerIdOf } from './keys.js';
 import { scanKeys } from './scan-keys.js';
+
+/** How long a queue's worker must have had no record before its queue is deleted. */
+export const ORPHAN_GRACE_MS = 6 * WORKER_TTL_MS;
 
 /** `experts-` (expertQueueName) and the id's characters, up to the next ':' (none in a queue name). */
 const QUEUE_NAME = /^(experts-[^:]*):/;
 
+/** The jobs a queue may hold that some worker would still take (BullMQ's states). */
+const PENDING = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children'] as const;
+
 /**
- * The names of the command queues whose worker has no record. Queue keys are listed before records
- * are read: a worker registers before it creates its queue (worker/command.ts), so a queue seen
- * here has a record by the time records are read, unless that worker is gone (or its record
- * lapsed, which its next heartbeat mends; a queue deleted meanwhile is made again by the next
- * command sent to it, and its worker still takes it).
+ * The names of the command queues whose worker has no record now. Queue keys are listed before
+ * records are read: a worker registers before it creates its queue (worker/command.ts), so a queue
+ * seen here has a record by the time records are read, unless its worker is gone or its record
+ * lapsed.
  */
 export async function orphanQueues(redis: Redis, prefix = DEFAULT_PREFIX): Promise<string[]> {
   const keyPrefix = `${jobPrefix(prefix)}:`;
@@ -35,25 +48,82 @@ export async function orphanQueues(redis: Redis, prefix = DEFAULT_PREFIX): Promi
   return [...queues].sort();
 }
 
-/** Deletes each named queue (BullMQ's obliterate, on `redis`); the names of those that failed, with why. */
-export async function deleteQueues(
+export interface SweepOutcome {
+  /** Queues found without a record at the first read. */
+  readonly found: number;
+  /** Deleted by this sweep. */
+  readonly deleted: number;
+  /** Left: their worker has no record, but they hold commands. */
+  readonly busy: number;
+  readonly failed: readonly { readonly name: string; readonly error: string }[];
+}
+
+/**
+ * Deletes the queues of workers with no record at two reads `graceMs` apart that hold no job. Stops
+ * at `signal` (a worker leaving), between queues. `onFound` is told the first read's count.
+ */
+export async function sweepOrphanQueues(
   redis: Redis,
-  names: readonly string[],
-  prefix = DEFAULT_PREFIX,
-): Promise<{ name: string; error: string }[]> {
-  const failed: { name: string; error: string }[] = [];
-  // One at a time: a Redis holding thousands of them is not flooded, and a worker starting is
-  // not slowed by a burst of scripts.
-  for (const name of names) {
-    const queue = new Queue(name, { connection: redis, prefix: jobPrefix(prefix) });
+  o: {
+    readonly prefix?: string;
+    readonly graceMs: number;
+    readonly signal: AbortSignal;
+    readonly onFound?: (found: number) => void;
+  },
+): Promise<SweepOutcome> {
+  const prefix = o.prefix ?? DEFAULT_PREFIX;
+  const first = await orphanQueues(redis, prefix);
+  const outcome = {
+    found: first.length,
+    deleted: 0,
+    busy: 0,
+    failed: [] as { name: string; error: string }[],
+  };
+  if (first.length === 0) return outcome;
+  o.onFound?.(first.length);
+  if (!(await sleep(o.graceMs, o.signal))) return outcome;
+  const still = new Set(await orphanQueues(redis, prefix));
+  // One at a time: a Redis holding thousands of them is not flooded.
+  for (const name of first) {
+    if (o.signal.aborted) break;
+    if (!still.has(name)) continue;
+    // skipVersionCheck: else BullMQ asks Redis for INFO per queue and, under some eviction
+    // policies, prints a warning per queue (5,003 lines for 5,000 queues in a review).
+    const queue = new Queue(name, { connection: redis, prefix: jobPrefix(prefix), skipVersionCheck: true });
     queue.on('error', () => {});
     try {
-      await queue.obliterate({ force: true });
+      const counts = await queue.getJobCounts(...PENDING);
+      if (Object.values(counts).some((n) => n > 0)) {
+        outcome.busy++;
+        continue;
+      }
+      // Not forced: a job made active meanwhile makes it fail rather than vanish.
+      await queue.obliterate();
+      outcome.deleted++;
     } catch (err) {
-      failed.push({ name, error: (err as Error).message });
+      // Another worker starting may have deleted it meanwhile: not a failure if nothing is left.
+      if ((await scanKeys(redis, `${jobPrefix(prefix)}:${name}:*`)).length > 0)
+        outcome.failed.push({ name, error: (err as Error).message });
     } finally {
       await queue.close().catch(() => {});
     }
   }
-  return failed;
+  return outcome;
+}
+
+/** Waits `ms` unless `signal` aborts first; whether it waited the whole time. */
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    timer.unref();
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
