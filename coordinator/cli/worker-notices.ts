@@ -6,13 +6,21 @@ import { FEW_TOKENS_PER_FRAME, tokenCount } from '../../shared/protocol/frame-ca
 import type { WorkerSmallFrames } from '../cluster/remote-expert-backend.js';
 import type { EngineClient } from '../engine/engine-client.js';
 
+/** What follows "a worker's frame limit" (serve's log) or "worker URL's frame limit" (stderr). */
 export function smallFramesMessage(e: WorkerSmallFrames): string {
-  return `a worker's frame limit fits ${tokenCount(e.tokens)} of a request on the ${e.wire} wire: larger shares are cut into requests of that many, one round trip each (slower prefill and large batches); its --max-frame-mb ${e.chunkFrameMib} fits ${FEW_TOKENS_PER_FRAME}`;
+  const effect =
+    e.tokens === 0
+      ? `requests that need an expert only this worker holds fail, and its experts' other replicas take the rest`
+      : `larger shares are cut into requests of that many, one round trip each (slower prefill and large batches)`;
+  const anyWire = e.anyWireFrameMib === e.chunkFrameMib ? '' : ` (${e.anyWireFrameMib} on any wire)`;
+  return `fits ${tokenCount(e.tokens)} of a request on the ${e.wire} wire: ${effect}; restart it with --max-frame-mb ${e.chunkFrameMib}${anyWire} to fit ${FEW_TOKENS_PER_FRAME}`;
 }
 
 /** Prints each WorkerSmallFrames of `engine` on stderr. */
 export function printSmallFrames(engine: EngineClient, command: string): void {
   engine.onWorkerSmallFrames((e) =>
-    process.stderr.write(`kmoe ${command}: warning: worker ${e.url}: ${smallFramesMessage(e)}\n`),
+    process.stderr.write(
+      `kmoe ${command}: warning: worker ${e.url}'s frame limit ${smallFramesMessage(e)}\n`,
+    ),
   );
 }

@@ -184,6 +184,8 @@ export interface WorkerSmallFrames {
   readonly wire: WireDType;
   /** The --max-frame-mb that fits FEW_TOKENS_PER_FRAME tokens on this wire. */
   readonly chunkFrameMib: number;
+  /** The --max-frame-mb that fits FEW_TOKENS_PER_FRAME tokens on any wire (fp32's rows are the largest). */
+  readonly anyWireFrameMib: number;
 }
 
 export interface ClusterEvents {
@@ -788,7 +790,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           conn.url,
           'oversize',
           `worker ${conn.label} accepts frames up to ${limit} bytes, a request of one token (${counted(pairs, 'expert')}) needs ${needs} (layer ${layer} dispatch)`,
-          { hint: 'start the worker with a larger --max-frame-mb' },
+          {
+            hint: `restart the worker with --max-frame-mb ${chunkFrameMib({ hidden: this.model.hidden, numExperts: this.model.numExperts, held: conn.experts.length, wire: this.wire })} or more (that fits ${FEW_TOKENS_PER_FRAME} tokens on the ${this.wire} wire)`,
+          },
         );
         requests.push({ share: s, id: s.worker, refusal });
         continue;
@@ -904,6 +908,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
       held,
       wire: this.wire,
       chunkFrameMib: chunkFrameMib(shape),
+      anyWireFrameMib: chunkFrameMib({ ...shape, wire: 'fp32' }),
     });
   }
 

@@ -224,7 +224,7 @@ export async function run(o: ServeOptions): Promise<number> {
           experts: e.held,
           wire: e.wire,
         },
-        smallFramesMessage(e),
+        `a worker's frame limit ${smallFramesMessage(e)}`,
       ),
     );
     health = ClusterHealth.watch({

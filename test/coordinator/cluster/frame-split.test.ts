@@ -6,6 +6,7 @@
 // the step with an error naming the limit and the flag.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { smallFramesMessage } from '../../../coordinator/cli/worker-notices.js';
 import { summarizeDispatch } from '../../../coordinator/cluster/dispatch-stats.js';
 import type { WorkerSmallFrames } from '../../../coordinator/cluster/remote-expert-backend.js';
 import { EngineClient } from '../../../coordinator/engine/engine-client.js';
@@ -89,7 +90,16 @@ describe('requests larger than a worker accepts', () => {
           `worker ${tiny!.url.replace(/[.]/g, '\\.')} \\(experts 0-7\\) accepts frames up to 1049 bytes, a request of one token \\(\\d experts?\\) needs \\d+ \\(layer 0 dispatch\\)`,
         ),
       );
-      await expect(step).rejects.toMatchObject({ hint: expect.stringMatching(/--max-frame-mb/) });
+      // The limit that fits a prefill chunk, by number (before: "a larger --max-frame-mb").
+      await expect(step).rejects.toMatchObject({
+        hint: 'restart the worker with --max-frame-mb 0.066 or more (that fits 64 tokens on the fp32 wire)',
+      });
+      // And it was said as the engine connected, as a failure to come, not as slowness.
+      const said: WorkerSmallFrames[] = [];
+      engine.onWorkerSmallFrames((e) => said.push(e));
+      expect(said.map((e) => smallFramesMessage(e))).toEqual([
+        "fits not one token of a request on the fp32 wire: requests that need an expert only this worker holds fail, and its experts' other replicas take the rest; restart it with --max-frame-mb 0.066 to fit 64",
+      ]);
     } finally {
       await engine.close();
     }
@@ -108,6 +118,7 @@ describe('requests larger than a worker accepts', () => {
         held: 4,
         wire: 'fp32',
         chunkFrameMib: 0.065,
+        anyWireFrameMib: 0.065,
       });
       expect(said).toEqual(workers.map(want));
     } finally {
@@ -121,7 +132,7 @@ describe('requests larger than a worker accepts', () => {
     try {
       const lines = logLines(serve.stderr()).filter((l) => l.worker === tiny!.url && l.level === 40);
       expect(lines.map((l) => l.msg)).toEqual([
-        "a worker's frame limit fits 1 token of a request on the bf16 wire: larger shares are cut into requests of that many, one round trip each (slower prefill and large batches); its --max-frame-mb 0.035 fits 64",
+        "a worker's frame limit fits 1 token of a request on the bf16 wire: larger shares are cut into requests of that many, one round trip each (slower prefill and large batches); restart it with --max-frame-mb 0.035 (0.066 on any wire) to fit 64",
       ]);
       expect(lines[0]).toMatchObject({ tokens: 1, maxFrameMb: 0.001, experts: 8, wire: 'bf16' });
     } finally {
@@ -145,7 +156,7 @@ describe('requests larger than a worker accepts', () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(
-      `kmoe generate: warning: worker ${tiny!.url}: a worker's frame limit fits 1 token of a request on the bf16 wire`,
+      `kmoe generate: warning: worker ${tiny!.url}'s frame limit fits 1 token of a request on the bf16 wire`,
     );
   });
 
