@@ -154,19 +154,17 @@ async function sweepOrphans(o: ExpertCommandsOptions, signal: AbortSignal): Prom
     ...(o.prefix === undefined ? {} : { prefix: o.prefix }),
     graceMs: ORPHAN_GRACE_MS,
     signal,
-    onFound: (n) =>
+    onFound: (names) =>
       o.log.info(
-        `${n} command queue(s) of workers with no registry record: deleting, in ${ORPHAN_GRACE_MS / 1000} s, those whose worker is still unregistered and that hold no command`,
+        { queues: listed(names, 3, (n) => n) },
+        `${names.length} command queue(s) of workers with no registry record: in ${ORPHAN_GRACE_MS / 1000} s, deleting those whose worker is still unregistered and that hold no command`,
       ),
   });
-  if (r.deleted > 0)
-    o.log.info(
-      `deleted the command queues of ${r.deleted} worker(s) no longer registered (stopped without deregistering, e.g. killed)`,
-    );
-  if (r.busy > 0)
-    o.log.info(
-      `kept the command queues of ${r.busy} unregistered worker(s): they hold commands (the worker may be paused or cut off from Redis)`,
-    );
+  if (r.found === 0 || signal.aborted) return;
+  o.log.info(
+    { deleted: r.deleted, holdCommands: r.busy, registeredAgain: r.returned, failed: r.failed.length },
+    `command queues of unregistered workers: ${r.deleted} deleted (their worker stopped without deregistering, e.g. killed), ${r.busy} kept as they hold commands, ${r.returned} kept as their worker registered again`,
+  );
   if (r.failed.length > 0)
     o.log.warn(
       `command queues of gone workers not deleted: ${listed(r.failed, 3, (f) => `${f.name} (${f.error})`)}`,

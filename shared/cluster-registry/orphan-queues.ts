@@ -55,12 +55,14 @@ export interface SweepOutcome {
   readonly deleted: number;
   /** Left: their worker has no record, but they hold commands. */
   readonly busy: number;
+  /** Left: their worker has a record again (it was alive: paused, or cut off from Redis). */
+  readonly returned: number;
   readonly failed: readonly { readonly name: string; readonly error: string }[];
 }
 
 /**
  * Deletes the queues of workers with no record at two reads `graceMs` apart that hold no job. Stops
- * at `signal` (a worker leaving), between queues. `onFound` is told the first read's count.
+ * at `signal` (a worker leaving), between queues. `onFound` is told the first read's queues.
  */
 export async function sweepOrphanQueues(
   redis: Redis,
@@ -68,7 +70,7 @@ export async function sweepOrphanQueues(
     readonly prefix?: string;
     readonly graceMs: number;
     readonly signal: AbortSignal;
-    readonly onFound?: (found: number) => void;
+    readonly onFound?: (names: readonly string[]) => void;
   },
 ): Promise<SweepOutcome> {
   const prefix = o.prefix ?? DEFAULT_PREFIX;
@@ -77,16 +79,20 @@ export async function sweepOrphanQueues(
     found: first.length,
     deleted: 0,
     busy: 0,
+    returned: 0,
     failed: [] as { name: string; error: string }[],
   };
   if (first.length === 0) return outcome;
-  o.onFound?.(first.length);
+  o.onFound?.(first);
   if (!(await sleep(o.graceMs, o.signal))) return outcome;
   const still = new Set(await orphanQueues(redis, prefix));
   // One at a time: a Redis holding thousands of them is not flooded.
   for (const name of first) {
     if (o.signal.aborted) break;
-    if (!still.has(name)) continue;
+    if (!still.has(name)) {
+      outcome.returned++;
+      continue;
+    }
     // skipVersionCheck: else BullMQ asks Redis for INFO per queue and, under some eviction
     // policies, prints a warning per queue (5,003 lines for 5,000 queues in a review).
     const queue = new Queue(name, { connection: redis, prefix: jobPrefix(prefix), skipVersionCheck: true });
