@@ -547,7 +547,10 @@ export function buildProgram(argv: readonly string[], outcome: Outcome): Command
     .addOption(opt.clusterTokenFile())
     .addOption(opt.insecure())
     .addOption(
-      new Option('--max-frame-mb <n>', 'largest request accepted, in MiB')
+      new Option(
+        '--max-frame-mb <n>',
+        'largest request accepted, in MiB (0.001-2048); a limit that fits fewer than 64 tokens works, slowly, and is warned of',
+      )
         .argParser(parseNumber('--max-frame-mb', { min: 0.001, max: 2048 }))
         .default(64),
     )

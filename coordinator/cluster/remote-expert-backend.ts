@@ -162,7 +162,7 @@ export interface WorkerUnreachable {
   readonly url: string;
   readonly reason: string;
   /** New reasons of this worker's failures held back since its last report (LineBudget). */
-  readonly notSaid?: number;
+  readonly reasonsNotLogged?: number;
 }
 
 /** New failure reasons reported (WorkerUnreachable) at once per worker. */
@@ -1052,7 +1052,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           this.events.unreachable?.({
             url: slot.url,
             reason,
-            ...(budget.held > 0 ? { notSaid: budget.held } : {}),
+            ...(budget.held > 0 ? { reasonsNotLogged: budget.held } : {}),
           });
         }
       }

@@ -198,7 +198,11 @@ export async function run(o: ServeOptions): Promise<number> {
     const unreachable = new Map<string, string>();
     client.onWorkerUnreachable((e) => {
       log.warn(
-        { worker: e.url, err: e.reason, ...(e.notSaid === undefined ? {} : { notSaid: e.notSaid }) },
+        {
+          worker: e.url,
+          err: e.reason,
+          ...(e.reasonsNotLogged === undefined ? {} : { reasonsNotLogged: e.reasonsNotLogged }),
+        },
         'a worker could not be connected; retrying with backoff',
       );
       setLatest(unreachable, e.url, e.reason, DEPARTURES_KEPT);

@@ -38,12 +38,14 @@ export async function reachableWorkers(
   readonly reachable: readonly WorkerRecord[];
   /** The others, each with the socket's error. */
   readonly unreachable: readonly { readonly url: string; readonly err: string }[];
-  readonly covered: boolean;
+  /** The experts no reachable worker holds (none: covered). */
+  readonly missing: readonly number[];
 }> {
   const why = await Promise.all(records.map((r) => refusal(r.url)));
   const reachable = records.filter((_, i) => why[i] === undefined);
   const held = new Uint8Array(numExperts);
   for (const r of reachable) for (const e of r.experts) if (e < numExperts) held[e] = 1;
   const unreachable = records.flatMap((r, i) => (why[i] === undefined ? [] : [{ url: r.url, err: why[i]! }]));
-  return { reachable, unreachable, covered: held.every((h) => h === 1) };
+  const missing = [...held.keys()].filter((e) => held[e] === 0);
+  return { reachable, unreachable, missing };
 }

@@ -8,6 +8,7 @@
 
 import { POLL_MS } from '../../../shared/cluster-registry/keys.js';
 import type { ErrorDetails } from '../../../shared/errors/kmoe-error.js';
+import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { LineBudget } from '../../../shared/runtime/line-budget.js';
 import { printable } from '../../../shared/text/printable.js';
 import { reachableWorkers } from './reachable.js';
@@ -57,7 +58,7 @@ interface Said {
   /**
    * Each line's text is the records' and the peers' to change (a URL, a refusal's message): a
    * changed text is said at once three times, then at most once per START_RETRY_MAX_MS, with the
-   * count of changes not said. Before, a record rewritten every second gave a line a second.
+   * count of changes not logged (changesNotLogged). Before, a record rewritten every second gave a line a second.
    */
   readonly uncoveredBudget: LineBudget;
   readonly unreachableBudget: LineBudget;
@@ -66,8 +67,8 @@ interface Said {
 const SAID_AT_ONCE = 3;
 
 /** The fields of a line said after `held` changed lines were not (LineBudget). */
-function notSaid(held: number): { notSaid?: number } {
-  return held > 0 ? { notSaid: held } : {};
+function notLogged(held: number): { changesNotLogged?: number } {
+  return held > 0 ? { changesNotLogged: held } : {};
 }
 
 /**
@@ -127,7 +128,7 @@ export async function startFromRegistry<T>(o: {
       said.uncoveredSeen = message;
       if (budget.say) {
         log.warn(
-          { err: message, ...notSaid(budget.held) },
+          { err: message, ...notLogged(budget.held) },
           'the registered workers that complete the handshake do not cover every expert: serve starts once they do; retrying',
         );
         said.uncovered = message;
@@ -155,7 +156,7 @@ async function reachable(
     const r = await reachableWorkers(members.workers(), numExperts);
     // One URL once, as the membership names it: a worker restarted at its old URL may still have
     // its old record too, and two records may spell one URL two ways.
-    if (r.covered) return [...new Set(r.reachable.map((w) => members.memberUrl(w.url)))];
+    if (r.missing.length === 0) return [...new Set(r.reachable.map((w) => members.memberUrl(w.url)))];
     // Polled every second; said once per set of URLs and errors (a wrong --advertise-url stays
     // wrong for as long as its worker heartbeats).
     // Records are anyone's to write: URLs of up to 2,048 characters each, any number of them.
@@ -168,11 +169,12 @@ async function reachable(
       const more = r.unreachable.length - UNREACHABLE_QUOTED;
       log.warn(
         {
+          missing: formatExpertSet(r.missing),
           unreachable: r.unreachable
             .slice(0, UNREACHABLE_QUOTED)
             .map((u) => `${printable(u.url, 100)}: ${printable(u.err, 200)}`),
           ...(more > 0 ? { more } : {}),
-          ...notSaid(budget.held),
+          ...notLogged(budget.held),
         },
         UNREACHABLE_LINE,
       );

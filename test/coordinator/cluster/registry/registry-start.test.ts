@@ -76,7 +76,9 @@ describe('startFromRegistry while registered records do not accept a connection'
     // Before: a line per poll (every second), each quoting all 20 URLs of 1,500+ characters.
     const said = () => lines.filter((l) => l.msg === UNREACHABLE_LINE);
     expect(said()).toHaveLength(1);
-    const first = said()[0]!.fields as { unreachable: string[]; more?: number };
+    const first = said()[0]!.fields as { unreachable: string[]; more?: number; missing: string };
+    // Which experts the start waits for (every record here is unreachable).
+    expect(first.missing).toBe('0-7');
     expect(first.unreachable).toHaveLength(8);
     expect(first.more).toBe(12);
     expect(first.unreachable[0]).toMatch(
