@@ -75,7 +75,10 @@ export interface SchedulerObserver {
   step(report: StepReport): void;
   /** A failure that did not come from a request (a failed release, a failed step, a bug). */
   error(message: string, error: unknown): void;
-  /** A sequence failed because of what its client sent (its own routing tables): not the server's fault. */
+  /**
+   * A sequence failed because of what its client sent (its own routing tables), or needs experts
+   * the cluster lacks now: not a fault of the server.
+   */
   warn(message: string, error: unknown): void;
 }
 
@@ -444,8 +447,10 @@ export class Scheduler {
     // error event, once streaming) naming them; the engine ran the step for the others.
     const coverage = this.options.experts?.();
     const cluster = coverage && !coverage.covered && coverage.detail ? `; ${coverage.detail}` : '';
-    this.observer.error(
-      `sequence ${seq.id} needs experts that have no live worker; the step ran for the ${others} others`,
+    // A warning: the cluster's state, said by its health (and /ready) already; at error level every
+    // request sent during an outage was an error line.
+    this.observer.warn(
+      `sequence ${seq.id} needs experts that have no live worker; ${others === 0 ? 'no other sequence was in the step' : `the step ran for the ${others} others`}`,
       failure,
     );
     seq.fail(new ExpertsUnavailableError(`${failure.message}${cluster}`, failure.missing));
