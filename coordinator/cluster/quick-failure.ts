@@ -18,9 +18,11 @@ export function quickFailureMs(handshakeTimeoutMs: number): number {
  * refusal look slow. Timed alone, a coordinator busy 250 ms at a time counted a restarting
  * worker's refusals as slow failures and its reconnect lost its rank, waiting behind every queued
  * retry (once 23.7 s behind 40 silent records at a 3 s bound, where its rank allows 11; a full CI
- * run once saw 17.4 s). Lateness is what the coordinator itself caused: a peer cannot add to it
- * without costing this process the CPU, where time spent waiting for the peer (a slow name server,
- * SYNs dropped by a full accept queue, addresses tried one by one) leaves the loop idle and on time.
+ * run once saw 17.4 s). Time spent waiting for a peer (a slow name server, SYNs dropped by a full
+ * accept queue, addresses tried one by one) leaves the loop idle and on time, so it counts. A peer
+ * can still add lateness by making this thread compute: a wss:// peer offering only 8192-bit DHE
+ * stalled it about 290 ms per handshake in a review and kept its rank at the 10 s bound (not at
+ * 2 s); the handshakes run on the engine thread (docs/expert-parallelism.md, "Not done here").
  * (A first fix excused any ECONNREFUSED within half a bound: a review delayed its own refusals by
  * those three means, kept 40 URLs' rank, and held a real reconnect back 7-8 s at a 2 s bound.)
  */

@@ -165,6 +165,9 @@ export interface WorkerUnreachable {
   readonly reasonsNotLogged?: number;
 }
 
+/** Tokens-per-frame figures remembered per worker (WorkerSmallFrames says each once). */
+const SMALL_FRAMES_FIGURES_KEPT = 4;
+
 /** New failure reasons reported (WorkerUnreachable) at once per worker. */
 export const MAX_FAILURES_REPORTED = 3;
 /** Then one per this: a 4th real reason is said within 5 minutes (before: never, until it connected). */
@@ -250,8 +253,14 @@ interface Slot extends WorkerSlot {
   lastReason: string;
   /** Kept through reconnects: a peer that connects between failures does not refill it. */
   readonly reasonBudget: LineBudget;
-  /** The tokens per frame last said of it (WorkerSmallFrames), if any. */
-  smallFramesTold: number | undefined;
+  /**
+   * The tokens-per-frame figures said of it (WorkerSmallFrames), the latest few: a worker that
+   * flips its holdings between two sizes is told of once per figure, not once per notice (a review
+   * had 84,180 warnings in 10 s).
+   */
+  readonly smallFramesTold: Set<number>;
+  /** And a budget for those events, for one that cycles through more figures than are kept. */
+  readonly smallFramesBudget: LineBudget;
 }
 
 /** A slot for `url`, not connected yet. */
@@ -275,7 +284,8 @@ function newSlot(id: number, url: string): Slot {
     reasonsTold: new Set(),
     lastReason: '',
     reasonBudget: new LineBudget(MAX_FAILURES_REPORTED, FAILURE_REPORT_EVERY_MS),
-    smallFramesTold: undefined,
+    smallFramesTold: new Set(),
+    smallFramesBudget: new LineBudget(MAX_FAILURES_REPORTED, FAILURE_REPORT_EVERY_MS),
   };
 }
 
@@ -899,8 +909,9 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     if (held === 0) return;
     const shape = { hidden: this.model.hidden, numExperts: this.model.numExperts, held, wire: this.wire };
     const tokens = tokensPerFrame({ ...shape, maxFrameBytes });
-    if (tokens >= FEW_TOKENS_PER_FRAME || tokens === slot.smallFramesTold) return;
-    slot.smallFramesTold = tokens;
+    if (tokens >= FEW_TOKENS_PER_FRAME || slot.smallFramesTold.has(tokens)) return;
+    if (!slot.smallFramesBudget.take().say) return;
+    addLatest(slot.smallFramesTold, tokens, SMALL_FRAMES_FIGURES_KEPT);
     this.events.smallFrames?.({
       url: slot.url,
       maxFrameBytes,

@@ -103,13 +103,19 @@ export async function sweepOrphanQueues(
         outcome.busy++;
         continue;
       }
-      // Not forced: a job made active meanwhile makes it fail rather than vanish.
+      // Not forced: a job made active meanwhile makes it fail rather than vanish. A job added to
+      // a queue whose worker is stopped, in the milliseconds between the count and the delete, is
+      // lost (its sender fails at its timeout): a review measured that window at 1.4 ms median.
       await queue.obliterate();
       outcome.deleted++;
     } catch (err) {
       // Another worker starting may have deleted it meanwhile: not a failure if nothing is left.
-      if ((await scanKeys(redis, `${jobPrefix(prefix)}:${name}:*`)).length > 0)
+      if ((await scanKeys(redis, `${jobPrefix(prefix)}:${name}:*`)).length > 0) {
+        // obliterate pauses the queue before it deletes: one it failed to delete (a job made active
+        // meanwhile: its worker lives) is resumed, or that worker would take no command again.
+        await queue.resume().catch(() => {});
         outcome.failed.push({ name, error: (err as Error).message });
+      }
     } finally {
       await queue.close().catch(() => {});
     }

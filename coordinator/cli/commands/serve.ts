@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
 import { addLatest, setLatest } from '../../../shared/runtime/latest.js';
+import { LineBudget } from '../../../shared/runtime/line-budget.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
 import { maskUrl } from '../../../shared/runtime/mask-url.js';
 import { checkCanListen } from '../../../shared/runtime/port.js';
@@ -209,14 +210,25 @@ export async function run(o: ServeOptions): Promise<number> {
     });
     // A worker that left is forgotten: a new one at its URL failing the same way is news.
     registry?.onLeave((e) => unreachable.delete(e.url));
+    // A worker's holdings notices are its own to send: said 3 at once, then one a minute per worker
+    // (a review's worker sent 8,400 a second, each a log line).
+    const holdingsBudgets = new Map<string, LineBudget>();
     client.onWorkerUp((e) => {
       unreachable.delete(e.url);
-      log.info(
-        { worker: e.url, experts: formatExpertSet(e.experts) },
-        e.why === 'holdings'
-          ? 'a worker changed its experts: routing by its new set'
-          : 'connected to a worker',
-      );
+      if (e.why === 'holdings') {
+        const budget = holdingsBudgets.get(e.url) ?? new LineBudget(3, 60_000);
+        setLatest(holdingsBudgets, e.url, budget, DEPARTURES_KEPT);
+        const said = budget.take();
+        if (said.say)
+          log.info(
+            {
+              worker: e.url,
+              experts: formatExpertSet(e.experts),
+              ...(said.held > 0 ? { changesNotLogged: said.held } : {}),
+            },
+            'a worker changed its experts: routing by its new set',
+          );
+      } else log.info({ worker: e.url, experts: formatExpertSet(e.experts) }, 'connected to a worker');
     });
     // Said here too (the worker says it when it starts): its operator may not be this one.
     client.onWorkerSmallFrames((e) =>

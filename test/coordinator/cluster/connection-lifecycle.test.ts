@@ -30,7 +30,7 @@ const FINGERPRINT = 'f'.repeat(64);
 function frame(bytes: Uint8Array): Buffer {
   return Buffer.concat([wsFrameHeader(bytes.byteLength), bytes]);
 }
-function welcome(experts: number[], fingerprint = FINGERPRINT): Buffer {
+function welcome(experts: number[], fingerprint = FINGERPRINT, maxFrameBytes = 1 << 20): Buffer {
   return frame(
     encodeWelcome({
       version: PROTOCOL_VERSION,
@@ -41,7 +41,7 @@ function welcome(experts: number[], fingerprint = FINGERPRINT): Buffer {
       numExperts: MODEL.numExperts,
       hidden: H,
       wire: ['fp32'],
-      maxFrameBytes: 1 << 20,
+      maxFrameBytes,
     }),
   );
 }
@@ -383,6 +383,25 @@ describe('workers left out at start-up, and background attempts that fail', () =
     expect((err as Error).message).toContain(
       `the handshake of a worker failed: worker ${b.url} claims expert 99`,
     );
+  });
+
+  it('a worker flipping its holdings between two sizes is told of small frames once per figure, not per notice', async () => {
+    // 800 bytes: 9 fp32 tokens with 4 experts each, 7 with 8 (hidden 8).
+    const FLIPS = 2000;
+    const a = await fake((s) => {
+      const notices = Array.from({ length: FLIPS }, (_, i) =>
+        frame(encodeHoldings({ experts: i % 2 === 0 ? [0, 1, 2, 3, 4, 5, 6, 7] : [0, 1, 2, 3] })),
+      );
+      s.write(Buffer.concat([welcome([0, 1, 2, 3], FINGERPRINT, 800), ...notices]));
+    });
+    const told: number[] = [];
+    let ups = 0;
+    await backend([a.url], { smallFrames: (e) => told.push(e.tokens), up: () => ups++ });
+    // The notices read with the welcome count as its set; the rest come as holdings changes.
+    await vi.waitFor(() => expect(ups).toBeGreaterThan(100), { timeout: 20_000 });
+    await new Promise((r) => setTimeout(r, 500));
+    // Before: one per notice whose figure differed from the last (one per flip).
+    expect([...told].sort((x, y) => x - y)).toEqual([7, 9]);
   });
 
   it('a background reconnect whose every failure has a new text reports a bounded number of them', async () => {
