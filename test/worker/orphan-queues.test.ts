@@ -38,10 +38,20 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function started(experts: string, extra: readonly string[] = []): Promise<WorkerProcess> {
-  const w = await startWorker(experts, ['--redis', server.url, ...extra]);
+const queueKeys = (id: string) => reader.keys(`${jobPrefix()}:${expertQueueName(id)}:*`);
+
+/** A registered worker, once its command queue's keys exist (BullMQ writes them just after ready). */
+async function started(experts: string): Promise<{ readonly w: WorkerProcess; readonly id: string }> {
+  const w = await startWorker(experts, ['--redis', server.url]);
   workers.push(w);
-  return w;
+  const id = await idOf(w.url);
+  await until(
+    'its queue keys',
+    async () => (await queueKeys(id)).length > 0,
+    () => w.stderr(),
+    20_000,
+  );
+  return { w, id };
 }
 
 /** The registered id of the worker at `url`. */
@@ -50,8 +60,6 @@ async function idOf(url: string): Promise<string> {
   if (!record) throw new Error(`no record for ${url}`);
   return record.id;
 }
-
-const queueKeys = (id: string) => reader.keys(`${jobPrefix()}:${expertQueueName(id)}:*`);
 
 async function lapsed(id: string, log: () => string): Promise<void> {
   await until(
@@ -81,10 +89,8 @@ const sweep = (graceMs: number, signal = new AbortController().signal) =>
 
 describe("gone workers' command queues", () => {
   it('the queue of a worker killed without deregistering is swept, and no live one', async () => {
-    const killed = await started('0-3');
-    const killedId = await idOf(killed.url);
-    const live = await started('4-7');
-    const liveId = await idOf(live.url);
+    const { w: killed, id: killedId } = await started('0-3');
+    const { id: liveId } = await started('4-7');
     killed.child.kill('SIGKILL');
     await lapsed(killedId, () => killed.stderr());
     expect(await queueKeys(killedId)).not.toEqual([]);
@@ -98,7 +104,7 @@ describe("gone workers' command queues", () => {
 
     // A worker starting finds it and sweeps it after the grace (30 s; its own sweep is not waited
     // for here, the same sweep is run with a short grace below).
-    const next = await started('0-3');
+    const { w: next, id: nextId } = await started('0-3');
     await until(
       "the next worker's sweep to begin",
       () => /1 command queue\(s\) of workers with no registry record: in 30 s, deleting/.test(next.stderr()),
@@ -109,13 +115,12 @@ describe("gone workers' command queues", () => {
     expect(await queueKeys(killedId)).toEqual([]);
     expect(await queueKeys(liveId)).not.toEqual([]);
     expect(await queueKeys('other-release')).not.toEqual([]);
-    expect(await queueKeys(await idOf(next.url))).not.toEqual([]);
+    expect(await queueKeys(nextId)).not.toEqual([]);
     expect(await orphanQueues(reader)).toEqual([]);
   }, 120_000);
 
   it('a worker paused past its record keeps the command sent to it, and applies it when it resumes', async () => {
-    const paused = await started('0-3');
-    const id = await idOf(paused.url);
+    const { w: paused, id } = await started('0-3');
     paused.child.kill('SIGSTOP');
     const applied = load(id, [4]);
     await lapsed(id, () => paused.stderr());
@@ -126,16 +131,8 @@ describe("gone workers' command queues", () => {
   }, 120_000);
 
   it('a worker paused past its record and resumed within the grace keeps its queue', async () => {
-    const w = await started('0-3');
-    const id = await idOf(w.url);
-    // Its queue holds no job: only its record coming back keeps it. (BullMQ writes its keys
-    // shortly after the worker is ready.)
-    await until(
-      'its queue keys',
-      async () => (await queueKeys(id)).length > 0,
-      () => w.stderr(),
-      20_000,
-    );
+    const { w, id } = await started('0-3');
+    // Its queue holds no job: only its record coming back keeps it.
     w.child.kill('SIGSTOP');
     await lapsed(id, () => w.stderr());
     const sweeping = sweep(8_000);
@@ -146,14 +143,7 @@ describe("gone workers' command queues", () => {
   }, 120_000);
 
   it('a live worker whose queue was deleted still takes the next command', async () => {
-    const w = await started('4-7');
-    const id = await idOf(w.url);
-    await until(
-      'its queue keys',
-      async () => (await queueKeys(id)).length > 0,
-      () => w.stderr(),
-      20_000,
-    );
+    const { id } = await started('4-7');
     const queue = new Queue(expertQueueName(id), opts());
     await queue.obliterate();
     await queue.close();
