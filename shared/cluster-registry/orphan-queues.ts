@@ -14,6 +14,7 @@
 
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { waitUnlessAborted } from '../runtime/abortable-wait.js';
 import { expertQueueName, jobPrefix } from './expert-jobs.js';
 import { DEFAULT_PREFIX, registryKeys, WORKER_TTL_MS, workerIdOf } from './keys.js';
 import { scanKeys } from './scan-keys.js';
@@ -84,7 +85,7 @@ export async function sweepOrphanQueues(
   };
   if (first.length === 0) return outcome;
   o.onFound?.(first);
-  if (!(await sleep(o.graceMs, o.signal))) return outcome;
+  if (!(await waitUnlessAborted(o.graceMs, o.signal, { unref: true }))) return outcome;
   const still = new Set(await orphanQueues(redis, prefix));
   // One at a time: a Redis holding thousands of them is not flooded.
   for (const name of first) {
@@ -121,21 +122,4 @@ export async function sweepOrphanQueues(
     }
   }
   return outcome;
-}
-
-/** Waits `ms` unless `signal` aborts first; whether it waited the whole time. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    timer.unref();
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -25,6 +25,7 @@ import {
 import type { WorkerRecord } from '../../../shared/cluster-registry/record.js';
 import { readWorkers } from '../../../shared/cluster-registry/registry-reader.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { waitUnlessAborted } from '../../../shared/runtime/abortable-wait.js';
 import { printable } from '../../../shared/text/printable.js';
 import { RebalanceError } from '../errors.js';
 import { addAndWait } from './job-wait.js';
@@ -291,13 +292,7 @@ export async function rebalanceWatch(
       if (!(err instanceof RebalanceError)) throw err;
       onReport(err);
     }
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, intervalMs);
-      signal.addEventListener('abort', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    await waitUnlessAborted(intervalMs, signal);
   }
 }
 
