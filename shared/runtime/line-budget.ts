@@ -41,3 +41,33 @@ export class LineBudget {
     return { say: true, held: fresh ? held : Math.max(0, held - 1) };
   }
 }
+
+/**
+ * A line said when its text changes, within a LineBudget: it keeps the text last said (not said
+ * again) and the last one offered (a held-back text offered again is not counted twice).
+ */
+export class ChangingLine {
+  private said = '';
+  private seen = '';
+
+  constructor(private readonly budget: LineBudget) {}
+
+  /**
+   * Whether to say `text` now: undefined if not (said last, or over the budget), else how many
+   * changed texts were held back before it.
+   */
+  offer(text: string): number | undefined {
+    if (text === this.said) return undefined;
+    const r = this.budget.take(text !== this.seen);
+    this.seen = text;
+    if (!r.say) return undefined;
+    this.said = text;
+    return r.held;
+  }
+
+  /** Forgets what was said: the same text is said again (within the budget). */
+  forget(): void {
+    this.said = '';
+    this.seen = '';
+  }
+}

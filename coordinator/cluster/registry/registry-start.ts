@@ -9,7 +9,7 @@
 import { POLL_MS } from '../../../shared/cluster-registry/keys.js';
 import type { ErrorDetails } from '../../../shared/errors/kmoe-error.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
-import { LineBudget } from '../../../shared/runtime/line-budget.js';
+import { ChangingLine, LineBudget } from '../../../shared/runtime/line-budget.js';
 import { printable } from '../../../shared/text/printable.js';
 import { reachableWorkers } from './reachable.js';
 import type { RedisMembership } from './redis-membership.js';
@@ -47,21 +47,15 @@ const UNREACHABLE_QUOTED = 8;
 export const UNREACHABLE_LINE =
   'registered workers do not accept a connection, and those that do hold too few experts; waiting';
 
-/** What the wait has logged, so that it says each thing once (until the records change). */
+/**
+ * What the wait has logged, so that it says each thing once (until the records change). Each
+ * line's text is the records' and the peers' to change (a URL, a refusal's message): a changed
+ * text is said at once three times, then at most once per START_RETRY_MAX_MS, with the count of
+ * changes not logged (changesNotLogged). Before, a record rewritten every second gave a line a second.
+ */
 interface Said {
-  /** The last text said of each line. */
-  uncovered: string;
-  unreachable: string;
-  /** The last text of each line, said or held back. */
-  uncoveredSeen: string;
-  unreachableSeen: string;
-  /**
-   * Each line's text is the records' and the peers' to change (a URL, a refusal's message): a
-   * changed text is said at once three times, then at most once per START_RETRY_MAX_MS, with the
-   * count of changes not logged (changesNotLogged). Before, a record rewritten every second gave a line a second.
-   */
-  readonly uncoveredBudget: LineBudget;
-  readonly unreachableBudget: LineBudget;
+  readonly uncovered: ChangingLine;
+  readonly unreachable: ChangingLine;
 }
 
 const SAID_AT_ONCE = 3;
@@ -89,12 +83,8 @@ export async function startFromRegistry<T>(o: {
   const stopped = o.stop.then((signal) => ({ signal }));
   let retryMs = START_RETRY_MIN_MS;
   const said: Said = {
-    uncovered: '',
-    unreachable: '',
-    uncoveredSeen: '',
-    unreachableSeen: '',
-    uncoveredBudget: new LineBudget(SAID_AT_ONCE, START_RETRY_MAX_MS),
-    unreachableBudget: new LineBudget(SAID_AT_ONCE, START_RETRY_MAX_MS),
+    uncovered: new ChangingLine(new LineBudget(SAID_AT_ONCE, START_RETRY_MAX_MS)),
+    unreachable: new ChangingLine(new LineBudget(SAID_AT_ONCE, START_RETRY_MAX_MS)),
   };
   for (;;) {
     const waiting = reachable(o.members, o.numExperts, log, said);
@@ -123,20 +113,15 @@ export async function startFromRegistry<T>(o: {
     const message = (err as Error).message;
     // Said once per reason while the records stay the same: a wait of hours would otherwise log a
     // line every 30 s; after a change the same reason is said again (the operator's fix failed).
-    if (message !== said.uncovered) {
-      const budget = said.uncoveredBudget.take(message !== said.uncoveredSeen);
-      said.uncoveredSeen = message;
-      if (budget.say) {
-        log.warn(
-          { err: message, ...notLogged(budget.held) },
-          'the registered workers that complete the handshake do not cover every expert: serve starts once they do; retrying',
-        );
-        said.uncovered = message;
-      }
-    }
+    const held = said.uncovered.offer(message);
+    if (held !== undefined)
+      log.warn(
+        { err: message, ...notLogged(held) },
+        'the registered workers that complete the handshake do not cover every expert: serve starts once they do; retrying',
+      );
     const waited = await Promise.race([membersChange(members, seen, retryMs), stopped]);
     if (typeof waited === 'object') return waited;
-    if (waited) said.uncovered = said.uncoveredSeen = '';
+    if (waited) said.uncovered.forget();
     retryMs = waited ? START_RETRY_MIN_MS : Math.min(START_RETRY_MAX_MS, retryMs * 2);
   }
 }
@@ -161,11 +146,8 @@ async function reachable(
     // wrong for as long as its worker heartbeats).
     // Records are anyone's to write: URLs of up to 2,048 characters each, any number of them.
     const text = JSON.stringify(r.unreachable);
-    const budget =
-      text === said.unreachable ? undefined : said.unreachableBudget.take(text !== said.unreachableSeen);
-    said.unreachableSeen = text;
-    if (budget?.say === true) {
-      said.unreachable = text;
+    const held = said.unreachable.offer(text);
+    if (held !== undefined) {
       const more = r.unreachable.length - UNREACHABLE_QUOTED;
       log.warn(
         {
@@ -174,7 +156,7 @@ async function reachable(
             .slice(0, UNREACHABLE_QUOTED)
             .map((u) => `${printable(u.url, 100)}: ${printable(u.err, 200)}`),
           ...(more > 0 ? { more } : {}),
-          ...notLogged(budget.held),
+          ...notLogged(held),
         },
         UNREACHABLE_LINE,
       );

@@ -2,7 +2,7 @@
 // held back counted on the next one said.
 
 import { describe, expect, it } from 'vitest';
-import { LineBudget } from '../../../shared/runtime/line-budget.js';
+import { ChangingLine, LineBudget } from '../../../shared/runtime/line-budget.js';
 
 describe('LineBudget', () => {
   it('says a burst, then one line per interval, counting those held back', () => {
@@ -61,5 +61,23 @@ describe('LineBudget', () => {
     t = 1000;
     // Said now: the text asked for again is one of the two held back, so one other was not said.
     expect(b.take(false)).toEqual({ say: true, held: 1 });
+  });
+});
+
+describe('ChangingLine', () => {
+  it('says a text once, a changed one within the budget, and the same one again after forget', () => {
+    let t = 0;
+    const line = new ChangingLine(new LineBudget(1, 1000, () => t));
+    expect(line.offer('a')).toBe(0);
+    expect(line.offer('a')).toBeUndefined();
+    // Changed, over the budget: held back, and counted once however often it is offered.
+    expect(line.offer('b')).toBeUndefined();
+    expect(line.offer('b')).toBeUndefined();
+    t = 1000;
+    // Said now; 'b' itself is the one held back, so none other was lost.
+    expect(line.offer('b')).toBe(0);
+    t = 2000;
+    line.forget();
+    expect(line.offer('b')).toBe(0);
   });
 });
