@@ -21,7 +21,12 @@ import {
   dispatchResultBytes,
   dispatchSizeBound,
 } from '../../shared/protocol/codec.js';
-import { chunkFrameMib, FEW_TOKENS_PER_FRAME, tokensPerFrame } from '../../shared/protocol/frame-capacity.js';
+import {
+  chunkFrameMib,
+  FEW_TOKENS_PER_FRAME,
+  type FrameShape,
+  tokensPerFrame,
+} from '../../shared/protocol/frame-capacity.js';
 import {
   type DispatchResult,
   type ExpertIndexDType,
@@ -801,7 +806,7 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
           'oversize',
           `worker ${conn.label} accepts frames up to ${limit} bytes, a request of one token (${counted(pairs, 'expert')}) needs ${needs} (layer ${layer} dispatch)`,
           {
-            hint: `restart the worker with --max-frame-mb ${chunkFrameMib({ hidden: this.model.hidden, numExperts: this.model.numExperts, held: conn.experts.length, wire: this.wire })} or more (that fits ${FEW_TOKENS_PER_FRAME} tokens on the ${this.wire} wire)`,
+            hint: `restart the worker with --max-frame-mb ${chunkFrameMib(this.frameShape(conn.experts.length))} or more (that fits ${FEW_TOKENS_PER_FRAME} tokens on the ${this.wire} wire)`,
           },
         );
         requests.push({ share: s, id: s.worker, refusal });
@@ -903,11 +908,16 @@ export class RemoteExpertBackend implements ExpertBackend<RemoteTransfer> {
     if (slot.conn) this.checkFrames(slot, slot.conn.maxFrameBytes);
   }
 
+  /** A worker holding `held` experts, as its frame limit sees it on this coordinator's wire. */
+  private frameShape(held: number): FrameShape {
+    return { hidden: this.model.hidden, numExperts: this.model.numExperts, held, wire: this.wire };
+  }
+
   /** Says (WorkerSmallFrames) if the worker's frames fit few tokens for what it holds now. */
   private checkFrames(slot: Slot, maxFrameBytes: number): void {
     const held = slot.experts.length;
     if (held === 0) return;
-    const shape = { hidden: this.model.hidden, numExperts: this.model.numExperts, held, wire: this.wire };
+    const shape = this.frameShape(held);
     const tokens = tokensPerFrame({ ...shape, maxFrameBytes });
     if (tokens >= FEW_TOKENS_PER_FRAME || slot.smallFramesTold.has(tokens)) return;
     if (!slot.smallFramesBudget.take().say) return;

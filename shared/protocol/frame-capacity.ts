@@ -59,7 +59,7 @@ export function fewTokensWarning(o: {
       ? '; on a wire where not one token fits, a coordinator sends the pairs to other workers holding the experts, and fails the requests that need an expert only this worker holds'
       : '';
   return (
-    `--max-frame-mb ${Number((o.maxFrameBytes / 2 ** 20).toFixed(6))} fits ${tokenCount(usual)} of hidden size ${o.hidden} on the ${DEFAULT_WIRE_DTYPE} wire (the default) and ${tokenCount(fp32)} on fp32, ` +
+    `--max-frame-mb ${frameMib(o.maxFrameBytes)} fits ${tokenCount(usual)} of hidden size ${o.hidden} on the ${DEFAULT_WIRE_DTYPE} wire (the default) and ${tokenCount(fp32)} on fp32, ` +
     `each token sent to all ${o.held} experts this worker holds: coordinators cut larger shares into requests of about that many, one round trip each${none}; ` +
     `--max-frame-mb ${mib} fits ${FEW_TOKENS_PER_FRAME} on any wire`
   );
@@ -68,4 +68,9 @@ export function fewTokensWarning(o: {
 /** "not one token", "1 token", "n tokens". */
 export function tokenCount(n: number): string {
   return n === 0 ? 'not one token' : n === 1 ? '1 token' : `${n} tokens`;
+}
+
+/** A frame limit in MiB as --max-frame-mb is written (to 6 decimals, no trailing zeros). */
+export function frameMib(bytes: number): number {
+  return Number((bytes / 2 ** 20).toFixed(6));
 }

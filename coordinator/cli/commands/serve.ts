@@ -7,6 +7,7 @@ import { basename, resolve } from 'node:path';
 import type { Registry } from 'prom-client';
 import { Checkpoint } from '../../../shared/model/checkpoint.js';
 import { formatExpertSet } from '../../../shared/protocol/expert-set.js';
+import { frameMib } from '../../../shared/protocol/frame-capacity.js';
 import { addLatest, setLatest } from '../../../shared/runtime/latest.js';
 import { LineBudget } from '../../../shared/runtime/line-budget.js';
 import { relayLogLine } from '../../../shared/runtime/logger.js';
@@ -236,7 +237,7 @@ export async function run(o: ServeOptions): Promise<number> {
         {
           worker: e.url,
           tokens: e.tokens,
-          maxFrameMb: Number((e.maxFrameBytes / 2 ** 20).toFixed(6)),
+          maxFrameMb: frameMib(e.maxFrameBytes),
           experts: e.held,
           wire: e.wire,
         },
